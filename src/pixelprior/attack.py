@@ -136,13 +136,17 @@ class OnePixelAttack:
     init_color: ``"normal"`` (Su et al.) or ``"uniform"``.
     seed: the attack's seed; each image's random stream derives from it and the image.
     max_batch: most images per model forward; default from ``memory_mb``.
+    batch_invariant: evaluate each image's population (and its sensitivity map) in its own
+        forward calls. CPU/GPU kernels are chosen by batch size, so float results depend
+        on batch composition in the last bits; this mode makes every image's result
+        bit-identical whatever else is attacked with it (at some cost in throughput).
     """
 
     def __init__(self, model: nn.Module, prior: Prior | None = None, popsize: int = 400,
                  maxiter: int = 100, mutation: float = 0.5, pixels: int = 1,
                  targeted: bool = False, init_color: str = "normal", seed: int = 0,
                  max_batch: int | None = None, memory_mb: float = 1024.0,
-                 early_stop: bool = True) -> None:
+                 early_stop: bool = True, batch_invariant: bool = False) -> None:
         if pixels < 1:
             raise ValueError("pixels must be >= 1")
         if init_color not in INIT_COLORS:
@@ -156,6 +160,7 @@ class OnePixelAttack:
         self.seed = seed
         self.max_batch = max_batch
         self.memory_mb = memory_mb
+        self.batch_invariant = batch_invariant
         self.queries = 0
 
     # ----------------------------------------------------------------- model access
@@ -165,8 +170,15 @@ class OnePixelAttack:
         per_image = 4 * image_shape.numel() * 32  # input plus ~32x its size in activations
         return max(1, int(self.memory_mb * 2**20 // per_image))
 
+    def probabilities(self, images: torch.Tensor, groups: int = 1) -> torch.Tensor:
+        """Softmax of the model on ``images``; in batch-invariant mode the rows are split
+        into ``groups`` equal groups (one per attacked image) evaluated separately."""
+        if not self.batch_invariant or groups == 1:
+            return self._probabilities(images)
+        return torch.cat([self._probabilities(part) for part in images.chunk(groups)])
+
     @torch.inference_mode()
-    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+    def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax of the model on ``images`` in chunks; checks the output is usable."""
         limit = self._batch_limit(images.shape[1:])
         parts = [self.model(images[i:i + limit]) for i in range(0, images.shape[0], limit)]
@@ -184,7 +196,7 @@ class OnePixelAttack:
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape
             genes = candidates.view(count, popsize, self.pixels, 2 + channels)
-            probs = self.probabilities(apply_pixels(images[ids], genes))
+            probs = self.probabilities(apply_pixels(images[ids], genes), groups=count)
             probs = probs.view(count, popsize, -1)
             predicted = probs.argmax(2)
             if targets is None:
@@ -224,7 +236,7 @@ class OnePixelAttack:
             raise ValueError("a targeted attack needs `targets`")
         if not self.targeted and targets is not None:
             raise ValueError("targets given to an untargeted attack; use targeted=True")
-        probs = self.probabilities(images)
+        probs = self.probabilities(images, groups=images.shape[0])
         classes = probs.shape[1]
         for name, values in (("labels", labels), ("targets", targets)):
             if values is not None and (values.min() < 0 or values.max() >= classes):
@@ -247,7 +259,7 @@ class OnePixelAttack:
         clean = self._check(images, labels, targets)
         original = clean.argmax(1)
         goal_reached = (original == targets) if targets is not None else (original != labels)
-        distribution = self.prior.distribution(self.model, images, labels)
+        distribution = self._distribution(images, labels)
         keys = keys if keys is not None else [image_key(images[i], int(labels[i]))
                                               for i in range(images.shape[0])]
         generators = [problem_generator(self.seed, key) for key in keys]
@@ -273,12 +285,19 @@ class OnePixelAttack:
         if todo:
             genes = best[idx].view(len(todo), 1, self.pixels, 2 + images.shape[1])
             adversarial[idx] = apply_pixels(images[idx], genes)
-        final = self.probabilities(adversarial)
+        final = self.probabilities(adversarial, groups=images.shape[0])
         seconds = time.perf_counter() - began
         results = self._results(images, adversarial, labels, targets, original, final,
                                 best, generations, queries, distribution, set(todo),
                                 prep_seconds, seconds)
         return AttackOutput(results, adversarial, distribution, seconds)
+
+    def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
+        if not self.batch_invariant or not self.prior.needs_sensitivity:
+            return self.prior.distribution(self.model, images, labels)
+        return PositionDistribution.cat([
+            self.prior.distribution(self.model, images[i:i + 1], labels[i:i + 1])
+            for i in range(images.shape[0])])
 
     def _bounds(self, images: torch.Tensor, device: torch.device):
         channels, height, width = images.shape[1:]

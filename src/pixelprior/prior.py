@@ -37,6 +37,17 @@ class PositionDistribution:
     sensitivity: torch.Tensor | None = None  # float [B, H, W] in [0, 1], when computed
     susceptible: torch.Tensor | None = None  # bool [B, H, W], when the prior is set-based
 
+    @staticmethod
+    def cat(parts: list[PositionDistribution]) -> PositionDistribution:
+        """Concatenate per-image distributions (all of the same image size)."""
+        first = parts[0]
+        optional = lambda name: (None if getattr(first, name) is None  # noqa: E731
+                                 else torch.cat([getattr(p, name) for p in parts]))
+        return PositionDistribution(
+            torch.cat([p.probabilities for p in parts]), first.height, first.width,
+            torch.cat([p.fell_back for p in parts]), torch.cat([p.support_size for p in parts]),
+            optional("sensitivity"), optional("susceptible"))
+
     def sample(self, row: int, count: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``count`` positions for image ``row``: ``int64 [count, 2]`` as (x, y)."""
         flat = torch.multinomial(self.probabilities[row].cpu().double(), count,

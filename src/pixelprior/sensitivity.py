@@ -20,6 +20,7 @@ pass; tests check agreement with Captum's ``NoiseTunnel(Saliency)``,
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -86,6 +87,13 @@ def check_images(images: torch.Tensor, labels: torch.Tensor) -> None:
                         f"{getattr(labels, 'dtype', type(labels))}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape [{images.shape[0]}], got {tuple(labels.shape)}")
+
+
+def _image_seed(seed: int, image: torch.Tensor) -> int:
+    """A 63-bit seed from ``seed`` and the bytes of one image."""
+    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(),
+                             digest_size=8, key=str(int(seed)).encode())
+    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 class SensitivityMethod(ABC):
@@ -173,9 +181,15 @@ class SmoothGrad(SensitivityMethod):
                 "noise_level": self.noise_level, "seed": self.seed}
 
     def sample_noise(self, images: torch.Tensor) -> torch.Tensor:
-        """Noise ``[n, B, C, H, W]`` drawn on the CPU (same values on every device)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn((self.n_samples, *images.shape), generator=generator)
+        """Noise ``[n, B, C, H, W]`` drawn on the CPU (same values on every device).
+
+        Each image has its own stream, seeded by ``seed`` and a hash of the image, so an
+        image's map does not depend on the other images of the batch.
+        """
+        noise = torch.empty((self.n_samples, *images.shape))
+        for i in range(images.shape[0]):
+            generator = torch.Generator().manual_seed(_image_seed(self.seed, images[i]))
+            noise[:, i] = torch.randn((self.n_samples, *images.shape[1:]), generator=generator)
         return (noise * self.noise_level).to(images.device, images.dtype)
 
     def attribute(self, images: torch.Tensor, labels: torch.Tensor,

@@ -1,0 +1,285 @@
+"""Command-line interface: ``pixelprior train|eval|attack|explain|reproduce|report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Interpretability-guided one-pixel attacks (Kumar et al. 2019).")
+train_app = typer.Typer(no_args_is_help=True, help="Train models.")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
+reproduce_app = typer.Typer(no_args_is_help=True, help="Reproduce the paper's experiments.")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.add_typer(reproduce_app, name="reproduce")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@train_app.command("cifar10")
+def train_cifar10_cmd(
+    epochs: int = typer.Option(30, help="Training epochs."),
+    batch_size: int = typer.Option(256, help="Batch size."),
+    lr: float = typer.Option(0.2, help="Peak learning rate (one-cycle)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    out: Path = typer.Option(Path("checkpoints/cifar10"), help="Checkpoint/weights folder."),
+    data: Path | None = typer.Option(None, help="cifar10-jpeg.tar.xz (default: "
+                                     "$PIXELPRIOR_DATA or the cache)."),
+    limit: int | None = typer.Option(None, help="Train on this many images (smoke tests)."),
+    threads: int = typer.Option(0, help="Torch CPU threads (0: default)."),
+) -> None:
+    """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt)."""
+    import sys
+
+    from .train import TrainConfig, train_cifar10
+
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         out_dir=str(out), data=str(data) if data else None, limit=limit,
+                         threads=threads)
+    card = train_cifar10(config, log=console.print,
+                         command="pixelprior " + " ".join(sys.argv[1:]))
+    console.print(f"weights: {out / 'squeezenet1_1-cifar10.pt'}  test accuracy: "
+                  f"{card['test_accuracy']:.4f}")
+
+
+@eval_app.command("cifar10")
+def eval_cifar10_cmd(
+    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    weights: Path | None = typer.Option(None, help="Weights file (default: bundled)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    source: str = typer.Option("auto", help="auto | sample | full"),
+) -> None:
+    """Top-1 accuracy on the exact CIFAR-10 test images (all rows present)."""
+    from .data import DataError, load_cifar10
+    from .models import WeightsError, load_model
+    from .train import evaluate
+
+    try:
+        net = load_model(model, weights)
+        dataset = load_cifar10(source, data)
+    except (DataError, WeightsError, KeyError) as exc:
+        _fail(str(exc))
+    accuracy = evaluate(net, dataset)
+    console.print(f"{model}: top-1 {accuracy:.4f} on {len(dataset)} exact CIFAR-10 test "
+                  f"images ({dataset.source})")
+
+
+def _read_image(path: Path, size: int):
+    """A user image file as float [1, 3, size, size] in [0, 1] (bilinear resize)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path).convert("RGB")
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
+        _fail(f"cannot read image {path}: {exc}")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+    return torch.from_numpy(array)[None].float() / 255.0
+
+
+def _write_image(tensor, path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    array = (tensor.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(np.ascontiguousarray(array)).save(tmp)
+    tmp.replace(path)
+
+
+def _label_of(value: str | None, names: tuple[str, ...]) -> int | None:
+    if value is None:
+        return None
+    if value.isdigit():
+        index = int(value)
+    elif value in names:
+        index = names.index(value)
+    else:
+        _fail(f"unknown class {value!r}; use an index 0..{len(names) - 1} or a name")
+    if not 0 <= index < len(names):
+        _fail(f"class {index} out of range 0..{len(names) - 1}")
+    return index
+
+
+@app.command()
+def attack(
+    image_file: Path = typer.Argument(..., help="PNG/JPEG image to attack."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    label: str | None = typer.Option(None, help="True class (default: the model's "
+                                     "prediction)."),
+    target: str | None = typer.Option(None, help="Target class (targeted attack)."),
+    constrained: bool = typer.Option(False, help="Start in the susceptible set S."),
+    tau: float = typer.Option(0.5, help="Threshold of S."),
+    popsize: int = typer.Option(400),
+    maxiter: int = typer.Option(100),
+    pixels: int = typer.Option(1, help="Pixels changed."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("attack-out"), help="Output folder."),
+) -> None:
+    """Attack one image; write the adversarial PNG and a JSON result."""
+    import torch
+
+    from .attack import OnePixelAttack
+    from .models import WeightsError, load_model, model_spec
+    from .prior import SusceptibleSetPrior, UniformPrior
+
+    try:
+        net = load_model(model, weights)
+    except (WeightsError, KeyError) as exc:
+        _fail(str(exc))
+    spec = model_spec(model)
+    image = _read_image(image_file, spec.input_size)
+    names = net.class_names
+    with torch.inference_mode():
+        predicted = int(net(image).argmax())
+    true = _label_of(label, names) if label is not None else predicted
+    goal = _label_of(target, names)
+    try:
+        prior = SusceptibleSetPrior(tau) if constrained else UniformPrior()
+        runner = OnePixelAttack(net, prior=prior, popsize=popsize, maxiter=maxiter,
+                                pixels=pixels, targeted=goal is not None, seed=seed)
+        output = runner(image, torch.tensor([true]),
+                        torch.tensor([goal]) if goal is not None else None)
+    except ValueError as exc:
+        _fail(str(exc))
+    result = output.results[0]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
+    row = result.to_row() | {"image": str(image_file), "model": model,
+                             "true_name": names[true],
+                             "adversarial_name": names[result.adversarial_label]}
+    tmp = out / f"{image_file.stem}-result.json.tmp"
+    tmp.write_text(json.dumps(row, indent=2) + "\n")
+    tmp.replace(out / f"{image_file.stem}-result.json")
+    verdict = "[green]success[/green]" if result.success else "[yellow]failed[/yellow]"
+    where = ", ".join(f"({p.x}, {p.y})" for p in result.pixels)
+    console.print(f"{verdict}: {names[true]} → {names[result.adversarial_label]} by {where} "
+                  f"after {result.generations} generations, {result.queries} queries "
+                  f"({result.seconds:.2f} s); written to {out}")
+
+
+@app.command()
+def explain(
+    image_file: Path = typer.Argument(..., help="PNG/JPEG image."),
+    model: str = typer.Option("squeezenet1_1-cifar10"),
+    weights: Path | None = typer.Option(None),
+    label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
+    method: str = typer.Option("smoothgrad", help="smoothgrad | gradient | "
+                               "integrated_gradients | gradcam"),
+    tau: float = typer.Option(0.5, help="Threshold of S."),
+    out: Path = typer.Option(Path("explain-out")),
+) -> None:
+    """Write the sensitivity map (PNG + .npy) and the susceptible set S of an image."""
+    import numpy as np
+    import torch
+
+    from .models import WeightsError, load_model, model_spec
+    from .prior import check_tau
+    from .sensitivity import make_sensitivity
+
+    try:
+        net = load_model(model, weights)
+        check_tau(tau)
+        sensitivity = make_sensitivity(method, net)
+    except (WeightsError, KeyError, ValueError) as exc:
+        _fail(str(exc))
+    image = _read_image(image_file, model_spec(model).input_size)
+    with torch.inference_mode():
+        predicted = int(net(image).argmax())
+    true = _label_of(label, net.class_names) if label is not None else predicted
+    smap = sensitivity(image, torch.tensor([true]))[0]
+    susceptible = smap > tau
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / f"{image_file.stem}-{method}.npy", smap.numpy())
+    _write_image(smap[None].expand(3, -1, -1), out / f"{image_file.stem}-{method}.png")
+    _write_image(susceptible[None].float().expand(3, -1, -1),
+                 out / f"{image_file.stem}-susceptible.png")
+    console.print(f"{method} map for class {net.class_names[true]}: |S| = "
+                  f"{int(susceptible.sum())} of {susceptible.numel()} pixels (τ = {tau}); "
+                  f"written to {out}")
+
+
+def _print_report(directory: Path) -> None:
+    from .report import load_rows, per_seed_table, write_report
+
+    stats = write_report(directory)
+    frame, _ = load_rows(directory)
+    table = Table(title=f"{directory} — per seed and mode")
+    for column in ("seed", "mode", "images", "success", "total s", "mean s", "gen (all)",
+                   "gen (succ.)", "queries"):
+        table.add_column(column, justify="right")
+    for _, r in per_seed_table(frame).iterrows():
+        table.add_row(str(r["seed"]), r["mode"], str(int(r["images"])),
+                      f"{r['success_rate']:.0%}", f"{r['total_s']:.1f}", f"{r['mean_s']:.3f}",
+                      f"{r['mean_generations_all']:.2f}", f"{r['mean_generations_success']:.2f}",
+                      f"{r['mean_queries']:.0f}")
+    console.print(table)
+    paired = stats.get("paired")
+    if paired:
+        ratio, low, high = paired["generation_ratio_both"]
+        console.print(f"paired, both succeed ({paired['both_success']} of {paired['pairs']}): "
+                      f"generations unconstrained/constrained = {ratio:.2f} "
+                      f"[{low:.2f}, {high:.2f}]; Wilcoxon p = {paired['wilcoxon_p']}")
+    console.print(f"report: {directory / 'report.md'}")
+
+
+@app.command()
+def report(directory: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Tables (Markdown, CSV), statistics, exports (CSV, Parquet) and figures of a run."""
+    try:
+        _print_report(directory)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@reproduce_app.command("cifar10")
+def reproduce_cifar10(
+    quick: bool = typer.Option(False, help="10 images, 1 seed: a few minutes on 2 cores."),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML/JSON config."),
+    images: int | None = typer.Option(None, help="Images to attack (default 100)."),
+    seeds: int | None = typer.Option(None, help="Number of seeds 0..n-1 (default 5)."),
+    source: str = typer.Option("auto", help="auto | sample | full"),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    device: str = typer.Option("cpu"),
+    batch_images: int = typer.Option(10, help="Images attacked together."),
+    out: Path | None = typer.Option(None, help="Run directory (default runs/cifar10[-quick])."),
+    force: bool = typer.Option(False, help="Move old results of another config aside."),
+    no_report: bool = typer.Option(False, help="Skip the report."),
+) -> None:
+    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
+    from .experiment import ConfigMismatchError, ExperimentConfig, run_experiment
+
+    config = ExperimentConfig.from_file(config_file) if config_file else ExperimentConfig()
+    config.source, config.device, config.batch_images = source, device, batch_images
+    if data is not None:
+        config.data = str(data)
+    if quick:
+        config.images, config.seeds = 10, [0]
+    if images is not None:
+        config.images = images
+    if seeds is not None:
+        config.seeds = list(range(seeds))
+    config.out = str(out or (Path("runs") / ("cifar10-quick" if quick else "cifar10")))
+    try:
+        run_experiment(config, force=force)
+    except ConfigMismatchError as exc:
+        _fail(str(exc))
+    if not no_report:
+        _print_report(Path(config.out))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,148 @@
+"""The one-pixel attack: known answers, reproducibility, batching, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pixelprior.attack import ModelOutputError, OnePixelAttack, apply_pixels
+from pixelprior.prior import SusceptibleSetPrior, TopKPrior, UniformPrior
+
+
+def dark_images(count=3, size=8, seed=0):
+    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 0.3
+
+
+def test_finds_the_one_pixel_that_flips_the_class(bright_model):
+    images = dark_images()
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, seed=0)(
+        images, torch.zeros(3, dtype=torch.long))
+    for result in out.results:
+        assert result.success and result.adversarial_label == 1
+        assert (result.pixels[0].x, result.pixels[0].y) == (5, 2)
+        assert sum(result.pixels[0].new) > 2.4
+        assert result.queries == 40 * (result.generations + 1)
+    changed = (out.adversarial != images).any(1)  # exactly one pixel per image differs
+    assert changed.flatten(1).sum(1).tolist() == [1, 1, 1]
+
+
+def test_targeted_attack(bright_model):
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, targeted=True, seed=1)(
+        dark_images(2), torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long))
+    assert all(r.success and r.target == 1 for r in out.results)
+
+
+def test_same_seed_same_results_bit_for_bit(tiny_net):
+    images, labels = dark_images(4, 10, seed=3), torch.tensor([0, 1, 2, 3])
+    make = lambda: OnePixelAttack(tiny_net, prior=SusceptibleSetPrior(0.5, n_samples=4),  # noqa
+                                  popsize=16, maxiter=5, seed=5)
+    first, second = make()(images, labels), make()(images, labels)
+    assert torch.equal(first.adversarial, second.adversarial)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa
+    assert strip(first.rows()) == strip(second.rows())
+    other = OnePixelAttack(tiny_net, popsize=16, maxiter=5, seed=6)(images, labels)
+    assert not torch.equal(first.adversarial, other.adversarial)
+
+
+@pytest.mark.parametrize("invariant", [False, True])
+def test_batched_equals_one_at_a_time(tiny_net, invariant):
+    images, labels = dark_images(5, 10, seed=8), torch.tensor([0, 1, 2, 3, 4])
+    attack = OnePixelAttack(tiny_net, prior=TopKPrior(k=10, n_samples=4), popsize=16,
+                            maxiter=8, seed=2, batch_invariant=invariant)
+    together = attack(images, labels)
+    for i in range(5):
+        alone = attack(images[i:i + 1], labels[i:i + 1])
+        assert torch.equal(alone.adversarial[0], together.adversarial[i])
+        a, b = alone.results[0], together.results[i]
+        assert (a.success, a.generations, a.queries, a.pixels) == (
+            b.success, b.generations, b.queries, b.pixels)
+        if invariant:  # bit for bit, probabilities included
+            assert a.true_probability == b.true_probability
+        else:  # kernels chosen by batch size may change the last bits
+            assert a.true_probability == pytest.approx(b.true_probability, abs=1e-5)
+
+
+def test_k_pixels_and_uniform_colours(bright_model):
+    out = OnePixelAttack(bright_model, popsize=30, maxiter=10, pixels=3, init_color="uniform",
+                         seed=0)(dark_images(1), torch.zeros(1, dtype=torch.long))
+    assert len(out.results[0].pixels) == 3
+
+
+def test_already_misclassified_image_costs_nothing(bright_model):
+    images = dark_images(1)
+    images[0, :, 2, 5] = 1.0  # already class 1
+    result = OnePixelAttack(bright_model, popsize=8, maxiter=3)(
+        images, torch.zeros(1, dtype=torch.long)).results[0]
+    assert result.success and not result.clean_correct
+    assert result.queries == 0 and result.pixels == []
+
+
+def test_empty_susceptible_set_falls_back_and_is_recorded(bright_model):
+    # the model's gradient w.r.t. a dark image is zero except at one pixel; a constant
+    # model gives a constant (all-zero) map, so S is empty
+    class Constant(nn.Module):
+        def forward(self, x):
+            return x.sum((1, 2, 3))[:, None] * 0 + torch.tensor([[1.0, 0.0]])
+
+    out = OnePixelAttack(Constant(), prior=SusceptibleSetPrior(0.5, n_samples=2),
+                         popsize=8, maxiter=1)(dark_images(2), torch.zeros(2, dtype=torch.long))
+    assert all(r.fell_back and r.support_size == 64 for r in out.results)
+
+
+def test_apply_pixels_rounds_and_clips():
+    images = torch.zeros(1, 3, 4, 4)
+    genes = torch.tensor([[[[2.6, -3.0, 2.0, 0.5, -1.0]]]])  # x→3, y→0, colour clipped
+    out = apply_pixels(images, genes)
+    assert out[0, :, 0, 3].tolist() == [1.0, 0.5, 0.0]
+    assert out.count_nonzero() == 2
+
+
+@pytest.mark.parametrize("images, labels, error", [
+    (torch.rand(2, 3, 8, 8) + 1.0, torch.zeros(2).long(), "\\[0, 1\\]"),
+    (torch.rand(3, 8, 8), torch.zeros(3).long(), "\\[B, C, H, W\\]"),
+    (torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8), torch.zeros(2).long(), "float"),
+    (torch.rand(2, 3, 8, 8), torch.tensor([0, 2]), "labels must lie in 0..1"),
+    (torch.rand(2, 3, 8, 8), torch.tensor([0, -1]), "labels must lie"),
+    (torch.rand(2, 3, 8, 8), torch.tensor([0]), "labels must have shape"),
+])
+def test_bad_input_is_rejected(bright_model, images, labels, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        OnePixelAttack(bright_model, popsize=8, maxiter=1)(images, labels)
+
+
+def test_bad_models_and_settings(bright_model):
+    class NaNModel(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 2), float("nan"))
+
+    class FlatModel(nn.Module):
+        def forward(self, x):
+            return x.sum((1, 2, 3))
+
+    images, labels = dark_images(2), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ModelOutputError, match="NaN"):
+        OnePixelAttack(NaNModel(), popsize=8, maxiter=1)(images, labels)
+    with pytest.raises(ModelOutputError, match="\\[B, K\\]"):
+        OnePixelAttack(FlatModel(), popsize=8, maxiter=1)(images, labels)
+    with pytest.raises(ValueError, match="popsize"):
+        OnePixelAttack(bright_model, popsize=3)
+    with pytest.raises(ValueError, match="needs `targets`"):
+        OnePixelAttack(bright_model, targeted=True, popsize=8)(images, labels)
+    with pytest.raises(ValueError, match="targets must lie"):
+        OnePixelAttack(bright_model, targeted=True, popsize=8)(images, labels,
+                                                               torch.tensor([1, 5]))
+    with pytest.raises(ValueError, match="pixels"):
+        OnePixelAttack(bright_model, pixels=0)
+    with pytest.raises(ValueError, match="tau"):
+        SusceptibleSetPrior(1.0)
+
+
+def test_result_rows_are_json_ready(bright_model):
+    import json
+
+    out = OnePixelAttack(bright_model, prior=UniformPrior(), popsize=20, maxiter=20)(
+        dark_images(1), torch.zeros(1, dtype=torch.long))
+    row = json.loads(json.dumps(out.rows()[0]))
+    assert row["x"] == 5 and row["y"] == 2 and row["prior"] == "uniform"
+    assert out.success.tolist() == [True]

@@ -1,0 +1,113 @@
+"""Models: torchvision-identical keys, strict loading, output shapes, registry errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelprior.models import (
+    SqueezeNet,
+    SqueezeNetCifar,
+    WeightsError,
+    imagenet_class_names,
+    load_model,
+    model_card,
+)
+
+# torchvision's SqueezeNet layout, written out independently of our implementation:
+# (index in `features`, inplanes, squeeze, expand1x1, expand3x3)
+FIRES = {
+    "1_0": [(3, 96, 16, 64, 64), (4, 128, 16, 64, 64), (5, 128, 32, 128, 128),
+            (7, 256, 32, 128, 128), (8, 256, 48, 192, 192), (9, 384, 48, 192, 192),
+            (10, 384, 64, 256, 256), (12, 512, 64, 256, 256)],
+    "1_1": [(3, 64, 16, 64, 64), (4, 128, 16, 64, 64), (6, 128, 32, 128, 128),
+            (7, 256, 32, 128, 128), (9, 256, 48, 192, 192), (10, 384, 48, 192, 192),
+            (11, 384, 64, 256, 256), (12, 512, 64, 256, 256)],
+}
+STEM = {"1_0": (96, 3, 7, 7), "1_1": (64, 3, 3, 3)}
+
+
+def torchvision_state_dict(version: str) -> dict[str, torch.Tensor]:
+    """A state dict with exactly torchvision's keys and shapes (random values)."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"features.0.weight": STEM[version], "features.0.bias": (STEM[version][0],)}
+    for index, inplanes, squeeze, e1, e3 in FIRES[version]:
+        p = f"features.{index}."
+        shapes |= {p + "squeeze.weight": (squeeze, inplanes, 1, 1), p + "squeeze.bias": (squeeze,),
+                   p + "expand1x1.weight": (e1, squeeze, 1, 1), p + "expand1x1.bias": (e1,),
+                   p + "expand3x3.weight": (e3, squeeze, 3, 3), p + "expand3x3.bias": (e3,)}
+    shapes |= {"classifier.1.weight": (1000, 512, 1, 1), "classifier.1.bias": (1000,)}
+    return {k: torch.randn(v, generator=gen) * 0.01 for k, v in shapes.items()}
+
+
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+def test_torchvision_keys_load_strictly(version):
+    state = torchvision_state_dict(version)
+    model = SqueezeNet(version)
+    assert set(model.state_dict()) == set(state)
+    model.load_state_dict(state, strict=True)
+    assert torch.equal(model.features[3].squeeze.weight, state["features.3.squeeze.weight"])
+
+
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+def test_imagenet_output_shape_and_normalisation(version):
+    model = SqueezeNet(version).eval()
+    with torch.inference_mode():
+        out = model(torch.rand(2, 3, 224, 224))
+    assert out.shape == (2, 1000)
+    assert "mean" not in model.state_dict()  # normalisation is not a weight
+
+
+def test_cifar_output_shape():
+    model = SqueezeNetCifar().eval()
+    with torch.inference_mode():
+        assert model(torch.rand(5, 3, 32, 32)).shape == (5, 10)
+
+
+def test_bundled_cifar_model_loads_in_eval_mode():
+    model = load_model("squeezenet1_1-cifar10")
+    assert not model.training
+    assert model.class_names[3] == "cat"
+    card = model_card("squeezenet1_1-cifar10")
+    assert card == {} or card["model"] == "squeezenet1_1-cifar10"
+
+
+def test_imagenet_weights_from_explicit_path_and_cache(tmp_path, monkeypatch):
+    path = tmp_path / "stand-in.pth"
+    torch.save(torchvision_state_dict("1_1"), path)
+    model = load_model("squeezenet1_1", weights=path)
+    assert model.class_names[0] == "tench" and len(model.class_names) == 1000
+    # in the cache under the canonical file name the published hash is checked
+    cached = tmp_path / "cache" / "weights" / "squeezenet1_1-b8a52dc0.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    with pytest.raises(WeightsError, match="SHA-256"):
+        load_model("squeezenet1_1", download=False)
+
+
+def test_bad_weights_are_clear_errors(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_model("squeezenet1_1", weights=tmp_path / "missing.pth")
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(WeightsError, match="not a readable"):
+        load_model("squeezenet1_1", weights=corrupt)
+    wrong = tmp_path / "wrong.pth"
+    torch.save(torchvision_state_dict("1_0"), wrong)
+    with pytest.raises(WeightsError, match="do not fit"):
+        load_model("squeezenet1_1", weights=wrong)
+
+
+def test_missing_imagenet_weights_without_download(monkeypatch):
+    with pytest.raises(WeightsError, match="squeezenet1_0-b66bff10.pth"):
+        load_model("squeezenet1_0", download=False)
+
+
+def test_unknown_model_name():
+    with pytest.raises(KeyError, match="known"):
+        load_model("resnet9000")
+
+
+def test_imagenet_class_names():
+    names = imagenet_class_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet_tissue"

@@ -1,0 +1,72 @@
+"""Priors over positions: sets, fallback, sizes, sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelprior.prior import (
+    RandomSetPrior,
+    SusceptibleSetPrior,
+    TopKPrior,
+    UniformPrior,
+    WeightedPrior,
+    make_prior,
+)
+
+
+def maps():
+    m = torch.zeros(2, 4, 4)
+    m[0, 1, 2] = 1.0
+    m[0, 3, 0] = 0.7
+    m[0, 0, 0] = 0.5  # not > τ = 0.5
+    return m  # image 1 has no signal at all
+
+
+def test_susceptible_set_and_fallback():
+    dist = SusceptibleSetPrior(0.5).from_sensitivity(maps(), 4, 4)
+    assert dist.support_size.tolist() == [2, 16]
+    assert dist.fell_back.tolist() == [False, True]
+    probs = dist.probabilities[0].view(4, 4)
+    assert probs[1, 2] == probs[3, 0] == 0.5 and probs.sum() == 1
+    positions = dist.sample(0, 200, torch.Generator().manual_seed(0))
+    assert {tuple(p) for p in positions.tolist()} == {(2, 1), (0, 3)}  # (x, y)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0, -0.1, 1.5])
+def test_tau_must_be_inside_unit_interval(tau):
+    with pytest.raises(ValueError, match="tau must lie in"):
+        SusceptibleSetPrior(tau)
+
+
+def test_uniform_prior_covers_image():
+    dist = UniformPrior().distribution(None, torch.rand(3, 3, 5, 7), torch.zeros(3).long())
+    assert dist.probabilities.shape == (3, 35)
+    assert torch.allclose(dist.probabilities, torch.full((3, 35), 1 / 35, dtype=torch.float64))
+    assert not dist.fell_back.any()
+
+
+def test_weighted_topk_and_random_set():
+    weighted = WeightedPrior().from_sensitivity(maps(), 4, 4)
+    assert weighted.probabilities[0].view(4, 4)[1, 2] == pytest.approx(1.0 / 2.2)
+    assert weighted.fell_back.tolist() == [False, True]
+    topk = TopKPrior(k=1).from_sensitivity(maps(), 4, 4)
+    assert topk.support_size.tolist() == [1, 1]
+    control = RandomSetPrior(0.5, seed=3).from_sensitivity(maps(), 4, 4)
+    assert control.support_size.tolist() == [2, 16]  # same size as S; empty S falls back
+
+
+def test_make_prior_aliases():
+    assert isinstance(make_prior("unconstrained"), UniformPrior)
+    assert make_prior("constrained", tau=0.3).tau == 0.3
+    with pytest.raises(ValueError, match="unknown prior"):
+        make_prior("psychic")
+
+
+def test_prior_computes_sensitivity_with_model(tiny_net):
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    dist = SusceptibleSetPrior(0.5, n_samples=4).distribution(tiny_net, images,
+                                                             torch.tensor([0, 1]))
+    assert dist.sensitivity.shape == (2, 8, 8)
+    assert (dist.support_size == dist.susceptible.flatten(1).sum(1)).all()
+    assert SusceptibleSetPrior(0.5).config()["sensitivity"]["method"] == "smoothgrad"

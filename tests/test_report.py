@@ -1,0 +1,60 @@
+"""Report: tables, statistics and figures on a small real run, and on synthetic rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pixelprior.experiment import ExperimentConfig, ExperimentRunner
+from pixelprior.report import bootstrap_ratio, per_seed_table, summary, t_interval, write_report
+
+
+def synthetic(maxiter=10):
+    rows = []
+    for seed in (0, 1):
+        for image in range(6):
+            for mode, gens in (("unconstrained", image + 4), ("constrained", image + 1)):
+                success = not (mode == "unconstrained" and image == 5)
+                rows.append(dict(seed=seed, mode=mode, image_index=image, success=success,
+                                 generations=gens if success else maxiter,
+                                 seconds=0.1 * gens, queries=10 * (gens + 1)))
+    frame = pd.DataFrame(rows)
+    frame["budget_generations"] = np.where(frame["success"], frame["generations"], maxiter + 1)
+    return frame
+
+
+def test_statistics_on_synthetic_rows():
+    config = ExperimentConfig(maxiter=10)
+    stats = summary(synthetic(), config)
+    paired = stats["paired"]
+    assert paired["pairs"] == 12 and paired["both_success"] == 10
+    assert paired["only_b_success"] == 2 and paired["only_a_success"] == 0
+    ratio, low, high = paired["generation_ratio_both"]
+    assert ratio == pytest.approx(np.mean([4, 5, 6, 7, 8]) / np.mean([1, 2, 3, 4, 5]))
+    assert low <= ratio <= high
+    assert paired["wilcoxon_p"] < 0.05
+    table = per_seed_table(synthetic())
+    row = table[(table["seed"] == 0) & (table["mode"] == "unconstrained")].iloc[0]
+    assert row["success_rate"] == pytest.approx(5 / 6)
+    assert row["mean_generations_all"] == pytest.approx((4 + 5 + 6 + 7 + 8 + 11) / 6)
+
+
+def test_intervals():
+    mean, half = t_interval(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0 and half == pytest.approx(2.4841, rel=1e-3)
+    assert np.isnan(t_interval(np.array([1.0]))[1])
+    r, lo, hi = bootstrap_ratio(np.array([2.0, 4.0]), np.array([1.0, 2.0]))
+    assert r == lo == hi == pytest.approx(2.0)
+
+
+def test_report_of_a_real_small_run(tmp_path):
+    config = ExperimentConfig(source="sample", images=4, seeds=[0], popsize=12, maxiter=3,
+                              n_samples=4, out=str(tmp_path))
+    ExperimentRunner(config).run(progress=False)
+    write_report(tmp_path)
+    for name in ("report.md", "table.csv", "summary.json", "results.csv", "results.parquet",
+                 "success_vs_queries.png", "generations_hist.pdf"):
+        assert (tmp_path / name).is_file(), name
+    assert pd.read_parquet(tmp_path / "results.parquet").shape[0] == 8
+    assert "Per seed and mode" in (tmp_path / "report.md").read_text()

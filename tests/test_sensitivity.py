@@ -1,0 +1,117 @@
+"""Sensitivity maps: agreement with Captum on the same inputs and noise, and contracts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelprior.sensitivity import (
+    GradCAM,
+    IntegratedGradients,
+    SmoothGrad,
+    VanillaGradient,
+    make_sensitivity,
+    normalize_maps,
+    reduce_channels,
+)
+
+captum = pytest.importorskip("captum.attr")
+
+
+@pytest.fixture
+def batch():
+    gen = torch.Generator().manual_seed(1)
+    return torch.rand(3, 3, 12, 12, generator=gen), torch.tensor([0, 2, 4])
+
+
+def test_smoothgrad_matches_captum_noise_tunnel(tiny_net, batch):
+    images, labels = batch
+    n, sigma = 8, 0.15
+    torch.manual_seed(123)
+    expected = captum.NoiseTunnel(captum.Saliency(tiny_net)).attribute(
+        images, nt_type="smoothgrad", nt_samples=n, stdevs=sigma, target=labels, abs=False)
+    # Captum draws torch.normal(0, σ) over the image-major expanded batch [B·n, C, H, W]
+    torch.manual_seed(123)
+    noise = torch.normal(0, torch.tensor(sigma).repeat((images.shape[0] * n, 3, 12, 12)))
+    noise = noise.view(images.shape[0], n, 3, 12, 12).transpose(0, 1)
+    ours = SmoothGrad(tiny_net, n_samples=n, noise_level=sigma).attribute(images, labels, noise)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_vanilla_gradient_matches_captum_saliency(tiny_net, batch):
+    images, labels = batch
+    expected = captum.Saliency(tiny_net).attribute(images, target=labels, abs=False)
+    torch.testing.assert_close(VanillaGradient(tiny_net).attribute(images, labels), expected)
+
+
+def test_integrated_gradients_matches_captum(tiny_net, batch):
+    images, labels = batch
+    expected = captum.IntegratedGradients(tiny_net).attribute(
+        images, baselines=0.0, target=labels, n_steps=16, method="gausslegendre")
+    ours = IntegratedGradients(tiny_net, steps=16).attribute(images, labels)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_matches_captum_layer_gradcam(tiny_net, batch):
+    images, labels = batch
+    layer = tiny_net.features[-1]
+    expected = captum.LayerGradCam(tiny_net, layer).attribute(images, target=labels,
+                                                               relu_attributions=True)
+    ours = GradCAM(tiny_net).layer_attribute(images, labels)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    assert GradCAM(tiny_net).attribute(images, labels).shape == (3, 1, 12, 12)
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "gradient", "integrated_gradients", "gradcam"])
+def test_maps_are_per_pixel_in_unit_interval(tiny_net, batch, name):
+    images, labels = batch
+    kwargs = {"n_samples": 4} if name == "smoothgrad" else {}
+    maps = make_sensitivity(name, tiny_net, **kwargs)(images, labels)
+    assert maps.shape == (3, 12, 12)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1
+    assert torch.allclose(maps.flatten(1).amax(1), torch.ones(3))
+
+
+def test_smoothgrad_is_seeded_and_batch_independent(tiny_net, batch):
+    images, labels = batch
+    method = SmoothGrad(tiny_net, n_samples=4, seed=7)
+    torch.testing.assert_close(method(images, labels), method(images, labels), rtol=0, atol=0)
+    assert SmoothGrad(tiny_net, n_samples=4, seed=7, batch_size=2)(images, labels).allclose(
+        method(images, labels), atol=1e-6)
+
+
+def test_reductions_and_normalisation():
+    a = torch.tensor([[[[1.0, -3.0]], [[-2.0, 1.0]]]])  # [1, 2, 1, 2]
+    assert reduce_channels(a, "max_abs").tolist() == [[[2.0, 3.0]]]
+    assert reduce_channels(a, "mean_abs").tolist() == [[[1.5, 2.0]]]
+    assert reduce_channels(a, "sum").tolist() == [[[1.0, 2.0]]]
+    with pytest.raises(ValueError, match="unknown reduction"):
+        reduce_channels(a, "median")
+    assert normalize_maps(torch.ones(1, 2, 2)).eq(0).all()  # constant map: no signal
+
+
+def test_probability_score_option(tiny_net, batch):
+    images, labels = batch
+    logit = VanillaGradient(tiny_net).attribute(images, labels)
+    prob = VanillaGradient(tiny_net, score="probability").attribute(images, labels)
+    assert not torch.allclose(logit, prob)
+    with pytest.raises(ValueError, match="unknown score"):
+        VanillaGradient(tiny_net, score="energy")
+
+
+@pytest.mark.parametrize("images, error", [
+    (torch.rand(2, 3, 8, 8) * 2, "in \\[0, 1\\]"),
+    (torch.rand(3, 8, 8), "\\[B, C, H, W\\]"),
+    ((torch.rand(2, 3, 8, 8) * 255).byte(), "float tensor"),
+    (torch.full((2, 3, 8, 8), float("nan")), "NaN"),
+])
+def test_bad_images_are_rejected(tiny_net, images, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        VanillaGradient(tiny_net)(images, torch.tensor([0, 1]))
+
+
+def test_bad_labels_are_rejected(tiny_net):
+    with pytest.raises(ValueError, match="labels must have shape"):
+        VanillaGradient(tiny_net)(torch.rand(2, 3, 8, 8), torch.tensor([0]))
+    with pytest.raises(TypeError, match="integer"):
+        VanillaGradient(tiny_net)(torch.rand(2, 3, 8, 8), torch.tensor([0.0, 1.0]))
