@@ -21,7 +21,7 @@ console = Console()
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -279,6 +279,78 @@ def reproduce_cifar10(
         _fail(str(exc))
     if not no_report:
         _print_report(Path(config.out))
+
+
+@reproduce_app.command("nips17")
+def reproduce_nips17(
+    data: Path = typer.Option(..., help="DEV set folder: dev_dataset.csv + images/."),
+    model: str = typer.Option("squeezenet1_1", help="squeezenet1_1 | squeezenet1_0"),
+    weights: Path | None = typer.Option(None, help="Weights file (default: cache/download)."),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML/JSON config."),
+    images: int = typer.Option(500, help="Images chosen at random (recorded)."),
+    seeds: int = typer.Option(5, help="Number of seeds 0..n-1."),
+    selection_seed: int = typer.Option(0, help="Seed of the random image selection."),
+    resize_inside: bool = typer.Option(False, help="Attack the 299x299 image; resize inside."),
+    max_batch: int | None = typer.Option(None, help="Most images per forward (memory)."),
+    device: str = typer.Option("cpu"),
+    batch_images: int = typer.Option(4, help="Images attacked together."),
+    out: Path = typer.Option(Path("runs/nips17"), help="Run directory."),
+    force: bool = typer.Option(False, help="Move old results of another config aside."),
+    no_report: bool = typer.Option(False, help="Skip the report."),
+) -> None:
+    """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
+    from .experiment import ConfigMismatchError, ExperimentConfig, run_experiment
+
+    config = ExperimentConfig.from_file(config_file) if config_file else ExperimentConfig()
+    config.dataset, config.data, config.model = "nips17", str(data), model
+    config.weights = str(weights) if weights else None
+    config.images, config.seeds = images, list(range(seeds))
+    config.selection, config.selection_seed = "random_correct", selection_seed
+    config.resize_inside, config.max_batch = resize_inside, max_batch
+    config.device, config.batch_images, config.out = device, batch_images, str(out)
+    try:
+        run_experiment(config, force=force)
+    except ConfigMismatchError as exc:
+        _fail(str(exc))
+    if not no_report:
+        _print_report(out)
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Fetch or make datasets.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("nips17")
+def data_nips17(out: Path = typer.Option(..., help="Target folder (published layout)."),
+                csv_url: str = typer.Option(None, help="Override the CSV's URL.")) -> None:
+    """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable."""
+    from .nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17
+
+    try:  # the published CSV's checksum applies only to the published URL
+        report = download_nips17(out, csv_url or DEV_CSV_URL,
+                                 csv_sha256=None if csv_url else DEV_CSV_SHA256)
+    except OSError as exc:
+        _fail(f"cannot fetch the DEV set: {exc}")
+    console.print(f"downloaded {report['downloaded']}, already there {report['existing']}, "
+                  f"failed {len(report['failed'])} (listed in {out / 'failed.txt'})")
+
+
+@data_app.command("standin")
+def data_standin(out: Path = typer.Option(..., help="Target folder."),
+                 count: int = typer.Option(8, help="Images."),
+                 seed: int = typer.Option(0)) -> None:
+    """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights."""
+    import torch
+
+    from .models import SqueezeNet
+    from .nips17 import make_standin
+
+    torch.manual_seed(seed)
+    model = SqueezeNet("1_1").eval()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "squeezenet1_1-standin.pth")
+    make_standin(out, count, seed, label_model=model)
+    console.print(f"stand-in DEV set with {count} images and random weights in {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

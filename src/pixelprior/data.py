@@ -62,6 +62,7 @@ class ImageSet:
     class_names: tuple[str, ...]
     source: str
     indices: torch.Tensor | None = None  # positions in the official split, when known
+    ids: tuple[str, ...] | None = None  # per-image identifiers (e.g. NIPS17 ImageId)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -77,8 +78,9 @@ class ImageSet:
         """Rows ``index`` of this set, keeping the official indices."""
         index = torch.as_tensor(index, dtype=torch.long)
         base = self.indices if self.indices is not None else torch.arange(len(self))
+        ids = tuple(self.ids[i] for i in index.tolist()) if self.ids is not None else None
         return ImageSet(self.images[index], self.labels[index], self.class_names,
-                        self.source, base[index])
+                        self.source, base[index], ids)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,7 @@ class ExperimentConfig:
     model: str = "squeezenet1_1-cifar10"
     weights: str | None = None
     images: int = 100
-    selection: str = "first_correct"  # first_correct | random_correct | first
+    selection: str = "first_correct"  # first_correct | random_correct | first | random
     selection_seed: int = 0
     modes: list[str] = field(default_factory=lambda: ["unconstrained", "constrained"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
@@ -65,6 +65,7 @@ class ExperimentConfig:
     sensitivity: str = "smoothgrad"
     n_samples: int = 50
     noise_level: float = 0.15
+    resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
     batch_images: int = 10
     max_batch: int | None = None
     device: str = "cpu"
@@ -174,12 +175,25 @@ def load_dataset(config: ExperimentConfig) -> ImageSet:
     if config.dataset == "cifar10":
         return load_cifar10(config.source, config.data)
     if config.dataset == "nips17":
-        from .nips17 import load_nips17
+        from .models import model_spec
+        from .nips17 import PUBLISHED_SIZE, load_nips17
 
         if config.data is None:
             raise ValueError("the nips17 dataset needs `data` (a directory in the DEV layout)")
-        return load_nips17(config.data)
+        size = PUBLISHED_SIZE if config.resize_inside else model_spec(config.model).input_size
+        return load_nips17(config.data, size=size)
     raise ValueError(f"unknown dataset {config.dataset!r}; use 'cifar10' or 'nips17'")
+
+
+def build_model(config: ExperimentConfig) -> torch.nn.Module:
+    """The configured model, wrapped to resize inside when ``resize_inside``."""
+    model = load_model(config.model, config.weights, device=config.device)
+    if config.resize_inside:
+        from .models import model_spec
+        from .nips17 import ResizeInside
+
+        model = ResizeInside(model, model_spec(config.model).input_size).eval()
+    return model
 
 
 @torch.inference_mode()
@@ -202,9 +216,10 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module,
         chosen = torch.arange(min(config.images, len(dataset)))
     elif config.selection == "first_correct":
         chosen = correct[:config.images]
-    elif config.selection == "random_correct":
+    elif config.selection in ("random", "random_correct"):
+        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
         generator = torch.Generator().manual_seed(config.selection_seed)
-        chosen = correct[torch.randperm(len(correct), generator=generator)[:config.images]]
+        chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
     else:
         raise ValueError(f"unknown selection {config.selection!r}")
     if len(chosen) < config.images:
@@ -213,7 +228,8 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module,
     return {"rule": config.selection, "seed": config.selection_seed,
             "dataset_size": len(dataset), "clean_accuracy": float(
                 (predicted == dataset.labels).float().mean()),
-            "positions": chosen.tolist(), "indices": official[chosen].tolist()}
+            "positions": chosen.tolist(), "indices": official[chosen].tolist(),
+            "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
 
 
 # --------------------------------------------------------------------------- runner
@@ -250,7 +266,7 @@ class ExperimentRunner:
         """Attack every (seed, mode, image) not yet in ``results.jsonl``; return all rows."""
         self.prepare()
         config = self.config
-        model = load_model(config.model, config.weights, device=config.device)
+        model = build_model(config)
         dataset = load_dataset(config)
         selection_path = self.out / "selection.json"
         if selection_path.is_file():

@@ -20,8 +20,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .data import to_float  # noqa: E402
-from .experiment import ExperimentConfig, load_dataset  # noqa: E402
-from .models import load_model  # noqa: E402
+from .experiment import ExperimentConfig, build_model, load_dataset  # noqa: E402
 
 
 def _save(fig: plt.Figure, directory: Path, name: str) -> None:
@@ -53,7 +52,7 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     if wins.empty:
         return
     wins = wins.head(count)
-    model = load_model(config.model, config.weights)
+    model = build_model(config)
     dataset = load_dataset(config)
     official = dataset.indices.tolist() if dataset.indices is not None else list(
         range(len(dataset)))

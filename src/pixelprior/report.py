@@ -48,6 +48,13 @@ def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
     if not rows:
         raise ValueError(f"{directory / RESULTS} holds no results yet")
     frame = pd.DataFrame(rows)
+    # images the model already got wrong need no attack: reported, not counted as successes
+    misclassified = int((~frame["clean_correct"]).sum()) if "clean_correct" in frame else 0
+    if misclassified:
+        frame = frame[frame["clean_correct"]].copy()
+    if frame.empty:
+        raise ValueError(f"{directory}: every image was already misclassified")
+    frame.attrs["already_misclassified"] = misclassified
     frame["budget_generations"] = np.where(frame["success"], frame["generations"],
                                            config.maxiter + 1)
     return frame, config
@@ -193,6 +200,9 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict)
             lines.append(f"- Wilcoxon signed-rank on per-image generations (mean over seeds, "
                          f"failures at {config.maxiter + 1}): W = {paired['wilcoxon_statistic']:.1f},"
                          f" p = {paired['wilcoxon_p']:.3g} ({paired['images']} images)")
+    if frame.attrs.get("already_misclassified"):
+        lines += ["", f"{frame.attrs['already_misclassified']} (seed, mode, image) rows were "
+                  "left out: the model already misclassified those images."]
     lines += ["", "Conventions: see `pixelprior.report` — failures count at maxiter + 1 "
               "generations; time per image is attributed by queries within a batch."]
     return "\n".join(lines) + "\n"
