@@ -85,7 +85,8 @@ def test_download_against_local_server(tmp_path):
     (www / "corrupt.jpg").write_bytes(b"definitely not a jpeg")
     server = serve(www)
     base = f"http://127.0.0.1:{server.server_port}"
-    header = "ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,Author,AuthorProfileURL\n"
+    header = ("ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,"
+              "Author,AuthorProfileURL\n")
     rows = [f"aaa,{base}/good.jpg,0.0,0.0,1.0,1.0,306,779,,,,\n",
             f"bbb,{base}/missing.jpg,0.0,0.0,1.0,1.0,5,6,,,,\n",
             f"ccc,{base}/corrupt.jpg,0.0,0.0,1.0,1.0,7,8,,,,\n"]

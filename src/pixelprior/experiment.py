@@ -335,8 +335,14 @@ class _progress:
 
     def __enter__(self) -> _progress:
         if self.enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("[bold]attack"), BarColumn(), MofNCompleteColumn(),
                                 TextColumn("success {task.fields[rate]}"), TimeElapsedColumn(),

@@ -198,8 +198,9 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict)
                          f"(95% bootstrap CI {lo:.2f}–{hi:.2f})")
         if paired["wilcoxon_p"] is not None:
             lines.append(f"- Wilcoxon signed-rank on per-image generations (mean over seeds, "
-                         f"failures at {config.maxiter + 1}): W = {paired['wilcoxon_statistic']:.1f},"
-                         f" p = {paired['wilcoxon_p']:.3g} ({paired['images']} images)")
+                         f"failures at {config.maxiter + 1}): "
+                         f"W = {paired['wilcoxon_statistic']:.1f}, "
+                         f"p = {paired['wilcoxon_p']:.3g} ({paired['images']} images)")
     if frame.attrs.get("already_misclassified"):
         lines += ["", f"{frame.attrs['already_misclassified']} (seed, mode, image) rows were "
                   "left out: the model already misclassified those images."]
