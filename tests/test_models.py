@@ -111,3 +111,35 @@ def test_unknown_model_name():
 def test_imagenet_class_names():
     names = imagenet_class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[999] == "toilet_tissue"
+
+
+def test_inference_model_folds_batchnorm_and_matches():
+    from pixelprior.models import ChannelsLast, fold_batchnorm, inference_model
+
+    torch.manual_seed(0)
+    model = SqueezeNetCifar()
+    for module in model.modules():  # non-trivial running statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.rand(6, 3, 32, 32)
+    fast = inference_model(model, x)
+    assert isinstance(fast, ChannelsLast)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # untouched
+
+
+def test_inference_model_keeps_models_it_cannot_reproduce():
+    from pixelprior.models import inference_model
+
+    class Odd(torch.nn.Module):  # output depends on memory layout: the check must catch it
+        def forward(self, x):
+            return x.flatten(1)[:, :3] if x.is_contiguous() else -x.reshape(x.shape[0], -1)[:, :3]
+
+    odd = Odd()
+    assert inference_model(odd, torch.rand(2, 3, 4, 4)) is odd
