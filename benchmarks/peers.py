@@ -29,19 +29,16 @@ defaults for the same budget; they are stated, not adjusted.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from _setup import bench_inputs
 
 from pixelprior import (
     OnePixelAttack,
     SusceptibleSetPrior,
     UniformPrior,
-    load_cifar10,
-    load_model,
-    to_float,
 )
 
 
@@ -108,14 +105,7 @@ def main() -> None:
     parser.add_argument("--maxiter", type=int, default=100)
     parser.add_argument("--skip", nargs="*", default=[], help="torchattacks and/or art")
     args = parser.parse_args()
-    model = load_model("squeezenet1_1-cifar10")
-    data = load_cifar10("sample")
-    with torch.inference_mode():
-        correct = (model(to_float(data.images)).argmax(1) == data.labels).nonzero().flatten()
-    pick = correct[:args.images]
-    images, labels = to_float(data.images[pick]), data.labels[pick]
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    model, images, labels, pick = bench_inputs(args.images)
     print(f"{len(pick)} images (bundled sample indices {pick.tolist()}), population 400, "
           f"at most {args.maxiter} generations, early stop\n")
     rows = {

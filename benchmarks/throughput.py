@@ -14,12 +14,12 @@ Prints, measured side by side in one run on the bundled CIFAR-10 SqueezeNet:
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from _setup import bench_inputs
 
-from pixelprior import OnePixelAttack, UniformPrior, load_cifar10, load_model, to_float
+from pixelprior import OnePixelAttack, UniformPrior
 
 
 class TimedModel(torch.nn.Module):
@@ -70,14 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model("squeezenet1_1-cifar10")
-    data = load_cifar10("sample")
-    with torch.inference_mode():
-        correct = (model(to_float(data.images)).argmax(1) == data.labels).nonzero().flatten()
-    pick = correct[:args.images]
-    images, labels = to_float(data.images[pick]), data.labels[pick]
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-          f"torch threads, torch {torch.__version__}")
+    model, images, labels, pick = bench_inputs(args.images)
     print(f"attack: unconstrained, popsize 400, maxiter {args.maxiter}, {len(pick)} images\n")
 
     bare = model_rate(model, 400)

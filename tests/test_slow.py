@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pixelprior import OnePixelAttack, SusceptibleSetPrior, load_cifar10, load_model, to_float
+from pixelprior.experiment import correctly_classified
 
 pytestmark = pytest.mark.slow
 
@@ -13,9 +14,7 @@ pytestmark = pytest.mark.slow
 def correct_images(count: int):
     model = load_model("squeezenet1_1-cifar10")
     data = load_cifar10("sample")
-    with torch.inference_mode():
-        correct = (model(to_float(data.images)).argmax(1) == data.labels).nonzero().flatten()
-    pick = correct[:count]
+    pick = correctly_classified(model, data, count)
     return model, to_float(data.images[pick]), data.labels[pick]
 
 

@@ -186,22 +186,23 @@ def resolve_cifar10_dir(path: str | Path | None = None, download: bool = True) -
         f"{cache_dir()}.")
 
 
-def md5sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex MD5 of a file, read in chunks."""
-    digest = hashlib.md5()
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest (``md5``, ``sha256`` ...) of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 
 
-def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def md5sum(path: Path) -> str:
+    """Hex MD5 of a file."""
+    return file_digest(path, "md5")
+
+
+def sha256sum(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    return file_digest(path, "sha256")
 
 
 def download_file(url: str, dest: Path, *, md5: str | None = None,

@@ -207,6 +207,13 @@ def predict(model: torch.nn.Module, dataset: ImageSet, device: str,
     return torch.cat(out)
 
 
+def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int | None = None,
+                         device: str = "cpu") -> torch.Tensor:
+    """Positions of the first ``count`` images of ``dataset`` the model gets right."""
+    correct = (predict(model, dataset, device) == dataset.labels).nonzero().flatten()
+    return correct[:count] if count is not None else correct
+
+
 def select_images(config: ExperimentConfig, model: torch.nn.Module,
                   dataset: ImageSet) -> dict:
     """Choose the images to attack; returns the selection record (indices and rule)."""
