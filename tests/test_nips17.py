@@ -135,3 +135,23 @@ def test_resize_inside_wrapper():
     model = ResizeInside(SqueezeNet("1_1").eval())
     with torch.inference_mode():
         assert model(torch.rand(1, 3, 299, 299)).shape == (1, 1000)
+
+
+def test_cli_standin_and_reproduce_nips17(tmp_path):
+    from typer.testing import CliRunner
+
+    from pixelprior.cli import app
+
+    runner = CliRunner()
+    data = tmp_path / "dev"
+    made = runner.invoke(app, ["data", "standin", "--out", str(data), "--count", "3"])
+    assert made.exit_code == 0, made.output
+    config = tmp_path / "small.toml"
+    config.write_text("popsize = 8\nmaxiter = 1\nn_samples = 2\n")
+    result = runner.invoke(app, [
+        "reproduce", "nips17", "--data", str(data), "--weights",
+        str(data / "squeezenet1_1-standin.pth"), "--config", str(config), "--images", "2",
+        "--seeds", "1", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "report.md").is_file()
+    assert (tmp_path / "run" / "success_vs_queries.png").is_file()
