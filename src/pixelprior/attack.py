@@ -104,22 +104,29 @@ def problem_generator(seed: int, key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(mixed, "little") >> 1)
 
 
+def perturb_rows(images: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+    """Perturbed copies for arbitrary rows: row ``n`` is ``images[owner[n]]`` with the
+    ``k`` pixels of ``genes[n]`` (``[N, k, 2 + C]``) applied → ``[N, C, H, W]``.
+
+    Coordinates are rounded and clipped to the image; colours clipped to [0, 1].
+    """
+    width, height = images.shape[-1], images.shape[-2]
+    out = images[owner].clone()
+    x = genes[..., 0].round().clamp(0, width - 1).long()
+    y = genes[..., 1].round().clamp(0, height - 1).long()
+    colour = genes[..., 2:].clamp(0, 1).to(out.dtype)
+    row = torch.arange(genes.shape[0], device=images.device)[:, None].expand_as(x)
+    out.permute(0, 2, 3, 1)[row, y, x] = colour  # index_put: [N, k] positions, [N, k, C]
+    return out
+
+
 def apply_pixels(images: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """Perturbed copies: ``images [A, C, H, W]``, ``candidates [A, P, k, 2 + C]`` →
-    ``[A * P, C, H, W]``. Coordinates are rounded and clipped; colours clipped to [0, 1].
-    """
-    count, popsize, _, genes = candidates.shape
-    channels, height, width = images.shape[1:]
-    out = images.unsqueeze(1).expand(-1, popsize, -1, -1, -1).reshape(-1, channels, height,
-                                                                      width).clone()
-    flat = candidates.reshape(count * popsize, -1, genes)
-    x = flat[..., 0].round().clamp(0, width - 1).long()
-    y = flat[..., 1].round().clamp(0, height - 1).long()
-    colour = flat[..., 2:].clamp(0, 1).to(out.dtype)
-    row = torch.arange(count * popsize, device=images.device)[:, None].expand_as(x)
-    # index_put with one row per pixel: [N, k] positions, colours [N, k, C]
-    out.permute(0, 2, 3, 1)[row, y, x] = colour
-    return out
+    ``[A * P, C, H, W]`` (all at once; the attack itself builds them chunk by chunk)."""
+    count, popsize = candidates.shape[:2]
+    owner = torch.arange(count, device=images.device).repeat_interleave(popsize)
+    return perturb_rows(images, owner, candidates.reshape(count * popsize,
+                                                          *candidates.shape[2:]))
 
 
 class OnePixelAttack:
@@ -215,9 +222,8 @@ class OnePixelAttack:
 
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape
-            genes = candidates.view(count, popsize, self.pixels, 2 + channels)
-            probs = self.probabilities(apply_pixels(images[ids], genes), groups=count)
-            probs = probs.view(count, popsize, -1)
+            genes = candidates.view(count * popsize, self.pixels, 2 + channels)
+            probs = self._query_rows(images[ids], genes, popsize).view(count, popsize, -1)
             predicted = probs.argmax(2)
             if targets is None:
                 score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
@@ -311,6 +317,22 @@ class OnePixelAttack:
                                 best, generations, queries, distribution, set(todo),
                                 prep_seconds, seconds)
         return AttackOutput(results, adversarial, distribution, seconds)
+
+    def _query_rows(self, images: torch.Tensor, genes: torch.Tensor,
+                    popsize: int) -> torch.Tensor:
+        """Probabilities of every candidate, building perturbed images one chunk at a time
+        so memory stays within ``max_batch`` images whatever the population. In batch-
+        invariant mode chunks never straddle two images' populations."""
+        limit = self._batch_limit(images)
+        owner = torch.arange(images.shape[0], device=images.device).repeat_interleave(popsize)
+        span = popsize if self.batch_invariant else genes.shape[0]
+        parts = []
+        for first in range(0, genes.shape[0], span):
+            for start in range(first, min(first + span, genes.shape[0]), limit):
+                stop = min(start + limit, first + span, genes.shape[0])
+                parts.append(self._probabilities(
+                    perturb_rows(images, owner[start:stop], genes[start:stop])))
+        return torch.cat(parts)
 
     def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
         if not self.batch_invariant or not self.prior.needs_sensitivity:
