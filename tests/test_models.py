@@ -143,3 +143,45 @@ def test_inference_model_keeps_models_it_cannot_reproduce():
 
     odd = Odd()
     assert inference_model(odd, torch.rand(2, 3, 4, 4)) is odd
+
+
+def test_weights_download_from_local_server_checks_hash(tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+    import http.server
+    import threading
+
+    from pixelprior import models
+
+    www = tmp_path / "www"
+    www.mkdir()
+    staging = tmp_path / "weights.pth"
+    torch.save(torchvision_state_dict("1_1"), staging)
+    prefix = hashlib.sha256(staging.read_bytes()).hexdigest()[:8]
+    (www / f"squeezenet1_1-{prefix}.pth").write_bytes(staging.read_bytes())
+    (www / "squeezenet1_1-deadbeef.pth").write_bytes(staging.read_bytes())  # wrong hash
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(www), **k)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        good = dataclasses.replace(models.MODELS["squeezenet1_1"],
+                                   url=f"{base}/squeezenet1_1-{prefix}.pth",
+                                   sha256_prefix=prefix)
+        monkeypatch.setitem(models.MODELS, "squeezenet1_1", good)
+        model = load_model("squeezenet1_1")
+        assert (tmp_path / "cache" / "weights" / good.filename).is_file()
+        assert model.features[0].weight.shape == (64, 3, 3, 3)
+        bad = dataclasses.replace(good, url=f"{base}/squeezenet1_1-deadbeef.pth",
+                                  sha256_prefix="deadbeef")
+        monkeypatch.setitem(models.MODELS, "squeezenet1_1", bad)
+        with pytest.raises(WeightsError, match="SHA-256 mismatch"):
+            load_model("squeezenet1_1")
+        assert not (tmp_path / "cache" / "weights" / bad.filename).exists()
+        dead = dataclasses.replace(good, url=f"{base}/missing.pth", sha256_prefix="00000000")
+        monkeypatch.setitem(models.MODELS, "squeezenet1_1", dead)
+        with pytest.raises(WeightsError, match="could not download"):
+            load_model("squeezenet1_1")
+    finally:
+        server.shutdown()

@@ -262,6 +262,8 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
         dest = cache_dir() / "weights" / spec.filename
         try:
             return download_file(spec.url, dest, sha256=spec.sha256_prefix)
+        except CorruptDataError as exc:
+            raise WeightsError(f"{spec.name}: {exc}") from exc
         except OSError as exc:
             raise WeightsError(
                 f"could not download {spec.url} ({exc}). Download it by hand and put it at "
