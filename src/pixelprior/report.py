@@ -162,7 +162,8 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict)
     """The report as Markdown: Table 1 per seed, the means with CIs, the paired comparison."""
     table = per_seed_table(frame)
     lines = [f"# {config.dataset} one-pixel attack: {config.model}", "",
-             f"{frame['image_index'].nunique()} images, seeds {sorted(frame['seed'].unique())},"
+             f"{frame['image_index'].nunique()} images, seeds "
+             f"{sorted(int(seed) for seed in frame['seed'].unique())},"
              f" population {config.popsize}, at most {config.maxiter} generations, "
              f"τ = {config.tau}, {config.sensitivity} (n = {config.n_samples}, "
              f"σ = {config.noise_level}).", "",
