@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -115,6 +116,8 @@ def success_vs_queries(directory: Path, frame: pd.DataFrame, config: ExperimentC
     for mode, group in frame.groupby("mode"):
         q = np.where(group["success"], group["queries"], np.inf)
         ax.plot(grid, [(q <= g).mean() for g in grid], label=mode)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda value, _: f"{value / 1000:.0f}k"))
     ax.set_xlabel("model queries")
     ax.set_ylabel("share of images fooled")
     ax.set_ylim(0, 1)
