@@ -11,10 +11,12 @@ How the peers are configured (read from their sources, torchattacks 3.5.1, ART 1
   of SciPy's with ``popsize=400 // 5`` per dimension (= 400 members), ``strategy='best1bin'``,
   ``recombination=1``, ``init='random'``; it loops over images and builds each candidate
   image in a Python loop; early stop when the *best* member is adversarial (callback).
-- ART ``PixelAttack(classifier, th=255, es=1, max_iter=maxiter)``: SciPy-style DE,
-  ``popsize=400 // 5``, ``best1bin``, ``recombination=1``, Latin-hypercube init, the same
-  best-member early stop; ``th=255`` lets the pixel take any colour (``th=None`` would run
-  a search over thresholds, several attacks per image).
+- ART ``PixelAttack(classifier, th=1, es=1, max_iter=maxiter)``: SciPy-style DE,
+  ``popsize=400 // len(bounds)`` (= 80 per dimension, 400 members), ``best1bin``,
+  ``recombination=1``, Latin-hypercube init, the same best-member early stop. For the
+  Pixel attack ``th`` is the *number of pixels* (an L0 budget: ``_get_bounds`` repeats the
+  (x, y, r, g, b) bounds ``th`` times), so ``th=1`` is the one-pixel attack; ``th=None``
+  would search for the smallest number, several attacks per image.
 - pixelprior: DE/rand/1 (Su et al.), population 400, early stop when *any* member is
   adversarial, all images batched; reported unconstrained and constrained separately.
 
@@ -90,7 +92,7 @@ def run_art(model, images, labels, maxiter):
     classifier = PyTorchClassifier(counted, loss=torch.nn.CrossEntropyLoss(),
                                    input_shape=tuple(images.shape[1:]), nb_classes=10,
                                    clip_values=(0.0, 1.0))
-    attack = PixelAttack(classifier, th=255, es=1, max_iter=maxiter, targeted=False)
+    attack = PixelAttack(classifier, th=1, es=1, max_iter=maxiter, targeted=False)
     began = time.perf_counter()
     adversarial = attack.generate(images.numpy(), y=labels.numpy())
     seconds = time.perf_counter() - began
