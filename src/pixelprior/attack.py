@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .data import image_digest
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .prior import PositionDistribution, Prior, UniformPrior
 from .sensitivity import check_images
@@ -93,9 +94,7 @@ class AttackOutput:
 
 def image_key(image: torch.Tensor, label: int) -> int:
     """A stable 63-bit key of an image's bytes and label (seeds its random stream)."""
-    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(),
-                             digest_size=8, key=str(int(label)).encode())
-    return int.from_bytes(digest.digest(), "little") >> 1
+    return image_digest(image, label)
 
 
 def problem_generator(seed: int, key: int) -> torch.Generator:
@@ -196,20 +195,24 @@ class OnePixelAttack:
                 self._query_model = inference_model(self.model, images[:8])
         return self._query_model
 
-    def probabilities(self, images: torch.Tensor, groups: int = 1) -> torch.Tensor:
-        """Softmax of the model on ``images``; in batch-invariant mode the rows are split
-        into ``groups`` equal groups (one per attacked image) evaluated separately."""
-        if not self.batch_invariant or groups == 1:
-            return self._probabilities(images)
-        return torch.cat([self._probabilities(part) for part in images.chunk(groups)])
+    def _row_chunks(self, rows: int, per_image: int, limit: int):
+        """``(start, stop)`` row ranges of at most ``limit`` rows. In batch-invariant mode
+        a range never straddles two images' ``per_image`` rows, so every image is
+        evaluated in the same forward calls whatever else shares the batch."""
+        span = per_image if self.batch_invariant else rows
+        for first in range(0, rows, span):
+            for start in range(first, min(first + span, rows), limit):
+                yield start, min(start + limit, first + span, rows)
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax of the model on one row per image (clean or adversarial images)."""
+        chunks = self._row_chunks(images.shape[0], 1, self._batch_limit(images))
+        return torch.cat([self._forward(images[start:stop]) for start, stop in chunks])
 
     @torch.inference_mode()
-    def _probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of the model on ``images`` in chunks; checks the output is usable."""
-        limit = self._batch_limit(images)
-        model = self._model_for_queries(images)
-        parts = [model(images[i:i + limit]) for i in range(0, images.shape[0], limit)]
-        logits = torch.cat(parts)
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Softmax of one model call on ``images``; checks the output is usable."""
+        logits = self._model_for_queries(images)(images)
         if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
             raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
         if not torch.isfinite(logits).all():
@@ -262,7 +265,7 @@ class OnePixelAttack:
             raise ValueError("a targeted attack needs `targets`")
         if not self.targeted and targets is not None:
             raise ValueError("targets given to an untargeted attack; use targeted=True")
-        probs = self.probabilities(images, groups=images.shape[0])
+        probs = self.probabilities(images)
         classes = probs.shape[1]
         for name, values in (("labels", labels), ("targets", targets)):
             if values is not None and (values.min() < 0 or values.max() >= classes):
@@ -311,7 +314,7 @@ class OnePixelAttack:
         if todo:
             genes = best[idx].view(len(todo), 1, self.pixels, 2 + images.shape[1])
             adversarial[idx] = apply_pixels(images[idx], genes)
-        final = self.probabilities(adversarial, groups=images.shape[0])
+        final = self.probabilities(adversarial)
         seconds = time.perf_counter() - began
         results = self._results(images, adversarial, labels, targets, original, final,
                                 best, generations, queries, distribution, set(todo),
@@ -321,18 +324,11 @@ class OnePixelAttack:
     def _query_rows(self, images: torch.Tensor, genes: torch.Tensor,
                     popsize: int) -> torch.Tensor:
         """Probabilities of every candidate, building perturbed images one chunk at a time
-        so memory stays within ``max_batch`` images whatever the population. In batch-
-        invariant mode chunks never straddle two images' populations."""
-        limit = self._batch_limit(images)
+        so memory stays within ``max_batch`` images whatever the population."""
         owner = torch.arange(images.shape[0], device=images.device).repeat_interleave(popsize)
-        span = popsize if self.batch_invariant else genes.shape[0]
-        parts = []
-        for first in range(0, genes.shape[0], span):
-            for start in range(first, min(first + span, genes.shape[0]), limit):
-                stop = min(start + limit, first + span, genes.shape[0])
-                parts.append(self._probabilities(
-                    perturb_rows(images, owner[start:stop], genes[start:stop])))
-        return torch.cat(parts)
+        chunks = self._row_chunks(genes.shape[0], popsize, self._batch_limit(images))
+        return torch.cat([self._forward(perturb_rows(images, owner[start:stop], genes[start:stop]))
+                          for start, stop in chunks])
 
     def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
         if not self.batch_invariant or not self.prior.needs_sensitivity:

@@ -74,13 +74,33 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    @property
+    def official_indices(self) -> torch.Tensor:
+        """Each row's index in the official split (its position when unknown)."""
+        return self.indices if self.indices is not None else torch.arange(len(self))
+
+    def position_of(self, official_index: int) -> int:
+        """The row holding official index ``official_index``."""
+        return int((self.official_indices == official_index).nonzero()[0, 0])
+
     def subset(self, index: torch.Tensor | list[int]) -> ImageSet:
         """Rows ``index`` of this set, keeping the official indices."""
         index = torch.as_tensor(index, dtype=torch.long)
-        base = self.indices if self.indices is not None else torch.arange(len(self))
+        base = self.official_indices
         ids = tuple(self.ids[i] for i in index.tolist()) if self.ids is not None else None
         return ImageSet(self.images[index], self.labels[index], self.class_names,
                         self.source, base[index], ids)
+
+
+def image_digest(image: torch.Tensor, salt: int) -> int:
+    """A stable 63-bit integer from an image's bytes and an integer ``salt``.
+
+    Seeds per-image random streams (SmoothGrad noise, the attack's evolution), so that an
+    image's randomness depends on the image itself, not on its batch or position.
+    """
+    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(),
+                             digest_size=8, key=str(int(salt)).encode())
+    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

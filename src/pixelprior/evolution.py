@@ -125,25 +125,23 @@ class DifferentialEvolution:
         for generation in range(1, self.config.maxiter + 1):
             if active.numel() == 0:
                 break
-            rows = self._rows(ids, active)
-            children = self._mutants(population[rows], [generators[i] for i in active.tolist()])
+            # problem ids are 0..B-1, so a problem's id is its row
+            parents, parent_fitness = population[active], fitness[active]
+            children = self._mutants(parents, [generators[i] for i in active.tolist()])
             child_fitness, child_success = self.fitness(active, children)
-            improved = child_fitness <= fitness[rows]
-            population[rows] = torch.where(improved[:, :, None], children, population[rows])
-            fitness[rows] = torch.where(improved, child_fitness, fitness[rows])
+            improved = child_fitness <= parent_fitness
+            parents = torch.where(improved[:, :, None], children, parents)
+            parent_fitness = torch.where(improved, child_fitness, parent_fitness)
+            population[active], fitness[active] = parents, parent_fitness
             result.evaluations[active] += popsize
             result.generations[active] = generation
             self._record(result, active, children, child_fitness, child_success, generation,
-                         population[rows], fitness[rows])
+                         parents, parent_fitness)
             finished = active[result.success[active]] if self.config.early_stop else active[:0]
             active = self._still_active(result, active)
             if callback is not None:
                 callback(generation, finished)
         return result
-
-    @staticmethod
-    def _rows(ids: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-        return active  # ids are 0..B-1, so a problem id is its row
 
     def _still_active(self, result: EvolutionResult, candidates: torch.Tensor) -> torch.Tensor:
         if not self.config.early_stop:

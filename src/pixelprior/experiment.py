@@ -30,7 +30,7 @@ import torch
 
 from .attack import OnePixelAttack
 from .data import ImageSet, load_cifar10, to_float
-from .models import load_model
+from .models import load_model, predict
 from .prior import Prior, make_prior
 
 RESULTS = "results.jsonl"
@@ -196,17 +196,6 @@ def build_model(config: ExperimentConfig) -> torch.nn.Module:
     return model
 
 
-@torch.inference_mode()
-def predict(model: torch.nn.Module, dataset: ImageSet, device: str,
-            batch: int = 256) -> torch.Tensor:
-    """The model's labels for every image of ``dataset``."""
-    out = []
-    for start in range(0, len(dataset), batch):
-        images = to_float(dataset.images[start:start + batch]).to(device)
-        out.append(model(images).argmax(1).cpu())
-    return torch.cat(out)
-
-
 def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int | None = None,
                          device: str = "cpu") -> torch.Tensor:
     """Positions of the first ``count`` images of ``dataset`` the model gets right."""
@@ -231,7 +220,7 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module,
         raise ValueError(f"unknown selection {config.selection!r}")
     if len(chosen) < config.images:
         print(f"note: only {len(chosen)} images available for selection {config.selection!r}")
-    official = dataset.indices if dataset.indices is not None else torch.arange(len(dataset))
+    official = dataset.official_indices
     return {"rule": config.selection, "seed": config.selection_seed,
             "dataset_size": len(dataset), "clean_accuracy": float(
                 (predicted == dataset.labels).float().mean()),

@@ -55,9 +55,7 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     wins = wins.head(count)
     model = build_model(config)
     dataset = load_dataset(config)
-    official = dataset.indices.tolist() if dataset.indices is not None else list(
-        range(len(dataset)))
-    positions = [official.index(i) for i in wins["image_index"]]
+    positions = [dataset.position_of(i) for i in wins["image_index"]]
     images = to_float(dataset.images[positions])
     labels = dataset.labels[positions]
     prior = config.prior("constrained")
@@ -91,15 +89,13 @@ def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     if wins.empty:
         return
     dataset = load_dataset(config)
-    official = dataset.indices.tolist() if dataset.indices is not None else list(
-        range(len(dataset)))
     cols = min(4, len(wins))
     rows = int(np.ceil(len(wins) / cols))
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * 2 * cols, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (_, result) in enumerate(wins.iterrows()):
-        image = to_float(dataset.images[official.index(result["image_index"])])
+        image = to_float(dataset.images[dataset.position_of(result["image_index"])])
         adv = _adversarial(image, result["pixels"])
         r, c = divmod(k, cols)
         p = result["pixels"][0]

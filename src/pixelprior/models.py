@@ -22,7 +22,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import CIFAR10_CLASSES, CorruptDataError, cache_dir, download_file, sha256sum
+from .data import (
+    CIFAR10_CLASSES,
+    CorruptDataError,
+    ImageSet,
+    cache_dir,
+    download_file,
+    sha256sum,
+    to_float,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -171,6 +179,17 @@ def _init_weights(model: nn.Module, final_conv: nn.Conv2d) -> None:
                 nn.init.kaiming_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.constant_(m.bias, 0)
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, dataset: ImageSet, device: str,
+            batch: int = 256) -> torch.Tensor:
+    """The model's labels for every image of ``dataset``."""
+    out = []
+    for start in range(0, len(dataset), batch):
+        images = to_float(dataset.images[start:start + batch]).to(device)
+        out.append(model(images).argmax(1).cpu())
+    return torch.cat(out)
 
 
 # --------------------------------------------------------------------------- registry

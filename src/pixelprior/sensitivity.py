@@ -20,13 +20,14 @@ pass; tests check agreement with Captum's ``NoiseTunnel(Saliency)``,
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .data import image_digest
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum")
 SCORES = ("logit", "probability", "log_probability")
@@ -87,13 +88,6 @@ def check_images(images: torch.Tensor, labels: torch.Tensor) -> None:
                         f"{getattr(labels, 'dtype', type(labels))}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape [{images.shape[0]}], got {tuple(labels.shape)}")
-
-
-def _image_seed(seed: int, image: torch.Tensor) -> int:
-    """A 63-bit seed from ``seed`` and the bytes of one image."""
-    digest = hashlib.blake2b(image.detach().cpu().contiguous().numpy().tobytes(),
-                             digest_size=8, key=str(int(seed)).encode())
-    return int.from_bytes(digest.digest(), "little") >> 1
 
 
 class SensitivityMethod(ABC):
@@ -188,7 +182,7 @@ class SmoothGrad(SensitivityMethod):
         """
         noise = torch.empty((self.n_samples, *images.shape))
         for i in range(images.shape[0]):
-            generator = torch.Generator().manual_seed(_image_seed(self.seed, images[i]))
+            generator = torch.Generator().manual_seed(image_digest(images[i], self.seed))
             noise[:, i] = torch.randn((self.n_samples, *images.shape[1:]), generator=generator)
         return (noise * self.noise_level).to(images.device, images.dtype)
 

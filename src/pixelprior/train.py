@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet, load_cifar10_jpeg, load_cifar10_test, sha256sum, to_float
-from .models import SqueezeNetCifar
+from .models import SqueezeNetCifar, predict
 
 
 @dataclass
@@ -70,16 +70,13 @@ def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-@torch.inference_mode()
 def evaluate(model: torch.nn.Module, dataset: ImageSet, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``."""
+    if not len(dataset):
+        return 0.0
     model.eval()
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        images = to_float(dataset.images[start:start + batch_size])
-        logits = model(images.contiguous(memory_format=torch.channels_last))
-        correct += int((logits.argmax(1) == dataset.labels[start:start + batch_size]).sum())
-    return correct / max(1, len(dataset))
+    predicted = predict(model, dataset, next(model.parameters()).device.type, batch_size)
+    return float((predicted == dataset.labels).float().mean())
 
 
 def _atomic_save(obj: object, path: Path) -> None:
