@@ -178,8 +178,8 @@ class OnePixelAttack:
     # ----------------------------------------------------------------- model access
     def _batch_limit(self, images: torch.Tensor) -> int:
         """Rows per model forward: ``max_batch``, else from the memory budget; on the CPU
-        at most 128 (measured fastest for the CIFAR SqueezeNet: larger batches spill the
-        caches and spend time in page faults)."""
+        at most 128 (``benchmarks/inference_variants.py``: larger batches were slower for
+        the CIFAR SqueezeNet, spilling the caches and spending time in page faults)."""
         if self.max_batch:
             return self.max_batch
         per_image = 4 * images.shape[1:].numel() * 32  # input plus ~32x in activations
