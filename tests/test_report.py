@@ -18,7 +18,8 @@ def synthetic(maxiter=10):
                 success = not (mode == "unconstrained" and image == 5)
                 rows.append(dict(seed=seed, mode=mode, image_index=image, success=success,
                                  generations=gens if success else maxiter,
-                                 seconds=0.1 * gens, queries=10 * (gens + 1)))
+                                 seconds=0.1 * gens, queries=10 * (gens + 1),
+                                 support_size=16 if mode == "constrained" else 64))
     frame = pd.DataFrame(rows)
     frame["budget_generations"] = np.where(frame["success"], frame["generations"], maxiter + 1)
     return frame

@@ -85,6 +85,7 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "mean_generations_all": group["budget_generations"].mean(),
             "mean_generations_success": wins["generations"].mean() if len(wins) else np.nan,
             "mean_queries": group["queries"].mean(),
+            "mean_start_pixels": group["support_size"].mean(),  # |S|, or H*W if uniform
         })
 
     return frame.groupby(["seed", "mode"]).apply(summarise, include_groups=False).reset_index()
@@ -169,12 +170,13 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict)
              f"σ = {config.noise_level}).", "",
              "## Per seed and mode (Table 1 layout)", "",
              "| seed | mode | images | success | total s | mean s | mean gen (all) | "
-             "mean gen (successes) | mean queries |", "|---|---|---|---|---|---|---|---|---|"]
+             "mean gen (successes) | mean queries | mean start pixels |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(f"| {r['seed']} | {r['mode']} | {int(r['images'])} | "
                      f"{r['success_rate']:.0%} | {r['total_s']:.1f} | {r['mean_s']:.3f} | "
                      f"{r['mean_generations_all']:.2f} | {r['mean_generations_success']:.2f} | "
-                     f"{r['mean_queries']:.0f} |")
+                     f"{r['mean_queries']:.0f} | {r['mean_start_pixels']:.1f} |")
     lines += ["", "## Mean ± 95% CI over seeds", "",
               "| mode | success rate | total s | mean s | mean gen (all) | "
               "mean gen (successes) | mean queries |", "|---|---|---|---|---|---|---|"]
