@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -22,10 +23,12 @@ from torch import nn
 
 from .data import image_digest
 from .evolution import DifferentialEvolution, EvolutionConfig
+from .incremental import CleanCache, IncrementalForward, incremental_forward
 from .prior import PositionDistribution, Prior, UniformPrior
 from .sensitivity import check_images
 
 INIT_COLORS = ("normal", "uniform")
+ENGINES = ("auto", "incremental", "full")
 
 
 class ModelOutputError(RuntimeError):
@@ -103,19 +106,25 @@ def problem_generator(seed: int, key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(mixed, "little") >> 1)
 
 
+def decode_pixels(genes: torch.Tensor, height: int, width: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Genes ``[..., 2 + C]`` → pixel ``(x, y)`` rounded and clipped to the image, and
+    the colour clipped to [0, 1]."""
+    x = genes[..., 0].round().clamp(0, width - 1).long()
+    y = genes[..., 1].round().clamp(0, height - 1).long()
+    return x, y, genes[..., 2:].clamp(0, 1)
+
+
 def perturb_rows(images: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
     """Perturbed copies for arbitrary rows: row ``n`` is ``images[owner[n]]`` with the
     ``k`` pixels of ``genes[n]`` (``[N, k, 2 + C]``) applied → ``[N, C, H, W]``.
 
     Coordinates are rounded and clipped to the image; colours clipped to [0, 1].
     """
-    width, height = images.shape[-1], images.shape[-2]
     out = images[owner].clone()
-    x = genes[..., 0].round().clamp(0, width - 1).long()
-    y = genes[..., 1].round().clamp(0, height - 1).long()
-    colour = genes[..., 2:].clamp(0, 1).to(out.dtype)
+    x, y, colour = decode_pixels(genes, images.shape[-2], images.shape[-1])
     row = torch.arange(genes.shape[0], device=images.device)[:, None].expand_as(x)
-    out.permute(0, 2, 3, 1)[row, y, x] = colour  # index_put: [N, k] positions, [N, k, C]
+    out.permute(0, 2, 3, 1)[row, y, x] = colour.to(out.dtype)  # index_put: [N, k], [N, k, C]
     return out
 
 
@@ -126,6 +135,42 @@ def apply_pixels(images: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor
     owner = torch.arange(count, device=images.device).repeat_interleave(popsize)
     return perturb_rows(images, owner, candidates.reshape(count * popsize,
                                                           *candidates.shape[2:]))
+
+
+def _softmax(logits: torch.Tensor, rows: int) -> torch.Tensor:
+    """Softmax of ``rows`` rows of class scores, after checking that they are usable."""
+    if logits.ndim != 2 or logits.shape[0] != rows:
+        raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise ModelOutputError("model returned NaN or infinite scores")
+    return logits.float().softmax(1)
+
+
+def _disagreement(engine: IncrementalForward, model: nn.Module, image: torch.Tensor,
+                  atol: float = 1e-3) -> str | None:
+    """Why the incremental engine cannot stand in for ``model`` (``None`` when it can):
+    scored against full passes at the corners, edges and centre of ``image``."""
+    height, width = image.shape[-2:]
+    spots = [(y, x) for y in (0, height // 2, height - 1) for x in (0, width // 2, width - 1)]
+    y = torch.tensor([p[0] for p in spots], device=image.device)
+    x = torch.tensor([p[1] for p in spots], device=image.device)
+    colour = torch.rand(len(spots), image.shape[1], generator=torch.Generator().manual_seed(0))
+    colour = colour.to(device=image.device, dtype=image.dtype)
+    owner = torch.zeros(len(spots), dtype=torch.long, device=image.device)
+    genes = torch.cat([x[:, None].to(colour.dtype), y[:, None].to(colour.dtype), colour], 1)
+    try:
+        with torch.inference_mode():
+            expected = model(perturb_rows(image, owner, genes[:, None]))
+            got = engine(engine.prepare(image), owner, y, x, colour)
+    except Exception as exc:  # an unexpected layer configuration
+        return f"it failed: {exc}"
+    if got.shape != expected.shape:
+        return f"scores of shape {tuple(got.shape)}, full pass {tuple(expected.shape)}"
+    scale = float(expected.abs().max())
+    if not torch.allclose(got, expected, atol=atol * max(1.0, scale), rtol=1e-3) or (
+            got.argmax(1) != expected.argmax(1)).any():
+        return "its scores differ from the full pass"
+    return None
 
 
 class OnePixelAttack:
@@ -145,6 +190,12 @@ class OnePixelAttack:
     optimize: query a faster copy of the model (BatchNorm folded into convolutions,
         channels-last memory), checked against the original on the first batch; gradients
         for sensitivity maps still use the original model.
+    engine: how candidates are scored. ``"full"`` builds each perturbed image and runs
+        the whole model. ``"incremental"`` caches the clean image's activations and
+        recomputes only what the changed pixel can reach
+        (:mod:`pixelprior.incremental`; SqueezeNet-style models, one pixel per
+        candidate); it is checked against the full pass before use. ``"auto"`` (default)
+        takes the incremental engine where it applies and the full pass elsewhere.
     batch_invariant: evaluate each image's population (and its sensitivity map) in its own
         forward calls. CPU/GPU kernels are chosen by batch size, so float results depend
         on batch composition in the last bits; this mode makes every image's result
@@ -156,11 +207,16 @@ class OnePixelAttack:
                  targeted: bool = False, init_color: str = "normal", seed: int = 0,
                  max_batch: int | None = None, memory_mb: float = 1024.0,
                  early_stop: bool = True, batch_invariant: bool = False,
-                 optimize: bool = True) -> None:
+                 optimize: bool = True, engine: str = "auto") -> None:
         if pixels < 1:
             raise ValueError("pixels must be >= 1")
         if init_color not in INIT_COLORS:
             raise ValueError(f"init_color must be one of {INIT_COLORS}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if engine == "incremental" and pixels != 1:
+            raise ValueError("the incremental engine scores one-pixel candidates; use "
+                             "engine='full' (or 'auto') for pixels > 1")
         self.model = model
         self.prior = prior if prior is not None else UniformPrior()
         self.config = EvolutionConfig(popsize, maxiter, mutation, early_stop)
@@ -172,7 +228,9 @@ class OnePixelAttack:
         self.memory_mb = memory_mb
         self.batch_invariant = batch_invariant
         self.optimize = optimize
+        self.engine = engine
         self._query_model: nn.Module | None = None
+        self._incremental: IncrementalForward | None | bool = None  # False: not usable
         self.queries = 0
 
     # ----------------------------------------------------------------- model access
@@ -212,21 +270,37 @@ class OnePixelAttack:
     @torch.inference_mode()
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
         """Softmax of one model call on ``images``; checks the output is usable."""
-        logits = self._model_for_queries(images)(images)
-        if logits.ndim != 2 or logits.shape[0] != images.shape[0]:
-            raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
-        if not torch.isfinite(logits).all():
-            raise ModelOutputError("model returned NaN or infinite scores")
-        return logits.float().softmax(1)
+        return _softmax(self._model_for_queries(images)(images), images.shape[0])
+
+    def _incremental_engine(self, images: torch.Tensor) -> IncrementalForward | None:
+        """The incremental engine when the configuration and the model allow it, checked
+        once against the full pass; ``None`` means: use full passes."""
+        if self.engine == "full" or self.pixels != 1:
+            return None
+        if self._incremental is None:
+            engine = incremental_forward(self._model_for_queries(images))
+            problem = ("the model is not a SqueezeNet-style network it knows" if engine is None
+                       else _disagreement(engine, self._model_for_queries(images), images[:1]))
+            if problem and self.engine == "incremental":
+                raise ValueError(f"engine='incremental' cannot be used: {problem}")
+            if problem and engine is not None:
+                warnings.warn(f"incremental engine disabled ({problem}); using full passes",
+                              RuntimeWarning, stacklevel=3)
+            self._incremental = False if problem else engine
+        return self._incremental or None
 
     def _fitness_function(self, images: torch.Tensor, labels: torch.Tensor,
                           targets: torch.Tensor | None):
         channels = images.shape[1]
 
+        engine = self._incremental_engine(images)
+        cache = engine.prepare(images) if engine is not None else None
+
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape
             genes = candidates.view(count * popsize, self.pixels, 2 + channels)
-            probs = self._query_rows(images[ids], genes, popsize).view(count, popsize, -1)
+            probs = self._query_rows(images, ids, genes, popsize, engine, cache)
+            probs = probs.view(count, popsize, -1)
             predicted = probs.argmax(2)
             if targets is None:
                 score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
@@ -321,14 +395,20 @@ class OnePixelAttack:
                                 prep_seconds, seconds)
         return AttackOutput(results, adversarial, distribution, seconds)
 
-    def _query_rows(self, images: torch.Tensor, genes: torch.Tensor,
-                    popsize: int) -> torch.Tensor:
-        """Probabilities of every candidate, building perturbed images one chunk at a time
-        so memory stays within ``max_batch`` images whatever the population."""
-        owner = torch.arange(images.shape[0], device=images.device).repeat_interleave(popsize)
+    def _query_rows(self, images: torch.Tensor, ids: torch.Tensor, genes: torch.Tensor,
+                    popsize: int, engine: IncrementalForward | None = None,
+                    cache: CleanCache | None = None) -> torch.Tensor:
+        """Probabilities of every candidate (``popsize`` rows of genes per image
+        ``images[ids]``), one chunk of at most ``max_batch`` rows at a time so memory
+        stays bounded whatever the population."""
+        owner = ids.repeat_interleave(popsize)
         chunks = self._row_chunks(genes.shape[0], popsize, self._batch_limit(images))
-        return torch.cat([self._forward(perturb_rows(images, owner[start:stop], genes[start:stop]))
-                          for start, stop in chunks])
+        if engine is None:
+            return torch.cat([self._forward(perturb_rows(images, owner[a:b], genes[a:b]))
+                              for a, b in chunks])
+        x, y, colour = decode_pixels(genes[:, 0], images.shape[-2], images.shape[-1])
+        return torch.cat([_softmax(engine(cache, owner[a:b], y[a:b], x[a:b], colour[a:b]), b - a)
+                          for a, b in chunks])
 
     def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
         if not self.batch_invariant or not self.prior.needs_sensitivity:

@@ -18,6 +18,8 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(reproduce_app, name="reproduce")
 console = Console()
+ENGINE_HELP = ("How candidates are scored: auto (incremental where the model allows it), "
+               "incremental, or full passes.")
 
 
 def _fail(message: str) -> None:
@@ -127,6 +129,7 @@ def attack(
     maxiter: int = typer.Option(100),
     pixels: int = typer.Option(1, help="Pixels changed."),
     seed: int = typer.Option(0),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
     out: Path = typer.Option(Path("attack-out"), help="Output folder."),
 ) -> None:
     """Attack one image; write the adversarial PNG and a JSON result."""
@@ -150,7 +153,8 @@ def attack(
     try:
         prior = SusceptibleSetPrior(tau) if constrained else UniformPrior()
         runner = OnePixelAttack(net, prior=prior, popsize=popsize, maxiter=maxiter,
-                                pixels=pixels, targeted=goal is not None, seed=seed)
+                                pixels=pixels, targeted=goal is not None, seed=seed,
+                                engine=engine)
         output = runner(image, torch.tensor([true]),
                         torch.tensor([goal]) if goal is not None else None)
     except ValueError as exc:
@@ -255,6 +259,7 @@ def reproduce_cifar10(
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     device: str = typer.Option("cpu"),
     batch_images: int = typer.Option(10, help="Images attacked together."),
+    engine: str | None = typer.Option(None, help=ENGINE_HELP),
     out: Path | None = typer.Option(None, help="Run directory (default runs/cifar10[-quick])."),
     force: bool = typer.Option(False, help="Move old results of another config aside."),
     no_report: bool = typer.Option(False, help="Skip the report."),
@@ -264,6 +269,8 @@ def reproduce_cifar10(
 
     config = ExperimentConfig.from_file(config_file) if config_file else ExperimentConfig()
     config.source, config.device, config.batch_images = source, device, batch_images
+    if engine is not None:
+        config.engine = engine
     if data is not None:
         config.data = str(data)
     if quick:
@@ -274,8 +281,9 @@ def reproduce_cifar10(
         config.seeds = list(range(seeds))
     config.out = str(out or (Path("runs") / ("cifar10-quick" if quick else "cifar10")))
     try:
+        ExperimentConfig(**config.to_dict())  # validates the overridden fields
         run_experiment(config, force=force)
-    except ConfigMismatchError as exc:
+    except (ConfigMismatchError, ValueError) as exc:
         _fail(str(exc))
     if not no_report:
         _print_report(Path(config.out))
@@ -294,6 +302,7 @@ def reproduce_nips17(
     max_batch: int | None = typer.Option(None, help="Most images per forward (memory)."),
     device: str = typer.Option("cpu"),
     batch_images: int = typer.Option(4, help="Images attacked together."),
+    engine: str | None = typer.Option(None, help=ENGINE_HELP),
     out: Path = typer.Option(Path("runs/nips17"), help="Run directory."),
     force: bool = typer.Option(False, help="Move old results of another config aside."),
     no_report: bool = typer.Option(False, help="Skip the report."),
@@ -308,9 +317,12 @@ def reproduce_nips17(
     config.selection, config.selection_seed = "random_correct", selection_seed
     config.resize_inside, config.max_batch = resize_inside, max_batch
     config.device, config.batch_images, config.out = device, batch_images, str(out)
+    if engine is not None:
+        config.engine = engine
     try:
+        ExperimentConfig(**config.to_dict())  # validates the overridden fields
         run_experiment(config, force=force)
-    except ConfigMismatchError as exc:
+    except (ConfigMismatchError, ValueError) as exc:
         _fail(str(exc))
     if not no_report:
         _print_report(out)

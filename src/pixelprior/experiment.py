@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .attack import OnePixelAttack
+from .attack import ENGINES, OnePixelAttack
 from .data import ImageSet, load_cifar10, to_float
 from .models import load_model, predict
 from .prior import Prior, make_prior
@@ -66,10 +66,15 @@ class ExperimentConfig:
     n_samples: int = 50
     noise_level: float = 0.15
     resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
+    engine: str = "auto"  # auto | incremental | full: how candidates are scored
     batch_images: int = 10
     max_batch: int | None = None
     device: str = "cpu"
     out: str = "runs/cifar10"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
     @classmethod
     def from_file(cls, path: str | Path) -> ExperimentConfig:
@@ -297,7 +302,7 @@ class ExperimentRunner:
         attack = OnePixelAttack(
             model, prior=config.prior(mode), popsize=config.popsize, maxiter=config.maxiter,
             mutation=config.mutation, pixels=config.pixels, init_color=config.init_color,
-            seed=seed, max_batch=config.max_batch, batch_invariant=True)
+            seed=seed, max_batch=config.max_batch, batch_invariant=True, engine=config.engine)
         began = time.time()
         output = attack(images, labels)
         wall = time.time() - began
