@@ -2,10 +2,13 @@
 
 Prints, measured side by side in one run on the bundled CIFAR-10 SqueezeNet:
 
-1. forward passes per second of the bare model at batch = population (the physical limit
-   of a design whose cost is model queries);
-2. model queries per second of the attack (unconstrained, so every image runs long), and
-   the share of wall time spent outside the model's forward (DE arithmetic, copies, Python);
+1. the physical limit of this design: candidates scored per second by the bare engine,
+   outside any attack: a full forward pass of the fast model copy (BatchNorm folded,
+   channels-last) on perturbed images, and the incremental engine, 128 rows per call (the
+   attack's CPU chunk);
+2. model queries per second of the attack with each engine (unconstrained, so every
+   image runs long), as a share of that limit, and the share of the attack's wall time
+   spent outside scoring (DE arithmetic, sampling, copies, Python);
 3. seconds per image against the number of images attacked together and the population.
 
     python benchmarks/throughput.py [--images 10] [--maxiter 10] [--threads 0]
@@ -18,53 +21,45 @@ import time
 
 import torch
 from _setup import bench_inputs
+from engines import random_rows
 
 from pixelprior import OnePixelAttack, UniformPrior
+from pixelprior.attack import perturb_rows
+from pixelprior.incremental import incremental_forward
 from pixelprior.models import inference_model
 
-
-class TimedModel(torch.nn.Module):
-    """Wraps a model and accumulates the wall time spent in its forward."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.seconds = 0.0
-        self.images = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        began = time.perf_counter()
-        out = self.model(x)
-        self.seconds += time.perf_counter() - began
-        self.images += x.shape[0]
-        return out
+CHUNK = 128
 
 
 @torch.inference_mode()
-def model_rate(model: torch.nn.Module, batch: int, repeats: int = 5) -> float:
-    """Forward passes (images) per second at ``batch``."""
-    x = torch.rand(batch, 3, 32, 32)
-    model(x)
-    began = time.perf_counter()
-    for _ in range(repeats):
-        model(x)
-    return batch * repeats / (time.perf_counter() - began)
+def bare_rates(model: torch.nn.Module, image: torch.Tensor, rows: int = CHUNK,
+               repeats: int = 20) -> dict[str, float]:
+    """Candidates per second of each bare engine on ``rows`` candidates of ``image``."""
+    fast = inference_model(model, image)
+    engine = incremental_forward(fast)
+    cache = engine.prepare(image)
+    owner, y, x, colour, genes = random_rows(image, rows)
+    calls = {"full": lambda: fast(perturb_rows(image, owner, genes)),
+             "incremental": lambda: engine(cache, owner, y, x, colour)}
+    out = {}
+    for name, call in calls.items():
+        call()
+        began = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        out[name] = rows * repeats / (time.perf_counter() - began)
+    return out
 
 
-def attack_rate(model, images, labels, popsize, maxiter, invariant=False):
-    """(queries per second, share of time outside the model, seconds per image).
-
-    The attack normally queries its own fast copy of the model; here the fast copy is made
-    up front and wrapped in the timer (``optimize=False``), so the timer sees every query.
-    """
-    timed = TimedModel(inference_model(model, images[:8]))
-    attack = OnePixelAttack(timed, prior=UniformPrior(), popsize=popsize, maxiter=maxiter,
-                            seed=0, batch_invariant=invariant, optimize=False)
+def attack_rate(model, images, labels, popsize, maxiter, engine="auto", invariant=False):
+    """(queries per second, share of wall time outside scoring, seconds per image)."""
+    attack = OnePixelAttack(model, prior=UniformPrior(), popsize=popsize, maxiter=maxiter,
+                            seed=0, batch_invariant=invariant, engine=engine)
     began = time.perf_counter()
     out = attack(images, labels)
     wall = time.perf_counter() - began
     queries = sum(r.queries for r in out.results)
-    return queries / wall, 1 - timed.seconds / wall, wall / len(images)
+    return queries / wall, 1 - attack.query_seconds / wall, wall / len(images)
 
 
 def main() -> None:
@@ -78,31 +73,31 @@ def main() -> None:
     model, images, labels, pick = bench_inputs(args.images)
     print(f"attack: unconstrained, popsize 400, maxiter {args.maxiter}, {len(pick)} images\n")
 
-    fast = inference_model(model, images[:8])
-    plain = model_rate(model, 400)
-    bare = model_rate(fast, 128)
-    rate, outside, _ = attack_rate(model, images, labels, 400, args.maxiter)
-    rate_inv, outside_inv, _ = attack_rate(model, images, labels, 400, args.maxiter, True)
-    print("| measure | value |\n|---|---|")
-    print(f"| plain model, batch 400 (images/s) | {plain:.0f} |")
-    print(f"| bare fast copy (BN folded, channels-last), batch 128 (images/s) | {bare:.0f} |")
-    print(f"| attack, batched (queries/s) | {rate:.0f} ({rate / bare:.2f}x of bare) |")
-    print(f"| attack, batched: time outside the model | {outside:.1%} |")
-    print(f"| attack, batch-invariant (queries/s) | {rate_inv:.0f} ({rate_inv / bare:.2f}x) |")
-    print(f"| attack, batch-invariant: time outside the model | {outside_inv:.1%} |")
+    bare = bare_rates(model, images[:1])
+    print("| engine | bare, 128 rows per call (queries/s) | attack, batched (queries/s) | "
+          "share of bare | time outside scoring | attack, batch-invariant (queries/s) | "
+          "time outside scoring |")
+    print("|---|---|---|---|---|---|---|")
+    for engine in ("full", "incremental"):
+        rate, outside, _ = attack_rate(model, images, labels, 400, args.maxiter, engine)
+        rate_inv, outside_inv, _ = attack_rate(model, images, labels, 400, args.maxiter,
+                                               engine, invariant=True)
+        print(f"| {engine} | {bare[engine]:.0f} | {rate:.0f} | {rate / bare[engine]:.2f} | "
+              f"{outside:.1%} | {rate_inv:.0f} | {outside_inv:.1%} |")
+    print(f"incremental / full, bare: {bare['incremental'] / bare['full']:.2f}x")
 
-    print("\nscaling: seconds per image vs images attacked together (popsize 400)")
+    print("\nscaling: seconds per image vs images attacked together (popsize 400, default "
+          "engine)")
     print("| images together | s/image | queries/s |\n|---|---|---|")
-    for count in (1, min(10, len(pick)), len(pick)):
+    for count in sorted({1, min(10, len(pick)), len(pick)}):
         rate_n, _, per_image = attack_rate(model, images[:count], labels[:count], 400,
                                            args.maxiter)
         print(f"| {count} | {per_image:.3f} | {rate_n:.0f} |")
-    print("\nscaling: population size (all images together)")
-    print("| popsize | s/image | queries/s | bare fast copy images/s at that batch |")
-    print("|---|---|---|---|")
+    print("\nscaling: population size (all images together, default engine)")
+    print("| popsize | s/image | queries/s |\n|---|---|---|")
     for popsize in (100, 400, 1600):
         rate_p, _, per_image = attack_rate(model, images, labels, popsize, args.maxiter)
-        print(f"| {popsize} | {per_image:.3f} | {rate_p:.0f} | {model_rate(fast, popsize):.0f} |")
+        print(f"| {popsize} | {per_image:.3f} | {rate_p:.0f} |")
 
 
 if __name__ == "__main__":

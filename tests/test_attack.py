@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -146,3 +148,13 @@ def test_result_rows_are_json_ready(bright_model):
     row = json.loads(json.dumps(out.rows()[0]))
     assert row["x"] == 5 and row["y"] == 2 and row["prior"] == "uniform"
     assert out.success.tolist() == [True]
+
+
+def test_the_attack_accounts_for_its_queries_and_their_time(tiny_net):
+    images = dark_images(2, 10, seed=4)
+    attack = OnePixelAttack(tiny_net, popsize=16, maxiter=4, seed=0)
+    began = time.perf_counter()
+    out = attack(images, tiny_net(images).argmax(1))
+    wall = time.perf_counter() - began
+    assert attack.queries == sum(r.queries for r in out.results) > 0
+    assert 0 < attack.query_seconds < wall

@@ -117,3 +117,11 @@ def test_config_file_rejects_unknown_keys(tmp_path):
     path.write_text('images = 3\npopulation = 7\n')
     with pytest.raises(ValueError, match="unknown config keys"):
         ExperimentConfig.from_file(path)
+
+
+def test_the_engine_is_part_of_the_configuration(tmp_path):
+    auto, full = small_config(tmp_path), small_config(tmp_path, engine="full")
+    assert auto.engine == "auto" and auto.digest() != full.digest()  # float bits may differ
+    assert small_config(tmp_path, batch_images=5).digest() == auto.digest()
+    with pytest.raises(ValueError, match="engine must be one of"):
+        small_config(tmp_path, engine="onnx")

@@ -231,7 +231,8 @@ class OnePixelAttack:
         self.engine = engine
         self._query_model: nn.Module | None = None
         self._incremental: IncrementalForward | None | bool = None  # False: not usable
-        self.queries = 0
+        self.queries = 0  # model queries of the search, over all calls
+        self.query_seconds = 0.0  # wall time spent scoring them (model or engine)
 
     # ----------------------------------------------------------------- model access
     def _batch_limit(self, images: torch.Tensor) -> int:
@@ -403,12 +404,16 @@ class OnePixelAttack:
         stays bounded whatever the population."""
         owner = ids.repeat_interleave(popsize)
         chunks = self._row_chunks(genes.shape[0], popsize, self._batch_limit(images))
+        began = time.perf_counter()
         if engine is None:
-            return torch.cat([self._forward(perturb_rows(images, owner[a:b], genes[a:b]))
-                              for a, b in chunks])
-        x, y, colour = decode_pixels(genes[:, 0], images.shape[-2], images.shape[-1])
-        return torch.cat([_softmax(engine(cache, owner[a:b], y[a:b], x[a:b], colour[a:b]), b - a)
-                          for a, b in chunks])
+            out = torch.cat([self._forward(perturb_rows(images, owner[a:b], genes[a:b]))
+                             for a, b in chunks])
+        else:
+            x, y, colour = decode_pixels(genes[:, 0], images.shape[-2], images.shape[-1])
+            out = torch.cat([_softmax(engine(cache, owner[a:b], y[a:b], x[a:b], colour[a:b]),
+                                      b - a) for a, b in chunks])
+        self.query_seconds += time.perf_counter() - began
+        return out
 
     def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
         if not self.batch_invariant or not self.prior.needs_sensitivity:
