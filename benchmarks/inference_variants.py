@@ -1,24 +1,33 @@
 """Forward throughput of the CIFAR-10 SqueezeNet under each inference variant.
 
-Measures images/s of the bundled model: plain, BatchNorm folded, folded + channels-last
-(what `OnePixelAttack` queries), at several batch sizes, in one run. Labels of the fast
-copy are checked against the plain model.
+Measures images/s of the bundled model in one run, at several batch sizes: plain,
+BatchNorm folded, folded + channels-last (the attack's full-pass copy), and the candidates
+issue 7 asked to measure: ``torch.compile`` (inductor), ONNX Runtime (when installed:
+``pip install onnxruntime onnx``) and bfloat16. Each variant's agreement with the plain
+model on the correctly classified bundled images is printed beside it (same labels,
+largest probability difference): a variant that changes probabilities changes the
+attack's fitness values and so its trajectories.
 
-    python benchmarks/inference_variants.py
+    python benchmarks/inference_variants.py [--seconds 1.5] [--skip compile onnx]
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import time
+from collections.abc import Callable
 
 import torch
 from _setup import bench_inputs
 
 from pixelprior.models import ChannelsLast, fold_batchnorm
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
 
 @torch.inference_mode()
-def rate(model: torch.nn.Module, batch: int, seconds: float = 1.5) -> float:
+def rate(model: Forward, batch: int, seconds: float) -> float:
     """Images per second at ``batch`` (warm-up, then repeated for about ``seconds``)."""
     x = torch.rand(batch, 3, 32, 32)
     model(x)
@@ -29,21 +38,68 @@ def rate(model: torch.nn.Module, batch: int, seconds: float = 1.5) -> float:
     return count / (time.perf_counter() - began)
 
 
+def compiled(model: torch.nn.Module) -> Forward:
+    return torch.compile(fold_batchnorm(model).eval(), dynamic=False)
+
+
+def onnx_runtime(model: torch.nn.Module) -> Forward:
+    """The folded model exported to ONNX, run by ONNX Runtime on 2 threads, full
+    graph optimisation."""
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    torch.onnx.export(fold_batchnorm(model).eval(), torch.rand(1, 3, 32, 32), buffer,
+                      input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(buffer.getvalue(), options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+
+def bfloat16(model: torch.nn.Module) -> Forward:
+    fast = ChannelsLast(fold_batchnorm(model).to(torch.bfloat16)).eval()
+    return lambda x: fast(x.to(torch.bfloat16)).float()
+
+
+@torch.inference_mode()
+def agreement(variant: Forward, model: torch.nn.Module, images: torch.Tensor) -> str:
+    reference, got = model(images).softmax(1), variant(images).float().softmax(1)
+    same = bool((reference.argmax(1) == got.argmax(1)).all())
+    return f"{'same' if same else 'DIFFERENT'} labels, max |Δp| {(reference - got).abs().max():.1e}"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--skip", nargs="*", default=[], help="compile, onnx and/or bf16")
+    args = parser.parse_args()
     model, images, _, _ = bench_inputs(100)
-    folded = fold_batchnorm(model)
-    fast = ChannelsLast(fold_batchnorm(model)).eval()
-    with torch.inference_mode():
-        same = bool((fast(images).argmax(1) == model(images).argmax(1)).all())
-        diff = float((fast(images) - model(images)).abs().max())
-    print(f"fast copy vs plain on {len(images)} images: same labels {same}, "
-          f"max |logit difference| {diff:.2e}\n")
+    variants: dict[str, Forward] = {
+        "plain": model,
+        "BatchNorm folded": fold_batchnorm(model),
+        "folded + channels-last": ChannelsLast(fold_batchnorm(model)).eval(),
+    }
+    builders = {"compile": ("torch.compile (inductor), folded", compiled),
+                "onnx": ("ONNX Runtime, folded", onnx_runtime),
+                "bf16": ("bfloat16, folded + channels-last", bfloat16)}
+    for key, (name, build) in builders.items():
+        if key in args.skip:
+            continue
+        try:
+            variants[name] = build(model)
+        except Exception as exc:  # a missing optional package or backend
+            print(f"{name}: not measured ({type(exc).__name__}: {exc})")
     batches = (64, 128, 256, 400)
-    print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " |")
-    print("|---|" + "---|" * len(batches))
-    for name, variant in (("plain", model), ("BatchNorm folded", folded),
-                          ("folded + channels-last", fast)):
-        print(f"| {name} | " + " | ".join(f"{rate(variant, b):.0f}" for b in batches) + " |")
+    print(f"\nimages/s; agreement with the plain model on {len(images)} correctly "
+          "classified images\n")
+    print("| variant | " + " | ".join(f"batch {b}" for b in batches) + " | agreement |")
+    print("|---|" + "---|" * (len(batches) + 1))
+    for name, variant in variants.items():
+        rates = " | ".join(f"{rate(variant, b, args.seconds):.0f}" for b in batches)
+        print(f"| {name} | {rates} | {agreement(variant, model, images)} |")
 
 
 if __name__ == "__main__":

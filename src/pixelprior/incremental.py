@@ -20,7 +20,7 @@ scores and labels against the full pass.
 
 How much it saves depends on how much of the network's work lies at high resolution: for
 the 32×32 CIFAR SqueezeNet most of it sits in the 4×4 stage, which one pixel changes
-entirely (``benchmarks/incremental.py`` prints the measured ratio).
+entirely (``benchmarks/engines.py`` prints the measured ratio and the machine's ceiling).
 """
 
 from __future__ import annotations
