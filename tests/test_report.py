@@ -59,3 +59,24 @@ def test_report_of_a_real_small_run(tmp_path):
         assert (tmp_path / name).is_file(), name
     assert pd.read_parquet(tmp_path / "results.parquet").shape[0] == 8
     assert "Per seed and mode" in (tmp_path / "report.md").read_text()
+
+
+def test_every_other_mode_is_compared_with_the_unconstrained_baseline():
+    from pixelprior.report import markdown_report
+
+    frame = synthetic()
+    control = frame[frame["mode"] == "constrained"].assign(
+        mode="random_set", generations=lambda f: f["generations"] + 2,
+        budget_generations=lambda f: f["budget_generations"] + 2)
+    frame = pd.concat([frame, control], ignore_index=True)
+    config = ExperimentConfig(maxiter=10)
+    stats = summary(frame, config)
+    assert set(stats["paired_vs_a"]) == {"constrained", "random_set"}
+    assert stats["paired_vs_a"]["constrained"] == stats["paired"]
+    versus = stats["paired_vs_a"]["random_set"]
+    assert (versus["a"], versus["b"], versus["pairs"]) == ("unconstrained", "random_set", 12)
+    assert versus["mean_generations_both"][1] == pytest.approx(
+        stats["paired"]["mean_generations_both"][1] + 2)
+    text = markdown_report(frame, config, stats)
+    assert text.count("## Paired: unconstrained vs constrained") == 1
+    assert "## Paired: unconstrained vs random_set" in text

@@ -113,20 +113,11 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, resamples: int = 10_000,
     return float(num.mean() / den.mean()), float(low), float(high)
 
 
-def summary(frame: pd.DataFrame, config: ExperimentConfig,
-            a: str = "unconstrained", b: str = "constrained") -> dict:
-    """Headline statistics comparing mode ``a`` to mode ``b`` on the same images."""
+def paired_comparison(frame: pd.DataFrame, a: str, b: str) -> dict:
+    """Mode ``a`` against mode ``b`` on the same (seed, image) pairs: successes of each,
+    generation and time ratios with bootstrap CIs, Wilcoxon on per-image generations."""
     from scipy import stats
 
-    per_seed = per_seed_table(frame)
-    out: dict = {"modes": {}, "maxiter": config.maxiter, "popsize": config.popsize}
-    for mode, group in per_seed.groupby("mode"):
-        out["modes"][mode] = {
-            column: t_interval(group[column].to_numpy())
-            for column in ("success_rate", "total_s", "mean_s", "mean_generations_all",
-                           "mean_generations_success", "mean_queries")}
-    if not {a, b} <= set(frame["mode"]):
-        return out
     paired = paired_frame(frame, a, b)
     both = paired[paired[f"success_{a}"] & paired[f"success_{b}"]]
     per_image = paired.groupby("image_index")[[f"budget_generations_{a}",
@@ -134,8 +125,8 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
     diff = per_image.iloc[:, 0] - per_image.iloc[:, 1]
     test = (stats.wilcoxon(per_image.iloc[:, 0], per_image.iloc[:, 1])
             if (diff != 0).any() else None)
-    out["paired"] = {
-        "pairs": len(paired), "both_success": len(both),
+    return {
+        "a": a, "b": b, "pairs": len(paired), "both_success": len(both),
         "only_a_success": int((paired[f"success_{a}"] & ~paired[f"success_{b}"]).sum()),
         "only_b_success": int((~paired[f"success_{a}"] & paired[f"success_{b}"]).sum()),
         "mean_generations_both": (float(both[f"generations_{a}"].mean()),
@@ -149,6 +140,25 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
         "wilcoxon_p": float(test.pvalue) if test is not None else None,
         "images": int(per_image.shape[0]),
     }
+
+
+def summary(frame: pd.DataFrame, config: ExperimentConfig,
+            a: str = "unconstrained", b: str = "constrained") -> dict:
+    """Headline statistics: per-mode means with CIs; ``paired``: mode ``a`` against
+    ``b`` (the paper's comparison); ``paired_vs_a``: every other mode against ``a``."""
+    per_seed = per_seed_table(frame)
+    out: dict = {"modes": {}, "maxiter": config.maxiter, "popsize": config.popsize}
+    for mode, group in per_seed.groupby("mode"):
+        out["modes"][mode] = {
+            column: t_interval(group[column].to_numpy())
+            for column in ("success_rate", "total_s", "mean_s", "mean_generations_all",
+                           "mean_generations_success", "mean_queries")}
+    modes = set(frame["mode"])
+    if {a, b} <= modes:
+        out["paired"] = paired_comparison(frame, a, b)
+    if a in modes:
+        out["paired_vs_a"] = {mode: paired_comparison(frame, a, mode)
+                              for mode in sorted(modes - {a})}
     return out
 
 
@@ -184,32 +194,38 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict)
         lines.append(f"| {mode} | {_fmt(m['success_rate'], 3)} | {_fmt(m['total_s'], 1)} | "
                      f"{_fmt(m['mean_s'], 3)} | {_fmt(m['mean_generations_all'])} | "
                      f"{_fmt(m['mean_generations_success'])} | {_fmt(m['mean_queries'], 0)} |")
-    paired = stats_.get("paired")
-    if paired:
-        ga, gb = paired["mean_generations_both"]
-        lines += ["", "## Paired: unconstrained vs constrained on the same images and seeds",
-                  "", f"- pairs (seed, image): {paired['pairs']}; both succeed: "
-                  f"{paired['both_success']}; only unconstrained: {paired['only_a_success']};"
-                  f" only constrained: {paired['only_b_success']}",
-                  f"- mean generations where both succeed: unconstrained {ga:.2f}, "
-                  f"constrained {gb:.2f}"]
-        for key, label in (("generation_ratio_all", "generations, all pairs (failures at "
-                            "budget)"), ("generation_ratio_both", "generations, both succeed"),
-                           ("time_ratio_all", "time per image, all pairs")):
-            r, lo, hi = paired[key]
-            lines.append(f"- ratio unconstrained/constrained, {label}: {r:.2f} "
-                         f"(95% bootstrap CI {lo:.2f}–{hi:.2f})")
-        if paired["wilcoxon_p"] is not None:
-            lines.append(f"- Wilcoxon signed-rank on per-image generations (mean over seeds, "
-                         f"failures at {config.maxiter + 1}): "
-                         f"W = {paired['wilcoxon_statistic']:.1f}, "
-                         f"p = {paired['wilcoxon_p']:.3g} ({paired['images']} images)")
+    for paired in ([stats_["paired"]] if "paired" in stats_ else []) + [
+            value for mode, value in stats_.get("paired_vs_a", {}).items()
+            if "paired" not in stats_ or mode != stats_["paired"]["b"]]:
+        lines += _paired_lines(paired, config)
     if frame.attrs.get("already_misclassified"):
         lines += ["", f"{frame.attrs['already_misclassified']} (seed, mode, image) rows were "
                   "left out: the model already misclassified those images."]
     lines += ["", "Conventions: see `pixelprior.report` — failures count at maxiter + 1 "
               "generations; time per image is attributed by queries within a batch."]
     return "\n".join(lines) + "\n"
+
+
+def _paired_lines(paired: dict, config: ExperimentConfig) -> list[str]:
+    """Markdown lines of one paired comparison."""
+    a, b = paired["a"], paired["b"]
+    ga, gb = paired["mean_generations_both"]
+    lines = ["", f"## Paired: {a} vs {b} on the same images and seeds", "",
+             f"- pairs (seed, image): {paired['pairs']}; both succeed: "
+             f"{paired['both_success']}; only {a}: {paired['only_a_success']};"
+             f" only {b}: {paired['only_b_success']}",
+             f"- mean generations where both succeed: {a} {ga:.2f}, {b} {gb:.2f}"]
+    for key, label in (("generation_ratio_all", "generations, all pairs (failures at "
+                        "budget)"), ("generation_ratio_both", "generations, both succeed"),
+                       ("time_ratio_all", "time per image, all pairs")):
+        r, lo, hi = paired[key]
+        lines.append(f"- ratio {a}/{b}, {label}: {r:.2f} (95% bootstrap CI {lo:.2f}–{hi:.2f})")
+    if paired["wilcoxon_p"] is not None:
+        lines.append(f"- Wilcoxon signed-rank on per-image generations (mean over seeds, "
+                     f"failures at {config.maxiter + 1}): "
+                     f"W = {paired['wilcoxon_statistic']:.1f}, "
+                     f"p = {paired['wilcoxon_p']:.3g} ({paired['images']} images)")
+    return lines
 
 
 def write_report(directory: str | Path, figures: bool = True, exports: bool = True) -> dict:
