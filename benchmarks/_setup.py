@@ -11,12 +11,15 @@ from pixelprior.experiment import correctly_classified
 
 
 def bench_inputs(count: int):
-    """The bundled CIFAR-10 model and its first ``count`` correctly classified sample images.
+    """The bundled CIFAR-10 model and its first ``count`` correctly classified test images.
 
-    Returns ``(model, images, labels, positions)`` and prints the machine line.
+    The images come from the official test batch when one is found without downloading
+    (``PIXELPRIOR_DATA``), else from the bundled sample (the first 100 test images, so the
+    first ones picked are the same either way). Returns ``(model, images, labels,
+    test indices)`` and prints the machine line.
     """
     model = load_model("squeezenet1_1-cifar10")
-    data = load_cifar10("sample")
+    data = load_cifar10("auto")
     pick = correctly_classified(model, data, count)
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")

@@ -102,12 +102,12 @@ def compare(name: str, model: torch.nn.Module, image: torch.Tensor, rows: int,
     print(f"incremental / full: {inc_rate / full_rate:.2f}x")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=128, help="rows per call (CIFAR)")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--skip-imagenet", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model, images, _, _ = bench_inputs(1)
     peak = matmul_gflops()
     print(f"fp32 matrix multiply (2048²): {peak:.0f} GFLOP/s")

@@ -71,11 +71,11 @@ def agreement(variant: Forward, model: torch.nn.Module, images: torch.Tensor) ->
     return f"{'same' if same else 'DIFFERENT'} labels, max |Δp| {(reference - got).abs().max():.1e}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--skip", nargs="*", default=[], help="compile, onnx and/or bf16")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model, images, _, _ = bench_inputs(100)
     variants: dict[str, Forward] = {
         "plain": model,

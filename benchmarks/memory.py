@@ -31,12 +31,12 @@ def measure(batch: int, version: str) -> float:
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="*", default=[16, 64])
     parser.add_argument("--version", default="1_1")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child is not None:
         print(f"{measure(args.child, args.version):.1f}")
         return

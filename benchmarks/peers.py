@@ -1,7 +1,7 @@
 """pixelprior vs torchattacks ``OnePixel`` vs ART ``PixelAttack``, side by side, one run.
 
 Same model (bundled CIFAR-10 SqueezeNet), same images (the first correctly classified
-exact test images of the bundled sample), same budget: population 400, at most ``maxiter``
+exact test images), same budget: population 400, at most ``maxiter``
 generations, early stop on success. Printed: seconds per image, success rate, model
 queries per image (counted by wrapping the model), and the speed ratio to each peer.
 
@@ -104,14 +104,14 @@ def run_art(model, images, labels, maxiter):
             counted.images / len(images))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--maxiter", type=int, default=100)
     parser.add_argument("--skip", nargs="*", default=[], help="torchattacks and/or art")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model, images, labels, pick = bench_inputs(args.images)
-    print(f"{len(pick)} images (bundled sample indices {pick.tolist()}), population 400, "
+    print(f"{len(pick)} images (test indices {pick.tolist()}), population 400, "
           f"at most {args.maxiter} generations, early stop\n")
     rows = {
         "pixelprior unconstrained": run_pixelprior(model, images, labels, args.maxiter,

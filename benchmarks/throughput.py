@@ -11,7 +11,7 @@ Prints, measured side by side in one run on the bundled CIFAR-10 SqueezeNet:
    spent outside scoring (DE arithmetic, sampling, copies, Python);
 3. seconds per image against the number of images attacked together and the population.
 
-    python benchmarks/throughput.py [--images 10] [--maxiter 10] [--threads 0]
+    python benchmarks/throughput.py [--images 10] [--maxiter 10] [--scaling 1 10 100]
 """
 
 from __future__ import annotations
@@ -62,16 +62,20 @@ def attack_rate(model, images, labels, popsize, maxiter, engine="auto", invarian
     return queries / wall, 1 - attack.query_seconds / wall, wall / len(images)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--maxiter", type=int, default=10)
+    parser.add_argument("--scaling", type=int, nargs="*", default=[1, 10, 100],
+                        help="numbers of images attacked together")
     parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, images, labels, pick = bench_inputs(args.images)
-    print(f"attack: unconstrained, popsize 400, maxiter {args.maxiter}, {len(pick)} images\n")
+    model, all_images, all_labels, pick = bench_inputs(max([args.images, *args.scaling]))
+    images, labels = all_images[:args.images], all_labels[:args.images]
+    print(f"attack: unconstrained, popsize 400, maxiter {args.maxiter}, {len(images)} "
+          "images\n")
 
     bare = bare_rates(model, images[:1])
     print("| engine | bare, 128 rows per call (queries/s) | attack, batched (queries/s) | "
@@ -89,9 +93,9 @@ def main() -> None:
     print("\nscaling: seconds per image vs images attacked together (popsize 400, default "
           "engine)")
     print("| images together | s/image | queries/s |\n|---|---|---|")
-    for count in sorted({1, min(10, len(pick)), len(pick)}):
-        rate_n, _, per_image = attack_rate(model, images[:count], labels[:count], 400,
-                                           args.maxiter)
+    for count in sorted({min(n, len(pick)) for n in args.scaling}):
+        rate_n, _, per_image = attack_rate(model, all_images[:count], all_labels[:count],
+                                           400, args.maxiter)
         print(f"| {count} | {per_image:.3f} | {rate_n:.0f} |")
     print("\nscaling: population size (all images together, default engine)")
     print("| popsize | s/image | queries/s |\n|---|---|---|")

@@ -19,7 +19,8 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(reproduce_app, name="reproduce")
 console = Console()
 ENGINE_HELP = ("How candidates are scored: auto (incremental where the model allows it), "
-               "incremental, or full passes.")
+               "incremental, full (PyTorch passes) or onnxruntime (full passes with ONNX "
+               "Runtime on the CPU; pip install 'pixelprior[onnx]').")
 
 
 def _fail(message: str) -> None:

@@ -66,7 +66,7 @@ class ExperimentConfig:
     n_samples: int = 50
     noise_level: float = 0.15
     resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
-    engine: str = "auto"  # auto | incremental | full: how candidates are scored
+    engine: str = "auto"  # auto | incremental | full | onnxruntime: how candidates are scored
     batch_images: int = 10
     max_batch: int | None = None
     device: str = "cpu"
