@@ -19,8 +19,8 @@ How the peers are configured (read from their sources, torchattacks 3.5.1, ART 1
   would search for the smallest number, several attacks per image.
 - pixelprior: DE/rand/1 (Su et al.), population 400, early stop when *any* member is
   adversarial, all images batched; reported unconstrained and constrained separately
-  (the prior's effect), and unconstrained with full forward passes instead of the default
-  incremental engine (the engine's effect).
+  (the prior's effect), and unconstrained with full forward passes (PyTorch; ONNX Runtime
+  when installed) instead of the default incremental engine (the engine's effect).
 
 The differences in strategy (best1bin vs rand1) and stopping rule are the peers' own
 defaults for the same budget; they are stated, not adjusted.
@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         "pixelprior unconstrained, full passes": run_pixelprior(
             model, images, labels, args.maxiter, UniformPrior(), engine="full"),
     }
+    try:
+        rows["pixelprior unconstrained, ONNX Runtime"] = run_pixelprior(
+            model, images, labels, args.maxiter, UniformPrior(), engine="onnxruntime")
+    except ImportError as exc:
+        print(f"pixelprior with ONNX Runtime: not measured ({exc})")
     if "torchattacks" not in args.skip:
         rows["torchattacks OnePixel"] = run_torchattacks(model, images, labels, args.maxiter)
     if "art" not in args.skip:

@@ -4,8 +4,8 @@ Prints, measured side by side in one run on the bundled CIFAR-10 SqueezeNet:
 
 1. the physical limit of this design: candidates scored per second by the bare engine,
    outside any attack: a full forward pass of the fast model copy (BatchNorm folded,
-   channels-last) on perturbed images, and the incremental engine, 128 rows per call (the
-   attack's CPU chunk);
+   channels-last) on perturbed images, the incremental engine, and full passes by ONNX
+   Runtime when it is installed, at the rows per call the attack uses with each;
 2. model queries per second of the attack with each engine (unconstrained, so every
    image runs long), as a share of that limit, and the share of the attack's wall time
    spent outside scoring (DE arithmetic, sampling, copies, Python);
@@ -28,26 +28,36 @@ from pixelprior.attack import perturb_rows
 from pixelprior.incremental import incremental_forward
 from pixelprior.models import inference_model
 
-CHUNK = 128
+ROWS = {"full": 128, "incremental": 128, "onnxruntime": 256}  # the attack's CPU chunks
 
 
 @torch.inference_mode()
-def bare_rates(model: torch.nn.Module, image: torch.Tensor, rows: int = CHUNK,
+def bare_rates(model: torch.nn.Module, image: torch.Tensor,
                repeats: int = 20) -> dict[str, float]:
-    """Candidates per second of each bare engine on ``rows`` candidates of ``image``."""
+    """Candidates per second of each bare engine on random candidates of ``image``, at
+    the rows per call the attack uses with it (:data:`ROWS`)."""
     fast = inference_model(model, image)
     engine = incremental_forward(fast)
     cache = engine.prepare(image)
-    owner, y, x, colour, genes = random_rows(image, rows)
-    calls = {"full": lambda: fast(perturb_rows(image, owner, genes)),
-             "incremental": lambda: engine(cache, owner, y, x, colour)}
+    calls = {"full": lambda owner, y, x, colour, genes: fast(perturb_rows(image, owner, genes)),
+             "incremental": lambda owner, y, x, colour, genes: engine(cache, owner, y, x,
+                                                                        colour)}
+    try:
+        from pixelprior.runtime import OnnxRuntimeModel
+
+        runtime = OnnxRuntimeModel(model, image)
+        calls["onnxruntime"] = lambda owner, y, x, colour, genes: runtime(
+            perturb_rows(image, owner, genes))
+    except ImportError as exc:
+        print(f"onnxruntime: not measured ({exc})")
     out = {}
     for name, call in calls.items():
-        call()
+        rows = random_rows(image, ROWS[name])  # owner, y, x, colour, genes
+        call(*rows)
         began = time.perf_counter()
         for _ in range(repeats):
-            call()
-        out[name] = rows * repeats / (time.perf_counter() - began)
+            call(*rows)
+        out[name] = ROWS[name] * repeats / (time.perf_counter() - began)
     return out
 
 
@@ -78,17 +88,19 @@ def main(argv: list[str] | None = None) -> None:
           "images\n")
 
     bare = bare_rates(model, images[:1])
-    print("| engine | bare, 128 rows per call (queries/s) | attack, batched (queries/s) | "
+    print("| engine | bare, rows per call as in the attack (queries/s) | "
+          "attack, batched (queries/s) | "
           "share of bare | time outside scoring | attack, batch-invariant (queries/s) | "
           "time outside scoring |")
     print("|---|---|---|---|---|---|---|")
-    for engine in ("full", "incremental"):
+    for engine in bare:
         rate, outside, _ = attack_rate(model, images, labels, 400, args.maxiter, engine)
         rate_inv, outside_inv, _ = attack_rate(model, images, labels, 400, args.maxiter,
                                                engine, invariant=True)
         print(f"| {engine} | {bare[engine]:.0f} | {rate:.0f} | {rate / bare[engine]:.2f} | "
               f"{outside:.1%} | {rate_inv:.0f} | {outside_inv:.1%} |")
-    print(f"incremental / full, bare: {bare['incremental'] / bare['full']:.2f}x")
+    for engine in bare.keys() - {"full"}:
+        print(f"{engine} / full, bare: {bare[engine] / bare['full']:.2f}x")
 
     print("\nscaling: seconds per image vs images attacked together (popsize 400, default "
           "engine)")
