@@ -14,7 +14,6 @@ attack's fitness values and so its trajectories.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from collections.abc import Callable
 
@@ -43,20 +42,11 @@ def compiled(model: torch.nn.Module) -> Forward:
 
 
 def onnx_runtime(model: torch.nn.Module) -> Forward:
-    """The folded model exported to ONNX, run by ONNX Runtime on 2 threads, full
-    graph optimisation."""
-    import onnxruntime as ort
+    """The attack's ONNX Runtime engine (:mod:`pixelprior.runtime`): the folded model
+    exported to ONNX, run on PyTorch's thread count, full graph optimisation."""
+    from pixelprior.runtime import OnnxRuntimeModel
 
-    buffer = io.BytesIO()
-    torch.onnx.export(fold_batchnorm(model).eval(), torch.rand(1, 3, 32, 32), buffer,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(buffer.getvalue(), options,
-                                   providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+    return OnnxRuntimeModel(model, torch.rand(2, 3, 32, 32))
 
 
 def bfloat16(model: torch.nn.Module) -> Forward:
