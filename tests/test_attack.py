@@ -87,7 +87,7 @@ def test_empty_susceptible_set_falls_back_and_is_recorded(bright_model):
         def forward(self, x):
             return x.sum((1, 2, 3))[:, None] * 0 + torch.tensor([[1.0, 0.0]])
 
-    out = OnePixelAttack(Constant(), prior=SusceptibleSetPrior(0.5, n_samples=2),
+    out = OnePixelAttack(Constant().eval(), prior=SusceptibleSetPrior(0.5, n_samples=2),
                          popsize=8, maxiter=1)(dark_images(2), torch.zeros(2, dtype=torch.long))
     assert all(r.fell_back and r.support_size == 64 for r in out.results)
 
@@ -124,9 +124,9 @@ def test_bad_models_and_settings(bright_model):
 
     images, labels = dark_images(2), torch.zeros(2, dtype=torch.long)
     with pytest.raises(ModelOutputError, match="NaN"):
-        OnePixelAttack(NaNModel(), popsize=8, maxiter=1)(images, labels)
+        OnePixelAttack(NaNModel().eval(), popsize=8, maxiter=1)(images, labels)
     with pytest.raises(ModelOutputError, match="\\[B, K\\]"):
-        OnePixelAttack(FlatModel(), popsize=8, maxiter=1)(images, labels)
+        OnePixelAttack(FlatModel().eval(), popsize=8, maxiter=1)(images, labels)
     with pytest.raises(ValueError, match="popsize"):
         OnePixelAttack(bright_model, popsize=3)
     with pytest.raises(ValueError, match="needs `targets`"):
@@ -138,6 +138,12 @@ def test_bad_models_and_settings(bright_model):
         OnePixelAttack(bright_model, pixels=0)
     with pytest.raises(ValueError, match="tau"):
         SusceptibleSetPrior(1.0)
+
+
+def test_a_model_in_training_mode_is_flagged(bright_model):
+    images, labels = dark_images(1), torch.zeros(1, dtype=torch.long)
+    with pytest.warns(RuntimeWarning, match="model.eval"):
+        OnePixelAttack(bright_model.train(), popsize=8, maxiter=1)(images, labels)
 
 
 def test_result_rows_are_json_ready(bright_model):

@@ -346,6 +346,10 @@ class OnePixelAttack:
                targets: torch.Tensor | None) -> torch.Tensor:
         """Validate inputs; return the clean probabilities."""
         check_images(images, labels)
+        if self.model.training:
+            warnings.warn("the model is in training mode (dropout, batch statistics): its "
+                          "scores change from call to call; call model.eval() first",
+                          RuntimeWarning, stacklevel=3)
         if self.targeted and targets is None:
             raise ValueError("a targeted attack needs `targets`")
         if not self.targeted and targets is not None:

@@ -216,7 +216,7 @@ def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,
         (PUBLISHED_SIZE, PUBLISHED_SIZE), Image.Resampling.BICUBIC) for _ in range(count)]
     labels = rng.integers(1, 1001, size=count).tolist()
     if label_model is not None:
-        batch = torch.stack([torch.from_numpy(np.asarray(im.resize((224, 224)))).permute(2, 0, 1)
+        batch = torch.stack([torch.from_numpy(np.array(im.resize((224, 224)))).permute(2, 0, 1)
                              for im in images]).float() / 255
         with torch.inference_mode():
             labels = [to_competition_label(int(k)) for k in label_model(batch).argmax(1)]
