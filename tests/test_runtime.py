@@ -109,6 +109,19 @@ def test_models_it_cannot_serve_are_refused_clearly(tiny_net):
             OnnxRuntimeModel(tiny_net.cuda(), image.cuda())
 
 
+def test_a_model_returning_nan_gets_the_attacks_error():
+    from pixelprior.attack import ModelOutputError
+
+    class NaNModel(nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3)) * float("nan")
+
+    images = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ModelOutputError, match="NaN"):
+        OnePixelAttack(NaNModel().eval(), popsize=8, maxiter=1, engine="onnxruntime")(
+            images, torch.zeros(2, dtype=torch.long))
+
+
 def test_a_missing_onnxruntime_names_what_to_install(monkeypatch, tiny_net):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails
     image = torch.rand(1, 3, 8, 8)
