@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pixelprior.report import load_rows, paired_comparison
+from pixelprior.report import load_rows, paired_comparison, paired_frame
 
 HERE = Path(__file__).resolve().parent
 TABLE1 = HERE.parent / "cifar10"
@@ -72,12 +72,14 @@ def main() -> None:
                                & table1["seed"].isin(seeds)]
         frame = pd.concat([unconstrained, constrained])
         p = paired_comparison(frame, "unconstrained", "constrained")
+        pairs = paired_frame(frame, "unconstrained", "constrained")  # rates on the pairs
         gen_u, gen_c = p["mean_generations_both"]
         both, every = p["generation_ratio_both"], p["generation_ratio_all"]
         wilcoxon = f"{p['wilcoxon_p']:.2f}" if p["wilcoxon_p"] is not None else "–"
         print(f"| {tau} | {', '.join(map(str, seeds))} | {p['pairs']} | "
               f"{constrained['support_size'].mean():.1f} | "
-              f"{unconstrained['success'].mean():.1%} | {constrained['success'].mean():.1%} | "
+              f"{pairs['success_unconstrained'].mean():.1%} | "
+              f"{pairs['success_constrained'].mean():.1%} | "
               f"{p['only_a_success']} / {p['only_b_success']} | {gen_u:.2f} / {gen_c:.2f} | "
               f"{both[0]:.2f} ({both[1]:.2f}–{both[2]:.2f}) | "
               f"{every[0]:.2f} ({every[1]:.2f}–{every[2]:.2f}) | {wilcoxon} |")
