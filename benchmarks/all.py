@@ -10,7 +10,7 @@ Runs, one after the other in this process and so on the same machine state:
 
     python benchmarks/all.py [--images 20] [--maxiter 100] [--skip-peers]
 
-About 35 minutes on 2 CPU cores with the defaults (the peers take most of it).
+27 minutes on 2 CPU cores with the defaults (measured; the peers take most of it).
 """
 
 from __future__ import annotations
