@@ -151,14 +151,14 @@ def test_auto_uses_the_incremental_engine_only_where_it_applies(tiny_net):
     model, images, labels = small_cifar_batch()
     attack = OnePixelAttack(model, popsize=8, maxiter=1, seed=0)
     attack(images, labels)
-    assert isinstance(attack._incremental, IncrementalForward)
+    assert attack.scorer(images).name == "incremental"
     several = OnePixelAttack(model, popsize=8, maxiter=1, pixels=2)
     several(images, labels)
-    assert several._incremental is None  # k > 1: full passes, never built
+    assert several.scorer(images).name == "full"  # k > 1: full passes
     other = OnePixelAttack(tiny_net, popsize=8, maxiter=1)
     image = torch.rand(1, 3, 8, 8)
     other(image, tiny_net(image).argmax(1))
-    assert other._incremental is False
+    assert other.scorer(image).name == "full"
 
 
 def test_asking_for_an_engine_that_cannot_apply_is_an_error(tiny_net):
@@ -184,6 +184,6 @@ def test_an_engine_that_disagrees_with_the_full_pass_is_not_used(monkeypatch):
     auto = OnePixelAttack(model, popsize=8, maxiter=1, seed=0)
     with pytest.warns(RuntimeWarning, match="differ from the full pass"):
         auto(images, labels)
-    assert auto._incremental is False
+    assert auto.scorer(images).name == "full"
     with pytest.raises(ValueError, match="differ from the full pass"):
         OnePixelAttack(model, popsize=8, maxiter=1, engine="incremental")(images, labels)

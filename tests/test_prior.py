@@ -52,8 +52,21 @@ def test_weighted_topk_and_random_set():
     assert weighted.fell_back.tolist() == [False, True]
     topk = TopKPrior(k=1).from_sensitivity(maps(), 4, 4)
     assert topk.support_size.tolist() == [1, 1]
-    control = RandomSetPrior(0.5, seed=3).from_sensitivity(maps(), 4, 4)
+    control = RandomSetPrior(0.5).from_sensitivity(maps(), 4, 4, seed=3)
     assert control.support_size.tolist() == [2, 16]  # same size as S; empty S falls back
+
+
+def test_the_random_set_is_fresh_per_image_and_seed():
+    same = torch.zeros(3, 16, 16)
+    same[:, 4:8, 4:8] = 1.0  # three images with identical maps: |S| = 16 each
+    prior = RandomSetPrior(0.5)
+    sets = prior.from_sensitivity(same, 16, 16, seed=0, keys=[1, 2, 3]).susceptible
+    assert sets.flatten(1).sum(1).tolist() == [16, 16, 16]
+    assert not torch.equal(sets[0], sets[1]) and not torch.equal(sets[1], sets[2])
+    again = prior.from_sensitivity(same, 16, 16, seed=0, keys=[1, 2, 3]).susceptible
+    assert torch.equal(sets, again)  # a function of (seed, image), nothing else
+    other_seed = prior.from_sensitivity(same, 16, 16, seed=1, keys=[1, 2, 3]).susceptible
+    assert not torch.equal(sets[0], other_seed[0])
 
 
 def test_make_prior_aliases():

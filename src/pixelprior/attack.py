@@ -1,8 +1,17 @@
-"""The (spatially constrained) one-pixel attack, batched, for any PyTorch classifier.
+"""One-pixel attacks for any PyTorch classifier: a prior, a search, a scorer.
 
 >>> attack = OnePixelAttack(model, prior=SusceptibleSetPrior(tau=0.5), seed=0)
 >>> out = attack(images, labels)          # images: float [B, C, H, W] in [0, 1]
 >>> out.adversarial, out.results[0].success, out.results[0].pixels
+
+An attack composes three parts and adds only bookkeeping:
+
+- a **prior** (:mod:`pixelprior.prior`): where the search starts (or, for a ranked scan,
+  the order in which it visits positions);
+- a **search**: differential evolution (:class:`OnePixelAttack`,
+  :mod:`pixelprior.evolution`) or a scan of positions × a colour grid in the order of a map
+  (:class:`~pixelprior.susceptibility.RankedScanAttack`);
+- a **scorer** (:mod:`pixelprior.scoring`): how candidates' class scores are computed.
 
 A candidate is ``k`` pixels, each ``(x, y, c_1..c_C)`` (``(x, y, r, g, b)`` for RGB).
 Fitness is the true class's probability (untargeted, minimised) or one minus the target's
@@ -16,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,17 +33,19 @@ from torch import nn
 
 from .data import image_digest
 from .evolution import DifferentialEvolution, EvolutionConfig
-from .incremental import CleanCache, IncrementalForward, incremental_forward
-from .models import scores_agree
 from .prior import PositionDistribution, Prior, UniformPrior
+from .scoring import (  # noqa: F401  (re-exported: the attack's public helpers)
+    ENGINES,
+    ModelOutputError,
+    Scorer,
+    apply_pixels,
+    decode_pixels,
+    make_scorer,
+    perturb_rows,
+)
 from .sensitivity import check_images
 
 INIT_COLORS = ("normal", "uniform")
-ENGINES = ("auto", "incremental", "full", "onnxruntime")
-
-
-class ModelOutputError(RuntimeError):
-    """The model returned something an attack cannot use (NaN, wrong shape)."""
 
 
 @dataclass
@@ -48,7 +60,11 @@ class PixelChange:
 
 @dataclass
 class AttackResult:
-    """Outcome of the attack on one image; ``to_row()`` gives a flat table row."""
+    """Outcome of the attack on one image; ``to_row()`` gives a flat table row.
+
+    ``generations`` is the DE generation of success (``None`` for scans, which count
+    ``positions_scanned`` instead); ``queries`` the model queries spent on the image.
+    """
 
     index: int
     success: bool
@@ -59,7 +75,7 @@ class AttackResult:
     true_probability: float
     target_probability: float | None
     pixels: list[PixelChange]
-    generations: int
+    generations: int | None
     queries: int
     seconds: float
     prior: str
@@ -67,12 +83,15 @@ class AttackResult:
     support_size: int
     seed: int
     clean_correct: bool = True
+    positions_scanned: int | None = None
     adversarial: torch.Tensor | None = field(default=None, repr=False)
 
     def to_row(self) -> dict:
         """A JSON-serialisable dict (pixels flattened as ``x``, ``y``, ``new_rgb`` ...)."""
         row = asdict(self)
         row.pop("adversarial")
+        if row["positions_scanned"] is None:
+            row.pop("positions_scanned")
         row["pixels"] = [asdict(p) for p in self.pixels]
         if self.pixels:
             row["x"], row["y"] = self.pixels[0].x, self.pixels[0].y
@@ -96,6 +115,16 @@ class AttackOutput:
         return [r.to_row() for r in self.results]
 
 
+@dataclass
+class SearchOutcome:
+    """What a search found for the images it attacked (rows in attack order)."""
+
+    best: torch.Tensor  # [A, k * (2 + C)] genes of the answer (success or best effort)
+    generations: torch.Tensor | None  # int64 [A], None for scans
+    queries: torch.Tensor  # int64 [A]
+    positions_scanned: torch.Tensor | None = None  # int64 [A], scans only
+
+
 def image_key(image: torch.Tensor, label: int) -> int:
     """A stable 63-bit key of an image's bytes and label (seeds its random stream)."""
     return image_digest(image, label)
@@ -107,236 +136,89 @@ def problem_generator(seed: int, key: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(mixed, "little") >> 1)
 
 
-def decode_pixels(genes: torch.Tensor, height: int, width: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Genes ``[..., 2 + C]`` → pixel ``(x, y)`` rounded and clipped to the image, and
-    the colour clipped to [0, 1]."""
-    x = genes[..., 0].round().clamp(0, width - 1).long()
-    y = genes[..., 1].round().clamp(0, height - 1).long()
-    return x, y, genes[..., 2:].clamp(0, 1)
-
-
-def perturb_rows(images: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-    """Perturbed copies for arbitrary rows: row ``n`` is ``images[owner[n]]`` with the
-    ``k`` pixels of ``genes[n]`` (``[N, k, 2 + C]``) applied → ``[N, C, H, W]``.
-
-    Coordinates are rounded and clipped to the image; colours clipped to [0, 1].
-    """
-    out = images[owner].clone()
-    x, y, colour = decode_pixels(genes, images.shape[-2], images.shape[-1])
-    row = torch.arange(genes.shape[0], device=images.device)[:, None].expand_as(x)
-    out.permute(0, 2, 3, 1)[row, y, x] = colour.to(out.dtype)  # index_put: [N, k], [N, k, C]
-    return out
-
-
-def apply_pixels(images: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """Perturbed copies: ``images [A, C, H, W]``, ``candidates [A, P, k, 2 + C]`` →
-    ``[A * P, C, H, W]`` (all at once; the attack itself builds them chunk by chunk)."""
-    count, popsize = candidates.shape[:2]
-    owner = torch.arange(count, device=images.device).repeat_interleave(popsize)
-    return perturb_rows(images, owner, candidates.reshape(count * popsize,
-                                                          *candidates.shape[2:]))
-
-
-def _softmax(logits: torch.Tensor, rows: int) -> torch.Tensor:
-    """Softmax of ``rows`` rows of class scores, after checking that they are usable."""
-    if logits.ndim != 2 or logits.shape[0] != rows:
-        raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
-    if not torch.isfinite(logits).all():
-        raise ModelOutputError("model returned NaN or infinite scores")
-    return logits.float().softmax(1)
-
-
-def _disagreement(engine: IncrementalForward, model: nn.Module, image: torch.Tensor,
-                  atol: float = 1e-3) -> str | None:
-    """Why the incremental engine cannot stand in for ``model`` (``None`` when it can):
-    scored against full passes at the corners, edges and centre of ``image``."""
-    height, width = image.shape[-2:]
-    spots = [(y, x) for y in (0, height // 2, height - 1) for x in (0, width // 2, width - 1)]
-    y = torch.tensor([p[0] for p in spots], device=image.device)
-    x = torch.tensor([p[1] for p in spots], device=image.device)
-    colour = torch.rand(len(spots), image.shape[1], generator=torch.Generator().manual_seed(0))
-    colour = colour.to(device=image.device, dtype=image.dtype)
-    owner = torch.zeros(len(spots), dtype=torch.long, device=image.device)
-    genes = torch.cat([x[:, None].to(colour.dtype), y[:, None].to(colour.dtype), colour], 1)
-    try:
-        with torch.inference_mode():
-            expected = model(perturb_rows(image, owner, genes[:, None]))
-            got = engine(engine.prepare(image), owner, y, x, colour)
-    except Exception as exc:  # an unexpected layer configuration
-        return f"it failed: {exc}"
-    if got.shape != expected.shape:
-        return f"scores of shape {tuple(got.shape)}, full pass {tuple(expected.shape)}"
-    scale = float(expected.abs().max())
-    if not scores_agree(expected, got, atol * max(1.0, scale)):
-        return "its scores differ from the full pass"
-    return None
-
-
-class OnePixelAttack:
-    """One-pixel attack (Su et al. 2019) with a position prior (Kumar et al. 2019).
+class Attack(ABC):
+    """What every pixelprior attack shares: input checks, the scorer, results.
 
     Parameters
     ----------
     model: any ``nn.Module`` mapping float images in [0, 1] to class scores ``[B, K]``.
-    prior: where initial positions come from: :class:`UniformPrior` (unconstrained, the
-        default) or :class:`SusceptibleSetPrior` (the paper's constrained mode), ...
-    popsize, maxiter, mutation: DE settings (400, 100, 0.5 as in Su et al.).
+    prior: where the search starts (or in what order a scan visits positions).
     pixels: pixels changed per candidate (``k``).
     targeted: when True, ``__call__`` needs ``targets`` and maximises their probability.
-    init_color: ``"normal"`` (Su et al.) or ``"uniform"``.
     seed: the attack's seed; each image's random stream derives from it and the image.
-    max_batch: most images per model forward; default from ``memory_mb``.
-    optimize: query a faster copy of the model (BatchNorm folded into convolutions,
-        channels-last memory), checked against the original on the first batch; gradients
-        for sensitivity maps still use the original model.
-    engine: how candidates are scored. ``"full"`` builds each perturbed image and runs
-        the whole model. ``"incremental"`` caches the clean image's activations and
-        recomputes only what the changed pixel can reach
-        (:mod:`pixelprior.incremental`; SqueezeNet-style models, one pixel per
-        candidate); it is checked against the full pass before use. ``"auto"`` (default)
-        takes the incremental engine where it applies and the full pass elsewhere.
-        ``"onnxruntime"`` runs full passes with ONNX Runtime on the CPU
-        (:mod:`pixelprior.runtime`, optional dependency): faster full passes for models
-        the incremental engine does not know.
-    batch_invariant: evaluate each image's population (and its sensitivity map) in its own
-        forward calls. CPU/GPU kernels are chosen by batch size, so float results depend
-        on batch composition in the last bits; this mode makes every image's result
-        bit-identical whatever else is attacked with it (at some cost in throughput).
+    engine: how candidates are scored: ``"auto"`` (incremental where the model allows it,
+        else full passes), ``"incremental"``, ``"full"``, ``"onnxruntime"``, or a
+        :class:`~pixelprior.scoring.Scorer` built once and shared between attacks.
+    max_batch: rows per scoring call (default: measured per device and engine).
+    batch_invariant: every scoring call on one fixed chunk shape (and whole images one
+        at a time), so every image's result is bit-identical whatever else is attacked
+        with it; costs only the padding of the last chunk of a generation.
+    optimize: query a verified faster copy of the model (BatchNorm folded,
+        channels-last); gradients for sensitivity maps still use the original model.
+    precision: ``"fp32"`` or ``"bf16"`` (autocast; moves probabilities, see the README).
+    cuda_graphs: on CUDA with full passes, replay captured graphs for fixed chunk shapes.
     """
 
-    def __init__(self, model: nn.Module, prior: Prior | None = None, popsize: int = 400,
-                 maxiter: int = 100, mutation: float = 0.5, pixels: int = 1,
-                 targeted: bool = False, init_color: str = "normal", seed: int = 0,
-                 max_batch: int | None = None, memory_mb: float = 1024.0,
-                 early_stop: bool = True, batch_invariant: bool = False,
-                 optimize: bool = True, engine: str = "auto") -> None:
+    def __init__(self, model: nn.Module, prior: Prior | None = None, *, pixels: int = 1,
+                 targeted: bool = False, seed: int = 0, max_batch: int | None = None,
+                 batch_invariant: bool = False, engine: str | Scorer = "auto",
+                 optimize: bool = True, precision: str = "fp32",
+                 cuda_graphs: bool = False) -> None:
         if pixels < 1:
             raise ValueError("pixels must be >= 1")
-        if init_color not in INIT_COLORS:
-            raise ValueError(f"init_color must be one of {INIT_COLORS}")
-        if engine not in ENGINES:
+        if isinstance(engine, str) and engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if engine == "incremental" and pixels != 1:
             raise ValueError("the incremental engine scores one-pixel candidates; use "
                              "engine='full' (or 'auto') for pixels > 1")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
         self.model = model
         self.prior = prior if prior is not None else UniformPrior()
-        self.config = EvolutionConfig(popsize, maxiter, mutation, early_stop)
         self.pixels = pixels
         self.targeted = targeted
-        self.init_color = init_color
         self.seed = seed
         self.max_batch = max_batch
-        self.memory_mb = memory_mb
         self.batch_invariant = batch_invariant
         self.optimize = optimize
+        self.precision = precision
+        self.cuda_graphs = cuda_graphs
         self.engine = engine
-        self._query_model: nn.Module | None = None
-        self._incremental: IncrementalForward | None | bool = None  # False: not usable
+        self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self.queries = 0  # model queries of the search, over all calls
-        self.query_seconds = 0.0  # wall time spent scoring them (model or engine)
+        self.query_seconds = 0.0  # wall time spent scoring them
 
-    # ----------------------------------------------------------------- model access
-    def _batch_limit(self, images: torch.Tensor) -> int:
-        """Rows per model forward: ``max_batch``, else from the memory budget; on the CPU
-        at most 128 (``benchmarks/inference_variants.py``: larger batches were slower for
-        the CIFAR SqueezeNet, spilling the caches and spending time in page faults), 256
-        with ONNX Runtime (3,500 queries/s in the attack at 256 rows, 3,300 at 128, 3,200 at
-        64: one ad-hoc run on 10 images for 10 generations)."""
+    # ----------------------------------------------------------------- scoring
+    def scorer(self, images: torch.Tensor) -> Scorer:
+        """The scorer (built and checked against the full pass on first use)."""
+        if self._scorer is None:
+            self._scorer = make_scorer(self.model, images[:8], self.engine, self.pixels,
+                                       self.optimize, self.precision, self.cuda_graphs)
+        if self._scorer.max_pixels is not None and self.pixels > self._scorer.max_pixels:
+            raise ValueError(f"engine {self._scorer.name!r} scores candidates of at most "
+                             f"{self._scorer.max_pixels} pixel(s), not {self.pixels}")
+        return self._scorer
+
+    def _chunk(self, state, images: torch.Tensor) -> int:
         if self.max_batch:
             return self.max_batch
-        per_image = 4 * images.shape[1:].numel() * 32  # input plus ~32x in activations
-        limit = max(1, int(self.memory_mb * 2**20 // per_image))
-        if images.device.type != "cpu":
-            return limit
-        return min(limit, 256 if self.engine == "onnxruntime" else 128)
-
-    def _model_for_queries(self, images: torch.Tensor) -> nn.Module:
-        if self._query_model is None:
-            self._query_model = self.model
-            if self.engine == "onnxruntime":
-                from .runtime import OnnxRuntimeModel
-
-                self._query_model = OnnxRuntimeModel(self.model, images[:8])
-            elif self.optimize:
-                from .models import inference_model
-
-                self._query_model = inference_model(self.model, images[:8])
-        return self._query_model
-
-    def _row_chunks(self, rows: int, per_image: int, limit: int):
-        """``(start, stop)`` row ranges of at most ``limit`` rows. In batch-invariant mode
-        a range never straddles two images' ``per_image`` rows, so every image is
-        evaluated in the same forward calls whatever else shares the batch."""
-        span = per_image if self.batch_invariant else rows
-        for first in range(0, rows, span):
-            for start in range(first, min(first + span, rows), limit):
-                yield start, min(start + limit, first + span, rows)
+        return self.scorer(images).chunk_rows(state, images, self.batch_invariant)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of the model on one row per image (clean or adversarial images)."""
-        chunks = self._row_chunks(images.shape[0], 1, self._batch_limit(images))
-        return torch.cat([self._forward(images[start:stop]) for start, stop in chunks])
+        """Softmax of the model on whole images (clean or adversarial)."""
+        scorer = self.scorer(images)
+        chunk = self.max_batch or scorer.image_chunk_rows(images)
+        return scorer.image_probabilities(images, chunk, one_per_call=self.batch_invariant)
 
-    @torch.inference_mode()
-    def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of one model call on ``images``; checks the output is usable."""
-        return _softmax(self._model_for_queries(images)(images), images.shape[0])
-
-    def _incremental_engine(self, images: torch.Tensor) -> IncrementalForward | None:
-        """The incremental engine when the configuration and the model allow it, checked
-        once against the full pass; ``None`` means: use full passes."""
-        if self.engine in ("full", "onnxruntime") or self.pixels != 1:
-            return None
-        if self._incremental is None:
-            engine = incremental_forward(self._model_for_queries(images))
-            problem = ("the model is not a SqueezeNet-style network it knows" if engine is None
-                       else _disagreement(engine, self._model_for_queries(images), images[:1]))
-            if problem and self.engine == "incremental":
-                raise ValueError(f"engine='incremental' cannot be used: {problem}")
-            if problem and engine is not None:
-                warnings.warn(f"incremental engine disabled ({problem}); using full passes",
-                              RuntimeWarning, stacklevel=3)
-            self._incremental = False if problem else engine
-        return self._incremental or None
-
-    def _fitness_function(self, images: torch.Tensor, labels: torch.Tensor,
-                          targets: torch.Tensor | None):
-        channels = images.shape[1]
-
-        engine = self._incremental_engine(images)
-        cache = engine.prepare(images) if engine is not None else None
-
-        def fitness(ids: torch.Tensor, candidates: torch.Tensor):
-            count, popsize, _ = candidates.shape
-            genes = candidates.view(count * popsize, self.pixels, 2 + channels)
-            probs = self._query_rows(images, ids, genes, popsize, engine, cache)
-            probs = probs.view(count, popsize, -1)
-            predicted = probs.argmax(2)
-            if targets is None:
-                score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
-                return score.squeeze(2), predicted != labels[ids, None]
-            score = probs.gather(2, targets[ids].view(-1, 1, 1).expand(-1, popsize, 1))
-            return 1.0 - score.squeeze(2), predicted == targets[ids, None]
-
-        return fitness
-
-    # ----------------------------------------------------------------- population
-    def _initial_population(self, distribution: PositionDistribution, rows: list[int],
-                            channels: int, generators: list[torch.Generator]) -> torch.Tensor:
-        popsize, k = self.config.popsize, self.pixels
-        out = []
-        for row, generator in zip(rows, generators, strict=True):
-            positions = distribution.sample(row, popsize * k, generator).double()
-            if self.init_color == "normal":
-                colours = (torch.randn(popsize * k, channels, generator=generator,
-                                       dtype=torch.float64) * 0.5 + 0.5).clamp(0, 1)
-            else:
-                colours = torch.rand(popsize * k, channels, generator=generator,
-                                     dtype=torch.float64)
-            out.append(torch.cat([positions, colours], 1).view(popsize, k * (2 + channels)))
-        return torch.stack(out).float()
+    def _query(self, state, images: torch.Tensor, owner: torch.Tensor,
+               genes: torch.Tensor) -> torch.Tensor:
+        """Probabilities of candidate rows ``(owner[n], genes[n])``, timed."""
+        began = time.perf_counter()
+        scorer = self.scorer(images)
+        out = scorer.probabilities(state, images, owner, genes, self._chunk(state, images),
+                                   self.batch_invariant)
+        self.query_seconds += time.perf_counter() - began
+        return out
 
     # ----------------------------------------------------------------- public API
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
@@ -350,7 +232,7 @@ class OnePixelAttack:
         if self.model.training:
             warnings.warn("the model is in training mode (dropout, batch statistics): its "
                           "scores change from call to call; call model.eval() first",
-                          RuntimeWarning, stacklevel=3)
+                          RuntimeWarning, stacklevel=4)
         if self.targeted and targets is None:
             raise ValueError("a targeted attack needs `targets`")
         if not self.targeted and targets is not None:
@@ -378,27 +260,29 @@ class OnePixelAttack:
         clean = self._check(images, labels, targets)
         original = clean.argmax(1)
         goal_reached = (original == targets) if targets is not None else (original != labels)
-        distribution = self._distribution(images, labels)
         keys = keys if keys is not None else [image_key(images[i], int(labels[i]))
                                               for i in range(images.shape[0])]
+        distribution = self._distribution(images, labels, keys)
         generators = [problem_generator(self.seed, key) for key in keys]
         todo = (~goal_reached).nonzero().flatten().tolist()
-        best = torch.zeros(images.shape[0], self.pixels * (2 + images.shape[1]), device=device)
+        width = self.pixels * (2 + images.shape[1])
+        best = torch.zeros(images.shape[0], width, device=device)
         generations = torch.zeros(images.shape[0], dtype=torch.long)
         queries = torch.zeros(images.shape[0], dtype=torch.long)
+        scanned = None
         prep_seconds = time.perf_counter() - began
         if todo:
             idx = torch.tensor(todo, device=device)
-            solver = DifferentialEvolution(
-                self._fitness_function(images[idx], labels[idx],
-                                       targets[idx] if targets is not None else None),
-                *self._bounds(images, device), self.config)
-            initial = self._initial_population(distribution, todo, images.shape[1],
-                                               [generators[i] for i in todo]).to(device)
-            solved = solver.solve(initial, [generators[i] for i in todo])
-            best[idx] = solved.best
-            generations[todo] = solved.generations.cpu()
-            queries[todo] = solved.evaluations.cpu()
+            outcome = self._search(images[idx], labels[idx],
+                                   targets[idx] if targets is not None else None,
+                                   distribution, todo, [generators[i] for i in todo])
+            best[idx] = outcome.best.to(best.dtype)
+            queries[todo] = outcome.queries.cpu()
+            if outcome.generations is not None:
+                generations[todo] = outcome.generations.cpu()
+            if outcome.positions_scanned is not None:
+                scanned = torch.zeros(images.shape[0], dtype=torch.long)
+                scanned[todo] = outcome.positions_scanned.cpu()
         self.queries += int(queries.sum())
         adversarial = images.clone()
         if todo:
@@ -407,44 +291,53 @@ class OnePixelAttack:
         final = self.probabilities(adversarial)
         seconds = time.perf_counter() - began
         results = self._results(images, adversarial, labels, targets, original, final,
-                                best, generations, queries, distribution, set(todo),
-                                prep_seconds, seconds)
+                                best, None if self.counts_positions else generations,
+                                queries, scanned, distribution, set(todo), prep_seconds,
+                                seconds)
         return AttackOutput(results, adversarial, distribution, seconds)
 
-    def _query_rows(self, images: torch.Tensor, ids: torch.Tensor, genes: torch.Tensor,
-                    popsize: int, engine: IncrementalForward | None = None,
-                    cache: CleanCache | None = None) -> torch.Tensor:
-        """Probabilities of every candidate (``popsize`` rows of genes per image
-        ``images[ids]``), one chunk of at most ``max_batch`` rows at a time so memory
-        stays bounded whatever the population."""
-        owner = ids.repeat_interleave(popsize)
-        chunks = self._row_chunks(genes.shape[0], popsize, self._batch_limit(images))
-        began = time.perf_counter()
-        if engine is None:
-            out = torch.cat([self._forward(perturb_rows(images, owner[a:b], genes[a:b]))
-                             for a, b in chunks])
-        else:
-            x, y, colour = decode_pixels(genes[:, 0], images.shape[-2], images.shape[-1])
-            out = torch.cat([_softmax(engine(cache, owner[a:b], y[a:b], x[a:b], colour[a:b]),
-                                      b - a) for a, b in chunks])
-        self.query_seconds += time.perf_counter() - began
-        return out
+    counts_positions = False  # scans report positions scanned instead of generations
 
-    def _distribution(self, images: torch.Tensor, labels: torch.Tensor) -> PositionDistribution:
+    @abstractmethod
+    def _search(self, images: torch.Tensor, labels: torch.Tensor,
+                targets: torch.Tensor | None, distribution: PositionDistribution,
+                rows: list[int], generators: list[torch.Generator]) -> SearchOutcome:
+        """Search the images still to attack (``rows`` index ``distribution``)."""
+
+    def _distribution(self, images: torch.Tensor, labels: torch.Tensor,
+                      keys: list[int]) -> PositionDistribution:
         if not self.batch_invariant or not self.prior.needs_sensitivity:
-            return self.prior.distribution(self.model, images, labels)
+            return self.prior.distribution(self.model, images, labels, seed=self.seed,
+                                           keys=keys)
         return PositionDistribution.cat([
-            self.prior.distribution(self.model, images[i:i + 1], labels[i:i + 1])
+            self.prior.distribution(self.model, images[i:i + 1], labels[i:i + 1],
+                                    seed=self.seed, keys=keys[i:i + 1])
             for i in range(images.shape[0])])
 
-    def _bounds(self, images: torch.Tensor, device: torch.device):
-        channels, height, width = images.shape[1:]
-        lower = torch.zeros(2 + channels)
-        upper = torch.tensor([width - 1, height - 1] + [1.0] * channels)
-        return lower.repeat(self.pixels).to(device), upper.repeat(self.pixels).to(device)
+    def _fitness(self, images: torch.Tensor, labels: torch.Tensor,
+                 targets: torch.Tensor | None):
+        """``fitness(ids, candidates [A, P, D]) -> (fitness, success)`` over ``images``:
+        the true class's probability (minimised) or one minus the target's."""
+        channels = images.shape[1]
+        state = self.scorer(images).prepare(images)
+
+        def fitness(ids: torch.Tensor, candidates: torch.Tensor):
+            count, popsize, _ = candidates.shape
+            genes = candidates.reshape(count * popsize, self.pixels, 2 + channels)
+            probs = self._query(state, images, ids.repeat_interleave(popsize), genes)
+            probs = probs.view(count, popsize, -1)
+            predicted = probs.argmax(2)
+            if targets is None:
+                score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
+                return score.squeeze(2), predicted != labels[ids, None]
+            score = probs.gather(2, targets[ids].view(-1, 1, 1).expand(-1, popsize, 1))
+            return 1.0 - score.squeeze(2), predicted == targets[ids, None]
+
+        return fitness
 
     def _results(self, images, adversarial, labels, targets, original, final, best,
-                 generations, queries, distribution, attacked, prep_seconds, seconds):
+                 generations, queries, scanned, distribution, attacked, prep_seconds,
+                 seconds) -> list[AttackResult]:
         """Assemble per-image results. Time per image: the shared preparation (sensitivity,
         clean forward) split evenly, plus the search time split in proportion to queries."""
         total_queries = max(1, int(queries.sum()))
@@ -468,11 +361,80 @@ class OnePixelAttack:
                 original_label=int(original[i]), adversarial_label=adv_label, target=target,
                 true_probability=float(final[i, labels[i]]),
                 target_probability=float(final[i, target]) if target is not None else None,
-                pixels=pixels, generations=int(generations[i]), queries=int(queries[i]),
+                pixels=pixels,
+                generations=int(generations[i]) if generations is not None else None,
+                queries=int(queries[i]),
                 seconds=prep_seconds / images.shape[0]
                 + search_seconds * int(queries[i]) / total_queries,
                 prior=self.prior.name, fell_back=bool(distribution.fell_back[i]),
                 support_size=int(distribution.support_size[i]), seed=self.seed,
                 clean_correct=int(original[i]) == int(labels[i]),
+                positions_scanned=int(scanned[i]) if scanned is not None else None,
                 adversarial=adversarial[i]))
         return results
+
+
+class OnePixelAttack(Attack):
+    """One-pixel attack (Su et al. 2019) with a position prior (Kumar et al. 2019).
+
+    Parameters (besides :class:`Attack`'s)
+    ----------
+    prior: where initial positions come from: :class:`UniformPrior` (unconstrained, the
+        default) or :class:`SusceptibleSetPrior` (the paper's constrained mode), ...
+    popsize, maxiter, mutation: DE settings (400, 100, 0.5 as in Su et al.); ``mutation``
+        may be ``(low, high)`` to dither F per generation.
+    strategy, recombination, out_of_bounds, stop_on, replace_on_tie: the rest of the DE
+        (:class:`~pixelprior.evolution.EvolutionConfig`; the defaults are the paper's
+        DE/rand/1; ``strategy="best1bin"`` with F in (0.5, 1), ``out_of_bounds="resample"``,
+        ``stop_on="best"`` and ``replace_on_tie=False`` is Su et al.'s public code).
+    init_color: ``"normal"`` (Su et al.) or ``"uniform"``.
+    early_stop: stop an image's search once it succeeds.
+    """
+
+    def __init__(self, model: nn.Module, prior: Prior | None = None, popsize: int = 400,
+                 maxiter: int = 100, mutation: float | tuple[float, float] = 0.5,
+                 pixels: int = 1, targeted: bool = False, init_color: str = "normal",
+                 seed: int = 0, max_batch: int | None = None, early_stop: bool = True,
+                 batch_invariant: bool = False, optimize: bool = True,
+                 engine: str | Scorer = "auto", strategy: str = "rand1bin",
+                 recombination: float = 1.0, out_of_bounds: str = "clip",
+                 stop_on: str = "any", replace_on_tie: bool = True,
+                 precision: str = "fp32", cuda_graphs: bool = False) -> None:
+        super().__init__(model, prior, pixels=pixels, targeted=targeted, seed=seed,
+                         max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
+                         optimize=optimize, precision=precision, cuda_graphs=cuda_graphs)
+        if init_color not in INIT_COLORS:
+            raise ValueError(f"init_color must be one of {INIT_COLORS}")
+        self.config = EvolutionConfig(popsize, maxiter, mutation, early_stop, strategy,
+                                      recombination, out_of_bounds, stop_on, replace_on_tie)
+        self.init_color = init_color
+
+    def _search(self, images, labels, targets, distribution, rows, generators
+                ) -> SearchOutcome:
+        device = images.device
+        solver = DifferentialEvolution(self._fitness(images, labels, targets),
+                                       *self._bounds(images, device), self.config)
+        initial = self._initial_population(distribution, rows, images.shape[1], generators)
+        solved = solver.solve(initial.to(device), generators)
+        return SearchOutcome(solved.best, solved.generations, solved.evaluations)
+
+    def _initial_population(self, distribution: PositionDistribution, rows: list[int],
+                            channels: int, generators: list[torch.Generator]) -> torch.Tensor:
+        popsize, k = self.config.popsize, self.pixels
+        out = []
+        for row, generator in zip(rows, generators, strict=True):
+            positions = distribution.sample(row, popsize * k, generator).double()
+            if self.init_color == "normal":
+                colours = (torch.randn(popsize * k, channels, generator=generator,
+                                       dtype=torch.float64) * 0.5 + 0.5).clamp(0, 1)
+            else:
+                colours = torch.rand(popsize * k, channels, generator=generator,
+                                     dtype=torch.float64)
+            out.append(torch.cat([positions, colours], 1).view(popsize, k * (2 + channels)))
+        return torch.stack(out).float()
+
+    def _bounds(self, images: torch.Tensor, device: torch.device):
+        channels, height, width = images.shape[1:]
+        lower = torch.zeros(2 + channels)
+        upper = torch.tensor([width - 1, height - 1] + [1.0] * channels)
+        return lower.repeat(self.pixels).to(device), upper.repeat(self.pixels).to(device)

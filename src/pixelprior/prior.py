@@ -8,7 +8,9 @@ candidates from it; later generations move freely (Kumar et al. 2019, Sec. 2.3).
 - :class:`SusceptibleSetPrior` — uniform over ``S = {s > τ}`` (the paper's constrained mode);
 - :class:`WeightedPrior` — proportional to the sensitivity ``s``;
 - :class:`TopKPrior` — uniform over the ``k`` most sensitive pixels;
-- :class:`RandomSetPrior` — a control: a random set of the same size as ``S``.
+- :class:`RandomSetPrior` — a control: a random set of the same size as ``S``, drawn
+  afresh per image and seed;
+- :class:`OraclePrior` — the upper bound: the true vulnerable set from an exhaustive scan.
 
 An empty set falls back to the whole image, and the distribution records that it did.
 A new prior is one small class with a ``weights`` method.
@@ -16,12 +18,14 @@ A new prior is one small class with a ``weights`` method.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .data import image_digest
 from .sensitivity import SensitivityMethod, make_sensitivity
 
 
@@ -84,18 +88,24 @@ class Prior(ABC):
             return self.sensitivity
         return make_sensitivity(self.sensitivity, model, **self.sensitivity_kwargs)
 
-    def distribution(self, model: nn.Module, images: torch.Tensor,
-                     labels: torch.Tensor) -> PositionDistribution:
-        """The position distribution of each image (computes sensitivity when needed)."""
+    def distribution(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     *, seed: int = 0, keys: list[int] | None = None) -> PositionDistribution:
+        """The position distribution of each image (computes sensitivity when needed).
+
+        ``seed`` and ``keys`` (one per image; default: a hash of its pixels) are the
+        attack's: priors with randomness of their own draw it per image and seed."""
         maps = None
         if self.needs_sensitivity:
             maps = self.sensitivity_method(model)(images, labels)
-        return self.from_sensitivity(maps, images.shape[-2], images.shape[-1])
+        return self.from_sensitivity(maps, images.shape[-2], images.shape[-1], seed=seed,
+                                     keys=keys)
 
     @abstractmethod
-    def from_sensitivity(self, maps: torch.Tensor | None, height: int,
-                         width: int) -> PositionDistribution:
-        """The distribution given sensitivity maps ``[B, H, W]`` (None if not needed)."""
+    def from_sensitivity(self, maps: torch.Tensor | None, height: int, width: int, *,
+                         seed: int = 0, keys: list[int] | None = None
+                         ) -> PositionDistribution:
+        """The distribution given sensitivity maps ``[B, H, W]`` (None if not needed);
+        ``seed``/``keys`` as in :meth:`distribution`."""
 
     def config(self) -> dict:
         """Parameters that identify this prior (for experiment records)."""
@@ -117,11 +127,12 @@ class UniformPrior(Prior):
         super().__init__()
 
     def distribution(self, model: nn.Module | None, images: torch.Tensor,
-                     labels: torch.Tensor) -> PositionDistribution:
+                     labels: torch.Tensor, *, seed: int = 0,
+                     keys: list[int] | None = None) -> PositionDistribution:
         sets = torch.ones(images.shape[0], images.shape[-2], images.shape[-1], dtype=torch.bool)
         return _from_sets(sets)
 
-    def from_sensitivity(self, maps, height, width):  # pragma: no cover - not used
+    def from_sensitivity(self, maps, height, width, **_):  # pragma: no cover - not used
         raise NotImplementedError
 
 
@@ -146,7 +157,7 @@ class SusceptibleSetPrior(Prior):
     def config(self) -> dict:
         return {**super().config(), "tau": self.tau}
 
-    def from_sensitivity(self, maps, height, width):
+    def from_sensitivity(self, maps, height, width, **_):
         return _from_sets(maps.cpu() > self.tau, maps.cpu())
 
 
@@ -155,7 +166,7 @@ class WeightedPrior(Prior):
 
     name = "weighted"
 
-    def from_sensitivity(self, maps, height, width):
+    def from_sensitivity(self, maps, height, width, **_):
         maps = maps.cpu()
         weights = maps.reshape(maps.shape[0], -1).double()
         total = weights.sum(1, keepdim=True)
@@ -180,7 +191,7 @@ class TopKPrior(Prior):
     def config(self) -> dict:
         return {**super().config(), "k": self.k}
 
-    def from_sensitivity(self, maps, height, width):
+    def from_sensitivity(self, maps, height, width, **_):
         maps = maps.cpu()
         flat = maps.reshape(maps.shape[0], -1)
         top = flat.topk(min(self.k, flat.shape[1]), dim=1).indices
@@ -192,36 +203,76 @@ class RandomSetPrior(Prior):
     """Control: a uniformly random set of pixels as large as ``S = {s > τ}``.
 
     Separates the effect of *where* the sensitivity points from the effect of merely
-    starting in a smaller set. The set is drawn with its own ``seed`` per call.
+    starting in a smaller set. The set is drawn afresh for every image and attack seed
+    (from a hash of the seed and the image), so over images and seeds the control is a
+    random set, not one fixed pattern.
     """
 
     name = "random_set"
 
-    def __init__(self, tau: float = 0.5, seed: int = 0,
-                 sensitivity: SensitivityMethod | str = "smoothgrad",
+    def __init__(self, tau: float = 0.5, sensitivity: SensitivityMethod | str = "smoothgrad",
                  **sensitivity_kwargs) -> None:
         super().__init__(sensitivity, **sensitivity_kwargs)
         self.tau = check_tau(tau)
-        self.seed = seed
 
     def config(self) -> dict:
-        return {**super().config(), "tau": self.tau, "seed": self.seed}
+        return {**super().config(), "tau": self.tau}
 
-    def from_sensitivity(self, maps, height, width):
+    def from_sensitivity(self, maps, height, width, *, seed: int = 0,
+                         keys: list[int] | None = None):
         maps = maps.cpu()
+        if keys is None:  # no image keys: each map's own bytes identify the image
+            keys = [image_digest(maps[i], 0) for i in range(maps.shape[0])]
         flat = maps.reshape(maps.shape[0], -1)
         sizes = (flat > self.tau).sum(1)
-        generator = torch.Generator().manual_seed(self.seed)
         sets = torch.zeros_like(flat, dtype=torch.bool)
-        for row, size in enumerate(sizes.tolist()):
-            chosen = torch.randperm(flat.shape[1], generator=generator)[:size]
-            sets[row, chosen] = True
+        for row, (size, key) in enumerate(zip(sizes.tolist(), keys, strict=True)):
+            digest = hashlib.blake2b(f"random_set:{seed}:{key}".encode(), digest_size=8)
+            generator = torch.Generator().manual_seed(
+                int.from_bytes(digest.digest(), "little") >> 1)
+            sets[row, torch.randperm(flat.shape[1], generator=generator)[:size]] = True
         return _from_sets(sets.view_as(maps), maps)
+
+
+class OraclePrior(Prior):
+    """Upper bound: start inside the *true* vulnerable set of each image.
+
+    ``scan`` is an exhaustive susceptibility scan (:mod:`pixelprior.susceptibility`: a
+    folder holding ``maps.npz``, the file, or a loaded
+    :class:`~pixelprior.susceptibility.SusceptibilityMaps`); images are matched by their
+    pixels. The set is every position where some colour of the scan's grid changes the
+    label; the map (``sensitivity``) ranks positions by how far the best colour there
+    pushes the true class below the runner-up, so every vulnerable position ranks above
+    every other. An image with no vulnerable position falls back to the whole image.
+    """
+
+    name = "oracle"
+    needs_sensitivity = False
+
+    def __init__(self, scan) -> None:
+        super().__init__()
+        from .susceptibility import SusceptibilityMaps
+
+        self.scan = scan if isinstance(scan, SusceptibilityMaps) else (
+            SusceptibilityMaps.load(scan))
+
+    def config(self) -> dict:
+        return {"prior": self.name, "scan": self.scan.source}
+
+    def distribution(self, model: nn.Module | None, images: torch.Tensor,
+                     labels: torch.Tensor, *, seed: int = 0,
+                     keys: list[int] | None = None) -> PositionDistribution:
+        rows = self.scan.rows_of(images)
+        sets = torch.from_numpy(self.scan.vulnerable[rows])
+        return _from_sets(sets, torch.from_numpy(self.scan.oracle_map()[rows]))
+
+    def from_sensitivity(self, maps, height, width, **_):  # pragma: no cover - not used
+        raise NotImplementedError
 
 
 PRIORS: dict[str, type[Prior]] = {
     cls.name: cls for cls in (UniformPrior, SusceptibleSetPrior, WeightedPrior, TopKPrior,
-                              RandomSetPrior)
+                              RandomSetPrior, OraclePrior)
 }
 # The paper's two modes, by the names the CLI and the experiments use.
 MODE_ALIASES = {"unconstrained": "uniform", "constrained": "susceptible"}

@@ -113,6 +113,12 @@ class SensitivityMethod(ABC):
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-pixel sensitivity ``[B, H, W]`` in [0, 1]."""
         check_images(images, labels)
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("sensitivity maps need gradients: call them outside "
+                               "torch.inference_mode()")
+        # tensors made under inference_mode cannot take part in autograd: plain copies
+        images = images.clone() if images.is_inference() else images
+        labels = labels.clone() if labels.is_inference() else labels
         attributions = self.attribute(images, labels.to(torch.long))
         return normalize_maps(reduce_channels(attributions, self.reduction)).detach()
 
