@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from pixelprior.sensitivity import (
+    CaptumSensitivity,
     GradCAM,
     IntegratedGradients,
+    Occlusion,
     SmoothGrad,
     VanillaGradient,
     make_sensitivity,
@@ -62,7 +64,8 @@ def test_gradcam_matches_captum_layer_gradcam(tiny_net, batch):
     assert GradCAM(tiny_net).attribute(images, labels).shape == (3, 1, 12, 12)
 
 
-@pytest.mark.parametrize("name", ["smoothgrad", "gradient", "integrated_gradients", "gradcam"])
+@pytest.mark.parametrize("name", ["smoothgrad", "gradient", "integrated_gradients", "gradcam",
+                                  "occlusion"])
 def test_maps_are_per_pixel_in_unit_interval(tiny_net, batch, name):
     images, labels = batch
     kwargs = {"n_samples": 4} if name == "smoothgrad" else {}
@@ -115,3 +118,72 @@ def test_bad_labels_are_rejected(tiny_net):
         VanillaGradient(tiny_net)(torch.rand(2, 3, 8, 8), torch.tensor([0]))
     with pytest.raises(TypeError, match="integer"):
         VanillaGradient(tiny_net)(torch.rand(2, 3, 8, 8), torch.tensor([0.0, 1.0]))
+
+
+def test_smoothgrad_absolute_before_matches_captum_default_saliency(tiny_net, batch):
+    images, labels = batch
+    n, sigma = 6, 0.1
+    torch.manual_seed(5)
+    expected = captum.NoiseTunnel(captum.Saliency(tiny_net)).attribute(
+        images, nt_type="smoothgrad", nt_samples=n, stdevs=sigma, target=labels)  # abs=True
+    torch.manual_seed(5)
+    noise = torch.normal(0, torch.tensor(sigma).repeat((images.shape[0] * n, 3, 12, 12)))
+    noise = noise.view(images.shape[0], n, 3, 12, 12).transpose(0, 1)
+    ours = SmoothGrad(tiny_net, n_samples=n, noise_level=sigma, absolute="before").attribute(
+        images, labels, noise)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    after = SmoothGrad(tiny_net, n_samples=n, noise_level=sigma).attribute(images, labels,
+                                                                            noise)
+    assert (after.abs() <= ours + 1e-7).all()  # |mean| <= mean |.|
+
+
+def test_occlusion_matches_captum_with_a_one_pixel_window(tiny_net, batch):
+    images, labels = batch
+    expected = captum.Occlusion(tiny_net).attribute(
+        images, sliding_window_shapes=(3, 1, 1), strides=1, baselines=0.0, target=labels)
+    ours = Occlusion(tiny_net, batch_size=50).attribute(images, labels)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, kwargs", [
+    (lambda m: captum.Saliency(m), {}),
+    (lambda m: captum.Occlusion(m), {"sliding_window_shapes": (3, 1, 1)}),
+    (lambda m: captum.ShapleyValueSampling(m),
+     {"feature_mask": torch.arange(144).view(1, 1, 12, 12).repeat(1, 3, 1, 1),
+      "n_samples": 2}),
+    (lambda m: captum.LayerGradCam(m, m.features[-1]), {}),
+])
+def test_any_captum_attribution_is_a_sensitivity_method(tiny_net, batch, make, kwargs):
+    from pixelprior.prior import SusceptibleSetPrior
+
+    images, labels = batch
+    method = CaptumSensitivity(make(tiny_net), **kwargs)
+    torch.manual_seed(0)
+    raw = make(tiny_net).attribute(images, target=labels, **kwargs)
+    torch.manual_seed(0)
+    maps = method(images, labels)
+    assert maps.shape == (3, 12, 12) and float(maps.max()) == 1.0
+    if raw.shape[-1] == 12:  # an input attribution: the map is its normalised max |.|
+        torch.testing.assert_close(maps, normalize_maps(reduce_channels(raw.detach())))
+    prior = SusceptibleSetPrior(0.5, sensitivity=method)
+    torch.manual_seed(0)  # sampling methods draw from torch's global stream
+    dist = prior.distribution(tiny_net, images, labels)
+    assert (dist.susceptible == (maps > 0.5)).all()
+    assert prior.config()["sensitivity"]["method"].startswith("captum:")
+
+
+def test_captum_adapter_refuses_other_objects(tiny_net):
+    with pytest.raises(TypeError, match="not a Captum attribution"):
+        CaptumSensitivity(tiny_net)
+
+
+def test_percentile_normalisation_clips_the_extremes():
+    maps = torch.linspace(0, 1, 100).view(1, 10, 10).clone()
+    maps[0, 0, 0] = 50.0  # one extreme pixel
+    minmax = normalize_maps(maps)
+    pct = normalize_maps(maps, "percentile", 90.0)
+    assert (minmax > 0.5).sum() == 1  # the outlier squashes everything else
+    assert (pct > 0.5).sum() > 30 and float(pct.max()) == 1.0
+    assert normalize_maps(torch.ones(1, 3, 3), "percentile").eq(0).all()
+    with pytest.raises(ValueError, match="normalization"):
+        normalize_maps(maps, "zscore")

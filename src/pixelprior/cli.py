@@ -329,6 +329,69 @@ def reproduce_nips17(
         _print_report(out)
 
 
+@app.command()
+def susceptibility(
+    target: str = typer.Argument(..., help="'cifar10' (dataset images) or an image file."),
+    out: Path = typer.Option(..., help="Output folder: maps.npz, summary.json, PNGs."),
+    source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
+                               "sample (the bundled first 100)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    images: int = typer.Option(100, help="Correctly classified images to scan."),
+    first_index: int = typer.Option(0, help="Start at this test-set index."),
+    levels: int = typer.Option(3, help="Colours per channel (3: 27 colours; 2: the "
+                               "corners of the colour cube)."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    device: str = typer.Option("cpu", help="cpu | cuda | auto"),
+    batch_images: int = typer.Option(10, help="Images scanned together."),
+) -> None:
+    """Exhaustive one-pixel scan: every position x every grid colour; where can one pixel
+    fool the model? Writes the oracle map, the vulnerable mask and a summary."""
+    import torch
+
+    from .data import to_float
+    from .models import load_model, model_spec
+    from .susceptibility import run_scan
+
+    device = _device(device)
+    net = load_model(model, weights, device=device)
+    if target == "cifar10":
+        from .data import load_cifar10
+        from .experiment import correctly_classified
+
+        dataset = load_cifar10(source, data)
+        keep = dataset.official_indices >= first_index
+        subset = dataset.subset(keep.nonzero().flatten())
+        pick = correctly_classified(net, subset, images, device)
+        if len(pick) < images:
+            _fail(f"only {len(pick)} correctly classified images from index {first_index} "
+                  f"in {subset.source}; lower --images or --first-index")
+        batch = to_float(subset.images[pick])
+        labels, indices = subset.labels[pick], subset.official_indices[pick].tolist()
+    else:
+        batch = _read_image(Path(target), model_spec(model).input_size)
+        with torch.inference_mode():
+            labels = net(batch.to(device)).argmax(1).cpu()
+        indices = [-1]
+    info = {"model": model, "weights": str(weights) if weights else None, "target": target,
+            "source": source if target == "cifar10" else None, "engine": engine,
+            "device": device}
+    maps = run_scan(out, net, batch, labels, indices, levels, engine, batch_images, device,
+                    info=info)
+    fooled = int(maps.vulnerable.reshape(len(maps.labels), -1).any(1).sum())
+    console.print(f"{fooled} of {len(maps.labels)} images have a one-pixel adversarial on "
+                  f"the {levels}-level grid; written to {out}")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Fetch or make datasets.")
 app.add_typer(data_app, name="data")
 

@@ -6,11 +6,21 @@ One class per method, in the style of Captum's attribution API:
 - :class:`SmoothGrad` — the gradient averaged over ``n`` noisy copies (Smilkov et al. 2017),
   the method of the paper;
 - :class:`IntegratedGradients` — path integral from a baseline (Sundararajan et al. 2017);
-- :class:`GradCAM` — class-weighted activations of a convolutional layer (Selvaraju et al.).
+- :class:`GradCAM` — class-weighted activations of a convolutional layer (Selvaraju et al.);
+- :class:`Occlusion` — the score's drop when one pixel (all channels) is set to a baseline:
+  the natural map for a one-pixel attack (Zeiler & Fergus; Captum's ``Occlusion`` with a
+  1×1 window);
+- :class:`CaptumSensitivity` — any Captum attribution object (``Saliency``,
+  ``Occlusion``, ``ShapleyValueSampling``, ``LayerGradCam`` ...) as a sensitivity method.
 
 ``method.attribute(images, labels)`` returns raw attributions (``[B, C, H, W]``, or
 ``[B, 1, h, w]`` for Grad-CAM); calling ``method(images, labels)`` returns the per-pixel
-sensitivity map ``[B, H, W]``: reduced over channels and normalised to [0, 1] per image.
+sensitivity map ``[B, H, W]``: reduced over channels, upsampled to the image when coarser,
+and normalised to [0, 1] per image (min–max, or by a percentile with clipping).
+
+The choices that change the map (and so the susceptible set S) are explicit: the class
+score (logit, probability, log-probability), the channel reduction, for SmoothGrad whether
+|·| is taken before or after averaging, the normalisation, ``n`` and σ.
 
 These are hand-written rather than wrapping Captum so that the core library needs no
 Captum install and so that noise samples of many images are batched into one backward
@@ -31,6 +41,7 @@ from .data import image_digest
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum")
 SCORES = ("logit", "probability", "log_probability")
+NORMALIZATIONS = ("minmax", "percentile")
 
 
 def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torch.Tensor:
@@ -55,16 +66,30 @@ def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> t
     raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}")
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each ``[H, W]`` map of ``[B, H, W]`` to [0, 1].
+def normalize_maps(maps: torch.Tensor, method: str = "minmax",
+                   percentile: float = 99.0) -> torch.Tensor:
+    """Normalise each ``[H, W]`` map of ``[B, H, W]`` to [0, 1].
 
-    A constant map (no signal) becomes all zeros, so no pixel passes any threshold τ > 0
-    and the susceptible-set prior falls back to the whole image (and records it).
+    ``minmax``: (s − min) / (max − min). ``percentile``: s / (its ``percentile``-th
+    percentile), clipped to 1 (Smilkov et al.'s visualisation: a few extreme pixels do not
+    compress the rest). A constant map (no signal) becomes all zeros, so no pixel passes any
+    threshold τ > 0 and the susceptible-set prior falls back to the whole image (and
+    records it).
     """
     flat = maps.flatten(1)
+    tiny = torch.finfo(flat.dtype).tiny
+    if method == "percentile":
+        top = torch.quantile(flat.double(), percentile / 100.0, dim=1, keepdim=True).to(
+            flat.dtype)
+        constant = (flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)) <= 0
+        scaled = (flat / top.clamp_min(tiny)).clamp(0, 1)
+        out = torch.where(constant | (top <= 0), torch.zeros_like(flat), scaled)
+        return out.view_as(maps)
+    if method != "minmax":
+        raise ValueError(f"unknown normalization {method!r}; use one of {NORMALIZATIONS}")
     low = flat.amin(1, keepdim=True)
     span = flat.amax(1, keepdim=True) - low
-    out = torch.where(span > 0, (flat - low) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0.0)
+    out = torch.where(span > 0, (flat - low) / span.clamp_min(tiny), 0.0)
     return out.view_as(maps)
 
 
@@ -96,14 +121,22 @@ class SensitivityMethod(ABC):
     name = "sensitivity"
 
     def __init__(self, model: nn.Module, *, score: str = "logit",
-                 reduction: str = "max_abs", batch_size: int = 512) -> None:
+                 reduction: str = "max_abs", normalization: str = "minmax",
+                 percentile: float = 99.0, batch_size: int = 512) -> None:
         if score not in SCORES:
             raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; use one of "
+                             f"{NORMALIZATIONS}")
+        if not 0.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
         self.model = model
         self.score = score
         self.reduction = reduction
+        self.normalization = normalization
+        self.percentile = percentile
         self.batch_size = batch_size
 
     @abstractmethod
@@ -119,12 +152,20 @@ class SensitivityMethod(ABC):
         # tensors made under inference_mode cannot take part in autograd: plain copies
         images = images.clone() if images.is_inference() else images
         labels = labels.clone() if labels.is_inference() else labels
-        attributions = self.attribute(images, labels.to(torch.long))
-        return normalize_maps(reduce_channels(attributions, self.reduction)).detach()
+        attributions = self.attribute(images, labels.to(torch.long)).detach()
+        maps = reduce_channels(attributions.float(), self.reduction)
+        if maps.shape[-2:] != images.shape[-2:]:  # a layer's coarser map: to image size
+            maps = F.interpolate(maps[:, None], size=images.shape[-2:], mode="bilinear",
+                                 align_corners=False)[:, 0]
+        return normalize_maps(maps, self.normalization, self.percentile).detach()
 
     def config(self) -> dict:
         """Parameters that identify this method's output (for experiment records)."""
-        return {"method": self.name, "score": self.score, "reduction": self.reduction}
+        out = {"method": self.name, "score": self.score, "reduction": self.reduction,
+               "normalization": self.normalization}
+        if self.normalization == "percentile":
+            out["percentile"] = self.percentile
+        return out
 
     def _gradients(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Gradient of each row's class score w.r.t. that row, in chunks of ``batch_size``.
@@ -158,27 +199,32 @@ class SmoothGrad(SensitivityMethod):
     ``noise_level`` is σ as a fraction of the input range (the inputs lie in [0, 1], so
     σ = ``noise_level``), following Smilkov et al., who found 10–20% works best. The
     noisy copies are not clipped to [0, 1] (as in the original method and in Captum).
-    Raw gradients are averaged (the original formulation); the channel reduction takes
-    absolute values afterwards. Noise comes from ``generator`` (or a fresh one seeded
-    with ``seed``) so maps are reproducible; ``noise`` may be passed explicitly for tests.
+    ``absolute="after"`` (default): raw gradients are averaged (the original formulation)
+    and the channel reduction takes absolute values afterwards, so gradients of opposite
+    sign cancel; ``"before"``: the mean of |gradient| (Captum's ``NoiseTunnel(Saliency())``
+    default), so they add. Noise is seeded by ``seed`` and each image's pixels, so maps
+    are reproducible; ``noise`` may be passed explicitly for tests.
     """
 
     name = "smoothgrad"
 
     def __init__(self, model: nn.Module, n_samples: int = 50, noise_level: float = 0.15,
-                 *, seed: int = 0, **kwargs) -> None:
+                 *, seed: int = 0, absolute: str = "after", **kwargs) -> None:
         super().__init__(model, **kwargs)
         if n_samples < 1:
             raise ValueError("n_samples must be >= 1")
         if not noise_level >= 0:
             raise ValueError("noise_level must be >= 0")
+        if absolute not in ("after", "before"):
+            raise ValueError(f"absolute must be 'after' or 'before', got {absolute!r}")
         self.n_samples = n_samples
         self.noise_level = noise_level
         self.seed = seed
+        self.absolute = absolute
 
     def config(self) -> dict:
         return {**super().config(), "n_samples": self.n_samples,
-                "noise_level": self.noise_level, "seed": self.seed}
+                "noise_level": self.noise_level, "seed": self.seed, "absolute": self.absolute}
 
     def sample_noise(self, images: torch.Tensor) -> torch.Tensor:
         """Noise ``[n, B, C, H, W]`` drawn on the CPU (same values on every device).
@@ -198,8 +244,8 @@ class SmoothGrad(SensitivityMethod):
             noise = self.sample_noise(images)
         n = noise.shape[0]
         noisy = (images.unsqueeze(0) + noise).reshape(-1, *images.shape[1:])
-        grads = self._gradients(noisy, labels.repeat(n))
-        return grads.view(n, *images.shape).mean(0)
+        grads = self._gradients(noisy, labels.repeat(n)).view(n, *images.shape)
+        return (grads.abs() if self.absolute == "before" else grads).mean(0)
 
 
 class IntegratedGradients(SensitivityMethod):
@@ -281,16 +327,106 @@ class GradCAM(SensitivityMethod):
         return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class Occlusion(SensitivityMethod):
+    """The class score's drop when one pixel (all channels) is set to ``baseline``.
+
+    attribution[b, :, y, x] = f(x_b) − f(x_b with pixel (y, x) := baseline), the same value
+    in every channel (Captum's ``Occlusion`` with ``sliding_window_shapes=(C, 1, 1)``,
+    stride 1). One forward per pixel, batched; no gradients. Of all maps it asks the
+    attack's own question, at one colour.
+    """
+
+    name = "occlusion"
+
+    def __init__(self, model: nn.Module, baseline: float = 0.0, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        self.baseline = float(baseline)
+
+    def config(self) -> dict:
+        return {**super().config(), "baseline": self.baseline}
+
+    @torch.no_grad()
+    def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = images.shape
+        positions = height * width
+        clean = class_scores(self.model(images), labels, self.score)
+        drops = torch.empty(batch, positions, device=images.device, dtype=images.dtype)
+        rows = torch.arange(positions, device=images.device)
+        for b in range(batch):
+            for start in range(0, positions, self.batch_size):
+                where = rows[start:start + self.batch_size]
+                occluded = images[b].expand(len(where), -1, -1, -1).clone()
+                occluded.permute(0, 2, 3, 1)[torch.arange(len(where)), where // width,
+                                             where % width] = self.baseline
+                scores = class_scores(self.model(occluded), labels[b].expand(len(where)),
+                                      self.score)
+                drops[b, start:start + len(where)] = clean[b] - scores
+        return drops.view(batch, 1, height, width).expand(-1, channels, -1, -1)
+
+
+class CaptumSensitivity(SensitivityMethod):
+    """Any Captum attribution object as a sensitivity method (and so as a prior's map).
+
+    >>> from captum.attr import Occlusion, Saliency
+    >>> SusceptibleSetPrior(0.5, sensitivity=CaptumSensitivity(Saliency(model)))
+    >>> CaptumSensitivity(Occlusion(model), sliding_window_shapes=(3, 1, 1))
+
+    ``attribute_kwargs`` go to ``attribution.attribute(images, target=labels, ...)``.
+    Attributions of the input (``[B, C, H, W]``) are reduced over channels; a layer's
+    (``[B, k, h, w]``, e.g. ``LayerGradCam``) are reduced and upsampled to the image. Captum
+    attributes the model's raw output (logits for pixelprior's models): wrap the model to
+    attribute probabilities.
+    """
+
+    name = "captum"
+
+    def __init__(self, attribution, reduction: str = "max_abs",
+                 normalization: str = "minmax", percentile: float = 99.0,
+                 **attribute_kwargs) -> None:
+        model = getattr(attribution, "forward_func", None)
+        if model is None or not hasattr(attribution, "attribute"):
+            raise TypeError(f"{type(attribution).__name__} is not a Captum attribution "
+                            "object (no forward_func / attribute)")
+        super().__init__(model, reduction=reduction, normalization=normalization,
+                         percentile=percentile)
+        self.attribution = attribution
+        self.attribute_kwargs = attribute_kwargs
+        self.name = f"captum:{type(attribution).__name__}"
+
+    def config(self) -> dict:
+        return {**super().config(), "score": "model output",
+                "attribute_kwargs": {k: repr(v) for k, v in self.attribute_kwargs.items()}}
+
+    def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            out = self.attribution.attribute(images, target=labels, **self.attribute_kwargs)
+        if isinstance(out, tuple):
+            out = out[0]
+        if out.ndim != 4 or out.shape[0] != images.shape[0]:
+            raise ValueError(f"{self.name} returned attributions of shape {tuple(out.shape)};"
+                             " a sensitivity map needs [B, C, H, W]")
+        return out
+
+
 METHODS: dict[str, type[SensitivityMethod]] = {
-    cls.name: cls for cls in (VanillaGradient, SmoothGrad, IntegratedGradients, GradCAM)
+    cls.name: cls for cls in (VanillaGradient, SmoothGrad, IntegratedGradients, GradCAM,
+                              Occlusion)
 }
+# the options each method takes beyond the shared ones (score, reduction, normalization)
+METHOD_OPTIONS = {"smoothgrad": ("n_samples", "noise_level", "absolute", "seed"),
+                  "integrated_gradients": ("steps", "baseline"), "occlusion": ("baseline",),
+                  "gradcam": ("layer",), "gradient": ()}
 
 
 def make_sensitivity(name: str, model: nn.Module, **kwargs) -> SensitivityMethod:
-    """Build a sensitivity method by name (``smoothgrad``, ``gradient``, ...)."""
+    """Build a sensitivity method by name (``smoothgrad``, ``gradient``, ...). Options a
+    method does not take (e.g. ``n_samples`` for ``gradient``) are dropped, so one set of
+    settings serves every method."""
     try:
         cls = METHODS[name]
     except KeyError:
         raise ValueError(f"unknown sensitivity method {name!r}; use one of "
                          f"{sorted(METHODS)}") from None
-    return cls(model, **kwargs)
+    shared = ("score", "reduction", "normalization", "percentile", "batch_size")
+    own = METHOD_OPTIONS.get(name, ())
+    return cls(model, **{k: v for k, v in kwargs.items() if k in shared or k in own})

@@ -279,6 +279,7 @@ class SusceptibilityMaps:
     min_true_probability: np.ndarray  # float32
     min_margin: np.ndarray  # float32
     vulnerable: np.ndarray  # bool
+    best_colour: np.ndarray  # float32 [B, H, W, C]: the colour of the lowest margin
     levels: int
     source: str = ""
     info: dict = field(default_factory=dict)
@@ -310,7 +311,8 @@ class SusceptibilityMaps:
         np.savez_compressed(tmp, image_keys=self.image_keys, image_indices=self.image_indices,
                             labels=self.labels, min_true_probability=self.min_true_probability,
                             min_margin=self.min_margin, vulnerable=self.vulnerable,
-                            levels=np.int64(self.levels), info=json.dumps(self.info))
+                            best_colour=self.best_colour, levels=np.int64(self.levels),
+                            info=json.dumps(self.info))
         tmp.replace(path)
 
     @classmethod
@@ -326,7 +328,8 @@ class SusceptibilityMaps:
             with np.load(path, allow_pickle=False) as npz:
                 return cls(npz["image_keys"], npz["image_indices"], npz["labels"],
                            npz["min_true_probability"], npz["min_margin"], npz["vulnerable"],
-                           int(npz["levels"]), str(path), json.loads(str(npz["info"])))
+                           npz["best_colour"], int(npz["levels"]), str(path),
+                           json.loads(str(npz["info"])))
         except (KeyError, ValueError, OSError) as exc:
             raise ValueError(f"{path}: not a readable susceptibility scan ({exc})") from exc
 
@@ -338,7 +341,8 @@ class SusceptibilityMaps:
                    labels.cpu().numpy().astype(np.int64),
                    result.min_fitness.numpy().astype(np.float32),
                    result.min_margin.numpy().astype(np.float32),
-                   result.vulnerable.numpy(), levels, "", info or {})
+                   result.vulnerable.numpy(), result.best_colour.numpy().astype(np.float32),
+                   levels, "", info or {})
 
 
 def scan_summary(maps: SusceptibilityMaps) -> list[dict]:
@@ -363,3 +367,118 @@ def ranked_prior(name: str, sensitivity_kwargs: dict | None = None,
                              "config: a folder made by `pixelprior susceptibility`)")
         return OraclePrior(scan)
     return WeightedPrior(sensitivity=name, **(sensitivity_kwargs or {}))
+
+
+# --------------------------------------------------------------------------- runs
+def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             indices: list[int], levels: int = 3, engine="auto", batch_images: int = 10,
+             device: str = "cpu", progress: bool = True, info: dict | None = None,
+             interrupts=None) -> SusceptibilityMaps:
+    """Scan ``images`` (float ``[N, C, H, W]``, dataset ``indices``) into ``out``:
+    ``maps.npz`` and ``summary.json``, rewritten atomically after every group of
+    ``batch_images``, so an interrupted scan resumes where it stopped (same command)."""
+    import time
+
+    from .rundir import RunLock, check_writable_dir, write_json_atomic
+
+    out = Path(out)
+    check_writable_dir(out)
+    info = {"levels": levels, **(info or {})}
+    with RunLock(out):
+        parts = _existing_parts(out, info)
+        done = {int(i) for part in parts for i in part.image_indices.tolist()}
+        todo = [n for n, index in enumerate(indices) if index not in done]
+        scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
+        earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
+        began = time.perf_counter()
+        with _bar(progress, len(indices), len(indices) - len(todo)) as advance:
+            for start in range(0, len(todo), batch_images):
+                group = todo[start:start + batch_images]
+                batch = images[group].to(device)
+                result = scan(batch, labels[group].to(device))
+                part = SusceptibilityMaps.from_scan(result, batch, labels[group],
+                                                    [indices[n] for n in group], levels)
+                parts.append(part)
+                maps = _merge(parts, levels, {
+                    **info, "seconds": earlier + time.perf_counter() - began})
+                guard = interrupts.critical() if interrupts is not None else _nothing()
+                with guard:
+                    maps.save(out / MAPS_FILE)
+                    write_json_atomic(out / "summary.json", _summary_json(maps))
+                advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
+    maps = SusceptibilityMaps.load(out)
+    return maps
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _existing_parts(out: Path, info: dict) -> list[SusceptibilityMaps]:
+    """What an earlier (interrupted) scan into ``out`` already holds; a scan of another
+    model or grid refuses to mix."""
+    if not (out / MAPS_FILE).is_file():
+        return []
+    old = SusceptibilityMaps.load(out)
+    for key in ("levels", "model", "weights"):
+        if key in info and old.info.get(key) != info[key]:
+            raise ValueError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, not "
+                             f"{info[key]!r}; choose another --out")
+    return [old]
+
+
+def _merge(parts: list[SusceptibilityMaps], levels: int, info: dict) -> SusceptibilityMaps:
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    return SusceptibilityMaps(cat("image_keys"), cat("image_indices"), cat("labels"),
+                              cat("min_true_probability"), cat("min_margin"),
+                              cat("vulnerable"), cat("best_colour"), levels, "", info)
+
+
+def _summary_json(maps: SusceptibilityMaps) -> dict:
+    images = scan_summary(maps)
+    shape = maps.vulnerable.shape
+    positions = int(np.prod(shape[1:]))
+    colours = maps.levels ** 3
+    vulnerable = maps.vulnerable.reshape(len(images), -1)
+    return {**maps.info, "colours": colours, "positions": positions,
+            "queries_per_image": positions * colours, "scanned": len(images),
+            "fooled": sum(i["fooled"] for i in images),
+            "vulnerable_share": float(vulnerable.mean()) if len(images) else None,
+            "images": images}
+
+
+class _bar:
+    """A rich progress bar over images (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.enabled, self.total, self.done, self.fooled = enabled, total, done, 0
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("fooled {task.fields[fooled]}"),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task("scan", total=self.total, completed=self.done,
+                                          fooled="-")
+        return self.advance
+
+    def advance(self, count: int, fooled: int) -> None:
+        self.fooled += fooled
+        if self.enabled:
+            self.bar.update(self.task, advance=count, fooled=f"{self.fooled} (this run)")
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()
