@@ -1,7 +1,9 @@
-"""The command line: eval, attack, explain, report, and their errors."""
+"""The command line: every user error is one clear line with the right exit code, no
+traceback and no files left behind; images of every mode; meaningful requests only."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -15,56 +17,240 @@ from pixelprior.data import load_cifar10_sample
 runner = CliRunner()
 
 
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
 @pytest.fixture
 def cat_png(tmp_path):
-    sample = load_cifar10_sample()
+    sample = load_cifar10_sample()  # test image 0 is a cat, and the model says cat
     path = tmp_path / "cat.png"
     Image.fromarray(sample.images[0].permute(1, 2, 0).numpy()).save(path)
     return path
 
 
+def clean_error(result, code: int, phrase: str) -> None:
+    """Exit ``code``, one error line holding ``phrase``, no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and phrase in errors[0], result.output
+
+
 def test_eval_on_bundled_sample():
-    result = runner.invoke(app, ["eval", "cifar10", "--source", "sample"])
+    result = invoke("eval", "cifar10", "--source", "sample")
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output and "100 exact" in result.output
 
 
 def test_attack_writes_image_and_json(cat_png, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(app, ["attack", str(cat_png), "--constrained", "--popsize", "20",
-                                 "--maxiter", "3", "--label", "cat", "--out", str(out)])
+    result = invoke("attack", cat_png, "--constrained", "--popsize", "20", "--maxiter", "3",
+                    "--label", "cat", "--out", out)
     assert result.exit_code == 0, result.output
     row = json.loads((out / "cat-result.json").read_text())
     assert row["true_name"] == "cat" and row["prior"] == "susceptible"
+    assert row["resized_from"] is None
     adversarial = np.asarray(Image.open(out / "cat-adversarial.png"))
     assert adversarial.shape == (32, 32, 3)
 
 
-def test_targeted_attack_and_bad_class(cat_png, tmp_path):
-    result = runner.invoke(app, ["attack", str(cat_png), "--target", "dog", "--popsize", "8",
-                                 "--maxiter", "1", "--out", str(tmp_path / "t")])
+def test_targeted_attack_and_a_scan_mode(cat_png, tmp_path):
+    result = invoke("attack", cat_png, "--target", "dog", "--popsize", "8", "--maxiter", "1",
+                    "--out", tmp_path / "t")
     assert result.exit_code == 0, result.output
-    bad = runner.invoke(app, ["attack", str(cat_png), "--target", "unicorn"])
-    assert bad.exit_code == 2 and "unknown class" in bad.output
-
-
-def test_attack_rejects_unreadable_image(tmp_path):
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png")
-    result = runner.invoke(app, ["attack", str(broken)])
-    assert result.exit_code == 2 and "cannot read image" in result.output
+    scan = invoke("attack", cat_png, "--mode", "scan:occlusion", "--out", tmp_path / "s")
+    assert scan.exit_code == 0, scan.output
+    row = json.loads((tmp_path / "s" / "cat-result.json").read_text())
+    assert row["generations"] is None and row["positions_scanned"] >= 1
+    assert "positions" in scan.output
 
 
 def test_explain_writes_map_and_set(cat_png, tmp_path):
-    result = runner.invoke(app, ["explain", str(cat_png), "--out", str(tmp_path / "e")])
+    result = invoke("explain", cat_png, "--out", tmp_path / "e")
     assert result.exit_code == 0, result.output
     smap = np.load(tmp_path / "e" / "cat-smoothgrad.npy")
     assert smap.shape == (32, 32) and 0 <= smap.min() and smap.max() <= 1
     assert (tmp_path / "e" / "cat-susceptible.png").is_file()
-    bad = runner.invoke(app, ["explain", str(cat_png), "--tau", "1.5"])
-    assert bad.exit_code == 2 and "tau" in bad.output
 
 
-def test_report_of_missing_directory(tmp_path):
-    result = runner.invoke(app, ["report", str(tmp_path)])
-    assert result.exit_code == 2 and "not a run directory" in result.output
+@pytest.fixture
+def broken_png(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"not a png")
+    return path
+
+
+def toml(tmp_path, text: str):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+SMALL = ["--images", "2", "--seeds", "1"]
+
+
+# (arguments, exit code, phrase); ``{cat}``, ``{broken}``, ``{tmp}`` are filled in
+CASES = {
+    "target is the true class": (["attack", "{cat}", "--target", "cat"], 2, "own class"),
+    "image already misclassified": (["attack", "{cat}", "--label", "dog"], 2,
+                                    "already classifies this image as 'cat'"),
+    "tau without constrained": (["attack", "{cat}", "--tau", "0.3"], 2, "with --constrained"),
+    "unknown class": (["attack", "{cat}", "--target", "unicorn"], 2, "unknown target class"),
+    "unknown model": (["attack", "{cat}", "--model", "resnet"], 2, "unknown model 'resnet'"),
+    "unreadable image": (["attack", "{broken}"], 2, "cannot read image"),
+    "missing image": (["attack", "{tmp}/none.png"], 2, "does not exist"),
+    "out is a file": (["attack", "{cat}", "--out", "{cat}"], 2, "is a file"),
+    "no resize": (["attack", "{big}", "--no-resize", "--out", "{tmp}/o"], 2,
+                  "drop --no-resize"),
+    "cuda without a GPU": (["reproduce", "cifar10", "--device", "cuda", *SMALL,
+                            "--out", "{tmp}/run"], 2, "no CUDA device"),
+    "wrong type in config": (["reproduce", "cifar10", "--config", "{toml:popsize = 'forty'}",
+                              "--out", "{tmp}/run"], 2, "popsize must be an integer"),
+    "toml syntax error": (["reproduce", "cifar10", "--config", "{toml:popsize = = 3}",
+                           "--out", "{tmp}/run"], 2, "not valid TOML"),
+    "tau out of range in config": (["reproduce", "cifar10", "--config", "{toml:tau = 2.0}",
+                                    "--out", "{tmp}/run"], 2, "tau must lie in (0, 1)"),
+    "unknown config key": (["reproduce", "cifar10", "--config", "{toml:population = 7}",
+                            "--out", "{tmp}/run"], 2, "unknown config keys"),
+    "missing config file": (["reproduce", "cifar10", "--config", "{tmp}/none.toml",
+                             "--out", "{tmp}/run"], 2, "does not exist"),
+    "unknown mode": (["reproduce", "cifar10", "--modes", "psychic", *SMALL,
+                      "--out", "{tmp}/run"], 2, "unknown mode 'psychic'"),
+    "bad seeds": (["reproduce", "cifar10", "--seeds", "x", "--out", "{tmp}/run"], 2,
+                  "--seeds takes"),
+    "too many bundled images": (["reproduce", "cifar10", "--source", "sample", "--images",
+                                 "95", "--out", "{tmp}/run"], 2, "only 91 images qualify"),
+    "nips17 data missing": (["reproduce", "nips17", "--data", "/nonexistent", "--out",
+                             "{tmp}/run"], 2, "data folder /nonexistent does not exist"),
+    "nips17 without data": (["reproduce", "nips17", "--out", "{tmp}/run"], 2,
+                            "needs `data`"),
+    "full test set missing": (["reproduce", "cifar10", *SMALL, "--out", "{tmp}/run"], 1,
+                              "CIFAR-10 not found"),
+    "report of a non-run": (["report", "{tmp}"], 2, "not a run directory"),
+    "scan with bad levels": (["susceptibility", "{cat}", "--levels", "1", "--out",
+                              "{tmp}/scan"], 2, "levels must be >= 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_user_error_is_one_clear_line(case, cat_png, broken_png, tmp_path, monkeypatch):
+    monkeypatch.delenv("PIXELPRIOR_DATA", raising=False)  # no test set: 'full' must stop
+    monkeypatch.setattr("pixelprior.data.CIFAR10_URL", "http://127.0.0.1:9/cifar.tar.gz")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (50, 40), (90, 120, 40)).save(big)
+    args, code, phrase = CASES[case]
+    filled = []
+    for arg in args:
+        if arg.startswith("{toml:"):
+            filled.append(str(toml(tmp_path, arg[6:-1])))
+        else:
+            filled.append(arg.format(cat=cat_png, broken=broken_png, tmp=tmp_path, big=big))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke(*filled)
+    clean_error(result, code, phrase)
+    after = sorted(p.name for p in tmp_path.iterdir())
+    assert after == before or after == sorted(before + ["c.toml"]), "files were left behind"
+
+
+def test_missing_extras_name_the_install_line(cat_png, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("onnxruntime", "ray") else real(
+                            name, *a))
+    clean_error(invoke("attack", cat_png, "--engine", "onnxruntime", "--out", tmp_path / "o"),
+                2, 'pip install "pixelprior[onnx]"')
+    clean_error(invoke("reproduce", "cifar10", "--source", "sample", "--workers", "2",
+                       "--out", tmp_path / "r"), 2, 'pip install "pixelprior[ray]"')
+
+
+def test_debug_shows_the_traceback(cat_png):
+    result = invoke("--debug", "attack", cat_png, "--target", "cat")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_an_internal_error_says_so_and_points_at_debug(cat_png, monkeypatch):
+    def broken(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr("pixelprior.models.load_model", broken)
+    result = invoke("attack", cat_png)
+    clean_error(result, 1, "internal error (IndexError")
+    assert "--debug" in result.output
+
+
+# ------------------------------------------------------------------ images
+def test_a_16_bit_png_is_attacked_as_its_8_bit_copy(tmp_path):
+    sample = load_cifar10_sample()
+    gray8 = np.asarray(Image.fromarray(sample.images[3].permute(1, 2, 0).numpy()).convert("L"))
+    Image.fromarray(gray8).save(tmp_path / "g8.png")
+    Image.fromarray(gray8.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    rows = []
+    for name in ("g8", "g16"):
+        result = invoke("attack", tmp_path / f"{name}.png", "--popsize", "20", "--maxiter",
+                        "2", "--out", tmp_path / name)
+        assert result.exit_code == 0, result.output
+        row = json.loads((tmp_path / name / f"{name}-result.json").read_text())
+        rows.append({k: row[k] for k in ("true_label", "adversarial_label", "pixels",
+                                          "true_probability", "queries")})
+    assert rows[0] == rows[1]
+    assert "16-bit grayscale" in result.output
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "1", "P", "RGBA", "LA", "CMYK", "I;16", "I",
+                                  "F", "YCbCr", "PA"])
+def test_every_pil_mode_reads_as_8_bit_rgb(mode, tmp_path):
+    from pixelprior.data import read_image_file
+
+    base = Image.fromarray(load_cifar10_sample().images[5].permute(1, 2, 0).numpy())
+    if mode == "I;16":
+        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.uint16) * 257)
+    elif mode == "I":
+        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.int32) * 257)
+    elif mode == "F":
+        image = Image.fromarray(np.asarray(base.convert("L")).astype(np.float32) / 255)
+    elif mode == "PA":
+        image = base.convert("P").convert("PA")
+    else:
+        image = base.convert(mode)
+    path = tmp_path / ("x.tiff" if mode in ("I", "F", "CMYK", "YCbCr", "PA") else "x.png")
+    image.save(path)
+    read = read_image_file(path)
+    assert read.pixels.dtype == np.uint8 and read.pixels.shape == (32, 32, 3)
+    gray = np.asarray(base.convert("L"), dtype=np.int32)
+    if mode in ("L", "I;16", "I", "F"):  # the same gray values, exactly
+        assert (read.pixels[..., 0].astype(np.int32) == gray).all()
+    if mode in ("RGB", "RGBA"):
+        assert (read.pixels == np.asarray(base)).all()
+    if mode not in ("RGB",):
+        assert read.notes or mode in ("L", "1", "CMYK", "YCbCr")
+
+
+def test_transparent_pixels_are_composited_onto_white_and_said_so(tmp_path):
+    from pixelprior.data import read_image_file
+
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[0, 0] = (10, 20, 30, 0)  # fully transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    read = read_image_file(tmp_path / "a.png")
+    assert tuple(read.pixels[0, 0]) == (255, 255, 255) and tuple(read.pixels[1, 1]) == (0, 0, 0)
+    assert "1 of 16 pixels not opaque, composited onto white" in read.notes[0]
+
+
+def test_a_resize_is_announced_and_coordinates_come_in_both_frames(tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((375, 500, 3)) * 255).astype(
+        np.uint8)).save(photo)
+    result = invoke("attack", photo, "--popsize", "8", "--maxiter", "1", "--out",
+                    tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "resized from 500×375 to the model's 32×32" in result.output
+    row = json.loads((tmp_path / "o" / "photo-result.json").read_text())
+    assert row["resized_from"] == [500, 375]
+    box = row["pixels_in_file"][0]
+    x0, y0, x1, y1 = box["file_box"]
+    assert x0 == int(box["x"] * 500 / 32) and y0 == int(box["y"] * 375 / 32)
+    assert 14 <= x1 - x0 + 1 <= 17 and 11 <= y1 - y0 + 1 <= 13
+    assert "in the file" in result.output

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from pixelprior.experiment import ExperimentConfig, ExperimentRunner
-from pixelprior.report import bootstrap_ratio, per_seed_table, summary, t_interval, write_report
+from pixelprior.report import (
+    bootstrap_ratio,
+    image_bootstrap_ratio,
+    mcnemar_exact,
+    paper_accounting,
+    per_seed_table,
+    summary,
+    t_interval,
+    write_report,
+)
 
 
 def synthetic(maxiter=10):
@@ -17,6 +26,7 @@ def synthetic(maxiter=10):
             for mode, gens in (("unconstrained", image + 4), ("constrained", image + 1)):
                 success = not (mode == "unconstrained" and image == 5)
                 rows.append(dict(seed=seed, mode=mode, image_index=image, success=success,
+                                 true_label=0, adversarial_label=1, pixels=[],
                                  generations=gens if success else maxiter,
                                  seconds=0.1 * gens, queries=10 * (gens + 1),
                                  support_size=16 if mode == "constrained" else 64))
@@ -34,11 +44,53 @@ def test_statistics_on_synthetic_rows():
     ratio, low, high = paired["generation_ratio_both"]
     assert ratio == pytest.approx(np.mean([4, 5, 6, 7, 8]) / np.mean([1, 2, 3, 4, 5]))
     assert low <= ratio <= high
-    assert paired["wilcoxon_p"] < 0.05
+    # Wilcoxon on the 5 images both fool (mean over seeds): all differences equal 3
+    assert paired["images_both_fool"] == 5 and paired["wilcoxon_p"] == pytest.approx(0.0625)
+    assert (paired["mcnemar_images_only_a"], paired["mcnemar_images_only_b"]) == (0, 1)
+    assert paired["mcnemar_p"] == 1.0
     table = per_seed_table(synthetic())
     row = table[(table["seed"] == 0) & (table["mode"] == "unconstrained")].iloc[0]
     assert row["success_rate"] == pytest.approx(5 / 6)
     assert row["mean_generations_all"] == pytest.approx((4 + 5 + 6 + 7 + 8 + 11) / 6)
+
+
+def test_the_bootstrap_resamples_images_not_seeds():
+    # two images, four seeds each: image 0 always ratio 1, image 1 always ratio 3
+    images = np.repeat([0, 1], 4)
+    num = np.array([1.0] * 4 + [3.0] * 4)
+    den = np.ones(8)
+    ratio, low, high = image_bootstrap_ratio(images, num, den, resamples=4000)
+    assert ratio == pytest.approx(2.0)
+    assert low == pytest.approx(1.0) and high == pytest.approx(3.0)  # whole images drawn
+    rows = bootstrap_ratio(num, den, resamples=4000)  # rows as units: far narrower
+    assert rows[2] - rows[1] < high - low
+
+
+def test_exact_mcnemar_counts_images():
+    frame = synthetic()
+    for image in (0, 1, 2, 3):  # constrained fails on four images in every seed
+        frame.loc[(frame["mode"] == "constrained") & (frame["image_index"] == image),
+                  "success"] = False
+    test = mcnemar_exact(frame, "unconstrained", "constrained")
+    assert (test["images_only_a"], test["images_only_b"]) == (4, 1)
+    assert test["p"] == pytest.approx(0.375)  # two-sided binomial, 4 of 5
+
+
+def test_the_paper_accounting_is_recomputed_from_rows():
+    frame = synthetic(maxiter=10)
+    table = paper_accounting(frame, ExperimentConfig(maxiter=10))
+    seed0 = table[table["seed"] == 0].iloc[0]
+    # unconstrained: all 6 images, the failure at the iteration limit (10)
+    assert seed0["unconstrained_images"] == 6
+    assert seed0["unconstrained_mean_itr"] == pytest.approx((4 + 5 + 6 + 7 + 8 + 10) / 6)
+    # constrained: its successes only (all 6 here), generations 1..6
+    assert seed0["constrained_images"] == 6
+    assert seed0["constrained_mean_itr"] == pytest.approx(3.5)
+    assert seed0["itr_ratio_paper_style"] == pytest.approx((40 / 6) / 3.5)
+    assert seed0["gen_ratio_like_for_like"] == pytest.approx(6.0 / 3.0)
+    unconstrained = frame[(frame["seed"] == 0) & (frame["mode"] == "unconstrained")]
+    assert seed0["unconstrained_total_s"] == pytest.approx(unconstrained["seconds"].sum())
+    assert seed0["unconstrained_mean_s"] == pytest.approx(unconstrained["seconds"].mean())
 
 
 def test_intervals():
@@ -51,14 +103,16 @@ def test_intervals():
 
 def test_report_of_a_real_small_run(tmp_path):
     config = ExperimentConfig(source="sample", images=4, seeds=[0], popsize=12, maxiter=3,
-                              n_samples=4, out=str(tmp_path))
+                              n_samples=4, device="cpu", out=str(tmp_path))
     ExperimentRunner(config).run(progress=False)
     write_report(tmp_path)
     for name in ("report.md", "table.csv", "summary.json", "results.csv", "results.parquet",
                  "success_vs_queries.png", "generations_hist.pdf"):
         assert (tmp_path / name).is_file(), name
     assert pd.read_parquet(tmp_path / "results.parquet").shape[0] == 8
-    assert "Per seed and mode" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "Per seed and mode" in text and "The paper's accounting, reproduced" in text
+    assert "NaN" not in (tmp_path / "summary.json").read_text()
 
 
 def test_every_other_mode_is_compared_with_the_unconstrained_baseline():

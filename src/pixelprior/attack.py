@@ -262,7 +262,7 @@ class Attack(ABC):
         goal_reached = (original == targets) if targets is not None else (original != labels)
         keys = keys if keys is not None else [image_key(images[i], int(labels[i]))
                                               for i in range(images.shape[0])]
-        distribution = self._distribution(images, labels, keys)
+        distribution = self.start_distribution(images, labels, keys)
         generators = [problem_generator(self.seed, key) for key in keys]
         todo = (~goal_reached).nonzero().flatten().tolist()
         width = self.pixels * (2 + images.shape[1])
@@ -304,8 +304,10 @@ class Attack(ABC):
                 rows: list[int], generators: list[torch.Generator]) -> SearchOutcome:
         """Search the images still to attack (``rows`` index ``distribution``)."""
 
-    def _distribution(self, images: torch.Tensor, labels: torch.Tensor,
-                      keys: list[int]) -> PositionDistribution:
+    def start_distribution(self, images: torch.Tensor, labels: torch.Tensor,
+                           keys: list[int]) -> PositionDistribution:
+        """The prior's distribution over positions for each image (per image in
+        batch-invariant mode); ``keys`` are the images' random-stream keys."""
         if not self.batch_invariant or not self.prior.needs_sensitivity:
             return self.prior.distribution(self.model, images, labels, seed=self.seed,
                                            keys=keys)

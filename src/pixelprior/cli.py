@@ -1,33 +1,178 @@
-"""Command-line interface: ``pixelprior train|eval|attack|explain|reproduce|report``."""
+"""Command-line interface: ``pixelprior attack|explain|reproduce|report|susceptibility|...``.
+
+Every user error ends in one line saying what is wrong and what to do, with exit code 2
+for usage errors (options, config files, requests that make no sense) and 1 for runtime
+failures (missing data or weights, a busy run folder, I/O); ``--debug`` shows the
+traceback instead. SIGINT and SIGTERM end a run between rows with a line saying how much
+was kept (exit 130 / 143).
+"""
 
 from __future__ import annotations
 
-import json
+import sys
+import traceback
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+console = Console()
+err_console = Console(stderr=True)
+_STATE = {"debug": False}
+
+ENGINE_HELP = ("How candidates are scored: auto (incremental where the model allows it), "
+               "incremental, full (PyTorch passes) or onnxruntime (full passes with ONNX "
+               "Runtime on the CPU; pip install 'pixelprior[onnx]').")
+DEVICE_HELP = "auto (CUDA when present) | cpu | cuda | cuda:N"
+
+
+# --------------------------------------------------------------------------- errors
+class UsageProblem(ValueError):
+    """A request the command cannot carry out as given (exit 2)."""
+
+
+def _usage_errors() -> tuple[type, ...]:
+    from .config import ConfigError, ConfigMismatchError
+    from .experiment import SelectionError
+
+    return (UsageProblem, ConfigError, ConfigMismatchError, SelectionError,
+            NotADirectoryError)
+
+
+def _runtime_errors() -> tuple[type, ...]:
+    from .data import DataError
+    from .models import WeightsError
+    from .rundir import CorruptResultsError, RunLockedError
+    from .scoring import ModelOutputError, ScorerMismatchError
+
+    return (DataError, WeightsError, RunLockedError, CorruptResultsError, ModelOutputError,
+            ScorerMismatchError, OSError, ImportError)
+
+
+def _from_pixelprior(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc`` is pixelprior's own code (a message written
+    for users) rather than a library's or Python's (an internal error)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "/pixelprior/" in frames[-1].filename.replace("\\", "/")
+
+
+def _message(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+class _Commands(TyperGroup):
+    """Runs a command and turns its exceptions into one line and an exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # noqa: BLE001 - every error gets a line and a code
+            if type(exc).__module__.split(".")[0] in ("click", "typer"):
+                raise  # usage errors of the parser itself, typer.Exit, Abort
+            from .rundir import Interrupted
+
+            if _STATE["debug"] and not isinstance(exc, Interrupted):
+                raise
+            raise typer.Exit(_report_error(exc)) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(130) from None
+
+
+def _report_error(exc: Exception) -> int:
+    """Print one line for ``exc``; return the exit code."""
+    from .rundir import Interrupted
+
+    if isinstance(exc, Interrupted):
+        err_console.print(f"[yellow]interrupted[/yellow] ({exc.args[0]}): {exc.kept}"
+                          if hasattr(exc, "kept") else f"interrupted ({exc.args[0]})",
+                          soft_wrap=True)
+        return exc.exit_code
+    if isinstance(exc, _usage_errors()):
+        code = 2
+    elif isinstance(exc, _runtime_errors()):
+        code = 1
+    elif isinstance(exc, (ValueError, TypeError, KeyError)) and _from_pixelprior(exc):
+        code = 2
+    else:
+        err_console.print(f"[red]error:[/red] internal error ({type(exc).__name__}: "
+                          f"{_message(exc)}); rerun with --debug for the traceback and "
+                          "report it", soft_wrap=True, markup=True, highlight=False)
+        return 1
+    err_console.print(f"[red]error:[/red] {_escape(_message(exc))}", soft_wrap=True,
+                      highlight=False)
+    return code
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _fail(message: str) -> None:
+    raise UsageProblem(message)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        console.print(f"pixelprior {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
                   help="Interpretability-guided one-pixel attacks (Kumar et al. 2019).")
 train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")
 reproduce_app = typer.Typer(no_args_is_help=True, help="Reproduce the paper's experiments.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch or make datasets.")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(reproduce_app, name="reproduce")
-console = Console()
-ENGINE_HELP = ("How candidates are scored: auto (incremental where the model allows it), "
-               "incremental, full (PyTorch passes) or onnxruntime (full passes with ONNX "
-               "Runtime on the CPU; pip install 'pixelprior[onnx]').")
+app.add_typer(data_app, name="data")
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(2)
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors."),
+         version: bool = typer.Option(False, "--version", callback=_version,
+                                      is_eager=True, help="Print the version and exit.")
+         ) -> None:
+    """Interpretability-guided one-pixel attacks (Kumar et al. 2019)."""
+    _STATE["debug"] = debug
 
 
+def _model_help() -> str:
+    from .models import MODELS
+
+    return f"Registered model: {', '.join(sorted(MODELS))}."
+
+
+def _check_out(out: Path) -> Path:
+    from .rundir import check_writable_dir
+
+    check_writable_dir(out)
+    return out
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        _fail(f"--device {name}: no CUDA device is available here; use --device cpu (or "
+              "auto)")
+    if name != "cpu" and not name.startswith("cuda"):
+        _fail(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+# --------------------------------------------------------------------------- train/eval
 @train_app.command("cifar10")
 def train_cifar10_cmd(
     epochs: int = typer.Option(30, help="Training epochs."),
@@ -41,10 +186,9 @@ def train_cifar10_cmd(
     threads: int = typer.Option(0, help="Torch CPU threads (0: default)."),
 ) -> None:
     """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt)."""
-    import sys
-
     from .train import TrainConfig, train_cifar10
 
+    _check_out(out)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          out_dir=str(out), data=str(data) if data else None, limit=limit,
                          threads=threads)
@@ -56,40 +200,43 @@ def train_cifar10_cmd(
 
 @eval_app.command("cifar10")
 def eval_cifar10_cmd(
-    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=_model_help()),
     weights: Path | None = typer.Option(None, help="Weights file (default: bundled)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    source: str = typer.Option("auto", help="auto | sample | full"),
+    source: str = typer.Option("full", help="full (the exact test set) | sample (the "
+                               "bundled first 100 test images)."),
 ) -> None:
     """Top-1 accuracy on the exact CIFAR-10 test images (all rows present)."""
-    from .data import DataError, load_cifar10
-    from .models import WeightsError, load_model
+    from .data import load_cifar10
+    from .models import load_model
     from .train import evaluate
 
-    try:
-        net = load_model(model, weights)
-        dataset = load_cifar10(source, data)
-    except (DataError, WeightsError, KeyError) as exc:
-        _fail(str(exc))
+    if source not in ("full", "sample"):
+        _fail(f"--source must be full or sample, got {source!r}")
+    net = load_model(model, weights)
+    dataset = load_cifar10(source, data, download=source == "full")
     accuracy = evaluate(net, dataset)
     console.print(f"{model}: top-1 {accuracy:.4f} on {len(dataset)} exact CIFAR-10 test "
                   f"images ({dataset.source})")
 
 
-def _read_image(path: Path, size: int):
-    """A user image file as float [1, 3, size, size] in [0, 1] (bilinear resize)."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
+# --------------------------------------------------------------------------- one image
+def _load_image(path: Path, size: int, resize: bool):
+    """A user's image file fitted to the model, saying what was done to it."""
+    from .data import DataError, fit_image, read_image_file
 
     try:
-        image = Image.open(path).convert("RGB")
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-        _fail(f"cannot read image {path}: {exc}")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
-    return torch.from_numpy(array)[None].float() / 255.0
+        image = read_image_file(path)
+    except DataError as exc:  # the file the user named: a usage error
+        raise UsageProblem(str(exc)) from None
+    for note in image.notes:
+        console.print(f"note: {path.name}: {note}")
+    tensor, fitted = fit_image(image, size, resize)
+    if fitted is not None:
+        console.print(f"note: {path.name} resized from {fitted.original[0]}×"
+                      f"{fitted.original[1]} to the model's {size}×{size} (bilinear); "
+                      "pixel coordinates are given in both frames")
+    return tensor, fitted, image
 
 
 def _write_image(tensor, path: Path) -> None:
@@ -102,7 +249,7 @@ def _write_image(tensor, path: Path) -> None:
     tmp.replace(path)
 
 
-def _label_of(value: str | None, names: tuple[str, ...]) -> int | None:
+def _label_of(value: str | None, names: tuple[str, ...], what: str) -> int | None:
     if value is None:
         return None
     if value.isdigit():
@@ -110,101 +257,153 @@ def _label_of(value: str | None, names: tuple[str, ...]) -> int | None:
     elif value in names:
         index = names.index(value)
     else:
-        _fail(f"unknown class {value!r}; use an index 0..{len(names) - 1} or a name")
+        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        _fail(f"unknown {what} class {value!r}; use an index 0..{len(names) - 1} or a name "
+              f"({shown})")
     if not 0 <= index < len(names):
-        _fail(f"class {index} out of range 0..{len(names) - 1}")
+        _fail(f"{what} class {index} out of range 0..{len(names) - 1}")
     return index
+
+
+def _predict(net, image, device: str) -> int:
+    import torch
+
+    with torch.inference_mode():
+        return int(net(image.to(device)).argmax())
 
 
 @app.command()
 def attack(
-    image_file: Path = typer.Argument(..., help="PNG/JPEG image to attack."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    image_file: Path = typer.Argument(..., help="Image to attack (PNG, JPEG, ...: any mode "
+                                      "PIL reads)."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=_model_help()),
     weights: Path | None = typer.Option(None, help="Weights file."),
-    label: str | None = typer.Option(None, help="True class (default: the model's "
-                                     "prediction)."),
-    target: str | None = typer.Option(None, help="Target class (targeted attack)."),
-    constrained: bool = typer.Option(False, help="Start in the susceptible set S."),
-    tau: float = typer.Option(0.5, help="Threshold of S."),
-    popsize: int = typer.Option(400),
-    maxiter: int = typer.Option(100),
+    label: str | None = typer.Option(None, help="True class, index or name (default: the "
+                                     "model's prediction)."),
+    target: str | None = typer.Option(None, help="Target class (a targeted attack)."),
+    constrained: bool = typer.Option(False, help="Start in the susceptible set S (the "
+                                     "paper's constrained mode)."),
+    tau: float | None = typer.Option(None, help="Threshold of S (with --constrained; "
+                                     "default 0.5)."),
+    mode: str | None = typer.Option(None, help="Any experiment mode instead: e.g. "
+                                    "weighted, scan, scan:smoothgrad, scan:occlusion."),
+    popsize: int = typer.Option(400, help="DE population."),
+    maxiter: int = typer.Option(100, help="Most DE generations."),
+    strategy: str = typer.Option("rand1bin", help="DE strategy: rand1bin (the paper) or "
+                                 "best1bin (Su et al.'s code), ..."),
     pixels: int = typer.Option(1, help="Pixels changed."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the attack."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image whose size "
+                                   "differs from the model's input instead of resizing it."),
     out: Path = typer.Option(Path("attack-out"), help="Output folder."),
 ) -> None:
     """Attack one image; write the adversarial PNG and a JSON result."""
     import torch
 
-    from .attack import OnePixelAttack
-    from .models import WeightsError, load_model, model_spec
-    from .prior import SusceptibleSetPrior, UniformPrior
+    from .config import ExperimentConfig
+    from .models import load_model, model_spec
 
-    try:
-        net = load_model(model, weights)
-    except (WeightsError, KeyError) as exc:
-        _fail(str(exc))
-    spec = model_spec(model)
-    image = _read_image(image_file, spec.input_size)
+    if tau is not None and not constrained and mode not in ("constrained", "random_set"):
+        _fail("--tau sets the threshold of the susceptible set: use it with --constrained")
+    if constrained and mode is not None and mode != "constrained":
+        _fail(f"--constrained and --mode {mode} ask for two modes; give one")
+    chosen = mode or ("constrained" if constrained else "unconstrained")
+    device = _device(device)
+    config = ExperimentConfig.build(overrides=dict(
+        modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
+        tau=tau, engine=engine, device=device, model=model,
+        weights=str(weights) if weights else None))
+    _check_out(out)
+    net = load_model(model, weights, device=device)
+    image, fitted, _ = _load_image(image_file, model_spec(model).input_size, not no_resize)
     names = net.class_names
-    with torch.inference_mode():
-        predicted = int(net(image).argmax())
-    true = _label_of(label, names) if label is not None else predicted
-    goal = _label_of(target, names)
-    try:
-        prior = SusceptibleSetPrior(tau) if constrained else UniformPrior()
-        runner = OnePixelAttack(net, prior=prior, popsize=popsize, maxiter=maxiter,
-                                pixels=pixels, targeted=goal is not None, seed=seed,
-                                engine=engine)
-        output = runner(image, torch.tensor([true]),
-                        torch.tensor([goal]) if goal is not None else None)
-    except ValueError as exc:
-        _fail(str(exc))
+    predicted = _predict(net, image, device)
+    true = _label_of(label, names, "true") if label is not None else predicted
+    goal = _label_of(target, names, "target")
+    if predicted != true:
+        _fail(f"the model already classifies this image as {names[predicted]!r}, not "
+              f"{names[true]!r}: there is nothing to attack")
+    if goal is not None and goal == true:
+        _fail(f"the target {names[goal]!r} is the image's own class: a targeted attack needs "
+              "another class")
+    runner = config.attack(chosen, net, seed, batch_invariant=False,
+                           targeted=goal is not None)
+    output = runner(image.to(device), torch.tensor([true]),
+                    torch.tensor([goal]) if goal is not None else None)
     result = output.results[0]
+    where = [_frames(p, fitted) for p in result.pixels]
+    row = result.to_row() | {
+        "image": str(image_file), "model": model, "mode": chosen,
+        "true_name": names[true], "adversarial_name": names[result.adversarial_label],
+        "target_name": names[goal] if goal is not None else None,
+        "pixels_in_file": where if fitted is not None else None,
+        "resized_from": list(fitted.original) if fitted is not None else None,
+        "device": device, "engine": runner.scorer(image.to(device)).name}
     out.mkdir(parents=True, exist_ok=True)
     _write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
-    row = result.to_row() | {"image": str(image_file), "model": model,
-                             "true_name": names[true],
-                             "adversarial_name": names[result.adversarial_label]}
-    tmp = out / f"{image_file.stem}-result.json.tmp"
-    tmp.write_text(json.dumps(row, indent=2) + "\n")
-    tmp.replace(out / f"{image_file.stem}-result.json")
-    verdict = "[green]success[/green]" if result.success else "[yellow]failed[/yellow]"
+    from .rundir import write_json_atomic
+
+    write_json_atomic(out / f"{image_file.stem}-result.json", row)
+    _print_attack(result, names, true, goal, fitted, out)
+
+
+def _frames(pixel, fitted) -> dict:
+    x0, y0, x1, y1 = fitted.to_original(pixel.x, pixel.y) if fitted else (
+        pixel.x, pixel.y, pixel.x, pixel.y)
+    return {"x": pixel.x, "y": pixel.y, "file_box": [x0, y0, x1, y1]}
+
+
+def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
+    spent = (f"{result.positions_scanned} positions" if result.generations is None
+             else f"{result.generations} generations")
     where = ", ".join(f"({p.x}, {p.y})" for p in result.pixels)
-    console.print(f"{verdict}: {names[true]} → {names[result.adversarial_label]} by {where} "
-                  f"after {result.generations} generations, {result.queries} queries "
-                  f"({result.seconds:.2f} s); written to {out}")
+    if fitted is not None:
+        boxes = [fitted.to_original(p.x, p.y) for p in result.pixels]
+        where += " in the model's input; " + ", ".join(
+            f"x {b[0]}..{b[2]}, y {b[1]}..{b[3]}" for b in boxes) + " in the file"
+    goal_text = f" (target {names[goal]})" if goal is not None else ""
+    if result.success:
+        console.print(f"[green]success[/green]: {names[true]} → "
+                      f"{names[result.adversarial_label]}{goal_text} by changing {where}, "
+                      f"after {spent}, {result.queries} queries ({result.seconds:.2f} s); "
+                      f"written to {out}")
+    else:
+        console.print(f"[yellow]failed[/yellow]: {names[true]} stays "
+                      f"{names[result.adversarial_label]}{goal_text} after {spent}, "
+                      f"{result.queries} queries; best try {where} (true-class probability "
+                      f"{result.true_probability:.3f}); written to {out}")
 
 
 @app.command()
 def explain(
-    image_file: Path = typer.Argument(..., help="PNG/JPEG image."),
-    model: str = typer.Option("squeezenet1_1-cifar10"),
-    weights: Path | None = typer.Option(None),
+    image_file: Path = typer.Argument(..., help="Image file."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=_model_help()),
+    weights: Path | None = typer.Option(None, help="Weights file."),
     label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
     method: str = typer.Option("smoothgrad", help="smoothgrad | gradient | "
-                               "integrated_gradients | gradcam"),
+                               "integrated_gradients | gradcam | occlusion"),
     tau: float = typer.Option(0.5, help="Threshold of S."),
-    out: Path = typer.Option(Path("explain-out")),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image whose size "
+                                   "differs from the model's input."),
+    out: Path = typer.Option(Path("explain-out"), help="Output folder."),
 ) -> None:
     """Write the sensitivity map (PNG + .npy) and the susceptible set S of an image."""
     import numpy as np
     import torch
 
-    from .models import WeightsError, load_model, model_spec
+    from .models import load_model, model_spec
     from .prior import check_tau
     from .sensitivity import make_sensitivity
 
-    try:
-        net = load_model(model, weights)
-        check_tau(tau)
-        sensitivity = make_sensitivity(method, net)
-    except (WeightsError, KeyError, ValueError) as exc:
-        _fail(str(exc))
-    image = _read_image(image_file, model_spec(model).input_size)
-    with torch.inference_mode():
-        predicted = int(net(image).argmax())
-    true = _label_of(label, net.class_names) if label is not None else predicted
+    check_tau(tau)
+    _check_out(out)
+    net = load_model(model, weights)
+    sensitivity = make_sensitivity(method, net)
+    image, _, _ = _load_image(image_file, model_spec(model).input_size, not no_resize)
+    true = (_label_of(label, net.class_names, "explained") if label is not None
+            else _predict(net, image, "cpu"))
     smap = sensitivity(image, torch.tensor([true]))[0]
     susceptible = smap > tau
     out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +416,7 @@ def explain(
                   f"written to {out}")
 
 
+# --------------------------------------------------------------------------- runs
 def _print_report(directory: Path) -> None:
     from .report import load_rows, per_seed_table, write_report
 
@@ -229,106 +429,164 @@ def _print_report(directory: Path) -> None:
     for _, r in per_seed_table(frame).iterrows():
         table.add_row(str(r["seed"]), r["mode"], str(int(r["images"])),
                       f"{r['success_rate']:.0%}", f"{r['total_s']:.1f}", f"{r['mean_s']:.3f}",
-                      f"{r['mean_generations_all']:.2f}", f"{r['mean_generations_success']:.2f}",
+                      _num(r["mean_generations_all"]), _num(r["mean_generations_success"]),
                       f"{r['mean_queries']:.0f}")
     console.print(table)
     paired = stats.get("paired")
     if paired:
         ratio, low, high = paired["generation_ratio_both"]
         console.print(f"paired, both succeed ({paired['both_success']} of {paired['pairs']}): "
-                      f"generations unconstrained/constrained = {ratio:.2f} "
-                      f"[{low:.2f}, {high:.2f}]; Wilcoxon p = {paired['wilcoxon_p']}")
+                      f"generations {paired['a']}/{paired['b']} = {_num(ratio)} "
+                      f"[{_num(low)}, {_num(high)}] (images resampled); McNemar p = "
+                      f"{_num(paired['mcnemar_p'], 3)}")
     console.print(f"report: {directory / 'report.md'}")
+
+
+def _num(value, digits: int = 2) -> str:
+    import math
+
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else (
+        f"{value:.{digits}f}")
 
 
 @app.command()
 def report(directory: Path = typer.Argument(..., help="Run directory.")) -> None:
     """Tables (Markdown, CSV), statistics, exports (CSV, Parquet) and figures of a run."""
+    if not (directory / "config.json").is_file():
+        _fail(f"{directory} is not a run directory (no config.json); give the --out of a "
+              "`pixelprior reproduce` run")
+    _print_report(directory)
+
+
+def _seeds(value: str | None) -> list[int] | None:
+    """``5`` → seeds 0..4; ``0,2,4`` → those seeds."""
+    if value is None:
+        return None
     try:
-        _print_report(directory)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        if "," in value:
+            return [int(v) for v in value.split(",") if v.strip()]
+        return list(range(int(value)))
+    except ValueError:
+        _fail(f"--seeds takes a count (5) or a list (0,2,4), got {value!r}")
+    return None
 
 
-@reproduce_app.command("cifar10")
-def reproduce_cifar10(
-    quick: bool = typer.Option(False, help="10 images, 1 seed: a few minutes on 2 cores."),
-    config_file: Path | None = typer.Option(None, "--config", help="TOML/JSON config."),
-    images: int | None = typer.Option(None, help="Images to attack (default 100)."),
-    seeds: int | None = typer.Option(None, help="Number of seeds 0..n-1 (default 5)."),
-    source: str = typer.Option("auto", help="auto | sample | full"),
-    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    device: str = typer.Option("cpu"),
-    batch_images: int = typer.Option(10, help="Images attacked together."),
-    engine: str | None = typer.Option(None, help=ENGINE_HELP),
-    out: Path | None = typer.Option(None, help="Run directory (default runs/cifar10[-quick])."),
-    force: bool = typer.Option(False, help="Move old results of another config aside."),
-    no_report: bool = typer.Option(False, help="Skip the report."),
-) -> None:
-    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
-    from .experiment import ConfigMismatchError, ExperimentConfig, run_experiment
+def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
+         no_report: bool, dataset: str) -> None:
+    """Build the config (defaults < command base < file < options given), run, report."""
+    from .config import ExperimentConfig, read_config_file
+    from .experiment import ExperimentRunner
+    from .rundir import Interrupted, Interrupts
 
-    config = ExperimentConfig.from_file(config_file) if config_file else ExperimentConfig()
-    config.source, config.device, config.batch_images = source, device, batch_images
-    if engine is not None:
-        config.engine = engine
-    if data is not None:
-        config.data = str(data)
-    if quick:
-        config.images, config.seeds = 10, [0]
-    if images is not None:
-        config.images = images
-    if seeds is not None:
-        config.seeds = list(range(seeds))
-    config.out = str(out or (Path("runs") / ("cifar10-quick" if quick else "cifar10")))
-    try:
-        ExperimentConfig(**config.to_dict())  # validates the overridden fields
-        run_experiment(config, force=force)
-    except (ConfigMismatchError, ValueError) as exc:
-        _fail(str(exc))
+    if config_file is not None:
+        in_file = read_config_file(config_file).get("dataset", dataset)
+        if in_file != dataset:
+            _fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
+    config = ExperimentConfig.build(config_file, overrides, base)
+    runner = ExperimentRunner(config, force=force, log=console.print)
+    with Interrupts() as interrupts:
+        try:
+            runner.run(interrupts=interrupts)
+        except Interrupted as exc:
+            exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
+                        "command to resume")
+            raise
     if not no_report:
         _print_report(Path(config.out))
 
 
+CONFIG_HELP = ("TOML/JSON config: any ExperimentConfig field. Options given on the command "
+               "line override it; options not given never do.")
+
+
+@reproduce_app.command("cifar10")
+def reproduce_cifar10(
+    quick: bool = typer.Option(False, help="10 bundled images, 1 seed (a few minutes on 2 "
+                               "cores)."),
+    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    images: int | None = typer.Option(None, help="Images to attack [100]."),
+    seeds: str | None = typer.Option(None, help="Seeds: a count (5 → 0..4) or a list "
+                                     "(0,2,4) [5]."),
+    modes: str | None = typer.Option(None, help="Comma-separated modes [unconstrained,"
+                                     "constrained]; also weighted, topk, random_set, oracle,"
+                                     " scan, scan:ORDER."),
+    strategy: str | None = typer.Option(None, help="DE strategy [rand1bin]."),
+    tau: float | None = typer.Option(None, help="Threshold of S [0.5]."),
+    source: str | None = typer.Option(None, help="full (the exact test set; needs it, or "
+                                      "downloads it) | sample (the bundled first 100) [full]."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py "
+                                     "[$PIXELPRIOR_DATA, then the cache]."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
+    batch_images: int | None = typer.Option(None, help="Images attacked together [10 on "
+                                            "the CPU, all on CUDA]."),
+    max_batch: int | None = typer.Option(None, help="Rows per scoring call [by device]."),
+    engine: str | None = typer.Option(None, help=ENGINE_HELP),
+    workers: int | None = typer.Option(None, help="Ray workers (pip install "
+                                       "'pixelprior[ray]') [1: this process]."),
+    ray_address: str | None = typer.Option(None, help="Join this Ray cluster [start a "
+                                           "local one]."),
+    out: Path | None = typer.Option(None, help="Run directory [runs/cifar10, "
+                                    "runs/cifar10-quick]."),
+    force: bool = typer.Option(False, help="Move old results of another config aside "
+                               "(kept beside the new run)."),
+    no_report: bool = typer.Option(False, help="Skip the report."),
+) -> None:
+    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
+    base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10"}
+    quick_preset = {"images": 10, "seeds": [0], "source": "sample"} if quick else {}
+    given = {"images": images, "seeds": _seeds(seeds),
+             "modes": modes.split(",") if modes else None, "strategy": strategy, "tau": tau,
+             "source": source, "data": str(data) if data else None, "device": device,
+             "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
+             "workers": workers, "ray_address": ray_address, "out": str(out) if out else None}
+    _run(config_file, {**quick_preset, **{k: v for k, v in given.items() if v is not None}},
+         base, force, no_report, "cifar10")
+
+
 @reproduce_app.command("nips17")
 def reproduce_nips17(
-    data: Path = typer.Option(..., help="DEV set folder: dev_dataset.csv + images/."),
-    model: str = typer.Option("squeezenet1_1", help="squeezenet1_1 | squeezenet1_0"),
-    weights: Path | None = typer.Option(None, help="Weights file (default: cache/download)."),
-    config_file: Path | None = typer.Option(None, "--config", help="TOML/JSON config."),
-    images: int = typer.Option(500, help="Images chosen at random (recorded)."),
-    seeds: int = typer.Option(5, help="Number of seeds 0..n-1."),
-    selection_seed: int = typer.Option(0, help="Seed of the random image selection."),
-    resize_inside: bool = typer.Option(False, help="Attack the 299x299 image; resize inside."),
-    max_batch: int | None = typer.Option(None, help="Most images per forward (memory)."),
-    device: str = typer.Option("cpu"),
-    batch_images: int = typer.Option(4, help="Images attacked together."),
+    data: Path | None = typer.Option(None, help="DEV set folder: dev_dataset.csv + images/ "
+                                     "(required, here or in --config)."),
+    model: str | None = typer.Option(None, help="squeezenet1_1 | squeezenet1_0 "
+                                     "[squeezenet1_1]."),
+    weights: Path | None = typer.Option(None, help="Weights file [cache, then download]."),
+    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    images: int | None = typer.Option(None, help="Images chosen at random, recorded [500]."),
+    seeds: str | None = typer.Option(None, help="Seeds: a count or a list [5]."),
+    modes: str | None = typer.Option(None, help="Comma-separated modes."),
+    selection_seed: int | None = typer.Option(None, help="Seed of the random selection [0]."),
+    resize_inside: bool | None = typer.Option(None, "--resize-inside/--no-resize-inside",
+                                              help="Attack the 299x299 image and resize "
+                                              "inside the model [no]."),
+    max_batch: int | None = typer.Option(None, help="Rows per scoring call [by device]."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
+    batch_images: int | None = typer.Option(None, help="Images attacked together [4 on "
+                                            "the CPU, all on CUDA]."),
     engine: str | None = typer.Option(None, help=ENGINE_HELP),
-    out: Path = typer.Option(Path("runs/nips17"), help="Run directory."),
+    workers: int | None = typer.Option(None, help="Ray workers [1]."),
+    ray_address: str | None = typer.Option(None, help="Join this Ray cluster."),
+    out: Path | None = typer.Option(None, help="Run directory [runs/nips17]."),
     force: bool = typer.Option(False, help="Move old results of another config aside."),
     no_report: bool = typer.Option(False, help="Skip the report."),
 ) -> None:
     """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
-    from .experiment import ConfigMismatchError, ExperimentConfig, run_experiment
+    import torch
 
-    config = ExperimentConfig.from_file(config_file) if config_file else ExperimentConfig()
-    config.dataset, config.data, config.model = "nips17", str(data), model
-    config.weights = str(weights) if weights else None
-    config.images, config.seeds = images, list(range(seeds))
-    config.selection, config.selection_seed = "random_correct", selection_seed
-    config.resize_inside, config.max_batch = resize_inside, max_batch
-    config.device, config.batch_images, config.out = device, batch_images, str(out)
-    if engine is not None:
-        config.engine = engine
-    try:
-        ExperimentConfig(**config.to_dict())  # validates the overridden fields
-        run_experiment(config, force=force)
-    except (ConfigMismatchError, ValueError) as exc:
-        _fail(str(exc))
-    if not no_report:
-        _print_report(out)
+    base = {"dataset": "nips17", "model": "squeezenet1_1", "images": 500,
+            "selection": "random_correct", "out": "runs/nips17",
+            "batch_images": None if torch.cuda.is_available() else 4}
+    given = {"data": str(data) if data else None, "model": model,
+             "weights": str(weights) if weights else None, "images": images,
+             "seeds": _seeds(seeds), "modes": modes.split(",") if modes else None,
+             "selection_seed": selection_seed, "resize_inside": resize_inside,
+             "max_batch": max_batch, "device": device, "batch_images": batch_images,
+             "engine": engine, "workers": workers, "ray_address": ray_address,
+             "out": str(out) if out else None}
+    _run(config_file, {k: v for k, v in given.items() if v is not None}, base, force,
+         no_report, "nips17")
 
 
+# --------------------------------------------------------------------------- scans
 @app.command()
 def susceptibility(
     target: str = typer.Argument(..., help="'cifar10' (dataset images) or an image file."),
@@ -338,75 +596,90 @@ def susceptibility(
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     images: int = typer.Option(100, help="Correctly classified images to scan."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
-    levels: int = typer.Option(3, help="Colours per channel (3: 27 colours; 2: the "
-                               "corners of the colour cube)."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help="Registered model name."),
+    levels: int = typer.Option(3, help="Colours per channel (3: 27 colours)."),
+    corners: bool = typer.Option(False, help="Only the 8 corners of the colour cube "
+                                 "(the same as --levels 2)."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=_model_help()),
     weights: Path | None = typer.Option(None, help="Weights file."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
-    device: str = typer.Option("cpu", help="cpu | cuda | auto"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     batch_images: int = typer.Option(10, help="Images scanned together."),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
+                                   "size differs from the model's input."),
 ) -> None:
-    """Exhaustive one-pixel scan: every position x every grid colour; where can one pixel
+    """Exhaustive one-pixel scan: every position x every grid colour. Where can one pixel
     fool the model? Writes the oracle map, the vulnerable mask and a summary."""
     import torch
 
     from .data import to_float
     from .models import load_model, model_spec
-    from .susceptibility import run_scan
+    from .rundir import Interrupted, Interrupts
+    from .susceptibility import colour_grid, run_scan
 
+    levels = 2 if corners else levels
+    colour_grid(levels)
+    if images < 1 or batch_images < 1 or first_index < 0:
+        _fail("--images and --batch-images must be >= 1, --first-index >= 0")
+    if source not in ("full", "sample"):
+        _fail(f"--source must be full or sample, got {source!r}")
     device = _device(device)
+    _check_out(out)
     net = load_model(model, weights, device=device)
     if target == "cifar10":
-        from .data import load_cifar10
-        from .experiment import correctly_classified
-
-        dataset = load_cifar10(source, data)
-        keep = dataset.official_indices >= first_index
-        subset = dataset.subset(keep.nonzero().flatten())
-        pick = correctly_classified(net, subset, images, device)
-        if len(pick) < images:
-            _fail(f"only {len(pick)} correctly classified images from index {first_index} "
-                  f"in {subset.source}; lower --images or --first-index")
-        batch = to_float(subset.images[pick])
-        labels, indices = subset.labels[pick], subset.official_indices[pick].tolist()
+        batch, labels, indices, shown = _scan_images(net, source, data, images, first_index,
+                                                     device)
     else:
-        batch = _read_image(Path(target), model_spec(model).input_size)
-        with torch.inference_mode():
-            labels = net(batch.to(device)).argmax(1).cpu()
-        indices = [-1]
+        batch, _, _ = _load_image(Path(target), model_spec(model).input_size, not no_resize)
+        labels = torch.tensor([_predict(net, batch, device)])
+        indices, shown = [-1], None
     info = {"model": model, "weights": str(weights) if weights else None, "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device}
-    maps = run_scan(out, net, batch, labels, indices, levels, engine, batch_images, device,
-                    info=info)
+    with Interrupts() as interrupts:
+        try:
+            maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
+                            labels, indices, levels, engine, batch_images, device, info=info,
+                            interrupts=interrupts)
+        except Interrupted as exc:
+            exc.kept = "the images finished so far are kept; run the same command to resume"
+            raise
+    from .figures import oracle_figure
+
+    shown = shown if shown is not None else batch
+    where = {index: n for n, index in enumerate(indices)}
+    order = [where[i] for i in maps.image_indices.tolist() if i in where]
+    oracle_figure(out, maps, shown[order], net.class_names)
     fooled = int(maps.vulnerable.reshape(len(maps.labels), -1).any(1).sum())
     console.print(f"{fooled} of {len(maps.labels)} images have a one-pixel adversarial on "
-                  f"the {levels}-level grid; written to {out}")
+                  f"the {levels}-level grid ({levels ** 3} colours × every position); "
+                  f"written to {out}")
 
 
-def _device(name: str) -> str:
-    import torch
+def _scan_images(net, source, data, count, first_index, device):
+    from .data import load_cifar10
+    from .experiment import correctly_classified
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    dataset = load_cifar10(source, data, download=source == "full")
+    subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
+    pick = correctly_classified(net, subset, count, device)
+    if len(pick) < count:
+        _fail(f"only {len(pick)} correctly classified images from index {first_index} in "
+              f"{subset.source}; lower --images or --first-index")
+    return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
+            subset.images[pick])
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Fetch or make datasets.")
-app.add_typer(data_app, name="data")
-
-
+# --------------------------------------------------------------------------- data
 @data_app.command("nips17")
 def data_nips17(out: Path = typer.Option(..., help="Target folder (published layout)."),
                 csv_url: str = typer.Option(None, help="Override the CSV's URL.")) -> None:
     """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable."""
     from .nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17
 
-    try:  # the published CSV's checksum applies only to the published URL
-        report = download_nips17(out, csv_url or DEV_CSV_URL,
-                                 csv_sha256=None if csv_url else DEV_CSV_SHA256)
-    except OSError as exc:
-        _fail(f"cannot fetch the DEV set: {exc}")
+    _check_out(out)
+    # the published CSV's checksum applies only to the published URL
+    report = download_nips17(out, csv_url or DEV_CSV_URL,
+                             csv_sha256=None if csv_url else DEV_CSV_SHA256)
     console.print(f"downloaded {report['downloaded']}, already there {report['existing']}, "
                   f"failed {len(report['failed'])} (listed in {out / 'failed.txt'})")
 
@@ -414,13 +687,15 @@ def data_nips17(out: Path = typer.Option(..., help="Target folder (published lay
 @data_app.command("standin")
 def data_standin(out: Path = typer.Option(..., help="Target folder."),
                  count: int = typer.Option(8, help="Images."),
-                 seed: int = typer.Option(0)) -> None:
+                 seed: int = typer.Option(0, help="Seed of the random images and weights.")
+                 ) -> None:
     """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights."""
     import torch
 
     from .models import SqueezeNet
     from .nips17 import make_standin
 
+    _check_out(out)
     torch.manual_seed(seed)
     model = SqueezeNet("1_1").eval()
     out.mkdir(parents=True, exist_ok=True)

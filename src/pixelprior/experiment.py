@@ -2,169 +2,82 @@
 
 A run directory holds:
 
-- ``config.json`` — the :class:`ExperimentConfig` and its hash;
+- ``config.json`` — the :class:`~pixelprior.config.ExperimentConfig` that ran, and its hash;
 - ``environment.json`` — versions, device, CPU/GPU name, start time;
 - ``selection.json`` — the dataset indices attacked (and how they were chosen);
 - ``results.jsonl`` — one JSON line per (seed, mode, image), appended as each group of
-  images finishes, each line written with one ``write`` and flushed to disk.
+  images finishes (:func:`pixelprior.rundir.append_rows`);
+- ``maps/`` — each attacked image's sensitivity map and start set (or scan order), saved
+  before its rows, so figures draw what the run did without rebuilding the model.
 
-Rerunning the same command resumes: finished (seed, mode, image) rows are skipped, and a
-torn last line (a run killed mid-write) is dropped by an atomic rewrite of the file. A
-changed config refuses to mix into an old directory unless ``force=True``, which moves
-the old results aside.
+Rerunning the same command resumes: finished (seed, mode, image) rows are skipped and an
+unfinished last line is completed or dropped. One run per folder (an exclusive lock); a
+changed config refuses to mix into an old directory unless ``force=True``, which moves the
+old results, config and environment aside. Work runs in this process or, with
+``workers > 1``, on Ray (:mod:`pixelprior.distributed`); either way this process is the one
+writer, so locking, resume and uniqueness hold unchanged.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import platform
+import shutil
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .attack import ENGINES, OnePixelAttack
+from .config import (  # noqa: F401  (re-exported: the runner's configuration)
+    ConfigError,
+    ConfigMismatchError,
+    ExperimentConfig,
+    parse_mode,
+)
 from .data import ImageSet, load_cifar10, to_float
 from .models import load_model, predict
-from .prior import Prior, make_prior
+from .rundir import (  # noqa: F401  (re-exported for readers of run directories)
+    Interrupted,
+    Interrupts,
+    RunLock,
+    append_rows,
+    check_writable_dir,
+    read_rows,
+    write_json_atomic,
+)
 
 RESULTS = "results.jsonl"
-# fields that do not change results: excluded from the config hash
-NON_RESULT_FIELDS = ("out", "batch_images", "device", "max_batch")
+MAPS_DIR = "maps"
+ROW_KEY = ("seed", "mode", "image_index")
 
 
-class ConfigMismatchError(RuntimeError):
-    """The run directory holds results of a different configuration."""
-
-
-@dataclass
-class ExperimentConfig:
-    """Everything that defines an experiment (also readable from TOML/JSON)."""
-
-    dataset: str = "cifar10"
-    data: str | None = None
-    source: str = "auto"  # cifar10: auto | sample | full
-    model: str = "squeezenet1_1-cifar10"
-    weights: str | None = None
-    images: int = 100
-    selection: str = "first_correct"  # first_correct | random_correct | first | random
-    selection_seed: int = 0
-    modes: list[str] = field(default_factory=lambda: ["unconstrained", "constrained"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    popsize: int = 400
-    maxiter: int = 100
-    mutation: float = 0.5
-    pixels: int = 1
-    init_color: str = "normal"
-    tau: float = 0.5
-    sensitivity: str = "smoothgrad"
-    n_samples: int = 50
-    noise_level: float = 0.15
-    resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
-    engine: str = "auto"  # auto | incremental | full | onnxruntime: how candidates are scored
-    batch_images: int = 10
-    max_batch: int | None = None
-    device: str = "cpu"
-    out: str = "runs/cifar10"
-
-    def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ExperimentConfig:
-        """Read a TOML or JSON config file; unknown keys are an error."""
-        path = Path(path)
-        if path.suffix == ".toml":
-            import tomllib
-
-            values = tomllib.loads(path.read_text())
-        else:
-            values = json.loads(path.read_text())
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        """Hash of the fields that change results (not the output path or batching)."""
-        relevant = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS}
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-    def prior(self, mode: str) -> Prior:
-        """The prior of a mode name (``unconstrained``, ``constrained`` or any prior)."""
-        if mode in ("unconstrained", "uniform"):
-            return make_prior(mode)
-        kwargs: dict = {"sensitivity": self.sensitivity}
-        if self.sensitivity == "smoothgrad":
-            kwargs.update(n_samples=self.n_samples, noise_level=self.noise_level)
-        if mode in ("constrained", "susceptible", "random_set"):
-            kwargs["tau"] = self.tau
-        return make_prior(mode, **kwargs)
-
-
-# --------------------------------------------------------------------------- files
-def write_json_atomic(path: Path, value: object) -> None:
-    """Write JSON to ``path`` via a temporary file and ``os.replace``."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+class SelectionError(ValueError):
+    """Fewer images qualify than the configuration asks for."""
 
 
 def read_results(path: Path, repair: bool = False) -> list[dict]:
-    """Rows of a ``results.jsonl``; a torn last line is dropped (and the file rewritten
-    atomically without it when ``repair``). A bad line elsewhere is an error."""
-    if not path.is_file():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    rows, bad = [], []
-    for number, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            bad.append(number)
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    if any(b != last for b in bad):
-        raise ValueError(f"{path}: corrupt lines {[b + 1 for b in bad]} (not a torn tail)")
-    if bad and repair:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, path)
-    return rows
+    """Rows of a ``results.jsonl`` (unfinished last line completed or dropped; corrupt
+    lines elsewhere and duplicate (seed, mode, image) rows are errors)."""
+    return read_rows(path, repair=repair, key=ROW_KEY)
 
 
-def append_rows(path: Path, rows: Iterable[dict]) -> None:
-    """Append rows, one ``write`` per line, then flush and fsync."""
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def environment() -> dict:
+def environment(device: str = "cpu") -> dict:
     """Versions and hardware, saved beside the results."""
     import numpy
 
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "numpy": numpy.__version__, "platform": platform.platform(),
            "processor": platform.processor() or platform.machine(),
+           "cpu_model": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-           "cuda": torch.cuda.is_available(),
+           "cuda": torch.cuda.is_available(), "device": device,
            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(0)
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cudnn_deterministic"] = torch.backends.cudnn.deterministic
+        env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     try:
         from importlib.metadata import version
 
@@ -174,25 +87,34 @@ def environment() -> dict:
     return env
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 # --------------------------------------------------------------------------- data
 def load_dataset(config: ExperimentConfig) -> ImageSet:
     """The evaluation images of the configured dataset."""
     if config.dataset == "cifar10":
-        return load_cifar10(config.source, config.data)
+        return load_cifar10(config.source, config.data, download=config.source == "full")
     if config.dataset == "nips17":
         from .models import model_spec
         from .nips17 import PUBLISHED_SIZE, load_nips17
 
-        if config.data is None:
-            raise ValueError("the nips17 dataset needs `data` (a directory in the DEV layout)")
         size = PUBLISHED_SIZE if config.resize_inside else model_spec(config.model).input_size
         return load_nips17(config.data, size=size)
-    raise ValueError(f"unknown dataset {config.dataset!r}; use 'cifar10' or 'nips17'")
+    raise ConfigError(f"unknown dataset {config.dataset!r}; use 'cifar10' or 'nips17'")
 
 
-def build_model(config: ExperimentConfig) -> torch.nn.Module:
+def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
     """The configured model, wrapped to resize inside when ``resize_inside``."""
-    model = load_model(config.model, config.weights, device=config.device)
+    model = load_model(config.model, config.weights,
+                       device=device or config.resolved_device())
     if config.resize_inside:
         from .models import model_spec
         from .nips17 import ResizeInside
@@ -208,10 +130,11 @@ def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int |
     return correct[:count] if count is not None else correct
 
 
-def select_images(config: ExperimentConfig, model: torch.nn.Module,
-                  dataset: ImageSet) -> dict:
-    """Choose the images to attack; returns the selection record (indices and rule)."""
-    predicted = predict(model, dataset, config.device)
+def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: ImageSet,
+                  device: str = "cpu") -> dict:
+    """Choose the images to attack; returns the selection record (indices and rule).
+    Fewer qualifying images than ``config.images`` is an error, never a smaller run."""
+    predicted = predict(model, dataset, device)
     correct = (predicted == dataset.labels).nonzero().flatten()
     if config.selection == "first":
         chosen = torch.arange(min(config.images, len(dataset)))
@@ -222,98 +145,267 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module,
         generator = torch.Generator().manual_seed(config.selection_seed)
         chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
     else:
-        raise ValueError(f"unknown selection {config.selection!r}")
+        raise ConfigError(f"unknown selection {config.selection!r}")
     if len(chosen) < config.images:
-        print(f"note: only {len(chosen)} images available for selection {config.selection!r}")
+        hint = (" (the bundled sample holds 100 test images; set PIXELPRIOR_DATA or --data "
+                "to the full test set)" if dataset.source == "bundled sample" else "")
+        raise SelectionError(
+            f"only {len(chosen)} images qualify for selection {config.selection!r} in "
+            f"{dataset.source} ({len(dataset)} images, {len(correct)} classified correctly), "
+            f"but images = {config.images}; lower --images{hint}")
     official = dataset.official_indices
     return {"rule": config.selection, "seed": config.selection_seed,
-            "dataset_size": len(dataset), "clean_accuracy": float(
+            "source": dataset.source, "dataset_size": len(dataset), "clean_accuracy": float(
                 (predicted == dataset.labels).float().mean()),
             "positions": chosen.tolist(), "indices": official[chosen].tolist(),
             "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+
+
+# --------------------------------------------------------------------------- workers
+class GroupWorker:
+    """Attacks groups of (seed, mode, position, index) work items: the model, the images
+    and one scorer built once. The in-process runner holds one; each Ray actor holds one."""
+
+    def __init__(self, config: ExperimentConfig, device: str | None = None) -> None:
+        self.config = config
+        self.device = device or config.resolved_device()
+        _deterministic_kernels(self.device)
+        self.model = build_model(config, self.device)
+        self.dataset = load_dataset(config)
+        self._scorer = None
+
+    def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
+        """Rows and maps of one group (same seed and mode)."""
+        config = self.config
+        seed, mode = group[0][0], group[0][1]
+        positions = torch.tensor([g[2] for g in group])
+        images = to_float(self.dataset.images[positions]).to(self.device)
+        labels = self.dataset.labels[positions].to(self.device)
+        attack = config.attack(mode, self.model, seed, scorer=self._scorer)
+        began = time.time()
+        output = attack(images, labels)
+        wall = time.time() - began
+        self._scorer = attack.scorer(images)  # built and checked once, reused
+        rows = []
+        for (seed_, mode_, _, index), result in zip(group, output.results, strict=True):
+            row = result.to_row()
+            row.pop("index")  # position inside the attacked batch; image_index identifies it
+            row.update(seed=seed_, mode=mode_, image_index=index, config_hash=config.digest(),
+                       group_seconds=wall, group_size=len(group), finished=time.time(),
+                       device=self.device, engine=self._scorer.name)
+            rows.append(row)
+        return rows, _maps_of(output.distribution, [g[3] for g in group])
+
+
+def _deterministic_kernels(device: str) -> None:
+    """Runs are reproducible: on CUDA fixed (deterministic) cuDNN algorithms instead of
+    the fastest one found by timing, which can differ between processes."""
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def _maps_of(distribution, indices: list[int]) -> dict[str, np.ndarray]:
+    """What a group's figures need: the map and the start set per image (when the mode
+    has them)."""
+    out = {"image_index": np.asarray(indices, dtype=np.int64)}
+    if distribution.sensitivity is not None:
+        out["sensitivity"] = distribution.sensitivity.float().cpu().numpy()
+    if distribution.susceptible is not None and not (
+            distribution.sensitivity is None and bool(distribution.susceptible.all())):
+        out["start_set"] = distribution.susceptible.cpu().numpy()  # (not the whole image)
+    return out
+
+
+def maps_path(directory: Path, seed: int, mode: str, first_index: int) -> Path:
+    return Path(directory) / MAPS_DIR / mode.replace(":", "-") / f"seed{seed}-{first_index}.npz"
+
+
+def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]) -> None:
+    """Write one group's maps atomically (before its rows, so a row implies its map)."""
+    if len(maps) == 1:  # no map and no set (the uniform prior): nothing to draw
+        return
+    path = maps_path(directory, seed, mode, int(maps["image_index"][0]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **maps)
+    os.replace(tmp, path)
+
+
+def load_maps(directory: Path) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
+    """Saved maps by (seed, mode, image_index)."""
+    out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
+    root = Path(directory) / MAPS_DIR
+    for path in sorted(root.glob("*/seed*.npz")) if root.is_dir() else []:
+        seed = int(path.stem[4:].split("-")[0])
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        mode = _mode_of_folder(path.parent.name)
+        for n, index in enumerate(arrays["image_index"].tolist()):
+            out[(seed, mode, int(index))] = {k: v[n] for k, v in arrays.items()
+                                             if k != "image_index"}
+    return out
+
+
+def _mode_of_folder(name: str) -> str:
+    return name.replace("-", ":", 1) if name.startswith("scan-") else name
 
 
 # --------------------------------------------------------------------------- runner
 class ExperimentRunner:
     """Runs (or resumes) an experiment into ``config.out``."""
 
-    def __init__(self, config: ExperimentConfig, force: bool = False) -> None:
+    def __init__(self, config: ExperimentConfig, force: bool = False,
+                 log: Callable[[str], None] = print) -> None:
         self.config = config
         self.out = Path(config.out)
         self.force = force
+        self.log = log
+        self.kept = 0
+        self.total = 0
 
-    def prepare(self) -> None:
-        """Create the directory, check the config against an existing one."""
-        self.out.mkdir(parents=True, exist_ok=True)
+    def run(self, progress: bool = True, on_group: Callable[[list[dict]], None] | None = None,
+            interrupts: Interrupts | None = None) -> list[dict]:
+        """Attack every (seed, mode, image) not yet in ``results.jsonl``; return all rows.
+
+        Raises :class:`~pixelprior.rundir.Interrupted` on SIGINT/SIGTERM (with
+        ``interrupts``) after the rows of finished groups are safely written."""
+        self.config.validate()
+        check_writable_dir(self.out)
+        created = not self.out.exists()
+        with RunLock(self.out):
+            try:
+                worker, selection = self._prepare()
+            except BaseException:
+                if created:  # a rejected run leaves no files behind
+                    shutil.rmtree(self.out, ignore_errors=True)
+                raise
+            return self._run(worker, selection, progress, on_group, interrupts)
+
+    def _prepare(self) -> tuple[GroupWorker | None, dict]:
+        """Check the directory against the config, choose the images, write the records."""
+        config = self.config
         saved = self.out / "config.json"
-        digest = self.config.digest()
         if saved.is_file():
+            import json
+
             old = json.loads(saved.read_text())
-            if old.get("hash") != digest:
+            if old.get("hash") != config.digest():
                 if not self.force:
                     raise ConfigMismatchError(
                         f"{self.out} holds results of another config (hash {old.get('hash')},"
-                        f" now {digest}); choose another --out or pass --force to move the "
-                        "old results aside")
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                for name in (RESULTS, "selection.json"):
-                    if (self.out / name).exists():
-                        os.replace(self.out / name, self.out / f"{name}.old-{stamp}")
-        write_json_atomic(saved, {"hash": digest, "config": self.config.to_dict()})
-        write_json_atomic(self.out / "environment.json", environment())
-
-    def run(self, progress: bool = True,
-            on_group: Callable[[list[dict]], None] | None = None) -> list[dict]:
-        """Attack every (seed, mode, image) not yet in ``results.jsonl``; return all rows."""
-        self.prepare()
-        config = self.config
-        model = build_model(config)
-        dataset = load_dataset(config)
+                        f" now {config.digest()}); choose another --out or pass --force to "
+                        "move the old results aside")
+                self._move_aside()
+        worker = GroupWorker(config) if config.workers == 1 else None
         selection_path = self.out / "selection.json"
         if selection_path.is_file():
+            import json
+
             selection = json.loads(selection_path.read_text())
         else:
-            selection = select_images(config, model, dataset)
-            write_json_atomic(selection_path, selection)
+            source = worker or GroupWorker(config)
+            selection = select_images(config, source.model, source.dataset, source.device)
+        write_json_atomic(saved, {"hash": config.digest(), "config": config.to_dict()})
+        write_json_atomic(self.out / "environment.json",
+                          environment(config.resolved_device()))
+        write_json_atomic(selection_path, selection)
+        return worker, selection
+
+    def _move_aside(self) -> None:
+        """``--force``: keep the old results, config and environment beside the new run."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for name in (RESULTS, "selection.json", "config.json", "environment.json", MAPS_DIR):
+            if (self.out / name).exists():
+                os.replace(self.out / name, self.out / f"{name}.old-{stamp}")
+        self.log(f"note: earlier results moved aside with suffix .old-{stamp}")
+
+    def _run(self, worker, selection: dict, progress: bool, on_group, interrupts
+             ) -> list[dict]:
+        config = self.config
         results_path = self.out / RESULTS
         rows = read_results(results_path, repair=True)
+        self._note_devices(rows)
         done = {(r["seed"], r["mode"], r["image_index"]) for r in rows}
         work = [(seed, mode, pos, idx) for seed in config.seeds for mode in config.modes
                 for pos, idx in zip(selection["positions"], selection["indices"], strict=True)
                 if (seed, mode, idx) not in done]
-        with _progress(progress, total=len(work) + len(done), done=len(done),
+        self.total, self.kept = len(work) + len(done), len(done)
+        if worker is not None:
+            self._backfill_maps(worker, rows, selection)
+        guard = interrupts.critical if interrupts is not None else _nothing
+        with _progress(progress, total=self.total, done=len(done),
                        successes=sum(r["success"] for r in rows)) as bar:
-            for group in _groups(work, config.batch_images):
-                new = self._attack_group(model, dataset, group)
-                append_rows(results_path, new)
+            for new, maps in self._execute(worker, list(_groups(work,
+                                                               config.images_per_group()))):
+                with guard():
+                    save_maps(self.out, new[0]["seed"], new[0]["mode"], maps)
+                    append_rows(results_path, new)
                 rows.extend(new)
+                self.kept += len(new)
                 bar.advance(new)
                 if on_group is not None:
                     on_group(new)
         return rows
 
-    def _attack_group(self, model, dataset: ImageSet, group: list[tuple]) -> list[dict]:
-        """Attack one group (same seed and mode) and return its rows."""
-        config = self.config
-        seed, mode = group[0][0], group[0][1]
-        positions = torch.tensor([g[2] for g in group])
-        images = to_float(dataset.images[positions]).to(config.device)
-        labels = dataset.labels[positions].to(config.device)
-        attack = OnePixelAttack(
-            model, prior=config.prior(mode), popsize=config.popsize, maxiter=config.maxiter,
-            mutation=config.mutation, pixels=config.pixels, init_color=config.init_color,
-            seed=seed, max_batch=config.max_batch, batch_invariant=True, engine=config.engine)
-        began = time.time()
-        output = attack(images, labels)
-        wall = time.time() - began
-        rows = []
-        for (seed_, mode_, _, index), result in zip(group, output.results, strict=True):
-            row = result.to_row()
-            row.pop("index")  # position inside the attacked batch; image_index identifies it
-            row.update(seed=seed_, mode=mode_, image_index=index, config_hash=config.digest(),
-                       group_seconds=wall, group_size=len(group), finished=time.time())
-            rows.append(row)
-        return rows
+    def _execute(self, worker, groups: list[list[tuple]]
+                 ) -> Iterator[tuple[list[dict], dict[str, np.ndarray]]]:
+        """Each group's (rows, maps), in this process or on Ray workers."""
+        if not groups:
+            return
+        if worker is not None:
+            for group in groups:
+                yield worker.attack(group)
+            return
+        from .distributed import ray_groups
+
+        yield from ray_groups(self.config, groups, self.log)
+
+    def _note_devices(self, rows: list[dict]) -> None:
+        device = self.config.resolved_device()
+        others = sorted({r.get("device", "cpu") for r in rows} - {device})
+        if others:
+            self.log(f"note: {self.out} holds rows computed on {', '.join(others)}; new rows "
+                     f"are computed on {device}. Successes agree across devices; generations "
+                     "may differ in rare cases (float order). Each row records its device.")
+
+    def _backfill_maps(self, worker: GroupWorker, rows: list[dict], selection: dict) -> None:
+        """Rows from a run made before maps were saved get their maps (the prior is
+        recomputed exactly as the attack computed it; no attack is rerun)."""
+        have = load_maps(self.out)
+        position = dict(zip(selection["indices"], selection["positions"], strict=True))
+        missing: dict[tuple[int, str], list[int]] = {}
+        for row in rows:
+            key = (row["seed"], row["mode"], row["image_index"])
+            kind, _ = parse_mode(row["mode"])
+            if key not in have and kind == "de" and row["mode"] not in (
+                    "unconstrained", "uniform"):
+                missing.setdefault(key[:2], []).append(key[2])
+        for (seed, mode), indices in missing.items():
+            for start in range(0, len(indices), worker.config.images_per_group()):
+                part = indices[start:start + worker.config.images_per_group()]
+                pos = torch.tensor([position[i] for i in part])
+                images = to_float(worker.dataset.images[pos]).to(worker.device)
+                labels = worker.dataset.labels[pos].to(worker.device)
+                attack = self.config.attack(mode, worker.model, seed)
+                keys = [_key(images[i], int(labels[i])) for i in range(len(part))]
+                distribution = attack.start_distribution(images, labels, keys)
+                save_maps(self.out, seed, mode, _maps_of(distribution, part))
+        if missing:
+            self.log(f"note: saved the maps of {sum(map(len, missing.values()))} earlier "
+                     "rows (made before runs saved their maps)")
+
+
+def _key(image: torch.Tensor, label: int) -> int:
+    from .attack import image_key
+
+    return image_key(image, label)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _groups(work: list[tuple], size: int) -> Iterable[list[tuple]]:

@@ -1,10 +1,17 @@
-"""Figures of a run (matplotlib, PNG and PDF), all drawn from measured results.
+"""Figures of a run (matplotlib, PNG and PDF), all drawn from what the run saved.
 
 - ``pipeline``: image, sensitivity map, susceptible set S, adversarial image with the
-  changed pixel circled and its coordinate in the title (the paper's Fig. 1);
-- ``examples``: originals beside their successful adversarial images (the paper's Fig. 2);
-- ``success_vs_queries``: share of images fooled within q model queries, per mode;
-- ``generations_hist``: histogram of generations per mode (failures at the budget).
+  changed pixel circled and its coordinate in the title (the paper's Fig. 1), from the
+  maps the runner saved (``maps/``) — no model is rebuilt and no map recomputed;
+- ``examples``: originals beside their successful adversarial images, with the mode,
+  true → adversarial class and the pixel circled (the paper's Fig. 2);
+- ``success_vs_queries``: share of attacks that succeeded within q model queries, per mode
+  (DE and scans on one axis);
+- ``generations_hist``: histogram of generations per DE mode (failures at the budget);
+- :func:`oracle_figure`: a susceptibility scan's oracle maps and vulnerable pixels.
+
+Images come from the configured dataset (no model needed); the class names from the
+model registry.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from .config import ExperimentConfig, parse_mode  # noqa: E402
 from .data import to_float  # noqa: E402
-from .experiment import ExperimentConfig, build_model, load_dataset  # noqa: E402
 
 
 def _save(fig: plt.Figure, directory: Path, name: str) -> None:
@@ -38,60 +45,83 @@ def _adversarial(image: torch.Tensor, pixels: list[dict]) -> torch.Tensor:
     return out
 
 
-def _show(ax, image: torch.Tensor, title: str) -> None:
-    array = image.permute(1, 2, 0).numpy()
+def _show(ax, image, title: str) -> None:
+    array = image.permute(1, 2, 0).numpy() if isinstance(image, torch.Tensor) else image
     ax.imshow(array.squeeze() if array.shape[2] == 1 else array, interpolation="nearest")
     ax.set_title(title, fontsize=8)
     ax.axis("off")
 
 
+def _circle(ax, x: int, y: int, size: int) -> None:
+    ax.add_patch(plt.Circle((x, y), radius=max(1.5, size / 20), fill=False, color="cyan",
+                            linewidth=1))
+
+
+def _class_names(config: ExperimentConfig):
+    from .models import model_spec
+
+    try:
+        return model_spec(config.model).class_names()
+    except Exception:  # an unknown model: indices instead of names
+        return None
+
+
+def _name(names, label: int) -> str:
+    return names[int(label)] if names is not None else str(int(label))
+
+
 def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
-                    count: int = 4) -> None:
-    """Fig. 1 of the paper for ``count`` images attacked successfully in constrained mode."""
-    mode = "constrained" if "constrained" in set(frame["mode"]) else frame["mode"].iloc[0]
-    wins = frame[(frame["mode"] == mode) & frame["success"]].drop_duplicates("image_index")
+                    dataset, maps: dict, count: int = 4) -> str | None:
+    """Fig. 1 of the paper for ``count`` successful attacks of a mode with saved maps.
+    Returns a note when the figure cannot be drawn."""
+    mapped = [m for m in ("constrained", *sorted(set(frame["mode"]))) if m in set(frame["mode"])
+              and any(key[1] == m for key in maps)]
+    if not mapped:
+        return ("No pipeline figure: the run saved no sensitivity maps (runs made before "
+                "maps were saved get them when the same command is run again).")
+    mode = mapped[0]
+    wins = frame[(frame["mode"] == mode) & frame["success"]]
+    wins = wins[[(int(s), mode, int(i)) in maps for s, i in zip(wins["seed"],
+                                                                 wins["image_index"],
+                                                                 strict=True)]]
+    wins = wins.drop_duplicates("image_index").head(count)
     if wins.empty:
-        return
-    wins = wins.head(count)
-    model = build_model(config)
-    dataset = load_dataset(config)
-    positions = [dataset.position_of(i) for i in wins["image_index"]]
-    images = to_float(dataset.images[positions])
-    labels = dataset.labels[positions]
-    prior = config.prior("constrained")
-    distribution = prior.distribution(model, images, labels)
-    names = getattr(model, "class_names", None)
+        return f"No pipeline figure: mode {mode} fooled no image with a saved map."
+    names = _class_names(config)
     fig, axes = plt.subplots(len(wins), 4, figsize=(8, 2.1 * len(wins)), squeeze=False)
     for row, (_, result) in enumerate(wins.iterrows()):
-        adv = _adversarial(images[row], result["pixels"])
+        saved = maps[(int(result["seed"]), mode, int(result["image_index"]))]
+        image = to_float(dataset.images[dataset.position_of(result["image_index"])])
+        adv = _adversarial(image, result["pixels"])
         x, y = result["pixels"][0]["x"], result["pixels"][0]["y"]
-        true = names[result["true_label"]] if names else result["true_label"]
-        fooled = names[result["adversarial_label"]] if names else result["adversarial_label"]
-        _show(axes[row, 0], images[row], f"image {result['image_index']}: {true}")
-        axes[row, 1].imshow(distribution.sensitivity[row].numpy(), cmap="inferno", vmin=0,
-                            vmax=1)
+        _show(axes[row, 0], image, f"image {result['image_index']}: "
+                                   f"{_name(names, result['true_label'])}")
+        if "sensitivity" in saved:
+            axes[row, 1].imshow(saved["sensitivity"], cmap="inferno", vmin=0, vmax=1)
         axes[row, 1].set_title(f"{config.sensitivity} map", fontsize=8)
         axes[row, 1].axis("off")
-        axes[row, 2].imshow(distribution.susceptible[row].numpy(), cmap="gray")
-        axes[row, 2].set_title(f"S = {{s > {config.tau}}} ({int(result['support_size'])} px)",
-                               fontsize=8)
+        if "start_set" in saved:
+            axes[row, 2].imshow(saved["start_set"], cmap="gray")
+        axes[row, 2].set_title(f"start set ({int(result['support_size'])} px)", fontsize=8)
         axes[row, 2].axis("off")
-        _show(axes[row, 3], adv, f"({x}, {y}) → {fooled}")
-        axes[row, 3].add_patch(plt.Circle((x, y), radius=max(1.5, images.shape[-1] / 20),
-                                          fill=False, color="cyan", linewidth=1))
+        _show(axes[row, 3], adv, f"({x}, {y}) → {_name(names, result['adversarial_label'])}")
+        _circle(axes[row, 3], x, y, image.shape[-1])
+    fig.suptitle(f"{mode}: image, map, start set, adversarial", fontsize=9)
     _save(fig, directory, "pipeline")
+    return None
 
 
-def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
+def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig, dataset,
                     count: int = 8) -> None:
-    """Originals beside successful adversarial images, pixel coordinates in titles."""
+    """Originals beside successful adversarial images: mode, true → adversarial class, the
+    changed pixel circled and its coordinate."""
     wins = frame[frame["success"]].drop_duplicates("image_index").head(count)
     if wins.empty:
         return
-    dataset = load_dataset(config)
+    names = _class_names(config)
     cols = min(4, len(wins))
     rows = int(np.ceil(len(wins) / cols))
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * 2 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * 2 * cols, 2.3 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k, (_, result) in enumerate(wins.iterrows()):
@@ -99,34 +129,41 @@ def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
         adv = _adversarial(image, result["pixels"])
         r, c = divmod(k, cols)
         p = result["pixels"][0]
-        _show(axes[r, 2 * c], image, f"#{result['image_index']} ({result['mode'][:5]})")
-        _show(axes[r, 2 * c + 1], adv, f"({p['x']}, {p['y']})")
+        _show(axes[r, 2 * c], image, f"#{result['image_index']} {result['mode']}\n"
+                                     f"{_name(names, result['true_label'])}")
+        _show(axes[r, 2 * c + 1], adv, f"({p['x']}, {p['y']})\n→ "
+                                       f"{_name(names, result['adversarial_label'])}")
+        _circle(axes[r, 2 * c + 1], p["x"], p["y"], image.shape[-1])
     _save(fig, directory, "examples")
 
 
 def success_vs_queries(directory: Path, frame: pd.DataFrame, config: ExperimentConfig) -> None:
     """Share of (seed, image) attacks that succeeded within q queries, per mode."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    budget = config.popsize * (config.maxiter + 1)
-    grid = np.linspace(0, budget, 200)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    budget = max(config.popsize * (config.maxiter + 1), int(frame["queries"].max()))
+    grid = np.linspace(0, budget, 400)
     for mode, group in frame.groupby("mode"):
         q = np.where(group["success"], group["queries"], np.inf)
-        ax.plot(grid, [(q <= g).mean() for g in grid], label=mode)
+        ax.plot(grid, [(q <= g).mean() for g in grid], label=mode,
+                linestyle="--" if parse_mode(mode)[0] == "scan" else "-")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
         lambda value, _: f"{value / 1000:.0f}k"))
     ax.set_xlabel("model queries")
     ax.set_ylabel("share of images fooled")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     _save(fig, directory, "success_vs_queries")
 
 
 def generations_hist(directory: Path, frame: pd.DataFrame, config: ExperimentConfig) -> None:
-    """Histogram of generations per mode; failures in the last bin (the budget)."""
+    """Histogram of generations per DE mode; failures in the last bin (the budget)."""
+    de = frame[frame["budget_generations"].notna()]
+    if de.empty:
+        return
     fig, ax = plt.subplots(figsize=(5, 3.5))
     bins = np.arange(0, config.maxiter + 3) - 0.5
-    for mode, group in frame.groupby("mode"):
+    for mode, group in de.groupby("mode"):
         ax.hist(group["budget_generations"], bins=bins, alpha=0.55, label=mode)
     ax.set_xlabel(f"generations (failures at {config.maxiter + 1})")
     ax.set_ylabel("attacks")
@@ -134,10 +171,44 @@ def generations_hist(directory: Path, frame: pd.DataFrame, config: ExperimentCon
     _save(fig, directory, "generations_hist")
 
 
-def write_figures(directory: str | Path, frame: pd.DataFrame, config: ExperimentConfig) -> None:
-    """All figures of a run into ``directory``."""
+def write_figures(directory: str | Path, frame: pd.DataFrame, config: ExperimentConfig
+                  ) -> list[str]:
+    """All figures of a run into ``directory``; returns notes on figures not drawn."""
+    from .experiment import load_dataset, load_maps
+
     directory = Path(directory)
     success_vs_queries(directory, frame, config)
     generations_hist(directory, frame, config)
-    examples_figure(directory, frame, config)
-    pipeline_figure(directory, frame, config)
+    try:
+        dataset = load_dataset(config)
+    except Exception as exc:  # data moved or missing: the other figures still stand
+        return [f"No example or pipeline figures: the images could not be loaded ({exc})."]
+    examples_figure(directory, frame, config, dataset)
+    note = pipeline_figure(directory, frame, config, dataset, load_maps(directory))
+    return [note] if note else []
+
+
+def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
+                  count: int = 8) -> None:
+    """For up to ``count`` scanned images: the image, the oracle map (how far the best
+    grid colour at each position pushes the true class below the runner-up) and the
+    vulnerable positions. ``images``: uint8 or float ``[N, C, H, W]`` in scan order."""
+    directory = Path(directory)
+    count = min(count, len(maps.labels), images.shape[0])
+    if count == 0:
+        return
+    oracle = maps.oracle_map()
+    images = to_float(images) if images.dtype == torch.uint8 else images
+    fig, axes = plt.subplots(count, 3, figsize=(6, 2.1 * count), squeeze=False)
+    for row in range(count):
+        label = int(maps.labels[row])
+        name = class_names[label] if class_names is not None else str(label)
+        vulnerable = maps.vulnerable[row]
+        _show(axes[row, 0], images[row].cpu(), f"#{int(maps.image_indices[row])}: {name}")
+        axes[row, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
+        axes[row, 1].set_title("oracle map", fontsize=8)
+        axes[row, 1].axis("off")
+        axes[row, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
+        axes[row, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
+        axes[row, 2].axis("off")
+    _save(fig, directory, "oracle_maps")

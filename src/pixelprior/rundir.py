@@ -244,17 +244,17 @@ class Interrupts:
 
 
 def check_writable_dir(directory: Path) -> None:
-    """Fail before any work if ``directory`` cannot hold results (a file is there, or it
-    cannot be created or written)."""
+    """Fail before any work if ``directory`` cannot hold results: a file is there, or the
+    folder (or, when it does not exist yet, its nearest existing parent) is not
+    writable. Creates nothing."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise NotADirectoryError(f"--out {directory} is a file, not a folder; choose a "
                                  "folder")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise PermissionError(f"cannot write into {directory} ({exc.strerror or exc}); "
-                              "choose another --out") from None
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"--out {directory}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write into {probe}; choose another --out")
