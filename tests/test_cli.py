@@ -254,3 +254,27 @@ def test_a_resize_is_announced_and_coordinates_come_in_both_frames(tmp_path):
     assert x0 == int(box["x"] * 500 / 32) and y0 == int(box["y"] * 375 / 32)
     assert 14 <= x1 - x0 + 1 <= 17 and 11 <= y1 - y0 + 1 <= 13
     assert "in the file" in result.output
+
+
+def test_susceptibility_of_a_file_then_map_evaluation(cat_png, tmp_path):
+    out = tmp_path / "scan"
+    result = invoke("susceptibility", cat_png, "--levels", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["colours"] == 8 and summary["queries_per_image"] == 8 * 1024
+    assert [set(i) for i in summary["images"]] == [{"image_index", "vulnerable_positions",
+                                                    "fooled"}]
+    assert (out / "oracle_maps.png").is_file()
+    again = invoke("susceptibility", cat_png, "--levels", "2", "--out", out)
+    assert again.exit_code == 0  # finished: resumes with nothing to do
+    other = invoke("susceptibility", cat_png, "--levels", "3", "--out", out)
+    clean_error(other, 2, "holds a scan with levels = 2")
+    evaluated = invoke("evaluate-maps", out, "--methods", "gradient", "random", "oracle")
+    assert evaluated.exit_code == 0, evaluated.output
+    for name in ("map_metrics.csv", "map_metrics.md", "map_metrics.json", "roc.png",
+                 "ranked_scans.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "map_metrics.json").read_text())
+    assert [m["method"] for m in metrics["methods"]] == ["gradient", "random", "oracle"]
+    clean_error(invoke("evaluate-maps", tmp_path, "--methods", "gradient"), 2,
+                "holds no maps.npz")

@@ -76,3 +76,25 @@ def test_committed_table1_rows_are_reproduced(shared_data, tmp_path):
         # the final forward's last bits depend on the CPU's kernels (the committed rows
         # were made on another machine of this kind); the search itself is identical
         assert mine["true_probability"] == pytest.approx(row["true_probability"], abs=2e-6)
+
+
+def test_ray_workers_give_the_rows_of_one_worker(tmp_path):
+    """A local Ray cluster with 2 CPU workers writes the same rows (every field but
+    timings) as one in-process worker; one writer, so no duplicates."""
+    pytest.importorskip("ray")
+    from pixelprior.experiment import ExperimentConfig, ExperimentRunner, read_results
+
+    values = dict(source="sample", images=4, seeds=[0, 1], popsize=12, maxiter=3,
+                  n_samples=4, batch_images=2, device="cpu",
+                  modes=["unconstrained", "constrained", "scan:random"])
+    one = ExperimentRunner(ExperimentConfig(**values, out=str(tmp_path / "one"))).run(
+        progress=False)
+    two = ExperimentRunner(ExperimentConfig(**values, workers=2, out=str(tmp_path / "two")),
+                           log=lambda m: None).run(progress=False)
+    timing = {"seconds", "group_seconds", "finished", "group_size"}
+    key = lambda r: (r["seed"], r["mode"], r["image_index"])  # noqa: E731
+    strip = lambda rows: {key(r): {k: v for k, v in r.items() if k not in timing}  # noqa: E731
+                          for r in rows}
+    assert len(one) == len(two) == 24
+    assert strip(one) == strip(two)
+    assert len(read_results(tmp_path / "two" / "results.jsonl")) == 24

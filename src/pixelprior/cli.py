@@ -655,6 +655,56 @@ def susceptibility(
                   f"written to {out}")
 
 
+@app.command("evaluate-maps")
+def evaluate_maps_cmd(
+    directory: Path = typer.Argument(..., help="A susceptibility folder (maps.npz)."),
+    more_methods: list[str] | None = typer.Argument(None, hidden=True),
+    methods: str = typer.Option("smoothgrad,gradient,integrated_gradients,gradcam,occlusion,"
+                                "random,oracle", help="Maps to score, space or comma "
+                                "separated: smoothgrad gradient integrated_gradients gradcam "
+                                "occlusion random oracle."),
+    tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
+    top_k: str = typer.Option("10,50,100", help="k for the lift of the top k positions."),
+    score: str = typer.Option("logit", help="Class score: logit | probability | "
+                              "log_probability."),
+    absolute: str = typer.Option("after", help="SmoothGrad: |.| after averaging (the "
+                                 "paper) or before."),
+    normalization: str = typer.Option("minmax", help="minmax | percentile."),
+    n_samples: int = typer.Option(50, help="SmoothGrad noisy copies (n)."),
+    noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Path | None = typer.Option(None, help="Output folder [the scan's folder]."),
+) -> None:
+    """Score sensitivity maps against an exhaustive scan: ROC AUC, precision of S, lift of
+    the top k, Spearman vs the oracle map, queries of a scan ranked by each map."""
+    from .mapeval import run_map_evaluation
+
+    chosen = [m for part in [methods, *(more_methods or [])] for m in part.split(",") if m]
+    try:
+        ks = tuple(int(k) for k in top_k.split(","))
+    except ValueError:
+        _fail(f"--top-k takes comma-separated integers, got {top_k!r}")
+    if not (directory / "maps.npz").is_file():
+        _fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
+              f"--out {directory}`")
+    settings = {"score": score, "absolute": absolute, "normalization": normalization,
+                "n_samples": n_samples, "noise_level": noise_level}
+    summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
+                                 str(data) if data else None, _device(device))
+    table = Table(title=f"maps vs the oracle of {directory}")
+    for column in ("method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
+                   "queries to first"):
+        table.add_column(column, justify="right")
+    for s in summary:
+        table.add_row(s["method"], _num(s["auc_mean"], 3), _num(s["precision_at_tau"], 3),
+                      _num(s["base_rate"], 3), _num(s[f"lift_top{ks[0]}"]),
+                      _num(s["mean_queries_to_first"], 0))
+    console.print(table)
+    console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
+                  "maps_compared.png, ranked_scans.png")
+
+
 def _scan_images(net, source, data, count, first_index, device):
     from .data import load_cifar10
     from .experiment import correctly_classified
