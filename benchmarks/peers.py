@@ -94,13 +94,14 @@ def run_art(model, images, labels, maxiter):
     counted = CountingModel(model).eval()
     classifier = PyTorchClassifier(counted, loss=torch.nn.CrossEntropyLoss(),
                                    input_shape=tuple(images.shape[1:]), nb_classes=10,
-                                   clip_values=(0.0, 1.0))
+                                   clip_values=(0.0, 1.0),
+                                   device_type="gpu" if images.is_cuda else "cpu")
     attack = PixelAttack(classifier, th=1, es=1, max_iter=maxiter, targeted=False)
     began = time.perf_counter()
-    adversarial = attack.generate(images.numpy(), y=labels.numpy())
+    adversarial = attack.generate(images.cpu().numpy(), y=labels.cpu().numpy())
     seconds = time.perf_counter() - began
-    return (seconds / len(images),
-            success_rate(model, torch.from_numpy(adversarial).float(), labels),
+    adversarial = torch.from_numpy(adversarial).float().to(images.device)
+    return (seconds / len(images), success_rate(model, adversarial, labels),
             counted.images / len(images))
 
 

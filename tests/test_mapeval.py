@@ -60,3 +60,38 @@ def test_the_oracle_ranks_first_and_the_summary_counts_images(bright_model):
     assert summary["oracle"]["images_with_vulnerable"] == 3
     assert summary["oracle"]["lift_top1"] == pytest.approx(64.0)
     assert summary["flat"]["mean_queries_to_first"] >= 8
+
+
+class RegionModel(torch.nn.Module):
+    """Class 1 when some pixel of a 3×3 region is red enough (R − G > 0.8): nine
+    vulnerable positions, smooth enough for gradients."""
+
+    def forward(self, x):
+        region = (x[:, 0, 1:4, 2:5] - x[:, 1, 1:4, 2:5]).flatten(1)
+        score = torch.logsumexp(region * 20, 1) / 20
+        return torch.stack([torch.zeros_like(score), 10 * (score - 0.8)], 1)
+
+
+def test_scan_costs_equal_what_ranked_scan_attacks_spend():
+    """queries_to_first from the scan equals a RankedScanAttack's queries, map by map."""
+    from pixelprior.mapeval import method_maps
+    from pixelprior.susceptibility import RankedScanAttack, ranked_prior
+
+    tiny_net = RegionModel().eval()
+    images = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(3)) * 0.5
+    labels = torch.zeros(4, dtype=torch.long)
+    result = SusceptibilityScan(tiny_net, levels=2, batch_invariant=True)(images, labels)
+    scan = SusceptibilityMaps.from_scan(result, images, labels, [0, 1, 2, 3], 2)
+    assert scan.vulnerable.any()
+    rows = list(range(4))
+    maps = {m: method_maps(m, tiny_net, images, labels, scan, rows, {})
+            for m in ("gradient", "random", "oracle")}
+    metrics = evaluate_maps(scan, maps, seed=7, images=images)
+    for method in maps:
+        prior = ranked_prior(method, {}, scan)
+        attack = RankedScanAttack(tiny_net, prior, levels=2, seed=7, batch_invariant=True)
+        out = attack(images, labels)
+        expected = [r["queries_to_first"] for r in metrics if r["method"] == method]
+        assert [r.queries for r in out.results] == expected, method
+        assert [r.success for r in out.results] == scan.vulnerable.reshape(4, -1).any(
+            1).tolist()

@@ -9,13 +9,13 @@ For every image with at least one vulnerable position and every map:
   |V| / (H·W) that any random set reaches on average;
 - **lift of the top k** positions: their precision over the base rate;
 - **Spearman** rank correlation of the map with the oracle map (all positions);
-- **queries to first success** of a scan ranked by the map (ties in a random order
-  drawn from the image and ``seed``): (rank of the first vulnerable position + 1) × the
-  scan's colours, exactly what :class:`~pixelprior.susceptibility.RankedScanAttack` would
-  count on the same grid.
+- **queries to first success** of a scan ranked by the map (ties in the random order a
+  ranked-scan attack with ``seed`` draws for the image): (rank of the first vulnerable
+  position + 1) × the scan's colours, exactly what
+  :class:`~pixelprior.susceptibility.RankedScanAttack` counts on the same grid.
 
-``random`` is a map of uniform noise (the chance line) and ``oracle`` the scan's own map
-(the upper bound).
+``random`` is a map of uniform noise for the map metrics (the chance line) and a random
+order for the scan (``scan:random``); ``oracle`` is the scan's own map (the upper bound).
 """
 
 from __future__ import annotations
@@ -70,16 +70,18 @@ class ImageMetrics:
 
 
 def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, tau: float,
-                  top_k: tuple[int, ...], colours: int, generator: torch.Generator
-                  ) -> ImageMetrics:
-    """All metrics of map ``smap`` (``[H, W]`` in [0, 1]) on one image."""
+                  top_k: tuple[int, ...], colours: int, generator: torch.Generator,
+                  ranking: np.ndarray | None = None) -> ImageMetrics:
+    """All metrics of map ``smap`` (``[H, W]`` in [0, 1]) on one image; the ranked scan
+    orders positions by ``ranking`` (default: the map), ties by ``generator``."""
     from scipy.stats import spearmanr
 
     flat, truth = smap.ravel().astype(np.float64), vulnerable.ravel().astype(bool)
     base = float(truth.mean())
     chosen = flat > tau
     precision = float(truth[chosen].mean()) if chosen.any() else float("nan")
-    order = _orders(torch.from_numpy(flat)[None], [generator])[0].numpy()
+    scores = flat if ranking is None else ranking.ravel().astype(np.float64)
+    order = _orders(torch.from_numpy(scores)[None], [generator])[0].numpy()
     ranked_truth = truth[order]
     lift = {k: (float(ranked_truth[:k].mean()) / base if base > 0 else float("nan"))
             for k in top_k}
@@ -117,18 +119,32 @@ def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
 
 
 def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: float = 0.5,
-                  top_k: tuple[int, ...] = (10, 50, 100), seed: int = 0) -> list[dict]:
+                  top_k: tuple[int, ...] = (10, 50, 100), seed: int = 0,
+                  images: torch.Tensor | None = None) -> list[dict]:
     """Per image and method, the metrics (rows for ``map_metrics.csv``). Images without a
-    vulnerable position get only their scan cost (every map scans them whole)."""
+    vulnerable position get only their scan cost (every map scans them whole).
+
+    Ties in a ranking are broken by the random stream a
+    :class:`~pixelprior.susceptibility.RankedScanAttack` with ``seed`` uses for the image
+    (given ``images``), so ``queries_to_first`` equals the attack's ``queries``; the
+    ``random`` method ranks by that stream alone (all positions tied), as ``scan:random``.
+    """
+    from .attack import image_key, problem_generator
+
     colours = scan.levels ** scan.best_colour.shape[-1]
     oracle = scan.oracle_map()
     rows = []
     for method, values in maps.items():
         for row in range(len(scan.labels)):
-            generator = torch.Generator().manual_seed(
-                (int(scan.image_keys[row][:15], 16) + seed) % (2**63))
+            if images is not None:
+                generator = problem_generator(seed, image_key(images[row],
+                                                              int(scan.labels[row])))
+            else:
+                generator = torch.Generator().manual_seed(
+                    (int(scan.image_keys[row][:15], 16) + seed) % (2**63))
+            ranking = np.zeros_like(values[row]) if method == "random" else None
             m = image_metrics(values[row], scan.vulnerable[row], oracle[row], tau, top_k,
-                              colours, generator)
+                              colours, generator, ranking)
             vulnerable = int(scan.vulnerable[row].sum())
             rows.append({
                 "method": method, "image_index": int(scan.image_indices[row]),
@@ -260,7 +276,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     rows_of = list(range(len(scan.labels)))
     maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
                                 rows_of, settings) for method in methods}
-    rows = evaluate_maps(scan, maps, tau, top_k, seed)
+    rows = evaluate_maps(scan, maps, tau, top_k, seed, images)
     summary = summarise(rows, top_k)
     out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(out / "map_metrics.csv", index=False)
