@@ -98,7 +98,7 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
                                    f"{_name(names, result['true_label'])}")
         if "sensitivity" in saved:
             axes[row, 1].imshow(saved["sensitivity"], cmap="inferno", vmin=0, vmax=1)
-        axes[row, 1].set_title(f"{config.sensitivity} map", fontsize=8)
+        axes[row, 1].set_title(f"{_map_name(mode, config)} map", fontsize=8)
         axes[row, 1].axis("off")
         if "start_set" in saved:
             axes[row, 2].imshow(saved["start_set"], cmap="gray")
@@ -109,6 +109,14 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     fig.suptitle(f"{mode}: image, map, start set, adversarial", fontsize=9)
     _save(fig, directory, "pipeline")
     return None
+
+
+def _map_name(mode: str, config: ExperimentConfig) -> str:
+    """What drew the map of a mode: the oracle, a scan's order, or the configured method."""
+    kind, order = parse_mode(mode)
+    if mode == "oracle" or order == "oracle":
+        return "oracle"
+    return order if kind == "scan" else config.sensitivity
 
 
 def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig, dataset,

@@ -345,6 +345,9 @@ def _paired_lines(paired: dict, config: ExperimentConfig) -> list[str]:
                 ("time_ratio_all", "time per image, all pairs"))
     for key, label in keys:
         r, lo, hi = paired[key]
+        if r is None or np.isnan(r):
+            lines.append(f"- ratio {a}/{b}, {label}: – (no pairs, or {b} spent nothing)")
+            continue
         lines.append(f"- ratio {a}/{b}, {label}: {_fmt(r)} (95% CI {_fmt(lo)}–{_fmt(hi)}, "
                      "images resampled)")
     if paired["wilcoxon_p"] is not None:
