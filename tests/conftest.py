@@ -40,6 +40,27 @@ class TinyConvNet(nn.Module):
         return self.head(self.features(x).mean((2, 3)))
 
 
+def random_cifar_model(seed: int = 5) -> nn.Module:
+    """The CIFAR SqueezeNet with random weights and BatchNorm statistics (every layer
+    matters), in eval mode."""
+    from pixelprior.models import SqueezeNetCifar
+
+    torch.manual_seed(seed)
+    model = SqueezeNetCifar().eval()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif tensor.is_floating_point():
+                tensor.normal_(0, 0.2)
+    return model
+
+
+@pytest.fixture
+def random_cifar() -> nn.Module:
+    return random_cifar_model()
+
+
 @pytest.fixture
 def bright_model() -> BrightPixelModel:
     return BrightPixelModel().eval()

@@ -278,3 +278,26 @@ def test_susceptibility_of_a_file_then_map_evaluation(cat_png, tmp_path):
     assert [m["method"] for m in metrics["methods"]] == ["gradient", "random", "oracle"]
     clean_error(invoke("evaluate-maps", tmp_path, "--methods", "gradient"), 2,
                 "holds no maps.npz")
+
+
+def test_every_option_has_help_and_the_help_names_models_and_extras():
+    import typer
+
+    from pixelprior.models import MODELS
+
+    def commands(group, path=()):
+        for name, sub in getattr(group, "commands", {}).items():
+            if hasattr(sub, "commands"):
+                yield from commands(sub, (*path, name))
+            else:
+                yield (*path, name), sub
+
+    found = list(commands(typer.main.get_command(app)))
+    assert len(found) >= 11
+    for path, command in found:
+        for param in command.params:
+            if not getattr(param, "hidden", False):
+                assert getattr(param, "help", None), f"{' '.join(path)} {param.name}"
+    text = invoke("attack", "--help").output
+    assert all(name in " ".join(text.split()) for name in MODELS)
+    assert "pixelprior[onnx]" in " ".join(text.split())

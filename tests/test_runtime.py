@@ -9,26 +9,13 @@ import torch
 from torch import nn
 
 from pixelprior import OnePixelAttack, load_cifar10, load_model, to_float
-from pixelprior.models import SqueezeNetCifar
 
 ort = pytest.importorskip("onnxruntime")
 from pixelprior.runtime import OnnxRuntimeModel  # noqa: E402
 
 
-def random_cifar_model(seed: int = 5) -> nn.Module:
-    torch.manual_seed(seed)
-    model = SqueezeNetCifar().eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.2)
-    return model
-
-
-def test_scores_match_pytorch_for_any_batch_size():
-    model = random_cifar_model()
+def test_scores_match_pytorch_for_any_batch_size(random_cifar):
+    model = random_cifar
     images = torch.rand(9, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     runtime = OnnxRuntimeModel(model, images[:2])
     with torch.inference_mode():

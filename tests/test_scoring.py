@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from pixelprior import OnePixelAttack
-from pixelprior.models import SqueezeNetCifar
 from pixelprior.scoring import (
     CUDA_FIXED_MAX_ROWS,
     CUDA_MAX_ROWS,
@@ -19,18 +17,6 @@ from pixelprior.scoring import (
     perturb_rows,
     rows_for_memory,
 )
-
-
-def random_cifar_model(seed: int = 5) -> nn.Module:
-    torch.manual_seed(seed)
-    model = SqueezeNetCifar().eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.2)
-    return model
 
 
 def candidate_rows(images: torch.Tensor, count: int, seed: int = 0):
@@ -46,8 +32,8 @@ ENGINES = ["full", "incremental"] + (
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_every_engine_scores_like_the_plain_model(engine):
-    model = random_cifar_model()
+def test_every_engine_scores_like_the_plain_model(engine, random_cifar):
+    model = random_cifar
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     scorer = make_scorer(model, images, engine)
     assert scorer.name == engine and check_scorer(scorer, model, images[:1]) is None
@@ -60,8 +46,9 @@ def test_every_engine_scores_like_the_plain_model(engine):
 
 
 @pytest.mark.parametrize("engine", ["full", "incremental"])
-def test_fixed_shape_chunks_make_a_rows_bits_independent_of_its_neighbours(engine):
-    model = random_cifar_model()
+def test_fixed_shape_chunks_make_a_rows_bits_independent_of_its_neighbours(engine,
+                                                                          random_cifar):
+    model = random_cifar
     images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     scorer = make_scorer(model, images, engine)
     state = scorer.prepare(images)
@@ -86,13 +73,13 @@ def test_rows_for_memory_is_a_power_of_two_within_bounds():
     assert rows & (rows - 1) == 0 and rows * 3_000_000 <= 8 * gib
 
 
-def test_engine_choice_and_errors(tiny_net):
+def test_engine_choice_and_errors(tiny_net, random_cifar):
     image = torch.rand(1, 3, 8, 8)
     assert make_scorer(tiny_net, image, "auto").name == "full"  # not a SqueezeNet
     with pytest.raises(ValueError, match="SqueezeNet-style"):
         make_scorer(tiny_net, image, "incremental")
     with pytest.raises(ValueError, match="one-pixel"):
-        make_scorer(random_cifar_model(), torch.rand(1, 3, 32, 32), "incremental", pixels=2)
+        make_scorer(random_cifar, torch.rand(1, 3, 32, 32), "incremental", pixels=2)
     with pytest.raises(ValueError, match="engine must be one of"):
         make_scorer(tiny_net, image, "gpu")
 
@@ -106,8 +93,8 @@ def test_a_scorer_that_disagrees_is_refused(tiny_net, monkeypatch):
         make_scorer(tiny_net, image, "full")
 
 
-def test_bf16_is_an_explicit_option_close_to_fp32():
-    model = random_cifar_model()
+def test_bf16_is_an_explicit_option_close_to_fp32(random_cifar):
+    model = random_cifar
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     owner, genes = candidate_rows(images, 64)
     exact = make_scorer(model, images, "full")
@@ -136,8 +123,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 @cuda
-def test_cuda_chunks_come_from_device_memory():
-    model = random_cifar_model().cuda()
+def test_cuda_chunks_come_from_device_memory(random_cifar):
+    model = random_cifar.cuda()
     images = torch.rand(2, 3, 32, 32, device="cuda")
     for engine in ("full", "incremental"):
         scorer = make_scorer(model, images, engine)
@@ -146,8 +133,8 @@ def test_cuda_chunks_come_from_device_memory():
 
 
 @cuda
-def test_cuda_graphs_give_the_eager_scores():
-    model = random_cifar_model().cuda()
+def test_cuda_graphs_give_the_eager_scores(random_cifar):
+    model = random_cifar.cuda()
     images = torch.rand(3, 3, 32, 32, device="cuda")
     owner, genes = candidate_rows(images.cpu(), 100)
     owner, genes = owner.cuda(), genes.cuda()

@@ -126,6 +126,7 @@ def _version(value: bool) -> None:
 
 
 app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
+                  rich_markup_mode=None,  # help is plain text: "pixelprior[onnx]" shows as is
                   help="Interpretability-guided one-pixel attacks (Kumar et al. 2019).")
 train_app = typer.Typer(no_args_is_help=True, help="Train models.")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate models.")

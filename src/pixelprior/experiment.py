@@ -41,6 +41,7 @@ from .models import load_model, predict
 from .rundir import (  # noqa: F401  (re-exported for readers of run directories)
     Interrupted,
     Interrupts,
+    Progress,
     RunLock,
     append_rows,
     check_writable_dir,
@@ -334,8 +335,8 @@ class ExperimentRunner:
         if worker is not None:
             self._backfill_maps(worker, rows, selection)
         guard = interrupts.critical if interrupts is not None else _nothing
-        with _progress(progress, total=self.total, done=len(done),
-                       successes=sum(r["success"] for r in rows)) as bar:
+        with Progress(progress, "attack", self.total, len(done),
+                      sum(r["success"] for r in rows)) as bar:
             for new, maps in self._execute(worker, list(_groups(work,
                                                                config.images_per_group()))):
                 with guard():
@@ -343,7 +344,7 @@ class ExperimentRunner:
                     append_rows(results_path, new)
                 rows.extend(new)
                 self.kept += len(new)
-                bar.advance(new)
+                bar.advance(len(new), sum(r["success"] for r in new))
                 if on_group is not None:
                     on_group(new)
         return rows
@@ -418,45 +419,6 @@ def _groups(work: list[tuple], size: int) -> Iterable[list[tuple]]:
         group.append(item)
     if group:
         yield group
-
-
-class _progress:
-    """A rich progress bar with images done, success so far and ETA (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, done: int, successes: int) -> None:
-        self.enabled, self.total, self.done, self.successes = enabled, total, done, successes
-
-    def __enter__(self) -> _progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("[bold]attack"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("success {task.fields[rate]}"), TimeElapsedColumn(),
-                                TextColumn("ETA"), TimeRemainingColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("attack", total=self.total, completed=self.done,
-                                          rate=self._rate())
-        return self
-
-    def _rate(self) -> str:
-        return f"{self.successes}/{self.done}" if self.done else "-"
-
-    def advance(self, rows: list[dict]) -> None:
-        self.done += len(rows)
-        self.successes += sum(r["success"] for r in rows)
-        if self.enabled:
-            self.bar.update(self.task, advance=len(rows), rate=self._rate())
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def run_experiment(config: ExperimentConfig, force: bool = False,

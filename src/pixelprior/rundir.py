@@ -258,3 +258,45 @@ def check_writable_dir(directory: Path) -> None:
         raise NotADirectoryError(f"--out {directory}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write into {probe}; choose another --out")
+
+
+class Progress:
+    """A rich progress bar over work items with a count of successes and an ETA (or
+    nothing when ``enabled`` is false): ``label`` names the work, ``what`` the successes."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int = 0,
+                 successes: int = 0, what: str = "success") -> None:
+        self.enabled, self.label, self.what = enabled, label, what
+        self.total, self.done, self.successes = total, done, successes
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
+
+            self.bar = Bar(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn(f"{self.what} {{task.fields[rate]}}"), TimeElapsedColumn(),
+                           TextColumn("ETA"), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, completed=self.done,
+                                          rate=self._rate())
+        return self
+
+    def _rate(self) -> str:
+        return f"{self.successes}/{self.done}" if self.done else "-"
+
+    def advance(self, count: int, successes: int) -> None:
+        self.done += count
+        self.successes += successes
+        if self.enabled:
+            self.bar.update(self.task, advance=count, rate=self._rate())
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.bar.stop()

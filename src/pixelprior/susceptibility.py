@@ -379,7 +379,7 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
     ``batch_images``, so an interrupted scan resumes where it stopped (same command)."""
     import time
 
-    from .rundir import RunLock, check_writable_dir, write_json_atomic
+    from .rundir import Progress, RunLock, check_writable_dir, write_json_atomic
 
     out = Path(out)
     check_writable_dir(out)
@@ -391,7 +391,8 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
         began = time.perf_counter()
-        with _bar(progress, len(indices), len(indices) - len(todo)) as advance:
+        with Progress(progress, "scan", len(indices), len(indices) - len(todo),
+                      what="fooled") as bar:
             for start in range(0, len(todo), batch_images):
                 group = todo[start:start + batch_images]
                 batch = images[group].to(device)
@@ -405,7 +406,7 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
                 with guard:
                     maps.save(out / MAPS_FILE)
                     write_json_atomic(out / "summary.json", _summary_json(maps))
-                advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
+                bar.advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
     maps = SusceptibilityMaps.load(out)
     return maps
 
@@ -447,38 +448,3 @@ def _summary_json(maps: SusceptibilityMaps) -> dict:
             "fooled": sum(i["fooled"] for i in images),
             "vulnerable_share": float(vulnerable.mean()) if len(images) else None,
             "images": images}
-
-
-class _bar:
-    """A rich progress bar over images (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.enabled, self.total, self.done, self.fooled = enabled, total, done, 0
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(TextColumn("[bold]scan"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("fooled {task.fields[fooled]}"),
-                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-            self.bar.start()
-            self.task = self.bar.add_task("scan", total=self.total, completed=self.done,
-                                          fooled="-")
-        return self.advance
-
-    def advance(self, count: int, fooled: int) -> None:
-        self.fooled += fooled
-        if self.enabled:
-            self.bar.update(self.task, advance=count, fooled=f"{self.fooled} (this run)")
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self.bar.stop()
