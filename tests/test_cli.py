@@ -101,6 +101,8 @@ CASES = {
     "unreadable image": (["attack", "{broken}"], 2, "cannot read image"),
     "missing image": (["attack", "{tmp}/none.png"], 2, "does not exist"),
     "out is a file": (["attack", "{cat}", "--out", "{cat}"], 2, "is a file"),
+    "out under a file": (["reproduce", "cifar10", "--source", "sample", *SMALL, "--out",
+                          "{cat}/run"], 2, "is a file, not a folder"),
     "no resize": (["attack", "{big}", "--no-resize", "--out", "{tmp}/o"], 2,
                   "drop --no-resize"),
     "cuda without a GPU": (["reproduce", "cifar10", "--device", "cuda", *SMALL,

@@ -36,9 +36,10 @@ class UsageProblem(ValueError):
 def _usage_errors() -> tuple[type, ...]:
     from .config import ConfigError, ConfigMismatchError
     from .experiment import SelectionError
+    from .rundir import OutputLocationError
 
     return (UsageProblem, ConfigError, ConfigMismatchError, SelectionError,
-            NotADirectoryError)
+            OutputLocationError)
 
 
 def _runtime_errors() -> tuple[type, ...]:

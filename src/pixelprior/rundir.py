@@ -38,6 +38,10 @@ class CorruptResultsError(ValueError):
     """A results file is damaged (not only at its end) or holds duplicate rows."""
 
 
+class OutputLocationError(ValueError):
+    """The output folder cannot hold results (a file is there, or it is not writable)."""
+
+
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; ``exit_code`` is 130 or 143."""
 
@@ -249,15 +253,15 @@ def check_writable_dir(directory: Path) -> None:
     writable. Creates nothing."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"--out {directory} is a file, not a folder; choose a "
-                                 "folder")
+        raise OutputLocationError(f"--out {directory} is a file, not a folder; choose a "
+                                  "folder")
     probe = directory
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise NotADirectoryError(f"--out {directory}: {probe} is a file, not a folder")
+        raise OutputLocationError(f"--out {directory}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write into {probe}; choose another --out")
+        raise OutputLocationError(f"cannot write into {probe}; choose another --out")
 
 
 class Progress:
