@@ -164,3 +164,29 @@ def test_the_attack_accounts_for_its_queries_and_their_time(tiny_net):
     wall = time.perf_counter() - began
     assert attack.queries == sum(r.queries for r in out.results) > 0
     assert 0 < attack.query_seconds < wall
+
+
+@pytest.mark.parametrize("engine", ["incremental", "full"])
+def test_batch_invariant_results_do_not_depend_on_the_batch(engine, random_cifar):
+    """Bit for bit, whatever else is attacked alongside: the clean state is prepared one
+    image at a time and every scoring call has one fixed shape."""
+    images = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        labels = random_cifar(images).argmax(1)
+    attack = OnePixelAttack(random_cifar, popsize=16, maxiter=3, seed=2, engine=engine,
+                            batch_invariant=True)
+    together = attack(images, labels).rows()
+    strip = lambda row: {k: v for k, v in row.items() if k not in ("seconds", "index")}  # noqa
+    for i in range(6):
+        assert strip(attack(images[i:i + 1], labels[i:i + 1]).rows()[0]) == strip(together[i])
+
+
+def test_without_early_stop_a_success_keeps_its_generation(bright_model):
+    images = dark_images(2)
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0, early_stop=False)(
+        images, torch.zeros(2, dtype=torch.long))
+    stopped = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0)(
+        images, torch.zeros(2, dtype=torch.long))
+    assert [r.generations for r in out.results] == [r.generations for r in stopped.results]
+    assert any(r.success and r.generations < 30 for r in out.results)
+    assert all(r.queries == 40 * 31 for r in out.results)  # it kept evaluating

@@ -271,6 +271,10 @@ def test_susceptibility_of_a_file_then_map_evaluation(cat_png, tmp_path):
     assert again.exit_code == 0  # finished: resumes with nothing to do
     other = invoke("susceptibility", cat_png, "--levels", "3", "--out", out)
     clean_error(other, 2, "holds a scan with levels = 2")
+    dog = tmp_path / "dog.png"
+    Image.fromarray(load_cifar10_sample().images[12].permute(1, 2, 0).numpy()).save(dog)
+    clean_error(invoke("susceptibility", dog, "--levels", "2", "--out", out), 2,
+                "holds a scan with target")
     evaluated = invoke("evaluate-maps", out, "--methods", "gradient", "random", "oracle")
     assert evaluated.exit_code == 0, evaluated.output
     for name in ("map_metrics.csv", "map_metrics.md", "map_metrics.json", "roc.png",
@@ -303,3 +307,17 @@ def test_every_option_has_help_and_the_help_names_models_and_extras():
     text = invoke("attack", "--help").output
     assert all(name in " ".join(text.split()) for name in MODELS)
     assert "pixelprior[onnx]" in " ".join(text.split())
+
+
+def test_the_exif_orientation_is_applied_and_said(tmp_path):
+    from pixelprior.data import read_image_file
+
+    pixels = np.zeros((4, 6, 3), dtype=np.uint8)
+    pixels[0, 0] = 255  # top-left marker
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotated 90° clockwise when shown
+    image.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    read = read_image_file(tmp_path / "r.jpg")
+    assert read.pixels.shape == (6, 4, 3)
+    assert "EXIF orientation 6 applied" in read.notes[0]

@@ -128,12 +128,21 @@ def test_changed_config_refuses_to_mix_and_force_keeps_the_old_run(tmp_path):
     changed = small_config(tmp_path / "run", images=2, modes=["unconstrained"], tau=0.3)
     with pytest.raises(ConfigMismatchError, match="another config"):
         ExperimentRunner(changed).run(progress=False)
+    from pixelprior.report import write_report
+
+    write_report(tmp_path / "run", figures=False)
+    bad = small_config(tmp_path / "run", images=95, modes=["unconstrained"], tau=0.3)
+    with pytest.raises(ValueError, match="only 91 images qualify"):  # fails before moving
+        ExperimentRunner(bad, force=True, log=lambda m: None).run(progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["tau"] == 0.5
     rows = ExperimentRunner(changed, force=True, log=lambda m: None).run(progress=False)
     assert len(rows) == 2
-    for name in ("results.jsonl", "config.json", "environment.json", "selection.json"):
-        old = list((tmp_path / "run").glob(f"{name}.old-*"))
-        assert len(old) == 1, name
-    kept = json.loads(next((tmp_path / "run").glob("config.json.old-*")).read_text())
+    (aside,) = (tmp_path / "run").glob("old-*")
+    for name in ("results.jsonl", "config.json", "environment.json", "selection.json",
+                 "report.md", "summary.json"):
+        assert (aside / name).is_file(), name
+    assert not (tmp_path / "run" / "report.md").exists()  # no stale report beside the new run
+    kept = json.loads((aside / "config.json").read_text())
     assert kept["config"]["tau"] == 0.5
 
 
@@ -288,3 +297,16 @@ def test_figures_draw_saved_maps_without_the_model(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "pipeline.png").is_file()
     assert (tmp_path / "run" / "examples.png").is_file()
     assert "cuda:0" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_an_unreadable_map_file_counts_as_missing_and_is_written_again(tmp_path):
+    from pixelprior import experiment
+
+    config = small_config(tmp_path / "run", images=2, modes=["constrained"])
+    ExperimentRunner(config).run(progress=False)
+    (path,) = (tmp_path / "run" / "maps" / "constrained").glob("seed*.npz")
+    path.write_bytes(path.read_bytes()[:50])  # a write cut short
+    (path.parent / ".seed0-9.npz.tmp").write_bytes(b"half")  # a temp file left behind
+    assert experiment.load_maps(tmp_path / "run") == {}
+    ExperimentRunner(config, log=lambda m: None).run(progress=False)  # resume: backfills
+    assert len(experiment.load_maps(tmp_path / "run")) == 2

@@ -138,11 +138,14 @@ def test_the_attack_finds_the_same_pixels_with_either_engine(invariant):
             for engine in ("full", "incremental")}
     for full, incremental in zip(runs["full"].results, runs["incremental"].results,
                                  strict=True):
-        assert (full.success, full.generations, full.queries, full.pixels,
-                full.adversarial_label) == (incremental.success, incremental.generations,
-                                            incremental.queries, incremental.pixels,
-                                            incremental.adversarial_label)
-        assert full.true_probability == pytest.approx(incremental.true_probability, abs=1e-5)
+        assert (full.success, full.generations, full.queries) == (
+            incremental.success, incremental.generations, incremental.queries)
+        if full.success:  # the answer itself; a failure's best-so-far may differ on a
+            # near-tie of fitness (the engines agree to ~1e-7, not to the bit)
+            assert (full.pixels, full.adversarial_label) == (
+                incremental.pixels, incremental.adversarial_label)
+            assert full.true_probability == pytest.approx(incremental.true_probability,
+                                                          abs=1e-5)
 
 
 def test_auto_uses_the_incremental_engine_only_where_it_applies(tiny_net):

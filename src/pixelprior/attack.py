@@ -187,6 +187,7 @@ class Attack(ABC):
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self.queries = 0  # model queries of the search, over all calls
         self.query_seconds = 0.0  # wall time spent scoring them
+        self.chunk_rows: int | None = None  # rows per scoring call, last used
 
     # ----------------------------------------------------------------- scoring
     def scorer(self, images: torch.Tensor) -> Scorer:
@@ -215,7 +216,8 @@ class Attack(ABC):
         """Probabilities of candidate rows ``(owner[n], genes[n])``, timed."""
         began = time.perf_counter()
         scorer = self.scorer(images)
-        out = scorer.probabilities(state, images, owner, genes, self._chunk(state, images),
+        self.chunk_rows = self._chunk(state, images)
+        out = scorer.probabilities(state, images, owner, genes, self.chunk_rows,
                                    self.batch_invariant)
         self.query_seconds += time.perf_counter() - began
         return out
@@ -276,7 +278,7 @@ class Attack(ABC):
             outcome = self._search(images[idx], labels[idx],
                                    targets[idx] if targets is not None else None,
                                    distribution, todo, [generators[i] for i in todo])
-            best[idx] = outcome.best.to(best.dtype)
+            best[idx] = outcome.best.to(best.device, best.dtype)
             queries[todo] = outcome.queries.cpu()
             if outcome.generations is not None:
                 generations[todo] = outcome.generations.cpu()
@@ -321,7 +323,7 @@ class Attack(ABC):
         """``fitness(ids, candidates [A, P, D]) -> (fitness, success)`` over ``images``:
         the true class's probability (minimised) or one minus the target's."""
         channels = images.shape[1]
-        state = self.scorer(images).prepare(images)
+        state = self.scorer(images).prepare(images, per_image=self.batch_invariant)
 
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape

@@ -68,14 +68,16 @@ class _Commands(TyperGroup):
     """Runs a command and turns its exceptions into one line and an exit code."""
 
     def invoke(self, ctx):
+        from .rundir import Interrupted
+
         try:
             return super().invoke(ctx)
+        except Interrupted as exc:
+            raise typer.Exit(_report_error(exc)) from None
         except Exception as exc:  # noqa: BLE001 - every error gets a line and a code
             if type(exc).__module__.split(".")[0] in ("click", "typer"):
                 raise  # usage errors of the parser itself, typer.Exit, Abort
-            from .rundir import Interrupted
-
-            if _STATE["debug"] and not isinstance(exc, Interrupted):
+            if _STATE["debug"]:
                 raise
             raise typer.Exit(_report_error(exc)) from None
         except KeyboardInterrupt:
@@ -83,7 +85,7 @@ class _Commands(TyperGroup):
             raise typer.Exit(130) from None
 
 
-def _report_error(exc: Exception) -> int:
+def _report_error(exc: BaseException) -> int:
     """Print one line for ``exc``; return the exit code."""
     from .rundir import Interrupted
 
@@ -648,13 +650,14 @@ def susceptibility(
     from .figures import oracle_figure
 
     shown = shown if shown is not None else batch
-    where = {index: n for n, index in enumerate(indices)}
-    order = [where[i] for i in maps.image_indices.tolist() if i in where]
-    oracle_figure(out, maps, shown[order], net.class_names)
-    fooled = int(maps.vulnerable.reshape(len(maps.labels), -1).any(1).sum())
-    console.print(f"{fooled} of {len(maps.labels)} images have a one-pixel adversarial on "
-                  f"the {levels}-level grid ({levels ** 3} colours × every position); "
-                  f"written to {out}")
+    rows = maps.rows_of(to_float(shown) if shown.dtype == torch.uint8 else shown)
+    oracle_figure(out, maps, shown, net.class_names, rows)
+    fooled = int(maps.vulnerable[rows].reshape(len(rows), -1).any(1).sum())
+    extra = len(maps.labels) - len(rows)
+    console.print(f"{fooled} of {len(rows)} images have a one-pixel adversarial on the "
+                  f"{levels}-level grid ({levels ** 3} colours × every position); written "
+                  f"to {out}" + (f" (which holds {extra} more images from earlier scans)"
+                                 if extra else ""))
 
 
 @app.command("evaluate-maps")

@@ -36,13 +36,14 @@ DE_MODES = ("unconstrained", "constrained", "uniform", "susceptible", "weighted"
 SCAN_ORDERS = ("random", "raster", "oracle", "smoothgrad", "gradient", "integrated_gradients",
                "gradcam", "occlusion")
 SENSITIVITIES = ("smoothgrad", "gradient", "integrated_gradients", "gradcam", "occlusion")
-# fields that do not change results: left out of the config hash
-NON_RESULT_FIELDS = ("out", "batch_images", "device", "max_batch", "workers", "ray_address")
+# fields that do not change results: left out of the config hash (max_batch can change the
+# last bits of scores through the kernels of another chunk shape: it is hashed)
+NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address")
 # fields added after the first results were written: left out of the hash while they hold
 # their default, so earlier run directories keep their hash (and resume)
 LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
-                "normalization", "percentile", "precision")
+                "normalization", "percentile", "precision", "max_batch")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now)
 PRIOR_VERSIONS = {"random_set": 2}
@@ -393,8 +394,8 @@ def read_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text()
     try:
+        text = path.read_text()
         if path.suffix == ".json":
             values = json.loads(text)
         else:

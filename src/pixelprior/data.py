@@ -421,7 +421,8 @@ def read_image_file(path: str | Path) -> ImageFile:
     8 bits (v / 257, rounded), so a 16-bit PNG reads as the same pixels as its 8-bit copy;
     float images (``F``) must lie in [0, 1]; palette, grayscale, bilevel, CMYK, YCbCr,
     LAB and HSV images are converted by PIL; an alpha channel is dropped when fully opaque
-    and otherwise composited onto white. Every conversion is listed in ``notes``.
+    and otherwise composited onto white; an EXIF orientation is applied (the image as a
+    viewer shows it). Every conversion is listed in ``notes``.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -437,9 +438,14 @@ def read_image_file(path: str | Path) -> ImageFile:
 
 
 def _to_rgb(image, path: Path) -> ImageFile:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     mode, notes = image.mode, []
+    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
+    if orientation not in (1, None):
+        image = ImageOps.exif_transpose(image)
+        notes.append(f"EXIF orientation {orientation} applied (the image as a viewer shows "
+                     "it)")
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
         notes.append("palette image with transparency: expanded to RGBA")

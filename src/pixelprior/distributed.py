@@ -42,6 +42,11 @@ def ray_groups(config, groups: list[list[tuple]], log: Callable[[str], None] = p
     pending: dict = {}
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
+        if config.device.startswith("cuda") and gpus < 1:
+            from .config import ConfigError
+
+            raise ConfigError(f"device {config.device} asked for, but the Ray cluster has no "
+                              "GPUs; use --device cpu (or auto)")
         use_gpu = gpus >= 1 and config.device != "cpu"
         count = min(config.workers, len(groups), gpus if use_gpu else config.workers)
         device = "cuda" if use_gpu else "cpu"

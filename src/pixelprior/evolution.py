@@ -240,7 +240,7 @@ class DifferentialEvolution:
             population[active], fitness[active] = parents, parent_fitness
             member_success[active] = torch.where(improved, child_success, member_success[active])
             result.evaluations[active] += popsize
-            result.generations[active] = generation
+            result.generations[active[~result.success[active]]] = generation  # not winners
             self._record(result, active, children, child_fitness, child_success, generation,
                          parents, parent_fitness, member_success[active])
             finished = active[result.success[active]] if self.config.early_stop else active[:0]

@@ -79,13 +79,17 @@ def environment(device: str = "cpu") -> dict:
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
         env["cudnn_deterministic"] = torch.backends.cudnn.deterministic
         env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
+    env["pixelprior"] = _version()
+    return env
+
+
+def _version() -> str:
     try:
         from importlib.metadata import version
 
-        env["pixelprior"] = version("pixelprior")
+        return version("pixelprior")
     except Exception:  # pragma: no cover - not installed as a distribution
-        env["pixelprior"] = "unknown"
-    return env
+        return "unknown"
 
 
 def _cpu_model() -> str:
@@ -193,7 +197,8 @@ class GroupWorker:
             row.pop("index")  # position inside the attacked batch; image_index identifies it
             row.update(seed=seed_, mode=mode_, image_index=index, config_hash=config.digest(),
                        group_seconds=wall, group_size=len(group), finished=time.time(),
-                       device=self.device, engine=self._scorer.name)
+                       device=self.device, engine=self._scorer.name,
+                       chunk_rows=attack.chunk_rows, version=_version())
             rows.append(row)
         return rows, _maps_of(output.distribution, [g[3] for g in group])
 
@@ -228,19 +233,26 @@ def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]
         return
     path = maps_path(directory, seed, mode, int(maps["image_index"][0]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **maps)
+    tmp = path.with_name(f".{path.name}.tmp")  # outside the pattern load_maps reads
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **maps)
     os.replace(tmp, path)
 
 
 def load_maps(directory: Path) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
-    """Saved maps by (seed, mode, image_index)."""
+    """Saved maps by (seed, mode, image_index). An unreadable file (a write cut short by
+    a crash) counts as missing: the runner's next resume writes it again."""
+    import zipfile
+
     out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
     root = Path(directory) / MAPS_DIR
     for path in sorted(root.glob("*/seed*.npz")) if root.is_dir() else []:
         seed = int(path.stem[4:].split("-")[0])
-        with np.load(path) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        try:
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            continue
         mode = _mode_of_folder(path.parent.name)
         for n, index in enumerate(arrays["image_index"].tolist()):
             out[(seed, mode, int(index))] = {k: v[n] for k, v in arrays.items()
@@ -284,12 +296,14 @@ class ExperimentRunner:
             return self._run(worker, selection, progress, on_group, interrupts)
 
     def _prepare(self) -> tuple[GroupWorker | None, dict]:
-        """Check the directory against the config, choose the images, write the records."""
+        """Check the directory against the config, choose the images, write the records.
+        Nothing is moved or written until every check has passed."""
+        import json
+
         config = self.config
         saved = self.out / "config.json"
+        replacing = False
         if saved.is_file():
-            import json
-
             old = json.loads(saved.read_text())
             if old.get("hash") != config.digest():
                 if not self.force:
@@ -297,29 +311,49 @@ class ExperimentRunner:
                         f"{self.out} holds results of another config (hash {old.get('hash')},"
                         f" now {config.digest()}); choose another --out or pass --force to "
                         "move the old results aside")
-                self._move_aside()
+                replacing = True
         worker = GroupWorker(config) if config.workers == 1 else None
         selection_path = self.out / "selection.json"
-        if selection_path.is_file():
-            import json
-
+        if selection_path.is_file() and not replacing:
             selection = json.loads(selection_path.read_text())
         else:
             source = worker or GroupWorker(config)
             selection = select_images(config, source.model, source.dataset, source.device)
+        if replacing:
+            self._move_aside()
         write_json_atomic(saved, {"hash": config.digest(), "config": config.to_dict()})
-        write_json_atomic(self.out / "environment.json",
-                          environment(config.resolved_device()))
+        self._write_environment()
         write_json_atomic(selection_path, selection)
         return worker, selection
 
+    def _write_environment(self) -> None:
+        """``environment.json`` of this run, keeping those of the earlier runs that wrote
+        into the folder (under ``earlier``); a different pixelprior version is said."""
+        import json
+
+        path = self.out / "environment.json"
+        now = environment(self.config.resolved_device())
+        earlier: list = []
+        if path.is_file():
+            old = json.loads(path.read_text())
+            earlier = old.pop("earlier", []) + [old]
+            versions = sorted({e.get("pixelprior", "unknown") for e in earlier}
+                              - {now["pixelprior"]})
+            if versions:
+                self.log(f"note: earlier rows in {self.out} were written by pixelprior "
+                         f"{', '.join(versions)}; this run is {now['pixelprior']} (each row "
+                         "records its version)")
+        write_json_atomic(path, {**now, "earlier": earlier})
+
     def _move_aside(self) -> None:
-        """``--force``: keep the old results, config and environment beside the new run."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for name in (RESULTS, "selection.json", "config.json", "environment.json", MAPS_DIR):
-            if (self.out / name).exists():
-                os.replace(self.out / name, self.out / f"{name}.old-{stamp}")
-        self.log(f"note: earlier results moved aside with suffix .old-{stamp}")
+        """``--force``: the old run — results, config, environment, maps, report and
+        figures — moves into ``old-STAMP/`` beside the new run, whole."""
+        aside = self.out / f"old-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for entry in self.out.iterdir():
+            if entry.name != ".lock" and entry != aside and not entry.name.startswith("old-"):
+                os.replace(entry, aside / entry.name)
+        self.log(f"note: the earlier run was moved into {aside}")
 
     def _run(self, worker, selection: dict, progress: bool, on_group, interrupts
              ) -> list[dict]:
@@ -342,8 +376,8 @@ class ExperimentRunner:
                 with guard():
                     save_maps(self.out, new[0]["seed"], new[0]["mode"], maps)
                     append_rows(results_path, new)
+                    self.kept += len(new)
                 rows.extend(new)
-                self.kept += len(new)
                 bar.advance(len(new), sum(r["success"] for r in new))
                 if on_group is not None:
                     on_group(new)

@@ -197,28 +197,30 @@ def write_figures(directory: str | Path, frame: pd.DataFrame, config: Experiment
 
 
 def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
-                  count: int = 8) -> None:
+                  rows: list[int] | None = None, count: int = 8) -> None:
     """For up to ``count`` scanned images: the image, the oracle map (how far the best
     grid colour at each position pushes the true class below the runner-up) and the
-    vulnerable positions. ``images``: uint8 or float ``[N, C, H, W]`` in scan order."""
+    vulnerable positions. ``images`` (uint8 or float ``[N, C, H, W]``) are the scan's
+    ``rows`` (default: the scan's first rows, in order)."""
     directory = Path(directory)
-    count = min(count, len(maps.labels), images.shape[0])
+    rows = list(range(images.shape[0])) if rows is None else rows
+    count = min(count, len(rows))
     if count == 0:
         return
     oracle = maps.oracle_map()
     images = to_float(images) if images.dtype == torch.uint8 else images
     fig, axes = plt.subplots(count, 3, figsize=(6, 2.1 * count), squeeze=False)
-    for row in range(count):
+    for n, row in enumerate(rows[:count]):
         label = int(maps.labels[row])
         name = class_names[label] if class_names is not None else str(label)
         vulnerable = maps.vulnerable[row]
-        _show(axes[row, 0], images[row].cpu(), f"#{int(maps.image_indices[row])}: {name}")
-        axes[row, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
-        axes[row, 1].set_title("oracle map", fontsize=8)
-        axes[row, 1].axis("off")
-        axes[row, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
-        axes[row, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
-        axes[row, 2].axis("off")
+        _show(axes[n, 0], images[n].cpu(), f"#{int(maps.image_indices[row])}: {name}")
+        axes[n, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
+        axes[n, 1].set_title("oracle map", fontsize=8)
+        axes[n, 1].axis("off")
+        axes[n, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
+        axes[n, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
+        axes[n, 2].axis("off")
     _save(fig, directory, "oracle_maps")
 
 

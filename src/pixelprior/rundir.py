@@ -42,8 +42,9 @@ class OutputLocationError(ValueError):
     """The output folder cannot hold results (a file is there, or it is not writable)."""
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; ``exit_code`` is 130 or 143."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``exit_code`` is 130 or 143. A ``BaseException`` (like
+    ``KeyboardInterrupt``), so no ``except Exception`` on the way swallows it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)

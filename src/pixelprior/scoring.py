@@ -145,13 +145,21 @@ class Scorer(ABC):
         self._chunks: dict[tuple, int] = {}
 
     # -- what an engine implements
-    def prepare(self, images: torch.Tensor) -> Any:
-        """State of the clean images ``[B, C, H, W]`` that every query reuses."""
+    def prepare(self, images: torch.Tensor, per_image: bool = False) -> Any:
+        """State of the clean images ``[B, C, H, W]`` that every query reuses.
+        ``per_image``: computed one image at a time, so an image's state does not depend
+        on the others (batch invariance)."""
         return images
 
     @abstractmethod
     def logits(self, state: Any, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """Class scores ``[N, K]`` of rows ``(owner[n], genes[n])``, one call."""
+
+    def fixed_logits(self, state: Any, owner: torch.Tensor, genes: torch.Tensor
+                     ) -> torch.Tensor:
+        """:meth:`logits` for a call of the fixed chunk shape (where static-shape
+        machinery such as CUDA graphs applies)."""
+        return self.logits(state, owner, genes)
 
     def image_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores of whole images (clean or adversarial), one call."""
@@ -174,9 +182,21 @@ class Scorer(ABC):
             return self.cpu_chunk_rows()
         key = (tuple(images.shape[1:]), images.device, fixed_shape)
         if key not in self._chunks:
-            self._chunks[key] = rows_for_memory(self._row_bytes(state, images),
-                                                torch.cuda.mem_get_info(images.device)[0],
-                                                fixed_shape)
+            row_bytes = self._row_bytes(state, images)
+            free = torch.cuda.mem_get_info(images.device)[0]
+            if not fixed_shape:
+                self._chunks[key] = rows_for_memory(row_bytes, free)
+            else:  # the fixed shape must not depend on what else uses the device
+                rows = rows_for_memory(row_bytes, 2 * CUDA_MEMORY_BUDGET, fixed_shape=True)
+                if rows * row_bytes > CUDA_FREE_SHARE * free:
+                    shrunk = rows_for_memory(row_bytes, free, fixed_shape=True)
+                    warnings.warn(f"only {free / 2**30:.1f} GiB free on {images.device}: "
+                                  f"fixed chunks of {shrunk} rows instead of {rows}; results "
+                                  "may differ in the last bits from a run with more memory "
+                                  "free (each row records its chunk size)", RuntimeWarning,
+                                  stacklevel=2)
+                    rows = shrunk
+                self._chunks[key] = rows
         return self._chunks[key]
 
     def image_chunk_rows(self, images: torch.Tensor) -> int:
@@ -210,7 +230,8 @@ class Scorer(ABC):
             rows = part_owner.shape[0]
             if fixed_shape:
                 part_owner, part_genes = _pad_rows(part_owner, part_genes, chunk)
-            logits = self.logits(state, part_owner, part_genes)
+            logits = (self.fixed_logits(state, part_owner, part_genes) if fixed_shape
+                      else self.logits(state, part_owner, part_genes))
             out.append(check_logits(logits, part_owner.shape[0])[:rows].softmax(1))
         return torch.cat(out)
 
@@ -271,6 +292,10 @@ class FullPassScorer(Scorer):
 
     def logits(self, state: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor
                ) -> torch.Tensor:
+        return self._eager(state, owner, genes)
+
+    def fixed_logits(self, state: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor
+                     ) -> torch.Tensor:
         images = state
         if self.cuda_graphs and images.device.type == "cuda":
             key = (owner.shape[0], *images.shape[1:])
@@ -332,9 +357,13 @@ class IncrementalScorer(Scorer):
         self.engine = engine
         self.full = full
 
-    def prepare(self, images: torch.Tensor):
+    def prepare(self, images: torch.Tensor, per_image: bool = False):
         with self._autocast(images.device):
-            return self.engine.prepare(images)
+            if not per_image or images.shape[0] == 1:
+                return self.engine.prepare(images)
+            # the clean activations' last bits depend on the batch size: one image a call
+            return _concat_caches([self.engine.prepare(images[i:i + 1])
+                                   for i in range(images.shape[0])])
 
     def logits(self, state, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         images = state.images
@@ -344,6 +373,17 @@ class IncrementalScorer(Scorer):
 
     def image_logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.full.image_logits(images)
+
+
+def _concat_caches(parts: list):
+    """One :class:`~pixelprior.incremental.CleanCache` of several images' caches."""
+    from dataclasses import replace
+
+    first = parts[0]
+    return replace(first, images=torch.cat([p.images for p in parts]),
+                   padded=[None if t is None else torch.cat([p.padded[n] for p in parts])
+                           for n, t in enumerate(first.padded)],
+                   at_switch=torch.cat([p.at_switch for p in parts]))
 
 
 class OnnxRuntimeScorer(Scorer):
@@ -376,7 +416,8 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     """Why ``scorer`` cannot stand in for ``model``'s full pass (``None`` when it can):
     one-pixel candidates at the corners, edges and centre of ``image`` (``[1, C, H, W]``)
     and the clean image, scored both ways (same labels, scores within ``atol`` times the
-    score scale). Lower precision is checked for labels only."""
+    score scale). Lower precision moves scores by design (an explicit option): only the
+    shapes are checked."""
     height, width = image.shape[-2:]
     spots = [(y, x) for y in (0, height // 2, height - 1) for x in (0, width // 2, width - 1)]
     colour = torch.rand(len(spots), image.shape[1], generator=torch.Generator().manual_seed(0))

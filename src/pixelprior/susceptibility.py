@@ -203,7 +203,7 @@ class RankedScanAttack(Attack):
                   else distribution.probabilities)[rows]
         orders = _orders(scores, generators if self.tie_break == "random" else None)
         scorer = self.scorer(images)
-        state = scorer.prepare(images)
+        state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
         found = scan_positions(lambda owner, genes: self._query(state, images, owner, genes),
                                images, labels, targets, orders, self.colours,
@@ -253,7 +253,7 @@ class SusceptibilityScan:
         if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
-        state = scorer.prepare(images)
+        state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         positions = images.shape[-2] * images.shape[-1]
         if order is None:
@@ -376,7 +376,10 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
              interrupts=None) -> SusceptibilityMaps:
     """Scan ``images`` (float ``[N, C, H, W]``, dataset ``indices``) into ``out``:
     ``maps.npz`` and ``summary.json``, rewritten atomically after every group of
-    ``batch_images``, so an interrupted scan resumes where it stopped (same command)."""
+    ``batch_images``, so an interrupted scan resumes where it stopped (same command).
+    Images already in ``out`` (matched by their pixels) are not scanned again; a folder
+    holding a scan of another model, grid or target is refused. Returns every image of
+    the folder (:meth:`SusceptibilityMaps.rows_of` picks these)."""
     import time
 
     from .rundir import Progress, RunLock, check_writable_dir, write_json_atomic
@@ -384,10 +387,19 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
     out = Path(out)
     check_writable_dir(out)
     info = {"levels": levels, **(info or {})}
+    created = not out.exists()
+    keys = image_keys(images)
     with RunLock(out):
-        parts = _existing_parts(out, info)
-        done = {int(i) for part in parts for i in part.image_indices.tolist()}
-        todo = [n for n, index in enumerate(indices) if index not in done]
+        try:
+            parts = _existing_parts(out, info)
+        except BaseException:
+            if created:
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+        done = {key for part in parts for key in part.image_keys.tolist()}
+        todo = [n for n, key in enumerate(keys) if key not in done]
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
         began = time.perf_counter()
@@ -423,7 +435,7 @@ def _existing_parts(out: Path, info: dict) -> list[SusceptibilityMaps]:
     if not (out / MAPS_FILE).is_file():
         return []
     old = SusceptibilityMaps.load(out)
-    for key in ("levels", "model", "weights"):
+    for key in ("levels", "model", "weights", "target"):
         if key in info and old.info.get(key) != info[key]:
             raise ValueError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, not "
                              f"{info[key]!r}; choose another --out")
