@@ -403,8 +403,11 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
         began = time.perf_counter()
+        fooled_before = sum(bool(part.vulnerable[row].any()) for part in parts
+                            for row, key in enumerate(part.image_keys.tolist())
+                            if key in set(keys))
         with Progress(progress, "scan", len(indices), len(indices) - len(todo),
-                      what="fooled") as bar:
+                      fooled_before, what="fooled") as bar:
             for start in range(0, len(todo), batch_images):
                 group = todo[start:start + batch_images]
                 batch = images[group].to(device)
