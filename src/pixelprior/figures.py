@@ -282,7 +282,9 @@ def ranked_scans_figure(directory: Path, rows: pd.DataFrame, scan) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("model queries (ranked scan, log scale)")
     ax.set_ylabel("share of images fooled")
-    ax.set_ylim(0, 1)
+    top = float((rows.groupby("method")["vulnerable_positions"].apply(
+        lambda v: (v > 0).mean())).max()) if len(rows) else 1.0
+    ax.set_ylim(0, min(1.0, top + 0.1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     _save(fig, Path(directory), "ranked_scans")
