@@ -310,3 +310,66 @@ def test_an_unreadable_map_file_counts_as_missing_and_is_written_again(tmp_path)
     assert experiment.load_maps(tmp_path / "run") == {}
     ExperimentRunner(config, log=lambda m: None).run(progress=False)  # resume: backfills
     assert len(experiment.load_maps(tmp_path / "run")) == 2
+
+
+def _fake_scan(dataset, positions, vulnerable_rows, path: Path) -> None:
+    """A saved scan of ``positions`` of ``dataset`` where only ``vulnerable_rows`` have a
+    vulnerable pixel (what `selection = "vulnerable"` reads)."""
+    import numpy as np
+
+    from pixelprior.data import to_float
+    from pixelprior.susceptibility import SusceptibilityMaps, image_keys
+
+    images = to_float(dataset.images[positions])
+    count, _, height, width = images.shape
+    vulnerable = np.zeros((count, height, width), dtype=bool)
+    for row in vulnerable_rows:
+        vulnerable[row, 1, 2] = True
+    margin = np.where(vulnerable, -0.1, 0.2).astype(np.float32)
+    SusceptibilityMaps(np.array(image_keys(images)),
+                       dataset.official_indices[positions].numpy().astype(np.int64),
+                       dataset.labels[positions].numpy().astype(np.int64), margin.copy(),
+                       margin, vulnerable, np.zeros((count, height, width, 3), np.float32),
+                       3).save(path / "maps.npz")
+
+
+def test_vulnerable_selection_attacks_what_the_scan_found_with_the_same_rows(tmp_path):
+    from pixelprior.experiment import SelectionError, load_dataset
+
+    everything = ExperimentRunner(small_config(tmp_path / "all", images=4)).run(progress=False)
+    chosen = json.loads((tmp_path / "all" / "selection.json").read_text())["positions"]
+    dataset = load_dataset(small_config(tmp_path / "x"))
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    _fake_scan(dataset, chosen, [1, 3], scan)
+    config = small_config(tmp_path / "v", images=2, selection="vulnerable", oracle=str(scan))
+    rows = ExperimentRunner(config).run(progress=False)
+    selection = json.loads((tmp_path / "v" / "selection.json").read_text())
+    assert selection["rule"] == "vulnerable" and selection["positions"] == [chosen[1], chosen[3]]
+    # each image's random stream is keyed by its pixels: the same rows as in the larger run
+    wanted = {k: v for k, v in comparable(everything).items()
+              if k[2] in selection["indices"]}
+    strip = ("config_hash",)
+    assert ({k: {f: x for f, x in v.items() if f not in strip} for k, v in wanted.items()}
+            == {k: {f: x for f, x in v.items() if f not in strip}
+                for k, v in comparable(rows).items()})
+    with pytest.raises(SelectionError, match="only 2 images qualify"):
+        ExperimentRunner(small_config(tmp_path / "w", images=3, selection="vulnerable",
+                                      oracle=str(scan))).run(progress=False)
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(ConfigError, match="needs oracle"):
+        small_config(tmp_path / "n", selection="vulnerable").validate()
+
+
+def test_a_scan_of_other_images_is_refused_for_the_vulnerable_selection(tmp_path):
+    from pixelprior.data import ImageSet
+    from pixelprior.experiment import SelectionError, load_dataset, vulnerable_positions
+
+    dataset = load_dataset(small_config(tmp_path / "x"))
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    brighter = ImageSet(dataset.images[:2] // 2, dataset.labels[:2], dataset.class_names,
+                        "altered", dataset.official_indices[:2])
+    _fake_scan(brighter, [0, 1], [0], scan)
+    with pytest.raises(SelectionError, match="not in"):
+        vulnerable_positions(str(scan), dataset)

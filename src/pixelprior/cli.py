@@ -499,6 +499,8 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
         _print_report(Path(config.out))
 
 
+ORACLE_HELP = ("Folder of a `pixelprior susceptibility` scan of these images, for the "
+               "oracle modes and the vulnerable selection.")
 CONFIG_HELP = ("TOML/JSON config: any ExperimentConfig field. Options given on the command "
                "line override it; options not given never do.")
 
@@ -516,6 +518,10 @@ def reproduce_cifar10(
                                      " scan, scan:ORDER."),
     strategy: str | None = typer.Option(None, help="DE strategy [rand1bin]."),
     tau: float | None = typer.Option(None, help="Threshold of S [0.5]."),
+    selection: str | None = typer.Option(None, help="first_correct | random_correct | first "
+                                         "| random | vulnerable (the images the --oracle "
+                                         "scan fools) [first_correct]."),
+    oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
     source: str | None = typer.Option(None, help="full (the exact test set; needs it, or "
                                       "downloads it) | sample (the bundled first 100) [full]."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py "
@@ -540,6 +546,7 @@ def reproduce_cifar10(
     quick_preset = {"images": 10, "seeds": [0], "source": "sample"} if quick else {}
     given = {"images": images, "seeds": _seeds(seeds),
              "modes": modes.split(",") if modes else None, "strategy": strategy, "tau": tau,
+             "selection": selection, "oracle": str(oracle) if oracle else None,
              "source": source, "data": str(data) if data else None, "device": device,
              "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
              "workers": workers, "ray_address": ray_address, "out": str(out) if out else None}
@@ -559,6 +566,7 @@ def reproduce_nips17(
     seeds: str | None = typer.Option(None, help="Seeds: a count or a list [5]."),
     modes: str | None = typer.Option(None, help="Comma-separated modes."),
     selection_seed: int | None = typer.Option(None, help="Seed of the random selection [0]."),
+    oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
     resize_inside: bool | None = typer.Option(None, "--resize-inside/--no-resize-inside",
                                               help="Attack the 299x299 image and resize "
                                               "inside the model [no]."),
@@ -586,6 +594,7 @@ def reproduce_nips17(
              "weights": str(weights) if weights else None, "images": images,
              "seeds": _seeds(seeds), "modes": modes.split(",") if modes else None,
              "selection_seed": selection_seed, "resize_inside": resize_inside,
+             "oracle": str(oracle) if oracle else None,
              "max_batch": max_batch, "device": device, "batch_images": batch_images,
              "engine": engine, "workers": workers, "ray_address": ray_address,
              "out": str(out) if out else None}

@@ -28,7 +28,7 @@ from pathlib import Path
 from .evolution import EvolutionConfig
 from .scoring import ENGINES, PRECISIONS
 
-SELECTIONS = ("first_correct", "random_correct", "first", "random")
+SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable")
 SOURCES = ("full", "sample")
 DATASETS = ("cifar10", "nips17")
 DE_MODES = ("unconstrained", "constrained", "uniform", "susceptible", "weighted", "topk",
@@ -74,7 +74,9 @@ class ExperimentConfig:
     model: str = "squeezenet1_1-cifar10"
     weights: str | None = None
     images: int = 100
-    selection: str = "first_correct"  # first_correct | random_correct | first | random
+    # first_correct | random_correct | first | random | vulnerable (images the scan in
+    # `oracle` finds a one-pixel adversarial for, in scan order)
+    selection: str = "first_correct"
     selection_seed: int = 0
     resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
     modes: list[str] = field(default_factory=lambda: ["unconstrained", "constrained"])
@@ -180,6 +182,9 @@ class ExperimentConfig:
             p.append(f"images must be >= 1, got {self.images}")
         if self.selection not in SELECTIONS:
             p.append(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection == "vulnerable" and not self.oracle:
+            p.append("selection 'vulnerable' needs oracle (--oracle DIR, or `oracle` in the "
+                     "config): the folder of a `pixelprior susceptibility` scan of the images")
         if not self.seeds:
             p.append("seeds must not be empty")
         elif len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
@@ -213,7 +218,8 @@ class ExperimentConfig:
                 p.append(f"mode {mode!r} scans one pixel; pixels is {self.pixels}")
         uses_oracle = any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes)
         if uses_oracle and not self.oracle:
-            p.append("the oracle modes need `oracle`: a folder made by "
+            p.append("the oracle modes need oracle (--oracle DIR, or `oracle` in the "
+                     "config): a folder made by "
                      "`pixelprior susceptibility` for these images")
         if self.oracle and not (Path(self.oracle) / "maps.npz").is_file() and not (
                 Path(self.oracle).is_file()):
