@@ -357,13 +357,17 @@ def test_vulnerable_selection_attacks_what_the_scan_found_with_the_same_rows(tmp
         ExperimentRunner(small_config(tmp_path / "w", images=3, selection="vulnerable",
                                       oracle=str(scan))).run(progress=False)
     assert not (tmp_path / "w").exists()
+    robust = ExperimentRunner(small_config(tmp_path / "r", images=2, selection="robust",
+                                           oracle=str(scan))).run(progress=False)
+    assert {r["image_index"] for r in robust} | set(selection["indices"]) == {
+        r["image_index"] for r in everything}
     with pytest.raises(ConfigError, match="needs oracle"):
         small_config(tmp_path / "n", selection="vulnerable").validate()
 
 
 def test_a_scan_of_other_images_is_refused_for_the_vulnerable_selection(tmp_path):
     from pixelprior.data import ImageSet
-    from pixelprior.experiment import SelectionError, load_dataset, vulnerable_positions
+    from pixelprior.experiment import SelectionError, load_dataset, scanned_positions
 
     dataset = load_dataset(small_config(tmp_path / "x"))
     scan = tmp_path / "scan"
@@ -372,4 +376,4 @@ def test_a_scan_of_other_images_is_refused_for_the_vulnerable_selection(tmp_path
                         "altered", dataset.official_indices[:2])
     _fake_scan(brighter, [0, 1], [0], scan)
     with pytest.raises(SelectionError, match="not in"):
-        vulnerable_positions(str(scan), dataset)
+        scanned_positions(str(scan), dataset)

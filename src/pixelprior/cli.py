@@ -519,8 +519,8 @@ def reproduce_cifar10(
     strategy: str | None = typer.Option(None, help="DE strategy [rand1bin]."),
     tau: float | None = typer.Option(None, help="Threshold of S [0.5]."),
     selection: str | None = typer.Option(None, help="first_correct | random_correct | first "
-                                         "| random | vulnerable (the images the --oracle "
-                                         "scan fools) [first_correct]."),
+                                         "| random | vulnerable / robust (the images the "
+                                         "--oracle scan fools / does not) [first_correct]."),
     oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
     source: str | None = typer.Option(None, help="full (the exact test set; needs it, or "
                                       "downloads it) | sample (the bundled first 100) [full]."),

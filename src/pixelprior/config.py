@@ -28,7 +28,7 @@ from pathlib import Path
 from .evolution import EvolutionConfig
 from .scoring import ENGINES, PRECISIONS
 
-SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable")
+SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
 SOURCES = ("full", "sample")
 DATASETS = ("cifar10", "nips17")
 DE_MODES = ("unconstrained", "constrained", "uniform", "susceptible", "weighted", "topk",
@@ -74,8 +74,8 @@ class ExperimentConfig:
     model: str = "squeezenet1_1-cifar10"
     weights: str | None = None
     images: int = 100
-    # first_correct | random_correct | first | random | vulnerable (images the scan in
-    # `oracle` finds a one-pixel adversarial for, in scan order)
+    # first_correct | random_correct | first | random | vulnerable / robust (the images
+    # the scan in `oracle` finds a one-pixel adversarial for / none for, in scan order)
     selection: str = "first_correct"
     selection_seed: int = 0
     resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
@@ -182,8 +182,8 @@ class ExperimentConfig:
             p.append(f"images must be >= 1, got {self.images}")
         if self.selection not in SELECTIONS:
             p.append(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.selection == "vulnerable" and not self.oracle:
-            p.append("selection 'vulnerable' needs oracle (--oracle DIR, or `oracle` in the "
+        if self.selection in ("vulnerable", "robust") and not self.oracle:
+            p.append(f"selection {self.selection!r} needs oracle (--oracle DIR, or `oracle` in the "
                      "config): the folder of a `pixelprior susceptibility` scan of the images")
         if not self.seeds:
             p.append("seeds must not be empty")

@@ -149,8 +149,9 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: Ima
         pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
         generator = torch.Generator().manual_seed(config.selection_seed)
         chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
-    elif config.selection == "vulnerable":
-        chosen = vulnerable_positions(config.oracle, dataset)[:config.images]
+    elif config.selection in ("vulnerable", "robust"):
+        chosen = scanned_positions(config.oracle, dataset,
+                                   config.selection == "vulnerable")[:config.images]
     else:
         raise ConfigError(f"unknown selection {config.selection!r}")
     if len(chosen) < config.images:
@@ -168,22 +169,26 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: Ima
             "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
 
 
-def vulnerable_positions(scan_path: str, dataset: ImageSet) -> torch.Tensor:
+def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True
+                      ) -> torch.Tensor:
     """Positions in ``dataset`` of the images a susceptibility scan found a one-pixel
-    adversarial for, in the scan's order. Matched by pixels, so a scan of another
-    dataset or source is an error, never a silent pick of other images."""
+    adversarial for (``vulnerable``) or none for, in the scan's order. Matched by pixels,
+    so a scan of another dataset or source is an error, never a silent pick of other
+    images."""
     from .susceptibility import SusceptibilityMaps, image_keys
 
     scan = SusceptibilityMaps.load(scan_path)
-    rows = scan.vulnerable.reshape(len(scan.labels), -1).any(1).nonzero()[0]
+    fooled = scan.vulnerable.reshape(len(scan.labels), -1).any(1)
+    rows = (fooled if vulnerable else ~fooled).nonzero()[0]
     keys = [key for start in range(0, len(dataset), 1000)
             for key in image_keys(to_float(dataset.images[start:start + 1000]))]
     where = {key: position for position, key in enumerate(keys)}
     missing = [int(scan.image_indices[r]) for r in rows if scan.image_keys[r] not in where]
     if missing:
         raise SelectionError(
-            f"{len(missing)} vulnerable images of the scan {scan.source} are not in "
-            f"{dataset.source} (e.g. index {missing[0]}); scan this dataset's images")
+            f"{len(missing)} {'vulnerable' if vulnerable else 'robust'} images of the scan "
+            f"{scan.source} are not in {dataset.source} (e.g. index "
+            f"{missing[0]}); scan this dataset's images")
     return torch.tensor([where[scan.image_keys[r]] for r in rows], dtype=torch.long)
 
 
