@@ -130,6 +130,12 @@ CASES = {
     "full test set missing": (["reproduce", "cifar10", *SMALL, "--out", "{tmp}/run"], 1,
                               "CIFAR-10 not found"),
     "report of a non-run": (["report", "{tmp}"], 2, "not a run directory"),
+    "vulnerable selection without a scan": (["reproduce", "cifar10", "--selection",
+                                             "vulnerable", *SMALL, "--out", "{tmp}/run"], 2,
+                                            "needs oracle (--oracle DIR"),
+    "oracle folder without a scan": (["reproduce", "cifar10", "--modes", "oracle", "--oracle",
+                                      "{tmp}", *SMALL, "--out", "{tmp}/run"], 2,
+                                     "holds no maps.npz"),
     "scan with bad levels": (["susceptibility", "{cat}", "--levels", "1", "--out",
                               "{tmp}/scan"], 2, "levels must be >= 2"),
 }
