@@ -134,3 +134,18 @@ def test_every_other_mode_is_compared_with_the_unconstrained_baseline():
     text = markdown_report(frame, config, stats)
     assert text.count("## Paired: unconstrained vs constrained") == 1
     assert "## Paired: unconstrained vs random_set" in text
+
+
+def test_a_ratio_whose_resamples_can_have_a_zero_denominator_is_unbounded():
+    # image 0 has a denominator of 0 (e.g. the oracle start: 0 generations); a resample
+    # holding only image 0 has no finite ratio, so the upper end is inf, never num / 1e-12
+    images = np.array([0, 0, 1])
+    num, den = np.array([3.0, 4.0, 4.0]), np.array([0.0, 0.0, 1.0])
+    ratio, low, high = image_bootstrap_ratio(images, num, den, resamples=400)
+    assert ratio == 11.0 and np.isfinite(low) and high == np.inf
+    from pixelprior.report import _fmt
+    assert _fmt(high) == "∞"
+    # finite resamples keep NumPy's linear percentiles
+    values = np.array([1.0, 2.0, 3.0, np.inf])
+    from pixelprior.report import _percentiles
+    assert _percentiles(values, (2.5, 50.0)) == [np.percentile(values[:3], 3.75), 2.5]
