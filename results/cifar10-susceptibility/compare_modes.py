@@ -12,7 +12,9 @@ grid: on the other 65 no search can succeed on the grid, and DE never did in Tab
   (random start set, oracle start set); every (seed, image) attack counts;
 - scans: ``results/cifar10-ranked`` (the runner's ``scan`` / ``scan:ORDER`` rows, seed 0)
   and, for maps the runner did not scan, ``table1/map_metrics.csv`` (queries exactly as
-  ``RankedScanAttack`` counts them).
+  ``RankedScanAttack`` counts them);
+- the check behind the choice of images: ``results/cifar10-best1bin-robust`` (best1bin on
+  the 65 images the scan calls robust, seed 0).
 
 Writes ``modes_vs_queries.png`` / ``.pdf`` beside this script and prints Markdown: the table,
 then two checks (the ablation's unconstrained rows against Table 1's; the runner's scan
@@ -107,8 +109,8 @@ def print_table(curves: dict[str, np.ndarray], images: int) -> None:
 
 
 def draw(curves: dict[str, np.ndarray]) -> None:
-    grid = np.unique(np.geomspace(1, BUDGET_DE, 400).round())
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = np.unique(np.geomspace(10, BUDGET_DE, 400).round())
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, queries in curves.items():
         style = "--" if name.startswith("scan") else "-"
         ax.plot(grid, [(queries <= g).mean() for g in grid], style, label=name, linewidth=1)
@@ -118,7 +120,7 @@ def draw(curves: dict[str, np.ndarray]) -> None:
     ax.set_title("Table 1's 35 vulnerable images (CIFAR-10 SqueezeNet)", fontsize=9)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     for suffix in ("png", "pdf"):
         fig.savefig(HERE / f"modes_vs_queries.{suffix}", dpi=150, bbox_inches="tight")
 
@@ -134,6 +136,12 @@ def print_checks(indices: np.ndarray) -> None:
                        for c in SAME], axis=0)
         print(f"- The ablation's unconstrained rows equal Table 1's (success, generations, "
               f"queries, pixel position) for {same.sum()} of {len(pair)} attacks.")
+    robust_run = RESULTS / "cifar10-best1bin-robust"
+    if (robust_run / "results.jsonl").is_file():
+        robust, _ = load_rows(robust_run)
+        print(f"- best1bin on the {len(robust)} grid-robust images (seed 0, unconstrained): "
+              f"fooled {int(robust['success'].sum())}; lowest true-class probability "
+              f"reached {robust['true_probability'].min():.3f}.")
     ranked = rows_of("cifar10-ranked", indices)
     if ranked is None:
         return
