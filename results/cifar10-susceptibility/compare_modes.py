@@ -1,6 +1,6 @@
 """Every mode on one axis: share of the vulnerable images fooled against model queries.
 
-    python results/cifar10-susceptibility/compare_modes.py > results/cifar10-susceptibility/compare_modes.md
+    cd results/cifar10-susceptibility && python compare_modes.py > compare_modes.md
 
 Reads what the runs saved (no attack is rerun). The images are the 35 of Table 1's 100 that
 the exhaustive scan (``table1/maps.npz``) finds a one-pixel adversarial for on its 27-colour
