@@ -13,8 +13,8 @@ grid: on the other 65 no search can succeed on the grid, and DE never did in Tab
 - scans: ``results/cifar10-ranked`` (the runner's ``scan`` / ``scan:ORDER`` rows, seed 0)
   and, for maps the runner did not scan, ``table1/map_metrics.csv`` (queries exactly as
   ``RankedScanAttack`` counts them);
-- the check behind the choice of images: ``results/cifar10-best1bin-robust`` (best1bin on
-  the 65 images the scan calls robust, seed 0).
+- the check behind the choice of images: ``results/cifar10-best1bin-robust`` and
+  ``...-robust-constrained`` (best1bin on the 65 images the scan calls robust, seed 0).
 
 Writes ``modes_vs_queries.png`` / ``.pdf`` beside this script and prints Markdown: the table,
 then two checks (the ablation's unconstrained rows against Table 1's; the runner's scan
@@ -136,12 +136,13 @@ def print_checks(indices: np.ndarray) -> None:
                        for c in SAME], axis=0)
         print(f"- The ablation's unconstrained rows equal Table 1's (success, generations, "
               f"queries, pixel position) for {same.sum()} of {len(pair)} attacks.")
-    robust_run = RESULTS / "cifar10-best1bin-robust"
-    if (robust_run / "results.jsonl").is_file():
-        robust, _ = load_rows(robust_run)
-        print(f"- best1bin on the {len(robust)} grid-robust images (seed 0, unconstrained): "
-              f"fooled {int(robust['success'].sum())}; lowest true-class probability "
-              f"reached {robust['true_probability'].min():.3f}.")
+    for run in ("cifar10-best1bin-robust", "cifar10-best1bin-robust-constrained"):
+        if not (RESULTS / run / "results.jsonl").is_file():
+            continue
+        robust, _ = load_rows(RESULTS / run)
+        print(f"- best1bin on the {len(robust)} grid-robust images (seed 0, "
+              f"{robust['mode'].iloc[0]}): fooled {int(robust['success'].sum())}; lowest "
+              f"true-class probability reached {robust['true_probability'].min():.3f}.")
     ranked = rows_of("cifar10-ranked", indices)
     if ranked is None:
         return
