@@ -149,3 +149,13 @@ def test_a_ratio_whose_resamples_can_have_a_zero_denominator_is_unbounded():
     values = np.array([1.0, 2.0, 3.0, np.inf])
     from pixelprior.report import _percentiles
     assert _percentiles(values, (2.5, 50.0)) == [np.percentile(values[:3], 3.75), 2.5]
+
+
+def test_a_scan_reports_the_positions_it_scanned_not_a_start_set():
+    frame = synthetic()
+    scan = frame[frame["mode"] == "unconstrained"].assign(
+        mode="scan:gradient", support_size=63, positions_scanned=[3, 5] * 6)
+    table = per_seed_table(pd.concat([frame, scan], ignore_index=True))
+    by_mode = table[table["seed"] == 0].set_index("mode")["mean_start_pixels"]
+    assert by_mode["scan:gradient"] == 4.0  # positions scanned, not the map's support
+    assert by_mode["constrained"] == 16 and by_mode["unconstrained"] == 64

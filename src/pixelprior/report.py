@@ -99,9 +99,9 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Table 1 layout: one row per (seed, mode) with totals, means, success, queries."""
-    def summarise(group: pd.DataFrame) -> pd.Series:
+    def summarise(group: pd.DataFrame, scan: bool) -> dict:
         wins = group[group["success"]]
-        return pd.Series({
+        return {
             "images": len(group),
             "success_rate": group["success"].mean(),
             "total_s": group["seconds"].sum(),
@@ -110,10 +110,17 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "mean_generations_success": wins["generations"].mean() if len(wins) else np.nan,
             "mean_queries": group["queries"].mean(),
             "mean_queries_success": wins["queries"].mean() if len(wins) else np.nan,
-            "mean_start_pixels": group["support_size"].mean(),  # |S|, or H*W if uniform
-        })
+            # DE: the start set (|S|, or H*W if uniform); a scan has no start set, and what
+            # says how far it went is the positions it scanned
+            "mean_start_pixels": group["support_size"].mean() if not scan else (
+                group["positions_scanned"].mean()),
+        }
 
-    return frame.groupby(["seed", "mode"]).apply(summarise, include_groups=False).reset_index()
+    rows = []
+    for (seed, mode), group in frame.groupby(["seed", "mode"]):
+        scan = parse_mode(mode)[0] == "scan" and "positions_scanned" in group
+        rows.append({"seed": seed, "mode": mode, **summarise(group, scan)})
+    return pd.DataFrame(rows)
 
 
 def paired_frame(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
@@ -307,7 +314,10 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
              f"computed on {', '.join(stats_.get('devices', ['cpu']))}.", "",
              "## Per seed and mode (Table 1 layout)", "",
              "| seed | mode | images | success | total s | mean s | mean gen (all) | "
-             "mean gen (successes) | mean queries | mean start pixels |",
+             "mean gen (successes) | mean queries | mean start pixels"
+             + (" (scans: positions scanned)" if any(parse_mode(m)[0] == "scan"
+                                                     for m in frame["mode"].unique()) else "")
+             + " |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(f"| {r['seed']} | {r['mode']} | {int(r['images'])} | "
