@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -107,3 +108,18 @@ def test_an_image_missing_from_the_scan_is_a_clear_error(bright_model):
         OraclePrior(maps).distribution(None, dark_images(1, seed=9), labels)
     with pytest.raises(FileNotFoundError, match="pixelprior susceptibility"):
         SusceptibilityMaps.load("/nonexistent")
+
+
+def test_a_scan_file_is_read_once_per_version(bright_model, tmp_path):
+    images, labels = dark_images(2), torch.zeros(2, dtype=torch.long)
+    maps = SusceptibilityMaps.from_scan(SusceptibilityScan(bright_model)(images, labels),
+                                        images, labels, [0, 1], 3)
+    maps.save(tmp_path / "maps.npz")
+    first = SusceptibilityMaps.load(tmp_path)
+    assert SusceptibilityMaps.load(tmp_path / "maps.npz") is first  # the same version
+    assert first.oracle_map() is first.oracle_map()  # computed once
+    changed = SusceptibilityMaps.from_scan(SusceptibilityScan(bright_model)(images, labels),
+                                           images, labels, [7, 8], 3)
+    changed.save(tmp_path / "maps.npz")  # a new version (size or time) is read again
+    os.utime(tmp_path / "maps.npz", ns=(0, 1))
+    assert SusceptibilityMaps.load(tmp_path).image_indices.tolist() == [7, 8]

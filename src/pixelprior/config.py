@@ -49,6 +49,31 @@ LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replac
 PRIOR_VERSIONS = {"random_set": 2}
 
 
+def device_problem(device: str) -> str | None:
+    """What is wrong with a device name here (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or
+    None; one check for the runner's config and the CLI's single-image commands."""
+    import torch
+
+    if not (device in ("auto", "cpu", "cuda")
+            or (device.startswith("cuda:") and device[5:].isdigit())):
+        return f"device must be auto, cpu, cuda or cuda:N, got {device!r}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return (f"device {device} asked for, but no CUDA device is available here; use "
+                "--device cpu (or auto)")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        return f"device {device}: only {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class ConfigError(ValueError):
     """The configuration cannot run (every problem found is in the message)."""
 
@@ -251,7 +276,6 @@ class ExperimentConfig:
     def _check_running(self, p: list[str]) -> None:
         import importlib.util
 
-        import torch
 
         if self.engine not in ENGINES:
             p.append(f"engine must be one of {ENGINES}, got {self.engine!r}")
@@ -264,15 +288,8 @@ class ExperimentConfig:
             p.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.engine == "onnxruntime" and self.precision != "fp32":
             p.append("engine onnxruntime runs in fp32 only")
-        device = self.device
-        if not (device in ("auto", "cpu") or device == "cuda"
-                or (device.startswith("cuda:") and device[5:].isdigit())):
-            p.append(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            p.append(f"device {device} asked for, but no CUDA device is available here; "
-                     "use --device cpu (or auto)")
-        elif device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-            p.append(f"device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+        if problem := device_problem(self.device):
+            p.append(problem)
         if self.engine == "onnxruntime" and self.resolved_device() != "cpu":
             p.append("engine onnxruntime runs on the CPU; use --device cpu")
         if self.batch_images is not None and self.batch_images < 1:
@@ -289,11 +306,7 @@ class ExperimentConfig:
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> str:
         """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return resolve_device(self.device)
 
     def images_per_group(self) -> int:
         """Images attacked together: the setting, else 10 on the CPU (measured flat beyond,

@@ -25,6 +25,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -218,13 +219,14 @@ class GroupWorker:
         wall = time.time() - began
         self._scorer = attack.scorer(images)  # built and checked once, reused
         rows = []
+        digest, version = config.digest(), _version()  # once per group, not per row
         for (seed_, mode_, _, index), result in zip(group, output.results, strict=True):
             row = result.to_row()
             row.pop("index")  # position inside the attacked batch; image_index identifies it
-            row.update(seed=seed_, mode=mode_, image_index=index, config_hash=config.digest(),
+            row.update(seed=seed_, mode=mode_, image_index=index, config_hash=digest,
                        group_seconds=wall, group_size=len(group), finished=time.time(),
                        device=self.device, engine=self._scorer.name,
-                       chunk_rows=attack.chunk_rows, version=_version())
+                       chunk_rows=attack.chunk_rows, version=version)
             rows.append(row)
         return rows, _maps_of(output.distribution, [g[3] for g in group])
 
@@ -394,7 +396,7 @@ class ExperimentRunner:
         self.total, self.kept = len(work) + len(done), len(done)
         if worker is not None:
             self._backfill_maps(worker, rows, selection)
-        guard = interrupts.critical if interrupts is not None else _nothing
+        guard = interrupts.critical if interrupts is not None else nullcontext
         with Progress(progress, "attack", self.total, len(done),
                       sum(r["success"] for r in rows)) as bar:
             for new, maps in self._execute(worker, list(_groups(work,
@@ -461,12 +463,6 @@ def _key(image: torch.Tensor, label: int) -> int:
     from .attack import image_key
 
     return image_key(image, label)
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _groups(work: list[tuple], size: int) -> Iterable[list[tuple]]:

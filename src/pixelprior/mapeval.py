@@ -94,8 +94,8 @@ def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, 
 
 
 def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
-                scan: SusceptibilityMaps, rows: list[int], sensitivity_kwargs: dict,
-                batch: int = 10) -> np.ndarray:
+                scan: SusceptibilityMaps, rows: list[int], sensitivity_kwargs: dict
+                ) -> np.ndarray:
     """Maps ``[B, H, W]`` of ``method`` for ``images`` (``rows`` of ``scan``)."""
     if method == "oracle":
         return scan.oracle_map()[rows]
@@ -105,17 +105,12 @@ def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
             seed = int(scan.image_keys[row][:15], 16)
             out.append(np.random.default_rng(seed).random(images.shape[-2:]))
         return np.stack(out).astype(np.float32)
-    from .sensitivity import METHOD_OPTIONS, make_sensitivity
+    from .sensitivity import make_sensitivity
 
-    shared = ("score", "reduction", "normalization", "percentile")
-    kwargs = {k: v for k, v in sensitivity_kwargs.items()
-              if k in shared or k in METHOD_OPTIONS.get(method, ())}
-    sensitivity = make_sensitivity(method, model, **kwargs)
-    parts = []
-    for start in range(0, images.shape[0], batch):  # one image at a time inside: seeded
-        for i in range(start, min(start + batch, images.shape[0])):
-            parts.append(sensitivity(images[i:i + 1], labels[i:i + 1]).cpu().numpy())
-    return np.concatenate(parts)
+    sensitivity = make_sensitivity(method, model, **sensitivity_kwargs)  # keeps its options
+    # one image at a time: a seeded method's map does not depend on its batch companions
+    return np.concatenate([sensitivity(images[i:i + 1], labels[i:i + 1]).cpu().numpy()
+                           for i in range(images.shape[0])])
 
 
 def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: float = 0.5,
@@ -133,12 +128,14 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
 
     colours = scan.levels ** scan.best_colour.shape[-1]
     oracle = scan.oracle_map()
+    # each image's random-stream key, computed once for every method
+    keys = ([image_key(images[row], int(scan.labels[row])) for row in range(len(scan.labels))]
+            if images is not None else None)
     rows = []
     for method, values in maps.items():
         for row in range(len(scan.labels)):
-            if images is not None:
-                generator = problem_generator(seed, image_key(images[row],
-                                                              int(scan.labels[row])))
+            if keys is not None:  # a fresh generator per method: each scan starts anew
+                generator = problem_generator(seed, keys[row])
             else:
                 generator = torch.Generator().manual_seed(
                     (int(scan.image_keys[row][:15], 16) + seed) % (2**63))

@@ -281,7 +281,8 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
         out["paired"] = paired_comparison(frame, a, b)
         out["paper_accounting"] = paper_accounting(frame, config, a, b).to_dict("records")
     if a in modes:
-        out["paired_vs_a"] = {mode: paired_comparison(frame, a, mode)
+        out["paired_vs_a"] = {mode: out["paired"] if mode == b and "paired" in out
+                              else paired_comparison(frame, a, mode)
                               for mode in sorted(modes - {a})}
     return out
 

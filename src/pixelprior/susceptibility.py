@@ -24,6 +24,7 @@ DE run (40,400) — and also *certifies* the images it does not fool, on its gri
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,6 +269,9 @@ class SusceptibilityScan:
 
 
 # --------------------------------------------------------------------------- saved maps
+_LOADED: dict[tuple, SusceptibilityMaps] = {}
+
+
 @dataclass
 class SusceptibilityMaps:
     """A scan saved to disk (``maps.npz``): what :class:`~pixelprior.prior.OraclePrior`
@@ -286,7 +290,12 @@ class SusceptibilityMaps:
 
     def oracle_map(self) -> np.ndarray:
         """Per image in [0, 1]: the lowest margin, negated and min-max normalised, so
-        every vulnerable position (margin < 0) ranks above every other."""
+        every vulnerable position (margin < 0) ranks above every other (computed once)."""
+        if "_oracle_map" not in self.__dict__:
+            self.__dict__["_oracle_map"] = self._compute_oracle_map()
+        return self.__dict__["_oracle_map"]
+
+    def _compute_oracle_map(self) -> np.ndarray:
         score = -self.min_margin.reshape(len(self.labels), -1).astype(np.float64)
         low = score.min(1, keepdims=True)
         span = score.max(1, keepdims=True) - low
@@ -324,6 +333,17 @@ class SusceptibilityMaps:
         if not path.is_file():
             raise FileNotFoundError(f"no susceptibility scan at {path}; make one with "
                                     "`pixelprior susceptibility ... --out DIR`")
+        # runs build an oracle prior or order per group of images: read each file version
+        # once (keyed by path, size and modification time; scans are never changed in place)
+        stat = path.stat()
+        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if identity not in _LOADED:
+            _LOADED.clear()  # one scan at a time is what runs use
+            _LOADED[identity] = cls._read(path)
+        return _LOADED[identity]
+
+    @classmethod
+    def _read(cls, path: Path) -> SusceptibilityMaps:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return cls(npz["image_keys"], npz["image_indices"], npz["labels"],
@@ -335,9 +355,11 @@ class SusceptibilityMaps:
 
     @classmethod
     def from_scan(cls, result: ScanResult, images: torch.Tensor, labels: torch.Tensor,
-                  indices: list[int], levels: int, info: dict | None = None
-                  ) -> SusceptibilityMaps:
-        return cls(np.array(image_keys(images.cpu())), np.asarray(indices, dtype=np.int64),
+                  indices: list[int], levels: int, info: dict | None = None,
+                  keys: list[str] | None = None) -> SusceptibilityMaps:
+        """``keys``: the images' :func:`image_keys` when already computed."""
+        keys = keys if keys is not None else image_keys(images.cpu())
+        return cls(np.array(keys), np.asarray(indices, dtype=np.int64),
                    labels.cpu().numpy().astype(np.int64),
                    result.min_fitness.numpy().astype(np.float32),
                    result.min_margin.numpy().astype(np.float32),
@@ -387,25 +409,18 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
     out = Path(out)
     check_writable_dir(out)
     info = {"levels": levels, **(info or {})}
-    created = not out.exists()
     keys = image_keys(images)
     with RunLock(out):
-        try:
-            parts = _existing_parts(out, info)
-        except BaseException:
-            if created:
-                import shutil
-
-                shutil.rmtree(out, ignore_errors=True)
-            raise
+        parts = _existing_parts(out, info)
         done = {key for part in parts for key in part.image_keys.tolist()}
         todo = [n for n, key in enumerate(keys) if key not in done]
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
         began = time.perf_counter()
+        wanted = set(keys)
         fooled_before = sum(bool(part.vulnerable[row].any()) for part in parts
                             for row, key in enumerate(part.image_keys.tolist())
-                            if key in set(keys))
+                            if key in wanted)
         with Progress(progress, "scan", len(indices), len(indices) - len(todo),
                       fooled_before, what="fooled") as bar:
             for start in range(0, len(todo), batch_images):
@@ -413,23 +428,18 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
                 batch = images[group].to(device)
                 result = scan(batch, labels[group].to(device))
                 part = SusceptibilityMaps.from_scan(result, batch, labels[group],
-                                                    [indices[n] for n in group], levels)
+                                                    [indices[n] for n in group], levels,
+                                                    keys=[keys[n] for n in group])
                 parts.append(part)
                 maps = _merge(parts, levels, {
                     **info, "seconds": earlier + time.perf_counter() - began})
-                guard = interrupts.critical() if interrupts is not None else _nothing()
+                guard = interrupts.critical() if interrupts is not None else nullcontext()
                 with guard:
                     maps.save(out / MAPS_FILE)
                     write_json_atomic(out / "summary.json", _summary_json(maps))
                 bar.advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
     maps = SusceptibilityMaps.load(out)
     return maps
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _existing_parts(out: Path, info: dict) -> list[SusceptibilityMaps]:
