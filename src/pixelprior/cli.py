@@ -19,7 +19,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # ':abc:' in a message stays text
 _STATE = {"debug": False}
 
 ENGINE_HELP = ("How candidates are scored: auto (incremental where the model allows it), "
@@ -164,16 +164,11 @@ def _check_out(out: Path) -> Path:
 
 
 def _device(name: str) -> str:
-    import torch
+    from .config import device_problem, resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        _fail(f"--device {name}: no CUDA device is available here; use --device cpu (or "
-              "auto)")
-    if name != "cpu" and not name.startswith("cuda"):
-        _fail(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return name
+    if problem := device_problem(name):
+        _fail(problem)
+    return resolve_device(name)
 
 
 # --------------------------------------------------------------------------- train/eval
@@ -291,10 +286,12 @@ def attack(
                                      "default 0.5)."),
     mode: str | None = typer.Option(None, help="Any experiment mode instead: e.g. "
                                     "weighted, scan, scan:smoothgrad, scan:occlusion."),
-    popsize: int = typer.Option(400, help="DE population."),
-    maxiter: int = typer.Option(100, help="Most DE generations."),
-    strategy: str = typer.Option("rand1bin", help="DE strategy: rand1bin (the paper) or "
-                                 "best1bin (Su et al.'s code), ..."),
+    oracle: Path | None = typer.Option(None, help="Folder of a `pixelprior susceptibility` "
+                                       "scan of this image, for --mode oracle / scan:oracle."),
+    popsize: int | None = typer.Option(None, help="DE population [400]."),
+    maxiter: int | None = typer.Option(None, help="Most DE generations [100]."),
+    strategy: str | None = typer.Option(None, help="DE strategy: rand1bin (the paper) or "
+                                        "best1bin (Su et al.'s code), ... [rand1bin]."),
     pixels: int = typer.Option(1, help="Pixels changed."),
     seed: int = typer.Option(0, help="Seed of the attack."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
@@ -306,7 +303,7 @@ def attack(
     """Attack one image; write the adversarial PNG and a JSON result."""
     import torch
 
-    from .config import ExperimentConfig
+    from .config import ExperimentConfig, parse_mode
     from .models import load_model, model_spec
 
     if tau is not None and not constrained and mode not in ("constrained", "random_set"):
@@ -314,11 +311,15 @@ def attack(
     if constrained and mode is not None and mode != "constrained":
         _fail(f"--constrained and --mode {mode} ask for two modes; give one")
     chosen = mode or ("constrained" if constrained else "unconstrained")
+    search = {"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy}
+    if parse_mode(chosen)[0] == "scan" and any(v is not None for v in search.values()):
+        given = ", ".join(k for k, v in search.items() if v is not None)
+        _fail(f"{given} set the differential evolution; mode {chosen} scans instead")
     device = _device(device)
     config = ExperimentConfig.build(overrides=dict(
         modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
         tau=tau, engine=engine, device=device, model=model,
-        weights=str(weights) if weights else None))
+        weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
     _check_out(out)
     net = load_model(model, weights, device=device)
     image, fitted, _ = _load_image(image_file, model_spec(model).input_size, not no_resize)
@@ -698,10 +699,15 @@ def evaluate_maps_cmd(
     from .mapeval import run_map_evaluation
 
     chosen = [m for part in [methods, *(more_methods or [])] for m in part.split(",") if m]
+    if not chosen:
+        _fail("--methods names no method; give one or more of smoothgrad, gradient, "
+              "integrated_gradients, gradcam, occlusion, random, oracle")
     try:
         ks = tuple(int(k) for k in top_k.split(","))
     except ValueError:
         _fail(f"--top-k takes comma-separated integers, got {top_k!r}")
+    if min(ks) < 1:
+        _fail(f"--top-k takes positive integers (positions), got {top_k!r}")
     if not (directory / "maps.npz").is_file():
         _fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
               f"--out {directory}`")
