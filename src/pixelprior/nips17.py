@@ -151,7 +151,7 @@ def load_nips17(directory: str | Path, size: int = 224) -> ImageSet:
 
     from .models import imagenet_class_names
 
-    directory = Path(directory)
+    directory = Path(directory).expanduser()  # as the config validated it
     records = read_dev_csv(directory / "dev_dataset.csv")
     images_dir = directory / "images" if (directory / "images").is_dir() else directory
     pixels, labels, ids, rows = [], [], [], []
