@@ -377,3 +377,9 @@ def test_a_scan_of_other_images_is_refused_for_the_vulnerable_selection(tmp_path
     _fake_scan(brighter, [0, 1], [0], scan)
     with pytest.raises(SelectionError, match="not in"):
         scanned_positions(str(scan), dataset)
+
+
+def test_images_attacked_together_follow_the_device_and_the_dataset():
+    assert ExperimentConfig(device="cpu").images_per_group() == 10
+    assert ExperimentConfig(device="cpu", dataset="nips17").images_per_group() == 4
+    assert ExperimentConfig(device="cpu", batch_images=3).images_per_group() == 3

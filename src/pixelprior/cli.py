@@ -583,11 +583,9 @@ def reproduce_nips17(
     no_report: bool = typer.Option(False, help="Skip the report."),
 ) -> None:
     """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
-    import torch
 
     base = {"dataset": "nips17", "model": "squeezenet1_1", "images": 500,
             "selection": "random_correct", "out": "runs/nips17",
-            "batch_images": None if torch.cuda.is_available() else 4,
             # a scan of every 224x224 position would cost 1.35 M queries per image: scan
             # modes cover the top 1,024 positions of their order (recorded in config.json)
             "scan_positions": 1024}

@@ -309,12 +309,14 @@ class ExperimentConfig:
         return resolve_device(self.device)
 
     def images_per_group(self) -> int:
-        """Images attacked together: the setting, else 10 on the CPU (measured flat beyond,
-        issue 7) and every image of a (seed, mode) on CUDA (one large batch per
-        generation)."""
+        """Images attacked together: the setting, else every image of a (seed, mode) on
+        CUDA (one large batch per generation) and on the CPU 10 CIFAR-10 images (measured
+        flat beyond, issue 7) or 4 ImageNet-size ones (memory)."""
         if self.batch_images is not None:
             return self.batch_images
-        return self.images if self.resolved_device().startswith("cuda") else 10
+        if self.resolved_device().startswith("cuda"):
+            return self.images
+        return 4 if self.dataset == "nips17" else 10
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
