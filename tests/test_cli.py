@@ -154,7 +154,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_user_error_is_one_clear_line(case, cat_png, broken_png, tmp_path, monkeypatch):
     monkeypatch.delenv("PIXELPRIOR_DATA", raising=False)  # no test set: 'full' must stop
-    monkeypatch.setattr("pixelprior.data.CIFAR10_URL", "http://127.0.0.1:9/cifar.tar.gz")
+    monkeypatch.setattr("pixelprior.data.cifar10.CIFAR10_URL", "http://127.0.0.1:9/cifar.tar.gz")
     big = tmp_path / "big.png"
     Image.new("RGB", (50, 40), (90, 120, 40)).save(big)
     args, code, phrase = CASES[case]
@@ -191,7 +191,7 @@ def test_an_internal_error_says_so_and_points_at_debug(cat_png, monkeypatch):
     def broken(*args, **kwargs):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr("pixelprior.models.load_model", broken)
+    monkeypatch.setattr("pixelprior.cli.attack.load_model", broken)
     result = invoke("attack", cat_png)
     clean_error(result, 1, "internal error (IndexError")
     assert "--debug" in result.output

@@ -112,15 +112,15 @@ def test_download_checks_md5_and_extracts(tmp_path, monkeypatch):
     server = _serve(archive.parent)
     try:
         url = f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
-        monkeypatch.setattr(data, "CIFAR10_URL", url)
-        monkeypatch.setattr(data, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+        monkeypatch.setattr(data.cifar10, "CIFAR10_URL", url)
+        monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
         dataset = load_cifar10_test(None, download=True)
         assert len(dataset) == 3
         # a wrong checksum deletes the download and says so
         for f in (tmp_path / "cache").rglob("*"):
             if f.is_file():
                 f.unlink()
-        monkeypatch.setattr(data, "CIFAR10_MD5", "0" * 32)
+        monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", "0" * 32)
         with pytest.raises(CorruptDataError, match="MD5 mismatch"):
             data.download_cifar10(tmp_path / "cache2")
         assert not list((tmp_path / "cache2").glob("*.tar.gz*"))
@@ -130,7 +130,7 @@ def test_download_checks_md5_and_extracts(tmp_path, monkeypatch):
 
 def test_failed_download_gives_clear_error(monkeypatch):
     monkeypatch.delenv("PIXELPRIOR_DATA", raising=False)
-    monkeypatch.setattr(data, "CIFAR10_URL", "http://127.0.0.1:9/none.tar.gz")
+    monkeypatch.setattr(data.cifar10, "CIFAR10_URL", "http://127.0.0.1:9/none.tar.gz")
     with pytest.raises(DataNotFoundError, match="Download"):
         resolve_cifar10_dir(None, download=True)
 

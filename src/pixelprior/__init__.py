@@ -1,15 +1,26 @@
 """pixelprior: interpretability-guided sparse adversarial attacks.
 
-Image → model → sensitivity map → prior → search (evolution or scan) + scorer → result →
-report.
+Data flows one way through packages named after its stages, each importing only from
+the ones before it::
+
+    data → models → maps → priors → scoring → search → experiment → report → cli
+
+(with small shared helpers below them all: ``_streams``, ``_io``, ``_format``,
+``_registry``). This namespace is the flat public API.
 """
 
-from .attack import AttackOutput, AttackResult, OnePixelAttack, PixelChange
-from .config import ExperimentConfig
-from .data import load_cifar10, load_cifar10_sample, load_cifar10_test, to_float
-from .evolution import DifferentialEvolution, EvolutionConfig
+from .data import SusceptibilityMaps, load_cifar10, load_cifar10_sample, load_cifar10_test, to_float
+from .experiment import ExperimentConfig
+from .maps import (
+    CaptumSensitivity,
+    GradCAM,
+    IntegratedGradients,
+    Occlusion,
+    SmoothGrad,
+    VanillaGradient,
+)
 from .models import load_model
-from .prior import (
+from .priors import (
     OraclePrior,
     RandomSetPrior,
     SusceptibleSetPrior,
@@ -19,24 +30,26 @@ from .prior import (
     make_prior,
 )
 from .scoring import FullPassScorer, IncrementalScorer, Scorer, make_scorer
-from .sensitivity import (
-    CaptumSensitivity,
-    GradCAM,
-    IntegratedGradients,
-    Occlusion,
-    SmoothGrad,
-    VanillaGradient,
+from .search import (
+    AttackOutput,
+    AttackResult,
+    DifferentialEvolution,
+    EvolutionConfig,
+    OnePixelAttack,
+    PixelChange,
+    RandomSearchAttack,
+    RankedScanAttack,
+    SusceptibilityScan,
 )
-from .susceptibility import RankedScanAttack, SusceptibilityMaps, SusceptibilityScan
 
-__version__ = "0.2.0"
+from ._version import __version__  # noqa: E402
 
 __all__ = [
     "AttackOutput", "AttackResult", "CaptumSensitivity", "DifferentialEvolution",
     "EvolutionConfig", "ExperimentConfig", "FullPassScorer", "GradCAM", "IncrementalScorer",
     "IntegratedGradients", "Occlusion", "OnePixelAttack", "OraclePrior", "PixelChange",
-    "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad", "SusceptibilityMaps",
-    "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior", "UniformPrior",
-    "VanillaGradient", "WeightedPrior", "load_cifar10", "load_cifar10_sample",
+    "RandomSearchAttack", "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad",
+    "SusceptibilityMaps", "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior",
+    "UniformPrior", "VanillaGradient", "WeightedPrior", "load_cifar10", "load_cifar10_sample",
     "load_cifar10_test", "load_model", "make_prior", "make_scorer", "to_float",
 ]

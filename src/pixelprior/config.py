@@ -1,476 +1,52 @@
-"""One configuration shape from the command line to the runner to the attack.
+"""Deprecated import path, kept for one release (0.3); it warns on import.
 
-:class:`ExperimentConfig` holds everything that defines an experiment. It is built from
-three layers, each overriding the one before (:meth:`ExperimentConfig.build`):
-
-1. the defaults below (the paper's settings);
-2. a ``--config`` file (TOML or JSON; unknown keys are an error);
-3. the options actually given on the command line (an option not given never overrides
-   the file).
-
-The whole configuration — types, ranges, names, files it points at, the device — is
-checked by :meth:`ExperimentConfig.validate` before anything is written, and every problem
-is named in one message. ``config.json`` records exactly what ran. The runner asks the
-config for each mode's attack (:meth:`ExperimentConfig.attack`), so the command line, the
-runner and the Python API build attacks the same way.
+Its names live elsewhere now (mostly in ``pixelprior.experiment.config``);
+import them from there.
 """
 
-from __future__ import annotations
+import warnings
 
-import dataclasses
-import hashlib
-import json
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
+from pixelprior.experiment.config import (
+    DATASETS,
+    LATER_FIELDS,
+    NON_RESULT_FIELDS,
+    PRIOR_VERSIONS,
+    SELECTIONS,
+    SOURCES,
+    ConfigError,
+    ConfigMismatchError,
+    ExperimentConfig,
+    _describe,
+    _field_type,
+    _fits,
+    _type_problem,
+    device_problem,
+    read_config_file,
+    resolve_device,
+)
+from pixelprior.experiment.modes import (
+    DE_MODES,
+    SCAN_ORDERS,
+    SENSITIVITIES,
+    parse_mode,
+)
+from pixelprior.scoring.base import (
+    PRECISIONS,
+)
+from pixelprior.scoring.registry import (
+    ENGINES,
+)
+from pixelprior.search.evolution import (
+    EvolutionConfig,
+)
 
-from .evolution import EvolutionConfig
-from .scoring import ENGINES, PRECISIONS
+__all__ = [
+    "ConfigError", "ConfigMismatchError", "DATASETS", "DE_MODES", "ENGINES",
+    "EvolutionConfig", "ExperimentConfig", "LATER_FIELDS", "NON_RESULT_FIELDS",
+    "PRECISIONS", "PRIOR_VERSIONS", "SCAN_ORDERS", "SELECTIONS", "SENSITIVITIES", "SOURCES",
+    "_describe", "_field_type", "_fits", "_type_problem", "device_problem", "parse_mode",
+    "read_config_file", "resolve_device",
+]
 
-SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
-SOURCES = ("full", "sample")
-DATASETS = ("cifar10", "nips17")
-DE_MODES = ("unconstrained", "constrained", "uniform", "susceptible", "weighted", "topk",
-            "random_set", "oracle")
-SCAN_ORDERS = ("random", "raster", "oracle", "smoothgrad", "gradient", "integrated_gradients",
-               "gradcam", "occlusion")
-SENSITIVITIES = ("smoothgrad", "gradient", "integrated_gradients", "gradcam", "occlusion")
-# fields that do not change results: left out of the config hash (max_batch can change the
-# last bits of scores through the kernels of another chunk shape: it is hashed)
-NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address")
-# fields added after the first results were written: left out of the hash while they hold
-# their default, so earlier run directories keep their hash (and resume)
-LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
-                "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
-                "normalization", "percentile", "precision", "max_batch")
-# priors whose behaviour changed after results were written: runs using them hash anew
-# (random_set: one fixed pattern for every image before, fresh per image and seed now)
-PRIOR_VERSIONS = {"random_set": 2}
-
-
-def device_problem(device: str) -> str | None:
-    """What is wrong with a device name here (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or
-    None; one check for the runner's config and the CLI's single-image commands."""
-    import torch
-
-    if not (device in ("auto", "cpu", "cuda")
-            or (device.startswith("cuda:") and device[5:].isdigit())):
-        return f"device must be auto, cpu, cuda or cuda:N, got {device!r}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return (f"device {device} asked for, but no CUDA device is available here; use "
-                "--device cpu (or auto)")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        return f"device {device}: only {torch.cuda.device_count()} CUDA device(s)"
-    return None
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot run (every problem found is in the message)."""
-
-
-class ConfigMismatchError(RuntimeError):
-    """The run directory holds results of a different configuration."""
-
-
-@dataclass
-class ExperimentConfig:
-    """Everything that defines an experiment (readable from TOML/JSON).
-
-    Modes: ``unconstrained`` / ``constrained`` (the paper), any prior name (``weighted``,
-    ``topk``, ``random_set``, ``oracle``) for DE started from that prior, and scans:
-    ``scan`` (every position in raster order) or ``scan:ORDER`` with ORDER one of
-    ``random``, ``oracle`` or a sensitivity method (positions ranked by its map).
-    """
-
-    # what is attacked
-    dataset: str = "cifar10"  # cifar10 | nips17
-    data: str | None = None  # folder of the data (cifar10: holding cifar-10-batches-py)
-    source: str = "full"  # cifar10: full (exact test set) | sample (bundled first 100)
-    model: str = "squeezenet1_1-cifar10"
-    weights: str | None = None
-    images: int = 100
-    # first_correct | random_correct | first | random | vulnerable / robust (the images
-    # the scan in `oracle` finds a one-pixel adversarial for / none for, in scan order)
-    selection: str = "first_correct"
-    selection_seed: int = 0
-    resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
-    modes: list[str] = field(default_factory=lambda: ["unconstrained", "constrained"])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    # the search (differential evolution)
-    popsize: int = 400
-    maxiter: int = 100
-    mutation: float | list[float] = 0.5  # F, or [low, high] to dither per generation
-    strategy: str = "rand1bin"  # rand1bin (the paper) | best1bin (Su et al.'s code) | ...
-    recombination: float = 1.0
-    out_of_bounds: str = "clip"  # clip | resample
-    stop_on: str = "any"  # any candidate succeeds | the best member succeeds
-    replace_on_tie: bool = True
-    pixels: int = 1
-    init_color: str = "normal"
-    # scans (scan modes)
-    levels: int = 3  # colours per channel: 3 -> 27 colours
-    scan_positions: int | None = None  # scan only the top of the order (None: all)
-    oracle: str | None = None  # susceptibility folder for the oracle prior / order
-    # the sensitivity map and the prior
-    tau: float = 0.5
-    sensitivity: str = "smoothgrad"
-    n_samples: int = 50
-    noise_level: float = 0.15
-    score: str = "logit"  # logit | probability | log_probability
-    reduction: str = "max_abs"  # over channels: max_abs | mean_abs | sum
-    absolute: str = "after"  # SmoothGrad: |.| after averaging (paper) or before
-    normalization: str = "minmax"  # minmax | percentile
-    percentile: float = 99.0
-    # how it runs (no effect on results, except engine and precision: float bits)
-    engine: str = "auto"  # auto | incremental | full | onnxruntime
-    precision: str = "fp32"  # fp32 | bf16
-    batch_images: int | None = None  # images attacked together (None: by device)
-    max_batch: int | None = None
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    workers: int = 1  # Ray workers (pixelprior[ray]); 1: in this process
-    ray_address: str | None = None
-    out: str = "runs/cifar10"
-
-    # ------------------------------------------------------------------ building
-    @classmethod
-    def build(cls, file: str | Path | None = None, overrides: dict | None = None,
-              base: dict | None = None) -> ExperimentConfig:
-        """Defaults < ``base`` (e.g. a command's own defaults) < ``file`` < ``overrides``
-        (the options actually given), then validated."""
-        values = dict(base or {})
-        if file is not None:
-            values.update(read_config_file(file))
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        config = cls.from_dict(values)
-        config.validate()
-        return config
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ExperimentConfig:
-        """A config from a dict, its types checked (not yet its ranges)."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known keys: "
-                              f"{', '.join(sorted(known))}")
-        problems = [problem for name, value in values.items()
-                    if (problem := _type_problem(name, value, _field_type(known[name])))]
-        if problems:
-            raise ConfigError("; ".join(problems))
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return cls(**values)
-
-    # ------------------------------------------------------------------ checks
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming every problem, before anything runs."""
-        problems = self.problems()
-        if problems:
-            raise ConfigError("; ".join(problems))
-
-    def problems(self) -> list[str]:
-        p: list[str] = []
-        self._check_data(p)
-        self._check_search(p)
-        self._check_modes(p)
-        self._check_sensitivity(p)
-        self._check_running(p)
-        return p
-
-    def _check_data(self, p: list[str]) -> None:
-        from .models import MODELS
-
-        if self.dataset not in DATASETS:
-            p.append(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
-        if self.dataset == "cifar10" and self.source not in SOURCES:
-            hint = (" ('auto' was removed: it could silently attack the bundled sample "
-                    "instead of the test set)" if self.source == "auto" else "")
-            p.append(f"source must be 'full' or 'sample', got {self.source!r}{hint}")
-        if self.dataset == "nips17" and not self.data:
-            p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
-        if self.data and not Path(self.data).expanduser().exists():
-            p.append(f"data folder {self.data} does not exist")
-        if self.model not in MODELS:
-            p.append(f"unknown model {self.model!r}; known: {', '.join(sorted(MODELS))}")
-        if self.weights and not Path(self.weights).expanduser().is_file():
-            p.append(f"weights file {self.weights} does not exist")
-        if self.images < 1:
-            p.append(f"images must be >= 1, got {self.images}")
-        if self.selection not in SELECTIONS:
-            p.append(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.selection in ("vulnerable", "robust") and not self.oracle:
-            p.append(f"selection {self.selection!r} needs oracle (--oracle DIR, or `oracle` in the "
-                     "config): the folder of a `pixelprior susceptibility` scan of the images")
-        if not self.seeds:
-            p.append("seeds must not be empty")
-        elif len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            p.append(f"seeds must be distinct non-negative integers, got {self.seeds}")
-
-    def _check_search(self, p: list[str]) -> None:
-        try:
-            self.evolution()
-        except ValueError as exc:
-            p.append(str(exc))
-        if self.pixels < 1:
-            p.append(f"pixels must be >= 1, got {self.pixels}")
-        if self.init_color not in ("normal", "uniform"):
-            p.append(f"init_color must be 'normal' or 'uniform', got {self.init_color!r}")
-        if self.levels < 2:
-            p.append(f"levels must be >= 2, got {self.levels}")
-        if self.scan_positions is not None and self.scan_positions < 1:
-            p.append(f"scan_positions must be >= 1, got {self.scan_positions}")
-
-    def _check_modes(self, p: list[str]) -> None:
-        if not self.modes:
-            p.append("modes must not be empty")
-        if len(set(self.modes)) != len(self.modes):
-            p.append(f"modes repeat: {self.modes}")
-        for mode in self.modes:
-            kind, order = parse_mode(mode)
-            if kind is None:
-                p.append(f"unknown mode {mode!r}; use one of {', '.join(DE_MODES)}, 'scan' "
-                         f"or 'scan:ORDER' with ORDER in {', '.join(SCAN_ORDERS)}")
-            elif kind == "scan" and self.pixels != 1:
-                p.append(f"mode {mode!r} scans one pixel; pixels is {self.pixels}")
-        uses_oracle = any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes)
-        if uses_oracle and not self.oracle:
-            p.append("the oracle modes need oracle (--oracle DIR, or `oracle` in the "
-                     "config): a folder made by "
-                     "`pixelprior susceptibility` for these images")
-        if self.oracle and not (Path(self.oracle) / "maps.npz").is_file() and not (
-                Path(self.oracle).is_file()):
-            p.append(f"oracle {self.oracle} holds no maps.npz (make it with "
-                     "`pixelprior susceptibility ... --out DIR`)")
-
-    def _check_sensitivity(self, p: list[str]) -> None:
-        from .prior import check_tau
-        from .sensitivity import NORMALIZATIONS, REDUCTIONS, SCORES
-
-        try:
-            check_tau(self.tau)
-        except ValueError as exc:
-            p.append(str(exc))
-        if self.sensitivity not in SENSITIVITIES:
-            p.append(f"sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
-        if self.n_samples < 1:
-            p.append(f"n_samples must be >= 1, got {self.n_samples}")
-        if not self.noise_level >= 0:
-            p.append(f"noise_level must be >= 0, got {self.noise_level}")
-        for name, allowed in (("score", SCORES), ("reduction", REDUCTIONS),
-                              ("normalization", NORMALIZATIONS),
-                              ("absolute", ("after", "before"))):
-            if getattr(self, name) not in allowed:
-                p.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 0 < self.percentile <= 100:
-            p.append(f"percentile must lie in (0, 100], got {self.percentile}")
-
-    def _check_running(self, p: list[str]) -> None:
-        import importlib.util
-
-
-        if self.engine not in ENGINES:
-            p.append(f"engine must be one of {ENGINES}, got {self.engine!r}")
-        if self.engine == "incremental" and self.pixels != 1:
-            p.append("the incremental engine scores one-pixel candidates; use engine "
-                     "'full' or 'auto' for pixels > 1")
-        if self.engine == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
-            p.append('engine onnxruntime needs ONNX Runtime: pip install "pixelprior[onnx]"')
-        if self.precision not in PRECISIONS:
-            p.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.engine == "onnxruntime" and self.precision != "fp32":
-            p.append("engine onnxruntime runs in fp32 only")
-        if problem := device_problem(self.device):
-            p.append(problem)
-        if self.engine == "onnxruntime" and self.resolved_device() != "cpu":
-            p.append("engine onnxruntime runs on the CPU; use --device cpu")
-        if self.batch_images is not None and self.batch_images < 1:
-            p.append(f"batch_images must be >= 1, got {self.batch_images}")
-        if self.max_batch is not None and self.max_batch < 1:
-            p.append(f"max_batch must be >= 1, got {self.max_batch}")
-        if self.workers < 1:
-            p.append(f"workers must be >= 1, got {self.workers}")
-        if self.workers > 1 and importlib.util.find_spec("ray") is None:
-            p.append('workers > 1 run on Ray: pip install "pixelprior[ray]"')
-        if self.ray_address and self.workers < 2:
-            p.append("ray_address is used only with workers >= 2")
-
-    # ------------------------------------------------------------------ derived
-    def resolved_device(self) -> str:
-        """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
-        return resolve_device(self.device)
-
-    def images_per_group(self) -> int:
-        """Images attacked together: the setting, else every image of a (seed, mode) on
-        CUDA (one large batch per generation) and on the CPU 10 CIFAR-10 images (measured
-        flat beyond, issue 7) or 4 ImageNet-size ones (memory)."""
-        if self.batch_images is not None:
-            return self.batch_images
-        if self.resolved_device().startswith("cuda"):
-            return self.images
-        return 4 if self.dataset == "nips17" else 10
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        """Hash of the fields that change results (not the output path or batching)."""
-        defaults = ExperimentConfig()
-        relevant = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
-                    and not (k in LATER_FIELDS and v == getattr(defaults, k))}
-        for mode, version in PRIOR_VERSIONS.items():  # a prior whose meaning changed
-            if mode in self.modes:
-                relevant[f"{mode}_version"] = version
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-    def evolution(self) -> EvolutionConfig:
-        mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
-        return EvolutionConfig(self.popsize, self.maxiter, mutation, True, self.strategy,
-                               self.recombination, self.out_of_bounds, self.stop_on,
-                               self.replace_on_tie)
-
-    def sensitivity_kwargs(self) -> dict:
-        """Settings of the sensitivity methods (each method takes the ones it knows)."""
-        return {"score": self.score, "reduction": self.reduction,
-                "normalization": self.normalization, "percentile": self.percentile,
-                "n_samples": self.n_samples, "noise_level": self.noise_level,
-                "absolute": self.absolute}
-
-    def prior(self, mode: str):
-        """The prior of a DE mode (``unconstrained``, ``constrained`` or a prior name)."""
-        from .prior import make_prior
-
-        key = {"unconstrained": "uniform", "constrained": "susceptible"}.get(mode, mode)
-        if key == "uniform":
-            return make_prior("uniform")
-        if key == "oracle":
-            return make_prior("oracle", scan=self.oracle)
-        kwargs: dict = {"sensitivity": self.sensitivity, **self._method_kwargs()}
-        if key in ("susceptible", "random_set"):
-            kwargs["tau"] = self.tau
-        return make_prior(key, **kwargs)
-
-    def _method_kwargs(self) -> dict:
-        from .sensitivity import METHOD_OPTIONS
-
-        shared = ("score", "reduction", "normalization", "percentile")
-        own = METHOD_OPTIONS.get(self.sensitivity, ())
-        return {k: v for k, v in self.sensitivity_kwargs().items() if k in shared or k in own}
-
-    def attack(self, mode: str, model, seed: int, scorer=None, batch_invariant: bool = True,
-               targeted: bool = False):
-        """The attack of one mode and seed, as the runner and the CLI run it (``scorer``:
-        one built earlier, shared instead of ``engine``)."""
-        from .attack import OnePixelAttack
-        from .susceptibility import RankedScanAttack, ranked_prior
-
-        kind, order = parse_mode(mode)
-        engine = scorer if scorer is not None else self.engine
-        common = dict(seed=seed, max_batch=self.max_batch, batch_invariant=batch_invariant,
-                      engine=engine, precision=self.precision)
-        if kind == "scan":
-            method_kwargs = self._method_kwargs() if order in SENSITIVITIES else {}
-            if order in SENSITIVITIES and order != self.sensitivity:
-                from .sensitivity import METHOD_OPTIONS
-
-                shared = ("score", "reduction", "normalization", "percentile")
-                method_kwargs = {k: v for k, v in self.sensitivity_kwargs().items()
-                                 if k in shared or k in METHOD_OPTIONS.get(order, ())}
-            prior = ranked_prior(order, method_kwargs, self.oracle)
-            return RankedScanAttack(model, prior, levels=self.levels,
-                                    tie_break="raster" if order == "raster" else "random",
-                                    max_positions=self.scan_positions, targeted=targeted,
-                                    **common)
-        evolution = self.evolution()
-        return OnePixelAttack(
-            model, prior=self.prior(mode), popsize=evolution.popsize,
-            maxiter=evolution.maxiter, mutation=evolution.mutation, pixels=self.pixels,
-            init_color=self.init_color, strategy=evolution.strategy,
-            recombination=evolution.recombination, out_of_bounds=evolution.out_of_bounds,
-            stop_on=evolution.stop_on, replace_on_tie=evolution.replace_on_tie,
-            targeted=targeted, **common)
-
-
-def parse_mode(mode: str) -> tuple[str | None, str | None]:
-    """``("de", prior)`` or ``("scan", order)``; ``(None, None)`` for an unknown mode."""
-    if mode in DE_MODES:
-        return "de", mode
-    if mode == "scan":
-        return "scan", "raster"
-    if mode.startswith("scan:") and mode[5:] in SCAN_ORDERS:
-        return "scan", mode[5:]
-    return None, None
-
-
-def read_config_file(path: str | Path) -> dict:
-    """The values of a TOML or JSON config file; clear errors for missing or broken files."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        text = path.read_text()
-        if path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            import tomllib
-
-            values = tomllib.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
-        kind = "JSON" if path.suffix == ".json" else "TOML"
-        raise ConfigError(f"{path}: not valid {kind} ({exc})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: a config file holds key = value pairs")
-    return values
-
-
-# --------------------------------------------------------------------------- types
-def _field_type(f: dataclasses.Field):
-    hints = typing.get_type_hints(ExperimentConfig)
-    return hints[f.name]
-
-
-def _type_problem(name: str, value, expected) -> str | None:
-    """Why ``value`` does not fit the annotation ``expected`` (``None`` if it does)."""
-    if _fits(value, expected):
-        return None
-    return f"{name} must be {_describe(expected)}, got {value!r} ({type(value).__name__})"
-
-
-def _fits(value, expected) -> bool:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(expected)
-        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
-    return isinstance(value, expected)
-
-
-def _describe(expected) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return "null"
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(expected)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number",
-            str: "a string"}.get(expected, str(expected))
+warnings.warn("pixelprior.config moved (see pixelprior.experiment.config); this import "
+              "path goes in pixelprior 0.4", DeprecationWarning, stacklevel=2)

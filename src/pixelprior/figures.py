@@ -1,290 +1,45 @@
-"""Figures of a run (matplotlib, PNG and PDF), all drawn from what the run saved.
+"""Deprecated import path, kept for one release (0.3); it warns on import.
 
-- ``pipeline``: image, sensitivity map, susceptible set S, adversarial image with the
-  changed pixel circled and its coordinate in the title (the paper's Fig. 1), from the
-  maps the runner saved (``maps/``) — no model is rebuilt and no map recomputed;
-- ``examples``: originals beside their successful adversarial images, with the mode,
-  true → adversarial class and the pixel circled (the paper's Fig. 2);
-- ``success_vs_queries``: share of attacks that succeeded within q model queries, per mode
-  (DE and scans on one axis);
-- ``generations_hist``: histogram of generations per DE mode (failures at the budget);
-- :func:`oracle_figure`: a susceptibility scan's oracle maps and vulnerable pixels.
-
-Images come from the configured dataset (no model needed); the class names from the
-model registry.
+Its names live elsewhere now (mostly in ``pixelprior.report.figures``);
+import them from there.
 """
 
-from __future__ import annotations
+import warnings
 
-from pathlib import Path
+from pixelprior.data.base import (
+    to_float,
+)
+from pixelprior.experiment.config import (
+    ExperimentConfig,
+)
+from pixelprior.experiment.modes import (
+    parse_mode,
+)
+from pixelprior.report.figures import (
+    _adversarial,
+    _circle,
+    _class_names,
+    _map_name,
+    _name,
+    _save,
+    _show,
+    examples_figure,
+    generations_hist,
+    maps_compared_figure,
+    oracle_figure,
+    pipeline_figure,
+    ranked_scans_figure,
+    roc_figure,
+    success_vs_queries,
+    write_figures,
+)
 
-import matplotlib
+__all__ = [
+    "ExperimentConfig", "_adversarial", "_circle", "_class_names", "_map_name", "_name",
+    "_save", "_show", "examples_figure", "generations_hist", "maps_compared_figure",
+    "oracle_figure", "parse_mode", "pipeline_figure", "ranked_scans_figure", "roc_figure",
+    "success_vs_queries", "to_float", "write_figures",
+]
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from .config import ExperimentConfig, parse_mode  # noqa: E402
-from .data import to_float  # noqa: E402
-
-
-def _save(fig: plt.Figure, directory: Path, name: str) -> None:
-    for suffix in ("png", "pdf"):
-        fig.savefig(directory / f"{name}.{suffix}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _adversarial(image: torch.Tensor, pixels: list[dict]) -> torch.Tensor:
-    """Re-apply the recorded pixel changes to a float image ``[C, H, W]``."""
-    out = image.clone()
-    for p in pixels:
-        out[:, p["y"], p["x"]] = torch.tensor(p["new"], dtype=out.dtype)
-    return out
-
-
-def _show(ax, image, title: str) -> None:
-    array = image.permute(1, 2, 0).numpy() if isinstance(image, torch.Tensor) else image
-    ax.imshow(array.squeeze() if array.shape[2] == 1 else array, interpolation="nearest")
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-
-
-def _circle(ax, x: int, y: int, size: int) -> None:
-    ax.add_patch(plt.Circle((x, y), radius=max(1.5, size / 20), fill=False, color="cyan",
-                            linewidth=1))
-
-
-def _class_names(config: ExperimentConfig):
-    from .models import model_spec
-
-    try:
-        return model_spec(config.model).class_names()
-    except Exception:  # an unknown model: indices instead of names
-        return None
-
-
-def _name(names, label: int) -> str:
-    return names[int(label)] if names is not None else str(int(label))
-
-
-def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
-                    dataset, maps: dict, count: int = 4) -> str | None:
-    """Fig. 1 of the paper for ``count`` successful attacks of a mode with saved maps.
-    Returns a note when the figure cannot be drawn."""
-    mapped = [m for m in ("constrained", *sorted(set(frame["mode"]))) if m in set(frame["mode"])
-              and any(key[1] == m for key in maps)]
-    if not mapped:
-        return ("No pipeline figure: the run saved no sensitivity maps (runs made before "
-                "maps were saved get them when the same command is run again).")
-    mode = mapped[0]
-    wins = frame[(frame["mode"] == mode) & frame["success"]]
-    wins = wins[[(int(s), mode, int(i)) in maps for s, i in zip(wins["seed"],
-                                                                 wins["image_index"],
-                                                                 strict=True)]]
-    wins = wins.drop_duplicates("image_index").head(count)
-    if wins.empty:
-        return f"No pipeline figure: mode {mode} fooled no image with a saved map."
-    names = _class_names(config)
-    fig, axes = plt.subplots(len(wins), 4, figsize=(8, 2.1 * len(wins)), squeeze=False)
-    for row, (_, result) in enumerate(wins.iterrows()):
-        saved = maps[(int(result["seed"]), mode, int(result["image_index"]))]
-        image = to_float(dataset.images[dataset.position_of(result["image_index"])])
-        adv = _adversarial(image, result["pixels"])
-        x, y = result["pixels"][0]["x"], result["pixels"][0]["y"]
-        _show(axes[row, 0], image, f"image {result['image_index']}: "
-                                   f"{_name(names, result['true_label'])}")
-        if "sensitivity" in saved:
-            axes[row, 1].imshow(saved["sensitivity"], cmap="inferno", vmin=0, vmax=1)
-        axes[row, 1].set_title(f"{_map_name(mode, config)} map", fontsize=8)
-        axes[row, 1].axis("off")
-        if "start_set" in saved:
-            axes[row, 2].imshow(saved["start_set"], cmap="gray")
-        axes[row, 2].set_title(f"start set ({int(result['support_size'])} px)", fontsize=8)
-        axes[row, 2].axis("off")
-        _show(axes[row, 3], adv, f"({x}, {y}) → {_name(names, result['adversarial_label'])}")
-        _circle(axes[row, 3], x, y, image.shape[-1])
-    fig.suptitle(f"{mode}: image, map, start set, adversarial", fontsize=9)
-    _save(fig, directory, "pipeline")
-    return None
-
-
-def _map_name(mode: str, config: ExperimentConfig) -> str:
-    """What drew the map of a mode: the oracle, a scan's order, or the configured method."""
-    kind, order = parse_mode(mode)
-    if mode == "oracle" or order == "oracle":
-        return "oracle"
-    return order if kind == "scan" else config.sensitivity
-
-
-def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig, dataset,
-                    count: int = 8) -> None:
-    """Originals beside successful adversarial images: mode, true → adversarial class, the
-    changed pixel circled and its coordinate."""
-    wins = frame[frame["success"]].drop_duplicates("image_index").head(count)
-    if wins.empty:
-        return
-    names = _class_names(config)
-    cols = min(4, len(wins))
-    rows = int(np.ceil(len(wins) / cols))
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * 2 * cols, 2.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k, (_, result) in enumerate(wins.iterrows()):
-        image = to_float(dataset.images[dataset.position_of(result["image_index"])])
-        adv = _adversarial(image, result["pixels"])
-        r, c = divmod(k, cols)
-        p = result["pixels"][0]
-        _show(axes[r, 2 * c], image, f"#{result['image_index']} {result['mode']}\n"
-                                     f"{_name(names, result['true_label'])}")
-        _show(axes[r, 2 * c + 1], adv, f"({p['x']}, {p['y']})\n→ "
-                                       f"{_name(names, result['adversarial_label'])}")
-        _circle(axes[r, 2 * c + 1], p["x"], p["y"], image.shape[-1])
-    _save(fig, directory, "examples")
-
-
-def success_vs_queries(directory: Path, frame: pd.DataFrame, config: ExperimentConfig) -> None:
-    """Share of (seed, image) attacks that succeeded within q queries, per mode."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    budget = max(config.popsize * (config.maxiter + 1), int(frame["queries"].max()))
-    grid = np.linspace(0, budget, 400)
-    for mode, group in frame.groupby("mode"):
-        q = np.where(group["success"], group["queries"], np.inf)
-        ax.plot(grid, [(q <= g).mean() for g in grid], label=mode,
-                linestyle="--" if parse_mode(mode)[0] == "scan" else "-")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
-        lambda value, _: f"{value / 1000:.0f}k"))
-    ax.set_xlabel("model queries")
-    ax.set_ylabel("share of images fooled")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, directory, "success_vs_queries")
-
-
-def generations_hist(directory: Path, frame: pd.DataFrame, config: ExperimentConfig) -> None:
-    """Histogram of generations per DE mode; failures in the last bin (the budget)."""
-    de = frame[frame["budget_generations"].notna()]
-    if de.empty:
-        return
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    bins = np.arange(0, config.maxiter + 3) - 0.5
-    for mode, group in de.groupby("mode"):
-        ax.hist(group["budget_generations"], bins=bins, alpha=0.55, label=mode)
-    ax.set_xlabel(f"generations (failures at {config.maxiter + 1})")
-    ax.set_ylabel("attacks")
-    ax.legend()
-    _save(fig, directory, "generations_hist")
-
-
-def write_figures(directory: str | Path, frame: pd.DataFrame, config: ExperimentConfig
-                  ) -> list[str]:
-    """All figures of a run into ``directory``; returns notes on figures not drawn."""
-    from .experiment import load_dataset, load_maps
-
-    directory = Path(directory)
-    success_vs_queries(directory, frame, config)
-    generations_hist(directory, frame, config)
-    try:
-        dataset = load_dataset(config)
-    except Exception as exc:  # data moved or missing: the other figures still stand
-        return [f"No example or pipeline figures: the images could not be loaded ({exc})."]
-    examples_figure(directory, frame, config, dataset)
-    note = pipeline_figure(directory, frame, config, dataset, load_maps(directory))
-    return [note] if note else []
-
-
-def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
-                  rows: list[int] | None = None, count: int = 8) -> None:
-    """For up to ``count`` scanned images: the image, the oracle map (how far the best
-    grid colour at each position pushes the true class below the runner-up) and the
-    vulnerable positions. ``images`` (uint8 or float ``[N, C, H, W]``) are the scan's
-    ``rows`` (default: the scan's first rows, in order)."""
-    directory = Path(directory)
-    rows = list(range(images.shape[0])) if rows is None else rows
-    count = min(count, len(rows))
-    if count == 0:
-        return
-    oracle = maps.oracle_map()
-    images = to_float(images) if images.dtype == torch.uint8 else images
-    fig, axes = plt.subplots(count, 3, figsize=(6, 2.1 * count), squeeze=False)
-    for n, row in enumerate(rows[:count]):
-        label = int(maps.labels[row])
-        name = class_names[label] if class_names is not None else str(label)
-        vulnerable = maps.vulnerable[row]
-        _show(axes[n, 0], images[n].cpu(), f"#{int(maps.image_indices[row])}: {name}")
-        axes[n, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
-        axes[n, 1].set_title("oracle map", fontsize=8)
-        axes[n, 1].axis("off")
-        axes[n, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
-        axes[n, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
-        axes[n, 2].axis("off")
-    _save(fig, directory, "oracle_maps")
-
-
-def roc_figure(directory: Path, scan, maps: dict) -> None:
-    """Mean ROC curve of each map against the vulnerable positions (images with any)."""
-    from .mapeval import roc_auc, roc_curve
-
-    grid = np.linspace(0, 1, 201)
-    fooled = [r for r in range(len(scan.labels)) if scan.vulnerable[r].any()]
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    for method, values in maps.items():
-        if not fooled:
-            break
-        curve = np.mean([roc_curve(values[r], scan.vulnerable[r], grid) for r in fooled], 0)
-        auc = np.nanmean([roc_auc(values[r], scan.vulnerable[r]) for r in fooled])
-        ax.plot(grid, curve, label=f"{method} (AUC {auc:.2f})",
-                linestyle=":" if method in ("random", "oracle") else "-")
-    ax.plot([0, 1], [0, 1], color="gray", linewidth=0.5)
-    ax.set_xlabel("false-positive rate (positions)")
-    ax.set_ylabel("true-positive rate (vulnerable positions)")
-    ax.set_title(f"mean ROC over {len(fooled)} images", fontsize=9)
-    ax.legend(fontsize=7)
-    _save(fig, Path(directory), "roc")
-
-
-def maps_compared_figure(directory: Path, scan, images: torch.Tensor, maps: dict,
-                         count: int = 4) -> None:
-    """The oracle map beside each method's map for ``count`` images with vulnerable
-    positions (vulnerable positions outlined)."""
-    rows = [r for r in range(len(scan.labels)) if scan.vulnerable[r].any()][:count]
-    if not rows:
-        return
-    methods = [m for m in maps if m != "oracle"]
-    oracle = scan.oracle_map()
-    fig, axes = plt.subplots(len(rows), 2 + len(methods), squeeze=False,
-                             figsize=(1.7 * (2 + len(methods)), 1.8 * len(rows)))
-    for i, r in enumerate(rows):
-        _show(axes[i, 0], images[r].cpu(), f"#{int(scan.image_indices[r])}")
-        for j, (name, values) in enumerate([("oracle", oracle), *[(m, maps[m])
-                                                                   for m in methods]]):
-            ax = axes[i, j + 1]
-            ax.imshow(values[r], cmap="inferno", vmin=0, vmax=1)
-            ax.contour(scan.vulnerable[r], levels=[0.5], colors="cyan", linewidths=0.6)
-            ax.set_title(name if i == 0 else "", fontsize=7)
-            ax.axis("off")
-    _save(fig, Path(directory), "maps_compared")
-
-
-def ranked_scans_figure(directory: Path, rows: pd.DataFrame, scan) -> None:
-    """Share of all scanned images fooled within q queries by a scan ranked by each map."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colours = scan.levels ** scan.best_colour.shape[-1]
-    total = int(np.prod(scan.vulnerable.shape[1:])) * colours
-    grid = np.unique(np.concatenate([np.geomspace(colours, total, 300), [total]]))
-    for method, group in rows.groupby("method", sort=False):
-        q = np.where(group["vulnerable_positions"] > 0, group["queries_to_first"], np.inf)
-        ax.plot(grid, [(q <= g).mean() for g in grid], label=method,
-                linestyle=":" if method in ("random", "oracle") else "-")
-    ax.set_xscale("log")
-    ax.set_xlabel("model queries (ranked scan, log scale)")
-    ax.set_ylabel("share of images fooled")
-    top = float((rows.groupby("method")["vulnerable_positions"].apply(
-        lambda v: (v > 0).mean())).max()) if len(rows) else 1.0
-    ax.set_ylim(0, min(1.0, top + 0.1))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    _save(fig, Path(directory), "ranked_scans")
+warnings.warn("pixelprior.figures moved (see pixelprior.report.figures); this import "
+              "path goes in pixelprior 0.4", DeprecationWarning, stacklevel=2)

@@ -1,289 +1,38 @@
-"""Do sensitivity maps point at the pixels that can fool the model? Scored against the
-exhaustive scan's ground truth (:mod:`pixelprior.susceptibility`).
+"""Deprecated import path, kept for one release (0.3); it warns on import.
 
-For every image with at least one vulnerable position and every map:
-
-- **ROC AUC** of the map as a score for "this position is vulnerable" (0.5: no better
-  than chance; ties count half, as in the Mann–Whitney U statistic);
-- **precision of S** = |S ∩ V| / |S| for ``S = {s > τ}``, beside the **base rate**
-  |V| / (H·W) that any random set reaches on average;
-- **lift of the top k** positions: their precision over the base rate;
-- **Spearman** rank correlation of the map with the oracle map (all positions);
-- **queries to first success** of a scan ranked by the map (ties in the random order a
-  ranked-scan attack with ``seed`` draws for the image): (rank of the first vulnerable
-  position + 1) × the scan's colours, exactly what
-  :class:`~pixelprior.susceptibility.RankedScanAttack` counts on the same grid.
-
-``random`` is a map of uniform noise for the map metrics (the chance line) and a random
-order for the scan (``scan:random``); ``oracle`` is the scan's own map (the upper bound).
+Its names live elsewhere now (mostly in ``pixelprior.report.mapeval``);
+import them from there.
 """
 
-from __future__ import annotations
+import warnings
 
-from dataclasses import dataclass
-from pathlib import Path
+from pixelprior.data.scanstore import (
+    SusceptibilityMaps,
+)
+from pixelprior.report.mapeval import (
+    METHODS,
+    ImageMetrics,
+    evaluate_maps,
+    image_metrics,
+    markdown,
+    method_maps,
+    run_map_evaluation,
+    scan_images,
+    summarise,
+)
+from pixelprior.report.stats import (
+    roc_auc,
+    roc_curve,
+)
+from pixelprior.search.scan import (
+    rank_positions as _orders,
+)
 
-import numpy as np
-import torch
+__all__ = [
+    "ImageMetrics", "METHODS", "SusceptibilityMaps", "_orders", "evaluate_maps",
+    "image_metrics", "markdown", "method_maps", "roc_auc", "roc_curve",
+    "run_map_evaluation", "scan_images", "summarise",
+]
 
-from .susceptibility import SusceptibilityMaps, _orders
-
-METHODS = ("smoothgrad", "gradient", "integrated_gradients", "gradcam", "occlusion",
-           "random", "oracle")
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the boolean ``positive`` labels (ties
-    count half); NaN when a class is empty."""
-    from scipy.stats import rankdata
-
-    positive = positive.astype(bool).ravel()
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(scores.ravel())
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def roc_curve(scores: np.ndarray, positive: np.ndarray, grid: np.ndarray
-              ) -> np.ndarray:
-    """True-positive rate at the false-positive rates of ``grid`` (step interpolation)."""
-    order = np.argsort(-scores.ravel(), kind="stable")
-    positive = positive.ravel()[order].astype(bool)
-    tpr = np.concatenate([[0.0], np.cumsum(positive) / max(positive.sum(), 1)])
-    fpr = np.concatenate([[0.0], np.cumsum(~positive) / max((~positive).sum(), 1)])
-    return np.interp(grid, fpr, tpr)
-
-
-@dataclass
-class ImageMetrics:
-    """The metrics of one map on one image."""
-
-    auc: float
-    precision_at_tau: float  # NaN when S is empty
-    set_size: int
-    base_rate: float
-    lift: dict[int, float]
-    spearman: float
-    queries_to_first: int  # of a scan ranked by the map
-    first_rank: int  # 0-based rank of the first vulnerable position (-1: none)
-
-
-def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, tau: float,
-                  top_k: tuple[int, ...], colours: int, generator: torch.Generator,
-                  ranking: np.ndarray | None = None) -> ImageMetrics:
-    """All metrics of map ``smap`` (``[H, W]`` in [0, 1]) on one image; the ranked scan
-    orders positions by ``ranking`` (default: the map), ties by ``generator``."""
-    from scipy.stats import spearmanr
-
-    flat, truth = smap.ravel().astype(np.float64), vulnerable.ravel().astype(bool)
-    base = float(truth.mean())
-    chosen = flat > tau
-    precision = float(truth[chosen].mean()) if chosen.any() else float("nan")
-    scores = flat if ranking is None else ranking.ravel().astype(np.float64)
-    order = _orders(torch.from_numpy(scores)[None], [generator])[0].numpy()
-    ranked_truth = truth[order]
-    lift = {k: (float(ranked_truth[:k].mean()) / base if base > 0 else float("nan"))
-            for k in top_k}
-    hits = np.flatnonzero(ranked_truth)
-    first = int(hits[0]) if hits.size else -1
-    queries = (first + 1) * colours if first >= 0 else truth.size * colours
-    rho = spearmanr(flat, oracle.ravel()).statistic if flat.std() > 0 else float("nan")
-    return ImageMetrics(roc_auc(flat, truth), precision, int(chosen.sum()), base, lift,
-                        float(rho), int(queries), first)
-
-
-def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
-                scan: SusceptibilityMaps, rows: list[int], sensitivity_kwargs: dict
-                ) -> np.ndarray:
-    """Maps ``[B, H, W]`` of ``method`` for ``images`` (``rows`` of ``scan``)."""
-    if method == "oracle":
-        return scan.oracle_map()[rows]
-    if method == "random":
-        out = []
-        for row in rows:
-            seed = int(scan.image_keys[row][:15], 16)
-            out.append(np.random.default_rng(seed).random(images.shape[-2:]))
-        return np.stack(out).astype(np.float32)
-    from .sensitivity import make_sensitivity
-
-    sensitivity = make_sensitivity(method, model, **sensitivity_kwargs)  # keeps its options
-    # one image at a time: a seeded method's map does not depend on its batch companions
-    return np.concatenate([sensitivity(images[i:i + 1], labels[i:i + 1]).cpu().numpy()
-                           for i in range(images.shape[0])])
-
-
-def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: float = 0.5,
-                  top_k: tuple[int, ...] = (10, 50, 100), seed: int = 0,
-                  images: torch.Tensor | None = None) -> list[dict]:
-    """Per image and method, the metrics (rows for ``map_metrics.csv``). Images without a
-    vulnerable position get only their scan cost (every map scans them whole).
-
-    Ties in a ranking are broken by the random stream a
-    :class:`~pixelprior.susceptibility.RankedScanAttack` with ``seed`` uses for the image
-    (given ``images``), so ``queries_to_first`` equals the attack's ``queries``; the
-    ``random`` method ranks by that stream alone (all positions tied), as ``scan:random``.
-    """
-    from .attack import image_key, problem_generator
-
-    colours = scan.levels ** scan.best_colour.shape[-1]
-    oracle = scan.oracle_map()
-    # each image's random-stream key, computed once for every method
-    keys = ([image_key(images[row], int(scan.labels[row])) for row in range(len(scan.labels))]
-            if images is not None else None)
-    rows = []
-    for method, values in maps.items():
-        for row in range(len(scan.labels)):
-            if keys is not None:  # a fresh generator per method: each scan starts anew
-                generator = problem_generator(seed, keys[row])
-            else:
-                generator = torch.Generator().manual_seed(
-                    (int(scan.image_keys[row][:15], 16) + seed) % (2**63))
-            ranking = np.zeros_like(values[row]) if method == "random" else None
-            m = image_metrics(values[row], scan.vulnerable[row], oracle[row], tau, top_k,
-                              colours, generator, ranking)
-            vulnerable = int(scan.vulnerable[row].sum())
-            rows.append({
-                "method": method, "image_index": int(scan.image_indices[row]),
-                "vulnerable_positions": vulnerable, "auc": m.auc if vulnerable else None,
-                "precision_at_tau": m.precision_at_tau if vulnerable else None,
-                "set_size": m.set_size, "base_rate": m.base_rate,
-                **{f"lift_top{k}": (v if vulnerable else None) for k, v in m.lift.items()},
-                "spearman_vs_oracle": m.spearman, "queries_to_first": m.queries_to_first,
-                "first_rank": m.first_rank})
-    return rows
-
-
-def summarise(rows: list[dict], top_k: tuple[int, ...]) -> list[dict]:
-    """Per method: means over images with a vulnerable position (95% t-intervals for the
-    AUC), precision of S pooled and per image, and the scan cost to first success."""
-    import pandas as pd
-
-    from .report import t_interval
-
-    frame = pd.DataFrame(rows)
-    out = []
-    for method, group in frame.groupby("method", sort=False):
-        fooled = group[group["vulnerable_positions"] > 0]
-        auc = t_interval(fooled["auc"].astype(float).to_numpy())
-        sets = fooled[fooled["set_size"] > 0]
-        out.append({
-            "method": method, "images_with_vulnerable": len(fooled),
-            "auc_mean": auc[0], "auc_ci": auc[1],
-            "precision_at_tau": float(sets["precision_at_tau"].astype(float).mean())
-            if len(sets) else None,
-            "images_with_empty_S": int((fooled["set_size"] == 0).sum()),
-            "mean_set_size": float(fooled["set_size"].mean()) if len(fooled) else None,
-            "base_rate": float(fooled["base_rate"].mean()) if len(fooled) else None,
-            **{f"lift_top{k}": float(fooled[f"lift_top{k}"].astype(float).mean())
-               for k in top_k},
-            "spearman_vs_oracle": float(fooled["spearman_vs_oracle"].astype(float).mean()),
-            "mean_queries_to_first": float(fooled["queries_to_first"].mean())
-            if len(fooled) else None,
-            "median_queries_to_first": float(fooled["queries_to_first"].median())
-            if len(fooled) else None,
-        })
-    return out
-
-
-def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
-             top_k: tuple[int, ...], settings: dict) -> str:
-    colours = scan.levels ** scan.best_colour.shape[-1]
-    positions = int(np.prod(scan.vulnerable.shape[1:]))
-    fooled = int(scan.vulnerable.reshape(len(scan.labels), -1).any(1).sum())
-    lines = ["# Do sensitivity maps find the vulnerable pixels?", "",
-             f"Ground truth: exhaustive scan of {len(scan.labels)} images ({positions} "
-             f"positions × {colours} colours); {fooled} have at least one vulnerable "
-             f"position. Metrics over those {fooled} images; S = {{s > {tau}}}. Map "
-             f"settings: {settings}.", "",
-             "| method | ROC AUC (95% CI) | precision of S | base rate | mean |S| | "
-             "empty S | " + " | ".join(f"lift top-{k}" for k in top_k)
-             + " | Spearman vs oracle | queries to first success, ranked scan (mean / "
-             "median) |",
-             "|---|---|---|---|---|---|" + "---|" * len(top_k) + "---|---|"]
-    fmt = lambda v, d=3: "–" if v is None or (isinstance(v, float) and np.isnan(v)) else (  # noqa: E731
-        f"{v:.{d}f}")
-    for s in summary:
-        lines.append(
-            f"| {s['method']} | {fmt(s['auc_mean'])} ± {fmt(s['auc_ci'])} | "
-            f"{fmt(s['precision_at_tau'])} | {fmt(s['base_rate'])} | "
-            f"{fmt(s['mean_set_size'], 1)} | {s['images_with_empty_S']} | "
-            + " | ".join(fmt(s[f"lift_top{k}"], 2) for k in top_k)
-            + f" | {fmt(s['spearman_vs_oracle'])} | {fmt(s['mean_queries_to_first'], 0)} / "
-            f"{fmt(s['median_queries_to_first'], 0)} |")
-    lines += ["", "AUC: 0.5 is chance. Precision of S is averaged over images whose S is "
-              "not empty. Lift: precision of the k top-ranked positions over the base rate. "
-              "Queries: a scan in the map's order, all colours of a position at once, up to "
-              "and including the first vulnerable position (the oracle's is the floor)."]
-    return "\n".join(lines) + "\n"
-
-
-def scan_images(scan: SusceptibilityMaps, data: str | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scanned images (float ``[B, C, H, W]``) and labels, reloaded from the scan's
-    source and checked pixel for pixel against the scan's keys."""
-    from .data import fit_image, load_cifar10, read_image_file, to_float
-    from .models import model_spec
-    from .susceptibility import image_keys
-
-    info = scan.info
-    if info.get("target") == "cifar10":
-        dataset = load_cifar10(info.get("source") or "full", data,
-                               download=info.get("source") == "full")
-        positions = [dataset.position_of(int(i)) for i in scan.image_indices]
-        images = to_float(dataset.images[positions])
-    else:
-        size = model_spec(info["model"]).input_size
-        images, _ = fit_image(read_image_file(info["target"]), size)
-    if image_keys(images) != scan.image_keys.tolist():
-        raise ValueError(f"the images of {scan.source} differ from those reloaded from "
-                         f"{info.get('target')}; evaluate on the machine and data it was "
-                         "made from")
-    return images, torch.from_numpy(scan.labels)
-
-
-def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Path | None = None,
-                       tau: float = 0.5, top_k: tuple[int, ...] = (10, 50, 100),
-                       sensitivity_kwargs: dict | None = None, data: str | None = None,
-                       device: str = "cpu", seed: int = 0) -> list[dict]:
-    """Score ``methods``' maps against the scan in ``directory``; write
-    ``map_metrics.csv``, ``map_metrics.md``, ``map_metrics.json``, ``roc.png``,
-    ``maps_compared.png`` and ``ranked_scans.png`` into ``out`` (default: the scan's
-    folder). Returns the per-method summary."""
-    import pandas as pd
-
-    from .figures import maps_compared_figure, ranked_scans_figure, roc_figure
-    from .models import load_model
-    from .prior import check_tau
-    from .rundir import check_writable_dir, dumps, write_text_atomic
-
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; use {', '.join(METHODS)}")
-    check_tau(tau)
-    directory = Path(directory)
-    out = Path(out) if out is not None else directory
-    check_writable_dir(out)
-    scan = SusceptibilityMaps.load(directory)
-    settings = {"score": "logit", "reduction": "max_abs", "normalization": "minmax",
-                "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
-                **(sensitivity_kwargs or {})}
-    images, labels = scan_images(scan, data)
-    model = load_model(scan.info["model"], scan.info.get("weights"), device=device)
-    rows_of = list(range(len(scan.labels)))
-    maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
-                                rows_of, settings) for method in methods}
-    rows = evaluate_maps(scan, maps, tau, top_k, seed, images)
-    summary = summarise(rows, top_k)
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / "map_metrics.csv", index=False)
-    write_text_atomic(out / "map_metrics.md", markdown(summary, scan, tau, top_k, settings))
-    write_text_atomic(out / "map_metrics.json", dumps(
-        {"tau": tau, "top_k": list(top_k), "settings": settings, "methods": summary},
-        indent=2) + "\n")
-    np.savez_compressed(out / "method_maps.npz", image_indices=scan.image_indices,
-                        **{m: v.astype(np.float32) for m, v in maps.items()})
-    roc_figure(out, scan, maps)
-    maps_compared_figure(out, scan, images, maps)
-    ranked_scans_figure(out, pd.DataFrame(rows), scan)
-    return summary
+warnings.warn("pixelprior.mapeval moved (see pixelprior.report.mapeval); this import "
+              "path goes in pixelprior 0.4", DeprecationWarning, stacklevel=2)

@@ -1,475 +1,68 @@
-"""Where can one pixel fool a model? Exhaustive scans and scans ranked by a map.
+"""Deprecated import path, kept for one release (0.3); it warns on import.
 
-For a small image the question has an exact answer on a colour grid: set every position
-to every colour of ``{0, 1/(L-1), ..., 1}^C`` (``levels`` = L; 27 colours for L = 3) and
-ask the model. :class:`SusceptibilityScan` does that for any model and image size, batched
-over positions, colours and images through the fastest scorer (the incremental engine
-where it applies), and returns per position the lowest true-class probability, the
-lowest *margin* (true class minus the best other class; negative means the label changes)
-and whether some colour changes the label — the **oracle map** of one-pixel
-vulnerability that sensitivity maps can be scored against (:mod:`pixelprior.mapeval`).
-
-:class:`RankedScanAttack` turns the scan into an attack: positions are visited in the
-order of a prior's map (a sensitivity method, the oracle, or random) until the first
-success, and the result is an ordinary :class:`~pixelprior.attack.AttackResult`, so the
-experiment runner lists scans beside DE modes. Queries are counted as a sequential scan
-would spend them: all colours of every position up to and including the first vulnerable
-one. (The batched implementation may evaluate a few more positions in the same step; they
-are not counted and do not change the answer.)
-
-A full CIFAR-10 scan costs 1,024 × 27 = 27,648 queries per image — less than one failed
-DE run (40,400) — and also *certifies* the images it does not fool, on its grid.
+Its names live elsewhere now (mostly in ``pixelprior.search``);
+import them from there.
 """
 
-from __future__ import annotations
+import warnings
 
-import json
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
+from pixelprior._streams import (
+    image_digest,
+)
+from pixelprior._streams import (
+    pixel_keys as image_keys,
+)
+from pixelprior.data.base import (
+    check_images,
+)
+from pixelprior.data.scanstore import (
+    _LOADED,
+    MAPS_FILE,
+    SusceptibilityMaps,
+    scan_summary,
+)
+from pixelprior.experiment.scans import (
+    _existing_parts,
+    _merge,
+    _summary_json,
+    run_scan,
+)
+from pixelprior.priors.base import (
+    PositionDistribution,
+    Prior,
+)
+from pixelprior.priors.uniform import (
+    UniformPrior,
+)
+from pixelprior.scoring.registry import (
+    make_scorer,
+)
+from pixelprior.search.base import (
+    Attack,
+    SearchOutcome,
+)
+from pixelprior.search.scan import (
+    TIE_BREAKS,
+    RankedScanAttack,
+    ScanResult,
+    SusceptibilityScan,
+    _answers,
+    _goal,
+    colour_grid,
+    ranked_prior,
+    scan_positions,
+)
+from pixelprior.search.scan import (
+    rank_positions as _orders,
+)
 
-import numpy as np
-import torch
-from torch import nn
+__all__ = [
+    "Attack", "MAPS_FILE", "PositionDistribution", "Prior", "RankedScanAttack",
+    "ScanResult", "SearchOutcome", "SusceptibilityMaps", "SusceptibilityScan", "TIE_BREAKS",
+    "UniformPrior", "_LOADED", "_answers", "_existing_parts", "_goal", "_merge", "_orders",
+    "_summary_json", "check_images", "colour_grid", "image_digest", "image_keys",
+    "make_scorer", "ranked_prior", "run_scan", "scan_positions", "scan_summary",
+]
 
-from .attack import Attack, SearchOutcome
-from .data import image_digest
-from .prior import PositionDistribution, Prior, UniformPrior
-from .scoring import make_scorer
-from .sensitivity import check_images
-
-MAPS_FILE = "maps.npz"
-TIE_BREAKS = ("random", "raster")
-
-
-def colour_grid(levels: int, channels: int = 3) -> torch.Tensor:
-    """Every colour of ``{0, 1/(levels-1), ..., 1}^channels``: ``[levels**channels, C]``
-    (``levels=2``: the corners of the colour cube)."""
-    if levels < 2:
-        raise ValueError(f"levels must be >= 2 (2: the corners of the colour cube), got "
-                         f"{levels}")
-    values = torch.linspace(0.0, 1.0, levels)
-    return torch.cartesian_prod(*[values] * channels).reshape(-1, channels)
-
-
-def image_keys(images: torch.Tensor) -> list[str]:
-    """Hex keys of float images' bytes: how scans and images are matched."""
-    return [f"{image_digest(images[i].float(), 0):016x}" for i in range(images.shape[0])]
-
-
-@dataclass
-class ScanResult:
-    """Per image and position (``[B, H, W]``; NaN / False where not scanned)."""
-
-    min_fitness: torch.Tensor  # lowest true-class probability (targeted: 1 - target's)
-    min_margin: torch.Tensor  # lowest (goal class margin); < 0: the label changes
-    vulnerable: torch.Tensor  # bool: some colour of the grid reaches the goal
-    best_colour: torch.Tensor  # [B, H, W, C]: the colour of the lowest margin
-    scanned: torch.Tensor  # bool: positions evaluated and counted
-    first: torch.Tensor  # int64 [B]: flat position of the first success in order, -1
-    positions_scanned: torch.Tensor  # int64 [B]: positions counted
-    queries: torch.Tensor  # int64 [B]: positions counted × colours
-
-
-def _orders(scores: torch.Tensor, generators: list[torch.Generator] | None
-            ) -> torch.Tensor:
-    """Positions by descending score ``[B, P]``; ties in a random order (one generator per
-    image) or in raster order (``generators=None``)."""
-    batch, positions = scores.shape
-    if generators is None:
-        base = torch.arange(positions).expand(batch, positions)
-    else:
-        base = torch.stack([torch.randperm(positions, generator=g) for g in generators])
-    ranked = torch.argsort(-scores.double().gather(1, base), dim=1, stable=True)
-    return base.gather(1, ranked)
-
-
-def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
-                   targets: torch.Tensor | None, orders: torch.Tensor, colours: torch.Tensor,
-                   stop_at_first: bool, step_rows: int, max_positions: int | None = None
-                   ) -> ScanResult:
-    """Scan ``images`` position by position in ``orders`` (``[B, P]`` flat positions),
-    every colour of ``colours`` at each; ``query(owner, genes) -> probabilities``.
-
-    ``stop_at_first``: an image stops after its first successful position in order;
-    ``max_positions``: scan at most this many positions per image (the top of the order).
-    """
-    batch, channels, height, width = images.shape
-    device = images.device
-    palette = colours.to(device=device, dtype=images.dtype)
-    n_colours = palette.shape[0]
-    limit = min(orders.shape[1], max_positions or orders.shape[1])
-    shape = (batch, height * width)
-    min_fitness = torch.full(shape, float("nan"))
-    min_margin = torch.full(shape, float("nan"))
-    vulnerable = torch.zeros(shape, dtype=torch.bool)
-    best_colour = torch.full((*shape, channels), float("nan"))
-    scanned = torch.zeros(shape, dtype=torch.bool)
-    first = torch.full((batch,), -1, dtype=torch.long)
-    done = 0
-    active = torch.arange(batch)
-    while done < limit and active.numel():
-        step = max(1, min(limit - done, step_rows // (n_colours * active.numel())))
-        positions = orders[active, done:done + step]  # [A, s] flat positions
-        owner = active.to(device).repeat_interleave(step * n_colours)
-        flat = positions.reshape(-1).repeat_interleave(n_colours).to(device)
-        genes = torch.cat([(flat % width)[:, None].to(images.dtype),
-                           (flat // width)[:, None].to(images.dtype),
-                           palette.repeat(positions.numel(), 1)], 1)[:, None]
-        probs = query(owner, genes).view(active.numel(), step, n_colours, -1)
-        here = active.to(device)
-        fitness, margin, success = _goal(probs, labels[here],
-                                         None if targets is None else targets[here])
-        lowest = margin.argmin(2)  # [A, s]: the most adversarial colour at each position
-        ids = active[:, None].expand(-1, step)
-        min_fitness[ids, positions] = fitness.min(2).values.cpu()
-        min_margin[ids, positions] = margin.gather(2, lowest[..., None]).squeeze(2).cpu()
-        hit = success.any(2).cpu()
-        vulnerable[ids, positions] = hit
-        best_colour[ids, positions] = palette[lowest.reshape(-1)].view(
-            active.numel(), step, channels).cpu().float()
-        scanned[ids, positions] = True
-        found = hit.any(1) & (first[active] < 0)
-        offset = hit.float().argmax(1)  # first success within the step, in order
-        first[active[found]] = positions[found, offset[found]]
-        if stop_at_first:  # a sequential scan stops at the first success: count so
-            counted = torch.where(found, offset + 1, torch.full_like(offset, step))
-            after = torch.arange(step)[None, :] >= counted[:, None]
-            scanned[ids[after], positions[after]] = False
-            active = active[first[active] < 0]
-        done += step
-    min_fitness[~scanned] = float("nan")
-    min_margin[~scanned] = float("nan")
-    best_colour[~scanned] = float("nan")
-    positions_scanned = scanned.sum(1)
-    return ScanResult(min_fitness.view(batch, height, width),
-                      min_margin.view(batch, height, width),
-                      (vulnerable & scanned).view(batch, height, width),
-                      best_colour.view(batch, height, width, channels),
-                      scanned.view(batch, height, width), first, positions_scanned,
-                      positions_scanned * n_colours)
-
-
-def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None):
-    """Fitness (minimised), margin (< 0: goal reached by the argmax) and success of rows
-    ``probs [A, s, Q, K]``."""
-    others = probs.clone()
-    goal = labels if targets is None else targets
-    index = goal.view(-1, 1, 1, 1).expand(-1, *probs.shape[1:3], 1)
-    p_goal = probs.gather(3, index).squeeze(3)
-    others.scatter_(3, index, float("-inf"))
-    runner_up = others.max(3).values
-    predicted = probs.argmax(3)
-    if targets is None:
-        return p_goal, p_goal - runner_up, predicted != goal[:, None, None]
-    return 1.0 - p_goal, runner_up - p_goal, predicted == goal[:, None, None]
-
-
-class RankedScanAttack(Attack):
-    """Scan positions × a colour grid in the order of a prior's map until the first
-    success (untargeted or targeted; one pixel).
-
-    ``prior`` ranks positions: its sensitivity map when it has one (e.g.
-    ``WeightedPrior(sensitivity="smoothgrad")``, :class:`~pixelprior.prior.OraclePrior`),
-    else its probabilities (``UniformPrior``: all equal, so the order is the tie-break).
-    ``tie_break``: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
-    plain exhaustive scan with ``UniformPrior``). ``max_positions``: scan only the top of
-    the order (for large images). ``levels``: colours per channel (3: 27 colours).
-    """
-
-    counts_positions = True
-
-    def __init__(self, model: nn.Module, prior: Prior | None = None, levels: int = 3,
-                 tie_break: str = "random", max_positions: int | None = None,
-                 targeted: bool = False, seed: int = 0, max_batch: int | None = None,
-                 batch_invariant: bool = False, engine="auto", optimize: bool = True,
-                 precision: str = "fp32") -> None:
-        super().__init__(model, prior, pixels=1, targeted=targeted, seed=seed,
-                         max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
-                         optimize=optimize, precision=precision)
-        if tie_break not in TIE_BREAKS:
-            raise ValueError(f"tie_break must be one of {TIE_BREAKS}")
-        if max_positions is not None and max_positions < 1:
-            raise ValueError("max_positions must be >= 1")
-        self.levels = levels
-        self.colours = colour_grid(levels)
-        self.tie_break = tie_break
-        self.max_positions = max_positions
-
-    def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
-                generators) -> SearchOutcome:
-        if self.colours.shape[1] != images.shape[1]:
-            self.colours = colour_grid(self.levels, images.shape[1])
-        scores = (distribution.sensitivity.flatten(1) if distribution.sensitivity is not None
-                  else distribution.probabilities)[rows]
-        orders = _orders(scores, generators if self.tie_break == "random" else None)
-        scorer = self.scorer(images)
-        state = scorer.prepare(images, per_image=self.batch_invariant)
-        chunk = self._chunk(state, images)
-        found = scan_positions(lambda owner, genes: self._query(state, images, owner, genes),
-                               images, labels, targets, orders, self.colours,
-                               stop_at_first=True, step_rows=8 * chunk,
-                               max_positions=self.max_positions)
-        return SearchOutcome(_answers(found, images.shape[-1]), None, found.queries,
-                             found.positions_scanned)
-
-
-def _answers(found: ScanResult, width: int) -> torch.Tensor:
-    """Genes ``[B, 2 + C]`` of each image's answer: the first successful position in
-    order with its lowest-margin colour, else the scanned position of lowest margin."""
-    margin = found.min_margin.flatten(1).nan_to_num(float("inf"))
-    position = torch.where(found.first >= 0, found.first, margin.argmin(1))
-    colour = found.best_colour.flatten(1, 2)[torch.arange(len(position)), position]
-    return torch.cat([(position % width)[:, None].float(),
-                      (position // width)[:, None].float(), colour.nan_to_num(0.0)], 1)
-
-
-class SusceptibilityScan:
-    """The exhaustive one-pixel scan of images: every position × every grid colour.
-
-    >>> result = SusceptibilityScan(model, levels=3)(images, labels)
-    >>> result.vulnerable      # bool [B, H, W]: some colour there changes the label
-    """
-
-    def __init__(self, model: nn.Module, levels: int = 3, engine="auto",
-                 max_batch: int | None = None, batch_invariant: bool = False,
-                 optimize: bool = True) -> None:
-        self.model = model
-        self.levels = levels
-        colour_grid(levels)  # validates
-        self.engine = engine
-        self.max_batch = max_batch
-        self.batch_invariant = batch_invariant
-        self.optimize = optimize
-        self._scorer = None
-        self.queries = 0
-
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 order: torch.Tensor | None = None, stop_at_first: bool = False
-                 ) -> ScanResult:
-        """Scan every image (``order``: ``[B, H*W]`` flat positions, default raster;
-        ``stop_at_first``: stop each image at its first vulnerable position in order)."""
-        check_images(images, labels)
-        labels = labels.to(images.device, torch.long)
-        if self._scorer is None:
-            self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
-        scorer = self._scorer
-        state = scorer.prepare(images, per_image=self.batch_invariant)
-        chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
-        positions = images.shape[-2] * images.shape[-1]
-        if order is None:
-            order = torch.arange(positions).expand(images.shape[0], positions)
-        result = scan_positions(
-            lambda owner, genes: scorer.probabilities(state, images, owner, genes, chunk,
-                                                      self.batch_invariant),
-            images, labels, None, order.cpu(), colour_grid(self.levels, images.shape[1]),
-            stop_at_first, 8 * chunk)
-        self.queries += int(result.queries.sum())
-        return result
-
-
-# --------------------------------------------------------------------------- saved maps
-_LOADED: dict[tuple, SusceptibilityMaps] = {}
-
-
-@dataclass
-class SusceptibilityMaps:
-    """A scan saved to disk (``maps.npz``): what :class:`~pixelprior.prior.OraclePrior`
-    and map evaluation read. Arrays are per image (``[B, H, W]``)."""
-
-    image_keys: np.ndarray  # str [B]: image_keys() of the scanned float images
-    image_indices: np.ndarray  # int64 [B]: dataset indices (-1 for a file)
-    labels: np.ndarray  # int64 [B]
-    min_true_probability: np.ndarray  # float32
-    min_margin: np.ndarray  # float32
-    vulnerable: np.ndarray  # bool
-    best_colour: np.ndarray  # float32 [B, H, W, C]: the colour of the lowest margin
-    levels: int
-    source: str = ""
-    info: dict = field(default_factory=dict)
-
-    def oracle_map(self) -> np.ndarray:
-        """Per image in [0, 1]: the lowest margin, negated and min-max normalised, so
-        every vulnerable position (margin < 0) ranks above every other (computed once)."""
-        if "_oracle_map" not in self.__dict__:
-            self.__dict__["_oracle_map"] = self._compute_oracle_map()
-        return self.__dict__["_oracle_map"]
-
-    def _compute_oracle_map(self) -> np.ndarray:
-        score = -self.min_margin.reshape(len(self.labels), -1).astype(np.float64)
-        low = score.min(1, keepdims=True)
-        span = score.max(1, keepdims=True) - low
-        out = np.where(span > 0, (score - low) / np.where(span > 0, span, 1), 0.0)
-        return out.reshape(self.min_margin.shape).astype(np.float32)
-
-    def rows_of(self, images: torch.Tensor) -> list[int]:
-        """Rows of ``images`` in this scan, matched by their pixels."""
-        where = {key: row for row, key in enumerate(self.image_keys.tolist())}
-        rows = []
-        for key in image_keys(images.cpu()):
-            if key not in where:
-                raise KeyError(f"an image is not in the susceptibility scan {self.source}; "
-                               "scan it first (`pixelprior susceptibility`)")
-            rows.append(where[key])
-        return rows
-
-    def save(self, path: str | Path) -> None:
-        """Write ``maps.npz`` atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, image_keys=self.image_keys, image_indices=self.image_indices,
-                            labels=self.labels, min_true_probability=self.min_true_probability,
-                            min_margin=self.min_margin, vulnerable=self.vulnerable,
-                            best_colour=self.best_colour, levels=np.int64(self.levels),
-                            info=json.dumps(self.info))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SusceptibilityMaps:
-        """Read a scan: a folder holding ``maps.npz`` or the file itself."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MAPS_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no susceptibility scan at {path}; make one with "
-                                    "`pixelprior susceptibility ... --out DIR`")
-        # runs build an oracle prior or order per group of images: read each file version
-        # once (keyed by path, size and modification time; scans are never changed in place)
-        stat = path.stat()
-        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if identity not in _LOADED:
-            _LOADED.clear()  # one scan at a time is what runs use
-            _LOADED[identity] = cls._read(path)
-        return _LOADED[identity]
-
-    @classmethod
-    def _read(cls, path: Path) -> SusceptibilityMaps:
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                return cls(npz["image_keys"], npz["image_indices"], npz["labels"],
-                           npz["min_true_probability"], npz["min_margin"], npz["vulnerable"],
-                           npz["best_colour"], int(npz["levels"]), str(path),
-                           json.loads(str(npz["info"])))
-        except (KeyError, ValueError, OSError) as exc:
-            raise ValueError(f"{path}: not a readable susceptibility scan ({exc})") from exc
-
-    @classmethod
-    def from_scan(cls, result: ScanResult, images: torch.Tensor, labels: torch.Tensor,
-                  indices: list[int], levels: int, info: dict | None = None,
-                  keys: list[str] | None = None) -> SusceptibilityMaps:
-        """``keys``: the images' :func:`image_keys` when already computed."""
-        keys = keys if keys is not None else image_keys(images.cpu())
-        return cls(np.array(keys), np.asarray(indices, dtype=np.int64),
-                   labels.cpu().numpy().astype(np.int64),
-                   result.min_fitness.numpy().astype(np.float32),
-                   result.min_margin.numpy().astype(np.float32),
-                   result.vulnerable.numpy(), result.best_colour.numpy().astype(np.float32),
-                   levels, "", info or {})
-
-
-def scan_summary(maps: SusceptibilityMaps) -> list[dict]:
-    """``[{image_index, vulnerable_positions, fooled}]`` per image."""
-    counts = maps.vulnerable.reshape(len(maps.labels), -1).sum(1)
-    return [{"image_index": int(index), "vulnerable_positions": int(count),
-             "fooled": bool(count > 0)}
-            for index, count in zip(maps.image_indices.tolist(), counts.tolist(), strict=True)]
-
-
-def ranked_prior(name: str, sensitivity_kwargs: dict | None = None,
-                 scan: str | Path | None = None) -> Prior:
-    """The prior that orders a ranked scan: ``random``/``raster`` (no map), ``oracle``
-    (from ``scan``), or a sensitivity method's map."""
-    from .prior import OraclePrior, WeightedPrior
-
-    if name in ("random", "raster"):
-        return UniformPrior()
-    if name == "oracle":
-        if scan is None:
-            raise ValueError("the oracle order needs a susceptibility scan (`oracle` in the "
-                             "config: a folder made by `pixelprior susceptibility`)")
-        return OraclePrior(scan)
-    return WeightedPrior(sensitivity=name, **(sensitivity_kwargs or {}))
-
-
-# --------------------------------------------------------------------------- runs
-def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             indices: list[int], levels: int = 3, engine="auto", batch_images: int = 10,
-             device: str = "cpu", progress: bool = True, info: dict | None = None,
-             interrupts=None) -> SusceptibilityMaps:
-    """Scan ``images`` (float ``[N, C, H, W]``, dataset ``indices``) into ``out``:
-    ``maps.npz`` and ``summary.json``, rewritten atomically after every group of
-    ``batch_images``, so an interrupted scan resumes where it stopped (same command).
-    Images already in ``out`` (matched by their pixels) are not scanned again; a folder
-    holding a scan of another model, grid or target is refused. Returns every image of
-    the folder (:meth:`SusceptibilityMaps.rows_of` picks these)."""
-    import time
-
-    from .rundir import Progress, RunLock, check_writable_dir, write_json_atomic
-
-    out = Path(out)
-    check_writable_dir(out)
-    info = {"levels": levels, **(info or {})}
-    keys = image_keys(images)
-    with RunLock(out):
-        parts = _existing_parts(out, info)
-        done = {key for part in parts for key in part.image_keys.tolist()}
-        todo = [n for n, key in enumerate(keys) if key not in done]
-        scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
-        earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
-        began = time.perf_counter()
-        wanted = set(keys)
-        fooled_before = sum(bool(part.vulnerable[row].any()) for part in parts
-                            for row, key in enumerate(part.image_keys.tolist())
-                            if key in wanted)
-        with Progress(progress, "scan", len(indices), len(indices) - len(todo),
-                      fooled_before, what="fooled") as bar:
-            for start in range(0, len(todo), batch_images):
-                group = todo[start:start + batch_images]
-                batch = images[group].to(device)
-                result = scan(batch, labels[group].to(device))
-                part = SusceptibilityMaps.from_scan(result, batch, labels[group],
-                                                    [indices[n] for n in group], levels,
-                                                    keys=[keys[n] for n in group])
-                parts.append(part)
-                maps = _merge(parts, levels, {
-                    **info, "seconds": earlier + time.perf_counter() - began})
-                guard = interrupts.critical() if interrupts is not None else nullcontext()
-                with guard:
-                    maps.save(out / MAPS_FILE)
-                    write_json_atomic(out / "summary.json", _summary_json(maps))
-                bar.advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
-    maps = SusceptibilityMaps.load(out)
-    return maps
-
-
-def _existing_parts(out: Path, info: dict) -> list[SusceptibilityMaps]:
-    """What an earlier (interrupted) scan into ``out`` already holds; a scan of another
-    model or grid refuses to mix."""
-    if not (out / MAPS_FILE).is_file():
-        return []
-    old = SusceptibilityMaps.load(out)
-    for key in ("levels", "model", "weights", "target"):
-        if key in info and old.info.get(key) != info[key]:
-            raise ValueError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, not "
-                             f"{info[key]!r}; choose another --out")
-    return [old]
-
-
-def _merge(parts: list[SusceptibilityMaps], levels: int, info: dict) -> SusceptibilityMaps:
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    return SusceptibilityMaps(cat("image_keys"), cat("image_indices"), cat("labels"),
-                              cat("min_true_probability"), cat("min_margin"),
-                              cat("vulnerable"), cat("best_colour"), levels, "", info)
-
-
-def _summary_json(maps: SusceptibilityMaps) -> dict:
-    images = scan_summary(maps)
-    shape = maps.vulnerable.shape
-    positions = int(np.prod(shape[1:]))
-    colours = maps.levels ** 3
-    vulnerable = maps.vulnerable.reshape(len(images), -1)
-    return {**maps.info, "colours": colours, "positions": positions,
-            "queries_per_image": positions * colours, "scanned": len(images),
-            "fooled": sum(i["fooled"] for i in images),
-            "vulnerable_share": float(vulnerable.mean()) if len(images) else None,
-            "images": images}
+warnings.warn("pixelprior.susceptibility moved (see pixelprior.search); this import "
+              "path goes in pixelprior 0.4", DeprecationWarning, stacklevel=2)

@@ -1,194 +1,44 @@
-"""Training of the CIFAR-10 SqueezeNet: resumable, seeded, with a model card.
+"""Deprecated import path, kept for one release (0.3); it warns on import.
 
-The recipe is chosen for a 2-core CPU budget: SGD with Nesterov momentum, a one-cycle
-learning rate (linear warm-up, then cosine decay to zero, stepped per batch), label
-smoothing, random crop (4-pixel reflect padding) and horizontal flips done on whole
-batches in torch (no per-image Python loop), channels-last memory layout (measured
-~20% faster on CPU). A checkpoint is written atomically after every epoch; running the
-same command again resumes from it.
+Its names live elsewhere now (mostly in ``pixelprior.models.train``);
+import them from there.
 """
 
-from __future__ import annotations
+import warnings
 
-import json
-import math
-import os
-import platform
-import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from pixelprior.data.base import (
+    ImageSet,
+    to_float,
+)
+from pixelprior.data.cifar10 import (
+    load_cifar10_jpeg,
+    load_cifar10_test,
+)
+from pixelprior.data.download import (
+    sha256sum,
+)
+from pixelprior.models.inference import (
+    predict,
+)
+from pixelprior.models.squeezenet import (
+    SqueezeNetCifar,
+)
+from pixelprior.models.train import (
+    TrainConfig,
+    _atomic_save,
+    _load_training_set,
+    augment,
+    evaluate,
+    learning_rate,
+    train_cifar10,
+    write_weights,
+)
 
-import torch
-import torch.nn.functional as F
+__all__ = [
+    "ImageSet", "SqueezeNetCifar", "TrainConfig", "_atomic_save", "_load_training_set",
+    "augment", "evaluate", "learning_rate", "load_cifar10_jpeg", "load_cifar10_test",
+    "predict", "sha256sum", "to_float", "train_cifar10", "write_weights",
+]
 
-from .data import ImageSet, load_cifar10_jpeg, load_cifar10_test, sha256sum, to_float
-from .models import SqueezeNetCifar, predict
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters and paths of a CIFAR-10 training run."""
-
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 0.2
-    warmup_epochs: float = 2.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    seed: int = 0
-    threads: int = 0  # 0: torch's default
-    out_dir: str = "checkpoints/cifar10"
-    data: str | None = None  # JPEG archive path; default: $PIXELPRIOR_DATA / cache
-    limit: int | None = None  # train on the first `limit` images (smoke tests)
-
-
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random 32×32 crop of the 4-pixel reflect-padded image and random horizontal flip.
-
-    Vectorised: one gather for the crops of the whole batch, one ``where`` for flips.
-    """
-    n, _, h, w = images.shape
-    padded = F.pad(images, (4, 4, 4, 4), mode="reflect")
-    dy = torch.randint(0, 9, (n,), generator=generator)
-    dx = torch.randint(0, 9, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # [n, h]
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # [n, w]
-    batch = torch.arange(n)[:, None, None]
-    crops = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
-    crops = crops.permute(0, 3, 1, 2)
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], crops.flip(3), crops)
-
-
-def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
-    """One-cycle schedule: linear warm-up to ``peak``, cosine decay to 0."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def evaluate(model: torch.nn.Module, dataset: ImageSet, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset``."""
-    if not len(dataset):
-        return 0.0
-    model.eval()
-    predicted = predict(model, dataset, next(model.parameters()).device.type, batch_size)
-    return float((predicted == dataset.labels).float().mean())
-
-
-def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _load_training_set(config: TrainConfig) -> ImageSet:
-    train = load_cifar10_jpeg("train", config.data)
-    if config.limit:
-        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(
-            config.seed))[: config.limit])
-    return train
-
-
-def train_cifar10(config: TrainConfig, log=print, command: str | None = None) -> dict:
-    """Train (or resume) the CIFAR-10 SqueezeNet; return the final model card."""
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out / "checkpoint.pt"
-    train = _load_training_set(config)
-    try:
-        test = load_cifar10_test(download=False)
-    except Exception as exc:  # evaluation is optional during training
-        log(f"no exact test set for evaluation ({exc})")
-        test = None
-
-    torch.manual_seed(config.seed)
-    model = SqueezeNetCifar().to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr, momentum=config.momentum, nesterov=True)
-    generator = torch.Generator().manual_seed(config.seed)
-    history: list[dict] = []
-    start_epoch = 0
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(config):
-            raise RuntimeError(f"{checkpoint_path} was written with another config; "
-                               "use another --out or delete it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start_epoch = state["history"], state["epoch"]
-        log(f"resuming from epoch {start_epoch}")
-
-    steps_per_epoch = math.ceil(len(train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        began, seen, loss_sum = time.time(), 0, 0.0
-        order = torch.randperm(len(train), generator=generator)
-        for i in range(steps_per_epoch):
-            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            images = to_float(augment(train.images[idx], generator))
-            images = images.contiguous(memory_format=torch.channels_last)
-            lr = learning_rate(epoch * steps_per_epoch + i, total_steps, warmup, config.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss = F.cross_entropy(model(images), train.labels[idx],
-                                   label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            seen += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-        accuracy = evaluate(model, test) if test is not None else float("nan")
-        record = {"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": accuracy,
-                  "seconds": time.time() - began}
-        history.append(record)
-        log(json.dumps(record))
-        _atomic_save({"config": asdict(config), "model": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state(), "history": history,
-                      "epoch": epoch + 1}, checkpoint_path)
-    return write_weights(model, config, history, test, out, command)
-
-
-def write_weights(model: torch.nn.Module, config: TrainConfig, history: list[dict],
-                  test: ImageSet | None, out: Path, command: str | None = None) -> dict:
-    """Write ``squeezenet1_1-cifar10.pt`` (state_dict only) and its JSON model card."""
-    model = model.to(memory_format=torch.contiguous_format).eval()
-    weights = out / "squeezenet1_1-cifar10.pt"
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    _atomic_save(state, weights)
-    card = {
-        "model": "squeezenet1_1-cifar10",
-        "architecture": "SqueezeNet 1.1 for 32x32 (3x3/1 stem, 2x2 pools, BatchNorm after "
-                        "every conv, no ReLU on logits); normalisation inside, input in [0, 1]",
-        "training_data": "CIFAR-10 train split, JPEG-compressed copy (cifar10-jpeg.tar.xz, "
-                         "50000 images); test images never used for training",
-        "evaluation_data": (f"exact CIFAR-10 test images 0..{len(test) - 1} ({len(test)} images)"
-                            if test is not None else None),
-        "test_accuracy": history[-1]["test_accuracy"] if history else None,
-        "epochs": config.epochs,
-        "config": asdict(config),
-        "history": history,
-        "command": command or " ".join(sys.argv),
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {platform.processor()} ({os.cpu_count()} cores)",
-        "train_seconds": sum(h["seconds"] for h in history),
-        "sha256": sha256sum(weights),
-    }
-    tmp = weights.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, weights.with_suffix(".json"))
-    return card
+warnings.warn("pixelprior.train moved (see pixelprior.models.train); this import "
+              "path goes in pixelprior 0.4", DeprecationWarning, stacklevel=2)

@@ -1,10 +1,10 @@
-"""Reports of an experiment directory: Table 1/2, statistics, figures, exports.
+"""The report of a run directory: Table 1/2, statistics, exports (CSV, Parquet).
 
 Conventions (stated in every report):
 
 - **generations of a failure** count at the budget, ``maxiter + 1`` (one more than any
-  success can use), so that failing is always worse than succeeding late. Scans count
-  queries (positions × colours) instead of generations;
+  success can use), so that failing is always worse than succeeding late. Searches
+  without generations (scans, random search) are compared by their queries;
 - **mean over all images** includes failures counted that way; **mean over successes**
   uses only successful attacks; **paired** means use only images that *both* modes
   attack successfully with the same seed;
@@ -27,31 +27,22 @@ Conventions (stated in every report):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig, parse_mode
-from .experiment import RESULTS, read_results
-from .rundir import dumps, write_text_atomic
-
-PAPER_TABLE1 = pd.DataFrame({
-    "seed_run": [1, 2, 3, 4, 5],
-    "unconstrained_total_s": [207.98, 216.00, 212.10, 210.71, 210.72],
-    "unconstrained_mean_s": [2.08, 2.16, 2.12, 2.11, 2.11],
-    "unconstrained_mean_iterations": [35.61, 37.40, 36.72, 36.39, 36.24],
-    "constrained_total_s": [37.15, 35.36, 34.16, 37.03, 36.05],
-    "constrained_mean_s": [0.56, 0.54, 0.52, 0.58, 0.55],
-    "constrained_mean_iterations": [2.52, 2.33, 2.26, 2.52, 2.40],
-})
-RESAMPLES = 10_000
+from .._format import number as _fmt
+from .._io import dumps, write_text_atomic
+from ..experiment import RESULTS, ExperimentConfig, read_results
+from .figures import write_figures
+from .stats import paired_comparison, paired_frame, t_interval
 
 
 def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
     """The results of a run directory as a DataFrame, with its config. Duplicate
     (seed, mode, image) rows are refused (they would be counted twice)."""
-    import json
 
     directory = Path(directory)
     config_path = directory / "config.json"
@@ -73,33 +64,20 @@ def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
 
 
 def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
-    """``budget_generations``: generations, failures at ``maxiter + 1`` (NaN for scans)."""
+    """``budget_generations``: generations, failures at ``maxiter + 1`` (NaN for searches
+    without generations)."""
     frame = frame.copy()
-    scan = frame["mode"].map(lambda m: parse_mode(m)[0] == "scan")
     generations = pd.to_numeric(frame.get("generations"), errors="coerce")
     frame["generations"] = generations
     frame["budget_generations"] = np.where(
-        scan, np.nan, np.where(frame["success"], generations, config.maxiter + 1))
+        generations.isna(), np.nan, np.where(frame["success"], generations,
+                                             config.maxiter + 1))
     return frame
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Mean ± Student-t half-width (NaN width for fewer than 2 values)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    mean = float(values.mean()) if values.size else float("nan")
-    if values.size < 2:
-        return mean, float("nan")
-    half = stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(
-        values.size)
-    return mean, float(half)
 
 
 def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Table 1 layout: one row per (seed, mode) with totals, means, success, queries."""
-    def summarise(group: pd.DataFrame, scan: bool) -> dict:
+    def summarise(group: pd.DataFrame, scans: bool) -> dict:
         wins = group[group["success"]]
         return {
             "images": len(group),
@@ -112,117 +90,15 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "mean_queries_success": wins["queries"].mean() if len(wins) else np.nan,
             # DE: the start set (|S|, or H*W if uniform); a scan has no start set, and what
             # says how far it went is the positions it scanned
-            "mean_start_pixels": group["support_size"].mean() if not scan else (
+            "mean_start_pixels": group["support_size"].mean() if not scans else (
                 group["positions_scanned"].mean()),
         }
 
     rows = []
     for (seed, mode), group in frame.groupby(["seed", "mode"]):
-        scan = parse_mode(mode)[0] == "scan" and "positions_scanned" in group
-        rows.append({"seed": seed, "mode": mode, **summarise(group, scan)})
+        scans = "positions_scanned" in group and bool(group["positions_scanned"].notna().all())
+        rows.append({"seed": seed, "mode": mode, **summarise(group, scans)})
     return pd.DataFrame(rows)
-
-
-def paired_frame(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Per (seed, image) rows holding both modes' outcomes side by side."""
-    keys = ["seed", "image_index"]
-    cols = keys + ["success", "generations", "budget_generations", "seconds", "queries"]
-    left = frame[frame["mode"] == a][cols]
-    right = frame[frame["mode"] == b][cols]
-    return left.merge(right, on=keys, suffixes=(f"_{a}", f"_{b}"))
-
-
-def image_bootstrap_ratio(images: np.ndarray, num: np.ndarray, den: np.ndarray,
-                          resamples: int = RESAMPLES, seed: int = 0
-                          ) -> tuple[float, float, float]:
-    """Ratio of means ``sum(num)/sum(den)`` over rows, with a 95% percentile bootstrap CI
-    that resamples *images* (every row of a drawn image comes along)."""
-    images, num, den = np.asarray(images), np.asarray(num, float), np.asarray(den, float)
-    if num.size == 0 or den.sum() == 0:
-        return float("nan"), float("nan"), float("nan")
-    ids, inverse = np.unique(images, return_inverse=True)
-    num_sum = np.bincount(inverse, weights=num, minlength=ids.size)
-    den_sum = np.bincount(inverse, weights=den, minlength=ids.size)
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, ids.size, size=(resamples, ids.size))
-    num_draw, den_draw = num_sum[draw].sum(1), den_sum[draw].sum(1)
-    # a resample whose denominator is 0 has an unbounded ratio (inf, not num / 1e-12)
-    ratios = np.divide(num_draw, den_draw, out=np.full(resamples, np.inf),
-                       where=den_draw > 0)
-    low, high = _percentiles(ratios, (2.5, 97.5))
-    return float(num.sum() / den.sum()), float(low), float(high)
-
-
-def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """NumPy's (linear) percentiles, except that one whose interpolation touches an
-    infinite value is infinite (NumPy answers NaN there)."""
-    ordered = np.sort(values)
-    out = []
-    for q in qs:
-        upper = ordered[int(np.ceil(q / 100 * (len(ordered) - 1)))]
-        out.append(float(upper) if np.isinf(upper) else float(np.percentile(ordered, q)))
-    return out
-
-
-def bootstrap_ratio(num: np.ndarray, den: np.ndarray, resamples: int = RESAMPLES,
-                    seed: int = 0) -> tuple[float, float, float]:
-    """Ratio of means with a bootstrap over rows (each row its own unit)."""
-    return image_bootstrap_ratio(np.arange(len(num)), num, den, resamples, seed)
-
-
-def mcnemar_exact(frame: pd.DataFrame, a: str, b: str) -> dict:
-    """Exact McNemar test of success at the image level: per image the share of seeds each
-    mode fools it; images where the shares differ are discordant, counted for the mode
-    with the higher share; two-sided binomial test of those counts against 1/2."""
-    from scipy import stats
-
-    paired = paired_frame(frame, a, b)
-    share = paired.groupby("image_index")[[f"success_{a}", f"success_{b}"]].mean()
-    wins_a = int((share.iloc[:, 0] > share.iloc[:, 1]).sum())
-    wins_b = int((share.iloc[:, 1] > share.iloc[:, 0]).sum())
-    p = (float(stats.binomtest(wins_a, wins_a + wins_b, 0.5).pvalue)
-         if wins_a + wins_b else 1.0)
-    return {"images_only_a": wins_a, "images_only_b": wins_b, "p": p}
-
-
-def paired_comparison(frame: pd.DataFrame, a: str, b: str) -> dict:
-    """Mode ``a`` against mode ``b`` on the same (seed, image) pairs (see the module
-    docstring for the statistics)."""
-    from scipy import stats
-
-    paired = paired_frame(frame, a, b)
-    both = paired[paired[f"success_{a}"] & paired[f"success_{b}"]]
-    scans = any(parse_mode(m)[0] == "scan" for m in (a, b))
-    effort = "queries" if scans else "generations"
-    per_image = both.groupby("image_index")[[f"{effort}_{a}", f"{effort}_{b}"]].mean()
-    test = None
-    if len(per_image) and (per_image.iloc[:, 0] != per_image.iloc[:, 1]).any():
-        test = stats.wilcoxon(per_image.iloc[:, 0], per_image.iloc[:, 1])
-    ratio = lambda data, column: image_bootstrap_ratio(  # noqa: E731
-        data["image_index"], data[f"{column}_{a}"], data[f"{column}_{b}"])
-    mcnemar = mcnemar_exact(frame, a, b)
-    out = {
-        "a": a, "b": b, "effort": effort, "pairs": len(paired), "both_success": len(both),
-        "only_a_success": int((paired[f"success_{a}"] & ~paired[f"success_{b}"]).sum()),
-        "only_b_success": int((~paired[f"success_{a}"] & paired[f"success_{b}"]).sum()),
-        "images": int(paired["image_index"].nunique()),
-        "images_both_fool": int(len(per_image)),
-        "mean_generations_both": (float(both[f"generations_{a}"].mean()),
-                                  float(both[f"generations_{b}"].mean())),
-        "mean_queries_both": (float(both[f"queries_{a}"].mean()),
-                              float(both[f"queries_{b}"].mean())),
-        "generation_ratio_both": ratio(both, "generations"),
-        "generation_ratio_all": ratio(paired, "budget_generations"),
-        "query_ratio_both": ratio(both, "queries"),
-        "query_ratio_all": ratio(paired, "queries"),
-        "time_ratio_all": ratio(paired, "seconds"),
-        "wilcoxon_statistic": float(test.statistic) if test is not None else None,
-        "wilcoxon_p": float(test.pvalue) if test is not None else None,
-        "mcnemar_images_only_a": mcnemar["images_only_a"],
-        "mcnemar_images_only_b": mcnemar["images_only_b"],
-        "mcnemar_p": mcnemar["p"],
-    }
-    return out
 
 
 def paper_accounting(frame: pd.DataFrame, config: ExperimentConfig, a: str = "unconstrained",
@@ -287,20 +163,6 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
     return out
 
 
-def _fmt(value, digits: int = 2) -> str:
-    if isinstance(value, (tuple, list)):
-        mean, half = value
-        if mean is None or np.isnan(mean):
-            return "–"
-        return f"{mean:.{digits}f}" if half is None or np.isnan(half) else (
-            f"{mean:.{digits}f} ± {half:.{digits}f}")
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    if isinstance(value, float) and np.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return f"{value:.{digits}f}"
-
-
 def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
                     notes: list[str] | None = None) -> str:
     """The report as Markdown: Table 1 per seed, the means with CIs, paired comparisons,
@@ -316,8 +178,7 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
              "## Per seed and mode (Table 1 layout)", "",
              "| seed | mode | images | success | total s | mean s | mean gen (all) | "
              "mean gen (successes) | mean queries | mean start pixels"
-             + (" (scans: positions scanned)" if any(parse_mode(m)[0] == "scan"
-                                                     for m in frame["mode"].unique()) else "")
+             + (" (scans: positions scanned)" if _any_scan(frame) else "")
              + " |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
@@ -348,6 +209,12 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
               "generations; time per image is attributed by queries within a batch; "
               "intervals of ratios resample images (all seeds of an image together)."]
     return "\n".join(lines) + "\n"
+
+
+def _any_scan(frame: pd.DataFrame) -> bool:
+    """Whether some mode of the frame scanned positions (its rows count them)."""
+    return "positions_scanned" in frame and any(
+        bool(group.notna().all()) for _, group in frame.groupby("mode")["positions_scanned"])
 
 
 def _paired_lines(paired: dict, config: ExperimentConfig) -> list[str]:
@@ -428,8 +295,6 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     stats_ = summary(frame, config)
     notes: list[str] = []
     if figures:
-        from .figures import write_figures
-
         notes = write_figures(directory, frame, config)
     write_text_atomic(directory / "report.md", markdown_report(frame, config, stats_, notes))
     per_seed_table(frame).to_csv(directory / "table.csv", index=False)
@@ -442,3 +307,4 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
         flat.to_csv(directory / "results.csv", index=False)
         flat.to_parquet(directory / "results.parquet", index=False)
     return stats_
+

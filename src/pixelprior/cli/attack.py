@@ -1,0 +1,165 @@
+"""Commands on one image: ``attack`` and ``explain``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+from .._io import write_json_atomic
+from ..experiment import ExperimentConfig, build_attack, parse_mode
+from ..maps import METHODS, make_sensitivity
+from ..models import load_model, model_spec
+from ..priors import check_tau
+from ._app import (
+    DEVICE_HELP,
+    ENGINE_HELP,
+    MODEL_HELP,
+    _fail,
+    app,
+    check_out,
+    console,
+    label_of,
+    load_image,
+    predict_label,
+    write_image,
+)
+from ._app import device as pick_device
+
+
+@app.command()
+def attack(
+    image_file: Path = typer.Argument(..., help="Image to attack (PNG, JPEG, ...: any mode "
+                                      "PIL reads)."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    label: str | None = typer.Option(None, help="True class, index or name (default: the "
+                                     "model's prediction)."),
+    target: str | None = typer.Option(None, help="Target class (a targeted attack)."),
+    constrained: bool = typer.Option(False, help="Start in the susceptible set S (the "
+                                     "paper's constrained mode)."),
+    tau: float | None = typer.Option(None, help="Threshold of S (with --constrained; "
+                                     "default 0.5)."),
+    mode: str | None = typer.Option(None, help="Any experiment mode instead: e.g. "
+                                    "weighted, scan, scan:smoothgrad, scan:occlusion."),
+    oracle: Path | None = typer.Option(None, help="Folder of a `pixelprior susceptibility` "
+                                       "scan of this image, for --mode oracle / scan:oracle."),
+    popsize: int | None = typer.Option(None, help="DE population [400]."),
+    maxiter: int | None = typer.Option(None, help="Most DE generations [100]."),
+    strategy: str | None = typer.Option(None, help="DE strategy: rand1bin (the paper) or "
+                                        "best1bin (Su et al.'s code), ... [rand1bin]."),
+    pixels: int = typer.Option(1, help="Pixels changed."),
+    seed: int = typer.Option(0, help="Seed of the attack."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image whose size "
+                                   "differs from the model's input instead of resizing it."),
+    out: Path = typer.Option(Path("attack-out"), help="Output folder."),
+) -> None:
+    """Attack one image; write the adversarial PNG and a JSON result."""
+    if tau is not None and not constrained and mode not in ("constrained", "random_set"):
+        _fail("--tau sets the threshold of the susceptible set: use it with --constrained")
+    if constrained and mode is not None and mode != "constrained":
+        _fail(f"--constrained and --mode {mode} ask for two modes; give one")
+    chosen = mode or ("constrained" if constrained else "unconstrained")
+    search = {"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy}
+    if parse_mode(chosen)[0] == "scan" and any(v is not None for v in search.values()):
+        given = ", ".join(k for k, v in search.items() if v is not None)
+        _fail(f"{given} set the differential evolution; mode {chosen} scans instead")
+    device = pick_device(device)
+    config = ExperimentConfig.build(overrides=dict(
+        modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
+        tau=tau, engine=engine, device=device, model=model,
+        weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
+    check_out(out)
+    net = load_model(model, weights, device=device)
+    image, fitted, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
+    names = net.class_names
+    predicted = predict_label(net, image, device)
+    true = label_of(label, names, "true") if label is not None else predicted
+    goal = label_of(target, names, "target")
+    if predicted != true:
+        _fail(f"the model already classifies this image as {names[predicted]!r}, not "
+              f"{names[true]!r}: there is nothing to attack")
+    if goal is not None and goal == true:
+        _fail(f"the target {names[goal]!r} is the image's own class: a targeted attack needs "
+              "another class")
+    runner = build_attack(config, chosen, net, seed, batch_invariant=False,
+                          targeted=goal is not None)
+    output = runner(image.to(device), torch.tensor([true]),
+                    torch.tensor([goal]) if goal is not None else None)
+    result = output.results[0]
+    where = [_frames(p, fitted) for p in result.pixels]
+    row = result.to_row() | {
+        "image": str(image_file), "model": model, "mode": chosen,
+        "true_name": names[true], "adversarial_name": names[result.adversarial_label],
+        "target_name": names[goal] if goal is not None else None,
+        "pixels_in_file": where if fitted is not None else None,
+        "resized_from": list(fitted.original) if fitted is not None else None,
+        "device": device, "engine": runner.scorer(image.to(device)).name}
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
+    write_json_atomic(out / f"{image_file.stem}-result.json", row)
+    _print_attack(result, names, true, goal, fitted, out)
+
+
+def _frames(pixel, fitted) -> dict:
+    x0, y0, x1, y1 = fitted.to_original(pixel.x, pixel.y) if fitted else (
+        pixel.x, pixel.y, pixel.x, pixel.y)
+    return {"x": pixel.x, "y": pixel.y, "file_box": [x0, y0, x1, y1]}
+
+
+def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
+    spent = (f"{result.positions_scanned} positions" if result.generations is None
+             else f"{result.generations} generations")
+    where = ", ".join(f"({p.x}, {p.y})" for p in result.pixels)
+    if fitted is not None:
+        boxes = [fitted.to_original(p.x, p.y) for p in result.pixels]
+        where += " in the model's input; " + ", ".join(
+            f"x {b[0]}..{b[2]}, y {b[1]}..{b[3]}" for b in boxes) + " in the file"
+    goal_text = f" (target {names[goal]})" if goal is not None else ""
+    if result.success:
+        console.print(f"[green]success[/green]: {names[true]} → "
+                      f"{names[result.adversarial_label]}{goal_text} by changing {where}, "
+                      f"after {spent}, {result.queries} queries ({result.seconds:.2f} s); "
+                      f"written to {out}")
+    else:
+        console.print(f"[yellow]failed[/yellow]: {names[true]} stays "
+                      f"{names[result.adversarial_label]}{goal_text} after {spent}, "
+                      f"{result.queries} queries; best try {where} (true-class probability "
+                      f"{result.true_probability:.3f}); written to {out}")
+
+
+@app.command()
+def explain(
+    image_file: Path = typer.Argument(..., help="Image file."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
+    method: str = typer.Option("smoothgrad", help=METHODS.help_text()),
+    tau: float = typer.Option(0.5, help="Threshold of S."),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image whose size "
+                                   "differs from the model's input."),
+    out: Path = typer.Option(Path("explain-out"), help="Output folder."),
+) -> None:
+    """Write the sensitivity map (PNG + .npy) and the susceptible set S of an image."""
+    check_tau(tau)
+    check_out(out)
+    net = load_model(model, weights)
+    sensitivity = make_sensitivity(method, net)
+    image, _, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
+    true = (label_of(label, net.class_names, "explained") if label is not None
+            else predict_label(net, image, "cpu"))
+    smap = sensitivity(image, torch.tensor([true]))[0]
+    susceptible = smap > tau
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / f"{image_file.stem}-{method}.npy", smap.numpy())
+    write_image(smap[None].expand(3, -1, -1), out / f"{image_file.stem}-{method}.png")
+    write_image(susceptible[None].float().expand(3, -1, -1),
+                 out / f"{image_file.stem}-susceptible.png")
+    console.print(f"{method} map for class {net.class_names[true]}: |S| = "
+                  f"{int(susceptible.sum())} of {susceptible.numel()} pixels (τ = {tau}); "
+                  f"written to {out}")
+

@@ -1,0 +1,174 @@
+"""Commands on runs: ``reproduce cifar10|nips17`` and ``report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .._io import Interrupted, Interrupts
+from ..experiment import ExperimentConfig, ExperimentRunner, read_config_file
+from ._app import (
+    CONFIG_HELP,
+    DEVICE_HELP,
+    ENGINE_HELP,
+    ORACLE_HELP,
+    _fail,
+    app,
+    console,
+    num,
+    parse_seeds,
+    reproduce_app,
+)
+
+
+def _print_report(directory: Path) -> None:
+    # pandas, SciPy and matplotlib load only for reports (0.6 s of every command's start)
+    from ..report import load_rows, per_seed_table, write_report
+
+    stats = write_report(directory)
+    frame, _ = load_rows(directory)
+    table = Table(title=f"{directory} — per seed and mode")
+    for column in ("seed", "mode", "images", "success", "total s", "mean s", "gen (all)",
+                   "gen (succ.)", "queries"):
+        table.add_column(column, justify="right")
+    for _, r in per_seed_table(frame).iterrows():
+        table.add_row(str(r["seed"]), r["mode"], str(int(r["images"])),
+                      f"{r['success_rate']:.0%}", f"{r['total_s']:.1f}", f"{r['mean_s']:.3f}",
+                      num(r["mean_generations_all"]), num(r["mean_generations_success"]),
+                      f"{r['mean_queries']:.0f}")
+    console.print(table)
+    paired = stats.get("paired")
+    if paired:
+        ratio, low, high = paired["generation_ratio_both"]
+        console.print(f"paired, both succeed ({paired['both_success']} of {paired['pairs']}): "
+                      f"generations {paired['a']}/{paired['b']} = {num(ratio)} "
+                      f"[{num(low)}, {num(high)}] (images resampled); McNemar p = "
+                      f"{num(paired['mcnemar_p'], 3)}")
+    console.print(f"report: {directory / 'report.md'}")
+
+
+@app.command()
+def report(directory: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Tables (Markdown, CSV), statistics, exports (CSV, Parquet) and figures of a run."""
+    if not (directory / "config.json").is_file():
+        _fail(f"{directory} is not a run directory (no config.json); give the --out of a "
+              "`pixelprior reproduce` run")
+    _print_report(directory)
+
+
+def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
+         no_report: bool, dataset: str) -> None:
+    """Build the config (defaults < command base < file < options given), run, report."""
+    if config_file is not None:
+        in_file = read_config_file(config_file).get("dataset", dataset)
+        if in_file != dataset:
+            _fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
+    config = ExperimentConfig.build(config_file, overrides, base)
+    runner = ExperimentRunner(config, force=force, log=console.print)
+    with Interrupts() as interrupts:
+        try:
+            runner.run(interrupts=interrupts)
+        except Interrupted as exc:
+            exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
+                        "command to resume")
+            raise
+    if not no_report:
+        _print_report(Path(config.out))
+
+
+@reproduce_app.command("cifar10")
+def reproduce_cifar10(
+    quick: bool = typer.Option(False, help="10 bundled images, 1 seed (a few minutes on 2 "
+                               "cores)."),
+    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    images: int | None = typer.Option(None, help="Images to attack [100]."),
+    seeds: str | None = typer.Option(None, help="Seeds: a count (5 → 0..4) or a list "
+                                     "(0,2,4) [5]."),
+    modes: str | None = typer.Option(None, help="Comma-separated modes [unconstrained,"
+                                     "constrained]; also weighted, topk, random_set, oracle,"
+                                     " scan, scan:ORDER."),
+    strategy: str | None = typer.Option(None, help="DE strategy [rand1bin]."),
+    tau: float | None = typer.Option(None, help="Threshold of S [0.5]."),
+    selection: str | None = typer.Option(None, help="first_correct | random_correct | first "
+                                         "| random | vulnerable / robust (the images the "
+                                         "--oracle scan fools / does not) [first_correct]."),
+    oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
+    source: str | None = typer.Option(None, help="full (the exact test set; needs it, or "
+                                      "downloads it) | sample (the bundled first 100) [full]."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py "
+                                     "[$PIXELPRIOR_DATA, then the cache]."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
+    batch_images: int | None = typer.Option(None, help="Images attacked together [10 on "
+                                            "the CPU, all on CUDA]."),
+    max_batch: int | None = typer.Option(None, help="Rows per scoring call [by device]."),
+    engine: str | None = typer.Option(None, help=ENGINE_HELP),
+    workers: int | None = typer.Option(None, help="Ray workers (pip install "
+                                       "'pixelprior[ray]') [1: this process]."),
+    ray_address: str | None = typer.Option(None, help="Join this Ray cluster [start a "
+                                           "local one]."),
+    out: Path | None = typer.Option(None, help="Run directory [runs/cifar10, "
+                                    "runs/cifar10-quick]."),
+    force: bool = typer.Option(False, help="Move old results of another config aside "
+                               "(kept beside the new run)."),
+    no_report: bool = typer.Option(False, help="Skip the report."),
+) -> None:
+    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
+    base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10"}
+    quick_preset = {"images": 10, "seeds": [0], "source": "sample"} if quick else {}
+    given = {"images": images, "seeds": parse_seeds(seeds),
+             "modes": modes.split(",") if modes else None, "strategy": strategy, "tau": tau,
+             "selection": selection, "oracle": str(oracle) if oracle else None,
+             "source": source, "data": str(data) if data else None, "device": device,
+             "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
+             "workers": workers, "ray_address": ray_address, "out": str(out) if out else None}
+    _run(config_file, {**quick_preset, **{k: v for k, v in given.items() if v is not None}},
+         base, force, no_report, "cifar10")
+
+
+@reproduce_app.command("nips17")
+def reproduce_nips17(
+    data: Path | None = typer.Option(None, help="DEV set folder: dev_dataset.csv + images/ "
+                                     "(required, here or in --config)."),
+    model: str | None = typer.Option(None, help="squeezenet1_1 | squeezenet1_0 "
+                                     "[squeezenet1_1]."),
+    weights: Path | None = typer.Option(None, help="Weights file [cache, then download]."),
+    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    images: int | None = typer.Option(None, help="Images chosen at random, recorded [500]."),
+    seeds: str | None = typer.Option(None, help="Seeds: a count or a list [5]."),
+    modes: str | None = typer.Option(None, help="Comma-separated modes."),
+    selection_seed: int | None = typer.Option(None, help="Seed of the random selection [0]."),
+    oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
+    resize_inside: bool | None = typer.Option(None, "--resize-inside/--no-resize-inside",
+                                              help="Attack the 299x299 image and resize "
+                                              "inside the model [no]."),
+    max_batch: int | None = typer.Option(None, help="Rows per scoring call [by device]."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
+    batch_images: int | None = typer.Option(None, help="Images attacked together [4 on "
+                                            "the CPU, all on CUDA]."),
+    engine: str | None = typer.Option(None, help=ENGINE_HELP),
+    workers: int | None = typer.Option(None, help="Ray workers [1]."),
+    ray_address: str | None = typer.Option(None, help="Join this Ray cluster."),
+    out: Path | None = typer.Option(None, help="Run directory [runs/nips17]."),
+    force: bool = typer.Option(False, help="Move old results of another config aside."),
+    no_report: bool = typer.Option(False, help="Skip the report."),
+) -> None:
+    """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
+
+    base = {"dataset": "nips17", "model": "squeezenet1_1", "images": 500,
+            "selection": "random_correct", "out": "runs/nips17",
+            # a scan of every 224x224 position would cost 1.35 M queries per image: scan
+            # modes cover the top 1,024 positions of their order (recorded in config.json)
+            "scan_positions": 1024}
+    given = {"data": str(data) if data else None, "model": model,
+             "weights": str(weights) if weights else None, "images": images,
+             "seeds": parse_seeds(seeds), "modes": modes.split(",") if modes else None,
+             "selection_seed": selection_seed, "resize_inside": resize_inside,
+             "oracle": str(oracle) if oracle else None,
+             "max_batch": max_batch, "device": device, "batch_images": batch_images,
+             "engine": engine, "workers": workers, "ray_address": ray_address,
+             "out": str(out) if out else None}
+    _run(config_file, {k: v for k, v in given.items() if v is not None}, base, force,
+         no_report, "nips17")
+

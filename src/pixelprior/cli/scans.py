@@ -1,0 +1,158 @@
+"""Commands on scans: ``susceptibility`` (exhaustive one-pixel scans) and
+``evaluate-maps`` (maps scored against a scan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+from rich.table import Table
+
+from .._io import Interrupted, Interrupts
+from ..data import load_cifar10, to_float
+from ..experiment import correctly_classified, run_scan
+from ..models import load_model, model_spec
+from ..search import colour_grid
+from ._app import (
+    DEVICE_HELP,
+    ENGINE_HELP,
+    MODEL_HELP,
+    _fail,
+    app,
+    check_out,
+    console,
+    load_image,
+    num,
+    predict_label,
+)
+from ._app import device as pick_device
+
+
+@app.command()
+def susceptibility(
+    target: str = typer.Argument(..., help="'cifar10' (dataset images) or an image file."),
+    out: Path = typer.Option(..., help="Output folder: maps.npz, summary.json, PNGs."),
+    source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
+                               "sample (the bundled first 100)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    images: int = typer.Option(100, help="Correctly classified images to scan."),
+    first_index: int = typer.Option(0, help="Start at this test-set index."),
+    levels: int = typer.Option(3, help="Colours per channel (3: 27 colours)."),
+    corners: bool = typer.Option(False, help="Only the 8 corners of the colour cube "
+                                 "(the same as --levels 2)."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    engine: str = typer.Option("auto", help=ENGINE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    batch_images: int = typer.Option(10, help="Images scanned together."),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
+                                   "size differs from the model's input."),
+) -> None:
+    """Exhaustive one-pixel scan: every position x every grid colour. Where can one pixel
+    fool the model? Writes the oracle map, the vulnerable mask and a summary."""
+    levels = 2 if corners else levels
+    colour_grid(levels)
+    if images < 1 or batch_images < 1 or first_index < 0:
+        _fail("--images and --batch-images must be >= 1, --first-index >= 0")
+    if source not in ("full", "sample"):
+        _fail(f"--source must be full or sample, got {source!r}")
+    device = pick_device(device)
+    check_out(out)
+    net = load_model(model, weights, device=device)
+    if target == "cifar10":
+        batch, labels, indices, shown = _scan_images(net, source, data, images, first_index,
+                                                     device)
+    else:
+        batch, _, _ = load_image(Path(target), model_spec(model).input_size, not no_resize)
+        labels = torch.tensor([predict_label(net, batch, device)])
+        indices, shown = [-1], None
+    info = {"model": model, "weights": str(weights) if weights else None, "target": target,
+            "source": source if target == "cifar10" else None, "engine": engine,
+            "device": device}
+    with Interrupts() as interrupts:
+        try:
+            maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
+                            labels, indices, levels, engine, batch_images, device, info=info,
+                            interrupts=interrupts)
+        except Interrupted as exc:
+            exc.kept = "the images finished so far are kept; run the same command to resume"
+            raise
+    from ..report.figures import oracle_figure  # matplotlib only where a figure is drawn
+
+    shown = shown if shown is not None else batch
+    rows = maps.rows_of(to_float(shown) if shown.dtype == torch.uint8 else shown)
+    oracle_figure(out, maps, shown, net.class_names, rows)
+    fooled = int(maps.vulnerable[rows].reshape(len(rows), -1).any(1).sum())
+    extra = len(maps.labels) - len(rows)
+    console.print(f"{fooled} of {len(rows)} images have a one-pixel adversarial on the "
+                  f"{levels}-level grid ({levels ** 3} colours × every position); written "
+                  f"to {out}" + (f" (which holds {extra} more images from earlier scans)"
+                                 if extra else ""))
+
+
+@app.command("evaluate-maps")
+def evaluate_maps_cmd(
+    directory: Path = typer.Argument(..., help="A susceptibility folder (maps.npz)."),
+    more_methods: list[str] | None = typer.Argument(None, hidden=True),
+    methods: str = typer.Option("smoothgrad,gradient,integrated_gradients,gradcam,occlusion,"
+                                "random,oracle", help="Maps to score, space or comma "
+                                "separated: smoothgrad gradient integrated_gradients gradcam "
+                                "occlusion random oracle."),
+    tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
+    top_k: str = typer.Option("10,50,100", help="k for the lift of the top k positions."),
+    score: str = typer.Option("logit", help="Class score: logit | probability | "
+                              "log_probability."),
+    absolute: str = typer.Option("after", help="SmoothGrad: |.| after averaging (the "
+                                 "paper) or before."),
+    normalization: str = typer.Option("minmax", help="minmax | percentile."),
+    n_samples: int = typer.Option(50, help="SmoothGrad noisy copies (n)."),
+    noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    out: Path | None = typer.Option(None, help="Output folder [the scan's folder]."),
+) -> None:
+    """Score sensitivity maps against an exhaustive scan: ROC AUC, precision of S, lift of
+    the top k, Spearman vs the oracle map, queries of a scan ranked by each map."""
+    from ..report.mapeval import run_map_evaluation  # pandas, SciPy, matplotlib
+
+    chosen = [m for part in [methods, *(more_methods or [])] for m in part.split(",") if m]
+    if not chosen:
+        _fail("--methods names no method; give one or more of smoothgrad, gradient, "
+              "integrated_gradients, gradcam, occlusion, random, oracle")
+    try:
+        ks = tuple(int(k) for k in top_k.split(","))
+    except ValueError:
+        _fail(f"--top-k takes comma-separated integers, got {top_k!r}")
+    if min(ks) < 1:
+        _fail(f"--top-k takes positive integers (positions), got {top_k!r}")
+    if not (directory / "maps.npz").is_file():
+        _fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
+              f"--out {directory}`")
+    settings = {"score": score, "absolute": absolute, "normalization": normalization,
+                "n_samples": n_samples, "noise_level": noise_level}
+    summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
+                                 str(data) if data else None, pick_device(device))
+    table = Table(title=f"maps vs the oracle of {directory}")
+    for column in ("method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
+                   "queries to first"):
+        table.add_column(column, justify="right")
+    for s in summary:
+        table.add_row(s["method"], num(s["auc_mean"], 3), num(s["precision_at_tau"], 3),
+                      num(s["base_rate"], 3), num(s[f"lift_top{ks[0]}"]),
+                      num(s["mean_queries_to_first"], 0))
+    console.print(table)
+    console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
+                  "maps_compared.png, ranked_scans.png")
+
+
+def _scan_images(net, source, data, count, first_index, device):
+    dataset = load_cifar10(source, data, download=source == "full")
+    subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
+    pick = correctly_classified(net, subset, count, device)
+    if len(pick) < count:
+        _fail(f"only {len(pick)} correctly classified images from index {first_index} in "
+              f"{subset.source}; lower --images or --first-index")
+    return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
+            subset.images[pick])
+

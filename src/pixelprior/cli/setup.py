@@ -1,0 +1,84 @@
+"""Commands that set things up: ``train``, ``eval`` and ``data``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import typer
+
+from ..data import load_cifar10
+from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_standin
+from ..models import SqueezeNet, load_model
+from ..models.train import TrainConfig, evaluate, train_cifar10
+from ._app import MODEL_HELP, _fail, check_out, console, data_app, eval_app, train_app
+
+
+@train_app.command("cifar10")
+def train_cifar10_cmd(
+    epochs: int = typer.Option(30, help="Training epochs."),
+    batch_size: int = typer.Option(256, help="Batch size."),
+    lr: float = typer.Option(0.2, help="Peak learning rate (one-cycle)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    out: Path = typer.Option(Path("checkpoints/cifar10"), help="Checkpoint/weights folder."),
+    data: Path | None = typer.Option(None, help="cifar10-jpeg.tar.xz (default: "
+                                     "$PIXELPRIOR_DATA or the cache)."),
+    limit: int | None = typer.Option(None, help="Train on this many images (smoke tests)."),
+    threads: int = typer.Option(0, help="Torch CPU threads (0: default)."),
+) -> None:
+    """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt)."""
+    check_out(out)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                         out_dir=str(out), data=str(data) if data else None, limit=limit,
+                         threads=threads)
+    card = train_cifar10(config, log=console.print,
+                         command="pixelprior " + " ".join(sys.argv[1:]))
+    console.print(f"weights: {out / 'squeezenet1_1-cifar10.pt'}  test accuracy: "
+                  f"{card['test_accuracy']:.4f}")
+
+
+@eval_app.command("cifar10")
+def eval_cifar10_cmd(
+    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, help="Weights file (default: bundled)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    source: str = typer.Option("full", help="full (the exact test set) | sample (the "
+                               "bundled first 100 test images)."),
+) -> None:
+    """Top-1 accuracy on the exact CIFAR-10 test images (all rows present)."""
+    if source not in ("full", "sample"):
+        _fail(f"--source must be full or sample, got {source!r}")
+    net = load_model(model, weights)
+    dataset = load_cifar10(source, data, download=source == "full")
+    accuracy = evaluate(net, dataset)
+    console.print(f"{model}: top-1 {accuracy:.4f} on {len(dataset)} exact CIFAR-10 test "
+                  f"images ({dataset.source})")
+
+
+@data_app.command("nips17")
+def data_nips17(out: Path = typer.Option(..., help="Target folder (published layout)."),
+                csv_url: str = typer.Option(None, help="Override the CSV's URL.")) -> None:
+    """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable."""
+    check_out(out)
+    # the published CSV's checksum applies only to the published URL
+    report = download_nips17(out, csv_url or DEV_CSV_URL,
+                             csv_sha256=None if csv_url else DEV_CSV_SHA256)
+    console.print(f"downloaded {report['downloaded']}, already there {report['existing']}, "
+                  f"failed {len(report['failed'])} (listed in {out / 'failed.txt'})")
+
+
+@data_app.command("standin")
+def data_standin(out: Path = typer.Option(..., help="Target folder."),
+                 count: int = typer.Option(8, help="Images."),
+                 seed: int = typer.Option(0, help="Seed of the random images and weights.")
+                 ) -> None:
+    """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights."""
+    check_out(out)
+    torch.manual_seed(seed)
+    model = SqueezeNet("1_1").eval()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "squeezenet1_1-standin.pth")
+    make_standin(out, count, seed, label_model=model)
+    console.print(f"stand-in DEV set with {count} images and random weights in {out}")
+

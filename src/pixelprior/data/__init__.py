@@ -1,0 +1,54 @@
+"""Data: image sets, a user's image files, the NIPS 2017 DEV set and saved scans.
+
+The first layer: nothing here imports another pixelprior package. Images are ``uint8``
+tensors ``[N, 3, H, W]`` with ``int64`` labels; models take ``float`` images in [0, 1]
+(:func:`to_float`).
+"""
+
+from .._streams import image_digest  # noqa: F401  (re-exported: its earlier home)
+from .base import (
+    CACHE_ENV,
+    DATA_ENV,
+    CorruptDataError,
+    DataError,
+    DataNotFoundError,
+    ImageSet,
+    cache_dir,
+    check_images,
+    data_dir_from_env,
+    to_float,
+)
+from .cifar10 import (
+    CIFAR10_DIRNAME,
+    CIFAR10_JPEG_ARCHIVE,
+    CIFAR10_MD5,
+    CIFAR10_URL,
+    SAMPLE_ASSET,
+    download_cifar10,
+    find_jpeg_archive,
+    load_cifar10,
+    load_cifar10_jpeg,
+    load_cifar10_sample,
+    load_cifar10_test,
+    read_cifar_batch,
+    read_class_names,
+    read_jpeg_archive,
+    resolve_cifar10_dir,
+)
+from .classes import CIFAR10_CLASSES, imagenet_class_names
+from .download import download_file, file_digest, md5sum, sha256sum
+from .images import ALPHA_MODES, ImageFile, Resize, SizeMismatchError, fit_image, read_image_file
+from .registry import DATASETS, load_dataset
+from .scanstore import MAPS_FILE, SusceptibilityMaps, scan_summary
+
+__all__ = [
+    "ALPHA_MODES", "CACHE_ENV", "CIFAR10_CLASSES", "CIFAR10_DIRNAME", "CIFAR10_JPEG_ARCHIVE",
+    "CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "DATA_ENV", "MAPS_FILE", "SAMPLE_ASSET",
+    "CorruptDataError", "DataError", "DataNotFoundError", "ImageFile", "ImageSet", "Resize",
+    "SizeMismatchError", "SusceptibilityMaps", "cache_dir", "check_images",
+    "data_dir_from_env", "download_cifar10", "download_file", "file_digest", "fit_image",
+    "find_jpeg_archive", "image_digest", "imagenet_class_names", "load_cifar10",
+    "load_cifar10_jpeg", "load_cifar10_sample", "load_cifar10_test", "load_dataset",
+    "md5sum", "read_cifar_batch", "read_class_names", "read_image_file",
+    "read_jpeg_archive", "resolve_cifar10_dir", "scan_summary", "sha256sum", "to_float",
+]

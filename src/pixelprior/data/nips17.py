@@ -1,0 +1,217 @@
+"""The NIPS 2017 adversarial-competition DEV set ("NIPS-W" in the paper).
+
+Published layout: ``dev_dataset.csv`` (ImageId, URL, x1, y1, x2, y2, TrueLabel,
+TargetClass, ...) beside ``images/<ImageId>.png`` (299×299 RGB). Labels follow the
+competition's 1001-class convention (0 = background, 1..1000 = ImageNet), so torchvision's
+0..999 index is ``TrueLabel - 1`` (:func:`to_torchvision_label`).
+
+:func:`download_nips17` rebuilds the images the way the competition's own downloader did:
+fetch each URL, crop to the box ``(int(x1·w), int(y1·h), int(x2·w), int(y2·h))``, resize
+to 299×299 with Lanczos (PIL's former ANTIALIAS) and save ``ImageId.png``. Dead URLs are
+reported and skipped; existing PNGs are kept, so an interrupted download resumes.
+
+For attacks the images are resized once to the model's input size (224×224 for the
+SqueezeNets) and kept in [0, 1]; normalisation stays inside the model. ``size=299`` keeps
+the published resolution, for a model that resizes inside itself
+(:class:`~pixelprior.models.ResizeInside`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import atomic_write
+from .base import CorruptDataError, DataNotFoundError, ImageSet
+from .classes import imagenet_class_names
+from .download import download_file
+
+DEV_CSV_URL = ("https://raw.githubusercontent.com/cleverhans-lab/cleverhans/master/examples/"
+               "nips17_adversarial_competition/dataset/dev_dataset.csv")
+DEV_CSV_SHA256 = "b85ae40a1d5d0d95b77d30b8cabec140020a00cbcc9aebc6921b77a270fb743d"
+REQUIRED_COLUMNS = ("ImageId", "URL", "x1", "y1", "x2", "y2", "TrueLabel", "TargetClass")
+PUBLISHED_SIZE = 299
+
+
+@dataclass(frozen=True)
+class DevRecord:
+    """One row of ``dev_dataset.csv`` (labels as published, 1..1000)."""
+
+    image_id: str
+    url: str
+    box: tuple[float, float, float, float]
+    true_label: int
+    target_class: int
+
+
+def to_torchvision_label(competition_label: int) -> int:
+    """Competition label (1..1000, 0 = background) → torchvision index (0..999)."""
+    if not 1 <= competition_label <= 1000:
+        raise ValueError(f"competition label {competition_label} outside 1..1000 "
+                         "(0 is the unused background class)")
+    return competition_label - 1
+
+
+def to_competition_label(torchvision_label: int) -> int:
+    """torchvision index (0..999) → competition label (1..1000)."""
+    if not 0 <= torchvision_label <= 999:
+        raise ValueError(f"torchvision label {torchvision_label} outside 0..999")
+    return torchvision_label + 1
+
+
+def read_dev_csv(path: str | Path) -> list[DevRecord]:
+    """Parse ``dev_dataset.csv``; missing columns or bad values are clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} not found; get it from {DEV_CSV_URL}")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CorruptDataError(f"{path}: missing columns {missing}")
+        records = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                records.append(DevRecord(
+                    row["ImageId"], row["URL"],
+                    (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])),
+                    int(row["TrueLabel"]), int(row["TargetClass"])))
+            except (TypeError, ValueError) as exc:
+                raise CorruptDataError(f"{path}:{line}: bad row ({exc})") from exc
+    return records
+
+
+def crop_and_resize(raw: bytes, box: tuple[float, float, float, float],
+                    size: int = PUBLISHED_SIZE):
+    """The competition's preprocessing of a downloaded image."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(raw)).convert("RGB")
+    w, h = image.size
+    x1, y1, x2, y2 = box
+    image = image.crop((int(x1 * w), int(y1 * h), int(x2 * w), int(y2 * h)))
+    return image.resize((size, size), resample=Image.Resampling.LANCZOS)
+
+
+def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
+                    csv_sha256: str | None = DEV_CSV_SHA256, timeout: float = 30.0,
+                    progress: bool = True) -> dict:
+    """Fetch the CSV and every image into ``out`` (published layout); resumable.
+
+    Returns ``{"downloaded": n, "existing": n, "failed": {ImageId: reason}}``; the failures
+    are also written to ``out/failed.txt``.
+    """
+    out = Path(out)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out / "dev_dataset.csv"
+    if not csv_path.is_file():
+        download_file(csv_url, csv_path, sha256=csv_sha256, timeout=timeout)
+    records = read_dev_csv(csv_path)
+    report = {"downloaded": 0, "existing": 0, "failed": {}}
+    iterator = records
+    if progress:
+        from rich.progress import track
+
+        iterator = track(records, description="NIPS17 images")
+    for record in iterator:
+        target = images_dir / f"{record.image_id}.png"
+        if target.is_file():
+            report["existing"] += 1
+            continue
+        try:
+            with urllib.request.urlopen(record.url, timeout=timeout) as response:  # noqa: S310
+                raw = response.read()
+            image = crop_and_resize(raw, record.box)
+        except Exception as exc:  # dead URL, HTTP error, not an image
+            report["failed"][record.image_id] = f"{type(exc).__name__}: {exc}"
+            continue
+        with atomic_write(target) as f:
+            image.save(f, format="PNG")
+        report["downloaded"] += 1
+    (out / "failed.txt").write_text("".join(f"{k}\t{v}\n" for k, v in report["failed"].items()))
+    return report
+
+
+def load_nips17(directory: str | Path, size: int = 224) -> ImageSet:
+    """The DEV images present in ``directory`` as uint8 ``[N, 3, size, size]``.
+
+    ``directory`` holds ``dev_dataset.csv`` and ``images/`` (or the PNGs directly).
+    Labels are mapped to torchvision's 0..999. Images whose PNG is missing (dead URLs)
+    are left out; ``ImageSet.ids`` keeps each row's ImageId. Resizing (when ``size`` is
+    not 299) uses bilinear interpolation with antialiasing, once, before any attack.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    directory = Path(directory).expanduser()  # as the config validated it
+    records = read_dev_csv(directory / "dev_dataset.csv")
+    images_dir = directory / "images" if (directory / "images").is_dir() else directory
+    pixels, labels, ids, rows = [], [], [], []
+    for row, record in enumerate(records):
+        path = images_dir / f"{record.image_id}.png"
+        if not path.is_file():
+            continue
+        try:
+            image = Image.open(path).convert("RGB")
+        except (UnidentifiedImageError, OSError) as exc:
+            raise CorruptDataError(f"{path}: unreadable image ({exc})") from exc
+        if image.size != (size, size):
+            image = image.resize((size, size), resample=Image.Resampling.BILINEAR,
+                                 reducing_gap=None)
+        pixels.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+        labels.append(to_torchvision_label(record.true_label))
+        ids.append(record.image_id)
+        rows.append(row)
+    if not pixels:
+        raise DataNotFoundError(f"no DEV images found in {images_dir}; run "
+                                f"`pixelprior data nips17 --out {directory}`")
+    return ImageSet(torch.from_numpy(np.stack(pixels)), torch.tensor(labels),
+                    imagenet_class_names(), str(directory), torch.tensor(rows),
+                    ids=tuple(ids))
+
+
+def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,
+                 label_model: nn.Module | None = None) -> list[DevRecord]:
+    """A small dataset in the exact published layout, for tests and dry runs.
+
+    Writes ``dev_dataset.csv`` (all published columns) and ``images/<id>.png`` (299×299
+    smooth random images) for all but the last ``dead`` rows. Labels are random, or, with
+    ``label_model`` (a 1000-class model taking 224×224 images), the model's own
+    predictions, so that a stand-in run attacks "correctly classified" images as a real
+    run does.
+    """
+    from PIL import Image
+
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = [Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).resize(
+        (PUBLISHED_SIZE, PUBLISHED_SIZE), Image.Resampling.BICUBIC) for _ in range(count)]
+    labels = rng.integers(1, 1001, size=count).tolist()
+    if label_model is not None:
+        batch = torch.stack([torch.from_numpy(np.array(im.resize((224, 224)))).permute(2, 0, 1)
+                             for im in images]).float() / 255
+        with torch.inference_mode():
+            labels = [to_competition_label(int(k)) for k in label_model(batch).argmax(1)]
+    records = []
+    with open(out / "dev_dataset.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ImageId", "URL", "x1", "y1", "x2", "y2", "TrueLabel", "TargetClass",
+                         "OriginalLandingURL", "License", "Author", "AuthorProfileURL"])
+        for i in range(count):
+            image_id = f"{rng.integers(0, 2**63):016x}"
+            record = DevRecord(image_id, f"http://127.0.0.1:1/{image_id}.jpg",
+                               (0.0, 0.0, 1.0, 1.0), labels[i], int(rng.integers(1, 1001)))
+            writer.writerow([record.image_id, record.url, *record.box, record.true_label,
+                             record.target_class, "", "", "", ""])
+            records.append(record)
+            if i < count - dead:
+                images[i].save(out / "images" / f"{image_id}.png")
+    return records

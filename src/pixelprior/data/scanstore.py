@@ -1,0 +1,125 @@
+"""The saved result of an exhaustive one-pixel scan (``maps.npz``): the ground truth that
+oracle priors, ranked scans and map evaluation read.
+
+Arrays are per image (``[B, H, W]``); images are matched by their pixels
+(:func:`~pixelprior._streams.pixel_key`), never by position.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import save_npz_atomic
+from .._streams import pixel_keys
+
+MAPS_FILE = "maps.npz"
+
+_LOADED: dict[tuple, SusceptibilityMaps] = {}
+
+
+@dataclass
+class SusceptibilityMaps:
+    """A scan saved to disk (``maps.npz``): what :class:`~pixelprior.priors.OraclePrior`
+    and map evaluation read. Arrays are per image (``[B, H, W]``)."""
+
+    image_keys: np.ndarray  # str [B]: pixel_key() of the scanned float images
+    image_indices: np.ndarray  # int64 [B]: dataset indices (-1 for a file)
+    labels: np.ndarray  # int64 [B]
+    min_true_probability: np.ndarray  # float32
+    min_margin: np.ndarray  # float32
+    vulnerable: np.ndarray  # bool
+    best_colour: np.ndarray  # float32 [B, H, W, C]: the colour of the lowest margin
+    levels: int
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+    def oracle_map(self) -> np.ndarray:
+        """Per image in [0, 1]: the lowest margin, negated and min-max normalised, so
+        every vulnerable position (margin < 0) ranks above every other (computed once)."""
+        if "_oracle_map" not in self.__dict__:
+            self.__dict__["_oracle_map"] = self._compute_oracle_map()
+        return self.__dict__["_oracle_map"]
+
+    def _compute_oracle_map(self) -> np.ndarray:
+        score = -self.min_margin.reshape(len(self.labels), -1).astype(np.float64)
+        low = score.min(1, keepdims=True)
+        span = score.max(1, keepdims=True) - low
+        out = np.where(span > 0, (score - low) / np.where(span > 0, span, 1), 0.0)
+        return out.reshape(self.min_margin.shape).astype(np.float32)
+
+    def rows_of(self, images: torch.Tensor) -> list[int]:
+        """Rows of ``images`` in this scan, matched by their pixels."""
+        where = {key: row for row, key in enumerate(self.image_keys.tolist())}
+        rows = []
+        for key in pixel_keys(images.cpu()):
+            if key not in where:
+                raise KeyError(f"an image is not in the susceptibility scan {self.source}; "
+                               "scan it first (`pixelprior susceptibility`)")
+            rows.append(where[key])
+        return rows
+
+    def save(self, path: str | Path) -> None:
+        """Write ``maps.npz`` atomically."""
+        save_npz_atomic(Path(path), image_keys=self.image_keys,
+                        image_indices=self.image_indices, labels=self.labels,
+                        min_true_probability=self.min_true_probability,
+                        min_margin=self.min_margin, vulnerable=self.vulnerable,
+                        best_colour=self.best_colour, levels=np.int64(self.levels),
+                        info=json.dumps(self.info))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SusceptibilityMaps:
+        """Read a scan: a folder holding ``maps.npz`` or the file itself."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MAPS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no susceptibility scan at {path}; make one with "
+                                    "`pixelprior susceptibility ... --out DIR`")
+        # runs build an oracle prior or order per group of images: read each file version
+        # once (keyed by path, size and modification time; scans are never changed in place)
+        stat = path.stat()
+        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if identity not in _LOADED:
+            _LOADED.clear()  # one scan at a time is what runs use
+            _LOADED[identity] = cls._read(path)
+        return _LOADED[identity]
+
+    @classmethod
+    def _read(cls, path: Path) -> SusceptibilityMaps:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return cls(npz["image_keys"], npz["image_indices"], npz["labels"],
+                           npz["min_true_probability"], npz["min_margin"], npz["vulnerable"],
+                           npz["best_colour"], int(npz["levels"]), str(path),
+                           json.loads(str(npz["info"])))
+        except (KeyError, ValueError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable susceptibility scan ({exc})") from exc
+
+    @classmethod
+    def from_scan(cls, result, images: torch.Tensor, labels: torch.Tensor,
+                  indices: list[int], levels: int, info: dict | None = None,
+                  keys: list[str] | None = None) -> SusceptibilityMaps:
+        """A store from a :class:`~pixelprior.search.ScanResult` of ``images``; ``keys``:
+        the images' :func:`~pixelprior._streams.pixel_keys` when already computed."""
+        keys = keys if keys is not None else pixel_keys(images.cpu())
+        return cls(np.array(keys), np.asarray(indices, dtype=np.int64),
+                   labels.cpu().numpy().astype(np.int64),
+                   result.min_fitness.numpy().astype(np.float32),
+                   result.min_margin.numpy().astype(np.float32),
+                   result.vulnerable.numpy(), result.best_colour.numpy().astype(np.float32),
+                   levels, "", info or {})
+
+
+def scan_summary(maps: SusceptibilityMaps) -> list[dict]:
+    """``[{image_index, vulnerable_positions, fooled}]`` per image."""
+    counts = maps.vulnerable.reshape(len(maps.labels), -1).sum(1)
+    return [{"image_index": int(index), "vulnerable_positions": int(count),
+             "fooled": bool(count > 0)}
+            for index, count in zip(maps.image_indices.tolist(), counts.tolist(), strict=True)]
+

@@ -1,0 +1,414 @@
+"""One configuration shape from the command line to the runner to the attack.
+
+:class:`ExperimentConfig` holds everything that defines an experiment. It is built from
+three layers, each overriding the one before (:meth:`ExperimentConfig.build`):
+
+1. the defaults below (the paper's settings);
+2. a ``--config`` file (TOML or JSON; unknown keys are an error);
+3. the options actually given on the command line (an option not given never overrides
+   the file).
+
+The whole configuration — types, ranges, names, files it points at, the device — is
+checked by :meth:`ExperimentConfig.validate` before anything is written, and every problem
+is named in one message. ``config.json`` records exactly what ran. Attacks are built from
+a config in one place (:func:`pixelprior.experiment.modes.build_attack`), so the command
+line, the runner and the Python API build them the same way; names are checked against
+the registries of each kind of part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import DATASETS as DATASET_REGISTRY
+from ..maps import NORMALIZATIONS, REDUCTIONS, SCORES
+from ..models import REGISTRY as MODEL_REGISTRY
+from ..priors import check_tau
+from ..scoring import ENGINES, PRECISIONS
+from ..search import SEARCHES, EvolutionConfig
+from .modes import SENSITIVITIES, modes_help, parse_mode
+
+SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
+SOURCES = ("full", "sample")
+DATASETS = DATASET_REGISTRY.names()
+# fields that do not change results: left out of the config hash (max_batch can change the
+# last bits of scores through the kernels of another chunk shape: it is hashed)
+NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address")
+# fields added after the first results were written: left out of the hash while they hold
+# their default, so earlier run directories keep their hash (and resume)
+LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
+                "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
+                "normalization", "percentile", "precision", "max_batch", "query_budget")
+# priors whose behaviour changed after results were written: runs using them hash anew
+# (random_set: one fixed pattern for every image before, fresh per image and seed now)
+PRIOR_VERSIONS = {"random_set": 2}
+
+
+def device_problem(device: str) -> str | None:
+    """What is wrong with a device name here (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or
+    None; one check for the runner's config and the CLI's single-image commands."""
+    import torch
+
+    if not (device in ("auto", "cpu", "cuda")
+            or (device.startswith("cuda:") and device[5:].isdigit())):
+        return f"device must be auto, cpu, cuda or cuda:N, got {device!r}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return (f"device {device} asked for, but no CUDA device is available here; use "
+                "--device cpu (or auto)")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        return f"device {device}: only {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot run (every problem found is in the message)."""
+
+
+class ConfigMismatchError(RuntimeError):
+    """The run directory holds results of a different configuration."""
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines an experiment (readable from TOML/JSON).
+
+    Modes (:mod:`pixelprior.experiment.modes`): ``unconstrained`` / ``constrained`` (the
+    paper), any prior name (``weighted``, ``topk``, ``random_set``, ``oracle``) for DE
+    started from that prior; scans: ``scan`` (every position in raster order) or
+    ``scan:ORDER`` with ORDER one of ``random``, ``oracle`` or a sensitivity method
+    (positions ranked by its map); ``random_search`` (Sparse-RS), optionally
+    ``random_search:PRIOR``.
+    """
+
+    # what is attacked
+    dataset: str = "cifar10"  # cifar10 | nips17
+    data: str | None = None  # folder of the data (cifar10: holding cifar-10-batches-py)
+    source: str = "full"  # cifar10: full (exact test set) | sample (bundled first 100)
+    model: str = "squeezenet1_1-cifar10"
+    weights: str | None = None
+    images: int = 100
+    # first_correct | random_correct | first | random | vulnerable / robust (the images
+    # the scan in `oracle` finds a one-pixel adversarial for / none for, in scan order)
+    selection: str = "first_correct"
+    selection_seed: int = 0
+    resize_inside: bool = False  # nips17: attack the 299x299 image, resize inside model
+    modes: list[str] = field(default_factory=lambda: ["unconstrained", "constrained"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    # the search (differential evolution)
+    popsize: int = 400
+    maxiter: int = 100
+    mutation: float | list[float] = 0.5  # F, or [low, high] to dither per generation
+    strategy: str = "rand1bin"  # rand1bin (the paper) | best1bin (Su et al.'s code) | ...
+    recombination: float = 1.0
+    out_of_bounds: str = "clip"  # clip | resample
+    stop_on: str = "any"  # any candidate succeeds | the best member succeeds
+    replace_on_tie: bool = True
+    pixels: int = 1
+    init_color: str = "normal"
+    # scans (scan modes)
+    levels: int = 3  # colours per channel: 3 -> 27 colours
+    scan_positions: int | None = None  # scan only the top of the order (None: all)
+    # random search (random_search modes)
+    query_budget: int | None = None  # queries per image (None: 10,000, as Sparse-RS)
+    oracle: str | None = None  # susceptibility folder for the oracle prior / order
+    # the sensitivity map and the prior
+    tau: float = 0.5
+    sensitivity: str = "smoothgrad"
+    n_samples: int = 50
+    noise_level: float = 0.15
+    score: str = "logit"  # logit | probability | log_probability
+    reduction: str = "max_abs"  # over channels: max_abs | mean_abs | sum
+    absolute: str = "after"  # SmoothGrad: |.| after averaging (paper) or before
+    normalization: str = "minmax"  # minmax | percentile
+    percentile: float = 99.0
+    # how it runs (no effect on results, except engine and precision: float bits)
+    engine: str = "auto"  # auto | incremental | full | onnxruntime
+    precision: str = "fp32"  # fp32 | bf16
+    batch_images: int | None = None  # images attacked together (None: by device)
+    max_batch: int | None = None
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int = 1  # Ray workers (pixelprior[ray]); 1: in this process
+    ray_address: str | None = None
+    out: str = "runs/cifar10"
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, file: str | Path | None = None, overrides: dict | None = None,
+              base: dict | None = None) -> ExperimentConfig:
+        """Defaults < ``base`` (e.g. a command's own defaults) < ``file`` < ``overrides``
+        (the options actually given), then validated."""
+        values = dict(base or {})
+        if file is not None:
+            values.update(read_config_file(file))
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        config = cls.from_dict(values)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ExperimentConfig:
+        """A config from a dict, its types checked (not yet its ranges)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known keys: "
+                              f"{', '.join(sorted(known))}")
+        problems = [problem for name, value in values.items()
+                    if (problem := _type_problem(name, value, _field_type(known[name])))]
+        if problems:
+            raise ConfigError("; ".join(problems))
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        return cls(**values)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming every problem, before anything runs."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        p: list[str] = []
+        self._check_data(p)
+        self._check_search(p)
+        self._check_modes(p)
+        self._check_sensitivity(p)
+        self._check_running(p)
+        return p
+
+    def _check_data(self, p: list[str]) -> None:
+        if self.dataset not in DATASETS:
+            p.append(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.dataset == "cifar10" and self.source not in SOURCES:
+            hint = (" ('auto' was removed: it could silently attack the bundled sample "
+                    "instead of the test set)" if self.source == "auto" else "")
+            p.append(f"source must be 'full' or 'sample', got {self.source!r}{hint}")
+        if self.dataset == "nips17" and not self.data:
+            p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
+        if self.data and not Path(self.data).expanduser().exists():
+            p.append(f"data folder {self.data} does not exist")
+        if self.model not in MODEL_REGISTRY:
+            p.append(f"unknown model {self.model!r}; known: "
+                     f"{', '.join(sorted(MODEL_REGISTRY))}")
+        if self.weights and not Path(self.weights).expanduser().is_file():
+            p.append(f"weights file {self.weights} does not exist")
+        if self.images < 1:
+            p.append(f"images must be >= 1, got {self.images}")
+        if self.selection not in SELECTIONS:
+            p.append(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.selection in ("vulnerable", "robust") and not self.oracle:
+            p.append(f"selection {self.selection!r} needs oracle (--oracle DIR, or `oracle` in the "
+                     "config): the folder of a `pixelprior susceptibility` scan of the images")
+        if not self.seeds:
+            p.append("seeds must not be empty")
+        elif len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            p.append(f"seeds must be distinct non-negative integers, got {self.seeds}")
+
+    def _check_search(self, p: list[str]) -> None:
+        try:
+            self.evolution()
+        except ValueError as exc:
+            p.append(str(exc))
+        if self.pixels < 1:
+            p.append(f"pixels must be >= 1, got {self.pixels}")
+        if self.init_color not in ("normal", "uniform"):
+            p.append(f"init_color must be 'normal' or 'uniform', got {self.init_color!r}")
+        if self.levels < 2:
+            p.append(f"levels must be >= 2, got {self.levels}")
+        if self.scan_positions is not None and self.scan_positions < 1:
+            p.append(f"scan_positions must be >= 1, got {self.scan_positions}")
+        if self.query_budget is not None and self.query_budget < 1:
+            p.append(f"query_budget must be >= 1, got {self.query_budget}")
+
+    def _check_modes(self, p: list[str]) -> None:
+        if not self.modes:
+            p.append("modes must not be empty")
+        if len(set(self.modes)) != len(self.modes):
+            p.append(f"modes repeat: {self.modes}")
+        for mode in self.modes:
+            kind, _ = parse_mode(mode)
+            if kind is None:
+                p.append(f"unknown mode {mode!r}; use one of: {modes_help()}")
+                continue
+            most = SEARCHES.get(kind).max_pixels
+            if most is not None and self.pixels > most:
+                p.append(f"mode {mode!r} changes {most} pixel(s); pixels is {self.pixels}")
+        uses_oracle = any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes)
+        if uses_oracle and not self.oracle:
+            p.append("the oracle modes need oracle (--oracle DIR, or `oracle` in the "
+                     "config): a folder made by "
+                     "`pixelprior susceptibility` for these images")
+        if self.oracle and not (Path(self.oracle) / "maps.npz").is_file() and not (
+                Path(self.oracle).is_file()):
+            p.append(f"oracle {self.oracle} holds no maps.npz (make it with "
+                     "`pixelprior susceptibility ... --out DIR`)")
+
+    def _check_sensitivity(self, p: list[str]) -> None:
+        try:
+            check_tau(self.tau)
+        except ValueError as exc:
+            p.append(str(exc))
+        if self.sensitivity not in SENSITIVITIES:
+            p.append(f"sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")
+        if self.n_samples < 1:
+            p.append(f"n_samples must be >= 1, got {self.n_samples}")
+        if not self.noise_level >= 0:
+            p.append(f"noise_level must be >= 0, got {self.noise_level}")
+        for name, allowed in (("score", SCORES), ("reduction", REDUCTIONS),
+                              ("normalization", NORMALIZATIONS),
+                              ("absolute", ("after", "before"))):
+            if getattr(self, name) not in allowed:
+                p.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0 < self.percentile <= 100:
+            p.append(f"percentile must lie in (0, 100], got {self.percentile}")
+
+    def _check_running(self, p: list[str]) -> None:
+        import importlib.util
+
+        if self.engine not in ENGINES:
+            p.append(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.engine == "incremental" and self.pixels != 1:
+            p.append("the incremental engine scores one-pixel candidates; use engine "
+                     "'full' or 'auto' for pixels > 1")
+        if self.engine == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
+            p.append('engine onnxruntime needs ONNX Runtime: pip install "pixelprior[onnx]"')
+        if self.precision not in PRECISIONS:
+            p.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.engine == "onnxruntime" and self.precision != "fp32":
+            p.append("engine onnxruntime runs in fp32 only")
+        if problem := device_problem(self.device):
+            p.append(problem)
+        if self.engine == "onnxruntime" and self.resolved_device() != "cpu":
+            p.append("engine onnxruntime runs on the CPU; use --device cpu")
+        if self.batch_images is not None and self.batch_images < 1:
+            p.append(f"batch_images must be >= 1, got {self.batch_images}")
+        if self.max_batch is not None and self.max_batch < 1:
+            p.append(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.workers < 1:
+            p.append(f"workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and importlib.util.find_spec("ray") is None:
+            p.append('workers > 1 run on Ray: pip install "pixelprior[ray]"')
+        if self.ray_address and self.workers < 2:
+            p.append("ray_address is used only with workers >= 2")
+
+    # ------------------------------------------------------------------ derived
+    def resolved_device(self) -> str:
+        """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+        return resolve_device(self.device)
+
+    def images_per_group(self) -> int:
+        """Images attacked together: the setting, else every image of a (seed, mode) on
+        CUDA (one large batch per generation) and on the CPU 10 CIFAR-10 images (measured
+        flat beyond, issue 7) or 4 ImageNet-size ones (memory)."""
+        if self.batch_images is not None:
+            return self.batch_images
+        if self.resolved_device().startswith("cuda"):
+            return self.images
+        return 4 if self.dataset == "nips17" else 10
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of the fields that change results (not the output path or batching)."""
+        defaults = ExperimentConfig()
+        relevant = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
+                    and not (k in LATER_FIELDS and v == getattr(defaults, k))}
+        for mode, version in PRIOR_VERSIONS.items():  # a prior whose meaning changed
+            if mode in self.modes:
+                relevant[f"{mode}_version"] = version
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+    def evolution(self) -> EvolutionConfig:
+        mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
+        return EvolutionConfig(self.popsize, self.maxiter, mutation, True, self.strategy,
+                               self.recombination, self.out_of_bounds, self.stop_on,
+                               self.replace_on_tie)
+
+    def sensitivity_kwargs(self) -> dict:
+        """Settings of the sensitivity methods (each method takes the ones it knows)."""
+        return {"score": self.score, "reduction": self.reduction,
+                "normalization": self.normalization, "percentile": self.percentile,
+                "n_samples": self.n_samples, "noise_level": self.noise_level,
+                "absolute": self.absolute}
+
+
+def read_config_file(path: str | Path) -> dict:
+    """The values of a TOML or JSON config file; clear errors for missing or broken files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            import tomllib
+
+            values = tomllib.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ConfigError(f"{path}: not valid {kind} ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a config file holds key = value pairs")
+    return values
+
+
+# --------------------------------------------------------------------------- types
+def _field_type(f: dataclasses.Field):
+    hints = typing.get_type_hints(ExperimentConfig)
+    return hints[f.name]
+
+
+def _type_problem(name: str, value, expected) -> str | None:
+    """Why ``value`` does not fit the annotation ``expected`` (``None`` if it does)."""
+    if _fits(value, expected):
+        return None
+    return f"{name} must be {_describe(expected)}, got {value!r} ({type(value).__name__})"
+
+
+def _fits(value, expected) -> bool:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arm) for arm in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(expected)
+        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    return isinstance(value, expected)
+
+
+def _describe(expected) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arm) for arm in typing.get_args(expected))
+    if expected is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(expected)[0])}"
+    return {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(expected, str(expected))

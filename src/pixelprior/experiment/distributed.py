@@ -1,0 +1,91 @@
+"""Runs that outgrow one process: groups of attacks as Ray tasks, rows back to one writer.
+
+``pixelprior reproduce ... --workers N [--ray-address ADDR]`` (``pip install
+"pixelprior[ray]"``) starts ``N`` Ray actors. Each builds the model, the images and one
+scorer once (:class:`~pixelprior.experiment.worker.GroupWorker`) and attacks whole groups of
+(seed, images); with GPUs in the cluster each actor takes one GPU, otherwise one CPU (and
+one torch thread, so ``N`` workers share the cores instead of fighting over them). Rows
+and maps stream back to the calling process, which alone writes the run directory, so the
+lock, resume and no-duplicate guarantees are those of a single-process run. Every image's
+random stream and every scoring call are independent of which worker or batch handles it
+(fixed-shape chunks), so the rows equal a one-worker run's in every field but timings.
+
+Without ``--ray-address`` a local Ray instance is started for the run and stopped after
+it; with one, the run joins that cluster (whose workers must have pixelprior installed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from .config import ConfigError, ExperimentConfig
+from .worker import GroupWorker
+
+INSTALL_HINT = 'pip install "pixelprior[ray]"'
+IN_FLIGHT_PER_WORKER = 2
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(f"--workers > 1 runs on Ray: {INSTALL_HINT}") from None
+    return ray
+
+
+def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
+               log: Callable[[str], None] = print) -> Iterator[tuple[list[dict], dict]]:
+    """(rows, maps) of every group, as the Ray workers finish them."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=config.ray_address, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    actors: list = []
+    pending: dict = {}
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if config.device.startswith("cuda") and gpus < 1:
+            raise ConfigError(f"device {config.device} asked for, but the Ray cluster has no "
+                              "GPUs; use --device cpu (or auto)")
+        use_gpu = gpus >= 1 and config.device != "cpu"
+        count = min(config.workers, len(groups), gpus if use_gpu else config.workers)
+        device = "cuda" if use_gpu else "cpu"
+        actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
+            _Worker)
+        config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
+        actors = [actor.remote(config_dict, device) for _ in range(count)]
+        log(f"ray: {count} worker(s) on {device}"
+            f"{' (one GPU each)' if use_gpu else ' (one CPU and one torch thread each)'}")
+        queue = list(groups)
+        for worker in actors:
+            for _ in range(IN_FLIGHT_PER_WORKER):
+                if queue:
+                    pending[worker.attack.remote(queue.pop(0))] = worker
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            worker = pending.pop(ready)
+            if queue:
+                pending[worker.attack.remote(queue.pop(0))] = worker
+            yield ray.get(ready)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        for worker in actors:
+            ray.kill(worker)
+        if started:
+            ray.shutdown()
+
+
+class _Worker:
+    """A Ray actor around :class:`~pixelprior.experiment.worker.GroupWorker`."""
+
+    def __init__(self, config_dict: dict, device: str) -> None:
+        import torch
+
+        if device == "cpu":
+            torch.set_num_threads(1)
+        self.worker = GroupWorker(ExperimentConfig.from_dict(config_dict), device)
+
+    def attack(self, group: list[tuple]) -> tuple[list[dict], dict]:
+        return self.worker.attack(group)

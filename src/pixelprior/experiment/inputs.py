@@ -1,0 +1,97 @@
+"""What an experiment attacks: its model, its images, and which of them."""
+
+from __future__ import annotations
+
+import torch
+
+from .._streams import pixel_keys
+from ..data import ImageSet, SusceptibilityMaps, to_float
+from ..data import load_dataset as load_named_dataset
+from ..models import ResizeInside, load_model, model_spec, predict
+from .config import ConfigError, ExperimentConfig
+
+PUBLISHED_SIZE = 299  # the NIPS 2017 DEV images' side
+
+
+class SelectionError(ValueError):
+    """Fewer images qualify than the configuration asks for."""
+
+
+def load_dataset(config: ExperimentConfig) -> ImageSet:
+    """The evaluation images of the configured dataset (at the model's input size)."""
+    if config.dataset not in ("cifar10", "nips17"):
+        raise ConfigError(f"unknown dataset {config.dataset!r}; use 'cifar10' or 'nips17'")
+    size = PUBLISHED_SIZE if config.resize_inside else model_spec(config.model).input_size
+    return load_named_dataset(config.dataset, config.data, config.source, size)
+
+
+def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
+    """The configured model, wrapped to resize inside when ``resize_inside``."""
+    model = load_model(config.model, config.weights,
+                       device=device or config.resolved_device())
+    if config.resize_inside:
+        model = ResizeInside(model, model_spec(config.model).input_size).eval()
+    return model
+
+
+def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int | None = None,
+                         device: str = "cpu") -> torch.Tensor:
+    """Positions of the first ``count`` images of ``dataset`` the model gets right."""
+    correct = (predict(model, dataset, device) == dataset.labels).nonzero().flatten()
+    return correct[:count] if count is not None else correct
+
+
+def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: ImageSet,
+                  device: str = "cpu") -> dict:
+    """Choose the images to attack; returns the selection record (indices and rule).
+    Fewer qualifying images than ``config.images`` is an error, never a smaller run."""
+    predicted = predict(model, dataset, device)
+    correct = (predicted == dataset.labels).nonzero().flatten()
+    if config.selection == "first":
+        chosen = torch.arange(min(config.images, len(dataset)))
+    elif config.selection == "first_correct":
+        chosen = correct[:config.images]
+    elif config.selection in ("random", "random_correct"):
+        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
+        generator = torch.Generator().manual_seed(config.selection_seed)
+        chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
+    elif config.selection in ("vulnerable", "robust"):
+        chosen = scanned_positions(config.oracle, dataset,
+                                   config.selection == "vulnerable")[:config.images]
+    else:
+        raise ConfigError(f"unknown selection {config.selection!r}")
+    if len(chosen) < config.images:
+        hint = (" (the bundled sample holds 100 test images; set PIXELPRIOR_DATA or --data "
+                "to the full test set)" if dataset.source == "bundled sample" else "")
+        raise SelectionError(
+            f"only {len(chosen)} images qualify for selection {config.selection!r} in "
+            f"{dataset.source} ({len(dataset)} images, {len(correct)} classified correctly), "
+            f"but images = {config.images}; lower --images{hint}")
+    official = dataset.official_indices
+    return {"rule": config.selection, "seed": config.selection_seed,
+            "source": dataset.source, "dataset_size": len(dataset), "clean_accuracy": float(
+                (predicted == dataset.labels).float().mean()),
+            "positions": chosen.tolist(), "indices": official[chosen].tolist(),
+            "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+
+
+def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True
+                      ) -> torch.Tensor:
+    """Positions in ``dataset`` of the images a susceptibility scan found a one-pixel
+    adversarial for (``vulnerable``) or none for, in the scan's order. Matched by pixels,
+    so a scan of another dataset or source is an error, never a silent pick of other
+    images."""
+    scan = SusceptibilityMaps.load(scan_path)
+    fooled = scan.vulnerable.reshape(len(scan.labels), -1).any(1)
+    rows = (fooled if vulnerable else ~fooled).nonzero()[0]
+    keys = [key for start in range(0, len(dataset), 1000)
+            for key in pixel_keys(to_float(dataset.images[start:start + 1000]))]
+    where = {key: position for position, key in enumerate(keys)}
+    missing = [int(scan.image_indices[r]) for r in rows if scan.image_keys[r] not in where]
+    if missing:
+        raise SelectionError(
+            f"{len(missing)} {'vulnerable' if vulnerable else 'robust'} images of the scan "
+            f"{scan.source} are not in {dataset.source} (e.g. index "
+            f"{missing[0]}); scan this dataset's images")
+    return torch.tensor([where[scan.image_keys[r]] for r in rows], dtype=torch.long)
+

@@ -1,0 +1,114 @@
+"""Workers attack groups of images (one seed and mode each) and return their rows and
+maps; the run's saved maps (``maps/``) are written and read here."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import save_npz_atomic
+from ..data import to_float
+from .config import ExperimentConfig
+from .environment import package_version
+from .inputs import build_model, load_dataset
+from .modes import build_attack
+
+MAPS_DIR = "maps"
+
+
+class GroupWorker:
+    """Attacks groups of (seed, mode, position, index) work items: the model, the images
+    and one scorer built once. The in-process runner holds one; each Ray actor holds one."""
+
+    def __init__(self, config: ExperimentConfig, device: str | None = None) -> None:
+        self.config = config
+        self.device = device or config.resolved_device()
+        _deterministic_kernels(self.device)
+        self.model = build_model(config, self.device)
+        self.dataset = load_dataset(config)
+        self._scorer = None
+
+    def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
+        """Rows and maps of one group (same seed and mode)."""
+        config = self.config
+        seed, mode = group[0][0], group[0][1]
+        positions = torch.tensor([g[2] for g in group])
+        images = to_float(self.dataset.images[positions]).to(self.device)
+        labels = self.dataset.labels[positions].to(self.device)
+        attack = build_attack(config, mode, self.model, seed, scorer=self._scorer)
+        began = time.time()
+        output = attack(images, labels)
+        wall = time.time() - began
+        self._scorer = attack.scorer(images)  # built and checked once, reused
+        rows = []
+        digest, version = config.digest(), package_version()  # once per group
+        for (seed_, mode_, _, index), result in zip(group, output.results, strict=True):
+            row = result.to_row()
+            row.pop("index")  # position inside the attacked batch; image_index identifies it
+            row.update(seed=seed_, mode=mode_, image_index=index, config_hash=digest,
+                       group_seconds=wall, group_size=len(group), finished=time.time(),
+                       device=self.device, engine=self._scorer.name,
+                       chunk_rows=attack.chunk_rows, version=version)
+            rows.append(row)
+        return rows, _maps_of(output.distribution, [g[3] for g in group])
+
+
+def _deterministic_kernels(device: str) -> None:
+    """Runs are reproducible: on CUDA fixed (deterministic) cuDNN algorithms instead of
+    the fastest one found by timing, which can differ between processes."""
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def _maps_of(distribution, indices: list[int]) -> dict[str, np.ndarray]:
+    """What a group's figures need: the map and the start set per image (when the mode
+    has them)."""
+    out = {"image_index": np.asarray(indices, dtype=np.int64)}
+    if distribution.sensitivity is not None:
+        out["sensitivity"] = distribution.sensitivity.float().cpu().numpy()
+    if distribution.susceptible is not None and not (
+            distribution.sensitivity is None and bool(distribution.susceptible.all())):
+        out["start_set"] = distribution.susceptible.cpu().numpy()  # (not the whole image)
+    return out
+
+
+def maps_path(directory: Path, seed: int, mode: str, first_index: int) -> Path:
+    return Path(directory) / MAPS_DIR / mode.replace(":", "-") / f"seed{seed}-{first_index}.npz"
+
+
+def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]) -> None:
+    """Write one group's maps atomically (before its rows, so a row implies its map)."""
+    if len(maps) == 1:  # no map and no set (the uniform prior): nothing to draw
+        return
+    path = maps_path(directory, seed, mode, int(maps["image_index"][0]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_npz_atomic(path, **maps)  # its temporary name is outside load_maps' pattern
+
+
+def load_maps(directory: Path) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
+    """Saved maps by (seed, mode, image_index). An unreadable file (a write cut short by
+    a crash) counts as missing: the runner's next resume writes it again."""
+    out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
+    root = Path(directory) / MAPS_DIR
+    for path in sorted(root.glob("*/seed*.npz")) if root.is_dir() else []:
+        seed = int(path.stem[4:].split("-")[0])
+        try:
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            continue
+        mode = _mode_of_folder(path.parent.name)
+        for n, index in enumerate(arrays["image_index"].tolist()):
+            out[(seed, mode, int(index))] = {k: v[n] for k, v in arrays.items()
+                                             if k != "image_index"}
+    return out
+
+
+def _mode_of_folder(name: str) -> str:
+    return name.replace("-", ":", 1) if name.startswith("scan-") else name
+

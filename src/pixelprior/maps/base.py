@@ -1,0 +1,164 @@
+"""Sensitivity maps: which pixels does the true-class score react to?
+
+One class per method, in the style of Captum's attribution API:
+
+- :class:`VanillaGradient` — the input gradient of the class score;
+- :class:`SmoothGrad` — the gradient averaged over ``n`` noisy copies (Smilkov et al. 2017),
+  the method of the paper;
+- :class:`IntegratedGradients` — path integral from a baseline (Sundararajan et al. 2017);
+- :class:`GradCAM` — class-weighted activations of a convolutional layer (Selvaraju et al.);
+- :class:`Occlusion` — the score's drop when one pixel (all channels) is set to a baseline:
+  the natural map for a one-pixel attack (Zeiler & Fergus; Captum's ``Occlusion`` with a
+  1×1 window);
+- :class:`CaptumSensitivity` — any Captum attribution object (``Saliency``,
+  ``Occlusion``, ``ShapleyValueSampling``, ``LayerGradCam`` ...) as a sensitivity method.
+
+``method.attribute(images, labels)`` returns raw attributions (``[B, C, H, W]``, or
+``[B, 1, h, w]`` for Grad-CAM); calling ``method(images, labels)`` returns the per-pixel
+sensitivity map ``[B, H, W]``: reduced over channels, upsampled to the image when coarser,
+and normalised to [0, 1] per image (min–max, or by a percentile with clipping).
+
+The choices that change the map (and so the susceptible set S) are explicit: the class
+score (logit, probability, log-probability), the channel reduction, for SmoothGrad whether
+|·| is taken before or after averaging, the normalisation, ``n`` and σ.
+
+These are hand-written rather than wrapping Captum so that the core library needs no
+Captum install and so that noise samples of many images are batched into one backward
+pass; tests check agreement with Captum's ``NoiseTunnel(Saliency)``,
+``IntegratedGradients`` and ``LayerGradCam`` on the same inputs and noise.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data import check_images
+
+REDUCTIONS = ("max_abs", "mean_abs", "sum")
+SCORES = ("logit", "probability", "log_probability")
+NORMALIZATIONS = ("minmax", "percentile")
+# the settings every method takes (the rest are a method's own: see the registry)
+SHARED_OPTIONS = ("score", "reduction", "normalization", "percentile", "batch_size")
+
+
+def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torch.Tensor:
+    """The score of class ``labels[i]`` for row ``i``: logit, probability or log-probability."""
+    if score == "probability":
+        logits = logits.softmax(1)
+    elif score == "log_probability":
+        logits = logits.log_softmax(1)
+    elif score != "logit":
+        raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
+    return logits.gather(1, labels.view(-1, 1)).squeeze(1)
+
+
+def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> torch.Tensor:
+    """``[B, C, H, W]`` to ``[B, H, W]``: max |a| (default), mean |a| or |sum a| over C."""
+    if reduction == "max_abs":
+        return attributions.abs().amax(1)
+    if reduction == "mean_abs":
+        return attributions.abs().mean(1)
+    if reduction == "sum":
+        return attributions.sum(1).abs()
+    raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}")
+
+
+def normalize_maps(maps: torch.Tensor, method: str = "minmax",
+                   percentile: float = 99.0) -> torch.Tensor:
+    """Normalise each ``[H, W]`` map of ``[B, H, W]`` to [0, 1].
+
+    ``minmax``: (s − min) / (max − min). ``percentile``: s / (its ``percentile``-th
+    percentile), clipped to 1 (Smilkov et al.'s visualisation: a few extreme pixels do not
+    compress the rest). A constant map (no signal) becomes all zeros, so no pixel passes any
+    threshold τ > 0 and the susceptible-set prior falls back to the whole image (and
+    records it).
+    """
+    flat = maps.flatten(1)
+    tiny = torch.finfo(flat.dtype).tiny
+    if method == "percentile":
+        top = torch.quantile(flat.double(), percentile / 100.0, dim=1, keepdim=True).to(
+            flat.dtype)
+        constant = (flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)) <= 0
+        scaled = (flat / top.clamp_min(tiny)).clamp(0, 1)
+        out = torch.where(constant | (top <= 0), torch.zeros_like(flat), scaled)
+        return out.view_as(maps)
+    if method != "minmax":
+        raise ValueError(f"unknown normalization {method!r}; use one of {NORMALIZATIONS}")
+    low = flat.amin(1, keepdim=True)
+    span = flat.amax(1, keepdim=True) - low
+    out = torch.where(span > 0, (flat - low) / span.clamp_min(tiny), 0.0)
+    return out.view_as(maps)
+
+
+class SensitivityMethod(ABC):
+    """Base class: a gradient-based sensitivity method bound to a model."""
+
+    name = "sensitivity"
+
+    def __init__(self, model: nn.Module, *, score: str = "logit",
+                 reduction: str = "max_abs", normalization: str = "minmax",
+                 percentile: float = 99.0, batch_size: int = 512) -> None:
+        if score not in SCORES:
+            raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown normalization {normalization!r}; use one of "
+                             f"{NORMALIZATIONS}")
+        if not 0.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+        self.model = model
+        self.score = score
+        self.reduction = reduction
+        self.normalization = normalization
+        self.percentile = percentile
+        self.batch_size = batch_size
+
+    @abstractmethod
+    def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Raw attributions, ``[B, C, H, W]``."""
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-pixel sensitivity ``[B, H, W]`` in [0, 1]."""
+        check_images(images, labels)
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("sensitivity maps need gradients: call them outside "
+                               "torch.inference_mode()")
+        # tensors made under inference_mode cannot take part in autograd: plain copies
+        images = images.clone() if images.is_inference() else images
+        labels = labels.clone() if labels.is_inference() else labels
+        attributions = self.attribute(images, labels.to(torch.long)).detach()
+        maps = reduce_channels(attributions.float(), self.reduction)
+        if maps.shape[-2:] != images.shape[-2:]:  # a layer's coarser map: to image size
+            maps = F.interpolate(maps[:, None], size=images.shape[-2:], mode="bilinear",
+                                 align_corners=False)[:, 0]
+        return normalize_maps(maps, self.normalization, self.percentile).detach()
+
+    def config(self) -> dict:
+        """Parameters that identify this method's output (for experiment records)."""
+        out = {"method": self.name, "score": self.score, "reduction": self.reduction,
+               "normalization": self.normalization}
+        if self.normalization == "percentile":
+            out["percentile"] = self.percentile
+        return out
+
+    def _gradients(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Gradient of each row's class score w.r.t. that row, in chunks of ``batch_size``.
+
+        Rows are independent in an eval-mode model, so the gradient of the summed scores is
+        each row's own gradient: one backward pass serves the whole chunk.
+        """
+        out = torch.empty_like(inputs)
+        for start in range(0, inputs.shape[0], self.batch_size):
+            chunk = inputs[start:start + self.batch_size].detach().requires_grad_(True)
+            with torch.enable_grad():
+                scores = class_scores(self.model(chunk), labels[start:start + self.batch_size],
+                                      self.score)
+                (grad,) = torch.autograd.grad(scores.sum(), chunk)
+            out[start:start + self.batch_size] = grad
+        return out
+

@@ -1,0 +1,43 @@
+"""Models: the SqueezeNet architectures (torchvision-compatible ``state_dict`` keys), the
+model registry and loader, faster query copies, wrappers and training.
+
+Every model here takes ``float`` images in [0, 1] and normalises inside ``forward``, so
+attacks search in pixel space.
+"""
+
+from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier home)
+from .inference import ChannelsLast, fold_batchnorm, inference_model, predict, scores_agree
+from .registry import (
+    MODELS,
+    REGISTRY,
+    WEIGHTS_ENV,
+    ModelSpec,
+    WeightsError,
+    bundled_weights_path,
+    load_model,
+    model_card,
+    model_spec,
+    read_state_dict,
+    resolve_weights,
+    weight_candidates,
+)
+from .squeezenet import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Fire,
+    Normalized,
+    SqueezeNet,
+    SqueezeNetCifar,
+)
+from .wrappers import ResizeInside
+
+__all__ = [
+    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "REGISTRY",
+    "WEIGHTS_ENV", "ChannelsLast", "Fire", "ModelSpec", "Normalized", "ResizeInside",
+    "SqueezeNet", "SqueezeNetCifar", "WeightsError", "bundled_weights_path",
+    "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model", "model_card",
+    "model_spec", "predict", "read_state_dict", "resolve_weights", "scores_agree",
+    "weight_candidates",
+]

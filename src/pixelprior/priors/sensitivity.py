@@ -1,0 +1,99 @@
+"""Priors drawn from a sensitivity map: the susceptible set S (the paper), weights
+proportional to the map, the top k, and the random-set control."""
+
+from __future__ import annotations
+
+import torch
+
+from .._streams import image_digest, stream
+from ..maps import SensitivityMethod
+from .base import PositionDistribution, Prior, _from_sets, check_tau
+
+
+class SusceptibleSetPrior(Prior):
+    """Uniform over ``S = {s > τ}`` (Kumar et al. 2019); τ = 0.5 by default."""
+
+    name = "susceptible"
+
+    def __init__(self, tau: float = 0.5, sensitivity: SensitivityMethod | str = "smoothgrad",
+                 **sensitivity_kwargs) -> None:
+        super().__init__(sensitivity, **sensitivity_kwargs)
+        self.tau = check_tau(tau)
+
+    def config(self) -> dict:
+        return {**super().config(), "tau": self.tau}
+
+    def from_sensitivity(self, maps, height, width, **_):
+        return _from_sets(maps.cpu() > self.tau, maps.cpu())
+
+
+class WeightedPrior(Prior):
+    """Probability proportional to the sensitivity ``s`` (no threshold)."""
+
+    name = "weighted"
+
+    def from_sensitivity(self, maps, height, width, **_):
+        maps = maps.cpu()
+        weights = maps.reshape(maps.shape[0], -1).double()
+        total = weights.sum(1, keepdim=True)
+        empty = (total <= 0).squeeze(1)
+        weights = torch.where(empty[:, None], torch.ones_like(weights), weights)
+        return PositionDistribution(weights / weights.sum(1, keepdim=True), height, width,
+                                    empty, (weights > 0).sum(1), maps)
+
+
+class TopKPrior(Prior):
+    """Uniform over the ``k`` most sensitive pixels of each image."""
+
+    name = "topk"
+
+    def __init__(self, k: int = 50, sensitivity: SensitivityMethod | str = "smoothgrad",
+                 **sensitivity_kwargs) -> None:
+        super().__init__(sensitivity, **sensitivity_kwargs)
+        if k < 1:
+            raise ValueError("k must be >= 1")
+        self.k = int(k)
+
+    def config(self) -> dict:
+        return {**super().config(), "k": self.k}
+
+    def from_sensitivity(self, maps, height, width, **_):
+        maps = maps.cpu()
+        flat = maps.reshape(maps.shape[0], -1)
+        top = flat.topk(min(self.k, flat.shape[1]), dim=1).indices
+        sets = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, top, True)
+        return _from_sets(sets.view_as(maps), maps)
+
+
+class RandomSetPrior(Prior):
+    """Control: a uniformly random set of pixels as large as ``S = {s > τ}``.
+
+    Separates the effect of *where* the sensitivity points from the effect of merely
+    starting in a smaller set. The set is drawn afresh for every image and attack seed
+    (from a hash of the seed and the image), so over images and seeds the control is a
+    random set, not one fixed pattern.
+    """
+
+    name = "random_set"
+
+    def __init__(self, tau: float = 0.5, sensitivity: SensitivityMethod | str = "smoothgrad",
+                 **sensitivity_kwargs) -> None:
+        super().__init__(sensitivity, **sensitivity_kwargs)
+        self.tau = check_tau(tau)
+
+    def config(self) -> dict:
+        return {**super().config(), "tau": self.tau}
+
+    def from_sensitivity(self, maps, height, width, *, seed: int = 0,
+                         keys: list[int] | None = None):
+        maps = maps.cpu()
+        if keys is None:  # no image keys: each map's own bytes identify the image
+            keys = [image_digest(maps[i], 0) for i in range(maps.shape[0])]
+        flat = maps.reshape(maps.shape[0], -1)
+        sizes = (flat > self.tau).sum(1)
+        sets = torch.zeros_like(flat, dtype=torch.bool)
+        for row, (size, key) in enumerate(zip(sizes.tolist(), keys, strict=True)):
+            generator = stream(seed, key, tag="random_set")
+            sets[row, torch.randperm(flat.shape[1], generator=generator)[:size]] = True
+        return _from_sets(sets.view_as(maps), maps)
+

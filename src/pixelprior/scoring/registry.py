@@ -1,0 +1,115 @@
+"""The scorer registry: the single source of engine names and help; :func:`make_scorer`
+resolves ``auto`` and checks every engine against a plain full pass before use."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from .._registry import Registry
+from ..models import scores_agree
+from ._squeezenet_cone import incremental_forward
+from .base import Scorer, ScorerMismatchError, perturb_rows
+from .full import FullPassScorer
+from .incremental import IncrementalScorer
+from .onnx_runtime import OnnxRuntimeScorer
+
+SCORERS: Registry[type[Scorer]] = Registry("engine")
+SCORERS.register("auto", FullPassScorer, "incremental where the model allows it, else "
+                 "full passes")
+SCORERS.register("incremental", IncrementalScorer, "recompute only the cone of the changed "
+                 "pixel (one-pixel candidates)")
+SCORERS.register("full", FullPassScorer, "full PyTorch forward passes (any model)")
+SCORERS.register("onnxruntime", OnnxRuntimeScorer, "full passes with ONNX Runtime on the "
+                 "CPU (pip install 'pixelprior[onnx]')")
+ENGINES = SCORERS.names()
+
+
+def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
+                 atol: float = 1e-3) -> str | None:
+    """Why ``scorer`` cannot stand in for ``model``'s full pass (``None`` when it can):
+    one-pixel candidates at the corners, edges and centre of ``image`` (``[1, C, H, W]``)
+    and the clean image, scored both ways (same labels, scores within ``atol`` times the
+    score scale). Lower precision moves scores by design (an explicit option): only the
+    shapes are checked."""
+    height, width = image.shape[-2:]
+    spots = [(y, x) for y in (0, height // 2, height - 1) for x in (0, width // 2, width - 1)]
+    colour = torch.rand(len(spots), image.shape[1], generator=torch.Generator().manual_seed(0))
+    genes = torch.cat([torch.tensor([[x, y] for y, x in spots], dtype=colour.dtype), colour],
+                      1)[:, None].to(image.device, image.dtype)
+    owner = torch.zeros(len(spots), dtype=torch.long, device=image.device)
+    try:
+        with torch.inference_mode():
+            expected = model(perturb_rows(image, owner, genes))
+            clean = model(image)
+            got = scorer.logits(scorer.prepare(image), owner, genes)
+            got_clean = scorer.image_logits(image)
+    except Exception as exc:  # an unexpected layer configuration, an export failure
+        return f"it failed: {type(exc).__name__}: {exc}"
+    if expected.ndim != 2 or not (torch.isfinite(expected).all()
+                                  and torch.isfinite(clean).all()):
+        return None  # a broken model: the attack's output check names the problem
+    for reference, candidate in ((expected, got), (clean, got_clean)):
+        if candidate.shape != reference.shape:
+            return (f"scores of shape {tuple(candidate.shape)}, full pass "
+                    f"{tuple(reference.shape)}")
+        if scorer.precision != "fp32":
+            continue  # lower precision moves scores by design (an explicit option)
+        tolerance = atol * max(1.0, float(reference.abs().max()))
+        if not scores_agree(reference.float(), candidate.float(), tolerance):
+            return "its scores differ from the full pass"
+    return None
+
+
+def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
+                pixels: int = 1, optimize: bool = True, precision: str = "fp32",
+                cuda_graphs: bool = False) -> Scorer:
+    """The scorer for ``engine``, checked against ``model``'s plain full pass on
+    ``example`` images (``[B, C, H, W]``).
+
+    ``auto`` takes the incremental engine where the model and ``pixels`` allow it (with a
+    warning and full passes when its check fails) and full passes elsewhere; an engine
+    asked for by name that cannot apply or disagrees is an error.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "incremental" and pixels != 1:
+        raise ValueError("the incremental engine scores one-pixel candidates; use "
+                         "engine='full' (or 'auto') for pixels > 1")
+    if engine == "onnxruntime":
+        if example.device.type != "cpu":
+            raise ValueError("engine='onnxruntime' runs on the CPU; use engine='full' or "
+                             "'auto' on the GPU")
+        scorer: Scorer = OnnxRuntimeScorer(model, example, precision)
+        _require_agreement(scorer, model, example)
+        return scorer
+    full = FullPassScorer(model, example, optimize, precision, cuda_graphs)
+    if engine == "full" or (engine == "auto" and pixels != 1):
+        _require_agreement(full, model, example)
+        return full
+    network = incremental_forward(full.query_model)
+    problem = ("the model is not a SqueezeNet-style network it knows" if network is None
+               else None)
+    if network is not None:
+        scorer = IncrementalScorer(model, network, full, precision)
+        problem = check_scorer(scorer, model, example[:1])
+        if problem is None:
+            return scorer
+    if engine == "incremental":
+        raise ValueError(f"engine='incremental' cannot be used: {problem}; use "
+                         "engine='full' or 'auto'")
+    if network is not None:  # auto, and a known model whose check failed: say so
+        warnings.warn(f"incremental engine not used ({problem}); using full forward passes",
+                      RuntimeWarning, stacklevel=2)
+    _require_agreement(full, model, example)
+    return full
+
+
+def _require_agreement(scorer: Scorer, model: nn.Module, example: torch.Tensor) -> None:
+    problem = check_scorer(scorer, model, example[:1])
+    if problem is not None:
+        raise ScorerMismatchError(f"engine={scorer.name!r} cannot stand in for the model: "
+                                  f"{problem}")
+
