@@ -13,10 +13,7 @@ import torch
 from PIL import Image
 
 from pixelprior.data import CorruptDataError, DataNotFoundError
-from pixelprior.experiment import ExperimentConfig, ExperimentRunner
-from pixelprior.models import SqueezeNet
-from pixelprior.nips17 import (
-    ResizeInside,
+from pixelprior.data.nips17 import (
     crop_and_resize,
     download_nips17,
     load_nips17,
@@ -25,6 +22,8 @@ from pixelprior.nips17 import (
     to_competition_label,
     to_torchvision_label,
 )
+from pixelprior.experiment import ExperimentConfig, ExperimentRunner
+from pixelprior.models import ResizeInside, SqueezeNet
 from pixelprior.report import write_report
 
 

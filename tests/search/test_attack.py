@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from pixelprior.attack import ModelOutputError, OnePixelAttack, apply_pixels
-from pixelprior.prior import SusceptibleSetPrior, TopKPrior, UniformPrior
+from pixelprior.priors import SusceptibleSetPrior, TopKPrior, UniformPrior
+from pixelprior.scoring import ModelOutputError, apply_pixels
+from pixelprior.search import OnePixelAttack
 
 
 def dark_images(count=3, size=8, seed=0):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pixelprior._io import CorruptResultsError, read_rows
 from pixelprior.experiment import (
     ConfigError,
     ConfigMismatchError,
@@ -20,7 +21,6 @@ from pixelprior.experiment import (
     append_rows,
     read_results,
 )
-from pixelprior.rundir import CorruptResultsError, read_rows
 
 TIMING = {"seconds", "group_seconds", "finished", "group_size"}
 
@@ -185,7 +185,7 @@ def test_the_engine_is_part_of_the_configuration(tmp_path):
 def test_committed_runs_keep_their_hash():
     """Fields added later leave the hash of earlier runs alone while at their defaults,
     so those runs still resume; a prior whose meaning changed hashes anew."""
-    root = Path(__file__).parents[1] / "results"
+    root = Path(__file__).parents[2] / "results"
     saved = json.loads((root / "cifar10" / "config.json").read_text())
     assert ExperimentConfig.from_dict(saved["config"]).digest() == saved["hash"]
     random_set = ExperimentConfig(modes=["unconstrained", "random_set"])
@@ -214,7 +214,7 @@ def test_config_precedence_file_then_given_options(tmp_path):
 
 
 def test_one_run_per_folder(tmp_path):
-    from pixelprior.rundir import RunLock, RunLockedError
+    from pixelprior._io import RunLock, RunLockedError
 
     config = small_config(tmp_path / "run", images=2, modes=["unconstrained"])
     with RunLock(tmp_path / "run", command="pixelprior reproduce (other)"):
@@ -292,7 +292,7 @@ def test_figures_draw_saved_maps_without_the_model(tmp_path, monkeypatch):
         raise AssertionError("the report rebuilt the model")
 
     monkeypatch.setattr(experiment, "build_model", no_model)
-    monkeypatch.setattr("pixelprior.sensitivity.SmoothGrad.attribute", no_model)
+    monkeypatch.setattr("pixelprior.maps.SmoothGrad.attribute", no_model)
     write_report(tmp_path / "run")
     assert (tmp_path / "run" / "pipeline.png").is_file()
     assert (tmp_path / "run" / "examples.png").is_file()
@@ -317,8 +317,8 @@ def _fake_scan(dataset, positions, vulnerable_rows, path: Path) -> None:
     vulnerable pixel (what `selection = "vulnerable"` reads)."""
     import numpy as np
 
-    from pixelprior.data import to_float
-    from pixelprior.susceptibility import SusceptibilityMaps, image_keys
+    from pixelprior._streams import pixel_keys as image_keys
+    from pixelprior.data import SusceptibilityMaps, to_float
 
     images = to_float(dataset.images[positions])
     count, _, height, width = images.shape

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from pixelprior.prior import OraclePrior, UniformPrior, WeightedPrior
-from pixelprior.susceptibility import (
-    RankedScanAttack,
-    SusceptibilityMaps,
-    SusceptibilityScan,
-    colour_grid,
-    scan_summary,
-)
+from pixelprior.data import SusceptibilityMaps, scan_summary
+from pixelprior.priors import OraclePrior, UniformPrior, WeightedPrior
+from pixelprior.search import RankedScanAttack, SusceptibilityScan, colour_grid
 
 
 def dark_images(count=2, size=8, seed=0):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelprior.sensitivity import (
+from pixelprior.maps import (
     CaptumSensitivity,
     GradCAM,
     IntegratedGradients,
@@ -154,7 +154,7 @@ def test_occlusion_matches_captum_with_a_one_pixel_window(tiny_net, batch):
     (lambda m: captum.LayerGradCam(m, m.features[-1]), {}),
 ])
 def test_any_captum_attribution_is_a_sensitivity_method(tiny_net, batch, make, kwargs):
-    from pixelprior.prior import SusceptibleSetPrior
+    from pixelprior.priors import SusceptibleSetPrior
 
     images, labels = batch
     method = CaptumSensitivity(make(tiny_net), **kwargs)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pixelprior.mapeval import evaluate_maps, image_metrics, roc_auc, roc_curve, summarise
-from pixelprior.susceptibility import SusceptibilityMaps, SusceptibilityScan
+from pixelprior import SusceptibilityMaps, SusceptibilityScan
+from pixelprior.report import roc_auc, roc_curve
+from pixelprior.report.mapeval import evaluate_maps, image_metrics, summarise
 
 
 def test_roc_auc_known_values():
@@ -74,8 +75,8 @@ class RegionModel(torch.nn.Module):
 
 def test_scan_costs_equal_what_ranked_scan_attacks_spend():
     """queries_to_first from the scan equals a RankedScanAttack's queries, map by map."""
-    from pixelprior.mapeval import method_maps
-    from pixelprior.susceptibility import RankedScanAttack, ranked_prior
+    from pixelprior.report.mapeval import method_maps
+    from pixelprior.search import RankedScanAttack, ranked_prior
 
     tiny_net = RegionModel().eval()
     images = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(3)) * 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixelprior.prior import (
+from pixelprior.priors import (
     RandomSetPrior,
     SusceptibleSetPrior,
     TopKPrior,

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pixelprior.evolution import DifferentialEvolution, EvolutionConfig, mutation_indices
+from pixelprior.search.evolution import DifferentialEvolution, EvolutionConfig, mutation_indices
 
 
 @given(popsize=st.integers(4, 60), seed=st.integers(0, 2**31))

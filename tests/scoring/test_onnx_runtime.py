@@ -11,7 +11,7 @@ from torch import nn
 from pixelprior import OnePixelAttack, load_cifar10, load_model, to_float
 
 ort = pytest.importorskip("onnxruntime")
-from pixelprior.runtime import OnnxRuntimeModel  # noqa: E402
+from pixelprior.scoring import OnnxRuntimeModel  # noqa: E402
 
 
 def test_scores_match_pytorch_for_any_batch_size(random_cifar):
@@ -97,7 +97,7 @@ def test_models_it_cannot_serve_are_refused_clearly(tiny_net):
 
 
 def test_a_model_returning_nan_gets_the_attacks_error():
-    from pixelprior.attack import ModelOutputError
+    from pixelprior.scoring import ModelOutputError
 
     class NaNModel(nn.Module):
         def forward(self, x):

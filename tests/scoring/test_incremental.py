@@ -6,8 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from pixelprior.attack import perturb_rows
-from pixelprior.incremental import IncrementalForward, incremental_forward
 from pixelprior.models import (
     ChannelsLast,
     Fire,
@@ -15,6 +13,7 @@ from pixelprior.models import (
     SqueezeNetCifar,
     fold_batchnorm,
 )
+from pixelprior.scoring import IncrementalForward, incremental_forward, perturb_rows
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:

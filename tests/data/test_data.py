@@ -113,7 +113,8 @@ def test_download_checks_md5_and_extracts(tmp_path, monkeypatch):
     try:
         url = f"http://127.0.0.1:{server.server_port}/cifar-10-python.tar.gz"
         monkeypatch.setattr(data.cifar10, "CIFAR10_URL", url)
-        monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+        digest = hashlib.md5(archive.read_bytes()).hexdigest()
+        monkeypatch.setattr(data.cifar10, "CIFAR10_MD5", digest)
         dataset = load_cifar10_test(None, download=True)
         assert len(dataset) == 3
         # a wrong checksum deletes the download and says so
