@@ -1,4 +1,4 @@
-"""pixelprior vs torchattacks ``OnePixel`` vs ART ``PixelAttack``, side by side, one run.
+"""pixelprior vs torchattacks ``OnePixel``, ART ``PixelAttack`` and Sparse-RS, side by side.
 
 Same model (bundled CIFAR-10 SqueezeNet), same images (the first correctly classified
 exact test images), same budget: population 400, at most ``maxiter``
@@ -22,28 +22,45 @@ How the peers are configured (read from their sources, torchattacks 3.5.1, ART 1
   (the prior's effect), and unconstrained with full forward passes (PyTorch; ONNX Runtime
   when installed) instead of the default incremental engine (the engine's effect).
 
+- Sparse-RS (Croce et al., the authors' code unchanged in ``../shared/peers/sparse-rs``):
+  ``RSAttack(predict, norm="L0", eps=1, n_queries=10000, loss="margin")``: a random search
+  over one pixel and the corners of the colour cube, greedy on the margin loss; its
+  ``perturb`` returns the queries per image. Every success is re-checked with the model.
+- pixelprior ``fast`` (:class:`~pixelprior.search.FastAttack`): the corners in the order
+  of the input gradient, to the first success or a certificate on the corner grid
+  (8,192 queries for a 32×32 image); and pixelprior's own Sparse-RS
+  (:class:`~pixelprior.search.RandomSearchAttack`, the same budget).
+
 The differences in strategy (best1bin vs rand1) and stopping rule are the peers' own
 defaults for the same budget; they are stated, not adjusted.
 
     pip install --no-deps torchattacks adversarial-robustness-toolbox
     pip install scikit-learn six packaging
-    python benchmarks/peers.py [--images 5] [--maxiter 100]
+    python benchmarks/peers.py [--images 5] [--maxiter 100] [--skip torchattacks art ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from _setup import bench_inputs
 
 from pixelprior import (
+    FastAttack,
     OnePixelAttack,
+    RandomSearchAttack,
     SusceptibleSetPrior,
     UniformPrior,
 )
+
+SPARSE_RS = Path(os.environ.get("PIXELPRIOR_PEERS", Path(__file__).parents[2] / "shared"
+                                / "peers")) / "sparse-rs"
 
 
 class CountingModel(torch.nn.Module):
@@ -72,6 +89,52 @@ def run_pixelprior(model, images, labels, maxiter, prior, engine="auto"):
     seconds = time.perf_counter() - began
     queries = np.mean([r.queries for r in out.results])
     return seconds / len(images), success_rate(model, out.adversarial, labels), queries
+
+
+def run_fast(model, images, labels):
+    out = FastAttack(model, seed=0)  # ranked by the gradient, corners only
+    began = time.perf_counter()
+    result = out(images, labels)
+    seconds = time.perf_counter() - began
+    queries = np.mean([r.queries for r in result.results])
+    certified = sum(bool(r.steps["corner_certified"]) for r in result.results)
+    print(f"pixelprior fast: {certified} of {len(images)} images certified on the corner grid")
+    return seconds / len(images), success_rate(model, result.adversarial, labels), queries
+
+
+def run_random_search(model, images, labels, queries: int):
+    attack = RandomSearchAttack(model, queries=queries, seed=0)
+    began = time.perf_counter()
+    out = attack(images, labels)
+    seconds = time.perf_counter() - began
+    return (seconds / len(images), success_rate(model, out.adversarial, labels),
+            float(np.mean([r.queries for r in out.results])))
+
+
+def run_sparse_rs(model, images, labels, queries: int):
+    """The authors' Sparse-RS, one pixel (``eps=1``), margin loss; successes re-checked."""
+    if not (SPARSE_RS / "rs_attacks.py").is_file():
+        raise ImportError(f"Sparse-RS not found at {SPARSE_RS} (set PIXELPRIOR_PEERS)")
+    sys.path.insert(0, str(SPARSE_RS))
+    from rs_attacks import RSAttack
+
+    counted = CountingModel(model).eval()
+
+    def predict(x):
+        with torch.no_grad():
+            return counted(x)
+
+    attack = RSAttack(predict, norm="L0", eps=1, n_queries=queries, loss="margin",
+                      verbose=False, seed=0, device=images.device)
+    began = time.perf_counter()
+    spent, adversarial = attack.perturb(images, labels)
+    seconds = time.perf_counter() - began
+    changed = (adversarial != images).any(1).flatten(1).sum(1)
+    assert bool((changed <= 1).all()), "Sparse-RS changed more than one pixel"
+    # queries: its own count for successes, the budget for the images it did not fool
+    fooled = success_rate(model, adversarial, labels)
+    per_image = torch.where(spent > 0, spent, torch.full_like(spent, float(queries)))
+    return seconds / len(images), fooled, float(per_image.mean())
 
 
 def run_torchattacks(model, images, labels, maxiter):
@@ -109,24 +172,36 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--maxiter", type=int, default=100)
-    parser.add_argument("--skip", nargs="*", default=[], help="torchattacks and/or art")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="any of: torchattacks art sparse-rs random-search constrained "
+                        "full onnx")
+    parser.add_argument("--rs-queries", type=int, default=10_000,
+                        help="Sparse-RS budget per image (the authors' example: 10,000)")
     args = parser.parse_args(argv)
     model, images, labels, pick = bench_inputs(args.images)
     print(f"{len(pick)} images (test indices {pick.tolist()}), population 400, "
           f"at most {args.maxiter} generations, early stop\n")
-    rows = {
-        "pixelprior unconstrained": run_pixelprior(model, images, labels, args.maxiter,
-                                                   UniformPrior()),
-        "pixelprior constrained": run_pixelprior(model, images, labels, args.maxiter,
-                                                 SusceptibleSetPrior(0.5)),
-        "pixelprior unconstrained, full passes": run_pixelprior(
-            model, images, labels, args.maxiter, UniformPrior(), engine="full"),
-    }
-    try:
-        rows["pixelprior unconstrained, ONNX Runtime"] = run_pixelprior(
-            model, images, labels, args.maxiter, UniformPrior(), engine="onnxruntime")
-    except ImportError as exc:
-        print(f"pixelprior with ONNX Runtime: not measured ({exc})")
+    rows = {"pixelprior fast (corners, gradient order)": run_fast(model, images, labels),
+            "pixelprior unconstrained": run_pixelprior(model, images, labels, args.maxiter,
+                                                       UniformPrior())}
+    if "constrained" not in args.skip:
+        rows["pixelprior constrained"] = run_pixelprior(model, images, labels, args.maxiter,
+                                                        SusceptibleSetPrior(0.5))
+    if "full" not in args.skip:
+        rows["pixelprior unconstrained, full passes"] = run_pixelprior(
+            model, images, labels, args.maxiter, UniformPrior(), engine="full")
+    if "onnx" not in args.skip:
+        try:
+            rows["pixelprior unconstrained, ONNX Runtime"] = run_pixelprior(
+                model, images, labels, args.maxiter, UniformPrior(), engine="onnxruntime")
+        except ImportError as exc:
+            print(f"pixelprior with ONNX Runtime: not measured ({exc})")
+    if "random-search" not in args.skip:
+        rows["pixelprior random search (Sparse-RS's)"] = run_random_search(
+            model, images, labels, args.rs_queries)
+    if "sparse-rs" not in args.skip:
+        rows["Sparse-RS (authors' code)"] = run_sparse_rs(model, images, labels,
+                                                          args.rs_queries)
     if "torchattacks" not in args.skip:
         rows["torchattacks OnePixel"] = run_torchattacks(model, images, labels, args.maxiter)
     if "art" not in args.skip:
@@ -137,12 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, (seconds, success, queries) in rows.items():
         print(f"| {name} | {seconds:.3f} | {success:.0%} | {queries:.0f} | "
               f"{1000 * seconds / queries:.3f} | {seconds / ours:.1f}x |")
-    peers = {k: v for k, v in rows.items() if not k.startswith("pixelprior")}
-    if peers:
-        name, (seconds, _, queries) = min(peers.items(), key=lambda kv: kv[1][0])
-        print(f"\nfaster peer: {name}; 20x its speed means {seconds / 20:.3f} s/image, i.e. "
-              f"{20 * queries / seconds:.0f} queries/s at its queries per image "
-              f"(benchmarks/engines.py gives this machine's ceiling)")
+    fast = rows["pixelprior fast (corners, gradient order)"]
+    de_peers = {k: v for k, v in rows.items() if k.startswith(("torchattacks", "ART"))}
+    if de_peers:
+        name, (seconds, success, _) = min(de_peers.items(), key=lambda kv: kv[1][0])
+        print(f"\nfast vs the faster DE peer ({name}): {seconds / fast[0]:.1f}x faster per "
+              f"image; success {fast[1]:.0%} vs {success:.0%}")
+    if "Sparse-RS (authors' code)" in rows:
+        seconds, success, _ = rows["Sparse-RS (authors' code)"]
+        print(f"fast vs Sparse-RS: {seconds / fast[0]:.1f}x faster per image; success "
+              f"{fast[1]:.0%} vs {success:.0%}")
 
 
 if __name__ == "__main__":

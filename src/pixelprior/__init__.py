@@ -35,6 +35,7 @@ from .search import (
     AttackResult,
     DifferentialEvolution,
     EvolutionConfig,
+    FastAttack,
     OnePixelAttack,
     PixelChange,
     RandomSearchAttack,
@@ -46,7 +47,7 @@ from ._version import __version__  # noqa: E402
 
 __all__ = [
     "AttackOutput", "AttackResult", "CaptumSensitivity", "DifferentialEvolution",
-    "EvolutionConfig", "ExperimentConfig", "FullPassScorer", "GradCAM", "IncrementalScorer",
+    "EvolutionConfig", "ExperimentConfig", "FastAttack", "FullPassScorer", "GradCAM", "IncrementalScorer",
     "IntegratedGradients", "Occlusion", "OnePixelAttack", "OraclePrior", "PixelChange",
     "RandomSearchAttack", "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad",
     "SusceptibilityMaps", "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior",

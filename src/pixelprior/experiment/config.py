@@ -31,7 +31,7 @@ from ..maps import NORMALIZATIONS, REDUCTIONS, SCORES
 from ..models import REGISTRY as MODEL_REGISTRY
 from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
-from ..search import SEARCHES, EvolutionConfig
+from ..search import REFINES, SEARCHES, EvolutionConfig
 from .modes import SENSITIVITIES, modes_help, parse_mode
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
@@ -44,7 +44,8 @@ NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address")
 # their default, so earlier run directories keep their hash (and resume)
 LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
-                "normalization", "percentile", "precision", "max_batch", "query_budget")
+                "normalization", "percentile", "precision", "max_batch", "query_budget", "fast_refine",
+                "fast_refine_queries")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now)
 PRIOR_VERSIONS = {"random_set": 2}
@@ -125,6 +126,9 @@ class ExperimentConfig:
     scan_positions: int | None = None  # scan only the top of the order (None: all)
     # random search (random_search modes)
     query_budget: int | None = None  # queries per image (None: 10,000, as Sparse-RS)
+    # the fast mode: corners in a map's order, then optionally a search off the corners
+    fast_refine: str = "none"  # none | de
+    fast_refine_queries: int = 4000
     oracle: str | None = None  # susceptibility folder for the oracle prior / order
     # the sensitivity map and the prior
     tau: float = 0.5
@@ -232,6 +236,10 @@ class ExperimentConfig:
             p.append(f"levels must be >= 2, got {self.levels}")
         if self.scan_positions is not None and self.scan_positions < 1:
             p.append(f"scan_positions must be >= 1, got {self.scan_positions}")
+        if self.fast_refine not in REFINES:
+            p.append(f"fast_refine must be one of {REFINES}, got {self.fast_refine!r}")
+        if self.fast_refine_queries < 8:
+            p.append(f"fast_refine_queries must be >= 8, got {self.fast_refine_queries}")
         if self.query_budget is not None and self.query_budget < 1:
             p.append(f"query_budget must be >= 1, got {self.query_budget}")
 

@@ -21,6 +21,7 @@ from .base import (
 from .captum import CaptumSensitivity
 from .gradcam import GradCAM
 from .gradient import VanillaGradient
+from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .occlusion import Occlusion
 from .registry import METHOD_OPTIONS, METHODS, make_sensitivity, method_options
@@ -28,7 +29,7 @@ from .smoothgrad import SmoothGrad
 
 __all__ = [
     "METHODS", "METHOD_OPTIONS", "NORMALIZATIONS", "REDUCTIONS", "SCORES", "SHARED_OPTIONS",
-    "CaptumSensitivity", "GradCAM", "IntegratedGradients", "Occlusion", "SensitivityMethod",
+    "CaptumSensitivity", "GradCAM", "InputXGradient", "IntegratedGradients", "Occlusion", "SensitivityMethod",
     "SmoothGrad", "VanillaGradient", "check_images", "class_scores", "make_sensitivity",
     "method_options", "normalize_maps", "reduce_channels",
 ]

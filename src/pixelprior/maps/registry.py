@@ -10,6 +10,7 @@ from .._registry import Registry
 from .base import SHARED_OPTIONS, SensitivityMethod
 from .gradcam import GradCAM
 from .gradient import VanillaGradient
+from .input_x_gradient import InputXGradient
 from .integrated_gradients import IntegratedGradients
 from .occlusion import Occlusion
 from .smoothgrad import SmoothGrad
@@ -25,6 +26,7 @@ METHODS.register("gradcam", GradCAM, "class-weighted activations of the last con
                  options=("layer",))
 METHODS.register("occlusion", Occlusion, "the score's drop when one pixel is set to black",
                  options=("baseline",))
+METHODS.register("input_x_gradient", InputXGradient, "the input times its gradient")
 # the options each method takes beyond the shared ones, as earlier releases exposed them
 METHOD_OPTIONS = {name: METHODS.entry(name).options for name in METHODS}
 

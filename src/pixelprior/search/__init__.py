@@ -2,12 +2,14 @@
 
 :class:`OnePixelAttack` (differential evolution, the paper's), :class:`RankedScanAttack`
 (a scan of positions × a colour grid in a map's order), :class:`RandomSearchAttack`
-(Sparse-RS's L0 random search); :class:`SusceptibilityScan` is the exhaustive scan that
+(Sparse-RS's L0 random search), :class:`FastAttack` (a ranked corner scan: fooled or
+certified); :class:`SusceptibilityScan` is the exhaustive scan that
 gives the ground truth. :data:`SEARCHES` names them.
 """
 
 from .base import Attack, AttackOutput, AttackResult, PixelChange, SearchOutcome, check_labels
 from .evolution import STRATEGIES, DifferentialEvolution, EvolutionConfig, EvolutionResult
+from .fast import CERTIFY_TOLERANCE, REFINES, FastAttack
 from .one_pixel import INIT_COLORS, OnePixelAttack
 from .random_search import RandomSearchAttack, p_schedule
 from .registry import SEARCHES
@@ -24,9 +26,10 @@ from .scan import (
 )
 
 __all__ = [
-    "INIT_COLORS", "ORDERS", "SEARCHES", "STRATEGIES", "TIE_BREAKS", "Attack", "AttackOutput",
-    "AttackResult", "DifferentialEvolution", "EvolutionConfig", "EvolutionResult",
-    "OnePixelAttack", "PixelChange", "RandomSearchAttack", "RankedScanAttack", "ScanResult",
-    "SearchOutcome", "SusceptibilityScan", "check_labels", "colour_grid", "p_schedule",
-    "rank_positions", "ranked_prior", "scan_positions",
+    "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
+    "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "ORDERS",
+    "OnePixelAttack", "PixelChange", "REFINES", "RandomSearchAttack", "RankedScanAttack",
+    "SEARCHES", "STRATEGIES", "ScanResult", "SearchOutcome", "SusceptibilityScan",
+    "TIE_BREAKS", "check_labels", "colour_grid", "p_schedule", "rank_positions",
+    "ranked_prior", "scan_positions",
 ]

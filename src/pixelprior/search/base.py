@@ -122,13 +122,14 @@ class SearchOutcome:
     """What a search found for the images it attacked (rows in attack order).
 
     ``best``: ``[A, k * (2 + C)]`` genes of each answer (a success or the best effort);
-    ``queries``: ``int64 [A]``; ``steps``: the search's own per-image counters (each a
-    tensor ``[A]``), carried into results and rows under their names.
+    ``queries``: ``int64 [A]``; ``steps``: the search's own per-image record (each a
+    tensor ``[A]`` or a list of ``A`` JSON values, e.g. words), carried into results and
+    rows under their names.
     """
 
     best: torch.Tensor
     queries: torch.Tensor
-    steps: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: dict[str, torch.Tensor | list] = field(default_factory=dict)
 
 
 def check_labels(values, name: str = "labels") -> torch.Tensor:
@@ -316,8 +317,7 @@ class Attack(ABC):
             best[idx] = outcome.best.to(best.device, best.dtype)
             queries[todo] = outcome.queries.cpu()
             for name, values in outcome.steps.items():
-                steps[name] = torch.zeros(images.shape[0], dtype=values.dtype)
-                steps[name][todo] = values.cpu()
+                steps[name] = _spread(values, todo, images.shape[0])
         else:
             steps = self._empty_steps(images.shape[0])
         self.queries += int(queries.sum())
@@ -388,9 +388,27 @@ class Attack(ABC):
                 prior=self.prior.name, fell_back=bool(distribution.fell_back[i]),
                 support_size=int(distribution.support_size[i]), seed=self.seed,
                 clean_correct=int(original[i]) == int(labels[i]),
-                steps={name: values[i].item() for name, values in steps.items()},
+                steps={name: _item(values[i]) for name, values in steps.items()},
                 adversarial=adversarial[i]))
         return results
+
+
+def _spread(values, rows: list[int], count: int):
+    """A search's per-row record placed at ``rows`` of ``count`` images (zeros, or
+    ``None`` for lists, where no search ran)."""
+    if isinstance(values, torch.Tensor):
+        out = torch.zeros(count, dtype=values.dtype)
+        out[rows] = values.cpu()
+        return out
+    out = [None] * count
+    for row, value in zip(rows, values, strict=True):
+        out[row] = value
+    return out
+
+
+def _item(value):
+    """A tensor element as a Python number; anything else as it is."""
+    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 def _check_int(name: str, value, low: int) -> None:

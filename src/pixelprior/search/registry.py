@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .._registry import Registry
 from .base import Attack
+from .fast import FastAttack
 from .one_pixel import OnePixelAttack
 from .random_search import RandomSearchAttack
 from .scan import RankedScanAttack
@@ -16,3 +17,5 @@ SEARCHES.register("scan", RankedScanAttack, "every position x a colour grid in t
                   "of a map, to the first success")
 SEARCHES.register("random_search", RandomSearchAttack, "Sparse-RS's L0 random search over "
                   "corner colours (Croce et al.)")
+SEARCHES.register("fast", FastAttack, "corners of the colour cube in a map's order: the first "
+                  "success, or a certificate on the corner grid")

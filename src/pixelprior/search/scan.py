@@ -79,13 +79,17 @@ def rank_positions(scores: torch.Tensor, generators: list[torch.Generator] | Non
 
 def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                    targets: torch.Tensor | None, orders: torch.Tensor, colours: torch.Tensor,
-                   stop_at_first: bool, step_rows: int, max_positions: int | None = None
-                   ) -> ScanResult:
+                   stop_at_first: bool, step_rows: int, max_positions: int | None = None,
+                   first_step_rows: int | None = None) -> ScanResult:
     """Scan ``images`` position by position in ``orders`` (``[B, P]`` flat positions),
     every colour of ``colours`` at each; ``query(owner, genes) -> probabilities``.
 
-    ``stop_at_first``: an image stops after its first successful position in order;
-    ``max_positions``: scan at most this many positions per image (the top of the order).
+    Args:
+        stop_at_first: an image stops after its first successful position in order.
+        step_rows: rows (positions × colours × active images) evaluated per step.
+        max_positions: scan at most this many positions per image (the top of the order).
+        first_step_rows: the first step's rows (default ``step_rows``); steps then double
+            up to ``step_rows``, so an early success wastes few rows past it.
     """
     batch, channels, height, width = images.shape
     device = images.device
@@ -101,8 +105,10 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
     first = torch.full((batch,), -1, dtype=torch.long)
     done = 0
     active = torch.arange(batch)
+    rows_now = first_step_rows or step_rows
     while done < limit and active.numel():
-        step = max(1, min(limit - done, step_rows // (n_colours * active.numel())))
+        step = max(1, min(limit - done, rows_now // (n_colours * active.numel())))
+        rows_now = min(step_rows, 2 * rows_now)
         positions = orders[active, done:done + step]  # [A, s] flat positions
         owner = active.to(device).repeat_interleave(step * n_colours)
         flat = positions.reshape(-1).repeat_interleave(n_colours).to(device)

@@ -1,0 +1,169 @@
+"""FastAttack: a ranked corner scan to the first success or a certificate on the corner
+grid, with an optional search off the corners."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pixelprior.priors import PositionDistribution, Prior
+from pixelprior.search import FastAttack, OnePixelAttack, RandomSearchAttack
+
+
+class FixedMapPrior(Prior):
+    """Ranks positions by a given map (the same for every image)."""
+
+    name = "fixed"
+    needs_sensitivity = False
+
+    def __init__(self, scores: torch.Tensor) -> None:
+        super().__init__()
+        self.scores = scores
+
+    def distribution(self, model, images, labels, *, seed=0, keys=None):
+        batch, height, width = images.shape[0], *images.shape[-2:]
+        maps = self.scores.expand(batch, height, width).clone()
+        flat = torch.ones(batch, height * width, dtype=torch.float64) / (height * width)
+        return PositionDistribution(flat, height, width, torch.zeros(batch, dtype=torch.bool),
+                                    torch.full((batch,), height * width), maps, None)
+
+    def from_sensitivity(self, maps, height, width, **_):  # pragma: no cover - not used
+        raise NotImplementedError
+
+
+class RedAtModel(nn.Module):
+    """Class 1 iff some pixel of ``spots`` is pure red (1, 0, 0): the vulnerable
+    positions are known exactly."""
+
+    def __init__(self, spots: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self.spots = spots
+
+    def forward(self, x):
+        hits = torch.stack([x[:, 0, y, xx] - x[:, 1, y, xx] - x[:, 2, y, xx]
+                            for xx, y in self.spots], 1).amax(1)
+        logit = 20.0 * (hits - 0.9)
+        return torch.stack([torch.zeros_like(logit), logit], 1)
+
+
+def dark(count: int = 2, size: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 0.3
+
+
+def test_finds_the_first_vulnerable_position_in_rank_order_and_counts_its_queries():
+    spots = [(1, 4), (3, 2), (5, 5)]
+    model = RedAtModel(spots).eval()
+    scores = torch.arange(36, dtype=torch.float32).flip(0).view(6, 6)  # raster order
+    out = FastAttack(model, FixedMapPrior(scores), engine="full")(dark(),
+                                                                  torch.zeros(2, dtype=torch.long))
+    first_rank = min(y * 6 + x for x, y in spots)  # (3, 2) comes first in raster order
+    for result in out.results:
+        assert result.success and result.steps["decided_by"] == "corners"
+        assert (result.pixels[0].x, result.pixels[0].y) == (3, 2)
+        assert result.pixels[0].new == [1.0, 0.0, 0.0]
+        assert result.steps["positions_scanned"] == first_rank + 1
+        assert result.queries == (first_rank + 1) * 8
+        assert not result.steps["corner_certified"]
+
+
+class Never(nn.Module):
+    """Always class 0, whatever the pixels."""
+
+    def forward(self, x):
+        zero = x.mean((1, 2, 3)) * 0
+        return torch.stack([zero + 1.0, zero], 1)
+
+
+def test_an_image_nothing_fools_is_certified_after_every_position_and_corner():
+    out = FastAttack(Never().eval(), engine="full")(dark(), torch.zeros(2, dtype=torch.long))
+    for result in out.results:
+        assert not result.success and result.steps["corner_certified"]
+        assert result.steps["decided_by"] == "certificate"
+        assert result.queries == 36 * 8 and result.steps["positions_scanned"] == 36
+
+
+def test_a_scan_cut_short_certifies_nothing():
+    out = FastAttack(Never().eval(), engine="full", max_positions=5)(
+        dark(), torch.zeros(2, dtype=torch.long))
+    assert all(r.steps["decided_by"] == "budget" and not r.steps["corner_certified"]
+               for r in out.results)
+
+
+class LinearModel(nn.Module):
+    """Logits linear in the pixels: the most adversarial colour of one pixel is always a
+    corner of the colour cube, so a corner certificate is exact for it."""
+
+    def __init__(self, size: int, classes: int, seed: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = torch.randn(classes, 3 * size * size, generator=g) * 0.6
+        self.bias = torch.randn(classes, generator=g)
+
+    def forward(self, x):
+        return x.flatten(1) @ self.weight.T + self.bias
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_certificate_is_never_given_for_an_image_a_peer_fools(seed):
+    model = LinearModel(5, 3, seed).eval()
+    images = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(seed))
+    labels = model(images).argmax(1)
+    fast = FastAttack(model, engine="full")(images, labels)
+    de = OnePixelAttack(model, popsize=60, maxiter=30, engine="full", seed=seed)(images, labels)
+    rs = RandomSearchAttack(model, queries=400, engine="full", seed=seed)(images, labels)
+    for f, d, r in zip(fast.results, de.results, rs.results, strict=True):
+        if d.success or r.success:
+            assert f.success and not f.steps["corner_certified"]
+        if f.steps["corner_certified"]:
+            assert not d.success and not r.success
+    # every claimed success is a real one-pixel adversarial under the model
+    flips = model(fast.adversarial).argmax(1) != labels
+    assert flips.tolist() == [r.success for r in fast.results]
+    assert all(len(r.pixels) == 1 for r in fast.results if r.success)
+
+
+class GreyAtModel(nn.Module):
+    """Class 1 iff pixel (x=1, y=2) is close to mid grey: no corner fools it."""
+
+    def forward(self, x):
+        distance = (x[:, :, 2, 1] - 0.5).pow(2).sum(1).sqrt()
+        logit = 30.0 * (0.12 - distance)
+        return torch.stack([torch.zeros_like(logit), logit], 1)
+
+
+def test_the_refine_stage_finds_a_planted_adversarial_off_the_corners():
+    images = dark(2, size=4)
+    labels = torch.zeros(2, dtype=torch.long)
+    corners_only = FastAttack(GreyAtModel().eval(), engine="full")(images, labels)
+    assert all(r.steps["decided_by"] == "certificate" for r in corners_only.results)
+    out = FastAttack(GreyAtModel().eval(), engine="full", refine="de", refine_queries=3000,
+                     refine_positions=16)(images, labels)
+    for result in out.results:
+        assert result.success and result.steps["decided_by"] == "refine"
+        assert result.steps["corner_certified"]  # still true: no corner fools it
+        assert (result.pixels[0].x, result.pixels[0].y) == (1, 2)
+        assert 0 < result.steps["refine_queries"] <= 3000
+        assert result.queries == 16 * 8 + result.steps["refine_queries"]
+
+
+def test_same_seed_same_results_and_batch_invariance(random_cifar):
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    labels = random_cifar(images).argmax(1)
+    make = lambda: FastAttack(random_cifar, batch_invariant=True, seed=2,  # noqa: E731
+                              max_positions=40)
+    together = make()(images, labels)
+    again = make()(images, labels)
+    assert [r.to_row() | {"seconds": 0} for r in together.results] == [
+        r.to_row() | {"seconds": 0} for r in again.results]
+    alone = make()(images[1:2], labels[1:2]).results[0]
+    assert alone.pixels == together.results[1].pixels
+    assert alone.queries == together.results[1].queries
+
+
+def test_bad_settings_are_refused():
+    model = GreyAtModel().eval()
+    with pytest.raises(ValueError, match="refine must be one of"):
+        FastAttack(model, refine="cmaes")
+    with pytest.raises(ValueError, match="refine_queries"):
+        FastAttack(model, refine="de", refine_queries=2)
