@@ -37,18 +37,30 @@ from .cifar10 import (
 )
 from .classes import CIFAR10_CLASSES, imagenet_class_names
 from .download import download_file, file_digest, md5sum, sha256sum
+from .folders import (
+    IMAGE_SUFFIXES,
+    SOURCE_KINDS,
+    ClassNamesError,
+    load_csv,
+    load_folder,
+    load_image_source,
+    load_npz,
+    parse_classes,
+)
 from .images import ALPHA_MODES, ImageFile, Resize, SizeMismatchError, fit_image, read_image_file
-from .registry import DATASETS, load_dataset
+from .registry import DATASETS, dataset_for, load_dataset
 from .scanstore import MAPS_FILE, SusceptibilityMaps, scan_summary
 
 __all__ = [
     "ALPHA_MODES", "CACHE_ENV", "CIFAR10_CLASSES", "CIFAR10_DIRNAME", "CIFAR10_JPEG_ARCHIVE",
-    "CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "DATA_ENV", "MAPS_FILE", "SAMPLE_ASSET",
-    "CorruptDataError", "DataError", "DataNotFoundError", "ImageFile", "ImageSet", "Resize",
-    "SizeMismatchError", "SusceptibilityMaps", "cache_dir", "check_images",
-    "data_dir_from_env", "download_cifar10", "download_file", "file_digest", "fit_image",
-    "find_jpeg_archive", "image_digest", "imagenet_class_names", "load_cifar10",
-    "load_cifar10_jpeg", "load_cifar10_sample", "load_cifar10_test", "load_dataset",
-    "md5sum", "read_cifar_batch", "read_class_names", "read_image_file",
-    "read_jpeg_archive", "resolve_cifar10_dir", "scan_summary", "sha256sum", "to_float",
+    "CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "DATA_ENV", "IMAGE_SUFFIXES", "MAPS_FILE",
+    "SAMPLE_ASSET", "SOURCE_KINDS", "ClassNamesError", "CorruptDataError", "DataError",
+    "DataNotFoundError", "ImageFile", "ImageSet", "Resize", "SizeMismatchError",
+    "SusceptibilityMaps", "cache_dir", "check_images", "data_dir_from_env", "dataset_for",
+    "download_cifar10", "download_file", "file_digest", "fit_image", "find_jpeg_archive",
+    "image_digest", "imagenet_class_names", "load_cifar10", "load_cifar10_jpeg",
+    "load_cifar10_sample", "load_cifar10_test", "load_csv", "load_dataset", "load_folder",
+    "load_image_source", "load_npz", "md5sum", "parse_classes", "read_cifar_batch",
+    "read_class_names", "read_image_file", "read_jpeg_archive", "resolve_cifar10_dir",
+    "scan_summary", "sha256sum", "to_float",
 ]

@@ -7,6 +7,21 @@ attacks search in pixel space.
 
 from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier home)
 from .inference import ChannelsLast, fold_batchnorm, inference_model, predict, scores_agree
+from .loaders import (
+    GradientsUnavailableError,
+    LoadedModel,
+    ModelInputError,
+    ModelLoadError,
+    Normalize,
+    OnnxModel,
+    accuracy_on,
+    load_model_spec,
+    model_spec_problem,
+    one_class_warning,
+    output_kind,
+    predict_labels,
+    to_model_channels,
+)
 from .registry import (
     MODELS,
     REGISTRY,
@@ -35,9 +50,11 @@ from .wrappers import ResizeInside
 
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "REGISTRY",
-    "WEIGHTS_ENV", "ChannelsLast", "Fire", "ModelSpec", "Normalized", "ResizeInside",
-    "SqueezeNet", "SqueezeNetCifar", "WeightsError", "bundled_weights_path",
-    "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model", "model_card",
-    "model_spec", "predict", "read_state_dict", "resolve_weights", "scores_agree",
-    "weight_candidates",
+    "WEIGHTS_ENV", "ChannelsLast", "Fire", "GradientsUnavailableError", "LoadedModel",
+    "ModelInputError", "ModelLoadError", "ModelSpec", "Normalize", "Normalized", "OnnxModel",
+    "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WeightsError", "accuracy_on",
+    "bundled_weights_path", "fold_batchnorm", "imagenet_class_names", "inference_model",
+    "load_model", "load_model_spec", "model_card", "model_spec", "model_spec_problem",
+    "one_class_warning", "output_kind", "predict", "predict_labels", "read_state_dict",
+    "resolve_weights", "scores_agree", "to_model_channels", "weight_candidates",
 ]

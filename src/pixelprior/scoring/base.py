@@ -15,11 +15,21 @@ Every scorer prepares the clean images once (:meth:`Scorer.prepare`), scores row
 candidates (:meth:`Scorer.logits`) and declares how many rows one call may take
 (:meth:`Scorer.chunk_rows`: measured constants on the CPU, the free device memory and the
 engine's measured per-row footprint on CUDA). :meth:`Scorer.probabilities` drives it:
-chunks, a check that the output is usable, and ``fixed_shape`` — every call on exactly
-``chunk_rows`` rows (the last chunk padded), so the kernels, and hence the bits, of a row's
-scores do not depend on which other rows share its batch. :func:`make_scorer` resolves
-``engine="auto"`` and checks every engine against a plain full pass once before use
-(:func:`check_scorer`).
+chunks, a check that the output is usable, probabilities from the scores (see below), and
+``fixed_shape`` — every call on exactly ``chunk_rows`` rows (the last chunk padded), so the
+kernels, and hence the bits, of a row's scores do not depend on which other rows share its
+batch. :func:`make_scorer` resolves ``engine="auto"`` and checks every engine against a
+plain full pass once before use (:func:`check_scorer`).
+
+Logits or probabilities: a model may return either (``nn.Sequential(net, nn.Softmax(1))``
+returns probabilities). A scorer decides once (:attr:`Scorer.output_kind`), from the clean
+images' scores of its first whole-image call (:meth:`Scorer.image_probabilities`, which
+every attack makes first) or :meth:`Scorer.set_output_kind`: rows in [0, 1] summing to 1
+(within 1e-4) over the whole batch are probabilities, used as they are (tiny negatives
+clamped, never soft-maxed again); anything else is logits, soft-maxed. Candidate scores
+(:meth:`Scorer.probabilities`) follow the same decision, whatever the engine (the
+incremental engine computes the same network's scores, ONNX Runtime the same graph's); a
+scorer that scores candidates before any whole image decides from its first chunk.
 """
 
 from __future__ import annotations
@@ -31,7 +41,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models import output_kind
+
 PRECISIONS = ("fp32", "bf16")
+OUTPUT_KINDS = ("logits", "probabilities")
 # Rows per call on the CPU. benchmarks/inference_variants.py: for the CIFAR SqueezeNet
 # larger batches were slower (caches spill, page faults); ONNX Runtime: 3,500 queries/s in
 # the attack at 256 rows, 3,300 at 128, 3,200 at 64 (one ad-hoc run, 10 images x 10
@@ -138,6 +151,35 @@ class Scorer(ABC):
         self.model = model
         self.precision = precision
         self._chunks: dict[tuple, int] = {}
+        self.output_kind: str | None = None  # "logits" | "probabilities", decided once
+
+    # -- logits or probabilities
+    def set_output_kind(self, kind: str) -> None:
+        """Declare what the model returns: ``"logits"`` or ``"probabilities"``.
+
+        Args:
+            kind: one of :data:`OUTPUT_KINDS`.
+        """
+        if kind not in OUTPUT_KINDS:
+            raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {kind!r}")
+        self.output_kind = kind
+
+    def to_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """Checked scores ``[N, K]`` as probabilities: as they are (clamped to [0, 1]) for
+        a model that returns probabilities, else their softmax. Decides
+        :attr:`output_kind` from ``scores`` when it is still open.
+
+        Args:
+            scores: float32 class scores of a whole batch.
+
+        Returns:
+            Probabilities ``[N, K]``.
+        """
+        if self.output_kind is None:
+            self.output_kind = output_kind(scores)
+        if self.output_kind == "probabilities":
+            return scores.clamp(0.0, 1.0)
+        return scores.softmax(1)
 
     # -- what an engine implements
     def prepare(self, images: torch.Tensor, per_image: bool = False) -> Any:
@@ -216,9 +258,9 @@ class Scorer(ABC):
     def probabilities(self, state: Any, images: torch.Tensor, owner: torch.Tensor,
                       genes: torch.Tensor, chunk: int, fixed_shape: bool = False
                       ) -> torch.Tensor:
-        """Softmax of every row, ``chunk`` rows per call. ``fixed_shape``: every call on
-        exactly ``chunk`` rows (the last one padded), so a row's bits do not depend on
-        the other rows."""
+        """Probabilities of every row (:meth:`to_probabilities`), ``chunk`` rows per call.
+        ``fixed_shape``: every call on exactly ``chunk`` rows (the last one padded), so a
+        row's bits do not depend on the other rows."""
         out = []
         for start in range(0, owner.shape[0], chunk):
             part_owner, part_genes = owner[start:start + chunk], genes[start:start + chunk]
@@ -227,17 +269,19 @@ class Scorer(ABC):
                 part_owner, part_genes = _pad_rows(part_owner, part_genes, chunk)
             logits = (self.fixed_logits(state, part_owner, part_genes) if fixed_shape
                       else self.logits(state, part_owner, part_genes))
-            out.append(check_logits(logits, part_owner.shape[0])[:rows].softmax(1))
+            out.append(self.to_probabilities(check_logits(logits, part_owner.shape[0])[:rows]))
         return torch.cat(out)
 
     def image_probabilities(self, images: torch.Tensor, chunk: int,
                             one_per_call: bool = False) -> torch.Tensor:
-        """Softmax of whole images; ``one_per_call`` runs each image alone (so its bits do
-        not depend on the batch)."""
+        """Probabilities of whole images (:meth:`to_probabilities`; the first call, on the
+        clean images, decides :attr:`output_kind` from the whole batch); ``one_per_call``
+        runs each image alone (so its bits do not depend on the batch)."""
         step = 1 if one_per_call else chunk
-        return torch.cat([check_logits(self.image_logits(images[i:i + step]),
-                                       images[i:i + step].shape[0]).softmax(1)
-                          for i in range(0, images.shape[0], step)])
+        scores = torch.cat([check_logits(self.image_logits(images[i:i + step]),
+                                         images[i:i + step].shape[0])
+                            for i in range(0, images.shape[0], step)])
+        return self.to_probabilities(scores)
 
     def config(self) -> dict:
         return {"engine": self.name, "precision": self.precision}
