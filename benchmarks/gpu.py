@@ -148,9 +148,14 @@ def peers(count: int, device: str, maxiter: int) -> None:
     model, images, labels, pick = bench_inputs(count)
     model, images, labels = model.to(device), images.to(device), labels.to(device)
     rows = {"pixelprior unconstrained": peer_bench.run_pixelprior(
-        model, images, labels, maxiter, UniformPrior())}
+        model, images, labels, maxiter, UniformPrior()),
+            "pixelprior fast (corners, gradient order)": peer_bench.run_fast(
+        model, images, labels),
+            "pixelprior random search": peer_bench.run_random_search(
+        model, images, labels, 10_000)}
     for name, run in (("torchattacks OnePixel", peer_bench.run_torchattacks),
-                      ("ART PixelAttack", peer_bench.run_art)):
+                      ("ART PixelAttack", peer_bench.run_art),
+                      ("Sparse-RS", lambda *a: peer_bench.run_sparse_rs(*a[:3], 10_000))):
         try:
             rows[name] = run(model, images, labels, maxiter)
         except ImportError as exc:

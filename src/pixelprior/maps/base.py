@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import check_images
+from ..models.loaders import output_kind
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum")
 SCORES = ("logit", "probability", "log_probability")
@@ -46,7 +47,18 @@ SHARED_OPTIONS = ("score", "reduction", "normalization", "percentile", "batch_si
 
 
 def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torch.Tensor:
-    """The score of class ``labels[i]`` for row ``i``: logit, probability or log-probability."""
+    """The score of class ``labels[i]`` for row ``i``: logit, probability or log-probability.
+
+    A model that already returns probabilities (every row in [0, 1], summing to 1) is never
+    soft-maxed again: ``probability`` takes its output as it is, ``log_probability`` and
+    ``logit`` its logarithm (for such a model the logits are known only up to a constant
+    per row, which the log-probability is).
+    """
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
+    if output_kind(logits) == "probabilities":
+        chosen = logits if score == "probability" else logits.clamp_min(1e-38).log()
+        return chosen.gather(1, labels.view(-1, 1)).squeeze(1)
     if score == "probability":
         logits = logits.softmax(1)
     elif score == "log_probability":

@@ -1,5 +1,6 @@
 """One-pixel candidates scored from cached clean activations: only the cone of the
-changed pixel is recomputed (:mod:`pixelprior.scoring._squeezenet_cone`)."""
+changed pixel is recomputed (:mod:`pixelprior.scoring._squeezenet_cone` for SqueezeNet-style
+networks, :mod:`pixelprior.scoring._fx_cone` for other ``torch.fx``-traceable ones)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from .full import FullPassScorer
 
 class IncrementalScorer(Scorer):
     """One-pixel candidates scored from cached clean activations
-    (:class:`~pixelprior.scoring._squeezenet_cone.IncrementalForward`); whole images by full passes
-    of the same fast copy."""
+    (:class:`~pixelprior.scoring._squeezenet_cone.IncrementalForward` or
+    :class:`~pixelprior.scoring._fx_cone.FxIncrementalForward`); whole images by full passes
+    of the same fast copy. ``note``: what :func:`make_scorer` has to say about the choice."""
 
     name = "incremental"
     max_pixels = 1
+    note: str | None = None
 
     def __init__(self, model: nn.Module, engine, full: FullPassScorer,
                  precision: str = "fp32") -> None:
@@ -31,8 +34,9 @@ class IncrementalScorer(Scorer):
             if not per_image or images.shape[0] == 1:
                 return self.engine.prepare(images)
             # the clean activations' last bits depend on the batch size: one image a call
-            return _concat_caches([self.engine.prepare(images[i:i + 1])
-                                   for i in range(images.shape[0])])
+            parts = [self.engine.prepare(images[i:i + 1]) for i in range(images.shape[0])]
+            concat = getattr(self.engine, "concat", None)  # an engine's own cache type
+            return concat(parts) if concat is not None else _concat_caches(parts)
 
     def logits(self, state, owner: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         images = state.images

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._registry import Registry
 from ..models import scores_agree
+from ._fx_cone import fx_incremental_forward
 from ._squeezenet_cone import incremental_forward
 from .base import Scorer, ScorerMismatchError, perturb_rows
 from .full import FullPassScorer
@@ -69,9 +70,13 @@ def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
     """The scorer for ``engine``, checked against ``model``'s plain full pass on
     ``example`` images (``[B, C, H, W]``).
 
-    ``auto`` takes the incremental engine where the model and ``pixels`` allow it (with a
-    warning and full passes when its check fails) and full passes elsewhere; an engine
-    asked for by name that cannot apply or disagrees is an error.
+    ``auto`` takes the incremental engine where the model and ``pixels`` allow it — the
+    SqueezeNet cone for SqueezeNet-style networks (with a warning and full passes when its
+    check fails), else the general ``torch.fx`` cone — and full passes elsewhere; an
+    engine asked for by name that cannot apply or disagrees is an error.
+
+    The returned scorer's ``note`` says, in one line, why ``auto`` fell back to full
+    passes for one-pixel candidates (``None`` otherwise); it is not printed here.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
@@ -86,25 +91,47 @@ def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
         _require_agreement(scorer, model, example)
         return scorer
     full = FullPassScorer(model, example, optimize, precision, cuda_graphs)
+    full.note = None
     if engine == "full" or (engine == "auto" and pixels != 1):
         _require_agreement(full, model, example)
         return full
     network = incremental_forward(full.query_model)
-    problem = ("the model is not a SqueezeNet-style network it knows" if network is None
-               else None)
-    if network is not None:
+    if network is not None:  # the SqueezeNet cone (tuned for those networks)
         scorer = IncrementalScorer(model, network, full, precision)
         problem = check_scorer(scorer, model, example[:1])
         if problem is None:
             return scorer
+        if engine == "auto":  # a known model whose check failed: say so
+            warnings.warn(f"incremental engine not used ({problem}); using full forward "
+                          "passes", RuntimeWarning, stacklevel=2)
+    else:
+        scorer, problem = _fx_scorer(model, example, full, precision)
+        if scorer is not None:
+            return scorer
     if engine == "incremental":
         raise ValueError(f"engine='incremental' cannot be used: {problem}; use "
                          "engine='full' or 'auto'")
-    if network is not None:  # auto, and a known model whose check failed: say so
-        warnings.warn(f"incremental engine not used ({problem}); using full forward passes",
-                      RuntimeWarning, stacklevel=2)
+    full.note = f"incremental engine not used: {problem}; full forward passes"
     _require_agreement(full, model, example)
     return full
+
+
+def _fx_scorer(model: nn.Module, example: torch.Tensor, full: FullPassScorer,
+               precision: str) -> tuple[IncrementalScorer | None, str | None]:
+    """The ``torch.fx`` cone on the full pass's fast copy, checked against the model.
+
+    Returns:
+        ``(scorer, None)``, or ``(None, why it is not used)`` (one line).
+    """
+    engine, problem = fx_incremental_forward(full.query_model, example[:1])
+    if engine is None:
+        return None, (f"the model is not a SqueezeNet-style network and the torch.fx cone "
+                      f"does not apply: {problem}")
+    scorer = IncrementalScorer(model, engine, full, precision)
+    problem = check_scorer(scorer, model, example[:1])
+    if problem is not None:
+        return None, f"the torch.fx cone was checked: {problem}"
+    return scorer, None
 
 
 def _require_agreement(scorer: Scorer, model: nn.Module, example: torch.Tensor) -> None:
