@@ -144,6 +144,7 @@ class Scorer(ABC):
 
     name = "scorer"
     max_pixels: int | None = None
+    note: str | None = None  # one line on how the engine was chosen (make_scorer sets it)
 
     def __init__(self, model: nn.Module, precision: str = "fp32") -> None:
         if precision not in PRECISIONS:

@@ -17,14 +17,28 @@ from .full import FullPassScorer
 from .incremental import IncrementalScorer
 from .onnx_runtime import OnnxRuntimeScorer
 
-SCORERS: Registry[type[Scorer]] = Registry("engine")
-SCORERS.register("auto", FullPassScorer, "incremental where the model allows it, else "
-                 "full passes")
-SCORERS.register("incremental", IncrementalScorer, "recompute only the cone of the changed "
-                 "pixel (one-pixel candidates)")
-SCORERS.register("full", FullPassScorer, "full PyTorch forward passes (any model)")
-SCORERS.register("onnxruntime", OnnxRuntimeScorer, "full passes with ONNX Runtime on the "
-                 "CPU (pip install 'pixelprior[onnx]')")
+
+def _onnxruntime(model, example, pixels, optimize, precision, cuda_graphs) -> Scorer:
+    if example.device.type != "cpu":
+        raise ValueError("engine='onnxruntime' runs on the CPU; use engine='full' or "
+                         "'auto' on the GPU")
+    return OnnxRuntimeScorer(model, example, precision)
+
+
+def _full(model, example, pixels, optimize, precision, cuda_graphs) -> Scorer:
+    return FullPassScorer(model, example, optimize, precision, cuda_graphs)
+
+
+# name -> build(model, example, pixels, optimize, precision, cuda_graphs) -> Scorer; "auto"
+# and "incremental" choose between the cone engines in make_scorer. A new engine is one
+# module and one entry here: make_scorer checks it against a plain full pass before use.
+SCORERS: Registry = Registry("engine")
+SCORERS.register("auto", None, "incremental where the model allows it, else full passes")
+SCORERS.register("incremental", None, "recompute only the cone of the changed pixel "
+                 "(one-pixel candidates)")
+SCORERS.register("full", _full, "full PyTorch forward passes (any model)")
+SCORERS.register("onnxruntime", _onnxruntime, "full passes with ONNX Runtime on the CPU "
+                 "(pip install 'pixelprior[onnx]')")
 ENGINES = SCORERS.names()
 
 
@@ -83,11 +97,9 @@ def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
     if engine == "incremental" and pixels != 1:
         raise ValueError("the incremental engine scores one-pixel candidates; use "
                          "engine='full' (or 'auto') for pixels > 1")
-    if engine == "onnxruntime":
-        if example.device.type != "cpu":
-            raise ValueError("engine='onnxruntime' runs on the CPU; use engine='full' or "
-                             "'auto' on the GPU")
-        scorer: Scorer = OnnxRuntimeScorer(model, example, precision)
+    if engine not in ("auto", "incremental", "full"):
+        scorer: Scorer = SCORERS.get(engine)(model, example, pixels, optimize, precision,
+                                             cuda_graphs)
         _require_agreement(scorer, model, example)
         return scorer
     full = FullPassScorer(model, example, optimize, precision, cuda_graphs)
