@@ -30,4 +30,10 @@ def number(value, digits: int = 2) -> str:
 
 
 def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, a NaN of any float type (Python, NumPy float16/32/64), or pandas' NA."""
+    if value is None:
+        return True
+    try:
+        return math.isnan(float(value))
+    except TypeError:  # pandas.NA refuses float(); nothing else reaches here
+        return repr(value) == "<NA>"

@@ -77,5 +77,7 @@ class Registry(Generic[T]):
         return self.entry(name).build
 
     def help_text(self, separator: str = " | ") -> str:
-        """``name`` (and its help) of every part, for command-line help."""
-        return separator.join(self._entries)
+        """``name (help)`` of every part (the name alone where no help was given), for
+        command-line help."""
+        return separator.join(f"{name} ({entry.help})" if entry.help else name
+                              for name, entry in self._entries.items())

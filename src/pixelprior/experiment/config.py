@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..data import DATASETS as DATASET_REGISTRY
 from ..maps import NORMALIZATIONS, REDUCTIONS, SCORES
-from ..models import REGISTRY as MODEL_REGISTRY
+from ..models import model_spec_problem
 from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
@@ -39,13 +39,14 @@ SOURCES = ("full", "sample")
 DATASETS = DATASET_REGISTRY.names()
 # fields that do not change results: left out of the config hash (max_batch can change the
 # last bits of scores through the kernels of another chunk shape: it is hashed)
-NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address")
+NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address",
+                     "allow_pickle")
 # fields added after the first results were written: left out of the hash while they hold
 # their default, so earlier run directories keep their hash (and resume)
 LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
                 "normalization", "percentile", "precision", "max_batch", "query_budget", "fast_refine",
-                "fast_refine_queries")
+                "fast_refine_queries", "classes", "mean", "std", "input_size")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now)
 PRIOR_VERSIONS = {"random_set": 2}
@@ -97,11 +98,18 @@ class ExperimentConfig:
     """
 
     # what is attacked
-    dataset: str = "cifar10"  # cifar10 | nips17
-    data: str | None = None  # folder of the data (cifar10: holding cifar-10-batches-py)
+    dataset: str = "cifar10"  # cifar10 | nips17 | folder | npz | csv
+    data: str | None = None  # folder of the data (cifar10: holding cifar-10-batches-py;
+    # folder / npz / csv: the image folder, the .npz or the CSV of path,label)
     source: str = "full"  # cifar10: full (exact test set) | sample (bundled first 100)
-    model: str = "squeezenet1_1-cifar10"
+    model: str = "squeezenet1_1-cifar10"  # a registered name or a spec (see models.loaders)
     weights: str | None = None
+    # your own model: class names, normalisation to wrap around it, its input size
+    classes: str | None = None  # a names file, JSON list or "a,b,c"
+    mean: list[float] | None = None  # with std: the model takes normalised images
+    std: list[float] | None = None
+    input_size: int | None = None  # side of a square input the model does not declare
+    allow_pickle: bool = False  # load a pickled nn.Module (runs code from the file)
     images: int = 100
     # first_correct | random_correct | first | random | vulnerable / robust (the images
     # the scan in `oracle` finds a one-pixel adversarial for / none for, in scan order)
@@ -176,7 +184,8 @@ class ExperimentConfig:
                     if (problem := _type_problem(name, value, _field_type(known[name])))]
         if problems:
             raise ConfigError("; ".join(problems))
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        values = {k: _as_written(list(v) if isinstance(v, tuple) else v,
+                                 _field_type(known[k])) for k, v in values.items()}
         return cls(**values)
 
     # ------------------------------------------------------------------ checks
@@ -206,9 +215,14 @@ class ExperimentConfig:
             p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
         if self.data and not Path(self.data).expanduser().exists():
             p.append(f"data folder {self.data} does not exist")
-        if self.model not in MODEL_REGISTRY:
-            p.append(f"unknown model {self.model!r}; known: "
-                     f"{', '.join(sorted(MODEL_REGISTRY))}")
+        if problem := model_spec_problem(self.model):
+            p.append(problem)
+        if self.dataset in ("folder", "npz", "csv") and not self.data:
+            p.append(f"the {self.dataset} dataset needs `data` (--data PATH)")
+        if (self.mean is None) != (self.std is None):
+            p.append("mean and std go together (the normalisation wrapped around the model)")
+        if self.input_size is not None and self.input_size < 1:
+            p.append(f"input_size must be >= 1, got {self.input_size}")
         if self.weights and not Path(self.weights).expanduser().is_file():
             p.append(f"weights file {self.weights} does not exist")
         if self.images < 1:
@@ -381,6 +395,19 @@ def read_config_file(path: str | Path) -> dict:
 def _field_type(f: dataclasses.Field):
     hints = typing.get_type_hints(ExperimentConfig)
     return hints[f.name]
+
+
+def _as_written(value, expected):
+    """An integer given for a float setting (TOML ``mutation = 1``) as a float, so that
+    the config, and its digest, do not depend on how a number was written."""
+    arms = typing.get_args(expected) if typing.get_origin(expected) in (
+        typing.Union, types.UnionType) else (expected,)
+    if float in arms and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, list) and list[float] in arms:
+        return [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                for v in value]
+    return value
 
 
 def _type_problem(name: str, value, expected) -> str | None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import torch
 
 from .._streams import pixel_keys
-from ..data import ImageSet, SusceptibilityMaps, to_float
+from ..data import DATASETS, ImageSet, SusceptibilityMaps, to_float
 from ..data import load_dataset as load_named_dataset
-from ..models import ResizeInside, load_model, model_spec, predict
+from ..models import (
+    MODELS,
+    LoadedModel,
+    ResizeInside,
+    load_model,
+    load_model_spec,
+    model_spec,
+    predict,
+)
 from .config import ConfigError, ExperimentConfig
 
 PUBLISHED_SIZE = 299  # the NIPS 2017 DEV images' side
@@ -17,18 +25,46 @@ class SelectionError(ValueError):
     """Fewer images qualify than the configuration asks for."""
 
 
-def load_dataset(config: ExperimentConfig) -> ImageSet:
-    """The evaluation images of the configured dataset (at the model's input size)."""
-    if config.dataset not in ("cifar10", "nips17"):
-        raise ConfigError(f"unknown dataset {config.dataset!r}; use 'cifar10' or 'nips17'")
-    size = PUBLISHED_SIZE if config.resize_inside else model_spec(config.model).input_size
-    return load_named_dataset(config.dataset, config.data, config.source, size)
+def load_model_of(config: ExperimentConfig, device: str | None = None) -> LoadedModel:
+    """The configured model and what is known about it (a registered name or a spec:
+    TorchScript, ONNX, ``module:callable``, a pickled module with ``allow_pickle``)."""
+    return load_model_spec(config.model, weights=config.weights, classes=config.classes,
+                           mean=config.mean, std=config.std, input_size=config.input_size,
+                           allow_pickle=config.allow_pickle,
+                           device=device or config.resolved_device())
+
+
+def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
+    """The side (or height and width) the images are attacked at: the published 299 for
+    NIPS-17 resized inside, else the model's input (``None``: the images' own size)."""
+    if config.resize_inside:
+        return PUBLISHED_SIZE
+    if config.model in MODELS:
+        return model_spec(config.model).input_size
+    if config.input_size is not None:
+        return config.input_size
+    return load_model_of(config, "cpu").input_size
+
+
+def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
+    """The evaluation images of the configured dataset, at the model's input size;
+    ``notes`` (a list) receives what loading did to them (resizes, conversions)."""
+    if config.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
+                          f"{', '.join(DATASETS)}")
+    classes = config.classes if config.dataset in ("folder", "npz", "csv") else None
+    return load_named_dataset(config.dataset, config.data, config.source, input_size(config),
+                              classes=classes, notes=notes)
 
 
 def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
-    """The configured model, wrapped to resize inside when ``resize_inside``."""
-    model = load_model(config.model, config.weights,
-                       device=device or config.resolved_device())
+    """The configured model, wrapped to resize inside when ``resize_inside``. Registered
+    models load as they always did; any other spec through :func:`load_model_of`."""
+    device = device or config.resolved_device()
+    if config.model in MODELS and not (config.classes or config.mean or config.input_size):
+        model = load_model(config.model, config.weights, device=device)
+    else:
+        model = load_model_of(config, device).model
     if config.resize_inside:
         model = ResizeInside(model, model_spec(config.model).input_size).eval()
     return model

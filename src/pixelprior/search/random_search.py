@@ -25,6 +25,7 @@ from .base import Attack, SearchOutcome
 
 __all__ = ["RandomSearchAttack", "p_schedule"]
 
+CPU_ROWS = 16  # rows per scoring call on the CPU (one candidate per image per step)
 # Sparse-RS's L0 schedule: (last iteration of the band, divisor of p_init)
 _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10),
              (6000, 12), (8000, 15))
@@ -71,6 +72,13 @@ class RandomSearchAttack(Attack):
         self.budget = queries
         self.p_init = float(p_init)
 
+    def _chunk(self, state, images: torch.Tensor) -> int:
+        """Rows per call: a step scores one candidate per image, so on the CPU a fixed
+        chunk of :data:`CPU_ROWS` (not the engines' 128) keeps the reproducible mode's
+        padding small."""
+        rows = super()._chunk(state, images)
+        return rows if self.max_batch or images.device.type != "cpu" else min(rows, CPU_ROWS)
+
     @classmethod
     def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
                       **common) -> RandomSearchAttack:
@@ -81,6 +89,10 @@ class RandomSearchAttack(Attack):
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
         count, channels, height, width = images.shape
+        if self.pixels >= height * width:
+            raise ValueError(f"pixels ({self.pixels}) must be fewer than the image's "
+                             f"{height * width} positions: each step moves a pixel to a "
+                             "position not yet changed")
         probabilities = self._candidate_probabilities(images)
         goal = labels if targets is None else targets
         state = _State.start(images, distribution, rows, generators, self.pixels)

@@ -1,0 +1,285 @@
+"""Ray runs: the generator that hands groups to workers and streams rows back, tested on
+a fake ``ray`` module (no cluster), and once on a real local Ray (slow)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from pixelprior.experiment import ConfigError, ExperimentConfig, distributed
+from pixelprior.experiment.distributed import IN_FLIGHT_PER_WORKER, ray_groups
+
+
+class FakeRef:
+    def __init__(self, actor, group, number):
+        self.actor, self.group, self.number = actor, group, number
+
+    def __repr__(self):
+        return f"ref{self.number}"
+
+
+class FakeMethod:
+    def __init__(self, actor, name):
+        self.actor, self.name = actor, name
+
+    def remote(self, *args):
+        return self.actor.ray.submit(self.actor, self.name, args)
+
+
+class FakeActor:
+    def __init__(self, ray, cls, options, args):
+        self.ray, self.options, self.args = ray, options, args
+        self.instance = cls(*args)
+
+    def __getattr__(self, name):
+        return FakeMethod(self, name)
+
+
+class FakeActorClass:
+    def __init__(self, ray, cls, options):
+        self.ray, self.cls, self.options = ray, cls, options
+
+    def remote(self, *args):
+        actor = FakeActor(self.ray, self.cls, self.options, args)
+        self.ray.actors.append(actor)
+        return actor
+
+
+class FakeRay(types.ModuleType):
+    """The parts of ``ray`` that ray_groups uses. Tasks finish in the order ``finish``
+    chooses among the pending ones (default: the most recently submitted first, so
+    completion order differs from submission order)."""
+
+    def __init__(self, resources, initialized=False, finish=None):
+        super().__init__("ray")
+        self.resources = resources
+        self.initialized = initialized
+        self.finish = finish or (lambda refs: max(refs, key=lambda r: r.number))
+        self.actors: list[FakeActor] = []
+        self.submitted: list[FakeRef] = []
+        self.done: list[FakeRef] = []
+        self.killed: list[FakeActor] = []
+        self.cancelled: list[FakeRef] = []
+        self.calls: list[str] = []
+        self.init_kwargs: dict | None = None
+        self.most_in_flight: dict[int, int] = {}
+
+    def init(self, **kwargs):
+        self.calls.append("init")
+        self.init_kwargs = kwargs
+        self.initialized = True
+
+    def is_initialized(self):
+        return self.initialized
+
+    def shutdown(self):
+        self.calls.append("shutdown")
+        self.initialized = False
+
+    def cluster_resources(self):
+        return dict(self.resources)
+
+    def remote(self, **options):
+        return lambda cls: FakeActorClass(self, cls, options)
+
+    def submit(self, actor, name, args):
+        ref = FakeRef(actor, args[0], len(self.submitted))
+        ref.method = name
+        self.submitted.append(ref)
+        pending = [r for r in self.submitted if r.actor is actor and r not in self.done]
+        key = id(actor)
+        self.most_in_flight[key] = max(self.most_in_flight.get(key, 0), len(pending))
+        return ref
+
+    def wait(self, refs, num_returns=1):
+        assert num_returns == 1
+        assert all(r not in self.done for r in refs), "a finished task waited on again"
+        ready = self.finish(refs)
+        self.done.append(ready)
+        return [ready], [r for r in refs if r is not ready]
+
+    def get(self, ref):
+        assert ref in self.done, "get before the task finished"
+        return getattr(ref.actor.instance, ref.method)(ref.group)
+
+    def kill(self, actor):
+        self.killed.append(actor)
+
+    def cancel(self, ref, force=False):
+        assert force
+        self.cancelled.append(ref)
+
+
+class FakeWorker:
+    """Stands in for the Ray actor class: rows name the group and the worker."""
+
+    def __init__(self, config_dict, device):
+        self.config_dict, self.device = config_dict, device
+
+    def attack(self, group):
+        rows = [{"seed": g[0], "mode": g[1], "image_index": g[3], "device": self.device,
+                 "worker": id(self)} for g in group]
+        return rows, {"image_index": [g[3] for g in group]}
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    def install(resources, **kwargs):
+        ray = FakeRay(resources, **kwargs)
+        monkeypatch.setitem(sys.modules, "ray", ray)
+        monkeypatch.setattr(distributed, "_Worker", FakeWorker)
+        return ray
+    return install
+
+
+def groups(count, size=2):
+    return [[(0, "constrained", n * size + i, 100 + n * size + i) for i in range(size)]
+            for n in range(count)]
+
+
+def quiet(config, work):
+    return list(ray_groups(config, work, log=lambda message: None))
+
+
+def test_device_cuda_without_cluster_gpus_is_refused_before_any_worker(fake_ray):
+    ray = fake_ray({"CPU": 8})
+    with pytest.raises(ConfigError, match="device cuda asked for, but the Ray cluster has "
+                                          "no GPUs; use --device cpu"):
+        quiet(ExperimentConfig(device="cuda", workers=2), groups(3))
+    assert ray.actors == [] and ray.submitted == []
+    assert ray.calls == ["init", "shutdown"]  # the instance it started is stopped
+
+
+def test_device_cuda_index_without_gpus_is_refused(fake_ray):
+    fake_ray({"CPU": 8, "GPU": 0})
+    with pytest.raises(ConfigError, match="device cuda:1 asked for"):
+        quiet(ExperimentConfig(device="cuda:1", workers=2), groups(1))
+
+
+def test_every_group_is_yielded_exactly_once_in_completion_order(fake_ray):
+    ray = fake_ray({"CPU": 4})
+    work = groups(7)
+    out = quiet(ExperimentConfig(device="auto", workers=3), work)
+    assert len(out) == 7
+    yielded = [tuple(row["image_index"] for row in rows) for rows, _ in out]
+    assert sorted(yielded) == sorted(tuple(g[3] for g in group) for group in work)
+    finished = [tuple(g[3] for g in ref.group) for ref in ray.done]
+    assert yielded == finished  # as the workers finished them, not as submitted
+    assert yielded != [tuple(g[3] for g in group) for group in work]
+    assert [maps["image_index"] for _, maps in out] == [list(y) for y in yielded]
+
+
+def test_workers_are_cpu_actors_with_the_config_for_one_process(fake_ray):
+    ray = fake_ray({"CPU": 4})
+    config = ExperimentConfig(device="auto", workers=3, ray_address="10.0.0.1:6379",
+                              popsize=17)
+    out = quiet(config, groups(5))
+    assert len(ray.actors) == 3
+    for actor in ray.actors:
+        assert actor.options == {"num_gpus": 0, "num_cpus": 1}
+        config_dict, device = actor.args
+        assert device == "cpu"
+        assert config_dict["workers"] == 1 and config_dict["ray_address"] is None
+        assert config_dict["popsize"] == 17
+        assert ExperimentConfig.from_dict(config_dict).digest() == config.digest()
+    assert {row["device"] for rows, _ in out for row in rows} == {"cpu"}
+    assert ray.init_kwargs["address"] == "10.0.0.1:6379"
+
+
+def test_no_more_workers_than_groups(fake_ray):
+    ray = fake_ray({"CPU": 16})
+    quiet(ExperimentConfig(device="cpu", workers=8), groups(2))
+    assert len(ray.actors) == 2
+
+
+def test_each_worker_holds_at_most_two_groups_in_flight_and_all_are_used(fake_ray):
+    ray = fake_ray({"CPU": 4})
+    quiet(ExperimentConfig(device="cpu", workers=2), groups(9))
+    assert max(ray.most_in_flight.values()) == IN_FLIGHT_PER_WORKER == 2
+    assert {id(ref.actor) for ref in ray.submitted} == {id(a) for a in ray.actors}
+    assert len(ray.submitted) == 9  # every group submitted once
+
+
+def test_gpu_cluster_gives_one_gpu_per_worker_and_no_more_workers_than_gpus(fake_ray):
+    ray = fake_ray({"CPU": 32, "GPU": 2})
+    out = quiet(ExperimentConfig(device="auto", workers=4), groups(6))
+    assert len(ray.actors) == 2
+    assert all(a.options == {"num_gpus": 1, "num_cpus": 0} and a.args[1] == "cuda"
+               for a in ray.actors)
+    assert {row["device"] for rows, _ in out for row in rows} == {"cuda"}
+
+
+def test_device_cpu_on_a_gpu_cluster_uses_cpu_workers(fake_ray):
+    ray = fake_ray({"CPU": 8, "GPU": 2})
+    quiet(ExperimentConfig(device="cpu", workers=3), groups(4))
+    assert len(ray.actors) == 3
+    assert all(a.options == {"num_gpus": 0, "num_cpus": 1} and a.args[1] == "cpu"
+               for a in ray.actors)
+
+
+def test_the_log_says_how_many_workers_on_what(fake_ray):
+    fake_ray({"CPU": 8})
+    messages = []
+    list(ray_groups(ExperimentConfig(device="cpu", workers=2), groups(3), messages.append))
+    assert messages == ["ray: 2 worker(s) on cpu (one CPU and one torch thread each)"]
+
+
+def test_actors_are_killed_and_the_started_instance_stopped(fake_ray):
+    ray = fake_ray({"CPU": 4})
+    quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert len(ray.killed) == 2 and ray.cancelled == []
+    assert ray.calls == ["init", "shutdown"]
+
+
+def test_a_cluster_already_running_is_joined_and_left_running(fake_ray):
+    ray = fake_ray({"CPU": 4}, initialized=True)
+    out = quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert len(out) == 3 and ray.calls == [] and ray.initialized
+
+
+def test_stopping_early_cancels_what_is_in_flight_and_kills_the_workers(fake_ray):
+    ray = fake_ray({"CPU": 4})
+    stream = ray_groups(ExperimentConfig(device="cpu", workers=2), groups(6),
+                        log=lambda message: None)
+    next(stream)
+    stream.close()  # the caller stops (an interrupt, an error writing rows)
+    assert len(ray.cancelled) == 4  # 2 workers x 2 in flight (one refilled after the first)
+    assert all(ref not in ray.done for ref in ray.cancelled)
+    assert len(ray.killed) == 2 and ray.calls == ["init", "shutdown"]
+
+
+def test_first_in_first_out_completion_yields_the_submission_order(fake_ray):
+    ray = fake_ray({"CPU": 4}, finish=lambda refs: min(refs, key=lambda r: r.number))
+    work = groups(5)
+    out = quiet(ExperimentConfig(device="cpu", workers=2), work)
+    assert [[r["image_index"] for r in rows] for rows, _ in out] == [
+        [g[3] for g in group] for group in work]
+    assert len(ray.done) == 5
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(ImportError, match=r'--workers > 1 runs on Ray: pip install '
+                                          r'"pixelprior\[ray\]"'):
+        next(ray_groups(ExperimentConfig(device="cpu", workers=2), groups(1)))
+
+
+@pytest.mark.slow
+def test_two_local_ray_workers_write_the_rows_of_one(tmp_path):
+    pytest.importorskip("ray")
+    from pixelprior.experiment import ExperimentRunner
+
+    values = dict(source="sample", images=3, seeds=[0], popsize=8, maxiter=2,
+                  batch_images=1, device="cpu", modes=["unconstrained", "random_search"],
+                  query_budget=20)
+    one = ExperimentRunner(ExperimentConfig(**values, out=str(tmp_path / "one")),
+                           log=lambda m: None).run(progress=False)
+    two = ExperimentRunner(ExperimentConfig(**values, workers=2, out=str(tmp_path / "two")),
+                           log=lambda m: None).run(progress=False)
+    timing = {"seconds", "group_seconds", "finished", "group_size"}
+    strip = lambda rows: {(r["seed"], r["mode"], r["image_index"]):  # noqa: E731
+                          {k: v for k, v in r.items() if k not in timing} for r in rows}
+    assert len(one) == len(two) == 6
+    assert strip(one) == strip(two)

@@ -1,0 +1,208 @@
+"""Modes: names parsed into (search, argument), and attacks built from a config with its
+settings, the same way for the runner, the command line and the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from pixelprior.experiment import ExperimentConfig
+from pixelprior.experiment.modes import (
+    DE_MODES,
+    SCAN_ORDERS,
+    build_attack,
+    de_prior,
+    modes_help,
+    parse_mode,
+)
+from pixelprior.priors import (
+    MODE_ALIASES,
+    PRIORS,
+    RandomSetPrior,
+    SusceptibleSetPrior,
+    UniformPrior,
+    WeightedPrior,
+)
+from pixelprior.search import (
+    SEARCHES,
+    OnePixelAttack,
+    RandomSearchAttack,
+    RankedScanAttack,
+)
+
+
+def config(**values) -> ExperimentConfig:
+    return ExperimentConfig(device="cpu", **values)
+
+
+# ------------------------------------------------------------------ names
+def test_de_modes_are_the_paper_names_then_every_prior():
+    assert DE_MODES[:2] == ("unconstrained", "constrained")
+    assert set(DE_MODES) == set(MODE_ALIASES) | set(PRIORS)
+
+
+@pytest.mark.parametrize("mode", DE_MODES)
+def test_every_de_mode_parses_to_de_and_itself(mode):
+    assert parse_mode(mode) == ("de", mode)
+
+
+def test_scan_defaults_to_raster_order():
+    assert parse_mode("scan") == ("scan", "raster")
+
+
+@pytest.mark.parametrize("order", SCAN_ORDERS)
+def test_every_scan_order_parses(order):
+    assert parse_mode(f"scan:{order}") == ("scan", order)
+
+
+def test_scan_gradient():
+    assert parse_mode("scan:gradient") == ("scan", "gradient")
+
+
+@pytest.mark.parametrize("mode", ["scan:nope", "scan:", "scan:constrained", "de",
+                                  "de:constrained", "nope", "", "Scan", "random_search:raster",
+                                  "random_search:nope", "constrained:scan"])
+def test_unknown_modes_parse_to_none(mode):
+    assert parse_mode(mode) == (None, None)
+
+
+def test_random_search_defaults_to_the_uniform_prior():
+    assert parse_mode("random_search") == ("random_search", "uniform")
+
+
+@pytest.mark.parametrize("prior", DE_MODES)
+def test_random_search_takes_every_prior(prior):
+    assert parse_mode(f"random_search:{prior}") == ("random_search", prior)
+
+
+def test_random_search_constrained():
+    assert parse_mode("random_search:constrained") == ("random_search", "constrained")
+
+
+def test_modes_help_names_every_search_and_every_argument():
+    text = modes_help()
+    for name in SEARCHES:
+        if name == "de":  # differential evolution's modes are the bare prior names
+            continue
+        assert name in text
+        kind = SEARCHES.get(name).argument
+        if kind is not None:
+            assert f"{name}:ARG" in text
+    for mode in DE_MODES:
+        assert mode in text
+    for order in SCAN_ORDERS:
+        assert order in text
+
+
+def test_every_mode_named_in_the_help_parses():
+    text = modes_help()
+    first, *others = text.split("; ")
+    for mode in first.split(", "):
+        assert parse_mode(mode)[0] == "de"
+    for part in others:
+        name = part.split(" ")[0]
+        assert parse_mode(name)[0] == name
+        if " with ARG in " in part:
+            for argument in part.split(" with ARG in ")[1].split(", "):
+                assert parse_mode(f"{name}:{argument}") == (name, argument)
+
+
+def test_the_config_error_of_an_unknown_mode_carries_the_help():
+    problems = config(modes=["scan:nope"]).problems()
+    assert problems == [f"unknown mode 'scan:nope'; use one of: {modes_help()}"]
+
+
+# ------------------------------------------------------------------ attacks
+def test_unconstrained_builds_differential_evolution_with_the_config(tiny_net):
+    cfg = config(popsize=17, maxiter=6, mutation=[0.5, 1.0], init_color="uniform",
+                 strategy="best1bin", recombination=0.7, out_of_bounds="resample",
+                 stop_on="best", replace_on_tie=False, max_batch=64, precision="bf16")
+    attack = build_attack(cfg, "unconstrained", tiny_net, seed=3)
+    assert type(attack) is OnePixelAttack
+    assert isinstance(attack.prior, UniformPrior)
+    evolution = attack.config
+    assert (evolution.popsize, evolution.maxiter, evolution.mutation) == (17, 6, (0.5, 1.0))
+    assert (evolution.strategy, evolution.recombination, evolution.out_of_bounds,
+            evolution.stop_on, evolution.replace_on_tie) == ("best1bin", 0.7, "resample",
+                                                             "best", False)
+    assert attack.init_color == "uniform" and attack.seed == 3
+    assert attack.max_batch == 64 and attack.precision == "bf16"
+    assert attack.batch_invariant is True and attack.targeted is False
+
+
+def test_constrained_prior_has_the_config_tau_and_map_settings(tiny_net):
+    cfg = config(tau=0.3, sensitivity="smoothgrad", n_samples=7, noise_level=0.05)
+    attack = build_attack(cfg, "constrained", tiny_net, seed=0)
+    assert type(attack) is OnePixelAttack
+    assert isinstance(attack.prior, SusceptibleSetPrior)
+    assert attack.prior.tau == 0.3
+    assert attack.prior.sensitivity == "smoothgrad"
+    assert attack.prior.sensitivity_kwargs["n_samples"] == 7
+    assert attack.prior.sensitivity_kwargs["noise_level"] == 0.05
+
+
+def test_random_set_prior_has_the_config_tau(tiny_net):
+    prior = de_prior(config(tau=0.2), "random_set")
+    assert isinstance(prior, RandomSetPrior) and prior.tau == 0.2
+
+
+def test_de_prior_gives_options_only_to_priors_that_take_tau():
+    prior = de_prior(config(tau=0.2, sensitivity="gradient"), "weighted")
+    assert isinstance(prior, WeightedPrior) and not hasattr(prior, "tau")
+    assert prior.sensitivity == "gradient"
+    assert "n_samples" not in prior.sensitivity_kwargs  # gradient takes no samples
+
+
+def test_scan_builds_a_raster_scan_with_the_levels(tiny_net):
+    attack = build_attack(config(levels=2, scan_positions=9), "scan", tiny_net, seed=1)
+    assert type(attack) is RankedScanAttack
+    assert attack.tie_break == "raster" and attack.levels == 2
+    assert tuple(attack.colours.shape) == (8, 3)
+    assert attack.max_positions == 9 and isinstance(attack.prior, UniformPrior)
+
+
+def test_scan_in_a_map_order_breaks_ties_at_random(tiny_net):
+    attack = build_attack(config(levels=4, n_samples=3), "scan:gradient", tiny_net, seed=1)
+    assert type(attack) is RankedScanAttack and attack.tie_break == "random"
+    assert tuple(attack.colours.shape) == (64, 3) and attack.max_positions is None
+    assert isinstance(attack.prior, WeightedPrior) and attack.prior.sensitivity == "gradient"
+
+
+def test_scan_random_has_no_map(tiny_net):
+    attack = build_attack(config(), "scan:random", tiny_net, seed=1)
+    assert isinstance(attack.prior, UniformPrior) and attack.tie_break == "random"
+
+
+def test_random_search_takes_the_query_budget_and_pixels(tiny_net):
+    attack = build_attack(config(query_budget=321, pixels=2), "random_search", tiny_net,
+                          seed=4)
+    assert type(attack) is RandomSearchAttack
+    assert attack.budget == 321 and attack.pixels == 2 and attack.seed == 4
+    assert isinstance(attack.prior, UniformPrior)
+
+
+def test_random_search_without_a_budget_spends_sparse_rs_ten_thousand(tiny_net):
+    assert build_attack(config(), "random_search", tiny_net, seed=0).budget == 10_000
+
+
+def test_constrained_random_search_prior_has_the_config_tau(tiny_net):
+    attack = build_attack(config(tau=0.35, query_budget=10), "random_search:constrained",
+                          tiny_net, seed=0)
+    assert type(attack) is RandomSearchAttack
+    assert isinstance(attack.prior, SusceptibleSetPrior) and attack.prior.tau == 0.35
+
+
+def test_build_attack_passes_the_shared_arguments(tiny_net):
+    attack = build_attack(config(engine="full"), "scan", tiny_net, seed=2,
+                          batch_invariant=False, targeted=True)
+    assert attack.engine == "full" and attack.batch_invariant is False
+    assert attack.targeted is True
+
+
+def test_build_attack_refuses_an_unknown_mode_with_the_help(tiny_net):
+    with pytest.raises(ValueError, match="unknown mode 'scan:nope'; use one of: "):
+        build_attack(config(), "scan:nope", tiny_net, seed=0)
+
+
+def test_oracle_orders_need_a_scan(tiny_net):
+    with pytest.raises(ValueError, match="the oracle order needs a susceptibility scan"):
+        build_attack(config(), "scan:oracle", tiny_net, seed=0)

@@ -1,0 +1,272 @@
+"""Figures from small synthetic frames, maps and scans: each writes a PNG and a PDF that
+read back as non-empty images of a plausible size; figures that cannot be drawn say so
+or write nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from pixelprior.data import ImageSet, SusceptibilityMaps
+from pixelprior.experiment import ExperimentConfig
+from pixelprior.report.figures import (
+    examples_figure,
+    generations_hist,
+    maps_compared_figure,
+    oracle_figure,
+    pipeline_figure,
+    ranked_scans_figure,
+    roc_figure,
+    success_vs_queries,
+)
+
+SIZE = 8
+
+
+def check_figure(directory: Path, name: str) -> tuple[int, int]:
+    """The PNG and PDF exist; the PNG is a plausible, non-blank RGB(A) image. Returns its
+    (width, height)."""
+    png, pdf = directory / f"{name}.png", directory / f"{name}.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        width, height = image.size
+        pixels = np.asarray(image.convert("RGB"))
+    assert 150 <= width <= 4000 and 150 <= height <= 6000
+    assert pixels.std() > 5  # drawn, not one flat colour
+    return width, height
+
+
+def config(**values) -> ExperimentConfig:
+    return ExperimentConfig(popsize=10, maxiter=5, device="cpu", **values)
+
+
+def dataset(count=6) -> ImageSet:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, SIZE, SIZE), generator=generator,
+                           dtype=torch.uint8)
+    return ImageSet(images, torch.arange(count) % 10, tuple(f"c{i}" for i in range(10)),
+                    "synthetic", torch.arange(100, 100 + count))
+
+
+def rows_frame(success_images=(100, 101, 103)) -> pd.DataFrame:
+    """Two seeds of a DE mode and a scan over six images (dataset indices 100..105)."""
+    rows = []
+    for seed in (0, 1):
+        for n in range(6):
+            index = 100 + n
+            won = index in success_images
+            pixel = {"x": n % SIZE, "y": (2 * n) % SIZE, "old": [0.1, 0.2, 0.3],
+                     "new": [1.0, 1.0, 0.0]}
+            rows.append(dict(seed=seed, mode="constrained", image_index=index, success=won,
+                             true_label=n % 10, adversarial_label=(n + 1) % 10,
+                             pixels=[pixel], generations=n if won else 5,
+                             queries=10 * (n + 1), support_size=12, positions_scanned=None))
+            rows.append(dict(seed=seed, mode="scan", image_index=index, success=n < 4,
+                             true_label=n % 10, adversarial_label=(n + 2) % 10,
+                             pixels=[pixel], generations=None, queries=27 * (n + 3),
+                             support_size=64, positions_scanned=n + 3))
+    frame = pd.DataFrame(rows)
+    frame["generations"] = pd.to_numeric(frame["generations"])
+    frame["budget_generations"] = np.where(
+        frame["generations"].isna(), np.nan,
+        np.where(frame["success"], frame["generations"], 6))
+    return frame
+
+
+def saved_maps(indices=(100, 101, 103), seeds=(0, 1), mode="constrained") -> dict:
+    rng = np.random.default_rng(0)
+    return {(seed, mode, index): {"sensitivity": rng.random((SIZE, SIZE)).astype(np.float32),
+                                  "start_set": rng.random((SIZE, SIZE)) > 0.5}
+            for seed in seeds for index in indices}
+
+
+def scan(count=3) -> SusceptibilityMaps:
+    rng = np.random.default_rng(1)
+    margin = rng.uniform(0.05, 1.0, (count, SIZE, SIZE)).astype(np.float32)
+    margin[0, 2, 3] = -0.4  # images 0 and 1 are vulnerable; the last is not
+    margin[1, 5, 1] = margin[1, 0, 0] = -0.1
+    vulnerable = margin < 0
+    colours = rng.integers(0, 2, (count, SIZE, SIZE, 3)).astype(np.float32)
+    return SusceptibilityMaps(np.array([f"{i:016x}" for i in range(count)]),
+                              np.arange(200, 200 + count), np.arange(count) % 10,
+                              rng.random((count, SIZE, SIZE)).astype(np.float32), margin,
+                              vulnerable, colours, 2, "synthetic")
+
+
+def method_maps(count=3) -> dict:
+    rng = np.random.default_rng(2)
+    truth = scan(count)
+    return {"random": rng.random((count, SIZE, SIZE)), "gradient": rng.random(
+        (count, SIZE, SIZE)), "oracle": truth.oracle_map()}
+
+
+def float_images(count=3) -> torch.Tensor:
+    return torch.rand(count, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+
+
+# ------------------------------------------------------------------ run figures
+def test_success_vs_queries(tmp_path):
+    success_vs_queries(tmp_path, rows_frame(), config())
+    width, height = check_figure(tmp_path, "success_vs_queries")
+    assert width > height  # a 5.5 x 3.8 in axis
+
+
+def test_success_vs_queries_of_a_search_without_generations_only(tmp_path):
+    frame = rows_frame()
+    success_vs_queries(tmp_path, frame[frame["mode"] == "scan"], config())
+    check_figure(tmp_path, "success_vs_queries")
+
+
+def test_generations_hist(tmp_path):
+    generations_hist(tmp_path, rows_frame(), config())
+    check_figure(tmp_path, "generations_hist")
+
+
+def test_generations_hist_without_de_rows_writes_nothing(tmp_path):
+    frame = rows_frame()
+    generations_hist(tmp_path, frame[frame["mode"] == "scan"], config())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_examples_figure(tmp_path):
+    examples_figure(tmp_path, rows_frame(), config(), dataset())
+    check_figure(tmp_path, "examples")
+
+
+def test_examples_figure_grows_with_the_successes(tmp_path):
+    (tmp_path / "one").mkdir(), (tmp_path / "many").mkdir()
+    frame = rows_frame()
+    examples_figure(tmp_path / "one", frame[frame["mode"] == "constrained"].head(2),
+                    config(), dataset())
+    examples_figure(tmp_path / "many", frame.assign(success=True), config(), dataset(),
+                    count=8)
+    one = check_figure(tmp_path / "one", "examples")  # two images: one row, two pairs
+    many = check_figure(tmp_path / "many", "examples")  # six images: two rows of four
+    assert many[0] > one[0] and many[1] > one[1]
+
+
+def test_examples_figure_without_successes_writes_nothing(tmp_path):
+    frame = rows_frame()
+    examples_figure(tmp_path, frame.assign(success=False), config(), dataset())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_examples_figure_with_an_unknown_model_uses_indices(tmp_path):
+    examples_figure(tmp_path, rows_frame(), config(model="not-registered"), dataset())
+    check_figure(tmp_path, "examples")
+
+
+def test_pipeline_figure_with_saved_maps(tmp_path):
+    note = pipeline_figure(tmp_path, rows_frame(), config(), dataset(), saved_maps())
+    assert note is None
+    check_figure(tmp_path, "pipeline")
+
+
+def test_pipeline_figure_has_one_row_per_success_up_to_count(tmp_path):
+    (tmp_path / "two").mkdir(), (tmp_path / "three").mkdir()
+    assert pipeline_figure(tmp_path / "two", rows_frame(), config(), dataset(), saved_maps(),
+                           count=2) is None
+    assert pipeline_figure(tmp_path / "three", rows_frame(), config(), dataset(),
+                           saved_maps()) is None
+    two = check_figure(tmp_path / "two", "pipeline")
+    three = check_figure(tmp_path / "three", "pipeline")
+    assert three[1] > two[1]
+
+
+def test_pipeline_figure_without_saved_maps_returns_the_note(tmp_path):
+    note = pipeline_figure(tmp_path, rows_frame(), config(), dataset(), {})
+    assert note.startswith("No pipeline figure: the run saved no sensitivity maps")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pipeline_figure_when_the_mapped_mode_fooled_no_saved_image(tmp_path):
+    note = pipeline_figure(tmp_path, rows_frame(), config(), dataset(),
+                           saved_maps(indices=(102, 104)))
+    assert note == "No pipeline figure: mode constrained fooled no image with a saved map."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pipeline_figure_of_a_scan_order_map(tmp_path):
+    frame = rows_frame()
+    note = pipeline_figure(tmp_path, frame[frame["mode"] == "scan"], config(), dataset(),
+                           saved_maps(indices=(100, 101), mode="scan"))
+    assert note is None
+    check_figure(tmp_path, "pipeline")
+
+
+# ------------------------------------------------------------------ scan figures
+def test_oracle_figure(tmp_path):
+    oracle_figure(tmp_path, scan(), float_images(), tuple(f"c{i}" for i in range(10)))
+    width, height = check_figure(tmp_path, "oracle_maps")
+    assert height > width  # three rows of three panels
+
+
+def test_oracle_figure_of_uint8_images_and_chosen_rows(tmp_path):
+    images = (float_images(2) * 255).to(torch.uint8)
+    oracle_figure(tmp_path, scan(), images, None, rows=[2, 0])
+    check_figure(tmp_path, "oracle_maps")
+
+
+def test_oracle_figure_of_no_rows_writes_nothing(tmp_path):
+    oracle_figure(tmp_path, scan(), float_images(), None, rows=[])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_roc_figure(tmp_path):
+    roc_figure(tmp_path, scan(), method_maps())
+    check_figure(tmp_path, "roc")
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels found")
+def test_roc_figure_without_vulnerable_images_still_draws_the_axes(tmp_path):
+    truth = scan()
+    truth.vulnerable[:] = False
+    roc_figure(tmp_path, truth, method_maps())
+    check_figure(tmp_path, "roc")
+
+
+def test_maps_compared_figure(tmp_path):
+    maps_compared_figure(tmp_path, scan(), float_images(), method_maps())
+    check_figure(tmp_path, "maps_compared")
+
+
+def ranked_rows() -> pd.DataFrame:
+    rows = []
+    for method, first in (("random", (40, 900)), ("gradient", (8, 100)),
+                          ("oracle", (8, 8))):
+        for image, queries in enumerate((*first, 8 * SIZE * SIZE)):
+            rows.append({"method": method, "image_index": 200 + image,
+                         "vulnerable_positions": 0 if image == 2 else 1 + image,
+                         "queries_to_first": queries})
+    return pd.DataFrame(rows)
+
+
+def test_ranked_scans_figure(tmp_path):
+    ranked_scans_figure(tmp_path, ranked_rows(), scan())
+    width, height = check_figure(tmp_path, "ranked_scans")
+    assert width > height
+
+
+def test_every_figure_file_is_a_distinct_drawing(tmp_path):
+    success_vs_queries(tmp_path, rows_frame(), config())
+    roc_figure(tmp_path, scan(), method_maps())
+    ranked_scans_figure(tmp_path, ranked_rows(), scan())
+    drawn = {p.read_bytes() for p in tmp_path.glob("*.png")}
+    assert len(drawn) == 3
+
+
+@pytest.mark.parametrize("suffix", ["png", "pdf"])
+def test_figures_close_their_matplotlib_figures(tmp_path, suffix):
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    success_vs_queries(tmp_path, rows_frame(), config())
+    generations_hist(tmp_path, rows_frame(), config())
+    assert len(plt.get_fignums()) == before
+    assert (tmp_path / f"generations_hist.{suffix}").is_file()
