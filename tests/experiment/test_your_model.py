@@ -52,7 +52,7 @@ def user_files(tmp_path_factory):
     scripted = torch.jit.trace(model, torch.rand(1, 3, 32, 32))
     scripted.save(str(root / "resnet.pt"))
     data = load_cifar10_sample()
-    images, labels = data.images[:12], data.labels[:12]
+    images = data.images[:12]
     # "correct" labels for this random model: its own predictions on the images
     with torch.inference_mode():
         predicted = model(images.float() / 255).argmax(1)

@@ -45,8 +45,8 @@ NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address",
 # their default, so earlier run directories keep their hash (and resume)
 LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
-                "normalization", "percentile", "precision", "max_batch", "query_budget", "fast_refine",
-                "fast_refine_queries", "classes", "mean", "std", "input_size")
+                "normalization", "percentile", "precision", "max_batch", "query_budget",
+                "fast_refine", "fast_refine_queries", "classes", "mean", "std", "input_size")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now)
 PRIOR_VERSIONS = {"random_set": 2}
