@@ -7,50 +7,99 @@ the ones before it::
 
 (with small shared helpers below them all: ``_streams``, ``_io``, ``_format``,
 ``_registry``). This namespace is the flat public API.
+
+The names below are imported on first use (PEP 562): ``import pixelprior`` alone loads
+no torch, so the command line installs its signal handlers before the heavy imports.
+``from pixelprior import X`` and ``pixelprior.X`` work as before.
 """
 
-from .data import SusceptibilityMaps, load_cifar10, load_cifar10_sample, load_cifar10_test, to_float
-from .experiment import ExperimentConfig
-from .maps import (
-    CaptumSensitivity,
-    GradCAM,
-    IntegratedGradients,
-    Occlusion,
-    SmoothGrad,
-    VanillaGradient,
-)
-from .models import load_model
-from .priors import (
-    OraclePrior,
-    RandomSetPrior,
-    SusceptibleSetPrior,
-    TopKPrior,
-    UniformPrior,
-    WeightedPrior,
-    make_prior,
-)
-from .scoring import FullPassScorer, IncrementalScorer, Scorer, make_scorer
-from .search import (
-    AttackOutput,
-    AttackResult,
-    DifferentialEvolution,
-    EvolutionConfig,
-    FastAttack,
-    OnePixelAttack,
-    PixelChange,
-    RandomSearchAttack,
-    RankedScanAttack,
-    SusceptibilityScan,
-)
+from __future__ import annotations
 
-from ._version import __version__  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING
+
+from ._version import __version__  # noqa: F401  (pixelprior.__version__)
+
+# public name -> the package that defines it
+_HOMES = {
+    "SusceptibilityMaps": "data", "load_cifar10": "data", "load_cifar10_sample": "data",
+    "load_cifar10_test": "data", "to_float": "data",
+    "ExperimentConfig": "experiment",
+    "CaptumSensitivity": "maps", "GradCAM": "maps", "IntegratedGradients": "maps",
+    "Occlusion": "maps", "SmoothGrad": "maps", "VanillaGradient": "maps",
+    "load_model": "models",
+    "OraclePrior": "priors", "RandomSetPrior": "priors", "SusceptibleSetPrior": "priors",
+    "TopKPrior": "priors", "UniformPrior": "priors", "WeightedPrior": "priors",
+    "make_prior": "priors",
+    "FullPassScorer": "scoring", "IncrementalScorer": "scoring", "Scorer": "scoring",
+    "make_scorer": "scoring",
+    "AttackOutput": "search", "AttackResult": "search", "DifferentialEvolution": "search",
+    "EvolutionConfig": "search", "OnePixelAttack": "search", "PixelChange": "search",
+    "RandomSearchAttack": "search", "RankedScanAttack": "search",
+    "SusceptibilityScan": "search",
+}
 
 __all__ = [
     "AttackOutput", "AttackResult", "CaptumSensitivity", "DifferentialEvolution",
-    "EvolutionConfig", "ExperimentConfig", "FastAttack", "FullPassScorer", "GradCAM", "IncrementalScorer",
+    "EvolutionConfig", "ExperimentConfig", "FullPassScorer", "GradCAM", "IncrementalScorer",
     "IntegratedGradients", "Occlusion", "OnePixelAttack", "OraclePrior", "PixelChange",
     "RandomSearchAttack", "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad",
     "SusceptibilityMaps", "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior",
     "UniformPrior", "VanillaGradient", "WeightedPrior", "load_cifar10", "load_cifar10_sample",
     "load_cifar10_test", "load_model", "make_prior", "make_scorer", "to_float",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name on first access (and keep it, so later accesses are plain)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pixelprior' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
+    from .data import (  # noqa: F401
+        SusceptibilityMaps,
+        load_cifar10,
+        load_cifar10_sample,
+        load_cifar10_test,
+        to_float,
+    )
+    from .experiment import ExperimentConfig  # noqa: F401
+    from .maps import (  # noqa: F401
+        CaptumSensitivity,
+        GradCAM,
+        IntegratedGradients,
+        Occlusion,
+        SmoothGrad,
+        VanillaGradient,
+    )
+    from .models import load_model  # noqa: F401
+    from .priors import (  # noqa: F401
+        OraclePrior,
+        RandomSetPrior,
+        SusceptibleSetPrior,
+        TopKPrior,
+        UniformPrior,
+        WeightedPrior,
+        make_prior,
+    )
+    from .scoring import FullPassScorer, IncrementalScorer, Scorer, make_scorer  # noqa: F401
+    from .search import (  # noqa: F401
+        AttackOutput,
+        AttackResult,
+        DifferentialEvolution,
+        EvolutionConfig,
+        OnePixelAttack,
+        PixelChange,
+        RandomSearchAttack,
+        RankedScanAttack,
+        SusceptibilityScan,
+    )

@@ -12,12 +12,16 @@ Everything that writes results goes through here:
 - :func:`atomic_write` — the one way a file is written whole or not at all (a temporary
   file beside it, then ``os.replace``); :func:`write_json_atomic` (strict JSON: ``null``,
   never ``NaN``), :func:`write_text_atomic` and :func:`save_npz_atomic` use it.
-- :class:`Interrupts` — SIGINT/SIGTERM end a run between rows, never inside a write.
+- :class:`Interrupts` — SIGINT/SIGTERM end a run between rows, never inside a write;
+  :func:`install_early_signals` covers the moments before (the command line's imports).
+- :class:`DiskFullError` — a full disk (or quota) names the file and says how to resume;
+  what was written before stays whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -41,6 +45,35 @@ class CorruptResultsError(ValueError):
 
 class OutputLocationError(ValueError):
     """The output folder cannot hold results (a file is there, or it is not writable)."""
+
+
+RESUME_HINT = "rows written so far are kept; free space and run the same command to resume"
+
+
+class DiskFullError(OSError):
+    """The disk (or the user's quota) is full: the message names the file being written
+    and how to resume. What was written before stays whole (temporary files are removed,
+    a row never tears)."""
+
+    def __init__(self, path: Path | str, code: int = errno.ENOSPC) -> None:
+        what = "disk quota exceeded" if code == getattr(errno, "EDQUOT", -1) else (
+            "no space left on device")
+        super().__init__(code, f"{what} writing {path}; {RESUME_HINT}")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def disk_full(exc: BaseException, path: Path | str) -> DiskFullError | None:
+    """``exc`` as a :class:`DiskFullError` naming ``path`` when it says the disk (or the
+    quota) is full; ``None`` for any other error."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    if isinstance(exc, OSError) and exc.errno in codes:
+        return DiskFullError(path, exc.errno)
+    return None
 
 
 class Interrupted(BaseException):
@@ -86,8 +119,11 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator:
         with open(tmp, mode) as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        full = disk_full(exc, path)
+        if full is not None and full is not exc:
+            raise full from None
         raise
 
 
@@ -115,16 +151,34 @@ def append_rows(path: Path, rows: Iterable[dict]) -> None:
     """Append rows: each row and its newline in one ``write`` on an ``O_APPEND``
     descriptor, then ``fsync``. A process killed mid-row leaves at most one torn line at
     the end, which :func:`read_rows` drops."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise disk_full(exc, path) or exc from None
     try:
         for row in rows:
             data = (dumps(row) + "\n").encode()
-            written = os.write(fd, data)
-            if written != len(data):  # a full disk: say so rather than tear silently
-                raise OSError(f"{path}: only {written} of {len(data)} bytes written")
-        os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+            except OSError as exc:
+                _truncate(fd, size)
+                raise disk_full(exc, path) or exc from None
+            if written != len(data):  # a full disk: the row would tear; take it back
+                _truncate(fd, size)
+                raise DiskFullError(path)
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise disk_full(exc, path) or exc from None
     finally:
         os.close(fd)
+
+
+def _truncate(fd: int, size: int) -> None:
+    """Cut a file back to ``size`` bytes (a row that could not be written whole)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
 
 
 def read_rows(path: Path, repair: bool = False, key: tuple[str, ...] | None = None
@@ -134,8 +188,26 @@ def read_rows(path: Path, repair: bool = False, key: tuple[str, ...] | None = No
     The last line may be unfinished (a run killed mid-write): if it parses, only its
     newline is missing and it is kept (and the newline written when ``repair``); if not,
     it is dropped (and the file rewritten atomically without it when ``repair``). A bad
-    line elsewhere, or two rows with the same ``key`` fields, raises
-    :class:`CorruptResultsError`.
+    line elsewhere, a line that is not a JSON object, or two rows with the same ``key``
+    fields, raises :class:`CorruptResultsError`.
+
+    Args:
+        path: the file (missing: no rows).
+        repair: complete or drop an unfinished last line on disk too.
+        key: fields that identify a row; two rows with the same values are refused.
+    """
+    return [row for _, row in read_numbered_rows(path, repair, key)]
+
+
+def read_numbered_rows(path: Path, repair: bool = False, key: tuple[str, ...] | None = None
+                       ) -> list[tuple[int, dict]]:
+    """``(line number, row)`` of each row of a JSON Lines file (numbers from 1, as an
+    editor shows them); otherwise as :func:`read_rows`.
+
+    Args:
+        path: the file (missing: no rows).
+        repair: complete or drop an unfinished last line on disk too.
+        key: fields that identify a row; two rows with the same values are refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -143,47 +215,82 @@ def read_rows(path: Path, repair: bool = False, key: tuple[str, ...] | None = No
     data = path.read_bytes()
     lines = data.split(b"\n")
     complete = data.endswith(b"\n") or not data
-    rows, bad = [], []
+    rows: list[tuple[int, dict]] = []
+    bad: list[int] = []
+    not_objects: list[tuple[int, str]] = []
     for number, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            value = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             bad.append(number)
+            continue
+        if isinstance(value, dict):
+            rows.append((number + 1, value))
+        else:
+            not_objects.append((number + 1, _json_kind(value)))
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     if any(b != last for b in bad) or (bad and complete):
         raise CorruptResultsError(f"{path}: corrupt lines {[b + 1 for b in bad]} (not an "
                                   "unfinished last line); move the file aside and rerun, or "
                                   "repair it by hand")
+    if not_objects:
+        number, kind = not_objects[0]
+        more = f" (and {len(not_objects) - 1} more such lines)" if len(not_objects) > 1 else ""
+        raise CorruptResultsError(f"{path} line {number}: a JSON {kind}, not a row (a JSON "
+                                  f"object){more}; repair or remove the line")
     if repair and bad:
-        write_text_atomic(path, "".join(dumps(r) + "\n" for r in rows))
+        write_text_atomic(path, "".join(dumps(r) + "\n" for _, r in rows))
     elif repair and not complete:
-        with open(path, "ab") as f:  # the last row parsed: only its newline was missing
-            f.write(b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(path, "ab") as f:  # the last row parsed: only its newline was missing
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise disk_full(exc, path) or exc from None
     if key is not None:
-        check_unique(rows, key, path)
+        check_unique([r for _, r in rows], key, path, [n for n, _ in rows])
     return rows
 
 
-def check_unique(rows: list[dict], key: tuple[str, ...], path: Path | str = "rows") -> None:
-    """Refuse rows that repeat a key (two runs wrote into one folder, or a bad merge)."""
+def _json_kind(value) -> str:
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number")
+
+
+def check_unique(rows: list[dict], key: tuple[str, ...], path: Path | str = "rows",
+                 lines: list[int] | None = None) -> None:
+    """Refuse rows that repeat a key (two runs wrote into one folder, or a bad merge).
+
+    Args:
+        rows: the rows.
+        key: the fields that identify a row.
+        path: the file named in the error.
+        lines: the line number of each row (default: its position, from 1).
+    """
     seen: dict[tuple, int] = {}
     duplicates = []
-    for number, row in enumerate(rows, start=1):
-        value = tuple(row.get(k) for k in key)
+    numbers = lines if lines is not None else range(1, len(rows) + 1)
+    for number, row in zip(numbers, rows, strict=True):
+        value = tuple(_hashable(row.get(k)) for k in key)
         if value in seen:
             duplicates.append((value, seen[value], number))
         seen[value] = number
     if duplicates:
         value, first, second = duplicates[0]
         names = ", ".join(f"{k}={v}" for k, v in zip(key, value, strict=True))
+        where = "lines" if lines is not None else "rows"
         raise CorruptResultsError(
-            f"{path}: {len(duplicates)} duplicate row(s), e.g. {names} on rows {first} and "
+            f"{path}: {len(duplicates)} duplicate row(s), e.g. {names} on {where} {first} and "
             f"{second}; results would be counted twice. Remove the duplicates (keep one row "
             "per key) before reporting.")
+
+
+def _hashable(value):
+    """A key field as a dict key (a damaged row may hold a list or an object there)."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
 # --------------------------------------------------------------------------- lock
@@ -270,6 +377,60 @@ class Interrupts:
             if not self.depth and self.pending is not None:
                 signum, self.pending = self.pending, None
                 raise Interrupted(signum)
+
+
+EARLY_MESSAGE = "interrupted before the run started ({name}); nothing was written"
+_EARLY: dict = {"installed": False, "raise": False, "old": {}}
+
+
+def _early_handler(signum, frame) -> None:
+    if _EARLY["raise"]:  # a command is running: it turns this into its one line
+        raise Interrupted(signum)
+    # still importing or parsing: no file is open, nothing was written
+    name = signal.Signals(signum).name
+    os.write(2, (EARLY_MESSAGE.format(name=name) + "\n").encode())
+    os._exit(128 + signum)
+
+
+def install_early_signals() -> None:
+    """SIGINT/SIGTERM handlers for the first moments of a command-line process (before
+    the heavy imports): a signal then ends the process with one line, exit 130 / 143.
+    Once a command runs (:func:`early_signals_raise`), a signal raises
+    :class:`Interrupted` instead, for the command to report. Main thread only."""
+    import threading
+
+    if _EARLY["installed"] or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        _EARLY["old"][signum] = signal.signal(signum, _early_handler)
+    _EARLY["installed"] = True
+
+
+def early_signals_raise(on: bool) -> None:
+    """While ``on``, the early handlers raise :class:`Interrupted` (a command is running
+    and reports it) rather than end the process at once."""
+    _EARLY["raise"] = on
+
+
+def restore_early_signals() -> None:
+    """Put back the handlers :func:`install_early_signals` replaced (where they are
+    still ours)."""
+    if not _EARLY["installed"]:
+        return
+    for signum, handler in _EARLY["old"].items():
+        if signal.getsignal(signum) is _early_handler:
+            signal.signal(signum, handler)
+    _EARLY.update(installed=False, old={}, **{"raise": False})
+
+
+def foreign_entries(directory: Path, own) -> list[str]:
+    """Names of the entries of ``directory`` that ``own(name, is_dir)`` does not claim
+    (empty when the folder does not exist)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(entry.name for entry in directory.iterdir()
+                  if not own(entry.name, entry.is_dir()))
 
 
 def check_writable_dir(directory: Path) -> None:

@@ -9,7 +9,10 @@ was kept (exit 130 / 143).
 
 from __future__ import annotations
 
+import contextlib
+import re
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -18,12 +21,16 @@ from typer.core import TyperGroup
 
 from .._format import number
 from .._io import (
+    EARLY_MESSAGE,
     CorruptResultsError,
     Interrupted,
+    Interrupts,
     OutputLocationError,
     RunLockedError,
     atomic_write,
     check_writable_dir,
+    early_signals_raise,
+    restore_early_signals,
 )
 from ..data import DataError, SizeMismatchError, fit_image, read_image_file
 from ..experiment import (
@@ -39,7 +46,8 @@ from ..scoring import SCORERS, ModelOutputError, ScorerMismatchError
 
 console = Console()
 err_console = Console(stderr=True, emoji=False)  # ':abc:' in a message stays text
-_STATE = {"debug": False}
+_STATE: dict = {"debug": False, "interrupted": None}
+MAX_MESSAGE = 600  # characters of an error line; the rest behind --debug
 
 ENGINE_HELP = ("How candidates are scored: " + "; ".join(
     f"{name} ({SCORERS.entry(name).help})" for name in SCORERS) + ".")
@@ -69,15 +77,68 @@ def _from_pixelprior(exc: BaseException) -> bool:
     return bool(frames) and "/pixelprior/" in frames[-1].filename.replace("\\", "/")
 
 
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
 def _message(exc: BaseException) -> str:
+    """One line of ``exc``'s message: ANSI escape codes removed, whitespace folded, and
+    a very long message cut (``--debug`` shows all of it)."""
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+    if isinstance(exc, WeightsError):
+        text = weights_summary(exc)
+    return shorten(" ".join(ANSI.sub("", str(text)).split()) or type(exc).__name__)
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to about ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return (f"{text[:limit].rstrip()} … ({len(text) - limit} more characters; --debug "
+            "shows the whole message)")
+
+
+def weights_summary(exc: BaseException) -> str:
+    """A one-line account of a :class:`WeightsError`: what the file holds and what to do,
+    instead of the loader's pages of torch text."""
+    text = ANSI.sub("", str(exc))
+    cause = ANSI.sub("", str(exc.__cause__)) if exc.__cause__ is not None else ""
+    unfit = re.match(r"(?s)(.*?): weights do not fit (\S+):", text)
+    if unfit and "Error(s) in loading state_dict" in cause:
+        path, name = unfit.groups()
+        counts = []
+        for label, pattern in (("missing", r"Missing key\(s\) in state_dict: (.*?)\.\s*(?:\n|"
+                                            r"Unexpected|size mismatch|$)"),
+                               ("unexpected", r"Unexpected key\(s\) in state_dict: (.*?)\."
+                                               r"\s*(?:\n|size mismatch|$)")):
+            found = re.search(pattern, cause, re.S)
+            if found:
+                keys = re.findall(r'"([^"]+)"', found.group(1))
+                counts.append(f"{len(keys)} {label} (e.g. {keys[0]})" if keys else "")
+        shapes = re.findall(r"size mismatch for ([^:]+):", cause)
+        if shapes:
+            counts.append(f"{len(shapes)} of another shape (e.g. {shapes[0]})")
+        found = ", ".join(c for c in counts if c) or "they differ"
+        return (f"{path}: these weights are not for {name}: tensors {found}; pass the "
+                f"weights of {name}, or the --model these weights belong to")
+    unreadable = re.match(r"(?s)(.*?): not a readable PyTorch weights file", text)
+    if unreadable:
+        path = unreadable.group(1)
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", cause)
+        if pickled:
+            return (f"{path}: holds a pickled Python object ({pickled.group(1)}), not a "
+                    "state_dict of tensors; safe loading (weights_only) will not run its "
+                    "code. Save model.state_dict() with torch.save and pass that file")
+        return (f"{path}: not a PyTorch weights file (torch.load cannot read it: damaged, "
+                "or another kind of file); pass a state_dict saved with torch.save")
+    return text
 
 
 class _Commands(TyperGroup):
     """Runs a command and turns its exceptions into one line and an exit code."""
 
     def invoke(self, ctx):
+        early_signals_raise(True)  # from here a signal is this command's to report
+        _STATE["interrupted"] = None
         try:
             return super().invoke(ctx)
         except Interrupted as exc:
@@ -88,17 +149,49 @@ class _Commands(TyperGroup):
             if _STATE["debug"]:
                 raise
             raise typer.Exit(_report_error(exc)) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
+        except KeyboardInterrupt:  # no handler of ours was installed (an embedding program)
+            note = _STATE.get("interrupted")
+            err_console.print("interrupted" + (f": {note}" if note and note != BEFORE_RUN
+                                               else ""), soft_wrap=True, highlight=False)
             raise typer.Exit(130) from None
+        finally:
+            restore_early_signals()
+
+
+BEFORE_RUN = "before the run started"  # on_interrupt(BEFORE_RUN): the early message
+
+
+def on_interrupt(note: str | None) -> None:
+    """What an interrupt of the running command leaves behind, in words: ``None`` (the
+    default) says nothing was written; :data:`BEFORE_RUN` says the run had not started
+    and nothing was written (a run or scan, until it writes)."""
+    _STATE["interrupted"] = note
+
+
+@contextlib.contextmanager
+def finishing(done: str) -> Iterator[None]:
+    """The last writes of a command: a signal during them waits until every file is
+    written whole, then ends the command saying ``done``."""
+    with Interrupts() as interrupts:
+        try:
+            with interrupts.critical():
+                yield
+        except Interrupted as exc:
+            exc.kept = done
+            raise
 
 
 def _report_error(exc: BaseException) -> int:
     """Print one line for ``exc``; return the exit code."""
     if isinstance(exc, Interrupted):
-        err_console.print(f"[yellow]interrupted[/yellow] ({exc.args[0]}): {exc.kept}"
-                          if hasattr(exc, "kept") else f"interrupted ({exc.args[0]})",
-                          soft_wrap=True)
+        kept = getattr(exc, "kept", None) or _STATE.get("interrupted")
+        if kept == BEFORE_RUN:
+            err_console.print(_escape(EARLY_MESSAGE.format(name=exc.args[0])), soft_wrap=True,
+                              highlight=False)
+        else:
+            err_console.print(f"[yellow]interrupted[/yellow] ({_escape(exc.args[0])}): "
+                              f"{_escape(kept or 'nothing was written')}", soft_wrap=True,
+                              highlight=False)
         return exc.exit_code
     if isinstance(exc, USAGE_ERRORS):
         code = 2
@@ -108,8 +201,8 @@ def _report_error(exc: BaseException) -> int:
         code = 2
     else:
         err_console.print(f"[red]error:[/red] internal error ({type(exc).__name__}: "
-                          f"{_message(exc)}); rerun with --debug for the traceback and "
-                          "report it", soft_wrap=True, markup=True, highlight=False)
+                          f"{_escape(_message(exc))}); rerun with --debug for the traceback "
+                          "and report it", soft_wrap=True, markup=True, highlight=False)
         return 1
     err_console.print(f"[red]error:[/red] {_escape(_message(exc))}", soft_wrap=True,
                       highlight=False)
@@ -174,12 +267,23 @@ def device(name: str) -> str:
     return resolve_device(name)
 
 
-def load_image(path: Path, size: int, resize: bool):
-    """A user's image file fitted to the model, saying what was done to it."""
+def load_image(path: Path, size: int, resize: bool, coordinates: bool = False):
+    """A user's image file fitted to the model, saying what was done to it.
+
+    Args:
+        path: the image file.
+        size: the model's input side.
+        resize: resize an image of another size (else refuse it).
+        coordinates: the command gives pixel coordinates (said in the resize note).
+    """
     try:
         image = read_image_file(path)
     except DataError as exc:  # the file the user named: a usage error
         raise UsageProblem(str(exc)) from None
+    frames = _frames_in(path)
+    if frames > 1:
+        console.print(f"note: {path.name} holds {frames} frames (an animation or a "
+                      "multi-page file); only the first frame is used")
     for note in image.notes:
         console.print(f"note: {path.name}: {note}")
     try:
@@ -189,10 +293,35 @@ def load_image(path: Path, size: int, resize: bool):
               f"{size}×{size}; drop --no-resize to resize it, or give an image of "
               f"{size}×{size}")
     if fitted is not None:
+        where = ("pixel coordinates are given in both frames (the model's pixel and the box "
+                 "of file pixels it covers)" if coordinates else
+                 f"what is written is of the {size}×{size} image")
         console.print(f"note: {path.name} resized from {fitted.original[0]}×"
-                      f"{fitted.original[1]} to the model's {size}×{size} (bilinear); "
-                      "pixel coordinates are given in both frames")
+                      f"{fitted.original[1]} to the model's {size}×{size} (bilinear); {where}")
     return tensor, fitted, image
+
+
+def _frames_in(path: Path) -> int:
+    """Frames (or pages) of an image file; 1 when it has one or cannot say."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - read_image_file already read it; no count is no note
+        return 1
+
+
+def check_weights(weights: Path | None) -> None:
+    """``--weights`` names a file (a folder, or a path that is not there, is said so)."""
+    if weights is None:
+        return
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        _fail(f"--weights {weights} is a folder; give the weights file itself (a state_dict "
+              "saved with torch.save, e.g. a .pt or .pth file)")
+    if not path.exists():
+        _fail(f"--weights {weights} does not exist; give the path of a weights file")
 
 
 def write_image(tensor, path: Path) -> None:
@@ -228,17 +357,70 @@ def predict_label(net, image, device: str) -> int:
 
 
 def parse_seeds(value: str | None) -> list[int] | None:
-    """``5`` → seeds 0..4; ``0,2,4`` → those seeds."""
+    """``5`` → seeds 0..4; ``0,2,4`` → those seeds; ``0,`` → seed 0 alone."""
     if value is None:
         return None
     try:
-        if "," in value:
-            return [int(v) for v in value.split(",") if v.strip()]
-        return list(range(int(value)))
+        seeds = [int(v) for v in value.split(",") if v.strip()] if "," in value else None
+        count = int(value) if seeds is None else len(seeds)
     except ValueError:
         _fail(f"--seeds takes a count (5) or a list (0,2,4), got {value!r}")
-    return None
+    if seeds is not None:
+        if not seeds:
+            _fail(f"--seeds {value!r} names no seed; give a count (5) or a list (0,2,4)")
+        return seeds
+    if count == 0:
+        _fail("--seeds 0: a count of 0 seeds; for seed 0 alone write --seeds 0, (a list of "
+              "one seed)")
+    if count < 0:
+        _fail(f"--seeds takes a count (5) or a list (0,2,4) of seeds >= 0, got {value!r}")
+    return list(range(count))
 
+
+def parse_modes(value: str | None) -> list[str] | None:
+    """``a,b`` → modes a and b (spaces and empty items dropped); an option given but
+    naming no mode is an error, never the default modes."""
+    if value is None:
+        return None
+    modes = [m.strip() for m in value.split(",") if m.strip()]
+    if not modes:
+        from ..experiment import modes_help
+
+        _fail(f"--modes {value!r} names no mode; give one or more, comma-separated: "
+              f"{modes_help()}")
+    return modes
+
+
+def table(title: str, columns: list[str], fold: int = 0):
+    """A terminal table that fits 80 columns: short headers never cut, no outer border,
+    one space between columns; column ``fold`` (names) folds when it must.
+
+    Args:
+        title: the table's title.
+        columns: the headers.
+        fold: the column of names (left-aligned, folded when too long).
+    """
+    from rich import box
+    from rich.table import Table
+
+    out = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
+                title_justify="left")
+    for n, column in enumerate(columns):
+        out.add_column(column, justify="left" if n == fold else "right",
+                       no_wrap=n != fold, min_width=max(len(column), 8 if n == fold else 1),
+                       overflow="fold" if n == fold else "ellipsis")
+    return out
+
+
+def print_table(shown) -> None:
+    """Print a :func:`table`, at least 80 columns wide (a narrower terminal wraps the
+    lines rather than lose columns)."""
+    if console.width >= 80:
+        console.print(shown)
+        return
+    wide = Console(file=console.file, width=80, force_terminal=console.is_terminal,
+                   color_system=console.color_system, emoji=False)
+    wide.print(shown)
 
 
 def num(value, digits: int = 2) -> str:

@@ -20,7 +20,9 @@ from ._app import (
     _fail,
     app,
     check_out,
+    check_weights,
     console,
+    finishing,
     label_of,
     load_image,
     predict_label,
@@ -69,13 +71,15 @@ def attack(
         given = ", ".join(k for k, v in search.items() if v is not None)
         _fail(f"{given} set the differential evolution; mode {chosen} scans instead")
     device = pick_device(device)
+    check_weights(weights)
     config = ExperimentConfig.build(overrides=dict(
         modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
         tau=tau, engine=engine, device=device, model=model,
         weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
     check_out(out)
     net = load_model(model, weights, device=device)
-    image, fitted, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
+    image, fitted, read = load_image(image_file, model_spec(model).input_size, not no_resize,
+                                     coordinates=True)
     names = net.class_names
     predicted = predict_label(net, image, device)
     true = label_of(label, names, "true") if label is not None else predicted
@@ -99,10 +103,63 @@ def attack(
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
-    out.mkdir(parents=True, exist_ok=True)
-    write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
-    write_json_atomic(out / f"{image_file.stem}-result.json", row)
+    full = _in_the_file(read, fitted, result, net, device, names) if fitted else None
+    if full is not None:
+        row["file_copy_label"] = full["label"]
+        row["file_copy_name"] = names[full["label"]]
+    with finishing(f"the outputs were written whole to {out}"):
+        out.mkdir(parents=True, exist_ok=True)
+        write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
+        if full is not None:
+            _write_full(full, read, result, names, true, goal, out / image_file.stem)
+        write_json_atomic(out / f"{image_file.stem}-result.json", row)
     _print_attack(result, names, true, goal, fitted, out)
+    if full is not None:
+        console.print(f"at the file's {fitted.original[0]}×{fitted.original[1]}: "
+                      f"{image_file.stem}-adversarial-full.png (the changed box of file pixels "
+                      f"in the adversarial colour) and {image_file.stem}-adversarial-marked.png "
+                      f"(the box marked); {full['verdict']}")
+
+
+def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
+    """The adversarial at the file's own resolution: each changed model pixel's box of file
+    pixels set to its new colour; and what the model says of that copy when it is fitted
+    to the model again (resizing mixes the box with its neighbours: it may not fool)."""
+    from ..data import ImageFile, fit_image
+
+    pixels = read.pixels.copy()
+    boxes = []
+    for p in result.pixels:
+        x0, y0, x1, y1 = fitted.to_original(p.x, p.y)
+        colour = np.clip(np.round(np.asarray(p.new) * 255), 0, 255).astype(np.uint8)
+        pixels[y0:y1 + 1, x0:x1 + 1] = colour
+        boxes.append((x0, y0, x1, y1))
+    tensor, _ = fit_image(ImageFile(pixels, read.mode, []), fitted.model[0], True)
+    label = predict_label(net, tensor, device)
+    verdict = f"fitted to the model again, the file-resolution copy is classified {names[label]}"
+    if result.success:
+        fooled = label == result.target if result.target is not None else (
+            label != result.true_label)
+        verdict += (": it fools the model too" if fooled else
+                    ": it does not fool the model (resizing mixes the box with its "
+                    f"neighbours); the {fitted.model[0]}×{fitted.model[1]} adversarial does")
+    return {"pixels": pixels, "boxes": boxes, "label": label, "verdict": verdict}
+
+
+def _write_full(full: dict, read, result, names, true: int, goal, stem: Path) -> None:
+    """``STEM-adversarial-full.png`` (file resolution) and ``STEM-adversarial-marked.png``
+    (original beside it, the changed boxes marked)."""
+    from ..report.figures import attack_figure  # matplotlib only where a figure is drawn
+
+    write_image(torch.from_numpy(full["pixels"]).permute(2, 0, 1).float() / 255,
+                stem.with_name(f"{stem.name}-adversarial-full.png"))
+    title = (f"{stem.name}: {names[true]} → {names[result.adversarial_label]}"
+             if result.success else f"{stem.name}: attack failed ({names[true]})")
+    if goal is not None:
+        title += f" (target {names[goal]})"
+    attack_figure(stem.with_name(f"{stem.name}-adversarial-marked.png"), read.pixels,
+                  full["pixels"], full["boxes"], title,
+                  f"adversarial at file resolution; model says {names[full['label']]}")
 
 
 def _frames(pixel, fitted) -> dict:
@@ -125,11 +182,19 @@ def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
                       f"{names[result.adversarial_label]}{goal_text} by changing {where}, "
                       f"after {spent}, {result.queries} queries ({result.seconds:.2f} s); "
                       f"written to {out}")
+        return
+    if goal is not None:  # the target was not reached (the label may still have moved)
+        says = names[result.adversarial_label]
+        outcome = (f"{names[true]} → not {names[goal]} (the model says {says}"
+                   + (", another class than the image's" if result.adversarial_label != true
+                      else "") + ")")
+        probability = (f"target probability {result.target_probability:.3f}"
+                       if result.target_probability is not None else "")
     else:
-        console.print(f"[yellow]failed[/yellow]: {names[true]} stays "
-                      f"{names[result.adversarial_label]}{goal_text} after {spent}, "
-                      f"{result.queries} queries; best try {where} (true-class probability "
-                      f"{result.true_probability:.3f}); written to {out}")
+        outcome = f"{names[true]} stays {names[true]}"
+        probability = f"true-class probability {result.true_probability:.3f}"
+    console.print(f"[yellow]failed[/yellow]: {outcome} after {spent}, {result.queries} "
+                  f"queries; best try {where} ({probability}); written to {out}")
 
 
 @app.command()
@@ -144,22 +209,36 @@ def explain(
                                    "differs from the model's input."),
     out: Path = typer.Option(Path("explain-out"), help="Output folder."),
 ) -> None:
-    """Write the sensitivity map (PNG + .npy) and the susceptible set S of an image."""
+    """Write the sensitivity map of an image and its susceptible set S: a figure (the image,
+    the map with a colour bar, S on the image), the map as .npy, and raw PNGs."""
     check_tau(tau)
+    check_weights(weights)
     check_out(out)
     net = load_model(model, weights)
     sensitivity = make_sensitivity(method, net)
-    image, _, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
+    image, fitted, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
     true = (label_of(label, net.class_names, "explained") if label is not None
             else predict_label(net, image, "cpu"))
     smap = sensitivity(image, torch.tensor([true]))[0]
     susceptible = smap > tau
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / f"{image_file.stem}-{method}.npy", smap.numpy())
-    write_image(smap[None].expand(3, -1, -1), out / f"{image_file.stem}-{method}.png")
-    write_image(susceptible[None].float().expand(3, -1, -1),
-                 out / f"{image_file.stem}-susceptible.png")
-    console.print(f"{method} map for class {net.class_names[true]}: |S| = "
-                  f"{int(susceptible.sum())} of {susceptible.numel()} pixels (τ = {tau}); "
-                  f"written to {out}")
+    from .._io import atomic_write
+    from ..report.figures import explain_figure  # matplotlib only where a figure is drawn
+
+    name = net.class_names[true]
+    size = f", resized to {smap.shape[1]}×{smap.shape[0]}" if fitted is not None else ""
+    stem = out / image_file.stem
+    with finishing(f"the outputs were written whole to {out}"):
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(stem.with_name(f"{stem.name}-{method}.npy")) as f:
+            np.save(f, smap.numpy())
+        write_image(smap[None].expand(3, -1, -1), stem.with_name(f"{stem.name}-{method}.png"))
+        write_image(susceptible[None].float().expand(3, -1, -1),
+                    stem.with_name(f"{stem.name}-susceptible.png"))
+        explain_figure(stem.with_name(f"{stem.name}-{method}-figure.png"), image[0],
+                       smap.numpy(), susceptible.numpy(), f"{image_file.name}{size}: {name}",
+                       method, tau)
+    console.print(f"{method} map for class {name}: |S| = {int(susceptible.sum())} of "
+                  f"{susceptible.numel()} pixels (τ = {tau}); written to {out}: "
+                  f"{image_file.stem}-{method}-figure.png (image, map with colour bar, S), "
+                  f"{image_file.stem}-{method}.npy and raw PNGs")
 

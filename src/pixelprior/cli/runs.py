@@ -5,21 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from .._io import Interrupted, Interrupts
 from ..experiment import ExperimentConfig, ExperimentRunner, read_config_file
 from ._app import (
+    BEFORE_RUN,
     CONFIG_HELP,
     DEVICE_HELP,
     ENGINE_HELP,
     ORACLE_HELP,
     _fail,
     app,
+    check_weights,
     console,
     num,
+    on_interrupt,
+    parse_modes,
     parse_seeds,
+    print_table,
     reproduce_app,
+    table,
 )
 
 
@@ -27,18 +32,19 @@ def _print_report(directory: Path) -> None:
     # pandas, SciPy and matplotlib load only for reports (0.6 s of every command's start)
     from ..report import load_rows, per_seed_table, write_report
 
-    stats = write_report(directory)
+    on_interrupt(f"the report of {directory} is unfinished (the results are untouched); run "
+                 f"`pixelprior report {directory}` again")
+    stats = write_report(directory, log=lambda note: console.print(f"note: {note}"))
     frame, _ = load_rows(directory)
-    table = Table(title=f"{directory} — per seed and mode")
-    for column in ("seed", "mode", "images", "success", "total s", "mean s", "gen (all)",
-                   "gen (succ.)", "queries"):
-        table.add_column(column, justify="right")
+    shown = table(f"{directory}: per seed and mode", ["seed", "mode", "images", "success",
+                                                        "total s", "mean s", "gen all",
+                                                        "gen succ", "queries"], fold=1)
     for _, r in per_seed_table(frame).iterrows():
-        table.add_row(str(r["seed"]), r["mode"], str(int(r["images"])),
+        shown.add_row(str(r["seed"]), r["mode"], str(int(r["images"])),
                       f"{r['success_rate']:.0%}", f"{r['total_s']:.1f}", f"{r['mean_s']:.3f}",
                       num(r["mean_generations_all"]), num(r["mean_generations_success"]),
                       f"{r['mean_queries']:.0f}")
-    console.print(table)
+    print_table(shown)
     paired = stats.get("paired")
     if paired:
         ratio, low, high = paired["generation_ratio_both"]
@@ -61,18 +67,21 @@ def report(directory: Path = typer.Argument(..., help="Run directory.")) -> None
 def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
          no_report: bool, dataset: str) -> None:
     """Build the config (defaults < command base < file < options given), run, report."""
+    on_interrupt(BEFORE_RUN)
     if config_file is not None:
         in_file = read_config_file(config_file).get("dataset", dataset)
         if in_file != dataset:
             _fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
     config = ExperimentConfig.build(config_file, overrides, base)
-    runner = ExperimentRunner(config, force=force, log=console.print)
+    runner = ExperimentRunner(config, force=force, log=console.print,
+                              config_file=config_file)
     with Interrupts() as interrupts:
         try:
             runner.run(interrupts=interrupts)
         except Interrupted as exc:
-            exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
-                        "command to resume")
+            if runner.wrote:  # else: before the run started, nothing written
+                exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
+                            "command to resume")
             raise
     if not no_report:
         _print_report(Path(config.out))
@@ -110,15 +119,16 @@ def reproduce_cifar10(
                                            "local one]."),
     out: Path | None = typer.Option(None, help="Run directory [runs/cifar10, "
                                     "runs/cifar10-quick]."),
-    force: bool = typer.Option(False, help="Move old results of another config aside "
-                               "(kept beside the new run)."),
+    force: bool = typer.Option(False, help="Move old results of another config (or damaged "
+                               "ones) into OUT/old-STAMP/; with a folder of other files, "
+                               "run there and leave them be."),
     no_report: bool = typer.Option(False, help="Skip the report."),
 ) -> None:
     """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
     base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10"}
     quick_preset = {"images": 10, "seeds": [0], "source": "sample"} if quick else {}
     given = {"images": images, "seeds": parse_seeds(seeds),
-             "modes": modes.split(",") if modes else None, "strategy": strategy, "tau": tau,
+             "modes": parse_modes(modes), "strategy": strategy, "tau": tau,
              "selection": selection, "oracle": str(oracle) if oracle else None,
              "source": source, "data": str(data) if data else None, "device": device,
              "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
@@ -151,11 +161,13 @@ def reproduce_nips17(
     workers: int | None = typer.Option(None, help="Ray workers [1]."),
     ray_address: str | None = typer.Option(None, help="Join this Ray cluster."),
     out: Path | None = typer.Option(None, help="Run directory [runs/nips17]."),
-    force: bool = typer.Option(False, help="Move old results of another config aside."),
+    force: bool = typer.Option(False, help="Move old results of another config (or damaged "
+                               "ones) into OUT/old-STAMP/."),
     no_report: bool = typer.Option(False, help="Skip the report."),
 ) -> None:
     """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
 
+    check_weights(weights)
     base = {"dataset": "nips17", "model": "squeezenet1_1", "images": 500,
             "selection": "random_correct", "out": "runs/nips17",
             # a scan of every 224x224 position would cost 1.35 M queries per image: scan
@@ -163,7 +175,7 @@ def reproduce_nips17(
             "scan_positions": 1024}
     given = {"data": str(data) if data else None, "model": model,
              "weights": str(weights) if weights else None, "images": images,
-             "seeds": parse_seeds(seeds), "modes": modes.split(",") if modes else None,
+             "seeds": parse_seeds(seeds), "modes": parse_modes(modes),
              "selection_seed": selection_seed, "resize_inside": resize_inside,
              "oracle": str(oracle) if oracle else None,
              "max_batch": max_batch, "device": device, "batch_images": batch_images,

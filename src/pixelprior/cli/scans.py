@@ -7,24 +7,29 @@ from pathlib import Path
 
 import torch
 import typer
-from rich.table import Table
 
 from .._io import Interrupted, Interrupts
 from ..data import load_cifar10, to_float
 from ..experiment import correctly_classified, run_scan
+from ..experiment.scans import check_scan_folder, cost_lines
 from ..models import load_model, model_spec
 from ..search import colour_grid
 from ._app import (
+    BEFORE_RUN,
     DEVICE_HELP,
     ENGINE_HELP,
     MODEL_HELP,
     _fail,
     app,
     check_out,
+    check_weights,
     console,
     load_image,
     num,
+    on_interrupt,
     predict_label,
+    print_table,
+    table,
 )
 from ._app import device as pick_device
 
@@ -51,6 +56,7 @@ def susceptibility(
 ) -> None:
     """Exhaustive one-pixel scan: every position x every grid colour. Where can one pixel
     fool the model? Writes the oracle map, the vulnerable mask and a summary."""
+    on_interrupt(BEFORE_RUN)
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:
@@ -58,15 +64,25 @@ def susceptibility(
     if source not in ("full", "sample"):
         _fail(f"--source must be full or sample, got {source!r}")
     device = pick_device(device)
+    check_weights(weights)
     check_out(out)
+    check_scan_folder(out)
+    side = model_spec(model).input_size
+    count = images if target == "cifar10" else 1
+    for line in cost_lines([(count * side * side * levels ** 3, "scan")], model, device,
+                           f"{count} image(s) × {side * side:,} positions × {levels ** 3:,} "
+                           f"colours ({levels} levels per channel)", exact=True,
+                           advice="lower --levels (3: 27 colours) or --images"):
+        console.print(line)
     net = load_model(model, weights, device=device)
     if target == "cifar10":
         batch, labels, indices, shown = _scan_images(net, source, data, images, first_index,
                                                      device)
+        names = None
     else:
-        batch, _, _ = load_image(Path(target), model_spec(model).input_size, not no_resize)
+        batch, _, _ = load_image(Path(target), side, not no_resize)
         labels = torch.tensor([predict_label(net, batch, device)])
-        indices, shown = [-1], None
+        indices, shown, names = [-1], None, [Path(target).name]
     info = {"model": model, "weights": str(weights) if weights else None, "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device}
@@ -80,9 +96,11 @@ def susceptibility(
             raise
     from ..report.figures import oracle_figure  # matplotlib only where a figure is drawn
 
+    on_interrupt(f"the scan is kept in {out}; the figure is unfinished: run the same command "
+                 "to draw it")
     shown = shown if shown is not None else batch
     rows = maps.rows_of(to_float(shown) if shown.dtype == torch.uint8 else shown)
-    oracle_figure(out, maps, shown, net.class_names, rows)
+    oracle_figure(out, maps, shown, net.class_names, rows, names=names)
     fooled = int(maps.vulnerable[rows].reshape(len(rows), -1).any(1).sum())
     extra = len(maps.labels) - len(rows)
     console.print(f"{fooled} of {len(rows)} images have a one-pixel adversarial on the "
@@ -131,17 +149,18 @@ def evaluate_maps_cmd(
               f"--out {directory}`")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "n_samples": n_samples, "noise_level": noise_level}
+    on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
+                 "run the same command again")
     summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
                                  str(data) if data else None, pick_device(device))
-    table = Table(title=f"maps vs the oracle of {directory}")
-    for column in ("method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
-                   "queries to first"):
-        table.add_column(column, justify="right")
+    shown = table(f"maps vs the oracle of {directory}", [
+        "method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
+        "queries to first"])
     for s in summary:
-        table.add_row(s["method"], num(s["auc_mean"], 3), num(s["precision_at_tau"], 3),
+        shown.add_row(s["method"], num(s["auc_mean"], 3), num(s["precision_at_tau"], 3),
                       num(s["base_rate"], 3), num(s[f"lift_top{ks[0]}"]),
                       num(s["mean_queries_to_first"], 0))
-    console.print(table)
+    print_table(shown)
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
 

@@ -12,7 +12,17 @@ from ..data import load_cifar10
 from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_standin
 from ..models import SqueezeNet, load_model
 from ..models.train import TrainConfig, evaluate, train_cifar10
-from ._app import MODEL_HELP, _fail, check_out, console, data_app, eval_app, train_app
+from ._app import (
+    MODEL_HELP,
+    _fail,
+    check_out,
+    check_weights,
+    console,
+    data_app,
+    eval_app,
+    on_interrupt,
+    train_app,
+)
 
 
 @train_app.command("cifar10")
@@ -29,6 +39,8 @@ def train_cifar10_cmd(
 ) -> None:
     """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt)."""
     check_out(out)
+    on_interrupt(f"the checkpoints written so far in {out} are kept; run the same command to "
+                 "resume")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                          out_dir=str(out), data=str(data) if data else None, limit=limit,
                          threads=threads)
@@ -49,6 +61,7 @@ def eval_cifar10_cmd(
     """Top-1 accuracy on the exact CIFAR-10 test images (all rows present)."""
     if source not in ("full", "sample"):
         _fail(f"--source must be full or sample, got {source!r}")
+    check_weights(weights)
     net = load_model(model, weights)
     dataset = load_cifar10(source, data, download=source == "full")
     accuracy = evaluate(net, dataset)
@@ -61,6 +74,8 @@ def data_nips17(out: Path = typer.Option(..., help="Target folder (published lay
                 csv_url: str = typer.Option(None, help="Override the CSV's URL.")) -> None:
     """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable."""
     check_out(out)
+    on_interrupt(f"the files downloaded so far into {out} are kept; run the same command to "
+                 "resume")
     # the published CSV's checksum applies only to the published URL
     report = download_nips17(out, csv_url or DEV_CSV_URL,
                              csv_sha256=None if csv_url else DEV_CSV_SHA256)
@@ -75,6 +90,7 @@ def data_standin(out: Path = typer.Option(..., help="Target folder."),
                  ) -> None:
     """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights."""
     check_out(out)
+    on_interrupt(f"the stand-in in {out} may be incomplete; run the same command again")
     torch.manual_seed(seed)
     model = SqueezeNet("1_1").eval()
     out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,10 @@ from .inputs import (
     SelectionError,
     build_model,
     correctly_classified,
+    describe_inputs,
+    input_size,
     load_dataset,
+    load_model_of,
     scanned_positions,
     select_images,
 )
@@ -42,7 +45,7 @@ __all__ = [
     "DE_MODES", "MAPS_DIR", "RESULTS", "ROW_KEY", "SCAN_ORDERS", "SENSITIVITIES",
     "ConfigError", "ConfigMismatchError", "ExperimentConfig", "ExperimentRunner",
     "GroupWorker", "SelectionError", "build_attack", "build_model", "correctly_classified",
-    "device_problem", "environment", "load_dataset", "load_maps", "maps_path", "modes_help",
+    "describe_inputs", "device_problem", "environment", "input_size", "load_model_of", "load_dataset", "load_maps", "maps_path", "modes_help",
     "package_version", "parse_mode", "read_config_file", "read_results", "resolve_device",
     "run_scan", "save_maps", "scanned_positions", "select_images",
 ]

@@ -14,7 +14,9 @@ from ..models import (
     load_model,
     load_model_spec,
     model_spec,
+    one_class_warning,
     predict,
+    predict_labels,
 )
 from .config import ConfigError, ExperimentConfig
 
@@ -52,9 +54,46 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
-    classes = config.classes if config.dataset in ("folder", "npz", "csv") else None
+    classes = None
+    if config.dataset in ("folder", "npz", "csv"):  # named by the user, else the model
+        classes = config.classes or (model_spec(config.model).class_names()
+                                     if config.model in MODELS else None)
     return load_named_dataset(config.dataset, config.data, config.source, input_size(config),
                               classes=classes, notes=notes)
+
+
+def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
+    """What a run will attack, said before the work: the model (what was loaded and
+    assumed), the images (what loading did to them) and the model's accuracy on them.
+
+    Raises:
+        ConfigError: the model's classes and the data's do not fit.
+    """
+    loaded = load_model_of(config, device)
+    size = loaded.size_hw
+    lines = [f"model {config.model}: {loaded.kind}, {loaded.num_classes} classes, input "
+             f"{f'{size[1]}×{size[0]}' if size else 'the images’ size'}, {loaded.channels} "
+             f"channel(s), returns {loaded.output}"]
+    lines += [f"note: {note}" for note in loaded.notes]
+    notes: list[str] = []
+    dataset = load_dataset(config, notes)
+    lines += [f"note: {note}" for note in notes]
+    if len(dataset.class_names) != loaded.num_classes:
+        raise ConfigError(
+            f"the model has {loaded.num_classes} classes but the data names "
+            f"{len(dataset.class_names)} ({', '.join(dataset.class_names[:5])}"
+            f"{' ...' if len(dataset.class_names) > 5 else ''}); give the model's class "
+            "names in order with --classes")
+    if int(dataset.labels.max()) >= loaded.num_classes:
+        raise ConfigError(f"the data has label {int(dataset.labels.max())}, but the model "
+                          f"has classes 0..{loaded.num_classes - 1}")
+    predicted = predict_labels(loaded, to_float(dataset.images), device)
+    accuracy = float((predicted == dataset.labels).float().mean())
+    lines.append(f"accuracy of the model on the {len(dataset)} images given: {accuracy:.1%}"
+                 f" ({dataset.source})")
+    if warning := one_class_warning(predicted, loaded.class_names):
+        lines.append(f"warning: {warning}")
+    return lines
 
 
 def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:

@@ -90,23 +90,53 @@ def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]
     save_npz_atomic(path, **maps)  # its temporary name is outside load_maps' pattern
 
 
-def load_maps(directory: Path) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
-    """Saved maps by (seed, mode, image_index). An unreadable file (a write cut short by
-    a crash) counts as missing: the runner's next resume writes it again."""
+MAP_ARRAYS = {"sensitivity": "f", "start_set": "b"}  # per image [H, W]: float / bool
+
+
+def load_maps(directory: Path, problems: list[tuple[Path, str]] | None = None
+              ) -> dict[tuple[int, str, int], dict[str, np.ndarray]]:
+    """Saved maps by (seed, mode, image_index). An unreadable or malformed file (a write
+    cut short by a crash, a damaged disk) counts as missing — the runner's next resume
+    writes it again — and is listed in ``problems`` as ``(path, why)`` when given.
+
+    Args:
+        directory: the run folder.
+        problems: filled with the files that could not be used, and why.
+    """
     out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
     root = Path(directory) / MAPS_DIR
     for path in sorted(root.glob("*/seed*.npz")) if root.is_dir() else []:
-        seed = int(path.stem[4:].split("-")[0])
         try:
-            with np.load(path) as npz:
+            seed = int(path.stem[4:].split("-")[0])
+            with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            why = _maps_problem(arrays)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            why = f"unreadable ({type(exc).__name__}: {exc})"
+        if why is not None:
+            if problems is not None:
+                problems.append((path, why))
             continue
         mode = _mode_of_folder(path.parent.name)
         for n, index in enumerate(arrays["image_index"].tolist()):
             out[(seed, mode, int(index))] = {k: v[n] for k, v in arrays.items()
-                                             if k != "image_index"}
+                                             if k in MAP_ARRAYS}
     return out
+
+
+def _maps_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with the arrays of one maps file (``None``: nothing)."""
+    index = arrays.get("image_index")
+    if index is None or index.ndim != 1 or index.dtype.kind not in "iu" or not len(index):
+        return "image_index must be a non-empty list of integers"
+    for name, kind in MAP_ARRAYS.items():
+        if name not in arrays:
+            continue
+        array = arrays[name]
+        if array.ndim != 3 or len(array) != len(index) or array.dtype.kind != kind:
+            return (f"{name} must be {'float' if kind == 'f' else 'bool'} [{len(index)}, H, W], "
+                    f"got {array.dtype} {list(array.shape)}")
+    return None
 
 
 def _mode_of_folder(name: str) -> str:

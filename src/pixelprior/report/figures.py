@@ -8,7 +8,10 @@
 - ``success_vs_queries``: share of attacks that succeeded within q model queries, per mode
   (DE and scans on one axis);
 - ``generations_hist``: histogram of generations per DE mode (failures at the budget);
-- :func:`oracle_figure`: a susceptibility scan's oracle maps and vulnerable pixels.
+- :func:`oracle_figure`: a susceptibility scan's oracle maps and vulnerable pixels;
+- :func:`explain_figure` and :func:`attack_figure`: the command line's single-image
+  figures (a map beside its image, with a colour bar and S; an adversarial at the file's
+  own resolution with the changed box marked).
 
 Images come from the configured dataset (no model needed); the class names from the
 model registry.
@@ -27,16 +30,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from .._io import atomic_write  # noqa: E402
 from ..data import to_float  # noqa: E402
 from ..experiment import ExperimentConfig, load_dataset, load_maps, parse_mode  # noqa: E402
 from ..models import model_spec  # noqa: E402
 from .stats import counts_generations, roc_auc, roc_curve  # noqa: E402
 
 
-def _save(fig: plt.Figure, directory: Path, name: str) -> None:
-    for suffix in ("png", "pdf"):
-        fig.savefig(directory / f"{name}.{suffix}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+def _save(fig: plt.Figure, directory: Path, name: str, suffixes=("png", "pdf")) -> None:
+    """Write a figure whole or not at all (each file atomically), then close it."""
+    try:
+        for suffix in suffixes:
+            with atomic_write(Path(directory) / f"{name}.{suffix}") as f:
+                fig.savefig(f, format=suffix, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
 
 
 def _adversarial(image: torch.Tensor, pixels: list[dict]) -> torch.Tensor:
@@ -190,16 +198,33 @@ def write_figures(directory: str | Path, frame: pd.DataFrame, config: Experiment
     except Exception as exc:  # data moved or missing: the other figures still stand
         return [f"No example or pipeline figures: the images could not be loaded ({exc})."]
     examples_figure(directory, frame, config, dataset)
-    note = pipeline_figure(directory, frame, config, dataset, load_maps(directory))
-    return [note] if note else []
+    problems: list[tuple[Path, str]] = []
+    maps = load_maps(directory, problems)
+    notes = [_maps_note(directory, path, why) for path, why in problems]
+    note = pipeline_figure(directory, frame, config, dataset, maps)
+    return notes + ([note] if note else [])
+
+
+def _maps_note(directory: Path, path: Path, why: str) -> str:
+    """A note on a saved maps file that could not be used (the images it held are left out
+    of the pipeline figure)."""
+    relative = path.relative_to(directory)
+    mode = path.parent.name
+    again = ("Run the same `pixelprior reproduce` command to write it again (no attack is "
+             "rerun)." if parse_mode(mode)[0] == "de" else
+             "The rows are unaffected; move the file aside to silence this note.")
+    return (f"{relative} could not be used ({why}); the images it holds are left out of "
+            f"pipeline.png. {again}")
 
 
 def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
-                  rows: list[int] | None = None, count: int = 8) -> None:
+                  rows: list[int] | None = None, count: int = 8,
+                  names: list[str] | None = None) -> None:
     """For up to ``count`` scanned images: the image, the oracle map (how far the best
     grid colour at each position pushes the true class below the runner-up) and the
     vulnerable positions. ``images`` (uint8 or float ``[N, C, H, W]``) are the scan's
-    ``rows`` (default: the scan's first rows, in order)."""
+    ``rows`` (default: the scan's first rows, in order); ``names`` title them (default:
+    ``#`` and the dataset index), e.g. the file names of scanned image files."""
     directory = Path(directory)
     rows = list(range(images.shape[0])) if rows is None else rows
     count = min(count, len(rows))
@@ -212,7 +237,8 @@ def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names
         label = int(maps.labels[row])
         name = class_names[label] if class_names is not None else str(label)
         vulnerable = maps.vulnerable[row]
-        _show(axes[n, 0], images[n].cpu(), f"#{int(maps.image_indices[row])}: {name}")
+        shown = names[n] if names is not None else f"#{int(maps.image_indices[row])}"
+        _show(axes[n, 0], images[n].cpu(), f"{shown}: {name}")
         axes[n, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
         axes[n, 1].set_title("oracle map", fontsize=8)
         axes[n, 1].axis("off")
@@ -284,3 +310,66 @@ def ranked_scans_figure(directory: Path, rows: pd.DataFrame, scan) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     _save(fig, Path(directory), "ranked_scans")
+
+
+def explain_figure(path: Path, image: torch.Tensor, smap: np.ndarray, susceptible: np.ndarray,
+                   title: str, method: str, tau: float) -> None:
+    """The map of one image as a person reads it: the image, the map with a colour bar,
+    and the susceptible set S outlined on the image.
+
+    Args:
+        path: the PNG to write.
+        image: float ``[C, H, W]`` in [0, 1] (the model's input).
+        smap: the map ``[H, W]`` in [0, 1].
+        susceptible: bool ``[H, W]``: S (map > τ).
+        title: what the image is (file name and class).
+        method: the map's method.
+        tau: the threshold of S.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.4))
+    _show(axes[0], image, "the image (as the model sees it)")
+    shown = axes[1].imshow(smap, cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+    axes[1].set_title(f"{method} map", fontsize=8)
+    axes[1].axis("off")
+    bar = fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+    bar.ax.axhline(tau, color="cyan", linewidth=1)
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label(f"sensitivity (τ = {tau} marked)", fontsize=7)
+    _show(axes[2], image, f"S: {int(susceptible.sum())} of {susceptible.size} px "
+                          f"(map > τ = {tau})")
+    axes[2].imshow(np.ma.masked_where(~susceptible, susceptible), cmap="cool", alpha=0.45,
+                   vmin=0, vmax=1, interpolation="nearest")
+    if susceptible.any() and not susceptible.all():
+        axes[2].contour(susceptible, levels=[0.5], colors="cyan", linewidths=0.8)
+    fig.suptitle(f"{title}: where a one-pixel change is likely to matter", fontsize=9)
+    _save(fig, path.parent, path.stem, suffixes=("png",))
+
+
+def attack_figure(path: Path, original: np.ndarray, adversarial: np.ndarray,
+                  boxes: list[tuple[int, int, int, int]], title: str, verdict: str) -> None:
+    """An attack on a file at the file's own resolution: the original beside the
+    adversarial with each changed box of file pixels marked.
+
+    Args:
+        path: the PNG to write.
+        original: uint8 ``[H, W, 3]``: the file's pixels.
+        adversarial: uint8 ``[H, W, 3]``: the same with the changed boxes recoloured.
+        boxes: ``(x0, y0, x1, y1)`` (inclusive) of each changed box of file pixels.
+        title: what happened (classes).
+        verdict: what the model says of the file-resolution copy.
+    """
+    height, width = original.shape[:2]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8 * height / max(width, 1) + 0.8))
+    _show(axes[0], original, f"original ({width}×{height})")
+    _show(axes[1], adversarial, verdict)
+    for x0, y0, x1, y1 in boxes:
+        pad = max(2, min(width, height) // 60)
+        axes[1].add_patch(plt.Rectangle((x0 - pad - 0.5, y0 - pad - 0.5),
+                                        x1 - x0 + 1 + 2 * pad, y1 - y0 + 1 + 2 * pad,
+                                        fill=False, color="cyan", linewidth=1.5))
+        axes[1].annotate(f"x {x0}..{x1}, y {y0}..{y1}", (x0, y0 - pad), color="cyan",
+                         fontsize=7, xytext=(0, 4), textcoords="offset points",
+                         va="bottom", bbox={"facecolor": "black", "alpha": 0.7, "pad": 1.5,
+                                            "edgecolor": "none"})
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path.parent, path.stem, suffixes=("png",))

@@ -27,29 +27,29 @@ Conventions (stated in every report):
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .._format import number as _fmt
-from .._io import dumps, write_text_atomic
-from ..experiment import RESULTS, ExperimentConfig, read_results
+from .._io import atomic_write, dumps, write_text_atomic
+from ..experiment import RESULTS, ExperimentConfig
+from ..experiment.runner import read_run
 from .figures import write_figures
 from .stats import paired_comparison, paired_frame, t_interval
 
 
 def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
-    """The results of a run directory as a DataFrame, with its config. Duplicate
-    (seed, mode, image) rows are refused (they would be counted twice)."""
+    """The results of a run directory as a DataFrame, with its config. Every row is
+    checked by type and against the run that owns the folder (config hash, seeds, modes,
+    images: :func:`pixelprior.experiment.runner.read_run`); a damaged row, a row of
+    another run, or duplicate (seed, mode, image) rows are refused, naming the line —
+    never counted."""
 
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} is not a run directory (no config.json)")
-    config = ExperimentConfig.from_dict(json.loads(config_path.read_text())["config"])
-    rows = read_results(directory / RESULTS)
+    rows, config, _ = read_run(directory)
     if not rows:
         raise ValueError(f"{directory / RESULTS} holds no results yet")
     frame = pd.DataFrame(rows)
@@ -288,23 +288,40 @@ def _accounting_lines(rows: list[dict], paired: dict, config: ExperimentConfig) 
     return lines
 
 
-def write_report(directory: str | Path, figures: bool = True, exports: bool = True) -> dict:
-    """Write ``report.md``, ``table.csv``, ``summary.json``, exports and figures."""
+def write_report(directory: str | Path, figures: bool = True, exports: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict:
+    """Write ``report.md``, ``table.csv``, ``summary.json``, exports and figures, each
+    file whole or not at all.
+
+    Args:
+        directory: the run folder.
+        figures: draw the figures.
+        exports: write ``results.csv`` and ``results.parquet``.
+        log: told each note on what could not be drawn (they are in ``report.md`` too).
+    """
     directory = Path(directory)
     frame, config = load_rows(directory)
     stats_ = summary(frame, config)
     notes: list[str] = []
     if figures:
         notes = write_figures(directory, frame, config)
+    for note in notes if log is not None else []:
+        log(note)
     write_text_atomic(directory / "report.md", markdown_report(frame, config, stats_, notes))
-    per_seed_table(frame).to_csv(directory / "table.csv", index=False)
+    _write_csv(per_seed_table(frame), directory / "table.csv")
     if stats_.get("paper_accounting"):
-        pd.DataFrame(stats_["paper_accounting"]).to_csv(directory / "paper_accounting.csv",
-                                                        index=False)
+        _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
     write_text_atomic(directory / "summary.json", dumps(stats_, indent=2) + "\n")
     if exports:
         flat = frame.drop(columns=["pixels"]).copy()
-        flat.to_csv(directory / "results.csv", index=False)
-        flat.to_parquet(directory / "results.parquet", index=False)
+        _write_csv(flat, directory / "results.csv")
+        with atomic_write(directory / "results.parquet") as f:
+            flat.to_parquet(f, index=False)
     return stats_
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """A CSV written whole or not at all."""
+    with atomic_write(path, "w") as f:
+        frame.to_csv(f, index=False)
 

@@ -1,0 +1,344 @@
+"""Bad input at the command line, case by case: one clear line (exit 2 usage, 1 runtime,
+130/143 interrupted), no traceback, no files left behind; and what a person sees where
+nothing is wrong — the words, the figures, the tables and the cost of the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from pixelprior.cli import app
+from pixelprior.data import load_cifar10_sample
+
+ROOT = Path(__file__).parents[2]
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def clean_error(result, code: int, phrase: str) -> str:
+    """Exit ``code``, one error line holding ``phrase``, no traceback; the line."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and phrase in errors[0], result.output
+    return errors[0]
+
+
+@pytest.fixture
+def cat_png(tmp_path):
+    path = tmp_path / "cat.png"
+    Image.fromarray(load_cifar10_sample().images[0].permute(1, 2, 0).numpy()).save(path)
+    return path
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray((np.random.default_rng(0).random((300, 451, 3)) * 255).astype(
+        np.uint8)).save(path)
+    return path
+
+
+# ------------------------------------------------------------------ one line each
+SMALL = ["--source", "sample", "--images", "2"]
+USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} filled in
+    "empty --modes": (["reproduce", "cifar10", *SMALL, "--modes", "", "--out", "{tmp}/run"],
+                      2, "--modes '' names no mode"),
+    "--modes of commas": (["reproduce", "cifar10", *SMALL, "--modes", ",,", "--out",
+                           "{tmp}/run"], 2, "names no mode; give one or more"),
+    "--seeds 0": (["reproduce", "cifar10", *SMALL, "--seeds", "0", "--out", "{tmp}/run"], 2,
+                  "a count of 0 seeds; for seed 0 alone write --seeds 0,"),
+    "--seeds of commas": (["reproduce", "cifar10", *SMALL, "--seeds", ",", "--out",
+                           "{tmp}/run"], 2, "names no seed"),
+    "negative --seeds": (["reproduce", "cifar10", *SMALL, "--seeds", "-2", "--out",
+                          "{tmp}/run"], 2, "seeds >= 0"),
+    "a folder as --weights": (["attack", "{cat}", "--weights", "{folder}", "--out",
+                               "{tmp}/o"], 2, "is a folder; give the weights file itself"),
+    "missing --weights": (["explain", "{cat}", "--weights", "{tmp}/none.pt", "--out",
+                           "{tmp}/o"], 2, "none.pt does not exist"),
+    "a folder as --weights of a scan": (["susceptibility", "{cat}", "--weights", "{folder}",
+                                         "--out", "{tmp}/o"], 2, "is a folder"),
+    "--out with other files (run)": (["reproduce", "cifar10", *SMALL, "--seeds", "1",
+                                      "--out", "{photos}"], 2,
+                                     "is not empty and holds no pixelprior run"),
+    "--out with other files (scan)": (["susceptibility", "{cat}", "--levels", "2", "--out",
+                                       "{photos}"], 2, "holds other files (holiday.jpg)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(USAGE))
+def test_usage_errors_are_one_line_and_leave_nothing(case, cat_png, tmp_path):
+    folder = tmp_path / "weights-folder"
+    folder.mkdir()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"jpeg")
+    args, code, phrase = USAGE[case]
+    filled = [a.format(cat=cat_png, tmp=tmp_path, folder=folder, photos=photos) for a in args]
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    clean_error(invoke(*filled), code, phrase)
+    after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert after == before, "files were left behind"
+
+
+# ------------------------------------------------------------------ weights
+def _weights(kind: str, path: Path) -> Path:
+    from pixelprior.models import SqueezeNet, SqueezeNetCifar
+
+    if kind == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif kind == "a text file":
+        path.write_text("these are not weights\n")
+    elif kind == "a pickled model":
+        torch.save(SqueezeNetCifar(), path)
+    elif kind == "an ImageNet state dict":
+        torch.save(SqueezeNet("1_1").state_dict(), path)
+    return path
+
+
+WEIGHTS = {"random bytes": "not a PyTorch weights file",
+           "a text file": "not a PyTorch weights file",
+           "a pickled model": "holds a pickled Python object "
+                              "(pixelprior.models.squeezenet.SqueezeNetCifar)",
+           "an ImageNet state dict": "these weights are not for squeezenet1_1-cifar10: tensors"}
+
+
+@pytest.mark.parametrize("kind", sorted(WEIGHTS))
+def test_bad_weights_are_one_short_line(kind, cat_png, tmp_path):
+    weights = _weights(kind, tmp_path / "w.pt")
+    line = clean_error(invoke("attack", cat_png, "--weights", weights, "--out", tmp_path / "o"),
+                       1, WEIGHTS[kind])
+    assert len(line) < 400 and "\x1b" not in line and "weights_only=False" not in line
+    assert str(weights) in line and not (tmp_path / "o").exists()
+
+
+def test_an_imagenet_state_dict_says_how_many_tensors_differ(cat_png, tmp_path):
+    weights = _weights("an ImageNet state dict", tmp_path / "w.pt")
+    line = clean_error(invoke("explain", cat_png, "--weights", weights, "--out",
+                              tmp_path / "o"), 1, "missing (e.g.")
+    assert "unexpected" in line and "pass the weights of squeezenet1_1-cifar10" in line
+
+
+def test_any_long_message_is_cut_and_loses_its_escape_codes(cat_png, tmp_path, monkeypatch):
+    from pixelprior.data import DataError
+
+    def loud(*args, **kwargs):
+        raise DataError("\x1b[1mbold\x1b[0m start " + "word " * 2000)
+
+    monkeypatch.setattr("pixelprior.cli.attack.load_model", loud)
+    line = clean_error(invoke("attack", cat_png, "--out", tmp_path / "o"), 1, "bold start")
+    assert "\x1b" not in line and len(line) < 800
+    assert "more characters; --debug shows the whole message" in line
+
+
+# ------------------------------------------------------------------ signals
+def _handlers_installed(pid: int) -> bool:
+    """Whether the process catches SIGTERM (our handler is in place)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(line.split()[1] for line in status.splitlines()
+                      if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+STARTS = {"python -m pixelprior.cli": ["-m", "pixelprior.cli"],
+          "the console script": ["-c", "import sys; sys.argv[0] = 'pixelprior'; "
+                                       "from pixelprior.cli import app; sys.exit(app())"]}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
+@pytest.mark.parametrize("start", sorted(STARTS))
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_in_the_first_moments_is_one_line(start, signum, code, tmp_path):
+    """The handlers are in place before the heavy imports: a signal then (about 0.2 s in)
+    ends the process with one line and 130 / 143, not a traceback or a bare -15."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, *STARTS[start], "reproduce", "cifar10",
+                                "--quick", "--out", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not _handlers_installed(process.pid) and process.poll() is None:
+        assert time.time() < deadline, "the handlers were never installed"
+        time.sleep(0.005)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert "interrupted before the run started" in stderr and "nothing was written" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+
+
+def test_an_interrupt_before_any_write_says_nothing_was_written(capsys):
+    from pixelprior._io import Interrupted
+    from pixelprior.cli._app import BEFORE_RUN, _report_error, on_interrupt
+
+    on_interrupt(BEFORE_RUN)  # a run or scan that has not written yet
+    assert _report_error(Interrupted(signal.SIGTERM)) == 143
+    assert "interrupted before the run started (SIGTERM); nothing was written" in (
+        capsys.readouterr().err)
+    on_interrupt(None)  # any other command (attack, explain, eval) before its writes
+    assert _report_error(Interrupted(signal.SIGINT)) == 130
+    assert "interrupted (SIGINT): nothing was written" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ images
+def test_a_gif_of_two_frames_is_said_to_use_its_first(tmp_path):
+    sample = load_cifar10_sample()
+    frames = [Image.fromarray(sample.images[i].permute(1, 2, 0).numpy()) for i in (0, 1)]
+    gif = tmp_path / "two.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    result = invoke("explain", gif, "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    assert "two.gif holds 2 frames" in " ".join(result.output.split())
+    assert "only the first frame is used" in " ".join(result.output.split())
+
+
+def test_a_failed_targeted_attack_says_the_target_was_not_reached(capsys):
+    from pixelprior.cli.attack import _print_attack
+
+    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck")
+    result = SimpleNamespace(success=False, adversarial_label=5, generations=3,
+                             positions_scanned=None, pixels=[SimpleNamespace(x=1, y=2)],
+                             queries=64, true_probability=0.4, target_probability=0.01,
+                             seconds=0.1)
+    _print_attack(result, names, 3, 8, None, Path("o"))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "failed: cat → not ship (the model says dog" in said and "stays" not in said
+    assert "target probability 0.010" in said
+    result.adversarial_label = 3
+    _print_attack(result, names, 3, None, None, Path("o"))
+    assert "failed: cat stays cat" in " ".join(capsys.readouterr().out.split())
+
+
+def test_explain_writes_a_figure_and_says_no_coordinates(photo, tmp_path):
+    out = tmp_path / "e"
+    result = invoke("explain", photo, "--out", out)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "both frames" not in said and "what is written is of the 32×32 image" in said
+    figure = Image.open(out / "photo-smoothgrad-figure.png")
+    assert figure.size[0] > 600 and figure.size[1] > 200  # image, map + colour bar, S
+    assert np.load(out / "photo-smoothgrad.npy").shape == (32, 32)
+    assert Image.open(out / "photo-smoothgrad.png").size == (32, 32)  # the raw PNGs stay
+    assert (out / "photo-susceptible.png").is_file()
+
+
+def test_an_attack_on_a_photo_is_written_at_its_own_resolution(photo, tmp_path):
+    out = tmp_path / "o"
+    result = invoke("attack", photo, "--popsize", "8", "--maxiter", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "photo-result.json").read_text())
+    original = np.asarray(Image.open(photo))
+    full = np.asarray(Image.open(out / "photo-adversarial-full.png"))
+    assert full.shape == original.shape == (300, 451, 3)
+    x0, y0, x1, y1 = row["pixels_in_file"][0]["file_box"]
+    changed = (full != original).any(2)
+    assert not changed[:y0].any() and not changed[y1 + 1:].any()
+    assert not changed[:, :x0].any() and not changed[:, x1 + 1:].any()
+    new = np.round(np.asarray(row["pixels"][0]["new"]) * 255).astype(np.uint8)
+    assert (full[y0:y1 + 1, x0:x1 + 1] == new).all()
+    assert Image.open(out / "photo-adversarial-marked.png").size[0] > 451
+    assert row["file_copy_name"] in row["true_name"] + row["adversarial_name"] or (
+        isinstance(row["file_copy_label"], int))
+    said = " ".join(result.output.split())
+    assert "photo-adversarial-full.png" in said and "the file-resolution copy is" in said
+    assert Image.open(out / "photo-adversarial.png").size == (32, 32)
+
+
+def test_the_oracle_figure_of_a_file_is_titled_by_its_name(cat_png, tmp_path, monkeypatch):
+    from pixelprior.report import figures
+
+    titles = []
+    real = figures._show
+    monkeypatch.setattr(figures, "_show", lambda ax, image, title: (
+        titles.append(title), real(ax, image, title)))
+    result = invoke("susceptibility", cat_png, "--levels", "2", "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    assert titles == ["cat.png: cat"]
+
+
+# ------------------------------------------------------------------ cost and tables
+def test_a_scan_says_its_cost_and_warns_before_it_starts(cat_png, tmp_path, monkeypatch):
+    started = []
+
+    def load_model(*args, **kwargs):
+        started.append(True)
+        raise RuntimeError("stopped here by the test")
+
+    monkeypatch.setattr("pixelprior.cli.scans.load_model", load_model)
+    result = invoke("susceptibility", cat_png, "--levels", "100", "--out", tmp_path / "s")
+    said = " ".join(result.output.split())
+    assert started and said.index("cost:") < said.index("stopped here")
+    assert "cost: 1,024,000,000 model queries for 1 image(s) × 1,024 positions × " \
+           "1,000,000 colours" in said
+    assert "warning: this is a large job (1.0e+09 queries" in said
+    assert "lower --levels" in said and "estimate" in said
+
+
+def test_a_small_scan_says_its_cost_without_a_warning(cat_png, tmp_path):
+    result = invoke("susceptibility", cat_png, "--levels", "2", "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "cost: 8,192 model queries" in said and "warning" not in said
+
+
+def test_report_tables_fit_80_columns(tmp_path, monkeypatch):
+    from pixelprior.cli._app import console
+
+    copy = tmp_path / "ranked"
+    shutil.copytree(ROOT / "results" / "cifar10-ranked", copy)
+    monkeypatch.setattr("pixelprior.report.tables.write_figures", lambda *a, **k: [])
+    monkeypatch.setattr(console, "width", 80)
+    monkeypatch.setenv("COLUMNS", "80")
+    result = invoke("report", copy)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "…" not in result.output and max(len(line) for line in lines) <= 80
+    header = next(line for line in lines if "success" in line)
+    assert header.split() == ["seed", "mode", "images", "success", "total", "s", "mean", "s",
+                              "gen", "all", "gen", "succ", "queries"]
+    assert any(line.split()[1:2] == ["scan:smoothgrad"] for line in lines if line.strip())
+
+
+def test_a_narrow_terminal_keeps_every_column(tmp_path, monkeypatch):
+    from pixelprior.cli._app import console
+
+    copy = tmp_path / "run"
+    shutil.copytree(ROOT / "results" / "cifar10", copy)
+    monkeypatch.setattr("pixelprior.report.tables.write_figures", lambda *a, **k: [])
+    monkeypatch.setattr(console, "width", 50)
+    result = invoke("report", copy)
+    assert result.exit_code == 0, result.output
+    assert any("unconstrained" in line for line in result.output.splitlines())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="posix paths")
+def test_the_readme_lists_every_case_of_this_file():
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("## Bad input: what you see"):]
+    table = table[:table.index("\n## ", 5)]
+    for phrase in ("--modes ''", "--seeds 0", "is a folder", "pickled", "not for",
+                   "2 frames", "line N", "no space left on device", "before the run started",
+                   "old-STAMP", "cost:", "warning:", "not ship", "-adversarial-full.png",
+                   "80 columns", "could not be used", "config.json", "selection.json"):
+        assert phrase in table, phrase
