@@ -45,8 +45,9 @@ __all__ = [
     "IntegratedGradients", "Occlusion", "OnePixelAttack", "OraclePrior", "PixelChange",
     "RandomSearchAttack", "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad",
     "SusceptibilityMaps", "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior",
-    "UniformPrior", "VanillaGradient", "WeightedPrior", "load_cifar10", "load_cifar10_sample",
-    "load_cifar10_test", "load_model", "make_prior", "make_scorer", "to_float",
+    "UniformPrior", "VanillaGradient", "WeightedPrior", "load_cifar10",
+    "load_cifar10_sample", "load_cifar10_test", "load_model", "make_prior", "make_scorer",
+    "to_float",
 ]
 
 

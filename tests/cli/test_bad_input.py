@@ -141,7 +141,7 @@ def test_any_long_message_is_cut_and_loses_its_escape_codes(cat_png, tmp_path, m
     def loud(*args, **kwargs):
         raise DataError("\x1b[1mbold\x1b[0m start " + "word " * 2000)
 
-    monkeypatch.setattr("pixelprior.cli.attack.load_model", loud)
+    monkeypatch.setattr("pixelprior.models.load_model", loud)
     line = clean_error(invoke("attack", cat_png, "--out", tmp_path / "o"), 1, "bold start")
     assert "\x1b" not in line and len(line) < 800
     assert "more characters; --debug shows the whole message" in line
@@ -281,11 +281,11 @@ def test_the_oracle_figure_of_a_file_is_titled_by_its_name(cat_png, tmp_path, mo
 def test_a_scan_says_its_cost_and_warns_before_it_starts(cat_png, tmp_path, monkeypatch):
     started = []
 
-    def load_model(*args, **kwargs):
+    def run_scan(*args, **kwargs):
         started.append(True)
         raise RuntimeError("stopped here by the test")
 
-    monkeypatch.setattr("pixelprior.cli.scans.load_model", load_model)
+    monkeypatch.setattr("pixelprior.cli.scans.run_scan", run_scan)
     result = invoke("susceptibility", cat_png, "--levels", "100", "--out", tmp_path / "s")
     said = " ".join(result.output.split())
     assert started and said.index("cost:") < said.index("stopped here")

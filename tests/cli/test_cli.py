@@ -191,7 +191,7 @@ def test_an_internal_error_says_so_and_points_at_debug(cat_png, monkeypatch):
     def broken(*args, **kwargs):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr("pixelprior.cli.attack.load_model", broken)
+    monkeypatch.setattr("pixelprior.models.load_model", broken)
     result = invoke("attack", cat_png)
     clean_error(result, 1, "internal error (IndexError")
     assert "--debug" in result.output

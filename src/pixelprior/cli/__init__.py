@@ -1,4 +1,4 @@
-"""The command line: ``pixelprior attack|explain|reproduce|report|susceptibility|...``.
+"""The command line: ``pixelprior run|attack|explain|reproduce|report|susceptibility|...``.
 
 One module per group of commands, each a thin shell over library calls; every user
 error ends in one line and an exit code (2 usage, 1 runtime, 130/143 interrupted), with
@@ -26,7 +26,7 @@ if _is_the_command_line():
 
     _install()
 
-from . import attack, runs, scans, setup  # noqa: E402, F401  (registers the commands)
+from . import attack, run, runs, scans, setup  # noqa: E402, F401  (registers the commands)
 from ._app import app  # noqa: E402
 
 __all__ = ["app"]

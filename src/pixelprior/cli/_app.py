@@ -52,7 +52,18 @@ MAX_MESSAGE = 600  # characters of an error line; the rest behind --debug
 ENGINE_HELP = ("How candidates are scored: " + "; ".join(
     f"{name} ({SCORERS.entry(name).help})" for name in SCORERS) + ".")
 DEVICE_HELP = "auto (CUDA when present) | cpu | cuda | cuda:N"
-MODEL_HELP = f"Registered model: {', '.join(sorted(MODELS))}."
+MODEL_HELP = (f"A registered model ({', '.join(sorted(MODELS))}), a TorchScript (.pt) or "
+              "ONNX (.onnx) file, module:callable or file.py:callable (with --weights for "
+              "a state dict), or a pickled nn.Module (with --allow-pickle).")
+CLASSES_OPTION = typer.Option(None, "--classes", help="Class names of your model: a file "
+                              "(one per line, or JSON) or a,b,c.")
+MEAN_OPTION = typer.Option(None, "--mean", help="Per-channel mean (0.485,0.456,0.406): the "
+                           "model is wrapped to take images in [0, 1] (with --std).")
+STD_OPTION = typer.Option(None, "--std", help="Per-channel standard deviation (with --mean).")
+INPUT_SIZE_OPTION = typer.Option(None, "--input-size", help="Side of the model's square "
+                                 "input, for models that do not declare it.")
+PICKLE_OPTION = typer.Option(False, "--allow-pickle", help="Load a pickled nn.Module "
+                             "(unpickling runs code from the file).")
 ORACLE_HELP = ("Folder of a `pixelprior susceptibility` scan of these images, for the "
                "oracle modes and the vulnerable selection.")
 CONFIG_HELP = ("TOML/JSON config: any ExperimentConfig field. Options given on the command "
@@ -267,12 +278,41 @@ def device(name: str) -> str:
     return resolve_device(name)
 
 
-def load_image(path: Path, size: int, resize: bool, coordinates: bool = False):
+def parse_floats(value: str | None, name: str) -> list[float] | None:
+    """``0.5,0.5,0.5`` → floats (a usage error otherwise)."""
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"{name} takes comma-separated numbers (0.485,0.456,0.406), got {value!r}")
+    return None
+
+
+def open_model(model: str, weights: Path | None = None, classes: str | None = None,
+               mean: str | None = None, std: str | None = None,
+               input_size: int | None = None, allow_pickle: bool = False,
+               device: str = "cpu"):
+    """``(net, input size)`` for a command: a registered model as it always loaded; any
+    other spec through :func:`~pixelprior.models.load_model_spec`, its notes printed."""
+    from ..models import load_model, load_model_spec, model_spec
+
+    if model in MODELS and not (classes or mean or std or input_size):
+        return load_model(model, weights, device=device), model_spec(model).input_size
+    loaded = load_model_spec(model, weights=weights, classes=classes,
+                             mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+                             input_size=input_size, allow_pickle=allow_pickle, device=device)
+    for note in loaded.notes:
+        console.print(f"note: {note}")
+    return loaded.model, loaded.input_size
+
+
+def load_image(path: Path, size, resize: bool, coordinates: bool = False):
     """A user's image file fitted to the model, saying what was done to it.
 
     Args:
         path: the image file.
-        size: the model's input side.
+        size: the model's input side, ``(height, width)``, or ``None`` (any size).
         resize: resize an image of another size (else refuse it).
         coordinates: the command gives pixel coordinates (said in the resize note).
     """
@@ -286,18 +326,19 @@ def load_image(path: Path, size: int, resize: bool, coordinates: bool = False):
                       "multi-page file); only the first frame is used")
     for note in image.notes:
         console.print(f"note: {path.name}: {note}")
+    side = f"{size}×{size}" if isinstance(size, int) else (
+        f"{size[1]}×{size[0]}" if size else "")
     try:
         tensor, fitted = fit_image(image, size, resize)
     except SizeMismatchError:
-        _fail(f"the image is {image.size[0]}×{image.size[1]} and the model takes "
-              f"{size}×{size}; drop --no-resize to resize it, or give an image of "
-              f"{size}×{size}")
+        _fail(f"the image is {image.size[0]}×{image.size[1]} and the model takes {side}; "
+              f"drop --no-resize to resize it, or give an image of {side}")
     if fitted is not None:
         where = ("pixel coordinates are given in both frames (the model's pixel and the box "
                  "of file pixels it covers)" if coordinates else
-                 f"what is written is of the {size}×{size} image")
+                 f"what is written is of the {side} image")
         console.print(f"note: {path.name} resized from {fitted.original[0]}×"
-                      f"{fitted.original[1]} to the model's {size}×{size} (bilinear); {where}")
+                      f"{fitted.original[1]} to the model's {side} (bilinear); {where}")
     return tensor, fitted, image
 
 

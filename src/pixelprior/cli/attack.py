@@ -11,12 +11,16 @@ import typer
 from .._io import write_json_atomic
 from ..experiment import ExperimentConfig, build_attack, parse_mode
 from ..maps import METHODS, make_sensitivity
-from ..models import load_model, model_spec
 from ..priors import check_tau
 from ._app import (
+    CLASSES_OPTION,
     DEVICE_HELP,
     ENGINE_HELP,
+    INPUT_SIZE_OPTION,
+    MEAN_OPTION,
     MODEL_HELP,
+    PICKLE_OPTION,
+    STD_OPTION,
     _fail,
     app,
     check_out,
@@ -25,6 +29,7 @@ from ._app import (
     finishing,
     label_of,
     load_image,
+    open_model,
     predict_label,
     write_image,
 )
@@ -37,6 +42,11 @@ def attack(
                                       "PIL reads)."),
     model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, help="Weights file."),
+    classes: str | None = CLASSES_OPTION,
+    mean: str | None = MEAN_OPTION,
+    std: str | None = STD_OPTION,
+    input_size: int | None = INPUT_SIZE_OPTION,
+    allow_pickle: bool = PICKLE_OPTION,
     label: str | None = typer.Option(None, help="True class, index or name (default: the "
                                      "model's prediction)."),
     target: str | None = typer.Option(None, help="Target class (a targeted attack)."),
@@ -44,8 +54,9 @@ def attack(
                                      "paper's constrained mode)."),
     tau: float | None = typer.Option(None, help="Threshold of S (with --constrained; "
                                      "default 0.5)."),
-    mode: str | None = typer.Option(None, help="Any experiment mode instead: e.g. "
-                                    "weighted, scan, scan:smoothgrad, scan:occlusion."),
+    mode: str | None = typer.Option(None, help="Any experiment mode instead: e.g. fast "
+                                    "(corners, fooled or certified), weighted, scan, "
+                                    "scan:smoothgrad, random_search."),
     oracle: Path | None = typer.Option(None, help="Folder of a `pixelprior susceptibility` "
                                        "scan of this image, for --mode oracle / scan:oracle."),
     popsize: int | None = typer.Option(None, help="DE population [400]."),
@@ -77,9 +88,9 @@ def attack(
         tau=tau, engine=engine, device=device, model=model,
         weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
     check_out(out)
-    net = load_model(model, weights, device=device)
-    image, fitted, read = load_image(image_file, model_spec(model).input_size, not no_resize,
-                                     coordinates=True)
+    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle,
+                           device)
+    image, fitted, read = load_image(image_file, side, not no_resize, coordinates=True)
     names = net.class_names
     predicted = predict_label(net, image, device)
     true = label_of(label, names, "true") if label is not None else predicted
@@ -202,6 +213,11 @@ def explain(
     image_file: Path = typer.Argument(..., help="Image file."),
     model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, help="Weights file."),
+    classes: str | None = CLASSES_OPTION,
+    mean: str | None = MEAN_OPTION,
+    std: str | None = STD_OPTION,
+    input_size: int | None = INPUT_SIZE_OPTION,
+    allow_pickle: bool = PICKLE_OPTION,
     label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
     method: str = typer.Option("smoothgrad", help=METHODS.help_text()),
     tau: float = typer.Option(0.5, help="Threshold of S."),
@@ -214,9 +230,9 @@ def explain(
     check_tau(tau)
     check_weights(weights)
     check_out(out)
-    net = load_model(model, weights)
+    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle)
     sensitivity = make_sensitivity(method, net)
-    image, fitted, _ = load_image(image_file, model_spec(model).input_size, not no_resize)
+    image, fitted, _ = load_image(image_file, side, not no_resize)
     true = (label_of(label, net.class_names, "explained") if label is not None
             else predict_label(net, image, "cpu"))
     smap = sensitivity(image, torch.tensor([true]))[0]

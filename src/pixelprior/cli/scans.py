@@ -9,16 +9,21 @@ import torch
 import typer
 
 from .._io import Interrupted, Interrupts
-from ..data import load_cifar10, to_float
+from ..data import dataset_for, load_cifar10, load_image_source, to_float
 from ..experiment import correctly_classified, run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
-from ..models import load_model, model_spec
+from ..models import MODELS
 from ..search import colour_grid
 from ._app import (
     BEFORE_RUN,
+    CLASSES_OPTION,
     DEVICE_HELP,
     ENGINE_HELP,
+    INPUT_SIZE_OPTION,
+    MEAN_OPTION,
     MODEL_HELP,
+    PICKLE_OPTION,
+    STD_OPTION,
     _fail,
     app,
     check_out,
@@ -27,6 +32,7 @@ from ._app import (
     load_image,
     num,
     on_interrupt,
+    open_model,
     predict_label,
     print_table,
     table,
@@ -36,7 +42,9 @@ from ._app import device as pick_device
 
 @app.command()
 def susceptibility(
-    target: str = typer.Argument(..., help="'cifar10' (dataset images) or an image file."),
+    target: str = typer.Argument(..., help="'cifar10' (dataset images), an image file, or "
+                                 "a data spec: an image folder, an .npz or a CSV of "
+                                 "path,label."),
     out: Path = typer.Option(..., help="Output folder: maps.npz, summary.json, PNGs."),
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
@@ -46,8 +54,16 @@ def susceptibility(
     levels: int = typer.Option(3, help="Colours per channel (3: 27 colours)."),
     corners: bool = typer.Option(False, help="Only the 8 corners of the colour cube "
                                  "(the same as --levels 2)."),
+    fast: bool = typer.Option(False, "--fast", help="The fast answer instead of the full "
+                              "map: the corners in the gradient's order, per image the first "
+                              "success or a certificate on the corner grid (fast.json)."),
     model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
     weights: Path | None = typer.Option(None, help="Weights file."),
+    classes: str | None = CLASSES_OPTION,
+    mean: str | None = MEAN_OPTION,
+    std: str | None = STD_OPTION,
+    input_size: int | None = INPUT_SIZE_OPTION,
+    allow_pickle: bool = PICKLE_OPTION,
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     batch_images: int = typer.Option(10, help="Images scanned together."),
@@ -67,25 +83,36 @@ def susceptibility(
     check_weights(weights)
     check_out(out)
     check_scan_folder(out)
-    side = model_spec(model).input_size
-    count = images if target == "cifar10" else 1
-    for line in cost_lines([(count * side * side * levels ** 3, "scan")], model, device,
-                           f"{count} image(s) × {side * side:,} positions × {levels ** 3:,} "
-                           f"colours ({levels} levels per channel)", exact=True,
-                           advice="lower --levels (3: 27 colours) or --images"):
-        console.print(line)
-    net = load_model(model, weights, device=device)
+    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle,
+                           device)
+    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
     if target == "cifar10":
         batch, labels, indices, shown = _scan_images(net, source, data, images, first_index,
                                                      device)
         names = None
-    else:
+    elif is_file:
         batch, _, _ = load_image(Path(target), side, not no_resize)
         labels = torch.tensor([predict_label(net, batch, device)])
         indices, shown, names = [-1], None, [Path(target).name]
+    else:
+        batch, labels, indices, shown = _spec_images(net, target, side, images, first_index,
+                                                     classes, device)
+        names = None
+    if fast:
+        _fast_answers(out, net, batch, labels, indices, device)
+        return
+    positions = batch.shape[-2] * batch.shape[-1]
+    for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")], model, device,
+                           f"{len(labels)} image(s) × {positions:,} positions × "
+                           f"{levels ** 3:,} colours ({levels} levels per channel)",
+                           exact=True, advice="lower --levels (3: 27 colours) or --images"):
+        console.print(line)
     info = {"model": model, "weights": str(weights) if weights else None, "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
-            "device": device}
+            "device": device, "dataset": None if target == "cifar10" or is_file else (
+                dataset_for(target)[0]),
+            **({"classes": classes, "mean": mean, "std": std, "input_size": input_size}
+               if model not in MODELS else {})}
     with Interrupts() as interrupts:
         try:
             maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
@@ -163,6 +190,48 @@ def evaluate_maps_cmd(
     print_table(shown)
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
+
+
+def _spec_images(net, spec: str, side, count: int, first_index: int, classes, device):
+    """The first ``count`` correctly classified images (from ``first_index``) of a data
+    spec (an image folder, an .npz, a CSV)."""
+    dataset, notes = load_image_source(spec, size=side, classes=classes)
+    for note in notes:
+        console.print(f"note: {note}")
+    subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
+    pick = correctly_classified(net, subset, count, device)
+    if len(pick) == 0:
+        _fail(f"the model classifies none of the images of {spec} from {first_index} on "
+              "correctly: nothing to scan")
+    if len(pick) < count:
+        console.print(f"note: {len(pick)} correctly classified images in {spec} (asked for "
+                      f"{count}); scanning those")
+    return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
+            subset.images[pick])
+
+
+def _fast_answers(out: Path, net, batch, labels, indices, device: str) -> None:
+    """``--fast``: the fast mode on each image; per image fooled (with the pixel and its
+    queries) or certified on the corner grid, into ``out/fast.json``."""
+    from .._io import write_json_atomic
+    from ..search import FastAttack
+
+    images = to_float(batch) if batch.dtype == torch.uint8 else batch
+    attack = FastAttack(net, batch_invariant=True)
+    rows = []
+    for start in range(0, len(labels), 10):
+        output = attack(images[start:start + 10].to(device), labels[start:start + 10].to(device))
+        for index, result in zip(indices[start:start + 10], output.results, strict=True):
+            rows.append({"image_index": index, **result.to_row()})
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "fast.json", {"model_queries": sum(r["queries"] for r in rows),
+                                          "images": rows})
+    fooled = sum(r["success"] for r in rows)
+    certified = sum(bool(r["corner_certified"]) and not r["success"] for r in rows)
+    console.print(f"{fooled} of {len(rows)} images fooled by one pixel, {certified} certified "
+                  f"on the corner grid (no corner colour at any position changes the label), "
+                  f"{len(rows) - fooled - certified} neither; "
+                  f"{sum(r['queries'] for r in rows):,} queries; written to {out / 'fast.json'}")
 
 
 def _scan_images(net, source, data, count, first_index, device):

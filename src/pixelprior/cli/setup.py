@@ -8,12 +8,18 @@ from pathlib import Path
 import torch
 import typer
 
-from ..data import load_cifar10
+from ..data import dataset_for, load_cifar10
 from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_standin
-from ..models import SqueezeNet, load_model
+from ..experiment import ExperimentConfig, describe_inputs
+from ..models import SqueezeNet
 from ..models.train import TrainConfig, evaluate, train_cifar10
 from ._app import (
+    CLASSES_OPTION,
+    INPUT_SIZE_OPTION,
+    MEAN_OPTION,
     MODEL_HELP,
+    PICKLE_OPTION,
+    STD_OPTION,
     _fail,
     check_out,
     check_weights,
@@ -21,6 +27,8 @@ from ._app import (
     data_app,
     eval_app,
     on_interrupt,
+    open_model,
+    parse_floats,
     train_app,
 )
 
@@ -62,11 +70,37 @@ def eval_cifar10_cmd(
     if source not in ("full", "sample"):
         _fail(f"--source must be full or sample, got {source!r}")
     check_weights(weights)
-    net = load_model(model, weights)
+    net, _ = open_model(model, weights)
     dataset = load_cifar10(source, data, download=source == "full")
     accuracy = evaluate(net, dataset)
     console.print(f"{model}: top-1 {accuracy:.4f} on {len(dataset)} exact CIFAR-10 test "
                   f"images ({dataset.source})")
+
+
+@eval_app.command("data")
+def eval_data_cmd(
+    data: str = typer.Argument(..., help="cifar10, nips17:DIR, an image folder "
+                               "(root/<class>/*.png|jpg), an .npz or a CSV of path,label."),
+    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
+    weights: Path | None = typer.Option(None, help="Weights file."),
+    classes: str | None = CLASSES_OPTION,
+    mean: str | None = MEAN_OPTION,
+    std: str | None = STD_OPTION,
+    input_size: int | None = INPUT_SIZE_OPTION,
+    allow_pickle: bool = PICKLE_OPTION,
+    source: str = typer.Option("full", help="cifar10: full | sample."),
+) -> None:
+    """What a model is and how accurate it is on an image set (any model and data spec):
+    what was loaded and assumed, what loading did to the images, the top-1 accuracy."""
+    check_weights(weights)
+    dataset, path = dataset_for(data)
+    config = ExperimentConfig.build(overrides=dict(
+        model=model, weights=str(weights) if weights else None, classes=classes,
+        mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
+        input_size=input_size, allow_pickle=allow_pickle, dataset=dataset, data=path,
+        source=source, device="cpu"))
+    for line in describe_inputs(config):
+        console.print(line)
 
 
 @data_app.command("nips17")

@@ -120,22 +120,23 @@ class Resize:
         return x0, y0, min(x1, self.original[0] - 1), min(y1, self.original[1] - 1)
 
 
-def fit_image(image: ImageFile, size: int, resize: bool = True
+def fit_image(image: ImageFile, size: int | tuple[int, int] | None, resize: bool = True
               ) -> tuple[torch.Tensor, Resize | None]:
-    """``image`` as float ``[1, 3, size, size]`` in [0, 1] for a model taking ``size`` ×
-    ``size`` inputs: resized (bilinear, antialiased) when its size differs, unless
-    ``resize=False``, which refuses a mismatched size."""
+    """``image`` as float ``[1, 3, H, W]`` in [0, 1] for a model taking ``size`` (a side,
+    ``(height, width)``, or ``None``: any size, the image's own): resized (bilinear,
+    antialiased) when its size differs, unless ``resize=False``, which refuses it."""
     from PIL import Image
 
     pixels, fitted = image.pixels, None
-    if image.size != (size, size):
+    height, width = (size, size) if isinstance(size, int) else (size or image.size[::-1])
+    if image.size != (width, height):
         if not resize:
             raise SizeMismatchError(f"the image is {image.size[0]}×{image.size[1]} and the "
-                                    f"model takes {size}×{size}; resize it (resize=True), or "
-                                    f"give an image of {size}×{size}")
-        pixels = np.asarray(Image.fromarray(pixels).resize((size, size),
+                                    f"model takes {width}×{height}; resize it (resize=True), "
+                                    f"or give an image of {width}×{height}")
+        pixels = np.asarray(Image.fromarray(pixels).resize((width, height),
                                                            Image.Resampling.BILINEAR))
-        fitted = Resize(image.size, (size, size))
+        fitted = Resize(image.size, (width, height))
     array = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     return torch.from_numpy(array)[None].float() / 255.0, fitted
 

@@ -42,10 +42,11 @@ from .scans import run_scan
 from .worker import MAPS_DIR, GroupWorker, load_maps, maps_path, save_maps
 
 __all__ = [
-    "DE_MODES", "MAPS_DIR", "RESULTS", "ROW_KEY", "SCAN_ORDERS", "SENSITIVITIES",
-    "ConfigError", "ConfigMismatchError", "ExperimentConfig", "ExperimentRunner",
-    "GroupWorker", "SelectionError", "build_attack", "build_model", "correctly_classified",
-    "describe_inputs", "device_problem", "environment", "input_size", "load_model_of", "load_dataset", "load_maps", "maps_path", "modes_help",
+    "ConfigError", "ConfigMismatchError", "DE_MODES", "ExperimentConfig",
+    "ExperimentRunner", "GroupWorker", "MAPS_DIR", "RESULTS", "ROW_KEY", "SCAN_ORDERS",
+    "SENSITIVITIES", "SelectionError", "build_attack", "build_model",
+    "correctly_classified", "describe_inputs", "device_problem", "environment",
+    "input_size", "load_dataset", "load_maps", "load_model_of", "maps_path", "modes_help",
     "package_version", "parse_mode", "read_config_file", "read_results", "resolve_device",
     "run_scan", "save_maps", "scanned_positions", "select_images",
 ]

@@ -87,7 +87,7 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
     if int(dataset.labels.max()) >= loaded.num_classes:
         raise ConfigError(f"the data has label {int(dataset.labels.max())}, but the model "
                           f"has classes 0..{loaded.num_classes - 1}")
-    predicted = predict_labels(loaded, to_float(dataset.images), device)
+    predicted = predict_labels(loaded, dataset, device)
     accuracy = float((predicted == dataset.labels).float().mean())
     lines.append(f"accuracy of the model on the {len(dataset)} images given: {accuracy:.1%}"
                  f" ({dataset.source})")

@@ -28,8 +28,9 @@ from .registry import METHOD_OPTIONS, METHODS, make_sensitivity, method_options
 from .smoothgrad import SmoothGrad
 
 __all__ = [
-    "METHODS", "METHOD_OPTIONS", "NORMALIZATIONS", "REDUCTIONS", "SCORES", "SHARED_OPTIONS",
-    "CaptumSensitivity", "GradCAM", "InputXGradient", "IntegratedGradients", "Occlusion", "SensitivityMethod",
-    "SmoothGrad", "VanillaGradient", "check_images", "class_scores", "make_sensitivity",
-    "method_options", "normalize_maps", "reduce_channels",
+    "CaptumSensitivity", "GradCAM", "InputXGradient", "IntegratedGradients", "METHODS",
+    "METHOD_OPTIONS", "NORMALIZATIONS", "Occlusion", "REDUCTIONS", "SCORES",
+    "SHARED_OPTIONS", "SensitivityMethod", "SmoothGrad", "VanillaGradient", "check_images",
+    "class_scores", "make_sensitivity", "method_options", "normalize_maps",
+    "reduce_channels",
 ]

@@ -29,10 +29,17 @@ import torch
 from .._format import number
 from .._io import check_writable_dir, dumps, save_npz_atomic, write_text_atomic
 from .._streams import image_key, pixel_keys, stream
-from ..data import SusceptibilityMaps, fit_image, load_cifar10, read_image_file, to_float
+from ..data import (
+    SusceptibilityMaps,
+    fit_image,
+    load_cifar10,
+    load_image_source,
+    read_image_file,
+    to_float,
+)
 from ..maps import METHODS as MAP_METHODS
 from ..maps import make_sensitivity
-from ..models import load_model, model_spec
+from ..models import MODELS, load_model, load_model_spec, model_spec
 from ..priors import check_tau
 from ..search import rank_positions
 from .figures import maps_compared_figure, ranked_scans_figure, roc_figure
@@ -208,14 +215,36 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None
                                download=info.get("source") == "full")
         positions = [dataset.position_of(int(i)) for i in scan.image_indices]
         images = to_float(dataset.images[positions])
+    elif info.get("dataset") in ("folder", "npz", "csv"):
+        dataset, _ = load_image_source(info["target"], size=_input_size(info),
+                                       classes=info.get("classes"))
+        positions = [dataset.position_of(int(i)) for i in scan.image_indices]
+        images = to_float(dataset.images[positions])
     else:
-        size = model_spec(info["model"]).input_size
-        images, _ = fit_image(read_image_file(info["target"]), size)
+        images, _ = fit_image(read_image_file(info["target"]), _input_size(info))
     if pixel_keys(images) != scan.image_keys.tolist():
         raise ValueError(f"the images of {scan.source} differ from those reloaded from "
                          f"{info.get('target')}; evaluate on the machine and data it was "
                          "made from")
     return images, torch.from_numpy(scan.labels)
+
+
+def _input_size(info: dict):
+    """The input size of the scan's model (registered, or loaded from its spec)."""
+    if info["model"] in MODELS:
+        return model_spec(info["model"]).input_size
+    return _scan_model(info, "cpu").input_size
+
+
+def _scan_model(info: dict, device: str):
+    return load_model_spec(info["model"], weights=info.get("weights"),
+                           classes=info.get("classes"), mean=_floats(info.get("mean")),
+                           std=_floats(info.get("std")), input_size=info.get("input_size"),
+                           device=device)
+
+
+def _floats(value):
+    return [float(v) for v in value.split(",")] if isinstance(value, str) else value
 
 
 def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Path | None = None,
@@ -240,7 +269,8 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}
     images, labels = scan_images(scan, data)
-    model = load_model(scan.info["model"], scan.info.get("weights"), device=device)
+    model = (load_model(scan.info["model"], scan.info.get("weights"), device=device)
+             if scan.info["model"] in MODELS else _scan_model(scan.info, device).model)
     rows_of = list(range(len(scan.labels)))
     maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
                                 rows_of, settings) for method in methods}

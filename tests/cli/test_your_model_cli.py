@@ -1,0 +1,150 @@
+"""Every command on a user's own model and images: TorchScript and ONNX exports of
+small networks of other architectures, an ImageFolder and an .npz of the bundled images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+from pixelprior.cli import app
+from pixelprior.data import load_cifar10_sample
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+class ResNetish(nn.Module):
+    """Stem, a residual block with BatchNorm, a strided conv, global pooling, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.down = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x - 0.5))
+        x = torch.relu(x + self.bn(self.conv(x)))
+        return self.head(torch.relu(self.down(x)).mean((2, 3)))
+
+
+class MobileNetish(nn.Module):
+    """Depthwise and pointwise convolutions, hardswish, an inverted residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pointwise = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = nn.functional.hardswish(self.stem(x))
+        x = x + self.pointwise(nn.functional.relu6(self.depthwise(x)))
+        return self.head(x.mean((2, 3)))
+
+
+class VGGish(nn.Module):
+    """BatchNorm after ReLU and a ReLU on the logits (as some published nets have)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                                      nn.BatchNorm2d(8), nn.MaxPool2d(2),
+                                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return torch.relu(self.head(self.features(x).mean((2, 3))))
+
+
+@pytest.fixture(scope="module", params=[ResNetish, MobileNetish, VGGish])
+def user(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param.__name__)
+    torch.manual_seed(0)
+    model = request.param().eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_var.data.uniform_(0.5, 1.5)
+    torch.jit.trace(model, torch.rand(1, 3, 32, 32)).save(str(root / "model.pt"))
+    torch.onnx.export(model, torch.rand(1, 3, 32, 32), str(root / "model.onnx"),
+                      input_names=["images"], dynamic_axes={"images": {0: "batch"}},
+                      dynamo=False, opset_version=17)
+    data = load_cifar10_sample()
+    images = data.images[:6]
+    with torch.inference_mode():
+        labels = model(images.float() / 255).argmax(1)  # the model is right on every image
+    for n, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / "folder" / f"c{int(label)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{n}.png")
+    np.savez(root / "images.npz", images=images.numpy(), labels=labels.numpy())
+    (root / "classes.txt").write_text("\n".join(f"c{k}" for k in range(10)) + "\n")
+    Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(root / "one.png")
+    return root
+
+
+def test_run_report_and_eval_on_a_torchscript_model_and_an_image_folder(user, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("popsize = 20\nmaxiter = 2\nselection = \"first\"\n")
+    result = invoke("run", "--model", user / "model.pt", "--data", user / "folder",
+                    "--classes", user / "classes.txt", "--modes", "fast,unconstrained",
+                    "--images", 3, "--seeds", "0,", "--config", config,
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "torchscript" in result.output and "accuracy of the model on the 6 images" in \
+        result.output
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").open()]
+    assert len(rows) == 6 and {r["mode"] for r in rows} == {"fast", "unconstrained"}
+    assert (tmp_path / "run" / "report.md").is_file()
+    again = invoke("report", tmp_path / "run")
+    assert again.exit_code == 0, again.output
+    evaluated = invoke("eval", "data", user / "images.npz", "--model", user / "model.pt",
+                       "--classes", user / "classes.txt")
+    assert evaluated.exit_code == 0 and "accuracy of the model on the 6 images given: " \
+        "100.0%" in evaluated.output, evaluated.output
+
+
+@pytest.mark.parametrize("file", ["model.pt", "model.onnx"])
+def test_attack_and_explain_a_user_model(user, tmp_path, file):
+    result = invoke("attack", user / "one.png", "--model", user / file, "--mode", "fast",
+                    "--classes", user / "classes.txt", "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "a" / "one-result.json").read_text())
+    assert row["decided_by"] in ("corners", "certificate")
+    method = "occlusion" if file.endswith(".onnx") else "gradient"
+    explained = invoke("explain", user / "one.png", "--model", user / file, "--method",
+                       method, "--out", tmp_path / "e")
+    assert explained.exit_code == 0, explained.output
+
+
+def test_susceptibility_and_map_evaluation_of_user_images(user, tmp_path):
+    scanned = invoke("susceptibility", user / "folder", "--model", user / "model.pt",
+                     "--classes", user / "classes.txt", "--corners", "--images", 2,
+                     "--out", tmp_path / "s")
+    assert scanned.exit_code == 0, scanned.output
+    evaluated = invoke("evaluate-maps", tmp_path / "s", "--methods", "gradient,random")
+    assert evaluated.exit_code == 0, evaluated.output
+    fast = invoke("susceptibility", user / "images.npz", "--model", user / "model.pt",
+                  "--fast", "--images", 3, "--out", tmp_path / "f")
+    assert fast.exit_code == 0, fast.output
+    answers = json.loads((tmp_path / "f" / "fast.json").read_text())["images"]
+    assert len(answers) == 3 and all(a["decided_by"] in ("corners", "certificate")
+                                     for a in answers)
+
+
+def test_a_model_whose_classes_do_not_fit_the_data_is_one_clear_line(user, tmp_path):
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    result = invoke("run", "--model", user / "model.pt", "--data", user / "folder",
+                    "--classes", tmp_path / "three.txt", "--out", tmp_path / "r")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert result.output.count("error:") == 1 and "3" in result.output
