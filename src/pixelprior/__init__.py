@@ -34,21 +34,13 @@ _HOMES = {
     "FullPassScorer": "scoring", "IncrementalScorer": "scoring", "Scorer": "scoring",
     "make_scorer": "scoring",
     "AttackOutput": "search", "AttackResult": "search", "DifferentialEvolution": "search",
-    "EvolutionConfig": "search", "OnePixelAttack": "search", "PixelChange": "search",
+    "EvolutionConfig": "search", "FastAttack": "search", "OnePixelAttack": "search",
+    "PixelChange": "search", "InputXGradient": "maps", "load_model_spec": "models",
     "RandomSearchAttack": "search", "RankedScanAttack": "search",
     "SusceptibilityScan": "search",
 }
 
-__all__ = [
-    "AttackOutput", "AttackResult", "CaptumSensitivity", "DifferentialEvolution",
-    "EvolutionConfig", "ExperimentConfig", "FullPassScorer", "GradCAM", "IncrementalScorer",
-    "IntegratedGradients", "Occlusion", "OnePixelAttack", "OraclePrior", "PixelChange",
-    "RandomSearchAttack", "RandomSetPrior", "RankedScanAttack", "Scorer", "SmoothGrad",
-    "SusceptibilityMaps", "SusceptibilityScan", "SusceptibleSetPrior", "TopKPrior",
-    "UniformPrior", "VanillaGradient", "WeightedPrior", "load_cifar10",
-    "load_cifar10_sample", "load_cifar10_test", "load_model", "make_prior", "make_scorer",
-    "to_float",
-]
+__all__ = sorted(_HOMES)  # the one list of public names
 
 
 def __getattr__(name: str):
@@ -77,12 +69,13 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
     from .maps import (  # noqa: F401
         CaptumSensitivity,
         GradCAM,
+        InputXGradient,
         IntegratedGradients,
         Occlusion,
         SmoothGrad,
         VanillaGradient,
     )
-    from .models import load_model  # noqa: F401
+    from .models import load_model, load_model_spec  # noqa: F401
     from .priors import (  # noqa: F401
         OraclePrior,
         RandomSetPrior,
@@ -98,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the names as plain imports
         AttackResult,
         DifferentialEvolution,
         EvolutionConfig,
+        FastAttack,
         OnePixelAttack,
         PixelChange,
         RandomSearchAttack,

@@ -200,6 +200,7 @@ def test_one_channel_model_is_probed(tmp_path):
 
 # ----------------------------------------------------------------------------- ONNX
 def test_onnx_queries_ort_and_gradients_through_a_pytorch_copy(tmp_path):
+    pytest.importorskip("onnx2torch")  # optional: pip install --no-deps onnx2torch
     net = AnySizeNet().eval()
     path = export_onnx(net, tmp_path / "net.onnx", images(1))
     loaded = load_model_spec(path)

@@ -62,8 +62,6 @@ def scores_agree(reference: torch.Tensor, candidate: torch.Tensor,
 def inference_model(model: nn.Module, example: torch.Tensor, atol: float = 1e-3) -> nn.Module:
     """A faster copy of ``model`` for black-box queries: BatchNorm folded, channels-last.
 
-    About 2.6× the plain model's images/s on 2 CPU cores for the CIFAR-10 SqueezeNet
-    (``python benchmarks/inference_variants.py``).
     The copy is checked against the original on ``example`` (scores within ``atol``, the
     same labels); if it disagrees, or cannot be built, the original is returned.
     """

@@ -67,11 +67,18 @@ def _circle(ax, x: int, y: int, size: int) -> None:
                             linewidth=1))
 
 
-def _class_names(config: ExperimentConfig):
+def class_names_of(config: ExperimentConfig):
+    """The class names of the run's model (registered models; others: ``--classes`` when
+    given as a list, else ``None``: indices are shown)."""
     try:
         return model_spec(config.model).class_names()
-    except Exception:  # an unknown model: indices instead of names
+    except Exception:  # a model spec: its own names, or indices
+        if config.classes and "," in config.classes:
+            return tuple(name.strip() for name in config.classes.split(","))
         return None
+
+
+_class_names = class_names_of
 
 
 def _name(names, label: int) -> str:

@@ -72,8 +72,9 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
              "Each image is **fooled** (a verified one-pixel adversarial), **certified** on "
              "the corner grid (no corner of the colour cube at any position changes the "
              "label; near ties re-scored by the model itself), or **neither** (the scan was "
-             "cut short). Robust accuracy against one pixel lies between the certified share "
-             "and 1 − fooled: a certificate covers the 8 corners, not every colour.", "",
+             "cut short). Robust accuracy against one pixel is at most 1 − fooled; the "
+             "certified share is the robust accuracy against one pixel set to a corner "
+             "colour (a certificate covers the 8 corners, not every colour).", "",
              "| mode | attacks | fooled | certified | neither | queries to first success "
              "(mean / median) | mean queries | fooled off the corners |",
              "|---|---|---|---|---|---|---|---|"]

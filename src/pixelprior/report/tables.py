@@ -37,7 +37,13 @@ from .._format import number as _fmt
 from .._io import atomic_write, dumps, write_text_atomic
 from ..experiment import RESULTS, ExperimentConfig
 from ..experiment.runner import read_run
-from .figures import write_figures
+from .figures import class_names_of, write_figures
+from .robustness import (
+    has_certificates,
+    robustness_figure,
+    robustness_lines,
+    robustness_table,
+)
 from .stats import paired_comparison, paired_frame, t_interval
 
 
@@ -200,6 +206,8 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
         lines += _paired_lines(paired, config)
     if stats_.get("paper_accounting"):
         lines += _accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
+    if has_certificates(frame):
+        lines += robustness_lines(frame, class_names_of(config))
     if frame.attrs.get("already_misclassified"):
         lines += ["", f"{frame.attrs['already_misclassified']} (seed, mode, image) rows were "
                   "left out: the model already misclassified those images."]
@@ -312,6 +320,11 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     if stats_.get("paper_accounting"):
         _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
     write_text_atomic(directory / "summary.json", dumps(stats_, indent=2) + "\n")
+    if has_certificates(frame):
+        _write_csv(robustness_table(frame, by_class=True, class_names=class_names_of(config)),
+                   directory / "robustness.csv")
+        if figures:
+            robustness_figure(directory, frame)
     if exports:
         flat = frame.drop(columns=["pixels"]).copy()
         _write_csv(flat, directory / "results.csv")

@@ -1,13 +1,8 @@
-"""ONNX Runtime as a query engine for models the incremental engine does not know.
+"""ONNX Runtime as a query engine: full passes of an exported model on the CPU.
 
-A black-box attack spends nearly all its time in full forward passes (issue 7). For the
-bundled CIFAR-10 SqueezeNet, ONNX Runtime's CPU kernels run the (BatchNorm-folded) model
-at 1.3x the images/s of PyTorch's channels-last pass at 128 rows per call and 2.0x at
-400 (``python benchmarks/inference_variants.py``); inside the attack, where building the
-perturbed images shares the cores, 1.18x per query (``python benchmarks/peers.py``). The
-incremental engine is faster still where it applies, so the attack only uses this one
-when asked (``OnePixelAttack(engine="onnxruntime")``): the choice for other architectures
-on a CPU.
+Used only when asked (``engine="onnxruntime"``): for models the incremental engines do
+not cover, its CPU kernels can beat PyTorch's full pass (measured ratios in
+``benchmarks/RESULTS.md``).
 
 Optional dependency: ``pip install "pixelprior[onnx]"`` (``onnxruntime``, ``onnx``).
 """
