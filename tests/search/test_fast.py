@@ -167,3 +167,10 @@ def test_bad_settings_are_refused():
         FastAttack(model, refine="cmaes")
     with pytest.raises(ValueError, match="refine_queries"):
         FastAttack(model, refine="de", refine_queries=2)
+
+
+def test_an_image_already_misclassified_is_not_attacked_and_says_so():
+    out = FastAttack(Never().eval(), engine="full")(dark(1), torch.ones(1, dtype=torch.long))
+    result = out.results[0]
+    assert not result.clean_correct and result.queries == 0
+    assert result.steps["decided_by"] is None and result.steps["corner_certified"] is False

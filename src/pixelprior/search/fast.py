@@ -83,6 +83,13 @@ class FastAttack(Attack):
         self.refine_positions = int(refine_positions)
         self.max_positions = max_positions
 
+    def _empty_steps(self, count: int) -> dict:
+        """The record of images no search was needed for (already misclassified)."""
+        steps = super()._empty_steps(count)
+        steps["corner_certified"] = torch.zeros(count, dtype=torch.bool)
+        steps["decided_by"] = [None] * count
+        return steps
+
     @classmethod
     def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
                       **common) -> FastAttack:
