@@ -218,7 +218,8 @@ def test_a_failed_targeted_attack_says_the_target_was_not_reached(capsys):
     names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
              "truck")
     result = SimpleNamespace(success=False, adversarial_label=5, generations=3,
-                             positions_scanned=None, pixels=[SimpleNamespace(x=1, y=2)],
+                             positions_scanned=None, steps={"generations": 3},
+                             pixels=[SimpleNamespace(x=1, y=2)],
                              queries=64, true_probability=0.4, target_probability=0.01,
                              seconds=0.1)
     _print_attack(result, names, 3, 8, None, Path("o"))

@@ -180,8 +180,7 @@ def _frames(pixel, fitted) -> dict:
 
 
 def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
-    spent = (f"{result.positions_scanned} positions" if result.generations is None
-             else f"{result.generations} generations")
+    spent = _effort(result.steps)
     where = ", ".join(f"({p.x}, {p.y})" for p in result.pixels)
     if fitted is not None:
         boxes = [fitted.to_original(p.x, p.y) for p in result.pixels]
@@ -204,8 +203,23 @@ def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
     else:
         outcome = f"{names[true]} stays {names[true]}"
         probability = f"true-class probability {result.true_probability:.3f}"
+    if result.steps.get("corner_certified"):
+        console.print(f"[cyan]certified[/cyan] on the corner grid: no corner of the colour "
+                      f"cube at any of the {result.positions_scanned} positions changes "
+                      f"{names[true]} ({result.queries} queries; lowest {probability} at "
+                      f"{where}); written to {out}")
+        return
     console.print(f"[yellow]failed[/yellow]: {outcome} after {spent}, {result.queries} "
                   f"queries; best try {where} ({probability}); written to {out}")
+
+
+def _effort(steps: dict) -> str:
+    """A search's effort in words, from its own record (any search)."""
+    words = {"generations": "generations", "positions_scanned": "positions",
+             "iterations": "iterations"}
+    parts = [f"{steps[key]} {word}" for key, word in words.items()
+             if steps.get(key) is not None]
+    return ", ".join(parts) or "the search"
 
 
 @app.command()
