@@ -148,3 +148,17 @@ def test_a_model_whose_classes_do_not_fit_the_data_is_one_clear_line(user, tmp_p
                     "--classes", tmp_path / "three.txt", "--out", tmp_path / "r")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert result.output.count("error:") == 1 and "3" in result.output
+
+
+def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
+    from pixelprior.data import load_cifar10_sample
+
+    image = tmp_path / "cat.png"
+    Image.fromarray(load_cifar10_sample().images[3].permute(1, 2, 0).numpy()).save(image)
+    refused = invoke("attack", image, "--mode", "fast", "--popsize", 10, "--out",
+                     tmp_path / "a")
+    assert refused.exit_code == 2 and "--popsize set the differential evolution" in \
+        refused.output
+    taken = invoke("attack", image, "--mode", "random_search:constrained", "--tau", 0.3,
+                   "--out", tmp_path / "b")
+    assert taken.exit_code == 0, taken.output

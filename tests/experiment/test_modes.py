@@ -3,6 +3,8 @@ settings, the same way for the runner, the command line and the API."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pixelprior.experiment import ExperimentConfig
@@ -206,3 +208,11 @@ def test_build_attack_refuses_an_unknown_mode_with_the_help(tiny_net):
 def test_oracle_orders_need_a_scan(tiny_net):
     with pytest.raises(ValueError, match="the oracle order needs a susceptibility scan"):
         build_attack(config(), "scan:oracle", tiny_net, seed=0)
+
+
+@pytest.mark.parametrize("mode", ["scan:gradient", "random_search:constrained",
+                                  "fast:smoothgrad", "fast", "constrained", "random_set"])
+def test_saved_maps_folders_name_their_mode_back(mode):
+    from pixelprior.experiment.worker import _mode_of_folder, maps_path
+
+    assert _mode_of_folder(maps_path(Path("run"), 0, mode, 0).parent.name) == mode

@@ -11,7 +11,7 @@ import typer
 from .._io import write_json_atomic
 from ..experiment import ExperimentConfig, build_attack, parse_mode
 from ..maps import METHODS, make_sensitivity
-from ..priors import check_tau
+from ..priors import MODE_ALIASES, PRIORS, check_tau
 from ._app import (
     CLASSES_OPTION,
     DEVICE_HELP,
@@ -72,15 +72,19 @@ def attack(
     out: Path = typer.Option(Path("attack-out"), help="Output folder."),
 ) -> None:
     """Attack one image; write the adversarial PNG and a JSON result."""
-    if tau is not None and not constrained and mode not in ("constrained", "random_set"):
-        _fail("--tau sets the threshold of the susceptible set: use it with --constrained")
     if constrained and mode is not None and mode != "constrained":
         _fail(f"--constrained and --mode {mode} ask for two modes; give one")
     chosen = mode or ("constrained" if constrained else "unconstrained")
+    kind, argument = parse_mode(chosen)
+    prior = MODE_ALIASES.get(argument, argument)
+    if tau is not None and not (prior in PRIORS and "tau" in PRIORS.entry(prior).options):
+        _fail("--tau sets the threshold of the susceptible set: use it with --constrained "
+              "(or a mode that starts from S, e.g. random_search:constrained)")
     search = {"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy}
-    if parse_mode(chosen)[0] == "scan" and any(v is not None for v in search.values()):
+    if kind != "de" and any(v is not None for v in search.values()):
         given = ", ".join(k for k, v in search.items() if v is not None)
-        _fail(f"{given} set the differential evolution; mode {chosen} scans instead")
+        _fail(f"{given} set the differential evolution; mode {chosen} runs another search "
+              "(set its own budget in a run's config: query_budget, fast_refine_queries)")
     device = pick_device(device)
     check_weights(weights)
     config = ExperimentConfig.build(overrides=dict(

@@ -12,7 +12,6 @@ from .._io import Interrupted, Interrupts
 from ..data import dataset_for, load_cifar10, load_image_source, to_float
 from ..experiment import correctly_classified, run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
-from ..models import MODELS
 from ..search import colour_grid
 from ._app import (
     BEFORE_RUN,
@@ -99,7 +98,10 @@ def susceptibility(
                                                      classes, device)
         names = None
     if fast:
-        _fast_answers(out, net, batch, labels, indices, device)
+        if corners or levels != 3:
+            _fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
+                  "set the grid of the exhaustive scan instead")
+        _fast_answers(out, net, batch, labels, indices, device, engine, batch_images)
         return
     positions = batch.shape[-2] * batch.shape[-1]
     for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")], model, device,
@@ -111,8 +113,8 @@ def susceptibility(
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device, "dataset": None if target == "cifar10" or is_file else (
                 dataset_for(target)[0]),
-            **({"classes": classes, "mean": mean, "std": std, "input_size": input_size}
-               if model not in MODELS else {})}
+            "classes": classes, "mean": mean, "std": std, "input_size": input_size,
+            "allow_pickle": allow_pickle}
     with Interrupts() as interrupts:
         try:
             maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
@@ -155,6 +157,7 @@ def evaluate_maps_cmd(
     noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    allow_pickle: bool = PICKLE_OPTION,
     out: Path | None = typer.Option(None, help="Output folder [the scan's folder]."),
 ) -> None:
     """Score sensitivity maps against an exhaustive scan: ROC AUC, precision of S, lift of
@@ -179,7 +182,8 @@ def evaluate_maps_cmd(
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
                  "run the same command again")
     summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
-                                 str(data) if data else None, pick_device(device))
+                                 str(data) if data else None, pick_device(device),
+                                 allow_pickle=allow_pickle)
     shown = table(f"maps vs the oracle of {directory}", [
         "method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
         "queries to first"])
@@ -210,18 +214,20 @@ def _spec_images(net, spec: str, side, count: int, first_index: int, classes, de
             subset.images[pick])
 
 
-def _fast_answers(out: Path, net, batch, labels, indices, device: str) -> None:
+def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: str = "auto",
+                  group: int = 10) -> None:
     """``--fast``: the fast mode on each image; per image fooled (with the pixel and its
     queries) or certified on the corner grid, into ``out/fast.json``."""
     from .._io import write_json_atomic
     from ..search import FastAttack
 
     images = to_float(batch) if batch.dtype == torch.uint8 else batch
-    attack = FastAttack(net, batch_invariant=True)
+    attack = FastAttack(net, batch_invariant=True, engine=engine)
     rows = []
-    for start in range(0, len(labels), 10):
-        output = attack(images[start:start + 10].to(device), labels[start:start + 10].to(device))
-        for index, result in zip(indices[start:start + 10], output.results, strict=True):
+    for start in range(0, len(labels), group):
+        part = slice(start, start + group)
+        output = attack(images[part].to(device), labels[part].to(device))
+        for index, result in zip(indices[part], output.results, strict=True):
             rows.append({"image_index": index, **result.to_row()})
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "fast.json", {"model_queries": sum(r["queries"] for r in rows),

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..data import DATASETS as DATASET_REGISTRY
 from ..maps import NORMALIZATIONS, REDUCTIONS, SCORES
+from ..models import MODELS as MODEL_NAMES
 from ..models import model_spec_problem
 from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
@@ -223,6 +224,9 @@ class ExperimentConfig:
             p.append("mean and std go together (the normalisation wrapped around the model)")
         if self.input_size is not None and self.input_size < 1:
             p.append(f"input_size must be >= 1, got {self.input_size}")
+        if self.input_size is not None and self.model in MODEL_NAMES:
+            p.append(f"input_size is for models that do not declare their input; "
+                     f"{self.model} declares its own")
         if self.weights and not Path(self.weights).expanduser().is_file():
             p.append(f"weights file {self.weights} does not exist")
         if self.images < 1:

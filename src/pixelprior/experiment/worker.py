@@ -12,6 +12,7 @@ import torch
 
 from .._io import save_npz_atomic
 from ..data import to_float
+from ..search import SEARCHES
 from .config import ExperimentConfig
 from .environment import package_version
 from .inputs import build_model, load_dataset
@@ -140,5 +141,9 @@ def _maps_problem(arrays: dict[str, np.ndarray]) -> str | None:
 
 
 def _mode_of_folder(name: str) -> str:
-    return name.replace("-", ":", 1) if name.startswith("scan-") else name
+    """The mode a ``maps/`` folder is named after (``scan-gradient`` → ``scan:gradient``,
+    ``random_search-constrained`` → ``random_search:constrained``): mode names of the
+    searches that take an argument hold no ``-`` of their own."""
+    head, dash, tail = name.partition("-")
+    return f"{head}:{tail}" if dash and head in SEARCHES else name
 

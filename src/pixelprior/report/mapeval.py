@@ -229,9 +229,15 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None
     return images, torch.from_numpy(scan.labels)
 
 
+def _registered(info: dict) -> bool:
+    """A registered model loaded as registered (no options that change it)."""
+    return info["model"] in MODELS and not any(
+        info.get(k) for k in ("classes", "mean", "std", "input_size"))
+
+
 def _input_size(info: dict):
     """The input size of the scan's model (registered, or loaded from its spec)."""
-    if info["model"] in MODELS:
+    if _registered(info):
         return model_spec(info["model"]).input_size
     return _scan_model(info, "cpu").input_size
 
@@ -240,7 +246,7 @@ def _scan_model(info: dict, device: str):
     return load_model_spec(info["model"], weights=info.get("weights"),
                            classes=info.get("classes"), mean=_floats(info.get("mean")),
                            std=_floats(info.get("std")), input_size=info.get("input_size"),
-                           device=device)
+                           allow_pickle=bool(info.get("allow_pickle")), device=device)
 
 
 def _floats(value):
@@ -250,7 +256,8 @@ def _floats(value):
 def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Path | None = None,
                        tau: float = 0.5, top_k: tuple[int, ...] = (10, 50, 100),
                        sensitivity_kwargs: dict | None = None, data: str | None = None,
-                       device: str = "cpu", seed: int = 0) -> list[dict]:
+                       device: str = "cpu", seed: int = 0, allow_pickle: bool = False
+                       ) -> list[dict]:
     """Score ``methods``' maps against the scan in ``directory``; write
     ``map_metrics.csv``, ``map_metrics.md``, ``map_metrics.json``, ``roc.png``,
     ``maps_compared.png`` and ``ranked_scans.png`` into ``out`` (default: the scan's
@@ -269,8 +276,9 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}
     images, labels = scan_images(scan, data)
-    model = (load_model(scan.info["model"], scan.info.get("weights"), device=device)
-             if scan.info["model"] in MODELS else _scan_model(scan.info, device).model)
+    info = {**scan.info, "allow_pickle": allow_pickle or scan.info.get("allow_pickle")}
+    model = (load_model(info["model"], info.get("weights"), device=device)
+             if _registered(info) else _scan_model(info, device).model)
     rows_of = list(range(len(scan.labels)))
     maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
                                 rows_of, settings) for method in methods}
