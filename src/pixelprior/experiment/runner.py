@@ -62,6 +62,7 @@ from .._io import (
 from .._streams import image_key
 from ..data import to_float
 from ..models import model_spec
+from ..search.fast import MAX_RECHECKED
 from .config import ConfigError, ConfigMismatchError, ExperimentConfig
 from .distributed import ray_groups
 from .environment import environment
@@ -341,8 +342,9 @@ def max_queries(config: ExperimentConfig, mode: str) -> int | None:
     positions = min(config.scan_positions or side * side, side * side)
     if search == "scan":
         return positions * config.levels ** 3
-    if search == "fast":
-        return 8 * positions
+    if search == "fast":  # the corners, the certificate's re-checks, the refine budget
+        return 8 * positions + 8 * MAX_RECHECKED + (
+            config.fast_refine_queries if config.fast_refine == "de" else 0)
     return None
 
 
