@@ -295,9 +295,9 @@ def open_model(model: str, weights: Path | None = None, classes: str | None = No
                device: str = "cpu"):
     """``(net, input size)`` for a command: a registered model as it always loaded; any
     other spec through :func:`~pixelprior.models.load_model_spec`, its notes printed."""
-    from ..models import load_model, load_model_spec, model_spec
+    from ..models import as_registered, load_model, load_model_spec, model_spec
 
-    if model in MODELS and not (classes or mean or std or input_size):
+    if as_registered(model, classes, mean, std, input_size):
         return load_model(model, weights, device=device), model_spec(model).input_size
     loaded = load_model_spec(model, weights=weights, classes=classes,
                              mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),

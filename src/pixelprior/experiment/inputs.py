@@ -7,10 +7,12 @@ import torch
 from .._streams import pixel_keys
 from ..data import DATASETS, ImageSet, SusceptibilityMaps, to_float
 from ..data import load_dataset as load_named_dataset
+from ..data.nips17 import PUBLISHED_SIZE
 from ..models import (
     MODELS,
     LoadedModel,
     ResizeInside,
+    as_registered,
     load_model,
     load_model_spec,
     model_spec,
@@ -19,8 +21,6 @@ from ..models import (
     predict_labels,
 )
 from .config import ConfigError, ExperimentConfig
-
-PUBLISHED_SIZE = 299  # the NIPS 2017 DEV images' side
 
 
 class SelectionError(ValueError):
@@ -100,7 +100,8 @@ def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn
     """The configured model, wrapped to resize inside when ``resize_inside``. Registered
     models load as they always did; any other spec through :func:`load_model_of`."""
     device = device or config.resolved_device()
-    if config.model in MODELS and not (config.classes or config.mean or config.input_size):
+    if as_registered(config.model, config.classes, config.mean, config.std,
+                     config.input_size):
         model = load_model(config.model, config.weights, device=device)
     else:
         model = load_model_of(config, device).model

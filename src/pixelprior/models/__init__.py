@@ -15,6 +15,7 @@ from .loaders import (
     Normalize,
     OnnxModel,
     accuracy_on,
+    as_registered,
     load_model_spec,
     model_spec_problem,
     one_class_warning,
@@ -49,12 +50,13 @@ from .squeezenet import (
 from .wrappers import ResizeInside
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_MEAN", "IMAGENET_STD", "MODELS", "REGISTRY",
-    "WEIGHTS_ENV", "ChannelsLast", "Fire", "GradientsUnavailableError", "LoadedModel",
-    "ModelInputError", "ModelLoadError", "ModelSpec", "Normalize", "Normalized", "OnnxModel",
-    "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WeightsError", "accuracy_on",
-    "bundled_weights_path", "fold_batchnorm", "imagenet_class_names", "inference_model",
-    "load_model", "load_model_spec", "model_card", "model_spec", "model_spec_problem",
-    "one_class_warning", "output_kind", "predict", "predict_labels", "read_state_dict",
-    "resolve_weights", "scores_agree", "to_model_channels", "weight_candidates",
+    "CIFAR10_MEAN", "CIFAR10_STD", "ChannelsLast", "Fire", "GradientsUnavailableError",
+    "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
+    "ModelLoadError", "ModelSpec", "Normalize", "Normalized", "OnnxModel", "REGISTRY",
+    "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV", "WeightsError",
+    "accuracy_on", "as_registered", "bundled_weights_path", "fold_batchnorm",
+    "imagenet_class_names", "inference_model", "load_model", "load_model_spec",
+    "model_card", "model_spec", "model_spec_problem", "one_class_warning", "output_kind",
+    "predict", "predict_labels", "read_state_dict", "resolve_weights", "scores_agree",
+    "to_model_channels", "weight_candidates",
 ]

@@ -854,6 +854,13 @@ def _torchvision_stub():
 
 
 # ============================================================================ checks
+def as_registered(spec: str | Path, classes=None, mean=None, std=None,
+                  input_size=None) -> bool:
+    """Whether ``spec`` is a registered model asked for as it is registered (no option
+    that changes it): such a model loads through ``load_model`` exactly as it always did."""
+    return str(spec) in REGISTRY and not any((classes, mean, std, input_size))
+
+
 def model_spec_problem(spec: str | Path) -> str | None:
     """Why ``spec`` cannot name a model (``None`` when it can), without building it: a
     registered name, an existing file, or an importable ``module:callable``."""

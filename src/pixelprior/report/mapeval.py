@@ -39,7 +39,7 @@ from ..data import (
 )
 from ..maps import METHODS as MAP_METHODS
 from ..maps import make_sensitivity
-from ..models import MODELS, load_model, load_model_spec, model_spec
+from ..models import as_registered, load_model, load_model_spec, model_spec
 from ..priors import check_tau
 from ..search import rank_positions
 from .figures import maps_compared_figure, ranked_scans_figure, roc_figure
@@ -230,9 +230,9 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None
 
 
 def _registered(info: dict) -> bool:
-    """A registered model loaded as registered (no options that change it)."""
-    return info["model"] in MODELS and not any(
-        info.get(k) for k in ("classes", "mean", "std", "input_size"))
+    """The scan's model is a registered one, loaded as registered."""
+    return as_registered(info["model"], *(info.get(k) for k in ("classes", "mean", "std",
+                                                                  "input_size")))
 
 
 def _input_size(info: dict):

@@ -254,6 +254,28 @@ class Attack(ABC):
         state = self.scorer(images).prepare(images, per_image=self.batch_invariant)
         return lambda owner, genes: self._query(state, images, owner, genes)
 
+    def _fitness(self, images: torch.Tensor, labels: torch.Tensor,
+                 targets: torch.Tensor | None):
+        """``fitness(ids, candidates [A, P, D]) -> (fitness, success)`` over ``images``:
+        the true class's probability (minimised) or one minus the target's (what
+        differential evolution minimises, wherever a search runs one)."""
+        channels = images.shape[1]
+        probabilities = self._candidate_probabilities(images)
+
+        def fitness(ids: torch.Tensor, candidates: torch.Tensor):
+            count, popsize, _ = candidates.shape
+            genes = candidates.reshape(count * popsize, self.pixels, 2 + channels)
+            probs = probabilities(ids.repeat_interleave(popsize), genes)
+            probs = probs.view(count, popsize, -1)
+            predicted = probs.argmax(2)
+            if targets is None:
+                score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
+                return score.squeeze(2), predicted != labels[ids, None]
+            score = probs.gather(2, targets[ids].view(-1, 1, 1).expand(-1, popsize, 1))
+            return 1.0 - score.squeeze(2), predicted == targets[ids, None]
+
+        return fitness
+
     # ----------------------------------------------------------------- public API
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  targets: torch.Tensor | None = None) -> AttackOutput:

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..priors import PositionDistribution, Prior, WeightedPrior
 from ..scoring import Scorer, perturb_rows
-from .base import Attack, SearchOutcome
+from .base import Attack, SearchOutcome, _spread
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
 
@@ -132,8 +132,8 @@ class FastAttack(Attack):
                                                [generators[i] for i in todo.tolist()])
             best[todo[won]] = genes[won].to(best.device, best.dtype)
             queries[todo] += refined
-            refined = _spread_long(refined, todo, len(rows))
-            won = _spread_bool(won, todo, len(rows))
+            refined = _spread(refined.long(), todo.tolist(), len(rows))
+            won = _spread(won.bool(), todo.tolist(), len(rows))
         decided = [_decision(bool(fooled[i]), bool(won[i]), bool(certified[i]))
                    for i in range(len(rows))]
         return SearchOutcome(best, queries, {
@@ -185,7 +185,7 @@ class FastAttack(Attack):
                                                               // popsize - 1))
         sub = images[todo]
         channels, height, width = sub.shape[1:]
-        fitness = self._refine_fitness(sub, labels[todo],
+        fitness = self._fitness(sub, labels[todo],
                                        targets[todo] if targets is not None else None)
         margins = found.min_margin.flatten(1)[todo].nan_to_num(float("inf"))
         starts = margins.topk(min(self.refine_positions, margins.shape[1]), largest=False,
@@ -203,24 +203,6 @@ class FastAttack(Attack):
             torch.stack(initial).float().to(sub.device), generators)
         return solved.evaluations.cpu(), solved.success.cpu(), solved.best
 
-    def _refine_fitness(self, images, labels, targets):
-        """``fitness(ids, candidates [A, P, D])``: the goal class's probability margin."""
-        probabilities = self._candidate_probabilities(images)
-
-        def fitness(ids: torch.Tensor, candidates: torch.Tensor):
-            count, popsize, _ = candidates.shape
-            probs = probabilities(ids.repeat_interleave(popsize),
-                                  candidates.reshape(count * popsize, 1, -1))
-            probs = probs.view(count, popsize, -1)
-            goal = (labels if targets is None else targets)[ids]
-            own = probs.gather(2, goal.view(-1, 1, 1).expand(-1, popsize, 1)).squeeze(2)
-            predicted = probs.argmax(2)
-            if targets is None:
-                return own, predicted != goal[:, None]
-            return 1.0 - own, predicted == goal[:, None]
-
-        return fitness
-
 
 def _position_genes(positions: torch.Tensor, corners: torch.Tensor, width: int
                     ) -> torch.Tensor:
@@ -236,15 +218,3 @@ def _decision(fooled: bool, refined: bool, certified: bool) -> str:
     if fooled:
         return "corners"
     return "certificate" if certified else "budget"
-
-
-def _spread_long(values: torch.Tensor, rows: torch.Tensor, count: int) -> torch.Tensor:
-    out = torch.zeros(count, dtype=torch.long)
-    out[rows] = values.long()
-    return out
-
-
-def _spread_bool(values: torch.Tensor, rows: torch.Tensor, count: int) -> torch.Tensor:
-    out = torch.zeros(count, dtype=torch.bool)
-    out[rows] = values.bool()
-    return out

@@ -82,27 +82,6 @@ class OnePixelAttack(Attack):
         return SearchOutcome(solved.best, solved.evaluations,
                              {"generations": solved.generations})
 
-    def _fitness(self, images: torch.Tensor, labels: torch.Tensor,
-                 targets: torch.Tensor | None):
-        """``fitness(ids, candidates [A, P, D]) -> (fitness, success)`` over ``images``:
-        the true class's probability (minimised) or one minus the target's."""
-        channels = images.shape[1]
-        probabilities = self._candidate_probabilities(images)
-
-        def fitness(ids: torch.Tensor, candidates: torch.Tensor):
-            count, popsize, _ = candidates.shape
-            genes = candidates.reshape(count * popsize, self.pixels, 2 + channels)
-            probs = probabilities(ids.repeat_interleave(popsize), genes)
-            probs = probs.view(count, popsize, -1)
-            predicted = probs.argmax(2)
-            if targets is None:
-                score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
-                return score.squeeze(2), predicted != labels[ids, None]
-            score = probs.gather(2, targets[ids].view(-1, 1, 1).expand(-1, popsize, 1))
-            return 1.0 - score.squeeze(2), predicted == targets[ids, None]
-
-        return fitness
-
     def _initial_population(self, distribution: PositionDistribution, rows: list[int],
                             channels: int, generators: list[torch.Generator]) -> torch.Tensor:
         popsize, k = self.config.popsize, self.pixels
