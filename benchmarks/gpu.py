@@ -80,7 +80,7 @@ def attack_rate(model, images, labels, generations: int, **kwargs) -> tuple[floa
     attack.queries = 0
     sync(str(images.device))
     began = time.perf_counter()
-    out = attack(images, labels)
+    out = attack.run(images, labels)
     sync(str(images.device))
     return sum(r.queries for r in out.results) / (time.perf_counter() - began), out
 

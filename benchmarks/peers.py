@@ -85,7 +85,7 @@ def run_pixelprior(model, images, labels, maxiter, prior, engine="auto"):
     attack = OnePixelAttack(model, prior=prior, popsize=400, maxiter=maxiter, seed=0,
                             engine=engine)
     began = time.perf_counter()
-    out = attack(images, labels)
+    out = attack.run(images, labels)
     seconds = time.perf_counter() - began
     queries = np.mean([r.queries for r in out.results])
     return seconds / len(images), success_rate(model, out.adversarial, labels), queries
@@ -105,7 +105,7 @@ def run_fast(model, images, labels):
 def run_random_search(model, images, labels, queries: int):
     attack = RandomSearchAttack(model, queries=queries, seed=0)
     began = time.perf_counter()
-    out = attack(images, labels)
+    out = attack.run(images, labels)
     seconds = time.perf_counter() - began
     return (seconds / len(images), success_rate(model, out.adversarial, labels),
             float(np.mean([r.queries for r in out.results])))

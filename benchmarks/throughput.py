@@ -66,7 +66,7 @@ def attack_rate(model, images, labels, popsize, maxiter, engine="auto", invarian
     attack = OnePixelAttack(model, prior=UniformPrior(), popsize=popsize, maxiter=maxiter,
                             seed=0, batch_invariant=invariant, engine=engine)
     began = time.perf_counter()
-    out = attack(images, labels)
+    out = attack.run(images, labels)
     wall = time.perf_counter() - began
     queries = sum(r.queries for r in out.results)
     return queries / wall, 1 - attack.query_seconds / wall, wall / len(images)

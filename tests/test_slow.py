@@ -22,19 +22,19 @@ def test_real_model_batch_invariance_and_seed_reproducibility():
     model, images, labels = correct_images(4)
     make = lambda: OnePixelAttack(model, prior=SusceptibleSetPrior(0.5, n_samples=10),  # noqa
                                   popsize=100, maxiter=10, seed=3, batch_invariant=True)
-    together = make()(images, labels)
-    again = make()(images, labels)
+    together = make().run(images, labels)
+    again = make().run(images, labels)
     assert torch.equal(together.adversarial, again.adversarial)
     for i in range(4):
-        alone = make()(images[i:i + 1], labels[i:i + 1])
+        alone = make().run(images[i:i + 1], labels[i:i + 1])
         assert alone.results[0].true_probability == together.results[i].true_probability
         assert alone.results[0].pixels == together.results[i].pixels
 
 
 def test_fast_query_model_gives_the_same_attack_outcomes():
     model, images, labels = correct_images(6)
-    fast = OnePixelAttack(model, popsize=100, maxiter=10, seed=1)(images, labels)
-    plain = OnePixelAttack(model, popsize=100, maxiter=10, seed=1, optimize=False)(images,
+    fast = OnePixelAttack(model, popsize=100, maxiter=10, seed=1).run(images, labels)
+    plain = OnePixelAttack(model, popsize=100, maxiter=10, seed=1, optimize=False).run(images,
                                                                                   labels)
     assert [r.success for r in fast.results] == [r.success for r in plain.results]
     assert [r.adversarial_label for r in fast.results] == [

@@ -40,7 +40,7 @@ def run(model, images, labels, order: str, refine: str, refine_queries: int, gro
     for start in range(0, len(images), group):
         attack = FastAttack(model, order_prior(order), refine=refine,
                             refine_queries=refine_queries, seed=0, batch_invariant=True)
-        results += attack(images[start:start + group], labels[start:start + group]).results
+        results += attack.run(images[start:start + group], labels[start:start + group]).results
     return results, time.perf_counter() - began
 
 

@@ -91,7 +91,7 @@ def test_scan_costs_equal_what_ranked_scan_attacks_spend():
     for method in maps:
         prior = ranked_prior(method, {}, scan)
         attack = RankedScanAttack(tiny_net, prior, levels=2, seed=7, batch_invariant=True)
-        out = attack(images, labels)
+        out = attack.run(images, labels)
         expected = [r["queries_to_first"] for r in metrics if r["method"] == method]
         assert [r.queries for r in out.results] == expected, method
         assert [r.success for r in out.results] == scan.vulnerable.reshape(4, -1).any(

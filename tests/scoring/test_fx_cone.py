@@ -420,7 +420,7 @@ def test_the_attack_finds_the_same_pixels_with_either_engine():
     for engine in ("auto", "full"):
         attack = OnePixelAttack(model, popsize=20, maxiter=2, seed=1, engine=engine,
                                 batch_invariant=True)
-        runs[engine] = attack(images, labels).results
+        runs[engine] = attack.run(images, labels).results
         if engine == "auto":
             assert isinstance(attack.scorer(images).engine, FxIncrementalForward)
     for auto, full in zip(runs["auto"], runs["full"], strict=True):

@@ -133,7 +133,7 @@ def test_the_attack_finds_the_same_pixels_with_either_engine(invariant):
 
     model, images, labels = small_cifar_batch()
     runs = {engine: OnePixelAttack(model, popsize=24, maxiter=6, seed=3, engine=engine,
-                                   batch_invariant=invariant)(images, labels)
+                                   batch_invariant=invariant).run(images, labels)
             for engine in ("full", "incremental")}
     for full, incremental in zip(runs["full"].results, runs["incremental"].results,
                                  strict=True):

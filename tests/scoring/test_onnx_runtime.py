@@ -42,7 +42,7 @@ def test_the_attack_scores_the_same_candidates_as_with_pytorch(invariant):
     sample = load_cifar10("sample")
     images, labels = to_float(sample.images[:4]), sample.labels[:4]
     runs = {engine: OnePixelAttack(model, popsize=24, maxiter=1, seed=3, engine=engine,
-                                   batch_invariant=invariant)(images, labels)
+                                   batch_invariant=invariant).run(images, labels)
             for engine in ("full", "onnxruntime")}
     for torch_result, ort_result in zip(runs["full"].results, runs["onnxruntime"].results,
                                         strict=True):
@@ -57,7 +57,7 @@ def test_the_attack_scores_the_same_candidates_as_with_pytorch(invariant):
 def test_the_attack_finds_the_known_pixel(bright_model):
     image = torch.full((1, 3, 8, 8), 0.2)
     out = OnePixelAttack(bright_model, popsize=40, maxiter=60, seed=0,
-                         engine="onnxruntime")(image, torch.tensor([0]))
+                         engine="onnxruntime").run(image, torch.tensor([0]))
     assert out.results[0].success
 
 
@@ -65,7 +65,7 @@ def test_same_seed_same_results_bit_for_bit(tiny_net):
     images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     labels = tiny_net(images).argmax(1)
     runs = [OnePixelAttack(tiny_net, popsize=16, maxiter=4, seed=7,
-                           engine="onnxruntime")(images, labels) for _ in range(2)]
+                           engine="onnxruntime").run(images, labels) for _ in range(2)]
     assert torch.equal(runs[0].adversarial, runs[1].adversarial)
     assert [r.true_probability for r in runs[0].results] == [
         r.true_probability for r in runs[1].results]

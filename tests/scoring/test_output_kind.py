@@ -55,7 +55,7 @@ def test_attack_on_a_probability_model_reports_its_true_probabilities(sharp):
     images, labels = dark_images(), torch.tensor([0, 1, 2, 3])
     model = softmaxed(sharp)
     attack = OnePixelAttack(model, popsize=16, maxiter=5, seed=5)
-    out = attack(images, labels)
+    out = attack.run(images, labels)
     assert attack.scorer(images).output_kind == "probabilities"
     with torch.no_grad():
         own = model(out.adversarial)
@@ -67,7 +67,7 @@ def test_attack_on_a_probability_model_reports_its_true_probabilities(sharp):
 def test_probability_and_logit_models_find_the_same_pixels(sharp):
     images, labels = dark_images(), torch.tensor([0, 1, 2, 3])
     make = lambda model: OnePixelAttack(model, popsize=16, maxiter=5, seed=5)  # noqa: E731
-    logits, probabilities = make(sharp)(images, labels), make(softmaxed(sharp))(
+    logits, probabilities = make(sharp).run(images, labels), make(softmaxed(sharp)).run(
         images, labels)
     assert torch.equal(logits.adversarial, probabilities.adversarial)
     for a, b in zip(logits.results, probabilities.results, strict=True):

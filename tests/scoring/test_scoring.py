@@ -114,8 +114,8 @@ def test_a_scorer_can_be_built_once_and_shared_between_attacks(bright_model):
     scorer = make_scorer(bright_model, images, "full")
     shared = OnePixelAttack(bright_model, popsize=20, maxiter=20, seed=1, engine=scorer)
     own = OnePixelAttack(bright_model, popsize=20, maxiter=20, seed=1, engine="full")
-    assert [r.to_row() | {"seconds": 0} for r in shared(images, labels).results] == [
-        r.to_row() | {"seconds": 0} for r in own(images, labels).results]
+    assert [r.to_row() | {"seconds": 0} for r in shared.run(images, labels).results] == [
+        r.to_row() | {"seconds": 0} for r in own.run(images, labels).results]
     assert shared.scorer(images) is scorer
 
 

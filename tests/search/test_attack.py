@@ -19,7 +19,7 @@ def dark_images(count=3, size=8, seed=0):
 
 def test_finds_the_one_pixel_that_flips_the_class(bright_model):
     images = dark_images()
-    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, seed=0)(
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, seed=0).run(
         images, torch.zeros(3, dtype=torch.long))
     for result in out.results:
         assert result.success and result.adversarial_label == 1
@@ -31,7 +31,7 @@ def test_finds_the_one_pixel_that_flips_the_class(bright_model):
 
 
 def test_targeted_attack(bright_model):
-    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, targeted=True, seed=1)(
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=60, targeted=True, seed=1).run(
         dark_images(2), torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long))
     assert all(r.success and r.target == 1 for r in out.results)
 
@@ -40,11 +40,11 @@ def test_same_seed_same_results_bit_for_bit(tiny_net):
     images, labels = dark_images(4, 10, seed=3), torch.tensor([0, 1, 2, 3])
     make = lambda: OnePixelAttack(tiny_net, prior=SusceptibleSetPrior(0.5, n_samples=4),  # noqa
                                   popsize=16, maxiter=5, seed=5)
-    first, second = make()(images, labels), make()(images, labels)
+    first, second = make().run(images, labels), make().run(images, labels)
     assert torch.equal(first.adversarial, second.adversarial)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa
     assert strip(first.rows()) == strip(second.rows())
-    other = OnePixelAttack(tiny_net, popsize=16, maxiter=5, seed=6)(images, labels)
+    other = OnePixelAttack(tiny_net, popsize=16, maxiter=5, seed=6).run(images, labels)
     assert not torch.equal(first.adversarial, other.adversarial)
 
 
@@ -53,9 +53,9 @@ def test_batched_equals_one_at_a_time(tiny_net, invariant):
     images, labels = dark_images(5, 10, seed=8), torch.tensor([0, 1, 2, 3, 4])
     attack = OnePixelAttack(tiny_net, prior=TopKPrior(k=10, n_samples=4), popsize=16,
                             maxiter=8, seed=2, batch_invariant=invariant)
-    together = attack(images, labels)
+    together = attack.run(images, labels)
     for i in range(5):
-        alone = attack(images[i:i + 1], labels[i:i + 1])
+        alone = attack.run(images[i:i + 1], labels[i:i + 1])
         assert torch.equal(alone.adversarial[0], together.adversarial[i])
         a, b = alone.results[0], together.results[i]
         assert (a.success, a.generations, a.queries, a.pixels) == (
@@ -68,14 +68,14 @@ def test_batched_equals_one_at_a_time(tiny_net, invariant):
 
 def test_k_pixels_and_uniform_colours(bright_model):
     out = OnePixelAttack(bright_model, popsize=30, maxiter=10, pixels=3, init_color="uniform",
-                         seed=0)(dark_images(1), torch.zeros(1, dtype=torch.long))
+                         seed=0).run(dark_images(1), torch.zeros(1, dtype=torch.long))
     assert len(out.results[0].pixels) == 3
 
 
 def test_already_misclassified_image_costs_nothing(bright_model):
     images = dark_images(1)
     images[0, :, 2, 5] = 1.0  # already class 1
-    result = OnePixelAttack(bright_model, popsize=8, maxiter=3)(
+    result = OnePixelAttack(bright_model, popsize=8, maxiter=3).run(
         images, torch.zeros(1, dtype=torch.long)).results[0]
     assert result.success and not result.clean_correct
     assert result.queries == 0 and result.pixels == []
@@ -89,7 +89,7 @@ def test_empty_susceptible_set_falls_back_and_is_recorded(bright_model):
             return x.sum((1, 2, 3))[:, None] * 0 + torch.tensor([[1.0, 0.0]])
 
     out = OnePixelAttack(Constant().eval(), prior=SusceptibleSetPrior(0.5, n_samples=2),
-                         popsize=8, maxiter=1)(dark_images(2), torch.zeros(2, dtype=torch.long))
+                         popsize=8, maxiter=1).run(dark_images(2), torch.zeros(2, dtype=torch.long))
     assert all(r.fell_back and r.support_size == 64 for r in out.results)
 
 
@@ -150,7 +150,7 @@ def test_a_model_in_training_mode_is_flagged(bright_model):
 def test_result_rows_are_json_ready(bright_model):
     import json
 
-    out = OnePixelAttack(bright_model, prior=UniformPrior(), popsize=20, maxiter=20)(
+    out = OnePixelAttack(bright_model, prior=UniformPrior(), popsize=20, maxiter=20).run(
         dark_images(1), torch.zeros(1, dtype=torch.long))
     row = json.loads(json.dumps(out.rows()[0]))
     assert row["x"] == 5 and row["y"] == 2 and row["prior"] == "uniform"
@@ -161,7 +161,7 @@ def test_the_attack_accounts_for_its_queries_and_their_time(tiny_net):
     images = dark_images(2, 10, seed=4)
     attack = OnePixelAttack(tiny_net, popsize=16, maxiter=4, seed=0)
     began = time.perf_counter()
-    out = attack(images, tiny_net(images).argmax(1))
+    out = attack.run(images, tiny_net(images).argmax(1))
     wall = time.perf_counter() - began
     assert attack.queries == sum(r.queries for r in out.results) > 0
     assert 0 < attack.query_seconds < wall
@@ -176,18 +176,30 @@ def test_batch_invariant_results_do_not_depend_on_the_batch(engine, random_cifar
         labels = random_cifar(images).argmax(1)
     attack = OnePixelAttack(random_cifar, popsize=16, maxiter=3, seed=2, engine=engine,
                             batch_invariant=True)
-    together = attack(images, labels).rows()
+    together = attack.run(images, labels).rows()
     strip = lambda row: {k: v for k, v in row.items() if k not in ("seconds", "index")}  # noqa
     for i in range(6):
-        assert strip(attack(images[i:i + 1], labels[i:i + 1]).rows()[0]) == strip(together[i])
+        assert strip(attack.run(images[i:i + 1], labels[i:i + 1]).rows()[0]) == strip(together[i])
 
 
 def test_without_early_stop_a_success_keeps_its_generation(bright_model):
     images = dark_images(2)
-    out = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0, early_stop=False)(
+    out = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0, early_stop=False).run(
         images, torch.zeros(2, dtype=torch.long))
-    stopped = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0)(
+    stopped = OnePixelAttack(bright_model, popsize=40, maxiter=30, seed=0).run(
         images, torch.zeros(2, dtype=torch.long))
     assert [r.generations for r in out.results] == [r.generations for r in stopped.results]
     assert any(r.success and r.generations < 30 for r in out.results)
     assert all(r.queries == 40 * 31 for r in out.results)  # it kept evaluating
+
+
+def test_calling_returns_the_adversarial_images_and_run_everything(bright_model):
+    images, labels = dark_images(2), torch.zeros(2, dtype=torch.long)
+    make = lambda: OnePixelAttack(bright_model, popsize=40, maxiter=60, seed=0)  # noqa: E731
+    adversarial = make()(images, labels)
+    output = make().run(images, labels)
+    assert isinstance(adversarial, torch.Tensor) and adversarial.shape == images.shape
+    assert torch.equal(adversarial, output.adversarial)
+    with pytest.warns(DeprecationWarning, match="Attack.run"):
+        old = make().attack(images, labels)
+    assert old.rows()[0]["success"] == output.rows()[0]["success"]

@@ -55,7 +55,7 @@ def test_finds_the_first_vulnerable_position_in_rank_order_and_counts_its_querie
     spots = [(1, 4), (3, 2), (5, 5)]
     model = RedAtModel(spots).eval()
     scores = torch.arange(36, dtype=torch.float32).flip(0).view(6, 6)  # raster order
-    out = FastAttack(model, FixedMapPrior(scores), engine="full")(dark(),
+    out = FastAttack(model, FixedMapPrior(scores), engine="full").run(dark(),
                                                                   torch.zeros(2, dtype=torch.long))
     first_rank = min(y * 6 + x for x, y in spots)  # (3, 2) comes first in raster order
     for result in out.results:
@@ -76,7 +76,7 @@ class Never(nn.Module):
 
 
 def test_an_image_nothing_fools_is_certified_after_every_position_and_corner():
-    out = FastAttack(Never().eval(), engine="full")(dark(), torch.zeros(2, dtype=torch.long))
+    out = FastAttack(Never().eval(), engine="full").run(dark(), torch.zeros(2, dtype=torch.long))
     for result in out.results:
         assert not result.success and result.steps["corner_certified"]
         assert result.steps["decided_by"] == "certificate"
@@ -84,7 +84,7 @@ def test_an_image_nothing_fools_is_certified_after_every_position_and_corner():
 
 
 def test_a_scan_cut_short_certifies_nothing():
-    out = FastAttack(Never().eval(), engine="full", max_positions=5)(
+    out = FastAttack(Never().eval(), engine="full", max_positions=5).run(
         dark(), torch.zeros(2, dtype=torch.long))
     assert all(r.steps["decided_by"] == "budget" and not r.steps["corner_certified"]
                for r in out.results)
@@ -109,9 +109,9 @@ def test_the_certificate_is_never_given_for_an_image_a_peer_fools(seed):
     model = LinearModel(5, 3, seed).eval()
     images = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(seed))
     labels = model(images).argmax(1)
-    fast = FastAttack(model, engine="full")(images, labels)
-    de = OnePixelAttack(model, popsize=60, maxiter=30, engine="full", seed=seed)(images, labels)
-    rs = RandomSearchAttack(model, queries=400, engine="full", seed=seed)(images, labels)
+    fast = FastAttack(model, engine="full").run(images, labels)
+    de = OnePixelAttack(model, popsize=60, maxiter=30, engine="full", seed=seed).run(images, labels)
+    rs = RandomSearchAttack(model, queries=400, engine="full", seed=seed).run(images, labels)
     for f, d, r in zip(fast.results, de.results, rs.results, strict=True):
         if d.success or r.success:
             assert f.success and not f.steps["corner_certified"]
@@ -135,10 +135,10 @@ class GreyAtModel(nn.Module):
 def test_the_refine_stage_finds_a_planted_adversarial_off_the_corners():
     images = dark(2, size=4)
     labels = torch.zeros(2, dtype=torch.long)
-    corners_only = FastAttack(GreyAtModel().eval(), engine="full")(images, labels)
+    corners_only = FastAttack(GreyAtModel().eval(), engine="full").run(images, labels)
     assert all(r.steps["decided_by"] == "certificate" for r in corners_only.results)
     out = FastAttack(GreyAtModel().eval(), engine="full", refine="de", refine_queries=3000,
-                     refine_positions=16)(images, labels)
+                     refine_positions=16).run(images, labels)
     for result in out.results:
         assert result.success and result.steps["decided_by"] == "refine"
         assert result.steps["corner_certified"]  # still true: no corner fools it
@@ -152,11 +152,11 @@ def test_same_seed_same_results_and_batch_invariance(random_cifar):
     labels = random_cifar(images).argmax(1)
     make = lambda: FastAttack(random_cifar, batch_invariant=True, seed=2,  # noqa: E731
                               max_positions=40)
-    together = make()(images, labels)
-    again = make()(images, labels)
+    together = make().run(images, labels)
+    again = make().run(images, labels)
     assert [r.to_row() | {"seconds": 0} for r in together.results] == [
         r.to_row() | {"seconds": 0} for r in again.results]
-    alone = make()(images[1:2], labels[1:2]).results[0]
+    alone = make().run(images[1:2], labels[1:2]).results[0]
     assert alone.pixels == together.results[1].pixels
     assert alone.queries == together.results[1].queries
 
@@ -170,7 +170,7 @@ def test_bad_settings_are_refused():
 
 
 def test_an_image_already_misclassified_is_not_attacked_and_says_so():
-    out = FastAttack(Never().eval(), engine="full")(dark(1), torch.ones(1, dtype=torch.long))
+    out = FastAttack(Never().eval(), engine="full").run(dark(1), torch.ones(1, dtype=torch.long))
     result = out.results[0]
     assert not result.clean_correct and result.queries == 0
     assert result.steps["decided_by"] is None and result.steps["corner_certified"] is False

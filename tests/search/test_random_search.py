@@ -68,7 +68,7 @@ def changed_pixels(clean, adversarial):
 def test_finds_exactly_the_white_pixel_of_the_bright_model(bright_model):
     images = light_images(3)
     labels = torch.zeros(3, dtype=torch.long)
-    out = RandomSearchAttack(bright_model, queries=1000, seed=0)(images, labels)
+    out = RandomSearchAttack(bright_model, queries=1000, seed=0).run(images, labels)
     for i, result in enumerate(out.results):
         assert result.success and result.adversarial_label == 1
         assert [(p.x, p.y) for p in result.pixels] == [(5, 2)]
@@ -80,14 +80,14 @@ def test_finds_exactly_the_white_pixel_of_the_bright_model(bright_model):
 
 def test_queries_are_counted_per_image_and_in_total(bright_model):
     attack = RandomSearchAttack(bright_model, queries=1000, seed=0)
-    out = attack(light_images(3), torch.zeros(3, dtype=torch.long))
+    out = attack.run(light_images(3), torch.zeros(3, dtype=torch.long))
     assert attack.queries == sum(r.queries for r in out.results)
     assert len({r.queries for r in out.results}) > 1  # each image stops at its own success
 
 
 def test_an_unfoolable_model_spends_exactly_its_budget_and_fails():
     attack = RandomSearchAttack(Constant().eval(), queries=37, seed=1)
-    out = attack(mid_images(2), torch.zeros(2, dtype=torch.long))
+    out = attack.run(mid_images(2), torch.zeros(2, dtype=torch.long))
     for result in out.results:
         assert not result.success and result.adversarial_label == 0
         assert result.queries == 37 and result.steps == {"iterations": 36}
@@ -95,7 +95,7 @@ def test_an_unfoolable_model_spends_exactly_its_budget_and_fails():
 
 
 def test_a_budget_of_one_query_is_the_first_evaluation_only():
-    out = RandomSearchAttack(Constant().eval(), queries=1, seed=0)(
+    out = RandomSearchAttack(Constant().eval(), queries=1, seed=0).run(
         mid_images(1), torch.zeros(1, dtype=torch.long))
     assert out.results[0].queries == 1 and out.results[0].steps["iterations"] == 0
 
@@ -103,7 +103,7 @@ def test_a_budget_of_one_query_is_the_first_evaluation_only():
 def test_an_image_already_misclassified_costs_no_query(bright_model):
     images = light_images(2)
     images[1, :, 2, 5] = 1.0  # already class 1
-    out = RandomSearchAttack(bright_model, queries=50, seed=0)(
+    out = RandomSearchAttack(bright_model, queries=50, seed=0).run(
         images, torch.zeros(2, dtype=torch.long))
     assert out.results[1].queries == 0 and out.results[1].steps["iterations"] == 0
     assert out.results[1].pixels == [] and not out.results[1].clean_correct
@@ -113,7 +113,7 @@ def test_an_image_already_misclassified_costs_no_query(bright_model):
 def test_every_success_is_confirmed_by_the_model_on_the_adversarial_image(bright_model):
     images = light_images(8, seed=3)
     labels = torch.zeros(8, dtype=torch.long)
-    out = RandomSearchAttack(bright_model, queries=100, seed=2)(images, labels)
+    out = RandomSearchAttack(bright_model, queries=100, seed=2).run(images, labels)
     predicted = bright_model(out.adversarial).argmax(1)
     for i, result in enumerate(out.results):
         assert result.adversarial_label == int(predicted[i])
@@ -131,7 +131,7 @@ def strip(rows):
 def test_same_seed_gives_identical_results_and_another_seed_differs():
     images, labels = mid_images(3), torch.zeros(3, dtype=torch.long)
     run = lambda seed: RandomSearchAttack(  # noqa: E731
-        Constant().eval(), queries=25, seed=seed, pixels=2)(images, labels)
+        Constant().eval(), queries=25, seed=seed, pixels=2).run(images, labels)
     first, second, other = run(5), run(5), run(6)
     assert torch.equal(first.adversarial, second.adversarial)
     assert strip(first.rows()) == strip(second.rows())
@@ -143,9 +143,9 @@ def test_each_image_alone_equals_the_batch_when_batch_invariant(tiny_net):
     labels = tiny_net(images).argmax(1)
     attack = RandomSearchAttack(tiny_net, queries=25, seed=3, batch_invariant=True,
                                 max_batch=4)
-    together = attack(images, labels)
+    together = attack.run(images, labels)
     for i in range(3):
-        alone = attack(images[i:i + 1], labels[i:i + 1])
+        alone = attack.run(images[i:i + 1], labels[i:i + 1])
         assert torch.equal(alone.adversarial[0], together.adversarial[i])
         a, b = strip(alone.rows())[0], strip(together.rows())[i]
         a.pop("index"), b.pop("index")
@@ -157,14 +157,14 @@ def test_the_order_of_the_batch_does_not_change_an_images_result(tiny_net):
     labels = tiny_net(images).argmax(1)
     attack = RandomSearchAttack(tiny_net, queries=30, seed=0, batch_invariant=True,
                                 max_batch=4)
-    forward, backward = attack(images, labels), attack(images.flip(0), labels.flip(0))
+    forward, backward = attack.run(images, labels), attack.run(images.flip(0), labels.flip(0))
     assert torch.equal(forward.adversarial, backward.adversarial.flip(0))
 
 
 # ------------------------------------------------------------------ k pixels
 def test_k_pixels_change_exactly_k_distinct_pixels_to_corner_colours():
     images = mid_images(3)
-    out = RandomSearchAttack(Constant().eval(), queries=30, seed=0, pixels=3)(
+    out = RandomSearchAttack(Constant().eval(), queries=30, seed=0, pixels=3).run(
         images, torch.zeros(3, dtype=torch.long))
     for i, result in enumerate(out.results):
         changed = changed_pixels(images[i], out.adversarial[i])
@@ -181,7 +181,7 @@ def test_k_pixels_change_exactly_k_distinct_pixels_to_corner_colours():
 # ------------------------------------------------------------------ targeted
 def test_targeted_search_reaches_the_target_not_just_any_other_class():
     images, labels = switch_images(2), torch.zeros(2, dtype=torch.long)
-    out = RandomSearchAttack(TwoSwitches().eval(), queries=1000, seed=0, targeted=True)(
+    out = RandomSearchAttack(TwoSwitches().eval(), queries=1000, seed=0, targeted=True).run(
         images, labels, torch.full((2,), 2))
     for result in out.results:
         assert result.success and result.target == 2 and result.adversarial_label == 2

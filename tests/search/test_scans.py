@@ -59,25 +59,25 @@ def test_one_vulnerable_pixel_is_found_and_found_first_by_the_oracle(bright_mode
     loaded = SusceptibilityMaps.load(tmp_path)
     assert np.array_equal(loaded.vulnerable, maps.vulnerable) and loaded.levels == 3
     assert [s["vulnerable_positions"] for s in scan_summary(loaded)] == [1, 1, 1]
-    oracle = RankedScanAttack(bright_model, OraclePrior(loaded), seed=0)(images, labels)
+    oracle = RankedScanAttack(bright_model, OraclePrior(loaded), seed=0).run(images, labels)
     for result in oracle.results:
         assert result.success and (result.pixels[0].x, result.pixels[0].y) == (5, 2)
         assert result.positions_scanned == 1 and result.queries == 27
         assert result.generations is None and "positions_scanned" in result.to_row()
-    raster = RankedScanAttack(bright_model, UniformPrior(), tie_break="raster")(images, labels)
+    raster = RankedScanAttack(bright_model, UniformPrior(), tie_break="raster").run(images, labels)
     assert [r.positions_scanned for r in raster.results] == [2 * 8 + 5 + 1] * 3
     assert [r.queries for r in raster.results] == [22 * 27] * 3
 
 
 def test_random_order_depends_on_seed_and_top_k_limits_the_scan(bright_model):
     images, labels = dark_images(4), torch.zeros(4, dtype=torch.long)
-    one = RankedScanAttack(bright_model, UniformPrior(), seed=0)(images, labels)
-    two = RankedScanAttack(bright_model, UniformPrior(), seed=1)(images, labels)
+    one = RankedScanAttack(bright_model, UniformPrior(), seed=0).run(images, labels)
+    two = RankedScanAttack(bright_model, UniformPrior(), seed=1).run(images, labels)
     assert all(r.success for r in one.results + two.results)
     assert [r.positions_scanned for r in one.results] != [r.positions_scanned
                                                             for r in two.results]
     top = RankedScanAttack(bright_model, UniformPrior(), tie_break="raster",
-                           max_positions=10)(images, labels)
+                           max_positions=10).run(images, labels)
     assert all(not r.success and r.positions_scanned == 10 and r.queries == 270
                for r in top.results)
 
@@ -88,9 +88,9 @@ def test_ranked_by_a_sensitivity_map_and_batched_equals_alone(tiny_net):
         labels = tiny_net(images).argmax(1)
     prior = WeightedPrior(sensitivity="gradient")
     attack = RankedScanAttack(tiny_net, prior, levels=2, seed=3, batch_invariant=True)
-    together = attack(images, labels).rows()
+    together = attack.run(images, labels).rows()
     for i in range(3):
-        alone = attack(images[i:i + 1], labels[i:i + 1]).rows()[0]
+        alone = attack.run(images[i:i + 1], labels[i:i + 1]).rows()[0]
         strip = lambda row: {k: v for k, v in row.items() if k not in ("seconds", "index")}  # noqa
         assert strip(alone) == strip(together[i])
 

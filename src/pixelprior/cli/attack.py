@@ -107,7 +107,7 @@ def attack(
               "another class")
     runner = build_attack(config, chosen, net, seed, batch_invariant=False,
                           targeted=goal is not None)
-    output = runner(image.to(device), torch.tensor([true]),
+    output = runner.run(image.to(device), torch.tensor([true]),
                     torch.tensor([goal]) if goal is not None else None)
     result = output.results[0]
     where = [_frames(p, fitted) for p in result.pixels]

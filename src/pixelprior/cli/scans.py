@@ -226,7 +226,7 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
     rows = []
     for start in range(0, len(labels), group):
         part = slice(start, start + group)
-        output = attack(images[part].to(device), labels[part].to(device))
+        output = attack.run(images[part].to(device), labels[part].to(device))
         for index, result in zip(indices[part], output.results, strict=True):
             rows.append({"image_index": index, **result.to_row()})
     out.mkdir(parents=True, exist_ok=True)

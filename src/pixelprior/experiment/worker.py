@@ -42,7 +42,7 @@ class GroupWorker:
         labels = self.dataset.labels[positions].to(self.device)
         attack = build_attack(config, mode, self.model, seed, scorer=self._scorer)
         began = time.time()
-        output = attack(images, labels)
+        output = attack.run(images, labels)
         wall = time.time() - began
         self._scorer = attack.scorer(images)  # built and checked once, reused
         rows = []

@@ -278,8 +278,28 @@ class Attack(ABC):
 
     # ----------------------------------------------------------------- public API
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
-                 targets: torch.Tensor | None = None) -> AttackOutput:
-        return self.attack(images, labels, targets)
+                 targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The adversarial images, as torchattacks' attacks return them.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: the true classes, integer ``[B]``.
+            targets: the target classes of a targeted attack, integer ``[B]``.
+
+        Returns:
+            float ``[B, C, H, W]``: each image with the search's best pixels applied (the
+            clean image where no search was needed). :meth:`run` returns everything.
+        """
+        return self.run(images, labels, targets).adversarial
+
+    def attack(self, images: torch.Tensor, labels: torch.Tensor,
+               targets: torch.Tensor | None = None,
+               keys: list[int] | None = None) -> AttackOutput:
+        """Deprecated alias of :meth:`run` (kept for one release)."""
+        warnings.warn("Attack.attack() is deprecated; use Attack.run() for the full "
+                      "output or call the attack for the adversarial images",
+                      DeprecationWarning, stacklevel=2)
+        return self.run(images, labels, targets, keys)
 
     def _check(self, images: torch.Tensor, labels: torch.Tensor,
                targets: torch.Tensor | None) -> torch.Tensor:
@@ -301,10 +321,10 @@ class Attack(ABC):
                                  f"{classes} classes); got {values.min()}..{values.max()}")
         return probs
 
-    def attack(self, images: torch.Tensor, labels: torch.Tensor,
-               targets: torch.Tensor | None = None,
-               keys: list[int] | None = None) -> AttackOutput:
-        """Attack every image of the batch.
+    def run(self, images: torch.Tensor, labels: torch.Tensor,
+            targets: torch.Tensor | None = None,
+            keys: list[int] | None = None) -> AttackOutput:
+        """Attack every image of the batch and return everything that was found.
 
         Args:
             images: float ``[B, C, H, W]`` in [0, 1].
@@ -312,6 +332,10 @@ class Attack(ABC):
             targets: the target classes of a targeted attack, integer ``[B]``.
             keys: each image's random-stream key (default: a hash of its pixels and
                 label), so results do not depend on batch composition or order.
+
+        Returns:
+            The per-image results, the adversarial batch, the prior's distribution and
+            the seconds spent.
         """
         began = time.perf_counter()
         device = images.device

@@ -47,7 +47,7 @@ class FastAttack(Attack):
     """A corner scan ranked by a map, to the first success or a certificate; optionally a
     short continuous search for the images the corners do not fool.
 
-    >>> out = FastAttack(model)(images, labels)
+    >>> out = FastAttack(model).run(images, labels)
     >>> [r.steps["decided_by"] for r in out.results]   # corners | refine | certificate
 
     Args (besides :class:`~pixelprior.search.Attack`'s):

@@ -24,7 +24,7 @@ class OnePixelAttack(Attack):
     """One-pixel attack (Su et al. 2019) with a position prior (Kumar et al. 2019).
 
     >>> attack = OnePixelAttack(model, prior=SusceptibleSetPrior(tau=0.5), seed=0)
-    >>> out = attack(images, labels)          # images: float [B, C, H, W] in [0, 1]
+    >>> out = attack.run(images, labels)      # images: float [B, C, H, W] in [0, 1]
     >>> out.adversarial, out.results[0].success, out.results[0].pixels
 
     Args (besides :class:`~pixelprior.search.Attack`'s):
