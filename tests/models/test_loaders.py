@@ -270,7 +270,7 @@ def test_onnx_attack_runs_through_the_scorers(tmp_path):
     net = AnySizeNet().eval()
     loaded = load_model_spec(export_onnx(net, tmp_path / "net.onnx", images(1, 8)))
     x, labels = images(2, 8), torch.tensor([0, 1])
-    out = OnePixelAttack(loaded.model, popsize=8, maxiter=2, seed=0)(x, labels)
+    out = OnePixelAttack(loaded.model, popsize=8, maxiter=2, seed=0).run(x, labels)
     with torch.no_grad():
         expected = net(out.adversarial).softmax(1)
     for i, result in enumerate(out.results):

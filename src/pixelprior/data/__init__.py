@@ -50,17 +50,18 @@ from .folders import (
 from .images import ALPHA_MODES, ImageFile, Resize, SizeMismatchError, fit_image, read_image_file
 from .registry import DATASETS, dataset_for, load_dataset
 from .scanstore import MAPS_FILE, SusceptibilityMaps, scan_summary
+from .sizes import Size, as_height_width, format_size
 
 __all__ = [
     "ALPHA_MODES", "CACHE_ENV", "CIFAR10_CLASSES", "CIFAR10_DIRNAME", "CIFAR10_JPEG_ARCHIVE",
     "CIFAR10_MD5", "CIFAR10_URL", "DATASETS", "DATA_ENV", "IMAGE_SUFFIXES", "MAPS_FILE",
     "SAMPLE_ASSET", "SOURCE_KINDS", "ClassNamesError", "CorruptDataError", "DataError",
-    "DataNotFoundError", "ImageFile", "ImageSet", "Resize", "SizeMismatchError",
-    "SusceptibilityMaps", "cache_dir", "check_images", "data_dir_from_env", "dataset_for",
-    "download_cifar10", "download_file", "file_digest", "fit_image", "find_jpeg_archive",
-    "image_digest", "imagenet_class_names", "load_cifar10", "load_cifar10_jpeg",
-    "load_cifar10_sample", "load_cifar10_test", "load_csv", "load_dataset", "load_folder",
-    "load_image_source", "load_npz", "md5sum", "parse_classes", "read_cifar_batch",
-    "read_class_names", "read_image_file", "read_jpeg_archive", "resolve_cifar10_dir",
-    "scan_summary", "sha256sum", "to_float",
+    "DataNotFoundError", "ImageFile", "ImageSet", "Resize", "SizeMismatchError", "Size",
+    "SusceptibilityMaps", "as_height_width", "cache_dir", "check_images", "data_dir_from_env",
+    "dataset_for", "download_cifar10", "download_file", "file_digest", "fit_image",
+    "find_jpeg_archive", "format_size", "image_digest", "imagenet_class_names", "load_cifar10",
+    "load_cifar10_jpeg", "load_cifar10_sample", "load_cifar10_test", "load_csv", "load_dataset",
+    "load_folder", "load_image_source", "load_npz", "md5sum", "parse_classes",
+    "read_cifar_batch", "read_class_names", "read_image_file", "read_jpeg_archive",
+    "resolve_cifar10_dir", "scan_summary", "sha256sum", "to_float",
 ]

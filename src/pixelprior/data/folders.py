@@ -25,13 +25,13 @@ import torch
 
 from .base import CorruptDataError, DataNotFoundError, ImageSet
 from .images import read_image_file
+from .sizes import Size, as_height_width, format_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "image", "image_path")
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "target", "y")
 SOURCE_KINDS = ("folder", "npz", "csv")
 
-Size = int | tuple[int, int]
 Classes = Sequence[str] | str | Path
 
 __all__ = [
@@ -125,18 +125,6 @@ def _numbered(count: int) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- pixels
-def _hw(size: Size | None) -> tuple[int, int] | None:
-    """``size`` as ``(height, width)``."""
-    if size is None:
-        return None
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"size must be a positive side or (height, width), got {size!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def _wxh(height: int, width: int) -> str:
-    return f"{width}×{height}"
 
 
 def _resize(pixels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -151,7 +139,7 @@ class _Fitter:
     """Brings ``[H, W, 3]`` arrays to one size and remembers what it resized."""
 
     def __init__(self, size: Size | None) -> None:
-        self.target = _hw(size)
+        self.target = as_height_width(size)
         self.first: tuple[str, tuple[int, int]] | None = None
         self.resized: Counter = Counter()
 
@@ -163,7 +151,7 @@ class _Fitter:
             elif shape != self.first[1]:
                 raise CorruptDataError(
                     f"images of different sizes: {self.first[0]} is "
-                    f"{_wxh(*self.first[1])} and {where} is {_wxh(*shape)}; give the "
+                    f"{format_size(self.first[1])} and {where} is {format_size(shape)}; give the "
                     "model's input size to resize them")
             return pixels
         if shape == self.target:
@@ -179,8 +167,8 @@ class _Fitter:
         common = self.resized.most_common(1)[0][0]
         others = " (and others)" if len(self.resized) > 1 else ""
         noun = "image" if count == 1 else "images"
-        return [f"{count} {noun} resized from {_wxh(*common)}{others} to "
-                f"{_wxh(*self.target)} (bilinear)"]
+        return [f"{count} {noun} resized from {format_size(common)}{others} to "
+                f"{format_size(self.target)} (bilinear)"]
 
 
 class _NoteTally:

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet, parse_classes, to_float
+from ..data.sizes import Size, as_height_width, format_size
 from .registry import REGISTRY, WeightsError, load_model, model_spec, read_state_dict
 
 KINDS = ("registered", "torchscript", "onnx", "module", "pickle")
@@ -56,7 +57,6 @@ _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MODULE_SPEC = re.compile(r"^(?P<target>[A-Za-z_][\w.]*|.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
 
-Size = int | tuple[int, int]
 
 __all__ = [
     "KINDS", "OUTPUTS", "GradientsUnavailableError", "LoadedModel", "ModelInputError",
@@ -163,22 +163,15 @@ def _shape(values: Sequence) -> str:
     return "[" + ", ".join("?" if v is None else str(v) for v in values) + "]"
 
 
-def _wxh(hw: tuple[int, int]) -> str:
-    return f"{hw[1]}×{hw[0]}"
-
-
 def _numbered(count: int) -> tuple[str, ...]:
     return tuple(str(i) for i in range(count))
 
 
 def _hw(size: Size | Sequence[int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    pair = (size, size) if isinstance(size, int) else tuple(size)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ModelLoadError(f"input_size must be a positive side or (height, width), got "
-                             f"{size!r}")
-    return int(pair[0]), int(pair[1])
+    try:
+        return as_height_width(size, "input_size")
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
 
 
 def _size_value(hw: tuple[int, int] | None) -> int | tuple[int, int] | None:
@@ -478,8 +471,9 @@ def _probe(model: nn.Module, raw: _Raw, size: tuple[int, int] | None,
            device: torch.device, name: str) -> _Probe:
     """Run the model once on random images to find what it takes and returns."""
     if size is not None and raw.size_is_fixed and size != raw.input_size:
-        raise ModelLoadError(f"{name} takes {_wxh(raw.input_size)} inputs ({raw.size_from}); "
-                             f"input_size {_wxh(size)} differs")
+        raise ModelLoadError(f"{name} takes {format_size(raw.input_size)} inputs "
+                             f"({raw.size_from}); "
+                             f"input_size {format_size(size)} differs")
     channels = (raw.channels,) if raw.channels else (3, 1)
     hw, source = (size, "given") if size is not None else (raw.input_size, raw.size_from)
     if hw is not None:
@@ -503,7 +497,7 @@ def _probe_at(model: nn.Module, hw: tuple[int, int], channels: Sequence[int],
             failures.append(f"{_shape(images.shape)}: {short_reason(exc)}")
             continue
         return _Probe(hw, count, images, _check_scores(scores, PROBE_BATCH, name),
-                      [f"input {_wxh(hw)} ({source})"])
+                      [f"input {format_size(hw)} ({source})"])
     raise ModelLoadError(f"{name} fails on random images {'; '.join(failures)}")
 
 
@@ -535,10 +529,11 @@ def _searched(ran: list, channels: int, name: str) -> _Probe:
     scores = _check_scores(scores, PROBE_BATCH, name)
     if len(ran) == 2:
         return _Probe(None, channels, images, scores, [
-            f"input of any size (the model runs at {_wxh(hw)} and {_wxh(ran[1][0])}): images "
+            f"input of any size (the model runs at {format_size(hw)} and "
+            f"{format_size(ran[1][0])}): images "
             "are used at their own size (pass input_size to resize them)"])
     return _Probe(hw, channels, images, scores, [
-        f"input {_wxh(hw)} (inferred: the only probe size the model runs at; pass "
+        f"input {format_size(hw)} (inferred: the only probe size the model runs at; pass "
         "input_size to be sure)"])
 
 
@@ -901,8 +896,8 @@ def predict_labels(loaded: LoadedModel, images: ImageSet, device: str | torch.de
     """
     expected, found = loaded.size_hw, tuple(images.images.shape[-2:])
     if expected is not None and found != expected:
-        raise ModelInputError(f"the images are {_wxh(found)} but {loaded.name} takes "
-                              f"{_wxh(expected)}; load them with size={loaded.input_size}")
+        raise ModelInputError(f"the images are {format_size(found)} but {loaded.name} takes "
+                              f"{format_size(expected)}; load them with size={loaded.input_size}")
     out = []
     for start in range(0, len(images), batch):
         chunk = to_float(images.images[start:start + batch]).to(device)
