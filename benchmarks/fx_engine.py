@@ -6,7 +6,7 @@ side by side in one run on the same one-pixel candidates:
 
 - queries/s of full passes (:class:`~pixelprior.scoring.FullPassScorer` with its default
   optimisation: BatchNorm folded, channels-last) and of the incremental engine that
-  ``make_scorer(engine="auto")`` picks (:mod:`pixelprior.scoring._fx_cone`), and their ratio;
+  ``make_scorer(engine="auto")`` picks (:mod:`pixelprior.scoring.cone`), and their ratio;
 - the ceiling: multiply-accumulates of a full pass over those of the cone per row (conv
   and linear layers, counted from their shapes), what the cone could gain at best;
 - their agreement (labels, the largest score difference relative to the score scale).

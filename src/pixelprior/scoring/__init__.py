@@ -6,7 +6,6 @@ SqueezeNet-style networks, or any ``torch.fx``-traceable CNN via :class:`FxIncre
 checks one, :data:`SCORERS` names them.
 """
 
-from ._fx_cone import FxIncrementalForward, fx_incremental_forward
 from ._squeezenet_cone import IncrementalForward, incremental_forward
 from .base import (
     CPU_CHUNK_ROWS,
@@ -25,6 +24,7 @@ from .base import (
     perturb_rows,
     rows_for_memory,
 )
+from .cone import FxIncrementalForward, fx_incremental_forward
 from .full import FullPassScorer
 from .incremental import IncrementalScorer
 from .onnx_runtime import OnnxRuntimeModel, OnnxRuntimeScorer, export_onnx

@@ -1,6 +1,6 @@
 """One-pixel candidates scored from cached clean activations: only the cone of the
 changed pixel is recomputed (:mod:`pixelprior.scoring._squeezenet_cone` for SqueezeNet-style
-networks, :mod:`pixelprior.scoring._fx_cone` for other ``torch.fx``-traceable ones)."""
+networks, :mod:`pixelprior.scoring.cone` for other ``torch.fx``-traceable ones)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .full import FullPassScorer
 class IncrementalScorer(Scorer):
     """One-pixel candidates scored from cached clean activations
     (:class:`~pixelprior.scoring._squeezenet_cone.IncrementalForward` or
-    :class:`~pixelprior.scoring._fx_cone.FxIncrementalForward`); whole images by full passes
+    :class:`~pixelprior.scoring.cone.FxIncrementalForward`); whole images by full passes
     of the same fast copy. ``note``: what :func:`make_scorer` has to say about the choice."""
 
     name = "incremental"

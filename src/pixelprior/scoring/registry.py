@@ -10,9 +10,9 @@ from torch import nn
 
 from .._registry import Registry
 from ..models import scores_agree
-from ._fx_cone import fx_incremental_forward
 from ._squeezenet_cone import incremental_forward
 from .base import Scorer, ScorerMismatchError, perturb_rows
+from .cone import fx_incremental_forward
 from .full import FullPassScorer
 from .incremental import IncrementalScorer
 from .onnx_runtime import OnnxRuntimeScorer

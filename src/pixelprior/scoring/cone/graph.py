@@ -1,0 +1,181 @@
+"""A model traced with ``torch.fx``, with what the cone engines need to know of it: its
+constants, what each node runs, and which registered operation that is."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.experimental.optimization import fuse
+
+from . import operators  # noqa: F401  (registers the operations)
+from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
+
+__all__ = ["FxUnsupportedError", "Resolved", "TracedGraph", "describe"]
+
+# Position of ``inplace`` in functional activations (set to False in the engine's copy).
+_INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.hardswish: 1, F.hardsigmoid: 1, F.silu: 1,
+                     F.mish: 1, F.leaky_relu: 2, F.elu: 2, F.hardtanh: 3, F.dropout: 3,
+                     F.dropout2d: 3}
+
+
+class FxUnsupportedError(ValueError):
+    """The graph cannot be run incrementally at all (an in-place op, several inputs)."""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a node is to the cone engines.
+
+    Attributes:
+        operation: the registered operation (``None``: not one the table knows).
+        params: its settings read from the node (or why this call is not supported).
+        rule: the incremental engine's :class:`WindowRule`, or why it cannot run it on
+            windows (``None`` with no operation).
+    """
+
+    operation: Operation | None
+    params: Any
+    rule: WindowRule | str | None
+
+
+def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """A node's operation in words: ``Upsample (up)``, ``Tensor.flip()``, ``cumsum``."""
+    if node.op == "call_module":
+        return f"{type(modules[node.target]).__name__} ({node.target})"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}()"
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def _fetch(root: nn.Module, target: str) -> Any:
+    value: Any = root
+    for part in target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _traced(model: nn.Module) -> fx.GraphModule:
+    """A traced copy of ``model`` with every BatchNorm that follows a convolution folded
+    into it (``torch.fx``'s own pass; the plain trace where that pass fails)."""
+    try:
+        return fuse(model)
+    except Exception:  # noqa: BLE001 - a pattern the pass cannot fold: trace as it is
+        return fx.symbolic_trace(copy.deepcopy(model))
+
+
+def _without_inplace(graph_module: fx.GraphModule) -> None:
+    """In-place activations write into values the cache keeps: make them out of place;
+    refuse other in-place operations."""
+    for module in graph_module.modules():
+        if isinstance(getattr(module, "inplace", None), bool):
+            module.inplace = False
+    for node in graph_module.graph.nodes:
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if node.op in ("call_method", "call_function") and isinstance(name, str) and (
+                name.endswith("_") and not name.endswith("__")):
+            raise FxUnsupportedError(f"in-place operation {name} ({node.name})")
+        if node.op == "call_function" and node.kwargs.get("inplace"):
+            node.kwargs = {**node.kwargs, "inplace": False}
+        position = _INPLACE_POSITION.get(node.target) if node.op == "call_function" else None
+        if position is not None and len(node.args) > position and node.args[position]:
+            node.args = (*node.args[:position], False, *node.args[position + 1:])
+
+
+class TracedGraph:
+    """A traced copy of a model (BatchNorm folded, activations out of place).
+
+    Args:
+        model: the network (in eval mode).
+
+    Raises:
+        torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
+        FxUnsupportedError: the graph has in-place operations or several image inputs.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.graph_module = _traced(model)
+        _without_inplace(self.graph_module)
+        self.nodes = list(self.graph_module.graph.nodes)
+        self.modules = dict(self.graph_module.named_modules())
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        if any(not n.args for n in placeholders[1:]):
+            raise FxUnsupportedError("the model takes more than one input")
+        self.input = placeholders[0]
+        self.statics = self._statics()
+        position = {n: i for i, n in enumerate(self.nodes)}
+        self.last_use = {n: max(position[u] for u in n.users) for n in self.nodes if n.users}
+
+    def _statics(self) -> dict[fx.Node, Any]:
+        """Values that do not depend on the image: parameters, constants, defaults."""
+        values: dict[fx.Node, Any] = {}
+        with torch.inference_mode():
+            for node in self.nodes:
+                if node.op == "get_attr":
+                    values[node] = _fetch(self.graph_module, node.target)
+                elif node.op == "placeholder" and node is not self.nodes[0]:
+                    values[node] = node.args[0]
+                elif node.op.startswith("call") and all(n in values
+                                                        for n in node.all_input_nodes):
+                    values[node] = self.call(node, values.__getitem__)
+        return values
+
+    def callable(self, node: fx.Node) -> Callable:
+        """What ``node`` runs, as ``fn(*args, **kwargs)``."""
+        if node.op == "call_module":
+            return self.modules[node.target]
+        if node.op == "call_method":
+            return lambda this, *args, **kwargs: getattr(this, node.target)(*args, **kwargs)
+        return node.target
+
+    def call(self, node: fx.Node, value: Callable[[fx.Node], Any]) -> Any:
+        """Run ``node`` with its inputs' values given by ``value``."""
+        return self.callable(node)(*fx.node.map_arg(node.args, value),
+                                   **fx.node.map_arg(node.kwargs, value))
+
+    def resolve(self, node: fx.Node) -> Resolved:
+        """The registered operation of ``node``, its settings and its window rule."""
+        if not node.op.startswith("call"):
+            return Resolved(None, None, None)
+        operation = OPERATIONS.lookup(node, self.modules)
+        if operation is None:
+            return Resolved(None, None, None)
+        module = self.modules[node.target] if node.op == "call_module" else None
+        try:
+            params = operation.params(NodeCall(node, module, self.statics))
+        except Computed:
+            return Resolved(operation, "a weight computed from the image",
+                            "a weight computed from the image")
+        rule = params if isinstance(params, str) else operation.window(params)
+        return Resolved(operation, params, rule)
+
+    def weight(self, node: fx.Node) -> tuple[torch.Tensor | None, bool]:
+        """The weight of a convolution or linear node and whether it is a convolution."""
+        resolved = self.resolve(node)
+        if resolved.operation is None or resolved.operation.name not in ("conv2d", "linear"):
+            return None, False
+        weight = getattr(resolved.params, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            return None, False
+        return weight, resolved.operation.name == "conv2d"
+
+    def clean(self, images: torch.Tensor) -> Iterator[tuple[fx.Node, Any]]:
+        """Every node's clean value, in graph order (each freed after its last use)."""
+        env = dict(self.statics)
+        env[self.input] = images
+        yield self.input, images
+        for i, node in enumerate(self.nodes):
+            if node in env:
+                continue
+            if node.op == "output":
+                return
+            env[node] = self.call(node, env.__getitem__)
+            yield node, env[node]
+            for n in node.all_input_nodes:
+                if self.last_use.get(n) == i and n not in self.statics:
+                    del env[n]

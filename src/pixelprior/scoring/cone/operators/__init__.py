@@ -1,0 +1,7 @@
+"""The operations the cone engines know, one module per family; importing this package
+registers them in :data:`~pixelprior.scoring.cone.table.OPERATIONS`."""
+
+from . import activations, arithmetic, convolution, linear, normalization, pooling, shape
+
+__all__ = ["activations", "arithmetic", "convolution", "linear", "normalization", "pooling",
+           "shape"]

@@ -1,0 +1,42 @@
+"""Elementwise arithmetic (with constants, buffers or other windows) and channel
+concatenation."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from ..table import ELEMENTWISE, NodeCall, WindowRule, register_operation
+
+
+def _elementwise(params: object) -> WindowRule:
+    return ELEMENTWISE
+
+
+# name -> (functions, methods)
+ELEMENTWISE_OPERATIONS: dict[str, tuple[tuple, tuple]] = {
+    "add": ((operator.add, torch.add), ("add",)),
+    "sub": ((operator.sub, torch.sub), ("sub",)),
+    "mul": ((operator.mul, torch.mul), ("mul",)),
+    "div": ((operator.truediv, torch.div), ("div",)),
+    "maximum": ((torch.maximum,), ()),
+    "minimum": ((torch.minimum,), ()),
+}
+
+for _name, (_functions, _methods) in ELEMENTWISE_OPERATIONS.items():
+    register_operation(_name, window=_elementwise, functions=_functions, methods=_methods,
+                       help="elementwise arithmetic")
+
+
+def _cat_params(call: NodeCall) -> int:
+    return call.arg(1, "dim", 0)
+
+
+def _cat_window(dim: int) -> WindowRule | str:
+    return WindowRule("cat") if dim in (1, -3) else "cat along a spatial axis"
+
+
+register_operation("cat", window=_cat_window, params=_cat_params,
+                   functions=(torch.cat, torch.concat, torch.concatenate),
+                   help="concatenation (along channels on windows)")

@@ -1,0 +1,80 @@
+"""2-D convolutions of any stride, padding, dilation and groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..geometry import Slide, pair
+from ..table import NodeCall, WindowRule, register_operation
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """A convolution's weight ``[O, I/groups, kh, kw]``, bias ``[O]`` and geometry.
+
+    ``padding`` is explicit (``"same"``/``"valid"`` resolved).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return tuple(self.weight.shape[-2:])
+
+    def run(self, x: torch.Tensor, bias: bool = True, padding: bool = False) -> torch.Tensor:
+        """The convolution on ``x`` ``[N, I, h, w]`` (unpadded unless ``padding``)."""
+        weight = self.weight.to(x.dtype)
+        b = self.bias.to(x.dtype) if bias and self.bias is not None else None
+        return F.conv2d(x, weight, b, self.stride, self.padding if padding else 0,
+                        self.dilation, self.groups)
+
+
+def _padding(padding, kernel, dilation) -> tuple[int, int] | str:
+    if padding == "valid":
+        return (0, 0)
+    if padding == "same":
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        if any(t % 2 for t in totals):
+            return "padding='same' with an even reach"
+        return totals[0] // 2, totals[1] // 2
+    return pair(padding)
+
+
+def _params(call: NodeCall) -> ConvParams | str:
+    if call.module is not None:
+        m = call.module
+        weight, bias, stride, padding = m.weight, m.bias, m.stride, m.padding
+        dilation, groups, mode = m.dilation, m.groups, m.padding_mode
+    else:
+        weight, bias = call.static_arg(1, "weight"), call.static_arg(2, "bias")
+        stride, padding = call.arg(3, "stride", 1), call.arg(4, "padding", 0)
+        dilation, groups, mode = call.arg(5, "dilation", 1), call.arg(6, "groups", 1), "zeros"
+    dilation = pair(dilation)
+    explicit = _padding(padding, tuple(weight.shape[-2:]), dilation)
+    if isinstance(explicit, str):
+        return explicit
+    if mode != "zeros" and any(explicit):
+        return f"padding_mode={mode!r}"
+    return ConvParams(weight, bias, pair(stride), explicit, dilation, groups)
+
+
+def _window(params: ConvParams | str) -> WindowRule | str:
+    if isinstance(params, str):
+        return params
+    if params.kernel == (1, 1) and params.stride == (1, 1) and params.padding == (0, 0):
+        return WindowRule("pointwise", channel=True)
+    return WindowRule("spatial", slide=Slide(params.kernel, params.stride, params.padding,
+                                             params.dilation, 0.0, params.run))
+
+
+register_operation("conv2d", window=_window, params=_params, modules=(nn.Conv2d,),
+                   functions=(F.conv2d, torch.conv2d), help="2-D convolution")

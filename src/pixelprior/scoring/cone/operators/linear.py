@@ -1,0 +1,33 @@
+"""Fully connected layers (the head: they run on whole vectors)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..table import NodeCall, register_operation
+
+
+@dataclass(frozen=True)
+class LinearParams:
+    """A linear layer's weight ``[O, I]`` and bias ``[O]``."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+
+
+def _params(call: NodeCall) -> LinearParams:
+    if call.module is not None:
+        return LinearParams(call.module.weight, call.module.bias)
+    return LinearParams(call.static_arg(1, "weight"), call.static_arg(2, "bias"))
+
+
+def _whole(params: object) -> str:
+    return "a fully connected layer (runs on whole vectors)"
+
+
+register_operation("linear", window=_whole, params=_params, modules=(nn.Linear,),
+                   functions=(F.linear,), help="fully connected layer")

@@ -1,0 +1,59 @@
+"""BatchNorm on running statistics: a per-channel affine map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..table import NodeCall, WindowRule, register_operation
+
+
+@dataclass(frozen=True)
+class BatchNormParams:
+    """A BatchNorm's running statistics and affine parameters (``[C]`` each or ``None``)."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
+    weight: torch.Tensor | None
+    bias: torch.Tensor | None
+    eps: float
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``y = scale * x + shift`` per channel.
+
+        Returns:
+            ``(scale [C], shift [C])``.
+        """
+        scale = torch.rsqrt(self.var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -self.mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        return scale, shift
+
+
+def _params(call: NodeCall) -> BatchNormParams | str:
+    if call.module is not None:
+        m = call.module
+        if m.training or m.running_mean is None:
+            return "BatchNorm2d on batch statistics"
+        return BatchNormParams(m.running_mean, m.running_var, m.weight, m.bias, m.eps)
+    if call.arg(5, "training", False):
+        return "batch_norm in training mode"
+    return BatchNormParams(call.static_arg(1, "running_mean"), call.static_arg(2, "running_var"),
+                           call.static_arg(3, "weight"), call.static_arg(4, "bias"),
+                           float(call.arg(7, "eps", 1e-5)))
+
+
+def _window(params: BatchNormParams | str) -> WindowRule | str:
+    if isinstance(params, str):
+        return params
+    return WindowRule("pointwise", channel=True)
+
+
+register_operation("batch_norm", window=_window, params=_params, modules=(nn.BatchNorm2d,),
+                   functions=(F.batch_norm,), help="BatchNorm on running statistics")
