@@ -25,14 +25,15 @@ class FxIncrementalForward:
 
     Args:
         model: the network, in eval mode.
+        fold: fold BatchNorm into convolutions (see :class:`TracedGraph`).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
         FxUnsupportedError: the graph has in-place operations or several image inputs.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.graph = TracedGraph(model)
+    def __init__(self, model: nn.Module, fold: bool = True) -> None:
+        self.graph = TracedGraph(model, fold)
         self._plans: dict[tuple, Plan] = {}
 
     @property

@@ -60,9 +60,12 @@ def _fetch(root: nn.Module, target: str) -> Any:
     return value
 
 
-def _traced(model: nn.Module) -> fx.GraphModule:
-    """A traced copy of ``model`` with every BatchNorm that follows a convolution folded
-    into it (``torch.fx``'s own pass; the plain trace where that pass fails)."""
+def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
+    """A traced copy of ``model``; with ``fold``, every BatchNorm that follows a
+    convolution folded into it (``torch.fx``'s own pass; the plain trace where that pass
+    fails)."""
+    if not fold:
+        return fx.symbolic_trace(copy.deepcopy(model))
     try:
         return fuse(model)
     except Exception:  # noqa: BLE001 - a pattern the pass cannot fold: trace as it is
@@ -92,14 +95,16 @@ class TracedGraph:
 
     Args:
         model: the network (in eval mode).
+        fold: fold BatchNorm into the convolution before it (faster; the verifier keeps
+            the model's own operations).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
         FxUnsupportedError: the graph has in-place operations or several image inputs.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        self.graph_module = _traced(model)
+    def __init__(self, model: nn.Module, fold: bool = True) -> None:
+        self.graph_module = _traced(model, fold)
         _without_inplace(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())

@@ -139,6 +139,7 @@ class Plan:
         first_unsupported: the first operation that could not run on windows, in words.
         cone_macs, full_macs: multiply-accumulates per row of the cone and the full pass.
         boxes: the window box of every windowed node.
+        shapes: every node's clean value shape for one image (``None``: not a tensor).
     """
 
     steps: list[tuple[fx.Node, Any, list[fx.Node]]]
@@ -147,6 +148,7 @@ class Plan:
     cone_macs: int
     full_macs: int
     boxes: dict[fx.Node, Box]
+    shapes: dict[fx.Node, torch.Size | None]
 
     @property
     def problem(self) -> str | None:
@@ -195,7 +197,7 @@ class Planner:
             if node not in self.graph.statics:
                 self._add(node)
         return Plan(self._with_frees(), self.needs, self.first_unsupported, self.cone_macs,
-                    self.full_macs, self.boxes)
+                    self.full_macs, self.boxes, self.shapes)
 
     def _with_frees(self) -> list[tuple[fx.Node, Any, list[fx.Node]]]:
         """Each step with the values no later step needs (freed as the query goes)."""

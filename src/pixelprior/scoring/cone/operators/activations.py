@@ -1,5 +1,5 @@
 """Pointwise activations (modules, functions and tensor methods): each runs on a window
-as it is."""
+as it is; the verifier relaxes each on its range (:mod:`..zonotope`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import POINTWISE, NodeCall, WindowRule, register_operation
+from ..table import POINTWISE, NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import AFFINE, IDENTITY, Lipschitz, PiecewiseLinear, SShaped
 
 
 def _pointwise(params: object) -> WindowRule:
@@ -41,9 +42,43 @@ ACTIVATIONS: dict[str, tuple[tuple, tuple, tuple]] = {
     "float": ((), (), ("float",)),
 }
 
+
+def _setting(call: NodeCall, attribute: str, position: int, default: float) -> float:
+    """An activation's setting: the module's attribute or the call's argument."""
+    if call.module is not None:
+        return getattr(call.module, attribute)
+    return call.static_arg(position, attribute, default)
+
+
+# name -> its settings from a node (the names of the bound rules' arguments)
+SETTINGS = {
+    "leaky_relu": lambda c: {"slope": _setting(c, "negative_slope", 1, 0.01)},
+    "hardtanh": lambda c: {"low": _setting(c, "min_val", 1, -1.0),
+                           "high": _setting(c, "max_val", 2, 1.0)},
+    "relu6": lambda c: {"low": 0.0, "high": 6.0},
+    "clamp": lambda c: _clamp_settings(c),
+    "elu": lambda c: {"alpha": _setting(c, "alpha", 1, 1.0)},
+    "softplus": lambda c: {"beta": _setting(c, "beta", 1, 1.0),
+                           "threshold": _setting(c, "threshold", 2, 20.0)},
+    "gelu": lambda c: {"approximate": _setting(c, "approximate", 1, "none")},
+}
+
+
+def _clamp_settings(call: NodeCall) -> dict | str:
+    method = call.node.target if call.node.op == "call_method" else None
+    low = call.static_arg(1, "min", None)
+    high = call.static_arg(2, "max", None)
+    if method == "clamp_min":
+        low, high = call.static_arg(1, "min", None), None
+    elif method == "clamp_max":
+        low, high = None, call.static_arg(1, "max", None)
+    return {"low": low, "high": high}
+
+
 for _name, (_modules, _functions, _methods) in ACTIVATIONS.items():
     register_operation(_name, window=_pointwise, modules=_modules, functions=_functions,
-                       methods=_methods, help="elementwise activation")
+                       methods=_methods, params=SETTINGS.get(_name),
+                       help="elementwise activation")
 
 register_operation("prelu", window=_pointwise, modules=(nn.PReLU,),
                    help="PReLU module (its weight inside)")
@@ -67,3 +102,47 @@ def _dropout_window(params: bool | str) -> WindowRule | str:
 register_operation("dropout", window=_dropout_window, params=_dropout_params,
                    modules=(nn.Dropout, nn.Dropout2d), functions=(F.dropout, F.dropout2d),
                    help="dropout in eval mode (the identity)")
+
+
+# ------------------------------------------------------------------ the verifier's rules
+def _clamped(low: float | None, high: float | None) -> PiecewiseLinear:
+    kinks = [v for v in (low, high) if v is not None]
+    return PiecewiseLinear(lambda t: t.clamp(low, high), kinks)
+
+
+def _softplus(beta: float, threshold: float):
+    def f(t: torch.Tensor) -> torch.Tensor:
+        return F.softplus(t, beta, threshold)
+
+    return f
+
+
+def _sigmoid_derivative(t: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(t)
+    return s * (1 - s)
+
+
+# sup |f'| of each smooth activation (checked numerically in the tests)
+LIPSCHITZ = {"silu": 1.1, "gelu": 1.13, "mish": 1.09, "hardswish": 1.5}
+
+register_bound("relu")(lambda p: PiecewiseLinear(torch.relu, (0.0,)))
+register_bound("leaky_relu")(lambda p: PiecewiseLinear(
+    lambda t: F.leaky_relu(t, p["slope"]), (0.0,)))
+register_bound("hardtanh")(lambda p: _clamped(p["low"], p["high"]))
+register_bound("relu6")(lambda p: _clamped(0.0, 6.0))
+register_bound("clamp")(lambda p: _clamped(p["low"], p["high"]))
+register_bound("hardsigmoid")(lambda p: PiecewiseLinear(F.hardsigmoid, (-3.0, 3.0)))
+register_bound("sigmoid")(lambda p: SShaped(torch.sigmoid, _sigmoid_derivative))
+register_bound("tanh")(lambda p: SShaped(torch.tanh, lambda t: 1 - torch.tanh(t) ** 2))
+register_bound("silu")(lambda p: Lipschitz(F.silu, LIPSCHITZ["silu"]))
+register_bound("gelu")(lambda p: Lipschitz(
+    lambda t: F.gelu(t, approximate=p["approximate"]), LIPSCHITZ["gelu"]))
+register_bound("mish")(lambda p: Lipschitz(F.mish, LIPSCHITZ["mish"]))
+register_bound("hardswish")(lambda p: Lipschitz(F.hardswish, LIPSCHITZ["hardswish"]))
+register_bound("elu")(lambda p: Lipschitz(lambda t: F.elu(t, p["alpha"]),
+                                          max(1.0, abs(p["alpha"]))))
+register_bound("softplus")(lambda p: Lipschitz(_softplus(p["beta"], p["threshold"]), 1.0))
+register_bound("neg")(lambda p: AFFINE)
+register_bound("identity")(lambda p: IDENTITY)
+register_bound("float")(lambda p: IDENTITY)
+register_bound("dropout")(lambda p: IDENTITY)

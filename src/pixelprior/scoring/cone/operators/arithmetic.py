@@ -7,7 +7,8 @@ import operator
 
 import torch
 
-from ..table import ELEMENTWISE, NodeCall, WindowRule, register_operation
+from ..table import ELEMENTWISE, NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import AFFINE, Product
 
 
 def _elementwise(params: object) -> WindowRule:
@@ -40,3 +41,10 @@ def _cat_window(dim: int) -> WindowRule | str:
 register_operation("cat", window=_cat_window, params=_cat_params,
                    functions=(torch.cat, torch.concat, torch.concatenate),
                    help="concatenation (along channels on windows)")
+
+# the verifier: sums are exact; products and quotients while one factor varies
+register_bound("add")(lambda params: AFFINE)
+register_bound("sub")(lambda params: AFFINE)
+register_bound("mul")(lambda params: Product())
+register_bound("div")(lambda params: Product(divides=True))
+register_bound("cat")(lambda params: AFFINE)

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import Slide, pair
-from ..table import NodeCall, WindowRule, register_operation
+from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import AFFINE
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,4 @@ def _window(params: ConvParams | str) -> WindowRule | str:
 
 register_operation("conv2d", window=_window, params=_params, modules=(nn.Conv2d,),
                    functions=(F.conv2d, torch.conv2d), help="2-D convolution")
+register_bound("conv2d")(lambda params: AFFINE)  # the verifier: exact

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import NodeCall, WindowRule, register_operation
+from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import AFFINE
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,4 @@ def _window(params: BatchNormParams | str) -> WindowRule | str:
 
 register_operation("batch_norm", window=_window, params=_params, modules=(nn.BatchNorm2d,),
                    functions=(F.batch_norm,), help="BatchNorm on running statistics")
+register_bound("batch_norm")(lambda params: AFFINE)  # the verifier: exact

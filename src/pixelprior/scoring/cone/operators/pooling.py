@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import Slide, pair
-from ..table import NodeCall, WindowRule, register_operation
+from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import AFFINE, MAX_POOL
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,9 @@ register_operation("adaptive_avg_pool2d", window=_whole_map,
                    help="adaptive average pooling (the head: runs on whole maps)")
 register_operation("mean", window=_whole_map, functions=(torch.mean,), methods=("mean",),
                    help="a mean over axes (the head: runs on whole maps)")
+
+# the verifier: averages are exact, maxima relaxed (zonotope.MaxPool)
+register_bound("max_pool2d")(lambda params: MAX_POOL)
+register_bound("avg_pool2d")(lambda params: AFFINE)
+register_bound("adaptive_avg_pool2d")(lambda params: AFFINE)
+register_bound("mean")(lambda params: AFFINE)

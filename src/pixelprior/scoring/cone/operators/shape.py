@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..table import NodeCall, WindowRule, register_operation
+from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..zonotope import RESHAPE
 
 SHAPE_ATTRIBUTES = ("shape", "ndim")
 
@@ -33,3 +34,4 @@ register_operation("reshape", window=_whole,
                    modules=(nn.Flatten,), functions=(torch.flatten, torch.reshape),
                    methods=("flatten", "view", "reshape"),
                    help="reshapes that keep the batch axis (the head)")
+register_bound("reshape")(lambda params: RESHAPE)  # the verifier: the zonotope reshaped

@@ -1,0 +1,561 @@
+"""Sound bounds of a network's class scores over a box of colors of one pixel.
+
+:class:`BoundEngine` runs the cone engine's plan (the same windows, the same gathers from
+a clean cache) on zonotopes instead of numbers (:mod:`.zonotope`): a box of colors at a
+position enters as a 1×1 window with one symbol per channel; every operation applies the
+bound rule registered for it in the operation table; outside a value's window the network
+is the clean image's (exact, no symbols). Only the pixel's cone carries symbols.
+
+Rows of a call are *boxes* (an image, a position, ``lo``/``hi`` per channel). A value of
+``N`` boxes with ``R - 1`` symbols is stored as ``[N, R, ...]`` and run through an
+operation as ``N · R`` rows: the center rows read the clean image's cache around the
+window, the generator rows an all-zero image appended to the cache (a generator is a
+change, zero outside the window). Affine operations then run as the model runs them and
+the operation's value at zero (its bias) is subtracted from the generator rows.
+
+Everything is computed in float64 on a float64 copy of the model (BatchNorm not folded:
+the verifier bounds the model's own operations).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .engine import FxIncrementalForward
+from .geometry import Box
+from .graph import FxUnsupportedError, describe
+from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
+from .runtime import FxCache, Query, Window
+from .zonotope import (
+    Affine,
+    BoundUnsupportedError,
+    Identity,
+    MaxPool,
+    Product,
+    Relaxation,
+    Reshape,
+    add_symbols,
+    interval,
+    pad_rows,
+)
+
+__all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds"]
+
+
+@dataclass
+class ZWindow:
+    """Zonotopes of a window: ``values [N, R, C, h, w]`` at ``top``/``left`` (``[N]``)
+    of ``box.map``; outside it the value is the clean image's."""
+
+    values: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    box: Box
+
+
+@dataclass
+class ZFull:
+    """Zonotopes of a whole value: ``values [N, R, *shape]``."""
+
+    values: torch.Tensor
+
+
+@dataclass
+class ZFlat:
+    """A flattened window: the center as a whole ``[N, F]`` (``F = C·H·W``), the
+    generators still the window's (rows ``1..`` of ``window.values``), so that a linear
+    layer after a flatten multiplies only the weights the window reaches."""
+
+    center: torch.Tensor
+    window: ZWindow
+
+
+@dataclass
+class BoundCache:
+    """The clean images' cache with an all-zero image appended (index ``zero``)."""
+
+    cache: FxCache
+    zero: int
+
+
+@dataclass
+class MarginBounds:
+    """Bounds of the margins ``z_label - z_j`` over each box.
+
+    Attributes:
+        lower: float64 ``[N, K]``, a lower bound of each margin (``+inf`` at the label).
+        upper: float64 ``[N, K]``, an upper bound (``+inf`` at the label).
+        inputs: float64 ``[N, K, C]``, each margin's coefficients of the color symbols.
+        symbols: the symbols the call used (color channels and relaxation errors).
+    """
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+    inputs: torch.Tensor
+    symbols: int
+
+    @property
+    def worst(self) -> torch.Tensor:
+        """float64 ``[N]``: the lowest margin lower bound of each box."""
+        return self.lower.min(1).values
+
+
+class _Call:
+    """One call's boxes: their rows, origins and the global symbol count."""
+
+    def __init__(self, bound_cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
+                 x: torch.Tensor, channels: int) -> None:
+        self.cache, self.zero = bound_cache.cache, bound_cache.zero
+        self.owner, self.y, self.x = owner, y, x
+        self.count = owner.shape[0]
+        self.rows = 1 + channels
+        self.shapes = bound_cache.cache.plan.shapes
+        self._queries: dict[int, Query] = {}
+
+    def query(self, rows: int) -> Query:
+        """The cone engine's query of ``N · rows`` stacked rows (center rows on the clean
+        image, generator rows on the zero image)."""
+        if rows not in self._queries:
+            owner = torch.full((self.count, rows), self.zero, dtype=torch.long,
+                               device=self.owner.device)
+            owner[:, 0] = self.owner
+            self._queries[rows] = Query(self.cache, owner.flatten(),
+                                        self.y.repeat_interleave(rows),
+                                        self.x.repeat_interleave(rows), None)
+        return self._queries[rows]
+
+    def origins(self, box: Box) -> tuple[torch.Tensor, torch.Tensor]:
+        return box.top[self.y], box.left[self.x]
+
+    def stacked_window(self, value: ZWindow) -> tuple[Query, Window]:
+        """``value`` as the cone engine's window of stacked rows, with its query."""
+        rows = value.values.shape[1]
+        flat = value.values.flatten(0, 1)
+        return self.query(rows), Window(flat, value.top.repeat_interleave(rows),
+                                        value.left.repeat_interleave(rows), value.box)
+
+    def grow(self, values: torch.Tensor) -> torch.Tensor:
+        """Zonotopes padded to the call's symbols (before new ones are appended)."""
+        return pad_rows(values, self.rows)
+
+    def relax(self, rule: Relaxation, values: torch.Tensor) -> torch.Tensor:
+        out = rule.apply(self.grow(values))
+        self.rows = out.shape[1]
+        return out
+
+    def add(self, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+        out = add_symbols(self.grow(values), radius)
+        self.rows = out.shape[1]
+        return out
+
+
+class BoundEngine:
+    """Sound lower bounds of the margins ``z_y - z_j`` of a network over boxes of colors
+    of one pixel (see the module docstring).
+
+    >>> engine = BoundEngine(model)
+    >>> cache = engine.prepare(images)                        # [B, C, H, W] in [0, 1]
+    >>> bounds = engine.margins(cache, owner, y, x, lo, hi, labels)
+    >>> bounds.worst                                          # [N]: > 0 proves the box
+
+    Args:
+        model: the network (images in [0, 1] → class scores), in eval mode.
+
+    Raises:
+        BoundUnsupportedError: ``torch.fx`` cannot trace the model, or an operation has
+            no bound rule (named, when the plan of an image size is built).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        if model.training:
+            raise BoundUnsupportedError("the model is in training mode; call model.eval()")
+        double = copy.deepcopy(model).double().eval()
+        try:
+            self.engine = FxIncrementalForward(double, fold=False)
+        except FxUnsupportedError as exc:
+            raise BoundUnsupportedError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise BoundUnsupportedError(f"torch.fx cannot trace the model "
+                                        f"({type(exc).__name__}: {first})") from None
+        self.graph = self.engine.graph
+        self._checked: set[tuple] = set()
+
+    def plan(self, images: torch.Tensor) -> Plan:
+        """The plan of images like ``images`` (every operation checked for a bound rule).
+
+        Raises:
+            BoundUnsupportedError: an operation of the model has no bound rule.
+        """
+        plan = self.engine.plan(images.double())
+        key = tuple(images.shape[1:])
+        if key not in self._checked:
+            for node, step, _ in plan.steps:
+                problem = self._unsupported(step)
+                if problem:
+                    raise BoundUnsupportedError(
+                        f"the verifier has no bound rule for "
+                        f"{describe(node, self.graph.modules)}{problem}")
+            self._checked.add(key)
+        return plan
+
+    @staticmethod
+    def _unsupported(step: Any) -> str | None:
+        if isinstance(step, (InputStep, OutputStep, ShapeStep)):
+            return None
+        resolved = step.resolved
+        if resolved.operation is None:
+            return ""
+        if isinstance(resolved.params, str):
+            return f" ({resolved.params})"
+        if resolved.operation.bound is None:
+            return ""
+        rule = resolved.operation.bound(resolved.params)
+        return f" ({rule})" if isinstance(rule, str) else None
+
+    @torch.inference_mode()
+    def prepare(self, images: torch.Tensor) -> BoundCache:
+        """The clean images' float64 cache, with the zero image the generators read.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+
+        Returns:
+            The cache every call on these images reuses.
+        """
+        images = images.double()
+        self.plan(images)
+        cache = self.engine.prepare(images)
+        tensors = {key: torch.cat([t, torch.zeros_like(t[:1])]) for key, t in cache.tensors.items()}
+        return BoundCache(FxCache(torch.cat([cache.images, torch.zeros_like(images[:1])]),
+                                  tensors, cache.plan), images.shape[0])
+
+    @torch.inference_mode()
+    def logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
+               lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """Zonotopes of the class scores over each box.
+
+        Args:
+            cache: from :meth:`prepare`.
+            owner, y, x: long ``[N]``: each box's image and pixel.
+            lower, upper: float ``[N, C]``: each box's colors, in [0, 1].
+
+        Returns:
+            float64 ``[N, R, K]`` (row 0 the center, then the generators).
+        """
+        lower, upper = lower.double(), upper.double()
+        call = _Call(cache, owner, y, x, lower.shape[1])
+        env: dict[fx.Node, Any] = dict(self.graph.statics)
+        result = None
+        for node, step, done in cache.cache.plan.steps:
+            env[node] = result = self._run(step, call, env, lower, upper)
+            for n in done:
+                del env[n]
+        if isinstance(result, ZWindow):
+            raise BoundUnsupportedError("the model's output is a feature map, not scores")
+        return call.grow(result.values)
+
+    def margins(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
+                x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+                labels: torch.Tensor) -> MarginBounds:
+        """Bounds of ``z_label - z_j`` over each box (see :meth:`logits`).
+
+        Args:
+            labels: long ``[N]``: each box's class whose margins are bounded.
+
+        Returns:
+            The margins' lower and upper bounds and their color coefficients.
+        """
+        values = self.logits(cache, owner, y, x, lower, upper)
+        own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
+        margin = own - values  # [N, R, K]
+        low, high = interval(margin)
+        at_label = F.one_hot(labels, values.shape[2]).bool()
+        inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
+        channels = lower.shape[1]
+        return MarginBounds(torch.where(at_label, inf, low), torch.where(at_label, inf, high),
+                            margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1)
+
+    # ---------------------------------------------------------------- steps
+    def _run(self, step: Any, call: _Call, env: dict, lower: torch.Tensor,
+             upper: torch.Tensor) -> Any:
+        if isinstance(step, InputStep):
+            return self._input(step, call, lower, upper)
+        if isinstance(step, OutputStep):
+            return env[step.node.args[0]]
+        if isinstance(step, ShapeStep):
+            return self._shape(step, call, env)
+        rule = step.resolved.operation.bound(step.resolved.params)
+        if isinstance(step, SpatialStep):
+            return self._spatial(step, rule, call, env)
+        if isinstance(step, PointwiseStep):
+            return self._pointwise(step, rule, call, env)
+        return self._full(step, rule, call, env)
+
+    def _input(self, step: InputStep, call: _Call, lower, upper) -> ZWindow | ZFull:
+        count, channels = lower.shape
+        values = lower.new_zeros(count, 1 + channels, channels, 1, 1)
+        values[:, 0, :, 0, 0] = (lower + upper) / 2
+        index = torch.arange(channels, device=lower.device)
+        values[:, 1 + index, index, 0, 0] = (upper - lower) / 2
+        if step.box.covers:
+            return ZFull(values)
+        return ZWindow(values, *call.origins(step.box), step.box)
+
+    def _shape(self, step: ShapeStep, call: _Call, env: dict) -> Any:
+        def value(n: fx.Node):
+            v = env[n]
+            if isinstance(v, (ZWindow, ZFull, ZFlat)):
+                return torch.empty((call.count, *call.shapes[n][1:]), device="meta")
+            return v
+
+        return step.call(*fx.node.map_arg(step.node.args, value),
+                         **fx.node.map_arg(step.node.kwargs, value))
+
+    def _wrap(self, values: torch.Tensor, box: Box, call: _Call) -> ZWindow | ZFull:
+        if box.covers:
+            return ZFull(values)
+        return ZWindow(values, *call.origins(box), box)
+
+    def _pointwise(self, step: PointwiseStep, rule: Any, call: _Call, env: dict
+                   ) -> ZWindow | ZFull:
+        windowed = [n for n in step.node.all_input_nodes if isinstance(env[n], ZWindow)]
+        stacked: dict[fx.Node, torch.Tensor] = {}
+        for n in windowed:
+            value = env[n]
+            if n in step.expand:
+                q, window = call.stacked_window(value)
+                patch = step.expand[n](q, window)
+                stacked[n] = patch.reshape(call.count, value.values.shape[1], *patch.shape[1:])
+            else:
+                stacked[n] = value.values
+        if isinstance(rule, Relaxation):
+            return self._wrap(call.relax(rule, stacked[step.node.args[0]]), step.box, call)
+        if isinstance(rule, Identity):
+            return self._wrap(stacked[step.node.args[0]], step.box, call)
+        if isinstance(rule, (Affine, Product)):
+            return self._wrap(self._affine(step, call, env, stacked), step.box, call)
+        raise BoundUnsupportedError(f"no windowed bound rule {type(rule).__name__} for "
+                                    f"{describe(step.node, self.graph.modules)}")
+
+    def _affine(self, step: Any, call: _Call, env: dict,
+                stacked: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
+        """An affine node on zonotopes ``stacked`` (node → ``[N, R, ...]``): the node's
+        own call on center and generator rows, its value at zero subtracted from the
+        generators."""
+        rule = step.resolved.operation.bound(step.resolved.params)
+        if isinstance(rule, Product):
+            rule.check(step.node, stacked)
+        rows = max(v.shape[1] for v in stacked.values())
+        grown = {n: pad_rows(v, rows) for n, v in stacked.items()}
+
+        def argument(n: fx.Node, zero: bool):
+            if n in grown:
+                v = grown[n]
+                if zero:
+                    return v.new_zeros(1, *v.shape[2:])
+                return v.flatten(0, 1)
+            value = env[n]
+            if isinstance(value, (ZWindow, ZFull, ZFlat)):
+                raise BoundUnsupportedError("a windowed argument was not expanded")
+            return value
+
+        args = fx.node.map_arg(step.node.args, lambda n: argument(n, False))
+        kwargs = fx.node.map_arg(step.node.kwargs, lambda n: argument(n, False))
+        out = step.call(*args, **kwargs)
+        zero_args = fx.node.map_arg(step.node.args, lambda n: argument(n, True))
+        zero_kwargs = fx.node.map_arg(step.node.kwargs, lambda n: argument(n, True))
+        at_zero = step.call(*zero_args, **zero_kwargs)
+        out = out.view(call.count, rows, *out.shape[1:]).clone()
+        out[:, 1:] -= at_zero
+        return out
+
+    def _spatial(self, step: SpatialStep, rule: Any, call: _Call, env: dict
+                 ) -> ZWindow | ZFull:
+        value = env[step.source]
+        q, window = call.stacked_window(value)
+        patch = step.gather(q, window)
+        rows = value.values.shape[1]
+        if isinstance(rule, Affine):
+            out = step.slide.patch(patch)
+            at_zero = step.slide.patch(patch.new_zeros(1, *patch.shape[1:]))
+            out = out.view(call.count, rows, *out.shape[1:]).clone()
+            out[:, 1:] -= at_zero
+            return self._wrap(out, step.box, call)
+        if isinstance(rule, MaxPool):
+            slide = step.slide
+            candidates = _candidates(patch.view(call.count, rows, *patch.shape[1:]),
+                                     slide.kernel, slide.stride, slide.dilation)
+            return self._wrap(_max(candidates, call), step.box, call)
+        raise BoundUnsupportedError(f"no spatial bound rule {type(rule).__name__} for "
+                                    f"{describe(step.node, self.graph.modules)}")
+
+    def _full(self, step: FullStep, rule: Any, call: _Call, env: dict) -> ZFull | ZFlat:
+        shortcut = self._head_shortcut(step, rule, call, env)
+        if shortcut is not None:
+            return shortcut
+        stacked: dict[fx.Node, torch.Tensor] = {}
+        for n in step.node.all_input_nodes:
+            value = env[n]
+            if isinstance(value, ZWindow):
+                stacked[n] = self._materialise(n, value, call)
+            elif isinstance(value, ZFlat):
+                source = n.all_input_nodes[0]  # the flattened node
+                stacked[n] = self._materialise(source, value.window, call).flatten(2)
+            elif isinstance(value, ZFull):
+                stacked[n] = value.values
+        if not stacked:  # no input varies: a constant (shapes, sizes)
+            return step.run(call.query(1), env)
+        first = step.node.args[0] if step.node.args else None
+        if isinstance(rule, Relaxation):
+            return ZFull(call.relax(rule, stacked[first]))
+        if isinstance(rule, Identity):
+            return ZFull(stacked[first])
+        if isinstance(rule, Reshape):
+            shape = call.shapes[step.node]
+            values = stacked[first]
+            return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]))
+        if isinstance(rule, (Affine, Product)):
+            return ZFull(self._affine(step, call, env, stacked))
+        if isinstance(rule, MaxPool):
+            return ZFull(self._full_max_pool(step, stacked[first], call))
+        raise BoundUnsupportedError(f"no bound rule {type(rule).__name__} for "
+                                    f"{describe(step.node, self.graph.modules)}")
+
+    def _materialise(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
+        """A window's zonotopes as whole maps ``[N, R, C, H, W]``."""
+        q, window = call.stacked_window(value)
+        full = q._materialise(node, window)
+        return full.reshape(call.count, value.values.shape[1], *full.shape[1:])
+
+    def _center(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
+        """The center of a window's zonotopes as whole maps ``[N, C, H, W]``."""
+        center = ZWindow(value.values[:, :1], value.top, value.left, value.box)
+        return self._materialise(node, center, call)[:, 0]
+
+    def _head_shortcut(self, step: FullStep, rule: Any, call: _Call, env: dict
+                       ) -> ZFull | ZFlat | None:
+        """The head on a window without materialising its generators: a flatten (kept as
+        :class:`ZFlat`), a linear layer after it, a global average pool; ``None`` when the
+        node is none of these."""
+        inputs = step.node.all_input_nodes
+        if len(inputs) != 1:
+            return None
+        source = inputs[0]
+        value = env[source]
+        name = step.resolved.operation.name if step.resolved.operation else None
+        if isinstance(value, ZWindow) and isinstance(rule, Reshape):
+            shape = call.shapes[step.node]
+            if len(shape) == 2 and shape[1] == math.prod(call.shapes[source][1:]):
+                center = self._center(source, value, call).flatten(1)
+                return ZFlat(center, value)
+            return None
+        if isinstance(value, ZFlat) and name == "linear":
+            return ZFull(self._windowed_linear(step.resolved.params, value, call))
+        if isinstance(value, ZWindow) and name in ("adaptive_avg_pool2d", "mean"):
+            channels = call.shapes[source][1]
+            if tuple(call.shapes[step.node][1:]) not in ((channels,), (channels, 1, 1)):
+                return None  # not a global average over the map
+            center = self._call_with(step, env, {source: self._center(source, value, call)})
+            height, width = value.box.map
+            generators = value.values[:, 1:].sum((-2, -1)) / (height * width)
+            generators = generators.view(*generators.shape, *center.shape[2:])
+            return ZFull(torch.cat([center[:, None], generators], 1))
+        return None
+
+    @staticmethod
+    def _call_with(step: FullStep, env: dict, values: dict[fx.Node, Any]) -> Any:
+        """The node's own call with ``values`` for some of its inputs."""
+        def value(n: fx.Node):
+            return values[n] if n in values else env[n]
+
+        return step.call(*fx.node.map_arg(step.node.args, value),
+                         **fx.node.map_arg(step.node.kwargs, value))
+
+    @staticmethod
+    def _windowed_linear(params: Any, value: ZFlat, call: _Call) -> torch.Tensor:
+        """``linear`` of a flattened window: the center whole, each generator through the
+        weights of its window → ``[N, R, out]``."""
+        weight = params.weight.to(value.center.dtype)
+        bias = params.bias.to(weight.dtype) if params.bias is not None else None
+        window = value.window
+        channels, (height, width) = window.values.shape[2], window.box.map
+        h, w = window.values.shape[-2:]
+        center = torch.nn.functional.linear(value.center, weight, bias)
+        grid = weight.view(weight.shape[0], channels, height, width).permute(2, 3, 0, 1)
+        rows = window.top[:, None] + torch.arange(h, device=weight.device)
+        cols = window.left[:, None] + torch.arange(w, device=weight.device)
+        reached = grid[rows[:, :, None], cols[:, None, :]]  # [N, h, w, out, C]
+        generators = torch.einsum("nhwoc,ngchw->ngo", reached, window.values[:, 1:])
+        return torch.cat([center[:, None], generators], 1)
+
+    def _full_max_pool(self, step: FullStep, values: torch.Tensor, call: _Call) -> torch.Tensor:
+        params = step.resolved.params
+        shape = call.shapes[step.node]
+        count, rows = values.shape[:2]
+        pad_h, pad_w = params.padding
+        out_h, out_w = shape[-2:]
+        stride, kernel, dilation = params.stride, params.kernel, params.dilation
+        need_h = (out_h - 1) * stride[0] + dilation[0] * (kernel[0] - 1) + 1
+        need_w = (out_w - 1) * stride[1] + dilation[1] * (kernel[1] - 1) + 1
+        extra_h = max(0, need_h - values.shape[-2] - pad_h)
+        extra_w = max(0, need_w - values.shape[-1] - pad_w)
+        pads = (pad_w, extra_w, pad_h, extra_h)
+        center = F.pad(values[:, 0], pads, value=float("-inf"))
+        generators = F.pad(values[:, 1:].flatten(0, 1), pads, value=0.0)
+        padded = torch.cat([center[:, None], generators.view(count, rows - 1,
+                                                             *generators.shape[1:])], 1)
+        return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call)
+
+
+def _candidates(values: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                dilation: tuple[int, int]) -> torch.Tensor:
+    """Max-pooling candidates of unpadded patches ``[N, R, C, r, c]`` →
+    ``[N, R, C, K, oh, ow]`` (``K`` kernel positions)."""
+    count, rows, channels = values.shape[:3]
+    out = values
+    for axis, (k, s, d) in enumerate(zip(kernel, stride, dilation, strict=True)):
+        reach = d * (k - 1) + 1
+        out = out.unfold(3 + axis, reach, s)[..., ::d]  # [..., positions, k]
+    # out: [N, R, C, oh, ow, kh, kw]
+    oh, ow = out.shape[3:5]
+    return out.permute(0, 1, 2, 5, 6, 3, 4).reshape(count, rows, channels, -1, oh, ow)
+
+
+def _max(candidates: torch.Tensor, call: _Call) -> torch.Tensor:
+    """Zonotopes of the largest candidate: ``[N, R, C, K, oh, ow]`` → ``[N, R', C, oh, ow]``.
+
+    Candidates whose upper bound is at most the largest lower bound cannot be the
+    largest; the one with that lower bound starts, and each other candidate ``x`` that
+    may exceed it is folded in as ``m + relu(x - m)``.
+    """
+    from .zonotope import PiecewiseLinear
+
+    relu = PiecewiseLinear(torch.relu, (0.0,))
+    lower, upper = interval(candidates)
+    best_low, first = lower.max(2)
+    alive = upper > best_low[:, :, None]
+    index = first[:, None, :, None].expand(-1, candidates.shape[1], -1, 1, -1, -1)
+    current = candidates.gather(3, index).squeeze(3)
+    for k in range(candidates.shape[3]):
+        active = alive[:, :, k] & (first != k)
+        if not bool(active.any()):
+            continue
+        current = call.grow(current)
+        other = call.grow(candidates[:, :, :, k])
+        difference = torch.where(active[:, None], other - current, 0.0)
+        low, high = interval(difference)
+        low = torch.where(active, low, torch.full_like(low, -1.0))
+        high = torch.where(active, high, torch.full_like(high, -1.0))
+        slope, offset, radius = relu.coefficients(low, high)
+        step = difference * slope[:, None]
+        step[:, 0] += offset
+        current = call.add(current + step, radius)
+    return current

@@ -1,0 +1,414 @@
+"""Verified one-pixel robustness: a proof over every color of every pixel, or a witness.
+
+The threat model is one pixel at any position set to **any** color in ``[0, 1]^C``.
+:class:`Verifier` decides it per image by branch and bound over each position's color
+cube:
+
+1. **Bound** a batch of boxes (position, ``[lo, hi]`` per channel) with
+   :class:`~pixelprior.scoring.cone.BoundEngine` (zonotopes through the pixel's cone, in
+   float64). A box is **verified** when the lower bound of every margin ``z_y - z_j``
+   exceeds the tolerance (below).
+2. Where the bound is inconclusive, **score** the box's center and the corner its bound
+   points at (the color minimising the worst margin's linear part) with the model. A label
+   change there — confirmed by the model itself, not a faster engine — is a **verified
+   adversarial** (a witness, wherever it lies in the cube).
+3. Otherwise **split** the box in two along its longest side (of those, the channel the
+   worst margin depends on most) and go on, breadth first, so the verified volume grows
+   evenly. Positions are visited in the order given (the corner scan's margins, low
+   first, so a vulnerable image stops early).
+
+Work is capped by a budget per image (seconds, boxes). A position or image not decided
+within it is **unknown** and reports its lowest bound — never "verified". A box narrower
+than :data:`MIN_SIDE` whose bound stays below the tolerance and whose points do not fool
+the model is left unknown too (its margin is within the tolerance of 0).
+
+**The tolerance** covers floating point. The bounds are computed in float64 on the
+model's real-arithmetic function; the model itself runs in float32, whose scores differ
+from the real ones by at most :func:`~pixelprior.scoring.cone.rounding.rounding_error`
+(a first-order bound from the model's gradients and each operation's rounding radius,
+times :data:`~pixelprior.scoring.cone.rounding.SAFETY`); float64's own rounding in the
+bounds is covered by ``1e-9 · (1 + max |logit|)``. "Verified" therefore means: no color
+at any position changes the label of the model evaluated in real arithmetic by less than
+the tolerance — so neither does its float32 evaluation, up to that first-order bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..scoring import Scorer, make_scorer, perturb_rows
+from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError
+from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
+
+__all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
+           "Verifier"]
+
+MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
+FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the logits)
+DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # boxes per bound call
+
+ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
+
+
+@dataclass
+class PositionVerdicts:
+    """What the verifier found at each position of one image (flat index ``y · W + x``).
+
+    Attributes:
+        status: ``"robust"`` (proved over every color), ``"vulnerable"`` (a witness) or
+            ``"unknown"`` (the budget ran out first, or not visited), per position.
+        verified_volume: float64 ``[H · W]``, the share of each color cube proved.
+        lowest_bound: float64 ``[H · W]``, the lowest margin bound over what is not
+            proved (``nan`` where everything is proved or a witness was found).
+        witness: float ``[H · W, C]``, the adversarial color (``nan`` where none).
+        boxes: long ``[H · W]``, boxes bounded per position.
+    """
+
+    status: list[str]
+    verified_volume: torch.Tensor
+    lowest_bound: torch.Tensor
+    witness: torch.Tensor
+    boxes: torch.Tensor
+
+
+@dataclass
+class Verification:
+    """The verifier's answer for one image.
+
+    Attributes:
+        verified: every color at every position is proved not to change the label.
+        fooled: a witness was found (and confirmed by the model).
+        decided_by: ``"verified"``, ``"fooled"`` or ``"unknown"`` (budget exhausted).
+        witness: ``(x, y, color)`` of the adversarial pixel, or ``None``.
+        verified_volume: the share of the threat space (positions × colors) proved.
+        lowest_bound: the lowest margin bound over what is not proved (``None`` when
+            verified).
+        boxes: boxes bounded.
+        queries: model queries spent on candidate points.
+        seconds: wall time.
+        tolerance: the margin a box's bound had to exceed.
+        positions: per-position verdicts.
+    """
+
+    verified: bool
+    fooled: bool
+    decided_by: str
+    witness: tuple[int, int, list[float]] | None
+    verified_volume: float
+    lowest_bound: float | None
+    boxes: int
+    queries: int
+    seconds: float
+    tolerance: float
+    positions: PositionVerdicts = field(repr=False)
+
+
+class _Frontier:
+    """The boxes still to bound, breadth first: chunks of ``lo``, ``hi`` ``[M, C]``,
+    positions ``[M]`` and the parent's lower bound ``[M]`` (float64, numpy)."""
+
+    def __init__(self) -> None:
+        self.chunks: collections.deque = collections.deque()
+        self.size = 0
+
+    def push(self, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+             bound: np.ndarray) -> None:
+        if position.size:
+            self.chunks.append((lo, hi, position, bound))
+            self.size += position.size
+
+    def pop(self, count: int) -> tuple[np.ndarray, ...]:
+        parts = []
+        while self.chunks and count > 0:
+            lo, hi, position, bound = self.chunks.popleft()
+            if position.size > count:
+                self.chunks.appendleft((lo[count:], hi[count:], position[count:],
+                                        bound[count:]))
+                lo, hi, position, bound = lo[:count], hi[:count], position[:count], bound[:count]
+            parts.append((lo, hi, position, bound))
+            count -= position.size
+            self.size -= position.size
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+    def drop(self, keep) -> None:
+        """Forget the boxes of positions ``keep(position) == False``."""
+        chunks = collections.deque()
+        self.size = 0
+        for lo, hi, position, bound in self.chunks:
+            mask = keep(position)
+            if mask.any():
+                chunks.append((lo[mask], hi[mask], position[mask], bound[mask]))
+                self.size += int(mask.sum())
+        self.chunks = chunks
+
+    def lowest(self) -> dict[int, float]:
+        """The lowest parent bound of each position with boxes left."""
+        out: dict[int, float] = {}
+        for _, _, position, bound in self.chunks:
+            for p, b in zip(position.tolist(), bound.tolist(), strict=True):
+                out[p] = min(out.get(p, math.inf), b)
+        return out
+
+
+class Verifier:
+    """Branch and bound over each pixel's color cube (see the module docstring).
+
+    >>> verifier = Verifier(model, budget=60.0)
+    >>> [v.decided_by for v in verifier.verify(images, labels)]   # verified | fooled | unknown
+
+    Args:
+        model: any ``nn.Module`` ``torch.fx`` can trace whose operations have bound rules
+            (convolutions, BatchNorm, ReLU and other activations, pooling, residual
+            additions, concatenations, linear layers); images in [0, 1] → class scores.
+        budget: seconds per image (``None``: no limit).
+        max_boxes: boxes per image (``None``: no limit).
+        batch_boxes: boxes per bound call (default: 64 on the CPU, 1,024 on CUDA).
+        tolerance: the margin a bound must exceed (default: derived per image, see the
+            module docstring).
+        engine: the scorer of candidate points (``"auto"``: the incremental engine where
+            it applies).
+
+    Raises:
+        BoundUnsupportedError: the model has an operation without a bound rule (named).
+    """
+
+    def __init__(self, model: nn.Module, *, budget: float | None = 60.0,
+                 max_boxes: int | None = None, batch_boxes: int | None = None,
+                 tolerance: float | None = None, engine: str | Scorer = "auto") -> None:
+        if budget is not None and not budget > 0:
+            raise ValueError(f"budget must be > 0 seconds (or None), got {budget!r}")
+        if max_boxes is not None and max_boxes < 1:
+            raise ValueError(f"max_boxes must be >= 1 (or None), got {max_boxes!r}")
+        if tolerance is not None and not (tolerance >= 0 and math.isfinite(tolerance)):
+            raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+        self.model = model
+        self.budget, self.max_boxes, self.batch_boxes = budget, max_boxes, batch_boxes
+        self.tolerance = tolerance
+        self.engine_name = engine
+        self.bounds = BoundEngine(model)
+        self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+
+    # ------------------------------------------------------------------ public API
+    def verify(self, images: torch.Tensor, labels: torch.Tensor,
+               orders: torch.Tensor | None = None, stop_at_first: bool = True
+               ) -> list[Verification]:
+        """Verify each image (or find a witness).
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1], each classified as its label.
+            labels: long ``[B]``.
+            orders: long ``[B, H · W]``, the positions in the order to visit (default:
+                raster order).
+            stop_at_first: stop an image at its first witness (else every position is
+                decided, as ``susceptibility --exact`` needs).
+
+        Returns:
+            One :class:`Verification` per image.
+
+        Raises:
+            ValueError: an image is not classified as its label.
+        """
+        self.bounds.plan(images[:1])
+        results = []
+        for i in range(images.shape[0]):
+            order = orders[i] if orders is not None else None
+            results.append(self._verify_one(images[i:i + 1], int(labels[i]), order,
+                                            stop_at_first))
+        return results
+
+    def tolerance_of(self, image: torch.Tensor, label: int) -> float:
+        """The tolerance a bound must exceed for ``image`` ``[1, C, H, W]``."""
+        if self.tolerance is not None:
+            return self.tolerance
+        unit = UNIT_ROUNDOFF
+        if (image.device.type == "cuda" and torch.backends.cudnn.allow_tf32) or (
+                torch.get_float32_matmul_precision() != "highest"):
+            unit = 2.0**-11  # TF32 convolutions / matrix products
+        error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
+        with torch.inference_mode():
+            scale = float(self.model(image).abs().max())
+        return SAFETY * error + FLOAT64_SLACK * (1 + scale)
+
+    # ------------------------------------------------------------------ one image
+    def _scorer_for(self, image: torch.Tensor) -> Scorer:
+        if self._scorer is None:
+            self._scorer = make_scorer(self.model, image, self.engine_name, 1)
+        return self._scorer
+
+    def _verify_one(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
+                    stop_at_first: bool) -> Verification:
+        began = time.perf_counter()
+        with torch.inference_mode():
+            predicted = int(self.model(image).argmax(1))
+        if predicted != label:
+            raise ValueError(f"the model classifies the image as {predicted}, not its label "
+                             f"{label}: there is nothing to verify")
+        channels, height, width = image.shape[1:]
+        positions = height * width
+        tolerance = self.tolerance_of(image, label)
+        cache = self.bounds.prepare(image)
+        scorer = self._scorer_for(image)
+        state = scorer.prepare(image)
+        order = (order.cpu().numpy() if order is not None else np.arange(positions))
+        frontier = _Frontier()
+        frontier.push(np.zeros((positions, channels)), np.ones((positions, channels)),
+                      order.astype(np.int64), np.full(positions, -math.inf))
+        volume = np.zeros(positions)
+        boxes = np.zeros(positions, dtype=np.int64)
+        stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
+        witness = np.full((positions, channels), np.nan)
+        queries = 0
+        batch = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
+        labels = torch.tensor([label], device=image.device)
+        while frontier.size:
+            if self._out_of_budget(began, int(boxes.sum())):
+                break
+            lo, hi, position, _ = frontier.pop(batch)
+            bounds = self.bounds.margins(
+                cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
+                torch.as_tensor(position // width, device=image.device),
+                torch.as_tensor(position % width, device=image.device),
+                torch.as_tensor(lo, device=image.device),
+                torch.as_tensor(hi, device=image.device), labels.expand(len(position)))
+            np.add.at(boxes, position, 1)
+            worst = bounds.worst.cpu().numpy()
+            proved = worst > tolerance
+            np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
+            open_ = ~proved
+            if not open_.any():
+                continue
+            lo, hi, position, worst = lo[open_], hi[open_], position[open_], worst[open_]
+            slopes = _worst_slopes(bounds, open_)
+            fooled, spent = self._witnesses(image, label, scorer, state, lo, hi, position,
+                                            slopes, width)
+            queries += spent
+            for p, color in fooled.items():
+                witness[p] = color
+            if fooled:
+                hit = np.array(sorted(fooled))
+                if stop_at_first:
+                    frontier = _Frontier()
+                    break
+                frontier.drop(lambda pos, hit=hit: ~np.isin(pos, hit))
+                keep = ~np.isin(position, hit)
+                lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
+                                                   worst[keep], slopes[keep])
+            side = (hi - lo).max(1)
+            small = side < MIN_SIDE
+            np.minimum.at(stuck, position[small], worst[small])
+            self._split(frontier, lo[~small], hi[~small], position[~small], worst[~small],
+                        slopes[~small])
+        verdicts = self._verdicts(frontier, volume, boxes, stuck, witness)
+        return self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
+                             width)
+
+    def _out_of_budget(self, began: float, boxes: int) -> bool:
+        if self.budget is not None and time.perf_counter() - began > self.budget:
+            return True
+        return self.max_boxes is not None and boxes >= self.max_boxes
+
+    def _witnesses(self, image: torch.Tensor, label: int, scorer: Scorer, state,
+                   lo: np.ndarray, hi: np.ndarray, position: np.ndarray, slopes: np.ndarray,
+                   width: int) -> tuple[dict[int, list[float]], int]:
+        """Candidate points of the open boxes (centers and the corners their bounds point
+        at) scored by the scorer; label changes confirmed by the model itself.
+
+        Returns:
+            ``({position: color}, model queries)``.
+        """
+        center = (lo + hi) / 2
+        corner = np.where(slopes > 0, lo, np.where(slopes < 0, hi, center))
+        colors = np.concatenate([center, corner])
+        where = np.concatenate([position, position])
+        genes = torch.as_tensor(np.concatenate([
+            np.stack([where % width, where // width], 1), colors], 1),
+            dtype=image.dtype, device=image.device)[:, None]
+        owner = torch.zeros(len(where), dtype=torch.long, device=image.device)
+        with torch.inference_mode():
+            logits = scorer.logits(state, owner, genes)
+        flips = (logits.argmax(1) != label).nonzero().flatten().tolist()
+        found: dict[int, list[float]] = {}
+        checked = 0
+        for row in flips:
+            p = int(where[row])
+            if p in found:
+                continue
+            with torch.inference_mode():
+                confirm = self.model(perturb_rows(image, owner[:1], genes[row:row + 1]))
+            checked += 1
+            if int(confirm.argmax(1)) != label:
+                found[p] = genes[row, 0, 2:].tolist()
+        return found, len(where) + checked
+
+    @staticmethod
+    def _split(frontier: _Frontier, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+               worst: np.ndarray, slopes: np.ndarray) -> None:
+        """Halve each box along its longest side (of those, the channel the worst
+        margin's bound depends on most); children of the lowest bounds first."""
+        if not position.size:
+            return
+        side = hi - lo
+        longest = np.isclose(side, side.max(1, keepdims=True), rtol=0, atol=0)
+        weight = np.where(longest, np.abs(slopes) + 1e-300, -1.0)
+        axis = weight.argmax(1)
+        rows = np.arange(position.size)
+        middle = (lo[rows, axis] + hi[rows, axis]) / 2
+        first_hi, second_lo = hi.copy(), lo.copy()
+        first_hi[rows, axis] = middle
+        second_lo[rows, axis] = middle
+        order = np.argsort(worst, kind="stable")
+        frontier.push(np.concatenate([lo, second_lo])[np.r_[order, order + position.size]],
+                      np.concatenate([first_hi, hi])[np.r_[order, order + position.size]],
+                      np.concatenate([position, position])[np.r_[order, order + position.size]],
+                      np.concatenate([worst, worst])[np.r_[order, order + position.size]])
+
+    @staticmethod
+    def _verdicts(frontier: _Frontier, volume: np.ndarray, boxes: np.ndarray,
+                  stuck: np.ndarray, witness: np.ndarray) -> PositionVerdicts:
+        pending = frontier.lowest()
+        status, lowest = [], np.full(volume.shape, np.nan)
+        for p in range(volume.size):
+            if not np.isnan(witness[p, 0]):
+                status.append(VULNERABLE)
+            elif p in pending or math.isfinite(stuck[p]) or boxes[p] == 0:
+                status.append(UNKNOWN)
+                lowest[p] = min(pending.get(p, math.inf), stuck[p])
+            else:
+                status.append(ROBUST)
+        return PositionVerdicts(status, torch.from_numpy(np.minimum(volume, 1.0)),
+                                torch.from_numpy(lowest), torch.from_numpy(witness),
+                                torch.from_numpy(boxes))
+
+    @staticmethod
+    def _summary(verdicts: PositionVerdicts, queries: int, seconds: float,
+                 tolerance: float, width: int) -> Verification:
+        status = verdicts.status
+        vulnerable = [p for p, s in enumerate(status) if s == VULNERABLE]
+        verified = all(s == ROBUST for s in status)
+        witness = None
+        if vulnerable:
+            p = vulnerable[0]
+            witness = (p % width, p // width, verdicts.witness[p].tolist())
+        unknown = verdicts.lowest_bound[~torch.isnan(verdicts.lowest_bound)]
+        lowest = None if verified or vulnerable else (
+            float(unknown.min()) if unknown.numel() else None)
+        if lowest is not None and not math.isfinite(lowest):
+            lowest = None  # positions never bounded: no bound known
+        decided = "verified" if verified else "fooled" if vulnerable else "unknown"
+        return Verification(verified, bool(vulnerable), decided, witness,
+                            float(verdicts.verified_volume.mean()), lowest,
+                            int(verdicts.boxes.sum()), queries, seconds, tolerance, verdicts)
+
+
+def _worst_slopes(bounds, rows: np.ndarray) -> np.ndarray:
+    """The color coefficients of each open box's worst margin ``[n, C]``."""
+    worst = bounds.lower.argmin(1)
+    slopes = bounds.inputs[torch.arange(bounds.inputs.shape[0]), worst]
+    return slopes.cpu().numpy()[rows]

@@ -1,0 +1,231 @@
+"""The bound engine is sound: its lower bound of every margin over a pixel's color box
+never exceeds the exact minimum (a MILP solved by HiGHS on small networks) nor any
+sampled value; a box of width 0 gives the exact scores; unsupported operations are named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from milp import exact_margins
+from torch import nn
+
+from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
+from pixelprior.scoring.cone.operators.activations import LIPSCHITZ
+
+
+# ------------------------------------------------------------------ networks
+class Residual(nn.Module):
+    """conv, BN, ReLU, max pool, a residual addition, a concatenation, linear head."""
+
+    def __init__(self, classes: int = 3, width: int = 4) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(2 * width, width, 3, stride=2)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.bn1(self.conv1(x)))
+        b = torch.relu(self.conv2(a)) + a
+        c = torch.cat([self.pool(b), self.pool(a)], 1)
+        d = torch.relu(self.conv3(c))
+        return self.fc(d.flatten(1))
+
+
+class Plain(nn.Module):
+    """A ConvSmall-like network: two strided convolutions and two linear layers."""
+
+    def __init__(self, classes: int = 3, size: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, 2, 1)
+        self.conv2 = nn.Conv2d(4, 6, 3, 2, 1)
+        self.fc1 = nn.Linear(6 * (size // 4) ** 2, 8)
+        self.fc2 = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class Smooth(nn.Module):
+    """Every other activation the bound rules know, average pooling, a global mean."""
+
+    def __init__(self, activation: nn.Module) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = activation
+        self.pool = nn.AvgPool2d(2)
+        self.conv2 = nn.Conv2d(4, 5, 3, padding=1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.conv2(self.pool(self.act(self.conv1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def randomised(model: nn.Module, seed: int) -> nn.Module:
+    """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith("running_mean"):
+                tensor.uniform_(-0.3, 0.3)
+            elif tensor.is_floating_point():
+                tensor.normal_(0, 0.6)
+    return model.eval()
+
+
+ACTIVATIONS = [nn.ReLU(), nn.LeakyReLU(0.1), nn.ReLU6(), nn.Hardtanh(-0.5, 0.7), nn.Sigmoid(),
+               nn.Tanh(), nn.SiLU(), nn.GELU(), nn.Mish(), nn.Softplus(), nn.ELU(),
+               nn.Hardswish(), nn.Hardsigmoid()]
+
+
+def scores(model: nn.Module, image: torch.Tensor, y, x, colors: torch.Tensor) -> torch.Tensor:
+    """The model's float64 scores of ``image`` with pixel (y, x) set to each color."""
+    genes = torch.cat([torch.tensor([[float(x), float(y)]]).expand(len(colors), 2),
+                       colors], 1)[:, None].double()
+    owner = torch.zeros(len(colors), dtype=torch.long)
+    with torch.no_grad():
+        return model.double()(perturb_rows(image.double(), owner, genes))
+
+
+def box_margins(engine, image, y, x, lo, hi, label):
+    cache = engine.prepare(image)
+    return engine.margins(cache, torch.tensor([0]), torch.tensor([y]), torch.tensor([x]),
+                          torch.tensor([lo], dtype=torch.float64),
+                          torch.tensor([hi], dtype=torch.float64), torch.tensor([label]))
+
+
+# ------------------------------------------------------------------ tests
+@pytest.mark.parametrize("model", [Residual(), Plain()] + [Smooth(a) for a in ACTIVATIONS],
+                         ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
+                         else type(m.act).__name__)
+def test_a_box_of_width_zero_gives_the_exact_scores(model):
+    model = randomised(model, 1)
+    engine = BoundEngine(model)
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    cache = engine.prepare(image)
+    owner, y, x = torch.tensor([0, 1, 1]), torch.tensor([0, 3, 7]), torch.tensor([5, 7, 0])
+    color = torch.rand(3, 3, generator=torch.Generator().manual_seed(3)).double()
+    logits = engine.logits(cache, owner, y, x, color, color)
+    genes = torch.cat([torch.stack([x, y], 1).double(), color], 1)[:, None]
+    with torch.no_grad():
+        expected = model.double()(perturb_rows(image.double(), owner, genes))
+    torch.testing.assert_close(logits[:, 0], expected, atol=1e-9, rtol=1e-9)
+    assert logits[:, 1:].abs().max() < 1e-9  # no uncertainty left
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 2 + len(ACTIVATIONS) - 1),
+       y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
+    model = randomised(([Residual(), Plain()] + [Smooth(a) for a in ACTIVATIONS])[index], seed)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    lo = [min(c, 1 - width) for c in corner]
+    hi = [v + width for v in lo]
+    samples = torch.tensor(lo, dtype=torch.float64) + torch.rand(
+        400, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * width
+    corners = torch.tensor([[lo[0] if i & 1 else hi[0], lo[1] if i & 2 else hi[1],
+                             lo[2] if i & 4 else hi[2]] for i in range(8)],
+                           dtype=torch.float64)
+    values = scores(model, image, y, x, torch.cat([samples, corners]))
+    label = int(values[0].argmax())
+    bounds = box_margins(BoundEngine(model), image, y, x, lo, hi, label)
+    margins = values[:, label:label + 1] - values
+    slack = 1e-9 * (1 + values.abs().max())
+    others = [j for j in range(values.shape[1]) if j != label]
+    assert (bounds.lower[0, others] <= margins[:, others].min(0).values + slack).all()
+    assert (bounds.upper[0, others] >= margins[:, others].max(0).values - slack).all()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), plain=st.booleans(), y=st.integers(0, 7),
+       x=st.integers(0, 7), width=st.sampled_from([0.05, 0.25, 1.0]),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_bounds_never_exceed_the_exact_minimum(seed, plain, y, x, width, corner):
+    model = randomised(Plain() if plain else Residual(), seed)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed + 1))
+    lo = [min(c, 1 - width) for c in corner]
+    hi = [v + width for v in lo]
+    samples = torch.tensor(lo, dtype=torch.float64) + torch.rand(
+        200, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * width
+    values = scores(model, image, y, x, samples)
+    label = int(values[0].argmax())
+    exact = exact_margins(model, image, y, x, lo, hi, label)
+    bounds = box_margins(BoundEngine(model), image, y, x, lo, hi, label).lower[0].numpy()
+    others = [j for j in range(exact.size) if j != label]
+    sampled = (values[:, label:label + 1] - values).min(0).values.numpy()
+    assert (exact[others] <= sampled[others] + 1e-7).all()  # a minimum: below every sample
+    assert (bounds[others] <= exact[others] + 1e-7).all(), (bounds, exact)
+    if (bounds[others] > 0).all():  # "verified" implies the exact minimum is positive
+        assert (exact[others] > 0).all()
+
+
+def test_the_exact_reference_is_reached_on_a_box_of_width_zero():
+    model = randomised(Residual(), 4)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    color = [0.3, 0.6, 0.1]
+    values = scores(model, image, 2, 5, torch.tensor([color], dtype=torch.float64))[0]
+    label = int(values.argmax())
+    exact = exact_margins(model, image, 2, 5, color, color, label)
+    bounds = box_margins(BoundEngine(model), image, 2, 5, color, color, label).lower[0]
+    others = [j for j in range(3) if j != label]
+    np.testing.assert_allclose(exact[others], (values[label] - values[others]).numpy(),
+                               atol=1e-7)
+    np.testing.assert_allclose(bounds[others].numpy(), exact[others], atol=1e-7)
+
+
+def test_the_lipschitz_constants_bound_the_derivatives():
+    t = torch.linspace(-20, 20, 400_001, dtype=torch.float64, requires_grad=True)
+    functions = {"silu": F.silu, "gelu": F.gelu, "mish": F.mish, "hardswish": F.hardswish}
+    for name, f in functions.items():
+        (derivative,) = torch.autograd.grad(f(t).sum(), t)
+        assert derivative.abs().max() <= LIPSCHITZ[name], name
+
+
+def test_an_operation_without_a_bound_rule_is_named():
+    class Flip(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).flip(-1).mean((2, 3)))
+
+    engine = BoundEngine(Flip().eval())
+    with pytest.raises(BoundUnsupportedError, match=r"no bound rule for Tensor.flip\(\)"):
+        engine.prepare(torch.rand(1, 3, 8, 8))
+
+
+def test_a_product_of_two_varying_values_is_refused():
+    class Square(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc((h * h).mean((2, 3)))
+
+    engine = BoundEngine(Square().eval())
+    cache = engine.prepare(torch.rand(1, 3, 8, 8))
+    with pytest.raises(BoundUnsupportedError, match="product of two values"):
+        engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
+                       torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))
+
+
+def test_a_model_in_training_mode_is_refused():
+    with pytest.raises(BoundUnsupportedError, match="training mode"):
+        BoundEngine(Plain().train())
