@@ -199,7 +199,7 @@ class BoundEngine:
         if key not in self._checked:
             for node, step, _ in plan.steps:
                 problem = self._unsupported(step)
-                if problem:
+                if problem is not None:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
                         f"{describe(node, self.graph.modules)}{problem}")

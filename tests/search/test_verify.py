@@ -1,0 +1,154 @@
+"""The verifier: a witness off the corner grid where one exists, a proof where none does,
+"unknown" (never "verified") when the budget runs out; every verified image survives a
+dense sample of colors at every position, every witness fools the model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from pixelprior.scoring import perturb_rows
+from pixelprior.search.verify import BoundUnsupportedError, Verifier
+
+
+TARGET = (0.3, 0.7, 0.45)
+
+
+class GreyPixel(nn.Module):
+    """Class 1 iff pixel (y0, x0) is within 0.1 (L1) of :data:`TARGET`: no corner of the
+    color cube fools it (nor the cube's center), only colors near the target; every other
+    pixel does nothing."""
+
+    def __init__(self, size: int = 6, y0: int = 2, x0: int = 3) -> None:
+        super().__init__()
+        self.pick = nn.Linear(3 * size * size, 6)
+        with torch.no_grad():
+            self.pick.weight.zero_()
+            for c in range(3):
+                flat = c * size * size + y0 * size + x0
+                self.pick.weight[2 * c, flat], self.pick.weight[2 * c + 1, flat] = 1.0, -1.0
+                self.pick.bias[2 * c] = -TARGET[c]
+                self.pick.bias[2 * c + 1] = TARGET[c]
+        self.score = nn.Linear(6, 2)
+        with torch.no_grad():
+            self.score.weight.zero_()
+            self.score.weight[1] = -10.0  # class 1: 1 - 10 · Σ |x_c - target_c|
+            self.score.bias.copy_(torch.tensor([0.0, 1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(torch.relu(self.pick(x.flatten(1))))
+
+
+def calm_net(seed: int = 0) -> nn.Module:
+    """A small CNN whose class 0 wins by far wherever a pixel is: robust everywhere."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 3 * 3, 3))
+    with torch.no_grad():
+        model[-1].bias.copy_(torch.tensor([4.0, 0.0, 0.0]))
+        model[-1].weight.mul_(0.1)
+    return model.eval()
+
+
+def grey_image(size: int = 6) -> torch.Tensor:
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    image[0, :, 2, 3] = torch.tensor([0.05, 0.95, 0.1])  # far from grey: class 0
+    return image
+
+
+def test_finds_the_witness_inside_the_cube_that_no_corner_reaches():
+    model = GreyPixel().eval()
+    image = grey_image()
+    corners = torch.tensor([[a, b, c] for a in (0.0, 1.0) for b in (0.0, 1.0)
+                            for c in (0.0, 1.0)])
+    genes = torch.cat([torch.tensor([[3.0, 2.0]]).expand(8, 2), corners], 1)[:, None]
+    assert (model(perturb_rows(image, torch.zeros(8, dtype=torch.long), genes))
+            .argmax(1) == 0).all()  # no corner fools it
+    (result,) = Verifier(model, budget=None, max_boxes=5000).verify(image, torch.tensor([0]))
+    assert result.fooled and not result.verified and result.decided_by == "fooled"
+    x, y, color = result.witness
+    assert (x, y) == (3, 2)
+    assert sum(abs(c - t) for c, t in zip(color, TARGET, strict=True)) < 0.1
+    genes = torch.tensor([[[float(x), float(y), *color]]])
+    assert int(model(perturb_rows(image, torch.zeros(1, dtype=torch.long), genes))
+               .argmax()) == 1
+    assert result.positions.status[2 * 6 + 3] == "vulnerable"
+
+
+def test_proves_a_robust_image_over_every_position_and_color():
+    model = calm_net()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    (result,) = Verifier(model, budget=None).verify(image, torch.tensor([0]))
+    assert result.verified and result.decided_by == "verified"
+    assert result.verified_volume == 1.0 and result.lowest_bound is None
+    assert result.positions.status == ["robust"] * 36
+    assert result.boxes >= 36 and result.tolerance > 0
+
+
+def test_the_budget_leaves_unknown_with_the_lowest_bound_never_verified():
+    model = GreyPixel().eval()
+    (result,) = Verifier(model, budget=None, max_boxes=40, batch_boxes=8).verify(
+        grey_image(), torch.tensor([0]), orders=torch.arange(36).flip(0)[None])
+    assert result.decided_by == "unknown" and not result.verified and not result.fooled
+    assert 0 < result.verified_volume < 1
+    assert result.lowest_bound is not None and result.lowest_bound <= result.tolerance
+    assert "unknown" in result.positions.status
+
+
+def test_every_position_is_decided_when_asked():
+    model = GreyPixel().eval()
+    (result,) = Verifier(model, budget=None).verify(grey_image(), torch.tensor([0]),
+                                                    stop_at_first=False)
+    status = result.positions.status
+    assert status[2 * 6 + 3] == "vulnerable"
+    assert status.count("robust") == 35
+    witness = result.positions.witness
+    assert torch.isnan(witness[0]).all() and not torch.isnan(witness[2 * 6 + 3]).any()
+    assert result.positions.verified_volume[0] == 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_verified_image_survives_a_dense_sample_of_colors(seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, 2, 1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(36, 3)).eval()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+    label = int(model(image).argmax())
+    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
+        image, torch.tensor([label]), stop_at_first=False)
+    colors = torch.rand(300, 3, generator=torch.Generator().manual_seed(seed))
+    for p, status in enumerate(result.positions.status):
+        if status != "robust":
+            continue
+        genes = torch.cat([torch.tensor([[float(p % 6), float(p // 6)]]).expand(300, 2),
+                           colors], 1)[:, None]
+        predicted = model(perturb_rows(image, torch.zeros(300, dtype=torch.long), genes))
+        assert (predicted.argmax(1) == label).all()
+    for p, status in enumerate(result.positions.status):
+        if status == "vulnerable":
+            genes = torch.tensor([[[float(p % 6), float(p // 6),
+                                    *result.positions.witness[p].tolist()]]])
+            assert int(model(perturb_rows(image, torch.zeros(1, dtype=torch.long), genes))
+                       .argmax()) != label
+
+
+def test_bad_settings_and_inputs_are_refused():
+    model = calm_net()
+    with pytest.raises(ValueError, match="budget"):
+        Verifier(model, budget=0)
+    with pytest.raises(ValueError, match="tolerance"):
+        Verifier(model, tolerance=math.nan)
+    image = torch.rand(1, 3, 6, 6)
+    with pytest.raises(ValueError, match="nothing to verify"):
+        Verifier(model).verify(image, torch.tensor([2]))
+
+    class Sorted(nn.Module):
+        def forward(self, x):
+            return x.flatten(1).sort(1).values[:, :3]
+
+    with pytest.raises(BoundUnsupportedError, match="sort"):
+        Verifier(Sorted().eval()).verify(image, torch.tensor([0]))
