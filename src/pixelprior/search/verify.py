@@ -52,7 +52,9 @@ __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verificatio
 
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the logits)
-DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # boxes per bound call
+DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
+CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
+ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
 
 ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
 
@@ -265,11 +267,13 @@ class Verifier:
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
         witness = np.full((positions, channels), np.nan)
         queries = 0
-        batch = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
+        most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
+        batch = min(most, 8)  # grows once the first calls are timed
         labels = torch.tensor([label], device=image.device)
         while frontier.size:
             if self._out_of_budget(began, int(boxes.sum())):
                 break
+            called = time.perf_counter()
             lo, hi, position, _ = frontier.pop(batch)
             bounds = self.bounds.margins(
                 cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
@@ -278,6 +282,8 @@ class Verifier:
                 torch.as_tensor(lo, device=image.device),
                 torch.as_tensor(hi, device=image.device), labels.expand(len(position)))
             np.add.at(boxes, position, 1)
+            batch = self._next_batch(len(position), time.perf_counter() - called,
+                                     bounds.symbols, most, began)
             worst = bounds.worst.cpu().numpy()
             proved = worst > tolerance
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
@@ -308,6 +314,17 @@ class Verifier:
         verdicts = self._verdicts(frontier, volume, boxes, stuck, witness)
         return self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
                              width)
+
+    def _next_batch(self, done: int, seconds: float, symbols: int, most: int,
+                    began: float) -> int:
+        """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
+        rows bound and the budget left (at least 1, at most ``most``)."""
+        per_box = max(seconds / done, 1e-6)
+        batch = min(most, int(CALL_SECONDS / per_box), ROWS_PER_CALL // (1 + symbols))
+        if self.budget is not None:
+            left = self.budget - (time.perf_counter() - began)
+            batch = min(batch, int(left / per_box))
+        return max(1, batch)
 
     def _out_of_budget(self, began: float, boxes: int) -> bool:
         if self.budget is not None and time.perf_counter() - began > self.budget:

@@ -493,7 +493,8 @@ class BoundEngine:
         rows = window.top[:, None] + torch.arange(h, device=weight.device)
         cols = window.left[:, None] + torch.arange(w, device=weight.device)
         reached = grid[rows[:, :, None], cols[:, None, :]]  # [N, h, w, out, C]
-        generators = torch.einsum("nhwoc,ngchw->ngo", reached, window.values[:, 1:])
+        reached = reached.permute(0, 4, 1, 2, 3).reshape(len(rows), channels * h * w, -1)
+        generators = torch.bmm(window.values[:, 1:].flatten(2), reached)  # [N, G, out]
         return torch.cat([center[:, None], generators], 1)
 
     def _full_max_pool(self, step: FullStep, values: torch.Tensor, call: _Call) -> torch.Tensor:
