@@ -34,6 +34,7 @@ from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
 from .modes import SENSITIVITIES, modes_help, parse_mode
+from .rows import describe, fits
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
 SOURCES = ("full", "sample")
@@ -348,17 +349,48 @@ class ExperimentConfig:
         return 4 if self.dataset == "nips17" else 10
 
     def to_dict(self) -> dict:
+        """Every field, as ``config.json`` records it.
+
+        Returns:
+            Field name → value (JSON-like).
+        """
         return dataclasses.asdict(self)
 
-    def digest(self) -> str:
-        """Hash of the fields that change results (not the output path or batching)."""
+    def result_fields(self) -> dict:
+        """The fields that change results, as hashed: not the output path, batching or
+        device, and fields added later only when off their default.
+
+        Returns:
+            Field name → value.
+        """
         defaults = ExperimentConfig()
-        relevant = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
-                    and not (k in LATER_FIELDS and v == getattr(defaults, k))}
+        return {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
+                and not (k in LATER_FIELDS and v == getattr(defaults, k))}
+
+    def digest(self, prior_versions: bool = True) -> str:
+        """Hash of the fields that change results (not the output path or batching).
+
+        Args:
+            prior_versions: include the versions of priors whose meaning changed
+                (:data:`PRIOR_VERSIONS`); ``False`` gives the hash earlier releases wrote.
+
+        Returns:
+            16 hex digits.
+        """
+        relevant = self.result_fields()
         for mode, version in PRIOR_VERSIONS.items():  # a prior whose meaning changed
-            if mode in self.modes:
+            if prior_versions and mode in self.modes:
                 relevant[f"{mode}_version"] = version
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+        return _hash(relevant, 16)
+
+    def field_hashes(self) -> dict[str, str]:
+        """A short hash of each field that changes results, recorded beside the config's
+        hash so that an edit of ``config.json`` can name the field that was changed.
+
+        Returns:
+            Field name → 8 hex digits.
+        """
+        return {name: _hash(value, 8) for name, value in self.result_fields().items()}
 
     def evolution(self) -> EvolutionConfig:
         mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
@@ -374,8 +406,23 @@ class ExperimentConfig:
                 "absolute": self.absolute}
 
 
+def _hash(value, digits: int) -> str:
+    """A SHA-256 of ``value``'s JSON (keys sorted), cut to ``digits`` hex digits."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:digits]
+
+
 def read_config_file(path: str | Path) -> dict:
-    """The values of a TOML or JSON config file; clear errors for missing or broken files."""
+    """The values of a TOML or JSON config file.
+
+    Args:
+        path: a ``.toml`` or ``.json`` file.
+
+    Returns:
+        Its key → value pairs (not yet checked).
+
+    Raises:
+        ConfigError: the file is missing, not valid TOML/JSON, or not a table.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -414,40 +461,11 @@ def _as_written(value, expected):
     return value
 
 
+_fits, _describe = fits, describe  # their names in 0.3 (the pixelprior.config shim)
+
+
 def _type_problem(name: str, value, expected) -> str | None:
     """Why ``value`` does not fit the annotation ``expected`` (``None`` if it does)."""
-    if _fits(value, expected):
+    if fits(value, expected):
         return None
-    return f"{name} must be {_describe(expected)}, got {value!r} ({type(value).__name__})"
-
-
-def _fits(value, expected) -> bool:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(expected)
-        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
-    return isinstance(value, expected)
-
-
-def _describe(expected) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return "null"
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(expected)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number",
-            str: "a string"}.get(expected, str(expected))
+    return f"{name} must be {describe(expected)}, got {value!r} ({type(value).__name__})"

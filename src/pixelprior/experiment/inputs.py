@@ -21,6 +21,7 @@ from ..models import (
     predict_labels,
 )
 from .config import ConfigError, ExperimentConfig
+from .fingerprints import image_fingerprints
 
 
 class SelectionError(ValueError):
@@ -119,23 +120,28 @@ def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int |
 
 def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: ImageSet,
                   device: str = "cpu") -> dict:
-    """Choose the images to attack; returns the selection record (indices and rule).
-    Fewer qualifying images than ``config.images`` is an error, never a smaller run."""
+    """Choose the images to attack. Fewer qualifying images than ``config.images`` is an
+    error, never a smaller run.
+
+    Args:
+        config: the run's config (``images``, ``selection``, ``selection_seed``,
+            ``oracle``).
+        model: the model (images it gets wrong are left out by the ``*_correct`` rules).
+        dataset: the images.
+        device: where the model runs.
+
+    Returns:
+        The selection record (``selection.json``): the rule, the chosen ``positions`` in
+        ``dataset`` and their ``indices``, and what the run attacks
+        (:func:`selection_inputs`).
+
+    Raises:
+        SelectionError: too few images qualify, or the data gives one index to two images.
+    """
+    check_one_index_per_image(dataset)
     predicted = predict(model, dataset, device)
     correct = (predicted == dataset.labels).nonzero().flatten()
-    if config.selection == "first":
-        chosen = torch.arange(min(config.images, len(dataset)))
-    elif config.selection == "first_correct":
-        chosen = correct[:config.images]
-    elif config.selection in ("random", "random_correct"):
-        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
-        generator = torch.Generator().manual_seed(config.selection_seed)
-        chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
-    elif config.selection in ("vulnerable", "robust"):
-        chosen = scanned_positions(config.oracle, dataset,
-                                   config.selection == "vulnerable")[:config.images]
-    else:
-        raise ConfigError(f"unknown selection {config.selection!r}")
+    chosen = _choose(config, dataset, correct)
     if len(chosen) < config.images:
         hint = (" (the bundled sample holds 100 test images; set PIXELPRIOR_DATA or --data "
                 "to the full test set)" if dataset.source == "bundled sample" else "")
@@ -144,11 +150,76 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: Ima
             f"{dataset.source} ({len(dataset)} images, {len(correct)} classified correctly), "
             f"but images = {config.images}; lower --images{hint}")
     official = dataset.official_indices
-    return {"rule": config.selection, "seed": config.selection_seed,
-            "source": dataset.source, "dataset_size": len(dataset), "clean_accuracy": float(
-                (predicted == dataset.labels).float().mean()),
-            "positions": chosen.tolist(), "indices": official[chosen].tolist(),
-            "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+    selection = {
+        "rule": config.selection, "seed": config.selection_seed, "source": dataset.source,
+        "dataset_size": len(dataset),
+        "clean_accuracy": float((predicted == dataset.labels).float().mean()),
+        "positions": chosen.tolist(), "indices": official[chosen].tolist(),
+        "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+    return {**selection, **selection_inputs(selection["positions"], model, dataset, device)}
+
+
+def _choose(config: ExperimentConfig, dataset: ImageSet, correct: torch.Tensor
+            ) -> torch.Tensor:
+    """Positions in ``dataset`` chosen by the config's rule (perhaps fewer than asked)."""
+    if config.selection == "first":
+        return torch.arange(min(config.images, len(dataset)))
+    if config.selection == "first_correct":
+        return correct[:config.images]
+    if config.selection in ("random", "random_correct"):
+        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
+        generator = torch.Generator().manual_seed(config.selection_seed)
+        return pool[torch.randperm(len(pool), generator=generator)[:config.images]]
+    if config.selection in ("vulnerable", "robust"):
+        return scanned_positions(config.oracle, dataset,
+                                 config.selection == "vulnerable")[:config.images]
+    raise ConfigError(f"unknown selection {config.selection!r}")
+
+
+def selection_inputs(positions: list[int], model: torch.nn.Module, dataset: ImageSet,
+                     device: str = "cpu") -> dict:
+    """What a selection records of the images and the model, so that rows can be
+    checked and a resume or a report can tell that the inputs are unchanged.
+
+    Args:
+        positions: the chosen positions in ``dataset``.
+        model: the model.
+        dataset: the images.
+        device: where the model runs.
+
+    Returns:
+        ``fingerprints`` (one per chosen image), ``image_shape`` (``[C, H, W]``) and
+        ``num_classes`` (the model's output width).
+    """
+    with torch.inference_mode():
+        probe = to_float(dataset.images[:1]).to(device)
+        num_classes = int(model(probe).shape[1])
+    return {"fingerprints": image_fingerprints(dataset.images[positions]),
+            "image_shape": list(dataset.images.shape[1:]), "num_classes": num_classes}
+
+
+def check_one_index_per_image(dataset: ImageSet) -> None:
+    """Rows and figures find an image by its index: refuse data that gives one index to
+    more than one image, before anything is chosen or written.
+
+    Args:
+        dataset: the images.
+
+    Raises:
+        SelectionError: an index is repeated (the first is named, with its rows).
+    """
+    indices = dataset.official_indices
+    unique, counts = torch.unique(indices, return_counts=True)
+    if bool((counts == 1).all()):
+        return
+    repeated = int(unique[counts > 1][0])
+    rows = (indices == repeated).nonzero().flatten().tolist()
+    raise SelectionError(
+        f"{dataset.source} gives index {repeated} to {len(rows)} images (rows "
+        f"{', '.join(map(str, rows[:5]))}); rows of results are keyed by the index, so "
+        "their attacks could not be told apart. Give each image its own index (an .npz's "
+        "`indices` array, or a CSV listing a file once), or leave `indices` out to number "
+        "the images in order")
 
 
 def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True

@@ -35,8 +35,10 @@ import pandas as pd
 
 from .._format import number as _fmt
 from .._io import atomic_write, dumps, write_text_atomic
-from ..experiment import RESULTS, ExperimentConfig
-from ..experiment.runner import read_run
+from ..data import ImageSet
+from ..experiment import RESULTS, ExperimentConfig, load_dataset
+from ..experiment.rundir import read_run
+from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
 from .robustness import (
     has_certificates,
@@ -48,16 +50,33 @@ from .stats import paired_comparison, paired_frame, t_interval
 
 
 def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
-    """The results of a run directory as a DataFrame, with its config. Every row is
-    checked by type and against the run that owns the folder (config hash, seeds, modes,
-    images: :func:`pixelprior.experiment.runner.read_run`); a damaged row, a row of
-    another run, or duplicate (seed, mode, image) rows are refused, naming the line —
-    never counted."""
+    """The results of a run directory as a DataFrame, with its config.
 
+    Every row is checked by type and value and against the run that owns the folder
+    (config hash, seeds, modes, images: :func:`pixelprior.experiment.rundir.read_run`);
+    a damaged row, a row of another run, or duplicate (seed, mode, image) rows are
+    refused, naming the line — never counted. Images the model already got wrong are
+    left out (their count is in ``frame.attrs["already_misclassified"]``).
+
+    Args:
+        directory: the run folder.
+
+    Returns:
+        ``(frame, config)``: one row per attack, with ``budget_generations``.
+
+    Raises:
+        CorruptResultsError: a damaged file or row, or a row of another run.
+        ValueError: no results yet, or every image was already misclassified.
+    """
     directory = Path(directory)
     rows, config, _ = read_run(directory)
     if not rows:
         raise ValueError(f"{directory / RESULTS} holds no results yet")
+    return _frame(directory, rows, config), config
+
+
+def _frame(directory: Path, rows: list[dict], config: ExperimentConfig) -> pd.DataFrame:
+    """The rows as a frame: misclassified images left out (counted), budgets added."""
     frame = pd.DataFrame(rows)
     # images the model already got wrong need no attack: reported, not counted as successes
     misclassified = int((~frame["clean_correct"]).sum()) if "clean_correct" in frame else 0
@@ -66,7 +85,7 @@ def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
     if frame.empty:
         raise ValueError(f"{directory}: every image was already misclassified")
     frame.attrs["already_misclassified"] = misclassified
-    return add_budget(frame, config), config
+    return add_budget(frame, config)
 
 
 def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
@@ -170,11 +189,23 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
 
 
 def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
-                    notes: list[str] | None = None) -> str:
+                    notes: list[str] | None = None, partial: str | None = None) -> str:
     """The report as Markdown: Table 1 per seed, the means with CIs, paired comparisons,
-    the paper's accounting."""
+    the paper's accounting.
+
+    Args:
+        frame: the rows (:func:`load_rows`).
+        config: the run's config.
+        stats_: :func:`summary` of the rows.
+        notes: lines added at the end (what could not be drawn).
+        partial: a line saying the report is partial (a run in progress), put first.
+
+    Returns:
+        The Markdown text.
+    """
     table = per_seed_table(frame)
     lines = [f"# {config.dataset} one-pixel attack: {config.model}", "",
+             *([f"**{partial}**", ""] if partial else []),
              f"{frame['image_index'].nunique()} images, seeds "
              f"{sorted(int(seed) for seed in frame['seed'].unique())}, modes "
              f"{', '.join(sorted(frame['mode'].unique()))}; DE {config.strategy}, population "
@@ -301,21 +332,71 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     """Write ``report.md``, ``table.csv``, ``summary.json``, exports and figures, each
     file whole or not at all.
 
+    Before any of it: the folder must be writable, its records and rows are checked
+    (:func:`load_rows`), and so are the model and the images the run recorded
+    (:func:`~pixelprior.report.checks.check_inputs`). A run still writing into the folder
+    makes the report partial: said to ``log`` and at the top of ``report.md``.
+
     Args:
         directory: the run folder.
         figures: draw the figures.
         exports: write ``results.csv`` and ``results.parquet``.
-        log: told each note on what could not be drawn (they are in ``report.md`` too).
+        log: told each note (what could not be drawn or checked, a partial report); the
+            figures' notes are in ``report.md`` too.
+
+    Returns:
+        The statistics (``summary.json``).
+
+    Raises:
+        OutputLocationError: the folder is not writable.
+        CorruptResultsError: a damaged record or row, a row of another run, or
+            (:class:`~pixelprior.experiment.InputsChangedError`) a changed model or image.
+        ValueError: no results yet.
     """
     directory = Path(directory)
-    frame, config = load_rows(directory)
+    say = log if log is not None else (lambda note: None)
+    check_writable(directory)
+    rows, config, selection = read_run(directory)
+    running = in_progress(directory, len(rows),
+                          len(config.seeds) * len(config.modes) * len(selection["indices"]))
+    if not rows:
+        raise ValueError(f"{directory}: the run in progress there ({running.holder}) has "
+                         "finished no attack yet; report when it has" if running else
+                         f"{directory / RESULTS} holds no results yet")
+    if running is not None:
+        say(running.line(directory))
+    frame = _frame(directory, rows, config)
+    dataset, unloadable = _dataset(config, figures, selection)
+    check_inputs(directory, config, dataset, say)
     stats_ = summary(frame, config)
-    notes: list[str] = []
-    if figures:
-        notes = write_figures(directory, frame, config)
-    for note in notes if log is not None else []:
-        log(note)
-    write_text_atomic(directory / "report.md", markdown_report(frame, config, stats_, notes))
+    if running is not None:
+        stats_["partial"] = {"finished": running.finished, "of": running.total,
+                             "run": running.holder}
+    notes = write_figures(directory, frame, config, dataset, unloadable) if figures else []
+    for note in notes:
+        say(note)
+    write_text_atomic(directory / "report.md", markdown_report(
+        frame, config, stats_, notes, partial=running.line(directory) if running else None))
+    _write_tables(directory, frame, config, stats_, figures, exports)
+    return stats_
+
+
+def _dataset(config: ExperimentConfig, figures: bool, selection: dict
+             ) -> tuple[ImageSet | None, str | None]:
+    """The run's images when the figures or the fingerprint check need them, else
+    ``(None, None)``; ``(None, why)`` when they cannot be loaded."""
+    if not figures and "fingerprints" not in selection:
+        return None, None
+    try:
+        return load_dataset(config), None
+    except Exception as exc:  # noqa: BLE001 - data moved or missing: said, the rest reported
+        return None, str(exc)
+
+
+def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
+                  stats_: dict, figures: bool, exports: bool) -> None:
+    """``table.csv``, ``paper_accounting.csv``, ``summary.json``, the robustness table
+    and figure, and the exports."""
     _write_csv(per_seed_table(frame), directory / "table.csv")
     if stats_.get("paper_accounting"):
         _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
@@ -330,7 +411,6 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
         _write_csv(flat, directory / "results.csv")
         with atomic_write(directory / "results.parquet") as f:
             flat.to_parquet(f, index=False)
-    return stats_
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
