@@ -106,3 +106,14 @@ def tiny_images(tmp_path):
         return write_images(tmp_path / name, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def tiny_kit():
+    """The helpers of this file for tests that need them directly (importing
+    ``conftest`` by name would find another folder's)."""
+    import types
+
+    return types.SimpleNamespace(write_tiny_net=write_tiny_net, tiny_model=tiny_model,
+                                 write_tiny_script=write_tiny_script,
+                                 write_images=write_images)

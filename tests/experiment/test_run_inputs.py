@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tiny_net, write_tiny_script
 from typer.testing import CliRunner
 
 from pixelprior.cli import app
@@ -54,9 +53,9 @@ def resume(config: ExperimentConfig, *extra: str):
 
 
 @pytest.fixture
-def script_run(tmp_path, tiny_run):
+def script_run(tmp_path, tiny_run, tiny_kit):
     """A finished run of a TorchScript model file on five tiny images."""
-    model = write_tiny_script(tmp_path / "model.pt")
+    model = tiny_kit.write_tiny_script(tmp_path / "model.pt")
     config = tiny_run(model=str(model), modes=["fast"])
     ExperimentRunner(config, log=lambda note: None).run()
     return config
@@ -75,9 +74,9 @@ def test_a_run_records_its_model_images_and_field_hashes(script_run):
 
 
 # ------------------------------------------------------------------ the model
-def test_a_changed_model_file_is_named_by_resume_and_report(script_run):
+def test_a_changed_model_file_is_named_by_resume_and_report(script_run, tiny_kit):
     out = Path(script_run.out)
-    write_tiny_script(Path(script_run.model), seed=1)  # another model under the same name
+    tiny_kit.write_tiny_script(Path(script_run.model), seed=1)  # another model under the same name
     before = listing(out)
     line = clean_error(resume(script_run), 1, f"the model file {script_run.model} changed",
                        "--force")
@@ -87,18 +86,18 @@ def test_a_changed_model_file_is_named_by_resume_and_report(script_run):
     assert listing(out) == before
 
 
-def test_a_changed_factory_model_is_named(tmp_path, tiny_run):
+def test_a_changed_factory_model_is_named(tmp_path, tiny_run, tiny_kit):
     config = tiny_run(modes=["fast"])
     ExperimentRunner(config, log=lambda note: None).run()
-    write_tiny_net(tmp_path, seed=1)  # the factory now draws other weights
+    tiny_kit.write_tiny_net(tmp_path, seed=1)  # the factory now draws other weights
     with pytest.raises(InputsChangedError, match=r"the model .*nets.py:tiny \(its weights\) "
                                                  "changed"):
         ExperimentRunner(config, log=lambda note: None).run()
 
 
-def test_force_starts_afresh_after_the_model_changed(script_run):
+def test_force_starts_afresh_after_the_model_changed(script_run, tiny_kit):
     out = Path(script_run.out)
-    write_tiny_script(Path(script_run.model), seed=1)
+    tiny_kit.write_tiny_script(Path(script_run.model), seed=1)
     result = resume(script_run, "--force")
     assert result.exit_code == 0, result.output
     (aside,) = out.glob("old-*")
