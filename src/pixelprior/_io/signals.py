@@ -60,6 +60,9 @@ class Interrupts:
     def critical(self) -> Iterator[None]:
         """A section a signal does not cut: it is raised when the section ends.
 
+        Yields:
+            Nothing; the section runs inside the ``with`` block.
+
         Raises:
             Interrupted: a signal arrived during the section.
         """

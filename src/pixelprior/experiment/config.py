@@ -1,5 +1,7 @@
 """One configuration shape from the command line to the runner to the attack.
 
+(Over 400 lines: one schema, every field of an experiment, with its checks, kept whole.)
+
 :class:`ExperimentConfig` holds everything that defines an experiment. It is built from
 three layers, each overriding the one before (:meth:`ExperimentConfig.build`):
 
@@ -55,8 +57,15 @@ PRIOR_VERSIONS = {"random_set": 2}
 
 
 def device_problem(device: str) -> str | None:
-    """What is wrong with a device name here (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or
-    None; one check for the runner's config and the CLI's single-image commands."""
+    """What is wrong with a device name here; one check for the runner's config and the
+    command line's single-image commands.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        The problem in one phrase, or ``None`` when the device can be used here.
+    """
     import torch
 
     if not (device in ("auto", "cpu", "cuda")
@@ -71,7 +80,15 @@ def device_problem(device: str) -> str | None:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+    """The device ``auto`` stands for here.
+
+    Args:
+        device: a device name.
+
+    Returns:
+        ``cuda`` for ``auto`` when a CUDA device is present, ``cpu`` for ``auto``
+        otherwise; any other name as it is.
+    """
     if device != "auto":
         return device
     import torch
@@ -164,8 +181,20 @@ class ExperimentConfig:
     @classmethod
     def build(cls, file: str | Path | None = None, overrides: dict | None = None,
               base: dict | None = None) -> ExperimentConfig:
-        """Defaults < ``base`` (e.g. a command's own defaults) < ``file`` < ``overrides``
-        (the options actually given), then validated."""
+        """A config in layers, then validated: defaults < ``base`` < ``file`` <
+        ``overrides``.
+
+        Args:
+            file: a TOML or JSON config file.
+            overrides: the options actually given (``None`` values never override).
+            base: a command's own defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: the file cannot be read, or the config has problems (all named).
+        """
         values = dict(base or {})
         if file is not None:
             values.update(read_config_file(file))
@@ -176,7 +205,17 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ExperimentConfig:
-        """A config from a dict, its types checked (not yet its ranges)."""
+        """A config from a dict, its types checked (not yet its ranges).
+
+        Args:
+            values: field → value (a config file's, or ``config.json``'s ``config``).
+
+        Returns:
+            The config (integers given for numbers stored as floats).
+
+        Raises:
+            ConfigError: unknown keys, or values of the wrong type (all named).
+        """
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -192,12 +231,21 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming every problem, before anything runs."""
+        """Check the whole config before anything runs.
+
+        Raises:
+            ConfigError: every problem found, in one message.
+        """
         problems = self.problems()
         if problems:
             raise ConfigError("; ".join(problems))
 
     def problems(self) -> list[str]:
+        """Every problem of the config: data, search, modes, map and running settings.
+
+        Returns:
+            One phrase per problem (empty when the config can run).
+        """
         p: list[str] = []
         self._check_data(p)
         self._check_search(p)
@@ -335,13 +383,21 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> str:
-        """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+        """The device the run uses.
+
+        Returns:
+            :func:`resolve_device` of ``device``.
+        """
         return resolve_device(self.device)
 
     def images_per_group(self) -> int:
-        """Images attacked together: the setting, else every image of a (seed, mode) on
-        CUDA (one large batch per generation) and on the CPU 10 CIFAR-10 images (measured
-        flat beyond, issue 7) or 4 ImageNet-size ones (memory)."""
+        """Images attacked together.
+
+        Returns:
+            ``batch_images`` when set; else every image of a (seed, mode) on CUDA (one
+            large batch per generation), on the CPU 10 CIFAR-10 images (measured flat
+            beyond, issue 7) or 4 ImageNet-size ones (memory).
+        """
         if self.batch_images is not None:
             return self.batch_images
         if self.resolved_device().startswith("cuda"):
@@ -393,13 +449,26 @@ class ExperimentConfig:
         return {name: _hash(value, 8) for name, value in self.result_fields().items()}
 
     def evolution(self) -> EvolutionConfig:
+        """The differential evolution's settings.
+
+        Returns:
+            An :class:`~pixelprior.search.EvolutionConfig` (a dithered ``mutation`` as a
+            tuple).
+
+        Raises:
+            ValueError: settings the solver refuses (a population too small, ...).
+        """
         mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
         return EvolutionConfig(self.popsize, self.maxiter, mutation, True, self.strategy,
                                self.recombination, self.out_of_bounds, self.stop_on,
                                self.replace_on_tie)
 
     def sensitivity_kwargs(self) -> dict:
-        """Settings of the sensitivity methods (each method takes the ones it knows)."""
+        """Settings of the sensitivity methods.
+
+        Returns:
+            Name → value; each method takes the ones it knows.
+        """
         return {"score": self.score, "reduction": self.reduction,
                 "normalization": self.normalization, "percentile": self.percentile,
                 "n_samples": self.n_samples, "noise_level": self.noise_level,

@@ -29,8 +29,16 @@ class SelectionError(ValueError):
 
 
 def load_model_of(config: ExperimentConfig, device: str | None = None) -> LoadedModel:
-    """The configured model and what is known about it (a registered name or a spec:
-    TorchScript, ONNX, ``module:callable``, a pickled module with ``allow_pickle``)."""
+    """The configured model and what is known about it.
+
+    Args:
+        config: the run's config (``model``: a registered name or a spec — TorchScript,
+            ONNX, ``module:callable``, a pickled module with ``allow_pickle``).
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The :class:`~pixelprior.models.LoadedModel`.
+    """
     return load_model_spec(config.model, weights=config.weights, classes=config.classes,
                            mean=config.mean, std=config.std, input_size=config.input_size,
                            allow_pickle=config.allow_pickle,
@@ -38,8 +46,15 @@ def load_model_of(config: ExperimentConfig, device: str | None = None) -> Loaded
 
 
 def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
-    """The side (or height and width) the images are attacked at: the published 299 for
-    NIPS-17 resized inside, else the model's input (``None``: the images' own size)."""
+    """The size the images are attacked at.
+
+    Args:
+        config: the run's config.
+
+    Returns:
+        The published 299 for NIPS-17 resized inside, else the model's input (a side, or
+        ``(height, width)``), or ``None``: the images' own size.
+    """
     if config.resize_inside:
         return PUBLISHED_SIZE
     if config.model in MODELS:
@@ -50,8 +65,18 @@ def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
 
 
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
-    """The evaluation images of the configured dataset, at the model's input size;
-    ``notes`` (a list) receives what loading did to them (resizes, conversions)."""
+    """The evaluation images of the configured dataset, at the model's input size.
+
+    Args:
+        config: the run's config.
+        notes: filled with what loading did to the images (resizes, conversions).
+
+    Returns:
+        The images (``uint8 [N, C, H, W]``) and their labels.
+
+    Raises:
+        ConfigError: an unknown dataset.
+    """
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
@@ -66,6 +91,13 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
 def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
     """What a run will attack, said before the work: the model (what was loaded and
     assumed), the images (what loading did to them) and the model's accuracy on them.
+
+    Args:
+        config: the run's config.
+        device: where the model runs.
+
+    Returns:
+        The lines to print (``note:`` and ``warning:`` lines among them).
 
     Raises:
         ConfigError: the model's classes and the data's do not fit.
@@ -98,8 +130,17 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
 
 
 def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
-    """The configured model, wrapped to resize inside when ``resize_inside``. Registered
-    models load as they always did; any other spec through :func:`load_model_of`."""
+    """The configured model as runs attack it.
+
+    Args:
+        config: the run's config.
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The model (images in [0, 1] → scores), wrapped to resize inside when
+        ``resize_inside``; registered models load as they always did, any other spec
+        through :func:`load_model_of`.
+    """
     device = device or config.resolved_device()
     if as_registered(config.model, config.classes, config.mean, config.std,
                      config.input_size):
@@ -113,7 +154,17 @@ def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn
 
 def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int | None = None,
                          device: str = "cpu") -> torch.Tensor:
-    """Positions of the first ``count`` images of ``dataset`` the model gets right."""
+    """The images a model gets right.
+
+    Args:
+        model: the model.
+        dataset: the images.
+        count: how many at most (default: all).
+        device: where the model runs.
+
+    Returns:
+        int64 ``[n]``: positions in ``dataset`` of the first ``count`` such images.
+    """
     correct = (predict(model, dataset, device) == dataset.labels).nonzero().flatten()
     return correct[:count] if count is not None else correct
 
@@ -224,10 +275,20 @@ def check_one_index_per_image(dataset: ImageSet) -> None:
 
 def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True
                       ) -> torch.Tensor:
-    """Positions in ``dataset`` of the images a susceptibility scan found a one-pixel
-    adversarial for (``vulnerable``) or none for, in the scan's order. Matched by pixels,
-    so a scan of another dataset or source is an error, never a silent pick of other
-    images."""
+    """The images a susceptibility scan found a one-pixel adversarial for (or none for),
+    matched by their pixels, so a scan of other images is an error, never a silent pick.
+
+    Args:
+        scan_path: the scan's folder (or its ``maps.npz``).
+        dataset: the images.
+        vulnerable: the images with an adversarial (else those without).
+
+    Returns:
+        int64 ``[n]``: their positions in ``dataset``, in the scan's order.
+
+    Raises:
+        SelectionError: some of those images are not in ``dataset``.
+    """
     scan = SusceptibilityMaps.load(scan_path)
     fooled = scan.vulnerable.reshape(len(scan.labels), -1).any(1)
     rows = (fooled if vulnerable else ~fooled).nonzero()[0]

@@ -45,22 +45,24 @@ from .fingerprints import image_fingerprints, model_fingerprint
 from .inputs import select_images, selection_inputs
 from .modes import build_attack, parse_mode
 from .progress import ProgressReporter, as_reporter, reporting
+from .records import (
+    config_record,
+    inputs_problem,
+    positions_problem,
+    read_record,
+    read_selection,
+    unrecorded,
+)
 from .rows import RESULTS, ROW_KEY, read_results, row_problem  # noqa: F401  (old paths)
 from .rundir import (  # noqa: F401  (ForeignRowError, read_run, is_run_file: old paths)
     ForeignRowError,
     InputsChangedError,
     RunRows,
     check_foreign_folder,
-    config_record,
     force_hint,
-    inputs_problem,
     is_run_file,
     move_aside,
-    positions_problem,
-    read_record,
     read_run,
-    read_selection,
-    unrecorded,
 )
 from .worker import GroupWorker, _maps_of, load_maps, save_maps
 

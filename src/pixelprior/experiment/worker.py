@@ -23,7 +23,12 @@ MAPS_DIR = "maps"
 
 class GroupWorker:
     """Attacks groups of (seed, mode, position, index) work items: the model, the images
-    and one scorer built once. The in-process runner holds one; each Ray actor holds one."""
+    and one scorer built once. The in-process runner holds one; each Ray actor holds one.
+
+    Args:
+        config: the run's config.
+        device: where the model runs (default: the config's device).
+    """
 
     def __init__(self, config: ExperimentConfig, device: str | None = None) -> None:
         self.config = config
@@ -34,7 +39,15 @@ class GroupWorker:
         self._scorer = None
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
-        """Rows and maps of one group (same seed and mode)."""
+        """Attack one group.
+
+        Args:
+            group: ``(seed, mode, position, index)`` items sharing seed and mode.
+
+        Returns:
+            ``(rows, maps)``: one row per item (the result's fields and the runner's), and
+            the group's maps (:func:`save_maps`).
+        """
         config = self.config
         seed, mode = group[0][0], group[0][1]
         positions = torch.tensor([g[2] for g in group])
@@ -79,11 +92,31 @@ def _maps_of(distribution, indices: list[int]) -> dict[str, np.ndarray]:
 
 
 def maps_path(directory: Path, seed: int, mode: str, first_index: int) -> Path:
+    """Where a group's maps are saved.
+
+    Args:
+        directory: the run folder.
+        seed: the group's seed.
+        mode: its mode (``:`` written as ``-``).
+        first_index: the dataset index of its first image.
+
+    Returns:
+        ``DIR/maps/MODE/seedS-I.npz``.
+    """
     return Path(directory) / MAPS_DIR / mode.replace(":", "-") / f"seed{seed}-{first_index}.npz"
 
 
 def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]) -> None:
-    """Write one group's maps atomically (before its rows, so a row implies its map)."""
+    """Write one group's maps atomically (before its rows, so a row implies its map);
+    nothing for a mode without a map or a start set.
+
+    Args:
+        directory: the run folder.
+        seed: the group's seed.
+        mode: its mode.
+        maps: ``image_index`` int64 ``[n]``, and ``sensitivity`` float ``[n, H, W]`` and
+            ``start_set`` bool ``[n, H, W]`` where the mode has them.
+    """
     if len(maps) == 1:  # no map and no set (the uniform prior): nothing to draw
         return
     path = maps_path(directory, seed, mode, int(maps["image_index"][0]))
@@ -103,6 +136,10 @@ def load_maps(directory: Path, problems: list[tuple[Path, str]] | None = None
     Args:
         directory: the run folder.
         problems: filled with the files that could not be used, and why.
+
+    Returns:
+        ``(seed, mode, image_index)`` → ``{"sensitivity": float [H, W], "start_set":
+        bool [H, W]}`` (those the file holds).
     """
     out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
     root = Path(directory) / MAPS_DIR

@@ -14,8 +14,7 @@ from ..data import ImageSet
 from ..experiment import ExperimentConfig
 from ..experiment.fingerprints import image_fingerprints, model_fingerprint
 from ..experiment.inputs import build_model
-from ..experiment.rundir import (
-    InputsChangedError,
+from ..experiment.records import (
     images_problem,
     model_problem,
     positions_problem,
@@ -23,6 +22,7 @@ from ..experiment.rundir import (
     read_selection,
     unrecorded,
 )
+from ..experiment.rundir import InputsChangedError
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .._io import atomic_write, dumps, write_text_atomic
 from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.rundir import read_run
+from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
 from .robustness import (
@@ -46,7 +47,7 @@ from .robustness import (
     robustness_lines,
     robustness_table,
 )
-from .stats import paired_comparison, paired_frame, t_interval
+from .stats import paired_comparison, t_interval
 
 
 def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
@@ -89,8 +90,15 @@ def _frame(directory: Path, rows: list[dict], config: ExperimentConfig) -> pd.Da
 
 
 def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
-    """``budget_generations``: generations, failures at ``maxiter + 1`` (NaN for searches
-    without generations)."""
+    """The rows with ``budget_generations``: generations, failures at ``maxiter + 1``.
+
+    Args:
+        frame: the rows.
+        config: the run's config (``maxiter``).
+
+    Returns:
+        A copy; NaN budgets for searches without generations.
+    """
     frame = frame.copy()
     generations = pd.to_numeric(frame.get("generations"), errors="coerce")
     frame["generations"] = generations
@@ -101,7 +109,16 @@ def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
 
 
 def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 layout: one row per (seed, mode) with totals, means, success, queries."""
+    """Table 1 layout.
+
+    Args:
+        frame: the rows (with ``budget_generations``).
+
+    Returns:
+        One row per (seed, mode): images, success rate, total and mean seconds, mean
+        generations (all, successes), mean queries, mean start pixels (scans: positions
+        scanned).
+    """
     def summarise(group: pd.DataFrame, scans: bool) -> dict:
         wins = group[group["success"]]
         return {
@@ -126,48 +143,21 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_accounting(frame: pd.DataFrame, config: ExperimentConfig, a: str = "unconstrained",
-                     b: str = "constrained") -> pd.DataFrame:
-    """Per seed, the rows counted the way the paper's Table 1 appears to count them.
-
-    The paper's totals divided by its means give 100 images for the unconstrained runs but
-    64–66 for the constrained ones, and no success rates are given. The reading that fits:
-    mode ``a`` averaged over *all* images with failures at the iteration limit
-    (``maxiter``), mode ``b`` over its *successes* only. Beside it, the like-for-like
-    ratio over the images both modes fool.
-    """
-    out = []
-    for seed in sorted(frame["seed"].unique()):
-        rows = frame[frame["seed"] == seed]
-        first, second = rows[rows["mode"] == a], rows[rows["mode"] == b]
-        if first.empty or second.empty:
-            continue
-        wins = second[second["success"]]
-        itr_a = np.where(first["success"], first["generations"], config.maxiter).mean()
-        paired = paired_frame(rows, a, b)
-        both = paired[paired[f"success_{a}"] & paired[f"success_{b}"]]
-        out.append({
-            "seed": int(seed),
-            f"{a}_images": len(first), f"{a}_total_s": first["seconds"].sum(),
-            f"{a}_mean_s": first["seconds"].mean(), f"{a}_mean_itr": itr_a,
-            f"{b}_images": len(wins), f"{b}_total_s": wins["seconds"].sum(),
-            f"{b}_mean_s": wins["seconds"].mean() if len(wins) else np.nan,
-            f"{b}_mean_itr": wins["generations"].mean() if len(wins) else np.nan,
-            "itr_ratio_paper_style": itr_a / wins["generations"].mean() if len(wins) and (
-                wins["generations"].mean() > 0) else np.nan,
-            "total_time_ratio_paper_style": first["seconds"].sum() / max(
-                wins["seconds"].sum(), 1e-12),
-            "gen_ratio_like_for_like": (both[f"generations_{a}"].mean()
-                                        / both[f"generations_{b}"].mean())
-            if len(both) and both[f"generations_{b}"].mean() > 0 else np.nan,
-        })
-    return pd.DataFrame(out)
-
-
 def summary(frame: pd.DataFrame, config: ExperimentConfig,
             a: str = "unconstrained", b: str = "constrained") -> dict:
-    """Headline statistics: per-mode means with CIs; ``paired``: mode ``a`` against
-    ``b`` (the paper's comparison); ``paired_vs_a``: every other mode against ``a``."""
+    """Headline statistics.
+
+    Args:
+        frame: the rows (with ``budget_generations``).
+        config: the run's config.
+        a: the baseline mode.
+        b: the mode the paper compares with it.
+
+    Returns:
+        ``modes``: per-mode means with CIs over seeds; ``paired``: ``a`` against ``b``
+        (the paper's comparison) and ``paper_accounting``; ``paired_vs_a``: every other
+        mode against ``a``; the budget and the devices.
+    """
     per_seed = per_seed_table(frame)
     out: dict = {"modes": {}, "maxiter": config.maxiter, "popsize": config.popsize,
                  "devices": sorted(frame["device"].dropna().unique().tolist())
@@ -236,7 +226,7 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
             if "paired" not in stats_ or mode != stats_["paired"]["b"]]:
         lines += _paired_lines(paired, config)
     if stats_.get("paper_accounting"):
-        lines += _accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
+        lines += accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
     if has_certificates(frame):
         lines += robustness_lines(frame, class_names_of(config))
     if frame.attrs.get("already_misclassified"):
@@ -291,39 +281,6 @@ def _paired_lines(paired: dict, config: ExperimentConfig) -> list[str]:
     lines.append(f"- exact McNemar test of success over images: {a} fools more often on "
                  f"{paired['mcnemar_images_only_a']} images, {b} on "
                  f"{paired['mcnemar_images_only_b']}; p = {paired['mcnemar_p']:.3g}")
-    return lines
-
-
-def _accounting_lines(rows: list[dict], paired: dict, config: ExperimentConfig) -> list[str]:
-    a, b = paired["a"], paired["b"]
-    lines = ["", "## The paper's accounting, reproduced", "",
-             f"The same rows counted the way the paper's Table 1 appears to count: {a} over "
-             f"all images with failures at the iteration limit ({config.maxiter}), {b} over "
-             "its successes only (the paper's totals divided by its means imply 100 and "
-             "64–66 images).", "",
-             f"| seed | {a}: images | T (s) | AVG T (s) | AVG # itr | {b}: images counted | "
-             "T (s) | AVG T (s) | AVG # itr | itr ratio (paper style) | T ratio (paper "
-             "style) | generation ratio, like for like |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['seed']} | {r[f'{a}_images']} | {r[f'{a}_total_s']:.1f} | "
-            f"{r[f'{a}_mean_s']:.2f} | {r[f'{a}_mean_itr']:.2f} | {r[f'{b}_images']} | "
-            f"{r[f'{b}_total_s']:.1f} | {_fmt(r[f'{b}_mean_s'])} | {_fmt(r[f'{b}_mean_itr'])} | "
-            f"{_fmt(r['itr_ratio_paper_style'], 1)}× | "
-            f"{_fmt(r['total_time_ratio_paper_style'], 1)}× | "
-            f"{_fmt(r['gen_ratio_like_for_like'])}× |")
-    ratio, low, high = paired["generation_ratio_both"]
-    paper_style = [r["itr_ratio_paper_style"] for r in rows
-                   if not np.isnan(r["itr_ratio_paper_style"])]
-    lines += ["", f"**Why they differ.** Counted paper-style, {b} looks "
-              f"{_fmt(float(np.mean(paper_style)) if paper_style else None, 1)}× faster "
-              f"in iterations, yet on the images both modes fool the ratio is {_fmt(ratio)} "
-              f"(95% CI {_fmt(low)}–{_fmt(high)}). The paper-style columns compare two "
-              f"different sets: {a}'s mean is dominated by its failures, each counted at the "
-              f"iteration limit, while {b}'s mean leaves its failures out entirely; a mode "
-              "could fail on every hard image and still look fast. Only pairs on the same "
-              "images, with failures counted for both modes, measure convergence speed."]
     return lines
 
 
