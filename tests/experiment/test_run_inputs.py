@@ -191,3 +191,13 @@ def test_a_selection_repeating_an_index_says_what_to_do(script_run):
     line = clean_error(invoke("report", out), 1, "index 0 is given to more than one image",
                        "Give each image its own index in the data")
     assert "delete the file" not in line  # the old advice sent the user in a circle
+
+
+def test_a_resume_on_data_that_now_repeats_an_index_is_refused(script_run):
+    out = Path(script_run.out)
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    np.savez(script_run.data, **arrays, indices=np.array([0, 1, 2, 3, 3]))
+    before = listing(out)
+    clean_error(resume(script_run), 2, "gives index 3 to 2 images (rows 3, 4)")
+    assert listing(out) == before

@@ -42,7 +42,7 @@ from .cost import cost_lines, max_queries
 from .distributed import ray_groups
 from .environment import write_environment
 from .fingerprints import image_fingerprints, model_fingerprint
-from .inputs import select_images, selection_inputs
+from .inputs import check_one_index_per_image, select_images, selection_inputs
 from .modes import build_attack, parse_mode
 from .progress import ProgressReporter, as_reporter, reporting
 from .records import (
@@ -141,6 +141,7 @@ class ExperimentRunner:
             raise force_hint(problem)
         replacing = problem is not None
         source = GroupWorker(config)  # the model and the images: checked, then chosen
+        check_one_index_per_image(source.dataset)  # rows are keyed by the index
         self.image_size = tuple(source.dataset.images.shape[-2:])
         fingerprint = model_fingerprint(source.model, config.model)
         checked = False

@@ -9,9 +9,9 @@
   (DE and scans on one axis);
 - ``generations_hist``: histogram of generations per DE mode (failures at the budget);
 - :func:`oracle_figure`: a susceptibility scan's oracle maps and vulnerable pixels;
-- :func:`explain_figure` and :func:`attack_figure`: the command line's single-image
-  figures (a map beside its image, with a color bar and S; an adversarial at the file's
-  own resolution with the changed box marked).
+- maps scored against a scan: :mod:`~pixelprior.report.scan_figures`; the command
+  line's single-image figures: :mod:`~pixelprior.report.image_figures` (both
+  importable from here too).
 
 Images come from the configured dataset (no model needed); the class names from the
 model registry. Each drawing function returns its figure (saved and closed: its axes,
@@ -25,6 +25,7 @@ from pathlib import Path
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data import ImageSet, to_float
 from ..experiment import ExperimentConfig, load_dataset, load_maps, parse_mode
@@ -33,7 +34,6 @@ from .drawing import _adversarial, _circle, _save, _show, plt
 from .image_figures import attack_figure, explain_figure  # noqa: F401  (their old path)
 from .scan_figures import (  # noqa: F401  (their old path)
     maps_compared_figure,
-    oracle_figure,
     ranked_scans_figure,
     roc_figure,
 )
@@ -292,5 +292,48 @@ def _maps_note(directory: Path, path: Path, why: str) -> str:
              "The rows are unaffected; move the file aside to silence this note.")
     return (f"{relative} could not be used ({why}); the images it holds are left out of "
             f"pipeline.png. {again}")
+
+
+def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
+                  rows: list[int] | None = None, count: int = 8,
+                  names: list[str] | None = None) -> plt.Figure | None:
+    """For up to ``count`` scanned images: the image, the oracle map (how far the best
+    grid color at each position pushes the true class below the runner-up) and the
+    vulnerable positions; ``oracle_maps.png`` / ``.pdf``.
+
+    Args:
+        directory: where to write it.
+        maps: the scan (:class:`~pixelprior.data.SusceptibilityMaps`).
+        images: uint8 or float ``[N, C, H, W]``: the scan's ``rows``.
+        class_names: the model's class names (``None``: indices).
+        rows: the scan's rows of ``images`` (default: its first rows, in order).
+        count: images shown at most.
+        names: titles of the images (default: ``#`` and the dataset index), e.g. the
+            file names of scanned image files.
+
+    Returns:
+        The (saved, closed) figure, or ``None`` for no rows (nothing written).
+    """
+    directory = Path(directory)
+    rows = list(range(images.shape[0])) if rows is None else rows
+    count = min(count, len(rows))
+    if count == 0:
+        return None
+    oracle = maps.oracle_map()
+    images = to_float(images) if images.dtype == torch.uint8 else images
+    fig, axes = plt.subplots(count, 3, figsize=(6, 2.1 * count), squeeze=False)
+    for n, row in enumerate(rows[:count]):
+        label = int(maps.labels[row])
+        name = class_names[label] if class_names is not None else str(label)
+        vulnerable = maps.vulnerable[row]
+        shown = names[n] if names is not None else f"#{int(maps.image_indices[row])}"
+        _show(axes[n, 0], images[n].cpu(), f"{shown}: {name}")
+        axes[n, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
+        axes[n, 1].set_title("oracle map", fontsize=8)
+        axes[n, 1].axis("off")
+        axes[n, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
+        axes[n, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
+        axes[n, 2].axis("off")
+    return _save(fig, directory, "oracle_maps")
 
 

@@ -1,6 +1,7 @@
-"""Figures of susceptibility scans and of maps scored against them: the oracle maps,
-ROC curves, maps side by side and ranked scans (PNG and PDF). Each returns its figure
-(saved and closed), or ``None`` when it draws nothing."""
+"""Figures of maps scored against a susceptibility scan (``evaluate-maps``): ROC curves,
+maps side by side and ranked scans (PNG and PDF). Each returns its figure (saved and
+closed), or ``None`` when it draws nothing. (A scan's own oracle maps:
+:func:`pixelprior.report.figures.oracle_figure`.)"""
 
 from __future__ import annotations
 
@@ -10,52 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import to_float
 from .drawing import _save, _show, plt
 from .stats import roc_auc, roc_curve
-
-
-def oracle_figure(directory: str | Path, maps, images: torch.Tensor, class_names,
-                  rows: list[int] | None = None, count: int = 8,
-                  names: list[str] | None = None) -> plt.Figure | None:
-    """For up to ``count`` scanned images: the image, the oracle map (how far the best
-    grid color at each position pushes the true class below the runner-up) and the
-    vulnerable positions; ``oracle_maps.png`` / ``.pdf``.
-
-    Args:
-        directory: where to write it.
-        maps: the scan (:class:`~pixelprior.data.SusceptibilityMaps`).
-        images: uint8 or float ``[N, C, H, W]``: the scan's ``rows``.
-        class_names: the model's class names (``None``: indices).
-        rows: the scan's rows of ``images`` (default: its first rows, in order).
-        count: images shown at most.
-        names: titles of the images (default: ``#`` and the dataset index), e.g. the
-            file names of scanned image files.
-
-    Returns:
-        The (saved, closed) figure, or ``None`` for no rows (nothing written).
-    """
-    directory = Path(directory)
-    rows = list(range(images.shape[0])) if rows is None else rows
-    count = min(count, len(rows))
-    if count == 0:
-        return None
-    oracle = maps.oracle_map()
-    images = to_float(images) if images.dtype == torch.uint8 else images
-    fig, axes = plt.subplots(count, 3, figsize=(6, 2.1 * count), squeeze=False)
-    for n, row in enumerate(rows[:count]):
-        label = int(maps.labels[row])
-        name = class_names[label] if class_names is not None else str(label)
-        vulnerable = maps.vulnerable[row]
-        shown = names[n] if names is not None else f"#{int(maps.image_indices[row])}"
-        _show(axes[n, 0], images[n].cpu(), f"{shown}: {name}")
-        axes[n, 1].imshow(oracle[row], cmap="inferno", vmin=0, vmax=1)
-        axes[n, 1].set_title("oracle map", fontsize=8)
-        axes[n, 1].axis("off")
-        axes[n, 2].imshow(vulnerable, cmap="gray", vmin=0, vmax=1)
-        axes[n, 2].set_title(f"vulnerable: {int(vulnerable.sum())} px", fontsize=8)
-        axes[n, 2].axis("off")
-    return _save(fig, directory, "oracle_maps")
 
 
 def roc_figure(directory: Path, scan, maps: dict) -> plt.Figure:

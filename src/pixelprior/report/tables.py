@@ -37,6 +37,7 @@ from .._format import number as _fmt
 from .._io import atomic_write, dumps, write_text_atomic
 from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
+from ..experiment.inputs import check_one_index_per_image
 from ..experiment.rundir import read_run
 from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
@@ -345,9 +346,11 @@ def _dataset(config: ExperimentConfig, figures: bool, selection: dict
     if not figures and "fingerprints" not in selection:
         return None, None
     try:
-        return load_dataset(config), None
+        dataset = load_dataset(config)
+        check_one_index_per_image(dataset)  # figures find an image by its index
     except Exception as exc:  # noqa: BLE001 - data moved or missing: said, the rest reported
         return None, str(exc)
+    return dataset, None
 
 
 def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
