@@ -313,8 +313,8 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     """
     directory = Path(directory)
     say = log if log is not None else (lambda note: None)
-    check_writable(directory)
     rows, config, selection = read_run(directory)
+    check_writable(directory)
     running = in_progress(directory, len(rows),
                           len(config.seeds) * len(config.modes) * len(selection["indices"]))
     if not rows:
