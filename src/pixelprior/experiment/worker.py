@@ -34,7 +34,7 @@ class GroupWorker:
         self.config = config
         self.device = device or config.resolved_device()
         _deterministic_kernels(self.device)
-        self.model = build_model(config, self.device)
+        self.model = run_model(config, self.device)
         self.dataset = load_dataset(config)
         self._scorer = None
 
@@ -69,6 +69,20 @@ class GroupWorker:
                        chunk_rows=attack.chunk_rows, version=version)
             rows.append(row)
         return rows, _maps_of(output.distribution, [g[3] for g in group])
+
+
+def run_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
+    """The model as the run's workers build it: what a run attacks, and what its
+    fingerprint is taken of (by the run, and again by a resume and a report).
+
+    Args:
+        config: the run's config.
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The model (:func:`~pixelprior.experiment.inputs.build_model`).
+    """
+    return build_model(config, device or config.resolved_device())
 
 
 def _deterministic_kernels(device: str) -> None:

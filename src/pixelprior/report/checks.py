@@ -13,7 +13,6 @@ from .._io import OutputLocationError, lock_holder
 from ..data import ImageSet
 from ..experiment import ExperimentConfig
 from ..experiment.fingerprints import image_fingerprints, model_fingerprint
-from ..experiment.inputs import build_model
 from ..experiment.records import (
     images_problem,
     model_problem,
@@ -23,6 +22,7 @@ from ..experiment.records import (
     unrecorded,
 )
 from ..experiment.rundir import InputsChangedError
+from ..experiment.worker import run_model
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _model_fingerprint(config: ExperimentConfig, log: Callable[[str], None]) -> 
     """The fingerprint of the run's model as the run built it (on the CPU), or ``None``
     when it cannot be loaded here (said)."""
     try:
-        return model_fingerprint(build_model(config, "cpu"), config.model)
+        return model_fingerprint(run_model(config, "cpu"), config.model)
     except Exception as exc:  # noqa: BLE001 - moved or unreadable: said, the rest reported
         log(f"the model could not be loaded to check its fingerprint ({exc}); not checked")
         return None
