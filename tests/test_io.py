@@ -27,6 +27,7 @@ from pixelprior._io import (
     save_npz_atomic,
     write_json_atomic,
 )
+from pixelprior._io import rows as io_rows
 
 
 def leftovers(folder) -> list[str]:
@@ -94,10 +95,10 @@ def test_append_rows_on_a_full_disk_keeps_earlier_rows_whole(tmp_path, monkeypat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data)
 
-    monkeypatch.setattr(_io.os, "write", write)
+    monkeypatch.setattr(io_rows.os, "write", write)
     with pytest.raises(DiskFullError) as caught:
         append_rows(path, [{"a": 2}, {"a": 3}])
-    monkeypatch.setattr(_io.os, "write", real)
+    monkeypatch.setattr(io_rows.os, "write", real)
     assert str(path) in str(caught.value) and RESUME_HINT in str(caught.value)
     assert read_rows(path) == [{"a": 1}, {"a": 2}]  # rows written before are kept
 
@@ -106,10 +107,10 @@ def test_a_short_write_is_taken_back_not_left_torn(tmp_path, monkeypatch):
     path = tmp_path / "results.jsonl"
     append_rows(path, [{"a": 1}])
     real = os.write
-    monkeypatch.setattr(_io.os, "write", lambda fd, data: real(fd, data[:5]))
+    monkeypatch.setattr(io_rows.os, "write", lambda fd, data: real(fd, data[:5]))
     with pytest.raises(DiskFullError, match="no space left on device writing"):
         append_rows(path, [{"a": 2}])
-    monkeypatch.setattr(_io.os, "write", real)
+    monkeypatch.setattr(io_rows.os, "write", real)
     assert path.read_text() == '{"a": 1}\n'
 
 

@@ -12,7 +12,6 @@ from pixelprior._io import (
     Interrupted,
     Interrupts,
     OutputLocationError,
-    Progress,
     RunLock,
     RunLockedError,
     _read_holder,
@@ -25,6 +24,7 @@ from pixelprior._io import (
     write_json_atomic,
     write_text_atomic,
 )
+from pixelprior.cli.progress import Progress
 
 __all__ = [
     "CorruptResultsError", "Interrupted", "Interrupts", "LOCK_FILE", "OutputLocationError",

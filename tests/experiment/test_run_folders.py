@@ -174,6 +174,22 @@ DAMAGED = {  # line appended -> phrase
     "a success without a pixel": (lambda r: {**r, "success": True, "pixels": []},
                                   "a success that changed no pixel"),
     "seed is a bool": (lambda r: {**r, "seed": True}, "seed must be an integer"),
+    # impossible values (issue 25): never reach the report or an IndexError
+    "a color outside [0, 1]": (lambda r: {**r, "pixels": [{**r["pixels"][0],
+                                                           "new": [7.0, -2.0, 0.5]}]},
+                               "pixels[0].new must be a color of 3 values in [0, 1]"),
+    "a color of another channel count": (lambda r: {**r, "pixels": [{**r["pixels"][0],
+                                                                     "old": [0.5, 0.5]}]},
+                                         "pixels[0].old must be a color of 3 values"),
+    "a probability of 7.5": (lambda r: {**r, "true_probability": 7.5},
+                             "true_probability must lie in [0, 1] (a probability), got 7.5"),
+    "a pixel outside the image": (lambda r: {**r, "pixels": [{**r["pixels"][0], "x": 99}]},
+                                  "pixels[0] at (99, "),
+    "a label outside the model's classes": (lambda r: {**r, "true_label": 99},
+                                            "true_label 99 is not a class of the model "
+                                            "(classes 0..9)"),
+    "an adversarial label outside the classes": (lambda r: {**r, "adversarial_label": 10},
+                                                 "adversarial_label 10 is not a class"),
 }
 
 
@@ -194,6 +210,28 @@ def test_committed_row_fields_all_pass():
     for folder in COMMITTED:
         for row in read_results(folder / "results.jsonl"):
             assert row_problem(row) is None, (folder, row)
+
+
+def test_a_pixel_outside_the_image_says_where_and_the_size(run):
+    rows = rows_of(run)
+    bad = {**rows[0], "pixels": [{**rows[0]["pixels"][0], "x": 99, "y": 4}]}
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [bad, *rows[1:]]))
+    clean_error(invoke("report", run), 1, "line 1: damaged row: pixels[0] at (99, 4) lies "
+                "outside the 32×32 image (x 0..31, y 0..31)")
+
+
+def test_committed_runs_are_checked_against_their_model_without_a_record(tmp_path):
+    """Folders of earlier versions record no image shape or classes: a registered model
+    gives them, so their rows are checked by value too."""
+    folder = tmp_path / "cifar10"
+    shutil.copytree(ROOT / "results" / "cifar10", folder)
+    assert "image_shape" not in json.loads((folder / "selection.json").read_text())
+    rows = rows_of(folder)
+    rows[3]["adversarial_label"] = 10
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(CorruptResultsError, match="line 4: damaged row: adversarial_label 10 "
+                                                  "is not a class of the model"):
+        read_run(folder)
 
 
 # ------------------------------------------------------------------ damaged records

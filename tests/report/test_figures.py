@@ -1,6 +1,7 @@
 """Figures from small synthetic frames, maps and scans: each writes a PNG and a PDF that
-read back as non-empty images of a plausible size; figures that cannot be drawn say so
-or write nothing."""
+read back as non-empty images of a plausible size, and draws what it should — titles,
+axis labels, legend entries, the data of its panels and the marked pixel; figures that
+cannot be drawn say so or write nothing."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 from pixelprior.data import ImageSet, SusceptibilityMaps
 from pixelprior.experiment import ExperimentConfig
 from pixelprior.report.figures import (
+    draw_pipeline,
     examples_figure,
     generations_hist,
     maps_compared_figure,
@@ -110,22 +112,51 @@ def float_images(count=3) -> torch.Tensor:
     return torch.rand(count, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
 
 
+def legend_of(ax) -> list[str]:
+    """The legend's entries, in order."""
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def circles(ax) -> list[tuple[int, int]]:
+    """Centres of the circles drawn on an axis (the marked pixels)."""
+    import matplotlib.patches
+
+    return [tuple(int(round(v)) for v in patch.center) for patch in ax.patches
+            if isinstance(patch, matplotlib.patches.Circle)]
+
+
 # ------------------------------------------------------------------ run figures
 def test_success_vs_queries(tmp_path):
-    success_vs_queries(tmp_path, rows_frame(), config())
+    fig = success_vs_queries(tmp_path, rows_frame(), config())
     width, height = check_figure(tmp_path, "success_vs_queries")
     assert width > height  # a 5.5 x 3.8 in axis
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "model queries" and ax.get_ylabel() == "share of images fooled"
+    assert legend_of(ax) == ["constrained", "scan"]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["constrained"].get_linestyle() == "-"  # DE: solid; scans: dashed
+    assert lines["scan"].get_linestyle() == "--"
+    # the curves end at each mode's share of successes: 3 of 6 images, 4 of 6
+    assert lines["constrained"].get_ydata()[-1] == pytest.approx(0.5)
+    assert lines["scan"].get_ydata()[-1] == pytest.approx(4 / 6)
 
 
 def test_success_vs_queries_of_a_search_without_generations_only(tmp_path):
     frame = rows_frame()
-    success_vs_queries(tmp_path, frame[frame["mode"] == "scan"], config())
+    fig = success_vs_queries(tmp_path, frame[frame["mode"] == "scan"], config())
     check_figure(tmp_path, "success_vs_queries")
+    assert legend_of(fig.axes[0]) == ["scan"]
 
 
 def test_generations_hist(tmp_path):
-    generations_hist(tmp_path, rows_frame(), config())
+    fig = generations_hist(tmp_path, rows_frame(), config())
     check_figure(tmp_path, "generations_hist")
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "generations (failures at 6)" and ax.get_ylabel() == "attacks"
+    assert legend_of(ax) == ["constrained"]  # the scan has no generations
+    heights = [patch.get_height() for patch in ax.patches]
+    assert sum(heights) == 12  # 2 seeds x 6 images of the DE mode
+    assert heights[6] == 6  # the failures, at the budget (maxiter + 1 = 6)
 
 
 def test_generations_hist_without_de_rows_writes_nothing(tmp_path):
@@ -135,20 +166,31 @@ def test_generations_hist_without_de_rows_writes_nothing(tmp_path):
 
 
 def test_examples_figure(tmp_path):
-    examples_figure(tmp_path, rows_frame(), config(), dataset())
+    fig = examples_figure(tmp_path, rows_frame(), config(), dataset())
     check_figure(tmp_path, "examples")
+    titles = [ax.get_title() for ax in fig.axes]
+    # one original and one adversarial per fooled image, true -> adversarial class (the
+    # registered CIFAR-10 model's names)
+    assert titles[:2] == ["#100 constrained\nairplane", "(0, 0)\n→ automobile"]
+    assert titles[2:4] == ["#101 constrained\nautomobile", "(1, 2)\n→ bird"]
+    assert not any(title.startswith("#104") for title in titles)  # fooled by no mode
+    assert circles(fig.axes[3]) == [(1, 2)]  # the changed pixel of image 101 is marked
+    adversarial = fig.axes[3].get_images()[0].get_array()
+    assert np.allclose(adversarial[2, 1], [1.0, 1.0, 0.0])  # in its new color
 
 
 def test_examples_figure_grows_with_the_successes(tmp_path):
     (tmp_path / "one").mkdir(), (tmp_path / "many").mkdir()
     frame = rows_frame()
-    examples_figure(tmp_path / "one", frame[frame["mode"] == "constrained"].head(2),
-                    config(), dataset())
-    examples_figure(tmp_path / "many", frame.assign(success=True), config(), dataset(),
-                    count=8)
+    small = examples_figure(tmp_path / "one", frame[frame["mode"] == "constrained"].head(2),
+                            config(), dataset())
+    large = examples_figure(tmp_path / "many", frame.assign(success=True), config(),
+                            dataset(), count=8)
     one = check_figure(tmp_path / "one", "examples")  # two images: one row, two pairs
-    many = check_figure(tmp_path / "many", "examples")  # six images: two rows of four
+    many = check_figure(tmp_path / "many", "examples")  # six images: two rows of four pairs
     assert many[0] > one[0] and many[1] > one[1]
+    assert len(small.axes) == 4 and len(large.axes) == 16
+    assert sum(bool(ax.get_images()) for ax in large.axes) == 12  # 2 empty slots
 
 
 def test_examples_figure_without_successes_writes_nothing(tmp_path):
@@ -158,14 +200,34 @@ def test_examples_figure_without_successes_writes_nothing(tmp_path):
 
 
 def test_examples_figure_with_an_unknown_model_uses_indices(tmp_path):
-    examples_figure(tmp_path, rows_frame(), config(model="not-registered"), dataset())
+    fig = examples_figure(tmp_path, rows_frame(), config(model="not-registered"), dataset())
     check_figure(tmp_path, "examples")
+    assert fig.axes[0].get_title() == "#100 constrained\n0"
+    assert fig.axes[1].get_title() == "(0, 0)\n→ 1"
 
 
 def test_pipeline_figure_with_saved_maps(tmp_path):
     note = pipeline_figure(tmp_path, rows_frame(), config(), dataset(), saved_maps())
     assert note is None
     check_figure(tmp_path, "pipeline")
+
+
+def test_the_pipeline_draws_image_map_set_and_the_marked_pixel():
+    maps = saved_maps()
+    fig = draw_pipeline(rows_frame(), config(), dataset(), maps)
+    assert fig._suptitle.get_text() == "constrained: image, map, start set, adversarial"
+    rows = [fig.axes[4 * r:4 * r + 4] for r in range(3)]  # images 100, 101, 103
+    assert [ax.get_title() for ax in rows[1]] == [
+        "image 101: automobile", "smoothgrad map", "start set (12 px)", "(1, 2) → bird"]
+    assert np.array_equal(rows[1][1].get_images()[0].get_array(),
+                          maps[(0, "constrained", 101)]["sensitivity"])
+    assert np.array_equal(rows[1][2].get_images()[0].get_array(),
+                          maps[(0, "constrained", 101)]["start_set"])
+    assert circles(rows[2][3]) == [(3, 6)]  # image 103's pixel (3, 6) is circled
+    adversarial = rows[2][3].get_images()[0].get_array()
+    assert np.allclose(adversarial[6, 3], [1.0, 1.0, 0.0])
+    original = rows[2][0].get_images()[0].get_array()
+    assert not np.allclose(original[6, 3], [1.0, 1.0, 0.0])
 
 
 def test_pipeline_figure_has_one_row_per_success_up_to_count(tmp_path):
@@ -177,6 +239,7 @@ def test_pipeline_figure_has_one_row_per_success_up_to_count(tmp_path):
     two = check_figure(tmp_path / "two", "pipeline")
     three = check_figure(tmp_path / "three", "pipeline")
     assert three[1] > two[1]
+    assert len(draw_pipeline(rows_frame(), config(), dataset(), saved_maps(), 2).axes) == 8
 
 
 def test_pipeline_figure_without_saved_maps_returns_the_note(tmp_path):
@@ -198,19 +261,30 @@ def test_pipeline_figure_of_a_scan_order_map(tmp_path):
                            saved_maps(indices=(100, 101), mode="scan"))
     assert note is None
     check_figure(tmp_path, "pipeline")
+    fig = draw_pipeline(frame[frame["mode"] == "scan"], config(), dataset(),
+                        saved_maps(indices=(100, 101), mode="scan"))
+    assert [ax.get_title() for ax in fig.axes[:4]] == [
+        "image 100: airplane", "raster map", "start set (64 px)", "(0, 0) → bird"]  # its order
 
 
 # ------------------------------------------------------------------ scan figures
 def test_oracle_figure(tmp_path):
-    oracle_figure(tmp_path, scan(), float_images(), tuple(f"c{i}" for i in range(10)))
+    truth = scan()
+    fig = oracle_figure(tmp_path, truth, float_images(), tuple(f"c{i}" for i in range(10)))
     width, height = check_figure(tmp_path, "oracle_maps")
     assert height > width  # three rows of three panels
+    assert [ax.get_title() for ax in fig.axes] == [
+        "#200: c0", "oracle map", "vulnerable: 1 px", "#201: c1", "oracle map",
+        "vulnerable: 2 px", "#202: c2", "oracle map", "vulnerable: 0 px"]
+    assert np.array_equal(fig.axes[5].get_images()[0].get_array(), truth.vulnerable[1])
+    assert np.allclose(fig.axes[4].get_images()[0].get_array(), truth.oracle_map()[1])
 
 
 def test_oracle_figure_of_uint8_images_and_chosen_rows(tmp_path):
     images = (float_images(2) * 255).to(torch.uint8)
-    oracle_figure(tmp_path, scan(), images, None, rows=[2, 0])
+    fig = oracle_figure(tmp_path, scan(), images, None, rows=[2, 0], names=["b.png", "a.png"])
     check_figure(tmp_path, "oracle_maps")
+    assert [ax.get_title() for ax in fig.axes[::3]] == ["b.png: 2", "a.png: 0"]
 
 
 def test_oracle_figure_of_no_rows_writes_nothing(tmp_path):
@@ -219,21 +293,35 @@ def test_oracle_figure_of_no_rows_writes_nothing(tmp_path):
 
 
 def test_roc_figure(tmp_path):
-    roc_figure(tmp_path, scan(), method_maps())
+    fig = roc_figure(tmp_path, scan(), method_maps())
     check_figure(tmp_path, "roc")
+    (ax,) = fig.axes
+    assert ax.get_title() == "mean ROC over 2 images"  # the images with a vulnerable pixel
+    assert ax.get_xlabel() == "false-positive rate (positions)"
+    assert ax.get_ylabel() == "true-positive rate (vulnerable positions)"
+    entries = legend_of(ax)
+    assert [entry.split(" (")[0] for entry in entries] == ["random", "gradient", "oracle"]
+    assert entries[2] == "oracle (AUC 1.00)"  # the scan's own map ranks it perfectly
 
 
 @pytest.mark.filterwarnings("ignore:No artists with labels found")
 def test_roc_figure_without_vulnerable_images_still_draws_the_axes(tmp_path):
     truth = scan()
     truth.vulnerable[:] = False
-    roc_figure(tmp_path, truth, method_maps())
+    fig = roc_figure(tmp_path, truth, method_maps())
     check_figure(tmp_path, "roc")
+    assert fig.axes[0].get_title() == "mean ROC over 0 images"
+    assert len(fig.axes[0].get_lines()) == 1  # the diagonal only
 
 
 def test_maps_compared_figure(tmp_path):
-    maps_compared_figure(tmp_path, scan(), float_images(), method_maps())
+    fig = maps_compared_figure(tmp_path, scan(), float_images(), method_maps())
     check_figure(tmp_path, "maps_compared")
+    first_row = [ax.get_title() for ax in fig.axes[:4]]
+    assert first_row == ["#200", "oracle", "random", "gradient"]
+    assert len(fig.axes) == 8  # the two vulnerable images, four panels each
+    assert fig.axes[4].get_title() == "#201" and fig.axes[5].get_title() == ""
+    assert all(ax.collections for ax in fig.axes[1:4])  # vulnerable pixels outlined
 
 
 def ranked_rows() -> pd.DataFrame:
@@ -248,9 +336,15 @@ def ranked_rows() -> pd.DataFrame:
 
 
 def test_ranked_scans_figure(tmp_path):
-    ranked_scans_figure(tmp_path, ranked_rows(), scan())
+    fig = ranked_scans_figure(tmp_path, ranked_rows(), scan())
     width, height = check_figure(tmp_path, "ranked_scans")
     assert width > height
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "share of images fooled"
+    assert ax.get_xlabel() == "model queries (ranked scan, log scale)"
+    assert legend_of(ax) == ["random", "gradient", "oracle"]
+    oracle = {line.get_label(): line for line in ax.get_lines()}["oracle"]
+    assert oracle.get_ydata()[-1] == pytest.approx(2 / 3)  # 2 of 3 images are vulnerable
 
 
 def test_every_figure_file_is_a_distinct_drawing(tmp_path):

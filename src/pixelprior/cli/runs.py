@@ -26,6 +26,7 @@ from ._app import (
     reproduce_app,
     table,
 )
+from .progress import ProgressBar
 
 
 def _print_report(directory: Path) -> None:
@@ -77,7 +78,7 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
                               config_file=config_file)
     with Interrupts() as interrupts:
         try:
-            runner.run(interrupts=interrupts)
+            runner.run(progress=ProgressBar(), interrupts=interrupts)
         except Interrupted as exc:
             if runner.wrote:  # else: before the run started, nothing written
                 exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "

@@ -37,6 +37,7 @@ from ._app import (
     table,
 )
 from ._app import device as pick_device
+from .progress import ProgressBar
 
 
 @app.command()
@@ -119,7 +120,7 @@ def susceptibility(
         try:
             maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
                             labels, indices, levels, engine, batch_images, device, info=info,
-                            interrupts=interrupts)
+                            interrupts=interrupts, progress=ProgressBar(), log=console.print)
         except Interrupted as exc:
             exc.kept = "the images finished so far are kept; run the same command to resume"
             raise

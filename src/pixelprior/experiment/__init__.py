@@ -3,13 +3,19 @@ exhaustive scans as runs.
 
 A run directory holds ``config.json``, ``environment.json``, ``selection.json``,
 ``results.jsonl`` (one row per (seed, mode, image)) and ``maps/``; see
-:mod:`pixelprior.experiment.runner`.
+:mod:`pixelprior.experiment.rundir` (reading and checking a folder),
+:mod:`pixelprior.experiment.rows` (the rows) and :mod:`pixelprior.experiment.runner`
+(running and resuming).
 """
+
+from __future__ import annotations
+
+import importlib
+import warnings
 
 from .._io import (  # noqa: F401  (re-exported for readers of run directories)
     Interrupted,
     Interrupts,
-    Progress,
     RunLock,
     append_rows,
     check_writable_dir,
@@ -24,7 +30,9 @@ from .config import (
     read_config_file,
     resolve_device,
 )
+from .cost import cost_lines, max_queries
 from .environment import environment, package_version
+from .fingerprints import image_fingerprints, model_fingerprint
 from .inputs import (
     SelectionError,
     build_model,
@@ -37,16 +45,35 @@ from .inputs import (
     select_images,
 )
 from .modes import DE_MODES, SCAN_ORDERS, SENSITIVITIES, build_attack, modes_help, parse_mode
-from .runner import RESULTS, ROW_KEY, ExperimentRunner, read_results
-from .scans import run_scan
+from .progress import NoProgress, ProgressReporter
+from .rows import RESULTS, ROW_KEY, RowLimits, read_results, row_problem
+from .rundir import ForeignRowError, InputsChangedError, read_run
+from .runner import ExperimentRunner
+from .scans import ScanMismatchError, run_scan
 from .worker import MAPS_DIR, GroupWorker, load_maps, maps_path, save_maps
 
 __all__ = [
     "ConfigError", "ConfigMismatchError", "DE_MODES", "ExperimentConfig",
-    "ExperimentRunner", "GroupWorker", "MAPS_DIR", "RESULTS", "ROW_KEY", "SCAN_ORDERS",
-    "SENSITIVITIES", "SelectionError", "build_attack", "build_model",
-    "correctly_classified", "describe_inputs", "device_problem", "environment",
-    "input_size", "load_dataset", "load_maps", "load_model_of", "maps_path", "modes_help",
-    "package_version", "parse_mode", "read_config_file", "read_results", "resolve_device",
-    "run_scan", "save_maps", "scanned_positions", "select_images",
+    "ExperimentRunner", "ForeignRowError", "GroupWorker", "InputsChangedError", "MAPS_DIR",
+    "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
+    "SENSITIVITIES", "ScanMismatchError", "SelectionError", "build_attack", "build_model",
+    "correctly_classified", "cost_lines", "describe_inputs", "device_problem",
+    "environment", "image_fingerprints", "input_size", "load_dataset", "load_maps",
+    "load_model_of", "maps_path", "max_queries", "model_fingerprint", "modes_help",
+    "package_version", "parse_mode", "read_config_file", "read_results", "read_run",
+    "resolve_device", "row_problem", "run_scan", "save_maps", "scanned_positions",
+    "select_images",
 ]
+
+
+def __getattr__(name: str):
+    """``pixelprior.experiment.Progress``: the terminal bar moved to the command line
+    (:mod:`pixelprior.cli.progress`); this old path resolves there for one release, with
+    a warning. (Looked up by name at access, not imported: nothing in this package
+    depends on the command line.)"""
+    if name != "Progress":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn("pixelprior.experiment.Progress moved to pixelprior.cli.progress "
+                  "(ProgressBar); this path goes in the next release", DeprecationWarning,
+                  stacklevel=2)
+    return importlib.import_module("pixelprior.cli.progress").Progress

@@ -1,5 +1,7 @@
 """One configuration shape from the command line to the runner to the attack.
 
+(Over 400 lines: one schema, every field of an experiment, with its checks, kept whole.)
+
 :class:`ExperimentConfig` holds everything that defines an experiment. It is built from
 three layers, each overriding the one before (:meth:`ExperimentConfig.build`):
 
@@ -34,6 +36,7 @@ from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
 from .modes import SENSITIVITIES, modes_help, parse_mode
+from .rows import describe, fits
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
 SOURCES = ("full", "sample")
@@ -54,8 +57,15 @@ PRIOR_VERSIONS = {"random_set": 2}
 
 
 def device_problem(device: str) -> str | None:
-    """What is wrong with a device name here (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or
-    None; one check for the runner's config and the CLI's single-image commands."""
+    """What is wrong with a device name here; one check for the runner's config and the
+    command line's single-image commands.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        The problem in one phrase, or ``None`` when the device can be used here.
+    """
     import torch
 
     if not (device in ("auto", "cpu", "cuda")
@@ -70,7 +80,15 @@ def device_problem(device: str) -> str | None:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+    """The device ``auto`` stands for here.
+
+    Args:
+        device: a device name.
+
+    Returns:
+        ``cuda`` for ``auto`` when a CUDA device is present, ``cpu`` for ``auto``
+        otherwise; any other name as it is.
+    """
     if device != "auto":
         return device
     import torch
@@ -163,8 +181,20 @@ class ExperimentConfig:
     @classmethod
     def build(cls, file: str | Path | None = None, overrides: dict | None = None,
               base: dict | None = None) -> ExperimentConfig:
-        """Defaults < ``base`` (e.g. a command's own defaults) < ``file`` < ``overrides``
-        (the options actually given), then validated."""
+        """A config in layers, then validated: defaults < ``base`` < ``file`` <
+        ``overrides``.
+
+        Args:
+            file: a TOML or JSON config file.
+            overrides: the options actually given (``None`` values never override).
+            base: a command's own defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: the file cannot be read, or the config has problems (all named).
+        """
         values = dict(base or {})
         if file is not None:
             values.update(read_config_file(file))
@@ -175,7 +205,17 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> ExperimentConfig:
-        """A config from a dict, its types checked (not yet its ranges)."""
+        """A config from a dict, its types checked (not yet its ranges).
+
+        Args:
+            values: field → value (a config file's, or ``config.json``'s ``config``).
+
+        Returns:
+            The config (integers given for numbers stored as floats).
+
+        Raises:
+            ConfigError: unknown keys, or values of the wrong type (all named).
+        """
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -191,12 +231,21 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming every problem, before anything runs."""
+        """Check the whole config before anything runs.
+
+        Raises:
+            ConfigError: every problem found, in one message.
+        """
         problems = self.problems()
         if problems:
             raise ConfigError("; ".join(problems))
 
     def problems(self) -> list[str]:
+        """Every problem of the config: data, search, modes, map and running settings.
+
+        Returns:
+            One phrase per problem (empty when the config can run).
+        """
         p: list[str] = []
         self._check_data(p)
         self._check_search(p)
@@ -334,13 +383,21 @@ class ExperimentConfig:
 
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> str:
-        """``auto`` → ``cuda`` when a CUDA device is present, else ``cpu``."""
+        """The device the run uses.
+
+        Returns:
+            :func:`resolve_device` of ``device``.
+        """
         return resolve_device(self.device)
 
     def images_per_group(self) -> int:
-        """Images attacked together: the setting, else every image of a (seed, mode) on
-        CUDA (one large batch per generation) and on the CPU 10 CIFAR-10 images (measured
-        flat beyond, issue 7) or 4 ImageNet-size ones (memory)."""
+        """Images attacked together.
+
+        Returns:
+            ``batch_images`` when set; else every image of a (seed, mode) on CUDA (one
+            large batch per generation), on the CPU 10 CIFAR-10 images (measured flat
+            beyond, issue 7) or 4 ImageNet-size ones (memory).
+        """
         if self.batch_images is not None:
             return self.batch_images
         if self.resolved_device().startswith("cuda"):
@@ -348,34 +405,93 @@ class ExperimentConfig:
         return 4 if self.dataset == "nips17" else 10
 
     def to_dict(self) -> dict:
+        """Every field, as ``config.json`` records it.
+
+        Returns:
+            Field name → value (JSON-like).
+        """
         return dataclasses.asdict(self)
 
-    def digest(self) -> str:
-        """Hash of the fields that change results (not the output path or batching)."""
+    def result_fields(self) -> dict:
+        """The fields that change results, as hashed: not the output path, batching or
+        device, and fields added later only when off their default.
+
+        Returns:
+            Field name → value.
+        """
         defaults = ExperimentConfig()
-        relevant = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
-                    and not (k in LATER_FIELDS and v == getattr(defaults, k))}
+        return {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
+                and not (k in LATER_FIELDS and v == getattr(defaults, k))}
+
+    def digest(self, prior_versions: bool = True) -> str:
+        """Hash of the fields that change results (not the output path or batching).
+
+        Args:
+            prior_versions: include the versions of priors whose meaning changed
+                (:data:`PRIOR_VERSIONS`); ``False`` gives the hash earlier releases wrote.
+
+        Returns:
+            16 hex digits.
+        """
+        relevant = self.result_fields()
         for mode, version in PRIOR_VERSIONS.items():  # a prior whose meaning changed
-            if mode in self.modes:
+            if prior_versions and mode in self.modes:
                 relevant[f"{mode}_version"] = version
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+        return _hash(relevant, 16)
+
+    def field_hashes(self) -> dict[str, str]:
+        """A short hash of each field that changes results, recorded beside the config's
+        hash so that an edit of ``config.json`` can name the field that was changed.
+
+        Returns:
+            Field name → 8 hex digits.
+        """
+        return {name: _hash(value, 8) for name, value in self.result_fields().items()}
 
     def evolution(self) -> EvolutionConfig:
+        """The differential evolution's settings.
+
+        Returns:
+            An :class:`~pixelprior.search.EvolutionConfig` (a dithered ``mutation`` as a
+            tuple).
+
+        Raises:
+            ValueError: settings the solver refuses (a population too small, ...).
+        """
         mutation = tuple(self.mutation) if isinstance(self.mutation, list) else self.mutation
         return EvolutionConfig(self.popsize, self.maxiter, mutation, True, self.strategy,
                                self.recombination, self.out_of_bounds, self.stop_on,
                                self.replace_on_tie)
 
     def sensitivity_kwargs(self) -> dict:
-        """Settings of the sensitivity methods (each method takes the ones it knows)."""
+        """Settings of the sensitivity methods.
+
+        Returns:
+            Name → value; each method takes the ones it knows.
+        """
         return {"score": self.score, "reduction": self.reduction,
                 "normalization": self.normalization, "percentile": self.percentile,
                 "n_samples": self.n_samples, "noise_level": self.noise_level,
                 "absolute": self.absolute}
 
 
+def _hash(value, digits: int) -> str:
+    """A SHA-256 of ``value``'s JSON (keys sorted), cut to ``digits`` hex digits."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:digits]
+
+
 def read_config_file(path: str | Path) -> dict:
-    """The values of a TOML or JSON config file; clear errors for missing or broken files."""
+    """The values of a TOML or JSON config file.
+
+    Args:
+        path: a ``.toml`` or ``.json`` file.
+
+    Returns:
+        Its key → value pairs (not yet checked).
+
+    Raises:
+        ConfigError: the file is missing, not valid TOML/JSON, or not a table.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -414,40 +530,11 @@ def _as_written(value, expected):
     return value
 
 
+_fits, _describe = fits, describe  # their names in 0.3 (the pixelprior.config shim)
+
+
 def _type_problem(name: str, value, expected) -> str | None:
     """Why ``value`` does not fit the annotation ``expected`` (``None`` if it does)."""
-    if _fits(value, expected):
+    if fits(value, expected):
         return None
-    return f"{name} must be {_describe(expected)}, got {value!r} ({type(value).__name__})"
-
-
-def _fits(value, expected) -> bool:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(expected)
-        return isinstance(value, (list, tuple)) and all(_fits(v, item) for v in value)
-    if expected is bool:
-        return isinstance(value, bool)
-    if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if expected is str:
-        return isinstance(value, str)
-    return isinstance(value, expected)
-
-
-def _describe(expected) -> str:
-    origin = typing.get_origin(expected)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arm) for arm in typing.get_args(expected))
-    if expected is type(None):
-        return "null"
-    if origin is list:
-        return f"a list of {_describe(typing.get_args(expected)[0])}"
-    return {bool: "true or false", int: "an integer", float: "a number",
-            str: "a string"}.get(expected, str(expected))
+    return f"{name} must be {describe(expected)}, got {value!r} ({type(value).__name__})"

@@ -35,7 +35,20 @@ def _ray():
 
 def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
                log: Callable[[str], None] = print) -> Iterator[tuple[list[dict], dict]]:
-    """(rows, maps) of every group, as the Ray workers finish them."""
+    """Attack the groups on Ray workers (one GPU each where the cluster has GPUs).
+
+    Args:
+        config: the run's config (``workers``, ``ray_address``, ``device``).
+        groups: groups of ``(seed, mode, position, index)`` work items.
+        log: told how many workers run on what.
+
+    Yields:
+        ``(rows, maps)`` of each group, as the workers finish them.
+
+    Raises:
+        ImportError: Ray is not installed (with how to install it).
+        ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
+    """
     ray = _ray()
     started = not ray.is_initialized()
     if started:

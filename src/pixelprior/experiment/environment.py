@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from .._io import write_json_atomic
+
 
 def environment(device: str = "cpu") -> dict:
-    """Versions and hardware of this machine (``device``: the one the run uses)."""
+    """Versions and hardware of this machine.
+
+    Args:
+        device: the device the run uses (a GPU is named, with its cuDNN settings).
+
+    Returns:
+        Python, torch, NumPy and pixelprior versions, platform, CPU model and capability,
+        core and thread counts, the device and the start time.
+    """
     import numpy
 
     env = {"python": platform.python_version(), "torch": torch.__version__,
@@ -30,13 +42,59 @@ def environment(device: str = "cpu") -> dict:
 
 
 def package_version() -> str:
-    """The installed pixelprior version ("unknown" when not installed)."""
+    """The installed pixelprior version.
+
+    Returns:
+        The version, or ``"unknown"`` when not installed as a distribution.
+    """
     try:
         from importlib.metadata import version
 
         return version("pixelprior")
     except Exception:  # pragma: no cover - not installed as a distribution
         return "unknown"
+
+
+def write_environment(directory: Path | str, device: str,
+                      log: Callable[[str], None]) -> None:
+    """``environment.json`` of this run, keeping those of the earlier runs that wrote
+    into the folder (under ``earlier``).
+
+    Args:
+        directory: the run folder.
+        device: the device of this run.
+        log: told of an unreadable earlier record (kept aside) and of rows written by
+            another pixelprior version.
+    """
+    path = Path(directory) / "environment.json"
+    now = environment(device)
+    old = _earlier_record(path, log)
+    earlier: list = []
+    if isinstance(old, dict):
+        earlier = old.pop("earlier", [])
+        earlier = (earlier if isinstance(earlier, list) else []) + [old]
+        versions = sorted({str(e.get("pixelprior", "unknown")) for e in earlier
+                           if isinstance(e, dict)} - {now["pixelprior"]})
+        if versions:
+            log(f"note: earlier rows in {directory} were written by pixelprior "
+                f"{', '.join(versions)}; this run is {now['pixelprior']} (each row "
+                "records its version)")
+    write_json_atomic(path, {**now, "earlier": earlier})
+
+
+def _earlier_record(path: Path, log: Callable[[str], None]) -> object:
+    """The folder's earlier ``environment.json`` (``None``: none); an unreadable one is
+    kept aside under another name, and said."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        aside = path.with_name(f"environment-unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+                               ".json")
+        os.replace(path, aside)
+        log(f"note: {path} was not valid JSON; kept as {aside.name}, and a new one written")
+        return None
 
 
 def _cpu_model() -> str:
@@ -47,4 +105,3 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-

@@ -21,6 +21,7 @@ from ..models import (
     predict_labels,
 )
 from .config import ConfigError, ExperimentConfig
+from .fingerprints import image_fingerprints
 
 
 class SelectionError(ValueError):
@@ -28,8 +29,16 @@ class SelectionError(ValueError):
 
 
 def load_model_of(config: ExperimentConfig, device: str | None = None) -> LoadedModel:
-    """The configured model and what is known about it (a registered name or a spec:
-    TorchScript, ONNX, ``module:callable``, a pickled module with ``allow_pickle``)."""
+    """The configured model and what is known about it.
+
+    Args:
+        config: the run's config (``model``: a registered name or a spec — TorchScript,
+            ONNX, ``module:callable``, a pickled module with ``allow_pickle``).
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The :class:`~pixelprior.models.LoadedModel`.
+    """
     return load_model_spec(config.model, weights=config.weights, classes=config.classes,
                            mean=config.mean, std=config.std, input_size=config.input_size,
                            allow_pickle=config.allow_pickle,
@@ -37,8 +46,15 @@ def load_model_of(config: ExperimentConfig, device: str | None = None) -> Loaded
 
 
 def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
-    """The side (or height and width) the images are attacked at: the published 299 for
-    NIPS-17 resized inside, else the model's input (``None``: the images' own size)."""
+    """The size the images are attacked at.
+
+    Args:
+        config: the run's config.
+
+    Returns:
+        The published 299 for NIPS-17 resized inside, else the model's input (a side, or
+        ``(height, width)``), or ``None``: the images' own size.
+    """
     if config.resize_inside:
         return PUBLISHED_SIZE
     if config.model in MODELS:
@@ -49,8 +65,18 @@ def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
 
 
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
-    """The evaluation images of the configured dataset, at the model's input size;
-    ``notes`` (a list) receives what loading did to them (resizes, conversions)."""
+    """The evaluation images of the configured dataset, at the model's input size.
+
+    Args:
+        config: the run's config.
+        notes: filled with what loading did to the images (resizes, conversions).
+
+    Returns:
+        The images (``uint8 [N, C, H, W]``) and their labels.
+
+    Raises:
+        ConfigError: an unknown dataset.
+    """
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
@@ -65,6 +91,13 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
 def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
     """What a run will attack, said before the work: the model (what was loaded and
     assumed), the images (what loading did to them) and the model's accuracy on them.
+
+    Args:
+        config: the run's config.
+        device: where the model runs.
+
+    Returns:
+        The lines to print (``note:`` and ``warning:`` lines among them).
 
     Raises:
         ConfigError: the model's classes and the data's do not fit.
@@ -97,8 +130,17 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
 
 
 def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
-    """The configured model, wrapped to resize inside when ``resize_inside``. Registered
-    models load as they always did; any other spec through :func:`load_model_of`."""
+    """The configured model as runs attack it.
+
+    Args:
+        config: the run's config.
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The model (images in [0, 1] → scores), wrapped to resize inside when
+        ``resize_inside``; registered models load as they always did, any other spec
+        through :func:`load_model_of`.
+    """
     device = device or config.resolved_device()
     if as_registered(config.model, config.classes, config.mean, config.std,
                      config.input_size):
@@ -112,30 +154,45 @@ def build_model(config: ExperimentConfig, device: str | None = None) -> torch.nn
 
 def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int | None = None,
                          device: str = "cpu") -> torch.Tensor:
-    """Positions of the first ``count`` images of ``dataset`` the model gets right."""
+    """The images a model gets right.
+
+    Args:
+        model: the model.
+        dataset: the images.
+        count: how many at most (default: all).
+        device: where the model runs.
+
+    Returns:
+        int64 ``[n]``: positions in ``dataset`` of the first ``count`` such images.
+    """
     correct = (predict(model, dataset, device) == dataset.labels).nonzero().flatten()
     return correct[:count] if count is not None else correct
 
 
 def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: ImageSet,
                   device: str = "cpu") -> dict:
-    """Choose the images to attack; returns the selection record (indices and rule).
-    Fewer qualifying images than ``config.images`` is an error, never a smaller run."""
+    """Choose the images to attack. Fewer qualifying images than ``config.images`` is an
+    error, never a smaller run.
+
+    Args:
+        config: the run's config (``images``, ``selection``, ``selection_seed``,
+            ``oracle``).
+        model: the model (images it gets wrong are left out by the ``*_correct`` rules).
+        dataset: the images.
+        device: where the model runs.
+
+    Returns:
+        The selection record (``selection.json``): the rule, the chosen ``positions`` in
+        ``dataset`` and their ``indices``, and what the run attacks
+        (:func:`selection_inputs`).
+
+    Raises:
+        SelectionError: too few images qualify, or the data gives one index to two images.
+    """
+    check_one_index_per_image(dataset)
     predicted = predict(model, dataset, device)
     correct = (predicted == dataset.labels).nonzero().flatten()
-    if config.selection == "first":
-        chosen = torch.arange(min(config.images, len(dataset)))
-    elif config.selection == "first_correct":
-        chosen = correct[:config.images]
-    elif config.selection in ("random", "random_correct"):
-        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
-        generator = torch.Generator().manual_seed(config.selection_seed)
-        chosen = pool[torch.randperm(len(pool), generator=generator)[:config.images]]
-    elif config.selection in ("vulnerable", "robust"):
-        chosen = scanned_positions(config.oracle, dataset,
-                                   config.selection == "vulnerable")[:config.images]
-    else:
-        raise ConfigError(f"unknown selection {config.selection!r}")
+    chosen = _choose(config, dataset, correct)
     if len(chosen) < config.images:
         hint = (" (the bundled sample holds 100 test images; set PIXELPRIOR_DATA or --data "
                 "to the full test set)" if dataset.source == "bundled sample" else "")
@@ -144,19 +201,94 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: Ima
             f"{dataset.source} ({len(dataset)} images, {len(correct)} classified correctly), "
             f"but images = {config.images}; lower --images{hint}")
     official = dataset.official_indices
-    return {"rule": config.selection, "seed": config.selection_seed,
-            "source": dataset.source, "dataset_size": len(dataset), "clean_accuracy": float(
-                (predicted == dataset.labels).float().mean()),
-            "positions": chosen.tolist(), "indices": official[chosen].tolist(),
-            "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+    selection = {
+        "rule": config.selection, "seed": config.selection_seed, "source": dataset.source,
+        "dataset_size": len(dataset),
+        "clean_accuracy": float((predicted == dataset.labels).float().mean()),
+        "positions": chosen.tolist(), "indices": official[chosen].tolist(),
+        "ids": [dataset.ids[i] for i in chosen.tolist()] if dataset.ids else None}
+    return {**selection, **selection_inputs(selection["positions"], model, dataset, device)}
+
+
+def _choose(config: ExperimentConfig, dataset: ImageSet, correct: torch.Tensor
+            ) -> torch.Tensor:
+    """Positions in ``dataset`` chosen by the config's rule (perhaps fewer than asked)."""
+    if config.selection == "first":
+        return torch.arange(min(config.images, len(dataset)))
+    if config.selection == "first_correct":
+        return correct[:config.images]
+    if config.selection in ("random", "random_correct"):
+        pool = correct if config.selection == "random_correct" else torch.arange(len(dataset))
+        generator = torch.Generator().manual_seed(config.selection_seed)
+        return pool[torch.randperm(len(pool), generator=generator)[:config.images]]
+    if config.selection in ("vulnerable", "robust"):
+        return scanned_positions(config.oracle, dataset,
+                                 config.selection == "vulnerable")[:config.images]
+    raise ConfigError(f"unknown selection {config.selection!r}")
+
+
+def selection_inputs(positions: list[int], model: torch.nn.Module, dataset: ImageSet,
+                     device: str = "cpu") -> dict:
+    """What a selection records of the images and the model, so that rows can be
+    checked and a resume or a report can tell that the inputs are unchanged.
+
+    Args:
+        positions: the chosen positions in ``dataset``.
+        model: the model.
+        dataset: the images.
+        device: where the model runs.
+
+    Returns:
+        ``fingerprints`` (one per chosen image), ``image_shape`` (``[C, H, W]``) and
+        ``num_classes`` (the model's output width).
+    """
+    with torch.inference_mode():
+        probe = to_float(dataset.images[:1]).to(device)
+        num_classes = int(model(probe).shape[1])
+    return {"fingerprints": image_fingerprints(dataset.images[positions]),
+            "image_shape": list(dataset.images.shape[1:]), "num_classes": num_classes}
+
+
+def check_one_index_per_image(dataset: ImageSet) -> None:
+    """Rows and figures find an image by its index: refuse data that gives one index to
+    more than one image, before anything is chosen or written.
+
+    Args:
+        dataset: the images.
+
+    Raises:
+        SelectionError: an index is repeated (the first is named, with its rows).
+    """
+    indices = dataset.official_indices
+    unique, counts = torch.unique(indices, return_counts=True)
+    if bool((counts == 1).all()):
+        return
+    repeated = int(unique[counts > 1][0])
+    rows = (indices == repeated).nonzero().flatten().tolist()
+    raise SelectionError(
+        f"{dataset.source} gives index {repeated} to {len(rows)} images (rows "
+        f"{', '.join(map(str, rows[:5]))}); rows of results are keyed by the index, so "
+        "their attacks could not be told apart. Give each image its own index (an .npz's "
+        "`indices` array, or a CSV listing a file once), or leave `indices` out to number "
+        "the images in order")
 
 
 def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True
                       ) -> torch.Tensor:
-    """Positions in ``dataset`` of the images a susceptibility scan found a one-pixel
-    adversarial for (``vulnerable``) or none for, in the scan's order. Matched by pixels,
-    so a scan of another dataset or source is an error, never a silent pick of other
-    images."""
+    """The images a susceptibility scan found a one-pixel adversarial for (or none for),
+    matched by their pixels, so a scan of other images is an error, never a silent pick.
+
+    Args:
+        scan_path: the scan's folder (or its ``maps.npz``).
+        dataset: the images.
+        vulnerable: the images with an adversarial (else those without).
+
+    Returns:
+        int64 ``[n]``: their positions in ``dataset``, in the scan's order.
+
+    Raises:
+        SelectionError: some of those images are not in ``dataset``.
+    """
     scan = SusceptibilityMaps.load(scan_path)
     fooled = scan.vulnerable.reshape(len(scan.labels), -1).any(1)
     rows = (fooled if vulnerable else ~fooled).nonzero()[0]

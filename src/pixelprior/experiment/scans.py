@@ -1,20 +1,29 @@
 """Exhaustive scans as resumable runs: ``maps.npz`` and ``summary.json`` of a folder,
-rewritten atomically after every group of images; and what scans and runs cost, said
-before the work starts (:func:`cost_lines`)."""
+rewritten atomically after every group of images.
+
+A scan folder records what its maps were made with (``info`` in ``maps.npz``): the
+model (its spec and fingerprint), the normalisation, the input size, the class names,
+the color grid and the target. A resume compares every one of them and refuses another
+(a scan with ``--mean`` 0.5 never continues with ``--mean`` 0.4); images are matched by
+their pixels, and an index already scanned with other pixels is refused. What the work
+costs is said before it starts (:func:`~pixelprior.experiment.cost.cost_lines`).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._io import (
+    Interrupts,
     OutputLocationError,
-    Progress,
     RunLock,
     check_writable_dir,
     foreign_entries,
@@ -23,96 +32,88 @@ from .._io import (
 from .._streams import pixel_keys
 from ..data import MAPS_FILE, SusceptibilityMaps, scan_summary
 from ..search import SusceptibilityScan
+from .cost import (  # noqa: F401  (their old import path)
+    QUERY_RATES,
+    WARN_QUERIES,
+    WARN_SECONDS,
+    cost_lines,
+    duration,
+)
+from .fingerprints import model_fingerprint
+from .progress import ProgressReporter, as_reporter, reporting
 
-# queries per second of whole attacks on the CPU, measured on the 2-core machine of
-# benchmarks/RESULTS.md (the committed runs: DE ~2,000/s, scans ~1,100/s on the bundled
-# CIFAR model; ImageNet SqueezeNets from the engines' rates there): estimates only
-QUERY_RATES = {"squeezenet1_1-cifar10": {"search": 2000, "scan": 1100},
-               "squeezenet1_1": {"search": 300, "scan": 300},
-               "squeezenet1_0": {"search": 250, "scan": 250}}
-WARN_QUERIES = 10**8  # a warning line past this many queries ...
-WARN_SECONDS = 3600  # ... or past an hour (estimated)
 # what a scan folder holds (anything else there is someone's other files)
 SCAN_FILES = frozenset({MAPS_FILE, "summary.json", ".lock", "map_metrics.csv",
                         "map_metrics.md", "map_metrics.json"} | {
     f"{name}.{ext}" for name in ("oracle_maps", "roc", "maps_compared", "ranked_scans")
     for ext in ("png", "pdf")})
+# the options that change a scan's maps: a resume must be given the same ones (the
+# engine and the device change float bits at most, and are not compared)
+MAP_OPTIONS = ("levels", "model", "weights", "target", "mean", "std", "input_size",
+               "classes")
+FINGERPRINT = "model_fingerprint"
 
 
-def duration(seconds: float) -> str:
-    """A rough duration in words: ``40 s``, ``12 min``, ``3.5 h``, ``6 days``."""
-    if seconds < 90:
-        return f"{max(seconds, 1):.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:,.0f} days"
-
-
-def cost_lines(parts: list[tuple[int, str]], model: str, device: str, what: str,
-               exact: bool = False, advice: str = "") -> list[str]:
-    """The cost of the work in words, before it starts: queries, and on the CPU the time
-    at a measured rate (an estimate); a ``warning:`` line past :data:`WARN_QUERIES`
-    queries or :data:`WARN_SECONDS`.
-
-    Args:
-        parts: ``(queries, kind)`` of each part of the work; kind ``search`` or ``scan``
-            (their rates differ).
-        model: the model's registry name (its rate).
-        device: where the work runs (times are estimated for ``cpu`` only).
-        what: the work, in words (``"12 attacks"``).
-        exact: the queries are exact (a scan), not an upper bound (searches stop early).
-        advice: how to make the work smaller (said in the warning).
-    """
-    queries = sum(q for q, _ in parts)
-    rates = QUERY_RATES.get(model)
-    seconds = None
-    if device == "cpu" and rates is not None:
-        seconds = sum(q / rates[kind] for q, kind in parts)
-        rate = min(rates[kind] for _, kind in parts) if parts else rates["search"]
-        timing = (f"; about {duration(seconds)} at ~{rate:,} queries/s (an estimate for "
-                  "a 2-core CPU)")
-    else:
-        timing = f" (time not estimated on {device}: no measured rate for {model} there)"
-    lines = [f"cost: {'' if exact else 'at most '}{queries:,} model queries for "
-             f"{what}{timing}"]
-    if queries > WARN_QUERIES or (seconds is not None and seconds > WARN_SECONDS):
-        size = f"{queries:.1e} queries" + (f", about {duration(seconds)}"
-                                           if seconds is not None else "")
-        lines.append(f"warning: this is a large job ({size}); {advice + '; ' if advice else ''}"
-                     "Ctrl-C stops it, keeping what is finished")
-    return lines
+class ScanMismatchError(ValueError):
+    """The folder holds a scan made with other options, another model or other images."""
 
 
 def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             indices: list[int], levels: int = 3, engine="auto", batch_images: int = 10,
-             device: str = "cpu", progress: bool = True, info: dict | None = None,
-             interrupts=None) -> SusceptibilityMaps:
-    """Scan ``images`` (float ``[N, C, H, W]``, dataset ``indices``) into ``out``:
-    ``maps.npz`` and ``summary.json``, rewritten atomically after every group of
-    ``batch_images``, so an interrupted scan resumes where it stopped (same command).
-    Images already in ``out`` (matched by their pixels) are not scanned again; a folder
-    holding a scan of another model, grid or target is refused. Returns every image of
-    the folder (:meth:`SusceptibilityMaps.rows_of` picks these)."""
+             indices: list[int], levels: int = 3, engine: str = "auto",
+             batch_images: int = 10, device: str = "cpu",
+             progress: ProgressReporter | bool | None = None, info: dict | None = None,
+             interrupts: Interrupts | None = None,
+             log: Callable[[str], None] | None = None) -> SusceptibilityMaps:
+    """Scan ``images`` into ``out``: ``maps.npz`` and ``summary.json``, rewritten
+    atomically after every group of ``batch_images``, so an interrupted scan resumes where
+    it stopped (same command). Images already in ``out`` (matched by their pixels) are not
+    scanned again.
+
+    Args:
+        out: the scan folder.
+        model: the model (images in [0, 1] → scores).
+        images: float ``[N, C, H, W]`` in [0, 1].
+        labels: int64 ``[N]``.
+        indices: the images' dataset indices (``-1`` for a file).
+        levels: colors per channel of the grid.
+        engine: how candidates are scored.
+        batch_images: images scanned together.
+        device: where the model runs.
+        progress: told the progress (``None``/``False``: nothing is told).
+        info: what the maps are made with (:data:`MAP_OPTIONS`, the source, ...); the
+            model's fingerprint is added here.
+        interrupts: signals end the scan between groups, never inside a write.
+        log: told notes (an earlier scan that did not record the model's fingerprint).
+
+    Returns:
+        Every image of the folder (:meth:`SusceptibilityMaps.rows_of` picks these).
+
+    Raises:
+        OutputLocationError: the folder holds other files and no scan.
+        ScanMismatchError: the folder holds a scan made with other options, another
+            model, or another image under one of these indices.
+    """
     out = Path(out)
+    reporter = as_reporter(progress)
     check_writable_dir(out)
     check_scan_folder(out)
     info = {"levels": levels, **(info or {})}
+    info[FINGERPRINT] = model_fingerprint(model, info.get("model"))
     keys = pixel_keys(images)
     with RunLock(out):
-        parts = _existing_parts(out, info)
+        parts = _existing_parts(out, info, log)
+        _check_indices(out, parts, keys, indices)
         done = {key for part in parts for key in part.image_keys.tolist()}
         todo = [n for n, key in enumerate(keys) if key not in done]
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
+        if parts and FINGERPRINT not in parts[0].info:
+            info.pop(FINGERPRINT)  # not recorded for the earlier images: not claimed
         began = time.perf_counter()
-        wanted = set(keys)
-        fooled_before = sum(bool(part.vulnerable[row].any()) for part in parts
-                            for row, key in enumerate(part.image_keys.tolist())
-                            if key in wanted)
-        with Progress(progress, "scan", len(indices), len(indices) - len(todo),
-                      fooled_before, what="fooled") as bar:
+        fooled_before = _fooled(parts, set(keys))
+        guard = interrupts.critical if interrupts is not None else nullcontext
+        with reporting(reporter, "scan", len(indices), len(indices) - len(todo),
+                       fooled_before, what="fooled") as bar:
             for start in range(0, len(todo), batch_images):
                 group = todo[start:start + batch_images]
                 batch = images[group].to(device)
@@ -123,18 +124,24 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
                 parts.append(part)
                 maps = _merge(parts, levels, {
                     **info, "seconds": earlier + time.perf_counter() - began})
-                guard = interrupts.critical() if interrupts is not None else nullcontext()
-                with guard:
+                with guard():
                     maps.save(out / MAPS_FILE)
                     write_json_atomic(out / "summary.json", _summary_json(maps))
                 bar.advance(len(group), int(part.vulnerable.reshape(len(group), -1).any(1).sum()))
-    maps = SusceptibilityMaps.load(out)
-    return maps
+    return SusceptibilityMaps.load(out)
 
 
-def check_scan_folder(out: Path) -> None:
-    """Refuse a folder that holds other files and no scan (they would be mixed in)."""
-    if (Path(out) / MAPS_FILE).is_file():
+def check_scan_folder(out: Path | str) -> None:
+    """Refuse a folder that holds other files and no scan (they would be mixed in).
+
+    Args:
+        out: the scan folder.
+
+    Raises:
+        OutputLocationError: other files, and no ``maps.npz``.
+    """
+    out = Path(out)
+    if (out / MAPS_FILE).is_file():
         return
     foreign = foreign_entries(out, lambda name, is_dir: name in SCAN_FILES or (
         name.startswith(".") and name.endswith(".tmp")))
@@ -144,21 +151,66 @@ def check_scan_folder(out: Path) -> None:
                                   "choose an empty or new folder for the scan")
 
 
-def _existing_parts(out: Path, info: dict) -> list[SusceptibilityMaps]:
-    """What an earlier (interrupted) scan into ``out`` already holds; a scan of another
-    model or grid refuses to mix."""
+def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = None
+                    ) -> list[SusceptibilityMaps]:
+    """What an earlier (interrupted) scan into ``out`` already holds; a scan made with
+    other options or another model refuses to mix."""
     if not (out / MAPS_FILE).is_file():
         return []
     old = SusceptibilityMaps.load(out)
-    for key in ("levels", "model", "weights", "target"):
-        if key in info and old.info.get(key) != info[key]:
-            raise ValueError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, not "
-                             f"{info[key]!r}; choose another output folder")
+    for key in MAP_OPTIONS:
+        if key in info and _comparable(old.info.get(key)) != _comparable(info[key]):
+            raise ScanMismatchError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, "
+                                    f"not {info[key]!r}; choose another output folder")
+    was = old.info.get(FINGERPRINT)
+    if was is None and log is not None:
+        log(f"note: {out} does not record its model's fingerprint (made by an earlier "
+            "version): the model is not checked")
+    elif was is not None and FINGERPRINT in info and was != info[FINGERPRINT]:
+        raise ScanMismatchError(
+            f"{out} holds a scan of another model: {info.get('model')} changed since it "
+            f"was scanned (fingerprint {was}, now {info[FINGERPRINT]}); restore the model, "
+            "or choose another output folder")
     return [old]
 
 
+def _comparable(value: Any) -> Any:
+    """An option as compared: ``"0.5,0.5"`` and ``[0.5, 0.5]`` alike (the command line
+    records text, the Python API lists)."""
+    if isinstance(value, str) and value and all(
+            part.strip().replace(".", "", 1).lstrip("-").isdigit()
+            for part in value.split(",")):
+        return tuple(float(part) for part in value.split(","))
+    if isinstance(value, (list, tuple)):
+        return tuple(float(v) if isinstance(v, (int, float)) else v for v in value)
+    return value
+
+
+def _check_indices(out: Path, parts: list[SusceptibilityMaps], keys: list[str],
+                   indices: list[int]) -> None:
+    """An index already in the folder must come with the same pixels (else the maps of
+    two images would share it: the data changed, or it was loaded another way)."""
+    scanned = {int(index): key for part in parts
+               for index, key in zip(part.image_indices.tolist(), part.image_keys.tolist(),
+                                     strict=True) if index >= 0}
+    for index, key in zip(indices, keys, strict=True):
+        if index >= 0 and index in scanned and scanned[index] != key:
+            raise ScanMismatchError(
+                f"{out} holds image index {index} with other pixels than the image given "
+                "now under that index (the data changed, or it was resized another way); "
+                "restore the data, or choose another output folder")
+
+
+def _fooled(parts: list[SusceptibilityMaps], wanted: set[str]) -> int:
+    """How many of the ``wanted`` images the earlier parts found vulnerable."""
+    return sum(bool(part.vulnerable[row].any()) for part in parts
+               for row, key in enumerate(part.image_keys.tolist()) if key in wanted)
+
+
 def _merge(parts: list[SusceptibilityMaps], levels: int, info: dict) -> SusceptibilityMaps:
-    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(p, name) for p in parts])
+
     return SusceptibilityMaps(cat("image_keys"), cat("image_indices"), cat("labels"),
                               cat("min_true_probability"), cat("min_margin"),
                               cat("vulnerable"), cat("best_colour"), levels, "", info)
@@ -168,11 +220,10 @@ def _summary_json(maps: SusceptibilityMaps) -> dict:
     images = scan_summary(maps)
     shape = maps.vulnerable.shape
     positions = int(np.prod(shape[1:]))
-    colours = maps.levels ** 3
+    colors = maps.levels ** 3
     vulnerable = maps.vulnerable.reshape(len(images), -1)
-    return {**maps.info, "colours": colours, "positions": positions,
-            "queries_per_image": positions * colours, "scanned": len(images),
+    return {**maps.info, "colours": colors, "positions": positions,
+            "queries_per_image": positions * colors, "scanned": len(images),
             "fooled": sum(i["fooled"] for i in images),
             "vulnerable_share": float(vulnerable.mean()) if len(images) else None,
             "images": images}
-

@@ -23,18 +23,31 @@ MAPS_DIR = "maps"
 
 class GroupWorker:
     """Attacks groups of (seed, mode, position, index) work items: the model, the images
-    and one scorer built once. The in-process runner holds one; each Ray actor holds one."""
+    and one scorer built once. The in-process runner holds one; each Ray actor holds one.
+
+    Args:
+        config: the run's config.
+        device: where the model runs (default: the config's device).
+    """
 
     def __init__(self, config: ExperimentConfig, device: str | None = None) -> None:
         self.config = config
         self.device = device or config.resolved_device()
         _deterministic_kernels(self.device)
-        self.model = build_model(config, self.device)
+        self.model = run_model(config, self.device)
         self.dataset = load_dataset(config)
         self._scorer = None
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
-        """Rows and maps of one group (same seed and mode)."""
+        """Attack one group.
+
+        Args:
+            group: ``(seed, mode, position, index)`` items sharing seed and mode.
+
+        Returns:
+            ``(rows, maps)``: one row per item (the result's fields and the runner's), and
+            the group's maps (:func:`save_maps`).
+        """
         config = self.config
         seed, mode = group[0][0], group[0][1]
         positions = torch.tensor([g[2] for g in group])
@@ -58,6 +71,20 @@ class GroupWorker:
         return rows, _maps_of(output.distribution, [g[3] for g in group])
 
 
+def run_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:
+    """The model as the run's workers build it: what a run attacks, and what its
+    fingerprint is taken of (by the run, and again by a resume and a report).
+
+    Args:
+        config: the run's config.
+        device: where to load it (default: the config's device).
+
+    Returns:
+        The model (:func:`~pixelprior.experiment.inputs.build_model`).
+    """
+    return build_model(config, device or config.resolved_device())
+
+
 def _deterministic_kernels(device: str) -> None:
     """Runs are reproducible: on CUDA fixed (deterministic) cuDNN algorithms instead of
     the fastest one found by timing, which can differ between processes."""
@@ -79,11 +106,31 @@ def _maps_of(distribution, indices: list[int]) -> dict[str, np.ndarray]:
 
 
 def maps_path(directory: Path, seed: int, mode: str, first_index: int) -> Path:
+    """Where a group's maps are saved.
+
+    Args:
+        directory: the run folder.
+        seed: the group's seed.
+        mode: its mode (``:`` written as ``-``).
+        first_index: the dataset index of its first image.
+
+    Returns:
+        ``DIR/maps/MODE/seedS-I.npz``.
+    """
     return Path(directory) / MAPS_DIR / mode.replace(":", "-") / f"seed{seed}-{first_index}.npz"
 
 
 def save_maps(directory: Path, seed: int, mode: str, maps: dict[str, np.ndarray]) -> None:
-    """Write one group's maps atomically (before its rows, so a row implies its map)."""
+    """Write one group's maps atomically (before its rows, so a row implies its map);
+    nothing for a mode without a map or a start set.
+
+    Args:
+        directory: the run folder.
+        seed: the group's seed.
+        mode: its mode.
+        maps: ``image_index`` int64 ``[n]``, and ``sensitivity`` float ``[n, H, W]`` and
+            ``start_set`` bool ``[n, H, W]`` where the mode has them.
+    """
     if len(maps) == 1:  # no map and no set (the uniform prior): nothing to draw
         return
     path = maps_path(directory, seed, mode, int(maps["image_index"][0]))
@@ -103,6 +150,10 @@ def load_maps(directory: Path, problems: list[tuple[Path, str]] | None = None
     Args:
         directory: the run folder.
         problems: filled with the files that could not be used, and why.
+
+    Returns:
+        ``(seed, mode, image_index)`` → ``{"sensitivity": float [H, W], "start_set":
+        bool [H, W]}`` (those the file holds).
     """
     out: dict[tuple[int, str, int], dict[str, np.ndarray]] = {}
     root = Path(directory) / MAPS_DIR

@@ -66,8 +66,21 @@ class ImageMetrics:
 def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, tau: float,
                   top_k: tuple[int, ...], colours: int, generator: torch.Generator,
                   ranking: np.ndarray | None = None) -> ImageMetrics:
-    """All metrics of map ``smap`` (``[H, W]`` in [0, 1]) on one image; the ranked scan
-    orders positions by ``ranking`` (default: the map), ties by ``generator``."""
+    """All metrics of one map on one image.
+
+    Args:
+        smap: the map, float ``[H, W]`` in [0, 1].
+        vulnerable: bool ``[H, W]``: the scan's vulnerable positions.
+        oracle: float ``[H, W]``: the scan's oracle map.
+        tau: the threshold of S.
+        top_k: k of the lifts.
+        colours: colors per position of the scan's grid.
+        generator: breaks ties of the ranking.
+        ranking: the ranked scan's order (default: the map).
+
+    Returns:
+        The :class:`ImageMetrics`.
+    """
     from scipy.stats import spearmanr
 
     flat, truth = smap.ravel().astype(np.float64), vulnerable.ravel().astype(bool)
@@ -90,7 +103,20 @@ def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, 
 def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
                 scan: SusceptibilityMaps, rows: list[int], sensitivity_kwargs: dict
                 ) -> np.ndarray:
-    """Maps ``[B, H, W]`` of ``method`` for ``images`` (``rows`` of ``scan``)."""
+    """One method's maps of the scanned images.
+
+    Args:
+        method: a sensitivity method, ``oracle`` or ``random``.
+        model: the scan's model.
+        images: float ``[B, C, H, W]``: ``rows`` of ``scan``.
+        labels: int64 ``[B]``.
+        scan: the scan.
+        rows: the scan's rows of ``images``.
+        sensitivity_kwargs: the map settings.
+
+    Returns:
+        float ``[B, H, W]`` in [0, 1].
+    """
     if method == "oracle":
         return scan.oracle_map()[rows]
     if method == "random":
@@ -115,6 +141,17 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
     :class:`~pixelprior.search.RankedScanAttack` with ``seed`` uses for the image
     (given ``images``), so ``queries_to_first`` equals the attack's ``queries``; the
     ``random`` method ranks by that stream alone (all positions tied), as ``scan:random``.
+
+    Args:
+        scan: the scan.
+        maps: method → float ``[N, H, W]`` of every scanned image.
+        tau: the threshold of S.
+        top_k: k of the lifts.
+        seed: the ranked scan's seed.
+        images: float ``[N, C, H, W]``: the scanned images (their random streams).
+
+    Returns:
+        One row per (method, image).
     """
     colours = scan.levels ** scan.best_colour.shape[-1]
     oracle = scan.oracle_map()
@@ -146,7 +183,15 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
 
 def summarise(rows: list[dict], top_k: tuple[int, ...]) -> list[dict]:
     """Per method: means over images with a vulnerable position (95% t-intervals for the
-    AUC), precision of S pooled and per image, and the scan cost to first success."""
+    AUC), precision of S pooled and per image, and the scan cost to first success.
+
+    Args:
+        rows: :func:`evaluate_maps`' rows.
+        top_k: k of the lifts.
+
+    Returns:
+        One record per method, in the order given.
+    """
     import pandas as pd
 
     frame = pd.DataFrame(rows)
@@ -176,6 +221,18 @@ def summarise(rows: list[dict], top_k: tuple[int, ...]) -> list[dict]:
 
 def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
              top_k: tuple[int, ...], settings: dict) -> str:
+    """``map_metrics.md``: the summary as a Markdown table, with what it measures.
+
+    Args:
+        summary: :func:`summarise`'s records.
+        scan: the scan.
+        tau: the threshold of S.
+        top_k: k of the lifts.
+        settings: the map settings.
+
+    Returns:
+        The Markdown text.
+    """
     colours = scan.levels ** scan.best_colour.shape[-1]
     positions = int(np.prod(scan.vulnerable.shape[1:]))
     fooled = int(scan.vulnerable.reshape(len(scan.labels), -1).any(1).sum())
@@ -207,8 +264,19 @@ def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
 
 def scan_images(scan: SusceptibilityMaps, data: str | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scanned images (float ``[B, C, H, W]``) and labels, reloaded from the scan's
-    source and checked pixel for pixel against the scan's keys."""
+    """The scanned images, reloaded from the scan's source and checked pixel for pixel
+    against the scan's keys.
+
+    Args:
+        scan: the scan.
+        data: the folder of CIFAR-10 (for scans of it).
+
+    Returns:
+        ``(images, labels)``: float ``[B, C, H, W]`` and int64 ``[B]``.
+
+    Raises:
+        ValueError: the reloaded images differ from the scanned ones.
+    """
     info = scan.info
     if info.get("target") == "cifar10":
         dataset = load_cifar10(info.get("source") or "full", data,
@@ -260,8 +328,28 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
                        ) -> list[dict]:
     """Score ``methods``' maps against the scan in ``directory``; write
     ``map_metrics.csv``, ``map_metrics.md``, ``map_metrics.json``, ``roc.png``,
-    ``maps_compared.png`` and ``ranked_scans.png`` into ``out`` (default: the scan's
-    folder). Returns the per-method summary."""
+    ``maps_compared.png`` and ``ranked_scans.png`` into ``out``.
+
+    Args:
+        directory: the scan's folder.
+        methods: the methods scored.
+        out: where to write (default: the scan's folder).
+        tau: the threshold of S.
+        top_k: k of the lifts.
+        sensitivity_kwargs: map settings (defaults: the paper's).
+        data: the folder of CIFAR-10 (for scans of it).
+        device: where the model runs.
+        seed: the ranked scans' seed.
+        allow_pickle: load a pickled model.
+
+    Returns:
+        The per-method summary.
+
+    Raises:
+        ValueError: an unknown method, τ outside (0, 1), or images that differ from the
+            scanned ones.
+        OutputLocationError: ``out`` cannot hold the files.
+    """
     import pandas as pd
 
     unknown = [m for m in methods if m not in METHODS]

@@ -5,17 +5,28 @@ certified on the corner grid, and neither, overall and per class, from the rows 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .._format import number
 
+if TYPE_CHECKING:  # matplotlib loads only where a figure is drawn
+    import matplotlib.pyplot as plt
+
 __all__ = ["has_certificates", "robustness_figure", "robustness_lines", "robustness_table"]
 
 
 def has_certificates(frame: pd.DataFrame) -> bool:
-    """Whether some mode's rows say how each image was decided (the ``fast`` modes)."""
+    """Whether some mode's rows say how each image was decided (the ``fast`` modes).
+
+    Args:
+        frame: the rows.
+
+    Returns:
+        True when a row has ``decided_by``.
+    """
     return "decided_by" in frame and bool(frame["decided_by"].notna().any())
 
 
@@ -36,6 +47,9 @@ def robustness_table(frame: pd.DataFrame, by_class: bool = False,
         frame: result rows (one per seed, mode and image).
         by_class: one row per (mode, class) instead of per mode.
         class_names: names of the classes, for the ``class`` column.
+
+    Returns:
+        One row per mode (and class).
     """
     rows = frame[frame["decided_by"].notna()].copy()
     rows["outcome"] = _outcome(rows)
@@ -66,7 +80,15 @@ def robustness_table(frame: pd.DataFrame, by_class: bool = False,
 
 def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = None
                      ) -> list[str]:
-    """The report's section on one-pixel robust accuracy (Markdown lines)."""
+    """The report's section on one-pixel robust accuracy.
+
+    Args:
+        frame: the rows.
+        class_names: names of the classes (``None``: indices).
+
+    Returns:
+        Markdown lines.
+    """
     table = robustness_table(frame)
     lines = ["", "## One-pixel robust accuracy (fast modes)", "",
              "Each image is **fooled** (a verified one-pixel adversarial), **certified** on "
@@ -93,13 +115,18 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
     return lines
 
 
-def robustness_figure(directory: Path, frame: pd.DataFrame) -> None:
+def robustness_figure(directory: Path, frame: pd.DataFrame) -> plt.Figure:
     """Share of images fooled within q queries (log scale) for each fast mode, with the
-    certified share marked: ``robustness.png`` and ``.pdf``."""
-    import matplotlib
+    certified share marked: ``robustness.png`` and ``.pdf``, each written whole.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        directory: where to write it.
+        frame: the rows.
+
+    Returns:
+        The (saved, closed) figure.
+    """
+    from .drawing import _save, plt
 
     rows = frame[frame["decided_by"].notna()]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -117,6 +144,4 @@ def robustness_figure(directory: Path, frame: pd.DataFrame) -> None:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    for suffix in ("png", "pdf"):
-        fig.savefig(Path(directory) / f"robustness.{suffix}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    return _save(fig, directory, "robustness")

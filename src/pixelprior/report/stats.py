@@ -10,7 +10,15 @@ RESAMPLES = 10_000
 
 
 def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Mean ± Student-t half-width (NaN width for fewer than 2 values)."""
+    """Mean ± Student-t half-width.
+
+    Args:
+        values: float ``[n]`` (NaN values are left out).
+        level: the interval's confidence.
+
+    Returns:
+        ``(mean, half-width)``; the width is NaN for fewer than 2 values.
+    """
     from scipy import stats
 
     values = np.asarray(values, dtype=float)
@@ -24,13 +32,31 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 
 def counts_generations(frame: pd.DataFrame, mode: str) -> bool:
-    """Whether every row of ``mode`` records generations (a differential evolution)."""
+    """Whether every row of a mode records generations (a differential evolution).
+
+    Args:
+        frame: the rows.
+        mode: the mode.
+
+    Returns:
+        True when the mode has rows and every one has generations.
+    """
     values = pd.to_numeric(frame.loc[frame["mode"] == mode, "generations"], errors="coerce")
     return bool(len(values)) and bool(values.notna().all())
 
 
 def paired_frame(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
-    """Per (seed, image) rows holding both modes' outcomes side by side."""
+    """Both modes' outcomes side by side.
+
+    Args:
+        frame: the rows.
+        a: the first mode.
+        b: the second mode.
+
+    Returns:
+        One row per (seed, image) attacked by both: ``success``, ``generations``,
+        ``budget_generations``, ``seconds``, ``queries``, suffixed ``_a`` / ``_b``.
+    """
     keys = ["seed", "image_index"]
     cols = keys + ["success", "generations", "budget_generations", "seconds", "queries"]
     left = frame[frame["mode"] == a][cols]
@@ -42,7 +68,19 @@ def image_bootstrap_ratio(images: np.ndarray, num: np.ndarray, den: np.ndarray,
                           resamples: int = RESAMPLES, seed: int = 0
                           ) -> tuple[float, float, float]:
     """Ratio of means ``sum(num)/sum(den)`` over rows, with a 95% percentile bootstrap CI
-    that resamples *images* (every row of a drawn image comes along)."""
+    that resamples *images* (every row of a drawn image comes along).
+
+    Args:
+        images: the image of each row ``[n]``.
+        num: numerators ``[n]``.
+        den: denominators ``[n]``.
+        resamples: bootstrap resamples.
+        seed: the resampling's seed.
+
+    Returns:
+        ``(ratio, low, high)``; NaN without rows or with a zero denominator; ``high`` is
+        infinite when resamples can have a zero denominator.
+    """
     images, num, den = np.asarray(images), np.asarray(num, float), np.asarray(den, float)
     if num.size == 0 or den.sum() == 0:
         return float("nan"), float("nan"), float("nan")
@@ -72,14 +110,33 @@ def _percentiles(values: np.ndarray, qs: tuple[float, ...]) -> list[float]:
 
 def bootstrap_ratio(num: np.ndarray, den: np.ndarray, resamples: int = RESAMPLES,
                     seed: int = 0) -> tuple[float, float, float]:
-    """Ratio of means with a bootstrap over rows (each row its own unit)."""
+    """Ratio of means with a bootstrap over rows (each row its own unit).
+
+    Args:
+        num: numerators ``[n]``.
+        den: denominators ``[n]``.
+        resamples: bootstrap resamples.
+        seed: the resampling's seed.
+
+    Returns:
+        ``(ratio, low, high)`` as :func:`image_bootstrap_ratio`.
+    """
     return image_bootstrap_ratio(np.arange(len(num)), num, den, resamples, seed)
 
 
 def mcnemar_exact(frame: pd.DataFrame, a: str, b: str) -> dict:
     """Exact McNemar test of success at the image level: per image the share of seeds each
     mode fools it; images where the shares differ are discordant, counted for the mode
-    with the higher share; two-sided binomial test of those counts against 1/2."""
+    with the higher share; two-sided binomial test of those counts against 1/2.
+
+    Args:
+        frame: the rows.
+        a: the first mode.
+        b: the second mode.
+
+    Returns:
+        ``{"images_only_a", "images_only_b", "p"}``.
+    """
     from scipy import stats
 
     paired = paired_frame(frame, a, b)
@@ -92,8 +149,18 @@ def mcnemar_exact(frame: pd.DataFrame, a: str, b: str) -> dict:
 
 
 def paired_comparison(frame: pd.DataFrame, a: str, b: str) -> dict:
-    """Mode ``a`` against mode ``b`` on the same (seed, image) pairs (see the module
-    docstring for the statistics)."""
+    """Mode ``a`` against mode ``b`` on the same (seed, image) pairs (the statistics:
+    :mod:`pixelprior.report.tables`).
+
+    Args:
+        frame: the rows (with ``budget_generations``).
+        a: the first mode.
+        b: the second mode.
+
+    Returns:
+        Counts of pairs and successes, mean effort where both succeed, bootstrap ratios
+        of generations, queries and time, the Wilcoxon and exact McNemar tests.
+    """
     from scipy import stats
 
     paired = paired_frame(frame, a, b)
@@ -135,8 +202,15 @@ def paired_comparison(frame: pd.DataFrame, a: str, b: str) -> dict:
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the boolean ``positive`` labels (ties
-    count half); NaN when a class is empty."""
+    """Area under the ROC curve (ties count half).
+
+    Args:
+        scores: any shape.
+        positive: bool, the same shape: the positives.
+
+    Returns:
+        The AUC; NaN when a class is empty.
+    """
     from scipy.stats import rankdata
 
     positive = positive.astype(bool).ravel()
@@ -149,7 +223,16 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 def roc_curve(scores: np.ndarray, positive: np.ndarray, grid: np.ndarray
               ) -> np.ndarray:
-    """True-positive rate at the false-positive rates of ``grid`` (step interpolation)."""
+    """The ROC curve on a grid of false-positive rates.
+
+    Args:
+        scores: any shape.
+        positive: bool, the same shape: the positives.
+        grid: false-positive rates ``[g]``.
+
+    Returns:
+        True-positive rates ``[g]`` (interpolated).
+    """
     order = np.argsort(-scores.ravel(), kind="stable")
     positive = positive.ravel()[order].astype(bool)
     tpr = np.concatenate([[0.0], np.cumsum(positive) / max(positive.sum(), 1)])

@@ -35,8 +35,12 @@ import pandas as pd
 
 from .._format import number as _fmt
 from .._io import atomic_write, dumps, write_text_atomic
-from ..experiment import RESULTS, ExperimentConfig
-from ..experiment.runner import read_run
+from ..data import ImageSet
+from ..experiment import RESULTS, ExperimentConfig, load_dataset
+from ..experiment.inputs import check_one_index_per_image
+from ..experiment.rundir import read_run
+from .accounting import accounting_lines, paper_accounting
+from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
 from .robustness import (
     has_certificates,
@@ -44,20 +48,37 @@ from .robustness import (
     robustness_lines,
     robustness_table,
 )
-from .stats import paired_comparison, paired_frame, t_interval
+from .stats import paired_comparison, t_interval
 
 
 def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
-    """The results of a run directory as a DataFrame, with its config. Every row is
-    checked by type and against the run that owns the folder (config hash, seeds, modes,
-    images: :func:`pixelprior.experiment.runner.read_run`); a damaged row, a row of
-    another run, or duplicate (seed, mode, image) rows are refused, naming the line —
-    never counted."""
+    """The results of a run directory as a DataFrame, with its config.
 
+    Every row is checked by type and value and against the run that owns the folder
+    (config hash, seeds, modes, images: :func:`pixelprior.experiment.rundir.read_run`);
+    a damaged row, a row of another run, or duplicate (seed, mode, image) rows are
+    refused, naming the line — never counted. Images the model already got wrong are
+    left out (their count is in ``frame.attrs["already_misclassified"]``).
+
+    Args:
+        directory: the run folder.
+
+    Returns:
+        ``(frame, config)``: one row per attack, with ``budget_generations``.
+
+    Raises:
+        CorruptResultsError: a damaged file or row, or a row of another run.
+        ValueError: no results yet, or every image was already misclassified.
+    """
     directory = Path(directory)
     rows, config, _ = read_run(directory)
     if not rows:
         raise ValueError(f"{directory / RESULTS} holds no results yet")
+    return _frame(directory, rows, config), config
+
+
+def _frame(directory: Path, rows: list[dict], config: ExperimentConfig) -> pd.DataFrame:
+    """The rows as a frame: misclassified images left out (counted), budgets added."""
     frame = pd.DataFrame(rows)
     # images the model already got wrong need no attack: reported, not counted as successes
     misclassified = int((~frame["clean_correct"]).sum()) if "clean_correct" in frame else 0
@@ -66,12 +87,19 @@ def load_rows(directory: str | Path) -> tuple[pd.DataFrame, ExperimentConfig]:
     if frame.empty:
         raise ValueError(f"{directory}: every image was already misclassified")
     frame.attrs["already_misclassified"] = misclassified
-    return add_budget(frame, config), config
+    return add_budget(frame, config)
 
 
 def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
-    """``budget_generations``: generations, failures at ``maxiter + 1`` (NaN for searches
-    without generations)."""
+    """The rows with ``budget_generations``: generations, failures at ``maxiter + 1``.
+
+    Args:
+        frame: the rows.
+        config: the run's config (``maxiter``).
+
+    Returns:
+        A copy; NaN budgets for searches without generations.
+    """
     frame = frame.copy()
     generations = pd.to_numeric(frame.get("generations"), errors="coerce")
     frame["generations"] = generations
@@ -82,7 +110,16 @@ def add_budget(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
 
 
 def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 layout: one row per (seed, mode) with totals, means, success, queries."""
+    """Table 1 layout.
+
+    Args:
+        frame: the rows (with ``budget_generations``).
+
+    Returns:
+        One row per (seed, mode): images, success rate, total and mean seconds, mean
+        generations (all, successes), mean queries, mean start pixels (scans: positions
+        scanned).
+    """
     def summarise(group: pd.DataFrame, scans: bool) -> dict:
         wins = group[group["success"]]
         return {
@@ -107,48 +144,21 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_accounting(frame: pd.DataFrame, config: ExperimentConfig, a: str = "unconstrained",
-                     b: str = "constrained") -> pd.DataFrame:
-    """Per seed, the rows counted the way the paper's Table 1 appears to count them.
-
-    The paper's totals divided by its means give 100 images for the unconstrained runs but
-    64–66 for the constrained ones, and no success rates are given. The reading that fits:
-    mode ``a`` averaged over *all* images with failures at the iteration limit
-    (``maxiter``), mode ``b`` over its *successes* only. Beside it, the like-for-like
-    ratio over the images both modes fool.
-    """
-    out = []
-    for seed in sorted(frame["seed"].unique()):
-        rows = frame[frame["seed"] == seed]
-        first, second = rows[rows["mode"] == a], rows[rows["mode"] == b]
-        if first.empty or second.empty:
-            continue
-        wins = second[second["success"]]
-        itr_a = np.where(first["success"], first["generations"], config.maxiter).mean()
-        paired = paired_frame(rows, a, b)
-        both = paired[paired[f"success_{a}"] & paired[f"success_{b}"]]
-        out.append({
-            "seed": int(seed),
-            f"{a}_images": len(first), f"{a}_total_s": first["seconds"].sum(),
-            f"{a}_mean_s": first["seconds"].mean(), f"{a}_mean_itr": itr_a,
-            f"{b}_images": len(wins), f"{b}_total_s": wins["seconds"].sum(),
-            f"{b}_mean_s": wins["seconds"].mean() if len(wins) else np.nan,
-            f"{b}_mean_itr": wins["generations"].mean() if len(wins) else np.nan,
-            "itr_ratio_paper_style": itr_a / wins["generations"].mean() if len(wins) and (
-                wins["generations"].mean() > 0) else np.nan,
-            "total_time_ratio_paper_style": first["seconds"].sum() / max(
-                wins["seconds"].sum(), 1e-12),
-            "gen_ratio_like_for_like": (both[f"generations_{a}"].mean()
-                                        / both[f"generations_{b}"].mean())
-            if len(both) and both[f"generations_{b}"].mean() > 0 else np.nan,
-        })
-    return pd.DataFrame(out)
-
-
 def summary(frame: pd.DataFrame, config: ExperimentConfig,
             a: str = "unconstrained", b: str = "constrained") -> dict:
-    """Headline statistics: per-mode means with CIs; ``paired``: mode ``a`` against
-    ``b`` (the paper's comparison); ``paired_vs_a``: every other mode against ``a``."""
+    """Headline statistics.
+
+    Args:
+        frame: the rows (with ``budget_generations``).
+        config: the run's config.
+        a: the baseline mode.
+        b: the mode the paper compares with it.
+
+    Returns:
+        ``modes``: per-mode means with CIs over seeds; ``paired``: ``a`` against ``b``
+        (the paper's comparison) and ``paper_accounting``; ``paired_vs_a``: every other
+        mode against ``a``; the budget and the devices.
+    """
     per_seed = per_seed_table(frame)
     out: dict = {"modes": {}, "maxiter": config.maxiter, "popsize": config.popsize,
                  "devices": sorted(frame["device"].dropna().unique().tolist())
@@ -170,11 +180,23 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
 
 
 def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
-                    notes: list[str] | None = None) -> str:
+                    notes: list[str] | None = None, partial: str | None = None) -> str:
     """The report as Markdown: Table 1 per seed, the means with CIs, paired comparisons,
-    the paper's accounting."""
+    the paper's accounting.
+
+    Args:
+        frame: the rows (:func:`load_rows`).
+        config: the run's config.
+        stats_: :func:`summary` of the rows.
+        notes: lines added at the end (what could not be drawn).
+        partial: a line saying the report is partial (a run in progress), put first.
+
+    Returns:
+        The Markdown text.
+    """
     table = per_seed_table(frame)
     lines = [f"# {config.dataset} one-pixel attack: {config.model}", "",
+             *([f"**{partial}**", ""] if partial else []),
              f"{frame['image_index'].nunique()} images, seeds "
              f"{sorted(int(seed) for seed in frame['seed'].unique())}, modes "
              f"{', '.join(sorted(frame['mode'].unique()))}; DE {config.strategy}, population "
@@ -205,7 +227,7 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
             if "paired" not in stats_ or mode != stats_["paired"]["b"]]:
         lines += _paired_lines(paired, config)
     if stats_.get("paper_accounting"):
-        lines += _accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
+        lines += accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
     if has_certificates(frame):
         lines += robustness_lines(frame, class_names_of(config))
     if frame.attrs.get("already_misclassified"):
@@ -263,59 +285,78 @@ def _paired_lines(paired: dict, config: ExperimentConfig) -> list[str]:
     return lines
 
 
-def _accounting_lines(rows: list[dict], paired: dict, config: ExperimentConfig) -> list[str]:
-    a, b = paired["a"], paired["b"]
-    lines = ["", "## The paper's accounting, reproduced", "",
-             f"The same rows counted the way the paper's Table 1 appears to count: {a} over "
-             f"all images with failures at the iteration limit ({config.maxiter}), {b} over "
-             "its successes only (the paper's totals divided by its means imply 100 and "
-             "64–66 images).", "",
-             f"| seed | {a}: images | T (s) | AVG T (s) | AVG # itr | {b}: images counted | "
-             "T (s) | AVG T (s) | AVG # itr | itr ratio (paper style) | T ratio (paper "
-             "style) | generation ratio, like for like |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['seed']} | {r[f'{a}_images']} | {r[f'{a}_total_s']:.1f} | "
-            f"{r[f'{a}_mean_s']:.2f} | {r[f'{a}_mean_itr']:.2f} | {r[f'{b}_images']} | "
-            f"{r[f'{b}_total_s']:.1f} | {_fmt(r[f'{b}_mean_s'])} | {_fmt(r[f'{b}_mean_itr'])} | "
-            f"{_fmt(r['itr_ratio_paper_style'], 1)}× | "
-            f"{_fmt(r['total_time_ratio_paper_style'], 1)}× | "
-            f"{_fmt(r['gen_ratio_like_for_like'])}× |")
-    ratio, low, high = paired["generation_ratio_both"]
-    paper_style = [r["itr_ratio_paper_style"] for r in rows
-                   if not np.isnan(r["itr_ratio_paper_style"])]
-    lines += ["", f"**Why they differ.** Counted paper-style, {b} looks "
-              f"{_fmt(float(np.mean(paper_style)) if paper_style else None, 1)}× faster "
-              f"in iterations, yet on the images both modes fool the ratio is {_fmt(ratio)} "
-              f"(95% CI {_fmt(low)}–{_fmt(high)}). The paper-style columns compare two "
-              f"different sets: {a}'s mean is dominated by its failures, each counted at the "
-              f"iteration limit, while {b}'s mean leaves its failures out entirely; a mode "
-              "could fail on every hard image and still look fast. Only pairs on the same "
-              "images, with failures counted for both modes, measure convergence speed."]
-    return lines
-
-
 def write_report(directory: str | Path, figures: bool = True, exports: bool = True,
                  log: Callable[[str], None] | None = None) -> dict:
     """Write ``report.md``, ``table.csv``, ``summary.json``, exports and figures, each
     file whole or not at all.
 
+    Before any of it: the folder must be writable, its records and rows are checked
+    (:func:`load_rows`), and so are the model and the images the run recorded
+    (:func:`~pixelprior.report.checks.check_inputs`). A run still writing into the folder
+    makes the report partial: said to ``log`` and at the top of ``report.md``.
+
     Args:
         directory: the run folder.
         figures: draw the figures.
         exports: write ``results.csv`` and ``results.parquet``.
-        log: told each note on what could not be drawn (they are in ``report.md`` too).
+        log: told each note (what could not be drawn or checked, a partial report); the
+            figures' notes are in ``report.md`` too.
+
+    Returns:
+        The statistics (``summary.json``).
+
+    Raises:
+        OutputLocationError: the folder is not writable.
+        CorruptResultsError: a damaged record or row, a row of another run, or
+            (:class:`~pixelprior.experiment.InputsChangedError`) a changed model or image.
+        ValueError: no results yet.
     """
     directory = Path(directory)
-    frame, config = load_rows(directory)
+    say = log if log is not None else (lambda note: None)
+    rows, config, selection = read_run(directory)
+    check_writable(directory)
+    running = in_progress(directory, len(rows),
+                          len(config.seeds) * len(config.modes) * len(selection["indices"]))
+    if not rows:
+        raise ValueError(f"{directory}: the run in progress there ({running.holder}) has "
+                         "finished no attack yet; report when it has" if running else
+                         f"{directory / RESULTS} holds no results yet")
+    if running is not None:
+        say(running.line(directory))
+    frame = _frame(directory, rows, config)
+    dataset, unloadable = _dataset(config, figures, selection)
+    check_inputs(directory, config, dataset, say)
     stats_ = summary(frame, config)
-    notes: list[str] = []
-    if figures:
-        notes = write_figures(directory, frame, config)
-    for note in notes if log is not None else []:
-        log(note)
-    write_text_atomic(directory / "report.md", markdown_report(frame, config, stats_, notes))
+    if running is not None:
+        stats_["partial"] = {"finished": running.finished, "of": running.total,
+                             "run": running.holder}
+    notes = write_figures(directory, frame, config, dataset, unloadable) if figures else []
+    for note in notes:
+        say(note)
+    write_text_atomic(directory / "report.md", markdown_report(
+        frame, config, stats_, notes, partial=running.line(directory) if running else None))
+    _write_tables(directory, frame, config, stats_, figures, exports)
+    return stats_
+
+
+def _dataset(config: ExperimentConfig, figures: bool, selection: dict
+             ) -> tuple[ImageSet | None, str | None]:
+    """The run's images when the figures or the fingerprint check need them, else
+    ``(None, None)``; ``(None, why)`` when they cannot be loaded."""
+    if not figures and "fingerprints" not in selection:
+        return None, None
+    try:
+        dataset = load_dataset(config)
+        check_one_index_per_image(dataset)  # figures find an image by its index
+    except Exception as exc:  # noqa: BLE001 - data moved or missing: said, the rest reported
+        return None, str(exc)
+    return dataset, None
+
+
+def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
+                  stats_: dict, figures: bool, exports: bool) -> None:
+    """``table.csv``, ``paper_accounting.csv``, ``summary.json``, the robustness table
+    and figure, and the exports."""
     _write_csv(per_seed_table(frame), directory / "table.csv")
     if stats_.get("paper_accounting"):
         _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
@@ -330,7 +371,6 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
         _write_csv(flat, directory / "results.csv")
         with atomic_write(directory / "results.parquet") as f:
             flat.to_parquet(f, index=False)
-    return stats_
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

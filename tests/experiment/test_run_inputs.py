@@ -1,0 +1,203 @@
+"""A run knows what it ran on (issue 25): ``config.json`` records the model's fingerprint
+and a hash per field, ``selection.json`` a fingerprint per image. A resume and a report
+refuse a folder whose model file, images or config fields changed, naming what changed
+(``--force`` starts afresh; a report says to restore the file); folders made before
+these were recorded say "not recorded" and are read as before; data that gives one index
+to two images is refused before anything is written, and an old selection with such a
+repeat says what to do rather than send the user in a circle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pixelprior.cli import app
+from pixelprior.experiment import ExperimentConfig, ExperimentRunner, InputsChangedError
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def clean_error(result, code: int, *phrases: str) -> str:
+    """Exit ``code``, one error line holding every phrase, no traceback; the line."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    errors = [part for part in text.split("error: ")[1:]]
+    assert len(errors) == 1, result.output
+    for phrase in phrases:
+        assert phrase in errors[0], result.output
+    return errors[0]
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def write_toml(config: ExperimentConfig, path: Path) -> Path:
+    lines = [f"{key} = {json.dumps(value)}" for key, value in config.to_dict().items()
+             if value is not None and key != "out"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def resume(config: ExperimentConfig, *extra: str):
+    toml = write_toml(config, Path(config.out).parent / "run.toml")
+    return invoke("run", "--config", toml, "--out", config.out, "--no-report", *extra)
+
+
+@pytest.fixture
+def script_run(tmp_path, tiny_run, tiny_kit):
+    """A finished run of a TorchScript model file on five tiny images."""
+    model = tiny_kit.write_tiny_script(tmp_path / "model.pt")
+    config = tiny_run(model=str(model), modes=["fast"])
+    ExperimentRunner(config, log=lambda note: None).run()
+    return config
+
+
+# ------------------------------------------------------------------ what is recorded
+def test_a_run_records_its_model_images_and_field_hashes(script_run):
+    out = Path(script_run.out)
+    record = json.loads((out / "config.json").read_text())
+    assert record["model_fingerprint"].startswith("file:")
+    assert record["field_hashes"] == script_run.field_hashes()
+    assert "maxiter" in record["field_hashes"] and "out" not in record["field_hashes"]
+    selection = json.loads((out / "selection.json").read_text())
+    assert len(selection["fingerprints"]) == len(set(selection["fingerprints"])) == 5
+    assert selection["image_shape"] == [3, 8, 8] and selection["num_classes"] == 3
+
+
+# ------------------------------------------------------------------ the model
+def test_a_changed_model_file_is_named_by_resume_and_report(script_run, tiny_kit):
+    out = Path(script_run.out)
+    tiny_kit.write_tiny_script(Path(script_run.model), seed=1)  # another model under the same name
+    before = listing(out)
+    line = clean_error(resume(script_run), 1, f"the model file {script_run.model} changed",
+                       "--force")
+    assert "start afresh" in line
+    clean_error(invoke("report", out), 1, f"the model file {script_run.model} changed",
+                "restore it")
+    assert listing(out) == before
+
+
+def test_a_changed_factory_model_is_named(tmp_path, tiny_run, tiny_kit):
+    config = tiny_run(modes=["fast"])
+    ExperimentRunner(config, log=lambda note: None).run()
+    tiny_kit.write_tiny_net(tmp_path, seed=1)  # the factory now draws other weights
+    with pytest.raises(InputsChangedError, match=r"the model .*nets.py:tiny \(its weights\) "
+                                                 "changed"):
+        ExperimentRunner(config, log=lambda note: None).run()
+
+
+def test_force_starts_afresh_after_the_model_changed(script_run, tiny_kit):
+    out = Path(script_run.out)
+    tiny_kit.write_tiny_script(Path(script_run.model), seed=1)
+    result = resume(script_run, "--force")
+    assert result.exit_code == 0, result.output
+    (aside,) = out.glob("old-*")
+    old = json.loads((aside / "config.json").read_text())["model_fingerprint"]
+    new = json.loads((out / "config.json").read_text())["model_fingerprint"]
+    assert old != new and len((out / "results.jsonl").read_text().splitlines()) == 5
+
+
+# ------------------------------------------------------------------ the images
+def test_a_changed_image_is_named_by_its_place_in_the_selection(script_run):
+    out = Path(script_run.out)
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name].copy() for name in npz.files}
+    arrays["images"][2] = 255 - arrays["images"][2]  # the third image is another now
+    np.savez(script_run.data, **arrays)
+    before = listing(out)
+    clean_error(resume(script_run), 1, "image 3 of the selection (index 2) changed",
+                "--force")
+    clean_error(invoke("report", out), 1, "image 3 of the selection (index 2) changed",
+                "restore the data")
+    assert listing(out) == before
+
+
+def test_a_selection_beyond_the_data_is_said(script_run):
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    np.savez(script_run.data, class_names=arrays["class_names"], images=arrays["images"][:3],
+             labels=arrays["labels"][:3])
+    clean_error(resume(script_run), 1, "image 4 of the selection (position 3) is not in the "
+                "data any more (it holds 3 images)")
+
+
+# ------------------------------------------------------------------ the config
+def test_an_edited_config_field_with_its_hash_left_alone_is_refused(script_run):
+    out = Path(script_run.out)
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["maxiter"] = 7
+    (out / "config.json").write_text(json.dumps(record))
+    before = listing(out)
+    clean_error(invoke("report", out), 1, "the config field `maxiter` was changed after the "
+                "run", "restore the file")
+    clean_error(resume(script_run), 1, "the config field `maxiter` was changed", "--force")
+    assert listing(out) == before
+
+
+def test_an_edit_of_an_earlier_record_without_field_hashes_is_still_refused(script_run):
+    out = Path(script_run.out)
+    record = json.loads((out / "config.json").read_text())
+    del record["field_hashes"]
+    record["config"]["tau"] = 0.25
+    (out / "config.json").write_text(json.dumps(record))
+    clean_error(invoke("report", out), 1, "a field of the config was changed after the run")
+
+
+# ------------------------------------------------------------------ earlier versions
+def test_a_folder_without_fingerprints_says_not_recorded_and_goes_on(script_run):
+    out = Path(script_run.out)
+    record = json.loads((out / "config.json").read_text())
+    del record["model_fingerprint"]
+    (out / "config.json").write_text(json.dumps(record))
+    selection = json.loads((out / "selection.json").read_text())
+    del selection["fingerprints"]
+    (out / "selection.json").write_text(json.dumps(selection))
+    report = invoke("report", out)
+    assert report.exit_code == 0, report.output
+    said = " ".join(report.output.split())
+    assert "does not record the model's fingerprint or the images' fingerprints" in said
+    assert "not checked" in said
+    resumed = resume(script_run)
+    assert resumed.exit_code == 0, resumed.output
+    assert "recorded from now on" in " ".join(resumed.output.split())
+    assert "fingerprints" in json.loads((out / "selection.json").read_text())
+
+
+# ------------------------------------------------------------------ one index per image
+def test_data_giving_one_index_to_two_images_is_refused_before_any_file(tiny_run,
+                                                                        tiny_images):
+    data = tiny_images("repeated.npz", indices=[0, 0, 1, 2, 3])
+    config = tiny_run(data=str(data), images=3)
+    result = resume(config)
+    clean_error(result, 2, "gives index 0 to 2 images (rows 0, 1)",
+                "Give each image its own index")
+    assert not Path(config.out).exists()
+
+
+def test_a_selection_repeating_an_index_says_what_to_do(script_run):
+    out = Path(script_run.out)
+    selection = json.loads((out / "selection.json").read_text())
+    selection["indices"][1] = selection["indices"][0]
+    (out / "selection.json").write_text(json.dumps(selection))
+    line = clean_error(invoke("report", out), 1, "index 0 is given to more than one image",
+                       "Give each image its own index in the data")
+    assert "delete the file" not in line  # the old advice sent the user in a circle
+
+
+def test_a_resume_on_data_that_now_repeats_an_index_is_refused(script_run):
+    out = Path(script_run.out)
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    np.savez(script_run.data, **arrays, indices=np.array([0, 1, 2, 3, 3]))
+    before = listing(out)
+    clean_error(resume(script_run), 2, "gives index 3 to 2 images (rows 3, 4)")
+    assert listing(out) == before

@@ -1,0 +1,104 @@
+"""Susceptibility folders know what their maps were made with: a resume compares every
+option that changes the map (normalisation, grid, input size, classes, target) and the
+model's fingerprint, and refuses an index already scanned with other pixels; a scan of
+an earlier version (no fingerprint) says so and goes on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pixelprior.cli import app
+from pixelprior.data import SusceptibilityMaps, to_float
+from pixelprior.experiment import ScanMismatchError, run_scan
+
+
+def images_of(path, count: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(path) as npz:
+        images = torch.from_numpy(npz["images"][:count]).permute(0, 3, 1, 2)
+        labels = torch.from_numpy(npz["labels"][:count])
+    return to_float(images), labels
+
+
+@pytest.fixture
+def scanned(tmp_path, tiny_kit):
+    """A finished scan of two tiny images (2 levels), normalised with mean 0.5."""
+    spec = tiny_kit.write_tiny_net(tmp_path)
+    images, labels = images_of(tiny_kit.write_images(tmp_path / "images.npz"))
+    info = {"model": spec, "target": "images.npz", "mean": "0.5,0.5,0.5",
+            "std": "0.25,0.25,0.25"}
+    out = tmp_path / "scan"
+    run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [0], levels=2, info=info)
+    return out, spec, images, labels, info, tiny_kit.tiny_model
+
+
+def test_a_scan_records_the_model_fingerprint_and_its_options(scanned):
+    out, _, _, _, info, _ = scanned
+    recorded = SusceptibilityMaps.load(out).info
+    assert recorded["model_fingerprint"].startswith("state:")
+    assert {key: recorded[key] for key in info} == info
+
+
+@pytest.mark.parametrize("key, value", [("mean", "0.4,0.4,0.4"), ("std", "0.3,0.3,0.3"),
+                                        ("input_size", 8), ("classes", "x,y,z")])
+def test_a_resume_with_another_option_that_changes_the_map_is_refused(scanned, key, value):
+    out, _, images, labels, info, tiny_model = scanned
+    before = (out / "maps.npz").read_bytes()
+    with pytest.raises(ScanMismatchError, match=f"holds a scan with {key} = "):
+        run_scan(out, tiny_model(), images, labels, [0, 1], levels=2,
+                 info={**info, key: value})
+    assert (out / "maps.npz").read_bytes() == before
+
+
+def test_the_same_numbers_written_another_way_are_the_same_option(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    maps = run_scan(out, tiny_model(), images, labels, [0, 1], levels=2,
+                    info={**info, "mean": "0.50,0.5,0.5", "std": [0.25, 0.25, 0.25]})
+    assert len(maps.labels) == 2  # resumed: the second image added
+
+
+def test_another_model_under_the_same_spec_is_refused(scanned):
+    out, spec, images, labels, info, tiny_model = scanned
+    with pytest.raises(ScanMismatchError, match="holds a scan of another model: .*nets.py:tiny "
+                                                "changed since it was scanned"):
+        run_scan(out, tiny_model(seed=1), images, labels, [0, 1], levels=2, info=info)
+
+
+def test_an_index_scanned_with_other_pixels_is_refused(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    other = 1 - images[:1]
+    with pytest.raises(ScanMismatchError, match="holds image index 0 with other pixels"):
+        run_scan(out, tiny_model(), other, labels[:1], [0], levels=2, info=info)
+
+
+def test_an_earlier_scan_without_a_fingerprint_says_so_and_goes_on(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    old = SusceptibilityMaps.load(out)
+    old.info.pop("model_fingerprint")
+    old.save(out / "maps.npz")
+    said: list[str] = []
+    maps = run_scan(out, tiny_model(seed=1), images, labels, [0, 1], levels=2, info=info,
+                    log=said.append)
+    assert len(maps.labels) == 2
+    assert any("does not record its model's fingerprint" in note for note in said)
+    assert "model_fingerprint" not in maps.info  # never claimed for the earlier image
+
+
+def test_the_command_refuses_to_resume_across_another_mean(tmp_path, tiny_kit):
+    spec = tiny_kit.write_tiny_net(tmp_path)
+    data = tiny_kit.write_images(tmp_path / "images.npz", count=2)
+    command = ["susceptibility", str(data), "--model", spec, "--levels", "2", "--images", "1",
+               "--out", str(tmp_path / "scan"), "--std", "1,1,1"]
+    first = CliRunner().invoke(app, [*command, "--mean", "0,0,0"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads((tmp_path / "scan" / "summary.json").read_text())
+    assert summary["mean"] == "0,0,0" and summary["model_fingerprint"]
+    again = CliRunner().invoke(app, [*command, "--mean", "0.1,0.1,0.1"])
+    assert again.exit_code == 2, again.output
+    assert "Traceback" not in again.output
+    said = " ".join(again.output.split())
+    assert "error: " in said and "holds a scan with mean = '0,0,0', not '0.1,0.1,0.1'" in said
