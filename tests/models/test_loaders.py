@@ -31,7 +31,8 @@ from pixelprior.models import (
     predict_labels,
     to_model_channels,
 )
-from pixelprior.models import loaders as loaders_module
+from pixelprior.models import short_reason
+from pixelprior.models.formats import onnx as onnx_format
 
 
 class AnySizeNet(nn.Module):
@@ -246,7 +247,7 @@ def test_onnx_declared_size_symbolic_size_and_fixed_batch(tmp_path):
 
 
 def test_onnx_without_a_pytorch_copy_is_query_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(loaders_module, "_onnx_twin", lambda path: (None, "no converter"))
+    monkeypatch.setattr(onnx_format, "onnx_twin", lambda path: (None, "no converter"))
     loaded = load_model_spec(export_onnx(AnySizeNet(), tmp_path / "net.onnx", images(1)))
     assert not loaded.gradients
     assert any("except occlusion" in n and "no converter" in n for n in loaded.notes)
@@ -484,6 +485,6 @@ def test_class_names_from_a_list_a_file_or_json(tmp_path):
 
 def test_short_reasons():
     long = RuntimeError("\x1b[1mfirst sentence is here. " + "x" * 500 + "\nsecond line")
-    assert loaders_module.short_reason(long) == "RuntimeError: first sentence is here"
-    assert len(loaders_module.short_reason("y" * 500)) == 120
+    assert short_reason(long) == "RuntimeError: first sentence is here"
+    assert len(short_reason("y" * 500)) == 120
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -123,40 +123,150 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
                        f"{', '.join(map(str, weight_candidates(spec)))}; get {spec.url}")
 
 
-def read_state_dict(path: Path, expected_sha256_prefix: str | None = None) -> dict:
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")  # where checkpoints keep weights
+WRAPPER_PREFIXES = ("module.", "model.")  # DataParallel's, and a wrapper's attribute (Lightning)
+_PREFIX_SOURCES = {"module.": "saved from a DataParallel wrapper",
+                   "model.": "saved from a wrapper module, e.g. a LightningModule's self.model"}
+
+
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) and isinstance(v, torch.Tensor)
+                                           for key, v in value.items())
+
+
+def _shown(keys: Iterable[str], limit: int = 4) -> str:
+    keys = list(keys)
+    return ", ".join(map(repr, keys[:limit])) + (" ..." if len(keys) > limit else "")
+
+
+def _checkpoint_entry(value: object, notes: list[str]) -> dict | None:
+    """The state dict inside a training checkpoint (``{"state_dict": ...}`` and alike)."""
+    if _is_state_dict(value):
+        return value  # type: ignore[return-value]
+    if not isinstance(value, dict):
+        return None
+    for key in CHECKPOINT_KEYS:
+        if _is_state_dict(value.get(key)) and value[key]:
+            others = [str(k) for k in value if k != key]
+            notes.append(f"a checkpoint: the weights are its {key!r} entry"
+                         + (f" (also there: {_shown(others)})" if others else ""))
+            return value[key]
+    return None
+
+
+def _overlap(state: dict, expected: Collection[str] | None) -> int:
+    return len(set(state) & set(expected)) if expected is not None else 0
+
+
+def _strip_prefixes(state: dict, expected: Collection[str] | None, notes: list[str]) -> dict:
+    """``state`` without the wrapper prefixes every key shares (``module.``, ``model.``);
+    with ``expected`` keys, only when that makes more of them match."""
+    while state and (expected is None or set(state) != set(expected)):
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)),
+                      None)
+        if prefix is None:
+            break
+        stripped = {key[len(prefix):]: value for key, value in state.items()}
+        if expected is not None and _overlap(stripped, expected) <= _overlap(state, expected):
+            break
+        notes.append(f"{prefix!r} prefix removed from every key ({_PREFIX_SOURCES[prefix]})")
+        state = stripped
+    return state
+
+
+def unwrap_state_dict(value: object, expected_keys: Collection[str] | None = None,
+                      notes: list[str] | None = None) -> dict | None:
+    """The state dict inside what ``torch.load`` returned, unwrapped from the common
+    wrappers: a checkpoint's ``"state_dict"`` (PyTorch Lightning), ``"model_state_dict"``
+    or ``"model"`` entry, and a ``module.`` (DataParallel) or ``model.`` prefix on every
+    key.
+
+    Args:
+        value: what ``torch.load`` returned.
+        expected_keys: the model's own ``state_dict`` keys: a prefix is removed only when
+            that makes more keys match (``None``: removed whenever every key has it).
+        notes: receives one line per wrapper removed.
+
+    Returns:
+        ``{name: tensor}``, or ``None`` when ``value`` holds no state dict.
+    """
+    notes = notes if notes is not None else []
+    state = _checkpoint_entry(value, notes)
+    return None if state is None else _strip_prefixes(state, expected_keys, notes)
+
+
+def _what_it_holds(value: object) -> str:
+    if isinstance(value, dict):
+        return f"a dict of {len(value)} entries ({_shown(str(k) for k in value)})"
+    return f"a {type(value).__name__}"
+
+
+def read_state_dict(path: Path, expected_sha256_prefix: str | None = None,
+                    expected_keys: Collection[str] | None = None,
+                    notes: list[str] | None = None) -> dict:
     """Load a ``state_dict`` file safely (``weights_only``), with clear errors.
 
-    Accepts a bare state dict or a checkpoint dict holding one under ``"model"``.
+    Accepts a bare state dict or a training checkpoint holding one (see
+    :func:`unwrap_state_dict`: ``"state_dict"``, ``"model_state_dict"``, ``"model"``;
+    ``module.`` / ``model.`` prefixes).
+
+    Args:
+        path: the weights file.
+        expected_sha256_prefix: the published hash's first hex digits, checked first.
+        expected_keys: the model's own keys (decides whether a prefix is removed).
+        notes: receives one line per wrapper removed.
+
+    Returns:
+        ``{name: tensor}`` on the CPU.
+
+    Raises:
+        WeightsError: another hash, an unreadable file, or no state dict inside.
     """
     if expected_sha256_prefix and not sha256sum(path).startswith(expected_sha256_prefix):
         raise WeightsError(f"{path}: SHA-256 does not start with {expected_sha256_prefix}; "
                            "the file is corrupt or not the published weights")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        value = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: does not hold a state_dict of tensors")
+    state = unwrap_state_dict(value, expected_keys, notes)
+    if state is None:
+        raise WeightsError(
+            f"{path}: does not hold a state_dict of tensors: it holds {_what_it_holds(value)}"
+            f", and no {' / '.join(map(repr, CHECKPOINT_KEYS))} entry holds one; pass a "
+            "file saved with torch.save(model.state_dict(), path)")
     return state
 
 
 def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None = None,
                device: str | torch.device = "cpu", download: bool = True,
-               pretrained: bool = True) -> nn.Module:
+               pretrained: bool = True, notes: list[str] | None = None) -> nn.Module:
     """Build a registered model, load its weights strictly, return it in eval mode.
 
-    ``weights``: an explicit file; otherwise bundled weights (CIFAR-10) or the cache /
-    canonical URL (ImageNet, checked against the published hash). ``pretrained=False``
-    returns the randomly initialised architecture.
+    Args:
+        name: a registered name (see :data:`REGISTRY`).
+        weights: an explicit weights file (a state dict, or a checkpoint holding one);
+            otherwise bundled weights (CIFAR-10) or the cache / canonical URL (ImageNet,
+            checked against the published hash).
+        device: where the model runs.
+        download: fetch canonical weights that are not found locally.
+        pretrained: ``False`` returns the randomly initialised architecture.
+        notes: receives what was unwrapped from ``weights`` (a checkpoint, a prefix).
+
+    Returns:
+        The model (``float [B, 3, H, W]`` in [0, 1] to logits ``[B, K]``), eval mode,
+        with ``pixelprior_name`` and ``class_names`` attributes.
+
+    Raises:
+        KeyError: an unknown name.
+        WeightsError: weights not found, corrupt, or not for this model.
     """
     spec = model_spec(name)
     model = spec.build()
     if pretrained:
         path = resolve_weights(spec, weights, download=download)
         check = spec.sha256_prefix if (weights is None and path.name == spec.filename) else None
-        state = read_state_dict(path, check)
+        state = read_state_dict(path, check, model.state_dict().keys(), notes)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
