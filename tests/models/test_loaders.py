@@ -29,9 +29,9 @@ from pixelprior.models import (
     one_class_warning,
     output_kind,
     predict_labels,
+    short_reason,
     to_model_channels,
 )
-from pixelprior.models import short_reason
 from pixelprior.models.formats import onnx as onnx_format
 
 

@@ -154,24 +154,21 @@ def _checkpoint_entry(value: object, notes: list[str]) -> dict | None:
     return None
 
 
-def _overlap(state: dict, expected: Collection[str] | None) -> int:
-    return len(set(state) & set(expected)) if expected is not None else 0
-
-
 def _strip_prefixes(state: dict, expected: Collection[str] | None, notes: list[str]) -> dict:
-    """``state`` without the wrapper prefixes every key shares (``module.``, ``model.``);
-    with ``expected`` keys, only when that makes more of them match."""
-    while state and (expected is None or set(state) != set(expected)):
-        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)),
-                      None)
-        if prefix is None:
-            break
-        stripped = {key[len(prefix):]: value for key, value in state.items()}
-        if expected is not None and _overlap(stripped, expected) <= _overlap(state, expected):
-            break
-        notes.append(f"{prefix!r} prefix removed from every key ({_PREFIX_SOURCES[prefix]})")
-        state = stripped
-    return state
+    """``state`` without the wrapper prefixes every key shares (``module.``, ``model.``,
+    one after the other); with ``expected`` keys, only as far as makes the most match."""
+    stages, removed = [state], []
+    while prefix := next((p for p in WRAPPER_PREFIXES
+                          if stages[-1] and all(k.startswith(p) for k in stages[-1])), None):
+        stages.append({key[len(prefix):]: value for key, value in stages[-1].items()})
+        removed.append(prefix)
+    best = len(stages) - 1
+    if expected is not None:
+        overlaps = [len(set(stage) & set(expected)) for stage in stages]
+        best = overlaps.index(max(overlaps))  # the least stripping among the best
+    notes.extend(f"{prefix!r} prefix removed from every key ({_PREFIX_SOURCES[prefix]})"
+                 for prefix in removed[:best])
+    return stages[best]
 
 
 def unwrap_state_dict(value: object, expected_keys: Collection[str] | None = None,

@@ -148,7 +148,8 @@ def load_model_spec(spec: str | Path, *, weights: str | Path | None = None,
     probe = probe_model(built.model.eval(), built, height_width(input_size), device, name,
                         trained)
     model, notes = _normalised(built, probe, mean, std, name)
-    scores = check_scores(_forward(model, probe.images), PROBE_BATCH, name)
+    scores = probe.scores if model is built.model else check_scores(
+        _forward(model, probe.images), PROBE_BATCH, name)
     output = output_kind(scores)
     gradients = _gradients(built, probe, notes)
     names = _class_names(classes, built.class_names, scores.shape[1], notes)
