@@ -20,6 +20,7 @@ from pixelprior.models import (
     GradientsUnavailableError,
     ModelInputError,
     ModelLoadError,
+    ModelSettingError,
     Normalize,
     OnnxModel,
     WeightsError,
@@ -464,7 +465,7 @@ def test_mean_std_wrapping_equals_normalising_by_hand(tmp_path):
     ((0.5, 0.5), (0.2, 0.2), "mean has 2 values"),
 ])
 def test_bad_mean_std(tmp_path, mean, std, message):
-    with pytest.raises(ModelLoadError, match=message):
+    with pytest.raises(ModelSettingError, match=message):
         load_model_spec(script(AnySizeNet(), tmp_path / "net.pt"), mean=mean, std=std)
 
 

@@ -28,12 +28,25 @@ WEIGHTS_ENV = "PIXELPRIOR_WEIGHTS"
 
 
 class WeightsError(RuntimeError):
-    """Weights are missing, corrupt, or do not fit the architecture."""
+    """Weights are missing, corrupt, or do not fit the architecture (the base of every
+    model loading error: the command line reports it as a runtime failure)."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows about a named model."""
+    """What the registry knows about a named model.
+
+    Attributes:
+        name: the registered name.
+        build: returns the architecture with random weights.
+        num_classes: ``K``.
+        input_size: the side of the square images it takes.
+        class_names: returns the ``K`` class names.
+        bundled: the asset file of bundled weights, or ``None``.
+        url: the canonical download URL, or ``None``.
+        sha256_prefix: torch.hub style: the first hex digits of the weights' SHA-256.
+        notes: free-form facts about the model.
+    """
 
     name: str
     build: Callable[[], nn.Module]
@@ -47,6 +60,7 @@ class ModelSpec:
 
     @property
     def filename(self) -> str:
+        """The weights' file name (bundled, from the URL, or ``NAME.pt``)."""
         return self.bundled or (self.url.rsplit("/", 1)[-1] if self.url else f"{self.name}.pt")
 
 
@@ -69,7 +83,17 @@ MODELS: dict[str, ModelSpec] = {name: REGISTRY.get(name) for name in REGISTRY}
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The registry entry for ``name``, with a helpful error for unknown names."""
+    """The registry entry for ``name``.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        Its :class:`ModelSpec`.
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+    """
     try:
         return MODELS[name]
     except KeyError:
@@ -77,12 +101,26 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def bundled_weights_path(spec: ModelSpec) -> Path:
-    """Path of a model's bundled weights inside the installed package."""
+    """Path of a model's bundled weights inside the installed package.
+
+    Args:
+        spec: a model with bundled weights.
+
+    Returns:
+        The asset's path (it may be missing from a broken installation).
+    """
     return Path(str(resources.files("pixelprior") / "assets" / spec.bundled))
 
 
 def weight_candidates(spec: ModelSpec) -> list[Path]:
-    """Where weights may already be: ``$PIXELPRIOR_WEIGHTS``, our cache, torch hub's cache."""
+    """Where weights may already be: ``$PIXELPRIOR_WEIGHTS``, our cache, torch hub's cache.
+
+    Args:
+        spec: the model.
+
+    Returns:
+        The candidate paths, in the order they are tried.
+    """
     out = []
     if os.environ.get(WEIGHTS_ENV):
         out.append(Path(os.environ[WEIGHTS_ENV]).expanduser() / spec.filename)
@@ -94,7 +132,19 @@ def weight_candidates(spec: ModelSpec) -> list[Path]:
 
 def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
                     download: bool = True) -> Path:
-    """Find the weights file for ``spec``: explicit path, bundled, caches, download."""
+    """Find the weights file for ``spec``: explicit path, bundled, caches, download.
+
+    Args:
+        spec: the model.
+        weights: an explicit file (used as it is).
+        download: fetch the canonical weights when no copy is found.
+
+    Returns:
+        The weights file.
+
+    Raises:
+        WeightsError: not found, not downloadable, or a download of another hash.
+    """
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -274,7 +324,17 @@ def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None =
 
 
 def model_card(name: str) -> dict:
-    """The JSON model card shipped beside bundled weights (empty when none)."""
+    """The JSON model card shipped beside bundled weights.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        The card (empty when there is none).
+
+    Raises:
+        KeyError: an unknown name.
+    """
     spec = model_spec(name)
     if not spec.bundled:
         return {}

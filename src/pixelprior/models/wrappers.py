@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import GradientsUnavailableError, ModelLoadError
+from .errors import GradientsUnavailableError
 
 # ONNX input element types pixelprior feeds (images are float32 and cast to these)
 ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
@@ -24,8 +24,9 @@ __all__ = ["ONNX_TYPES", "ModelSettingError", "Normalize", "OnnxModel", "ResizeI
            "normalization_problem", "ort_session"]
 
 
-class ModelSettingError(ModelLoadError, ValueError):
-    """A setting given with a model that cannot be right (mean/std out of range)."""
+class ModelSettingError(ValueError):
+    """A setting given with a model that cannot be right (mean/std out of range, or of
+    another count than the model's channels): a usage error, not a failing model."""
 
 
 class ResizeInside(nn.Module):
