@@ -110,6 +110,8 @@ def test_a_registered_model_takes_a_lightning_checkpoint(tmp_path):
     notes: list[str] = []
     model = load_model("squeezenet1_1-cifar10", tmp_path / "l.ckpt", notes=notes)
     assert len(notes) == 2
+    with pytest.warns(UserWarning, match="l.ckpt: a checkpoint.*'model.' prefix removed"):
+        load_model("squeezenet1_1-cifar10", tmp_path / "l.ckpt")  # no notes: still said
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -298,7 +299,8 @@ def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None =
         device: where the model runs.
         download: fetch canonical weights that are not found locally.
         pretrained: ``False`` returns the randomly initialised architecture.
-        notes: receives what was unwrapped from ``weights`` (a checkpoint, a prefix).
+        notes: receives what was unwrapped from ``weights`` (a checkpoint, a prefix);
+            without it, a ``UserWarning`` says so.
 
     Returns:
         The model (``float [B, 3, H, W]`` in [0, 1] to logits ``[B, K]``), eval mode,
@@ -313,7 +315,13 @@ def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None =
     if pretrained:
         path = resolve_weights(spec, weights, download=download)
         check = spec.sha256_prefix if (weights is None and path.name == spec.filename) else None
-        state = read_state_dict(path, check, model.state_dict().keys(), notes)
+        said: list[str] = []
+        state = read_state_dict(path, check, model.state_dict().keys(), said)
+        if notes is not None:
+            notes.extend(said)
+        elif said:  # never silent: no list to say it in, so a warning
+            warnings.warn(f"weights {path.name}: {'; '.join(said)}", UserWarning,
+                          stacklevel=2)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
