@@ -20,6 +20,7 @@ from pixelprior.models import (
     GradientsUnavailableError,
     ModelInputError,
     ModelLoadError,
+    ModelSettingError,
     Normalize,
     OnnxModel,
     WeightsError,
@@ -29,9 +30,10 @@ from pixelprior.models import (
     one_class_warning,
     output_kind,
     predict_labels,
+    short_reason,
     to_model_channels,
 )
-from pixelprior.models import loaders as loaders_module
+from pixelprior.models.formats import onnx as onnx_format
 
 
 class AnySizeNet(nn.Module):
@@ -246,7 +248,7 @@ def test_onnx_declared_size_symbolic_size_and_fixed_batch(tmp_path):
 
 
 def test_onnx_without_a_pytorch_copy_is_query_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(loaders_module, "_onnx_twin", lambda path: (None, "no converter"))
+    monkeypatch.setattr(onnx_format, "onnx_twin", lambda path: (None, "no converter"))
     loaded = load_model_spec(export_onnx(AnySizeNet(), tmp_path / "net.onnx", images(1)))
     assert not loaded.gradients
     assert any("except occlusion" in n and "no converter" in n for n in loaded.notes)
@@ -463,7 +465,7 @@ def test_mean_std_wrapping_equals_normalising_by_hand(tmp_path):
     ((0.5, 0.5), (0.2, 0.2), "mean has 2 values"),
 ])
 def test_bad_mean_std(tmp_path, mean, std, message):
-    with pytest.raises(ModelLoadError, match=message):
+    with pytest.raises(ModelSettingError, match=message):
         load_model_spec(script(AnySizeNet(), tmp_path / "net.pt"), mean=mean, std=std)
 
 
@@ -484,6 +486,6 @@ def test_class_names_from_a_list_a_file_or_json(tmp_path):
 
 def test_short_reasons():
     long = RuntimeError("\x1b[1mfirst sentence is here. " + "x" * 500 + "\nsecond line")
-    assert loaders_module.short_reason(long) == "RuntimeError: first sentence is here"
-    assert len(loaders_module.short_reason("y" * 500)) == 120
+    assert short_reason(long) == "RuntimeError: first sentence is here"
+    assert len(short_reason("y" * 500)) == 120
 

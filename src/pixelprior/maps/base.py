@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import check_images
-from ..models.loaders import output_kind
+from ..models import output_kind
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum")
 SCORES = ("logit", "probability", "log_probability")

@@ -1,28 +1,25 @@
 """Models: the SqueezeNet architectures (torchvision-compatible ``state_dict`` keys), the
-model registry and loader, faster query copies, wrappers and training.
+model registry, the spec loader (one module per format in ``formats/``; the probe in
+``probing``), wrappers, faster query copies, fingerprints, accuracy and training.
 
 Every model here takes ``float`` images in [0, 1] and normalises inside ``forward``, so
 attacks search in pixel space.
 """
 
 from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier home)
-from .inference import ChannelsLast, fold_batchnorm, inference_model, predict, scores_agree
-from .loaders import (
-    GradientsUnavailableError,
-    LoadedModel,
-    ModelInputError,
-    ModelLoadError,
-    Normalize,
-    OnnxModel,
-    accuracy_on,
-    as_registered,
-    load_model_spec,
-    model_spec_problem,
-    one_class_warning,
-    output_kind,
-    predict_labels,
-    to_model_channels,
+from .accuracy import accuracy_on, one_class_warning, predict_labels
+from .channels import to_model_channels
+from .errors import GradientsUnavailableError, ModelInputError, ModelLoadError, short_reason
+from .fingerprint import model_fingerprint, state_dict_digest
+from .inference import (
+    ChannelsLast,
+    copy_module,
+    fold_batchnorm,
+    inference_model,
+    predict,
+    scores_agree,
 )
+from .probing import output_kind
 from .registry import (
     MODELS,
     REGISTRY,
@@ -35,8 +32,10 @@ from .registry import (
     model_spec,
     read_state_dict,
     resolve_weights,
+    unwrap_state_dict,
     weight_candidates,
 )
+from .spec import LoadedModel, as_registered, load_model_spec, model_spec_problem
 from .squeezenet import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -47,16 +46,17 @@ from .squeezenet import (
     SqueezeNet,
     SqueezeNetCifar,
 )
-from .wrappers import ResizeInside
+from .wrappers import ModelSettingError, Normalize, OnnxModel, ResizeInside, normalization_problem
 
 __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "ChannelsLast", "Fire", "GradientsUnavailableError",
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
-    "ModelLoadError", "ModelSpec", "Normalize", "Normalized", "OnnxModel", "REGISTRY",
-    "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV", "WeightsError",
-    "accuracy_on", "as_registered", "bundled_weights_path", "fold_batchnorm",
-    "imagenet_class_names", "inference_model", "load_model", "load_model_spec",
-    "model_card", "model_spec", "model_spec_problem", "one_class_warning", "output_kind",
-    "predict", "predict_labels", "read_state_dict", "resolve_weights", "scores_agree",
-    "to_model_channels", "weight_candidates",
+    "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
+    "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
+    "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "copy_module",
+    "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
+    "load_model_spec", "model_card", "model_fingerprint", "model_spec", "model_spec_problem",
+    "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",
+    "read_state_dict", "resolve_weights", "scores_agree", "short_reason", "state_dict_digest",
+    "to_model_channels", "unwrap_state_dict", "weight_candidates",
 ]

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from ..data import ImageSet, to_float
+from .accuracy import check_finite_scores
 from .squeezenet import Fire
+
+__all__ = ["ChannelsLast", "copy_module", "fold_batchnorm", "inference_model", "predict",
+           "scores_agree"]
+
+
+def copy_module(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters are leaves, as the original's.
+
+    Copied under ``no_grad``: ``copy.deepcopy`` of a TorchScript module records the
+    copies in autograd, so its parameters come out as non-leaf tensors, and every later
+    ``.to()`` on the copy warns "The .grad attribute of a Tensor that is not a leaf
+    Tensor is being accessed".
+
+    Args:
+        model: any module (TorchScript included).
+
+    Returns:
+        The copy, each parameter with the original's ``requires_grad``.
+    """
+    with torch.no_grad():
+        clone = copy.deepcopy(model)
+    for original, copied in zip(model.parameters(), clone.parameters(), strict=True):
+        copied.requires_grad_(original.requires_grad)
+    return clone
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -15,12 +42,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     Folds the patterns whose order is known: ``Conv2d`` directly followed by
     ``BatchNorm2d`` inside an ``nn.Sequential``, and :class:`Fire`'s conv/BN pairs. Other
     BatchNorms are left alone (still correct, just not faster).
-    """
-    import copy
 
+    Args:
+        model: any module (left unchanged).
+
+    Returns:
+        The folded copy, in eval mode.
+    """
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    model = copy.deepcopy(model).eval()
+    model = copy_module(model).eval()
     for module in model.modules():
         if isinstance(module, Fire):
             for conv, bn in (("squeeze", "squeeze_bn"), ("expand1x1", "expand1x1_bn"),
@@ -39,21 +70,43 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 class ChannelsLast(nn.Module):
-    """Run a (channels-last converted) model on channels-last inputs."""
+    """Run a model (converted to channels-last memory format) on channels-last inputs.
+
+    Args:
+        model: converted in place (``.to(memory_format=torch.channels_last)``).
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of ``x``.
+
+        Args:
+            x: ``float [B, C, H, W]`` (any memory format).
+
+        Returns:
+            The model's scores ``float [B, K]``.
+        """
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 def scores_agree(reference: torch.Tensor, candidate: torch.Tensor,
                  atol: float = 1e-3) -> bool:
-    """Whether ``candidate`` can stand in for ``reference`` class scores: same shape,
-    within ``atol`` (and 1e-3 relative), same labels. The one test every faster query
-    path (folded copy, incremental engine, ONNX Runtime) passes before it is used."""
+    """Whether ``candidate`` can stand in for ``reference`` class scores.
+
+    The one test every faster query path (folded copy, incremental engine, ONNX Runtime)
+    passes before it is used.
+
+    Args:
+        reference: ``float [B, K]`` of the model itself.
+        candidate: ``float [B, K]`` of the faster path.
+        atol: absolute tolerance (the relative one is 1e-3).
+
+    Returns:
+        True for the same shape, scores within the tolerances and the same labels.
+    """
     return (candidate.shape == reference.shape
             and torch.allclose(candidate, reference, atol=atol, rtol=1e-3)
             and bool((candidate.argmax(1) == reference.argmax(1)).all()))
@@ -62,8 +115,14 @@ def scores_agree(reference: torch.Tensor, candidate: torch.Tensor,
 def inference_model(model: nn.Module, example: torch.Tensor, atol: float = 1e-3) -> nn.Module:
     """A faster copy of ``model`` for black-box queries: BatchNorm folded, channels-last.
 
-    The copy is checked against the original on ``example`` (scores within ``atol``, the
-    same labels); if it disagrees, or cannot be built, the original is returned.
+    Args:
+        model: the model (left unchanged).
+        example: ``float [B, C, H, W]`` images the copy is checked on.
+        atol: the tolerance of :func:`scores_agree`.
+
+    Returns:
+        The copy when it agrees with the original on ``example`` (scores within ``atol``,
+        the same labels); else, or when it cannot be built, the original.
     """
     try:
         fast = ChannelsLast(fold_batchnorm(model)).eval()
@@ -79,10 +138,26 @@ def inference_model(model: nn.Module, example: torch.Tensor, atol: float = 1e-3)
 @torch.inference_mode()
 def predict(model: torch.nn.Module, dataset: ImageSet, device: str,
             batch: int = 256) -> torch.Tensor:
-    """The model's labels for every image of ``dataset``."""
+    """The model's labels for every image of ``dataset``.
+
+    Args:
+        model: takes ``float [B, 3, H, W]`` in [0, 1].
+        dataset: ``uint8`` images at the model's size.
+        device: where the forwards run.
+        batch: images per forward.
+
+    Returns:
+        ``int64 [N]`` on the CPU.
+
+    Raises:
+        ModelLoadError: the model returns NaN or infinite scores for an image.
+    """
     out = []
+    name = getattr(model, "pixelprior_name", "the model")
     for start in range(0, len(dataset), batch):
         images = to_float(dataset.images[start:start + batch]).to(device)
-        out.append(model(images).argmax(1).cpu())
+        scores = model(images)
+        check_finite_scores(scores, start, len(dataset), name)
+        out.append(scores.argmax(1).cpu())
     return torch.cat(out)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,12 +29,25 @@ WEIGHTS_ENV = "PIXELPRIOR_WEIGHTS"
 
 
 class WeightsError(RuntimeError):
-    """Weights are missing, corrupt, or do not fit the architecture."""
+    """Weights are missing, corrupt, or do not fit the architecture (the base of every
+    model loading error: the command line reports it as a runtime failure)."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What the registry knows about a named model."""
+    """What the registry knows about a named model.
+
+    Attributes:
+        name: the registered name.
+        build: returns the architecture with random weights.
+        num_classes: ``K``.
+        input_size: the side of the square images it takes.
+        class_names: returns the ``K`` class names.
+        bundled: the asset file of bundled weights, or ``None``.
+        url: the canonical download URL, or ``None``.
+        sha256_prefix: torch.hub style: the first hex digits of the weights' SHA-256.
+        notes: free-form facts about the model.
+    """
 
     name: str
     build: Callable[[], nn.Module]
@@ -47,6 +61,7 @@ class ModelSpec:
 
     @property
     def filename(self) -> str:
+        """The weights' file name (bundled, from the URL, or ``NAME.pt``)."""
         return self.bundled or (self.url.rsplit("/", 1)[-1] if self.url else f"{self.name}.pt")
 
 
@@ -69,7 +84,17 @@ MODELS: dict[str, ModelSpec] = {name: REGISTRY.get(name) for name in REGISTRY}
 
 
 def model_spec(name: str) -> ModelSpec:
-    """The registry entry for ``name``, with a helpful error for unknown names."""
+    """The registry entry for ``name``.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        Its :class:`ModelSpec`.
+
+    Raises:
+        KeyError: an unknown name (the message lists the known ones).
+    """
     try:
         return MODELS[name]
     except KeyError:
@@ -77,12 +102,26 @@ def model_spec(name: str) -> ModelSpec:
 
 
 def bundled_weights_path(spec: ModelSpec) -> Path:
-    """Path of a model's bundled weights inside the installed package."""
+    """Path of a model's bundled weights inside the installed package.
+
+    Args:
+        spec: a model with bundled weights.
+
+    Returns:
+        The asset's path (it may be missing from a broken installation).
+    """
     return Path(str(resources.files("pixelprior") / "assets" / spec.bundled))
 
 
 def weight_candidates(spec: ModelSpec) -> list[Path]:
-    """Where weights may already be: ``$PIXELPRIOR_WEIGHTS``, our cache, torch hub's cache."""
+    """Where weights may already be: ``$PIXELPRIOR_WEIGHTS``, our cache, torch hub's cache.
+
+    Args:
+        spec: the model.
+
+    Returns:
+        The candidate paths, in the order they are tried.
+    """
     out = []
     if os.environ.get(WEIGHTS_ENV):
         out.append(Path(os.environ[WEIGHTS_ENV]).expanduser() / spec.filename)
@@ -94,7 +133,19 @@ def weight_candidates(spec: ModelSpec) -> list[Path]:
 
 def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
                     download: bool = True) -> Path:
-    """Find the weights file for ``spec``: explicit path, bundled, caches, download."""
+    """Find the weights file for ``spec``: explicit path, bundled, caches, download.
+
+    Args:
+        spec: the model.
+        weights: an explicit file (used as it is).
+        download: fetch the canonical weights when no copy is found.
+
+    Returns:
+        The weights file.
+
+    Raises:
+        WeightsError: not found, not downloadable, or a download of another hash.
+    """
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -123,40 +174,154 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
                        f"{', '.join(map(str, weight_candidates(spec)))}; get {spec.url}")
 
 
-def read_state_dict(path: Path, expected_sha256_prefix: str | None = None) -> dict:
+CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")  # where checkpoints keep weights
+WRAPPER_PREFIXES = ("module.", "model.")  # DataParallel's, and a wrapper's attribute (Lightning)
+_PREFIX_SOURCES = {"module.": "saved from a DataParallel wrapper",
+                   "model.": "saved from a wrapper module, e.g. a LightningModule's self.model"}
+
+
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) and isinstance(v, torch.Tensor)
+                                           for key, v in value.items())
+
+
+def _shown(keys: Iterable[str], limit: int = 4) -> str:
+    keys = list(keys)
+    return ", ".join(map(repr, keys[:limit])) + (" ..." if len(keys) > limit else "")
+
+
+def _checkpoint_entry(value: object, notes: list[str]) -> dict | None:
+    """The state dict inside a training checkpoint (``{"state_dict": ...}`` and alike)."""
+    if _is_state_dict(value):
+        return value  # type: ignore[return-value]
+    if not isinstance(value, dict):
+        return None
+    for key in CHECKPOINT_KEYS:
+        if _is_state_dict(value.get(key)) and value[key]:
+            others = [str(k) for k in value if k != key]
+            notes.append(f"a checkpoint: the weights are its {key!r} entry"
+                         + (f" (also there: {_shown(others)})" if others else ""))
+            return value[key]
+    return None
+
+
+def _strip_prefixes(state: dict, expected: Collection[str] | None, notes: list[str]) -> dict:
+    """``state`` without the wrapper prefixes every key shares (``module.``, ``model.``,
+    one after the other); with ``expected`` keys, only as far as makes the most match."""
+    stages, removed = [state], []
+    while prefix := next((p for p in WRAPPER_PREFIXES
+                          if stages[-1] and all(k.startswith(p) for k in stages[-1])), None):
+        stages.append({key[len(prefix):]: value for key, value in stages[-1].items()})
+        removed.append(prefix)
+    best = len(stages) - 1
+    if expected is not None:
+        overlaps = [len(set(stage) & set(expected)) for stage in stages]
+        best = overlaps.index(max(overlaps))  # the least stripping among the best
+    notes.extend(f"{prefix!r} prefix removed from every key ({_PREFIX_SOURCES[prefix]})"
+                 for prefix in removed[:best])
+    return stages[best]
+
+
+def unwrap_state_dict(value: object, expected_keys: Collection[str] | None = None,
+                      notes: list[str] | None = None) -> dict | None:
+    """The state dict inside what ``torch.load`` returned, unwrapped from the common
+    wrappers: a checkpoint's ``"state_dict"`` (PyTorch Lightning), ``"model_state_dict"``
+    or ``"model"`` entry, and a ``module.`` (DataParallel) or ``model.`` prefix on every
+    key.
+
+    Args:
+        value: what ``torch.load`` returned.
+        expected_keys: the model's own ``state_dict`` keys: a prefix is removed only when
+            that makes more keys match (``None``: removed whenever every key has it).
+        notes: receives one line per wrapper removed.
+
+    Returns:
+        ``{name: tensor}``, or ``None`` when ``value`` holds no state dict.
+    """
+    notes = notes if notes is not None else []
+    state = _checkpoint_entry(value, notes)
+    return None if state is None else _strip_prefixes(state, expected_keys, notes)
+
+
+def _what_it_holds(value: object) -> str:
+    if isinstance(value, dict):
+        return f"a dict of {len(value)} entries ({_shown(str(k) for k in value)})"
+    return f"a {type(value).__name__}"
+
+
+def read_state_dict(path: Path, expected_sha256_prefix: str | None = None,
+                    expected_keys: Collection[str] | None = None,
+                    notes: list[str] | None = None) -> dict:
     """Load a ``state_dict`` file safely (``weights_only``), with clear errors.
 
-    Accepts a bare state dict or a checkpoint dict holding one under ``"model"``.
+    Accepts a bare state dict or a training checkpoint holding one (see
+    :func:`unwrap_state_dict`: ``"state_dict"``, ``"model_state_dict"``, ``"model"``;
+    ``module.`` / ``model.`` prefixes).
+
+    Args:
+        path: the weights file.
+        expected_sha256_prefix: the published hash's first hex digits, checked first.
+        expected_keys: the model's own keys (decides whether a prefix is removed).
+        notes: receives one line per wrapper removed.
+
+    Returns:
+        ``{name: tensor}`` on the CPU.
+
+    Raises:
+        WeightsError: another hash, an unreadable file, or no state dict inside.
     """
     if expected_sha256_prefix and not sha256sum(path).startswith(expected_sha256_prefix):
         raise WeightsError(f"{path}: SHA-256 does not start with {expected_sha256_prefix}; "
                            "the file is corrupt or not the published weights")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        value = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path}: not a readable PyTorch weights file ({exc})") from exc
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: does not hold a state_dict of tensors")
+    state = unwrap_state_dict(value, expected_keys, notes)
+    if state is None:
+        raise WeightsError(
+            f"{path}: does not hold a state_dict of tensors: it holds {_what_it_holds(value)}"
+            f", and no {' / '.join(map(repr, CHECKPOINT_KEYS))} entry holds one; pass a "
+            "file saved with torch.save(model.state_dict(), path)")
     return state
 
 
 def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None = None,
                device: str | torch.device = "cpu", download: bool = True,
-               pretrained: bool = True) -> nn.Module:
+               pretrained: bool = True, notes: list[str] | None = None) -> nn.Module:
     """Build a registered model, load its weights strictly, return it in eval mode.
 
-    ``weights``: an explicit file; otherwise bundled weights (CIFAR-10) or the cache /
-    canonical URL (ImageNet, checked against the published hash). ``pretrained=False``
-    returns the randomly initialised architecture.
+    Args:
+        name: a registered name (see :data:`REGISTRY`).
+        weights: an explicit weights file (a state dict, or a checkpoint holding one);
+            otherwise bundled weights (CIFAR-10) or the cache / canonical URL (ImageNet,
+            checked against the published hash).
+        device: where the model runs.
+        download: fetch canonical weights that are not found locally.
+        pretrained: ``False`` returns the randomly initialised architecture.
+        notes: receives what was unwrapped from ``weights`` (a checkpoint, a prefix);
+            without it, a ``UserWarning`` says so.
+
+    Returns:
+        The model (``float [B, 3, H, W]`` in [0, 1] to logits ``[B, K]``), eval mode,
+        with ``pixelprior_name`` and ``class_names`` attributes.
+
+    Raises:
+        KeyError: an unknown name.
+        WeightsError: weights not found, corrupt, or not for this model.
     """
     spec = model_spec(name)
     model = spec.build()
     if pretrained:
         path = resolve_weights(spec, weights, download=download)
         check = spec.sha256_prefix if (weights is None and path.name == spec.filename) else None
-        state = read_state_dict(path, check)
+        said: list[str] = []
+        state = read_state_dict(path, check, model.state_dict().keys(), said)
+        if notes is not None:
+            notes.extend(said)
+        elif said:  # never silent: no list to say it in, so a warning
+            warnings.warn(f"weights {path.name}: {'; '.join(said)}", UserWarning,
+                          stacklevel=2)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -167,7 +332,17 @@ def load_model(name: str = "squeezenet1_1-cifar10", weights: str | Path | None =
 
 
 def model_card(name: str) -> dict:
-    """The JSON model card shipped beside bundled weights (empty when none)."""
+    """The JSON model card shipped beside bundled weights.
+
+    Args:
+        name: a registered name.
+
+    Returns:
+        The card (empty when there is none).
+
+    Raises:
+        KeyError: an unknown name.
+    """
     spec = model_spec(name)
     if not spec.bundled:
         return {}

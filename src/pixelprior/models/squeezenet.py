@@ -22,7 +22,15 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 class Fire(nn.Module):
-    """SqueezeNet's fire module; with ``batch_norm`` a BN follows each convolution."""
+    """SqueezeNet's fire module: a 1×1 squeeze, then 1×1 and 3×3 expands concatenated.
+
+    Args:
+        inplanes: input channels.
+        squeeze_planes: channels of the squeeze convolution.
+        expand1x1_planes: channels of the 1×1 expand.
+        expand3x3_planes: channels of the 3×3 expand.
+        batch_norm: a BatchNorm after each convolution (the CIFAR model).
+    """
 
     def __init__(self, inplanes: int, squeeze_planes: int, expand1x1_planes: int,
                  expand3x3_planes: int, batch_norm: bool = False) -> None:
@@ -42,6 +50,14 @@ class Fire(nn.Module):
             self.squeeze_bn = self.expand1x1_bn = self.expand3x3_bn = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fire module's output.
+
+        Args:
+            x: ``float [B, inplanes, H, W]``.
+
+        Returns:
+            ``float [B, expand1x1_planes + expand3x3_planes, H, W]``.
+        """
         x = self.squeeze_activation(self.squeeze_bn(self.squeeze(x)))
         return torch.cat([
             self.expand1x1_activation(self.expand1x1_bn(self.expand1x1(x))),
@@ -53,10 +69,19 @@ class Normalized(nn.Module):
     """Mixin behaviour: hold mean/std as non-persistent buffers and normalise inputs."""
 
     def _set_normalization(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """Hold ``mean`` and ``std`` (per channel) as non-persistent buffers."""
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images.
+
+        Args:
+            x: ``float [B, C, H, W]`` in [0, 1].
+
+        Returns:
+            ``(x - mean) / std``, of ``x``'s shape.
+        """
         return (x - self.mean) / self.std
 
 
@@ -64,6 +89,16 @@ class SqueezeNet(Normalized):
     """torchvision's SqueezeNet 1.0 / 1.1 for ImageNet (same layers, same keys).
 
     Input: ``float [B, 3, H, W]`` in [0, 1]; ImageNet normalisation happens inside.
+
+    Args:
+        version: ``"1_0"`` or ``"1_1"``.
+        num_classes: outputs of the final convolution.
+        dropout: before the final convolution (training only).
+        mean: per-channel mean the inputs are normalised with.
+        std: per-channel standard deviation.
+
+    Raises:
+        ValueError: another version.
     """
 
     def __init__(self, version: str = "1_1", num_classes: int = 1000, dropout: float = 0.5,
@@ -104,6 +139,14 @@ class SqueezeNet(Normalized):
         _init_weights(self, final_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores.
+
+        Args:
+            x: ``float [B, 3, H, W]`` in [0, 1].
+
+        Returns:
+            Logits ``float [B, num_classes]``.
+        """
         x = self.features(self.normalize(x))
         return torch.flatten(self.classifier(x), 1)
 
@@ -118,6 +161,12 @@ class SqueezeNetCifar(Normalized):
       38% after 4 epochs, while BN trains to high accuracy in a few dozen epochs;
     - no ReLU on the class scores (torchvision's ReLU there clips logits to >= 0, which
       creates ties between classes and flat gradients, bad for attacks and saliency).
+
+    Args:
+        num_classes: outputs of the final convolution.
+        dropout: before the final convolution (training only).
+        mean: per-channel mean the inputs are normalised with.
+        std: per-channel standard deviation.
     """
 
     def __init__(self, num_classes: int = 10, dropout: float = 0.2,
@@ -143,6 +192,14 @@ class SqueezeNetCifar(Normalized):
         _init_weights(self, final_conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores.
+
+        Args:
+            x: ``float [B, 3, H, W]`` in [0, 1].
+
+        Returns:
+            Logits ``float [B, num_classes]``.
+        """
         x = self.features(self.normalize(x))
         return torch.flatten(self.classifier(x), 1)
 

@@ -30,7 +30,22 @@ from .squeezenet import SqueezeNetCifar
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters and paths of a CIFAR-10 training run."""
+    """Hyper-parameters and paths of a CIFAR-10 training run.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per SGD step.
+        lr: the peak learning rate of the one-cycle schedule.
+        warmup_epochs: epochs of linear warm-up.
+        momentum: Nesterov momentum.
+        weight_decay: on weights of 2 or more dimensions (not biases, not BatchNorm).
+        label_smoothing: of the cross-entropy.
+        seed: seeds the model, the batch order and the augmentation.
+        threads: torch's CPU threads (0: torch's default).
+        out_dir: the checkpoint, the weights and the model card go here.
+        data: the JPEG archive (``None``: ``$PIXELPRIOR_DATA`` or the cache).
+        limit: train on the first ``limit`` images only (smoke tests).
+    """
 
     epochs: int = 30
     batch_size: int = 256
@@ -50,6 +65,13 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random 32×32 crop of the 4-pixel reflect-padded image and random horizontal flip.
 
     Vectorised: one gather for the crops of the whole batch, one ``where`` for flips.
+
+    Args:
+        images: ``[N, C, H, W]`` of any dtype.
+        generator: draws the crops and flips.
+
+    Returns:
+        ``[N, C, H, W]`` of ``images``' dtype.
     """
     n, _, h, w = images.shape
     padded = F.pad(images, (4, 4, 4, 4), mode="reflect")
@@ -65,7 +87,17 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
-    """One-cycle schedule: linear warm-up to ``peak``, cosine decay to 0."""
+    """One-cycle schedule: linear warm-up to ``peak``, cosine decay to 0.
+
+    Args:
+        step: the SGD step, from 0.
+        total: the number of steps of the run.
+        warmup: steps of warm-up.
+        peak: the highest learning rate.
+
+    Returns:
+        The learning rate of ``step``.
+    """
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -73,7 +105,19 @@ def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
 
 
 def evaluate(model: torch.nn.Module, dataset: ImageSet, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` on ``dataset``."""
+    """Top-1 accuracy of ``model`` on ``dataset``.
+
+    Args:
+        model: takes ``float [B, 3, 32, 32]`` in [0, 1] (put in eval mode).
+        dataset: ``uint8`` images with labels.
+        batch_size: images per forward.
+
+    Returns:
+        The accuracy in [0, 1] (0.0 for no images).
+
+    Raises:
+        ModelLoadError: the model returns NaN or infinite scores (a diverged run).
+    """
     if not len(dataset):
         return 0.0
     model.eval()
@@ -95,7 +139,20 @@ def _load_training_set(config: TrainConfig) -> ImageSet:
 
 
 def train_cifar10(config: TrainConfig, log=print, command: str | None = None) -> dict:
-    """Train (or resume) the CIFAR-10 SqueezeNet; return the final model card."""
+    """Train (or resume) the CIFAR-10 SqueezeNet.
+
+    Args:
+        config: the run's settings; a checkpoint in ``config.out_dir`` is resumed.
+        log: receives one line per epoch.
+        command: the command line recorded in the card (default: ``sys.argv``).
+
+    Returns:
+        The final model card (also written beside the weights).
+
+    Raises:
+        RuntimeError: the checkpoint was written with another config.
+        DataError: the training images cannot be found.
+    """
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
@@ -166,7 +223,19 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
 
 def write_weights(model: torch.nn.Module, config: TrainConfig, history: list[dict],
                   test: ImageSet | None, out: Path, command: str | None = None) -> dict:
-    """Write ``squeezenet1_1-cifar10.pt`` (state_dict only) and its JSON model card."""
+    """Write ``squeezenet1_1-cifar10.pt`` (state_dict only) and its JSON model card.
+
+    Args:
+        model: the trained model.
+        config: its training settings.
+        history: one record per epoch (loss, test accuracy, seconds).
+        test: the test images it was evaluated on, if any.
+        out: the folder written to.
+        command: the command line recorded (default: ``sys.argv``).
+
+    Returns:
+        The model card.
+    """
     model = model.to(memory_format=torch.contiguous_format).eval()
     weights = out / "squeezenet1_1-cifar10.pt"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,57 @@
+"""The errors a model spec can end in, and :func:`short_reason`: any exception as one
+short line, for messages that quote a library's error."""
+
+from __future__ import annotations
+
+import re
+
+from .registry import WeightsError
+
+REASON_CHARS = 120
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+__all__ = ["ANSI", "REASON_CHARS", "DefiniteLoadError", "GradientsUnavailableError",
+           "ModelInputError", "ModelLoadError", "short_reason"]
+
+
+class ModelLoadError(WeightsError):
+    """A model spec that does not load, or a model that cannot be used as loaded; the
+    message (one line) says what was tried, why it failed and what to do."""
+
+
+class DefiniteLoadError(ModelLoadError):
+    """A definite answer about a file: no point trying the other formats."""
+
+
+class ModelInputError(ModelLoadError, ValueError):
+    """Images that do not fit the model (size, channels, labels beyond its classes)."""
+
+
+class GradientsUnavailableError(ModelLoadError):
+    """A gradient was asked of a query-only model (ONNX without a PyTorch copy)."""
+
+
+def short_reason(error: BaseException | str, limit: int = REASON_CHARS) -> str:
+    """An exception (or text) as one short line.
+
+    ANSI codes are removed; of several lines the first is kept (the last for a
+    TorchScript traceback, whose reason comes last); a line over ``limit`` is cut at its
+    first sentence, then at ``limit`` characters.
+
+    Args:
+        error: the exception (shown as ``Type: message``) or text.
+        limit: the most characters returned.
+
+    Returns:
+        One line of at most ``limit`` characters.
+    """
+    text = error if isinstance(error, str) else (
+        f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+    lines = [part.strip() for part in ANSI.sub("", text).splitlines() if part.strip()]
+    line = lines[0] if lines else ""
+    if len(lines) > 1 and ("TorchScript interpreter" in line or line.endswith(":")):
+        line = lines[-1]  # a header line; the reason comes last (TorchScript's traceback)
+    line = re.sub(r"\s+", " ", line)
+    if len(line) > limit and ". " in line[20:]:
+        line = line[:20 + line[20:].index(". ")]
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"

@@ -1,0 +1,89 @@
+"""A model's fingerprint: the same bits give the same fingerprint, any changed weight
+another (to notice a model replaced between the start of a run and its resume)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import sha256sum
+from .registry import REGISTRY
+from .spec import FILE_KINDS, LoadedModel
+from .wrappers import OnnxModel
+
+__all__ = ["model_fingerprint", "state_dict_digest"]
+
+
+def state_dict_digest(model: nn.Module) -> str:
+    """SHA-256 of ``model``'s state dict: every tensor's name, dtype, shape and bytes,
+    in name order.
+
+    Args:
+        model: any module (TorchScript included).
+
+    Returns:
+        64 hex digits.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}\0{data.dtype}\0{tuple(data.shape)}\0".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _spec_file(spec: str | None) -> Path | None:
+    """The file a spec names, or ``None`` (a registered name, a factory, no spec)."""
+    if spec is None or spec in REGISTRY:
+        return None
+    path = Path(spec).expanduser()
+    return path if path.is_file() else None
+
+
+def _files(subject: LoadedModel | nn.Module, spec: str | None) -> list[Path]:
+    """The files whose bytes are the model, in order (none: hash its tensors)."""
+    weights: list[Path] = []
+    if isinstance(subject, LoadedModel):
+        if spec is None:
+            holds_all = subject.kind in FILE_KINDS and subject.file is not None
+            return [subject.file] if holds_all else []  # type: ignore[list-item]
+        weights = [subject.weights] if subject.weights is not None else []
+    file = _spec_file(spec)
+    if file is None and isinstance(subject, OnnxModel):
+        file = Path(subject.path)
+    return [file, *weights] if file is not None else []
+
+
+def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | None = None
+                      ) -> str:
+    """The fingerprint of a model: same bits, same fingerprint; any changed weight,
+    another.
+
+    When the spec names a model file (TorchScript, ONNX, a pickled module), the SHA-256
+    of the file's bytes (then of the weights file's bytes too, when one was given);
+    else (factories, registered names, a bare module) the SHA-256 of the state dict's
+    tensors (:func:`state_dict_digest`).
+
+    Args:
+        loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file
+            and weights are used) or a module.
+        spec: the model spec it was loaded from (``None``: the loaded model's own, or
+            none for a module).
+
+    Returns:
+        64 hex digits.
+
+    Raises:
+        OSError: the model file cannot be read.
+    """
+    files = _files(loaded_or_module, spec)
+    if not files:
+        module = (loaded_or_module.model if isinstance(loaded_or_module, LoadedModel)
+                  else loaded_or_module)
+        return state_dict_digest(module)
+    if len(files) == 1:
+        return sha256sum(files[0])
+    return hashlib.sha256("\0".join(sha256sum(f) for f in files).encode()).hexdigest()

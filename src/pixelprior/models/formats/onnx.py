@@ -1,0 +1,142 @@
+"""ONNX files: queries through ONNX Runtime, gradients through a PyTorch copy converted
+by ``onnx2torch`` when it is installed (else the model is query-only)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import DefiniteLoadError, ModelLoadError, short_reason
+from ..wrappers import ONNX_TYPES, OnnxModel, ort_session
+from .base import BuiltModel
+
+SUFFIXES = (".onnx",)
+
+__all__ = ["SUFFIXES", "load_onnx", "onnx_twin"]
+
+
+def load_onnx(path: Path, allow_pickle: bool, device: torch.device) -> BuiltModel:
+    """An ONNX file as an :class:`~pixelprior.models.OnnxModel`.
+
+    Args:
+        path: the file.
+        allow_pickle: unused.
+        device: where the PyTorch copy runs (on CUDA every forward runs it).
+
+    Returns:
+        The model, with the channels and the size its graph declares.
+
+    Raises:
+        ImportError: ``onnxruntime`` is not installed.
+        DefiniteLoadError: a graph of several inputs, or not NCHW float images.
+        Exception: ONNX Runtime cannot read the file (the dispatch tries the next format).
+    """
+    session = ort_session(path)
+    name, channels, hw = _onnx_input(path, session)
+    twin, problem = onnx_twin(path)
+    model = OnnxModel(path, twin, prefer_twin=device.type != "cpu", session=session)
+    if twin is None:
+        model.twin_problem = problem
+    notes = [f"ONNX {path.name} (input {name!r})"]
+    if model.batch is not None:
+        notes.append(f"the ONNX graph has a fixed batch of {model.batch}: ONNX Runtime runs "
+                     f"{model.batch} image(s) per call (export it with a dynamic batch axis "
+                     "for speed)")
+    return BuiltModel(model.to(device), "onnx", str(path.resolve()), notes, hw,
+                      hw is not None, "declared by the ONNX graph", channels, file=path)
+
+
+def _shape(values: Sequence) -> str:
+    return "[" + ", ".join("?" if v is None else str(v) for v in values) + "]"
+
+
+def _onnx_input(path: Path, session) -> tuple[str, int, tuple[int, int] | None]:
+    """The graph's image input: its name, channels and fixed ``(height, width)``."""
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise DefiniteLoadError(f"{path}: the ONNX graph has {len(inputs)} inputs "
+                                f"({', '.join(i.name for i in inputs)}); it must take one "
+                                "batch of images")
+    first = inputs[0]
+    if first.type not in ONNX_TYPES:
+        raise DefiniteLoadError(f"{path}: the ONNX input {first.name!r} is {first.type}; it "
+                                "must be a float tensor of images")
+    channels, hw = _onnx_layout(path, first.name, list(first.shape))
+    return first.name, channels, hw
+
+
+def _onnx_layout(path: Path, name: str, shape: list) -> tuple[int, tuple[int, int] | None]:
+    need = "it must be NCHW [N, C, H, W] with C = 1 or 3"
+    if len(shape) != 4:
+        raise DefiniteLoadError(f"{path}: the ONNX input {name!r} has shape {_shape(shape)}; "
+                                f"{need}")
+    _, channels, height, width = shape
+    if channels not in (1, 3):
+        layout = ("channels last (NHWC)" if width in (1, 3) else
+                  f"{channels} channels" if isinstance(channels, int) else
+                  "no fixed channel count")
+        raise DefiniteLoadError(f"{path}: the ONNX input {name!r} has shape {_shape(shape)}, "
+                                f"{layout}; {need} (re-export it channels first)")
+    fixed = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
+    return channels, (height, width) if fixed else None
+
+
+def onnx_twin(path: Path) -> tuple[nn.Module | None, str | None]:
+    """The graph converted to PyTorch by ``onnx2torch``, or ``None`` and why not.
+
+    Args:
+        path: the ONNX file.
+
+    Returns:
+        ``(module in eval mode, None)`` or ``(None, the reason in words)``.
+    """
+    try:
+        import onnx
+
+        onnx2torch = _import_onnx2torch()
+    except ImportError as exc:
+        return None, f"onnx2torch is not available: {short_reason(exc)}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return onnx2torch.convert(onnx.load(str(path))).eval(), None
+    except Exception as exc:  # an operator onnx2torch does not convert
+        return None, f"onnx2torch cannot convert it: {short_reason(exc, 90)}"
+
+
+def _import_onnx2torch() -> types.ModuleType:
+    """``onnx2torch``, imported without torchvision (used only by its NMS and RoiAlign
+    converters, which then fail with a clear error if a graph needs them)."""
+    if "onnx2torch" in sys.modules or "torchvision" in sys.modules:
+        return importlib.import_module("onnx2torch")
+    with _torchvision_stub():
+        return importlib.import_module("onnx2torch")
+
+
+@contextmanager
+def _torchvision_stub() -> Iterator[None]:
+    def missing(name: str):
+        def call(*args, **kwargs):
+            raise ModelLoadError(f"the ONNX graph needs torchvision.ops.{name}, which "
+                                 "pixelprior does not use")
+        return call
+
+    package, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+    ops.__getattr__ = missing  # type: ignore[attr-defined]
+    package.ops = ops  # type: ignore[attr-defined]
+    stubs = {"torchvision": package, "torchvision.ops": ops}
+    sys.modules.update(stubs)
+    try:
+        yield
+    finally:
+        for key, stub in stubs.items():
+            if sys.modules.get(key) is stub:
+                del sys.modules[key]

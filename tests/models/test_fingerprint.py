@@ -1,0 +1,119 @@
+"""Model fingerprints: the same bits give the same fingerprint, any changed weight
+another; a model file is fingerprinted by its bytes, any other model by its tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from pixelprior.models import (
+    load_model,
+    load_model_spec,
+    model_fingerprint,
+    state_dict_digest,
+)
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+def nudged(model: nn.Module) -> nn.Module:
+    """``model`` with one weight moved by one float32 step."""
+    with torch.no_grad():
+        weight = model.fc.weight
+        weight[0, 0] = torch.nextafter(weight[0, 0], torch.tensor(1.0))
+    return model
+
+
+def test_a_torchscript_file_is_fingerprinted_by_its_bytes(torchscript_file):
+    path = torchscript_file(Small().eval(), "a.pt")
+    loaded = load_model_spec(path)
+    expected = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert model_fingerprint(loaded) == expected == model_fingerprint(loaded.model, str(path))
+    assert model_fingerprint(load_model_spec(path)) == expected  # loaded again
+    other = torchscript_file(nudged(Small().eval()), "b.pt")
+    assert model_fingerprint(load_model_spec(other)) != expected
+
+
+def test_a_pickled_module_is_fingerprinted_by_its_bytes(pickle_file):
+    path = pickle_file(Small().eval())
+    loaded = load_model_spec(path, allow_pickle=True)
+    assert model_fingerprint(loaded) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_an_onnx_file_is_fingerprinted_by_its_bytes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Small().eval(), torch.rand(1, 3, 8, 8), tmp_path / "s.onnx",
+                          dynamo=False, opset_version=17)
+    loaded = load_model_spec(tmp_path / "s.onnx")
+    expected = hashlib.sha256((tmp_path / "s.onnx").read_bytes()).hexdigest()
+    assert model_fingerprint(loaded) == expected == model_fingerprint(loaded.model)
+
+
+def test_state_dict_digest_sees_every_weight_dtype_and_name():
+    model = Small().eval()
+    first = state_dict_digest(model)
+    assert state_dict_digest(Small().eval()) == first  # same bits
+    assert state_dict_digest(nudged(Small().eval())) != first
+    with torch.no_grad():
+        changed = Small().eval()
+        changed.bn.running_var[1] += 1  # a buffer, not a parameter
+    assert state_dict_digest(changed) != first
+    assert state_dict_digest(Small().eval().double()) != first
+    renamed = nn.Sequential(Small().eval())  # the same tensors under other names
+    assert state_dict_digest(renamed) != first
+
+
+FACTORY = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(4, 3))
+""")
+
+
+def test_a_factory_and_a_registered_model_are_fingerprinted_by_their_tensors(
+        tmp_path, monkeypatch):
+    (tmp_path / "fpnets.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fpnets", raising=False)
+    loaded = load_model_spec("fpnets:make", input_size=8)
+    assert model_fingerprint(loaded) == state_dict_digest(loaded.model)
+    assert model_fingerprint(loaded) == model_fingerprint(loaded.model, "fpnets:make")
+    torch.save(nudged_linear(loaded.model).state_dict(), tmp_path / "w.pt")
+    with_weights = load_model_spec("fpnets:make", weights=tmp_path / "w.pt", input_size=8)
+    assert model_fingerprint(with_weights) != model_fingerprint(
+        load_model_spec("fpnets:make", input_size=8))
+    sys.modules.pop("fpnets", None)
+
+    registered = load_model_spec("squeezenet1_1-cifar10")
+    bare = load_model("squeezenet1_1-cifar10")
+    assert model_fingerprint(registered) == model_fingerprint(bare) == model_fingerprint(
+        bare, "squeezenet1_1-cifar10")
+
+
+def nudged_linear(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        model[3].bias[0] += 1e-3
+    return model
