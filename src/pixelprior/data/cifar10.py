@@ -33,7 +33,7 @@ from .base import (
     cache_dir,
     data_dir_from_env,
 )
-from .classes import CIFAR10_CLASSES
+from .classes import CIFAR10_CLASSES, check_class_names
 from .download import download_file
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -72,16 +72,28 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_class_names(directory: Path) -> tuple[str, ...]:
-    """Class names from ``batches.meta``; the standard names when the file is absent."""
+    """Class names from ``batches.meta``, checked as a user's names are.
+
+    Args:
+        directory: the ``cifar-10-batches-py`` folder.
+
+    Returns:
+        The names (the standard ones when the file is absent).
+
+    Raises:
+        CorruptDataError: an unreadable file, an empty name, or names that appear twice
+            or differ only in case or spaces.
+    """
     meta = Path(directory) / "batches.meta"
     if not meta.exists():
         return CIFAR10_CLASSES
     try:
         with open(meta, "rb") as f:
             names = pickle.load(f, encoding="bytes")[b"label_names"]
-        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     except Exception as exc:
         raise CorruptDataError(f"{meta}: unreadable batches.meta ({exc})") from exc
+    return check_class_names(names, str(meta))
 
 
 def _candidate_dirs(path: str | Path | None) -> list[tuple[str, Path]]:
