@@ -96,7 +96,14 @@ class _Tree:
     again: list[tuple[str, str]] = field(default_factory=list)  # (file, the file it is)
 
     def notes(self, root: Path) -> list[str]:
-        """One note per kind of thing skipped."""
+        """One note per kind of thing skipped.
+
+        Args:
+            root: the ImageFolder, for the note on loose files.
+
+        Returns:
+            The notes (empty when nothing was skipped).
+        """
         out = []
         if self.loose:
             out.append(f"{self.loose} image file(s) directly in {root} ignored (not in a "

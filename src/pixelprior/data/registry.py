@@ -58,6 +58,22 @@ def _as_channels(found: ImageSet, channels: int, notes: list[str] | None) -> Ima
 def _user_images(loader: Callable, kind: str) -> DatasetLoader:
     def load(data, source: str, size: Size | None, classes: Classes | None = None,
              notes: list[str] | None = None, channels: int = 3) -> ImageSet:
+        """The images at ``data`` (see :data:`DatasetLoader`).
+
+        Args:
+            data: the path.
+            source: unused (a named dataset's option).
+            size: the model's input size.
+            classes: the class names.
+            notes: receives the loading notes.
+            channels: the model's input channels.
+
+        Returns:
+            The images.
+
+        Raises:
+            DataError: no path, or images that cannot be loaded.
+        """
         if data is None:
             raise DataError(f"the {kind} dataset needs data = its path")
         images, found = loader(data, size, classes, channels)
