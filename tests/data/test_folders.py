@@ -1,8 +1,8 @@
-"""A user's own images: ImageFolder trees, .npz arrays, CSV lists, and their errors."""
+"""ImageFolder trees: classes, sizes, links, hidden files, copies; dispatch and registry."""
 
 from __future__ import annotations
 
-import json
+import os
 
 import numpy as np
 import pytest
@@ -16,49 +16,17 @@ from pixelprior.data import (
     DataError,
     DataNotFoundError,
     dataset_for,
-    load_cifar10_sample,
-    load_csv,
+    imagenet_class_names,
     load_dataset,
     load_folder,
     load_image_source,
-    load_npz,
-    parse_classes,
 )
 
-COUNT = 30
+COUNT = 30  # the images of the `sample` fixture (tests/data/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def sample():
-    """The first 30 bundled CIFAR-10 test images."""
-    return load_cifar10_sample().subset(list(range(COUNT)))
-
-
-def write_png(path, pixels_chw: torch.Tensor | np.ndarray, mode: str | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = np.asarray(pixels_chw).transpose(1, 2, 0)
-    image = Image.fromarray(np.ascontiguousarray(array))
-    (image.convert(mode) if mode else image).save(path)
-
-
-@pytest.fixture
-def folder(tmp_path, sample):
-    """The sample as an ImageFolder of PNGs: root/<class>/<index>.png."""
-    root = tmp_path / "images"
-    for i in range(COUNT):
-        write_png(root / CIFAR10_CLASSES[int(sample.labels[i])] / f"{i:03d}.png",
-                  sample.images[i])
-    return root
-
-
-def in_file_order(found, sample):
-    """The sample's rows in the order of ``found``'s ids (``<class>/<index>.png``)."""
-    order = [int(name.split("/")[1][:3]) for name in found.ids]
-    return sample.images[order], sample.labels[order]
-
-
-# ----------------------------------------------------------------------------- folders
-def test_folder_reads_exact_pixels_with_folder_classes(folder, sample):
+# ----------------------------------------------------------------------------- classes
+def test_folder_reads_exact_pixels_with_folder_classes(folder, sample, in_file_order):
     found, notes = load_folder(folder)
     assert len(found) == COUNT and found.source == str(folder)
     assert found.class_names == tuple(sorted({CIFAR10_CLASSES[int(v)] for v in sample.labels}))
@@ -67,10 +35,12 @@ def test_folder_reads_exact_pixels_with_folder_classes(folder, sample):
     images, labels = in_file_order(found, sample)
     assert torch.equal(found.images, images)
     assert [found.class_names[v] for v in found.labels] == [CIFAR10_CLASSES[v] for v in labels]
-    assert any("classes from the folder names" in n for n in notes)
+    assert notes == [f"{len(found.class_names)} classes from the folder names (sorted): "
+                     "airplane, automobile, bird, cat, deer, dog, frog, horse, ... (10 in all)"]
 
 
-def test_folder_with_the_models_classes_keeps_their_order(folder, sample, tmp_path):
+def test_folder_with_the_models_classes_keeps_their_order(folder, sample, tmp_path,
+                                                          in_file_order):
     found, notes = load_folder(folder, classes=CIFAR10_CLASSES)
     images, labels = in_file_order(found, sample)
     assert found.class_names == CIFAR10_CLASSES and torch.equal(found.labels, labels)
@@ -85,6 +55,32 @@ def test_folder_unknown_class_folder_is_named(folder):
                                      "automobile", "deer", "horse"])
 
 
+def test_class_folders_that_differ_only_in_case_are_refused(tmp_path, sample, write_png):
+    write_png(tmp_path / "r" / "Cat" / "a.png", sample.images[0])
+    write_png(tmp_path / "r" / "cat" / "b.png", sample.images[1])
+    with pytest.raises(ClassNamesError) as caught:
+        load_folder(tmp_path / "r")
+    assert str(caught.value) == (
+        f"{tmp_path / 'r'}: the class folders: class names 'Cat' (class 0), 'cat' (class 1) "
+        "differ only in case or spaces; give every class its own name")
+
+
+def test_the_registered_imagenet_names_are_accepted_but_an_ambiguous_folder_is_not(
+        tmp_path, sample, write_png):
+    """A registered ImageNet model's names ("crane" twice, as torchvision has them) load a
+    folder of other classes; a folder named "crane" cannot say which crane it is."""
+    names = imagenet_class_names()
+    write_png(tmp_path / "r" / "tench" / "a.png", sample.images[0])
+    found, _ = load_folder(tmp_path / "r", classes=names)
+    assert found.labels.tolist() == [0] and found.class_names == names
+    write_png(tmp_path / "r" / "crane" / "b.png", sample.images[1])
+    with pytest.raises(ClassNamesError) as caught:
+        load_folder(tmp_path / "r", classes=names)
+    assert str(caught.value) == (f"{tmp_path / 'r'}: class folder 'crane' names 2 classes "
+                                 "(134, 517); give class names that name each class once "
+                                 "(--classes)")
+
+
 def test_folder_empty_class_folders_are_named(folder):
     (folder / "zebra").mkdir()
     (folder / "yak").mkdir()
@@ -93,7 +89,7 @@ def test_folder_empty_class_folders_are_named(folder):
         load_folder(folder)
 
 
-def test_folder_without_class_folders(tmp_path):
+def test_folder_without_class_folders(tmp_path, write_png):
     write_png(tmp_path / "flat" / "a.png", np.zeros((3, 4, 4), np.uint8))
     with pytest.raises(CorruptDataError, match="no class folders"):
         load_folder(tmp_path / "flat")
@@ -107,7 +103,8 @@ def test_folder_unreadable_file_is_named(folder):
         load_folder(folder)
 
 
-def test_folder_mixed_sizes(tmp_path):
+# ----------------------------------------------------------------------------- sizes
+def test_folder_mixed_sizes(tmp_path, write_png):
     root = tmp_path / "mixed"
     rng = np.random.default_rng(0)
     write_png(root / "a" / "big.png", rng.integers(0, 256, (3, 375, 500), dtype=np.uint8))
@@ -126,7 +123,7 @@ def test_folder_mixed_sizes(tmp_path):
     assert wide.images.shape == (4, 3, 16, 24)
 
 
-def test_folder_conversion_notes_are_aggregated(tmp_path, sample):
+def test_folder_conversion_notes_are_aggregated(tmp_path, sample, write_png):
     root = tmp_path / "palette"
     for i in range(4):
         write_png(root / "x" / f"{i}.png", sample.images[i], mode="P")
@@ -135,125 +132,103 @@ def test_folder_conversion_notes_are_aggregated(tmp_path, sample):
     found, notes = load_folder(root)
     palette = [n for n in notes if "palette" in n]
     assert palette == ["palette image: expanded to RGB (4 images, e.g. x/0.png)"]
-    assert any("1 file(s) in the class folders ignored" in n for n in notes)
+    assert "1 file(s) in the class folders ignored (not png/jpg/jpeg/bmp/webp)" in notes
     assert len(found) == 5
 
 
-# ----------------------------------------------------------------------------- npz
-def test_npz_nhwc_and_nchw(tmp_path, sample):
-    images, labels = sample.images.numpy(), sample.labels.numpy()
-    np.savez(tmp_path / "nchw.npz", images=images, labels=labels,
-             class_names=np.array(CIFAR10_CLASSES))
-    np.savez(tmp_path / "nhwc.npz", images=images.transpose(0, 2, 3, 1), labels=labels)
-    first, notes = load_npz(tmp_path / "nchw.npz")
-    assert torch.equal(first.images, sample.images) and torch.equal(first.labels, sample.labels)
-    assert first.class_names == CIFAR10_CLASSES and notes == []
-    second, notes = load_npz(tmp_path / "nhwc.npz", classes=CIFAR10_CLASSES)
-    assert torch.equal(second.images, sample.images) and second.class_names == CIFAR10_CLASSES
-    third, notes = load_npz(tmp_path / "nhwc.npz")
-    assert third.class_names == tuple(str(i) for i in range(10)) and any(
-        "numbered" in n for n in notes)
-    resized, notes = load_npz(tmp_path / "nchw.npz", size=16)
-    assert resized.images.shape == (COUNT, 3, 16, 16)
-    assert f"{COUNT} images resized from 32×32 to 16×16 (bilinear)" in notes
+# ----------------------------------------------------------------------------- links
+def test_a_symlinked_subfolder_and_file_are_followed(tmp_path, sample, write_png):
+    elsewhere = tmp_path / "elsewhere"
+    write_png(elsewhere / "x.png", sample.images[0])
+    write_png(elsewhere / "y.png", sample.images[1])
+    write_png(tmp_path / "more.png", sample.images[2])
+    root = tmp_path / "r"
+    write_png(root / "cat" / "own.png", sample.images[3])
+    os.symlink(elsewhere, root / "cat" / "linked")
+    os.symlink(tmp_path / "more.png", root / "cat" / "more.png")
+    found, notes = load_folder(root)
+    assert found.ids == ("cat/linked/x.png", "cat/linked/y.png", "cat/more.png", "cat/own.png")
+    assert torch.equal(found.images, sample.images[[0, 1, 2, 3]])
+    assert notes == ["1 classes from the folder names (sorted): cat"]
 
 
-def test_npz_grayscale_and_float(tmp_path):
-    gray = np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4, 1)
-    np.savez(tmp_path / "gray.npz", images=gray, labels=np.array([0, 1]))
-    found, notes = load_npz(tmp_path / "gray.npz")
-    assert found.images.shape == (2, 3, 4, 4) and torch.equal(found.images[:, 0],
-                                                              found.images[:, 2])
-    assert any("repeated to three channels" in n for n in notes)
-    np.savez(tmp_path / "float.npz", images=gray.astype(np.float32) / 255,
-             labels=np.array([0, 1]))
-    converted, notes = load_npz(tmp_path / "float.npz")
-    assert torch.equal(converted.images, found.images)
-    assert any("float32 images in [0, 1] converted" in n for n in notes)
-    np.savez(tmp_path / "scaled.npz", images=gray.astype(np.float32), labels=np.array([0, 1]))
-    with pytest.raises(CorruptDataError, match=r"float images must lie in \[0, 1\]"):
-        load_npz(tmp_path / "scaled.npz")
+def test_broken_links_are_named_in_one_note(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    for name in ("gone1.png", "gone2.png", "gone3.png", "gone4.png"):
+        os.symlink(tmp_path / "nowhere" / name, root / "cat" / name)
+    os.symlink(tmp_path / "nowhere", root / "dog")
+    found, notes = load_folder(root)
+    assert len(found) == 1 and found.class_names == ("cat",)
+    assert ("5 broken symbolic link(s) skipped (they point to nothing): dog, cat/gone1.png, "
+            "cat/gone2.png and 2 more; repair or remove them") in notes
 
 
-def test_npz_errors(tmp_path):
-    np.savez(tmp_path / "keys.npz", x=np.zeros((1, 3, 2, 2), np.uint8), y=np.zeros(1))
-    with pytest.raises(CorruptDataError, match="needs arrays 'images' and 'labels'; found 'x', "
-                                               "'y'"):
-        load_npz(tmp_path / "keys.npz")
-    np.savez(tmp_path / "rgba.npz", images=np.zeros((1, 2, 2, 4), np.uint8), labels=[0])
-    with pytest.raises(CorruptDataError, match="1 or 3 channels"):
-        load_npz(tmp_path / "rgba.npz")
-    np.savez(tmp_path / "range.npz", images=np.zeros((3, 3, 2, 2), np.uint8),
-             labels=np.array([0, 1, 7]), class_names=np.array(["a", "b"]))
-    with pytest.raises(ClassNamesError, match="label 7 of row 2 is not among the 2 classes"):
-        load_npz(tmp_path / "range.npz")
-    with pytest.raises(ClassNamesError, match="differ from the given classes"):
-        load_npz(tmp_path / "range.npz", classes=["b", "a"])
-    np.savez(tmp_path / "floatlabels.npz", images=np.zeros((1, 3, 2, 2), np.uint8),
-             labels=np.array([0.5]))
-    with pytest.raises(CorruptDataError, match="labels must be integers"):
-        load_npz(tmp_path / "floatlabels.npz")
-    with pytest.raises(DataNotFoundError):
-        load_npz(tmp_path / "missing.npz")
-    (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(CorruptDataError, match="not a readable .npz"):
-        load_npz(tmp_path / "junk.npz")
+def test_a_link_back_up_the_tree_is_not_followed(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    os.symlink(root / "cat", root / "cat" / "again")
+    found, notes = load_folder(root)
+    assert found.ids == ("cat/a.png",)
+    assert ("1 symbolic link(s) back to a folder that holds them not followed (a loop): "
+            "cat/again") in notes
 
 
-def test_npz_string_labels(tmp_path):
-    np.savez(tmp_path / "named.npz", images=np.zeros((3, 3, 2, 2), np.uint8),
-             labels=np.array(["dog", "cat", "dog"]))
-    found, notes = load_npz(tmp_path / "named.npz")
-    assert found.class_names == ("cat", "dog") and found.labels.tolist() == [1, 0, 1]
-    given, _ = load_npz(tmp_path / "named.npz", classes=["dog", "cat", "eel"])
-    assert given.labels.tolist() == [0, 1, 0]
-    with pytest.raises(ClassNamesError, match="label 'dog' of row 0"):
-        load_npz(tmp_path / "named.npz", classes=["cat", "eel"])
+def test_one_file_reached_twice_is_read_once(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    write_png(root / "cat" / "b.png", sample.images[1])
+    os.symlink(root / "cat" / "a.png", root / "cat" / "c.png")
+    os.symlink(root / "cat", root / "cat-too")  # a second class folder onto the same files
+    with pytest.raises(CorruptDataError) as caught:
+        load_folder(root)
+    assert str(caught.value) == (f"{root}: cat-too/a.png and cat/a.png are the same file "
+                                 "(through a link) in two class folders; a picture has one "
+                                 "class: remove one")
+    os.unlink(root / "cat-too")
+    found, notes = load_folder(root)
+    assert found.ids == ("cat/a.png", "cat/b.png") and len(found) == 2
+    assert ("1 image file(s) reached a second time through a link read once: cat/c.png "
+            "(e.g. cat/c.png is cat/a.png)") in notes
 
 
-# ----------------------------------------------------------------------------- csv
-def test_csv_with_and_without_header(folder, sample, tmp_path):
-    found, _ = load_folder(folder, classes=CIFAR10_CLASSES)
-    rows = [(f"images/{name}", name.split("/")[0]) for name in found.ids]
-    (tmp_path / "named.csv").write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in rows))
-    (tmp_path / "indexed.csv").write_text("".join(
-        f"{p},{CIFAR10_CLASSES.index(c)}\n" for p, c in rows) + "\n")
-    named, notes = load_csv(tmp_path / "named.csv", classes=CIFAR10_CLASSES)
-    assert torch.equal(named.images, found.images) and torch.equal(named.labels, found.labels)
-    assert named.ids[0] == rows[0][0] and torch.equal(named.indices, torch.arange(COUNT))
-    indexed, notes = load_csv(tmp_path / "indexed.csv", classes=CIFAR10_CLASSES)
-    assert torch.equal(indexed.labels, found.labels)
-    numbered, notes = load_csv(tmp_path / "indexed.csv")
-    assert any("numbered" in n for n in notes) and torch.equal(numbered.labels, found.labels)
-    sorted_names, notes = load_csv(tmp_path / "named.csv")
-    assert sorted_names.class_names == tuple(sorted({c for _, c in rows}))
+def test_hidden_files_and_folders_are_skipped_with_a_note(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    write_png(root / "cat" / ".thumbnails" / "a.png", sample.images[1])
+    write_png(root / "cat" / "._a.png", sample.images[2])
+    (root / ".DS_Store").write_bytes(b"\0")
+    write_png(root / ".ipynb_checkpoints" / "x.png", sample.images[3])
+    found, notes = load_folder(root)
+    assert found.ids == ("cat/a.png",) and found.class_names == ("cat",)
+    assert ("4 hidden file(s) or folder(s) skipped (names starting with '.'): .DS_Store, "
+            ".ipynb_checkpoints, cat/._a.png and 1 more") in notes
 
 
-def test_csv_header_picks_columns(folder, tmp_path):
-    name = next((folder / "cat").iterdir()).name
-    (tmp_path / "cols.csv").write_text(f"id,class,file\n7,cat,images/cat/{name}\n")
-    found, _ = load_csv(tmp_path / "cols.csv", classes=CIFAR10_CLASSES)
-    assert found.labels.tolist() == [3] and found.ids == (f"images/cat/{name}",)
+# ----------------------------------------------------------------------------- copies
+def test_identical_pixels_under_two_names_count_once(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    write_png(root / "cat" / "b.png", sample.images[1])
+    write_png(root / "cat" / "copy-of-a.png", sample.images[0])
+    write_png(root / "cat" / "sub" / "a-again.png", sample.images[0])
+    found, notes = load_folder(root)
+    assert found.ids == ("cat/a.png", "cat/b.png") and len(found) == 2
+    assert found.indices.tolist() == [0, 1]  # positions in the sorted list of files
+    assert ("2 copies of pictures held more than once (identical pixels) left out, each "
+            "picture counted once: cat/copy-of-a.png, cat/sub/a-again.png (e.g. "
+            "cat/copy-of-a.png is cat/a.png)") in notes
 
 
-def test_csv_errors(folder, tmp_path):
-    name = next((folder / "cat").iterdir()).name
-    good = f"images/cat/{name}"
-    (tmp_path / "label.csv").write_text(f"path,label\n{good},cat\n{good},zebra\n")
-    with pytest.raises(ClassNamesError, match="label 'zebra' of line 3"):
-        load_csv(tmp_path / "label.csv", classes=CIFAR10_CLASSES)
-    (tmp_path / "index.csv").write_text(f"{good},3\n{good},12\n")
-    with pytest.raises(ClassNamesError, match="label 12 of line 2"):
-        load_csv(tmp_path / "index.csv", classes=CIFAR10_CLASSES)
-    (tmp_path / "missing.csv").write_text(f"{good},3\nimages/cat/gone.png,3\n")
-    with pytest.raises(DataNotFoundError, match="line 2: image file images/cat/gone.png"):
-        load_csv(tmp_path / "missing.csv")
-    (tmp_path / "short.csv").write_text(f"{good}\n")
-    with pytest.raises(CorruptDataError, match="line 1: expected path,label"):
-        load_csv(tmp_path / "short.csv")
-    (tmp_path / "header.csv").write_text("path,colour\n")
-    with pytest.raises(CorruptDataError, match="needs a path column"):
-        load_csv(tmp_path / "header.csv")
+def test_identical_pixels_in_two_classes_are_refused(tmp_path, sample, write_png):
+    root = tmp_path / "r"
+    write_png(root / "cat" / "a.png", sample.images[0])
+    write_png(root / "dog" / "a.png", sample.images[0])
+    with pytest.raises(CorruptDataError) as caught:
+        load_folder(root)
+    assert str(caught.value) == (f"{root}: cat/a.png (cat) and dog/a.png (dog) hold the same "
+                                 "picture (identical pixels) with different classes; a "
+                                 "picture has one class: remove or relabel the copies")
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -291,18 +266,3 @@ def test_dataset_for_and_the_registry(folder, tmp_path, sample):
         load_dataset("cifar10", source="sample", classes=["a"])
     with pytest.raises(DataError, match="needs data"):
         load_dataset("csv")
-
-
-def test_parse_classes(tmp_path):
-    assert parse_classes(None) is None
-    assert parse_classes(["a", "b"]) == ("a", "b") == parse_classes("a, b")
-    (tmp_path / "c.json").write_text(json.dumps({"1": ["n2", "b"], "0": ["n1", "a"]}))
-    assert parse_classes(tmp_path / "c.json") == ("a", "b")
-    (tmp_path / "twice.txt").write_text("a\nb\na\n")
-    with pytest.raises(ClassNamesError, match="'a' appears more than once"):
-        parse_classes(tmp_path / "twice.txt")
-    with pytest.raises(DataNotFoundError, match="does not exist"):
-        parse_classes(str(tmp_path / "none.txt"))
-    (tmp_path / "bad.json").write_text("[1, {}]")
-    with pytest.raises(ClassNamesError, match="list of strings"):
-        parse_classes(tmp_path / "bad.json")

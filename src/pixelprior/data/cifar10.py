@@ -33,7 +33,7 @@ from .base import (
     cache_dir,
     data_dir_from_env,
 )
-from .classes import CIFAR10_CLASSES
+from .classes import CIFAR10_CLASSES, check_class_names
 from .download import download_file
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -47,7 +47,17 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch file of the official python layout.
 
     Accepts any number of rows (the shared test batch is truncated to 1017 images).
-    Returns ``uint8 [K, 3, 32, 32]`` and ``int64 [K]``.
+
+    Args:
+        path: a batch file (``test_batch``, ``data_batch_1`` ...).
+
+    Returns:
+        The images ``uint8 [K, 3, 32, 32]`` and labels ``int64 [K]``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CorruptDataError: not a readable batch, or data or labels of the wrong shape or
+            range.
     """
     path = Path(path)
     try:
@@ -72,16 +82,28 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_class_names(directory: Path) -> tuple[str, ...]:
-    """Class names from ``batches.meta``; the standard names when the file is absent."""
+    """Class names from ``batches.meta``, checked as a user's names are.
+
+    Args:
+        directory: the ``cifar-10-batches-py`` folder.
+
+    Returns:
+        The names (the standard ones when the file is absent).
+
+    Raises:
+        CorruptDataError: an unreadable file, an empty name, or names that appear twice
+            or differ only in case or spaces.
+    """
     meta = Path(directory) / "batches.meta"
     if not meta.exists():
         return CIFAR10_CLASSES
     try:
         with open(meta, "rb") as f:
             names = pickle.load(f, encoding="bytes")[b"label_names"]
-        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     except Exception as exc:
         raise CorruptDataError(f"{meta}: unreadable batches.meta ({exc})") from exc
+    return check_class_names(names, str(meta))
 
 
 def _candidate_dirs(path: str | Path | None) -> list[tuple[str, Path]]:
@@ -105,7 +127,19 @@ def _as_batches_dir(root: Path) -> Path | None:
 
 
 def resolve_cifar10_dir(path: str | Path | None = None, download: bool = True) -> Path:
-    """Find (or fetch) the ``cifar-10-batches-py`` folder; see the module docstring."""
+    """Find (or fetch) the ``cifar-10-batches-py`` folder, in the module docstring's order.
+
+    Args:
+        path: an explicit folder (it, or its ``cifar-10-batches-py``, holds ``test_batch``).
+        download: fetch the official archive into the cache when nothing is found.
+
+    Returns:
+        The folder holding ``test_batch``.
+
+    Raises:
+        DataNotFoundError: nothing found (the message says what to download and where to
+            put it), or an explicit ``path`` without a test batch.
+    """
     tried = []
     for label, root in _candidate_dirs(path):
         found = _as_batches_dir(root)
@@ -129,7 +163,18 @@ def resolve_cifar10_dir(path: str | Path | None = None, download: bool = True) -
 
 
 def download_cifar10(root: Path) -> Path:
-    """Fetch and extract the official CIFAR-10 python archive into ``root``."""
+    """Fetch and extract the official CIFAR-10 python archive into ``root``.
+
+    Args:
+        root: the folder to extract into.
+
+    Returns:
+        The extracted ``cifar-10-batches-py`` folder.
+
+    Raises:
+        OSError: the download failed.
+        CorruptDataError: an MD5 mismatch, or no test batch in the archive.
+    """
     archive = download_file(CIFAR10_URL, Path(root) / "cifar-10-python.tar.gz", md5=CIFAR10_MD5)
     with tarfile.open(archive, "r:gz") as tar:
         tar.extractall(root, filter="data")
@@ -140,7 +185,19 @@ def download_cifar10(root: Path) -> Path:
 
 
 def load_cifar10_test(path: str | Path | None = None, download: bool = True) -> ImageSet:
-    """The official CIFAR-10 test batch (exact pixels; may hold fewer than 10 000 rows)."""
+    """The official CIFAR-10 test batch (exact pixels; may hold fewer than 10 000 rows).
+
+    Args:
+        path: an explicit folder (see :func:`resolve_cifar10_dir`).
+        download: fetch the archive when it is nowhere to be found.
+
+    Returns:
+        The images ``uint8 [K, 3, 32, 32]``, indices 0..K-1.
+
+    Raises:
+        DataNotFoundError: no test batch found.
+        CorruptDataError: an unreadable batch or ``batches.meta``.
+    """
     directory = resolve_cifar10_dir(path, download=download)
     images, labels = read_cifar_batch(directory / "test_batch")
     return ImageSet(torch.from_numpy(images.copy()), torch.from_numpy(labels),
@@ -149,7 +206,17 @@ def load_cifar10_test(path: str | Path | None = None, download: bool = True) -> 
 
 
 def find_jpeg_archive(path: str | Path | None = None) -> Path:
-    """Locate ``cifar10-jpeg.tar.xz``: explicit path, ``$PIXELPRIOR_DATA``, cache."""
+    """Locate ``cifar10-jpeg.tar.xz``: explicit path, ``$PIXELPRIOR_DATA``, cache.
+
+    Args:
+        path: the archive itself, tried first.
+
+    Returns:
+        The first archive found.
+
+    Raises:
+        DataNotFoundError: none of the places holds it.
+    """
     candidates = [Path(path).expanduser()] if path is not None else []
     env = data_dir_from_env()
     if env is not None:
@@ -166,7 +233,19 @@ def find_jpeg_archive(path: str | Path | None = None) -> Path:
 def read_jpeg_archive(archive: Path, split: str = "train",
                       class_names: tuple[str, ...] = CIFAR10_CLASSES
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode ``<split>/<class>/NNNN.jpg`` members of the JPEG archive, in official order."""
+    """Decode ``<split>/<class>/NNNN.jpg`` members of the JPEG archive, in official order.
+
+    Args:
+        archive: the ``.tar.xz`` file.
+        split: ``train`` or ``test``.
+        class_names: the class folders, in label order.
+
+    Returns:
+        The images ``uint8 [K, 3, 32, 32]`` and labels ``int64 [K]``.
+
+    Raises:
+        CorruptDataError: an unreadable archive, an unknown class folder, or no images.
+    """
     from PIL import Image
 
     by_class: dict[int, list[tuple[str, np.ndarray]]] = {i: [] for i in range(len(class_names))}
@@ -200,6 +279,18 @@ def load_cifar10_jpeg(split: str = "train", path: str | Path | None = None,
 
     Decoding 50 000 JPEGs takes a while, so the decoded arrays are cached as ``.npz``
     in the cache directory, keyed by the archive's size and modification time.
+
+    Args:
+        split: ``train`` or ``test``.
+        path: the archive (see :func:`find_jpeg_archive`).
+        use_cache: read and write the decoded cache.
+
+    Returns:
+        The images ``uint8 [K, 3, 32, 32]``.
+
+    Raises:
+        DataNotFoundError: no archive found.
+        CorruptDataError: an unreadable archive.
     """
     archive = find_jpeg_archive(path)
     stat = archive.stat()
@@ -217,7 +308,11 @@ def load_cifar10_jpeg(split: str = "train", path: str | Path | None = None,
 
 
 def load_cifar10_sample() -> ImageSet:
-    """The bundled first 100 official CIFAR-10 test images (exact pixels, no download)."""
+    """The bundled first 100 official CIFAR-10 test images (exact pixels, no download).
+
+    Returns:
+        The images ``uint8 [100, 3, 32, 32]`` with their official indices.
+    """
     asset = resources.files("pixelprior") / "assets" / SAMPLE_ASSET
     with asset.open("rb") as f, np.load(f) as npz:
         images, labels = npz["images"], npz["labels"]
@@ -230,9 +325,19 @@ def load_cifar10(source: str = "auto", path: str | Path | None = None,
                  download: bool = False) -> ImageSet:
     """CIFAR-10 test images for attacks and evaluation.
 
-    ``source``: ``"sample"`` (bundled 100 images), ``"full"`` (the official test batch
-    via :func:`resolve_cifar10_dir`) or ``"auto"`` (the full batch when one is found
-    without downloading, else the bundled sample).
+    Args:
+        source: ``"sample"`` (bundled 100 images), ``"full"`` (the official test batch
+            via :func:`resolve_cifar10_dir`) or ``"auto"`` (the full batch when one is
+            found without downloading, else the bundled sample).
+        path: an explicit folder for the full batch.
+        download: ``"full"`` may fetch the archive.
+
+    Returns:
+        The images ``uint8 [K, 3, 32, 32]``.
+
+    Raises:
+        ValueError: an unknown ``source``.
+        DataNotFoundError: ``"full"`` (or ``"auto"`` with a ``path``) and no batch found.
     """
     if source == "sample":
         return load_cifar10_sample()

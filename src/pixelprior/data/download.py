@@ -11,7 +11,15 @@ from .base import CorruptDataError
 
 
 def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest (``md5``, ``sha256`` ...) of a file, read in 1 MiB chunks."""
+    """Hex digest of a file, read in 1 MiB chunks.
+
+    Args:
+        path: the file.
+        algorithm: a :mod:`hashlib` name (``md5``, ``sha256`` ...).
+
+    Returns:
+        The lowercase hex digest.
+    """
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -20,12 +28,26 @@ def file_digest(path: Path, algorithm: str) -> str:
 
 
 def md5sum(path: Path) -> str:
-    """Hex MD5 of a file."""
+    """Hex MD5 of a file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The lowercase hex digest.
+    """
     return file_digest(path, "md5")
 
 
 def sha256sum(path: Path) -> str:
-    """Hex SHA-256 of a file."""
+    """Hex SHA-256 of a file.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The lowercase hex digest.
+    """
     return file_digest(path, "sha256")
 
 
@@ -35,6 +57,20 @@ def download_file(url: str, dest: Path, *, md5: str | None = None,
 
     The file is written to ``dest.part`` and renamed only once its hash matches, so a
     broken download never leaves a file that looks complete.
+
+    Args:
+        url: what to fetch.
+        dest: where the file goes.
+        md5: the expected MD5 (a prefix is enough), or ``None``.
+        sha256: the expected SHA-256 (a prefix is enough), or ``None``.
+        timeout: seconds to wait for the server.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        OSError: the server cannot be reached or the transfer fails (nothing is left).
+        CorruptDataError: a checksum mismatch (the download is deleted).
     """
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 

@@ -1,60 +1,197 @@
-"""A user's image files: read as 8-bit RGB whatever their mode, fitted to a model."""
+"""A user's image files: read as 8-bit RGB (or luminance) whatever their mode, fitted to
+a model.
+
+Files larger than PIL's guard against decompression bombs (2 × ``PIL.Image.MAX_IMAGE_PIXELS``,
+about 179 megapixels by default) are refused with one line naming the file and its size;
+``$PIXELPRIOR_MAX_IMAGE_PIXELS`` (a number of pixels, or ``none``) moves the limit.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .base import CorruptDataError, DataNotFoundError
+from .base import CorruptDataError, DataError, DataNotFoundError
+from .fitting import check_channels, convert_channels, resize_pixels
+
+MAX_PIXELS_ENV = "PIXELPRIOR_MAX_IMAGE_PIXELS"
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+FILE_CHANNELS = (1, 3)  # what image files are read as: luminance or RGB
+
+__all__ = [
+    "ALPHA_MODES", "FILE_CHANNELS", "MAX_PIXELS_ENV", "ImageFile", "ImageTooLargeError",
+    "Resize", "SizeMismatchError", "fit_image", "max_image_pixels", "read_image_file",
+]
 
 
 class SizeMismatchError(ValueError):
     """An image's size differs from the model's input and resizing was refused."""
 
+
+class ImageTooLargeError(CorruptDataError):
+    """An image file holds more pixels than the limit against decompression bombs."""
+
+
 @dataclass
 class ImageFile:
-    """A user's image file read as 8-bit RGB, and what was done to get there."""
+    """A user's image file read as 8-bit pixels, and what was done to get there.
 
-    pixels: np.ndarray  # uint8 [H, W, 3]
-    mode: str  # the file's PIL mode
-    notes: list[str]  # conversions applied, in words (alpha, bit depth, colour space)
+    Attributes:
+        pixels: ``uint8 [H, W, C]``: ``C`` = 3 (RGB) or 1 (luminance).
+        mode: the file's PIL mode (``"RGB"``, ``"I;16"``, ``"P"``, ...).
+        notes: the conversions applied, in words (alpha, bit depth, color space,
+            channels).
+    """
+
+    pixels: np.ndarray
+    mode: str
+    notes: list[str]
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height)."""
+        """``(width, height)``."""
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
+    @property
+    def channels(self) -> int:
+        """The channels the pixels hold (3 or 1)."""
+        return int(self.pixels.shape[2])
 
-ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+    def to_channels(self, channels: int) -> ImageFile:
+        """This image with ``channels`` channels, the conversion added to its notes.
+
+        3 → 1 is PIL's 8-bit luminance (``"L"``); 1 → 3 repeats the gray value. A file
+        that was grayscale (``L``, ``I;16``, ``F``, ...) loses nothing either way and
+        gets no channel note.
+
+        Args:
+            channels: 1 or 3.
+
+        Returns:
+            A new :class:`ImageFile` (this one when it already has ``channels``).
+
+        Raises:
+            ValueError: ``channels`` is not 1 or 3.
+        """
+        check_channels(channels, FILE_CHANNELS)
+        pixels, note = convert_channels(self.pixels, channels)
+        if note is None:
+            return self
+        notes = [n for n in self.notes if not n.endswith("converted to RGB")]
+        if channels == 3:
+            notes.append(f"{self.mode} converted to RGB" if self.mode in GRAY_MODES
+                         else "gray values repeated to three channels (RGB)")
+        elif self.mode not in GRAY_MODES:
+            notes.append(f"{self.mode} {note}")
+        return replace(self, pixels=pixels, notes=notes)
 
 
-def read_image_file(path: str | Path) -> ImageFile:
-    """Read any image PIL opens as 8-bit RGB, converting every mode correctly.
+def max_image_pixels() -> int | None:
+    """The most pixels an image file may hold.
+
+    Returns:
+        ``$PIXELPRIOR_MAX_IMAGE_PIXELS`` when set (``None`` for ``none``: no limit), else
+        PIL's own refusal level, 2 × ``PIL.Image.MAX_IMAGE_PIXELS`` (``None`` when that
+        is ``None``).
+
+    Raises:
+        DataError: the variable is neither a positive whole number nor ``none``.
+    """
+    from PIL import Image
+
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        limit = Image.MAX_IMAGE_PIXELS
+        return None if limit is None else 2 * int(limit)
+    if value.lower() == "none":
+        return None
+    try:
+        limit = int(value.replace("_", "").replace(",", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise DataError(f"${MAX_PIXELS_ENV} must be a positive number of pixels (or none), "
+                        f"got {value!r}")
+    return limit
+
+
+@contextmanager
+def _pil_limit_lifted() -> Iterator[None]:
+    """PIL's own pixel check off while a file is opened: :func:`read_image_file` checks
+    the size itself (to name the file and its size in one line), against
+    :func:`max_image_pixels`. Data loading runs in one thread, so the module-wide
+    setting changes for no other reader."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_pixel_count(path: Path, size: tuple[int, int], limit: int | None) -> None:
+    width, height = size
+    if limit is None or width * height <= limit:
+        return
+    raise ImageTooLargeError(
+        f"cannot read image {path}: it is {width}×{height} ({width * height / 1e6:.1f} "
+        f"megapixels), over the {limit / 1e6:.1f}-megapixel limit against decompression "
+        f"bombs; resize it, or if you trust the file set {MAX_PIXELS_ENV}={width * height} "
+        "(in Python: PIL.Image.MAX_IMAGE_PIXELS = None)")
+
+
+def read_image_file(path: str | Path, channels: int = 3) -> ImageFile:
+    """Read any image PIL opens as 8-bit RGB (or luminance), converting every mode.
 
     16-bit integer images (``I;16*``, and ``I`` with values in 0..65535) are scaled to
     8 bits (v / 257, rounded), so a 16-bit PNG reads as the same pixels as its 8-bit copy;
     float images (``F``) must lie in [0, 1]; palette, grayscale, bilevel, CMYK, YCbCr,
     LAB and HSV images are converted by PIL; an alpha channel is dropped when fully opaque
     and otherwise composited onto white; an EXIF orientation is applied (the image as a
-    viewer shows it). Every conversion is listed in ``notes``.
+    viewer shows it). ``channels=1`` gives PIL's 8-bit luminance (``"L"``), for a
+    1-channel model. Every conversion is listed in ``notes``.
+
+    Args:
+        path: the image file.
+        channels: 3 (RGB, the default) or 1 (luminance): the model's input channels.
+
+    Returns:
+        The pixels, ``uint8 [H, W, channels]``, and what was done to them.
+
+    Raises:
+        DataNotFoundError: no such file.
+        ImageTooLargeError: more pixels than :func:`max_image_pixels` allows.
+        CorruptDataError: a file PIL cannot read, or values no 8-bit image can hold.
+        ValueError: ``channels`` is not 1 or 3.
     """
     from PIL import Image, UnidentifiedImageError
 
+    check_channels(channels, FILE_CHANNELS)
     path = Path(path)
+    limit = max_image_pixels()
     try:
-        with Image.open(path) as image:
+        with _pil_limit_lifted(), Image.open(path) as image:
+            _check_pixel_count(path, image.size, limit)
             image.load()
-            return _to_rgb(image, path)
+            read = _to_rgb(image, path)
     except FileNotFoundError:
         raise DataNotFoundError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CorruptDataError(f"cannot read image {path}: {exc}") from None
+    return read.to_channels(channels)
 
 
 def _to_rgb(image, path: Path) -> ImageFile:
+    """An opened PIL image as 8-bit RGB and the conversions, in words."""
     from PIL import Image, ImageOps
 
     mode, notes = image.mode, []
@@ -105,14 +242,26 @@ def _to_rgb(image, path: Path) -> ImageFile:
 
 @dataclass(frozen=True)
 class Resize:
-    """How a user's image was fitted to the model's input (``None`` when it was not)."""
+    """How a user's image was fitted to the model's input (``None`` when it was not).
 
-    original: tuple[int, int]  # (width, height) of the file
-    model: tuple[int, int]  # (width, height) of the model's input
+    Attributes:
+        original: ``(width, height)`` of the file.
+        model: ``(width, height)`` of the model's input.
+    """
+
+    original: tuple[int, int]
+    model: tuple[int, int]
 
     def to_original(self, x: int, y: int) -> tuple[int, int, int, int]:
-        """The box of file pixels ``(x0, y0, x1, y1)`` (inclusive) that model pixel
-        ``(x, y)`` covers."""
+        """The box of file pixels that model pixel ``(x, y)`` covers.
+
+        Args:
+            x: the model pixel's column.
+            y: the model pixel's row.
+
+        Returns:
+            ``(x0, y0, x1, y1)``, inclusive, within the file.
+        """
         sx, sy = self.original[0] / self.model[0], self.original[1] / self.model[1]
         x0, y0 = int(np.floor(x * sx)), int(np.floor(y * sy))
         x1 = max(x0, int(np.ceil((x + 1) * sx)) - 1)
@@ -120,13 +269,32 @@ class Resize:
         return x0, y0, min(x1, self.original[0] - 1), min(y1, self.original[1] - 1)
 
 
-def fit_image(image: ImageFile, size: int | tuple[int, int] | None, resize: bool = True
-              ) -> tuple[torch.Tensor, Resize | None]:
-    """``image`` as float ``[1, 3, H, W]`` in [0, 1] for a model taking ``size`` (a side,
-    ``(height, width)``, or ``None``: any size, the image's own): resized (bilinear,
-    antialiased) when its size differs, unless ``resize=False``, which refuses it."""
-    from PIL import Image
+def fit_image(image: ImageFile, size: int | tuple[int, int] | None, resize: bool = True,
+              channels: int | None = None) -> tuple[torch.Tensor, Resize | None]:
+    """``image`` as a model's input batch of one.
 
+    Args:
+        image: the file as read (:func:`read_image_file`).
+        size: the model's input side, ``(height, width)``, or ``None`` (any size: the
+            image's own).
+        resize: resize an image of another size (bilinear, antialiased); ``False``
+            refuses it.
+        channels: the model's input channels, checked against the image's (``None``:
+            as the image holds). Read the file with ``read_image_file(path, channels)``
+            (or convert with :meth:`ImageFile.to_channels`): that is where the
+            conversion happens and is noted.
+
+    Returns:
+        ``float32 [1, C, H, W]`` in [0, 1], and how it was resized (``None``: it was not).
+
+    Raises:
+        SizeMismatchError: another size and ``resize=False``.
+        ValueError: the image holds other channels than ``channels``.
+    """
+    if channels is not None and check_channels(channels) != image.channels:
+        raise ValueError(f"the image holds {image.channels} channel(s) and the model takes "
+                         f"{channels}; read it with read_image_file(path, channels={channels})"
+                         ", which converts it and says so")
     pixels, fitted = image.pixels, None
     height, width = (size, size) if isinstance(size, int) else (size or image.size[::-1])
     if image.size != (width, height):
@@ -134,9 +302,7 @@ def fit_image(image: ImageFile, size: int | tuple[int, int] | None, resize: bool
             raise SizeMismatchError(f"the image is {image.size[0]}×{image.size[1]} and the "
                                     f"model takes {width}×{height}; resize it (resize=True), "
                                     f"or give an image of {width}×{height}")
-        pixels = np.asarray(Image.fromarray(pixels).resize((width, height),
-                                                           Image.Resampling.BILINEAR))
+        pixels = resize_pixels(pixels, (height, width))
         fitted = Resize(image.size, (width, height))
     array = np.ascontiguousarray(pixels.transpose(2, 0, 1))
     return torch.from_numpy(array)[None].float() / 255.0, fitted
-

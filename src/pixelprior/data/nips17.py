@@ -42,7 +42,15 @@ PUBLISHED_SIZE = 299
 
 @dataclass(frozen=True)
 class DevRecord:
-    """One row of ``dev_dataset.csv`` (labels as published, 1..1000)."""
+    """One row of ``dev_dataset.csv`` (labels as published, 1..1000).
+
+    Attributes:
+        image_id: the ImageId (the PNG's stem).
+        url: where the original image was.
+        box: the crop ``(x1, y1, x2, y2)`` as fractions of the original's size.
+        true_label: the competition's label (1..1000).
+        target_class: the competition's target label (1..1000).
+    """
 
     image_id: str
     url: str
@@ -52,7 +60,17 @@ class DevRecord:
 
 
 def to_torchvision_label(competition_label: int) -> int:
-    """Competition label (1..1000, 0 = background) → torchvision index (0..999)."""
+    """Competition label (1..1000, 0 = background) → torchvision index (0..999).
+
+    Args:
+        competition_label: 1..1000.
+
+    Returns:
+        ``competition_label - 1``.
+
+    Raises:
+        ValueError: outside 1..1000.
+    """
     if not 1 <= competition_label <= 1000:
         raise ValueError(f"competition label {competition_label} outside 1..1000 "
                          "(0 is the unused background class)")
@@ -60,14 +78,35 @@ def to_torchvision_label(competition_label: int) -> int:
 
 
 def to_competition_label(torchvision_label: int) -> int:
-    """torchvision index (0..999) → competition label (1..1000)."""
+    """torchvision index (0..999) → competition label (1..1000).
+
+    Args:
+        torchvision_label: 0..999.
+
+    Returns:
+        ``torchvision_label + 1``.
+
+    Raises:
+        ValueError: outside 0..999.
+    """
     if not 0 <= torchvision_label <= 999:
         raise ValueError(f"torchvision label {torchvision_label} outside 0..999")
     return torchvision_label + 1
 
 
 def read_dev_csv(path: str | Path) -> list[DevRecord]:
-    """Parse ``dev_dataset.csv``; missing columns or bad values are clear errors."""
+    """Parse ``dev_dataset.csv``.
+
+    Args:
+        path: the CSV.
+
+    Returns:
+        One record per row, in file order.
+
+    Raises:
+        DataNotFoundError: no such file (the message gives its URL).
+        CorruptDataError: missing columns, or a row with bad values (its line named).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path} not found; get it from {DEV_CSV_URL}")
@@ -90,7 +129,16 @@ def read_dev_csv(path: str | Path) -> list[DevRecord]:
 
 def crop_and_resize(raw: bytes, box: tuple[float, float, float, float],
                     size: int = PUBLISHED_SIZE):
-    """The competition's preprocessing of a downloaded image."""
+    """The competition's preprocessing of a downloaded image.
+
+    Args:
+        raw: the downloaded file's bytes.
+        box: the crop ``(x1, y1, x2, y2)`` as fractions of the image's size.
+        size: the side of the square result.
+
+    Returns:
+        A PIL RGB image of ``size`` × ``size`` (Lanczos).
+    """
     from PIL import Image
 
     image = Image.open(io.BytesIO(raw)).convert("RGB")
@@ -105,8 +153,20 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
                     progress: bool = True) -> dict:
     """Fetch the CSV and every image into ``out`` (published layout); resumable.
 
-    Returns ``{"downloaded": n, "existing": n, "failed": {ImageId: reason}}``; the failures
-    are also written to ``out/failed.txt``.
+    Args:
+        out: the folder (``dev_dataset.csv`` and ``images/`` go there).
+        csv_url: where the CSV is.
+        csv_sha256: its expected SHA-256 (``None``: not checked).
+        timeout: seconds to wait for each server.
+        progress: show a progress bar.
+
+    Returns:
+        ``{"downloaded": n, "existing": n, "failed": {ImageId: reason}}``; the failures
+        are also written to ``out/failed.txt``.
+
+    Raises:
+        OSError: the CSV cannot be fetched (dead image URLs are listed, not raised).
+        CorruptDataError: the CSV's checksum or columns do not match.
     """
     out = Path(out)
     images_dir = out / "images"
@@ -141,12 +201,22 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
 
 
 def load_nips17(directory: str | Path, size: int = 224) -> ImageSet:
-    """The DEV images present in ``directory`` as uint8 ``[N, 3, size, size]``.
+    """The DEV images present in ``directory``.
 
-    ``directory`` holds ``dev_dataset.csv`` and ``images/`` (or the PNGs directly).
     Labels are mapped to torchvision's 0..999. Images whose PNG is missing (dead URLs)
     are left out; ``ImageSet.ids`` keeps each row's ImageId. Resizing (when ``size`` is
     not 299) uses bilinear interpolation with antialiasing, once, before any attack.
+
+    Args:
+        directory: holds ``dev_dataset.csv`` and ``images/`` (or the PNGs directly).
+        size: the side the images are resized to (the model's input).
+
+    Returns:
+        The images ``uint8 [N, 3, size, size]``; indices: the CSV rows.
+
+    Raises:
+        DataNotFoundError: no CSV, or none of its images present.
+        CorruptDataError: an unreadable CSV or image.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -186,6 +256,16 @@ def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,
     ``label_model`` (a 1000-class model taking 224×224 images), the model's own
     predictions, so that a stand-in run attacks "correctly classified" images as a real
     run does.
+
+    Args:
+        out: the folder to write.
+        count: the rows.
+        seed: the random seed of images, labels and ids.
+        dead: how many of the last rows get no PNG (as dead URLs).
+        label_model: a model whose predictions become the labels, or ``None``.
+
+    Returns:
+        The records written.
     """
     from PIL import Image
 

@@ -25,22 +25,42 @@ _LOADED: dict[tuple, SusceptibilityMaps] = {}
 @dataclass
 class SusceptibilityMaps:
     """A scan saved to disk (``maps.npz``): what :class:`~pixelprior.priors.OraclePrior`
-    and map evaluation read. Arrays are per image (``[B, H, W]``)."""
+    and map evaluation read.
 
-    image_keys: np.ndarray  # str [B]: pixel_key() of the scanned float images
-    image_indices: np.ndarray  # int64 [B]: dataset indices (-1 for a file)
-    labels: np.ndarray  # int64 [B]
-    min_true_probability: np.ndarray  # float32
-    min_margin: np.ndarray  # float32
-    vulnerable: np.ndarray  # bool
-    best_colour: np.ndarray  # float32 [B, H, W, C]: the colour of the lowest margin
+    Attributes:
+        image_keys: ``str [B]``: :func:`~pixelprior._streams.pixel_key` of the scanned
+            float images.
+        image_indices: ``int64 [B]``: dataset indices (-1 for a file).
+        labels: ``int64 [B]``.
+        min_true_probability: ``float32 [B, H, W]``: the lowest true-class probability
+            any color of the grid reaches at each position.
+        min_margin: ``float32 [B, H, W]``: the lowest margin (negative: fooled).
+        vulnerable: ``bool [B, H, W]``: some color fools the model there.
+        best_colour: ``float32 [B, H, W, C]``: the color of the lowest margin (the
+            ``maps.npz`` key keeps its name).
+        levels: the color grid's levels per channel.
+        source: the file it was read from.
+        info: what the scan was made with (model, data, options).
+    """
+
+    image_keys: np.ndarray
+    image_indices: np.ndarray
+    labels: np.ndarray
+    min_true_probability: np.ndarray
+    min_margin: np.ndarray
+    vulnerable: np.ndarray
+    best_colour: np.ndarray
     levels: int
     source: str = ""
     info: dict = field(default_factory=dict)
 
     def oracle_map(self) -> np.ndarray:
-        """Per image in [0, 1]: the lowest margin, negated and min-max normalised, so
-        every vulnerable position (margin < 0) ranks above every other (computed once)."""
+        """The lowest margin, negated and min-max normalised per image, so every
+        vulnerable position (margin < 0) ranks above every other (computed once).
+
+        Returns:
+            ``float32 [B, H, W]`` in [0, 1].
+        """
         if "_oracle_map" not in self.__dict__:
             self.__dict__["_oracle_map"] = self._compute_oracle_map()
         return self.__dict__["_oracle_map"]
@@ -53,7 +73,17 @@ class SusceptibilityMaps:
         return out.reshape(self.min_margin.shape).astype(np.float32)
 
     def rows_of(self, images: torch.Tensor) -> list[int]:
-        """Rows of ``images`` in this scan, matched by their pixels."""
+        """Rows of ``images`` in this scan, matched by their pixels.
+
+        Args:
+            images: ``float [N, C, H, W]`` in [0, 1].
+
+        Returns:
+            The scan's row of each image.
+
+        Raises:
+            KeyError: an image the scan does not hold.
+        """
         where = {key: row for row, key in enumerate(self.image_keys.tolist())}
         rows = []
         for key in pixel_keys(images.cpu()):
@@ -64,7 +94,11 @@ class SusceptibilityMaps:
         return rows
 
     def save(self, path: str | Path) -> None:
-        """Write ``maps.npz`` atomically."""
+        """Write ``maps.npz`` atomically.
+
+        Args:
+            path: the file.
+        """
         save_npz_atomic(Path(path), image_keys=self.image_keys,
                         image_indices=self.image_indices, labels=self.labels,
                         min_true_probability=self.min_true_probability,
@@ -74,7 +108,18 @@ class SusceptibilityMaps:
 
     @classmethod
     def load(cls, path: str | Path) -> SusceptibilityMaps:
-        """Read a scan: a folder holding ``maps.npz`` or the file itself."""
+        """Read a scan (each file version once).
+
+        Args:
+            path: a folder holding ``maps.npz``, or the file itself.
+
+        Returns:
+            The scan.
+
+        Raises:
+            FileNotFoundError: no scan there.
+            ValueError: a file that is not a readable scan.
+        """
         path = Path(path)
         if path.is_dir():
             path = path / MAPS_FILE
@@ -105,8 +150,21 @@ class SusceptibilityMaps:
     def from_scan(cls, result, images: torch.Tensor, labels: torch.Tensor,
                   indices: list[int], levels: int, info: dict | None = None,
                   keys: list[str] | None = None) -> SusceptibilityMaps:
-        """A store from a :class:`~pixelprior.search.ScanResult` of ``images``; ``keys``:
-        the images' :func:`~pixelprior._streams.pixel_keys` when already computed."""
+        """A store from a :class:`~pixelprior.search.ScanResult` of ``images``.
+
+        Args:
+            result: the scan's result.
+            images: ``float [B, C, H, W]``: the scanned images.
+            labels: ``int64 [B]``.
+            indices: each image's dataset index (-1 for a file).
+            levels: the color grid's levels per channel.
+            info: what the scan was made with.
+            keys: the images' :func:`~pixelprior._streams.pixel_keys`, when already
+                computed.
+
+        Returns:
+            The store (not yet saved).
+        """
         keys = keys if keys is not None else pixel_keys(images.cpu())
         return cls(np.array(keys), np.asarray(indices, dtype=np.int64),
                    labels.cpu().numpy().astype(np.int64),
@@ -117,7 +175,14 @@ class SusceptibilityMaps:
 
 
 def scan_summary(maps: SusceptibilityMaps) -> list[dict]:
-    """``[{image_index, vulnerable_positions, fooled}]`` per image."""
+    """What a scan found, per image.
+
+    Args:
+        maps: a scan.
+
+    Returns:
+        ``[{"image_index", "vulnerable_positions", "fooled"}]``, one per image.
+    """
     counts = maps.vulnerable.reshape(len(maps.labels), -1).sum(1)
     return [{"image_index": int(index), "vulnerable_positions": int(count),
              "fooled": bool(count > 0)}

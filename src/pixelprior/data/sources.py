@@ -1,0 +1,66 @@
+"""A user's own images, whatever holds them: an ImageFolder tree, an ``.npz`` of arrays, a
+CSV list of files.
+
+Every loader returns an :class:`~pixelprior.data.base.ImageSet` (``uint8
+[N, channels, H, W]``, ``int64`` labels) and a list of notes: what was done to the data
+on the way, in words (conversions, resizing, class names made up, files skipped, copies
+counted once), one line each and never one per file. Nothing is changed silently;
+anything that cannot be read or does not fit is a
+:class:`~pixelprior.data.base.DataError` naming the file, row or label.
+
+``channels`` is the model's input channels (``LoadedModel.channels``): 3 gives RGB, 1
+gives PIL's 8-bit luminance (``"L"``), each conversion said in a note.
+
+Sizes are ``(height, width)`` (an ``int`` means a square); notes print image sizes the
+way image viewers do, width × height.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import CorruptDataError, DataNotFoundError, ImageSet
+from .classes import Classes
+from .csv_list import load_csv
+from .folders import load_folder
+from .npz import load_npz
+from .sizes import Size
+
+SOURCE_KINDS = ("folder", "npz", "csv")
+
+__all__ = ["SOURCE_KINDS", "load_image_source"]
+
+
+def load_image_source(spec: str | Path, size: Size | None = None,
+                      classes: Classes | None = None, channels: int = 3
+                      ) -> tuple[ImageSet, list[str]]:
+    """A user's images, whatever holds them: a folder (ImageFolder), ``.npz`` or ``.csv``.
+
+    Args:
+        spec: the path.
+        size: the model's input ``(height, width)`` (or a side); ``None``: as stored.
+        classes: the class names in the model's order (see
+            :func:`~pixelprior.data.parse_classes`).
+        channels: the model's input channels (3: RGB; 1: 8-bit luminance).
+
+    Returns:
+        The images and the notes (print them: they say what was done to the data).
+
+    Raises:
+        DataNotFoundError: nothing at ``spec``.
+        CorruptDataError: a file of another kind, or one that does not load.
+        ValueError: a ``channels`` the source cannot give.
+    """
+    kind = _kind_of(Path(spec).expanduser())
+    loader = {"folder": load_folder, "npz": load_npz, "csv": load_csv}[kind]
+    return loader(spec, size, classes, channels)
+
+
+def _kind_of(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in (".npz", ".csv"):
+        return path.suffix.lower()[1:]
+    if not path.exists():
+        raise DataNotFoundError(f"no file or folder {path}")
+    raise CorruptDataError(f"{path}: not an image folder, .npz or .csv file")
