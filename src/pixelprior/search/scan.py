@@ -25,15 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import check_images
 from ..maps import METHODS
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import make_scorer
+from ..scoring import Scorer, make_scorer
+from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
+from .checks import check_inputs, check_int, evaluation_mode
 
 TIE_BREAKS = ("random", "raster")
 # the orders a ranked scan can follow: no map (random, raster), the oracle, or a map
@@ -165,45 +167,57 @@ def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | Non
 
 
 class RankedScanAttack(Attack):
-    """Scan positions × a colour grid in the order of a prior's map until the first
+    """Scan positions × a color grid in the order of a prior's map until the first
     success (untargeted or targeted; one pixel).
 
-    ``prior`` ranks positions: its sensitivity map when it has one (e.g.
-    ``WeightedPrior(sensitivity="smoothgrad")``, :class:`~pixelprior.priors.OraclePrior`),
-    else its probabilities (``UniformPrior``: all equal, so the order is the tie-break).
-    ``tie_break``: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
-    plain exhaustive scan with ``UniformPrior``). ``max_positions``: scan only the top of
-    the order (for large images). ``levels``: colours per channel (3: 27 colours).
+    >>> RankedScanAttack(model, WeightedPrior(sensitivity="smoothgrad"))(images, labels)
+
+    Args:
+        model: the model (see :class:`~pixelprior.search.Attack`).
+        prior: ranks positions: its sensitivity map when it has one (e.g.
+            ``WeightedPrior(sensitivity="smoothgrad")``,
+            :class:`~pixelprior.priors.OraclePrior`), else its probabilities
+            (``UniformPrior``, the default: all equal, so the order is the tie-break).
+        levels: colors per channel of the grid (3: 27 colors; 2: the corners).
+        tie_break: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
+            plain exhaustive scan with ``UniformPrior``).
+        max_positions: scan only the top of the order (for large images).
+        **shared: the options of every attack (see :class:`~pixelprior.search.Attack`;
+            ``pixel_count`` is 1).
+
+    Raises:
+        TypeError: an unknown option, or an integer option that is not an integer.
+        ValueError: ``levels < 2``, an unknown ``tie_break``, ``max_positions < 1``.
     """
 
     name = "scan"
-    argument = 'order'  # what follows "scan:" in a mode name
-    default_argument = 'raster'
-    settings = ("levels",)
+    argument = "order"  # what follows "scan:" in a mode name
+    default_argument = "raster"
     max_pixels = 1
-    step_names = ("positions_scanned",)
+    step_fields = {"positions_scanned": "int"}
+    colours = Renamed("colors")  # 0.2's spelling (deprecated)
 
-    def __init__(self, model: nn.Module, prior: Prior | None = None, levels: int = 3,
+    @keyword_options(positional=("levels", "tie_break", "max_positions", "targeted", "seed",
+                                 "max_batch", "batch_invariant", "engine", "optimize",
+                                 "precision"))
+    def __init__(self, model: nn.Module, prior: Prior | None = None, *, levels: int = 3,
                  tie_break: str = "random", max_positions: int | None = None,
-                 targeted: bool = False, seed: int = 0, max_batch: int | None = None,
-                 batch_invariant: bool = False, engine="auto", optimize: bool = True,
-                 precision: str = "fp32") -> None:
-        super().__init__(model, prior, pixels=1, targeted=targeted, seed=seed,
-                         max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
-                         optimize=optimize, precision=precision)
+                 **shared: Any) -> None:
+        super().__init__(model, prior, **shared)
+        check_int("levels", levels, 2)
         if tie_break not in TIE_BREAKS:
-            raise ValueError(f"tie_break must be one of {TIE_BREAKS}")
-        if max_positions is not None and max_positions < 1:
-            raise ValueError("max_positions must be >= 1")
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+        if max_positions is not None:
+            check_int("max_positions", max_positions, 1)
         self.levels = levels
-        self.colours = colour_grid(levels)
+        self.colors = colour_grid(levels)
         self.tie_break = tie_break
         self.max_positions = max_positions
 
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
-        if self.colours.shape[1] != images.shape[1]:
-            self.colours = colour_grid(self.levels, images.shape[1])
+        if self.colors.shape[1] != images.shape[1]:
+            self.colors = colour_grid(self.levels, images.shape[1])
         scores = (distribution.sensitivity.flatten(1) if distribution.sensitivity is not None
                   else distribution.probabilities)[rows]
         orders = rank_positions(scores, generators if self.tie_break == "random" else None)
@@ -211,20 +225,11 @@ class RankedScanAttack(Attack):
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
         found = scan_positions(lambda owner, genes: self._query(state, images, owner, genes),
-                               images, labels, targets, orders, self.colours,
+                               images, labels, targets, orders, self.colors,
                                stop_at_first=True, step_rows=8 * chunk,
                                max_positions=self.max_positions)
         return SearchOutcome(_answers(found, images.shape[-1]), found.queries,
                              {"positions_scanned": found.positions_scanned})
-
-    @classmethod
-    def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
-                      **common) -> RankedScanAttack:
-        """A scan in the order ``arg`` (``raster`` keeps raster order for ties) with the
-        grid ``levels`` and the ``scan_positions`` limit of ``settings``."""
-        return cls(model, prior, levels=settings.get("levels", 3),
-                   tie_break="raster" if arg == "raster" else "random",
-                   max_positions=settings.get("scan_positions"), **common)
 
 
 def _answers(found: ScanResult, width: int) -> torch.Tensor:
@@ -238,45 +243,85 @@ def _answers(found: ScanResult, width: int) -> torch.Tensor:
 
 
 class SusceptibilityScan:
-    """The exhaustive one-pixel scan of images: every position × every grid colour.
+    """The exhaustive one-pixel scan of images: every position × every grid color.
+
+    Not an attack (it takes no prior and finds every answer, not one): the ground truth
+    that maps and attacks are measured against.
 
     >>> result = SusceptibilityScan(model, levels=3)(images, labels)
-    >>> result.vulnerable      # bool [B, H, W]: some colour there changes the label
+    >>> result.vulnerable      # bool [B, H, W]: some color there changes the label
+
+    Args:
+        model: any ``nn.Module`` mapping float32 images ``[B, C, H, W]`` in [0, 1] to
+            class scores ``[B, K]``; in eval mode during each call (restored after).
+        levels: colors per channel of the grid (3: 27 colors).
+        engine: an engine name or a shared :class:`~pixelprior.scoring.Scorer`, as for
+            :class:`~pixelprior.search.Attack`.
+        max_batch: rows per scoring call (default: measured).
+        batch_invariant: results independent of the batch (see
+            :class:`~pixelprior.search.Attack`).
+        optimize: query a verified faster copy of the model.
+
+    Raises:
+        TypeError: ``levels`` not an integer.
+        ValueError: ``levels < 2``.
     """
 
-    def __init__(self, model: nn.Module, levels: int = 3, engine="auto",
+    def __init__(self, model: nn.Module, levels: int = 3, engine: str | Scorer = "auto",
                  max_batch: int | None = None, batch_invariant: bool = False,
                  optimize: bool = True) -> None:
+        check_int("levels", levels, 2)
         self.model = model
         self.levels = levels
-        colour_grid(levels)  # validates
         self.engine = engine
         self.max_batch = max_batch
         self.batch_invariant = batch_invariant
         self.optimize = optimize
-        self._scorer = None
-        self.queries = 0
+        self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self.queries = 0  # model queries spent, over all calls
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  order: torch.Tensor | None = None, stop_at_first: bool = False
                  ) -> ScanResult:
-        """Scan every image (``order``: ``[B, H*W]`` flat positions, default raster;
-        ``stop_at_first``: stop each image at its first vulnerable position in order)."""
-        check_images(images, labels)
-        labels = labels.to(images.device, torch.long)
+        """Scan every image.
+
+        Args:
+            images: float32 ``[B, C, H, W]`` in [0, 1].
+            labels: the true classes, integer ``[B]``.
+            order: int64 ``[B, H*W]``, the flat positions in scan order (default raster).
+            stop_at_first: stop each image at its first vulnerable position in order.
+
+        Returns:
+            Per image and position the lowest fitness and margin, whether some color
+            changes the label, and the queries spent.
+
+        Raises:
+            TypeError: images that are not float32, labels that are not integers.
+            ValueError: images outside [0, 1] or of the wrong shape, labels of the wrong
+                shape.
+        """
+        labels, _ = check_inputs(images, labels, None, targeted=False)
+        with evaluation_mode(self.model):
+            return self._scan(images, labels, order, stop_at_first)
+
+    def _scan(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None,
+              stop_at_first: bool) -> ScanResult:
+        positions = images.shape[-2] * images.shape[-1]
+        if order is None:
+            order = torch.arange(positions).expand(images.shape[0], positions)
+        colors = colour_grid(self.levels, images.shape[1])
+        if images.shape[0] == 0:  # an empty batch: an empty result, no model
+            return scan_positions(None, images, labels, None, order.cpu(), colors,
+                                  stop_at_first, 1)
         if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
-        positions = images.shape[-2] * images.shape[-1]
-        if order is None:
-            order = torch.arange(positions).expand(images.shape[0], positions)
         result = scan_positions(
             lambda owner, genes: scorer.probabilities(state, images, owner, genes, chunk,
                                                       self.batch_invariant),
-            images, labels, None, order.cpu(), colour_grid(self.levels, images.shape[1]),
-            stop_at_first, 8 * chunk)
+            images, labels, None, order.cpu(), colors, stop_at_first, 8 * chunk)
         self.queries += int(result.queries.sum())
         return result
 
