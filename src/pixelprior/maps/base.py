@@ -48,12 +48,23 @@ SHARED_OPTIONS = ("score", "reduction", "normalization", "percentile", "batch_si
 
 
 def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torch.Tensor:
-    """The score of class ``labels[i]`` for row ``i``: logit, probability or log-probability.
+    """The score of class ``labels[i]`` for row ``i``.
 
     A model that already returns probabilities (every row in [0, 1], summing to 1) is never
     soft-maxed again: ``probability`` takes its output as it is, ``log_probability`` and
     ``logit`` its logarithm (for such a model the logits are known only up to a constant
     per row, which the log-probability is).
+
+    Args:
+        logits: float ``[B, K]``, the model's output (logits or probabilities).
+        labels: int64 ``[B]``.
+        score: ``"logit"``, ``"probability"`` or ``"log_probability"``.
+
+    Returns:
+        float ``[B]``.
+
+    Raises:
+        ValueError: an unknown score.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
@@ -70,7 +81,19 @@ def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torc
 
 
 def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> torch.Tensor:
-    """``[B, C, H, W]`` to ``[B, H, W]``: max |a| (default), mean |a| or |sum a| over C."""
+    """Reduce attributions over channels to one value per pixel.
+
+    Args:
+        attributions: float ``[B, C, H, W]``.
+        reduction: ``"max_abs"`` (max |a|, default), ``"mean_abs"`` (mean |a|) or
+            ``"sum"`` (|sum a|).
+
+    Returns:
+        float ``[B, H, W]``.
+
+    Raises:
+        ValueError: an unknown reduction.
+    """
     if reduction == "max_abs":
         return attributions.abs().amax(1)
     if reduction == "mean_abs":
@@ -82,13 +105,23 @@ def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> t
 
 def normalize_maps(maps: torch.Tensor, method: str = "minmax",
                    percentile: float = 99.0) -> torch.Tensor:
-    """Normalise each ``[H, W]`` map of ``[B, H, W]`` to [0, 1].
+    """Normalise each image's map to [0, 1].
 
-    ``minmax``: (s − min) / (max − min). ``percentile``: s / (its ``percentile``-th
-    percentile), clipped to 1 (Smilkov et al.'s visualisation: a few extreme pixels do not
-    compress the rest). A constant map (no signal) becomes all zeros, so no pixel passes any
-    threshold τ > 0 and the susceptible-set prior falls back to the whole image (and
-    records it).
+    A constant map (no signal) becomes all zeros, so no pixel passes any threshold τ > 0
+    and the susceptible-set prior falls back to the whole image (and records it).
+
+    Args:
+        maps: float ``[B, H, W]``.
+        method: ``"minmax"``: (s − min) / (max − min); ``"percentile"``: s / (its
+            ``percentile``-th percentile), clipped to 1 (Smilkov et al.'s visualisation:
+            a few extreme pixels do not compress the rest).
+        percentile: the percentile of ``"percentile"``, in (0, 100].
+
+    Returns:
+        float ``[B, H, W]`` in [0, 1].
+
+    Raises:
+        ValueError: an unknown method.
     """
     flat = maps.flatten(1)
     tiny = torch.finfo(flat.dtype).tiny

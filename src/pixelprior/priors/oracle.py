@@ -41,7 +41,8 @@ class OraclePrior(Prior):
     def distribution(self, model: nn.Module | None, images: torch.Tensor,
                      labels: torch.Tensor, *, seed: int = 0,
                      keys: list[int] | None = None) -> PositionDistribution:
-        """The scan's vulnerable set of each image (see :meth:`Prior.distribution`).
+        """The scan's vulnerable set of each image (see base class
+        :meth:`Prior.distribution`; ``model``, ``seed`` and ``keys`` are not used).
 
         Raises:
             ValueError: an image that is not in the scan.
@@ -51,5 +52,6 @@ class OraclePrior(Prior):
         return _from_sets(sets, torch.from_numpy(self.scan.oracle_map()[rows]))
 
     def from_sensitivity(self, maps, height, width, **_):  # pragma: no cover - not used
+        """Not used: the oracle reads its scan, not a map (see base class)."""
         raise NotImplementedError
 

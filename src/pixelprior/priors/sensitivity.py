@@ -40,7 +40,8 @@ class SusceptibleSetPrior(Prior):
         return {**super().config(), "tau": self.tau}
 
     def from_sensitivity(self, maps, height, width, **_):
-        """Uniform over ``maps > tau``; an empty set falls back to the whole image."""
+        """Uniform over ``maps > tau``; an empty set falls back to the whole image
+        (see base class :meth:`Prior.from_sensitivity`)."""
         return _from_sets(maps.cpu() > self.tau, maps.cpu())
 
 
@@ -60,7 +61,8 @@ class WeightedPrior(Prior):
     name = "weighted"
 
     def from_sensitivity(self, maps, height, width, **_):
-        """Proportional to ``maps``; an all-zero map falls back to uniform."""
+        """Proportional to ``maps``; an all-zero map falls back to uniform
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         weights = maps.reshape(maps.shape[0], -1).double()
         total = weights.sum(1, keepdim=True)
@@ -98,7 +100,8 @@ class TopKPrior(Prior):
         return {**super().config(), "k": self.k}
 
     def from_sensitivity(self, maps, height, width, **_):
-        """Uniform over the ``k`` highest values of each map."""
+        """Uniform over the ``k`` highest values of each map
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         flat = maps.reshape(maps.shape[0], -1)
         top = flat.topk(min(self.k, flat.shape[1]), dim=1).indices
@@ -138,7 +141,8 @@ class RandomSetPrior(Prior):
 
     def from_sensitivity(self, maps, height, width, *, seed: int = 0,
                          keys: list[int] | None = None):
-        """A random set of ``|{maps > tau}|`` pixels per image, from the seed and key."""
+        """A random set of ``|{maps > tau}|`` pixels per image, from the seed and key
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         if keys is None:  # no image keys: each map's own bytes identify the image
             keys = [image_digest(maps[i], 0) for i in range(maps.shape[0])]

@@ -42,6 +42,11 @@ def keyword_options(positional: tuple[str, ...] = (),
 
     Returns:
         The decorator.
+
+    Raises:
+        TypeError: raised by the decorated ``__init__``: an unknown option, more
+            positional arguments than the old signature had, an option given both by
+            position and by keyword, or under both its old and its new name.
     """
     renamed = dict(renamed or {})
 

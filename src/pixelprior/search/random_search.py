@@ -34,8 +34,17 @@ _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 1
 
 
 def p_schedule(iteration: int, p_init: float, budget: int) -> float:
-    """Sparse-RS's share of pixels resampled at ``iteration`` (its schedule rescaled to a
-    budget of 10,000 queries, as ``resc_schedule=True`` does)."""
+    """Sparse-RS's share of pixels resampled at an iteration.
+
+    Args:
+        iteration: the iteration (0 is the first evaluation).
+        p_init: the initial share.
+        budget: the query budget; the schedule is rescaled from 10,000 queries to it, as
+            Sparse-RS's ``resc_schedule=True`` does.
+
+    Returns:
+        The share, ``p_init`` divided by the schedule's divisor at ``iteration``.
+    """
     it = int(iteration / budget * 10000)
     for last, divisor in _SCHEDULE:
         if it <= last:

@@ -43,8 +43,18 @@ ORDERS = ("random", "raster", "oracle", *METHODS)
 
 
 def colour_grid(levels: int, channels: int = 3) -> torch.Tensor:
-    """Every colour of ``{0, 1/(levels-1), ..., 1}^channels``: ``[levels**channels, C]``
-    (``levels=2``: the corners of the colour cube)."""
+    """Every color of the grid ``{0, 1/(levels-1), ..., 1}^channels``.
+
+    Args:
+        levels: values per channel (2: the corners of the color cube).
+        channels: ``C``.
+
+    Returns:
+        float32 ``[levels**C, C]`` in [0, 1].
+
+    Raises:
+        ValueError: ``levels < 2``.
+    """
     if levels < 2:
         raise ValueError(f"levels must be >= 2 (2: the corners of the colour cube), got "
                          f"{levels}")
@@ -54,22 +64,42 @@ def colour_grid(levels: int, channels: int = 3) -> torch.Tensor:
 
 @dataclass
 class ScanResult:
-    """Per image and position (``[B, H, W]``; NaN / False where not scanned)."""
+    """What a scan found per image and position (NaN / False where not scanned).
 
-    min_fitness: torch.Tensor  # lowest true-class probability (targeted: 1 - target's)
-    min_margin: torch.Tensor  # lowest (goal class margin); < 0: the label changes
-    vulnerable: torch.Tensor  # bool: some colour of the grid reaches the goal
-    best_colour: torch.Tensor  # [B, H, W, C]: the colour of the lowest margin
-    scanned: torch.Tensor  # bool: positions evaluated and counted
-    first: torch.Tensor  # int64 [B]: flat position of the first success in order, -1
-    positions_scanned: torch.Tensor  # int64 [B]: positions counted
-    queries: torch.Tensor  # int64 [B]: positions counted × colours
+    Args:
+        min_fitness: float ``[B, H, W]``, the lowest true-class probability over the
+            grid (targeted: one minus the target's).
+        min_margin: float ``[B, H, W]``, the lowest goal margin; < 0: the label changes.
+        vulnerable: bool ``[B, H, W]``, some color of the grid reaches the goal.
+        best_colour: float ``[B, H, W, C]``, the color of the lowest margin.
+        scanned: bool ``[B, H, W]``, positions evaluated and counted.
+        first: int64 ``[B]``, the flat position of the first success in order, or -1.
+        positions_scanned: int64 ``[B]``, positions counted.
+        queries: int64 ``[B]``, positions counted × colors.
+    """
+
+    min_fitness: torch.Tensor
+    min_margin: torch.Tensor
+    vulnerable: torch.Tensor
+    best_colour: torch.Tensor
+    scanned: torch.Tensor
+    first: torch.Tensor
+    positions_scanned: torch.Tensor
+    queries: torch.Tensor
 
 
 def rank_positions(scores: torch.Tensor, generators: list[torch.Generator] | None
-            ) -> torch.Tensor:
-    """Positions by descending score ``[B, P]``; ties in a random order (one generator per
-    image) or in raster order (``generators=None``)."""
+                   ) -> torch.Tensor:
+    """Positions by descending score.
+
+    Args:
+        scores: float ``[B, P]``, a score per flat position.
+        generators: one random stream per image to order ties at random, or ``None`` to
+            keep ties in raster order.
+
+    Returns:
+        int64 ``[B, P]``, the flat positions of each image, highest score first.
+    """
     batch, positions = scores.shape
     if generators is None:
         base = torch.arange(positions).expand(batch, positions)
@@ -83,15 +113,23 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                    targets: torch.Tensor | None, orders: torch.Tensor, colours: torch.Tensor,
                    stop_at_first: bool, step_rows: int, max_positions: int | None = None,
                    first_step_rows: int | None = None) -> ScanResult:
-    """Scan ``images`` position by position in ``orders`` (``[B, P]`` flat positions),
-    every colour of ``colours`` at each; ``query(owner, genes) -> probabilities``.
+    """Scan images position by position in an order, every color of a grid at each.
 
     Args:
+        query: ``query(owner int64 [N], genes [N, 1, 2 + C]) -> probabilities [N, K]``.
+        images: float32 ``[B, C, H, W]`` in [0, 1].
+        labels: int64 ``[B]``.
+        targets: int64 ``[B]`` (targeted), else ``None``.
+        orders: int64 ``[B, P]``, each image's flat positions in scan order.
+        colours: float ``[Q, C]``, the grid.
         stop_at_first: an image stops after its first successful position in order.
-        step_rows: rows (positions × colours × active images) evaluated per step.
+        step_rows: rows (positions × colors × active images) evaluated per step.
         max_positions: scan at most this many positions per image (the top of the order).
         first_step_rows: the first step's rows (default ``step_rows``); steps then double
             up to ``step_rows``, so an early success wastes few rows past it.
+
+    Returns:
+        What the scan found per image and position, and the queries it counts.
     """
     batch, channels, height, width = images.shape
     device = images.device
@@ -328,8 +366,21 @@ class SusceptibilityScan:
 
 def ranked_prior(name: str, sensitivity_kwargs: dict | None = None,
                  scan: str | Path | None = None) -> Prior:
-    """The prior that orders a ranked scan: ``random``/``raster`` (no map), ``oracle``
-    (from ``scan``), or a sensitivity method's map."""
+    """The prior that orders a ranked scan.
+
+    Args:
+        name: an order of :data:`ORDERS`: ``random``/``raster`` (no map), ``oracle`` (from
+            ``scan``), or a sensitivity method's name.
+        sensitivity_kwargs: the method's options.
+        scan: a susceptibility scan (folder or ``maps.npz``), for ``oracle``.
+
+    Returns:
+        ``UniformPrior``, ``OraclePrior`` or ``WeightedPrior`` on the method's map.
+
+    Raises:
+        ValueError: ``oracle`` without a scan, an unknown method.
+        TypeError: an option the method does not take.
+    """
     if name in ("random", "raster"):
         return UniformPrior()
     if name == "oracle":
