@@ -162,8 +162,9 @@ class Prior(ABC):
         Raises:
             ValueError: the prior's sensitivity method is bound to another model.
         """
-        if self.needs_sensitivity and isinstance(self.sensitivity, SensitivityMethod):
-            self.sensitivity.bind(model)
+        method = getattr(self, "sensitivity", None)  # a subclass may keep no method
+        if self.needs_sensitivity and isinstance(method, SensitivityMethod):
+            method.bind(model)
 
     def distribution(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      *, seed: int = 0, keys: list[int] | None = None) -> PositionDistribution:
