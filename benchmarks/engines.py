@@ -5,7 +5,7 @@ For each model (the bundled CIFAR-10 SqueezeNet at 32×32, and torchvision's Squ
 prints, measured side by side in one run:
 
 - floating-point work per one-pixel query (``torch.utils.flop_counter``) of a full pass and
-  of the incremental engine (:mod:`pixelprior.incremental`);
+  of the incremental engine (:func:`pixelprior.scoring.incremental_forward`);
 - queries per second of both engines on the same rows, and their agreement (labels, the
   largest score difference);
 - the ceiling: the machine's fp32 matrix-multiply rate (measured here, in the same run)
@@ -26,9 +26,8 @@ import torch
 from _setup import bench_inputs
 from torch.utils.flop_counter import FlopCounterMode
 
-from pixelprior.attack import perturb_rows
-from pixelprior.incremental import incremental_forward
 from pixelprior.models import SqueezeNet, inference_model
+from pixelprior.scoring import incremental_forward, perturb_rows
 
 
 def matmul_gflops(size: int = 2048, seconds: float = 2.0) -> float:

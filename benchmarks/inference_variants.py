@@ -42,9 +42,9 @@ def compiled(model: torch.nn.Module) -> Forward:
 
 
 def onnx_runtime(model: torch.nn.Module) -> Forward:
-    """The attack's ONNX Runtime engine (:mod:`pixelprior.runtime`): the folded model
+    """The attack's ONNX Runtime engine (:mod:`pixelprior.scoring.onnx_runtime`): the folded model
     exported to ONNX, run on PyTorch's thread count, full graph optimisation."""
-    from pixelprior.runtime import OnnxRuntimeModel
+    from pixelprior.scoring import OnnxRuntimeModel
 
     return OnnxRuntimeModel(model, torch.rand(2, 3, 32, 32))
 

@@ -103,7 +103,7 @@ def run_fast(model, images, labels):
 
 
 def run_random_search(model, images, labels, queries: int):
-    attack = RandomSearchAttack(model, queries=queries, seed=0)
+    attack = RandomSearchAttack(model, budget=queries, seed=0)
     began = time.perf_counter()
     out = attack.run(images, labels)
     seconds = time.perf_counter() - began

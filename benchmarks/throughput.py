@@ -24,9 +24,8 @@ from _setup import bench_inputs
 from engines import random_rows
 
 from pixelprior import OnePixelAttack, UniformPrior
-from pixelprior.attack import perturb_rows
-from pixelprior.incremental import incremental_forward
 from pixelprior.models import inference_model
+from pixelprior.scoring import incremental_forward, perturb_rows
 
 ROWS = {"full": 128, "incremental": 128, "onnxruntime": 256}  # the attack's CPU chunks
 
@@ -43,7 +42,7 @@ def bare_rates(model: torch.nn.Module, image: torch.Tensor,
              "incremental": lambda owner, y, x, colour, genes: engine(cache, owner, y, x,
                                                                         colour)}
     try:
-        from pixelprior.runtime import OnnxRuntimeModel
+        from pixelprior.scoring import OnnxRuntimeModel
 
         runtime = OnnxRuntimeModel(model, image)
         calls["onnxruntime"] = lambda owner, y, x, colour, genes: runtime(

@@ -5,8 +5,8 @@ the stack of stages or sideways within a package, and no import closes a cycle.
     < search < experiment < report < cli
 
 Optional extras (ray, onnxruntime, captum, matplotlib, ...) are not pixelprior modules,
-so they are never counted. The deprecated shims at the old module paths sit outside the
-stack: nothing inside pixelprior may import them.
+so they are never counted. The top-level namespace (``pixelprior/__init__.py``) sits
+outside the stack: nothing inside pixelprior may import it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ ROOT = Path(__file__).parents[1] / "src" / "pixelprior"
 LAYERS = ["_version", "_streams", "_io", "_format", "_registry", "data", "models", "maps", "priors",
           "scoring", "search", "experiment", "report", "cli"]
 HELPERS = {"_version", "_streams", "_io", "_format", "_registry"}
-SHIMS = {"attack", "config", "distributed", "evolution", "figures", "incremental",
-         "mapeval", "nips17", "prior", "rundir", "runtime", "sensitivity",
-         "susceptibility", "train"}
 
 
 def module_name(path: Path) -> str:
@@ -57,11 +54,9 @@ def imports_of(name: str) -> set[str]:
 
 
 def stage(name: str) -> str | None:
-    """The stage of a module (``None`` for the top-level API and the shims)."""
+    """The stage of a module (``None`` for the top-level API)."""
     parts = name.split(".")
-    if len(parts) == 1 or parts[1] in SHIMS:
-        return None
-    return parts[1]
+    return None if len(parts) == 1 else parts[1]
 
 
 INTERNAL = [name for name in MODULES if stage(name) is not None]
@@ -71,7 +66,7 @@ INTERNAL = [name for name in MODULES if stage(name) is not None]
 def test_imports_point_down_the_layers(name):
     mine = LAYERS.index(stage(name))
     for target in imports_of(name):
-        assert stage(target) is not None, f"{name} imports {target}, a shim or the top API"
+        assert stage(target) is not None, f"{name} imports {target}, the top-level API"
         theirs = LAYERS.index(stage(target))
         same_package = stage(target) == stage(name)
         if stage(name) in HELPERS:  # the helpers import nothing of pixelprior
@@ -104,23 +99,10 @@ def test_no_import_closes_a_cycle():
 
 def test_the_layer_test_sees_every_module_and_real_imports():
     """Guards against a test that cannot fail: the stages are all there, and the graph
-    holds the edges we know exist."""
+    holds the edges we know exist. A module outside the stages (such as the removed
+    top-level shims of 0.2, ``pixelprior/attack.py``) fails here."""
     assert {stage(n) for n in INTERNAL} == set(LAYERS)
     assert "pixelprior.priors.base" in imports_of("pixelprior.priors.oracle")
     assert "pixelprior.data" in imports_of("pixelprior.priors.oracle")
     # a function-level import counts too
     assert "pixelprior.report" in imports_of("pixelprior.cli.runs")
-
-
-def test_every_shim_still_imports_and_warns():
-    import importlib
-    import sys
-    import warnings
-
-    for shim in sorted(SHIMS):
-        sys.modules.pop(f"pixelprior.{shim}", None)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            module = importlib.import_module(f"pixelprior.{shim}")
-        assert any(issubclass(w.category, DeprecationWarning) for w in caught), shim
-        assert module.__all__ and all(hasattr(module, n) for n in module.__all__), shim

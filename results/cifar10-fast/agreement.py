@@ -39,7 +39,7 @@ def run(model, images, labels, order: str, refine: str, refine_queries: int, gro
     results, began = [], time.perf_counter()
     for start in range(0, len(images), group):
         attack = FastAttack(model, order_prior(order), refine=refine,
-                            refine_queries=refine_queries, seed=0, batch_invariant=True)
+                            refine_budget=refine_queries, seed=0, batch_invariant=True)
         results += attack.run(images[start:start + group], labels[start:start + group]).results
     return results, time.perf_counter() - began
 

@@ -32,8 +32,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pixelprior.data import SusceptibilityMaps  # noqa: E402
 from pixelprior.report import load_rows  # noqa: E402
-from pixelprior.susceptibility import SusceptibilityMaps  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent

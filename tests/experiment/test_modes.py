@@ -9,6 +9,7 @@ import pytest
 
 from pixelprior.experiment import ExperimentConfig
 from pixelprior.experiment.modes import (
+    ADAPTERS,
     DE_MODES,
     SCAN_ORDERS,
     build_attack,
@@ -26,6 +27,7 @@ from pixelprior.priors import (
 )
 from pixelprior.search import (
     SEARCHES,
+    FastAttack,
     OnePixelAttack,
     RandomSearchAttack,
     RankedScanAttack,
@@ -158,14 +160,14 @@ def test_scan_builds_a_raster_scan_with_the_levels(tiny_net):
     attack = build_attack(config(levels=2, scan_positions=9), "scan", tiny_net, seed=1)
     assert type(attack) is RankedScanAttack
     assert attack.tie_break == "raster" and attack.levels == 2
-    assert tuple(attack.colours.shape) == (8, 3)
+    assert tuple(attack.colors.shape) == (8, 3)
     assert attack.max_positions == 9 and isinstance(attack.prior, UniformPrior)
 
 
 def test_scan_in_a_map_order_breaks_ties_at_random(tiny_net):
     attack = build_attack(config(levels=4, n_samples=3), "scan:gradient", tiny_net, seed=1)
     assert type(attack) is RankedScanAttack and attack.tie_break == "random"
-    assert tuple(attack.colours.shape) == (64, 3) and attack.max_positions is None
+    assert tuple(attack.colors.shape) == (64, 3) and attack.max_positions is None
     assert isinstance(attack.prior, WeightedPrior) and attack.prior.sensitivity == "gradient"
 
 
@@ -178,7 +180,7 @@ def test_random_search_takes_the_query_budget_and_pixels(tiny_net):
     attack = build_attack(config(query_budget=321, pixels=2), "random_search", tiny_net,
                           seed=4)
     assert type(attack) is RandomSearchAttack
-    assert attack.budget == 321 and attack.pixels == 2 and attack.seed == 4
+    assert attack.budget == 321 and attack.pixel_count == 2 and attack.seed == 4
     assert isinstance(attack.prior, UniformPrior)
 
 
@@ -191,6 +193,28 @@ def test_constrained_random_search_prior_has_the_config_tau(tiny_net):
                           tiny_net, seed=0)
     assert type(attack) is RandomSearchAttack
     assert isinstance(attack.prior, SusceptibleSetPrior) and attack.prior.tau == 0.35
+
+
+def test_fast_takes_the_refine_settings_as_its_budget(tiny_net):
+    attack = build_attack(config(fast_refine="de", fast_refine_queries=900, scan_positions=7),
+                          "fast:smoothgrad", tiny_net, seed=1)
+    assert type(attack) is FastAttack
+    assert (attack.refine, attack.refine_budget, attack.max_positions) == ("de", 900, 7)
+    assert isinstance(attack.prior, WeightedPrior) and attack.prior.sensitivity == "smoothgrad"
+
+
+def test_every_search_has_one_adapter_and_the_searches_know_no_config():
+    assert set(ADAPTERS) == set(SEARCHES)
+    for name in SEARCHES:
+        cls = SEARCHES.get(name)
+        assert not hasattr(cls, "from_settings") and not hasattr(cls, "settings"), name
+
+
+def test_a_search_without_an_adapter_is_a_clear_error(tiny_net, monkeypatch):
+    monkeypatch.delitem(ADAPTERS, "scan")
+    with pytest.raises(ValueError, match="search 'scan' has no adapter in "
+                                         "pixelprior.experiment.modes.ADAPTERS"):
+        build_attack(config(), "scan", tiny_net, seed=0)
 
 
 def test_build_attack_passes_the_shared_arguments(tiny_net):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pixelprior.maps import SmoothGrad
 from pixelprior.priors import (
     RandomSetPrior,
     SusceptibleSetPrior,
@@ -83,3 +84,49 @@ def test_prior_computes_sensitivity_with_model(tiny_net):
     assert dist.sensitivity.shape == (2, 8, 8)
     assert (dist.support_size == dist.susceptible.flatten(1).sum(1)).all()
     assert SusceptibleSetPrior(0.5).config()["sensitivity"]["method"] == "smoothgrad"
+
+
+# ------------------------------------------------------------------ options
+def test_a_map_option_the_method_does_not_take_is_refused_when_the_prior_is_built():
+    with pytest.raises(TypeError, match=r"SusceptibleSetPrior\(\) got an unknown option "
+                                        "'n_sample'; sensitivity method 'smoothgrad' takes: "
+                                        ".*n_samples"):
+        SusceptibleSetPrior(0.5, n_sample=3)
+    with pytest.raises(TypeError, match=r"WeightedPrior\(\) got an unknown option 'tau'"):
+        WeightedPrior(tau=0.5)
+    with pytest.raises(TypeError, match="unknown option 'n_samples'; sensitivity method "
+                                        "'gradient' takes"):
+        TopKPrior(k=5, sensitivity="gradient", n_samples=4)
+    with pytest.raises(ValueError, match="unknown sensitivity method 'smothgrad'"):
+        WeightedPrior(sensitivity="smothgrad")
+
+
+def test_options_given_with_a_method_instance_are_refused(tiny_net):
+    with pytest.raises(TypeError, match=r"options \['n_samples'\] with a SmoothGrad instance;"
+                                        " set them on the instance"):
+        SusceptibleSetPrior(0.5, sensitivity=SmoothGrad(tiny_net), n_samples=3)
+    with pytest.raises(TypeError, match="sensitivity must be a method name or a "
+                                        "SensitivityMethod, got int"):
+        WeightedPrior(sensitivity=3)
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("uniform", {"tau": 0.3}, "prior 'uniform' got an unknown option 'tau'; it takes: no "
+                              "options"),
+    ("unconstrained", {"k": 3}, "prior 'unconstrained' got an unknown option 'k'"),
+    ("oracle", {"scan": "x", "tau": 0.3}, "prior 'oracle' got an unknown option 'tau'; it "
+                                          "takes: scan"),
+    ("weighted", {"sensitivity": "gradient", "n_samples": 3}, "unknown option 'n_samples'"),
+    ("constrained", {"tau": 0.3, "k": 3}, "unknown option 'k'"),
+])
+def test_make_prior_refuses_options_the_prior_does_not_take(name, options, message):
+    with pytest.raises(TypeError, match=message):
+        make_prior(name, **options)
+
+
+def test_a_prior_checks_its_map_model(tiny_net):
+    other = type(tiny_net)(seed=1).eval()
+    SusceptibleSetPrior(0.5, sensitivity=SmoothGrad(tiny_net)).check_model(tiny_net)
+    SusceptibleSetPrior(0.5, sensitivity=SmoothGrad()).check_model(tiny_net)
+    with pytest.raises(ValueError, match="built on another model"):
+        SusceptibleSetPrior(0.5, sensitivity=SmoothGrad(other)).check_model(tiny_net)

@@ -67,7 +67,7 @@ def test_batched_equals_one_at_a_time(tiny_net, invariant):
 
 
 def test_k_pixels_and_uniform_colours(bright_model):
-    out = OnePixelAttack(bright_model, popsize=30, maxiter=10, pixels=3, init_color="uniform",
+    out = OnePixelAttack(bright_model, popsize=30, maxiter=10, pixel_count=3, init_color="uniform",
                          seed=0).run(dark_images(1), torch.zeros(1, dtype=torch.long))
     assert len(out.results[0].pixels) == 3
 
@@ -135,16 +135,48 @@ def test_bad_models_and_settings(bright_model):
     with pytest.raises(ValueError, match="targets must lie"):
         OnePixelAttack(bright_model, targeted=True, popsize=8)(images, labels,
                                                                torch.tensor([1, 5]))
-    with pytest.raises(ValueError, match="pixels"):
-        OnePixelAttack(bright_model, pixels=0)
+    with pytest.raises(ValueError, match="pixel_count must be >= 1"):
+        OnePixelAttack(bright_model, pixel_count=0)
     with pytest.raises(ValueError, match="tau"):
         SusceptibleSetPrior(1.0)
 
 
-def test_a_model_in_training_mode_is_flagged(bright_model):
+class ModeRecorder(nn.Module):
+    """The bright-pixel model with a dropout layer (switched off in eval mode) that
+    records the mode of every forward pass."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.dropout = nn.Dropout(0.5)
+        self.seen: list[bool] = []
+
+    def forward(self, x):
+        self.seen.append(self.training)
+        return self.dropout(self.inner(x))
+
+
+def test_a_model_in_training_mode_is_attacked_in_eval_mode_and_restored(bright_model):
+    images, labels = dark_images(2), torch.zeros(2, dtype=torch.long)
+    model = ModeRecorder(bright_model).train()
+    model.inner.eval()  # a submodule's own mode is restored too
+    first = OnePixelAttack(model, popsize=40, maxiter=10, seed=0).run(images, labels)
+    assert model.seen and not any(model.seen)  # every query in eval mode: no dropout
+    assert model.training and model.dropout.training and not model.inner.training
+    second = OnePixelAttack(model, popsize=40, maxiter=10, seed=0).run(images, labels)
+    assert first.rows()[0]["true_probability"] == second.rows()[0]["true_probability"]
+
+
+def test_a_model_in_eval_mode_stays_in_eval_mode_and_an_error_restores_the_mode(
+        bright_model):
     images, labels = dark_images(1), torch.zeros(1, dtype=torch.long)
-    with pytest.warns(RuntimeWarning, match="model.eval"):
-        OnePixelAttack(bright_model.train(), popsize=8, maxiter=1)(images, labels)
+    model = ModeRecorder(bright_model).eval()
+    OnePixelAttack(model, popsize=8, maxiter=1)(images, labels)
+    assert not model.training and not any(model.seen)
+    model.train()
+    with pytest.raises(ValueError, match="labels must lie"):
+        OnePixelAttack(model, popsize=8, maxiter=1)(images, torch.tensor([5]))
+    assert model.training and model.dropout.training
 
 
 def test_result_rows_are_json_ready(bright_model):

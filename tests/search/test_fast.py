@@ -111,7 +111,7 @@ def test_the_certificate_is_never_given_for_an_image_a_peer_fools(seed):
     labels = model(images).argmax(1)
     fast = FastAttack(model, engine="full").run(images, labels)
     de = OnePixelAttack(model, popsize=60, maxiter=30, engine="full", seed=seed).run(images, labels)
-    rs = RandomSearchAttack(model, queries=400, engine="full", seed=seed).run(images, labels)
+    rs = RandomSearchAttack(model, budget=400, engine="full", seed=seed).run(images, labels)
     for f, d, r in zip(fast.results, de.results, rs.results, strict=True):
         if d.success or r.success:
             assert f.success and not f.steps["corner_certified"]
@@ -137,7 +137,7 @@ def test_the_refine_stage_finds_a_planted_adversarial_off_the_corners():
     labels = torch.zeros(2, dtype=torch.long)
     corners_only = FastAttack(GreyAtModel().eval(), engine="full").run(images, labels)
     assert all(r.steps["decided_by"] == "certificate" for r in corners_only.results)
-    out = FastAttack(GreyAtModel().eval(), engine="full", refine="de", refine_queries=3000,
+    out = FastAttack(GreyAtModel().eval(), engine="full", refine="de", refine_budget=3000,
                      refine_positions=16).run(images, labels)
     for result in out.results:
         assert result.success and result.steps["decided_by"] == "refine"
@@ -165,8 +165,22 @@ def test_bad_settings_are_refused():
     model = GreyAtModel().eval()
     with pytest.raises(ValueError, match="refine must be one of"):
         FastAttack(model, refine="cmaes")
-    with pytest.raises(ValueError, match="refine_queries"):
-        FastAttack(model, refine="de", refine_queries=2)
+    with pytest.raises(ValueError, match="refine_budget must be >= 8, got 2"):
+        FastAttack(model, refine="de", refine_budget=2)
+    with pytest.raises(TypeError, match="refine_budget must be an integer"):
+        FastAttack(model, refine="de", refine_budget=100.5)
+    with pytest.raises(ValueError, match="FastAttack changes 1 pixel"):
+        FastAttack(model, pixel_count=2)
+
+
+def test_the_old_refine_queries_name_is_the_refine_budget_with_a_deprecation():
+    model = GreyAtModel().eval()
+    with pytest.warns(DeprecationWarning, match=r"FastAttack\(refine_queries=...\).*"
+                      "use refine_budget="):
+        attack = FastAttack(model, refine="de", refine_queries=300)
+    assert attack.refine_budget == 300
+    with pytest.warns(DeprecationWarning, match=r"FastAttack.refine_queries .*refine_budget"):
+        assert attack.refine_queries == 300
 
 
 def test_an_image_already_misclassified_is_not_attacked_and_says_so():

@@ -68,7 +68,7 @@ def changed_pixels(clean, adversarial):
 def test_finds_exactly_the_white_pixel_of_the_bright_model(bright_model):
     images = light_images(3)
     labels = torch.zeros(3, dtype=torch.long)
-    out = RandomSearchAttack(bright_model, queries=1000, seed=0).run(images, labels)
+    out = RandomSearchAttack(bright_model, budget=1000, seed=0).run(images, labels)
     for i, result in enumerate(out.results):
         assert result.success and result.adversarial_label == 1
         assert [(p.x, p.y) for p in result.pixels] == [(5, 2)]
@@ -79,14 +79,14 @@ def test_finds_exactly_the_white_pixel_of_the_bright_model(bright_model):
 
 
 def test_queries_are_counted_per_image_and_in_total(bright_model):
-    attack = RandomSearchAttack(bright_model, queries=1000, seed=0)
+    attack = RandomSearchAttack(bright_model, budget=1000, seed=0)
     out = attack.run(light_images(3), torch.zeros(3, dtype=torch.long))
     assert attack.queries == sum(r.queries for r in out.results)
     assert len({r.queries for r in out.results}) > 1  # each image stops at its own success
 
 
 def test_an_unfoolable_model_spends_exactly_its_budget_and_fails():
-    attack = RandomSearchAttack(Constant().eval(), queries=37, seed=1)
+    attack = RandomSearchAttack(Constant().eval(), budget=37, seed=1)
     out = attack.run(mid_images(2), torch.zeros(2, dtype=torch.long))
     for result in out.results:
         assert not result.success and result.adversarial_label == 0
@@ -95,7 +95,7 @@ def test_an_unfoolable_model_spends_exactly_its_budget_and_fails():
 
 
 def test_a_budget_of_one_query_is_the_first_evaluation_only():
-    out = RandomSearchAttack(Constant().eval(), queries=1, seed=0).run(
+    out = RandomSearchAttack(Constant().eval(), budget=1, seed=0).run(
         mid_images(1), torch.zeros(1, dtype=torch.long))
     assert out.results[0].queries == 1 and out.results[0].steps["iterations"] == 0
 
@@ -103,7 +103,7 @@ def test_a_budget_of_one_query_is_the_first_evaluation_only():
 def test_an_image_already_misclassified_costs_no_query(bright_model):
     images = light_images(2)
     images[1, :, 2, 5] = 1.0  # already class 1
-    out = RandomSearchAttack(bright_model, queries=50, seed=0).run(
+    out = RandomSearchAttack(bright_model, budget=50, seed=0).run(
         images, torch.zeros(2, dtype=torch.long))
     assert out.results[1].queries == 0 and out.results[1].steps["iterations"] == 0
     assert out.results[1].pixels == [] and not out.results[1].clean_correct
@@ -113,7 +113,7 @@ def test_an_image_already_misclassified_costs_no_query(bright_model):
 def test_every_success_is_confirmed_by_the_model_on_the_adversarial_image(bright_model):
     images = light_images(8, seed=3)
     labels = torch.zeros(8, dtype=torch.long)
-    out = RandomSearchAttack(bright_model, queries=100, seed=2).run(images, labels)
+    out = RandomSearchAttack(bright_model, budget=100, seed=2).run(images, labels)
     predicted = bright_model(out.adversarial).argmax(1)
     for i, result in enumerate(out.results):
         assert result.adversarial_label == int(predicted[i])
@@ -131,7 +131,7 @@ def strip(rows):
 def test_same_seed_gives_identical_results_and_another_seed_differs():
     images, labels = mid_images(3), torch.zeros(3, dtype=torch.long)
     run = lambda seed: RandomSearchAttack(  # noqa: E731
-        Constant().eval(), queries=25, seed=seed, pixels=2).run(images, labels)
+        Constant().eval(), budget=25, seed=seed, pixel_count=2).run(images, labels)
     first, second, other = run(5), run(5), run(6)
     assert torch.equal(first.adversarial, second.adversarial)
     assert strip(first.rows()) == strip(second.rows())
@@ -141,7 +141,7 @@ def test_same_seed_gives_identical_results_and_another_seed_differs():
 def test_each_image_alone_equals_the_batch_when_batch_invariant(tiny_net):
     images = mid_images(3, size=8, seed=7)
     labels = tiny_net(images).argmax(1)
-    attack = RandomSearchAttack(tiny_net, queries=25, seed=3, batch_invariant=True,
+    attack = RandomSearchAttack(tiny_net, budget=25, seed=3, batch_invariant=True,
                                 max_batch=4)
     together = attack.run(images, labels)
     for i in range(3):
@@ -155,7 +155,7 @@ def test_each_image_alone_equals_the_batch_when_batch_invariant(tiny_net):
 def test_the_order_of_the_batch_does_not_change_an_images_result(tiny_net):
     images = mid_images(3, size=8, seed=9)
     labels = tiny_net(images).argmax(1)
-    attack = RandomSearchAttack(tiny_net, queries=30, seed=0, batch_invariant=True,
+    attack = RandomSearchAttack(tiny_net, budget=30, seed=0, batch_invariant=True,
                                 max_batch=4)
     forward, backward = attack.run(images, labels), attack.run(images.flip(0), labels.flip(0))
     assert torch.equal(forward.adversarial, backward.adversarial.flip(0))
@@ -164,7 +164,7 @@ def test_the_order_of_the_batch_does_not_change_an_images_result(tiny_net):
 # ------------------------------------------------------------------ k pixels
 def test_k_pixels_change_exactly_k_distinct_pixels_to_corner_colours():
     images = mid_images(3)
-    out = RandomSearchAttack(Constant().eval(), queries=30, seed=0, pixels=3).run(
+    out = RandomSearchAttack(Constant().eval(), budget=30, seed=0, pixel_count=3).run(
         images, torch.zeros(3, dtype=torch.long))
     for i, result in enumerate(out.results):
         changed = changed_pixels(images[i], out.adversarial[i])
@@ -181,7 +181,7 @@ def test_k_pixels_change_exactly_k_distinct_pixels_to_corner_colours():
 # ------------------------------------------------------------------ targeted
 def test_targeted_search_reaches_the_target_not_just_any_other_class():
     images, labels = switch_images(2), torch.zeros(2, dtype=torch.long)
-    out = RandomSearchAttack(TwoSwitches().eval(), queries=1000, seed=0, targeted=True).run(
+    out = RandomSearchAttack(TwoSwitches().eval(), budget=1000, seed=0, targeted=True).run(
         images, labels, torch.full((2,), 2))
     for result in out.results:
         assert result.success and result.target == 2 and result.adversarial_label == 2
@@ -192,9 +192,9 @@ def test_targeted_search_reaches_the_target_not_just_any_other_class():
 def test_targeted_search_needs_targets_and_untargeted_refuses_them(bright_model):
     images, labels = light_images(1), torch.zeros(1, dtype=torch.long)
     with pytest.raises(ValueError, match="a targeted attack needs `targets`"):
-        RandomSearchAttack(bright_model, queries=5, targeted=True)(images, labels)
+        RandomSearchAttack(bright_model, budget=5, targeted=True)(images, labels)
     with pytest.raises(ValueError, match="use targeted=True"):
-        RandomSearchAttack(bright_model, queries=5)(images, labels, torch.ones(1).long())
+        RandomSearchAttack(bright_model, budget=5)(images, labels, torch.ones(1).long())
 
 
 # ------------------------------------------------------------------ the p schedule
@@ -219,10 +219,19 @@ def test_p_schedule_scales_with_p_init():
 
 
 # ------------------------------------------------------------------ bad arguments
-@pytest.mark.parametrize("queries", [0, -5, 10.5, 100.0, True, "100", None])
-def test_bad_query_budgets_are_refused(bright_model, queries):
-    with pytest.raises(ValueError, match=r"queries must be an integer >= 1, got "):
-        RandomSearchAttack(bright_model, queries=queries)
+@pytest.mark.parametrize("budget", [0, -5, 10.5, 100.0, True, "100", None])
+def test_bad_query_budgets_are_refused(bright_model, budget):
+    with pytest.raises(ValueError, match=r"budget must be an integer >= 1, got "):
+        RandomSearchAttack(bright_model, budget=budget)
+
+
+def test_the_old_queries_keyword_is_the_budget_with_a_deprecation(bright_model):
+    with pytest.warns(DeprecationWarning, match=r"RandomSearchAttack\(queries=...\) is "
+                      r"deprecated.*use budget="):
+        attack = RandomSearchAttack(bright_model, queries=37)
+    assert attack.budget == 37 and attack.queries == 0  # queries: what was spent
+    with pytest.raises(TypeError, match="both queries= .* and budget="):
+        RandomSearchAttack(bright_model, queries=37, budget=40)
 
 
 @pytest.mark.parametrize("p_init", [0, 0.0, -0.1, 1.5, float("nan")])
@@ -236,8 +245,8 @@ def test_p_init_of_one_is_allowed(bright_model):
 
 
 @pytest.mark.parametrize(("name", "value", "error", "message"), [
-    ("pixels", 0, ValueError, "pixels must be >= 1, got 0"),
-    ("pixels", 2.0, TypeError, "pixels must be an integer, got 2.0"),
+    ("pixel_count", 0, ValueError, "pixel_count must be >= 1, got 0"),
+    ("pixel_count", 2.0, TypeError, "pixel_count must be an integer, got 2.0"),
     ("seed", -1, ValueError, "seed must be >= 0, got -1"),
     ("seed", 1.5, TypeError, "seed must be an integer, got 1.5"),
     ("max_batch", 0, ValueError, "max_batch must be >= 1, got 0"),
@@ -250,14 +259,14 @@ def test_bad_shared_arguments_are_refused(bright_model, name, value, error, mess
 
 def test_several_pixels_need_an_engine_that_scores_them(bright_model):
     with pytest.raises(ValueError, match="incremental engine scores one-pixel candidates"):
-        RandomSearchAttack(bright_model, pixels=2, engine="incremental")
+        RandomSearchAttack(bright_model, pixel_count=2, engine="incremental")
 
 
 @pytest.mark.parametrize("pixels", [4, 5])
 def test_more_pixels_than_the_image_can_move_is_a_clear_error(pixels):
     images = torch.full((1, 3, 2, 2), 0.5)
-    with pytest.raises(ValueError, match="pixels"):
-        RandomSearchAttack(Constant().eval(), queries=5, pixels=pixels)(
+    with pytest.raises(ValueError, match=rf"pixel_count \({pixels}\) must be fewer"):
+        RandomSearchAttack(Constant().eval(), budget=5, pixel_count=pixels)(
             images, torch.zeros(1, dtype=torch.long))
 
 

@@ -5,25 +5,43 @@ A mode names a search of :data:`~pixelprior.search.SEARCHES` and its argument:
 ``scan:gradient`` (a scan in the gradient's order), ``random_search:constrained`` (random
 search from the susceptible set). Differential evolution's modes are the bare prior names
 (``unconstrained`` and ``constrained`` are the paper's).
+
+The search classes know nothing of the configuration: :data:`ADAPTERS` holds, per search
+name, the function that builds that search from an
+:class:`~pixelprior.experiment.ExperimentConfig` (which config fields become which of
+the search's options). A new search adds one entry there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from ..maps import METHODS, method_options
 from ..priors import MODE_ALIASES, PRIORS, Prior, make_prior
-from ..search import ORDERS, SEARCHES, Attack, ranked_prior
+from ..search import (
+    ORDERS,
+    SEARCHES,
+    Attack,
+    FastAttack,
+    OnePixelAttack,
+    RandomSearchAttack,
+    RankedScanAttack,
+    ranked_prior,
+)
 
 # differential evolution's modes: the paper's two names, then every prior
 DE_MODES = (*MODE_ALIASES, *PRIORS)
 SCAN_ORDERS = ORDERS
 SENSITIVITIES = METHODS.names()
 
-__all__ = ["DE_MODES", "SCAN_ORDERS", "SENSITIVITIES", "build_attack", "de_prior",
-           "mode_prior", "modes_help", "parse_mode"]
+# Sparse-RS's budget, used when the config leaves query_budget unset
+DEFAULT_QUERY_BUDGET = 10_000
+
+__all__ = ["ADAPTERS", "DEFAULT_QUERY_BUDGET", "DE_MODES", "SCAN_ORDERS", "SENSITIVITIES",
+           "build_attack", "de_prior", "mode_prior", "modes_help", "parse_mode"]
 
 
 def _arguments(search: str) -> tuple[str, ...]:
@@ -83,6 +101,58 @@ def mode_prior(config, search: str, argument: str | None) -> Prior | None:
     return None
 
 
+# ------------------------------------------------------------------ adapters
+# adapter(config, model, prior, argument, shared) -> the search, where ``argument`` is the
+# mode's argument (what follows "search:") and ``shared`` the Attack options
+Adapter = Callable[[Any, nn.Module, Prior | None, str | None, dict], Attack]
+
+
+def _differential_evolution(config, model: nn.Module, prior: Prior | None,
+                            argument: str | None, shared: dict) -> Attack:
+    """:class:`~pixelprior.search.OnePixelAttack` with the config's DE fields."""
+    return OnePixelAttack(model, prior, popsize=config.popsize, maxiter=config.maxiter,
+                          mutation=config.mutation, strategy=config.strategy,
+                          recombination=config.recombination,
+                          out_of_bounds=config.out_of_bounds, stop_on=config.stop_on,
+                          replace_on_tie=config.replace_on_tie, init_color=config.init_color,
+                          pixel_count=config.pixels, **shared)
+
+
+def _ranked_scan(config, model: nn.Module, prior: Prior | None, argument: str | None,
+                 shared: dict) -> Attack:
+    """:class:`~pixelprior.search.RankedScanAttack` on the config's grid (``levels``),
+    to ``scan_positions``; the ``raster`` order keeps raster order for ties."""
+    return RankedScanAttack(model, prior, levels=config.levels,
+                            tie_break="raster" if argument == "raster" else "random",
+                            max_positions=config.scan_positions, **shared)
+
+
+def _random_search(config, model: nn.Module, prior: Prior | None, argument: str | None,
+                   shared: dict) -> Attack:
+    """:class:`~pixelprior.search.RandomSearchAttack` with the config's ``query_budget``
+    (:data:`DEFAULT_QUERY_BUDGET` when unset) and ``pixels``."""
+    return RandomSearchAttack(model, prior, budget=config.query_budget or DEFAULT_QUERY_BUDGET,
+                              pixel_count=config.pixels, **shared)
+
+
+def _fast(config, model: nn.Module, prior: Prior | None, argument: str | None,
+          shared: dict) -> Attack:
+    """:class:`~pixelprior.search.FastAttack` with ``fast_refine``,
+    ``fast_refine_queries`` (its ``refine_budget``) and ``scan_positions``."""
+    return FastAttack(model, prior, refine=config.fast_refine,
+                      refine_budget=config.fast_refine_queries,
+                      max_positions=config.scan_positions, **shared)
+
+
+# search name (SEARCHES) -> how a configuration builds it
+ADAPTERS: dict[str, Adapter] = {
+    "de": _differential_evolution,
+    "scan": _ranked_scan,
+    "random_search": _random_search,
+    "fast": _fast,
+}
+
+
 def build_attack(config, mode: str, model: nn.Module, seed: int, scorer=None,
                  batch_invariant: bool = True, targeted: bool = False) -> Attack:
     """The attack of one mode and seed, as the runner and the command line run it.
@@ -95,13 +165,21 @@ def build_attack(config, mode: str, model: nn.Module, seed: int, scorer=None,
         scorer: a scorer built earlier, shared instead of ``config.engine``.
         batch_invariant: results independent of the batch (the runner's default).
         targeted: a targeted attack.
+
+    Returns:
+        The search of the mode, built by its adapter in :data:`ADAPTERS`.
+
+    Raises:
+        ValueError: an unknown mode, or a search with no adapter.
     """
     search, argument = parse_mode(mode)
     if search is None:
         raise ValueError(f"unknown mode {mode!r}; use one of: {modes_help()}")
-    settings: Mapping = config.to_dict()
-    common = dict(seed=seed, max_batch=config.max_batch, batch_invariant=batch_invariant,
+    if search not in ADAPTERS:
+        raise ValueError(f"search {search!r} has no adapter in pixelprior.experiment.modes."
+                         f"ADAPTERS (it has: {', '.join(ADAPTERS)}); add one")
+    shared = dict(seed=seed, max_batch=config.max_batch, batch_invariant=batch_invariant,
                   engine=scorer if scorer is not None else config.engine,
                   precision=config.precision, targeted=targeted)
-    return SEARCHES.get(search).from_settings(model, mode_prior(config, search, argument),
-                                              settings, arg=argument, **common)
+    return ADAPTERS[search](config, model, mode_prior(config, search, argument), argument,
+                           shared)

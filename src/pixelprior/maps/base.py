@@ -30,6 +30,7 @@ pass; tests check agreement with Captum's ``NoiseTunnel(Saliency)``,
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 
 import torch
@@ -47,12 +48,23 @@ SHARED_OPTIONS = ("score", "reduction", "normalization", "percentile", "batch_si
 
 
 def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torch.Tensor:
-    """The score of class ``labels[i]`` for row ``i``: logit, probability or log-probability.
+    """The score of class ``labels[i]`` for row ``i``.
 
     A model that already returns probabilities (every row in [0, 1], summing to 1) is never
     soft-maxed again: ``probability`` takes its output as it is, ``log_probability`` and
     ``logit`` its logarithm (for such a model the logits are known only up to a constant
     per row, which the log-probability is).
+
+    Args:
+        logits: float ``[B, K]``, the model's output (logits or probabilities).
+        labels: int64 ``[B]``.
+        score: ``"logit"``, ``"probability"`` or ``"log_probability"``.
+
+    Returns:
+        float ``[B]``.
+
+    Raises:
+        ValueError: an unknown score.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
@@ -69,7 +81,19 @@ def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torc
 
 
 def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> torch.Tensor:
-    """``[B, C, H, W]`` to ``[B, H, W]``: max |a| (default), mean |a| or |sum a| over C."""
+    """Reduce attributions over channels to one value per pixel.
+
+    Args:
+        attributions: float ``[B, C, H, W]``.
+        reduction: ``"max_abs"`` (max |a|, default), ``"mean_abs"`` (mean |a|) or
+            ``"sum"`` (|sum a|).
+
+    Returns:
+        float ``[B, H, W]``.
+
+    Raises:
+        ValueError: an unknown reduction.
+    """
     if reduction == "max_abs":
         return attributions.abs().amax(1)
     if reduction == "mean_abs":
@@ -81,13 +105,23 @@ def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> t
 
 def normalize_maps(maps: torch.Tensor, method: str = "minmax",
                    percentile: float = 99.0) -> torch.Tensor:
-    """Normalise each ``[H, W]`` map of ``[B, H, W]`` to [0, 1].
+    """Normalise each image's map to [0, 1].
 
-    ``minmax``: (s − min) / (max − min). ``percentile``: s / (its ``percentile``-th
-    percentile), clipped to 1 (Smilkov et al.'s visualisation: a few extreme pixels do not
-    compress the rest). A constant map (no signal) becomes all zeros, so no pixel passes any
-    threshold τ > 0 and the susceptible-set prior falls back to the whole image (and
-    records it).
+    A constant map (no signal) becomes all zeros, so no pixel passes any threshold τ > 0
+    and the susceptible-set prior falls back to the whole image (and records it).
+
+    Args:
+        maps: float ``[B, H, W]``.
+        method: ``"minmax"``: (s − min) / (max − min); ``"percentile"``: s / (its
+            ``percentile``-th percentile), clipped to 1 (Smilkov et al.'s visualisation:
+            a few extreme pixels do not compress the rest).
+        percentile: the percentile of ``"percentile"``, in (0, 100].
+
+    Returns:
+        float ``[B, H, W]`` in [0, 1].
+
+    Raises:
+        ValueError: an unknown method.
     """
     flat = maps.flatten(1)
     tiny = torch.finfo(flat.dtype).tiny
@@ -107,11 +141,33 @@ def normalize_maps(maps: torch.Tensor, method: str = "minmax",
 
 
 class SensitivityMethod(ABC):
-    """Base class: a gradient-based sensitivity method bound to a model."""
+    """Base class of sensitivity methods: attributions of a model's class score, and the
+    per-pixel map made of them.
+
+    A method is bound to a model. It may be built without one (``SmoothGrad()``): a
+    prior given to an attack then binds it to the attack's model (:meth:`bind`), and a
+    method bound to another model than the attack's is refused, so a map is never
+    computed on the wrong model.
+
+    Args:
+        model: the model whose class scores are attributed (any ``nn.Module`` mapping
+            float images ``[B, C, H, W]`` to scores ``[B, K]``), or ``None`` to bind later.
+        score: the class score attributed: ``"logit"``, ``"probability"`` or
+            ``"log_probability"``.
+        reduction: how channels are reduced to a pixel: ``"max_abs"``, ``"mean_abs"``,
+            ``"sum"`` (|sum|).
+        normalization: ``"minmax"`` or ``"percentile"`` (see :func:`normalize_maps`).
+        percentile: the percentile of ``"percentile"`` normalization, in (0, 100].
+        batch_size: rows per forward/backward pass.
+
+    Raises:
+        ValueError: an unknown score, reduction or normalization, a percentile outside
+            (0, 100].
+    """
 
     name = "sensitivity"
 
-    def __init__(self, model: nn.Module, *, score: str = "logit",
+    def __init__(self, model: nn.Module | None = None, *, score: str = "logit",
                  reduction: str = "max_abs", normalization: str = "minmax",
                  percentile: float = 99.0, batch_size: int = 512) -> None:
         if score not in SCORES:
@@ -130,12 +186,67 @@ class SensitivityMethod(ABC):
         self.percentile = percentile
         self.batch_size = batch_size
 
+    def bind(self, model: nn.Module) -> SensitivityMethod:
+        """This method on ``model``.
+
+        Args:
+            model: the model the maps must be computed on (an attack's).
+
+        Returns:
+            ``self`` when it is bound to ``model`` already; a copy bound to ``model`` when
+            it was built without a model.
+
+        Raises:
+            ValueError: the method is bound to another model.
+        """
+        if self.model is model:
+            return self
+        if self.model is not None:
+            raise ValueError(f"the {type(self).__name__} map was built on another model "
+                             f"({type(self.model).__name__}) than the one attacked "
+                             f"({type(model).__name__}); build it without a model, "
+                             f"{type(self).__name__}(), or on the attacked model")
+        bound = copy.copy(self)
+        bound.model = model
+        bound._bound()
+        return bound
+
+    def _bound(self) -> None:  # noqa: B027  (a hook: most methods need nothing here)
+        """Finish binding a copy to ``self.model`` (a method with model-dependent
+        defaults resolves them here)."""
+
     @abstractmethod
     def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Raw attributions, ``[B, C, H, W]``."""
+        """Raw attributions of each image's class score.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``, the class attributed.
+
+        Returns:
+            float ``[B, C, H, W]`` (or ``[B, 1, h, w]`` for a layer's map).
+        """
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-pixel sensitivity ``[B, H, W]`` in [0, 1]."""
+        """The per-pixel sensitivity map of each image.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: integer ``[B]``, the class whose score is attributed.
+
+        Returns:
+            float32 ``[B, H, W]`` in [0, 1]: attributions reduced over channels, upsampled
+            to the image when coarser, normalised per image.
+
+        Raises:
+            ValueError: no model is bound, or bad images or labels.
+            TypeError: images that are not float, labels that are not integers.
+            RuntimeError: called under ``torch.inference_mode()`` (maps need gradients).
+        """
+        if self.model is None:
+            raise ValueError(f"{type(self).__name__} was built without a model: bind it with "
+                             ".bind(model), or give it to a prior of an attack (which binds "
+                             "it to the attacked model)")
         check_images(images, labels)
         if torch.is_inference_mode_enabled():
             raise RuntimeError("sensitivity maps need gradients: call them outside "
@@ -151,7 +262,11 @@ class SensitivityMethod(ABC):
         return normalize_maps(maps, self.normalization, self.percentile).detach()
 
     def config(self) -> dict:
-        """Parameters that identify this method's output (for experiment records)."""
+        """Parameters that identify this method's output (for experiment records).
+
+        Returns:
+            A JSON-ready dict: the method's name and the settings that change its maps.
+        """
         out = {"method": self.name, "score": self.score, "reduction": self.reduction,
                "normalization": self.normalization}
         if self.normalization == "percentile":

@@ -12,25 +12,52 @@ from .base import SensitivityMethod, class_scores
 class GradCAM(SensitivityMethod):
     """Grad-CAM on a convolutional ``layer``, upsampled bilinearly to the input size.
 
-    ``layer`` defaults to the last module of ``model.features`` (SqueezeNet and most
-    torchvision-style CNNs); pass any module whose output is ``[B, K, h, w]``.
-    ``attribute`` returns ``[B, 1, H, W]`` = ReLU(Σₖ mean(∂y/∂Aₖ) Aₖ), upsampled.
+    :meth:`attribute` returns ``[B, 1, H, W]`` = ReLU(Σₖ mean(∂y/∂Aₖ) Aₖ), upsampled.
+
+    Args:
+        model: the model, or ``None`` to bind later (the default layer is then found
+            when the method is bound).
+        layer: any module of ``model`` whose output is ``[B, K, h, w]``; default the last
+            module of ``model.features`` (SqueezeNet and most torchvision-style CNNs).
+        **options: the options of every method (see
+            :class:`~pixelprior.maps.SensitivityMethod`).
+
+    Raises:
+        ValueError: no ``layer`` given and the model has no ``.features`` Sequential.
     """
 
     name = "gradcam"
 
-    def __init__(self, model: nn.Module, layer: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(model, **kwargs)
-        if layer is None:
-            features = getattr(model, "features", None)
+    def __init__(self, model: nn.Module | None = None, layer: nn.Module | None = None,
+                 **options) -> None:
+        super().__init__(model, **options)
+        self.layer = layer
+        if model is not None:
+            self._bound()
+
+    def _bound(self) -> None:
+        """The layer on the bound model: by default the last module of
+        ``model.features``; a given layer must be one of the model's modules."""
+        if self.layer is None:
+            features = getattr(self.model, "features", None)
             if not isinstance(features, nn.Sequential):
                 raise ValueError("GradCAM needs `layer=` for models without a .features "
                                  "Sequential")
-            layer = features[-1]
-        self.layer = layer
+            self.layer = features[-1]
+        elif not any(module is self.layer for module in self.model.modules()):
+            raise ValueError(f"the GradCAM layer ({type(self.layer).__name__}) is not a "
+                             "module of the model; pass one of the model's own layers")
 
     def layer_attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Grad-CAM at the layer's resolution, ``[B, 1, h, w]`` (before upsampling)."""
+        """Grad-CAM at the layer's resolution (before upsampling).
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+
+        Returns:
+            float ``[B, 1, h, w]``, non-negative.
+        """
         captured: list[torch.Tensor] = []
         handle = self.layer.register_forward_hook(lambda m, i, o: captured.append(o))
         try:
@@ -50,6 +77,15 @@ class GradCAM(SensitivityMethod):
         return torch.cat(maps)
 
     def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Grad-CAM upsampled to the images.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+
+        Returns:
+            float ``[B, 1, H, W]``.
+        """
         cam = self.layer_attribute(images, labels)
         return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
 

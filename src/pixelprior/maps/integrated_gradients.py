@@ -12,25 +12,44 @@ from .base import SensitivityMethod
 class IntegratedGradients(SensitivityMethod):
     """Integrated Gradients with Gauss–Legendre quadrature (Captum's default method).
 
-    attribution = (x − x₀) · Σᵢ wᵢ ∇f(x₀ + αᵢ (x − x₀)); the baseline x₀ is black (0) by
-    default, or any tensor broadcastable to the images.
+    attribution = (x − x₀) · Σᵢ wᵢ ∇f(x₀ + αᵢ (x − x₀)).
+
+    Args:
+        model: the model, or ``None`` to bind later.
+        steps: quadrature nodes (>= 1).
+        baseline: x₀, black (0) by default, or any tensor broadcastable to the images.
+        **options: the options of every method (see
+            :class:`~pixelprior.maps.SensitivityMethod`).
+
+    Raises:
+        ValueError: ``steps < 1``.
     """
 
     name = "integrated_gradients"
 
-    def __init__(self, model: nn.Module, steps: int = 50,
-                 baseline: float | torch.Tensor = 0.0, **kwargs) -> None:
-        super().__init__(model, **kwargs)
+    def __init__(self, model: nn.Module | None = None, steps: int = 50,
+                 baseline: float | torch.Tensor = 0.0, **options) -> None:
+        super().__init__(model, **options)
         if steps < 1:
             raise ValueError("steps must be >= 1")
         self.steps = steps
         self.baseline = baseline
 
     def config(self) -> dict:
+        """Returns: the base settings plus ``steps`` and ``baseline``."""
         baseline = self.baseline if isinstance(self.baseline, float) else "tensor"
         return {**super().config(), "steps": self.steps, "baseline": baseline}
 
     def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The path integral of gradients from the baseline to each image.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+
+        Returns:
+            float ``[B, C, H, W]``.
+        """
         nodes, weights = np.polynomial.legendre.leggauss(self.steps)
         alphas = torch.tensor((nodes + 1) / 2, dtype=images.dtype, device=images.device)
         weights = torch.tensor(weights / 2, dtype=images.dtype, device=images.device)

@@ -14,20 +14,37 @@ class Occlusion(SensitivityMethod):
     attribution[b, :, y, x] = f(x_b) − f(x_b with pixel (y, x) := baseline), the same value
     in every channel (Captum's ``Occlusion`` with ``sliding_window_shapes=(C, 1, 1)``,
     stride 1). One forward per pixel, batched; no gradients. Of all maps it asks the
-    attack's own question, at one colour.
+    attack's own question, at one color.
+
+    Args:
+        model: the model, or ``None`` to bind later.
+        baseline: the value every channel of the occluded pixel takes.
+        **options: the options of every method (see
+            :class:`~pixelprior.maps.SensitivityMethod`).
     """
 
     name = "occlusion"
 
-    def __init__(self, model: nn.Module, baseline: float = 0.0, **kwargs) -> None:
-        super().__init__(model, **kwargs)
+    def __init__(self, model: nn.Module | None = None, baseline: float = 0.0,
+                 **options) -> None:
+        super().__init__(model, **options)
         self.baseline = float(baseline)
 
     def config(self) -> dict:
+        """Returns: the base settings plus ``baseline``."""
         return {**super().config(), "baseline": self.baseline}
 
     @torch.no_grad()
     def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The score's drop per occluded pixel.
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+
+        Returns:
+            float ``[B, C, H, W]``, the same value in every channel of a pixel.
+        """
         batch, channels, height, width = images.shape
         positions = height * width
         clean = class_scores(self.model(images), labels, self.score)

@@ -15,18 +15,32 @@ class SmoothGrad(SensitivityMethod):
     ``noise_level`` is σ as a fraction of the input range (the inputs lie in [0, 1], so
     σ = ``noise_level``), following Smilkov et al., who found 10–20% works best. The
     noisy copies are not clipped to [0, 1] (as in the original method and in Captum).
-    ``absolute="after"`` (default): raw gradients are averaged (the original formulation)
-    and the channel reduction takes absolute values afterwards, so gradients of opposite
-    sign cancel; ``"before"``: the mean of |gradient| (Captum's ``NoiseTunnel(Saliency())``
-    default), so they add. Noise is seeded by ``seed`` and each image's pixels, so maps
-    are reproducible; ``noise`` may be passed explicitly for tests.
+    Noise is seeded by ``seed`` and each image's pixels, so maps are reproducible and do
+    not depend on the batch; ``noise`` may be passed to :meth:`attribute` for tests.
+
+    Args:
+        model: the model, or ``None`` to bind later (see
+            :class:`~pixelprior.maps.SensitivityMethod`).
+        n_samples: noisy copies per image (>= 1).
+        noise_level: σ of the Gaussian noise (>= 0).
+        seed: the noise's seed.
+        absolute: ``"after"`` (default): raw gradients are averaged (the original
+            formulation) and the channel reduction takes absolute values afterwards, so
+            gradients of opposite sign cancel; ``"before"``: the mean of |gradient|
+            (Captum's ``NoiseTunnel(Saliency())`` default), so they add.
+        **options: the options of every method (``score``, ``reduction``, ...: see
+            :class:`~pixelprior.maps.SensitivityMethod`).
+
+    Raises:
+        ValueError: ``n_samples < 1``, ``noise_level < 0``, an unknown ``absolute``.
     """
 
     name = "smoothgrad"
 
-    def __init__(self, model: nn.Module, n_samples: int = 50, noise_level: float = 0.15,
-                 *, seed: int = 0, absolute: str = "after", **kwargs) -> None:
-        super().__init__(model, **kwargs)
+    def __init__(self, model: nn.Module | None = None, n_samples: int = 50,
+                 noise_level: float = 0.15, *, seed: int = 0, absolute: str = "after",
+                 **options) -> None:
+        super().__init__(model, **options)
         if n_samples < 1:
             raise ValueError("n_samples must be >= 1")
         if not noise_level >= 0:
@@ -39,14 +53,22 @@ class SmoothGrad(SensitivityMethod):
         self.absolute = absolute
 
     def config(self) -> dict:
+        """Returns: the base settings plus ``n_samples``, ``noise_level``, ``seed``,
+        ``absolute``."""
         return {**super().config(), "n_samples": self.n_samples,
                 "noise_level": self.noise_level, "seed": self.seed, "absolute": self.absolute}
 
     def sample_noise(self, images: torch.Tensor) -> torch.Tensor:
-        """Noise ``[n, B, C, H, W]`` drawn on the CPU (same values on every device).
+        """The noise of each image, drawn on the CPU (same values on every device).
 
         Each image has its own stream, seeded by ``seed`` and a hash of the image, so an
         image's map does not depend on the other images of the batch.
+
+        Args:
+            images: float ``[B, C, H, W]``.
+
+        Returns:
+            ``[n_samples, B, C, H, W]`` of the images' dtype, on their device.
         """
         noise = torch.empty((self.n_samples, *images.shape))
         for i in range(images.shape[0]):
@@ -56,6 +78,16 @@ class SmoothGrad(SensitivityMethod):
 
     def attribute(self, images: torch.Tensor, labels: torch.Tensor,
                   noise: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean gradient over noisy copies (of |gradient| with ``absolute="before"``).
+
+        Args:
+            images: float ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+            noise: ``[n, B, C, H, W]`` (default: :meth:`sample_noise`).
+
+        Returns:
+            float ``[B, C, H, W]``.
+        """
         if noise is None:
             noise = self.sample_noise(images)
         n = noise.shape[0]

@@ -3,6 +3,8 @@ proportional to the map, the top k, and the random-set control."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .._streams import image_digest, stream
@@ -11,28 +13,56 @@ from .base import PositionDistribution, Prior, _from_sets, check_tau
 
 
 class SusceptibleSetPrior(Prior):
-    """Uniform over ``S = {s > τ}`` (Kumar et al. 2019); τ = 0.5 by default."""
+    """Uniform over the susceptible set ``S = {s > τ}`` (Kumar et al. 2019).
+
+    >>> SusceptibleSetPrior(tau=0.5, sensitivity="smoothgrad", n_samples=50)
+
+    Args:
+        tau: the threshold τ in (0, 1) (0.5).
+        sensitivity: the map's method, by name or as an instance (see
+            :class:`~pixelprior.priors.Prior`).
+        **sensitivity_kwargs: options of the method named.
+
+    Raises:
+        ValueError: τ outside (0, 1), an unknown method.
+        TypeError: an option the method does not take.
+    """
 
     name = "susceptible"
 
     def __init__(self, tau: float = 0.5, sensitivity: SensitivityMethod | str = "smoothgrad",
-                 **sensitivity_kwargs) -> None:
+                 **sensitivity_kwargs: Any) -> None:
         super().__init__(sensitivity, **sensitivity_kwargs)
         self.tau = check_tau(tau)
 
     def config(self) -> dict:
+        """Returns: the base record plus ``tau``."""
         return {**super().config(), "tau": self.tau}
 
     def from_sensitivity(self, maps, height, width, **_):
+        """Uniform over ``maps > tau``; an empty set falls back to the whole image
+        (see base class :meth:`Prior.from_sensitivity`)."""
         return _from_sets(maps.cpu() > self.tau, maps.cpu())
 
 
 class WeightedPrior(Prior):
-    """Probability proportional to the sensitivity ``s`` (no threshold)."""
+    """Probability proportional to the sensitivity ``s`` (no threshold).
+
+    Args:
+        sensitivity: the map's method, by name or as an instance (see
+            :class:`~pixelprior.priors.Prior`).
+        **sensitivity_kwargs: options of the method named.
+
+    Raises:
+        ValueError: an unknown method.
+        TypeError: an option the method does not take.
+    """
 
     name = "weighted"
 
     def from_sensitivity(self, maps, height, width, **_):
+        """Proportional to ``maps``; an all-zero map falls back to uniform
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         weights = maps.reshape(maps.shape[0], -1).double()
         total = weights.sum(1, keepdim=True)
@@ -43,21 +73,35 @@ class WeightedPrior(Prior):
 
 
 class TopKPrior(Prior):
-    """Uniform over the ``k`` most sensitive pixels of each image."""
+    """Uniform over the ``k`` most sensitive pixels of each image.
+
+    Args:
+        k: pixels in the set (>= 1).
+        sensitivity: the map's method, by name or as an instance (see
+            :class:`~pixelprior.priors.Prior`).
+        **sensitivity_kwargs: options of the method named.
+
+    Raises:
+        ValueError: ``k < 1``, an unknown method.
+        TypeError: an option the method does not take.
+    """
 
     name = "topk"
 
     def __init__(self, k: int = 50, sensitivity: SensitivityMethod | str = "smoothgrad",
-                 **sensitivity_kwargs) -> None:
+                 **sensitivity_kwargs: Any) -> None:
         super().__init__(sensitivity, **sensitivity_kwargs)
         if k < 1:
             raise ValueError("k must be >= 1")
         self.k = int(k)
 
     def config(self) -> dict:
+        """Returns: the base record plus ``k``."""
         return {**super().config(), "k": self.k}
 
     def from_sensitivity(self, maps, height, width, **_):
+        """Uniform over the ``k`` highest values of each map
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         flat = maps.reshape(maps.shape[0], -1)
         top = flat.topk(min(self.k, flat.shape[1]), dim=1).indices
@@ -72,20 +116,33 @@ class RandomSetPrior(Prior):
     starting in a smaller set. The set is drawn afresh for every image and attack seed
     (from a hash of the seed and the image), so over images and seeds the control is a
     random set, not one fixed pattern.
+
+    Args:
+        tau: the threshold τ in (0, 1) whose set's size the random set takes.
+        sensitivity: the map's method, by name or as an instance (see
+            :class:`~pixelprior.priors.Prior`).
+        **sensitivity_kwargs: options of the method named.
+
+    Raises:
+        ValueError: τ outside (0, 1), an unknown method.
+        TypeError: an option the method does not take.
     """
 
     name = "random_set"
 
     def __init__(self, tau: float = 0.5, sensitivity: SensitivityMethod | str = "smoothgrad",
-                 **sensitivity_kwargs) -> None:
+                 **sensitivity_kwargs: Any) -> None:
         super().__init__(sensitivity, **sensitivity_kwargs)
         self.tau = check_tau(tau)
 
     def config(self) -> dict:
+        """Returns: the base record plus ``tau``."""
         return {**super().config(), "tau": self.tau}
 
     def from_sensitivity(self, maps, height, width, *, seed: int = 0,
                          keys: list[int] | None = None):
+        """A random set of ``|{maps > tau}|`` pixels per image, from the seed and key
+        (see base class :meth:`Prior.from_sensitivity`)."""
         maps = maps.cpu()
         if keys is None:  # no image keys: each map's own bytes identify the image
             keys = [image_digest(maps[i], 0) for i in range(maps.shape[0])]

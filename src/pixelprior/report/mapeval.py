@@ -38,7 +38,7 @@ from ..data import (
     to_float,
 )
 from ..maps import METHODS as MAP_METHODS
-from ..maps import make_sensitivity
+from ..maps import sensitivity_from_settings as make_sensitivity
 from ..models import as_registered, load_model, load_model_spec, model_spec
 from ..priors import check_tau
 from ..search import rank_positions

@@ -5,14 +5,21 @@
 (Sparse-RS's L0 random search), :class:`FastAttack` (a ranked corner scan: fooled or
 certified); :class:`SusceptibilityScan` is the exhaustive scan that
 gives the ground truth. :data:`SEARCHES` names them.
+
+Every attack is built as ``Cls(model, prior=None, *, option=...)``, with the options every
+search shares documented once on :class:`Attack`; ``attack(images, labels)`` returns the
+adversarial images and ``attack.run(images, labels)`` everything (:class:`AttackOutput`).
+Each search declares its steps record in ``step_fields`` (name -> kind).
 """
 
-from .base import Attack, AttackOutput, AttackResult, PixelChange, SearchOutcome, check_labels
+from .base import Attack
+from .checks import check_labels, evaluation_mode
 from .evolution import STRATEGIES, DifferentialEvolution, EvolutionConfig, EvolutionResult
 from .fast import CERTIFY_TOLERANCE, REFINES, FastAttack
 from .one_pixel import INIT_COLORS, OnePixelAttack
 from .random_search import RandomSearchAttack, p_schedule
 from .registry import SEARCHES
+from .results import STEP_KINDS, AttackOutput, AttackResult, PixelChange, SearchOutcome
 from .scan import (
     ORDERS,
     TIE_BREAKS,
@@ -29,7 +36,7 @@ __all__ = [
     "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
     "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "ORDERS",
     "OnePixelAttack", "PixelChange", "REFINES", "RandomSearchAttack", "RankedScanAttack",
-    "SEARCHES", "STRATEGIES", "ScanResult", "SearchOutcome", "SusceptibilityScan",
-    "TIE_BREAKS", "check_labels", "colour_grid", "p_schedule", "rank_positions",
-    "ranked_prior", "scan_positions",
+    "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult", "SearchOutcome",
+    "SusceptibilityScan", "TIE_BREAKS", "check_labels", "colour_grid", "evaluation_mode",
+    "p_schedule", "rank_positions", "ranked_prior", "scan_positions",
 ]

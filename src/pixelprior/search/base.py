@@ -1,5 +1,5 @@
-"""What every search shares: the :class:`Attack` base, its results and the outcome a
-search returns.
+# Over 400 lines: the Attack base class is one unit, and most of it is its public docstrings.
+"""What every search shares: the :class:`Attack` base class.
 
 An attack composes three parts and adds only bookkeeping:
 
@@ -10,10 +10,15 @@ An attack composes three parts and adds only bookkeeping:
 - a **scorer** (:mod:`pixelprior.scoring`): how candidates' class scores are computed.
 
 A candidate is ``k`` pixels, each ``(x, y, c_1..c_C)``; coordinates are rounded (and
-clipped) when applied. Every search returns a :class:`SearchOutcome`: the answer's genes,
-the queries per image and its own ``steps`` record (generations, positions scanned,
-iterations, ...), which results and rows carry as they are, so the runner, the report,
-the figures and the command line treat every search the same way.
+clipped) when applied. Every search returns a
+:class:`~pixelprior.search.results.SearchOutcome`: the answer's genes, the queries per
+image and its own ``steps`` record (generations, positions scanned, iterations, ...,
+declared in the class's ``step_fields``), which results and rows carry as they are.
+
+Every attack is built the same way, ``Cls(model, prior=None, *, option=...)``: the
+options every search shares are those of :class:`Attack`, a subclass documents only its
+own. Searches know nothing of experiment configurations: the experiment package builds
+attacks from a configuration (:mod:`pixelprior.experiment.modes`).
 """
 
 from __future__ import annotations
@@ -21,142 +26,47 @@ from __future__ import annotations
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from .._streams import image_key, stream
-from ..data import check_images
 from ..priors import PositionDistribution, Prior, UniformPrior
-from ..scoring import ENGINES, Scorer, apply_pixels, make_scorer
+from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, make_scorer
+from ._options import Renamed, keyword_options
+from .checks import check_classes, check_inputs, check_int, check_labels, evaluation_mode
+from .results import AttackOutput, AttackResult, PixelChange, SearchOutcome, check_step_fields
 
 __all__ = ["Attack", "AttackOutput", "AttackResult", "PixelChange", "SearchOutcome",
-           "check_labels"]
-
-
-@dataclass
-class PixelChange:
-    """One changed pixel: position and colour before and after (values in [0, 1])."""
-
-    x: int
-    y: int
-    old: list[float]
-    new: list[float]
-
-
-@dataclass
-class AttackResult:
-    """Outcome of an attack on one image; :meth:`to_row` gives a flat table row.
-
-    ``queries`` are the model queries spent on the image; ``steps`` is the search's own
-    record of its effort (``{"generations": g}`` for differential evolution,
-    ``{"positions_scanned": n}`` for scans, ...), kept in rows as top-level fields.
-    """
-
-    index: int
-    success: bool
-    true_label: int
-    original_label: int
-    adversarial_label: int
-    target: int | None
-    true_probability: float
-    target_probability: float | None
-    pixels: list[PixelChange]
-    queries: int
-    seconds: float
-    prior: str
-    fell_back: bool
-    support_size: int
-    seed: int
-    clean_correct: bool = True
-    steps: dict[str, Any] = field(default_factory=dict)
-    adversarial: torch.Tensor | None = field(default=None, repr=False)
-
-    @property
-    def generations(self) -> int | None:
-        """The generation of success (differential evolution; ``None`` otherwise)."""
-        return self.steps.get("generations")
-
-    @property
-    def positions_scanned(self) -> int | None:
-        """Positions scanned (scans; ``None`` otherwise)."""
-        return self.steps.get("positions_scanned")
-
-    def to_row(self) -> dict:
-        """A JSON-serialisable dict: every field, ``steps`` as top-level fields
-        (``generations`` always present, ``None`` for searches without generations), the
-        pixels as dicts and the first pixel's ``x``, ``y``."""
-        row = asdict(self)
-        row.pop("adversarial")
-        steps = row.pop("steps")
-        row["generations"] = steps.pop("generations", None)
-        row.update(steps)
-        row["pixels"] = [asdict(p) for p in self.pixels]
-        if self.pixels:
-            row["x"], row["y"] = self.pixels[0].x, self.pixels[0].y
-        return row
-
-
-@dataclass
-class AttackOutput:
-    """Results of one call: per-image results, the adversarial batch, the prior used."""
-
-    results: list[AttackResult]
-    adversarial: torch.Tensor
-    distribution: PositionDistribution
-    seconds: float
-
-    @property
-    def success(self) -> torch.Tensor:
-        return torch.tensor([r.success for r in self.results])
-
-    def rows(self) -> list[dict]:
-        return [r.to_row() for r in self.results]
-
-
-@dataclass
-class SearchOutcome:
-    """What a search found for the images it attacked (rows in attack order).
-
-    ``best``: ``[A, k * (2 + C)]`` genes of each answer (a success or the best effort);
-    ``queries``: ``int64 [A]``; ``steps``: the search's own per-image record (each a
-    tensor ``[A]`` or a list of ``A`` JSON values, e.g. words), carried into results and
-    rows under their names.
-    """
-
-    best: torch.Tensor
-    queries: torch.Tensor
-    steps: dict[str, torch.Tensor | list] = field(default_factory=dict)
-
-
-def check_labels(values, name: str = "labels") -> torch.Tensor:
-    """``values`` as an ``int64`` tensor, refusing floats and bools (which would be
-    truncated or cast silently)."""
-    if not isinstance(values, torch.Tensor):
-        raise TypeError(f"{name} must be an integer tensor, got {type(values).__name__}")
-    if values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
-        raise TypeError(f"{name} must be an integer tensor (class indices), got "
-                        f"{values.dtype}")
-    return values.to(torch.long)
+           "check_labels", "evaluation_mode"]
 
 
 class Attack(ABC):
     """Base class of pixelprior's attacks: input checks, the scorer, results.
 
-    Subclasses implement :meth:`_search`. Settings shared by every search:
+    ``attack(images, labels)`` returns the adversarial images (as torchattacks' attacks
+    do); :meth:`run` returns everything (per-image results, the prior's distribution).
+    The model is put in eval mode for the call and each module's mode restored after it.
+    Subclasses implement :meth:`_search` and declare :attr:`step_fields`.
 
     Args:
-        model: any ``nn.Module`` mapping float images in [0, 1] to class scores ``[B, K]``.
-        prior: where the search starts (or in what order a scan visits positions).
-        pixels: pixels changed per candidate (``k``).
-        targeted: when True, ``__call__`` needs ``targets`` and reaches for them.
-        seed: the attack's seed; each image's random stream derives from it and the image.
-        engine: how candidates are scored: ``"auto"`` (incremental where the model allows
-            it, else full passes), ``"incremental"``, ``"full"``, ``"onnxruntime"``, or a
-            :class:`~pixelprior.scoring.Scorer` built once and shared between attacks.
+        model: any ``nn.Module`` mapping float32 images ``[B, C, H, W]`` in [0, 1] to
+            class scores ``[B, K]`` (logits, or probabilities: detected).
+        prior: where the search starts, or in what order a scan visits positions
+            (default :class:`~pixelprior.priors.UniformPrior`). A prior whose
+            sensitivity method was built without a model computes its maps on
+            ``model``; one built on another model is refused.
+        pixel_count: pixels changed per candidate (``k``; 0.2's ``pixels=``). Results
+            list the changed pixels themselves as :attr:`AttackResult.pixels`.
+        targeted: when True, calls need ``targets`` (each other than the image's true
+            class) and the attack reaches for them.
+        seed: the attack's seed; each image's random stream derives from it and the
+            image, so results do not depend on which images share a batch.
+        engine: how candidates are scored: ``"auto"`` (incremental where the model
+            allows it, else full passes), ``"incremental"``, ``"full"``,
+            ``"onnxruntime"``, or a :class:`~pixelprior.scoring.Scorer` built once and
+            shared between attacks.
         max_batch: rows per scoring call (default: measured per device and engine).
         batch_invariant: every scoring call on one fixed chunk shape (and whole images
             one at a time), so every image's result is bit-identical whatever else is
@@ -165,6 +75,12 @@ class Attack(ABC):
             channels-last); gradients for sensitivity maps still use the original model.
         precision: ``"fp32"`` or ``"bf16"`` (autocast; moves probabilities).
         cuda_graphs: on CUDA with full passes, replay captured graphs for fixed chunks.
+
+    Raises:
+        TypeError: an option the attack does not take, or an integer option given as a
+            float or bool.
+        ValueError: an option out of range, an unknown engine or precision, more pixels
+            than the search changes, or a prior whose map is bound to another model.
     """
 
     name = "attack"
@@ -172,26 +88,48 @@ class Attack(ABC):
     argument: str | None = None  # "prior", "order" or None
     default_argument: str | None = None
     max_pixels: int | None = None  # the most pixels per candidate (None: any)
-    # the settings (ExperimentConfig field names) this search reads in from_settings
-    settings: tuple[str, ...] = ()
+    # the search's steps record: field name -> kind ("int", "number", "bool", "str"; a "?"
+    # suffix: may be None); step_names is derived from it
+    step_fields: dict[str, str] = {}
+    step_names: tuple[str, ...] = ()
+    # the options of Attack.__init__, which every search takes through **shared
+    shared_options: tuple[str, ...] = ("pixel_count", "targeted", "seed", "engine",
+                                       "max_batch", "batch_invariant", "optimize",
+                                       "precision", "cuda_graphs")
+    pixels = Renamed("pixel_count")  # 0.2's name of the pixel count (deprecated)
 
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, pixels: int = 1,
-                 targeted: bool = False, seed: int = 0, max_batch: int | None = None,
-                 batch_invariant: bool = False, engine: str | Scorer = "auto",
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        check_step_fields(cls.__name__, cls.step_fields)
+        cls.step_names = tuple(cls.step_fields)
+
+    @keyword_options(renamed={"pixels": "pixel_count"})
+    def __init__(self, model: nn.Module, prior: Prior | None = None, *, pixel_count: int = 1,
+                 targeted: bool = False, seed: int = 0, engine: str | Scorer = "auto",
+                 max_batch: int | None = None, batch_invariant: bool = False,
                  optimize: bool = True, precision: str = "fp32",
                  cuda_graphs: bool = False) -> None:
-        _check_int("pixels", pixels, 1)
-        _check_int("seed", seed, 0)
+        check_int("pixel_count", pixel_count, 1)
+        check_int("seed", seed, 0)
         if max_batch is not None:
-            _check_int("max_batch", max_batch, 1)
+            check_int("max_batch", max_batch, 1)
+        if self.max_pixels is not None and pixel_count > self.max_pixels:
+            raise ValueError(f"{type(self).__name__} changes {self.max_pixels} pixel(s) per "
+                             f"candidate; got pixel_count={pixel_count}")
         if isinstance(engine, str) and engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if engine == "incremental" and pixels != 1:
+        if not isinstance(engine, (str, Scorer)):
+            raise TypeError(f"engine must be an engine name or a Scorer, got "
+                            f"{type(engine).__name__}")
+        if engine == "incremental" and pixel_count != 1:
             raise ValueError("the incremental engine scores one-pixel candidates; use "
-                             "engine='full' (or 'auto') for pixels > 1")
+                             "engine='full' (or 'auto') for pixel_count > 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.model = model
         self.prior = prior if prior is not None else UniformPrior()
-        self.pixels = pixels
+        self.prior.check_model(model)
+        self.pixel_count = pixel_count
         self.targeted = targeted
         self.seed = seed
         self.max_batch = max_batch
@@ -201,28 +139,31 @@ class Attack(ABC):
         self.cuda_graphs = cuda_graphs
         self.engine = engine
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
-        self.queries = 0  # model queries of the search, over all calls
+        self.queries = 0  # model queries the attack spent, over all calls (not a budget)
         self.query_seconds = 0.0  # wall time spent scoring them
         self.chunk_rows: int | None = None  # rows per scoring call, last used
 
-    @classmethod
-    def from_settings(cls, model: nn.Module, prior: Prior | None, settings: Mapping,
-                      arg: str | None = None, **common) -> Attack:
-        """The attack with the values of ``settings`` (an experiment's config as a dict)
-        for the names in :attr:`settings`; ``arg``: the mode's argument (what follows
-        ``name:``); ``common``: the :class:`Attack` arguments."""
-        return cls(model, prior, **{k: settings[k] for k in cls.settings if k in settings},
-                   **common)
-
     # ----------------------------------------------------------------- scoring
     def scorer(self, images: torch.Tensor) -> Scorer:
-        """The scorer (built and checked against the full pass on first use)."""
+        """The scorer, built and checked against a full pass on first use.
+
+        Args:
+            images: float32 ``[B, C, H, W]`` in [0, 1]; the first 8 are the check's.
+
+        Returns:
+            The scorer every query of this attack goes through.
+
+        Raises:
+            ValueError: the engine scores fewer pixels per candidate than the attack
+                changes.
+        """
         if self._scorer is None:
-            self._scorer = make_scorer(self.model, images[:8], self.engine, self.pixels,
+            self._scorer = make_scorer(self.model, images[:8], self.engine, self.pixel_count,
                                        self.optimize, self.precision, self.cuda_graphs)
-        if self._scorer.max_pixels is not None and self.pixels > self._scorer.max_pixels:
+        most = self._scorer.max_pixels
+        if most is not None and self.pixel_count > most:
             raise ValueError(f"engine {self._scorer.name!r} scores candidates of at most "
-                             f"{self._scorer.max_pixels} pixel(s), not {self.pixels}")
+                             f"{most} pixel(s), not {self.pixel_count}")
         return self._scorer
 
     def _chunk(self, state, images: torch.Tensor) -> int:
@@ -231,7 +172,14 @@ class Attack(ABC):
         return self.scorer(images).chunk_rows(state, images, self.batch_invariant)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of the model on whole images (clean or adversarial)."""
+        """Softmax of the model on whole images (clean or adversarial).
+
+        Args:
+            images: float32 ``[B, C, H, W]`` in [0, 1].
+
+        Returns:
+            float ``[B, K]``, each row summing to 1.
+        """
         scorer = self.scorer(images)
         chunk = self.max_batch or scorer.image_chunk_rows(images)
         return scorer.image_probabilities(images, chunk, one_per_call=self.batch_invariant)
@@ -264,7 +212,7 @@ class Attack(ABC):
 
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape
-            genes = candidates.reshape(count * popsize, self.pixels, 2 + channels)
+            genes = candidates.reshape(count * popsize, self.pixel_count, 2 + channels)
             probs = probabilities(ids.repeat_interleave(popsize), genes)
             probs = probs.view(count, popsize, -1)
             predicted = probs.argmax(2)
@@ -282,67 +230,78 @@ class Attack(ABC):
         """The adversarial images, as torchattacks' attacks return them.
 
         Args:
-            images: float ``[B, C, H, W]`` in [0, 1].
+            images: float32 ``[B, C, H, W]`` in [0, 1].
             labels: the true classes, integer ``[B]``.
             targets: the target classes of a targeted attack, integer ``[B]``.
 
         Returns:
-            float ``[B, C, H, W]``: each image with the search's best pixels applied (the
-            clean image where no search was needed). :meth:`run` returns everything.
+            float32 ``[B, C, H, W]``: each image with the search's best pixels applied
+            (the clean image where no search was needed). :meth:`run` returns everything.
+
+        Raises:
+            TypeError: images that are not float32, labels or targets not integers.
+            ValueError: see :meth:`run`.
         """
         return self.run(images, labels, targets).adversarial
 
     def attack(self, images: torch.Tensor, labels: torch.Tensor,
                targets: torch.Tensor | None = None,
                keys: list[int] | None = None) -> AttackOutput:
-        """Deprecated alias of :meth:`run` (kept for one release)."""
+        """Deprecated alias of :meth:`run` (kept for one release).
+
+        Args:
+            images: as for :meth:`run`.
+            labels: as for :meth:`run`.
+            targets: as for :meth:`run`.
+            keys: as for :meth:`run`.
+
+        Returns:
+            What :meth:`run` returns.
+        """
         warnings.warn("Attack.attack() is deprecated; use Attack.run() for the full "
                       "output or call the attack for the adversarial images",
                       DeprecationWarning, stacklevel=2)
         return self.run(images, labels, targets, keys)
-
-    def _check(self, images: torch.Tensor, labels: torch.Tensor,
-               targets: torch.Tensor | None) -> torch.Tensor:
-        """Validate inputs; return the clean probabilities."""
-        check_images(images, labels)
-        if self.model.training:
-            warnings.warn("the model is in training mode (dropout, batch statistics): its "
-                          "scores change from call to call; call model.eval() first",
-                          RuntimeWarning, stacklevel=4)
-        if self.targeted and targets is None:
-            raise ValueError("a targeted attack needs `targets`")
-        if not self.targeted and targets is not None:
-            raise ValueError("targets given to an untargeted attack; use targeted=True")
-        probs = self.probabilities(images)
-        classes = probs.shape[1]
-        for name, values in (("labels", labels), ("targets", targets)):
-            if values is not None and (values.min() < 0 or values.max() >= classes):
-                raise ValueError(f"{name} must lie in 0..{classes - 1} (the model has "
-                                 f"{classes} classes); got {values.min()}..{values.max()}")
-        return probs
 
     def run(self, images: torch.Tensor, labels: torch.Tensor,
             targets: torch.Tensor | None = None,
             keys: list[int] | None = None) -> AttackOutput:
         """Attack every image of the batch and return everything that was found.
 
+        The model is in eval mode during the call (each module's own mode is restored
+        after it). An empty batch gives an empty output.
+
         Args:
-            images: float ``[B, C, H, W]`` in [0, 1].
+            images: float32 ``[B, C, H, W]`` in [0, 1].
             labels: the true classes, integer ``[B]``.
-            targets: the target classes of a targeted attack, integer ``[B]``.
+            targets: the target classes of a targeted attack, integer ``[B]``, each
+                other than the image's true class.
             keys: each image's random-stream key (default: a hash of its pixels and
                 label), so results do not depend on batch composition or order.
 
         Returns:
             The per-image results, the adversarial batch, the prior's distribution and
             the seconds spent.
+
+        Raises:
+            TypeError: images that are not float32 (convert with ``images.float()``),
+                labels or targets that are not integer tensors.
+            ValueError: images outside [0, 1] or of the wrong shape, labels or targets
+                outside the model's classes or of the wrong shape, targets missing for a
+                targeted attack (or given to an untargeted one), a target equal to the
+                image's true class.
         """
+        with evaluation_mode(self.model):
+            return self._run(images, labels, targets, keys)
+
+    def _run(self, images: torch.Tensor, labels: torch.Tensor,
+             targets: torch.Tensor | None, keys: list[int] | None) -> AttackOutput:
         began = time.perf_counter()
+        labels, targets = check_inputs(images, labels, targets, self.targeted)
+        if images.shape[0] == 0:
+            return self._empty_output(images, began)
         device = images.device
-        labels = check_labels(labels).to(device)
-        targets = (check_labels(targets, "targets").to(device) if targets is not None
-                   else None)
-        clean = self._check(images, labels, targets)
+        clean = check_classes(self.probabilities(images), labels, targets)
         original = clean.argmax(1)
         goal_reached = (original == targets) if targets is not None else (original != labels)
         keys = keys if keys is not None else [image_key(images[i], int(labels[i]))
@@ -350,10 +309,10 @@ class Attack(ABC):
         distribution = self.start_distribution(images, labels, keys)
         generators = [stream(self.seed, key) for key in keys]
         todo = (~goal_reached).nonzero().flatten().tolist()
-        best = torch.zeros(images.shape[0], self.pixels * (2 + images.shape[1]),
+        best = torch.zeros(images.shape[0], self.pixel_count * (2 + images.shape[1]),
                            device=device)
         queries = torch.zeros(images.shape[0], dtype=torch.long)
-        steps: dict[str, torch.Tensor] = {}
+        steps: dict[str, torch.Tensor | list] = {}
         prep_seconds = time.perf_counter() - began
         if todo:
             idx = torch.tensor(todo, device=device)
@@ -369,7 +328,7 @@ class Attack(ABC):
         self.queries += int(queries.sum())
         adversarial = images.clone()
         if todo:
-            genes = best[idx].view(len(todo), 1, self.pixels, 2 + images.shape[1])
+            genes = best[idx].view(len(todo), 1, self.pixel_count, 2 + images.shape[1])
             adversarial[idx] = apply_pixels(images[idx], genes)
         final = self.probabilities(adversarial)
         seconds = time.perf_counter() - began
@@ -378,22 +337,59 @@ class Attack(ABC):
                                 seconds)
         return AttackOutput(results, adversarial, distribution, seconds)
 
-    step_names: tuple[str, ...] = ()  # the keys of this search's steps record
+    def _empty_output(self, images: torch.Tensor, began: float) -> AttackOutput:
+        """The output of an empty batch: no results, an empty adversarial batch."""
+        height, width = images.shape[-2:]
+        distribution = PositionDistribution(
+            torch.zeros(0, height * width, dtype=torch.float64), height, width,
+            torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long))
+        return AttackOutput([], images.clone(), distribution, time.perf_counter() - began)
 
-    def _empty_steps(self, count: int) -> dict[str, torch.Tensor]:
-        """The steps record of images no search was needed for (all zero)."""
-        return {name: torch.zeros(count, dtype=torch.long) for name in self.step_names}
+    def _empty_steps(self, count: int) -> dict[str, torch.Tensor | list]:
+        """The steps record of images no search was needed for: zero, False, or ``None``
+        for nullable fields, by :attr:`step_fields`."""
+        out: dict[str, torch.Tensor | list] = {}
+        for name, kind in self.step_fields.items():
+            if kind.endswith("?") or kind == "str":
+                out[name] = [None if kind.endswith("?") else ""] * count
+            else:
+                dtype = {"int": torch.long, "bool": torch.bool, "number": torch.float64}[kind]
+                out[name] = torch.zeros(count, dtype=dtype)
+        return out
 
     @abstractmethod
     def _search(self, images: torch.Tensor, labels: torch.Tensor,
                 targets: torch.Tensor | None, distribution: PositionDistribution,
                 rows: list[int], generators: list[torch.Generator]) -> SearchOutcome:
-        """Search the images still to attack (``rows`` index ``distribution``)."""
+        """Search the images still to attack.
+
+        Args:
+            images: float32 ``[A, C, H, W]``, the images the model still classifies as
+                their label (untargeted) or not yet as their target.
+            labels: int64 ``[A]``.
+            targets: int64 ``[A]`` (targeted), else ``None``.
+            distribution: the prior's distribution of the whole batch; ``rows`` index it.
+            rows: each attacked image's row in the batch.
+            generators: each attacked image's random stream.
+
+        Returns:
+            The answers, queries and steps record (:attr:`step_fields`) of the ``A``
+            images.
+        """
 
     def start_distribution(self, images: torch.Tensor, labels: torch.Tensor,
                            keys: list[int]) -> PositionDistribution:
         """The prior's distribution over positions for each image (per image in
-        batch-invariant mode); ``keys`` are the images' random-stream keys."""
+        batch-invariant mode).
+
+        Args:
+            images: float32 ``[B, C, H, W]`` in [0, 1].
+            labels: int64 ``[B]``.
+            keys: the images' random-stream keys.
+
+        Returns:
+            The distribution of the ``B`` images.
+        """
         if not self.batch_invariant or not self.prior.needs_sensitivity:
             return self.prior.distribution(self.model, images, labels, seed=self.seed,
                                            keys=keys)
@@ -414,7 +410,7 @@ class Attack(ABC):
         for i in range(images.shape[0]):
             pixels = []
             if i in attacked:
-                genes = best[i].view(self.pixels, 2 + channels).cpu()
+                genes = best[i].view(self.pixel_count, 2 + channels).cpu()
                 for gene in genes:
                     x = int(gene[0].round().clamp(0, width - 1))
                     y = int(gene[1].round().clamp(0, height - 1))
@@ -455,12 +451,3 @@ def _spread(values, rows: list[int], count: int):
 def _item(value):
     """A tensor element as a Python number; anything else as it is."""
     return value.item() if isinstance(value, torch.Tensor) else value
-
-
-def _check_int(name: str, value, low: int) -> None:
-    """An integer setting: refuse floats and bools (``popsize=20.7``) and values below
-    ``low``, in words."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")

@@ -57,12 +57,24 @@ STOP_ON = ("any", "best")
 class EvolutionConfig:
     """DE settings; the defaults are the paper's DE/rand/1 for the one-pixel attack.
 
-    ``mutation``: F, or ``(low, high)`` to dither F uniformly per generation (SciPy).
-    ``out_of_bounds``: ``"clip"`` mutants to the bounds or ``"resample"`` the offending
-    genes uniformly within them (SciPy). ``stop_on``: stop when ``"any"`` evaluated
-    candidate succeeds, or only when the population's ``"best"`` member does (Su et al.'s
-    code). ``replace_on_tie``: a child at least as fit as its parent replaces it (the
-    paper); ``False``: only a strictly fitter one (SciPy).
+    Args:
+        popsize: members per problem (at least 4, and enough for the strategy).
+        maxiter: most generations after the initial population (>= 0).
+        mutation: F, or ``(low, high)`` to dither F uniformly per generation (SciPy);
+            within (0, 2].
+        early_stop: a problem stops once it succeeds.
+        strategy: a name of :data:`STRATEGIES`.
+        recombination: the crossover rate in [0, 1] (1: every gene from the mutant).
+        out_of_bounds: ``"clip"`` mutants to the bounds or ``"resample"`` the offending
+            genes uniformly within them (SciPy).
+        stop_on: stop when ``"any"`` evaluated candidate succeeds, or only when the
+            population's ``"best"`` member does (Su et al.'s code).
+        replace_on_tie: a child at least as fit as its parent replaces it (the paper);
+            ``False``: only a strictly fitter one (SciPy).
+
+    Raises:
+        ValueError: an unknown strategy, ``out_of_bounds`` or ``stop_on``, or a value
+            out of range.
     """
 
     popsize: int = 400
@@ -98,7 +110,11 @@ class EvolutionConfig:
 
     @property
     def mutation_range(self) -> tuple[float, float]:
-        """``(F, F)`` for a fixed F, else the dither range."""
+        """``(F, F)`` for a fixed F, else the dither range ``(low, high)``.
+
+        Raises:
+            ValueError: a dither range that is not two values.
+        """
         if isinstance(self.mutation, (tuple, list)):
             if len(self.mutation) != 2:
                 raise ValueError(f"mutation must be F or [low, high], got {self.mutation}")
@@ -108,20 +124,37 @@ class EvolutionConfig:
 
 @dataclass
 class EvolutionResult:
-    """Per-problem outcome of :meth:`DifferentialEvolution.solve`."""
+    """Per-problem outcome of :meth:`DifferentialEvolution.solve`.
 
-    best: torch.Tensor  # [B, D]: first successful candidate, else the fittest
-    best_fitness: torch.Tensor  # [B]
-    success: torch.Tensor  # bool [B]
-    generations: torch.Tensor  # int64 [B]: 0 when the initial population succeeded
-    evaluations: torch.Tensor  # int64 [B]: fitness evaluations (model queries)
+    Args:
+        best: float ``[B, D]``, the first successful candidate, else the fittest.
+        best_fitness: float ``[B]``.
+        success: bool ``[B]``.
+        generations: int64 ``[B]``, the generation of success (0: the initial
+            population), else the last generation run.
+        evaluations: int64 ``[B]``, fitness evaluations (model queries).
+    """
+
+    best: torch.Tensor
+    best_fitness: torch.Tensor
+    success: torch.Tensor
+    generations: torch.Tensor
+    evaluations: torch.Tensor
 
 
 def mutation_indices(popsize: int, generator: torch.Generator, count: int = 3) -> torch.Tensor:
-    """``[P, count]`` indices for each member i: distinct, and all different from i.
+    """Random members for each member's mutant: distinct, and all different from it.
 
     Drawn without rejection: each draw is uniform over the positions not yet excluded,
     then shifted past the excluded ones in ascending order.
+
+    Args:
+        popsize: members ``P``.
+        generator: the problem's random stream.
+        count: members drawn per member.
+
+    Returns:
+        int64 ``[P, count]``; row ``i`` holds no ``i`` and no repeat.
     """
     own = torch.arange(popsize)
     chosen = [own]
@@ -137,8 +170,12 @@ def mutation_indices(popsize: int, generator: torch.Generator, count: int = 3) -
 class DifferentialEvolution:
     """Batched DE solver (minimisation) with per-problem early stop.
 
-    ``lower``/``upper`` (``[D]``) bound every gene. See :class:`EvolutionConfig` for the
-    strategy, crossover, bounds handling, selection and stopping rule.
+    Args:
+        fitness: ``fitness(ids [A], candidates [A, P, D]) -> (fitness [A, P],
+            success bool [A, P])``, lower fitness better.
+        lower: float ``[D]``, each gene's lower bound.
+        upper: float ``[D]``, each gene's upper bound.
+        config: the strategy, crossover, bounds handling, selection and stopping rule.
     """
 
     def __init__(self, fitness: FitnessFunction, lower: torch.Tensor, upper: torch.Tensor,
@@ -201,10 +238,20 @@ class DifferentialEvolution:
 
     def solve(self, initial: torch.Tensor, generators: list[torch.Generator],
               callback: Callable[[int, torch.Tensor], None] | None = None) -> EvolutionResult:
-        """Evolve ``initial`` (``[B, P, D]``); ``generators[b]`` drives problem ``b``.
+        """Evolve every problem's population.
 
-        ``callback(generation, finished_ids)`` is called after every generation with the
-        ids of the problems that finished in it (for progress bars).
+        Args:
+            initial: float ``[B, P, D]``, each problem's initial population.
+            generators: ``B`` random streams; ``generators[b]`` drives problem ``b``.
+            callback: called as ``callback(generation, finished_ids)`` after every
+                generation with the ids of the problems that finished in it (for
+                progress bars).
+
+        Returns:
+            Each problem's answer, fitness, success, generations and evaluations.
+
+        Raises:
+            ValueError: ``initial`` holds another population size than the config's.
         """
         batch, popsize, dims = initial.shape
         if popsize != self.config.popsize:

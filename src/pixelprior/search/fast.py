@@ -22,12 +22,16 @@ near-tie could not be resolved) and whether the image is certified on the corner
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from ..priors import PositionDistribution, Prior, WeightedPrior
-from ..scoring import Scorer, perturb_rows
+from ..scoring import perturb_rows
+from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome, _spread
+from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
 
@@ -50,57 +54,47 @@ class FastAttack(Attack):
     >>> out = FastAttack(model).run(images, labels)
     >>> [r.steps["decided_by"] for r in out.results]   # corners | refine | certificate
 
-    Args (besides :class:`~pixelprior.search.Attack`'s):
+    Args:
+        model: the model (see :class:`~pixelprior.search.Attack`).
         prior: ranks positions by its sensitivity map (default
             ``WeightedPrior(sensitivity="gradient")``; any prior, e.g. an oracle).
         refine: ``"none"`` or ``"de"`` (a differential evolution off the corners).
-        refine_queries: the refine stage's queries per image.
+        refine_budget: the refine stage's most queries per image (>= 8; 0.2's
+            ``refine_queries=``); rows record what it spent as ``refine_queries``.
         refine_positions: the refine stage starts at this many lowest-margin positions.
         max_positions: scan only the top of the order (no certificate then).
+        **shared: the options of every attack (see :class:`~pixelprior.search.Attack`;
+            ``pixel_count`` is 1).
+
+    Raises:
+        TypeError: an unknown option, or an integer option that is not an integer.
+        ValueError: an unknown ``refine``, or an option out of range.
     """
 
     name = "fast"
     argument = "order"
     default_argument = "gradient"
     max_pixels = 1
-    step_names = ("positions_scanned", "refine_queries", "corner_certified", "decided_by")
+    step_fields = {"positions_scanned": "int", "refine_queries": "int",
+                   "corner_certified": "bool", "decided_by": "str?"}
+    refine_queries = Renamed("refine_budget")  # 0.2's name (deprecated)
 
+    @keyword_options(renamed={"refine_queries": "refine_budget"})
     def __init__(self, model: nn.Module, prior: Prior | None = None, *, refine: str = "none",
-                 refine_queries: int = 4000, refine_positions: int = 10,
-                 max_positions: int | None = None, targeted: bool = False, seed: int = 0,
-                 max_batch: int | None = None, batch_invariant: bool = False,
-                 engine: str | Scorer = "auto", optimize: bool = True,
-                 precision: str = "fp32", cuda_graphs: bool = False) -> None:
+                 refine_budget: int = 4000, refine_positions: int = 10,
+                 max_positions: int | None = None, **shared: Any) -> None:
         super().__init__(model, prior if prior is not None else WeightedPrior(
-            sensitivity="gradient"), pixels=1, targeted=targeted, seed=seed,
-            max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
-            optimize=optimize, precision=precision, cuda_graphs=cuda_graphs)
+            sensitivity="gradient"), **shared)
         if refine not in REFINES:
             raise ValueError(f"refine must be one of {REFINES}, got {refine!r}")
-        if refine != "none" and refine_queries < 8:
-            raise ValueError(f"refine_queries must be >= 8, got {refine_queries}")
-        if refine_positions < 1:
-            raise ValueError(f"refine_positions must be >= 1, got {refine_positions}")
+        check_int("refine_budget", refine_budget, 8 if refine != "none" else 0)
+        check_int("refine_positions", refine_positions, 1)
+        if max_positions is not None:
+            check_int("max_positions", max_positions, 1)
         self.refine = refine
-        self.refine_queries = int(refine_queries)
-        self.refine_positions = int(refine_positions)
+        self.refine_budget = refine_budget
+        self.refine_positions = refine_positions
         self.max_positions = max_positions
-
-    def _empty_steps(self, count: int) -> dict:
-        """The record of images no search was needed for (already misclassified)."""
-        steps = super()._empty_steps(count)
-        steps["corner_certified"] = torch.zeros(count, dtype=torch.bool)
-        steps["decided_by"] = [None] * count
-        return steps
-
-    @classmethod
-    def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
-                      **common) -> FastAttack:
-        """The attack with ``fast_refine``, ``fast_refine_queries`` and ``scan_positions``
-        of ``settings``."""
-        return cls(model, prior, refine=settings.get("fast_refine", "none"),
-                   refine_queries=settings.get("fast_refine_queries", 4000),
-                   max_positions=settings.get("scan_positions"), **common)
 
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
@@ -180,8 +174,8 @@ class FastAttack(Attack):
                 generators: list[torch.Generator]):
         """Differential evolution off the corners for the images ``todo``, started at
         their lowest-margin positions. Returns (queries, success, genes) per image."""
-        popsize = min(100, self.refine_queries)
-        config = EvolutionConfig(popsize=popsize, maxiter=max(0, self.refine_queries
+        popsize = min(100, self.refine_budget)
+        config = EvolutionConfig(popsize=popsize, maxiter=max(0, self.refine_budget
                                                               // popsize - 1))
         sub = images[todo]
         channels, height, width = sub.shape[1:]

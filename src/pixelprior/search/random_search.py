@@ -16,11 +16,13 @@ image comes from its own stream, so results do not depend on the batch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from ..priors import PositionDistribution, Prior
-from ..scoring import Scorer
+from ._options import keyword_options
 from .base import Attack, SearchOutcome
 
 __all__ = ["RandomSearchAttack", "p_schedule"]
@@ -32,8 +34,17 @@ _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 1
 
 
 def p_schedule(iteration: int, p_init: float, budget: int) -> float:
-    """Sparse-RS's share of pixels resampled at ``iteration`` (its schedule rescaled to a
-    budget of 10,000 queries, as ``resc_schedule=True`` does)."""
+    """Sparse-RS's share of pixels resampled at an iteration.
+
+    Args:
+        iteration: the iteration (0 is the first evaluation).
+        p_init: the initial share.
+        budget: the query budget; the schedule is rescaled from 10,000 queries to it, as
+            Sparse-RS's ``resc_schedule=True`` does.
+
+    Returns:
+        The share, ``p_init`` divided by the schedule's divisor at ``iteration``.
+    """
     it = int(iteration / budget * 10000)
     for last, divisor in _SCHEDULE:
         if it <= last:
@@ -42,34 +53,39 @@ def p_schedule(iteration: int, p_init: float, budget: int) -> float:
 
 
 class RandomSearchAttack(Attack):
-    """Sparse-RS's L0 random search (margin loss, greedy acceptance, corner colours).
+    """Sparse-RS's L0 random search (margin loss, greedy acceptance, corner colors).
 
-    Args (besides :class:`~pixelprior.search.Attack`'s):
-        prior: where pixel positions are drawn from (uniform by default).
-        queries: the query budget per image (10,000 as in Sparse-RS's examples).
-        p_init: the initial share of pixels resampled per iteration (0.8).
-        pixels: pixels changed (``k``, Sparse-RS's ``eps``).
+    >>> RandomSearchAttack(model, budget=10_000)(images, labels)
+
+    Args:
+        model: the model (see :class:`~pixelprior.search.Attack`).
+        prior: where pixel positions are drawn from (uniform by default, as in
+            Sparse-RS; a susceptible-set prior gives a constrained random search).
+        budget: the most model queries per image (10,000 as in Sparse-RS's examples;
+            0.2's ``queries=``). :attr:`queries` counts what was spent.
+        p_init: the initial share of pixels resampled per iteration, in (0, 1] (0.8).
+        **shared: the options of every attack (``pixel_count`` is Sparse-RS's ``k``;
+            see :class:`~pixelprior.search.Attack`).
+
+    Raises:
+        TypeError: an unknown option.
+        ValueError: ``budget`` not an integer >= 1, ``p_init`` outside (0, 1].
     """
 
     name = "random_search"
-    argument = 'prior'  # what follows "random_search:" in a mode name
-    default_argument = 'uniform'
-    settings = ("pixels",)
-    step_names = ("iterations",)
+    argument = "prior"  # what follows "random_search:" in a mode name
+    default_argument = "uniform"
+    step_fields = {"iterations": "int"}
 
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, queries: int = 10_000,
-                 p_init: float = 0.8, pixels: int = 1, targeted: bool = False, seed: int = 0,
-                 max_batch: int | None = None, batch_invariant: bool = False,
-                 engine: str | Scorer = "auto", optimize: bool = True,
-                 precision: str = "fp32", cuda_graphs: bool = False) -> None:
-        super().__init__(model, prior, pixels=pixels, targeted=targeted, seed=seed,
-                         max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
-                         optimize=optimize, precision=precision, cuda_graphs=cuda_graphs)
-        if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
-            raise ValueError(f"queries must be an integer >= 1, got {queries!r}")
+    @keyword_options(renamed={"queries": "budget", "pixels": "pixel_count"})
+    def __init__(self, model: nn.Module, prior: Prior | None = None, *, budget: int = 10_000,
+                 p_init: float = 0.8, **shared: Any) -> None:
+        super().__init__(model, prior, **shared)
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ValueError(f"budget must be an integer >= 1, got {budget!r}")
         if not 0.0 < p_init <= 1.0:
             raise ValueError(f"p_init must lie in (0, 1], got {p_init}")
-        self.budget = queries
+        self.budget = budget
         self.p_init = float(p_init)
 
     def _chunk(self, state, images: torch.Tensor) -> int:
@@ -79,23 +95,16 @@ class RandomSearchAttack(Attack):
         rows = super()._chunk(state, images)
         return rows if self.max_batch or images.device.type != "cpu" else min(rows, CPU_ROWS)
 
-    @classmethod
-    def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
-                      **common) -> RandomSearchAttack:
-        """The search with the ``pixels`` and ``query_budget`` of ``settings``."""
-        budget = settings.get("query_budget") or 10_000
-        return cls(model, prior, queries=budget, pixels=settings.get("pixels", 1), **common)
-
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
         count, channels, height, width = images.shape
-        if self.pixels >= height * width:
-            raise ValueError(f"pixels ({self.pixels}) must be fewer than the image's "
+        if self.pixel_count >= height * width:
+            raise ValueError(f"pixel_count ({self.pixel_count}) must be fewer than the image's "
                              f"{height * width} positions: each step moves a pixel to a "
                              "position not yet changed")
         probabilities = self._candidate_probabilities(images)
         goal = labels if targets is None else targets
-        state = _State.start(images, distribution, rows, generators, self.pixels)
+        state = _State.start(images, distribution, rows, generators, self.pixel_count)
         margin, success = self._evaluate(probabilities, torch.arange(count), state.genes(),
                                          goal, targets is not None)
         queries = torch.ones(count, dtype=torch.long)
@@ -105,7 +114,8 @@ class RandomSearchAttack(Attack):
             active = (~done).nonzero().flatten()
             if not active.numel():
                 break
-            moved = max(int(p_schedule(iteration, self.p_init, self.budget) * self.pixels), 1)
+            share = p_schedule(iteration, self.p_init, self.budget)
+            moved = max(int(share * self.pixel_count), 1)
             proposal = state.propose(active, moved, distribution, rows, generators, images)
             new_margin, new_success = self._evaluate(
                 probabilities, active, proposal.genes(), goal[active], targets is not None)

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..data import check_images
 from ..maps import METHODS
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import make_scorer
+from ..scoring import Scorer, make_scorer
+from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
+from .checks import check_inputs, check_int, evaluation_mode
 
 TIE_BREAKS = ("random", "raster")
 # the orders a ranked scan can follow: no map (random, raster), the oracle, or a map
@@ -41,8 +43,18 @@ ORDERS = ("random", "raster", "oracle", *METHODS)
 
 
 def colour_grid(levels: int, channels: int = 3) -> torch.Tensor:
-    """Every colour of ``{0, 1/(levels-1), ..., 1}^channels``: ``[levels**channels, C]``
-    (``levels=2``: the corners of the colour cube)."""
+    """Every color of the grid ``{0, 1/(levels-1), ..., 1}^channels``.
+
+    Args:
+        levels: values per channel (2: the corners of the color cube).
+        channels: ``C``.
+
+    Returns:
+        float32 ``[levels**C, C]`` in [0, 1].
+
+    Raises:
+        ValueError: ``levels < 2``.
+    """
     if levels < 2:
         raise ValueError(f"levels must be >= 2 (2: the corners of the colour cube), got "
                          f"{levels}")
@@ -52,22 +64,42 @@ def colour_grid(levels: int, channels: int = 3) -> torch.Tensor:
 
 @dataclass
 class ScanResult:
-    """Per image and position (``[B, H, W]``; NaN / False where not scanned)."""
+    """What a scan found per image and position (NaN / False where not scanned).
 
-    min_fitness: torch.Tensor  # lowest true-class probability (targeted: 1 - target's)
-    min_margin: torch.Tensor  # lowest (goal class margin); < 0: the label changes
-    vulnerable: torch.Tensor  # bool: some colour of the grid reaches the goal
-    best_colour: torch.Tensor  # [B, H, W, C]: the colour of the lowest margin
-    scanned: torch.Tensor  # bool: positions evaluated and counted
-    first: torch.Tensor  # int64 [B]: flat position of the first success in order, -1
-    positions_scanned: torch.Tensor  # int64 [B]: positions counted
-    queries: torch.Tensor  # int64 [B]: positions counted × colours
+    Args:
+        min_fitness: float ``[B, H, W]``, the lowest true-class probability over the
+            grid (targeted: one minus the target's).
+        min_margin: float ``[B, H, W]``, the lowest goal margin; < 0: the label changes.
+        vulnerable: bool ``[B, H, W]``, some color of the grid reaches the goal.
+        best_colour: float ``[B, H, W, C]``, the color of the lowest margin.
+        scanned: bool ``[B, H, W]``, positions evaluated and counted.
+        first: int64 ``[B]``, the flat position of the first success in order, or -1.
+        positions_scanned: int64 ``[B]``, positions counted.
+        queries: int64 ``[B]``, positions counted × colors.
+    """
+
+    min_fitness: torch.Tensor
+    min_margin: torch.Tensor
+    vulnerable: torch.Tensor
+    best_colour: torch.Tensor
+    scanned: torch.Tensor
+    first: torch.Tensor
+    positions_scanned: torch.Tensor
+    queries: torch.Tensor
 
 
 def rank_positions(scores: torch.Tensor, generators: list[torch.Generator] | None
-            ) -> torch.Tensor:
-    """Positions by descending score ``[B, P]``; ties in a random order (one generator per
-    image) or in raster order (``generators=None``)."""
+                   ) -> torch.Tensor:
+    """Positions by descending score.
+
+    Args:
+        scores: float ``[B, P]``, a score per flat position.
+        generators: one random stream per image to order ties at random, or ``None`` to
+            keep ties in raster order.
+
+    Returns:
+        int64 ``[B, P]``, the flat positions of each image, highest score first.
+    """
     batch, positions = scores.shape
     if generators is None:
         base = torch.arange(positions).expand(batch, positions)
@@ -81,15 +113,23 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                    targets: torch.Tensor | None, orders: torch.Tensor, colours: torch.Tensor,
                    stop_at_first: bool, step_rows: int, max_positions: int | None = None,
                    first_step_rows: int | None = None) -> ScanResult:
-    """Scan ``images`` position by position in ``orders`` (``[B, P]`` flat positions),
-    every colour of ``colours`` at each; ``query(owner, genes) -> probabilities``.
+    """Scan images position by position in an order, every color of a grid at each.
 
     Args:
+        query: ``query(owner int64 [N], genes [N, 1, 2 + C]) -> probabilities [N, K]``.
+        images: float32 ``[B, C, H, W]`` in [0, 1].
+        labels: int64 ``[B]``.
+        targets: int64 ``[B]`` (targeted), else ``None``.
+        orders: int64 ``[B, P]``, each image's flat positions in scan order.
+        colours: float ``[Q, C]``, the grid.
         stop_at_first: an image stops after its first successful position in order.
-        step_rows: rows (positions × colours × active images) evaluated per step.
+        step_rows: rows (positions × colors × active images) evaluated per step.
         max_positions: scan at most this many positions per image (the top of the order).
         first_step_rows: the first step's rows (default ``step_rows``); steps then double
             up to ``step_rows``, so an early success wastes few rows past it.
+
+    Returns:
+        What the scan found per image and position, and the queries it counts.
     """
     batch, channels, height, width = images.shape
     device = images.device
@@ -165,45 +205,57 @@ def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | Non
 
 
 class RankedScanAttack(Attack):
-    """Scan positions × a colour grid in the order of a prior's map until the first
+    """Scan positions × a color grid in the order of a prior's map until the first
     success (untargeted or targeted; one pixel).
 
-    ``prior`` ranks positions: its sensitivity map when it has one (e.g.
-    ``WeightedPrior(sensitivity="smoothgrad")``, :class:`~pixelprior.priors.OraclePrior`),
-    else its probabilities (``UniformPrior``: all equal, so the order is the tie-break).
-    ``tie_break``: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
-    plain exhaustive scan with ``UniformPrior``). ``max_positions``: scan only the top of
-    the order (for large images). ``levels``: colours per channel (3: 27 colours).
+    >>> RankedScanAttack(model, WeightedPrior(sensitivity="smoothgrad"))(images, labels)
+
+    Args:
+        model: the model (see :class:`~pixelprior.search.Attack`).
+        prior: ranks positions: its sensitivity map when it has one (e.g.
+            ``WeightedPrior(sensitivity="smoothgrad")``,
+            :class:`~pixelprior.priors.OraclePrior`), else its probabilities
+            (``UniformPrior``, the default: all equal, so the order is the tie-break).
+        levels: colors per channel of the grid (3: 27 colors; 2: the corners).
+        tie_break: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
+            plain exhaustive scan with ``UniformPrior``).
+        max_positions: scan only the top of the order (for large images).
+        **shared: the options of every attack (see :class:`~pixelprior.search.Attack`;
+            ``pixel_count`` is 1).
+
+    Raises:
+        TypeError: an unknown option, or an integer option that is not an integer.
+        ValueError: ``levels < 2``, an unknown ``tie_break``, ``max_positions < 1``.
     """
 
     name = "scan"
-    argument = 'order'  # what follows "scan:" in a mode name
-    default_argument = 'raster'
-    settings = ("levels",)
+    argument = "order"  # what follows "scan:" in a mode name
+    default_argument = "raster"
     max_pixels = 1
-    step_names = ("positions_scanned",)
+    step_fields = {"positions_scanned": "int"}
+    colours = Renamed("colors")  # 0.2's spelling (deprecated)
 
-    def __init__(self, model: nn.Module, prior: Prior | None = None, levels: int = 3,
+    @keyword_options(positional=("levels", "tie_break", "max_positions", "targeted", "seed",
+                                 "max_batch", "batch_invariant", "engine", "optimize",
+                                 "precision"))
+    def __init__(self, model: nn.Module, prior: Prior | None = None, *, levels: int = 3,
                  tie_break: str = "random", max_positions: int | None = None,
-                 targeted: bool = False, seed: int = 0, max_batch: int | None = None,
-                 batch_invariant: bool = False, engine="auto", optimize: bool = True,
-                 precision: str = "fp32") -> None:
-        super().__init__(model, prior, pixels=1, targeted=targeted, seed=seed,
-                         max_batch=max_batch, batch_invariant=batch_invariant, engine=engine,
-                         optimize=optimize, precision=precision)
+                 **shared: Any) -> None:
+        super().__init__(model, prior, **shared)
+        check_int("levels", levels, 2)
         if tie_break not in TIE_BREAKS:
-            raise ValueError(f"tie_break must be one of {TIE_BREAKS}")
-        if max_positions is not None and max_positions < 1:
-            raise ValueError("max_positions must be >= 1")
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+        if max_positions is not None:
+            check_int("max_positions", max_positions, 1)
         self.levels = levels
-        self.colours = colour_grid(levels)
+        self.colors = colour_grid(levels)
         self.tie_break = tie_break
         self.max_positions = max_positions
 
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
-        if self.colours.shape[1] != images.shape[1]:
-            self.colours = colour_grid(self.levels, images.shape[1])
+        if self.colors.shape[1] != images.shape[1]:
+            self.colors = colour_grid(self.levels, images.shape[1])
         scores = (distribution.sensitivity.flatten(1) if distribution.sensitivity is not None
                   else distribution.probabilities)[rows]
         orders = rank_positions(scores, generators if self.tie_break == "random" else None)
@@ -211,20 +263,11 @@ class RankedScanAttack(Attack):
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
         found = scan_positions(lambda owner, genes: self._query(state, images, owner, genes),
-                               images, labels, targets, orders, self.colours,
+                               images, labels, targets, orders, self.colors,
                                stop_at_first=True, step_rows=8 * chunk,
                                max_positions=self.max_positions)
         return SearchOutcome(_answers(found, images.shape[-1]), found.queries,
                              {"positions_scanned": found.positions_scanned})
-
-    @classmethod
-    def from_settings(cls, model: nn.Module, prior: Prior | None, settings, arg=None,
-                      **common) -> RankedScanAttack:
-        """A scan in the order ``arg`` (``raster`` keeps raster order for ties) with the
-        grid ``levels`` and the ``scan_positions`` limit of ``settings``."""
-        return cls(model, prior, levels=settings.get("levels", 3),
-                   tie_break="raster" if arg == "raster" else "random",
-                   max_positions=settings.get("scan_positions"), **common)
 
 
 def _answers(found: ScanResult, width: int) -> torch.Tensor:
@@ -238,53 +281,106 @@ def _answers(found: ScanResult, width: int) -> torch.Tensor:
 
 
 class SusceptibilityScan:
-    """The exhaustive one-pixel scan of images: every position × every grid colour.
+    """The exhaustive one-pixel scan of images: every position × every grid color.
+
+    Not an attack (it takes no prior and finds every answer, not one): the ground truth
+    that maps and attacks are measured against.
 
     >>> result = SusceptibilityScan(model, levels=3)(images, labels)
-    >>> result.vulnerable      # bool [B, H, W]: some colour there changes the label
+    >>> result.vulnerable      # bool [B, H, W]: some color there changes the label
+
+    Args:
+        model: any ``nn.Module`` mapping float32 images ``[B, C, H, W]`` in [0, 1] to
+            class scores ``[B, K]``; in eval mode during each call (restored after).
+        levels: colors per channel of the grid (3: 27 colors).
+        engine: an engine name or a shared :class:`~pixelprior.scoring.Scorer`, as for
+            :class:`~pixelprior.search.Attack`.
+        max_batch: rows per scoring call (default: measured).
+        batch_invariant: results independent of the batch (see
+            :class:`~pixelprior.search.Attack`).
+        optimize: query a verified faster copy of the model.
+
+    Raises:
+        TypeError: ``levels`` not an integer.
+        ValueError: ``levels < 2``.
     """
 
-    def __init__(self, model: nn.Module, levels: int = 3, engine="auto",
+    def __init__(self, model: nn.Module, levels: int = 3, engine: str | Scorer = "auto",
                  max_batch: int | None = None, batch_invariant: bool = False,
                  optimize: bool = True) -> None:
+        check_int("levels", levels, 2)
         self.model = model
         self.levels = levels
-        colour_grid(levels)  # validates
         self.engine = engine
         self.max_batch = max_batch
         self.batch_invariant = batch_invariant
         self.optimize = optimize
-        self._scorer = None
-        self.queries = 0
+        self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self.queries = 0  # model queries spent, over all calls
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
                  order: torch.Tensor | None = None, stop_at_first: bool = False
                  ) -> ScanResult:
-        """Scan every image (``order``: ``[B, H*W]`` flat positions, default raster;
-        ``stop_at_first``: stop each image at its first vulnerable position in order)."""
-        check_images(images, labels)
-        labels = labels.to(images.device, torch.long)
+        """Scan every image.
+
+        Args:
+            images: float32 ``[B, C, H, W]`` in [0, 1].
+            labels: the true classes, integer ``[B]``.
+            order: int64 ``[B, H*W]``, the flat positions in scan order (default raster).
+            stop_at_first: stop each image at its first vulnerable position in order.
+
+        Returns:
+            Per image and position the lowest fitness and margin, whether some color
+            changes the label, and the queries spent.
+
+        Raises:
+            TypeError: images that are not float32, labels that are not integers.
+            ValueError: images outside [0, 1] or of the wrong shape, labels of the wrong
+                shape.
+        """
+        labels, _ = check_inputs(images, labels, None, targeted=False)
+        with evaluation_mode(self.model):
+            return self._scan(images, labels, order, stop_at_first)
+
+    def _scan(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None,
+              stop_at_first: bool) -> ScanResult:
+        positions = images.shape[-2] * images.shape[-1]
+        if order is None:
+            order = torch.arange(positions).expand(images.shape[0], positions)
+        colors = colour_grid(self.levels, images.shape[1])
+        if images.shape[0] == 0:  # an empty batch: an empty result, no model
+            return scan_positions(None, images, labels, None, order.cpu(), colors,
+                                  stop_at_first, 1)
         if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
-        positions = images.shape[-2] * images.shape[-1]
-        if order is None:
-            order = torch.arange(positions).expand(images.shape[0], positions)
         result = scan_positions(
             lambda owner, genes: scorer.probabilities(state, images, owner, genes, chunk,
                                                       self.batch_invariant),
-            images, labels, None, order.cpu(), colour_grid(self.levels, images.shape[1]),
-            stop_at_first, 8 * chunk)
+            images, labels, None, order.cpu(), colors, stop_at_first, 8 * chunk)
         self.queries += int(result.queries.sum())
         return result
 
 
 def ranked_prior(name: str, sensitivity_kwargs: dict | None = None,
                  scan: str | Path | None = None) -> Prior:
-    """The prior that orders a ranked scan: ``random``/``raster`` (no map), ``oracle``
-    (from ``scan``), or a sensitivity method's map."""
+    """The prior that orders a ranked scan.
+
+    Args:
+        name: an order of :data:`ORDERS`: ``random``/``raster`` (no map), ``oracle`` (from
+            ``scan``), or a sensitivity method's name.
+        sensitivity_kwargs: the method's options.
+        scan: a susceptibility scan (folder or ``maps.npz``), for ``oracle``.
+
+    Returns:
+        ``UniformPrior``, ``OraclePrior`` or ``WeightedPrior`` on the method's map.
+
+    Raises:
+        ValueError: ``oracle`` without a scan, an unknown method.
+        TypeError: an option the method does not take.
+    """
     if name in ("random", "raster"):
         return UniformPrior()
     if name == "oracle":

@@ -1,0 +1,95 @@
+"""Sensitivity methods refuse options they do not take, and are bound to one model: built
+without one they are bound to the attacked model, bound to another they are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelprior.maps import (
+    METHODS,
+    GradCAM,
+    SmoothGrad,
+    VanillaGradient,
+    accepted_options,
+    make_sensitivity,
+    sensitivity_from_settings,
+)
+
+
+@pytest.fixture
+def batch():
+    gen = torch.Generator().manual_seed(1)
+    return torch.rand(2, 3, 12, 12, generator=gen), torch.tensor([0, 2])
+
+
+# ------------------------------------------------------------------ options
+def test_an_option_the_method_does_not_take_is_refused_naming_the_accepted_ones(tiny_net):
+    with pytest.raises(TypeError, match="sensitivity method 'gradient' got an unknown option "
+                                        "'n_samples'; sensitivity method 'gradient' takes: "
+                                        "batch_size, normalization, percentile, reduction, "
+                                        "score"):
+        make_sensitivity("gradient", tiny_net, n_samples=4)
+    with pytest.raises(TypeError, match="unknown option 'n_sample'.* n_samples"):
+        make_sensitivity("smoothgrad", tiny_net, n_sample=4)
+    with pytest.raises(ValueError, match="unknown sensitivity method 'smoothgrads'"):
+        make_sensitivity("smoothgrads", tiny_net)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_takes_every_option_it_declares(name, tiny_net):
+    assert set(accepted_options(name)) >= {"score", "reduction", "batch_size"}
+    defaults = {"n_samples": 2, "noise_level": 0.1, "absolute": "before", "seed": 1,
+                "steps": 2, "baseline": 0.0, "layer": tiny_net.features[-1],
+                "score": "logit", "reduction": "sum", "normalization": "minmax",
+                "percentile": 99.0, "batch_size": 64}
+    method = make_sensitivity(name, tiny_net, **{k: defaults[k]
+                                                 for k in accepted_options(name)})
+    assert method.model is tiny_net and method.batch_size == 64
+
+
+def test_shared_settings_give_each_method_its_own_and_refuse_typos(tiny_net):
+    settings = {"score": "logit", "n_samples": 3, "noise_level": 0.1, "absolute": "after"}
+    assert sensitivity_from_settings("gradient", tiny_net, **settings).score == "logit"
+    assert sensitivity_from_settings("smoothgrad", tiny_net, **settings).n_samples == 3
+    with pytest.raises(TypeError, match="unknown map setting 'n_sample'"):
+        sensitivity_from_settings("gradient", tiny_net, n_sample=3)
+
+
+# ------------------------------------------------------------------ binding
+def test_a_method_without_a_model_must_be_bound_before_use(tiny_net, batch):
+    method = SmoothGrad(n_samples=2)
+    with pytest.raises(ValueError, match="SmoothGrad was built without a model: bind it"):
+        method(*batch)
+    bound = method.bind(tiny_net)
+    assert bound is not method and bound.model is tiny_net and method.model is None
+    expected = SmoothGrad(tiny_net, n_samples=2)(*batch)
+    assert torch.equal(bound(*batch), expected)
+    assert bound.bind(tiny_net) is bound
+
+
+def test_a_method_bound_to_another_model_is_refused(tiny_net):
+    other = type(tiny_net)(seed=1).eval()
+    with pytest.raises(ValueError, match="the VanillaGradient map was built on another model "
+                                         r"\(TinyConvNet\) than the one attacked"):
+        VanillaGradient(other).bind(tiny_net)
+
+
+def test_gradcam_finds_its_layer_when_bound_and_refuses_a_foreign_layer(tiny_net, batch):
+    assert GradCAM().bind(tiny_net).layer is tiny_net.features[-1]
+    other = type(tiny_net)(seed=1).eval()
+    with pytest.raises(ValueError, match="the GradCAM layer .* is not a module of the model"):
+        GradCAM(layer=other.features[-1]).bind(tiny_net)
+    torch.testing.assert_close(GradCAM().bind(tiny_net)(*batch), GradCAM(tiny_net)(*batch))
+
+
+def test_a_captum_method_is_bound_to_its_forward_module(tiny_net):
+    captum = pytest.importorskip("captum.attr")
+    from pixelprior.maps import CaptumSensitivity
+
+    method = CaptumSensitivity(captum.Saliency(tiny_net))
+    assert method.bind(tiny_net) is method
+    with pytest.raises(ValueError, match="built on another model"):
+        method.bind(type(tiny_net)(seed=1))
+    wrapped = CaptumSensitivity(captum.Saliency(lambda x: tiny_net(x).softmax(1)))
+    assert wrapped.bind(tiny_net) is wrapped  # a function cannot be compared: as given
