@@ -1,6 +1,6 @@
 """Helpers shared by the test files (one copy each), imported by ``tests/conftest.py``:
-``from helpers import invoke, clean_error`` in a test file (pytest puts ``tests/`` on the
-path with the root conftest).
+``from helpers import invoke, clean_error`` in a test file (``tests/`` is on pytest's path:
+``pythonpath`` in pyproject.toml).
 
 - the command line: :func:`invoke`, :func:`clean_error`;
 - images and weights: :func:`dark_images`, :func:`randomised`;
