@@ -163,21 +163,22 @@ _MODEL_OPTION_HELP = {
 
 
 def _model_parameters(default: str | None) -> list[inspect.Parameter]:
-    """The seven options as keyword parameters typer reads."""
+    """The seven options as parameters typer reads, in :class:`ModelOptions`' order."""
     shown = f" [{DEFAULT_MODEL}]" if default is None else ""
-    options = {
-        "model": (str | None, typer.Option(default, "--model", help=MODEL_HELP + shown)),
-        "weights": (Path | None, typer.Option(None, help=_MODEL_OPTION_HELP["weights"])),
-        "classes": (str | None, typer.Option(None, help=_MODEL_OPTION_HELP["classes"])),
-        "mean": (str | None, typer.Option(None, help=_MODEL_OPTION_HELP["mean"])),
-        "std": (str | None, typer.Option(None, help=_MODEL_OPTION_HELP["std"])),
-        "input_size": (int | None, typer.Option(None, help=_MODEL_OPTION_HELP["input_size"])),
-        "allow_pickle": (bool, typer.Option(False, "--allow-pickle", help="Load a pickled "
-                                            "nn.Module (unpickling runs code from the file).")),
+    kinds = {
+        "model": (str | None, typer.Option("--model", help=MODEL_HELP + shown), default),
+        "weights": (Path | None, typer.Option(help=_MODEL_OPTION_HELP["weights"]), None),
+        "classes": (str | None, typer.Option(help=_MODEL_OPTION_HELP["classes"]), None),
+        "mean": (str | None, typer.Option(help=_MODEL_OPTION_HELP["mean"]), None),
+        "std": (str | None, typer.Option(help=_MODEL_OPTION_HELP["std"]), None),
+        "input_size": (int | None, typer.Option(help=_MODEL_OPTION_HELP["input_size"]), None),
     }
-    assert list(options) == [f.name for f in fields(ModelOptions)]
-    return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option,
-                              annotation=kind) for name, (kind, option) in options.items()]
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                    default=value, annotation=Annotated[kind, option])
+                  for name, (kind, option, value) in kinds.items()]
+    return [*parameters, inspect.Parameter("allow_pickle",
+                                           inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           default=False, annotation=AllowPickle)]
 
 
 def model_options(default: str | None = DEFAULT_MODEL) -> Callable[[Callable], Callable]:
@@ -199,10 +200,9 @@ def model_options(default: str | None = DEFAULT_MODEL) -> Callable[[Callable], C
     def decorate(command: Callable) -> Callable:
         signature = inspect.signature(command, eval_str=True)
         params = list(signature.parameters.values())
-        at = [p.name for p in params].index("model_options") if (
-            "model_options" in signature.parameters) else None
-        if at is None:
+        if "model_options" not in signature.parameters:
             raise TypeError(f"{command.__name__} takes no model_options parameter")
+        at = list(signature.parameters).index("model_options")
         parameters = [*params[:at], *_model_parameters(default), *params[at + 1:]]
 
         @functools.wraps(command)
