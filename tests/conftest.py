@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny models with known answers, the shared data folder."""
+"""Shared fixtures: tiny models with known answers, the shared data folder; the shared
+helpers (:mod:`helpers`: ``invoke``, ``clean_error``, ``dark_images``, ``randomised``,
+``MobileNetish``, ``VGGish``) are re-exported here."""
 
 from __future__ import annotations
 
@@ -7,6 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import (  # noqa: F401 - the shared helpers, one copy each
+    MobileNetish,
+    VGGish,
+    clean_error,
+    dark_images,
+    invoke,
+    randomised,
+)
 from torch import nn
 
 
@@ -45,15 +55,7 @@ def random_cifar_model(seed: int = 5) -> nn.Module:
     matters), in eval mode."""
     from pixelprior.models import SqueezeNetCifar
 
-    torch.manual_seed(seed)
-    model = SqueezeNetCifar().eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.2)
-    return model
+    return randomised(SqueezeNetCifar(), seed)
 
 
 @pytest.fixture

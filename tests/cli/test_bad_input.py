@@ -17,34 +17,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from helpers import clean_error, invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from pixelprior.cli import app
 from pixelprior.data import load_cifar10_sample
 
 ROOT = Path(__file__).parents[2]
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def clean_error(result, code: int, phrase: str) -> str:
-    """Exit ``code``, one error line holding ``phrase``, no traceback; the line."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and phrase in errors[0], result.output
-    return errors[0]
-
-
-@pytest.fixture
-def cat_png(tmp_path):
-    path = tmp_path / "cat.png"
-    Image.fromarray(load_cifar10_sample().images[0].permute(1, 2, 0).numpy()).save(path)
-    return path
 
 
 @pytest.fixture
@@ -189,14 +167,15 @@ def test_a_signal_in_the_first_moments_is_one_line(start, signum, code, tmp_path
 
 def test_an_interrupt_before_any_write_says_nothing_was_written(capsys):
     from pixelprior._io import Interrupted
-    from pixelprior.cli._app import BEFORE_RUN, _report_error, on_interrupt
+    from pixelprior.cli._app import report_error
+    from pixelprior.cli.errors import BEFORE_RUN, on_interrupt
 
     on_interrupt(BEFORE_RUN)  # a run or scan that has not written yet
-    assert _report_error(Interrupted(signal.SIGTERM)) == 143
+    assert report_error(Interrupted(signal.SIGTERM)) == 143
     assert "interrupted before the run started (SIGTERM); nothing was written" in (
         capsys.readouterr().err)
     on_interrupt(None)  # any other command (attack, explain, eval) before its writes
-    assert _report_error(Interrupted(signal.SIGINT)) == 130
+    assert report_error(Interrupted(signal.SIGINT)) == 130
     assert "interrupted (SIGINT): nothing was written" in capsys.readouterr().err
 
 

@@ -8,33 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from helpers import clean_error, invoke
 from PIL import Image
-from typer.testing import CliRunner
 
 from pixelprior.cli import app
 from pixelprior.data import load_cifar10_sample
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-@pytest.fixture
-def cat_png(tmp_path):
-    sample = load_cifar10_sample()  # test image 0 is a cat, and the model says cat
-    path = tmp_path / "cat.png"
-    Image.fromarray(sample.images[0].permute(1, 2, 0).numpy()).save(path)
-    return path
-
-
-def clean_error(result, code: int, phrase: str) -> None:
-    """Exit ``code``, one error line holding ``phrase``, no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and phrase in errors[0], result.output
 
 
 def test_eval_on_bundled_sample():

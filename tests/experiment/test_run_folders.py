@@ -11,10 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from helpers import clean_error, invoke
 
 from pixelprior._io import CorruptResultsError
-from pixelprior.cli import app
 from pixelprior.experiment import ExperimentConfig, ExperimentRunner, read_results
 from pixelprior.experiment.runner import ForeignRowError, read_run, row_problem
 
@@ -41,19 +40,6 @@ def write_toml(config: ExperimentConfig, path: Path) -> Path:
              if value is not None and key != "out"]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def clean_error(result, code: int, phrase: str) -> str:
-    """Exit ``code``, one error line holding ``phrase``, no traceback; the line."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and phrase in errors[0], result.output
-    return errors[0]
 
 
 def listing(folder: Path) -> dict[str, bytes]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import MobileNetish, VGGish, randomised
 from torch import nn
 
 from pixelprior.models import SqueezeNetCifar
@@ -59,77 +60,6 @@ class ResNet20(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(self.stem(x))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.reduce = nn.Conv2d(channels, channels // 4, 1)
-        self.expand = nn.Conv2d(channels // 4, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = F.hardsigmoid(self.expand(F.relu(self.reduce(x.mean((2, 3), keepdim=True)))))
-        return x * scale
-
-
-class InvertedResidual(nn.Module):
-    """MobileNet block: 1×1 expand, depthwise 3×3, (SE), 1×1 project, residual add."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expand: int, act: type,
-                 se: bool = False) -> None:
-        super().__init__()
-        hidden = cin * expand
-        layers = [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act(),
-                  nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-                  nn.BatchNorm2d(hidden), act()]
-        if se:
-            layers.append(SqueezeExcite(hidden))
-        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        return x + out if self.residual else out
-
-
-class MobileNetish(nn.Module):
-    def __init__(self, se: bool = False, classes: int = 10) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
-                                  nn.Hardswish())
-        self.blocks = nn.Sequential(
-            InvertedResidual(16, 16, 1, 3, nn.ReLU6),
-            InvertedResidual(16, 24, 2, 4, nn.ReLU6),
-            InvertedResidual(24, 24, 1, 3, nn.Hardswish),
-            InvertedResidual(24, 40, 2, 4, nn.Hardswish, se=se),
-            InvertedResidual(40, 40, 1, 3, nn.Hardswish, se=se))
-        self.head = nn.Conv2d(40, 96, 1)
-        self.fc = nn.Linear(96, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.hardswish(self.head(self.blocks(self.stem(x))))
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
-class VGGish(nn.Module):
-    """BatchNorm after ReLU, max pools, a dense head with a ReLU on its logits."""
-
-    def __init__(self, size: tuple[int, int], classes: int = 10) -> None:
-        super().__init__()
-
-        def unit(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(cout)]
-
-        self.features = nn.Sequential(*unit(3, 16), *unit(16, 16), nn.MaxPool2d(2),
-                                      *unit(16, 32), nn.MaxPool2d(2), *unit(32, 32),
-                                      nn.MaxPool2d(2, 2))
-        flat = 32 * (size[0] // 8) * (size[1] // 8)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(flat, 64), nn.ReLU(),
-                                        nn.Dropout(0.5), nn.Linear(64, classes), nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
 
 
 class Normalising(nn.Module):
@@ -223,26 +153,6 @@ class Branchy(nn.Module):
         return self.net(x)
 
 
-def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BatchNorm statistics, in eval mode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif name.endswith(("running_mean", "bias")):
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
-            elif name.endswith("weight") and tensor.ndim == 1:  # BatchNorm scale
-                tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-            elif tensor.ndim > 1:  # He-like, so that activations keep their scale
-                fan_in = tensor[0].numel()
-                tensor.copy_(torch.randn(tensor.shape, generator=generator)
-                             * (2.0 / fan_in) ** 0.5)
-    return model.eval()
-
-
 MODELS = {
     "resnet20": lambda size: ResNet20(),
     "mobilenet": lambda size: MobileNetish(),
@@ -291,7 +201,7 @@ def images_of(size: tuple[int, int], count: int = 3, seed: int = 1) -> torch.Ten
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("name", list(MODELS))
 def test_auto_uses_the_fx_cone_and_it_equals_the_full_pass(name, size):
-    model = randomised(MODELS[name](size), seed=len(name))
+    model = randomised(MODELS[name](size), seed=len(name), he=True)
     images = images_of(size)
     scorer = make_scorer(model, images, "auto")
     assert isinstance(scorer, IncrementalScorer), scorer.note
@@ -305,7 +215,7 @@ def test_auto_uses_the_fx_cone_and_it_equals_the_full_pass(name, size):
 
 @pytest.mark.parametrize("name", ["resnet20", "cat-avgpool", "mobilenet-se"])
 def test_per_image_preparation_gives_the_batch_results(name):
-    model = randomised(MODELS[name]((24, 40)), seed=3)
+    model = randomised(MODELS[name]((24, 40)), seed=3, he=True)
     images = images_of((24, 40), count=4, seed=2)
     scorer = make_scorer(model, images, "incremental")
     owner, genes = candidates(images, 30, seed=5)
@@ -317,7 +227,7 @@ def test_per_image_preparation_gives_the_batch_results(name):
 
 def test_the_engine_works_on_the_plain_model_too():
     """Not only on the full pass's fast copy: BatchNorm unfolded, channels-first."""
-    model = randomised(ResNet20(blocks=1), seed=4)
+    model = randomised(ResNet20(blocks=1), seed=4, he=True)
     images = images_of((32, 32))
     engine, problem = fx_incremental_forward(model, images)
     assert problem is None
@@ -329,7 +239,7 @@ def test_the_engine_works_on_the_plain_model_too():
 
 
 def test_windows_grow_with_the_receptive_field():
-    model = randomised(ResNet20(blocks=1))
+    model = randomised(ResNet20(blocks=1), he=True)
     engine = FxIncrementalForward(model)
     plan = engine.plan(images_of((32, 32), count=1))
     sizes = {node.name: step.box.size for node, step, _ in plan.steps
@@ -341,7 +251,7 @@ def test_windows_grow_with_the_receptive_field():
 
 
 def test_the_squeezenet_cone_keeps_squeezenets():
-    model = randomised(SqueezeNetCifar())
+    model = randomised(SqueezeNetCifar(), he=True)
     scorer = make_scorer(model, images_of((32, 32)), "auto")
     assert isinstance(scorer.engine, IncrementalForward) and scorer.note is None
 
@@ -352,7 +262,7 @@ def test_the_squeezenet_cone_keeps_squeezenets():
     (Branchy(), "torch.fx cannot trace"),
 ], ids=["flip-first", "data-dependent-branch"])
 def test_an_unsupported_model_falls_back_to_full_passes_with_a_note(model, words):
-    model = randomised(model)
+    model = randomised(model, he=True)
     images = images_of((32, 32))
     scorer = make_scorer(model, images, "auto")
     assert isinstance(scorer, FullPassScorer)
@@ -363,7 +273,7 @@ def test_an_unsupported_model_falls_back_to_full_passes_with_a_note(model, words
 
 
 def test_a_model_that_disagrees_is_not_used(monkeypatch):
-    model = randomised(ResNet20(blocks=1))
+    model = randomised(ResNet20(blocks=1), he=True)
     images = images_of((32, 32))
     original = FxIncrementalForward.__call__
     monkeypatch.setattr(FxIncrementalForward, "__call__",
@@ -376,7 +286,7 @@ def test_a_model_that_disagrees_is_not_used(monkeypatch):
 
 def test_full_passes_have_no_note(tiny_net):
     assert make_scorer(tiny_net, torch.rand(1, 3, 8, 8), "full").note is None
-    assert make_scorer(randomised(ResNet20(blocks=1)), images_of((32, 32)), "auto",
+    assert make_scorer(randomised(ResNet20(blocks=1), he=True), images_of((32, 32)), "auto",
                        pixels=2).note is None
 
 
@@ -396,7 +306,7 @@ def test_unsupported_layers_mid_network_run_as_the_model_does():
             x = self.late(self.up(self.early(x))[..., ::2, ::2])
             return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
-    model = randomised(Upsampling())
+    model = randomised(Upsampling(), he=True)
     images = images_of((32, 32))
     engine = FxIncrementalForward(model)
     plan = engine.plan(images)
@@ -412,7 +322,7 @@ def test_unsupported_layers_mid_network_run_as_the_model_does():
 def test_the_attack_finds_the_same_pixels_with_either_engine():
     from pixelprior.search import OnePixelAttack
 
-    model = randomised(ResNet20(), seed=7)
+    model = randomised(ResNet20(), seed=7, he=True)
     images = images_of((32, 32), count=3, seed=9)
     with torch.inference_mode():
         labels = model(images).argmax(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randomised
 from torch import nn
 
 from pixelprior.models import (
@@ -14,19 +15,6 @@ from pixelprior.models import (
     fold_batchnorm,
 )
 from pixelprior.scoring import IncrementalForward, incremental_forward, perturb_rows
-
-
-def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BatchNorm statistics, so that every layer matters."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if tensor.is_floating_point():
-                if name.endswith("running_var"):
-                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-                else:
-                    tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.2)
-    return model.eval()
 
 
 def rows_everywhere(images: torch.Tensor, count: int, seed: int = 0):

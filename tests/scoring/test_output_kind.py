@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import torch
+from helpers import dark_images
 from torch import nn
 
 from pixelprior.scoring import (
@@ -17,10 +18,6 @@ from pixelprior.scoring import (
 from pixelprior.search import OnePixelAttack, SusceptibilityScan
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
-
-
-def dark_images(count=4, size=10, seed=3):
-    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 0.3
 
 
 class Sharpened(nn.Module):
@@ -52,7 +49,7 @@ def candidates(images: torch.Tensor, count: int, seed: int = 0):
 
 
 def test_attack_on_a_probability_model_reports_its_true_probabilities(sharp):
-    images, labels = dark_images(), torch.tensor([0, 1, 2, 3])
+    images, labels = dark_images(4, 10, seed=3), torch.tensor([0, 1, 2, 3])
     model = softmaxed(sharp)
     attack = OnePixelAttack(model, popsize=16, maxiter=5, seed=5)
     out = attack.run(images, labels)
@@ -65,7 +62,7 @@ def test_attack_on_a_probability_model_reports_its_true_probabilities(sharp):
 
 
 def test_probability_and_logit_models_find_the_same_pixels(sharp):
-    images, labels = dark_images(), torch.tensor([0, 1, 2, 3])
+    images, labels = dark_images(4, 10, seed=3), torch.tensor([0, 1, 2, 3])
     make = lambda model: OnePixelAttack(model, popsize=16, maxiter=5, seed=5)  # noqa: E731
     logits, probabilities = make(sharp).run(images, labels), make(softmaxed(sharp)).run(
         images, labels)
@@ -78,7 +75,7 @@ def test_probability_and_logit_models_find_the_same_pixels(sharp):
 
 
 def test_a_logit_model_is_unchanged(tiny_net):
-    images = dark_images()
+    images = dark_images(4, 10, seed=3)
     scorer = FullPassScorer(tiny_net, images, optimize=False)
     got = scorer.image_probabilities(images, chunk=2)
     with torch.inference_mode():
@@ -91,7 +88,7 @@ def test_a_logit_model_is_unchanged(tiny_net):
 
 
 def test_candidates_alone_decide_from_their_first_chunk(tiny_net):
-    images, model = dark_images(), softmaxed(tiny_net)
+    images, model = dark_images(4, 10, seed=3), softmaxed(tiny_net)
     scorer = FullPassScorer(model, images)
     owner, genes = candidates(images, 20)
     got = scorer.probabilities(scorer.prepare(images), images, owner, genes, 8)
@@ -102,7 +99,7 @@ def test_candidates_alone_decide_from_their_first_chunk(tiny_net):
 
 
 def test_set_output_kind_is_explicit_and_checked(tiny_net):
-    images = dark_images()
+    images = dark_images(4, 10, seed=3)
     scorer = FullPassScorer(tiny_net, images, optimize=False)
     scorer.set_output_kind("probabilities")  # believed: used as they are, clamped
     with torch.inference_mode():
@@ -131,7 +128,7 @@ def test_the_incremental_engine_follows_the_same_decision(random_cifar):
 
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
 def test_onnx_runtime_engine_on_a_probability_model(tiny_net):
-    images, model = dark_images(), softmaxed(tiny_net)
+    images, model = dark_images(4, 10, seed=3), softmaxed(tiny_net)
     scorer = make_scorer(model, images, "onnxruntime")
     with torch.inference_mode():
         expected = model(images)
@@ -146,7 +143,7 @@ def test_onnx_runtime_engine_on_a_probability_model(tiny_net):
 
 
 def test_a_scan_of_a_probability_model_equals_the_logit_models(tiny_net):
-    images, labels = dark_images(2, 6), torch.tensor([0, 1])
+    images, labels = dark_images(2, 6, seed=3), torch.tensor([0, 1])
     logits = SusceptibilityScan(tiny_net, levels=2)(images, labels)
     probabilities = SusceptibilityScan(softmaxed(tiny_net), levels=2)(images, labels)
     assert torch.equal(logits.vulnerable, probabilities.vulnerable)

@@ -6,15 +6,12 @@ import time
 
 import pytest
 import torch
+from helpers import dark_images
 from torch import nn
 
 from pixelprior.priors import SusceptibleSetPrior, TopKPrior, UniformPrior
 from pixelprior.scoring import ModelOutputError, apply_pixels
 from pixelprior.search import OnePixelAttack
-
-
-def dark_images(count=3, size=8, seed=0):
-    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 0.3
 
 
 def test_finds_the_one_pixel_that_flips_the_class(bright_model):

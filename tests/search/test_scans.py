@@ -8,14 +8,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import dark_images
 
 from pixelprior.data import SusceptibilityMaps, scan_summary
 from pixelprior.priors import OraclePrior, UniformPrior, WeightedPrior
 from pixelprior.search import RankedScanAttack, SusceptibilityScan, colour_grid
-
-
-def dark_images(count=2, size=8, seed=0):
-    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 0.3
 
 
 def test_colour_grid():

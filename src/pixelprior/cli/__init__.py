@@ -2,7 +2,9 @@
 
 One module per group of commands, each a thin shell over library calls; every user
 error ends in one line and an exit code (2 usage, 1 runtime, 130/143 interrupted), with
-``--debug`` for the traceback (:mod:`pixelprior.cli._app`).
+``--debug`` for the traceback (:mod:`pixelprior.cli.errors`, :mod:`pixelprior.cli._app`).
+Shared options are declared once (:mod:`pixelprior.cli.options`); image and value
+parsing live in :mod:`pixelprior.cli.inputs`, terminal tables in :mod:`pixelprior.cli.tables`.
 
 SIGINT and SIGTERM are handled from the first moment: the handlers are installed here,
 before the command modules import torch and the rest (about a second), so a signal then

@@ -12,41 +12,29 @@ from .._io import write_json_atomic
 from ..experiment import ExperimentConfig, build_attack, parse_mode
 from ..maps import METHODS, make_sensitivity
 from ..priors import MODE_ALIASES, PRIORS, check_tau
-from ._app import (
-    CLASSES_OPTION,
+from ._app import app, console
+from .errors import fail, finishing
+from .inputs import label_of, load_image, predict_label, to_model_channels, write_image
+from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
-    INPUT_SIZE_OPTION,
-    MEAN_OPTION,
-    MODEL_HELP,
-    PICKLE_OPTION,
-    STD_OPTION,
-    _fail,
-    app,
+    Maxiter,
+    ModelOptions,
+    Popsize,
+    Strategy,
+    check_de_options,
     check_out,
-    check_weights,
-    console,
-    finishing,
-    label_of,
-    load_image,
-    open_model,
-    predict_label,
-    write_image,
+    model_options,
+    pick_device,
 )
-from ._app import device as pick_device
 
 
 @app.command()
+@model_options()
 def attack(
     image_file: Path = typer.Argument(..., help="Image to attack (PNG, JPEG, ...: any mode "
                                       "PIL reads)."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
-    weights: Path | None = typer.Option(None, help="Weights file."),
-    classes: str | None = CLASSES_OPTION,
-    mean: str | None = MEAN_OPTION,
-    std: str | None = STD_OPTION,
-    input_size: int | None = INPUT_SIZE_OPTION,
-    allow_pickle: bool = PICKLE_OPTION,
+    model_options: ModelOptions = None,
     label: str | None = typer.Option(None, help="True class, index or name (default: the "
                                      "model's prediction)."),
     target: str | None = typer.Option(None, help="Target class (a targeted attack)."),
@@ -59,10 +47,9 @@ def attack(
                                     "scan:smoothgrad, random_search."),
     oracle: Path | None = typer.Option(None, help="Folder of a `pixelprior susceptibility` "
                                        "scan of this image, for --mode oracle / scan:oracle."),
-    popsize: int | None = typer.Option(None, help="DE population [400]."),
-    maxiter: int | None = typer.Option(None, help="Most DE generations [100]."),
-    strategy: str | None = typer.Option(None, help="DE strategy: rand1bin (the paper) or "
-                                        "best1bin (Su et al.'s code), ... [rand1bin]."),
+    popsize: Popsize = None,
+    maxiter: Maxiter = None,
+    strategy: Strategy = None,
     pixels: int = typer.Option(1, help="Pixels changed."),
     seed: int = typer.Option(0, help="Seed of the attack."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
@@ -71,40 +58,63 @@ def attack(
                                    "differs from the model's input instead of resizing it."),
     out: Path = typer.Option(Path("attack-out"), help="Output folder."),
 ) -> None:
-    """Attack one image; write the adversarial PNG and a JSON result."""
+    """Attack one image; write the adversarial PNG and a JSON result.
+    \f
+    Args:
+        image_file: the image (any mode PIL reads; resized to the model unless
+            ``no_resize``).
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        label: the true class, index or name (default: the model's prediction).
+        target: the class of a targeted attack.
+        constrained: start in the susceptible set S (the paper's constrained mode).
+        tau: the threshold of S (modes that start from S).
+        mode: any experiment mode instead (``fast``, ``scan:smoothgrad``, ...).
+        oracle: a susceptibility folder of this image (``oracle``, ``scan:oracle``).
+        popsize: DE population (DE modes only).
+        maxiter: most DE generations (DE modes only).
+        strategy: DE strategy (DE modes only).
+        pixels: pixels changed.
+        seed: the attack's seed.
+        engine: how candidates are scored.
+        device: where the model runs.
+        no_resize: refuse an image of another size than the model's input.
+        out: the output folder.
+
+    Raises:
+        UsageProblem: a request that makes no sense (one line, exit 2).
+    """
     if constrained and mode is not None and mode != "constrained":
-        _fail(f"--constrained and --mode {mode} ask for two modes; give one")
+        fail(f"--constrained and --mode {mode} ask for two modes; give one")
     chosen = mode or ("constrained" if constrained else "unconstrained")
-    kind, argument = parse_mode(chosen)
+    _, argument = parse_mode(chosen)
     prior = MODE_ALIASES.get(argument, argument)
     if tau is not None and not (prior in PRIORS and "tau" in PRIORS.entry(prior).options):
-        _fail("--tau sets the threshold of the susceptible set: use it with --constrained "
-              "(or a mode that starts from S, e.g. random_search:constrained)")
-    search = {"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy}
-    if kind != "de" and any(v is not None for v in search.values()):
-        given = ", ".join(k for k, v in search.items() if v is not None)
-        _fail(f"{given} set the differential evolution; mode {chosen} runs another search "
-              "(set its own budget in a run's config: query_budget, fast_refine_queries)")
+        fail("--tau sets the threshold of the susceptible set: use it with --constrained "
+             "(or a mode that starts from S, e.g. random_search:constrained)")
+    check_de_options({"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy},
+                     [chosen])
     device = pick_device(device)
-    check_weights(weights)
+    model_options.check()
+    weights = model_options.weights
     config = ExperimentConfig.build(overrides=dict(
         modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
-        tau=tau, engine=engine, device=device, model=model,
+        tau=tau, engine=engine, device=device, model=model_options.model,
         weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
     check_out(out)
-    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle,
-                           device)
-    image, fitted, read = load_image(image_file, side, not no_resize, coordinates=True)
+    opened = model_options.open(device)
+    net = opened.net
+    image, fitted, read = load_image(image_file, opened.input_size, not no_resize,
+                                     coordinates=True, channels=opened.channels)
     names = net.class_names
     predicted = predict_label(net, image, device)
     true = label_of(label, names, "true") if label is not None else predicted
     goal = label_of(target, names, "target")
     if predicted != true:
-        _fail(f"the model already classifies this image as {names[predicted]!r}, not "
-              f"{names[true]!r}: there is nothing to attack")
+        fail(f"the model already classifies this image as {names[predicted]!r}, not "
+             f"{names[true]!r}: there is nothing to attack")
     if goal is not None and goal == true:
-        _fail(f"the target {names[goal]!r} is the image's own class: a targeted attack needs "
-              "another class")
+        fail(f"the target {names[goal]!r} is the image's own class: a targeted attack needs "
+             "another class")
     runner = build_attack(config, chosen, net, seed, batch_invariant=False,
                           targeted=goal is not None)
     output = runner.run(image.to(device), torch.tensor([true]),
@@ -112,13 +122,14 @@ def attack(
     result = output.results[0]
     where = [_frames(p, fitted) for p in result.pixels]
     row = result.to_row() | {
-        "image": str(image_file), "model": model, "mode": chosen,
+        "image": str(image_file), "model": model_options.model, "mode": chosen,
         "true_name": names[true], "adversarial_name": names[result.adversarial_label],
         "target_name": names[goal] if goal is not None else None,
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
-    full = _in_the_file(read, fitted, result, net, device, names) if fitted else None
+    full = (_in_the_file(read, fitted, result, net, device, names, opened.channels)
+            if fitted else None)
     if full is not None:
         row["file_copy_label"] = full["label"]
         row["file_copy_name"] = names[full["label"]]
@@ -136,7 +147,7 @@ def attack(
                       f"(the box marked); {full['verdict']}")
 
 
-def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
+def _in_the_file(read, fitted, result, net, device: str, names, channels: int) -> dict:
     """The adversarial at the file's own resolution: each changed model pixel's box of file
     pixels set to its new colour; and what the model says of that copy when it is fitted
     to the model again (resizing mixes the box with its neighbours: it may not fool)."""
@@ -149,8 +160,8 @@ def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
         colour = np.clip(np.round(np.asarray(p.new) * 255), 0, 255).astype(np.uint8)
         pixels[y0:y1 + 1, x0:x1 + 1] = colour
         boxes.append((x0, y0, x1, y1))
-    tensor, _ = fit_image(ImageFile(pixels, read.mode, []), fitted.model[0], True)
-    label = predict_label(net, tensor, device)
+    tensor, _ = fit_image(ImageFile(pixels, read.mode, []), fitted.model[::-1], True)
+    label = predict_label(net, to_model_channels(tensor, channels, quiet=True), device)
     verdict = f"fitted to the model again, the file-resolution copy is classified {names[label]}"
     if result.success:
         fooled = label == result.target if result.target is not None else (
@@ -227,15 +238,10 @@ def _effort(steps: dict) -> str:
 
 
 @app.command()
+@model_options()
 def explain(
     image_file: Path = typer.Argument(..., help="Image file."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
-    weights: Path | None = typer.Option(None, help="Weights file."),
-    classes: str | None = CLASSES_OPTION,
-    mean: str | None = MEAN_OPTION,
-    std: str | None = STD_OPTION,
-    input_size: int | None = INPUT_SIZE_OPTION,
-    allow_pickle: bool = PICKLE_OPTION,
+    model_options: ModelOptions = None,
     label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
     method: str = typer.Option("smoothgrad", help=METHODS.help_text()),
     tau: float = typer.Option(0.5, help="Threshold of S."),
@@ -244,13 +250,28 @@ def explain(
     out: Path = typer.Option(Path("explain-out"), help="Output folder."),
 ) -> None:
     """Write the sensitivity map of an image and its susceptible set S: a figure (the image,
-    the map with a colour bar, S on the image), the map as .npy, and raw PNGs."""
+    the map with a colour bar, S on the image), the map as .npy, and raw PNGs.
+    \f
+    Args:
+        image_file: the image.
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        label: the class explained (default: the model's prediction).
+        method: the sensitivity method.
+        tau: the threshold of S.
+        no_resize: refuse an image of another size than the model's input.
+        out: the output folder.
+
+    Raises:
+        UsageProblem: a bad option or image (one line, exit 2).
+    """
     check_tau(tau)
-    check_weights(weights)
+    model_options.check()
     check_out(out)
-    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle)
+    opened = model_options.open()
+    net = opened.net
     sensitivity = make_sensitivity(method, net)
-    image, fitted, _ = load_image(image_file, side, not no_resize)
+    image, fitted, _ = load_image(image_file, opened.input_size, not no_resize,
+                                  channels=opened.channels)
     true = (label_of(label, net.class_names, "explained") if label is not None
             else predict_label(net, image, "cpu"))
     smap = sensitivity(image, torch.tensor([true]))[0]

@@ -7,26 +7,30 @@ from pathlib import Path
 import typer
 
 from .._io import Interrupted, Interrupts
-from ..experiment import ExperimentConfig, ExperimentRunner, read_config_file
-from ._app import (
-    BEFORE_RUN,
-    CONFIG_HELP,
+from ..experiment import (
+    ExperimentConfig,
+    ExperimentRunner,
+    describe_inputs,
+    load_model_of,
+    read_config_file,
+)
+from ._app import app, console, reproduce_app
+from .errors import BEFORE_RUN, fail, on_interrupt
+from .inputs import parse_modes, parse_seeds
+from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
     ORACLE_HELP,
-    _fail,
-    app,
+    ConfigFile,
+    Maxiter,
+    Popsize,
+    Report,
+    Strategy,
+    check_de_options,
     check_weights,
-    console,
-    num,
-    on_interrupt,
-    parse_modes,
-    parse_seeds,
-    print_table,
-    reproduce_app,
-    table,
 )
 from .progress import ProgressBar
+from .tables import num, print_table, table
 
 
 def _print_report(directory: Path) -> None:
@@ -58,22 +62,53 @@ def _print_report(directory: Path) -> None:
 
 @app.command()
 def report(directory: Path = typer.Argument(..., help="Run directory.")) -> None:
-    """Tables (Markdown, CSV), statistics, exports (CSV, Parquet) and figures of a run."""
+    """Tables (Markdown, CSV), statistics, exports (CSV, Parquet) and figures of a run.
+    \f
+    Args:
+        directory: the run folder.
+
+    Raises:
+        UsageProblem: the folder holds no run.
+    """
     if not (directory / "config.json").is_file():
-        _fail(f"{directory} is not a run directory (no config.json); give the --out of a "
-              "`pixelprior reproduce` run")
+        fail(f"{directory} is not a run directory (no config.json); give the --out of a "
+             "`pixelprior reproduce` run")
     _print_report(directory)
 
 
-def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
-         no_report: bool, dataset: str) -> None:
-    """Build the config (defaults < command base < file < options given), run, report."""
+DE_OPTIONS = ("popsize", "maxiter", "strategy")  # fields set by --popsize, ...
+
+
+def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, report: bool,
+         dataset: str, describe: bool = False) -> None:
+    """Build the config (defaults < command base < file < options given), check it, run,
+    report.
+
+    Args:
+        config_file: the ``--config`` file, or ``None``.
+        overrides: the options given, as config fields.
+        base: the command's own defaults.
+        force: move an old run of another config aside.
+        report: write the report after the run.
+        dataset: the dataset of the command (a config file of another is refused).
+        describe: say what the run will attack (model, images, accuracy) first.
+
+    Raises:
+        UsageProblem: a config file of another dataset, options of the differential
+            evolution with no mode that runs it, a model the runner cannot feed.
+        ConfigError: the config does not validate.
+    """
     on_interrupt(BEFORE_RUN)
     if config_file is not None:
         in_file = read_config_file(config_file).get("dataset", dataset)
         if in_file != dataset:
-            _fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
+            fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
     config = ExperimentConfig.build(config_file, overrides, base)
+    check_de_options({f"--{name}": overrides.get(name) for name in DE_OPTIONS}, config.modes)
+    _check_channels(config)
+    if describe:
+        for line in describe_inputs(config):
+            console.print(line)
     runner = ExperimentRunner(config, force=force, log=console.print,
                               config_file=config_file)
     with Interrupts() as interrupts:
@@ -84,22 +119,43 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool,
                 exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
                             "command to resume")
             raise
-    if not no_report:
+    if report:
         _print_report(Path(config.out))
+
+
+def _check_channels(config: ExperimentConfig) -> None:
+    """Refuse, before any file is written, a model that does not take RGB images.
+
+    TODO(merge): the runner attacks the data's RGB images as they are; once it converts
+    them for the model (``experiment.inputs.load_dataset`` passing the data layer's
+    ``channels=``), drop this check.
+    """
+    from ..models import as_registered
+
+    if as_registered(config.model, config.classes, config.mean, config.std,
+                     config.input_size):
+        return  # the registered models take RGB images
+    channels = load_model_of(config, "cpu").channels
+    if channels != 3:
+        fail(f"{config.model} takes {channels}-channel images, and the runner attacks RGB "
+             "images without converting them yet; `pixelprior attack IMAGE` and "
+             "`pixelprior susceptibility DATA` convert them for the model")
 
 
 @reproduce_app.command("cifar10")
 def reproduce_cifar10(
     quick: bool = typer.Option(False, help="10 bundled images, 1 seed, modes fast, "
                                "unconstrained and constrained (about a minute on 2 cores)."),
-    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    config_file: ConfigFile = None,
     images: int | None = typer.Option(None, help="Images to attack [100]."),
     seeds: str | None = typer.Option(None, help="Seeds: a count (5 → 0..4) or a list "
                                      "(0,2,4) [5]."),
     modes: str | None = typer.Option(None, help="Comma-separated modes [unconstrained,"
                                      "constrained]; also weighted, topk, random_set, oracle,"
                                      " scan, scan:ORDER."),
-    strategy: str | None = typer.Option(None, help="DE strategy [rand1bin]."),
+    popsize: Popsize = None,
+    maxiter: Maxiter = None,
+    strategy: Strategy = None,
     tau: float | None = typer.Option(None, help="Threshold of S [0.5]."),
     selection: str | None = typer.Option(None, help="first_correct | random_correct | first "
                                          "| random | vulnerable / robust (the images the "
@@ -123,21 +179,50 @@ def reproduce_cifar10(
     force: bool = typer.Option(False, help="Move old results of another config (or damaged "
                                "ones) into OUT/old-STAMP/; with a folder of other files, "
                                "run there and leave them be."),
-    no_report: bool = typer.Option(False, help="Skip the report."),
+    report: Report = True,
 ) -> None:
-    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable)."""
+    """Table 1: unconstrained vs constrained one-pixel attacks on CIFAR-10 (resumable).
+    \f
+    Args:
+        quick: the quick preset (10 bundled images, 1 seed, fast and the paper's modes).
+        config_file: a TOML/JSON config; options given override it.
+        images: images attacked.
+        seeds: a count or a list.
+        modes: comma-separated modes.
+        popsize: DE population (refused when no mode runs DE).
+        maxiter: most DE generations (likewise).
+        strategy: DE strategy (likewise).
+        tau: the threshold of S.
+        selection: which images.
+        oracle: a susceptibility folder of these images.
+        source: full (the exact test set) or sample (the bundled first 100).
+        data: the folder holding cifar-10-batches-py.
+        max_batch: rows per scoring call.
+        device: where the model runs.
+        batch_images: images attacked together.
+        engine: how candidates are scored.
+        workers: Ray workers.
+        ray_address: a Ray cluster to join.
+        out: the run folder.
+        force: move an old run of another config aside.
+        report: write the report after the run.
+
+    Raises:
+        UsageProblem: a bad option (one line, exit 2, nothing written).
+    """
     base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10"}
     # the quick job: the fast answer beside the paper's two modes, 10 bundled images, 1 seed
     quick_preset = {"images": 10, "seeds": [0], "source": "sample",
                     "modes": ["fast", "unconstrained", "constrained"]} if quick else {}
     given = {"images": images, "seeds": parse_seeds(seeds),
-             "modes": parse_modes(modes), "strategy": strategy, "tau": tau,
+             "modes": parse_modes(modes), "popsize": popsize, "maxiter": maxiter,
+             "strategy": strategy, "tau": tau,
              "selection": selection, "oracle": str(oracle) if oracle else None,
              "source": source, "data": str(data) if data else None, "device": device,
              "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
              "workers": workers, "ray_address": ray_address, "out": str(out) if out else None}
     _run(config_file, {**quick_preset, **{k: v for k, v in given.items() if v is not None}},
-         base, force, no_report, "cifar10")
+         base, force, report, "cifar10")
 
 
 @reproduce_app.command("nips17")
@@ -147,10 +232,13 @@ def reproduce_nips17(
     model: str | None = typer.Option(None, help="squeezenet1_1 | squeezenet1_0 "
                                      "[squeezenet1_1]."),
     weights: Path | None = typer.Option(None, help="Weights file [cache, then download]."),
-    config_file: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
+    config_file: ConfigFile = None,
     images: int | None = typer.Option(None, help="Images chosen at random, recorded [500]."),
     seeds: str | None = typer.Option(None, help="Seeds: a count or a list [5]."),
     modes: str | None = typer.Option(None, help="Comma-separated modes."),
+    popsize: Popsize = None,
+    maxiter: Maxiter = None,
+    strategy: Strategy = None,
     selection_seed: int | None = typer.Option(None, help="Seed of the random selection [0]."),
     oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
     resize_inside: bool | None = typer.Option(None, "--resize-inside/--no-resize-inside",
@@ -166,10 +254,37 @@ def reproduce_nips17(
     out: Path | None = typer.Option(None, help="Run directory [runs/nips17]."),
     force: bool = typer.Option(False, help="Move old results of another config (or damaged "
                                "ones) into OUT/old-STAMP/."),
-    no_report: bool = typer.Option(False, help="Skip the report."),
+    report: Report = True,
 ) -> None:
-    """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet)."""
+    """Table 2: unconstrained vs constrained on NIPS 2017 DEV images (ImageNet SqueezeNet).
+    \f
+    Args:
+        data: the DEV set's folder.
+        model: squeezenet1_1 or squeezenet1_0.
+        weights: their weights file.
+        config_file: a TOML/JSON config; options given override it.
+        images: images attacked.
+        seeds: a count or a list.
+        modes: comma-separated modes.
+        popsize: DE population (refused when no mode runs DE).
+        maxiter: most DE generations (likewise).
+        strategy: DE strategy (likewise).
+        selection_seed: the seed of the random selection.
+        oracle: a susceptibility folder of these images.
+        resize_inside: attack the 299×299 image, resized inside the model.
+        max_batch: rows per scoring call.
+        device: where the model runs.
+        batch_images: images attacked together.
+        engine: how candidates are scored.
+        workers: Ray workers.
+        ray_address: a Ray cluster to join.
+        out: the run folder.
+        force: move an old run of another config aside.
+        report: write the report after the run.
 
+    Raises:
+        UsageProblem: a bad option (one line, exit 2, nothing written).
+    """
     check_weights(weights)
     base = {"dataset": "nips17", "model": "squeezenet1_1", "images": 500,
             "selection": "random_correct", "out": "runs/nips17",
@@ -178,12 +293,12 @@ def reproduce_nips17(
             "scan_positions": 1024}
     given = {"data": str(data) if data else None, "model": model,
              "weights": str(weights) if weights else None, "images": images,
-             "seeds": parse_seeds(seeds), "modes": parse_modes(modes),
+             "seeds": parse_seeds(seeds), "modes": parse_modes(modes), "popsize": popsize,
+             "maxiter": maxiter, "strategy": strategy,
              "selection_seed": selection_seed, "resize_inside": resize_inside,
              "oracle": str(oracle) if oracle else None,
              "max_batch": max_batch, "device": device, "batch_images": batch_images,
              "engine": engine, "workers": workers, "ray_address": ray_address,
              "out": str(out) if out else None}
     _run(config_file, {k: v for k, v in given.items() if v is not None}, base, force,
-         no_report, "nips17")
-
+         report, "nips17")

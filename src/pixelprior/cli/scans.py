@@ -13,34 +13,25 @@ from ..data import dataset_for, load_cifar10, load_image_source, to_float
 from ..experiment import correctly_classified, run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
 from ..search import colour_grid
-from ._app import (
-    BEFORE_RUN,
-    CLASSES_OPTION,
+from ._app import app, console
+from .errors import BEFORE_RUN, fail, on_interrupt
+from .inputs import in_channels, load_image, predict_label
+from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
-    INPUT_SIZE_OPTION,
-    MEAN_OPTION,
-    MODEL_HELP,
-    PICKLE_OPTION,
-    STD_OPTION,
-    _fail,
-    app,
+    AllowPickle,
+    ModelOptions,
+    OpenedModel,
     check_out,
-    check_weights,
-    console,
-    load_image,
-    num,
-    on_interrupt,
-    open_model,
-    predict_label,
-    print_table,
-    table,
+    model_options,
+    pick_device,
 )
-from ._app import device as pick_device
 from .progress import ProgressBar
+from .tables import num, print_table, table
 
 
 @app.command()
+@model_options()
 def susceptibility(
     target: str = typer.Argument(..., help="'cifar10' (dataset images), an image file, or "
                                  "a data spec: an image folder, an .npz or a CSV of "
@@ -57,13 +48,7 @@ def susceptibility(
     fast: bool = typer.Option(False, "--fast", help="The fast answer instead of the full "
                               "map: the corners in the gradient's order, per image the first "
                               "success or a certificate on the corner grid (fast.json)."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
-    weights: Path | None = typer.Option(None, help="Weights file."),
-    classes: str | None = CLASSES_OPTION,
-    mean: str | None = MEAN_OPTION,
-    std: str | None = STD_OPTION,
-    input_size: int | None = INPUT_SIZE_OPTION,
-    allow_pickle: bool = PICKLE_OPTION,
+    model_options: ModelOptions = None,
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     batch_images: int = typer.Option(10, help="Images scanned together."),
@@ -71,51 +56,76 @@ def susceptibility(
                                    "size differs from the model's input."),
 ) -> None:
     """Exhaustive one-pixel scan: every position x every grid colour. Where can one pixel
-    fool the model? Writes the oracle map, the vulnerable mask and a summary."""
+    fool the model? Writes the oracle map, the vulnerable mask and a summary.
+    \f
+    Args:
+        target: cifar10, an image file, or a data spec.
+        out: the scan's folder (resumed when it holds this scan).
+        source: CIFAR-10's images: full or sample.
+        data: the folder holding cifar-10-batches-py.
+        images: correctly classified images scanned.
+        first_index: the first test-set index.
+        levels: colours per channel.
+        corners: the 8 corners of the colour cube only.
+        fast: the fast answer per image instead of the full map.
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        engine: how candidates are scored.
+        device: where the model runs.
+        batch_images: images scanned together.
+        no_resize: refuse an image file of another size than the model's input.
+
+    Raises:
+        UsageProblem: a bad option (one line, exit 2, nothing written).
+    """
     on_interrupt(BEFORE_RUN)
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:
-        _fail("--images and --batch-images must be >= 1, --first-index >= 0")
+        fail("--images and --batch-images must be >= 1, --first-index >= 0")
     if source not in ("full", "sample"):
-        _fail(f"--source must be full or sample, got {source!r}")
+        fail(f"--source must be full or sample, got {source!r}")
     device = pick_device(device)
-    check_weights(weights)
+    model_options.check()
     check_out(out)
     check_scan_folder(out)
-    net, side = open_model(model, weights, classes, mean, std, input_size, allow_pickle,
-                           device)
+    opened = model_options.open(device)
+    net = opened.net
     is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
     if target == "cifar10":
-        batch, labels, indices, shown = _scan_images(net, source, data, images, first_index,
-                                                     device)
+        batch, labels, indices, shown = _scan_images(opened, source, data, images,
+                                                     first_index, device)
         names = None
     elif is_file:
-        batch, _, _ = load_image(Path(target), side, not no_resize)
+        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
+                                 channels=opened.channels)
         labels = torch.tensor([predict_label(net, batch, device)])
         indices, shown, names = [-1], None, [Path(target).name]
     else:
-        batch, labels, indices, shown = _spec_images(net, target, side, images, first_index,
-                                                     classes, device)
+        batch, labels, indices, shown = _spec_images(opened, target, images, first_index,
+                                                     model_options.classes, device)
         names = None
     if fast:
         if corners or levels != 3:
-            _fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
-                  "set the grid of the exhaustive scan instead")
+            fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
+                 "set the grid of the exhaustive scan instead")
         _fast_answers(out, net, batch, labels, indices, device, engine, batch_images)
         return
     positions = batch.shape[-2] * batch.shape[-1]
-    for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")], model, device,
+    for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")],
+                           model_options.model, device,
                            f"{len(labels)} image(s) × {positions:,} positions × "
                            f"{levels ** 3:,} colours ({levels} levels per channel)",
                            exact=True, advice="lower --levels (3: 27 colours) or --images"):
         console.print(line)
-    info = {"model": model, "weights": str(weights) if weights else None, "target": target,
+    weights = model_options.weights
+    info = {"model": model_options.model, "weights": str(weights) if weights else None,
+            "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device, "dataset": None if target == "cifar10" or is_file else (
                 dataset_for(target)[0]),
-            "classes": classes, "mean": mean, "std": std, "input_size": input_size,
-            "allow_pickle": allow_pickle}
+            "classes": model_options.classes, "mean": model_options.mean,
+            "std": model_options.std, "input_size": model_options.input_size,
+            "allow_pickle": model_options.allow_pickle}
     with Interrupts() as interrupts:
         try:
             maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
@@ -158,26 +168,46 @@ def evaluate_maps_cmd(
     noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
-    allow_pickle: bool = PICKLE_OPTION,
+    allow_pickle: AllowPickle = False,
     out: Path | None = typer.Option(None, help="Output folder [the scan's folder]."),
 ) -> None:
     """Score sensitivity maps against an exhaustive scan: ROC AUC, precision of S, lift of
-    the top k, Spearman vs the oracle map, queries of a scan ranked by each map."""
+    the top k, Spearman vs the oracle map, queries of a scan ranked by each map.
+    \f
+    Args:
+        directory: a susceptibility folder.
+        more_methods: methods given after the folder (space separated).
+        methods: the maps scored.
+        tau: the threshold of S.
+        top_k: the k of the lift.
+        score: the class score maps differentiate.
+        absolute: SmoothGrad's absolute value, after or before averaging.
+        normalization: minmax or percentile.
+        n_samples: SmoothGrad's noisy copies.
+        noise_level: SmoothGrad's σ.
+        data: the folder holding cifar-10-batches-py.
+        device: where the model runs.
+        allow_pickle: the scan's model is a pickled module.
+        out: the output folder (the scan's by default).
+
+    Raises:
+        UsageProblem: a bad option, or a folder with no scan.
+    """
     from ..report.mapeval import run_map_evaluation  # pandas, SciPy, matplotlib
 
     chosen = [m for part in [methods, *(more_methods or [])] for m in part.split(",") if m]
     if not chosen:
-        _fail("--methods names no method; give one or more of smoothgrad, gradient, "
-              "integrated_gradients, gradcam, occlusion, random, oracle")
+        fail("--methods names no method; give one or more of smoothgrad, gradient, "
+             "integrated_gradients, gradcam, occlusion, random, oracle")
     try:
         ks = tuple(int(k) for k in top_k.split(","))
     except ValueError:
-        _fail(f"--top-k takes comma-separated integers, got {top_k!r}")
+        fail(f"--top-k takes comma-separated integers, got {top_k!r}")
     if min(ks) < 1:
-        _fail(f"--top-k takes positive integers (positions), got {top_k!r}")
+        fail(f"--top-k takes positive integers (positions), got {top_k!r}")
     if not (directory / "maps.npz").is_file():
-        _fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
-              f"--out {directory}`")
+        fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
+             f"--out {directory}`")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
@@ -197,17 +227,19 @@ def evaluate_maps_cmd(
                   "maps_compared.png, ranked_scans.png")
 
 
-def _spec_images(net, spec: str, side, count: int, first_index: int, classes, device):
+def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
+                 classes: str | None, device: str):
     """The first ``count`` correctly classified images (from ``first_index``) of a data
-    spec (an image folder, an .npz, a CSV)."""
-    dataset, notes = load_image_source(spec, size=side, classes=classes)
+    spec (an image folder, an .npz, a CSV), in the model's channels."""
+    dataset, notes = load_image_source(spec, size=opened.input_size, classes=classes)
     for note in notes:
         console.print(f"note: {note}")
+    dataset = in_channels(dataset, opened.channels, spec)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
-    pick = correctly_classified(net, subset, count, device)
+    pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) == 0:
-        _fail(f"the model classifies none of the images of {spec} from {first_index} on "
-              "correctly: nothing to scan")
+        fail(f"the model classifies none of the images of {spec} from {first_index} on "
+             "correctly: nothing to scan")
     if len(pick) < count:
         console.print(f"note: {len(pick)} correctly classified images in {spec} (asked for "
                       f"{count}); scanning those")
@@ -241,13 +273,14 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
                   f"{sum(r['queries'] for r in rows):,} queries; written to {out / 'fast.json'}")
 
 
-def _scan_images(net, source, data, count, first_index, device):
+def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index: int,
+                 device: str):
     dataset = load_cifar10(source, data, download=source == "full")
+    dataset = in_channels(dataset, opened.channels, "the CIFAR-10 images")
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
-    pick = correctly_classified(net, subset, count, device)
+    pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) < count:
-        _fail(f"only {len(pick)} correctly classified images from index {first_index} in "
-              f"{subset.source}; lower --images or --first-index")
+        fail(f"only {len(pick)} correctly classified images from index {first_index} in "
+             f"{subset.source}; lower --images or --first-index")
     return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
             subset.images[pick])
-

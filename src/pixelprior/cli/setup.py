@@ -13,24 +13,10 @@ from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_sta
 from ..experiment import ExperimentConfig, describe_inputs
 from ..models import SqueezeNet
 from ..models.train import TrainConfig, evaluate, train_cifar10
-from ._app import (
-    CLASSES_OPTION,
-    INPUT_SIZE_OPTION,
-    MEAN_OPTION,
-    MODEL_HELP,
-    PICKLE_OPTION,
-    STD_OPTION,
-    _fail,
-    check_out,
-    check_weights,
-    console,
-    data_app,
-    eval_app,
-    on_interrupt,
-    open_model,
-    parse_floats,
-    train_app,
-)
+from ._app import console, data_app, eval_app, train_app
+from .errors import fail, on_interrupt
+from .inputs import in_channels
+from .options import ModelOptions, check_out, model_options
 
 
 @train_app.command("cifar10")
@@ -45,7 +31,18 @@ def train_cifar10_cmd(
     limit: int | None = typer.Option(None, help="Train on this many images (smoke tests)."),
     threads: int = typer.Option(0, help="Torch CPU threads (0: default)."),
 ) -> None:
-    """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt)."""
+    """Train the CIFAR-10 SqueezeNet (resumes from OUT/checkpoint.pt).
+    \f
+    Args:
+        epochs: training epochs.
+        batch_size: images per step.
+        lr: the one-cycle schedule's peak learning rate.
+        seed: the random seed.
+        out: the checkpoint and weights folder.
+        data: cifar10-jpeg.tar.xz.
+        limit: train on this many images.
+        threads: torch's CPU threads (0: its default).
+    """
     check_out(out)
     on_interrupt(f"the checkpoints written so far in {out} are kept; run the same command to "
                  "resume")
@@ -59,46 +56,57 @@ def train_cifar10_cmd(
 
 
 @eval_app.command("cifar10")
+@model_options()
 def eval_cifar10_cmd(
-    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
-    weights: Path | None = typer.Option(None, help="Weights file (default: bundled)."),
+    model_options: ModelOptions = None,
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     source: str = typer.Option("full", help="full (the exact test set) | sample (the "
                                "bundled first 100 test images)."),
 ) -> None:
-    """Top-1 accuracy on the exact CIFAR-10 test images (all rows present)."""
+    """Top-1 accuracy on the exact CIFAR-10 test images (all rows present).
+    \f
+    Args:
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        data: the folder holding cifar-10-batches-py.
+        source: full (the exact test set) or sample (the bundled first 100).
+
+    Raises:
+        UsageProblem: a bad option.
+    """
     if source not in ("full", "sample"):
-        _fail(f"--source must be full or sample, got {source!r}")
-    check_weights(weights)
-    net, _ = open_model(model, weights)
+        fail(f"--source must be full or sample, got {source!r}")
+    opened = model_options.open()
     dataset = load_cifar10(source, data, download=source == "full")
-    accuracy = evaluate(net, dataset)
-    console.print(f"{model}: top-1 {accuracy:.4f} on {len(dataset)} exact CIFAR-10 test "
-                  f"images ({dataset.source})")
+    accuracy = evaluate(opened.net, in_channels(dataset, opened.channels,
+                                                "the CIFAR-10 images"))
+    console.print(f"{model_options.model}: top-1 {accuracy:.4f} on {len(dataset)} exact "
+                  f"CIFAR-10 test images ({dataset.source})")
 
 
 @eval_app.command("data")
+@model_options()
 def eval_data_cmd(
     data: str = typer.Argument(..., help="cifar10, nips17:DIR, an image folder "
                                "(root/<class>/*.png|jpg), an .npz or a CSV of path,label."),
-    model: str = typer.Option("squeezenet1_1-cifar10", help=MODEL_HELP),
-    weights: Path | None = typer.Option(None, help="Weights file."),
-    classes: str | None = CLASSES_OPTION,
-    mean: str | None = MEAN_OPTION,
-    std: str | None = STD_OPTION,
-    input_size: int | None = INPUT_SIZE_OPTION,
-    allow_pickle: bool = PICKLE_OPTION,
+    model_options: ModelOptions = None,
     source: str = typer.Option("full", help="cifar10: full | sample."),
 ) -> None:
     """What a model is and how accurate it is on an image set (any model and data spec):
-    what was loaded and assumed, what loading did to the images, the top-1 accuracy."""
-    check_weights(weights)
+    what was loaded and assumed, what loading did to the images, the top-1 accuracy.
+    \f
+    Args:
+        data: a data spec.
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        source: CIFAR-10's images: full or sample.
+
+    Raises:
+        UsageProblem: a bad option.
+        ConfigError: the model's classes and the data's do not fit.
+    """
     dataset, path = dataset_for(data)
     config = ExperimentConfig.build(overrides=dict(
-        model=model, weights=str(weights) if weights else None, classes=classes,
-        mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"),
-        input_size=input_size, allow_pickle=allow_pickle, dataset=dataset, data=path,
-        source=source, device="cpu"))
+        **model_options.config_values(), dataset=dataset, data=path, source=source,
+        device="cpu"))
     for line in describe_inputs(config):
         console.print(line)
 
@@ -106,7 +114,12 @@ def eval_data_cmd(
 @data_app.command("nips17")
 def data_nips17(out: Path = typer.Option(..., help="Target folder (published layout)."),
                 csv_url: str = typer.Option(None, help="Override the CSV's URL.")) -> None:
-    """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable."""
+    """Download the NIPS 2017 DEV set (CSV + cropped 299x299 PNGs); resumable.
+    \f
+    Args:
+        out: the target folder (the published layout).
+        csv_url: another URL of the CSV (not checked against the published hash).
+    """
     check_out(out)
     on_interrupt(f"the files downloaded so far into {out} are kept; run the same command to "
                  "resume")
@@ -122,7 +135,13 @@ def data_standin(out: Path = typer.Option(..., help="Target folder."),
                  count: int = typer.Option(8, help="Images."),
                  seed: int = typer.Option(0, help="Seed of the random images and weights.")
                  ) -> None:
-    """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights."""
+    """Write a small stand-in of the DEV set and random SqueezeNet 1.1 weights.
+    \f
+    Args:
+        out: the target folder.
+        count: images.
+        seed: the seed of the random images and weights.
+    """
     check_out(out)
     on_interrupt(f"the stand-in in {out} may be incomplete; run the same command again")
     torch.manual_seed(seed)

@@ -1,0 +1,305 @@
+"""What commands read and write: option values parsed (numbers, seeds, modes, class
+names), a user's image file fitted to the model (size and channels, each change said),
+labels by index or name, PNGs written."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..data import (
+    DataError,
+    ImageFile,
+    ImageSet,
+    Resize,
+    SizeMismatchError,
+    fit_image,
+    read_image_file,
+)
+from ._app import console
+from .errors import UsageProblem, fail
+
+if TYPE_CHECKING:
+    import torch
+
+# PIL's convert("L") in integers (ITU-R 601-2: 0.299 R + 0.587 G + 0.114 B, rounded)
+_LUMA_16 = (19595, 38470, 7471)
+
+
+# --------------------------------------------------------------------------- values
+def parse_floats(value: str | None, name: str) -> list[float] | None:
+    """``0.5,0.5,0.5`` -> floats.
+
+    Args:
+        value: the option's text, or ``None`` (not given).
+        name: the option, for the error (``--mean``).
+
+    Returns:
+        The numbers, or ``None``.
+
+    Raises:
+        UsageProblem: a part is not a number.
+    """
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        fail(f"{name} takes comma-separated numbers (0.485,0.456,0.406), got {value!r}")
+
+
+def parse_seeds(value: str | None) -> list[int] | None:
+    """``5`` -> seeds 0..4; ``0,2,4`` -> those seeds; ``0,`` -> seed 0 alone.
+
+    Args:
+        value: the ``--seeds`` text, or ``None`` (not given).
+
+    Returns:
+        The seeds, or ``None``.
+
+    Raises:
+        UsageProblem: not a count or a list, a count of 0 or less, a list of no seed.
+    """
+    if value is None:
+        return None
+    try:
+        seeds = [int(v) for v in value.split(",") if v.strip()] if "," in value else None
+        count = int(value) if seeds is None else len(seeds)
+    except ValueError:
+        fail(f"--seeds takes a count (5) or a list (0,2,4), got {value!r}")
+    if seeds is not None:
+        if not seeds:
+            fail(f"--seeds {value!r} names no seed; give a count (5) or a list (0,2,4)")
+        return seeds
+    if count == 0:
+        fail("--seeds 0: a count of 0 seeds; for seed 0 alone write --seeds 0, (a list of "
+             "one seed)")
+    if count < 0:
+        fail(f"--seeds takes a count (5) or a list (0,2,4) of seeds >= 0, got {value!r}")
+    return list(range(count))
+
+
+def parse_modes(value: str | None) -> list[str] | None:
+    """``a,b`` -> modes a and b (spaces and empty items dropped); an option given but
+    naming no mode is an error, never the default modes.
+
+    Args:
+        value: the ``--modes`` text, or ``None`` (not given).
+
+    Returns:
+        The modes, or ``None``.
+
+    Raises:
+        UsageProblem: the text names no mode.
+    """
+    if value is None:
+        return None
+    modes = [m.strip() for m in value.split(",") if m.strip()]
+    if not modes:
+        from ..experiment import modes_help
+
+        fail(f"--modes {value!r} names no mode; give one or more, comma-separated: "
+             f"{modes_help()}")
+    return modes
+
+
+def check_classes(classes: str | None) -> None:
+    """``--classes`` names classes the data layer accepts (read now, before any work).
+
+    Args:
+        classes: a names file, a JSON list or ``a,b,c``; ``None`` when not given.
+
+    Raises:
+        UsageProblem: a file that is not there or does not parse, an empty name, a name
+            given twice (the data layer's words, one line).
+    """
+    if classes is None:
+        return
+    from ..data import parse_classes
+
+    try:
+        parse_classes(classes)
+    except DataError as exc:  # the option the user gave: a usage error
+        raise UsageProblem(f"--classes {exc}") from None
+
+
+def label_of(value: str | None, names: tuple[str, ...], what: str) -> int | None:
+    """A class given by index or name.
+
+    Args:
+        value: ``3`` or ``cat``; ``None`` when not given.
+        names: the model's class names.
+        what: the class's role, for the error (``target``).
+
+    Returns:
+        The class index, or ``None``.
+
+    Raises:
+        UsageProblem: an unknown name or an index out of range.
+    """
+    if value is None:
+        return None
+    if value.isdigit():
+        index = int(value)
+    elif value in names:
+        index = names.index(value)
+    else:
+        shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "")
+        fail(f"unknown {what} class {value!r}; use an index 0..{len(names) - 1} or a name "
+             f"({shown})")
+    if not 0 <= index < len(names):
+        fail(f"{what} class {index} out of range 0..{len(names) - 1}")
+    return index
+
+
+# --------------------------------------------------------------------------- images
+def load_image(path: Path, size: int | tuple[int, int] | None, resize: bool,
+               coordinates: bool = False, channels: int = 3
+               ) -> tuple[torch.Tensor, Resize | None, ImageFile]:
+    """A user's image file fitted to the model, saying what was done to it.
+
+    Args:
+        path: the image file.
+        size: the model's input side, ``(height, width)``, or ``None`` (any size).
+        resize: resize an image of another size (else refuse it).
+        coordinates: the command gives pixel coordinates (said in the resize note).
+        channels: the channels the model takes (1: converted to luminance, said once).
+
+    Returns:
+        The image as float ``[1, channels, H, W]`` in [0, 1], the resize done (``None``:
+        none), and the file as read (8-bit RGB).
+
+    Raises:
+        UsageProblem: the file is missing or unreadable, or of another size with
+            ``resize=False``.
+    """
+    try:
+        image = read_image_file(path)
+    except DataError as exc:  # the file the user named: a usage error
+        raise UsageProblem(str(exc)) from None
+    frames = _frames_in(path)
+    if frames > 1:
+        console.print(f"note: {path.name} holds {frames} frames (an animation or a "
+                      "multi-page file); only the first frame is used")
+    for note in image.notes:
+        console.print(f"note: {path.name}: {note}")
+    side = f"{size}×{size}" if isinstance(size, int) else (
+        f"{size[1]}×{size[0]}" if size else "")
+    try:
+        tensor, fitted = fit_image(image, size, resize)
+    except SizeMismatchError:
+        fail(f"the image is {image.size[0]}×{image.size[1]} and the model takes {side}; "
+             f"drop --no-resize to resize it, or give an image of {side}")
+    if fitted is not None:
+        where = ("pixel coordinates are given in both frames (the model's pixel and the box "
+                 "of file pixels it covers)" if coordinates else
+                 f"what is written is of the {side} image")
+        console.print(f"note: {path.name} resized from {fitted.original[0]}×"
+                      f"{fitted.original[1]} to the model's {side} (bilinear); {where}")
+    return to_model_channels(tensor, channels, path.name), fitted, image
+
+
+def _frames_in(path: Path) -> int:
+    """Frames (or pages) of an image file; 1 when it has one or cannot say."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1) or 1)
+    except Exception:  # noqa: BLE001 - read_image_file already read it; no count is no note
+        return 1
+
+
+def to_model_channels(images: torch.Tensor, channels: int, what: str | None = None,
+                      quiet: bool = False) -> torch.Tensor:
+    """RGB images as the model's channels: unchanged for 3; for 1, the 8-bit luminance
+    PIL's ``convert("L")`` gives (``0.299 R + 0.587 G + 0.114 B``, rounded), said once.
+
+    TODO(merge): the data layer's loaders take ``channels=`` (``read_image_file``,
+    ``fit_image``, ``load_image_source``) and convert as PIL does; switch to them.
+
+    Args:
+        images: ``uint8 [N, 3, H, W]``, or float ``[N, 3, H, W]`` of 8-bit values / 255.
+        channels: the channels the model takes.
+        what: the images, in words, for the note (``cat.png``).
+        quiet: say nothing (the note was said already).
+
+    Returns:
+        The images, same dtype, ``[N, channels, H, W]``.
+
+    Raises:
+        UsageProblem: a model of other channels than 1 or 3.
+    """
+    import torch
+
+    if images.shape[1] == channels:
+        return images
+    if channels != 1 or images.shape[1] != 3:
+        fail(f"the model takes {channels}-channel images; images are read as RGB (3 "
+             "channels) and converted to grayscale (1) only")
+    as_bytes = images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
+    weights = torch.tensor(_LUMA_16, dtype=torch.int64, device=images.device).view(1, 3, 1, 1)
+    luma = ((as_bytes.to(torch.int64) * weights).sum(1, keepdim=True) + 0x8000) >> 16
+    luma = luma.to(torch.uint8)
+    if not quiet:
+        console.print(f"note: {what or 'the images'} converted to 1-channel 8-bit luminance "
+                      "(0.299 R + 0.587 G + 0.114 B, as PIL's \"L\") for the model's "
+                      "1-channel input")
+    return luma if images.dtype == torch.uint8 else luma.to(images.dtype) / 255.0
+
+
+def in_channels(dataset: ImageSet, channels: int, what: str) -> ImageSet:
+    """An image set in the model's channels (said once when converted).
+
+    TODO(merge): the data layer's loaders take ``channels=``; load in them instead.
+
+    Args:
+        dataset: images ``uint8 [N, 3, H, W]``.
+        channels: the channels the model takes.
+        what: the images, in words, for the note.
+
+    Returns:
+        ``dataset``, or a copy with images ``uint8 [N, channels, H, W]``.
+
+    Raises:
+        UsageProblem: a model of other channels than 1 or 3.
+    """
+    images = to_model_channels(dataset.images, channels, what)
+    return dataset if images is dataset.images else dataclasses.replace(dataset,
+                                                                        images=images)
+
+
+def write_image(tensor: torch.Tensor, path: Path) -> None:
+    """Write an image as an 8-bit PNG, whole or not at all.
+
+    Args:
+        tensor: float ``[3, H, W]`` (RGB) or ``[1, H, W]`` (grayscale) in [0, 1].
+        path: the PNG's path.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .._io import atomic_write
+
+    array = (tensor.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    array = array[..., 0] if array.shape[-1] == 1 else array
+    with atomic_write(path) as f:
+        Image.fromarray(np.ascontiguousarray(array)).save(f, format="PNG")
+
+
+def predict_label(net: torch.nn.Module, image: torch.Tensor, device: str) -> int:
+    """The class the model gives one image.
+
+    Args:
+        net: the model.
+        image: float ``[1, C, H, W]`` in [0, 1].
+        device: where the model runs.
+
+    Returns:
+        The class index.
+    """
+    import torch
+
+    with torch.inference_mode():
+        return int(net(image.to(device)).argmax())
