@@ -13,7 +13,6 @@ from torch import nn
 from pixelprior.scoring import perturb_rows
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
-
 TARGET = (0.3, 0.7, 0.45)
 
 
