@@ -160,3 +160,29 @@ def test_the_cost_of_a_model_without_a_declared_size_comes_from_the_images(tiny_
     scan, fast = 2 * 120 * 27, 2 * (8 * 120 + 8 * 256)
     assert cost.startswith(f"cost: at most {scan + fast:,} model queries for 4 attacks")
     assert "at most 0 " not in cost
+
+
+# ------------------------------------------------------------------ the verify stage
+def test_a_fast_run_verifies_reports_and_resumes(tiny_run, tmp_path):
+    """``fast`` with ``fast_verify="on"``: every row says what the verifier found, the
+    report has its section and ``verification.csv``, and a resume attacks nothing."""
+    from pixelprior.report import write_report
+
+    config = tiny_run(modes=["fast"], fast_verify="on")
+    rows = quiet(config).run()
+    assert len(rows) == 5
+    for row in rows:
+        assert {"verified", "verified_volume", "lowest_bound", "boxes"} <= row.keys()
+        assert row["decided_by"] in {"corners", "refine", "certificate", "verified",
+                                     "unknown", "budget"}
+        if row["decided_by"] == "verified":
+            assert not row["success"] and row["verified"] and row["verified_volume"] == 1.0
+        if row["success"]:
+            assert not row["verified"]
+    assert any(row["decided_by"] == "verified" for row in rows)  # the tiny net is provable
+    write_report(config.out)
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "### Verified against any color" in report
+    assert (tmp_path / "run" / "verification.csv").is_file()
+    again = quiet(config).run()
+    assert comparable(again) == comparable(rows)

@@ -151,3 +151,53 @@ def test_bad_settings_and_inputs_are_refused():
 
     with pytest.raises(BoundUnsupportedError, match="sort"):
         Verifier(Sorted().eval()).verify(image, torch.tensor([0]))
+
+
+# ------------------------------------------------------------------ in the fast attack
+def test_fast_verify_proves_what_the_corners_certify_and_finds_what_they_miss():
+    from pixelprior.search import FastAttack
+
+    calm, grey = calm_net(), GreyPixel().eval()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    (row,) = FastAttack(calm, engine="full", verify="on").run(image, torch.tensor([0])).rows()
+    assert row["decided_by"] == "verified" and row["verified"] and row["corner_certified"]
+    assert row["verified_volume"] == 1.0 and row["lowest_bound"] is None and row["boxes"] >= 36
+    out = FastAttack(grey, engine="full", verify="on").run(grey_image(), torch.tensor([0]))
+    (row,) = out.rows()
+    assert row["success"] and row["decided_by"] == "refine" and row["corner_certified"]
+    assert not row["verified"] and (row["x"], row["y"]) == (3, 2)
+    assert int(grey(out.adversarial).argmax()) == 1  # the witness fools the model
+    (row,) = FastAttack(calm, engine="full").run(image, torch.tensor([0])).rows()
+    assert row["decided_by"] == "certificate" and not row["verified"]  # off by default
+
+
+def test_fast_verify_auto_skips_with_a_note_where_it_does_not_apply():
+    from pixelprior.search import FastAttack
+
+    class Sorted(nn.Module):
+        def forward(self, x):
+            return x.flatten(1).sort(1).values[:, :3] * 0 + torch.tensor([0.0, 0.0, 1.0])
+
+    attack = FastAttack(Sorted().eval(), engine="full", verify="auto")
+    image = torch.rand(1, 3, 4, 4) * 0.5
+    (row,) = attack.run(image, torch.tensor([2])).rows()
+    assert row["decided_by"] == "certificate" and not row["verified"]
+    assert attack.note.startswith("verification skipped") and "sort" in attack.note
+    with pytest.raises(BoundUnsupportedError):
+        FastAttack(Sorted().eval(), engine="full", verify="on").run(image, torch.tensor([2]))
+    with pytest.raises(ValueError, match="verify must be one of"):
+        FastAttack(calm_net(), verify="sometimes")
+    with pytest.raises(ValueError, match="targeted"):
+        FastAttack(calm_net(), verify="on", targeted=True)
+
+
+def test_fast_verify_is_the_same_bit_for_bit_on_a_second_run():
+    from pixelprior.search import FastAttack
+
+    image = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    make = lambda: FastAttack(calm_net(), engine="full", verify="on",  # noqa: E731
+                              batch_invariant=True)
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k}  # noqa: E731
+                          for r in rows]
+    assert strip(make().run(image, torch.tensor([0, 0])).rows()) == strip(
+        make().run(image, torch.tensor([0, 0])).rows())

@@ -58,6 +58,10 @@ def run(
                                             "[10,000]."),
     fast_refine: str | None = typer.Option(None, help="fast: none | de (a short search off "
                                            "the corners) [none]."),
+    verify: str | None = typer.Option(None, help="fast: prove what the corners certify over "
+                                      "every color: auto (where it fits) | on | off [auto]."),
+    verify_boxes: int | None = typer.Option(None, help="fast: the verifier's most boxes per "
+                                            "image [20,000]."),
     device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
     engine: str | None = typer.Option(None, help=ENGINE_HELP),
     batch_images: int | None = typer.Option(None, help="Images attacked together."),
@@ -85,6 +89,8 @@ def run(
         oracle: a susceptibility folder of these images.
         query_budget: random search's queries per image.
         fast_refine: the fast mode's refinement.
+        verify: the fast mode's verifier (auto, on, off).
+        verify_boxes: the verifier's most boxes per image.
         device: where the model runs.
         engine: how candidates are scored.
         batch_images: images attacked together.
@@ -106,7 +112,8 @@ def run(
              "seeds": parse_seeds(seeds), "modes": parse_modes(modes), "popsize": popsize,
              "maxiter": maxiter, "strategy": strategy, "selection": selection,
              "oracle": str(oracle) if oracle else None, "query_budget": query_budget,
-             "fast_refine": fast_refine, "device": device, "engine": engine,
+             "fast_refine": fast_refine, "fast_verify": verify,
+             "verify_boxes": verify_boxes, "device": device, "engine": engine,
              "batch_images": batch_images, "workers": workers, "ray_address": ray_address,
              "out": str(out) if out else None}
     overrides = {k: v for k, v in given.items() if v is not None}

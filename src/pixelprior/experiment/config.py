@@ -35,6 +35,7 @@ from ..models import model_spec_problem
 from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
+from ..search.fast import VERIFY_MODES
 from .modes import SENSITIVITIES, modes_help, parse_mode
 from .rows import describe, fits
 
@@ -50,7 +51,8 @@ NON_RESULT_FIELDS = ("out", "batch_images", "device", "workers", "ray_address",
 LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replace_on_tie",
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
                 "normalization", "percentile", "precision", "max_batch", "query_budget",
-                "fast_refine", "fast_refine_queries", "classes", "mean", "std", "input_size")
+                "fast_refine", "fast_refine_queries", "classes", "mean", "std", "input_size",
+                "fast_verify", "verify_boxes", "verify_seconds")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now)
 PRIOR_VERSIONS = {"random_set": 2}
@@ -156,6 +158,10 @@ class ExperimentConfig:
     # the fast mode: corners in a map's order, then optionally a search off the corners
     fast_refine: str = "none"  # none | de
     fast_refine_queries: int = 4000
+    # ... and the verifier for what the corners certify: auto (where it fits) | on | off
+    fast_verify: str = "auto"
+    verify_boxes: int = 20_000  # the verifier's most boxes per image
+    verify_seconds: float | None = None  # its most seconds per image (None: no limit)
     oracle: str | None = None  # susceptibility folder for the oracle prior / order
     # the sensitivity map and the prior
     tau: float = 0.5
@@ -307,6 +313,12 @@ class ExperimentConfig:
             p.append(f"fast_refine must be one of {REFINES}, got {self.fast_refine!r}")
         if self.fast_refine_queries < 8:
             p.append(f"fast_refine_queries must be >= 8, got {self.fast_refine_queries}")
+        if self.fast_verify not in VERIFY_MODES:
+            p.append(f"fast_verify must be one of {VERIFY_MODES}, got {self.fast_verify!r}")
+        if self.verify_boxes < 1:
+            p.append(f"verify_boxes must be >= 1, got {self.verify_boxes}")
+        if self.verify_seconds is not None and not self.verify_seconds > 0:
+            p.append(f"verify_seconds must be > 0 (or unset), got {self.verify_seconds}")
         if self.query_budget is not None and self.query_budget < 1:
             p.append(f"query_budget must be >= 1, got {self.query_budget}")
 

@@ -138,10 +138,15 @@ def _random_search(config, model: nn.Module, prior: Prior | None, argument: str 
 def _fast(config, model: nn.Module, prior: Prior | None, argument: str | None,
           shared: dict) -> Attack:
     """:class:`~pixelprior.search.FastAttack` with ``fast_refine``,
-    ``fast_refine_queries`` (its ``refine_budget``) and ``scan_positions``."""
+    ``fast_refine_queries`` (its ``refine_budget``), ``scan_positions`` and the verifier's
+    ``fast_verify``, ``verify_boxes``, ``verify_seconds`` (targeted attacks: no
+    verifier, it proves untargeted robustness)."""
+    verify = "off" if shared.get("targeted") else config.fast_verify
     return FastAttack(model, prior, refine=config.fast_refine,
                       refine_budget=config.fast_refine_queries,
-                      max_positions=config.scan_positions, **shared)
+                      max_positions=config.scan_positions, verify=verify,
+                      verify_boxes=config.verify_boxes, verify_seconds=config.verify_seconds,
+                      **shared)
 
 
 # search name (SEARCHES) -> how a configuration builds it

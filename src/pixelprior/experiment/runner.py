@@ -141,6 +141,7 @@ class ExperimentRunner:
             raise force_hint(problem)
         replacing = problem is not None
         source = GroupWorker(config)  # the model and the images: checked, then chosen
+        source.log = self.log
         check_one_index_per_image(source.dataset)  # rows are keyed by the index
         self.image_size = tuple(source.dataset.images.shape[-2:])
         fingerprint = model_fingerprint(source.model, config.model)

@@ -37,6 +37,8 @@ class GroupWorker:
         self.model = run_model(config, self.device)
         self.dataset = load_dataset(config)
         self._scorer = None
+        self.log = None  # told each note of an attack once (e.g. why fast did not verify)
+        self._said: set[str] = set()
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Attack one group.
@@ -58,6 +60,10 @@ class GroupWorker:
         output = attack.run(images, labels)
         wall = time.time() - began
         self._scorer = attack.scorer(images)  # built and checked once, reused
+        note = getattr(attack, "note", None)
+        if note and self.log is not None and note not in self._said:
+            self._said.add(note)
+            self.log(f"note: {mode}: {note}")
         rows = []
         digest, version = config.digest(), package_version()  # once per group
         for (seed_, mode_, _, index), result in zip(group, output.results, strict=True):

@@ -15,7 +15,8 @@ from .._format import number
 if TYPE_CHECKING:  # matplotlib loads only where a figure is drawn
     import matplotlib.pyplot as plt
 
-__all__ = ["has_certificates", "robustness_figure", "robustness_lines", "robustness_table"]
+__all__ = ["has_certificates", "has_verification", "robustness_figure", "robustness_lines",
+           "robustness_table", "verification_table"]
 
 
 def has_certificates(frame: pd.DataFrame) -> bool:
@@ -30,12 +31,83 @@ def has_certificates(frame: pd.DataFrame) -> bool:
     return "decided_by" in frame and bool(frame["decided_by"].notna().any())
 
 
+def has_verification(frame: pd.DataFrame) -> bool:
+    """Whether rows carry the verifier's fields (rows of ``fast`` since the verifier:
+    ``verified``, ``verified_volume``); older rows keep the older report.
+
+    Args:
+        frame: the rows.
+
+    Returns:
+        True when some row of a fast mode has ``verified``.
+    """
+    return ("verified" in frame and "decided_by" in frame
+            and bool(frame.loc[frame["decided_by"].notna(), "verified"].notna().any()))
+
+
 def _outcome(frame: pd.DataFrame) -> pd.Series:
     """``fooled``, ``certified`` (not fooled, certified on the corner grid) or
     ``neither`` per row."""
     certified = frame["corner_certified"].fillna(False).astype(bool)
     return pd.Series(np.where(frame["success"], "fooled",
                               np.where(certified, "certified", "neither")), index=frame.index)
+
+
+def _verified_outcome(frame: pd.DataFrame) -> pd.Series:
+    """``fooled``, ``verified`` (proved over every color), ``unknown`` (the verifier's
+    budget ran out), ``corners only`` (certified on the corner grid, not verified) or
+    ``neither`` per row."""
+    decided = frame["decided_by"]
+    return pd.Series(np.select(
+        [frame["success"].astype(bool), decided == "verified", decided == "unknown",
+         frame["corner_certified"].fillna(False).astype(bool)],
+        ["fooled", "verified", "unknown", "corners only"], "neither"), index=frame.index)
+
+
+def verification_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per mode: the shares fooled, verified, unknown, certified on the corners only and
+    neither, and the mean verified volume (the share of positions × colors proved) of the
+    images the verifier ran on.
+
+    Args:
+        frame: result rows.
+
+    Returns:
+        One row per mode.
+    """
+    rows = frame[frame["decided_by"].notna()].copy()
+    rows["outcome"] = _verified_outcome(rows)
+    out = []
+    for mode, group in rows.groupby("mode"):
+        volume = pd.to_numeric(group["verified_volume"], errors="coerce").dropna()
+        record = {"mode": mode, "attacks": len(group)}
+        for outcome in ("fooled", "verified", "unknown", "corners only", "neither"):
+            record[outcome] = float((group["outcome"] == outcome).mean())
+        record["verified_volume"] = float(volume.mean()) if len(volume) else np.nan
+        record["verified_images"] = len(volume)
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def _verification_lines(frame: pd.DataFrame) -> list[str]:
+    table = verification_table(frame)
+    lines = ["", "### Verified against any color", "",
+             "The verifier proves an image over the whole threat model — one pixel at any "
+             "position set to any color in [0, 1]³ — or finds a witness: **verified** "
+             "(every box of every position proved), **unknown** (its budget ran out: the "
+             "verified volume says how much of the threat space was proved), **corners "
+             "only** (certified on the corner grid, the verifier not run). Fooled off the "
+             "corners by the verifier counts as fooled.", "",
+             "| mode | attacks | fooled | verified | unknown | corners only | neither | "
+             "verified volume (mean, images verified or unknown) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        volume = (f"{r['verified_volume']:.2%} ({r['verified_images']})"
+                  if r["verified_images"] else "–")
+        lines.append(f"| {r['mode']} | {r['attacks']} | {r['fooled']:.1%} | "
+                     f"{r['verified']:.1%} | {r['unknown']:.1%} | {r['corners only']:.1%} | "
+                     f"{r['neither']:.1%} | {volume} |")
+    return lines
 
 
 def robustness_table(frame: pd.DataFrame, by_class: bool = False,
@@ -106,6 +178,8 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
                      f"{number(r['mean_queries_to_first'], 0)} / "
                      f"{number(r['median_queries_to_first'], 0)} | "
                      f"{number(r['mean_queries'], 0)} | {r['by_refine']} |")
+    if has_verification(frame):
+        lines += _verification_lines(frame)
     per_class = robustness_table(frame, by_class=True, class_names=class_names)
     lines += ["", "Per class:", "", "| mode | class | attacks | fooled | certified | neither |",
               "|---|---|---|---|---|---|"]

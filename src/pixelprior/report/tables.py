@@ -44,9 +44,11 @@ from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
 from .robustness import (
     has_certificates,
+    has_verification,
     robustness_figure,
     robustness_lines,
     robustness_table,
+    verification_table,
 )
 from .stats import paired_comparison, t_interval
 
@@ -364,6 +366,8 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
     if has_certificates(frame):
         _write_csv(robustness_table(frame, by_class=True, class_names=class_names_of(config)),
                    directory / "robustness.csv")
+        if has_verification(frame):
+            _write_csv(verification_table(frame), directory / "verification.csv")
         if figures:
             robustness_figure(directory, frame)
     if exports:

@@ -14,10 +14,22 @@ fool: a short differential evolution (DE/rand/1, colours from N(0.5, 0.5)) start
 the positions of lowest margin, within its own query budget. A success there is an
 adversarial off the corner grid; the corner certificate still holds for it.
 
-Each row says which stage decided it (``decided_by``: ``corners``, ``refine``,
-``certificate`` or ``budget`` when the scan was cut short by ``max_positions`` or a
-near-tie could not be resolved) and whether the image is certified on the corner grid
-(``corner_certified``).
+Stage 3 (**verify**, optional) proves the images certified on the corners over the whole
+threat model — one pixel, any color in ``[0, 1]^C`` — by branch and bound
+(:class:`~pixelprior.search.verify.Verifier`), positions in the order of the corner
+scan's margins (low first). ``verify="auto"`` runs it where the model's operations have
+bound rules and one box of the whole color cube needs at most :data:`AUTO_MAX_SYMBOLS`
+symbols (a deterministic measure of its cost; the CIFAR SqueezeNet needs tens of
+thousands, ConvSmall a few hundred), and says why not otherwise (:attr:`FastAttack.note`).
+
+Each row says which stage decided it (``decided_by``: ``corners``, ``refine`` (an
+adversarial off the corners, by differential evolution or found by the verifier),
+``certificate`` (certified on the corners, not verified), ``verified``, ``unknown`` (the
+verifier's budget ran out) or ``budget`` when the scan was cut short by
+``max_positions`` or a near-tie could not be resolved), whether the image is certified
+on the corner grid (``corner_certified``) and verified (``verified``), the share of the
+threat space proved (``verified_volume``), the lowest margin bound over the rest
+(``lowest_bound``) and the boxes bounded (``boxes``).
 """
 
 from __future__ import annotations
@@ -34,10 +46,14 @@ from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
+from .verify import BoundUnsupportedError, Verification, Verifier
 
-__all__ = ["CERTIFY_TOLERANCE", "REFINES", "FastAttack"]
+__all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
 REFINES = ("none", "de")
+VERIFY_MODES = ("off", "auto", "on")
+# verify="auto" runs where one whole-cube box needs at most this many symbols
+AUTO_MAX_SYMBOLS = 4096
 # margins (true-class probability minus the best other) this close to 0 are re-scored by
 # the model itself before a certificate is given; the engines agree to ~1e-5
 CERTIFY_TOLERANCE = 1e-3
@@ -63,6 +79,14 @@ class FastAttack(Attack):
             ``refine_queries=``); rows record what it spent as ``refine_queries``.
         refine_positions: the refine stage starts at this many lowest-margin positions.
         max_positions: scan only the top of the order (no certificate then).
+        verify: ``"off"``, ``"on"`` (prove every image certified on the corners, or find
+            a witness), ``"auto"`` (where it applies and fits, see the module docstring);
+            ``True``/``False`` for ``"on"``/``"off"``. Untargeted attacks only.
+        verify_boxes: the verifier's most boxes per image.
+        verify_seconds: the verifier's most seconds per image (``None``: no limit; a
+            limit in seconds makes results depend on the machine's speed).
+        verify_tolerance: the margin a box's bound must exceed (``None``: derived per
+            image from float32 rounding, see :mod:`~pixelprior.search.verify`).
         **shared: the options of every attack (see :class:`~pixelprior.search.Attack`;
             ``pixel_count`` is 1).
 
@@ -76,13 +100,16 @@ class FastAttack(Attack):
     default_argument = "gradient"
     max_pixels = 1
     step_fields = {"positions_scanned": "int", "refine_queries": "int",
-                   "corner_certified": "bool", "decided_by": "str?"}
+                   "corner_certified": "bool", "decided_by": "str?", "verified": "bool",
+                   "verified_volume": "number?", "lowest_bound": "number?", "boxes": "int"}
     refine_queries = Renamed("refine_budget")  # 0.2's name (deprecated)
 
     @keyword_options(renamed={"refine_queries": "refine_budget"})
     def __init__(self, model: nn.Module, prior: Prior | None = None, *, refine: str = "none",
                  refine_budget: int = 4000, refine_positions: int = 10,
-                 max_positions: int | None = None, **shared: Any) -> None:
+                 max_positions: int | None = None, verify: str | bool = "off",
+                 verify_boxes: int = 20_000, verify_seconds: float | None = None,
+                 verify_tolerance: float | None = None, **shared: Any) -> None:
         super().__init__(model, prior if prior is not None else WeightedPrior(
             sensitivity="gradient"), **shared)
         if refine not in REFINES:
@@ -95,6 +122,23 @@ class FastAttack(Attack):
         self.refine_budget = refine_budget
         self.refine_positions = refine_positions
         self.max_positions = max_positions
+        verify = {True: "on", False: "off"}.get(verify, verify) if isinstance(
+            verify, bool) else verify
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {VERIFY_MODES} (or a bool), got "
+                             f"{verify!r}")
+        if verify != "off" and self.targeted:
+            raise ValueError("verify proves that no pixel changes the label (untargeted); "
+                             "use verify='off' for a targeted attack")
+        check_int("verify_boxes", verify_boxes, 1)
+        if verify_seconds is not None and not verify_seconds > 0:
+            raise ValueError(f"verify_seconds must be > 0 (or None), got {verify_seconds!r}")
+        self.verify = verify
+        self.verify_boxes, self.verify_seconds = verify_boxes, verify_seconds
+        self.verify_tolerance = verify_tolerance
+        self.note: str | None = None  # why verify="auto" did not verify (one line)
+        self._verifier: Verifier | None = None
+        self._verify_decided: dict[tuple, bool] = {}
 
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
@@ -128,11 +172,77 @@ class FastAttack(Attack):
             queries[todo] += refined
             refined = _spread(refined.long(), todo.tolist(), len(rows))
             won = _spread(won.bool(), todo.tolist(), len(rows))
-        decided = [_decision(bool(fooled[i]), bool(won[i]), bool(certified[i]))
-                   for i in range(len(rows))]
+        verdicts = self._verify_images(images, labels, found, certified & ~fooled & ~won)
+        for row, verdict in verdicts.items():
+            queries[row] += verdict.queries
+            if verdict.fooled:
+                x, y, color = verdict.witness
+                best[row] = torch.tensor([x, y, *color], dtype=best.dtype)
+        decided = [_decision(bool(fooled[i]), bool(won[i]), bool(certified[i]),
+                             verdicts.get(i)) for i in range(len(rows))]
         return SearchOutcome(best, queries, {
             "positions_scanned": found.positions_scanned, "refine_queries": refined,
-            "corner_certified": certified, "decided_by": decided})
+            "corner_certified": certified, "decided_by": decided,
+            "verified": torch.tensor([i in verdicts and verdicts[i].verified
+                                      for i in range(len(rows))], dtype=torch.bool),
+            "verified_volume": [verdicts[i].verified_volume if i in verdicts else None
+                                for i in range(len(rows))],
+            "lowest_bound": [verdicts[i].lowest_bound if i in verdicts else None
+                             for i in range(len(rows))],
+            "boxes": torch.tensor([verdicts[i].boxes if i in verdicts else 0
+                                   for i in range(len(rows))], dtype=torch.long)})
+
+    # ----------------------------------------------------------------- verification
+    def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
+                       ) -> dict[int, Verification]:
+        """The verifier's answers for the rows ``todo`` (certified on the corners),
+        positions in the order of their corner margins (low first)."""
+        rows = todo.nonzero().flatten().tolist()
+        if self.verify == "off" or not rows or not self._verify_applies(images, labels, rows):
+            return {}
+        margins = found.min_margin.flatten(1).nan_to_num(float("inf"))
+        out = {}
+        for row in rows:
+            order = torch.argsort(margins[row].cpu(), stable=True)
+            (out[row],) = self._verifier.verify(images[row:row + 1], labels[row:row + 1],
+                                                orders=order[None])
+        return out
+
+    def _verify_applies(self, images, labels, rows: list[int]) -> bool:
+        """Whether to verify (``"on"``: always, so an unsupported model is an error;
+        ``"auto"``: where the bound engine applies and a whole-cube box needs at most
+        :data:`AUTO_MAX_SYMBOLS` symbols, decided once per image size and said in
+        :attr:`note` when not)."""
+        if self._verifier is None:
+            try:
+                self._verifier = Verifier(
+                    self.model, budget=self.verify_seconds, max_boxes=self.verify_boxes,
+                    tolerance=self.verify_tolerance, deterministic=True,
+                    engine=self._scorer if self._scorer is not None else self.engine)
+            except BoundUnsupportedError as exc:
+                if self.verify == "on":
+                    raise
+                self.note = f"verification skipped: {exc}"
+                return False
+        if self.verify == "on":
+            return True
+        key = tuple(images.shape[1:])
+        if key not in self._verify_decided:
+            row = rows[0]
+            try:
+                symbols = self._verifier.probe(images[row:row + 1], int(labels[row]),
+                                               limit=AUTO_MAX_SYMBOLS)
+                fits = symbols is not None
+            except BoundUnsupportedError as exc:
+                self.note = f"verification skipped: {exc}"
+                fits, symbols = False, 0
+            if symbols is None:
+                self.note = (f"verification skipped (verify='auto'): one box of the whole "
+                             f"color cube needs more than {AUTO_MAX_SYMBOLS:,} symbols, each "
+                             "a pass through the pixel's cone; use verify='on' to verify "
+                             "anyway")
+            self._verify_decided[key] = fits
+        return self._verify_decided[key]
 
     def _certify(self, images, labels, targets, found: ScanResult, candidates: torch.Tensor,
                  corners: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
@@ -206,9 +316,12 @@ def _position_genes(positions: torch.Tensor, corners: torch.Tensor, width: int
     return torch.cat([xy, corners.repeat(positions.numel(), 1)], 1)[:, None]
 
 
-def _decision(fooled: bool, refined: bool, certified: bool) -> str:
-    if refined:
+def _decision(fooled: bool, refined: bool, certified: bool,
+              verdict: Verification | None = None) -> str:
+    if refined or (verdict is not None and verdict.fooled):
         return "refine"
     if fooled:
         return "corners"
+    if verdict is not None:
+        return "verified" if verdict.verified else "unknown"
     return "certificate" if certified else "budget"

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..scoring import Scorer, make_scorer, perturb_rows
-from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError
+from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
@@ -63,7 +63,7 @@ ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
 class PositionVerdicts:
     """What the verifier found at each position of one image (flat index ``y · W + x``).
 
-    Attributes:
+    Args:
         status: ``"robust"`` (proved over every color), ``"vulnerable"`` (a witness) or
             ``"unknown"`` (the budget ran out first, or not visited), per position.
         verified_volume: float64 ``[H · W]``, the share of each color cube proved.
@@ -84,7 +84,7 @@ class PositionVerdicts:
 class Verification:
     """The verifier's answer for one image.
 
-    Attributes:
+    Args:
         verified: every color at every position is proved not to change the label.
         fooled: a witness was found (and confirmed by the model).
         decided_by: ``"verified"``, ``"fooled"`` or ``"unknown"`` (budget exhausted).
@@ -176,6 +176,10 @@ class Verifier:
             module docstring).
         engine: the scorer of candidate points (``"auto"``: the incremental engine where
             it applies).
+        deterministic: bound calls of a size that does not depend on timing (the same
+            boxes in the same calls on every run: bit-identical results on one machine
+            with ``budget=None``); otherwise calls are sized to about
+            :data:`CALL_SECONDS`.
 
     Raises:
         BoundUnsupportedError: the model has an operation without a bound rule (named).
@@ -183,7 +187,8 @@ class Verifier:
 
     def __init__(self, model: nn.Module, *, budget: float | None = 60.0,
                  max_boxes: int | None = None, batch_boxes: int | None = None,
-                 tolerance: float | None = None, engine: str | Scorer = "auto") -> None:
+                 tolerance: float | None = None, engine: str | Scorer = "auto",
+                 deterministic: bool = False) -> None:
         if budget is not None and not budget > 0:
             raise ValueError(f"budget must be > 0 seconds (or None), got {budget!r}")
         if max_boxes is not None and max_boxes < 1:
@@ -194,6 +199,7 @@ class Verifier:
         self.budget, self.max_boxes, self.batch_boxes = budget, max_boxes, batch_boxes
         self.tolerance = tolerance
         self.engine_name = engine
+        self.deterministic = deterministic
         self.bounds = BoundEngine(model)
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
 
@@ -225,8 +231,47 @@ class Verifier:
                                             stop_at_first))
         return results
 
+    def probe(self, image: torch.Tensor, label: int, limit: int | None = None) -> int | None:
+        """The symbols one box of the whole color cube at the image's center needs: a
+        deterministic measure of what a box costs (each symbol is one more pass through
+        the pixel's cone).
+
+        Args:
+            image: float ``[1, C, H, W]`` in [0, 1].
+            label: its class.
+            limit: stop counting past this many symbols.
+
+        Returns:
+            The symbol count, or ``None`` past ``limit``.
+        """
+        channels, height, width = image.shape[1:]
+        cache = self.bounds.prepare(image)
+        device = image.device
+        try:
+            bounds = self.bounds.margins(
+                cache, torch.zeros(1, dtype=torch.long, device=device),
+                torch.tensor([height // 2], device=device),
+                torch.tensor([width // 2], device=device),
+                torch.zeros(1, channels, device=device), torch.ones(1, channels, device=device),
+                torch.tensor([label], device=device), max_symbols=limit)
+        except TooManySymbols:
+            return None
+        return bounds.symbols
+
     def tolerance_of(self, image: torch.Tensor, label: int) -> float:
-        """The tolerance a bound must exceed for ``image`` ``[1, C, H, W]``."""
+        """The margin a box's lower bound must exceed to count as proved.
+
+        The set ``tolerance``, or: twice the first-order float32 rounding bound of the
+        model at ``image`` (TF32's unit where convolutions or matrix products use it), plus
+        the float64 slack of the zonotope arithmetic.
+
+        Args:
+            image: the clean image ``[1, C, H, W]``.
+            label: its label.
+
+        Returns:
+            The tolerance (a margin, in logits).
+        """
         if self.tolerance is not None:
             return self.tolerance
         unit = UNIT_ROUNDOFF
@@ -268,7 +313,7 @@ class Verifier:
         witness = np.full((positions, channels), np.nan)
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
-        batch = min(most, 8)  # grows once the first calls are timed
+        batch = most if self.deterministic else min(most, 8)  # grows once timed
         labels = torch.tensor([label], device=image.device)
         while frontier.size:
             if self._out_of_budget(began, int(boxes.sum())):
@@ -320,6 +365,8 @@ class Verifier:
         """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
         rows bound and the budget left (at least 1, at most ``most``)."""
         per_box = max(seconds / done, 1e-6)
+        if self.deterministic:
+            return max(1, min(most, ROWS_PER_CALL // (1 + symbols)))
         batch = min(most, int(CALL_SECONDS / per_box), ROWS_PER_CALL // (1 + symbols))
         if self.budget is not None:
             left = self.budget - (time.perf_counter() - began)

@@ -46,7 +46,12 @@ from .zonotope import (
     pad_rows,
 )
 
-__all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds"]
+__all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
+           "TooManySymbols"]
+
+
+class TooManySymbols(RuntimeError):
+    """A call went past the symbols it was allowed (its cost measure), and stopped."""
 
 
 @dataclass
@@ -111,7 +116,8 @@ class _Call:
     """One call's boxes: their rows, origins and the global symbol count."""
 
     def __init__(self, bound_cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
-                 x: torch.Tensor, channels: int) -> None:
+                 x: torch.Tensor, channels: int, max_symbols: int | None = None) -> None:
+        self.max_symbols = max_symbols
         self.cache, self.zero = bound_cache.cache, bound_cache.zero
         self.owner, self.y, self.x = owner, y, x
         self.count = owner.shape[0]
@@ -146,13 +152,15 @@ class _Call:
         return pad_rows(values, self.rows)
 
     def relax(self, rule: Relaxation, values: torch.Tensor) -> torch.Tensor:
-        out = rule.apply(self.grow(values))
-        self.rows = out.shape[1]
-        return out
+        return self._counted(rule.apply(self.grow(values)))
 
     def add(self, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
-        out = add_symbols(self.grow(values), radius)
+        return self._counted(add_symbols(self.grow(values), radius))
+
+    def _counted(self, out: torch.Tensor) -> torch.Tensor:
         self.rows = out.shape[1]
+        if self.max_symbols is not None and self.rows - 1 > self.max_symbols:
+            raise TooManySymbols(f"more than {self.max_symbols:,} symbols")
         return out
 
 
@@ -239,19 +247,24 @@ class BoundEngine:
 
     @torch.inference_mode()
     def logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
-               lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+               lower: torch.Tensor, upper: torch.Tensor,
+               max_symbols: int | None = None) -> torch.Tensor:
         """Zonotopes of the class scores over each box.
 
         Args:
             cache: from :meth:`prepare`.
             owner, y, x: long ``[N]``: each box's image and pixel.
             lower, upper: float ``[N, C]``: each box's colors, in [0, 1].
+            max_symbols: stop past this many symbols (a cost limit).
 
         Returns:
             float64 ``[N, R, K]`` (row 0 the center, then the generators).
+
+        Raises:
+            TooManySymbols: past ``max_symbols``.
         """
         lower, upper = lower.double(), upper.double()
-        call = _Call(cache, owner, y, x, lower.shape[1])
+        call = _Call(cache, owner, y, x, lower.shape[1], max_symbols)
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         result = None
         for node, step, done in cache.cache.plan.steps:
@@ -264,7 +277,7 @@ class BoundEngine:
 
     def margins(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
-                labels: torch.Tensor) -> MarginBounds:
+                labels: torch.Tensor, max_symbols: int | None = None) -> MarginBounds:
         """Bounds of ``z_label - z_j`` over each box (see :meth:`logits`).
 
         Args:
@@ -273,7 +286,7 @@ class BoundEngine:
         Returns:
             The margins' lower and upper bounds and their color coefficients.
         """
-        values = self.logits(cache, owner, y, x, lower, upper)
+        values = self.logits(cache, owner, y, x, lower, upper, max_symbols)
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
