@@ -125,7 +125,8 @@ def test_repeated_or_negative_indices_are_refused(tmp_path):
              indices=np.array([7, 5, 9, 5]))
     assert refusal(tmp_path / "twice.npz") == (
         f"{tmp_path / 'twice.npz'}: index 5 is given to 2 rows (1, 3); each image needs its "
-        "own index (a run writes its rows under it)")
+        "own index (a run writes its rows under it): give each its own, or leave `indices` "
+        "out to number the images in order")
     np.savez(tmp_path / "negative.npz", images=distinct(3), labels=np.zeros(3, np.int64),
              indices=np.array([0, -1, 2]))
     assert refusal(tmp_path / "negative.npz") == (

@@ -5,6 +5,7 @@ against the run's image size, channels and classes."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import pytest
 
@@ -49,11 +50,13 @@ def test_the_schema_is_derived_from_the_result_and_the_runner():
     assert fields["true_probability"] is float and fields["target"] == int | None
 
 
-def test_every_search_step_is_in_the_schema():
+def test_every_search_step_is_in_the_schema_with_its_kind():
+    schema = step_fields()
     for name in SEARCHES:
-        cls = SEARCHES.get(name)
-        declared = getattr(cls, "step_fields", None) or dict.fromkeys(cls.step_names)
-        assert set(declared) <= set(step_fields()), name
+        for field_name, kind in SEARCHES.get(name).step_fields.items():
+            assert schema[field_name] == kind_type(kind) or kind_type(kind) in typing.get_args(
+                schema[field_name]), (name, field_name)
+    assert schema["decided_by"] == str | None and schema["corner_certified"] is bool
 
 
 def test_a_search_declaring_step_fields_gets_them_checked(monkeypatch):

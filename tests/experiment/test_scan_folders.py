@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from pixelprior.cli import app
 from pixelprior.data import SusceptibilityMaps, to_float
 from pixelprior.experiment import ScanMismatchError, run_scan
+from pixelprior.models import state_dict_digest
 
 
 def images_of(path, count: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,9 +38,9 @@ def scanned(tmp_path, tiny_kit):
 
 
 def test_a_scan_records_the_model_fingerprint_and_its_options(scanned):
-    out, _, _, _, info, _ = scanned
+    out, _, _, _, info, tiny_model = scanned
     recorded = SusceptibilityMaps.load(out).info
-    assert recorded["model_fingerprint"].startswith("state:")
+    assert recorded["model_fingerprint"] == state_dict_digest(tiny_model())  # a factory
     assert {key: recorded[key] for key in info} == info
 
 
@@ -86,6 +87,19 @@ def test_an_earlier_scan_without_a_fingerprint_says_so_and_goes_on(scanned):
     assert len(maps.labels) == 2
     assert any("does not record its model's fingerprint" in note for note in said)
     assert "model_fingerprint" not in maps.info  # never claimed for the earlier image
+
+
+def test_an_earlier_form_of_fingerprint_is_not_compared_and_not_claimed(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    old = SusceptibilityMaps.load(out)
+    old.info["model_fingerprint"] = "state:0123456789abcdef"  # development builds' form
+    old.save(out / "maps.npz")
+    said: list[str] = []
+    maps = run_scan(out, tiny_model(), images, labels, [0, 1], levels=2, info=info,
+                    log=said.append)
+    assert len(maps.labels) == 2
+    assert any("does not record its model's fingerprint" in note for note in said)
+    assert "model_fingerprint" not in maps.info
 
 
 def test_the_command_refuses_to_resume_across_another_mean(tmp_path, tiny_kit):

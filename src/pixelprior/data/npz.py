@@ -220,7 +220,8 @@ def _npz_indices(path: Path, arrays: dict, count: int) -> np.ndarray | None:
         shown = ", ".join(map(str, rows[:5].tolist())) + (" ..." if rows.size > 5 else "")
         raise CorruptDataError(f"{path}: index {int(values[repeat])} is given to "
                                f"{rows.size} rows ({shown}); each image needs its own index "
-                               "(a run writes its rows under it)")
+                               "(a run writes its rows under it): give each its own, or "
+                               "leave `indices` out to number the images in order")
     return indices.astype(np.int64)
 
 

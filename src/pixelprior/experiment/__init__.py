@@ -32,7 +32,6 @@ from .config import (
 )
 from .cost import cost_lines, max_queries
 from .environment import environment, package_version
-from .fingerprints import image_fingerprints, model_fingerprint
 from .inputs import (
     SelectionError,
     build_model,
@@ -58,8 +57,8 @@ __all__ = [
     "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
     "SENSITIVITIES", "ScanMismatchError", "SelectionError", "build_attack", "build_model",
     "correctly_classified", "cost_lines", "describe_inputs", "device_problem",
-    "environment", "image_fingerprints", "input_size", "load_dataset", "load_maps",
-    "load_model_of", "maps_path", "max_queries", "model_fingerprint", "modes_help",
+    "environment", "input_size", "load_dataset", "load_maps",
+    "load_model_of", "maps_path", "max_queries", "modes_help",
     "package_version", "parse_mode", "read_config_file", "read_results", "read_run",
     "resolve_device", "row_problem", "run_scan", "save_maps", "scanned_positions",
     "select_images",

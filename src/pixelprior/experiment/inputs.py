@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._streams import pixel_keys
-from ..data import DATASETS, ImageSet, SusceptibilityMaps, to_float
+from ..data import DATASETS, ImageSet, SusceptibilityMaps, image_fingerprints, to_float
 from ..data import load_dataset as load_named_dataset
 from ..data.nips17 import PUBLISHED_SIZE
 from ..models import (
@@ -21,7 +21,6 @@ from ..models import (
     predict_labels,
 )
 from .config import ConfigError, ExperimentConfig
-from .fingerprints import image_fingerprints
 
 
 class SelectionError(ValueError):
@@ -251,7 +250,8 @@ def selection_inputs(positions: list[int], model: torch.nn.Module, dataset: Imag
 
 def check_one_index_per_image(dataset: ImageSet) -> None:
     """Rows and figures find an image by its index: refuse data that gives one index to
-    more than one image, before anything is chosen or written.
+    more than one image, before anything is chosen or written. (The data files' loaders
+    refuse such an ``.npz`` as they read it; this catches an image set built otherwise.)
 
     Args:
         dataset: the images.
@@ -268,9 +268,8 @@ def check_one_index_per_image(dataset: ImageSet) -> None:
     raise SelectionError(
         f"{dataset.source} gives index {repeated} to {len(rows)} images (rows "
         f"{', '.join(map(str, rows[:5]))}); rows of results are keyed by the index, so "
-        "their attacks could not be told apart. Give each image its own index (an .npz's "
-        "`indices` array, or a CSV listing a file once), or leave `indices` out to number "
-        "the images in order")
+        "their attacks could not be told apart. Give each image its own index (the set's "
+        "`indices`), or leave `indices` out to number the images in order")
 
 
 def scanned_positions(scan_path: str, dataset: ImageSet, vulnerable: bool = True

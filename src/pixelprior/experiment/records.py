@@ -7,12 +7,40 @@ still those the records name (:func:`inputs_problem`)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from .._io import CorruptResultsError
 from .config import ConfigError, ExperimentConfig
 from .rows import shown
+
+# Fingerprints as development builds of this version recorded them, before the model's
+# and the images' came from pixelprior.models / pixelprior.data (64 hex digits): 16 hex
+# digits, the model's prefixed "file:" or "state:". They cannot be compared with today's,
+# so such a folder is read as one that does not record them (said, not checked).
+EARLIER_MODEL_FINGERPRINT = re.compile(r"(file|state):[0-9a-f]{16}")
+EARLIER_IMAGE_FINGERPRINT = re.compile(r"[0-9a-f]{16}")
+
+
+def earlier_model_fingerprint(value: object) -> bool:
+    """Whether a recorded model fingerprint has the earlier form (not comparable).
+
+    Args:
+        value: the recorded value.
+
+    Returns:
+        ``True`` for ``"file:"`` or ``"state:"`` and 16 hex digits.
+    """
+    return isinstance(value, str) and EARLIER_MODEL_FINGERPRINT.fullmatch(value) is not None
+
+
+def _without_earlier_fingerprints(value: dict, key: str, earlier: re.Pattern) -> None:
+    """Drop ``value[key]`` when it holds fingerprints of the earlier form."""
+    recorded = value.get(key)
+    items = recorded if isinstance(recorded, list) else [recorded]
+    if items and all(isinstance(item, str) and earlier.fullmatch(item) for item in items):
+        del value[key]
 
 
 def read_record(directory: Path | str) -> dict | None:
@@ -23,8 +51,9 @@ def read_record(directory: Path | str) -> dict | None:
 
     Returns:
         ``{"hash": str, "config": {...}, "experiment": ExperimentConfig, ...}`` (with
-        ``field_hashes`` and ``model_fingerprint`` where recorded), or ``None`` when the
-        folder has no ``config.json``.
+        ``field_hashes`` and ``model_fingerprint`` where recorded; a fingerprint of the
+        earlier form is left out, as not recorded), or ``None`` when the folder has no
+        ``config.json``.
 
     Raises:
         CorruptResultsError: not JSON, not a run's record, a config that does not build,
@@ -47,6 +76,7 @@ def read_record(directory: Path | str) -> dict | None:
         raise CorruptResultsError(f"{path}: {exc}; restore the file (it records what ran)"
                                   ) from None
     _check_own_hash(path, value)
+    _without_earlier_fingerprints(value, "model_fingerprint", EARLIER_MODEL_FINGERPRINT)
     return value
 
 
@@ -97,7 +127,8 @@ def read_selection(directory: Path | str) -> dict | None:
     Returns:
         The selection (``indices`` and ``positions``: lists of distinct non-negative
         integers of one length; ``fingerprints``, ``image_shape``, ``num_classes`` where
-        recorded), or ``None`` when there is none.
+        recorded, fingerprints of the earlier form left out), or ``None`` when there is
+        none.
 
     Raises:
         CorruptResultsError: not JSON, the wrong types, lists of unequal length, or an
@@ -120,6 +151,7 @@ def read_selection(directory: Path | str) -> dict | None:
                                       "chosen again")
     _check_one_index_per_image(path, value)
     _check_recorded_lists(path, value)
+    _without_earlier_fingerprints(value, "fingerprints", EARLIER_IMAGE_FINGERPRINT)
     return value
 
 

@@ -46,11 +46,6 @@ LABELS = ("true_label", "adversarial_label", "original_label", "target")
 PROBABILITIES = ("true_probability", "target_probability")
 TOLERANCE = 1e-6  # float32 rounding of a probability or a color
 KINDS = {"int": int, "number": float, "bool": bool, "str": str}  # step_fields' kinds
-# TODO(merge): the kinds of today's steps records, for searches that do not declare
-# step_fields yet (the search engineer adds them); drop once every search declares them
-STEP_KINDS_UNTIL_MERGE = {"generations": "int", "positions_scanned": "int",
-                          "iterations": "int", "refine_queries": "int",
-                          "corner_certified": "bool", "decided_by": "str?"}
 
 
 # --------------------------------------------------------------------------- types
@@ -220,19 +215,11 @@ def step_fields() -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for name in SEARCHES:
-        for field_name, kind in _declared_steps(SEARCHES.get(name)).items():
+        for field_name, kind in getattr(SEARCHES.get(name), "step_fields", {}).items():
             annotation = kind_type(kind)
             out[field_name] = annotation if field_name not in out or (
                 out[field_name] == annotation) else out[field_name] | annotation
     return out
-
-
-def _declared_steps(cls: type) -> dict[str, str]:
-    declared = getattr(cls, "step_fields", {})
-    if declared:
-        return dict(declared)
-    return {name: STEP_KINDS_UNTIL_MERGE[name] for name in getattr(cls, "step_names", ())
-            if name in STEP_KINDS_UNTIL_MERGE}  # TODO(merge): see STEP_KINDS_UNTIL_MERGE
 
 
 def row_fields() -> dict[str, Any]:

@@ -36,12 +36,12 @@ from .._io import (
     write_json_atomic,
 )
 from .._streams import image_key
-from ..data import to_float
+from ..data import image_fingerprints, to_float
+from ..models import model_fingerprint
 from .config import ConfigMismatchError, ExperimentConfig
 from .cost import cost_lines, max_queries
 from .distributed import ray_groups
 from .environment import write_environment
-from .fingerprints import image_fingerprints, model_fingerprint
 from .inputs import check_one_index_per_image, select_images, selection_inputs
 from .modes import build_attack, parse_mode
 from .progress import ProgressReporter, as_reporter, reporting

@@ -31,6 +31,7 @@ from .._io import (
 )
 from .._streams import pixel_keys
 from ..data import MAPS_FILE, SusceptibilityMaps, scan_summary
+from ..models import model_fingerprint
 from ..search import SusceptibilityScan
 from .cost import (  # noqa: F401  (their old import path)
     QUERY_RATES,
@@ -39,8 +40,8 @@ from .cost import (  # noqa: F401  (their old import path)
     cost_lines,
     duration,
 )
-from .fingerprints import model_fingerprint
 from .progress import ProgressReporter, as_reporter, reporting
+from .records import earlier_model_fingerprint
 
 # what a scan folder holds (anything else there is someone's other files)
 SCAN_FILES = frozenset({MAPS_FILE, "summary.json", ".lock", "map_metrics.csv",
@@ -107,7 +108,7 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
         todo = [n for n, key in enumerate(keys) if key not in done]
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
-        if parts and FINGERPRINT not in parts[0].info:
+        if parts and _recorded_fingerprint(parts[0]) is None:
             info.pop(FINGERPRINT)  # not recorded for the earlier images: not claimed
         began = time.perf_counter()
         fooled_before = _fooled(parts, set(keys))
@@ -162,7 +163,7 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
         if key in info and _comparable(old.info.get(key)) != _comparable(info[key]):
             raise ScanMismatchError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, "
                                     f"not {info[key]!r}; choose another output folder")
-    was = old.info.get(FINGERPRINT)
+    was = _recorded_fingerprint(old)
     if was is None and log is not None:
         log(f"note: {out} does not record its model's fingerprint (made by an earlier "
             "version): the model is not checked")
@@ -172,6 +173,13 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
             f"was scanned (fingerprint {was}, now {info[FINGERPRINT]}); restore the model, "
             "or choose another output folder")
     return [old]
+
+
+def _recorded_fingerprint(maps: SusceptibilityMaps) -> str | None:
+    """The model fingerprint a scan recorded, or ``None`` (an earlier version recorded
+    none, or one of the earlier form, which cannot be compared)."""
+    was = maps.info.get(FINGERPRINT)
+    return None if was is None or earlier_model_fingerprint(was) else was
 
 
 def _comparable(value: Any) -> Any:

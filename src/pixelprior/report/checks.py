@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._io import OutputLocationError, lock_holder
-from ..data import ImageSet
+from ..data import ImageSet, image_fingerprints
 from ..experiment import ExperimentConfig
-from ..experiment.fingerprints import image_fingerprints, model_fingerprint
 from ..experiment.records import (
     images_problem,
     model_problem,
@@ -23,6 +22,7 @@ from ..experiment.records import (
 )
 from ..experiment.rundir import InputsChangedError
 from ..experiment.worker import run_model
+from ..models import model_fingerprint
 
 
 @dataclass(frozen=True)
