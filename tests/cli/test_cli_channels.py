@@ -1,6 +1,6 @@
 """A 1-channel (grayscale) model at the command line: every command converts the images
-to the model's channels (PIL's 8-bit "L"), says so once, and attacks; the runner, which
-does not convert yet, refuses such a model in one line before writing anything."""
+to the model's channels (PIL's 8-bit "L"), says so once, and attacks; the runner too,
+from the run to its report."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from helpers import clean_error, invoke
 from PIL import Image
 from torch import nn
 
-from pixelprior.cli.errors import UsageProblem
-from pixelprior.cli.inputs import to_model_channels
 from pixelprior.data import load_cifar10_sample
 
-CONVERTED = "converted to 1-channel 8-bit luminance"
+CONVERTED = "converted to 8-bit luminance"
 
 
 def luma(images: torch.Tensor) -> torch.Tensor:
@@ -51,19 +49,20 @@ def said_once(output: str) -> bool:
 
 
 # ------------------------------------------------------------------ the conversion
-def test_the_conversion_is_pils_luminance_in_bytes_and_floats():
-    images = torch.randint(0, 256, (3, 3, 7, 5), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    assert torch.equal(to_model_channels(images, 1, quiet=True), luma(images))
-    floats = to_model_channels(images.float() / 255, 1, quiet=True)
-    assert floats.dtype == torch.float32
-    assert torch.equal(floats, luma(images).float() / 255)
-    assert to_model_channels(images, 3) is images  # RGB for an RGB model: as it is
+def test_the_conversion_is_pils_luminance(gray):
+    from pixelprior.data import load_image_source
+
+    dataset, notes = load_image_source(str(gray / "gray.npz"), channels=1,
+                                       classes=list("abcdefghij"))
+    assert torch.equal(dataset.images, luma(load_cifar10_sample().images[:6]))
+    assert any("luminance" in note for note in notes)
 
 
-def test_a_model_of_other_channels_is_refused_in_words():
-    with pytest.raises(UsageProblem, match="takes 4-channel images"):
-        to_model_channels(torch.zeros(1, 3, 2, 2), 4)
+def test_a_model_of_other_channels_is_refused_in_words(gray):
+    from pixelprior.data import load_image_source
+
+    with pytest.raises(ValueError, match="4"):
+        load_image_source(str(gray / "gray.npz"), channels=4, classes=list("abcdefghij"))
 
 
 # ------------------------------------------------------------------ the commands
@@ -118,21 +117,13 @@ def test_eval_cifar10_converts_the_test_images(gray):
 
 
 # ------------------------------------------------------------------ the runner
-def test_run_refuses_a_1_channel_model_before_writing(gray, tmp_path):
-    out = tmp_path / "r"
+def test_run_attacks_a_1_channel_model_and_reports(gray, tmp_path):
     result = invoke("run", "--model", gray / "gray.pt", "--data", gray / "gray.npz",
                     "--classes", ",".join("abcdefghij"), "--modes", "fast", "--seeds", "0,",
-                    "--images", 2, "--out", out)
-    clean_error(result, 2, "gray.pt takes 1-channel images")
-    assert not out.exists()
-
-
-@pytest.mark.xfail(strict=False, reason="needs the runner to convert images for the model "
-                   "(experiment.inputs.load_dataset with the data layer's channels=); "
-                   "until then `run` refuses such a model (the test above)")
-def test_run_attacks_a_1_channel_model(gray, tmp_path):
-    result = invoke("run", "--model", gray / "gray.pt", "--data", gray / "gray.npz",
-                    "--classes", ",".join("abcdefghij"), "--modes", "fast", "--seeds", "0,",
-                    "--images", 2, "--out", tmp_path / "r", "--no-report")
+                    "--images", 2, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
-    assert len((tmp_path / "r" / "results.jsonl").read_text().splitlines()) == 2
+    rows = [json.loads(line) for line in
+            (tmp_path / "r" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert all(len(pixel["new"]) == 1 for row in rows for pixel in row["pixels"])
+    assert (tmp_path / "r" / "report.md").is_file()

@@ -14,7 +14,7 @@ from ..maps import METHODS, make_sensitivity
 from ..priors import MODE_ALIASES, PRIORS, check_tau
 from ._app import app, console
 from .errors import fail, finishing
-from .inputs import label_of, load_image, predict_label, to_model_channels, write_image
+from .inputs import label_of, load_image, predict_label, write_image
 from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
@@ -128,8 +128,7 @@ def attack(
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
-    full = (_in_the_file(read, fitted, result, net, device, names, opened.channels)
-            if fitted else None)
+    full = _in_the_file(read, fitted, result, net, device, names) if fitted else None
     if full is not None:
         row["file_copy_label"] = full["label"]
         row["file_copy_name"] = names[full["label"]]
@@ -147,7 +146,7 @@ def attack(
                       f"(the box marked); {full['verdict']}")
 
 
-def _in_the_file(read, fitted, result, net, device: str, names, channels: int) -> dict:
+def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
     """The adversarial at the file's own resolution: each changed model pixel's box of file
     pixels set to its new colour; and what the model says of that copy when it is fitted
     to the model again (resizing mixes the box with its neighbours: it may not fool)."""
@@ -161,7 +160,7 @@ def _in_the_file(read, fitted, result, net, device: str, names, channels: int) -
         pixels[y0:y1 + 1, x0:x1 + 1] = colour
         boxes.append((x0, y0, x1, y1))
     tensor, _ = fit_image(ImageFile(pixels, read.mode, []), fitted.model[::-1], True)
-    label = predict_label(net, to_model_channels(tensor, channels, quiet=True), device)
+    label = predict_label(net, tensor, device)  # read in the model's channels
     verdict = f"fitted to the model again, the file-resolution copy is classified {names[label]}"
     if result.success:
         fooled = label == result.target if result.target is not None else (

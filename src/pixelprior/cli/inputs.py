@@ -4,7 +4,6 @@ labels by index or name, PNGs written."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from ..data import (
     Resize,
     SizeMismatchError,
     fit_image,
+    load_dataset,
     read_image_file,
 )
 from ._app import console
@@ -22,10 +22,6 @@ from .errors import UsageProblem, fail
 
 if TYPE_CHECKING:
     import torch
-
-# PIL's convert("L") in integers (ITU-R 601-2: 0.299 R + 0.587 G + 0.114 B, rounded)
-_LUMA_16 = (19595, 38470, 7471)
-
 
 # --------------------------------------------------------------------------- values
 def parse_floats(value: str | None, name: str) -> list[float] | None:
@@ -164,19 +160,20 @@ def load_image(path: Path, size: int | tuple[int, int] | None, resize: bool,
         size: the model's input side, ``(height, width)``, or ``None`` (any size).
         resize: resize an image of another size (else refuse it).
         coordinates: the command gives pixel coordinates (said in the resize note).
-        channels: the channels the model takes (1: converted to luminance, said once).
+        channels: the channels the model takes (1: 8-bit luminance, as PIL's ``"L"``,
+            said once).
 
     Returns:
         The image as float ``[1, channels, H, W]`` in [0, 1], the resize done (``None``:
-        none), and the file as read (8-bit RGB).
+        none), and the file as read (8-bit, ``[H, W, channels]``).
 
     Raises:
-        UsageProblem: the file is missing or unreadable, or of another size with
-            ``resize=False``.
+        UsageProblem: the file is missing or unreadable, of another size with
+            ``resize=False``, or the model takes channels no image file is read with.
     """
     try:
-        image = read_image_file(path)
-    except DataError as exc:  # the file the user named: a usage error
+        image = read_image_file(path, channels)
+    except (DataError, ValueError) as exc:  # the file the user named: a usage error
         raise UsageProblem(str(exc)) from None
     frames = _frames_in(path)
     if frames > 1:
@@ -197,7 +194,7 @@ def load_image(path: Path, size: int | tuple[int, int] | None, resize: bool,
                  f"what is written is of the {side} image")
         console.print(f"note: {path.name} resized from {fitted.original[0]}×"
                       f"{fitted.original[1]} to the model's {side} (bilinear); {where}")
-    return to_model_channels(tensor, channels, path.name), fitted, image
+    return tensor, fitted, image
 
 
 def _frames_in(path: Path) -> int:
@@ -211,63 +208,22 @@ def _frames_in(path: Path) -> int:
         return 1
 
 
-def to_model_channels(images: torch.Tensor, channels: int, what: str | None = None,
-                      quiet: bool = False) -> torch.Tensor:
-    """RGB images as the model's channels: unchanged for 3; for 1, the 8-bit luminance
-    PIL's ``convert("L")`` gives (``0.299 R + 0.587 G + 0.114 B``, rounded), said once.
-
-    TODO(merge): the data layer's loaders take ``channels=`` (``read_image_file``,
-    ``fit_image``, ``load_image_source``) and convert as PIL does; switch to them.
+def load_cifar10_images(source: str, data: Path | None, channels: int) -> ImageSet:
+    """CIFAR-10's test images in the model's channels, each conversion said.
 
     Args:
-        images: ``uint8 [N, 3, H, W]``, or float ``[N, 3, H, W]`` of 8-bit values / 255.
-        channels: the channels the model takes.
-        what: the images, in words, for the note (``cat.png``).
-        quiet: say nothing (the note was said already).
+        source: ``full`` (the exact test set) or ``sample`` (the bundled first 100).
+        data: the folder holding cifar-10-batches-py (``None``: the default).
+        channels: the channels the model takes (1: 8-bit luminance, as PIL's ``"L"``).
 
     Returns:
-        The images, same dtype, ``[N, channels, H, W]``.
-
-    Raises:
-        UsageProblem: a model of other channels than 1 or 3.
+        The images, ``uint8 [N, channels, 32, 32]``.
     """
-    import torch
-
-    if images.shape[1] == channels:
-        return images
-    if channels != 1 or images.shape[1] != 3:
-        fail(f"the model takes {channels}-channel images; images are read as RGB (3 "
-             "channels) and converted to grayscale (1) only")
-    as_bytes = images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
-    weights = torch.tensor(_LUMA_16, dtype=torch.int64, device=images.device).view(1, 3, 1, 1)
-    luma = ((as_bytes.to(torch.int64) * weights).sum(1, keepdim=True) + 0x8000) >> 16
-    luma = luma.to(torch.uint8)
-    if not quiet:
-        console.print(f"note: {what or 'the images'} converted to 1-channel 8-bit luminance "
-                      "(0.299 R + 0.587 G + 0.114 B, as PIL's \"L\") for the model's "
-                      "1-channel input")
-    return luma if images.dtype == torch.uint8 else luma.to(images.dtype) / 255.0
-
-
-def in_channels(dataset: ImageSet, channels: int, what: str) -> ImageSet:
-    """An image set in the model's channels (said once when converted).
-
-    TODO(merge): the data layer's loaders take ``channels=``; load in them instead.
-
-    Args:
-        dataset: images ``uint8 [N, 3, H, W]``.
-        channels: the channels the model takes.
-        what: the images, in words, for the note.
-
-    Returns:
-        ``dataset``, or a copy with images ``uint8 [N, channels, H, W]``.
-
-    Raises:
-        UsageProblem: a model of other channels than 1 or 3.
-    """
-    images = to_model_channels(dataset.images, channels, what)
-    return dataset if images is dataset.images else dataclasses.replace(dataset,
-                                                                        images=images)
+    notes: list[str] = []
+    dataset = load_dataset("cifar10", data, source, notes=notes, channels=channels)
+    for note in notes:
+        console.print(f"note: the CIFAR-10 images: {note}")
+    return dataset
 
 
 def write_image(tensor: torch.Tensor, path: Path) -> None:

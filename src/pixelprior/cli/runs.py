@@ -105,7 +105,6 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
             fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
     config = ExperimentConfig.build(config_file, overrides, base)
     check_de_options({f"--{name}": overrides.get(name) for name in DE_OPTIONS}, config.modes)
-    _check_channels(config)
     if describe:
         for line in describe_inputs(config):
             console.print(line)
@@ -121,25 +120,6 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
             raise
     if report:
         _print_report(Path(config.out))
-
-
-def _check_channels(config: ExperimentConfig) -> None:
-    """Refuse, before any file is written, a model that does not take RGB images.
-
-    TODO(merge): the runner attacks the data's RGB images as they are; once it converts
-    them for the model (``experiment.inputs.load_dataset`` passing the data layer's
-    ``channels=``), drop this check.
-    """
-    from ..models import as_registered
-
-    if as_registered(config.model, config.classes, config.mean, config.std,
-                     config.input_size):
-        return  # the registered models take RGB images
-    channels = load_model_of(config, "cpu").channels
-    if channels != 3:
-        fail(f"{config.model} takes {channels}-channel images, and the runner attacks RGB "
-             "images without converting them yet; `pixelprior attack IMAGE` and "
-             "`pixelprior susceptibility DATA` convert them for the model")
 
 
 @reproduce_app.command("cifar10")

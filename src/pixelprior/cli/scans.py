@@ -9,13 +9,13 @@ import torch
 import typer
 
 from .._io import Interrupted, Interrupts
-from ..data import dataset_for, load_cifar10, load_image_source, to_float
+from ..data import dataset_for, load_image_source, to_float
 from ..experiment import correctly_classified, run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
 from ..search import colour_grid
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
-from .inputs import in_channels, load_image, predict_label
+from .inputs import load_cifar10_images, load_image, predict_label
 from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
@@ -231,10 +231,10 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
                  classes: str | None, device: str):
     """The first ``count`` correctly classified images (from ``first_index``) of a data
     spec (an image folder, an .npz, a CSV), in the model's channels."""
-    dataset, notes = load_image_source(spec, size=opened.input_size, classes=classes)
+    dataset, notes = load_image_source(spec, size=opened.input_size, classes=classes,
+                                       channels=opened.channels)
     for note in notes:
         console.print(f"note: {note}")
-    dataset = in_channels(dataset, opened.channels, spec)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) == 0:
@@ -275,8 +275,7 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
 
 def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index: int,
                  device: str):
-    dataset = load_cifar10(source, data, download=source == "full")
-    dataset = in_channels(dataset, opened.channels, "the CIFAR-10 images")
+    dataset = load_cifar10_images(source, data, opened.channels)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) < count:

@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 import typer
 
-from ..data import dataset_for, load_cifar10
+from ..data import dataset_for
 from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_standin
 from ..experiment import ExperimentConfig, describe_inputs
 from ..models import SqueezeNet
 from ..models.train import TrainConfig, evaluate, train_cifar10
 from ._app import console, data_app, eval_app, train_app
 from .errors import fail, on_interrupt
-from .inputs import in_channels
+from .inputs import load_cifar10_images
 from .options import ModelOptions, check_out, model_options
 
 
@@ -76,9 +76,8 @@ def eval_cifar10_cmd(
     if source not in ("full", "sample"):
         fail(f"--source must be full or sample, got {source!r}")
     opened = model_options.open()
-    dataset = load_cifar10(source, data, download=source == "full")
-    accuracy = evaluate(opened.net, in_channels(dataset, opened.channels,
-                                                "the CIFAR-10 images"))
+    dataset = load_cifar10_images(source, data, opened.channels)
+    accuracy = evaluate(opened.net, dataset)
     console.print(f"{model_options.model}: top-1 {accuracy:.4f} on {len(dataset)} exact "
                   f"CIFAR-10 test images ({dataset.source})")
 

@@ -63,8 +63,24 @@ def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
     return load_model_of(config, "cpu").input_size
 
 
+def input_channels(config: ExperimentConfig) -> int:
+    """The channels the images are attacked in: the model's (registered models: 3).
+
+    Args:
+        config: the run's config.
+
+    Returns:
+        3 (RGB) or 1 (8-bit luminance, as PIL's ``"L"``).
+    """
+    if config.model in MODELS or as_registered(config.model, config.classes, config.mean,
+                                               config.std, config.input_size):
+        return 3
+    return load_model_of(config, "cpu").channels
+
+
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
-    """The evaluation images of the configured dataset, at the model's input size.
+    """The evaluation images of the configured dataset, at the model's input size and in
+    its channels (RGB converted to luminance for a 1-channel model, with a note).
 
     Args:
         config: the run's config.
@@ -84,7 +100,7 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
         classes = config.classes or (model_spec(config.model).class_names()
                                      if config.model in MODELS else None)
     return load_named_dataset(config.dataset, config.data, config.source, input_size(config),
-                              classes=classes, notes=notes)
+                              classes=classes, notes=notes, channels=input_channels(config))
 
 
 def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
