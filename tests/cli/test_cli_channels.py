@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import clean_error, invoke
+from helpers import invoke
 from PIL import Image
 from torch import nn
 

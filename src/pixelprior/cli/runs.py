@@ -11,7 +11,6 @@ from ..experiment import (
     ExperimentConfig,
     ExperimentRunner,
     describe_inputs,
-    load_model_of,
     read_config_file,
 )
 from ._app import app, console, reproduce_app
