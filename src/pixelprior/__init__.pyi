@@ -65,3 +65,5 @@ from .search import RankedScanAttack as RankedScanAttack
 from .search import ScanResult as ScanResult
 from .search import SearchOutcome as SearchOutcome
 from .search import SusceptibilityScan as SusceptibilityScan
+from .search import Verification as Verification
+from .search import Verifier as Verifier

@@ -4,7 +4,8 @@
 (a scan of positions × a colour grid in a map's order), :class:`RandomSearchAttack`
 (Sparse-RS's L0 random search), :class:`FastAttack` (a ranked corner scan: fooled or
 certified); :class:`SusceptibilityScan` is the exhaustive scan that
-gives the ground truth. :data:`SEARCHES` names them.
+gives the ground truth on a color grid, and :class:`Verifier` the proof over every color
+(branch and bound on sound zonotope bounds). :data:`SEARCHES` names them.
 
 Every attack is built as ``Cls(model, prior=None, *, option=...)``, with the options every
 search shares documented once on :class:`Attack`; ``attack(images, labels)`` returns the
@@ -31,12 +32,13 @@ from .scan import (
     ranked_prior,
     scan_positions,
 )
+from .verify import PositionVerdicts, Verification, Verifier
 
 __all__ = [
     "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
     "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "ORDERS",
     "OnePixelAttack", "PixelChange", "REFINES", "RandomSearchAttack", "RankedScanAttack",
     "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult", "SearchOutcome",
-    "SusceptibilityScan", "TIE_BREAKS", "check_labels", "colour_grid", "evaluation_mode",
+    "SusceptibilityScan", "TIE_BREAKS", "PositionVerdicts", "Verification", "Verifier", "check_labels", "colour_grid", "evaluation_mode",
     "p_schedule", "rank_positions", "ranked_prior", "scan_positions",
 ]
