@@ -23,6 +23,7 @@ from ..data import (
     imagenet_class_names,
     sha256sum,
 )
+from .small import ConvSmall, ResNet8
 from .squeezenet import SqueezeNet, SqueezeNetCifar
 
 WEIGHTS_ENV = "PIXELPRIOR_WEIGHTS"
@@ -79,6 +80,15 @@ REGISTRY.register("squeezenet1_1", ModelSpec(
     "squeezenet1_1", lambda: SqueezeNet("1_1"), 1000, 224, imagenet_class_names,
     url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
     sha256_prefix="b8a52dc0"), help="torchvision's SqueezeNet 1.1 (ImageNet, 224x224)")
+REGISTRY.register("convsmall-cifar10", ModelSpec(
+    "convsmall-cifar10", ConvSmall, 10, 32, lambda: CIFAR10_CLASSES,
+    bundled="convsmall-cifar10.pt"),
+    help="ConvSmall (2 conv + 2 linear, ERAN's shape) for CIFAR-10, bundled weights: the "
+         "verifier decides every image of it")
+REGISTRY.register("resnet8-cifar10", ModelSpec(
+    "resnet8-cifar10", ResNet8, 10, 32, lambda: CIFAR10_CLASSES,
+    bundled="resnet8-cifar10.pt"),
+    help="ResNet8 (one basic block per stage) for CIFAR-10, bundled weights")
 # name -> spec, as earlier releases exposed it
 MODELS: dict[str, ModelSpec] = {name: REGISTRY.get(name) for name in REGISTRY}
 

@@ -37,8 +37,9 @@ from .verify import PositionVerdicts, Verification, Verifier
 __all__ = [
     "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
     "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "ORDERS",
-    "OnePixelAttack", "PixelChange", "REFINES", "RandomSearchAttack", "RankedScanAttack",
-    "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult", "SearchOutcome",
-    "SusceptibilityScan", "TIE_BREAKS", "PositionVerdicts", "Verification", "Verifier", "check_labels", "colour_grid", "evaluation_mode",
-    "p_schedule", "rank_positions", "ranked_prior", "scan_positions",
+    "OnePixelAttack", "PixelChange", "PositionVerdicts", "REFINES", "RandomSearchAttack",
+    "RankedScanAttack", "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult",
+    "SearchOutcome", "SusceptibilityScan", "TIE_BREAKS", "Verification", "Verifier",
+    "check_labels", "colour_grid", "evaluation_mode", "p_schedule", "rank_positions",
+    "ranked_prior", "scan_positions",
 ]

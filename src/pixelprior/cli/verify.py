@@ -1,0 +1,181 @@
+"""``pixelprior verify``: prove, per image, that no single pixel of any color changes the
+label (or find the pixel that does), with the sound verifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import typer
+
+from .._io import Interrupted, Interrupts
+from ..data import dataset_for, to_float
+from ..experiment.verification import (
+    ROWS_FILE,
+    check_verification_folder,
+    run_verification,
+    verification_summary,
+)
+from ..scoring.cone.bounds import BoundEngine
+from ..scoring.cone.zonotope import BoundUnsupportedError
+from ._app import app, console
+from .errors import BEFORE_RUN, fail, on_interrupt
+from .inputs import load_image, predict_label
+from .options import DEVICE_HELP, ModelOptions, check_out, model_options, pick_device
+from .progress import ProgressBar
+from .scans import _scan_images, _spec_images
+from .tables import num, print_table, table
+
+
+@app.command()
+@model_options()
+def verify(
+    target: str = typer.Argument(..., help="'cifar10' (dataset images), an image file, or "
+                                 "a data spec: an image folder, an .npz or a CSV of "
+                                 "path,label."),
+    out: Path = typer.Option(..., help="Output folder: verification.jsonl (a row per "
+                             "image), verification.json, summary.json; positions/ with "
+                             "--exact."),
+    source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
+                               "sample (the bundled first 100)."),
+    data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
+    images: int = typer.Option(10, help="Correctly classified images to verify."),
+    first_index: int = typer.Option(0, help="Start at this test-set index."),
+    budget: float = typer.Option(60.0, help="Seconds per image; past it the image is "
+                                 "'unknown' (0: no limit)."),
+    max_boxes: int | None = typer.Option(None, help="Boxes per image [no limit]."),
+    tolerance: float | None = typer.Option(None, help="The margin a bound must exceed "
+                                           "[derived per image from float32 rounding]."),
+    exact: bool = typer.Option(False, "--exact", help="Decide every position (robust, "
+                               "vulnerable or unknown), not only the first witness: the "
+                               "exact ground truth of where one pixel fools the model."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Bound calls of "
+                                       "fixed size (bit-identical verdicts without a budget)."),
+    model_options: ModelOptions = None,
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
+                                   "size differs from the model's input."),
+) -> None:
+    """Sound verification over every color of every pixel: 'verified' is a proof that no
+    one-pixel change alters the label; 'fooled' comes with a pixel the model confirms;
+    'unknown' when the budget runs out.
+    \f
+    Args:
+        target: cifar10, an image file, or a data spec.
+        out: the verification folder (resumed when it holds the same settings).
+        source: CIFAR-10's images: full or sample.
+        data: the folder holding cifar-10-batches-py.
+        images: correctly classified images verified.
+        first_index: the first test-set index.
+        budget: seconds per image (0: none).
+        max_boxes: boxes per image.
+        tolerance: the margin a bound must exceed.
+        exact: decide every position.
+        deterministic: bound calls of fixed size.
+        model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
+        device: where the model runs.
+        no_resize: refuse an image file of another size than the model's input.
+
+    Raises:
+        UsageProblem: a bad option or a model the verifier cannot bound (one line, exit 2,
+            nothing written).
+    """
+    on_interrupt(BEFORE_RUN)
+    _check_options(images, first_index, budget, max_boxes, tolerance, source)
+    device = pick_device(device)
+    model_options.check()
+    check_out(out)
+    check_verification_folder(out)
+    opened = model_options.open(device)
+    net = opened.net
+    if opened.input_size is not None:  # else: checked on the first image, once loaded
+        _check_bounds(net, _blank(opened.input_size, opened.channels, device),
+                      model_options.model)
+    batch, labels, indices = _images(opened, target, source, data, images, first_index,
+                                     model_options.classes, device, no_resize)
+    floats = to_float(batch) if batch.dtype == torch.uint8 else batch
+    _check_bounds(net, floats[:1].to(device), model_options.model)
+    weights = model_options.weights
+    info = {"model": model_options.model, "weights": str(weights) if weights else None,
+            "target": target, "source": source if target == "cifar10" else None,
+            "dataset": None if target == "cifar10" or Path(target).is_file() else (
+                dataset_for(target)[0]),
+            "classes": model_options.classes, "mean": model_options.mean,
+            "std": model_options.std, "input_size": model_options.input_size,
+            "device": device}
+    with Interrupts() as interrupts:
+        try:
+            rows = run_verification(out, net, floats, labels, indices,
+                                    budget=budget or None, max_boxes=max_boxes,
+                                    tolerance=tolerance, exact=exact,
+                                    deterministic=deterministic, device=device, info=info,
+                                    progress=ProgressBar(), interrupts=interrupts,
+                                    log=console.print)
+        except Interrupted as exc:
+            exc.kept = "the images finished so far are kept; run the same command to resume"
+            raise
+    _print_rows(rows, out, exact)
+
+
+def _check_options(images: int, first_index: int, budget: float, max_boxes: int | None,
+                   tolerance: float | None, source: str) -> None:
+    if images < 1 or first_index < 0:
+        fail("--images must be >= 1 and --first-index >= 0")
+    if not budget >= 0:
+        fail(f"--budget must be >= 0 seconds (0: no limit), got {budget}")
+    if max_boxes is not None and max_boxes < 1:
+        fail(f"--max-boxes must be >= 1, got {max_boxes}")
+    if tolerance is not None and not tolerance >= 0:
+        fail(f"--tolerance must be >= 0, got {tolerance}")
+    if source not in ("full", "sample"):
+        fail(f"--source must be full or sample, got {source!r}")
+
+
+def _images(opened, target: str, source: str, data, count: int, first_index: int,
+            classes: str | None, device: str, no_resize: bool):
+    """The images to verify, their labels and indices."""
+    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
+    if target == "cifar10":
+        batch, labels, indices, _ = _scan_images(opened, source, data, count, first_index,
+                                                 device)
+    elif is_file:
+        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
+                                 channels=opened.channels)
+        labels = torch.tensor([predict_label(opened.net, batch, device)])
+        indices = [-1]
+    else:
+        batch, labels, indices, _ = _spec_images(opened, target, count, first_index, classes,
+                                                 device)
+    return batch, labels, indices
+
+
+def _blank(size: int | tuple[int, int], channels: int, device: str) -> torch.Tensor:
+    """A gray image of the model's input size (the bound plan needs only its shape)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return torch.full((1, channels, height, width), 0.5, device=device)
+
+
+def _check_bounds(net, image: torch.Tensor, model: str) -> None:
+    """Refuse, before anything is written, a model with an operation without a bound
+    rule (named)."""
+    try:
+        BoundEngine(net).plan(image)
+    except BoundUnsupportedError as exc:
+        fail(f"{model}: the verifier cannot bound this model: {exc}")
+
+
+def _print_rows(rows: list[dict], out: Path, exact: bool) -> None:
+    shown = table(f"verification in {out}", ["image", "verdict", "witness (x, y)",
+                                             "verified share", "boxes", "seconds"])
+    for row in rows:
+        witness = (f"({row['witness_x']}, {row['witness_y']})"
+                   if row["witness_x"] is not None else "")
+        shown.add_row(str(row["image_index"]), row["decided_by"], witness,
+                      num(row["verified_volume"], 4), f"{row['boxes']:,}",
+                      num(row["seconds"], 1))
+    print_table(shown)
+    summary = verification_summary(rows)
+    console.print(f"{summary['verified']} of {summary['images']} images verified (no pixel "
+                  f"of any color changes the label), {summary['fooled']} fooled, "
+                  f"{summary['unknown']} unknown (budget); written to {out / ROWS_FILE}"
+                  + (" and positions/" if exact else ""))

@@ -1,0 +1,277 @@
+"""Verification as a resumable run: one row per image in ``verification.jsonl`` (appended
+after each image), the settings in ``verification.json``, and with ``exact`` the verdict
+of every position in ``positions/IMAGE.npz``.
+
+A folder records what its verdicts were made with: the model (its spec and fingerprint)
+and every setting that changes a verdict (budget, boxes, tolerance, exact). A resume
+compares them and refuses another (a verdict reached in 60 s never sits beside one
+reached in 600 s); images are matched by their pixels, so an image already verified is
+not verified again, and an index given to other pixels is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._io import (
+    Interrupts,
+    OutputLocationError,
+    RunLock,
+    append_rows,
+    check_writable_dir,
+    foreign_entries,
+    read_rows,
+    save_npz_atomic,
+    write_json_atomic,
+)
+from .._streams import pixel_keys
+from ..models import model_fingerprint
+from ..search import Verification, Verifier
+from .progress import ProgressReporter, as_reporter, reporting
+
+ROWS_FILE = "verification.jsonl"
+SETTINGS_FILE = "verification.json"
+POSITIONS_DIR = "positions"
+# what a verification folder holds (anything else there is someone's other files)
+OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summary.json"})
+# the settings that change a verdict: a resume must be given the same ones (the device
+# and the engine that scores candidate points change float bits at most)
+VERDICT_SETTINGS = ("model", "weights", "model_fingerprint", "mean", "std", "input_size",
+                    "classes", "budget", "max_boxes", "tolerance", "exact", "deterministic")
+STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
+
+
+class VerificationMismatchError(ValueError):
+    """The folder holds verdicts made with other settings, another model or other
+    images under the same indices."""
+
+
+def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
+                     labels: torch.Tensor, indices: list[int], *, budget: float | None = 60.0,
+                     max_boxes: int | None = None, tolerance: float | None = None,
+                     exact: bool = False, deterministic: bool = False, device: str = "cpu",
+                     info: dict | None = None,
+                     progress: ProgressReporter | bool | None = None,
+                     interrupts: Interrupts | None = None,
+                     log: Callable[[str], None] | None = None) -> list[dict]:
+    """Verify ``images`` one by one into ``out``, resuming what an earlier run left.
+
+    Args:
+        out: the verification folder.
+        model: the model (images in [0, 1] → scores), with bound rules for its operations.
+        images: float ``[N, C, H, W]`` in [0, 1], each classified as its label.
+        labels: long ``[N]``.
+        indices: the images' dataset indices (``-1`` for a file).
+        budget: seconds per image (``None``: none).
+        max_boxes: boxes per image (``None``: none).
+        tolerance: the margin a bound must exceed (``None``: derived per image).
+        exact: decide every position (the exact ground truth of where one pixel of any
+            color fools the model) instead of stopping at the first witness.
+        deterministic: bound calls sized independently of timing (bit-identical
+            verdicts on one machine when no ``budget`` cuts them).
+        device: where the model runs.
+        info: what the verdicts are made with (model spec, weights, ...), recorded.
+        progress: told the progress (``None``/``False``: nothing is told).
+        interrupts: signals end the run between images, never inside a write.
+        log: told notes.
+
+    Returns:
+        Every row of the folder, in the order written.
+
+    Raises:
+        OutputLocationError: the folder holds other files and no verification.
+        VerificationMismatchError: the folder holds verdicts made with other settings,
+            another model, or other pixels under one of these indices.
+        BoundUnsupportedError: the model has an operation without a bound rule.
+    """
+    out = Path(out)
+    check_verification_folder(out)
+    check_writable_dir(out)
+    settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
+                "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
+                "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
+    verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
+                        deterministic=deterministic)
+    keys = pixel_keys(images)
+    with RunLock(out):
+        rows = _earlier_rows(out, settings)
+        _check_indices(out, rows, keys, indices)
+        done = {row["image_key"] for row in rows}
+        todo = [n for n, key in enumerate(keys) if key not in done]
+        if rows and log is not None and todo:
+            log(f"note: {out} holds {len(rows)} verified image(s); verifying the "
+                f"{len(todo)} left")
+        write_json_atomic(out / SETTINGS_FILE, settings)
+        guard = interrupts.critical if interrupts is not None else nullcontext
+        fooled = sum(row["fooled"] for row in rows if row["image_key"] in set(keys))
+        with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
+                       fooled, what="fooled") as bar:
+            for n in todo:
+                image = images[n:n + 1].to(device)
+                answer = verifier.verify(image, labels[n:n + 1].to(device),
+                                         stop_at_first=not exact)[0]
+                row = verification_row(answer, indices[n], keys[n], int(labels[n]))
+                with guard():
+                    if exact:
+                        row["positions_file"] = _save_positions(out, answer, keys[n],
+                                                                image.shape[-2:])
+                    append_rows(out / ROWS_FILE, [row])
+                rows.append(row)
+                bar.advance(1, int(answer.fooled))
+        write_json_atomic(out / "summary.json", verification_summary(rows))
+    return rows
+
+
+def verification_row(answer: Verification, index: int, key: str, label: int) -> dict:
+    """One image's row: the verdict and what it took.
+
+    Args:
+        answer: the verifier's answer.
+        index: the image's dataset index (``-1`` for a file).
+        key: the image's pixel key.
+        label: its label.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    witness = answer.witness
+    statuses = answer.positions.status
+    return {
+        "image_index": index, "image_key": key, "label": label,
+        "decided_by": answer.decided_by, "verified": answer.verified,
+        "fooled": answer.fooled,
+        "witness_x": witness[0] if witness else None,
+        "witness_y": witness[1] if witness else None,
+        "witness_color": witness[2] if witness else None,
+        "verified_volume": answer.verified_volume,
+        "lowest_bound": _finite(answer.lowest_bound),
+        "positions_robust": statuses.count("robust"),
+        "positions_vulnerable": statuses.count("vulnerable"),
+        "positions_unknown": statuses.count("unknown"),
+        "boxes": answer.boxes, "queries": answer.queries, "seconds": answer.seconds,
+        "tolerance": answer.tolerance, "finished": time.time(),
+    }
+
+
+def verification_summary(rows: list[dict]) -> dict:
+    """The counts and times of a folder's rows.
+
+    Args:
+        rows: the rows.
+
+    Returns:
+        Images, verified, fooled and unknown counts, the verified share of the threat
+        space, and the median and largest seconds per image.
+    """
+    seconds = [row["seconds"] for row in rows]
+    return {
+        "images": len(rows),
+        "verified": sum(row["verified"] for row in rows),
+        "fooled": sum(row["fooled"] for row in rows),
+        "unknown": sum(row["decided_by"] == "unknown" for row in rows),
+        "mean_verified_volume": (float(np.mean([row["verified_volume"] for row in rows]))
+                                 if rows else None),
+        "median_seconds": float(np.median(seconds)) if rows else None,
+        "max_seconds": max(seconds) if rows else None,
+    }
+
+
+def load_positions(path: str | Path) -> dict[str, np.ndarray]:
+    """One image's per-position verdicts written by an ``exact`` run.
+
+    Args:
+        path: ``positions/IMAGE.npz``.
+
+    Returns:
+        ``status`` (int8 ``[H, W]``: 0 robust, 1 vulnerable, 2 unknown; see
+        :data:`STATUS_CODES`), ``verified_volume`` and ``lowest_bound`` (float64
+        ``[H, W]``), ``witness`` (float ``[H, W, C]``, ``nan`` where none).
+    """
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
+def check_verification_folder(out: Path | str) -> None:
+    """Refuse a folder that holds other files and no verification.
+
+    Args:
+        out: the verification folder.
+
+    Raises:
+        OutputLocationError: other files, and no ``verification.jsonl``.
+    """
+    out = Path(out)
+    if (out / ROWS_FILE).is_file():
+        return
+    foreign = foreign_entries(out, lambda name, is_dir: name in OWN_FILES or (
+        name.startswith(".") and name.endswith(".tmp")))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise OutputLocationError(f"--out {out} holds other files ({shown}) and no "
+                                  "verification; choose an empty or new folder")
+
+
+def _earlier_rows(out: Path, settings: dict) -> list[dict]:
+    """The rows an earlier run left in ``out``, after checking it used these settings."""
+    if not (out / ROWS_FILE).is_file():
+        return []
+    import json
+
+    try:
+        earlier = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise VerificationMismatchError(
+            f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
+            "with is unknown; choose another output folder") from None
+    for name in VERDICT_SETTINGS:
+        if _comparable(earlier.get(name)) != _comparable(settings.get(name)):
+            raise VerificationMismatchError(
+                f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
+                f"{settings.get(name)!r}; give the same settings to resume, or choose "
+                "another output folder")
+    return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+
+
+def _check_indices(out: Path, rows: list[dict], keys: list[str], indices: list[int]) -> None:
+    """Refuse an index verified earlier with other pixels (the data changed)."""
+    earlier = {row["image_index"]: row["image_key"] for row in rows if row["image_index"] >= 0}
+    for key, index in zip(keys, indices, strict=True):
+        if index >= 0 and index in earlier and earlier[index] != key:
+            raise VerificationMismatchError(
+                f"{out} holds image {index} with other pixels: the data changed since it "
+                "was verified; restore it, or choose another output folder")
+
+
+def _save_positions(out: Path, answer: Verification, key: str, size: torch.Size) -> str:
+    """Write one image's per-position verdicts; their path relative to ``out``."""
+    height, width = size
+    verdicts = answer.positions
+    status = np.array([STATUS_CODES[s] for s in verdicts.status], dtype=np.int8)
+    name = f"{POSITIONS_DIR}/{key}.npz"
+    (out / POSITIONS_DIR).mkdir(exist_ok=True)
+    save_npz_atomic(out / name, status=status.reshape(height, width),
+                    verified_volume=verdicts.verified_volume.cpu().numpy().reshape(
+                        height, width),
+                    lowest_bound=verdicts.lowest_bound.cpu().numpy().reshape(height, width),
+                    witness=verdicts.witness.cpu().numpy().reshape(height, width, -1))
+    return name
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _comparable(value: Any) -> Any:
+    """Lists and tuples compare equal (JSON reads tuples back as lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value

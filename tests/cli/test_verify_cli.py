@@ -1,0 +1,65 @@
+"""``pixelprior verify``: a row per image and a table; a resume with other settings, a
+model without bound rules and bad options end in one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import clean_error, invoke
+
+FLIPPED = '''
+import torch
+from torch import nn
+
+
+class Flipped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flip(-1).mean((2, 3)))
+
+
+def flipped():
+    return Flipped().eval()
+'''
+
+
+def test_verify_writes_a_row_per_image_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "v"
+    result = invoke("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+                    "--images", 1, "--budget", 60, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "verification.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["image_index"] == 0
+    assert rows[0]["decided_by"] in ("verified", "fooled", "unknown")
+    if rows[0]["fooled"]:
+        assert rows[0]["witness_x"] is not None and len(rows[0]["witness_color"]) == 3
+    assert "images verified" in " ".join(result.output.split())
+    before = (out / "verification.jsonl").read_bytes()
+    other = invoke("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+                   "--images", 1, "--budget", 30, "--out", out)
+    clean_error(other, 2, "budget = 60.0, not 30.0")
+    assert (out / "verification.jsonl").read_bytes() == before
+
+
+def test_a_model_without_bound_rules_is_refused_before_writing(tmp_path):
+    (tmp_path / "nets.py").write_text(FLIPPED)
+    out = tmp_path / "v"
+    result = invoke("verify", "cifar10", "--source", "sample", "--model",
+                    f"{tmp_path / 'nets.py'}:flipped", "--input-size", 32, "--images", 1,
+                    "--out", out)
+    clean_error(result, 2, "no bound rule for Tensor.flip()")
+    assert not out.exists()
+
+
+def test_bad_options_are_one_line(tmp_path):
+    for option, value, phrase in [("--budget", -1, "--budget must be >= 0"),
+                                  ("--max-boxes", 0, "--max-boxes must be >= 1"),
+                                  ("--tolerance", -0.5, "--tolerance must be >= 0")]:
+        result = invoke("verify", "cifar10", "--source", "sample", "--model",
+                        "convsmall-cifar10", option, value, "--out", tmp_path / "v")
+        clean_error(result, 2, phrase)
+    assert not (tmp_path / "v").exists()

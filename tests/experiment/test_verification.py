@@ -1,0 +1,121 @@
+"""Verification as a resumable run on the tiny model: a row per image, verdicts that a
+brute force over a color grid never contradicts (with ``exact``, per position), a
+resume that verifies nothing twice, and refusals of changed settings, changed pixels
+and foreign folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pixelprior._io import OutputLocationError, read_rows
+from pixelprior.experiment import VerificationMismatchError, load_positions, run_verification
+from pixelprior.experiment.verification import ROWS_FILE, SETTINGS_FILE
+from pixelprior.scoring import perturb_rows
+
+
+@pytest.fixture
+def tiny(tiny_kit, tiny_images):
+    """The tiny model and four 6×6 images it classifies as their labels."""
+    model = tiny_kit.tiny_model()
+    with np.load(tiny_images(count=4, height=6, width=6)) as saved:
+        images = torch.from_numpy(saved["images"]).permute(0, 3, 1, 2).float() / 255
+        labels = torch.from_numpy(saved["labels"])
+    return model, images, labels
+
+
+@pytest.fixture
+def out(tmp_path):
+    """An output folder of its own (``tmp_path`` holds the images)."""
+    return tmp_path / "verified"
+
+
+def grid_fools(model, image: torch.Tensor, label: int, levels: int = 4) -> np.ndarray:
+    """Brute force: whether some color of a ``levels``-per-channel grid at each position
+    changes the label, ``bool [H · W]``."""
+    channels, height, width = image.shape
+    values = torch.linspace(0, 1, levels)
+    colors = torch.cartesian_prod(*[values] * channels)
+    fooled = np.zeros(height * width, dtype=bool)
+    for p in range(height * width):
+        genes = torch.cat([torch.tensor([[p % width, p // width]] * len(colors)).float(),
+                           colors], 1)[:, None]
+        owner = torch.zeros(len(colors), dtype=torch.long)
+        with torch.inference_mode():
+            scores = model(perturb_rows(image[None], owner, genes))
+        fooled[p] = bool((scores.argmax(1) != label).any())
+    return fooled
+
+
+def test_exact_verdicts_agree_with_a_brute_force_and_resume(tiny, out):
+    model, images, labels = tiny
+    rows = run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None,
+                            exact=True, deterministic=True)
+    assert [row["image_index"] for row in rows] == [0, 1, 2, 3]
+    for n, row in enumerate(rows):
+        positions = load_positions(out / row["positions_file"])
+        status = positions["status"].reshape(-1)
+        assert (status != 2).all()  # no budget: every position decided
+        fooled = grid_fools(model, images[n], int(labels[n]))
+        assert not (fooled & (status == 0)).any(), "a position proved robust is fooled"
+        for p in np.flatnonzero(status == 1):  # every witness fools the model
+            color = torch.as_tensor(positions["witness"].reshape(36, -1)[p]).float()
+            genes = torch.cat([torch.tensor([p % 6, p // 6]).float(), color])[None, None]
+            with torch.inference_mode():
+                assert int(model(perturb_rows(images[n:n + 1], torch.zeros(1, dtype=torch.long),
+                                              genes)).argmax(1)) != int(labels[n])
+        assert row["verified"] == bool((status == 0).all())
+        assert row["positions_vulnerable"] == int((status == 1).sum())
+    written = (out / ROWS_FILE).read_bytes()
+    again = run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None,
+                             exact=True, deterministic=True)
+    assert (out / ROWS_FILE).read_bytes() == written  # nothing verified twice
+    assert again == rows
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 4
+    assert summary["verified"] + summary["fooled"] == 4
+
+
+def test_an_interrupted_run_verifies_only_what_is_left(tiny, out):
+    model, images, labels = tiny
+    run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    rows = run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None)
+    assert [row["image_index"] for row in read_rows(out / ROWS_FILE)] == [0, 1, 2, 3]
+    assert len(rows) == 4
+
+
+def test_other_settings_are_refused_on_resume(tiny, out):
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    with pytest.raises(VerificationMismatchError, match="max_boxes = None, not 5"):
+        run_verification(out, model, images[:1], labels[:1], [0], budget=None,
+                         max_boxes=5)
+    other = type(model)().eval()  # the same weights, each plus one: another fingerprint
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(1.0)
+    with pytest.raises(VerificationMismatchError, match="model_fingerprint"):
+        run_verification(out, other, images[:1], labels[:1], [0], budget=None)
+
+
+def test_an_index_given_to_other_pixels_is_refused(tiny, out):
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    with pytest.raises(VerificationMismatchError, match="image 0 with other pixels"):
+        run_verification(out, model, images[1:2], labels[1:2], [0], budget=None)
+
+
+def test_a_folder_of_other_files_and_settings_without_rows_are_refused(tiny, tmp_path):
+    model, images, labels = tiny
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputLocationError, match="holds other files"):
+        run_verification(tmp_path, model, images[:1], labels[:1], [0])
+    folder = Path(tmp_path / "v")
+    run_verification(folder, model, images[:1], labels[:1], [0], budget=None)
+    (folder / SETTINGS_FILE).write_text("{")
+    with pytest.raises(VerificationMismatchError, match="no readable"):
+        run_verification(folder, model, images[:1], labels[:1], [0], budget=None)
