@@ -167,3 +167,13 @@ def test_top_level_page_links_every_public_name():
     missing = [f"[`{n}`][pixelprior.{m}.{n}]" for n, m in where.items()
                if f"[`{n}`][pixelprior.{m}.{n}]" not in text]
     assert not missing, f"docs/reference/index.md links none of: {', '.join(missing)}"
+
+
+def test_the_dev_extra_installs_what_the_docs_tests_need():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert extras["docs"], "pyproject.toml has no docs extra"
+    missing = set(extras["docs"]) - set(extras["dev"])
+    assert not missing, f"the dev extra (what CI installs) lacks {sorted(missing)}"
