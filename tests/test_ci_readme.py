@@ -57,7 +57,7 @@ def test_a_readme_of_other_than_two_commands_stops_ci(tmp_path):
     (tmp_path / ".ci").mkdir()
     shutil.copy(CI, tmp_path / ".ci" / "run")
     text = (ROOT / "README.md").read_text().replace(
-        "## Command line", "```bash\necho a third command\n```\n\n## Command line", 1)
+        "## Documentation", "```bash\necho a third command\n```\n\n## Documentation", 1)
     (tmp_path / "README.md").write_text(text)
     done = dry_run(tmp_path)
     assert done.returncode != 0 and "holds 3 ```bash blocks" in done.stderr

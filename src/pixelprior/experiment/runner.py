@@ -110,8 +110,9 @@ class ExperimentRunner:
 
         Raises:
             Interrupted: a signal arrived (with ``interrupts``); finished groups are kept.
-            ConfigError, OutputLocationError, ConfigMismatchError, CorruptResultsError,
-                InputsChangedError: refused before any work (nothing written).
+            ConfigError: refused before any work (nothing written); so are
+                OutputLocationError, ConfigMismatchError, CorruptResultsError and
+                InputsChangedError.
         """
         reporter = as_reporter(progress)
         self.config.validate()
