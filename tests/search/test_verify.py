@@ -96,6 +96,7 @@ def test_the_budget_leaves_unknown_with_the_lowest_bound_never_verified():
     assert 0 < result.verified_volume < 1
     assert result.lowest_bound is not None and result.lowest_bound <= result.tolerance
     assert "unknown" in result.positions.status
+    assert result.boxes == 40  # the last bound call is cut to the boxes left
 
 
 def test_every_position_is_decided_when_asked():
@@ -201,3 +202,23 @@ def test_fast_verify_is_the_same_bit_for_bit_on_a_second_run():
                           for r in rows]
     assert strip(make().run(image, torch.tensor([0, 0])).rows()) == strip(
         make().run(image, torch.tensor([0, 0])).rows())
+
+
+def test_boxes_past_the_symbol_bound_are_halved_unbounded_not_given_up(monkeypatch):
+    """With room for fewer symbols than a whole-cube box of the calm net carries (35),
+    those boxes are halved unbounded until their halves fit, and the image is still
+    proved (the verdict without the bound); with room for none, the box budget ends it
+    as unknown, never verified."""
+    from pixelprior.search import verify as verify_module
+
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model = calm_net()
+    label = torch.tensor([int(model(image).argmax(1))])
+    free = Verifier(model, budget=None, deterministic=True).verify(image, label)[0]
+    monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 20)
+    tight = Verifier(model, budget=None, deterministic=True).verify(image, label)[0]
+    assert free.decided_by == tight.decided_by == "verified"
+    assert tight.boxes > free.boxes  # more, smaller boxes
+    monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 0)
+    (none,) = Verifier(model, budget=None, max_boxes=500).verify(image, label)
+    assert none.decided_by == "unknown" and not none.verified and none.boxes == 0

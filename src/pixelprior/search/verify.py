@@ -55,6 +55,9 @@ FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the l
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
+# a box past this many symbols is halved unbounded: its bound would be loose (SqueezeNet's
+# whole-cube boxes carry tens of thousands, bounds of -1e4) and its call gigabytes
+MAX_BOX_SYMBOLS = 8_192
 
 ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
 
@@ -124,6 +127,12 @@ class _Frontier:
              bound: np.ndarray) -> None:
         if position.size:
             self.chunks.append((lo, hi, position, bound))
+            self.size += position.size
+
+    def push_front(self, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+                   bound: np.ndarray) -> None:
+        if position.size:
+            self.chunks.appendleft((lo, hi, position, bound))
             self.size += position.size
 
     def pop(self, count: int) -> tuple[np.ndarray, ...]:
@@ -310,22 +319,32 @@ class Verifier:
         volume = np.zeros(positions)
         boxes = np.zeros(positions, dtype=np.int64)
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
+        unbounded = 0  # boxes halved without a bound (past the symbol bound)
         witness = np.full((positions, channels), np.nan)
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
         batch = most if self.deterministic else min(most, 8)  # grows once timed
         labels = torch.tensor([label], device=image.device)
         while frontier.size:
-            if self._out_of_budget(began, int(boxes.sum())):
+            if self._out_of_budget(began, int(boxes.sum()) + unbounded):
                 break
             called = time.perf_counter()
-            lo, hi, position, _ = frontier.pop(batch)
-            bounds = self.bounds.margins(
-                cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
-                torch.as_tensor(position // width, device=image.device),
-                torch.as_tensor(position % width, device=image.device),
-                torch.as_tensor(lo, device=image.device),
-                torch.as_tensor(hi, device=image.device), labels.expand(len(position)))
+            if self.max_boxes is not None:  # never past max_boxes, even in one call
+                batch = min(batch, self.max_boxes - int(boxes.sum()) - unbounded)
+            lo, hi, position, parent = frontier.pop(batch)
+            try:
+                bounds = self.bounds.margins(
+                    cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
+                    torch.as_tensor(position // width, device=image.device),
+                    torch.as_tensor(position % width, device=image.device),
+                    torch.as_tensor(lo, device=image.device),
+                    torch.as_tensor(hi, device=image.device), labels.expand(len(position)),
+                    max_symbols=min(MAX_BOX_SYMBOLS,
+                                    max(ROWS_PER_CALL // len(position) - 1, channels)))
+            except TooManySymbols:  # past the memory bound of one call: smaller calls,
+                unbounded += position.size  # (counted against max_boxes: no endless halving)
+                batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck)
+                continue  # or, for a single box, its halves unbounded
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
                                      bounds.symbols, most, began)
@@ -359,6 +378,26 @@ class Verifier:
         verdicts = self._verdicts(frontier, volume, boxes, stuck, witness)
         return self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
                              width)
+
+    def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
+                          position: np.ndarray, parent: np.ndarray, stuck: np.ndarray) -> int:
+        """Boxes whose call would pass :data:`ROWS_PER_CALL` rows or
+        :data:`MAX_BOX_SYMBOLS` symbols: put back for calls of half as many boxes; a single
+        such box is halved unbounded (its halves carry fewer symbols; a box is only
+        counted, and only proved, once bounded). A box too small to halve
+        (:data:`MIN_SIDE`) is left unknown with no bound (``stuck`` at ``-inf``).
+
+        Returns:
+            The next call's boxes.
+        """
+        if position.size > 1:
+            frontier.push_front(lo, hi, position, parent)
+            return max(1, position.size // 2)
+        if (hi - lo).max() < MIN_SIDE:
+            stuck[position] = -math.inf
+        else:
+            self._split(frontier, lo, hi, position, parent, np.zeros_like(lo))
+        return 1
 
     def _next_batch(self, done: int, seconds: float, symbols: int, most: int,
                     began: float) -> int:
@@ -441,7 +480,7 @@ class Verifier:
         for p in range(volume.size):
             if not np.isnan(witness[p, 0]):
                 status.append(VULNERABLE)
-            elif p in pending or math.isfinite(stuck[p]) or boxes[p] == 0:
+            elif p in pending or stuck[p] < math.inf or boxes[p] == 0:
                 status.append(UNKNOWN)
                 lowest[p] = min(pending.get(p, math.inf), stuck[p])
             else:

@@ -1,0 +1,157 @@
+"""The exact ground truth against the 27-color grid: where one pixel of ANY color fools
+ConvSmall (``pixelprior verify --exact``, every position decided by the sound verifier)
+against where one of the grid's 27 colors does (``pixelprior susceptibility``).
+
+Made with (this folder's README lists the machine and the times)::
+
+    pixelprior verify cifar10 --model convsmall-cifar10 --images 50 --exact --budget 0 \
+        --deterministic --out results/cifar10-verified/exact
+    pixelprior susceptibility cifar10 --model convsmall-cifar10 --images 50 \
+        --out results/cifar10-verified/scan27
+    python results/cifar10-verified/compare.py
+
+Writes ``comparison.md``, ``comparison.json`` and ``verdicts.png`` here: per image and in
+total, the positions the verifier proves robust, finds vulnerable, and leaves unknown; how
+many vulnerable positions the grid finds; the fast mode's answer from the 8 corner colors
+(fooled, or certified on the corners); and the soundness check (a position proved robust
+that the grid fools, or an image verified that the corners fool, would be a bug: counted,
+must be 0).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixelprior import FastAttack, load_cifar10, load_model, to_float
+from pixelprior._io import read_rows, write_json_atomic, write_text_atomic
+from pixelprior.data import SusceptibilityMaps
+from pixelprior.experiment import load_positions
+
+HERE = Path(__file__).parent
+
+
+def corner_answers(indices: list[int]) -> dict[int, bool]:
+    """The fast mode (8 corner colors, no verify stage) per test index: fooled?"""
+    model = load_model("convsmall-cifar10").eval()
+    data = load_cifar10("full")
+    where = {int(i): n for n, i in enumerate(data.official_indices)}
+    pick = torch.tensor([where[i] for i in indices])
+    out = FastAttack(model, verify="off", batch_invariant=True).run(
+        to_float(data.images[pick]), data.labels[pick])
+    return {i: bool(r.success) for i, r in zip(indices, out.results, strict=True)}
+
+
+def compare(exact_dir: Path, scan_dir: Path) -> dict:
+    rows = read_rows(exact_dir / "verification.jsonl")
+    maps = SusceptibilityMaps.load(scan_dir)
+    by_index = {int(i): n for n, i in enumerate(maps.image_indices)}
+    corners = corner_answers([row["image_index"] for row in rows])
+    images = []
+    for row in rows:
+        status = load_positions(exact_dir / row["positions_file"])["status"]
+        grid = maps.vulnerable[by_index[row["image_index"]]]
+        images.append({
+            "image_index": row["image_index"],
+            "robust": int((status == 0).sum()), "vulnerable": int((status == 1).sum()),
+            "unknown": int((status == 2).sum()), "grid_vulnerable": int(grid.sum()),
+            "grid_only": int((grid & (status != 1)).sum()),
+            "proved_robust_but_grid_fools": int((grid & (status == 0)).sum()),
+            "exact_only": int(((status == 1) & ~grid).sum()),
+            "seconds": row["seconds"], "verified": row["verified"],
+            "corners_fool": corners[row["image_index"]]})
+    total = {key: sum(image[key] for image in images) for key in
+             ("robust", "vulnerable", "unknown", "grid_vulnerable", "grid_only",
+              "proved_robust_but_grid_fools", "exact_only")}
+    total.update(images=len(images),
+                 images_verified=sum(image["verified"] for image in images),
+                 images_fooled_exact=sum(image["vulnerable"] > 0 for image in images),
+                 images_fooled_grid=sum(image["grid_vulnerable"] > 0 for image in images),
+                 images_fooled_corners=sum(image["corners_fool"] for image in images),
+                 corner_certified_but_fooled=sum(not image["corners_fool"]
+                                                 and image["vulnerable"] > 0
+                                                 for image in images),
+                 verified_but_corners_fool=sum(image["verified"] and image["corners_fool"]
+                                               for image in images),
+                 median_seconds=float(np.median([image["seconds"] for image in images])),
+                 max_seconds=max(image["seconds"] for image in images))
+    return {"total": total, "images": images}
+
+
+def markdown(result: dict) -> str:
+    t = result["total"]
+    lines = [
+        "# ConvSmall: the exact one-pixel ground truth against the 27-color grid", "",
+        f"{t['images']} images (the first correctly classified CIFAR-10 test images); "
+        f"every position of every image decided by the verifier (median "
+        f"{t['median_seconds']:.1f} s, largest {t['max_seconds']:.1f} s per image).", "",
+        "| | positions | images with one |", "|---|---|---|",
+        f"| vulnerable to some color (exact) | {t['vulnerable']:,} | "
+        f"{t['images_fooled_exact']} |",
+        f"| vulnerable to a grid color (27-color scan) | {t['grid_vulnerable']:,} | "
+        f"{t['images_fooled_grid']} |",
+        f"| vulnerable, missed by the grid | {t['exact_only']:,} | |",
+        f"| proved robust to every color | {t['robust']:,} | {t['images_verified']} "
+        "(every position) |",
+        f"| unknown | {t['unknown']:,} | |", "",
+        f"The fast mode (8 corner colors) fools {t['images_fooled_corners']} of the "
+        f"{t['images']} images and certifies the rest on the corners; of those, "
+        f"{t['corner_certified_but_fooled']} are fooled by a color off the corners (the "
+        "corner certificate is a sample, the verifier's answer a proof).", "",
+        f"Soundness check: positions proved robust that the grid fools: "
+        f"{t['proved_robust_but_grid_fools']}; images verified that the corners fool: "
+        f"{t['verified_but_corners_fool']} (both must be 0).", "",
+        "| image | vulnerable (exact) | vulnerable (grid) | missed by the grid | robust | "
+        "unknown | s |", "|---|---|---|---|---|---|---|"]
+    for image in result["images"]:
+        lines.append(f"| {image['image_index']} | {image['vulnerable']} | "
+                     f"{image['grid_vulnerable']} | {image['exact_only']} | "
+                     f"{image['robust']} | {image['unknown']} | {image['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(result: dict, path: Path) -> None:
+    """Per image: vulnerable positions, exact against the grid, and the verdicts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = result["images"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    exact = [image["vulnerable"] for image in images]
+    grid = [image["grid_vulnerable"] for image in images]
+    left.scatter(grid, exact, s=14)
+    top = max(exact + grid + [1])
+    left.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
+    left.set_xlabel("vulnerable positions, 27-color grid")
+    left.set_ylabel("vulnerable positions, any color (exact)")
+    left.set_title("where one pixel fools ConvSmall")
+    kinds = {"fooled by a corner": [i["corners_fool"] for i in images],
+             "corner-certified, fooled off the corners": [
+                 not i["corners_fool"] and i["vulnerable"] > 0 for i in images],
+             "verified (every color, every position)": [i["verified"] for i in images]}
+    right.barh(list(kinds), [sum(v) for v in kinds.values()],
+               color=["tab:red", "tab:orange", "tab:green"])
+    right.set_xlabel(f"images (of {len(images)})")
+    right.set_title("verdict per image")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
+
+
+def main() -> None:
+    result = compare(HERE / "exact", HERE / "scan27")
+    assert result["total"]["proved_robust_but_grid_fools"] == 0, "unsound verdict"
+    assert result["total"]["verified_but_corners_fool"] == 0, "unsound verdict"
+    write_json_atomic(HERE / "comparison.json", result)
+    write_text_atomic(HERE / "comparison.md", markdown(result))
+    figure(result, HERE / "verdicts.png")
+    print(json.dumps(result["total"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
