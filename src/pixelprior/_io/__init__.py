@@ -28,7 +28,7 @@ from .atomic import (
     write_json_atomic,
     write_text_atomic,
 )
-from .folders import OutputLocationError, check_writable_dir, foreign_entries
+from .folders import OutputLocationError, check_own_folder, check_writable_dir, foreign_entries
 from .lock import LOCK_FILE, RunLock, RunLockedError, _read_holder, lock_holder  # noqa: F401
 from .rows import CorruptResultsError, append_rows, check_unique, read_numbered_rows, read_rows
 from .signals import (  # noqa: F401  (_early_handler: tests read it)
@@ -44,7 +44,8 @@ from .signals import (  # noqa: F401  (_early_handler: tests read it)
 __all__ = [
     "CorruptResultsError", "DiskFullError", "EARLY_MESSAGE", "Interrupted", "Interrupts",
     "LOCK_FILE", "OutputLocationError", "RESUME_HINT", "RunLock", "RunLockedError",
-    "append_rows", "atomic_write", "check_unique", "check_writable_dir", "disk_full", "dumps",
+    "append_rows", "atomic_write", "check_own_folder", "check_unique", "check_writable_dir",
+    "disk_full", "dumps",
     "early_signals_raise", "foreign_entries", "install_early_signals", "lock_holder",
     "not_writable", "read_numbered_rows", "read_rows", "restore_early_signals",
     "save_npz_atomic", "strict", "write_json_atomic", "write_text_atomic",

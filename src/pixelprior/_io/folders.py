@@ -29,6 +29,32 @@ def foreign_entries(directory: Path | str, own: Callable[[str, bool], bool]) -> 
                   if not own(entry.name, entry.is_dir()))
 
 
+def check_own_folder(directory: Path | str, marker: str, own_names: frozenset[str] | set[str],
+                     what: str) -> None:
+    """Refuse a folder that holds other files and not ``marker`` (what this kind of folder
+    writes first): they would be mixed with its results. Temporary files of an atomic
+    write (``.NAME.tmp``) belong to any folder.
+
+    Args:
+        directory: the output folder (missing: nothing to refuse).
+        marker: the file that makes the folder one of this kind (``maps.npz``).
+        own_names: the entries this kind of folder writes.
+        what: the kind of folder, in words (``a scan``).
+
+    Raises:
+        OutputLocationError: other files, and no ``marker``.
+    """
+    directory = Path(directory)
+    if (directory / marker).is_file():
+        return
+    foreign = foreign_entries(directory, lambda name, is_dir: name in own_names or (
+        name.startswith(".") and name.endswith(".tmp")))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise OutputLocationError(f"--out {directory} holds other files ({shown}) and no "
+                                  f"{what}; choose an empty or new folder")
+
+
 def check_writable_dir(directory: Path | str) -> None:
     """Fail before any work if ``directory`` cannot hold results. Creates nothing.
 

@@ -23,10 +23,9 @@ from torch import nn
 
 from .._io import (
     Interrupts,
-    OutputLocationError,
     RunLock,
+    check_own_folder,
     check_writable_dir,
-    foreign_entries,
     write_json_atomic,
 )
 from .._streams import pixel_keys
@@ -141,15 +140,7 @@ def check_scan_folder(out: Path | str) -> None:
     Raises:
         OutputLocationError: other files, and no ``maps.npz``.
     """
-    out = Path(out)
-    if (out / MAPS_FILE).is_file():
-        return
-    foreign = foreign_entries(out, lambda name, is_dir: name in SCAN_FILES or (
-        name.startswith(".") and name.endswith(".tmp")))
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-        raise OutputLocationError(f"--out {out} holds other files ({shown}) and no scan; "
-                                  "choose an empty or new folder for the scan")
+    check_own_folder(out, MAPS_FILE, SCAN_FILES, "scan")
 
 
 def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = None

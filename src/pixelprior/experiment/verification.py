@@ -24,11 +24,10 @@ from torch import nn
 
 from .._io import (
     Interrupts,
-    OutputLocationError,
     RunLock,
     append_rows,
+    check_own_folder,
     check_writable_dir,
-    foreign_entries,
     read_rows,
     save_npz_atomic,
     write_json_atomic,
@@ -209,15 +208,7 @@ def check_verification_folder(out: Path | str) -> None:
     Raises:
         OutputLocationError: other files, and no ``verification.jsonl``.
     """
-    out = Path(out)
-    if (out / ROWS_FILE).is_file():
-        return
-    foreign = foreign_entries(out, lambda name, is_dir: name in OWN_FILES or (
-        name.startswith(".") and name.endswith(".tmp")))
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-        raise OutputLocationError(f"--out {out} holds other files ({shown}) and no "
-                                  "verification; choose an empty or new folder")
+    check_own_folder(out, ROWS_FILE, OWN_FILES, "verification")
 
 
 def _earlier_rows(out: Path, settings: dict) -> list[dict]:
