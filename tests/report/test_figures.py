@@ -364,3 +364,21 @@ def test_figures_close_their_matplotlib_figures(tmp_path, suffix):
     generations_hist(tmp_path, rows_frame(), config())
     assert len(plt.get_fignums()) == before
     assert (tmp_path / f"generations_hist.{suffix}").is_file()
+
+
+def test_the_same_figure_gives_the_same_pdf_and_png_bytes(tmp_path, monkeypatch):
+    """No creation date in a PDF: a report regenerated from the same rows, on another
+    day, is the same (matplotlib would stamp SOURCE_DATE_EPOCH or the clock)."""
+    import matplotlib.pyplot as plt
+
+    from pixelprior.report.drawing import _save
+
+    for folder, day in (("a", "1700000000"), ("b", "1800000000")):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", day)
+        (tmp_path / folder).mkdir()
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        _save(fig, tmp_path / folder, "line")
+    for suffix in ("pdf", "png"):
+        assert (tmp_path / "a" / f"line.{suffix}").read_bytes() == \
+            (tmp_path / "b" / f"line.{suffix}").read_bytes()

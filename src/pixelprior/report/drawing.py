@@ -18,11 +18,14 @@ from .._io import atomic_write  # noqa: E402
 def _save(fig: plt.Figure, directory: Path, name: str, suffixes=("png", "pdf")
           ) -> plt.Figure:
     """Write a figure whole or not at all (each file atomically), then close it; the
-    closed figure is returned (its axes, texts and patches can still be read)."""
+    closed figure is returned (its axes, texts and patches can still be read). A PDF
+    carries no creation date, so the same report gives the same bytes."""
     try:
         for suffix in suffixes:
+            metadata = {"CreationDate": None} if suffix == "pdf" else None
             with atomic_write(Path(directory) / f"{name}.{suffix}") as f:
-                fig.savefig(f, format=suffix, dpi=150, bbox_inches="tight")
+                fig.savefig(f, format=suffix, dpi=150, bbox_inches="tight",
+                            metadata=metadata)
     finally:
         plt.close(fig)
     return fig
