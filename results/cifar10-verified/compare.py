@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from pixelprior import FastAttack, load_cifar10, load_model, to_float
-from pixelprior._io import read_rows, write_json_atomic, write_text_atomic
 from pixelprior.data import SusceptibilityMaps
-from pixelprior.experiment import load_positions
+from pixelprior.experiment import load_positions, read_rows, write_json_atomic
 from pixelprior.report import roc_auc
 from pixelprior.report.mapeval import method_maps
 
@@ -189,7 +188,7 @@ def main() -> None:
     assert result["total"]["proved_robust_but_grid_fools"] == 0, "unsound verdict"
     assert result["total"]["verified_but_corners_fool"] == 0, "unsound verdict"
     write_json_atomic(HERE / "comparison.json", result)
-    write_text_atomic(HERE / "comparison.md", markdown(result))
+    (HERE / "comparison.md").write_text(markdown(result), encoding="utf-8")
     figure(result, HERE / "verdicts.png")
     print(json.dumps(result["total"], indent=1))
 
