@@ -123,17 +123,11 @@ def test_a_classes_file_that_is_not_there_is_a_usage_line(tmp_path):
                        tmp_path / "names.txt"), 2, "does not exist")
 
 
-NEEDS_DATA = pytest.mark.xfail(strict=False, reason="needs the data layer's check of class "
-                               "names (empty names, names that differ only by spaces)")
-
-
-@NEEDS_DATA
 def test_an_empty_class_name_is_one_usage_line():
     clean_error(invoke("eval", "cifar10", "--source", "sample", "--classes",
                        ",".join(TEN[:5] + [""] + TEN[5:])), 2, "--classes")
 
 
-@NEEDS_DATA
 def test_json_names_that_differ_only_by_spaces_are_one_usage_line(tmp_path):
     names = tmp_path / "names.json"
     names.write_text(json.dumps(TEN[:9] + ["c0 "]))
