@@ -105,7 +105,7 @@ def test_other_settings_are_refused_on_resume(tiny, out):
 def test_an_index_given_to_other_pixels_is_refused(tiny, out):
     model, images, labels = tiny
     run_verification(out, model, images[:1], labels[:1], [0], budget=None)
-    with pytest.raises(VerificationMismatchError, match="image 0 with other pixels"):
+    with pytest.raises(VerificationMismatchError, match="image index 0 with other pixels"):
         run_verification(out, model, images[1:2], labels[1:2], [0], budget=None)
 
 

@@ -90,20 +90,10 @@ def susceptibility(
     check_scan_folder(out)
     opened = model_options.open(device)
     net = opened.net
-    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
-    if target == "cifar10":
-        batch, labels, indices, shown = _scan_images(opened, source, data, images,
-                                                     first_index, device)
-        names = None
-    elif is_file:
-        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
-                                 channels=opened.channels)
-        labels = torch.tensor([predict_label(net, batch, device)])
-        indices, shown, names = [-1], None, [Path(target).name]
-    else:
-        batch, labels, indices, shown = _spec_images(opened, target, images, first_index,
-                                                     model_options.classes, device)
-        names = None
+    batch, labels, indices, shown, names = target_images(
+        opened, target, source, data, images, first_index, model_options.classes, device,
+        no_resize)
+    is_file = names is not None
     if fast:
         if corners or levels != 3:
             fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
@@ -225,6 +215,44 @@ def evaluate_maps_cmd(
     print_table(shown)
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
+
+
+def target_images(opened: OpenedModel, target: str, source: str, data: Path | None,
+                  count: int, first_index: int, classes: str | None, device: str,
+                  no_resize: bool) -> tuple:
+    """The images a command on ``target`` works on, as ``susceptibility`` and ``verify``
+    read it: ``cifar10`` (the first ``count`` correctly classified test images from
+    ``first_index``), an image file (labelled as the model classifies it), or a data spec.
+
+    Args:
+        opened: the model.
+        target: ``cifar10``, an image file, or a data spec (folder, .npz, CSV).
+        source: CIFAR-10's images: full or sample.
+        data: the folder holding cifar-10-batches-py.
+        count: images to pick.
+        first_index: the first dataset index.
+        classes: the model's class names (``--classes``), for a data spec.
+        device: where the model runs.
+        no_resize: refuse an image file of another size than the model's input.
+
+    Returns:
+        ``(images, labels, indices, shown, names)``: the images (uint8 or float
+        ``[N, C, H, W]``), long labels, dataset indices (``[-1]`` for a file), the images
+        to draw (``None``: ``images``) and the file's name (``None`` unless a file).
+    """
+    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
+    if target == "cifar10":
+        batch, labels, indices, shown = _scan_images(opened, source, data, count,
+                                                     first_index, device)
+        return batch, labels, indices, shown, None
+    if is_file:
+        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
+                                 channels=opened.channels)
+        labels = torch.tensor([predict_label(opened.net, batch, device)])
+        return batch, labels, [-1], None, [Path(target).name]
+    batch, labels, indices, shown = _spec_images(opened, target, count, first_index,
+                                                 classes, device)
+    return batch, labels, indices, shown, None
 
 
 def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,

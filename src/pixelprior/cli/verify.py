@@ -20,10 +20,9 @@ from ..scoring.cone.bounds import BoundEngine
 from ..scoring.cone.zonotope import BoundUnsupportedError
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
-from .inputs import load_image, predict_label
 from .options import DEVICE_HELP, ModelOptions, check_out, model_options, pick_device
 from .progress import ProgressBar
-from .scans import _scan_images, _spec_images
+from .scans import target_images
 from .tables import num, print_table, table
 
 
@@ -91,14 +90,15 @@ def verify(
     if opened.input_size is not None:  # else: checked on the first image, once loaded
         _check_bounds(net, _blank(opened.input_size, opened.channels, device),
                       model_options.model)
-    batch, labels, indices = _images(opened, target, source, data, images, first_index,
-                                     model_options.classes, device, no_resize)
+    batch, labels, indices, _, names = target_images(opened, target, source, data, images,
+                                                 first_index, model_options.classes,
+                                                 device, no_resize)
     floats = to_float(batch) if batch.dtype == torch.uint8 else batch
     _check_bounds(net, floats[:1].to(device), model_options.model)
     weights = model_options.weights
     info = {"model": model_options.model, "weights": str(weights) if weights else None,
             "target": target, "source": source if target == "cifar10" else None,
-            "dataset": None if target == "cifar10" or Path(target).is_file() else (
+            "dataset": None if target == "cifar10" or names is not None else (
                 dataset_for(target)[0]),
             "classes": model_options.classes, "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
@@ -129,24 +129,6 @@ def _check_options(images: int, first_index: int, budget: float, max_boxes: int 
         fail(f"--tolerance must be >= 0, got {tolerance}")
     if source not in ("full", "sample"):
         fail(f"--source must be full or sample, got {source!r}")
-
-
-def _images(opened, target: str, source: str, data, count: int, first_index: int,
-            classes: str | None, device: str, no_resize: bool):
-    """The images to verify, their labels and indices."""
-    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
-    if target == "cifar10":
-        batch, labels, indices, _ = _scan_images(opened, source, data, count, first_index,
-                                                 device)
-    elif is_file:
-        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
-                                 channels=opened.channels)
-        labels = torch.tensor([predict_label(opened.net, batch, device)])
-        indices = [-1]
-    else:
-        batch, labels, indices, _ = _spec_images(opened, target, count, first_index, classes,
-                                                 device)
-    return batch, labels, indices
 
 
 def _blank(size: int | tuple[int, int], channels: int, device: str) -> torch.Tensor:

@@ -151,7 +151,7 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
         return []
     old = SusceptibilityMaps.load(out)
     for key in MAP_OPTIONS:
-        if key in info and _comparable(old.info.get(key)) != _comparable(info[key]):
+        if key in info and comparable_setting(old.info.get(key)) != comparable_setting(info[key]):
             raise ScanMismatchError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, "
                                     f"not {info[key]!r}; choose another output folder")
     was = _recorded_fingerprint(old)
@@ -173,7 +173,7 @@ def _recorded_fingerprint(maps: SusceptibilityMaps) -> str | None:
     return None if was is None or earlier_model_fingerprint(was) else was
 
 
-def _comparable(value: Any) -> Any:
+def comparable_setting(value: Any) -> Any:
     """An option as compared: ``"0.5,0.5"`` and ``[0.5, 0.5]`` alike (the command line
     records text, the Python API lists)."""
     if isinstance(value, str) and value and all(
@@ -191,10 +191,27 @@ def _check_indices(out: Path, parts: list[SusceptibilityMaps], keys: list[str],
     two images would share it: the data changed, or it was loaded another way)."""
     scanned = {int(index): key for part in parts
                for index, key in zip(part.image_indices.tolist(), part.image_keys.tolist(),
-                                     strict=True) if index >= 0}
+                                     strict=True)}
+    check_same_pixels(out, scanned, keys, indices, ScanMismatchError)
+
+
+def check_same_pixels(out: Path, earlier: dict[int, str], keys: list[str], indices: list[int],
+                      error: type[ValueError]) -> None:
+    """Refuse an index a folder holds with other pixels than the image given now.
+
+    Args:
+        out: the folder.
+        earlier: dataset index -> pixel key of the images it holds.
+        keys: the pixel keys of the images given now.
+        indices: their dataset indices (``-1``: a file, not checked).
+        error: the folder kind's mismatch error.
+
+    Raises:
+        ValueError: ``error``, naming the index.
+    """
     for index, key in zip(indices, keys, strict=True):
-        if index >= 0 and index in scanned and scanned[index] != key:
-            raise ScanMismatchError(
+        if index >= 0 and index in earlier and earlier[index] != key:
+            raise error(
                 f"{out} holds image index {index} with other pixels than the image given "
                 "now under that index (the data changed, or it was resized another way); "
                 "restore the data, or choose another output folder")

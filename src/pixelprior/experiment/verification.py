@@ -11,12 +11,12 @@ not verified again, and an index given to other pixels is refused.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from .._streams import pixel_keys
 from ..models import model_fingerprint
 from ..search import Verification, Verifier
 from .progress import ProgressReporter, as_reporter, reporting
+from .scans import check_same_pixels, comparable_setting
 
 ROWS_FILE = "verification.jsonl"
 SETTINGS_FILE = "verification.json"
@@ -103,7 +104,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     keys = pixel_keys(images)
     with RunLock(out):
         rows = _earlier_rows(out, settings)
-        _check_indices(out, rows, keys, indices)
+        check_same_pixels(out, {row["image_index"]: row["image_key"] for row in rows},
+                          keys, indices, VerificationMismatchError)
         done = {row["image_key"] for row in rows}
         todo = [n for n, key in enumerate(keys) if key not in done]
         if rows and log is not None and todo:
@@ -111,7 +113,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                 f"{len(todo)} left")
         write_json_atomic(out / SETTINGS_FILE, settings)
         guard = interrupts.critical if interrupts is not None else nullcontext
-        fooled = sum(row["fooled"] for row in rows if row["image_key"] in set(keys))
+        given = set(keys)
+        fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
         with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
                        fooled, what="fooled") as bar:
             for n in todo:
@@ -215,8 +218,6 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     """The rows an earlier run left in ``out``, after checking it used these settings."""
     if not (out / ROWS_FILE).is_file():
         return []
-    import json
-
     try:
         earlier = json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -224,22 +225,12 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
-        if _comparable(earlier.get(name)) != _comparable(settings.get(name)):
+        if comparable_setting(earlier.get(name)) != comparable_setting(settings.get(name)):
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
-
-
-def _check_indices(out: Path, rows: list[dict], keys: list[str], indices: list[int]) -> None:
-    """Refuse an index verified earlier with other pixels (the data changed)."""
-    earlier = {row["image_index"]: row["image_key"] for row in rows if row["image_index"] >= 0}
-    for key, index in zip(keys, indices, strict=True):
-        if index >= 0 and index in earlier and earlier[index] != key:
-            raise VerificationMismatchError(
-                f"{out} holds image {index} with other pixels: the data changed since it "
-                "was verified; restore it, or choose another output folder")
 
 
 def _save_positions(out: Path, answer: Verification, key: str, size: torch.Size) -> str:
@@ -259,10 +250,3 @@ def _save_positions(out: Path, answer: Verification, key: str, size: torch.Size)
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
-
-
-def _comparable(value: Any) -> Any:
-    """Lists and tuples compare equal (JSON reads tuples back as lists)."""
-    if isinstance(value, (list, tuple)):
-        return [_comparable(v) for v in value]
-    return value

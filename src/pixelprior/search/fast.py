@@ -46,7 +46,7 @@ from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
-from .verify import BoundUnsupportedError, Verification, Verifier
+from .verify import BoundUnsupportedError, Verification, Verifier, margin_order
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
@@ -124,8 +124,8 @@ class FastAttack(Attack):
         self.refine_budget = refine_budget
         self.refine_positions = refine_positions
         self.max_positions = max_positions
-        verify = {True: "on", False: "off"}.get(verify, verify) if isinstance(
-            verify, bool) else verify
+        if isinstance(verify, bool):
+            verify = "on" if verify else "off"
         if verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {VERIFY_MODES} (or a bool), got "
                              f"{verify!r}")
@@ -202,12 +202,11 @@ class FastAttack(Attack):
         rows = todo.nonzero().flatten().tolist()
         if self.verify == "off" or not rows or not self._verify_applies(images, labels, rows):
             return {}
-        margins = found.min_margin.flatten(1).nan_to_num(float("inf"))
+        orders = margin_order(found.min_margin)  # the corner scan's, already made
         out = {}
         for row in rows:
-            order = torch.argsort(margins[row].cpu(), stable=True)
             (out[row],) = self._verifier.verify(images[row:row + 1], labels[row:row + 1],
-                                                orders=order[None])
+                                                orders=orders[row:row + 1])
         return out
 
     def _verify_applies(self, images, labels, rows: list[int]) -> bool:
@@ -232,17 +231,15 @@ class FastAttack(Attack):
         if key not in self._verify_decided:
             row = rows[0]
             try:
-                symbols = self._verifier.probe(images[row:row + 1], int(labels[row]),
-                                               limit=AUTO_MAX_SYMBOLS)
-                fits = symbols is not None
+                fits = self._verifier.probe(images[row:row + 1], int(labels[row]),
+                                            limit=AUTO_MAX_SYMBOLS) is not None
+                if not fits:
+                    self.note = (f"verification skipped (verify='auto'): one box of the "
+                                 f"whole color cube needs more than {AUTO_MAX_SYMBOLS:,} "
+                                 "symbols, each a pass through the pixel's cone; use "
+                                 "verify='on' to verify anyway")
             except BoundUnsupportedError as exc:
-                self.note = f"verification skipped: {exc}"
-                fits, symbols = False, 0
-            if symbols is None:
-                self.note = (f"verification skipped (verify='auto'): one box of the whole "
-                             f"color cube needs more than {AUTO_MAX_SYMBOLS:,} symbols, each "
-                             "a pass through the pixel's cone; use verify='on' to verify "
-                             "anyway")
+                self.note, fits = f"verification skipped: {exc}", False
             self._verify_decided[key] = fits
         return self._verify_decided[key]
 

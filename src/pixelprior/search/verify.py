@@ -48,7 +48,7 @@ from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, TooManySym
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
-           "Verifier"]
+           "Verifier", "margin_order"]
 
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the logits)
@@ -168,6 +168,20 @@ class _Frontier:
         return out
 
 
+def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
+    """Positions by a scan's lowest margin, low first (ties, and positions not scanned,
+    in raster order after them).
+
+    Args:
+        min_margin: float ``[B, H, W]`` (NaN where not scanned).
+
+    Returns:
+        long ``[B, H · W]`` on the CPU.
+    """
+    margins = min_margin.flatten(1).nan_to_num(float("inf"))
+    return torch.argsort(margins.cpu(), dim=1, stable=True)
+
+
 class Verifier:
     """Branch and bound over each pixel's color cube (see the module docstring).
 
@@ -272,8 +286,7 @@ class Verifier:
 
         scan = SusceptibilityScan(self.model, 2, self._scorer_for(images[:1]),
                                   batch_invariant=True)
-        margins = scan(images, labels).min_margin.flatten(1).nan_to_num(float("inf"))
-        return torch.argsort(margins.cpu(), dim=1, stable=True)
+        return margin_order(scan(images, labels).min_margin)
 
     def probe(self, image: torch.Tensor, label: int, limit: int | None = None) -> int | None:
         """The symbols one box of the whole color cube at the image's center needs: a
