@@ -63,3 +63,39 @@ def test_bad_options_are_one_line(tmp_path):
                         "convsmall-cifar10", option, value, "--out", tmp_path / "v")
         clean_error(result, 2, phrase)
     assert not (tmp_path / "v").exists()
+
+
+def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path):
+    out = tmp_path / "exact"
+    result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
+                    "convsmall-cifar10", "--images", 1, "--first-index", 1, "--exact",
+                    "--budget", 60, "--out", out)
+    assert result.exit_code == 0, result.output
+    settings = json.loads((out / "verification.json").read_text())
+    assert settings["exact"] is True and settings["budget"] == 60.0
+    row = json.loads((out / "verification.jsonl").read_text())
+    assert (out / row["positions_file"]).is_file()
+    scored = invoke("evaluate-maps", out, "--methods", "gradient,random,oracle")
+    assert scored.exit_code == 0, scored.output
+    assert "exact verdicts" in (out / "map_metrics.md").read_text()
+    oracle = json.loads((out / "map_metrics.json").read_text())["methods"][-1]
+    assert oracle["method"] == "oracle"
+    if row["positions_vulnerable"]:
+        assert oracle["auc_mean"] == 1.0 and oracle["mean_queries_to_first"] == 1
+    again = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
+                   "convsmall-cifar10", "--images", 1, "--first-index", 1, "--exact",
+                   "--budget", 60, "--out", out)  # the map files beside it are its own
+    assert again.exit_code == 0, again.output
+
+
+def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
+    for options, phrase in [(["--budget", 5], "give it with --exact"),
+                            (["--exact", "--levels", 4], "choose a grid of colors")]:
+        result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
+                        "convsmall-cifar10", *options, "--out", tmp_path / "s")
+        clean_error(result, 2, phrase)
+    per_image = tmp_path / "v"
+    invoke("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+           "--images", 1, "--first-index", 1, "--out", per_image)
+    clean_error(invoke("evaluate-maps", per_image), 2, "made without --exact")
+    assert not (tmp_path / "s").exists()

@@ -13,7 +13,12 @@ import pytest
 import torch
 
 from pixelprior._io import OutputLocationError, read_rows
-from pixelprior.experiment import VerificationMismatchError, load_positions, run_verification
+from pixelprior.experiment import (
+    VerificationMismatchError,
+    exact_ground_truth,
+    load_positions,
+    run_verification,
+)
 from pixelprior.experiment.verification import ROWS_FILE, SETTINGS_FILE
 from pixelprior.scoring import perturb_rows
 
@@ -119,3 +124,23 @@ def test_a_folder_of_other_files_and_settings_without_rows_are_refused(tiny, tmp
     (folder / SETTINGS_FILE).write_text("{")
     with pytest.raises(VerificationMismatchError, match="no readable"):
         run_verification(folder, model, images[:1], labels[:1], [0], budget=None)
+
+
+def test_exact_verdicts_are_a_ground_truth_for_map_evaluation(tiny, out, tmp_path):
+    model, images, labels = tiny
+    rows = run_verification(out, model, images[:2], labels[:2], [5, 6], budget=None,
+                            exact=True, deterministic=True)
+    truth = exact_ground_truth(out)
+    assert truth.exact and truth.image_indices.tolist() == [5, 6]
+    assert truth.image_keys.tolist() == [row["image_key"] for row in rows]
+    for n, row in enumerate(rows):
+        status = load_positions(out / row["positions_file"])["status"]
+        assert (truth.vulnerable[n] == (status == 1)).all()
+        assert (truth.unknown[n] == (status == 2)).all()
+        assert truth.vulnerable[n].sum() == row["positions_vulnerable"]
+    per_image = tmp_path / "per-image"
+    run_verification(per_image, model, images[:1], labels[:1], [5], budget=None)
+    with pytest.raises(ValueError, match="without --exact"):
+        exact_ground_truth(per_image)
+    with pytest.raises(FileNotFoundError, match="verify ... --exact"):
+        exact_ground_truth(tmp_path / "nothing")

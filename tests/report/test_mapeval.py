@@ -96,3 +96,38 @@ def test_scan_costs_equal_what_ranked_scan_attacks_spend():
         assert [r.queries for r in out.results] == expected, method
         assert [r.success for r in out.results] == scan.vulnerable.reshape(4, -1).any(
             1).tolist()
+
+
+def test_undecided_positions_are_left_out_of_the_metrics_and_walked_by_the_scan():
+    vulnerable = np.zeros((4, 4), dtype=bool)
+    vulnerable[0, :2] = True
+    decided = np.ones((4, 4), dtype=bool)
+    decided[3, :] = False  # 4 positions the verifier left undecided
+    smap = np.random.default_rng(0).random((4, 4))
+    smap[3, :] = 2.0  # the map ranks the undecided positions first
+    smap[0, 0] = 1.5
+    m = image_metrics(smap, vulnerable, smap, tau=0.5, top_k=(1,), colours=1,
+                      generator=torch.Generator().manual_seed(0), decided=decided)
+    known = decided.ravel()
+    assert m.auc == roc_auc(smap.ravel()[known], vulnerable.ravel()[known])
+    assert m.base_rate == 2 / 12 and m.lift == {1: 6.0}  # the best decided one is vulnerable
+    assert m.set_size == int((smap.ravel()[known] > 0.5).sum())
+    assert m.first_rank == 4 and m.queries_to_first == 5  # the scan walks the undecided 4
+
+
+def test_maps_are_scored_against_exact_verdicts_without_their_unknowns():
+    status = np.array([[[1, 0], [2, 0]], [[0, 0], [0, 1]]])
+    truth = SusceptibilityMaps(
+        np.array(["a" * 16, "b" * 16]), np.array([3, 4]), np.array([0, 1]),
+        np.full((2, 2, 2), np.nan, np.float32),
+        np.select([status == 1, status == 2], [-1.0, 0.0], 1.0).astype(np.float32),
+        status == 1, np.zeros((2, 2, 2, 3), np.float32), 0, unknown=status == 2)
+    assert truth.exact and truth.colours == 1
+    smap = np.array([[[0.9, 0.1], [1.0, 0.2]], [[0.3, 0.1], [0.2, 0.8]]], np.float32)
+    rows = evaluate_maps(truth, {"m": smap}, top_k=(1,))
+    assert [r["unknown_positions"] for r in rows] == [1, 0]
+    assert [r["auc"] for r in rows] == [1.0, 1.0]  # the unknown position ranked first is out
+    assert [r["queries_to_first"] for r in rows] == [2, 1]
+    assert truth.oracle_map()[0].tolist() == [[1.0, 0.0], [0.5, 0.0]]
+    with pytest.raises(ValueError, match="verification folder"):
+        truth.save("never.npz")

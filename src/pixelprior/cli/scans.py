@@ -48,6 +48,12 @@ def susceptibility(
     fast: bool = typer.Option(False, "--fast", help="The fast answer instead of the full "
                               "map: the corners in the gradient's order, per image the first "
                               "success or a certificate on the corner grid (fast.json)."),
+    exact: bool = typer.Option(False, "--exact", help="Every color, not a grid: the sound "
+                               "verifier decides each position (vulnerable with a witness, "
+                               "robust by proof, or unknown past --budget); the same as "
+                               "`pixelprior verify --exact`."),
+    budget: float | None = typer.Option(None, help="With --exact: seconds per image [60] "
+                                        "(0: no limit)."),
     model_options: ModelOptions = None,
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -68,6 +74,8 @@ def susceptibility(
         levels: colours per channel.
         corners: the 8 corners of the colour cube only.
         fast: the fast answer per image instead of the full map.
+        exact: the verifier's verdict at every position over every color.
+        budget: with ``exact``, seconds per image.
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         engine: how candidates are scored.
         device: where the model runs.
@@ -78,6 +86,18 @@ def susceptibility(
         UsageProblem: a bad option (one line, exit 2, nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    if exact:
+        if fast or corners or levels != 3:
+            fail("--exact decides every color of the cube; --fast, --levels and --corners "
+                 "choose a grid of colors instead")
+        from .verify import verify_into  # the verify command's run (it imports this module)
+
+        verify_into(target, out, source, data, images, first_index,
+                    60.0 if budget is None else budget, None, None, True, False,
+                    model_options, device, no_resize)
+        return
+    if budget is not None:
+        fail("--budget is the verifier's time per image; give it with --exact")
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:
@@ -141,7 +161,8 @@ def susceptibility(
 
 @app.command("evaluate-maps")
 def evaluate_maps_cmd(
-    directory: Path = typer.Argument(..., help="A susceptibility folder (maps.npz)."),
+    directory: Path = typer.Argument(..., help="A susceptibility folder: maps.npz (a scan) "
+                                     "or verification.jsonl (exact verdicts, --exact)."),
     more_methods: list[str] | None = typer.Argument(None, hidden=True),
     methods: str = typer.Option("smoothgrad,gradient,integrated_gradients,gradcam,occlusion,"
                                 "random,oracle", help="Maps to score, space or comma "
@@ -161,8 +182,9 @@ def evaluate_maps_cmd(
     allow_pickle: AllowPickle = False,
     out: Path | None = typer.Option(None, help="Output folder [the scan's folder]."),
 ) -> None:
-    """Score sensitivity maps against an exhaustive scan: ROC AUC, precision of S, lift of
-    the top k, Spearman vs the oracle map, queries of a scan ranked by each map.
+    """Score sensitivity maps against an exhaustive scan, or against the exact verdicts of
+    `susceptibility --exact`: ROC AUC, precision of S, lift of the top k, Spearman vs the
+    oracle map, queries (positions) of a scan ranked by each map.
     \f
     Args:
         directory: a susceptibility folder.
@@ -195,9 +217,11 @@ def evaluate_maps_cmd(
         fail(f"--top-k takes comma-separated integers, got {top_k!r}")
     if min(ks) < 1:
         fail(f"--top-k takes positive integers (positions), got {top_k!r}")
-    if not (directory / "maps.npz").is_file():
-        fail(f"{directory} holds no maps.npz; make it with `pixelprior susceptibility ... "
-             f"--out {directory}`")
+    if not ((directory / "maps.npz").is_file()
+            or (directory / "verification.jsonl").is_file()):
+        fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "
+             f"with `pixelprior susceptibility ... --out {directory}` (a scan of a color "
+             "grid) or `... --exact` (the verifier's verdicts over every color)")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
@@ -205,9 +229,10 @@ def evaluate_maps_cmd(
     summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
                                  str(data) if data else None, pick_device(device),
                                  allow_pickle=allow_pickle)
-    shown = table(f"maps vs the oracle of {directory}", [
+    exact = not (directory / "maps.npz").is_file()
+    shown = table(f"maps vs the {'exact verdicts' if exact else 'oracle'} of {directory}", [
         "method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
-        "queries to first"])
+        "positions to first" if exact else "queries to first"])
     for s in summary:
         shown.add_row(s["method"], num(s["auc_mean"], 3), num(s["precision_at_tau"], 3),
                       num(s["base_rate"], 3), num(s[f"lift_top{ks[0]}"]),

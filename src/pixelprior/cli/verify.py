@@ -80,6 +80,16 @@ def verify(
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    verify_into(target, out, source, data, images, first_index, budget, max_boxes, tolerance,
+                exact, deterministic, model_options, device, no_resize)
+
+
+def verify_into(target: str, out: Path, source: str, data: Path | None, images: int,
+                first_index: int, budget: float, max_boxes: int | None,
+                tolerance: float | None, exact: bool, deterministic: bool,
+                model_options: ModelOptions, device: str, no_resize: bool) -> None:
+    """The command's run (``susceptibility --exact`` runs it too); arguments as the
+    command's options."""
     _check_options(images, first_index, budget, max_boxes, tolerance, source)
     device = pick_device(device)
     model_options.check()

@@ -38,9 +38,14 @@ class SusceptibilityMaps:
         vulnerable: ``bool [B, H, W]``: some color fools the model there.
         best_colour: ``float32 [B, H, W, C]``: the color of the lowest margin (the
             ``maps.npz`` key keeps its name).
-        levels: the color grid's levels per channel.
+        levels: the color grid's levels per channel; 0 for the exact ground truth of the
+            sound verifier (every color of the cube, see
+            :func:`~pixelprior.experiment.exact_ground_truth`).
         source: the file it was read from.
         info: what the scan was made with (model, data, options).
+        unknown: ``bool [B, H, W]``: positions the verifier left undecided (the exact
+            ground truth only; ``None`` for a scan, which decides every position). Map
+            metrics leave them out.
     """
 
     image_keys: np.ndarray
@@ -53,6 +58,24 @@ class SusceptibilityMaps:
     levels: int
     source: str = ""
     info: dict = field(default_factory=dict)
+    unknown: np.ndarray | None = None
+
+    @property
+    def exact(self) -> bool:
+        """The ground truth covers every color (the verifier's), not a grid."""
+        return self.levels == 0
+
+    @property
+    def colours(self) -> int:
+        """Model queries per position of a scan over the grid (1 for the exact ground
+        truth: a position is one verification)."""
+        return 1 if self.exact else self.levels ** self.best_colour.shape[-1]
+
+    def decided(self, row: int) -> np.ndarray:
+        """``bool [H, W]``: the positions of image ``row`` whose verdict is known."""
+        if self.unknown is None:
+            return np.ones(self.vulnerable.shape[1:], dtype=bool)
+        return ~self.unknown[row]
 
     def oracle_map(self) -> np.ndarray:
         """The lowest margin, negated and min-max normalised per image, so every
@@ -98,7 +121,13 @@ class SusceptibilityMaps:
 
         Args:
             path: the file.
+
+        Raises:
+            ValueError: the exact ground truth (it lives in its verification folder).
         """
+        if self.exact:
+            raise ValueError("the exact ground truth is read from its verification folder "
+                             "(pixelprior verify --exact), not saved as a scan")
         save_npz_atomic(Path(path), image_keys=self.image_keys,
                         image_indices=self.image_indices, labels=self.labels,
                         min_true_probability=self.min_true_probability,

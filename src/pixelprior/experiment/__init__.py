@@ -49,7 +49,12 @@ from .rows import RESULTS, ROW_KEY, RowLimits, read_results, row_problem
 from .rundir import ForeignRowError, InputsChangedError, read_run
 from .runner import ExperimentRunner
 from .scans import ScanMismatchError, run_scan
-from .verification import VerificationMismatchError, load_positions, run_verification
+from .verification import (
+    VerificationMismatchError,
+    exact_ground_truth,
+    load_positions,
+    run_verification,
+)
 from .worker import MAPS_DIR, GroupWorker, load_maps, maps_path, save_maps
 
 __all__ = [
@@ -58,8 +63,8 @@ __all__ = [
     "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
     "SENSITIVITIES", "ScanMismatchError", "SelectionError", "VerificationMismatchError",
     "build_attack", "build_model", "correctly_classified", "cost_lines", "describe_inputs",
-    "device_problem", "environment", "input_size", "load_dataset", "load_maps",
-    "load_model_of", "load_positions", "maps_path", "max_queries", "modes_help",
+    "device_problem", "environment", "exact_ground_truth", "input_size", "load_dataset",
+    "load_maps", "load_model_of", "load_positions", "maps_path", "max_queries", "modes_help",
     "package_version", "parse_mode", "read_config_file", "read_results", "read_run",
     "resolve_device", "row_problem", "run_scan", "run_verification", "save_maps",
     "scanned_positions", "select_images",

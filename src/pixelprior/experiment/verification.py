@@ -33,6 +33,7 @@ from .._io import (
     write_json_atomic,
 )
 from .._streams import pixel_keys
+from ..data import SusceptibilityMaps
 from ..models import model_fingerprint
 from ..search import Verification, Verifier
 from .progress import ProgressReporter, as_reporter, reporting
@@ -42,7 +43,11 @@ ROWS_FILE = "verification.jsonl"
 SETTINGS_FILE = "verification.json"
 POSITIONS_DIR = "positions"
 # what a verification folder holds (anything else there is someone's other files)
-OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summary.json"})
+OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summary.json",
+                       "map_metrics.csv", "map_metrics.md", "map_metrics.json",
+                       "method_maps.npz"} | {
+    f"{name}.{ext}" for name in ("roc", "maps_compared", "ranked_scans")
+    for ext in ("png", "pdf")})  # with what `evaluate-maps` writes beside exact verdicts
 # the settings that change a verdict: a resume must be given the same ones (the device
 # and the engine that scores candidate points change float bits at most)
 VERDICT_SETTINGS = ("model", "weights", "model_fingerprint", "mean", "std", "input_size",
@@ -200,6 +205,62 @@ def load_positions(path: str | Path) -> dict[str, np.ndarray]:
     """
     with np.load(path) as saved:
         return {name: saved[name] for name in saved.files}
+
+
+def exact_ground_truth(folder: str | Path) -> SusceptibilityMaps:
+    """The per-position verdicts of an ``exact`` verification folder as the ground truth
+    map evaluation reads: ``vulnerable`` where a color of the cube fools the model (a
+    witness the model confirmed), ``unknown`` where the budget ran out first (left out of
+    the metrics), every other position proved robust over every color.
+
+    The result's ``levels`` is 0 (every color, not a grid); ``min_margin`` is -1 / 0 / 1
+    for vulnerable / unknown / robust (the verifier proves verdicts, not margins, so the
+    oracle map ranks the verdicts themselves); ``best_colour`` is the witness (``nan``
+    where none); ``min_true_probability`` is ``nan``.
+
+    Args:
+        folder: a folder of ``pixelprior verify --exact`` (or ``susceptibility --exact``).
+
+    Returns:
+        The ground truth, images in the folder's order.
+
+    Raises:
+        FileNotFoundError: no verification in ``folder``.
+        ValueError: the folder's verdicts are not exact (made without ``--exact``), or a
+            positions file is missing or unreadable.
+    """
+    folder = Path(folder)
+    if not (folder / ROWS_FILE).is_file():
+        raise FileNotFoundError(f"{folder} holds no {ROWS_FILE}; make it with `pixelprior "
+                                f"verify ... --exact --out {folder}`")
+    info = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    if not info.get("exact"):
+        raise ValueError(f"{folder} holds per-image verdicts only (made without --exact); "
+                         "map evaluation needs every position's: run `pixelprior verify "
+                         "... --exact` into another folder")
+    rows = read_rows(folder / ROWS_FILE)
+    if not rows:
+        raise ValueError(f"{folder} holds no verified image yet")
+    statuses, witnesses = [], []
+    for row in rows:
+        try:
+            saved = load_positions(folder / row["positions_file"])
+        except (KeyError, OSError, ValueError) as exc:
+            raise ValueError(f"{folder}: the positions of image {row['image_index']} are "
+                             f"missing or unreadable ({exc}); run the same `pixelprior "
+                             "verify --exact` command again into a new folder") from None
+        statuses.append(saved["status"])
+        witnesses.append(saved["witness"].astype(np.float32))
+    status = np.stack(statuses)
+    margin = np.select([status == STATUS_CODES["vulnerable"], status == STATUS_CODES["unknown"]],
+                       [-1.0, 0.0], 1.0).astype(np.float32)
+    return SusceptibilityMaps(
+        np.array([row["image_key"] for row in rows]),
+        np.array([row["image_index"] for row in rows], dtype=np.int64),
+        np.array([row["label"] for row in rows], dtype=np.int64),
+        np.full(status.shape, np.nan, dtype=np.float32), margin,
+        status == STATUS_CODES["vulnerable"], np.stack(witnesses), 0, str(folder / ROWS_FILE),
+        info, status == STATUS_CODES["unknown"])
 
 
 def check_verification_folder(out: Path | str) -> None:

@@ -30,6 +30,7 @@ from .._format import number
 from .._io import check_writable_dir, dumps, save_npz_atomic, write_text_atomic
 from .._streams import image_key, pixel_keys, stream
 from ..data import (
+    MAPS_FILE,
     SusceptibilityMaps,
     fit_image,
     load_cifar10,
@@ -37,6 +38,8 @@ from ..data import (
     read_image_file,
     to_float,
 )
+from ..experiment import exact_ground_truth
+from ..experiment.verification import ROWS_FILE as VERIFICATION_ROWS
 from ..maps import METHODS as MAP_METHODS
 from ..maps import sensitivity_from_settings as make_sensitivity
 from ..models import as_registered, load_model, load_model_spec, model_spec
@@ -65,7 +68,8 @@ class ImageMetrics:
 
 def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, tau: float,
                   top_k: tuple[int, ...], colours: int, generator: torch.Generator,
-                  ranking: np.ndarray | None = None) -> ImageMetrics:
+                  ranking: np.ndarray | None = None,
+                  decided: np.ndarray | None = None) -> ImageMetrics:
     """All metrics of one map on one image.
 
     Args:
@@ -77,25 +81,33 @@ def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, 
         colours: colors per position of the scan's grid.
         generator: breaks ties of the ranking.
         ranking: the ranked scan's order (default: the map).
+        decided: ``bool [H, W]``: the positions whose verdict is known (default: all).
+            The AUC, precision, base rate, lift and Spearman are computed over these
+            only; the ranked scan walks every position (an undecided one costs its
+            queries and is never its first success).
 
     Returns:
         The :class:`ImageMetrics`.
     """
     from scipy.stats import spearmanr
 
-    flat, truth = smap.ravel().astype(np.float64), vulnerable.ravel().astype(bool)
-    base = float(truth.mean())
-    chosen = flat > tau
-    precision = float(truth[chosen].mean()) if chosen.any() else float("nan")
-    scores = flat if ranking is None else ranking.ravel().astype(np.float64)
+    known = (np.ones(vulnerable.size, dtype=bool) if decided is None
+             else decided.ravel().astype(bool))
+    every, truth = smap.ravel().astype(np.float64), vulnerable.ravel().astype(bool)
+    scores = every if ranking is None else ranking.ravel().astype(np.float64)
     order = rank_positions(torch.from_numpy(scores)[None], [generator])[0].numpy()
-    ranked_truth = truth[order]
-    lift = {k: (float(ranked_truth[:k].mean()) / base if base > 0 else float("nan"))
-            for k in top_k}
-    hits = np.flatnonzero(ranked_truth)
+    hits = np.flatnonzero(truth[order])
     first = int(hits[0]) if hits.size else -1
     queries = (first + 1) * colours if first >= 0 else truth.size * colours
-    rho = spearmanr(flat, oracle.ravel()).statistic if flat.std() > 0 else float("nan")
+    ranked_truth = truth[order][known[order]]  # the ranking among decided positions
+    flat, truth = every[known], truth[known]
+    base = float(truth.mean()) if truth.size else float("nan")
+    chosen = flat > tau
+    precision = float(truth[chosen].mean()) if chosen.any() else float("nan")
+    lift = {k: (float(ranked_truth[:k].mean()) / base if base > 0 else float("nan"))
+            for k in top_k}
+    rho = (spearmanr(flat, oracle.ravel()[known]).statistic if flat.std() > 0
+           else float("nan"))
     return ImageMetrics(roc_auc(flat, truth), precision, int(chosen.sum()), base, lift,
                         float(rho), int(queries), first)
 
@@ -153,7 +165,7 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
     Returns:
         One row per (method, image).
     """
-    colours = scan.levels ** scan.best_colour.shape[-1]
+    colours = scan.colours
     oracle = scan.oracle_map()
     # each image's random-stream key, computed once for every method
     keys = ([image_key(images[row], int(scan.labels[row])) for row in range(len(scan.labels))]
@@ -167,9 +179,12 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
                 generator = torch.Generator().manual_seed(
                     (int(scan.image_keys[row][:15], 16) + seed) % (2**63))
             ranking = np.zeros_like(values[row]) if method == "random" else None
+            decided = scan.decided(row)
             m = image_metrics(values[row], scan.vulnerable[row], oracle[row], tau, top_k,
-                              colours, generator, ranking)
+                              colours, generator, ranking, decided)
             vulnerable = int(scan.vulnerable[row].sum())
+            unknown = {} if scan.unknown is None else {
+                "unknown_positions": int((~decided).sum())}
             rows.append({
                 "method": method, "image_index": int(scan.image_indices[row]),
                 "vulnerable_positions": vulnerable, "auc": m.auc if vulnerable else None,
@@ -177,7 +192,7 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
                 "set_size": m.set_size, "base_rate": m.base_rate,
                 **{f"lift_top{k}": (v if vulnerable else None) for k, v in m.lift.items()},
                 "spearman_vs_oracle": m.spearman, "queries_to_first": m.queries_to_first,
-                "first_rank": m.first_rank})
+                "first_rank": m.first_rank, **unknown})
     return rows
 
 
@@ -233,18 +248,17 @@ def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
     Returns:
         The Markdown text.
     """
-    colours = scan.levels ** scan.best_colour.shape[-1]
     positions = int(np.prod(scan.vulnerable.shape[1:]))
     fooled = int(scan.vulnerable.reshape(len(scan.labels), -1).any(1).sum())
     lines = ["# Do sensitivity maps find the vulnerable pixels?", "",
-             f"Ground truth: exhaustive scan of {len(scan.labels)} images ({positions} "
-             f"positions × {colours} colours); {fooled} have at least one vulnerable "
+             _truth_line(scan, positions) + f"; {fooled} have at least one vulnerable "
              f"position. Metrics over those {fooled} images; S = {{s > {tau}}}. Map "
              f"settings: {settings}.", "",
              "| method | ROC AUC (95% CI) | precision of S | base rate | mean |S| | "
              "empty S | " + " | ".join(f"lift top-{k}" for k in top_k)
-             + " | Spearman vs oracle | queries to first success, ranked scan (mean / "
-             "median) |",
+             + " | Spearman vs oracle | "
+             + ("positions" if scan.exact else "queries")
+             + " to first success, ranked scan (mean / median) |",
              "|---|---|---|---|---|---|" + "---|" * len(top_k) + "---|---|"]
     fmt = lambda v, d=3: number(v, d)  # noqa: E731
     for s in summary:
@@ -259,7 +273,26 @@ def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
               "not empty. Lift: precision of the k top-ranked positions over the base rate. "
               "Queries: a scan in the map's order, all colours of a position at once, up to "
               "and including the first vulnerable position (the oracle's is the floor)."]
+    if scan.exact:
+        lines[-1] = lines[-1].replace("Queries: a scan in the map's order, all colours of a "
+                                      "position at once,", "Positions: a scan in the map's "
+                                      "order, one position at a time,")
+        lines += ["", "Undecided positions (the verifier's budget ran out) are left out of "
+                  "the AUC, precision, base rate, lift and Spearman; a ranked scan still "
+                  "walks them."]
     return "\n".join(lines) + "\n"
+
+
+def _truth_line(scan: SusceptibilityMaps, positions: int) -> str:
+    """What the ground truth is: a scan over a grid, or the verifier's proofs."""
+    count = len(scan.labels)
+    if not scan.exact:
+        return (f"Ground truth: exhaustive scan of {count} images ({positions} positions × "
+                f"{scan.colours} colours)")
+    unknown = int(scan.unknown.sum()) if scan.unknown is not None else 0
+    return (f"Ground truth: the sound verifier's exact verdicts on {count} images "
+            f"({positions} positions × every color of the cube: vulnerable with a witness, "
+            f"or proved robust; {unknown:,} position(s) left undecided)")
 
 
 def scan_images(scan: SusceptibilityMaps, data: str | None = None
@@ -321,12 +354,34 @@ def _floats(value):
     return [float(v) for v in value.split(",")] if isinstance(value, str) else value
 
 
+def load_ground_truth(directory: str | Path) -> SusceptibilityMaps:
+    """The ground truth in a folder: an exhaustive scan (``maps.npz``) or the verifier's
+    exact verdicts (``verification.jsonl`` of ``verify --exact``).
+
+    Args:
+        directory: the folder.
+
+    Returns:
+        The ground truth.
+
+    Raises:
+        FileNotFoundError: neither is there.
+        ValueError: a verification folder without per-position verdicts, or an
+            unreadable file.
+    """
+    directory = Path(directory)
+    if (directory / MAPS_FILE).is_file() or not (directory / VERIFICATION_ROWS).is_file():
+        return SusceptibilityMaps.load(directory)
+    return exact_ground_truth(directory)
+
+
 def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Path | None = None,
                        tau: float = 0.5, top_k: tuple[int, ...] = (10, 50, 100),
                        sensitivity_kwargs: dict | None = None, data: str | None = None,
                        device: str = "cpu", seed: int = 0, allow_pickle: bool = False
                        ) -> list[dict]:
-    """Score ``methods``' maps against the scan in ``directory``; write
+    """Score ``methods``' maps against the ground truth in ``directory`` (a scan, or the
+    verifier's exact verdicts: :func:`load_ground_truth`); write
     ``map_metrics.csv``, ``map_metrics.md``, ``map_metrics.json``, ``roc.png``,
     ``maps_compared.png`` and ``ranked_scans.png`` into ``out``.
 
@@ -359,7 +414,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     directory = Path(directory)
     out = Path(out) if out is not None else directory
     check_writable_dir(out)
-    scan = SusceptibilityMaps.load(directory)
+    scan = load_ground_truth(directory)
     settings = {"score": "logit", "reduction": "max_abs", "normalization": "minmax",
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}

@@ -33,8 +33,11 @@ def roc_figure(directory: Path, scan, maps: dict) -> plt.Figure:
     for method, values in maps.items():
         if not fooled:
             break
-        curve = np.mean([roc_curve(values[r], scan.vulnerable[r], grid) for r in fooled], 0)
-        auc = np.nanmean([roc_auc(values[r], scan.vulnerable[r]) for r in fooled])
+        known = {r: scan.decided(r) for r in fooled}  # undecided positions left out
+        curve = np.mean([roc_curve(values[r][known[r]], scan.vulnerable[r][known[r]], grid)
+                         for r in fooled], 0)
+        auc = np.nanmean([roc_auc(values[r][known[r]], scan.vulnerable[r][known[r]])
+                          for r in fooled])
         ax.plot(grid, curve, label=f"{method} (AUC {auc:.2f})",
                 linestyle=":" if method in ("random", "oracle") else "-")
     ax.plot([0, 1], [0, 1], color="gray", linewidth=0.5)
@@ -92,7 +95,7 @@ def ranked_scans_figure(directory: Path, rows: pd.DataFrame, scan) -> plt.Figure
         The (saved, closed) figure.
     """
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    colours = scan.levels ** scan.best_colour.shape[-1]
+    colours = scan.colours
     total = int(np.prod(scan.vulnerable.shape[1:])) * colours
     grid = np.unique(np.concatenate([np.geomspace(colours, total, 300), [total]]))
     for method, group in rows.groupby("method", sort=False):
@@ -100,7 +103,8 @@ def ranked_scans_figure(directory: Path, rows: pd.DataFrame, scan) -> plt.Figure
         ax.plot(grid, [(q <= g).mean() for g in grid], label=method,
                 linestyle=":" if method in ("random", "oracle") else "-")
     ax.set_xscale("log")
-    ax.set_xlabel("model queries (ranked scan, log scale)")
+    ax.set_xlabel(("positions verified" if scan.exact else "model queries")
+                  + " (ranked scan, log scale)")
     ax.set_ylabel("share of images fooled")
     top = float((rows.groupby("method")["vulnerable_positions"].apply(
         lambda v: (v > 0).mean())).max()) if len(rows) else 1.0
