@@ -100,3 +100,41 @@ def test_ray_workers_give_the_rows_of_one_worker(tmp_path):
     assert len(one) == len(two) == 24
     assert strip(one) == strip(two)
     assert len(read_results(tmp_path / "two" / "results.jsonl")) == 24
+
+
+def test_ray_workers_verify_as_one_process_does(tmp_path):
+    """``pixelprior verify --workers 2`` (Ray, one CPU each): the same verdicts and
+    per-position files as one process, rows in the images' order, with fixed-size bound
+    calls and no time budget."""
+    pytest.importorskip("ray")
+    import json
+
+    import numpy as np
+
+    from helpers import invoke
+    from pixelprior.experiment import load_positions
+
+    common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+              "--images", 3, "--first-index", 1, "--budget", 0, "--max-boxes", 3000,
+              "--deterministic", "--exact")
+    one = invoke(*common, "--out", tmp_path / "one")
+    two = invoke(*common, "--workers", 2, "--out", tmp_path / "two")
+    assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
+    # one torch thread per worker: float sums in another order move the derived
+    # tolerance in its 8th digit, nothing else
+    timing = {"seconds", "finished", "tolerance"}
+    rows, tolerances = {}, {}
+    for name in ("one", "two"):
+        lines = [json.loads(line) for line in
+                 (tmp_path / name / "verification.jsonl").read_text().splitlines()]
+        rows[name] = [{k: v for k, v in row.items() if k not in timing} for row in lines]
+        tolerances[name] = [row["tolerance"] for row in lines]
+    assert rows["one"] == rows["two"]
+    assert tolerances["one"] == pytest.approx(tolerances["two"], rel=1e-6)
+    assert [r["image_index"] for r in rows["two"]] == [1, 2, 3]
+    for row in rows["one"]:
+        a = load_positions(tmp_path / "one" / row["positions_file"])
+        b = load_positions(tmp_path / "two" / row["positions_file"])
+        assert np.array_equal(a["status"], b["status"])
+        assert np.array_equal(a["witness"], b["witness"], equal_nan=True)
+        assert np.allclose(a["verified_volume"], b["verified_volume"], rtol=0, atol=1e-12)

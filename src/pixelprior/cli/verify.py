@@ -3,6 +3,7 @@ label (or find the pixel that does), with the sound verifier."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -54,6 +55,11 @@ def verify(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
                                    "size differs from the model's input."),
+    workers: int = typer.Option(1, help="Ray workers verifying images side by side (one "
+                                "CPU and one torch thread each, or one GPU); needs "
+                                'pip install "pixelprior[ray]".'),
+    ray_address: str | None = typer.Option(None, help="A Ray cluster to join [a local "
+                                           "one]."),
 ) -> None:
     """Sound verification over every color of every pixel: 'verified' is a proof that no
     one-pixel change alters the label; 'fooled' comes with a pixel the model confirms;
@@ -74,6 +80,8 @@ def verify(
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         device: where the model runs.
         no_resize: refuse an image file of another size than the model's input.
+        workers: Ray workers.
+        ray_address: the Ray cluster to join.
 
     Raises:
         UsageProblem: a bad option or a model the verifier cannot bound (one line, exit 2,
@@ -81,16 +89,24 @@ def verify(
     """
     on_interrupt(BEFORE_RUN)
     verify_into(target, out, source, data, images, first_index, budget, max_boxes, tolerance,
-                exact, deterministic, model_options, device, no_resize)
+                exact, deterministic, model_options, device, no_resize, workers, ray_address)
 
 
 def verify_into(target: str, out: Path, source: str, data: Path | None, images: int,
                 first_index: int, budget: float, max_boxes: int | None,
                 tolerance: float | None, exact: bool, deterministic: bool,
-                model_options: ModelOptions, device: str, no_resize: bool) -> None:
+                model_options: ModelOptions, device: str, no_resize: bool, workers: int = 1,
+                ray_address: str | None = None) -> None:
     """The command's run (``susceptibility --exact`` runs it too); arguments as the
     command's options."""
     _check_options(images, first_index, budget, max_boxes, tolerance, source)
+    if workers < 1:
+        fail(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            fail('--workers > 1 runs on Ray: pip install "pixelprior[ray]"')
     device = pick_device(device)
     model_options.check()
     check_out(out)
@@ -120,11 +136,18 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                     tolerance=tolerance, exact=exact,
                                     deterministic=deterministic, device=device, info=info,
                                     progress=ProgressBar(), interrupts=interrupts,
-                                    log=console.print)
+                                    log=console.print, workers=workers,
+                                    ray_address=ray_address,
+                                    model_factory=partial(_open_net, model_options))
         except Interrupted as exc:
             exc.kept = "the images finished so far are kept; run the same command to resume"
             raise
     _print_rows(rows, out, exact)
+
+
+def _open_net(options: ModelOptions) -> torch.nn.Module:
+    """The command's model, opened on the CPU in a Ray worker's process."""
+    return options.open("cpu").net
 
 
 def _check_options(images: int, first_index: int, budget: float, max_boxes: int | None,

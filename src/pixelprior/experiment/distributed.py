@@ -17,6 +17,7 @@ it; with one, the run joins that cluster (whose workers must have pixelprior ins
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from .config import ConfigError, ExperimentConfig
 from .worker import GroupWorker
@@ -102,3 +103,95 @@ class _Worker:
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict]:
         return self.worker.attack(group)
+
+
+def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tuple],
+               workers: int, ray_address: str | None = None, device: str = "cpu",
+               log: Callable[[str], None] = print) -> Iterator[tuple[int, Any]]:
+    """Verify images on Ray workers (``pixelprior verify --workers N``): each actor builds
+    the model once (``model_factory()``, in its own process) and a
+    :class:`~pixelprior.search.Verifier` with ``settings``, then verifies one image per
+    call.
+
+    Args:
+        model_factory: a picklable callable returning the model (eval mode).
+        settings: the verifier's keyword arguments (budget, max_boxes, tolerance,
+            deterministic).
+        jobs: ``(n, image [1, C, H, W], label [1], stop_at_first)`` per image.
+        workers: actors to start.
+        ray_address: a cluster to join (``None``: a local instance for this call).
+        device: ``cpu``, or ``cuda`` for one GPU per actor.
+        log: told how many workers run on what.
+
+    Yields:
+        ``(n, Verification)`` as the workers finish them.
+
+    Raises:
+        ImportError: Ray is not installed (with how to install it).
+        ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
+    """
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    actors: list = []
+    pending: dict = {}
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if device.startswith("cuda") and gpus < 1:
+            raise ConfigError(f"device {device} asked for, but the Ray cluster has no GPUs; "
+                              "use --device cpu (or auto)")
+        use_gpu = device.startswith("cuda")
+        count = min(workers, len(jobs), gpus if use_gpu else workers)
+        actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
+            _VerifyWorker)
+        actors = [actor.remote(model_factory, settings, "cuda" if use_gpu else "cpu")
+                  for _ in range(count)]
+        where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
+        log(f"ray: {count} worker(s) on {where}")
+        queue = list(jobs)
+        for worker in actors:
+            for _ in range(IN_FLIGHT_PER_WORKER):
+                if queue:
+                    job = queue.pop(0)
+                    pending[worker.verify.remote(*job)] = worker
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            worker = pending.pop(ready)
+            if queue:
+                job = queue.pop(0)
+                pending[worker.verify.remote(*job)] = worker
+            yield ray.get(ready)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        for worker in actors:
+            ray.kill(worker)
+        if started:
+            ray.shutdown()
+
+
+class _VerifyWorker:
+    """A Ray actor holding one model and one :class:`~pixelprior.search.Verifier`."""
+
+    def __init__(self, model_factory: Callable[[], Any], settings: dict, device: str) -> None:
+        import torch
+
+        from ..search import Verifier
+
+        if device == "cpu":
+            torch.set_num_threads(1)
+        self.device = device
+        self.verifier = Verifier(model_factory().to(device).eval(), **settings)
+
+    def verify(self, n: int, image, label, stop_at_first: bool) -> tuple[int, Any]:
+        import dataclasses
+
+        answer = self.verifier.verify(image.to(self.device), label.to(self.device),
+                                      stop_at_first=stop_at_first)[0]
+        verdicts = answer.positions  # back to the caller on the CPU
+        cpu = dataclasses.replace(verdicts, **{
+            f.name: getattr(verdicts, f.name).cpu() for f in dataclasses.fields(verdicts)
+            if hasattr(getattr(verdicts, f.name), "cpu")})
+        return n, dataclasses.replace(answer, positions=cpu)

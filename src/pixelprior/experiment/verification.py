@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,9 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                      info: dict | None = None,
                      progress: ProgressReporter | bool | None = None,
                      interrupts: Interrupts | None = None,
-                     log: Callable[[str], None] | None = None) -> list[dict]:
+                     log: Callable[[str], None] | None = None, workers: int = 1,
+                     ray_address: str | None = None,
+                     model_factory: Callable[[], nn.Module] | None = None) -> list[dict]:
     """Verify ``images`` one by one into ``out``, resuming what an earlier run left.
 
     Args:
@@ -88,6 +90,14 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         progress: told the progress (``None``/``False``: nothing is told).
         interrupts: signals end the run between images, never inside a write.
         log: told notes.
+        workers: Ray workers verifying images side by side (``1``: this process). Each
+            takes one CPU and one torch thread (or one GPU with ``device`` cuda), so a
+            time ``budget`` buys each image less work than one process on every core
+            does; ``max_boxes`` or ``deterministic`` keep verdicts comparable. Rows are
+            written in the images' order.
+        ray_address: the Ray cluster to join (``None``: a local one for this call).
+        model_factory: a picklable callable that returns ``model`` in a worker's
+            process (default: ``model`` itself is sent).
 
     Returns:
         Every row of the folder, in the order written.
@@ -122,20 +132,66 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
         with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
                        fooled, what="fooled") as bar:
-            for n in todo:
-                image = images[n:n + 1].to(device)
-                answer = verifier.verify(image, labels[n:n + 1].to(device),
-                                         stop_at_first=not exact)[0]
-                row = verification_row(answer, indices[n], keys[n], int(labels[n]))
-                with guard():
-                    if exact:
-                        row["positions_file"] = _save_positions(out, answer, keys[n],
-                                                                image.shape[-2:])
-                    append_rows(out / ROWS_FILE, [row])
-                rows.append(row)
-                bar.advance(1, int(answer.fooled))
+            answers = _answers(verifier, images, labels, todo, exact, device, workers,
+                               ray_address, model_factory or _Shipped(model),
+                               log or (lambda _: None))
+            with closing(answers):  # Ray's workers stop when the run ends, interrupted or not
+                for n, answer in _in_order(answers, todo):
+                    row = verification_row(answer, indices[n], keys[n], int(labels[n]))
+                    with guard():
+                        if exact:
+                            row["positions_file"] = _save_positions(out, answer, keys[n],
+                                                                    images.shape[-2:])
+                        append_rows(out / ROWS_FILE, [row])
+                    rows.append(row)
+                    bar.advance(1, int(answer.fooled))
         write_json_atomic(out / "summary.json", verification_summary(rows))
     return rows
+
+
+class _Shipped:
+    """A model factory that returns the model it was made with (sent to Ray workers by
+    pickling)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self) -> nn.Module:
+        return self.model
+
+
+def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
+             todo: list[int], exact: bool, device: str, workers: int,
+             ray_address: str | None, model_factory: Callable[[], nn.Module],
+             log: Callable[[str], None]) -> Iterator[tuple[int, Verification]]:
+    """``(n, answer)`` of each image to verify: here, one after another, or on Ray
+    workers as they finish."""
+    if workers <= 1 or len(todo) <= 1:
+        for n in todo:
+            yield n, verifier.verify(images[n:n + 1].to(device), labels[n:n + 1].to(device),
+                                     stop_at_first=not exact)[0]
+        return
+    from .distributed import ray_verify
+
+    settings = {"budget": verifier.budget, "max_boxes": verifier.max_boxes,
+                "tolerance": verifier.tolerance, "deterministic": verifier.deterministic}
+    jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
+    yield from ray_verify(model_factory, settings, jobs, workers, ray_address,
+                          "cuda" if device.startswith("cuda") else "cpu", log)
+
+
+def _in_order(answers: Iterator[tuple[int, Verification]], todo: list[int]
+              ) -> Iterator[tuple[int, Verification]]:
+    """The answers in the order of ``todo`` (those that finish early wait for the ones
+    before them)."""
+    waiting: dict[int, Verification] = {}
+    next_up = iter(todo)
+    wanted = next(next_up, None)
+    for n, answer in answers:
+        waiting[n] = answer
+        while wanted is not None and wanted in waiting:
+            yield wanted, waiting.pop(wanted)
+            wanted = next(next_up, None)
 
 
 def verification_row(answer: Verification, index: int, key: str, label: int) -> dict:
