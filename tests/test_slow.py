@@ -110,8 +110,8 @@ def test_ray_workers_verify_as_one_process_does(tmp_path):
     import json
 
     import numpy as np
-
     from helpers import invoke
+
     from pixelprior.experiment import load_positions
 
     common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",

@@ -5,7 +5,8 @@ labels by index or name, PNGs written."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
 
 from ..data import (
     DataError,
@@ -20,8 +21,6 @@ from ..data import (
 from ._app import console
 from .errors import UsageProblem, fail
 
-if TYPE_CHECKING:
-    import torch
 
 # --------------------------------------------------------------------------- values
 def parse_floats(value: str | None, name: str) -> list[float] | None:

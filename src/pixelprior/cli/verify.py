@@ -23,8 +23,8 @@ from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
 from .options import DEVICE_HELP, ModelOptions, check_out, model_options, pick_device
 from .progress import ProgressBar
-from .scans import target_images
 from .tables import num, print_table, table
+from .targets import target_images
 
 
 @app.command()

@@ -1,0 +1,86 @@
+"""The images a command on a target works on (``susceptibility`` and ``verify``):
+dataset images, an image file, or a data spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..data import load_image_source
+from ..experiment import correctly_classified
+from ._app import console
+from .errors import fail
+from .inputs import load_cifar10_images, load_image, predict_label
+from .options import OpenedModel
+
+
+# --------------------------------------------------------------------------- images of a target
+def target_images(opened: OpenedModel, target: str, source: str, data: Path | None,
+                  count: int, first_index: int, classes: str | None, device: str,
+                  no_resize: bool) -> tuple:
+    """The images a command on ``target`` works on, as ``susceptibility`` and ``verify``
+    read it: ``cifar10`` (the first ``count`` correctly classified test images from
+    ``first_index``), an image file (labelled as the model classifies it), or a data spec.
+
+    Args:
+        opened: the model.
+        target: ``cifar10``, an image file, or a data spec (folder, .npz, CSV).
+        source: CIFAR-10's images: full or sample.
+        data: the folder holding cifar-10-batches-py.
+        count: images to pick.
+        first_index: the first dataset index.
+        classes: the model's class names (``--classes``), for a data spec.
+        device: where the model runs.
+        no_resize: refuse an image file of another size than the model's input.
+
+    Returns:
+        ``(images, labels, indices, shown, names)``: the images (uint8 or float
+        ``[N, C, H, W]``), long labels, dataset indices (``[-1]`` for a file), the images
+        to draw (``None``: ``images``) and the file's name (``None`` unless a file).
+    """
+    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
+    if target == "cifar10":
+        batch, labels, indices, shown = _scan_images(opened, source, data, count,
+                                                     first_index, device)
+        return batch, labels, indices, shown, None
+    if is_file:
+        batch, _, _ = load_image(Path(target), opened.input_size, not no_resize,
+                                 channels=opened.channels)
+        labels = torch.tensor([predict_label(opened.net, batch, device)])
+        return batch, labels, [-1], None, [Path(target).name]
+    batch, labels, indices, shown = _spec_images(opened, target, count, first_index,
+                                                 classes, device)
+    return batch, labels, indices, shown, None
+
+
+def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
+                 classes: str | None, device: str):
+    """The first ``count`` correctly classified images (from ``first_index``) of a data
+    spec (an image folder, an .npz, a CSV), in the model's channels."""
+    dataset, notes = load_image_source(spec, size=opened.input_size, classes=classes,
+                                       channels=opened.channels)
+    for note in notes:
+        console.print(f"note: {note}")
+    subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
+    pick = correctly_classified(opened.net, subset, count, device)
+    if len(pick) == 0:
+        fail(f"the model classifies none of the images of {spec} from {first_index} on "
+             "correctly: nothing to scan")
+    if len(pick) < count:
+        console.print(f"note: {len(pick)} correctly classified images in {spec} (asked for "
+                      f"{count}); scanning those")
+    return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
+            subset.images[pick])
+
+
+def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index: int,
+                 device: str):
+    dataset = load_cifar10_images(source, data, opened.channels)
+    subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
+    pick = correctly_classified(opened.net, subset, count, device)
+    if len(pick) < count:
+        fail(f"only {len(pick)} correctly classified images from index {first_index} in "
+             f"{subset.source}; lower --images or --first-index")
+    return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
+            subset.images[pick])
