@@ -91,7 +91,8 @@ def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path)
 
 def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
     for options, phrase in [(["--budget", 5], "give it with --exact"),
-                            (["--exact", "--levels", 4], "choose a grid of colors")]:
+                            (["--exact", "--levels", 4], "choose a grid of colors"),
+                            (["--exact", "--batch-images", 2], "set the grid scan")]:
         result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
                         "convsmall-cifar10", *options, "--out", tmp_path / "s")
         clean_error(result, 2, phrase)

@@ -89,6 +89,9 @@ def susceptibility(
         if fast or corners or levels != 3:
             fail("--exact decides every color of the cube; --fast, --levels and --corners "
                  "choose a grid of colors instead")
+        if engine != "auto" or batch_images != 10:
+            fail("--engine and --batch-images set the grid scan; --exact runs the verifier "
+                 "(one image at a time, its own bound engine)")
         from .verify import verify_into  # the verify command's run (it imports this module)
 
         verify_into(target, out, source, data, images, first_index,
