@@ -14,7 +14,9 @@ image and ``--positions`` positions, one box of colors per side around the pixel
   likewise. Neurons outside the cone keep the clean image's value (the cone is found by
   a NaN at the pixel: a superset).
 
-Both are sound lower bounds; the tighter one proves boxes with fewer splits. The CROWN
+Both are lower bounds in float64 arithmetic (the CROWN prototype without outward rounding,
+so sound up to float64 rounding, far below the figures compared); the tighter one proves
+boxes with fewer splits. The CROWN
 here is a full-image prototype (seconds to minutes a box); its time says nothing about a
 windowed implementation.
 

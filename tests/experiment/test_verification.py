@@ -144,3 +144,15 @@ def test_exact_verdicts_are_a_ground_truth_for_map_evaluation(tiny, out, tmp_pat
         exact_ground_truth(per_image)
     with pytest.raises(FileNotFoundError, match="verify ... --exact"):
         exact_ground_truth(tmp_path / "nothing")
+
+
+def test_unreadable_exact_verdicts_are_refused_in_one_message(tiny, out):
+    model, images, labels = tiny
+    rows = run_verification(out, model, images[:1], labels[:1], [5], budget=None,
+                            exact=True, deterministic=True)
+    (out / rows[0]["positions_file"]).write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="missing or unreadable"):
+        exact_ground_truth(out)
+    (out / SETTINGS_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match="missing or unreadable"):
+        exact_ground_truth(out)

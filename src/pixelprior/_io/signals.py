@@ -51,6 +51,12 @@ class Interrupts:
                 self._old[signum] = signal.signal(signum, self._handle)
         return self
 
+    def reinstall(self) -> None:
+        """Take SIGINT/SIGTERM back after a library replaced their handlers (Ray's
+        ``init`` does)."""
+        for signum in self._old:
+            signal.signal(signum, self._handle)
+
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._old.items():
             signal.signal(signum, handler)

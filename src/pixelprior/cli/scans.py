@@ -27,6 +27,7 @@ from .options import (
 from .progress import ProgressBar
 from .tables import num, print_table, table
 from .targets import target_images
+from .verify import verify_into
 
 
 @app.command()
@@ -92,8 +93,6 @@ def susceptibility(
         if engine != "auto" or batch_images != 10:
             fail("--engine and --batch-images set the grid scan; --exact runs the verifier "
                  "(one image at a time, its own bound engine)")
-        from .verify import verify_into  # the verify command's run (it imports this module)
-
         verify_into(target, out, source, data, images, first_index,
                     60.0 if budget is None else budget, None, None, True, False,
                     model_options, device, no_resize)

@@ -128,7 +128,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                 dataset_for(target)[0]),
             "classes": model_options.classes, "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
-            "device": device}
+            "allow_pickle": model_options.allow_pickle, "device": device}
     with Interrupts() as interrupts:
         try:
             rows = run_verification(out, net, floats, labels, indices,

@@ -1,4 +1,5 @@
-"""Runs that outgrow one process: groups of attacks as Ray tasks, rows back to one writer.
+"""Runs that outgrow one process: groups of attacks (and ``pixelprior verify --workers``'
+images, :func:`ray_verify`) as Ray tasks, rows back to one writer.
 
 ``pixelprior reproduce ... --workers N [--ray-address ADDR]`` (``pip install
 "pixelprior[ray]"``) starts ``N`` Ray actors. Each builds the model, the images and one
@@ -16,6 +17,7 @@ it; with one, the run joins that cluster (whose workers must have pixelprior ins
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -83,11 +85,31 @@ def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
                 pending[worker.attack.remote(queue.pop(0))] = worker
             yield ray.get(ready)
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        for worker in actors:
+        _stop(ray, pending, actors, started)
+
+
+def _wait(ray, pending: dict, interrupts: Any) -> Any:
+    """The next finished call; a signal that arrives meanwhile is raised here, between
+    short waits, rather than inside Ray (which would swallow it)."""
+    guard = interrupts.critical if interrupts is not None else contextlib.nullcontext
+    while True:
+        with guard():
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        if ready:
+            return ready[0]
+
+
+def _stop(ray, pending: dict, actors: list, started: bool) -> None:
+    """Cancel the calls in flight, stop the actors and a local Ray instance; every step
+    tried even when one fails (the run's own error or interrupt is what the user sees)."""
+    for ref in pending:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref)  # actor calls cannot be force-cancelled; killing ends them
+    for worker in actors:
+        with contextlib.suppress(Exception):
             ray.kill(worker)
-        if started:
+    if started:
+        with contextlib.suppress(Exception):
             ray.shutdown()
 
 
@@ -107,7 +129,8 @@ class _Worker:
 
 def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tuple],
                workers: int, ray_address: str | None = None, device: str = "cpu",
-               log: Callable[[str], None] = print) -> Iterator[tuple[int, Any]]:
+               log: Callable[[str], None] = print,
+               interrupts: Any = None) -> Iterator[tuple[int, Any]]:
     """Verify images on Ray workers (``pixelprior verify --workers N``): each actor builds
     the model once (``model_factory()``, in its own process) and a
     :class:`~pixelprior.search.Verifier` with ``settings``, then verifies one image per
@@ -122,6 +145,9 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
         ray_address: a cluster to join (``None``: a local instance for this call).
         device: ``cpu``, or ``cuda`` for one GPU per actor.
         log: told how many workers run on what.
+        interrupts: the run's :class:`~pixelprior._io.Interrupts`: SIGINT/SIGTERM taken
+            back from Ray after it starts, and raised between waits (Ray swallows
+            exceptions other than ``KeyboardInterrupt`` raised inside its calls).
 
     Yields:
         ``(n, Verification)`` as the workers finish them.
@@ -135,15 +161,23 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
     if started:
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
+    if interrupts is not None:
+        interrupts.reinstall()
     actors: list = []
     pending: dict = {}
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         if device.startswith("cuda") and gpus < 1:
             raise ConfigError(f"device {device} asked for, but the Ray cluster has no GPUs; "
-                              "use --device cpu (or auto)")
+                              "use --device cpu")
         use_gpu = device.startswith("cuda")
-        count = min(workers, len(jobs), gpus if use_gpu else workers)
+        # each actor holds its CPU or GPU for its life: more than the cluster has would
+        # never start, and the images queued to them would wait forever
+        count = min(workers, len(jobs), gpus if use_gpu else max(1, cpus))
+        if count < min(workers, len(jobs)):
+            log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
+                f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not {workers}")
         actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
             _VerifyWorker)
         actors = [actor.remote(model_factory, settings, "cuda" if use_gpu else "cpu")
@@ -157,19 +191,14 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
                     job = queue.pop(0)
                     pending[worker.verify.remote(*job)] = worker
         while pending:
-            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            ready = _wait(ray, pending, interrupts)
             worker = pending.pop(ready)
             if queue:
                 job = queue.pop(0)
                 pending[worker.verify.remote(*job)] = worker
             yield ray.get(ready)
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        for worker in actors:
-            ray.kill(worker)
-        if started:
-            ray.shutdown()
+        _stop(ray, pending, actors, started)
 
 
 class _VerifyWorker:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
 from pathlib import Path
@@ -94,7 +95,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
             takes one CPU and one torch thread (or one GPU with ``device`` cuda), so a
             time ``budget`` buys each image less work than one process on every core
             does; ``max_boxes`` or ``deterministic`` keep verdicts comparable. Rows are
-            written in the images' order.
+            written as images finish (a resume matches them by their pixels).
         ray_address: the Ray cluster to join (``None``: a local one for this call).
         model_factory: a picklable callable that returns ``model`` in a worker's
             process (default: ``model`` itself is sent).
@@ -134,9 +135,9 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                        fooled, what="fooled") as bar:
             answers = _answers(verifier, images, labels, todo, exact, device, workers,
                                ray_address, model_factory or _Shipped(model),
-                               log or (lambda _: None))
+                               log or (lambda _: None), interrupts)
             with closing(answers):  # Ray's workers stop when the run ends, interrupted or not
-                for n, answer in _in_order(answers, todo):
+                for n, answer in answers:
                     row = verification_row(answer, indices[n], keys[n], int(labels[n]))
                     with guard():
                         if exact:
@@ -163,9 +164,10 @@ class _Shipped:
 def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
              todo: list[int], exact: bool, device: str, workers: int,
              ray_address: str | None, model_factory: Callable[[], nn.Module],
-             log: Callable[[str], None]) -> Iterator[tuple[int, Verification]]:
+             log: Callable[[str], None], interrupts: Interrupts | None
+             ) -> Iterator[tuple[int, Verification]]:
     """``(n, answer)`` of each image to verify: here, one after another, or on Ray
-    workers as they finish."""
+    workers as they finish (each written as it arrives: an interrupt loses none)."""
     if workers <= 1 or len(todo) <= 1:
         for n in todo:
             yield n, verifier.verify(images[n:n + 1].to(device), labels[n:n + 1].to(device),
@@ -177,21 +179,7 @@ def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
                 "tolerance": verifier.tolerance, "deterministic": verifier.deterministic}
     jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
     yield from ray_verify(model_factory, settings, jobs, workers, ray_address,
-                          "cuda" if device.startswith("cuda") else "cpu", log)
-
-
-def _in_order(answers: Iterator[tuple[int, Verification]], todo: list[int]
-              ) -> Iterator[tuple[int, Verification]]:
-    """The answers in the order of ``todo`` (those that finish early wait for the ones
-    before them)."""
-    waiting: dict[int, Verification] = {}
-    next_up = iter(todo)
-    wanted = next(next_up, None)
-    for n, answer in answers:
-        waiting[n] = answer
-        while wanted is not None and wanted in waiting:
-            yield wanted, waiting.pop(wanted)
-            wanted = next(next_up, None)
+                          "cuda" if device.startswith("cuda") else "cpu", log, interrupts)
 
 
 def verification_row(answer: Verification, index: int, key: str, label: int) -> dict:
@@ -289,7 +277,11 @@ def exact_ground_truth(folder: str | Path) -> SusceptibilityMaps:
     if not (folder / ROWS_FILE).is_file():
         raise FileNotFoundError(f"{folder} holds no {ROWS_FILE}; make it with `pixelprior "
                                 f"verify ... --exact --out {folder}`")
-    info = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    try:
+        info = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{folder}/{SETTINGS_FILE} is missing or unreadable ({exc}); what "
+                         "the verdicts were made with is unknown") from None
     if not info.get("exact"):
         raise ValueError(f"{folder} holds per-image verdicts only (made without --exact); "
                          "map evaluation needs every position's: run `pixelprior verify "
@@ -301,7 +293,7 @@ def exact_ground_truth(folder: str | Path) -> SusceptibilityMaps:
     for row in rows:
         try:
             saved = load_positions(folder / row["positions_file"])
-        except (KeyError, OSError, ValueError) as exc:
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{folder}: the positions of image {row['image_index']} are "
                              f"missing or unreadable ({exc}); run the same `pixelprior "
                              "verify --exact` command again into a new folder") from None

@@ -295,7 +295,7 @@ def _truth_line(scan: SusceptibilityMaps, positions: int) -> str:
             f"or proved robust; {unknown:,} position(s) left undecided)")
 
 
-def scan_images(scan: SusceptibilityMaps, data: str | None = None
+def scan_images(scan: SusceptibilityMaps, data: str | None = None, info: dict | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The scanned images, reloaded from the scan's source and checked pixel for pixel
     against the scan's keys.
@@ -303,6 +303,8 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None
     Args:
         scan: the scan.
         data: the folder of CIFAR-10 (for scans of it).
+        info: what the scan was made with (default: the scan's own record; the caller's
+            adds ``allow_pickle`` when given on the command line).
 
     Returns:
         ``(images, labels)``: float ``[B, C, H, W]`` and int64 ``[B]``.
@@ -310,7 +312,7 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None
     Raises:
         ValueError: the reloaded images differ from the scanned ones.
     """
-    info = scan.info
+    info = info if info is not None else scan.info
     if info.get("target") == "cifar10":
         dataset = load_cifar10(info.get("source") or "full", data,
                                download=info.get("source") == "full")
@@ -418,8 +420,8 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     settings = {"score": "logit", "reduction": "max_abs", "normalization": "minmax",
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}
-    images, labels = scan_images(scan, data)
     info = {**scan.info, "allow_pickle": allow_pickle or scan.info.get("allow_pickle")}
+    images, labels = scan_images(scan, data, info)
     model = (load_model(info["model"], info.get("weights"), device=device)
              if _registered(info) else _scan_model(info, device).model)
     rows_of = list(range(len(scan.labels)))
