@@ -93,7 +93,7 @@ class FakeRay(types.ModuleType):
         self.most_in_flight[key] = max(self.most_in_flight.get(key, 0), len(pending))
         return ref
 
-    def wait(self, refs, num_returns=1):
+    def wait(self, refs, num_returns=1, timeout=None):
         assert num_returns == 1
         assert all(r not in self.done for r in refs), "a finished task waited on again"
         ready = self.finish(refs)

@@ -52,37 +52,59 @@ def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
         ImportError: Ray is not installed (with how to install it).
         ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
     """
+    config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
+    yield from _actor_pool(_Worker, (config_dict,), "attack", [(g,) for g in groups],
+                           config.workers, config.device, config.ray_address, log)
+
+
+def _actor_pool(actor_class: type, args: tuple, method: str, jobs: list[tuple],
+                workers: int, device: str, address: str | None,
+                log: Callable[[str], None], interrupts: Any = None) -> Iterator[Any]:
+    """``actor.method(*job)`` for each job on up to ``workers`` Ray actors
+    (``actor_class(*args, device)``), at most :data:`IN_FLIGHT_PER_WORKER` calls each;
+    results yielded as they finish. Actors take one GPU each where the cluster has GPUs
+    and ``device`` is not ``cpu``, else one CPU; never more actors than the cluster holds
+    (the extra ones would never start, and their calls wait forever). A local Ray
+    instance is started for the pool when none runs, and stopped after it."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=config.ray_address, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    if interrupts is not None:
+        interrupts.reinstall()
     actors: list = []
     pending: dict = {}
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        if config.device.startswith("cuda") and gpus < 1:
-            raise ConfigError(f"device {config.device} asked for, but the Ray cluster has no "
-                              "GPUs; use --device cpu (or auto)")
-        use_gpu = gpus >= 1 and config.device != "cpu"
-        count = min(config.workers, len(groups), gpus if use_gpu else config.workers)
-        device = "cuda" if use_gpu else "cpu"
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+        if device.startswith("cuda") and gpus < 1:
+            raise ConfigError(f"device {device} asked for, but the Ray cluster has no GPUs; "
+                              "use --device cpu")
+        use_gpu = gpus >= 1 and device != "cpu"
+        count = min(workers, len(jobs), gpus if use_gpu else max(1, cpus))
+        if count < min(workers, len(jobs)):
+            log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
+                f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not {workers}")
         actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
-            _Worker)
-        config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
-        actors = [actor.remote(config_dict, device) for _ in range(count)]
-        log(f"ray: {count} worker(s) on {device}"
-            f"{' (one GPU each)' if use_gpu else ' (one CPU and one torch thread each)'}")
-        queue = list(groups)
+            actor_class)
+        actors = [actor.remote(*args, "cuda" if use_gpu else "cpu") for _ in range(count)]
+        where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
+        log(f"ray: {count} worker(s) on {where}")
+        queue = list(jobs)
+
+        def submit(worker) -> None:
+            pending[getattr(worker, method).remote(*queue.pop(0))] = worker
+
         for worker in actors:
             for _ in range(IN_FLIGHT_PER_WORKER):
                 if queue:
-                    pending[worker.attack.remote(queue.pop(0))] = worker
+                    submit(worker)
         while pending:
-            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            ready = _wait(ray, pending, interrupts)
             worker = pending.pop(ready)
             if queue:
-                pending[worker.attack.remote(queue.pop(0))] = worker
+                submit(worker)
             yield ray.get(ready)
     finally:
         _stop(ray, pending, actors, started)
@@ -156,49 +178,8 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
         ImportError: Ray is not installed (with how to install it).
         ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
     """
-    ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    if interrupts is not None:
-        interrupts.reinstall()
-    actors: list = []
-    pending: dict = {}
-    try:
-        resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        if device.startswith("cuda") and gpus < 1:
-            raise ConfigError(f"device {device} asked for, but the Ray cluster has no GPUs; "
-                              "use --device cpu")
-        use_gpu = device.startswith("cuda")
-        # each actor holds its CPU or GPU for its life: more than the cluster has would
-        # never start, and the images queued to them would wait forever
-        count = min(workers, len(jobs), gpus if use_gpu else max(1, cpus))
-        if count < min(workers, len(jobs)):
-            log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
-                f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not {workers}")
-        actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
-            _VerifyWorker)
-        actors = [actor.remote(model_factory, settings, "cuda" if use_gpu else "cpu")
-                  for _ in range(count)]
-        where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
-        log(f"ray: {count} worker(s) on {where}")
-        queue = list(jobs)
-        for worker in actors:
-            for _ in range(IN_FLIGHT_PER_WORKER):
-                if queue:
-                    job = queue.pop(0)
-                    pending[worker.verify.remote(*job)] = worker
-        while pending:
-            ready = _wait(ray, pending, interrupts)
-            worker = pending.pop(ready)
-            if queue:
-                job = queue.pop(0)
-                pending[worker.verify.remote(*job)] = worker
-            yield ray.get(ready)
-    finally:
-        _stop(ray, pending, actors, started)
+    yield from _actor_pool(_VerifyWorker, (model_factory, settings), "verify", jobs, workers,
+                           device, ray_address, log, interrupts)
 
 
 class _VerifyWorker:
