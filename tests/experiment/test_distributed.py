@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from pixelprior.experiment import ConfigError, ExperimentConfig, distributed
 from pixelprior.experiment.distributed import IN_FLIGHT_PER_WORKER, ray_groups
@@ -218,6 +219,67 @@ def test_device_cpu_on_a_gpu_cluster_uses_cpu_workers(fake_ray):
     assert len(ray.actors) == 3
     assert all(a.options == {"num_gpus": 0, "num_cpus": 1} and a.args[1] == "cpu"
                for a in ray.actors)
+
+
+class FakeVerifyWorker:
+    """Stands in for the verify actor: answers with the image number and its device."""
+
+    def __init__(self, model_factory, settings, device):
+        self.device = device
+
+    def verify(self, n):
+        return n, self.device
+
+
+def verified_on(fake_ray, monkeypatch, resources, device):
+    ray = fake_ray(resources)
+    monkeypatch.setattr(distributed, "_VerifyWorker", FakeVerifyWorker)
+    out = list(distributed.ray_verify(lambda: None, {}, [(0,), (1,), (2,)], 2, None, device,
+                                      log=lambda message: None))
+    return ray, sorted(out)
+
+
+@pytest.mark.parametrize(("resources", "device", "expected", "options"), [
+    ({"CPU": 8}, "auto", "cpu", {"num_gpus": 0, "num_cpus": 1}),
+    ({"CPU": 8, "GPU": 2}, "auto", "cuda", {"num_gpus": 1, "num_cpus": 0}),
+    ({"CPU": 8, "GPU": 2}, "cpu", "cpu", {"num_gpus": 0, "num_cpus": 1}),
+])
+def test_verify_workers_take_the_clusters_gpus_only_when_asked_or_auto(
+        fake_ray, monkeypatch, resources, device, expected, options):
+    ray, out = verified_on(fake_ray, monkeypatch, resources, device)
+    assert out == [(0, expected), (1, expected), (2, expected)]
+    assert all(a.options == options for a in ray.actors)
+
+
+def test_verify_workers_asked_for_cuda_on_a_cpu_cluster_are_refused(fake_ray, monkeypatch):
+    with pytest.raises(ConfigError, match="the Ray cluster has no GPUs; use --device cpu"):
+        verified_on(fake_ray, monkeypatch, {"CPU": 8}, "cuda")
+
+
+def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
+    """``verify --device auto`` on a GPU host joining a CPU-only cluster: the workers are
+    asked for ``auto`` (the cluster's GPUs if any), not this host's ``cuda``."""
+    from pixelprior.experiment import verification
+
+    asked = {}
+
+    def fake_ray_verify(factory, settings, jobs, workers, address, device, log, interrupts):
+        asked["device"] = device
+        yield from ()
+
+    monkeypatch.setattr(distributed, "ray_verify", fake_ray_verify)
+    verifier = types.SimpleNamespace(budget=1.0, max_boxes=None, tolerance=None,
+                                     deterministic=False)
+    images, labels = torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
+
+    def answers(device, worker_device=None):
+        list(verification._answers(verifier, images, labels, [0, 1], False, device, 2, None,
+                                   lambda: None, print, None, worker_device))
+        return asked["device"]
+
+    assert answers("cuda", "auto") == "auto"
+    assert answers("cuda:1") == "cuda"
+    assert answers("cpu") == "cpu"
 
 
 def test_the_log_says_how_many_workers_on_what(fake_ray):

@@ -107,7 +107,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             import ray  # noqa: F401
         except ImportError:
             fail('--workers > 1 runs on Ray: pip install "pixelprior[ray]"')
-    device = pick_device(device)
+    requested, device = device, pick_device(device)
     model_options.check()
     check_out(out)
     check_verification_folder(out)
@@ -138,7 +138,9 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                     progress=ProgressBar(), interrupts=interrupts,
                                     log=console.print, workers=workers,
                                     ray_address=ray_address,
-                                    model_factory=partial(_open_net, model_options))
+                                    model_factory=partial(_open_net, model_options),
+                                    # auto: the cluster's GPUs if it has any, not this host's
+                                    worker_device="auto" if requested == "auto" else None)
         except Interrupted as exc:
             exc.kept = "the images finished so far are kept; run the same command to resume"
             raise

@@ -165,7 +165,8 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
         jobs: ``(n, image [1, C, H, W], label [1], stop_at_first)`` per image.
         workers: actors to start.
         ray_address: a cluster to join (``None``: a local instance for this call).
-        device: ``cpu``, or ``cuda`` for one GPU per actor.
+        device: ``cpu``, ``cuda`` (one GPU per actor) or ``auto`` (GPUs when the
+            cluster has them).
         log: told how many workers run on what.
         interrupts: the run's :class:`~pixelprior._io.Interrupts`: SIGINT/SIGTERM taken
             back from Ray after it starts, and raised between waits (Ray swallows

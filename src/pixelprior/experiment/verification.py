@@ -70,7 +70,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                      interrupts: Interrupts | None = None,
                      log: Callable[[str], None] | None = None, workers: int = 1,
                      ray_address: str | None = None,
-                     model_factory: Callable[[], nn.Module] | None = None) -> list[dict]:
+                     model_factory: Callable[[], nn.Module] | None = None,
+                     worker_device: str | None = None) -> list[dict]:
     """Verify ``images`` one by one into ``out``, resuming what an earlier run left.
 
     Args:
@@ -99,6 +100,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         ray_address: the Ray cluster to join (``None``: a local one for this call).
         model_factory: a picklable callable that returns ``model`` in a worker's
             process (default: ``model`` itself is sent).
+        worker_device: where Ray workers run: ``auto`` (one GPU each when the cluster
+            has GPUs, else one CPU), ``cpu`` or ``cuda`` (default: ``device``'s kind).
 
     Returns:
         Every row of the folder, in the order written.
@@ -135,7 +138,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                        fooled, what="fooled") as bar:
             answers = _answers(verifier, images, labels, todo, exact, device, workers,
                                ray_address, model_factory or _Shipped(model),
-                               log or (lambda _: None), interrupts)
+                               log or (lambda _: None), interrupts, worker_device)
             with closing(answers):  # Ray's workers stop when the run ends, interrupted or not
                 for n, answer in answers:
                     row = verification_row(answer, indices[n], keys[n], int(labels[n]))
@@ -164,8 +167,8 @@ class _Shipped:
 def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
              todo: list[int], exact: bool, device: str, workers: int,
              ray_address: str | None, model_factory: Callable[[], nn.Module],
-             log: Callable[[str], None], interrupts: Interrupts | None
-             ) -> Iterator[tuple[int, Verification]]:
+             log: Callable[[str], None], interrupts: Interrupts | None,
+             worker_device: str | None = None) -> Iterator[tuple[int, Verification]]:
     """``(n, answer)`` of each image to verify: here, one after another, or on Ray
     workers as they finish (each written as it arrives: an interrupt loses none)."""
     if workers <= 1 or len(todo) <= 1:
@@ -178,8 +181,10 @@ def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
     settings = {"budget": verifier.budget, "max_boxes": verifier.max_boxes,
                 "tolerance": verifier.tolerance, "deterministic": verifier.deterministic}
     jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
+    if worker_device is None:
+        worker_device = "cuda" if device.startswith("cuda") else "cpu"
     yield from ray_verify(model_factory, settings, jobs, workers, ray_address,
-                          "cuda" if device.startswith("cuda") else "cpu", log, interrupts)
+                          worker_device, log, interrupts)
 
 
 def verification_row(answer: Verification, index: int, key: str, label: int) -> dict:
