@@ -90,13 +90,31 @@ def test_proves_a_robust_image_over_every_position_and_color():
 
 def test_the_budget_leaves_unknown_with_the_lowest_bound_never_verified():
     model = GreyPixel().eval()
+    grey_last = torch.tensor([p for p in range(36) if p != 15] + [15])
     (result,) = Verifier(model, budget=None, max_boxes=40, batch_boxes=8).verify(
-        grey_image(), torch.tensor([0]), orders=torch.arange(36).flip(0)[None])
+        grey_image(), torch.tensor([0]), orders=grey_last[None])
     assert result.decided_by == "unknown" and not result.verified and not result.fooled
     assert 0 < result.verified_volume < 1
     assert result.lowest_bound is not None and result.lowest_bound <= result.tolerance
     assert "unknown" in result.positions.status
     assert result.boxes == 40  # the last bound call is cut to the boxes left
+
+
+def test_a_budget_decides_the_first_positions_of_the_order_not_a_little_of_each():
+    model = calm_net()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    order = torch.randperm(36, generator=torch.Generator().manual_seed(2))
+    (result,) = Verifier(model, budget=None, max_boxes=12, batch_boxes=4).verify(
+        image, torch.tensor([0]), orders=order[None], stop_at_first=False)
+    status = [result.positions.status[p] for p in order.tolist()]
+    decided = status.count("robust")
+    assert 0 < decided < 36 and status[:decided] == ["robust"] * decided
+    assert set(status[decided:]) == {"unknown"}
+    reached = result.positions.boxes[order[decided:]] > 0
+    assert int(reached.sum()) <= 4  # at most one bound call's boxes beyond them
+    lowest = result.positions.lowest_bound[order[decided:]]
+    assert (lowest[~reached] == -math.inf).all()  # never bounded: no bound
+    assert result.lowest_bound is None  # some position has no bound at all
 
 
 def test_every_position_is_decided_when_asked():
@@ -222,3 +240,31 @@ def test_boxes_past_the_symbol_bound_are_halved_unbounded_not_given_up(monkeypat
     monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 0)
     (none,) = Verifier(model, budget=None, max_boxes=500).verify(image, label)
     assert none.decided_by == "unknown" and not none.verified and none.boxes == 0
+
+
+def test_boxes_as_large_as_one_past_the_symbol_bound_are_cut_without_a_call(monkeypatch):
+    """Once a whole-cube box alone is found past the symbol bound, the other positions'
+    whole cubes are cut without a failed call each: one failed call of a single box per
+    halving of the side, not one per position."""
+    from pixelprior.search import verify as verify_module
+
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model = calm_net()
+    label = torch.tensor([int(model(image).argmax(1))])
+    monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 20)
+    verifier = Verifier(model, budget=None, deterministic=True)
+    failed = []
+    margins = verifier.bounds.margins
+
+    def counted(*args, **kwargs):
+        try:
+            return margins(*args, **kwargs)
+        except verify_module.TooManySymbols:
+            failed.append(len(args[1]))
+            raise
+
+    monkeypatch.setattr(verifier.bounds, "margins", counted)
+    (result,) = verifier.verify(image, label)
+    assert result.decided_by == "verified"
+    single = [boxes for boxes in failed if boxes == 1]
+    assert 0 < len(single) <= 3

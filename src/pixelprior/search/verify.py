@@ -13,9 +13,11 @@ cube:
    change there — confirmed by the model itself, not a faster engine — is a **verified
    adversarial** (a witness, wherever it lies in the cube).
 3. Otherwise **split** the box in two along its longest side (of those, the channel the
-   worst margin depends on most) and go on, breadth first, so the verified volume grows
-   evenly. Positions are visited in the order given (the corner scan's margins, low
-   first, so a vulnerable image stops early).
+   worst margin depends on most) and go on. Positions are visited in the order given
+   (the corner scan's margins, low first, so a vulnerable image stops early), a few at a
+   time — only as many as fill a bound call — and breadth first within each: a budget
+   decides the first positions (the most susceptible ones) instead of spreading over
+   every position and deciding none.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound — never "verified". A box narrower
@@ -55,8 +57,8 @@ FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the l
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
-# a box past this many symbols is halved unbounded: its bound would be loose (SqueezeNet's
-# whole-cube boxes carry tens of thousands, bounds of -1e4) and its call gigabytes
+# a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
+# (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
 MAX_BOX_SYMBOLS = 8_192
 
 ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
@@ -116,56 +118,74 @@ class Verification:
 
 
 class _Frontier:
-    """The boxes still to bound, breadth first: chunks of ``lo``, ``hi`` ``[M, C]``,
-    positions ``[M]`` and the parent's lower bound ``[M]`` (float64, numpy)."""
+    """The boxes still to bound, kept per position and handed out in the positions'
+    visiting order (breadth first within a position). Positions enter one at a time
+    (:meth:`fill`, the whole color cube each), only as many as keep a bound call full: a
+    budget decides the first positions of the order instead of spreading over all of
+    them. Boxes are ``lo``, ``hi`` ``[M, C]`` and the parent's lower bound ``[M]``
+    (float64, numpy)."""
 
-    def __init__(self) -> None:
-        self.chunks: collections.deque = collections.deque()
+    def __init__(self, order: np.ndarray, channels: int) -> None:
+        self.order = order
+        self.rank = {int(p): r for r, p in enumerate(order.tolist())}
+        self.channels = channels
+        self.admitted = 0  # positions of ``order`` entered so far
+        self.open: dict[int, collections.deque] = {}  # position → chunks (lo, hi, bound)
         self.size = 0
+
+    def fill(self, target: int) -> None:
+        """Enter the next positions (their whole cube, no bound yet) until ``target``
+        boxes wait or every position has entered."""
+        while self.size < target and self.admitted < self.order.size:
+            position = int(self.order[self.admitted])
+            self.admitted += 1
+            self._put(position, (np.zeros((1, self.channels)), np.ones((1, self.channels)),
+                                 np.full(1, -math.inf)), front=False)
 
     def push(self, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
-             bound: np.ndarray) -> None:
-        if position.size:
-            self.chunks.append((lo, hi, position, bound))
-            self.size += position.size
+             bound: np.ndarray, front: bool = False) -> None:
+        """Boxes of any entered positions (``front``: before that position's others)."""
+        for p in np.unique(position).tolist():
+            mask = position == p
+            self._put(p, (lo[mask], hi[mask], bound[mask]), front)
 
-    def push_front(self, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
-                   bound: np.ndarray) -> None:
-        if position.size:
-            self.chunks.appendleft((lo, hi, position, bound))
-            self.size += position.size
+    def _put(self, position: int, chunk: tuple[np.ndarray, ...], front: bool) -> None:
+        chunks = self.open.setdefault(position, collections.deque())
+        if front:
+            chunks.appendleft(chunk)
+        else:
+            chunks.append(chunk)
+        self.size += chunk[2].size
 
     def pop(self, count: int) -> tuple[np.ndarray, ...]:
+        """Up to ``count`` boxes, the first positions' first: ``lo, hi, position, bound``."""
         parts = []
-        while self.chunks and count > 0:
-            lo, hi, position, bound = self.chunks.popleft()
-            if position.size > count:
-                self.chunks.appendleft((lo[count:], hi[count:], position[count:],
-                                        bound[count:]))
-                lo, hi, position, bound = lo[:count], hi[:count], position[:count], bound[:count]
-            parts.append((lo, hi, position, bound))
-            count -= position.size
-            self.size -= position.size
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+        for p in sorted(self.open, key=self.rank.__getitem__):
+            chunks = self.open[p]
+            while chunks and count > 0:
+                lo, hi, bound = chunks.popleft()
+                if bound.size > count:
+                    chunks.appendleft((lo[count:], hi[count:], bound[count:]))
+                    lo, hi, bound = lo[:count], hi[:count], bound[:count]
+                parts.append((lo, hi, np.full(bound.size, p, dtype=np.int64), bound))
+                count -= bound.size
+                self.size -= bound.size
+            if not chunks:
+                del self.open[p]
+            if count <= 0:
+                break
+        return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
 
-    def drop(self, keep) -> None:
-        """Forget the boxes of positions ``keep(position) == False``."""
-        chunks = collections.deque()
-        self.size = 0
-        for lo, hi, position, bound in self.chunks:
-            mask = keep(position)
-            if mask.any():
-                chunks.append((lo[mask], hi[mask], position[mask], bound[mask]))
-                self.size += int(mask.sum())
-        self.chunks = chunks
+    def drop(self, positions: np.ndarray) -> None:
+        """Forget the boxes of ``positions``."""
+        for p in positions.tolist():
+            for chunk in self.open.pop(int(p), ()):
+                self.size -= chunk[2].size
 
     def lowest(self) -> dict[int, float]:
         """The lowest parent bound of each position with boxes left."""
-        out: dict[int, float] = {}
-        for _, _, position, bound in self.chunks:
-            for p, b in zip(position.tolist(), bound.tolist(), strict=True):
-                out[p] = min(out.get(p, math.inf), b)
-        return out
+        return {p: min(float(chunk[2].min()) for chunk in chunks)
+                for p, chunks in self.open.items() if chunks}
 
 
 def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
@@ -361,25 +381,32 @@ class Verifier:
         scorer = self._scorer_for(image)
         state = scorer.prepare(image)
         order = (order.cpu().numpy() if order is not None else np.arange(positions))
-        frontier = _Frontier()
-        frontier.push(np.zeros((positions, channels)), np.ones((positions, channels)),
-                      order.astype(np.int64), np.full(positions, -math.inf))
+        frontier = _Frontier(order.astype(np.int64), channels)
         volume = np.zeros(positions)
         boxes = np.zeros(positions, dtype=np.int64)
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
-        unbounded = 0  # boxes halved without a bound (past the symbol bound)
+        unbounded = 0  # boxes split without a bound (past the symbol bound)
+        too_big = math.inf  # the smallest side a box was found past the symbol bound at
         witness = np.full((positions, channels), np.nan)
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
         batch = most if self.deterministic else min(most, 8)  # grows once timed
         labels = torch.tensor([label], device=image.device)
-        while frontier.size:
-            if self._out_of_budget(began, int(boxes.sum()) + unbounded):
+        while not self._out_of_budget(began, int(boxes.sum()) + unbounded):
+            frontier.fill(most)
+            if not frontier.size:
                 break
             called = time.perf_counter()
             if self.max_boxes is not None:  # never past max_boxes, even in one call
                 batch = min(batch, self.max_boxes - int(boxes.sum()) - unbounded)
             lo, hi, position, parent = frontier.pop(batch)
+            big = (hi - lo).max(1) >= too_big  # as large as a box past the symbol bound:
+            if big.any():  # cut without a failed call (a cost guess, never a verdict)
+                unbounded += int(big.sum())
+                _cut(frontier, lo[big], hi[big], position[big], parent[big], stuck)
+                lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
+                if not position.size:
+                    continue
             try:
                 bounds = self.bounds.margins(
                     cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
@@ -392,7 +419,9 @@ class Verifier:
             except TooManySymbols:  # past the memory bound of one call: smaller calls,
                 unbounded += position.size  # (counted against max_boxes: no endless halving)
                 batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck)
-                continue  # or, for a single box, its halves unbounded
+                if position.size == 1:  # or, for a single box, cut unbounded
+                    too_big = min(too_big, float((hi - lo).max()))
+                continue
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
                                      bounds.symbols, most, began)
@@ -412,9 +441,9 @@ class Verifier:
             if fooled:
                 hit = np.array(sorted(fooled))
                 if stop_at_first:
-                    frontier = _Frontier()
+                    frontier.drop(np.array(list(frontier.open)))
                     break
-                frontier.drop(lambda pos, hit=hit: ~np.isin(pos, hit))
+                frontier.drop(hit)
                 keep = ~np.isin(position, hit)
                 lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
                                                    worst[keep], slopes[keep])
@@ -431,20 +460,17 @@ class Verifier:
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray) -> int:
         """Boxes whose call would pass :data:`ROWS_PER_CALL` rows or
         :data:`MAX_BOX_SYMBOLS` symbols: put back for calls of half as many boxes; a single
-        such box is halved unbounded (its halves carry fewer symbols; a box is only
-        counted, and only proved, once bounded). A box too small to halve
-        (:data:`MIN_SIDE`) is left unknown with no bound (``stuck`` at ``-inf``).
+        such box is cut unbounded (:func:`_cut`), and so are boxes as large as it after it,
+        at any position, without a call (the symbols grow with the side; a box is only
+        counted, and only proved, once bounded).
 
         Returns:
             The next call's boxes.
         """
         if position.size > 1:
-            frontier.push_front(lo, hi, position, parent)
+            frontier.push(lo, hi, position, parent, front=True)
             return max(1, position.size // 2)
-        if (hi - lo).max() < MIN_SIDE:
-            stuck[position] = -math.inf
-        else:
-            self._split(frontier, lo, hi, position, parent, np.zeros_like(lo))
+        _cut(frontier, lo, hi, position, parent, stuck)
         return 1
 
     def _next_batch(self, done: int, seconds: float, symbols: int, most: int,
@@ -529,8 +555,9 @@ class Verifier:
             if not np.isnan(witness[p, 0]):
                 status.append(VULNERABLE)
             elif p in pending or stuck[p] < math.inf or boxes[p] == 0:
-                status.append(UNKNOWN)
-                lowest[p] = min(pending.get(p, math.inf), stuck[p])
+                status.append(UNKNOWN)  # never bounded (not reached): no bound, -inf
+                lowest[p] = min(pending.get(p, -math.inf if boxes[p] == 0 else math.inf),
+                                stuck[p])
             else:
                 status.append(ROBUST)
         return PositionVerdicts(status, torch.from_numpy(np.minimum(volume, 1.0)),
@@ -556,6 +583,26 @@ class Verifier:
         return Verification(verified, bool(vulnerable), decided, witness,
                             float(verdicts.verified_volume.mean()), lowest,
                             int(verdicts.boxes.sum()), queries, seconds, tolerance, verdicts)
+
+
+def _cut(frontier: _Frontier, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+         parent: np.ndarray, stuck: np.ndarray) -> None:
+    """Boxes ``[M, C]`` past the symbol bound, halved along every channel unbounded
+    (``2^C`` boxes each, put first: one failed call per halving of the side, not one per
+    channel). A box too small to halve (:data:`MIN_SIDE`) is left unknown with no bound
+    (``stuck`` at ``-inf``)."""
+    small = (hi - lo).max(1) < MIN_SIDE
+    stuck[position[small]] = -math.inf
+    lo, hi, position, parent = lo[~small], hi[~small], position[~small], parent[~small]
+    if not position.size:
+        return
+    pieces = 2 ** lo.shape[1]
+    upper = np.array(list(np.ndindex(*(2,) * lo.shape[1])), dtype=bool)  # [2^C, C]: halves
+    middle = (lo + hi) / 2
+    cut_lo = np.where(upper, middle[:, None], lo[:, None]).reshape(-1, lo.shape[1])
+    cut_hi = np.where(upper, hi[:, None], middle[:, None]).reshape(-1, lo.shape[1])
+    frontier.push(cut_lo, cut_hi, np.repeat(position, pieces), np.repeat(parent, pieces),
+                  front=True)
 
 
 def _worst_slopes(bounds, rows: np.ndarray) -> np.ndarray:
