@@ -79,9 +79,10 @@ def verified(model, images, labels, budget: float) -> list:
                                            genes))
             assert int(score.argmax(1)) != int(labels[n]), "a witness that does not fool"
         answers.append(answer)
+        robust = answer.positions.status.count("robust")
         print(f"  image {n}: {answer.decided_by} in {answer.seconds:.1f} s "
-              f"({answer.boxes} boxes, proved share {answer.verified_volume:.4f})",
-              flush=True)
+              f"({answer.boxes} boxes, proved share {answer.verified_volume:.5f}, "
+              f"{robust} positions proved)", flush=True)
     return answers
 
 
@@ -91,6 +92,7 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
     verdict = [a.decided_by for a in answers]
     seconds = [a.seconds for a in answers]
     unknown = [a.verified_volume for a in answers if a.decided_by == "unknown"]
+    proved = [a.positions.status.count("robust") for a in answers if a.decided_by == "unknown"]
     wrong = sum(a.verified and (f or s) for a, f, s in
                 zip(answers, samples["fast_fooled"], samples["scan_fooled"], strict=True))
     missed = sum(a.fooled and c for a, c in
@@ -116,8 +118,10 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
           f"largest {max(seconds):.1f}; boxes per image: median "
           f"{statistics.median(a.boxes for a in answers):,.0f}")
     if unknown:
-        print(f"unknown images: share of the threat space proved, mean "
-              f"{statistics.mean(unknown):.4f}, lowest {min(unknown):.4f}")
+        print(f"unknown images: share of the threat space proved, median "
+              f"{statistics.median(unknown):.5f}, largest {max(unknown):.5f}, lowest "
+              f"{min(unknown):.5f}; positions proved robust, median "
+              f"{statistics.median(proved):g}, largest {max(proved)}")
     print(f"corner-certified images the verifier fools: {missed} "
           f"(a corner certificate is a sample, not a proof)")
     print(f"soundness check: images verified that a sampler fools: {wrong} (must be 0)")

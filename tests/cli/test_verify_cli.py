@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import clean_error, invoke
 
 FLIPPED = '''
@@ -64,6 +65,29 @@ def test_bad_options_are_one_line(tmp_path):
                         "convsmall-cifar10", option, value, "--out", tmp_path / "v")
         clean_error(result, 2, phrase)
     assert not (tmp_path / "v").exists()
+
+
+def test_workers_with_device_auto_let_the_ray_cluster_choose(tmp_path, monkeypatch):
+    """``--device auto`` resolves here for the model check, but the Ray workers are asked
+    for ``auto`` (the cluster's GPUs if it has any), recorded as such; an explicit device
+    is passed on as it is."""
+    pytest.importorskip("ray")
+    from pixelprior.cli import verify as verify_cli
+
+    asked = []
+
+    def fake_run(out, *args, **kwargs):
+        asked.append((kwargs["worker_device"], kwargs["info"].get("worker_device")))
+        return []
+
+    monkeypatch.setattr(verify_cli, "run_verification", fake_run)
+    monkeypatch.setattr(verify_cli, "_print_rows", lambda *args: None)
+    for device in ("auto", "cpu"):
+        result = invoke("verify", "cifar10", "--source", "sample", "--model",
+                        "convsmall-cifar10", "--images", 2, "--workers", 2, "--device", device,
+                        "--out", tmp_path / device)
+        assert result.exit_code == 0, result.output
+    assert asked == [("auto", "auto"), ("cpu", "cpu")]
 
 
 def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path):

@@ -129,6 +129,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             "classes": model_options.classes, "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
             "allow_pickle": model_options.allow_pickle, "device": device}
+    if workers > 1:  # where the Ray workers run (auto: the cluster's GPUs, if any)
+        info["worker_device"] = requested if requested == "auto" else device
     with Interrupts() as interrupts:
         try:
             rows = run_verification(out, net, floats, labels, indices,
@@ -139,8 +141,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                     log=console.print, workers=workers,
                                     ray_address=ray_address,
                                     model_factory=partial(_open_net, model_options),
-                                    # auto: the cluster's GPUs if it has any, not this host's
-                                    worker_device="auto" if requested == "auto" else None)
+                                    worker_device=info.get("worker_device"))
         except Interrupted as exc:
             exc.kept = "the images finished so far are kept; run the same command to resume"
             raise

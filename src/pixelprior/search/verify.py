@@ -20,7 +20,8 @@ cube:
    every position and deciding none.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
-within it is **unknown** and reports its lowest bound — never "verified". A box narrower
+within it is **unknown** and reports its lowest bound (none where a position was never
+reached) — never "verified". A box narrower
 than :data:`MIN_SIDE` whose bound stays below the tolerance and whose points do not fool
 the model is left unknown too (its margin is within the tolerance of 0).
 
@@ -73,7 +74,8 @@ class PositionVerdicts:
             ``"unknown"`` (the budget ran out first, or not visited), per position.
         verified_volume: float64 ``[H · W]``, the share of each color cube proved.
         lowest_bound: float64 ``[H · W]``, the lowest margin bound over what is not
-            proved (``nan`` where everything is proved or a witness was found).
+            proved (``nan`` where everything is proved or a witness was found; ``-inf``
+            where no box was bounded: no bound known).
         witness: float ``[H · W, C]``, the adversarial color (``nan`` where none).
         boxes: long ``[H · W]``, boxes bounded per position.
     """
@@ -96,7 +98,7 @@ class Verification:
         witness: ``(x, y, color)`` of the adversarial pixel, or ``None``.
         verified_volume: the share of the threat space (positions × colors) proved.
         lowest_bound: the lowest margin bound over what is not proved (``None`` when
-            verified).
+            verified, fooled, or when some position was never bounded: no bound known).
         boxes: boxes bounded.
         queries: model queries spent on candidate points.
         seconds: wall time.
@@ -262,8 +264,10 @@ class Verifier:
         Args:
             images: float ``[B, C, H, W]`` in [0, 1], each classified as its label.
             labels: long ``[B]``.
-            orders: long ``[B, H · W]``, the positions in the order to visit (default:
-                the verifier's ``order``).
+            orders: long ``[B, K]``, the positions (flat ``y · W + x``) to visit, in
+                order: each row distinct positions of the image, every one of them
+                (``K = H · W``) or a subset (the others are left unknown, so the image
+                is never verified). Default: the verifier's ``order``.
             stop_at_first: stop an image at its first witness (else every position is
                 decided, as ``susceptibility --exact`` needs).
 
@@ -271,8 +275,11 @@ class Verifier:
             One :class:`Verification` per image.
 
         Raises:
-            ValueError: an image is not classified as its label.
+            ValueError: an image is not classified as its label, or ``orders`` is not
+                rows of distinct positions of the image.
         """
+        if orders is not None:
+            _check_orders(orders, images.shape)
         self.bounds.plan(images[:1])
         results = []
         for i in range(images.shape[0]):
@@ -385,8 +392,9 @@ class Verifier:
         volume = np.zeros(positions)
         boxes = np.zeros(positions, dtype=np.int64)
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
-        unbounded = 0  # boxes split without a bound (past the symbol bound)
-        too_big = math.inf  # the smallest side a box was found past the symbol bound at
+        unbounded = 0  # boxes in calls past the symbol bound, and boxes cut without a call
+        too_big = np.full(positions, math.inf)  # per position: the smallest side of a box
+        # found past the symbol bound there (its cone decides the symbols)
         witness = np.full((positions, channels), np.nan)
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
@@ -400,8 +408,9 @@ class Verifier:
             if self.max_boxes is not None:  # never past max_boxes, even in one call
                 batch = min(batch, self.max_boxes - int(boxes.sum()) - unbounded)
             lo, hi, position, parent = frontier.pop(batch)
-            big = (hi - lo).max(1) >= too_big  # as large as a box past the symbol bound:
-            if big.any():  # cut without a failed call (a cost guess, never a verdict)
+            side = (hi - lo).max(1)  # as large as a box past the symbol bound: cut without
+            big = (side >= too_big[position]) & (side >= MIN_SIDE)  # a failed call
+            if big.any():
                 unbounded += int(big.sum())
                 _cut(frontier, lo[big], hi[big], position[big], parent[big], stuck)
                 lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
@@ -420,7 +429,7 @@ class Verifier:
                 unbounded += position.size  # (counted against max_boxes: no endless halving)
                 batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck)
                 if position.size == 1:  # or, for a single box, cut unbounded
-                    too_big = min(too_big, float((hi - lo).max()))
+                    too_big[position] = np.minimum(too_big[position], (hi - lo).max())
                 continue
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
@@ -440,13 +449,13 @@ class Verifier:
                 witness[p] = color
             if fooled:
                 hit = np.array(sorted(fooled))
-                if stop_at_first:
-                    frontier.drop(np.array(list(frontier.open)))
-                    break
                 frontier.drop(hit)
                 keep = ~np.isin(position, hit)
                 lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
                                                    worst[keep], slopes[keep])
+                if stop_at_first:  # what is left open stays open: unknown, not robust
+                    frontier.push(lo, hi, position, worst, front=True)
+                    break
             side = (hi - lo).max(1)
             small = side < MIN_SIDE
             np.minimum.at(stuck, position[small], worst[small])
@@ -460,8 +469,8 @@ class Verifier:
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray) -> int:
         """Boxes whose call would pass :data:`ROWS_PER_CALL` rows or
         :data:`MAX_BOX_SYMBOLS` symbols: put back for calls of half as many boxes; a single
-        such box is cut unbounded (:func:`_cut`), and so are boxes as large as it after it,
-        at any position, without a call (the symbols grow with the side; a box is only
+        such box is cut unbounded (:func:`_cut`), and so are the boxes of its position as
+        large as it, without a call (the symbols grow with the side; a box is only
         counted, and only proved, once bounded).
 
         Returns:
@@ -583,6 +592,21 @@ class Verifier:
         return Verification(verified, bool(vulnerable), decided, witness,
                             float(verdicts.verified_volume.mean()), lowest,
                             int(verdicts.boxes.sum()), queries, seconds, tolerance, verdicts)
+
+
+def _check_orders(orders: torch.Tensor, shape: torch.Size) -> None:
+    """Refuse orders that are not ``[B, K]`` rows of distinct positions of the images."""
+    count, positions = shape[0], shape[-2] * shape[-1]
+    if (orders.dim() != 2 or orders.shape[0] != count or orders.shape[1] > positions
+            or orders.dtype.is_floating_point or orders.dtype == torch.bool):
+        raise ValueError(f"orders must be integer [{count}, K] with K <= {positions} "
+                         f"(positions of each image), got {orders.dtype} "
+                         f"{list(orders.shape)}")
+    if orders.numel() and (int(orders.min()) < 0 or int(orders.max()) >= positions):
+        raise ValueError(f"orders must hold positions 0..{positions - 1} (y · W + x)")
+    ordered = orders.sort(1).values
+    if bool((ordered[:, 1:] == ordered[:, :-1]).any()):
+        raise ValueError("orders must not repeat a position within an image")
 
 
 def _cut(frontier: _Frontier, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
