@@ -130,7 +130,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             "std": model_options.std, "input_size": model_options.input_size,
             "allow_pickle": model_options.allow_pickle, "device": device}
     if workers > 1:  # where the Ray workers run (auto: the cluster's GPUs, if any)
-        info["worker_device"] = requested if requested == "auto" else device
+        info["worker_device"] = requested  # pick_device resolved only "auto"
     with Interrupts() as interrupts:
         try:
             rows = run_verification(out, net, floats, labels, indices,

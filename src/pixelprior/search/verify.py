@@ -427,10 +427,9 @@ class Verifier:
                                     max(ROWS_PER_CALL // len(position) - 1, channels)))
             except TooManySymbols:  # past the memory bound of one call: smaller calls,
                 unbounded += position.size  # (counted against max_boxes: no endless halving)
-                batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck)
-                if position.size == 1:  # or, for a single box, cut unbounded
-                    too_big[position] = np.minimum(too_big[position], (hi - lo).max())
-                continue
+                batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck,
+                                               too_big)
+                continue  # or, for a single box, cut unbounded
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
                                      bounds.symbols, most, began)
@@ -466,12 +465,13 @@ class Verifier:
                              width)
 
     def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
-                          position: np.ndarray, parent: np.ndarray, stuck: np.ndarray) -> int:
+                          position: np.ndarray, parent: np.ndarray, stuck: np.ndarray,
+                          too_big: np.ndarray) -> int:
         """Boxes whose call would pass :data:`ROWS_PER_CALL` rows or
         :data:`MAX_BOX_SYMBOLS` symbols: put back for calls of half as many boxes; a single
         such box is cut unbounded (:func:`_cut`), and so are the boxes of its position as
-        large as it, without a call (the symbols grow with the side; a box is only
-        counted, and only proved, once bounded).
+        large as it, without a call (``too_big``, per position, updated here; the symbols
+        grow with the side; a box is only counted, and only proved, once bounded).
 
         Returns:
             The next call's boxes.
@@ -479,6 +479,7 @@ class Verifier:
         if position.size > 1:
             frontier.push(lo, hi, position, parent, front=True)
             return max(1, position.size // 2)
+        too_big[position] = np.minimum(too_big[position], (hi - lo).max())
         _cut(frontier, lo, hi, position, parent, stuck)
         return 1
 
