@@ -315,3 +315,83 @@ def test_boxes_as_large_as_one_past_the_symbol_bound_are_cut_without_a_call(monk
     (result,) = verifier.verify(image, label)
     assert result.decided_by == "verified"
     assert failed and len(failed) == len(set(failed))
+
+
+def test_box_levels_seldom_proved_are_halved_without_a_call_but_explored():
+    from pixelprior.search.verify import EXPLORE, SKIP_TRIES, _Levels
+
+    levels = _Levels()
+    lo, hi = torch.zeros(3, 3).numpy(), torch.tensor([[1.0, 1, 1], [0.5, 1, 1],
+                                                      [0.25, 0.5, 1]]).numpy()
+    assert _Levels.of(lo, hi).tolist() == [0, 1, 3]
+    small = torch.zeros(1, dtype=torch.bool).numpy()
+    zero = torch.tensor([0]).numpy()
+    assert not levels.skip(zero, small).any()  # no evidence yet
+    levels.record(torch.zeros(SKIP_TRIES, dtype=torch.long).numpy(),
+                  torch.zeros(SKIP_TRIES, dtype=torch.bool).numpy())
+    decisions = [bool(levels.skip(zero, small)[0]) for _ in range(2 * EXPLORE)]
+    assert decisions.count(False) == 2  # one in EXPLORE still bounded
+    assert not levels.skip(zero, ~small).any()  # a box too small to halve: bounded
+    assert not levels.skip(torch.tensor([1]).numpy(), small).any()  # other levels
+    levels.record(zero, ~small)  # one proof in 17 tries: above the rate
+    assert not levels.skip(zero, small).any()
+
+
+def test_a_level_that_never_proves_is_skipped_and_the_verdict_is_unchanged(monkeypatch):
+    """With an engine whose whole-cube bounds never prove (made looser: -inf, still
+    sound), the whole cubes of the later positions are halved without a call, and the
+    image is still proved: the same verdict as bounding every box, in fewer calls."""
+    from pixelprior.search import verify as verify_module
+
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model = calm_net()
+    label = torch.tensor([int(model(image).argmax(1))])
+
+    def run(skip_tries: int) -> tuple:
+        monkeypatch.setattr(verify_module, "SKIP_TRIES", skip_tries)
+        whole_cubes = []
+        verifier = Verifier(model, budget=None, deterministic=True, batch_boxes=4)
+        margins = verifier.bounds.margins
+
+        def loose(cache, owner, y, x, lo, hi, *args, **kwargs):
+            bounds = margins(cache, owner, y, x, lo, hi, *args, **kwargs)
+            whole = (hi - lo).prod(1) == 1
+            whole_cubes.extend(whole.tolist())
+            bounds.lower[whole] = -math.inf
+            return bounds
+
+        monkeypatch.setattr(verifier.bounds, "margins", loose)
+        return verifier.verify(image, label)[0], whole_cubes
+
+    skipping, calls = run(16)
+    bounding, every = run(10**9)
+    assert bounding.decided_by == skipping.decided_by == "verified"
+    assert sum(every) == 36 and 16 <= sum(calls) < 36  # whole cubes bounded
+    assert len(calls) < len(every)
+
+
+def test_cpu_calls_are_sized_by_their_largest_tensors():
+    """On the CPU a call's boxes keep its largest float64 tensors near CPU_CALL_BYTES
+    (memory traffic bounds float64 convolutions there); elsewhere only the rows bound
+    holds."""
+    from types import SimpleNamespace
+
+    from pixelprior.search.verify import CPU_CALL_BYTES, ROWS_PER_CALL
+
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model = calm_net()
+    verifier = Verifier(model, budget=None, deterministic=True)
+    cache = verifier.bounds.prepare(image)
+    bounds = verifier.bounds.margins(cache, torch.zeros(2, dtype=torch.long),
+                                     torch.tensor([1, 2]), torch.tensor([3, 4]),
+                                     torch.zeros(2, 3), torch.ones(2, 3),
+                                     torch.tensor([0, 0]))
+    assert 0 < bounds.row_elements <= 4 * 6 * 6  # the widest relaxed value, per row
+    wide = SimpleNamespace(symbols=424, row_elements=3136)
+    assert verifier._next_batch(1, 0.1, wide, 64, 0.0, cpu=True) == max(
+        1, CPU_CALL_BYTES // (8 * 425 * 3136))
+    assert verifier._next_batch(1, 0.1, wide, 64, 0.0, cpu=False) == min(
+        64, ROWS_PER_CALL // 425)
+    narrow = SimpleNamespace(symbols=30, row_elements=288)
+    assert verifier._next_batch(1, 0.1, narrow, 64, 0.0, cpu=True) == min(
+        64, CPU_CALL_BYTES // (8 * 31 * 288))

@@ -17,7 +17,9 @@ cube:
    (the corner scan's margins, low first, so a vulnerable image stops early), a few at a
    time — only as many as fill a bound call — and breadth first within each: a budget
    decides the first positions (the most susceptible ones) instead of spreading over
-   every position and deciding none.
+   every position and deciding none. A box size that seldom proves on the image (the
+   first positions measure it) is halved without a bound call (:class:`_Levels`): on a
+   network whose large boxes never prove, their calls were most of a position's time.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound (none where a position was never
@@ -58,6 +60,17 @@ FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the l
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
+# On the CPU a call's largest tensors (boxes × (1 + symbols) × the widest relaxed value's
+# neurons, in float64) are kept about this small: float64 convolutions are bound by memory
+# traffic there, and a box costs 1.4-1.7× less in calls of this size than in calls of
+# 2 s (ResNet8, boxes of side 1/8 and 1/16: 0.12 / 0.036 s against 0.16 / 0.056 s;
+# ConvSmall keeps 15-60 boxes per call; 2-core AVX2 EPYC, benchmarks/RESULTS.md)
+CPU_CALL_BYTES = 4 * 2**20
+# A box size (level: -log2 of the volume) whose boxes proved in fewer than SKIP_RATE of
+# at least SKIP_TRIES bound calls on this image is split without a call, but for one box
+# in EXPLORE (which keeps the rate current): on a network whose large boxes never prove
+# (ResNet8's sides above 1/8) their calls are most of a position's time
+SKIP_RATE, SKIP_TRIES, EXPLORE = 1 / 32, 16, 32
 # a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
 # (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
 MAX_BOX_SYMBOLS = 8_192
@@ -188,6 +201,45 @@ class _Frontier:
         """The lowest parent bound of each position with boxes left."""
         return {p: min(float(chunk[2].min()) for chunk in chunks)
                 for p, chunks in self.open.items() if chunks}
+
+
+class _Levels:
+    """Which box sizes are worth a bound call on one image.
+
+    A box's level is ``-log2`` of its volume (boxes are halved: whole numbers). A level
+    whose boxes proved in fewer than :data:`SKIP_RATE` of :data:`SKIP_TRIES` or more calls
+    is *skipped*: its boxes are halved without a call (one in :data:`EXPLORE` is still
+    bounded, so that the rate follows the positions). Sound: a box halved unbounded claims
+    nothing; its halves are bounded, or halved, in turn.
+    """
+
+    def __init__(self) -> None:
+        self.bounded: collections.Counter = collections.Counter()
+        self.proved: collections.Counter = collections.Counter()
+        self.skipped: collections.Counter = collections.Counter()
+
+    @staticmethod
+    def of(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The level of each box ``[M, C]``."""
+        return np.rint(-np.log2(np.prod(hi - lo, axis=1))).astype(np.int64)
+
+    def record(self, levels: np.ndarray, proved: np.ndarray) -> None:
+        """Count bound calls and proofs per level."""
+        self.bounded.update(levels.tolist())
+        self.proved.update(levels[proved].tolist())
+
+    def skip(self, levels: np.ndarray, small: np.ndarray) -> np.ndarray:
+        """A mask of the boxes to halve without a call (never a box too ``small``
+        to halve)."""
+        mask = np.zeros(levels.size, dtype=bool)
+        for n, level in enumerate(levels.tolist()):
+            tries = self.bounded[level]
+            if (small[n] or tries < SKIP_TRIES
+                    or self.proved[level] >= SKIP_RATE * tries):
+                continue
+            self.skipped[level] += 1
+            mask[n] = self.skipped[level] % EXPLORE != 0
+        return mask
 
 
 def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
@@ -398,7 +450,9 @@ class Verifier:
         witness = np.full((positions, channels), np.nan)
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
-        batch = most if self.deterministic else min(most, 8)  # grows once timed
+        cpu = image.device.type == "cpu"
+        batch = most if self.deterministic else min(most, 1 if cpu else 8)  # grows once
+        levels = _Levels()  # timed
         labels = torch.tensor([label], device=image.device)
         while not self._out_of_budget(began, int(boxes.sum()) + unbounded):
             frontier.fill(most)
@@ -414,8 +468,14 @@ class Verifier:
                 unbounded += int(big.sum())
                 _cut(frontier, lo[big], hi[big], position[big], parent[big], stuck)
                 lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
-                if not position.size:
-                    continue
+            skip = levels.skip(_Levels.of(lo, hi), (hi - lo).max(1) < 2 * MIN_SIDE)
+            if skip.any():
+                self._split(frontier, lo[skip], hi[skip], position[skip], parent[skip],
+                            np.zeros(lo[skip].shape))
+                lo, hi, position, parent = (lo[~skip], hi[~skip], position[~skip],
+                                            parent[~skip])
+            if not position.size:
+                continue
             try:
                 bounds = self.bounds.margins(
                     cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
@@ -432,9 +492,10 @@ class Verifier:
                 continue  # or, for a single box, cut unbounded
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
-                                     bounds.symbols, most, began)
+                                     bounds, most, began, cpu)
             worst = bounds.worst.cpu().numpy()
             proved = worst > tolerance
+            levels.record(_Levels.of(lo, hi), proved)
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
             open_ = ~proved
             if not open_.any():
@@ -483,14 +544,19 @@ class Verifier:
         _cut(frontier, lo, hi, position, parent, stuck)
         return 1
 
-    def _next_batch(self, done: int, seconds: float, symbols: int, most: int,
-                    began: float) -> int:
+    def _next_batch(self, done: int, seconds: float, bounds, most: int,
+                    began: float, cpu: bool) -> int:
         """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
-        rows bound and the budget left (at least 1, at most ``most``)."""
+        rows bound (on the CPU :data:`CPU_CALL_BYTES`, from the last call's symbols and
+        widest value) and the budget left (at least 1, at most ``most``)."""
         per_box = max(seconds / done, 1e-6)
+        rows = 1 + bounds.symbols
+        most = min(most, ROWS_PER_CALL // rows)
+        if cpu:
+            most = min(most, CPU_CALL_BYTES // (8 * rows * max(bounds.row_elements, 1)))
         if self.deterministic:
-            return max(1, min(most, ROWS_PER_CALL // (1 + symbols)))
-        batch = min(most, int(CALL_SECONDS / per_box), ROWS_PER_CALL // (1 + symbols))
+            return max(1, most)
+        batch = min(most, int(CALL_SECONDS / per_box))
         if self.budget is not None:
             left = self.budget - (time.perf_counter() - began)
             batch = min(batch, int(left / per_box))

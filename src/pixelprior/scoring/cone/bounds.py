@@ -99,12 +99,15 @@ class MarginBounds:
         upper: float64 ``[N, K]``, an upper bound (``+inf`` at the label).
         inputs: float64 ``[N, K, C]``, each margin's coefficients of the color symbols.
         symbols: the symbols the call used (color channels and relaxation errors).
+        row_elements: the neurons of the widest relaxed value, per box and symbol: with
+            ``symbols``, the size of the call's largest tensors (its memory traffic).
     """
 
     lower: torch.Tensor
     upper: torch.Tensor
     inputs: torch.Tensor
     symbols: int
+    row_elements: int = 0
 
     @property
     def worst(self) -> torch.Tensor:
@@ -122,6 +125,7 @@ class _Call:
         self.owner, self.y, self.x = owner, y, x
         self.count = owner.shape[0]
         self.rows = 1 + channels
+        self.row_elements = 0  # the widest relaxed value's neurons per row
         self.shapes = bound_cache.cache.plan.shapes
         self._queries: dict[int, Query] = {}
 
@@ -159,6 +163,7 @@ class _Call:
 
     def _counted(self, out: torch.Tensor) -> torch.Tensor:
         self.rows = out.shape[1]
+        self.row_elements = max(self.row_elements, out[0, 0].numel())
         if self.max_symbols is not None and self.rows - 1 > self.max_symbols:
             raise TooManySymbols(f"more than {self.max_symbols:,} symbols")
         return out
@@ -245,7 +250,6 @@ class BoundEngine:
         return BoundCache(FxCache(torch.cat([cache.images, torch.zeros_like(images[:1])]),
                                   tensors, cache.plan), images.shape[0])
 
-    @torch.inference_mode()
     def logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
                lower: torch.Tensor, upper: torch.Tensor,
                max_symbols: int | None = None) -> torch.Tensor:
@@ -263,6 +267,12 @@ class BoundEngine:
         Raises:
             TooManySymbols: past ``max_symbols``.
         """
+        return self._logits(cache, owner, y, x, lower, upper, max_symbols)[0]
+
+    @torch.inference_mode()
+    def _logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
+                x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
+                max_symbols: int | None) -> tuple[torch.Tensor, _Call]:
         lower, upper = lower.double(), upper.double()
         call = _Call(cache, owner, y, x, lower.shape[1], max_symbols)
         env: dict[fx.Node, Any] = dict(self.graph.statics)
@@ -273,7 +283,7 @@ class BoundEngine:
                 del env[n]
         if isinstance(result, ZWindow):
             raise BoundUnsupportedError("the model's output is a feature map, not scores")
-        return call.grow(result.values)
+        return call.grow(result.values), call
 
     def margins(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
@@ -286,7 +296,7 @@ class BoundEngine:
         Returns:
             The margins' lower and upper bounds and their color coefficients.
         """
-        values = self.logits(cache, owner, y, x, lower, upper, max_symbols)
+        values, call = self._logits(cache, owner, y, x, lower, upper, max_symbols)
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
@@ -294,7 +304,8 @@ class BoundEngine:
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
         channels = lower.shape[1]
         return MarginBounds(torch.where(at_label, inf, low), torch.where(at_label, inf, high),
-                            margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1)
+                            margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1,
+                            call.row_elements)
 
     # ---------------------------------------------------------------- steps
     def _run(self, step: Any, call: _Call, env: dict, lower: torch.Tensor,
