@@ -69,7 +69,7 @@ CPU_CALL_BYTES = 4 * 2**20
 # A box size (level: -log2 of the volume) whose boxes proved in fewer than SKIP_RATE of
 # at least SKIP_TRIES bound calls on this image is split without a call, but for one box
 # in EXPLORE (which keeps the rate current): on a network whose large boxes never prove
-# (ResNet8's sides above 1/8) their calls are most of a position's time
+# (ResNet8's boxes larger than 1/4 × 1/4 × 1/4) their calls were most of a position's time
 SKIP_RATE, SKIP_TRIES, EXPLORE = 1 / 32, 16, 32
 # a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
 # (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
