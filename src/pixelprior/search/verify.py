@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from ..scoring import Scorer, make_scorer, perturb_rows
-from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, TooManySymbols
+from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
@@ -451,8 +451,9 @@ class Verifier:
         queries = 0
         most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
         cpu = image.device.type == "cpu"
-        batch = most if self.deterministic else min(most, 1 if cpu else 8)  # grows once
-        levels = _Levels()  # timed
+        # the first call: one box on the CPU (its size unknown yet); grows once timed
+        batch = most if self.deterministic else min(most, 1 if cpu else 8)
+        levels = _Levels()
         labels = torch.tensor([label], device=image.device)
         while not self._out_of_budget(began, int(boxes.sum()) + unbounded):
             frontier.fill(most)
@@ -544,7 +545,7 @@ class Verifier:
         _cut(frontier, lo, hi, position, parent, stuck)
         return 1
 
-    def _next_batch(self, done: int, seconds: float, bounds, most: int,
+    def _next_batch(self, done: int, seconds: float, bounds: MarginBounds, most: int,
                     began: float, cpu: bool) -> int:
         """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
         rows bound (on the CPU :data:`CPU_CALL_BYTES`, from the last call's symbols and
