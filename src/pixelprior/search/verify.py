@@ -268,7 +268,9 @@ class Verifier:
             additions, concatenations, linear layers); images in [0, 1] → class scores.
         budget: seconds per image (``None``: no limit).
         max_boxes: boxes per image (``None``: no limit).
-        batch_boxes: boxes per bound call (default: 64 on the CPU, 1,024 on CUDA).
+        batch_boxes: the most boxes per bound call (default: 64 on the CPU, 1,024 on
+            CUDA); calls are smaller where the rows bound, :data:`CPU_CALL_BYTES` on the
+            CPU or (unless ``deterministic``) :data:`CALL_SECONDS` ask for it.
         tolerance: the margin a bound must exceed (default: derived per image, see the
             module docstring).
         engine: the scorer of candidate points (``"auto"``: the incremental engine where
@@ -469,12 +471,13 @@ class Verifier:
                 unbounded += int(big.sum())
                 _cut(frontier, lo[big], hi[big], position[big], parent[big], stuck)
                 lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
-            skip = levels.skip(_Levels.of(lo, hi), (hi - lo).max(1) < 2 * MIN_SIDE)
+            level = _Levels.of(lo, hi)
+            skip = levels.skip(level, (hi - lo).max(1) < 2 * MIN_SIDE)
             if skip.any():
                 self._split(frontier, lo[skip], hi[skip], position[skip], parent[skip],
                             np.zeros(lo[skip].shape))
-                lo, hi, position, parent = (lo[~skip], hi[~skip], position[~skip],
-                                            parent[~skip])
+                lo, hi, position, parent, level = (lo[~skip], hi[~skip], position[~skip],
+                                                   parent[~skip], level[~skip])
             if not position.size:
                 continue
             try:
@@ -496,7 +499,7 @@ class Verifier:
                                      bounds, most, began, cpu)
             worst = bounds.worst.cpu().numpy()
             proved = worst > tolerance
-            levels.record(_Levels.of(lo, hi), proved)
+            levels.record(level, proved)
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
             open_ = ~proved
             if not open_.any():
