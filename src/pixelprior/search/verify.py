@@ -62,9 +62,9 @@ CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this l
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
 # On the CPU a call's largest tensors (boxes × (1 + symbols) × the widest relaxed value's
 # neurons, in float64) are kept about this small: float64 convolutions are bound by memory
-# traffic there, and a box costs 1.4-1.7× less in calls of this size than in calls of
-# 2 s (ResNet8, boxes of side 1/8 and 1/16: 0.12 / 0.036 s against 0.16 / 0.056 s;
-# ConvSmall keeps 15-60 boxes per call; 2-core AVX2 EPYC, benchmarks/RESULTS.md)
+# traffic there, and a ResNet8 box costs 1.1-1.75× less alone (what this gives it) than
+# in the 8-16 box calls of 2 s; ConvSmall keeps 15-60 boxes per call, where it is fastest
+# (benchmarks/verify_call_size.py, 2-core AVX2 EPYC, benchmarks/RESULTS.md)
 CPU_CALL_BYTES = 4 * 2**20
 # A box size (level: -log2 of the volume) whose boxes proved in fewer than SKIP_RATE of
 # at least SKIP_TRIES bound calls on this image is split without a call, but for one box
