@@ -229,3 +229,23 @@ def test_a_product_of_two_varying_values_is_refused():
 def test_a_model_in_training_mode_is_refused():
     with pytest.raises(BoundUnsupportedError, match="training mode"):
         BoundEngine(Plain().train())
+
+
+def test_a_float32_engine_measures_rounding_and_only_float_dtypes_are_taken():
+    """The float32 engine (for measuring rounding) bounds the same boxes within float32's
+    rounding of the float64 bounds; other dtypes are refused."""
+    torch.manual_seed(3)
+    model = Residual().eval()
+    image = torch.rand(1, 3, 8, 8)
+    label = int(model(image).argmax(1))
+    lo, hi = [0.1, 0.2, 0.3], [0.4, 0.6, 0.3]
+    bounds = {dtype: box_margins(BoundEngine(model, dtype), image, 3, 4, lo, hi, label)
+              for dtype in (torch.float64, torch.float32)}
+    wide, narrow = bounds[torch.float64].lower, bounds[torch.float32].lower
+    assert narrow.dtype == torch.float32
+    finite = torch.isfinite(wide)
+    scale = 1 + float(model(image).abs().max())
+    gap = (narrow.double() - wide)[finite].abs().max()
+    assert 0 < gap < 1e-4 * scale
+    with pytest.raises(ValueError, match="float64 or torch.float32"):
+        BoundEngine(model, torch.float16)

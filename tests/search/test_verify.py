@@ -337,39 +337,6 @@ def test_box_levels_seldom_proved_are_halved_without_a_call_but_explored():
     assert not levels.skip(zero, small).any()
 
 
-def test_a_level_is_skipped_where_its_halves_decide_more_cheaply():
-    """Level 6 proves 30% of its boxes at cost 1,000 each; level 7 proves all at 300:
-    bounding a level-6 box costs 1,000 + 0.7 · 600 against 600 for its halves — skipped.
-    At cost 100, or 500 proving 90%, it pays for itself; without evidence one level deeper
-    it is never skipped; the deepest level with evidence is never skipped either."""
-    from pixelprior.search.verify import EXPLORE, SKIP_TRIES, _Levels
-
-    def levels_with(six: tuple[float, float], seven: tuple[float, float] | None) -> _Levels:
-        levels = _Levels()
-        for level, (rate, cost) in ((6, six), (7, seven)):
-            if rate is None:
-                continue
-            proved = torch.arange(SKIP_TRIES * 10) < rate * SKIP_TRIES * 10
-            levels.record(torch.full((SKIP_TRIES * 10,), level).numpy(), proved.numpy(),
-                          cost)
-        return levels
-
-    small = torch.zeros(EXPLORE, dtype=torch.bool).numpy()
-    six = torch.full((EXPLORE,), 6).numpy()
-    seven = torch.full((EXPLORE,), 7).numpy()
-    assert levels_with((0.3, 1000.0), (1.0, 300.0)).skip(six, small).sum() == EXPLORE - 1
-    assert not levels_with((0.3, 100.0), (1.0, 300.0)).skip(six, small).any()
-    assert not levels_with((0.9, 500.0), (1.0, 300.0)).skip(six, small).any()
-    assert not levels_with((0.3, 1000.0), (None, 0.0)).skip(six, small).any()
-    assert not levels_with((0.3, 1000.0), (0.5, 300.0)).skip(seven, small).any()
-    # a level deeper that is itself skipped counts at the cost of its own halves
-    three = _Levels()
-    for level, rate, cost in ((6, 0.3, 1000.0), (7, 0.3, 600.0), (8, 1.0, 100.0)):
-        proved = torch.arange(SKIP_TRIES) < rate * SKIP_TRIES
-        three.record(torch.full((SKIP_TRIES,), level).numpy(), proved.numpy(), cost)
-    assert three._decide() == {6: True, 7: True, 8: False}
-
-
 def test_a_level_that_never_proves_is_skipped_and_the_verdict_is_unchanged(monkeypatch):
     """With an engine whose whole-cube bounds never prove (made looser: -inf, still
     sound), the whole cubes of the later positions are halved without a call, and the

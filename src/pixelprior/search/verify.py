@@ -17,10 +17,9 @@ cube:
    (the corner scan's margins, low first, so a vulnerable image stops early), a few at a
    time — only as many as fill a bound call — and breadth first within each: a budget
    decides the first positions (the most susceptible ones) instead of spreading over
-   every position and deciding none. A box size whose calls cost more than the proofs
-   they bring on the image (the first positions measure it) is halved without a bound
-   call (:class:`_Levels`): on a network whose large boxes seldom prove, their calls were
-   most of a position's time.
+   every position and deciding none. A box size that seldom proves on the image (the
+   first positions measure it) is halved without a bound call (:class:`_Levels`): on a
+   network whose large boxes never prove, their calls were most of a position's time.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound (none where a position was never
@@ -33,9 +32,13 @@ model's real-arithmetic function; the model itself runs in float32, whose scores
 from the real ones by at most :func:`~pixelprior.scoring.cone.rounding.rounding_error`
 (a first-order bound from the model's gradients and each operation's rounding radius,
 times :data:`~pixelprior.scoring.cone.rounding.SAFETY`); float64's own rounding in the
-bounds is covered by ``1e-9 · (1 + max |logit|)``. "Verified" therefore means: no color
-at any position changes the label of the model evaluated in real arithmetic by less than
-the tolerance — so neither does its float32 evaluation, up to that first-order bound.
+bounds is covered by ``1e-9 · (1 + max |logit|)`` (:data:`FLOAT64_SLACK`, an estimate too:
+float32 bounds of the same boxes differ from the float64 ones by at most
+``1.8e-5 · (1 + max |logit|)`` on the bundled networks, which scaled by the units' ratio
+``2^-29`` is ``3e-14``; ``benchmarks/bound_rounding.py``). "Verified" therefore means:
+no color at any position changes the label of the model evaluated in real arithmetic by
+less than the tolerance — so neither does its float32 evaluation, up to that first-order
+bound.
 """
 
 from __future__ import annotations
@@ -67,11 +70,10 @@ ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
 # in the 8-16 box calls of 2 s; ConvSmall keeps 15-60 boxes per call, where it is fastest
 # (benchmarks/verify_call_size.py, 2-core AVX2 EPYC, benchmarks/RESULTS.md)
 CPU_CALL_BYTES = 4 * 2**20
-# A box size (level: -log2 of the volume) with at least SKIP_TRIES bound calls on this
-# image is split without a call where that is cheaper on its proof rate and cost (and
-# always below SKIP_RATE: _Levels), but for one box in EXPLORE (which keeps the rates
-# current): on a network whose large boxes seldom prove (ResNet8's boxes larger than
-# 1/4 × 1/4 × 1/8) their calls were most of a position's time
+# A box size (level: -log2 of the volume) whose boxes proved in fewer than SKIP_RATE of
+# at least SKIP_TRIES bound calls on this image is split without a call, but for one box
+# in EXPLORE (which keeps the rate current): on a network whose large boxes never prove
+# (ResNet8's boxes larger than 1/4 × 1/4 × 1/4) their calls were most of a position's time
 SKIP_RATE, SKIP_TRIES, EXPLORE = 1 / 32, 16, 32
 # a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
 # (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
@@ -208,73 +210,40 @@ class _Frontier:
 class _Levels:
     """Which box sizes are worth a bound call on one image.
 
-    A box's level is ``-log2`` of its volume (boxes are halved: whole numbers). Each
-    level keeps its bound calls, its proofs and their cost (the call's ``1 + symbols``
-    per box: a call's time grows with its symbols, and the count is the same on every
-    run). Once a level has :data:`SKIP_TRIES` calls its boxes are *skipped* — halved
-    without a call — when that is cheaper on the evidence: bounding a box costs its call
-    plus, where it does not prove, its two halves; skipping costs the two halves alone,
-
-    ``skip  ⇔  q_L · 2 · V_{L+1} < c_L``  (or ``q_L <`` :data:`SKIP_RATE`),
-
-    with ``q_L`` the level's proof rate, ``c_L`` its cost per box and ``V_{L+1}`` the
-    expected cost of deciding a half the same way (computed from the deepest level with
-    evidence up; a level without evidence is never skipped into, and its cost is taken
-    as its parent's, which only makes skipping look dearer). One skipped box in
-    :data:`EXPLORE` is still bounded, so that the rates follow the positions. Sound: a
-    box halved unbounded claims nothing; its halves are bounded, or halved, in turn.
+    A box's level is ``-log2`` of its volume (boxes are halved: whole numbers). A level
+    whose boxes proved in fewer than :data:`SKIP_RATE` of :data:`SKIP_TRIES` or more calls
+    is *skipped*: its boxes are halved without a call (one in :data:`EXPLORE` is still
+    bounded, so that the rate follows the positions). Sound: a box halved unbounded claims
+    nothing; its halves are bounded, or halved, in turn.
     """
 
     def __init__(self) -> None:
         self.bounded: collections.Counter = collections.Counter()
         self.proved: collections.Counter = collections.Counter()
-        self.cost: collections.Counter = collections.Counter()
         self.skipped: collections.Counter = collections.Counter()
-        self._decisions: dict[int, bool] | None = None
 
     @staticmethod
     def of(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """The level of each box ``[M, C]``."""
         return np.rint(-np.log2(np.prod(hi - lo, axis=1))).astype(np.int64)
 
-    def record(self, levels: np.ndarray, proved: np.ndarray, cost: float = 1.0) -> None:
-        """Count bound calls, proofs and their ``cost`` per box, per level."""
+    def record(self, levels: np.ndarray, proved: np.ndarray) -> None:
+        """Count bound calls and proofs per level."""
         self.bounded.update(levels.tolist())
         self.proved.update(levels[proved].tolist())
-        for level in levels.tolist():
-            self.cost[level] += cost
-        self._decisions = None
 
     def skip(self, levels: np.ndarray, small: np.ndarray) -> np.ndarray:
         """A mask of the boxes to halve without a call (never a box too ``small``
         to halve)."""
-        if self._decisions is None:
-            self._decisions = self._decide()
         mask = np.zeros(levels.size, dtype=bool)
         for n, level in enumerate(levels.tolist()):
-            if small[n] or not self._decisions.get(level, False):
+            tries = self.bounded[level]
+            if (small[n] or tries < SKIP_TRIES
+                    or self.proved[level] >= SKIP_RATE * tries):
                 continue
             self.skipped[level] += 1
             mask[n] = self.skipped[level] % EXPLORE != 0
         return mask
-
-    def _decide(self) -> dict[int, bool]:
-        """Skip or not, per level with evidence (deepest first: each level's decision
-        needs the expected cost of its halves)."""
-        decisions: dict[int, bool] = {}
-        value: float | None = None  # expected cost of deciding a box one level deeper
-        known = sorted(level for level, n in self.bounded.items() if n >= SKIP_TRIES)
-        for level in range(known[-1], known[0] - 1, -1) if known else ():
-            tries = self.bounded[level]
-            if tries < SKIP_TRIES:
-                decisions[level], value = False, None
-                continue
-            rate, cost = self.proved[level] / tries, self.cost[level] / tries
-            half = value if value is not None else cost
-            skip = rate < SKIP_RATE or (value is not None and rate * 2 * half < cost)
-            decisions[level] = skip
-            value = 2 * half if skip else cost + (1 - rate) * 2 * half
-        return decisions
 
 
 def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
@@ -534,7 +503,7 @@ class Verifier:
                                      bounds, most, began, cpu)
             worst = bounds.worst.cpu().numpy()
             proved = worst > tolerance
-            levels.record(level, proved, 1.0 + bounds.symbols)
+            levels.record(level, proved)
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
             open_ = ~proved
             if not open_.any():

@@ -14,7 +14,8 @@ change, zero outside the window). Affine operations then run as the model runs t
 the operation's value at zero (its bias) is subtracted from the generator rows.
 
 Everything is computed in float64 on a float64 copy of the model (BatchNorm not folded:
-the verifier bounds the model's own operations).
+the verifier bounds the model's own operations); a float32 engine exists only to measure
+rounding.
 """
 
 from __future__ import annotations
@@ -180,18 +181,25 @@ class BoundEngine:
 
     Args:
         model: the network (images in [0, 1] → class scores), in eval mode.
+        dtype: the arithmetic of the bounds. float64 is what the verifier's tolerance
+            covers; float32 exists to measure rounding (``benchmarks/bound_rounding.py``:
+            the float32 bounds' distance from the float64 ones, scaled by the ratio of
+            the units, estimates float64's error) — its bounds prove nothing.
 
     Raises:
         BoundUnsupportedError: ``torch.fx`` cannot trace the model, or an operation has
             no bound rule (named, when the plan of an image size is built).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64) -> None:
         if model.training:
             raise BoundUnsupportedError("the model is in training mode; call model.eval()")
-        double = copy.deepcopy(model).double().eval()
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
+        self.dtype = dtype
+        copied = copy.deepcopy(model).to(dtype).eval()
         try:
-            self.engine = FxIncrementalForward(double, fold=False)
+            self.engine = FxIncrementalForward(copied, fold=False)
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
@@ -207,7 +215,7 @@ class BoundEngine:
         Raises:
             BoundUnsupportedError: an operation of the model has no bound rule.
         """
-        plan = self.engine.plan(images.double())
+        plan = self.engine.plan(images.to(self.dtype))
         key = tuple(images.shape[1:])
         if key not in self._checked:
             for node, step, _ in plan.steps:
@@ -235,7 +243,8 @@ class BoundEngine:
 
     @torch.inference_mode()
     def prepare(self, images: torch.Tensor) -> BoundCache:
-        """The clean images' float64 cache, with the zero image the generators read.
+        """The clean images' cache (in the engine's dtype), with the zero image the
+        generators read.
 
         Args:
             images: float ``[B, C, H, W]`` in [0, 1].
@@ -243,7 +252,7 @@ class BoundEngine:
         Returns:
             The cache every call on these images reuses.
         """
-        images = images.double()
+        images = images.to(self.dtype)
         self.plan(images)
         cache = self.engine.prepare(images)
         tensors = {key: torch.cat([t, torch.zeros_like(t[:1])]) for key, t in cache.tensors.items()}
@@ -273,7 +282,7 @@ class BoundEngine:
     def _logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                 max_symbols: int | None) -> tuple[torch.Tensor, _Call]:
-        lower, upper = lower.double(), upper.double()
+        lower, upper = lower.to(self.dtype), upper.to(self.dtype)
         call = _Call(cache, owner, y, x, lower.shape[1], max_symbols)
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         result = None
