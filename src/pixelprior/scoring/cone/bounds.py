@@ -95,10 +95,12 @@ class BoundCache:
 class MarginBounds:
     """Bounds of the margins ``z_label - z_j`` over each box.
 
+    Tensors are in the engine's dtype (float64 unless made for measuring rounding).
+
     Attributes:
-        lower: float64 ``[N, K]``, a lower bound of each margin (``+inf`` at the label).
-        upper: float64 ``[N, K]``, an upper bound (``+inf`` at the label).
-        inputs: float64 ``[N, K, C]``, each margin's coefficients of the color symbols.
+        lower: ``[N, K]``, a lower bound of each margin (``+inf`` at the label).
+        upper: ``[N, K]``, an upper bound (``+inf`` at the label).
+        inputs: ``[N, K, C]``, each margin's coefficients of the color symbols.
         symbols: the symbols the call used (color channels and relaxation errors).
         row_elements: the neurons of the widest relaxed value, per box and symbol: with
             ``symbols``, the size of the call's largest tensors (its memory traffic).
@@ -112,7 +114,7 @@ class MarginBounds:
 
     @property
     def worst(self) -> torch.Tensor:
-        """float64 ``[N]``: the lowest margin lower bound of each box."""
+        """``[N]``: the lowest margin lower bound of each box."""
         return self.lower.min(1).values
 
 
@@ -271,7 +273,7 @@ class BoundEngine:
             max_symbols: stop past this many symbols (a cost limit).
 
         Returns:
-            float64 ``[N, R, K]`` (row 0 the center, then the generators).
+            ``[N, R, K]`` in the engine's dtype (row 0 the center, then the generators).
 
         Raises:
             TooManySymbols: past ``max_symbols``.
