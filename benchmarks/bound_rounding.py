@@ -21,24 +21,21 @@ float64 estimate, and how many times the slack exceeds it.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 
 import torch
+from _setup import bench_inputs
 
-from pixelprior import load_cifar10, load_model, to_float
-from pixelprior.experiment import correctly_classified
 from pixelprior.scoring.cone.bounds import BoundEngine
 from pixelprior.search.verify import FLOAT64_SLACK
 
 UNIT_RATIO = 2.0**-29  # float64's unit roundoff over float32's
 
 
-def distances(model, image, label, side: float, positions: int,
+def distances(model, engines: dict, image, label, side: float, positions: int,
               generator: torch.Generator) -> list[float]:
     """``|lower_32 - lower_64| / (1 + max |logit|)`` over the finite margin bounds of
-    ``positions`` random boxes of ``side``."""
-    engines = {dtype: BoundEngine(model, dtype) for dtype in (torch.float64, torch.float32)}
+    ``positions`` random boxes of ``side`` (``engines``: dtype → its bound engine)."""
     height, width = image.shape[-2:]
     y = torch.randint(0, height, (positions,), generator=generator)
     x = torch.randint(0, width, (positions,), generator=generator)
@@ -70,26 +67,26 @@ def main() -> None:
     parser.add_argument("--positions", type=int, default=8)
     parser.add_argument("--sides", nargs="+", type=float, default=[1.0, 0.25, 0.0625, 0.0])
     args = parser.parse_args()
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; FLOAT64_SLACK = {FLOAT64_SLACK:g}")
-    print("| model | side | boxes | largest |Δ32| / (1 + max|z|) | median | float64 "
-          "estimate (× 2^-29) | slack / estimate |\n|---|---|---|---|---|---|---|")
-    data = load_cifar10("auto")
+    print(f"FLOAT64_SLACK = {FLOAT64_SLACK:g}")
+    rows = []
     for name in args.models:
-        model = load_model(name).eval()
-        pick = correctly_classified(model, data, args.images)
-        images, labels = to_float(data.images[pick]), data.labels[pick]
+        model, images, labels, pick = bench_inputs(args.images, name)
+        engines = {dtype: BoundEngine(model, dtype) for dtype in (torch.float64, torch.float32)}
         for side in args.sides:
             generator = torch.Generator().manual_seed(0)
             found: list[float] = []
             for i in range(len(pick)):
-                found += distances(model, images[i:i + 1], int(labels[i]), side,
+                found += distances(model, engines, images[i:i + 1], int(labels[i]), side,
                                    args.positions, generator)
             largest = max(found)
             estimate = largest * UNIT_RATIO
             ratio = f"{FLOAT64_SLACK / estimate:,.0f}×" if estimate > 0 else "∞"
-            print(f"| {name} | {side:g} | {args.positions * len(pick)} | {largest:.2e} | "
-                  f"{statistics.median(found):.2e} | {estimate:.2e} | {ratio} |", flush=True)
+            rows.append(f"| {name} | {side:g} | {args.positions * len(pick)} | "
+                        f"{largest:.2e} | {statistics.median(found):.2e} | {estimate:.2e} | "
+                        f"{ratio} |")
+    print("| model | side | boxes | largest |Δ32| / (1 + max|z|) | median | float64 "
+          "estimate (× 2^-29) | slack / estimate |\n|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ with a sound rounding error would gain.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
+from _setup import bench_inputs
 
-from pixelprior import load_cifar10, load_model, to_float
-from pixelprior.experiment import correctly_classified
 from pixelprior.scoring.cone.bounds import BoundEngine
 
 
@@ -68,16 +66,12 @@ def main() -> None:
     parser.add_argument("--convolutions", action="store_true",
                         help="also time float64 against float32 convolutions (GMAC/s)")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}\n")
-    model = load_model(args.model).eval()
-    data = load_cifar10("auto")
-    pick = correctly_classified(model, data, 1)
-    image, label = to_float(data.images[pick]), data.labels[pick]
+    model, image, label, pick = bench_inputs(1, args.model)
     engine = BoundEngine(model)
     cache = engine.prepare(image)
     height, width = image.shape[-2:]
-    print(f"{args.model}, test index {int(pick[0])}, position ({height // 2}, {width // 2})\n")
+    print(f"\n{args.model}, test index {int(pick[0])}, position ({height // 2}, "
+          f"{width // 2})\n")
     print("| side | symbols | widest value (neurons) | "
           + " | ".join(f"s/box, N = {n}" for n in args.boxes) + " |")
     print("|---|---|---|" + "---|" * len(args.boxes))

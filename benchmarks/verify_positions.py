@@ -22,14 +22,13 @@ the same script also ran a rule pricing each level by its symbols per box: see
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numpy as np
 import torch
+from _setup import bench_inputs
 
-from pixelprior import Verifier, load_cifar10, load_model, to_float
-from pixelprior.experiment import correctly_classified
+from pixelprior import Verifier
 from pixelprior.search import verify as verify_module
 
 RULES = ("rate", "none")
@@ -77,16 +76,12 @@ def main() -> None:
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_model(args.model).eval()
-    data = load_cifar10("auto")
-    pick = correctly_classified(model, data, args.image + 1)[args.image:]
-    image, label = to_float(data.images[pick]), data.labels[pick]
+    model, images, labels, pick = bench_inputs(args.image + 1, args.model)
+    image, label = images[-1:], labels[-1:]
     order = Verifier(model).corner_order(image, label)
     positions = order[:, -args.positions:]
-    print(f"{args.model}, {data.source} test image {int(pick[0])}, the "
-          f"{args.positions} most robust positions {positions[0].tolist()}; "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}")
+    print(f"{args.model}, test index {int(pick[-1])}, the {args.positions} most robust "
+          f"positions {positions[0].tolist()}")
     results = {}
     for rule in args.rules:
         results[rule] = r = run(rule, model, image, label, positions)
