@@ -16,15 +16,22 @@ Sections (each printed as a Markdown table, measured side by side in this proces
 5. **Table 1**: wall time of ``pixelprior reproduce cifar10 --source full`` (1,000
    attacks, report included) when ``--table1`` is given and ``PIXELPRIOR_DATA`` is set;
 6. **peers on the same device**: pixelprior vs torchattacks ``OnePixel`` vs ART
-   ``PixelAttack`` on the first correctly classified test images, same budget.
+   ``PixelAttack`` on the first correctly classified test images, same budget;
+7. **the sound verifier** (issue 26), the same work on the device and on this machine's
+   CPU: ConvSmall's first ``--verify-images`` correct images (every one decided),
+   ResNet8's most robust position of test image 0 proved to the end, and the SqueezeNet's
+   first corner-certified image for ``--verify-budget`` seconds (the share of its threat
+   space proved); verdicts must agree (``--verify-images 0`` skips it).
 
     python benchmarks/gpu.py [--images 50] [--generations 10] [--table1] [--peers 20]
+        [--verify-images 10] [--verify-budget 60]
     python benchmarks/gpu.py --device cpu --quick     # a smoke run of the script itself
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -35,7 +42,7 @@ from pathlib import Path
 import torch
 from _setup import bench_inputs
 
-from pixelprior import OnePixelAttack, UniformPrior
+from pixelprior import FastAttack, OnePixelAttack, UniformPrior, Verifier
 from pixelprior.models import SqueezeNet, inference_model
 from pixelprior.scoring import perturb_rows
 
@@ -167,6 +174,54 @@ def peers(count: int, device: str, maxiter: int) -> None:
               f"{seconds / ours:.1f}x |")
 
 
+def timed_verify(model, images, labels, device: str, **kwargs) -> tuple[float, list]:
+    """Seconds and answers of :class:`~pixelprior.Verifier` on ``device``."""
+    options = {k: kwargs.pop(k) for k in ("budget", "max_boxes") if k in kwargs}
+    verifier = Verifier(model.to(device), **options)
+    sync(device)
+    began = time.perf_counter()
+    answers = verifier.verify(images.to(device), labels.to(device), **kwargs)
+    sync(device)
+    return time.perf_counter() - began, answers
+
+
+def verifier_rows(device: str, count: int, budget: float, quick: bool) -> None:
+    """The verifier's work on ``device`` and on the CPU, side by side (section 7)."""
+    convsmall, images, labels, _ = bench_inputs(count, "convsmall-cifar10")
+    resnet, r_images, r_labels, _ = bench_inputs(1, "resnet8-cifar10")
+    squeeze, s_images, s_labels, _ = bench_inputs(8)
+    corners = FastAttack(squeeze, verify="off").run(s_images, s_labels).results
+    robust = [n for n, r in enumerate(corners) if not r.success][:1]
+    order = Verifier(resnet).corner_order(r_images, r_labels)[:, -1:]
+    limit = {"max_boxes": 8} if quick else {"budget": None}
+    cases = [(f"ConvSmall, {count} images, every one decided", convsmall, images, labels,
+              {"budget": None}),
+             ("ResNet8, test image 0's most robust position" + (" (8 boxes)" if quick else ""),
+              resnet, r_images, r_labels, {**limit, "orders": order, "stop_at_first": False})]
+    if robust:
+        pick = robust[:1]
+        cases.append((f"SqueezeNet, a corner-certified image, {budget:g} s",
+                      squeeze, s_images[pick], s_labels[pick],
+                      {"max_boxes": 2} if quick else {"budget": budget}))
+    print("| work | CPU s | " + device + " s | CPU / " + device + " | CPU verdicts | "
+          + device + " verdicts | proved share (CPU / " + device + ") |\n"
+          "|---|---|---|---|---|---|---|")
+    for name, model, x, y, kwargs in cases:
+        measured = {}
+        for where in ("cpu", device):
+            measured[where] = timed_verify(copy.deepcopy(model), x, y, where, **dict(kwargs))
+        (cpu_s, cpu), (dev_s, dev) = measured["cpu"], measured[device]
+        verdicts = [", ".join(a.decided_by for a in answers) for answers in (cpu, dev)]
+        if len(y) > 3:
+            verdicts = [", ".join(f"{v} {[a.decided_by for a in answers].count(v)}"
+                                  for v in ("verified", "fooled", "unknown"))
+                        for answers in (cpu, dev)]
+        shares = " / ".join(f"{sum(a.verified_volume for a in answers) / len(answers):.5f}"
+                            for answers in (cpu, dev))
+        print(f"| {name} | {cpu_s:.1f} | {dev_s:.1f} | {cpu_s / dev_s:.1f}x | {verdicts[0]} "
+              f"| {verdicts[1]} | {shares} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -174,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--generations", type=int, default=10)
     parser.add_argument("--table1", action="store_true")
     parser.add_argument("--peers", type=int, default=20, help="images for the peers (0: skip)")
+    parser.add_argument("--verify-images", type=int, default=10,
+                        help="ConvSmall images for the verifier section (0: skip it)")
+    parser.add_argument("--verify-budget", type=float, default=60.0,
+                        help="seconds on the SqueezeNet image in the verifier section")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     args = parser.parse_args(argv)
     device = args.device
@@ -182,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.quick:
         args.images, args.generations, args.peers = 4, 2, 0
+        args.verify_images = min(args.verify_images, 2)
     print(device_line(device))
     model, images, labels, _ = bench_inputs(args.images)
     model, images, labels = model.to(device), images.to(device), labels.to(device)
@@ -234,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.peers:
         section(f"6. peers on {device}, {args.peers} images, population 400, 100 generations")
         peers(args.peers, device, 100)
+    if args.verify_images:
+        section(f"7. the sound verifier on {device} and on the CPU "
+                f"({torch.get_num_threads()} threads)")
+        verifier_rows(device, args.verify_images, args.verify_budget, args.quick)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,13 @@ def verified(model, images, labels, budget: float) -> list:
             assert int(score.argmax(1)) != int(labels[n]), "a witness that does not fool"
         answers.append(answer)
         robust = answer.positions.status.count("robust")
+        witness = ""
+        if answer.fooled:
+            x, y, color = answer.witness
+            witness = f", witness ({x}, {y}) color {tuple(round(float(c), 4) for c in color)}"
         print(f"  image {n}: {answer.decided_by} in {answer.seconds:.1f} s "
               f"({answer.boxes} boxes, proved share {answer.verified_volume:.5f}, "
-              f"{robust} positions proved)", flush=True)
+              f"{robust} positions proved{witness})", flush=True)
     return answers
 
 
@@ -144,7 +148,7 @@ def squeezenet(count: int, budget: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+",
+    parser.add_argument("--models", nargs="*",
                         default=["convsmall-cifar10", "resnet8-cifar10"])
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--budget", type=float, default=120.0)

@@ -156,3 +156,23 @@ def test_unreadable_exact_verdicts_are_refused_in_one_message(tiny, out):
     (out / SETTINGS_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="missing or unreadable"):
         exact_ground_truth(out)
+
+
+def test_verdicts_under_a_tolerance_derived_for_another_device_are_refused(tiny, out):
+    """A derived tolerance depends on the device kind (CUDA's TF32 rounds coarser): a
+    resume on another kind is refused; folders from before it was recorded resume."""
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    recorded = json.loads((out / SETTINGS_FILE).read_text())
+    assert recorded["tolerance_device"] == "cpu"
+    (out / SETTINGS_FILE).write_text(json.dumps({**recorded, "tolerance_device": "cuda"}))
+    with pytest.raises(VerificationMismatchError, match="tolerance_device = 'cuda', not 'cpu'"):
+        run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    del recorded["tolerance_device"]
+    (out / SETTINGS_FILE).write_text(json.dumps(recorded))
+    rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    assert len(rows) == 2
+    given = run_verification(out.with_name("given"), model, images[:1], labels[:1], [0],
+                             budget=None, tolerance=1e-4)
+    assert given and json.loads((out.with_name("given") / SETTINGS_FILE).read_text())[
+        "tolerance_device"] is None

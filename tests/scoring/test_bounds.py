@@ -249,3 +249,120 @@ def test_a_float32_engine_measures_rounding_and_only_float_dtypes_are_taken():
     assert 0 < gap < 1e-4 * scale
     with pytest.raises(ValueError, match="float64 or torch.float32"):
         BoundEngine(model, torch.float16)
+
+
+def sampled_margins(model, image, y, x, lo, hi, label, count: int = 4096) -> torch.Tensor:
+    """The model's float64 margins ``z_label - z_j`` at ``count`` random colors of the box
+    and its corners, ``[count + 8, K]``."""
+    generator = torch.Generator().manual_seed(0)
+    lo, hi = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+    colors = lo + (hi - lo) * torch.rand(count, 3, generator=generator, dtype=torch.float64)
+    corners = torch.cartesian_prod(*[torch.stack([lo[c], hi[c]]) for c in range(3)])
+    out = scores(model, image, y, x, torch.cat([colors, corners]))
+    return out[:, label:label + 1] - out
+
+
+@pytest.mark.parametrize("beta, threshold", [(1.0, 0.3), (2.0, 1.0), (0.5, -0.4)])
+def test_the_softplus_rule_encloses_its_jump_at_the_threshold(beta, threshold):
+    """PyTorch's softplus switches to ``x`` where ``β x > threshold``, a jump down: the
+    rule's ``f(x) - λ x`` must stay in ``[μ - β, μ + β]`` on ranges around it."""
+    from pixelprior.scoring.cone.table import OPERATIONS
+
+    rule = OPERATIONS.get("softplus").bound({"beta": beta, "threshold": threshold})
+    kink = threshold / beta
+    widths = torch.tensor([1e-3, 0.01, 0.1, 0.5, 3.0], dtype=torch.float64)
+    shifts = torch.linspace(0.01, 0.99, 13, dtype=torch.float64)
+    lower = (kink - widths[:, None] * shifts).flatten()
+    upper = lower + widths.repeat_interleave(len(shifts))
+    slope, offset, radius = rule.coefficients(lower, upper)
+    steps = torch.linspace(0, 1, 20_001, dtype=torch.float64)
+    x = lower[:, None] + (upper - lower)[:, None] * steps
+    rest = F.softplus(x, beta, threshold) - slope[:, None] * x
+    assert (rest >= (offset - radius)[:, None] - 1e-12).all()
+    assert (rest <= (offset + radius)[:, None] + 1e-12).all()
+
+
+class MeanOverChannels(nn.Module):
+    """A mean over channels and rows of a map whose width equals its channels: the
+    output has the shape of a global average pool's, and is not one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((1, 2)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_mean_over_other_axes_is_bounded_as_it_is(seed):
+    model = randomised(MeanOverChannels(), seed)
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+    label = int(model(image).argmax(1))
+    engine = BoundEngine(model)
+    color = image[0, :, 1, 4].double().tolist()
+    exact = box_margins(engine, image, 1, 4, color, color, label)
+    reference = sampled_margins(model, image, 1, 4, color, color, label)[0]
+    others = [k for k in range(3) if k != label]
+    np.testing.assert_allclose(exact.lower[0, others].numpy(), reference[others].numpy(),
+                               atol=1e-9)
+    lo, hi = [0.1, 0.3, 0.0], [0.6, 0.5, 0.9]
+    bounds = box_margins(engine, image, 1, 4, lo, hi, label)
+    sampled = sampled_margins(model, image, 1, 4, lo, hi, label).min(0).values
+    assert (bounds.lower[0, others] <= sampled[others] + 1e-9).all()
+
+
+class Casts(nn.Module):
+    """A model that casts to float32 inside (``.float()``) before its float weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x.float())).float()
+        return self.fc(torch.relu(self.conv2(h)).mean((2, 3)))
+
+
+def test_float_casts_inside_the_model_keep_the_bounds_in_float64():
+    model = randomised(Casts(), 0)
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    label = int(model(image).argmax(1))
+    engine = BoundEngine(model)
+    color = [0.25, 0.5, 0.75]
+    exact = box_margins(engine, image, 3, 2, color, color, label)
+    assert exact.lower.dtype == torch.float64
+    changed = image.clone()
+    changed[0, :, 3, 2] = torch.tensor(color)
+    with torch.no_grad():  # the model's own float32 scores: equal within float32 rounding
+        logits = model(changed)[0].double()
+    others = [k for k in range(3) if k != label]
+    reference = (logits[label] - logits)[others]
+    np.testing.assert_allclose(exact.lower[0, others].numpy(), reference.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda net, h: torch.div(h, 0.3, rounding_mode="floor"), "rounding_mode='floor'"),
+    (lambda net, h: h.div(0.3, rounding_mode="trunc"), "rounding_mode='trunc'"),
+    (lambda net, h: torch.mul(h, other=h), "product of two values"),
+    (lambda net, h: torch.div(net.two, other=h + 3), "division by a value"),
+], ids=["floor", "trunc", "mul-keyword", "div-keyword"])
+def test_operations_that_are_not_affine_are_refused_in_every_form(forward, message):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+            self.register_buffer("two", torch.tensor(2.0))
+
+        def forward(self, x):
+            return self.fc(forward(self, self.conv(x)).mean((2, 3)))
+
+    engine = BoundEngine(Net().eval())
+    with pytest.raises(BoundUnsupportedError, match=message.replace("(", r"\(")):
+        cache = engine.prepare(torch.rand(1, 3, 8, 8))
+        engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
+                       torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))

@@ -395,3 +395,27 @@ def test_cpu_calls_are_sized_by_their_largest_tensors():
     narrow = SimpleNamespace(symbols=30, row_elements=288)
     assert verifier._next_batch(1, 0.1, narrow, 64, 0.0, cpu=True) == min(
         64, CPU_CALL_BYTES // (8 * 31 * 288))
+
+
+def test_a_nan_bound_never_proves_a_position(monkeypatch):
+    """An engine returning NaN (a model gone numerically wrong) proves nothing: boxes
+    split to the smallest side stay unknown, never robust."""
+    from pixelprior.search import verify as verify_module
+
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    model = calm_net()
+    label = torch.tensor([int(model(image).argmax(1))])
+    monkeypatch.setattr(verify_module, "MIN_SIDE", 0.6)  # the whole cube's halves: stuck
+    verifier = Verifier(model, budget=None, deterministic=True)
+    margins = verifier.bounds.margins
+
+    def broken(*args, **kwargs):
+        bounds = margins(*args, **kwargs)
+        bounds.lower[:] = math.nan
+        return bounds
+
+    monkeypatch.setattr(verifier.bounds, "margins", broken)
+    (result,) = verifier.verify(image, label, stop_at_first=False)
+    assert result.decided_by == "unknown" and not result.verified
+    assert set(result.positions.status) == {"unknown"}
+    assert result.verified_volume == 0

@@ -49,10 +49,12 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
                        "method_maps.npz"} | {
     f"{name}.{ext}" for name in ("roc", "maps_compared", "ranked_scans")
     for ext in ("png", "pdf")})  # with what `evaluate-maps` writes beside exact verdicts
-# the settings that change a verdict: a resume must be given the same ones (the device
-# and the engine that scores candidate points change float bits at most)
+# the settings that change a verdict: a resume must be given the same ones (the engine
+# that scores candidate points changes float bits at most; the device kind matters where
+# the tolerance is derived, since CUDA's TF32 rounds 2^13 times coarser than float32)
 VERDICT_SETTINGS = ("model", "weights", "model_fingerprint", "mean", "std", "input_size",
-                    "classes", "budget", "max_boxes", "tolerance", "exact", "deterministic")
+                    "classes", "budget", "max_boxes", "tolerance", "exact", "deterministic",
+                    "tolerance_device")
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -117,6 +119,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     check_writable_dir(out)
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
+                "tolerance_device": _tolerance_device(tolerance, device, workers,
+                                                      worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
                         deterministic=deterministic)
@@ -339,12 +343,23 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
+        if name == "tolerance_device" and name not in earlier:
+            continue  # a folder from before it was recorded (those ran on the CPU)
         if comparable_setting(earlier.get(name)) != comparable_setting(settings.get(name)):
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+
+
+def _tolerance_device(tolerance: float | None, device: str, workers: int,
+                      worker_device: str | None) -> str | None:
+    """The kind of device the tolerance is derived for (``None``: a tolerance given)."""
+    if tolerance is not None:
+        return None
+    where = worker_device if workers > 1 and worker_device else device
+    return str(where).split(":")[0]
 
 
 def _save_positions(out: Path, answer: Verification, key: str, size: torch.Size) -> str:

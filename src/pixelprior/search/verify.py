@@ -501,7 +501,9 @@ class Verifier:
             np.add.at(boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
                                      bounds, most, began, cpu)
-            worst = bounds.worst.cpu().numpy()
+            # a NaN bound proves nothing and must not hide the box (a NaN in ``stuck``
+            # would read as "no stuck box"): it counts as the lowest bound there is
+            worst = np.nan_to_num(bounds.worst.cpu().numpy(), nan=-np.inf)
             proved = worst > tolerance
             levels.record(level, proved)
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))

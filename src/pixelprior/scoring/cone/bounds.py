@@ -201,7 +201,7 @@ class BoundEngine:
         self.dtype = dtype
         copied = copy.deepcopy(model).to(dtype).eval()
         try:
-            self.engine = FxIncrementalForward(copied, fold=False)
+            self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
@@ -498,6 +498,8 @@ class BoundEngine:
             channels = call.shapes[source][1]
             if tuple(call.shapes[step.node][1:]) not in ((channels,), (channels, 1, 1)):
                 return None  # not a global average over the map
+            if name == "mean" and not _over_map(step.node, len(call.shapes[source])):
+                return None  # a mean over other axes (say, [N, C, H, W] with W == C)
             center = self._call_with(step, env, {source: self._center(source, value, call)})
             height, width = value.box.map
             generators = value.values[:, 1:].sum((-2, -1)) / (height * width)
@@ -549,6 +551,17 @@ class BoundEngine:
         padded = torch.cat([center[:, None], generators.view(count, rows - 1,
                                                              *generators.shape[1:])], 1)
         return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call)
+
+
+def _over_map(node: fx.Node, ndim: int) -> bool:
+    """Whether a ``mean`` node averages exactly the last two axes of a 4-D value."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if isinstance(dims, int):
+        dims = (dims,)
+    if ndim != 4 or not isinstance(dims, (tuple, list)) or not all(
+            isinstance(d, int) for d in dims):
+        return False
+    return sorted(d % ndim for d in dims) == [2, 3]
 
 
 def _candidates(values: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],

@@ -26,14 +26,17 @@ class FxIncrementalForward:
     Args:
         model: the network, in eval mode.
         fold: fold BatchNorm into convolutions (see :class:`TracedGraph`).
+        float_as: run ``.float()`` calls as casts to this dtype (see
+            :class:`TracedGraph`).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
         FxUnsupportedError: the graph has in-place operations or several image inputs.
     """
 
-    def __init__(self, model: nn.Module, fold: bool = True) -> None:
-        self.graph = TracedGraph(model, fold)
+    def __init__(self, model: nn.Module, fold: bool = True,
+                 float_as: torch.dtype | None = None) -> None:
+        self.graph = TracedGraph(model, fold, float_as)
         self._plans: dict[tuple, Plan] = {}
 
     @property

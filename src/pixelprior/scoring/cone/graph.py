@@ -97,13 +97,17 @@ class TracedGraph:
         model: the network (in eval mode).
         fold: fold BatchNorm into the convolution before it (faster; the verifier keeps
             the model's own operations).
+        float_as: run the model's ``.float()`` calls as casts to this dtype (the
+            verifier's float64 copy stays float64 throughout; ``None``: as written).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
         FxUnsupportedError: the graph has in-place operations or several image inputs.
     """
 
-    def __init__(self, model: nn.Module, fold: bool = True) -> None:
+    def __init__(self, model: nn.Module, fold: bool = True,
+                 float_as: torch.dtype | None = None) -> None:
+        self.float_as = float_as
         self.graph_module = _traced(model, fold)
         _without_inplace(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
@@ -135,6 +139,8 @@ class TracedGraph:
         if node.op == "call_module":
             return self.modules[node.target]
         if node.op == "call_method":
+            if node.target == "float" and self.float_as is not None:
+                return lambda this, *args, **kwargs: this.to(self.float_as, *args, **kwargs)
             return lambda this, *args, **kwargs: getattr(this, node.target)(*args, **kwargs)
         return node.target
 

@@ -5,7 +5,11 @@ Each operation ``y = W x + b`` evaluated in float32 (any summation order, with o
 fused multiply-adds) returns ``y + δ`` with ``|δ| <= γ_n (|W| |x| + |b|)`` per output,
 ``γ_n = n u / (1 - n u)``, ``u = 2^-24`` and ``n`` the terms of each sum (Higham,
 *Accuracy and Stability of Numerical Algorithms*, §3.1). ReLU and max pooling round
-nothing. A rounding error ``δ_l`` made at layer ``l`` moves the margin ``m_j`` by
+nothing; an elementwise operation rounds its result a few times (once for a sum or a
+product, a few library calls for the smooth activations: :data:`ROUNDINGS`). Operations
+are resolved through the operation table, so a functional ``F.conv2d`` counts as its
+module does; one without a rule here counts one rounding of its result. A rounding error
+``δ_l`` made at layer ``l`` moves the margin ``m_j`` by
 ``(∂m_j / ∂h_l) · δ_l`` to first order, so
 
 ``|m_j(float32) - m_j(real)| <= Σ_l |∂m_j / ∂h_l| · γ_{n_l} (|W_l| |x_l| + |b_l|)``
@@ -22,12 +26,18 @@ variation of the gradient over the pixel's colors.
 from __future__ import annotations
 
 import copy
-import operator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from .graph import OPERATIONS  # the table, with every operation registered
+from .operators.convolution import ConvParams
+from .operators.linear import LinearParams
+from .operators.normalization import BatchNormParams
+from .operators.pooling import PoolParams
+from .table import NodeCall
 
 __all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error"]
 
@@ -48,10 +58,15 @@ class _Recorder(fx.Interpreter):
         self.unit = unit
         self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.modules = dict(module.named_modules())
+        self.varying: set[fx.Node] = set()  # nodes whose values depend on the image
 
     def run_node(self, node: fx.Node) -> Any:
         result = super().run_node(node)
-        if not isinstance(result, torch.Tensor) or not result.is_floating_point():
+        image = node.op == "placeholder" and node.prev.op == "root"  # the first input
+        if image or any(n in self.varying for n in node.all_input_nodes):
+            self.varying.add(node)
+        if not (node in self.varying and isinstance(result, torch.Tensor)
+                and result.is_floating_point()):  # constants do not move with the image
             return result
         radius = self._radius(node, result)
         if radius is not None:
@@ -69,45 +84,61 @@ class _Recorder(fx.Interpreter):
         return None
 
     def _radius(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor | None:
-        gamma = lambda n: _gamma(n, self.unit)  # noqa: E731
+        """The node's rounding radius, by the operation the table resolves it to (module
+        and functional forms alike); an operation the table does not know, or one
+        without a rule here, is counted as one rounding of its result (``u |y|``)."""
+        if not node.op.startswith("call"):
+            return None
+        operation = OPERATIONS.lookup(node, self.modules)
+        name = operation.name if operation is not None else None
+        if name in EXACT:
+            return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
+        params = operation.params(NodeCall(node, module, self.env)) if operation else None
         x = self._input(node)
-        if isinstance(module, nn.Conv2d) and x is not None:
-            weight = module.weight.detach().abs()
-            terms = weight[0].numel() + 1
-            out = F.conv2d(x, weight, None, module.stride, module.padding, module.dilation,
-                           module.groups)
-            if module.bias is not None:
-                out = out + module.bias.detach().abs()[None, :, None, None]
-            return gamma(terms) * out
-        if isinstance(module, nn.Linear) and x is not None:
-            weight = module.weight.detach().abs()
-            out = x @ weight.T + (module.bias.detach().abs() if module.bias is not None else 0)
+        gamma = lambda n: _gamma(n, self.unit)  # noqa: E731
+        magnitude = result.detach().abs()
+        if name == "conv2d" and isinstance(params, ConvParams) and x is not None:
+            weight = params.weight.detach().abs()
+            out = F.conv2d(x, weight, None, params.stride, params.padding, params.dilation,
+                           params.groups)
+            if params.bias is not None:
+                out = out + params.bias.detach().abs()[None, :, None, None]
+            return gamma(weight[0].numel() + 1) * out
+        if name == "linear" and isinstance(params, LinearParams) and x is not None:
+            weight = params.weight.detach().abs()
+            out = x @ weight.T + (params.bias.detach().abs() if params.bias is not None else 0)
             return gamma(weight.shape[1] + 1) * out
-        if isinstance(module, nn.BatchNorm2d) and x is not None:
+        if name == "batch_norm" and isinstance(params, BatchNormParams) and x is not None:
             # y = (x - mean) / sqrt(var + eps) * w + b: at most 6 roundings per output
-            return gamma(6) * _bn_terms(module, x)
-        if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)) or (
-                node.op == "call_method" and node.target == "mean"):
+            return gamma(6) * _bn_terms(params, x)
+        if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean"):
             size = max(1, x.numel() // max(1, result.numel())) if x is not None else 1
-            return gamma(size + 1) * result.detach().abs()
-        if node.op == "call_function" and node.target in (operator.add, operator.sub,
-                                                          torch.add, torch.sub,
-                                                          operator.mul, operator.truediv,
-                                                          torch.mul, torch.div):
-            # one rounding of the result: |δ| <= u |result|
-            return gamma(1) * result.detach().abs()
-        return None
+            if isinstance(params, PoolParams):
+                size = max(size, params.kernel[0] * params.kernel[1])
+            return gamma(size + 1) * magnitude
+        return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
 
-def _bn_terms(module: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """``|x - mean| · |w| / sqrt(var + eps) + |b|`` per element (BatchNorm's terms)."""
-    scale = (module.weight.detach() if module.weight is not None else 1) / torch.sqrt(
-        module.running_var.detach() + module.eps)
+# operations that round nothing: they return an input, a maximum or a copy exactly
+EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float",
+                   "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape"})
+# roundings per output of the elementwise operations (one by default): the smooth
+# activations are a few library calls (exp, log1p, erf, tanh) of a few units in the
+# last place each, counted generously
+ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "sigmoid": 8, "tanh": 8, "silu": 8,
+             "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
+
+
+def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
+    """``(|x| + |mean|) · |w| / sqrt(var + eps) + |b|`` per element (BatchNorm's terms,
+    ``x`` given as ``|x|``)."""
+    scale = (params.weight.detach() if params.weight is not None else 1) / torch.sqrt(
+        params.var.detach() + params.eps)
     shape = (1, -1, 1, 1)
-    centred = x + module.running_mean.detach().abs().view(shape)
-    bias = module.bias.detach().abs().view(shape) if module.bias is not None else 0
-    return centred * scale.abs().view(shape) + bias
+    centred = x + params.mean.detach().abs().view(shape)
+    bias = params.bias.detach().abs().view(shape) if params.bias is not None else 0
+    return centred * torch.as_tensor(scale).abs().view(shape) + bias
 
 
 def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

@@ -21,7 +21,7 @@ this engine comes from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -133,11 +133,13 @@ class Product(BoundRule):
         Raises:
             BoundUnsupportedError: the operation is not affine in the varying values.
         """
-        args = [a for a in node.args if a in varying]
+        given = (*node.args, *node.kwargs.values())  # keywords too; ``h * h`` twice
+        args = [a for a in given if isinstance(a, Hashable) and a in varying]
         if len(args) > 1:
             raise BoundUnsupportedError(f"{node.name}: a product of two values that change "
                                         "with the pixel (not affine)")
-        if self.divides and len(node.args) > 1 and node.args[1] in varying:
+        divisor = node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
+        if self.divides and isinstance(divisor, Hashable) and divisor in varying:
             raise BoundUnsupportedError(f"{node.name}: a division by a value that changes "
                                         "with the pixel")
 
@@ -239,22 +241,27 @@ class Lipschitz(Relaxation):
     ``points`` values plus ``(lipschitz + |λ|) · h / 2`` (``h`` the grid step), since
     every ``x`` lies within ``h / 2`` of a grid point.
 
+    A function continuous but for jumps of at most ``jump`` (PyTorch's softplus switches to
+    ``x`` past its threshold) gets ``jump`` more slack on both sides: between ``x`` and
+    its grid point ``g`` may also jump by that much.
+
     Args:
         f: the function on tensors.
-        lipschitz: an upper bound of ``|f'|`` on the real line.
+        lipschitz: an upper bound of ``|f'|`` on the real line (off its jumps).
         points: grid points per range.
+        jump: the largest jump of ``f`` (0: continuous).
     """
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor], lipschitz: float,
-                 points: int = 17) -> None:
-        self.f, self.lipschitz, self.points = f, lipschitz, points
+                 points: int = 17, jump: float = 0.0) -> None:
+        self.f, self.lipschitz, self.points, self.jump = f, lipschitz, points, jump
 
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)
         steps = torch.linspace(0, 1, self.points, dtype=lower.dtype, device=lower.device)
         grid = lower[..., None] + width[..., None] * steps
         rest = self.f(grid) - slope[..., None] * grid
-        slack = (self.lipschitz + slope.abs()) * width / (2 * (self.points - 1))
+        slack = (self.lipschitz + slope.abs()) * width / (2 * (self.points - 1)) + self.jump
         low = rest.min(-1).values - slack
         high = rest.max(-1).values + slack
         return slope, (low + high) / 2, (high - low) / 2

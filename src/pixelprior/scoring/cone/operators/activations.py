@@ -3,6 +3,7 @@ as it is; the verifier relaxes each on its range (:mod:`..zonotope`)."""
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -141,7 +142,17 @@ register_bound("mish")(lambda p: Lipschitz(F.mish, LIPSCHITZ["mish"]))
 register_bound("hardswish")(lambda p: Lipschitz(F.hardswish, LIPSCHITZ["hardswish"]))
 register_bound("elu")(lambda p: Lipschitz(lambda t: F.elu(t, p["alpha"]),
                                           max(1.0, abs(p["alpha"]))))
-register_bound("softplus")(lambda p: Lipschitz(_softplus(p["beta"], p["threshold"]), 1.0))
+
+
+def _softplus_jump(beta: float, threshold: float) -> float:
+    """How far ``F.softplus`` jumps where it switches to ``x`` (``β x > threshold``):
+    ``log1p(exp(-threshold)) / |β|``, rounded up."""
+    return math.log1p(math.exp(-threshold)) / abs(beta) * (1 + 1e-6)
+
+
+register_bound("softplus")(lambda p: Lipschitz(
+    _softplus(p["beta"], p["threshold"]), 1.0,
+    jump=_softplus_jump(p["beta"], p["threshold"])))
 register_bound("neg")(lambda p: AFFINE)
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)

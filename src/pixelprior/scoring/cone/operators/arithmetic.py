@@ -25,8 +25,16 @@ ELEMENTWISE_OPERATIONS: dict[str, tuple[tuple, tuple]] = {
     "minimum": ((torch.minimum,), ()),
 }
 
+
+
+def _div_params(call: NodeCall) -> dict:
+    """A division's ``rounding_mode`` (keyword-only in ``torch.div`` and ``Tensor.div``)."""
+    return {"rounding_mode": call.node.kwargs.get("rounding_mode")}
+
+
 for _name, (_functions, _methods) in ELEMENTWISE_OPERATIONS.items():
     register_operation(_name, window=_elementwise, functions=_functions, methods=_methods,
+                       params=_div_params if _name == "div" else None,
                        help="elementwise arithmetic")
 
 
@@ -46,5 +54,14 @@ register_operation("cat", window=_cat_window, params=_cat_params,
 register_bound("add")(lambda params: AFFINE)
 register_bound("sub")(lambda params: AFFINE)
 register_bound("mul")(lambda params: Product())
-register_bound("div")(lambda params: Product(divides=True))
+
+
+def _div_bound(params: dict) -> Product | str:
+    mode = params["rounding_mode"]
+    if mode is not None:  # floor / trunc: not affine, however the factors vary
+        return f"a division with rounding_mode={mode!r} (not affine)"
+    return Product(divides=True)
+
+
+register_bound("div")(_div_bound)
 register_bound("cat")(lambda params: AFFINE)
