@@ -158,21 +158,22 @@ def test_unreadable_exact_verdicts_are_refused_in_one_message(tiny, out):
         exact_ground_truth(out)
 
 
-def test_verdicts_under_a_tolerance_derived_for_another_device_are_refused(tiny, out):
-    """A derived tolerance depends on the device kind (CUDA's TF32 rounds coarser): a
-    resume on another kind is refused; folders from before it was recorded resume."""
+def test_verdicts_under_a_tolerance_derived_for_another_unit_are_refused(tiny, out):
+    """A derived tolerance depends on the unit roundoff where it runs (CUDA's TF32 rounds
+    2^13 times coarser): a resume under another unit is refused; folders from before it
+    was recorded resume; a given tolerance records none."""
     model, images, labels = tiny
     run_verification(out, model, images[:1], labels[:1], [0], budget=None)
     recorded = json.loads((out / SETTINGS_FILE).read_text())
-    assert recorded["tolerance_device"] == "cpu"
-    (out / SETTINGS_FILE).write_text(json.dumps({**recorded, "tolerance_device": "cuda"}))
-    with pytest.raises(VerificationMismatchError, match="tolerance_device = 'cuda', not 'cpu'"):
+    assert recorded["tolerance_unit"] == 2.0**-24
+    (out / SETTINGS_FILE).write_text(json.dumps({**recorded, "tolerance_unit": 2.0**-11}))
+    with pytest.raises(VerificationMismatchError, match="tolerance_unit = 0.00048828125"):
         run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
-    del recorded["tolerance_device"]
+    del recorded["tolerance_unit"]
     (out / SETTINGS_FILE).write_text(json.dumps(recorded))
     rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
     assert len(rows) == 2
-    given = run_verification(out.with_name("given"), model, images[:1], labels[:1], [0],
-                             budget=None, tolerance=1e-4)
-    assert given and json.loads((out.with_name("given") / SETTINGS_FILE).read_text())[
-        "tolerance_device"] is None
+    given = out.with_name("given")
+    assert run_verification(given, model, images[:1], labels[:1], [0], budget=None,
+                            tolerance=1e-4)
+    assert json.loads((given / SETTINGS_FILE).read_text())["tolerance_unit"] is None

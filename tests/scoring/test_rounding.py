@@ -26,13 +26,12 @@ class Modules(nn.Module):
 
 
 class Functions(Modules):
-    """The same network written with functional calls (and a constant computed inside)."""
+    """The same network written with functional calls."""
 
     def forward(self, x):
-        scale = self.bn.weight * 1.0  # a constant: no rounding of the image's values
         h = F.conv2d(x, self.conv.weight, self.conv.bias, padding=1)
-        h = F.batch_norm(h, self.bn.running_mean, self.bn.running_var, scale, self.bn.bias,
-                         False, 0.1, self.bn.eps)
+        h = F.batch_norm(h, self.bn.running_mean, self.bn.running_var, self.bn.weight,
+                         self.bn.bias, False, 0.1, self.bn.eps)
         h = F.avg_pool2d(self.act(h), 2)
         return F.linear(h.flatten(1), self.fc.weight, self.fc.bias)
 
@@ -77,3 +76,65 @@ def test_the_bound_covers_the_measured_float32_error(activation):
     measured = ((single[rows, labels, None] - single) - (exact[rows, labels, None] - exact))
     assert (measured.abs().max(1).values <= bound).all()
 
+
+
+class Standardised(Modules):
+    """Weight standardisation computed in ``forward`` (BiT's StdConv): float32 rounds the
+    standardised weights, a float64 evaluation does not."""
+
+    def forward(self, x):
+        w = self.conv.weight
+        mean = w.mean((1, 2, 3), keepdim=True)
+        w = (w - mean) / torch.sqrt(w.var((1, 2, 3), keepdim=True, unbiased=False) + 1e-5)
+        h = F.conv2d(x, w, self.conv.bias, padding=1)
+        return self.fc(self.pool(self.act(self.bn(h))).flatten(1))
+
+
+def test_values_computed_from_parameters_count_their_rounding():
+    standardised = randomised(Standardised(), 0)
+    precomputed = randomised(Modules(), 0)
+    with torch.no_grad():  # the same standardised weights, stored as a parameter
+        w = standardised.conv.weight
+        mean = w.mean((1, 2, 3), keepdim=True)
+        precomputed.conv.weight.copy_((w - mean) / torch.sqrt(
+            w.var((1, 2, 3), keepdim=True, unbiased=False) + 1e-5))
+        for name in ("bias",):
+            getattr(precomputed.conv, name).copy_(getattr(standardised.conv, name))
+        precomputed.fc.load_state_dict(standardised.fc.state_dict())
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    labels = standardised(images).argmax(1)
+    assert (rounding_error(standardised, images, labels)
+            > 1.001 * rounding_error(precomputed, images, labels)).all()
+
+
+class SignedPool(nn.Module):
+    """A global average of a signed map (no ReLU before it, as the CIFAR SqueezeNet's
+    classifier): the sum's rounding is relative to the mean of |x|, not to |mean|."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+def test_a_mean_of_signed_values_counts_the_magnitudes_it_sums():
+    """conv → mean: each margin's bound is the conv's terms plus the mean's, exactly as
+    derived by hand (the mean's relative to mean |h|, well above |mean h| here)."""
+    torch.manual_seed(0)
+    model = SignedPool().eval()
+    with torch.no_grad():
+        model.conv.weight.sub_(model.conv.weight.mean((1, 2, 3), keepdim=True))
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    label = int(model(image).argmax(1))
+    gamma = lambda n: n * 2.0**-24 / (1 - n * 2.0**-24)  # noqa: E731
+    with torch.no_grad():
+        h = model.conv(image)[0]
+        terms = F.conv2d(image, model.conv.weight.abs(), None, padding=1)[0]
+        terms = terms + model.conv.bias.abs()[:, None, None]
+    per_score = gamma(28) * terms.mean((1, 2)) + gamma(65) * h.abs().mean((1, 2))
+    expected = max(float(per_score[label] + per_score[j]) for j in range(4) if j != label)
+    assert (h.mean((1, 2)).abs() < 0.9 * h.abs().mean((1, 2))).all()  # signed maps
+    bound = float(rounding_error(model, image, torch.tensor([label]))[0])
+    assert bound == pytest.approx(expected, rel=1e-5)

@@ -37,6 +37,7 @@ from .._streams import pixel_keys
 from ..data import SusceptibilityMaps
 from ..models import model_fingerprint
 from ..search import Verification, Verifier
+from ..search.verify import rounding_unit
 from .progress import ProgressReporter, as_reporter, reporting
 from .scans import check_same_pixels, comparable_setting
 
@@ -50,11 +51,11 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
     f"{name}.{ext}" for name in ("roc", "maps_compared", "ranked_scans")
     for ext in ("png", "pdf")})  # with what `evaluate-maps` writes beside exact verdicts
 # the settings that change a verdict: a resume must be given the same ones (the engine
-# that scores candidate points changes float bits at most; the device kind matters where
-# the tolerance is derived, since CUDA's TF32 rounds 2^13 times coarser than float32)
+# that scores candidate points changes float bits at most; where the tolerance is
+# derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
 VERDICT_SETTINGS = ("model", "weights", "model_fingerprint", "mean", "std", "input_size",
                     "classes", "budget", "max_boxes", "tolerance", "exact", "deterministic",
-                    "tolerance_device")
+                    "tolerance_unit")
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -119,8 +120,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     check_writable_dir(out)
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
-                "tolerance_device": _tolerance_device(tolerance, device, workers,
-                                                      worker_device),
+                "tolerance_unit": _tolerance_unit(tolerance, device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
                         deterministic=deterministic)
@@ -175,7 +175,7 @@ def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
              worker_device: str | None = None) -> Iterator[tuple[int, Verification]]:
     """``(n, answer)`` of each image to verify: here, one after another, or on Ray
     workers as they finish (each written as it arrives: an interrupt loses none)."""
-    if workers <= 1 or len(todo) <= 1:
+    if workers <= 1 or (len(todo) <= 1 and worker_device is None):  # here, on ``device``
         for n in todo:
             yield n, verifier.verify(images[n:n + 1].to(device), labels[n:n + 1].to(device),
                                      stop_at_first=not exact)[0]
@@ -343,7 +343,7 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
-        if name == "tolerance_device" and name not in earlier:
+        if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
         if comparable_setting(earlier.get(name)) != comparable_setting(settings.get(name)):
             raise VerificationMismatchError(
@@ -353,13 +353,19 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
 
 
-def _tolerance_device(tolerance: float | None, device: str, workers: int,
-                      worker_device: str | None) -> str | None:
-    """The kind of device the tolerance is derived for (``None``: a tolerance given)."""
+def _tolerance_unit(tolerance: float | None, device: str, workers: int,
+                    worker_device: str | None) -> float | None:
+    """The unit roundoff a derived tolerance assumes where the images are verified (as
+    :func:`_answers` sends them; ``auto`` workers: CUDA where this machine has it);
+    ``None`` where a tolerance is given."""
     if tolerance is not None:
         return None
-    where = worker_device if workers > 1 and worker_device else device
-    return str(where).split(":")[0]
+    where = device
+    if workers > 1 and worker_device is not None:
+        where = worker_device
+        if worker_device == "auto":
+            where = "cuda" if torch.cuda.is_available() else "cpu"
+    return rounding_unit(where)
 
 
 def _save_positions(out: Path, answer: Verification, key: str, size: torch.Size) -> str:

@@ -57,7 +57,7 @@ from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBoun
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
-           "Verifier", "margin_order"]
+           "Verifier", "margin_order", "rounding_unit"]
 
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the logits)
@@ -246,6 +246,16 @@ class _Levels:
         return mask
 
 
+def rounding_unit(device: torch.device | str) -> float:
+    """The unit roundoff of the model's float32 evaluation on ``device``: ``2^-24``, or
+    TF32's ``2^-11`` where convolutions (CUDA, cuDNN's default) or matrix products
+    (``torch.set_float32_matmul_precision``) run in TF32."""
+    if (torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32) or (
+            torch.get_float32_matmul_precision() != "highest"):
+        return 2.0**-11
+    return UNIT_ROUNDOFF
+
+
 def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
     """Positions by a scan's lowest margin, low first (ties, and positions not scanned,
     in raster order after them).
@@ -416,10 +426,7 @@ class Verifier:
         """
         if self.tolerance is not None:
             return self.tolerance
-        unit = UNIT_ROUNDOFF
-        if (image.device.type == "cuda" and torch.backends.cudnn.allow_tf32) or (
-                torch.get_float32_matmul_precision() != "highest"):
-            unit = 2.0**-11  # TF32 convolutions / matrix products
+        unit = rounding_unit(image.device)
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
         with torch.inference_mode():
             scale = float(self.model(image).abs().max())
@@ -503,7 +510,8 @@ class Verifier:
                                      bounds, most, began, cpu)
             # a NaN bound proves nothing and must not hide the box (a NaN in ``stuck``
             # would read as "no stuck box"): it counts as the lowest bound there is
-            worst = np.nan_to_num(bounds.worst.cpu().numpy(), nan=-np.inf)
+            worst = bounds.worst.cpu().numpy()
+            worst = np.where(np.isnan(worst), -np.inf, worst)
             proved = worst > tolerance
             levels.record(level, proved)
             np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))

@@ -26,6 +26,7 @@ variation of the gradient over the pixel's colors.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -50,28 +51,40 @@ def _gamma(n: int, unit: float) -> float:
 
 
 class _Recorder(fx.Interpreter):
-    """Runs the traced float64 model, keeping each rounding operation's output (with its
-    gradient) and its rounding radius ``γ_n (|W| |x| + |b|)``."""
+    """Runs the traced float32 model, keeping each rounding operation's output (with its
+    gradient) and its rounding radius ``γ_n (|W| |x| + |b|)``: the image's values (one
+    row per margin) in ``records``, values computed from parameters alone (a weight
+    standardised in ``forward``: the float32 model rounds them, the bounds do not) in
+    ``constants``."""
 
     def __init__(self, module: fx.GraphModule, unit: float) -> None:
         super().__init__(module)
         self.unit = unit
         self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.constants: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.modules = dict(module.named_modules())
-        self.varying: set[fx.Node] = set()  # nodes whose values depend on the image
+        self.kinds: dict[fx.Node, str] = {}  # "image" or "constant": what a value comes from
+        self.first = next(iter(module.graph.nodes))
 
     def run_node(self, node: fx.Node) -> Any:
         result = super().run_node(node)
-        image = node.op == "placeholder" and node.prev.op == "root"  # the first input
-        if image or any(n in self.varying for n in node.all_input_nodes):
-            self.varying.add(node)
-        if not (node in self.varying and isinstance(result, torch.Tensor)
-                and result.is_floating_point()):  # constants do not move with the image
+        floating = isinstance(result, torch.Tensor) and result.is_floating_point()
+        if node.op == "get_attr" and floating:  # a source of constants (parameters
+            self.kinds[node] = "constant"         # require grad: autograd follows them)
             return result
+        if node is self.first:
+            self.kinds[node] = "image"
+            return result
+        kinds = {self.kinds.get(n) for n in node.all_input_nodes}
+        kind = "image" if "image" in kinds else "constant" if "constant" in kinds else None
+        if kind is None or not floating:
+            return result
+        self.kinds[node] = kind
         radius = self._radius(node, result)
-        if radius is not None:
+        if radius is not None and result.requires_grad:
             result.retain_grad()
-            self.records.append((result, radius.detach()))
+            (self.records if kind == "image" else self.constants).append(
+                (result, radius.detach()))
         return result
 
     def _input(self, node: fx.Node, i: int = 0) -> torch.Tensor | None:
@@ -82,6 +95,13 @@ class _Recorder(fx.Interpreter):
         if isinstance(arg, (int, float)):
             return torch.tensor(abs(float(arg)), dtype=torch.float64)
         return None
+
+    def _on_magnitudes(self, node: fx.Node) -> torch.Tensor:
+        """The node run on ``|x|`` (its first argument): a sum's terms in absolute value."""
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        args = (args[0].detach().abs(), *args[1:])
+        with torch.no_grad():
+            return getattr(self, node.op)(node.target, args, kwargs).abs()
 
     def _radius(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor | None:
         """The node's rounding radius, by the operation the table resolves it to (module
@@ -112,22 +132,32 @@ class _Recorder(fx.Interpreter):
         if name == "batch_norm" and isinstance(params, BatchNormParams) and x is not None:
             # y = (x - mean) / sqrt(var + eps) * w + b: at most 6 roundings per output
             return gamma(6) * _bn_terms(params, x)
-        if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean"):
-            size = max(1, x.numel() // max(1, result.numel())) if x is not None else 1
+        if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean") and x is not None:
+            # a sum of n terms then a division: γ_{n+1} times the mean of |x|
+            size = max(1, x.numel() // max(1, result.numel()))
             if isinstance(params, PoolParams):
                 size = max(size, params.kernel[0] * params.kernel[1])
-            return gamma(size + 1) * magnitude
+            return gamma(size + 1) * self._on_magnitudes(node)
+        if name in SMOOTH and x is not None:
+            # relative to |y| + |x|: x·Φ(x) and exp(x) - 1 forms lose digits to cancellation
+            extra = 0.0
+            if name == "softplus" and isinstance(params, dict):  # its jump at the threshold
+                beta, threshold = float(params["beta"]), float(params["threshold"])
+                extra = math.log1p(math.exp(-threshold)) / abs(beta)
+            if name == "elu" and isinstance(params, dict):
+                extra = abs(float(params["alpha"])) * gamma(SMOOTH[name])
+            return gamma(SMOOTH[name]) * (magnitude + x) + extra
         return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
 
 # operations that round nothing: they return an input, a maximum or a copy exactly
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float",
                    "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape"})
-# roundings per output of the elementwise operations (one by default): the smooth
-# activations are a few library calls (exp, log1p, erf, tanh) of a few units in the
-# last place each, counted generously
-ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "sigmoid": 8, "tanh": 8, "silu": 8,
-             "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
+# roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
+# tanh) of a few units in the last place each, counted generously; of the other
+# elementwise operations (one by default)
+SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
+ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3}
 
 
 def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +189,7 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     Returns:
         float64 ``[B]``: per image, the largest bound over its margins.
     """
-    single = copy.deepcopy(model).float().eval()
+    single = copy.deepcopy(model).float().eval().requires_grad_(True)  # frozen or not
     traced = fx.symbolic_trace(single)
     with torch.no_grad():
         classes = single(images[:1].float()).shape[1]
@@ -173,10 +203,29 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             scores = recorder.run(batch.requires_grad_(True))
             rows = torch.arange(len(others))
             margins = scores[rows, label] - scores[rows, torch.tensor(others)]
-            grads = torch.autograd.grad(margins.sum(), [r for r, _ in recorder.records],
-                                        allow_unused=True)
-        per_margin = sum((g.abs() * radius).flatten(1).sum(1).double()
-                         for g, (_, radius) in zip(grads, recorder.records, strict=True)
-                         if g is not None)
+            per_margin = torch.zeros(len(others), dtype=torch.float64)
+            if recorder.records:  # one row per margin: every row's gradient in one pass
+                grads = torch.autograd.grad(margins.sum(), [r for r, _ in recorder.records],
+                                            allow_unused=True, retain_graph=True)
+                for g, (_, radius) in zip(grads, recorder.records, strict=True):
+                    if g is not None:
+                        per_margin += (g.abs() * radius).flatten(1).sum(1).double()
+            per_margin += _constant_terms(margins, recorder.constants)
         bounds.append(per_margin.max())
     return torch.stack(bounds)
+
+
+def _constant_terms(margins: torch.Tensor, constants: list[tuple[torch.Tensor, torch.Tensor]]
+                    ) -> torch.Tensor:
+    """Each margin's first-order error from the rounding of values computed from
+    parameters alone (shared by every row: one backward pass per margin)."""
+    terms = torch.zeros(len(margins), dtype=torch.float64)
+    if not constants:
+        return terms
+    values = [v for v, _ in constants]
+    for j in range(len(margins)):
+        grads = torch.autograd.grad(margins[j], values, allow_unused=True, retain_graph=True)
+        terms[j] = sum(float((g.abs() * radius).sum())
+                       for g, (_, radius) in zip(grads, constants, strict=True)
+                       if g is not None)
+    return terms
