@@ -247,9 +247,15 @@ class _Levels:
 
 
 def rounding_unit(device: torch.device | str) -> float:
-    """The unit roundoff of the model's float32 evaluation on ``device``: ``2^-24``, or
-    TF32's ``2^-11`` where convolutions (CUDA, cuDNN's default) or matrix products
-    (``torch.set_float32_matmul_precision``) run in TF32."""
+    """The unit roundoff of the model's float32 evaluation on ``device``.
+
+    Args:
+        device: where the model runs.
+
+    Returns:
+        ``2^-24``, or TF32's ``2^-11`` where convolutions (CUDA, cuDNN's default) or
+        matrix products (``torch.set_float32_matmul_precision``) run in TF32.
+    """
     if (torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32) or (
             torch.get_float32_matmul_precision() != "highest"):
         return 2.0**-11
