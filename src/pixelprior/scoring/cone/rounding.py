@@ -6,7 +6,7 @@ fused multiply-adds) returns ``y + δ`` with ``|δ| <= γ_n (|W| |x| + |b|)`` pe
 ``γ_n = n u / (1 - n u)``, ``u = 2^-24`` and ``n`` the terms of each sum (Higham,
 *Accuracy and Stability of Numerical Algorithms*, §3.1). ReLU and max pooling round
 nothing; an elementwise operation rounds its result a few times (once for a sum or a
-product, a few library calls for the smooth activations: :data:`ROUNDINGS`). Operations
+product, a few library calls for the smooth activations: :data:`SMOOTH`). Operations
 are resolved through the operation table, so a functional ``F.conv2d`` counts as its
 module does; one without a rule here counts one rounding of its result. A rounding error
 ``δ_l`` made at layer ``l`` moves the margin ``m_j`` by
@@ -26,7 +26,6 @@ variation of the gradient over the pixel's colors.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .graph import OPERATIONS  # the table, with every operation registered
+from .operators.activations import softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
 from .operators.normalization import BatchNormParams
@@ -142,8 +142,7 @@ class _Recorder(fx.Interpreter):
             # relative to |y| + |x|: x·Φ(x) and exp(x) - 1 forms lose digits to cancellation
             extra = 0.0
             if name == "softplus" and isinstance(params, dict):  # its jump at the threshold
-                beta, threshold = float(params["beta"]), float(params["threshold"])
-                extra = math.log1p(math.exp(-threshold)) / abs(beta)
+                extra = softplus_jump(float(params["beta"]), float(params["threshold"]))
             if name == "elu" and isinstance(params, dict):
                 extra = abs(float(params["alpha"])) * gamma(SMOOTH[name])
             return gamma(SMOOTH[name]) * (magnitude + x) + extra

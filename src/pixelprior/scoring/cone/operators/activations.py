@@ -144,7 +144,7 @@ register_bound("elu")(lambda p: Lipschitz(lambda t: F.elu(t, p["alpha"]),
                                           max(1.0, abs(p["alpha"]))))
 
 
-def _softplus_jump(beta: float, threshold: float) -> float:
+def softplus_jump(beta: float, threshold: float) -> float:
     """How far ``F.softplus`` jumps where it switches to ``x`` (``β x > threshold``):
     ``log1p(exp(-threshold)) / |β|``, rounded up."""
     return math.log1p(math.exp(-threshold)) / abs(beta) * (1 + 1e-6)
@@ -152,7 +152,7 @@ def _softplus_jump(beta: float, threshold: float) -> float:
 
 register_bound("softplus")(lambda p: Lipschitz(
     _softplus(p["beta"], p["threshold"]), 1.0,
-    jump=_softplus_jump(p["beta"], p["threshold"])))
+    jump=softplus_jump(p["beta"], p["threshold"])))
 register_bound("neg")(lambda p: AFFINE)
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
