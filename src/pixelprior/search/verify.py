@@ -27,18 +27,18 @@ reached) — never "verified". A box narrower
 than :data:`MIN_SIDE` whose bound stays below the tolerance and whose points do not fool
 the model is left unknown too (its margin is within the tolerance of 0).
 
-**The tolerance** covers floating point. The bounds are computed in float64 on the
-model's real-arithmetic function; the model itself runs in float32, whose scores differ
-from the real ones by at most :func:`~pixelprior.scoring.cone.rounding.rounding_error`
-(a first-order bound from the model's gradients and each operation's rounding radius,
-times :data:`~pixelprior.scoring.cone.rounding.SAFETY`); float64's own rounding in the
-bounds is covered by ``1e-9 · (1 + max |logit|)`` (:data:`FLOAT64_SLACK`, an estimate too:
-float32 bounds of the same boxes differ from the float64 ones by at most
-``1.8e-5 · (1 + max |logit|)`` on the bundled networks, which scaled by the units' ratio
-``2^-29`` is ``3e-14``; ``benchmarks/bound_rounding.py``). "Verified" therefore means:
-no color at any position changes the label of the model evaluated in real arithmetic by
-less than the tolerance — so neither does its float32 evaluation, up to that first-order
-bound.
+**Floating point.** The bounds are computed in float64 and hold for the model in real
+arithmetic: the bound engine carries a worst-case bound of its own rounding through
+every operation and takes it off (:class:`~pixelprior.scoring.cone.bounds.MarginBounds`'s
+``rounding``: ~1e-8 on ConvSmall, ~1e-3 on ResNet8, and vacuous on the 26-layer
+SqueezeNet, ~5e9, where no box can be proved). **The tolerance** covers the model's own
+float32 evaluation, whose scores differ from the real ones by at most
+:func:`~pixelprior.scoring.cone.rounding.rounding_error` (a first-order bound from the
+model's gradients and each operation's rounding radius, times
+:data:`~pixelprior.scoring.cone.rounding.SAFETY`: an estimate, not a proof). "Verified"
+therefore means: no color at any position brings the margin of the model evaluated in
+real arithmetic within the tolerance of 0 (proved) — so neither does its float32
+evaluation change the label, up to that first-order bound.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verificatio
            "Verifier", "margin_order", "rounding_unit"]
 
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
-FLOAT64_SLACK = 1e-9  # covers float64 rounding in the bounds (relative to the logits)
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
@@ -420,8 +419,8 @@ class Verifier:
         """The margin a box's lower bound must exceed to count as proved.
 
         The set ``tolerance``, or: twice the first-order float32 rounding bound of the
-        model at ``image`` (TF32's unit where convolutions or matrix products use it), plus
-        the float64 slack of the zonotope arithmetic.
+        model at ``image`` (TF32's unit where convolutions or matrix products use it). The
+        bounds' own float64 rounding is proved and taken off by the bound engine.
 
         Args:
             image: the clean image ``[1, C, H, W]``.
@@ -434,9 +433,7 @@ class Verifier:
             return self.tolerance
         unit = rounding_unit(image.device)
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
-        with torch.inference_mode():
-            scale = float(self.model(image).abs().max())
-        return SAFETY * error + FLOAT64_SLACK * (1 + scale)
+        return SAFETY * error
 
     # ------------------------------------------------------------------ one image
     def _scorer_for(self, image: torch.Tensor) -> Scorer:

@@ -16,6 +16,16 @@ the operation's value at zero (its bias) is subtracted from the generator rows.
 Everything is computed in float64 on a float64 copy of the model (BatchNorm not folded:
 the verifier bounds the model's own operations); a float32 engine exists only to measure
 rounding.
+
+**Float error, proved.** Each value carries ``error [N]``: how far the exact
+(real-arithmetic) values of its neurons, inside a window and outside (the clean cache),
+may lie from the computed zonotopes. An affine operation passes ``gain · error`` on (its
+largest absolute row sum, from its bound rule's :class:`~.zonotope.Rounding`) and adds
+``γ_{terms+2}`` of its rows' magnitudes; a relaxation passes ``L · error`` and adds its
+own roundings (:func:`~.zonotope.relaxation_error`); a maximum passes ``error`` and adds
+its fold's. The margins' bounds take the total off (:class:`MarginBounds`' ``rounding``),
+so they hold for the network in real arithmetic. The bound is worst-case (``∞``-norms):
+tight on shallow networks, vacuous on deep ones (the CIFAR SqueezeNet).
 """
 
 from __future__ import annotations
@@ -35,16 +45,23 @@ from .graph import FxUnsupportedError, describe
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
 from .runtime import FxCache, Query, Window
 from .zonotope import (
+    REST_ROUNDINGS,
     Affine,
     BoundUnsupportedError,
     Identity,
     MaxPool,
+    PiecewiseLinear,
     Product,
     Relaxation,
     Reshape,
+    Rounding,
     add_symbols,
+    gamma,
     interval,
+    magnitude,
     pad_rows,
+    per_box,
+    relaxation_error,
 )
 
 __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
@@ -58,44 +75,60 @@ class TooManySymbols(RuntimeError):
 @dataclass
 class ZWindow:
     """Zonotopes of a window: ``values [N, R, C, h, w]`` at ``top``/``left`` (``[N]``)
-    of ``box.map``; outside it the value is the clean image's."""
+    of ``box.map``; outside it the value is the clean image's. ``error [N]`` bounds how
+    far each box's exact (real-arithmetic) values, in and outside the window, lie from
+    the computed ones."""
 
     values: torch.Tensor
     top: torch.Tensor
     left: torch.Tensor
     box: Box
+    error: torch.Tensor
 
 
 @dataclass
 class ZFull:
-    """Zonotopes of a whole value: ``values [N, R, *shape]``."""
+    """Zonotopes of a whole value: ``values [N, R, *shape]``, and their float error
+    bound ``error [N]``."""
 
     values: torch.Tensor
+    error: torch.Tensor
 
 
 @dataclass
 class ZFlat:
     """A flattened window: the center as a whole ``[N, F]`` (``F = C·H·W``), the
     generators still the window's (rows ``1..`` of ``window.values``), so that a linear
-    layer after a flatten multiplies only the weights the window reaches."""
+    layer after a flatten multiplies only the weights the window reaches. ``clean``: the
+    largest ``|value|`` of the clean maps flattened."""
 
     center: torch.Tensor
     window: ZWindow
+    clean: float
+
+    @property
+    def error(self) -> torch.Tensor:
+        """The window's float error bound (a reshape rounds nothing)."""
+        return self.window.error
 
 
 @dataclass
 class BoundCache:
-    """The clean images' cache with an all-zero image appended (index ``zero``)."""
+    """The clean images' cache with an all-zero image appended (index ``zero``), and the
+    largest ``|value|`` of each node's clean maps (what a window's border reads)."""
 
     cache: FxCache
     zero: int
+    magnitudes: dict[fx.Node, float]
 
 
 @dataclass
 class MarginBounds:
     """Bounds of the margins ``z_label - z_j`` over each box.
 
-    Tensors are in the engine's dtype (float64 unless made for measuring rounding).
+    Tensors are in the engine's dtype (float64 unless made for measuring rounding). The
+    bounds hold for the network in real arithmetic: the float error of computing them
+    (``rounding``) is already subtracted from ``lower`` and added to ``upper``.
 
     Attributes:
         lower: ``[N, K]``, a lower bound of each margin (``+inf`` at the label).
@@ -104,6 +137,7 @@ class MarginBounds:
         symbols: the symbols the call used (color channels and relaxation errors).
         row_elements: the neurons of the widest relaxed value, per box and symbol: with
             ``symbols``, the size of the call's largest tensors (its memory traffic).
+        rounding: ``[N, K]``, the bound of the float error taken off (0 at the label).
     """
 
     lower: torch.Tensor
@@ -111,6 +145,7 @@ class MarginBounds:
     inputs: torch.Tensor
     symbols: int
     row_elements: int = 0
+    rounding: torch.Tensor | None = None
 
     @property
     def worst(self) -> torch.Tensor:
@@ -122,14 +157,17 @@ class _Call:
     """One call's boxes: their rows, origins and the global symbol count."""
 
     def __init__(self, bound_cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
-                 x: torch.Tensor, channels: int, max_symbols: int | None = None) -> None:
-        self.max_symbols = max_symbols
+                 x: torch.Tensor, channels: int, unit: float,
+                 max_symbols: int | None = None) -> None:
+        self.max_symbols, self.unit = max_symbols, unit
+        self.magnitudes = bound_cache.magnitudes
         self.cache, self.zero = bound_cache.cache, bound_cache.zero
         self.owner, self.y, self.x = owner, y, x
         self.count = owner.shape[0]
         self.rows = 1 + channels
         self.row_elements = 0  # the widest relaxed value's neurons per row
         self.shapes = bound_cache.cache.plan.shapes
+        self.error = owner.new_zeros(self.count, dtype=torch.float64)  # the output's
         self._queries: dict[int, Query] = {}
 
     def query(self, rows: int) -> Query:
@@ -158,8 +196,18 @@ class _Call:
         """Zonotopes padded to the call's symbols (before new ones are appended)."""
         return pad_rows(values, self.rows)
 
-    def relax(self, rule: Relaxation, values: torch.Tensor) -> torch.Tensor:
-        return self._counted(rule.apply(self.grow(values)))
+    def clean(self, node: fx.Node) -> float:
+        """The largest ``|value|`` of ``node``'s clean maps (infinite if unknown)."""
+        return self.magnitudes.get(node, math.inf)
+
+    def relax(self, rule: Relaxation, values: torch.Tensor, error: torch.Tensor,
+              clean: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The relaxed zonotopes and their error bound, which also covers the clean
+        neurons around a window (``f`` of clean values of at most ``clean`` in size: ``L``
+        times their error, plus ``f``'s own rounding)."""
+        out, moved = rule.apply_rounded(self.grow(values), error, self.unit)
+        outside = rule.lipschitz * error + _rest_rounding(rule, clean, self.unit)
+        return self._counted(out), torch.maximum(moved, outside)
 
     def add(self, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
         return self._counted(add_symbols(self.grow(values), radius))
@@ -199,6 +247,7 @@ class BoundEngine:
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         self.dtype = dtype
+        self.unit = torch.finfo(dtype).eps / 2  # round to nearest
         copied = copy.deepcopy(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
@@ -258,8 +307,13 @@ class BoundEngine:
         self.plan(images)
         cache = self.engine.prepare(images)
         tensors = {key: torch.cat([t, torch.zeros_like(t[:1])]) for key, t in cache.tensors.items()}
+        magnitudes = {}
+        for node, value in self.graph.clean(images):  # a second clean pass, to see all
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                size = float(value.abs().max()) if value.numel() else 0.0
+                magnitudes[node] = math.inf if math.isnan(size) else size
         return BoundCache(FxCache(torch.cat([cache.images, torch.zeros_like(images[:1])]),
-                                  tensors, cache.plan), images.shape[0])
+                                  tensors, cache.plan), images.shape[0], magnitudes)
 
     def logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
                lower: torch.Tensor, upper: torch.Tensor,
@@ -285,7 +339,7 @@ class BoundEngine:
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                 max_symbols: int | None) -> tuple[torch.Tensor, _Call]:
         lower, upper = lower.to(self.dtype), upper.to(self.dtype)
-        call = _Call(cache, owner, y, x, lower.shape[1], max_symbols)
+        call = _Call(cache, owner, y, x, lower.shape[1], self.unit, max_symbols)
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         result = None
         for node, step, done in cache.cache.plan.steps:
@@ -294,6 +348,7 @@ class BoundEngine:
                 del env[n]
         if isinstance(result, ZWindow):
             raise BoundUnsupportedError("the model's output is a feature map, not scores")
+        call.error = result.error
         return call.grow(result.values), call
 
     def margins(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
@@ -311,12 +366,30 @@ class BoundEngine:
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
+        rounding = self._margin_rounding(values, margin, call.error)
+        low, high = low - rounding, high + rounding
         at_label = F.one_hot(labels, values.shape[2]).bool()
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
         channels = lower.shape[1]
         return MarginBounds(torch.where(at_label, inf, low), torch.where(at_label, inf, high),
                             margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1,
-                            call.row_elements)
+                            call.row_elements, torch.where(at_label, 0.0, rounding))
+
+    def _margin_rounding(self, logits: torch.Tensor, margin: torch.Tensor,
+                         error: torch.Tensor) -> torch.Tensor:
+        """``[N, K]``: a bound of the float error of each margin's interval bounds.
+
+        The logits' exact values lie within ``error`` of the computed ones (twice that for
+        a difference of two), the difference rounds ``u`` of each row, the interval's sum
+        over ``R`` rows ``γ_{R+1}`` of ``|center| + Σ |generators|``; the total is rounded
+        up by a relative ``10^-6`` and ``4u`` of the bound, so that subtracting it in
+        floating point stays a bound (:mod:`.zonotope`'s rules give the rest).
+        """
+        unit, rows = self.unit, margin.shape[1]
+        size = magnitude(margin)
+        total = (2 * error[:, None] + unit * 2 * per_box(magnitude(logits))[:, None]
+                 + gamma(rows + 1, unit) * size)
+        return total * (1 + 1e-6) + 4 * unit * (size + total)
 
     # ---------------------------------------------------------------- steps
     def _run(self, step: Any, call: _Call, env: dict, lower: torch.Tensor,
@@ -340,9 +413,9 @@ class BoundEngine:
         values[:, 0, :, 0, 0] = (lower + upper) / 2
         index = torch.arange(channels, device=lower.device)
         values[:, 1 + index, index, 0, 0] = (upper - lower) / 2
-        if step.box.covers:
-            return ZFull(values)
-        return ZWindow(values, *call.origins(step.box), step.box)
+        # (lo + hi) / 2 and (hi - lo) / 2 round once each; the clean image is exact
+        error = call.unit * (lower.abs() + upper.abs()).amax(1)
+        return self._wrap(values, step.box, call, error)
 
     def _shape(self, step: ShapeStep, call: _Call, env: dict) -> Any:
         def value(n: fx.Node):
@@ -354,10 +427,11 @@ class BoundEngine:
         return step.call(*fx.node.map_arg(step.node.args, value),
                          **fx.node.map_arg(step.node.kwargs, value))
 
-    def _wrap(self, values: torch.Tensor, box: Box, call: _Call) -> ZWindow | ZFull:
+    def _wrap(self, values: torch.Tensor, box: Box, call: _Call, error: torch.Tensor
+              ) -> ZWindow | ZFull:
         if box.covers:
-            return ZFull(values)
-        return ZWindow(values, *call.origins(box), box)
+            return ZFull(values, error)
+        return ZWindow(values, *call.origins(box), box, error)
 
     def _pointwise(self, step: PointwiseStep, rule: Any, call: _Call, env: dict
                    ) -> ZWindow | ZFull:
@@ -371,20 +445,23 @@ class BoundEngine:
                 stacked[n] = patch.reshape(call.count, value.values.shape[1], *patch.shape[1:])
             else:
                 stacked[n] = value.values
+        first = step.node.args[0]
         if isinstance(rule, Relaxation):
-            return self._wrap(call.relax(rule, stacked[step.node.args[0]]), step.box, call)
+            values, error = call.relax(rule, stacked[first], env[first].error, call.clean(first))
+            return self._wrap(values, step.box, call, error)
         if isinstance(rule, Identity):
-            return self._wrap(stacked[step.node.args[0]], step.box, call)
+            return self._wrap(stacked[first], step.box, call, env[first].error)
         if isinstance(rule, (Affine, Product)):
-            return self._wrap(self._affine(step, call, env, stacked), step.box, call)
+            values, error = self._affine(step, call, env, stacked)
+            return self._wrap(values, step.box, call, error)
         raise BoundUnsupportedError(f"no windowed bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
     def _affine(self, step: Any, call: _Call, env: dict,
-                stacked: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
+                stacked: dict[fx.Node, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """An affine node on zonotopes ``stacked`` (node → ``[N, R, ...]``): the node's
         own call on center and generator rows, its value at zero subtracted from the
-        generators."""
+        generators; with its float error bound (:func:`_affine_error`)."""
         rule = step.resolved.operation.bound(step.resolved.params)
         if isinstance(rule, Product):
             rule.check(step.node, stacked)
@@ -410,7 +487,13 @@ class BoundEngine:
         at_zero = step.call(*zero_args, **zero_kwargs)
         out = out.view(call.count, rows, *out.shape[1:]).clone()
         out[:, 1:] -= at_zero
-        return out
+        if isinstance(rule, Product):
+            rounding = rule.rounding(_factor(step.node, args, kwargs, grown, rule.divides))
+        else:
+            rounding = rule.rounding
+        inputs = [(grown[n], env[n].error, _clean_of(env[n], n, call)) for n in grown]
+        error = _affine_error(rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
+        return out, error
 
     def _spatial(self, step: SpatialStep, rule: Any, call: _Call, env: dict
                  ) -> ZWindow | ZFull:
@@ -423,12 +506,16 @@ class BoundEngine:
             at_zero = step.slide.patch(patch.new_zeros(1, *patch.shape[1:]))
             out = out.view(call.count, rows, *out.shape[1:]).clone()
             out[:, 1:] -= at_zero
-            return self._wrap(out, step.box, call)
+            inputs = [(patch.view(call.count, rows, *patch.shape[1:]), value.error,
+                       call.clean(step.source))]
+            error = _affine_error(rule.rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
+            return self._wrap(out, step.box, call, error)
         if isinstance(rule, MaxPool):
             slide = step.slide
             candidates = _candidates(patch.view(call.count, rows, *patch.shape[1:]),
                                      slide.kernel, slide.stride, slide.dilation)
-            return self._wrap(_max(candidates, call), step.box, call)
+            values, error = _max(candidates, call, value.error)
+            return self._wrap(values, step.box, call, error)
         raise BoundUnsupportedError(f"no spatial bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
@@ -449,18 +536,20 @@ class BoundEngine:
         if not stacked:  # no input varies: a constant (shapes, sizes)
             return step.run(call.query(1), env)
         first = step.node.args[0] if step.node.args else None
+        error = env[first].error if first in stacked else None
         if isinstance(rule, Relaxation):
-            return ZFull(call.relax(rule, stacked[first]))
+            return ZFull(*call.relax(rule, stacked[first], error, _clean_of(env[first], first,
+                                                                            call)))
         if isinstance(rule, Identity):
-            return ZFull(stacked[first])
+            return ZFull(stacked[first], error)
         if isinstance(rule, Reshape):
             shape = call.shapes[step.node]
             values = stacked[first]
-            return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]))
+            return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error)
         if isinstance(rule, (Affine, Product)):
-            return ZFull(self._affine(step, call, env, stacked))
+            return ZFull(*self._affine(step, call, env, stacked))
         if isinstance(rule, MaxPool):
-            return ZFull(self._full_max_pool(step, stacked[first], call))
+            return ZFull(*self._full_max_pool(step, stacked[first], call, error))
         raise BoundUnsupportedError(f"no bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
@@ -472,7 +561,7 @@ class BoundEngine:
 
     def _center(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
         """The center of a window's zonotopes as whole maps ``[N, C, H, W]``."""
-        center = ZWindow(value.values[:, :1], value.top, value.left, value.box)
+        center = ZWindow(value.values[:, :1], value.top, value.left, value.box, value.error)
         return self._materialise(node, center, call)[:, 0]
 
     def _head_shortcut(self, step: FullStep, rule: Any, call: _Call, env: dict
@@ -490,10 +579,10 @@ class BoundEngine:
             shape = call.shapes[step.node]
             if len(shape) == 2 and shape[1] == math.prod(call.shapes[source][1:]):
                 center = self._center(source, value, call).flatten(1)
-                return ZFlat(center, value)
+                return ZFlat(center, value, call.clean(source))
             return None
         if isinstance(value, ZFlat) and name == "linear":
-            return ZFull(self._windowed_linear(step.resolved.params, value, call))
+            return ZFull(*self._windowed_linear(step.resolved.params, rule, value, call))
         if isinstance(value, ZWindow) and name in ("adaptive_avg_pool2d", "mean"):
             channels = call.shapes[source][1]
             if tuple(call.shapes[step.node][1:]) not in ((channels,), (channels, 1, 1)):
@@ -504,7 +593,10 @@ class BoundEngine:
             height, width = value.box.map
             generators = value.values[:, 1:].sum((-2, -1)) / (height * width)
             generators = generators.view(*generators.shape, *center.shape[2:])
-            return ZFull(torch.cat([center[:, None], generators], 1))
+            # a sum of the map's h·w values and a division, rows and center alike
+            inputs = [(value.values, value.error, call.clean(source))]
+            error = _affine_error(Rounding(1.0, height * width + 1), inputs, 0.0, 1, call.unit)
+            return ZFull(torch.cat([center[:, None], generators], 1), error)
         return None
 
     @staticmethod
@@ -517,9 +609,10 @@ class BoundEngine:
                          **fx.node.map_arg(step.node.kwargs, value))
 
     @staticmethod
-    def _windowed_linear(params: Any, value: ZFlat, call: _Call) -> torch.Tensor:
+    def _windowed_linear(params: Any, rule: Affine, value: ZFlat, call: _Call
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
         """``linear`` of a flattened window: the center whole, each generator through the
-        weights of its window → ``[N, R, out]``."""
+        weights of its window → ``[N, R, out]``, with its float error bound."""
         weight = params.weight.to(value.center.dtype)
         bias = params.bias.to(weight.dtype) if params.bias is not None else None
         window = value.window
@@ -532,9 +625,13 @@ class BoundEngine:
         reached = grid[rows[:, :, None], cols[:, None, :]]  # [N, h, w, out, C]
         reached = reached.permute(0, 4, 1, 2, 3).reshape(len(rows), channels * h * w, -1)
         generators = torch.bmm(window.values[:, 1:].flatten(2), reached)  # [N, G, out]
-        return torch.cat([center[:, None], generators], 1)
+        bias_size = bias.abs() if bias is not None else 0.0
+        inputs = [(window.values, window.error, value.clean)]
+        error = _affine_error(rule.rounding, inputs, bias_size, 1, call.unit)
+        return torch.cat([center[:, None], generators], 1), error
 
-    def _full_max_pool(self, step: FullStep, values: torch.Tensor, call: _Call) -> torch.Tensor:
+    def _full_max_pool(self, step: FullStep, values: torch.Tensor, call: _Call,
+                       error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         params = step.resolved.params
         shape = call.shapes[step.node]
         count, rows = values.shape[:2]
@@ -550,7 +647,62 @@ class BoundEngine:
         generators = F.pad(values[:, 1:].flatten(0, 1), pads, value=0.0)
         padded = torch.cat([center[:, None], generators.view(count, rows - 1,
                                                              *generators.shape[1:])], 1)
-        return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call)
+        return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call,
+                    error)
+
+
+def _rest_rounding(rule: Relaxation, size: float, unit: float) -> float:
+    """``f``'s own rounding on values of at most ``size`` (a few library calls)."""
+    if unit == 0:
+        return 0.0
+    at_zero = 0.0
+    if hasattr(rule, "f"):
+        at_zero = float(rule.f(torch.zeros(1, dtype=torch.float64)).abs().max())
+    return REST_ROUNDINGS * unit * (at_zero + rule.lipschitz * size) + rule.jump
+
+
+def _clean_of(value: Any, node: fx.Node, call: _Call) -> float:
+    """The largest clean ``|value|`` a zonotope value's neurons outside it have."""
+    return value.clean if isinstance(value, ZFlat) else call.clean(node)
+
+
+def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bool) -> Any:
+    """The constant factor of a product (the divisor of a quotient), resolved."""
+    given = [*node.args, *node.kwargs.values()]
+    values = [*args, *kwargs.values()]
+    if divides:
+        return values[1] if len(values) > 1 else 1.0
+    for original, value in zip(given, values, strict=True):
+        if not (isinstance(original, fx.Node) and original in varying):
+            if isinstance(value, (torch.Tensor, int, float)):
+                return value
+    return 1.0
+
+
+def _affine_error(rounding: Rounding, inputs: list[tuple[torch.Tensor, torch.Tensor, float]],
+                  at_zero: torch.Tensor | float, out_elements: int, unit: float
+                  ) -> torch.Tensor:
+    """``[N]``: the float error bound of an affine operation's result.
+
+    Each input ``(zonotopes [N, R, ...], error [N], clean size)`` reaches the result as
+    ``gain · error``; each of the ``R`` rows rounds ``γ_{terms+2} (|A| |row| + |A 0|)``
+    (two more roundings: the value at zero, then its subtraction), summed over the rows
+    ``γ (gain · m + 2R (|A 0| + offset))`` with ``m`` the inputs' largest ``|center| +
+    Σ |generators|`` (or clean value, around a window). An exact copy (``terms = 0``: a
+    concatenation, a negation) passes the largest error on.
+    """
+    errors = torch.stack([e for _, e, _ in inputs])
+    if rounding.terms == 0:
+        return errors.amax(0)
+    rows = max(v.shape[1] for v, _, _ in inputs)
+    terms = rounding.terms
+    if terms is None:  # a global average: the input elements per output (4× for overlaps)
+        elements = max(v[0, 0].numel() for v, _, _ in inputs)
+        terms = 4 * math.ceil(elements / max(1, out_elements)) + 1
+    size = sum(torch.clamp(per_box(magnitude(v)), min=clean) for v, _, clean in inputs)
+    constant = float(torch.as_tensor(at_zero).abs().max()) + rounding.offset
+    local = gamma(terms + 2, unit) * (rounding.gain * size + 2 * rows * constant)
+    return (rounding.gain * errors.sum(0) + local) * (1 + 1e-6)
 
 
 def _over_map(node: fx.Node, ndim: int) -> bool:
@@ -578,21 +730,31 @@ def _candidates(values: torch.Tensor, kernel: tuple[int, int], stride: tuple[int
     return out.permute(0, 1, 2, 5, 6, 3, 4).reshape(count, rows, channels, -1, oh, ow)
 
 
-def _max(candidates: torch.Tensor, call: _Call) -> torch.Tensor:
-    """Zonotopes of the largest candidate: ``[N, R, C, K, oh, ow]`` → ``[N, R', C, oh, ow]``.
+def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zonotopes of the largest candidate: ``[N, R, C, K, oh, ow]`` → ``[N, R', C, oh, ow]``,
+    with their float error bound ``[N]``.
 
     Candidates whose upper bound is at most the largest lower bound cannot be the
     largest; the one with that lower bound starts, and each other candidate ``x`` that
     may exceed it is folded in as ``m + relu(x - m)``.
-    """
-    from .zonotope import PiecewiseLinear
 
+    The maximum is 1-Lipschitz in the largest coordinate, so the exact values' maximum
+    lies within ``error`` of the computed candidates' maximum; the fold adds its own
+    rounding (``drift``): each step's difference, relaxation (:func:`relaxation_error`)
+    and sum, and the pruning on rounded intervals (``2 γ_{R+1}`` of the candidates' size).
+    """
     relu = PiecewiseLinear(torch.relu, (0.0,))
+    unit, rows = call.unit, candidates.shape[1]
     lower, upper = interval(candidates)
+    finite = torch.isfinite(lower) & torch.isfinite(upper)
+    edge = torch.where(finite, torch.maximum(lower.abs(), upper.abs()), 0.0)
+    drift = 2 * gamma(rows + 1, unit) * per_box(edge)
     best_low, first = lower.max(2)
     alive = upper > best_low[:, :, None]
     index = first[:, None, :, None].expand(-1, candidates.shape[1], -1, 1, -1, -1)
     current = candidates.gather(3, index).squeeze(3)
+    size = edge.gather(2, first[:, :, None]).squeeze(2)  # |current| per neuron, a bound
     for k in range(candidates.shape[3]):
         active = alive[:, :, k] & (first != k)
         if not bool(active.any()):
@@ -607,4 +769,12 @@ def _max(candidates: torch.Tensor, call: _Call) -> torch.Tensor:
         step = difference * slope[:, None]
         step[:, 0] += offset
         current = call.add(current + step, radius)
-    return current
+        if unit:
+            apart = torch.where(active, torch.maximum(low.abs(), high.abs()), 0.0)
+            moved = relaxation_error(relu, low, high, slope, offset, radius,
+                                     drift.view(-1, *[1] * (low.dim() - 1))
+                                     + unit * (size + edge[:, :, k]), current.shape[1], unit)
+            grown = size + slope.abs() * apart + offset.abs() + radius
+            drift = drift + per_box(torch.where(active, moved + unit * grown, 0.0))
+            size = torch.where(active, grown, size)
+    return current, error + drift * (1 + 1e-6)

@@ -21,15 +21,17 @@ this engine comes from.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AFFINE", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
-           "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "PiecewiseLinear",
-           "Product", "Relaxation", "Reshape", "SShaped", "add_symbols", "interval",
-           "pad_rows"]
+__all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
+           "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "ONE_ROUNDING",
+           "PiecewiseLinear", "Product", "Relaxation", "Reshape", "Rounding", "SShaped",
+           "add_symbols", "gamma", "interval", "magnitude", "pad_rows", "per_box",
+           "relaxation_error"]
 
 
 class BoundUnsupportedError(ValueError):
@@ -49,6 +51,28 @@ def interval(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     center = values[:, 0]
     radius = values[:, 1:].abs().sum(1)
     return center - radius, center + radius
+
+
+def magnitude(values: torch.Tensor) -> torch.Tensor:
+    """``|center| + Σ |generators|`` per neuron (``[N, *shape]``): the largest ``|x|``
+    over each zonotope, and what a row's rounding errors are summed against."""
+    return values[:, 0].abs() + values[:, 1:].abs().sum(1)
+
+
+def per_box(values: torch.Tensor) -> torch.Tensor:
+    """The largest entry of each box (``[N, ...]`` → ``[N]``; 0 for an empty value);
+    NaN counts as infinite (a bound it poisons is no bound)."""
+    flat = values.flatten(1)
+    if flat.shape[1] == 0:
+        return flat.new_zeros(flat.shape[0])
+    return torch.nan_to_num(flat, nan=math.inf).amax(1)
+
+
+def gamma(n: float, unit: float) -> float:
+    """``γ_n = n u / (1 - n u)``: the relative error of ``n`` roundings of unit ``u``
+    (infinite where ``n u >= 1``)."""
+    product = n * unit
+    return math.inf if product >= 1 else product / (1 - product)
 
 
 def pad_rows(values: torch.Tensor, rows: int) -> torch.Tensor:
@@ -91,9 +115,45 @@ class BoundRule:
 
 
 @dataclass(frozen=True)
+class Rounding:
+    """How much an affine operation ``y = A x + b`` can move a value's float error.
+
+    Computed in floating point with unit roundoff ``u``, each output of a row is off by at
+    most ``γ_terms (|A| |x| + |b|)`` (any summation order, fused multiply-adds or not;
+    Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1), and an error ``e``
+    already in ``x`` reaches ``y`` as at most ``‖|A|‖_∞ · e``.
+
+    Attributes:
+        gain: ``‖|A|‖_∞`` per varying argument, the largest absolute row sum (an upper
+            bound: 1 for additions, copies and averages).
+        terms: roundings each output may collect (the terms of its sum, plus the bias and
+            a few more); ``None``: the input elements per output, known when it runs (a
+            global average).
+        offset: constants each output's sum rounds beside ``A x`` and ``A 0`` (BatchNorm's
+            ``|mean| · |scale| + |bias|``: it subtracts the mean, then adds the bias).
+    """
+
+    gain: float
+    terms: int | None
+    offset: float = 0.0
+
+
+EXACT_COPY = Rounding(1.0, 0)  # a concatenation, a negation: no rounding
+ONE_ROUNDING = Rounding(1.0, 1)  # a sum of two values, or of a value and a constant
+
+
+@dataclass(frozen=True)
 class Affine(BoundRule):
     """An affine map of the varying arguments: applied to the center and the generators,
-    the map's value at zero subtracted from the generators (exact)."""
+    the map's value at zero subtracted from the generators (exact in real arithmetic;
+    ``rounding`` bounds what floating point adds).
+
+    Attributes:
+        rounding: the operation's :class:`Rounding` (required: a rule that forgot it
+            would bound the float error of a convolution as that of an addition).
+    """
+
+    rounding: Rounding
 
 
 @dataclass(frozen=True)
@@ -123,6 +183,16 @@ class Product(BoundRule):
 
     divides: bool = False
 
+    def rounding(self, factor: torch.Tensor | float) -> Rounding:
+        """The :class:`Rounding` of multiplying (dividing) by the constant ``factor``."""
+        magnitude = torch.as_tensor(factor, dtype=torch.float64).abs()
+        if self.divides:
+            smallest = float(magnitude.min()) if magnitude.numel() else 1.0
+            gain = math.inf if smallest == 0 else 1 / smallest
+        else:
+            gain = float(magnitude.max()) if magnitude.numel() else 0.0
+        return Rounding(gain * (1 + 2**-50), 1)
+
     def check(self, node, varying) -> None:
         """Refuse a product of two varying values (or a varying divisor).
 
@@ -144,11 +214,20 @@ class Product(BoundRule):
                                         "with the pixel")
 
 
-AFFINE, IDENTITY, RESHAPE, MAX_POOL = Affine(), Identity(), Reshape(), MaxPool()
+IDENTITY, RESHAPE, MAX_POOL = Identity(), Reshape(), MaxPool()
 
 
 class Relaxation(BoundRule):
-    """A pointwise nonlinearity ``f`` replaced on ``[l, u]`` by ``λ x + μ ± β``."""
+    """A pointwise nonlinearity ``f`` replaced on ``[l, u]`` by ``λ x + μ ± β``.
+
+    Attributes (class defaults, set per rule):
+        lipschitz: an upper bound of ``|f'|`` (off its jumps): how far ``f`` moves an error
+            already in ``x``, and how far the relaxation may be off just outside ``[l, u]``.
+        jump: the largest jump of ``f`` (0: continuous).
+    """
+
+    lipschitz: float = 1.0
+    jump: float = 0.0
 
     def coefficients(self, lower: torch.Tensor, upper: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,11 +237,68 @@ class Relaxation(BoundRule):
 
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         """The relaxed image of zonotopes ``[N, R, *shape]`` (new symbols appended)."""
+        return self.apply_rounded(values, values.new_zeros(values.shape[0]), 0.0)[0]
+
+    def apply_rounded(self, values: torch.Tensor, error: torch.Tensor, unit: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`apply`, with a bound of the float error carried through.
+
+        Args:
+            values: zonotopes ``[N, R, *shape]`` as computed.
+            error: ``[N]``: how far each box's exact values may lie outside them.
+            unit: the unit roundoff of the arithmetic.
+
+        Returns:
+            The relaxed zonotopes and their error bound ``[N]``
+            (:func:`relaxation_error`).
+        """
         lower, upper = interval(values)
         slope, offset, radius = self.coefficients(lower, upper)
         out = values * slope[:, None]
         out[:, 0] += offset
-        return add_symbols(out, radius)
+        moved = relaxation_error(self, lower, upper, slope, offset, radius,
+                                 error.view(-1, *[1] * (lower.dim() - 1)), values.shape[1],
+                                 unit)
+        return add_symbols(out, radius), per_box(moved)
+
+
+# roundings of one rest f(x) - λ x and of μ, β from the rests: a library call of a few
+# units in the last place (exp, erf, tanh, log1p), a product, a difference, a half-sum,
+# counted generously
+REST_ROUNDINGS = 32
+
+
+def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
+                     slope: torch.Tensor, offset: torch.Tensor, radius: torch.Tensor,
+                     incoming: torch.Tensor | float, rows: int, unit: float) -> torch.Tensor:
+    """Per neuron, how far ``f`` of the exact values may lie outside the relaxed zonotope
+    computed in floating point.
+
+    ``[lower, upper]`` was computed from the zonotope (``rows`` rows) and may miss its
+    exact range by ``r = γ_{R+1} m`` (``m = max(|l|, |u|)``); the exact values lie within
+    ``incoming`` of the computed ones. With ``g = f - λ x`` (``|g'| <= L + |λ|``):
+
+    * ``f`` moves an incoming error by at most ``L · incoming`` (plus a jump);
+    * just outside ``[l, u]`` (by ``r``) ``g`` leaves ``[μ - β, μ + β]`` by at most
+      ``(L + |λ|) r``;
+    * ``λ, μ, β`` come from rests ``f(x) - λ x`` rounded :data:`REST_ROUNDINGS` times
+      relative to ``|f(0)| + (L + |λ|) m + |μ| + β``;
+    * scaling the rows by ``λ`` and adding ``μ`` round ``u (|λ| m + |μ|)`` more.
+
+    Returns:
+        float64, shaped like ``lower``.
+    """
+    if unit == 0:
+        return torch.zeros_like(lower)
+    lipschitz = rule.lipschitz
+    size = torch.maximum(lower.abs(), upper.abs())
+    edge = gamma(rows + 1, unit) * size
+    steep = lipschitz + slope.abs()
+    at_zero = rule.f(torch.zeros_like(lower)).abs() if hasattr(rule, "f") else 0.0
+    rests = REST_ROUNDINGS * unit * (at_zero + steep * size + offset.abs() + radius)
+    applied = 2 * unit * (slope.abs() * size + offset.abs())
+    jumped = rule.jump if rule.jump else 0.0
+    return lipschitz * incoming + steep * edge + rests + applied + jumped
 
 
 def _chord(f: Callable[[torch.Tensor], torch.Tensor], lower: torch.Tensor,
@@ -186,11 +322,12 @@ class PiecewiseLinear(Relaxation):
         f: the function on tensors.
         breakpoints: its kinks, as numbers or per-channel tensors broadcasting against the
             values (``[C, 1, 1]``).
+        lipschitz: the steepest slope of its pieces (in absolute value).
     """
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor],
-                 breakpoints: Sequence[float | torch.Tensor]) -> None:
-        self.f, self.breakpoints = f, tuple(breakpoints)
+                 breakpoints: Sequence[float | torch.Tensor], lipschitz: float = 1.0) -> None:
+        self.f, self.breakpoints, self.lipschitz = f, tuple(breakpoints), lipschitz
 
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)

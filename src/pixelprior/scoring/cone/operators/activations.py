@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..table import POINTWISE, NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import AFFINE, IDENTITY, Lipschitz, PiecewiseLinear, SShaped
+from ..zonotope import EXACT_COPY, IDENTITY, Affine, Lipschitz, PiecewiseLinear, SShaped
 
 
 def _pointwise(params: object) -> WindowRule:
@@ -128,7 +128,7 @@ LIPSCHITZ = {"silu": 1.1, "gelu": 1.13, "mish": 1.09, "hardswish": 1.5}
 
 register_bound("relu")(lambda p: PiecewiseLinear(torch.relu, (0.0,)))
 register_bound("leaky_relu")(lambda p: PiecewiseLinear(
-    lambda t: F.leaky_relu(t, p["slope"]), (0.0,)))
+    lambda t: F.leaky_relu(t, p["slope"]), (0.0,), max(1.0, abs(p["slope"]))))
 register_bound("hardtanh")(lambda p: _clamped(p["low"], p["high"]))
 register_bound("relu6")(lambda p: _clamped(0.0, 6.0))
 register_bound("clamp")(lambda p: _clamped(p["low"], p["high"]))
@@ -153,7 +153,7 @@ def softplus_jump(beta: float, threshold: float) -> float:
 register_bound("softplus")(lambda p: Lipschitz(
     _softplus(p["beta"], p["threshold"]), 1.0,
     jump=softplus_jump(p["beta"], p["threshold"])))
-register_bound("neg")(lambda p: AFFINE)
+register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
 register_bound("dropout")(lambda p: IDENTITY)

@@ -8,7 +8,7 @@ import operator
 import torch
 
 from ..table import ELEMENTWISE, NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import AFFINE, Product
+from ..zonotope import EXACT_COPY, ONE_ROUNDING, Affine, Product
 
 
 def _elementwise(params: object) -> WindowRule:
@@ -51,8 +51,8 @@ register_operation("cat", window=_cat_window, params=_cat_params,
                    help="concatenation (along channels on windows)")
 
 # the verifier: sums are exact; products and quotients while one factor varies
-register_bound("add")(lambda params: AFFINE)
-register_bound("sub")(lambda params: AFFINE)
+register_bound("add")(lambda params: Affine(ONE_ROUNDING))
+register_bound("sub")(lambda params: Affine(ONE_ROUNDING))
 register_bound("mul")(lambda params: Product())
 
 
@@ -64,4 +64,4 @@ def _div_bound(params: dict) -> Product | str:
 
 
 register_bound("div")(_div_bound)
-register_bound("cat")(lambda params: AFFINE)
+register_bound("cat")(lambda params: Affine(EXACT_COPY))

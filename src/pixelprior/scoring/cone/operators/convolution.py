@@ -10,7 +10,7 @@ from torch import nn
 
 from ..geometry import Slide, pair
 from ..table import NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import AFFINE
+from ..zonotope import Affine, Rounding
 
 
 @dataclass(frozen=True)
@@ -79,4 +79,15 @@ def _window(params: ConvParams | str) -> WindowRule | str:
 
 register_operation("conv2d", window=_window, params=_params, modules=(nn.Conv2d,),
                    functions=(F.conv2d, torch.conv2d), help="2-D convolution")
-register_bound("conv2d")(lambda params: AFFINE)  # the verifier: exact
+
+
+def _bound(params: ConvParams) -> Affine:
+    """Exact in real arithmetic; each output sums ``I/groups · kh · kw`` products and the
+    bias, gain the largest absolute sum of an output channel's weights."""
+    weight = params.weight.detach().double()
+    terms = weight[0].numel() + 1
+    gain = float(weight.abs().flatten(1).sum(1).max()) * (1 + terms * 2**-52)
+    return Affine(Rounding(gain, terms))
+
+
+register_bound("conv2d")(_bound)  # the verifier

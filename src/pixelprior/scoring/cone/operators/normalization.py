@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..table import NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import AFFINE
+from ..zonotope import Affine, Rounding
 
 
 @dataclass(frozen=True)
@@ -58,4 +58,16 @@ def _window(params: BatchNormParams | str) -> WindowRule | str:
 
 register_operation("batch_norm", window=_window, params=_params, modules=(nn.BatchNorm2d,),
                    functions=(F.batch_norm,), help="BatchNorm on running statistics")
-register_bound("batch_norm")(lambda params: AFFINE)  # the verifier: exact
+
+
+def _bound(params: BatchNormParams) -> Affine:
+    """Exact in real arithmetic; ``(x - mean) / sqrt(var + eps) · w + b`` rounds at most
+    6 times per output, relative to ``(|x| + |mean|) |scale| + |b|``."""
+    scale, _ = params.scale_shift()
+    scale = scale.detach().double().abs()
+    bias = params.bias.detach().double().abs() if params.bias is not None else 0.0
+    offset = float((params.mean.detach().double().abs() * scale + bias).max())
+    return Affine(Rounding(float(scale.max()) * (1 + 2**-48), 6, offset))
+
+
+register_bound("batch_norm")(_bound)  # the verifier

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..geometry import Slide, pair
 from ..table import NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import AFFINE, MAX_POOL
+from ..zonotope import MAX_POOL, Affine, Rounding
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,17 @@ register_operation("mean", window=_whole_map, functions=(torch.mean,), methods=(
 
 # the verifier: averages are exact, maxima relaxed (zonotope.MaxPool)
 register_bound("max_pool2d")(lambda params: MAX_POOL)
-register_bound("avg_pool2d")(lambda params: AFFINE)
-register_bound("adaptive_avg_pool2d")(lambda params: AFFINE)
-register_bound("mean")(lambda params: AFFINE)
+
+
+def _average_bound(params: PoolParams) -> Affine:
+    """A sum of the window's ``k`` terms and a division: ``k + 1`` roundings, gain
+    ``k / divisor`` (1 without a divisor)."""
+    area = params.kernel[0] * params.kernel[1]
+    gain = area / params.divisor if params.divisor else 1.0
+    return Affine(Rounding(gain * (1 + 2**-50), area + 1))
+
+
+register_bound("avg_pool2d")(_average_bound)
+# global averages: as many roundings as the input elements per output, known when run
+register_bound("adaptive_avg_pool2d")(lambda params: Affine(Rounding(1.0, None)))
+register_bound("mean")(lambda params: Affine(Rounding(1.0, None)))
