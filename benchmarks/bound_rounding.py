@@ -4,16 +4,17 @@ The bound engine carries a bound of its own float error through every operation 
 takes it off its margins (``MarginBounds.rounding``), so its bounds hold for the network
 in real arithmetic. This measures how tight that proof is. The same boxes are bounded by
 a float32 engine and a float64 one (``BoundEngine(model, dtype=...)``); the distance of
-their raw bounds (the error bound added back) is float32's measured rounding error
-(float64's own is 2^29 times smaller in unit), printed beside the float32 engine's proved
-bound of it, and the float64 engine's proved bound (what the verifier takes off).
+their bounds as computed (before the error bound is taken off) is float32's measured
+rounding error (float64's own is 2^29 times smaller in unit), printed beside the float32
+engine's proved bound of it, and the float64 engine's proved bound (what the verifier
+takes off).
 
 Boxes: for each model, its first ``--images`` correctly classified test images,
 ``--positions`` random positions each, boxes of each ``--sides`` at a random place in the
 color cube (side 0: a single color). Printed per model and side, relative to
 ``1 + max |logit|``, over the boxes' finite margin bounds: the largest and median
-measured ``|raw_32 - raw_64|``, the largest proved float32 bound and its ratio to the
-measured error, and the largest proved float64 bound.
+measured ``|computed_32 - computed_64|``, the largest proved float32 bound and its ratio
+to the measured error, and the largest proved float64 bound.
 
     python benchmarks/bound_rounding.py [--models convsmall-cifar10 resnet8-cifar10
         squeezenet1_1-cifar10] [--images 2] [--positions 8] [--sides 1 0.25 0.0625 0]
@@ -34,14 +35,14 @@ def distances(model, engines: dict, image, label, side: float, positions: int,
               generator: torch.Generator) -> dict[str, list[float]]:
     """Over the finite margin bounds of ``positions`` random boxes of ``side``
     (``engines``: dtype → its bound engine), relative to ``1 + max |logit|``:
-    ``measured`` ``|raw_32 - raw_64|``, and each engine's proved error bound."""
+    ``measured`` ``|computed_32 - computed_64|``, and each engine's proved error bound."""
     height, width = image.shape[-2:]
     y = torch.randint(0, height, (positions,), generator=generator)
     x = torch.randint(0, width, (positions,), generator=generator)
     lo = torch.rand(positions, image.shape[1], generator=generator, dtype=torch.float64)
     lo = lo * (1 - side)
     hi = lo + side
-    raw, proved = {}, {}
+    computed, proved = {}, {}
     for dtype, engine in engines.items():
         cache = engine.prepare(image)
         rows, errors = [], []
@@ -49,12 +50,12 @@ def distances(model, engines: dict, image, label, side: float, positions: int,
             bounds = engine.margins(cache, torch.zeros(1, dtype=torch.long), y[n:n + 1],
                                     x[n:n + 1], lo[n:n + 1], hi[n:n + 1],
                                     torch.tensor([label]))
-            rows.append(bounds.lower.double() + bounds.rounding.double())
+            rows.append(bounds.computed.double())
             errors.append(bounds.rounding.double())
-        raw[dtype], proved[dtype] = torch.cat(rows), torch.cat(errors)
+        computed[dtype], proved[dtype] = torch.cat(rows), torch.cat(errors)
     with torch.inference_mode():
         scale = 1 + float(model(image).abs().max())
-    a, b = raw[torch.float32], raw[torch.float64]
+    a, b = computed[torch.float32], computed[torch.float64]
     finite = torch.isfinite(a) & torch.isfinite(b)
     return {"measured": ((a - b).abs()[finite] / scale).tolist(),
             "float32": (proved[torch.float32][finite] / scale).tolist(),

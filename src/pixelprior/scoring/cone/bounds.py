@@ -138,6 +138,8 @@ class MarginBounds:
         row_elements: the neurons of the widest relaxed value, per box and symbol: with
             ``symbols``, the size of the call's largest tensors (its memory traffic).
         rounding: ``[N, K]``, the bound of the float error taken off (0 at the label).
+        computed: ``[N, K]``, the lower bound as computed, before ``rounding`` is taken
+            off (to measure rounding; it proves nothing).
     """
 
     lower: torch.Tensor
@@ -146,6 +148,7 @@ class MarginBounds:
     symbols: int
     row_elements: int = 0
     rounding: torch.Tensor | None = None
+    computed: torch.Tensor | None = None
 
     @property
     def worst(self) -> torch.Tensor:
@@ -367,13 +370,14 @@ class BoundEngine:
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
         rounding = self._margin_rounding(values, margin, call.error)
-        low, high = low - rounding, high + rounding
         at_label = F.one_hot(labels, values.shape[2]).bool()
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
         channels = lower.shape[1]
-        return MarginBounds(torch.where(at_label, inf, low), torch.where(at_label, inf, high),
+        return MarginBounds(torch.where(at_label, inf, low - rounding),
+                            torch.where(at_label, inf, high + rounding),
                             margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1,
-                            call.row_elements, torch.where(at_label, 0.0, rounding))
+                            call.row_elements, torch.where(at_label, 0.0, rounding),
+                            torch.where(at_label, inf, low))
 
     def _margin_rounding(self, logits: torch.Tensor, margin: torch.Tensor,
                          error: torch.Tensor) -> torch.Tensor:
