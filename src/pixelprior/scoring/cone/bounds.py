@@ -84,6 +84,7 @@ class ZWindow:
     left: torch.Tensor
     box: Box
     error: torch.Tensor
+    size: torch.Tensor | None = None  # [N]: a bound of its largest |center| + Σ|gen.|
 
 
 @dataclass
@@ -93,6 +94,7 @@ class ZFull:
 
     values: torch.Tensor
     error: torch.Tensor
+    size: torch.Tensor | None = None  # [N]: a bound of its largest |center| + Σ|gen.|
 
 
 @dataclass
@@ -204,13 +206,13 @@ class _Call:
         return self.magnitudes.get(node, math.inf)
 
     def relax(self, rule: Relaxation, values: torch.Tensor, error: torch.Tensor,
-              clean: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The relaxed zonotopes and their error bound, which also covers the clean
+              clean: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The relaxed zonotopes, their error bound, which also covers the clean
         neurons around a window (``f`` of clean values of at most ``clean`` in size: ``L``
-        times their error, plus ``f``'s own rounding)."""
-        out, moved = rule.apply_rounded(self.grow(values), error, self.unit)
+        times their error, plus ``f``'s own rounding), and their size bound."""
+        out, moved, size = rule.apply_rounded(self.grow(values), error, self.unit)
         outside = rule.lipschitz * error + _rest_rounding(rule, clean, self.unit)
-        return self._counted(out), torch.maximum(moved, outside)
+        return self._counted(out), torch.maximum(moved, outside), size
 
     def add(self, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
         return self._counted(add_symbols(self.grow(values), radius))
@@ -262,6 +264,7 @@ class BoundEngine:
                                         f"({type(exc).__name__}: {first})") from None
         self.graph = self.engine.graph
         self._checked: set[tuple] = set()
+        self._rules: dict[fx.Node, Any] = {}
 
     def plan(self, images: torch.Tensor) -> Plan:
         """The plan of images like ``images`` (every operation checked for a bound rule).
@@ -396,6 +399,13 @@ class BoundEngine:
         return total * (1 + 1e-6) + 4 * unit * (size + total)
 
     # ---------------------------------------------------------------- steps
+    def _rule(self, step: Any) -> Any:
+        """The node's bound rule, made once (its gains read the weights once)."""
+        rule = self._rules.get(step.node)
+        if rule is None:
+            rule = self._rules[step.node] = step.resolved.operation.bound(step.resolved.params)
+        return rule
+
     def _run(self, step: Any, call: _Call, env: dict, lower: torch.Tensor,
              upper: torch.Tensor) -> Any:
         if isinstance(step, InputStep):
@@ -404,7 +414,7 @@ class BoundEngine:
             return env[step.node.args[0]]
         if isinstance(step, ShapeStep):
             return self._shape(step, call, env)
-        rule = step.resolved.operation.bound(step.resolved.params)
+        rule = self._rule(step)
         if isinstance(step, SpatialStep):
             return self._spatial(step, rule, call, env)
         if isinstance(step, PointwiseStep):
@@ -431,11 +441,11 @@ class BoundEngine:
         return step.call(*fx.node.map_arg(step.node.args, value),
                          **fx.node.map_arg(step.node.kwargs, value))
 
-    def _wrap(self, values: torch.Tensor, box: Box, call: _Call, error: torch.Tensor
-              ) -> ZWindow | ZFull:
+    def _wrap(self, values: torch.Tensor, box: Box, call: _Call, error: torch.Tensor,
+              size: torch.Tensor | None = None) -> ZWindow | ZFull:
         if box.covers:
-            return ZFull(values, error)
-        return ZWindow(values, *call.origins(box), box, error)
+            return ZFull(values, error, size)
+        return ZWindow(values, *call.origins(box), box, error, size)
 
     def _pointwise(self, step: PointwiseStep, rule: Any, call: _Call, env: dict
                    ) -> ZWindow | ZFull:
@@ -451,8 +461,8 @@ class BoundEngine:
                 stacked[n] = value.values
         first = step.node.args[0]
         if isinstance(rule, Relaxation):
-            values, error = call.relax(rule, stacked[first], env[first].error, call.clean(first))
-            return self._wrap(values, step.box, call, error)
+            relaxed = call.relax(rule, stacked[first], env[first].error, call.clean(first))
+            return self._wrap(relaxed[0], step.box, call, relaxed[1], relaxed[2])
         if isinstance(rule, Identity):
             return self._wrap(stacked[first], step.box, call, env[first].error)
         if isinstance(rule, (Affine, Product)):
@@ -466,7 +476,7 @@ class BoundEngine:
         """An affine node on zonotopes ``stacked`` (node → ``[N, R, ...]``): the node's
         own call on center and generator rows, its value at zero subtracted from the
         generators; with its float error bound (:func:`_affine_error`)."""
-        rule = step.resolved.operation.bound(step.resolved.params)
+        rule = self._rule(step)
         if isinstance(rule, Product):
             rule.check(step.node, stacked)
         rows = max(v.shape[1] for v in stacked.values())
@@ -495,7 +505,8 @@ class BoundEngine:
             rounding = rule.rounding(_factor(step.node, args, kwargs, grown, rule.divides))
         else:
             rounding = rule.rounding
-        inputs = [(grown[n], env[n].error, _clean_of(env[n], n, call)) for n in grown]
+        inputs = [(grown[n], env[n].error, _clean_of(env[n], n, call), _size_of(env[n]))
+                  for n in grown]
         error = _affine_error(rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
         return out, error
 
@@ -511,7 +522,7 @@ class BoundEngine:
             out = out.view(call.count, rows, *out.shape[1:]).clone()
             out[:, 1:] -= at_zero
             inputs = [(patch.view(call.count, rows, *patch.shape[1:]), value.error,
-                       call.clean(step.source))]
+                       call.clean(step.source), value.size)]
             error = _affine_error(rule.rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
             return self._wrap(out, step.box, call, error)
         if isinstance(rule, MaxPool):
@@ -544,12 +555,14 @@ class BoundEngine:
         if isinstance(rule, Relaxation):
             return ZFull(*call.relax(rule, stacked[first], error, _clean_of(env[first], first,
                                                                             call)))
+        size = _size_of(env[first]) if first in stacked else None
         if isinstance(rule, Identity):
-            return ZFull(stacked[first], error)
+            return ZFull(stacked[first], error, size)
         if isinstance(rule, Reshape):
             shape = call.shapes[step.node]
             values = stacked[first]
-            return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error)
+            return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error,
+                         size)
         if isinstance(rule, (Affine, Product)):
             return ZFull(*self._affine(step, call, env, stacked))
         if isinstance(rule, MaxPool):
@@ -598,7 +611,7 @@ class BoundEngine:
             generators = value.values[:, 1:].sum((-2, -1)) / (height * width)
             generators = generators.view(*generators.shape, *center.shape[2:])
             # a sum of the map's h·w values and a division, rows and center alike
-            inputs = [(value.values, value.error, call.clean(source))]
+            inputs = [(value.values, value.error, call.clean(source), value.size)]
             error = _affine_error(Rounding(1.0, height * width + 1), inputs, 0.0, 1, call.unit)
             return ZFull(torch.cat([center[:, None], generators], 1), error)
         return None
@@ -630,7 +643,7 @@ class BoundEngine:
         reached = reached.permute(0, 4, 1, 2, 3).reshape(len(rows), channels * h * w, -1)
         generators = torch.bmm(window.values[:, 1:].flatten(2), reached)  # [N, G, out]
         bias_size = bias.abs() if bias is not None else 0.0
-        inputs = [(window.values, window.error, value.clean)]
+        inputs = [(window.values, window.error, value.clean, window.size)]
         error = _affine_error(rule.rounding, inputs, bias_size, 1, call.unit)
         return torch.cat([center[:, None], generators], 1), error
 
@@ -659,10 +672,12 @@ def _rest_rounding(rule: Relaxation, size: float, unit: float) -> float:
     """``f``'s own rounding on values of at most ``size`` (a few library calls)."""
     if unit == 0:
         return 0.0
-    at_zero = 0.0
-    if hasattr(rule, "f"):
-        at_zero = float(rule.f(torch.zeros(1, dtype=torch.float64)).abs().max())
-    return REST_ROUNDINGS * unit * (at_zero + rule.lipschitz * size) + rule.jump
+    return REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * size) + rule.jump
+
+
+def _size_of(value: Any) -> torch.Tensor | None:
+    """A zonotope value's carried size bound, if it has one (a relaxation's output)."""
+    return value.window.size if isinstance(value, ZFlat) else value.size
 
 
 def _clean_of(value: Any, node: fx.Node, call: _Call) -> float:
@@ -683,27 +698,30 @@ def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bo
     return 1.0
 
 
-def _affine_error(rounding: Rounding, inputs: list[tuple[torch.Tensor, torch.Tensor, float]],
+def _affine_error(rounding: Rounding,
+                  inputs: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]],
                   at_zero: torch.Tensor | float, out_elements: int, unit: float
                   ) -> torch.Tensor:
     """``[N]``: the float error bound of an affine operation's result.
 
-    Each input ``(zonotopes [N, R, ...], error [N], clean size)`` reaches the result as
+    Each input ``(zonotopes [N, R, ...], error [N], clean size, its size bound [N] or
+    None)`` reaches the result as
     ``gain · error``; each of the ``R`` rows rounds ``γ_{terms+2} (|A| |row| + |A 0|)``
     (two more roundings: the value at zero, then its subtraction), summed over the rows
     ``γ (gain · m + 2R (|A 0| + offset))`` with ``m`` the inputs' largest ``|center| +
     Σ |generators|`` (or clean value, around a window). An exact copy (``terms = 0``: a
     concatenation, a negation) passes the largest error on.
     """
-    errors = torch.stack([e for _, e, _ in inputs])
+    errors = torch.stack([e for _, e, _, _ in inputs])
     if rounding.terms == 0:
         return errors.amax(0)
-    rows = max(v.shape[1] for v, _, _ in inputs)
+    rows = max(v.shape[1] for v, _, _, _ in inputs)
     terms = rounding.terms
     if terms is None:  # a global average: the input elements per output (4× for overlaps)
-        elements = max(v[0, 0].numel() for v, _, _ in inputs)
+        elements = max(v[0, 0].numel() for v, _, _, _ in inputs)
         terms = 4 * math.ceil(elements / max(1, out_elements)) + 1
-    size = sum(torch.clamp(per_box(magnitude(v)), min=clean) for v, _, clean in inputs)
+    size = sum(torch.clamp(per_box(magnitude(v)) if known is None else known, min=clean)
+               for v, _, clean, known in inputs)
     constant = float(torch.as_tensor(at_zero).abs().max()) + rounding.offset
     local = gamma(terms + 2, unit) * (rounding.gain * size + 2 * rows * constant)
     return (rounding.gain * errors.sum(0) + local) * (1 + 1e-6)
