@@ -257,7 +257,7 @@ def test_the_float_error_bound_covers_float32_arithmetic(model):
     """The bounds hold for the network in real arithmetic, rounding included: a float32
     engine's bounds on boxes of width zero (rounding 10^8 times float64's) enclose the
     exact margins (a float64 evaluation), though its bounds as computed (before the
-    error bound is taken off) miss them: without the error bound most of these cases fail."""
+    error bound is taken off) miss them: without the error bound every case fails."""
     model = randomised(model, 4)
     image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     owner, y, x = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 3, 7, 4]), torch.tensor([5, 7, 0, 4])
