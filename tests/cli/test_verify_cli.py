@@ -46,6 +46,20 @@ def test_verify_writes_a_row_per_image_and_refuses_other_settings(tmp_path):
     assert (out / "verification.jsonl").read_bytes() == before
 
 
+def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):
+    """The bundled SqueezeNet's proved float64 rounding (~10^9) exceeds its margins: the
+    command says so before the work; ConvSmall's (~10^-8) does not."""
+    deep = invoke("verify", "cifar10", "--source", "sample", "--images", 1, "--budget", 1,
+                  "--max-boxes", 1, "--out", tmp_path / "deep")
+    assert deep.exit_code == 0, deep.output
+    assert "no box can be proved" in " ".join(deep.output.split())
+    shallow = invoke("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+                     "--images", 1, "--budget", 1, "--max-boxes", 1, "--out",
+                     tmp_path / "shallow")
+    assert shallow.exit_code == 0, shallow.output
+    assert "no box can be proved" not in " ".join(shallow.output.split())
+
+
 def test_a_model_without_bound_rules_is_refused_before_writing(tmp_path):
     (tmp_path / "nets.py").write_text(FLIPPED)
     out = tmp_path / "v"

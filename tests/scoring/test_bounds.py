@@ -233,7 +233,7 @@ def test_a_model_in_training_mode_is_refused():
 
 class Scaled(nn.Module):
     """Constants the model applies itself: a normalisation, a product, a quotient, a
-    negation, a global average pool and a residual subtraction."""
+    negation, a global average pool and a residual subtraction scaled by ``alpha``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -245,7 +245,7 @@ class Scaled(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - 0.45) / 0.23
         y = torch.relu(self.bn(self.conv(x))) * 1.7
-        y = -(y - torch.relu(self.conv(x)) / 3.0)
+        y = -torch.sub(y, torch.relu(self.conv(x)) / 3.0, alpha=2.5)
         return self.fc(self.pool(y).flatten(1))
 
 

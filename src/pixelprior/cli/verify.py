@@ -121,6 +121,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                                  device, no_resize)
     floats = to_float(batch) if batch.dtype == torch.uint8 else batch
     _check_bounds(net, floats[:1].to(device), model_options.model)
+    _note_float_error(net, floats[:1].to(device), model_options.model)
     weights = model_options.weights
     info = {"model": model_options.model, "weights": str(weights) if weights else None,
             "target": target, "source": source if target == "cifar10" else None,
@@ -180,6 +181,31 @@ def _check_bounds(net, image: torch.Tensor, model: str) -> None:
         BoundEngine(net).plan(image)
     except BoundUnsupportedError as exc:
         fail(f"{model}: the verifier cannot bound this model: {exc}")
+
+
+def _note_float_error(net, image: torch.Tensor, model: str) -> None:
+    """Say so, before the work, when the bounds' proved float64 rounding exceeds the
+    model's margins at a single color (the first image's center, its own color): then no
+    box can be proved, and every answer is fooled or unknown."""
+    engine = BoundEngine(net)
+    height, width = image.shape[-2:]
+    with torch.inference_mode():
+        label = net(image).argmax(1)
+    color = image[0, :, height // 2, width // 2][None].double()
+    at = torch.tensor([height // 2], device=image.device), torch.tensor(
+        [width // 2], device=image.device)
+    bounds = engine.margins(engine.prepare(image), torch.zeros(1, dtype=torch.long,
+                                                               device=image.device),
+                            *at, color, color, label)
+    finite = torch.isfinite(bounds.lower)
+    if not bool(finite.any()):
+        return
+    rounding = float(bounds.rounding[finite].min())
+    if rounding >= float(bounds.computed[finite].max()):
+        console.print(f"note: {model}: the bounds' proved float64 rounding error (at least "
+                      f"{rounding:.3g} in a margin) exceeds every margin even at a single "
+                      "color, so no box can be proved; each image will be fooled or "
+                      "unknown (the proof is worst-case; deep networks defeat it)")
 
 
 def _print_rows(rows: list[dict], out: Path, exact: bool) -> None:

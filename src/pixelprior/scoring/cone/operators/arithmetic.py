@@ -8,7 +8,7 @@ import operator
 import torch
 
 from ..table import ELEMENTWISE, NodeCall, WindowRule, register_bound, register_operation
-from ..zonotope import EXACT_COPY, ONE_ROUNDING, Affine, Product
+from ..zonotope import EXACT_COPY, ONE_ROUNDING, Affine, Product, Rounding
 
 
 def _elementwise(params: object) -> WindowRule:
@@ -32,10 +32,16 @@ def _div_params(call: NodeCall) -> dict:
     return {"rounding_mode": call.node.kwargs.get("rounding_mode")}
 
 
+def _alpha_params(call: NodeCall) -> dict:
+    """A sum's ``alpha`` (keyword-only in ``torch.add``/``torch.sub``: ``a + alpha · b``)."""
+    alpha = call.node.kwargs.get("alpha", 1)
+    return {"alpha": alpha if isinstance(alpha, (int, float)) else None}
+
+
+_PARAMS = {"div": _div_params, "add": _alpha_params, "sub": _alpha_params}
 for _name, (_functions, _methods) in ELEMENTWISE_OPERATIONS.items():
     register_operation(_name, window=_elementwise, functions=_functions, methods=_methods,
-                       params=_div_params if _name == "div" else None,
-                       help="elementwise arithmetic")
+                       params=_PARAMS.get(_name), help="elementwise arithmetic")
 
 
 def _cat_params(call: NodeCall) -> int:
@@ -51,8 +57,20 @@ register_operation("cat", window=_cat_window, params=_cat_params,
                    help="concatenation (along channels on windows)")
 
 # the verifier: sums are exact; products and quotients while one factor varies
-register_bound("add")(lambda params: Affine(ONE_ROUNDING))
-register_bound("sub")(lambda params: Affine(ONE_ROUNDING))
+
+
+def _sum_bound(params: dict | None) -> Affine | str:
+    """A sum (difference): one rounding; with ``alpha``, its product too, gain ``|alpha|``."""
+    alpha = 1 if params is None else params["alpha"]
+    if alpha is None:
+        return "a sum whose alpha is not a number"
+    if alpha == 1:
+        return Affine(ONE_ROUNDING)
+    return Affine(Rounding(max(1.0, abs(float(alpha))) * (1 + 2**-50), 2))
+
+
+register_bound("add")(_sum_bound)
+register_bound("sub")(_sum_bound)
 register_bound("mul")(lambda params: Product())
 
 
