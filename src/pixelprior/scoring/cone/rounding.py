@@ -39,15 +39,12 @@ from .operators.linear import LinearParams
 from .operators.normalization import BatchNormParams
 from .operators.pooling import PoolParams
 from .table import NodeCall
+from .zonotope import gamma as _zonotope_gamma
 
 __all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
-
-
-def _gamma(n: int, unit: float) -> float:
-    return n * unit / (1 - n * unit)
 
 
 class _Recorder(fx.Interpreter):
@@ -116,7 +113,7 @@ class _Recorder(fx.Interpreter):
         module = self.modules.get(node.target) if node.op == "call_module" else None
         params = operation.params(NodeCall(node, module, self.env)) if operation else None
         x = self._input(node)
-        gamma = lambda n: _gamma(n, self.unit)  # noqa: E731
+        gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
         magnitude = result.detach().abs()
         if name == "conv2d" and isinstance(params, ConvParams) and x is not None:
             weight = params.weight.detach().abs()
