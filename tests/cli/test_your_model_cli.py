@@ -65,13 +65,13 @@ def test_run_report_and_eval_on_a_torchscript_model_and_an_image_folder(user, tm
     config.write_text("popsize = 20\nmaxiter = 2\nselection = \"first\"\n")
     result = invoke("run", "--model", user / "model.pt", "--data", user / "folder",
                     "--classes", user / "classes.txt", "--modes", "fast,unconstrained",
-                    "--images", 3, "--seeds", "0,", "--config", config,
+                    "--images", 2, "--seeds", "0,", "--config", config,
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert "torchscript" in result.output and "accuracy of the model on the 6 images" in \
         result.output
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").open()]
-    assert len(rows) == 6 and {r["mode"] for r in rows} == {"fast", "unconstrained"}
+    assert len(rows) == 4 and {r["mode"] for r in rows} == {"fast", "unconstrained"}
     assert (tmp_path / "run" / "report.md").is_file()
     again = invoke("report", tmp_path / "run")
     assert again.exit_code == 0, again.output
@@ -96,16 +96,16 @@ def test_attack_and_explain_a_user_model(user, tmp_path, file):
 
 def test_susceptibility_and_map_evaluation_of_user_images(user, tmp_path):
     scanned = invoke("susceptibility", user / "folder", "--model", user / "model.pt",
-                     "--classes", user / "classes.txt", "--corners", "--images", 2,
+                     "--classes", user / "classes.txt", "--corners", "--images", 1,
                      "--out", tmp_path / "s")
     assert scanned.exit_code == 0, scanned.output
     evaluated = invoke("evaluate-maps", tmp_path / "s", "--methods", "gradient,random")
     assert evaluated.exit_code == 0, evaluated.output
     fast = invoke("susceptibility", user / "images.npz", "--model", user / "model.pt",
-                  "--fast", "--images", 3, "--out", tmp_path / "f")
+                  "--fast", "--images", 2, "--out", tmp_path / "f")
     assert fast.exit_code == 0, fast.output
     answers = json.loads((tmp_path / "f" / "fast.json").read_text())["images"]
-    assert len(answers) == 3 and all(a["decided_by"] in ("corners", "certificate")
+    assert len(answers) == 2 and all(a["decided_by"] in ("corners", "certificate")
                                      for a in answers)
 
 
@@ -120,8 +120,8 @@ def test_a_model_whose_classes_do_not_fit_the_data_is_one_clear_line(user, tmp_p
 def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
     from pixelprior.data import load_cifar10_sample
 
-    image = tmp_path / "cat.png"
-    Image.fromarray(load_cifar10_sample().images[3].permute(1, 2, 0).numpy()).save(image)
+    image = tmp_path / "car.png"  # random search fools it in under a second
+    Image.fromarray(load_cifar10_sample().images[1].permute(1, 2, 0).numpy()).save(image)
     refused = invoke("attack", image, "--mode", "fast", "--popsize", 10, "--out",
                      tmp_path / "a")
     assert refused.exit_code == 2 and "--popsize set the differential evolution" in \
@@ -129,3 +129,5 @@ def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
     taken = invoke("attack", image, "--mode", "random_search:constrained", "--tau", 0.3,
                    "--out", tmp_path / "b")
     assert taken.exit_code == 0, taken.output
+    row = json.loads((tmp_path / "b" / "car-result.json").read_text())
+    assert row["mode"] == "random_search:constrained" and row["tau"] == 0.3, row

@@ -88,7 +88,7 @@ def attack(
     chosen = mode or ("constrained" if constrained else "unconstrained")
     _, argument = parse_mode(chosen)
     prior = MODE_ALIASES.get(argument, argument)
-    if tau is not None and not (prior in PRIORS and "tau" in PRIORS.entry(prior).options):
+    if tau is not None and not _starts_from_s(prior):
         fail("--tau sets the threshold of the susceptible set: use it with --constrained "
              "(or a mode that starts from S, e.g. random_search:constrained)")
     check_de_options({"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy},
@@ -125,6 +125,7 @@ def attack(
         "image": str(image_file), "model": model_options.model, "mode": chosen,
         "true_name": names[true], "adversarial_name": names[result.adversarial_label],
         "target_name": names[goal] if goal is not None else None,
+        "tau": config.tau if _starts_from_s(prior) else None,
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
@@ -185,6 +186,11 @@ def _write_full(full: dict, read, result, names, true: int, goal, stem: Path) ->
     attack_figure(stem.with_name(f"{stem.name}-adversarial-marked.png"), read.pixels,
                   full["pixels"], full["boxes"], title,
                   f"adversarial at file resolution; model says {names[full['label']]}")
+
+
+def _starts_from_s(prior: str) -> bool:
+    """Whether a mode's prior draws from the susceptible set (so its row records τ)."""
+    return prior in PRIORS and "tau" in PRIORS.entry(prior).options
 
 
 def _frames(pixel, fitted) -> dict:
