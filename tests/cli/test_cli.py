@@ -29,6 +29,9 @@ def test_attack_writes_image_and_json(cat_png, tmp_path):
     row = json.loads((out / "cat-result.json").read_text())
     assert row["true_name"] == "cat" and row["prior"] == "susceptible"
     assert row["resized_from"] is None
+    # the settings the search ran with are in the row (τ: the default, as none was given)
+    assert (row["tau"], row["popsize"], row["maxiter"], row["strategy"]) == (
+        0.5, 20, 3, "rand1bin")
     adversarial = np.asarray(Image.open(out / "cat-adversarial.png"))
     assert adversarial.shape == (32, 32, 3)
 
@@ -41,6 +44,7 @@ def test_targeted_attack_and_a_scan_mode(cat_png, tmp_path):
     assert scan.exit_code == 0, scan.output
     row = json.loads((tmp_path / "s" / "cat-result.json").read_text())
     assert row["generations"] is None and row["positions_scanned"] >= 1
+    assert row["tau"] is row["popsize"] is row["maxiter"] is row["strategy"] is None
     assert "positions" in scan.output
 
 

@@ -86,7 +86,7 @@ def attack(
     if constrained and mode is not None and mode != "constrained":
         fail(f"--constrained and --mode {mode} ask for two modes; give one")
     chosen = mode or ("constrained" if constrained else "unconstrained")
-    _, argument = parse_mode(chosen)
+    kind, argument = parse_mode(chosen)
     prior = MODE_ALIASES.get(argument, argument)
     if tau is not None and not _starts_from_s(prior):
         fail("--tau sets the threshold of the susceptible set: use it with --constrained "
@@ -126,6 +126,7 @@ def attack(
         "true_name": names[true], "adversarial_name": names[result.adversarial_label],
         "target_name": names[goal] if goal is not None else None,
         "tau": config.tau if _starts_from_s(prior) else None,
+        **_evolution_settings(kind, config),
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
@@ -186,6 +187,14 @@ def _write_full(full: dict, read, result, names, true: int, goal, stem: Path) ->
     attack_figure(stem.with_name(f"{stem.name}-adversarial-marked.png"), read.pixels,
                   full["pixels"], full["boxes"], title,
                   f"adversarial at file resolution; model says {names[full['label']]}")
+
+
+def _evolution_settings(kind: str | None, config: ExperimentConfig) -> dict:
+    """The differential evolution's settings, for a row of a mode that runs it (else
+    ``None`` each: the search did not use them)."""
+    evolves = kind == "de"
+    return {name: getattr(config, name) if evolves else None
+            for name in ("popsize", "maxiter", "strategy")}
 
 
 def _starts_from_s(prior: str) -> bool:
