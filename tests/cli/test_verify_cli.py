@@ -46,6 +46,34 @@ def test_verify_writes_a_row_per_image_and_refuses_other_settings(tmp_path):
     assert (out / "verification.jsonl").read_bytes() == before
 
 
+def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pixelprior.data import load_cifar10_sample
+
+    images = load_cifar10_sample().images
+    for n, name in ((4, "robust.png"), (0, "other.png")):
+        Image.fromarray(images[n].permute(1, 2, 0).numpy()).save(tmp_path / name)
+    out = tmp_path / "v"
+    result = invoke("verify", tmp_path / "robust.png", "--model", "convsmall-cifar10",
+                    "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
+    assert result.exit_code == 0, result.output
+    (row,) = [json.loads(line) for line in (out / "verification.jsonl").open()]
+    assert row["decided_by"] == "verified" and row["verified_volume"] == 1.0
+    assert "robust.png" in result.output and " -1 " not in result.output  # named, no index
+    settings = json.loads((out / "verification.json").read_text())
+    assert settings["target"] == str(tmp_path / "robust.png")
+    other = invoke("verify", tmp_path / "other.png", "--model", "convsmall-cifar10",
+                   "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
+    clean_error(other, 2, "holds verdicts made with target")  # not mixed under index -1
+    assert len((out / "verification.jsonl").read_text().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    again = invoke("verify", "robust.png", "--model", "convsmall-cifar10",
+                   "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
+    assert again.exit_code == 0, again.output  # the same file, named another way: resumed
+    assert len((out / "verification.jsonl").read_text().splitlines()) == 1
+
+
 def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):
     """The bundled SqueezeNet's proved float64 rounding (~10^9) exceeds its margins: the
     command says so before the work; ConvSmall's (~10^-8) does not."""

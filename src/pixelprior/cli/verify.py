@@ -146,7 +146,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
         except Interrupted as exc:
             exc.kept = "the images finished so far are kept; run the same command to resume"
             raise
-    _print_rows(rows, out, exact)
+    _print_rows(rows, out, exact, names[0] if names else None)
 
 
 def _open_net(options: ModelOptions) -> torch.nn.Module:
@@ -208,13 +208,15 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
                       "unknown (the proof is worst-case; deep networks defeat it)")
 
 
-def _print_rows(rows: list[dict], out: Path, exact: bool) -> None:
+def _print_rows(rows: list[dict], out: Path, exact: bool, file_name: str | None) -> None:
+    """The verdicts as a table (an image file's row named by the file), and the summary."""
     shown = table(f"verification in {out}", ["image", "verdict", "witness (x, y)",
                                              "verified share", "boxes", "seconds"])
     for row in rows:
         witness = (f"({row['witness_x']}, {row['witness_y']})"
                    if row["witness_x"] is not None else "")
-        shown.add_row(str(row["image_index"]), row["decided_by"], witness,
+        image = file_name if file_name and row["image_index"] < 0 else str(row["image_index"])
+        shown.add_row(image, row["decided_by"], witness,
                       num(row["verified_volume"], 4), f"{row['boxes']:,}",
                       num(row["seconds"], 1))
     print_table(shown)

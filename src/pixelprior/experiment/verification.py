@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,9 +54,13 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # the settings that change a verdict: a resume must be given the same ones (the engine
 # that scores candidate points changes float bits at most; where the tolerance is
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
-VERDICT_SETTINGS = ("model", "weights", "model_fingerprint", "mean", "std", "input_size",
-                    "classes", "budget", "max_boxes", "tolerance", "exact", "deterministic",
-                    "tolerance_unit")
+VERDICT_SETTINGS = ("target", "source", "dataset", "model", "weights", "model_fingerprint",
+                    "mean", "std", "input_size", "classes", "budget", "max_boxes", "tolerance",
+                    "exact", "deterministic", "tolerance_unit")
+# what the images are: a folder holds one target's verdicts (two image files would share
+# index -1, and the settings would name only the last); the Python API records them only
+# where ``info`` gives them
+_IMAGE_SETTINGS = ("target", "source", "dataset")
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -345,12 +350,23 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     for name in VERDICT_SETTINGS:
         if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
-        if comparable_setting(earlier.get(name)) != comparable_setting(settings.get(name)):
+        if name in _IMAGE_SETTINGS and name not in settings:
+            continue  # the caller does not say (the Python API without info)
+        if _compared(name, earlier.get(name)) != _compared(name, settings.get(name)):
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+
+
+def _compared(name: str, value: Any) -> Any:
+    """A setting as compared: an existing file or folder named by its resolved path
+    (``./cat.png`` and ``cat.png`` alike), the rest by :func:`comparable_setting`."""
+    if (name == "target" and isinstance(value, str) and value not in ("", "cifar10")
+            and Path(value).exists()):
+        return str(Path(value).resolve())
+    return comparable_setting(value)
 
 
 def _tolerance_unit(tolerance: float | None, device: str, workers: int,
