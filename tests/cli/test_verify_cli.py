@@ -75,7 +75,7 @@ def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, mo
     Image.fromarray(images[0].permute(1, 2, 0).numpy()).save(tmp_path / "robust.png")
     changed = invoke("verify", "robust.png", "--model", "convsmall-cifar10",
                      "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
-    clean_error(changed, 2, "other pixels than the one given now")  # same path, new pixels
+    clean_error(changed, 2, "an image file with other pixels")  # same path, new pixels
     assert len((out / "verification.jsonl").read_text().splitlines()) == 1
 
 

@@ -1,7 +1,8 @@
 """Susceptibility folders know what their maps were made with: a resume compares every
 option that changes the map (normalisation, grid, input size, classes, target) and the
-model's fingerprint, and refuses an index already scanned with other pixels; a scan of
-an earlier version (no fingerprint) says so and goes on."""
+model's fingerprint, and refuses an index already scanned with other pixels (an image
+file changed at its path too); a scan of an earlier version (no fingerprint) says so and
+goes on."""
 
 from __future__ import annotations
 
@@ -116,3 +117,21 @@ def test_the_command_refuses_to_resume_across_another_mean(tmp_path, tiny_kit):
     assert "Traceback" not in again.output
     said = " ".join(again.output.split())
     assert "error: " in said and "holds a scan with mean = '0,0,0', not '0.1,0.1,0.1'" in said
+
+
+def test_an_image_file_that_changed_at_its_path_is_refused(tmp_path, tiny_kit):
+    """Image files scan under index -1, one target a folder: other pixels at the same path
+    are another image, not a second one to add under the same index."""
+    spec = tiny_kit.write_tiny_net(tmp_path)
+    images, labels = images_of(tiny_kit.write_images(tmp_path / "images.npz"))
+    info = {"model": spec, "target": "cat.png"}
+    out = tmp_path / "scan"
+    run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [-1], levels=2, info=info)
+    before = (out / "maps.npz").read_bytes()
+    with pytest.raises(ScanMismatchError, match="holds an image file with other pixels"):
+        run_scan(out, tiny_kit.tiny_model(), 1 - images[:1], labels[:1], [-1], levels=2,
+                 info=info)
+    assert (out / "maps.npz").read_bytes() == before
+    again = run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [-1], levels=2,
+                     info=info)
+    assert len(again.labels) == 1  # the same file resumes: nothing to add

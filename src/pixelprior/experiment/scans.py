@@ -203,14 +203,21 @@ def check_same_pixels(out: Path, earlier: dict[int, str], keys: list[str], indic
         out: the folder.
         earlier: dataset index -> pixel key of the images it holds.
         keys: the pixel keys of the images given now.
-        indices: their dataset indices (``-1``: a file, not checked).
+        indices: their dataset indices (``-1``: an image file; a folder holds one target,
+            so a file row with other pixels is the file changed, or another file now at
+            its path).
         error: the folder kind's mismatch error.
 
     Raises:
         ValueError: ``error``, naming the index.
     """
     for index, key in zip(indices, keys, strict=True):
-        if index >= 0 and index in earlier and earlier[index] != key:
+        if index in earlier and earlier[index] != key:
+            if index < 0:
+                raise error(
+                    f"{out} holds an image file with other pixels than the one given now "
+                    "(another file at its path, or the file changed); choose another "
+                    "output folder")
             raise error(
                 f"{out} holds image index {index} with other pixels than the image given "
                 "now under that index (the data changed, or it was resized another way); "

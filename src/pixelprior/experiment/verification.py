@@ -134,7 +134,6 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         rows = _earlier_rows(out, settings)
         check_same_pixels(out, {row["image_index"]: row["image_key"] for row in rows},
                           keys, indices, VerificationMismatchError)
-        _check_same_file(out, rows, keys, indices)
         done = {row["image_key"] for row in rows}
         todo = [n for n, key in enumerate(keys) if key not in done]
         if rows and log is not None and todo:
@@ -359,18 +358,6 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
-
-
-def _check_same_file(out: Path, rows: list[dict], keys: list[str], indices: list[int]
-                     ) -> None:
-    """An image file (index ``-1``) resumes only a folder whose file row has its pixels
-    (the path alone may name another file now: another working folder, a changed file)."""
-    held = {row["image_key"] for row in rows if row["image_index"] < 0}
-    given = {key for key, index in zip(keys, indices, strict=True) if index < 0}
-    if held and given and held != given:
-        raise VerificationMismatchError(
-            f"{out} holds the verdict of an image file with other pixels than the one "
-            "given now (another file, or the file changed); choose another output folder")
 
 
 def _compared(name: str, value: Any) -> Any:
