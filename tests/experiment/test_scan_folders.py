@@ -119,12 +119,14 @@ def test_the_command_refuses_to_resume_across_another_mean(tmp_path, tiny_kit):
     assert "error: " in said and "holds a scan with mean = '0,0,0', not '0.1,0.1,0.1'" in said
 
 
-def test_an_image_file_that_changed_at_its_path_is_refused(tmp_path, tiny_kit):
+def test_an_image_file_that_changed_at_its_path_is_refused(tmp_path, tiny_kit, monkeypatch):
     """Image files scan under index -1, one target a folder: other pixels at the same path
-    are another image, not a second one to add under the same index."""
+    are another image, not a second one to add under the same index; the same path
+    written another way is the same target."""
     spec = tiny_kit.write_tiny_net(tmp_path)
     images, labels = images_of(tiny_kit.write_images(tmp_path / "images.npz"))
-    info = {"model": spec, "target": "cat.png"}
+    (tmp_path / "cat.png").write_bytes(b"")  # a path that exists (only its name is read)
+    info = {"model": spec, "target": str(tmp_path / "cat.png")}
     out = tmp_path / "scan"
     run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [-1], levels=2, info=info)
     before = (out / "maps.npz").read_bytes()
@@ -132,6 +134,7 @@ def test_an_image_file_that_changed_at_its_path_is_refused(tmp_path, tiny_kit):
         run_scan(out, tiny_kit.tiny_model(), 1 - images[:1], labels[:1], [-1], levels=2,
                  info=info)
     assert (out / "maps.npz").read_bytes() == before
+    monkeypatch.chdir(tmp_path)
     again = run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [-1], levels=2,
-                     info=info)
+                     info={**info, "target": "cat.png"})
     assert len(again.labels) == 1  # the same file resumes: nothing to add

@@ -151,7 +151,8 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
         return []
     old = SusceptibilityMaps.load(out)
     for key in MAP_OPTIONS:
-        if key in info and comparable_setting(old.info.get(key)) != comparable_setting(info[key]):
+        if key in info and compared_setting(key, old.info.get(key)) != compared_setting(
+                key, info[key]):
             raise ScanMismatchError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, "
                                     f"not {info[key]!r}; choose another output folder")
     was = _recorded_fingerprint(old)
@@ -183,6 +184,16 @@ def comparable_setting(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(float(v) if isinstance(v, (int, float)) else v for v in value)
     return value
+
+
+def compared_setting(name: str, value: Any) -> Any:
+    """A recorded setting as a resume compares it: the target, where it names an existing
+    file or folder, by its resolved path (``./cat.png`` and ``cat.png`` alike); the rest
+    by :func:`comparable_setting`."""
+    if (name == "target" and isinstance(value, str) and value not in ("", "cifar10")
+            and Path(value).exists()):
+        return str(Path(value).resolve())
+    return comparable_setting(value)
 
 
 def _check_indices(out: Path, parts: list[SusceptibilityMaps], keys: list[str],

@@ -18,7 +18,6 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +39,7 @@ from ..models import model_fingerprint
 from ..search import Verification, Verifier
 from ..search.verify import rounding_unit
 from .progress import ProgressReporter, as_reporter, reporting
-from .scans import check_same_pixels, comparable_setting
+from .scans import check_same_pixels, compared_setting
 
 ROWS_FILE = "verification.jsonl"
 SETTINGS_FILE = "verification.json"
@@ -352,21 +351,13 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             continue  # a folder from before it was recorded (those ran on the CPU)
         if name in _IMAGE_SETTINGS and name not in settings:
             continue  # the caller does not say (the Python API without info)
-        if _compared(name, earlier.get(name)) != _compared(name, settings.get(name)):
+        if compared_setting(name, earlier.get(name)) != compared_setting(
+                name, settings.get(name)):
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
-
-
-def _compared(name: str, value: Any) -> Any:
-    """A setting as compared: an existing file or folder named by its resolved path
-    (``./cat.png`` and ``cat.png`` alike), the rest by :func:`comparable_setting`."""
-    if (name == "target" and isinstance(value, str) and value not in ("", "cifar10")
-            and Path(value).exists()):
-        return str(Path(value).resolve())
-    return comparable_setting(value)
 
 
 def _tolerance_unit(tolerance: float | None, device: str, workers: int,
