@@ -120,7 +120,7 @@ def test_a_model_whose_classes_do_not_fit_the_data_is_one_clear_line(user, tmp_p
 def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
     from pixelprior.data import load_cifar10_sample
 
-    image = tmp_path / "car.png"  # random search fools it in under a second
+    image = tmp_path / "ship.png"  # random search fools it in under a second
     Image.fromarray(load_cifar10_sample().images[1].permute(1, 2, 0).numpy()).save(image)
     refused = invoke("attack", image, "--mode", "fast", "--popsize", 10, "--out",
                      tmp_path / "a")
@@ -129,5 +129,5 @@ def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
     taken = invoke("attack", image, "--mode", "random_search:constrained", "--tau", 0.3,
                    "--out", tmp_path / "b")
     assert taken.exit_code == 0, taken.output
-    row = json.loads((tmp_path / "b" / "car-result.json").read_text())
+    row = json.loads((tmp_path / "b" / "ship-result.json").read_text())
     assert row["mode"] == "random_search:constrained" and row["tau"] == 0.3, row

@@ -114,6 +114,26 @@ def test_an_index_given_to_other_pixels_is_refused(tiny, out):
         run_verification(out, model, images[1:2], labels[1:2], [0], budget=None)
 
 
+def test_image_files_resume_and_one_changed_file_is_refused(tiny, out, tmp_path):
+    """Files have no index (-1): several given through the API resume like indexed
+    images; a folder of one file refuses that file with other pixels."""
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [-1], budget=None)
+    rows = run_verification(out, model, images[:3], labels[:3], [-1, -1, -1], budget=None)
+    assert len(rows) == 3 and len({row["image_key"] for row in rows}) == 3
+    assert len(run_verification(out, model, images[:3], labels[:3], [-1] * 3,
+                                budget=None)) == 3  # nothing verified twice
+    single = tmp_path / "single"
+    run_verification(single, model, images[:1], labels[:1], [-1], budget=None,
+                     info={"target": "cat.png"})
+    with pytest.raises(VerificationMismatchError, match="an image file with other pixels"):
+        run_verification(single, model, images[1:2], labels[1:2], [-1], budget=None,
+                         info={"target": "cat.png"})
+    with pytest.raises(VerificationMismatchError, match="target = 'cat.png', not 'dog.png'"):
+        run_verification(single, model, images[:1], labels[:1], [-1], budget=None,
+                         info={"target": "dog.png"})
+
+
 def test_a_folder_of_other_files_and_settings_without_rows_are_refused(tiny, tmp_path):
     model, images, labels = tiny
     (tmp_path / "notes.txt").write_text("mine")

@@ -200,35 +200,40 @@ def _check_indices(out: Path, parts: list[SusceptibilityMaps], keys: list[str],
                    indices: list[int]) -> None:
     """An index already in the folder must come with the same pixels (else the maps of
     two images would share it: the data changed, or it was loaded another way)."""
-    scanned = {int(index): key for part in parts
+    scanned = [(int(index), key) for part in parts
                for index, key in zip(part.image_indices.tolist(), part.image_keys.tolist(),
-                                     strict=True)}
+                                     strict=True)]
     check_same_pixels(out, scanned, keys, indices, ScanMismatchError)
 
 
-def check_same_pixels(out: Path, earlier: dict[int, str], keys: list[str], indices: list[int],
-                      error: type[ValueError]) -> None:
+def check_same_pixels(out: Path, earlier: list[tuple[int, str]], keys: list[str],
+                      indices: list[int], error: type[ValueError]) -> None:
     """Refuse an index a folder holds with other pixels than the image given now.
+
+    Image files have no index (``-1``). A folder of one file, given one file (the command
+    line's form: a folder holds one target), refuses other pixels: the file changed, or
+    another file is at its path now. Several files under ``-1`` (the Python API's) cannot
+    be told from new ones, and are not checked.
 
     Args:
         out: the folder.
-        earlier: dataset index -> pixel key of the images it holds.
+        earlier: ``(dataset index, pixel key)`` of each image it holds.
         keys: the pixel keys of the images given now.
-        indices: their dataset indices (``-1``: an image file; a folder holds one target,
-            so a file row with other pixels is the file changed, or another file now at
-            its path).
+        indices: their dataset indices (``-1``: an image file).
         error: the folder kind's mismatch error.
 
     Raises:
-        ValueError: ``error``, naming the index.
+        ValueError: ``error``, naming the index (or the image file).
     """
-    for index, key in zip(indices, keys, strict=True):
-        if index in earlier and earlier[index] != key:
-            if index < 0:
-                raise error(
-                    f"{out} holds an image file with other pixels than the one given now "
+    held_files = [key for index, key in earlier if index < 0]
+    given_files = [key for index, key in zip(indices, keys, strict=True) if index < 0]
+    if len(held_files) == 1 and len(given_files) == 1 and held_files != given_files:
+        raise error(f"{out} holds an image file with other pixels than the one given now "
                     "(another file at its path, or the file changed); choose another "
                     "output folder")
+    indexed = {index: key for index, key in earlier if index >= 0}
+    for index, key in zip(indices, keys, strict=True):
+        if index in indexed and indexed[index] != key:
             raise error(
                 f"{out} holds image index {index} with other pixels than the image given "
                 "now under that index (the data changed, or it was resized another way); "

@@ -53,13 +53,14 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # the settings that change a verdict: a resume must be given the same ones (the engine
 # that scores candidate points changes float bits at most; where the tolerance is
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
-VERDICT_SETTINGS = ("target", "source", "dataset", "model", "weights", "model_fingerprint",
-                    "mean", "std", "input_size", "classes", "budget", "max_boxes", "tolerance",
-                    "exact", "deterministic", "tolerance_unit")
+VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
+                    "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
+                    "deterministic", "tolerance_unit")
 # what the images are: a folder holds one target's verdicts (two image files would share
-# index -1, and the settings would name only the last); the Python API records them only
-# where ``info`` gives them
-_IMAGE_SETTINGS = ("target", "source", "dataset")
+# index -1, and the settings would name only the last); the Python API records it only
+# where ``info`` gives it. (CIFAR-10's source is not compared: the sample is the test
+# set's first 100 images, and the pixels under each index are checked anyway.)
+_IMAGE_SETTINGS = ("target",)
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -131,7 +132,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     keys = pixel_keys(images)
     with RunLock(out):
         rows = _earlier_rows(out, settings)
-        check_same_pixels(out, {row["image_index"]: row["image_key"] for row in rows},
+        check_same_pixels(out, [(row["image_index"], row["image_key"]) for row in rows],
                           keys, indices, VerificationMismatchError)
         done = {row["image_key"] for row in rows}
         todo = [n for n, key in enumerate(keys) if key not in done]
