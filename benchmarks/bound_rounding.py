@@ -26,7 +26,7 @@ import argparse
 import statistics
 
 import torch
-from _setup import bench_inputs
+from _setup import BUNDLED_MODELS, bench_inputs
 
 from pixelprior.scoring.cone.bounds import BoundEngine
 
@@ -64,8 +64,7 @@ def distances(model, engines: dict, image, label, side: float, positions: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["convsmall-cifar10", "resnet8-cifar10",
-                                                        "squeezenet1_1-cifar10"])
+    parser.add_argument("--models", nargs="+", default=BUNDLED_MODELS)
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--positions", type=int, default=8)
     parser.add_argument("--sides", nargs="+", type=float, default=[1.0, 0.25, 0.0625, 0.0])

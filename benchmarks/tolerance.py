@@ -24,7 +24,7 @@ import copy
 import statistics
 
 import torch
-from _setup import bench_inputs
+from _setup import BUNDLED_MODELS, bench_inputs
 
 from pixelprior import Verifier
 
@@ -72,8 +72,7 @@ def measure(name: str, images: int, samples: int, batch: int = 512) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["convsmall-cifar10", "resnet8-cifar10",
-                                                         "squeezenet1_1-cifar10"])
+    parser.add_argument("--models", nargs="+", default=BUNDLED_MODELS)
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--samples", type=int, default=4096)
     args = parser.parse_args()

@@ -56,11 +56,10 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
                     "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
                     "deterministic", "tolerance_unit")
-# what the images are: a folder holds one target's verdicts (two image files would share
-# index -1, and the settings would name only the last); the Python API records it only
-# where ``info`` gives it. (CIFAR-10's source is not compared: the sample is the test
-# set's first 100 images, and the pixels under each index are checked anyway.)
-_IMAGE_SETTINGS = ("target",)
+# "target" (what the images are): a folder holds one target's verdicts (two image files
+# would share index -1, and the settings would name only the last); the Python API
+# records it only where ``info`` gives it. (CIFAR-10's source is not compared: the sample
+# is the test set's first 100 images, and the pixels under each index are checked.)
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -350,7 +349,7 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     for name in VERDICT_SETTINGS:
         if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
-        if name in _IMAGE_SETTINGS and name not in settings:
+        if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)
         if compared_setting(name, earlier.get(name)) != compared_setting(
                 name, settings.get(name)):
