@@ -4,6 +4,8 @@ model without bound rules and bad options end in one line before anything is wri
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from helpers import clean_error, invoke
@@ -78,6 +80,32 @@ def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, mo
                      "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
     clean_error(changed, 2, "an image file with other pixels")  # same path, new pixels
     assert len((out / "verification.jsonl").read_text().splitlines()) == 1
+
+
+def test_without_out_the_answer_is_printed_and_nothing_kept(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pixelprior.data import load_cifar10_sample
+
+    image = load_cifar10_sample().images[4]
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "robust.png")
+    monkeypatch.chdir(tmp_path)
+    created, temporary = [], tempfile.TemporaryDirectory
+
+    def spied(*args, **kwargs):
+        folder = temporary(*args, **kwargs)
+        created.append(Path(folder.name))
+        return folder
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", spied)
+    result = invoke("verify", "robust.png", "--model", "convsmall-cifar10",
+                    "--budget", 0, "--max-boxes", 5000, "--deterministic")
+    assert result.exit_code == 0, result.output
+    assert any(line.split()[:2] == ["robust.png", "verified"]
+               for line in result.output.splitlines()), result.output
+    assert "not kept (give --out DIR" in " ".join(result.output.split())
+    assert [p.name for p in tmp_path.iterdir()] == ["robust.png"]  # nothing written here
+    assert len(created) == 1 and not created[0].exists()  # the run's folder, removed
 
 
 def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):

@@ -3,6 +3,7 @@ label (or find the pixel that does), with the sound verifier."""
 
 from __future__ import annotations
 
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -33,9 +34,10 @@ def verify(
     target: str = typer.Argument(..., help="'cifar10' (dataset images), an image file, or "
                                  "a data spec: an image folder, an .npz or a CSV of "
                                  "path,label."),
-    out: Path = typer.Option(..., help="Output folder: verification.jsonl (a row per "
-                             "image), verification.json, summary.json; positions/ with "
-                             "--exact."),
+    out: Path | None = typer.Option(None, help="Output folder: verification.jsonl (a row "
+                                    "per image), verification.json, summary.json; "
+                                    "positions/ with --exact; a run resumes there [none: "
+                                    "the answers are printed, nothing is kept]."),
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
@@ -67,7 +69,8 @@ def verify(
     \f
     Args:
         target: cifar10, an image file, or a data spec.
-        out: the verification folder (resumed when it holds the same settings).
+        out: the verification folder (resumed when it holds the same settings); ``None``:
+            a temporary one, removed after the answers are printed.
         source: CIFAR-10's images: full or sample.
         data: the folder holding cifar-10-batches-py.
         images: correctly classified images verified.
@@ -88,17 +91,22 @@ def verify(
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
-    verify_into(target, out, source, data, images, first_index, budget, max_boxes, tolerance,
-                exact, deterministic, model_options, device, no_resize, workers, ray_address)
+    arguments = (source, data, images, first_index, budget, max_boxes, tolerance, exact,
+                 deterministic, model_options, device, no_resize, workers, ray_address)
+    if out is not None:
+        verify_into(target, out, *arguments)
+        return
+    with tempfile.TemporaryDirectory(prefix="pixelprior-verify-") as folder:
+        verify_into(target, Path(folder) / "verification", *arguments, kept=False)
 
 
 def verify_into(target: str, out: Path, source: str, data: Path | None, images: int,
                 first_index: int, budget: float, max_boxes: int | None,
                 tolerance: float | None, exact: bool, deterministic: bool,
                 model_options: ModelOptions, device: str, no_resize: bool, workers: int = 1,
-                ray_address: str | None = None) -> None:
+                ray_address: str | None = None, kept: bool = True) -> None:
     """The command's run (``susceptibility --exact`` runs it too); arguments as the
-    command's options."""
+    command's options (``kept``: ``out`` is the user's folder, not a temporary one)."""
     _check_options(images, first_index, budget, max_boxes, tolerance, source)
     if workers < 1:
         fail(f"--workers must be >= 1, got {workers}")
@@ -144,9 +152,10 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                     model_factory=partial(_open_net, model_options),
                                     worker_device=info.get("worker_device"))
         except Interrupted as exc:
-            exc.kept = "the images finished so far are kept; run the same command to resume"
+            exc.kept = ("the images finished so far are kept; run the same command to "
+                        "resume" if kept else "nothing is kept (no --out)")
             raise
-    _print_rows(rows, out, exact, names[0] if names else None)
+    _print_rows(rows, out if kept else None, exact, names[0] if names else None)
 
 
 def _open_net(options: ModelOptions) -> torch.nn.Module:
@@ -208,10 +217,12 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
                       "unknown (the proof is worst-case; deep networks defeat it)")
 
 
-def _print_rows(rows: list[dict], out: Path, exact: bool, file_name: str | None) -> None:
-    """The verdicts as a table (an image file's row named by the file), and the summary."""
-    shown = table(f"verification in {out}", ["image", "verdict", "witness (x, y)",
-                                             "verified share", "boxes", "seconds"])
+def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str | None
+                ) -> None:
+    """The verdicts as a table (an image file's row named by the file), and the summary
+    (``out``: where the rows were written; ``None``: nowhere kept)."""
+    shown = table("verification" + (f" in {out}" if out else ""),
+                  ["image", "verdict", "witness (x, y)", "verified share", "boxes", "seconds"])
     for row in rows:
         witness = (f"({row['witness_x']}, {row['witness_y']})"
                    if row["witness_x"] is not None else "")
@@ -223,5 +234,6 @@ def _print_rows(rows: list[dict], out: Path, exact: bool, file_name: str | None)
     summary = verification_summary(rows)
     console.print(f"{summary['verified']} of {summary['images']} images verified (no pixel "
                   f"of any color changes the label), {summary['fooled']} fooled, "
-                  f"{summary['unknown']} unknown (budget); written to {out / ROWS_FILE}"
-                  + (" and positions/" if exact else ""))
+                  f"{summary['unknown']} unknown (budget); "
+                  + (f"written to {out / ROWS_FILE}" + (" and positions/" if exact else "")
+                     if out else "not kept (give --out DIR to keep the rows and resume)"))
