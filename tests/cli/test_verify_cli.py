@@ -106,6 +106,8 @@ def test_without_out_the_answer_is_printed_and_nothing_kept(tmp_path, monkeypatc
     assert "not kept (give --out DIR" in " ".join(result.output.split())
     assert [p.name for p in tmp_path.iterdir()] == ["robust.png"]  # nothing written here
     assert len(created) == 1 and not created[0].exists()  # the run's folder, removed
+    exact = invoke("verify", "robust.png", "--model", "convsmall-cifar10", "--exact")
+    clean_error(exact, 2, "give --out DIR")  # its positions would be thrown away
 
 
 def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):

@@ -96,6 +96,8 @@ def verify(
     if out is not None:
         verify_into(target, out, *arguments)
         return
+    if exact:
+        fail("--exact writes every position's verdict (positions/): give --out DIR")
     with tempfile.TemporaryDirectory(prefix="pixelprior-verify-") as folder:
         verify_into(target, Path(folder) / "verification", *arguments, kept=False)
 
