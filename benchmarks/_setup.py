@@ -9,7 +9,8 @@ import torch
 from pixelprior import load_cifar10, load_model, to_float
 from pixelprior.experiment import correctly_classified
 
-BUNDLED_MODELS = ["convsmall-cifar10", "resnet8-cifar10", "squeezenet1_1-cifar10"]
+BUNDLED_MODELS = ["convsmall-cifar10", "resnet8-cifar10", "resnet8-ibp-cifar10",
+                  "squeezenet1_1-cifar10"]
 
 
 def bench_inputs(count: int, name: str = "squeezenet1_1-cifar10"):

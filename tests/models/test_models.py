@@ -72,6 +72,19 @@ def test_bundled_cifar_model_loads_in_eval_mode():
     assert card == {} or card["model"] == "squeezenet1_1-cifar10"
 
 
+@pytest.mark.parametrize("name", ["convsmall-cifar10", "resnet8-cifar10",
+                                  "resnet8-ibp-cifar10"])
+def test_bundled_verification_nets_load_and_classify(name):
+    from pixelprior import load_cifar10, to_float
+
+    model = load_model(name)
+    assert not model.training
+    data = load_cifar10("sample")
+    with torch.inference_mode():
+        predicted = model(to_float(data.images)).argmax(1)
+    assert float((predicted == data.labels).float().mean()) >= 0.4  # cards: 49-75% on tests
+
+
 def test_imagenet_weights_from_explicit_path_and_cache(tmp_path, monkeypatch):
     path = tmp_path / "stand-in.pth"
     torch.save(torchvision_state_dict("1_1"), path)

@@ -89,6 +89,11 @@ REGISTRY.register("resnet8-cifar10", ModelSpec(
     "resnet8-cifar10", ResNet8, 10, 32, lambda: CIFAR10_CLASSES,
     bundled="resnet8-cifar10.pt"),
     help="ResNet8 (one basic block per stage) for CIFAR-10, bundled weights")
+REGISTRY.register("resnet8-ibp-cifar10", ModelSpec(
+    "resnet8-ibp-cifar10", ResNet8, 10, 32, lambda: CIFAR10_CLASSES,
+    bundled="resnet8-ibp-cifar10.pt"),
+    help="ResNet8 fine-tuned for the one-pixel threat model (interval bound propagation), "
+         "bundled weights: the verifier's bounds are tight on it")
 # name -> spec, as earlier releases exposed it
 MODELS: dict[str, ModelSpec] = {name: REGISTRY.get(name) for name in REGISTRY}
 
