@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from pixelprior.data import load_cifar10_jpeg, load_cifar10_test, to_float
-from pixelprior.models.small import ConvSmall, ResNet8, _Block
+from pixelprior.models.small import ConvSmall, ResNet8
 from pixelprior.models.train import augment, learning_rate
 
 NETS = {"convsmall": ConvSmall, "resnet8": ResNet8}
@@ -110,7 +110,8 @@ def _relu(box: Interval) -> Interval:
     return (low + high) / 2, (high - low) / 2
 
 
-def _block(block: _Block, box: Interval) -> Interval:
+def _block(block: torch.nn.Module, box: Interval) -> Interval:
+    """A ResNet8 basic block (conv1, bn1, conv2, bn2, shortcut) on intervals."""
     inner = _relu(_batchnorm(block.bn1, _conv(block.conv1, box)))
     center, radius = _batchnorm(block.bn2, _conv(block.conv2, inner))
     if isinstance(block.shortcut, torch.nn.Identity):
