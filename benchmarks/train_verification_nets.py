@@ -202,13 +202,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", nargs="+", default=list(NETS),
                         choices=[*NETS, *CERTIFIED])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=1200, help="resnet8-ibp's SGD steps")
+    parser.add_argument("--epochs", type=int, help="convsmall's and resnet8's [8]")
+    parser.add_argument("--steps", type=int, help="resnet8-ibp's SGD steps [1200]")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.epochs is not None and not set(args.nets) & set(NETS):
+        parser.error(f"--epochs is for {', '.join(NETS)}; give --steps for "
+                     f"{', '.join(CERTIFIED)}")
+    if args.steps is not None and not set(args.nets) & set(CERTIFIED):
+        parser.error(f"--steps is for {', '.join(CERTIFIED)}; give --epochs for "
+                     f"{', '.join(NETS)}")
+    steps = 1200 if args.steps is None else args.steps
+    epochs = 8 if args.epochs is None else args.epochs
     for name in args.nets:
-        card = (certify(name, args.steps, args.seed) if name in CERTIFIED
-                else train(name, args.epochs, args.seed))
+        card = (certify(name, steps, args.seed) if name in CERTIFIED
+                else train(name, epochs, args.seed))
         print(json.dumps(card))
 
 

@@ -93,11 +93,11 @@ def verify(
     on_interrupt(BEFORE_RUN)
     arguments = (source, data, images, first_index, budget, max_boxes, tolerance, exact,
                  deterministic, model_options, device, no_resize, workers, ray_address)
+    if exact and out is None:
+        fail("--exact writes every position's verdict (positions/): give --out DIR")
     if out is not None:
         verify_into(target, out, *arguments)
         return
-    if exact:
-        fail("--exact writes every position's verdict (positions/): give --out DIR")
     with tempfile.TemporaryDirectory(prefix="pixelprior-verify-") as folder:
         verify_into(target, Path(folder) / "verification", *arguments, kept=False)
 
