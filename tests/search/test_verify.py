@@ -111,8 +111,9 @@ def test_a_budget_decides_the_first_positions_of_the_order_not_a_little_of_each(
     model = calm_net()
     image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
     order = torch.randperm(36, generator=torch.Generator().manual_seed(2))
-    (result,) = Verifier(model, budget=None, max_boxes=300, batch_boxes=8).verify(
-        image, torch.tensor([0]), orders=order[None], stop_at_first=False)
+    (result,) = Verifier(model, budget=None, max_boxes=300, batch_boxes=8,
+                         screen=False).verify(image, torch.tensor([0]), orders=order[None],
+                                              stop_at_first=False)
     status = [result.positions.status[p] for p in order.tolist()]
     decided = status.count("robust")
     assert 3 < decided < 36 and status[:decided] == ["robust"] * decided
@@ -279,13 +280,15 @@ def test_boxes_past_the_symbol_bound_are_cut_unbounded_not_given_up(monkeypatch)
     image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
     model = calm_net()
     label = torch.tensor([int(model(image).argmax(1))])
-    free = Verifier(model, budget=None, deterministic=True).verify(image, label)[0]
+    free = Verifier(model, budget=None, deterministic=True, screen=False).verify(
+        image, label)[0]
     monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 20)
-    tight = Verifier(model, budget=None, deterministic=True).verify(image, label)[0]
+    tight = Verifier(model, budget=None, deterministic=True, screen=False).verify(
+        image, label)[0]
     assert free.decided_by == tight.decided_by == "verified"
     assert tight.boxes > free.boxes  # more, smaller boxes
     monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 0)
-    (none,) = Verifier(model, budget=None, max_boxes=500).verify(image, label)
+    (none,) = Verifier(model, budget=None, max_boxes=500, screen=False).verify(image, label)
     assert none.decided_by == "unknown" and not none.verified and none.boxes == 0
 
 
@@ -299,7 +302,7 @@ def test_boxes_as_large_as_one_past_the_symbol_bound_are_cut_without_a_call(monk
     model = calm_net()
     label = torch.tensor([int(model(image).argmax(1))])
     monkeypatch.setattr(verify_module, "MAX_BOX_SYMBOLS", 20)
-    verifier = Verifier(model, budget=None, deterministic=True)
+    verifier = Verifier(model, budget=None, deterministic=True, screen=False)
     failed = []
     margins = verifier.bounds.margins
 
@@ -350,7 +353,8 @@ def test_a_level_that_never_proves_is_skipped_and_the_verdict_is_unchanged(monke
     def run(skip_tries: int) -> tuple:
         monkeypatch.setattr(verify_module, "SKIP_TRIES", skip_tries)
         whole_cubes = []
-        verifier = Verifier(model, budget=None, deterministic=True, batch_boxes=4)
+        verifier = Verifier(model, budget=None, deterministic=True, batch_boxes=4,
+                            screen=False)
         margins = verifier.bounds.margins
 
         def loose(cache, owner, y, x, lo, hi, *args, **kwargs):
@@ -406,7 +410,7 @@ def test_a_nan_bound_never_proves_a_position(monkeypatch):
     model = calm_net()
     label = torch.tensor([int(model(image).argmax(1))])
     monkeypatch.setattr(verify_module, "MIN_SIDE", 0.6)  # the whole cube's halves: stuck
-    verifier = Verifier(model, budget=None, deterministic=True)
+    verifier = Verifier(model, budget=None, deterministic=True, screen=False)
     margins = verifier.bounds.margins
 
     def broken(*args, **kwargs):

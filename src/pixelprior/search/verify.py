@@ -4,6 +4,13 @@ The threat model is one pixel at any position set to **any** color in ``[0, 1]^C
 :class:`Verifier` decides it per image by branch and bound over each position's color
 cube:
 
+0. **Screen** each position's whole color cube with intervals
+   (:class:`~pixelprior.scoring.cone.screen.IntervalScreen`: whole images, batched over
+   :data:`SCREEN_CHUNK` positions, float error inside the bounds). A position whose
+   bound exceeds the tolerance is proved in one box; the others go on with its bound.
+   On networks trained with intervals (``resnet8-ibp-cifar10``) this proves most
+   positions at ~7 ms each where a zonotope box costs ~90 ms; a screen that proves
+   none of its first :data:`SCREEN_TRIES` chunks is dropped for the image.
 1. **Bound** a batch of boxes (position, ``[lo, hi]`` per channel) with
    :class:`~pixelprior.scoring.cone.BoundEngine` (zonotopes through the pixel's cone, in
    float64). A box is **verified** when the lower bound of every margin ``z_y - z_j``
@@ -46,6 +53,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,12 +63,17 @@ from torch import nn
 from ..scoring import Scorer, make_scorer, perturb_rows
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
+from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
            "Verifier", "margin_order", "rounding_unit"]
 
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
+# positions per call of the interval screen: about 0.45 s of ResNet8 on 2 CPU cores (an
+# image the corner order meets a witness in early pays little for it), one batch on CUDA
+SCREEN_CHUNK = {"cpu": 64, "cuda": 1024}
+SCREEN_TRIES = 2  # chunks the screen may prove nothing in before it is dropped for an image
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
 # On the CPU a call's largest tensors (boxes × (1 + symbols) × the widest relaxed value's
@@ -115,11 +128,12 @@ class Verification:
         verified_volume: the share of the threat space (positions × colors) proved.
         lowest_bound: the lowest margin bound over what is not proved (``None`` when
             verified, fooled, or when some position was never bounded: no bound known).
-        boxes: boxes bounded.
+        boxes: boxes bounded (by the interval screen or zonotopes).
         queries: model queries spent on candidate points.
         seconds: wall time.
         tolerance: the margin a box's bound had to exceed.
         positions: per-position verdicts.
+        screened: positions the interval screen proved whole (one box each).
     """
 
     verified: bool
@@ -133,6 +147,7 @@ class Verification:
     seconds: float
     tolerance: float
     positions: PositionVerdicts = field(repr=False)
+    screened: int = 0
 
 
 class _Frontier:
@@ -143,22 +158,56 @@ class _Frontier:
     them. Boxes are ``lo``, ``hi`` ``[M, C]`` and the parent's lower bound ``[M]``
     (float64, numpy)."""
 
-    def __init__(self, order: np.ndarray, channels: int) -> None:
+    def __init__(self, order: np.ndarray, channels: int,
+                 screen: Callable[[np.ndarray], np.ndarray] | None = None,
+                 chunk: int = 64) -> None:
         self.order = order
+        self.screen, self.chunk = screen, chunk
+        self.screen_calls = self.screen_proved = 0
         self.rank = {int(p): r for r, p in enumerate(order.tolist())}
         self.channels = channels
         self.admitted = 0  # positions of ``order`` entered so far
         self.open: dict[int, collections.deque] = {}  # position → chunks (lo, hi, bound)
         self.size = 0
 
-    def fill(self, target: int) -> None:
-        """Enter the next positions (their whole cube, no bound yet) until ``target``
-        boxes wait or every position has entered."""
+    def fill(self, target: int, room: int | None = None) -> None:
+        """Enter the next positions (their whole cube) until ``target`` boxes wait or
+        every position has entered. With a ``screen``, at most one ``chunk`` of
+        positions is screened per call (so that the budget is checked between chunks);
+        only those it does not prove enter, with its bound. A screen that proved none of
+        its first :data:`SCREEN_TRIES` chunks (the hardest positions, in the corner
+        order) is dropped for the image: on networks not trained for intervals it
+        never proves, and its pass would be all it adds. ``room``: the boxes the
+        budget has left (each screened position is one box).
+        """
+        if self.screen is not None:
+            chunk = self.chunk if room is None else min(self.chunk, room)
+            if self.size < target and self.admitted < self.order.size and chunk > 0:
+                positions = self.order[self.admitted:self.admitted + chunk]
+                self.admitted += positions.size
+                bounds = self.screen(positions)  # -inf where nothing is known, +inf proved
+                for position, bound in zip(positions.tolist(), bounds.tolist(), strict=True):
+                    if bound != math.inf:
+                        self._put(position, self._cube(bound), front=False)
+                self.screen_calls += 1
+                self.screen_proved += int(np.isposinf(bounds).sum())
+                if self.screen_calls >= SCREEN_TRIES and not self.screen_proved:
+                    self.screen = None
+            return
         while self.size < target and self.admitted < self.order.size:
             position = int(self.order[self.admitted])
             self.admitted += 1
-            self._put(position, (np.zeros((1, self.channels)), np.ones((1, self.channels)),
-                                 np.full(1, -math.inf)), front=False)
+            self._put(position, self._cube(-math.inf), front=False)
+
+    @property
+    def exhausted(self) -> bool:
+        """No box waits and every position has entered."""
+        return not self.size and self.admitted >= self.order.size
+
+    def _cube(self, bound: float) -> tuple[np.ndarray, ...]:
+        """The whole color cube as one box with a known lower bound."""
+        return (np.zeros((1, self.channels)), np.ones((1, self.channels)),
+                np.full(1, bound))
 
     def push(self, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
              bound: np.ndarray, front: bool = False) -> None:
@@ -301,16 +350,26 @@ class Verifier:
         order: the positions' default order: ``"corners"`` (the lowest margin any of
             the 8 corner colors reaches there, low first: a vulnerable image meets its
             witness early; 8 queries per position) or ``"raster"``.
+        screen: bound each position's whole color cube with intervals first
+            (:class:`~pixelprior.scoring.cone.screen.IntervalScreen`, batched over
+            :data:`SCREEN_CHUNK` positions); only the positions it does not prove are
+            bounded with zonotopes. ``None`` (default): where every operation of the
+            model has an interval rule (else :attr:`screen_skipped` says why); ``True``:
+            required; ``False``: off. Sound either way; it saves time where intervals
+            prove (networks trained with them: ``resnet8-ibp-cifar10``) and costs about
+            one batched forward pass per position where they do not.
 
     Raises:
-        BoundUnsupportedError: the model has an operation without a bound rule (named).
+        BoundUnsupportedError: the model has an operation without a bound rule (named),
+            or ``screen=True`` and one without an interval rule.
         ValueError: a bad budget, box count, tolerance or order.
     """
 
     def __init__(self, model: nn.Module, *, budget: float | None = 60.0,
                  max_boxes: int | None = None, batch_boxes: int | None = None,
                  tolerance: float | None = None, engine: str | Scorer = "auto",
-                 deterministic: bool = False, order: str = "corners") -> None:
+                 deterministic: bool = False, order: str = "corners",
+                 screen: bool | None = None) -> None:
         if order not in ("corners", "raster"):
             raise ValueError(f"order must be 'corners' or 'raster', got {order!r}")
         self.order = order
@@ -327,6 +386,15 @@ class Verifier:
         self.deterministic = deterministic
         self.bounds = BoundEngine(model)
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self.screen: IntervalScreen | None = None
+        self.screen_skipped: str | None = None if screen is not False else "screen=False"
+        if screen is not False:
+            try:
+                self.screen = IntervalScreen(model)
+            except IntervalUnsupportedError as exc:
+                if screen:
+                    raise BoundUnsupportedError(str(exc)) from None
+                self.screen_skipped = str(exc)
 
     # ------------------------------------------------------------------ public API
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -456,9 +524,13 @@ class Verifier:
         scorer = self._scorer_for(image)
         state = scorer.prepare(image)
         order = (order.cpu().numpy() if order is not None else np.arange(positions))
-        frontier = _Frontier(order.astype(np.int64), channels)
         volume = np.zeros(positions)
         boxes = np.zeros(positions, dtype=np.int64)
+        screened = np.zeros(positions, dtype=bool)  # proved whole by the screen
+        screen = None if self.screen is None else self._screening(
+            image, label, tolerance, volume, boxes, screened)
+        frontier = _Frontier(order.astype(np.int64), channels, screen,
+                             SCREEN_CHUNK.get(image.device.type, 64))
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
         unbounded = 0  # boxes in calls past the symbol bound, and boxes cut without a call
         too_big = np.full(positions, math.inf)  # per position: the smallest side of a box
@@ -472,9 +544,12 @@ class Verifier:
         levels = _Levels()
         labels = torch.tensor([label], device=image.device)
         while not self._out_of_budget(began, int(boxes.sum()) + unbounded):
-            frontier.fill(most)
-            if not frontier.size:
-                break
+            frontier.fill(most, None if self.max_boxes is None
+                          else self.max_boxes - int(boxes.sum()) - unbounded)
+            if frontier.exhausted or self._out_of_budget(began, int(boxes.sum()) + unbounded):
+                break  # (the screen may have spent the budget)
+            if not frontier.size:  # a chunk the screen proved whole: the next one
+                continue
             called = time.perf_counter()
             if self.max_boxes is not None:  # never past max_boxes, even in one call
                 batch = min(batch, self.max_boxes - int(boxes.sum()) - unbounded)
@@ -543,8 +618,33 @@ class Verifier:
             self._split(frontier, lo[~small], hi[~small], position[~small], worst[~small],
                         slopes[~small])
         verdicts = self._verdicts(frontier, volume, boxes, stuck, witness)
-        return self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
-                             width)
+        result = self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
+                               width)
+        result.screened = int(screened.sum())
+        return result
+
+    def _screening(self, image: torch.Tensor, label: int, tolerance: float,
+                   volume: np.ndarray, boxes: np.ndarray, screened: np.ndarray
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+        """The frontier's screen: positions → the interval bound of their whole cube
+        (``+inf`` where it proves it: counted proved in ``volume`` and ``screened``; one
+        box each)."""
+        channels = image.shape[1]
+
+        def screen(positions: np.ndarray) -> np.ndarray:
+            count = positions.size
+            cube = torch.zeros(count, channels, dtype=torch.float64, device=image.device)
+            bounds = self.screen.margins(image, torch.as_tensor(positions), cube,
+                                         cube + 1, label)
+            worst = bounds.min(1).values.cpu().numpy()
+            worst = np.where(np.isnan(worst), -np.inf, worst)
+            proved = worst > tolerance
+            boxes[positions] += 1
+            volume[positions[proved]] += 1.0
+            screened[positions[proved]] = True
+            return np.where(proved, np.inf, worst)
+
+        return screen
 
     def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray,

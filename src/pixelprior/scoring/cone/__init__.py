@@ -13,15 +13,19 @@ trace: the graph is interpreted node by node with three kinds of values,
 Modules, one job each:
 
 - :mod:`.table`: the **operation table** (:data:`OPERATIONS`): one entry per operation,
-  with its graph targets, a settings reader, the incremental engine's window rule and the
-  verifier's bound rule (:func:`register_operation`, :func:`register_bound`);
+  with its graph targets, a settings reader, the incremental engine's window rule, the
+  verifier's bound rule and its interval screen's rule (:func:`register_operation`,
+  :func:`register_bound`, :func:`register_interval`);
 - :mod:`.operators`: the registered operations, one module per family (convolution,
   pooling, normalization, activations, arithmetic, linear, shape);
 - :mod:`.geometry`: where a pixel's window lies in each map, and patch gathering;
 - :mod:`.graph`: the traced model (BatchNorm folded into convolutions), its constants;
 - :mod:`.plan`: the steps of one image size, what the clean pass keeps, the work saved;
 - :mod:`.runtime`: windows and the clean cache at query time;
-- :mod:`.engine`: :class:`FxIncrementalForward` and :func:`fx_incremental_forward`.
+- :mod:`.engine`: :class:`FxIncrementalForward` and :func:`fx_incremental_forward`;
+- the verifier's bounds: :mod:`.zonotope` and :mod:`.bounds` (zonotopes through the
+  cone), :mod:`.intervals` and :mod:`.screen` (intervals over whole images, batched over
+  positions), :mod:`.rounding` (the model's own float32 error).
 
 Convolutions (any stride, padding, dilation, groups), max/avg pooling, BatchNorm and
 pointwise activations, arithmetic with per-channel constants (``(x - mean) / std``),
@@ -41,8 +45,16 @@ from .engine import FxIncrementalForward, fx_incremental_forward
 from .graph import FxUnsupportedError, TracedGraph, describe
 from .plan import MIN_FULL_MACS, MIN_SAVING, Plan
 from .runtime import FxCache, Window
-from .table import OPERATIONS, Operation, WindowRule, register_bound, register_operation
+from .table import (
+    OPERATIONS,
+    Operation,
+    WindowRule,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 
 __all__ = ["MIN_FULL_MACS", "MIN_SAVING", "OPERATIONS", "FxCache", "FxIncrementalForward",
            "FxUnsupportedError", "Operation", "Plan", "TracedGraph", "Window", "WindowRule",
-           "describe", "fx_incremental_forward", "register_bound", "register_operation"]
+           "describe", "fx_incremental_forward", "register_bound", "register_interval",
+           "register_operation"]

@@ -8,10 +8,13 @@ the operation's settings (the same for its module and functional forms), and its
 - ``window``: how the incremental engine runs it on a pixel's cone
   (:class:`WindowRule`: pointwise, elementwise, cat, spatial or shape), or why it cannot;
 - ``bound``: how the verifier bounds it over a box of colours (added by the verifier's
-  bound rules with :func:`register_bound`), or why it cannot.
+  bound rules with :func:`register_bound`), or why it cannot;
+- ``interval``: how the verifier's interval screen (:mod:`.screen`) bounds it over whole
+  images of intervals (added with :func:`register_interval`), or why it cannot.
 
 Adding an operation to the incremental engine is one :func:`register_operation` call in a
-module of ``operators/``; adding a verifier rule for it is one :func:`register_bound` call.
+module of ``operators/``; adding a verifier rule for it is one :func:`register_bound` call,
+and one :func:`register_interval` call for the screen.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from torch import fx, nn
 from .geometry import Slide
 
 __all__ = ["ELEMENTWISE", "OPERATIONS", "POINTWISE", "Computed", "NodeCall", "Operation",
-           "OperationTable", "WindowRule", "register_bound", "register_operation"]
+           "OperationTable", "WindowRule", "register_bound", "register_interval",
+           "register_operation"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Operation:
         window: settings → :class:`WindowRule`, or why the cone engine cannot run it.
         bound: settings → the verifier's bound rule (``None``: none registered).
         help: one line, for documentation.
+        interval: settings → the interval screen's rule (``None``: none registered).
     """
 
     name: str
@@ -105,6 +110,7 @@ class Operation:
     window: Callable[[Any], WindowRule | str]
     bound: Callable[[Any], Any] | None = None
     help: str = ""
+    interval: Callable[[Any], Any] | None = None
 
 
 def _no_params(call: NodeCall) -> None:
@@ -172,6 +178,22 @@ class OperationTable:
             raise ValueError(f"operation {name!r} has a bound rule already")
         self._operations[name] = replace(operation, bound=rule)
 
+    def register_interval(self, name: str, rule: Callable[[Any], Any]) -> None:
+        """Set the interval screen's rule of the operation ``name``.
+
+        Args:
+            name: a registered operation.
+            rule: settings → the interval rule (or a string saying why not).
+
+        Raises:
+            KeyError: no such operation.
+            ValueError: it has an interval rule already.
+        """
+        operation = self.get(name)
+        if operation.interval is not None:
+            raise ValueError(f"operation {name!r} has an interval rule already")
+        self._operations[name] = replace(operation, interval=rule)
+
     def get(self, name: str) -> Operation:
         """The operation called ``name`` (a ``KeyError`` listing the known ones)."""
         try:
@@ -217,6 +239,17 @@ def register_bound(name: str) -> Callable[[Callable], Callable]:
 
     def decorate(rule: Callable) -> Callable:
         OPERATIONS.register_bound(name, rule)
+        return rule
+
+    return decorate
+
+
+def register_interval(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: the interval screen's rule of the operation ``name`` in
+    :data:`OPERATIONS` (see :meth:`OperationTable.register_interval`)."""
+
+    def decorate(rule: Callable) -> Callable:
+        OPERATIONS.register_interval(name, rule)
         return rule
 
     return decorate

@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import POINTWISE, NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import EXACT, Negate, activation
+from ..table import (
+    OPERATIONS,
+    POINTWISE,
+    NodeCall,
+    WindowRule,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 from ..zonotope import EXACT_COPY, IDENTITY, Affine, Lipschitz, PiecewiseLinear, SShaped
 
 
@@ -157,3 +166,18 @@ register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
 register_bound("dropout")(lambda p: IDENTITY)
+
+
+# the interval screen: each activation from its relaxation (exact ranges for the piecewise
+# linear and S-shaped ones); negation and copies exact. These are nondecreasing and
+# round nothing (maxima and minima of a value and constants): [f(l), f(u)] as computed
+EXACT_ACTIVATIONS = ("relu", "relu6", "hardtanh", "clamp")
+for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid", "sigmoid",
+              "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus"):
+    register_interval(_name)(
+        lambda params, _bound=OPERATIONS.get(_name).bound, _exact=_name in EXACT_ACTIVATIONS:
+        activation(_bound(params), _exact))
+register_interval("neg")(lambda p: Negate())
+register_interval("identity")(lambda p: EXACT)
+register_interval("float")(lambda p: EXACT)
+register_interval("dropout")(lambda p: EXACT)

@@ -7,7 +7,15 @@ import operator
 
 import torch
 
-from ..table import ELEMENTWISE, NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import EXACT, Scale, Sum
+from ..table import (
+    ELEMENTWISE,
+    NodeCall,
+    WindowRule,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 from ..zonotope import EXACT_COPY, ONE_ROUNDING, Affine, Product, Rounding
 
 
@@ -83,3 +91,31 @@ def _div_bound(params: dict) -> Product | str:
 
 register_bound("div")(_div_bound)
 register_bound("cat")(lambda params: Affine(EXACT_COPY))
+
+
+# the interval screen: sums and differences round once; products and quotients while one
+# factor (the dividend) varies
+
+
+def _sum_interval(subtracts: bool):
+    def rule(params: dict | None) -> Sum | str:
+        alpha = 1 if params is None else params["alpha"]
+        if alpha is None:
+            return "a sum whose alpha is not a number"
+        return Sum(subtracts, float(alpha))
+    return rule
+
+
+def _scale_interval(divides: bool):
+    def rule(params: dict | None) -> Scale | str:
+        if divides and params["rounding_mode"] is not None:
+            return f"a division with rounding_mode={params['rounding_mode']!r}"
+        return Scale(divides)
+    return rule
+
+
+register_interval("add")(_sum_interval(False))
+register_interval("sub")(_sum_interval(True))
+register_interval("mul")(_scale_interval(False))
+register_interval("div")(_scale_interval(True))
+register_interval("cat")(lambda params: EXACT)

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import Slide, pair
-from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import SignedAffine
+from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import Affine, Rounding
 
 
@@ -91,3 +92,32 @@ def _bound(params: ConvParams) -> Affine:
 
 
 register_bound("conv2d")(_bound)  # the verifier
+
+
+def _interval(params: ConvParams) -> SignedAffine:
+    """``W m + b ± |W| r``; each output sums ``I/groups · kh · kw`` products and the bias."""
+    magnitude = params.weight.detach().double().abs()
+    bias = params.bias.detach().double().abs()[:, None, None] if params.bias is not None else 0.0
+
+    def run_abs(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, magnitude.to(x.device), None, params.stride, params.padding,
+                        params.dilation, params.groups)
+
+    # |W| v <= Σ_i (Σ_k |W[o, i, k]|) · max v_i: a [C_out, C_in] matrix (zero across groups)
+    per_group = magnitude.sum((2, 3))  # [C_out, C_in / groups]
+    outputs, inputs = per_group.shape
+    channels = torch.zeros(outputs, inputs * params.groups, dtype=torch.float64)
+    for group in range(params.groups):
+        rows = slice(group * outputs // params.groups, (group + 1) * outputs // params.groups)
+        channels[rows, group * inputs:(group + 1) * inputs] = per_group[rows]
+    channels = channels * (1 + 2 * channels.shape[1] * 2**-53)  # its own rounding
+
+    def size_bound(x: torch.Tensor) -> torch.Tensor:
+        largest = x.amax((2, 3))  # [N, C_in]
+        return F.linear(largest, channels.to(x.device))[:, :, None, None] * (
+            1 + 2 * channels.shape[1] * 2**-53)
+
+    return SignedAffine(run_abs, bias, magnitude[0].numel() + 1, size_bound)
+
+
+register_interval("conv2d")(_interval)  # the interval screen

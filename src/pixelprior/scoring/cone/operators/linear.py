@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import NodeCall, register_bound, register_operation
+from ..intervals import SignedAffine
+from ..table import NodeCall, register_bound, register_interval, register_operation
 from ..zonotope import Affine, Rounding
 
 
@@ -44,3 +45,14 @@ def _bound(params: LinearParams) -> Affine:
 
 
 register_bound("linear")(_bound)  # the verifier
+
+
+def _interval(params: LinearParams) -> SignedAffine:
+    """``W m + b ± |W| r``; each output sums ``in`` products and the bias."""
+    magnitude = params.weight.detach().double().abs()
+    bias = params.bias.detach().double().abs() if params.bias is not None else 0.0
+    return SignedAffine(lambda x: F.linear(x, magnitude.to(x.device)), bias,
+                        magnitude.shape[1] + 1)
+
+
+register_interval("linear")(_interval)  # the interval screen

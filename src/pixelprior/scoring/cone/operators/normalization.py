@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import SignedAffine
+from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import Affine, Rounding
 
 
@@ -71,3 +72,18 @@ def _bound(params: BatchNormParams) -> Affine:
 
 
 register_bound("batch_norm")(_bound)  # the verifier
+
+
+def _interval(params: BatchNormParams) -> SignedAffine:
+    """``scale · m + shift ± |scale| r`` per channel; ``(x - mean) / sqrt(var + eps) · w +
+    b`` rounds at most 6 times per output (and ``scale`` a few), relative to
+    ``|scale| (|x| + |mean|) + |b|``."""
+    scale, _ = params.scale_shift()
+    scale = scale.detach().double().abs()[:, None, None]
+    offset = params.mean.detach().double().abs()[:, None, None] * scale
+    if params.bias is not None:
+        offset = offset + params.bias.detach().double().abs()[:, None, None]
+    return SignedAffine(lambda x: x * scale.to(x.device), offset, 12)
+
+
+register_interval("batch_norm")(_interval)  # the interval screen

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import Slide, pair
-from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import EXACT, PositiveSum
+from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import MAX_POOL, Affine, Rounding
 
 
@@ -115,3 +116,10 @@ register_bound("avg_pool2d")(_average_bound)
 # global averages: as many roundings as the input elements per output, known when run
 register_bound("adaptive_avg_pool2d")(lambda params: Affine(Rounding(1.0, None)))
 register_bound("mean")(lambda params: Affine(Rounding(1.0, None)))
+
+# the interval screen: maxima and averages are nondecreasing; averages round
+register_interval("max_pool2d")(lambda params: EXACT)
+register_interval("avg_pool2d")(lambda params: PositiveSum(
+    params.kernel[0] * params.kernel[1] + 1))
+register_interval("adaptive_avg_pool2d")(lambda params: PositiveSum(None))
+register_interval("mean")(lambda params: PositiveSum(None))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..table import NodeCall, WindowRule, register_bound, register_operation
+from ..intervals import EXACT, SHAPE
+from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import RESHAPE
 
 SHAPE_ATTRIBUTES = ("shape", "ndim")
@@ -35,3 +36,5 @@ register_operation("reshape", window=_whole,
                    methods=("flatten", "view", "reshape"),
                    help="reshapes that keep the batch axis (the head)")
 register_bound("reshape")(lambda params: RESHAPE)  # the verifier: the zonotope reshaped
+register_interval("shape")(lambda params: SHAPE)  # the interval screen: a constant
+register_interval("reshape")(lambda params: EXACT)

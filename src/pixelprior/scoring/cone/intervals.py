@@ -1,0 +1,346 @@
+"""The interval screen's domain: a lower and an upper bound per neuron, and the rules
+operations register for it (:func:`~pixelprior.scoring.cone.table.register_interval`).
+
+Interval bound propagation (IBP; Gowal et al., 2018) is the loosest sound domain and the
+cheapest: two values per neuron instead of a zonotope's ``1 + symbols``, so whole images
+of intervals (one per box of colors, every other pixel fixed) run through the network as
+a batch of plain tensors, on any device. A network trained with it
+(``resnet8-ibp-cifar10``) is proved by it at most positions; :mod:`.screen` runs it over
+the whole color cube of many positions at once, and the verifier bounds only the
+positions it leaves open with zonotopes.
+
+**Float error, proved.** Every rule returns bounds that hold for the network in real
+arithmetic whenever its inputs' bounds do: each rounding of the float64 computation is
+covered by widening the result outwards, neuron by neuron (Higham's ``γ_n`` for sums of
+``n`` products, one unit roundoff for a single operation, :data:`REST_ROUNDINGS` units
+for a library function, all doubled), and the last subtraction or addition of each bound
+is stepped one float further out (``torch.nextafter``). No error is carried from layer to
+layer: it is inside the bounds.
+
+Hand-written: auto_LiRPA's IBP needs torch < 1.13 (its PyPI release); the rules here are
+the operation table's, so every operation the zonotope engine bounds is screened alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .zonotope import (
+    REST_ROUNDINGS,
+    BoundUnsupportedError,
+    Lipschitz,
+    PiecewiseLinear,
+    Product,
+    Relaxation,
+    SShaped,
+    gamma,
+    relaxation_error,
+)
+
+__all__ = ["EXACT", "SHAPE", "Activation", "Exact", "Interval", "IntervalRule", "IntervalStep",
+           "IntervalUnsupportedError", "Negate", "PositiveSum", "Scale", "Shape",
+           "SignedAffine", "Sum", "UNIT", "widen"]
+
+UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
+
+
+class IntervalUnsupportedError(ValueError):
+    """The interval screen has no rule for an operation as the model calls it."""
+
+
+@dataclass
+class Interval:
+    """Bounds ``lower <= x <= upper`` of a value, elementwise (``[N, ...]``, float64)."""
+
+    lower: torch.Tensor
+    upper: torch.Tensor
+
+    def magnitude(self) -> torch.Tensor:
+        """The largest ``|x|`` per neuron."""
+        return torch.maximum(self.lower.abs(), self.upper.abs())
+
+
+def widen(lower: torch.Tensor, upper: torch.Tensor,
+          slack: torch.Tensor | float = 0.0) -> Interval:
+    """``[lower - slack, upper + slack]``, each end one float further out (the rounding
+    of that last subtraction or addition)."""
+    inf = torch.tensor(math.inf, dtype=lower.dtype, device=lower.device)
+    return Interval(torch.nextafter(lower - slack, -inf), torch.nextafter(upper + slack, inf))
+
+
+class IntervalStep:
+    """One node of the graph as an interval rule sees it.
+
+    Attributes:
+        intervals: the node's arguments that vary with the pixel, in the order they occur
+            (one entry per occurrence: ``x - x`` has two).
+        argument_of: per occurrence, the argument it is in (its position, or its keyword).
+        params: the operation's settings (as the operation table reads them).
+    """
+
+    def __init__(self, call: Callable[[Callable[[int, Interval], Any]], Any],
+                 intervals: list[Interval], argument_of: list[int | str],
+                 params: Any, argument: Callable[[int, str], Any]) -> None:
+        self._call, self.intervals, self.params = call, intervals, params
+        self.argument_of, self._argument = argument_of, argument
+
+    def run(self, pick: Callable[[int, Interval], Any]) -> Any:
+        """The node's own operation with its ``k``-th varying argument replaced by
+        ``pick(k, interval)`` (constants as they are)."""
+        return self._call(pick)
+
+    def argument(self, position: int, keyword: str) -> Any:
+        """The node's argument at ``position`` or ``keyword`` (an :class:`Interval`
+        where it varies)."""
+        return self._argument(position, keyword)
+
+    def run_each(self, pick: Callable[[Interval], Any]) -> Any:
+        """:meth:`run` with every varying argument replaced by ``pick(interval)``."""
+        return self._call(lambda k, value: pick(value))
+
+
+class IntervalRule:
+    """How the interval screen runs an operation (subclasses say which way)."""
+
+    def apply(self, step: IntervalStep) -> Interval | Any:
+        """The bounds of the node's output (or its constant value: a shape)."""
+        raise NotImplementedError
+
+
+def _slack(terms: float, magnitude: torch.Tensor | float) -> torch.Tensor | float:
+    """Twice ``γ_terms`` of ``magnitude``: a bound of ``terms`` roundings relative to it,
+    with room for the roundings of computing the bound itself."""
+    return 2 * gamma(terms, UNIT) * magnitude
+
+
+@dataclass(frozen=True)
+class Exact(IntervalRule):
+    """Nondecreasing in every varying argument and computed without rounding (max pooling,
+    concatenation, reshapes, copies): ``[f(lower), f(upper)]``."""
+
+    def apply(self, step):
+        return Interval(step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper))
+
+
+@dataclass(frozen=True)
+class Shape(IntervalRule):
+    """``size``/``shape``/``dim`` of a value: a constant, the same for both bounds."""
+
+    def apply(self, step):
+        return step.run_each(lambda v: v.lower)
+
+
+@dataclass(frozen=True)
+class PositiveSum(IntervalRule):
+    """A sum with nonnegative weights (average pooling, a mean): nondecreasing, and off
+    by at most ``γ_terms`` of the same sum of the magnitudes.
+
+    Attributes:
+        terms: roundings per output (``None``: the input elements per output plus one,
+            known when it runs: a global average).
+    """
+
+    terms: int | None
+
+    def apply(self, step):
+        lower, upper = step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper)
+        terms = self.terms
+        if terms is None:
+            terms = step.intervals[0].lower.numel() // max(lower.numel(), 1) + 1
+        return widen(lower, upper, _slack(terms, step.run_each(Interval.magnitude)))
+
+
+@dataclass(frozen=True)
+class Sum(IntervalRule):
+    """``a + alpha · b`` (``a - alpha · b``), either argument may be a constant.
+
+    With ``alpha = 1`` one rounding, relative to the result; otherwise two, relative to
+    ``|a| + |alpha| |b|``.
+
+    Attributes:
+        subtracts: the second argument is subtracted.
+        alpha: its factor.
+    """
+
+    subtracts: bool = False
+    alpha: float = 1.0
+
+    def apply(self, step):
+        flips = self.subtracts != (self.alpha < 0)  # the second argument is antitone
+
+        def antitone(k: int) -> bool:
+            return flips and step.argument_of[k] in (1, "other")
+
+        lower = step.run(lambda k, v: v.upper if antitone(k) else v.lower)
+        upper = step.run(lambda k, v: v.lower if antitone(k) else v.upper)
+        if self.alpha == 1:
+            return Interval(*_outward(lower, upper, 4 * UNIT))
+        first, second = step.argument(0, "input"), step.argument(1, "other")
+        size = _magnitude(first) + abs(self.alpha) * _magnitude(second)
+        return widen(lower, upper, _slack(3, size))
+
+
+def _magnitude(value: Any) -> torch.Tensor | float:
+    """The largest ``|x|`` of an interval, a tensor or a number."""
+    if isinstance(value, Interval):
+        return value.magnitude()
+    if isinstance(value, torch.Tensor):
+        return value.abs()
+    return abs(value)
+
+
+def _outward(lower: torch.Tensor, upper: torch.Tensor, relative: float
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each end ``x`` of one rounded operation moved out by ``relative |x|``
+    (``relative >= 2u``: the exact end is within ``u |x| / (1 - u)``, and moving
+    rounds once more, by at most ``u |x| (1 + relative)``; ``relative`` a power of two,
+    so its product with ``|x|`` is exact)."""
+    return (torch.addcmul(lower, lower.abs(), torch.tensor(-relative, dtype=lower.dtype)),
+            torch.addcmul(upper, upper.abs(), torch.tensor(relative, dtype=upper.dtype)))
+
+
+@dataclass(frozen=True)
+class Negate(IntervalRule):
+    """``-x``: exact."""
+
+    def apply(self, step):
+        value = step.intervals[0]
+        return Interval(-value.upper, -value.lower)
+
+
+@dataclass(frozen=True)
+class Scale(IntervalRule):
+    """A product (a quotient) with one varying factor (dividend) and a constant other: the
+    ends of each neuron's range map to the ends, in either order; one rounding each.
+
+    Attributes:
+        divides: the operation divides its first argument by the second.
+    """
+
+    divides: bool = False
+
+    def check(self, node: Any, varying: Any) -> None:
+        """Refuse a product of two varying values, or a varying divisor (as the
+        zonotope engine's :class:`~.zonotope.Product` does)."""
+        try:
+            Product(self.divides).check(node, varying)
+        except BoundUnsupportedError as exc:
+            raise IntervalUnsupportedError(str(exc)) from None
+
+    def apply(self, step):
+        first, second = step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper)
+        lower, upper = torch.minimum(first, second), torch.maximum(first, second)
+        return Interval(*_outward(lower, upper, 4 * UNIT))
+
+
+@dataclass(frozen=True)
+class SignedAffine(IntervalRule):
+    """``y = A x + b`` with weights of both signs (convolutions, linear layers,
+    BatchNorm): ``A m + b ± |A| r`` with ``m``, ``r`` the inputs' midpoint and radius.
+
+    Attributes:
+        run_abs: ``x ↦ |A| x`` (no bias), in float64.
+        offset: the magnitude of the constant part each output rounds beside ``A x``
+            (``|b|``; BatchNorm's ``|scale| |mean| + |b|``), broadcasting against the
+            output, or a number.
+        terms: roundings per output (the terms of its sum and a few more).
+        size_bound: ``v ↦`` an upper bound of ``|A| v`` for ``v >= 0`` broadcasting
+            against the output (default: ``run_abs`` itself); a cheaper one spares a pass
+            (a convolution's: per channel, the weights' absolute sum times the largest
+            input of each input channel), at the price of a looser rounding bound.
+    """
+
+    run_abs: Callable[[torch.Tensor], torch.Tensor]
+    offset: torch.Tensor | float
+    terms: int
+    size_bound: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def apply(self, step):
+        value = step.intervals[0]
+        middle = (value.lower + value.upper) / 2
+        radius = (value.upper - value.lower) / 2
+        center = step.run_each(lambda v: middle)  # the operation itself, bias included
+        return self.bounds(center, middle, radius)
+
+    def bounds(self, center: torch.Tensor, middle: torch.Tensor, radius: torch.Tensor
+               ) -> Interval:
+        """The output's bounds from its computed ``center`` and the input's ``middle``
+        and ``radius``.
+
+        The midpoint and radius of the input are off by a rounding each (the radius
+        taken one unit wider covers the midpoint's); ``A m + b`` and ``|A| r`` each by
+        ``γ_terms`` of ``S = |A| (|m| + r) + offset``; the two subtractions (additions)
+        of each end by ``2u (|A m + b| + |A| r + slack) <= 4.2u S``. All of it is below
+        ``γ_{terms+9} S``, and the slack is twice ``γ_{terms+8} S``: no end needs a
+        further step out.
+        """
+        reach = self.run_abs(radius)
+        size = (self.size_bound or self.run_abs)(middle.abs() + radius)
+        reach += _slack(self.terms + 8, size + self.offset)
+        return Interval(center - reach, center + reach)
+
+
+@dataclass(frozen=True)
+class Activation(IntervalRule):
+    """A pointwise nonlinearity, from the zonotope engine's relaxation of it.
+
+    * piecewise linear (ReLU and its kin): the exact range, from ``f`` at the ends and
+      at the kinks between them;
+    * S-shaped (sigmoid, tanh; nondecreasing): ``[f(l), f(u)]``;
+    * any other (a Lipschitz bound): the relaxation ``λ x + μ ± β`` over ``[l, u]``.
+
+    Attributes:
+        rule: the zonotope engine's relaxation (its ``f``, kinks, Lipschitz bound).
+        exact: ``f`` is nondecreasing and rounds nothing (ReLU, ReLU6, hardtanh, clamp):
+            ``[f(l), f(u)]`` as computed.
+
+    Otherwise ``f`` is evaluated with a few roundings (:data:`REST_ROUNDINGS` units relative to
+    ``|f(x)| + L |x| + |f(0)|``); the relaxation's own error is
+    :func:`~.zonotope.relaxation_error`'s.
+    """
+
+    rule: Relaxation
+    exact: bool = False
+
+    def apply(self, step):
+        value = step.intervals[0]
+        lower, upper = value.lower, value.upper
+        rule = self.rule
+        if self.exact:  # nondecreasing and computed without rounding: ReLU, clamps
+            return Interval(rule.f(lower), rule.f(upper))
+        if isinstance(rule, PiecewiseLinear | SShaped):
+            low, high = rule.f(lower), rule.f(upper)
+            if isinstance(rule, PiecewiseLinear):
+                low, high = torch.minimum(low, high), torch.maximum(low, high)
+                for point in rule.breakpoints:
+                    point = torch.as_tensor(point, dtype=lower.dtype, device=lower.device)
+                    inside = (lower < point) & (point < upper)
+                    at = rule.f(point.expand_as(lower))
+                    low = torch.where(inside, torch.minimum(low, at), low)
+                    high = torch.where(inside, torch.maximum(high, at), high)
+            size = (rule.lipschitz * value.magnitude() + rule.at_zero
+                    + torch.maximum(low.abs(), high.abs()))
+            return widen(low, high, 2 * REST_ROUNDINGS * UNIT * size)
+        slope, offset, radius = rule.coefficients(lower, upper)
+        first, second = slope * lower, slope * upper
+        low = torch.minimum(first, second) + offset - radius
+        high = torch.maximum(first, second) + offset + radius
+        error = relaxation_error(rule, lower, upper, slope, offset, radius, 0.0, 1, UNIT)
+        applied = 8 * UNIT * (slope.abs() * value.magnitude() + offset.abs() + radius)
+        return widen(low, high, error + applied)
+
+
+EXACT, SHAPE = Exact(), Shape()
+
+
+def activation(rule: Relaxation | Any, exact: bool = False) -> Activation | Any:
+    """The interval rule of a bound rule that relaxes (what activations register;
+    ``exact``: see :class:`Activation`)."""
+    if isinstance(rule, Lipschitz | PiecewiseLinear | SShaped):
+        return Activation(rule, exact)
+    return rule

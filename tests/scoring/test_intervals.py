@@ -1,0 +1,216 @@
+"""The interval screen is sound: its lower bound of every margin over a pixel's color box
+never exceeds the exact minimum (a MILP solved by HiGHS) nor any sampled value, on every
+network the zonotope tests use; a box of width 0 gives the exact margins; bounds only
+tighten on sub-boxes; operations without an interval rule are named; the verifier with
+the screen decides as without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from milp import exact_margins
+from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised, scores
+from torch import nn
+
+from pixelprior.scoring.cone import OPERATIONS
+from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+from pixelprior.search.verify import BoundUnsupportedError, Verifier
+
+NETS = [Residual, Plain, Scaled] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
+
+
+def screened(model, image, y, x, lo, hi, label) -> np.ndarray:
+    width = image.shape[-1]
+    return IntervalScreen(model).margins(
+        image, torch.tensor([y * width + x]), torch.tensor([lo], dtype=torch.float64),
+        torch.tensor([hi], dtype=torch.float64), label)[0].numpy()
+
+
+def box(corner, width):
+    lo = [min(c, 1 - width) for c in corner]
+    return lo, [v + width for v in lo]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), index=st.integers(0, len(NETS) - 1),
+       y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
+    model = randomised(NETS[index](), seed)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    lo, hi = box(corner, width)
+    samples = torch.tensor(lo, dtype=torch.float64) + torch.rand(
+        400, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * width
+    corners = torch.tensor([[lo[0] if i & 1 else hi[0], lo[1] if i & 2 else hi[1],
+                             lo[2] if i & 4 else hi[2]] for i in range(8)],
+                           dtype=torch.float64)
+    values = scores(model, image, y, x, torch.cat([samples, corners]))
+    label = int(values[0].argmax())
+    bounds = screened(model, image, y, x, lo, hi, label)
+    margins = (values[:, label:label + 1] - values).min(0).values.numpy()
+    others = [j for j in range(values.shape[1]) if j != label]
+    assert (bounds[others] <= margins[others] + 1e-9 * (1 + abs(margins).max())).all()
+    assert bounds[label] == np.inf
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), plain=st.booleans(), y=st.integers(0, 7),
+       x=st.integers(0, 7), width=st.sampled_from([0.05, 0.25, 1.0]),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_bounds_never_exceed_the_exact_minimum(seed, plain, y, x, width, corner):
+    model = randomised(Plain() if plain else Residual(), seed)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed + 1))
+    lo, hi = box(corner, width)
+    values = scores(model, image, y, x, torch.tensor([lo], dtype=torch.float64))
+    label = int(values[0].argmax())
+    exact = exact_margins(model, image, y, x, lo, hi, label)
+    bounds = screened(model, image, y, x, lo, hi, label)
+    others = [j for j in range(exact.size) if j != label]
+    assert (bounds[others] <= exact[others] + 1e-7).all(), (bounds, exact)
+    if (bounds[others] > 0).all():  # "verified" implies the exact minimum is positive
+        assert (exact[others] > 0).all()
+
+
+@pytest.mark.parametrize("net", NETS, ids=range(len(NETS)))
+def test_a_box_of_width_zero_gives_the_exact_margins(net):
+    model = randomised(net(), 3)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    color = [0.2, 0.9, 0.4]
+    values = scores(model, image, 3, 6, torch.tensor([color], dtype=torch.float64))[0]
+    label = int(values.argmax())
+    bounds = screened(model, image, 3, 6, color, color, label)
+    others = [j for j in range(values.numel()) if j != label]
+    exact = (values[label] - values[others]).numpy()
+    assert (bounds[others] <= exact).all()  # the rounding slack: below, and barely
+    jumps = isinstance(getattr(model, "act", None), nn.Softplus)  # its jump at the
+    np.testing.assert_allclose(bounds[others], exact,  # threshold (~2e-9) counts on
+                               atol=1e-6 if jumps else 1e-9, rtol=1e-9)  # both sides
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), index=st.integers(0, len(NETS) - 1),
+       corner=st.lists(st.floats(0.0, 0.5), min_size=3, max_size=3))
+def test_bounds_only_tighten_on_sub_boxes(seed, index, corner):
+    """Intervals are monotone in the box: a half of a box is bounded at least as high
+    (up to the rounding slack, ~1e-12 here)."""
+    model = randomised(NETS[index](), seed)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    lo, hi = corner, [c + 0.5 for c in corner]
+    screen = IntervalScreen(model)
+    halves_lo = torch.tensor([lo, [lo[0] + 0.25, *lo[1:]]], dtype=torch.float64)
+    halves_hi = torch.tensor([[lo[0] + 0.25, *hi[1:]], hi], dtype=torch.float64)
+    position = torch.tensor([2 * 8 + 5])
+    label = int(scores(model, image, 2, 5, torch.tensor([lo], dtype=torch.float64))
+                .argmax())
+    whole = screen.margins(image, position, torch.tensor([lo], dtype=torch.float64),
+                           torch.tensor([hi], dtype=torch.float64), label)[0]
+    parts = screen.margins(image, position.repeat(2), halves_lo, halves_hi, label)
+    finite = torch.isfinite(whole)
+    assert (parts[:, finite] >= whole[finite] - 1e-9 * (1 + whole[finite].abs())).all()
+
+
+def test_many_positions_in_one_call_match_one_at_a_time():
+    model = randomised(Residual(), 2)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    screen = IntervalScreen(model)
+    positions = torch.tensor([0, 9, 27, 63])
+    lo, hi = torch.zeros(4, 3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64)
+    together = screen.margins(image, positions, lo, hi, 1)
+    alone = torch.cat([screen.margins(image, positions[i:i + 1], lo[:1], hi[:1], 1)
+                       for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
+
+
+def test_every_operation_with_a_bound_rule_has_an_interval_rule():
+    """(``shape`` has no bound rule: the zonotope engine runs it as a step of its own.)"""
+    for name in OPERATIONS.names():
+        operation = OPERATIONS.get(name)
+        has_bound = operation.bound is not None or name == "shape"
+        assert has_bound == (operation.interval is not None), name
+
+
+class Flip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(torch.maximum(self.conv(x), torch.zeros(1)).mean((2, 3)))
+
+
+class Square(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.fc((h * h).mean((2, 3)))
+
+
+@pytest.mark.parametrize("model, message", [
+    (Flip().eval(), "no rule for maximum"), (Square().eval(), "product of two values"),
+    (Plain().train(), "training mode")])
+def test_operations_without_an_interval_rule_are_named(model, message):
+    with pytest.raises(IntervalUnsupportedError, match=message):
+        IntervalScreen(model)
+
+
+def test_the_verifier_screens_where_it_can_and_says_why_not_elsewhere():
+    assert Verifier(Plain().eval()).screen is not None
+    assert Verifier(Plain().eval(), screen=False).screen_skipped == "screen=False"
+
+
+def quiet_net() -> nn.Module:
+    """A small CNN whose single pixels barely matter: intervals prove every position."""
+    model = randomised(Plain(classes=3, size=8), 7)
+    with torch.no_grad():
+        model.conv1.weight.mul_(1e-3)
+        model.fc2.bias.copy_(torch.tensor([3.0, 0.0, 0.0]))
+    return model
+
+
+def test_the_screen_proves_whole_positions_and_the_verdicts_agree():
+    model = quiet_net()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    label = torch.tensor([int(model(image).argmax(1))])
+    (with_screen,) = Verifier(model, budget=None, deterministic=True).verify(image, label)
+    (without,) = Verifier(model, budget=None, deterministic=True, screen=False).verify(
+        image, label)
+    assert with_screen.decided_by == without.decided_by == "verified"
+    assert with_screen.screened == 64 and with_screen.boxes == 64  # one box per position
+    assert without.screened == 0
+    assert with_screen.positions.verified_volume.min() == 1.0
+
+
+def test_a_screen_that_never_proves_is_dropped_after_its_tries(monkeypatch):
+    """On a network intervals do not prove (the calm net's looser variant), the screen
+    stops after SCREEN_TRIES chunks and the zonotopes decide: the same verdict."""
+    from pixelprior.search import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "SCREEN_CHUNK", {"cpu": 8})
+    model = randomised(Residual(), 11)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(11))
+    label = torch.tensor([int(model(image).argmax(1))])
+    verifier = Verifier(model, budget=None, max_boxes=200, deterministic=True)
+    calls = []
+    margins = verifier.screen.margins
+
+    def counted(image, positions, lo, hi, label):
+        calls.append(len(positions))
+        bounds = margins(image, positions, lo, hi, label)
+        return bounds - 1e9  # looser: still sound, never proves
+
+    monkeypatch.setattr(verifier.screen, "margins", counted)
+    verifier.verify(image, label, stop_at_first=False)
+    assert calls == [8] * verify_module.SCREEN_TRIES
+
+
+def test_screen_true_refuses_a_model_without_interval_rules():
+    with pytest.raises(BoundUnsupportedError, match="interval"):
+        Verifier(Flip().eval(), screen=True)
