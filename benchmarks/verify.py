@@ -66,8 +66,8 @@ def sampled(model, images, labels) -> dict:
     return out
 
 
-def verified(model, images, labels, budget: float) -> list:
-    verifier = Verifier(model, budget=budget)
+def verified(model, images, labels, budget: float, screen: bool | None = None) -> list:
+    verifier = Verifier(model, budget=budget, screen=screen)
     answers = []
     for n in range(len(labels)):
         answer = verifier.verify(images[n:n + 1], labels[n:n + 1])[0]
@@ -85,7 +85,8 @@ def verified(model, images, labels, budget: float) -> list:
             x, y, color = answer.witness
             witness = f", witness ({x}, {y}) color {tuple(round(float(c), 4) for c in color)}"
         print(f"  image {n}: {answer.decided_by} in {answer.seconds:.1f} s "
-              f"({answer.boxes} boxes, proved share {answer.verified_volume:.5f}, "
+              f"({answer.boxes} boxes, {answer.screened} positions proved by the interval "
+              f"screen, proved share {answer.verified_volume:.5f}, "
               f"{robust} positions proved{witness})", flush=True)
     return answers
 
@@ -120,7 +121,8 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
           f"| {verify_s / fast_s:.1f}x |")
     print(f"\nverifier seconds per image: median {statistics.median(seconds):.1f}, "
           f"largest {max(seconds):.1f}; boxes per image: median "
-          f"{statistics.median(a.boxes for a in answers):,.0f}")
+          f"{statistics.median(a.boxes for a in answers):,.0f}; positions proved by the "
+          f"interval screen: median {statistics.median(a.screened for a in answers):,.0f}")
     if unknown:
         print(f"unknown images: share of the threat space proved, median "
               f"{statistics.median(unknown):.5f}, largest {max(unknown):.5f}, lowest "
@@ -130,6 +132,18 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
           f"(a corner certificate is a sample, not a proof)")
     print(f"soundness check: images verified that a sampler fools: {wrong} (must be 0)")
     assert wrong == 0, "the verifier proved an image a sampler fools"
+
+
+def compare_screen(screened: list, plain: list) -> None:
+    """Verdicts and seconds with and without the interval screen, image by image."""
+    same = sum(a.decided_by == b.decided_by for a, b in zip(screened, plain, strict=True))
+    with_s = [a.seconds for a in screened]
+    without_s = [b.seconds for b in plain]
+    print(f"\nsame verdict with and without the screen: {same} of {len(plain)}")
+    print(f"verifier seconds per image, with / without the screen: median "
+          f"{statistics.median(with_s):.1f} / {statistics.median(without_s):.1f}, total "
+          f"{sum(with_s):.0f} / {sum(without_s):.0f} "
+          f"({sum(without_s) / max(sum(with_s), 1e-9):.1f}x)")
 
 
 def squeezenet(count: int, budget: float) -> None:
@@ -154,6 +168,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0)
     parser.add_argument("--squeezenet", type=int, default=0)
     parser.add_argument("--squeezenet-budget", type=float, default=600.0)
+    parser.add_argument("--compare-screen", action="store_true",
+                        help="also verify every image without the interval screen, and "
+                             "print the times side by side")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -165,6 +182,10 @@ def main() -> None:
         answers = verified(model, images, labels, args.budget)
         samples = sampled(model, images, labels)
         report(name, source, indices, samples, answers, args.budget)
+        if args.compare_screen:
+            print("\nwithout the interval screen:", flush=True)
+            plain = verified(model, images, labels, args.budget, screen=False)
+            compare_screen(answers, plain)
         print(f"({time.perf_counter() - began:.0f} s for {name})", flush=True)
     if args.squeezenet:
         squeezenet(args.squeezenet, args.squeezenet_budget)
