@@ -220,3 +220,14 @@ def test_a_screen_far_from_proving_is_dropped_after_its_tries(monkeypatch, shift
 def test_screen_true_refuses_a_model_without_interval_rules():
     with pytest.raises(BoundUnsupportedError, match="interval"):
         Verifier(Flip().eval(), screen=True)
+
+
+def test_the_screen_keeps_to_the_box_budget():
+    """Each position the screen bounds is one box; it never bounds past max_boxes."""
+    model = quiet_net()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    label = torch.tensor([int(model(image).argmax(1))])
+    for budget in (1, 5, 30, 63):
+        (result,) = Verifier(model, budget=None, max_boxes=budget).verify(image, label)
+        assert result.boxes == budget and result.decided_by == "unknown"
+        assert result.screened == budget

@@ -54,9 +54,9 @@ REFINES = ("none", "de")
 VERIFY_MODES = ("off", "auto", "on")
 # verify="auto" runs where one whole-cube box needs at most this many symbols: ConvSmall
 # (127) does, and decides an image in seconds, and so does the ResNet8 fine-tuned for one
-# pixel (218: about 1.5 minutes an image, but complete); the normally trained ResNet8
-# (4,446) and SqueezeNet (tens of thousands) would take hours to months per image and
-# prove a fraction of a percent, so a run asks for them (verify="on")
+# pixel (218; a median of ~10 s an image with the interval screen, complete); the
+# normally trained ResNet8 (4,446) and SqueezeNet (tens of thousands) would take hours to
+# months per image and prove a fraction of a percent, so a run asks for them (verify="on")
 AUTO_MAX_SYMBOLS = 1024
 # margins (true-class probability minus the best other) this close to 0 are re-scored by
 # the model itself before a certificate is given; the engines agree to ~1e-5
