@@ -6,6 +6,8 @@ the screen decides as without it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -22,9 +24,9 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 NETS = [Residual, Plain, Scaled] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
-def screened(model, image, y, x, lo, hi, label) -> np.ndarray:
+def screened(model, image, y, x, lo, hi, label, cone=False) -> np.ndarray:
     width = image.shape[-1]
-    return IntervalScreen(model).margins(
+    return IntervalScreen(model, cone=cone).margins(
         image, torch.tensor([y * width + x]), torch.tensor([lo], dtype=torch.float64),
         torch.tensor([hi], dtype=torch.float64), label)[0].numpy()
 
@@ -37,8 +39,8 @@ def box(corner, width):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), index=st.integers(0, len(NETS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
-       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
-def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3), cone=st.booleans())
+def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner, cone):
     model = randomised(NETS[index](), seed)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     lo, hi = box(corner, width)
@@ -49,7 +51,7 @@ def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
                            dtype=torch.float64)
     values = scores(model, image, y, x, torch.cat([samples, corners]))
     label = int(values[0].argmax())
-    bounds = screened(model, image, y, x, lo, hi, label)
+    bounds = screened(model, image, y, x, lo, hi, label, cone)
     margins = (values[:, label:label + 1] - values).min(0).values.numpy()
     others = [j for j in range(values.shape[1]) if j != label]
     assert (bounds[others] <= margins[others] + 1e-9 * (1 + abs(margins).max())).all()
@@ -59,29 +61,30 @@ def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), plain=st.booleans(), y=st.integers(0, 7),
        x=st.integers(0, 7), width=st.sampled_from([0.05, 0.25, 1.0]),
-       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
-def test_bounds_never_exceed_the_exact_minimum(seed, plain, y, x, width, corner):
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3), cone=st.booleans())
+def test_bounds_never_exceed_the_exact_minimum(seed, plain, y, x, width, corner, cone):
     model = randomised(Plain() if plain else Residual(), seed)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed + 1))
     lo, hi = box(corner, width)
     values = scores(model, image, y, x, torch.tensor([lo], dtype=torch.float64))
     label = int(values[0].argmax())
     exact = exact_margins(model, image, y, x, lo, hi, label)
-    bounds = screened(model, image, y, x, lo, hi, label)
+    bounds = screened(model, image, y, x, lo, hi, label, cone)
     others = [j for j in range(exact.size) if j != label]
     assert (bounds[others] <= exact[others] + 1e-7).all(), (bounds, exact)
     if (bounds[others] > 0).all():  # "verified" implies the exact minimum is positive
         assert (exact[others] > 0).all()
 
 
+@pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
 @pytest.mark.parametrize("net", NETS, ids=range(len(NETS)))
-def test_a_box_of_width_zero_gives_the_exact_margins(net):
+def test_a_box_of_width_zero_gives_the_exact_margins(net, cone):
     model = randomised(net(), 3)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     color = [0.2, 0.9, 0.4]
     values = scores(model, image, 3, 6, torch.tensor([color], dtype=torch.float64))[0]
     label = int(values.argmax())
-    bounds = screened(model, image, 3, 6, color, color, label)
+    bounds = screened(model, image, 3, 6, color, color, label, cone)
     others = [j for j in range(values.numel()) if j != label]
     exact = (values[label] - values[others]).numpy()
     assert (bounds[others] <= exact).all()  # the rounding slack: below, and barely
@@ -92,14 +95,14 @@ def test_a_box_of_width_zero_gives_the_exact_margins(net):
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), index=st.integers(0, len(NETS) - 1),
-       corner=st.lists(st.floats(0.0, 0.5), min_size=3, max_size=3))
-def test_bounds_only_tighten_on_sub_boxes(seed, index, corner):
+       corner=st.lists(st.floats(0.0, 0.5), min_size=3, max_size=3), cone=st.booleans())
+def test_bounds_only_tighten_on_sub_boxes(seed, index, corner, cone):
     """Intervals are monotone in the box: a half of a box is bounded at least as high
     (up to the rounding slack, ~1e-12 here)."""
     model = randomised(NETS[index](), seed)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     lo, hi = corner, [c + 0.5 for c in corner]
-    screen = IntervalScreen(model)
+    screen = IntervalScreen(model, cone=cone)
     halves_lo = torch.tensor([lo, [lo[0] + 0.25, *lo[1:]]], dtype=torch.float64)
     halves_hi = torch.tensor([[lo[0] + 0.25, *hi[1:]], hi], dtype=torch.float64)
     position = torch.tensor([2 * 8 + 5])
@@ -112,16 +115,78 @@ def test_bounds_only_tighten_on_sub_boxes(seed, index, corner):
     assert (parts[:, finite] >= whole[finite] - 1e-9 * (1 + whole[finite].abs())).all()
 
 
-def test_many_positions_in_one_call_match_one_at_a_time():
+@pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
+def test_many_positions_in_one_call_match_one_at_a_time(cone):
     model = randomised(Residual(), 2)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    screen = IntervalScreen(model)
+    screen = IntervalScreen(model, cone=cone)
     positions = torch.tensor([0, 9, 27, 63])
     lo, hi = torch.zeros(4, 3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64)
     together = screen.margins(image, positions, lo, hi, 1)
     alone = torch.cat([screen.margins(image, positions[i:i + 1], lo[:1], hi[:1], 1)
                        for i in range(4)])
     torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("net", [Residual, Scaled, lambda: Smooth(nn.GELU())],
+                         ids=["residual", "scaled", "gelu"])
+def test_the_cone_bounds_as_whole_images_do(net):
+    """In the pixel's cone the rules see the same values (the clean image's bounds around
+    the windows): the bounds agree with whole images' to rounding, and are never looser
+    beyond it (the cone's rounding slack is taken over patches, not whole maps)."""
+    model = randomised(net(), 4)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    positions = torch.arange(64)
+    lo = torch.rand(64, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    hi = (lo + 0.5).clamp(max=1.0)
+    cone, whole = IntervalScreen(model, cone=True), IntervalScreen(model, cone=False)
+    assert cone.uses_cone(image) and not whole.uses_cone(image)
+    inside = cone.margins(image, positions, lo, hi, 2)
+    outside = whole.margins(image, positions, lo, hi, 2)
+    finite = torch.isfinite(outside)
+    size = 1 + outside[finite].abs()
+    assert (inside[finite] >= outside[finite] - 1e-12 * size).all()
+    torch.testing.assert_close(inside[finite] / size, outside[finite] / size, rtol=0,
+                               atol=1e-10)
+
+
+def test_the_bundled_resnet8_is_screened_in_the_cone():
+    from pixelprior.models import load_model
+
+    model = load_model("resnet8-ibp-cifar10").eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    screen = IntervalScreen(model)
+    assert screen.uses_cone(image)
+    positions = torch.tensor([0, 31, 500, 1023])
+    lo, hi = torch.zeros(4, 3), torch.ones(4, 3)
+    whole = IntervalScreen(model, cone=False).margins(image, positions, lo, hi, 3)
+    inside = screen.margins(image, positions, lo, hi, 3)
+    finite = torch.isfinite(whole)
+    torch.testing.assert_close(inside[finite], whole[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_the_clean_bounds_follow_the_image():
+    """The cone reads the clean image's bounds, kept for the last image: a new image
+    (or the same tensor changed in place) is bounded afresh."""
+    model = randomised(Residual(), 6)
+    screen = IntervalScreen(model, cone=True)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    positions, lo, hi = torch.tensor([9, 40]), torch.zeros(2, 3), torch.ones(2, 3)
+    screen.margins(image, positions, lo, hi, 0)
+    image.mul_(0.5)  # in place: the same tensor
+    again = screen.margins(image, positions, lo, hi, 0)
+    fresh = IntervalScreen(model, cone=True).margins(image, positions, lo, hi, 0)
+    torch.testing.assert_close(again, fresh, rtol=0, atol=0)
+
+
+def test_a_sliding_window_rule_without_a_patch_form_bounds_whole_images(monkeypatch):
+    model = randomised(Plain(), 8)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    screen = IntervalScreen(model)
+    for node, rule in list(screen.rules.items()):
+        if getattr(rule, "patch_abs", None) is not None:
+            monkeypatch.setitem(screen.rules, node, replace(rule, patch_abs=None))
+    assert not screen.uses_cone(image)
 
 
 def test_every_operation_with_a_bound_rule_has_an_interval_rule():

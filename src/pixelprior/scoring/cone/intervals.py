@@ -253,12 +253,16 @@ class SignedAffine(IntervalRule):
             against the output (default: ``run_abs`` itself); a cheaper one spares a pass
             (a convolution's: per channel, the weights' absolute sum times the largest
             input of each input channel), at the price of a looser rounding bound.
+        patch_abs: ``x ↦ |A| x`` on a patch the cone has already padded (a sliding-window
+            layer run on a window of the pixel's cone, :mod:`.screen`); ``None`` where
+            ``run_abs`` adds no padding (or the layer is never a sliding window).
     """
 
     run_abs: Callable[[torch.Tensor], torch.Tensor]
     offset: torch.Tensor | float
     terms: int
     size_bound: Callable[[torch.Tensor], torch.Tensor] | None = None
+    patch_abs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def apply(self, step):
         value = step.intervals[0]

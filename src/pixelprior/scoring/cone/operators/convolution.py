@@ -99,8 +99,8 @@ def _interval(params: ConvParams) -> SignedAffine:
     magnitude = params.weight.detach().double().abs()
     bias = params.bias.detach().double().abs()[:, None, None] if params.bias is not None else 0.0
 
-    def run_abs(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, magnitude.to(x.device), None, params.stride, params.padding,
+    def run_abs(x: torch.Tensor, padding: tuple[int, int] = params.padding) -> torch.Tensor:
+        return F.conv2d(x, magnitude.to(x.device), None, params.stride, padding,
                         params.dilation, params.groups)
 
     # |W| v <= Σ_i (Σ_k |W[o, i, k]|) · max v_i: a [C_out, C_in] matrix (zero across groups)
@@ -117,7 +117,8 @@ def _interval(params: ConvParams) -> SignedAffine:
         return F.linear(largest, channels.to(x.device))[:, :, None, None] * (
             1 + 2 * channels.shape[1] * 2**-53)
 
-    return SignedAffine(run_abs, bias, magnitude[0].numel() + 1, size_bound)
+    return SignedAffine(run_abs, bias, magnitude[0].numel() + 1, size_bound,
+                        patch_abs=lambda x: run_abs(x, (0, 0)))
 
 
 register_interval("conv2d")(_interval)  # the interval screen
