@@ -1,5 +1,5 @@
 """The exact ground truth against the 27-color grid: where one pixel of ANY color fools
-ConvSmall (``pixelprior verify --exact``, every position decided by the sound verifier)
+a model (``pixelprior verify --exact``, every position decided by the sound verifier)
 against where one of the grid's 27 colors does (``pixelprior susceptibility``).
 
 Made with (this folder's README lists the machine and the times)::
@@ -9,6 +9,11 @@ Made with (this folder's README lists the machine and the times)::
     pixelprior susceptibility cifar10 --model convsmall-cifar10 --images 50 \
         --out results/cifar10-verified/scan27
     python results/cifar10-verified/compare.py
+
+and for another model, its own folder holding ``exact/`` and ``scan27/``::
+
+    python results/cifar10-verified/compare.py --model resnet8-ibp-cifar10 \
+        --folder results/cifar10-verified/resnet8-ibp
 
 Writes ``comparison.md``, ``comparison.json`` and ``verdicts.png`` here: per image and in
 total, the positions the verifier proves robust, finds vulnerable, and leaves unknown; how
@@ -20,6 +25,7 @@ must be 0).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -35,11 +41,13 @@ from pixelprior.report.mapeval import method_maps
 METHODS = ("smoothgrad", "gradient", "integrated_gradients", "occlusion")
 
 HERE = Path(__file__).parent
+NAMES = {"convsmall-cifar10": "ConvSmall",
+         "resnet8-ibp-cifar10": "the ResNet8 fine-tuned for one pixel"}
 
 
-def corner_answers(indices: list[int]) -> dict[int, bool]:
+def corner_answers(spec: str, indices: list[int]) -> dict[int, bool]:
     """The fast mode (8 corner colors, no verify stage) per test index: fooled?"""
-    model = load_model("convsmall-cifar10").eval()
+    model = load_model(spec).eval()
     data = load_cifar10("full")
     where = {int(i): n for n, i in enumerate(data.official_indices)}
     pick = torch.tensor([where[i] for i in indices])
@@ -48,12 +56,12 @@ def corner_answers(indices: list[int]) -> dict[int, bool]:
     return {i: bool(r.success) for i, r in zip(indices, out.results, strict=True)}
 
 
-def map_aucs(rows: list[dict], maps: SusceptibilityMaps, statuses: dict[int, np.ndarray]
-             ) -> dict:
+def map_aucs(spec: str, rows: list[dict], maps: SusceptibilityMaps,
+             statuses: dict[int, np.ndarray]) -> dict:
     """Each map's mean ROC AUC at finding the vulnerable positions, against the exact
     verdicts and against the 27-color grid, over the images with both kinds of position
     under both (the same images for both columns)."""
-    model = load_model("convsmall-cifar10").eval()
+    model = load_model(spec).eval()
     data = load_cifar10("full")
     where = {int(i): n for n, i in enumerate(data.official_indices)}
     by_index = {int(i): n for n, i in enumerate(maps.image_indices)}
@@ -75,11 +83,14 @@ def map_aucs(rows: list[dict], maps: SusceptibilityMaps, statuses: dict[int, np.
     return out
 
 
-def compare(exact_dir: Path, scan_dir: Path) -> dict:
+def compare(spec: str, exact_dir: Path, scan_dir: Path) -> dict:
     rows = read_rows(exact_dir / "verification.jsonl")
+    settings = json.loads((exact_dir / "verification.json").read_text(encoding="utf-8"))
+    if settings["model"] != spec:
+        raise SystemExit(f"{exact_dir} holds verdicts of {settings['model']}, not {spec}")
     maps = SusceptibilityMaps.load(scan_dir)
     by_index = {int(i): n for n, i in enumerate(maps.image_indices)}
-    corners = corner_answers([row["image_index"] for row in rows])
+    corners = corner_answers(spec, [row["image_index"] for row in rows])
     images = []
     statuses = {}
     for row in rows:
@@ -110,15 +121,19 @@ def compare(exact_dir: Path, scan_dir: Path) -> dict:
                                                for image in images),
                  median_seconds=float(np.median([image["seconds"] for image in images])),
                  max_seconds=max(image["seconds"] for image in images))
-    return {"total": total, "maps": map_aucs(rows, maps, statuses), "images": images}
+    total.update(model=spec, budget=settings["budget"])
+    return {"total": total, "maps": map_aucs(spec, rows, maps, statuses), "images": images}
 
 
 def markdown(result: dict) -> str:
     t = result["total"]
+    name = NAMES.get(t["model"], t["model"])
+    budget = f"{t['budget']:g} s per image" if t["budget"] else "no time limit"
     lines = [
-        "# ConvSmall: the exact one-pixel ground truth against the 27-color grid", "",
+        f"# {name[0].upper() + name[1:]}: the exact one-pixel ground truth against the "
+        "27-color grid", "",
         f"{t['images']} images (the first correctly classified CIFAR-10 test images); "
-        f"every position of every image given to the verifier (`--exact`, 60 s per image: "
+        f"every position of every image given to the verifier (`--exact`, {budget}: "
         f"median {t['median_seconds']:.1f} s, largest {t['max_seconds']:.1f} s); a "
         "position it did not decide in time is unknown, never robust.", "",
         "| | positions | images with one |", "|---|---|---|",
@@ -169,7 +184,7 @@ def figure(result: dict, path: Path) -> None:
     left.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
     left.set_xlabel("vulnerable positions, 27-color grid")
     left.set_ylabel("vulnerable positions, any color (exact)")
-    left.set_title("where one pixel fools ConvSmall")
+    left.set_title(f"where one pixel fools {NAMES.get(result['total']['model'], 'the model')}")
     kinds = {"fooled by a corner": [i["corners_fool"] for i in images],
              "corner-certified, fooled off the corners": [
                  not i["corners_fool"] and i["vulnerable"] > 0 for i in images],
@@ -184,12 +199,20 @@ def figure(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    result = compare(HERE / "exact", HERE / "scan27")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="convsmall-cifar10",
+                        help="the model the verdicts are of [convsmall-cifar10]")
+    parser.add_argument("--folder", type=Path, default=HERE,
+                        help="holds exact/ and scan27/; the comparison is written there "
+                             "[this folder]")
+    args = parser.parse_args()
+    folder = args.folder
+    result = compare(args.model, folder / "exact", folder / "scan27")
     assert result["total"]["proved_robust_but_grid_fools"] == 0, "unsound verdict"
     assert result["total"]["verified_but_corners_fool"] == 0, "unsound verdict"
-    write_json_atomic(HERE / "comparison.json", result)
-    (HERE / "comparison.md").write_text(markdown(result), encoding="utf-8")
-    figure(result, HERE / "verdicts.png")
+    write_json_atomic(folder / "comparison.json", result)
+    (folder / "comparison.md").write_text(markdown(result), encoding="utf-8")
+    figure(result, folder / "verdicts.png")
     print(json.dumps(result["total"], indent=1))
 
 

@@ -48,6 +48,25 @@ def test_verify_writes_a_row_per_image_and_refuses_other_settings(tmp_path):
     assert (out / "verification.jsonl").read_bytes() == before
 
 
+def test_no_screen_is_recorded_and_a_resume_must_keep_it(tmp_path):
+    out = tmp_path / "v"
+    common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+              "--budget", 0, "--max-boxes", 5000, "--deterministic", "--out", out)
+    result = invoke(*common, "--images", 1, "--no-screen")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "verification.json").read_text())["screen"] is False
+    before = (out / "verification.jsonl").read_bytes()
+    other = invoke(*common, "--images", 2)  # the screen on (the default)
+    clean_error(other, 2, "screen = False, not True")
+    assert (out / "verification.jsonl").read_bytes() == before
+    settings = json.loads((out / "verification.json").read_text())
+    del settings["screen"]  # a folder from before the setting was recorded
+    (out / "verification.json").write_text(json.dumps(settings))
+    resumed = invoke(*common, "--images", 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert len((out / "verification.jsonl").read_text().splitlines()) == 2
+
+
 def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -53,6 +53,10 @@ def verify(
                                "exact ground truth of where one pixel fools the model."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Bound calls of "
                                        "fixed size (bit-identical verdicts without a budget)."),
+    screen: bool = typer.Option(True, "--screen/--no-screen", help="Bound each position's "
+                                "whole color cube with intervals first, where the model's "
+                                "operations have interval rules (it only saves time; off: "
+                                "zonotopes alone)."),
     model_options: ModelOptions = None,
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
@@ -80,6 +84,7 @@ def verify(
         tolerance: the margin a bound must exceed.
         exact: decide every position.
         deterministic: bound calls of fixed size.
+        screen: screen whole color cubes with intervals first.
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         device: where the model runs.
         no_resize: refuse an image file of another size than the model's input.
@@ -96,17 +101,19 @@ def verify(
     if exact and out is None:
         fail("--exact writes every position's verdict (positions/): give --out DIR")
     if out is not None:
-        verify_into(target, out, *arguments)
+        verify_into(target, out, *arguments, screen=screen)
         return
     with tempfile.TemporaryDirectory(prefix="pixelprior-verify-") as folder:
-        verify_into(target, Path(folder) / "verification", *arguments, kept=False)
+        verify_into(target, Path(folder) / "verification", *arguments, kept=False,
+                    screen=screen)
 
 
 def verify_into(target: str, out: Path, source: str, data: Path | None, images: int,
                 first_index: int, budget: float, max_boxes: int | None,
                 tolerance: float | None, exact: bool, deterministic: bool,
                 model_options: ModelOptions, device: str, no_resize: bool, workers: int = 1,
-                ray_address: str | None = None, kept: bool = True) -> None:
+                ray_address: str | None = None, kept: bool = True,
+                screen: bool = True) -> None:
     """The command's run (``susceptibility --exact`` runs it too); arguments as the
     command's options (``kept``: ``out`` is the user's folder, not a temporary one)."""
     _check_options(images, first_index, budget, max_boxes, tolerance, source)
@@ -147,7 +154,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             rows = run_verification(out, net, floats, labels, indices,
                                     budget=budget or None, max_boxes=max_boxes,
                                     tolerance=tolerance, exact=exact,
-                                    deterministic=deterministic, device=device, info=info,
+                                    deterministic=deterministic, screen=screen,
+                                    device=device, info=info,
                                     progress=ProgressBar(), interrupts=interrupts,
                                     log=console.print, workers=workers,
                                     ray_address=ray_address,

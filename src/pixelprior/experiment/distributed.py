@@ -161,7 +161,7 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
     Args:
         model_factory: a picklable callable returning the model (eval mode).
         settings: the verifier's keyword arguments (budget, max_boxes, tolerance,
-            deterministic).
+            deterministic, screen).
         jobs: ``(n, image [1, C, H, W], label [1], stop_at_first)`` per image.
         workers: actors to start.
         ray_address: a cluster to join (``None``: a local instance for this call).

@@ -55,11 +55,13 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
 VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
                     "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
-                    "deterministic", "tolerance_unit")
+                    "deterministic", "tolerance_unit", "screen")
 # "target" (what the images are): a folder holds one target's verdicts (two image files
 # would share index -1, and the settings would name only the last); the Python API
 # records it only where ``info`` gives it. (CIFAR-10's source is not compared: the sample
 # is the test set's first 100 images, and the pixels under each index are checked.)
+# "screen" decides nothing a proof could not, but under a budget it changes which images
+# are decided in time (as "deterministic" does).
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -71,8 +73,8 @@ class VerificationMismatchError(ValueError):
 def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                      labels: torch.Tensor, indices: list[int], *, budget: float | None = 60.0,
                      max_boxes: int | None = None, tolerance: float | None = None,
-                     exact: bool = False, deterministic: bool = False, device: str = "cpu",
-                     info: dict | None = None,
+                     exact: bool = False, deterministic: bool = False, screen: bool = True,
+                     device: str = "cpu", info: dict | None = None,
                      progress: ProgressReporter | bool | None = None,
                      interrupts: Interrupts | None = None,
                      log: Callable[[str], None] | None = None, workers: int = 1,
@@ -94,6 +96,9 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
             color fools the model) instead of stopping at the first witness.
         deterministic: bound calls sized independently of timing (bit-identical
             verdicts on one machine when no ``budget`` cuts them).
+        screen: bound each position's whole color cube with intervals first where the
+            model has interval rules (:class:`~pixelprior.search.Verifier`'s ``screen``:
+            ``True`` is its ``None``); ``False``: zonotopes alone.
         device: where the model runs.
         info: what the verdicts are made with (model spec, weights, ...), recorded.
         progress: told the progress (``None``/``False``: nothing is told).
@@ -124,10 +129,11 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     check_writable_dir(out)
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
+                "screen": screen,
                 "tolerance_unit": _tolerance_unit(tolerance, device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
-                        deterministic=deterministic)
+                        deterministic=deterministic, screen=None if screen else False)
     keys = pixel_keys(images)
     with RunLock(out):
         rows = _earlier_rows(out, settings)
@@ -187,7 +193,8 @@ def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
     from .distributed import ray_verify
 
     settings = {"budget": verifier.budget, "max_boxes": verifier.max_boxes,
-                "tolerance": verifier.tolerance, "deterministic": verifier.deterministic}
+                "tolerance": verifier.tolerance, "deterministic": verifier.deterministic,
+                "screen": verifier.screen_mode}
     jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
     if worker_device is None:
         worker_device = "cuda" if device.startswith("cuda") else "cpu"
@@ -347,7 +354,7 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
-        if name == "tolerance_unit" and name not in earlier:
+        if name in ("tolerance_unit", "screen") and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
         if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)

@@ -54,7 +54,7 @@ REFINES = ("none", "de")
 VERIFY_MODES = ("off", "auto", "on")
 # verify="auto" runs where one whole-cube box needs at most this many symbols: ConvSmall
 # (127) does, and decides an image in seconds, and so does the ResNet8 fine-tuned for one
-# pixel (218; a median of ~10 s an image with the interval screen, complete); the
+# pixel (218; a median of ~4 s an image with the interval screen, complete); the
 # normally trained ResNet8 (4,446) and SqueezeNet (tens of thousands) would take hours to
 # months per image and prove a fraction of a percent, so a run asks for them (verify="on")
 AUTO_MAX_SYMBOLS = 1024

@@ -5,11 +5,12 @@ The threat model is one pixel at any position set to **any** color in ``[0, 1]^C
 cube:
 
 0. **Screen** each position's whole color cube with intervals
-   (:class:`~pixelprior.scoring.cone.screen.IntervalScreen`: whole images, batched over
-   :data:`SCREEN_CHUNK` positions, float error inside the bounds). A position whose
-   bound exceeds the tolerance is proved in one box; the others go on with its bound.
-   On networks trained with intervals (``resnet8-ibp-cifar10``) this proves most
-   positions at ~7 ms each where a zonotope box costs ~90 ms; a screen that proves
+   (:class:`~pixelprior.scoring.cone.screen.IntervalScreen`: the windows of each
+   pixel's cone, batched over :data:`SCREEN_CHUNK` positions, float error inside the
+   bounds). A position whose bound exceeds the tolerance is proved in one box; the
+   others go on with its bound. On networks trained with intervals
+   (``resnet8-ibp-cifar10``) this proves most positions at ~1.2 ms each where a
+   zonotope box costs ~90 ms; a screen that proves
    none of its first :data:`SCREEN_TRIES` chunks, its bounds far below the tolerance
    (:data:`SCREEN_HOPELESS` times the clean margin), is dropped for the image.
 1. **Bound** a batch of boxes (position, ``[lo, hi]`` per channel) with
@@ -396,6 +397,7 @@ class Verifier:
         self.deterministic = deterministic
         self.bounds = BoundEngine(model)
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self.screen_mode = screen  # as given (what a Ray worker's verifier is made with)
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
         if screen is not False:
