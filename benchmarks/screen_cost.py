@@ -6,7 +6,9 @@ image ``--positions`` random positions, each bounded over its whole color cube (
 verifier's first box) by :class:`~pixelprior.scoring.cone.screen.IntervalScreen` in
 ``--chunk``-position calls, once through the windows of each pixel's cone
 (``cone=True``) and once on whole images (``cone=False``), alternately, best of
-``--repeats``. Printed: milliseconds per position each way, their ratio, which way the
+``--repeats`` (the cone's per-image pass over the clean image, the cost of about one
+whole-image position, is made in the first repeat and kept: in the verifier it is paid
+once per image too). Printed: milliseconds per position each way, their ratio, which way the
 default (``cone=None``) takes, and the largest difference of the two bounds relative to
 ``1 + |bound|`` (the cone's may only be tighter, by rounding slack: checked).
 

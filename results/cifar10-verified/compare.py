@@ -86,8 +86,9 @@ def map_aucs(spec: str, rows: list[dict], maps: SusceptibilityMaps,
 def compare(spec: str, exact_dir: Path, scan_dir: Path) -> dict:
     rows = read_rows(exact_dir / "verification.jsonl")
     settings = json.loads((exact_dir / "verification.json").read_text(encoding="utf-8"))
-    if settings["model"] != spec:
-        raise SystemExit(f"{exact_dir} holds verdicts of {settings['model']}, not {spec}")
+    if settings.get("model") != spec:
+        raise SystemExit(f"{exact_dir} holds verdicts of {settings.get('model')!r} (its "
+                         f"verification.json), not {spec}")
     maps = SusceptibilityMaps.load(scan_dir)
     by_index = {int(i): n for n, i in enumerate(maps.image_indices)}
     corners = corner_answers(spec, [row["image_index"] for row in rows])
@@ -184,7 +185,8 @@ def figure(result: dict, path: Path) -> None:
     left.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
     left.set_xlabel("vulnerable positions, 27-color grid")
     left.set_ylabel("vulnerable positions, any color (exact)")
-    left.set_title(f"where one pixel fools {NAMES.get(result['total']['model'], 'the model')}")
+    model = result["total"]["model"]
+    left.set_title(f"where one pixel fools {NAMES.get(model, model)}")
     kinds = {"fooled by a corner": [i["corners_fool"] for i in images],
              "corner-certified, fooled off the corners": [
                  not i["corners_fool"] and i["vulnerable"] > 0 for i in images],

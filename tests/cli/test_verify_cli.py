@@ -60,11 +60,12 @@ def test_no_screen_is_recorded_and_a_resume_must_keep_it(tmp_path):
     clean_error(other, 2, "screen = False, not True")
     assert (out / "verification.jsonl").read_bytes() == before
     settings = json.loads((out / "verification.json").read_text())
-    del settings["screen"]  # a folder from before the setting was recorded
+    del settings["screen"]  # a folder from before the setting was recorded: not known
     (out / "verification.json").write_text(json.dumps(settings))
-    resumed = invoke(*common, "--images", 2)
+    resumed = invoke(*common, "--images", 2)  # resumes, and records no guess
     assert resumed.exit_code == 0, resumed.output
     assert len((out / "verification.jsonl").read_text().splitlines()) == 2
+    assert "screen" not in json.loads((out / "verification.json").read_text())
 
 
 def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, monkeypatch):
@@ -212,6 +213,7 @@ def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path)
 
 def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
     for options, phrase in [(["--budget", 5], "give it with --exact"),
+                            (["--no-screen"], "they need --exact"),
                             (["--exact", "--levels", 4], "choose a grid of colors"),
                             (["--exact", "--batch-images", 2], "set the grid scan")]:
         result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",

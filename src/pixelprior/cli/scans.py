@@ -54,6 +54,9 @@ def susceptibility(
                                "`pixelprior verify --exact`."),
     budget: float | None = typer.Option(None, help="With --exact: seconds per image [60] "
                                         "(0: no limit)."),
+    screen: bool | None = typer.Option(None, "--screen/--no-screen", help="With --exact: "
+                                       "screen each position's color cube with intervals "
+                                       "first [on] (as `pixelprior verify`)."),
     model_options: ModelOptions = None,
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -76,6 +79,7 @@ def susceptibility(
         fast: the fast answer per image instead of the full map.
         exact: the verifier's verdict at every position over every color.
         budget: with ``exact``, seconds per image.
+        screen: with ``exact``, the verifier's interval screen (``None``: on).
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         engine: how candidates are scored.
         device: where the model runs.
@@ -95,8 +99,10 @@ def susceptibility(
                  "(one image at a time, its own bound engine)")
         verify_into(target, out, source, data, images, first_index,
                     60.0 if budget is None else budget, None, None, True, False,
-                    model_options, device, no_resize)
+                    model_options, device, no_resize, screen=screen is not False)
         return
+    if screen is not None:
+        fail("--screen/--no-screen set the verifier's interval screen: they need --exact")
     if budget is not None:
         fail("--budget is the verifier's time per image; give it with --exact")
     levels = 2 if corners else levels

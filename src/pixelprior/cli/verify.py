@@ -55,8 +55,9 @@ def verify(
                                        "fixed size (bit-identical verdicts without a budget)."),
     screen: bool = typer.Option(True, "--screen/--no-screen", help="Bound each position's "
                                 "whole color cube with intervals first, where the model's "
-                                "operations have interval rules (it only saves time; off: "
-                                "zonotopes alone)."),
+                                "operations have interval rules (it proves nothing the "
+                                "zonotopes could not, but changes the time each image "
+                                "takes; off: zonotopes alone)."),
     model_options: ModelOptions = None,
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "

@@ -344,7 +344,11 @@ def check_verification_folder(out: Path | str) -> None:
 
 
 def _earlier_rows(out: Path, settings: dict) -> list[dict]:
-    """The rows an earlier run left in ``out``, after checking it used these settings."""
+    """The rows an earlier run left in ``out``, after checking it used these settings.
+
+    ``screen`` from before it was recorded is not known (the screen came in later, on by
+    default): it is compared with nothing and taken out of ``settings``, so that the
+    folder keeps saying nothing of it rather than what this run uses."""
     if not (out / ROWS_FILE).is_file():
         return []
     try:
@@ -354,8 +358,11 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
-        if name in ("tolerance_unit", "screen") and name not in earlier:
+        if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
+        if name == "screen" and name not in earlier:
+            settings.pop(name, None)
+            continue
         if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)
         if compared_setting(name, earlier.get(name)) != compared_setting(

@@ -2,12 +2,12 @@
 operations register for it (:func:`~pixelprior.scoring.cone.table.register_interval`).
 
 Interval bound propagation (IBP; Gowal et al., 2018) is the loosest sound domain and the
-cheapest: two values per neuron instead of a zonotope's ``1 + symbols``, so whole images
-of intervals (one per box of colors, every other pixel fixed) run through the network as
-a batch of plain tensors, on any device. A network trained with it
-(``resnet8-ibp-cifar10``) is proved by it at most positions; :mod:`.screen` runs it over
-the whole color cube of many positions at once, and the verifier bounds only the
-positions it leaves open with zonotopes.
+cheapest: two values per neuron instead of a zonotope's ``1 + symbols``, so intervals of
+many boxes of colors (every other pixel fixed) run through the network as a batch of
+plain tensors, on any device: the windows of each pixel's cone, or whole images. A
+network trained with it (``resnet8-ibp-cifar10``) is proved by it at most positions;
+:mod:`.screen` runs it over the whole color cube of many positions at once, and the
+verifier bounds only the positions it leaves open with zonotopes.
 
 **Float error, proved.** Every rule returns bounds that hold for the network in real
 arithmetic whenever its inputs' bounds do: each rounding of the float64 computation is
@@ -254,8 +254,9 @@ class SignedAffine(IntervalRule):
             (a convolution's: per channel, the weights' absolute sum times the largest
             input of each input channel), at the price of a looser rounding bound.
         patch_abs: ``x ↦ |A| x`` on a patch the cone has already padded (a sliding-window
-            layer run on a window of the pixel's cone, :mod:`.screen`); ``None`` where
-            ``run_abs`` adds no padding (or the layer is never a sliding window).
+            layer run on a window of the pixel's cone, :mod:`.screen`); ``None``: no form
+            for patches, and the screen bounds whole images wherever the layer is a
+            sliding window (a pointwise layer's ``run_abs`` serves windows as it is).
     """
 
     run_abs: Callable[[torch.Tensor], torch.Tensor]

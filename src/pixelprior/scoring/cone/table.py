@@ -9,8 +9,9 @@ the operation's settings (the same for its module and functional forms), and its
   (:class:`WindowRule`: pointwise, elementwise, cat, spatial or shape), or why it cannot;
 - ``bound``: how the verifier bounds it over a box of colours (added by the verifier's
   bound rules with :func:`register_bound`), or why it cannot;
-- ``interval``: how the verifier's interval screen (:mod:`.screen`) bounds it over whole
-  images of intervals (added with :func:`register_interval`), or why it cannot.
+- ``interval``: how the verifier's interval screen (:mod:`.screen`) bounds it over
+  intervals, on the windows of a pixel's cone or on whole images (added with
+  :func:`register_interval`), or why it cannot.
 
 Adding an operation to the incremental engine is one :func:`register_operation` call in a
 module of ``operators/``; adding a verifier rule for it is one :func:`register_bound` call,
