@@ -59,14 +59,16 @@ def corner_answers(spec: str, indices: list[int]) -> dict[int, bool]:
 def map_aucs(spec: str, rows: list[dict], maps: SusceptibilityMaps,
              statuses: dict[int, np.ndarray]) -> dict:
     """Each map's mean ROC AUC at finding the vulnerable positions, against the exact
-    verdicts and against the 27-color grid, over the images with both kinds of position
-    under both (the same images for both columns)."""
+    verdicts (over the positions they decide: an unknown position is neither) and against
+    the 27-color grid, over the images with both kinds of position under both (the same
+    images for both columns)."""
     model = load_model(spec).eval()
     data = load_cifar10("full")
     where = {int(i): n for n, i in enumerate(data.official_indices)}
     by_index = {int(i): n for n, i in enumerate(maps.image_indices)}
     picked = [row["image_index"] for row in rows
-              if 0 < (statuses[row["image_index"]] == 1).sum() < statuses[row["image_index"]].size
+              if (statuses[row["image_index"]] == 1).any()
+              and (statuses[row["image_index"]] == 0).any()
               and 0 < maps.vulnerable[by_index[row["image_index"]]].sum()
               < maps.vulnerable[by_index[row["image_index"]]].size]
     if not picked:
@@ -77,7 +79,8 @@ def map_aucs(spec: str, rows: list[dict], maps: SusceptibilityMaps,
     out: dict = {"images": len(picked)}
     for method in METHODS:
         smaps = method_maps(method, model, images, labels, maps, scan_rows, {})
-        exact = [roc_auc(smaps[n], statuses[i] == 1) for n, i in enumerate(picked)]
+        exact = [roc_auc(smaps[n][statuses[i] != 2], statuses[i][statuses[i] != 2] == 1)
+                 for n, i in enumerate(picked)]
         grid = [roc_auc(smaps[n], maps.vulnerable[by_index[i]]) for n, i in enumerate(picked)]
         out[method] = {"auc_exact": float(np.mean(exact)), "auc_grid": float(np.mean(grid))}
     return out
@@ -156,7 +159,8 @@ def markdown(result: dict) -> str:
         "Maps against the exact ground truth and against the grid (mean ROC AUC at "
         "ranking the vulnerable positions first, over the "
         f"{result['maps']['images']} images with vulnerable and robust positions under "
-        "both):", "", "| map | AUC vs exact | AUC vs 27-color grid |", "|---|---|---|",
+        "both; unknown positions are left out of the exact column):", "",
+        "| map | AUC vs exact | AUC vs 27-color grid |", "|---|---|---|",
         *[f"| {m} | {result['maps'][m]['auc_exact']:.3f} | "
           f"{result['maps'][m]['auc_grid']:.3f} |" for m in METHODS
           if m in result["maps"]], "",
