@@ -20,6 +20,9 @@ of seconds per image, measured in this one run.
     python benchmarks/verify.py [--models convsmall-cifar10 resnet8-cifar10]
         [--images 50] [--budget 120] [--squeezenet 10] [--squeezenet-budget 600]
 
+``--compare-screen`` and ``--compare-float32`` verify every image again without the
+interval screen, or without its proof of the float32 error, and print the two side by side.
+
 ``--squeezenet N`` adds the bundled SqueezeNet on N images that ``fast`` certifies on the
 corners (the verifier cannot decide SqueezeNet's images in minutes: its boxes need
 thousands of symbols; this measures how far it gets).
@@ -66,8 +69,9 @@ def sampled(model, images, labels) -> dict:
     return out
 
 
-def verified(model, images, labels, budget: float, screen: bool | None = None) -> list:
-    verifier = Verifier(model, budget=budget, screen=screen)
+def verified(model, images, labels, budget: float, screen: bool | None = None,
+             prove_float32: bool = True) -> list:
+    verifier = Verifier(model, budget=budget, screen=screen, prove_float32=prove_float32)
     answers = []
     for n in range(len(labels)):
         answer = verifier.verify(images[n:n + 1], labels[n:n + 1])[0]
@@ -128,19 +132,27 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
               f"{statistics.median(unknown):.5f}, largest {max(unknown):.5f}, lowest "
               f"{min(unknown):.5f}; positions proved robust, median "
               f"{statistics.median(proved):g}, largest {max(proved)}")
+    verified = [a for a in answers if a.verified]
+    if verified:
+        full = sum(a.float32_proved == len(a.positions.status) for a in verified)
+        print(f"verified images with the float32 evaluation proved at every position: "
+              f"{full} of {len(verified)}; tolerance (first-order estimate) median "
+              f"{statistics.median(a.tolerance for a in verified):.4g}, largest used "
+              f"(proved) median {statistics.median(a.tolerance_max for a in verified):.4g}")
     print(f"corner-certified images the verifier fools: {missed} "
           f"(a corner certificate is a sample, not a proof)")
     print(f"soundness check: images verified that a sampler fools: {wrong} (must be 0)")
     assert wrong == 0, "the verifier proved an image a sampler fools"
 
 
-def compare_screen(screened: list, plain: list) -> None:
-    """Verdicts and seconds with and without the interval screen, image by image."""
+def compare_screen(screened: list, plain: list, what: str = "the screen") -> None:
+    """Verdicts and seconds with and without the interval screen (or ``what``), image by
+    image."""
     same = sum(a.decided_by == b.decided_by for a, b in zip(screened, plain, strict=True))
     with_s = [a.seconds for a in screened]
     without_s = [b.seconds for b in plain]
-    print(f"\nsame verdict with and without the screen: {same} of {len(plain)}")
-    print(f"verifier seconds per image, with / without the screen: median "
+    print(f"\nsame verdict with and without {what}: {same} of {len(plain)}")
+    print(f"verifier seconds per image, with / without {what}: median "
           f"{statistics.median(with_s):.1f} / {statistics.median(without_s):.1f}, total "
           f"{sum(with_s):.0f} / {sum(without_s):.0f} "
           f"({sum(without_s) / max(sum(with_s), 1e-9):.1f}x)")
@@ -171,6 +183,9 @@ def main() -> None:
     parser.add_argument("--compare-screen", action="store_true",
                         help="also verify every image without the interval screen, and "
                              "print the times side by side")
+    parser.add_argument("--compare-float32", action="store_true",
+                        help="also verify every image without proving the float32 error "
+                             "(the first-order estimate alone), side by side")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
@@ -186,6 +201,11 @@ def main() -> None:
             print("\nwithout the interval screen:", flush=True)
             plain = verified(model, images, labels, args.budget, screen=False)
             compare_screen(answers, plain)
+        if args.compare_float32:
+            print("\nwithout the float32 proof (the first-order estimate alone):",
+                  flush=True)
+            plain = verified(model, images, labels, args.budget, prove_float32=False)
+            compare_screen(answers, plain, "the float32 proof")
         print(f"({time.perf_counter() - began:.0f} s for {name})", flush=True)
     if args.squeezenet:
         squeezenet(args.squeezenet, args.squeezenet_budget)

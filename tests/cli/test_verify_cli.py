@@ -68,6 +68,32 @@ def test_no_screen_is_recorded_and_a_resume_must_keep_it(tmp_path):
     assert "screen" not in json.loads((out / "verification.json").read_text())
 
 
+def test_the_float32_proof_is_recorded_and_an_older_folder_resumes(tmp_path):
+    """New folders say their tolerances include the float32 proof, and each row how many
+    positions it covered; a folder from before it resumes without a guess recorded, its
+    earlier rows counted as not float32 proved."""
+    out = tmp_path / "v"
+    common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+              "--budget", 0, "--max-boxes", 20000, "--deterministic", "--out", out)
+    result = invoke(*common, "--images", 5)  # the sample's fifth image is verified
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "verification.json").read_text())["float32_proof"] is True
+    rows = [json.loads(line) for line in (out / "verification.jsonl").read_text()
+            .splitlines()]
+    verified = [row for row in rows if row["verified"]]
+    assert verified and all(row["float32_proved"] == 1024 for row in verified)
+    assert all(row["tolerance_max"] >= row["tolerance"] > 0 for row in rows)
+    assert (f"{len(verified)} of them with the float32 evaluation proved"
+            in " ".join(result.output.split()))
+    settings = json.loads((out / "verification.json").read_text())
+    del settings["float32_proof"]  # a folder from before the setting was recorded
+    (out / "verification.json").write_text(json.dumps(settings))
+    resumed = invoke(*common, "--images", 6)
+    assert resumed.exit_code == 0, resumed.output
+    assert len((out / "verification.jsonl").read_text().splitlines()) == 6
+    assert "float32_proof" not in json.loads((out / "verification.json").read_text())
+
+
 def test_an_image_file_is_verified_named_and_not_mixed_with_another(tmp_path, monkeypatch):
     from PIL import Image
 

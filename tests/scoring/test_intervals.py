@@ -320,16 +320,17 @@ def test_a_screen_far_from_proving_is_dropped_after_its_tries(monkeypatch, shift
     label = torch.tensor([int(model(image).argmax(1))])
     verifier = Verifier(model, budget=None, deterministic=True)
     calls = []
-    margins = verifier.screen.margins
+    bounded = verifier.screen.bounds
 
-    def counted(image, positions, lo, hi, label):
+    def counted(image, positions, lo, hi, label, unit=None):
         calls.append(len(positions))
-        bounds = margins(image, positions, lo, hi, label)
-        if shift is not None:
-            return bounds + shift  # looser: still sound, never proves
-        return torch.minimum(bounds, torch.full_like(bounds, -1e-3))  # a narrow miss
+        bounds = bounded(image, positions, lo, hi, label, unit)
+        if shift is not None:  # looser: still sound, never proves
+            return replace(bounds, lower=bounds.lower + shift)
+        narrow = torch.minimum(bounds.lower, torch.full_like(bounds.lower, -1e-3))
+        return replace(bounds, lower=narrow)  # a narrow miss
 
-    monkeypatch.setattr(verifier.screen, "margins", counted)
+    monkeypatch.setattr(verifier.screen, "bounds", counted)
     (result,) = verifier.verify(image, label, stop_at_first=not exact)
     expected = verify_module.SCREEN_TRIES if chunks == "tries" else 64 // 8
     assert calls == [8] * expected

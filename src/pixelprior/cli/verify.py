@@ -243,8 +243,11 @@ def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str 
                       num(row["seconds"], 1))
     print_table(shown)
     summary = verification_summary(rows)
+    proved = summary["verified_float32_proved"]
+    float32 = (f" ({proved} of them with the float32 evaluation proved too)"
+               if summary["verified"] else "")
     console.print(f"{summary['verified']} of {summary['images']} images verified (no pixel "
-                  f"of any color changes the label), {summary['fooled']} fooled, "
+                  f"of any color changes the label){float32}, {summary['fooled']} fooled, "
                   f"{summary['unknown']} unknown (budget); "
                   + (f"written to {out / ROWS_FILE}" + (" and positions/" if exact else "")
                      if out else "not kept (give --out DIR to keep the rows and resume)"))

@@ -55,13 +55,15 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
 VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
                     "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
-                    "deterministic", "tolerance_unit", "screen")
+                    "deterministic", "tolerance_unit", "screen", "float32_proof")
 # "target" (what the images are): a folder holds one target's verdicts (two image files
 # would share index -1, and the settings would name only the last); the Python API
 # records it only where ``info`` gives it. (CIFAR-10's source is not compared: the sample
 # is the test set's first 100 images, and the pixels under each index are checked.)
 # "screen" decides nothing a proof could not, but under a budget it changes which images
-# are decided in time (as "deterministic" does).
+# are decided in time (as "deterministic" does). "float32_proof": the screen also proves
+# the model's float32 error and raises a position's tolerance to it (the rows'
+# ``float32_proved``); folders from before it are resumed without it recorded.
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -129,7 +131,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     check_writable_dir(out)
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
-                "screen": screen,
+                "screen": screen, "float32_proof": True,
                 "tolerance_unit": _tolerance_unit(tolerance, device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
@@ -229,7 +231,8 @@ def verification_row(answer: Verification, index: int, key: str, label: int) -> 
         "positions_vulnerable": statuses.count("vulnerable"),
         "positions_unknown": statuses.count("unknown"),
         "boxes": answer.boxes, "queries": answer.queries, "seconds": answer.seconds,
-        "tolerance": answer.tolerance, "finished": time.time(),
+        "tolerance": answer.tolerance, "tolerance_max": answer.tolerance_max,
+        "float32_proved": answer.float32_proved, "finished": time.time(),
     }
 
 
@@ -240,8 +243,9 @@ def verification_summary(rows: list[dict]) -> dict:
         rows: the rows.
 
     Returns:
-        Images, verified, fooled and unknown counts, the verified share of the threat
-        space, and the median and largest seconds per image.
+        Images, verified, fooled and unknown counts, the images verified with their
+        float32 error proved at every position, the verified share of the threat space,
+        and the median and largest seconds per image.
     """
     seconds = [row["seconds"] for row in rows]
     return {
@@ -249,11 +253,21 @@ def verification_summary(rows: list[dict]) -> dict:
         "verified": sum(row["verified"] for row in rows),
         "fooled": sum(row["fooled"] for row in rows),
         "unknown": sum(row["decided_by"] == "unknown" for row in rows),
+        # verified with the float32 error proved at every position (rows from before it
+        # was recorded count as not proved)
+        "verified_float32_proved": sum(
+            bool(row["verified"]) and row.get("float32_proved") == _positions(row)
+            for row in rows),
         "mean_verified_volume": (float(np.mean([row["verified_volume"] for row in rows]))
                                  if rows else None),
         "median_seconds": float(np.median(seconds)) if rows else None,
         "max_seconds": max(seconds) if rows else None,
     }
+
+
+def _positions(row: dict) -> int:
+    """The positions a row's image has (robust, vulnerable and unknown)."""
+    return row["positions_robust"] + row["positions_vulnerable"] + row["positions_unknown"]
 
 
 def load_positions(path: str | Path) -> dict[str, np.ndarray]:
@@ -346,9 +360,10 @@ def check_verification_folder(out: Path | str) -> None:
 def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     """The rows an earlier run left in ``out``, after checking it used these settings.
 
-    ``screen`` from before it was recorded is not known (the screen came in later, on by
-    default): it is compared with nothing and taken out of ``settings``, so that the
-    folder keeps saying nothing of it rather than what this run uses."""
+    ``screen`` and ``float32_proof`` from before they were recorded are not known (they
+    came in later, on by default): they are compared with nothing and taken out of
+    ``settings``, so that the folder keeps saying nothing of them rather than what this
+    run uses (its rows say per image: ``float32_proved``)."""
     if not (out / ROWS_FILE).is_file():
         return []
     try:
@@ -360,7 +375,7 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     for name in VERDICT_SETTINGS:
         if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
-        if name == "screen" and name not in earlier:
+        if name in ("screen", "float32_proof") and name not in earlier:
             settings.pop(name, None)
             continue
         if name == "target" and name not in settings:

@@ -21,6 +21,15 @@ in the cone against 7-8 ms on whole images, ConvSmall 0.2 against 0.65 ms, Squee
 The last linear layer is folded into the margins before its bounds are taken (``(W_y -
 W_j) h + b_y - b_j`` over the interval of ``h``: the usual IBP specification; far
 tighter than ``lower_y - upper_j``).
+
+**The model's float32 error, proved** (:meth:`IntervalScreen.bounds` with a ``unit``):
+beside the bounds every value carries a bound of how far the model evaluated in float32
+can be from its real-arithmetic value anywhere in the box (:mod:`.intervals`' ``error``
+rules; the clean image's errors around the windows, from the same whole-image pass). Per
+margin it bounds ``|m(float32) - m(real)|`` over the box: the verifier's tolerance, a
+proof where the first-order :func:`~.rounding.rounding_error` is an estimate. It is
+small where intervals are (ConvSmall, the interval-trained ResNet8: 1-4 times the
+estimate over a whole color cube) and vacuous where they are not.
 """
 
 from __future__ import annotations
@@ -49,7 +58,24 @@ from .plan import (
 )
 from .runtime import FxCache, Query, Window
 
-__all__ = ["IntervalScreen", "IntervalUnsupportedError"]
+__all__ = ["IntervalScreen", "IntervalUnsupportedError", "ScreenBounds"]
+
+GROWN = 1 + 2.0**-20  # each float32 error bound, computed in float64, is widened by this
+
+
+@dataclass(frozen=True)
+class ScreenBounds:
+    """The screen's bounds of the margins ``z_label - z_j`` over each box.
+
+    Attributes:
+        lower: float64 ``[P, K]``, at most each margin's minimum over the box for the
+            network in real arithmetic (``+inf`` at the label).
+        error: float64 ``[P, K]``, at least ``|m(float32) - m(real)|`` of each margin
+            anywhere in the box (0 at the label); ``None`` when not asked for.
+    """
+
+    lower: torch.Tensor
+    error: torch.Tensor | None = None
 
 
 class IntervalScreen:
@@ -88,7 +114,8 @@ class IntervalScreen:
         self.cone = cone
         self._plans: dict[tuple, Plan | None] = {}
         self._patch_rules: dict[fx.Node, Any] = {}  # sliding windows' rules on patches
-        self._clean: tuple[torch.Tensor, FxCache] | None = None  # the last image's
+        self._clean: tuple[torch.Tensor, float | None, FxCache] | None = None  # the last
+        self._unit: float | None = None  # the float32 unit of the call running (or None)
         self.rules: dict[fx.Node, Any] = {}
         self.params: dict[fx.Node, Any] = {}
         for node in self.graph.nodes:
@@ -132,10 +159,9 @@ class IntervalScreen:
         return result, weight, bias
 
     # ------------------------------------------------------------------ bounds
-    @torch.inference_mode()
     def margins(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
                 hi: torch.Tensor, label: int) -> torch.Tensor:
-        """Lower bounds of the margins over each box.
+        """Lower bounds of the margins over each box (:meth:`bounds`' ``lower``).
 
         Args:
             image: float ``[1, C, H, W]`` in [0, 1].
@@ -147,6 +173,36 @@ class IntervalScreen:
             float64 ``[P, K]`` (``+inf`` at the label); each entry at most the minimum of
             that margin over the box, for the network in real arithmetic.
         """
+        return self.bounds(image, positions, lo, hi, label).lower
+
+    @torch.inference_mode()
+    def bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
+               hi: torch.Tensor, label: int, unit: float | None = None) -> ScreenBounds:
+        """Lower bounds of the margins over each box, and with ``unit`` a bound of the
+        model's float32 evaluation error of each margin over the box.
+
+        Args:
+            image: float ``[1, C, H, W]`` in [0, 1].
+            positions: long ``[P]``, flat ``y · W + x``.
+            lo, hi: ``[P, C]``, each box's colors.
+            label: the class the margins are taken from.
+
+            unit: the unit roundoff of the model's evaluation (``2^-24`` for float32, see
+                :func:`~pixelprior.search.verify.rounding_unit`); ``None``: no error bound.
+
+        Returns:
+            The bounds (see :class:`ScreenBounds`).
+        """
+        if unit is not None and not 0 <= unit < 2.0**-8:
+            raise ValueError(f"unit must be a unit roundoff in [0, 2^-8), got {unit!r}")
+        self._unit = unit
+        try:
+            return self._bounds(image, positions, lo, hi, label)
+        finally:
+            self._unit = None
+
+    def _bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
+                hi: torch.Tensor, label: int) -> ScreenBounds:
         device = image.device
         lo = lo.to(device=device, dtype=torch.float64)
         hi = hi.to(device=device, dtype=torch.float64)
@@ -157,18 +213,19 @@ class IntervalScreen:
         else:
             value = self._run_cone(image, plan, positions, lo, hi)
         if self.head is not None:
-            bounds = self._folded(value, label)
+            bounds, error = self._folded(value, label)
         else:
-            bounds = _difference(value, label)
+            bounds, error = _difference(value, label)
         bounds[:, label] = torch.inf
-        return bounds
+        if error is not None:
+            error[:, label] = 0.0
+        return ScreenBounds(bounds, error)
 
     def uses_cone(self, image: torch.Tensor) -> bool:
         """Whether images like ``image`` are bounded in the pixel's cone (else whole)."""
         return self._plan(image) is not None
 
-    @staticmethod
-    def _whole_images(image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
+    def _whole_images(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
                       hi: torch.Tensor) -> Interval:
         """One image per box: the pixel's colors ``lo`` in the lower bound, ``hi`` in the
         upper."""
@@ -179,7 +236,12 @@ class IntervalScreen:
         y, x = positions // width, positions % width
         lower[rows, :, y, x] = lo
         upper[rows, :, y, x] = hi
-        return Interval(lower, upper)
+        return Interval(lower, upper, self._no_error(lower))
+
+    def _no_error(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The error of an exact input (the image, a color the model is given): zeros,
+        when errors are bounded."""
+        return None if self._unit is None else torch.zeros_like(like)
 
     def _run(self, images: Interval,
              visit: Callable[[fx.Node, Any], None] | None = None) -> Interval:
@@ -232,12 +294,16 @@ class IntervalScreen:
         for key, arg in node.kwargs.items():
             fx.node.map_arg(arg, collect(key))
 
-        def call(pick) -> Any:
+        def call(pick, constants: bool = True) -> Any:
             counter = iter(range(len(intervals)))
 
             def value(n: fx.Node) -> Any:
                 found = lookup(n)
-                return pick(next(counter), found) if isinstance(found, Interval) else found
+                if isinstance(found, Interval):
+                    return pick(next(counter), found)
+                if not constants and isinstance(found, torch.Tensor):
+                    return torch.zeros_like(found)
+                return found
 
             if invoke is not None:
                 return invoke(value)
@@ -248,8 +314,12 @@ class IntervalScreen:
                          else node.kwargs.get(keyword))
             return fx.node.map_arg(given_arg, lookup)
 
-        return (rule if rule is not None else self.rules[node]).apply(
-            IntervalStep(call, intervals, argument_of, self.params[node], argument))
+        rule = rule if rule is not None else self.rules[node]
+        step = IntervalStep(call, intervals, argument_of, self.params[node], argument)
+        out = rule.apply(step)
+        if self._unit is not None and isinstance(out, Interval) and intervals:
+            out.error = rule.error(step, out, self._unit) * GROWN
+        return out
 
     # ------------------------------------------------------------------ the cone
     def _plan(self, image: torch.Tensor) -> Plan | None:
@@ -287,12 +357,13 @@ class IntervalScreen:
 
     def _clean_cache(self, image: torch.Tensor, plan: Plan) -> FxCache:
         """The clean image's bounds (a box of width 0), kept as the cone engine's cache
-        of two images: its lower bounds (index 0) and its upper bounds (index 1)."""
+        of two images: its lower bounds (index 0) and its upper bounds (index 1); with a
+        float32 unit, a third: its errors (index 2; zero padding: a pad is exact)."""
         image = image.to(torch.float64)
         if self._clean is not None:
-            kept, cache = self._clean
+            kept, unit, cache = self._clean
             if kept.shape == image.shape and kept.device == image.device and torch.equal(
-                    kept, image) and cache.plan is plan:
+                    kept, image) and cache.plan is plan and unit == self._unit:
                 return cache
         tensors: dict[str, torch.Tensor] = {}
 
@@ -301,11 +372,14 @@ class IntervalScreen:
                 ends = [value.lower, value.upper]
                 if pads is not None:
                     ends = [F.pad(end, pads, value=fill) for end in ends]
+                if value.error is not None:
+                    ends.append(value.error if pads is None else F.pad(value.error, pads))
                 tensors[key] = torch.cat(ends).permute(0, 2, 3, 1).contiguous()
 
-        self._run(Interval(image, image.clone()), keep)
-        cache = FxCache(torch.cat([image, image]), tensors, plan)
-        self._clean = (image.clone(), cache)
+        self._run(Interval(image, image.clone(), self._no_error(image)), keep)
+        error = [] if self._unit is None else [torch.zeros_like(image)]
+        cache = FxCache(torch.cat([image, image, *error]), tensors, plan)
+        self._clean = (image.clone(), self._unit, cache)
         return cache
 
     def _run_cone(self, image: torch.Tensor, plan: Plan, positions: torch.Tensor,
@@ -315,7 +389,8 @@ class IntervalScreen:
         width, count = image.shape[-1], positions.shape[0]
         y, x = positions // width, positions % width
         owner = torch.zeros(count, dtype=torch.long, device=image.device)
-        queries = (Query(cache, owner, y, x, None), Query(cache, owner + 1, y, x, None))
+        queries = tuple(Query(cache, owner + i, y, x, None)
+                        for i in range(3 if self._unit is not None else 2))
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         stop = self.head[0] if self.head is not None else None
         for node, step, done in plan.steps:
@@ -327,21 +402,25 @@ class IntervalScreen:
                 del env[n]
         raise AssertionError("the plan has no output")  # pragma: no cover
 
-    def _cone_step(self, step: Any, env: dict[fx.Node, Any], queries: tuple[Query, Query],
+    def _cone_step(self, step: Any, env: dict[fx.Node, Any], queries: tuple[Query, ...],
                    lo: torch.Tensor, hi: torch.Tensor) -> Any:
         """One step of the plan on interval windows (:class:`_Windows`) or whole
-        intervals."""
-        low, high = queries
+        intervals (``queries``: of the lower bounds, the upper ones, and the errors)."""
+        low, high = queries[:2]
         node = step.node
         if isinstance(step, InputStep):
+            error = self._no_error(lo[:, :, None, None])
             return _windows(low.window(lo[:, :, None, None], step.box),
-                            high.window(hi[:, :, None, None], step.box))
+                            high.window(hi[:, :, None, None], step.box),
+                            None if error is None else queries[2].window(error, step.box))
         if isinstance(step, ShapeStep):  # a shape: the lower bounds' windows have it
             return step.run(low, {n: env[n].lower if isinstance(env[n], (_Windows, Interval))
                                   else env[n] for n in node.all_input_nodes})
         if isinstance(step, SpatialStep):
             source = env[step.source]
-            patch = Interval(step.gather(low, source.lower), step.gather(high, source.upper))
+            patch = Interval(step.gather(low, source.lower), step.gather(high, source.upper),
+                             None if source.error is None
+                             else step.gather(queries[2], source.error))
             out = self._apply(node, env, {step.source: patch},
                               lambda value: step.slide.patch(value(step.source)),
                               self._patch_rules[node])
@@ -352,17 +431,17 @@ class IntervalScreen:
             if not isinstance(value, _Windows):
                 continue
             if isinstance(step, PointwiseStep):
-                expand = step.expand.get(n)
-                given[n] = (Interval(expand(low, value.lower), expand(high, value.upper))
-                            if expand is not None else
-                            Interval(value.lower.values, value.upper.values))
+                given[n] = _expanded(value, step.expand.get(n), queries)
             else:
                 given[n] = _whole(n, value, queries)
         out = self._apply(node, env, given)
         return _on_box(out, step.box, queries) if isinstance(step, PointwiseStep) else out
 
-    def _folded(self, value: Interval, label: int) -> torch.Tensor:
-        """Margins through the folded last layer: ``(W_y - W_j) h + b_y - b_j``."""
+    def _folded(self, value: Interval, label: int
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Margins through the folded last layer: ``(W_y - W_j) h + b_y - b_j``; with
+        errors, the float32 model's: it computes the scores ``W h + b`` (each off by
+        ``|W| e + γ_{in+1} (|W| (|h| + e) + |b|)``), whose difference it compares."""
         _, weight, bias = self.head
         weight, bias = weight.to(value.lower.device), bias.to(value.lower.device)
         rows, offsets = weight[label] - weight, bias[label] - bias
@@ -371,34 +450,67 @@ class IntervalScreen:
         radius = (flat.upper - flat.lower) / 2
         rule = SignedAffine(lambda t: F.linear(t, rows.abs()), offsets.abs(),
                             weight.shape[1] + 4)  # the rows' own rounding: a few more
-        return rule.bounds(F.linear(middle, rows, offsets), middle, radius).lower
+        lower = rule.bounds(F.linear(middle, rows, offsets), middle, radius).lower
+        if value.error is None:
+            return lower, None
+        flat.error = value.error.flatten(1)
+        scores = SignedAffine(lambda t: F.linear(t, weight.abs()), bias.abs(),
+                              weight.shape[1] + 1)
+        error = scores.error(_Single(flat), flat, self._unit) * GROWN  # [P, K]
+        return lower, (error[:, label:label + 1] + error) * GROWN
+
+
+class _Single:
+    """The one varying argument a rule's :meth:`~.intervals.IntervalRule.error` reads
+    (the folded head's scores)."""
+
+    def __init__(self, value: Interval) -> None:
+        self.intervals = [value]
 
 
 @dataclass(frozen=True)
 class _Windows:
     """Bounds of a value on the windows of the pixels' cones (the clean image's bounds
-    around them): the cone engine's windows of the lower and of the upper bounds."""
+    around them): the cone engine's windows of the lower and of the upper bounds, and of
+    the float32 errors (or ``None``)."""
 
     lower: Window
     upper: Window
+    error: Window | None = None
 
 
-def _windows(lower: Window | torch.Tensor, upper: Window | torch.Tensor
-             ) -> _Windows | Interval:
+def _windows(lower: Window | torch.Tensor, upper: Window | torch.Tensor,
+             error: Window | torch.Tensor | None = None) -> _Windows | Interval:
     """Windows of both bounds (an :class:`Interval` once they cover the map)."""
-    return _Windows(lower, upper) if isinstance(lower, Window) else Interval(lower, upper)
+    if isinstance(lower, Window):
+        return _Windows(lower, upper, error)
+    return Interval(lower, upper, error)
 
 
-def _on_box(value: Interval, box: Box, queries: tuple[Query, Query]) -> _Windows | Interval:
+def _on_box(value: Interval, box: Box, queries: tuple[Query, ...]) -> _Windows | Interval:
     """A step's bounds on its output box, as windows."""
-    return _windows(queries[0].window(value.lower, box), queries[1].window(value.upper, box))
+    error = None if value.error is None else queries[2].window(value.error, box)
+    return _windows(queries[0].window(value.lower, box), queries[1].window(value.upper, box),
+                    error)
 
 
-def _whole(node: fx.Node, value: Any, queries: tuple[Query, Query]) -> Any:
+def _expanded(value: _Windows, expand: Callable | None, queries: tuple[Query, ...]
+              ) -> Interval:
+    """A pointwise step's input windows (expanded to the output's where it says)."""
+    if expand is None:
+        error = None if value.error is None else value.error.values
+        return Interval(value.lower.values, value.upper.values, error)
+    error = None if value.error is None else expand(queries[2], value.error)
+    return Interval(expand(queries[0], value.lower), expand(queries[1], value.upper), error)
+
+
+def _whole(node: fx.Node, value: Any, queries: tuple[Query, ...]) -> Any:
     """``value`` as whole maps (windows laid over the clean image's bounds)."""
     if not isinstance(value, _Windows):
         return value
-    return Interval(queries[0].full(node, value.lower), queries[1].full(node, value.upper))
+    error = None if value.error is None else queries[2].full(node, value.error)
+    return Interval(queries[0].full(node, value.lower), queries[1].full(node, value.upper),
+                    error)
 
 
 def _source(node: fx.Node) -> fx.Node:
@@ -406,9 +518,14 @@ def _source(node: fx.Node) -> fx.Node:
     return node.args[0] if node.args else node.kwargs["input"]
 
 
-def _difference(value: Interval, label: int) -> torch.Tensor:
-    """``lower_label - upper_j``, rounded down."""
+def _difference(value: Interval, label: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``lower_label - upper_j``, rounded down; and the float32 scores' errors summed
+    (the model compares its scores: no rounding of its own)."""
     lower = value.lower[:, label:label + 1] - value.upper
-    return torch.nextafter(lower - 2 * UNIT * lower.abs(),
-                           torch.tensor(-torch.inf, dtype=lower.dtype, device=lower.device))
+    lower = torch.nextafter(lower - 2 * UNIT * lower.abs(),
+                            torch.tensor(-torch.inf, dtype=lower.dtype, device=lower.device))
+    if value.error is None:
+        return lower, None
+    error = value.error.flatten(1)
+    return lower, (error[:, label:label + 1] + error) * GROWN
 

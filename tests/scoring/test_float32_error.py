@@ -1,0 +1,196 @@
+"""The screen's proved bound of the model's float32 evaluation error: the float32 model's
+margins at sampled colors of a box (and its corners) never differ from the exact ones (a
+float64 evaluation) by more than the bound; with a unit of 0 the same checks fail (the
+bound is what makes them pass); the cone and whole images agree; the verifier takes it
+as its tolerance where it is usable."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised
+from test_intervals import Strides
+from torch import nn
+
+from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone.screen import IntervalScreen
+from pixelprior.search.verify import PROVED_LIMIT, Verifier
+
+FLOAT32 = 2.0**-24
+NETS = [Residual, Plain, Scaled, Strides] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
+NAMES = ["residual", "plain", "scaled", "strides"] + [type(a).__name__ for a in ACTIVATIONS]
+
+
+def margins_both_ways(model: nn.Module, image: torch.Tensor, position: int,
+                      colors: torch.Tensor, label: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The margins ``z_label - z_j`` at each color of pixel ``position``: the float32
+    model's, and the exact ones (float64, ~10^-16 of the values off)."""
+    width = image.shape[-1]
+    genes = torch.cat([torch.tensor([[float(position % width), float(position // width)]])
+                       .expand(len(colors), 2), colors], 1)[:, None].double()
+    owner = torch.zeros(len(colors), dtype=torch.long)
+    rows = perturb_rows(image.double(), owner, genes)
+    with torch.no_grad():
+        single = model.float()(rows.float()).double()
+        exact = copy.deepcopy(model).double()(rows)
+    return single[:, label:label + 1] - single, exact[:, label:label + 1] - exact
+
+
+def sample_box(lo: torch.Tensor, hi: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` float32 colors of the box ``[lo, hi]`` and its 8 corners (float64)."""
+    generator = torch.Generator().manual_seed(seed)
+    inside = lo + (hi - lo) * torch.rand(count, 3, generator=generator, dtype=torch.float64)
+    corners = torch.cartesian_prod(*[torch.stack([lo[c], hi[c]]) for c in range(3)])
+    return torch.cat([inside, corners]).float().double()  # colors the model can be given
+
+
+def worst_excess(model: nn.Module, size: int, seed: int, unit: float, cone: bool | None,
+                 boxes: int = 6) -> tuple[float, float, float]:
+    """Over ``boxes`` random boxes: the largest ``|m32 - m64| - (bound + slack)`` (> 0: the
+    bound missed), the largest difference seen, and the largest bound relative to
+    ``1 + |m|`` (the largest exact margin met)."""
+    model = randomised(model, seed)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed + 1)
+    positions = torch.randint(0, size * size, (boxes,), generator=generator)
+    lo = torch.rand(boxes, 3, generator=generator, dtype=torch.float64) * 0.7
+    hi = (lo + torch.rand(boxes, 3, generator=generator, dtype=torch.float64) * 0.6).clamp(
+        max=1.0)
+    hi[0], lo[0] = 1.0, 0.0  # one whole color cube
+    with torch.no_grad():
+        label = int(model.float()(image).argmax())
+    screen = IntervalScreen(model, cone=cone)
+    bounds = screen.bounds(image, positions, lo, hi, label, unit)
+    excess = seen = largest = scale = 0.0
+    for b in range(boxes):
+        single, exact = margins_both_ways(model, image, int(positions[b]),
+                                          sample_box(lo[b], hi[b], 256, seed + b), label)
+        difference = (single - exact).abs()
+        slack = 1e-12 * (1 + exact.abs())  # float64's own error, generously
+        excess = max(excess, float((difference - bounds.error[b] - slack).max()))
+        seen = max(seen, float(difference.max()))
+        largest = max(largest, float(bounds.error[b].max()))
+        scale = max(scale, float(exact.abs().max()))
+    return excess, seen, largest / (1 + scale)
+
+
+@pytest.mark.parametrize("net", NETS, ids=NAMES)
+def test_the_float32_model_stays_within_the_proved_error(net):
+    """Every network the rules know (conv, BatchNorm, pooling, residual additions,
+    concatenations, normalisations, products, quotients, every activation): the float32
+    model's margins are within the bound at every sampled color; the float32 model does
+    differ from the exact margins; and the bound is not vacuous."""
+    size = 32 if net is Strides else 8
+    excess, seen, largest = worst_excess(net(), size, 3, FLOAT32, None)
+    assert excess <= 0
+    assert seen > 0  # float32 rounds here: the check can fail
+    # not vacuous: float32's differences are ~1e-7 of the margins; the bound ~1e-4 (the
+    # Strides net's, six random layers of intervals over a whole color cube, ~3e-2)
+    assert largest < (0.1 if net is Strides else 1e-3)
+
+
+@pytest.mark.parametrize("net", [Residual, Plain, Strides], ids=["residual", "plain",
+                                                                 "strides"])
+def test_without_the_rounding_terms_the_check_fails(net):
+    """A unit of 0 leaves only the errors already in the inputs (none): the bound is 0,
+    and the float32 model's differences exceed it. The proved bound is what passes."""
+    size = 32 if net is Strides else 8
+    excess, seen, largest = worst_excess(net(), size, 3, 0.0, None)
+    assert largest == 0.0 and seen > 0 and excess > 0
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), net=st.sampled_from([Residual, Plain, Scaled]))
+def test_the_proved_error_holds_on_random_networks(seed, net):
+    excess, _, _ = worst_excess(net(), 8, seed, FLOAT32, None, boxes=4)
+    assert excess <= 0
+
+
+@pytest.mark.parametrize("net, size", [(Residual, 8), (Scaled, 8), (Strides, 32)],
+                         ids=["residual", "scaled", "strides"])
+def test_the_cone_and_whole_images_prove_the_same_error(net, size):
+    model = randomised(net(), 4)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(4))
+    positions = torch.arange(size * size)
+    lo = torch.rand(size * size, 3, generator=torch.Generator().manual_seed(5),
+                    dtype=torch.float64)
+    hi = (lo + 0.5).clamp(max=1.0)
+    cone, whole = IntervalScreen(model, cone=True), IntervalScreen(model, cone=False)
+    inside = cone.bounds(image, positions, lo, hi, 1, FLOAT32)
+    outside = whole.bounds(image, positions, lo, hi, 1, FLOAT32)
+    torch.testing.assert_close(inside.error, outside.error, rtol=1e-9, atol=1e-15)
+    assert torch.equal(inside.lower, cone.margins(image, positions, lo, hi, 1))  # the same
+    assert (inside.error[:, 1] == 0).all() and (inside.error >= 0).all()  # bounds as before
+
+
+def test_a_relu_that_is_off_passes_no_error():
+    """A ReLU off over the whole box (and its error) stops the error: the layers after it
+    add only their own rounding."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4, 2))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(-10.0)  # at most 3 - 10 < 0: always off
+    model.eval()
+    image = torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    screen = IntervalScreen(model, cone=False)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    error = screen.bounds(image, torch.tensor([0]), cube, cube + 1, 0, FLOAT32).error
+    bias = model[3].bias.detach().double().abs()
+    # the linear layer's own rounding of its bias alone: γ_9 (|b_0| + |b_1|) and a bit
+    assert error[0, 1] <= 2 * 9 * FLOAT32 * float(bias.sum())
+
+
+def test_a_unit_that_is_not_a_unit_roundoff_is_refused():
+    screen = IntervalScreen(randomised(Plain(), 0))
+    image = torch.rand(1, 3, 8, 8)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="unit roundoff"):
+        screen.bounds(image, torch.tensor([0]), cube, cube + 1, 0, 0.5)
+
+
+def test_the_verifier_takes_the_proved_error_as_its_tolerance():
+    """Where the proved bound is usable every position's tolerance covers it (float32
+    proved), at least the first-order estimate; without the screen none is."""
+    model = randomised(Plain(), 7)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(8))
+    label = torch.tensor([int(model(image).argmax(1))])
+    verifier = Verifier(model, budget=None, deterministic=True)
+    estimate = verifier.tolerance_of(image, int(label))
+    (result,) = verifier.verify(image, label, stop_at_first=False)
+    cube = torch.zeros(64, 3, dtype=torch.float64)
+    proved = verifier.screen.bounds(image, torch.arange(64), cube, cube + 1, int(label),
+                                    FLOAT32).error.max(1).values
+    usable = proved <= PROVED_LIMIT * estimate
+    assert result.float32_proved == int(usable.sum()) > 0
+    assert result.tolerance == estimate
+    assert result.tolerance_max == pytest.approx(max(estimate, float(proved[usable].max())))
+    for off_setting in ({"screen": False}, {"prove_float32": False}):
+        (off,) = Verifier(model, budget=None, deterministic=True, **off_setting).verify(
+            image, label, stop_at_first=False)
+        assert off.float32_proved == 0 and off.tolerance_max == estimate
+
+
+@pytest.mark.parametrize("name", ["convsmall-cifar10", "resnet8-ibp-cifar10"])
+def test_the_bundled_networks_stay_within_the_proved_error(name):
+    """The two networks the verifier decides completely: their float32 margins over whole
+    color cubes stay within the bound, which is a few thousandths of a logit to a few
+    hundredths (the same order as the first-order estimate)."""
+    from pixelprior.models import load_model
+
+    model = load_model(name).eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        label = int(model(image).argmax())
+    positions = torch.tensor([0, 8 * 32 + 20, 16 * 32 + 16, 31 * 32 + 5])
+    cube = torch.zeros(4, 3, dtype=torch.float64)
+    error = IntervalScreen(model).bounds(image, positions, cube, cube + 1, label,
+                                         FLOAT32).error
+    assert error.max() < 0.1
+    for b in range(4):
+        single, exact = margins_both_ways(copy.deepcopy(model), image, int(positions[b]),
+                                          sample_box(cube[b], cube[b] + 1, 128, b), label)
+        assert ((single - exact).abs() <= error[b] + 1e-12 * (1 + exact.abs())).all()
