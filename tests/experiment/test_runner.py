@@ -177,12 +177,16 @@ def test_a_fast_run_verifies_reports_and_resumes(tiny_run, tmp_path):
                                      "unknown", "budget"}
         if row["decided_by"] == "verified":
             assert not row["success"] and row["verified"] and row["verified_volume"] == 1.0
+            assert isinstance(row["float32_proved"], bool)
+        else:
+            assert row["float32_proved"] is None
         if row["success"]:
             assert not row["verified"]
     assert any(row["decided_by"] == "verified" for row in rows)  # the tiny net is provable
     write_report(config.out)
     report = (tmp_path / "run" / "report.md").read_text()
     assert "### Verified against any color" in report
+    assert "of them float32 proved" in report
     assert (tmp_path / "run" / "verification.csv").is_file()
     again = quiet(config).run()
     assert comparable(again) == comparable(rows)

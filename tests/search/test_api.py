@@ -135,7 +135,8 @@ def test_the_fast_steps_record():
     assert FastAttack.step_fields == {"positions_scanned": "int", "refine_queries": "int",
                                       "corner_certified": "bool", "decided_by": "str?",
                                       "verified": "bool", "verified_volume": "number?",
-                                      "lowest_bound": "number?", "boxes": "int"}
+                                      "lowest_bound": "number?", "boxes": "int",
+                                      "float32_proved": "bool?"}
 
 
 def test_a_steps_record_of_an_unknown_kind_is_refused_at_class_definition():

@@ -29,7 +29,9 @@ verifier's budget ran out) or ``budget`` when the scan was cut short by
 ``max_positions`` or a near-tie could not be resolved), whether the image is certified
 on the corner grid (``corner_certified``) and verified (``verified``), the share of the
 threat space proved (``verified_volume``), the lowest margin bound over the rest
-(``lowest_bound``) and the boxes bounded (``boxes``).
+(``lowest_bound``), the boxes bounded (``boxes``) and, for a verified image, whether
+its float32 evaluation is proved too at every position (``float32_proved``; ``None``
+where the image is not verified).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class FastAttack(Attack):
     max_pixels = 1
     step_fields = {"positions_scanned": "int", "refine_queries": "int",
                    "corner_certified": "bool", "decided_by": "str?", "verified": "bool",
-                   "verified_volume": "number?", "lowest_bound": "number?", "boxes": "int"}
+                   "verified_volume": "number?", "lowest_bound": "number?", "boxes": "int",
+                   "float32_proved": "bool?"}
     refine_queries = Renamed("refine_budget")  # 0.2's name (deprecated)
 
     @keyword_options(renamed={"refine_queries": "refine_budget"})
@@ -194,7 +197,8 @@ class FastAttack(Attack):
             "lowest_bound": [verdicts[i].lowest_bound if i in verdicts else None
                              for i in range(len(rows))],
             "boxes": torch.tensor([verdicts[i].boxes if i in verdicts else 0
-                                   for i in range(len(rows))], dtype=torch.long)})
+                                   for i in range(len(rows))], dtype=torch.long),
+            "float32_proved": [_float32_proved(verdicts.get(i)) for i in range(len(rows))]})
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
@@ -315,6 +319,14 @@ def _position_genes(positions: torch.Tensor, corners: torch.Tensor, width: int
     flat = positions.repeat_interleave(corners.shape[0])
     xy = torch.stack([flat % width, flat // width], 1).to(corners.dtype)
     return torch.cat([xy, corners.repeat(positions.numel(), 1)], 1)[:, None]
+
+
+def _float32_proved(verdict: Verification | None) -> bool | None:
+    """For a verified image: whether every position's tolerance covers the proved float32
+    error bound (``None``: not verified)."""
+    if verdict is None or not verdict.verified:
+        return None
+    return verdict.float32_proved == len(verdict.positions.status)
 
 
 def _decision(fooled: bool, refined: bool, certified: bool,
