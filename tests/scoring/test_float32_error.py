@@ -194,3 +194,74 @@ def test_the_bundled_networks_stay_within_the_proved_error(name):
         single, exact = margins_both_ways(copy.deepcopy(model), image, int(positions[b]),
                                           sample_box(cube[b], cube[b] + 1, 128, b), label)
         assert ((single - exact).abs() <= error[b] + 1e-12 * (1 + exact.abs())).all()
+
+
+class Cancels(nn.Module):
+    """A constant float32 cannot hold, cancelled against the image and magnified: the
+    float32 model's margin is off by ~1e-5 where every operation rounds almost nothing."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.act = nn.Hardtanh(-0.5, 0.7)
+        self.fc = nn.Linear(12, 2)
+        self.register_buffer("level", torch.tensor(0.7))  # float32's 0.7, in both models
+        self.register_buffer("scale", torch.tensor(0.5))
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[1] = 1.0
+            self.fc.bias.copy_(torch.tensor([1e-6, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "number":  # x - 0.1: float32 subtracts fl32(0.1)
+            y = (x - 0.1) * 1000.0
+        elif self.form == "quotient":  # x / 0.3 - x / fl32(0.3)... as written in code
+            y = (x / 0.3 - x * 3.3333333) * 1000.0
+        elif self.form == "clamp":  # clamped at 0.7 over the box: float32's level is not
+            y = (self.act(x + 5.0) - self.level) * 1000.0
+        else:  # a constant computed inside the model: float32 rounds it its own way
+            y = x * self.scale.exp()
+        return self.fc(y.flatten(1))
+
+
+@pytest.mark.parametrize("form", ["number", "quotient", "clamp"])
+def test_constants_float32_holds_otherwise_count(form):
+    """Numbers in the model's code (a difference, a quotient, a clamp's limit) are not
+    what float32 holds: the bound counts the gap, and covers the float32 model where the
+    gap is all the error there is (at the constant's float32 value, and over a cube)."""
+    model = Cancels(form).eval()
+    value = float(torch.tensor(0.1))  # the image at fl32(0.1): x - 0.1 is float32's 0
+    image = torch.full((1, 3, 2, 2), value)
+    screen = IntervalScreen(model, cone=False)
+    for lo, hi in ((torch.full((1, 3), value, dtype=torch.float64),) * 2,
+                   (torch.zeros(1, 3, dtype=torch.float64), torch.ones(1, 3,
+                                                                  dtype=torch.float64))):
+        error = screen.bounds(image, torch.tensor([0]), lo, hi, 0, FLOAT32).error[0, 1]
+        colors = sample_box(lo[0], hi[0], 64, 0)
+        single, exact = margins_both_ways(copy.deepcopy(model), image, 0, colors, 0)
+        difference = (single - exact)[:, 1].abs()
+        assert difference.max() > 1e-7  # the gap shows (the check can fail)
+        assert (difference <= error).all()
+
+
+def test_a_constant_computed_inside_the_model_proves_no_float32_bound():
+    model = Cancels("computed").eval()
+    image = torch.rand(1, 3, 2, 2)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    bounds = IntervalScreen(model, cone=False).bounds(image, torch.tensor([0]), cube,
+                                                      cube + 1, 0, FLOAT32)
+    assert torch.isinf(bounds.error[0, 1]) and torch.isfinite(bounds.lower[0, 1])
+
+
+def test_an_uneven_adaptive_pool_counts_its_largest_window():
+    """AdaptiveAvgPool2d(3) on a 5×5 map averages up to 3×3 values (windows of
+    ceil(5/3) + 1): 9 sums and the division, not 25 // 9 + 1 = 3."""
+    from pixelprior.scoring.cone.intervals import _window_terms
+
+    assert _window_terms(torch.Size([1, 4, 5, 5]), torch.Size([1, 4, 3, 3])) == 10
+    assert _window_terms(torch.Size([1, 4, 6, 6]), torch.Size([1, 4, 3, 3])) == 5
+    assert _window_terms(torch.Size([1, 4, 6, 6]), torch.Size([1, 4])) == 37  # a mean
+    model = nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+                          nn.Linear(18, 2)).eval()
+    excess, _, _ = worst_excess(model, 5, 0, FLOAT32, False)
+    assert excess <= 0

@@ -56,8 +56,9 @@ counts as **float32 proved** (``Verification.float32_proved``). "Verified" there
 means: no color at any position brings the margin of the model evaluated in real
 arithmetic within the tolerance of 0 (proved); at the float32-proved positions neither
 can its float32 evaluation change the label (proved, for sums in any order, with or
-without fused multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones);
-elsewhere up to the first-order estimate. On ConvSmall and the interval-trained ResNet8
+without fused multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones; so
+on the CPU only, not on CUDA, where cuDNN may choose those); elsewhere up to the
+first-order estimate. On ConvSmall and the interval-trained ResNet8
 every position is float32 proved; on the normally trained ResNet8 and the SqueezeNet the
 proved bound is vacuous (tens of logits and more) and the estimate stands.
 """
@@ -398,7 +399,8 @@ class Verifier:
             over each position's color cube and take it as the tolerance where it is
             usable (:data:`PROVED_LIMIT`; ``Verification.float32_proved``). It costs the
             screen ~1.5 times its time (ResNet8: ~0.5 s an image); ``False``: the
-            first-order estimate alone.
+            first-order estimate alone. On the CPU only (on CUDA cuDNN may choose
+            Winograd or FFT convolutions, which the proof does not cover).
 
     Raises:
         BoundUnsupportedError: the model has an operation without a bound rule (named),
@@ -684,7 +686,10 @@ class Verifier:
         which sets the position's tolerance (:data:`PROVED_LIMIT`, in ``tolerances``
         and ``float32_proved``) before any of its boxes is judged."""
         channels = image.shape[1]
-        unit = rounding_unit(image.device) if self.prove_float32 else None
+        # on the CPU only: cuDNN may pick Winograd or FFT convolutions, which round
+        # otherwise than a sum in any order, and TF32 may truncate its inputs
+        proving = self.prove_float32 and image.device.type == "cpu"
+        unit = rounding_unit(image.device) if proving else None
 
         def screen(positions: np.ndarray) -> np.ndarray:
             count = positions.size

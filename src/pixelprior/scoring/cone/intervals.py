@@ -28,7 +28,12 @@ plus the error. A monotone exact nonlinearity that is constant over
 without that, the worst case grows with the product of the layers' absolute row sums
 (10^11 for the CIFAR SqueezeNet's). It holds for any order of each sum, with or without
 fused multiply-adds (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1):
-direct and GEMM convolutions, not Winograd or FFT ones.
+direct and GEMM convolutions, not Winograd or FFT ones. A constant the model applies
+counts with its own gap (:meth:`IntervalStep.gap`): none for a parameter or buffer (the
+float32 model and the float64 copy hold the same value), ``|c - fl32(c)|`` for a number
+written in the model's code (``x - 0.1``, a clamp at 0.7: float32 holds another value),
+and an unbounded one for a constant computed inside the model from its parameters
+(float32 computes it with roundings of its own): no proof there.
 
 Hand-written: auto_LiRPA's IBP needs torch < 1.13 (its PyPI release); the rules here are
 the operation table's, so every operation the zonotope engine bounds is screened alike.
@@ -57,7 +62,7 @@ from .zonotope import (
 
 __all__ = ["EXACT", "SHAPE", "Activation", "Exact", "Interval", "IntervalRule", "IntervalStep",
            "IntervalUnsupportedError", "Negate", "PositiveSum", "Scale", "Shape",
-           "SignedAffine", "Sum", "UNIT", "widen"]
+           "SignedAffine", "Sum", "UNIT", "constant_gap", "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
 
@@ -104,15 +109,27 @@ class IntervalStep:
 
     def __init__(self, call: Callable[[Callable[[int, Interval], Any]], Any],
                  intervals: list[Interval], argument_of: list[int | str],
-                 params: Any, argument: Callable[[int, str], Any]) -> None:
+                 params: Any, argument: Callable[[int, str], Any],
+                 gap: Callable[[int, str], Any] | None = None) -> None:
         self._call, self.intervals, self.params = call, intervals, params
-        self.argument_of, self._argument = argument_of, argument
+        self.argument_of, self._argument, self._gap = argument_of, argument, gap
 
     def run(self, pick: Callable[[int, Interval], Any], constants: bool = True) -> Any:
         """The node's own operation with its ``k``-th varying argument replaced by
-        ``pick(k, interval)`` (constant tensors as they are, or zeros with
-        ``constants=False``: an error passed through exactly, a constant has none)."""
+        ``pick(k, interval)`` (constant tensors as they are, or with ``constants=False``
+        their gaps, :meth:`gap`: an error passed through exactly)."""
         return self._call(pick, constants)
+
+    def gap(self, position: int, keyword: str) -> Any:
+        """How far the float32 model's value of the argument at ``position`` (or
+        ``keyword``) can be from the float64 copy's: its error where it varies; for a
+        constant 0 (a parameter, a buffer: the same float32 value), ``|c - fl32(c)|`` (a
+        number in the model's code) or ``inf`` (a constant computed inside the model:
+        float32 rounds it its own way); 0 where the argument is absent."""
+        if self._gap is None:
+            value = self.argument(position, keyword)
+            return value.error if isinstance(value, Interval) else constant_gap(value)
+        return self._gap(position, keyword)
 
     def argument(self, position: int, keyword: str) -> Any:
         """The node's argument at ``position`` or ``keyword`` (an :class:`Interval`
@@ -142,6 +159,14 @@ class IntervalRule:
         roundoff. Computed in float64; the caller widens it by a relative ``2^-20`` for
         that."""
         raise NotImplementedError(f"{type(self).__name__} has no float32 error rule")
+
+
+def constant_gap(value: Any) -> Any:
+    """The float32 model's distance from a constant it is given as a number (``|c -
+    fl32(c)|``); 0 for anything else that is not a tensor (``None``, a flag)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    return abs(float(value) - float(torch.tensor(float(value), dtype=torch.float32)))
 
 
 def _slack(terms: float, magnitude: torch.Tensor | float) -> torch.Tensor | float:
@@ -185,17 +210,26 @@ class PositiveSum(IntervalRule):
 
     def apply(self, step):
         lower, upper = step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper)
-        terms = self.terms
-        if terms is None:
-            terms = step.intervals[0].lower.numel() // max(lower.numel(), 1) + 1
+        terms = self.terms or _window_terms(step.intervals[0].lower.shape, lower.shape)
         return widen(lower, upper, _slack(terms, step.run_each(Interval.magnitude)))
 
     def error(self, step, out, unit):
-        terms = self.terms
-        if terms is None:
-            terms = step.intervals[0].lower.numel() // max(out.lower.numel(), 1) + 1
+        terms = self.terms or _window_terms(step.intervals[0].lower.shape, out.lower.shape)
         return step.errors() + gamma(terms, unit) * step.run_each(Interval.reach,
                                                                   constants=False)
+
+
+def _window_terms(given: torch.Size, out: torch.Size) -> int:
+    """Roundings per output of an average whose windows the shapes imply: the largest
+    window (an adaptive pool's are ``ceil(n / m) + 1`` wide along an axis ``m`` does not
+    divide) plus the division; a mean that drops axes divides them evenly."""
+    if len(given) != len(out):
+        return max(1, math.prod(given) // max(math.prod(out), 1)) + 1
+    terms = 1
+    for n, m in zip(given, out, strict=True):
+        if m and n != m:
+            terms *= -(-n // m) + (1 if n % m else 0)
+    return terms + 1
 
 
 @dataclass(frozen=True)
@@ -228,10 +262,9 @@ class Sum(IntervalRule):
         return widen(lower, upper, _slack(3, size))
 
     def error(self, step, out, unit):
-        passed: Any = 0.0  # e_a + |alpha| e_b (a constant argument has none)
-        for k, value in enumerate(step.intervals):
-            second = step.argument_of[k] in (1, "other")
-            passed = passed + (abs(self.alpha) if second else 1.0) * value.error
+        # e_a + |alpha| e_b, a constant argument with its gap (a number float32 rounds)
+        passed = (step.gap(0, "input")
+                  + abs(self.alpha) * step.gap(1, "other"))
         if self.alpha == 1:  # one rounding of the float32 result
             return passed + unit * (out.magnitude() + passed)
         first, second = step.argument(0, "input"), step.argument(1, "other")
@@ -301,9 +334,25 @@ class Scale(IntervalRule):
         return Interval(*_outward(lower, upper, 4 * UNIT))
 
     def error(self, step, out, unit):
-        # the constant factor (divisor) as the float32 model holds it: |c| e, one rounding
+        # |c| e (|e / c|), plus the factor's own gap δ (a number float32 rounds):
+        # δ |x| for a product, |x| δ / (|c| (|c| - δ)) for a quotient; then the product's
+        # rounding, two for a quotient (CUDA divides by a reciprocal)
         passed = step.run_each(lambda v: v.error).abs()
-        return passed + unit * (out.magnitude() + passed)
+        first = step.argument(0, "input")
+        varying, position = (first, 1) if isinstance(first, Interval) else (
+            step.argument(1, "other"), 0)
+        factor = step.argument(position, ("input", "other")[position])
+        gap = step.gap(position, ("input", "other")[position])
+        size = varying.reach()
+        if self.divides:
+            c = abs(factor) if not isinstance(factor, torch.Tensor) else factor.abs()
+            room = c - gap
+            moved = torch.where(torch.as_tensor(room > 0), size * gap / (c * room),
+                                torch.as_tensor(math.inf, dtype=size.dtype))
+        else:
+            moved = size * gap
+        passed = passed + moved
+        return passed + 2 * unit * (out.magnitude() + passed)
 
 
 @dataclass(frozen=True)
@@ -416,10 +465,11 @@ class Activation(IntervalRule):
         value = step.intervals[0]
         rule = self.rule
         passed = rule.lipschitz * value.error
-        if self.exact:  # monotone, no rounding; no error where f is constant over the
-            reachable = widen(value.lower, value.upper, value.error)  # values reachable
-            flat = rule.f(reachable.lower) == rule.f(reachable.upper)
-            return torch.where(flat, torch.zeros_like(passed), passed)
+        if self.exact:  # monotone, no rounding; where f is constant over the values
+            reachable = widen(value.lower, value.upper, value.error)  # reachable, only
+            flat = rule.f(reachable.lower) == rule.f(reachable.upper)  # the gap of its
+            gap = _level_gap(rule)  # levels (a clamp at 0.7: float32 holds another value)
+            return torch.where(flat, torch.full_like(passed, gap), passed + gap)
         # f's own float32 evaluation: a few library calls (as the bounds count them)
         own = REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * value.reach()
                                        + out.magnitude() + passed)
@@ -427,6 +477,17 @@ class Activation(IntervalRule):
 
 
 EXACT, SHAPE = Exact(), Shape()
+
+
+def _level_gap(rule: Relaxation) -> float:
+    """The most a piecewise-linear ``f``'s breakpoints and its values there move when
+    float32 holds them (a clamp's limits, given as numbers): 0 for ReLU and ReLU6."""
+    gap = 0.0
+    for point in getattr(rule, "breakpoints", ()):
+        at = torch.as_tensor(point, dtype=torch.float64).reshape(-1)
+        for value in (at, rule.f(at)):
+            gap = max(gap, float((value - value.float().double()).abs().max()))
+    return gap
 
 
 def activation(rule: Relaxation | Any, exact: bool = False) -> Activation | Any:

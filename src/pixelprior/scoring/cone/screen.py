@@ -46,7 +46,14 @@ from torch import fx, nn
 from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import FxUnsupportedError, describe
-from .intervals import UNIT, Interval, IntervalStep, IntervalUnsupportedError, SignedAffine
+from .intervals import (
+    UNIT,
+    Interval,
+    IntervalStep,
+    IntervalUnsupportedError,
+    SignedAffine,
+    constant_gap,
+)
 from .plan import (
     MIN_SAVING,
     InputStep,
@@ -102,6 +109,10 @@ class IntervalScreen:
         if model.training:
             raise IntervalUnsupportedError("the model is in training mode; call model.eval()")
         copied = copy.deepcopy(model).to(torch.float64).eval()
+        # the model's own tensors: float32 in the model, the same values here (a tensor
+        # the trace computed from them and kept is not: float64 computed it)
+        self._state = {name for name, _ in copied.named_parameters()} | {
+            name for name, _ in copied.named_buffers()}
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64)
         except FxUnsupportedError as exc:
@@ -302,7 +313,7 @@ class IntervalScreen:
                 if isinstance(found, Interval):
                     return pick(next(counter), found)
                 if not constants and isinstance(found, torch.Tensor):
-                    return torch.zeros_like(found)
+                    return self._tensor_gap(n, found)
                 return found
 
             if invoke is not None:
@@ -314,12 +325,33 @@ class IntervalScreen:
                          else node.kwargs.get(keyword))
             return fx.node.map_arg(given_arg, lookup)
 
+        def gap(position: int, keyword: str) -> Any:
+            given_arg = (node.args[position] if len(node.args) > position
+                         else node.kwargs.get(keyword))
+            if not isinstance(given_arg, fx.Node):
+                return constant_gap(given_arg)
+            value = lookup(given_arg)
+            if isinstance(value, Interval):
+                return value.error
+            if isinstance(value, torch.Tensor):
+                return self._tensor_gap(given_arg, value)
+            return constant_gap(value)
+
         rule = rule if rule is not None else self.rules[node]
-        step = IntervalStep(call, intervals, argument_of, self.params[node], argument)
+        step = IntervalStep(call, intervals, argument_of, self.params[node], argument, gap)
         out = rule.apply(step)
         if self._unit is not None and isinstance(out, Interval) and intervals:
-            out.error = rule.error(step, out, self._unit) * GROWN
+            out.error = _no_nan(rule.error(step, out, self._unit) * GROWN)
         return out
+
+    def _tensor_gap(self, node: fx.Node, value: torch.Tensor) -> torch.Tensor:
+        """How far the float32 model's value of a constant tensor can be from the
+        float64 copy's: 0 for one of the model's parameters or buffers (the same float32
+        values), unbounded for one computed from them (inside the model, or by the trace
+        here in float64: float32 rounds it its own way, so no proof goes through it)."""
+        if node.op == "get_attr" and node.target in self._state:
+            return torch.zeros_like(value)
+        return torch.full_like(value, torch.inf)
 
     # ------------------------------------------------------------------ the cone
     def _plan(self, image: torch.Tensor) -> Plan | None:
@@ -456,7 +488,7 @@ class IntervalScreen:
         flat.error = value.error.flatten(1)
         scores = SignedAffine(lambda t: F.linear(t, weight.abs()), bias.abs(),
                               weight.shape[1] + 1)
-        error = scores.error(_Single(flat), flat, self._unit) * GROWN  # [P, K]
+        error = _no_nan(scores.error(_Single(flat), flat, self._unit) * GROWN)  # [P, K]
         return lower, (error[:, label:label + 1] + error) * GROWN
 
 
@@ -511,6 +543,12 @@ def _whole(node: fx.Node, value: Any, queries: tuple[Query, ...]) -> Any:
     error = None if value.error is None else queries[2].full(node, value.error)
     return Interval(queries[0].full(node, value.lower), queries[1].full(node, value.upper),
                     error)
+
+
+def _no_nan(error: torch.Tensor) -> torch.Tensor:
+    """An error bound with its NaNs (an unbounded error times a zero weight) as ``inf``:
+    unbounded, never proved."""
+    return torch.nan_to_num(error, nan=torch.inf)
 
 
 def _source(node: fx.Node) -> fx.Node:
