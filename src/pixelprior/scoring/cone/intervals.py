@@ -141,8 +141,8 @@ class IntervalStep:
         return self._call(lambda k, value: pick(value), constants)
 
     def errors(self) -> Any:
-        """The operation run on its arguments' errors, constant tensors as zeros (for an
-        operation that is exact and monotone, or a nonnegative sum)."""
+        """The operation run on its arguments' errors, constant tensors as their gaps
+        (for an operation that is exact and 1-Lipschitz, or a nonnegative sum)."""
         return self.run_each(lambda v: v.error, constants=False)
 
 
