@@ -85,6 +85,7 @@ def test_the_float32_proof_is_recorded_and_an_older_folder_resumes(tmp_path):
     assert all(row["tolerance_max"] >= row["tolerance"] > 0 for row in rows)
     assert (f"{len(verified)} of them with the float32 evaluation proved"
             in " ".join(result.output.split()))
+    assert "float32" in result.output and "proved" in result.output  # the table's column
     settings = json.loads((out / "verification.json").read_text())
     del settings["float32_proof"]  # a folder from before the setting was recorded
     (out / "verification.json").write_text(json.dumps(settings))

@@ -228,18 +228,28 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
                       "unknown (the proof is worst-case; deep networks defeat it)")
 
 
+def _float32(row: dict) -> str:
+    """What a verified row says of the model's float32 evaluation: ``proved`` (at every
+    position), ``estimated`` (a first-order estimate somewhere), or nothing."""
+    if not row["verified"]:
+        return ""
+    total = row["positions_robust"] + row["positions_vulnerable"] + row["positions_unknown"]
+    return "proved" if row.get("float32_proved") == total else "estimated"
+
+
 def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str | None
                 ) -> None:
     """The verdicts as a table (an image file's row named by the file), and the summary
     (``out``: where the rows were written; ``None``: nowhere kept)."""
     shown = table("verification" + (f" in {out}" if out else ""),
-                  ["image", "verdict", "witness (x, y)", "verified share", "boxes", "seconds"])
+                  ["image", "verdict", "witness (x, y)", "verified share", "float32",
+                   "boxes", "seconds"])
     for row in rows:
         witness = (f"({row['witness_x']}, {row['witness_y']})"
                    if row["witness_x"] is not None else "")
         image = file_name if file_name and row["image_index"] < 0 else str(row["image_index"])
         shown.add_row(image, row["decided_by"], witness,
-                      num(row["verified_volume"], 4), f"{row['boxes']:,}",
+                      num(row["verified_volume"], 4), _float32(row), f"{row['boxes']:,}",
                       num(row["seconds"], 1))
     print_table(shown)
     summary = verification_summary(rows)
