@@ -134,7 +134,7 @@ def report(name: str, source: str, indices, samples: dict, answers: list, budget
               f"{statistics.median(proved):g}, largest {max(proved)}")
     verified = [a for a in answers if a.verified]
     if verified:
-        full = sum(a.float32_proved == len(a.positions.status) for a in verified)
+        full = sum(a.verified_in_float32 for a in verified)
         print(f"verified images with the float32 evaluation proved at every position: "
               f"{full} of {len(verified)}; tolerance (first-order estimate) median "
               f"{statistics.median(a.tolerance for a in verified):.4g}, largest used "

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised
-from test_intervals import Strides
+from test_intervals import Strides, boxes_everywhere
 from torch import nn
 
 from pixelprior.scoring import perturb_rows
@@ -113,12 +113,7 @@ def test_the_proved_error_holds_on_random_networks(seed, net):
 @pytest.mark.parametrize("net, size", [(Residual, 8), (Scaled, 8), (Strides, 32)],
                          ids=["residual", "scaled", "strides"])
 def test_the_cone_and_whole_images_prove_the_same_error(net, size):
-    model = randomised(net(), 4)
-    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(4))
-    positions = torch.arange(size * size)
-    lo = torch.rand(size * size, 3, generator=torch.Generator().manual_seed(5),
-                    dtype=torch.float64)
-    hi = (lo + 0.5).clamp(max=1.0)
+    model, image, positions, lo, hi = boxes_everywhere(net, size)
     cone, whole = IntervalScreen(model, cone=True), IntervalScreen(model, cone=False)
     inside = cone.bounds(image, positions, lo, hi, 1, FLOAT32)
     outside = whole.bounds(image, positions, lo, hi, 1, FLOAT32)

@@ -173,6 +173,17 @@ def test_the_cone_bounds_hold_on_strided_dilated_grouped_and_padded_layers(seed,
     assert (bounds[others] <= margins[others] + 1e-9 * (1 + abs(margins).max())).all()
 
 
+def boxes_everywhere(net, size: int) -> tuple:
+    """A randomised ``net``, a random ``size``×``size`` image, and a random box of side
+    at most 0.5 at every position: ``(model, image, positions, lo, hi)``."""
+    model = randomised(net(), 4)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(4))
+    positions = torch.arange(size * size)
+    lo = torch.rand(size * size, 3, generator=torch.Generator().manual_seed(5),
+                    dtype=torch.float64)
+    return model, image, positions, lo, (lo + 0.5).clamp(max=1.0)
+
+
 @pytest.mark.parametrize("net, size", [
     (Residual, 8), (Scaled, 8), (lambda: Smooth(nn.GELU()), 8), (Strides, 32)],
     ids=["residual", "scaled", "gelu", "strides"])
@@ -180,12 +191,7 @@ def test_the_cone_bounds_as_whole_images_do(net, size):
     """In the pixel's cone the rules see the same values (the clean image's bounds around
     the windows): the bounds agree with whole images' to rounding, and are never looser
     beyond it (the cone's rounding slack is taken over patches, not whole maps)."""
-    model = randomised(net(), 4)
-    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(4))
-    positions = torch.arange(size * size)
-    lo = torch.rand(size * size, 3, generator=torch.Generator().manual_seed(5),
-                    dtype=torch.float64)
-    hi = (lo + 0.5).clamp(max=1.0)
+    model, image, positions, lo, hi = boxes_everywhere(net, size)
     cone, whole = IntervalScreen(model, cone=True), IntervalScreen(model, cone=False)
     assert cone.uses_cone(image) and not whole.uses_cone(image)
     inside = cone.margins(image, positions, lo, hi, 2)

@@ -17,6 +17,7 @@ from ..experiment.verification import (
     check_verification_folder,
     run_verification,
     verification_summary,
+    verified_in_float32,
 )
 from ..scoring.cone.bounds import BoundEngine
 from ..scoring.cone.zonotope import BoundUnsupportedError
@@ -233,8 +234,7 @@ def _float32(row: dict) -> str:
     position), ``estimated`` (a first-order estimate somewhere), or nothing."""
     if not row["verified"]:
         return ""
-    total = row["positions_robust"] + row["positions_vulnerable"] + row["positions_unknown"]
-    return "proved" if row.get("float32_proved") == total else "estimated"
+    return "proved" if verified_in_float32(row) else "estimated"
 
 
 def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str | None

@@ -255,9 +255,7 @@ def verification_summary(rows: list[dict]) -> dict:
         "unknown": sum(row["decided_by"] == "unknown" for row in rows),
         # verified with the float32 error proved at every position (rows from before it
         # was recorded count as not proved)
-        "verified_float32_proved": sum(
-            bool(row["verified"]) and row.get("float32_proved") == _positions(row)
-            for row in rows),
+        "verified_float32_proved": sum(verified_in_float32(row) for row in rows),
         "mean_verified_volume": (float(np.mean([row["verified_volume"] for row in rows]))
                                  if rows else None),
         "median_seconds": float(np.median(seconds)) if rows else None,
@@ -265,9 +263,20 @@ def verification_summary(rows: list[dict]) -> dict:
     }
 
 
-def _positions(row: dict) -> int:
-    """The positions a row's image has (robust, vulnerable and unknown)."""
-    return row["positions_robust"] + row["positions_vulnerable"] + row["positions_unknown"]
+def verified_in_float32(row: dict) -> bool:
+    """Whether a row's image is verified with its float32 error proved at every position
+    (:attr:`~pixelprior.search.verify.Verification.verified_in_float32`; rows from before
+    it was recorded: not proved).
+
+    Args:
+        row: one image's row.
+
+    Returns:
+        ``True`` when both hold.
+    """
+    positions = (row["positions_robust"] + row["positions_vulnerable"]
+                 + row["positions_unknown"])
+    return bool(row["verified"]) and row.get("float32_proved") == positions
 
 
 def load_positions(path: str | Path) -> dict[str, np.ndarray]:

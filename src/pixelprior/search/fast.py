@@ -198,7 +198,9 @@ class FastAttack(Attack):
                              for i in range(len(rows))],
             "boxes": torch.tensor([verdicts[i].boxes if i in verdicts else 0
                                    for i in range(len(rows))], dtype=torch.long),
-            "float32_proved": [_float32_proved(verdicts.get(i)) for i in range(len(rows))]})
+            "float32_proved": [verdicts[i].verified_in_float32
+                               if i in verdicts and verdicts[i].verified else None
+                               for i in range(len(rows))]})
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
@@ -319,14 +321,6 @@ def _position_genes(positions: torch.Tensor, corners: torch.Tensor, width: int
     flat = positions.repeat_interleave(corners.shape[0])
     xy = torch.stack([flat % width, flat // width], 1).to(corners.dtype)
     return torch.cat([xy, corners.repeat(positions.numel(), 1)], 1)[:, None]
-
-
-def _float32_proved(verdict: Verification | None) -> bool | None:
-    """For a verified image: whether every position's tolerance covers the proved float32
-    error bound (``None``: not verified)."""
-    if verdict is None or not verdict.verified:
-        return None
-    return verdict.float32_proved == len(verdict.positions.status)
 
 
 def _decision(fooled: bool, refined: bool, certified: bool,

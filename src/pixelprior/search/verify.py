@@ -181,6 +181,12 @@ class Verification:
     float32_proved: int = 0
     tolerance_max: float = 0.0
 
+    @property
+    def verified_in_float32(self) -> bool:
+        """Verified, and at every position the tolerance covers the proved float32
+        error: the model as it runs in float32 cannot be fooled either."""
+        return self.verified and self.float32_proved == len(self.positions.status)
+
 
 class _Frontier:
     """The boxes still to bound, kept per position and handed out in the positions'

@@ -407,8 +407,13 @@ class SignedAffine(IntervalRule):
         return Interval(center - reach, center + reach)
 
     def error(self, step, out, unit):
-        # |A| e + γ (|A| (|x| + e) + offset) in one pass: |A| (e + γ (|x| + e)) + γ offset
-        value, g = step.intervals[0], gamma(self.terms, unit)
+        return self.error_of(step.intervals[0], unit)
+
+    def error_of(self, value: Interval, unit: float) -> torch.Tensor:
+        """The float32 error of ``A x + b`` for ``x`` in ``value`` (with its error):
+        ``|A| e + γ (|A| (|x| + e) + offset)``, in one pass as ``|A| (e + γ (|x| + e)) +
+        γ offset``."""
+        g = gamma(self.terms, unit)
         return self.run_abs(value.error + g * value.reach()) + g * self.offset
 
 

@@ -486,18 +486,8 @@ class IntervalScreen:
         if value.error is None:
             return lower, None
         flat.error = value.error.flatten(1)
-        scores = SignedAffine(lambda t: F.linear(t, weight.abs()), bias.abs(),
-                              weight.shape[1] + 1)
-        error = _no_nan(scores.error(_Single(flat), flat, self._unit) * GROWN)  # [P, K]
-        return lower, (error[:, label:label + 1] + error) * GROWN
-
-
-class _Single:
-    """The one varying argument a rule's :meth:`~.intervals.IntervalRule.error` reads
-    (the folded head's scores)."""
-
-    def __init__(self, value: Interval) -> None:
-        self.intervals = [value]
+        scores = self.rules[self.head[0]].error_of(flat, self._unit)  # the linear's rule
+        return lower, _margin_errors(_no_nan(scores * GROWN), label)
 
 
 @dataclass(frozen=True)
@@ -564,6 +554,11 @@ def _difference(value: Interval, label: int) -> tuple[torch.Tensor, torch.Tensor
                             torch.tensor(-torch.inf, dtype=lower.dtype, device=lower.device))
     if value.error is None:
         return lower, None
-    error = value.error.flatten(1)
-    return lower, (error[:, label:label + 1] + error) * GROWN
+    return lower, _margin_errors(value.error.flatten(1), label)
+
+
+def _margin_errors(scores: torch.Tensor, label: int) -> torch.Tensor:
+    """``[P, K]`` float32 errors of the margins ``z_label - z_j`` from the scores' own:
+    ``e_label + e_j`` (the model compares its scores: nothing more rounds)."""
+    return (scores[:, label:label + 1] + scores) * GROWN
 
