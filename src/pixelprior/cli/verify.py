@@ -226,7 +226,7 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
         console.print(f"note: {model}: the bounds' proved float64 rounding error (at least "
                       f"{rounding:.3g} in a margin) exceeds every margin even at a single "
                       "color, so no box can be proved; each image will be fooled or "
-                      "unknown (the proof is worst-case; deep networks defeat it)")
+                      "unknown (its values are too large beside its margins for float64)")
 
 
 def _float32(row: dict) -> str:

@@ -17,15 +17,23 @@ Everything is computed in float64 on a float64 copy of the model (BatchNorm not 
 the verifier bounds the model's own operations); a float32 engine exists only to measure
 rounding.
 
-**Float error, proved.** Each value carries ``error [N]``: how far the exact
-(real-arithmetic) values of its neurons, inside a window and outside (the clean cache),
-may lie from the computed zonotopes. An affine operation passes ``gain · error`` on (its
-largest absolute row sum, from its bound rule's :class:`~.zonotope.Rounding`) and adds
-``γ_{terms+2}`` of its rows' magnitudes; a relaxation passes ``L · error`` and adds its
-own roundings (:func:`~.zonotope.relaxation_error`); a maximum passes ``error`` and adds
-its fold's. The margins' bounds take the total off (:class:`MarginBounds`' ``rounding``),
-so they hold for the network in real arithmetic. The bound is worst-case (``∞``-norms):
-tight on shallow networks, vacuous on deep ones (the CIFAR SqueezeNet).
+**Float error, proved, per neuron.** Each value carries ``error``, shaped like its
+center: how far the exact (real-arithmetic) values of each neuron may lie from the
+computed zonotope, and ``size``, a bound of each neuron's computed ``|center| + Σ
+|generators|``. Around a window the clean image's neurons have their own errors: a whole
+image pass of the interval screen's error rules over the clean image
+(:meth:`~.screen.IntervalScreen.clean_errors`), kept in the cache as one more image per
+image, read around windows as the clean values are. An affine operation ``A`` passes
+``|A| error`` on and adds ``γ_{terms+2}`` of ``|A| size`` and of its constant part per row
+(``|A|`` from the operation's interval rule: ``|W|`` of a convolution or a linear layer,
+``|α|`` of a sum, ``|c|`` of a product); a relaxation passes ``L · error`` and adds its own
+roundings (:func:`~.zonotope.relaxation_error`), and **stops the error where ``f`` is
+constant over every value the exact network can take** (a ReLU off: its relaxation is 0
+exactly); a maximum passes the largest error of its candidates and adds its fold's. The
+margins' bounds take the total off (:class:`MarginBounds`' ``rounding``), so they hold for
+the network in real arithmetic. Without the stop the bound grows with the product of the
+layers' absolute row sums (10^25 for the CIFAR SqueezeNet: a worst case of 10^9 in its
+logits); with it, ~10^-2 there.
 """
 
 from __future__ import annotations
@@ -42,10 +50,11 @@ from torch import fx, nn
 from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import FxUnsupportedError, describe
+from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
 from .runtime import FxCache, Query, Window
+from .screen import IntervalScreen, IntervalUnsupportedError
 from .zonotope import (
-    REST_ROUNDINGS,
     Affine,
     BoundUnsupportedError,
     Identity,
@@ -75,53 +84,55 @@ class TooManySymbols(RuntimeError):
 @dataclass
 class ZWindow:
     """Zonotopes of a window: ``values [N, R, C, h, w]`` at ``top``/``left`` (``[N]``)
-    of ``box.map``; outside it the value is the clean image's. ``error [N]`` bounds how
-    far each box's exact (real-arithmetic) values, in and outside the window, lie from
-    the computed ones."""
+    of ``box.map``; outside it the value is the clean image's. ``error`` and ``size``
+    (``[N, C, h, w]``, the window's neurons; the clean neurons' are in the cache): how far
+    each neuron's exact (real-arithmetic) values lie from the computed zonotope, and a
+    bound of its computed ``|center| + Σ |generators|``."""
 
     values: torch.Tensor
     top: torch.Tensor
     left: torch.Tensor
     box: Box
     error: torch.Tensor
-    size: torch.Tensor | None = None  # [N]: a bound of its largest |center| + Σ|gen.|
+    size: torch.Tensor
+
+    def laid(self, tensor: torch.Tensor) -> Window:
+        """``tensor`` (one row per box, shaped like the window) as a window at the same
+        place."""
+        return Window(tensor, self.top, self.left, self.box)
 
 
 @dataclass
 class ZFull:
-    """Zonotopes of a whole value: ``values [N, R, *shape]``, and their float error
-    bound ``error [N]``."""
+    """Zonotopes of a whole value: ``values [N, R, *shape]``, each neuron's float error
+    bound and size bound ``[N, *shape]`` (see :class:`ZWindow`)."""
 
     values: torch.Tensor
     error: torch.Tensor
-    size: torch.Tensor | None = None  # [N]: a bound of its largest |center| + Σ|gen.|
+    size: torch.Tensor
 
 
 @dataclass
 class ZFlat:
     """A flattened window: the center as a whole ``[N, F]`` (``F = C·H·W``), the
     generators still the window's (rows ``1..`` of ``window.values``), so that a linear
-    layer after a flatten multiplies only the weights the window reaches. ``clean``: the
-    largest ``|value|`` of the clean maps flattened."""
+    layer after a flatten multiplies only the weights the window reaches. ``source``: the
+    node flattened (whose clean maps surround the window)."""
 
     center: torch.Tensor
     window: ZWindow
-    clean: float
-
-    @property
-    def error(self) -> torch.Tensor:
-        """The window's float error bound (a reshape rounds nothing)."""
-        return self.window.error
+    source: fx.Node
 
 
 @dataclass
 class BoundCache:
-    """The clean images' cache with an all-zero image appended (index ``zero``), and the
-    largest ``|value|`` of each node's clean maps (what a window's border reads)."""
+    """The clean images' cache with an all-zero image appended (index ``zero``, what
+    generator rows read around their windows) and then, per image, a bound of its clean
+    values' float error (index ``errors + image``)."""
 
     cache: FxCache
     zero: int
-    magnitudes: dict[fx.Node, float]
+    errors: int
 
 
 @dataclass
@@ -165,15 +176,15 @@ class _Call:
                  x: torch.Tensor, channels: int, unit: float,
                  max_symbols: int | None = None) -> None:
         self.max_symbols, self.unit = max_symbols, unit
-        self.magnitudes = bound_cache.magnitudes
         self.cache, self.zero = bound_cache.cache, bound_cache.zero
         self.owner, self.y, self.x = owner, y, x
         self.count = owner.shape[0]
         self.rows = 1 + channels
         self.row_elements = 0  # the widest relaxed value's neurons per row
         self.shapes = bound_cache.cache.plan.shapes
-        self.error = owner.new_zeros(self.count, dtype=torch.float64)  # the output's
+        self.error: torch.Tensor | None = None  # the output's, per neuron
         self._queries: dict[int, Query] = {}
+        self._errors = Query(self.cache, owner + bound_cache.errors, y, x, None)
 
     def query(self, rows: int) -> Query:
         """The cone engine's query of ``N · rows`` stacked rows (center rows on the clean
@@ -201,18 +212,26 @@ class _Call:
         """Zonotopes padded to the call's symbols (before new ones are appended)."""
         return pad_rows(values, self.rows)
 
-    def clean(self, node: fx.Node) -> float:
-        """The largest ``|value|`` of ``node``'s clean maps (infinite if unknown)."""
-        return self.magnitudes.get(node, math.inf)
+    def gathered(self, reader: Any, value: ZWindow) -> tuple[torch.Tensor, torch.Tensor]:
+        """A window's errors and sizes through a step's gather (or expansion) ``reader``:
+        the clean image's around the window (its errors, its values' magnitudes)."""
+        error = reader(self._errors, value.laid(value.error.to(self.cache.images.dtype)))
+        size = reader(self.query(1), value.laid(value.size.to(self.cache.images.dtype)))
+        return error.double(), size.abs().double()
 
-    def relax(self, rule: Relaxation, values: torch.Tensor, error: torch.Tensor,
-              clean: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The relaxed zonotopes, their error bound, which also covers the clean
-        neurons around a window (``f`` of clean values of at most ``clean`` in size: ``L``
-        times their error, plus ``f``'s own rounding), and their size bound."""
+    def materialised(self, node: fx.Node, value: ZWindow
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A window's errors and sizes as whole maps ``[N, C, H, W]`` (the clean image's
+        around it)."""
+        error = self._errors._materialise(node, value.laid(value.error))
+        size = self.query(1)._materialise(node, value.laid(value.size))
+        return error.double(), size.abs().double()
+
+    def relax(self, rule: Relaxation, values: torch.Tensor, error: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The relaxed zonotopes, their error bound and their size bound (per neuron)."""
         out, moved, size = rule.apply_rounded(self.grow(values), error, self.unit)
-        outside = rule.lipschitz * error + _rest_rounding(rule, clean, self.unit)
-        return self._counted(out), torch.maximum(moved, outside), size
+        return self._counted(out), moved.double(), size.double()
 
     def add(self, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
         return self._counted(add_symbols(self.grow(values), radius))
@@ -265,6 +284,11 @@ class BoundEngine:
         self.graph = self.engine.graph
         self._checked: set[tuple] = set()
         self._rules: dict[fx.Node, Any] = {}
+        self._magnitudes: dict[fx.Node, Any] = {}  # per node, x ↦ |A| x (or None)
+        try:  # the clean images' float error, by the interval rules (the same table)
+            self._screen: IntervalScreen | None = IntervalScreen(model, cone=False)
+        except IntervalUnsupportedError:
+            self._screen = None  # no bound of it: the errors are unbounded
 
     def plan(self, images: torch.Tensor) -> Plan:
         """The plan of images like ``images`` (every operation checked for a bound rule).
@@ -312,14 +336,30 @@ class BoundEngine:
         images = images.to(self.dtype)
         self.plan(images)
         cache = self.engine.prepare(images)
-        tensors = {key: torch.cat([t, torch.zeros_like(t[:1])]) for key, t in cache.tensors.items()}
-        magnitudes = {}
-        for node, value in self.graph.clean(images):  # a second clean pass, to see all
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                size = float(value.abs().max()) if value.numel() else 0.0
-                magnitudes[node] = math.inf if math.isnan(size) else size
-        return BoundCache(FxCache(torch.cat([cache.images, torch.zeros_like(images[:1])]),
-                                  tensors, cache.plan), images.shape[0], magnitudes)
+        errors = self._clean_errors(images, cache)
+        tensors = {key: torch.cat([t, torch.zeros_like(t[:1]), errors[key]])
+                   for key, t in cache.tensors.items()}
+        zero = torch.zeros_like(images[:1])
+        return BoundCache(FxCache(torch.cat([cache.images, zero, torch.zeros_like(images)]),
+                                  tensors, cache.plan), images.shape[0], images.shape[0] + 1)
+
+    def _clean_errors(self, images: torch.Tensor, cache: FxCache) -> dict[str, torch.Tensor]:
+        """Per cache key, a bound of how far the clean values it holds (computed in the
+        engine's dtype) lie from their real-arithmetic values, laid out as the key's
+        tensor (channels last, padded with zeros: a pad is exact); unbounded where the
+        interval screen cannot run the model."""
+        found = {} if self._screen is None else self._screen.clean_errors(images, self.unit)
+        errors = {key: torch.full_like(like, math.inf) for key, like in cache.tensors.items()}
+        for node, needs in cache.plan.needs.items():
+            error = found.get(node.name)
+            if error is None:
+                continue
+            for key, (pads, _) in needs.items():
+                padded = error if pads is None else F.pad(error, pads)
+                # rounded up into the engine's dtype (float32 holds it within 2^-24)
+                errors[key] = (padded * (1 + 2.0**-20)).to(cache.tensors[key].dtype).permute(
+                    0, 2, 3, 1).contiguous()
+        return errors
 
     def logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor, x: torch.Tensor,
                lower: torch.Tensor, upper: torch.Tensor,
@@ -372,7 +412,7 @@ class BoundEngine:
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
-        rounding = self._margin_rounding(values, margin, call.error)
+        rounding = self._margin_rounding(values, margin, call.error, labels)
         at_label = F.one_hot(labels, values.shape[2]).bool()
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
         channels = lower.shape[1]
@@ -383,18 +423,21 @@ class BoundEngine:
                             torch.where(at_label, inf, low))
 
     def _margin_rounding(self, logits: torch.Tensor, margin: torch.Tensor,
-                         error: torch.Tensor) -> torch.Tensor:
+                         error: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """``[N, K]``: a bound of the float error of each margin's interval bounds.
 
-        The logits' exact values lie within ``error`` of the computed ones (twice that for
-        a difference of two), the difference rounds ``u`` of each row, the interval's sum
-        over ``R`` rows ``γ_{R+1}`` of ``|center| + Σ |generators|``; the total is rounded
-        up by a relative ``10^-6`` and ``4u`` of the bound, so that subtracting it in
-        floating point stays a bound (:mod:`.zonotope`'s rules give the rest).
+        The logits' exact values lie within ``error [N, K]`` of the computed ones (a
+        margin's within ``e_label + e_j``), the difference rounds ``u`` of each row, the
+        interval's sum over ``R`` rows ``γ_{R+1}`` of ``|center| + Σ |generators|``; the
+        total is rounded up by a relative ``10^-6`` and ``4u`` of the bound, so that
+        subtracting it in floating point stays a bound (:mod:`.zonotope`'s rules give the
+        rest).
         """
         unit, rows = self.unit, margin.shape[1]
         size = magnitude(margin)
-        total = (2 * error[:, None] + unit * 2 * per_box(magnitude(logits))[:, None]
+        error = error.reshape(error.shape[0], -1)
+        both = error.gather(1, labels.view(-1, 1)) + error
+        total = (both + unit * 2 * per_box(magnitude(logits))[:, None]
                  + gamma(rows + 1, unit) * size)
         return total * (1 + 1e-6) + 4 * unit * (size + total)
 
@@ -428,8 +471,9 @@ class BoundEngine:
         index = torch.arange(channels, device=lower.device)
         values[:, 1 + index, index, 0, 0] = (upper - lower) / 2
         # (lo + hi) / 2 and (hi - lo) / 2 round once each; the clean image is exact
-        error = call.unit * (lower.abs() + upper.abs()).amax(1)
-        return self._wrap(values, step.box, call, error)
+        error = (call.unit * (lower.abs() + upper.abs()))[:, :, None, None].double()
+        size = magnitude(values).double() * (1 + call.unit)
+        return self._wrap(values, step.box, call, error, size)
 
     def _shape(self, step: ShapeStep, call: _Call, env: dict) -> Any:
         def value(n: fx.Node):
@@ -442,40 +486,46 @@ class BoundEngine:
                          **fx.node.map_arg(step.node.kwargs, value))
 
     def _wrap(self, values: torch.Tensor, box: Box, call: _Call, error: torch.Tensor,
-              size: torch.Tensor | None = None) -> ZWindow | ZFull:
+              size: torch.Tensor) -> ZWindow | ZFull:
         if box.covers:
             return ZFull(values, error, size)
         return ZWindow(values, *call.origins(box), box, error, size)
 
     def _pointwise(self, step: PointwiseStep, rule: Any, call: _Call, env: dict
                    ) -> ZWindow | ZFull:
-        windowed = [n for n in step.node.all_input_nodes if isinstance(env[n], ZWindow)]
         stacked: dict[fx.Node, torch.Tensor] = {}
-        for n in windowed:
+        carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]] = {}
+        for n in step.node.all_input_nodes:
             value = env[n]
+            if not isinstance(value, ZWindow):
+                continue
             if n in step.expand:
                 q, window = call.stacked_window(value)
                 patch = step.expand[n](q, window)
                 stacked[n] = patch.reshape(call.count, value.values.shape[1], *patch.shape[1:])
+                carried[n] = call.gathered(step.expand[n], value)
             else:
                 stacked[n] = value.values
+                carried[n] = (value.error, value.size)
         first = step.node.args[0]
         if isinstance(rule, Relaxation):
-            relaxed = call.relax(rule, stacked[first], env[first].error, call.clean(first))
-            return self._wrap(relaxed[0], step.box, call, relaxed[1], relaxed[2])
+            values, error, size = call.relax(rule, stacked[first], carried[first][0])
+            return self._wrap(values, step.box, call, error, size)
         if isinstance(rule, Identity):
-            return self._wrap(stacked[first], step.box, call, env[first].error)
+            return self._wrap(stacked[first], step.box, call, *carried[first])
         if isinstance(rule, (Affine, Product)):
-            values, error = self._affine(step, call, env, stacked)
-            return self._wrap(values, step.box, call, error)
+            values, error, size = self._affine(step, call, env, stacked, carried)
+            return self._wrap(values, step.box, call, error, size)
         raise BoundUnsupportedError(f"no windowed bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
-    def _affine(self, step: Any, call: _Call, env: dict,
-                stacked: dict[fx.Node, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """An affine node on zonotopes ``stacked`` (node → ``[N, R, ...]``): the node's
-        own call on center and generator rows, its value at zero subtracted from the
-        generators; with its float error bound (:func:`_affine_error`)."""
+    def _affine(self, step: Any, call: _Call, env: dict, stacked: dict[fx.Node, torch.Tensor],
+                carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An affine node on zonotopes ``stacked`` (node → ``[N, R, ...]``, with their
+        errors and sizes ``carried``): the node's own call on center and generator rows,
+        its value at zero subtracted from the generators; with the result's error and
+        size bounds (:meth:`_propagated`)."""
         rule = self._rule(step)
         if isinstance(rule, Product):
             rule.check(step.node, stacked)
@@ -502,13 +552,61 @@ class BoundEngine:
         out = out.view(call.count, rows, *out.shape[1:]).clone()
         out[:, 1:] -= at_zero
         if isinstance(rule, Product):
-            rounding = rule.rounding(_factor(step.node, args, kwargs, grown, rule.divides))
+            factor = _factor(step.node, args, kwargs, grown, rule.divides)
+            rounding = rule.rounding(factor)
         else:
-            rounding = rule.rounding
-        inputs = [(grown[n], env[n].error, _clean_of(env[n], n, call), _size_of(env[n]))
-                  for n in grown]
-        error = _affine_error(rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
-        return out, error
+            factor, rounding = None, rule.rounding
+        apply = self._magnitude_map(step, env, factor, rounding, out[:, 0])
+        error, size = _propagated(apply, rounding, carried, at_zero, rows, call.unit,
+                                  out[0, 0].numel())
+        return out, error, size
+
+    def _magnitude_map(self, step: Any, env: dict, factor: Any, rounding: Rounding,
+                       like: torch.Tensor) -> Any:
+        """``v ↦ |A| v`` of an affine node ``A`` (``v``: node → one row per box, each
+        varying argument's, nonnegative; the result shaped like ``like``), from its
+        interval rule: ``|W| v`` of a convolution, a linear layer or a BatchNorm, ``v_a +
+        |α| v_b`` of a sum, ``|c| v`` of a product, the operation itself where its weights
+        are nonnegative (pooling, means, concatenations, copies). An operation without
+        one passes ``gain · max v`` to every output (``gain``: ``‖|A|‖_∞``)."""
+        node = step.node
+        rule = self._interval_rule(step)
+        patch = isinstance(step, SpatialStep)
+        if isinstance(rule, SignedAffine):
+            run = rule.patch_abs if patch else rule.run_abs
+            if run is not None:
+                return lambda v: run(next(iter(v.values())))
+        elif isinstance(rule, Sum):
+            return lambda v: _sum_magnitude(node, v, rule.alpha)
+        elif isinstance(rule, Scale) and factor is not None:
+            c = torch.as_tensor(factor, dtype=torch.float64, device=like.device).abs()
+            return (lambda v: next(iter(v.values())) / c) if rule.divides else (
+                lambda v: next(iter(v.values())) * c)
+        elif isinstance(rule, Negate):
+            return lambda v: next(iter(v.values()))
+        elif isinstance(rule, (PositiveSum, Exact)):
+            if patch:
+                return lambda v: step.slide.patch(next(iter(v.values())))
+            return lambda v: _nonnegative_call(step, env, v)
+
+        def bounded(v: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
+            largest = sum(per_box(t) for t in v.values())
+            return (rounding.gain * largest).view(-1, *[1] * (like.dim() - 1)).expand_as(
+                like).clone()
+
+        return bounded
+
+    def _interval_rule(self, step: Any) -> Any:
+        """The node's interval rule (what gives ``|A|``), or ``None``."""
+        if step.node not in self._magnitudes:
+            operation, params = step.resolved.operation, step.resolved.params
+            rule = None
+            if operation is not None and operation.interval is not None and not isinstance(
+                    params, str):
+                made = operation.interval(params)
+                rule = None if isinstance(made, str) else made
+            self._magnitudes[step.node] = rule
+        return self._magnitudes[step.node]
 
     def _spatial(self, step: SpatialStep, rule: Any, call: _Call, env: dict
                  ) -> ZWindow | ZFull:
@@ -516,21 +614,24 @@ class BoundEngine:
         q, window = call.stacked_window(value)
         patch = step.gather(q, window)
         rows = value.values.shape[1]
+        error, size = call.gathered(step.gather, value)
         if isinstance(rule, Affine):
             out = step.slide.patch(patch)
             at_zero = step.slide.patch(patch.new_zeros(1, *patch.shape[1:]))
             out = out.view(call.count, rows, *out.shape[1:]).clone()
             out[:, 1:] -= at_zero
-            inputs = [(patch.view(call.count, rows, *patch.shape[1:]), value.error,
-                       call.clean(step.source), value.size)]
-            error = _affine_error(rule.rounding, inputs, at_zero, out[0, 0].numel(), call.unit)
-            return self._wrap(out, step.box, call, error)
+            apply = self._magnitude_map(step, env, None, rule.rounding, out[:, 0])
+            error, size = _propagated(apply, rule.rounding, {step.source: (error, size)},
+                                      at_zero, rows, call.unit, out[0, 0].numel())
+            return self._wrap(out, step.box, call, error, size)
         if isinstance(rule, MaxPool):
             slide = step.slide
             candidates = _candidates(patch.view(call.count, rows, *patch.shape[1:]),
                                      slide.kernel, slide.stride, slide.dilation)
-            values, error = _max(candidates, call, value.error)
-            return self._wrap(values, step.box, call, error)
+            incoming = _candidates(error[:, None], slide.kernel, slide.stride,
+                                   slide.dilation)[:, 0].amax(2)
+            values, error, size = _max(candidates, call, incoming)
+            return self._wrap(values, step.box, call, error, size)
         raise BoundUnsupportedError(f"no spatial bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
@@ -539,34 +640,36 @@ class BoundEngine:
         if shortcut is not None:
             return shortcut
         stacked: dict[fx.Node, torch.Tensor] = {}
+        carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]] = {}
         for n in step.node.all_input_nodes:
             value = env[n]
             if isinstance(value, ZWindow):
                 stacked[n] = self._materialise(n, value, call)
+                carried[n] = call.materialised(n, value)
             elif isinstance(value, ZFlat):
-                source = n.all_input_nodes[0]  # the flattened node
-                stacked[n] = self._materialise(source, value.window, call).flatten(2)
+                stacked[n] = self._materialise(value.source, value.window, call).flatten(2)
+                error, size = call.materialised(value.source, value.window)
+                carried[n] = (error.flatten(1), size.flatten(1))
             elif isinstance(value, ZFull):
                 stacked[n] = value.values
+                carried[n] = (value.error, value.size)
         if not stacked:  # no input varies: a constant (shapes, sizes)
             return step.run(call.query(1), env)
         first = step.node.args[0] if step.node.args else None
-        error = env[first].error if first in stacked else None
         if isinstance(rule, Relaxation):
-            return ZFull(*call.relax(rule, stacked[first], error, _clean_of(env[first], first,
-                                                                            call)))
-        size = _size_of(env[first]) if first in stacked else None
+            return ZFull(*call.relax(rule, stacked[first], carried[first][0]))
         if isinstance(rule, Identity):
-            return ZFull(stacked[first], error, size)
+            return ZFull(stacked[first], *carried[first])
         if isinstance(rule, Reshape):
             shape = call.shapes[step.node]
             values = stacked[first]
+            error, size = (t.reshape(t.shape[0], *shape[1:]) for t in carried[first])
             return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error,
                          size)
         if isinstance(rule, (Affine, Product)):
-            return ZFull(*self._affine(step, call, env, stacked))
+            return ZFull(*self._affine(step, call, env, stacked, carried))
         if isinstance(rule, MaxPool):
-            return ZFull(*self._full_max_pool(step, stacked[first], call, error))
+            return ZFull(*self._full_max_pool(step, stacked[first], call, carried[first][0]))
         raise BoundUnsupportedError(f"no bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
@@ -576,10 +679,10 @@ class BoundEngine:
         full = q._materialise(node, window)
         return full.reshape(call.count, value.values.shape[1], *full.shape[1:])
 
-    def _center(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
+    @staticmethod
+    def _center(node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
         """The center of a window's zonotopes as whole maps ``[N, C, H, W]``."""
-        center = ZWindow(value.values[:, :1], value.top, value.left, value.box, value.error)
-        return self._materialise(node, center, call)[:, 0]
+        return call.query(1)._materialise(node, value.laid(value.values[:, 0]))
 
     def _head_shortcut(self, step: FullStep, rule: Any, call: _Call, env: dict
                        ) -> ZFull | ZFlat | None:
@@ -596,10 +699,10 @@ class BoundEngine:
             shape = call.shapes[step.node]
             if len(shape) == 2 and shape[1] == math.prod(call.shapes[source][1:]):
                 center = self._center(source, value, call).flatten(1)
-                return ZFlat(center, value, call.clean(source))
+                return ZFlat(center, value, source)
             return None
         if isinstance(value, ZFlat) and name == "linear":
-            return ZFull(*self._windowed_linear(step.resolved.params, rule, value, call))
+            return ZFull(*self._windowed_linear(step, rule, value, call))
         if isinstance(value, ZWindow) and name in ("adaptive_avg_pool2d", "mean"):
             channels = call.shapes[source][1]
             if tuple(call.shapes[step.node][1:]) not in ((channels,), (channels, 1, 1)):
@@ -611,9 +714,12 @@ class BoundEngine:
             generators = value.values[:, 1:].sum((-2, -1)) / (height * width)
             generators = generators.view(*generators.shape, *center.shape[2:])
             # a sum of the map's h·w values and a division, rows and center alike
-            inputs = [(value.values, value.error, call.clean(source), value.size)]
-            error = _affine_error(Rounding(1.0, height * width + 1), inputs, 0.0, 1, call.unit)
-            return ZFull(torch.cat([center[:, None], generators], 1), error)
+            error, size = call.materialised(source, value)
+            error, size = _propagated(
+                lambda v: self._call_with(step, env, {source: v[source]}),
+                Rounding(1.0, height * width + 1), {source: (error, size)}, 0.0,
+                value.values.shape[1], call.unit, 1)
+            return ZFull(torch.cat([center[:, None], generators], 1), error, size)
         return None
 
     @staticmethod
@@ -625,11 +731,11 @@ class BoundEngine:
         return step.call(*fx.node.map_arg(step.node.args, value),
                          **fx.node.map_arg(step.node.kwargs, value))
 
-    @staticmethod
-    def _windowed_linear(params: Any, rule: Affine, value: ZFlat, call: _Call
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _windowed_linear(self, step: FullStep, rule: Affine, value: ZFlat, call: _Call
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``linear`` of a flattened window: the center whole, each generator through the
-        weights of its window → ``[N, R, out]``, with its float error bound."""
+        weights of its window → ``[N, R, out]``, with its error and size bounds."""
+        params = step.resolved.params
         weight = params.weight.to(value.center.dtype)
         bias = params.bias.to(weight.dtype) if params.bias is not None else None
         window = value.window
@@ -642,13 +748,17 @@ class BoundEngine:
         reached = grid[rows[:, :, None], cols[:, None, :]]  # [N, h, w, out, C]
         reached = reached.permute(0, 4, 1, 2, 3).reshape(len(rows), channels * h * w, -1)
         generators = torch.bmm(window.values[:, 1:].flatten(2), reached)  # [N, G, out]
-        bias_size = bias.abs() if bias is not None else 0.0
-        inputs = [(window.values, window.error, value.clean, window.size)]
-        error = _affine_error(rule.rounding, inputs, bias_size, 1, call.unit)
-        return torch.cat([center[:, None], generators], 1), error
+        at_zero = bias if bias is not None else torch.zeros_like(center[:1])
+        error, size = call.materialised(value.source, window)
+        apply = self._magnitude_map(step, {}, None, rule.rounding, center)
+        error, size = _propagated(apply, rule.rounding,
+                                  {value.source: (error.flatten(1), size.flatten(1))},
+                                  at_zero, window.values.shape[1], call.unit, 1)
+        return torch.cat([center[:, None], generators], 1), error, size
 
     def _full_max_pool(self, step: FullStep, values: torch.Tensor, call: _Call,
-                       error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       error: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         params = step.resolved.params
         shape = call.shapes[step.node]
         count, rows = values.shape[:2]
@@ -664,25 +774,36 @@ class BoundEngine:
         generators = F.pad(values[:, 1:].flatten(0, 1), pads, value=0.0)
         padded = torch.cat([center[:, None], generators.view(count, rows - 1,
                                                              *generators.shape[1:])], 1)
+        incoming = _candidates(F.pad(error, pads)[:, None], kernel, stride, dilation)
+        incoming = incoming[:, 0, :, :, :out_h, :out_w].amax(2)
         return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call,
-                    error)
+                    incoming)
 
 
-def _rest_rounding(rule: Relaxation, size: float, unit: float) -> float:
-    """``f``'s own rounding on values of at most ``size`` (a few library calls)."""
-    if unit == 0:
-        return 0.0
-    return REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * size) + rule.jump
+def _sum_magnitude(node: fx.Node, v: dict[fx.Node, torch.Tensor], alpha: float
+                   ) -> torch.Tensor:
+    """``v_a + |α| v_b`` of a sum ``a ± α b`` (a constant argument contributes nothing:
+    its part is the operation's value at zero)."""
+    total: torch.Tensor | float = 0.0
+    for position, keyword, factor in ((0, "input", 1.0), (1, "other", abs(alpha))):
+        argument = (node.args[position] if len(node.args) > position
+                    else node.kwargs.get(keyword))
+        if isinstance(argument, fx.Node) and argument in v:
+            total = total + factor * v[argument]
+    return torch.as_tensor(total)
 
 
-def _size_of(value: Any) -> torch.Tensor | None:
-    """A zonotope value's carried size bound, if it has one (a relaxation's output)."""
-    return value.window.size if isinstance(value, ZFlat) else value.size
+def _nonnegative_call(step: Any, env: dict, v: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
+    """An operation with nonnegative weights run on ``v`` (its constant tensor arguments
+    as zeros: their part is the operation's value at zero)."""
+    def value(n: fx.Node):
+        if n in v:
+            return v[n]
+        found = env[n]
+        return torch.zeros_like(found) if isinstance(found, torch.Tensor) else found
 
-
-def _clean_of(value: Any, node: fx.Node, call: _Call) -> float:
-    """The largest clean ``|value|`` a zonotope value's neurons outside it have."""
-    return value.clean if isinstance(value, ZFlat) else call.clean(node)
+    return step.call(*fx.node.map_arg(step.node.args, value),
+                     **fx.node.map_arg(step.node.kwargs, value))
 
 
 def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bool) -> Any:
@@ -698,33 +819,35 @@ def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bo
     return 1.0
 
 
-def _affine_error(rounding: Rounding,
-                  inputs: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None]],
-                  at_zero: torch.Tensor | float, out_elements: int, unit: float
-                  ) -> torch.Tensor:
-    """``[N]``: the float error bound of an affine operation's result.
+def _propagated(apply: Any, rounding: Rounding,
+                carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]],
+                at_zero: torch.Tensor | float, rows: int, unit: float, out_elements: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The error and size bounds of an affine operation's result, per neuron.
 
-    Each input ``(zonotopes [N, R, ...], error [N], clean size, its size bound [N] or
-    None)`` reaches the result as
-    ``gain · error``; each of the ``R`` rows rounds ``γ_{terms+2} (|A| |row| + |A 0|)``
-    (two more roundings: the value at zero, then its subtraction), summed over the rows
-    ``γ (gain · m + 2R (|A 0| + offset))`` with ``m`` the inputs' largest ``|center| +
-    Σ |generators|`` (or clean value, around a window). An exact copy (``terms = 0``: a
-    concatenation, a negation) passes the largest error on.
+    ``apply`` is ``v ↦ |A| v`` (:meth:`BoundEngine._magnitude_map`); each varying argument
+    comes with its ``(error, size)``, one row per box. Each of the ``R`` rows rounds at
+    most ``γ_{terms+2} (|A| |row| + 2 (|A 0| + offset))`` (the row's sum, then the value at
+    zero and its subtraction), so the result is off by
+    ``|A| e + γ (|A| (s + e) + 2R (|A 0| + offset))``, and its computed ``|center| + Σ
+    |generators|`` is at most ``(|A| s + |A 0|)(1 + γ) + γ 2(R + 1)(|A 0| + offset)``.
+    An exact copy (``terms = 0``: a concatenation, a negation) passes ``|A| e`` on.
     """
-    errors = torch.stack([e for _, e, _, _ in inputs])
+    errors = {n: e.double() for n, (e, _) in carried.items()}  # bounds in float64,
+    sizes = {n: s.double() for n, (_, s) in carried.items()}  # whatever the engine's dtype
+    zero = torch.as_tensor(at_zero).abs().double()
     if rounding.terms == 0:
-        return errors.amax(0)
-    rows = max(v.shape[1] for v, _, _, _ in inputs)
+        return apply(errors), apply(sizes) + zero
     terms = rounding.terms
     if terms is None:  # a global average: the input elements per output (4× for overlaps)
-        elements = max(v[0, 0].numel() for v, _, _, _ in inputs)
+        elements = max(e[0].numel() for e in errors.values())
         terms = 4 * math.ceil(elements / max(1, out_elements)) + 1
-    size = sum(torch.clamp(per_box(magnitude(v)) if known is None else known, min=clean)
-               for v, _, clean, known in inputs)
-    constant = float(torch.as_tensor(at_zero).abs().max()) + rounding.offset
-    local = gamma(terms + 2, unit) * (rounding.gain * size + 2 * rows * constant)
-    return (rounding.gain * errors.sum(0) + local) * (1 + 1e-6)
+    g = gamma(terms + 2, unit)
+    constant = zero + rounding.offset
+    reached = apply({n: errors[n] + g * (sizes[n] + errors[n]) for n in errors})
+    error = (reached + g * 2 * rows * constant) * (1 + 1e-6)
+    size = ((apply(sizes) + zero) * (1 + g) + g * 2 * (rows + 1) * constant) * (1 + 1e-6)
+    return error, size
 
 
 def _over_map(node: fx.Node, ndim: int) -> bool:
@@ -753,31 +876,32 @@ def _candidates(values: torch.Tensor, kernel: tuple[int, int], stride: tuple[int
 
 
 def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
-         ) -> tuple[torch.Tensor, torch.Tensor]:
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Zonotopes of the largest candidate: ``[N, R, C, K, oh, ow]`` → ``[N, R', C, oh, ow]``,
-    with their float error bound ``[N]``.
+    with their float error and size bounds (``[N, C, oh, ow]``).
 
     Candidates whose upper bound is at most the largest lower bound cannot be the
     largest; the one with that lower bound starts, and each other candidate ``x`` that
     may exceed it is folded in as ``m + relu(x - m)``.
 
     The maximum is 1-Lipschitz in the largest coordinate, so the exact values' maximum
-    lies within ``error`` of the computed candidates' maximum; the fold adds its own
-    rounding (``drift``): each step's difference, relaxation (:func:`relaxation_error`)
-    and sum, and the pruning on rounded intervals (``2 γ_{R+1}`` of the candidates' size).
+    lies within ``error`` (the largest of the candidates' errors, per output) of the
+    computed candidates' maximum; the fold adds its own rounding (``drift``): each step's
+    difference, relaxation (:func:`relaxation_error`) and sum, and the pruning on rounded
+    intervals (``2 γ_{R+1}`` of the candidates' size).
     """
     relu = PiecewiseLinear(torch.relu, (0.0,))
-    unit, rows = call.unit, candidates.shape[1]
+    unit, rows, count = call.unit, candidates.shape[1], candidates.shape[3]
     lower, upper = interval(candidates)
     finite = torch.isfinite(lower) & torch.isfinite(upper)
     edge = torch.where(finite, torch.maximum(lower.abs(), upper.abs()), 0.0)
-    drift = 2 * gamma(rows + 1, unit) * per_box(edge)
+    drift = 2 * gamma(rows + 1, unit) * edge.amax(2)
     best_low, first = lower.max(2)
     alive = upper > best_low[:, :, None]
     index = first[:, None, :, None].expand(-1, candidates.shape[1], -1, 1, -1, -1)
     current = candidates.gather(3, index).squeeze(3)
     size = edge.gather(2, first[:, :, None]).squeeze(2)  # |current| per neuron, a bound
-    for k in range(candidates.shape[3]):
+    for k in range(count):
         active = alive[:, :, k] & (first != k)
         if not bool(active.any()):
             continue
@@ -791,12 +915,14 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
         step = difference * slope[:, None]
         step[:, 0] += offset
         current = call.add(current + step, radius)
+        apart = torch.where(active, torch.maximum(low.abs(), high.abs()), 0.0)
+        grown = size + slope.abs() * apart + offset.abs() + radius
         if unit:
-            apart = torch.where(active, torch.maximum(low.abs(), high.abs()), 0.0)
             moved = relaxation_error(relu, low, high, slope, offset, radius,
-                                     drift.view(-1, *[1] * (low.dim() - 1))
-                                     + unit * (size + edge[:, :, k]), current.shape[1], unit)
-            grown = size + slope.abs() * apart + offset.abs() + radius
-            drift = drift + per_box(torch.where(active, moved + unit * grown, 0.0))
-            size = torch.where(active, grown, size)
-    return current, error + drift * (1 + 1e-6)
+                                     drift + unit * (size + edge[:, :, k]), current.shape[1],
+                                     unit)
+            drift = drift + torch.where(active, moved + unit * grown, 0.0)
+        size = torch.where(active, grown, size)
+    # each fold rounds its rows' sums (relative u); the first size is an interval's end
+    size = size * (1 + gamma(rows + 4 * count + 2, unit))
+    return current, error + drift * (1 + 1e-6), size

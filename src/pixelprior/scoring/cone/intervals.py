@@ -105,14 +105,19 @@ class IntervalStep:
             (one entry per occurrence: ``x - x`` has two).
         argument_of: per occurrence, the argument it is in (its position, or its keyword).
         params: the operation's settings (as the operation table reads them).
+        exact_constants: the evaluation holds the model's constants as they are (a
+            float64 copy's evaluation measured against itself): no constant has a gap,
+            numbers and an activation's levels included.
     """
 
     def __init__(self, call: Callable[[Callable[[int, Interval], Any]], Any],
                  intervals: list[Interval], argument_of: list[int | str],
                  params: Any, argument: Callable[[int, str], Any],
-                 gap: Callable[[int, str], Any] | None = None) -> None:
+                 gap: Callable[[int, str], Any] | None = None,
+                 exact_constants: bool = False) -> None:
         self._call, self.intervals, self.params = call, intervals, params
         self.argument_of, self._argument, self._gap = argument_of, argument, gap
+        self.exact_constants = exact_constants
 
     def run(self, pick: Callable[[int, Interval], Any], constants: bool = True) -> Any:
         """The node's own operation with its ``k``-th varying argument replaced by
@@ -473,7 +478,8 @@ class Activation(IntervalRule):
         if self.exact:  # monotone, no rounding; where f is constant over the values
             reachable = widen(value.lower, value.upper, value.error)  # reachable, only
             flat = rule.f(reachable.lower) == rule.f(reachable.upper)  # the gap of its
-            gap = _level_gap(rule)  # levels (a clamp at 0.7: float32 holds another value)
+            gap = 0.0 if step.exact_constants else _level_gap(rule)  # levels (a clamp at
+            # 0.7: float32 holds another value)
             return torch.where(flat, torch.full_like(passed, gap), passed + gap)
         # f's own float32 evaluation: a few library calls (as the bounds count them)
         own = REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * value.reach()

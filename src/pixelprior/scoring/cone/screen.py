@@ -127,6 +127,7 @@ class IntervalScreen:
         self._patch_rules: dict[fx.Node, Any] = {}  # sliding windows' rules on patches
         self._clean: tuple[torch.Tensor, float | None, FxCache] | None = None  # the last
         self._unit: float | None = None  # the float32 unit of the call running (or None)
+        self._exact_constants = False  # constants as the float64 copy holds them (no gap)
         self.rules: dict[fx.Node, Any] = {}
         self.params: dict[fx.Node, Any] = {}
         for node in self.graph.nodes:
@@ -232,6 +233,42 @@ class IntervalScreen:
             error[:, label] = 0.0
         return ScreenBounds(bounds, error)
 
+    @torch.inference_mode()
+    def clean_errors(self, images: torch.Tensor, unit: float) -> dict[str, torch.Tensor]:
+        """Per node (by name), a bound of how far the model's values on ``images``,
+        evaluated with unit roundoff ``unit`` (the plain operations, as a cone engine's
+        clean pass runs them), lie from the float64 copy's values in real arithmetic
+        (the zonotope engine's clean cache: :class:`~.bounds.BoundEngine`). With
+        float64's unit the copy's constants are its own (no gap); with a coarser one, as
+        for the float32 model (:meth:`bounds`). Nodes from the last linear layer on are
+        not visited (the engines fold it).
+
+        Args:
+            images: float ``[B, C, H, W]``.
+            unit: the unit roundoff of the evaluation (``2^-53`` for float64).
+
+        Returns:
+            float64 ``[B, ...]`` per node name.
+        """
+        if not 0 <= unit < 2.0**-8:
+            raise ValueError(f"unit must be a unit roundoff in [0, 2^-8), got {unit!r}")
+        images = images.to(torch.float64)
+        errors: dict[str, torch.Tensor] = {}
+
+        def keep(node: fx.Node, value: Any) -> None:
+            if isinstance(value, Interval) and value.error is not None:
+                errors[node.name] = value.error
+
+        # constants as the evaluated copy holds them: a float64 copy holds the model's
+        # own (no gap); a float32 one rounds numbers in the code (their gap, as for the
+        # float32 model) and computes constants its own way (unbounded)
+        self._unit, self._exact_constants = unit, unit <= 2.0**-53
+        try:
+            self._run(Interval(images, images.clone(), torch.zeros_like(images)), keep)
+        finally:
+            self._unit, self._exact_constants = None, False
+        return errors
+
     def uses_cone(self, image: torch.Tensor) -> bool:
         """Whether images like ``image`` are bounded in the pixel's cone (else whole)."""
         return self._plan(image) is not None
@@ -329,16 +366,17 @@ class IntervalScreen:
             given_arg = (node.args[position] if len(node.args) > position
                          else node.kwargs.get(keyword))
             if not isinstance(given_arg, fx.Node):
-                return constant_gap(given_arg)
+                return 0.0 if self._exact_constants else constant_gap(given_arg)
             value = lookup(given_arg)
             if isinstance(value, Interval):
                 return value.error
             if isinstance(value, torch.Tensor):
                 return self._tensor_gap(given_arg, value)
-            return constant_gap(value)
+            return 0.0 if self._exact_constants else constant_gap(value)
 
         rule = rule if rule is not None else self.rules[node]
-        step = IntervalStep(call, intervals, argument_of, self.params[node], argument, gap)
+        step = IntervalStep(call, intervals, argument_of, self.params[node], argument, gap,
+                            self._exact_constants)
         out = rule.apply(step)
         if self._unit is not None and isinstance(out, Interval) and intervals:
             out.error = _no_nan(rule.error(step, out, self._unit) * GROWN)
@@ -349,7 +387,7 @@ class IntervalScreen:
         float64 copy's: 0 for one of the model's parameters or buffers (the same float32
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
-        if node.op == "get_attr" and node.target in self._state:
+        if self._exact_constants or (node.op == "get_attr" and node.target in self._state):
             return torch.zeros_like(value)
         return torch.full_like(value, torch.inf)
 

@@ -248,31 +248,49 @@ class Relaxation(BoundRule):
 
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         """The relaxed image of zonotopes ``[N, R, *shape]`` (new symbols appended)."""
-        return self.apply_rounded(values, values.new_zeros(values.shape[0]), 0.0)[0]
+        return self.apply_rounded(values, 0.0, 0.0)[0]
 
-    def apply_rounded(self, values: torch.Tensor, error: torch.Tensor, unit: float
+    def constant_over(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """Per neuron, whether ``f`` is constant on ``[lower, upper]`` and its relaxation
+        there is that constant exactly (``λ = 0``, ``μ = f(l)``, ``β = 0``, no rounding):
+        none by default."""
+        return torch.zeros_like(lower, dtype=torch.bool)
+
+    def apply_rounded(self, values: torch.Tensor, error: torch.Tensor | float, unit: float
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`apply`, with a bound of the float error carried through.
+        """:meth:`apply`, with a bound of the float error carried through, per neuron.
 
         Args:
             values: zonotopes ``[N, R, *shape]`` as computed.
-            error: ``[N]``: how far each box's exact values may lie outside them.
+            error: ``[N, *shape]`` (or a number): how far each neuron's exact values may
+                lie from the computed zonotope.
             unit: the unit roundoff of the arithmetic.
 
         Returns:
-            The relaxed zonotopes, their error bound ``[N]`` (:func:`relaxation_error`)
-            and a bound ``[N]`` of their largest ``|center| + Σ |generators|`` (from the
-            ranges already at hand: no pass over the rows).
+            The relaxed zonotopes, their error bound ``[N, *shape]``
+            (:func:`relaxation_error`; 0 where ``f`` is constant over every value the
+            exact network can take: a ReLU off stops the error) and a bound
+            ``[N, *shape]`` of their ``|center| + Σ |generators|`` (from the ranges
+            already at hand: no pass over the rows).
         """
         lower, upper = interval(values)
         slope, offset, radius = self.coefficients(lower, upper)
         out = values * slope[:, None]
         out[:, 0] += offset
-        moved = relaxation_error(self, lower, upper, slope, offset, radius,
-                                 error.view(-1, *[1] * (lower.dim() - 1)), values.shape[1],
-                                 unit)
+        rows = values.shape[1]
+        moved = relaxation_error(self, lower, upper, slope, offset, radius, error, rows, unit)
+        if unit:
+            # the exact values lie within the computed range's own rounding (r) plus the
+            # incoming error of it; where f is constant there, the relaxation computed
+            # is that constant exactly (its rows 0 · x, its center f(l)): no error at all
+            reach = (gamma(rows + 1, unit) * torch.maximum(lower.abs(), upper.abs())
+                     + error) * (1 + 1e-6)
+            inf = torch.tensor(math.inf, dtype=lower.dtype, device=lower.device)
+            flat = self.constant_over(torch.nextafter(lower - reach, -inf),
+                                      torch.nextafter(upper + reach, inf))
+            moved = torch.where(flat, torch.zeros_like(moved), moved)
         size = slope.abs() * torch.maximum(lower.abs(), upper.abs()) + offset.abs() + radius
-        return add_symbols(out, radius), per_box(moved), per_box(size) * (1 + 8 * unit)
+        return add_symbols(out, radius), moved, size * (1 + 8 * unit)
 
 
 # roundings of one rest f(x) - λ x and of μ, β from the rests: a library call of a few
@@ -340,6 +358,15 @@ class PiecewiseLinear(Relaxation):
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor],
                  breakpoints: Sequence[float | torch.Tensor], lipschitz: float = 1.0) -> None:
         self.f, self.breakpoints, self.lipschitz = f, tuple(breakpoints), lipschitz
+
+    def constant_over(self, lower, upper):
+        # no kink strictly inside and equal ends: one flat piece. The chord slope is then
+        # 0 / width = 0 and the offset f(l) - 0 · l = f(l), both exact
+        flat = self.f(lower) == self.f(upper)
+        for point in self.breakpoints:
+            point = torch.as_tensor(point, dtype=lower.dtype, device=lower.device)
+            flat &= ~((lower < point) & (point < upper))
+        return flat
 
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)

@@ -1,0 +1,193 @@
+"""The bound engine's own float error, carried per neuron (``scoring/cone/bounds.py``): the
+clean images' errors around the windows bound what float32 really makes at every node; a
+flat piece of an activation (a ReLU off) stops the error; on deep networks the bounds
+stay sound and the error small where a worst case over the layers' row sums is vacuous;
+on the bundled 26-layer SqueezeNet the error is small enough for boxes to be proved."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised
+from torch import fx, nn
+
+from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone.bounds import BoundEngine
+from pixelprior.scoring.cone.screen import IntervalScreen
+from pixelprior.scoring.cone.zonotope import PiecewiseLinear
+
+FLOAT32 = 2.0**-24
+
+
+class Deep(nn.Module):
+    """Eight 3×3 convolutions with BatchNorm and ReLU, residual additions, a max pool, a
+    concatenation and a global average: deep enough that the product of the layers'
+    absolute row sums makes a worst-case error bound vacuous in float32."""
+
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(6))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(6))
+        self.pool = nn.MaxPool2d(2)
+        self.last = nn.Conv2d(2 * width, width, 3, padding=1)
+        self.fc = nn.Linear(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            y = torch.relu(bn(conv(x)))
+            x = y + x if i % 2 else y
+            if i == 2:
+                x = self.pool(x)
+        x = torch.cat([x, torch.relu(-x + 0.1)], 1)
+        x = torch.relu(self.last(x))
+        return self.fc(x.mean((2, 3)))
+
+
+def node_values(model: nn.Module, image: torch.Tensor, dtype: torch.dtype
+                ) -> dict[str, torch.Tensor]:
+    """Every node's value (by name) of the model run in ``dtype``."""
+    traced = fx.symbolic_trace(copy.deepcopy(model).to(dtype))
+    values: dict[str, torch.Tensor] = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, node):
+            result = super().run_node(node)
+            if isinstance(result, torch.Tensor) and result.is_floating_point():
+                values[node.name] = result.detach().double()
+            return result
+
+    with torch.no_grad():
+        Recorder(traced).run(image.to(dtype))
+    return values
+
+
+@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep]
+                         + [lambda a=a: Smooth(a) for a in ACTIVATIONS],
+                         ids=["residual", "plain", "scaled", "deep"]
+                         + [type(a).__name__ for a in ACTIVATIONS])
+def test_the_clean_errors_bound_what_float32_makes_at_every_node(net):
+    model = randomised(net(), 3)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    errors = IntervalScreen(model, cone=False).clean_errors(images, FLOAT32)
+    single = node_values(model, images, torch.float32)
+    exact = node_values(model, images, torch.float64)
+    checked, met = 0, 0.0
+    for name, error in errors.items():
+        if name not in single:
+            continue
+        difference = (single[name] - exact[name]).abs()
+        assert (difference <= error).all(), name
+        checked += 1
+        met = max(met, float(difference.max()))
+    assert checked >= 4 and met > 0  # float32 is off somewhere: the bound is what holds
+    if not any(isinstance(m, nn.Softplus) for m in model.modules()):  # (it jumps)
+        none = IntervalScreen(model, cone=False).clean_errors(images, 0.0)
+        assert all(float(e.max()) == 0 for e in none.values())
+
+
+def test_clean_errors_take_a_unit_roundoff():
+    with pytest.raises(ValueError, match="unit roundoff"):
+        IntervalScreen(randomised(Plain(), 0), cone=False).clean_errors(
+            torch.rand(1, 3, 8, 8), 0.5)
+
+
+def test_a_flat_piece_stops_the_error_and_a_kink_does_not():
+    relu = PiecewiseLinear(torch.relu, (0.0,))
+    # one box, 2 rows (center, one generator), 3 neurons: off, on, unstable
+    values = torch.tensor([[[-1.0, 1.0, 0.0], [0.1, 0.1, 0.5]]], dtype=torch.float64)
+    small = torch.full((1, 3), 0.5, dtype=torch.float64)
+    _, moved, _ = relu.apply_rounded(values, small, 2.0**-53)
+    assert moved[0, 0] == 0  # off over every value within 0.5 of [-1.1, -0.9]
+    assert moved[0, 1] >= 0.5 and moved[0, 2] >= 0.5  # passed on, ReLU's Lipschitz 1
+    large = torch.full((1, 3), 2.0, dtype=torch.float64)
+    _, moved, _ = relu.apply_rounded(values, large, 2.0**-53)
+    assert moved[0, 0] >= 2  # the exact values may reach past 0: no stop
+    six = PiecewiseLinear(lambda t: torch.clamp(t, 0.0, 6.0), (0.0, 6.0))
+    high = torch.tensor([[[7.0], [0.1]]], dtype=torch.float64)
+    out, moved, _ = six.apply_rounded(high, torch.full((1, 1), 0.5, dtype=torch.float64),
+                                      2.0**-53)
+    assert moved[0, 0] == 0 and out[0, 0, 0] == 6 and out[0, 1, 0] == 0  # exactly 6
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), lower=st.floats(-3, 3), width=st.floats(0, 2),
+       error=st.floats(0, 1))
+def test_the_relaxed_values_stay_within_the_error_bound(seed, lower, width, error):
+    """Any exact value within ``error`` of the computed zonotope has its ReLU within the
+    returned bound of the relaxed zonotope's range (0 where the ReLU is stopped)."""
+    relu = PiecewiseLinear(torch.relu, (0.0,))
+    center = lower + width / 2
+    values = torch.tensor([[[center], [width / 2]]], dtype=torch.float64)
+    out, moved, _ = relu.apply_rounded(values, torch.full((1, 1), error, dtype=torch.float64),
+                                       2.0**-53)
+    generator = torch.Generator().manual_seed(seed)
+    exact = lower + width * torch.rand(64, generator=generator, dtype=torch.float64) + error * (
+        2 * torch.rand(64, generator=generator, dtype=torch.float64) - 1)
+    low = out[0, 0, 0] - out[0, 1:, 0].abs().sum()
+    high = out[0, 0, 0] + out[0, 1:, 0].abs().sum()
+    assert (torch.relu(exact) >= low - moved[0, 0] - 1e-12).all()
+    assert (torch.relu(exact) <= high + moved[0, 0] + 1e-12).all()
+
+
+def margins_at(model: nn.Module, image: torch.Tensor, owner, y, x, color) -> torch.Tensor:
+    """The exact scores (float64) with each row's pixel set to its color."""
+    genes = torch.cat([torch.stack([x, y], 1).double(), color], 1)[:, None]
+    with torch.no_grad():
+        return copy.deepcopy(model).double()(perturb_rows(image.double(), owner, genes))
+
+
+def test_a_deep_network_keeps_sound_bounds_and_a_small_error_in_float32():
+    """A float32 engine (rounding 2^29 times float64's) on width-0 boxes: its bounds
+    enclose the exact margins though as computed they miss them, and the error it takes
+    off is well below the worst case over the layers' absolute row sums."""
+    model = _he(Deep(), 1)
+    image = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    owner = torch.tensor([0, 0, 1, 1, 1])
+    y, x = torch.tensor([0, 4, 7, 2, 5]), torch.tensor([3, 7, 0, 2, 5])
+    color = torch.rand(5, 3, generator=torch.Generator().manual_seed(3)).double()
+    exact = margins_at(model, image, owner, y, x, color)
+    labels = exact.argmax(1)
+    margins = exact.gather(1, labels[:, None]) - exact
+    others = ~F.one_hot(labels, exact.shape[1]).bool()
+    engine = BoundEngine(model.float(), torch.float32)
+    bounds = engine.margins(engine.prepare(image), owner, y, x, color.float(), color.float(),
+                            labels)
+    assert (bounds.lower.double()[others] <= margins[others]).all()
+    assert (bounds.upper.double()[others] >= margins[others]).all()
+    assert (bounds.computed.double() - margins)[others].abs().max() > 0
+    worst = 1.0
+    for conv in [model.stem, *model.convs, model.last]:  # each layer's largest row sum
+        worst *= float(conv.weight.detach().abs().sum((1, 2, 3)).max())
+    assert float(bounds.rounding[others].max()) < worst * FLOAT32 / 4
+
+
+def _he(model: nn.Module, seed: int) -> nn.Module:
+    """He-scaled random weights (the activations keep their scale through the layers)."""
+    from helpers import randomised as scaled
+    return scaled(model, seed, he=True)
+
+
+def test_the_bundled_squeezenet_bounds_carry_a_small_error():
+    """The 26-layer SqueezeNet: per neuron, with the ReLUs that are off stopping it, the
+    float64 error of its bounds over a box of side 0.02 is ~10^-2 of the logits (the
+    worst case over its layers' row sums was ~10^9: no box could be proved)."""
+    from pixelprior.models import load_model
+    model = load_model("squeezenet1_1-cifar10").eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    engine = BoundEngine(model)
+    y, x = torch.tensor([16, 0, 31]), torch.tensor([16, 5, 31])
+    lo = torch.tensor([[0.3, 0.3, 0.3], [0.5, 0.1, 0.2], [0.0, 0.0, 0.0]])
+    bounds = engine.margins(engine.prepare(image), torch.zeros(3, dtype=torch.long), y, x, lo,
+                            lo + 0.02, torch.zeros(3, dtype=torch.long))
+    with torch.no_grad():
+        logits = model(image)
+    rounding = bounds.rounding[:, 1:]
+    assert float(rounding.max()) < 0.1 * (1 + float(logits.abs().max()))
+    assert float(rounding.min()) > 0
