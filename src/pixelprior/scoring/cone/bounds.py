@@ -184,7 +184,9 @@ class _Call:
         self.shapes = bound_cache.cache.plan.shapes
         self.error: torch.Tensor | None = None  # the output's, per neuron
         self._queries: dict[int, Query] = {}
-        self._errors = Query(self.cache, owner + bound_cache.errors, y, x, None)
+        # errors and sizes in one query of 2N rows: the error images, then the clean ones
+        self._carried = Query(self.cache, torch.cat([owner + bound_cache.errors, owner]),
+                              y.repeat(2), x.repeat(2), None)
 
     def query(self, rows: int) -> Query:
         """The cone engine's query of ``N · rows`` stacked rows (center rows on the clean
@@ -215,17 +217,22 @@ class _Call:
     def gathered(self, reader: Any, value: ZWindow) -> tuple[torch.Tensor, torch.Tensor]:
         """A window's errors and sizes through a step's gather (or expansion) ``reader``:
         the clean image's around the window (its errors, its values' magnitudes)."""
-        error = reader(self._errors, value.laid(value.error.to(self.cache.images.dtype)))
-        size = reader(self.query(1), value.laid(value.size.to(self.cache.images.dtype)))
-        return error.double(), size.abs().double()
+        return self._split(reader(self._carried, self._both(value)))
 
     def materialised(self, node: fx.Node, value: ZWindow
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """A window's errors and sizes as whole maps ``[N, C, H, W]`` (the clean image's
         around it)."""
-        error = self._errors._materialise(node, value.laid(value.error))
-        size = self.query(1)._materialise(node, value.laid(value.size))
-        return error.double(), size.abs().double()
+        return self._split(self._carried._materialise(node, self._both(value)))
+
+    def _both(self, value: ZWindow) -> Window:
+        """A window's errors and sizes stacked (``2N`` rows), in the cache's dtype."""
+        stacked = torch.cat([value.error, value.size]).to(self.cache.images.dtype)
+        return Window(stacked, value.top.repeat(2), value.left.repeat(2), value.box)
+
+    def _split(self, both: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        error, size = both.double().split(self.count)
+        return error, size.abs()
 
     def relax(self, rule: Relaxation, values: torch.Tensor, error: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -835,18 +842,22 @@ def _propagated(apply: Any, rounding: Rounding,
     """
     errors = {n: e.double() for n, (e, _) in carried.items()}  # bounds in float64,
     sizes = {n: s.double() for n, (_, s) in carried.items()}  # whatever the engine's dtype
+    count = next(iter(errors.values())).shape[0]
     zero = torch.as_tensor(at_zero).abs().double()
     if rounding.terms == 0:
-        return apply(errors), apply(sizes) + zero
+        error, size = apply({n: torch.cat([errors[n], sizes[n]]) for n in errors}).split(count)
+        return error, size + zero
     terms = rounding.terms
     if terms is None:  # a global average: the input elements per output (4× for overlaps)
         elements = max(e[0].numel() for e in errors.values())
         terms = 4 * math.ceil(elements / max(1, out_elements)) + 1
     g = gamma(terms + 2, unit)
     constant = zero + rounding.offset
-    reached = apply({n: errors[n] + g * (sizes[n] + errors[n]) for n in errors})
+    # |A| (e + γ (s + e)) and |A| s in one call (2N rows)
+    reached, size = apply({n: torch.cat([errors[n] + g * (sizes[n] + errors[n]), sizes[n]])
+                           for n in errors}).split(count)
     error = (reached + g * 2 * rows * constant) * (1 + 1e-6)
-    size = ((apply(sizes) + zero) * (1 + g) + g * 2 * (rows + 1) * constant) * (1 + 1e-6)
+    size = ((size + zero) * (1 + g) + g * 2 * (rows + 1) * constant) * (1 + 1e-6)
     return error, size
 
 
