@@ -191,3 +191,47 @@ def test_the_bundled_squeezenet_bounds_carry_a_small_error():
     rounding = bounds.rounding[:, 1:]
     assert float(rounding.max()) < 0.1 * (1 + float(logits.abs().max()))
     assert float(rounding.min()) > 0
+
+
+def float32_enclosure(model: nn.Module, seed: int, engine_patch=None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A float32 engine's margin bounds on width-0 boxes at random positions and colors,
+    with the exact margins: ``(lower, upper, exact)`` over the non-label margins, and the
+    rounding it took off."""
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(2, 3, 8, 8, generator=generator)
+    owner = torch.randint(0, 2, (6,), generator=generator)
+    y, x = torch.randint(0, 8, (6,), generator=generator), torch.randint(0, 8, (6,),
+                                                                          generator=generator)
+    color = torch.rand(6, 3, generator=generator).double()
+    exact = margins_at(model, image, owner, y, x, color)
+    labels = exact.argmax(1)
+    margins = exact.gather(1, labels[:, None]) - exact
+    others = ~F.one_hot(labels, exact.shape[1]).bool()
+    engine = BoundEngine(model.float(), torch.float32)
+    if engine_patch is not None:
+        engine_patch(engine)
+    bounds = engine.margins(engine.prepare(image), owner, y, x, color.float(), color.float(),
+                            labels)
+    return (bounds.lower.double()[others], bounds.upper.double()[others], margins[others],
+            bounds.rounding.double()[others])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), net=st.sampled_from([Residual, Scaled, Deep]))
+def test_float32_bounds_enclose_the_exact_margins_on_random_networks(seed, net):
+    model = randomised(net(), seed) if net is not Deep else _he(Deep(), seed)
+    lower, upper, exact, _ = float32_enclosure(model, seed)
+    assert (lower <= exact).all() and (upper >= exact).all()
+
+
+def test_an_operation_without_an_interval_rule_passes_its_row_sums():
+    """Without the interval rule's ``|A|`` an operation passes its largest absolute row
+    sum times the largest error to every neuron: still sound, far looser."""
+    model = randomised(Residual(), 4)
+    lower, upper, exact, rounding = float32_enclosure(model, 9)
+    without = float32_enclosure(model, 9, lambda engine: setattr(
+        engine, "_interval_rule", lambda step: None))
+    assert (without[0] <= exact).all() and (without[1] >= exact).all()
+    assert (lower <= exact).all() and (upper >= exact).all()
+    assert float(without[3].max()) > float(rounding.max())

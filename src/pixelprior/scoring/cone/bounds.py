@@ -355,7 +355,12 @@ class BoundEngine:
         engine's dtype) lie from their real-arithmetic values, laid out as the key's
         tensor (channels last, padded with zeros: a pad is exact); unbounded where the
         interval screen cannot run the model."""
-        found = {} if self._screen is None else self._screen.clean_errors(images, self.unit)
+        found: dict[str, torch.Tensor] = {}
+        if self._screen is not None:
+            try:
+                found = self._screen.clean_errors(images, self.unit)
+            except IntervalUnsupportedError:  # a rule refusing these arguments: no bound
+                pass
         errors = {key: torch.full_like(like, math.inf) for key, like in cache.tensors.items()}
         for node, needs in cache.plan.needs.items():
             error = found.get(node.name)
@@ -597,9 +602,9 @@ class BoundEngine:
             return lambda v: _nonnegative_call(step, env, v)
 
         def bounded(v: dict[fx.Node, torch.Tensor]) -> torch.Tensor:
-            largest = sum(per_box(t) for t in v.values())
-            return (rounding.gain * largest).view(-1, *[1] * (like.dim() - 1)).expand_as(
-                like).clone()
+            largest = sum(per_box(t) for t in v.values())  # one per row of v
+            return (rounding.gain * largest).view(-1, *[1] * (like.dim() - 1)).expand(
+                len(largest), *like.shape[1:]).clone()
 
         return bounded
 
