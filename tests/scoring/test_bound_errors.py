@@ -235,3 +235,53 @@ def test_an_operation_without_an_interval_rule_passes_its_row_sums():
     assert (without[0] <= exact).all() and (without[1] >= exact).all()
     assert (lower <= exact).all() and (upper >= exact).all()
     assert float(without[3].max()) > float(rounding.max())
+
+
+@pytest.mark.parametrize("rule, center", [
+    (PiecewiseLinear(torch.nn.functional.hardsigmoid, (-3.0, 3.0)), 1e-17),
+    (PiecewiseLinear(lambda t: torch.nn.functional.leaky_relu(t, 0.01), (0.0,)), -1e-310),
+])
+def test_a_sloped_piece_that_rounding_makes_look_flat_does_not_stop_the_error(rule, center):
+    """Hardsigmoid's ``x / 6 + 1/2`` at 10^-17 rounds to 1/2 at both ends of the range,
+    leaky ReLU at a subnormal to the same value: the pieces are not flat, so the error
+    is passed on (the ends tested are the piece's own, a unit or more apart)."""
+    values = torch.tensor([[[center], [0.0]]], dtype=torch.float64)
+    _, moved, _ = rule.apply_rounded(values, torch.full((1, 1), 1e-16, dtype=torch.float64),
+                                     2.0**-53)
+    assert moved[0, 0] > 0
+
+
+class ComputedConstant(nn.Module):
+    """A factor computed in ``forward`` from the model's own tensors: ``((a + b) - b) ·
+    2^60`` is 1 in real arithmetic and 0 in float64."""
+
+    def __init__(self, real: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+        self.register_buffer("a", torch.tensor(2.0**-60))
+        self.register_buffer("b", torch.tensor(1.0))
+        self.real = real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.b if self.real else ((self.a + self.b) - self.b) * 2**60
+        return self.fc(torch.relu(self.conv(x)).flatten(1)) * 0.5 + self.fc.bias * k
+
+
+def test_a_constant_computed_in_forward_proves_nothing():
+    """The copy computes the factor as 0, the network in real arithmetic as 1: bounds
+    that trusted the copy's value would prove boxes the real network does not hold."""
+    model = randomised(ComputedConstant(), 2)
+    real = ComputedConstant(real=True)
+    real.load_state_dict(model.state_dict())
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    owner, y, x = torch.zeros(2, dtype=torch.long), torch.tensor([2, 5]), torch.tensor([3, 6])
+    color = torch.rand(2, 3, generator=torch.Generator().manual_seed(2)).double()
+    exact = margins_at(real.eval(), image, owner, y, x, color)
+    labels = exact.argmax(1)
+    engine = BoundEngine(model.eval())
+    bounds = engine.margins(engine.prepare(image), owner, y, x, color, color, labels)
+    margins = exact.gather(1, labels[:, None]) - exact
+    others = ~F.one_hot(labels, 3).bool()
+    assert (bounds.lower[others] <= margins[others]).all()
+    assert torch.isinf(bounds.lower[others]).all()

@@ -571,7 +571,17 @@ class BoundEngine:
         apply = self._magnitude_map(step, env, factor, rounding, out[:, 0])
         error, size = _propagated(apply, rounding, carried, at_zero, rows, call.unit,
                                   out[0, 0].numel())
+        if self._computed_constant(step.node):
+            error = torch.full_like(error, math.inf)
         return out, error, size
+
+    def _computed_constant(self, node: fx.Node) -> bool:
+        """Whether the node applies a tensor computed in ``forward`` from the parameters
+        (not one of them): the copy rounds it, the network in real arithmetic does not,
+        and nothing bounds the difference, so no proof goes through it."""
+        return any(n in self.graph.statics and n.op != "get_attr"
+                   and isinstance(self.graph.statics[n], torch.Tensor)
+                   for n in node.all_input_nodes)
 
     def _magnitude_map(self, step: Any, env: dict, factor: Any, rounding: Rounding,
                        like: torch.Tensor) -> Any:
@@ -851,7 +861,7 @@ def _propagated(apply: Any, rounding: Rounding,
     zero = torch.as_tensor(at_zero).abs().double()
     if rounding.terms == 0:
         error, size = apply({n: torch.cat([errors[n], sizes[n]]) for n in errors}).split(count)
-        return error, size + zero
+        return torch.nan_to_num(error, nan=math.inf), torch.nan_to_num(size + zero, nan=math.inf)
     terms = rounding.terms
     if terms is None:  # a global average: the input elements per output (4× for overlaps)
         elements = max(e[0].numel() for e in errors.values())
@@ -863,7 +873,8 @@ def _propagated(apply: Any, rounding: Rounding,
                            for n in errors}).split(count)
     error = (reached + g * 2 * rows * constant) * (1 + 1e-6)
     size = ((size + zero) * (1 + g) + g * 2 * (rows + 1) * constant) * (1 + 1e-6)
-    return error, size
+    # 0 · inf (a zero weight on an unbounded error) is no bound: NaN counts as infinite
+    return torch.nan_to_num(error, nan=math.inf), torch.nan_to_num(size, nan=math.inf)
 
 
 def _over_map(node: fx.Node, ndim: int) -> bool:

@@ -387,8 +387,9 @@ class IntervalScreen:
         float64 copy's: 0 for one of the model's parameters or buffers (the same float32
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
-        if self._exact_constants or (node.op == "get_attr" and node.target in self._state):
-            return torch.zeros_like(value)
+        if node.op == "get_attr" and (self._exact_constants or node.target in self._state):
+            return torch.zeros_like(value)  # (exact constants: the copy's own, as it holds
+        # them; one computed in forward from them rounds there, unlike the real network)
         return torch.full_like(value, torch.inf)
 
     # ------------------------------------------------------------------ the cone

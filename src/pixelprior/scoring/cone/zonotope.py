@@ -360,13 +360,20 @@ class PiecewiseLinear(Relaxation):
         self.f, self.breakpoints, self.lipschitz = f, tuple(breakpoints), lipschitz
 
     def constant_over(self, lower, upper):
-        # no kink strictly inside and equal ends: one flat piece. The chord slope is then
-        # 0 / width = 0 and the offset f(l) - 0 · l = f(l), both exact
-        flat = self.f(lower) == self.f(upper)
+        # one piece (no kink strictly inside), flat by construction: f is equal at the
+        # piece's own ends, or one unit past [l, u] where the piece is unbounded. Ends a
+        # unit apart or more keep a sloped piece's values apart (f(l) == f(u) would not:
+        # hardsigmoid's x / 6 + 1/2 rounds to 1/2 on a tiny range). The chord slope is
+        # then 0 / width = 0 and the offset f(l) - 0 · l = f(l), both exact
+        inside = torch.zeros_like(lower, dtype=torch.bool)
+        left, right = lower - 1, upper + 1
         for point in self.breakpoints:
             point = torch.as_tensor(point, dtype=lower.dtype, device=lower.device)
-            flat &= ~((lower < point) & (point < upper))
-        return flat
+            inside |= (lower < point) & (point < upper)
+            point = point.expand_as(lower)
+            left = torch.where(point <= lower, torch.maximum(left, point), left)
+            right = torch.where(point >= upper, torch.minimum(right, point), right)
+        return ~inside & (self.f(left) == self.f(right))
 
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)
