@@ -285,3 +285,29 @@ def test_a_constant_computed_in_forward_proves_nothing():
     others = ~F.one_hot(labels, 3).bool()
     assert (bounds.lower[others] <= margins[others]).all()
     assert torch.isinf(bounds.lower[others]).all()
+
+
+class KeywordDivisor(nn.Module):
+    """A quotient whose divisor is given by keyword, after another keyword."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.div(self.conv(x), rounding_mode=None, other=3.0).flatten(1))
+
+
+def test_a_divisor_given_by_keyword_is_the_one_divided_by():
+    model = randomised(KeywordDivisor(), 3)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    engine = BoundEngine(model)
+    lo, hi = torch.zeros(1, 3), torch.full((1, 3), 0.2)
+    owner, y, x = torch.zeros(1, dtype=torch.long), torch.tensor([3]), torch.tensor([4])
+    bounds = engine.margins(engine.prepare(image), owner, y, x, lo, hi, torch.tensor([0]))
+    colors = torch.rand(64, 3, generator=torch.Generator().manual_seed(5)).double() * 0.2
+    exact = margins_at(model, image, owner.expand(64), y.expand(64), x.expand(64), colors)
+    margins = exact[:, :1] - exact
+    assert (bounds.lower[0, 1:] <= margins[:, 1:].min(0).values).all()
+    assert float(bounds.rounding[0, 1:].max()) < 1e-10  # divided by 3, not by None

@@ -832,8 +832,8 @@ def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bo
     """The constant factor of a product (the divisor of a quotient), resolved."""
     given = [*node.args, *node.kwargs.values()]
     values = [*args, *kwargs.values()]
-    if divides:
-        return values[1] if len(values) > 1 else 1.0
+    if divides:  # the divisor: the second positional argument, or ``other``
+        return args[1] if len(args) > 1 else kwargs.get("other", 1.0)
     for original, value in zip(given, values, strict=True):
         if not (isinstance(original, fx.Node) and original in varying):
             if isinstance(value, (torch.Tensor, int, float)):
