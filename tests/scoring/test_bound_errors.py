@@ -311,3 +311,38 @@ def test_a_divisor_given_by_keyword_is_the_one_divided_by():
     margins = exact[:, :1] - exact
     assert (bounds.lower[0, 1:] <= margins[:, 1:].min(0).values).all()
     assert float(bounds.rounding[0, 1:].max()) < 1e-10  # divided by 3, not by None
+
+
+class StandardisedWeight(nn.Module):
+    """A convolution whose weight is computed in ``forward`` (scaled by ``((a + b) - b) ·
+    2^60``: 1 in real arithmetic, 0 in float64): a sliding-window layer, not a sum."""
+
+    def __init__(self, real: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 8 * 8, 3)
+        self.register_buffer("a", torch.tensor(2.0**-60))
+        self.register_buffer("b", torch.tensor(1.0))
+        self.real = real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.b if self.real else ((self.a + self.b) - self.b) * 2**60
+        weight = self.conv.weight * (1 + k)
+        return self.fc(torch.relu(F.conv2d(x, weight, self.conv.bias, padding=1)).flatten(1))
+
+
+def test_a_weight_computed_in_forward_proves_nothing_either():
+    model = randomised(StandardisedWeight(), 2)
+    real = StandardisedWeight(real=True)
+    real.load_state_dict(model.state_dict())
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    owner, y, x = torch.zeros(2, dtype=torch.long), torch.tensor([2, 5]), torch.tensor([3, 6])
+    color = torch.rand(2, 3, generator=torch.Generator().manual_seed(2)).double()
+    exact = margins_at(real.eval(), image, owner, y, x, color)
+    labels = exact.argmax(1)
+    engine = BoundEngine(model.eval())
+    bounds = engine.margins(engine.prepare(image), owner, y, x, color, color, labels)
+    margins = exact.gather(1, labels[:, None]) - exact
+    others = ~F.one_hot(labels, 3).bool()
+    assert (bounds.lower[others] <= margins[others]).all()
+    assert torch.isinf(bounds.lower[others]).all()

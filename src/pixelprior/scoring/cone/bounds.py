@@ -291,7 +291,15 @@ class BoundEngine:
         self.graph = self.engine.graph
         self._checked: set[tuple] = set()
         self._rules: dict[fx.Node, Any] = {}
-        self._magnitudes: dict[fx.Node, Any] = {}  # per node, x ↦ |A| x (or None)
+        self._interval_rules: dict[fx.Node, Any] = {}  # per node (its |A|), or None
+        # nodes that apply a tensor computed in forward from the parameters (not one of
+        # them): the copy rounds it, the network in real arithmetic does not, and nothing
+        # bounds the difference, so their error is unbounded and no proof goes through
+        self._rounded_constants = {
+            node for node in self.graph.nodes
+            if any(n in self.graph.statics and n.op != "get_attr"
+                   and isinstance(self.graph.statics[n], torch.Tensor)
+                   for n in node.all_input_nodes)}
         try:  # the clean images' float error, by the interval rules (the same table)
             self._screen: IntervalScreen | None = IntervalScreen(model, cone=False)
         except IntervalUnsupportedError:
@@ -471,10 +479,14 @@ class BoundEngine:
             return self._shape(step, call, env)
         rule = self._rule(step)
         if isinstance(step, SpatialStep):
-            return self._spatial(step, rule, call, env)
-        if isinstance(step, PointwiseStep):
-            return self._pointwise(step, rule, call, env)
-        return self._full(step, rule, call, env)
+            value = self._spatial(step, rule, call, env)
+        elif isinstance(step, PointwiseStep):
+            value = self._pointwise(step, rule, call, env)
+        else:
+            value = self._full(step, rule, call, env)
+        if step.node in self._rounded_constants and isinstance(value, (ZWindow, ZFull)):
+            value.error = torch.full_like(value.error, math.inf)
+        return value
 
     def _input(self, step: InputStep, call: _Call, lower, upper) -> ZWindow | ZFull:
         count, channels = lower.shape
@@ -571,17 +583,7 @@ class BoundEngine:
         apply = self._magnitude_map(step, env, factor, rounding, out[:, 0])
         error, size = _propagated(apply, rounding, carried, at_zero, rows, call.unit,
                                   out[0, 0].numel())
-        if self._computed_constant(step.node):
-            error = torch.full_like(error, math.inf)
         return out, error, size
-
-    def _computed_constant(self, node: fx.Node) -> bool:
-        """Whether the node applies a tensor computed in ``forward`` from the parameters
-        (not one of them): the copy rounds it, the network in real arithmetic does not,
-        and nothing bounds the difference, so no proof goes through it."""
-        return any(n in self.graph.statics and n.op != "get_attr"
-                   and isinstance(self.graph.statics[n], torch.Tensor)
-                   for n in node.all_input_nodes)
 
     def _magnitude_map(self, step: Any, env: dict, factor: Any, rounding: Rounding,
                        like: torch.Tensor) -> Any:
@@ -620,15 +622,15 @@ class BoundEngine:
 
     def _interval_rule(self, step: Any) -> Any:
         """The node's interval rule (what gives ``|A|``), or ``None``."""
-        if step.node not in self._magnitudes:
+        if step.node not in self._interval_rules:
             operation, params = step.resolved.operation, step.resolved.params
             rule = None
             if operation is not None and operation.interval is not None and not isinstance(
                     params, str):
                 made = operation.interval(params)
                 rule = None if isinstance(made, str) else made
-            self._magnitudes[step.node] = rule
-        return self._magnitudes[step.node]
+            self._interval_rules[step.node] = rule
+        return self._interval_rules[step.node]
 
     def _spatial(self, step: SpatialStep, rule: Any, call: _Call, env: dict
                  ) -> ZWindow | ZFull:
