@@ -176,7 +176,7 @@ def _he(model: nn.Module, seed: int) -> nn.Module:
 
 def test_the_bundled_squeezenet_bounds_carry_a_small_error():
     """The 26-layer SqueezeNet: per neuron, with the ReLUs that are off stopping it, the
-    float64 error of its bounds over a box of side 0.02 is ~10^-2 of the logits (the
+    float64 error of its bounds over a box of side 0.02 is ~10^-2 of the logits or less (the
     worst case over its layers' row sums was ~10^9: no box could be proved)."""
     from pixelprior.models import load_model
     model = load_model("squeezenet1_1-cifar10").eval()
