@@ -22,7 +22,13 @@ Sections (each printed as a Markdown table, measured side by side in this proces
    ResNet8's most robust position of test image 0 proved to the end, and the SqueezeNet's
    first image no corner color fools for ``--verify-budget`` seconds (the share of its
    threat space proved); verdicts agree unless the tolerances differ (TF32 on CUDA: both
-   printed; ``--verify-images 0`` skips the section).
+   printed; ``--verify-images 0`` skips the section);
+8. **the verifier's convolution kernels**: the kernels (CUDA) or operators (CPU) that
+   run while the verifier bounds boxes on the three bundled models, from
+   ``torch.profiler``. The float64 bounds (and the float32 proof of the model's own
+   error) hold for convolutions computed as sums of products in any order; a Winograd
+   or FFT kernel (cuDNN may pick one) rounds otherwise, so any kernel whose name says
+   so is flagged. Run with section 7.
 
     python benchmarks/gpu.py [--images 50] [--generations 10] [--table1] [--peers 20]
         [--verify-images 10] [--verify-budget 60]
@@ -231,6 +237,40 @@ def verifier_rows(device: str, count: int, budget: float, quick: bool) -> None:
               f"| {verdicts[1]} | {shares} | {tolerances} |", flush=True)
 
 
+SUSPECT_KERNELS = ("fft", "winograd", "cgemm")  # cgemm: the complex products of FFT convolutions
+
+
+def convolution_kernels(device: str, seconds: float) -> None:
+    """The kernels that run while the verifier bounds boxes of each bundled model's first
+    correct image for ``seconds`` on ``device`` (section 8), flagging any that is not a
+    sum of products."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activity = ProfilerActivity.CUDA if device.startswith("cuda") else ProfilerActivity.CPU
+    names: dict[str, int] = {}
+    for name in ("convsmall-cifar10", "resnet8-cifar10", "squeezenet1_1-cifar10"):
+        model, images, labels, _ = bench_inputs(1, name)
+        model = model.to(device)
+        Verifier(model, budget=None, max_boxes=1).verify(images.to(device), labels.to(device))
+        with profile(activities=[activity]) as prof:
+            Verifier(model, budget=seconds).verify(images.to(device), labels.to(device))
+            sync(device)
+        for event in prof.key_averages():
+            if activity == ProfilerActivity.CPU and not event.key.startswith("aten::"):
+                continue
+            names[event.key] = names.get(event.key, 0) + event.count
+    wanted = ("conv", "gemm", "fft", "winograd", "mm", "cutlass", "xmma", "sm80", "sm90")
+    rows = sorted((k, v) for k, v in names.items() if any(w in k.lower() for w in wanted))
+    print("| kernel | calls | flagged |\n|---|---|---|")
+    for key, count in rows:
+        flag = "**yes**" if any(w in key.lower() for w in SUSPECT_KERNELS) else ""
+        print(f"| `{key[:100]}` | {count:,} | {flag} |")
+    flagged = [k for k in names if any(w in k.lower() for w in SUSPECT_KERNELS)]
+    print(f"\nWinograd/FFT kernels: {len(flagged)}" + (
+        " (the bounds' rounding assumption does not hold for these calls)" if flagged
+        else " (every convolution ran as a sum of products)"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -307,6 +347,8 @@ def main(argv: list[str] | None = None) -> None:
         section(f"7. the sound verifier on {device} and on the CPU "
                 f"({torch.get_num_threads()} threads)")
         verifier_rows(device, args.verify_images, args.verify_budget, args.quick)
+        section(f"8. the verifier's convolution kernels on {device}")
+        convolution_kernels(device, 2.0 if args.quick else 20.0)
 
 
 if __name__ == "__main__":
