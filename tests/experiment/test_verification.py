@@ -5,6 +5,7 @@ and foreign folders."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -17,10 +18,14 @@ from pixelprior.experiment import (
     VerificationMismatchError,
     exact_ground_truth,
     load_positions,
+    package_version,
     run_verification,
+    verification,
 )
 from pixelprior.experiment.verification import ROWS_FILE, SETTINGS_FILE
 from pixelprior.scoring import perturb_rows
+
+environment_module = importlib.import_module("pixelprior.experiment.environment")
 
 
 @pytest.fixture
@@ -91,6 +96,25 @@ def test_an_interrupted_run_verifies_only_what_is_left(tiny, out):
     rows = run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None)
     assert [row["image_index"] for row in read_rows(out / ROWS_FILE)] == [0, 1, 2, 3]
     assert len(rows) == 4
+
+
+def test_rows_and_the_environment_name_the_code_and_another_version_is_said(tiny, out,
+                                                                            monkeypatch):
+    model, images, labels = tiny
+    first = run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    assert first[0]["pixelprior"] == package_version()
+    environment = json.loads((out / "environment.json").read_text())
+    assert environment["pixelprior"] == package_version() and environment["earlier"] == []
+    monkeypatch.setattr(verification, "package_version", lambda: "9.9.9+gabcdef0")
+    monkeypatch.setattr(environment_module, "package_version", lambda: "9.9.9+gabcdef0")
+    said: list[str] = []
+    rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None,
+                            log=said.append)
+    assert [row["pixelprior"] for row in rows] == [package_version(), "9.9.9+gabcdef0"]
+    assert any(f"written by pixelprior {package_version()}" in line for line in said)
+    environment = json.loads((out / "environment.json").read_text())
+    assert environment["pixelprior"] == "9.9.9+gabcdef0"
+    assert [e["pixelprior"] for e in environment["earlier"]] == [package_version()]
 
 
 def test_other_settings_are_refused_on_resume(tiny, out):

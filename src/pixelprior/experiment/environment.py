@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,18 +43,42 @@ def environment(device: str = "cpu") -> dict:
     return env
 
 
+@functools.cache
 def package_version() -> str:
-    """The installed pixelprior version.
+    """The installed pixelprior version, with the source revision where it runs from a
+    git checkout (an editable install), so that rows written by two commits of one
+    release are told apart.
 
     Returns:
-        The version, or ``"unknown"`` when not installed as a distribution.
+        The version (``0.3.0``), ``0.3.0+g1a2b3c4`` from a checkout at that commit
+        (``.dirty`` added where tracked files differ from it), or ``"unknown"`` when not
+        installed as a distribution.
     """
     try:
         from importlib.metadata import version
 
-        return version("pixelprior")
+        found = version("pixelprior")
     except Exception:  # pragma: no cover - not installed as a distribution
         return "unknown"
+    revision = source_revision(Path(__file__).resolve().parent)
+    return f"{found}+{revision}" if revision else found
+
+
+def source_revision(directory: Path) -> str | None:
+    """``g<short hash>`` (``.dirty`` added where its tracked files were changed) of the
+    git checkout that tracks the package in ``directory``; ``None`` where none does (an
+    installed copy, even in a virtual environment inside a checkout), or without git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+
+    try:  # the package's own files tracked there (not a copy in an ignored venv)
+        git("ls-files", "--error-unmatch", "__init__.py")
+        short = git("rev-parse", "--short=7", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"g{short}" + (".dirty" if dirty else "")
 
 
 def write_environment(directory: Path | str, device: str,

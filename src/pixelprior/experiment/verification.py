@@ -38,6 +38,7 @@ from ..data import SusceptibilityMaps
 from ..models import model_fingerprint
 from ..search import Verification, Verifier
 from ..search.verify import rounding_unit
+from .environment import package_version, write_environment
 from .progress import ProgressReporter, as_reporter, reporting
 from .scans import check_same_pixels, compared_setting
 
@@ -46,6 +47,7 @@ SETTINGS_FILE = "verification.json"
 POSITIONS_DIR = "positions"
 # what a verification folder holds (anything else there is someone's other files)
 OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summary.json",
+                       "environment.json",
                        "map_metrics.csv", "map_metrics.md", "map_metrics.json",
                        "method_maps.npz"} | {
     f"{name}.{ext}" for name in ("roc", "maps_compared", "ranked_scans")
@@ -147,6 +149,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
             log(f"note: {out} holds {len(rows)} verified image(s); verifying the "
                 f"{len(todo)} left")
         write_json_atomic(out / SETTINGS_FILE, settings)
+        write_environment(out, device, log or (lambda _: None))
         guard = interrupts.critical if interrupts is not None else nullcontext
         given = set(keys)
         fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
@@ -233,6 +236,7 @@ def verification_row(answer: Verification, index: int, key: str, label: int) -> 
         "boxes": answer.boxes, "queries": answer.queries, "seconds": answer.seconds,
         "tolerance": answer.tolerance, "tolerance_max": answer.tolerance_max,
         "float32_proved": answer.float32_proved, "finished": time.time(),
+        "pixelprior": package_version(),
     }
 
 
