@@ -28,7 +28,9 @@ Sections (each printed as a Markdown table, measured side by side in this proces
    ``torch.profiler``. The float64 bounds (and the float32 proof of the model's own
    error) hold for convolutions computed as sums of products in any order; a Winograd
    or FFT kernel (cuDNN may pick one) rounds otherwise, so any kernel whose name says
-   so is flagged. Run with section 7.
+   so is flagged. Run with section 7. On the CPU it lists PyTorch's operators
+   (float64 convolutions are ``_slow_conv2d_forward``: unfolded and multiplied; float32
+   ones ``mkldnn_convolution``, for which PyTorch asks oneDNN for direct convolution).
 
     python benchmarks/gpu.py [--images 50] [--generations 10] [--table1] [--peers 20]
         [--verify-images 10] [--verify-budget 60]

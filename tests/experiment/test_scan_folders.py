@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from pixelprior.cli import app
 from pixelprior.data import SusceptibilityMaps, to_float
-from pixelprior.experiment import ScanMismatchError, run_scan
+from pixelprior.experiment import ScanMismatchError, package_version, run_scan
 from pixelprior.models import state_dict_digest
 
 
@@ -43,6 +43,16 @@ def test_a_scan_records_the_model_fingerprint_and_its_options(scanned):
     recorded = SusceptibilityMaps.load(out).info
     assert recorded["model_fingerprint"] == state_dict_digest(tiny_model())  # a factory
     assert {key: recorded[key] for key in info} == info
+
+
+def test_a_scan_records_the_machine_and_the_code_of_each_run(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    first = json.loads((out / "environment.json").read_text())
+    assert first["pixelprior"] == package_version() and first["earlier"] == []
+    run_scan(out, tiny_model(), images, labels, [0, 1], levels=2, info=info)
+    again = json.loads((out / "environment.json").read_text())
+    assert [e["started"] for e in again["earlier"]] == [first["started"]]
+    assert again["cpu_count"] and again["device"] == "cpu"
 
 
 @pytest.mark.parametrize("key, value", [("mean", "0.4,0.4,0.4"), ("std", "0.3,0.3,0.3"),

@@ -39,12 +39,13 @@ from .cost import (  # noqa: F401  (their old import path)
     cost_lines,
     duration,
 )
+from .environment import write_environment
 from .progress import ProgressReporter, as_reporter, reporting
 from .records import earlier_model_fingerprint
 
 # what a scan folder holds (anything else there is someone's other files)
-SCAN_FILES = frozenset({MAPS_FILE, "summary.json", ".lock", "map_metrics.csv",
-                        "map_metrics.md", "map_metrics.json"} | {
+SCAN_FILES = frozenset({MAPS_FILE, "summary.json", ".lock", "environment.json",
+                        "map_metrics.csv", "map_metrics.md", "map_metrics.json"} | {
     f"{name}.{ext}" for name in ("oracle_maps", "roc", "maps_compared", "ranked_scans")
     for ext in ("png", "pdf")})
 # the options that change a scan's maps: a resume must be given the same ones (the
@@ -66,8 +67,9 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
              log: Callable[[str], None] | None = None) -> SusceptibilityMaps:
     """Scan ``images`` into ``out``: ``maps.npz`` and ``summary.json``, rewritten
     atomically after every group of ``batch_images``, so an interrupted scan resumes where
-    it stopped (same command). Images already in ``out`` (matched by their pixels) are not
-    scanned again.
+    it stopped (same command), and ``environment.json`` (the machine and pixelprior
+    version of each run into the folder). Images already in ``out`` (matched by their
+    pixels) are not scanned again.
 
     Args:
         out: the scan folder.
@@ -109,6 +111,7 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
         earlier = float(parts[0].info.get("seconds", 0.0)) if parts else 0.0
         if parts and _recorded_fingerprint(parts[0]) is None:
             info.pop(FINGERPRINT)  # not recorded for the earlier images: not claimed
+        write_environment(out, device, log or (lambda _: None))
         began = time.perf_counter()
         fooled_before = _fooled(parts, set(keys))
         guard = interrupts.critical if interrupts is not None else nullcontext
