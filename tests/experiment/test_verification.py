@@ -102,7 +102,7 @@ def test_rows_and_the_environment_name_the_code_and_another_version_is_said(tiny
                                                                             monkeypatch):
     model, images, labels = tiny
     first = run_verification(out, model, images[:1], labels[:1], [0], budget=None)
-    assert first[0]["pixelprior"] == package_version()
+    assert first[0]["version"] == package_version()
     environment = json.loads((out / "environment.json").read_text())
     assert environment["pixelprior"] == package_version() and environment["earlier"] == []
     monkeypatch.setattr(verification, "package_version", lambda: "9.9.9+gabcdef0")
@@ -110,7 +110,7 @@ def test_rows_and_the_environment_name_the_code_and_another_version_is_said(tiny
     said: list[str] = []
     rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None,
                             log=said.append)
-    assert [row["pixelprior"] for row in rows] == [package_version(), "9.9.9+gabcdef0"]
+    assert [row["version"] for row in rows] == [package_version(), "9.9.9+gabcdef0"]
     assert any(f"written by pixelprior {package_version()}" in line for line in said)
     environment = json.loads((out / "environment.json").read_text())
     assert environment["pixelprior"] == "9.9.9+gabcdef0"

@@ -236,7 +236,7 @@ def verification_row(answer: Verification, index: int, key: str, label: int) -> 
         "boxes": answer.boxes, "queries": answer.queries, "seconds": answer.seconds,
         "tolerance": answer.tolerance, "tolerance_max": answer.tolerance_max,
         "float32_proved": answer.float32_proved, "finished": time.time(),
-        "pixelprior": package_version(),
+        "version": package_version(),
     }
 
 
