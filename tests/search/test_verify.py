@@ -112,8 +112,8 @@ def test_a_budget_decides_the_first_positions_of_the_order_not_a_little_of_each(
     image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
     order = torch.randperm(36, generator=torch.Generator().manual_seed(2))
     (result,) = Verifier(model, budget=None, max_boxes=300, batch_boxes=8,
-                         screen=False).verify(image, torch.tensor([0]), orders=order[None],
-                                              stop_at_first=False)
+                         screen=False).verify(image, torch.tensor([0]), orders=order[None])
+    assert not result.fooled  # so the first witness never stops it
     status = [result.positions.status[p] for p in order.tolist()]
     decided = status.count("robust")
     assert 3 < decided < 36 and status[:decided] == ["robust"] * decided
@@ -123,6 +123,12 @@ def test_a_budget_decides_the_first_positions_of_the_order_not_a_little_of_each(
     lowest = result.positions.lowest_bound[order[decided:]]
     assert (~reached).any() and (lowest[~reached] == -math.inf).all()  # no bound known
     assert result.lowest_bound is None  # some position has no bound at all
+    (exact,) = Verifier(model, budget=None, max_boxes=300, batch_boxes=8,
+                        screen=False).verify(image, torch.tensor([0]), orders=order[None],
+                                             stop_at_first=False)
+    quota = verify_module.EXACT_QUOTA  # deciding every position: none takes more first
+    assert exact.positions.status.count("robust") >= decided
+    assert (exact.positions.boxes <= quota).sum() > (result.positions.boxes <= quota).sum()
 
 
 def test_a_fooled_image_leaves_its_unfinished_positions_unknown_not_robust():
@@ -423,3 +429,26 @@ def test_a_nan_bound_never_proves_a_position(monkeypatch):
     assert result.decided_by == "unknown" and not result.verified
     assert set(result.positions.status) == {"unknown"}
     assert result.verified_volume == 0
+
+
+def test_deciding_every_position_a_position_past_its_quota_waits_for_the_others():
+    import numpy as np
+
+    from pixelprior.search.verify import _Frontier
+
+    frontier = _Frontier(np.arange(3), channels=1, quota=2)
+    frontier.fill(10)
+    assert frontier.active == 3
+    assert frontier.pop(10)[2].tolist() == [0, 1, 2]  # every position's whole cube
+    halves = np.array([[0.0], [0.25], [0.5], [0.75]])
+    frontier.push(halves, halves + 0.25, np.zeros(4, dtype=np.int64), np.zeros(4))
+    frontier.push(halves[:1], halves[:1] + 0.25, np.array([2]), np.zeros(1))
+    assert frontier.pop(10)[2].tolist() == [0, 2]  # position 0 has 1 box of its quota left
+    assert frontier.active == 0 and frontier.size == 3  # its 3 others wait
+    frontier.fill(10)  # every position has had its share: the quota grows
+    assert frontier.quota == 8 and frontier.pop(10)[2].tolist() == [0, 0, 0]
+    unlimited = _Frontier(np.arange(1), channels=1)
+    unlimited.fill(10)
+    unlimited.pop(10)
+    unlimited.push(halves, halves + 0.25, np.zeros(4, dtype=np.int64), np.zeros(4))
+    assert unlimited.pop(10)[2].tolist() == [0, 0, 0, 0]  # stopping at the first witness

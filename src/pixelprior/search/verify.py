@@ -101,6 +101,12 @@ SCREEN_HOPELESS = 10.0
 # color cubes (50 images), the interval-trained ResNet8's about 2-3; the normally trained
 # ResNet8's ~10^3 (where taking it would prove nothing)
 PROVED_LIMIT = 8.0
+# deciding every position (exact), a position takes at most this many boxes before the
+# next ones enter; once every position has had its share, the share grows (x QUOTA_GROWTH)
+# so the easy positions are decided before a budget is spent on the hardest (which come
+# first in the corner order, and near the decision boundary split down to MIN_SIDE)
+EXACT_QUOTA = 16
+QUOTA_GROWTH = 4
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
 ROWS_PER_CALL = 32_768  # boxes × (1 + symbols) per call, bounding its memory
 # On the CPU a call's largest tensors (boxes × (1 + symbols) × the widest relaxed value's
@@ -195,12 +201,17 @@ class _Frontier:
     visiting order (breadth first within a position). Positions enter one at a time
     (:meth:`fill`, the whole color cube each), only as many as keep a bound call full: a
     budget decides the first positions of the order instead of spreading over all of
-    them. Boxes are ``lo``, ``hi`` ``[M, C]`` and the parent's lower bound ``[M]``
-    (float64, numpy)."""
+    them. With a ``quota`` (deciding every position), a position that has taken that
+    many boxes waits while the next ones enter, and the quota grows once every position
+    has had it: easy positions are decided before the hardest spend the budget. Boxes
+    are ``lo``, ``hi`` ``[M, C]`` and the parent's lower bound ``[M]`` (float64, numpy)."""
 
     def __init__(self, order: np.ndarray, channels: int,
                  screen: Callable[[np.ndarray], np.ndarray] | None = None,
-                 chunk: int = 64, hopeless: float = math.inf) -> None:
+                 chunk: int = 64, hopeless: float = math.inf,
+                 quota: float = math.inf) -> None:
+        self.quota = quota  # boxes a position may take before the next ones enter
+        self.spent: collections.Counter = collections.Counter()  # boxes handed out
         self.order = order
         self.screen, self.chunk, self.hopeless = screen, chunk, hopeless
         self.screen_calls = self.screen_proved = 0
@@ -224,7 +235,7 @@ class _Frontier:
         """
         if self.screen is not None:
             chunk = self.chunk if room is None else min(self.chunk, room)
-            if self.size < target and self.admitted < self.order.size and chunk > 0:
+            if self.active < target and self.admitted < self.order.size and chunk > 0:
                 positions = self.order[self.admitted:self.admitted + chunk]
                 self.admitted += positions.size
                 bounds = self.screen(positions)  # -inf where nothing is known, +inf proved
@@ -238,11 +249,30 @@ class _Frontier:
                 if (self.screen_calls >= SCREEN_TRIES and not self.screen_proved
                         and self.screen_best < self.hopeless):
                     self.screen = None
+            self._grow_quota()
             return
-        while self.size < target and self.admitted < self.order.size:
+        while self.active < target and self.admitted < self.order.size:
             position = int(self.order[self.admitted])
             self.admitted += 1
             self._put(position, self._cube(-math.inf), front=False)
+        self._grow_quota()
+
+    @property
+    def active(self) -> int:
+        """Boxes waiting at positions still within their quota."""
+        if self.quota == math.inf:
+            return self.size
+        return sum(sum(chunk[2].size for chunk in chunks) for p, chunks in self.open.items()
+                   if self.spent[p] < self.quota)
+
+    def _grow_quota(self) -> None:
+        """Once every position has entered and each that waits has spent its quota, the
+        quota grows until one may go on."""
+        if self.admitted < self.order.size or not self.size:
+            return
+        least = min(self.spent[p] for p in self.open)
+        while self.quota <= least:
+            self.quota *= QUOTA_GROWTH
 
     @property
     def exhausted(self) -> bool:
@@ -270,18 +300,23 @@ class _Frontier:
         self.size += chunk[2].size
 
     def pop(self, count: int) -> tuple[np.ndarray, ...]:
-        """Up to ``count`` boxes, the first positions' first: ``lo, hi, position, bound``."""
+        """Up to ``count`` boxes, the first positions' first (none past its quota):
+        ``lo, hi, position, bound``."""
         parts = []
         for p in sorted(self.open, key=self.rank.__getitem__):
             chunks = self.open[p]
-            while chunks and count > 0:
+            share = min(count, self.quota - self.spent[p])  # inf: no quota
+            while chunks and share > 0:
                 lo, hi, bound = chunks.popleft()
-                if bound.size > count:
-                    chunks.appendleft((lo[count:], hi[count:], bound[count:]))
-                    lo, hi, bound = lo[:count], hi[:count], bound[:count]
+                if bound.size > share:
+                    take = int(share)
+                    chunks.appendleft((lo[take:], hi[take:], bound[take:]))
+                    lo, hi, bound = lo[:take], hi[:take], bound[:take]
                 parts.append((lo, hi, np.full(bound.size, p, dtype=np.int64), bound))
                 count -= bound.size
+                share -= bound.size
                 self.size -= bound.size
+                self.spent[p] += bound.size
             if not chunks:
                 del self.open[p]
             if count <= 0:
@@ -590,7 +625,8 @@ class Verifier:
         # no bound proves them, so they say nothing of the screen elsewhere; it is kept
         hopeless = tolerance - SCREEN_HOPELESS * abs(margin) if stop_at_first else -math.inf
         frontier = _Frontier(order.astype(np.int64), channels, screen,
-                             SCREEN_CHUNK.get(image.device.type, 64), hopeless)
+                             SCREEN_CHUNK.get(image.device.type, 64), hopeless,
+                             math.inf if stop_at_first else EXACT_QUOTA)
         stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
         unbounded = 0  # boxes in calls past the symbol bound, and boxes cut without a call
         too_big = np.full(positions, math.inf)  # per position: the smallest side of a box
@@ -608,7 +644,7 @@ class Verifier:
                           else self.max_boxes - int(boxes.sum()) - unbounded)
             if frontier.exhausted or self._out_of_budget(began, int(boxes.sum()) + unbounded):
                 break  # (the screen may have spent the budget)
-            if not frontier.size:  # a chunk the screen proved whole: the next one
+            if not frontier.active:  # a chunk the screen proved whole: the next one
                 continue
             called = time.perf_counter()
             if self.max_boxes is not None:  # never past max_boxes, even in one call
