@@ -452,3 +452,34 @@ def test_deciding_every_position_a_position_past_its_quota_waits_for_the_others(
     unlimited.pop(10)
     unlimited.push(halves, halves + 0.25, np.zeros(4, dtype=np.int64), np.zeros(4))
     assert unlimited.pop(10)[2].tolist() == [0, 0, 0, 0]  # stopping at the first witness
+
+
+def test_the_frontiers_count_of_boxes_within_their_quota_stays_exact():
+    """``active`` is kept as boxes come and go (pushed, popped, parked, dropped, the quota
+    grown); it must equal a recount after every step."""
+    import numpy as np
+
+    from pixelprior.search.verify import _Frontier
+
+    rng = np.random.default_rng(0)
+    frontier = _Frontier(np.arange(6), channels=1, quota=3)
+
+    def recount() -> int:
+        return sum(sum(c[2].size for c in chunks) for p, chunks in frontier.open.items()
+                   if frontier.spent[p] < frontier.quota)
+
+    for _ in range(200):
+        step = rng.integers(4)
+        if step == 0:
+            frontier.fill(int(rng.integers(1, 8)))
+        elif step == 1 and frontier.active:
+            frontier.pop(int(rng.integers(1, 6)))
+        elif step == 2 and frontier.open:
+            p = int(rng.choice(list(frontier.open)))
+            n = int(rng.integers(1, 5))
+            frontier.push(np.zeros((n, 1)), np.ones((n, 1)), np.full(n, p), np.zeros(n))
+        elif step == 3 and frontier.open and rng.random() < 0.2:
+            frontier.drop(np.array([int(rng.choice(list(frontier.open)))]))
+        assert frontier.active == recount()
+        assert frontier.size == sum(sum(c[2].size for c in ch) for ch in frontier.open.values())
+    assert frontier.quota > 3 and frontier.admitted == 6  # every event happened

@@ -212,6 +212,7 @@ class _Frontier:
                  quota: float = math.inf) -> None:
         self.quota = quota  # boxes a position may take before the next ones enter
         self.spent: collections.Counter = collections.Counter()  # boxes handed out
+        self.parked = 0  # boxes waiting at positions past their quota
         self.order = order
         self.screen, self.chunk, self.hopeless = screen, chunk, hopeless
         self.screen_calls = self.screen_proved = 0
@@ -260,19 +261,20 @@ class _Frontier:
     @property
     def active(self) -> int:
         """Boxes waiting at positions still within their quota."""
-        if self.quota == math.inf:
-            return self.size
-        return sum(sum(chunk[2].size for chunk in chunks) for p, chunks in self.open.items()
-                   if self.spent[p] < self.quota)
+        return self.size - self.parked
+
+    def _waiting(self, position: int) -> int:
+        return sum(chunk[2].size for chunk in self.open.get(position, ()))
 
     def _grow_quota(self) -> None:
         """Once every position has entered and each that waits has spent its quota, the
         quota grows until one may go on."""
-        if self.admitted < self.order.size or not self.size:
+        if self.admitted < self.order.size or not self.size or self.active:
             return
         least = min(self.spent[p] for p in self.open)
         while self.quota <= least:
             self.quota *= QUOTA_GROWTH
+        self.parked = sum(self._waiting(p) for p in self.open if self.spent[p] >= self.quota)
 
     @property
     def exhausted(self) -> bool:
@@ -298,6 +300,8 @@ class _Frontier:
         else:
             chunks.append(chunk)
         self.size += chunk[2].size
+        if self.spent[position] >= self.quota:
+            self.parked += chunk[2].size
 
     def pop(self, count: int) -> tuple[np.ndarray, ...]:
         """Up to ``count`` boxes, the first positions' first (none past its quota):
@@ -306,6 +310,8 @@ class _Frontier:
         for p in sorted(self.open, key=self.rank.__getitem__):
             chunks = self.open[p]
             share = min(count, self.quota - self.spent[p])  # inf: no quota
+            if share <= 0:
+                continue  # past its quota (already counted in ``parked``)
             while chunks and share > 0:
                 lo, hi, bound = chunks.popleft()
                 if bound.size > share:
@@ -319,6 +325,8 @@ class _Frontier:
                 self.spent[p] += bound.size
             if not chunks:
                 del self.open[p]
+            elif self.spent[p] >= self.quota:  # its quota reached: the rest waits
+                self.parked += self._waiting(p)
             if count <= 0:
                 break
         return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
@@ -326,8 +334,10 @@ class _Frontier:
     def drop(self, positions: np.ndarray) -> None:
         """Forget the boxes of ``positions``."""
         for p in positions.tolist():
-            for chunk in self.open.pop(int(p), ()):
-                self.size -= chunk[2].size
+            dropped = sum(chunk[2].size for chunk in self.open.pop(int(p), ()))
+            self.size -= dropped
+            if self.spent[int(p)] >= self.quota:
+                self.parked -= dropped
 
     def lowest(self) -> dict[int, float]:
         """The lowest parent bound of each position with boxes left."""
