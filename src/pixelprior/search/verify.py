@@ -167,7 +167,9 @@ class Verification:
         queries: model queries spent on candidate points.
         seconds: wall time.
         tolerance: the margin a box's bound had to exceed: the estimate (or the set
-            tolerance); a float32-proved position's may be larger (``tolerance_max``).
+            tolerance); a float32-proved position's may be larger (``tolerance_max``),
+            and a box of it near the boundary had to exceed the float32 error proved
+            over its own colors where that is smaller (never less than ``tolerance``).
         positions: per-position verdicts.
         screened: positions the interval screen proved whole (one box each).
         float32_proved: positions whose tolerance covers a proved bound of the model's
@@ -384,6 +386,45 @@ class _Levels:
             self.skipped[level] += 1
             mask[n] = self.skipped[level] % EXPLORE != 0
         return mask
+
+
+@dataclass(eq=False)
+class _ImageRun:
+    """What verifying one image keeps between bound calls (per position: flat
+    ``y · W + x``)."""
+
+    image: torch.Tensor  # [1, C, H, W]
+    label: int
+    width: int
+    tolerance: float  # the image's: the estimate (or the set tolerance)
+    tolerances: np.ndarray  # per position: raised where the float32 error is proved
+    cache: object  # the bound engine's, of this image
+    scorer: Scorer
+    state: object  # the scorer's, of this image
+    began: float  # time.perf_counter() at the start
+    frontier: _Frontier | None = None  # set by Verifier._start (its screen needs the run)
+    unbounded: int = 0  # boxes in calls past the symbol bound, and boxes cut without a call
+    queries: int = 0
+    levels: _Levels = field(default_factory=_Levels)
+    unit: float | None = None  # the float32 unit roundoff where the screen proves errors
+
+    def __post_init__(self) -> None:
+        positions = self.tolerances.size
+        self.channels = self.image.shape[1]
+        self.cpu = self.image.device.type == "cpu"
+        self.float32_proved = np.zeros(positions, dtype=bool)
+        self.volume = np.zeros(positions)  # the share of the cube proved
+        self.boxes = np.zeros(positions, dtype=np.int64)  # bounded
+        self.screened = np.zeros(positions, dtype=bool)  # proved whole by the screen
+        self.stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
+        # the smallest side of a box found past the symbol bound (its cone decides them)
+        self.too_big = np.full(positions, math.inf)
+        self.witness = np.full((positions, self.channels), np.nan)
+
+    @property
+    def spent(self) -> int:
+        """Boxes counted against ``max_boxes``: bounded, or cut without a bound."""
+        return int(self.boxes.sum()) + self.unbounded
 
 
 def rounding_unit(device: torch.device | str) -> float:
@@ -611,6 +652,44 @@ class Verifier:
 
     def _verify_one(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
                     stop_at_first: bool) -> Verification:
+        """Bound, judge and split one image's boxes until every position is decided, a
+        witness is found (``stop_at_first``) or the budget is spent."""
+        run = self._start(image, label, order, stop_at_first)
+        most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
+        # the first call: one box on the CPU (its size unknown yet); grows once timed
+        batch = most if self.deterministic else min(most, 1 if run.cpu else 8)
+        while not self._out_of_budget(run.began, run.spent):
+            run.frontier.fill(most, None if self.max_boxes is None
+                              else self.max_boxes - run.spent)
+            if run.frontier.exhausted or self._out_of_budget(run.began, run.spent):
+                break  # (the screen may have spent the budget)
+            if not run.frontier.active:  # a chunk the screen proved whole: the next one
+                continue
+            called = time.perf_counter()
+            if self.max_boxes is not None:  # never past max_boxes, even in one call
+                batch = min(batch, self.max_boxes - run.spent)
+            lo, hi, position, parent, level = self._without_call(run,
+                                                                 *run.frontier.pop(batch))
+            if not position.size:
+                continue
+            try:
+                bounds = self._bound(run, lo, hi, position)
+            except TooManySymbols:  # past the memory bound of one call: smaller calls,
+                run.unbounded += position.size  # (counted against max_boxes: no endless
+                batch = self._too_many_symbols(run.frontier, lo, hi, position, parent,
+                                               run.stuck, run.too_big)  # halving)
+                continue  # or, for a single box, cut unbounded
+            np.add.at(run.boxes, position, 1)
+            batch = self._next_batch(len(position), time.perf_counter() - called,
+                                     bounds, most, run.began, run.cpu)
+            if self._settle(run, lo, hi, position, level, bounds, stop_at_first):
+                break
+        return self._finish(run)
+
+    def _start(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
+               stop_at_first: bool) -> _ImageRun:
+        """One image's state before its first box: the tolerances, the caches of the
+        bound engine and the scorer, and the frontier of its positions in ``order``."""
         began = time.perf_counter()
         with torch.inference_mode():
             logits = self.model(image)[0].double()
@@ -621,132 +700,122 @@ class Verifier:
         channels, height, width = image.shape[1:]
         positions = height * width
         tolerance = self.tolerance_of(image, label)
-        tolerances = np.full(positions, tolerance)  # per position: raised where proved
-        float32_proved = np.zeros(positions, dtype=bool)
         cache = self.bounds.prepare(image)
         scorer = self._scorer_for(image)
-        state = scorer.prepare(image)
-        order = (order.cpu().numpy() if order is not None else np.arange(positions))
-        volume = np.zeros(positions)
-        boxes = np.zeros(positions, dtype=np.int64)
-        screened = np.zeros(positions, dtype=bool)  # proved whole by the screen
-        screen = None if self.screen is None else self._screening(
-            image, label, tolerances, float32_proved, volume, boxes, screened)
+        run = _ImageRun(image=image, label=label, width=width, tolerance=tolerance,
+                        tolerances=np.full(positions, tolerance), cache=cache,
+                        scorer=scorer, state=scorer.prepare(image), began=began)
+        screen = None if self.screen is None else self._screening(run)
         margin = float((logits[label] - logits).sort().values[1]) if logits.numel() > 1 else 0.0
         # deciding every position, the first in the corner order are the vulnerable ones:
         # no bound proves them, so they say nothing of the screen elsewhere; it is kept
         hopeless = tolerance - SCREEN_HOPELESS * abs(margin) if stop_at_first else -math.inf
-        frontier = _Frontier(order.astype(np.int64), channels, screen,
-                             SCREEN_CHUNK.get(image.device.type, 64), hopeless,
-                             math.inf if stop_at_first else EXACT_QUOTA)
-        stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
-        unbounded = 0  # boxes in calls past the symbol bound, and boxes cut without a call
-        too_big = np.full(positions, math.inf)  # per position: the smallest side of a box
-        # found past the symbol bound there (its cone decides the symbols)
-        witness = np.full((positions, channels), np.nan)
-        queries = 0
-        most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
-        cpu = image.device.type == "cpu"
-        # the first call: one box on the CPU (its size unknown yet); grows once timed
-        batch = most if self.deterministic else min(most, 1 if cpu else 8)
-        levels = _Levels()
-        labels = torch.tensor([label], device=image.device)
-        while not self._out_of_budget(began, int(boxes.sum()) + unbounded):
-            frontier.fill(most, None if self.max_boxes is None
-                          else self.max_boxes - int(boxes.sum()) - unbounded)
-            if frontier.exhausted or self._out_of_budget(began, int(boxes.sum()) + unbounded):
-                break  # (the screen may have spent the budget)
-            if not frontier.active:  # a chunk the screen proved whole: the next one
-                continue
-            called = time.perf_counter()
-            if self.max_boxes is not None:  # never past max_boxes, even in one call
-                batch = min(batch, self.max_boxes - int(boxes.sum()) - unbounded)
-            lo, hi, position, parent = frontier.pop(batch)
-            side = (hi - lo).max(1)  # as large as a box past the symbol bound: cut without
-            big = (side >= too_big[position]) & (side >= MIN_SIDE)  # a failed call
-            if big.any():
-                unbounded += int(big.sum())
-                _cut(frontier, lo[big], hi[big], position[big], parent[big], stuck)
-                lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
-            level = _Levels.of(lo, hi)
-            skip = levels.skip(level, (hi - lo).max(1) < 2 * MIN_SIDE)
-            if skip.any():
-                self._split(frontier, lo[skip], hi[skip], position[skip], parent[skip],
-                            np.zeros(lo[skip].shape))
-                lo, hi, position, parent, level = (lo[~skip], hi[~skip], position[~skip],
-                                                   parent[~skip], level[~skip])
-            if not position.size:
-                continue
-            try:
-                bounds = self.bounds.margins(
-                    cache, torch.zeros(len(position), dtype=torch.long, device=image.device),
-                    torch.as_tensor(position // width, device=image.device),
-                    torch.as_tensor(position % width, device=image.device),
-                    torch.as_tensor(lo, device=image.device),
-                    torch.as_tensor(hi, device=image.device), labels.expand(len(position)),
-                    max_symbols=min(MAX_BOX_SYMBOLS,
-                                    max(ROWS_PER_CALL // len(position) - 1, channels)))
-            except TooManySymbols:  # past the memory bound of one call: smaller calls,
-                unbounded += position.size  # (counted against max_boxes: no endless halving)
-                batch = self._too_many_symbols(frontier, lo, hi, position, parent, stuck,
-                                               too_big)
-                continue  # or, for a single box, cut unbounded
-            np.add.at(boxes, position, 1)
-            batch = self._next_batch(len(position), time.perf_counter() - called,
-                                     bounds, most, began, cpu)
-            # a NaN bound proves nothing and must not hide the box (a NaN in ``stuck``
-            # would read as "no stuck box"): it counts as the lowest bound there is
-            worst = bounds.worst.cpu().numpy()
-            worst = np.where(np.isnan(worst), -np.inf, worst)
-            proved = worst > self._box_tolerances(image, label, tolerance, tolerances,
-                                                  float32_proved, lo, hi, position, worst)
-            levels.record(level, proved)
-            np.add.at(volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
-            open_ = ~proved
-            if not open_.any():
-                continue
-            lo, hi, position, worst = lo[open_], hi[open_], position[open_], worst[open_]
-            slopes = _worst_slopes(bounds, open_)
-            fooled, spent = self._witnesses(image, label, scorer, state, lo, hi, position,
-                                            slopes, width)
-            queries += spent
-            for p, color in fooled.items():
-                witness[p] = color
-            if fooled:
-                hit = np.array(sorted(fooled))
-                frontier.drop(hit)
-                keep = ~np.isin(position, hit)
-                lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
-                                                   worst[keep], slopes[keep])
-                if stop_at_first:  # what is left open stays open: unknown, not robust
-                    frontier.push(lo, hi, position, worst, front=True)
-                    break
-            side = (hi - lo).max(1)
-            small = side < MIN_SIDE
-            np.minimum.at(stuck, position[small], worst[small])
-            self._split(frontier, lo[~small], hi[~small], position[~small], worst[~small],
-                        slopes[~small])
-        verdicts = self._verdicts(frontier, volume, boxes, stuck, witness)
-        result = self._summary(verdicts, queries, time.perf_counter() - began, tolerance,
-                               width)
-        result.screened = int(screened.sum())
-        result.float32_proved = int(float32_proved.sum())
-        result.tolerance_max = float(tolerances.max())
+        order = order.cpu().numpy() if order is not None else np.arange(positions)
+        run.frontier = _Frontier(order.astype(np.int64), channels, screen,
+                                 SCREEN_CHUNK.get(image.device.type, 64), hopeless,
+                                 math.inf if stop_at_first else EXACT_QUOTA)
+        return run
+
+    def _without_call(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray,
+                      position: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Of boxes just popped, those to bound, with their levels. The others are halved
+        unbounded: boxes as large as one found past the symbol bound at their position
+        (cut in ``2^C``, as a failed call would be) and boxes of a level seldom proved."""
+        side = (hi - lo).max(1)  # as large as a box past the symbol bound: cut without
+        big = (side >= run.too_big[position]) & (side >= MIN_SIDE)  # a failed call
+        if big.any():
+            run.unbounded += int(big.sum())
+            _cut(run.frontier, lo[big], hi[big], position[big], parent[big], run.stuck)
+            lo, hi, position, parent = lo[~big], hi[~big], position[~big], parent[~big]
+        level = _Levels.of(lo, hi)
+        skip = run.levels.skip(level, (hi - lo).max(1) < 2 * MIN_SIDE)
+        if skip.any():
+            self._split(run.frontier, lo[skip], hi[skip], position[skip], parent[skip],
+                        np.zeros(lo[skip].shape))
+            lo, hi, position, parent, level = (lo[~skip], hi[~skip], position[~skip],
+                                               parent[~skip], level[~skip])
+        return lo, hi, position, parent, level
+
+    def _bound(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray, position: np.ndarray
+               ) -> MarginBounds:
+        """The bound engine's margin bounds of boxes ``[M, C]`` at their positions."""
+        device = run.image.device
+        return self.bounds.margins(
+            run.cache, torch.zeros(len(position), dtype=torch.long, device=device),
+            torch.as_tensor(position // run.width, device=device),
+            torch.as_tensor(position % run.width, device=device),
+            torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device),
+            torch.full((len(position),), run.label, dtype=torch.long, device=device),
+            max_symbols=min(MAX_BOX_SYMBOLS,
+                            max(ROWS_PER_CALL // len(position) - 1, run.channels)))
+
+    def _settle(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+                level: np.ndarray, bounds: MarginBounds, stop_at_first: bool) -> bool:
+        """Judge bounded boxes: the proved ones count in the volume; the candidate points
+        of the others are scored (a confirmed label change makes its position
+        vulnerable); the rest are split, or left stuck below :data:`MIN_SIDE`.
+
+        Returns:
+            Whether the image is done: a witness found with ``stop_at_first`` (the boxes
+            still open are put back, to be reported unknown).
+        """
+        # a NaN bound proves nothing and must not hide the box (a NaN in ``stuck`` would
+        # read as "no stuck box"): it counts as the lowest bound there is
+        worst = bounds.worst.cpu().numpy()
+        worst = np.where(np.isnan(worst), -np.inf, worst)
+        proved = worst > self._box_tolerances(run.image, run.label, run.tolerance, run.unit,
+                                              run.tolerances, run.float32_proved, lo, hi,
+                                              position, worst)
+        run.levels.record(level, proved)
+        np.add.at(run.volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
+        open_ = ~proved
+        if not open_.any():
+            return False
+        lo, hi, position, worst = lo[open_], hi[open_], position[open_], worst[open_]
+        slopes = _worst_slopes(bounds, open_)
+        fooled, spent = self._witnesses(run.image, run.label, run.scorer, run.state, lo, hi,
+                                        position, slopes, run.width)
+        run.queries += spent
+        for p, color in fooled.items():
+            run.witness[p] = color
+        if fooled:
+            hit = np.array(sorted(fooled))
+            run.frontier.drop(hit)
+            keep = ~np.isin(position, hit)
+            lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
+                                               worst[keep], slopes[keep])
+            if stop_at_first:  # what is left open stays open: unknown, not robust
+                run.frontier.push(lo, hi, position, worst, front=True)
+                return True
+        small = (hi - lo).max(1) < MIN_SIDE
+        np.minimum.at(run.stuck, position[small], worst[small])
+        self._split(run.frontier, lo[~small], hi[~small], position[~small], worst[~small],
+                    slopes[~small])
+        return False
+
+    def _finish(self, run: _ImageRun) -> Verification:
+        verdicts = self._verdicts(run.frontier, run.volume, run.boxes, run.stuck,
+                                  run.witness)
+        result = self._summary(verdicts, run.queries, time.perf_counter() - run.began,
+                               run.tolerance, run.width)
+        result.screened = int(run.screened.sum())
+        result.float32_proved = int(run.float32_proved.sum())
+        result.tolerance_max = float(run.tolerances.max())
         return result
 
-    def _screening(self, image: torch.Tensor, label: int, tolerances: np.ndarray,
-                   float32_proved: np.ndarray, volume: np.ndarray, boxes: np.ndarray,
-                   screened: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def _screening(self, run: _ImageRun) -> Callable[[np.ndarray], np.ndarray]:
         """The frontier's screen: positions → the interval bound of their whole cube
-        (``+inf`` where it proves it: counted proved in ``volume`` and ``screened``; one
-        box each). It also proves a bound of the model's float32 error over each cube,
-        which sets the position's tolerance (:data:`PROVED_LIMIT`, in ``tolerances``
-        and ``float32_proved``) before any of its boxes is judged."""
-        channels = image.shape[1]
+        (``+inf`` where it proves it: counted proved in the run's ``volume`` and
+        ``screened``; one box each). It also proves a bound of the model's float32 error
+        over each cube, which sets the position's tolerance (:data:`PROVED_LIMIT`, in
+        ``tolerances`` and ``float32_proved``) before any of its boxes is judged."""
+        image, label, channels = run.image, run.label, run.channels
+        tolerances, float32_proved = run.tolerances, run.float32_proved
+        volume, boxes, screened = run.volume, run.boxes, run.screened
         # on the CPU only: cuDNN may pick Winograd or FFT convolutions, which round
         # otherwise than a sum in any order, and TF32 may truncate its inputs
         proving = self.prove_float32 and image.device.type == "cpu"
-        unit = rounding_unit(image.device) if proving else None
+        unit = run.unit = rounding_unit(image.device) if proving else None
 
         def screen(positions: np.ndarray) -> np.ndarray:
             count = positions.size
@@ -771,22 +840,22 @@ class Verifier:
         return screen
 
     def _box_tolerances(self, image: torch.Tensor, label: int, estimate: float,
-                        tolerances: np.ndarray, float32_proved: np.ndarray, lo: np.ndarray,
-                        hi: np.ndarray, position: np.ndarray, worst: np.ndarray
-                        ) -> np.ndarray:
+                        unit: float | None, tolerances: np.ndarray,
+                        float32_proved: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                        position: np.ndarray, worst: np.ndarray) -> np.ndarray:
         """The margin each box's bound must exceed: its position's tolerance, or, for a
         box of a float32-proved position whose bound lies between the estimate and that
         tolerance, the larger of the estimate and the float32 error proved over the box
-        alone (the screen's error bound of its colors: smaller than the whole cube's,
-        ConvSmall's ~1.4 times the estimate at side 0.05 against ~2.3 over the cube, so
-        boxes near the decision boundary prove without splitting down to
-        :data:`MIN_SIDE`). Still a proof for the float32 model: the box's bound exceeds a
-        bound of the float32 error at every one of its colors."""
-        needed = tolerances[position]
+        alone if that is smaller (the screen's error bound of its colors with ``unit``,
+        the one the position's proof used: ConvSmall's ~1.4 times the estimate at side
+        0.05 against ~2.3 over the cube, so boxes near the decision boundary prove
+        without splitting down to :data:`MIN_SIDE`). Still a proof for the float32
+        model: the box's bound exceeds a bound of the float32 error at every one of its
+        colors. ``tolerances`` is not changed."""
+        needed = tolerances[position]  # (a copy: advanced indexing)
         band = float32_proved[position] & (worst > estimate) & (worst <= needed)
-        if self.screen is None or not band.any():
+        if self.screen is None or unit is None or not band.any():
             return needed
-        unit = rounding_unit(image.device)
         chunk = SCREEN_CHUNK.get(image.device.type, 64)
         rows = np.flatnonzero(band)
         for start in range(0, rows.size, chunk):
