@@ -40,10 +40,9 @@ POSITIONS = (16 * 32 + 16, 5 * 32 + 20, 20 * 32 + 9, 3 * 32 + 3)
 WITH: Callable = Verifier._box_tolerances
 
 
-def without(self, image, label, estimate, unit, tolerances, float32_proved, lo, hi,
-            position, worst) -> np.ndarray:
+def without(self, run, lo, hi, position, worst) -> np.ndarray:
     """The position's tolerance for every box (the whole cube's float32 error)."""
-    return tolerances[position]
+    return run.tolerances[position]
 
 
 def error_by_side(name: str, images: int) -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 from pixelprior.scoring import perturb_rows
 from pixelprior.scoring.cone.screen import IntervalScreen
 from pixelprior.search import verify
-from pixelprior.search.verify import PROVED_LIMIT, Verifier
+from pixelprior.search.verify import PROVED_LIMIT, Verifier, _ImageRun
 
 FLOAT32 = 2.0**-24
 NETS = [Residual, Plain, Scaled, Strides] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
@@ -172,6 +172,19 @@ def test_the_verifier_takes_the_proved_error_as_its_tolerance():
         assert off.float32_proved == 0 and off.tolerance_max == estimate
 
 
+def box_tolerances(verifier: Verifier, image: torch.Tensor, label: int, estimate: float,
+                   unit: float | None, tolerances: np.ndarray, proved: np.ndarray,
+                   lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+                   worst: np.ndarray) -> np.ndarray:
+    """``Verifier._box_tolerances`` of boxes in a run with these tolerances, proofs and
+    unit (the run's caches are not used by it)."""
+    run = _ImageRun(image=image, label=label, width=image.shape[-1], tolerance=estimate,
+                    tolerances=tolerances, cache=None, scorer=None, state=None, began=0.0,
+                    unit=unit)
+    run.float32_proved = proved
+    return verifier._box_tolerances(run, lo, hi, position, worst)
+
+
 def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monkeypatch):
     """A box of a float32-proved position whose bound lies between the estimate and the
     position's tolerance (the whole cube's proved error) is judged against the error
@@ -201,8 +214,8 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
     worst[1] = estimate  # not above the estimate: no recheck
     worst[3] = whole[3] * 1.01  # above the position's tolerance: proved as it is
     before = tolerances.copy()
-    needed = verifier._box_tolerances(image, label, estimate, FLOAT32, tolerances, proved,
-                                      lo, hi, position, worst)
+    needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances, proved,
+                            lo, hi, position, worst)
     assert np.array_equal(tolerances, before)  # the positions' tolerances stay
     kept = [1, 3, 4]
     assert (needed[kept] == whole[kept]).all()
@@ -217,11 +230,11 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
         assert ((single - exact).abs() <= needed[b]).all()
     # in chunks of one box the same; without a unit (nothing proved) no recheck
     monkeypatch.setitem(verify.SCREEN_CHUNK, "cpu", 1)
-    assert np.array_equal(verifier._box_tolerances(image, label, estimate, FLOAT32,
-                                                   tolerances, proved, lo, hi, position,
-                                                   worst), needed)
-    assert np.array_equal(verifier._box_tolerances(image, label, estimate, None, tolerances,
-                                                   proved, lo, hi, position, worst),
+    assert np.array_equal(box_tolerances(verifier, image, label, estimate, FLOAT32,
+                                         tolerances, proved, lo, hi, position, worst),
+                          needed)
+    assert np.array_equal(box_tolerances(verifier, image, label, estimate, None, tolerances,
+                                         proved, lo, hi, position, worst),
                           tolerances[position])
 
 
@@ -242,9 +255,9 @@ def test_a_box_whose_own_float32_error_is_unknown_keeps_its_positions_tolerance(
     tolerances = np.full(64, 0.5)
     position = np.array([3, 9])
     lo = np.zeros((2, 3))
-    needed = verifier._box_tolerances(image, label, 0.1, FLOAT32, tolerances,
-                                      np.ones(64, dtype=bool), lo, lo + 0.01, position,
-                                      np.array([0.3, 0.4]))
+    needed = box_tolerances(verifier, image, label, 0.1, FLOAT32, tolerances,
+                            np.ones(64, dtype=bool), lo, lo + 0.01, position,
+                            np.array([0.3, 0.4]))
     assert (needed == 0.5).all()
 
 
@@ -269,8 +282,8 @@ def test_positions_near_the_boundary_are_proved_instead_of_split_to_the_end(monk
 
     assert decide() == ["robust"] * 3
     monkeypatch.setattr(Verifier, "_box_tolerances",
-                        lambda self, image, label, estimate, unit, tolerances, *rest:
-                        tolerances[rest[-2]])
+                        lambda self, run, lo, hi, position, worst:
+                        run.tolerances[position])
     assert decide() == ["unknown"] * 3
 
 

@@ -763,9 +763,7 @@ class Verifier:
         # read as "no stuck box"): it counts as the lowest bound there is
         worst = bounds.worst.cpu().numpy()
         worst = np.where(np.isnan(worst), -np.inf, worst)
-        proved = worst > self._box_tolerances(run.image, run.label, run.tolerance, run.unit,
-                                              run.tolerances, run.float32_proved, lo, hi,
-                                              position, worst)
+        proved = worst > self._box_tolerances(run, lo, hi, position, worst)
         run.levels.record(level, proved)
         np.add.at(run.volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
         open_ = ~proved
@@ -839,30 +837,30 @@ class Verifier:
 
         return screen
 
-    def _box_tolerances(self, image: torch.Tensor, label: int, estimate: float,
-                        unit: float | None, tolerances: np.ndarray,
-                        float32_proved: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+    def _box_tolerances(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray,
                         position: np.ndarray, worst: np.ndarray) -> np.ndarray:
         """The margin each box's bound must exceed: its position's tolerance, or, for a
-        box of a float32-proved position whose bound lies between the estimate and that
-        tolerance, the larger of the estimate and the float32 error proved over the box
-        alone if that is smaller (the screen's error bound of its colors with ``unit``,
-        the one the position's proof used: ConvSmall's ~1.4 times the estimate at side
-        0.05 against ~2.3 over the cube, so boxes near the decision boundary prove
-        without splitting down to :data:`MIN_SIDE`). Still a proof for the float32
-        model: the box's bound exceeds a bound of the float32 error at every one of its
-        colors. ``tolerances`` is not changed."""
-        needed = tolerances[position]  # (a copy: advanced indexing)
-        band = float32_proved[position] & (worst > estimate) & (worst <= needed)
-        if self.screen is None or unit is None or not band.any():
+        box of a float32-proved position whose bound lies between the image's estimate
+        and that tolerance, the larger of the estimate and the float32 error proved over
+        the box alone if that is smaller (the screen's error bound of its colors with the
+        run's ``unit``, the one the position's proof used: ConvSmall's ~1.4 times the
+        estimate at side 0.05 against ~2.3 over the cube, so boxes near the decision
+        boundary prove without splitting down to :data:`MIN_SIDE`). Still a proof for
+        the float32 model: the box's bound exceeds a bound of the float32 error at every
+        one of its colors. The run's ``tolerances`` are not changed."""
+        estimate = run.tolerance
+        needed = run.tolerances[position]  # (a copy: advanced indexing)
+        band = run.float32_proved[position] & (worst > estimate) & (worst <= needed)
+        if self.screen is None or run.unit is None or not band.any():
             return needed
-        chunk = SCREEN_CHUNK.get(image.device.type, 64)
+        chunk = SCREEN_CHUNK.get(run.image.device.type, 64)
         rows = np.flatnonzero(band)
         for start in range(0, rows.size, chunk):
             part = rows[start:start + chunk]
             error = self.screen.bounds(
-                image, torch.as_tensor(position[part]), torch.as_tensor(lo[part]),
-                torch.as_tensor(hi[part]), label, unit).error.max(1).values.cpu().numpy()
+                run.image, torch.as_tensor(position[part]), torch.as_tensor(lo[part]),
+                torch.as_tensor(hi[part]), run.label, run.unit).error.max(1).values
+            error = error.cpu().numpy()
             # never above the position's (a NaN error compares False: the position's)
             needed[part] = np.where(error < needed[part], np.maximum(estimate, error),
                                     needed[part])
