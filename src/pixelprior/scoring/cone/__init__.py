@@ -25,7 +25,8 @@ Modules, one job each:
 - :mod:`.engine`: :class:`FxIncrementalForward` and :func:`fx_incremental_forward`;
 - the verifier's bounds: :mod:`.zonotope` and :mod:`.bounds` (zonotopes through the
   cone), :mod:`.intervals` and :mod:`.screen` (intervals through the same windows, or
-  whole images, batched over positions), :mod:`.rounding` (the model's own float32 error).
+  whole images, batched over positions), :mod:`.rounding` (the model's own float32 error,
+  estimated) and :mod:`.backward` (proved with signs, over a box).
 
 Convolutions (any stride, padding, dilation, groups), max/avg pooling, BatchNorm and
 pointwise activations, arithmetic with per-channel constants (``(x - mean) / std``),

@@ -35,6 +35,12 @@ written in the model's code (``x - 0.1``, a clamp at 0.7: float32 holds another 
 and an unbounded one for a constant computed inside the model from its parameters
 (float32 computes it with roundings of its own): no proof there.
 
+**The same error with signs** (:mod:`.backward`): each rule also splits its error into
+what the operation rounds itself (:meth:`IntervalRule.rounding`) and the slopes through
+which its arguments' errors pass (:meth:`IntervalRule.pull`, as coefficients pulled back
+from its output), so the backward bound sums the roundings with the signs of the paths
+from them to the margin.
+
 Hand-written: auto_LiRPA's IBP needs torch < 1.13 (its PyPI release); the rules here are
 the operation table's, so every operation the zonotope engine bounds is screened alike.
 """
@@ -47,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .zonotope import (
     REST_ROUNDINGS,
@@ -56,13 +63,15 @@ from .zonotope import (
     Product,
     Relaxation,
     SShaped,
+    _chord,
     gamma,
     relaxation_error,
 )
 
-__all__ = ["EXACT", "SHAPE", "Activation", "Exact", "Interval", "IntervalRule", "IntervalStep",
-           "IntervalUnsupportedError", "Negate", "PositiveSum", "Scale", "Shape",
-           "SignedAffine", "Sum", "UNIT", "constant_gap", "widen"]
+__all__ = ["EXACT", "MAXIMUM", "RESHAPE", "SHAPE", "Activation", "BackwardUnsupportedError",
+           "Coefficient", "Exact", "Interval", "IntervalRule", "IntervalStep",
+           "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum", "Reshape", "Scale",
+           "Shape", "SignedAffine", "Sum", "UNIT", "constant_gap", "tiled", "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
 
@@ -118,6 +127,7 @@ class IntervalStep:
         self._call, self.intervals, self.params = call, intervals, params
         self.argument_of, self._argument, self._gap = argument_of, argument, gap
         self.exact_constants = exact_constants
+        self.memo: dict[str, Any] = {}  # what a rule's pulls share (slopes, windows)
 
     def run(self, pick: Callable[[int, Interval], Any], constants: bool = True) -> Any:
         """The node's own operation with its ``k``-th varying argument replaced by
@@ -165,6 +175,90 @@ class IntervalRule:
         that."""
         raise NotImplementedError(f"{type(self).__name__} has no float32 error rule")
 
+    def rounding(self, step: IntervalStep, out: Interval, unit: float) -> torch.Tensor:
+        """What the float32 evaluation adds to the error at this operation, per output:
+        ``ρ`` in ``δ_out = J δ_in + ρ`` (the errors ``δ_in`` of the varying arguments
+        passed on by the operation's local slopes ``J``; a constant argument's gap and the
+        operation's own rounding in ``ρ``). :meth:`error` is ``|J| e_in`` plus this."""
+        raise BackwardUnsupportedError(f"{type(self).__name__} has no rounding rule")
+
+    def pull(self, step: IntervalStep, out: Interval, coefficient: Coefficient
+             ) -> list[Coefficient]:
+        """The coefficients of the arguments' errors (one per varying occurrence, in
+        ``step.intervals``' order) from those of the output's: every ``c · J`` for
+        ``c`` in ``coefficient`` and ``J`` the slopes the operation can have anywhere in
+        the box (with the float32 errors), enclosed (:mod:`.backward`)."""
+        raise BackwardUnsupportedError(f"{type(self).__name__} has no backward rule")
+
+
+class BackwardUnsupportedError(ValueError):
+    """The backward float32 error bound has no rule for an operation (the forward one,
+    :meth:`IntervalRule.error`, still holds)."""
+
+
+@dataclass
+class Coefficient:
+    """Every coefficient vector ``c`` with ``|c - center| <= radius`` (elementwise, shaped
+    like the value it multiplies): an enclosure of ``∂ margin / ∂ value`` over a box."""
+
+    center: torch.Tensor
+    radius: torch.Tensor
+
+    def magnitude(self) -> torch.Tensor:
+        """The largest ``|c|`` per element."""
+        return self.center.abs() + self.radius
+
+
+def tiled(value: torch.Tensor, rows: int) -> torch.Tensor:
+    """A per-box tensor ``[P, ...]`` repeated for ``rows = k P`` coefficient rows (``k``
+    margins, margin-major); one of a single row broadcasts as it is."""
+    if value.dim() == 0 or value.shape[0] in (1, rows):
+        return value
+    return value.repeat(rows // value.shape[0], *([1] * (value.dim() - 1)))
+
+
+def _pullback(run: Callable[[list[torch.Tensor]], torch.Tensor], like: list[Interval],
+              cotangent: torch.Tensor) -> list[torch.Tensor]:
+    """``J^T cotangent`` of a linear ``run`` (its bias ignored) per argument, by autograd
+    at zero, as many rows as ``cotangent`` has; zeros for an argument the output does
+    not depend on."""
+    rows = cotangent.shape[0]
+    with torch.inference_mode(False), torch.enable_grad():
+        xs = [torch.zeros((rows, *v.lower.shape[1:]), dtype=v.lower.dtype,
+                          device=v.lower.device, requires_grad=True) for v in like]
+        out = run(xs)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return [torch.zeros_like(x.detach()) for x in xs]
+        grads = torch.autograd.grad(out, xs, cotangent, allow_unused=True)
+    return [torch.zeros_like(x.detach()) if g is None else g.detach()
+            for x, g in zip(xs, grads, strict=True)]
+
+
+def _linear_pull(step: IntervalStep, out: Interval, coefficient: Coefficient,
+                 run_abs: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> list[Coefficient]:
+    """The pull of an operation linear in its varying arguments (plus constants): the
+    center through ``J^T``, the radius through ``|J|^T`` (``run_abs``'s, or ``|J^T r|``
+    where every argument element's coefficients share a sign: copies, selections,
+    nonnegative or scalar weights), widened for the float64 sums of both (``γ`` of the
+    output's elements per row, for any summation order)."""
+    center, radius = coefficient.center, coefficient.radius
+    g = 4 * gamma(out.lower[0].numel() + 2, UNIT)  # (one row's elements: any batch)
+    spread = radius + g * center.abs()
+    centers = _pullback(lambda xs: step.run(lambda k, v: xs[k]), step.intervals, center)
+    if run_abs is None:
+        radii = [r.abs() for r in _pullback(lambda xs: step.run(lambda k, v: xs[k]),
+                                            step.intervals, spread)]
+    else:
+        radii = _pullback(lambda xs: run_abs(xs[0]), step.intervals[:1], spread)
+    return [Coefficient(c, r * (1 + g)) for c, r in zip(centers, radii, strict=True)]
+
+
+def _constant_roundings(step: IntervalStep) -> torch.Tensor:
+    """The operation run with its varying arguments at 0 and its constant tensors at
+    their gaps: what a copy or a selection passes on from its constants."""
+    return step.run(lambda k, v: torch.zeros_like(v.lower), constants=False)
+
 
 def constant_gap(value: Any) -> Any:
     """The float32 model's distance from a constant it is given as a number (``|c -
@@ -191,6 +285,120 @@ class Exact(IntervalRule):
     def error(self, step, out, unit):
         # a maximum, a copy, a reshape: 1-Lipschitz in the largest coordinate, no rounding
         return step.errors()
+
+    def rounding(self, step, out, unit):
+        return _constant_roundings(step).expand_as(out.lower)
+
+    def pull(self, step, out, coefficient):
+        # a copy, a concatenation, a reshape: linear, each output one argument element
+        return _linear_pull(step, out, coefficient)
+
+
+@dataclass(frozen=True)
+class Maximum(Exact):
+    """Max pooling: an :class:`Exact` range; its error passes on through the window's
+    largest element where that one is sure over the box (with the errors), else through
+    any element that can be largest with a weight in [0, 1]
+    (``max(a + δ) - max(a) = Σ s_i δ_i``, ``s`` in the simplex)."""
+
+    def pull(self, step, out, coefficient):
+        if "windows" not in step.memo:
+            step.memo["windows"] = self._candidates(step)
+        windows, candidate, sure = step.memo["windows"]
+        rows = coefficient.center.shape[0]
+        windows = windows.rows(rows)
+        candidate, sure = tiled(candidate, rows), tiled(sure, rows)
+        c = windows.spread(coefficient.center)
+        r = windows.spread(coefficient.radius)
+        lower = torch.where(sure, c - r, torch.minimum(c - r, torch.zeros_like(c)))
+        upper = torch.where(sure, c + r, torch.maximum(c + r, torch.zeros_like(c)))
+        zero = torch.zeros_like(c)
+        lower, upper = torch.where(candidate, lower, zero), torch.where(candidate, upper, zero)
+        center, radius = windows.fold((lower + upper) / 2), windows.fold((upper - lower) / 2)
+        g = 4 * gamma(windows.kernel_size + 2, UNIT)
+        return [Coefficient(center, radius * (1 + g) + g * center.abs())]
+
+    @staticmethod
+    def _candidates(step: IntervalStep) -> tuple[_PoolWindows, torch.Tensor, torch.Tensor]:
+        """The windows, which elements can be each window's maximum (their highest value
+        reaches the least the maximum can be) and the windows where only one can."""
+        value = step.intervals[0]
+        low, high = value.lower - value.error, value.upper + value.error
+        windows = _PoolWindows(step.params, low.shape)
+        floor = windows.pool(low)  # the least the window's maximum can be
+        candidate = windows.unfold(high) >= windows.spread(floor)  # [N, C, k, L]
+        return windows, candidate, candidate.sum(2, keepdim=True) == 1
+
+
+@dataclass(frozen=True)
+class Reshape(Exact):
+    """A reshape that keeps the batch axis: each row's elements in the same order, so a
+    coefficient is reshaped back (whatever batch the model's traced sizes hold)."""
+
+    def pull(self, step, out, coefficient):
+        rows = coefficient.center.shape[0]
+        shape = (rows, *step.intervals[0].lower.shape[1:])
+        return [Coefficient(coefficient.center.reshape(shape),
+                            coefficient.radius.reshape(shape))]
+
+
+class _PoolWindows:
+    """A max pooling's windows as columns (``F.unfold``; ``ceil_mode``'s extra windows
+    padded with ``-inf``), and their sums back on the input (``F.fold``)."""
+
+    def __init__(self, params: Any, shape: torch.Size) -> None:
+        self.params = params
+        (kh, kw), (sh, sw) = params.kernel, params.stride
+        (ph, pw), (dh, dw) = params.padding, params.dilation
+        self.shape, self.kernel_size = shape, kh * kw
+        self.outputs = tuple(
+            _pooled(n, k, s, p, d, params.ceil_mode)
+            for n, k, s, p, d in ((shape[2], kh, sh, ph, dh), (shape[3], kw, sw, pw, dw)))
+        need = [(o - 1) * s + d * (k - 1) + 1
+                for o, k, s, d in zip(self.outputs, (kh, kw), (sh, sw), (dh, dw), strict=True)]
+        self.pads = (pw, max(0, need[1] - shape[3] - pw), ph, max(0, need[0] - shape[2] - ph))
+        self.padded = (shape[2] + self.pads[2] + self.pads[3], shape[3] + self.pads[0]
+                       + self.pads[1])
+        self.geometry = {"kernel_size": (kh, kw), "dilation": (dh, dw), "stride": (sh, sw)}
+
+    def rows(self, rows: int) -> _PoolWindows:
+        """The same windows for ``rows`` rows."""
+        if rows == self.shape[0]:
+            return self
+        return _PoolWindows(self.params, torch.Size((rows, *self.shape[1:])))
+
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, k, L]``: each window's elements (``-inf`` outside the map)."""
+        padded = F.pad(x, self.pads, value=-math.inf)
+        n, c = x.shape[:2]
+        return F.unfold(padded, **self.geometry).view(n, c, self.kernel_size, -1)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, C, 1, L]``: each window's maximum."""
+        return self.unfold(x).amax(2, keepdim=True)
+
+    def spread(self, x: torch.Tensor) -> torch.Tensor:
+        """A value per window (``[N, C, L]``-like) over its elements: ``[N, C, k, L]``."""
+        n, c = x.shape[:2]
+        return x.reshape(n, c, 1, -1).expand(n, c, self.kernel_size, -1)
+
+    def fold(self, columns: torch.Tensor) -> torch.Tensor:
+        """Each input element's sum over the windows it is in (``[N, C, H, W]``)."""
+        n, c = columns.shape[:2]
+        summed = F.fold(columns.reshape(n, c * self.kernel_size, -1), self.padded,
+                        **self.geometry)
+        top, left = self.pads[2], self.pads[0]
+        return summed[:, :, top:top + self.shape[2], left:left + self.shape[3]]
+
+
+def _pooled(size: int, kernel: int, stride: int, padding: int, dilation: int,
+            ceil_mode: bool) -> int:
+    """A max pooling's output size along one axis (as ``F.max_pool2d`` computes it)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -219,9 +427,14 @@ class PositiveSum(IntervalRule):
         return widen(lower, upper, _slack(terms, step.run_each(Interval.magnitude)))
 
     def error(self, step, out, unit):
+        return step.errors() + self.rounding(step, out, unit)
+
+    def rounding(self, step, out, unit):
         terms = self.terms or _window_terms(step.intervals[0].lower.shape, out.lower.shape)
-        return step.errors() + gamma(terms, unit) * step.run_each(Interval.reach,
-                                                                  constants=False)
+        return gamma(terms, unit) * step.run_each(Interval.reach, constants=False)
+
+    def pull(self, step, out, coefficient):
+        return _linear_pull(step, out, coefficient)  # nonnegative weights
 
 
 def _window_terms(given: torch.Size, out: torch.Size) -> int:
@@ -276,6 +489,22 @@ class Sum(IntervalRule):
         size = _reach(first) + abs(self.alpha) * _reach(second)
         return passed + gamma(3, unit) * size
 
+    def rounding(self, step, out, unit):
+        passed = step.gap(0, "input") + abs(self.alpha) * step.gap(1, "other")
+        constants = sum(abs(factor) * step.gap(position, keyword)
+                        for position, keyword, factor in ((0, "input", 1.0),
+                                                          (1, "other", self.alpha))
+                        if not isinstance(step.argument(position, keyword), Interval))
+        if self.alpha == 1:
+            own = unit * (out.magnitude() + passed)
+        else:
+            first, second = step.argument(0, "input"), step.argument(1, "other")
+            own = gamma(3, unit) * (_reach(first) + abs(self.alpha) * _reach(second))
+        return (constants + own).expand_as(out.lower)
+
+    def pull(self, step, out, coefficient):
+        return _linear_pull(step, out, coefficient)  # a factor ±alpha per argument
+
 
 def _magnitude(value: Any) -> torch.Tensor | float:
     """The largest ``|x|`` of an interval, a tensor or a number."""
@@ -313,6 +542,12 @@ class Negate(IntervalRule):
     def error(self, step, out, unit):
         return step.intervals[0].error
 
+    def rounding(self, step, out, unit):
+        return torch.zeros_like(out.lower)
+
+    def pull(self, step, out, coefficient):
+        return _linear_pull(step, out, coefficient)
+
 
 @dataclass(frozen=True)
 class Scale(IntervalRule):
@@ -342,6 +577,10 @@ class Scale(IntervalRule):
         # |c| e (|e / c|), plus the factor's own gap δ (a number float32 rounds):
         # δ |x| for a product, |x| δ / (|c| (|c| - δ)) for a quotient; then the product's
         # rounding, two for a quotient (CUDA divides by a reciprocal)
+        return step.run_each(lambda v: v.error).abs() + self.rounding(step, out, unit)
+
+    def rounding(self, step, out, unit):
+        # the factor's gap moves the result by at most `moved`; then the product rounds
         passed = step.run_each(lambda v: v.error).abs()
         first = step.argument(0, "input")
         varying, position = (first, 1) if isinstance(first, Interval) else (
@@ -356,8 +595,12 @@ class Scale(IntervalRule):
                                 torch.as_tensor(math.inf, dtype=size.dtype))
         else:
             moved = size * gap
-        passed = passed + moved
-        return passed + 2 * unit * (out.magnitude() + passed)
+        return moved + 2 * unit * (out.magnitude() + passed + moved)
+
+    def pull(self, step, out, coefficient):
+        if step.intervals[0].lower.shape[1:] != out.lower.shape[1:]:  # |Σ c r| != Σ |c| r
+            raise BackwardUnsupportedError("a product broadcasting its varying factor")
+        return _linear_pull(step, out, coefficient)
 
 
 @dataclass(frozen=True)
@@ -421,6 +664,18 @@ class SignedAffine(IntervalRule):
         g = gamma(self.terms, unit)
         return self.run_abs(value.error + g * value.reach()) + g * self.offset
 
+    def rounding(self, step, out, unit):
+        return self.rounding_of(step.intervals[0], unit)
+
+    def rounding_of(self, value: Interval, unit: float) -> torch.Tensor:
+        """The float32 rounding of ``A x + b`` for ``x`` in ``value`` (with its error):
+        ``γ (|A| (|x| + e) + offset)``."""
+        g = gamma(self.terms, unit)
+        return g * self.run_abs(value.reach()) + g * self.offset
+
+    def pull(self, step, out, coefficient):
+        return _linear_pull(step, out, coefficient, self.run_abs)
+
 
 @dataclass(frozen=True)
 class Activation(IntervalRule):
@@ -481,13 +736,69 @@ class Activation(IntervalRule):
             gap = 0.0 if step.exact_constants else _level_gap(rule)  # levels (a clamp at
             # 0.7: float32 holds another value)
             return torch.where(flat, torch.full_like(passed, gap), passed + gap)
+        return passed + self.rounding(step, out, unit)
+
+    def rounding(self, step, out, unit):
+        value, rule = step.intervals[0], self.rule
+        if self.exact:  # no rounding; the gap of its levels (0 for ReLU)
+            gap = 0.0 if step.exact_constants else _level_gap(rule)
+            return torch.full_like(out.lower, gap)
         # f's own float32 evaluation: a few library calls (as the bounds count them)
+        passed = rule.lipschitz * value.error
         own = REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * value.reach()
                                        + out.magnitude() + passed)
-        return passed + 2 * own + rule.jump
+        return 2 * own + rule.jump
+
+    def pull(self, step, out, coefficient):
+        # f(x + δ) - f(x) = s δ (plus its jump, in the rounding), s between the least and
+        # the largest slope over [l - e, u + e]
+        if "slopes" not in step.memo:
+            step.memo["slopes"] = self.slopes(step.intervals[0])
+        rows = coefficient.center.shape[0]
+        low, high = (tiled(s, rows) for s in step.memo["slopes"])
+        c, r = coefficient.center, coefficient.radius
+        ends = torch.stack([(c - r) * low, (c - r) * high, (c + r) * low, (c + r) * high])
+        least, most = ends.amin(0), ends.amax(0)
+        center, radius = (least + most) / 2, (most - least) / 2
+        return [Coefficient(center, radius + 4 * UNIT * (least.abs() + most.abs()))]
+
+    def slopes(self, value: Interval) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the largest slope ``(f(b) - f(a)) / (b - a)`` of ``f`` between
+        any two points of ``[l - e, u + e]`` (exact 0 where ``f`` is constant there; the
+        piece's slope on one linear piece; else ``[0, L]`` for a nondecreasing ``f``,
+        ``[-L, L]`` otherwise)."""
+        rule = self.rule
+        reachable = widen(value.lower, value.upper, value.error)
+        low, high = reachable.lower, reachable.upper
+        bound = rule.lipschitz * (1 + 2.0**-40)
+        monotone = self.exact or isinstance(rule, SShaped)
+        least = torch.full_like(low, 0.0 if monotone else -bound)
+        most = torch.full_like(low, bound)
+        if isinstance(rule, PiecewiseLinear):
+            flat = rule.constant_over(low, high)
+            kinked = torch.zeros_like(low, dtype=torch.bool)
+            left, right = low - 1, high + 1  # the piece's ends (a unit past where unbounded)
+            for point in rule.breakpoints:
+                point = torch.as_tensor(point, dtype=low.dtype, device=low.device)
+                kinked |= (low < point) & (point < high)
+                point = point.expand_as(low)
+                left = torch.where(point <= low, torch.maximum(left, point), left)
+                right = torch.where(point >= high, torch.minimum(right, point), right)
+            # the chord of the whole piece, and its roundings: f's (a few units of |f|),
+            # the difference's, the width's and the quotient's
+            slope, width = _chord(rule.f, left, right)
+            ends = rule.f(left).abs() + rule.f(right).abs()
+            slack = 8 * UNIT * (ends / torch.where(width > 0, width, torch.ones_like(width))
+                                + slope.abs())
+            linear = ~kinked & (width > 0)
+            least = torch.where(linear, slope - slack, least)
+            most = torch.where(linear, slope + slack, most)
+            zero = torch.zeros_like(low)
+            least, most = torch.where(flat, zero, least), torch.where(flat, zero, most)
+        return least, most
 
 
-EXACT, SHAPE = Exact(), Shape()
+EXACT, SHAPE, MAXIMUM, RESHAPE = Exact(), Shape(), Maximum(), Reshape()
 
 
 def _level_gap(rule: Relaxation) -> float:

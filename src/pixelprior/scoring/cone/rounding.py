@@ -25,7 +25,8 @@ interval screen carries it so, per neuron over each position's whole color cube
 this estimate on ConvSmall and the interval-trained ResNet8 — the verifier's tolerance
 where it is usable — and still vacuous where intervals are loose (the normally trained
 ResNet8, the SqueezeNet), while the errors measured between float32 and float64
-evaluations stay below 10^-5.
+evaluations stay below 10^-5. :mod:`.backward` proves this sum itself over a box, the
+gradient's signs kept wherever the ReLUs are sure: at a single color it is this estimate.
 """
 
 from __future__ import annotations

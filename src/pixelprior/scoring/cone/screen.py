@@ -321,6 +321,18 @@ class IntervalScreen:
         """The node's interval rule, on the values ``env`` holds (``given`` first); the
         node's own operation runs as ``invoke(value_of_each_input)`` (by default the
         graph's call)."""
+        rule = rule if rule is not None else self.rules[node]
+        step = self._step(node, env, given, invoke)
+        out = rule.apply(step)
+        if self._unit is not None and isinstance(out, Interval) and step.intervals:
+            out.error = _no_nan(rule.error(step, out, self._unit) * GROWN)
+        return out
+
+    def _step(self, node: fx.Node, env: dict[fx.Node, Any],
+              given: dict[fx.Node, Interval] | None = None,
+              invoke: Callable[[Callable[[fx.Node], Any]], Any] | None = None
+              ) -> IntervalStep:
+        """The node as its interval rule sees it (:meth:`_apply`'s arguments)."""
         given = given or {}
         intervals: list[Interval] = []
         argument_of: list[int | str] = []
@@ -374,13 +386,8 @@ class IntervalScreen:
                 return self._tensor_gap(given_arg, value)
             return 0.0 if self._exact_constants else constant_gap(value)
 
-        rule = rule if rule is not None else self.rules[node]
-        step = IntervalStep(call, intervals, argument_of, self.params[node], argument, gap,
+        return IntervalStep(call, intervals, argument_of, self.params[node], argument, gap,
                             self._exact_constants)
-        out = rule.apply(step)
-        if self._unit is not None and isinstance(out, Interval) and intervals:
-            out.error = _no_nan(rule.error(step, out, self._unit) * GROWN)
-        return out
 
     def _tensor_gap(self, node: fx.Node, value: torch.Tensor) -> torch.Tensor:
         """How far the float32 model's value of a constant tensor can be from the

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..geometry import Slide, pair
-from ..intervals import EXACT, PositiveSum
+from ..intervals import MAXIMUM, PositiveSum
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import MAX_POOL, Affine, Rounding
 
@@ -118,7 +118,7 @@ register_bound("adaptive_avg_pool2d")(lambda params: Affine(Rounding(1.0, None))
 register_bound("mean")(lambda params: Affine(Rounding(1.0, None)))
 
 # the interval screen: maxima and averages are nondecreasing; averages round
-register_interval("max_pool2d")(lambda params: EXACT)
+register_interval("max_pool2d")(lambda params: MAXIMUM)
 register_interval("avg_pool2d")(lambda params: PositiveSum(
     params.kernel[0] * params.kernel[1] + 1))
 register_interval("adaptive_avg_pool2d")(lambda params: PositiveSum(None))

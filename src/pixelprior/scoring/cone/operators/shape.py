@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..intervals import EXACT, SHAPE
+from ..intervals import RESHAPE as RESHAPE_INTERVAL
+from ..intervals import SHAPE
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
 from ..zonotope import RESHAPE
 
@@ -37,4 +38,4 @@ register_operation("reshape", window=_whole,
                    help="reshapes that keep the batch axis (the head)")
 register_bound("reshape")(lambda params: RESHAPE)  # the verifier: the zonotope reshaped
 register_interval("shape")(lambda params: SHAPE)  # the interval screen: a constant
-register_interval("reshape")(lambda params: EXACT)
+register_interval("reshape")(lambda params: RESHAPE_INTERVAL)
