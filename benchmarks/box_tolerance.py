@@ -40,7 +40,7 @@ POSITIONS = (16 * 32 + 16, 5 * 32 + 20, 20 * 32 + 9, 3 * 32 + 3)
 WITH: Callable = Verifier._box_tolerances
 
 
-def without(self, run, lo, hi, position, worst) -> np.ndarray:
+def without(self, run, lo, hi, position, worst, lower=None) -> np.ndarray:
     """The position's tolerance for every box (the whole cube's float32 error)."""
     return run.tolerances[position]
 

@@ -175,14 +175,52 @@ def test_the_verifier_takes_the_proved_error_as_its_tolerance():
 def box_tolerances(verifier: Verifier, image: torch.Tensor, label: int, estimate: float,
                    unit: float | None, tolerances: np.ndarray, proved: np.ndarray,
                    lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
-                   worst: np.ndarray) -> np.ndarray:
+                   worst: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:
     """``Verifier._box_tolerances`` of boxes in a run with these tolerances, proofs and
     unit (the run's caches are not used by it)."""
     run = _ImageRun(image=image, label=label, width=image.shape[-1], tolerance=estimate,
                     tolerances=tolerances, cache=None, scorer=None, state=None, began=0.0,
                     unit=unit)
     run.float32_proved = proved
-    return verifier._box_tolerances(run, lo, hi, position, worst)
+    return verifier._box_tolerances(run, lo, hi, position, worst, lower)
+
+
+def test_only_the_margins_near_the_boundary_count_and_large_boxes_are_split():
+    """With each margin's bound, a box's tolerance takes the float32 error of the margins
+    bounded at or below its position's tolerance only (the others exceed the error over
+    the whole cube already), and only theirs are bounded backwards; a box larger than
+    ``SIGNED_SIDE`` takes the intervals' bound alone (it is split instead)."""
+    from pixelprior.models import load_model
+
+    model = load_model("convsmall-cifar10").eval()
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        label = int(model(image).argmax())
+    verifier = Verifier(model, budget=None)
+    estimate = verifier.tolerance_of(image, label)
+    position = np.array([8 * 32 + 20, 16 * 32 + 16])
+    lo = np.full((2, 3), 0.4)
+    hi = lo + np.array([[0.05], [0.2]])  # the second box is larger than SIGNED_SIDE
+    boxes = (image, torch.as_tensor(position), torch.as_tensor(lo), torch.as_tensor(hi),
+             label, FLOAT32)
+    interval = verifier.screen.bounds(*boxes).error.numpy()
+    signed = verifier.signed.errors(*boxes).numpy()
+    near = (label + 1) % 10  # the one margin near the boundary
+    tolerances = np.full(1024, 10 * estimate)
+    worst = np.full(2, 1.0001 * estimate)  # in the band, below every error bound
+    lower = np.full((2, 10), 20 * estimate)
+    lower[:, near], lower[:, label] = worst, np.inf
+    calls = []
+    errors = verifier.signed.errors
+    verifier.signed.errors = lambda *a: calls.append(a[-1]) or errors(*a)
+    needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances,
+                            np.ones(1024, dtype=bool), lo, hi, position, worst, lower)
+    assert needed[0] == max(estimate, signed[0, near]) < interval[0].max()
+    assert needed[1] == max(estimate, interval[1, near])  # the intervals' alone
+    assert len(calls) == 1 and calls[0].sum() == 1 and calls[0][0, near]  # one margin
+    everything = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances,
+                                np.ones(1024, dtype=bool), lo, hi, position, worst)
+    assert everything[0] == max(estimate, signed[0].max()) >= needed[0]
 
 
 def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monkeypatch):
@@ -219,11 +257,16 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
     assert np.array_equal(tolerances, before)  # the positions' tolerances stay
     kept = [1, 3, 4]
     assert (needed[kept] == whole[kept]).all()
-    own = verifier.screen.bounds(image, torch.as_tensor(position), torch.as_tensor(lo),
-                                 torch.as_tensor(hi), label, FLOAT32).error.max(1).values
+    boxes = (image, torch.as_tensor(position), torch.as_tensor(lo), torch.as_tensor(hi),
+             label, FLOAT32)
+    own = verifier.screen.bounds(*boxes).error.max(1).values
+    signed = verifier.signed.errors(*boxes).max(1).values
     for b in (0, 2):
         assert estimate <= needed[b] < whole[b]
-        assert needed[b] == pytest.approx(max(estimate, float(own[b])), rel=1e-12)
+        # the intervals' error first; where the bound is still below it, the signed one
+        first = max(estimate, float(own[b]))
+        expected = first if worst[b] > first else min(first, max(estimate, float(signed[b])))
+        assert needed[b] == pytest.approx(expected, rel=1e-12)
         single, exact = margins_both_ways(copy.deepcopy(model), image, int(position[b]),
                                           sample_box(torch.as_tensor(lo[b]),
                                                      torch.as_tensor(hi[b]), 128, b), label)
@@ -252,6 +295,9 @@ def test_a_box_whose_own_float32_error_is_unknown_keeps_its_positions_tolerance(
         return dataclasses.replace(bounds, error=torch.full_like(bounds.error, value))
 
     monkeypatch.setattr(verifier.screen, "bounds", broken)
+    signed = verifier.signed.errors
+    monkeypatch.setattr(verifier.signed, "errors",
+                        lambda *a, **k: torch.full_like(signed(*a, **k), value))
     tolerances = np.full(64, 0.5)
     position = np.array([3, 9])
     lo = np.zeros((2, 3))
@@ -282,7 +328,7 @@ def test_positions_near_the_boundary_are_proved_instead_of_split_to_the_end(monk
 
     assert decide() == ["robust"] * 3
     monkeypatch.setattr(Verifier, "_box_tolerances",
-                        lambda self, run, lo, hi, position, worst:
+                        lambda self, run, lo, hi, position, worst, lower=None:
                         run.tolerances[position])
     assert decide() == ["unknown"] * 3
 

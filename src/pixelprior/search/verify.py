@@ -56,7 +56,10 @@ and stopped by ReLUs that are off): a position whose proved bound is at most
 :data:`PROVED_LIMIT` times the estimate takes the larger of the two as its tolerance and
 counts as **float32 proved** (``Verification.float32_proved``); a box there whose bound
 falls between the estimate and that tolerance is judged against the error proved over its
-own colors (``Verifier._box_tolerances``). "Verified" therefore
+own colors (``Verifier._box_tolerances``): the intervals' first, then, where the bound is
+still within it, the backward bound's, which keeps the signs of the paths from each
+rounding to the margin (:mod:`~pixelprior.scoring.cone.backward`; at a single color the
+estimate's own sum). "Verified" therefore
 means: no color at any position brings the margin of the model evaluated in real
 arithmetic within the tolerance of 0 (proved); at the float32-proved positions neither
 can its float32 evaluation change the label (proved, for sums in any order, with or
@@ -80,6 +83,7 @@ import torch
 from torch import nn
 
 from ..scoring import Scorer, make_scorer, perturb_rows
+from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
@@ -93,6 +97,12 @@ DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
 # pixel's cone (an image the corner order meets a witness in early pays little for it;
 # 128 a call would be ~3% faster a position), one batch on CUDA
 SCREEN_CHUNK = {"cpu": 64, "cuda": 1024}
+# boxes per call of the backward float32 error bound (whole images, every margin's rows:
+# ConvSmall ~9 ms a box at 16)
+SIGNED_CHUNK = 16
+# ... only for boxes this small (longest side): a larger one near the boundary is cheaper
+# split (its children's bounds rise) than bounded again on whole images
+SIGNED_SIDE = 1 / 16
 SCREEN_TRIES = 2  # chunks the screen may prove nothing in before it is dropped for an image
 # ... when its highest bound is still below the tolerance minus this many times the clean
 # image's margin (the normally trained ResNet8: ~400 times, the SqueezeNet ~10^8; the
@@ -529,6 +539,7 @@ class Verifier:
         self.prove_float32 = prove_float32
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
+        self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
         if screen is not False:
             try:
                 self.screen = IntervalScreen(model)
@@ -536,6 +547,11 @@ class Verifier:
                 if screen:
                     raise BoundUnsupportedError(str(exc)) from None
                 self.screen_skipped = str(exc)
+        if self.screen is not None and prove_float32:
+            try:
+                self.signed = BackwardErrorBound(self.screen)
+            except BackwardUnsupportedError:
+                self.signed = None  # the interval proof alone
 
     # ------------------------------------------------------------------ public API
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -761,9 +777,10 @@ class Verifier:
         """
         # a NaN bound proves nothing and must not hide the box (a NaN in ``stuck`` would
         # read as "no stuck box"): it counts as the lowest bound there is
-        worst = bounds.worst.cpu().numpy()
-        worst = np.where(np.isnan(worst), -np.inf, worst)
-        proved = worst > self._box_tolerances(run, lo, hi, position, worst)
+        lower = bounds.lower.cpu().numpy()
+        lower = np.where(np.isnan(lower), -np.inf, lower)
+        worst = lower.min(1)
+        proved = worst > self._box_tolerances(run, lo, hi, position, worst, lower)
         run.levels.record(level, proved)
         np.add.at(run.volume, position[proved], np.prod(hi[proved] - lo[proved], axis=1))
         open_ = ~proved
@@ -838,33 +855,64 @@ class Verifier:
         return screen
 
     def _box_tolerances(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray,
-                        position: np.ndarray, worst: np.ndarray) -> np.ndarray:
+                        position: np.ndarray, worst: np.ndarray,
+                        lower: np.ndarray | None = None) -> np.ndarray:
         """The margin each box's bound must exceed: its position's tolerance, or, for a
         box of a float32-proved position whose bound lies between the image's estimate
         and that tolerance, the larger of the estimate and the float32 error proved over
         the box alone if that is smaller (the screen's error bound of its colors with the
         run's ``unit``, the one the position's proof used: ConvSmall's ~1.4 times the
         estimate at side 0.05 against ~2.3 over the cube, so boxes near the decision
-        boundary prove without splitting down to :data:`MIN_SIDE`). Still a proof for
-        the float32 model: the box's bound exceeds a bound of the float32 error at every
-        one of its colors. The run's ``tolerances`` are not changed."""
+        boundary prove without splitting down to :data:`MIN_SIDE`); where the box's
+        bound is still within that, the backward bound's (``signed``: the roundings'
+        paths to the margin with their signs, ~1.1 times the estimate at side 0.05), in
+        chunks of :data:`SIGNED_CHUNK`. With each margin's bound (``lower``, ``[N, K]``)
+        only the margins bounded at or below the position's tolerance count (the others
+        exceed it, and so the error over the cube, already) and only theirs are computed.
+        Still a proof for the float32 model: the box's bound exceeds a bound of the
+        float32 error at every one of its colors. The run's ``tolerances`` are not
+        changed."""
         estimate = run.tolerance
         needed = run.tolerances[position]  # (a copy: advanced indexing)
         band = run.float32_proved[position] & (worst > estimate) & (worst <= needed)
         if self.screen is None or run.unit is None or not band.any():
             return needed
-        chunk = SCREEN_CHUNK.get(run.image.device.type, 64)
-        rows = np.flatnonzero(band)
-        for start in range(0, rows.size, chunk):
-            part = rows[start:start + chunk]
-            error = self.screen.bounds(
-                run.image, torch.as_tensor(position[part]), torch.as_tensor(lo[part]),
-                torch.as_tensor(hi[part]), run.label, run.unit).error.max(1).values
-            error = error.cpu().numpy()
+        near = None if lower is None else lower <= needed[:, None]  # the margins that count
+        self._lower_to(needed, band, near, estimate,
+                       SCREEN_CHUNK.get(run.image.device.type, 64),
+                       lambda rows: self.screen.bounds(
+                           run.image, torch.as_tensor(position[rows]),
+                           torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
+                           run.label, run.unit).error)
+        small = (hi - lo).max(1) <= SIGNED_SIDE
+        if self.signed is not None:  # what the intervals' error left in the band
+            self._lower_to(needed, band & small & (worst <= needed), near, estimate,
+                           SIGNED_CHUNK,
+                           lambda rows: self.signed.errors(
+                               run.image, torch.as_tensor(position[rows]),
+                               torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
+                               run.label, run.unit,
+                               None if near is None else torch.as_tensor(near[rows])))
+        return needed
+
+    @staticmethod
+    def _lower_to(needed: np.ndarray, rows: np.ndarray, near: np.ndarray | None,
+                  estimate: float, chunk: int,
+                  errors: Callable[[np.ndarray], torch.Tensor]) -> None:
+        """Lower ``needed`` at ``rows`` (a mask) to the larger of ``estimate`` and the
+        float32 error ``errors(rows)`` proves over each box (``[R, K]``; its largest over
+        the margins ``near`` marks, or all), where that is smaller; chunks of ``chunk``
+        boxes."""
+        picked = np.flatnonzero(rows)
+        for start in range(0, picked.size, chunk):
+            part = picked[start:start + chunk]
+            error = errors(part).cpu().numpy()
+            if near is not None:  # NaN stays NaN (never lowers): where keeps it
+                error = np.where(near[part], error, 0.0)
+            error = error.max(1)
             # never above the position's (a NaN error compares False: the position's)
             needed[part] = np.where(error < needed[part], np.maximum(estimate, error),
                                     needed[part])
-        return needed
 
     def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray,

@@ -1,0 +1,166 @@
+"""The float32 error proved with signs (backward) against the forward interval proof, side
+by side.
+
+The verifier proves the model's float32 error over each position's color cube with the
+interval screen (errors passed on by ``|A|``); a box near the decision boundary is judged
+again against the error proved over its own colors, first by the intervals, then, where
+its bound is still within that, by the backward bound of
+:mod:`pixelprior.scoring.cone.backward` (roundings carried with their signs through the
+sure slopes). This measures, in one run:
+
+1. the three errors over boxes of decreasing side at a few positions of each model's
+   first images: the first-order estimate, the forward (interval) proof and the backward
+   proof, as ratios to the estimate; and for the normally trained ResNet8 the backward
+   proof with every ReLU taken as sure at a single color (not a proof: what stops it);
+2. what it decides: images in exact mode under a budget, with and without the backward
+   bound, alternating (positions robust / vulnerable / unknown);
+3. what it costs: ConvSmall's verified images in exact mode, with and without, each
+   twice, alternating (seconds; the boxes must be the same where nothing is near the
+   boundary).
+
+"Without" sets the verifier's ``signed`` to ``None`` (what it did before); the product
+has no switch for it.
+
+    python benchmarks/signed_error.py [--budget 60] [--verified 4 5 6 7 9 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+
+import torch
+from _setup import bench_inputs
+
+from pixelprior import load_cifar10, load_model, to_float
+from pixelprior.scoring.cone import intervals
+from pixelprior.scoring.cone.backward import BackwardErrorBound
+from pixelprior.scoring.cone.rounding import rounding_error
+from pixelprior.scoring.cone.screen import IntervalScreen
+from pixelprior.search.verify import Verifier, rounding_unit
+
+SIDES = (1.0, 0.25, 0.05, 0.01, 0.0)
+POSITIONS = torch.tensor([16 * 32 + 16, 5 * 32 + 20, 20 * 32 + 9, 3 * 32 + 3])
+# (model, ConvSmall / ResNet8-IBP test indices): fooled images with positions near the
+# boundary, and ResNet8-IBP's fragile ones (15, 25, 64: most of its exact-mode unknowns)
+DECIDE = [("convsmall-cifar10", 0), ("convsmall-cifar10", 31),
+          ("resnet8-ibp-cifar10", 25), ("resnet8-ibp-cifar10", 64)]
+
+
+def ratios(name: str, images: int) -> list[str]:
+    """Rows: forward and backward proofs over one random box per side / the estimate."""
+    model, x, y, pick = bench_inputs(images, name)
+    unit = rounding_unit("cpu")
+    screen = IntervalScreen(model, cone=False)
+    signed = BackwardErrorBound(screen)
+    rows = []
+    for n in range(len(y)):
+        image, label = x[n:n + 1], int(y[n])
+        estimate = float(rounding_error(model, image, torch.tensor([label]), unit)[0])
+        for side in SIDES:
+            generator = torch.Generator().manual_seed(0)
+            lo = torch.rand(len(POSITIONS), 3, dtype=torch.float64,
+                            generator=generator) * (1 - side)
+            hi = lo + side
+            forward = screen.bounds(image, POSITIONS, lo, hi, label, unit).error.max(1)
+            backward = signed.errors(image, POSITIONS, lo, hi, label, unit).max(1)
+            f = (forward.values / estimate).tolist()
+            b = (backward.values / estimate).tolist()
+            rows.append(f"| {name} | {int(pick[n])} | {estimate:.4f} | {side:g} | "
+                        f"{statistics.median(f):.3g} | {statistics.median(b):.3g} | "
+                        f"{max(b):.3g} |")
+    return rows
+
+
+def sure_slopes(name: str) -> str:
+    """The backward bound at a single color with every activation's slope taken from
+    the real value alone (the float32 error ignored where it decides a ReLU): not a
+    proof, the bound the backward pass reaches once the slopes are known."""
+    model, x, y, _ = bench_inputs(1, name)
+    unit = rounding_unit("cpu")
+    image, label = x[:1], int(y[0])
+    signed = BackwardErrorBound(IntervalScreen(model, cone=False))
+    color = torch.full((len(POSITIONS), 3), 0.3, dtype=torch.float64)
+    estimate = float(rounding_error(model, image, torch.tensor([label]), unit)[0])
+    proved = float(signed.errors(image, POSITIONS, color, color, label, unit).max())
+    original = intervals.Activation.slopes
+    intervals.Activation.slopes = lambda self, value: original(self, intervals.Interval(
+        value.lower, value.upper, torch.zeros_like(value.error)))
+    try:
+        sure = float(signed.errors(image, POSITIONS, color, color, label, unit).max())
+    finally:
+        intervals.Activation.slopes = original
+    return (f"{name}: at a color, backward proof {proved / estimate:.3g} x the estimate; "
+            f"with the slopes of the real values alone {sure / estimate:.3g} x")
+
+
+def exact(model, image, label, budget: float | None, signed: bool):
+    """One exact-mode verification, with or without the backward bound."""
+    verifier = Verifier(model, budget=budget)
+    if not signed:
+        verifier.signed = None
+    (result,) = verifier.verify(image, label, stop_at_first=False)
+    return result
+
+
+def counts(result) -> str:
+    status = collections.Counter(result.positions.status)
+    return f"{status['robust']} / {status['vulnerable']} / {status['unknown']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=float, default=60.0)
+    parser.add_argument("--verified", type=int, nargs="*", default=[4, 5, 6, 7, 9, 10],
+                        help="ConvSmall test indices of verified images")
+    parser.add_argument("--error-images", type=int, default=2)
+    args = parser.parse_args()
+
+    print("\n1. float32 error proved over one box / the first-order estimate (median over "
+          f"positions {POSITIONS.tolist()})\n")
+    print("| model | test index | estimate | side | forward | backward | backward max |\n"
+          "|---|---|---|---|---|---|---|")
+    for name in ("convsmall-cifar10", "resnet8-ibp-cifar10", "resnet8-cifar10"):
+        print("\n".join(ratios(name, args.error_images)), flush=True)
+    print()
+    for name in ("resnet8-cifar10", "squeezenet1_1-cifar10"):
+        print(sure_slopes(name), flush=True)
+
+    data = load_cifar10("auto")
+    print(f"\n2. exact mode, {args.budget:g} s each: robust / vulnerable / unknown "
+          "positions\n")
+    print("| model | test index | with the backward bound | boxes | without | boxes |\n"
+          "|---|---|---|---|---|---|")
+    for name, index in DECIDE:
+        model = load_model(name).eval()
+        image, label = to_float(data.images[[index]]), data.labels[[index]]
+        both = exact(model, image, label, args.budget, True)
+        alone = exact(model, image, label, args.budget, False)
+        print(f"| {name} | {index} | {counts(both)} | {both.boxes:,} | {counts(alone)} | "
+              f"{alone.boxes:,} |", flush=True)
+
+    model = load_model("convsmall-cifar10").eval()
+    print("\n3. ConvSmall verified images, exact mode, each twice: seconds\n")
+    print("| test index | with | boxes | without | boxes |\n|---|---|---|---|---|")
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for index in args.verified:
+        image, label = to_float(data.images[[index]]), data.labels[[index]]
+        runs: dict[bool, list] = {True: [], False: []}
+        for signed in (True, False) * 2:
+            result = exact(model, image, label, None, signed)
+            runs[signed].append(result)
+            seconds[signed].append(result.seconds)
+        print(f"| {index} | {' '.join(f'{r.seconds:.2f}' for r in runs[True])} | "
+              f"{runs[True][0].boxes:,} | "
+              f"{' '.join(f'{r.seconds:.2f}' for r in runs[False])} | "
+              f"{runs[False][0].boxes:,} |", flush=True)
+    if seconds[True]:
+        ratio = sum(seconds[True]) / sum(seconds[False])
+        print(f"\nmedian {statistics.median(seconds[True]):.2f} s with, "
+              f"{statistics.median(seconds[False]):.2f} s without; total "
+              f"{sum(seconds[True]):.1f} / {sum(seconds[False]):.1f} s = {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
