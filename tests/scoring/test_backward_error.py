@@ -17,6 +17,7 @@ from torch import nn
 
 from pixelprior.scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from pixelprior.scoring.cone.intervals import (
+    MAXIMUM,
     Activation,
     Coefficient,
     Interval,
@@ -193,19 +194,13 @@ def test_max_pool_windows_are_the_models(kernel, stride, padding, dilation, ceil
     step = IntervalStep(lambda pick, constants=True: None,
                         [Interval(x, x.clone(), torch.zeros_like(x))], [0], params,
                         lambda position, keyword: None)
-    rule = MaximumRule()
-    pulled = rule.pull(step, Interval(pooled, pooled), Coefficient(
+    pulled = MAXIMUM.pull(step, Interval(pooled, pooled), Coefficient(
         cotangent, torch.zeros_like(cotangent)))[0]
     leaf = x.clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(F.max_pool2d(leaf, kernel, stride, padding, dilation,
                                                    ceil), leaf, cotangent)
     torch.testing.assert_close(pulled.center, gradient, rtol=1e-12, atol=1e-12)
     assert (pulled.radius <= 1e-12 * (1 + gradient.abs())).all()
-
-
-def MaximumRule():  # noqa: N802 - the registered rule of max pooling
-    from pixelprior.scoring.cone.intervals import MAXIMUM
-    return MAXIMUM
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=[type(a).__name__
@@ -245,7 +240,7 @@ class Squared(nn.Module):
 
 def test_a_rule_without_a_backward_form_is_named():
     """An operation whose interval rule has no pull: the backward bound refuses the
-    model by name, and the verifier keeps the interval proof alone."""
+    model by name."""
     from pixelprior.scoring.cone import intervals
     from pixelprior.search.verify import Verifier
 
@@ -273,3 +268,91 @@ def test_the_verifier_keeps_the_interval_proof_without_a_backward_bound(monkeypa
     assert verifier.signed is None and verifier.screen is not None
     result = verifier.verify(image, torch.tensor([label]))[0]
     assert result.float32_proved > 0
+
+
+class Headless(nn.Module):
+    """Scores without a last linear layer: a 1×1 conv's channels averaged over the map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.scores = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores(torch.relu(self.conv(x))).mean((2, 3))
+
+
+def test_scores_without_a_linear_head_are_bounded():
+    missed, seen, signed, forward = excess(Headless(), 8, 4)
+    assert missed <= 0 and seen > 0 and torch.isfinite(signed).all()
+    assert (signed[1] <= forward[1] * (1 + 1e-9)).all()
+
+
+class ComputedWeight(nn.Module):
+    """A functional conv of a weight the model standardises in forward: float32 computes
+    that weight its own way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight / self.weight.abs().amax()
+        return self.fc(torch.relu(F.conv2d(x, weight)).flatten(1))
+
+
+def test_a_weight_computed_in_the_model_proves_no_float32_error():
+    """Both bounds are unbounded there: the rule's weights are the float64 copy's."""
+    model = ComputedWeight().eval()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    screen = IntervalScreen(model, cone=False)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    forward = screen.bounds(image, torch.tensor([9]), cube, cube + 1, 0, FLOAT32)
+    signed = BackwardErrorBound(screen).errors(image, torch.tensor([9]), cube, cube + 1, 0,
+                                               FLOAT32)
+    assert torch.isinf(forward.error[0, 1:]).all() and torch.isinf(signed[0, 1:]).all()
+    assert torch.isfinite(forward.lower[0, 1:]).all()  # the real network is bounded still
+
+
+class Broadcast(nn.Module):
+    """A varying factor broadcast against a constant of more channels: the backward rule
+    of a product refuses it when it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.scale = nn.Parameter(torch.rand(1, 4, 1, 1) + 0.5)
+        self.fc = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.relu(self.conv(x)).mean(1, keepdim=True)
+        return self.fc((mean * self.scale).flatten(1))
+
+
+def test_the_verifier_falls_back_to_the_intervals_when_a_pull_is_refused():
+    """A refusal at run time: the verifier says so once, keeps the intervals' bound for
+    the box, and stops asking the backward bound."""
+    import numpy as np
+    from test_float32_error import box_tolerances
+
+    from pixelprior.search.verify import Verifier
+
+    model = randomised(Broadcast(), 6)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        label = int(model(image).argmax())
+    verifier = Verifier(model, budget=None)
+    assert verifier.signed is not None  # made: the refusal comes with the shapes
+    position, lo = np.array([9]), np.full((1, 3), 0.5)
+    interval = verifier.screen.bounds(image, torch.as_tensor(position), torch.as_tensor(lo),
+                                      torch.as_tensor(lo + 0.01), label,
+                                      FLOAT32).error.max()
+    estimate = float(interval) / 4
+    worst = np.array([estimate * 1.0001])
+    with pytest.warns(UserWarning, match="backward float32 error bound is off"):
+        needed = box_tolerances(verifier, image, label, estimate, FLOAT32,
+                                np.full(64, 10 * float(interval)), np.ones(64, dtype=bool),
+                                lo, lo + 0.01, position, worst)
+    assert needed[0] == float(interval)
+    assert verifier.signed is None and "broadcast" in verifier.signed_skipped

@@ -75,6 +75,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -540,6 +541,7 @@ class Verifier:
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
         self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
+        self.signed_skipped: str | None = None  # why it is not used, when it is not
         if screen is not False:
             try:
                 self.screen = IntervalScreen(model)
@@ -550,8 +552,8 @@ class Verifier:
         if self.screen is not None and prove_float32:
             try:
                 self.signed = BackwardErrorBound(self.screen)
-            except BackwardUnsupportedError:
-                self.signed = None  # the interval proof alone
+            except BackwardUnsupportedError as exc:
+                self.signed_skipped = str(exc)  # the interval proof alone
 
     # ------------------------------------------------------------------ public API
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -886,13 +888,22 @@ class Verifier:
                            run.label, run.unit).error)
         small = (hi - lo).max(1) <= SIGNED_SIDE
         if self.signed is not None:  # what the intervals' error left in the band
-            self._lower_to(needed, band & small & (worst <= needed), near, estimate,
-                           SIGNED_CHUNK,
-                           lambda rows: self.signed.errors(
-                               run.image, torch.as_tensor(position[rows]),
-                               torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
-                               run.label, run.unit,
-                               None if near is None else torch.as_tensor(near[rows])))
+            try:
+                self._lower_to(needed, band & small & (worst <= needed), near, estimate,
+                               SIGNED_CHUNK,
+                               lambda rows: self.signed.errors(
+                                   run.image, torch.as_tensor(position[rows]),
+                                   torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
+                                   run.label, run.unit,
+                                   None if near is None else torch.as_tensor(near[rows])))
+            except (BackwardUnsupportedError, RuntimeError) as exc:
+                # an operation it cannot pull as the model calls it (a product whose
+                # varying factor broadcasts, a reshape across the batch): the intervals'
+                # proof alone from here on, as for a model it refused when made
+                self.signed, self.signed_skipped = None, str(exc)
+                warnings.warn(f"the backward float32 error bound is off for this model "
+                              f"({exc}); the interval proof alone judges its boxes",
+                              stacklevel=2)
         return needed
 
     @staticmethod

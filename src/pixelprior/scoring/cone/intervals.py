@@ -241,7 +241,11 @@ def _linear_pull(step: IntervalStep, out: Interval, coefficient: Coefficient,
     center through ``J^T``, the radius through ``|J|^T`` (``run_abs``'s, or ``|J^T r|``
     where every argument element's coefficients share a sign: copies, selections,
     nonnegative or scalar weights), widened for the float64 sums of both (``γ`` of the
-    output's elements per row, for any summation order)."""
+    output's elements per row, for any summation order).
+
+    Without ``run_abs`` this is sound **only** for such operations: a rule that pulls
+    through an operation with weights of both signs per argument element must give its
+    ``|J|`` (as :class:`SignedAffine` does)."""
     center, radius = coefficient.center, coefficient.radius
     g = 4 * gamma(out.lower[0].numel() + 2, UNIT)  # (one row's elements: any batch)
     spread = radius + g * center.abs()
@@ -315,8 +319,9 @@ class Maximum(Exact):
         zero = torch.zeros_like(c)
         lower, upper = torch.where(candidate, lower, zero), torch.where(candidate, upper, zero)
         center, radius = windows.fold((lower + upper) / 2), windows.fold((upper - lower) / 2)
-        g = 4 * gamma(windows.kernel_size + 2, UNIT)
-        return [Coefficient(center, radius * (1 + g) + g * center.abs())]
+        g = 4 * gamma(windows.kernel_size + 2, UNIT)  # the folds' sums, of their terms
+        size = windows.fold((lower.abs() + upper.abs()) / 2)
+        return [Coefficient(center, radius * (1 + g) + g * size)]
 
     @staticmethod
     def _candidates(step: IntervalStep) -> tuple[_PoolWindows, torch.Tensor, torch.Tensor]:
@@ -480,27 +485,28 @@ class Sum(IntervalRule):
         return widen(lower, upper, _slack(3, size))
 
     def error(self, step, out, unit):
-        # e_a + |alpha| e_b, a constant argument with its gap (a number float32 rounds)
-        passed = (step.gap(0, "input")
-                  + abs(self.alpha) * step.gap(1, "other"))
-        if self.alpha == 1:  # one rounding of the float32 result
-            return passed + unit * (out.magnitude() + passed)
-        first, second = step.argument(0, "input"), step.argument(1, "other")
-        size = _reach(first) + abs(self.alpha) * _reach(second)
-        return passed + gamma(3, unit) * size
+        # e_a + |alpha| e_b of the varying arguments, plus the rounding
+        return self._passed(step, varying=True) + self.rounding(step, out, unit)
 
     def rounding(self, step, out, unit):
-        passed = step.gap(0, "input") + abs(self.alpha) * step.gap(1, "other")
-        constants = sum(abs(factor) * step.gap(position, keyword)
-                        for position, keyword, factor in ((0, "input", 1.0),
-                                                          (1, "other", self.alpha))
-                        if not isinstance(step.argument(position, keyword), Interval))
+        # a constant argument's gap (a number float32 rounds), then one rounding of the
+        # float32 result (two with alpha), relative to what float32 meets
+        constants = self._passed(step, varying=False)
         if self.alpha == 1:
+            passed = self._passed(step, varying=True) + constants
             own = unit * (out.magnitude() + passed)
         else:
             first, second = step.argument(0, "input"), step.argument(1, "other")
             own = gamma(3, unit) * (_reach(first) + abs(self.alpha) * _reach(second))
         return (constants + own).expand_as(out.lower)
+
+    def _passed(self, step: IntervalStep, varying: bool) -> Any:
+        """``|factor| gap`` summed over the arguments that vary (their errors) or over
+        the constant ones (their gaps)."""
+        return sum(abs(factor) * step.gap(position, keyword)
+                   for position, keyword, factor in ((0, "input", 1.0),
+                                                     (1, "other", self.alpha))
+                   if isinstance(step.argument(position, keyword), Interval) == varying)
 
     def pull(self, step, out, coefficient):
         return _linear_pull(step, out, coefficient)  # a factor ±alpha per argument
@@ -733,9 +739,8 @@ class Activation(IntervalRule):
         if self.exact:  # monotone, no rounding; where f is constant over the values
             reachable = widen(value.lower, value.upper, value.error)  # reachable, only
             flat = rule.f(reachable.lower) == rule.f(reachable.upper)  # the gap of its
-            gap = 0.0 if step.exact_constants else _level_gap(rule)  # levels (a clamp at
-            # 0.7: float32 holds another value)
-            return torch.where(flat, torch.full_like(passed, gap), passed + gap)
+            passed = torch.where(flat, torch.zeros_like(passed), passed)  # levels (the
+            # rounding: a clamp at 0.7, float32 holds another value)
         return passed + self.rounding(step, out, unit)
 
     def rounding(self, step, out, unit):

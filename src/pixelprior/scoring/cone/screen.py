@@ -135,6 +135,14 @@ class IntervalScreen:
                 self.rules[node] = self._rule(node)
         self.output = next(n for n in self.graph.nodes if n.op == "output")
         self.head = self._head()
+        # affine layers whose weights the model computes in forward (a functional conv of
+        # a standardised weight): their rule holds the float64 copy's values, float32
+        # computes others, so no float32 error is proved through them
+        self.computed_weights = {
+            node for node, rule in self.rules.items() if isinstance(rule, SignedAffine)
+            and any(n in self.graph.statics and not (n.op == "get_attr"
+                                                     and n.target in self._state)
+                    for n in node.all_input_nodes)}
 
     def _rule(self, node: fx.Node) -> Any:
         resolved = self.graph.resolve(node)
@@ -325,8 +333,16 @@ class IntervalScreen:
         step = self._step(node, env, given, invoke)
         out = rule.apply(step)
         if self._unit is not None and isinstance(out, Interval) and step.intervals:
-            out.error = _no_nan(rule.error(step, out, self._unit) * GROWN)
+            out.error = self.proved(node, rule.error(step, out, self._unit))
         return out
+
+    def proved(self, node: fx.Node, error: torch.Tensor) -> torch.Tensor:
+        """A float32 error bound of ``node`` as the rules computed it, widened for their
+        float64 arithmetic (NaN as ``inf``; ``inf`` where the weights are computed in the
+        model, unless the constants are the copy's own)."""
+        if node in self.computed_weights and not self._exact_constants:
+            return torch.full_like(error, torch.inf)
+        return _no_nan(error * GROWN)
 
     def _step(self, node: fx.Node, env: dict[fx.Node, Any],
               given: dict[fx.Node, Interval] | None = None,
@@ -533,7 +549,7 @@ class IntervalScreen:
             return lower, None
         flat.error = value.error.flatten(1)
         scores = self.rules[self.head[0]].error_of(flat, self._unit)  # the linear's rule
-        return lower, _margin_errors(_no_nan(scores * GROWN), label)
+        return lower, _margin_errors(self.proved(self.head[0], scores), label)
 
 
 @dataclass(frozen=True)
@@ -584,7 +600,7 @@ def _whole(node: fx.Node, value: Any, queries: tuple[Query, ...]) -> Any:
 def _no_nan(error: torch.Tensor) -> torch.Tensor:
     """An error bound with its NaNs (an unbounded error times a zero weight) as ``inf``:
     unbounded, never proved."""
-    return torch.nan_to_num(error, nan=torch.inf)
+    return torch.nan_to_num(error, nan=torch.inf, posinf=torch.inf)
 
 
 def _source(node: fx.Node) -> fx.Node:
