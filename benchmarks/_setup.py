@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import platform
+import statistics
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -28,3 +32,34 @@ def bench_inputs(count: int, name: str = "squeezenet1_1-cifar10"):
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}")
     return model, to_float(data.images[pick]), data.labels[pick], pick
+
+
+def position_counts(result: Any) -> str:
+    """``robust / vulnerable / unknown`` positions of an exact-mode verification."""
+    status = collections.Counter(result.positions.status)
+    return f"{status['robust']} / {status['vulnerable']} / {status['unknown']}"
+
+
+def verified_side_by_side(data: Any, indices: list[int],
+                          run: Callable[[torch.Tensor, torch.Tensor, bool], Any]) -> None:
+    """Print each image's exact-mode seconds with and without a change, each twice,
+    alternating (``run(image, label, with_it)`` verifies one image), with their boxes,
+    and the medians and totals."""
+    print("| test index | with | boxes | without | boxes |\n|---|---|---|---|---|")
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for index in indices:
+        image, label = to_float(data.images[[index]]), data.labels[[index]]
+        runs: dict[bool, list] = {True: [], False: []}
+        for with_it in (True, False) * 2:
+            result = run(image, label, with_it)
+            runs[with_it].append(result)
+            seconds[with_it].append(result.seconds)
+        print(f"| {index} | {' '.join(f'{r.seconds:.2f}' for r in runs[True])} | "
+              f"{runs[True][0].boxes:,} | "
+              f"{' '.join(f'{r.seconds:.2f}' for r in runs[False])} | "
+              f"{runs[False][0].boxes:,} |", flush=True)
+    if seconds[True]:
+        ratio = sum(seconds[True]) / sum(seconds[False])
+        print(f"\nmedian {statistics.median(seconds[True]):.2f} s with, "
+              f"{statistics.median(seconds[False]):.2f} s without; total "
+              f"{sum(seconds[True]):.1f} / {sum(seconds[False]):.1f} s = {ratio:.3f}")

@@ -24,13 +24,12 @@ commit 03934ea); the product has no switch for it.
 from __future__ import annotations
 
 import argparse
-import collections
 import statistics
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from _setup import bench_inputs
+from _setup import bench_inputs, position_counts, verified_side_by_side
 
 from pixelprior import load_cifar10, load_model, to_float
 from pixelprior.search.verify import Verifier, rounding_unit
@@ -77,11 +76,6 @@ def exact(model, image, label, budget: float | None, judge: Callable):
     return result
 
 
-def counts(result) -> str:
-    status = collections.Counter(result.positions.status)
-    return f"{status['robust']} / {status['vulnerable']} / {status['unknown']}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fooled", type=int, nargs="*", default=[0, 31],
@@ -111,28 +105,12 @@ def main() -> None:
         image, label = to_float(data.images[[index]]), data.labels[[index]]
         own = exact(model, image, label, args.budget, WITH)
         cube = exact(model, image, label, args.budget, without)
-        print(f"| {index} | {counts(own)} | {own.boxes:,} | {counts(cube)} | "
+        print(f"| {index} | {position_counts(own)} | {own.boxes:,} | {position_counts(cube)} | "
               f"{cube.boxes:,} |", flush=True)
 
     print("\n3. ConvSmall verified images, exact mode, each twice: seconds\n")
-    print("| test index | with | boxes | without | boxes |\n|---|---|---|---|---|")
-    seconds: dict[str, list[float]] = {"with": [], "without": []}
-    for index in args.verified:
-        image, label = to_float(data.images[[index]]), data.labels[[index]]
-        runs = {"with": [], "without": []}
-        for key, judge in (("with", WITH), ("without", without)) * 2:
-            result = exact(model, image, label, None, judge)
-            runs[key].append(result)
-            seconds[key].append(result.seconds)
-        print(f"| {index} | {' '.join(f'{r.seconds:.2f}' for r in runs['with'])} | "
-              f"{runs['with'][0].boxes:,} | "
-              f"{' '.join(f'{r.seconds:.2f}' for r in runs['without'])} | "
-              f"{runs['without'][0].boxes:,} |", flush=True)
-    if seconds["with"]:
-        ratio = sum(seconds["with"]) / sum(seconds["without"])
-        print(f"\nmedian {statistics.median(seconds['with']):.2f} s with, "
-              f"{statistics.median(seconds['without']):.2f} s without; total "
-              f"{sum(seconds['with']):.1f} / {sum(seconds['without']):.1f} s = {ratio:.3f}")
+    verified_side_by_side(data, args.verified, lambda image, label, with_it: exact(
+        model, image, label, None, WITH if with_it else without))
 
 
 if __name__ == "__main__":

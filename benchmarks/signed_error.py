@@ -30,11 +30,10 @@ has no switch for it.
 from __future__ import annotations
 
 import argparse
-import collections
 import statistics
 
 import torch
-from _setup import bench_inputs
+from _setup import bench_inputs, position_counts, verified_side_by_side
 
 from pixelprior import load_cifar10, load_model, to_float
 from pixelprior.scoring.cone import intervals
@@ -109,11 +108,6 @@ def exact(model, image, label, boxes: int | None, signed: bool):
     return result
 
 
-def counts(result) -> str:
-    status = collections.Counter(result.positions.status)
-    return f"{status['robust']} / {status['vulnerable']} / {status['unknown']}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boxes", type=int, default=30_000,
@@ -144,30 +138,13 @@ def main() -> None:
         boxes = int(args.boxes * share)
         both = exact(model, image, label, boxes, True)
         alone = exact(model, image, label, boxes, False)
-        print(f"| {name} | {index} | {boxes:,} | {counts(both)} | {both.seconds:.1f} | "
-              f"{counts(alone)} | {alone.seconds:.1f} |", flush=True)
+        print(f"| {name} | {index} | {boxes:,} | {position_counts(both)} | {both.seconds:.1f} | "
+              f"{position_counts(alone)} | {alone.seconds:.1f} |", flush=True)
 
     model = load_model("convsmall-cifar10").eval()
     print("\n3. ConvSmall verified images, exact mode, each twice: seconds\n")
-    print("| test index | with | boxes | without | boxes |\n|---|---|---|---|---|")
-    seconds: dict[bool, list[float]] = {True: [], False: []}
-    for index in args.verified:
-        image, label = to_float(data.images[[index]]), data.labels[[index]]
-        runs: dict[bool, list] = {True: [], False: []}
-        for signed in (True, False) * 2:
-            result = exact(model, image, label, None, signed)
-            runs[signed].append(result)
-            seconds[signed].append(result.seconds)
-        print(f"| {index} | {' '.join(f'{r.seconds:.2f}' for r in runs[True])} | "
-              f"{runs[True][0].boxes:,} | "
-              f"{' '.join(f'{r.seconds:.2f}' for r in runs[False])} | "
-              f"{runs[False][0].boxes:,} |", flush=True)
-    if seconds[True]:
-        ratio = sum(seconds[True]) / sum(seconds[False])
-        print(f"\nmedian {statistics.median(seconds[True]):.2f} s with, "
-              f"{statistics.median(seconds[False]):.2f} s without; total "
-              f"{sum(seconds[True]):.1f} / {sum(seconds[False]):.1f} s = {ratio:.3f}")
-
+    verified_side_by_side(data, args.verified, lambda image, label, with_it: exact(
+        model, image, label, None, with_it))
 
 if __name__ == "__main__":
     main()

@@ -185,11 +185,9 @@ def box_tolerances(verifier: Verifier, image: torch.Tensor, label: int, estimate
     return verifier._box_tolerances(run, lo, hi, position, worst, lower)
 
 
-def test_only_the_margins_near_the_boundary_count_and_large_boxes_are_split():
-    """With each margin's bound, a box's tolerance takes the float32 error of the margins
-    bounded at or below its position's tolerance only (the others exceed the error over
-    the whole cube already), and only theirs are bounded backwards; a box larger than
-    ``SIGNED_SIDE`` takes the intervals' bound alone (it is split instead)."""
+def convsmall_case() -> tuple[nn.Module, torch.Tensor, int, Verifier, float]:
+    """ConvSmall on a random image: the model, the image, its label, a verifier and the
+    image's estimated tolerance."""
     from pixelprior.models import load_model
 
     model = load_model("convsmall-cifar10").eval()
@@ -197,7 +195,15 @@ def test_only_the_margins_near_the_boundary_count_and_large_boxes_are_split():
     with torch.no_grad():
         label = int(model(image).argmax())
     verifier = Verifier(model, budget=None)
-    estimate = verifier.tolerance_of(image, label)
+    return model, image, label, verifier, verifier.tolerance_of(image, label)
+
+
+def test_only_the_margins_near_the_boundary_count_and_large_boxes_are_split():
+    """With each margin's bound, a box's tolerance takes the float32 error of the margins
+    bounded at or below its position's tolerance only (the others exceed the error over
+    the whole cube already), and only theirs are bounded backwards; a box larger than
+    ``SIGNED_SIDE`` takes the intervals' bound alone (it is split instead)."""
+    model, image, label, verifier, estimate = convsmall_case()
     position = np.array([8 * 32 + 20, 16 * 32 + 16])
     lo = np.full((2, 3), 0.4)
     hi = lo + np.array([[0.05], [0.2]])  # the second box is larger than SIGNED_SIDE
@@ -229,14 +235,7 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
     proved over its own colors: at least the estimate, below the cube's, and above the
     float32 model's error at every sampled color of the box. Boxes outside that band,
     and positions not float32 proved, keep the position's tolerance."""
-    from pixelprior.models import load_model
-
-    model = load_model("convsmall-cifar10").eval()
-    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        label = int(model(image).argmax())
-    verifier = Verifier(model, budget=None)
-    estimate = verifier.tolerance_of(image, label)
+    model, image, label, verifier, estimate = convsmall_case()
     position = np.array([0, 8 * 32 + 20, 16 * 32 + 16, 31 * 32 + 5, 5 * 32 + 7])
     cube = torch.zeros(len(position), 3, dtype=torch.float64)
     whole = verifier.screen.bounds(image, torch.as_tensor(position), cube, cube + 1, label,

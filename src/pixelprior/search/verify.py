@@ -880,21 +880,22 @@ class Verifier:
         if self.screen is None or run.unit is None or not band.any():
             return needed
         near = None if lower is None else lower <= needed[:, None]  # the margins that count
+
+        def boxes(rows: np.ndarray) -> tuple:
+            """The error bounds' arguments for the boxes at ``rows``."""
+            return (run.image, torch.as_tensor(position[rows]), torch.as_tensor(lo[rows]),
+                    torch.as_tensor(hi[rows]), run.label, run.unit)
+
         self._lower_to(needed, band, near, estimate,
                        SCREEN_CHUNK.get(run.image.device.type, 64),
-                       lambda rows: self.screen.bounds(
-                           run.image, torch.as_tensor(position[rows]),
-                           torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
-                           run.label, run.unit).error)
+                       lambda rows: self.screen.bounds(*boxes(rows)).error)
         small = (hi - lo).max(1) <= SIGNED_SIDE
         if self.signed is not None:  # what the intervals' error left in the band
             try:
                 self._lower_to(needed, band & small & (worst <= needed), near, estimate,
                                SIGNED_CHUNK,
                                lambda rows: self.signed.errors(
-                                   run.image, torch.as_tensor(position[rows]),
-                                   torch.as_tensor(lo[rows]), torch.as_tensor(hi[rows]),
-                                   run.label, run.unit,
+                                   *boxes(rows),
                                    None if near is None else torch.as_tensor(near[rows])))
             except (BackwardUnsupportedError, RuntimeError) as exc:
                 # an operation it cannot pull as the model calls it (a product whose

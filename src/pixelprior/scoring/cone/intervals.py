@@ -780,15 +780,8 @@ class Activation(IntervalRule):
         least = torch.full_like(low, 0.0 if monotone else -bound)
         most = torch.full_like(low, bound)
         if isinstance(rule, PiecewiseLinear):
-            flat = rule.constant_over(low, high)
-            kinked = torch.zeros_like(low, dtype=torch.bool)
-            left, right = low - 1, high + 1  # the piece's ends (a unit past where unbounded)
-            for point in rule.breakpoints:
-                point = torch.as_tensor(point, dtype=low.dtype, device=low.device)
-                kinked |= (low < point) & (point < high)
-                point = point.expand_as(low)
-                left = torch.where(point <= low, torch.maximum(left, point), left)
-                right = torch.where(point >= high, torch.minimum(right, point), right)
+            left, right, kinked = rule.piece(low, high)
+            flat = ~kinked & (rule.f(left) == rule.f(right))  # (constant_over's test)
             # the chord of the whole piece, and its roundings: f's (a few units of |f|),
             # the difference's, the width's and the quotient's
             slope, width = _chord(rule.f, left, right)

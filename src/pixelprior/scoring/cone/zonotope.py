@@ -365,6 +365,13 @@ class PiecewiseLinear(Relaxation):
         # unit apart or more keep a sloped piece's values apart (f(l) == f(u) would not:
         # hardsigmoid's x / 6 + 1/2 rounds to 1/2 on a tiny range). The chord slope is
         # then 0 / width = 0 and the offset f(l) - 0 · l = f(l), both exact
+        left, right, inside = self.piece(lower, upper)
+        return ~inside & (self.f(left) == self.f(right))
+
+    def piece(self, lower: torch.Tensor, upper: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per element, the ends of the piece ``[lower, upper]`` lies on (a unit past it
+        where the piece is unbounded) and whether a kink lies strictly inside instead."""
         inside = torch.zeros_like(lower, dtype=torch.bool)
         left, right = lower - 1, upper + 1
         for point in self.breakpoints:
@@ -373,7 +380,7 @@ class PiecewiseLinear(Relaxation):
             point = point.expand_as(lower)
             left = torch.where(point <= lower, torch.maximum(left, point), left)
             right = torch.where(point >= upper, torch.minimum(right, point), right)
-        return ~inside & (self.f(left) == self.f(right))
+        return left, right, inside
 
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)
