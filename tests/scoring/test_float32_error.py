@@ -151,8 +151,9 @@ def test_a_unit_that_is_not_a_unit_roundoff_is_refused():
 
 
 def test_the_verifier_takes_the_proved_error_as_its_tolerance():
-    """Where the proved bound is usable every position's tolerance covers it (float32
-    proved), at least the first-order estimate; without the screen none is."""
+    """Where the proved bound is usable it is the position's tolerance (float32 proved),
+    below the first-order estimate too (the proof covers the float32 model by itself),
+    never below a set tolerance; elsewhere the estimate; without the screen none is."""
     model = randomised(Plain(), 7)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(8))
     label = torch.tensor([int(model(image).argmax(1))])
@@ -165,7 +166,13 @@ def test_the_verifier_takes_the_proved_error_as_its_tolerance():
     usable = proved <= PROVED_LIMIT * estimate
     assert result.float32_proved == int(usable.sum()) > 0
     assert result.tolerance == estimate
-    assert result.tolerance_max == pytest.approx(max(estimate, float(proved[usable].max())))
+    largest = float(proved[usable].max()) if usable.all() else max(
+        estimate, float(proved[usable].max()))
+    assert result.tolerance_max == pytest.approx(largest)
+    set_to = 2 * float(proved.max())  # above every proved bound: it is every tolerance
+    (fixed,) = Verifier(model, budget=None, deterministic=True, tolerance=set_to).verify(
+        image, label, stop_at_first=False)
+    assert fixed.tolerance == fixed.tolerance_max == set_to
     for off_setting in ({"screen": False}, {"prove_float32": False}):
         (off,) = Verifier(model, budget=None, deterministic=True, **off_setting).verify(
             image, label, stop_at_first=False)
@@ -175,12 +182,13 @@ def test_the_verifier_takes_the_proved_error_as_its_tolerance():
 def box_tolerances(verifier: Verifier, image: torch.Tensor, label: int, estimate: float,
                    unit: float | None, tolerances: np.ndarray, proved: np.ndarray,
                    lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
-                   worst: np.ndarray, lower: np.ndarray | None = None) -> np.ndarray:
-    """``Verifier._box_tolerances`` of boxes in a run with these tolerances, proofs and
-    unit (the run's caches are not used by it)."""
+                   worst: np.ndarray, lower: np.ndarray | None = None,
+                   floor: float = 0.0) -> np.ndarray:
+    """``Verifier._box_tolerances`` of boxes in a run with these tolerances, proofs, unit
+    and floor (0: the derived tolerance; the run's caches are not used by it)."""
     run = _ImageRun(image=image, label=label, width=image.shape[-1], tolerance=estimate,
                     tolerances=tolerances, cache=None, scorer=None, state=None, began=0.0,
-                    unit=unit)
+                    unit=unit, floor=floor)
     run.float32_proved = proved
     return verifier._box_tolerances(run, lo, hi, position, worst, lower)
 
@@ -221,21 +229,25 @@ def test_only_the_margins_near_the_boundary_count_and_large_boxes_are_split():
     verifier.signed.errors = lambda *a: calls.append(a[-1]) or errors(*a)
     needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances,
                             np.ones(1024, dtype=bool), lo, hi, position, worst, lower)
-    assert needed[0] == max(estimate, signed[0, near]) < interval[0].max()
-    assert needed[1] == max(estimate, interval[1, near])  # the intervals' alone
+    assert needed[0] == signed[0, near] < interval[0].max()
+    assert needed[1] == interval[1, near]  # the intervals' alone
     assert len(calls) == 1 and calls[0].sum() == 1 and calls[0][0, near]  # one margin
     everything = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances,
                                 np.ones(1024, dtype=bool), lo, hi, position, worst)
-    assert everything[0] == max(estimate, signed[0].max()) >= needed[0]
+    assert everything[0] == signed[0].max() >= needed[0]
 
 
-def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monkeypatch):
-    """A box of a float32-proved position whose bound lies between the estimate and the
-    position's tolerance (the whole cube's proved error) is judged against the error
-    proved over its own colors: at least the estimate, below the cube's, and above the
-    float32 model's error at every sampled color of the box. Boxes outside that band,
-    and positions not float32 proved, keep the position's tolerance."""
+@pytest.mark.parametrize("set_tolerance", [False, True])
+def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(
+        monkeypatch, set_tolerance):
+    """A box of a float32-proved position whose bound lies between the floor (0 with the
+    derived tolerance, else the set one) and the position's tolerance (the whole cube's
+    proved error) is judged against the error proved over its own colors: at least the
+    floor, below the cube's, and above the float32 model's error at every sampled color of
+    the box. Boxes outside that band, and positions not float32 proved, keep the
+    position's tolerance."""
     model, image, label, verifier, estimate = convsmall_case()
+    floor = estimate if set_tolerance else 0.0
     position = np.array([0, 8 * 32 + 20, 16 * 32 + 16, 31 * 32 + 5, 5 * 32 + 7])
     cube = torch.zeros(len(position), 3, dtype=torch.float64)
     whole = verifier.screen.bounds(image, torch.as_tensor(position), cube, cube + 1, label,
@@ -248,11 +260,11 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
     lo = np.random.default_rng(0).uniform(0, 0.95, (len(position), 3))
     hi = lo + 0.05
     worst = np.array([(estimate + t) / 2 for t in whole])
-    worst[1] = estimate  # not above the estimate: no recheck
+    worst[1] = floor  # not above the floor: no recheck
     worst[3] = whole[3] * 1.01  # above the position's tolerance: proved as it is
     before = tolerances.copy()
     needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances, proved,
-                            lo, hi, position, worst)
+                            lo, hi, position, worst, floor=floor)
     assert np.array_equal(tolerances, before)  # the positions' tolerances stay
     kept = [1, 3, 4]
     assert (needed[kept] == whole[kept]).all()
@@ -261,23 +273,56 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(monke
     own = verifier.screen.bounds(*boxes).error.max(1).values
     signed = verifier.signed.errors(*boxes).max(1).values
     for b in (0, 2):
-        assert estimate <= needed[b] < whole[b]
+        assert floor <= needed[b] < whole[b] and needed[b] > 0
         # the intervals' error first; where the bound is still below it, the signed one
-        first = max(estimate, float(own[b]))
-        expected = first if worst[b] > first else min(first, max(estimate, float(signed[b])))
+        first = max(floor, float(own[b]))
+        expected = first if worst[b] > first else min(first, max(floor, float(signed[b])))
         assert needed[b] == pytest.approx(expected, rel=1e-12)
         single, exact = margins_both_ways(copy.deepcopy(model), image, int(position[b]),
                                           sample_box(torch.as_tensor(lo[b]),
                                                      torch.as_tensor(hi[b]), 128, b), label)
         assert ((single - exact).abs() <= needed[b]).all()
-    # in chunks of one box the same; without a unit (nothing proved) no recheck
+    if not set_tolerance:  # the signed bound takes a box below the estimate itself
+        assert needed[[0, 2]].min() < estimate
+    # in chunks of one box the same (none skipped); without a unit no recheck
     monkeypatch.setitem(verify.SCREEN_CHUNK, "cpu", 1)
+    monkeypatch.setattr(verify, "ERROR_SKIP", 0.0)
     assert np.array_equal(box_tolerances(verifier, image, label, estimate, FLOAT32,
-                                         tolerances, proved, lo, hi, position, worst),
+                                         tolerances, proved, lo, hi, position, worst,
+                                         floor=floor),
                           needed)
     assert np.array_equal(box_tolerances(verifier, image, label, estimate, None, tolerances,
-                                         proved, lo, hi, position, worst),
+                                         proved, lo, hi, position, worst, floor=floor),
                           tolerances[position])
+
+
+def test_a_box_far_below_every_error_proved_is_not_bounded_again():
+    """Once a bound has proved the float32 error over a box of the image, a box whose
+    margin bound is below ``ERROR_SKIP`` of the least such error is not bounded by it (it
+    could not prove), keeps its position's tolerance and is split; the others are."""
+    model, image, label, verifier, estimate = convsmall_case()
+    position = np.array([8 * 32 + 20, 16 * 32 + 16, 5 * 32 + 7])
+    lo = np.full((3, 3), 0.3)
+    hi = lo + 0.05
+    tolerances = np.full(1024, 10 * estimate)
+    seen = {"intervals": [], "signed": []}
+    bounds, errors = verifier.screen.bounds, verifier.signed.errors
+    verifier.screen.bounds = lambda *a: seen["intervals"].append(a[1].tolist()) or bounds(*a)
+    verifier.signed.errors = lambda *a: seen["signed"].append(a[1].tolist()) or errors(*a)
+    run = _ImageRun(image=image, label=label, width=32, tolerance=estimate,
+                    tolerances=tolerances, cache=None, scorer=None, state=None, began=0.0,
+                    unit=FLOAT32)
+    run.float32_proved = np.ones(1024, dtype=bool)
+    least = 0.5 * estimate
+    run.least_error = {"intervals": 4 * least, "signed": least}
+    # skipped by both / by the intervals only (the signed bound's) / by neither (the
+    # intervals' proves it: the signed bound is not asked)
+    worst = np.array([0.5 * least, 2 * least, 5 * least])
+    needed = verifier._box_tolerances(run, lo, hi, position, worst)
+    assert seen["intervals"] == [[int(position[2])]]
+    assert seen["signed"] == [[int(position[1])]]
+    assert needed[0] == 10 * estimate and (needed[1:] < worst[1:]).all()
+    assert run.least_error["signed"] <= least
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])

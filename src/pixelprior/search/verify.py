@@ -53,21 +53,23 @@ screen runs it also **proves** a bound of the float32 error over each position's
 color cube (:meth:`~pixelprior.scoring.cone.screen.IntervalScreen.bounds`: interval
 magnitudes, each operation's rounding with float32's unit, errors passed on by ``|A|``
 and stopped by ReLUs that are off): a position whose proved bound is at most
-:data:`PROVED_LIMIT` times the estimate takes the larger of the two as its tolerance and
-counts as **float32 proved** (``Verification.float32_proved``); a box there whose bound
-falls between the estimate and that tolerance is judged against the error proved over its
+:data:`PROVED_LIMIT` times the estimate takes it as its tolerance (at least a set
+tolerance) and counts as **float32 proved** (``Verification.float32_proved``); a box
+there whose bound falls below that tolerance is judged against the error proved over its
 own colors (``Verifier._box_tolerances``): the intervals' first, then, where the bound is
 still within it, the backward bound's, which keeps the signs of the paths from each
 rounding to the margin (:mod:`~pixelprior.scoring.cone.backward`; at a single color the
-estimate's own sum). "Verified" therefore
-means: no color at any position brings the margin of the model evaluated in real
-arithmetic within the tolerance of 0 (proved); at the float32-proved positions neither
-can its float32 evaluation change the label (proved, for sums in any order, with or
-without fused multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones; so
-on the CPU only, not on CUDA, where cuDNN may choose those); elsewhere up to the
-first-order estimate. On ConvSmall and the interval-trained ResNet8
-every position is float32 proved; on the normally trained ResNet8 and the SqueezeNet the
-proved bound is vacuous (tens of logits and more) and the estimate stands.
+estimate's own sum, and on a small box often below the estimate itself). "Verified"
+therefore means: at the float32-proved positions, no color brings the margin of the model
+in real arithmetic within a proved bound of its float32 error of 0, so the float32
+evaluation cannot change the label (proved, for sums in any order, with or without fused
+multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones; so on the CPU
+only, not on CUDA, where cuDNN may choose those); elsewhere no color brings the margin in
+real arithmetic within the tolerance (the estimate) of 0 (proved), and the float32
+evaluation is covered up to the first-order estimate. On ConvSmall and the
+interval-trained ResNet8 every position is float32 proved; on the normally trained ResNet8
+and the SqueezeNet the proved bound is vacuous (tens of logits and more) and the estimate
+stands.
 """
 
 from __future__ import annotations
@@ -109,11 +111,17 @@ SCREEN_TRIES = 2  # chunks the screen may prove nothing in before it is dropped 
 # image's margin (the normally trained ResNet8: ~400 times, the SqueezeNet ~10^8; the
 # interval-trained ResNet8 where it fails: under 1, and it proves later positions)
 SCREEN_HOPELESS = 10.0
-# A position's proved float32 error bound is its tolerance (when larger than the estimate)
+# A position's proved float32 error bound is its tolerance (never below a set tolerance)
 # if it is at most this many times the estimate: ConvSmall's are 1-4.2 times it over whole
 # color cubes (50 images), the interval-trained ResNet8's about 2-3; the normally trained
 # ResNet8's ~10^3 (where taking it would prove nothing)
 PROVED_LIMIT = 8.0
+# A box's own float32 error is not bounded again (intervals, or backward) where the box's
+# margin bound is below this share of the least that bound has proved over any box of the
+# image so far: it would not prove it (the backward bound's are within 0.71-0.87 of the
+# first-order estimate on ConvSmall's image 0, the intervals' within 2.4-3.9), and such
+# boxes near the boundary are the most numerous; the boxes skipped are split as unproved
+ERROR_SKIP = 0.9
 # deciding every position (exact), a position takes at most this many boxes before the
 # next ones enter; once every position has had its share, the share grows (x QUOTA_GROWTH)
 # so the easy positions are decided before a budget is spent on the hardest (which come
@@ -178,9 +186,11 @@ class Verification:
         queries: model queries spent on candidate points.
         seconds: wall time.
         tolerance: the margin a box's bound had to exceed: the estimate (or the set
-            tolerance); a float32-proved position's may be larger (``tolerance_max``),
-            and a box of it near the boundary had to exceed the float32 error proved
-            over its own colors where that is smaller (never less than ``tolerance``).
+            tolerance). A float32-proved position's is the float32 error proved over its
+            whole cube instead (``tolerance_max``: the largest), and a box of it near the
+            boundary had to exceed the error proved over its own colors where that is
+            smaller: with the derived tolerance that may be below the estimate (the
+            proof covers the float32 model by itself); never below a set tolerance.
         positions: per-position verdicts.
         screened: positions the interval screen proved whole (one box each).
         float32_proved: positions whose tolerance covers a proved bound of the model's
@@ -408,7 +418,7 @@ class _ImageRun:
     label: int
     width: int
     tolerance: float  # the image's: the estimate (or the set tolerance)
-    tolerances: np.ndarray  # per position: raised where the float32 error is proved
+    tolerances: np.ndarray  # per position: the proved float32 error's, where proved
     cache: object  # the bound engine's, of this image
     scorer: Scorer
     state: object  # the scorer's, of this image
@@ -418,6 +428,9 @@ class _ImageRun:
     queries: int = 0
     levels: _Levels = field(default_factory=_Levels)
     unit: float | None = None  # the float32 unit roundoff where the screen proves errors
+    # the least tolerance of a float32-proved position or box: 0 with the derived
+    # tolerance (the proved error alone decides), else the set tolerance
+    floor: float = 0.0
 
     def __post_init__(self) -> None:
         positions = self.tolerances.size
@@ -431,6 +444,8 @@ class _ImageRun:
         # the smallest side of a box found past the symbol bound (its cone decides them)
         self.too_big = np.full(positions, math.inf)
         self.witness = np.full((positions, self.channels), np.nan)
+        # the least float32 error each bound has proved over a box (ERROR_SKIP)
+        self.least_error = {"intervals": math.inf, "signed": math.inf}
 
     @property
     def spent(self) -> int:
@@ -722,7 +737,8 @@ class Verifier:
         scorer = self._scorer_for(image)
         run = _ImageRun(image=image, label=label, width=width, tolerance=tolerance,
                         tolerances=np.full(positions, tolerance), cache=cache,
-                        scorer=scorer, state=scorer.prepare(image), began=began)
+                        scorer=scorer, state=scorer.prepare(image), began=began,
+                        floor=0.0 if self.tolerance is None else self.tolerance)
         screen = None if self.screen is None else self._screening(run)
         margin = float((logits[label] - logits).sort().values[1]) if logits.numel() > 1 else 0.0
         # deciding every position, the first in the corner order are the vulnerable ones:
@@ -843,7 +859,7 @@ class Verifier:
                 error = bounds.error.max(1).values.cpu().numpy()  # NaN compares False
                 estimate = tolerances[positions]
                 covered = error <= PROVED_LIMIT * estimate
-                tolerances[positions] = np.where(covered, np.maximum(estimate, error),
+                tolerances[positions] = np.where(covered, np.maximum(run.floor, error),
                                                  estimate)
                 float32_proved[positions] = covered
             worst = bounds.lower.min(1).values.cpu().numpy()
@@ -860,23 +876,27 @@ class Verifier:
                         position: np.ndarray, worst: np.ndarray,
                         lower: np.ndarray | None = None) -> np.ndarray:
         """The margin each box's bound must exceed: its position's tolerance, or, for a
-        box of a float32-proved position whose bound lies between the image's estimate
-        and that tolerance, the larger of the estimate and the float32 error proved over
-        the box alone if that is smaller (the screen's error bound of its colors with the
-        run's ``unit``, the one the position's proof used: ConvSmall's ~1.4 times the
-        estimate at side 0.05 against ~2.3 over the cube, so boxes near the decision
-        boundary prove without splitting down to :data:`MIN_SIDE`); where the box's
-        bound is still within that, the backward bound's (``signed``: the roundings'
-        paths to the margin with their signs, ~1.1 times the estimate at side 0.05), in
-        chunks of :data:`SIGNED_CHUNK`. With each margin's bound (``lower``, ``[N, K]``)
-        only the margins bounded at or below the position's tolerance count (the others
-        exceed it, and so the error over the cube, already) and only theirs are computed.
-        Still a proof for the float32 model: the box's bound exceeds a bound of the
-        float32 error at every one of its colors. The run's ``tolerances`` are not
-        changed."""
-        estimate = run.tolerance
+        box of a float32-proved position whose bound lies between the run's ``floor``
+        and that tolerance, the float32 error proved over the box alone if that is
+        smaller (at least the ``floor``: 0 with the derived tolerance, else the set one).
+
+        The screen's error bound of the box's colors with the run's ``unit`` (the one
+        the position's proof used) comes first: ConvSmall's are ~1.4 times the
+        first-order estimate at side 0.05 against ~2.3 over the cube, so boxes near the
+        decision boundary prove without splitting down to :data:`MIN_SIDE`. Where the
+        box's bound is still within that, the backward bound's (``signed``: the
+        roundings' paths to the margin with their signs, 0.7-1.1 times the estimate's
+        sum on a small box), in chunks of :data:`SIGNED_CHUNK`. A bound is not computed
+        for a box whose margin bound is below :data:`ERROR_SKIP` of the least it has
+        proved over any box of the image. With each margin's bound (``lower``, ``[N,
+        K]``) only the margins bounded at or below the position's tolerance count (the
+        others exceed it, and so the error over the cube, already) and only theirs are
+        computed. Still a proof for the float32 model: the box's bound exceeds a bound
+        of the float32 error at every one of its colors, so its float32 margins are
+        positive. The run's ``tolerances`` are not changed."""
+        floor = run.floor
         needed = run.tolerances[position]  # (a copy: advanced indexing)
-        band = run.float32_proved[position] & (worst > estimate) & (worst <= needed)
+        band = run.float32_proved[position] & (worst > floor) & (worst <= needed)
         if self.screen is None or run.unit is None or not band.any():
             return needed
         near = None if lower is None else lower <= needed[:, None]  # the margins that count
@@ -886,17 +906,20 @@ class Verifier:
             return (run.image, torch.as_tensor(position[rows]), torch.as_tensor(lo[rows]),
                     torch.as_tensor(hi[rows]), run.label, run.unit)
 
-        self._lower_to(needed, band, near, estimate,
-                       SCREEN_CHUNK.get(run.image.device.type, 64),
-                       lambda rows: self.screen.bounds(*boxes(rows)).error)
+        least = run.least_error
+        least["intervals"] = self._lower_to(
+            needed, band & _worth_bounding(worst, least["intervals"]), near, floor,
+            SCREEN_CHUNK.get(run.image.device.type, 64),
+            lambda rows: self.screen.bounds(*boxes(rows)).error, least["intervals"])
         small = (hi - lo).max(1) <= SIGNED_SIDE
         if self.signed is not None:  # what the intervals' error left in the band
+            rows = band & small & (worst <= needed) & _worth_bounding(worst, least["signed"])
             try:
-                self._lower_to(needed, band & small & (worst <= needed), near, estimate,
-                               SIGNED_CHUNK,
-                               lambda rows: self.signed.errors(
-                                   *boxes(rows),
-                                   None if near is None else torch.as_tensor(near[rows])))
+                least["signed"] = self._lower_to(
+                    needed, rows, near, floor, SIGNED_CHUNK,
+                    lambda rows: self.signed.errors(
+                        *boxes(rows), None if near is None else torch.as_tensor(near[rows])),
+                    least["signed"])
             except (BackwardUnsupportedError, RuntimeError) as exc:
                 # an operation it cannot pull as the model calls it (a product whose
                 # varying factor broadcasts, a reshape across the batch): the intervals'
@@ -909,12 +932,16 @@ class Verifier:
 
     @staticmethod
     def _lower_to(needed: np.ndarray, rows: np.ndarray, near: np.ndarray | None,
-                  estimate: float, chunk: int,
-                  errors: Callable[[np.ndarray], torch.Tensor]) -> None:
-        """Lower ``needed`` at ``rows`` (a mask) to the larger of ``estimate`` and the
+                  floor: float, chunk: int, errors: Callable[[np.ndarray], torch.Tensor],
+                  least: float) -> float:
+        """Lower ``needed`` at ``rows`` (a mask) to the larger of ``floor`` and the
         float32 error ``errors(rows)`` proves over each box (``[R, K]``; its largest over
         the margins ``near`` marks, or all), where that is smaller; chunks of ``chunk``
-        boxes."""
+        boxes.
+
+        Returns:
+            ``least`` lowered to the least finite error proved over one of the boxes.
+        """
         picked = np.flatnonzero(rows)
         for start in range(0, picked.size, chunk):
             part = picked[start:start + chunk]
@@ -922,9 +949,13 @@ class Verifier:
             if near is not None:  # NaN stays NaN (never lowers): where keeps it
                 error = np.where(near[part], error, 0.0)
             error = error.max(1)
+            finite = error[np.isfinite(error)]
+            if finite.size:
+                least = min(least, float(finite.min()))
             # never above the position's (a NaN error compares False: the position's)
-            needed[part] = np.where(error < needed[part], np.maximum(estimate, error),
+            needed[part] = np.where(error < needed[part], np.maximum(floor, error),
                                     needed[part])
+        return least
 
     def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray,
@@ -1095,6 +1126,12 @@ def _cut(frontier: _Frontier, lo: np.ndarray, hi: np.ndarray, position: np.ndarr
     cut_hi = np.where(upper, hi[:, None], middle[:, None]).reshape(-1, lo.shape[1])
     frontier.push(cut_lo, cut_hi, np.repeat(position, pieces), np.repeat(parent, pieces),
                   front=True)
+
+
+def _worth_bounding(worst: np.ndarray, least: float) -> np.ndarray:
+    """Boxes whose margin bound ``worst`` is at least :data:`ERROR_SKIP` of the ``least``
+    float32 error a bound has proved over a box (every box before it has proved one)."""
+    return worst >= (ERROR_SKIP * least if math.isfinite(least) else -math.inf)
 
 
 def _worst_slopes(bounds, rows: np.ndarray) -> np.ndarray:
