@@ -8,8 +8,8 @@ the first-order estimate), although a box whose margin bound exceeds a proved bo
 its float32 error is already proved for the float32 model; now, with the derived
 tolerance, the proved error alone is the threshold (a set tolerance stays the floor).
 Since more boxes near the boundary are bounded again, a box whose margin bound is below
-``ERROR_SKIP`` of the least error a bound has proved over any box of the image is
-skipped (it could not prove). This measures, in one run:
+``ERROR_SKIP`` of the least error a bound has proved over a box of the image as small or
+smaller is skipped (it is unlikely to prove). This measures, in one run:
 
 1. what it decides: ConvSmall's fooled images with positions near the boundary, in
    exact mode with the same number of boxes (deterministic), three ways: the floor at the

@@ -248,7 +248,8 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(
     position's tolerance."""
     model, image, label, verifier, estimate = convsmall_case()
     floor = estimate if set_tolerance else 0.0
-    position = np.array([0, 8 * 32 + 20, 16 * 32 + 16, 31 * 32 + 5, 5 * 32 + 7])
+    position = np.array([0, 8 * 32 + 20, 16 * 32 + 16, 31 * 32 + 5, 5 * 32 + 7,
+                         20 * 32 + 9])
     cube = torch.zeros(len(position), 3, dtype=torch.float64)
     whole = verifier.screen.bounds(image, torch.as_tensor(position), cube, cube + 1, label,
                                    FLOAT32).error.max(1).values.numpy()
@@ -256,22 +257,27 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(
     tolerances = np.zeros(1024)
     tolerances[position] = whole
     proved = np.zeros(1024, dtype=bool)
-    proved[position[:4]] = True  # the last box's position is not float32 proved
+    proved[position] = True
+    proved[position[4]] = False  # that box's position is not float32 proved
     lo = np.random.default_rng(0).uniform(0, 0.95, (len(position), 3))
     hi = lo + 0.05
-    worst = np.array([(estimate + t) / 2 for t in whole])
-    worst[1] = floor  # not above the floor: no recheck
-    worst[3] = whole[3] * 1.01  # above the position's tolerance: proved as it is
-    before = tolerances.copy()
-    needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances, proved,
-                            lo, hi, position, worst, floor=floor)
-    assert np.array_equal(tolerances, before)  # the positions' tolerances stay
-    kept = [1, 3, 4]
-    assert (needed[kept] == whole[kept]).all()
     boxes = (image, torch.as_tensor(position), torch.as_tensor(lo), torch.as_tensor(hi),
              label, FLOAT32)
     own = verifier.screen.bounds(*boxes).error.max(1).values
     signed = verifier.signed.errors(*boxes).max(1).values
+    worst = np.array([(estimate + t) / 2 for t in whole])
+    worst[1] = floor  # not above the floor: no recheck
+    worst[3] = whole[3] * 1.01  # above the position's tolerance: proved as it is
+    assert signed[5] < estimate  # below the estimate, above the box's proved error:
+    worst[5] = (float(signed[5]) + estimate) / 2  # proved only without a set tolerance
+    before = tolerances.copy()
+    needed = box_tolerances(verifier, image, label, estimate, FLOAT32, tolerances, proved,
+                            lo, hi, position, worst, floor=floor)
+    assert np.array_equal(tolerances, before)  # the positions' tolerances stay
+    kept = [1, 3, 4, 5] if set_tolerance else [1, 3, 4]
+    assert (needed[kept] == whole[kept]).all()
+    if not set_tolerance:
+        assert needed[5] == signed[5] < worst[5] < estimate
     for b in (0, 2):
         assert floor <= needed[b] < whole[b] and needed[b] > 0
         # the intervals' error first; where the bound is still below it, the signed one
@@ -282,11 +288,8 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(
                                           sample_box(torch.as_tensor(lo[b]),
                                                      torch.as_tensor(hi[b]), 128, b), label)
         assert ((single - exact).abs() <= needed[b]).all()
-    if not set_tolerance:  # the signed bound takes a box below the estimate itself
-        assert needed[[0, 2]].min() < estimate
-    # in chunks of one box the same (none skipped); without a unit no recheck
+    # in chunks of one box the same; without a unit no recheck
     monkeypatch.setitem(verify.SCREEN_CHUNK, "cpu", 1)
-    monkeypatch.setattr(verify, "ERROR_SKIP", 0.0)
     assert np.array_equal(box_tolerances(verifier, image, label, estimate, FLOAT32,
                                          tolerances, proved, lo, hi, position, worst,
                                          floor=floor),
@@ -296,25 +299,34 @@ def test_a_box_near_the_boundary_takes_the_float32_bound_of_its_own_colors(
                           tolerances[position])
 
 
-def test_a_box_far_below_every_error_proved_is_not_bounded_again():
-    """Once a bound has proved the float32 error over a box of the image, a box whose
-    margin bound is below ``ERROR_SKIP`` of the least such error is not bounded by it (it
-    could not prove), keeps its position's tolerance and is split; the others are."""
+def skip_case() -> tuple:
+    """ConvSmall's case with three boxes of side 0.05 near the boundary, call recorders
+    on both error bounds, and a run whose positions are all float32 proved."""
     model, image, label, verifier, estimate = convsmall_case()
     position = np.array([8 * 32 + 20, 16 * 32 + 16, 5 * 32 + 7])
     lo = np.full((3, 3), 0.3)
     hi = lo + 0.05
-    tolerances = np.full(1024, 10 * estimate)
-    seen = {"intervals": [], "signed": []}
+    seen: dict[str, list] = {"intervals": [], "signed": []}
     bounds, errors = verifier.screen.bounds, verifier.signed.errors
     verifier.screen.bounds = lambda *a: seen["intervals"].append(a[1].tolist()) or bounds(*a)
     verifier.signed.errors = lambda *a: seen["signed"].append(a[1].tolist()) or errors(*a)
     run = _ImageRun(image=image, label=label, width=32, tolerance=estimate,
-                    tolerances=tolerances, cache=None, scorer=None, state=None, began=0.0,
-                    unit=FLOAT32)
+                    tolerances=np.full(1024, 10 * estimate), cache=None, scorer=None,
+                    state=None, began=0.0, unit=FLOAT32, floor=0.0)
     run.float32_proved = np.ones(1024, dtype=bool)
+    return verifier, run, position, lo, hi, seen, (bounds, errors), estimate
+
+
+def test_a_box_far_below_every_error_proved_is_not_bounded_again():
+    """Once a bound has proved the float32 error over a box of the image, a box as small
+    or larger whose margin bound is below ``ERROR_SKIP`` of the least such error is not
+    bounded by it (unlikely to prove), keeps its position's tolerance and is split; the
+    others are, and the least errors follow what they prove."""
+    verifier, run, position, lo, hi, seen, (bounds, errors), estimate = skip_case()
+    level = int(verify._Levels.of(lo[:1], hi[:1])[0])
     least = 0.5 * estimate
-    run.least_error = {"intervals": 4 * least, "signed": least}
+    run.least_error["intervals"][level] = 4 * least
+    run.least_error["signed"][level] = least
     # skipped by both / by the intervals only (the signed bound's) / by neither (the
     # intervals' proves it: the signed bound is not asked)
     worst = np.array([0.5 * least, 2 * least, 5 * least])
@@ -322,7 +334,53 @@ def test_a_box_far_below_every_error_proved_is_not_bounded_again():
     assert seen["intervals"] == [[int(position[2])]]
     assert seen["signed"] == [[int(position[1])]]
     assert needed[0] == 10 * estimate and (needed[1:] < worst[1:]).all()
-    assert run.least_error["signed"] <= least
+    boxes = (run.image, torch.as_tensor(position), torch.as_tensor(lo), torch.as_tensor(hi),
+             run.label, FLOAT32)
+    # (bounded here in one batch of all three: equal up to the batch's float bits)
+    assert run.least_error["intervals"][level] == pytest.approx(
+        float(bounds(*boxes).error[2].max()), rel=1e-12)
+    assert run.least_error["signed"][level] == pytest.approx(
+        min(least, float(errors(*boxes)[1].max())), rel=1e-12)
+    others = np.delete(np.arange(verify.LEVELS), level)
+    assert np.isinf(run.least_error["intervals"][others]).all()
+
+
+@pytest.mark.parametrize(("offset", "skipped"), [(1, True), (-1, False)])
+def test_only_errors_proved_over_boxes_as_small_or_smaller_skip(offset, skipped):
+    """A least error known only at a deeper level (smaller boxes) skips a box; one known
+    only at a shallower level (larger boxes, whose errors are larger) does not."""
+    verifier, run, position, lo, hi, seen, _, estimate = skip_case()
+    level = int(verify._Levels.of(lo[:1], hi[:1])[0])
+    run.least_error["intervals"][level + offset] = 100 * estimate
+    run.least_error["signed"][level + offset] = 100 * estimate
+    verifier._box_tolerances(run, lo[:1], hi[:1], position[:1], np.array([estimate]))
+    assert (seen["intervals"] == []) == skipped and (seen["signed"] == []) == skipped
+
+
+def test_the_screen_makes_the_proved_cube_error_the_positions_tolerance():
+    """With the derived tolerance a float32-proved position's tolerance is the error
+    proved over its cube, below the image's tolerance too; with a set tolerance never
+    below it; a position whose error exceeds PROVED_LIMIT times it keeps it."""
+    model, image, label, verifier, estimate = convsmall_case()
+    positions = np.array([0, 8 * 32 + 20, 16 * 32 + 16])
+    cube = torch.zeros(3, 3, dtype=torch.float64)
+    error = verifier.screen.bounds(image, torch.as_tensor(positions), cube, cube + 1,
+                                   label, FLOAT32).error.max(1).values.numpy()
+    high = 1e3 * float(error.max())  # an image tolerance above every proved error
+    for floor, expected in ((0.0, error), (error[1], np.maximum(error[1], error))):
+        run = _ImageRun(image=image, label=label, width=32, tolerance=high,
+                        tolerances=np.full(1024, high), cache=None, scorer=None,
+                        state=None, began=0.0, floor=floor)
+        verifier._screening(run)(positions)
+        assert np.array_equal(run.tolerances[positions], expected)
+        assert run.float32_proved[positions].all() and run.unit == FLOAT32
+    low = float(error.min()) / (2 * PROVED_LIMIT)  # every proved error past the limit
+    run = _ImageRun(image=image, label=label, width=32, tolerance=low,
+                    tolerances=np.full(1024, low), cache=None, scorer=None, state=None,
+                    began=0.0)
+    verifier._screening(run)(positions)
+    assert (run.tolerances[positions] == low).all() and not run.float32_proved.any()
+    assert run.floor == low  # a run's floor defaults to its tolerance
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])

@@ -64,8 +64,11 @@ VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "
 # is the test set's first 100 images, and the pixels under each index are checked.)
 # "screen" decides nothing a proof could not, but under a budget it changes which images
 # are decided in time (as "deterministic" does). "float32_proof": the screen also proves
-# the model's float32 error and raises a position's tolerance to it (the rows'
-# ``float32_proved``); folders from before it are resumed without it recorded.
+# the model's float32 error and makes it a position's tolerance (the rows'
+# ``float32_proved``); folders from before it are resumed without it recorded. Rows made
+# before 3808673 judged a float32-proved box against at least the tolerance (now: the
+# error proved over it, which may be below): sound either way, and the rows' ``version``
+# says which; a resumed folder is not refused for it.
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 

@@ -35,8 +35,9 @@ cube:
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound (none where a position was never
 reached) — never "verified". A box narrower
-than :data:`MIN_SIDE` whose bound stays below the tolerance and whose points do not fool
-the model is left unknown too (its margin is within the tolerance of 0).
+than :data:`MIN_SIDE` whose bound stays below its tolerance and whose points do not fool
+the model is left unknown too (its margin is within the tolerance, or at a float32-proved
+position the float32 error proved over the box, of 0).
 
 **Floating point.** The bounds are computed in float64 and hold for the model in real
 arithmetic: the bound engine carries a bound of its own rounding through every
@@ -64,9 +65,11 @@ therefore means: at the float32-proved positions, no color brings the margin of 
 in real arithmetic within a proved bound of its float32 error of 0, so the float32
 evaluation cannot change the label (proved, for sums in any order, with or without fused
 multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones; so on the CPU
-only, not on CUDA, where cuDNN may choose those); elsewhere no color brings the margin in
-real arithmetic within the tolerance (the estimate) of 0 (proved), and the float32
-evaluation is covered up to the first-order estimate. On ConvSmall and the
+only, not on CUDA, where cuDNN may choose those; IEEE arithmetic, no flush of subnormals
+to zero: near the boundary these assumptions carry the claim alone, without the
+estimate's spare factor); elsewhere no color brings the margin in real arithmetic within
+the tolerance (twice the first-order estimate, or the set one) of 0 (proved), and the
+float32 evaluation is covered up to the first-order estimate. On ConvSmall and the
 interval-trained ResNet8 every position is float32 proved; on the normally trained ResNet8
 and the SqueezeNet the proved bound is vacuous (tens of logits and more) and the estimate
 stands.
@@ -117,11 +120,13 @@ SCREEN_HOPELESS = 10.0
 # ResNet8's ~10^3 (where taking it would prove nothing)
 PROVED_LIMIT = 8.0
 # A box's own float32 error is not bounded again (intervals, or backward) where the box's
-# margin bound is below this share of the least that bound has proved over any box of the
-# image so far: it would not prove it (the backward bound's are within 0.71-0.87 of the
-# first-order estimate on ConvSmall's image 0, the intervals' within 2.4-3.9), and such
-# boxes near the boundary are the most numerous; the boxes skipped are split as unproved
+# margin bound is below this share of the least that bound has proved over a box of the
+# image no larger (its level or deeper: the error shrinks with the box): it is unlikely to
+# prove (the backward bound's are within 0.71-0.87 of the first-order estimate near the
+# boundary of ConvSmall's image 0, the intervals' within 2.4-3.9), and such boxes are the
+# most numerous near the boundary. Sound: a box skipped is split as unproved
 ERROR_SKIP = 0.9
+LEVELS = 64  # box levels (-log2 of the volume) the least errors are kept for; deeper share
 # deciding every position (exact), a position takes at most this many boxes before the
 # next ones enter; once every position has had its share, the share grows (x QUOTA_GROWTH)
 # so the easy positions are decided before a budget is spent on the hardest (which come
@@ -429,8 +434,8 @@ class _ImageRun:
     levels: _Levels = field(default_factory=_Levels)
     unit: float | None = None  # the float32 unit roundoff where the screen proves errors
     # the least tolerance of a float32-proved position or box: 0 with the derived
-    # tolerance (the proved error alone decides), else the set tolerance
-    floor: float = 0.0
+    # tolerance (the proved error alone decides), else the set tolerance (the default)
+    floor: float | None = None
 
     def __post_init__(self) -> None:
         positions = self.tolerances.size
@@ -444,8 +449,11 @@ class _ImageRun:
         # the smallest side of a box found past the symbol bound (its cone decides them)
         self.too_big = np.full(positions, math.inf)
         self.witness = np.full((positions, self.channels), np.nan)
-        # the least float32 error each bound has proved over a box (ERROR_SKIP)
-        self.least_error = {"intervals": math.inf, "signed": math.inf}
+        if self.floor is None:
+            self.floor = self.tolerance
+        # per box level, the least float32 error each bound has proved over a box
+        self.least_error = {"intervals": np.full(LEVELS, np.inf),
+                            "signed": np.full(LEVELS, np.inf)}
 
     @property
     def spent(self) -> int:
@@ -658,7 +666,9 @@ class Verifier:
         return bounds.symbols
 
     def tolerance_of(self, image: torch.Tensor, label: int) -> float:
-        """The margin a box's lower bound must exceed to count as proved.
+        """The margin a box's lower bound must exceed to count as proved at a position
+        whose float32 error is not proved (at one where it is, that proved error: the
+        module docstring).
 
         The set ``tolerance``, or: twice the first-order float32 rounding bound of the
         model at ``image`` (TF32's unit where convolutions or matrix products use it). The
@@ -857,10 +867,10 @@ class Verifier:
                                         label, unit)
             if bounds.error is not None:
                 error = bounds.error.max(1).values.cpu().numpy()  # NaN compares False
-                estimate = tolerances[positions]
-                covered = error <= PROVED_LIMIT * estimate
+                initial = tolerances[positions]  # the image's tolerance
+                covered = error <= PROVED_LIMIT * initial
                 tolerances[positions] = np.where(covered, np.maximum(run.floor, error),
-                                                 estimate)
+                                                 initial)
                 float32_proved[positions] = covered
             worst = bounds.lower.min(1).values.cpu().numpy()
             worst = np.where(np.isnan(worst), -np.inf, worst)
@@ -881,19 +891,19 @@ class Verifier:
         smaller (at least the ``floor``: 0 with the derived tolerance, else the set one).
 
         The screen's error bound of the box's colors with the run's ``unit`` (the one
-        the position's proof used) comes first: ConvSmall's are ~1.4 times the
-        first-order estimate at side 0.05 against ~2.3 over the cube, so boxes near the
+        the position's proof used) comes first: ConvSmall's are ~2.75 times the
+        first-order estimate at side 0.05 against ~4.4 over the cube, so boxes near the
         decision boundary prove without splitting down to :data:`MIN_SIDE`. Where the
         box's bound is still within that, the backward bound's (``signed``: the
-        roundings' paths to the margin with their signs, 0.7-1.1 times the estimate's
-        sum on a small box), in chunks of :data:`SIGNED_CHUNK`. A bound is not computed
-        for a box whose margin bound is below :data:`ERROR_SKIP` of the least it has
-        proved over any box of the image. With each margin's bound (``lower``, ``[N,
-        K]``) only the margins bounded at or below the position's tolerance count (the
-        others exceed it, and so the error over the cube, already) and only theirs are
-        computed. Still a proof for the float32 model: the box's bound exceeds a bound
-        of the float32 error at every one of its colors, so its float32 margins are
-        positive. The run's ``tolerances`` are not changed."""
+        roundings' paths to the margin with their signs, 0.7-1.1 times the first-order
+        estimate on a small box), in chunks of :data:`SIGNED_CHUNK`. A bound is not
+        computed for a box whose margin bound is below :data:`ERROR_SKIP` of the least
+        it has proved over a box of the image as small or smaller. With each margin's
+        bound (``lower``, ``[N, K]``) only the margins bounded at or below the position's
+        tolerance count (the others exceed it, and so the error over the cube, already)
+        and only theirs are computed. Still a proof for the float32 model: the box's
+        bound exceeds a bound of the float32 error at every one of its colors, so its
+        float32 margins are positive. The run's ``tolerances`` are not changed."""
         floor = run.floor
         needed = run.tolerances[position]  # (a copy: advanced indexing)
         band = run.float32_proved[position] & (worst > floor) & (worst <= needed)
@@ -906,20 +916,22 @@ class Verifier:
             return (run.image, torch.as_tensor(position[rows]), torch.as_tensor(lo[rows]),
                     torch.as_tensor(hi[rows]), run.label, run.unit)
 
+        level = np.clip(_Levels.of(lo, hi), 0, LEVELS - 1)
         least = run.least_error
-        least["intervals"] = self._lower_to(
-            needed, band & _worth_bounding(worst, least["intervals"]), near, floor,
-            SCREEN_CHUNK.get(run.image.device.type, 64),
-            lambda rows: self.screen.bounds(*boxes(rows)).error, least["intervals"])
+        self._lower_to(needed, band & _worth_bounding(worst, level, least["intervals"]),
+                       near, floor, SCREEN_CHUNK.get(run.image.device.type, 64),
+                       lambda rows: self.screen.bounds(*boxes(rows)).error,
+                       level, least["intervals"])
         small = (hi - lo).max(1) <= SIGNED_SIDE
         if self.signed is not None:  # what the intervals' error left in the band
-            rows = band & small & (worst <= needed) & _worth_bounding(worst, least["signed"])
+            signed_rows = (band & small & (worst <= needed)
+                           & _worth_bounding(worst, level, least["signed"]))
             try:
-                least["signed"] = self._lower_to(
-                    needed, rows, near, floor, SIGNED_CHUNK,
-                    lambda rows: self.signed.errors(
-                        *boxes(rows), None if near is None else torch.as_tensor(near[rows])),
-                    least["signed"])
+                self._lower_to(needed, signed_rows, near, floor, SIGNED_CHUNK,
+                               lambda rows: self.signed.errors(
+                                   *boxes(rows),
+                                   None if near is None else torch.as_tensor(near[rows])),
+                               level, least["signed"])
             except (BackwardUnsupportedError, RuntimeError) as exc:
                 # an operation it cannot pull as the model calls it (a product whose
                 # varying factor broadcasts, a reshape across the batch): the intervals'
@@ -933,29 +945,23 @@ class Verifier:
     @staticmethod
     def _lower_to(needed: np.ndarray, rows: np.ndarray, near: np.ndarray | None,
                   floor: float, chunk: int, errors: Callable[[np.ndarray], torch.Tensor],
-                  least: float) -> float:
+                  level: np.ndarray, least: np.ndarray) -> None:
         """Lower ``needed`` at ``rows`` (a mask) to the larger of ``floor`` and the
         float32 error ``errors(rows)`` proves over each box (``[R, K]``; its largest over
         the margins ``near`` marks, or all), where that is smaller; chunks of ``chunk``
-        boxes.
-
-        Returns:
-            ``least`` lowered to the least finite error proved over one of the boxes.
-        """
+        boxes. ``least`` (per box ``level``) is lowered to each finite error proved."""
         picked = np.flatnonzero(rows)
         for start in range(0, picked.size, chunk):
             part = picked[start:start + chunk]
             error = errors(part).cpu().numpy()
-            if near is not None:  # NaN stays NaN (never lowers): where keeps it
+            if near is not None:  # the margins that do not count: 0 (NaN stays NaN)
                 error = np.where(near[part], error, 0.0)
             error = error.max(1)
-            finite = error[np.isfinite(error)]
-            if finite.size:
-                least = min(least, float(finite.min()))
+            finite = np.isfinite(error)
+            np.minimum.at(least, level[part][finite], error[finite])
             # never above the position's (a NaN error compares False: the position's)
             needed[part] = np.where(error < needed[part], np.maximum(floor, error),
                                     needed[part])
-        return least
 
     def _too_many_symbols(self, frontier: _Frontier, lo: np.ndarray, hi: np.ndarray,
                           position: np.ndarray, parent: np.ndarray, stuck: np.ndarray,
@@ -1128,10 +1134,14 @@ def _cut(frontier: _Frontier, lo: np.ndarray, hi: np.ndarray, position: np.ndarr
                   front=True)
 
 
-def _worth_bounding(worst: np.ndarray, least: float) -> np.ndarray:
-    """Boxes whose margin bound ``worst`` is at least :data:`ERROR_SKIP` of the ``least``
-    float32 error a bound has proved over a box (every box before it has proved one)."""
-    return worst >= (ERROR_SKIP * least if math.isfinite(least) else -math.inf)
+def _worth_bounding(worst: np.ndarray, level: np.ndarray, least: np.ndarray) -> np.ndarray:
+    """Boxes whose margin bound ``worst`` is at least :data:`ERROR_SKIP` of the least
+    float32 error a bound has proved over a box of their ``level`` or deeper (``least``,
+    per level: ``inf`` where none; every box where none is known)."""
+    deeper = np.minimum.accumulate(least[::-1])[::-1]  # per level, its own and deeper
+    threshold = deeper[level]
+    known = np.isfinite(threshold)
+    return worst >= np.where(known, ERROR_SKIP * np.where(known, threshold, 0.0), -np.inf)
 
 
 def _worst_slopes(bounds, rows: np.ndarray) -> np.ndarray:
