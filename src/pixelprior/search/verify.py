@@ -917,21 +917,17 @@ class Verifier:
                     torch.as_tensor(hi[rows]), run.label, run.unit)
 
         level = np.clip(_Levels.of(lo, hi), 0, LEVELS - 1)
-        least = run.least_error
-        self._lower_to(needed, band & _worth_bounding(worst, level, least["intervals"]),
-                       near, floor, SCREEN_CHUNK.get(run.image.device.type, 64),
-                       lambda rows: self.screen.bounds(*boxes(rows)).error,
-                       level, least["intervals"])
+        self._lower_to(needed, band, worst, level, run.least_error["intervals"], near,
+                       floor, SCREEN_CHUNK.get(run.image.device.type, 64),
+                       lambda rows: self.screen.bounds(*boxes(rows)).error)
         small = (hi - lo).max(1) <= SIGNED_SIDE
         if self.signed is not None:  # what the intervals' error left in the band
-            signed_rows = (band & small & (worst <= needed)
-                           & _worth_bounding(worst, level, least["signed"]))
             try:
-                self._lower_to(needed, signed_rows, near, floor, SIGNED_CHUNK,
+                self._lower_to(needed, band & small & (worst <= needed), worst, level,
+                               run.least_error["signed"], near, floor, SIGNED_CHUNK,
                                lambda rows: self.signed.errors(
                                    *boxes(rows),
-                                   None if near is None else torch.as_tensor(near[rows])),
-                               level, least["signed"])
+                                   None if near is None else torch.as_tensor(near[rows])))
             except (BackwardUnsupportedError, RuntimeError) as exc:
                 # an operation it cannot pull as the model calls it (a product whose
                 # varying factor broadcasts, a reshape across the batch): the intervals'
@@ -943,14 +939,17 @@ class Verifier:
         return needed
 
     @staticmethod
-    def _lower_to(needed: np.ndarray, rows: np.ndarray, near: np.ndarray | None,
-                  floor: float, chunk: int, errors: Callable[[np.ndarray], torch.Tensor],
-                  level: np.ndarray, least: np.ndarray) -> None:
+    def _lower_to(needed: np.ndarray, rows: np.ndarray, worst: np.ndarray,
+                  level: np.ndarray, least: np.ndarray, near: np.ndarray | None,
+                  floor: float, chunk: int,
+                  errors: Callable[[np.ndarray], torch.Tensor]) -> None:
         """Lower ``needed`` at ``rows`` (a mask) to the larger of ``floor`` and the
         float32 error ``errors(rows)`` proves over each box (``[R, K]``; its largest over
         the margins ``near`` marks, or all), where that is smaller; chunks of ``chunk``
-        boxes. ``least`` (per box ``level``) is lowered to each finite error proved."""
-        picked = np.flatnonzero(rows)
+        boxes. Boxes whose bound ``worst`` is below :data:`ERROR_SKIP` of the ``least``
+        error proved at their ``level`` or deeper are left out; ``least`` is lowered to
+        each finite error proved."""
+        picked = np.flatnonzero(rows & _worth_bounding(worst, level, least))
         for start in range(0, picked.size, chunk):
             part = picked[start:start + chunk]
             error = errors(part).cpu().numpy()
