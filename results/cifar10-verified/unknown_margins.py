@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="a verify --exact folder")
     parser.add_argument("--model", default="convsmall-cifar10")
     args = parser.parse_args()
+    if not (args.folder / "verification.jsonl").is_file():
+        parser.error(f"{args.folder} has no verification.jsonl: give a folder of "
+                     "'pixelprior verify ... --exact --out FOLDER'")
     torch.set_grad_enabled(False)
     data = load_cifar10("auto")
     model = load_model(args.model).eval()
