@@ -101,7 +101,8 @@ def sure_slopes(name: str) -> str:
 def exact(model, image, label, boxes: int | None, signed: bool):
     """One exact-mode verification (deterministic; at most ``boxes``), with or without
     the backward bound."""
-    verifier = Verifier(model, budget=None, max_boxes=boxes, deterministic=True)
+    verifier = Verifier(model, budget=None, max_boxes=boxes, deterministic=True,
+                        search=False)  # the bounds alone (benchmarks/local_search.py)
     if not signed:
         verifier.signed = None
     (result,) = verifier.verify(image, label, stop_at_first=False)

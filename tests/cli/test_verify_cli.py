@@ -95,6 +95,35 @@ def test_no_screen_is_recorded_and_a_resume_must_keep_it(tmp_path):
     assert "screen" not in json.loads((out / "verification.json").read_text())
 
 
+def test_no_search_is_recorded_a_resume_must_keep_it_and_an_older_folder_resumes(
+        tmp_path):
+    """Rows say how many positions the local search ran at and what it found; the
+    setting is part of the folder's, and a folder from before it resumes."""
+    out = tmp_path / "v"
+    common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+              "--budget", 0, "--max-boxes", 300, "--deterministic", "--first-index", 4,
+              "--out", out)  # images 4 and 5: unknown in 300 boxes
+    result = invoke(*common, "--images", 1, "--no-search")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "verification.json").read_text())["search"] is False
+    (row,) = [json.loads(line) for line in (out / "verification.jsonl").read_text()
+              .splitlines()]
+    assert row["positions_searched"] == 0 and row["search_witnesses"] == 0
+    other = invoke(*common, "--images", 2)  # the search on (the default)
+    clean_error(other, 2, "search = False, not True")
+    settings = json.loads((out / "verification.json").read_text())
+    del settings["search"]  # a folder from before the setting was recorded
+    (out / "verification.json").write_text(json.dumps(settings))
+    resumed = invoke(*common, "--images", 2)
+    assert resumed.exit_code == 0, resumed.output
+    rows = [json.loads(line) for line in (out / "verification.jsonl").read_text()
+            .splitlines()]
+    assert len(rows) == 2 and "search" not in json.loads(
+        (out / "verification.json").read_text())
+    assert rows[1]["decided_by"] == "unknown"  # cut by its boxes: the open positions
+    assert rows[1]["positions_searched"] > 0  # searched (none fooled by it here)
+
+
 def test_the_float32_proof_is_recorded_and_an_older_folder_resumes(tmp_path):
     """New folders say their tolerances include the float32 proof, and each row how many
     positions it covered; a folder from before it resumes without a guess recorded, its
@@ -272,6 +301,7 @@ def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path)
 def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
     for options, phrase in [(["--budget", 5], "give it with --exact"),
                             (["--no-screen"], "they need --exact"),
+                            (["--no-search"], "they need --exact"),
                             (["--exact", "--levels", 4], "choose a grid of colors"),
                             (["--exact", "--batch-images", 2], "set the grid scan")]:
         result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",

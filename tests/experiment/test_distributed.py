@@ -269,7 +269,7 @@ def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
 
     monkeypatch.setattr(distributed, "ray_verify", fake_ray_verify)
     verifier = types.SimpleNamespace(budget=1.0, max_boxes=None, tolerance=None,
-                                     deterministic=False, screen_mode=None)
+                                     deterministic=False, screen_mode=None, search=True)
     images, labels = torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
 
     def answers(device, worker_device=None):

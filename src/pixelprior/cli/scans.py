@@ -57,6 +57,9 @@ def susceptibility(
     screen: bool | None = typer.Option(None, "--screen/--no-screen", help="With --exact: "
                                        "screen each position's color cube with intervals "
                                        "first [on] (as `pixelprior verify`)."),
+    search: bool | None = typer.Option(None, "--search/--no-search", help="With --exact: "
+                                       "search the positions the bounds leave open for "
+                                       "witnesses [on] (as `pixelprior verify`)."),
     model_options: ModelOptions = None,
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -80,6 +83,7 @@ def susceptibility(
         exact: the verifier's verdict at every position over every color.
         budget: with ``exact``, seconds per image.
         screen: with ``exact``, the verifier's interval screen (``None``: on).
+        search: with ``exact``, the verifier's local search (``None``: on).
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         engine: how candidates are scored.
         device: where the model runs.
@@ -99,10 +103,13 @@ def susceptibility(
                  "(one image at a time, its own bound engine)")
         verify_into(target, out, source, data, images, first_index,
                     60.0 if budget is None else budget, None, None, True, False,
-                    model_options, device, no_resize, screen=screen is not False)
+                    model_options, device, no_resize, screen=screen is not False,
+                    search=search is not False)
         return
     if screen is not None:
         fail("--screen/--no-screen set the verifier's interval screen: they need --exact")
+    if search is not None:
+        fail("--search/--no-search set the verifier's local search: they need --exact")
     if budget is not None:
         fail("--budget is the verifier's time per image; give it with --exact")
     levels = 2 if corners else levels

@@ -59,6 +59,11 @@ def verify(
                                 "operations have interval rules (it proves nothing the "
                                 "zonotopes could not, but changes the time each image "
                                 "takes; off: zonotopes alone)."),
+    search: bool = typer.Option(True, "--search/--no-search", help="Where the bounds "
+                                "leave positions open near the end of the budget, search "
+                                "them for a witness by gradient steps over the pixel's "
+                                "color (the last 10% of --budget; a witness is confirmed "
+                                "by the model; off: bounds alone)."),
     model_options: ModelOptions = None,
     device: str = typer.Option("auto", help=DEVICE_HELP),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image file whose "
@@ -87,6 +92,7 @@ def verify(
         exact: decide every position.
         deterministic: bound calls of fixed size.
         screen: screen whole color cubes with intervals first.
+        search: search the positions left open for witnesses.
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
         device: where the model runs.
         no_resize: refuse an image file of another size than the model's input.
@@ -103,11 +109,11 @@ def verify(
     if exact and out is None:
         fail("--exact writes every position's verdict (positions/): give --out DIR")
     if out is not None:
-        verify_into(target, out, *arguments, screen=screen)
+        verify_into(target, out, *arguments, screen=screen, search=search)
         return
     with tempfile.TemporaryDirectory(prefix="pixelprior-verify-") as folder:
         verify_into(target, Path(folder) / "verification", *arguments, kept=False,
-                    screen=screen)
+                    screen=screen, search=search)
 
 
 def verify_into(target: str, out: Path, source: str, data: Path | None, images: int,
@@ -115,7 +121,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                 tolerance: float | None, exact: bool, deterministic: bool,
                 model_options: ModelOptions, device: str, no_resize: bool, workers: int = 1,
                 ray_address: str | None = None, kept: bool = True,
-                screen: bool = True) -> None:
+                screen: bool = True, search: bool = True) -> None:
     """The command's run (``susceptibility --exact`` runs it too); arguments as the
     command's options (``kept``: ``out`` is the user's folder, not a temporary one)."""
     _check_options(images, first_index, budget, max_boxes, tolerance, source)
@@ -157,6 +163,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                                     budget=budget or None, max_boxes=max_boxes,
                                     tolerance=tolerance, exact=exact,
                                     deterministic=deterministic, screen=screen,
+                                    search=search,
                                     device=device, info=info,
                                     progress=ProgressBar(), interrupts=interrupts,
                                     log=console.print, workers=workers,

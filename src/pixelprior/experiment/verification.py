@@ -57,7 +57,7 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
 VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
                     "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
-                    "deterministic", "tolerance_unit", "screen", "float32_proof")
+                    "deterministic", "tolerance_unit", "screen", "float32_proof", "search")
 # "target" (what the images are): a folder holds one target's verdicts (two image files
 # would share index -1, and the settings would name only the last); the Python API
 # records it only where ``info`` gives it. (CIFAR-10's source is not compared: the sample
@@ -68,7 +68,9 @@ VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "
 # ``float32_proved``); folders from before it are resumed without it recorded. Rows made
 # before 3808673 judged a float32-proved box against at least the tolerance (now: the
 # error proved over it, which may be below): sound either way, and the rows' ``version``
-# says which; a resumed folder is not refused for it.
+# says which; a resumed folder is not refused for it. "search": the local search for
+# witnesses where the bounds leave positions open (a later addition too: folders from
+# before it are resumed without it recorded; their rows have no ``positions_searched``).
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -81,6 +83,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                      labels: torch.Tensor, indices: list[int], *, budget: float | None = 60.0,
                      max_boxes: int | None = None, tolerance: float | None = None,
                      exact: bool = False, deterministic: bool = False, screen: bool = True,
+                     search: bool = True,
                      device: str = "cpu", info: dict | None = None,
                      progress: ProgressReporter | bool | None = None,
                      interrupts: Interrupts | None = None,
@@ -106,6 +109,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         screen: bound each position's whole color cube with intervals first where the
             model has interval rules (:class:`~pixelprior.search.Verifier`'s ``screen``:
             ``True`` is its ``None``); ``False``: zonotopes alone.
+        search: the verifier's local search for witnesses at the positions its bounds
+            leave open (:class:`~pixelprior.search.Verifier`'s ``search``).
         device: where the model runs.
         info: what the verdicts are made with (model spec, weights, ...), recorded.
         progress: told the progress (``None``/``False``: nothing is told).
@@ -136,11 +141,12 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     check_writable_dir(out)
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
-                "screen": screen, "float32_proof": True,
+                "screen": screen, "float32_proof": True, "search": search,
                 "tolerance_unit": _tolerance_unit(tolerance, device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
-                        deterministic=deterministic, screen=None if screen else False)
+                        deterministic=deterministic, screen=None if screen else False,
+                        search=search)
     keys = pixel_keys(images)
     with RunLock(out):
         rows = _earlier_rows(out, settings)
@@ -202,7 +208,7 @@ def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
 
     settings = {"budget": verifier.budget, "max_boxes": verifier.max_boxes,
                 "tolerance": verifier.tolerance, "deterministic": verifier.deterministic,
-                "screen": verifier.screen_mode}
+                "screen": verifier.screen_mode, "search": verifier.search}
     jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
     if worker_device is None:
         worker_device = "cuda" if device.startswith("cuda") else "cpu"
@@ -238,7 +244,9 @@ def verification_row(answer: Verification, index: int, key: str, label: int) -> 
         "positions_unknown": statuses.count("unknown"),
         "boxes": answer.boxes, "queries": answer.queries, "seconds": answer.seconds,
         "tolerance": answer.tolerance, "tolerance_max": answer.tolerance_max,
-        "float32_proved": answer.float32_proved, "finished": time.time(),
+        "float32_proved": answer.float32_proved,
+        "positions_searched": answer.searched, "search_witnesses": answer.search_witnesses,
+        "finished": time.time(),
         "version": package_version(),
     }
 
@@ -376,10 +384,10 @@ def check_verification_folder(out: Path | str) -> None:
 def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     """The rows an earlier run left in ``out``, after checking it used these settings.
 
-    ``screen`` and ``float32_proof`` from before they were recorded are not known (they
-    came in later, on by default): they are compared with nothing and taken out of
-    ``settings``, so that the folder keeps saying nothing of them rather than what this
-    run uses (its rows say per image: ``float32_proved``)."""
+    ``screen``, ``float32_proof`` and ``search`` from before they were recorded are not
+    known (they came in later, on by default): they are compared with nothing and taken
+    out of ``settings``, so that the folder keeps saying nothing of them rather than what
+    this run uses (its rows say per image: ``float32_proved``, ``positions_searched``)."""
     if not (out / ROWS_FILE).is_file():
         return []
     try:
@@ -391,7 +399,7 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     for name in VERDICT_SETTINGS:
         if name == "tolerance_unit" and name not in earlier:
             continue  # a folder from before it was recorded (those ran on the CPU)
-        if name in ("screen", "float32_proof") and name not in earlier:
+        if name in ("screen", "float32_proof", "search") and name not in earlier:
             settings.pop(name, None)
             continue
         if name == "target" and name not in settings:

@@ -31,6 +31,14 @@ cube:
    every position and deciding none. A box size that seldom proves on the image (the
    first positions measure it) is halved without a bound call (:class:`_Levels`): on a
    network whose large boxes never prove, their calls were most of a position's time.
+4. Where the bounds leave positions open when the budget is nearly spent (or boxes
+   stuck below :data:`MIN_SIDE`), **search** them for witnesses
+   (:class:`~pixelprior.search.local.LocalSearch`: sign-gradient descent of the margin
+   over the pixel's color, from the cube's corners and the centers of the position's
+   lowest-bound boxes; a label change confirmed by the model), lowest bounds first, in
+   the last :data:`SEARCH_SHARE` of a time budget; the bounds go on with what it leaves.
+   It turns unknown positions into vulnerable ones (on the exact ground truth of the
+   interval-trained ResNet8, 16-21 of 196 unknown), never into robust ones.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound (none where a position was never
@@ -88,11 +96,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..scoring import Scorer, make_scorer, perturb_rows
+from ..scoring import Scorer, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+from .local import LocalSearch, confirm_witness, cube_corners
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
            "Verifier", "margin_order", "rounding_unit"]
@@ -149,6 +158,12 @@ SKIP_RATE, SKIP_TRIES, EXPLORE = 1 / 32, 16, 32
 # a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
 # (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
 MAX_BOX_SYMBOLS = 8_192
+# With the local search on, the bound loop stops at this share of a time budget while
+# positions are open; the search takes the rest (lowest bounds first), and what it leaves
+# goes back to the bound loop. Its cost: ~0.01 s a position on ConvSmall, ~0.15 s on
+# ResNet8 (8 corners and 2 box centers, 10 steps each: benchmarks/local_search.py)
+SEARCH_SHARE = 0.1
+SEARCH_BOX_STARTS = 2  # a position's lowest-bound open boxes whose centers start a search
 
 ROBUST, VULNERABLE, UNKNOWN = "robust", "vulnerable", "unknown"
 
@@ -202,6 +217,9 @@ class Verification:
             float32 error over their whole color cube (all of them: a verified image's
             float32 evaluation is proved not to change the label either).
         tolerance_max: the largest tolerance any position had.
+        searched: positions the local search ran at (left open by the bounds, or not
+            reached), lowest bounds first.
+        search_witnesses: the witnesses it found (each confirmed by the model).
     """
 
     verified: bool
@@ -218,6 +236,8 @@ class Verification:
     screened: int = 0
     float32_proved: int = 0
     tolerance_max: float = 0.0
+    searched: int = 0
+    search_witnesses: int = 0
 
     @property
     def verified_in_float32(self) -> bool:
@@ -252,6 +272,7 @@ class _Frontier:
         self.admitted = 0  # positions of ``order`` entered so far
         self.open: dict[int, collections.deque] = {}  # position → chunks (lo, hi, bound)
         self.size = 0
+        self.decided: set[int] = set()  # positions with a witness: never entered
 
     def fill(self, target: int, room: int | None = None) -> None:
         """Enter the next positions (their whole cube) until ``target`` boxes wait or
@@ -269,6 +290,7 @@ class _Frontier:
             if self.active < target and self.admitted < self.order.size and chunk > 0:
                 positions = self.order[self.admitted:self.admitted + chunk]
                 self.admitted += positions.size
+                positions = positions[~np.isin(positions, list(self.decided))]
                 bounds = self.screen(positions)  # -inf where nothing is known, +inf proved
                 for position, bound in zip(positions.tolist(), bounds.tolist(), strict=True):
                     if bound != math.inf:
@@ -285,7 +307,8 @@ class _Frontier:
         while self.active < target and self.admitted < self.order.size:
             position = int(self.order[self.admitted])
             self.admitted += 1
-            self._put(position, self._cube(-math.inf), front=False)
+            if position not in self.decided:
+                self._put(position, self._cube(-math.inf), front=False)
         self._grow_quota()
 
     @property
@@ -362,8 +385,9 @@ class _Frontier:
         return tuple(np.concatenate(part) for part in zip(*parts, strict=True))
 
     def drop(self, positions: np.ndarray) -> None:
-        """Forget the boxes of ``positions``."""
+        """Forget the boxes of ``positions`` (decided: they never enter again)."""
         for p in positions.tolist():
+            self.decided.add(int(p))
             dropped = sum(chunk[2].size for chunk in self.open.pop(int(p), ()))
             self.size -= dropped
             if self.spent[int(p)] >= self.quota:
@@ -373,6 +397,21 @@ class _Frontier:
         """The lowest parent bound of each position with boxes left."""
         return {p: min(float(chunk[2].min()) for chunk in chunks)
                 for p, chunks in self.open.items() if chunks}
+
+    def lowest_centers(self, position: int, count: int) -> np.ndarray:
+        """The centers of a position's ``count`` waiting boxes of the lowest parent
+        bounds, ``[≤ count, C]``."""
+        chunks = self.open.get(position)
+        if not chunks:
+            return np.zeros((0, self.channels))
+        lo, hi, bound = (np.concatenate(part) for part in zip(*chunks, strict=True))
+        first = np.argsort(bound, kind="stable")[:count]
+        return (lo[first] + hi[first]) / 2
+
+    def not_entered(self) -> np.ndarray:
+        """The positions of the order not entered yet (none decided), in order."""
+        later = self.order[self.admitted:]
+        return later[~np.isin(later, list(self.decided))]
 
 
 class _Levels:
@@ -433,6 +472,8 @@ class _ImageRun:
     queries: int = 0
     levels: _Levels = field(default_factory=_Levels)
     unit: float | None = None  # the float32 unit roundoff where the screen proves errors
+    searched: int = 0  # positions the local search ran at
+    search_witnesses: int = 0  # witnesses it found
     # the least tolerance of a float32-proved position or box: 0 with the derived
     # tolerance (the proved error alone decides), else the set tolerance (the default)
     floor: float | None = None
@@ -446,6 +487,7 @@ class _ImageRun:
         self.boxes = np.zeros(positions, dtype=np.int64)  # bounded
         self.screened = np.zeros(positions, dtype=bool)  # proved whole by the screen
         self.stuck = np.full(positions, math.inf)  # lowest bound of boxes too small to split
+        self.stuck_point = np.full((positions, self.channels), np.nan)  # ... its box's center
         # the smallest side of a box found past the symbol bound (its cone decides them)
         self.too_big = np.full(positions, math.inf)
         self.witness = np.full((positions, self.channels), np.nan)
@@ -531,6 +573,16 @@ class Verifier:
             screen ~1.5 times its time (ResNet8: ~0.5 s an image); ``False``: the
             first-order estimate alone. On the CPU only (on CUDA cuDNN may choose
             Winograd or FFT convolutions, which the proof does not cover).
+        search: where the bounds leave positions open (the budget spent, boxes stuck
+            below :data:`MIN_SIDE`), run a local search for witnesses there
+            (:class:`~pixelprior.search.local.LocalSearch`: sign-gradient descent of the
+            margin over the pixel's color from the cube's corners and the centers of
+            the position's lowest-bound boxes), then, under a time budget, at the
+            positions not reached. A time budget keeps :data:`SEARCH_SHARE` of itself
+            for it, handed back to the bounds when it is done. Sound either way (a
+            witness is confirmed by the model); it turns unknown positions into
+            vulnerable ones, never into robust ones. Where no gradient reaches the
+            color (a model that detaches its input), its starting colors are scored.
 
     Raises:
         BoundUnsupportedError: the model has an operation without a bound rule (named),
@@ -542,7 +594,8 @@ class Verifier:
                  max_boxes: int | None = None, batch_boxes: int | None = None,
                  tolerance: float | None = None, engine: str | Scorer = "auto",
                  deterministic: bool = False, order: str = "corners",
-                 screen: bool | None = None, prove_float32: bool = True) -> None:
+                 screen: bool | None = None, prove_float32: bool = True,
+                 search: bool = True) -> None:
         if order not in ("corners", "raster"):
             raise ValueError(f"order must be 'corners' or 'raster', got {order!r}")
         self.order = order
@@ -561,6 +614,8 @@ class Verifier:
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self.screen_mode = screen  # as given (what a Ray worker's verifier is made with)
         self.prove_float32 = prove_float32
+        self.search = search
+        self.local = LocalSearch(model) if search else None
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
         self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
@@ -696,15 +751,32 @@ class Verifier:
     def _verify_one(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
                     stop_at_first: bool) -> Verification:
         """Bound, judge and split one image's boxes until every position is decided, a
-        witness is found (``stop_at_first``) or the budget is spent."""
+        witness is found (``stop_at_first``) or the budget is spent; with the local
+        search, it runs where the bounds leave positions open before the budget's last
+        :data:`SEARCH_SHARE`, and the bounds go on with what it leaves of the budget."""
         run = self._start(image, label, order, stop_at_first)
-        most = self.batch_boxes or DEFAULT_BATCH.get(image.device.type, 64)
+        reserve = SEARCH_SHARE if self.local is not None else 0.0
+        done = self._bound_boxes(run, stop_at_first, reserve)
+        if not done and self.local is not None:
+            done = self._search_open(run, stop_at_first)
+            if not done and reserve and not self._out_of_budget(run.began, run.spent):
+                self._bound_boxes(run, stop_at_first, 0.0)
+        return self._finish(run)
+
+    def _bound_boxes(self, run: _ImageRun, stop_at_first: bool, reserve: float) -> bool:
+        """The bound loop, until every position is decided, a witness is found
+        (``stop_at_first``) or the budget less its ``reserve`` share is spent.
+
+        Returns:
+            Whether the image is done (a witness found with ``stop_at_first``).
+        """
+        most = self.batch_boxes or DEFAULT_BATCH.get(run.image.device.type, 64)
         # the first call: one box on the CPU (its size unknown yet); grows once timed
         batch = most if self.deterministic else min(most, 1 if run.cpu else 8)
-        while not self._out_of_budget(run.began, run.spent):
+        while not self._out_of_budget(run.began, run.spent, reserve):
             run.frontier.fill(most, None if self.max_boxes is None
                               else self.max_boxes - run.spent)
-            if run.frontier.exhausted or self._out_of_budget(run.began, run.spent):
+            if run.frontier.exhausted or self._out_of_budget(run.began, run.spent, reserve):
                 break  # (the screen may have spent the budget)
             if not run.frontier.active:  # a chunk the screen proved whole: the next one
                 continue
@@ -726,8 +798,53 @@ class Verifier:
             batch = self._next_batch(len(position), time.perf_counter() - called,
                                      bounds, most, run.began, run.cpu)
             if self._settle(run, lo, hi, position, level, bounds, stop_at_first):
-                break
-        return self._finish(run)
+                return True
+        return False
+
+    def _search_open(self, run: _ImageRun, stop_at_first: bool) -> bool:
+        """The local search at the positions the bounds left open (lowest bound first),
+        then, under a time budget, at those not reached (in the visiting order), until
+        the budget is spent.
+
+        Starts: the cube's corners and the centers of a position's lowest-bound open
+        boxes (or of its lowest stuck box), the cube's center in their place where a
+        position has none.
+
+        Returns:
+            Whether the image is done (a witness found with ``stop_at_first``).
+        """
+        lowest = run.frontier.lowest()
+        for p in np.flatnonzero(np.isfinite(run.stuck)).tolist():
+            lowest[p] = min(lowest.get(p, math.inf), float(run.stuck[p]))
+        open_ = sorted(lowest, key=lambda p: (lowest[p], run.frontier.rank[p]))
+        # not reached: only under a time budget (else the search would have no bound
+        # but the image's positions: with max_boxes alone it covers what the boxes reached)
+        later = (run.frontier.not_entered() if self.budget is not None
+                 else np.zeros(0, dtype=np.int64))
+        positions = np.concatenate([np.array(open_, dtype=np.int64), later])
+        if not positions.size:
+            return False
+        starts = np.full((positions.size, 2 ** run.channels + SEARCH_BOX_STARTS,
+                          run.channels), 0.5)
+        starts[:, :2 ** run.channels] = cube_corners(run.channels)
+        for row, p in enumerate(positions[:len(open_)].tolist()):
+            centers = run.frontier.lowest_centers(p, SEARCH_BOX_STARTS)
+            if not np.isnan(run.stuck_point[p, 0]):
+                centers = np.concatenate([run.stuck_point[p:p + 1], centers])
+            centers = centers[:SEARCH_BOX_STARTS]
+            starts[row, 2 ** run.channels:2 ** run.channels + len(centers)] = centers
+        deadline = None if self.budget is None else run.began + self.budget
+        found = self.local(run.image, run.label, positions, starts, deadline, stop_at_first)
+        run.queries += found.queries
+        run.searched += found.searched
+        run.search_witnesses += len(found.witnesses)
+        for p, color in found.witnesses.items():
+            run.witness[p] = color
+        if found.witnesses:
+            hit = np.array(sorted(found.witnesses), dtype=np.int64)
+            run.frontier.drop(hit)
+            run.stuck[hit] = math.inf
+        return stop_at_first and bool(found.witnesses)
 
     def _start(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
                stop_at_first: bool) -> _ImageRun:
@@ -831,7 +948,10 @@ class Verifier:
                 run.frontier.push(lo, hi, position, worst, front=True)
                 return True
         small = (hi - lo).max(1) < MIN_SIDE
-        np.minimum.at(run.stuck, position[small], worst[small])
+        for p, bound, center in zip(position[small].tolist(), worst[small].tolist(),
+                                    ((lo[small] + hi[small]) / 2), strict=True):
+            if bound < run.stuck[p]:
+                run.stuck[p], run.stuck_point[p] = bound, center
         self._split(run.frontier, lo[~small], hi[~small], position[~small], worst[~small],
                     slopes[~small])
         return False
@@ -844,6 +964,7 @@ class Verifier:
         result.screened = int(run.screened.sum())
         result.float32_proved = int(run.float32_proved.sum())
         result.tolerance_max = float(run.tolerances.max())
+        result.searched, result.search_witnesses = run.searched, run.search_witnesses
         return result
 
     def _screening(self, run: _ImageRun) -> Callable[[np.ndarray], np.ndarray]:
@@ -999,8 +1120,10 @@ class Verifier:
             batch = min(batch, int(left / per_box))
         return max(1, batch)
 
-    def _out_of_budget(self, began: float, boxes: int) -> bool:
-        if self.budget is not None and time.perf_counter() - began > self.budget:
+    def _out_of_budget(self, began: float, boxes: int, reserve: float = 0.0) -> bool:
+        """Whether the budget less its ``reserve`` share (of the time) is spent."""
+        if self.budget is not None and (time.perf_counter() - began
+                                        > self.budget * (1 - reserve)):
             return True
         return self.max_boxes is not None and boxes >= self.max_boxes
 
@@ -1030,10 +1153,8 @@ class Verifier:
             p = int(where[row])
             if p in found:
                 continue
-            with torch.inference_mode():
-                confirm = self.model(perturb_rows(image, owner[:1], genes[row:row + 1]))
             checked += 1
-            if int(confirm.argmax(1)) != label:
+            if confirm_witness(self.model, image, label, genes[row]):
                 found[p] = genes[row, 0, 2:].tolist()
         return found, len(where) + checked
 
