@@ -264,12 +264,12 @@ def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
     asked = {}
 
     def fake_ray_verify(factory, settings, jobs, workers, address, device, log, interrupts):
-        asked["device"] = device
+        asked["device"], asked["settings"] = device, settings
         yield from ()
 
     monkeypatch.setattr(distributed, "ray_verify", fake_ray_verify)
     verifier = types.SimpleNamespace(budget=1.0, max_boxes=None, tolerance=None,
-                                     deterministic=False, screen_mode=None, search=True)
+                                     deterministic=False, screen_mode=None, search=False)
     images, labels = torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
 
     def answers(device, worker_device=None):
@@ -280,6 +280,7 @@ def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
     assert answers("cuda", "auto") == "auto"
     assert answers("cuda:1") == "cuda"
     assert answers("cpu") == "cpu"
+    assert asked["settings"]["search"] is False  # the workers' verifiers are made alike
 
 
 def test_the_log_says_how_many_workers_on_what(fake_ray):

@@ -139,3 +139,37 @@ def test_a_model_that_detaches_its_input_has_its_starts_scored_without_an_error(
     target = np.array([[TARGET]])
     hit = LocalSearch(Detached())(image, 0, np.array([GREY]), target)
     assert set(hit.witnesses) == {GREY}
+
+
+def test_scores_that_are_not_finite_confirm_no_witness():
+    """A NaN would win the argmax: a label "changed" by NaN scores is no witness."""
+    model = GreyPixel().eval()
+
+    class HalfNaN(nn.Module):
+        def forward(self, x):
+            scores = model(x).clone()
+            scores[:, 1] = torch.nan
+            return scores
+
+    genes = torch.tensor([[3.0, 2.0, *TARGET]])
+    assert confirm_witness(model, grey_image(), 0, genes)  # the real witness
+    assert not confirm_witness(HalfNaN(), grey_image(), 0, genes)
+    assert not confirm_witness(HalfNaN(), grey_image(), 0, torch.tensor([[0.0, 0.0, 0, 0, 0]]))
+
+
+def test_a_time_budget_hands_the_bounds_what_the_search_leaves(monkeypatch):
+    """Under a time budget the bounds stop when its reserved share is left (here almost
+    all of it), the search finds the grey pixel's witness, and the bounds go on with
+    the rest: every other position is proved, the grey one never bounded."""
+    from pixelprior.search import verify as verify_module
+
+    monkeypatch.setattr(verify_module, "SEARCH_SHARE", 0.99999)
+    grey_last = torch.tensor([p for p in range(36) if p != GREY] + [GREY])[None]
+    model, image = GreyPixel().eval(), grey_image()
+    (result,) = Verifier(model, budget=120.0).verify(image, torch.tensor([0]),
+                                                      orders=grey_last, stop_at_first=False)
+    assert result.search_witnesses == 1 and result.searched >= 1
+    assert result.positions.status[GREY] == "vulnerable"
+    assert result.positions.boxes[GREY] == 0  # decided by the search: never entered after
+    assert result.positions.status.count("robust") == 35  # the bounds went on
+    assert result.seconds < 120.0

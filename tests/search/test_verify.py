@@ -484,3 +484,33 @@ def test_the_frontiers_count_of_boxes_within_their_quota_stays_exact():
         assert frontier.active == recount()
         assert frontier.size == sum(sum(c[2].size for c in ch) for ch in frontier.open.values())
     assert frontier.quota > 3 and frontier.admitted == 6  # every event happened
+
+
+def test_deciding_every_position_the_fewest_boxes_spent_go_first():
+    """Within a quota's stage the positions that have taken the fewest boxes are bound
+    first (ties in the visiting order); stopping at the first witness, the order alone."""
+    import numpy as np
+
+    from pixelprior.search.verify import _Frontier
+
+    def two_boxes(p: int) -> tuple:
+        halves = np.array([[0.0], [0.5]])
+        return halves, halves + 0.5, np.full(2, p, dtype=np.int64), np.zeros(2)
+
+    frontier = _Frontier(np.array([2, 0, 1]), channels=1, quota=100)
+    frontier.fill(10)
+    frontier.pop(10)  # each whole cube: one box each
+    frontier.push(*two_boxes(2))
+    assert frontier.pop(2)[2].tolist() == [2, 2]  # position 2 has now taken 3
+    for p in (2, 0, 1):
+        frontier.push(*two_boxes(p))
+    assert frontier.pop(4)[2].tolist() == [0, 0, 1, 1]  # 1 box each so far, in order
+    assert frontier.pop(4)[2].tolist() == [2, 2]
+    unlimited = _Frontier(np.array([2, 0, 1]), channels=1)
+    unlimited.fill(10)
+    unlimited.pop(10)
+    unlimited.push(*two_boxes(2))
+    unlimited.pop(2)
+    for p in (2, 0, 1):
+        unlimited.push(*two_boxes(p))
+    assert unlimited.pop(4)[2].tolist() == [2, 2, 0, 0]  # the visiting order alone

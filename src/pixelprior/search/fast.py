@@ -17,10 +17,13 @@ adversarial off the corner grid; the corner certificate still holds for it.
 Stage 3 (**verify**, optional) proves the images certified on the corners over the whole
 threat model — one pixel, any color in ``[0, 1]^C`` — by branch and bound
 (:class:`~pixelprior.search.verify.Verifier`), positions in the order of the corner
-scan's margins (low first). ``verify="auto"`` runs it where the model's operations have
-bound rules and one box of the whole color cube needs at most :data:`AUTO_MAX_SYMBOLS`
-symbols (a deterministic measure of its cost; the CIFAR SqueezeNet needs tens of
-thousands, ResNet8 4,446, ConvSmall 127), and says why not otherwise (:attr:`FastAttack.note`).
+scan's margins (low first); where its boxes run out with positions open, its local
+search looks for a witness there (gradient steps over the pixel's color, counted in
+``queries``; a witness found makes the row ``refine``). ``verify="auto"`` runs it
+where the model's operations have bound rules and one box of the whole color cube needs
+at most :data:`AUTO_MAX_SYMBOLS` symbols (a deterministic measure of its cost; the CIFAR
+SqueezeNet needs tens of thousands, ResNet8 4,446, ConvSmall 127), and says why not
+otherwise (:attr:`FastAttack.note`).
 
 Each row says which stage decided it (``decided_by``: ``corners``, ``refine`` (an
 adversarial off the corners, by differential evolution or found by the verifier),

@@ -31,14 +31,17 @@ cube:
    every position and deciding none. A box size that seldom proves on the image (the
    first positions measure it) is halved without a bound call (:class:`_Levels`): on a
    network whose large boxes never prove, their calls were most of a position's time.
-4. Where the bounds leave positions open when the budget is nearly spent (or boxes
-   stuck below :data:`MIN_SIDE`), **search** them for witnesses
+4. Where the bounds leave positions open when the budget is nearly spent (the last
+   :data:`SEARCH_SHARE` of a time budget begins, or ``max_boxes`` are spent; with boxes
+   stuck below :data:`MIN_SIDE` too), **search** them for witnesses
    (:class:`~pixelprior.search.local.LocalSearch`: sign-gradient descent of the margin
-   over the pixel's color, from the cube's corners and the centers of the position's
-   lowest-bound boxes; a label change confirmed by the model), lowest bounds first, in
-   the last :data:`SEARCH_SHARE` of a time budget; the bounds go on with what it leaves.
-   It turns unknown positions into vulnerable ones (on the exact ground truth of the
-   interval-trained ResNet8, 16-21 of 196 unknown), never into robust ones.
+   over the pixel's color, from the cube's corners, the centers of the position's
+   lowest-bound boxes and the pixel's own color; a label change confirmed by the
+   model), lowest bounds first, then (under a time budget) the positions not reached,
+   for at most that share of the budget; the bounds go on with what it leaves (the
+   positions they open then are not searched again). It turns unknown positions into
+   vulnerable ones (of the 196 the bounds left unknown in the interval-trained ResNet8's
+   exact ground truth, 16), never into robust ones.
 
 Work is capped by a budget per image (seconds, boxes). A position or image not decided
 within it is **unknown** and reports its lowest bound (none where a position was never
@@ -139,7 +142,10 @@ LEVELS = 64  # box levels (-log2 of the volume) the least errors are kept for; d
 # deciding every position (exact), a position takes at most this many boxes before the
 # next ones enter; once every position has had its share, the share grows (x QUOTA_GROWTH)
 # so the easy positions are decided before a budget is spent on the hardest (which come
-# first in the corner order, and near the decision boundary split down to MIN_SIDE)
+# first in the corner order, and near the decision boundary split down to MIN_SIDE); within
+# a stage the positions that have taken the fewest boxes go first (ConvSmall test images
+# 0, 31 and 62 in exact mode at 30,000 boxes: 21, 198 and 139 positions unknown, against
+# 25, 207 and 175 in the corner order)
 EXACT_QUOTA = 16
 QUOTA_GROWTH = 4
 CALL_SECONDS = 2.0  # the batch adapts so that one bound call takes about this long
@@ -158,10 +164,11 @@ SKIP_RATE, SKIP_TRIES, EXPLORE = 1 / 32, 16, 32
 # a box past this many symbols is cut unbounded (in 2^C): its bound would be loose
 # (SqueezeNet's whole-cube boxes carry tens of thousands, bounds of -1e4), its call gigabytes
 MAX_BOX_SYMBOLS = 8_192
-# With the local search on, the bound loop stops at this share of a time budget while
-# positions are open; the search takes the rest (lowest bounds first), and what it leaves
-# goes back to the bound loop. Its cost: ~0.01 s a position on ConvSmall, ~0.15 s on
-# ResNet8 (8 corners and 2 box centers, 10 steps each: benchmarks/local_search.py)
+# With the local search on, the bound loop stops when the time budget has this share
+# left while positions are open; the search takes at most this share (lowest bounds
+# first), and what it leaves goes back to the bound loop. Its cost, 10 steps from each of
+# 10 starts: ~0.01 s a position on ConvSmall, 0.1-0.2 s on ResNet8-IBP (2-core AVX2 CPU,
+# benchmarks/local_search.py)
 SEARCH_SHARE = 0.1
 SEARCH_BOX_STARTS = 2  # a position's lowest-bound open boxes whose centers start a search
 
@@ -291,6 +298,8 @@ class _Frontier:
                 positions = self.order[self.admitted:self.admitted + chunk]
                 self.admitted += positions.size
                 positions = positions[~np.isin(positions, list(self.decided))]
+                if not positions.size:  # every one decided (by the local search)
+                    return
                 bounds = self.screen(positions)  # -inf where nothing is known, +inf proved
                 for position, bound in zip(positions.tolist(), bounds.tolist(), strict=True):
                     if bound != math.inf:
@@ -357,10 +366,16 @@ class _Frontier:
             self.parked += chunk[2].size
 
     def pop(self, count: int) -> tuple[np.ndarray, ...]:
-        """Up to ``count`` boxes, the first positions' first (none past its quota):
-        ``lo, hi, position, bound``."""
+        """Up to ``count`` boxes, the first positions' first (none past its quota; with a
+        quota, the positions that have taken the fewest boxes first, ties in the order:
+        within a quota's stage a position that needs a few more boxes is decided before
+        the hardest take their share): ``lo, hi, position, bound``."""
         parts = []
-        for p in sorted(self.open, key=self.rank.__getitem__):
+        if self.quota < math.inf:  # deciding every position: the fewest boxes spent first
+            visiting = sorted(self.open, key=lambda p: (self.spent[p], self.rank[p]))
+        else:
+            visiting = sorted(self.open, key=self.rank.__getitem__)
+        for p in visiting:
             chunks = self.open[p]
             share = min(count, self.quota - self.spent[p])  # inf: no quota
             if share <= 0:
@@ -573,13 +588,15 @@ class Verifier:
             screen ~1.5 times its time (ResNet8: ~0.5 s an image); ``False``: the
             first-order estimate alone. On the CPU only (on CUDA cuDNN may choose
             Winograd or FFT convolutions, which the proof does not cover).
-        search: where the bounds leave positions open (the budget spent, boxes stuck
-            below :data:`MIN_SIDE`), run a local search for witnesses there
+        search: where the bounds leave positions open (the budget nearly spent, boxes
+            stuck below :data:`MIN_SIDE`), run a local search for witnesses there
             (:class:`~pixelprior.search.local.LocalSearch`: sign-gradient descent of the
-            margin over the pixel's color from the cube's corners and the centers of
-            the position's lowest-bound boxes), then, under a time budget, at the
-            positions not reached. A time budget keeps :data:`SEARCH_SHARE` of itself
-            for it, handed back to the bounds when it is done. Sound either way (a
+            margin over the pixel's color from the cube's corners, the centers of the
+            position's lowest-bound boxes and the pixel's own color), then, under a
+            time budget, at the positions not reached. A time budget keeps
+            :data:`SEARCH_SHARE` of itself for it (the search takes no more), handed
+            back to the bounds when it is done; with ``max_boxes`` alone it runs after
+            the boxes, at the positions they reached. Sound either way (a
             witness is confirmed by the model); it turns unknown positions into
             vulnerable ones, never into robust ones. Where no gradient reaches the
             color (a model that detaches its input), its starting colors are scored.
@@ -796,7 +813,7 @@ class Verifier:
                 continue  # or, for a single box, cut unbounded
             np.add.at(run.boxes, position, 1)
             batch = self._next_batch(len(position), time.perf_counter() - called,
-                                     bounds, most, run.began, run.cpu)
+                                     bounds, most, run.began, run.cpu, reserve)
             if self._settle(run, lo, hi, position, level, bounds, stop_at_first):
                 return True
         return False
@@ -814,9 +831,10 @@ class Verifier:
             Whether the image is done (a witness found with ``stop_at_first``).
         """
         lowest = run.frontier.lowest()
-        for p in np.flatnonzero(np.isfinite(run.stuck)).tolist():
+        for p in np.flatnonzero(run.stuck < math.inf).tolist():  # -inf: cut unbounded
             lowest[p] = min(lowest.get(p, math.inf), float(run.stuck[p]))
-        open_ = sorted(lowest, key=lambda p: (lowest[p], run.frontier.rank[p]))
+        open_ = sorted((p for p in lowest if np.isnan(run.witness[p, 0])),  # not decided
+                       key=lambda p: (lowest[p], run.frontier.rank[p]))
         # not reached: only under a time budget (else the search would have no bound
         # but the image's positions: with max_boxes alone it covers what the boxes reached)
         later = (run.frontier.not_entered() if self.budget is not None
@@ -824,16 +842,10 @@ class Verifier:
         positions = np.concatenate([np.array(open_, dtype=np.int64), later])
         if not positions.size:
             return False
-        starts = np.full((positions.size, 2 ** run.channels + SEARCH_BOX_STARTS,
-                          run.channels), 0.5)
-        starts[:, :2 ** run.channels] = cube_corners(run.channels)
-        for row, p in enumerate(positions[:len(open_)].tolist()):
-            centers = run.frontier.lowest_centers(p, SEARCH_BOX_STARTS)
-            if not np.isnan(run.stuck_point[p, 0]):
-                centers = np.concatenate([run.stuck_point[p:p + 1], centers])
-            centers = centers[:SEARCH_BOX_STARTS]
-            starts[row, 2 ** run.channels:2 ** run.channels + len(centers)] = centers
-        deadline = None if self.budget is None else run.began + self.budget
+        starts = self._search_starts(run, positions, len(open_))
+        # at most the reserved share, also where max_boxes ended the bounds early
+        deadline = None if self.budget is None else min(
+            run.began + self.budget, time.perf_counter() + SEARCH_SHARE * self.budget)
         found = self.local(run.image, run.label, positions, starts, deadline, stop_at_first)
         run.queries += found.queries
         run.searched += found.searched
@@ -845,6 +857,26 @@ class Verifier:
             run.frontier.drop(hit)
             run.stuck[hit] = math.inf
         return stop_at_first and bool(found.witnesses)
+
+    @staticmethod
+    def _search_starts(run: _ImageRun, positions: np.ndarray, bounded: int) -> np.ndarray:
+        """The local search's starting colors ``[K, 2^C + SEARCH_BOX_STARTS, C]`` at
+        ``positions`` (the first ``bounded`` of them have boxes): the cube's corners, then
+        the centers of the position's lowest stuck box and lowest-bound waiting boxes; in
+        the slots left, the pixel's own color and the cube's center."""
+        channels = run.channels
+        pixels = run.image[0].flatten(1).T.double().cpu().numpy()  # [H · W, C]
+        starts = np.empty((positions.size, 2 ** channels + SEARCH_BOX_STARTS, channels))
+        starts[:, :2 ** channels] = cube_corners(channels)
+        for row, p in enumerate(positions.tolist()):
+            centers = np.zeros((0, channels))
+            if row < bounded:
+                centers = run.frontier.lowest_centers(p, SEARCH_BOX_STARTS)
+                if not np.isnan(run.stuck_point[p, 0]):
+                    centers = np.concatenate([run.stuck_point[p:p + 1], centers])
+            filler = np.stack([pixels[p], np.full(channels, 0.5)])
+            starts[row, 2 ** channels:] = np.concatenate([centers, filler])[:SEARCH_BOX_STARTS]
+        return starts
 
     def _start(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
                stop_at_first: bool) -> _ImageRun:
@@ -1103,10 +1135,11 @@ class Verifier:
         return 1
 
     def _next_batch(self, done: int, seconds: float, bounds: MarginBounds, most: int,
-                    began: float, cpu: bool) -> int:
+                    began: float, cpu: bool, reserve: float = 0.0) -> int:
         """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
         rows bound (on the CPU :data:`CPU_CALL_BYTES`, from the last call's symbols and
-        widest value) and the budget left (at least 1, at most ``most``)."""
+        widest value) and the budget left, less its ``reserve`` share (at least 1, at
+        most ``most``)."""
         per_box = max(seconds / done, 1e-6)
         rows = 1 + bounds.symbols
         most = min(most, ROWS_PER_CALL // rows)
@@ -1116,7 +1149,7 @@ class Verifier:
             return max(1, most)
         batch = min(most, int(CALL_SECONDS / per_box))
         if self.budget is not None:
-            left = self.budget - (time.perf_counter() - began)
+            left = self.budget * (1 - reserve) - (time.perf_counter() - began)
             batch = min(batch, int(left / per_box))
         return max(1, batch)
 
