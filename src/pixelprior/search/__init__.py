@@ -5,7 +5,8 @@
 (Sparse-RS's L0 random search), :class:`FastAttack` (a ranked corner scan: fooled or
 certified); :class:`SusceptibilityScan` is the exhaustive scan that
 gives the ground truth on a color grid, and :class:`Verifier` the proof over every color
-(branch and bound on sound zonotope bounds). :data:`SEARCHES` names them.
+(branch and bound on sound zonotope bounds; :class:`LocalSearch` looks for witnesses
+where its bounds leave positions open). :data:`SEARCHES` names them.
 
 Every attack is built as ``Cls(model, prior=None, *, option=...)``, with the options every
 search shares documented once on :class:`Attack`; ``attack(images, labels)`` returns the
@@ -17,6 +18,7 @@ from .base import Attack
 from .checks import check_labels, evaluation_mode
 from .evolution import STRATEGIES, DifferentialEvolution, EvolutionConfig, EvolutionResult
 from .fast import CERTIFY_TOLERANCE, REFINES, FastAttack
+from .local import LocalSearch, LocalSearchResult
 from .one_pixel import INIT_COLORS, OnePixelAttack
 from .random_search import RandomSearchAttack, p_schedule
 from .registry import SEARCHES
@@ -36,7 +38,8 @@ from .verify import PositionVerdicts, Verification, Verifier
 
 __all__ = [
     "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
-    "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "ORDERS",
+    "EvolutionConfig", "EvolutionResult", "FastAttack", "INIT_COLORS", "LocalSearch",
+    "LocalSearchResult", "ORDERS",
     "OnePixelAttack", "PixelChange", "PositionVerdicts", "REFINES", "RandomSearchAttack",
     "RankedScanAttack", "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult",
     "SearchOutcome", "SusceptibilityScan", "TIE_BREAKS", "Verification", "Verifier",
