@@ -833,8 +833,7 @@ class Verifier:
         lowest = run.frontier.lowest()
         for p in np.flatnonzero(run.stuck < math.inf).tolist():  # -inf: cut unbounded
             lowest[p] = min(lowest.get(p, math.inf), float(run.stuck[p]))
-        open_ = sorted((p for p in lowest if np.isnan(run.witness[p, 0])),  # not decided
-                       key=lambda p: (lowest[p], run.frontier.rank[p]))
+        open_ = sorted(lowest, key=lambda p: (lowest[p], run.frontier.rank[p]))
         # not reached: only under a time budget (else the search would have no bound
         # but the image's positions: with max_boxes alone it covers what the boxes reached)
         later = (run.frontier.not_entered() if self.budget is not None
@@ -850,13 +849,20 @@ class Verifier:
         run.queries += found.queries
         run.searched += found.searched
         run.search_witnesses += len(found.witnesses)
-        for p, color in found.witnesses.items():
-            run.witness[p] = color
         if found.witnesses:
-            hit = np.array(sorted(found.witnesses), dtype=np.int64)
-            run.frontier.drop(hit)
-            run.stuck[hit] = math.inf
+            self._record_witnesses(run, found.witnesses)
         return stop_at_first and bool(found.witnesses)
+
+    @staticmethod
+    def _record_witnesses(run: _ImageRun, found: dict[int, list[float]]) -> np.ndarray:
+        """Keep the witnesses ``{position: color}``: their positions are decided (their
+        boxes forgotten, none stuck) and never enter again. Returns the positions."""
+        hit = np.array(sorted(found), dtype=np.int64)
+        for p, color in found.items():
+            run.witness[p] = color
+        run.frontier.drop(hit)
+        run.stuck[hit] = math.inf
+        return hit
 
     @staticmethod
     def _search_starts(run: _ImageRun, positions: np.ndarray, bounded: int) -> np.ndarray:
@@ -968,11 +974,8 @@ class Verifier:
         fooled, spent = self._witnesses(run.image, run.label, run.scorer, run.state, lo, hi,
                                         position, slopes, run.width)
         run.queries += spent
-        for p, color in fooled.items():
-            run.witness[p] = color
         if fooled:
-            hit = np.array(sorted(fooled))
-            run.frontier.drop(hit)
+            hit = self._record_witnesses(run, fooled)
             keep = ~np.isin(position, hit)
             lo, hi, position, worst, slopes = (lo[keep], hi[keep], position[keep],
                                                worst[keep], slopes[keep])
