@@ -167,7 +167,7 @@ MAX_BOX_SYMBOLS = 8_192
 # With the local search on, the bound loop stops when the time budget has this share
 # left while positions are open; the search takes at most this share (lowest bounds
 # first), and what it leaves goes back to the bound loop. Its cost, 10 steps from each of
-# 10 starts: ~0.01 s a position on ConvSmall, 0.1-0.2 s on ResNet8-IBP (2-core AVX2 CPU,
+# 10 starts: ~0.01 s a position on ConvSmall, 0.06-0.2 s on ResNet8-IBP (2-core AVX2 CPU,
 # benchmarks/local_search.py)
 SEARCH_SHARE = 0.1
 SEARCH_BOX_STARTS = 2  # a position's lowest-bound open boxes whose centers start a search
