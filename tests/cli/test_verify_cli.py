@@ -242,7 +242,9 @@ def test_a_model_without_bound_rules_is_refused_before_writing(tmp_path):
 
 
 def test_bad_options_are_one_line(tmp_path):
-    for option, value, phrase in [("--budget", -1, "--budget must be >= 0"),
+    for option, value, phrase in [("--budget", -1, "--budget must be a finite number of "
+                                   "seconds >= 0"),
+                                  ("--budget", "inf", "(0: no limit), got inf"),
                                   ("--max-boxes", 0, "--max-boxes must be >= 1"),
                                   ("--tolerance", -0.5, "--tolerance must be >= 0"),
                                   ("--workers", 0, "--workers must be >= 1")]:

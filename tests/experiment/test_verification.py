@@ -217,7 +217,49 @@ def test_verdicts_under_a_tolerance_derived_for_another_unit_are_refused(tiny, o
     (out / SETTINGS_FILE).write_text(json.dumps(recorded))
     rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
     assert len(rows) == 2
-    given = out.with_name("given")
+    given = out.with_name("given")  # a set tolerance: the float32 proof still uses it
     assert run_verification(given, model, images[:1], labels[:1], [0], budget=None,
                             tolerance=1e-4)
-    assert json.loads((given / SETTINGS_FILE).read_text())["tolerance_unit"] is None
+    recorded = json.loads((given / SETTINGS_FILE).read_text())
+    assert recorded["tolerance_unit"] == 2.0**-24
+    (given / SETTINGS_FILE).write_text(json.dumps({**recorded, "tolerance_unit": 2.0**-11}))
+    with pytest.raises(VerificationMismatchError, match="tolerance_unit = 0.00048828125"):
+        run_verification(given, model, images[:2], labels[:2], [0, 1], budget=None,
+                         tolerance=1e-4)
+    (given / SETTINGS_FILE).write_text(json.dumps({**recorded, "tolerance_unit": None}))
+    assert len(run_verification(given, model, images[:2], labels[:2], [0, 1], budget=None,
+                                tolerance=1e-4)) == 2  # from before a set one was recorded
+
+
+def test_the_unit_each_image_was_verified_with_is_the_folders(tiny, out, monkeypatch):
+    """Where the workers' device is a guess (Ray on ``auto``), the answers say: a new
+    folder records their unit, and a folder of another unit refuses them before a row is
+    written."""
+    model, images, labels = tiny
+    verification_module = importlib.import_module("pixelprior.experiment.verification")
+    monkeypatch.setattr(verification_module, "_tolerance_unit", lambda *_: 2.0**-11)
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)  # a wrong guess
+    assert json.loads((out / SETTINGS_FILE).read_text())["tolerance_unit"] == 2.0**-24
+    monkeypatch.undo()
+    verify_module = importlib.import_module("pixelprior.search.verify")
+    monkeypatch.setattr(verify_module, "rounding_unit", lambda _: 2.0**-11)  # a TF32 worker
+    with pytest.raises(VerificationMismatchError, match="verifies with 0.00048828125"):
+        run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    assert len(read_rows(out / ROWS_FILE)) == 1
+
+
+def test_the_summary_counts_every_row_written_even_when_a_run_stops(tiny, out, monkeypatch):
+    model, images, labels = tiny
+    verification_module = importlib.import_module("pixelprior.experiment.verification")
+    made = verification_module.verification_row
+
+    def second_fails(answer, index, *rest):
+        if index == 1:
+            raise KeyboardInterrupt
+        return made(answer, index, *rest)
+
+    monkeypatch.setattr(verification_module, "verification_row", second_fails)
+    with pytest.raises(KeyboardInterrupt):
+        run_verification(out, model, images[:3], labels[:3], [0, 1, 2], budget=None)
+    assert len(read_rows(out / ROWS_FILE)) == 1
+    assert json.loads((out / "summary.json").read_text())["images"] == 1

@@ -186,6 +186,8 @@ def test_bad_settings_and_inputs_are_refused():
     model = calm_net()
     with pytest.raises(ValueError, match="budget"):
         Verifier(model, budget=0)
+    with pytest.raises(ValueError, match=r"finite number of seconds > 0 \(None: no limit\)"):
+        Verifier(model, budget=math.inf)  # "no limit" is None (it was an OverflowError)
     with pytest.raises(ValueError, match="tolerance"):
         Verifier(model, tolerance=math.nan)
     image = torch.rand(1, 3, 6, 6)

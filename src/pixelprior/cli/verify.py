@@ -3,6 +3,7 @@ label (or find the pixel that does), with the sound verifier."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -186,8 +187,8 @@ def _check_options(images: int, first_index: int, budget: float, max_boxes: int 
                    tolerance: float | None, source: str) -> None:
     if images < 1 or first_index < 0:
         fail("--images must be >= 1 and --first-index >= 0")
-    if not budget >= 0:
-        fail(f"--budget must be >= 0 seconds (0: no limit), got {budget}")
+    if not 0 <= budget < math.inf:
+        fail(f"--budget must be a finite number of seconds >= 0 (0: no limit), got {budget}")
     if max_boxes is not None and max_boxes < 1:
         fail(f"--max-boxes must be >= 1, got {max_boxes}")
     if tolerance is not None and not tolerance >= 0:

@@ -142,14 +142,18 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
                 "screen": screen, "float32_proof": True, "search": search,
-                "tolerance_unit": _tolerance_unit(tolerance, device, workers, worker_device),
+                "tolerance_unit": _tolerance_unit(device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
                         deterministic=deterministic, screen=None if screen else False,
                         search=search)
     keys = pixel_keys(images)
+    # Ray workers on "auto" take a GPU each where the cluster has GPUs, which this machine
+    # cannot tell: their unit is checked on each answer instead (the first one of a new
+    # folder records it)
+    unit_known = not (workers > 1 and (worker_device or device) == "auto")
     with RunLock(out):
-        rows = _earlier_rows(out, settings)
+        rows = _earlier_rows(out, settings, unit_known)
         check_same_pixels(out, [(row["image_index"], row["image_key"]) for row in rows],
                           keys, indices, VerificationMismatchError)
         done = {row["image_key"] for row in rows}
@@ -171,14 +175,32 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                 for n, answer in answers:
                     row = verification_row(answer, indices[n], keys[n], int(labels[n]))
                     with guard():
+                        _check_unit(out, settings, answer.unit, bool(rows))
                         if exact:
                             row["positions_file"] = _save_positions(out, answer, keys[n],
                                                                     images.shape[-2:])
                         append_rows(out / ROWS_FILE, [row])
-                    rows.append(row)
+                        rows.append(row)  # the summary counts what the rows hold, always
+                        write_json_atomic(out / "summary.json", verification_summary(rows))
                     bar.advance(1, int(answer.fooled))
         write_json_atomic(out / "summary.json", verification_summary(rows))
     return rows
+
+
+def _check_unit(out: Path, settings: dict, unit: float | None, written: bool) -> None:
+    """Refuse an answer made with another unit roundoff than the folder's verdicts (a
+    device whose derived tolerance and float32 proof differ), before its row is written;
+    the first answer of a new folder records its own (Ray workers on ``auto``)."""
+    recorded = settings.get("tolerance_unit")
+    if unit is None or unit == recorded or (recorded is None and written):
+        return  # (a folder from before the unit was recorded says none)
+    if written:
+        raise VerificationMismatchError(
+            f"{out} holds verdicts made with tolerance_unit = {recorded!r}, but this run "
+            f"verifies with {unit!r} (another device: CUDA's TF32 or the CPU); resume on "
+            "the device the folder was made on, or choose another output folder")
+    settings["tolerance_unit"] = unit
+    write_json_atomic(out / SETTINGS_FILE, settings)
 
 
 class _Shipped:
@@ -381,8 +403,13 @@ def check_verification_folder(out: Path | str) -> None:
     check_own_folder(out, ROWS_FILE, OWN_FILES, "verification")
 
 
-def _earlier_rows(out: Path, settings: dict) -> list[dict]:
+def _earlier_rows(out: Path, settings: dict, unit_known: bool = True) -> list[dict]:
     """The rows an earlier run left in ``out``, after checking it used these settings.
+
+    Where the unit roundoff is not ``unit_known`` here (Ray workers on ``auto``), the
+    folder's is kept in ``settings``, and each answer is checked against it
+    (:func:`_check_unit`). A folder made with a set tolerance before its unit was
+    recorded says none; so does the resume.
 
     ``screen``, ``float32_proof`` and ``search`` from before they were recorded are not
     known (they came in later, on by default): they are compared with nothing and taken
@@ -397,8 +424,11 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
             f"{out} holds verdicts but no readable {SETTINGS_FILE}: what they were made "
             "with is unknown; choose another output folder") from None
     for name in VERDICT_SETTINGS:
-        if name == "tolerance_unit" and name not in earlier:
-            continue  # a folder from before it was recorded (those ran on the CPU)
+        if name == "tolerance_unit" and (earlier.get(name) is None or not unit_known):
+            # a folder from before it was recorded (those ran on the CPU), or from before
+            # it was recorded with a set tolerance (on any device)
+            settings[name] = earlier.get(name)
+            continue
         if name in ("screen", "float32_proof", "search") and name not in earlier:
             settings.pop(name, None)
             continue
@@ -413,13 +443,11 @@ def _earlier_rows(out: Path, settings: dict) -> list[dict]:
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
 
 
-def _tolerance_unit(tolerance: float | None, device: str, workers: int,
-                    worker_device: str | None) -> float | None:
-    """The unit roundoff a derived tolerance assumes where the images are verified (as
-    :func:`_answers` sends them; ``auto`` workers: CUDA where this machine has it);
-    ``None`` where a tolerance is given."""
-    if tolerance is not None:
-        return None
+def _tolerance_unit(device: str, workers: int, worker_device: str | None) -> float:
+    """The unit roundoff of where the images are verified (as :func:`_answers` sends
+    them; ``auto`` workers: a guess, CUDA where this machine has it, checked on each
+    answer): a derived tolerance assumes it, and the float32 proof (on the CPU) raises a
+    set tolerance where it needs more."""
     where = device
     if workers > 1 and worker_device is not None:
         where = worker_device

@@ -227,6 +227,8 @@ class Verification:
         searched: positions the local search ran at (left open by the bounds, or not
             reached), lowest bounds first.
         search_witnesses: the witnesses it found (each confirmed by the model).
+        unit: the unit roundoff of the device it was verified on (the derived tolerance
+            and the float32 proof assume it: 2^-24 on the CPU, 2^-11 on CUDA's TF32).
     """
 
     verified: bool
@@ -245,6 +247,7 @@ class Verification:
     tolerance_max: float = 0.0
     searched: int = 0
     search_witnesses: int = 0
+    unit: float | None = None
 
     @property
     def verified_in_float32(self) -> bool:
@@ -616,8 +619,9 @@ class Verifier:
         if order not in ("corners", "raster"):
             raise ValueError(f"order must be 'corners' or 'raster', got {order!r}")
         self.order = order
-        if budget is not None and not budget > 0:
-            raise ValueError(f"budget must be > 0 seconds (or None), got {budget!r}")
+        if budget is not None and not 0 < budget < math.inf:
+            raise ValueError(f"budget must be a finite number of seconds > 0 (None: no "
+                             f"limit), got {budget!r}")
         if max_boxes is not None and max_boxes < 1:
             raise ValueError(f"max_boxes must be >= 1 (or None), got {max_boxes!r}")
         if tolerance is not None and not (tolerance >= 0 and math.isfinite(tolerance)):
@@ -1000,6 +1004,7 @@ class Verifier:
         result.float32_proved = int(run.float32_proved.sum())
         result.tolerance_max = float(run.tolerances.max())
         result.searched, result.search_witnesses = run.searched, run.search_witnesses
+        result.unit = rounding_unit(run.image.device)
         return result
 
     def _screening(self, run: _ImageRun) -> Callable[[np.ndarray], np.ndarray]:
