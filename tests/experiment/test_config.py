@@ -166,6 +166,7 @@ def test_defaults_on_the_cpu_are_valid():
     ({"source": "auto"}, "'auto' was removed"),
     ({"workers": 0}, "workers must be >= 1"),
     ({"modes": ["oracle"]}, "the oracle modes need oracle"),
+    ({"verify_seconds": float("inf")}, "verify_seconds must be a finite number > 0"),
 ])
 def test_validate_single_problems(values, part):
     problems = ExperimentConfig(device="cpu", **values).problems()

@@ -169,6 +169,8 @@ def test_bad_settings_are_refused():
         FastAttack(model, refine="de", refine_budget=2)
     with pytest.raises(TypeError, match="refine_budget must be an integer"):
         FastAttack(model, refine="de", refine_budget=100.5)
+    with pytest.raises(ValueError, match="verify_seconds must be a finite number > 0"):
+        FastAttack(model, verify="on", verify_seconds=float("inf"))
     with pytest.raises(ValueError, match="FastAttack changes 1 pixel"):
         FastAttack(model, pixel_count=2)
 

@@ -317,8 +317,9 @@ class ExperimentConfig:
             p.append(f"fast_verify must be one of {VERIFY_MODES}, got {self.fast_verify!r}")
         if self.verify_boxes < 1:
             p.append(f"verify_boxes must be >= 1, got {self.verify_boxes}")
-        if self.verify_seconds is not None and not self.verify_seconds > 0:
-            p.append(f"verify_seconds must be > 0 (or unset), got {self.verify_seconds}")
+        if self.verify_seconds is not None and not 0 < self.verify_seconds < float("inf"):
+            p.append(f"verify_seconds must be a finite number > 0 (or unset), got "
+                     f"{self.verify_seconds}")
         if self.query_budget is not None and self.query_budget < 1:
             p.append(f"query_budget must be >= 1, got {self.query_budget}")
 

@@ -141,8 +141,9 @@ class FastAttack(Attack):
             raise ValueError("verify proves that no pixel changes the label (untargeted); "
                              "use verify='off' for a targeted attack")
         check_int("verify_boxes", verify_boxes, 1)
-        if verify_seconds is not None and not verify_seconds > 0:
-            raise ValueError(f"verify_seconds must be > 0 (or None), got {verify_seconds!r}")
+        if verify_seconds is not None and not 0 < verify_seconds < float("inf"):
+            raise ValueError(f"verify_seconds must be a finite number > 0 (None: no limit), "
+                             f"got {verify_seconds!r}")
         self.verify = verify
         self.verify_boxes, self.verify_seconds = verify_boxes, verify_seconds
         self.verify_tolerance = verify_tolerance
