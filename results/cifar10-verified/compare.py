@@ -4,8 +4,8 @@ against where one of the grid's 27 colors does (``pixelprior susceptibility``).
 
 Made with (this folder's README lists the machine and the times)::
 
-    pixelprior verify cifar10 --model convsmall-cifar10 --images 50 --exact --budget 60 \
-        --out results/cifar10-verified/exact
+    pixelprior verify cifar10 --model convsmall-cifar10 --images 50 --exact --budget 0 \
+        --max-boxes 40000 --deterministic --out results/cifar10-verified/exact
     pixelprior susceptibility cifar10 --model convsmall-cifar10 --images 50 \
         --out results/cifar10-verified/scan27
     python results/cifar10-verified/compare.py
@@ -125,21 +125,24 @@ def compare(spec: str, exact_dir: Path, scan_dir: Path) -> dict:
                                                for image in images),
                  median_seconds=float(np.median([image["seconds"] for image in images])),
                  max_seconds=max(image["seconds"] for image in images))
-    total.update(model=spec, budget=settings["budget"])
+    total.update(model=spec, budget=settings["budget"],
+                 max_boxes=settings.get("max_boxes"))
     return {"total": total, "maps": map_aucs(spec, rows, maps, statuses), "images": images}
 
 
 def markdown(result: dict) -> str:
     t = result["total"]
     name = NAMES.get(t["model"], t["model"])
-    budget = f"{t['budget']:g} s per image" if t["budget"] else "no time limit"
+    limits = ([f"{t['budget']:g} s per image"] if t["budget"] else []) + (
+        [f"{t['max_boxes']:,} boxes per image"] if t.get("max_boxes") else [])
+    budget = " and ".join(limits) or "no limit"
     lines = [
         f"# {name[0].upper() + name[1:]}: the exact one-pixel ground truth against the "
         "27-color grid", "",
         f"{t['images']} images (the first correctly classified CIFAR-10 test images); "
         f"every position of every image given to the verifier (`--exact`, {budget}: "
         f"median {t['median_seconds']:.1f} s, largest {t['max_seconds']:.1f} s); a "
-        "position it did not decide in time is unknown, never robust.", "",
+        "position it did not decide within that is unknown, never robust.", "",
         "| | positions | images with one |", "|---|---|---|",
         f"| vulnerable to some color (exact) | {t['vulnerable']:,} | "
         f"{t['images_fooled_exact']} |",
