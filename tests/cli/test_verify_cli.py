@@ -283,6 +283,7 @@ def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path)
                     "convsmall-cifar10", "--images", 1, "--first-index", 1, "--exact",
                     "--budget", 60, "--out", out)
     assert result.exit_code == 0, result.output
+    assert "note: --exact under a time budget" in " ".join(result.output.split())
     settings = json.loads((out / "verification.json").read_text())
     assert settings["exact"] is True and settings["budget"] == 60.0
     row = json.loads((out / "verification.jsonl").read_text())
@@ -298,12 +299,23 @@ def test_susceptibility_exact_gives_verdicts_that_evaluate_maps_scores(tmp_path)
                    "convsmall-cifar10", "--images", 1, "--first-index", 1, "--exact",
                    "--budget", 60, "--out", out)  # the map files beside it are its own
     assert again.exit_code == 0, again.output
+    boxed = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
+                   "convsmall-cifar10", "--images", 1, "--first-index", 1, "--exact",
+                   "--budget", 0, "--max-boxes", 20000, "--deterministic",
+                   "--out", tmp_path / "boxed")
+    assert boxed.exit_code == 0, boxed.output
+    assert "time budget" not in boxed.output
+    settings = json.loads((tmp_path / "boxed" / "verification.json").read_text())
+    assert (settings["budget"], settings["max_boxes"], settings["deterministic"]) == (
+        None, 20000, True)
 
 
 def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
     for options, phrase in [(["--budget", 5], "give it with --exact"),
                             (["--no-screen"], "they need --exact"),
                             (["--no-search"], "they need --exact"),
+                            (["--max-boxes", 9], "give them with --exact"),
+                            (["--deterministic"], "give them with --exact"),
                             (["--exact", "--levels", 4], "choose a grid of colors"),
                             (["--exact", "--batch-images", 2], "set the grid scan")]:
         result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",

@@ -54,6 +54,12 @@ def susceptibility(
                                "`pixelprior verify --exact`."),
     budget: float | None = typer.Option(None, help="With --exact: seconds per image [60] "
                                         "(0: no limit)."),
+    max_boxes: int | None = typer.Option(None, help="With --exact: boxes per image [no "
+                                         "limit] (with --budget 0 and --deterministic: "
+                                         "verdicts that rerun bit for bit)."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="With --exact: bound "
+                                       "calls of fixed size (bit-identical verdicts "
+                                       "without a time budget)."),
     screen: bool | None = typer.Option(None, "--screen/--no-screen", help="With --exact: "
                                        "screen each position's color cube with intervals "
                                        "first [on] (as `pixelprior verify`)."),
@@ -82,6 +88,8 @@ def susceptibility(
         fast: the fast answer per image instead of the full map.
         exact: the verifier's verdict at every position over every color.
         budget: with ``exact``, seconds per image.
+        max_boxes: with ``exact``, boxes per image.
+        deterministic: with ``exact``, bound calls sized without timing.
         screen: with ``exact``, the verifier's interval screen (``None``: on).
         search: with ``exact``, the verifier's local search (``None``: on).
         model_options: the model (``--model``, ``--weights``, ``--classes``, ...).
@@ -102,9 +110,9 @@ def susceptibility(
             fail("--engine and --batch-images set the grid scan; --exact runs the verifier "
                  "(one image at a time, its own bound engine)")
         verify_into(target, out, source, data, images, first_index,
-                    60.0 if budget is None else budget, None, None, True, False,
-                    model_options, device, no_resize, screen=screen is not False,
-                    search=search is not False)
+                    60.0 if budget is None else budget, max_boxes, None, True,
+                    deterministic, model_options, device, no_resize,
+                    screen=screen is not False, search=search is not False)
         return
     if screen is not None:
         fail("--screen/--no-screen set the verifier's interval screen: they need --exact")
@@ -112,6 +120,8 @@ def susceptibility(
         fail("--search/--no-search set the verifier's local search: they need --exact")
     if budget is not None:
         fail("--budget is the verifier's time per image; give it with --exact")
+    if max_boxes is not None or deterministic:
+        fail("--max-boxes and --deterministic set the verifier: give them with --exact")
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:

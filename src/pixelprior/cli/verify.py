@@ -148,6 +148,10 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
     floats = to_float(batch) if batch.dtype == torch.uint8 else batch
     _check_bounds(net, floats[:1].to(device), model_options.model)
     _note_float_error(net, floats[:1].to(device), model_options.model)
+    if exact and budget:
+        console.print("note: --exact under a time budget: which positions are left unknown "
+                      "depends on this machine's pace; for a ground truth that reruns bit "
+                      "for bit, give --budget 0 --max-boxes N --deterministic")
     weights = model_options.weights
     info = {"model": model_options.model, "weights": str(weights) if weights else None,
             "target": target, "source": source if target == "cifar10" else None,
