@@ -121,17 +121,19 @@ def test_ray_workers_verify_as_one_process_does(tmp_path):
     two = invoke(*common, "--workers", 2, "--out", tmp_path / "two")
     assert one.exit_code == 0 and two.exit_code == 0, one.output + two.output
     # one torch thread per worker: float sums in another order move the derived
-    # tolerance in its 8th digit, nothing else
-    timing = {"seconds", "finished", "tolerance"}
+    # tolerance in its 8th digit, and (on AVX-512) the proved float32 error's largest in
+    # its last, nothing else
+    timing = {"seconds", "finished", "tolerance", "tolerance_max"}
     rows, tolerances = {}, {}
     for name in ("one", "two"):
         lines = [json.loads(line) for line in
                  (tmp_path / name / "verification.jsonl").read_text().splitlines()]
         lines.sort(key=lambda row: row["image_index"])  # workers write as they finish
         rows[name] = [{k: v for k, v in row.items() if k not in timing} for row in lines]
-        tolerances[name] = [row["tolerance"] for row in lines]
+        tolerances[name] = [(row["tolerance"], row["tolerance_max"]) for row in lines]
     assert rows["one"] == rows["two"]
-    assert tolerances["one"] == pytest.approx(tolerances["two"], rel=1e-6)
+    for one, two in zip(tolerances["one"], tolerances["two"], strict=True):
+        assert one == pytest.approx(two, rel=1e-6)
     assert [r["image_index"] for r in rows["two"]] == [1, 2, 3]  # each once
     for row in rows["one"]:
         a = load_positions(tmp_path / "one" / row["positions_file"])
