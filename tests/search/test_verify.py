@@ -516,3 +516,64 @@ def test_deciding_every_position_the_fewest_boxes_spent_go_first():
     for p in (2, 0, 1):
         unlimited.push(*two_boxes(p))
     assert unlimited.pop(4)[2].tolist() == [2, 2, 0, 0]  # the visiting order alone
+
+
+class RedPixel(nn.Module):
+    """Class 1 iff the red of pixel (y0, x0) exceeds 0.95: the red corners of the color
+    cube fool it there, and nothing fools it anywhere else."""
+
+    def __init__(self, size: int = 6, y0: int = 2, x0: int = 3) -> None:
+        super().__init__()
+        self.score = nn.Linear(3 * size * size, 2)
+        with torch.no_grad():
+            self.score.weight.zero_()
+            self.score.weight[1, y0 * size + x0] = 10.0
+            self.score.bias.copy_(torch.tensor([0.0, -9.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score(x.flatten(1))
+
+
+def test_a_corner_that_fools_is_a_witness_before_any_box():
+    model, image = RedPixel().eval(), grey_image()
+    first = Verifier(model, budget=None, max_boxes=1).verify(image, torch.tensor([0]))[0]
+    assert first.decided_by == "fooled" and first.boxes == 0
+    x, y, color = first.witness
+    assert (x, y) == (3, 2) and color[0] == 1.0
+    changed = perturb_rows(image, torch.zeros(1, dtype=torch.long),
+                           torch.tensor([[[x, y, *color]]]))
+    assert int(model(changed).argmax()) == 1  # the model confirms it
+    exact = Verifier(model, budget=None).verify(image, torch.tensor([0]),
+                                                stop_at_first=False)[0]
+    status = exact.positions.status
+    assert status[2 * 6 + 3] == "vulnerable" and exact.positions.boxes[2 * 6 + 3] == 0
+    assert all(s == "robust" for p, s in enumerate(status) if p != 2 * 6 + 3)
+
+
+def test_the_corner_pass_counts_in_the_budget():
+    model, image = calm_net(), torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    verifier = Verifier(model, budget=1.0)
+    original = verifier._corner_pass
+
+    def slow(*args, **kwargs):  # a corner pass that takes the whole budget
+        import time
+
+        time.sleep(1.05)
+        return original(*args, **kwargs)
+
+    verifier._corner_pass = slow
+    result = verifier.verify(image, torch.tensor([0]))[0]
+    assert result.decided_by == "unknown" and result.boxes == 0 and result.seconds >= 1.05
+
+
+@pytest.mark.parametrize(("images", "labels", "error", "message"), [
+    (torch.rand(2, 3, 6, 6), torch.tensor([3, 0]), ValueError, r"labels must lie in 0\.\.2"),
+    (torch.rand(2, 3, 6, 6), torch.tensor([-1, 0]), ValueError, r"labels must lie in 0\.\.2"),
+    (torch.rand(2, 3, 6, 6), torch.tensor([0]), ValueError, r"labels must have shape \[2\]"),
+    (torch.rand(1, 3, 6, 6).double(), torch.tensor([0]), TypeError, "must be float32"),
+    (torch.rand(1, 6, 6, 3), torch.tensor([0]), ValueError, r"channels first"),
+    (torch.rand(1, 3, 6, 6) + 1, torch.tensor([0]), ValueError, r"\[0, 1\]"),
+])
+def test_bad_images_and_labels_are_refused_before_any_work(images, labels, error, message):
+    with pytest.raises(error, match=message):
+        Verifier(calm_net()).verify(images, labels)

@@ -48,7 +48,10 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     one-pixel candidates at the corners, edges and centre of ``image`` (``[1, C, H, W]``)
     and the clean image, scored both ways (same labels, scores within ``atol`` times the
     score scale). Lower precision moves scores by design (an explicit option): only the
-    shapes are checked."""
+    shapes are checked.
+
+    Raises:
+        ValueError: the model itself fails on the image (a shape it does not take)."""
     height, width = image.shape[-2:]
     spots = [(y, x) for y in (0, height // 2, height - 1) for x in (0, width // 2, width - 1)]
     colour = torch.rand(len(spots), image.shape[1], generator=torch.Generator().manual_seed(0))
@@ -59,6 +62,12 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
         with torch.inference_mode():
             expected = model(perturb_rows(image, owner, genes))
             clean = model(image)
+    except RuntimeError as exc:  # the model itself: no engine can stand in, say why
+        raise ValueError(f"the model fails on images of shape {list(image.shape)} (it "
+                         "takes [B, C, H, W], channels first, in its own size): "
+                         f"{str(exc).splitlines()[0]}") from None
+    try:
+        with torch.inference_mode():
             got = scorer.logits(scorer.prepare(image), owner, genes)
             got_clean = scorer.image_logits(image)
     except Exception as exc:  # an unexpected layer configuration, an export failure

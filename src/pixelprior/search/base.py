@@ -298,6 +298,9 @@ class Attack(ABC):
              targets: torch.Tensor | None, keys: list[int] | None) -> AttackOutput:
         began = time.perf_counter()
         labels, targets = check_inputs(images, labels, targets, self.targeted)
+        if self.pixel_count > images.shape[-2] * images.shape[-1]:
+            raise ValueError(f"pixel_count={self.pixel_count} is more than the "
+                             f"{images.shape[-2] * images.shape[-1]:,} pixels of the images")
         if images.shape[0] == 0:
             return self._empty_output(images, began)
         device = images.device
@@ -411,11 +414,14 @@ class Attack(ABC):
             pixels = []
             if i in attacked:
                 genes = best[i].view(self.pixel_count, 2 + channels).cpu()
-                for gene in genes:
+                seen = set()  # two genes at one position change one pixel: listed once,
+                for gene in genes:  # with the color the adversarial holds there
                     x = int(gene[0].round().clamp(0, width - 1))
                     y = int(gene[1].round().clamp(0, height - 1))
-                    pixels.append(PixelChange(x, y, images[i, :, y, x].tolist(),
-                                              adversarial[i, :, y, x].tolist()))
+                    if (x, y) not in seen:
+                        seen.add((x, y))
+                        pixels.append(PixelChange(x, y, images[i, :, y, x].tolist(),
+                                                  adversarial[i, :, y, x].tolist()))
             adv_label = int(final[i].argmax())
             target = int(targets[i]) if targets is not None else None
             success = adv_label == target if target is not None else adv_label != int(labels[i])

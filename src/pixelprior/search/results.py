@@ -68,8 +68,9 @@ class AttackResult:
         target: the target class of a targeted attack, else ``None``.
         true_probability: the true class's probability on the adversarial image.
         target_probability: the target's probability there (targeted), else ``None``.
-        pixels: the changed pixels (empty where no search ran: the model already
-            misclassified the image).
+        pixels: the changed pixels, each position once (at most ``pixel_count``: two of
+            a candidate's pixels at one position change one; empty where no search ran:
+            the model already misclassified the image).
         queries: the model queries spent on the image.
         seconds: the image's share of the call's wall time.
         prior: the prior's name.

@@ -14,7 +14,9 @@ cube:
    none of its first :data:`SCREEN_TRIES` chunks, its bounds far below the tolerance
    (:data:`SCREEN_HOPELESS` times the clean margin), is dropped for the image — unless
    every position is decided (``stop_at_first=False``): the first positions in the
-   corner order are then the vulnerable ones, which no bound proves.
+   corner order are then the most susceptible ones, which no bound proves. (A position
+   one of the 8 corner colors fools, the model confirming it, is a witness before any
+   box: with ``stop_at_first`` the image is fooled at once.)
 1. **Bound** a batch of boxes (position, ``[lo, hi]`` per channel) with
    :class:`~pixelprior.scoring.cone.BoundEngine` (zonotopes through the pixel's cone, in
    float64). A box is **verified** when the lower bound of every margin ``z_y - z_j``
@@ -104,6 +106,7 @@ from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+from .checks import check_classes, check_inputs
 from .local import LocalSearch, confirm_witness, cube_corners
 
 __all__ = ["MIN_SIDE", "BoundUnsupportedError", "PositionVerdicts", "Verification",
@@ -561,7 +564,8 @@ class Verifier:
         model: any ``nn.Module`` ``torch.fx`` can trace whose operations have bound rules
             (convolutions, BatchNorm, ReLU and other activations, pooling, residual
             additions, concatenations, linear layers); images in [0, 1] → class scores.
-        budget: seconds per image (``None``: no limit).
+        budget: seconds per image, the corner pass of ``order="corners"`` included
+            (it always runs whole; ``None``: no limit).
         max_boxes: boxes per image (``None``: no limit).
         batch_boxes: the most boxes per bound call (default: 64 on the CPU, 1,024 on
             CUDA); calls are smaller where the rows bound, :data:`CPU_CALL_BYTES` on the
@@ -576,7 +580,8 @@ class Verifier:
             :data:`CALL_SECONDS`.
         order: the positions' default order: ``"corners"`` (the lowest margin any of
             the 8 corner colors reaches there, low first: a vulnerable image meets its
-            witness early; 8 queries per position) or ``"raster"``.
+            witness early; 8 queries per position; a corner color the model confirms as
+            a label change is a witness before any box) or ``"raster"``.
         screen: bound each position's whole color cube with intervals first
             (:class:`~pixelprior.scoring.cone.screen.IntervalScreen`, batched over
             :data:`SCREEN_CHUNK` positions); only the positions it does not prove are
@@ -674,28 +679,44 @@ class Verifier:
             One :class:`Verification` per image.
 
         Raises:
-            ValueError: an image is not classified as its label, or ``orders`` is not
-                rows of distinct positions of the image.
+            TypeError: images that are not float32, labels that are not integers.
+            ValueError: images outside [0, 1] or of a shape the model does not take,
+                labels of the wrong shape or outside the model's classes, an image not
+                classified as its label, or ``orders`` that are not rows of distinct
+                positions of the image.
         """
+        labels, _ = check_inputs(images, labels, None, False)
+        if images.shape[0] == 0:
+            return []
+        check_classes(self._clean_scores(images[:1]), labels, None)
         if orders is not None:
             _check_orders(orders, images.shape)
         self.bounds.plan(images[:1])
         results = []
         for i in range(images.shape[0]):
-            began, scanned = time.perf_counter(), 0
+            began, scanned, found = time.perf_counter(), 0, {}
             if orders is not None:
                 order = orders[i]
-            elif self.order == "corners":  # counted in the image's seconds and queries
-                order = self.corner_order(images[i:i + 1], labels[i:i + 1])[0]
-                scanned = 2 ** images.shape[1] * images.shape[-2] * images.shape[-1]
+            elif self.order == "corners":  # counted in the image's budget and queries
+                order, found, scanned = self._corner_pass(images[i:i + 1], int(labels[i]),
+                                                          stop_at_first)
             else:
                 order = None
-            spent = time.perf_counter() - began
-            result = self._verify_one(images[i:i + 1], int(labels[i]), order, stop_at_first)
-            result.seconds += spent
+            result = self._verify_one(images[i:i + 1], int(labels[i]), order, stop_at_first,
+                                      began, found)
             result.queries += scanned
             results.append(result)
         return results
+
+    def _clean_scores(self, image: torch.Tensor) -> torch.Tensor:
+        """The model's scores of one image, or a ValueError that says what it takes."""
+        try:
+            with torch.inference_mode():
+                return self.model(image)
+        except RuntimeError as exc:
+            raise ValueError(f"the model does not take images of shape "
+                             f"{list(image.shape)} [B, C, H, W] (channels first, as it "
+                             f"was trained): {str(exc).splitlines()[0]}") from None
 
     def corner_order(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The positions of each image by the lowest margin the 8 corner colors reach
@@ -713,6 +734,36 @@ class Verifier:
         scan = SusceptibilityScan(self.model, 2, self._scorer_for(images[:1]),
                                   batch_invariant=True)
         return margin_order(scan(images, labels).min_margin)
+
+    def _corner_pass(self, image: torch.Tensor, label: int, stop_at_first: bool
+                     ) -> tuple[torch.Tensor, dict[int, list[float]], int]:
+        """The corner order of one image, and the witnesses its 8 corner colors already
+        are (each confirmed by the model; with ``stop_at_first`` the first in the order
+        only): a position a corner fools is decided before any box.
+
+        Returns:
+            ``(order [H · W], {position: color}, queries)``.
+        """
+        from .scan import SusceptibilityScan  # the same layer; imported where used
+
+        scan = SusceptibilityScan(self.model, 2, self._scorer_for(image),
+                                  batch_invariant=True)
+        result = scan(image, torch.tensor([label], device=image.device))
+        order = margin_order(result.min_margin)[0]
+        queries = 2 ** image.shape[1] * image.shape[-2] * image.shape[-1]
+        width = image.shape[-1]
+        vulnerable = result.vulnerable[0].flatten().cpu()
+        colours = result.best_colour[0].flatten(0, 1)
+        found: dict[int, list[float]] = {}
+        for p in order[vulnerable[order]].tolist():
+            genes = torch.cat([torch.tensor([p % width, p // width], dtype=image.dtype,
+                                            device=image.device), colours[p].to(image)])[None]
+            queries += 1
+            if confirm_witness(self.model, image, label, genes):
+                found[p] = colours[p].tolist()
+                if stop_at_first:
+                    break
+        return order, found, queries
 
     def probe(self, image: torch.Tensor, label: int, limit: int | None = None) -> int | None:
         """The symbols one box of the whole color cube at the image's center needs: a
@@ -770,12 +821,19 @@ class Verifier:
         return self._scorer
 
     def _verify_one(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
-                    stop_at_first: bool) -> Verification:
+                    stop_at_first: bool, began: float | None = None,
+                    found: dict[int, list[float]] | None = None) -> Verification:
         """Bound, judge and split one image's boxes until every position is decided, a
         witness is found (``stop_at_first``) or the budget is spent; with the local
         search, it runs where the bounds leave positions open before the budget's last
-        :data:`SEARCH_SHARE`, and the bounds go on with what it leaves of the budget."""
-        run = self._start(image, label, order, stop_at_first)
+        :data:`SEARCH_SHARE`, and the bounds go on with what it leaves of the budget.
+        ``began``: when the image's budget started (default: now); ``found``: witnesses
+        known before (the corner pass's), their positions decided."""
+        run = self._start(image, label, order, stop_at_first, began)
+        if found:
+            self._record_witnesses(run, found)
+            if stop_at_first:
+                return self._finish(run)
         reserve = SEARCH_SHARE if self.local is not None else 0.0
         done = self._bound_boxes(run, stop_at_first, reserve)
         if not done and self.local is not None:
@@ -889,10 +947,10 @@ class Verifier:
         return starts
 
     def _start(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
-               stop_at_first: bool) -> _ImageRun:
+               stop_at_first: bool, began: float | None = None) -> _ImageRun:
         """One image's state before its first box: the tolerances, the caches of the
         bound engine and the scorer, and the frontier of its positions in ``order``."""
-        began = time.perf_counter()
+        began = time.perf_counter() if began is None else began
         with torch.inference_mode():
             logits = self.model(image)[0].double()
         predicted = int(logits.argmax())
