@@ -57,6 +57,30 @@ USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} fi
                                      "is not empty and holds no pixelprior run"),
     "--out with other files (scan)": (["susceptibility", "{cat}", "--levels", "2", "--out",
                                        "{photos}"], 2, "holds other files (holiday.jpg)"),
+    "a setting no mode reads": (["run", *SMALL, "--seeds", "0,", "--modes", "fast",
+                                 "--query-budget", "5", "--out", "{tmp}/run"], 2,
+                                "no mode of this run (fast) reads --query-budget (read by "
+                                "random_search)"),
+    "--images of one image file": (["verify", "{cat}", "--images", "3", "--out",
+                                    "{tmp}/v"], 2, "{cat} is one image file: drop it"),
+    "--source of a data spec": (["susceptibility", "{photos}", "--source", "sample", "--out",
+                                 "{tmp}/s"], 2, "--source chooses images of cifar10"),
+    "--first-index past the end": (["verify", "cifar10", *SMALL, "--first-index", "500",
+                                    "--model", "convsmall-cifar10", "--out", "{tmp}/v"], 2,
+                                   "only 0 correctly classified images from index 500"),
+    "an engine that cannot serve the model": (
+        ["run", *SMALL, "--model", "convsmall-cifar10", "--seeds", "0,", "--modes",
+         "unconstrained", "--popsize", "10", "--maxiter", "1", "--engine", "incremental",
+         "--out", "{tmp}/run"], 2, "engine='incremental' cannot be used"),
+    "more --pixels than the image has": (["attack", "{cat}", "--pixels", "2000", "--popsize",
+                                          "10", "--maxiter", "1", "--out", "{tmp}/o"], 2,
+                                         "pixel_count=2000 is more than the 1,024 pixels"),
+    "train --epochs 0": (["train", "cifar10", "--epochs", "0", "--out", "{tmp}/t"], 2,
+                         "epochs must be >= 1, got 0"),
+    "train --limit 0": (["train", "cifar10", "--limit", "0", "--out", "{tmp}/t"], 2,
+                        "limit must be >= 1 (images), got 0"),
+    "data standin --count 0": (["data", "standin", "--count", "0", "--out", "{tmp}/d"], 2,
+                               "--count must be >= 1"),
 }
 
 
@@ -70,7 +94,7 @@ def test_usage_errors_are_one_line_and_leave_nothing(case, cat_png, tmp_path):
     args, code, phrase = USAGE[case]
     filled = [a.format(cat=cat_png, tmp=tmp_path, folder=folder, photos=photos) for a in args]
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    clean_error(invoke(*filled), code, phrase)
+    clean_error(invoke(*filled), code, phrase.format(cat=cat_png))
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     assert after == before, "files were left behind"
 
@@ -220,7 +244,7 @@ def test_explain_writes_a_figure_and_says_no_coordinates(photo, tmp_path):
     assert figure.size[0] > 600 and figure.size[1] > 200  # image, map + colour bar, S
     assert np.load(out / "photo-smoothgrad.npy").shape == (32, 32)
     assert Image.open(out / "photo-smoothgrad.png").size == (32, 32)  # the raw PNGs stay
-    assert (out / "photo-susceptible.png").is_file()
+    assert (out / "photo-smoothgrad-susceptible.png").is_file()
 
 
 def test_an_attack_on_a_photo_is_written_at_its_own_resolution(photo, tmp_path):

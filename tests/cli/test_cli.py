@@ -53,7 +53,7 @@ def test_explain_writes_map_and_set(cat_png, tmp_path):
     assert result.exit_code == 0, result.output
     smap = np.load(tmp_path / "e" / "cat-smoothgrad.npy")
     assert smap.shape == (32, 32) and 0 <= smap.min() and smap.max() <= 1
-    assert (tmp_path / "e" / "cat-susceptible.png").is_file()
+    assert (tmp_path / "e" / "cat-smoothgrad-susceptible.png").is_file()
 
 
 @pytest.fixture
@@ -280,6 +280,10 @@ def test_susceptibility_of_a_file_then_map_evaluation(cat_png, tmp_path):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "map_metrics.json").read_text())
     assert [m["method"] for m in metrics["methods"]] == ["gradient", "random", "oracle"]
+    alone = invoke("evaluate-maps", out, "random")  # after the folder: instead of all maps
+    assert alone.exit_code == 0, alone.output
+    metrics = json.loads((out / "map_metrics.json").read_text())
+    assert [m["method"] for m in metrics["methods"]] == ["random"]
     clean_error(invoke("evaluate-maps", tmp_path, "--methods", "gradient"), 2,
                 "holds no maps.npz")
 

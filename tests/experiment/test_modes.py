@@ -240,3 +240,22 @@ def test_saved_maps_folders_name_their_mode_back(mode):
     from pixelprior.experiment.worker import _mode_of_folder, maps_path
 
     assert _mode_of_folder(maps_path(Path("run"), 0, mode, 0).parent.name) == mode
+
+
+@pytest.mark.parametrize(("given", "modes", "selection", "unread"), [
+    ({"query_budget": 5}, ["fast"], None, ["query_budget"]),
+    ({"query_budget": 5}, ["fast", "random_search"], None, []),
+    ({"tau": 0.3, "levels": 5}, ["fast"], None, ["tau", "levels"]),
+    ({"tau": 0.3}, ["constrained"], None, []),
+    ({"tau": 0.3}, ["unconstrained"], None, ["tau"]),
+    ({"oracle": "scan"}, ["fast"], None, ["oracle"]),
+    ({"oracle": "scan"}, ["unconstrained"], "vulnerable", []),
+    ({"oracle": "scan"}, ["scan:oracle"], None, []),
+    ({"fast_verify": "on", "verify_boxes": 5}, ["unconstrained"], None,
+     ["fast_verify", "verify_boxes"]),
+    ({"popsize": 10, "query_budget": None}, ["fast"], None, []),  # DE's: checked elsewhere
+])
+def test_settings_no_mode_reads_are_named(given, modes, selection, unread):
+    from pixelprior.experiment.modes import unread_settings
+
+    assert unread_settings(given, modes, selection) == unread

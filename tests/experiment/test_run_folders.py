@@ -349,7 +349,7 @@ def test_force_on_a_folder_of_other_files_moves_only_pixelprior_files(tmp_path):
 
 def test_force_with_another_config_leaves_the_users_files_in_place(run):
     (run / "config.toml").write_text("# my notes\n")
-    changed = write_toml(tiny_config(run, tau=0.3), run.parent / "changed.toml")
+    changed = write_toml(tiny_config(run, popsize=5), run.parent / "changed.toml")
     result = invoke("reproduce", "cifar10", "--config", changed, "--out", run, "--no-report",
                     "--force")
     assert result.exit_code == 0, result.output

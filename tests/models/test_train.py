@@ -184,7 +184,7 @@ def test_a_finished_run_resumes_without_training(tiny_data, tmp_path):
 def test_a_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):
     train_cifar10(tiny_config(tmp_path, epochs=1), log=quiet())
     checkpoint = (tmp_path / "out" / "checkpoint.pt").read_bytes()
-    with pytest.raises(RuntimeError, match="was written with another config"):
+    with pytest.raises(ValueError, match=r"was written with other settings \(epochs\)"):
         train_cifar10(tiny_config(tmp_path, epochs=2), log=quiet())
     assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == checkpoint
 
@@ -237,3 +237,20 @@ def test_evaluate_an_empty_set_is_zero():
     empty = ImageSet(torch.zeros(0, 3, 4, 4, dtype=torch.uint8),
                      torch.zeros(0, dtype=torch.long), ("a",), "none")
     assert evaluate(Brightness(), empty) == 0.0
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"lr": float("nan")}, "lr must be a finite number > 0"),
+    ({"lr": -1.0}, "lr must be a finite number > 0"),
+    ({"limit": 0}, "limit must be >= 1"),
+    ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+])
+def test_settings_that_cannot_train_are_refused_before_anything_is_written(settings, message,
+                                                                           tmp_path):
+    from pixelprior.models.train import TrainConfig, TrainConfigError
+
+    with pytest.raises(TrainConfigError, match=message):
+        TrainConfig(out_dir=str(tmp_path / "t"), **settings)
+    assert not (tmp_path / "t").exists()

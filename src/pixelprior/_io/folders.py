@@ -4,6 +4,7 @@ else's."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def check_own_folder(directory: Path | str, marker: str, own_names: frozenset[st
 
 
 def check_writable_dir(directory: Path | str) -> None:
-    """Fail before any work if ``directory`` cannot hold results. Creates nothing.
+    """Fail before any work if ``directory`` cannot hold results. Creates nothing (a
+    probe file is made in the nearest existing folder and removed at once).
 
     Args:
         directory: the output folder (it need not exist yet).
@@ -73,5 +75,17 @@ def check_writable_dir(directory: Path | str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise OutputLocationError(f"{directory}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
         raise OutputLocationError(f"cannot write into {probe}; choose another output folder")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``: tried (and removed at once), as
+    ``os.access`` says yes to root everywhere, read-only mounts and ``/proc`` included."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=".pixelprior-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    os.unlink(name)
+    return True

@@ -9,7 +9,7 @@ import torch
 import typer
 
 from .._io import write_json_atomic
-from ..experiment import ExperimentConfig, build_attack, parse_mode
+from ..experiment import ExperimentConfig, build_attack, check_scan_model, parse_mode
 from ..maps import METHODS, make_sensitivity
 from ..priors import MODE_ALIASES, PRIORS, check_tau
 from ._app import app, console
@@ -20,6 +20,7 @@ from .options import (
     ENGINE_HELP,
     Maxiter,
     ModelOptions,
+    OpenedModel,
     Popsize,
     Strategy,
     check_de_options,
@@ -103,6 +104,8 @@ def attack(
     check_out(out)
     opened = model_options.open(device)
     net = opened.net
+    if oracle is not None:
+        _check_oracle(config, oracle, opened)
     image, fitted, read = load_image(image_file, opened.input_size, not no_resize,
                                      coordinates=True, channels=opened.channels)
     names = net.class_names
@@ -146,6 +149,18 @@ def attack(
                       f"{image_file.stem}-adversarial-full.png (the changed box of file pixels "
                       f"in the adversarial colour) and {image_file.stem}-adversarial-marked.png "
                       f"(the box marked); {full['verdict']}")
+
+
+def _check_oracle(config: ExperimentConfig, oracle: Path, opened: OpenedModel) -> None:
+    """``--oracle`` only with a mode that reads it, and only a scan of this model."""
+    from ..models import model_fingerprint
+
+    if not config.uses_oracle():
+        fail(f"mode {config.modes[0]} does not read --oracle (the oracle modes do: oracle, "
+             "scan:oracle); drop it")
+    note = check_scan_model(oracle, opened.name, model_fingerprint(opened.net, opened.name))
+    if note is not None:
+        console.print(note)
 
 
 def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
@@ -302,7 +317,7 @@ def explain(
             np.save(f, smap.numpy())
         write_image(smap[None].expand(3, -1, -1), stem.with_name(f"{stem.name}-{method}.png"))
         write_image(susceptible[None].float().expand(3, -1, -1),
-                    stem.with_name(f"{stem.name}-susceptible.png"))
+                    stem.with_name(f"{stem.name}-{method}-susceptible.png"))
         explain_figure(stem.with_name(f"{stem.name}-{method}-figure.png"), image[0],
                        smap.numpy(), susceptible.numpy(), f"{image_file.name}{size}: {name}",
                        method, tau)

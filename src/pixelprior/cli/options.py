@@ -64,11 +64,13 @@ class OpenedModel:
             with ``class_names``.
         input_size: the side or ``(height, width)`` it takes; ``None``: any size.
         channels: the channels it takes (3, or 1 for a grayscale model).
+        name: the model spec it was opened from.
     """
 
     net: torch.nn.Module
     input_size: int | tuple[int, int] | None
     channels: int
+    name: str = DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class ModelOptions:
         spec = self.model or DEFAULT_MODEL
         if as_registered(spec, self.classes, self.mean, self.std, self.input_size):
             return OpenedModel(load_model(spec, self.weights, device=device),
-                               model_spec(spec).input_size, 3)
+                               model_spec(spec).input_size, 3, spec)
         loaded = load_model_spec(spec, weights=self.weights, classes=self.classes,
                                  mean=parse_floats(self.mean, "--mean"),
                                  std=parse_floats(self.std, "--std"),
@@ -148,7 +150,7 @@ class ModelOptions:
                                  device=device)
         for note in loaded.notes:
             console.print(f"note: {note}")
-        return OpenedModel(loaded.model, loaded.input_size, loaded.channels)
+        return OpenedModel(loaded.model, loaded.input_size, loaded.channels, spec)
 
 
 _MODEL_OPTION_HELP = {

@@ -13,6 +13,7 @@ from ..experiment import (
     describe_inputs,
     read_config_file,
 )
+from ..experiment.modes import SEARCH_FIELDS, unread_settings
 from ._app import app, console, reproduce_app
 from .errors import BEFORE_RUN, fail, on_interrupt
 from .inputs import parse_modes, parse_seeds
@@ -104,6 +105,8 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
             fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
     config = ExperimentConfig.build(config_file, overrides, base)
     check_de_options({f"--{name}": overrides.get(name) for name in DE_OPTIONS}, config.modes)
+    in_file = read_config_file(config_file) if config_file is not None else {}
+    _check_read(in_file, overrides, config)
     if describe:
         for line in describe_inputs(config):
             console.print(line)
@@ -119,6 +122,32 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
             raise
     if report:
         _print_report(Path(config.out))
+
+
+def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> None:
+    """Refuse settings (options given or a config file's keys) that no mode of the run
+    reads: they would change its config hash and nothing else."""
+    defaults = ExperimentConfig()  # a file that writes a default out changes nothing
+    given = {field: value for field, value in {**in_file, **overrides}.items()
+             if value != getattr(defaults, field, None)}
+    unread = unread_settings(given, config.modes, config.selection)
+    if not unread:
+        return
+    readers = {field: [search for search, fields in SEARCH_FIELDS.items() if field in fields]
+               for field in unread}
+    readers.update(tau=["a mode that starts from S, e.g. constrained"],
+                   oracle=["the oracle modes and --selection vulnerable/robust"])
+    said = " or ".join(f"{_flag(f, overrides)} (read by {' and '.join(readers[f])})"
+                       for f in unread)
+    fail(f"no mode of this run ({', '.join(config.modes)}) reads {said}: drop "
+         f"{'it' if len(unread) == 1 else 'them'}, or add a mode that reads "
+         f"{'it' if len(unread) == 1 else 'them'}")
+
+
+def _flag(field: str, overrides: dict) -> str:
+    """How the user set a field: its option, or its key in the config file."""
+    option = {"fast_verify": "verify"}.get(field, field).replace("_", "-")
+    return f"--{option}" if field in overrides else f"{field} in the config file"
 
 
 @reproduce_app.command("cifar10")

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import typer
 
-from .._io import Interrupted, Interrupts
+from .._io import Interrupted, Interrupts, check_own_folder
 from ..data import dataset_for, to_float
 from ..experiment import run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
@@ -26,7 +27,7 @@ from .options import (
 )
 from .progress import ProgressBar
 from .tables import num, print_table, table
-from .targets import target_images
+from .targets import is_image_file, target_count, target_images
 from .verify import verify_into
 
 
@@ -40,7 +41,9 @@ def susceptibility(
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    images: int = typer.Option(100, help="Correctly classified images to scan."),
+    images: int | None = typer.Option(None, show_default="100", help="Correctly "
+                                      "classified images to scan (of cifar10 or a data "
+                                      "spec)."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
     levels: int = typer.Option(3, help="Colours per channel (3: 27 colours)."),
     corners: bool = typer.Option(False, help="Only the 8 corners of the colour cube "
@@ -102,6 +105,7 @@ def susceptibility(
         UsageProblem: a bad option (one line, exit 2, nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    images = target_count(target, images, first_index, source, data, default=100)
     if exact:
         if fast or corners or levels != 3:
             fail("--exact decides every color of the cube; --fast, --levels and --corners "
@@ -122,6 +126,9 @@ def susceptibility(
         fail("--budget is the verifier's time per image; give it with --exact")
     if max_boxes is not None or deterministic:
         fail("--max-boxes and --deterministic set the verifier: give them with --exact")
+    if fast and (corners or levels != 3):
+        fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
+             "set the grid of the exhaustive scan instead")
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:
@@ -131,27 +138,8 @@ def susceptibility(
     device = pick_device(device)
     model_options.check()
     check_out(out)
-    check_scan_folder(out)
-    opened = model_options.open(device)
-    net = opened.net
-    batch, labels, indices, shown, names = target_images(
-        opened, target, source, data, images, first_index, model_options.classes, device,
-        no_resize)
-    is_file = names is not None
-    if fast:
-        if corners or levels != 3:
-            fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
-                 "set the grid of the exhaustive scan instead")
-        _fast_answers(out, net, batch, labels, indices, device, engine, batch_images)
-        return
-    positions = batch.shape[-2] * batch.shape[-1]
-    for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")],
-                           model_options.model, device,
-                           f"{len(labels)} image(s) × {positions:,} positions × "
-                           f"{levels ** 3:,} colours ({levels} levels per channel)",
-                           exact=True, advice="lower --levels (3: 27 colours) or --images"):
-        console.print(line)
     weights = model_options.weights
+    is_file = is_image_file(target)
     info = {"model": model_options.model, "weights": str(weights) if weights else None,
             "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
@@ -160,6 +148,25 @@ def susceptibility(
             "classes": model_options.classes, "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
             "allow_pickle": model_options.allow_pickle}
+    if fast:
+        _check_fast_folder(out, info)
+    else:
+        check_scan_folder(out)
+    opened = model_options.open(device)
+    net = opened.net
+    batch, labels, indices, shown, names = target_images(
+        opened, target, source, data, images, first_index, model_options.classes, device,
+        no_resize)
+    if fast:
+        _fast_answers(out, net, batch, labels, indices, device, engine, batch_images, info)
+        return
+    positions = batch.shape[-2] * batch.shape[-1]
+    for line in cost_lines([(len(labels) * positions * levels ** 3, "scan")],
+                           model_options.model, device,
+                           f"{len(labels)} image(s) × {positions:,} positions × "
+                           f"{levels ** 3:,} colours ({levels} levels per channel)",
+                           exact=True, advice="lower --levels (3: 27 colours) or --images"):
+        console.print(line)
     with Interrupts() as interrupts:
         try:
             maps = run_scan(out, net, to_float(batch) if batch.dtype == torch.uint8 else batch,
@@ -183,15 +190,19 @@ def susceptibility(
                                  if extra else ""))
 
 
+FAST_FILE = "fast.json"
+ALL_MAPS = "smoothgrad,gradient,integrated_gradients,gradcam,occlusion,random,oracle"
+
+
 @app.command("evaluate-maps")
 def evaluate_maps_cmd(
     directory: Path = typer.Argument(..., help="A susceptibility folder: maps.npz (a scan) "
                                      "or verification.jsonl (exact verdicts, --exact)."),
     more_methods: list[str] | None = typer.Argument(None, hidden=True),
-    methods: str = typer.Option("smoothgrad,gradient,integrated_gradients,gradcam,occlusion,"
-                                "random,oracle", help="Maps to score, space or comma "
-                                "separated: smoothgrad gradient integrated_gradients gradcam "
-                                "occlusion random oracle."),
+    methods: str | None = typer.Option(None, show_default=ALL_MAPS, help="Maps to score, "
+                                       "space or comma separated: smoothgrad gradient "
+                                       "integrated_gradients gradcam occlusion random "
+                                       "oracle."),
     tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
     top_k: str = typer.Option("10,50,100", help="k for the lift of the top k positions."),
     score: str = typer.Option("logit", help="Class score: logit | probability | "
@@ -231,7 +242,9 @@ def evaluate_maps_cmd(
     """
     from ..report.mapeval import run_map_evaluation  # pandas, SciPy, matplotlib
 
-    chosen = [m for part in [methods, *(more_methods or [])] for m in part.split(",") if m]
+    given = [methods] if methods is not None else []
+    parts = [*given, *(more_methods or [])] or [ALL_MAPS]  # after the folder: in place
+    chosen = [m for part in parts for m in part.split(",") if m]  # of the default
     if not chosen:
         fail("--methods names no method; give one or more of smoothgrad, gradient, "
              "integrated_gradients, gradcam, occlusion, random, oracle")
@@ -262,14 +275,44 @@ def evaluate_maps_cmd(
                       num(s["base_rate"], 3), num(s[f"lift_top{ks[0]}"]),
                       num(s["mean_queries_to_first"], 0))
     print_table(shown)
+    if summary and all(s["auc_mean"] != s["auc_mean"] for s in summary):  # all NaN
+        console.print("note: no image has both vulnerable and robust positions among those "
+                      "decided, so no AUC is defined" + (
+                          " (the verifier left the others unknown: give it more --budget)"
+                          if exact else ""))
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
 
 
+# what a folder's fast answers were made of: a rerun must name the same (it replaces them)
+FAST_SETTINGS = ("model", "weights", "target", "source", "classes", "mean", "std",
+                 "input_size")
+
+
+def _check_fast_folder(out: Path, info: dict) -> None:
+    """Refuse a folder of other files, or fast answers of other images or another model
+    (a rerun of the same command answers again and replaces them)."""
+    check_own_folder(out, FAST_FILE, {FAST_FILE, ".lock"}, "fast answers")
+    if not (out / FAST_FILE).is_file():
+        return
+    try:
+        settings = json.loads((out / FAST_FILE).read_text()).get("settings")
+    except (ValueError, AttributeError):
+        fail(f"{out / FAST_FILE} is not a readable fast answer; choose another --out")
+    if settings is None:
+        fail(f"{out / FAST_FILE} does not say what it answered (made by an earlier "
+             "version); choose another --out, or remove it")
+    changed = [k for k in FAST_SETTINGS if settings.get(k) != info.get(k)]
+    if changed:
+        said = ", ".join(f"{k} {settings.get(k)!r} (now {info.get(k)!r})" for k in changed)
+        fail(f"{out} holds fast answers made with {said}; choose another --out")
+
+
 def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: str = "auto",
-                  group: int = 10) -> None:
+                  group: int = 10, info: dict | None = None) -> None:
     """``--fast``: the fast mode on each image; per image fooled (with the pixel and its
-    queries) or certified on the corner grid, into ``out/fast.json``."""
+    queries) or certified on the corner grid, into ``out/fast.json`` (with ``info``, what
+    it was made of)."""
     from .._io import write_json_atomic
     from ..search import FastAttack
 
@@ -282,8 +325,9 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
         for index, result in zip(indices[part], output.results, strict=True):
             rows.append({"image_index": index, **result.to_row()})
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "fast.json", {"model_queries": sum(r["queries"] for r in rows),
-                                          "images": rows})
+    write_json_atomic(out / FAST_FILE, {"settings": info or {},
+                                        "model_queries": sum(r["queries"] for r in rows),
+                                        "images": rows})
     fooled = sum(r["success"] for r in rows)
     certified = sum(bool(r["corner_certified"]) and not r["success"] for r in rows)
     console.print(f"{fooled} of {len(rows)} images fooled by one pixel, {certified} certified "

@@ -12,7 +12,7 @@ from ..data import dataset_for
 from ..data.nips17 import DEV_CSV_SHA256, DEV_CSV_URL, download_nips17, make_standin
 from ..experiment import ExperimentConfig, describe_inputs
 from ..models import SqueezeNet
-from ..models.train import TrainConfig, evaluate, train_cifar10
+from ..models.train import TrainConfig, TrainConfigError, evaluate, train_cifar10
 from ._app import console, data_app, eval_app, train_app
 from .errors import fail, on_interrupt
 from .inputs import load_cifar10_images
@@ -46,11 +46,14 @@ def train_cifar10_cmd(
     check_out(out)
     on_interrupt(f"the checkpoints written so far in {out} are kept; run the same command to "
                  "resume")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         out_dir=str(out), data=str(data) if data else None, limit=limit,
-                         threads=threads)
-    card = train_cifar10(config, log=console.print,
-                         command="pixelprior " + " ".join(sys.argv[1:]))
+    try:
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             out_dir=str(out), data=str(data) if data else None, limit=limit,
+                             threads=threads)
+        card = train_cifar10(config, log=console.print,
+                             command="pixelprior " + " ".join(sys.argv[1:]))
+    except TrainConfigError as exc:
+        fail(str(exc))
     console.print(f"weights: {out / 'squeezenet1_1-cifar10.pt'}  test accuracy: "
                   f"{card['test_accuracy']:.4f}")
 
@@ -141,6 +144,8 @@ def data_standin(out: Path = typer.Option(..., help="Target folder."),
         count: images.
         seed: the seed of the random images and weights.
     """
+    if count < 1:
+        fail(f"--count must be >= 1 (images), got {count}")
     check_out(out)
     on_interrupt(f"the stand-in in {out} may be incomplete; run the same command again")
     torch.manual_seed(seed)

@@ -8,11 +8,50 @@ from pathlib import Path
 import torch
 
 from ..data import load_image_source
-from ..experiment import correctly_classified
+from ..experiment import correctly_classified, data_classes
 from ._app import console
 from .errors import fail
 from .inputs import load_cifar10_images, load_image, predict_label
 from .options import OpenedModel
+
+
+# --------------------------------------------------------------------------- options of a target
+def target_count(target: str, images: int | None, first_index: int, source: str,
+                 data: Path | None, default: int) -> int:
+    """The images to pick from ``target``, refusing the options its kind does not read:
+    ``--source`` and ``--data`` choose CIFAR-10's images, ``--images`` and
+    ``--first-index`` a data set's (an image file is one image).
+
+    Args:
+        target: ``cifar10``, an image file, or a data spec.
+        images: ``--images`` (``None``: not given).
+        first_index: ``--first-index``.
+        source: ``--source``.
+        data: ``--data``.
+        default: the command's count when ``--images`` is not given.
+
+    Returns:
+        The count (1 for an image file).
+    """
+    if target != "cifar10":
+        read = [flag for flag, given in (("--source", source != "full"),
+                                         ("--data", data is not None)) if given]
+        if is_image_file(target):
+            read += [flag for flag, given in (("--images", images is not None),
+                                              ("--first-index", first_index != 0)) if given]
+        if read:
+            fail(f"{', '.join(read)} choose{'s' * (len(read) == 1)} images of "
+                 f"{'cifar10' if '--images' not in read else 'a data set'}; {target} is "
+                 f"{'one image file' if is_image_file(target) else 'a data spec'}: drop "
+                 f"{'it' if len(read) == 1 else 'them'}")
+    if is_image_file(target):
+        return 1
+    return default if images is None else images
+
+
+def is_image_file(target: str) -> bool:
+    """Whether ``target`` is one image file (not an .npz or a CSV of images)."""
+    return Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
 
 
 # --------------------------------------------------------------------------- images of a target
@@ -39,7 +78,7 @@ def target_images(opened: OpenedModel, target: str, source: str, data: Path | No
         ``[N, C, H, W]``), long labels, dataset indices (``[-1]`` for a file), the images
         to draw (``None``: ``images``) and the file's name (``None`` unless a file).
     """
-    is_file = Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")
+    is_file = is_image_file(target)
     if target == "cifar10":
         batch, labels, indices, shown = _scan_images(opened, source, data, count,
                                                      first_index, device)
@@ -58,10 +97,12 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
                  classes: str | None, device: str):
     """The first ``count`` correctly classified images (from ``first_index``) of a data
     spec (an image folder, an .npz, a CSV), in the model's channels."""
-    dataset, notes = load_image_source(spec, size=opened.input_size, classes=classes,
+    dataset, notes = load_image_source(spec, size=opened.input_size,
+                                       classes=data_classes(opened.name, classes),
                                        channels=opened.channels)
     for note in notes:
         console.print(f"note: {note}")
+    _check_labels(opened, dataset)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) == 0:
@@ -72,6 +113,14 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
                       f"{count}); scanning those")
     return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
             subset.images[pick])
+
+
+def _check_labels(opened: OpenedModel, dataset) -> None:
+    """Refuse data whose labels are not among the model's classes."""
+    count = len(getattr(opened.net, "class_names", ()))
+    if count and len(dataset) and int(dataset.labels.max()) >= count:
+        fail(f"the data has label {int(dataset.labels.max())}, but the model has classes "
+             f"0..{count - 1}; give the model's class names in order with --classes")
 
 
 def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index: int,

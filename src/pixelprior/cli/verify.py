@@ -27,7 +27,7 @@ from .errors import BEFORE_RUN, fail, on_interrupt
 from .options import DEVICE_HELP, ModelOptions, check_out, model_options, pick_device
 from .progress import ProgressBar
 from .tables import num, print_table, table
-from .targets import target_images
+from .targets import target_count, target_images
 
 
 @app.command()
@@ -43,10 +43,13 @@ def verify(
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    images: int = typer.Option(10, help="Correctly classified images to verify."),
+    images: int | None = typer.Option(None, show_default="10", help="Correctly classified "
+                                      "images to verify (of cifar10 or a data spec)."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
-    budget: float = typer.Option(60.0, help="Seconds per image; past it the image is "
-                                 "'unknown' (0: no limit)."),
+    budget: float = typer.Option(60.0, help="Seconds per image, its corner pass included "
+                                 "(8 colors a position, always run whole: a corner that "
+                                 "fools is a witness); past it the image is 'unknown' (0: "
+                                 "no limit)."),
     max_boxes: int | None = typer.Option(None, help="Boxes per image [no limit]."),
     tolerance: float | None = typer.Option(None, help="The margin a bound must exceed "
                                            "[derived per image from float32 rounding]."),
@@ -105,6 +108,7 @@ def verify(
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    images = target_count(target, images, first_index, source, data, default=10)
     arguments = (source, data, images, first_index, budget, max_boxes, tolerance, exact,
                  deterministic, model_options, device, no_resize, workers, ray_address)
     if exact and out is None:

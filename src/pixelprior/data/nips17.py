@@ -269,6 +269,9 @@ def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,
     """
     from PIL import Image
 
+    if count < 1 or not 0 <= dead <= count:
+        raise ValueError(f"a stand-in needs count >= 1 and 0 <= dead <= count, got "
+                         f"count={count}, dead={dead}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

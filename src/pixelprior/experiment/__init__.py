@@ -36,6 +36,7 @@ from .inputs import (
     SelectionError,
     build_model,
     correctly_classified,
+    data_classes,
     describe_inputs,
     input_size,
     load_dataset,
@@ -48,7 +49,7 @@ from .progress import NoProgress, ProgressReporter
 from .rows import RESULTS, ROW_KEY, RowLimits, read_results, row_problem
 from .rundir import ForeignRowError, InputsChangedError, read_run
 from .runner import ExperimentRunner
-from .scans import ScanMismatchError, run_scan
+from .scans import ScanMismatchError, check_scan_model, run_scan
 from .verification import (
     VerificationMismatchError,
     exact_ground_truth,
@@ -62,12 +63,13 @@ __all__ = [
     "ExperimentRunner", "ForeignRowError", "GroupWorker", "InputsChangedError", "MAPS_DIR",
     "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
     "SENSITIVITIES", "ScanMismatchError", "SelectionError", "VerificationMismatchError",
-    "build_attack", "build_model", "correctly_classified", "cost_lines", "describe_inputs",
-    "device_problem", "environment", "exact_ground_truth", "input_size", "load_dataset",
-    "load_maps", "load_model_of", "load_positions", "maps_path", "max_queries", "modes_help",
-    "package_version", "parse_mode", "read_config_file", "read_results", "read_run",
-    "resolve_device", "row_problem", "run_scan", "run_verification", "save_maps",
-    "scanned_positions", "select_images",
+    "build_attack", "build_model", "check_scan_model", "correctly_classified", "cost_lines",
+    "data_classes", "describe_inputs", "device_problem", "environment",
+    "exact_ground_truth", "input_size", "load_dataset", "load_maps", "load_model_of",
+    "load_positions", "maps_path", "max_queries", "modes_help", "package_version",
+    "parse_mode", "read_config_file", "read_results", "read_run", "resolve_device",
+    "row_problem", "run_scan", "run_verification", "save_maps", "scanned_positions",
+    "select_images",
 ]
 
 

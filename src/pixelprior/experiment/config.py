@@ -436,6 +436,11 @@ class ExperimentConfig:
         return {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_FIELDS
                 and not (k in LATER_FIELDS and v == getattr(defaults, k))}
 
+    def uses_oracle(self) -> bool:
+        """Whether a mode or the image selection reads the ``oracle`` scan."""
+        return (self.selection in ("vulnerable", "robust")
+                or any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes))
+
     def digest(self, prior_versions: bool = True) -> str:
         """Hash of the fields that change results (not the output path or batching).
 

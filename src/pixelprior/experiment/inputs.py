@@ -78,6 +78,24 @@ def input_channels(config: ExperimentConfig) -> int:
     return load_model_of(config, "cpu").channels
 
 
+def data_classes(model: str, classes: str | None) -> str | tuple[str, ...] | None:
+    """The class names that turn a user's data (a folder's class names, a CSV's or an
+    .npz's named labels) into the model's labels: the names given (``--classes``), else
+    a registered model's own, else ``None`` (the sorted names are numbered in order).
+    Every command that reads a data spec numbers its classes by this one rule.
+
+    Args:
+        model: the model spec.
+        classes: the class names given, or ``None``.
+
+    Returns:
+        What :func:`~pixelprior.data.load_image_source` takes as ``classes``.
+    """
+    if classes is not None:
+        return classes
+    return model_spec(model).class_names() if model in MODELS else None
+
+
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
     """The evaluation images of the configured dataset, at the model's input size and in
     its channels (RGB converted to luminance for a 1-channel model, with a note).
@@ -96,9 +114,8 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
     classes = None
-    if config.dataset in ("folder", "npz", "csv"):  # named by the user, else the model
-        classes = config.classes or (model_spec(config.model).class_names()
-                                     if config.model in MODELS else None)
+    if config.dataset in ("folder", "npz", "csv"):
+        classes = data_classes(config.model, config.classes)
     return load_named_dataset(config.dataset, config.data, config.source, input_size(config),
                               classes=classes, notes=notes, channels=input_channels(config))
 
@@ -180,6 +197,8 @@ def correctly_classified(model: torch.nn.Module, dataset: ImageSet, count: int |
     Returns:
         int64 ``[n]``: positions in ``dataset`` of the first ``count`` such images.
     """
+    if len(dataset) == 0:  # (a first index past the last image)
+        return torch.zeros(0, dtype=torch.long)
     correct = (predict(model, dataset, device) == dataset.labels).nonzero().flatten()
     return correct[:count] if count is not None else correct
 

@@ -158,6 +158,53 @@ ADAPTERS: dict[str, Adapter] = {
 }
 
 
+# search name -> the config fields its adapter reads (beside ``pixels`` and the shared
+# options); a field set for a run whose modes read none of them is refused, not ignored
+SEARCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "de": ("popsize", "maxiter", "mutation", "strategy", "recombination", "out_of_bounds",
+           "stop_on", "replace_on_tie", "init_color"),
+    "scan": ("levels", "scan_positions"),
+    "random_search": ("query_budget",),
+    "fast": ("fast_refine", "fast_refine_queries", "scan_positions", "fast_verify",
+             "verify_boxes", "verify_seconds"),
+}
+
+
+def reads_tau(mode: str) -> bool:
+    """Whether a mode starts from a prior that thresholds a map at τ."""
+    search, argument = parse_mode(mode)
+    if search is None or SEARCHES.get(search).argument != "prior":
+        return False
+    key = MODE_ALIASES.get(argument, argument)
+    return key in PRIORS and "tau" in PRIORS.entry(key).options
+
+
+def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
+                    selection: str | None = None) -> list[str]:
+    """The settings given that no mode of a run reads (so they would change nothing but
+    the run's config hash): a search's own fields (:data:`SEARCH_FIELDS`; the
+    differential evolution's are checked where they are given), ``tau`` and ``oracle``.
+
+    Args:
+        given: field -> value, as the user set them (``None``: not set).
+        modes: the run's modes.
+        selection: the run's image selection (``vulnerable``/``robust`` read the oracle).
+
+    Returns:
+        The fields set and unread, in the order given.
+    """
+    searches = {parse_mode(mode)[0] for mode in modes}
+    read = {field for search in searches for field in SEARCH_FIELDS.get(search or "", ())}
+    if any(reads_tau(mode) for mode in modes):
+        read.add("tau")
+    if selection in ("vulnerable", "robust") or any(
+            parse_mode(mode)[1] == "oracle" or mode == "oracle" for mode in modes):
+        read.add("oracle")
+    checked = {"tau", "oracle"}.union(*(set(f) for k, f in SEARCH_FIELDS.items() if k != "de"))
+    return [field for field, value in given.items()
+            if value is not None and field in checked and field not in read]
+
+
 def build_attack(config, mode: str, model: nn.Module, seed: int, scorer=None,
                  batch_invariant: bool = True, targeted: bool = False) -> Attack:
     """The attack of one mode and seed, as the runner and the command line run it.

@@ -96,6 +96,26 @@ def _check_own_hash(path: Path, record: dict) -> None:
                               "(it records what ran)")
 
 
+def config_changes(old: ExperimentConfig, new: ExperimentConfig, most: int = 4) -> str:
+    """The fields that change results and differ between two configs, in words
+    (``images 2 → 3, modes [...] → [...]``), at most ``most`` of them named.
+
+    Args:
+        old: the recorded config.
+        new: the config asked for now.
+        most: fields named before "and N more".
+
+    Returns:
+        The differences, or ``""`` when none differs (another version's hash).
+    """
+    before, after = old.result_fields(), new.result_fields()
+    names = [n for n in sorted(set(before) | set(after)) if before.get(n) != after.get(n)]
+    said = [f"{n} {before.get(n)!r} → {after.get(n)!r}" for n in names[:most]]
+    if len(names) > most:
+        said.append(f"and {len(names) - most} more")
+    return ", ".join(said)
+
+
 def _changed_fields(config: ExperimentConfig, recorded: dict) -> list[str]:
     now = config.field_hashes()
     return sorted(name for name in set(now) | set(recorded) if now.get(name) != recorded.get(name))

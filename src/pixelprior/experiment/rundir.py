@@ -250,6 +250,30 @@ def check_foreign_folder(out: Path, config_file: Path | None) -> None:
             "stay where they are)")
 
 
+# files that make a folder another command's: a run never shares it, not even with --force
+# (which would move that command's summary.json and environment.json aside)
+OTHER_KINDS = {"maps.npz": "a susceptibility scan", "verification.jsonl": "a verification",
+               "fast.json": "fast answers"}
+
+
+def check_other_kind(out: Path) -> None:
+    """Refuse a folder that holds another command's results and no run.
+
+    Args:
+        out: the run folder.
+
+    Raises:
+        OutputLocationError: a scan's, a verification's or fast answers' folder.
+    """
+    if (out / "config.json").exists():
+        return
+    for name, what in OTHER_KINDS.items():
+        if (out / name).is_file():
+            raise OutputLocationError(f"--out {out} holds {what} ({name}); a run cannot "
+                                      "share its folder (not even with --force): choose "
+                                      "another --out")
+
+
 def move_aside(out: Path, log: Callable[[str], None]) -> bool:
     """``--force``: pixelprior's own files of the old run — results, config,
     environment, maps, report and figures — move into ``old-STAMP/`` beside the new run,

@@ -46,6 +46,7 @@ from .inputs import check_one_index_per_image, select_images, selection_inputs
 from .modes import build_attack, parse_mode
 from .progress import ProgressReporter, as_reporter, reporting
 from .records import (
+    config_changes,
     config_record,
     inputs_problem,
     positions_problem,
@@ -59,11 +60,13 @@ from .rundir import (  # noqa: F401  (ForeignRowError, read_run, is_run_file: ol
     InputsChangedError,
     RunRows,
     check_foreign_folder,
+    check_other_kind,
     force_hint,
     is_run_file,
     move_aside,
     read_run,
 )
+from .scans import check_scan_model
 from .worker import GroupWorker, _maps_of, load_maps, save_maps
 
 __all__ = ["ExperimentRunner", "max_queries"]
@@ -117,6 +120,7 @@ class ExperimentRunner:
         reporter = as_reporter(progress)
         self.config.validate()
         check_writable_dir(self.out)
+        check_other_kind(self.out)
         if not self.force:
             check_foreign_folder(self.out, self.config_file)
         created = not self.out.exists()
@@ -146,6 +150,10 @@ class ExperimentRunner:
         check_one_index_per_image(source.dataset)  # rows are keyed by the index
         self.image_size = tuple(source.dataset.images.shape[-2:])
         fingerprint = model_fingerprint(source.model, config.model)
+        if config.oracle and config.uses_oracle():
+            note = check_scan_model(config.oracle, config.model, fingerprint)
+            if note is not None:
+                self.log(note)
         checked = False
         if not replacing and selection is not None:  # refuse foreign rows before any work
             replacing = not (self._rows_are_the_runs(selection)
@@ -158,6 +166,8 @@ class ExperimentRunner:
         if not replacing and not checked:  # rows kept from a lost selection.json
             replacing = not (self._rows_are_the_runs(selection)
                              and self._inputs_are_the_runs(old, None, source, fingerprint))
+        if selection["positions"]:
+            source.check_engine(int(selection["positions"][0]))
         if replacing or (self.force and not (self.out / "config.json").exists()):
             self.wrote = move_aside(self.out, self.log) or self.wrote
         self._write_records(selection, fingerprint)
@@ -169,10 +179,11 @@ class ExperimentRunner:
         try:
             old = read_record(self.out)
             if old is not None and old["hash"] != self.config.digest():
+                changes = config_changes(old["experiment"], self.config)
                 return old, None, ConfigMismatchError(
-                    f"{self.out} holds results of another config (hash {old['hash']}, now "
-                    f"{self.config.digest()}); choose another --out or pass --force to move "
-                    "the old results aside")
+                    f"{self.out} holds results of another config ("
+                    f"{changes or 'hash ' + old['hash'] + ', now ' + self.config.digest()}); "
+                    "choose another --out or pass --force to move the old results aside")
             return old, read_selection(self.out), None
         except CorruptResultsError as exc:
             return None, None, exc

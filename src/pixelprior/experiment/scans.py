@@ -170,6 +170,42 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
     return [old]
 
 
+def check_scan_model(scan_path: str | Path, model: str, fingerprint: str) -> str | None:
+    """Refuse a scan made with another model than the one it is used with (as the oracle
+    prior or order, or to select the images it fooled): its positions and colours are
+    another model's.
+
+    Args:
+        scan_path: the scan's folder (or its ``maps.npz``).
+        model: the spec of the model it is used with.
+        fingerprint: that model's :func:`~pixelprior.models.model_fingerprint`.
+
+    Returns:
+        A note to print where the scan records no model at all (it is not checked).
+
+    Raises:
+        ConfigError: the scan records another fingerprint or, made by an earlier version
+            that recorded none, another model spec.
+    """
+    from .config import ConfigError
+
+    scan = SusceptibilityMaps.load(scan_path)
+    was = _recorded_fingerprint(scan)
+    if was is not None and was == fingerprint:
+        return None
+    recorded = scan.info.get("model")
+    if was is None and recorded is None:
+        return (f"note: the oracle {scan_path} does not record the model it was made with: "
+                "not checked")
+    if was is None and compared_setting("model", recorded) == compared_setting("model", model):
+        return None
+    raise ConfigError(
+        f"the oracle {scan_path} is a scan of another model ({recorded}"
+        f"{'' if was is None else f', fingerprint {was[:12]}'}), not of {model} "
+        f"(fingerprint {fingerprint[:12]}); scan these images with this model: "
+        f"`pixelprior susceptibility ... --model {model} --out DIR`")
+
+
 def _recorded_fingerprint(maps: SusceptibilityMaps) -> str | None:
     """The model fingerprint a scan recorded, or ``None`` (an earlier version recorded
     none, or one of the earlier form, which cannot be compared)."""

@@ -159,7 +159,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         done = {row["image_key"] for row in rows}
         todo = [n for n, key in enumerate(keys) if key not in done]
         if rows and log is not None and todo:
-            log(f"note: {out} holds {len(rows)} verified image(s); verifying the "
+            log(f"note: {out} holds the answers of {len(rows)} image(s); verifying the "
                 f"{len(todo)} left")
         write_json_atomic(out / SETTINGS_FILE, settings)
         write_environment(out, device, log or (lambda _: None))
@@ -368,7 +368,7 @@ def exact_ground_truth(folder: str | Path) -> SusceptibilityMaps:
                          "... --exact` into another folder")
     rows = read_rows(folder / ROWS_FILE)
     if not rows:
-        raise ValueError(f"{folder} holds no verified image yet")
+        raise ValueError(f"{folder} holds no answered image yet")
     statuses, witnesses = [], []
     for row in rows:
         try:

@@ -13,7 +13,7 @@ import torch
 from .._io import save_npz_atomic
 from ..data import to_float
 from ..search import SEARCHES
-from .config import ExperimentConfig
+from .config import ConfigError, ExperimentConfig
 from .environment import package_version
 from .inputs import build_model, load_dataset
 from .modes import build_attack
@@ -39,6 +39,26 @@ class GroupWorker:
         self._scorer = None
         self.log = None  # told each note of an attack once (e.g. why fast did not verify)
         self._said: set[str] = set()
+
+    def check_engine(self, position: int) -> None:
+        """Build the scorer of the config's engine once, on one image: an engine that
+        cannot serve the model is refused before the run writes anything (``auto``
+        falls back, and is not checked here).
+
+        Args:
+            position: an image's position in the dataset.
+
+        Raises:
+            ConfigError: the engine cannot score this model.
+        """
+        if self.config.engine == "auto":
+            return
+        images = to_float(self.dataset.images[[position]]).to(self.device)
+        attack = build_attack(self.config, self.config.modes[0], self.model, 0)
+        try:
+            self._scorer = attack.scorer(images)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Attack one group.

@@ -60,6 +60,24 @@ class TrainConfig:
     data: str | None = None  # JPEG archive path; default: $PIXELPRIOR_DATA / cache
     limit: int | None = None  # train on the first `limit` images (smoke tests)
 
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
+                    for name, low in (("epochs", 1), ("batch_size", 1), ("threads", 0))
+                    if not getattr(self, name) >= low]
+        problems += [f"{name} must be a finite number > 0, got {getattr(self, name)}"
+                     for name in ("lr",) if not 0 < getattr(self, name) < math.inf]
+        problems += [f"{name} must be a finite number >= 0, got {getattr(self, name)}"
+                     for name in ("warmup_epochs", "momentum", "weight_decay",
+                                  "label_smoothing") if not 0 <= getattr(self, name) < math.inf]
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"limit must be >= 1 (images), got {self.limit}")
+        if problems:
+            raise TrainConfigError("; ".join(problems))
+
+
+class TrainConfigError(ValueError):
+    """Training settings that cannot run, or a checkpoint of other settings."""
+
 
 def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random 32×32 crop of the 4-pixel reflect-padded image and random horizontal flip.
@@ -132,7 +150,7 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 def _load_training_set(config: TrainConfig) -> ImageSet:
     train = load_cifar10_jpeg("train", config.data)
-    if config.limit:
+    if config.limit is not None:
         train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(
             config.seed))[: config.limit])
     return train
@@ -150,7 +168,7 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
         The final model card (also written beside the weights).
 
     Raises:
-        RuntimeError: the checkpoint was written with another config.
+        TrainConfigError: the checkpoint was written with another config.
         DataError: the training images cannot be found.
     """
     if config.threads:
@@ -179,8 +197,10 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["config"] != asdict(config):
-            raise RuntimeError(f"{checkpoint_path} was written with another config; "
-                               "use another --out or delete it")
+            changed = sorted(k for k, v in asdict(config).items()
+                             if state["config"].get(k) != v)
+            raise TrainConfigError(f"{checkpoint_path} was written with other settings "
+                                   f"({', '.join(changed)}); use another --out or delete it")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])

@@ -106,8 +106,9 @@ def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, 
     precision = float(truth[chosen].mean()) if chosen.any() else float("nan")
     lift = {k: (float(ranked_truth[:k].mean()) / base if base > 0 else float("nan"))
             for k in top_k}
-    rho = (spearmanr(flat, oracle.ravel()[known]).statistic if flat.std() > 0
-           else float("nan"))
+    against = oracle.ravel()[known]
+    rho = (spearmanr(flat, against).statistic if flat.std() > 0 and against.std() > 0
+           else float("nan"))  # a constant input has no rank correlation
     return ImageMetrics(roc_auc(flat, truth), precision, int(chosen.sum()), base, lift,
                         float(rho), int(queries), first)
 

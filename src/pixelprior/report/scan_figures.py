@@ -36,15 +36,17 @@ def roc_figure(directory: Path, scan, maps: dict) -> plt.Figure:
         known = {r: scan.decided(r) for r in fooled}  # undecided positions left out
         curve = np.mean([roc_curve(values[r][known[r]], scan.vulnerable[r][known[r]], grid)
                          for r in fooled], 0)
-        auc = np.nanmean([roc_auc(values[r][known[r]], scan.vulnerable[r][known[r]])
-                          for r in fooled])
+        aucs = np.array([roc_auc(values[r][known[r]], scan.vulnerable[r][known[r]])
+                         for r in fooled])
+        auc = float(aucs[~np.isnan(aucs)].mean()) if (~np.isnan(aucs)).any() else np.nan
         ax.plot(grid, curve, label=f"{method} (AUC {auc:.2f})",
                 linestyle=":" if method in ("random", "oracle") else "-")
     ax.plot([0, 1], [0, 1], color="gray", linewidth=0.5)
     ax.set_xlabel("false-positive rate (positions)")
     ax.set_ylabel("true-positive rate (vulnerable positions)")
     ax.set_title(f"mean ROC over {len(fooled)} images", fontsize=9)
-    ax.legend(fontsize=7)
+    if fooled:  # (no curve, no legend)
+        ax.legend(fontsize=7)
     return _save(fig, Path(directory), "roc")
 
 
