@@ -172,3 +172,12 @@ def test_early_signal_handlers_raise_while_a_command_runs_and_are_restored():
     assert signal.getsignal(signal.SIGTERM) is before
     assert _io.EARLY_MESSAGE.format(name="SIGINT") == (
         "interrupted before the run started (SIGINT); nothing was written")
+
+
+def test_the_writable_check_leaves_no_probe_behind(tmp_path):
+    from pixelprior._io import check_writable_dir
+
+    (tmp_path / "mine.txt").write_text("x")
+    check_writable_dir(tmp_path / "new" / "out")
+    check_writable_dir(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]

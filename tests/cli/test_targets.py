@@ -103,3 +103,24 @@ def test_another_config_names_the_fields_that_changed(tmp_path):
 def test_an_out_nobody_can_write_is_refused_before_the_work(cat_png):
     clean_error(invoke("attack", cat_png, "--model", "convsmall-cifar10", "--out",
                        "/proc/pixelprior-out"), 2, "cannot write into /proc")
+
+
+def test_fast_answers_of_an_earlier_version_are_not_replaced_blindly(cat_png, tmp_path):
+    out = tmp_path / "fast"
+    out.mkdir()
+    (out / "fast.json").write_text(json.dumps({"model_queries": 8, "images": []}))
+    clean_error(invoke("susceptibility", cat_png, "--fast", "--out", out), 2,
+                "does not say what it answered")
+
+
+def test_a_config_file_may_write_out_defaults_no_mode_reads(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('modes = ["fast"]\ntau = 0.5\nlevels = 3\nquery_budget = 5\n')
+    clean_error(invoke("run", "--config", config, "--source", "sample", "--images", "1",
+                       "--seeds", "0,", "--model", "convsmall-cifar10", "--out",
+                       tmp_path / "r"), 2,
+                "reads query_budget in the config file (read by random_search)")
+    config.write_text('modes = ["fast"]\ntau = 0.5\nlevels = 3\n')  # the defaults: fine
+    result = invoke("run", "--config", config, "--source", "sample", "--images", "1",
+                    "--seeds", "0,", "--model", "convsmall-cifar10", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output

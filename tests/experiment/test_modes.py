@@ -259,3 +259,9 @@ def test_settings_no_mode_reads_are_named(given, modes, selection, unread):
     from pixelprior.experiment.modes import unread_settings
 
     assert unread_settings(given, modes, selection) == unread
+
+
+def test_every_search_says_which_settings_it_reads():
+    from pixelprior.experiment.modes import ADAPTERS, SEARCH_FIELDS
+
+    assert set(SEARCH_FIELDS) == set(ADAPTERS) == set(SEARCHES)

@@ -148,3 +148,23 @@ def test_an_image_file_that_changed_at_its_path_is_refused(tmp_path, tiny_kit, m
     again = run_scan(out, tiny_kit.tiny_model(), images[:1], labels[:1], [-1], levels=2,
                      info={**info, "target": "cat.png"})
     assert len(again.labels) == 1  # the same file resumes: nothing to add
+
+
+def test_an_oracle_is_checked_against_the_model_that_uses_it(scanned, tmp_path):
+    from pixelprior.experiment import ConfigError, check_scan_model
+
+    out, spec, _, _, _, tiny_model = scanned
+    mine = state_dict_digest(tiny_model())
+    assert check_scan_model(out, spec, mine) is None
+    with pytest.raises(ConfigError, match="is a scan of another model"):
+        check_scan_model(out, spec, state_dict_digest(tiny_model(seed=1)))
+    older = SusceptibilityMaps.load(out)  # an earlier version: no fingerprint recorded
+    older.info.pop("model_fingerprint")
+    older.save(tmp_path / "older.npz")
+    assert check_scan_model(tmp_path / "older.npz", spec, "any") is None  # same spec
+    with pytest.raises(ConfigError, match="is a scan of another model"):
+        check_scan_model(tmp_path / "older.npz", "convsmall-cifar10", "any")
+    older.info.pop("model")
+    older.save(tmp_path / "unnamed.npz")
+    assert "does not record the model" in check_scan_model(tmp_path / "unnamed.npz", spec,
+                                                           "any")

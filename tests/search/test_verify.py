@@ -571,9 +571,49 @@ def test_the_corner_pass_counts_in_the_budget():
     (torch.rand(2, 3, 6, 6), torch.tensor([-1, 0]), ValueError, r"labels must lie in 0\.\.2"),
     (torch.rand(2, 3, 6, 6), torch.tensor([0]), ValueError, r"labels must have shape \[2\]"),
     (torch.rand(1, 3, 6, 6).double(), torch.tensor([0]), TypeError, "must be float32"),
-    (torch.rand(1, 6, 6, 3), torch.tensor([0]), ValueError, r"channels first"),
+    (torch.rand(1, 6, 6, 3), torch.tensor([0]), ValueError, r"channels first\?"),
     (torch.rand(1, 3, 6, 6) + 1, torch.tensor([0]), ValueError, r"\[0, 1\]"),
 ])
 def test_bad_images_and_labels_are_refused_before_any_work(images, labels, error, message):
     with pytest.raises(error, match=message):
         Verifier(calm_net()).verify(images, labels)
+
+
+def test_a_corner_the_model_does_not_confirm_is_no_witness(monkeypatch):
+    """The scan's engine may say a corner fools; only the model's own forward decides."""
+    import pixelprior.search.verify as verify
+
+    monkeypatch.setattr(verify, "confirm_witness", lambda *args: False)
+    model, image = RedPixel().eval(), grey_image()
+    result = Verifier(model, budget=None, max_boxes=4, search=False).verify(
+        image, torch.tensor([0]))[0]
+    assert not result.fooled and result.decided_by == "unknown"
+    assert result.positions.status[2 * 6 + 3] == "unknown"  # never robust, never fooled
+
+
+def test_the_first_corner_witness_leaves_the_other_positions_unknown():
+    model, image = RedPixel().eval(), grey_image()
+    result = Verifier(model, budget=None).verify(image, torch.tensor([0]))[0]
+    status = result.positions.status
+    assert status.count("vulnerable") == 1 and status.count("unknown") == 35
+    assert "robust" not in status and result.verified_volume == 0
+
+
+def test_an_image_the_model_gets_wrong_is_refused_before_the_corner_pass(monkeypatch):
+    verifier = Verifier(RedPixel().eval())
+
+    def never(*args, **kwargs):
+        raise AssertionError("the corner pass ran")
+
+    monkeypatch.setattr(verifier, "_corner_pass", never)
+    with pytest.raises(ValueError, match="nothing to verify"):
+        verifier.verify(grey_image(), torch.tensor([1]))
+
+
+def test_exact_mode_with_orders_given_finds_the_witness_by_its_boxes():
+    model, image = RedPixel().eval(), grey_image()
+    order = torch.arange(36)[None]
+    result = Verifier(model, budget=None).verify(image, torch.tensor([0]), orders=order,
+                                                 stop_at_first=False)[0]
+    assert result.positions.status[2 * 6 + 3] == "vulnerable"
+    assert result.positions.boxes[2 * 6 + 3] > 0  # no corner pass: found by a box

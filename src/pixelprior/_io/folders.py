@@ -57,7 +57,7 @@ def check_own_folder(directory: Path | str, marker: str, own_names: frozenset[st
 
 
 def check_writable_dir(directory: Path | str) -> None:
-    """Fail before any work if ``directory`` cannot hold results. Creates nothing (a
+    """Fail before any work if ``directory`` cannot hold results. Creates no folder (a
     probe file is made in the nearest existing folder and removed at once).
 
     Args:
@@ -82,10 +82,14 @@ def check_writable_dir(directory: Path | str) -> None:
 def _can_create_in(folder: Path) -> bool:
     """Whether a file can be made in ``folder``: tried (and removed at once), as
     ``os.access`` says yes to root everywhere, read-only mounts and ``/proc`` included."""
-    try:
-        handle, name = tempfile.mkstemp(prefix=".pixelprior-probe-", dir=folder)
+    try:  # named as an atomic write's temporary file: any folder kind tolerates one
+        handle, name = tempfile.mkstemp(prefix=".pixelprior-probe-", suffix=".tmp",
+                                        dir=folder)
     except OSError:
         return False
     os.close(handle)
-    os.unlink(name)
+    try:
+        os.unlink(name)
+    except OSError:
+        pass  # (an append-only folder: writable; the empty probe stays)
     return True

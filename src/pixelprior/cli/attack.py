@@ -156,8 +156,8 @@ def _check_oracle(config: ExperimentConfig, oracle: Path, opened: OpenedModel) -
     from ..models import model_fingerprint
 
     if not config.uses_oracle():
-        fail(f"mode {config.modes[0]} does not read --oracle (the oracle modes do: oracle, "
-             "scan:oracle); drop it")
+        fail(f"mode {config.modes[0]} does not read --oracle (the modes whose prior or "
+             "order is the oracle do: oracle, scan:oracle, fast:oracle, ...); drop it")
     note = check_scan_model(oracle, opened.name, model_fingerprint(opened.net, opened.name))
     if note is not None:
         console.print(note)

@@ -140,7 +140,7 @@ def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> Non
     said = " or ".join(f"{_flag(f, overrides)} (read by {' and '.join(readers[f])})"
                        for f in unread)
     fail(f"no mode of this run ({', '.join(config.modes)}) reads {said}: drop "
-         f"{'it' if len(unread) == 1 else 'them'}, or add a mode that reads "
+         f"{'it' if len(unread) == 1 else 'them'}, or add what reads "
          f"{'it' if len(unread) == 1 else 'them'}")
 
 

@@ -12,11 +12,12 @@ import typer
 from .._io import Interrupted, Interrupts, check_own_folder
 from ..data import dataset_for, to_float
 from ..experiment import run_scan
-from ..experiment.scans import check_scan_folder, cost_lines
+from ..experiment.scans import check_scan_folder, compared_setting, cost_lines
 from ..search import colour_grid
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
 from .options import (
+    DEFAULT_MODEL,
     DEVICE_HELP,
     ENGINE_HELP,
     AllowPickle,
@@ -27,7 +28,7 @@ from .options import (
 )
 from .progress import ProgressBar
 from .tables import num, print_table, table
-from .targets import is_image_file, target_count, target_images
+from .targets import is_image_file, recorded_classes, target_count, target_images
 from .verify import verify_into
 
 
@@ -145,7 +146,8 @@ def susceptibility(
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device, "dataset": None if target == "cifar10" or is_file else (
                 dataset_for(target)[0]),
-            "classes": model_options.classes, "mean": model_options.mean,
+            "classes": recorded_classes(model_options.model or DEFAULT_MODEL, target,
+                                        model_options.classes), "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
             "allow_pickle": model_options.allow_pickle}
     if fast:
@@ -302,7 +304,8 @@ def _check_fast_folder(out: Path, info: dict) -> None:
     if settings is None:
         fail(f"{out / FAST_FILE} does not say what it answered (made by an earlier "
              "version); choose another --out, or remove it")
-    changed = [k for k in FAST_SETTINGS if settings.get(k) != info.get(k)]
+    changed = [k for k in FAST_SETTINGS if compared_setting(k, settings.get(k))
+               != compared_setting(k, info.get(k))]
     if changed:
         said = ", ".join(f"{k} {settings.get(k)!r} (now {info.get(k)!r})" for k in changed)
         fail(f"{out} holds fast answers made with {said}; choose another --out")

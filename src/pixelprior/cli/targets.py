@@ -49,6 +49,16 @@ def target_count(target: str, images: int | None, first_index: int, source: str,
     return default if images is None else images
 
 
+def recorded_classes(model: str, target: str, classes: str | None):
+    """The class names a folder records for its target: for a data spec, those its
+    labels were numbered by (so that a resume under another numbering is refused);
+    else ``--classes`` as given."""
+    if target == "cifar10" or is_image_file(target):
+        return classes
+    names = data_classes(model, classes)
+    return list(names) if isinstance(names, tuple) else names
+
+
 def is_image_file(target: str) -> bool:
     """Whether ``target`` is one image file (not an .npz or a CSV of images)."""
     return Path(target).is_file() and Path(target).suffix.lower() not in (".npz", ".csv")

@@ -24,10 +24,17 @@ from ..scoring.cone.bounds import BoundEngine
 from ..scoring.cone.zonotope import BoundUnsupportedError
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
-from .options import DEVICE_HELP, ModelOptions, check_out, model_options, pick_device
+from .options import (
+    DEFAULT_MODEL,
+    DEVICE_HELP,
+    ModelOptions,
+    check_out,
+    model_options,
+    pick_device,
+)
 from .progress import ProgressBar
 from .tables import num, print_table, table
-from .targets import target_count, target_images
+from .targets import recorded_classes, target_count, target_images
 
 
 @app.command()
@@ -47,9 +54,9 @@ def verify(
                                       "images to verify (of cifar10 or a data spec)."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
     budget: float = typer.Option(60.0, help="Seconds per image, its corner pass included "
-                                 "(8 colors a position, always run whole: a corner that "
-                                 "fools is a witness); past it the image is 'unknown' (0: "
-                                 "no limit)."),
+                                 "(the cube's corners at every position, 8 for RGB: a "
+                                 "corner that fools is a witness); past it the image is "
+                                 "'unknown' (0: no limit)."),
     max_boxes: int | None = typer.Option(None, help="Boxes per image [no limit]."),
     tolerance: float | None = typer.Option(None, help="The margin a bound must exceed "
                                            "[derived per image from float32 rounding]."),
@@ -161,7 +168,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             "target": target, "source": source if target == "cifar10" else None,
             "dataset": None if target == "cifar10" or names is not None else (
                 dataset_for(target)[0]),
-            "classes": model_options.classes, "mean": model_options.mean,
+            "classes": recorded_classes(model_options.model or DEFAULT_MODEL, target,
+                                        model_options.classes), "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
             "allow_pickle": model_options.allow_pickle, "device": device}
     if workers > 1:  # where the Ray workers run (auto: the cluster's GPUs, if any)

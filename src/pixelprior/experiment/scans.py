@@ -197,13 +197,24 @@ def check_scan_model(scan_path: str | Path, model: str, fingerprint: str) -> str
     if was is None and recorded is None:
         return (f"note: the oracle {scan_path} does not record the model it was made with: "
                 "not checked")
-    if was is None and compared_setting("model", recorded) == compared_setting("model", model):
+    if was is None and _same_spec(recorded, model):
         return None
+    made = "its model not recorded" if recorded is None else recorded
     raise ConfigError(
-        f"the oracle {scan_path} is a scan of another model ({recorded}"
+        f"the oracle {scan_path} is a scan of another model ({made}"
         f"{'' if was is None else f', fingerprint {was[:12]}'}), not of {model} "
         f"(fingerprint {fingerprint[:12]}); scan these images with this model: "
         f"`pixelprior susceptibility ... --model {model} --out DIR`")
+
+
+def _same_spec(recorded: str | None, model: str) -> bool:
+    """Two model specs name the same model: equal, or the same file by another path."""
+    if recorded is None:
+        return False
+    if recorded == model:
+        return True
+    first, second = Path(recorded).expanduser(), Path(model).expanduser()
+    return first.is_file() and second.is_file() and first.resolve() == second.resolve()
 
 
 def _recorded_fingerprint(maps: SusceptibilityMaps) -> str | None:

@@ -197,8 +197,9 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if state["config"] != asdict(config):
-            changed = sorted(k for k, v in asdict(config).items()
-                             if state["config"].get(k) != v)
+            recorded, now = state["config"], asdict(config)
+            changed = sorted(k for k in set(recorded) | set(now)
+                             if recorded.get(k) != now.get(k))
             raise TrainConfigError(f"{checkpoint_path} was written with other settings "
                                    f"({', '.join(changed)}); use another --out or delete it")
         model.load_state_dict(state["model"])

@@ -63,8 +63,10 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
             expected = model(perturb_rows(image, owner, genes))
             clean = model(image)
     except RuntimeError as exc:  # the model itself: no engine can stand in, say why
+        if "out of memory" in str(exc):
+            raise
         raise ValueError(f"the model fails on images of shape {list(image.shape)} (it "
-                         "takes [B, C, H, W], channels first, in its own size): "
+                         "takes [B, C, H, W], channels first?): "
                          f"{str(exc).splitlines()[0]}") from None
     try:
         with torch.inference_mode():

@@ -695,11 +695,13 @@ class Verifier:
         results = []
         for i in range(images.shape[0]):
             began, scanned, found = time.perf_counter(), 0, {}
+            self._check_label(images[i:i + 1], int(labels[i]))  # before any pass
             if orders is not None:
                 order = orders[i]
             elif self.order == "corners":  # counted in the image's budget and queries
+                deadline = None if self.budget is None else began + self.budget
                 order, found, scanned = self._corner_pass(images[i:i + 1], int(labels[i]),
-                                                          stop_at_first)
+                                                          stop_at_first, deadline)
             else:
                 order = None
             result = self._verify_one(images[i:i + 1], int(labels[i]), order, stop_at_first,
@@ -709,14 +711,23 @@ class Verifier:
         return results
 
     def _clean_scores(self, image: torch.Tensor) -> torch.Tensor:
-        """The model's scores of one image, or a ValueError that says what it takes."""
+        """The model's scores of one image, or a ValueError naming the images' shape."""
         try:
             with torch.inference_mode():
                 return self.model(image)
         except RuntimeError as exc:
-            raise ValueError(f"the model does not take images of shape "
-                             f"{list(image.shape)} [B, C, H, W] (channels first, as it "
-                             f"was trained): {str(exc).splitlines()[0]}") from None
+            if "out of memory" in str(exc):
+                raise
+            raise ValueError(f"the model fails on images of shape {list(image.shape)} "
+                             "(it takes [B, C, H, W], channels first?): "
+                             f"{str(exc).splitlines()[0]}") from None
+
+    def _check_label(self, image: torch.Tensor, label: int) -> None:
+        """Refuse, before any work, an image the model does not classify as its label."""
+        predicted = int(self._clean_scores(image)[0].argmax())
+        if predicted != label:
+            raise ValueError(f"the model classifies the image as {predicted}, not its label "
+                             f"{label}: there is nothing to verify")
 
     def corner_order(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The positions of each image by the lowest margin the 8 corner colors reach
@@ -735,11 +746,13 @@ class Verifier:
                                   batch_invariant=True)
         return margin_order(scan(images, labels).min_margin)
 
-    def _corner_pass(self, image: torch.Tensor, label: int, stop_at_first: bool
+    def _corner_pass(self, image: torch.Tensor, label: int, stop_at_first: bool,
+                     deadline: float | None = None
                      ) -> tuple[torch.Tensor, dict[int, list[float]], int]:
         """The corner order of one image, and the witnesses its 8 corner colors already
         are (each confirmed by the model; with ``stop_at_first`` the first in the order
-        only): a position a corner fools is decided before any box.
+        only): a position a corner fools is decided before any box. Past ``deadline``
+        (the budget's end) no more are confirmed: their positions are left to the boxes.
 
         Returns:
             ``(order [H · W], {position: color}, queries)``.
@@ -756,6 +769,8 @@ class Verifier:
         colours = result.best_colour[0].flatten(0, 1)
         found: dict[int, list[float]] = {}
         for p in order[vulnerable[order]].tolist():
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             genes = torch.cat([torch.tensor([p % width, p // width], dtype=image.dtype,
                                             device=image.device), colours[p].to(image)])[None]
             queries += 1
