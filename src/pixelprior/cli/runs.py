@@ -99,13 +99,12 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
         ConfigError: the config does not validate.
     """
     on_interrupt(BEFORE_RUN)
-    if config_file is not None:
-        in_file = read_config_file(config_file).get("dataset", dataset)
-        if in_file != dataset:
-            fail(f"{config_file} is a {in_file} config; use `pixelprior reproduce {in_file}`")
+    in_file = read_config_file(config_file) if config_file is not None else {}
+    if in_file.get("dataset", dataset) != dataset:
+        fail(f"{config_file} is a {in_file['dataset']} config; use `pixelprior reproduce "
+             f"{in_file['dataset']}`")
     config = ExperimentConfig.build(config_file, overrides, base)
     check_de_options({f"--{name}": overrides.get(name) for name in DE_OPTIONS}, config.modes)
-    in_file = read_config_file(config_file) if config_file is not None else {}
     _check_read(in_file, overrides, config)
     if describe:
         for line in describe_inputs(config):

@@ -33,18 +33,19 @@ def target_count(target: str, images: int | None, first_index: int, source: str,
     Returns:
         The count (1 for an image file).
     """
+    one_file = is_image_file(target)
     if target != "cifar10":
         read = [flag for flag, given in (("--source", source != "full"),
                                          ("--data", data is not None)) if given]
-        if is_image_file(target):
+        if one_file:
             read += [flag for flag, given in (("--images", images is not None),
                                               ("--first-index", first_index != 0)) if given]
         if read:
             fail(f"{', '.join(read)} choose{'s' * (len(read) == 1)} images of "
                  f"{'cifar10' if '--images' not in read else 'a data set'}; {target} is "
-                 f"{'one image file' if is_image_file(target) else 'a data spec'}: drop "
+                 f"{'one image file' if one_file else 'a data spec'}: drop "
                  f"{'it' if len(read) == 1 else 'them'}")
-    if is_image_file(target):
+    if one_file:
         return 1
     return default if images is None else images
 

@@ -36,7 +36,7 @@ from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
 from ..search.fast import VERIFY_MODES
-from .modes import SENSITIVITIES, modes_help, parse_mode
+from .modes import SENSITIVITIES, modes_help, parse_mode, reads_oracle
 from .rows import describe, fits
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
@@ -336,8 +336,7 @@ class ExperimentConfig:
             most = SEARCHES.get(kind).max_pixels
             if most is not None and self.pixels > most:
                 p.append(f"mode {mode!r} changes {most} pixel(s); pixels is {self.pixels}")
-        uses_oracle = any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes)
-        if uses_oracle and not self.oracle:
+        if any(map(reads_oracle, self.modes)) and not self.oracle:
             p.append("the oracle modes need oracle (--oracle DIR, or `oracle` in the "
                      "config): a folder made by "
                      "`pixelprior susceptibility` for these images")
@@ -438,8 +437,7 @@ class ExperimentConfig:
 
     def uses_oracle(self) -> bool:
         """Whether a mode or the image selection reads the ``oracle`` scan."""
-        return (self.selection in ("vulnerable", "robust")
-                or any(parse_mode(m)[1] == "oracle" or m == "oracle" for m in self.modes))
+        return self.selection in ("vulnerable", "robust") or any(map(reads_oracle, self.modes))
 
     def digest(self, prior_versions: bool = True) -> str:
         """Hash of the fields that change results (not the output path or batching).

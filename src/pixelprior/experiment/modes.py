@@ -179,6 +179,11 @@ def reads_tau(mode: str) -> bool:
     return key in PRIORS and "tau" in PRIORS.entry(key).options
 
 
+def reads_oracle(mode: str) -> bool:
+    """Whether a mode's prior or order is the ``oracle`` scan."""
+    return mode == "oracle" or parse_mode(mode)[1] == "oracle"
+
+
 def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
                     selection: str | None = None) -> list[str]:
     """The settings given that no mode of a run reads (so they would change nothing but
@@ -197,8 +202,7 @@ def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
     read = {field for search in searches for field in SEARCH_FIELDS.get(search or "", ())}
     if any(reads_tau(mode) for mode in modes):
         read.add("tau")
-    if selection in ("vulnerable", "robust") or any(
-            parse_mode(mode)[1] == "oracle" or mode == "oracle" for mode in modes):
+    if selection in ("vulnerable", "robust") or any(map(reads_oracle, modes)):
         read.add("oracle")
     checked = {"tau", "oracle"}.union(*(set(f) for k, f in SEARCH_FIELDS.items() if k != "de"))
     return [field for field, value in given.items()

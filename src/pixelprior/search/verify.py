@@ -695,7 +695,7 @@ class Verifier:
         results = []
         for i in range(images.shape[0]):
             began, scanned, found = time.perf_counter(), 0, {}
-            self._check_label(images[i:i + 1], int(labels[i]))  # before any pass
+            logits = self._labelled_scores(images[i:i + 1], int(labels[i]))  # before any pass
             if orders is not None:
                 order = orders[i]
             elif self.order == "corners":  # counted in the image's budget and queries
@@ -704,8 +704,8 @@ class Verifier:
                                                           stop_at_first, deadline)
             else:
                 order = None
-            result = self._verify_one(images[i:i + 1], int(labels[i]), order, stop_at_first,
-                                      began, found)
+            result = self._verify_one(images[i:i + 1], int(labels[i]), logits, order,
+                                      stop_at_first, began, found)
             result.queries += scanned
             results.append(result)
         return results
@@ -722,12 +722,15 @@ class Verifier:
                              "(it takes [B, C, H, W], channels first?): "
                              f"{str(exc).splitlines()[0]}") from None
 
-    def _check_label(self, image: torch.Tensor, label: int) -> None:
-        """Refuse, before any work, an image the model does not classify as its label."""
-        predicted = int(self._clean_scores(image)[0].argmax())
+    def _labelled_scores(self, image: torch.Tensor, label: int) -> torch.Tensor:
+        """The model's float64 scores ``[K]`` of one image, refused before any work
+        where they do not classify it as its label."""
+        logits = self._clean_scores(image)[0].double()
+        predicted = int(logits.argmax())
         if predicted != label:
             raise ValueError(f"the model classifies the image as {predicted}, not its label "
                              f"{label}: there is nothing to verify")
+        return logits
 
     def corner_order(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The positions of each image by the lowest margin the 8 corner colors reach
@@ -740,11 +743,15 @@ class Verifier:
         Returns:
             long ``[B, H · W]``.
         """
+        return margin_order(self._corner_scan(images, labels).min_margin)
+
+    def _corner_scan(self, images: torch.Tensor, labels: torch.Tensor):
+        """The 8 corner colors at every position of each image (a ``ScanResult``)."""
         from .scan import SusceptibilityScan  # the same layer; imported where used
 
         scan = SusceptibilityScan(self.model, 2, self._scorer_for(images[:1]),
                                   batch_invariant=True)
-        return margin_order(scan(images, labels).min_margin)
+        return scan(images, labels)
 
     def _corner_pass(self, image: torch.Tensor, label: int, stop_at_first: bool,
                      deadline: float | None = None
@@ -757,11 +764,7 @@ class Verifier:
         Returns:
             ``(order [H · W], {position: color}, queries)``.
         """
-        from .scan import SusceptibilityScan  # the same layer; imported where used
-
-        scan = SusceptibilityScan(self.model, 2, self._scorer_for(image),
-                                  batch_invariant=True)
-        result = scan(image, torch.tensor([label], device=image.device))
+        result = self._corner_scan(image, torch.tensor([label], device=image.device))
         order = margin_order(result.min_margin)[0]
         queries = 2 ** image.shape[1] * image.shape[-2] * image.shape[-1]
         width = image.shape[-1]
@@ -835,16 +838,18 @@ class Verifier:
             self._scorer = make_scorer(self.model, image, self.engine_name, 1)
         return self._scorer
 
-    def _verify_one(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
-                    stop_at_first: bool, began: float | None = None,
+    def _verify_one(self, image: torch.Tensor, label: int, logits: torch.Tensor,
+                    order: torch.Tensor | None, stop_at_first: bool,
+                    began: float | None = None,
                     found: dict[int, list[float]] | None = None) -> Verification:
         """Bound, judge and split one image's boxes until every position is decided, a
         witness is found (``stop_at_first``) or the budget is spent; with the local
         search, it runs where the bounds leave positions open before the budget's last
         :data:`SEARCH_SHARE`, and the bounds go on with what it leaves of the budget.
         ``began``: when the image's budget started (default: now); ``found``: witnesses
-        known before (the corner pass's), their positions decided."""
-        run = self._start(image, label, order, stop_at_first, began)
+        known before (the corner pass's), their positions decided; ``logits``: the
+        model's float64 scores of the image (:meth:`_labelled_scores`)."""
+        run = self._start(image, label, logits, order, stop_at_first, began)
         if found:
             self._record_witnesses(run, found)
             if stop_at_first:
@@ -961,17 +966,13 @@ class Verifier:
             starts[row, 2 ** channels:] = np.concatenate([centers, filler])[:SEARCH_BOX_STARTS]
         return starts
 
-    def _start(self, image: torch.Tensor, label: int, order: torch.Tensor | None,
-               stop_at_first: bool, began: float | None = None) -> _ImageRun:
+    def _start(self, image: torch.Tensor, label: int, logits: torch.Tensor,
+               order: torch.Tensor | None, stop_at_first: bool,
+               began: float | None = None) -> _ImageRun:
         """One image's state before its first box: the tolerances, the caches of the
-        bound engine and the scorer, and the frontier of its positions in ``order``."""
+        bound engine and the scorer, and the frontier of its positions in ``order``
+        (``logits``: the image's float64 scores, its label checked)."""
         began = time.perf_counter() if began is None else began
-        with torch.inference_mode():
-            logits = self.model(image)[0].double()
-        predicted = int(logits.argmax())
-        if predicted != label:
-            raise ValueError(f"the model classifies the image as {predicted}, not its label "
-                             f"{label}: there is nothing to verify")
         channels, height, width = image.shape[1:]
         positions = height * width
         tolerance = self.tolerance_of(image, label)
