@@ -617,3 +617,19 @@ def test_exact_mode_with_orders_given_finds_the_witness_by_its_boxes():
                                                  stop_at_first=False)[0]
     assert result.positions.status[2 * 6 + 3] == "vulnerable"
     assert result.positions.boxes[2 * 6 + 3] > 0  # no corner pass: found by a box
+
+
+def test_a_corner_pass_past_the_budget_still_confirms_its_first_witness(monkeypatch):
+    model, image = RedPixel().eval(), grey_image()
+    verifier = Verifier(model, budget=0.5)
+    original = verifier._corner_scan
+
+    def slow(*args, **kwargs):  # a corner scan that takes the whole budget
+        import time
+
+        time.sleep(0.6)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(verifier, "_corner_scan", slow)
+    result = verifier.verify(image, torch.tensor([0]))[0]
+    assert result.decided_by == "fooled" and result.witness[:2] == (3, 2)

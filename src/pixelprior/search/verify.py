@@ -759,7 +759,8 @@ class Verifier:
         """The corner order of one image, and the witnesses its 8 corner colors already
         are (each confirmed by the model; with ``stop_at_first`` the first in the order
         only): a position a corner fools is decided before any box. Past ``deadline``
-        (the budget's end) no more are confirmed: their positions are left to the boxes.
+        (the budget's end) no more are confirmed after the first: their positions are
+        left to the boxes.
 
         Returns:
             ``(order [H · W], {position: color}, queries)``.
@@ -772,8 +773,6 @@ class Verifier:
         colours = result.best_colour[0].flatten(0, 1)
         found: dict[int, list[float]] = {}
         for p in order[vulnerable[order]].tolist():
-            if deadline is not None and time.perf_counter() > deadline:
-                break
             genes = torch.cat([torch.tensor([p % width, p // width], dtype=image.dtype,
                                             device=image.device), colours[p].to(image)])[None]
             queries += 1
@@ -781,6 +780,8 @@ class Verifier:
                 found[p] = colours[p].tolist()
                 if stop_at_first:
                     break
+            if deadline is not None and time.perf_counter() > deadline:
+                break  # (the first candidate is always confirmed: one forward pass)
         return order, found, queries
 
     def probe(self, image: torch.Tensor, label: int, limit: int | None = None) -> int | None:
