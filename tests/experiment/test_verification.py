@@ -24,6 +24,7 @@ from pixelprior.experiment import (
 )
 from pixelprior.experiment.verification import ROWS_FILE, SETTINGS_FILE
 from pixelprior.scoring import perturb_rows
+from pixelprior.search.verify import REVISION
 
 environment_module = importlib.import_module("pixelprior.experiment.environment")
 
@@ -129,6 +130,37 @@ def test_other_settings_are_refused_on_resume(tiny, out):
             parameter.add_(1.0)
     with pytest.raises(VerificationMismatchError, match="model_fingerprint"):
         run_verification(out, other, images[:1], labels[:1], [0], budget=None)
+
+
+def test_the_verifier_revision_is_recorded_and_another_is_refused(tiny, out, monkeypatch):
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    settings = json.loads((out / SETTINGS_FILE).read_text())
+    assert settings["verifier"] == REVISION
+    monkeypatch.setattr(verification, "REVISION", REVISION + 1)
+    with pytest.raises(VerificationMismatchError,
+                       match=f"verifier = {REVISION}, not {REVISION + 1}"):
+        run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    assert len(read_rows(out / ROWS_FILE)) == 1  # nothing written
+
+
+def test_a_folder_from_before_the_revision_was_recorded_resumes_with_a_note(tiny, out):
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    settings = json.loads((out / SETTINGS_FILE).read_text())
+    del settings["verifier"]
+    (out / SETTINGS_FILE).write_text(json.dumps(settings))
+    said: list[str] = []
+    rows = run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None,
+                            log=said.append)
+    assert len(rows) == 2
+    assert any("does not record the verifier revision" in line for line in said)
+    # the folder keeps saying nothing of it rather than this run's revision
+    assert "verifier" not in json.loads((out / SETTINGS_FILE).read_text())
+    said.clear()
+    run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None,
+                     log=said.append)
+    assert any("does not record the verifier revision" in line for line in said)
 
 
 def test_an_index_given_to_other_pixels_is_refused(tiny, out):

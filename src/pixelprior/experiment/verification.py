@@ -37,7 +37,7 @@ from .._streams import pixel_keys
 from ..data import SusceptibilityMaps
 from ..models import model_fingerprint
 from ..search import Verification, Verifier
-from ..search.verify import rounding_unit
+from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
 from .progress import ProgressReporter, as_reporter, reporting
 from .scans import check_same_pixels, compared_setting
@@ -57,7 +57,8 @@ OWN_FILES = frozenset({ROWS_FILE, SETTINGS_FILE, POSITIONS_DIR, ".lock", "summar
 # derived, the unit roundoff it assumes does: TF32 on CUDA rounds 2^13 times coarser)
 VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "std",
                     "input_size", "classes", "budget", "max_boxes", "tolerance", "exact",
-                    "deterministic", "tolerance_unit", "screen", "float32_proof", "search")
+                    "deterministic", "tolerance_unit", "screen", "float32_proof", "search",
+                    "verifier")
 # "target" (what the images are): a folder holds one target's verdicts (two image files
 # would share index -1, and the settings would name only the last); the Python API
 # records it only where ``info`` gives it. (CIFAR-10's source is not compared: the sample
@@ -71,6 +72,9 @@ VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "
 # says which; a resumed folder is not refused for it. "search": the local search for
 # witnesses where the bounds leave positions open (a later addition too: folders from
 # before it are resumed without it recorded; their rows have no ``positions_searched``).
+# "verifier": the verifier's revision (:data:`~pixelprior.search.verify.REVISION`), so
+# that rows of two algorithms never share a folder; a folder from before it was recorded
+# is resumed with a note (its rows' ``version`` names the commit that made each).
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -142,6 +146,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     settings = {**(info or {}), "budget": budget, "max_boxes": max_boxes,
                 "tolerance": tolerance, "exact": exact, "deterministic": deterministic,
                 "screen": screen, "float32_proof": True, "search": search,
+                "verifier": REVISION,
                 "tolerance_unit": _tolerance_unit(device, workers, worker_device),
                 "model_fingerprint": model_fingerprint(model, (info or {}).get("model"))}
     verifier = Verifier(model, budget=budget, max_boxes=max_boxes, tolerance=tolerance,
@@ -153,7 +158,7 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
     # folder records it)
     unit_known = not (workers > 1 and (worker_device or device) == "auto")
     with RunLock(out):
-        rows = _earlier_rows(out, settings, unit_known)
+        rows = _earlier_rows(out, settings, unit_known, log or (lambda _: None))
         check_same_pixels(out, [(row["image_index"], row["image_key"]) for row in rows],
                           keys, indices, VerificationMismatchError)
         done = {row["image_key"] for row in rows}
@@ -403,7 +408,8 @@ def check_verification_folder(out: Path | str) -> None:
     check_own_folder(out, ROWS_FILE, OWN_FILES, "verification")
 
 
-def _earlier_rows(out: Path, settings: dict, unit_known: bool = True) -> list[dict]:
+def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
+                  log: Callable[[str], None] = lambda _: None) -> list[dict]:
     """The rows an earlier run left in ``out``, after checking it used these settings.
 
     Where the unit roundoff is not ``unit_known`` here (Ray workers on ``auto``), the
@@ -414,7 +420,9 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True) -> list[di
     ``screen``, ``float32_proof`` and ``search`` from before they were recorded are not
     known (they came in later, on by default): they are compared with nothing and taken
     out of ``settings``, so that the folder keeps saying nothing of them rather than what
-    this run uses (its rows say per image: ``float32_proved``, ``positions_searched``)."""
+    this run uses (its rows say per image: ``float32_proved``, ``positions_searched``).
+    So is the ``verifier`` revision of a folder from before it was recorded, and ``log``
+    is told: its rows may be of revision 1 (each row's ``version`` names its commit)."""
     if not (out / ROWS_FILE).is_file():
         return []
     try:
@@ -429,8 +437,13 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True) -> list[di
             # it was recorded with a set tolerance (on any device)
             settings[name] = earlier.get(name)
             continue
-        if name in ("screen", "float32_proof", "search") and name not in earlier:
+        if name in ("screen", "float32_proof", "search", "verifier") and name not in earlier:
             settings.pop(name, None)
+            if name == "verifier":
+                log(f"note: {out} does not record the verifier revision of its rows (made "
+                    f"before it was recorded: rows of commits before d554b39 decide fewer "
+                    f"positions; each row's version names its commit); this run's rows are "
+                    f"revision {REVISION}, choose another output folder to keep them apart")
             continue
         if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)
