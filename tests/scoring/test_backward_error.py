@@ -64,17 +64,19 @@ def boxes(size: int, seed: int, count: int = 6) -> tuple[torch.Tensor, ...]:
     return positions, lo, hi
 
 
-def excess(net: nn.Module, size: int, seed: int, unit: float = FLOAT32, count: int = 6
-           ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+def excess(net: nn.Module, size: int, seed: int, unit: float = FLOAT32, count: int = 6,
+           refine: bool = False) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Over random boxes: the largest ``|m32 - m64|`` beyond the signed bound (> 0: it
-    missed), the largest difference seen, the signed bounds and the forward ones."""
+    missed), the largest difference seen, the signed bounds and the forward ones
+    (``refine``: the signed bound with the activations' doubtful neurons refined)."""
     model = randomised(net, seed)
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         label = int(model.float()(image).argmax())
     positions, lo, hi = boxes(size, seed, count)
     screen = IntervalScreen(model, cone=False)
-    signed = BackwardErrorBound(screen).errors(image, positions, lo, hi, label, unit)
+    signed = BackwardErrorBound(screen, refine=refine).errors(image, positions, lo, hi,
+                                                              label, unit)
     forward = screen.bounds(image, positions, lo, hi, label, unit).error
     missed = seen = 0.0
     for b in range(count):
@@ -100,6 +102,60 @@ def test_the_float32_model_stays_within_the_signed_bound(net):
     assert torch.isfinite(signed).all() and (signed >= 0).all()
     assert (signed.min(1).values == 0).all()  # the label's own margin
     assert (signed[1] <= forward[1] * (1 + 1e-9)).all()  # a point: signs only help
+
+
+@pytest.mark.parametrize("net", [n for n in NETS if n is not Strides],
+                         ids=[name for name in NAMES if name != "strides"])
+def test_every_neuron_refined_by_its_own_backward_bound_still_holds(net, monkeypatch):
+    """Every neuron an activation reads taken as doubtful: each gets its own backward
+    bound (identity rows pulled back through the operations before it), kept where it is
+    below the forward one; the margins' bound still holds at every sampled color and is
+    nowhere above the plain signed bound. (Not the 32×32 strided net: a row per neuron
+    of every layer there takes minutes.)"""
+    monkeypatch.setattr(BackwardErrorBound, "_doubtful",
+                        lambda self, node, value: torch.ones_like(value.lower,
+                                                                  dtype=torch.bool))
+    missed, seen, refined, _ = excess(net(), 8, 3, refine=True)
+    monkeypatch.undo()
+    _, _, plain, _ = excess(net(), 8, 3)
+    assert missed <= 0 and seen > 0
+    assert torch.isfinite(refined).all()
+    assert (refined <= plain * (1 + 1e-9)).all()
+
+
+def test_refined_neurons_are_the_doubtful_ones_and_tighten_the_bound(monkeypatch):
+    """With a coarse unit (errors large beside some neurons' values) the forward error
+    leaves ReLUs doubtful that the refinement settles: the bound falls, and each refined
+    neuron's error is its own backward bound, at most the forward one."""
+    model = randomised(Residual(width=6), 7)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        label = int(model(image).argmax())
+    positions, lo, hi = boxes(8, 7, 4)
+    screen = IntervalScreen(model, cone=False)
+    plain = BackwardErrorBound(screen).errors(image, positions, lo, hi, label, 2.0**-10)
+    refined_bound = BackwardErrorBound(screen, refine=True)
+    seen: list[tuple[int, int]] = []
+    original = BackwardErrorBound._refine
+
+    def counted(self, records, owner, node, out):
+        before = out.error.clone()
+        doubtful = int(self._doubtful(node, out).sum())
+        original(self, records, owner, node, out)
+        assert (out.error <= before).all()
+        seen.append((doubtful, int((out.error < before).sum())))
+
+    monkeypatch.setattr(BackwardErrorBound, "_refine", counted)
+    refined = refined_bound.errors(image, positions, lo, hi, label, 2.0**-10)
+    assert sum(d for d, _ in seen) > 0 and sum(t for _, t in seen) > 0
+    assert (refined <= plain * (1 + 1e-9)).all() and (refined < plain).any()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), net=st.sampled_from([Residual, Plain, Scaled, Ceiled]))
+def test_the_refined_bound_holds_on_random_networks(seed, net):
+    missed, _, _, _ = excess(net(), 8, seed, count=4, refine=True)
+    assert missed <= 0
 
 
 @pytest.mark.parametrize("net", [Residual, Plain, Ceiled], ids=["residual", "plain",
