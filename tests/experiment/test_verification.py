@@ -144,7 +144,8 @@ def test_the_verifier_revision_is_recorded_and_another_is_refused(tiny, out, mon
     assert len(read_rows(out / ROWS_FILE)) == 1  # nothing written
 
 
-def test_a_folder_from_before_the_revision_was_recorded_resumes_with_a_note(tiny, out):
+def test_a_folder_from_before_the_revision_was_recorded_resumes_with_a_note(tiny, out,
+                                                                          monkeypatch):
     model, images, labels = tiny
     run_verification(out, model, images[:1], labels[:1], [0], budget=None)
     settings = json.loads((out / SETTINGS_FILE).read_text())
@@ -155,12 +156,17 @@ def test_a_folder_from_before_the_revision_was_recorded_resumes_with_a_note(tiny
                             log=said.append)
     assert len(rows) == 2
     assert any("does not record the verifier revision" in line for line in said)
-    # the folder keeps saying nothing of it rather than this run's revision
-    assert "verifier" not in json.loads((out / SETTINGS_FILE).read_text())
+    # the folder now says it was resumed by this revision, never that it is all of it
+    mark = json.loads((out / SETTINGS_FILE).read_text())["verifier"]
+    assert mark == f"unrecorded, resumed by revision {REVISION}"
     said.clear()
     run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None,
                      log=said.append)
     assert any("does not record the verifier revision" in line for line in said)
+    monkeypatch.setattr(verification, "REVISION", REVISION + 1)  # a later revision: no
+    with pytest.raises(VerificationMismatchError, match="resumed with"):
+        run_verification(out, model, images[:3], labels[:3], [0, 1, 2], budget=None)
+    assert len(read_rows(out / ROWS_FILE)) == 2
 
 
 def test_an_index_given_to_other_pixels_is_refused(tiny, out):

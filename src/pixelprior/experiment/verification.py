@@ -74,7 +74,10 @@ VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "
 # before it are resumed without it recorded; their rows have no ``positions_searched``).
 # "verifier": the verifier's revision (:data:`~pixelprior.search.verify.REVISION`), so
 # that rows of two algorithms never share a folder; a folder from before it was recorded
-# is resumed with a note (its rows' ``version`` names the commit that made each).
+# is resumed with a note (its rows' ``version`` names the commit that made each) and
+# marked, so that only this revision resumes it again. Runs' ``fast`` verification stage
+# writes into run folders, which compare their config, not this.
+UNRECORDED_PREFIX = "unrecorded, resumed by revision "
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 
 
@@ -421,8 +424,9 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
     known (they came in later, on by default): they are compared with nothing and taken
     out of ``settings``, so that the folder keeps saying nothing of them rather than what
     this run uses (its rows say per image: ``float32_proved``, ``positions_searched``).
-    So is the ``verifier`` revision of a folder from before it was recorded, and ``log``
-    is told: its rows may be of revision 1 (each row's ``version`` names its commit)."""
+    A folder from before the ``verifier`` revision was recorded is resumed by this
+    revision alone, with a note (its rows may be of revision 1: each row's ``version``
+    names its commit), and marked so (:func:`_resumed_unrecorded`)."""
     if not (out / ROWS_FILE).is_file():
         return []
     try:
@@ -437,13 +441,11 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
             # it was recorded with a set tolerance (on any device)
             settings[name] = earlier.get(name)
             continue
-        if name in ("screen", "float32_proof", "search", "verifier") and name not in earlier:
+        if name == "verifier" and _unrecorded_revision(earlier.get(name)):
+            settings[name] = _resumed_unrecorded(out, earlier.get(name), log)
+            continue
+        if name in ("screen", "float32_proof", "search") and name not in earlier:
             settings.pop(name, None)
-            if name == "verifier":
-                log(f"note: {out} does not record the verifier revision of its rows (made "
-                    f"before it was recorded: rows of commits before d554b39 decide fewer "
-                    f"positions; each row's version names its commit); this run's rows are "
-                    f"revision {REVISION}, choose another output folder to keep them apart")
             continue
         if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)
@@ -454,6 +456,29 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+
+
+def _unrecorded_revision(recorded: object) -> bool:
+    """A folder from before the verifier's revision was recorded (none), or one such
+    folder that a run has resumed since (:func:`_resumed_unrecorded`'s mark)."""
+    return recorded is None or (isinstance(recorded, str)
+                                and recorded.startswith(UNRECORDED_PREFIX))
+
+
+def _resumed_unrecorded(out: Path, recorded: str | None, log: Callable[[str], None]) -> str:
+    """The ``verifier`` a folder from before it was recorded is resumed with: a mark that
+    names this revision, so that another revision refuses it later (a note says what
+    is mixed)."""
+    mark = f"{UNRECORDED_PREFIX}{REVISION}"
+    if recorded is not None and recorded != mark:
+        raise VerificationMismatchError(
+            f"{out} holds verdicts of unrecorded verifier revisions resumed with {recorded!r}"
+            f", not revision {REVISION}; choose another output folder")
+    log(f"note: {out} does not record the verifier revision of its first rows (made before "
+        f"it was recorded: rows of commits before d554b39 decide fewer positions; each "
+        f"row's version names its commit); this run adds rows of revision {REVISION} and "
+        "the folder is now kept to it: choose another output folder to keep them apart")
+    return mark
 
 
 def _tolerance_unit(device: str, workers: int, worker_device: str | None) -> float:

@@ -113,12 +113,14 @@ __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", 
            "Verifier", "margin_order", "rounding_unit"]
 
 # What this code's verdicts are, as the number a verification folder records (its
-# ``verifier`` setting): raised with every change that decides positions or images
-# otherwise under the same settings, so that a resume refuses a folder of another
-# revision's rows instead of mixing them (both sound, but a count over the folder would
-# not say whose it is). 1: up to 309714c (folders did not record it); 2: d554b39, a corner
-# color the model confirms is a witness before any box is bounded (more positions
-# decided, the corner pass counted in the budget).
+# ``verifier`` setting; `verify` and `susceptibility --exact` folders, not runs): raised
+# with every change that decides positions or images otherwise under the same settings
+# without a time budget (a timed verdict depends on the machine's pace anyway), so that
+# a resume refuses a folder of another revision's rows instead of mixing them (both
+# sound, but a count over the folder would not say whose it is). 1: up to 309714c
+# (folders did not record it); 2: d554b39, a corner color the model confirms is a
+# witness before any box is bounded (more positions decided; the corner pass counted in
+# the budget, and under a time budget a30a4b5 and 1fb3930 changed when it stops).
 REVISION = 2
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call

@@ -21,11 +21,12 @@ backwards from the margin, as a center and a radius per neuron (:class:`~.interv
 Coefficient`; each operation's :meth:`~.intervals.IntervalRule.pull`): a stable ReLU
 passes its coefficient on exactly, so paths keep their signs wherever the slopes are sure.
 Which slopes are sure is decided with the forward bounds ``[l - e, u + e]`` of the real
-value and its float32 error. At a single color with every ReLU sure this is exactly the
-first-order estimate's sum ``Σ |∂m/∂h_l| ρ_l`` (with each operation's proved ``ρ``,
-which counts the float32 magnitudes and a few more roundings than the estimate's:
-measured 1.0-1.05 times it), now a proof; over a box the unstable neurons' coefficients
-widen to include 0.
+value and its float32 error (with ``refine``, ``e`` of each doubtful neuron bounded by its
+own backward pass first: :class:`BackwardErrorBound`). At a single color with every
+ReLU sure this is exactly the first-order estimate's sum ``Σ |∂m/∂h_l| ρ_l`` (with each
+operation's proved ``ρ``, which counts the float32 magnitudes and a few more roundings
+than the estimate's: measured 1.0-1.05 times it), now a proof; over a box the unstable
+neurons' coefficients widen to include 0.
 
 The float64 arithmetic of the bound is covered too: every pulled coefficient's radius
 grows by ``4 γ_N`` of its center's and its own magnitude (``N`` the output elements: any
@@ -91,13 +92,14 @@ class BackwardErrorBound:
             pulled back through every operation before it), and go on with the smaller
             of the two: fewer doubtful slopes in the layers after it and in the margins'
             pass. On the normally trained ResNet8 at a single color it brings the margin
-            bound from ~270 to ~4 times the first-order estimate, at ~1,400 rows and
-            ~40 s a box on 2 CPU cores; over a box of side 0.01 or more it stays above
-            ~400 times (the neurons whose real value crosses a kink there take both
-            slopes, whatever the float32 error), so the verifier does not use it
+            bound from ~270 to ~4 times the first-order estimate, at ~1,700 rows (1,420
+            of them before the last activation) and ~40 s a box on 2 CPU cores; over
+            a box of side 0.01 or more it stays above ~400 times (the neurons whose
+            real value crosses a kink there take both slopes, whatever the float32
+            error), so the verifier does not use it
             (``benchmarks/refined_error.py``, ``benchmarks/RESULTS.md``).
-        refine_rows: rows per pull of the refinement (its memory: rows × the largest
-            value, in float64).
+        refine_rows: rows per pull of the refinement, at least one neuron's (a row per
+            box): its memory is rows × the largest value, in float64.
 
     Raises:
         BackwardUnsupportedError: an operation on the path has no backward rule (named);
