@@ -17,6 +17,14 @@ BUNDLED_MODELS = ["convsmall-cifar10", "resnet8-cifar10", "resnet8-ibp-cifar10",
                   "squeezenet1_1-cifar10"]
 
 
+def random_boxes(count: int, side: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` boxes of colors of one ``side`` at random places in the cube (float64
+    ``lo``, ``hi`` ``[count, 3]``; the same boxes on every call)."""
+    generator = torch.Generator().manual_seed(0)
+    lo = torch.rand(count, 3, dtype=torch.float64, generator=generator) * (1 - side)
+    return lo, lo + side
+
+
 def bench_inputs(count: int, name: str = "squeezenet1_1-cifar10"):
     """A bundled CIFAR-10 model (default: the SqueezeNet) and its first ``count``
     correctly classified test images.

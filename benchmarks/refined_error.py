@@ -22,7 +22,7 @@ import statistics
 import time
 
 import torch
-from _setup import bench_inputs
+from _setup import bench_inputs, random_boxes
 
 from pixelprior.scoring.cone.backward import BackwardErrorBound
 from pixelprior.scoring.cone.rounding import rounding_error
@@ -51,10 +51,7 @@ def rows(name: str, sides: list[float], images: int) -> list[str]:
         image, label = x[n:n + 1], int(y[n])
         estimate = float(rounding_error(model, image, torch.tensor([label]), unit)[0])
         for side in sides:
-            generator = torch.Generator().manual_seed(0)
-            lo = torch.rand(len(POSITIONS), 3, dtype=torch.float64,
-                            generator=generator) * (1 - side)
-            hi = lo + side
+            lo, hi = random_boxes(len(POSITIONS), side)
             args = (image, POSITIONS, lo, hi, label, unit)
             before, before_s = timed(plain, *args)
             after, after_s = timed(refined, *args)

@@ -33,7 +33,7 @@ import argparse
 import statistics
 
 import torch
-from _setup import bench_inputs, position_counts, verified_side_by_side
+from _setup import bench_inputs, position_counts, random_boxes, verified_side_by_side
 
 from pixelprior import load_cifar10, load_model, to_float
 from pixelprior.scoring.cone import intervals
@@ -62,10 +62,7 @@ def ratios(name: str, images: int) -> list[str]:
         image, label = x[n:n + 1], int(y[n])
         estimate = float(rounding_error(model, image, torch.tensor([label]), unit)[0])
         for side in SIDES:
-            generator = torch.Generator().manual_seed(0)
-            lo = torch.rand(len(POSITIONS), 3, dtype=torch.float64,
-                            generator=generator) * (1 - side)
-            hi = lo + side
+            lo, hi = random_boxes(len(POSITIONS), side)
             forward = screen.bounds(image, POSITIONS, lo, hi, label, unit).error.max(1)
             backward = signed.errors(image, POSITIONS, lo, hi, label, unit).max(1)
             f = (forward.values / estimate).tolist()
