@@ -211,6 +211,13 @@ def test_refined_errors_are_each_boxs_own(monkeypatch):
     torch.testing.assert_close(few_margins, margins, rtol=1e-9, atol=0)
 
 
+@pytest.mark.parametrize("rows", [0, -3, 2.5, True])
+def test_refine_rows_must_be_a_positive_integer(rows):
+    with pytest.raises(ValueError, match="refine_rows must be a positive integer"):
+        BackwardErrorBound(IntervalScreen(randomised(Plain(), 1)), refine=True,
+                           refine_rows=rows)
+
+
 def test_the_refinement_settles_doubtful_relus_under_a_coarse_unit(monkeypatch):
     """With a coarse unit (errors large beside some neurons' values) the forward error
     leaves ReLUs doubtful: the refinement lowers errors of those neurons only (of a

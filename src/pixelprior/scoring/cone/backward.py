@@ -108,6 +108,8 @@ class BackwardErrorBound:
 
     def __init__(self, screen: IntervalScreen, refine: bool = False,
                  refine_rows: int = 512) -> None:
+        if isinstance(refine_rows, bool) or not isinstance(refine_rows, int) or refine_rows < 1:
+            raise ValueError(f"refine_rows must be a positive integer, got {refine_rows!r}")
         self.screen = screen
         self.refine = refine
         self.refine_rows = refine_rows
