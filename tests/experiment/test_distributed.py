@@ -60,6 +60,7 @@ class FakeRay(types.ModuleType):
         self.finish = finish or (lambda refs: max(refs, key=lambda r: r.number))
         self.actors: list[FakeActor] = []
         self.submitted: list[FakeRef] = []
+        self.identities: list[FakeRef] = []
         self.done: list[FakeRef] = []
         self.killed: list[FakeActor] = []
         self.cancelled: list[FakeRef] = []
@@ -86,8 +87,11 @@ class FakeRay(types.ModuleType):
         return lambda cls: FakeActorClass(self, cls, options)
 
     def submit(self, actor, name, args):
-        ref = FakeRef(actor, args[0], len(self.submitted))
-        ref.method = name
+        ref = FakeRef(actor, args[0] if args else None, len(self.submitted))
+        ref.method, ref.args = name, args
+        if name == "identity":  # asked of every worker before any work; answered at once
+            self.identities.append(ref)
+            return ref
         self.submitted.append(ref)
         pending = [r for r in self.submitted if r.actor is actor and r not in self.done]
         key = id(actor)
@@ -102,8 +106,12 @@ class FakeRay(types.ModuleType):
         return [ready], [r for r in refs if r is not ready]
 
     def get(self, ref):
+        if isinstance(ref, list):
+            assert all(r in self.identities for r in ref)
+            assert not self.submitted, "work submitted before the workers were checked"
+            return [getattr(r.actor.instance, r.method)(*r.args) for r in ref]
         assert ref in self.done, "get before the task finished"
-        return getattr(ref.actor.instance, ref.method)(ref.group)
+        return getattr(ref.actor.instance, ref.method)(*ref.args)
 
     def kill(self, actor):
         self.killed.append(actor)
@@ -119,6 +127,8 @@ class FakeWorker:
 
     def __init__(self, config_dict, device):
         self.config_dict, self.device = config_dict, device
+
+    identity = staticmethod(distributed.worker_identity)
 
     def attack(self, group):
         rows = [{"seed": g[0], "mode": g[1], "image_index": g[3], "device": self.device,
@@ -224,6 +234,8 @@ def test_device_cpu_on_a_gpu_cluster_uses_cpu_workers(fake_ray):
 class FakeVerifyWorker:
     """Stands in for the verify actor: answers with the image number and its device."""
 
+    identity = staticmethod(distributed.worker_identity)
+
     def __init__(self, model_factory, settings, device):
         self.device = device
 
@@ -281,6 +293,36 @@ def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
     assert answers("cuda:1") == "cuda"
     assert answers("cpu") == "cpu"
     assert asked["settings"]["search"] is False  # the workers' verifiers are made alike
+
+
+@pytest.mark.parametrize(("field", "value"), [("pixelprior", "0.1.0"), ("verifier", 1)])
+def test_workers_running_other_code_are_refused_before_any_work(fake_ray, monkeypatch,
+                                                                 field, value):
+    """A cluster node with another pixelprior (or verifier revision) would write rows
+    that are not this run's: the pool stops before any group or image is submitted, and
+    names both versions."""
+    ray = fake_ray({"CPU": 4})
+    other = {**distributed.worker_identity(), field: value}
+    monkeypatch.setattr(FakeWorker, "identity", lambda self: other)
+    with pytest.raises(distributed.WorkerMismatchError,
+                       match=f"Ray worker 1 of 2 runs pixelprior .*{value}.*install the "
+                             "same pixelprior on every node"):
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert ray.submitted == [] and len(ray.killed) == 2 and ray.calls == ["init", "shutdown"]
+    monkeypatch.setattr(distributed, "_VerifyWorker", FakeVerifyWorker)
+    monkeypatch.setattr(FakeVerifyWorker, "identity", lambda self: other)
+    with pytest.raises(distributed.WorkerMismatchError):
+        list(distributed.ray_verify(lambda: None, {}, [(0,), (1,)], 2, log=lambda m: None))
+    assert ray.submitted == []
+
+
+def test_a_worker_identity_is_this_processs_version_and_verifier_revision():
+    from pixelprior.experiment.environment import package_version
+    from pixelprior.search.verify import REVISION
+
+    assert distributed.worker_identity() == {"pixelprior": package_version(),
+                                             "verifier": REVISION}
+    assert issubclass(distributed.WorkerMismatchError, ConfigError)  # one line in the CLI
 
 
 def test_the_log_says_how_many_workers_on_what(fake_ray):

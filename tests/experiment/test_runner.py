@@ -15,6 +15,7 @@ from pixelprior._io import Interrupted, Interrupts, read_rows
 from pixelprior.experiment import ExperimentRunner
 from pixelprior.experiment import runner as runner_module
 from pixelprior.experiment.runner import _groups
+from pixelprior.search.verify import REVISION
 
 TIMING = {"seconds", "group_seconds", "finished", "group_size"}
 
@@ -182,6 +183,9 @@ def test_a_fast_run_verifies_reports_and_resumes(tiny_run, tmp_path):
             assert row["float32_proved"] is None
         if row["success"]:
             assert not row["verified"]
+        ran = row["decided_by"] in {"verified", "unknown"}
+        assert row["verifier"] == (REVISION if row["verified_volume"] is not None else None)
+        assert not ran or row["verifier"] == REVISION
     assert any(row["decided_by"] == "verified" for row in rows)  # the tiny net is provable
     write_report(config.out)
     report = (tmp_path / "run" / "report.md").read_text()
@@ -190,3 +194,48 @@ def test_a_fast_run_verifies_reports_and_resumes(tiny_run, tmp_path):
     assert (tmp_path / "run" / "verification.csv").is_file()
     again = quiet(config).run()
     assert comparable(again) == comparable(rows)
+
+
+def _rewrite_verified_rows(path, change) -> int:
+    rows = read_rows(path)
+    changed = [change(row) for row in rows if row["verified_volume"] is not None]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return len(changed)
+
+
+def test_a_fast_run_resumed_by_another_verifier_revision_is_refused(tiny_run, tmp_path):
+    """Rows verified by another revision of the verifier are another algorithm's: the
+    resume is refused before any work, naming the line and both revisions; ``--force``
+    moves them aside."""
+    from pixelprior.experiment import ForeignRowError
+
+    config = tiny_run(modes=["fast"], fast_verify="on")
+    quiet(config).run()
+    path = tmp_path / "run" / "results.jsonl"
+    assert _rewrite_verified_rows(path, lambda row: row.update(verifier=REVISION - 1)) > 0
+    written = path.read_bytes()
+    with pytest.raises(ForeignRowError, match=rf"results.jsonl line \d+: a row verified by "
+                       rf"verifier revision {REVISION - 1}; this pixelprior verifies with "
+                       rf"revision {REVISION}.*--force"):
+        quiet(config).run()
+    assert path.read_bytes() == written  # nothing written
+    rows = quiet(config, force=True).run()
+    assert len(rows) == 5 and {r["verifier"] for r in rows} <= {REVISION, None}
+
+
+def test_rows_verified_before_the_revision_was_recorded_resume_with_a_note(tiny_run,
+                                                                           tmp_path):
+    config = tiny_run(modes=["fast"], fast_verify="on")
+    quiet(config).run()
+    path = tmp_path / "run" / "results.jsonl"
+    _rewrite_verified_rows(path, lambda row: row.pop("verifier"))
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))  # one to do
+    count = sum(row["verified_volume"] is not None for row in read_rows(path))
+    assert count > 0
+    said: list[str] = []
+    rows = ExperimentRunner(config, log=said.append).run()
+    assert len(rows) == 5
+    assert [line for line in said if "before rows recorded its revision" in line] == [
+        f"note: {count} row(s) in {tmp_path / 'run'} were decided by the verifier before "
+        "rows recorded its revision (each row's version names its commit); new rows are "
+        f"verified by revision {REVISION}"]

@@ -136,7 +136,7 @@ def test_the_fast_steps_record():
                                       "corner_certified": "bool", "decided_by": "str?",
                                       "verified": "bool", "verified_volume": "number?",
                                       "lowest_bound": "number?", "boxes": "int",
-                                      "float32_proved": "bool?"}
+                                      "float32_proved": "bool?", "verifier": "int?"}
 
 
 def test_a_steps_record_of_an_unknown_kind_is_refused_at_class_definition():

@@ -13,6 +13,10 @@ random stream and every scoring call are independent of which worker or batch ha
 
 Without ``--ray-address`` a local Ray instance is started for the run and stopped after
 it; with one, the run joins that cluster (whose workers must have pixelprior installed).
+Before any work each worker says which pixelprior it runs and its verifier's revision
+(:func:`worker_identity`); a cluster whose workers run other code than the calling
+process is refused (:class:`WorkerMismatchError`), since their rows would not be this
+process's (the rows record the workers' version, not the caller's).
 """
 
 from __future__ import annotations
@@ -21,11 +25,41 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..search.verify import REVISION
 from .config import ConfigError, ExperimentConfig
+from .environment import package_version
 from .worker import GroupWorker
 
 INSTALL_HINT = 'pip install "pixelprior[ray]"'
 IN_FLIGHT_PER_WORKER = 2
+
+
+class WorkerMismatchError(ConfigError):
+    """A Ray worker runs another pixelprior (or verifier revision) than the calling
+    process."""
+
+
+def worker_identity() -> dict:
+    """What code this process runs, compared between the caller and each Ray worker.
+
+    Returns:
+        ``{"pixelprior": version (with its commit from a checkout), "verifier":
+        revision}``.
+    """
+    return {"pixelprior": package_version(), "verifier": REVISION}
+
+
+def _check_identities(ray, actors: list) -> None:
+    """Refuse workers that run other code than this process, before any work."""
+    here = worker_identity()
+    for number, there in enumerate(ray.get([a.identity.remote() for a in actors]), 1):
+        if there != here:
+            raise WorkerMismatchError(
+                f"Ray worker {number} of {len(actors)} runs pixelprior "
+                f"{there.get('pixelprior')} (verifier revision {there.get('verifier')}), "
+                f"this process {here['pixelprior']} (revision {here['verifier']}): install "
+                "the same pixelprior on every node of the cluster (rows of other code "
+                "would not be this run's)")
 
 
 def _ray():
@@ -89,6 +123,7 @@ def _actor_pool(actor_class: type, args: tuple, method: str, jobs: list[tuple],
         actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
             actor_class)
         actors = [actor.remote(*args, "cuda" if use_gpu else "cpu") for _ in range(count)]
+        _check_identities(ray, actors)
         where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
         log(f"ray: {count} worker(s) on {where}")
         queue = list(jobs)
@@ -148,6 +183,9 @@ class _Worker:
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict]:
         return self.worker.attack(group)
 
+    def identity(self) -> dict:
+        return worker_identity()
+
 
 def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tuple],
                workers: int, ray_address: str | None = None, device: str = "cpu",
@@ -195,6 +233,9 @@ class _VerifyWorker:
             torch.set_num_threads(1)
         self.device = device
         self.verifier = Verifier(model_factory().to(device).eval(), **settings)
+
+    def identity(self) -> dict:
+        return worker_identity()
 
     def verify(self, n: int, image, label, stop_at_first: bool) -> tuple[int, Any]:
         import dataclasses

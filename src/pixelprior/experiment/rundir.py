@@ -98,10 +98,15 @@ class RunRows:
         run_hash: the run's config hash.
         config: its config.
         selection: its selection.
+        verifier: the verifier revision a resume adds rows with: a row verified by
+            another (its ``verifier``) is refused, so that one run never mixes two
+            algorithms' verdicts. ``None`` (reading a finished run): not checked.
     """
 
-    def __init__(self, run_hash: str, config: ExperimentConfig, selection: dict) -> None:
+    def __init__(self, run_hash: str, config: ExperimentConfig, selection: dict,
+                 verifier: int | None = None) -> None:
         self.run_hash = run_hash
+        self.verifier = verifier
         self.config = config
         self.images = set(selection["indices"])
         self.dataset_size = selection.get("dataset_size")
@@ -151,6 +156,11 @@ class RunRows:
         if row["image_index"] not in self.images:
             return (f"image {row['image_index']} is not one of this run's "
                     f"{len(self.images)} images (selection.json)"), True
+        revision = row.get("verifier")
+        if self.verifier is not None and revision is not None and revision != self.verifier:
+            return (f"a row verified by verifier revision {revision}; this pixelprior "
+                    f"verifies with revision {self.verifier}, and one run's rows are of "
+                    "one algorithm"), True
         return None
 
     def check(self, numbered: list[tuple[int, dict]], path: Path) -> None:

@@ -38,6 +38,7 @@ from .._io import (
 from .._streams import image_key
 from ..data import image_fingerprints, to_float
 from ..models import model_fingerprint
+from ..search.verify import REVISION
 from .config import ConfigMismatchError, ExperimentConfig
 from .cost import cost_lines, max_queries
 from .distributed import ray_groups
@@ -193,7 +194,7 @@ class ExperimentRunner:
         be moved aside) only with ``force``, else the refusal is raised."""
         path = self.out / RESULTS
         try:
-            RunRows(self.config.digest(), self.config, selection).check(
+            RunRows(self.config.digest(), self.config, selection, REVISION).check(
                 read_numbered_rows(path), path)
         except CorruptResultsError as exc:
             if not self.force:
@@ -255,6 +256,7 @@ class ExperimentRunner:
         results_path = self.out / RESULTS
         rows = read_results(results_path, repair=True)
         self._note_devices(rows)
+        self._note_unrecorded_verifier(rows)
         work = self._work(selection, {(r["seed"], r["mode"], r["image_index"]) for r in rows})
         self.total, self.kept = len(work) + len(rows), len(rows)
         for line in self._cost(work) if work else []:
@@ -312,6 +314,16 @@ class ExperimentRunner:
                 yield worker.attack(group)
             return
         yield from ray_groups(self.config, groups, self.log)
+
+    def _note_unrecorded_verifier(self, rows: list[dict]) -> None:
+        """Say how many rows the verifier decided before rows recorded its revision (not
+        checked: each row's ``version`` names the commit that made it)."""
+        verified = [r for r in rows if "verifier" not in r
+                    and r.get("verified_volume") is not None]  # the verifier ran on it
+        if verified:
+            self.log(f"note: {len(verified)} row(s) in {self.out} were decided by the "
+                     "verifier before rows recorded its revision (each row's version names "
+                     f"its commit); new rows are verified by revision {REVISION}")
 
     def _note_devices(self, rows: list[dict]) -> None:
         device = self.config.resolved_device()

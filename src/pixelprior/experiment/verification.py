@@ -76,7 +76,8 @@ VERDICT_SETTINGS = ("target", "model", "weights", "model_fingerprint", "mean", "
 # that rows of two algorithms never share a folder; a folder from before it was recorded
 # is resumed with a note (its rows' ``version`` names the commit that made each) and
 # marked, so that only this revision resumes it again. Runs' ``fast`` verification stage
-# writes into run folders, which compare their config, not this.
+# writes into run folders, whose rows record the revision each (``verifier``; a resume
+# refuses another: pixelprior.experiment.rundir.RunRows).
 UNRECORDED_PREFIX = "unrecorded, resumed by revision "
 STATUS_CODES = {"robust": 0, "vulnerable": 1, "unknown": 2}
 

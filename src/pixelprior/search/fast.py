@@ -34,7 +34,9 @@ on the corner grid (``corner_certified``) and verified (``verified``), the share
 threat space proved (``verified_volume``), the lowest margin bound over the rest
 (``lowest_bound``), the boxes bounded (``boxes``) and, for a verified image, whether
 its float32 evaluation is proved too at every position (``float32_proved``; ``None``
-where the image is not verified).
+where the image is not verified) and the revision of the verifier that ran on it
+(``verifier``: :data:`~pixelprior.search.verify.REVISION`, ``None`` where it did not run),
+so that a run resumed by another revision does not mix the rows of two algorithms.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
-from .verify import BoundUnsupportedError, Verification, Verifier, margin_order
+from .verify import REVISION, BoundUnsupportedError, Verification, Verifier, margin_order
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
@@ -111,7 +113,7 @@ class FastAttack(Attack):
     step_fields = {"positions_scanned": "int", "refine_queries": "int",
                    "corner_certified": "bool", "decided_by": "str?", "verified": "bool",
                    "verified_volume": "number?", "lowest_bound": "number?", "boxes": "int",
-                   "float32_proved": "bool?"}
+                   "float32_proved": "bool?", "verifier": "int?"}
     refine_queries = Renamed("refine_budget")  # 0.2's name (deprecated)
 
     @keyword_options(renamed={"refine_queries": "refine_budget"})
@@ -204,7 +206,8 @@ class FastAttack(Attack):
                                    for i in range(len(rows))], dtype=torch.long),
             "float32_proved": [verdicts[i].verified_in_float32
                                if i in verdicts and verdicts[i].verified else None
-                               for i in range(len(rows))]})
+                               for i in range(len(rows))],
+            "verifier": [REVISION if i in verdicts else None for i in range(len(rows))]})
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
