@@ -191,6 +191,7 @@ def test_a_fast_run_verifies_reports_and_resumes(tiny_run, tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     assert "### Verified against any color" in report
     assert "of them float32 proved" in report
+    assert f"Verifier: revision {REVISION} (" in report
     assert (tmp_path / "run" / "verification.csv").is_file()
     again = quiet(config).run()
     assert comparable(again) == comparable(rows)

@@ -1,6 +1,8 @@
 """One-pixel robust accuracy: per model and image set, the share of images fooled,
 certified on the corner grid, and neither, overall and per class, from the rows of
-``fast`` modes (which record ``decided_by`` and ``corner_certified``)."""
+``fast`` modes (which record ``decided_by`` and ``corner_certified``); where the verifier
+ran, the shares verified and unknown, the verified volume and the verifier revisions
+that made the rows."""
 
 from __future__ import annotations
 
@@ -115,7 +117,26 @@ def _verification_lines(frame: pd.DataFrame) -> list[str]:
                      f"{r['verified']:.1%} | {r['verified_float32']:.1%} | "
                      f"{r['unknown']:.1%} | {r['corners only']:.1%} | "
                      f"{r['neither']:.1%} | {volume} |")
-    return lines
+    return lines + _revision_lines(frame)
+
+
+def _revision_lines(frame: pd.DataFrame) -> list[str]:
+    """Which revisions of the verifier made the rows it ran on (rows record it as
+    ``verifier``; those from before say nothing and are counted apart)."""
+    if "verified_volume" not in frame:
+        return []
+    ran = frame[pd.to_numeric(frame["verified_volume"], errors="coerce").notna()]
+    if ran.empty:
+        return []
+    recorded = (pd.to_numeric(ran["verifier"], errors="coerce") if "verifier" in ran
+                else pd.Series(np.nan, index=ran.index))
+    counts = recorded.dropna().astype(int).value_counts().sort_index()
+    parts = [f"revision {revision} ({count} row{'s' * (count != 1)})"
+             for revision, count in counts.items()]
+    missing = int(recorded.isna().sum())
+    if missing:
+        parts.append(f"{missing} row{'s' * (missing != 1)} from before rows recorded it")
+    return ["", f"Verifier: {', '.join(parts)}."]
 
 
 def robustness_table(frame: pd.DataFrame, by_class: bool = False,

@@ -1,0 +1,45 @@
+"""The report's one-pixel robustness section, from hand-made rows of ``fast``."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pixelprior.report.robustness import robustness_lines
+
+
+def fast_rows(verifiers: list) -> pd.DataFrame:
+    """One ``fast`` row per entry: a verified image by the given revision (``"none"``:
+    a row from before rows recorded it), ``None``: fooled on the corners, the verifier
+    not run."""
+    rows = []
+    for n, revision in enumerate(verifiers):
+        ran = revision is not None
+        row = {"mode": "fast", "image_index": n, "true_label": 0, "success": not ran,
+               "queries": 8, "corner_certified": ran,
+               "decided_by": "verified" if ran else "corners", "verified": ran,
+               "verified_volume": 1.0 if ran else None, "float32_proved": ran or None}
+        if revision != "none":
+            row["verifier"] = revision if ran else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def revision_line(frame: pd.DataFrame) -> list[str]:
+    return [line for line in robustness_lines(frame) if line.startswith("Verifier:")]
+
+
+def test_the_report_names_the_verifier_revision_of_the_rows_it_verified():
+    assert revision_line(fast_rows([2, 2, None])) == ["Verifier: revision 2 (2 rows)."]
+
+
+def test_rows_of_two_revisions_and_unrecorded_rows_are_counted_apart():
+    assert revision_line(fast_rows([1, 2, 2, "none", None])) == [
+        "Verifier: revision 1 (1 row), revision 2 (2 rows), 1 row from before rows "
+        "recorded it."]
+    assert revision_line(fast_rows(["none", "none"]).drop(columns="verifier",
+                                                          errors="ignore")) == [
+        "Verifier: 2 rows from before rows recorded it."]
+
+
+def test_no_line_where_the_verifier_ran_on_no_row():
+    assert revision_line(fast_rows([None, None])) == []
