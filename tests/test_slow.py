@@ -141,3 +141,37 @@ def test_ray_workers_verify_as_one_process_does(tmp_path):
         assert np.array_equal(a["status"], b["status"])
         assert np.array_equal(a["witness"], b["witness"], equal_nan=True)
         assert np.allclose(a["verified_volume"], b["verified_volume"], rtol=0, atol=1e-12)
+
+
+def _actor(kind: str) -> type:
+    """A Ray actor class made here (so that Ray ships it by value to its workers):
+    ``other`` says it runs another verifier revision; ``broken`` cannot start (as a node
+    whose pixelprior cannot build the worker)."""
+    from pixelprior.experiment.distributed import worker_identity
+
+    class Actor:
+        def __init__(self, device):
+            if kind == "broken":
+                raise ImportError("no module named pixelprior.experiment.distributed")
+
+        def identity(self):
+            return {**worker_identity(), "verifier": -1}
+
+    return Actor
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("other", r"Ray worker 1 of 2 runs pixelprior .+ \(verifier revision -1\)"),
+    ("broken", r"Ray worker 1 of 2 could not start or say which pixelprior it runs "
+               r"\(.*no module named pixelprior.*\): install this pixelprior"),
+])
+def test_real_ray_workers_running_other_code_are_refused_in_one_line(kind, said):
+    """On a real local Ray: what the workers say, or the error raised in a worker's
+    process, comes back as the one-line refusal, never a Ray traceback."""
+    pytest.importorskip("ray")
+    from pixelprior.experiment.distributed import ActorPool, WorkerMismatchError
+
+    with pytest.raises(WorkerMismatchError, match=said) as refused:
+        with ActorPool(_actor(kind), (), 2, "cpu", None, lambda message: None):
+            pass
+    assert "\n" not in str(refused.value)

@@ -3,6 +3,7 @@ a fake ``ray`` module (no cluster), and once on a real local Ray (slow)."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import sys
 import types
 
@@ -55,6 +56,7 @@ class FakeRay(types.ModuleType):
 
     def __init__(self, resources, initialized=False, finish=None):
         super().__init__("ray")
+        self.__spec__ = importlib.machinery.ModuleSpec("ray", None)  # "installed"
         self.resources = resources
         self.initialized = initialized
         self.finish = finish or (lambda refs: max(refs, key=lambda r: r.number))
@@ -99,6 +101,8 @@ class FakeRay(types.ModuleType):
         return ref
 
     def wait(self, refs, num_returns=1, timeout=None):
+        if all(r in self.identities for r in refs):  # the workers say which code they run
+            return list(refs), []
         assert num_returns == 1
         assert all(r not in self.done for r in refs), "a finished task waited on again"
         ready = self.finish(refs)
@@ -106,10 +110,9 @@ class FakeRay(types.ModuleType):
         return [ready], [r for r in refs if r is not ready]
 
     def get(self, ref):
-        if isinstance(ref, list):
-            assert all(r in self.identities for r in ref)
+        if ref in self.identities:
             assert not self.submitted, "work submitted before the workers were checked"
-            return [getattr(r.actor.instance, r.method)(*r.args) for r in ref]
+            return getattr(ref.actor.instance, ref.method)(*ref.args)
         assert ref in self.done, "get before the task finished"
         return getattr(ref.actor.instance, ref.method)(*ref.args)
 
@@ -275,18 +278,19 @@ def test_a_verification_asked_for_auto_lets_the_cluster_choose(monkeypatch):
 
     asked = {}
 
-    def fake_ray_verify(factory, settings, jobs, workers, address, device, log, interrupts):
-        asked["device"], asked["settings"] = device, settings
-        yield from ()
+    def fake_verify_pool(factory, settings, workers, address, device, log, interrupts,
+                         most):
+        asked["device"], asked["settings"], asked["most"] = device, settings, most
+        return "pool"
 
-    monkeypatch.setattr(distributed, "ray_verify", fake_ray_verify)
+    monkeypatch.setattr(distributed, "verify_pool", fake_verify_pool)
     verifier = types.SimpleNamespace(budget=1.0, max_boxes=None, tolerance=None,
                                      deterministic=False, screen_mode=None, search=False)
-    images, labels = torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
 
     def answers(device, worker_device=None):
-        list(verification._answers(verifier, images, labels, [0, 1], False, device, 2, None,
-                                   lambda: None, print, None, worker_device))
+        assert verification._worker_pool(verifier, 2, 2, None, device, worker_device,
+                                         lambda: None, print, None) == "pool"
+        assert asked["most"] == 2
         return asked["device"]
 
     assert answers("cuda", "auto") == "auto"
@@ -304,16 +308,38 @@ def test_workers_running_other_code_are_refused_before_any_work(fake_ray, monkey
     ray = fake_ray({"CPU": 4})
     other = {**distributed.worker_identity(), field: value}
     monkeypatch.setattr(FakeWorker, "identity", lambda self: other)
-    with pytest.raises(distributed.WorkerMismatchError,
-                       match=f"Ray worker 1 of 2 runs pixelprior .*{value}.*install the "
-                             "same pixelprior on every node"):
+    here = distributed.worker_identity()
+    message = (f"Ray worker 1 of 2 runs pixelprior {other['pixelprior']} (verifier revision "
+               f"{other['verifier']}), this process {here['pixelprior']} (revision "
+               f"{here['verifier']}): install the same pixelprior (the same commit, from a "
+               "checkout) on every node of the cluster; rows of other code would not be "
+               "this run's")
+    with pytest.raises(distributed.WorkerMismatchError) as refused:
         quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert str(refused.value) == message
     assert ray.submitted == [] and len(ray.killed) == 2 and ray.calls == ["init", "shutdown"]
     monkeypatch.setattr(distributed, "_VerifyWorker", FakeVerifyWorker)
     monkeypatch.setattr(FakeVerifyWorker, "identity", lambda self: other)
     with pytest.raises(distributed.WorkerMismatchError):
         list(distributed.ray_verify(lambda: None, {}, [(0,), (1,)], 2, log=lambda m: None))
     assert ray.submitted == []
+
+
+def test_a_worker_that_cannot_say_which_code_it_runs_is_refused(fake_ray, monkeypatch):
+    """An older pixelprior on a node has no ``identity`` (Ray then fails the call, or
+    the actor's creation): one line that says what to do, no work sent."""
+    ray = fake_ray({"CPU": 4})
+
+    def older(self):
+        raise AttributeError("Can't get attribute '_Worker.identity'")
+
+    monkeypatch.setattr(FakeWorker, "identity", older)
+    with pytest.raises(distributed.WorkerMismatchError,
+                       match=r"Ray worker 1 of 2 could not start or say which pixelprior it "
+                             r"runs \(Can't get attribute '_Worker.identity'\): install "
+                             r"this pixelprior \(.+\) on every node of the cluster"):
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert ray.submitted == [] and len(ray.killed) == 2
 
 
 def test_a_worker_identity_is_this_processs_version_and_verifier_revision():
@@ -389,3 +415,56 @@ def test_two_local_ray_workers_write_the_rows_of_one(tmp_path):
                           {k: v for k, v in r.items() if k not in timing} for r in rows}
     assert len(one) == len(two) == 6
     assert strip(one) == strip(two)
+
+
+# ------------------------------------------------------------------ refused before writing
+@pytest.fixture
+def other_code(fake_ray, monkeypatch):
+    """A fake cluster whose workers run another verifier revision."""
+    ray = fake_ray({"CPU": 4})
+    other = {**distributed.worker_identity(), "verifier": 0}
+    monkeypatch.setattr(FakeWorker, "identity", lambda self: other)
+    monkeypatch.setattr(distributed, "_VerifyWorker", FakeVerifyWorker)
+    monkeypatch.setattr(FakeVerifyWorker, "identity", lambda self: other)
+    return ray
+
+
+def snapshot(folder):
+    """Every file of the folder but the lock (which names its last holder and time)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_a_run_refused_by_its_workers_writes_nothing_and_moves_nothing(other_code,
+                                                                       tiny_run, tmp_path):
+    from pixelprior.experiment import ExperimentRunner
+
+    new = tiny_run("new", modes=["unconstrained"], workers=2)
+    with pytest.raises(distributed.WorkerMismatchError):
+        ExperimentRunner(new, log=lambda m: None).run()
+    assert not (tmp_path / "new").exists()
+    old = tiny_run(modes=["unconstrained"])  # one process: no Ray
+    ExperimentRunner(old, log=lambda m: None).run()
+    results = tmp_path / "run" / "results.jsonl"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:-1]))
+    before = snapshot(tmp_path / "run")
+    for config, force in [(tiny_run(modes=["unconstrained"], workers=2), False),
+                          (tiny_run(modes=["unconstrained"], workers=2, popsize=9), True)]:
+        with pytest.raises(distributed.WorkerMismatchError):
+            ExperimentRunner(config, log=lambda m: None, force=force).run()
+        assert snapshot(tmp_path / "run") == before  # not resumed, not moved aside
+    assert other_code.submitted == []
+
+
+def test_a_verification_refused_by_its_workers_writes_nothing(other_code, tmp_path,
+                                                               tiny_kit):
+    from pixelprior.experiment.verification import run_verification
+
+    model = tiny_kit.tiny_model()
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    with pytest.raises(distributed.WorkerMismatchError):
+        run_verification(tmp_path / "verified", model, images, labels, [0, 1, 2],
+                         budget=None, max_boxes=10, workers=2)
+    assert not [p for p in (tmp_path / "verified").rglob("*") if p.name != ".lock"]

@@ -224,6 +224,32 @@ def test_a_fast_run_resumed_by_another_verifier_revision_is_refused(tiny_run, tm
     assert len(rows) == 5 and {r["verifier"] for r in rows} <= {REVISION, None}
 
 
+def test_rows_that_do_not_record_the_revision_are_refused_by_a_later_one(tiny_run,
+                                                                         tmp_path):
+    """Rows that do not record the revision were made by revision 2 or before: a later
+    revision refuses them (a folder of such rows is never resumed by two algorithms);
+    rows the verifier did not run on, and reading a finished run, are not concerned."""
+    from pixelprior.experiment.records import read_record, read_selection
+    from pixelprior.experiment.rundir import LAST_UNRECORDED, RunRows
+
+    config = tiny_run(modes=["fast"], fast_verify="on")
+    quiet(config).run()
+    path = tmp_path / "run" / "results.jsonl"
+    _rewrite_verified_rows(path, lambda row: row.pop("verifier"))
+    selection, digest = read_selection(tmp_path / "run"), read_record(tmp_path / "run")["hash"]
+    rows = read_rows(path)
+    verdicts = [RunRows(digest, config, selection, revision).problem(row)
+                for row in rows for revision in (None, LAST_UNRECORDED, LAST_UNRECORDED + 1)]
+    later = verdicts[2::3]
+    assert verdicts[0::3] == verdicts[1::3] == [None] * len(rows)
+    assert [v is not None for v in later] == [r["verified_volume"] is not None for r in rows]
+    assert any(later) and all(v == (
+        f"a row verified before rows recorded the verifier revision (revision "
+        f"{LAST_UNRECORDED} or earlier); this pixelprior verifies with revision "
+        f"{LAST_UNRECORDED + 1}, and one run's rows are of one algorithm", True)
+        for v in later if v is not None)
+
+
 def test_rows_verified_before_the_revision_was_recorded_resume_with_a_note(tiny_run,
                                                                            tmp_path):
     config = tiny_run(modes=["fast"], fast_verify="on")

@@ -31,6 +31,7 @@ from .config import (
     resolve_device,
 )
 from .cost import cost_lines, max_queries
+from .distributed import WorkerMismatchError
 from .environment import environment, package_version
 from .inputs import (
     SelectionError,
@@ -63,6 +64,7 @@ __all__ = [
     "ExperimentRunner", "ForeignRowError", "GroupWorker", "InputsChangedError", "MAPS_DIR",
     "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
     "SENSITIVITIES", "ScanMismatchError", "SelectionError", "VerificationMismatchError",
+    "WorkerMismatchError",
     "build_attack", "build_model", "check_scan_model", "correctly_classified", "cost_lines",
     "data_classes", "describe_inputs", "device_problem", "environment",
     "exact_ground_truth", "input_size", "load_dataset", "load_maps", "load_model_of",

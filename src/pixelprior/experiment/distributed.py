@@ -49,25 +49,31 @@ def worker_identity() -> dict:
     return {"pixelprior": package_version(), "verifier": REVISION}
 
 
-def _check_identities(ray, actors: list) -> None:
-    """Refuse workers that run other code than this process, before any work."""
-    here = worker_identity()
-    for number, there in enumerate(ray.get([a.identity.remote() for a in actors]), 1):
-        if there != here:
-            raise WorkerMismatchError(
-                f"Ray worker {number} of {len(actors)} runs pixelprior "
-                f"{there.get('pixelprior')} (verifier revision {there.get('verifier')}), "
-                f"this process {here['pixelprior']} (revision {here['verifier']}): install "
-                "the same pixelprior on every node of the cluster (rows of other code "
-                "would not be this run's)")
-
-
 def _ray():
     try:
         import ray
     except ImportError:
         raise ImportError(f"--workers > 1 runs on Ray: {INSTALL_HINT}") from None
     return ray
+
+
+def group_pool(config: ExperimentConfig, most: int, log: Callable[[str], None] = print,
+               interrupts: Any = None) -> ActorPool:
+    """The Ray workers of a run (an :class:`ActorPool` of attack workers), to open
+    before the run writes anything.
+
+    Args:
+        config: the run's config (``workers``, ``ray_address``, ``device``).
+        most: the groups to attack (never more workers than that).
+        log: told how many workers run on what.
+        interrupts: the run's :class:`~pixelprior._io.Interrupts`, if any.
+
+    Returns:
+        The pool, not yet opened.
+    """
+    config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
+    return ActorPool(_Worker, (config_dict,), config.workers, config.device,
+                     config.ray_address, log, interrupts, most)
 
 
 def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
@@ -85,64 +91,148 @@ def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
     Raises:
         ImportError: Ray is not installed (with how to install it).
         ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
+        WorkerMismatchError: a worker runs other code than this process (before any
+            group is sent).
     """
-    config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
-    yield from _actor_pool(_Worker, (config_dict,), "attack", [(g,) for g in groups],
-                           config.workers, config.device, config.ray_address, log)
+    with group_pool(config, len(groups), log) as pool:
+        yield from pool.map("attack", [(g,) for g in groups])
 
 
-def _actor_pool(actor_class: type, args: tuple, method: str, jobs: list[tuple],
-                workers: int, device: str, address: str | None,
-                log: Callable[[str], None], interrupts: Any = None) -> Iterator[Any]:
-    """``actor.method(*job)`` for each job on up to ``workers`` Ray actors
-    (``actor_class(*args, device)``), at most :data:`IN_FLIGHT_PER_WORKER` calls each;
-    results yielded as they finish. Actors take one GPU each where the cluster has GPUs
-    and ``device`` is not ``cpu``, else one CPU; never more actors than the cluster holds
-    (the extra ones would never start, and their calls wait forever). A local Ray
-    instance is started for the pool when none runs, and stopped after it."""
-    ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    if interrupts is not None:
-        interrupts.reinstall()
-    actors: list = []
-    pending: dict = {}
-    try:
+class ActorPool:
+    """Up to ``workers`` Ray actors (``actor_class(*args, device)``), started and checked
+    when the pool opens (``with pool:``), before any work, and stopped when it closes.
+
+    Actors take one GPU each where the cluster has GPUs and ``device`` is not ``cpu``,
+    else one CPU; never more actors than the cluster holds (the extra ones would never
+    start, and their calls wait forever) nor than ``most``. A local Ray instance is
+    started for the pool when none runs, and stopped after it. Opening asks every actor
+    which code it runs (:func:`worker_identity`) and refuses the pool
+    (:class:`WorkerMismatchError`) where one differs from this process or cannot say.
+
+    Args:
+        actor_class: the actors' class (with an ``identity()`` method).
+        args: its arguments before the device.
+        workers: the most actors.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        address: a cluster to join (``None``: a local instance).
+        log: told how many workers run on what.
+        interrupts: SIGINT/SIGTERM taken back from Ray after it starts, and raised
+            between waits (Ray swallows exceptions other than ``KeyboardInterrupt``
+            raised inside its calls).
+        most: the most jobs there will be (``None``: no limit).
+    """
+
+    def __init__(self, actor_class: type, args: tuple, workers: int, device: str,
+                 address: str | None, log: Callable[[str], None], interrupts: Any = None,
+                 most: int | None = None) -> None:
+        self.actor_class, self.args = actor_class, args
+        self.workers, self.device, self.address = workers, device, address
+        self.log, self.interrupts, self.most = log, interrupts, most
+        self.ray: Any = None
+        self.actors: list = []
+        self.pending: dict = {}
+        self.started = False
+
+    def __enter__(self) -> ActorPool:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> None:
+        ray = self.ray = _ray()
+        self.started = not ray.is_initialized()
+        if self.started:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        if self.interrupts is not None:
+            self.interrupts.reinstall()
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        if device.startswith("cuda") and gpus < 1:
-            raise ConfigError(f"device {device} asked for, but the Ray cluster has no GPUs; "
-                              "use --device cpu")
-        use_gpu = gpus >= 1 and device != "cpu"
-        count = min(workers, len(jobs), gpus if use_gpu else max(1, cpus))
-        if count < min(workers, len(jobs)):
-            log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
-                f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not {workers}")
+        if self.device.startswith("cuda") and gpus < 1:
+            raise ConfigError(f"device {self.device} asked for, but the Ray cluster has no "
+                              "GPUs; use --device cpu")
+        use_gpu = gpus >= 1 and self.device != "cpu"
+        wanted = min(self.workers, self.workers if self.most is None else self.most)
+        count = min(wanted, gpus if use_gpu else max(1, cpus))
+        if count < wanted:
+            self.log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
+                     f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not "
+                     f"{self.workers}")
         actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
-            actor_class)
-        actors = [actor.remote(*args, "cuda" if use_gpu else "cpu") for _ in range(count)]
-        _check_identities(ray, actors)
+            self.actor_class)
+        self.actors = [actor.remote(*self.args, "cuda" if use_gpu else "cpu")
+                       for _ in range(count)]
+        self._check_identities()
         where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
-        log(f"ray: {count} worker(s) on {where}")
+        self.log(f"ray: {count} worker(s) on {where}")
+
+    def _check_identities(self) -> None:
+        """Refuse workers that run other code than this process, or that cannot start
+        or say which (an older pixelprior has no ``identity``), before any work."""
+        ray, here = self.ray, worker_identity()
+        refs = [a.identity.remote() for a in self.actors]
+        guard = (self.interrupts.critical if self.interrupts is not None
+                 else contextlib.nullcontext)
+        waiting = list(refs)
+        while waiting:  # short waits, so that a signal is raised here, not inside Ray
+            with guard():
+                _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
+        for number, ref in enumerate(refs, 1):
+            try:
+                there = ray.get(ref)
+            except Exception as exc:  # Ray wraps what failed in the worker's process
+                lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                raise WorkerMismatchError(
+                    f"Ray worker {number} of {len(refs)} could not start or say which "
+                    f"pixelprior it runs ({lines[-1][:200]}): install this pixelprior "
+                    f"({here['pixelprior']}) on every node of the cluster") from None
+            if there != here:
+                raise WorkerMismatchError(
+                    f"Ray worker {number} of {len(refs)} runs pixelprior "
+                    f"{there.get('pixelprior')} (verifier revision {there.get('verifier')}), "
+                    f"this process {here['pixelprior']} (revision {here['verifier']}): "
+                    "install the same pixelprior (the same commit, from a checkout) on "
+                    "every node of the cluster; rows of other code would not be this run's")
+
+    def map(self, method: str, jobs: list[tuple]) -> Iterator[Any]:
+        """``actor.method(*job)`` for each job, at most :data:`IN_FLIGHT_PER_WORKER`
+        calls per actor.
+
+        Args:
+            method: the actors' method.
+            jobs: its arguments, one tuple per call.
+
+        Yields:
+            The results, in the order they finish.
+        """
         queue = list(jobs)
 
         def submit(worker) -> None:
-            pending[getattr(worker, method).remote(*queue.pop(0))] = worker
+            self.pending[getattr(worker, method).remote(*queue.pop(0))] = worker
 
-        for worker in actors:
+        for worker in self.actors:
             for _ in range(IN_FLIGHT_PER_WORKER):
                 if queue:
                     submit(worker)
-        while pending:
-            ready = _wait(ray, pending, interrupts)
-            worker = pending.pop(ready)
+        while self.pending:
+            ready = _wait(self.ray, self.pending, self.interrupts)
+            worker = self.pending.pop(ready)
             if queue:
                 submit(worker)
-            yield ray.get(ready)
-    finally:
-        _stop(ray, pending, actors, started)
+            yield self.ray.get(ready)
+
+    def close(self) -> None:
+        """Cancel the calls in flight, stop the actors and a local Ray instance (every
+        step tried even when one fails)."""
+        if self.ray is not None:
+            _stop(self.ray, self.pending, self.actors, self.started)
+            self.ray, self.pending, self.actors = None, {}, []
 
 
 def _wait(ray, pending: dict, interrupts: Any) -> Any:
@@ -216,9 +306,26 @@ def ray_verify(model_factory: Callable[[], Any], settings: dict, jobs: list[tupl
     Raises:
         ImportError: Ray is not installed (with how to install it).
         ConfigError: ``device`` asks for CUDA and the cluster has no GPUs.
+        WorkerMismatchError: a worker runs other code than this process (before any
+            image is sent).
     """
-    yield from _actor_pool(_VerifyWorker, (model_factory, settings), "verify", jobs, workers,
-                           device, ray_address, log, interrupts)
+    with verify_pool(model_factory, settings, workers, ray_address, device, log,
+                     interrupts, len(jobs)) as pool:
+        yield from pool.map("verify", jobs)
+
+
+def verify_pool(model_factory: Callable[[], Any], settings: dict, workers: int,
+                ray_address: str | None = None, device: str = "cpu",
+                log: Callable[[str], None] = print, interrupts: Any = None,
+                most: int | None = None) -> ActorPool:
+    """The Ray workers of a verification (an :class:`ActorPool` of verifiers, arguments
+    as :func:`ray_verify`'s), to open before the folder is written.
+
+    Returns:
+        The pool, not yet opened; its ``map("verify", jobs)`` verifies the images.
+    """
+    return ActorPool(_VerifyWorker, (model_factory, settings), workers, device, ray_address,
+                     log, interrupts, most)
 
 
 class _VerifyWorker:

@@ -54,6 +54,8 @@ RUN_FILES = frozenset({"config.json", "environment.json", "selection.json", RESU
                        "results.csv", "results.parquet", "robustness.csv", ".lock",
                        MAPS_DIR} | {
     f"{name}.{ext}" for name in (*FIGURES, "robustness") for ext in ("png", "pdf")})
+# the last verifier revision whose ``fast`` rows did not record it (``verifier``)
+LAST_UNRECORDED = 2
 ASIDE = re.compile(r"old-\d{8}-\d{6}(-\d+)?$")
 NEUTRAL = frozenset({".gitignore", ".DS_Store"})  # neither a run's nor a user's work
 FORCE_HINT = "pass --force to move the old run's files aside and start afresh"
@@ -156,8 +158,19 @@ class RunRows:
         if row["image_index"] not in self.images:
             return (f"image {row['image_index']} is not one of this run's "
                     f"{len(self.images)} images (selection.json)"), True
+        return self._revision_problem(row)
+
+    def _revision_problem(self, row: dict) -> tuple[str, bool] | None:
+        """A row the verifier ran on, made by another revision than ``verifier``: rows
+        that do not record it were made by revision :data:`LAST_UNRECORDED` or before."""
+        if self.verifier is None or row.get("verified_volume") is None:
+            return None
         revision = row.get("verifier")
-        if self.verifier is not None and revision is not None and revision != self.verifier:
+        if revision is None and self.verifier > LAST_UNRECORDED:
+            return (f"a row verified before rows recorded the verifier revision (revision "
+                    f"{LAST_UNRECORDED} or earlier); this pixelprior verifies with revision "
+                    f"{self.verifier}, and one run's rows are of one algorithm"), True
+        if revision is not None and revision != self.verifier:
             return (f"a row verified by verifier revision {revision}; this pixelprior "
                     f"verifies with revision {self.verifier}, and one run's rows are of "
                     "one algorithm"), True

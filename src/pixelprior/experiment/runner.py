@@ -41,7 +41,7 @@ from ..models import model_fingerprint
 from ..search.verify import REVISION
 from .config import ConfigMismatchError, ExperimentConfig
 from .cost import cost_lines, max_queries
-from .distributed import ray_groups
+from .distributed import ActorPool, group_pool
 from .environment import write_environment
 from .inputs import check_one_index_per_image, select_images, selection_inputs
 from .modes import build_attack, parse_mode
@@ -96,6 +96,7 @@ class ExperimentRunner:
         self.kept = 0
         self.total = 0
         self.wrote = False  # whether this run has written into the folder yet
+        self.pool: ActorPool | None = None  # Ray workers (workers > 1), opened by _prepare
         self.image_size: tuple[int, int] | None = None  # (height, width) attacked
 
     def run(self, progress: ProgressReporter | bool | None = None,
@@ -130,12 +131,16 @@ class ExperimentRunner:
             try:
                 worker, selection = self._prepare()
             except BaseException:
+                self._close_pool()
                 if created:  # a rejected run leaves no files behind
                     shutil.rmtree(self.out, ignore_errors=True)
                 elif not had_lock and not self.wrote:
                     (self.out / ".lock").unlink(missing_ok=True)
                 raise
-            return self._run(worker, selection, reporter, on_group, interrupts)
+            try:
+                return self._run(worker, selection, reporter, on_group, interrupts)
+            finally:
+                self._close_pool()
 
     # ------------------------------------------------------------------ before the work
     def _prepare(self) -> tuple[GroupWorker | None, dict]:
@@ -169,10 +174,30 @@ class ExperimentRunner:
                              and self._inputs_are_the_runs(old, None, source, fingerprint))
         if selection["positions"]:
             source.check_engine(int(selection["positions"][0]))
+        self._open_pool(selection, replacing)
         if replacing or (self.force and not (self.out / "config.json").exists()):
             self.wrote = move_aside(self.out, self.log) or self.wrote
         self._write_records(selection, fingerprint)
         return (source if config.workers == 1 else None), selection
+
+    def _open_pool(self, selection: dict, replacing: bool) -> None:
+        """With ``workers`` > 1, start the Ray workers for what is left to attack: each
+        says which code it runs before anything is moved or written (a refusal leaves
+        the folder as it was)."""
+        if self.config.workers == 1:
+            return
+        rows = [] if replacing else read_numbered_rows(self.out / RESULTS)
+        done = {(row["seed"], row["mode"], row["image_index"]) for _, row in rows}
+        count = len(list(_groups(self._work(selection, done),
+                                 self.config.images_per_group())))
+        if count:
+            self.pool = group_pool(self.config, count, self.log)
+            self.pool.__enter__()
+
+    def _close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def _read_old(self) -> tuple[dict | None, dict | None, Exception | None]:
         """The folder's config record and selection, and why they are not this run's
@@ -313,11 +338,14 @@ class ExperimentRunner:
             for group in groups:
                 yield worker.attack(group)
             return
-        yield from ray_groups(self.config, groups, self.log)
+        if self.pool is None:  # (not opened: nothing was left to attack then)
+            raise RuntimeError("Ray workers were not started before the run's work")
+        yield from self.pool.map("attack", [(group,) for group in groups])
 
     def _note_unrecorded_verifier(self, rows: list[dict]) -> None:
-        """Say how many rows the verifier decided before rows recorded its revision (not
-        checked: each row's ``version`` names the commit that made it)."""
+        """Say how many rows the verifier decided before rows recorded its revision
+        (resumed by revision 2 only, :data:`~pixelprior.experiment.rundir.LAST_UNRECORDED`:
+        each row's ``version`` names the commit that made it)."""
         verified = [r for r in rows if "verifier" not in r
                     and r.get("verified_volume") is not None]  # the verifier ran on it
         if verified:

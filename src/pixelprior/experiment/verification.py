@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,9 @@ from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
 from .progress import ProgressReporter, as_reporter, reporting
 from .scans import check_same_pixels, compared_setting
+
+if TYPE_CHECKING:  # Ray's pool loads only where workers are asked for
+    from .distributed import ActorPool
 
 ROWS_FILE = "verification.jsonl"
 SETTINGS_FILE = "verification.json"
@@ -143,6 +147,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         VerificationMismatchError: the folder holds verdicts made with other settings,
             another model, or other pixels under one of these indices.
         BoundUnsupportedError: the model has an operation without a bound rule.
+        WorkerMismatchError: a Ray worker runs other code than this process (before
+            anything is written).
     """
     out = Path(out)
     check_verification_folder(out)
@@ -170,30 +176,43 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         if rows and log is not None and todo:
             log(f"note: {out} holds the answers of {len(rows)} image(s); verifying the "
                 f"{len(todo)} left")
-        write_json_atomic(out / SETTINGS_FILE, settings)
-        write_environment(out, device, log or (lambda _: None))
-        guard = interrupts.critical if interrupts is not None else nullcontext
-        given = set(keys)
-        fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
-        with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
-                       fooled, what="fooled") as bar:
-            answers = _answers(verifier, images, labels, todo, exact, device, workers,
-                               ray_address, model_factory or _Shipped(model),
-                               log or (lambda _: None), interrupts, worker_device)
-            with closing(answers):  # Ray's workers stop when the run ends, interrupted or not
-                for n, answer in answers:
-                    row = verification_row(answer, indices[n], keys[n], int(labels[n]))
-                    with guard():
-                        _check_unit(out, settings, answer.unit, bool(rows))
-                        if exact:
-                            row["positions_file"] = _save_positions(out, answer, keys[n],
-                                                                    images.shape[-2:])
-                        append_rows(out / ROWS_FILE, [row])
-                        rows.append(row)  # the summary counts what the rows hold, always
-                        write_json_atomic(out / "summary.json", verification_summary(rows))
-                    bar.advance(1, int(answer.fooled))
-        write_json_atomic(out / "summary.json", verification_summary(rows))
+        pool = _worker_pool(verifier, len(todo), workers, ray_address, device, worker_device,
+                            model_factory or _Shipped(model), log or (lambda _: None),
+                            interrupts)
+        with pool if pool is not None else nullcontext():  # its workers checked first
+            _verify_into(out, settings, rows, verifier, images, labels, indices, keys,
+                         todo, exact, device, pool, progress, interrupts, log)
     return rows
+
+
+def _verify_into(out: Path, settings: dict, rows: list[dict], verifier: Verifier,
+                 images: torch.Tensor, labels: torch.Tensor, indices: list[int],
+                 keys: list[str], todo: list[int], exact: bool, device: str,
+                 pool: ActorPool | None, progress: ProgressReporter | bool | None,
+                 interrupts: Interrupts | None, log: Callable[[str], None] | None) -> None:
+    """Write the settings, then verify the images ``todo`` (here, or on the ``pool``'s
+    Ray workers), each row appended to ``rows`` and the folder as its answer comes."""
+    write_json_atomic(out / SETTINGS_FILE, settings)
+    write_environment(out, device, log or (lambda _: None))
+    guard = interrupts.critical if interrupts is not None else nullcontext
+    given = set(keys)
+    fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
+    with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
+                   fooled, what="fooled") as bar:
+        answers = _answers(verifier, images, labels, todo, exact, device, pool)
+        with closing(answers):
+            for n, answer in answers:
+                row = verification_row(answer, indices[n], keys[n], int(labels[n]))
+                with guard():
+                    _check_unit(out, settings, answer.unit, bool(rows))
+                    if exact:
+                        row["positions_file"] = _save_positions(out, answer, keys[n],
+                                                                images.shape[-2:])
+                    append_rows(out / ROWS_FILE, [row])
+                    rows.append(row)  # the summary counts what the rows hold, always
+                    write_json_atomic(out / "summary.json", verification_summary(rows))
+                bar.advance(1, int(answer.fooled))
+    write_json_atomic(out / "summary.json", verification_summary(rows))
 
 
 def _check_unit(out: Path, settings: dict, unit: float | None, written: bool) -> None:
@@ -223,28 +242,39 @@ class _Shipped:
         return self.model
 
 
-def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
-             todo: list[int], exact: bool, device: str, workers: int,
-             ray_address: str | None, model_factory: Callable[[], nn.Module],
-             log: Callable[[str], None], interrupts: Interrupts | None,
-             worker_device: str | None = None) -> Iterator[tuple[int, Verification]]:
-    """``(n, answer)`` of each image to verify: here, one after another, or on Ray
-    workers as they finish (each written as it arrives: an interrupt loses none)."""
-    if workers <= 1 or (len(todo) <= 1 and worker_device is None):  # here, on ``device``
-        for n in todo:
-            yield n, verifier.verify(images[n:n + 1].to(device), labels[n:n + 1].to(device),
-                                     stop_at_first=not exact)[0]
-        return
-    from .distributed import ray_verify
+def _worker_pool(verifier: Verifier, count: int, workers: int, ray_address: str | None,
+                 device: str, worker_device: str | None,
+                 model_factory: Callable[[], nn.Module], log: Callable[[str], None],
+                 interrupts: Interrupts | None) -> ActorPool | None:
+    """The Ray workers that verify ``count`` images (``None``: this process does),
+    each with a verifier made as ``verifier`` is, on ``worker_device`` (default:
+    ``device``'s kind; ``auto`` lets the cluster choose)."""
+    if count == 0 or workers <= 1 or (count <= 1 and worker_device is None):
+        return None
+    from .distributed import verify_pool
 
     settings = {"budget": verifier.budget, "max_boxes": verifier.max_boxes,
                 "tolerance": verifier.tolerance, "deterministic": verifier.deterministic,
                 "screen": verifier.screen_mode, "search": verifier.search}
-    jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
     if worker_device is None:
         worker_device = "cuda" if device.startswith("cuda") else "cpu"
-    yield from ray_verify(model_factory, settings, jobs, workers, ray_address,
-                          worker_device, log, interrupts)
+    return verify_pool(model_factory, settings, workers, ray_address, worker_device, log,
+                       interrupts, count)
+
+
+def _answers(verifier: Verifier, images: torch.Tensor, labels: torch.Tensor,
+             todo: list[int], exact: bool, device: str, pool: ActorPool | None
+             ) -> Iterator[tuple[int, Verification]]:
+    """``(n, answer)`` of each image to verify: here, one after another, or on the
+    pool's Ray workers as they finish (each written as it arrives: an interrupt loses
+    none)."""
+    if pool is None:  # here, on ``device``
+        for n in todo:
+            yield n, verifier.verify(images[n:n + 1].to(device), labels[n:n + 1].to(device),
+                                     stop_at_first=not exact)[0]
+        return
+    jobs = [(n, images[n:n + 1].cpu(), labels[n:n + 1].cpu(), not exact) for n in todo]
+    yield from pool.map("verify", jobs)
 
 
 def verification_row(answer: Verification, index: int, key: str, label: int) -> dict:
