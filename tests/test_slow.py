@@ -145,14 +145,16 @@ def test_ray_workers_verify_as_one_process_does(tmp_path):
 
 def _actor(kind: str) -> type:
     """A Ray actor class made here (so that Ray ships it by value to its workers):
-    ``other`` says it runs another verifier revision; ``broken`` cannot start (as a node
-    whose pixelprior cannot build the worker)."""
+    ``other`` says it runs another verifier revision; ``older`` cannot import what it
+    needs (as a node with an older pixelprior); ``broken`` fails to start otherwise."""
     from pixelprior.experiment.distributed import worker_identity
 
     class Actor:
         def __init__(self, device):
+            if kind == "older":
+                raise ImportError("cannot import name 'worker_identity'")
             if kind == "broken":
-                raise ImportError("no module named pixelprior.experiment.distributed")
+                raise RuntimeError("the model's weights are missing on this node")
 
         def identity(self):
             return {**worker_identity(), "verifier": -1}
@@ -161,9 +163,11 @@ def _actor(kind: str) -> type:
 
 
 @pytest.mark.parametrize(("kind", "said"), [
-    ("other", r"Ray worker 1 of 2 runs pixelprior .+ \(verifier revision -1\)"),
-    ("broken", r"Ray worker 1 of 2 could not start or say which pixelprior it runs "
-               r"\(.*no module named pixelprior.*\): install this pixelprior"),
+    ("other", r"Ray worker 1 of \d runs pixelprior .+ \(verifier revision -1\)"),
+    ("older", r"Ray worker 1 of \d could not say which pixelprior it runs "
+              r"\(.*worker_identity.*\): install this pixelprior"),
+    ("broken", r"Ray worker 1 of \d could not start \(.*weights are missing on this "
+               r"node.*\); --debug shows Ray's report"),
 ])
 def test_real_ray_workers_running_other_code_are_refused_in_one_line(kind, said):
     """On a real local Ray: what the workers say, or the error raised in a worker's

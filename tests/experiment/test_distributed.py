@@ -12,6 +12,7 @@ import torch
 
 from pixelprior.experiment import ConfigError, ExperimentConfig, distributed
 from pixelprior.experiment.distributed import IN_FLIGHT_PER_WORKER, ray_groups
+from pixelprior.experiment.distributed import _Worker as RealWorker
 
 
 class FakeRef:
@@ -335,11 +336,28 @@ def test_a_worker_that_cannot_say_which_code_it_runs_is_refused(fake_ray, monkey
 
     monkeypatch.setattr(FakeWorker, "identity", older)
     with pytest.raises(distributed.WorkerMismatchError,
-                       match=r"Ray worker 1 of 2 could not start or say which pixelprior it "
-                             r"runs \(Can't get attribute '_Worker.identity'\): install "
-                             r"this pixelprior \(.+\) on every node of the cluster"):
+                       match=r"^Ray worker 1 of 2 could not say which pixelprior it runs "
+                             r"\(Can't get attribute '_Worker.identity'\): install this "
+                             r"pixelprior \(.+\) on every node of the cluster$"):
         quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
     assert ray.submitted == [] and len(ray.killed) == 2
+
+
+def test_a_worker_that_fails_to_start_otherwise_is_not_called_other_code(fake_ray,
+                                                                         monkeypatch):
+    """A worker that fails for another reason (out of memory, data missing on its
+    node): its last line, the cause chained for --debug, no advice to reinstall."""
+    fake_ray({"CPU": 4})
+
+    def failing(self):
+        raise RuntimeError("CUDA out of memory\nwhile building the model")
+
+    monkeypatch.setattr(FakeWorker, "identity", failing)
+    with pytest.raises(distributed.WorkerMismatchError) as refused:
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(3))
+    assert str(refused.value) == ("Ray worker 1 of 2 could not start (while building the "
+                                  "model); --debug shows Ray's report")
+    assert isinstance(refused.value.__cause__, RuntimeError)
 
 
 def test_a_worker_identity_is_this_processs_version_and_verifier_revision():
@@ -468,3 +486,49 @@ def test_a_verification_refused_by_its_workers_writes_nothing(other_code, tmp_pa
         run_verification(tmp_path / "verified", model, images, labels, [0, 1, 2],
                          budget=None, max_boxes=10, workers=2)
     assert not [p for p in (tmp_path / "verified").rglob("*") if p.name != ".lock"]
+
+
+def test_a_forced_run_without_its_config_record_starts_workers_for_every_attack(
+        fake_ray, monkeypatch, tiny_run, tmp_path):
+    """``--force`` on a finished run whose config.json was lost moves the old files
+    aside and attacks everything again: the workers are started for all of it (not for
+    the none the old rows left), before anything is moved."""
+    from pixelprior.experiment import ExperimentRunner
+
+    ray = fake_ray({"CPU": 4})
+    monkeypatch.setattr(distributed, "_Worker", RealWorker)  # attacks in this process
+    config = tiny_run(modes=["unconstrained"], batch_images=1, images=3)
+    first = ExperimentRunner(config, log=lambda m: None).run()
+    (tmp_path / "run" / "config.json").unlink()
+    two = tiny_run(modes=["unconstrained"], batch_images=1, images=3, workers=2)
+    again = ExperimentRunner(two, log=lambda m: None, force=True).run()
+    assert len(again) == len(first) == 3 and len(ray.actors) == 2
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("old-")]
+
+
+def test_a_run_takes_its_signals_back_from_ray(fake_ray, monkeypatch, tiny_run):
+    """Ray's start replaces the SIGTERM handler: a run on workers gives the pool its
+    interrupts, reinstalled after Ray starts, and waits between them."""
+    import contextlib
+
+    from pixelprior.experiment import ExperimentRunner
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def reinstall(self):
+            self.calls.append("reinstall")
+
+        @contextlib.contextmanager
+        def critical(self):
+            self.calls.append("critical")
+            yield
+
+    fake_ray({"CPU": 4})
+    monkeypatch.setattr(distributed, "_Worker", RealWorker)
+    recorder = Recorder()
+    ExperimentRunner(tiny_run(modes=["unconstrained"], images=2, batch_images=1, workers=2),
+                     log=lambda m: None).run(interrupts=recorder)
+    assert recorder.calls[0] == "reinstall" and recorder.calls.count("reinstall") == 1
+    assert "critical" in recorder.calls

@@ -36,7 +36,7 @@ IN_FLIGHT_PER_WORKER = 2
 
 class WorkerMismatchError(ConfigError):
     """A Ray worker runs another pixelprior (or verifier revision) than the calling
-    process."""
+    process, or could not start (the cause chained)."""
 
 
 def worker_identity() -> dict:
@@ -187,11 +187,7 @@ class ActorPool:
             try:
                 there = ray.get(ref)
             except Exception as exc:  # Ray wraps what failed in the worker's process
-                lines = str(exc).strip().splitlines() or [type(exc).__name__]
-                raise WorkerMismatchError(
-                    f"Ray worker {number} of {len(refs)} could not start or say which "
-                    f"pixelprior it runs ({lines[-1][:200]}): install this pixelprior "
-                    f"({here['pixelprior']}) on every node of the cluster") from None
+                raise _start_failure(exc, number, len(refs), here) from exc
             if there != here:
                 raise WorkerMismatchError(
                     f"Ray worker {number} of {len(refs)} runs pixelprior "
@@ -233,6 +229,27 @@ class ActorPool:
         if self.ray is not None:
             _stop(self.ray, self.pending, self.actors, self.started)
             self.ray, self.pending, self.actors = None, {}, []
+
+
+# what a node with another (older) pixelprior fails with: the actor class or its
+# ``identity`` cannot be unpickled there, or a module is missing
+OTHER_CODE = ("identity", "Can't get attribute", "No module named", "ImportError",
+              "AttributeError", "ModuleNotFoundError")
+
+
+def _start_failure(exc: Exception, number: int, count: int, here: dict) -> WorkerMismatchError:
+    """The refusal for a worker whose ``identity`` call failed: other code (what to
+    install) or another failure of its start (its last line; the rest in the chained
+    cause, shown with ``--debug``)."""
+    text = str(exc).strip()
+    last = (text.splitlines() or [type(exc).__name__])[-1][:300]
+    if any(sign in text for sign in OTHER_CODE):
+        return WorkerMismatchError(
+            f"Ray worker {number} of {count} could not say which pixelprior it runs "
+            f"({last}): install this pixelprior ({here['pixelprior']}) on every node of "
+            "the cluster")
+    return WorkerMismatchError(f"Ray worker {number} of {count} could not start ({last}); "
+                               "--debug shows Ray's report")
 
 
 def _wait(ray, pending: dict, interrupts: Any) -> Any:

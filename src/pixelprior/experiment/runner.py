@@ -129,7 +129,7 @@ class ExperimentRunner:
         had_lock = (self.out / ".lock").exists()
         with RunLock(self.out):
             try:
-                worker, selection = self._prepare()
+                worker, selection = self._prepare(interrupts)
             except BaseException:
                 self._close_pool()
                 if created:  # a rejected run leaves no files behind
@@ -143,7 +143,8 @@ class ExperimentRunner:
                 self._close_pool()
 
     # ------------------------------------------------------------------ before the work
-    def _prepare(self) -> tuple[GroupWorker | None, dict]:
+    def _prepare(self, interrupts: Interrupts | None = None
+                 ) -> tuple[GroupWorker | None, dict]:
         """Check the folder against the config and the inputs, choose the images, write
         the records. Nothing is moved or written until every check has passed."""
         config = self.config
@@ -174,24 +175,27 @@ class ExperimentRunner:
                              and self._inputs_are_the_runs(old, None, source, fingerprint))
         if selection["positions"]:
             source.check_engine(int(selection["positions"][0]))
-        self._open_pool(selection, replacing)
-        if replacing or (self.force and not (self.out / "config.json").exists()):
+        aside = replacing or (self.force and not (self.out / "config.json").exists())
+        self._open_pool(selection, aside, interrupts)
+        if aside:
             self.wrote = move_aside(self.out, self.log) or self.wrote
         self._write_records(selection, fingerprint)
         return (source if config.workers == 1 else None), selection
 
-    def _open_pool(self, selection: dict, replacing: bool) -> None:
-        """With ``workers`` > 1, start the Ray workers for what is left to attack: each
-        says which code it runs before anything is moved or written (a refusal leaves
-        the folder as it was)."""
+    def _open_pool(self, selection: dict, aside: bool, interrupts: Interrupts | None
+                   ) -> None:
+        """With ``workers`` > 1, start the Ray workers for what is left to attack (all
+        of it where the old files are to be moved ``aside``): each says which code it
+        runs before anything is moved or written (a refusal leaves the folder as it
+        was); signals are taken back from Ray."""
         if self.config.workers == 1:
             return
-        rows = [] if replacing else read_numbered_rows(self.out / RESULTS)
+        rows = [] if aside else read_numbered_rows(self.out / RESULTS)
         done = {(row["seed"], row["mode"], row["image_index"]) for _, row in rows}
         count = len(list(_groups(self._work(selection, done),
                                  self.config.images_per_group())))
         if count:
-            self.pool = group_pool(self.config, count, self.log)
+            self.pool = group_pool(self.config, count, self.log, interrupts)
             self.pool.__enter__()
 
     def _close_pool(self) -> None:
