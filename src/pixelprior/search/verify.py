@@ -113,7 +113,10 @@ __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", 
            "Verifier", "margin_order", "rounding_unit"]
 
 # What this code's verdicts are, as the number a verification folder records (its
-# ``verifier`` setting; `verify` and `susceptibility --exact` folders, not runs): raised
+# ``verifier`` setting; `verify` and `susceptibility --exact` folders) and each ``fast``
+# row the verifier ran on (its ``verifier`` field, since 17f5bce: rows without it are of
+# revision 2 or before, pixelprior.experiment.rundir.LAST_UNRECORDED), and what Ray
+# workers must run the same of as the process that writes their rows: raised
 # with every change that decides positions or images otherwise under the same settings
 # without a time budget (a timed verdict depends on the machine's pace anyway), so that
 # a resume refuses a folder of another revision's rows instead of mixing them (both
