@@ -145,8 +145,9 @@ class ExperimentRunner:
     # ------------------------------------------------------------------ before the work
     def _prepare(self, interrupts: Interrupts | None = None
                  ) -> tuple[GroupWorker | None, dict]:
-        """Check the folder against the config and the inputs, choose the images, write
-        the records. Nothing is moved or written until every check has passed."""
+        """Check the folder against the config and the inputs, choose the images, start
+        and check the Ray workers (``workers`` > 1), write the records. Nothing is moved
+        or written until every check has passed."""
         config = self.config
         old, selection, problem = self._read_old()
         if problem is not None and not self.force:
