@@ -407,3 +407,39 @@ def test_operations_that_are_not_affine_are_refused_in_every_form(forward, messa
         cache = engine.prepare(torch.rand(1, 3, 8, 8))
         engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
                        torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))
+
+
+def test_a_concatenation_taken_as_it_comes_bounds_bit_for_bit_as_the_affine_path():
+    """``cat`` is bounded without its own copy and subtraction (``Affine.copies``): the
+    bounds are those of the generic affine path, bit for bit, over boxes of every size."""
+    import dataclasses
+
+    from pixelprior.scoring.cone.zonotope import Affine
+
+    model = randomised(Residual(), 4)
+    engine, generic = BoundEngine(model), BoundEngine(model)
+    plain_rule = generic._rule
+
+    def without_copies(step):
+        rule = plain_rule(step)
+        return dataclasses.replace(rule, copies=False) if isinstance(rule, Affine) else rule
+
+    generic._rule = without_copies
+    copying_rule = engine._rule
+    copying: set = set()
+
+    def recorded(step):
+        rule = copying_rule(step)
+        if getattr(rule, "copies", False):
+            copying.add(step.node.target)
+        return rule
+
+    engine._rule = recorded
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    for y, x, lo, hi in [(2, 3, [0.2] * 3, [0.2] * 3), (0, 7, [0.1, 0.3, 0.0], [0.4, 0.5, 0.2]),
+                         (5, 5, [0.0] * 3, [1.0] * 3)]:
+        a = box_margins(engine, image, y, x, lo, hi, 1)
+        b = box_margins(generic, image, y, x, lo, hi, 1)
+        for field in ("lower", "upper", "rounding", "computed", "inputs"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert copying == {torch.cat}  # the concatenation took the new path

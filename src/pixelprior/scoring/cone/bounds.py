@@ -573,8 +573,11 @@ class BoundEngine:
         zero_args = fx.node.map_arg(step.node.args, lambda n: argument(n, True))
         zero_kwargs = fx.node.map_arg(step.node.kwargs, lambda n: argument(n, True))
         at_zero = step.call(*zero_args, **zero_kwargs)
-        out = out.view(call.count, rows, *out.shape[1:]).clone()
-        out[:, 1:] -= at_zero
+        out = out.view(call.count, rows, *out.shape[1:])
+        if not (isinstance(rule, Affine) and rule.copies):  # (a new tensor already)
+            out = out.clone()
+        if not (isinstance(rule, Affine) and rule.copies and not at_zero.any()):
+            out[:, 1:] -= at_zero
         if isinstance(rule, Product):
             factor = _factor(step.node, args, kwargs, grown, rule.divides)
             rounding = rule.rounding(factor)
