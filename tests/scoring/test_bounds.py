@@ -409,37 +409,41 @@ def test_operations_that_are_not_affine_are_refused_in_every_form(forward, messa
                        torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))
 
 
-def test_a_concatenation_taken_as_it_comes_bounds_bit_for_bit_as_the_affine_path():
-    """``cat`` is bounded without its own copy and subtraction (``Affine.copies``): the
-    bounds are those of the generic affine path, bit for bit, over boxes of every size."""
-    import dataclasses
+@pytest.mark.parametrize("model", [Residual(), Plain()], ids=["Residual", "Plain"])
+def test_affine_outputs_taken_as_they_come_bound_bit_for_bit_as_copied_ones(model,
+                                                                            monkeypatch):
+    """An affine operation's output is neither copied again nor has an exact zero
+    subtracted (``_generators_from``): the bounds are those of always copying and
+    subtracting, bit for bit, over boxes of every size."""
+    from pixelprior.scoring.cone import bounds as bounds_module
 
-    from pixelprior.scoring.cone.zonotope import Affine
-
-    model = randomised(Residual(), 4)
-    engine, generic = BoundEngine(model), BoundEngine(model)
-    plain_rule = generic._rule
-
-    def without_copies(step):
-        rule = plain_rule(step)
-        return dataclasses.replace(rule, copies=False) if isinstance(rule, Affine) else rule
-
-    generic._rule = without_copies
-    copying_rule = engine._rule
-    copying: set = set()
-
-    def recorded(step):
-        rule = copying_rule(step)
-        if getattr(rule, "copies", False):
-            copying.add(step.node.target)
-        return rule
-
-    engine._rule = recorded
+    model = randomised(model, 4)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
-    for y, x, lo, hi in [(2, 3, [0.2] * 3, [0.2] * 3), (0, 7, [0.1, 0.3, 0.0], [0.4, 0.5, 0.2]),
-                         (5, 5, [0.0] * 3, [1.0] * 3)]:
-        a = box_margins(engine, image, y, x, lo, hi, 1)
-        b = box_margins(generic, image, y, x, lo, hi, 1)
+    boxes = [(2, 3, [0.2] * 3, [0.2] * 3), (0, 7, [0.1, 0.3, 0.0], [0.4, 0.5, 0.2]),
+             (5, 5, [0.0] * 3, [1.0] * 3)]
+    taken = [box_margins(BoundEngine(model), image, *box, 1) for box in boxes]
+
+    def copied(out, at_zero, arguments):
+        out = out.clone()
+        out[:, 1:] -= at_zero
+        return out
+
+    monkeypatch.setattr(bounds_module, "_generators_from", copied)
+    for box, a in zip(boxes, taken, strict=True):
+        b = box_margins(BoundEngine(model), image, *box, 1)
         for field in ("lower", "upper", "rounding", "computed", "inputs"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field
-    assert copying == {torch.cat}  # the concatenation took the new path
+
+
+def test_an_output_in_an_arguments_memory_is_copied_before_the_subtraction():
+    from pixelprior.scoring.cone.bounds import _generators_from
+
+    argument = torch.ones(1, 3, 2)
+    before = argument.clone()
+    out = _generators_from(argument, torch.full((2,), 0.5), ([argument], {}))
+    assert torch.equal(argument, before)  # the argument is left as it was
+    assert torch.equal(out[:, 0], before[:, 0]) and (out[:, 1:] == 0.5).all()
+    fresh = torch.ones(1, 3, 2)
+    assert _generators_from(fresh, torch.zeros(2), ([argument], {})) is fresh  # nothing done
+    assert _generators_from(fresh, torch.full((2,), 0.25), ([argument], {})) is fresh
+    assert (fresh[:, 1:] == 0.75).all() and (fresh[:, 0] == 1).all()

@@ -151,14 +151,9 @@ class Affine(BoundRule):
     Attributes:
         rounding: the operation's :class:`Rounding` (required: a rule that forgot it
             would bound the float error of a convolution as that of an addition).
-        copies: the operation copies its arguments' entries into a new tensor (a
-            concatenation): its output is taken as it comes, without a copy of its own,
-            and nothing is subtracted where its value at zero is exactly zero (a
-            concatenation of the largest values, measured: ~18% of a SqueezeNet box).
     """
 
     rounding: Rounding
-    copies: bool = False
 
 
 @dataclass(frozen=True)

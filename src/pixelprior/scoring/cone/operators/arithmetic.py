@@ -90,7 +90,7 @@ def _div_bound(params: dict) -> Product | str:
 
 
 register_bound("div")(_div_bound)
-register_bound("cat")(lambda params: Affine(EXACT_COPY, copies=True))
+register_bound("cat")(lambda params: Affine(EXACT_COPY))
 
 
 # the interval screen: sums and differences round once; products and quotients while one
