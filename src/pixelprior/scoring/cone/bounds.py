@@ -642,8 +642,8 @@ class BoundEngine:
         if isinstance(rule, Affine):
             out = step.slide.patch(patch)
             at_zero = step.slide.patch(patch.new_zeros(1, *patch.shape[1:]))
-            out = out.view(call.count, rows, *out.shape[1:]).clone()
-            out[:, 1:] -= at_zero
+            out = _generators_from(out.view(call.count, rows, *out.shape[1:]), at_zero,
+                                   (patch,))
             apply = self._magnitude_map(step, env, None, rule.rounding, out[:, 0])
             error, size = _propagated(apply, rule.rounding, {step.source: (error, size)},
                                       at_zero, rows, call.unit, out[0, 0].numel())
