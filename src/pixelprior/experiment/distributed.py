@@ -158,7 +158,7 @@ class ActorPool:
             raise ConfigError(f"device {self.device} asked for, but the Ray cluster has no "
                               "GPUs; use --device cpu")
         use_gpu = gpus >= 1 and self.device != "cpu"
-        wanted = min(self.workers, self.workers if self.most is None else self.most)
+        wanted = self.workers if self.most is None else min(self.workers, self.most)
         count = min(wanted, gpus if use_gpu else max(1, cpus))
         if count < wanted:
             self.log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "

@@ -71,6 +71,12 @@ class InputsChangedError(CorruptResultsError):
 
 
 # --------------------------------------------------------------------------- rows
+def verifier_ran(row: dict) -> bool:
+    """Whether the verifier ran on a row's image (``fast`` with verification: its
+    ``verified_volume`` is set, ``null`` elsewhere and in other modes' rows)."""
+    return row.get("verified_volume") is not None
+
+
 def run_limits(config: ExperimentConfig, selection: dict) -> RowLimits:
     """The image size, channels and classes a run's rows must lie within: recorded in
     ``selection.json``, else known from a registered model (runs of earlier versions).
@@ -163,7 +169,7 @@ class RunRows:
     def _revision_problem(self, row: dict) -> tuple[str, bool] | None:
         """A row the verifier ran on, made by another revision than ``verifier``: rows
         that do not record it were made by revision :data:`LAST_UNRECORDED` or before."""
-        if self.verifier is None or row.get("verified_volume") is None:
+        if self.verifier is None or not verifier_ran(row):
             return None
         revision = row.get("verifier")
         if revision is None and self.verifier > LAST_UNRECORDED:

@@ -66,6 +66,7 @@ from .rundir import (  # noqa: F401  (ForeignRowError, read_run, is_run_file: ol
     is_run_file,
     move_aside,
     read_run,
+    verifier_ran,
 )
 from .scans import check_scan_model
 from .worker import GroupWorker, _maps_of, load_maps, save_maps
@@ -351,8 +352,7 @@ class ExperimentRunner:
         """Say how many rows the verifier decided before rows recorded its revision
         (resumed by revision 2 only, :data:`~pixelprior.experiment.rundir.LAST_UNRECORDED`:
         each row's ``version`` names the commit that made it)."""
-        verified = [r for r in rows if "verifier" not in r
-                    and r.get("verified_volume") is not None]  # the verifier ran on it
+        verified = [r for r in rows if "verifier" not in r and verifier_ran(r)]
         if verified:
             self.log(f"note: {len(verified)} row(s) in {self.out} were decided by the "
                      "verifier before rows recorded its revision (each row's version names "

@@ -180,39 +180,29 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                             model_factory or _Shipped(model), log or (lambda _: None),
                             interrupts)
         with pool if pool is not None else nullcontext():  # its workers checked first
-            _verify_into(out, settings, rows, verifier, images, labels, indices, keys,
-                         todo, exact, device, pool, progress, interrupts, log)
+            write_json_atomic(out / SETTINGS_FILE, settings)
+            write_environment(out, device, log or (lambda _: None))
+            guard = interrupts.critical if interrupts is not None else nullcontext
+            given = set(keys)
+            fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
+            with reporting(as_reporter(progress), "verify", len(keys),
+                           len(keys) - len(todo), fooled, what="fooled") as bar:
+                answers = _answers(verifier, images, labels, todo, exact, device, pool)
+                with closing(answers):
+                    for n, answer in answers:
+                        row = verification_row(answer, indices[n], keys[n], int(labels[n]))
+                        with guard():
+                            _check_unit(out, settings, answer.unit, bool(rows))
+                            if exact:
+                                row["positions_file"] = _save_positions(
+                                    out, answer, keys[n], images.shape[-2:])
+                            append_rows(out / ROWS_FILE, [row])
+                            rows.append(row)  # the summary counts what the rows hold
+                            write_json_atomic(out / "summary.json",
+                                              verification_summary(rows))
+                        bar.advance(1, int(answer.fooled))
+            write_json_atomic(out / "summary.json", verification_summary(rows))
     return rows
-
-
-def _verify_into(out: Path, settings: dict, rows: list[dict], verifier: Verifier,
-                 images: torch.Tensor, labels: torch.Tensor, indices: list[int],
-                 keys: list[str], todo: list[int], exact: bool, device: str,
-                 pool: ActorPool | None, progress: ProgressReporter | bool | None,
-                 interrupts: Interrupts | None, log: Callable[[str], None] | None) -> None:
-    """Write the settings, then verify the images ``todo`` (here, or on the ``pool``'s
-    Ray workers), each row appended to ``rows`` and the folder as its answer comes."""
-    write_json_atomic(out / SETTINGS_FILE, settings)
-    write_environment(out, device, log or (lambda _: None))
-    guard = interrupts.critical if interrupts is not None else nullcontext
-    given = set(keys)
-    fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
-    with reporting(as_reporter(progress), "verify", len(keys), len(keys) - len(todo),
-                   fooled, what="fooled") as bar:
-        answers = _answers(verifier, images, labels, todo, exact, device, pool)
-        with closing(answers):
-            for n, answer in answers:
-                row = verification_row(answer, indices[n], keys[n], int(labels[n]))
-                with guard():
-                    _check_unit(out, settings, answer.unit, bool(rows))
-                    if exact:
-                        row["positions_file"] = _save_positions(out, answer, keys[n],
-                                                                images.shape[-2:])
-                    append_rows(out / ROWS_FILE, [row])
-                    rows.append(row)  # the summary counts what the rows hold, always
-                    write_json_atomic(out / "summary.json", verification_summary(rows))
-                bar.advance(1, int(answer.fooled))
-    write_json_atomic(out / "summary.json", verification_summary(rows))
 
 
 def _check_unit(out: Path, settings: dict, unit: float | None, written: bool) -> None:
