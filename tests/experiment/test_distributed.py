@@ -55,10 +55,13 @@ class FakeRay(types.ModuleType):
     chooses among the pending ones (default: the most recently submitted first, so
     completion order differs from submission order)."""
 
-    def __init__(self, resources, initialized=False, finish=None):
+    def __init__(self, resources, initialized=False, finish=None, free=None,
+                 slow_starts=0):
         super().__init__("ray")
         self.__spec__ = importlib.machinery.ModuleSpec("ray", None)  # "installed"
         self.resources = resources
+        self.free = resources if free is None else free
+        self.slow_starts = slow_starts  # waits on the identities that return none ready
         self.initialized = initialized
         self.finish = finish or (lambda refs: max(refs, key=lambda r: r.number))
         self.actors: list[FakeActor] = []
@@ -86,6 +89,9 @@ class FakeRay(types.ModuleType):
     def cluster_resources(self):
         return dict(self.resources)
 
+    def available_resources(self):
+        return dict(self.free)
+
     def remote(self, **options):
         return lambda cls: FakeActorClass(self, cls, options)
 
@@ -103,6 +109,9 @@ class FakeRay(types.ModuleType):
 
     def wait(self, refs, num_returns=1, timeout=None):
         if all(r in self.identities for r in refs):  # the workers say which code they run
+            if self.slow_starts:
+                self.slow_starts -= 1
+                return [], list(refs)
             return list(refs), []
         assert num_returns == 1
         assert all(r not in self.done for r in refs), "a finished task waited on again"
@@ -374,6 +383,36 @@ def test_the_log_says_how_many_workers_on_what(fake_ray):
     messages = []
     list(ray_groups(ExperimentConfig(device="cpu", workers=2), groups(3), messages.append))
     assert messages == ["ray: 2 worker(s) on cpu (one CPU and one torch thread each)"]
+
+
+def test_workers_slow_to_start_are_said_with_what_the_cluster_has_free(fake_ray,
+                                                                       monkeypatch):
+    ray = fake_ray({"CPU": 4}, free={"CPU": 0}, slow_starts=3)
+    monkeypatch.setattr(distributed, "PATIENCE_S", 0.0)
+    monkeypatch.setattr(distributed, "NOTE_EVERY_S", 3600.0)
+    said = []
+    out = list(ray_groups(ExperimentConfig(device="auto", workers=3), groups(5),
+                          log=said.append))
+    assert len(out) == 5 and len(ray.submitted) == 5  # the wait ends when they start
+    notes = [m for m in said if "started after" in m]
+    assert notes == ["note: 0 of 3 Ray worker(s) started after 0 s, each waiting for one "
+                     "CPU (the cluster has 0 of 4 CPUs free); Ctrl-C stops, or run with "
+                     "fewer --workers"]  # once: the next is NOTE_EVERY_S later
+
+
+def test_workers_that_start_within_the_patience_are_not_said(fake_ray, monkeypatch):
+    fake_ray({"GPU": 2, "CPU": 8}, slow_starts=3)
+    said = []
+    list(ray_groups(ExperimentConfig(device="auto", workers=2), groups(3), log=said.append))
+    assert not [m for m in said if "started after" in m]
+    monkeypatch.setattr(distributed, "PATIENCE_S", 0.0)
+    monkeypatch.setattr(distributed, "NOTE_EVERY_S", 0.0)
+    fake_ray({"GPU": 2, "CPU": 8}, free={"GPU": 1, "CPU": 8}, slow_starts=2)
+    said = []
+    list(ray_groups(ExperimentConfig(device="auto", workers=2), groups(3), log=said.append))
+    notes = [m for m in said if "started after" in m]
+    assert len(notes) == 2 and all("each waiting for one GPU (the cluster has 1 of 2 "
+                                   "GPUs free)" in m for m in notes)
 
 
 def test_actors_are_killed_and_the_started_instance_stopped(fake_ray):

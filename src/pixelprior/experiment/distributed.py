@@ -22,6 +22,7 @@ process's (the rows record the workers' version, not the caller's).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +33,10 @@ from .worker import GroupWorker
 
 INSTALL_HINT = 'pip install "pixelprior[ray]"'
 IN_FLIGHT_PER_WORKER = 2
+# a worker not started after this long is said (the cluster's CPUs or GPUs may be held
+# by other jobs: Ray then waits for them without a word), and again every NOTE_EVERY_S
+PATIENCE_S = 20.0
+NOTE_EVERY_S = 120.0
 
 
 class WorkerMismatchError(ConfigError):
@@ -107,7 +112,10 @@ class ActorPool:
     start, and their calls wait forever) nor than ``most``. A local Ray instance is
     started for the pool when none runs, and stopped after it. Opening asks every actor
     which code it runs (:func:`worker_identity`) and refuses the pool
-    (:class:`WorkerMismatchError`) where one differs from this process or cannot say.
+    (:class:`WorkerMismatchError`) where one differs from this process or cannot say; a
+    worker that has not started after :data:`PATIENCE_S` (a joined cluster's CPUs or
+    GPUs held by other jobs) is said in a note, with what the cluster has free, until it
+    starts or Ctrl-C stops the wait.
 
     Args:
         actor_class: the actors' class (with an ``identity()`` method).
@@ -132,6 +140,7 @@ class ActorPool:
         self.actors: list = []
         self.pending: dict = {}
         self.started = False
+        self.actor_options = {"num_gpus": 0, "num_cpus": 1}
 
     def __enter__(self) -> ActorPool:
         try:
@@ -164,8 +173,8 @@ class ActorPool:
             self.log(f"note: the Ray cluster has {gpus if use_gpu else cpus} "
                      f"{'GPU' if use_gpu else 'CPU'}(s): {count} worker(s), not "
                      f"{self.workers}")
-        actor = ray.remote(num_gpus=1 if use_gpu else 0, num_cpus=0 if use_gpu else 1)(
-            self.actor_class)
+        self.actor_options = {"num_gpus": int(use_gpu), "num_cpus": int(not use_gpu)}
+        actor = ray.remote(**self.actor_options)(self.actor_class)
         self.actors = [actor.remote(*self.args, "cuda" if use_gpu else "cpu")
                        for _ in range(count)]
         self._check_identities()
@@ -180,9 +189,15 @@ class ActorPool:
         guard = (self.interrupts.critical if self.interrupts is not None
                  else contextlib.nullcontext)
         waiting = list(refs)
+        began = time.monotonic()
+        note_at = began + PATIENCE_S
         while waiting:  # short waits, so that a signal is raised here, not inside Ray
             with guard():
                 _, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
+            if waiting and time.monotonic() >= note_at:
+                self.log(self._waiting_note(len(refs) - len(waiting), len(refs),
+                                            time.monotonic() - began))
+                note_at += NOTE_EVERY_S
         for number, ref in enumerate(refs, 1):
             try:
                 there = ray.get(ref)
@@ -195,6 +210,20 @@ class ActorPool:
                     f"this process {here['pixelprior']} (revision {here['verifier']}): "
                     "install the same pixelprior (the same commit, from a checkout) on "
                     "every node of the cluster; rows of other code would not be this run's")
+
+    def _waiting_note(self, started: int, count: int, seconds: float) -> str:
+        """What a wait for workers to start is about: how many are up, and what the
+        cluster has free of what they ask for (Ray waits for it without a word)."""
+        kind = "GPU" if self.actor_options["num_gpus"] else "CPU"
+        try:
+            free = self.ray.available_resources().get(kind, 0)
+            total = self.ray.cluster_resources().get(kind, 0)
+            held = f"the cluster has {free:g} of {total:g} {kind}s free"
+        except Exception:  # the note must not end the run; it only explains the wait
+            held = f"the cluster's {kind}s may be held by other jobs"
+        return (f"note: {started} of {count} Ray worker(s) started after {seconds:.0f} s, "
+                f"each waiting for one {kind} ({held}); Ctrl-C stops, or run with fewer "
+                "--workers")
 
     def map(self, method: str, jobs: list[tuple]) -> Iterator[Any]:
         """``actor.method(*job)`` for each job, at most :data:`IN_FLIGHT_PER_WORKER`
