@@ -394,25 +394,25 @@ def test_workers_slow_to_start_are_said_with_what_the_cluster_has_free(fake_ray,
     out = list(ray_groups(ExperimentConfig(device="auto", workers=3), groups(5),
                           log=said.append))
     assert len(out) == 5 and len(ray.submitted) == 5  # the wait ends when they start
-    notes = [m for m in said if "started after" in m]
-    assert notes == ["note: 0 of 3 Ray worker(s) started after 0 s, each waiting for one "
-                     "CPU (the cluster has 0 of 4 CPUs free); Ctrl-C stops, or run with "
-                     "fewer --workers"]  # once: the next is NOTE_EVERY_S later
+    notes = [m for m in said if "ready after" in m]
+    assert notes == ["note: 0 of 3 Ray worker(s) ready after 0 s; the others are starting "
+                     "or waiting for a CPU (the cluster has 0 of 4 CPUs free); Ctrl-C "
+                     "stops, or run with fewer --workers"]  # once: next NOTE_EVERY_S later
 
 
 def test_workers_that_start_within_the_patience_are_not_said(fake_ray, monkeypatch):
     fake_ray({"GPU": 2, "CPU": 8}, slow_starts=3)
     said = []
     list(ray_groups(ExperimentConfig(device="auto", workers=2), groups(3), log=said.append))
-    assert not [m for m in said if "started after" in m]
+    assert not [m for m in said if "ready after" in m]
     monkeypatch.setattr(distributed, "PATIENCE_S", 0.0)
     monkeypatch.setattr(distributed, "NOTE_EVERY_S", 0.0)
     fake_ray({"GPU": 2, "CPU": 8}, free={"GPU": 1, "CPU": 8}, slow_starts=2)
     said = []
     list(ray_groups(ExperimentConfig(device="auto", workers=2), groups(3), log=said.append))
-    notes = [m for m in said if "started after" in m]
-    assert len(notes) == 2 and all("each waiting for one GPU (the cluster has 1 of 2 "
-                                   "GPUs free)" in m for m in notes)
+    notes = [m for m in said if "ready after" in m]
+    assert len(notes) == 2 and all("waiting for a GPU (the cluster has 1 of 2 GPUs free)"
+                                   in m for m in notes)
 
 
 def test_actors_are_killed_and_the_started_instance_stopped(fake_ray):

@@ -33,8 +33,8 @@ from .worker import GroupWorker
 
 INSTALL_HINT = 'pip install "pixelprior[ray]"'
 IN_FLIGHT_PER_WORKER = 2
-# a worker not started after this long is said (the cluster's CPUs or GPUs may be held
-# by other jobs: Ray then waits for them without a word), and again every NOTE_EVERY_S
+# workers not ready after this long are said (the cluster's CPUs or GPUs may be held by
+# other jobs: Ray then waits for them without a word), and again every NOTE_EVERY_S
 PATIENCE_S = 20.0
 NOTE_EVERY_S = 120.0
 
@@ -112,10 +112,10 @@ class ActorPool:
     start, and their calls wait forever) nor than ``most``. A local Ray instance is
     started for the pool when none runs, and stopped after it. Opening asks every actor
     which code it runs (:func:`worker_identity`) and refuses the pool
-    (:class:`WorkerMismatchError`) where one differs from this process or cannot say; a
-    worker that has not started after :data:`PATIENCE_S` (a joined cluster's CPUs or
-    GPUs held by other jobs) is said in a note, with what the cluster has free, until it
-    starts or Ctrl-C stops the wait.
+    (:class:`WorkerMismatchError`) where one differs from this process or cannot say;
+    while workers are not ready after :data:`PATIENCE_S` (a joined cluster's CPUs or
+    GPUs held by other jobs, or a slow start) a note says so, with what the cluster has
+    free, until they are or Ctrl-C stops the wait.
 
     Args:
         actor_class: the actors' class (with an ``identity()`` method).
@@ -212,8 +212,10 @@ class ActorPool:
                     "every node of the cluster; rows of other code would not be this run's")
 
     def _waiting_note(self, started: int, count: int, seconds: float) -> str:
-        """What a wait for workers to start is about: how many are up, and what the
-        cluster has free of what they ask for (Ray waits for it without a word)."""
+        """What a wait for workers to start is about: how many are ready, and what the
+        cluster has free of what they ask for (a worker waiting for a CPU or GPU that
+        other jobs hold waits without a word from Ray; one slow to build its model looks
+        the same from here)."""
         kind = "GPU" if self.actor_options["num_gpus"] else "CPU"
         try:
             free = self.ray.available_resources().get(kind, 0)
@@ -221,9 +223,9 @@ class ActorPool:
             held = f"the cluster has {free:g} of {total:g} {kind}s free"
         except Exception:  # the note must not end the run; it only explains the wait
             held = f"the cluster's {kind}s may be held by other jobs"
-        return (f"note: {started} of {count} Ray worker(s) started after {seconds:.0f} s, "
-                f"each waiting for one {kind} ({held}); Ctrl-C stops, or run with fewer "
-                "--workers")
+        return (f"note: {started} of {count} Ray worker(s) ready after {seconds:.0f} s; "
+                f"the others are starting or waiting for a {kind} ({held}); Ctrl-C "
+                "stops, or run with fewer --workers")
 
     def map(self, method: str, jobs: list[tuple]) -> Iterator[Any]:
         """``actor.method(*job)`` for each job, at most :data:`IN_FLIGHT_PER_WORKER`
