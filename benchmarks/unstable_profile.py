@@ -39,6 +39,7 @@ from _setup import bench_inputs
 from torch import fx
 
 from pixelprior.scoring.cone import bounds
+from pixelprior.scoring.cone.zonotope import interval
 
 _relax = bounds._Call.relax
 _run = bounds.BoundEngine._run
@@ -48,11 +49,9 @@ def recording(records: list[dict], current: dict):
     """``_Call.relax`` and the step runner, wrapped to record each relaxed argument (and,
     where ``current["oracle"]`` holds the sampled ranges, to relax on them instead)."""
     def relax(self, rule: Any, values: torch.Tensor, error: torch.Tensor) -> Any:
-        v = values[0].double()  # one box: [1 + symbols, ...]
-        radius = v[1:].abs().sum(0)
-        low, high = v[0] - radius, v[0] + radius
+        low, high = (t[0] for t in interval(values.double()))  # one box
         records.append({"node": current["node"], "unstable": int(((low < 0) & (high > 0)).sum()),
-                        "width": float((high - low).sum()), "symbols": v.shape[0] - 1})
+                        "width": float((high - low).sum()), "symbols": values.shape[1] - 1})
         if current.get("oracle") is None:
             return _relax(self, rule, values, error)
         sampled_low, sampled_high = laid(self, current, len(records) - 1, low.shape)
@@ -104,8 +103,9 @@ def cut_relaxation(call: Any, values: torch.Tensor, low: torch.Tensor, high: tor
 
 
 def relu_arguments(model: torch.nn.Module, images: torch.Tensor
-                   ) -> list[tuple[str, torch.Tensor]]:
-    """Each ReLU's argument (in graph order) for a batch of images, by the model itself."""
+                   ) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor]:
+    """Each ReLU's argument (in graph order) for a batch of images, by the model itself,
+    and the model's output."""
     traced = fx.symbolic_trace(model)
     found: list[tuple[str, torch.Tensor]] = []
 
@@ -120,40 +120,31 @@ def relu_arguments(model: torch.nn.Module, images: torch.Tensor
             return super().run_node(n)
 
     with torch.no_grad():
-        Capture(traced).run(images)
-    return found
+        logits = Capture(traced).run(images)
+    return found, logits
 
 
-def sampled(model: torch.nn.Module, image: torch.Tensor, y: int, x: int, lo: float,
-            side: float, grid: int) -> list[tuple[str, int, float, tuple]]:
-    """Per ReLU: the neurons whose sampled arguments take both signs, the sampled
-    ranges' summed width, and the ranges (``[C, H, W]`` each), over ``grid``³ colors of
-    the box at ``(y, x)``."""
+def sampled(model: torch.nn.Module, image: torch.Tensor, label: int, y: int, x: int,
+            lo: float, side: float, grid: int
+            ) -> tuple[list[tuple[str, int, float, tuple]], float]:
+    """Over ``grid``³ colors of the box at ``(y, x)``, per ReLU: the neurons whose
+    sampled arguments take both signs, the sampled ranges' summed width, and the ranges
+    (``[C, H, W]`` each); and the lowest margin the model reaches (no bound may exceed
+    it: a check of the what-if's arithmetic, not of its soundness)."""
     steps = torch.linspace(lo, lo + side, grid)
     colors = torch.tensor(list(itertools.product(steps, steps, steps)))
     batch = image.repeat(len(colors), 1, 1, 1)
     batch[:, :, y, x] = colors
+    arguments, logits = relu_arguments(model, batch)
     out = []
-    for name, argument in relu_arguments(model, batch):
+    for name, argument in arguments:
         low, high = argument.amin(0), argument.amax(0)
         out.append((name, int(((low < 0) & (high > 0)).sum()), float((high - low).sum()),
                     (low, high)))
-    return out
-
-
-def sampled_margin(model: torch.nn.Module, image: torch.Tensor, label: int, y: int, x: int,
-                   lo: float, side: float, grid: int) -> float:
-    """The lowest margin the model reaches at ``grid``³ colors of the box: no bound may
-    exceed it (a check of the what-if's arithmetic, not of its soundness)."""
-    steps = torch.linspace(lo, lo + side, grid)
-    colors = torch.tensor(list(itertools.product(steps, steps, steps)))
-    batch = image.repeat(len(colors), 1, 1, 1)
-    batch[:, :, y, x] = colors
-    with torch.no_grad():
-        logits = model(batch).double()
-    others = logits.clone()
+    others = logits.double()
+    own = others[:, label].clone()
     others[:, label] = -torch.inf
-    return float((logits[:, label] - others.amax(1)).min())
+    return out, float((own - others.amax(1)).min())
 
 
 def main() -> None:
@@ -179,7 +170,8 @@ def main() -> None:
         low = torch.full((1, 3), lo, dtype=torch.float64)
         call = (cache, torch.zeros(1, dtype=torch.long), torch.tensor([y]), torch.tensor([x]),
                 low, low + side, labels[:1])
-        truth = sampled(model, images[:1], y, x, lo, side, args.grid)
+        truth, least = sampled(model, images[:1], int(labels[0]), y, x, lo, side,
+                               args.grid)
         current["oracle"] = [t[3] for t in truth]
         records.clear()
         cut = engine.margins(*call)
@@ -190,7 +182,6 @@ def main() -> None:
             plain = f"{float(out.lower.min()):.4g}, {out.symbols:,} symbols"
         except bounds.TooManySymbols:  # the plain pass would outgrow the memory
             plain = f"not bounded (more than {args.max_symbols:,} symbols)"
-        least = sampled_margin(model, images[:1], int(labels[0]), y, x, lo, side, args.grid)
         print(f"side {side}: lowest margin bound {plain}; on the sampled ranges (a "
               f"what-if, not sound) {float(cut.lower.min()):.4g}, {cut.symbols:,} "
               f"symbols; the sampled colors' lowest margin {least:.4g}\n")
