@@ -79,6 +79,8 @@ def test_a_run_records_its_model_images_and_field_hashes(script_run):
     selection = json.loads((out / "selection.json").read_text())
     assert len(selection["fingerprints"]) == len(set(selection["fingerprints"])) == 5
     assert selection["image_shape"] == [3, 8, 8] and selection["num_classes"] == 3
+    with np.load(script_run.data) as npz:
+        assert selection["labels"] == npz["labels"][selection["positions"]].tolist()
 
 
 # ------------------------------------------------------------------ the model
@@ -125,6 +127,23 @@ def test_a_changed_image_is_named_by_its_place_in_the_selection(script_run):
     clean_error(resume(script_run), 1, "image 3 of the selection (index 2) changed",
                 "--force")
     clean_error(invoke("report", out), 1, "image 3 of the selection (index 2) changed",
+                "restore the data")
+    assert listing(out) == before
+
+
+def test_a_changed_label_is_named_by_resume_and_report(script_run):
+    """The same pixels under another label were attacked as another question: the rows
+    of the old label must not be mixed with new ones (found by an audit: a label edit
+    used to resume silently, its new rows 0-query "successes")."""
+    out = Path(script_run.out)
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name].copy() for name in npz.files}
+    arrays["labels"][1] = (arrays["labels"][1] + 1) % 3
+    np.savez(script_run.data, **arrays)
+    before = listing(out)
+    clean_error(resume(script_run), 1, "image 2 of the selection (index 1) has label "
+                f"{arrays['labels'][1]}", "--force")
+    clean_error(invoke("report", out), 1, "image 2 of the selection (index 1) has label",
                 "restore the data")
     assert listing(out) == before
 

@@ -87,6 +87,14 @@ def test_an_index_scanned_with_other_pixels_is_refused(scanned):
         run_scan(out, tiny_model(), other, labels[:1], [0], levels=2, info=info)
 
 
+def test_an_image_scanned_under_another_label_is_refused(scanned):
+    out, _, images, labels, info, tiny_model = scanned
+    other = (labels[:1] + 1) % 3
+    with pytest.raises(ScanMismatchError, match=f"holds image index 0 with label "
+                                                f"{int(labels[0])}; it is given with label"):
+        run_scan(out, tiny_model(), images[:1], other, [0], levels=2, info=info)
+
+
 def test_an_earlier_scan_without_a_fingerprint_says_so_and_goes_on(scanned):
     out, _, images, labels, info, tiny_model = scanned
     old = SusceptibilityMaps.load(out)

@@ -176,6 +176,18 @@ def test_an_index_given_to_other_pixels_is_refused(tiny, out):
         run_verification(out, model, images[1:2], labels[1:2], [0], budget=None)
 
 
+def test_an_image_given_with_another_label_is_refused(tiny, out):
+    model, images, labels = tiny
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    other = (labels[:1] + 1) % 3
+    before = read_rows(out / ROWS_FILE)
+    with pytest.raises(VerificationMismatchError, match=f"holds image index 0 with label "
+                                                        f"{int(labels[0])}; it is given with "
+                                                        f"label {int(other[0])} now"):
+        run_verification(out, model, images[:1], other, [0], budget=None)
+    assert read_rows(out / ROWS_FILE) == before
+
+
 def test_image_files_resume_and_one_changed_file_is_refused(tiny, out, tmp_path):
     """Files have no index (-1): several given through the API resume like indexed
     images; a folder of one file refuses that file with other pixels."""

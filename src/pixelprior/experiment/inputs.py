@@ -273,13 +273,14 @@ def selection_inputs(positions: list[int], model: torch.nn.Module, dataset: Imag
         device: where the model runs.
 
     Returns:
-        ``fingerprints`` (one per chosen image), ``image_shape`` (``[C, H, W]``) and
-        ``num_classes`` (the model's output width).
+        ``fingerprints`` (one per chosen image), ``labels`` (their true labels),
+        ``image_shape`` (``[C, H, W]``) and ``num_classes`` (the model's output width).
     """
     with torch.inference_mode():
         probe = to_float(dataset.images[:1]).to(device)
         num_classes = int(model(probe).shape[1])
     return {"fingerprints": image_fingerprints(dataset.images[positions]),
+            "labels": dataset.labels[positions].tolist(),
             "image_shape": list(dataset.images.shape[1:]), "num_classes": num_classes}
 
 

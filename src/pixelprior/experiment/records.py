@@ -146,7 +146,8 @@ def read_selection(directory: Path | str) -> dict | None:
 
     Returns:
         The selection (``indices`` and ``positions``: lists of distinct non-negative
-        integers of one length; ``fingerprints``, ``image_shape``, ``num_classes`` where
+        integers of one length; ``fingerprints``, ``labels``, ``image_shape``,
+        ``num_classes`` where
         recorded, fingerprints of the earlier form left out), or ``None`` when there is
         none.
 
@@ -200,6 +201,12 @@ def _check_recorded_lists(path: Path, selection: dict) -> None:
             selection["indices"]) and all(isinstance(p, str) for p in prints)):
         raise CorruptResultsError(f"{path}: fingerprints must be a list of strings, one per "
                                   "image; restore the file")
+    labels = selection.get("labels")
+    if labels is not None and not (isinstance(labels, list) and len(labels) == len(
+            selection["indices"]) and all(isinstance(n, int) and not isinstance(n, bool)
+                                          and n >= 0 for n in labels)):
+        raise CorruptResultsError(f"{path}: labels must be a list of integers >= 0, one per "
+                                  "image; restore the file")
     shape = selection.get("image_shape")
     if shape is not None and not (isinstance(shape, list) and len(shape) == 3 and all(
             isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
@@ -234,6 +241,8 @@ def unrecorded(record: dict, selection: dict | None) -> list[str]:
         missing.append("the model's fingerprint")
     if selection is not None and "fingerprints" not in selection:
         missing.append("the images' fingerprints")
+    if selection is not None and "labels" not in selection:
+        missing.append("the images' labels")
     return missing
 
 
@@ -255,8 +264,8 @@ def model_in_words(config: ExperimentConfig) -> str:
 
 
 def inputs_problem(config: ExperimentConfig, record: dict, selection: dict,
-                   model_fingerprint: str | None, image_fingerprints: list[str] | None
-                   ) -> str | None:
+                   model_fingerprint: str | None, image_fingerprints: list[str] | None,
+                   labels: list[int] | None = None) -> str | None:
     """What changed since the run recorded its model and images (``None``: nothing, or
     nothing recorded to compare with): :func:`model_problem`, then
     :func:`images_problem`.
@@ -268,12 +277,13 @@ def inputs_problem(config: ExperimentConfig, record: dict, selection: dict,
         model_fingerprint: the model's fingerprint now (``None``: not checked).
         image_fingerprints: the selected images' fingerprints now, in the selection's
             order (``None``: not checked).
+        labels: their labels now, in the same order (``None``: not checked).
 
     Returns:
         One phrase naming what changed (the model file, image N of the selection).
     """
     return (model_problem(config, record, model_fingerprint)
-            or images_problem(config, selection, image_fingerprints))
+            or images_problem(config, selection, image_fingerprints, labels))
 
 
 def model_problem(config: ExperimentConfig, record: dict, fingerprint: str | None
@@ -296,13 +306,15 @@ def model_problem(config: ExperimentConfig, record: dict, fingerprint: str | Non
 
 
 def images_problem(config: ExperimentConfig, selection: dict,
-                   fingerprints: list[str] | None) -> str | None:
-    """Whether the selected images are still those the run attacked.
+                   fingerprints: list[str] | None, labels: list[int] | None = None
+                   ) -> str | None:
+    """Whether the selected images, and their labels, are still those the run attacked.
 
     Args:
         config: the run's config.
         selection: its ``selection.json``.
         fingerprints: the selected images' fingerprints now (``None``: not checked).
+        labels: their labels now (``None``: not checked).
 
     Returns:
         One phrase naming the first image that changed (image N of the selection), or
@@ -311,6 +323,12 @@ def images_problem(config: ExperimentConfig, selection: dict,
     before = selection.get("fingerprints")
     if fingerprints is None or before is None:
         return None
+    return (_pixels_problem(config, selection, before, fingerprints)
+            or _labels_problem(config, selection, labels))
+
+
+def _pixels_problem(config: ExperimentConfig, selection: dict, before: list[str],
+                    fingerprints: list[str]) -> str | None:
     changed = [n for n, (old, new) in enumerate(zip(before, fingerprints, strict=True))
                if old != new]
     if not changed:
@@ -320,6 +338,23 @@ def images_problem(config: ExperimentConfig, selection: dict,
     return (f"image {first + 1} of the selection (index {selection['indices'][first]}) "
             f"changed since the run attacked it{more}: the data "
             f"({config.data or config.dataset}) holds other pixels there now")
+
+
+def _labels_problem(config: ExperimentConfig, selection: dict, labels: list[int] | None
+                    ) -> str | None:
+    """The first selected image whose label is not the one the run attacked it as."""
+    before = selection.get("labels")
+    if labels is None or before is None:
+        return None
+    changed = [n for n, (old, new) in enumerate(zip(before, labels, strict=True))
+               if old != new]
+    if not changed:
+        return None
+    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+    first = changed[0]
+    return (f"image {first + 1} of the selection (index {selection['indices'][first]}) "
+            f"has label {labels[first]} in the data ({config.data or config.dataset}) "
+            f"now; the run attacked it as label {before[first]}{more}")
 
 
 def positions_problem(selection: dict, dataset_size: int) -> str | None:

@@ -242,9 +242,12 @@ class ExperimentRunner:
         if selection is not None:
             problem = positions_problem(selection, len(source.dataset))
         if problem is None:
-            now = (image_fingerprints(source.dataset.images[selection["positions"]])
-                   if selection is not None else None)
-            problem = inputs_problem(self.config, old or {}, selection or {}, fingerprint, now)
+            now, labels = None, None
+            if selection is not None:
+                now = image_fingerprints(source.dataset.images[selection["positions"]])
+                labels = source.dataset.labels[selection["positions"]].tolist()
+            problem = inputs_problem(self.config, old or {}, selection or {}, fingerprint,
+                                     now, labels)
         if problem is None:
             self._note_unrecorded(old, selection)
             return True
@@ -265,7 +268,8 @@ class ExperimentRunner:
 
     def _completed(self, selection: dict, source: GroupWorker) -> dict:
         """A selection of an earlier version with what this version records added."""
-        if all(key in selection for key in ("fingerprints", "image_shape", "num_classes")):
+        if all(key in selection for key in ("fingerprints", "labels", "image_shape",
+                                            "num_classes")):
             return selection
         inputs = selection_inputs(selection["positions"], source.model, source.dataset,
                                   source.device)

@@ -105,6 +105,9 @@ def run_scan(out: str | Path, model: nn.Module, images: torch.Tensor, labels: to
     with RunLock(out):
         parts = _existing_parts(out, info, log)
         _check_indices(out, parts, keys, indices)
+        check_same_labels(out, [(key, int(label)) for part in parts for key, label in zip(
+            part.image_keys.tolist(), part.labels.tolist(), strict=True)], keys,
+            labels.tolist(), indices, ScanMismatchError)
         done = {key for part in parts for key in part.image_keys.tolist()}
         todo = [n for n, key in enumerate(keys) if key not in done]
         scan = SusceptibilityScan(model, levels, engine, batch_invariant=True)
@@ -288,6 +291,31 @@ def check_same_pixels(out: Path, earlier: list[tuple[int, str]], keys: list[str]
                 f"{out} holds image index {index} with other pixels than the image given "
                 "now under that index (the data changed, or it was resized another way); "
                 "restore the data, or choose another output folder")
+
+
+def check_same_labels(out: Path, earlier: list[tuple[str, int]], keys: list[str],
+                      labels: list[int], indices: list[int], error: type[ValueError]) -> None:
+    """Refuse an image a folder holds under another label than the one given now (its
+    answer was made for that label: the data's labels changed).
+
+    Args:
+        out: the folder.
+        earlier: ``(pixel key, label)`` of each image it holds.
+        keys: the pixel keys of the images given now.
+        labels: their labels now.
+        indices: their dataset indices (``-1``: an image file).
+        error: the folder kind's mismatch error.
+
+    Raises:
+        ValueError: ``error``, naming the image and both labels.
+    """
+    held = dict(earlier)
+    for key, label, index in zip(keys, labels, indices, strict=True):
+        if key in held and held[key] != label:
+            image = f"image index {index}" if index >= 0 else "the image file"
+            raise error(f"{out} holds {image} with label {held[key]}; it is given with "
+                        f"label {label} now (the data's labels changed); restore the data, "
+                        "or choose another output folder")
 
 
 def _fooled(parts: list[SusceptibilityMaps], wanted: set[str]) -> int:

@@ -41,7 +41,7 @@ from ..search import Verification, Verifier
 from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
 from .progress import ProgressReporter, as_reporter, reporting
-from .scans import check_same_pixels, compared_setting
+from .scans import check_same_labels, check_same_pixels, compared_setting
 
 if TYPE_CHECKING:  # Ray's pool loads only where workers are asked for
     from .distributed import ActorPool
@@ -171,6 +171,9 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
         rows = _earlier_rows(out, settings, unit_known, log or (lambda _: None))
         check_same_pixels(out, [(row["image_index"], row["image_key"]) for row in rows],
                           keys, indices, VerificationMismatchError)
+        check_same_labels(out, [(row["image_key"], row["label"]) for row in rows], keys,
+                          [int(label) for label in labels], indices,
+                          VerificationMismatchError)
         done = {row["image_key"] for row in rows}
         todo = [n for n, key in enumerate(keys) if key not in done]
         if rows and log is not None and todo:

@@ -113,8 +113,10 @@ def check_inputs(directory: Path, config: ExperimentConfig, dataset: ImageSet | 
         if dataset is None and "fingerprints" in selection:
             log("the run's images could not be loaded: their fingerprints are not checked")
         return
+    positions = selection["positions"]
     problem = positions_problem(selection, len(dataset)) or images_problem(
-        config, selection, image_fingerprints(dataset.images[selection["positions"]]))
+        config, selection, image_fingerprints(dataset.images[positions]),
+        dataset.labels[positions].tolist())
     if problem is not None:
         raise InputsChangedError(f"{directory}: {problem}; restore the data to report this "
                                  "run (its rows were made on the recorded images)")
