@@ -727,13 +727,17 @@ class Verifier:
         """The model's scores of one image, or a ValueError naming the images' shape."""
         try:
             with torch.inference_mode():
-                return self.model(image)
+                scores = self.model(image)
         except RuntimeError as exc:
             if "out of memory" in str(exc):
                 raise
             raise ValueError(f"the model fails on images of shape {list(image.shape)} "
                              "(it takes [B, C, H, W], channels first?): "
                              f"{str(exc).splitlines()[0]}") from None
+        if not isinstance(scores, torch.Tensor):
+            raise ValueError(f"the model returns a {type(scores).__name__}, not class "
+                             "scores [B, K]: wrap it to return them")
+        return scores
 
     def _labelled_scores(self, image: torch.Tensor, label: int) -> torch.Tensor:
         """The model's float64 scores ``[K]`` of one image, refused before any work

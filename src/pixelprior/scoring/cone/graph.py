@@ -4,6 +4,7 @@ constants, what each node runs, and which registered operation that is."""
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from torch.fx.experimental.optimization import fuse
 from . import operators  # noqa: F401  (registers the operations)
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
-__all__ = ["FxUnsupportedError", "Resolved", "TracedGraph", "describe"]
+__all__ = ["FxUnsupportedError", "Resolved", "TracedGraph", "describe", "training_module"]
 
 # Position of ``inplace`` in functional activations (set to False in the engine's copy).
 _INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.hardswish: 1, F.hardsigmoid: 1, F.silu: 1,
@@ -72,22 +73,134 @@ def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
         return fx.symbolic_trace(copy.deepcopy(model))
 
 
+# Operations whose output may share its first input's memory (a view, or the input itself).
+_ALIAS_METHODS = frozenset({
+    "view", "view_as", "reshape", "reshape_as", "flatten", "unflatten", "squeeze",
+    "unsqueeze", "expand", "expand_as", "transpose", "permute", "t", "narrow", "select",
+    "contiguous", "detach", "float", "double", "to", "type", "type_as", "chunk", "split",
+    "unbind", "as_strided", "__getitem__"})
+_ALIAS_FUNCTIONS = frozenset({
+    torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, torch.transpose,
+    torch.permute, torch.t, torch.narrow, torch.select, torch.chunk, torch.split,
+    torch.unbind, torch.detach, F.dropout, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout,
+    operator.getitem})
+_ALIAS_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Dropout1d,
+                  nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def _inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node`` writes into its first input (an in-place activation)."""
+    if node.op == "call_module":
+        module = modules[node.target]  # a dropout in eval mode returns its input as it is
+        return getattr(module, "inplace", None) is True and not isinstance(
+            module, _ALIAS_MODULES)
+    if node.op != "call_function" or node.target in _ALIAS_FUNCTIONS:
+        return False
+    position = _INPLACE_POSITION.get(node.target)
+    return bool(node.kwargs.get("inplace")) or (
+        position is not None and len(node.args) > position and node.args[position] is True)
+
+
+def _may_alias(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether ``node``'s output may share the memory of its first input."""
+    if node.op == "call_module":
+        return isinstance(modules[node.target], _ALIAS_MODULES) or _inplace(node, modules)
+    if node.op == "call_method":
+        return node.target in _ALIAS_METHODS
+    return node.op == "call_function" and (node.target in _ALIAS_FUNCTIONS
+                                           or _inplace(node, modules))
+
+
+def _overwritten_elsewhere(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """Where an in-place ``node`` would change a value read elsewhere (the eager model
+    computes another function than the out-of-place copy the engines run): the reader
+    or the input named, or ``None`` when its input is read by it alone."""
+    chain, value = {node}, node.args[0] if node.args else None
+    while isinstance(value, fx.Node):
+        others = [user for user in value.users if user not in chain]
+        if others:
+            return f"{value.name} is read again by {others[0].name}"
+        if value.op in ("placeholder", "get_attr"):
+            return f"it writes into {'the input' if value.op == 'placeholder' else value.name}"
+        if not _may_alias(value, modules):
+            return None
+        chain.add(value)
+        value = value.args[0] if value.args else None
+    return None
+
+
 def _without_inplace(graph_module: fx.GraphModule) -> None:
-    """In-place activations write into values the cache keeps: make them out of place;
-    refuse other in-place operations."""
-    for module in graph_module.modules():
-        if isinstance(getattr(module, "inplace", None), bool):
-            module.inplace = False
+    """In-place activations write into values the cache keeps: make them out of place
+    where that computes the same function (their input read by them alone); refuse
+    the others and other in-place operations."""
+    modules = dict(graph_module.named_modules())
     for node in graph_module.graph.nodes:
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
         if node.op in ("call_method", "call_function") and isinstance(name, str) and (
                 name.endswith("_") and not name.endswith("__")):
             raise FxUnsupportedError(f"in-place operation {name} ({node.name})")
+        if _inplace(node, modules):
+            where = _overwritten_elsewhere(node, modules)
+            if where is not None:
+                named = describe(node, modules) + (
+                    "" if node.op == "call_module" else f" ({node.name})")
+                raise FxUnsupportedError(
+                    f"in-place operation {named} changes a value used again ({where}); "
+                    "make it out of place (inplace=False)")
+    for module in graph_module.modules():
+        if isinstance(getattr(module, "inplace", None), bool):
+            module.inplace = False
+    for node in graph_module.graph.nodes:
         if node.op == "call_function" and node.kwargs.get("inplace"):
             node.kwargs = {**node.kwargs, "inplace": False}
         position = _INPLACE_POSITION.get(node.target) if node.op == "call_function" else None
         if position is not None and len(node.args) > position and node.args[position]:
             node.args = (*node.args[:position], False, *node.args[position + 1:])
+
+
+def training_module(model: nn.Module) -> str | None:
+    """The first module of ``model`` (itself included) in training mode, in words, or
+    ``None``: bounds of a copy put in eval mode would be of another function (BatchNorm
+    and dropout act otherwise in training)."""
+    for name, module in model.named_modules():
+        if module.training:
+            return "the model" if not name else f"{type(module).__name__} ({name})"
+    return None
+
+
+def _check_hooks(model: nn.Module) -> None:
+    """``torch.fx`` does not record forward hooks: a model that has any computes what its
+    traced graph does not. (``weight_norm``'s pre-hook sets the weight the graph reads:
+    it is run once on the copy instead.)"""
+    from torch.nn.modules import module as module_state
+    if module_state._global_forward_hooks or module_state._global_forward_pre_hooks:
+        raise FxUnsupportedError("global forward hooks are registered "
+                                 "(torch.nn.modules.module.register_module_forward_hook); "
+                                 "torch.fx does not record them: remove them")
+    for name, module in model.named_modules():
+        pre = [hook for hook in module._forward_pre_hooks.values()
+               if type(hook).__name__ != "WeightNorm"]
+        if module._forward_hooks or pre:
+            raise FxUnsupportedError(
+                f"{type(module).__name__} ({name or 'the model'}) has a forward hook; "
+                "torch.fx does not record hooks: remove it, or compute it in forward()")
+
+
+def _weight_norm_applied(model: nn.Module) -> nn.Module:
+    """``model``, or where it has ``weight_norm`` pre-hooks a copy with each weight
+    computed from its current ``g`` and ``v`` and the hooks removed (the traced graph
+    reads the weight as it stands; a BatchNorm folded into it stays folded)."""
+    if not any(type(hook).__name__ == "WeightNorm" for module in model.modules()
+               for hook in module._forward_pre_hooks.values()):
+        return model
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for module in model.modules():
+            for key, hook in list(module._forward_pre_hooks.items()):
+                if type(hook).__name__ == "WeightNorm":
+                    hook(module, ())
+                    del module._forward_pre_hooks[key]
+    return model
 
 
 class TracedGraph:
@@ -102,13 +215,15 @@ class TracedGraph:
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
-        FxUnsupportedError: the graph has in-place operations or several image inputs.
+        FxUnsupportedError: the graph has in-place operations that change a value used
+            again (or in-place methods), forward hooks, or several image inputs.
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
                  float_as: torch.dtype | None = None) -> None:
         self.float_as = float_as
-        self.graph_module = _traced(model, fold)
+        _check_hooks(model)
+        self.graph_module = _traced(_weight_norm_applied(model), fold)
         _without_inplace(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())
@@ -133,6 +248,17 @@ class TracedGraph:
                                                         for n in node.all_input_nodes):
                     values[node] = self.call(node, values.__getitem__)
         return values
+
+    def run(self, images: torch.Tensor) -> Any:
+        """The traced graph's output on whole images, as the engines run each node
+        (out of place, ``.float()`` as ``float_as``)."""
+        values: dict[fx.Node, Any] = {**self.statics, self.input: images}
+        for node in self.nodes:
+            if node.op == "output":
+                return fx.node.map_arg(node.args[0], values.__getitem__)
+            if node not in values:
+                values[node] = self.call(node, values.__getitem__)
+        raise FxUnsupportedError("the traced graph has no output")
 
     def callable(self, node: fx.Node) -> Callable:
         """What ``node`` runs, as ``fn(*args, **kwargs)``."""

@@ -45,7 +45,7 @@ from torch import fx, nn
 
 from .engine import FxIncrementalForward
 from .geometry import Box
-from .graph import FxUnsupportedError, describe
+from .graph import FxUnsupportedError, describe, training_module
 from .intervals import (
     UNIT,
     Interval,
@@ -106,8 +106,10 @@ class IntervalScreen:
     """
 
     def __init__(self, model: nn.Module, cone: bool | None = None) -> None:
-        if model.training:
-            raise IntervalUnsupportedError("the model is in training mode; call model.eval()")
+        training = training_module(model)
+        if training is not None:
+            raise IntervalUnsupportedError(f"{training} is in training mode; call "
+                                           "model.eval()")
         copied = copy.deepcopy(model).to(torch.float64).eval()
         # the model's own tensors: float32 in the model, the same values here (a tensor
         # the trace computed from them and kept is not: float64 computed it)

@@ -65,7 +65,9 @@ SETTINGS = {
     "leaky_relu": lambda c: {"slope": _setting(c, "negative_slope", 1, 0.01)},
     "hardtanh": lambda c: {"low": _setting(c, "min_val", 1, -1.0),
                            "high": _setting(c, "max_val", 2, 1.0)},
-    "relu6": lambda c: {"low": 0.0, "high": 6.0},
+    # nn.ReLU6 is a Hardtanh: its forward reads the module's limits (0 and 6 unless set)
+    "relu6": lambda c: {"low": float(getattr(c.module, "min_val", 0.0)),
+                        "high": float(getattr(c.module, "max_val", 6.0))},
     "clamp": lambda c: _clamp_settings(c),
     "elu": lambda c: {"alpha": _setting(c, "alpha", 1, 1.0)},
     "softplus": lambda c: {"beta": _setting(c, "beta", 1, 1.0),
@@ -139,7 +141,7 @@ register_bound("relu")(lambda p: PiecewiseLinear(torch.relu, (0.0,)))
 register_bound("leaky_relu")(lambda p: PiecewiseLinear(
     lambda t: F.leaky_relu(t, p["slope"]), (0.0,), max(1.0, abs(p["slope"]))))
 register_bound("hardtanh")(lambda p: _clamped(p["low"], p["high"]))
-register_bound("relu6")(lambda p: _clamped(0.0, 6.0))
+register_bound("relu6")(lambda p: _clamped(p["low"], p["high"]))
 register_bound("clamp")(lambda p: _clamped(p["low"], p["high"]))
 register_bound("hardsigmoid")(lambda p: PiecewiseLinear(F.hardsigmoid, (-3.0, 3.0)))
 register_bound("sigmoid")(lambda p: SShaped(torch.sigmoid, _sigmoid_derivative))

@@ -1,0 +1,188 @@
+"""The bounds are of the model itself, not of a traced graph that computes something else.
+
+An audit found models whose eager forward differs from what ``torch.fx`` records, and
+the verifier called them verified where a color fooled them: an in-place activation
+writing into a value read again, ``x += 1`` on such a value, forward hooks, a submodule
+left in training mode under a model in eval mode, ``nn.ReLU6`` with its limits changed.
+Each is now refused in one line (or bounded as the model computes it), and the engines'
+clean pass is checked against the model's own scores before any bound."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_bounds import box_margins, randomised, scores
+from torch import nn
+
+from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
+from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+from pixelprior.search import Verifier
+
+IMAGE = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(3))
+
+
+class Skip(nn.Module):
+    """conv, an activation, and the conv's output added again: ``act(h) + h``."""
+
+    def __init__(self, activation: nn.Module | None = None, functional=None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = activation
+        self.functional = functional
+        self.fc = nn.Linear(4 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        a = self.act(h) if self.act is not None else self.functional(h)
+        return self.fc((a + h).flatten(1))
+
+
+class Chain(nn.Module):
+    """In-place activations on values read once (SqueezeNet's form): out of place in the
+    engines, the same function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(inplace=True)
+        self.fc = nn.Linear(4 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.bn(self.conv(x)))
+        return self.fc(F.relu(self.drop(h).flatten(1), inplace=True))
+
+
+class AddInPlace(nn.Module):
+    """``a += 1`` where ``a`` is also kept as ``b``: torch.fx records ``a + 1``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.conv(x))
+        b = a
+        a += 1
+        return self.fc((a + b).flatten(1))
+
+
+def assert_exact(bound: torch.Tensor, exact: torch.Tensor, label: int) -> None:
+    """A box of width 0 bounds each margin at its exact value, less the bounds' own
+    float error allowance (far below 1e-6 here)."""
+    others = [k for k in range(len(exact)) if k != label]
+    margins = (exact[label] - exact)[others]
+    assert bool((bound[others] <= margins).all()), (bound, margins)
+    assert bool((bound[others] >= margins - 1e-6).all()), (bound, margins)
+
+
+def label_of(model: nn.Module) -> int:
+    with torch.no_grad():
+        return int(model(IMAGE).argmax())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Skip(nn.ReLU(inplace=True)), lambda: Skip(nn.SiLU(inplace=True)),
+    lambda: Skip(nn.Hardtanh(inplace=True)),
+    lambda: Skip(functional=lambda h: F.relu(h, inplace=True)),
+    lambda: Skip(functional=lambda h: F.leaky_relu(h, 0.1, True)),
+], ids=["ReLU", "SiLU", "Hardtanh", "F.relu", "F.leaky_relu"])
+def test_an_inplace_activation_on_a_value_read_again_is_refused(make):
+    model = randomised(make(), 0)
+    with pytest.raises(BoundUnsupportedError, match="in-place operation .* changes a value "
+                                                    "used again .*conv is read again"):
+        BoundEngine(model)
+    with pytest.raises(IntervalUnsupportedError, match="changes a value used again"):
+        IntervalScreen(model)
+
+
+def test_inplace_activations_on_values_read_once_are_bounded_as_the_model_computes():
+    model = randomised(Chain(), 1)
+    engine = BoundEngine(model)
+    color = [0.2, 0.6, 0.9]
+    label = label_of(model)
+    exact = scores(randomised(Chain(), 1), IMAGE, 2, 3, torch.tensor([color]))[0]
+    bound = box_margins(engine, IMAGE, 2, 3, color, color, label).lower[0]
+    assert_exact(bound, exact, label)
+
+
+def test_an_update_in_place_that_tracing_loses_is_refused_before_any_bound():
+    model = randomised(AddInPlace(), 2)
+    engine = BoundEngine(model)  # the graph alone looks fine: a + 1
+    with pytest.raises(BoundUnsupportedError, match="scores differ from its traced "
+                                                    "graph's .* x \\+= 1"):
+        engine.prepare(IMAGE)
+    with pytest.raises(BoundUnsupportedError, match="differ from its traced graph"):
+        Verifier(model, budget=None, max_boxes=50).verify(IMAGE, torch.tensor([
+            label_of(model)]))
+
+
+@pytest.mark.parametrize("hook", ["forward", "pre", "global"])
+def test_a_forward_hook_is_refused(hook):
+    model = randomised(Skip(nn.ReLU()), 3)
+    if hook == "forward":
+        handle = model.act.register_forward_hook(lambda m, i, o: 2 * o)
+    elif hook == "pre":
+        handle = model.fc.register_forward_pre_hook(lambda m, i: (i[0] * 2,))
+    else:
+        handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+    try:
+        with pytest.raises(BoundUnsupportedError, match="hook"):
+            BoundEngine(model)
+    finally:
+        handle.remove()
+    BoundEngine(model)  # without it, accepted
+
+
+def test_weight_norm_is_bounded_with_the_weight_its_hook_computes():
+    model = randomised(Skip(nn.ReLU()), 4)
+    model.fc = nn.utils.weight_norm(model.fc)
+    with torch.no_grad():  # g changed after the last forward: the stored weight is stale
+        model.fc.weight_g.mul_(1.5)
+    label = label_of(model)  # (a forward refreshes the model's own; the copy is refreshed too)
+    with torch.no_grad():
+        model.fc.weight_g.mul_(1.5)
+    color = [0.3, 0.3, 0.3]
+    bound = box_margins(BoundEngine(model), IMAGE, 1, 4, color, color, label).lower[0]
+    exact = scores(model, IMAGE, 1, 4, torch.tensor([color]))[0]
+    assert_exact(bound, exact, label)
+
+
+@pytest.mark.parametrize("child", ["bn", "drop"])
+def test_a_submodule_in_training_mode_is_refused(child):
+    model = randomised(Chain(), 5)
+    getattr(model, child).train()
+    with pytest.raises(BoundUnsupportedError, match=f"\\({child}\\) is in training mode"):
+        BoundEngine(model)
+    with pytest.raises(IntervalUnsupportedError, match="is in training mode"):
+        IntervalScreen(model)
+
+
+def test_relu6_with_its_limits_changed_is_bounded_with_them():
+    act = nn.ReLU6()
+    act.min_val, act.max_val = -0.2, 0.3
+    model = randomised(Skip(act), 6)
+    label = label_of(model)
+    color = [0.9, 0.1, 0.5]
+    bound = box_margins(BoundEngine(model), IMAGE, 3, 3, color, color, label).lower[0]
+    exact = scores(model, IMAGE, 3, 3, torch.tensor([color]))[0]
+    assert_exact(bound, exact, label)
+
+
+def test_a_model_returning_a_tuple_is_refused_in_one_line():
+    class Pair(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = randomised(Skip(nn.ReLU()), 7)
+
+        def forward(self, x):
+            out = self.inner(x)
+            return out, out
+
+    with pytest.raises(BoundUnsupportedError, match="returns a tuple, not class scores"):
+        BoundEngine(Pair().eval()).prepare(IMAGE)
+    with pytest.raises(ValueError, match="returns a tuple, not class scores"):
+        Verifier(Pair().eval(), budget=None).verify(IMAGE, torch.tensor([0]))
