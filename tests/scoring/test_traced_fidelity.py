@@ -186,3 +186,30 @@ def test_a_model_returning_a_tuple_is_refused_in_one_line():
         BoundEngine(Pair().eval()).prepare(IMAGE)
     with pytest.raises(ValueError, match="returns a tuple, not class scores"):
         Verifier(Pair().eval(), budget=None).verify(IMAGE, torch.tensor([0]))
+
+
+def test_a_view_the_screens_layout_does_not_allow_is_run_as_a_reshape():
+    """``h.view(h.size(0), -1)`` after a ReLU: the model's tensor allows the view, the
+    interval screen's channels-last bounds did not (a raw RuntimeError)."""
+    class Viewed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = nn.ReLU()
+            self.fc = nn.Linear(4 * 36, 3)
+
+        def forward(self, x):
+            h = self.act(self.conv(x))
+            return self.fc(h.view(h.size(0), -1))
+
+    model = randomised(Viewed(), 8)
+    label = label_of(model)
+    lower = IntervalScreen(model).margins(IMAGE, torch.tensor([7]),
+                                          torch.zeros(1, 3, dtype=torch.float64),
+                                          torch.ones(1, 3, dtype=torch.float64), label)
+    corners = torch.tensor([[r, g, b] for r in (0.0, 1.0) for g in (0.0, 1.0)
+                            for b in (0.0, 1.0)])
+    exact = scores(model, IMAGE, 1, 1, corners)
+    least = (exact[:, label:label + 1] - exact).amin(0)
+    others = [k for k in range(3) if k != label]
+    assert bool((lower[0, others] <= least[others]).all())

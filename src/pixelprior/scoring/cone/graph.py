@@ -267,6 +267,9 @@ class TracedGraph:
         if node.op == "call_method":
             if node.target == "float" and self.float_as is not None:
                 return lambda this, *args, **kwargs: this.to(self.float_as, *args, **kwargs)
+            if node.target == "view":  # the same values; the engines' layouts may not allow
+                # a view where the model's did (channels-last bounds, windows)
+                return lambda this, *args, **kwargs: this.reshape(*args, **kwargs)
             return lambda this, *args, **kwargs: getattr(this, node.target)(*args, **kwargs)
         return node.target
 
