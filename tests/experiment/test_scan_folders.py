@@ -7,6 +7,7 @@ goes on."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ import torch
 from typer.testing import CliRunner
 
 from pixelprior.cli import app
-from pixelprior.data import SusceptibilityMaps, to_float
+from pixelprior.data import SusceptibilityMaps, sha256sum, to_float
 from pixelprior.experiment import ScanMismatchError, package_version, run_scan
-from pixelprior.models import state_dict_digest
+from pixelprior.models import model_fingerprint, state_dict_digest
 
 
 def images_of(path, count: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,10 +40,28 @@ def scanned(tmp_path, tiny_kit):
 
 
 def test_a_scan_records_the_model_fingerprint_and_its_options(scanned):
-    out, _, _, _, info, tiny_model = scanned
+    out, spec, _, _, info, tiny_model = scanned
     recorded = SusceptibilityMaps.load(out).info
-    assert recorded["model_fingerprint"] == state_dict_digest(tiny_model())  # a factory
+    code = sha256sum(Path(spec.rsplit(":", 1)[0]))  # a file.py:callable factory: its code too
+    assert recorded["model_fingerprint"] == f"{state_dict_digest(tiny_model())}+code:{code}"
     assert {key: recorded[key] for key in info} == info
+
+
+def test_a_scan_of_a_factory_whose_code_changed_is_refused(scanned):
+    out, spec, images, labels, info, tiny_model = scanned
+    path = Path(spec.rsplit(":", 1)[0])
+    path.write_text(path.read_text() + "\n# the code changed, the weights did not\n")
+    with pytest.raises(ScanMismatchError, match="holds a scan of another model"):
+        run_scan(out, tiny_model(), images, labels, [0, 1], levels=2, info=info)
+
+
+def test_a_scan_recorded_before_the_code_was_fingerprinted_resumes(scanned):
+    out, spec, images, labels, info, tiny_model = scanned
+    maps = SusceptibilityMaps.load(out)
+    maps.info["model_fingerprint"] = state_dict_digest(tiny_model())  # the earlier form
+    maps.save(out / "maps.npz")
+    assert len(run_scan(out, tiny_model(), images, labels, [0, 1], levels=2,
+                        info=info).labels) == 2
 
 
 def test_a_scan_records_the_machine_and_the_code_of_each_run(scanned):
@@ -162,10 +181,10 @@ def test_an_oracle_is_checked_against_the_model_that_uses_it(scanned, tmp_path):
     from pixelprior.experiment import ConfigError, check_scan_model
 
     out, spec, _, _, _, tiny_model = scanned
-    mine = state_dict_digest(tiny_model())
+    mine = model_fingerprint(tiny_model(), spec)
     assert check_scan_model(out, spec, mine) is None
     with pytest.raises(ConfigError, match="is a scan of another model"):
-        check_scan_model(out, spec, state_dict_digest(tiny_model(seed=1)))
+        check_scan_model(out, spec, model_fingerprint(tiny_model(seed=1), spec))
     older = SusceptibilityMaps.load(out)  # an earlier version: no fingerprint recorded
     older.info.pop("model_fingerprint")
     older.save(tmp_path / "older.npz")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import CorruptResultsError
+from ..models import same_model
+from ..models.fingerprint import CODE
 from .config import ConfigError, ExperimentConfig
 from .rows import shown
 
@@ -299,10 +301,13 @@ def model_problem(config: ExperimentConfig, record: dict, fingerprint: str | Non
         One phrase naming the model file (or weights) that changed, or ``None``.
     """
     was = record.get("model_fingerprint")
-    if fingerprint is None or was is None or was == fingerprint:
+    if fingerprint is None or was is None or same_model(was, fingerprint):
         return None
-    return (f"{model_in_words(config)} changed since the run used it (fingerprint {was}, "
-            f"now {fingerprint})")
+    what = model_in_words(config)
+    tensors, _, code = was.partition(CODE)
+    if code and fingerprint.startswith(tensors + CODE):  # the same tensors, other code
+        what = f"the code of {config.model.rsplit(':', 1)[0]} (the model's factory)"
+    return f"{what} changed since the run used it (fingerprint {was}, now {fingerprint})"
 
 
 def images_problem(config: ExperimentConfig, selection: dict,

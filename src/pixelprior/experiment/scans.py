@@ -30,7 +30,7 @@ from .._io import (
 )
 from .._streams import pixel_keys
 from ..data import MAPS_FILE, SusceptibilityMaps, scan_summary
-from ..models import model_fingerprint
+from ..models import model_fingerprint, same_model
 from ..search import SusceptibilityScan
 from .cost import (  # noqa: F401  (their old import path)
     QUERY_RATES,
@@ -165,7 +165,7 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
     if was is None and log is not None:
         log(f"note: {out} does not record its model's fingerprint (made by an earlier "
             "version): the model is not checked")
-    elif was is not None and FINGERPRINT in info and was != info[FINGERPRINT]:
+    elif was is not None and FINGERPRINT in info and not same_model(was, info[FINGERPRINT]):
         raise ScanMismatchError(
             f"{out} holds a scan of another model: {info.get('model')} changed since it "
             f"was scanned (fingerprint {was}, now {info[FINGERPRINT]}); restore the model, "
@@ -194,7 +194,7 @@ def check_scan_model(scan_path: str | Path, model: str, fingerprint: str) -> str
 
     scan = SusceptibilityMaps.load(scan_path)
     was = _recorded_fingerprint(scan)
-    if was is not None and was == fingerprint:
+    if was is not None and same_model(was, fingerprint):
         return None
     recorded = scan.info.get("model")
     if was is None and recorded is None:

@@ -36,7 +36,7 @@ from .._io import (
 )
 from .._streams import pixel_keys
 from ..data import SusceptibilityMaps
-from ..models import model_fingerprint
+from ..models import model_fingerprint, same_model
 from ..search import Verification, Verifier
 from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
@@ -473,6 +473,9 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
             continue
         if name == "target" and name not in settings:
             continue  # the caller does not say (the Python API without info)
+        if name == "model_fingerprint" and isinstance(earlier.get(name), str) and isinstance(
+                settings.get(name), str) and same_model(earlier[name], settings[name]):
+            continue  # the same model (recorded before a factory's code was, maybe)
         if compared_setting(name, earlier.get(name)) != compared_setting(
                 name, settings.get(name)):
             raise VerificationMismatchError(

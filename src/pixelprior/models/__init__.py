@@ -10,7 +10,7 @@ from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier
 from .accuracy import accuracy_on, one_class_warning, predict_labels
 from .channels import to_model_channels
 from .errors import GradientsUnavailableError, ModelInputError, ModelLoadError, short_reason
-from .fingerprint import model_fingerprint, state_dict_digest
+from .fingerprint import model_fingerprint, same_model, state_dict_digest
 from .inference import (
     ChannelsLast,
     copy_module,
@@ -57,6 +57,6 @@ __all__ = [
     "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
     "load_model_spec", "model_card", "model_fingerprint", "model_spec", "model_spec_problem",
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",
-    "read_state_dict", "resolve_weights", "scores_agree", "short_reason", "state_dict_digest",
-    "to_model_channels", "unwrap_state_dict", "weight_candidates",
+    "read_state_dict", "resolve_weights", "same_model", "scores_agree", "short_reason",
+    "state_dict_digest", "to_model_channels", "unwrap_state_dict", "weight_candidates",
 ]

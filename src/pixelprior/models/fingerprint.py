@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from ..data import sha256sum
+from .formats import split_factory_spec
 from .registry import REGISTRY
 from .spec import FILE_KINDS, LoadedModel
 from .wrappers import OnnxModel
 
-__all__ = ["model_fingerprint", "state_dict_digest"]
+__all__ = ["model_fingerprint", "same_model", "state_dict_digest"]
+
+CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
 
 
 def state_dict_digest(model: nn.Module) -> str:
@@ -57,6 +60,29 @@ def _files(subject: LoadedModel | nn.Module, spec: str | None) -> list[Path]:
     return [file, *weights] if file is not None else []
 
 
+def _factory_file(spec: object) -> Path | None:
+    """The ``.py`` file of a ``file.py:callable`` spec, or ``None``."""
+    parts = split_factory_spec(spec) if isinstance(spec, str) else None
+    if parts is None or not parts[0].endswith(".py"):
+        return None
+    path = Path(parts[0]).expanduser()
+    return path if path.is_file() else None
+
+
+def same_model(recorded: str, now: str) -> bool:
+    """Whether a recorded fingerprint is the model's now: equal, or recorded before a
+    factory's code was fingerprinted (its tensors' part equal: the code not checked).
+
+    Args:
+        recorded: the fingerprint a folder recorded.
+        now: :func:`model_fingerprint` now.
+
+    Returns:
+        ``True`` for the same model.
+    """
+    return recorded == now or (CODE not in recorded and now.startswith(recorded + CODE))
+
+
 def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | None = None
                       ) -> str:
     """The fingerprint of a model: same bits, same fingerprint; any changed weight,
@@ -65,7 +91,9 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     When the spec names a model file (TorchScript, ONNX, a pickled module), the SHA-256
     of the file's bytes (then of the weights file's bytes too, when one was given);
     else (factories, registered names, a bare module) the SHA-256 of the state dict's
-    tensors (:func:`state_dict_digest`).
+    tensors (:func:`state_dict_digest`), and for a ``file.py:callable`` factory then
+    ``+code:`` and the SHA-256 of the ``.py`` file (its code is the model too: a
+    changed activation keeps the weights).
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file
@@ -83,7 +111,10 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     if not files:
         module = (loaded_or_module.model if isinstance(loaded_or_module, LoadedModel)
                   else loaded_or_module)
-        return state_dict_digest(module)
+        code = _factory_file(spec if spec is not None else getattr(loaded_or_module,
+                                                                   "name", None))
+        tensors = state_dict_digest(module)
+        return tensors if code is None else f"{tensors}{CODE}{sha256sum(code)}"
     if len(files) == 1:
         return sha256sum(files[0])
     return hashlib.sha256("\0".join(sha256sum(f) for f in files).encode()).hexdigest()

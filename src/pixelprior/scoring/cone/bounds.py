@@ -49,7 +49,7 @@ from torch import fx, nn
 
 from .engine import FxIncrementalForward
 from .geometry import Box
-from .graph import FxUnsupportedError, describe, training_module
+from .graph import FxUnsupportedError, TracedGraph, describe, training_module
 from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
 from .runtime import FxCache, Query, Window
@@ -74,8 +74,8 @@ from .zonotope import (
 )
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
-# traced graph's before the model is refused (float32 rounding is ~1e-6 of that here)
-AGREEMENT = 1e-3
+# traced graph's, both in the model's dtype (the same operations), before it is refused
+AGREEMENT = 1e-4
 
 __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
            "TooManySymbols"]
@@ -288,8 +288,9 @@ class BoundEngine:
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
         self.dtype = dtype
-        self.model = model  # its own scores are checked against the traced graph's
         self.unit = torch.finfo(dtype).eps / 2  # round to nearest
+        self.model = model  # run as written, its scores checked against a traced copy's
+        self._as_traced: TracedGraph | None = None  # that copy, in the model's own dtype
         copied = copy.deepcopy(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
@@ -349,25 +350,30 @@ class BoundEngine:
         return f" ({rule})" if isinstance(rule, str) else None
 
     @torch.inference_mode()
-    def check_agrees(self, images: torch.Tensor, scores: torch.Tensor) -> None:
-        """Refuse a model whose own scores differ from those of the traced graph the
-        bounds are of: code ``torch.fx`` does not record (``x += 1`` on a value read
-        again, a hook set after tracing) makes the model compute another function than
-        the one bounded.
+    def check_agrees(self, images: torch.Tensor) -> None:
+        """Refuse a model whose own scores differ from those of its traced graph, the
+        function the bounds are of: code ``torch.fx`` does not record (``x += 1`` on a
+        value read again, a hook set after tracing) makes the model compute another.
+        Both run in the model's own dtype, the same operations: only such code parts
+        them beyond rounding.
 
         Args:
             images: float ``[B, C, H, W]``.
-            scores: the model's own scores of them, ``[B, K]``.
 
         Raises:
-            BoundUnsupportedError: a score differs by more than :data:`AGREEMENT`
-                relative to the image's largest score (float32's own error is ~1e-6).
+            BoundUnsupportedError: the model does not return scores ``[B, K]``, or a score
+                differs by more than :data:`AGREEMENT` relative to the image's largest.
         """
-        if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
-            raise BoundUnsupportedError(f"the model returns {_shape_of(scores)}, not class "
-                                        "scores [B, K]: wrap it to return them")
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()),
+                     images.dtype)
         with torch.inference_mode():
-            traced = self.graph.run(images.to(self.dtype))
+            scores = self.model(images.to(dtype))
+            if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+                raise BoundUnsupportedError(f"the model returns {_shape_of(scores)}, not "
+                                            "class scores [B, K]: wrap it to return them")
+            if self._as_traced is None:
+                self._as_traced = TracedGraph(self.model, fold=False)
+            traced = self._as_traced.run(images.to(dtype))
         if not isinstance(traced, torch.Tensor) or traced.shape != scores.shape:
             raise BoundUnsupportedError(
                 f"the model's traced graph returns {_shape_of(traced)} where the model "
@@ -378,11 +384,11 @@ class BoundEngine:
         if bool((gap > AGREEMENT).any()) or not bool(torch.isfinite(gap).all()):
             worst = int(torch.nan_to_num(gap, nan=math.inf).argmax())
             raise BoundUnsupportedError(
-                f"the model's scores differ from its traced graph's by {float(gap[worst]):.3g} "
-                f"(relative) on image {worst}: it computes something torch.fx does not "
-                "record (an in-place update such as x += 1 of a value used again, or code "
-                "outside forward), so no bound of the graph is one of the model; make "
-                "those operations out of place")
+                f"the model's scores differ from its traced graph's by "
+                f"{float(gap[worst]):.3g} (relative) on image {worst}: it computes something "
+                "torch.fx does not record (an in-place update such as x += 1 of a value "
+                "used again, or code outside forward), so no bound of the graph is one of "
+                "the model; make those operations out of place")
 
     def prepare(self, images: torch.Tensor) -> BoundCache:
         """The clean images' cache (in the engine's dtype), with the zero image the
@@ -394,7 +400,7 @@ class BoundEngine:
         Returns:
             The cache every call on these images reuses.
         """
-        self.check_agrees(images, self._scores(images))
+        self.check_agrees(images)
         images = images.to(self.dtype)
         self.plan(images)
         cache = self.engine.prepare(images)
@@ -404,13 +410,6 @@ class BoundEngine:
         zero = torch.zeros_like(images[:1])
         return BoundCache(FxCache(torch.cat([cache.images, zero, torch.zeros_like(images)]),
                                   tensors, cache.plan), images.shape[0], images.shape[0] + 1)
-
-    def _scores(self, images: torch.Tensor) -> torch.Tensor:
-        """The model's own scores of ``images`` (in its dtype)."""
-        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()),
-                     images.dtype)
-        with torch.inference_mode():
-            return self.model(images.to(dtype))
 
     def _clean_errors(self, images: torch.Tensor, cache: FxCache) -> dict[str, torch.Tensor]:
         """Per cache key, a bound of how far the clean values it holds (computed in the
