@@ -8,6 +8,7 @@ repeat says what to do rather than send the user in a circle."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -146,6 +147,19 @@ def test_a_changed_label_is_named_by_resume_and_report(script_run):
     clean_error(invoke("report", out), 1, "image 2 of the selection (index 1) has label",
                 "restore the data")
     assert listing(out) == before
+
+
+def test_a_lost_config_with_another_image_count_is_refused(script_run):
+    """config.json gone, selection.json kept: a resume asking for other images used to
+    run the old selection under the new config (found by an audit)."""
+    out = Path(script_run.out)
+    (out / "config.json").unlink()
+    before = listing(out)
+    fewer = dataclasses.replace(script_run, images=3)
+    clean_error(resume(fewer), 2, "selection.json holds 5 images, not the 3 the config "
+                "asks for", "restore config.json", "--force")
+    assert listing(out) == before
+    assert resume(script_run).exit_code == 0  # the run's own settings resume it
 
 
 def test_a_selection_beyond_the_data_is_said(script_run):

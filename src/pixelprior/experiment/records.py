@@ -362,6 +362,28 @@ def _labels_problem(config: ExperimentConfig, selection: dict, labels: list[int]
             f"now; the run attacked it as label {before[first]}{more}")
 
 
+def selection_problem(config: ExperimentConfig, selection: dict) -> str | None:
+    """Whether a selection is not the one ``config`` chooses: another number of images,
+    rule or seed (possible where ``config.json`` was lost and the selection kept).
+
+    Args:
+        config: the run's config now.
+        selection: the folder's ``selection.json``.
+
+    Returns:
+        One phrase naming the first difference, or ``None``.
+    """
+    count = len(selection["positions"])
+    if count != config.images:
+        return (f"selection.json holds {count} images, not the {config.images} the config "
+                "asks for")
+    for key, field in (("rule", "selection"), ("seed", "selection_seed")):
+        if key in selection and selection[key] != getattr(config, field):
+            return (f"selection.json was chosen with {field} = {selection[key]!r}, not "
+                    f"{getattr(config, field)!r}")
+    return None
+
+
 def positions_problem(selection: dict, dataset_size: int) -> str | None:
     """Whether the selection's positions still lie in the data (it may have shrunk).
 

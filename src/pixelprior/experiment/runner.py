@@ -53,6 +53,7 @@ from .records import (
     positions_problem,
     read_record,
     read_selection,
+    selection_problem,
     unrecorded,
 )
 from .rows import RESULTS, ROW_KEY, read_results, row_problem  # noqa: F401  (old paths)
@@ -164,6 +165,8 @@ class ExperimentRunner:
             if note is not None:
                 self.log(note)
         checked = False
+        if not replacing and selection is not None:
+            replacing = not self._selection_is_the_configs(selection)
         if not replacing and selection is not None:  # refuse foreign rows before any work
             replacing = not (self._rows_are_the_runs(selection)
                              and self._inputs_are_the_runs(old, selection, source, fingerprint))
@@ -219,6 +222,19 @@ class ExperimentRunner:
             return old, read_selection(self.out), None
         except CorruptResultsError as exc:
             return None, None, exc
+
+    def _selection_is_the_configs(self, selection: dict) -> bool:
+        """Whether ``selection.json`` is the one this config chooses (it may outlive a
+        lost ``config.json``); ``False`` only with ``force``, else the refusal."""
+        problem = selection_problem(self.config, selection)
+        if problem is None:
+            return True
+        if not self.force:
+            raise ConfigMismatchError(
+                f"{self.out}: {problem} (config.json is missing or was replaced); restore "
+                "config.json or give the run's own settings, or pass --force to move the "
+                "old results aside and start afresh")
+        return False
 
     def _rows_are_the_runs(self, selection: dict) -> bool:
         """Whether the rows already in the folder are this run's; ``False`` (they are to
