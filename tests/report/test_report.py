@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,7 +111,16 @@ def test_report_of_a_real_small_run(tmp_path):
     for name in ("report.md", "table.csv", "summary.json", "results.csv", "results.parquet",
                  "success_vs_queries.png", "generations_hist.pdf"):
         assert (tmp_path / name).is_file(), name
-    assert pd.read_parquet(tmp_path / "results.parquet").shape[0] == 8
+    parquet = pd.read_parquet(tmp_path / "results.parquet")
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert parquet.shape[0] == csv.shape[0] == 8
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    by_key = {(r["seed"], r["mode"], r["image_index"]): r["pixels"] for r in rows}
+    for table in (parquet, csv):  # the changed pixels kept whole (an audit found them dropped)
+        for _, row in table.iterrows():
+            key = (int(row["seed"]), row["mode"], int(row["image_index"]))
+            assert json.loads(row["pixels"]) == by_key[key]
+    assert any(by_key.values())  # some attack succeeded: a pixel list is compared
     text = (tmp_path / "report.md").read_text()
     assert "Per seed and mode" in text and "The paper's accounting, reproduced" in text
     assert "NaN" not in (tmp_path / "summary.json").read_text()

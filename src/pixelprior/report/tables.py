@@ -197,7 +197,8 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
         The Markdown text.
     """
     table = per_seed_table(frame)
-    lines = [f"# {config.dataset} one-pixel attack: {config.model}", "",
+    kind = "one-pixel" if config.pixels == 1 else f"{config.pixels}-pixel"
+    lines = [f"# {config.dataset} {kind} attack: {config.model}", "",
              *([f"**{partial}**", ""] if partial else []),
              f"{frame['image_index'].nunique()} images, seeds "
              f"{sorted(int(seed) for seed in frame['seed'].unique())}, modes "
@@ -371,10 +372,20 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
         if figures:
             robustness_figure(directory, frame)
     if exports:
-        flat = frame.drop(columns=["pixels"]).copy()
+        flat = exported(frame)
         _write_csv(flat, directory / "results.csv")
         with atomic_write(directory / "results.parquet") as f:
             flat.to_parquet(f, index=False)
+
+
+def exported(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows as ``results.csv`` and ``results.parquet`` hold them: one column per
+    field, the changed pixels (position, old and new color of each) as JSON text in
+    ``pixels`` (``[{"x": .., "y": .., "old": [..], "new": [..]}, ...]``), which a CSV
+    cell and a Parquet string column both keep whole."""
+    flat = frame.copy()
+    flat["pixels"] = [dumps(pixels) for pixels in frame["pixels"]]
+    return flat
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
