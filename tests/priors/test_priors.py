@@ -52,7 +52,8 @@ def test_weighted_topk_and_random_set():
     assert weighted.probabilities[0].view(4, 4)[1, 2] == pytest.approx(1.0 / 2.2)
     assert weighted.fell_back.tolist() == [False, True]
     topk = TopKPrior(k=1).from_sensitivity(maps(), 4, 4)
-    assert topk.support_size.tolist() == [1, 1]
+    assert topk.support_size.tolist() == [1, 16]  # a constant map ranks nothing: it falls
+    assert topk.fell_back.tolist() == [False, True]  # back, said (an audit found it silent)
     control = RandomSetPrior(0.5).from_sensitivity(maps(), 4, 4, seed=3)
     assert control.support_size.tolist() == [2, 16]  # same size as S; empty S falls back
 

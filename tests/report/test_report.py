@@ -126,6 +126,25 @@ def test_report_of_a_real_small_run(tmp_path):
     assert "NaN" not in (tmp_path / "summary.json").read_text()
 
 
+def test_rows_that_fell_back_to_the_whole_image_are_said_in_the_log_and_the_report():
+    from pixelprior.experiment.rows import fallback_notes
+    from pixelprior.report import markdown_report
+
+    rows = [{"mode": "constrained", "fell_back": n < 2} for n in range(5)] + [
+        {"mode": "unconstrained", "fell_back": False}]
+    (line,) = fallback_notes(rows)
+    assert line.startswith("note: constrained started from the whole image on 2 of 5 rows")
+    frame = synthetic()
+    frame["fell_back"] = [mode == "constrained" and index == 0
+                          for mode, index in zip(frame["mode"], frame["image_index"],
+                                                 strict=True)]
+    config = ExperimentConfig(maxiter=10)
+    text = markdown_report(frame, config, summary(frame, config))
+    fell, total = int(frame["fell_back"].sum()), int((frame["mode"] == "constrained").sum())
+    assert f"**constrained started from the whole image on {fell} of {total} rows" in text
+    assert "unconstrained started" not in text
+
+
 def test_every_other_mode_is_compared_with_the_unconstrained_baseline():
     from pixelprior.report import markdown_report
 

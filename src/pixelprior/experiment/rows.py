@@ -344,3 +344,25 @@ def read_results(path: Path | str, repair: bool = False) -> list[dict]:
             (seed, mode, image).
     """
     return read_rows(path, repair=repair, key=ROW_KEY)
+
+
+def fallback_notes(rows: list[dict]) -> list[str]:
+    """One line per mode whose prior fell back to the whole image on some rows (the
+    map's set was empty, or the map constant: a model without input gradients), so that
+    the mode's results are not read as the prior's.
+
+    Args:
+        rows: result rows (``fell_back`` and ``mode`` each).
+
+    Returns:
+        E.g. ``"note: constrained started from the whole image on 3 of 10 rows ..."``.
+    """
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        fell, total = counts.setdefault(row["mode"], [0, 0])
+        counts[row["mode"]] = [fell + bool(row.get("fell_back")), total + 1]
+    return [f"note: {mode} started from the whole image on {fell} of {total} rows: its "
+            "map gave no set to start from (an empty susceptible set, or a constant map: "
+            "a model without input gradients), so on those rows it ran as unconstrained "
+            "(their rows say fell_back)"
+            for mode, (fell, total) in counts.items() if fell]

@@ -56,7 +56,7 @@ from .records import (
     selection_problem,
     unrecorded,
 )
-from .rows import RESULTS, ROW_KEY, read_results, row_problem  # noqa: F401  (old paths)
+from .rows import RESULTS, ROW_KEY, fallback_notes, read_results, row_problem  # noqa: F401  (old paths)
 from .rundir import (  # noqa: F401  (ForeignRowError, read_run, is_run_file: old paths)
     ForeignRowError,
     InputsChangedError,
@@ -327,6 +327,8 @@ class ExperimentRunner:
                 bar.advance(len(new), sum(r["success"] for r in new))
                 if on_group is not None:
                     on_group(new)
+        for line in fallback_notes(rows):
+            self.log(line)
         return rows
 
     def _work(self, selection: dict, done: set[tuple]) -> list[tuple]:

@@ -106,6 +106,9 @@ class TopKPrior(Prior):
         flat = maps.reshape(maps.shape[0], -1)
         top = flat.topk(min(self.k, flat.shape[1]), dim=1).indices
         sets = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, top, True)
+        # a constant map ranks nothing (its "top k" would be the tie-break's first k
+        # positions): an empty set, so the whole image, said in fell_back
+        sets[flat.amax(1) == flat.amin(1)] = False
         return _from_sets(sets.view_as(maps), maps)
 
 

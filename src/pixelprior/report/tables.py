@@ -38,6 +38,7 @@ from .._io import atomic_write, dumps, write_text_atomic
 from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.inputs import check_one_index_per_image
+from ..experiment.rows import fallback_notes
 from ..experiment.rundir import read_run
 from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
@@ -233,6 +234,9 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
         lines += accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
     if has_certificates(frame):
         lines += robustness_lines(frame, class_names_of(config))
+    if "fell_back" in frame:
+        lines += [f"\n**{line.removeprefix('note: ')}**"
+                  for line in fallback_notes(frame[["mode", "fell_back"]].to_dict("records"))]
     if frame.attrs.get("already_misclassified"):
         lines += ["", f"{frame.attrs['already_misclassified']} (seed, mode, image) rows were "
                   "left out: the model already misclassified those images."]
