@@ -36,6 +36,23 @@ def test_attack_writes_image_and_json(cat_png, tmp_path):
     assert adversarial.shape == (32, 32, 3)
 
 
+def test_attack_refuses_to_replace_another_images_result(cat_png, tmp_path):
+    """Two pictures of one file name into one folder: the second used to replace the
+    first's PNG and JSON without a word (an audit); the same picture again replaces."""
+    out = tmp_path / "out"
+    options = ("--popsize", "8", "--maxiter", "1", "--out", out)
+    assert invoke("attack", cat_png, *options).exit_code == 0
+    other = tmp_path / "b" / "cat.png"
+    other.parent.mkdir()
+    other.write_bytes(open(cat_png, "rb").read())
+    before = (out / "cat-result.json").read_bytes()
+    line = clean_error(invoke("attack", other, *options), 2, "holds the result of another "
+                       "image named cat")
+    assert "choose another --out" in line
+    assert (out / "cat-result.json").read_bytes() == before
+    assert invoke("attack", cat_png, *options).exit_code == 0  # the same image: rerun
+
+
 def test_targeted_attack_and_a_scan_mode(cat_png, tmp_path):
     result = invoke("attack", cat_png, "--target", "dog", "--popsize", "8", "--maxiter", "1",
                     "--out", tmp_path / "t")
