@@ -75,6 +75,20 @@ def test_verify_writes_a_row_per_image_and_refuses_other_settings(tmp_path):
     assert (out / "verification.jsonl").read_bytes() == before
 
 
+def test_the_summary_counts_the_images_asked_and_says_the_folders_others(tmp_path):
+    """An audit: asked for one image in a folder holding another, the line said "0 of 2
+    images verified"."""
+    out = tmp_path / "v"
+    options = ("--source", "sample", "--model", "convsmall-cifar10", "--images", 1,
+               "--budget", 0, "--max-boxes", 200, "--deterministic", "--out", out)
+    assert invoke("verify", "cifar10", *options).exit_code == 0
+    second = invoke("verify", "cifar10", *options, "--first-index", 5)
+    assert second.exit_code == 0, second.output
+    text = " ".join(second.output.split())
+    assert " of 1 images verified" in text
+    assert "also holds the answers of 1 other image(s) from earlier runs" in text
+
+
 def test_no_screen_is_recorded_and_a_resume_must_keep_it(tmp_path):
     out = tmp_path / "v"
     common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",

@@ -191,7 +191,13 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             exc.kept = ("the images finished so far are kept; run the same command to "
                         "resume" if kept else "nothing is kept (no --out)")
             raise
-    _print_rows(rows, out if kept else None, exact, names[0] if names else None)
+    asked = set(indices)  # the folder may hold earlier answers of other images
+    _print_rows([row for row in rows if row["image_index"] in asked], out if kept else None,
+                exact, names[0] if names else None)
+    others = sum(row["image_index"] not in asked for row in rows)
+    if others:
+        console.print(f"({out} also holds the answers of {others} other image(s) from "
+                      f"earlier runs; its summary.json counts all {len(rows)})")
 
 
 def _open_net(options: ModelOptions) -> torch.nn.Module:
