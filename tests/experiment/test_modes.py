@@ -254,6 +254,15 @@ def test_saved_maps_folders_name_their_mode_back(mode):
     ({"fast_verify": "on", "verify_boxes": 5}, ["unconstrained"], None,
      ["fast_verify", "verify_boxes"]),
     ({"popsize": 10, "query_budget": None}, ["fast"], None, []),  # DE's: checked elsewhere
+    # map settings: read where a prior or an order is a map that takes them (an audit
+    # found them accepted by a run of unconstrained DE alone, changing only its hash)
+    ({"n_samples": 7, "sensitivity": "gradient", "score": "probability"}, ["unconstrained"],
+     None, ["n_samples", "sensitivity", "score"]),
+    ({"n_samples": 7, "noise_level": 0.3}, ["constrained"], None, []),
+    ({"n_samples": 7, "score": "probability"}, ["scan:gradient"], None, ["n_samples"]),
+    ({"noise_level": 0.3}, ["fast"], None, ["noise_level"]),  # its order: the gradient
+    ({"noise_level": 0.3}, ["fast:smoothgrad"], None, []),
+    ({"sensitivity": "gradient"}, ["scan:random", "oracle"], None, ["sensitivity"]),
 ])
 def test_settings_no_mode_reads_are_named(given, modes, selection, unread):
     from pixelprior.experiment.modes import unread_settings

@@ -13,7 +13,7 @@ from ..experiment import (
     describe_inputs,
     read_config_file,
 )
-from ..experiment.modes import SEARCH_FIELDS, unread_settings
+from ..experiment.modes import MAP_FIELDS, SEARCH_FIELDS, unread_settings
 from ._app import app, console, reproduce_app
 from .errors import BEFORE_RUN, fail, on_interrupt
 from .inputs import parse_modes, parse_seeds
@@ -129,13 +129,15 @@ def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> Non
     defaults = ExperimentConfig()  # a file that writes a default out changes nothing
     given = {field: value for field, value in {**in_file, **overrides}.items()
              if value != getattr(defaults, field, None)}
-    unread = unread_settings(given, config.modes, config.selection)
+    unread = unread_settings(given, config.modes, config.selection, config.sensitivity)
     if not unread:
         return
     readers = {field: [search for search, fields in SEARCH_FIELDS.items() if field in fields]
                for field in unread}
     readers.update(tau=["a mode that starts from S, e.g. constrained"],
                    oracle=["the oracle modes and --selection vulnerable/robust"])
+    readers.update({field: ["a mode whose start or order is a map that takes it, e.g. "
+                            "constrained"] for field in unread if field in MAP_FIELDS})
     said = " or ".join(f"{_flag(f, overrides)} (read by {' and '.join(readers[f])})"
                        for f in unread)
     fail(f"no mode of this run ({', '.join(config.modes)}) reads {said}: drop "

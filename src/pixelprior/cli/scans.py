@@ -256,6 +256,13 @@ def evaluate_maps_cmd(
         fail(f"--top-k takes comma-separated integers, got {top_k!r}")
     if min(ks) < 1:
         fail(f"--top-k takes positive integers (positions), got {top_k!r}")
+    smoothgrad_only = {"--absolute": (absolute, "after"), "--n-samples": (n_samples, 50),
+                       "--noise-level": (noise_level, 0.15)}
+    unread = [flag for flag, (value, default) in smoothgrad_only.items() if value != default]
+    if unread and "smoothgrad" not in chosen:
+        fail(f"{', '.join(unread)} set(s) SmoothGrad, which is not among the maps scored "
+             f"({', '.join(chosen)}); drop {'it' if len(unread) == 1 else 'them'}, or add "
+             "smoothgrad to --methods")
     if not ((directory / "maps.npz").is_file()
             or (directory / "verification.jsonl").is_file()):
         fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "

@@ -179,13 +179,47 @@ def reads_tau(mode: str) -> bool:
     return key in PRIORS and "tau" in PRIORS.entry(key).options
 
 
+# the config's map settings (a search reads them only where its prior or order is a map)
+MAP_FIELDS = ("sensitivity", "score", "reduction", "normalization", "percentile",
+              "n_samples", "noise_level", "absolute")
+
+
+def map_fields_read(mode: str, sensitivity: str) -> set[str]:
+    """The map settings a mode reads: none where it starts from no map (``unconstrained``,
+    the oracle, a random or raster order); ``sensitivity`` and that method's options
+    where its prior is drawn from a map; the named method's options where its order is
+    one (``scan:gradient``, ``fast``).
+
+    Args:
+        mode: a mode name.
+        sensitivity: the run's map method (what a prior's map is made with).
+
+    Returns:
+        Config fields of :data:`MAP_FIELDS`.
+    """
+    search, argument = parse_mode(mode)
+    if search is None:
+        return set()
+    if SEARCHES.get(search).argument == "prior":
+        key = MODE_ALIASES.get(argument, argument)
+        if key not in PRIORS or key in ("uniform", "oracle"):
+            return set()
+        method, fields = sensitivity, {"sensitivity"}
+    elif argument in METHODS:
+        method, fields = argument, set()
+    else:
+        return set()
+    return fields | set(method_options(method, dict.fromkeys(MAP_FIELDS)))
+
+
 def reads_oracle(mode: str) -> bool:
     """Whether a mode's prior or order is the ``oracle`` scan."""
     return mode == "oracle" or parse_mode(mode)[1] == "oracle"
 
 
 def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
-                    selection: str | None = None) -> list[str]:
+                    selection: str | None = None, sensitivity: str = "smoothgrad"
+                    ) -> list[str]:
     """The settings given that no mode of a run reads (so they would change nothing but
     the run's config hash): a search's own fields (:data:`SEARCH_FIELDS`; the
     differential evolution's are checked where they are given), ``tau`` and ``oracle``.
@@ -194,6 +228,7 @@ def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
         given: field -> value, as the user set them (``None``: not set).
         modes: the run's modes.
         selection: the run's image selection (``vulnerable``/``robust`` read the oracle).
+        sensitivity: the run's map method (whose options a map prior reads).
 
     Returns:
         The fields set and unread, in the order given.
@@ -204,7 +239,9 @@ def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
         read.add("tau")
     if selection in ("vulnerable", "robust") or any(map(reads_oracle, modes)):
         read.add("oracle")
-    checked = {"tau", "oracle"}.union(*(set(f) for k, f in SEARCH_FIELDS.items() if k != "de"))
+    read.update(*(map_fields_read(mode, sensitivity) for mode in modes))
+    checked = {"tau", "oracle", *MAP_FIELDS}.union(
+        *(set(f) for k, f in SEARCH_FIELDS.items() if k != "de"))
     return [field for field, value in given.items()
             if value is not None and field in checked and field not in read]
 

@@ -144,6 +144,24 @@ def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
                            for i in range(images.shape[0])])
 
 
+def check_top_k(top_k: tuple[int, ...], scan: SusceptibilityMaps) -> None:
+    """Refuse a ``k`` not below an image's positions: its top k is every position, a
+    lift of 1 whatever the map.
+
+    Args:
+        top_k: k of the lifts.
+        scan: the ground truth.
+
+    Raises:
+        ValueError: naming the positions and what to do.
+    """
+    positions = int(np.prod(scan.vulnerable.shape[1:]))
+    if max(top_k) >= positions:
+        raise ValueError(f"a top-k lift needs k below the {positions} positions of an image "
+                         f"(the top {max(top_k)} is every position: a lift of 1 whatever the "
+                         "map); give a smaller --top-k")
+
+
 def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: float = 0.5,
                   top_k: tuple[int, ...] = (10, 50, 100), seed: int = 0,
                   images: torch.Tensor | None = None) -> list[dict]:
@@ -165,7 +183,12 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
 
     Returns:
         One row per (method, image).
+
+    Raises:
+        ValueError: a ``k`` of ``top_k`` not below the positions of an image
+            (:func:`check_top_k`).
     """
+    check_top_k(top_k, scan)
     colours = scan.colours
     oracle = scan.oracle_map()
     # each image's random-stream key, computed once for every method
@@ -418,6 +441,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     out = Path(out) if out is not None else directory
     check_writable_dir(out)
     scan = load_ground_truth(directory)
+    check_top_k(top_k, scan)  # before the maps are made
     settings = {"score": "logit", "reduction": "max_abs", "normalization": "minmax",
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}
