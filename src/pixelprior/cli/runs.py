@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .._io import Interrupted, Interrupts
+from .._io import Interrupted, Interrupts, check_writable_dir
 from ..experiment import (
     ExperimentConfig,
     ExperimentRunner,
@@ -106,6 +106,7 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
     config = ExperimentConfig.build(config_file, overrides, base)
     check_de_options({f"--{name}": overrides.get(name) for name in DE_OPTIONS}, config.modes)
     _check_read(in_file, overrides, config)
+    check_writable_dir(Path(config.out))  # before the model and the data are loaded
     if describe:
         for line in describe_inputs(config):
             console.print(line)

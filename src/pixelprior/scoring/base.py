@@ -111,7 +111,10 @@ def check_logits(logits: torch.Tensor, rows: int) -> torch.Tensor:
     if logits.ndim != 2 or logits.shape[0] != rows:
         raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
     if not torch.isfinite(logits).all():
-        raise ModelOutputError("model returned NaN or infinite scores")
+        bad = int((~torch.isfinite(logits)).any(1).sum())
+        raise ModelOutputError(f"model returned NaN or infinite scores for {bad} of the "
+                               f"{rows} images scored: its forward overflows or divides by "
+                               "zero on some inputs; make it finite on every image in [0, 1]")
     return logits.float()
 
 
