@@ -187,3 +187,14 @@ class VGGish(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def without_unread_maps(values: dict) -> dict:
+    """``values`` without a map sample count that no mode reads (the command line refuses
+    a config file that sets one: it would change the run's hash and nothing else)."""
+    from pixelprior.experiment.modes import map_fields_read
+
+    method = values.get("sensitivity", "smoothgrad")
+    if not any("n_samples" in map_fields_read(mode, method) for mode in values["modes"]):
+        values = {key: value for key, value in values.items() if key != "n_samples"}
+    return values

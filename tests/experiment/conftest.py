@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import without_unread_maps
 
 from pixelprior.experiment import ExperimentConfig
 
@@ -87,7 +88,8 @@ def tiny_run_config(folder: Path, out: Path, **overrides) -> ExperimentConfig:
                   seeds=[0], modes=["unconstrained", "fast"], popsize=8, maxiter=2,
                   n_samples=2, batch_images=2, device="cpu", out=str(out))
     values.update(overrides)
-    return ExperimentConfig(**values)
+    return ExperimentConfig(**without_unread_maps(values))
+
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import clean_error, invoke
+from helpers import clean_error, invoke, without_unread_maps
 
 from pixelprior._io import CorruptResultsError
 from pixelprior.experiment import ExperimentConfig, ExperimentRunner, read_results
@@ -32,7 +32,7 @@ def small_config(out: Path, **overrides) -> ExperimentConfig:
                   batch_images=2, device="cpu", out=str(out),
                   modes=["unconstrained", "constrained"])
     values.update(overrides)
-    return ExperimentConfig(**values)
+    return ExperimentConfig(**without_unread_maps(values))
 
 
 def write_toml(config: ExperimentConfig, path: Path) -> Path:

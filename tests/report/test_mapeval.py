@@ -131,3 +131,17 @@ def test_maps_are_scored_against_exact_verdicts_without_their_unknowns():
     assert truth.oracle_map()[0].tolist() == [[1.0, 0.0], [0.5, 0.0]]
     with pytest.raises(ValueError, match="verification folder"):
         truth.save("never.npz")
+
+
+def test_a_top_k_of_every_position_is_refused_and_the_default_fits_the_image():
+    """An audit: --top-k 5000 on 1,024 positions gave a lift of 1.00 whatever the map."""
+    from pixelprior.report.mapeval import lift_ks
+
+    images = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(2, dtype=torch.long)
+    result = SusceptibilityScan(RegionModel().eval(), levels=2)(images, labels)
+    scan = SusceptibilityMaps.from_scan(result, images, labels, [0, 1], 2)
+    assert lift_ks(None, scan) == (10,)  # 36 positions: the defaults below them
+    assert lift_ks((5, 20), scan) == (5, 20)
+    with pytest.raises(ValueError, match="k below the 36 positions"):
+        lift_ks((10, 36), scan)

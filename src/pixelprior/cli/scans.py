@@ -206,7 +206,9 @@ def evaluate_maps_cmd(
                                        "integrated_gradients gradcam occlusion random "
                                        "oracle."),
     tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
-    top_k: str = typer.Option("10,50,100", help="k for the lift of the top k positions."),
+    top_k: str | None = typer.Option(None, show_default="10,50,100 (those below an image's "
+                                     "positions)",
+                                     help="k for the lift of the top k positions."),
     score: str = typer.Option("logit", help="Class score: logit | probability | "
                               "log_probability."),
     absolute: str = typer.Option("after", help="SmoothGrad: |.| after averaging (the "
@@ -250,12 +252,14 @@ def evaluate_maps_cmd(
     if not chosen:
         fail("--methods names no method; give one or more of smoothgrad, gradient, "
              "integrated_gradients, gradcam, occlusion, random, oracle")
-    try:
-        ks = tuple(int(k) for k in top_k.split(","))
-    except ValueError:
-        fail(f"--top-k takes comma-separated integers, got {top_k!r}")
-    if min(ks) < 1:
-        fail(f"--top-k takes positive integers (positions), got {top_k!r}")
+    ks = None
+    if top_k is not None:
+        try:
+            ks = tuple(int(k) for k in top_k.split(","))
+        except ValueError:
+            fail(f"--top-k takes comma-separated integers, got {top_k!r}")
+        if min(ks) < 1:
+            fail(f"--top-k takes positive integers (positions), got {top_k!r}")
     smoothgrad_only = {"--absolute": (absolute, "after"), "--n-samples": (n_samples, 50),
                        "--noise-level": (noise_level, 0.15)}
     unread = [flag for flag, (value, default) in smoothgrad_only.items() if value != default]
@@ -276,12 +280,14 @@ def evaluate_maps_cmd(
                                  str(data) if data else None, pick_device(device),
                                  allow_pickle=allow_pickle)
     exact = not (directory / "maps.npz").is_file()
+    first = next((int(key.removeprefix("lift_top")) for key in (summary[:1] or [{}])[0]
+                  if key.startswith("lift_top")), ks[0] if ks else 10)  # the first lift
     shown = table(f"maps vs the {'exact verdicts' if exact else 'oracle'} of {directory}", [
-        "method", "AUC", "precision of S", "base rate", f"lift top-{ks[0]}",
+        "method", "AUC", "precision of S", "base rate", f"lift top-{first}",
         "positions to first" if exact else "queries to first"])
     for s in summary:
         shown.add_row(s["method"], num(s["auc_mean"], 3), num(s["precision_at_tau"], 3),
-                      num(s["base_rate"], 3), num(s[f"lift_top{ks[0]}"]),
+                      num(s["base_rate"], 3), num(s[f"lift_top{first}"]),
                       num(s["mean_queries_to_first"], 0))
     print_table(shown)
     if summary and all(s["auc_mean"] != s["auc_mean"] for s in summary):  # all NaN

@@ -144,22 +144,32 @@ def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
                            for i in range(images.shape[0])])
 
 
-def check_top_k(top_k: tuple[int, ...], scan: SusceptibilityMaps) -> None:
-    """Refuse a ``k`` not below an image's positions: its top k is every position, a
-    lift of 1 whatever the map.
+DEFAULT_TOP_K = (10, 50, 100)
+
+
+def lift_ks(top_k: tuple[int, ...] | None, scan: SusceptibilityMaps) -> tuple[int, ...]:
+    """The k of the lifts: those given, each below an image's positions (a top k of
+    every position is a lift of 1 whatever the map: refused); by default those of
+    :data:`DEFAULT_TOP_K` below the positions (half of them on images of 20 or fewer).
 
     Args:
-        top_k: k of the lifts.
+        top_k: k of the lifts, or ``None`` (the default).
         scan: the ground truth.
 
+    Returns:
+        The k, ascending as given.
+
     Raises:
-        ValueError: naming the positions and what to do.
+        ValueError: a ``k`` given not below the positions (named, with what to do).
     """
     positions = int(np.prod(scan.vulnerable.shape[1:]))
+    if top_k is None:
+        return tuple(k for k in DEFAULT_TOP_K if k < positions) or (max(1, positions // 2),)
     if max(top_k) >= positions:
         raise ValueError(f"a top-k lift needs k below the {positions} positions of an image "
                          f"(the top {max(top_k)} is every position: a lift of 1 whatever the "
                          "map); give a smaller --top-k")
+    return tuple(top_k)
 
 
 def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: float = 0.5,
@@ -184,11 +194,7 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
     Returns:
         One row per (method, image).
 
-    Raises:
-        ValueError: a ``k`` of ``top_k`` not below the positions of an image
-            (:func:`check_top_k`).
     """
-    check_top_k(top_k, scan)
     colours = scan.colours
     oracle = scan.oracle_map()
     # each image's random-stream key, computed once for every method
@@ -402,7 +408,7 @@ def load_ground_truth(directory: str | Path) -> SusceptibilityMaps:
 
 
 def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Path | None = None,
-                       tau: float = 0.5, top_k: tuple[int, ...] = (10, 50, 100),
+                       tau: float = 0.5, top_k: tuple[int, ...] | None = None,
                        sensitivity_kwargs: dict | None = None, data: str | None = None,
                        device: str = "cpu", seed: int = 0, allow_pickle: bool = False
                        ) -> list[dict]:
@@ -441,7 +447,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     out = Path(out) if out is not None else directory
     check_writable_dir(out)
     scan = load_ground_truth(directory)
-    check_top_k(top_k, scan)  # before the maps are made
+    top_k = lift_ks(top_k, scan)  # before the maps are made
     settings = {"score": "logit", "reduction": "max_abs", "normalization": "minmax",
                 "percentile": 99.0, "n_samples": 50, "noise_level": 0.15, "absolute": "after",
                 **(sensitivity_kwargs or {})}
