@@ -110,13 +110,18 @@ def test_one_type_checker_for_rows_and_config():
     ({"original_label": -1}, "original_label must be >= 0"),
     ({"pixels": [{"x": 1, "y": 1, "old": [0, 0, 0]}]},
      "pixels[0] must be an object with x, y, old and new"),
+    # rows that contradict themselves (an audit: a hand edit was reported as a success)
+    ({"adversarial_label": 1}, "a success whose adversarial_label is its true_label (1)"),
+    ({"target": 3}, "a targeted success whose adversarial_label (2) is not its target (3)"),
+    ({"x": 0}, "x, y (0, 3) are not its first pixel's (5, 3)"),
 ])
 def test_impossible_values_are_named(changes, phrase):
     assert row_problem(good_row(**changes), LIMITS).startswith(phrase)
 
 
 def test_limits_not_known_are_not_checked():
-    row = good_row(true_label=99, pixels=[{"x": 99, "y": 99, "old": [0.5], "new": [0.5]}])
+    row = good_row(true_label=99, pixels=[{"x": 99, "y": 99, "old": [0.5], "new": [0.5]}],
+                   x=99, y=99)
     assert row_problem(row, RowLimits()) is None
     assert row_problem(row, LIMITS) is not None
 

@@ -293,6 +293,25 @@ def _value_problem(row: dict, limits: RowLimits) -> str | None:
         return problem
     if row["success"] and row.get("clean_correct", True) and not row["pixels"]:
         return "a success that changed no pixel (pixels is empty)"
+    return _consistency_problem(row)
+
+
+def _consistency_problem(row: dict) -> str | None:
+    """A row that contradicts itself (a hand edit, a damaged file): a success whose label
+    did not change (or is not the target), a position other than its first pixel's."""
+    if row["success"] and row.get("clean_correct", True):
+        target = row.get("target")
+        if target is None and row["adversarial_label"] == row["true_label"]:
+            return (f"a success whose adversarial_label is its true_label "
+                    f"({row['true_label']})")
+        if target is not None and row["adversarial_label"] != target:
+            return (f"a targeted success whose adversarial_label ({row['adversarial_label']}) "
+                    f"is not its target ({target})")
+    first = row["pixels"][0] if row["pixels"] else None
+    if first is not None and row.get("x") is not None and (
+            (row["x"], row.get("y")) != (first.get("x"), first.get("y"))):
+        return (f"x, y ({row['x']}, {row.get('y')}) are not its first pixel's "
+                f"({first.get('x')}, {first.get('y')})")
     return None
 
 
