@@ -112,7 +112,10 @@ def config_changes(old: ExperimentConfig, new: ExperimentConfig, most: int = 4) 
     """
     before, after = old.result_fields(), new.result_fields()
     names = [n for n in sorted(set(before) | set(after)) if before.get(n) != after.get(n)]
-    said = [f"{n} {before.get(n)!r} → {after.get(n)!r}" for n in names[:most]]
+    # a field one config's modes do not read is left out of its result fields: say its
+    # value as set (e.g. the default strategy), not None
+    said = [f"{n} {before.get(n, getattr(old, n, None))!r} → "
+            f"{after.get(n, getattr(new, n, None))!r}" for n in names[:most]]
     if len(names) > most:
         said.append(f"and {len(names) - most} more")
     return ", ".join(said)
