@@ -213,3 +213,35 @@ def test_a_view_the_screens_layout_does_not_allow_is_run_as_a_reshape():
     least = (exact[:, label:label + 1] - exact).amin(0)
     others = [k for k in range(3) if k != label]
     assert bool((lower[0, others] <= least[others]).all())
+
+
+@pytest.mark.parametrize("flatten", [
+    lambda h: h.view(h.shape[0], -1), lambda h: h.reshape(h.shape[0], -1),
+    lambda h: h.view(h.size(0), h.shape[1] * h.shape[2] * h.shape[3]),
+], ids=["view-shape", "reshape-shape", "sizes-multiplied"])
+def test_flattening_by_the_values_own_sizes_is_bounded(flatten):
+    """``x.shape[0]`` and arithmetic of sizes run as they are (they were refused: "no
+    bound rule for getitem"); the bounds hold and a box of width 0 is exact."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 36, 3)
+
+        def forward(self, x):
+            return self.fc(flatten(torch.relu(self.conv(x))))
+
+    model = randomised(Net(), 9)
+    label = label_of(model)
+    engine = BoundEngine(model)
+    color = [0.4, 0.7, 0.1]
+    assert_exact(box_margins(engine, IMAGE, 2, 2, color, color, label).lower[0],
+                 scores(randomised(Net(), 9), IMAGE, 2, 2, torch.tensor([color]))[0], label)
+    lower = box_margins(engine, IMAGE, 2, 2, [0.0] * 3, [1.0] * 3, label).lower[0]
+    grid = torch.tensor([[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0)
+                         for b in (0.0, 0.5, 1.0)])
+    exact = scores(randomised(Net(), 9), IMAGE, 2, 2, grid)
+    least = (exact[:, label:label + 1] - exact).amin(0)
+    others = [k for k in range(3) if k != label]
+    assert bool((lower[others] <= least[others]).all())
+    IntervalScreen(model)  # the screen takes it too

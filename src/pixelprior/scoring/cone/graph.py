@@ -232,6 +232,7 @@ class TracedGraph:
             raise FxUnsupportedError("the model takes more than one input")
         self.input = placeholders[0]
         self.statics = self._statics()
+        self.sizes = self._sizes()
         position = {n: i for i, n in enumerate(self.nodes)}
         self.last_use = {n: max(position[u] for u in n.users) for n in self.nodes if n.users}
 
@@ -248,6 +249,22 @@ class TracedGraph:
                                                         for n in node.all_input_nodes):
                     values[node] = self.call(node, values.__getitem__)
         return values
+
+    def _sizes(self) -> set[fx.Node]:
+        """Nodes whose value is a value's size (``x.shape``, ``x.size(0)``) or computed
+        from sizes and constants alone (``x.shape[0]``, ``n * 2``): the same for every
+        input of one size, so the engines run them as they are (no bound rule)."""
+        sizes: set[fx.Node] = set()
+        for node in self.nodes:
+            if not node.op.startswith("call") or node in self.statics:
+                continue
+            resolved = self.resolve(node)
+            is_size = (resolved.operation is not None and resolved.operation.name == "shape"
+                       and resolved.params is True)
+            if is_size or (node.all_input_nodes and all(
+                    n in sizes or n in self.statics for n in node.all_input_nodes)):
+                sizes.add(node)
+        return sizes
 
     def run(self, images: torch.Tensor) -> Any:
         """The traced graph's output on whole images, as the engines run each node

@@ -47,6 +47,7 @@ from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import FxUnsupportedError, describe, training_module
 from .intervals import (
+    SHAPE,
     UNIT,
     Interval,
     IntervalStep,
@@ -148,6 +149,9 @@ class IntervalScreen:
 
     def _rule(self, node: fx.Node) -> Any:
         resolved = self.graph.resolve(node)
+        if node in self.graph.sizes:  # a size or arithmetic of sizes (x.shape[0]): a
+            self.params[node] = resolved.params  # constant, run as it is
+            return SHAPE
         name = describe(node, self.graph.modules)
         operation = resolved.operation
         if operation is None or operation.interval is None:
