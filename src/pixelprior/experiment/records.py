@@ -337,12 +337,10 @@ def images_problem(config: ExperimentConfig, selection: dict,
 
 def _pixels_problem(config: ExperimentConfig, selection: dict, before: list[str],
                     fingerprints: list[str]) -> str | None:
-    changed = [n for n, (old, new) in enumerate(zip(before, fingerprints, strict=True))
-               if old != new]
-    if not changed:
+    found = _first_changed(before, fingerprints)
+    if found is None:
         return None
-    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-    first = changed[0]
+    first, more = found
     return (f"image {first + 1} of the selection (index {selection['indices'][first]}) "
             f"changed since the run attacked it{more}: the data "
             f"({config.data or config.dataset}) holds other pixels there now")
@@ -352,17 +350,21 @@ def _labels_problem(config: ExperimentConfig, selection: dict, labels: list[int]
                     ) -> str | None:
     """The first selected image whose label is not the one the run attacked it as."""
     before = selection.get("labels")
-    if labels is None or before is None:
+    found = None if labels is None or before is None else _first_changed(before, labels)
+    if found is None:
         return None
-    changed = [n for n, (old, new) in enumerate(zip(before, labels, strict=True))
-               if old != new]
-    if not changed:
-        return None
-    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-    first = changed[0]
+    first, more = found
     return (f"image {first + 1} of the selection (index {selection['indices'][first]}) "
             f"has label {labels[first]} in the data ({config.data or config.dataset}) "
             f"now; the run attacked it as label {before[first]}{more}")
+
+
+def _first_changed(before: list, now: list) -> tuple[int, str] | None:
+    """The first place two lists differ, and ``" (and N more)"`` for the others."""
+    changed = [n for n, (old, new) in enumerate(zip(before, now, strict=True)) if old != new]
+    if not changed:
+        return None
+    return changed[0], f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
 
 
 def selection_problem(config: ExperimentConfig, selection: dict) -> str | None:
