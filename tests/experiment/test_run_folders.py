@@ -5,6 +5,7 @@ and the committed results still load, report identically and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import shutil
@@ -316,6 +317,20 @@ def test_a_folder_holding_only_the_config_file_of_the_run_is_not_someone_elses(t
     result = invoke("reproduce", "cifar10", "--config", toml, "--out", folder, "--no-report")
     assert result.exit_code == 0, result.output
     assert len(read_results(folder / "results.jsonl")) == 1
+
+
+def test_a_setting_no_mode_reads_is_refused_unless_the_folder_records_it(tmp_path):
+    """A config file setting n_samples for unconstrained DE alone is refused; a folder an
+    earlier version made with it still resumes with the same file (a review)."""
+    config = dataclasses.replace(tiny_config(tmp_path / "run"), n_samples=7)
+    toml = write_toml(config, tmp_path / "run.toml")
+    fresh = invoke("reproduce", "cifar10", "--config", toml, "--out", tmp_path / "other",
+                   "--no-report")
+    clean_error(fresh, 2, "reads n_samples")
+    ExperimentRunner(config, log=lambda note: None).run()  # as an earlier version made it
+    resumed = invoke("reproduce", "cifar10", "--config", toml, "--out", config.out,
+                     "--no-report")
+    assert resumed.exit_code == 0, resumed.output
 
 
 def test_a_foreign_results_file_is_refused_and_nothing_is_left_behind(tmp_path):

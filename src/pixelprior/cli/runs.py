@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .._io import Interrupted, Interrupts, check_writable_dir
+from .._io import CorruptResultsError, Interrupted, Interrupts, check_writable_dir
 from ..experiment import (
     ExperimentConfig,
     ExperimentRunner,
@@ -14,6 +14,7 @@ from ..experiment import (
     read_config_file,
 )
 from ..experiment.modes import MAP_FIELDS, SEARCH_FIELDS, unread_settings
+from ..experiment.records import read_record
 from ._app import app, console, reproduce_app
 from .errors import BEFORE_RUN, fail, on_interrupt
 from .inputs import parse_modes, parse_seeds
@@ -124,6 +125,15 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
         _print_report(Path(config.out))
 
 
+def _recorded_run(out: Path) -> ExperimentConfig | None:
+    """The config a run folder records (``None``: none, or unreadable: the runner says)."""
+    try:
+        record = read_record(out)
+    except CorruptResultsError:
+        return None
+    return None if record is None else record["experiment"]
+
+
 def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> None:
     """Refuse settings (options given or a config file's keys) that no mode of the run
     reads: they would change its config hash and nothing else."""
@@ -131,6 +141,9 @@ def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> Non
     given = {field: value for field, value in {**in_file, **overrides}.items()
              if value != getattr(defaults, field, None)}
     unread = unread_settings(given, config.modes, config.selection, config.sensitivity)
+    recorded = _recorded_run(Path(config.out))  # a folder of an earlier version may hold
+    unread = [field for field in unread  # such a field: the same value resumes it
+              if recorded is None or getattr(recorded, field, None) != given[field]]
     if not unread:
         return
     readers = {field: [search for search, fields in SEARCH_FIELDS.items() if field in fields]

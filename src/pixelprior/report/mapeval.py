@@ -150,7 +150,7 @@ DEFAULT_TOP_K = (10, 50, 100)
 def lift_ks(top_k: tuple[int, ...] | None, scan: SusceptibilityMaps) -> tuple[int, ...]:
     """The k of the lifts: those given, each below an image's positions (a top k of
     every position is a lift of 1 whatever the map: refused); by default those of
-    :data:`DEFAULT_TOP_K` below the positions (half of them on images of 20 or fewer).
+    :data:`DEFAULT_TOP_K` below the positions (half the positions where none is).
 
     Args:
         top_k: k of the lifts, or ``None`` (the default).

@@ -290,7 +290,6 @@ class BoundEngine:
         self.dtype = dtype
         self.unit = torch.finfo(dtype).eps / 2  # round to nearest
         self.model = model  # run as written, its scores checked against a traced copy's
-        self._as_traced: TracedGraph | None = None  # that copy, in the model's own dtype
         copied = copy.deepcopy(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
@@ -301,6 +300,9 @@ class BoundEngine:
             raise BoundUnsupportedError(f"torch.fx cannot trace the model "
                                         f"({type(exc).__name__}: {first})") from None
         self.graph = self.engine.graph
+        # the model as the engine copied it, traced in its own dtype: a model changed
+        # since (new weights) no longer agrees with it, and is refused
+        self._as_traced = TracedGraph(model, fold=False)
         self._checked: set[tuple] = set()
         self._rules: dict[fx.Node, Any] = {}
         self._interval_rules: dict[fx.Node, Any] = {}  # per node (its |A|), or None
@@ -373,8 +375,6 @@ class BoundEngine:
             if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
                 raise BoundUnsupportedError(f"the model returns {_shape_of(scores)}, not "
                                             "class scores [B, K]: wrap it to return them")
-            if self._as_traced is None:
-                self._as_traced = TracedGraph(self.model, fold=False)
             traced = self._as_traced.run(images.to(dtype))
         if not isinstance(traced, torch.Tensor) or traced.shape != scores.shape:
             raise BoundUnsupportedError(
@@ -388,9 +388,9 @@ class BoundEngine:
             raise BoundUnsupportedError(
                 f"the model's scores differ from its traced graph's by "
                 f"{float(gap[worst]):.3g} (relative) on image {worst}: it computes something "
-                "torch.fx does not record (an in-place update such as x += 1 of a value "
-                "used again, or code outside forward), so no bound of the graph is one of "
-                "the model; make those operations out of place")
+                "torch.fx does not record (code outside forward), or it changed since the "
+                "verifier was made (new weights: make a new one), so no bound of the graph "
+                "is one of the model")
 
     def prepare(self, images: torch.Tensor) -> BoundCache:
         """The clean images' cache (in the engine's dtype), with the zero image the

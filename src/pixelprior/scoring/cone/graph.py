@@ -61,16 +61,54 @@ def _fetch(root: nn.Module, target: str) -> Any:
     return value
 
 
+# ``x += y`` and the like: torch.fx's proxies have no in-place operators, so Python
+# records them as ``x + y`` while the model writes into ``x``; these record them as
+# themselves, to be checked like in-place activations (and run out of place where that
+# is the same function)
+IN_PLACE_OPERATORS = {operator.iadd: operator.add, operator.isub: operator.sub,
+                      operator.imul: operator.mul, operator.itruediv: operator.truediv}
+
+
+class _InPlaceProxy(fx.Proxy):
+    def __iadd__(self, other):
+        return self.tracer.create_proxy("call_function", operator.iadd, (self, other), {})
+
+    def __isub__(self, other):
+        return self.tracer.create_proxy("call_function", operator.isub, (self, other), {})
+
+    def __imul__(self, other):
+        return self.tracer.create_proxy("call_function", operator.imul, (self, other), {})
+
+    def __itruediv__(self, other):
+        return self.tracer.create_proxy("call_function", operator.itruediv, (self, other),
+                                        {})
+
+
+class _Tracer(fx.Tracer):
+    """``torch.fx``'s tracer, recording in-place operators (:data:`IN_PLACE_OPERATORS`)."""
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _InPlaceProxy(node, self)
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    tracer = _Tracer()
+    graph = tracer.trace(model)
+    name = model.__class__.__name__ if isinstance(model, nn.Module) else model.__name__
+    return fx.GraphModule(tracer.root, graph, name)
+
+
 def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
     """A traced copy of ``model``; with ``fold``, every BatchNorm that follows a
     convolution folded into it (``torch.fx``'s own pass; the plain trace where that pass
     fails)."""
+    traced = _trace(copy.deepcopy(model))
     if not fold:
-        return fx.symbolic_trace(copy.deepcopy(model))
+        return traced
     try:
-        return fuse(model)
+        return fuse(traced, no_trace=True)
     except Exception:  # noqa: BLE001 - a pattern the pass cannot fold: trace as it is
-        return fx.symbolic_trace(copy.deepcopy(model))
+        return _trace(copy.deepcopy(model))
 
 
 # Operations whose output may share its first input's memory (a view, or the input itself).
@@ -96,6 +134,8 @@ def _inplace(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
             module, _ALIAS_MODULES)
     if node.op != "call_function" or node.target in _ALIAS_FUNCTIONS:
         return False
+    if node.target in IN_PLACE_OPERATORS:
+        return True
     position = _INPLACE_POSITION.get(node.target)
     return bool(node.kwargs.get("inplace")) or (
         position is not None and len(node.args) > position and node.args[position] is True)
@@ -139,6 +179,9 @@ def _without_inplace(graph_module: fx.GraphModule) -> None:
         if node.op in ("call_method", "call_function") and isinstance(name, str) and (
                 name.endswith("_") and not name.endswith("__")):
             raise FxUnsupportedError(f"in-place operation {name} ({node.name})")
+        if node.op in ("call_method", "call_function") and "out" in node.kwargs:
+            raise FxUnsupportedError(f"{name} ({node.name}) writes into out=: an in-place "
+                                     "write torch.fx does not see; drop out=")
         if _inplace(node, modules):
             where = _overwritten_elsewhere(node, modules)
             if where is not None:
@@ -146,11 +189,13 @@ def _without_inplace(graph_module: fx.GraphModule) -> None:
                     "" if node.op == "call_module" else f" ({node.name})")
                 raise FxUnsupportedError(
                     f"in-place operation {named} changes a value used again ({where}); "
-                    "make it out of place (inplace=False)")
+                    "make it out of place (inplace=False, or x = x + y for x += y)")
     for module in graph_module.modules():
         if isinstance(getattr(module, "inplace", None), bool):
             module.inplace = False
     for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target in IN_PLACE_OPERATORS:
+            node.target = IN_PLACE_OPERATORS[node.target]  # read once: the same function
         if node.op == "call_function" and node.kwargs.get("inplace"):
             node.kwargs = {**node.kwargs, "inplace": False}
         position = _INPLACE_POSITION.get(node.target) if node.op == "call_function" else None
@@ -168,6 +213,11 @@ def training_module(model: nn.Module) -> str | None:
     return None
 
 
+# pre-hooks that only compute a weight from the module's own tensors (weight_norm's, and
+# spectral_norm's: in eval mode no power iteration): run once on the copy, then removed
+APPLIED_HOOKS = ("WeightNorm", "SpectralNorm")
+
+
 def _check_hooks(model: nn.Module) -> None:
     """``torch.fx`` does not record forward hooks: a model that has any computes what its
     traced graph does not. (``weight_norm``'s pre-hook sets the weight the graph reads:
@@ -178,8 +228,12 @@ def _check_hooks(model: nn.Module) -> None:
                                  "(torch.nn.modules.module.register_module_forward_hook); "
                                  "torch.fx does not record them: remove them")
     for name, module in model.named_modules():
+        if "forward" in vars(module):
+            raise FxUnsupportedError(
+                f"{type(module).__name__} ({name or 'the model'}) has its forward replaced "
+                "on the instance; the engines know its class's: set it in a subclass")
         pre = [hook for hook in module._forward_pre_hooks.values()
-               if type(hook).__name__ != "WeightNorm"]
+               if type(hook).__name__ not in APPLIED_HOOKS]
         if module._forward_hooks or pre:
             raise FxUnsupportedError(
                 f"{type(module).__name__} ({name or 'the model'}) has a forward hook; "
@@ -190,14 +244,14 @@ def _weight_norm_applied(model: nn.Module) -> nn.Module:
     """``model``, or where it has ``weight_norm`` pre-hooks a copy with each weight
     computed from its current ``g`` and ``v`` and the hooks removed (the traced graph
     reads the weight as it stands; a BatchNorm folded into it stays folded)."""
-    if not any(type(hook).__name__ == "WeightNorm" for module in model.modules()
+    if not any(type(hook).__name__ in APPLIED_HOOKS for module in model.modules()
                for hook in module._forward_pre_hooks.values()):
         return model
     model = copy.deepcopy(model)
     with torch.no_grad():
         for module in model.modules():
             for key, hook in list(module._forward_pre_hooks.items()):
-                if type(hook).__name__ == "WeightNorm":
+                if type(hook).__name__ in APPLIED_HOOKS:
                     hook(module, ())
                     del module._forward_pre_hooks[key]
     return model
