@@ -22,15 +22,23 @@ from pixelprior.search import Verifier
 IMAGE = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(3))
 
 
-class Skip(nn.Module):
+class ConvHead(nn.Module):
+    """A 3×3 convolution of 4 channels and a linear head of 3 classes for 6×6 images
+    (the test networks' layers); each subclass says what lies between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 36, 3)
+
+
+class Skip(ConvHead):
     """conv, an activation, and the conv's output added again: ``act(h) + h``."""
 
     def __init__(self, activation: nn.Module | None = None, functional=None) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.act = activation
         self.functional = functional
-        self.fc = nn.Linear(4 * 36, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
@@ -55,13 +63,8 @@ class Chain(nn.Module):
         return self.fc(F.relu(self.drop(h).flatten(1), inplace=True))
 
 
-class AddInPlace(nn.Module):
+class AddInPlace(ConvHead):
     """``a += 1`` where ``a`` is also kept as ``b``: torch.fx records ``a + 1``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 36, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = torch.relu(self.conv(x))
@@ -191,12 +194,10 @@ def test_a_model_returning_a_tuple_is_refused_in_one_line():
 def test_a_view_the_screens_layout_does_not_allow_is_run_as_a_reshape():
     """``h.view(h.size(0), -1)`` after a ReLU: the model's tensor allows the view, the
     interval screen's channels-last bounds did not (a raw RuntimeError)."""
-    class Viewed(nn.Module):
+    class Viewed(ConvHead):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
             self.act = nn.ReLU()
-            self.fc = nn.Linear(4 * 36, 3)
 
         def forward(self, x):
             h = self.act(self.conv(x))
@@ -222,11 +223,7 @@ def test_a_view_the_screens_layout_does_not_allow_is_run_as_a_reshape():
 def test_flattening_by_the_values_own_sizes_is_bounded(flatten):
     """``x.shape[0]`` and arithmetic of sizes run as they are (they were refused: "no
     bound rule for getitem"); the bounds hold and a box of width 0 is exact."""
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.fc = nn.Linear(4 * 36, 3)
+    class Net(ConvHead):
 
         def forward(self, x):
             return self.fc(flatten(torch.relu(self.conv(x))))
@@ -279,11 +276,7 @@ def test_an_update_in_place_of_a_value_read_again_is_refused_even_where_it_adds_
 
 
 def test_out_keywords_and_forwards_replaced_on_an_instance_are_refused():
-    class Out(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.fc = nn.Linear(4 * 36, 3)
+    class Out(ConvHead):
 
         def forward(self, x):
             h = self.conv(x)

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import CorruptResultsError
-from ..models import same_model
-from ..models.fingerprint import CODE
+from ..models import code_changed, same_model
 from .config import ConfigError, ExperimentConfig
 from .rows import shown
 
@@ -307,8 +306,7 @@ def model_problem(config: ExperimentConfig, record: dict, fingerprint: str | Non
     if fingerprint is None or was is None or same_model(was, fingerprint):
         return None
     what = model_in_words(config)
-    tensors, _, code = was.partition(CODE)
-    if code and fingerprint.startswith(tensors + CODE):  # the same tensors, other code
+    if code_changed(was, fingerprint):
         what = f"the code of {config.model.rsplit(':', 1)[0]} (the model's factory)"
     return f"{what} changed since the run used it (fingerprint {was}, now {fingerprint})"
 

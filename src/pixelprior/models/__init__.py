@@ -10,7 +10,7 @@ from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier
 from .accuracy import accuracy_on, one_class_warning, predict_labels
 from .channels import to_model_channels
 from .errors import GradientsUnavailableError, ModelInputError, ModelLoadError, short_reason
-from .fingerprint import model_fingerprint, same_model, state_dict_digest
+from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
     ChannelsLast,
     copy_module,
@@ -53,7 +53,8 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
-    "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "copy_module",
+    "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "code_changed",
+    "copy_module",
     "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
     "load_model_spec", "model_card", "model_fingerprint", "model_spec", "model_spec_problem",
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",

@@ -15,7 +15,7 @@ from .registry import REGISTRY
 from .spec import FILE_KINDS, LoadedModel
 from .wrappers import OnnxModel
 
-__all__ = ["model_fingerprint", "same_model", "state_dict_digest"]
+__all__ = ["code_changed", "model_fingerprint", "same_model", "state_dict_digest"]
 
 CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
 
@@ -81,6 +81,21 @@ def same_model(recorded: str, now: str) -> bool:
         ``True`` for the same model.
     """
     return recorded == now or (CODE not in recorded and now.startswith(recorded + CODE))
+
+
+def code_changed(recorded: str, now: str) -> bool:
+    """Whether two fingerprints of a ``file.py:callable`` factory differ in its code
+    alone (the same tensors).
+
+    Args:
+        recorded: the fingerprint a folder recorded.
+        now: :func:`model_fingerprint` now.
+
+    Returns:
+        ``True`` where only the ``.py`` file changed.
+    """
+    tensors, _, code = recorded.partition(CODE)
+    return bool(code) and now != recorded and now.startswith(tensors + CODE)
 
 
 def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | None = None

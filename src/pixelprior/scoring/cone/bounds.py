@@ -355,11 +355,12 @@ class BoundEngine:
 
     @torch.inference_mode()
     def check_agrees(self, images: torch.Tensor) -> None:
-        """Refuse a model whose own scores differ from those of its traced graph, the
-        function the bounds are of: code ``torch.fx`` does not record (``x += 1`` on a
-        value read again, a hook set after tracing) makes the model compute another.
-        Both run in the model's own dtype, the same operations: only such code parts
-        them beyond rounding.
+        """Refuse a model whose own scores differ from those of the copy traced when the
+        engine was made, the function the bounds are of: code ``torch.fx`` does not
+        record, or a model changed since (new weights), computes another. Both run in the
+        model's own dtype, the same operations: only such a difference parts them beyond
+        rounding. (What tracing can see, in-place writes and hooks, is refused when the
+        engine is made.)
 
         Args:
             images: float ``[B, C, H, W]``.

@@ -106,9 +106,9 @@ def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
     if not fold:
         return traced
     try:
-        return fuse(traced, no_trace=True)
-    except Exception:  # noqa: BLE001 - a pattern the pass cannot fold: trace as it is
-        return _trace(copy.deepcopy(model))
+        return fuse(traced, no_trace=True)  # on a copy: ``traced`` is left as it is
+    except Exception:  # noqa: BLE001 - a pattern the pass cannot fold: as traced
+        return traced
 
 
 # Operations whose output may share its first input's memory (a view, or the input itself).
@@ -219,9 +219,10 @@ APPLIED_HOOKS = ("WeightNorm", "SpectralNorm")
 
 
 def _check_hooks(model: nn.Module) -> None:
-    """``torch.fx`` does not record forward hooks: a model that has any computes what its
-    traced graph does not. (``weight_norm``'s pre-hook sets the weight the graph reads:
-    it is run once on the copy instead.)"""
+    """``torch.fx`` does not record forward hooks, nor a forward replaced on an instance:
+    a model that has any computes what its traced graph does not. (The pre-hooks of
+    :data:`APPLIED_HOOKS` only set the weight the graph reads: they are run once on the
+    copy instead, :func:`_weight_hooks_applied`.)"""
     from torch.nn.modules import module as module_state
     if module_state._global_forward_hooks or module_state._global_forward_pre_hooks:
         raise FxUnsupportedError("global forward hooks are registered "
@@ -240,9 +241,9 @@ def _check_hooks(model: nn.Module) -> None:
                 "torch.fx does not record hooks: remove it, or compute it in forward()")
 
 
-def _weight_norm_applied(model: nn.Module) -> nn.Module:
-    """``model``, or where it has ``weight_norm`` pre-hooks a copy with each weight
-    computed from its current ``g`` and ``v`` and the hooks removed (the traced graph
+def _weight_hooks_applied(model: nn.Module) -> nn.Module:
+    """``model``, or where it has pre-hooks of :data:`APPLIED_HOOKS` a copy with each
+    weight computed from its current tensors and the hooks removed (the traced graph
     reads the weight as it stands; a BatchNorm folded into it stays folded)."""
     if not any(type(hook).__name__ in APPLIED_HOOKS for module in model.modules()
                for hook in module._forward_pre_hooks.values()):
@@ -277,7 +278,7 @@ class TracedGraph:
                  float_as: torch.dtype | None = None) -> None:
         self.float_as = float_as
         _check_hooks(model)
-        self.graph_module = _traced(_weight_norm_applied(model), fold)
+        self.graph_module = _traced(_weight_hooks_applied(model), fold)
         _without_inplace(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())
