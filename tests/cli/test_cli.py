@@ -53,6 +53,23 @@ def test_attack_refuses_to_replace_another_images_result(cat_png, tmp_path):
     assert invoke("attack", cat_png, *options).exit_code == 0  # the same image: rerun
 
 
+def test_attack_reruns_the_same_image_given_from_another_folder(cat_png, tmp_path,
+                                                                 monkeypatch):
+    """The same picture by a relative path from another working folder is the same image
+    (the row records its absolute path), not another one refused."""
+    import pathlib
+    picture = pathlib.Path(cat_png)
+    out = tmp_path / "out"
+    options = ("--popsize", "8", "--maxiter", "1", "--out", out)
+    monkeypatch.chdir(picture.parent)
+    assert invoke("attack", picture.name, *options).exit_code == 0
+    assert json.loads((out / "cat-result.json").read_text())["image_path"] == str(
+        picture.resolve())
+    monkeypatch.chdir(picture.parent.parent)
+    result = invoke("attack", f"{picture.parent.name}/{picture.name}", *options)
+    assert result.exit_code == 0, result.output
+
+
 def test_targeted_attack_and_a_scan_mode(cat_png, tmp_path):
     result = invoke("attack", cat_png, "--target", "dog", "--popsize", "8", "--maxiter", "1",
                     "--out", tmp_path / "t")

@@ -117,3 +117,33 @@ def nudged_linear(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         model[3].bias[0] += 1e-3
     return model
+
+
+def test_a_factorys_layer_classes_in_its_folder_are_its_code(tmp_path, monkeypatch):
+    """A ``model.py`` building its net from ``layers.py`` beside it: a change in
+    ``layers.py`` (a ReLU made a Tanh, the same weights) is a change of the model."""
+    from pixelprior.models.fingerprint import CODE, code_changed
+    (tmp_path / "fplayers.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Act(nn.Module):\n    def forward(self, x):\n        return torch.relu(x)\n")
+    (tmp_path / "fpmodel.py").write_text(
+        "import torch\nfrom torch import nn\nfrom fplayers import Act\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, 3))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"{tmp_path / 'fpmodel.py'}:make"
+
+    def fingerprint() -> str:
+        for name in ("fplayers", "fpmodel"):
+            sys.modules.pop(name, None)
+        return model_fingerprint(load_model_spec(spec, input_size=8))
+
+    before = fingerprint()
+    assert CODE in before and fingerprint() == before
+    (tmp_path / "fplayers.py").write_text(
+        (tmp_path / "fplayers.py").read_text().replace("torch.relu", "torch.tanh"))
+    after = fingerprint()
+    assert after != before and code_changed(before, after)
+    for name in ("fplayers", "fpmodel"):
+        sys.modules.pop(name, None)

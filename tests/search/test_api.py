@@ -199,6 +199,16 @@ def test_images_that_are_not_float32_are_refused_in_one_line(cls, dtype, bright_
         cls(bright_model, **SMALL[cls])(dark(2).to(dtype), torch.zeros(2, dtype=torch.long))
 
 
+@pytest.mark.parametrize("cls", [FastAttack, OnePixelAttack])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_model_is_named_not_the_images_layout(cls, dtype, tiny_net):
+    """A model in float16 fails on float32 images; the message used to ask whether the
+    images were channels first."""
+    with pytest.raises(ValueError, match=rf"parameters are {str(dtype)[6:]} and the images "
+                                         r"float32: convert the model with model.float"):
+        cls(tiny_net.to(dtype), **SMALL[cls])(dark(2), torch.zeros(2, dtype=torch.long))
+
+
 def test_the_exhaustive_scan_refuses_float64_and_scans_an_empty_batch(bright_model):
     with pytest.raises(TypeError, match="images must be float32, got torch.float64"):
         SusceptibilityScan(bright_model, levels=2)(dark(1).double(), torch.zeros(1).long())

@@ -579,6 +579,11 @@ def test_bad_images_and_labels_are_refused_before_any_work(images, labels, error
         Verifier(calm_net()).verify(images, labels)
 
 
+def test_a_half_precision_model_is_named_not_the_images_layout():
+    with pytest.raises(ValueError, match=r"parameters are float16 and the images float32"):
+        Verifier(calm_net().half()).verify(torch.rand(1, 3, 6, 6), torch.tensor([0]))
+
+
 def test_a_corner_the_model_does_not_confirm_is_no_witness(monkeypatch):
     """The scan's engine may say a corner fools; only the model's own forward decides."""
     import pixelprior.search.verify as verify

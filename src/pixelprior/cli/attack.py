@@ -127,7 +127,8 @@ def attack(
     result = output.results[0]
     where = [_frames(p, fitted) for p in result.pixels]
     row = result.to_row() | {
-        "image": str(image_file), "model": model_options.model, "mode": chosen,
+        "image": str(image_file), "image_path": str(image_file.resolve()),
+        "model": model_options.model, "mode": chosen,
         "true_name": names[true], "adversarial_name": names[result.adversarial_label],
         "target_name": names[goal] if goal is not None else None,
         "tau": config.tau if _starts_from_s(prior) else None,
@@ -197,7 +198,10 @@ def _check_not_another_image(out: Path, image_file: Path) -> None:
     if not earlier.is_file():
         return
     try:
-        recorded = json.loads(earlier.read_text()).get("image")
+        row = json.loads(earlier.read_text())
+        # the absolute path where recorded (results from before it: the path as given,
+        # resolved from here, so another working folder may refuse the same image)
+        recorded = row.get("image_path") or row.get("image")
     except (ValueError, UnicodeDecodeError, AttributeError):
         recorded = None
     if not isinstance(recorded, str) or Path(recorded).resolve() != image_file.resolve():

@@ -9,7 +9,13 @@ attacks search in pixel space.
 from ..data import imagenet_class_names  # noqa: F401  (re-exported: its earlier home)
 from .accuracy import accuracy_on, one_class_warning, predict_labels
 from .channels import to_model_channels
-from .errors import GradientsUnavailableError, ModelInputError, ModelLoadError, short_reason
+from .errors import (
+    GradientsUnavailableError,
+    ModelInputError,
+    ModelLoadError,
+    model_failure,
+    short_reason,
+)
 from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
     ChannelsLast,
@@ -56,7 +62,8 @@ __all__ = [
     "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "code_changed",
     "copy_module",
     "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
-    "load_model_spec", "model_card", "model_fingerprint", "model_spec", "model_spec_problem",
+    "load_model_spec", "model_card", "model_failure", "model_fingerprint", "model_spec",
+    "model_spec_problem",
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",
     "read_state_dict", "resolve_weights", "same_model", "scores_agree", "short_reason",
     "state_dict_digest", "to_model_channels", "unwrap_state_dict", "weight_candidates",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 
+import torch
+from torch import nn
+
 from .registry import WeightsError
 
 REASON_CHARS = 120
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 __all__ = ["ANSI", "REASON_CHARS", "DefiniteLoadError", "GradientsUnavailableError",
-           "ModelInputError", "ModelLoadError", "short_reason"]
+           "ModelInputError", "ModelLoadError", "model_failure", "short_reason"]
 
 
 class ModelLoadError(WeightsError):
@@ -55,3 +58,27 @@ def short_reason(error: BaseException | str, limit: int = REASON_CHARS) -> str:
     if len(line) > limit and ". " in line[20:]:
         line = line[:20 + line[20:].index(". ")]
     return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+
+
+def model_failure(model: nn.Module, images: torch.Tensor, error: BaseException) -> str:
+    """Why ``model`` failed on ``images``, as one line: parameters of another float type
+    than the images' when that is so (``model.float()`` is the fix, not the images'
+    layout), else the images' shape, as the model may take another layout.
+
+    Args:
+        model: the model that raised ``error``.
+        images: the batch it was given.
+        error: what it raised.
+
+    Returns:
+        The message (no trailing period).
+    """
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if floats and images.dtype not in floats:
+        kinds = ", ".join(sorted(str(t).removeprefix("torch.") for t in floats))
+        image_kind = str(images.dtype).removeprefix("torch.")
+        return (f"the model's parameters are {kinds} and the images {image_kind}: convert "
+                f"the model with model.float() ({reason})")
+    return (f"the model fails on images of shape {list(images.shape)} (it takes "
+            f"[B, C, H, W], channels first?): {reason}")

@@ -4,6 +4,7 @@ another (to notice a model replaced between the start of a run and its resume)."
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -69,6 +70,35 @@ def _factory_file(spec: object) -> Path | None:
     return path if path.is_file() else None
 
 
+def _code_files(factory: Path, module: nn.Module) -> list[Path]:
+    """The factory file, then the source files of the model's layer classes that lie in
+    its folder or below (a ``layers.py`` beside ``model.py``), in name order: the code
+    that is the model. Classes from installed packages (torch, ...) are their versions'."""
+    folder = factory.resolve().parent
+    found: set[Path] = set()
+    for layer in module.modules():
+        try:
+            source = inspect.getsourcefile(type(layer))
+        except TypeError:  # a built-in or C++ class: no source file
+            continue
+        if source is None:
+            continue
+        path = Path(source).resolve()
+        if path != factory.resolve() and path.is_relative_to(folder) and path.is_file():
+            found.add(path)
+    return [factory, *sorted(found)]
+
+
+def _code_digest(files: list[Path]) -> str:
+    """SHA-256 of one file's bytes (so a factory alone keeps its earlier fingerprint),
+    else of the files' names (relative to the first's folder) and digests."""
+    if len(files) == 1:
+        return sha256sum(files[0])
+    folder = files[0].resolve().parent
+    lines = [f"{f.resolve().relative_to(folder)}\0{sha256sum(f)}" for f in files]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def same_model(recorded: str, now: str) -> bool:
     """Whether a recorded fingerprint is the model's now: equal, or recorded before a
     factory's code was fingerprinted (its tensors' part equal: the code not checked).
@@ -108,7 +138,9 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     else (factories, registered names, a bare module) the SHA-256 of the state dict's
     tensors (:func:`state_dict_digest`), and for a ``file.py:callable`` factory then
     ``+code:`` and the SHA-256 of the ``.py`` file (its code is the model too: a
-    changed activation keeps the weights).
+    changed activation keeps the weights), together with the files of the model's layer
+    classes in the factory's folder or below. Code elsewhere (an installed package, a
+    function the factory imports from another folder) is not covered.
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file
@@ -129,7 +161,9 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
         code = _factory_file(spec if spec is not None else getattr(loaded_or_module,
                                                                    "name", None))
         tensors = state_dict_digest(module)
-        return tensors if code is None else f"{tensors}{CODE}{sha256sum(code)}"
+        if code is None:
+            return tensors
+        return f"{tensors}{CODE}{_code_digest(_code_files(code, module))}"
     if len(files) == 1:
         return sha256sum(files[0])
     return hashlib.sha256("\0".join(sha256sum(f) for f in files).encode()).hexdigest()

@@ -250,7 +250,8 @@ def _class_names(classes, declared: tuple[str, ...] | None, count: int,
     if declared is not None:
         notes.append(f"the model's class_names ({len(declared)}) do not match its {count} "
                      "outputs: ignored")
-    notes.append(f"no class names: classes are numbered 0..{count - 1} (pass classes)")
+    notes.append(f"no class names: classes are numbered 0..{count - 1} (name them "
+                 "with --classes FILE, or classes= in the API)")
     return _numbered(count)
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
-from ..models import scores_agree
+from ..models import model_failure, scores_agree
 from ._squeezenet_cone import incremental_forward
 from .base import Scorer, ScorerMismatchError, perturb_rows
 from .cone import fx_incremental_forward
@@ -65,9 +65,7 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     except RuntimeError as exc:  # the model itself: no engine can stand in, say why
         if "out of memory" in str(exc):
             raise
-        raise ValueError(f"the model fails on images of shape {list(image.shape)} (it "
-                         "takes [B, C, H, W], channels first?): "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise ValueError(model_failure(model, image, exc)) from None
     try:
         with torch.inference_mode():
             got = scorer.logits(scorer.prepare(image), owner, genes)

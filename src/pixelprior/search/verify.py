@@ -101,6 +101,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import model_failure
 from ..scoring import Scorer, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
@@ -731,9 +732,7 @@ class Verifier:
         except RuntimeError as exc:
             if "out of memory" in str(exc):
                 raise
-            raise ValueError(f"the model fails on images of shape {list(image.shape)} "
-                             "(it takes [B, C, H, W], channels first?): "
-                             f"{str(exc).splitlines()[0]}") from None
+            raise ValueError(model_failure(self.model, image, exc)) from None
         if not isinstance(scores, torch.Tensor):
             raise ValueError(f"the model returns a {type(scores).__name__}, not class "
                              "scores [B, K]: wrap it to return them")
