@@ -24,14 +24,20 @@ neurons the samples show stable taken as stable): what perfect intermediate boun
 pass. It is **not sound** (samples miss the extremes), a what-if: where even it stays
 below 0, no tightening of the intermediate bounds proves the box.
 
+With ``--interval``, each ReLU's interval by plain interval bound propagation (IBP,
+the interval screen's kind of bound, float64, rounding ignored) is shown beside: where
+it were narrower than the zonotope's, cutting the zonotope's intervals to it (a reduced
+product) would tighten the bound soundly.
+
     python benchmarks/unstable_profile.py [--model squeezenet1_1-cifar10]
-        [--sides 0.03 0.0625 0.1] [--grid 9]
+        [--sides 0.03 0.0625 0.1] [--grid 9] [--interval]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import operator
 from typing import Any
 
 import torch
@@ -124,6 +130,71 @@ def relu_arguments(model: torch.nn.Module, images: torch.Tensor
     return found, logits
 
 
+class _Interval(fx.Interpreter):
+    """Interval bound propagation over the traced model: each value a ``(low, high)``
+    pair; affine layers by center and radius (``|W| r``), the rest monotone; every
+    ReLU's argument recorded (graph order)."""
+
+    def __init__(self, module: fx.GraphModule, low: torch.Tensor, high: torch.Tensor
+                 ) -> None:
+        super().__init__(module)
+        self.box, self.found = (low, high), []
+
+    def run_node(self, n: fx.Node) -> Any:
+        if n.op in ("placeholder", "output", "get_attr"):
+            return self.box if n.op == "placeholder" else super().run_node(n)
+        args = self.map_nodes_to_values(n.args, n)
+        kwargs = self.map_nodes_to_values(n.kwargs, n)
+        target = self.fetch_attr(n.target) if n.op == "call_module" else n.target
+        paired = [isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], torch.Tensor)
+                  for a in args]
+        if isinstance(target, torch.nn.ReLU) or target in (torch.relu,
+                                                            torch.nn.functional.relu):
+            low, high = args[0]
+            self.found.append((low[0], high[0]))
+            return low.clamp(min=0), high.clamp(min=0)
+        if isinstance(target, (torch.nn.Conv2d, torch.nn.Linear)):
+            low, high = args[0]
+            center = target((low + high) / 2)
+            radius = (high - low) / 2
+            radius = (torch.nn.functional.linear(radius, target.weight.abs())
+                      if isinstance(target, torch.nn.Linear) else torch.nn.functional.conv2d(
+                          radius, target.weight.abs(), None, target.stride, target.padding,
+                          target.dilation, target.groups))
+            return center - radius, center + radius
+        if target is operator.sub and paired[1]:
+            low, high = args[0] if paired[0] else (args[0], args[0])
+            return low - args[1][1], high - args[1][0]
+        if target is torch.cat:
+            return (torch.cat([a[0] for a in args[0]], *args[1:], **kwargs),
+                    torch.cat([a[1] for a in args[0]], *args[1:], **kwargs))
+        if n.op == "call_method" and n.target in ("size", "dim"):
+            return getattr(args[0][0], n.target)(*args[1:])
+        if target in (operator.mul, operator.truediv) and not bool(
+                (torch.as_tensor(args[1]) > 0).all()):
+            raise NotImplementedError(f"{n.format_node()}: a factor that is not > 0")
+        if isinstance(target, torch.nn.BatchNorm2d):
+            raise NotImplementedError("BatchNorm: fold it first")
+        # the rest is monotone in each argument: pools, flatten, dropout, sums, ...
+        ends = [[a[k] if p else a for a, p in zip(args, paired, strict=True)] for k in (0, 1)]
+        if n.op == "call_method":
+            return tuple(getattr(e[0], n.target)(*e[1:], **kwargs) for e in ends)
+        return tuple(target(*e, **kwargs) for e in ends)
+
+
+def interval_ranges(model: torch.nn.Module, image: torch.Tensor, y: int, x: int,
+                    lo: float, side: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each ReLU's argument interval (graph order) by IBP over the box at ``(y, x)``."""
+    from pixelprior.models import fold_batchnorm
+    low, high = image.double().clone(), image.double().clone()
+    low[:, :, y, x], high[:, :, y, x] = lo, lo + side
+    module = fx.symbolic_trace(fold_batchnorm(model).double())
+    walker = _Interval(module, low, high)
+    with torch.no_grad():
+        walker.run(low)
+    return walker.found
+
+
 def sampled(model: torch.nn.Module, image: torch.Tensor, label: int, y: int, x: int,
             lo: float, side: float, grid: int
             ) -> tuple[list[tuple[str, int, float, tuple]], float]:
@@ -152,6 +223,8 @@ def main() -> None:
     parser.add_argument("--model", default="squeezenet1_1-cifar10")
     parser.add_argument("--sides", nargs="+", type=float, default=[0.03, 0.0625, 0.1])
     parser.add_argument("--grid", type=int, default=9)
+    parser.add_argument("--interval", action="store_true",
+                        help="show each ReLU's interval by plain IBP beside")
     parser.add_argument("--max-symbols", type=int, default=30_000,
                         help="the plain pass stops past this many symbols")
     args = parser.parse_args()
@@ -185,15 +258,23 @@ def main() -> None:
         print(f"side {side}: lowest margin bound {plain}; on the sampled ranges (a "
               f"what-if, not sound) {float(cut.lower.min()):.4g}, {cut.symbols:,} "
               f"symbols; the sampled colors' lowest margin {least:.4g}\n")
+        ibp = (interval_ranges(model, images[:1], y, x, lo, side) if args.interval
+               else None)
         print("| ReLU (engine / model) | unstable: engine | sampled | width: engine | "
-              "sampled | ratio |\n|---|---|---|---|---|---|")
+              "sampled | ratio |" + (" IBP width | IBP / engine |" if ibp else "")
+              + "\n|---|---|---|---|---|---|" + ("---|---|" if ibp else ""))
         if len(truth) != len(records):
             print(f"(the engine relaxed {len(records)} ReLUs, the model ran {len(truth)}: "
                   "matched in order as far as both go)")
-        for r, (name, unstable, spread, _) in zip(records, truth, strict=False):
+        for number, (r, (name, unstable, spread, _)) in enumerate(zip(records, truth,
+                                                                        strict=False)):
             ratio = r["width"] / spread if spread > 0 else float("inf")
+            extra = ""
+            if ibp:
+                width = float((ibp[number][1] - ibp[number][0]).sum())
+                extra = f" {width:.4g} | {width / r['width']:.3g} |"
             print(f"| {r['node']} / {name} | {r['unstable']:,} | {unstable:,} | "
-                  f"{r['width']:.4g} | {spread:.4g} | {ratio:.3g} |")
+                  f"{r['width']:.4g} | {spread:.4g} | {ratio:.3g} |{extra}")
         print()
 
 
