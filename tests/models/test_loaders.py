@@ -97,6 +97,15 @@ def images(count=3, side=32, channels=3, seed=1):
     return torch.rand(count, channels, side, side, generator=torch.Generator().manual_seed(seed))
 
 
+def needs_onnx2torch() -> None:
+    """Skip where onnx2torch is not installed (optional: ``pip install --no-deps
+    onnx2torch``). Found, not imported: a plain import pulls torchvision, which is not
+    installed beside it, so ``pytest.importorskip`` skipped these tests everywhere."""
+    import importlib.util
+    if importlib.util.find_spec("onnx2torch") is None:
+        pytest.skip("onnx2torch is not installed")
+
+
 def export_onnx(model: nn.Module, path, example: torch.Tensor, dynamic: dict | None = None):
     axes = {"images": {0: "batch"}, "scores": {0: "batch"}} if dynamic is None else dynamic
     with warnings.catch_warnings():
@@ -202,7 +211,7 @@ def test_one_channel_model_is_probed(tmp_path):
 
 # ----------------------------------------------------------------------------- ONNX
 def test_onnx_queries_ort_and_gradients_through_a_pytorch_copy(tmp_path):
-    pytest.importorskip("onnx2torch")  # optional: pip install --no-deps onnx2torch
+    needs_onnx2torch()
     net = AnySizeNet().eval()
     path = export_onnx(net, tmp_path / "net.onnx", images(1))
     loaded = load_model_spec(path)
@@ -219,6 +228,24 @@ def test_onnx_queries_ort_and_gradients_through_a_pytorch_copy(tmp_path):
     reference = x.clone().requires_grad_(True)
     net(reference)[:, 0].sum().backward()
     assert torch.allclose(leaf.grad, reference.grad, atol=1e-5)
+
+
+def test_onnx_loads_in_a_fresh_process_with_onnx2torch(tmp_path):
+    """A user's first command loads the ONNX file before torch.onnx was ever imported:
+    onnx2torch then imports torch.onnx under the torchvision stand-in, whose made-up
+    ``__file__`` broke ``inspect`` (every ONNX model failed to load; the tests, which
+    export first, never saw it)."""
+    needs_onnx2torch()
+    import subprocess
+    path = export_onnx(AnySizeNet().eval(), tmp_path / "net.onnx", images(1))
+    code = ("import sys; from pixelprior.models import load_model_spec; "
+            f"m = load_model_spec({str(path)!r}); "
+            "assert 'torch.onnx' not in sys.modules or m.gradients; "
+            "print(m.kind, m.gradients)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["onnx", "True"]
 
 
 def test_onnx_model_copies_and_pickles(tmp_path):

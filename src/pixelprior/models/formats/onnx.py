@@ -102,7 +102,7 @@ def onnx_twin(path: Path) -> tuple[nn.Module | None, str | None]:
         import onnx
 
         onnx2torch = _import_onnx2torch()
-    except ImportError as exc:
+    except Exception as exc:  # not installed, or an import that fails (a broken install)
         return None, f"onnx2torch is not available: {short_reason(exc)}"
     try:
         with warnings.catch_warnings():
@@ -124,6 +124,11 @@ def _import_onnx2torch() -> types.ModuleType:
 @contextmanager
 def _torchvision_stub() -> Iterator[None]:
     def missing(name: str):
+        if name.startswith("__") and name.endswith("__"):
+            # a module's own attributes (__file__, __path__, ...): inspect.getmodule
+            # reads them of every loaded module, and a function in their place breaks it
+            raise AttributeError(name)
+
         def call(*args, **kwargs):
             raise ModelLoadError(f"the ONNX graph needs torchvision.ops.{name}, which "
                                  "pixelprior does not use")
