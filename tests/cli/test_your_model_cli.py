@@ -131,3 +131,64 @@ def test_attack_options_of_another_search_are_refused_not_ignored(tmp_path):
     assert taken.exit_code == 0, taken.output
     row = json.loads((tmp_path / "b" / "ship-result.json").read_text())
     assert row["mode"] == "random_search:constrained" and row["tau"] == 0.3, row
+
+
+REVERSED = '''
+import torch
+from pixelprior import load_model
+
+
+class Reversed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = load_model("convsmall-cifar10")
+
+    def forward(self, x):
+        return self.inner(x).flip(1)
+
+
+def make():
+    return Reversed().eval()
+'''
+
+
+@pytest.fixture
+def reversed_model(tmp_path) -> str:
+    """The bundled ConvSmall with its outputs in reverse order (class 0 = truck)."""
+    (tmp_path / "reversed_net.py").write_text(REVERSED)
+    return f"{tmp_path / 'reversed_net.py'}:make"
+
+
+def test_cifar10_labels_are_mapped_to_a_models_class_order_by_name(reversed_model):
+    """A model whose classes are CIFAR-10's in another order, named with --classes: the
+    test set's labels used to be read as its indices (4% top-1)."""
+    names = ",".join(load_cifar10_sample().class_names[::-1])
+    plain = invoke("eval", "cifar10", "--source", "sample", "--model", "convsmall-cifar10")
+    mapped = invoke("eval", "cifar10", "--source", "sample", "--model", reversed_model,
+                    "--classes", names)
+    assert mapped.exit_code == 0, mapped.output
+    assert "labels mapped to the model's classes by name" in mapped.output
+    top1 = [line.split("top-1 ")[1].split()[0] for line in (plain.output, mapped.output)]
+    assert top1[0] == top1[1]
+
+
+def test_a_folder_of_two_classes_is_refused_for_a_ten_class_model_without_names(tmp_path):
+    """susceptibility and verify on a folder numbered its classes 0 and 1 and read a ship
+    as class 1 of the model (an automobile) without a word."""
+    sample = load_cifar10_sample()
+    for name in ("airplane", "ship"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+    for index in range(12):
+        name = sample.class_names[int(sample.labels[index])]
+        if name in ("airplane", "ship"):
+            Image.fromarray(sample.images[index].permute(1, 2, 0).numpy()).save(
+                tmp_path / "folder" / name / f"{index}.png")
+    (tmp_path / "nameless.py").write_text(REVERSED.replace(".flip(1)", ""))
+    scripted = f"{tmp_path / 'nameless.py'}:make"  # no class names: numbered 0..9
+    for command in (("susceptibility", tmp_path / "folder", "--fast", "--out",
+                     tmp_path / "scan"),
+                    ("verify", tmp_path / "folder", "--budget", "1")):
+        result = invoke(*command, "--model", scripted, "--images", "2")
+        assert result.exit_code == 2, result.output
+        assert "the model has 10 classes but the data names 2 (airplane, ship)" in (
+            result.output)

@@ -15,8 +15,8 @@ from ..models import SqueezeNet
 from ..models.train import TrainConfig, TrainConfigError, evaluate, train_cifar10
 from ._app import console, data_app, eval_app, train_app
 from .errors import fail, on_interrupt
-from .inputs import load_cifar10_images
 from .options import ModelOptions, check_out, model_options
+from .targets import fitted_cifar10
 
 
 @train_app.command("cifar10")
@@ -79,7 +79,7 @@ def eval_cifar10_cmd(
     if source not in ("full", "sample"):
         fail(f"--source must be full or sample, got {source!r}")
     opened = model_options.open()
-    dataset = load_cifar10_images(source, data, opened.channels)
+    dataset = fitted_cifar10(opened, source, data)
     accuracy = evaluate(opened.net, dataset)
     console.print(f"{model_options.model}: top-1 {accuracy:.4f} on {len(dataset)} exact "
                   f"CIFAR-10 test images ({dataset.source})")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_image_source
-from ..experiment import correctly_classified, data_classes
+from ..experiment import correctly_classified, data_classes, fit_classes
 from ._app import console
 from .errors import fail
 from .inputs import load_cifar10_images, load_image, predict_label
@@ -111,9 +111,9 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
     dataset, notes = load_image_source(spec, size=opened.input_size,
                                        classes=data_classes(opened.name, classes),
                                        channels=opened.channels)
-    for note in notes:
+    dataset, mapped = fit_classes(dataset, opened.net.class_names)
+    for note in notes + mapped:
         console.print(f"note: {note}")
-    _check_labels(opened, dataset)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) == 0:
@@ -126,17 +126,9 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
             subset.images[pick])
 
 
-def _check_labels(opened: OpenedModel, dataset) -> None:
-    """Refuse data whose labels are not among the model's classes."""
-    count = len(getattr(opened.net, "class_names", ()))
-    if count and len(dataset) and int(dataset.labels.max()) >= count:
-        fail(f"the data has label {int(dataset.labels.max())}, but the model has classes "
-             f"0..{count - 1}; give the model's class names in order with --classes")
-
-
 def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index: int,
                  device: str):
-    dataset = load_cifar10_images(source, data, opened.channels)
+    dataset = fitted_cifar10(opened, source, data)
     subset = dataset.subset((dataset.official_indices >= first_index).nonzero().flatten())
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) < count:
@@ -144,3 +136,21 @@ def _scan_images(opened: OpenedModel, source: str, data, count: int, first_index
              f"{subset.source}; lower --images or --first-index")
     return (subset.images[pick], subset.labels[pick], subset.official_indices[pick].tolist(),
             subset.images[pick])
+
+
+def fitted_cifar10(opened: OpenedModel, source: str, data: Path | None):
+    """CIFAR-10's exact test images for the model: its size (else refused: resizing
+    would change the exact pixels; ``eval data cifar10`` and ``run`` resize with a note)
+    and its classes (labels mapped by name where its names are CIFAR-10's in another
+    order, :func:`~pixelprior.experiment.fit_classes`)."""
+    dataset = load_cifar10_images(source, data, opened.channels)
+    size = opened.input_size
+    wanted = (size, size) if isinstance(size, int) else size
+    if wanted is not None and tuple(wanted) != tuple(dataset.images.shape[-2:]):
+        fail(f"the model takes {wanted[1]}×{wanted[0]} images and CIFAR-10's are 32×32; "
+             "resize them with `pixelprior eval data cifar10` or `pixelprior run`, or "
+             "give a CIFAR-10 model")
+    dataset, mapped = fit_classes(dataset, opened.net.class_names)
+    for note in mapped:
+        console.print(f"note: {note}")
+    return dataset

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from .._streams import pixel_keys
-from ..data import DATASETS, ImageSet, SusceptibilityMaps, image_fingerprints, to_float
+from ..data import (
+    DATASETS,
+    ImageSet,
+    SusceptibilityMaps,
+    image_fingerprints,
+    parse_classes,
+    to_float,
+)
 from ..data import load_dataset as load_named_dataset
 from ..data.nips17 import PUBLISHED_SIZE
 from ..models import (
@@ -96,6 +105,67 @@ def data_classes(model: str, classes: str | None) -> str | tuple[str, ...] | Non
     return model_spec(model).class_names() if model in MODELS else None
 
 
+def _numbered(count: int) -> tuple[str, ...]:
+    return tuple(str(i) for i in range(count))
+
+
+def _shown(names: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def fit_classes(dataset: ImageSet, model_names: tuple[str, ...] | list[str]
+                ) -> tuple[ImageSet, list[str]]:
+    """The images with labels that index the model's classes, or a refusal: the one rule
+    every command applies before it trusts a label.
+
+    - the same names in the same order: as they are;
+    - labels without names (numbered ``0..max``): each must be below the model's count;
+    - a model without names (numbered): the data's names, in their order, number its
+      classes, so their count must be the model's;
+    - both named, in another order (a model whose classes are CIFAR-10's reversed): each
+      label is mapped to the model's class of the same name, with a note; a data class
+      the model does not have is refused.
+
+    Args:
+        dataset: the images and labels as loaded.
+        model_names: the model's class names (``"0"``.. where it has none).
+
+    Returns:
+        The images (relabelled where mapped by name) and the notes.
+
+    Raises:
+        ConfigError: labels the model's classes cannot hold, or data classes it lacks.
+    """
+    names, wanted = tuple(dataset.class_names), tuple(model_names)
+    count = len(wanted)
+    if names == wanted or len(dataset) == 0:
+        return dataset, []
+    if names == _numbered(len(names)):
+        top = int(dataset.labels.max())
+        if top >= count:
+            raise ConfigError(f"the data has label {top}, but the model has classes "
+                              f"0..{count - 1}; give the model's class names in order "
+                              "with --classes")
+        return replace(dataset, class_names=wanted), []
+    if wanted == _numbered(count):
+        if len(names) != count:
+            raise ConfigError(
+                f"the model has {count} classes but the data names {len(names)} "
+                f"({_shown(names)}); give the model's class names in order with --classes")
+        return dataset, []
+    used = [names[i] for i in sorted(set(dataset.labels.tolist()))]
+    lacking = [name for name in used if name not in wanted]
+    if lacking:
+        raise ConfigError(f"the data's classes {_shown(lacking)} are not among the model's "
+                          f"({_shown(wanted)}); give the model's class names in order with "
+                          "--classes")
+    index = {name: wanted.index(name) for name in used}
+    mapping = torch.tensor([index.get(name, -1) for name in names])
+    relabelled = replace(dataset, labels=mapping[dataset.labels], class_names=wanted)
+    return relabelled, [f"labels mapped to the model's classes by name (the data's order: "
+                        f"{_shown(names)}; the model's: {_shown(wanted)})"]
+
+
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
     """The evaluation images of the configured dataset, at the model's input size and in
     its channels (RGB converted to luminance for a 1-channel model, with a note).
@@ -113,11 +183,17 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
-    classes = None
-    if config.dataset in ("folder", "npz", "csv"):
-        classes = data_classes(config.model, config.classes)
-    return load_named_dataset(config.dataset, config.data, config.source, input_size(config),
-                              classes=classes, notes=notes, channels=input_channels(config))
+    classes = data_classes(config.model, config.classes)
+    dataset = load_named_dataset(
+        config.dataset, config.data, config.source, input_size(config),
+        classes=classes if config.dataset in ("folder", "npz", "csv") else None,
+        notes=notes, channels=input_channels(config))
+    if classes is None:  # the model's own names are checked where it is loaded
+        return dataset
+    dataset, mapped = fit_classes(dataset, parse_classes(classes))
+    if notes is not None:
+        notes += mapped
+    return dataset
 
 
 def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
@@ -143,15 +219,8 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
     notes: list[str] = []
     dataset = load_dataset(config, notes)
     lines += [f"note: {note}" for note in notes]
-    if len(dataset.class_names) != loaded.num_classes:
-        raise ConfigError(
-            f"the model has {loaded.num_classes} classes but the data names "
-            f"{len(dataset.class_names)} ({', '.join(dataset.class_names[:5])}"
-            f"{' ...' if len(dataset.class_names) > 5 else ''}); give the model's class "
-            "names in order with --classes")
-    if int(dataset.labels.max()) >= loaded.num_classes:
-        raise ConfigError(f"the data has label {int(dataset.labels.max())}, but the model "
-                          f"has classes 0..{loaded.num_classes - 1}")
+    dataset, mapped = fit_classes(dataset, loaded.class_names)
+    lines += [f"note: {note}" for note in mapped]
     predicted = predict_labels(loaded, dataset, device)
     accuracy = float((predicted == dataset.labels).float().mean())
     lines.append(f"accuracy of the model on the {len(dataset)} images given: {accuracy:.1%}"
