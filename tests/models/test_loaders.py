@@ -459,6 +459,18 @@ def test_probabilities_or_logits_are_detected(tmp_path):
     assert output_kind(torch.tensor([[1.5, -0.5]])) == "logits"
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_softmax_is_probabilities_cast_or_not(dtype):
+    """Its rows sum to 1 only within the half format's rounding (2e-3 for 10 classes),
+    over the float32 tolerance: such a model was taken to return logits and its
+    probabilities were soft-maxed again."""
+    logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(0)) * 3
+    probabilities = logits.to(dtype).softmax(1)
+    assert float((probabilities.double().sum(1) - 1).abs().max()) > 1e-4
+    assert output_kind(probabilities) == output_kind(probabilities.float()) == "probabilities"
+    assert output_kind(logits.to(dtype).float()) == "logits"
+
+
 @pytest.mark.parametrize("model, message", [
     (Reshaped(), r"shape \[2, 6, 1, 1\]"),
     (Constant([3.0]), "1 score per image"),

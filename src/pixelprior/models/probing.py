@@ -56,15 +56,29 @@ def output_kind(scores: torch.Tensor, atol: float = PROBABILITY_ATOL) -> str:
         atol: the tolerance of "in [0, 1]" and "sums to 1".
 
     Returns:
-        ``"probabilities"`` when every row lies in [0, 1] and sums to 1 within ``atol``,
-        else ``"logits"``.
+        ``"probabilities"`` when every row lies in [0, 1] and sums to 1 within ``atol``
+        (plus ``K`` times the resolution of float16 or bfloat16 where every score is one
+        of theirs: a half-precision softmax, cast to float32 or not, sums to 1 only
+        within its rounding), else ``"logits"``.
     """
     values = scores.detach().double()
     if values.ndim != 2 or values.numel() == 0 or not torch.isfinite(values).all():
         return "logits"
+    atol += values.shape[1] * _half_resolution(scores.detach())
     in_range = bool(values.min() >= -atol) and bool(values.max() <= 1 + atol)
     sums = bool(((values.sum(1) - 1).abs() <= atol).all())
     return "probabilities" if in_range and sums else "logits"
+
+
+def _half_resolution(scores: torch.Tensor) -> float:
+    """The machine epsilon of the narrowest of float16 and bfloat16 that holds every
+    score exactly (scores a half-precision model made), else 0."""
+    if scores.dtype in (torch.float16, torch.bfloat16):
+        return torch.finfo(scores.dtype).eps
+    for dtype in (torch.float16, torch.bfloat16):
+        if torch.equal(scores.to(dtype).to(scores.dtype), scores):
+            return torch.finfo(dtype).eps
+    return 0.0
 
 
 def _shape(values: Sequence) -> str:
