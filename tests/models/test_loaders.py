@@ -82,6 +82,26 @@ class Reshaped(nn.Module):
         return x.mean((2, 3), keepdim=True).repeat(1, 2, 1, 1)
 
 
+class BatchFlattened(nn.Module):
+    """``fc(x.reshape(-1, 3 * 32 * 32))``: runs at any size whose pixels are a multiple
+    of 32×32's, but gives one row per image only at 32×32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 32 * 32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.reshape(-1, 3 * 32 * 32))
+
+
+def test_a_size_that_gives_not_one_row_per_image_is_not_a_size_the_model_takes(tmp_path):
+    """At 224×224 it returned 49 rows per image, and the model was said to take any size;
+    accuracies were then read from rows broadcast against labels."""
+    torch.save(BatchFlattened().eval(), tmp_path / "flat.pt")
+    loaded = load_model_spec(tmp_path / "flat.pt", allow_pickle=True)
+    assert loaded.input_size == 32 and not any("any size" in n for n in loaded.notes)
+
+
 class Constant(nn.Module):
     """Returns ``value`` for every image, broadcast to ``[B, K]`` (NaN, one class...)."""
 

@@ -19,7 +19,8 @@ __all__ = ["ONE_CLASS_SHARE", "accuracy_on", "check_finite_scores", "one_class_w
            "predict_labels"]
 
 
-def check_finite_scores(scores: torch.Tensor, start: int, total: int, name: str) -> None:
+def check_finite_scores(scores: torch.Tensor, start: int, total: int, name: str,
+                        rows: int | None = None) -> None:
     """Refuse scores with NaN or ±inf: every label and accuracy taken of them would be
     meaningless.
 
@@ -28,10 +29,16 @@ def check_finite_scores(scores: torch.Tensor, start: int, total: int, name: str)
         start: the index of the first of them in the image set.
         total: the number of images in the set (for the message).
         name: the model's name.
+        rows: the number of images given (``None``: not checked).
 
     Raises:
-        ModelLoadError: a row with a NaN or an infinite score.
+        ModelLoadError: not one row per image, or a row with a NaN or an infinite score.
     """
+    if rows is not None and (scores.ndim != 2 or scores.shape[0] != rows):
+        raise ModelLoadError(
+            f"{name} returns scores of shape {list(scores.shape)} for {rows} images "
+            f"({start}..{start + rows - 1} of the {total} given), not one row per image "
+            "[B, K]; check its input size (--input-size)")
     bad = (~torch.isfinite(scores)).any(1).nonzero().flatten()
     if len(bad):
         raise ModelLoadError(
@@ -68,7 +75,7 @@ def predict_labels(loaded: LoadedModel, images: ImageSet, device: str | torch.de
     for start in range(0, len(images), batch):
         chunk = to_float(images.images[start:start + batch]).to(device)
         scores = loaded.model(to_model_channels(chunk, loaded.channels))
-        check_finite_scores(scores, start, len(images), loaded.name)
+        check_finite_scores(scores, start, len(images), loaded.name, len(chunk))
         out.append(scores.argmax(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 

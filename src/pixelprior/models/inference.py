@@ -157,7 +157,7 @@ def predict(model: torch.nn.Module, dataset: ImageSet, device: str,
     for start in range(0, len(dataset), batch):
         images = to_float(dataset.images[start:start + batch]).to(device)
         scores = model(images)
-        check_finite_scores(scores, start, len(dataset), name)
+        check_finite_scores(scores, start, len(dataset), name, len(images))
         out.append(scores.argmax(1).cpu())
     return torch.cat(out)
 

@@ -221,10 +221,16 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
         for side in PROBE_SIZES:
             images = _probe_images(count, (side, side), device)
             try:
-                ran.append(((side, side), images, _forward(model, images)))
+                scores = _forward(model, images)
+                if ran:  # a second size must give scores [batch, K] of the first's K
+                    check_scores(scores, PROBE_BATCH, name)
+                    if scores.shape[1] != ran[0][2].shape[1]:
+                        raise ModelLoadError(f"{scores.shape[1]} scores, not "
+                                             f"{ran[0][2].shape[1]}")
             except Exception as exc:  # not this size (or channels)
                 first_failure = first_failure or f"{_shape(images.shape)}: {short_reason(exc)}"
                 continue
+            ran.append(((side, side), images, scores))
             if len(ran) == 2:
                 break
         if ran:
