@@ -20,10 +20,13 @@ from .identity import image_fingerprints, same_picture_groups
 # would take the memory of the label itself (10**9 labels: a MemoryError). ImageNet-21k,
 # the largest common label set, has 21,843 classes.
 MAX_NUMBERED_CLASSES = 100_000
+INTEGER = re.compile(r"[+-]?\d+")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 __all__ = [
-    "MAX_NUMBERED_CLASSES", "NoteTally", "check_labels", "count_once", "few",
-    "labels_from_names", "make_image_set", "numbered_classes", "with_channels",
+    "INTEGER", "MAX_NUMBERED_CLASSES", "NoteTally", "check_labels", "count_once", "few",
+    "labels_from_names", "labels_from_text", "make_image_set", "numbered_classes",
+    "with_channels",
 ]
 
 
@@ -172,6 +175,59 @@ def labels_from_names(values: list[str], names: tuple[str, ...] | None,
     places = [f"{source}: label {value!r} of {place}" for value, place in zip(
         values, where, strict=True)]
     return names, np.asarray(class_indices(names, values, places), dtype=np.int64), notes
+
+
+def labels_from_text(values: list[str], names: tuple[str, ...] | None,
+                     where: list[str], source: str
+                     ) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
+    """Labels written as text (a CSV's, an .npz's strings): all class indices (integers)
+    or all class names, read one way for every row.
+
+    Integers are indices (``"10"`` is class 10, never the name sorted after ``"1"``).
+    Where the given class names are integers too, other than ``"0".."K-1"`` in order,
+    a label ``"3"`` could be either, and is refused. Labels of both kinds, or numbers
+    that are not integers (``"3.0"``), are refused.
+
+    Args:
+        values: the labels as written.
+        names: the class names given (``None``: none).
+        where: one description per label, for the message.
+        source: the file, for the message.
+
+    Returns:
+        The class names, ``int64 [N]`` labels and the notes.
+
+    Raises:
+        ClassNamesError: labels that can be read two ways, of both kinds, or not
+            integers where they are numbers; labels outside the classes.
+    """
+    integer = [bool(INTEGER.fullmatch(v.strip())) for v in values]
+    if any(integer) and not all(integer):
+        first, other = integer.index(True), integer.index(False)
+        raise ClassNamesError(
+            f"{source}: labels must be all class indices or all class names, but "
+            f"{where[first]} has {values[first]!r} and {where[other]} has "
+            f"{values[other]!r}")
+    if not any(integer):
+        odd = next((i for i, v in enumerate(values) if NUMBER.fullmatch(v.strip())), None)
+        if odd is not None:
+            raise ClassNamesError(
+                f"{source}: label {values[odd]!r} of {where[odd]} is a number but not an "
+                "integer; write class indices as integers (0, 1, ...) or class names")
+        return labels_from_names(values, names, where, source)
+    numbered = tuple(str(i) for i in range(len(names))) if names is not None else None
+    if names is not None and names != numbered and any(INTEGER.fullmatch(n)
+                                                       for n in names):
+        raise ClassNamesError(
+            f"{source}: the labels are integers and some class names are too "
+            f"({shorten_list(names)}), so {values[0]!r} of {where[0]} could be an index or "
+            "a name; name the classes with words (e.g. class_3)")
+    labels = np.asarray([int(v) for v in values], dtype=np.int64)
+    if names is None:
+        names, notes = numbered_classes(labels, where, source)
+        return names, labels, notes
+    check_labels(labels, names, where, source)
+    return names, labels, []
 
 
 # ----------------------------------------------------------------------------- sets

@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
 from .base import CorruptDataError, DataNotFoundError, ImageSet
 from .classes import Classes, parse_classes
-from .collect import (
-    NoteTally,
-    check_labels,
-    count_once,
-    few,
-    labels_from_names,
-    make_image_set,
-    numbered_classes,
-)
+from .collect import INTEGER, NoteTally, count_once, few, labels_from_text, make_image_set
 from .fitting import Fitter, check_channels
 from .images import FILE_CHANNELS, read_image_file
 from .sizes import Size
 
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "image", "image_path")
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "target", "y")
-INTEGER = re.compile(r"[+-]?\d+")
 
 Row = tuple[int, str, str]  # (line number, path as written, label as written)
 
@@ -152,14 +142,7 @@ def _csv_labels(path: Path, rows: list[Row], given: tuple[str, ...] | None
                 ) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
     values = [label for _, _, label in rows]
     where = [f"line {line} ({file})" for line, file, _ in rows]
-    if all(INTEGER.fullmatch(v) for v in values) and not (
-            given is not None and set(values) <= set(given)):
-        labels = np.asarray([int(v) for v in values], dtype=np.int64)
-        names, notes = (given, []) if given is not None else numbered_classes(
-            labels, where, str(path))
-        check_labels(labels, names, where, str(path))
-        return names, labels, notes
-    return labels_from_names(values, given, where, str(path))
+    return labels_from_text(values, given, where, str(path))
 
 
 def _listed_files(path: Path, rows: list[Row]) -> list[Path]:

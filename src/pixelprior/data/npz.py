@@ -13,7 +13,7 @@ from .classes import Classes, ClassNamesError, check_class_names, parse_classes,
 from .collect import (
     check_labels,
     count_once,
-    labels_from_names,
+    labels_from_text,
     make_image_set,
     numbered_classes,
 )
@@ -162,7 +162,7 @@ def _npz_labels(path: Path, arrays: dict, given: tuple[str, ...] | None, count: 
     names = given or stored
     rows = [f"row {i}" for i in range(count)]
     if labels.dtype.kind in "US":
-        return labels_from_names(_texts(path, labels, "labels"), names, rows, str(path))
+        return labels_from_text(_texts(path, labels, "labels"), names, rows, str(path))
     if labels.dtype.kind not in "iu":
         raise CorruptDataError(f"{path}: labels must be integers (or class names), got "
                                f"{labels.dtype}")
