@@ -107,9 +107,38 @@ def test_channels_one_is_pils_luminance_with_a_note(photo, tmp_path, sample):
     Image.fromarray(expected.astype(np.uint16) * 257).save(tmp_path / "g16.png")
     deep = read_image_file(tmp_path / "g16.png", channels=1)
     assert np.array_equal(deep.pixels, read.pixels)
-    assert deep.notes == ["16-bit grayscale (I;16) scaled to 8 bits (v / 257)"]
+    values = expected.astype(np.int64) * 257
+    assert deep.notes == [f"16-bit grayscale (I;16), values {values.min()}..{values.max()}, "
+                          "scaled to 8 bits (v / 257)"]
     with pytest.raises(ValueError, match="image files are read with 1 or 3 channels, not 2"):
         read_image_file(photo, channels=2)
+
+
+def png16(path, rgb: np.ndarray) -> None:
+    """A 16-bit RGB PNG of ``uint16 [H, W, 3]`` (Pillow writes none: by hand)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    height, width, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_16_bit_color_png_says_how_it_was_read(tmp_path):
+    """Pillow reads it as 8-bit RGB (its high bytes) without a word; it is said now."""
+    rgb = np.random.default_rng(0).integers(0, 65536, (4, 5, 3)).astype(np.uint16)
+    png16(tmp_path / "c16.png", rgb)
+    read = read_image_file(tmp_path / "c16.png")
+    assert np.array_equal(read.pixels, (rgb >> 8).astype(np.uint8))
+    assert read.notes == ["16-bit color PNG: each channel read as its high byte (v >> 8, "
+                          "Pillow's reading; within 1 of v / 257)"]
+    Image.fromarray((rgb >> 8).astype(np.uint8)).save(tmp_path / "c8.png")
+    assert read_image_file(tmp_path / "c8.png").notes == []
 
 
 def test_to_channels_goes_both_ways(photo):

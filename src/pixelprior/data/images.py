@@ -213,7 +213,10 @@ def _to_rgb(image, path: Path) -> ImageFile:
                                    f"{values.min()}..{values.max()} (beyond 16 bits); save "
                                    "it as 8-bit RGB first")
         gray = np.floor(values / 257.0 + 0.5).astype(np.uint8)
-        notes.append(f"16-bit grayscale ({image.mode}) scaled to 8 bits (v / 257)")
+        kind = "32-bit integer grayscale (I) read as 16-bit" if image.mode == "I" else (
+            f"16-bit grayscale ({image.mode})")
+        notes.append(f"{kind}, values {values.min()}..{values.max()}, scaled to 8 bits "
+                     "(v / 257)")
         return ImageFile(np.repeat(gray[..., None], 3, axis=2), mode, notes)
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64)
@@ -237,7 +240,23 @@ def _to_rgb(image, path: Path) -> ImageFile:
         if image.mode not in ("RGBA",):
             notes.append(f"{image.mode} converted to RGB")
         image = image.convert("RGB")
+    if mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
+        notes.append("16-bit color PNG: each channel read as its high byte (v >> 8, "
+                     "Pillow's reading; within 1 of v / 257)")
     return ImageFile(np.asarray(image, dtype=np.uint8).copy(), mode, notes)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """A PNG file's bit depth per channel (its IHDR header), else ``None``: Pillow reads
+    16-bit color PNGs as 8-bit RGB without a word."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
 
 
 @dataclass(frozen=True)
