@@ -59,6 +59,46 @@ def test_bad_csv(tmp_path):
         read_dev_csv(tmp_path / "absent.csv")
 
 
+def test_a_repeated_image_id_or_a_background_label_names_its_line(tmp_path):
+    make_standin(tmp_path, count=3)
+    csv_path = tmp_path / "dev_dataset.csv"
+    lines = csv_path.read_text().splitlines()
+    csv_path.write_text("\n".join([*lines, lines[1]]) + "\n")  # row 1 again, on line 5
+    with pytest.raises(CorruptDataError, match=r"dev_dataset\.csv:5: ImageId \w+ is listed "
+                                                r"again \(first on line 2\)"):
+        load_nips17(tmp_path)
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("TrueLabel")] = "0"
+    csv_path.write_text("\n".join([lines[0], ",".join(first)]) + "\n")
+    with pytest.raises(CorruptDataError, match=r"dev_dataset\.csv:2: bad row \(competition "
+                                                r"label 0 outside 1\.\.1000"):
+        load_nips17(tmp_path)
+
+
+def test_images_are_read_by_the_checked_reader_with_notes(tmp_path):
+    """A transparent PNG was flattened without compositing and without a word; resizes
+    and pictures held twice were not said either."""
+    records = make_standin(tmp_path, count=3)
+    images = tmp_path / "images"
+    rgba = np.zeros((299, 299, 4), dtype=np.uint8)
+    rgba[..., 3] = 0  # fully transparent: white once composited
+    Image.fromarray(rgba, "RGBA").save(images / f"{records[0].image_id}.png")
+    Image.open(images / f"{records[1].image_id}.png").save(
+        images / f"{records[2].image_id}.png")  # the same picture twice, the same class
+    csv_path = tmp_path / "dev_dataset.csv"
+    lines = csv_path.read_text().splitlines()
+    column = lines[0].split(",").index("TrueLabel")
+    last = lines[3].split(",")
+    last[column] = lines[2].split(",")[column]
+    csv_path.write_text("\n".join([*lines[:3], ",".join(last)]) + "\n")
+    notes: list[str] = []
+    found = load_nips17(tmp_path, size=224, notes=notes)
+    assert len(found) == 2 and int(found.images[0].min()) == 255
+    said = " | ".join(notes)
+    assert "composited onto white" in said and "resized from 299×299 to 224×224" in said
+    assert "counted once" in said or "identical" in said
+
+
 def test_crop_follows_the_competition_script():
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, 100:] = 255  # right half white

@@ -31,7 +31,9 @@ from torch import nn
 from .._io import atomic_write
 from .base import CorruptDataError, DataNotFoundError, ImageSet
 from .classes import imagenet_class_names
+from .collect import NoteTally, count_once
 from .download import download_file
+from .images import read_image_file
 
 DEV_CSV_URL = ("https://raw.githubusercontent.com/cleverhans-lab/cleverhans/master/examples/"
                "nips17_adversarial_competition/dataset/dev_dataset.csv")
@@ -115,15 +117,22 @@ def read_dev_csv(path: str | Path) -> list[DevRecord]:
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise CorruptDataError(f"{path}: missing columns {missing}")
-        records = []
+        records, lines = [], {}
         for line, row in enumerate(reader, start=2):
             try:
-                records.append(DevRecord(
+                record = DevRecord(
                     row["ImageId"], row["URL"],
                     (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"])),
-                    int(row["TrueLabel"]), int(row["TargetClass"])))
+                    int(row["TrueLabel"]), int(row["TargetClass"]))
+                to_torchvision_label(record.true_label)
             except (TypeError, ValueError) as exc:
                 raise CorruptDataError(f"{path}:{line}: bad row ({exc})") from exc
+            if record.image_id in lines:
+                raise CorruptDataError(f"{path}:{line}: ImageId {record.image_id} is listed "
+                                       f"again (first on line {lines[record.image_id]}); "
+                                       "list each image once")
+            lines[record.image_id] = line
+            records.append(record)
     return records
 
 
@@ -200,39 +209,46 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
     return report
 
 
-def load_nips17(directory: str | Path, size: int = 224) -> ImageSet:
+def load_nips17(directory: str | Path, size: int = 224,
+                notes: list[str] | None = None) -> ImageSet:
     """The DEV images present in ``directory``.
 
     Labels are mapped to torchvision's 0..999. Images whose PNG is missing (dead URLs)
     are left out; ``ImageSet.ids`` keeps each row's ImageId. Resizing (when ``size`` is
     not 299) uses bilinear interpolation with antialiasing, once, before any attack.
 
+    Each PNG is read by :func:`~pixelprior.data.read_image_file` (every mode converted,
+    transparency composited onto white, each conversion noted); a picture held twice
+    (identical pixels under two ImageIds) is counted once, with a note.
+
     Args:
         directory: holds ``dev_dataset.csv`` and ``images/`` (or the PNGs directly).
         size: the side the images are resized to (the model's input).
+        notes: filled with what loading did (conversions, resizes, repeats).
 
     Returns:
         The images ``uint8 [N, 3, size, size]``; indices: the CSV rows.
 
     Raises:
         DataNotFoundError: no CSV, or none of its images present.
-        CorruptDataError: an unreadable CSV or image.
+        CorruptDataError: an unreadable CSV or image, an ImageId listed twice.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     directory = Path(directory).expanduser()  # as the config validated it
     records = read_dev_csv(directory / "dev_dataset.csv")
     images_dir = directory / "images" if (directory / "images").is_dir() else directory
-    pixels, labels, ids, rows = [], [], [], []
+    pixels, labels, ids, rows, tally = [], [], [], [], NoteTally()
     for row, record in enumerate(records):
         path = images_dir / f"{record.image_id}.png"
         if not path.is_file():
             continue
-        try:
-            image = Image.open(path).convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise CorruptDataError(f"{path}: unreadable image ({exc})") from exc
+        read = read_image_file(path)
+        tally.add(read.notes, path.name)
+        image = Image.fromarray(read.pixels)
         if image.size != (size, size):
+            tally.add([f"resized from {image.size[0]}×{image.size[1]} to {size}×{size} "
+                       "(bilinear)"], path.name)
             image = image.resize((size, size), resample=Image.Resampling.BILINEAR,
                                  reducing_gap=None)
         pixels.append(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
@@ -242,9 +258,13 @@ def load_nips17(directory: str | Path, size: int = 224) -> ImageSet:
     if not pixels:
         raise DataNotFoundError(f"no DEV images found in {images_dir}; run "
                                 f"`pixelprior data nips17 --out {directory}`")
-    return ImageSet(torch.from_numpy(np.stack(pixels)), torch.tensor(labels),
-                    imagenet_class_names(), str(directory), torch.tensor(rows),
-                    ids=tuple(ids))
+    found, twice = count_once(
+        ImageSet(torch.from_numpy(np.stack(pixels)), torch.tensor(labels),
+                 imagenet_class_names(), str(directory), torch.tensor(rows), ids=tuple(ids)),
+        str(directory))
+    if notes is not None:
+        notes += tally.notes() + twice
+    return found
 
 
 def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,

@@ -44,7 +44,8 @@ def _nips17(data, source: str, size: Size | None, classes: Classes | None = None
             notes: list[str] | None = None, channels: int = 3) -> ImageSet:
     if data is None:
         raise ValueError("the nips17 dataset needs a data folder (dev_dataset.csv + images/)")
-    return _as_channels(load_nips17(data, size=size or PUBLISHED_SIZE), channels, notes)
+    return _as_channels(load_nips17(data, size=size or PUBLISHED_SIZE, notes=notes),
+                        channels, notes)
 
 
 def _as_channels(found: ImageSet, channels: int, notes: list[str] | None) -> ImageSet:
