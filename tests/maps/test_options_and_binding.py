@@ -93,3 +93,21 @@ def test_a_captum_method_is_bound_to_its_forward_module(tiny_net):
         method.bind(type(tiny_net)(seed=1))
     wrapped = CaptumSensitivity(captum.Saliency(lambda x: tiny_net(x).softmax(1)))
     assert wrapped.bind(tiny_net) is wrapped  # a function cannot be compared: as given
+
+
+class _Decisions(torch.nn.Module):
+    """Returns one-hot decisions, detached (a black-box wrapper's way)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = torch.stack([x.mean((1, 2, 3)), 1 - x.mean((1, 2, 3))], 1)
+        return torch.nn.functional.one_hot(scores.argmax(1), 2).float().detach()
+
+
+@pytest.mark.parametrize("method", ["gradient", "smoothgrad"])
+def test_a_model_without_gradients_is_named_not_an_internal_error(method):
+    """autograd's 'element 0 of tensors does not require grad' reached users as an
+    internal error."""
+    from pixelprior.models import GradientsUnavailableError
+    sensitivity = METHODS.get(method)(_Decisions().eval())
+    with pytest.raises(GradientsUnavailableError, match="carry no gradient of its input"):
+        sensitivity(torch.rand(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import check_images
-from ..models import output_kind
+from ..models import GradientsUnavailableError, output_kind
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum")
 SCORES = ("logit", "probability", "log_probability")
@@ -285,6 +285,12 @@ class SensitivityMethod(ABC):
             with torch.enable_grad():
                 scores = class_scores(self.model(chunk), labels[start:start + self.batch_size],
                                       self.score)
+                if not scores.requires_grad:
+                    raise GradientsUnavailableError(
+                        f"{self.name}: the model's scores carry no gradient of its input "
+                        "(it detaches them, or computes outside PyTorch autograd): use the "
+                        "occlusion map, or a mode that needs no map (unconstrained, "
+                        "random_search:uniform)")
                 (grad,) = torch.autograd.grad(scores.sum(), chunk)
             out[start:start + self.batch_size] = grad
         return out
