@@ -102,6 +102,25 @@ def test_a_size_that_gives_not_one_row_per_image_is_not_a_size_the_model_takes(t
     assert loaded.input_size == 32 and not any("any size" in n for n in loaded.notes)
 
 
+class InPlaceNormalized(nn.Module):
+    """Normalises its input in place: the caller's images change under it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x.sub_(0.5).div_(0.25)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_model_writing_into_its_input_is_named(tmp_path):
+    """It was said to draw random numbers in forward (two forwards differed)."""
+    torch.save(InPlaceNormalized().eval(), tmp_path / "inplace.pt")
+    with pytest.raises(ModelLoadError, match="writes into the images it is given"):
+        load_model_spec(tmp_path / "inplace.pt", allow_pickle=True, input_size=8)
+
+
 class Constant(nn.Module):
     """Returns ``value`` for every image, broadcast to ``[B, K]`` (NaN, one class...)."""
 

@@ -320,7 +320,15 @@ def _train_mode_cause(model: nn.Module, trained: Sequence[str]) -> str | None:
 
 def _check_repeatable(model: nn.Module, probe: Probe, name: str,
                       trained: Sequence[str]) -> None:
-    """The same images give the same scores again, and alone as in a batch."""
+    """The input left as it was, the same images giving the same scores again, and
+    alone as in a batch."""
+    given = probe.images.clone()
+    _forward(model, given)
+    if not torch.equal(given, probe.images):
+        raise ModelLoadError(f"{name}: the model writes into the images it is given (an "
+                             "in-place operation on its input in forward, e.g. x.sub_(mean) "
+                             "or x /= std): pixelprior passes the same images again; make it "
+                             "out of place (x = (x - mean) / std)")
     again = check_scores(_forward(model, probe.images), PROBE_BATCH, name)
     if (gap := _difference(probe.scores, again)) is not None:
         cause = _train_mode_cause(model, trained) or (
