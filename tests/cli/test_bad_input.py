@@ -346,3 +346,24 @@ def test_the_readme_lists_every_case_of_this_file():
                    "old-STAMP", "cost:", "warning:", "not ship", "-adversarial-full.png",
                    "80 columns", "could not be used", "config.json", "selection.json"):
         assert phrase in table, phrase
+
+
+def test_a_python_file_without_its_function_says_how_to_name_it(cat_png, tmp_path):
+    (tmp_path / "net.py").write_text("def make():\n    pass\n")
+    line = clean_error(invoke("attack", cat_png, "--model", tmp_path / "net.py", "--out",
+                              tmp_path / "o"), 1, "is Python code, not a model file")
+    assert "net.py:make_model" in line
+
+
+def test_a_digit_that_is_no_ascii_number_is_an_unknown_class(cat_png, tmp_path):
+    """'²' passed isdigit() and ended in int()'s own message."""
+    clean_error(invoke("attack", cat_png, "--target", "²", "--out", tmp_path / "o"), 2,
+                "unknown target class '²'")
+
+
+def test_an_exif_orientation_that_is_none_is_not_said_applied(tmp_path):
+    from pixelprior.data import read_image_file
+    exif = Image.Exif()
+    exif[0x0112] = 9
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(tmp_path / "o9.jpg", exif=exif.tobytes())
+    assert not any("EXIF" in note for note in read_image_file(tmp_path / "o9.jpg").notes)

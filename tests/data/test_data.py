@@ -153,7 +153,8 @@ def test_bundled_sample_matches_shared_prefix(shared_data):
 
 def test_auto_source_falls_back_to_sample(monkeypatch):
     monkeypatch.delenv("PIXELPRIOR_DATA", raising=False)
-    assert load_cifar10("auto").source == "bundled sample"
+    with pytest.warns(UserWarning, match="the bundled sample of the first 100 test images"):
+        assert load_cifar10("auto").source == "bundled sample"
     with pytest.raises(ValueError, match="unknown source"):
         load_cifar10("everything")
 

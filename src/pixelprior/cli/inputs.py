@@ -135,7 +135,7 @@ def label_of(value: str | None, names: tuple[str, ...], what: str) -> int | None
     """
     if value is None:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         index = int(value)
     elif value in names:
         index = names.index(value)

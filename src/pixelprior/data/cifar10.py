@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -328,7 +329,7 @@ def load_cifar10(source: str = "auto", path: str | Path | None = None,
     Args:
         source: ``"sample"`` (bundled 100 images), ``"full"`` (the official test batch
             via :func:`resolve_cifar10_dir`) or ``"auto"`` (the full batch when one is
-            found without downloading, else the bundled sample).
+            found without downloading, else the bundled sample, with a warning).
         path: an explicit folder for the full batch.
         download: ``"full"`` may fetch the archive.
 
@@ -350,5 +351,8 @@ def load_cifar10(source: str = "auto", path: str | Path | None = None,
     except DataNotFoundError:
         if path is not None:
             raise
+        warnings.warn("no CIFAR-10 test batch found without downloading (set "
+                      "PIXELPRIOR_DATA, or pass source='full' to download it): the bundled "
+                      "sample of the first 100 test images is used", stacklevel=2)
         return load_cifar10_sample()
 

@@ -196,7 +196,7 @@ def _to_rgb(image, path: Path) -> ImageFile:
 
     mode, notes = image.mode, []
     orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
-    if orientation not in (1, None):
+    if orientation in range(2, 9):  # 1: as stored; others are not orientations
         image = ImageOps.exif_transpose(image)
         notes.append(f"EXIF orientation {orientation} applied (the image as a viewer shows "
                      "it)")

@@ -64,6 +64,9 @@ def load_file(path: Path, allow_pickle: bool, device: torch.device) -> BuiltMode
         ModelLoadError: no format reads it (each one's reason said), or a format's
             definite answer (a state dict without an architecture, NHWC ONNX, ...).
     """
+    if Path(path).suffix == ".py":
+        raise DefiniteLoadError(f"{path} is Python code, not a model file: name the function "
+                                f"that builds the model, as {path}:make_model")
     tried = []
     for fmt in _order(path):
         try:
