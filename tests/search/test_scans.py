@@ -115,3 +115,21 @@ def test_a_scan_file_is_read_once_per_version(bright_model, tmp_path):
     changed.save(tmp_path / "maps.npz")  # a new version (size or time) is read again
     os.utime(tmp_path / "maps.npz", ns=(0, 1))
     assert SusceptibilityMaps.load(tmp_path).image_indices.tolist() == [7, 8]
+
+
+def test_a_set_prior_is_scanned_set_first_and_a_random_set_is_no_map_order():
+    """Scans ranked by the map alone: a random-set control scanned in the map's order, as
+    the map prior did. Its set now comes first (each part in the map's order)."""
+    from pixelprior.priors import PositionDistribution
+    from pixelprior.search.scan import rank_positions, ranking_scores
+    sensitivity = torch.linspace(1, 0, 6).reshape(1, 2, 3)  # position 0 highest
+    chosen = torch.tensor([[False, False, False], [False, True, True]])  # 4 and 5
+    probabilities = chosen.flatten().double()[None] / 2
+    distribution = PositionDistribution(probabilities, 2, 3, torch.tensor([False]),
+                                        torch.tensor([2]), sensitivity, chosen[None])
+    order = rank_positions(ranking_scores(distribution, [0]), None)
+    assert order.tolist() == [[4, 5, 0, 1, 2, 3]]
+    without_set = PositionDistribution(torch.full((1, 6), 1 / 6, dtype=torch.float64), 2, 3,
+                                       torch.tensor([False]), torch.tensor([6]), sensitivity)
+    assert rank_positions(ranking_scores(without_set, [0]), None).tolist() == [
+        [0, 1, 2, 3, 4, 5]]

@@ -52,7 +52,14 @@ from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
-from .scan import ScanResult, _answers, colour_grid, rank_positions, scan_positions
+from .scan import (
+    ScanResult,
+    _answers,
+    colour_grid,
+    rank_positions,
+    ranking_scores,
+    scan_positions,
+)
 from .verify import REVISION, BoundUnsupportedError, Verification, Verifier, margin_order
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
@@ -156,9 +163,7 @@ class FastAttack(Attack):
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
-        scores = (distribution.sensitivity.flatten(1) if distribution.sensitivity is not None
-                  else distribution.probabilities)[rows]
-        orders = rank_positions(scores, generators)
+        orders = rank_positions(ranking_scores(distribution, rows), generators)
         state = self.scorer(images).prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
         corners = colour_grid(2, images.shape[1])

@@ -88,6 +88,30 @@ class ScanResult:
     queries: torch.Tensor
 
 
+def ranking_scores(distribution: PositionDistribution, rows) -> torch.Tensor:
+    """``float [B, P]``: what a scan ranks positions by. The prior's map where it has one
+    (else its probabilities); for a set-based prior (susceptible set, top-k, a random
+    set) its set first, each part in the map's order: the set is what defines such a
+    prior, and scanning by the map alone ignored it (every set prior of one map scanned
+    alike, a random-set control in the map's order).
+
+    Args:
+        distribution: the prior's distribution of every image.
+        rows: the images of this batch (an index into the distribution).
+
+    Returns:
+        The scores, higher first.
+    """
+    if distribution.sensitivity is None:
+        scores = distribution.probabilities.double()
+    else:
+        scores = distribution.sensitivity.flatten(1).double()
+    if distribution.susceptible is not None:  # the set (all of the image if it was empty)
+        within = torch.nan_to_num(scores.clamp(0, 1), nan=0.0)  # a map lies in [0, 1]
+        scores = within + 2.0 * (distribution.probabilities > 0)
+    return scores[rows]
+
+
 def rank_positions(scores: torch.Tensor, generators: list[torch.Generator] | None
                    ) -> torch.Tensor:
     """Positions by descending score.
@@ -215,7 +239,8 @@ class RankedScanAttack(Attack):
         prior: ranks positions: its sensitivity map when it has one (e.g.
             ``WeightedPrior(sensitivity="smoothgrad")``,
             :class:`~pixelprior.priors.OraclePrior`), else its probabilities
-            (``UniformPrior``, the default: all equal, so the order is the tie-break).
+            (``UniformPrior``, the default: all equal, so the order is the tie-break);
+            a set-based prior's set first (:func:`ranking_scores`).
         levels: colors per channel of the grid (3: 27 colors; 2: the corners).
         tie_break: ``"random"`` (per image and seed) or ``"raster"`` (row by row: the
             plain exhaustive scan with ``UniformPrior``).
@@ -256,9 +281,8 @@ class RankedScanAttack(Attack):
                 generators) -> SearchOutcome:
         if self.colors.shape[1] != images.shape[1]:
             self.colors = colour_grid(self.levels, images.shape[1])
-        scores = (distribution.sensitivity.flatten(1) if distribution.sensitivity is not None
-                  else distribution.probabilities)[rows]
-        orders = rank_positions(scores, generators if self.tie_break == "random" else None)
+        orders = rank_positions(ranking_scores(distribution, rows),
+                                generators if self.tie_break == "random" else None)
         scorer = self.scorer(images)
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
