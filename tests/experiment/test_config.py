@@ -160,6 +160,9 @@ def test_defaults_on_the_cpu_are_valid():
     ({"seeds": []}, "seeds must not be empty"),
     ({"seeds": [1, 1]}, "seeds must be distinct"),
     ({"modes": ["constrained", "constrained"]}, "modes repeat"),
+    ({"modes": ["constrained", "susceptible"]}, "'constrained' and 'susceptible' are the "
+                                                "same experiment"),
+    ({"modes": ["scan", "scan:raster"]}, "'scan' and 'scan:raster' are the same experiment"),
     ({"modes": ["scan"], "pixels": 2, "engine": "full"}, "changes 1 pixel(s); pixels is 2"),
     ({"query_budget": 0}, "query_budget must be >= 1"),
     ({"levels": 1}, "levels must be >= 2"),

@@ -56,6 +56,15 @@ def test_statistics_on_synthetic_rows():
     assert row["mean_generations_all"] == pytest.approx((4 + 5 + 6 + 7 + 8 + 11) / 6)
 
 
+def test_the_papers_comparison_is_made_under_the_priors_names_too():
+    """--modes uniform,susceptible is the paper's experiment; its report had no paired
+    comparison (the pair was looked up by the paper's names only)."""
+    renamed = synthetic().replace({"mode": {"unconstrained": "uniform",
+                                            "constrained": "susceptible"}})
+    paired = summary(renamed, ExperimentConfig(maxiter=10))["paired"]
+    assert (paired["a"], paired["b"], paired["pairs"]) == ("uniform", "susceptible", 12)
+
+
 def test_the_bootstrap_resamples_images_not_seeds():
     # two images, four seeds each: image 0 always ratio 1, image 1 always ratio 3
     images = np.repeat([0, 1], 4)

@@ -36,7 +36,7 @@ from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
 from ..search.fast import VERIFY_MODES
-from .modes import SENSITIVITIES, modes_help, parse_mode, reads_oracle
+from .modes import SENSITIVITIES, mode_meaning, modes_help, parse_mode, reads_oracle
 from .rows import describe, fits
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
@@ -329,6 +329,14 @@ class ExperimentConfig:
             p.append("modes must not be empty")
         if len(set(self.modes)) != len(self.modes):
             p.append(f"modes repeat: {self.modes}")
+        else:
+            spelled: dict = {}
+            for mode in self.modes:
+                meaning = mode_meaning(mode)
+                if meaning[0] is not None and meaning in spelled:
+                    p.append(f"modes {spelled[meaning]!r} and {mode!r} are the same "
+                             "experiment (two names of one mode): keep one")
+                spelled.setdefault(meaning, mode)
         for mode in self.modes:
             kind, _ = parse_mode(mode)
             if kind is None:

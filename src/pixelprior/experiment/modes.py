@@ -41,7 +41,8 @@ SENSITIVITIES = METHODS.names()
 DEFAULT_QUERY_BUDGET = 10_000
 
 __all__ = ["ADAPTERS", "DEFAULT_QUERY_BUDGET", "DE_MODES", "SCAN_ORDERS", "SENSITIVITIES",
-           "build_attack", "de_prior", "mode_prior", "modes_help", "parse_mode"]
+           "build_attack", "de_prior", "mode_meaning", "mode_prior", "modes_help",
+           "parse_mode"]
 
 
 def _arguments(search: str) -> tuple[str, ...]:
@@ -60,6 +61,16 @@ def parse_mode(mode: str) -> tuple[str | None, str | None]:
     if not colon:
         return name, SEARCHES.get(name).default_argument
     return (name, argument) if argument in _arguments(name) else (None, None)
+
+
+def mode_meaning(mode: str) -> tuple[str | None, str | None]:
+    """What a mode runs, whatever its spelling: :func:`parse_mode` with the paper's names
+    resolved (``constrained`` is ``susceptible``, ``scan`` is ``scan:raster``), so two
+    spellings of one experiment compare equal."""
+    kind, argument = parse_mode(mode)
+    if kind == "de" and argument is not None:
+        return kind, MODE_ALIASES.get(argument, argument)
+    return kind, argument
 
 
 def modes_help() -> str:

@@ -40,6 +40,7 @@ from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.inputs import check_one_index_per_image
 from ..experiment.rows import fallback_notes
 from ..experiment.rundir import read_run
+from ..priors import MODE_ALIASES
 from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
@@ -147,6 +148,17 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _as_spelled(mode: str, modes: set) -> str:
+    """``mode`` as the rows spell it: ``uniform`` for ``unconstrained``, ``susceptible``
+    for ``constrained`` (the paper's names of the same two modes), where only that
+    spelling ran."""
+    if mode in modes:
+        return mode
+    other = MODE_ALIASES.get(mode) or next((k for k, v in MODE_ALIASES.items() if v == mode),
+                                           None)
+    return other if other in modes else mode
+
+
 def summary(frame: pd.DataFrame, config: ExperimentConfig,
             a: str = "unconstrained", b: str = "constrained") -> dict:
     """Headline statistics.
@@ -162,6 +174,8 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
         (the paper's comparison) and ``paper_accounting``; ``paired_vs_a``: every other
         mode against ``a``; the budget and the devices.
     """
+    modes = set(frame["mode"])
+    a, b = _as_spelled(a, modes), _as_spelled(b, modes)
     per_seed = per_seed_table(frame)
     out: dict = {"modes": {}, "maxiter": config.maxiter, "popsize": config.popsize,
                  "devices": sorted(frame["device"].dropna().unique().tolist())
@@ -171,7 +185,6 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
             column: t_interval(group[column].to_numpy())
             for column in ("success_rate", "total_s", "mean_s", "mean_generations_all",
                            "mean_generations_success", "mean_queries", "mean_queries_success")}
-    modes = set(frame["mode"])
     if {a, b} <= modes:
         out["paired"] = paired_comparison(frame, a, b)
         out["paper_accounting"] = paper_accounting(frame, config, a, b).to_dict("records")
