@@ -360,3 +360,18 @@ def test_the_exif_orientation_is_applied_and_said(tmp_path):
     read = read_image_file(tmp_path / "r.jpg")
     assert read.pixels.shape == (6, 4, 3)
     assert "EXIF orientation 6 applied" in read.notes[0]
+
+
+def test_quick_is_a_preset_a_config_files_values_win_over(tmp_path):
+    """--quick used to override the file's images, seeds and modes without a word (a
+    different experiment than the file asked for); an option not given never does."""
+    config = tmp_path / "q.toml"
+    config.write_text('images = 1\nseeds = [3]\nmodes = ["fast"]\n')
+    out = tmp_path / "run"
+    result = invoke("reproduce", "cifar10", "--quick", "--config", config, "--out", out,
+                    "--no-report")
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "config.json").read_text())
+    recorded = recorded.get("config", recorded)
+    assert (recorded["images"], recorded["seeds"], recorded["modes"], recorded["source"]) == (
+        1, [3], ["fast"], "sample")

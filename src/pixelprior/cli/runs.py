@@ -233,10 +233,11 @@ def reproduce_cifar10(
     Raises:
         UsageProblem: a bad option (one line, exit 2, nothing written).
     """
-    base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10"}
-    # the quick job: the fast answer beside the paper's two modes, 10 bundled images, 1 seed
+    # the quick job: the fast answer beside the paper's two modes, 10 bundled images, 1 seed;
+    # a preset, so a config file's values and the options given win over it
     quick_preset = {"images": 10, "seeds": [0], "source": "sample",
                     "modes": ["fast", "unconstrained", "constrained"]} if quick else {}
+    base = {"out": "runs/cifar10-quick" if quick else "runs/cifar10", **quick_preset}
     given = {"images": images, "seeds": parse_seeds(seeds),
              "modes": parse_modes(modes), "popsize": popsize, "maxiter": maxiter,
              "strategy": strategy, "tau": tau,
@@ -244,8 +245,8 @@ def reproduce_cifar10(
              "source": source, "data": str(data) if data else None, "device": device,
              "batch_images": batch_images, "max_batch": max_batch, "engine": engine,
              "workers": workers, "ray_address": ray_address, "out": str(out) if out else None}
-    _run(config_file, {**quick_preset, **{k: v for k, v in given.items() if v is not None}},
-         base, force, report, "cifar10")
+    _run(config_file, {k: v for k, v in given.items() if v is not None}, base, force, report,
+         "cifar10")
 
 
 @reproduce_app.command("nips17")
