@@ -190,11 +190,17 @@ class VGGish(nn.Module):
 
 
 def without_unread_maps(values: dict) -> dict:
-    """``values`` without a map sample count that no mode reads (the command line refuses
-    a config file that sets one: it would change the run's hash and nothing else)."""
+    """``values`` without a map sample count or differential-evolution settings that no
+    mode reads (the command line refuses a config file that sets one: it would change the
+    run's hash and nothing else)."""
     from pixelprior.experiment.modes import map_fields_read
+
+    from pixelprior.experiment.modes import SEARCH_FIELDS, parse_mode
 
     method = values.get("sensitivity", "smoothgrad")
     if not any("n_samples" in map_fields_read(mode, method) for mode in values["modes"]):
         values = {key: value for key, value in values.items() if key != "n_samples"}
+    if not any(parse_mode(mode)[0] == "de" for mode in values["modes"]):  # nor DE's own
+        values = {key: value for key, value in values.items()
+                  if key not in SEARCH_FIELDS["de"]}
     return values

@@ -253,7 +253,9 @@ def test_saved_maps_folders_name_their_mode_back(mode):
     ({"oracle": "scan"}, ["scan:oracle"], None, []),
     ({"fast_verify": "on", "verify_boxes": 5}, ["unconstrained"], None,
      ["fast_verify", "verify_boxes"]),
-    ({"popsize": 10, "query_budget": None}, ["fast"], None, []),  # DE's: checked elsewhere
+    # the differential evolution's own, set in a config file (an audit: accepted beside
+    # fast alone, where the option --popsize was refused)
+    ({"popsize": 10, "query_budget": None}, ["fast"], None, ["popsize"]),
     # map settings: read where a prior or an order is a map that takes them (an audit
     # found them accepted by a run of unconstrained DE alone, changing only its hash)
     ({"n_samples": 7, "sensitivity": "gradient", "score": "probability"}, ["unconstrained"],
@@ -274,3 +276,24 @@ def test_every_search_says_which_settings_it_reads():
     from pixelprior.experiment.modes import ADAPTERS, SEARCH_FIELDS
 
     assert set(SEARCH_FIELDS) == set(ADAPTERS) == set(SEARCHES)
+
+
+@pytest.mark.parametrize(("given", "values", "unread"), [
+    ({"percentile": 50}, {"normalization": "minmax"}, ["percentile"]),
+    ({"percentile": 50}, {"normalization": "percentile"}, []),
+    ({"fast_refine_queries": 99}, {"fast_refine": "none"}, ["fast_refine_queries"]),
+    ({"fast_refine_queries": 99}, {"fast_refine": "de"}, []),
+    ({"verify_boxes": 5}, {"fast_verify": "off"}, ["verify_boxes"]),
+    ({"verify_boxes": 5}, {"fast_verify": "auto"}, []),
+    ({"selection_seed": 3}, {"selection": "first_correct"}, ["selection_seed"]),
+    ({"selection_seed": 3}, {"selection": "random_correct"}, []),
+])
+def test_settings_read_only_beside_another_value_are_named(given, values, unread):
+    """Each was accepted where the setting it depends on made it unread (an audit)."""
+    from pixelprior.experiment.modes import unread_settings
+
+    values = {"normalization": "minmax", "fast_refine": "none", "fast_verify": "auto",
+              "selection": "first_correct", **values}
+    assert unread_settings(given, ["fast", "constrained"], values["selection"],
+                           values=values) == unread
+

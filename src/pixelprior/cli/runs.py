@@ -13,7 +13,7 @@ from ..experiment import (
     describe_inputs,
     read_config_file,
 )
-from ..experiment.modes import MAP_FIELDS, SEARCH_FIELDS, unread_settings
+from ..experiment.modes import MAP_FIELDS, READ_WHEN, SEARCH_FIELDS, unread_settings
 from ..experiment.records import read_record
 from ._app import app, console, reproduce_app
 from .errors import BEFORE_RUN, fail, on_interrupt
@@ -140,7 +140,8 @@ def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> Non
     defaults = ExperimentConfig()  # a file that writes a default out changes nothing
     given = {field: value for field, value in {**in_file, **overrides}.items()
              if value != getattr(defaults, field, None)}
-    unread = unread_settings(given, config.modes, config.selection, config.sensitivity)
+    unread = unread_settings(given, config.modes, config.selection, config.sensitivity,
+                             values=vars(config))
     recorded = _recorded_run(Path(config.out))  # a folder of an earlier version may hold
     unread = [field for field in unread  # such a field: the same value resumes it
               if recorded is None or getattr(recorded, field, None) != given[field]]
@@ -152,6 +153,8 @@ def _check_read(in_file: dict, overrides: dict, config: ExperimentConfig) -> Non
                    oracle=["the oracle modes and --selection vulnerable/robust"])
     readers.update({field: ["a mode whose start or order is a map that takes it, e.g. "
                             "constrained"] for field in unread if field in MAP_FIELDS})
+    readers.update({field: [READ_WHEN[field][2]] for field in unread if field in READ_WHEN
+                    and getattr(config, READ_WHEN[field][0]) not in READ_WHEN[field][1]})
     said = " or ".join(f"{_flag(f, overrides)} (read by {' and '.join(readers[f])})"
                        for f in unread)
     fail(f"no mode of this run ({', '.join(config.modes)}) reads {said}: drop "

@@ -270,6 +270,13 @@ class ExperimentConfig:
             p.append(f"source must be 'full' or 'sample', got {self.source!r}{hint}")
         if self.dataset == "nips17" and not self.data:
             p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
+        if self.dataset == "cifar10" and self.source == "sample" and self.data:
+            p.append(f"data {self.data} is not read with source 'sample' (the bundled "
+                     "images): drop it, or use source 'full' to read the test set there")
+        if self.resize_inside and self.dataset != "nips17":
+            p.append(f"resize_inside is for the nips17 dataset (its 299×299 images resized "
+                     f"inside the model); the {self.dataset} images are read at the model's "
+                     "size: drop it")
         if self.data and not Path(self.data).expanduser().exists():
             p.append(f"data folder {self.data} does not exist")
         if problem := model_spec_problem(self.model):

@@ -40,9 +40,9 @@ SENSITIVITIES = METHODS.names()
 # Sparse-RS's budget, used when the config leaves query_budget unset
 DEFAULT_QUERY_BUDGET = 10_000
 
-__all__ = ["ADAPTERS", "DEFAULT_QUERY_BUDGET", "DE_MODES", "SCAN_ORDERS", "SENSITIVITIES",
-           "build_attack", "de_prior", "mode_meaning", "mode_prior", "modes_help",
-           "parse_mode"]
+__all__ = ["ADAPTERS", "DEFAULT_QUERY_BUDGET", "DE_MODES", "READ_WHEN", "SCAN_ORDERS",
+           "SENSITIVITIES", "build_attack", "de_prior", "mode_meaning", "mode_prior",
+           "modes_help", "parse_mode"]
 
 
 def _arguments(search: str) -> tuple[str, ...]:
@@ -228,18 +228,39 @@ def reads_oracle(mode: str) -> bool:
     return mode == "oracle" or parse_mode(mode)[1] == "oracle"
 
 
+# settings read only where another one has a value (field: (that field, its values
+# that read it, in words))
+READ_WHEN: dict[str, tuple[str, tuple[Any, ...], str]] = {
+    "percentile": ("normalization", ("percentile",), "normalization = percentile"),
+    "fast_refine_queries": ("fast_refine", ("de",), "fast_refine = de (--fast-refine de)"),
+    "verify_boxes": ("fast_verify", ("auto", "on"), "verify auto or on"),
+    "verify_seconds": ("fast_verify", ("auto", "on"), "verify auto or on"),
+    "selection_seed": ("selection", ("random", "random_correct"),
+                       "selection random or random_correct"),
+}
+
+
+def _checked() -> set[str]:
+    """The fields :func:`unread_settings` looks at."""
+    return {"tau", "oracle", *MAP_FIELDS, *READ_WHEN}.union(
+        *(set(f) for f in SEARCH_FIELDS.values()))
+
+
 def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
-                    selection: str | None = None, sensitivity: str = "smoothgrad"
-                    ) -> list[str]:
+                    selection: str | None = None, sensitivity: str = "smoothgrad",
+                    values: dict[str, Any] | None = None) -> list[str]:
     """The settings given that no mode of a run reads (so they would change nothing but
-    the run's config hash): a search's own fields (:data:`SEARCH_FIELDS`; the
-    differential evolution's are checked where they are given), ``tau`` and ``oracle``.
+    the run's config hash): a search's own fields (:data:`SEARCH_FIELDS`), ``tau``,
+    ``oracle``, the map settings, and the settings read only beside another one's value
+    (:data:`READ_WHEN`: a percentile without percentile normalisation, ...).
 
     Args:
         given: field -> value, as the user set them (``None``: not set).
         modes: the run's modes.
         selection: the run's image selection (``vulnerable``/``robust`` read the oracle).
         sensitivity: the run's map method (whose options a map prior reads).
+        values: the run's settings (field -> value; ``None``: :data:`READ_WHEN` is not
+            checked).
 
     Returns:
         The fields set and unread, in the order given.
@@ -251,8 +272,10 @@ def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
     if selection in ("vulnerable", "robust") or any(map(reads_oracle, modes)):
         read.add("oracle")
     read.update(*(map_fields_read(mode, sensitivity) for mode in modes))
-    checked = {"tau", "oracle", *MAP_FIELDS}.union(
-        *(set(f) for k, f in SEARCH_FIELDS.items() if k != "de"))
+    reading = {field for field, (other, wanted, _) in READ_WHEN.items()
+               if values is None or values.get(other) in wanted}
+    read = (read - set(READ_WHEN)) | (read & reading) | ({"selection_seed"} & reading)
+    checked = _checked()
     return [field for field, value in given.items()
             if value is not None and field in checked and field not in read]
 
