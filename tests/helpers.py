@@ -193,9 +193,7 @@ def without_unread_maps(values: dict) -> dict:
     """``values`` without a map sample count or differential-evolution settings that no
     mode reads (the command line refuses a config file that sets one: it would change the
     run's hash and nothing else)."""
-    from pixelprior.experiment.modes import map_fields_read
-
-    from pixelprior.experiment.modes import SEARCH_FIELDS, parse_mode
+    from pixelprior.experiment.modes import SEARCH_FIELDS, map_fields_read, parse_mode
 
     method = values.get("sensitivity", "smoothgrad")
     if not any("n_samples" in map_fields_read(mode, method) for mode in values["modes"]):

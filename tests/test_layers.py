@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1] / "src" / "pixelprior"
-LAYERS = ["_version", "_streams", "_io", "_format", "_registry", "data", "models", "maps", "priors",
-          "scoring", "search", "experiment", "report", "cli"]
-HELPERS = {"_version", "_streams", "_io", "_format", "_registry"}
+LAYERS = ["_version", "_streams", "_io", "_format", "_registry", "_checks", "data", "models",
+          "maps", "priors", "scoring", "search", "experiment", "report", "cli"]
+HELPERS = {"_version", "_streams", "_io", "_format", "_registry", "_checks"}
 
 
 def module_name(path: Path) -> str:

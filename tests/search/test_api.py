@@ -252,3 +252,33 @@ def test_a_map_built_without_a_model_is_bound_to_the_attacked_model(tiny_net):
 def test_the_outcome_of_a_search_is_public():
     outcome = SearchOutcome(torch.zeros(1, 5), torch.zeros(1, dtype=torch.long))
     assert outcome.steps == {}
+
+
+@pytest.mark.parametrize(("build", "error", "message"), [
+    (lambda: SmoothGrad(n_samples=2.5), TypeError, "n_samples must be an integer"),
+    (lambda: SmoothGrad(batch_size=0), ValueError, "batch_size must be >= 1"),
+    (lambda: OnePixelAttack(None, mutation=True), TypeError, r"mutation \(F\) must be a "
+                                                             "number"),
+    (lambda: OnePixelAttack(None, replace_on_tie="no"), TypeError,
+     "replace_on_tie must be True or False"),
+])
+def test_options_of_the_wrong_type_are_refused_where_given(build, error, message):
+    """Each was accepted: some failed at first use in torch's words, some were coerced
+    (True as F = 1, 'no' as True)."""
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_a_topk_of_a_fractional_k_is_refused_not_truncated():
+    from pixelprior.priors import TopKPrior
+    with pytest.raises(TypeError, match="k must be an integer, got 2.7"):
+        TopKPrior(k=2.7)
+    import numpy as np
+    assert TopKPrior(k=np.int64(3)).k == 3
+
+
+def test_keys_must_be_one_per_image(bright_model):
+    attack = RankedScanAttack(bright_model, levels=2)
+    for keys in ([1], [1, 2, 3]):
+        with pytest.raises(ValueError, match=r"keys must hold one key per image \(2\)"):
+            attack.run(dark(2), torch.zeros(2, dtype=torch.long), keys=keys)

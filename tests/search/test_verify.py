@@ -190,6 +190,11 @@ def test_bad_settings_and_inputs_are_refused():
         Verifier(model, budget=math.inf)  # "no limit" is None (it was an OverflowError)
     with pytest.raises(ValueError, match="tolerance"):
         Verifier(model, tolerance=math.nan)
+    # batch_boxes=-5 looped forever; 0 meant the default; 2.5 and True were boxes
+    for name, value, error in (("batch_boxes", -5, ValueError), ("batch_boxes", 0, ValueError),
+                               ("max_boxes", 2.5, TypeError), ("max_boxes", True, TypeError)):
+        with pytest.raises(error, match=name):
+            Verifier(model, **{name: value})
     image = torch.rand(1, 3, 6, 6)
     with pytest.raises(ValueError, match="nothing to verify"):
         Verifier(model).verify(image, torch.tensor([2]))

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_int
 from ..data import check_images
 from ..models import GradientsUnavailableError, output_kind
 
@@ -177,6 +178,7 @@ class SensitivityMethod(ABC):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; use one of "
                              f"{NORMALIZATIONS}")
+        check_int("batch_size", batch_size, 1)
         if not 0.0 < percentile <= 100.0:
             raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
         self.model = model

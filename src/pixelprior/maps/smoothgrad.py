@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._checks import check_int
 from .._streams import image_digest
 from .base import SensitivityMethod
 
@@ -41,8 +42,7 @@ class SmoothGrad(SensitivityMethod):
                  noise_level: float = 0.15, *, seed: int = 0, absolute: str = "after",
                  **options) -> None:
         super().__init__(model, **options)
-        if n_samples < 1:
-            raise ValueError("n_samples must be >= 1")
+        check_int("n_samples", n_samples, 1)
         if not noise_level >= 0:
             raise ValueError("noise_level must be >= 0")
         if absolute not in ("after", "before"):

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .._checks import check_int
 from .._streams import image_digest, stream
 from ..maps import SensitivityMethod
 from .base import PositionDistribution, Prior, _from_sets, check_tau
@@ -91,8 +92,7 @@ class TopKPrior(Prior):
     def __init__(self, k: int = 50, sensitivity: SensitivityMethod | str = "smoothgrad",
                  **sensitivity_kwargs: Any) -> None:
         super().__init__(sensitivity, **sensitivity_kwargs)
-        if k < 1:
-            raise ValueError("k must be >= 1")
+        check_int("k", k, 1)
         self.k = int(k)
 
     def config(self) -> dict:

@@ -307,6 +307,9 @@ class Attack(ABC):
         clean = check_classes(self.probabilities(images), labels, targets)
         original = clean.argmax(1)
         goal_reached = (original == targets) if targets is not None else (original != labels)
+        if keys is not None and len(keys) != images.shape[0]:
+            raise ValueError(f"keys must hold one key per image ({images.shape[0]}), got "
+                             f"{len(keys)}")
         keys = keys if keys is not None else [image_key(images[i], int(labels[i]))
                                               for i in range(images.shape[0])]
         distribution = self.start_distribution(images, labels, keys)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .._checks import check_int
 from ..data import check_images
 
 __all__ = ["check_classes", "check_inputs", "check_int", "check_labels", "evaluation_mode"]
@@ -137,20 +138,3 @@ def check_classes(probs: torch.Tensor, labels: torch.Tensor,
     return probs
 
 
-def check_int(name: str, value: int, low: int) -> None:
-    """Refuse an integer option given as a float or bool (``popsize=20.7``), or below
-    ``low``, in words.
-
-    Args:
-        name: the option's name.
-        value: its value.
-        low: the smallest value allowed.
-
-    Raises:
-        TypeError: ``value`` is not an integer (a bool is not).
-        ValueError: ``value < low``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")

@@ -30,6 +30,7 @@ that ``best1bin`` finds the optima of smooth test functions as SciPy does.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,6 +98,13 @@ class EvolutionConfig:
                              f"{needed - 1} members besides each parent), got {self.popsize}")
         if self.maxiter < 0:
             raise ValueError("maxiter must be >= 0")
+        values = self.mutation if isinstance(self.mutation, (tuple, list)) else [self.mutation]
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in values):
+            raise TypeError(f"mutation (F) must be a number or [low, high], got "
+                            f"{self.mutation!r}")
+        if not isinstance(self.replace_on_tie, bool):
+            raise TypeError(f"replace_on_tie must be True or False, got "
+                            f"{self.replace_on_tie!r}")
         low, high = self.mutation_range
         if not 0.0 < low <= high <= 2.0:
             raise ValueError(f"mutation (F) must lie in (0, 2] (a dither range low <= high),"

@@ -107,7 +107,7 @@ from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
-from .checks import check_classes, check_inputs
+from .checks import check_classes, check_inputs, check_int
 from .local import LocalSearch, confirm_witness, cube_corners
 
 __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", "Verification",
@@ -626,6 +626,7 @@ class Verifier:
     Raises:
         BoundUnsupportedError: the model has an operation without a bound rule (named),
             or ``screen=True`` and one without an interval rule.
+        TypeError: a box count that is not an integer.
         ValueError: a bad budget, box count, tolerance or order.
     """
 
@@ -641,8 +642,9 @@ class Verifier:
         if budget is not None and not 0 < budget < math.inf:
             raise ValueError(f"budget must be a finite number of seconds > 0 (None: no "
                              f"limit), got {budget!r}")
-        if max_boxes is not None and max_boxes < 1:
-            raise ValueError(f"max_boxes must be >= 1 (or None), got {max_boxes!r}")
+        for name, count in (("max_boxes", max_boxes), ("batch_boxes", batch_boxes)):
+            if count is not None:  # None: no limit / the default batch
+                check_int(name, count, 1)
         if tolerance is not None and not (tolerance >= 0 and math.isfinite(tolerance)):
             raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
         self.model = model
