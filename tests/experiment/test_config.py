@@ -114,7 +114,7 @@ def test_from_dict_refuses_wrong_items_of_a_list_and_names_every_problem():
         ExperimentConfig.from_dict({"seeds": [0, 1.5], "tau": "0.5", "popsize": 40.0})
     message = str(caught.value)
     assert "seeds must be a list of an integer" in message
-    assert "tau must be a number, got '0.5' (str)" in message
+    assert "tau must be a finite number, got '0.5' (str)" in message
     assert "popsize must be an integer, got 40.0 (float)" in message
 
 
@@ -124,7 +124,7 @@ def test_from_dict_accepts_int_for_float_and_null_for_optional():
 
 
 def test_from_dict_refuses_bool_for_float():
-    with pytest.raises(ConfigError, match="tau must be a number"):
+    with pytest.raises(ConfigError, match="tau must be a finite number"):
         ExperimentConfig.from_dict({"tau": True})
 
 

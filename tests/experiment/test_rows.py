@@ -65,7 +65,7 @@ def test_a_search_declaring_step_fields_gets_them_checked(monkeypatch):
         "decided_by": "str?", "wobble": "number"}, raising=False)
     assert step_fields()["wobble"] is float
     assert row_problem(good_row(wobble="fast"), LIMITS) == (
-        'wobble must be a number, got "fast"')
+        'wobble must be a finite number, got "fast"')
     assert row_problem(good_row(wobble=0.5), LIMITS) is None
 
 

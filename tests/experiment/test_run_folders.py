@@ -148,7 +148,7 @@ DAMAGED = {  # line appended -> phrase
     "no seed": (lambda r: {k: v for k, v in r.items() if k != "seed"},
                 "the field 'seed' is missing"),
     "queries are text": (lambda r: {**r, "queries": "many"}, "queries must be an integer"),
-    "seconds are null": (lambda r: {**r, "seconds": None}, "seconds must be a number"),
+    "seconds are null": (lambda r: {**r, "seconds": None}, "seconds must be a finite number"),
     "image index is a float": (lambda r: {**r, "image_index": 1.5},
                                "image_index must be an integer"),
     "mode is a number": (lambda r: {**r, "mode": 3}, "mode must be a string"),

@@ -17,6 +17,7 @@ import typer
 
 from .._io import OutputLocationError, check_writable_dir
 from ..experiment import device_problem, parse_mode, resolve_device
+from ..experiment.modes import SEARCH_FIELDS
 from ..models import REGISTRY as MODELS
 from ..scoring import SCORERS
 from ._app import console
@@ -241,9 +242,10 @@ def check_de_options(given: dict[str, Any], modes: Sequence[str]) -> None:
     what = (f"{others[0]} runs another search" if len(others) == 1 else
             f"{', '.join(others)} run other searches")
     if not evolving:
+        own = sorted({field for mode in others
+                      for field in SEARCH_FIELDS.get(kinds[mode] or "", ())})
         fail(f"{named} set the differential evolution; mode{'s' * (len(others) > 1)} "
-             f"{what} (set its own budget in a run's config: query_budget, "
-             "fast_refine_queries)")
+             f"{what}, whose settings are {', '.join(own) or 'none'}")
     verb = "does" if len(others) == 1 else "do"
     console.print(f"note: {named} set the differential evolution of {', '.join(evolving)}; "
                   f"{what} and {verb} not use them")

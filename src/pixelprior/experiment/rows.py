@@ -104,7 +104,7 @@ def describe(expected: Any) -> str:
         return f"a list of {describe(typing.get_args(expected)[0])}"
     if dataclasses.is_dataclass(expected):
         return "{" + ", ".join(f.name for f in dataclasses.fields(expected)) + "}"
-    return {bool: "true or false", int: "an integer", float: "a number",
+    return {bool: "true or false", int: "an integer", float: "a finite number",
             str: "a string"}.get(expected, str(expected))
 
 
