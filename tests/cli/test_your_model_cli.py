@@ -192,3 +192,21 @@ def test_a_folder_of_two_classes_is_refused_for_a_ten_class_model_without_names(
         assert result.exit_code == 2, result.output
         assert "the model has 10 classes but the data names 2 (airplane, ship)" in (
             result.output)
+
+
+def test_a_run_attacks_with_the_labels_it_says_it_mapped(tmp_path):
+    """A model declaring CIFAR-10's names reversed: `run` said the labels were mapped by
+    name, but its workers loaded them unmapped (a dog attacked as a deer)."""
+    sample = load_cifar10_sample()
+    (tmp_path / "named_net.py").write_text(REVERSED.replace(
+        "        self.inner = load_model(\"convsmall-cifar10\")",
+        "        self.inner = load_model(\"convsmall-cifar10\")\n"
+        f"        self.class_names = {tuple(sample.class_names[::-1])!r}"))
+    out = tmp_path / "run"
+    result = invoke("run", "--model", f"{tmp_path / 'named_net.py'}:make", "--source",
+                    "sample", "--images", "3", "--modes", "scan", "--out", out, "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "labels mapped to the model's classes by name" in result.output
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert rows and all(row["true_label"] == 9 - int(sample.labels[row["image_index"]])
+                        for row in rows)

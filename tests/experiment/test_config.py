@@ -163,6 +163,9 @@ def test_defaults_on_the_cpu_are_valid():
     ({"modes": ["constrained", "susceptible"]}, "'constrained' and 'susceptible' are the "
                                                 "same experiment"),
     ({"modes": ["scan", "scan:raster"]}, "'scan' and 'scan:raster' are the same experiment"),
+    ({"modes": ["random_search", "random_search:unconstrained"]}, "are the same experiment"),
+    ({"modes": ["random_search:constrained", "random_search:susceptible"]},
+     "are the same experiment"),
     ({"modes": ["scan"], "pixels": 2, "engine": "full"}, "changes 1 pixel(s); pixels is 2"),
     ({"query_budget": 0}, "query_budget must be >= 1"),
     ({"levels": 1}, "levels must be >= 2"),

@@ -52,3 +52,32 @@ def test_a_model_without_names_takes_the_datas_names_of_its_count_only():
     with pytest.raises(ConfigError, match=r"the model has 10 classes but the data names 2 "
                                           r"\(airplane, ship\)"):
         fit_classes(image_set([0, 1], ("airplane", "ship")), numbered)
+
+
+def test_a_name_held_twice_is_not_mapped_by_name():
+    """ImageNet's names hold 'crane' twice (the bird, the machine): label 517 was mapped
+    to 134 under the model's other spelling of the names."""
+    data_names = ("crane", "dog", "crane")
+    with pytest.raises(ConfigError, match="'crane' is held twice"):
+        fit_classes(image_set([2], data_names), ("cat", "crane", "dog", "crane x"))
+
+
+def test_names_spelled_otherwise_in_the_same_order_are_read_by_position():
+    """The PyTorch tutorial's plane, car, ...: refused as classes the model lacks."""
+    tutorial = ("plane", "car", *CIFAR[2:])
+    fitted, notes = fit_classes(image_set([0, 1, 9], CIFAR), tutorial)
+    assert fitted.labels.tolist() == [0, 1, 9] and fitted.class_names == tutorial
+    assert notes == ["the data's classes read by position as the model's: airplane as "
+                     "plane, automobile as car"]
+
+
+def test_class_folders_named_by_integers_are_those_classes_of_a_nameless_model():
+    """Folders 0..10 sort as 0, 1, 10, 2, ...: folder 10 was class 2."""
+    sorted_as_text = tuple(sorted(str(i) for i in range(11)))
+    data = image_set([sorted_as_text.index("10"), sorted_as_text.index("2")],
+                     sorted_as_text)
+    fitted, notes = fit_classes(data, tuple(str(i) for i in range(11)))
+    assert fitted.labels.tolist() == [10, 2] and "integers read as those" in notes[0]
+    with pytest.raises(ConfigError, match="the data has label 10, but the model has "
+                                          r"classes 0\.\.9"):
+        fit_classes(data, tuple(str(i) for i in range(10)))

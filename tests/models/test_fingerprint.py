@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,5 +146,21 @@ def test_a_factorys_layer_classes_in_its_folder_are_its_code(tmp_path, monkeypat
         (tmp_path / "fplayers.py").read_text().replace("torch.relu", "torch.tanh"))
     after = fingerprint()
     assert after != before and code_changed(before, after)
+    # a folder that recorded the factory file's digest alone (before its layer files
+    # were fingerprinted) still resumes: that part is the same
+    from pixelprior.models import same_model
+    from pixelprior.models.fingerprint import LAYERS
+    assert LAYERS in after and same_model(after.split(LAYERS)[0], after)
     for name in ("fplayers", "fpmodel"):
         sys.modules.pop(name, None)
+
+
+def test_installed_packages_inside_the_factorys_folder_are_not_its_code(tmp_path):
+    """A virtual environment in the project folder put torch's own conv.py into the
+    model's code: a torch upgrade would have read as a changed model."""
+    from torch import nn as torch_nn
+
+    from pixelprior.models.fingerprint import _code_files
+    root = Path(torch_nn.__file__).resolve().parents[3]  # above torch/ (site-packages)
+    files = _code_files(root / "my_model.py", nn.Sequential(nn.Conv2d(3, 4, 3)))
+    assert files == []

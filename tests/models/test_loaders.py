@@ -94,6 +94,27 @@ class BatchFlattened(nn.Module):
         return self.fc(x.reshape(-1, 3 * 32 * 32))
 
 
+class Mnistish(nn.Module):
+    """``fc(x.view(-1, 28 * 28))``, one channel: 28×28 is the one size of one row per
+    image, tried after 32 and 224 (where the view runs and gives more rows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        self.fc = nn.Linear(28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).view(-1, 28 * 28))
+
+
+def test_the_first_probe_size_too_must_give_one_row_per_image(tmp_path):
+    """Its [384, 10] at 224×224 was kept as the first size that runs, and loading failed
+    instead of going on to 28×28."""
+    torch.save(Mnistish().eval(), tmp_path / "mnist.pt")
+    loaded = load_model_spec(tmp_path / "mnist.pt", allow_pickle=True)
+    assert (loaded.input_size, loaded.channels) == (28, 1)
+
+
 def test_a_size_that_gives_not_one_row_per_image_is_not_a_size_the_model_takes(tmp_path):
     """At 224×224 it returned 49 rows per image, and the model was said to take any size;
     accuracies were then read from rows broadcast against labels."""
@@ -508,6 +529,19 @@ def test_a_half_precision_softmax_is_probabilities_cast_or_not(dtype):
     assert float((probabilities.double().sum(1) - 1).abs().max()) > 1e-4
     assert output_kind(probabilities) == output_kind(probabilities.float()) == "probabilities"
     assert output_kind(logits.to(dtype).float()) == "logits"
+
+
+def test_bfloat16_logits_of_many_classes_stay_logits():
+    """A tolerance of K epsilons (7.8 for 1000 bfloat16 classes) took them for
+    probabilities."""
+    torch.manual_seed(1)
+    head = nn.Linear(64, 1000)
+    for seed in range(6):
+        features = torch.rand(8, 64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            logits = head(features)
+        for scores in (logits, logits - logits.mean(1, keepdim=True)):
+            assert output_kind(scores.to(torch.bfloat16)) == "logits"
 
 
 @pytest.mark.parametrize("model, message", [

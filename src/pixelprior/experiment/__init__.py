@@ -22,6 +22,7 @@ from .._io import (  # noqa: F401  (re-exported for readers of run directories)
     read_rows,
     write_json_atomic,
 )
+from .classes import fit_classes
 from .config import (
     ConfigError,
     ConfigMismatchError,
@@ -39,7 +40,6 @@ from .inputs import (
     correctly_classified,
     data_classes,
     describe_inputs,
-    fit_classes,
     input_size,
     load_dataset,
     load_model_of,

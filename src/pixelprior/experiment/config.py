@@ -272,7 +272,8 @@ class ExperimentConfig:
             p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
         if self.dataset == "cifar10" and self.source == "sample" and self.data:
             p.append(f"data {self.data} is not read with source 'sample' (the bundled "
-                     "images): drop it, or use source 'full' to read the test set there")
+                     "images): drop it, or use source 'full' to read the test set there "
+                     "(a folder an earlier version made with both restarts with --force)")
         if self.resize_inside and self.dataset != "nips17":
             p.append(f"resize_inside is for the nips17 dataset (its 299×299 images resized "
                      f"inside the model); the {self.dataset} images are read at the model's "

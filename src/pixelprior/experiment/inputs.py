@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
 from .._streams import pixel_keys
@@ -29,6 +27,7 @@ from ..models import (
     predict,
     predict_labels,
 )
+from .classes import fit_classes
 from .config import ConfigError, ExperimentConfig
 
 
@@ -105,67 +104,6 @@ def data_classes(model: str, classes: str | None) -> str | tuple[str, ...] | Non
     return model_spec(model).class_names() if model in MODELS else None
 
 
-def _numbered(count: int) -> tuple[str, ...]:
-    return tuple(str(i) for i in range(count))
-
-
-def _shown(names: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
-
-
-def fit_classes(dataset: ImageSet, model_names: tuple[str, ...] | list[str]
-                ) -> tuple[ImageSet, list[str]]:
-    """The images with labels that index the model's classes, or a refusal: the one rule
-    every command applies before it trusts a label.
-
-    - the same names in the same order: as they are;
-    - labels without names (numbered ``0..max``): each must be below the model's count;
-    - a model without names (numbered): the data's names, in their order, number its
-      classes, so their count must be the model's;
-    - both named, in another order (a model whose classes are CIFAR-10's reversed): each
-      label is mapped to the model's class of the same name, with a note; a data class
-      the model does not have is refused.
-
-    Args:
-        dataset: the images and labels as loaded.
-        model_names: the model's class names (``"0"``.. where it has none).
-
-    Returns:
-        The images (relabelled where mapped by name) and the notes.
-
-    Raises:
-        ConfigError: labels the model's classes cannot hold, or data classes it lacks.
-    """
-    names, wanted = tuple(dataset.class_names), tuple(model_names)
-    count = len(wanted)
-    if names == wanted or len(dataset) == 0:
-        return dataset, []
-    if names == _numbered(len(names)):
-        top = int(dataset.labels.max())
-        if top >= count:
-            raise ConfigError(f"the data has label {top}, but the model has classes "
-                              f"0..{count - 1}; give the model's class names in order "
-                              "with --classes")
-        return replace(dataset, class_names=wanted), []
-    if wanted == _numbered(count):
-        if len(names) != count:
-            raise ConfigError(
-                f"the model has {count} classes but the data names {len(names)} "
-                f"({_shown(names)}); give the model's class names in order with --classes")
-        return dataset, []
-    used = [names[i] for i in sorted(set(dataset.labels.tolist()))]
-    lacking = [name for name in used if name not in wanted]
-    if lacking:
-        raise ConfigError(f"the data's classes {_shown(lacking)} are not among the model's "
-                          f"({_shown(wanted)}); give the model's class names in order with "
-                          "--classes")
-    index = {name: wanted.index(name) for name in used}
-    mapping = torch.tensor([index.get(name, -1) for name in names])
-    relabelled = replace(dataset, labels=mapping[dataset.labels], class_names=wanted)
-    return relabelled, [f"labels mapped to the model's classes by name (the data's order: "
-                        f"{_shown(names)}; the model's: {_shown(wanted)})"]
-
-
 def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
     """The evaluation images of the configured dataset, at the model's input size and in
     its channels (RGB converted to luminance for a 1-channel model, with a note).
@@ -178,7 +116,8 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
         The images (``uint8 [N, C, H, W]``) and their labels.
 
     Raises:
-        ConfigError: an unknown dataset.
+        ConfigError: an unknown dataset, or labels the model's classes cannot hold
+            (:func:`~pixelprior.experiment.fit_classes`).
     """
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
@@ -188,9 +127,11 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
         config.dataset, config.data, config.source, input_size(config),
         classes=classes if config.dataset in ("folder", "npz", "csv") else None,
         notes=notes, channels=input_channels(config))
-    if classes is None:  # the model's own names are checked where it is loaded
-        return dataset
-    dataset, mapped = fit_classes(dataset, parse_classes(classes))
+    # the labels as the model's classes, in every process that loads them (the runner's
+    # workers, the report): the names given or registered, else the model's own
+    names = (parse_classes(classes) if classes is not None
+             else load_model_of(config, "cpu").class_names)
+    dataset, mapped = fit_classes(dataset, names)
     if notes is not None:
         notes += mapped
     return dataset

@@ -65,11 +65,13 @@ def parse_mode(mode: str) -> tuple[str | None, str | None]:
 
 def mode_meaning(mode: str) -> tuple[str | None, str | None]:
     """What a mode runs, whatever its spelling: :func:`parse_mode` with the paper's names
-    resolved (``constrained`` is ``susceptible``, ``scan`` is ``scan:raster``), so two
+    resolved for every search that starts from a prior (``constrained`` is
+    ``susceptible``, ``random_search`` is ``random_search:unconstrained``) and default
+    arguments filled in (``scan`` is ``scan:raster``), so two
     spellings of one experiment compare equal."""
     kind, argument = parse_mode(mode)
-    if kind == "de" and argument is not None:
-        return kind, MODE_ALIASES.get(argument, argument)
+    if kind is not None and argument is not None and SEARCHES.get(kind).argument == "prior":
+        return kind, MODE_ALIASES.get(argument, argument)  # de, random_search:constrained
     return kind, argument
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from .wrappers import OnnxModel
 __all__ = ["code_changed", "model_fingerprint", "same_model", "state_dict_digest"]
 
 CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
+LAYERS = "+layers:"  # then its layer classes' files beside it, when it has any
 
 
 def state_dict_digest(model: nn.Module) -> str:
@@ -71,10 +73,12 @@ def _factory_file(spec: object) -> Path | None:
 
 
 def _code_files(factory: Path, module: nn.Module) -> list[Path]:
-    """The factory file, then the source files of the model's layer classes that lie in
-    its folder or below (a ``layers.py`` beside ``model.py``), in name order: the code
-    that is the model. Classes from installed packages (torch, ...) are their versions'."""
+    """The source files of the model's layer classes that lie in the factory's folder or
+    below (a ``layers.py`` beside ``model.py``), in name order: the rest of the code that
+    is the model. Classes of installed packages (torch, ..., also in a virtual
+    environment inside that folder) are their versions', not the model's code."""
     folder = factory.resolve().parent
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     found: set[Path] = set()
     for layer in module.modules():
         try:
@@ -84,24 +88,37 @@ def _code_files(factory: Path, module: nn.Module) -> list[Path]:
         if source is None:
             continue
         path = Path(source).resolve()
-        if path != factory.resolve() and path.is_relative_to(folder) and path.is_file():
-            found.add(path)
-    return [factory, *sorted(found)]
+        if (path == factory.resolve() or not path.is_relative_to(folder)
+                or not path.is_file() or _installed(path, installed)):
+            continue
+        found.add(path)
+    return sorted(found)
 
 
-def _code_digest(files: list[Path]) -> str:
-    """SHA-256 of one file's bytes (so a factory alone keeps its earlier fingerprint),
-    else of the files' names (relative to the first's folder) and digests."""
-    if len(files) == 1:
-        return sha256sum(files[0])
-    folder = files[0].resolve().parent
-    lines = [f"{f.resolve().relative_to(folder)}\0{sha256sum(f)}" for f in files]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+def _installed(path: Path, prefixes: set[Path]) -> bool:
+    """Whether a source file belongs to an installed package (a virtual environment in
+    the factory's folder: torch's own layers are torch's version, not the model's code)."""
+    return (any(part in ("site-packages", "dist-packages") for part in path.parts)
+            or any(path.is_relative_to(prefix) for prefix in prefixes
+                   if prefix != Path(prefix.anchor)))
+
+
+def _code_digest(factory: Path, layers: list[Path]) -> str:
+    """The SHA-256 of the factory file's bytes, then (:data:`LAYERS`) one of its layer
+    files' names (relative to its folder) and digests, when it has any: a folder that
+    recorded the factory's alone still matches (:func:`same_model`)."""
+    digest = sha256sum(factory)
+    if not layers:
+        return digest
+    folder = factory.resolve().parent
+    lines = [f"{f.relative_to(folder)}\0{sha256sum(f)}" for f in layers]
+    return f"{digest}{LAYERS}{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()}"
 
 
 def same_model(recorded: str, now: str) -> bool:
     """Whether a recorded fingerprint is the model's now: equal, or recorded before a
-    factory's code was fingerprinted (its tensors' part equal: the code not checked).
+    factory's code (or its layer files) was fingerprinted: the part recorded equal, the
+    rest not checked.
 
     Args:
         recorded: the fingerprint a folder recorded.
@@ -110,7 +127,8 @@ def same_model(recorded: str, now: str) -> bool:
     Returns:
         ``True`` for the same model.
     """
-    return recorded == now or (CODE not in recorded and now.startswith(recorded + CODE))
+    return recorded == now or any(part not in recorded and now.startswith(recorded + part)
+                                  for part in (CODE, LAYERS))
 
 
 def code_changed(recorded: str, now: str) -> bool:
@@ -163,7 +181,7 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
         tensors = state_dict_digest(module)
         if code is None:
             return tensors
-        return f"{tensors}{CODE}{_code_digest(_code_files(code, module))}"
+        return f"{tensors}{CODE}{_code_digest(code, _code_files(code, module))}"
     if len(files) == 1:
         return sha256sum(files[0])
     return hashlib.sha256("\0".join(sha256sum(f) for f in files).encode()).hexdigest()
