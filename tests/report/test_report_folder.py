@@ -61,6 +61,22 @@ def test_a_report_of_a_run_in_progress_is_partial_and_says_so(run):
     assert (partial["finished"], partial["of"]) == (2, 4)
 
 
+def test_a_report_of_an_interrupted_run_is_partial_and_names_uneven_modes(run):
+    """A run killed part way and not resumed was reported as if finished, its modes
+    compared on different images."""
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    kept = [row for row in rows if not (row["mode"] == "constrained"
+                                        and row["image_index"] == rows[-1]["image_index"])]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    text = " ".join((run / "report.md").read_text().split())
+    assert f"the run in {run} stopped after 3 of its 4 attacks" in text
+    assert "The modes reached different attacks (constrained 1, unconstrained 2)" in text
+    partial = json.loads((run / "summary.json").read_text())["partial"]
+    assert (partial["finished"], partial["of"], partial["run"]) == (3, 4, None)
+
+
 def test_a_report_of_a_finished_run_is_not_partial(run):
     assert (run / ".lock").exists()  # left by the finished run, held by no one
     result = invoke("report", run)

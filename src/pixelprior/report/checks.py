@@ -35,12 +35,14 @@ class InProgress:
         total: attacks the run will make.
     """
 
-    holder: str
+    holder: str | None
     finished: int
     total: int
+    per_mode: dict[str, int] | None = None  # attacks per mode, where they differ
 
     def line(self, directory: Path) -> str:
-        """The partial report in one sentence.
+        """The partial report in one sentence (two where the modes reached different
+        images).
 
         Args:
             directory: the run folder.
@@ -48,9 +50,20 @@ class InProgress:
         Returns:
             What the report shows and why it is partial.
         """
-        return (f"Partial report: the run in {directory} is in progress ({self.holder}); "
-                f"this report shows the {self.finished} of {self.total} attacks finished so "
-                "far. Report again when the run has finished.")
+        if self.holder is None:
+            head = (f"Partial report: the run in {directory} stopped after {self.finished} "
+                    f"of its {self.total} attacks (no run holds the folder: it was "
+                    "interrupted). Run the same command to finish it, then report again.")
+        else:
+            head = (f"Partial report: the run in {directory} is in progress ({self.holder});"
+                    f" this report shows the {self.finished} of {self.total} attacks "
+                    "finished so far. Report again when the run has finished.")
+        if not self.per_mode:
+            return head
+        counts = ", ".join(f"{mode} {count}" for mode, count in sorted(self.per_mode.items()))
+        return (f"{head} The modes reached different attacks ({counts}): the per-mode "
+                "tables compare different images; the paired comparison uses the images "
+                "both modes reached.")
 
 
 def check_writable(directory: Path) -> None:
@@ -69,19 +82,25 @@ def check_writable(directory: Path) -> None:
             "copy the folder and report the copy")
 
 
-def in_progress(directory: Path, finished: int, total: int) -> InProgress | None:
-    """Whether a run holds the folder's lock right now.
+def in_progress(directory: Path, finished: int, total: int,
+                per_mode: dict[str, int] | None = None) -> InProgress | None:
+    """Whether the folder's run is unfinished: a run holds its lock right now, or fewer
+    rows than attacks were written (a run interrupted and not resumed).
 
     Args:
         directory: the run folder.
         finished: the rows read.
         total: the attacks of the run (seeds × modes × images).
+        per_mode: the rows of each mode (said where they differ).
 
     Returns:
-        The run in progress, or ``None``.
+        The unfinished run (``holder`` ``None`` where none runs now), or ``None``.
     """
     holder = lock_holder(directory)
-    return InProgress(holder, finished, total) if holder is not None else None
+    if holder is None and finished >= total:
+        return None
+    uneven = per_mode if per_mode and len(set(per_mode.values())) > 1 else None
+    return InProgress(holder, finished, total, uneven)
 
 
 def check_inputs(directory: Path, config: ExperimentConfig, dataset: ImageSet | None,

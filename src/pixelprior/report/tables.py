@@ -27,6 +27,7 @@ Conventions (stated in every report):
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 from pathlib import Path
 
@@ -335,11 +336,14 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     say = log if log is not None else (lambda note: None)
     rows, config, selection = read_run(directory)
     check_writable(directory)
+    per_mode = dict(collections.Counter(row.get("mode") for row in rows))
     running = in_progress(directory, len(rows),
-                          len(config.seeds) * len(config.modes) * len(selection["indices"]))
+                          len(config.seeds) * len(config.modes) * len(selection["indices"]),
+                          per_mode)
     if not rows:
         raise ValueError(f"{directory}: the run in progress there ({running.holder}) has "
-                         "finished no attack yet; report when it has" if running else
+                         "finished no attack yet; report when it has"
+                         if running and running.holder else
                          f"{directory / RESULTS} holds no results yet")
     if running is not None:
         say(running.line(directory))
@@ -349,7 +353,7 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     stats_ = summary(frame, config)
     if running is not None:
         stats_["partial"] = {"finished": running.finished, "of": running.total,
-                             "run": running.holder}
+                             "run": running.holder, "per_mode": per_mode}
     notes = write_figures(directory, frame, config, dataset, unloadable) if figures else []
     for note in notes:
         say(note)
