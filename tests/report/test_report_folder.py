@@ -77,6 +77,26 @@ def test_a_report_of_an_interrupted_run_is_partial_and_names_uneven_modes(run):
     assert (partial["finished"], partial["of"], partial["run"]) == (3, 4, None)
 
 
+def test_the_exports_hold_every_row_the_misclassified_too(run):
+    """results.csv and .parquet dropped the rows of images the model misclassified before
+    any attack (the tables leave them out, counted; the exports are the rows)."""
+    import pandas as pd
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    first = rows[0]["image_index"]
+    for row in rows:
+        if row["image_index"] == first:  # as a run writes an image it already gets wrong
+            wrong = (row["true_label"] + 1) % 10
+            row.update(clean_correct=False, success=True, original_label=wrong,
+                       adversarial_label=wrong, pixels=[], queries=0, generations=None)
+            row.pop("x", None), row.pop("y", None)
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    for exported in (pd.read_csv(run / "results.csv"), pd.read_parquet(run / "results.parquet")):
+        assert len(exported) == len(rows) and (~exported["clean_correct"]).sum() == 2
+    assert "2 (seed, mode, image) rows were left out" in (run / "report.md").read_text()
+
+
 def test_a_report_of_a_finished_run_is_not_partial(run):
     assert (run / ".lock").exists()  # left by the finished run, held by no one
     result = invoke("report", run)

@@ -197,7 +197,8 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
              "label; near ties re-scored by the model itself), or **neither** (the scan was "
              "cut short). Robust accuracy against one pixel is at most 1 − fooled; the "
              "certified share is the robust accuracy against one pixel set to a corner "
-             "colour (a certificate covers the 8 corners, not every colour).", "",
+             "colour (a certificate covers the 8 corners, not every colour)."
+             + _misclassified_sentence(frame, table), "",
              "| mode | attacks | fooled | certified | neither | queries to first success "
              "(mean / median) | mean queries | fooled off the corners |",
              "|---|---|---|---|---|---|---|---|"]
@@ -216,6 +217,24 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
         lines.append(f"| {r['mode']} | {r['class']} | {r['attacks']} | {r['fooled']:.0%} | "
                      f"{r['certified']:.0%} | {r['neither']:.0%} |")
     return lines
+
+
+def _misclassified_sentence(frame: pd.DataFrame, table: pd.DataFrame) -> str:
+    """Where images were misclassified before any attack: the shares above are of the
+    images the model got right, and over every image selected the bound is lower."""
+    per_mode = frame.attrs.get("misclassified_per_mode") or {}
+    if not per_mode:
+        return ""
+    bounds = []
+    for _, r in table.iterrows():
+        wrong = per_mode.get(str(r["mode"]), 0)
+        total = r["attacks"] + wrong
+        bounds.append(f"{r['mode']} {r['robust_accuracy_upper'] * r['attacks'] / total:.1%} "
+                      f"of {total}")
+    return (f" The shares are of the images the model classified correctly; "
+            f"{sum(per_mode.values())} attacks on images it already misclassified count as "
+            f"not robust over every image selected: robust accuracy at most "
+            f"{', '.join(bounds)}.")
 
 
 def robustness_figure(directory: Path, frame: pd.DataFrame) -> plt.Figure:

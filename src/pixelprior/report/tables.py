@@ -87,11 +87,14 @@ def _frame(directory: Path, rows: list[dict], config: ExperimentConfig) -> pd.Da
     frame = pd.DataFrame(rows)
     # images the model already got wrong need no attack: reported, not counted as successes
     misclassified = int((~frame["clean_correct"]).sum()) if "clean_correct" in frame else 0
+    per_mode = (frame.loc[~frame["clean_correct"], "mode"].value_counts().to_dict()
+                if misclassified else {})
     if misclassified:
         frame = frame[frame["clean_correct"]].copy()
     if frame.empty:
         raise ValueError(f"{directory}: every image was already misclassified")
     frame.attrs["already_misclassified"] = misclassified
+    frame.attrs["misclassified_per_mode"] = {str(k): int(v) for k, v in per_mode.items()}
     return add_budget(frame, config)
 
 
@@ -348,6 +351,7 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     if running is not None:
         say(running.line(directory))
     frame = _frame(directory, rows, config)
+    everything = add_budget(pd.DataFrame(rows), config)  # the exports: every row
     dataset, unloadable = _dataset(config, figures, selection)
     check_inputs(directory, config, dataset, say)
     stats_ = summary(frame, config)
@@ -359,7 +363,7 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
         say(note)
     write_text_atomic(directory / "report.md", markdown_report(
         frame, config, stats_, notes, partial=running.line(directory) if running else None))
-    _write_tables(directory, frame, config, stats_, figures, exports)
+    _write_tables(directory, frame, config, stats_, figures, everything if exports else None)
     return stats_
 
 
@@ -378,9 +382,10 @@ def _dataset(config: ExperimentConfig, figures: bool, selection: dict
 
 
 def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
-                  stats_: dict, figures: bool, exports: bool) -> None:
+                  stats_: dict, figures: bool, exports: pd.DataFrame | None) -> None:
     """``table.csv``, ``paper_accounting.csv``, ``summary.json``, the robustness table
-    and figure, and the exports."""
+    and figure, and the exports (every row, ``clean_correct`` saying which images were
+    misclassified before any attack; the tables leave those out)."""
     _write_csv(per_seed_table(frame), directory / "table.csv")
     if stats_.get("paper_accounting"):
         _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
@@ -392,8 +397,8 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
             _write_csv(verification_table(frame), directory / "verification.csv")
         if figures:
             robustness_figure(directory, frame)
-    if exports:
-        flat = exported(frame)
+    if exports is not None:
+        flat = exported(exports)
         _write_csv(flat, directory / "results.csv")
         with atomic_write(directory / "results.parquet") as f:
             flat.to_parquet(f, index=False)
