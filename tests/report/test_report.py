@@ -198,3 +198,14 @@ def test_a_scan_reports_the_positions_it_scanned_not_a_start_set():
     by_mode = table[table["seed"] == 0].set_index("mode")["mean_start_pixels"]
     assert by_mode["scan:gradient"] == 4.0  # positions scanned, not the map's support
     assert by_mode["constrained"] == 16 and by_mode["unconstrained"] == 64
+
+
+def test_an_unbounded_confidence_limit_is_inf_in_summary_json_not_null():
+    """report.md shows '145.00–∞'; summary.json wrote null, as for a missing value."""
+    import math
+
+    from pixelprior.report.tables import _infinities_named
+    named = _infinities_named({"ratio": [339.5, 145.0, math.inf], "low": -math.inf,
+                               "nan": math.nan, "n": np.float64(math.inf)})
+    assert named["ratio"] == [339.5, 145.0, "inf"] and named["low"] == "-inf"
+    assert named["n"] == "inf" and math.isnan(named["nan"])  # NaN stays: dumps writes null

@@ -28,6 +28,7 @@ Conventions (stated in every report):
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -389,7 +390,8 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
     _write_csv(per_seed_table(frame), directory / "table.csv")
     if stats_.get("paper_accounting"):
         _write_csv(pd.DataFrame(stats_["paper_accounting"]), directory / "paper_accounting.csv")
-    write_text_atomic(directory / "summary.json", dumps(stats_, indent=2) + "\n")
+    write_text_atomic(directory / "summary.json",
+                      dumps(_infinities_named(stats_), indent=2) + "\n")
     if has_certificates(frame):
         _write_csv(robustness_table(frame, by_class=True, class_names=class_names_of(config)),
                    directory / "robustness.csv")
@@ -402,6 +404,21 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
         _write_csv(flat, directory / "results.csv")
         with atomic_write(directory / "results.parquet") as f:
             flat.to_parquet(f, index=False)
+
+
+def _infinities_named(value):
+    """``value`` with ±inf as the strings ``"inf"`` / ``"-inf"`` (a confidence limit
+    that is unbounded; JSON has no infinity, and ``null`` is what NaN becomes: the two
+    were told apart in report.md but not in summary.json)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _infinities_named(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_infinities_named(v) for v in value]
+    if isinstance(value, np.floating):
+        return _infinities_named(float(value))
+    return value
 
 
 def exported(frame: pd.DataFrame) -> pd.DataFrame:
