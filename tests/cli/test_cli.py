@@ -375,3 +375,27 @@ def test_quick_is_a_preset_a_config_files_values_win_over(tmp_path):
     recorded = recorded.get("config", recorded)
     assert (recorded["images"], recorded["seeds"], recorded["modes"], recorded["source"]) == (
         1, [3], ["fast"], "sample")
+
+
+def test_evaluate_maps_refuses_a_scan_whose_weights_changed_since(cat_png, tmp_path,
+                                                                  monkeypatch):
+    """It reloaded the model from the recorded weights path and scored maps of other
+    weights without a word (and the path was recorded as typed, read from the working
+    folder); resumes refused the same change."""
+    import torch
+
+    from pixelprior import load_model
+    model = load_model("convsmall-cifar10")
+    monkeypatch.chdir(tmp_path)
+    torch.save(model.state_dict(), "w.pt")
+    out = tmp_path / "scan"
+    made = invoke("susceptibility", cat_png, "--model", "convsmall-cifar10", "--weights",
+                  "w.pt", "--levels", "2", "--out", out)
+    assert made.exit_code == 0, made.output
+    assert json.loads((out / "summary.json").read_text()) is not None
+    assert invoke("evaluate-maps", out, "--methods", "gradient").exit_code == 0
+    with torch.no_grad():
+        next(model.parameters()).add_(0.02)
+    torch.save(model.state_dict(), "w.pt")
+    clean_error(invoke("evaluate-maps", out, "--methods", "gradient"), 2,
+                "its weights or code changed since")

@@ -141,7 +141,8 @@ def susceptibility(
     check_out(out)
     weights = model_options.weights
     is_file = is_image_file(target)
-    info = {"model": model_options.model, "weights": str(weights) if weights else None,
+    info = {"model": model_options.model,
+            "weights": str(Path(weights).resolve()) if weights else None,
             "target": target,
             "source": source if target == "cifar10" else None, "engine": engine,
             "device": device, "dataset": None if target == "cifar10" or is_file else (

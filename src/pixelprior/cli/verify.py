@@ -164,7 +164,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
                       "depends on this machine's pace; for a ground truth that reruns bit "
                       "for bit, give --budget 0 --max-boxes N --deterministic")
     weights = model_options.weights
-    info = {"model": model_options.model, "weights": str(weights) if weights else None,
+    info = {"model": model_options.model,
+            "weights": str(Path(weights).resolve()) if weights else None,
             "target": target, "source": source if target == "cifar10" else None,
             "dataset": None if target == "cifar10" or names is not None else (
                 dataset_for(target)[0]),

@@ -210,6 +210,31 @@ def check_scan_model(scan_path: str | Path, model: str, fingerprint: str) -> str
         f"`pixelprior susceptibility ... --model {model} --out DIR`")
 
 
+def check_ground_truth_model(maps: SusceptibilityMaps, where: str | Path,
+                             fingerprint: str) -> None:
+    """Refuse a ground truth (a scan, exact verdicts) whose recorded model is not the one
+    loaded now to be scored against it (its weights file replaced since, another file
+    under the recorded relative path): the maps would be another model's.
+
+    Args:
+        maps: the ground truth, its ``info`` as recorded.
+        where: its folder, for the message.
+        fingerprint: :func:`~pixelprior.models.model_fingerprint` of the model loaded.
+
+    Raises:
+        ConfigError: another fingerprint recorded.
+    """
+    from .config import ConfigError
+
+    was = _recorded_fingerprint(maps)
+    if was is not None and not same_model(was, fingerprint):
+        raise ConfigError(
+            f"{where} was made with model_fingerprint {was[:12]}, and the model loaded now "
+            f"from its record ({maps.info.get('model')}, weights "
+            f"{maps.info.get('weights') or 'its own'}) is {fingerprint[:12]}: its weights "
+            "or code changed since; restore them, or scan these images again")
+
+
 def _same_spec(recorded: str | None, model: str) -> bool:
     """Two model specs name the same model: equal, or the same file by another path."""
     if recorded is None:
@@ -240,11 +265,11 @@ def comparable_setting(value: Any) -> Any:
 
 
 def compared_setting(name: str, value: Any) -> Any:
-    """A recorded setting as a resume compares it: the target, where it names an existing
-    file or folder, by its resolved path (``./cat.png`` and ``cat.png`` alike); the rest
-    by :func:`comparable_setting`."""
-    if (name == "target" and isinstance(value, str) and value not in ("", "cifar10")
-            and Path(value).exists()):
+    """A recorded setting as a resume compares it: the target and the weights, where they
+    name an existing file or folder, by the resolved path (``./cat.png`` and ``cat.png``
+    alike); the rest by :func:`comparable_setting`."""
+    if (name in ("target", "weights") and isinstance(value, str)
+            and value not in ("", "cifar10") and Path(value).exists()):
         return str(Path(value).resolve())
     return comparable_setting(value)
 

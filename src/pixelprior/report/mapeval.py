@@ -39,10 +39,11 @@ from ..data import (
     to_float,
 )
 from ..experiment import exact_ground_truth
+from ..experiment.scans import check_ground_truth_model
 from ..experiment.verification import ROWS_FILE as VERIFICATION_ROWS
 from ..maps import METHODS as MAP_METHODS
 from ..maps import sensitivity_from_settings as make_sensitivity
-from ..models import as_registered, load_model, load_model_spec, model_spec
+from ..models import as_registered, load_model, load_model_spec, model_fingerprint, model_spec
 from ..priors import check_tau
 from ..search import rank_positions
 from .figures import maps_compared_figure, ranked_scans_figure, roc_figure
@@ -455,6 +456,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     images, labels = scan_images(scan, data, info)
     model = (load_model(info["model"], info.get("weights"), device=device)
              if _registered(info) else _scan_model(info, device).model)
+    check_ground_truth_model(scan, directory, model_fingerprint(model, info["model"]))
     rows_of = list(range(len(scan.labels)))
     maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
                                 rows_of, settings) for method in methods}
