@@ -79,6 +79,20 @@ def test_fast_answers_rerun_in_their_folder_and_refuse_another_model(cat_png, tm
                 "holds other files (fast.json) and no scan")
 
 
+def test_fast_answers_of_other_images_are_kept_beside_the_new_ones(tmp_path):
+    """--first-index 50 in the folder of images 0 and 1 rewrote fast.json with 50 and 51
+    alone: the earlier answers were lost without a word."""
+    out = tmp_path / "fast"
+    for first in ("0", "50", "0"):
+        result = invoke("susceptibility", "cifar10", "--source", "sample", "--model",
+                        "convsmall-cifar10", "--images", "2", "--first-index", first,
+                        "--fast", "--out", out)
+        assert result.exit_code == 0, result.output
+    held = json.loads((out / "fast.json").read_text())["images"]
+    assert [row["image_index"] for row in held] == [0, 1, 50, 51]  # the rerun replaced 0, 1
+    assert "also holds the answers of 2 other image(s)" in " ".join(result.output.split())
+
+
 def test_a_run_never_takes_over_another_commands_folder(cat_png, tmp_path):
     scan = tmp_path / "scan"
     assert invoke("susceptibility", cat_png, "--model", "convsmall-cifar10", "--levels", "2",

@@ -306,8 +306,8 @@ FAST_SETTINGS = ("model", "weights", "target", "source", "classes", "mean", "std
 
 
 def _check_fast_folder(out: Path, info: dict) -> None:
-    """Refuse a folder of other files, or fast answers of other images or another model
-    (a rerun of the same command answers again and replaces them)."""
+    """Refuse a folder of other files, or fast answers of other data or another model
+    (a rerun answers its images again, replacing their answers; other images' are kept)."""
     check_own_folder(out, FAST_FILE, {FAST_FILE, ".lock"}, "fast answers")
     if not (out / FAST_FILE).is_file():
         return
@@ -325,11 +325,20 @@ def _check_fast_folder(out: Path, info: dict) -> None:
         fail(f"{out} holds fast answers made with {said}; choose another --out")
 
 
+def _earlier_fast_rows(out: Path) -> list[dict]:
+    """The answers a folder holds already (of the same settings: checked before)."""
+    try:
+        return list(json.loads((out / FAST_FILE).read_text()).get("images") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: str = "auto",
                   group: int = 10, info: dict | None = None) -> None:
     """``--fast``: the fast mode on each image; per image fooled (with the pixel and its
     queries) or certified on the corner grid, into ``out/fast.json`` (with ``info``, what
-    it was made of)."""
+    it was made of), beside the answers it holds of other images (the same image's
+    replaced)."""
     from .._io import write_json_atomic
     from ..search import FastAttack
 
@@ -342,9 +351,15 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
         for index, result in zip(indices[part], output.results, strict=True):
             rows.append({"image_index": index, **result.to_row()})
     out.mkdir(parents=True, exist_ok=True)
+    answered = {row["image_index"] for row in rows}
+    kept = [row for row in _earlier_fast_rows(out) if row.get("image_index") not in answered]
+    every = sorted(kept + rows, key=lambda row: row["image_index"])
     write_json_atomic(out / FAST_FILE, {"settings": info or {},
-                                        "model_queries": sum(r["queries"] for r in rows),
-                                        "images": rows})
+                                        "model_queries": sum(r["queries"] for r in every),
+                                        "images": every})
+    if kept:
+        console.print(f"note: {out / FAST_FILE} also holds the answers of {len(kept)} other "
+                      "image(s), kept")
     fooled = sum(r["success"] for r in rows)
     certified = sum(bool(r["corner_certified"]) and not r["success"] for r in rows)
     console.print(f"{fooled} of {len(rows)} images fooled by one pixel, {certified} certified "
