@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from .._streams import pixel_keys
@@ -52,11 +55,13 @@ def load_model_of(config: ExperimentConfig, device: str | None = None) -> Loaded
                            device=device or config.resolved_device())
 
 
-def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
+def input_size(config: ExperimentConfig, loaded: Callable[[], LoadedModel] | None = None
+               ) -> int | tuple[int, int] | None:
     """The size the images are attacked at.
 
     Args:
         config: the run's config.
+        loaded: gives the model where it must be loaded (default: loads it on the CPU).
 
     Returns:
         The published 299 for NIPS-17 resized inside, else the model's input (a side, or
@@ -68,14 +73,16 @@ def input_size(config: ExperimentConfig) -> int | tuple[int, int] | None:
         return model_spec(config.model).input_size
     if config.input_size is not None:
         return config.input_size
-    return load_model_of(config, "cpu").input_size
+    return (loaded or _on_cpu(config))().input_size
 
 
-def input_channels(config: ExperimentConfig) -> int:
+def input_channels(config: ExperimentConfig, loaded: Callable[[], LoadedModel] | None = None
+                   ) -> int:
     """The channels the images are attacked in: the model's (registered models: 3).
 
     Args:
         config: the run's config.
+        loaded: gives the model where it must be loaded (default: loads it on the CPU).
 
     Returns:
         3 (RGB) or 1 (8-bit luminance, as PIL's ``"L"``).
@@ -83,7 +90,12 @@ def input_channels(config: ExperimentConfig) -> int:
     if config.model in MODELS or as_registered(config.model, config.classes, config.mean,
                                                config.std, config.input_size):
         return 3
-    return load_model_of(config, "cpu").channels
+    return (loaded or _on_cpu(config))().channels
+
+
+def _on_cpu(config: ExperimentConfig) -> Callable[[], LoadedModel]:
+    """The configured model, loaded on the CPU on the first call only."""
+    return functools.cache(lambda: load_model_of(config, "cpu"))
 
 
 def data_classes(model: str, classes: str | None) -> str | tuple[str, ...] | None:
@@ -104,13 +116,16 @@ def data_classes(model: str, classes: str | None) -> str | tuple[str, ...] | Non
     return model_spec(model).class_names() if model in MODELS else None
 
 
-def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> ImageSet:
+def load_dataset(config: ExperimentConfig, notes: list[str] | None = None,
+                 loaded: LoadedModel | None = None) -> ImageSet:
     """The evaluation images of the configured dataset, at the model's input size and in
     its channels (RGB converted to luminance for a 1-channel model, with a note).
 
     Args:
         config: the run's config.
         notes: filled with what loading did to the images (resizes, conversions).
+        loaded: the model, where the caller has loaded it (default: loaded on the CPU
+            where its size, channels or class names are needed, once).
 
     Returns:
         The images (``uint8 [N, C, H, W]``) and their labels.
@@ -122,15 +137,15 @@ def load_dataset(config: ExperimentConfig, notes: list[str] | None = None) -> Im
     if config.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {config.dataset!r}; use one of "
                           f"{', '.join(DATASETS)}")
+    model = (lambda: loaded) if loaded is not None else _on_cpu(config)
     classes = data_classes(config.model, config.classes)
     dataset = load_named_dataset(
-        config.dataset, config.data, config.source, input_size(config),
+        config.dataset, config.data, config.source, input_size(config, model),
         classes=classes if config.dataset in ("folder", "npz", "csv") else None,
-        notes=notes, channels=input_channels(config))
+        notes=notes, channels=input_channels(config, model))
     # the labels as the model's classes, in every process that loads them (the runner's
     # workers, the report): the names given or registered, else the model's own
-    names = (parse_classes(classes) if classes is not None
-             else load_model_of(config, "cpu").class_names)
+    names = parse_classes(classes) if classes is not None else model().class_names
     dataset, mapped = fit_classes(dataset, names)
     if notes is not None:
         notes += mapped
@@ -158,10 +173,8 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
              f"channel(s), returns {loaded.output}"]
     lines += [f"note: {note}" for note in loaded.notes]
     notes: list[str] = []
-    dataset = load_dataset(config, notes)
+    dataset = load_dataset(config, notes, loaded)  # its labels fitted to the model's classes
     lines += [f"note: {note}" for note in notes]
-    dataset, mapped = fit_classes(dataset, loaded.class_names)
-    lines += [f"note: {note}" for note in mapped]
     predicted = predict_labels(loaded, dataset, device)
     accuracy = float((predicted == dataset.labels).float().mean())
     lines.append(f"accuracy of the model on the {len(dataset)} images given: {accuracy:.1%}"

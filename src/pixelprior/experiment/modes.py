@@ -276,7 +276,7 @@ def unread_settings(given: dict[str, Any], modes: list[str] | tuple[str, ...],
     read.update(*(map_fields_read(mode, sensitivity) for mode in modes))
     reading = {field for field, (other, wanted, _) in READ_WHEN.items()
                if values is None or values.get(other) in wanted}
-    read = (read - set(READ_WHEN)) | (read & reading) | ({"selection_seed"} & reading)
+    read = (read - (set(READ_WHEN) - reading)) | ({"selection_seed"} & reading)
     checked = _checked()
     return [field for field, value in given.items()
             if value is not None and field in checked and field not in read]

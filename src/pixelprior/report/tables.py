@@ -40,9 +40,9 @@ from .._io import atomic_write, dumps, write_text_atomic
 from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.inputs import check_one_index_per_image
+from ..experiment.modes import mode_meaning
 from ..experiment.rows import fallback_notes
 from ..experiment.rundir import read_run
-from ..priors import MODE_ALIASES
 from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
 from .figures import class_names_of, write_figures
@@ -155,13 +155,12 @@ def per_seed_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _as_spelled(mode: str, modes: set) -> str:
     """``mode`` as the rows spell it: ``uniform`` for ``unconstrained``, ``susceptible``
-    for ``constrained`` (the paper's names of the same two modes), where only that
+    for ``constrained`` (two names of one mode, by ``mode_meaning``), where only that
     spelling ran."""
     if mode in modes:
         return mode
-    other = MODE_ALIASES.get(mode) or next((k for k, v in MODE_ALIASES.items() if v == mode),
-                                           None)
-    return other if other in modes else mode
+    meaning = mode_meaning(mode)
+    return next((m for m in sorted(modes) if mode_meaning(m) == meaning), mode)
 
 
 def summary(frame: pd.DataFrame, config: ExperimentConfig,
