@@ -88,3 +88,13 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELPRIOR_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv("PIXELPRIOR_WEIGHTS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Each test leaves torch's thread count as it found it: an in-process Ray stand-in
+    sets one thread (as a real worker does), and a test run after it would otherwise
+    compare bits computed with another count."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

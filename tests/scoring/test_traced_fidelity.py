@@ -308,3 +308,35 @@ def test_spectral_norm_by_its_hook_is_bounded_with_the_weight_it_computes():
     color = [0.75, 0.25, 0.5]
     bound = box_margins(BoundEngine(model), IMAGE, 0, 5, color, color, label).lower[0]
     assert_exact(bound, scores(model, IMAGE, 0, 5, torch.tensor([color]))[0], label)
+
+
+def test_the_interval_screen_alone_refuses_a_model_changed_after_it_was_made():
+    """The screen checks the model's scores against its traced copy too (once per image),
+    not only where the verifier's bound engine checked them first."""
+    model = randomised(Skip(nn.ReLU()), 13)
+    screen = IntervalScreen(model)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    label = label_of(model)
+    before = screen.margins(IMAGE, torch.tensor([7]), cube, cube + 1, label)
+    assert before.shape == (1, 3)
+    with torch.no_grad():
+        model.fc.weight.mul_(-1)  # new weights: the screen holds the old copy
+    with pytest.raises(IntervalUnsupportedError, match="changed since the verifier was made"):
+        screen.margins(IMAGE.flip(-1), torch.tensor([7]), cube, cube + 1, label)
+
+
+class ScaledOutsideForward(ConvHead):
+    """Scores scaled by a factor applied in ``__call__``, which ``torch.fx`` never sees."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    def __call__(self, x):  # noqa: D401 - what the user's model computes
+        return -super().__call__(x)
+
+
+def test_the_interval_screen_alone_refuses_code_outside_forward():
+    model = randomised(ScaledOutsideForward(), 4)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    with pytest.raises(IntervalUnsupportedError, match="differ from its traced graph"):
+        IntervalScreen(model).margins(IMAGE, torch.tensor([7]), cube, cube + 1, 0)

@@ -190,3 +190,74 @@ def test_an_image_already_misclassified_is_not_attacked_and_says_so():
     result = out.results[0]
     assert not result.clean_correct and result.queries == 0
     assert result.steps["decided_by"] is None and result.steps["corner_certified"] is False
+
+
+def test_a_raster_tie_break_scans_a_uniform_prior_row_by_row():
+    """``fast:raster`` is a raster scan, as ``scan:raster`` is (it scanned in random order,
+    the same attack as ``fast:random``, before)."""
+    from pixelprior.priors import UniformPrior
+
+    model = RedAtModel([(5, 2)]).eval()  # position 2 · 6 + 5 = 17: the 18th in raster order
+    labels = torch.zeros(3, dtype=torch.long)
+    raster = FastAttack(model, UniformPrior(), engine="full", tie_break="raster",
+                        verify="off").run(dark(3), labels)
+    assert [r.steps["positions_scanned"] for r in raster.results] == [18, 18, 18]
+    shuffled = FastAttack(model, UniformPrior(), engine="full", verify="off").run(dark(3),
+                                                                                 labels)
+    assert [r.steps["positions_scanned"] for r in shuffled.results] != [18, 18, 18]
+    with pytest.raises(ValueError, match="tie_break"):
+        FastAttack(model, tie_break="rows")
+
+
+def test_the_fast_modes_raster_order_reaches_the_attack():
+    from pixelprior.experiment import ExperimentConfig
+    from pixelprior.experiment.modes import build_attack
+
+    config = ExperimentConfig(modes=["fast:raster", "fast:random"], engine="full")
+    assert build_attack(config, "fast:raster", RedAtModel([(0, 0)]), seed=0).tie_break == "raster"
+    assert build_attack(config, "fast:random", RedAtModel([(0, 0)]), seed=0).tie_break == "random"
+
+
+class TieAtBlack(nn.Module):
+    """Class 0's score is a BatchNorm of a 1×1 convolution at pixel (2, 1); class 1's a
+    constant equal to class 0's score at black in the model itself. At black the two
+    tie exactly (argmax: class 0, a label change), while the scan's copy, the BatchNorm
+    folded into the convolution, rounds class 0 a little lower (no change)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 1, 1), nn.BatchNorm2d(1))
+        with torch.no_grad():  # weights found by search: folded, class 0 rounds lower
+            self.features[0].weight.copy_(torch.tensor([-0.02, -0.56, -0.1]).view(1, 3, 1, 1))
+            self.features[0].bias.fill_(0.62)
+            bn = self.features[1]
+            bn.weight.fill_(3.63)
+            bn.bias.fill_(0.62)
+            bn.running_mean.fill_(-0.62)
+            bn.running_var.fill_(1.1)
+        self.register_buffer("tie", torch.zeros(()))
+        black = torch.zeros(1, 3, 4, 4)
+        with torch.no_grad():
+            self.tie.fill_(float(self.eval().features(black)[0, 0, 1, 2]))
+
+    def forward(self, x):
+        z0 = self.features(x)[:, 0, 1, 2]
+        return torch.stack([z0, self.tie.expand_as(z0)], 1)
+
+
+def test_a_row_never_says_a_stage_fooled_the_model_where_the_model_is_not_fooled():
+    """The verdicts are the model's own (not the scan's faster copy's), and ``decided_by``
+    agrees with them: ``corners`` or ``refine`` only with a success."""
+    from pixelprior.priors import UniformPrior
+
+    model = TieAtBlack().eval()
+    image = torch.full((1, 3, 4, 4), 0.5)
+    label = model(image).argmax(1)
+    assert int(label) == 1
+    out = FastAttack(model, UniformPrior(), engine="full", verify="off").run(image, label)
+    (result,) = out.results
+    fooled = bool(model(out.adversarial).argmax(1) != label)
+    assert result.success == fooled
+    assert result.success and (result.pixels[0].x, result.pixels[0].y) == (2, 1)  # the tie
+    if result.steps["decided_by"] in ("corners", "refine"):
+        assert result.success

@@ -249,7 +249,9 @@ def test_fast_verify_proves_what_the_corners_certify_and_finds_what_they_miss():
     assert not row["verified"] and (row["x"], row["y"]) == (3, 2)
     assert int(grey(out.adversarial).argmax()) == 1  # the witness fools the model
     (row,) = FastAttack(calm, engine="full").run(image, torch.tensor([0])).rows()
-    assert row["decided_by"] == "certificate" and not row["verified"]  # off by default
+    assert row["decided_by"] == "verified"  # "auto" by default: a cheap box, verified
+    (row,) = FastAttack(calm, engine="full", verify="off").run(image, torch.tensor([0])).rows()
+    assert row["decided_by"] == "certificate" and not row["verified"]
 
 
 def test_fast_verify_auto_skips_with_a_note_where_it_does_not_apply():

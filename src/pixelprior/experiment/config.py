@@ -55,8 +55,9 @@ LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replac
                 "fast_verify", "verify_boxes", "verify_seconds")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now;
-# topk: a constant map gave the tie-break's first k positions before, the whole image now)
-PRIOR_VERSIONS = {"random_set": 2, "topk": 2}
+# topk: a constant map gave the tie-break's first k positions before, the whole image now;
+# fast:raster: scanned its positions in random order before, in raster order now)
+PRIOR_VERSIONS = {"random_set": 2, "topk": 2, "fast:raster": 2}
 
 
 def device_problem(device: str) -> str | None:

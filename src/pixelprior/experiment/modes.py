@@ -153,11 +153,13 @@ def _fast(config, model: nn.Module, prior: Prior | None, argument: str | None,
     """:class:`~pixelprior.search.FastAttack` with ``fast_refine``,
     ``fast_refine_queries`` (its ``refine_budget``), ``scan_positions`` and the verifier's
     ``fast_verify``, ``verify_boxes``, ``verify_seconds`` (targeted attacks: no
-    verifier, it proves untargeted robustness)."""
+    verifier, it proves untargeted robustness); the ``raster`` order keeps raster order
+    for ties, as ``scan:raster`` does."""
     verify = "off" if shared.get("targeted") else config.fast_verify
     return FastAttack(model, prior, refine=config.fast_refine,
                       refine_budget=config.fast_refine_queries,
-                      max_positions=config.scan_positions, verify=verify,
+                      max_positions=config.scan_positions,
+                      tie_break="raster" if argument == "raster" else "random", verify=verify,
                       verify_boxes=config.verify_boxes, verify_seconds=config.verify_seconds,
                       **shared)
 

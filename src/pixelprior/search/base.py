@@ -33,7 +33,7 @@ from torch import nn
 
 from .._streams import image_key, stream
 from ..priors import PositionDistribution, Prior, UniformPrior
-from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, make_scorer
+from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, check_logits, make_scorer
 from ._options import Renamed, keyword_options
 from .checks import check_classes, check_inputs, check_int, check_labels, evaluation_mode
 from .results import AttackOutput, AttackResult, PixelChange, SearchOutcome, check_step_fields
@@ -172,17 +172,25 @@ class Attack(ABC):
         return self.scorer(images).chunk_rows(state, images, self.batch_invariant)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of the model on whole images (clean or adversarial).
+        """Softmax of the model itself on whole images (clean or adversarial): the
+        verdicts every result reports (``original_label``, ``adversarial_label``,
+        ``success``). Not the scorer's faster copy (BatchNorm folded, channels last,
+        bf16, ONNX Runtime) the searches query: at a near tie the two may part by a
+        rounding, and a success must be one of the model as given.
 
         Args:
             images: float32 ``[B, C, H, W]`` in [0, 1].
 
         Returns:
-            float ``[B, K]``, each row summing to 1.
+            float ``[B, K]``, each row summing to 1 (or the model's own probabilities).
         """
-        scorer = self.scorer(images)
-        chunk = self.max_batch or scorer.image_chunk_rows(images)
-        return scorer.image_probabilities(images, chunk, one_per_call=self.batch_invariant)
+        scorer = self.scorer(images)  # its output kind: decided here, from the whole batch
+        step = 1 if self.batch_invariant else self.max_batch or scorer.image_chunk_rows(images)
+        with torch.inference_mode():
+            scores = torch.cat([check_logits(self.model(images[i:i + step]),
+                                             images[i:i + step].shape[0])
+                                for i in range(0, images.shape[0], step)])
+        return scorer.to_probabilities(scores)
 
     def _query(self, state, images: torch.Tensor, owner: torch.Tensor,
                genes: torch.Tensor) -> torch.Tensor:
@@ -341,7 +349,14 @@ class Attack(ABC):
         results = self._results(images, adversarial, labels, targets, original, final,
                                 best, queries, steps, distribution, set(todo), prep_seconds,
                                 seconds)
+        self._settle(results)
         return AttackOutput(results, adversarial, distribution, seconds)
+
+    def _settle(self, results: list[AttackResult]) -> None:
+        """Make a result's search record agree with its final verdict (the model itself;
+        the searches query a faster copy that may part from it at a near tie). Nothing
+        to do here; :class:`~pixelprior.search.FastAttack` says which stage decided."""
+        return None
 
     def _empty_output(self, images: torch.Tensor, began: float) -> AttackOutput:
         """The output of an empty batch: no results, an empty adversarial batch."""

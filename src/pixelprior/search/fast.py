@@ -52,7 +52,9 @@ from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
+from .results import AttackResult
 from .scan import (
+    TIE_BREAKS,
     ScanResult,
     _answers,
     colour_grid,
@@ -97,9 +99,12 @@ class FastAttack(Attack):
             ``refine_queries=``); rows record what it spent as ``refine_queries``.
         refine_positions: the refine stage starts at this many lowest-margin positions.
         max_positions: scan only the top of the order (no certificate then).
-        verify: ``"off"``, ``"on"`` (prove every image certified on the corners, or find
-            a witness), ``"auto"`` (where it applies and fits, see the module docstring);
-            ``True``/``False`` for ``"on"``/``"off"``. Untargeted attacks only.
+        tie_break: positions of equal score in ``"random"`` order (per image and seed) or
+            ``"raster"`` order (row by row: with a uniform prior, a raster scan).
+        verify: ``"auto"`` (the default: where it applies and fits, see the module
+            docstring; off for a targeted attack), ``"on"`` (prove every image certified
+            on the corners, or find a witness; untargeted attacks only), ``"off"``;
+            ``True``/``False`` for ``"on"``/``"off"``.
         verify_boxes: the verifier's most boxes per image.
         verify_seconds: the verifier's most seconds per image (``None``: no limit; a
             limit in seconds makes results depend on the machine's speed).
@@ -126,7 +131,8 @@ class FastAttack(Attack):
     @keyword_options(renamed={"refine_queries": "refine_budget"})
     def __init__(self, model: nn.Module, prior: Prior | None = None, *, refine: str = "none",
                  refine_budget: int = 4000, refine_positions: int = 10,
-                 max_positions: int | None = None, verify: str | bool = "off",
+                 max_positions: int | None = None, tie_break: str = "random",
+                 verify: str | bool = "auto",
                  verify_boxes: int = 20_000, verify_seconds: float | None = None,
                  verify_tolerance: float | None = None, **shared: Any) -> None:
         super().__init__(model, prior if prior is not None else WeightedPrior(
@@ -137,6 +143,9 @@ class FastAttack(Attack):
         check_int("refine_positions", refine_positions, 1)
         if max_positions is not None:
             check_int("max_positions", max_positions, 1)
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+        self.tie_break = tie_break
         self.refine = refine
         self.refine_budget = refine_budget
         self.refine_positions = refine_positions
@@ -146,9 +155,11 @@ class FastAttack(Attack):
         if verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {VERIFY_MODES} (or a bool), got "
                              f"{verify!r}")
-        if verify != "off" and self.targeted:
+        if verify == "on" and self.targeted:
             raise ValueError("verify proves that no pixel changes the label (untargeted); "
                              "use verify='off' for a targeted attack")
+        if self.targeted:
+            verify = "off"  # "auto": nothing to prove for a target class
         check_int("verify_boxes", verify_boxes, 1)
         if verify_seconds is not None and not 0 < verify_seconds < float("inf"):
             raise ValueError(f"verify_seconds must be a finite number > 0 (None: no limit), "
@@ -163,7 +174,8 @@ class FastAttack(Attack):
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:
-        orders = rank_positions(ranking_scores(distribution, rows), generators)
+        orders = rank_positions(ranking_scores(distribution, rows),
+                                generators if self.tie_break == "random" else None)
         state = self.scorer(images).prepare(images, per_image=self.batch_invariant)
         chunk = self._chunk(state, images)
         corners = colour_grid(2, images.shape[1])
@@ -213,6 +225,14 @@ class FastAttack(Attack):
                                if i in verdicts and verdicts[i].verified else None
                                for i in range(len(rows))],
             "verifier": [REVISION if i in verdicts else None for i in range(len(rows))]})
+
+    def _settle(self, results: list[AttackResult]) -> None:
+        """A stage that found a label change the model itself does not confirm (the
+        scan's faster copy parted from it at a near tie, by a rounding) decided nothing:
+        the row is neither fooled nor certified, said as ``budget``."""
+        for result in results:
+            if not result.success and result.steps.get("decided_by") in ("corners", "refine"):
+                result.steps["decided_by"] = "budget"
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor

@@ -38,7 +38,6 @@ logits); with it, ~5·10^-3 of ``1 + max |logit|`` there.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +46,16 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ...models import copy_module
 from .engine import FxIncrementalForward
 from .geometry import Box
-from .graph import FxUnsupportedError, TracedGraph, describe, training_module
+from .graph import (
+    FxUnsupportedError,
+    TracedGraph,
+    check_agreement,
+    describe,
+    training_module,
+)
 from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
 from .runtime import FxCache, Query, Window
@@ -72,10 +78,6 @@ from .zonotope import (
     per_box,
     relaxation_error,
 )
-
-# How far (relative to an image's largest score) the model's own scores may lie from its
-# traced graph's, both in the model's dtype (the same operations), before it is refused
-AGREEMENT = 1e-4
 
 __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
            "TooManySymbols"]
@@ -255,11 +257,6 @@ class _Call:
         return out
 
 
-def _shape_of(value: Any) -> str:
-    return (f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor)
-            else f"a {type(value).__name__}")
-
-
 class BoundEngine:
     """Sound lower bounds of the margins ``z_y - z_j`` of a network over boxes of colors
     of one pixel (see the module docstring).
@@ -290,7 +287,7 @@ class BoundEngine:
         self.dtype = dtype
         self.unit = torch.finfo(dtype).eps / 2  # round to nearest
         self.model = model  # run as written, its scores checked against a traced copy's
-        copied = copy.deepcopy(model).to(dtype).eval()
+        copied = copy_module(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
         except FxUnsupportedError as exc:
@@ -367,31 +364,9 @@ class BoundEngine:
 
         Raises:
             BoundUnsupportedError: the model does not return scores ``[B, K]``, or a score
-                differs by more than :data:`AGREEMENT` relative to the image's largest.
+                differs by more than :data:`~.graph.AGREEMENT` relative to the image's largest.
         """
-        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()),
-                     images.dtype)
-        with torch.inference_mode():
-            scores = self.model(images.to(dtype))
-            if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
-                raise BoundUnsupportedError(f"the model returns {_shape_of(scores)}, not "
-                                            "class scores [B, K]: wrap it to return them")
-            traced = self._as_traced.run(images.to(dtype))
-        if not isinstance(traced, torch.Tensor) or traced.shape != scores.shape:
-            raise BoundUnsupportedError(
-                f"the model's traced graph returns {_shape_of(traced)} where the model "
-                f"returns scores {list(scores.shape)}")
-        traced = traced.double()
-        scale = 1 + traced.abs().amax(1, keepdim=True)
-        gap = ((scores.double() - traced).abs() / scale).amax(1)
-        if bool((gap > AGREEMENT).any()) or not bool(torch.isfinite(gap).all()):
-            worst = int(torch.nan_to_num(gap, nan=math.inf).argmax())
-            raise BoundUnsupportedError(
-                f"the model's scores differ from its traced graph's by "
-                f"{float(gap[worst]):.3g} (relative) on image {worst}: it computes something "
-                "torch.fx does not record (code outside forward), or it changed since the "
-                "verifier was made (new weights: make a new one), so no bound of the graph "
-                "is one of the model")
+        check_agreement(self.model, self._as_traced, images, BoundUnsupportedError)
 
     def prepare(self, images: torch.Tensor) -> BoundCache:
         """The clean images' cache (in the engine's dtype), with the zero image the

@@ -3,7 +3,7 @@ constants, what each node runs, and which registered operation that is."""
 
 from __future__ import annotations
 
-import copy
+import math
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,10 +14,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
+from ...models import copy_module
 from . import operators  # noqa: F401  (registers the operations)
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
-__all__ = ["FxUnsupportedError", "Resolved", "TracedGraph", "describe", "training_module"]
+__all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
+           "describe", "training_module"]
+
+# How far (relative to an image's largest score) the model's own scores may lie from its
+# traced graph's, both in the model's dtype (the same operations), before it is refused
+AGREEMENT = 1e-4
 
 # Position of ``inplace`` in functional activations (set to False in the engine's copy).
 _INPLACE_POSITION = {F.relu: 1, F.relu6: 1, F.hardswish: 1, F.hardsigmoid: 1, F.silu: 1,
@@ -102,7 +108,7 @@ def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
     """A traced copy of ``model``; with ``fold``, every BatchNorm that follows a
     convolution folded into it (``torch.fx``'s own pass; the plain trace where that pass
     fails)."""
-    traced = _trace(copy.deepcopy(model))
+    traced = _trace(copy_module(model))
     if not fold:
         return traced
     try:
@@ -248,7 +254,7 @@ def _weight_hooks_applied(model: nn.Module) -> nn.Module:
     if not any(type(hook).__name__ in APPLIED_HOOKS for module in model.modules()
                for hook in module._forward_pre_hooks.values()):
         return model
-    model = copy.deepcopy(model)
+    model = copy_module(model)
     with torch.no_grad():
         for module in model.modules():
             for key, hook in list(module._forward_pre_hooks.items()):
@@ -297,13 +303,24 @@ class TracedGraph:
         with torch.inference_mode():
             for node in self.nodes:
                 if node.op == "get_attr":
-                    values[node] = _fetch(self.graph_module, node.target)
+                    values[node] = self._constant(_fetch(self.graph_module, node.target))
                 elif node.op == "placeholder" and node is not self.nodes[0]:
                     values[node] = node.args[0]
                 elif node.op.startswith("call") and all(n in values
                                                         for n in node.all_input_nodes):
                     values[node] = self.call(node, values.__getitem__)
         return values
+
+    def _constant(self, value: Any) -> Any:
+        """A tensor attribute as the engines use it: a floating tensor that is neither a
+        parameter nor a buffer (``self.w = torch.randn(...)``) is not converted by
+        ``model.to(dtype)``, so it is cast to ``float_as`` here (exactly: a wider float
+        holds every value of a narrower one)."""
+        if (self.float_as is not None and isinstance(value, torch.Tensor)
+                and value.is_floating_point() and value.dtype != self.float_as
+                and torch.finfo(value.dtype).bits <= torch.finfo(self.float_as).bits):
+            return value.to(self.float_as)
+        return value
 
     def _sizes(self) -> set[fx.Node]:
         """Nodes whose value is a value's size (``x.shape``, ``x.size(0)``) or computed
@@ -391,3 +408,55 @@ class TracedGraph:
             for n in node.all_input_nodes:
                 if self.last_use.get(n) == i and n not in self.statics:
                     del env[n]
+
+
+@torch.inference_mode()
+def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
+                    error: type[Exception]) -> None:
+    """Refuse a model whose own scores differ from those of ``traced`` (a copy traced
+    when an engine was made, the function its bounds are of): code ``torch.fx`` does not
+    record, or a model changed since (new weights), computes another. Both run in the
+    model's own dtype, the same operations: only such a difference parts them beyond
+    rounding. (What tracing can see, in-place writes and hooks, is refused when the
+    engine is made.)
+
+    Args:
+        model: the model as the user runs it.
+        traced: its copy, traced in its own dtype (``TracedGraph(model, fold=False)``).
+        images: float ``[B, C, H, W]``.
+        error: the exception type to raise (the engine's own).
+
+    Raises:
+        error: the model does not return scores ``[B, K]``, or a score differs by more
+            than :data:`AGREEMENT` relative to the image's largest.
+    """
+    scores = model(images.to(_dtype_of(model, images.dtype)))
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        raise error(f"the model returns {_shape_of(scores)}, not class scores [B, K]: "
+                    "wrap it to return them")
+    # the copy in the dtype it was traced in (a model cast since, e.g. model.double(),
+    # computes the same function: its scores agree within the copy's rounding)
+    copy = traced.run(images.to(_dtype_of(traced.graph_module, images.dtype)))
+    if not isinstance(copy, torch.Tensor) or copy.shape != scores.shape:
+        raise error(f"the model's traced graph returns {_shape_of(copy)} where the model "
+                    f"returns scores {list(scores.shape)}")
+    copy = copy.double()
+    scale = 1 + copy.abs().amax(1, keepdim=True)
+    gap = ((scores.double() - copy).abs() / scale).amax(1)
+    if bool((gap > AGREEMENT).any()) or not bool(torch.isfinite(gap).all()):
+        worst = int(torch.nan_to_num(gap, nan=math.inf).argmax())
+        raise error(f"the model's scores differ from its traced graph's by "
+                    f"{float(gap[worst]):.3g} (relative) on image {worst}: it computes "
+                    "something torch.fx does not record (code outside forward), or it "
+                    "changed since the verifier was made (new weights: make a new one), "
+                    "so no bound of the graph is one of the model")
+
+
+def _dtype_of(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype of the model's first floating parameter (``default`` where none)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), default)
+
+
+def _shape_of(value: Any) -> str:
+    return (f"a tensor of shape {list(value.shape)}" if isinstance(value, torch.Tensor)
+            else f"a {type(value).__name__}")

@@ -32,13 +32,13 @@ estimate (1.0-1.05 times it on ConvSmall).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ...models import copy_module
 from .graph import OPERATIONS  # the table, with every operation registered
 from .operators.activations import softplus_jump
 from .operators.convolution import ConvParams
@@ -192,7 +192,7 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     Returns:
         float64 ``[B]``: per image, the largest bound over its margins.
     """
-    single = copy.deepcopy(model).float().eval().requires_grad_(True)  # frozen or not
+    single = copy_module(model).float().eval().requires_grad_(True)  # frozen or not
     traced = fx.symbolic_trace(single)
     with torch.no_grad():
         classes = single(images[:1].float()).shape[1]

@@ -34,7 +34,6 @@ estimate over a whole color cube) and vacuous where they are not.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,9 +42,16 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ...models import copy_module
 from .engine import FxIncrementalForward
 from .geometry import Box
-from .graph import FxUnsupportedError, describe, training_module
+from .graph import (
+    FxUnsupportedError,
+    TracedGraph,
+    check_agreement,
+    describe,
+    training_module,
+)
 from .intervals import (
     SHAPE,
     UNIT,
@@ -111,13 +117,16 @@ class IntervalScreen:
         if training is not None:
             raise IntervalUnsupportedError(f"{training} is in training mode; call "
                                            "model.eval()")
-        copied = copy.deepcopy(model).to(torch.float64).eval()
+        copied = copy_module(model).to(torch.float64).eval()
         # the model's own tensors: float32 in the model, the same values here (a tensor
         # the trace computed from them and kept is not: float64 computed it)
         self._state = {name for name, _ in copied.named_parameters()} | {
             name for name, _ in copied.named_buffers()}
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64)
+            # the model as copied, traced in its own dtype: its scores are checked
+            # against it per image (code torch.fx does not see, weights changed since)
+            self._as_traced = TracedGraph(model, fold=False)
         except FxUnsupportedError as exc:
             raise IntervalUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
@@ -125,6 +134,8 @@ class IntervalScreen:
             raise IntervalUnsupportedError(f"torch.fx cannot trace the model "
                                            f"({type(exc).__name__}: {first})") from None
         self.graph = self.engine.graph
+        self.model = model
+        self._agreed: torch.Tensor | None = None  # the last image checked against the trace
         self.cone = cone
         self._plans: dict[tuple, Plan | None] = {}
         self._patch_rules: dict[fx.Node, Any] = {}  # sliding windows' rules on patches
@@ -218,14 +229,28 @@ class IntervalScreen:
 
         Returns:
             The bounds (see :class:`ScreenBounds`).
+
+        Raises:
+            IntervalUnsupportedError: the model's scores on ``image`` differ from its
+                traced graph's (see :func:`~.graph.check_agreement`).
         """
         if unit is not None and not 0 <= unit < 2.0**-8:
             raise ValueError(f"unit must be a unit roundoff in [0, 2^-8), got {unit!r}")
+        self._check_agrees(image)
         self._unit = unit
         try:
             return self._bounds(image, positions, lo, hi, label)
         finally:
             self._unit = None
+
+    def _check_agrees(self, image: torch.Tensor) -> None:
+        """The model's scores against its traced graph's, once per image in a row."""
+        kept = self._agreed
+        if (kept is not None and kept.shape == image.shape and kept.device == image.device
+                and kept.dtype == image.dtype and torch.equal(kept, image)):
+            return
+        check_agreement(self.model, self._as_traced, image, IntervalUnsupportedError)
+        self._agreed = image.detach().clone()
 
     def _bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
                 hi: torch.Tensor, label: int) -> ScreenBounds:
