@@ -88,6 +88,7 @@ def test_reductions_and_normalisation():
     assert reduce_channels(a, "max_abs").tolist() == [[[2.0, 3.0]]]
     assert reduce_channels(a, "mean_abs").tolist() == [[[1.5, 2.0]]]
     assert reduce_channels(a, "sum").tolist() == [[[1.0, 2.0]]]
+    assert reduce_channels(a, "signed").tolist() == [[[-1.0, -2.0]]]
     with pytest.raises(ValueError, match="unknown reduction"):
         reduce_channels(a, "median")
     assert normalize_maps(torch.ones(1, 2, 2)).eq(0).all()  # constant map: no signal
@@ -187,3 +188,73 @@ def test_percentile_normalisation_clips_the_extremes():
     assert normalize_maps(torch.ones(1, 3, 3), "percentile").eq(0).all()
     with pytest.raises(ValueError, match="normalization"):
         normalize_maps(maps, "zscore")
+
+
+def test_a_sparse_map_keeps_its_signal_under_percentile_normalisation():
+    """Fewer positive pixels than the top 1%: the 99th percentile is 0, and the map is
+    scaled by its largest value (it was all zeros, read as "no signal")."""
+    maps = torch.zeros(1, 32, 32)
+    maps[0, 0, :10] = torch.linspace(0.1, 1.0, 10)
+    out = normalize_maps(maps, "percentile", 99.0)
+    assert float(out.max()) == 1.0 and int((out > 0.5).sum()) == 5
+
+
+class SqrtNet(torch.nn.Module):
+    """sqrt of a value that a pixel's colour can make negative: NaN gradients there."""
+
+    def forward(self, x):
+        value = (x[:, 0] - 0.5).flatten(1)
+        return torch.stack([value.sum(1), value.clamp_min(0).sqrt().sum(1)], 1)
+
+
+def test_nan_attributions_are_refused_naming_the_method():
+    images = torch.full((2, 3, 4, 4), 0.5)
+    with pytest.raises(ValueError, match="gradient map has NaN or infinite attributions"):
+        VanillaGradient(SqrtNet())(images, torch.tensor([1, 1]))
+
+
+class BatchStatsNet(torch.nn.Module):
+    """A BatchNorm between a convolution and the head: in training mode an image's
+    scores depend on the batch, and every call moves the running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 36, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+@pytest.mark.parametrize("make", [VanillaGradient, lambda m: SmoothGrad(m, n_samples=4),
+                                  Occlusion, lambda m: GradCAM(m, layer=m.conv)],
+                         ids=["gradient", "smoothgrad", "occlusion", "gradcam"])
+def test_maps_of_a_model_in_training_mode_are_its_eval_mode_maps(make):
+    """As attacks do: the map is computed in eval mode (the same for an image alone or in
+    a batch), the running statistics untouched, the model's modes restored."""
+    model = BatchStatsNet()
+    images = torch.rand(4, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2, 0])
+    expected = make(model.eval())(images, labels)
+    model.train()
+    running = model.bn.running_mean.clone()
+    together = make(model)(images, labels)
+    alone = make(model)(images[:1], labels[:1])
+    assert model.training and model.bn.training
+    assert torch.equal(model.bn.running_mean, running)
+    torch.testing.assert_close(together, expected)
+    torch.testing.assert_close(alone[0], expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_signed_occlusion_map_ranks_a_pixel_that_raises_the_score_last(tiny_net, batch):
+    images, labels = batch
+    drops = Occlusion(tiny_net).attribute(images, labels)[:, 0]
+    signed = Occlusion(tiny_net, reduction="signed")(images, labels)
+    size = Occlusion(tiny_net)(images, labels)
+    for row in range(len(images)):
+        order = drops[row].flatten().argsort(descending=True)
+        assert torch.equal(signed[row].flatten().argsort(descending=True, stable=True)[:1],
+                           order[:1])
+        assert torch.equal(size[row].flatten().argmax(), drops[row].abs().flatten().argmax())

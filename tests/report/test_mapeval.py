@@ -145,3 +145,42 @@ def test_a_top_k_of_every_position_is_refused_and_the_default_fits_the_image():
     assert lift_ks((5, 20), scan) == (5, 20)
     with pytest.raises(ValueError, match="k below the 36 positions"):
         lift_ks((10, 36), scan)
+
+
+def fake_scan(vulnerable: np.ndarray, margins: np.ndarray) -> SusceptibilityMaps:
+    count = len(margins)
+    return SusceptibilityMaps(
+        image_keys=np.array([str(i) for i in range(count)]), image_indices=np.arange(count),
+        labels=np.zeros(count, dtype=np.int64), min_true_probability=np.zeros_like(margins),
+        min_margin=margins, vulnerable=vulnerable,
+        best_colour=np.zeros((*margins.shape, 3), dtype=np.float32), levels=2)
+
+
+def test_the_summary_says_over_how_many_images_the_auc_is_defined():
+    """An image whose every position is vulnerable has no AUC (nothing robust to rank
+    below); the mean is over the others, and the summary and the table say so."""
+    from pixelprior.report.mapeval import markdown
+
+    vulnerable = np.zeros((2, 2, 2), dtype=bool)
+    vulnerable[0] = True  # every position of image 0
+    vulnerable[1, 0, 0] = True
+    margins = np.where(vulnerable, -1.0, 1.0).astype(np.float32)
+    margins[1, 1, 1] = 2.0
+    scan = fake_scan(vulnerable, margins)
+    rows = evaluate_maps(scan, {"oracle": scan.oracle_map()}, top_k=(1,))
+    (summary,) = summarise(rows, (1,))
+    assert summary["images_with_vulnerable"] == 2 and summary["auc_images"] == 1
+    assert summary["auc_mean"] == 1.0
+    text = markdown([summary], scan, 0.5, (1,), {})
+    assert "over fewer than the 2 images for oracle 1" in text
+
+
+def test_the_oracle_map_ranks_every_vulnerable_position_above_every_robust_one():
+    """Margins ±1e-8 beside ±1 round to the same float32 value once normalised; the
+    vulnerable one is lifted a step above."""
+    margins = np.array([[[1.0, -1e-8], [1e-8, -1.0]]], dtype=np.float32)
+    scan = fake_scan(margins < 0, margins)
+    oracle = scan.oracle_map()[0]
+    assert oracle[0, 1] > oracle[1, 0] > oracle[0, 0]
+    (row,) = evaluate_maps(scan, {"oracle": scan.oracle_map()}, top_k=(1,))
+    assert row["auc"] == 1.0

@@ -13,6 +13,7 @@ from .._io import Interrupted, Interrupts, check_own_folder
 from ..data import dataset_for, to_float
 from ..experiment import run_scan
 from ..experiment.scans import check_scan_folder, compared_setting, cost_lines
+from ..maps import REDUCTIONS
 from ..search import colour_grid
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
@@ -215,6 +216,9 @@ def evaluate_maps_cmd(
     absolute: str = typer.Option("after", help="SmoothGrad: |.| after averaging (the "
                                  "paper) or before."),
     normalization: str = typer.Option("minmax", help="minmax | percentile."),
+    reduction: str = typer.Option("max_abs", help="Channels to a pixel: max_abs | mean_abs | "
+                                  "sum | signed (the sum with its sign: occlusion's drop, "
+                                  "not its size)."),
     n_samples: int = typer.Option(50, help="SmoothGrad noisy copies (n)."),
     noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
@@ -235,6 +239,7 @@ def evaluate_maps_cmd(
         score: the class score maps differentiate.
         absolute: SmoothGrad's absolute value, after or before averaging.
         normalization: minmax or percentile.
+        reduction: how a pixel's channels are reduced (max_abs, mean_abs, sum or signed).
         n_samples: SmoothGrad's noisy copies.
         noise_level: SmoothGrad's σ.
         data: the folder holding cifar-10-batches-py.
@@ -273,8 +278,10 @@ def evaluate_maps_cmd(
         fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "
              f"with `pixelprior susceptibility ... --out {directory}` (a scan of a color "
              "grid) or `... --exact` (the verifier's verdicts over every color)")
+    if reduction not in REDUCTIONS:
+        fail(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
-                "n_samples": n_samples, "noise_level": noise_level}
+                "reduction": reduction, "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
                  "run the same command again")
     summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
@@ -296,6 +303,13 @@ def evaluate_maps_cmd(
                       "decided, so no AUC is defined" + (
                           " (the verifier left the others unknown: give it more --budget)"
                           if exact else ""))
+    elif any(s["auc_images"] < s["images_with_vulnerable"] for s in summary):
+        first = summary[0]
+        console.print(f"note: the AUC is over {first['auc_images']} of the "
+                      f"{first['images_with_vulnerable']} images with a vulnerable position: "
+                      "on the others every position decided is vulnerable (nothing robust "
+                      "to rank below)" + (" or the verifier left the rest unknown"
+                                          if exact else ""))
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
 

@@ -93,7 +93,15 @@ class SusceptibilityMaps:
         low = score.min(1, keepdims=True)
         span = score.max(1, keepdims=True) - low
         out = np.where(span > 0, (score - low) / np.where(span > 0, span, 1), 0.0)
-        return out.reshape(self.min_margin.shape).astype(np.float32)
+        out = out.astype(np.float32)
+        # float32 may round a vulnerable position's value (margin just below 0) onto a
+        # robust one's (just above): lift it one step over every robust value, so each
+        # vulnerable position still ranks above each robust one
+        vulnerable = score > 0
+        robust_top = np.where(vulnerable, -np.inf, out).max(1, keepdims=True)
+        lifted = np.nextafter(robust_top, np.float32(np.inf)).astype(np.float32)
+        out = np.where(vulnerable & (out <= robust_top), lifted, out)
+        return out.reshape(self.min_margin.shape)
 
     def rows_of(self, images: torch.Tensor) -> list[int]:
         """Rows of ``images`` in this scan, matched by their pixels.

@@ -171,7 +171,7 @@ class ExperimentConfig:
     n_samples: int = 50
     noise_level: float = 0.15
     score: str = "logit"  # logit | probability | log_probability
-    reduction: str = "max_abs"  # over channels: max_abs | mean_abs | sum
+    reduction: str = "max_abs"  # over channels: max_abs | mean_abs | sum | signed
     absolute: str = "after"  # SmoothGrad: |.| after averaging (paper) or before
     normalization: str = "minmax"  # minmax | percentile
     percentile: float = 99.0

@@ -39,9 +39,9 @@ from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
-from ..models import GradientsUnavailableError, output_kind
+from ..models import GradientsUnavailableError, evaluation_mode, output_kind
 
-REDUCTIONS = ("max_abs", "mean_abs", "sum")
+REDUCTIONS = ("max_abs", "mean_abs", "sum", "signed")
 SCORES = ("logit", "probability", "log_probability")
 NORMALIZATIONS = ("minmax", "percentile")
 # the settings every method takes (the rest are a method's own: see the registry)
@@ -86,8 +86,10 @@ def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> t
 
     Args:
         attributions: float ``[B, C, H, W]``.
-        reduction: ``"max_abs"`` (max |a|, default), ``"mean_abs"`` (mean |a|) or
-            ``"sum"`` (|sum a|).
+        reduction: ``"max_abs"`` (max |a|, default), ``"mean_abs"`` (mean |a|),
+            ``"sum"`` (|sum a|) or ``"signed"`` (sum a, its sign kept: for a map whose
+            sign says a direction, e.g. occlusion's drop of the class score, where a
+            pixel whose blackening raises the score then ranks low, not high).
 
     Returns:
         float ``[B, H, W]``.
@@ -101,6 +103,8 @@ def reduce_channels(attributions: torch.Tensor, reduction: str = "max_abs") -> t
         return attributions.abs().mean(1)
     if reduction == "sum":
         return attributions.sum(1).abs()
+    if reduction == "signed":
+        return attributions.sum(1)
     raise ValueError(f"unknown reduction {reduction!r}; use one of {REDUCTIONS}")
 
 
@@ -123,13 +127,19 @@ def normalize_maps(maps: torch.Tensor, method: str = "minmax",
 
     Raises:
         ValueError: an unknown method.
+
+    With ``"percentile"``, a map whose percentile is not positive (a sparse map: fewer
+    positive pixels than the top ``100 − percentile`` %) is divided by its largest value
+    instead, so its few positive pixels keep their signal.
     """
     flat = maps.flatten(1)
     tiny = torch.finfo(flat.dtype).tiny
     if method == "percentile":
         top = torch.quantile(flat.double(), percentile / 100.0, dim=1, keepdim=True).to(
             flat.dtype)
-        constant = (flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)) <= 0
+        largest = flat.amax(1, keepdim=True)
+        constant = (largest - flat.amin(1, keepdim=True)) <= 0
+        top = torch.where(top > 0, top, largest)  # a sparse map: by its largest value
         scaled = (flat / top.clamp_min(tiny)).clamp(0, 1)
         out = torch.where(constant | (top <= 0), torch.zeros_like(flat), scaled)
         return out.view_as(maps)
@@ -139,6 +149,19 @@ def normalize_maps(maps: torch.Tensor, method: str = "minmax",
     span = flat.amax(1, keepdim=True) - low
     out = torch.where(span > 0, (flat - low) / span.clamp_min(tiny), 0.0)
     return out.view_as(maps)
+
+
+def _check_finite(attributions: torch.Tensor, method: str) -> None:
+    """Refuse NaN or infinite attributions (a normalised map would hide them: all zeros,
+    read as "no signal", or values outside [0, 1])."""
+    bad = ~torch.isfinite(attributions.flatten(1)).all(1)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten().tolist()
+        raise ValueError(f"the {method} map has NaN or infinite attributions on "
+                         f"{len(rows)} image(s) (first: image {rows[0]}): the model's scores "
+                         "or gradients overflow or divide by zero near these images (a "
+                         "noisy copy outside [0, 1] included); make the model finite there, "
+                         "or use another map")
 
 
 class SensitivityMethod(ABC):
@@ -156,7 +179,7 @@ class SensitivityMethod(ABC):
         score: the class score attributed: ``"logit"``, ``"probability"`` or
             ``"log_probability"``.
         reduction: how channels are reduced to a pixel: ``"max_abs"``, ``"mean_abs"``,
-            ``"sum"`` (|sum|).
+            ``"sum"`` (|sum|), ``"signed"`` (sum; see :func:`reduce_channels`).
         normalization: ``"minmax"`` or ``"percentile"`` (see :func:`normalize_maps`).
         percentile: the percentile of ``"percentile"`` normalization, in (0, 100].
         batch_size: rows per forward/backward pass.
@@ -256,7 +279,10 @@ class SensitivityMethod(ABC):
         # tensors made under inference_mode cannot take part in autograd: plain copies
         images = images.clone() if images.is_inference() else images
         labels = labels.clone() if labels.is_inference() else labels
-        attributions = self.attribute(images, labels.to(torch.long)).detach()
+        with evaluation_mode(self.model):  # as attacks do: BatchNorm's running statistics
+            # untouched, and an image's map independent of the batch it is computed in
+            attributions = self.attribute(images, labels.to(torch.long)).detach()
+        _check_finite(attributions, self.name)
         maps = reduce_channels(attributions.float(), self.reduction)
         if maps.shape[-2:] != images.shape[-2:]:  # a layer's coarser map: to image size
             maps = F.interpolate(maps[:, None], size=images.shape[-2:], mode="bilinear",

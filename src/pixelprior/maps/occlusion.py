@@ -14,7 +14,10 @@ class Occlusion(SensitivityMethod):
     attribution[b, :, y, x] = f(x_b) − f(x_b with pixel (y, x) := baseline), the same value
     in every channel (Captum's ``Occlusion`` with ``sliding_window_shapes=(C, 1, 1)``,
     stride 1). One forward per pixel, batched; no gradients. Of all maps it asks the
-    attack's own question, at one color.
+    attack's own question, at one color. The map ranks pixels by the drop's size with
+    the default ``reduction="max_abs"`` (a pixel whose blackening *raises* the score ranks
+    as high as one that lowers it by as much), by the drop itself with
+    ``reduction="signed"``.
 
     Args:
         model: the model, or ``None`` to bind later.

@@ -13,8 +13,10 @@ from .base import SensitivityMethod
 class SmoothGrad(SensitivityMethod):
     """SmoothGrad: the class-score gradient averaged over noisy copies of the image.
 
-    ``noise_level`` is σ as a fraction of the input range (the inputs lie in [0, 1], so
-    σ = ``noise_level``), following Smilkov et al., who found 10–20% works best. The
+    ``noise_level`` is σ as a fraction of the input range, following Smilkov et al., who
+    found 10–20% works best: the nominal range [0, 1], so σ = ``noise_level`` for every
+    image (Smilkov et al.'s reference code takes each image's own max − min, which is
+    smaller on a low-contrast image; Captum's ``NoiseTunnel`` takes σ as given). The
     noisy copies are not clipped to [0, 1] (as in the original method and in Captum).
     Noise is seeded by ``seed`` and each image's pixels, so maps are reproducible and do
     not depend on the batch; ``noise`` may be passed to :meth:`attribute` for tests.

@@ -20,6 +20,7 @@ from .fingerprint import code_changed, model_fingerprint, same_model, state_dict
 from .inference import (
     ChannelsLast,
     copy_module,
+    evaluation_mode,
     fold_batchnorm,
     inference_model,
     predict,
@@ -60,7 +61,7 @@ __all__ = [
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
     "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "code_changed",
-    "copy_module",
+    "copy_module", "evaluation_mode",
     "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
     "load_model_spec", "model_card", "model_failure", "model_fingerprint", "model_spec",
     "model_spec_problem",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -11,8 +13,31 @@ from ..data import ImageSet, to_float
 from .accuracy import check_finite_scores
 from .squeezenet import Fire
 
-__all__ = ["ChannelsLast", "copy_module", "fold_batchnorm", "inference_model", "predict",
-           "scores_agree"]
+__all__ = ["ChannelsLast", "copy_module", "evaluation_mode", "fold_batchnorm",
+           "inference_model", "predict", "scores_agree"]
+
+
+@contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block and restore every module's own mode after
+    it (as torchattacks does), even when the block raises.
+
+    Args:
+        model: the model; anything that is not an ``nn.Module`` is left as it is.
+
+    Yields:
+        Nothing; the block runs with the model in eval mode.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def copy_module(model: nn.Module) -> nn.Module:

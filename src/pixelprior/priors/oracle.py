@@ -45,7 +45,7 @@ class OraclePrior(Prior):
         :meth:`Prior.distribution`; ``model``, ``seed`` and ``keys`` are not used).
 
         Raises:
-            ValueError: an image that is not in the scan.
+            KeyError: an image that is not in the scan (its message says to scan it first).
         """
         rows = self.scan.rows_of(images)
         sets = torch.from_numpy(self.scan.vulnerable[rows])

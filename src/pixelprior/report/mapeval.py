@@ -229,7 +229,8 @@ def evaluate_maps(scan: SusceptibilityMaps, maps: dict[str, np.ndarray], tau: fl
 
 def summarise(rows: list[dict], top_k: tuple[int, ...]) -> list[dict]:
     """Per method: means over images with a vulnerable position (95% t-intervals for the
-    AUC), precision of S pooled and per image, and the scan cost to first success.
+    AUC, over the images where it is defined: ``auc_images``), the precision of S averaged
+    over those images whose S is not empty, and the scan cost to first success.
 
     Args:
         rows: :func:`evaluate_maps`' rows.
@@ -248,6 +249,7 @@ def summarise(rows: list[dict], top_k: tuple[int, ...]) -> list[dict]:
         sets = fooled[fooled["set_size"] > 0]
         out.append({
             "method": method, "images_with_vulnerable": len(fooled),
+            "auc_images": int(fooled["auc"].astype(float).notna().sum()),
             "auc_mean": auc[0], "auc_ci": auc[1],
             "precision_at_tau": float(sets["precision_at_tau"].astype(float).mean())
             if len(sets) else None,
@@ -300,14 +302,23 @@ def markdown(summary: list[dict], scan: SusceptibilityMaps, tau: float,
             + " | ".join(fmt(s[f"lift_top{k}"], 2) for k in top_k)
             + f" | {fmt(s['spearman_vs_oracle'])} | {fmt(s['mean_queries_to_first'], 0)} / "
             f"{fmt(s['median_queries_to_first'], 0)} |")
-    lines += ["", "AUC: 0.5 is chance. Precision of S is averaged over images whose S is "
-              "not empty. Lift: precision of the k top-ranked positions over the base rate. "
-              "Queries: a scan in the map's order, all colours of a position at once, up to "
-              "and including the first vulnerable position (the oracle's is the floor)."]
+    explained = ("AUC: 0.5 is chance. Precision of S is averaged over images whose S is not "
+                 "empty. Lift: precision of the k top-ranked positions over the base rate. "
+                 "Queries: a scan in the map's order, all colours of a position at once, up "
+                 "to and including the first vulnerable position (the oracle's is the floor).")
     if scan.exact:
-        lines[-1] = lines[-1].replace("Queries: a scan in the map's order, all colours of a "
+        explained = explained.replace("Queries: a scan in the map's order, all colours of a "
                                       "position at once,", "Positions: a scan in the map's "
                                       "order, one position at a time,")
+    lines += ["", explained]
+    short = [f"{s['method']} {s['auc_images']}" for s in summary
+             if s.get("auc_images", fooled) < fooled]
+    if short:
+        lines += ["", f"The AUC is defined only where an image has both vulnerable and robust "
+                  f"positions (among those decided): over fewer than the {fooled} images for "
+                  f"{', '.join(short)}. Means of lift and Spearman leave out the images where "
+                  "they are undefined (a constant map)."]
+    if scan.exact:
         lines += ["", "Undecided positions (the verifier's budget ran out) are left out of "
                   "the AUC, precision, base rate, lift and Spearman; a ranked scan still "
                   "walks them."]

@@ -7,14 +7,11 @@ whose target is the image's own class.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
-from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
+from ..models import evaluation_mode  # noqa: F401 - re-exported: search.evaluation_mode
 
 __all__ = ["check_classes", "check_inputs", "check_int", "check_labels", "evaluation_mode"]
 
@@ -39,29 +36,6 @@ def check_labels(values: torch.Tensor, name: str = "labels") -> torch.Tensor:
         raise TypeError(f"{name} must be an integer tensor (class indices), got "
                         f"{values.dtype}")
     return values.to(torch.long)
-
-
-@contextmanager
-def evaluation_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode for the block and restore every module's own mode after
-    it (as torchattacks does), even when the block raises.
-
-    Args:
-        model: the model; anything that is not an ``nn.Module`` is left as it is.
-
-    Yields:
-        Nothing; the block runs with the model in eval mode.
-    """
-    if not isinstance(model, nn.Module):
-        yield
-        return
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def check_inputs(images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
