@@ -34,6 +34,34 @@ def test_attack_writes_image_and_json(cat_png, tmp_path):
         0.5, 20, 3, "rand1bin")
     adversarial = np.asarray(Image.open(out / "cat-adversarial.png"))
     assert adversarial.shape == (32, 32, 3)
+    # what the model says of the PNG as written (8 bits), beside the float result
+    assert row["png_name"] == row["adversarial_name"] or row["png_fools"] is False
+    assert row["png_fools"] is (None if not row["success"] else row["png_fools"])
+
+
+def test_the_adversarial_is_judged_as_its_8_bit_png_holds_it_too():
+    """A colour between two 8-bit levels can fool where its rounding does not: the row
+    says what the model makes of the PNG (it was not checked before)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from pixelprior.cli.attack import _as_written
+
+    class Between(torch.nn.Module):  # class 1 iff red at (0, 0) lies in (0.499, 0.501)
+        def forward(self, x):
+            red = x[:, 0, 0, 0]
+            inside = ((red > 0.499) & (red < 0.501)).float()
+            return torch.stack([1 - inside, inside], 1)
+
+    image = torch.zeros(3, 2, 2)
+    image[0, 0, 0] = 0.5  # fools; its 8-bit level, 128/255 = 0.502, does not
+    fooled = SimpleNamespace(success=True, target=None, true_label=0)
+    row = _as_written(image, fooled, Between(), "cpu", ["a", "b"])
+    assert row == {"png_label": 0, "png_name": "a", "png_fools": False}
+    image[0, 0, 0] = 0.0
+    failed = SimpleNamespace(success=False, target=None, true_label=0)
+    assert _as_written(image, failed, Between(), "cpu", ["a", "b"])["png_fools"] is None
 
 
 def test_attack_refuses_to_replace_another_images_result(cat_png, tmp_path):

@@ -340,3 +340,34 @@ def test_the_interval_screen_alone_refuses_code_outside_forward():
     cube = torch.zeros(1, 3, dtype=torch.float64)
     with pytest.raises(IntervalUnsupportedError, match="differ from its traced graph"):
         IntervalScreen(model).margins(IMAGE, torch.tensor([7]), cube, cube + 1, 0)
+
+
+class PlainTensorHead(nn.Module):
+    """A linear head held as a plain tensor attribute (neither a parameter nor a buffer):
+    ``model.to(torch.float64)`` leaves it float32, and the float64 copy multiplied a
+    float64 value by it (a raw dtype error before)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(6)
+        self.weight = torch.randn(3, 3 * 36, generator=generator)
+        self.bias = torch.randn(3, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(torch.relu(x).flatten(1), self.weight, self.bias)
+
+
+def test_plain_tensor_attributes_are_bounded_in_float64():
+    model = PlainTensorHead().eval()
+    label = label_of(model)
+    color = [0.3, 0.9, 0.1]
+    with torch.no_grad():
+        image = IMAGE.double()
+        image[0, :, 2, 3] = torch.tensor(color, dtype=torch.float64)
+        exact = (torch.relu(image).flatten(1) @ model.weight.double().T
+                 + model.bias.double())[0]
+    bound = box_margins(BoundEngine(model), IMAGE, 2, 3, color, color, label).lower[0]
+    assert_exact(bound, exact, label)
+    cube = torch.zeros(1, 3, dtype=torch.float64)
+    assert IntervalScreen(model).margins(IMAGE, torch.tensor([15]), cube, cube + 1,
+                                         label).isfinite().sum() == 2

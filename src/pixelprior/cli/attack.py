@@ -136,6 +136,7 @@ def attack(
         "pixels_in_file": where if fitted is not None else None,
         "resized_from": list(fitted.original) if fitted is not None else None,
         "device": device, "engine": runner.scorer(image.to(device)).name}
+    row |= _as_written(output.adversarial[0], result, net, device, names)
     full = _in_the_file(read, fitted, result, net, device, names) if fitted else None
     if full is not None:
         row["file_copy_label"] = full["label"]
@@ -147,6 +148,10 @@ def attack(
             _write_full(full, read, result, names, true, goal, out / image_file.stem)
         write_json_atomic(out / f"{image_file.stem}-result.json", row)
     _print_attack(result, names, true, goal, fitted, out)
+    if row["png_fools"] is False:
+        console.print(f"note: {image_file.stem}-adversarial.png does not fool the model: its "
+                      "changed colour rounded to 8 bits gives "
+                      f"{row['png_name']}; the colour in the JSON (a float) does")
     if full is not None:
         console.print(f"at the file's {fitted.original[0]}×{fitted.original[1]}: "
                       f"{image_file.stem}-adversarial-full.png (the changed box of file pixels "
@@ -164,6 +169,19 @@ def _check_oracle(config: ExperimentConfig, oracle: Path, opened: OpenedModel) -
     note = check_scan_model(oracle, opened.name, model_fingerprint(opened.net, opened.name))
     if note is not None:
         console.print(note)
+
+
+def _as_written(adversarial: torch.Tensor, result, net, device: str, names) -> dict:
+    """What the model says of the adversarial as the PNG holds it (8 bits a channel: a
+    colour the search found between two levels is rounded, which may undo a near tie):
+    ``png_label``, ``png_name`` and ``png_fools`` (``None`` where nothing fooled)."""
+    quantised = (adversarial.clamp(0, 1) * 255).round() / 255  # as write_image stores it
+    label = predict_label(net, quantised[None], device)
+    fools = None
+    if result.success:
+        fools = label == result.target if result.target is not None else (
+            label != result.true_label)
+    return {"png_label": label, "png_name": names[label], "png_fools": fools}
 
 
 def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
