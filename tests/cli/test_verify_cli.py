@@ -340,3 +340,22 @@ def test_exact_options_that_belong_elsewhere_are_refused(tmp_path):
            "--images", 1, "--first-index", 1, "--out", per_image)
     clean_error(invoke("evaluate-maps", per_image), 2, "made without --exact")
     assert not (tmp_path / "s").exists()
+
+
+def test_an_input_size_flag_equal_to_the_models_own_resumes_and_another_is_refused(tmp_path):
+    """``--input-size 32`` for a 32-pixel model is the size the folder's images ran at:
+    a resume with it (or without it) continues; a folder from before the size was
+    recorded still compares the flag as given."""
+    out = tmp_path / "v"
+    common = ("verify", "cifar10", "--source", "sample", "--model", "convsmall-cifar10",
+              "--budget", 0, "--max-boxes", 2000, "--deterministic", "--out", out)
+    assert invoke(*common, "--images", 1).exit_code == 0
+    settings = json.loads((out / "verification.json").read_text())
+    assert settings["input_size"] is None and settings["image_size"] == [32, 32]
+    resumed = invoke(*common, "--images", 2, "--input-size", 32)
+    assert resumed.exit_code == 0, resumed.output
+    assert len((out / "verification.jsonl").read_text().splitlines()) == 2
+    del settings["image_size"]  # a folder from before it was recorded
+    (out / "verification.json").write_text(json.dumps(settings))
+    clean_error(invoke(*common, "--images", 3, "--input-size", 32), 2,
+                "input_size = None, not 32")

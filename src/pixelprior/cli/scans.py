@@ -12,7 +12,7 @@ import typer
 from .._io import Interrupted, Interrupts, check_own_folder
 from ..data import dataset_for, to_float
 from ..experiment import run_scan
-from ..experiment.scans import check_scan_folder, compared_setting, cost_lines
+from ..experiment.scans import check_scan_folder, cost_lines, same_setting
 from ..maps import REDUCTIONS
 from ..search import colour_grid
 from ._app import app, console
@@ -161,7 +161,9 @@ def susceptibility(
     batch, labels, indices, shown, names = target_images(
         opened, target, source, data, images, first_index, model_options.classes, device,
         no_resize)
+    info["image_size"] = list(batch.shape[-2:])  # compared with --input-size on a resume
     if fast:
+        _check_fast_folder(out, info)
         _fast_answers(out, net, batch, labels, indices, device, engine, batch_images, info)
         return
     positions = batch.shape[-2] * batch.shape[-1]
@@ -321,7 +323,9 @@ FAST_SETTINGS = ("model", "weights", "target", "source", "classes", "mean", "std
 
 def _check_fast_folder(out: Path, info: dict) -> None:
     """Refuse a folder of other files, or fast answers of other data or another model
-    (a rerun answers its images again, replacing their answers; other images' are kept)."""
+    (a rerun answers its images again, replacing their answers; other images' are kept).
+    Called before the model opens, and again once ``info`` holds the images' size (an
+    ``input_size`` flag is compared by the size the images ran at)."""
     check_own_folder(out, FAST_FILE, {FAST_FILE, ".lock"}, "fast answers")
     if not (out / FAST_FILE).is_file():
         return
@@ -332,8 +336,8 @@ def _check_fast_folder(out: Path, info: dict) -> None:
     if settings is None:
         fail(f"{out / FAST_FILE} does not say what it answered (made by an earlier "
              "version); choose another --out, or remove it")
-    changed = [k for k in FAST_SETTINGS if compared_setting(k, settings.get(k))
-               != compared_setting(k, info.get(k))]
+    changed = [k for k in FAST_SETTINGS if not same_setting(k, settings, info)
+               and (k != "input_size" or "image_size" in info)]  # then: by the size
     if changed:
         said = ", ".join(f"{k} {settings.get(k)!r} (now {info.get(k)!r})" for k in changed)
         fail(f"{out} holds fast answers made with {said}; choose another --out")

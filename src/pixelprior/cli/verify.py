@@ -172,6 +172,7 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             "classes": recorded_classes(model_options.model or DEFAULT_MODEL, target,
                                         model_options.classes), "mean": model_options.mean,
             "std": model_options.std, "input_size": model_options.input_size,
+            "image_size": list(floats.shape[-2:]),  # compared with --input-size on a resume
             "allow_pickle": model_options.allow_pickle, "device": device}
     if workers > 1:  # where the Ray workers run (auto: the cluster's GPUs, if any)
         info["worker_device"] = requested  # pick_device resolved only "auto"

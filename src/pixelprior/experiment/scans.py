@@ -157,8 +157,7 @@ def _existing_parts(out: Path, info: dict, log: Callable[[str], None] | None = N
         return []
     old = SusceptibilityMaps.load(out)
     for key in MAP_OPTIONS:
-        if key in info and compared_setting(key, old.info.get(key)) != compared_setting(
-                key, info[key]):
+        if key in info and not same_setting(key, old.info, info):
             raise ScanMismatchError(f"{out} holds a scan with {key} = {old.info.get(key)!r}, "
                                     f"not {info[key]!r}; choose another output folder")
     was = _recorded_fingerprint(old)
@@ -262,6 +261,18 @@ def comparable_setting(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(float(v) if isinstance(v, (int, float)) else v for v in value)
     return value
+
+
+def same_setting(name: str, earlier: dict, now: dict) -> bool:
+    """Whether a recorded setting is the one given now. ``input_size`` (the flag, ``None``
+    where the model's own size was used) is compared by the size the images ran at
+    (``image_size``) where both record it: ``--input-size 32`` resumes a folder made
+    without it from a 32-pixel model, and the other way round."""
+    if name == "input_size" and earlier.get("image_size") is not None and (
+            now.get("image_size") is not None):
+        return comparable_setting(earlier["image_size"]) == comparable_setting(
+            now["image_size"])
+    return compared_setting(name, earlier.get(name)) == compared_setting(name, now.get(name))
 
 
 def compared_setting(name: str, value: Any) -> Any:

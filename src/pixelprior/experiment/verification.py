@@ -41,7 +41,7 @@ from ..search import Verification, Verifier
 from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
 from .progress import ProgressReporter, as_reporter, reporting
-from .scans import check_same_labels, check_same_pixels, compared_setting
+from .scans import check_same_labels, check_same_pixels, same_setting
 
 if TYPE_CHECKING:  # Ray's pool loads only where workers are asked for
     from .distributed import ActorPool
@@ -476,8 +476,7 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
         if name == "model_fingerprint" and isinstance(earlier.get(name), str) and isinstance(
                 settings.get(name), str) and same_model(earlier[name], settings[name]):
             continue  # the same model (recorded before a factory's code was, maybe)
-        if compared_setting(name, earlier.get(name)) != compared_setting(
-                name, settings.get(name)):
+        if not same_setting(name, earlier, settings):
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
