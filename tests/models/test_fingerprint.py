@@ -155,6 +155,42 @@ def test_a_factorys_layer_classes_in_its_folder_are_its_code(tmp_path, monkeypat
         sys.modules.pop(name, None)
 
 
+def test_a_factorys_layer_classes_in_another_folder_are_its_code_too(tmp_path, monkeypatch):
+    """``model.py`` in one folder, its layer class in a library folder on ``sys.path``
+    (not installed): a change there is a change of the model (it was not seen)."""
+    from pixelprior.models import same_model
+    from pixelprior.models.fingerprint import ELSEWHERE, code_changed
+    library, project = tmp_path / "lib", tmp_path / "project"
+    library.mkdir()
+    project.mkdir()
+    (library / "fplib.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "class Act(nn.Module):\n    def forward(self, x):\n        return torch.relu(x)\n")
+    (project / "fpnet.py").write_text(
+        "import torch\nfrom torch import nn\nfrom fplib import Act\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, 3))\n")
+    monkeypatch.syspath_prepend(str(library))
+    spec = f"{project / 'fpnet.py'}:make"
+
+    def fingerprint() -> str:
+        for name in ("fplib", "fpnet"):
+            sys.modules.pop(name, None)
+        return model_fingerprint(load_model_spec(spec, input_size=8))
+
+    before = fingerprint()
+    assert ELSEWHERE in before and fingerprint() == before
+    (library / "fplib.py").write_text(
+        (library / "fplib.py").read_text().replace("torch.relu", "torch.tanh"))
+    after = fingerprint()
+    assert after != before and code_changed(before, after)
+    # recorded before layer files elsewhere were fingerprinted: still the same model
+    assert same_model(before.split(ELSEWHERE)[0], before)
+    for name in ("fplib", "fpnet"):
+        sys.modules.pop(name, None)
+
+
 def test_installed_packages_inside_the_factorys_folder_are_not_its_code(tmp_path):
     """A virtual environment in the project folder put torch's own conv.py into the
     model's code: a torch upgrade would have read as a changed model."""
@@ -163,4 +199,4 @@ def test_installed_packages_inside_the_factorys_folder_are_not_its_code(tmp_path
     from pixelprior.models.fingerprint import _code_files
     root = Path(torch_nn.__file__).resolve().parents[3]  # above torch/ (site-packages)
     files = _code_files(root / "my_model.py", nn.Sequential(nn.Conv2d(3, 4, 3)))
-    assert files == []
+    assert files == ([], [])

@@ -21,6 +21,7 @@ __all__ = ["code_changed", "model_fingerprint", "same_model", "state_dict_digest
 
 CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
 LAYERS = "+layers:"  # then its layer classes' files beside it, when it has any
+ELSEWHERE = "+elsewhere:"  # then those in other folders (not installed), when any
 
 
 def state_dict_digest(model: nn.Module) -> str:
@@ -72,10 +73,11 @@ def _factory_file(spec: object) -> Path | None:
     return path if path.is_file() else None
 
 
-def _code_files(factory: Path, module: nn.Module) -> list[Path]:
-    """The source files of the model's layer classes that lie in the factory's folder or
-    below (a ``layers.py`` beside ``model.py``), in name order: the rest of the code that
-    is the model. Classes of installed packages (torch, ..., also in a virtual
+def _code_files(factory: Path, module: nn.Module) -> tuple[list[Path], list[Path]]:
+    """The source files of the model's layer classes, in name order: the rest of the code
+    that is the model. Those in the factory's folder or below (a ``layers.py`` beside
+    ``model.py``), then those elsewhere (a folder on ``sys.path``, a checkout of the
+    user's library). Classes of installed packages (torch, ..., also in a virtual
     environment inside that folder) are their versions', not the model's code."""
     folder = factory.resolve().parent
     installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
@@ -88,11 +90,11 @@ def _code_files(factory: Path, module: nn.Module) -> list[Path]:
         if source is None:
             continue
         path = Path(source).resolve()
-        if (path == factory.resolve() or not path.is_relative_to(folder)
-                or not path.is_file() or _installed(path, installed)):
+        if path == factory.resolve() or not path.is_file() or _installed(path, installed):
             continue
         found.add(path)
-    return sorted(found)
+    beside = sorted(p for p in found if p.is_relative_to(folder))
+    return beside, sorted(found.difference(beside))
 
 
 def _installed(path: Path, prefixes: set[Path]) -> bool:
@@ -103,16 +105,25 @@ def _installed(path: Path, prefixes: set[Path]) -> bool:
                    if prefix != Path(prefix.anchor)))
 
 
-def _code_digest(factory: Path, layers: list[Path]) -> str:
+def _code_digest(factory: Path, layers: tuple[list[Path], list[Path]]) -> str:
     """The SHA-256 of the factory file's bytes, then (:data:`LAYERS`) one of its layer
-    files' names (relative to its folder) and digests, when it has any: a folder that
-    recorded the factory's alone still matches (:func:`same_model`)."""
+    files' names (relative to its folder) and digests, when it has any, then
+    (:data:`ELSEWHERE`) one of the layer files elsewhere (absolute names), when any: a
+    folder that recorded fewer parts still matches (:func:`same_model`)."""
     digest = sha256sum(factory)
-    if not layers:
-        return digest
+    beside, elsewhere = layers
     folder = factory.resolve().parent
-    lines = [f"{f.relative_to(folder)}\0{sha256sum(f)}" for f in layers]
-    return f"{digest}{LAYERS}{hashlib.sha256(chr(10).join(lines).encode()).hexdigest()}"
+    if beside:
+        digest += LAYERS + _files_digest([(str(f.relative_to(folder)), f) for f in beside])
+    if elsewhere:
+        digest += ELSEWHERE + _files_digest([(str(f), f) for f in elsewhere])
+    return digest
+
+
+def _files_digest(named: list[tuple[str, Path]]) -> str:
+    """One SHA-256 of files' names and contents' digests."""
+    lines = [f"{name}\0{sha256sum(path)}" for name, path in named]
+    return hashlib.sha256(chr(10).join(lines).encode()).hexdigest()
 
 
 def same_model(recorded: str, now: str) -> bool:
@@ -128,7 +139,7 @@ def same_model(recorded: str, now: str) -> bool:
         ``True`` for the same model.
     """
     return recorded == now or any(part not in recorded and now.startswith(recorded + part)
-                                  for part in (CODE, LAYERS))
+                                  for part in (CODE, LAYERS, ELSEWHERE))
 
 
 def code_changed(recorded: str, now: str) -> bool:
@@ -157,8 +168,9 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     tensors (:func:`state_dict_digest`), and for a ``file.py:callable`` factory then
     ``+code:`` and the SHA-256 of the ``.py`` file (its code is the model too: a
     changed activation keeps the weights), together with the files of the model's layer
-    classes in the factory's folder or below. Code elsewhere (an installed package, a
-    function the factory imports from another folder) is not covered.
+    classes in the factory's folder or below, then those in other folders. Code an
+    installed package holds (its version's), and functions the factory imports from
+    another file (not layer classes), are not covered.
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file
