@@ -43,6 +43,10 @@ def test_a_folders_classes_are_numbered_as_the_model_numbers_them(tmp_path):
     assert "1 correctly classified images in" in " ".join(result.output.split())
     rows = json.loads((out / "fast.json").read_text())["images"]
     assert [row["true_label"] for row in rows] == [0]
+    # the corners' answer (ConvSmall is cheap to verify, which FastAttack does by default:
+    # this command does not; `verify` proves)
+    assert all(row.get("decided_by") != "verified" and not row.get("verified")
+               for row in rows)
 
 
 def test_a_scan_of_another_model_is_no_oracle(cat_png, tmp_path):

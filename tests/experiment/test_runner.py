@@ -161,6 +161,8 @@ def test_the_cost_of_a_model_without_a_declared_size_comes_from_the_images(tiny_
     scan, fast = 2 * 120 * 27, 2 * (8 * 120 + 8 * 256)
     assert cost.startswith(f"cost: at most {scan + fast:,} model queries for 4 attacks")
     assert "at most 0 " not in cost
+    # the fast mode's verifier (on by default where it fits) is said, not left out
+    assert "not counted: the queries of fast's verifier where it runs" in cost
 
 
 # ------------------------------------------------------------------ the verify stage

@@ -313,3 +313,19 @@ def test_the_summary_counts_every_row_written_even_when_a_run_stops(tiny, out, m
         run_verification(out, model, images[:3], labels[:3], [0, 1, 2], budget=None)
     assert len(read_rows(out / ROWS_FILE)) == 1
     assert json.loads((out / "summary.json").read_text())["images"] == 1
+
+
+def test_one_picture_given_twice_in_a_call_is_verified_once(tiny, out):
+    """Two rows of one picture made the folder unreadable on every later call (an
+    audit); two labels for it are refused before anything is written."""
+    model, images, labels = tiny
+    twice, notes = torch.cat([images[:1], images[:1]]), []
+    rows = run_verification(out, model, twice, labels[:1].repeat(2), [-1, -1], budget=None,
+                            log=notes.append)
+    assert len(rows) == 1 and any("verified once" in note for note in notes)
+    again = run_verification(out, model, twice, labels[:1].repeat(2), [-1, -1], budget=None)
+    assert again == rows  # resumes: nothing left to do
+    other = torch.stack([labels[0], (labels[0] + 1) % 3])
+    with pytest.raises(VerificationMismatchError, match="same pixels under labels"):
+        run_verification(out.with_name("other"), model, twice, other, [-1, -1], budget=None)
+    assert not (out.with_name("other") / ROWS_FILE).exists()

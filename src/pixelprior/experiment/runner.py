@@ -352,8 +352,12 @@ class ExperimentRunner:
                 continue
             kind = "scan" if parse_mode(mode)[0] == "scan" else "search"
             parts.append((most * count, kind))
+        verified = [mode for mode in counts if parse_mode(mode)[0] == "fast"
+                    and mode not in unbounded and self.config.fast_verify != "off"]
         what = f"{len(work)} attacks ({len(counts)} mode(s))" + (
-            f"; not counted: {', '.join(unbounded)} (no bound known)" if unbounded else "")
+            f"; not counted: {', '.join(unbounded)} (no bound known)" if unbounded else "") + (
+            f"; not counted: the queries of {', '.join(verified)}'s verifier where it runs "
+            f"(at most {self.config.verify_boxes:,} boxes an image)" if verified else "")
         return cost_lines(parts, self.config.model, self.config.resolved_device(), what,
                           advice="lower --images, --seeds or the search's budget")
 

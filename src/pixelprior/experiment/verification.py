@@ -175,7 +175,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
                           [int(label) for label in labels], indices,
                           VerificationMismatchError)
         done = {row["image_key"] for row in rows}
-        todo = [n for n, key in enumerate(keys) if key not in done]
+        todo = _first_of_each(keys, [int(label) for label in labels], done,
+                              log or (lambda _: None))
         if rows and log is not None and todo:
             log(f"note: {out} holds the answers of {len(rows)} image(s); verifying the "
                 f"{len(todo)} left")
@@ -188,8 +189,8 @@ def run_verification(out: str | Path, model: nn.Module, images: torch.Tensor,
             guard = interrupts.critical if interrupts is not None else nullcontext
             given = set(keys)
             fooled = sum(row["fooled"] for row in rows if row["image_key"] in given)
-            with reporting(as_reporter(progress), "verify", len(keys),
-                           len(keys) - len(todo), fooled, what="fooled") as bar:
+            with reporting(as_reporter(progress), "verify", len(given),
+                           len(given) - len(todo), fooled, what="fooled") as bar:
                 answers = _answers(verifier, images, labels, todo, exact, device, pool)
                 with closing(answers):
                     for n, answer in answers:
@@ -482,6 +483,25 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
     return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+
+
+def _first_of_each(keys: list[str], labels: list[int], done: set[str],
+                   log: Callable[[str], None]) -> list[int]:
+    """The images to verify: those the folder does not hold, each picture once (a row
+    per picture: two rows of one key would make the folder unreadable); one picture given
+    twice under two labels is refused."""
+    first: dict[str, int] = {}
+    for n, key in enumerate(keys):
+        if key in first and labels[first[key]] != labels[n]:
+            raise VerificationMismatchError(
+                f"images {first[key]} and {n} hold the same pixels under labels "
+                f"{labels[first[key]]} and {labels[n]}; a picture has one label")
+        first.setdefault(key, n)
+    repeated = len(keys) - len(first)
+    if repeated:
+        log(f"note: {repeated} image(s) repeat an earlier one (identical pixels): each "
+            "picture is verified once, with one row")
+    return [n for key, n in first.items() if key not in done]
 
 
 def _unrecorded_revision(recorded: object) -> bool:
