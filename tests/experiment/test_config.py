@@ -362,3 +362,15 @@ def test_device_problem_counts_the_cuda_devices(monkeypatch):
 def test_a_device_problem_is_one_of_the_config_problems():
     problems = ExperimentConfig(device="tpu").problems()
     assert "device must be auto, cpu, cuda or cuda:N, got 'tpu'" in problems
+
+
+def test_runs_whose_map_normalisation_or_fast_order_changed_meaning_hash_anew():
+    """Percentile normalisation of a sparse map (all zeros before, its signal now) and
+    ``fast:raster`` (random order before, raster now): a folder made before is refused on
+    resume, not mixed; its own record still checks (the hash earlier releases wrote)."""
+    for changed, same in ((dict(modes=["constrained"], normalization="percentile"),
+                           dict(modes=["constrained"])),
+                          (dict(modes=["fast:raster"]), dict(modes=["fast:random"]))):
+        config, other = ExperimentConfig(**changed), ExperimentConfig(**same)
+        assert config.digest() != config.digest(prior_versions=False)
+        assert other.digest() == other.digest(prior_versions=False)

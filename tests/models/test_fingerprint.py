@@ -181,6 +181,12 @@ def test_a_factorys_layer_classes_in_another_folder_are_its_code_too(tmp_path, m
 
     before = fingerprint()
     assert ELSEWHERE in before and fingerprint() == before
+    moved = tmp_path / "lib2"  # the same library in another folder: the same model
+    moved.mkdir()
+    (moved / "fplib.py").write_text((library / "fplib.py").read_text())
+    monkeypatch.syspath_prepend(str(moved))
+    assert fingerprint() == before
+    library = moved
     (library / "fplib.py").write_text(
         (library / "fplib.py").read_text().replace("torch.relu", "torch.tanh"))
     after = fingerprint()
@@ -189,6 +195,22 @@ def test_a_factorys_layer_classes_in_another_folder_are_its_code_too(tmp_path, m
     assert same_model(before.split(ELSEWHERE)[0], before)
     for name in ("fplib", "fpnet"):
         sys.modules.pop(name, None)
+
+
+def test_pixelprior_s_own_wrappers_are_not_a_factorys_code(tmp_path):
+    """``--mean``/``--std`` wrap the factory's net in pixelprior's ``Normalize``: its file
+    (in an editable checkout, outside any installed package) is pixelprior's version,
+    not the model's code, and must not tie the fingerprint to where pixelprior lives."""
+    from pixelprior.models.fingerprint import ELSEWHERE
+    (tmp_path / "fpplain.py").write_text(
+        "import torch\nfrom torch import nn\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, 3))\n")
+    spec = f"{tmp_path / 'fpplain.py'}:make"
+    loaded = load_model_spec(spec, input_size=8, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+    assert ELSEWHERE not in model_fingerprint(loaded)
+    sys.modules.pop("fpplain", None)
 
 
 def test_installed_packages_inside_the_factorys_folder_are_not_its_code(tmp_path):

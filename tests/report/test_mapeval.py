@@ -184,3 +184,6 @@ def test_the_oracle_map_ranks_every_vulnerable_position_above_every_robust_one()
     assert oracle[0, 1] > oracle[1, 0] > oracle[0, 0]
     (row,) = evaluate_maps(scan, {"oracle": scan.oracle_map()}, top_k=(1,))
     assert row["auc"] == 1.0
+    top = np.array([[[-1e-9, 1e-9], [0.5, 0.3]]], dtype=np.float32)  # ties at the top
+    oracle = fake_scan(top < 0, top).oracle_map()[0]
+    assert oracle.max() == 1.0 and oracle[0, 0] > oracle[0, 1] > oracle[1, 1]  # in [0, 1]

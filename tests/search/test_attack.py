@@ -232,3 +232,24 @@ def test_calling_returns_the_adversarial_images_and_run_everything(bright_model)
     with pytest.warns(DeprecationWarning, match="Attack.run"):
         old = make().attack(images, labels)
     assert old.rows()[0]["success"] == output.rows()[0]["success"]
+
+
+def test_batch_invariant_verdicts_do_not_depend_on_the_thread_count():
+    """The verdicts are the model's own forward: at 2 threads its kernels may round a sum
+    otherwise than at 1 (a Ray worker's), so a batch-invariant attack runs that pass at
+    one thread, and a run on 2 workers gives the same rows as one on 1."""
+    from pixelprior import load_cifar10, load_model, to_float
+
+    model = load_model("squeezenet1_1-cifar10")
+    data = load_cifar10("sample")
+    images, labels = to_float(data.images[:6]), data.labels[:6]
+    threads = torch.get_num_threads()
+    bits = []
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        out = OnePixelAttack(model, popsize=10, maxiter=1, seed=0,
+                             batch_invariant=True).run(images, labels)
+        bits.append([(r.true_probability, r.adversarial_label) for r in out.results])
+        assert torch.get_num_threads() == count  # the count given back
+    torch.set_num_threads(threads)
+    assert bits[0] == bits[1]

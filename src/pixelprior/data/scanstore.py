@@ -95,12 +95,13 @@ class SusceptibilityMaps:
         out = np.where(span > 0, (score - low) / np.where(span > 0, span, 1), 0.0)
         out = out.astype(np.float32)
         # float32 may round a vulnerable position's value (margin just below 0) onto a
-        # robust one's (just above): lift it one step over every robust value, so each
-        # vulnerable position still ranks above each robust one
+        # robust one's (just above): those robust values go one step below the lowest
+        # vulnerable one (staying in [0, 1]), so each vulnerable position still ranks
+        # above each robust one
         vulnerable = score > 0
-        robust_top = np.where(vulnerable, -np.inf, out).max(1, keepdims=True)
-        lifted = np.nextafter(robust_top, np.float32(np.inf)).astype(np.float32)
-        out = np.where(vulnerable & (out <= robust_top), lifted, out)
+        lowest = np.where(vulnerable, out, np.inf).min(1, keepdims=True).astype(np.float32)
+        below = np.nextafter(lowest, np.float32(0)).astype(np.float32)
+        out = np.where(~vulnerable & (out >= lowest), below, out)
         return out.reshape(self.min_margin.shape)
 
     def rows_of(self, images: torch.Tensor) -> list[int]:

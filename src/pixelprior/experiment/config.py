@@ -58,6 +58,10 @@ LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replac
 # topk: a constant map gave the tie-break's first k positions before, the whole image now;
 # fast:raster: scanned its positions in random order before, in raster order now)
 PRIOR_VERSIONS = {"random_set": 2, "topk": 2, "fast:raster": 2}
+# map normalisations whose meaning changed: runs using them hash anew (percentile: a map
+# whose percentile is not positive, a sparse one, became all zeros before (a fallback to
+# the whole image), and keeps its signal now, scaled by its largest value)
+NORMALIZATION_VERSIONS = {"percentile": 2}
 
 
 def device_problem(device: str) -> str | None:
@@ -461,8 +465,9 @@ class ExperimentConfig:
         """Hash of the fields that change results (not the output path or batching).
 
         Args:
-            prior_versions: include the versions of priors whose meaning changed
-                (:data:`PRIOR_VERSIONS`); ``False`` gives the hash earlier releases wrote.
+            prior_versions: include the versions of priors and map normalisations whose
+                meaning changed (:data:`PRIOR_VERSIONS`, :data:`NORMALIZATION_VERSIONS`);
+                ``False`` gives the hash earlier releases wrote.
 
         Returns:
             16 hex digits.
@@ -471,6 +476,8 @@ class ExperimentConfig:
         for mode, version in PRIOR_VERSIONS.items():  # a prior whose meaning changed
             if prior_versions and mode in self.modes:
                 relevant[f"{mode}_version"] = version
+        if prior_versions and self.normalization in NORMALIZATION_VERSIONS:
+            relevant["normalization_version"] = NORMALIZATION_VERSIONS[self.normalization]
         return _hash(relevant, 16)
 
     def field_hashes(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ __all__ = ["code_changed", "model_fingerprint", "same_model", "state_dict_digest
 CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
 LAYERS = "+layers:"  # then its layer classes' files beside it, when it has any
 ELSEWHERE = "+elsewhere:"  # then those in other folders (not installed), when any
+OWN_PACKAGE = Path(__file__).resolve().parents[1]  # pixelprior's own code: its version's
 
 
 def state_dict_digest(model: nn.Module) -> str:
@@ -73,15 +74,19 @@ def _factory_file(spec: object) -> Path | None:
     return path if path.is_file() else None
 
 
-def _code_files(factory: Path, module: nn.Module) -> tuple[list[Path], list[Path]]:
-    """The source files of the model's layer classes, in name order: the rest of the code
-    that is the model. Those in the factory's folder or below (a ``layers.py`` beside
-    ``model.py``), then those elsewhere (a folder on ``sys.path``, a checkout of the
-    user's library). Classes of installed packages (torch, ..., also in a virtual
-    environment inside that folder) are their versions', not the model's code."""
+def _code_files(factory: Path, module: nn.Module
+                ) -> tuple[list[Path], list[tuple[str, Path]]]:
+    """The source files of the model's layer classes: the rest of the code that is the
+    model. Those in the factory's folder or below (a ``layers.py`` beside ``model.py``),
+    in name order; then those elsewhere (a folder on ``sys.path``, a checkout of the
+    user's library), each with its module's name, in that order (a name, not a path: the
+    same code in another folder is the same model). Classes of installed packages
+    (torch, ..., also in a virtual environment inside that folder) are their versions',
+    and pixelprior's own (its wrappers: ``Normalize``, ...) its version's, not the
+    model's code."""
     folder = factory.resolve().parent
     installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    found: set[Path] = set()
+    found: dict[Path, str] = {}
     for layer in module.modules():
         try:
             source = inspect.getsourcefile(type(layer))
@@ -90,11 +95,13 @@ def _code_files(factory: Path, module: nn.Module) -> tuple[list[Path], list[Path
         if source is None:
             continue
         path = Path(source).resolve()
-        if path == factory.resolve() or not path.is_file() or _installed(path, installed):
+        if (path == factory.resolve() or not path.is_file() or _installed(path, installed)
+                or path.is_relative_to(OWN_PACKAGE)):
             continue
-        found.add(path)
+        found[path] = type(layer).__module__
     beside = sorted(p for p in found if p.is_relative_to(folder))
-    return beside, sorted(found.difference(beside))
+    elsewhere = sorted((name, p) for p, name in found.items() if p not in beside)
+    return beside, elsewhere
 
 
 def _installed(path: Path, prefixes: set[Path]) -> bool:
@@ -105,10 +112,10 @@ def _installed(path: Path, prefixes: set[Path]) -> bool:
                    if prefix != Path(prefix.anchor)))
 
 
-def _code_digest(factory: Path, layers: tuple[list[Path], list[Path]]) -> str:
+def _code_digest(factory: Path, layers: tuple[list[Path], list[tuple[str, Path]]]) -> str:
     """The SHA-256 of the factory file's bytes, then (:data:`LAYERS`) one of its layer
     files' names (relative to its folder) and digests, when it has any, then
-    (:data:`ELSEWHERE`) one of the layer files elsewhere (absolute names), when any: a
+    (:data:`ELSEWHERE`) one of the layer files elsewhere (by module name), when any: a
     folder that recorded fewer parts still matches (:func:`same_model`)."""
     digest = sha256sum(factory)
     beside, elsewhere = layers
@@ -116,7 +123,7 @@ def _code_digest(factory: Path, layers: tuple[list[Path], list[Path]]) -> str:
     if beside:
         digest += LAYERS + _files_digest([(str(f.relative_to(folder)), f) for f in beside])
     if elsewhere:
-        digest += ELSEWHERE + _files_digest([(str(f), f) for f in elsewhere])
+        digest += ELSEWHERE + _files_digest(elsewhere)
     return digest
 
 

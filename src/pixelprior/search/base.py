@@ -26,7 +26,8 @@ from __future__ import annotations
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -186,7 +187,8 @@ class Attack(ABC):
         """
         scorer = self.scorer(images)  # its output kind: decided here, from the whole batch
         step = 1 if self.batch_invariant else self.max_batch or scorer.image_chunk_rows(images)
-        with torch.inference_mode():
+        alone = self.batch_invariant and images.device.type == "cpu"
+        with torch.inference_mode(), _one_thread(alone):
             scores = torch.cat([check_logits(self.model(images[i:i + step]),
                                              images[i:i + step].shape[0])
                                 for i in range(0, images.shape[0], step)])
@@ -457,6 +459,24 @@ class Attack(ABC):
                 steps={name: _item(values[i]) for name, values in steps.items()},
                 adversarial=adversarial[i]))
         return results
+
+
+@contextmanager
+def _one_thread(active: bool) -> Iterator[None]:
+    """One torch thread for the block (``active``), then the count as it was. A model's
+    own CPU kernels may split a sum by the thread count, and with it the last bits of a
+    score; the verdicts of a batch-invariant attack (the runner's) must be the same bits
+    in a process of 2 threads and in a Ray worker of 1. (The scorers' chunks are so
+    already.) One pass per image, so the cost is small."""
+    threads = torch.get_num_threads()
+    if not active or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _spread(values, rows: list[int], count: int):
