@@ -120,81 +120,84 @@ def nudged_linear(model: nn.Module) -> nn.Module:
     return model
 
 
-def test_a_factorys_layer_classes_in_its_folder_are_its_code(tmp_path, monkeypatch):
-    """A ``model.py`` building its net from ``layers.py`` beside it: a change in
-    ``layers.py`` (a ReLU made a Tanh, the same weights) is a change of the model."""
-    from pixelprior.models.fingerprint import CODE, code_changed
-    (tmp_path / "fplayers.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Act(nn.Module):\n    def forward(self, x):\n        return torch.relu(x)\n")
-    (tmp_path / "fpmodel.py").write_text(
-        "import torch\nfrom torch import nn\nfrom fplayers import Act\n\n"
+ACT = ("import torch\nfrom torch import nn\n\n"
+       "class Act(nn.Module):\n    def forward(self, x):\n        return torch.relu(x)\n")
+
+
+def write_factory(path: Path, layers: str) -> str:
+    """A ``make()`` factory at ``path`` whose net uses ``Act`` from module ``layers``;
+    returns its spec."""
+    path.write_text(
+        f"import torch\nfrom torch import nn\nfrom {layers} import Act\n\n"
         "def make():\n    torch.manual_seed(0)\n"
         "    return nn.Sequential(nn.Conv2d(3, 4, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
         "                         nn.Flatten(), nn.Linear(4, 3))\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    spec = f"{tmp_path / 'fpmodel.py'}:make"
+    return f"{path}:make"
 
-    def fingerprint() -> str:
-        for name in ("fplayers", "fpmodel"):
-            sys.modules.pop(name, None)
-        return model_fingerprint(load_model_spec(spec, input_size=8))
 
-    before = fingerprint()
-    assert CODE in before and fingerprint() == before
-    (tmp_path / "fplayers.py").write_text(
-        (tmp_path / "fplayers.py").read_text().replace("torch.relu", "torch.tanh"))
-    after = fingerprint()
+def fresh_fingerprint(spec: str, *modules: str) -> str:
+    """The spec's fingerprint with its modules imported anew (files changed since)."""
+    for name in modules:
+        sys.modules.pop(name, None)
+    return model_fingerprint(load_model_spec(spec, input_size=8))
+
+
+def layered_factory(monkeypatch, layer_file: Path, factory: Path
+                    ) -> tuple[str, tuple[str, ...], str]:
+    """``Act`` written to ``layer_file`` (its folder put on ``sys.path``), a factory using
+    it at ``factory``: its spec, modules and fingerprint (the same when taken again)."""
+    layer_file.write_text(ACT)
+    spec = write_factory(factory, layer_file.stem)
+    monkeypatch.syspath_prepend(str(layer_file.parent))
+    modules = (layer_file.stem, factory.stem)
+    before = fresh_fingerprint(spec, *modules)
+    assert fresh_fingerprint(spec, *modules) == before
+    return spec, modules, before
+
+
+def changed_code(spec: str, modules: tuple[str, ...], layer_file: Path, before: str) -> str:
+    """The fingerprint after ``layer_file``'s ReLU is made a Tanh (the same weights):
+    checked to be another model whose code alone changed."""
+    from pixelprior.models.fingerprint import code_changed
+    layer_file.write_text(layer_file.read_text().replace("torch.relu", "torch.tanh"))
+    after = fresh_fingerprint(spec, *modules)
     assert after != before and code_changed(before, after)
+    for name in modules:
+        sys.modules.pop(name, None)
+    return after
+
+
+def test_a_factorys_layer_classes_in_its_folder_are_its_code(tmp_path, monkeypatch):
+    """A ``model.py`` building its net from ``layers.py`` beside it: a change in
+    ``layers.py`` (a ReLU made a Tanh, the same weights) is a change of the model."""
+    from pixelprior.models import same_model
+    from pixelprior.models.fingerprint import CODE, LAYERS
+    spec, modules, before = layered_factory(monkeypatch, tmp_path / "fplayers.py",
+                                            tmp_path / "fpmodel.py")
+    assert CODE in before
+    after = changed_code(spec, modules, tmp_path / "fplayers.py", before)
     # a folder that recorded the factory file's digest alone (before its layer files
     # were fingerprinted) still resumes: that part is the same
-    from pixelprior.models import same_model
-    from pixelprior.models.fingerprint import LAYERS
     assert LAYERS in after and same_model(after.split(LAYERS)[0], after)
-    for name in ("fplayers", "fpmodel"):
-        sys.modules.pop(name, None)
 
 
 def test_a_factorys_layer_classes_in_another_folder_are_its_code_too(tmp_path, monkeypatch):
     """``model.py`` in one folder, its layer class in a library folder on ``sys.path``
     (not installed): a change there is a change of the model (it was not seen)."""
     from pixelprior.models import same_model
-    from pixelprior.models.fingerprint import ELSEWHERE, code_changed
-    library, project = tmp_path / "lib", tmp_path / "project"
-    library.mkdir()
-    project.mkdir()
-    (library / "fplib.py").write_text(
-        "import torch\nfrom torch import nn\n\n"
-        "class Act(nn.Module):\n    def forward(self, x):\n        return torch.relu(x)\n")
-    (project / "fpnet.py").write_text(
-        "import torch\nfrom torch import nn\nfrom fplib import Act\n\n"
-        "def make():\n    torch.manual_seed(0)\n"
-        "    return nn.Sequential(nn.Conv2d(3, 4, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
-        "                         nn.Flatten(), nn.Linear(4, 3))\n")
-    monkeypatch.syspath_prepend(str(library))
-    spec = f"{project / 'fpnet.py'}:make"
-
-    def fingerprint() -> str:
-        for name in ("fplib", "fpnet"):
-            sys.modules.pop(name, None)
-        return model_fingerprint(load_model_spec(spec, input_size=8))
-
-    before = fingerprint()
-    assert ELSEWHERE in before and fingerprint() == before
-    moved = tmp_path / "lib2"  # the same library in another folder: the same model
-    moved.mkdir()
-    (moved / "fplib.py").write_text((library / "fplib.py").read_text())
-    monkeypatch.syspath_prepend(str(moved))
-    assert fingerprint() == before
-    library = moved
-    (library / "fplib.py").write_text(
-        (library / "fplib.py").read_text().replace("torch.relu", "torch.tanh"))
-    after = fingerprint()
-    assert after != before and code_changed(before, after)
+    from pixelprior.models.fingerprint import ELSEWHERE
+    library, moved, project = tmp_path / "lib", tmp_path / "lib2", tmp_path / "project"
+    for folder in (library, moved, project):
+        folder.mkdir()
+    spec, modules, before = layered_factory(monkeypatch, library / "fplib.py",
+                                            project / "fpnet.py")
+    assert ELSEWHERE in before
+    (moved / "fplib.py").write_text(ACT)  # the same library in another folder: the same
+    monkeypatch.syspath_prepend(str(moved))  # model
+    assert fresh_fingerprint(spec, *modules) == before
+    changed_code(spec, modules, moved / "fplib.py", before)
     # recorded before layer files elsewhere were fingerprinted: still the same model
     assert same_model(before.split(ELSEWHERE)[0], before)
-    for name in ("fplib", "fpnet"):
-        sys.modules.pop(name, None)
 
 
 def test_pixelprior_s_own_wrappers_are_not_a_factorys_code(tmp_path):
