@@ -427,3 +427,19 @@ def test_evaluate_maps_refuses_a_scan_whose_weights_changed_since(cat_png, tmp_p
     torch.save(model.state_dict(), "w.pt")
     clean_error(invoke("evaluate-maps", out, "--methods", "gradient"), 2,
                 "its weights or code changed since")
+
+
+def test_attack_fast_says_verified_where_the_verifier_proved_the_image(tmp_path):
+    """The verifier runs by default where it is cheap (ConvSmall): the command said only
+    "certified on the corner grid" while its JSON said verified."""
+    sample = load_cifar10_sample()
+    image = np.asarray(sample.images[4])  # a frog ConvSmall's corners do not fool
+    image = image.transpose(1, 2, 0) if image.shape[0] == 3 else image
+    Image.fromarray(np.ascontiguousarray(image.astype(np.uint8))).save(tmp_path / "frog.png")
+    out = tmp_path / "out"
+    result = invoke("attack", tmp_path / "frog.png", "--model", "convsmall-cifar10",
+                    "--mode", "fast", "--out", out)
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "frog-result.json").read_text())
+    assert row["decided_by"] == "verified"
+    assert "verified: no colour at any of the 1024 positions" in " ".join(result.output.split())

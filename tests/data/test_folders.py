@@ -236,7 +236,9 @@ def test_load_image_source_dispatches(folder, tmp_path, sample):
     np.savez(tmp_path / "s.npz", images=sample.images.numpy(), labels=sample.labels.numpy())
     name = next((folder / "cat").iterdir()).name
     (tmp_path / "s.csv").write_text(f"images/cat/{name},3\n")
-    assert len(load_image_source(folder)[0]) == COUNT
+    images, notes = load_image_source(folder)
+    assert len(images) == COUNT  # numbered by folder name without classes=, and said so
+    assert any("labels number the folders in name order" in note for note in notes)
     assert len(load_image_source(str(tmp_path / "s.npz"))[0]) == COUNT
     assert len(load_image_source(tmp_path / "s.csv", size=16)[0]) == 1
     with pytest.raises(DataNotFoundError):

@@ -279,3 +279,13 @@ def test_an_attack_on_a_torchscript_model_prints_no_grad_warning(torchscript_fil
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "not a leaf Tensor" not in run.stderr
+
+
+def test_the_verifier_says_what_to_give_instead_of_a_torchscript_file(torchscript_file):
+    from pixelprior.models import load_model_spec
+    from pixelprior.scoring.cone.zonotope import BoundUnsupportedError
+    from pixelprior.search import Verifier
+
+    loaded = load_model_spec(str(torchscript_file(Net(bn=True).eval())))
+    with pytest.raises(BoundUnsupportedError, match="give the model as its Python code"):
+        Verifier(loaded.model)

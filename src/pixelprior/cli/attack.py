@@ -148,6 +148,8 @@ def attack(
             _write_full(full, read, result, names, true, goal, out / image_file.stem)
         write_json_atomic(out / f"{image_file.stem}-result.json", row)
     _print_attack(result, names, true, goal, fitted, out)
+    if getattr(runner, "note", None):
+        console.print(f"note: {runner.note}")
     if row["png_fools"] is False:
         console.print(f"note: {image_file.stem}-adversarial.png does not fool the model: its "
                       "changed colour rounded to 8 bits gives "
@@ -287,6 +289,19 @@ def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
     else:
         outcome = f"{names[true]} stays {names[true]}"
         probability = f"true-class probability {result.true_probability:.3f}"
+    decided = result.steps.get("decided_by")
+    if decided == "verified":
+        console.print(f"[cyan]verified[/cyan]: no colour at any of the "
+                      f"{result.positions_scanned} positions changes {names[true]} (a proof "
+                      f"over the whole colour cube of each pixel, {result.steps['boxes']:,} "
+                      f"boxes; {result.queries} queries); written to {out}")
+        return
+    if decided == "unknown":
+        console.print(f"[yellow]unknown[/yellow]: certified on the corner grid, and "
+                      f"{result.steps['verified_volume']:.1%} of the one-pixel threat space "
+                      f"proved before the verifier's budget ran out ({result.queries} "
+                      f"queries); written to {out}")
+        return
     if result.steps.get("corner_certified"):
         console.print(f"[cyan]certified[/cyan] on the corner grid: no corner of the colour "
                       f"cube at any of the {result.positions_scanned} positions changes "

@@ -53,7 +53,12 @@ def load_image_source(spec: str | Path, size: Size | None = None,
     """
     kind = _kind_of(Path(spec).expanduser())
     loader = {"folder": load_folder, "npz": load_npz, "csv": load_csv}[kind]
-    return loader(spec, size, classes, channels)
+    images, notes = loader(spec, size, classes, channels)
+    if classes is None and kind == "folder":
+        notes = [*notes, "labels number the folders in name order (0, 1, ...), not a "
+                 "model's classes: give classes= (e.g. a loaded model's class_names) to "
+                 "number them as the model does"]
+    return images, notes
 
 
 def _kind_of(path: Path) -> str:

@@ -19,7 +19,7 @@ from . import operators  # noqa: F401  (registers the operations)
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
-           "describe", "training_module"]
+           "describe", "training_module", "untraceable_advice"]
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused
@@ -450,6 +450,15 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
                     "something torch.fx does not record (code outside forward), or it "
                     "changed since the verifier was made (new weights: make a new one), "
                     "so no bound of the graph is one of the model")
+
+
+def untraceable_advice(model: nn.Module) -> str:
+    """What to do about a model ``torch.fx`` cannot trace, where something can be done:
+    a TorchScript module never traces (its Python code is gone)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return ("; a TorchScript file cannot be bounded: give the model as its Python code, "
+                "--model file.py:factory --weights state_dict.pt")
+    return ""
 
 
 def _dtype_of(model: nn.Module, default: torch.dtype) -> torch.dtype:

@@ -51,6 +51,7 @@ from .graph import (
     check_agreement,
     describe,
     training_module,
+    untraceable_advice,
 )
 from .intervals import (
     SHAPE,
@@ -132,7 +133,8 @@ class IntervalScreen:
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
             first = (str(exc).strip().splitlines() or [""])[0]
             raise IntervalUnsupportedError(f"torch.fx cannot trace the model "
-                                           f"({type(exc).__name__}: {first})") from None
+                                           f"({type(exc).__name__}: {first})"
+                                           + untraceable_advice(model)) from None
         self.graph = self.engine.graph
         self.model = model
         self._agreed: torch.Tensor | None = None  # the last image checked against the trace
