@@ -443,3 +443,13 @@ def test_attack_fast_says_verified_where_the_verifier_proved_the_image(tmp_path)
     row = json.loads((out / "frog-result.json").read_text())
     assert row["decided_by"] == "verified"
     assert "verified: no colour at any of the 1024 positions" in " ".join(result.output.split())
+
+
+def test_data_that_does_not_exist_is_a_usage_error_in_every_command(tmp_path):
+    """Exit 2, as the README's bad-input table says (``verify`` and ``run`` gave 1)."""
+    missing = tmp_path / "nosuch.png"
+    clean_error(invoke("verify", missing, "--model", "convsmall-cifar10"), 2,
+                "no file or folder")
+    clean_error(invoke("run", "--data", tmp_path / "nosuch", "--model", "convsmall-cifar10",
+                       "--out", tmp_path / "r"), 2, "not a dataset name")
+    clean_error(invoke("attack", missing), 2, "does not exist")

@@ -25,7 +25,7 @@ from .._io import (
     OutputLocationError,
     RunLockedError,
 )
-from ..data import DataError
+from ..data import DataError, DataSpecError
 from ..experiment import ConfigError, ConfigMismatchError, SelectionError
 from ..models import WeightsError
 from ..scoring import ModelOutputError, ScorerMismatchError
@@ -43,7 +43,7 @@ class UsageProblem(ValueError):
 
 
 USAGE_ERRORS = (UsageProblem, ConfigError, ConfigMismatchError, SelectionError,
-                OutputLocationError)
+                OutputLocationError, DataSpecError)
 RUNTIME_ERRORS = (DataError, WeightsError, RunLockedError, CorruptResultsError,
                   ModelOutputError, ScorerMismatchError, OSError, ImportError)
 

@@ -22,6 +22,12 @@ class DataNotFoundError(DataError, FileNotFoundError):
     """No source of the requested data could be found or downloaded."""
 
 
+class DataSpecError(DataNotFoundError):
+    """The data a user named does not exist: no such file, folder or dataset name (the
+    command line's usage error, exit 2; a missing download or cache is a
+    :class:`DataNotFoundError`)."""
+
+
 class CorruptDataError(DataError, ValueError):
     """A data file exists but cannot be read or fails its checks."""
 

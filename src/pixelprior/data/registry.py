@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .._registry import Registry
-from .base import DataError, DataNotFoundError, ImageSet
+from .base import DataError, DataSpecError, ImageSet
 from .cifar10 import load_cifar10
 from .classes import Classes
 from .collect import with_channels
@@ -142,7 +142,7 @@ def dataset_for(spec: str | Path) -> tuple[str, str | None]:
         ``(dataset name, data path or None)``.
 
     Raises:
-        DataNotFoundError: ``spec`` is none of these (for example no such folder).
+        DataSpecError: ``spec`` is none of these (for example no such folder).
     """
     text = str(spec)
     named = [name for name in DATASETS if name not in SOURCE_KINDS]
@@ -156,5 +156,5 @@ def dataset_for(spec: str | Path) -> tuple[str, str | None]:
         return path.suffix.lower()[1:], text
     if path.is_dir():
         return "folder", text
-    raise DataNotFoundError(f"data {text!r}: not a dataset name ({', '.join(named)}, or "
+    raise DataSpecError(f"data {text!r}: not a dataset name ({', '.join(named)}, or "
                             "NAME:FOLDER), an existing image folder, or a .npz / .csv file")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import CorruptDataError, DataNotFoundError, ImageSet
+from .base import CorruptDataError, DataSpecError, ImageSet
 from .classes import Classes
 from .csv_list import load_csv
 from .folders import load_folder
@@ -47,7 +47,7 @@ def load_image_source(spec: str | Path, size: Size | None = None,
         The images and the notes (print them: they say what was done to the data).
 
     Raises:
-        DataNotFoundError: nothing at ``spec``.
+        DataSpecError: nothing at ``spec`` (a DataNotFoundError).
         CorruptDataError: a file of another kind, or one that does not load.
         ValueError: a ``channels`` the source cannot give.
     """
@@ -67,5 +67,5 @@ def _kind_of(path: Path) -> str:
     if path.suffix.lower() in (".npz", ".csv"):
         return path.suffix.lower()[1:]
     if not path.exists():
-        raise DataNotFoundError(f"no file or folder {path}")
+        raise DataSpecError(f"no file or folder {path}")
     raise CorruptDataError(f"{path}: not an image folder, .npz or .csv file")
