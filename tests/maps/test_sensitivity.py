@@ -258,3 +258,10 @@ def test_a_signed_occlusion_map_ranks_a_pixel_that_raises_the_score_last(tiny_ne
         assert torch.equal(signed[row].flatten().argsort(descending=True, stable=True)[:1],
                            order[:1])
         assert torch.equal(size[row].flatten().argmax(), drops[row].abs().flatten().argmax())
+
+
+def test_gradcam_without_a_features_block_says_what_to_do_on_both_interfaces():
+    flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    with pytest.raises(ValueError, match="pass GradCAM.model, layer=.... in Python, or "
+                                         "leave gradcam out"):
+        GradCAM(flat)

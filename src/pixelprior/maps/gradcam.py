@@ -41,8 +41,11 @@ class GradCAM(SensitivityMethod):
         if self.layer is None:
             features = getattr(self.model, "features", None)
             if not isinstance(features, nn.Sequential):
-                raise ValueError("GradCAM needs `layer=` for models without a .features "
-                                 "Sequential")
+                raise ValueError("Grad-CAM needs a convolutional layer, and this model has "
+                                 "no .features Sequential to take its last one from: pass "
+                                 "GradCAM(model, layer=...) in Python, or leave gradcam "
+                                 "out (evaluate-maps --methods gradient occlusion random, "
+                                 "or another map)")
             self.layer = features[-1]
         elif not any(module is self.layer for module in self.model.modules()):
             raise ValueError(f"the GradCAM layer ({type(self.layer).__name__}) is not a "
