@@ -187,12 +187,16 @@ class Attack(ABC):
         """
         scorer = self.scorer(images)  # its output kind: decided here, from the whole batch
         step = 1 if self.batch_invariant else self.max_batch or scorer.image_chunk_rows(images)
-        alone = self.batch_invariant and images.device.type == "cpu"
-        with torch.inference_mode(), _one_thread(alone):
+        with torch.inference_mode(), self._model_bits(images):
             scores = torch.cat([check_logits(self.model(images[i:i + step]),
                                              images[i:i + step].shape[0])
                                 for i in range(0, images.shape[0], step)])
         return scorer.to_probabilities(scores)
+
+    def _model_bits(self, images: torch.Tensor):
+        """Where the model itself scores whole images: at one thread for a batch-invariant
+        attack on the CPU (:func:`_one_thread`), so its bits do not depend on the count."""
+        return _one_thread(self.batch_invariant and images.device.type == "cpu")
 
     def _query(self, state, images: torch.Tensor, owner: torch.Tensor,
                genes: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ from torch import nn
 from ..priors import PositionDistribution, Prior, WeightedPrior
 from ..scoring import perturb_rows
 from ._options import Renamed, keyword_options
-from .base import Attack, SearchOutcome, _one_thread, _spread
+from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
 from .evolution import DifferentialEvolution, EvolutionConfig
 from .results import AttackResult
@@ -305,9 +305,8 @@ class FastAttack(Attack):
                                                                            images.dtype)
             owner = torch.full((genes.shape[0],), row, dtype=torch.long, device=images.device)
             step = self.max_batch or RECHECK_ROWS
-            alone = self.batch_invariant and images.device.type == "cpu"  # the same bits
-            with torch.inference_mode(), _one_thread(alone):  # at any thread count; the
-                # model itself, in chunks (memory bounded)
+            with torch.inference_mode(), self._model_bits(images):  # the model itself,
+                # in chunks (memory bounded)
                 logits = torch.cat([self.model(perturb_rows(images, owner[i:i + step],
                                                             genes[i:i + step]))
                                     for i in range(0, genes.shape[0], step)])

@@ -995,7 +995,9 @@ class Verifier:
         channels, height, width = image.shape[1:]
         positions = height * width
         tolerance = self.tolerance_of(image, label)
-        cache = self.bounds.prepare(image)
+        cache = self.bounds.prepare(image)  # the model's scores checked against its trace
+        if self.screen is not None:  # made with the engine, of the same model: checked
+            self.screen.agreed(image)
         scorer = self._scorer_for(image)
         run = _ImageRun(image=image, label=label, width=width, tolerance=tolerance,
                         tolerances=np.full(positions, tolerance), cache=cache,

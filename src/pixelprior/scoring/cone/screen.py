@@ -245,6 +245,12 @@ class IntervalScreen:
         finally:
             self._unit = None
 
+    def agreed(self, image: torch.Tensor) -> None:
+        """Record that the model's scores on ``image`` were checked against a trace made
+        with this screen's (the verifier's bound engine checks each image it prepares),
+        so :meth:`bounds` does not check them again."""
+        self._agreed = image.detach().clone()
+
     def _check_agrees(self, image: torch.Tensor) -> None:
         """The model's scores against its traced graph's, once per image in a row."""
         kept = self._agreed
@@ -252,7 +258,7 @@ class IntervalScreen:
                 and kept.dtype == image.dtype and torch.equal(kept, image)):
             return
         check_agreement(self.model, self._as_traced, image, IntervalUnsupportedError)
-        self._agreed = image.detach().clone()
+        self.agreed(image)
 
     def _bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
                 hi: torch.Tensor, label: int) -> ScreenBounds:
