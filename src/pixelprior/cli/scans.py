@@ -275,13 +275,20 @@ def evaluate_maps_cmd(
         fail(f"{', '.join(unread)} set(s) SmoothGrad, which is not among the maps scored "
              f"({', '.join(chosen)}); drop {'it' if len(unread) == 1 else 'them'}, or add "
              "smoothgrad to --methods")
+    if reduction not in REDUCTIONS:
+        fail(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
+    map_settings = {"--score": (score, "logit"), "--normalization": (normalization, "minmax"),
+                    "--reduction": (reduction, "max_abs")}
+    unread = [flag for flag, (value, default) in map_settings.items() if value != default]
+    if unread and set(chosen) <= {"oracle", "random"}:
+        fail(f"{', '.join(unread)} set(s) the attribution maps, and only "
+             f"{', '.join(chosen)} (no attribution) are scored; drop "
+             f"{'it' if len(unread) == 1 else 'them'}, or add a map to --methods")
     if not ((directory / "maps.npz").is_file()
             or (directory / "verification.jsonl").is_file()):
         fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "
              f"with `pixelprior susceptibility ... --out {directory}` (a scan of a color "
              "grid) or `... --exact` (the verifier's verdicts over every color)")
-    if reduction not in REDUCTIONS:
-        fail(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "reduction": reduction, "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
