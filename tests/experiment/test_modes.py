@@ -14,6 +14,7 @@ from pixelprior.experiment.modes import (
     SCAN_ORDERS,
     build_attack,
     de_prior,
+    map_method,
     modes_help,
     parse_mode,
 )
@@ -297,3 +298,12 @@ def test_settings_read_only_beside_another_value_are_named(given, values, unread
     assert unread_settings(given, ["fast", "constrained"], values["selection"],
                            values=values) == unread
 
+
+
+@pytest.mark.parametrize(("mode", "method"), [
+    ("constrained", "occlusion"), ("weighted", "occlusion"), ("unconstrained", None),
+    ("oracle", None), ("fast", "gradient"), ("fast:random", None),
+    ("scan:smoothgrad", "smoothgrad"), ("scan", None), ("random_search", None),
+    ("random_search:constrained", "occlusion"), ("nonsense", None)])
+def test_map_method_names_the_map_a_mode_reads(mode, method):
+    assert map_method(mode, "occlusion") == method

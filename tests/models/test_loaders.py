@@ -25,6 +25,7 @@ from pixelprior.models import (
     OnnxModel,
     WeightsError,
     accuracy_on,
+    gradient_problem,
     load_model_spec,
     model_spec_problem,
     one_class_warning,
@@ -343,6 +344,36 @@ def test_onnx_without_a_pytorch_copy_is_query_only(tmp_path, monkeypatch):
         assert loaded.model(images()).shape == (3, 5)
     with pytest.raises(GradientsUnavailableError, match="occlusion"):
         loaded.model(images().requires_grad_(True))
+
+
+def test_gradient_problem_says_why_a_model_has_no_input_gradient(tmp_path, monkeypatch):
+    assert gradient_problem(AnySizeNet().eval(), images()) is None
+
+    class Detached(nn.Module):
+        def forward(self, x):
+            return AnySizeNet().eval()(x.detach())
+
+    assert "carry no gradient" in gradient_problem(Detached(), images())
+    monkeypatch.setattr(onnx_format, "onnx_twin", lambda path: (None, "no converter"))
+    loaded = load_model_spec(export_onnx(AnySizeNet(), tmp_path / "net.onnx", images(1)))
+    assert gradient_problem(loaded.model, images()) == (
+        "no PyTorch copy of this ONNX graph (no converter)")
+
+
+def test_an_unconvertible_operation_is_named_with_the_opset_to_export_at():
+    needs_onnx2torch()
+    newer = NotImplementedError("Converter is not implemented (OperationDescription("
+                                "domain='', operation_type='Constant', version=19))")
+    assert onnx_format._conversion_failure(newer) == (
+        "onnx2torch has no converter for the ONNX operation Constant of opset 19 (it "
+        "converts the form of opsets up to 18: export the model with opset_version=18 or "
+        "lower)")
+    unknown = NotImplementedError("Converter is not implemented (OperationDescription("
+                                  "domain='', operation_type='Shrink', version=9))")
+    assert onnx_format._conversion_failure(unknown).endswith("operation Shrink of opset 9")
+    other = RuntimeError("x" * 300)
+    assert onnx_format._conversion_failure(other).startswith(
+        "onnx2torch cannot convert it: RuntimeError: x")
 
 
 def test_onnx_nhwc_is_refused(tmp_path):

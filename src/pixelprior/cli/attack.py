@@ -10,7 +10,13 @@ import torch
 import typer
 
 from .._io import write_json_atomic
-from ..experiment import ExperimentConfig, build_attack, check_scan_model, parse_mode
+from ..experiment import (
+    ExperimentConfig,
+    build_attack,
+    check_gradient_maps,
+    check_scan_model,
+    parse_mode,
+)
 from ..maps import METHODS, make_sensitivity
 from ..priors import MODE_ALIASES, PRIORS, check_tau
 from ._app import app, console
@@ -120,6 +126,7 @@ def attack(
     if goal is not None and goal == true:
         fail(f"the target {names[goal]!r} is the image's own class: a targeted attack needs "
              "another class")
+    check_gradient_maps(config, net, image.to(device))
     runner = build_attack(config, chosen, net, seed, batch_invariant=False,
                           targeted=goal is not None)
     output = runner.run(image.to(device), torch.tensor([true]),

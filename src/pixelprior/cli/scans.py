@@ -14,6 +14,7 @@ from ..data import dataset_for, to_float
 from ..experiment import run_scan
 from ..experiment.scans import check_scan_folder, cost_lines, same_setting
 from ..maps import REDUCTIONS
+from ..models import GradientsUnavailableError
 from ..search import colour_grid
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
@@ -293,9 +294,12 @@ def evaluate_maps_cmd(
                 "reduction": reduction, "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
                  "run the same command again")
-    summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
-                                 str(data) if data else None, pick_device(device),
-                                 allow_pickle=allow_pickle)
+    try:
+        summary = run_map_evaluation(directory, chosen, out, tau, ks, settings,
+                                     str(data) if data else None, pick_device(device),
+                                     allow_pickle=allow_pickle)
+    except GradientsUnavailableError as exc:  # maps asked of the wrong model: usage
+        fail(str(exc))
     exact = not (directory / "maps.npz").is_file()
     first = next((int(key.removeprefix("lift_top")) for key in (summary[:1] or [{}])[0]
                   if key.startswith("lift_top")), ks[0] if ks else 10)  # the first lift
@@ -365,11 +369,20 @@ def _fast_answers(out: Path, net, batch, labels, indices, device: str, engine: s
     it was made of), beside the answers it holds of other images (the same image's
     replaced)."""
     from .._io import write_json_atomic
+    from ..models import gradient_problem
+    from ..priors import WeightedPrior
     from ..search import FastAttack
 
     images = to_float(batch) if batch.dtype == torch.uint8 else batch
-    attack = FastAttack(net, batch_invariant=True, engine=engine, verify="off")  # corners:
-    # the answer this command gives (`verify` proves; FastAttack verifies by default)
+    order = "gradient"
+    if (why := gradient_problem(net, images[:1].to(device))) is not None:
+        order = "occlusion"  # the answers are the same in any order; only queries differ
+        console.print("note: positions ranked by the occlusion map, not the gradient's "
+                      f"(the model has no input gradients: {why})")
+    info = {**(info or {}), "order": order}
+    attack = FastAttack(net, WeightedPrior(sensitivity=order), batch_invariant=True,
+                        engine=engine, verify="off")  # corners: the answer this command
+    # gives (`verify` proves; FastAttack verifies by default)
     rows = []
     for start in range(0, len(labels), group):
         part = slice(start, start + group)

@@ -58,7 +58,7 @@ from .verification import (
     load_positions,
     run_verification,
 )
-from .worker import MAPS_DIR, GroupWorker, load_maps, maps_path, save_maps
+from .worker import MAPS_DIR, GroupWorker, check_gradient_maps, load_maps, maps_path, save_maps
 
 __all__ = [
     "ConfigError", "ConfigMismatchError", "DE_MODES", "ExperimentConfig",
@@ -66,7 +66,8 @@ __all__ = [
     "NoProgress", "ProgressReporter", "RESULTS", "ROW_KEY", "RowLimits", "SCAN_ORDERS",
     "SENSITIVITIES", "ScanMismatchError", "SelectionError", "VerificationMismatchError",
     "WorkerMismatchError",
-    "build_attack", "build_model", "check_scan_model", "correctly_classified", "cost_lines",
+    "build_attack", "build_model", "check_gradient_maps", "check_scan_model",
+    "correctly_classified", "cost_lines",
     "data_classes", "describe_inputs", "fit_classes", "device_problem", "environment",
     "exact_ground_truth", "input_size", "load_dataset", "load_maps", "load_model_of",
     "load_positions", "maps_path", "max_queries", "modes_help", "package_version",

@@ -212,19 +212,32 @@ def map_fields_read(mode: str, sensitivity: str) -> set[str]:
     Returns:
         Config fields of :data:`MAP_FIELDS`.
     """
+    method = map_method(mode, sensitivity)
+    if method is None:
+        return set()
+    fields = {"sensitivity"} if SEARCHES.get(parse_mode(mode)[0]).argument == "prior" else set()
+    return fields | set(method_options(method, dict.fromkeys(MAP_FIELDS)))
+
+
+def map_method(mode: str, sensitivity: str) -> str | None:
+    """The sensitivity method whose map a mode reads: ``sensitivity`` where its prior is
+    drawn from a map (``constrained``, ``weighted``), the named one where its order is a
+    map (``scan:gradient``, ``fast``), ``None`` where it reads no map.
+
+    Args:
+        mode: a mode name.
+        sensitivity: the run's map method (what a prior's map is made with).
+
+    Returns:
+        A name of :data:`~pixelprior.maps.METHODS`, or ``None``.
+    """
     search, argument = parse_mode(mode)
     if search is None:
-        return set()
+        return None
     if SEARCHES.get(search).argument == "prior":
         key = MODE_ALIASES.get(argument, argument)
-        if key not in PRIORS or key in ("uniform", "oracle"):
-            return set()
-        method, fields = sensitivity, {"sensitivity"}
-    elif argument in METHODS:
-        method, fields = argument, set()
-    else:
-        return set()
-    return fields | set(method_options(method, dict.fromkeys(MAP_FIELDS)))
+        return sensitivity if key in PRIORS and key not in ("uniform", "oracle") else None
+    return argument if argument in METHODS else None
 
 
 def reads_oracle(mode: str) -> bool:

@@ -179,6 +179,7 @@ class ExperimentRunner:
             replacing = not (self._rows_are_the_runs(selection)
                              and self._inputs_are_the_runs(old, None, source, fingerprint))
         if selection["positions"]:
+            source.check_gradients(int(selection["positions"][0]))
             source.check_engine(int(selection["positions"][0]))
         aside = replacing or (self.force and not (self.out / "config.json").exists())
         self._open_pool(selection, aside, interrupts)

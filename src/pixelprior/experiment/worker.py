@@ -12,11 +12,13 @@ import torch
 
 from .._io import save_npz_atomic
 from ..data import to_float
+from ..maps import METHODS
+from ..models import gradient_problem
 from ..search import SEARCHES
 from .config import ConfigError, ExperimentConfig
 from .environment import package_version
 from .inputs import build_model, load_dataset
-from .modes import build_attack
+from .modes import build_attack, map_method
 
 MAPS_DIR = "maps"
 
@@ -60,6 +62,18 @@ class GroupWorker:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
+    def check_gradients(self, position: int) -> None:
+        """:func:`check_gradient_maps` on one image, before the run writes anything.
+
+        Args:
+            position: an image's position in the dataset.
+
+        Raises:
+            ConfigError: modes that read a gradient map of a model without gradients.
+        """
+        images = to_float(self.dataset.images[[position]]).to(self.device)
+        check_gradient_maps(self.config, self.model, images)
+
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Attack one group.
 
@@ -95,6 +109,33 @@ class GroupWorker:
                        chunk_rows=attack.chunk_rows, version=version)
             rows.append(row)
         return rows, _maps_of(output.distribution, [g[3] for g in group])
+
+
+def check_gradient_maps(config: ExperimentConfig, model: torch.nn.Module,
+                        images: torch.Tensor) -> None:
+    """Refuse modes that read a gradient map of a model without input gradients (an ONNX
+    graph onnx2torch cannot convert, a model that detaches its scores), before any work:
+    else the first such mode stops a run midway, after rows were written.
+
+    Args:
+        config: the run's config (its modes and its map method).
+        model: the model.
+        images: float ``[B, C, H, W]`` in [0, 1], the first of which is probed.
+
+    Raises:
+        ConfigError: such modes, with why and what to run instead.
+    """
+    needs = {mode: method for mode in config.modes
+             if (method := map_method(mode, config.sensitivity)) is not None
+             and METHODS.get(method).needs_gradients}
+    if not needs or (why := gradient_problem(model, images)) is None:
+        return
+    reads = ", ".join(f"{mode} ({method} map)" for mode, method in needs.items())
+    raise ConfigError(
+        f"{config.model}: {why}, so gradient maps cannot be made, and mode(s) {reads} read "
+        "one: use the occlusion map (fast:occlusion, scan:occlusion, or --sensitivity "
+        "occlusion for a run's DE priors) or a mode that reads no map (unconstrained, scan, "
+        "fast:random, random_search)")
 
 
 def run_model(config: ExperimentConfig, device: str | None = None) -> torch.nn.Module:

@@ -39,7 +39,7 @@ from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
-from ..models import GradientsUnavailableError, evaluation_mode, output_kind
+from ..models import NO_GRADIENT, GradientsUnavailableError, evaluation_mode, output_kind
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum", "signed")
 SCORES = ("logit", "probability", "log_probability")
@@ -190,6 +190,7 @@ class SensitivityMethod(ABC):
     """
 
     name = "sensitivity"
+    needs_gradients = True  # False: the method only queries the model (occlusion)
 
     def __init__(self, model: nn.Module | None = None, *, score: str = "logit",
                  reduction: str = "max_abs", normalization: str = "minmax",
@@ -315,10 +316,9 @@ class SensitivityMethod(ABC):
                                       self.score)
                 if not scores.requires_grad:
                     raise GradientsUnavailableError(
-                        f"{self.name}: the model's scores carry no gradient of its input "
-                        "(it detaches them, or computes outside PyTorch autograd): use the "
-                        "occlusion map, or a mode that needs no map (unconstrained, "
-                        "random_search:uniform)")
+                        f"{self.name}: the model's {NO_GRADIENT}: use the occlusion map, or "
+                        "a mode that needs no map (unconstrained, random_search:uniform)",
+                        NO_GRADIENT)
                 (grad,) = torch.autograd.grad(scores.sum(), chunk)
             out[start:start + self.batch_size] = grad
         return out

@@ -27,6 +27,7 @@ class Occlusion(SensitivityMethod):
     """
 
     name = "occlusion"
+    needs_gradients = False
 
     def __init__(self, model: nn.Module | None = None, baseline: float = 0.0,
                  **options) -> None:

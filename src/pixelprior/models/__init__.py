@@ -18,10 +18,12 @@ from .errors import (
 )
 from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
+    NO_GRADIENT,
     ChannelsLast,
     copy_module,
     evaluation_mode,
     fold_batchnorm,
+    gradient_problem,
     inference_model,
     predict,
     scores_agree,
@@ -56,13 +58,14 @@ from .squeezenet import (
 from .wrappers import ModelSettingError, Normalize, OnnxModel, ResizeInside, normalization_problem
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "ChannelsLast", "Fire", "GradientsUnavailableError",
+    "CIFAR10_MEAN", "CIFAR10_STD", "NO_GRADIENT", "ChannelsLast", "Fire",
+    "GradientsUnavailableError",
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
     "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "code_changed",
     "copy_module", "evaluation_mode",
-    "fold_batchnorm", "imagenet_class_names", "inference_model", "load_model",
+    "fold_batchnorm", "gradient_problem", "imagenet_class_names", "inference_model", "load_model",
     "load_model_spec", "model_card", "model_failure", "model_fingerprint", "model_spec",
     "model_spec_problem",
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",

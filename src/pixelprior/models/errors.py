@@ -31,7 +31,16 @@ class ModelInputError(ModelLoadError, ValueError):
 
 
 class GradientsUnavailableError(ModelLoadError):
-    """A gradient was asked of a query-only model (ONNX without a PyTorch copy)."""
+    """A gradient was asked of a query-only model (ONNX without a PyTorch copy).
+
+    Args:
+        message: the whole message (what failed and what to do).
+        why: why there are no gradients, in a few words (default: ``message``).
+    """
+
+    def __init__(self, message: str, why: str | None = None) -> None:
+        super().__init__(message)
+        self.why = why or message
 
 
 def short_reason(error: BaseException | str, limit: int = REASON_CHARS) -> str:

@@ -11,10 +11,12 @@ from torch import nn
 
 from ..data import ImageSet, to_float
 from .accuracy import check_finite_scores
+from .errors import GradientsUnavailableError
 from .squeezenet import Fire
 
-__all__ = ["ChannelsLast", "copy_module", "evaluation_mode", "fold_batchnorm",
-           "inference_model", "predict", "scores_agree"]
+__all__ = ["NO_GRADIENT", "ChannelsLast", "copy_module", "evaluation_mode",
+           "fold_batchnorm", "gradient_problem", "inference_model", "predict",
+           "scores_agree"]
 
 
 @contextmanager
@@ -38,6 +40,35 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in modes:
             module.training = training
+
+
+NO_GRADIENT = ("scores carry no gradient of its input (it detaches them, or computes "
+               "outside PyTorch autograd)")
+
+
+def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
+    """Why the gradient of ``model``'s scores with respect to its input cannot be had,
+    or ``None`` when it can (one forward and backward of the first image, in eval
+    mode).
+
+    Args:
+        model: the model.
+        images: float ``[B, C, H, W]`` in [0, 1] (the first is used).
+
+    Returns:
+        The reason in a few words (an ONNX graph without a PyTorch copy, scores detached
+        from the input), or ``None``.
+    """
+    probe = images[:1].detach().clone().requires_grad_(True)
+    try:
+        with torch.enable_grad(), evaluation_mode(model):
+            scores = model(probe)
+            reached = isinstance(scores, torch.Tensor) and scores.requires_grad and (
+                torch.autograd.grad(scores.float().sum(), probe, allow_unused=True)[0]
+                is not None)
+    except GradientsUnavailableError as exc:
+        return exc.why
+    return None if reached else f"its {NO_GRADIENT}"
 
 
 def copy_module(model: nn.Module) -> nn.Module:

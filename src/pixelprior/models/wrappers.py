@@ -203,10 +203,10 @@ class OnnxModel(nn.Module):
         if self.twin is not None and (needs_grad or self.prefer_twin):
             return self.twin(x)
         if needs_grad:
+            why = f"no PyTorch copy of this ONNX graph ({self.twin_problem})"
             raise GradientsUnavailableError(
-                f"{self.path}: no PyTorch copy of this ONNX graph ({self.twin_problem}), so "
-                "gradients are unavailable: use the occlusion map (or convert the model to "
-                "TorchScript)")
+                f"{self.path}: {why}, so gradients are unavailable: use the occlusion map "
+                "(or convert the model to TorchScript)", why)
         return self.run(x)
 
     def run(self, x: torch.Tensor) -> torch.Tensor:

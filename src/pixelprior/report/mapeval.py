@@ -43,7 +43,15 @@ from ..experiment.scans import check_ground_truth_model
 from ..experiment.verification import ROWS_FILE as VERIFICATION_ROWS
 from ..maps import METHODS as MAP_METHODS
 from ..maps import sensitivity_from_settings as make_sensitivity
-from ..models import as_registered, load_model, load_model_spec, model_fingerprint, model_spec
+from ..models import (
+    GradientsUnavailableError,
+    as_registered,
+    gradient_problem,
+    load_model,
+    load_model_spec,
+    model_fingerprint,
+    model_spec,
+)
 from ..priors import check_tau
 from ..search import rank_positions
 from .figures import maps_compared_figure, ranked_scans_figure, roc_figure
@@ -112,6 +120,17 @@ def image_metrics(smap: np.ndarray, vulnerable: np.ndarray, oracle: np.ndarray, 
            else float("nan"))  # a constant input has no rank correlation
     return ImageMetrics(roc_auc(flat, truth), precision, int(chosen.sum()), base, lift,
                         float(rho), int(queries), first)
+
+
+def _check_gradients(methods: list[str], model, image: torch.Tensor, name: str) -> None:
+    """Refuse gradient maps of a model without input gradients before any map is made
+    (else the first such method stops the evaluation after minutes of others)."""
+    needy = [m for m in methods if m in MAP_METHODS and MAP_METHODS.get(m).needs_gradients]
+    if needy and (why := gradient_problem(model, image)) is not None:
+        others = ",".join(m for m in methods if m not in needy) or "occlusion,random,oracle"
+        raise GradientsUnavailableError(
+            f"{name}: {why}, so the gradient maps ({', '.join(needy)}) cannot be made: "
+            f"score the others (--methods {others})", why)
 
 
 def method_maps(method: str, model, images: torch.Tensor, labels: torch.Tensor,
@@ -468,6 +487,7 @@ def run_map_evaluation(directory: str | Path, methods: list[str], out: str | Pat
     model = (load_model(info["model"], info.get("weights"), device=device)
              if _registered(info) else _scan_model(info, device).model)
     check_ground_truth_model(scan, directory, model_fingerprint(model, info["model"]))
+    _check_gradients(methods, model, images[:1].to(device), info["model"])
     rows_of = list(range(len(scan.labels)))
     maps = {method: method_maps(method, model, images.to(device), labels.to(device), scan,
                                 rows_of, settings) for method in methods}

@@ -4,6 +4,7 @@ by ``onnx2torch`` when it is installed (else the model is query-only)."""
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import types
 import warnings
@@ -109,7 +110,41 @@ def onnx_twin(path: Path) -> tuple[nn.Module | None, str | None]:
             warnings.simplefilter("ignore")
             return onnx2torch.convert(onnx.load(str(path))).eval(), None
     except Exception as exc:  # an operator onnx2torch does not convert
-        return None, f"onnx2torch cannot convert it: {short_reason(exc, 90)}"
+        return None, _conversion_failure(exc)
+
+
+def _conversion_failure(exc: Exception) -> str:
+    """Why onnx2torch failed, in words: the operation it has no converter for (its
+    message names it deep inside a repr), else its message as one line."""
+    found = re.search(r"operation_type='([^']+)'(?:, version=(\d+))?", str(exc))
+    if not (isinstance(exc, NotImplementedError) and found):
+        return f"onnx2torch cannot convert it: {short_reason(exc)}"
+    operation, version = found.group(1), found.group(2)
+    text = f"onnx2torch has no converter for the ONNX operation {operation}"
+    if version is None:
+        return text
+    last = _last_convertible_opset(operation, int(version))
+    return text + (f" of opset {version}" if last is None else
+                   f" of opset {version} (it converts the form of opsets up to {last}: "
+                   f"export the model with opset_version={last} or lower)")
+
+
+def _last_convertible_opset(operation: str, version: int) -> int | None:
+    """The last opset whose form of ``operation`` onnx2torch converts, where it converts
+    an older form than ``version``'s (a model exported at a newer opset than it knows)."""
+    try:
+        from onnx import defs
+        from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY
+    except Exception:  # noqa: BLE001  (a broken install: no advice, the reason stands)
+        return None
+    known = [d.version for d in _CONVERTER_REGISTRY if d.operation_type == operation
+             and d.domain == "" and d.version < version]
+    if not known:
+        return None
+    newer = [schema.since_version for schema in defs.get_all_schemas_with_history()
+             if schema.name == operation and schema.domain == ""
+             and schema.since_version > max(known)]
+    return min(newer) - 1 if newer else None
 
 
 def _import_onnx2torch() -> types.ModuleType:
