@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import MobileNetish, VGGish, invoke
+from helpers import MobileNetish, VGGish, clean_error, invoke
 from PIL import Image
 from torch import nn
 
@@ -210,3 +210,36 @@ def test_a_run_attacks_with_the_labels_it_says_it_mapped(tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert rows and all(row["true_label"] == 9 - int(sample.labels[row["image_index"]])
                         for row in rows)
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    """Six bundled images in folders named by their CIFAR-10 classes."""
+    from pixelprior.data import CIFAR10_CLASSES
+
+    data = load_cifar10_sample()
+    for n in range(6):
+        folder = tmp_path / "photos" / CIFAR10_CLASSES[int(data.labels[n])]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(data.images[n].permute(1, 2, 0).numpy()).save(folder / f"{n}.png")
+    config = tmp_path / "c.toml"
+    config.write_text("popsize = 20\nmaxiter = 2\nmodes = [\"unconstrained\"]\n")
+    return tmp_path / "photos", config
+
+
+def test_a_small_folder_is_attacked_whole_when_images_is_not_given(small_folder, tmp_path):
+    photos, config = small_folder
+    command = ("run", "--data", photos, "--seeds", "0,", "--config", config,
+               "--out", tmp_path / "r")
+    first = invoke(*command)
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.output.split())
+    assert "qualify for selection 'first_correct' (--images is 100 by default)" in said
+    rows = (tmp_path / "r" / "results.jsonl").read_text().splitlines()
+    assert 1 <= len(rows) <= 6
+    again = invoke(*command)  # the same command resumes it, adding nothing
+    assert again.exit_code == 0 and "resuming the run of" in " ".join(again.output.split())
+    assert (tmp_path / "r" / "results.jsonl").read_text().splitlines() == rows
+    asked = invoke("run", "--data", photos, "--images", 100, "--config", config,
+                   "--out", tmp_path / "asked")
+    clean_error(asked, 2, "lower --images")

@@ -43,7 +43,9 @@ def run(
     data: str | None = typer.Option(None, help=DATA_SPEC_HELP + " [cifar10]"),
     config_file: ConfigFile = None,
     source: str | None = typer.Option(None, help="cifar10: full | sample [full]."),
-    images: int | None = typer.Option(None, help="Images to attack [100]."),
+    images: int | None = typer.Option(None, help="Images to attack [100; of a folder, .npz "
+                                      "or CSV: up to 100, all that qualify where fewer "
+                                      "do]."),
     seeds: str | None = typer.Option(None, help="Seeds: a count (5 → 0..4) or a list "
                                      "(0,2,4) [5]."),
     modes: str | None = typer.Option(None, help="Comma-separated modes: " + modes_help()

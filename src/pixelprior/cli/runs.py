@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
@@ -10,6 +11,7 @@ from .._io import CorruptResultsError, Interrupted, Interrupts, check_writable_d
 from ..experiment import (
     ExperimentConfig,
     ExperimentRunner,
+    SelectionError,
     describe_inputs,
     read_config_file,
 )
@@ -111,11 +113,20 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
     if describe:
         for line in describe_inputs(config):
             console.print(line)
+    up_to = dataset in USER_DATASETS and "images" not in {**in_file, **overrides}
+    if up_to and not force:
+        config = _resumed_count(config)
     runner = ExperimentRunner(config, force=force, log=console.print,
                               config_file=config_file)
     with Interrupts() as interrupts:
         try:
-            runner.run(progress=ProgressBar(), interrupts=interrupts)
+            try:
+                runner.run(progress=ProgressBar(), interrupts=interrupts)
+            except SelectionError as exc:
+                if not (up_to and exc.qualifying):
+                    raise
+                runner = _fewer_images(runner, exc.qualifying)
+                runner.run(progress=ProgressBar(), interrupts=interrupts)
         except Interrupted as exc:
             if runner.wrote:  # else: before the run started, nothing written
                 exc.kept = (f"{runner.kept} of {runner.total} attacks kept; run the same "
@@ -123,6 +134,38 @@ def _run(config_file: Path | None, overrides: dict, base: dict, force: bool, rep
             raise
     if report:
         _print_report(Path(config.out))
+
+
+USER_DATASETS = ("folder", "npz", "csv")  # a user's images: --images defaults to "up to"
+
+
+def _fewer_images(runner: ExperimentRunner, qualifying: int) -> ExperimentRunner:
+    """A run of a user's images with ``--images`` not given, where fewer images qualify
+    than the default count (100, an upper bound there): the runner of those that do,
+    said in a note (the paper's datasets keep their exact count; the refused runner
+    wrote nothing)."""
+    config = runner.config
+    console.print(f"note: {qualifying} image(s) qualify for selection {config.selection!r} "
+                  f"(--images is {config.images} by default): attacking them (give --images "
+                  "N to require N)")
+    return ExperimentRunner(dataclasses.replace(config, images=qualifying),
+                            force=runner.force, log=runner.log,
+                            config_file=runner.config_file)
+
+
+def _resumed_count(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with the image count of the run its folder holds, where that run is
+    this one but for fewer images than the default (made by :func:`_fewer_images`), so
+    the same command resumes it."""
+    recorded = _recorded_run(Path(config.out))
+    if recorded is None or not recorded.images < config.images:
+        return config
+    fewer = dataclasses.replace(config, images=recorded.images)
+    if fewer.digest() != recorded.digest():
+        return config
+    console.print(f"note: resuming the run of {recorded.images} image(s) in {config.out} "
+                  f"(all that qualified; --images is {config.images} by default)")
+    return fewer
 
 
 def _recorded_run(out: Path) -> ExperimentConfig | None:

@@ -35,7 +35,16 @@ from .config import ConfigError, ExperimentConfig
 
 
 class SelectionError(ValueError):
-    """Fewer images qualify than the configuration asks for."""
+    """Fewer images qualify than the configuration asks for.
+
+    Args:
+        message: what is wrong and what to do.
+        qualifying: how many images qualify (``None``: another problem of the selection).
+    """
+
+    def __init__(self, message: str, qualifying: int | None = None) -> None:
+        super().__init__(message)
+        self.qualifying = qualifying
 
 
 def load_model_of(config: ExperimentConfig, device: str | None = None) -> LoadedModel:
@@ -253,10 +262,16 @@ def select_images(config: ExperimentConfig, model: torch.nn.Module, dataset: Ima
     if len(chosen) < config.images:
         hint = (" (the bundled sample holds 100 test images; set PIXELPRIOR_DATA or --data "
                 "to the full test set)" if dataset.source == "bundled sample" else "")
+        counts = f"{len(dataset)} images, {len(correct)} classified correctly"
+        if not len(chosen):
+            raise SelectionError(
+                f"no image qualifies for selection {config.selection!r} in {dataset.source} "
+                f"({counts}): nothing to attack; check the model's classes and normalisation"
+                " (see `pixelprior eval`), or choose another --selection", 0)
         raise SelectionError(
             f"only {len(chosen)} images qualify for selection {config.selection!r} in "
-            f"{dataset.source} ({len(dataset)} images, {len(correct)} classified correctly), "
-            f"but images = {config.images}; lower --images{hint}")
+            f"{dataset.source} ({counts}), but images = {config.images}; lower --images"
+            f"{hint}", len(chosen))
     official = dataset.official_indices
     selection = {
         "rule": config.selection, "seed": config.selection_seed, "source": dataset.source,
