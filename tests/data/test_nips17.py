@@ -147,6 +147,27 @@ def test_download_against_local_server(tmp_path):
         server.shutdown()
 
 
+def test_an_unreachable_csv_or_no_image_at_all_is_an_error_that_leaves_no_folder(tmp_path):
+    www = tmp_path / "www"
+    www.mkdir()
+    server = serve(www)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(DataNotFoundError, match="cannot download the NIPS-17 DEV CSV"):
+            download_nips17(tmp_path / "none", f"{base}/absent.csv", csv_sha256=None,
+                            progress=False)
+        assert not (tmp_path / "none").exists()
+        (www / "dev_dataset.csv").write_text(
+            "ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass,OriginalLandingURL,License,"
+            f"Author,AuthorProfileURL\naaa,{base}/gone.jpg,0.0,0.0,1.0,1.0,5,6,,,,\n")
+        with pytest.raises(DataNotFoundError, match="none of the 1 NIPS-17 DEV images"):
+            download_nips17(tmp_path / "dead", f"{base}/dev_dataset.csv", csv_sha256=None,
+                            progress=False)
+        assert "aaa" in (tmp_path / "dead" / "failed.txt").read_text()
+    finally:
+        server.shutdown()
+
+
 def test_standin_pipeline_attack_and_report(tmp_path):
     data = tmp_path / "dev"
     weights = tmp_path / "squeezenet1_1-standin.pth"

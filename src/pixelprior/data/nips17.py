@@ -174,16 +174,24 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
         are also written to ``out/failed.txt``.
 
     Raises:
-        OSError: the CSV cannot be fetched (dead image URLs are listed, not raised).
+        DataNotFoundError: the CSV cannot be fetched (nothing is written), or no image
+            can (dead image URLs are listed, not raised, while any image arrives).
         CorruptDataError: the CSV's checksum or columns do not match.
     """
     out = Path(out)
-    images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out / "dev_dataset.csv"
     if not csv_path.is_file():
-        download_file(csv_url, csv_path, sha256=csv_sha256, timeout=timeout)
+        try:
+            download_file(csv_url, csv_path, sha256=csv_sha256, timeout=timeout)
+        except OSError as exc:  # URLError is an OSError; download_file leaves nothing
+            raise DataNotFoundError(
+                f"cannot download the NIPS-17 DEV CSV from {csv_url} "
+                f"({_reason(exc)}): check the connection, or put the published "
+                f"dev_dataset.csv in {out} (or give --csv-url file:///path/to/it) and run "
+                "again") from None
     records = read_dev_csv(csv_path)
+    images_dir = out / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
     report = {"downloaded": 0, "existing": 0, "failed": {}}
     iterator = records
     if progress:
@@ -200,13 +208,26 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
                 raw = response.read()
             image = crop_and_resize(raw, record.box)
         except Exception as exc:  # dead URL, HTTP error, not an image
-            report["failed"][record.image_id] = f"{type(exc).__name__}: {exc}"
+            report["failed"][record.image_id] = (
+                _reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}")
             continue
         with atomic_write(target) as f:
             image.save(f, format="PNG")
         report["downloaded"] += 1
     (out / "failed.txt").write_text("".join(f"{k}\t{v}\n" for k, v in report["failed"].items()))
+    if records and len(report["failed"]) == len(records):
+        first = next(iter(report["failed"].values()))
+        raise DataNotFoundError(
+            f"none of the {len(records)} NIPS-17 DEV images could be downloaded (the first: "
+            f"{first}); they are listed in {out / 'failed.txt'}: check the connection and "
+            "run the same command again")
     return report
+
+
+def _reason(exc: OSError) -> str:
+    """A download's failure in words (``URLError`` hides it in ``.reason``)."""
+    reason = getattr(exc, "reason", None)
+    return str(reason) if reason is not None else f"{type(exc).__name__}: {exc}"
 
 
 def load_nips17(directory: str | Path, size: int = 224,
