@@ -200,6 +200,35 @@ def test_a_factorys_layer_classes_in_another_folder_are_its_code_too(tmp_path, m
     assert same_model(before.split(ELSEWHERE)[0], before)
 
 
+def test_functions_a_factory_imports_from_another_file_are_its_code(tmp_path, monkeypatch):
+    """``model.py`` whose layer calls ``act`` from ``fphelp.py`` (which calls ``fpdeep``'s
+    ``inner``): a changed helper, however deep, is another model, and the installed
+    packages it imports (torch) are not its code."""
+    from pixelprior.models import same_model
+    from pixelprior.models.fingerprint import IMPORTS, code_changed
+    (tmp_path / "fpdeep.py").write_text("import torch\n\ndef inner(x):\n"
+                                        "    return torch.relu(x)\n")
+    (tmp_path / "fphelp.py").write_text("from fpdeep import inner\n\ndef act(x):\n"
+                                        "    return inner(x)\n")
+    (tmp_path / "fpuses.py").write_text(
+        "import torch\nfrom torch import nn\nfrom fphelp import act\n\n"
+        "class Act(nn.Module):\n    def forward(self, x):\n        return act(x)\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, 3))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec, modules = f"{tmp_path / 'fpuses.py'}:make", ("fphelp", "fpdeep")
+    before = fresh_fingerprint(spec, *modules)
+    assert IMPORTS in before and fresh_fingerprint(spec, *modules) == before
+    assert same_model(before.split(IMPORTS)[0], before)  # recorded before: still resumes
+    deep = tmp_path / "fpdeep.py"
+    deep.write_text(deep.read_text().replace("torch.relu", "torch.tanh"))
+    after = fresh_fingerprint(spec, *modules)
+    assert after != before and code_changed(before, after)
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
 def test_pixelprior_s_own_wrappers_are_not_a_factorys_code(tmp_path):
     """``--mean``/``--std`` wrap the factory's net in pixelprior's ``Normalize``: its file
     (in an editable checkout, outside any installed package) is pixelprior's version,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ __all__ = ["code_changed", "model_fingerprint", "same_model", "state_dict_digest
 CODE = "+code:"  # a factory file's fingerprint: its tensors', then its code's
 LAYERS = "+layers:"  # then its layer classes' files beside it, when it has any
 ELSEWHERE = "+elsewhere:"  # then those in other folders (not installed), when any
+IMPORTS = "+imports:"  # then other files that code imports names from, when any
 OWN_PACKAGE = Path(__file__).resolve().parents[1]  # pixelprior's own code: its version's
 
 
@@ -104,6 +106,51 @@ def _code_files(factory: Path, module: nn.Module
     return beside, elsewhere
 
 
+def _imported_files(counted: set[Path]) -> list[tuple[str, Path]]:
+    """The other source files the model's code (the factory's and its layer classes'
+    modules, ``counted``) imports names from, and those they import from, in turn: a
+    helper function in ``utils.py`` is the model too. Each with its module's name, in name
+    order; installed packages and pixelprior's own files left out, as for layers."""
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    seen = set(counted)
+    queue = [module for module in list(sys.modules.values())
+             if _module_file(module) in counted]
+    found: list[tuple[str, Path]] = []
+    while queue:
+        importer = queue.pop()
+        for value in list(vars(importer).values()):
+            module = value if inspect.ismodule(value) else (
+                sys.modules.get(getattr(value, "__module__", "") or "")
+                if inspect.isclass(value) or inspect.isfunction(value) else None)
+            path = _module_file(module)
+            if (path is None or path in seen or path.suffix != ".py"
+                    or _submodule(value, importer)
+                    or _installed(path, installed) or path.is_relative_to(OWN_PACKAGE)):
+                continue
+            seen.add(path)
+            found.append((module.__name__, path))  # type: ignore[union-attr]
+            queue.append(module)
+    return sorted(found)
+
+
+def _submodule(value: object, importer: types.ModuleType) -> bool:
+    """Whether ``value`` is a submodule of the package ``importer``: the import system
+    sets it there whoever imported it (another cell of a notebook, say), so following it
+    would make the fingerprint depend on the process; the functions and classes the
+    package itself takes from it are followed by their module."""
+    return (inspect.ismodule(value) and hasattr(importer, "__path__")
+            and value.__name__.startswith(importer.__name__ + "."))
+
+
+def _module_file(module: object) -> Path | None:
+    """A module's source file, resolved (``None``: none, a built-in or namespace)."""
+    file = getattr(module, "__file__", None) if inspect.ismodule(module) else None
+    if not isinstance(file, str):
+        return None
+    path = Path(file).resolve()
+    return path if path.is_file() else None
+
+
 def _installed(path: Path, prefixes: set[Path]) -> bool:
     """Whether a source file belongs to an installed package (a virtual environment in
     the factory's folder: torch's own layers are torch's version, not the model's code)."""
@@ -116,7 +163,8 @@ def _code_digest(factory: Path, layers: tuple[list[Path], list[tuple[str, Path]]
     """The SHA-256 of the factory file's bytes, then (:data:`LAYERS`) one of its layer
     files' names (relative to its folder) and digests, when it has any, then
     (:data:`ELSEWHERE`) one of the layer files elsewhere (by module name), when any: a
-    folder that recorded fewer parts still matches (:func:`same_model`)."""
+    folder that recorded fewer parts still matches (:func:`same_model`); then
+    (:data:`IMPORTS`) one of the other files that code imports from, when any."""
     digest = sha256sum(factory)
     beside, elsewhere = layers
     folder = factory.resolve().parent
@@ -124,6 +172,9 @@ def _code_digest(factory: Path, layers: tuple[list[Path], list[tuple[str, Path]]
         digest += LAYERS + _files_digest([(str(f.relative_to(folder)), f) for f in beside])
     if elsewhere:
         digest += ELSEWHERE + _files_digest(elsewhere)
+    imported = _imported_files({factory.resolve(), *beside, *(p for _, p in elsewhere)})
+    if imported:
+        digest += IMPORTS + _files_digest(imported)
     return digest
 
 
@@ -146,7 +197,7 @@ def same_model(recorded: str, now: str) -> bool:
         ``True`` for the same model.
     """
     return recorded == now or any(part not in recorded and now.startswith(recorded + part)
-                                  for part in (CODE, LAYERS, ELSEWHERE))
+                                  for part in (CODE, LAYERS, ELSEWHERE, IMPORTS))
 
 
 def code_changed(recorded: str, now: str) -> bool:
@@ -175,9 +226,10 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     tensors (:func:`state_dict_digest`), and for a ``file.py:callable`` factory then
     ``+code:`` and the SHA-256 of the ``.py`` file (its code is the model too: a
     changed activation keeps the weights), together with the files of the model's layer
-    classes in the factory's folder or below, then those in other folders. Code an
-    installed package holds (its version's), and functions the factory imports from
-    another file (not layer classes), are not covered.
+    classes in the factory's folder or below, then those in other folders, then the
+    other files that code imports names from (a helper function in ``utils.py``). Code
+    an installed package holds (its version's), and code reached only at run time
+    (``importlib``, a file read by the factory), are not covered.
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file

@@ -106,7 +106,9 @@ def _verification_lines(frame: pd.DataFrame) -> list[str]:
              "only** (certified on the corner grid, the verifier not run). Fooled off the "
              "corners by the verifier counts as fooled. **float32 proved**: verified, and "
              "the model's float32 evaluation proved not to change the label either, at "
-             "every position (elsewhere it rests on a first-order estimate).", "",
+             "every position (elsewhere it rests on a first-order estimate). **neither**: "
+             "the corner scan was cut short, or its near-tie label change was not confirmed "
+             "by the model itself.", "",
              "| mode | attacks | fooled | verified | of them float32 proved | unknown | "
              "corners only | neither | verified volume (mean, images verified or unknown) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -195,9 +197,11 @@ def robustness_lines(frame: pd.DataFrame, class_names: tuple[str, ...] | None = 
              "Each image is **fooled** (a verified one-pixel adversarial), **certified** on "
              "the corner grid (no corner of the colour cube at any position changes the "
              "label; near ties re-scored by the model itself), or **neither** (the scan was "
-             "cut short). Robust accuracy against one pixel is at most 1 − fooled; the "
-             "certified share is the robust accuracy against one pixel set to a corner "
-             "colour (a certificate covers the 8 corners, not every colour)."
+             "cut short by its budget, or the label change it found at a near tie was not "
+             "confirmed when the model itself re-scored it). Robust accuracy against one "
+             "pixel is at most 1 − fooled; the certified share is the robust accuracy "
+             "against one pixel set to a corner colour (a certificate covers the 8 "
+             "corners, not every colour)."
              + _misclassified_sentence(frame, table), "",
              "| mode | attacks | fooled | certified | neither | queries to first success "
              "(mean / median) | mean queries | fooled off the corners |",
