@@ -39,7 +39,8 @@ from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
-from ..models import NO_GRADIENT, GradientsUnavailableError, evaluation_mode, output_kind
+from ..models import GradientsUnavailableError, evaluation_mode, output_kind
+from ..models.inference import NO_GRADIENT
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum", "signed")
 SCORES = ("logit", "probability", "log_probability")

@@ -18,7 +18,6 @@ from .errors import (
 )
 from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
-    NO_GRADIENT,
     ChannelsLast,
     copy_module,
     evaluation_mode,
@@ -58,7 +57,7 @@ from .squeezenet import (
 from .wrappers import ModelSettingError, Normalize, OnnxModel, ResizeInside, normalization_problem
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "NO_GRADIENT", "ChannelsLast", "Fire",
+    "CIFAR10_MEAN", "CIFAR10_STD", "ChannelsLast", "Fire",
     "GradientsUnavailableError",
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
