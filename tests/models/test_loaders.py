@@ -360,6 +360,27 @@ def test_gradient_problem_says_why_a_model_has_no_input_gradient(tmp_path, monke
         "no PyTorch copy of this ONNX graph (no converter)")
 
 
+def test_a_graph_of_a_newer_opset_gets_its_gradients_through_an_older_one(tmp_path):
+    """Opset 19 changed Constant, which onnx2torch knows only in its older form: the
+    graph is taken to opset 17 by onnx's version converter, and the copy is checked
+    against ONNX Runtime like any copy."""
+    needs_onnx2torch()
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Hardshrink(0.1), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 5)).eval()  # Hardshrink: Constants
+    path = tmp_path / "new.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, images(1), path, input_names=["images"],
+                          dynamic_axes={"images": {0: "batch"}}, dynamo=False,
+                          opset_version=20)
+    loaded = load_model_spec(path)
+    assert loaded.gradients
+    assert any("from opset 20 to 17" in note for note in loaded.notes), loaded.notes
+    x = images(2).requires_grad_(True)
+    loaded.model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 def test_an_unconvertible_operation_is_named_with_the_opset_to_export_at():
     needs_onnx2torch()
     newer = NotImplementedError("Converter is not implemented (OperationDescription("

@@ -219,7 +219,10 @@ def _gradients(built: BuiltModel, probe: Probe, notes: list[str]) -> bool:
         return False
     where = ("every forward runs the copy (on the GPU)" if onnx_model.prefer_twin
              else "queries run in ONNX Runtime")
-    notes.append(f"gradients through a PyTorch copy converted by onnx2torch; {where}")
+    opsets = getattr(onnx_model.twin, "converted_opsets", None)
+    how = (f" (the graph taken from opset {opsets[0]} to {opsets[1]} first by onnx's "
+           "version converter, the copy checked against ONNX Runtime)" if opsets else "")
+    notes.append(f"gradients through a PyTorch copy converted by onnx2torch{how}; {where}")
     return True
 
 

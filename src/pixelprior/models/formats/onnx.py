@@ -105,12 +105,44 @@ def onnx_twin(path: Path) -> tuple[nn.Module | None, str | None]:
         onnx2torch = _import_onnx2torch()
     except Exception as exc:  # not installed, or an import that fails (a broken install)
         return None, f"onnx2torch is not available: {short_reason(exc)}"
+    graph = onnx.load(str(path))
     try:
+        return _convert(onnx2torch, graph), None
+    except Exception as exc:  # an operator onnx2torch does not convert
+        failure = exc
+    opset = _opset(graph)
+    if not (isinstance(failure, NotImplementedError) and opset > OLDER_OPSET):
+        return None, _conversion_failure(failure)
+    # a newer opset's form of an operation (Constant changed in opset 19): onnx's own
+    # version converter rewrites the graph in an older opset's forms, which onnx2torch
+    # knows (the copy is checked against ONNX Runtime by the loader, like any copy)
+    try:
+        from onnx import version_converter
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return onnx2torch.convert(onnx.load(str(path))).eval(), None
-    except Exception as exc:  # an operator onnx2torch does not convert
-        return None, _conversion_failure(exc)
+            twin = _convert(onnx2torch, version_converter.convert_version(graph,
+                                                                          OLDER_OPSET))
+    except Exception as older:  # noqa: BLE001  (either step: the first reason stands)
+        return None, (f"{_conversion_failure(failure)}; taken to opset {OLDER_OPSET} "
+                      f"first, {_conversion_failure(older)}")
+    twin.converted_opsets = (opset, OLDER_OPSET)
+    return twin, None
+
+
+OLDER_OPSET = 17  # the opset tried when a graph's own has forms onnx2torch does not know
+
+
+def _convert(onnx2torch: types.ModuleType, graph) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return onnx2torch.convert(graph).eval()
+
+
+def _opset(graph) -> int:
+    """The graph's opset of the default ONNX domain (0 where none is declared)."""
+    return max((entry.version for entry in graph.opset_import
+                if entry.domain in ("", "ai.onnx")), default=0)
 
 
 def _conversion_failure(exc: Exception) -> str:
