@@ -64,3 +64,11 @@ def test_a_stub_line_of_another_kind_is_refused(tmp_path):
         pixelprior._read_stub(stub)
     stub.write_text('"""doc"""\n# a comment\nfrom .search import Attack as Attack\n')
     assert pixelprior._read_stub(stub) == {"Attack": ("search", "Attack")}
+
+
+def test_the_package_says_it_is_typed():
+    """PEP 561: type checkers read pixelprior's hints (and ``__init__.pyi``) only where
+    the package holds ``py.typed``."""
+    import pixelprior
+
+    assert (Path(pixelprior.__file__).parent / "py.typed").is_file()
