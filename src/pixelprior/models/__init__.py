@@ -19,6 +19,7 @@ from .errors import (
 from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
     ChannelsLast,
+    WeightsWatch,
     copy_module,
     evaluation_mode,
     fold_batchnorm,
@@ -26,6 +27,7 @@ from .inference import (
     inference_model,
     predict,
     scores_agree,
+    weights_version,
 )
 from .probing import output_kind
 from .registry import (
@@ -62,7 +64,8 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
-    "WeightsError", "accuracy_on", "as_registered", "bundled_weights_path", "code_changed",
+    "WeightsError", "WeightsWatch", "accuracy_on", "as_registered", "bundled_weights_path",
+    "code_changed",
     "copy_module", "evaluation_mode",
     "fold_batchnorm", "gradient_problem", "imagenet_class_names", "inference_model", "load_model",
     "load_model_spec", "model_card", "model_failure", "model_fingerprint", "model_spec",
@@ -70,4 +73,5 @@ __all__ = [
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",
     "read_state_dict", "resolve_weights", "same_model", "scores_agree", "short_reason",
     "state_dict_digest", "to_model_channels", "unwrap_state_dict", "weight_candidates",
+    "weights_version",
 ]

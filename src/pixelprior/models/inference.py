@@ -15,8 +15,8 @@ from .errors import GradientsUnavailableError
 from .squeezenet import Fire
 
 __all__ = ["NO_GRADIENT", "ChannelsLast", "copy_module", "evaluation_mode",
-           "fold_batchnorm", "gradient_problem", "inference_model", "predict",
-           "scores_agree"]
+           "WeightsWatch", "fold_batchnorm", "gradient_problem", "inference_model",
+           "predict", "scores_agree", "weights_version"]
 
 
 @contextmanager
@@ -69,6 +69,51 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
     except GradientsUnavailableError as exc:
         return exc.why
     return None if reached else f"its {NO_GRADIENT}"
+
+
+def weights_version(model: nn.Module) -> tuple:
+    """What changes when a model's weights do: each parameter's and buffer's identity,
+    storage and in-place version counter (an optimiser step, ``load_state_dict``, an
+    ``add_`` under ``no_grad`` all count it up). Copies made of a model (a BatchNorm-folded
+    scorer, a bound engine's float64 copy) are stale once it differs.
+
+    Args:
+        model: the model (anything else has no weights: ``()``).
+
+    Returns:
+        A tuple that compares equal while no weight changed.
+    """
+    if not isinstance(model, nn.Module):
+        return ()
+    out = []
+    for tensor in (*model.parameters(), *model.buffers()):
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference tensor keeps no counter: its storage only
+            version = -1
+        out.append((id(tensor), tensor.data_ptr(), version))
+    return tuple(out)
+
+
+class WeightsWatch:
+    """Whether a model's weights changed since a point (:func:`weights_version`): what
+    an attack or verifier holding copies of the model asks before each call.
+
+    Args:
+        model: the model watched.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.version = weights_version(model)
+
+    def changed(self) -> bool:
+        """Returns: whether a weight changed since the watch was made or renewed."""
+        return weights_version(self.model) != self.version
+
+    def renew(self) -> None:
+        """Take the weights as they are now as the point compared with."""
+        self.version = weights_version(self.model)
 
 
 def copy_module(model: nn.Module) -> nn.Module:

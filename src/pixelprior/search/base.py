@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from .._streams import image_key, stream
+from ..models import WeightsWatch
 from ..priors import PositionDistribution, Prior, UniformPrior
 from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, check_logits, make_scorer
 from ._options import Renamed, keyword_options
@@ -140,6 +141,7 @@ class Attack(ABC):
         self.cuda_graphs = cuda_graphs
         self.engine = engine
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self._weights = WeightsWatch(model)  # copies of the model follow its weights
         self.queries = 0  # model queries the attack spent, over all calls (not a budget)
         self.query_seconds = 0.0  # wall time spent scoring them
         self.chunk_rows: int | None = None  # rows per scoring call, last used
@@ -305,8 +307,32 @@ class Attack(ABC):
                 targeted attack (or given to an untargeted one), a target equal to the
                 image's true class.
         """
+        self._follow_weights()
         with evaluation_mode(self.model):
             return self._run(images, labels, targets, keys)
+
+    def _follow_weights(self) -> None:
+        """Copies made of the model (the scorer's BatchNorm-folded copy, ``FastAttack``'s
+        bound engines) follow its weights: changed in place since they were made (a
+        training step between two calls), they are made again, so every call attacks
+        the model as it is.
+
+        Raises:
+            ValueError: the weights changed and the scorer was given (``engine=``), so
+                it cannot be made again here.
+        """
+        if not self._weights.changed():
+            return
+        if isinstance(self.engine, Scorer):
+            raise ValueError("the model's weights changed since this attack was made, and "
+                             "its scorer (engine=) holds the old ones: make a new scorer, "
+                             "or give the engine by name")
+        self._scorer = None
+        self._forget_copies()
+        self._weights.renew()
+
+    def _forget_copies(self) -> None:  # noqa: B027  (a hook: most attacks hold no other)
+        """Drop what else the attack made of the model (a subclass's verifier)."""
 
     def _run(self, images: torch.Tensor, labels: torch.Tensor,
              targets: torch.Tensor | None, keys: list[int] | None) -> AttackOutput:

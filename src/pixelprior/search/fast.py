@@ -226,6 +226,12 @@ class FastAttack(Attack):
                                for i in range(len(rows))],
             "verifier": [REVISION if i in verdicts else None for i in range(len(rows))]})
 
+    def _forget_copies(self) -> None:
+        """The verifier (its bound engines copy the model) is made again, and whether it
+        fits decided again."""
+        self._verifier = None
+        self._verify_decided = {}
+
     def _settle(self, results: list[AttackResult]) -> None:
         """A stage that found a label change the model itself does not confirm (the
         scan's faster copy parted from it at a near tie, by a rounding) decided nothing:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..maps import METHODS
+from ..models import WeightsWatch
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
 from ..scoring import Scorer, make_scorer
 from ._options import Renamed, keyword_options
@@ -340,6 +341,7 @@ class SusceptibilityScan:
         self.batch_invariant = batch_invariant
         self.optimize = optimize
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self._weights = WeightsWatch(model)  # the scorer's copy follows the weights
         self.queries = 0  # model queries spent, over all calls
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
@@ -363,6 +365,13 @@ class SusceptibilityScan:
                 shape.
         """
         labels, _ = check_inputs(images, labels, None, targeted=False)
+        if self._weights.changed():  # a weight changed in place since the scorer was made
+            if isinstance(self.engine, Scorer):
+                raise ValueError("the model's weights changed since this scan was made, and "
+                                 "its scorer (engine=) holds the old ones: make a new "
+                                 "scorer, or give the engine by name")
+            self._scorer = None
+            self._weights.renew()
         with evaluation_mode(self.model):
             return self._scan(images, labels, order, stop_at_first)
 

@@ -101,7 +101,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import model_failure
+from ..models import WeightsWatch, model_failure
 from ..scoring import Scorer, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
@@ -652,28 +652,53 @@ class Verifier:
         self.tolerance = tolerance
         self.engine_name = engine
         self.deterministic = deterministic
-        self.bounds = BoundEngine(model)
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self.screen_mode = screen  # as given (what a Ray worker's verifier is made with)
         self.prove_float32 = prove_float32
         self.search = search
         self.local = LocalSearch(model) if search else None
+        self._weights = WeightsWatch(model)
+        self._make_copies()
+
+    def _make_copies(self) -> None:
+        """The bound engines (each holds a float64 copy of the model), made anew when
+        the model's weights change (:meth:`_follow_weights`)."""
+        screen = self.screen_mode
+        self.bounds = BoundEngine(self.model)
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
         self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
         self.signed_skipped: str | None = None  # why it is not used, when it is not
         if screen is not False:
             try:
-                self.screen = IntervalScreen(model)
+                self.screen = IntervalScreen(self.model)
             except IntervalUnsupportedError as exc:
                 if screen:
                     raise BoundUnsupportedError(str(exc)) from None
                 self.screen_skipped = str(exc)
-        if self.screen is not None and prove_float32:
+        if self.screen is not None and self.prove_float32:
             try:
                 self.signed = BackwardErrorBound(self.screen)
             except BackwardUnsupportedError as exc:
                 self.signed_skipped = str(exc)  # the interval proof alone
+
+    def _follow_weights(self) -> None:
+        """Verify the model as it is: where a weight changed in place since the bound
+        engines copied it (a training step between two calls), make them again (the
+        scores' check against the traced copy would refuse the stale ones).
+
+        Raises:
+            ValueError: the weights changed and the scorer was given (``engine=``).
+        """
+        if not self._weights.changed():
+            return
+        if isinstance(self.engine_name, Scorer):
+            raise ValueError("the model's weights changed since this verifier was made, and "
+                             "its scorer (engine=) holds the old ones: make a new scorer, "
+                             "or give the engine by name")
+        self._scorer = None
+        self._make_copies()
+        self._weights.renew()
 
     # ------------------------------------------------------------------ public API
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -704,6 +729,7 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
+        self._follow_weights()
         check_classes(self._clean_scores(images[:1]), labels, None)
         if orders is not None:
             _check_orders(orders, images.shape)
@@ -761,6 +787,7 @@ class Verifier:
         Returns:
             long ``[B, H · W]``.
         """
+        self._follow_weights()
         return margin_order(self._corner_scan(images, labels).min_margin)
 
     def _corner_scan(self, images: torch.Tensor, labels: torch.Tensor):
@@ -815,6 +842,7 @@ class Verifier:
         Returns:
             The symbol count, or ``None`` past ``limit``.
         """
+        self._follow_weights()
         channels, height, width = image.shape[1:]
         cache = self.bounds.prepare(image)
         device = image.device

@@ -1,0 +1,122 @@
+"""Attacks, scans and verifiers made once and called again after the model's weights
+changed in place (a training step between calls): every call is of the model as it is,
+never of the copies made of its old weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pixelprior import FastAttack, OnePixelAttack, SusceptibilityScan, Verifier
+from pixelprior.models import WeightsWatch, weights_version
+from pixelprior.scoring import make_scorer
+
+
+class SmallBN(nn.Module):
+    """Conv, BatchNorm (folded into the scorer's copy), ReLU, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.head = nn.Linear(6 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def net_and_images(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = SmallBN().eval()
+    images = torch.rand(6, 3, 6, 6)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    return model, images, labels
+
+
+def step(model: nn.Module) -> torch.Tensor:
+    """A "training step": the conv's weights and the BatchNorm's statistics changed in
+    place."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        model.conv.weight.mul_(6.0)
+        model.bn.running_mean.add_(0.3 * torch.randn(6))
+
+
+def test_the_watch_sees_in_place_changes_and_replaced_tensors():
+    model = SmallBN()
+    watch = WeightsWatch(model)
+    assert not watch.changed() and weights_version(model) == watch.version
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    assert watch.changed()
+    watch.renew()
+    model.load_state_dict(SmallBN().state_dict())
+    assert watch.changed()
+    watch.renew()
+    model.head.weight = nn.Parameter(model.head.weight.detach().clone())
+    assert watch.changed()
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_a_reused_attack_attacks_the_changed_model(optimize):
+    model, images, _ = net_and_images()
+    attack = OnePixelAttack(model, popsize=20, maxiter=3, seed=0, optimize=optimize)
+    with torch.no_grad():
+        attack.run(images, model(images).argmax(1))
+    step(model)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    reused = attack.run(images, labels)
+    fresh = OnePixelAttack(model, popsize=20, maxiter=3, seed=0, optimize=optimize).run(
+        images, labels)
+    assert [(r.success, r.queries, r.true_probability) for r in reused.results] == [
+        (r.success, r.queries, r.true_probability) for r in fresh.results]
+
+
+def test_a_reused_fast_attack_and_verifier_prove_the_changed_model():
+    model, images, labels = net_and_images()
+    fast = FastAttack(model, verify="on", verify_boxes=2000)
+    verifier = Verifier(model, budget=None, max_boxes=2000, deterministic=True)
+    fast.run(images, labels)
+    verifier.verify(images, labels)
+    step(model)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    rows = [(r.success, r.steps["decided_by"], r.steps["verified"])
+            for r in fast.run(images, labels).results]
+    assert rows == [(r.success, r.steps["decided_by"], r.steps["verified"])
+                    for r in FastAttack(model, verify="on", verify_boxes=2000).run(
+                        images, labels).results]
+    verdicts = [(v.decided_by, v.verified) for v in verifier.verify(images, labels)]
+    assert verdicts == [(v.decided_by, v.verified) for v in Verifier(
+        model, budget=None, max_boxes=2000, deterministic=True).verify(images, labels)]
+
+
+def test_a_reused_scan_scans_the_changed_model():
+    model, images, labels = net_and_images()
+    scan = SusceptibilityScan(model, levels=2)
+    scan(images, labels)
+    step(model)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    assert torch.equal(scan(images, labels).min_margin,
+                       SusceptibilityScan(model, levels=2)(images, labels).min_margin)
+
+
+def test_a_given_scorer_of_the_old_weights_is_refused():
+    model, images, labels = net_and_images()
+    scorer = make_scorer(model, images, "full")
+    attack = OnePixelAttack(model, popsize=20, maxiter=2, engine=scorer)
+    attack.run(images, labels)
+    step(model)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    with pytest.raises(ValueError, match="weights changed since this attack was made"):
+        attack.run(images, labels)
+    with pytest.raises(ValueError, match="weights changed since this scan was made"):
+        scan = SusceptibilityScan(model, levels=2, engine=make_scorer(model, images, "full"))
+        with torch.no_grad():
+            model.head.bias.add_(0.01)
+        scan(images, model(images).argmax(1))
