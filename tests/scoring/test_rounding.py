@@ -138,3 +138,27 @@ def test_a_mean_of_signed_values_counts_the_magnitudes_it_sums():
     assert (h.mean((1, 2)).abs() < 0.9 * h.abs().mean((1, 2))).all()  # signed maps
     bound = float(rounding_error(model, image, torch.tensor([label]))[0])
     assert bound == pytest.approx(expected, rel=1e-5)
+
+
+def test_tf32_products_summed_in_float32_give_a_finite_error_at_any_fan_in():
+    """CUDA runs convolutions in TF32 by default: each product's inputs cut to 10
+    mantissa bits, the sum in float32. A plain γ_n(2^-11) is infinite past 2,047 terms
+    (a 3×3 convolution of 256 channels has 2,304), which made every tolerance NaN."""
+    from pixelprior.scoring.cone.zonotope import FLOAT32, TF32, gamma
+    from pixelprior.search.verify import rounding_unit
+
+    for n in (1, 9, 2_304, 100_000):
+        tf32 = gamma(n, TF32)
+        assert gamma(n, FLOAT32) < tf32 < 2.1 * 2.0**-10 + gamma(n, FLOAT32) * 1.01
+    assert rounding_unit("cpu") == FLOAT32
+    if torch.backends.cudnn.allow_tf32:  # PyTorch's default
+        assert rounding_unit("cuda") == TF32
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Conv2d(3, 300, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(300, 4, 3, padding=1), nn.Flatten(),
+                         nn.Linear(4 * 16, 3)).eval()  # fan-in 2,700
+    image = torch.rand(1, 3, 4, 4)
+    label = torch.tensor([int(wide(image).argmax())])
+    assert torch.isfinite(rounding_error(wide, image, label, TF32)).all()
+    assert (rounding_error(wide, image, label, TF32)
+            > rounding_error(wide, image, label, FLOAT32)).all()

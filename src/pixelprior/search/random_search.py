@@ -28,6 +28,9 @@ from .base import Attack, SearchOutcome
 __all__ = ["RandomSearchAttack", "p_schedule"]
 
 CPU_ROWS = 16  # rows per scoring call on the CPU (one candidate per image per step)
+# ... and of the reproducible (fixed-shape) calls on CUDA, where the engines' fixed chunk
+# (up to 4,096 rows, padded) would score thousands of rows for a step's few candidates
+CUDA_FIXED_ROWS = 256
 # Sparse-RS's L0 schedule: (last iteration of the band, divisor of p_init)
 _SCHEDULE = ((0, 1), (50, 2), (200, 4), (500, 5), (1000, 6), (2000, 8), (4000, 10),
              (6000, 12), (8000, 15))
@@ -89,11 +92,16 @@ class RandomSearchAttack(Attack):
         self.p_init = float(p_init)
 
     def _chunk(self, state, images: torch.Tensor) -> int:
-        """Rows per call: a step scores one candidate per image, so on the CPU a fixed
-        chunk of :data:`CPU_ROWS` (not the engines' 128) keeps the reproducible mode's
-        padding small."""
+        """Rows per call: a step scores one candidate per image, so a small chunk keeps
+        the reproducible mode's padding small: :data:`CPU_ROWS` on the CPU (not the
+        engines' 128), :data:`CUDA_FIXED_ROWS` for fixed shapes on CUDA (not up to
+        4,096)."""
         rows = super()._chunk(state, images)
-        return rows if self.max_batch or images.device.type != "cpu" else min(rows, CPU_ROWS)
+        if self.max_batch:
+            return rows
+        if images.device.type == "cpu":
+            return min(rows, CPU_ROWS)
+        return min(rows, CUDA_FIXED_ROWS) if self.batch_invariant else rows
 
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
                 generators) -> SearchOutcome:

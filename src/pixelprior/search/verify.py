@@ -107,6 +107,7 @@ from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+from ..scoring.cone.zonotope import TF32
 from .checks import check_classes, check_inputs, check_int
 from .local import LocalSearch, confirm_witness, cube_corners
 
@@ -550,7 +551,7 @@ def rounding_unit(device: torch.device | str) -> float:
     """
     if (torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32) or (
             torch.get_float32_matmul_precision() != "highest"):
-        return 2.0**-11
+        return TF32  # products of TF32 inputs summed in float32 (see gamma)
     return UNIT_ROUNDOFF
 
 
@@ -877,6 +878,10 @@ class Verifier:
             return self.tolerance
         unit = rounding_unit(image.device)
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
+        if not math.isfinite(error):  # a proof resting on it would prove nothing, unsaid
+            raise ValueError(f"the float32 rounding error of the model's margins is "
+                             f"{error} on {image.device}: give tolerance= (a margin, in "
+                             "logits) to verify")
         return SAFETY * error
 
     # ------------------------------------------------------------------ one image

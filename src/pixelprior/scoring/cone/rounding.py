@@ -206,7 +206,8 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             scores = recorder.run(batch.requires_grad_(True))
             rows = torch.arange(len(others))
             margins = scores[rows, label] - scores[rows, torch.tensor(others)]
-            per_margin = torch.zeros(len(others), dtype=torch.float64)
+            per_margin = torch.zeros(len(others), dtype=torch.float64,
+                                     device=margins.device)
             if recorder.records:  # one row per margin: every row's gradient in one pass
                 grads = torch.autograd.grad(margins.sum(), [r for r, _ in recorder.records],
                                             allow_unused=True, retain_graph=True)
@@ -222,7 +223,7 @@ def _constant_terms(margins: torch.Tensor, constants: list[tuple[torch.Tensor, t
                     ) -> torch.Tensor:
     """Each margin's first-order error from the rounding of values computed from
     parameters alone (shared by every row: one backward pass per margin)."""
-    terms = torch.zeros(len(margins), dtype=torch.float64)
+    terms = torch.zeros(len(margins), dtype=torch.float64, device=margins.device)
     if not constants:
         return terms
     values = [v for v, _ in constants]

@@ -68,9 +68,24 @@ def per_box(values: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(flat, nan=math.inf).amax(1)
 
 
+TF32 = 2.0**-11  # the unit that stands for TF32 evaluation (see gamma)
+TF32_INPUT = 2.0**-10  # a TF32 input's relative error: 10 mantissa bits, truncated or not
+FLOAT32 = 2.0**-24
+
+
 def gamma(n: float, unit: float) -> float:
     """``γ_n = n u / (1 - n u)``: the relative error of ``n`` roundings of unit ``u``
-    (infinite where ``n u >= 1``)."""
+    (infinite where ``n u >= 1``).
+
+    ``unit = TF32`` stands for float32 work whose products run in TF32 (CUDA's default
+    for convolutions): each product's two inputs are cut to TF32's 10 mantissa bits
+    (relative error below ``2^-10`` each, rounded or truncated), and the products are
+    summed in float32. So ``(1 + 2^-10)² (1 + γ_n(2^-24)) − 1``: finite for any fan-in
+    a network has (a plain ``γ_n(2^-11)`` is infinite past 2,047 terms), and an upper
+    bound too for the operations that run in plain float32.
+    """
+    if unit == TF32:
+        return (1 + TF32_INPUT) ** 2 * (1 + gamma(n, FLOAT32)) - 1
     product = n * unit
     return math.inf if product >= 1 else product / (1 - product)
 
