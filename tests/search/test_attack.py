@@ -98,6 +98,16 @@ def test_apply_pixels_rounds_and_clips():
     assert out.count_nonzero() == 2
 
 
+def test_of_two_genes_on_one_pixel_the_later_stays():
+    images = torch.zeros(2, 3, 4, 4)
+    genes = torch.tensor([[[[1.0, 2.0, 0.2, 0.2, 0.2], [1.2, 1.8, 0.9, 0.8, 0.7]]],
+                          [[[1.0, 2.0, 0.9, 0.8, 0.7], [0.6, 2.4, 0.2, 0.2, 0.2]]]])
+    out = apply_pixels(images, genes)
+    assert out[0, :, 2, 1].tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert out[1, :, 2, 1].tolist() == pytest.approx([0.2, 0.2, 0.2])
+    assert out.count_nonzero() == 6
+
+
 @pytest.mark.parametrize("images, labels, error", [
     (torch.rand(2, 3, 8, 8) + 1.0, torch.zeros(2).long(), "\\[0, 1\\]"),
     (torch.rand(3, 8, 8), torch.zeros(3).long(), "\\[B, C, H, W\\]"),

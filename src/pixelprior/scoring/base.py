@@ -84,16 +84,20 @@ def perturb_rows(images: torch.Tensor, owner: torch.Tensor, genes: torch.Tensor,
     """Perturbed copies for arbitrary rows: row ``n`` is ``images[owner[n]]`` with the
     ``k`` pixels of ``genes[n]`` (``[N, k, 2 + C]``) applied → ``[N, C, H, W]``.
 
-    Coordinates are rounded and clipped to the image; colours clipped to [0, 1]. ``out``
-    (``[N, C, H, W]``) receives the rows in place (a CUDA graph's static input).
+    Coordinates are rounded and clipped to the image; colours clipped to [0, 1]; of two
+    genes on one pixel the later one's colour stays. ``out`` (``[N, C, H, W]``) receives
+    the rows in place (a CUDA graph's static input).
     """
     if out is None:
         out = images[owner].clone()
     else:
         torch.index_select(images, 0, owner, out=out)
     x, y, colour = decode_pixels(genes, images.shape[-2], images.shape[-1])
-    row = torch.arange(genes.shape[0], device=images.device)[:, None].expand_as(x)
-    out.permute(0, 2, 3, 1)[row, y, x] = colour.to(out.dtype)  # index_put: [N, k], [N, k, C]
+    row = torch.arange(genes.shape[0], device=images.device)
+    channels_last = out.permute(0, 2, 3, 1)
+    for j in range(genes.shape[1]):  # one gene at a time: of two genes on one pixel the
+        # later wins on every device (one index_put of both leaves it undefined on CUDA)
+        channels_last[row, y[:, j], x[:, j]] = colour[:, j].to(out.dtype)
     return out
 
 
