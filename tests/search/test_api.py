@@ -257,9 +257,9 @@ def test_the_outcome_of_a_search_is_public():
 @pytest.mark.parametrize(("build", "error", "message"), [
     (lambda: SmoothGrad(n_samples=2.5), TypeError, "n_samples must be an integer"),
     (lambda: SmoothGrad(batch_size=0), ValueError, "batch_size must be >= 1"),
-    (lambda: OnePixelAttack(None, mutation=True), TypeError, r"mutation \(F\) must be a "
+    (lambda: OnePixelAttack(nn.Identity(), mutation=True), TypeError, r"mutation \(F\) must be a "
                                                              "number"),
-    (lambda: OnePixelAttack(None, replace_on_tie="no"), TypeError,
+    (lambda: OnePixelAttack(nn.Identity(), replace_on_tie="no"), TypeError,
      "replace_on_tie must be True or False"),
 ])
 def test_options_of_the_wrong_type_are_refused_where_given(build, error, message):
@@ -282,3 +282,102 @@ def test_keys_must_be_one_per_image(bright_model):
     for keys in ([1], [1, 2, 3]):
         with pytest.raises(ValueError, match=r"keys must hold one key per image \(2\)"):
             attack.run(dark(2), torch.zeros(2, dtype=torch.long), keys=keys)
+
+
+# ------------------------------------------------------------------ an audit's findings
+def test_a_prior_may_be_given_by_name(bright_model):
+    attack = OnePixelAttack(bright_model, "uniform", popsize=8, maxiter=1)
+    assert isinstance(attack.prior, UniformPrior)
+    with pytest.raises(ValueError, match="unknown prior 'nonsense'"):
+        OnePixelAttack(bright_model, "nonsense")
+
+
+def test_a_model_that_is_not_a_module_is_refused_in_one_line(bright_model):
+    from pixelprior import Verifier
+
+    def plain(x):
+        return bright_model(x)
+
+    for make in (lambda: OnePixelAttack(plain), lambda: SusceptibilityScan(plain),
+                 lambda: Verifier(plain)):
+        with pytest.raises(TypeError, match="takes an nn.Module .* got function"):
+            make()
+
+
+def test_a_model_returning_a_tuple_is_refused_in_one_line(bright_model):
+    from pixelprior.scoring import ModelOutputError
+
+    class Pair(nn.Module):
+        def forward(self, x):
+            return (bright_model(x),)
+
+    with pytest.raises(ModelOutputError, match="returns a tuple, not class scores"):
+        OnePixelAttack(Pair(), popsize=8, maxiter=1).run(dark(), torch.zeros(2).long())
+
+
+def test_labels_outside_the_classes_are_refused_by_maps_and_scans(tiny_net):
+    from pixelprior.maps import Occlusion
+
+    labels = torch.tensor([0, 5])
+    for method in (SmoothGrad(tiny_net, n_samples=2), Occlusion(tiny_net)):
+        with pytest.raises(ValueError, match="labels must lie in 0..4"):
+            method(dark(), labels)
+    with pytest.raises(ValueError, match="labels must lie in 0..4"):
+        SusceptibilityScan(tiny_net, levels=2)(dark(), labels)
+
+
+def test_a_scan_order_that_leaves_positions_out_is_refused(tiny_net):
+    images = dark()
+    with torch.no_grad():
+        labels = tiny_net(images).argmax(1)
+    scan = SusceptibilityScan(tiny_net, levels=2)
+    with pytest.raises(ValueError, match="order must have shape"):
+        scan(images, labels, order=torch.zeros(2, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="every position 0..63 once"):
+        scan(images, labels, order=torch.zeros(2, 64, dtype=torch.long))
+    flipped = torch.arange(64).flip(0).expand(2, 64)
+    assert torch.equal(scan(images, labels, order=flipped).min_margin,
+                       scan(images, labels).min_margin)
+
+
+def test_images_of_other_channels_than_the_first_convolution_are_warned(tiny_net):
+    gray = dark()[:, :1]
+    with torch.no_grad():
+        labels = tiny_net(gray.expand(-1, 3, -1, -1)).argmax(1)
+
+    class Spread(nn.Module):  # a normalisation that spreads one channel to three
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_net
+            self.register_buffer("mean", torch.zeros(1, 3, 1, 1))
+
+        def forward(self, x):
+            return self.net(x - self.mean)
+
+    with pytest.warns(RuntimeWarning, match="images have 1 channel.* takes 3"):
+        OnePixelAttack(Spread(), popsize=8, maxiter=1).run(gray, labels)
+
+
+def test_tau_as_text_is_refused():
+    with pytest.raises(TypeError, match="tau must be a number"):
+        SusceptibleSetPrior("0.5")
+
+
+def test_fooled_leaves_out_images_misclassified_already(bright_model):
+    images = dark()
+    images[1, :, 2, 5] = 1.0  # already class 1
+    out = FastAttack(bright_model).run(images, torch.zeros(2).long())
+    assert out.success.tolist() == [True, True]
+    assert out.clean_correct.tolist() == [True, False]
+    assert out.fooled.tolist() == [True, False]
+
+
+def test_the_verifier_takes_a_model_in_train_mode_and_restores_it(tiny_net):
+    from pixelprior import Verifier
+
+    tiny_net.train()
+    images = dark(1)
+    with torch.no_grad():
+        labels = tiny_net(images).argmax(1)
+    verdict = Verifier(tiny_net, budget=None, max_boxes=50).verify(images, labels)
+    assert len(verdict) == 1 and tiny_net.training

@@ -66,10 +66,14 @@ def class_scores(logits: torch.Tensor, labels: torch.Tensor, score: str) -> torc
         float ``[B]``.
 
     Raises:
-        ValueError: an unknown score.
+        ValueError: an unknown score, labels outside ``0..K-1``.
     """
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
+    classes = logits.shape[1]
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"labels must lie in 0..{classes - 1} (the model has {classes} "
+                         f"classes); got {int(labels.min())}..{int(labels.max())}")
     if output_kind(logits) == "probabilities":
         chosen = logits if score == "probability" else logits.clamp_min(1e-38).log()
         return chosen.gather(1, labels.view(-1, 1)).squeeze(1)

@@ -228,8 +228,11 @@ def check_tau(tau: float) -> float:
         τ as a float.
 
     Raises:
+        TypeError: τ given as text or a bool (a number is meant).
         ValueError: τ outside (0, 1).
     """
+    if isinstance(tau, (str, bytes, bool)):
+        raise TypeError(f"tau must be a number in (0, 1), got {type(tau).__name__} {tau!r}")
     tau = float(tau)
     if not 0.0 < tau < 1.0:
         raise ValueError(f"tau must lie in (0, 1), got {tau}")

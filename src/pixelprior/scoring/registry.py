@@ -11,7 +11,7 @@ from torch import nn
 from .._registry import Registry
 from ..models import model_failure, scores_agree
 from ._squeezenet_cone import incremental_forward
-from .base import Scorer, ScorerMismatchError, perturb_rows
+from .base import ModelOutputError, Scorer, ScorerMismatchError, perturb_rows
 from .cone import fx_incremental_forward
 from .full import FullPassScorer
 from .incremental import IncrementalScorer
@@ -66,6 +66,10 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
         if "out of memory" in str(exc):
             raise
         raise ValueError(model_failure(model, image, exc)) from None
+    for output in (expected, clean):
+        if not isinstance(output, torch.Tensor):  # a tuple, a dict (a model's outputs)
+            raise ModelOutputError(f"the model returns a {type(output).__name__}, not class "
+                                   "scores [B, K]: wrap it to return them")
     try:
         with torch.inference_mode():
             got = scorer.logits(scorer.prepare(image), owner, genes)

@@ -34,10 +34,18 @@ from torch import nn
 
 from .._streams import image_key, stream
 from ..models import WeightsWatch
-from ..priors import PositionDistribution, Prior, UniformPrior
+from ..priors import PositionDistribution, Prior, UniformPrior, make_prior
 from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, check_logits, make_scorer
 from ._options import Renamed, keyword_options
-from .checks import check_classes, check_inputs, check_int, check_labels, evaluation_mode
+from .checks import (
+    check_channels,
+    check_classes,
+    check_inputs,
+    check_int,
+    check_labels,
+    check_model,
+    evaluation_mode,
+)
 from .results import AttackOutput, AttackResult, PixelChange, SearchOutcome, check_step_fields
 
 __all__ = ["Attack", "AttackOutput", "AttackResult", "PixelChange", "SearchOutcome",
@@ -56,9 +64,10 @@ class Attack(ABC):
         model: any ``nn.Module`` mapping float32 images ``[B, C, H, W]`` in [0, 1] to
             class scores ``[B, K]`` (logits, or probabilities: detected).
         prior: where the search starts, or in what order a scan visits positions
-            (default :class:`~pixelprior.priors.UniformPrior`). A prior whose
-            sensitivity method was built without a model computes its maps on
-            ``model``; one built on another model is refused.
+            (default :class:`~pixelprior.priors.UniformPrior`), or a prior's name
+            (``"constrained"``: :func:`~pixelprior.priors.make_prior` with its
+            defaults). A prior whose sensitivity method was built without a model
+            computes its maps on ``model``; one built on another model is refused.
         pixel_count: pixels changed per candidate (``k``; 0.2's ``pixels=``). Results
             list the changed pixels themselves as :attr:`AttackResult.pixels`.
         targeted: when True, calls need ``targets`` (each other than the image's true
@@ -106,11 +115,14 @@ class Attack(ABC):
         cls.step_names = tuple(cls.step_fields)
 
     @keyword_options(renamed={"pixels": "pixel_count"})
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, pixel_count: int = 1,
+    def __init__(self, model: nn.Module, prior: Prior | str | None = None, *, pixel_count: int = 1,
                  targeted: bool = False, seed: int = 0, engine: str | Scorer = "auto",
                  max_batch: int | None = None, batch_invariant: bool = False,
                  optimize: bool = True, precision: str = "fp32",
                  cuda_graphs: bool = False) -> None:
+        check_model(model, type(self).__name__)
+        if isinstance(prior, str):  # a prior's name (``"constrained"``): its defaults
+            prior = make_prior(prior)
         check_int("pixel_count", pixel_count, 1)
         check_int("seed", seed, 0)
         if max_batch is not None:
@@ -338,6 +350,7 @@ class Attack(ABC):
              targets: torch.Tensor | None, keys: list[int] | None) -> AttackOutput:
         began = time.perf_counter()
         labels, targets = check_inputs(images, labels, targets, self.targeted)
+        check_channels(self.model, images)
         if self.pixel_count > images.shape[-2] * images.shape[-1]:
             raise ValueError(f"pixel_count={self.pixel_count} is more than the "
                              f"{images.shape[-2] * images.shape[-1]:,} pixels of the images")

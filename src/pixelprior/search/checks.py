@@ -7,13 +7,86 @@ whose target is the image's own class.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
 from ..models import evaluation_mode  # noqa: F401 - re-exported: search.evaluation_mode
+from ..models.channels import first_conv_channels
 
-__all__ = ["check_classes", "check_inputs", "check_int", "check_labels", "evaluation_mode"]
+__all__ = ["check_channels", "check_classes", "check_inputs", "check_int", "check_labels",
+           "check_model", "check_order", "evaluation_mode"]
+
+
+def check_model(model: object, what: str) -> nn.Module:
+    """Refuse a model that is not an ``nn.Module`` (a plain function, say): attacks put
+    it in eval mode, copy and trace it.
+
+    Args:
+        model: what was given.
+        what: who takes it, for the message (``"OnePixelAttack"``).
+
+    Returns:
+        ``model``.
+
+    Raises:
+        TypeError: not an ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} takes an nn.Module (images [B, C, H, W] in [0, 1] → class "
+                        f"scores [B, K]), got {type(model).__name__}: wrap a function in an "
+                        "nn.Module whose forward calls it")
+    return model
+
+
+def check_channels(model: nn.Module, images: torch.Tensor) -> None:
+    """Warn where the images' channels are not what the model's first convolution takes
+    (1-channel images into a 3-channel model run where a normalisation inside spreads one
+    channel to three: an attack of other inputs than the model is meant for). A warning,
+    not an error: a model may make its channels itself.
+
+    Args:
+        model: the model.
+        images: float ``[B, C, H, W]``.
+    """
+    takes = first_conv_channels(model)
+    if takes is not None and images.ndim == 4 and images.shape[1] != takes:
+        warnings.warn(f"the images have {images.shape[1]} channel(s), and the model's first "
+                      f"convolution takes {takes}: give images of {takes} channels "
+                      "(pixelprior.models.to_model_channels converts RGB to gray) unless the "
+                      "model makes its channels itself", RuntimeWarning, stacklevel=3)
+
+
+def check_order(order: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+    """Refuse a scan order that is not, per image, every position once.
+
+    Args:
+        order: integer ``[B, H · W]``.
+        shape: the images' shape ``[B, C, H, W]``.
+
+    Returns:
+        ``order``.
+
+    Raises:
+        TypeError: not an integer tensor.
+        ValueError: another shape, or a row that is not a permutation of ``0..H·W-1``.
+    """
+    batch, positions = shape[0], shape[-2] * shape[-1]
+    if not isinstance(order, torch.Tensor) or order.is_floating_point() or (
+            order.dtype == torch.bool):
+        raise TypeError(f"order must be an integer tensor, got "
+                        f"{getattr(order, 'dtype', type(order).__name__)}")
+    if tuple(order.shape) != (batch, positions):
+        raise ValueError(f"order must have shape [{batch}, {positions}] (every position of "
+                         f"each image once), got {list(order.shape)}")
+    expected = torch.arange(positions, device=order.device)
+    if batch and not torch.equal(order.sort(1).values, expected.expand(batch, -1)):
+        raise ValueError(f"each row of order must hold every position 0..{positions - 1} "
+                         "once (a position left out would be reported as not vulnerable)")
+    return order
 
 
 def check_labels(values: torch.Tensor, name: str = "labels") -> torch.Tensor:

@@ -3,10 +3,12 @@
 Stage 1 (**corners**) scans positions in the order of a cheap map (the input gradient by
 default: one backward pass) and tries the 8 corners of the colour cube at each, stopping
 at the first success. An image the scan does not fool after every position is
-**certified on the corner grid**: no corner colour at any position changes its label.
-The certificate is checked: every position whose scanned margin lies within
-:data:`CERTIFY_TOLERANCE` of a label change is scored again by the model itself (not the
-faster engine), so a near-tie cannot be certified by rounding. An exhaustive corner scan
+**certified on the corner grid**: no corner colour at any position changes its label
+(in a targeted attack: none reaches the target class; another label change is then
+possible, and the certificate says nothing of it). The certificate is checked: every
+position whose scanned margin lies within :data:`CERTIFY_TOLERANCE` of a label change is
+scored again by the model itself (not the faster engine), so a near-tie cannot be
+certified by rounding. An exhaustive corner scan
 costs ``8 · H · W`` queries (8,192 for CIFAR-10), a fifth of one failed DE run.
 
 Stage 2 (**refine**, optional) searches off the corners for images the corners do not
@@ -129,7 +131,7 @@ class FastAttack(Attack):
     refine_queries = Renamed("refine_budget")  # 0.2's name (deprecated)
 
     @keyword_options(renamed={"refine_queries": "refine_budget"})
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, refine: str = "none",
+    def __init__(self, model: nn.Module, prior: Prior | str | None = None, *, refine: str = "none",
                  refine_budget: int = 4000, refine_positions: int = 10,
                  max_positions: int | None = None, tie_break: str = "random",
                  verify: str | bool = "auto",

@@ -65,7 +65,7 @@ class OnePixelAttack(Attack):
         "max_batch", "early_stop", "batch_invariant", "optimize", "engine", "strategy",
         "recombination", "out_of_bounds", "stop_on", "replace_on_tie", "precision",
         "cuda_graphs"), renamed={"pixels": "pixel_count"})
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, popsize: int = 400,
+    def __init__(self, model: nn.Module, prior: Prior | str | None = None, *, popsize: int = 400,
                  maxiter: int = 100, mutation: float | tuple[float, float] = 0.5,
                  strategy: str = "rand1bin", recombination: float = 1.0,
                  out_of_bounds: str = "clip", stop_on: str = "any",

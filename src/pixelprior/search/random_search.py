@@ -81,7 +81,7 @@ class RandomSearchAttack(Attack):
     step_fields = {"iterations": "int"}
 
     @keyword_options(renamed={"queries": "budget", "pixels": "pixel_count"})
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, budget: int = 10_000,
+    def __init__(self, model: nn.Module, prior: Prior | str | None = None, *, budget: int = 10_000,
                  p_init: float = 0.8, **shared: Any) -> None:
         super().__init__(model, prior, **shared)
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:

@@ -61,7 +61,9 @@ class AttackResult:
 
     Args:
         index: the image's position in the attacked batch.
-        success: the adversarial image reaches the goal (another class, or the target).
+        success: the adversarial image reaches the goal (another class, or the target);
+            ``True`` too, with 0 queries and no pixel, for an image the model gets wrong
+            already (``clean_correct`` False: no attack needed, as Foolbox counts it).
         true_label: the image's true class.
         original_label: the model's class for the clean image.
         adversarial_label: the model's class for the adversarial image.
@@ -150,8 +152,22 @@ class AttackOutput:
 
     @property
     def success(self) -> torch.Tensor:
-        """bool ``[B]``: which images the attack fooled."""
+        """bool ``[B]``: which outputs reach the goal — images the attack fooled, and
+        images the model got wrong already (``clean_correct`` False; see :attr:`fooled`
+        for the attack's own successes)."""
         return torch.tensor([r.success for r in self.results], dtype=torch.bool)
+
+    @property
+    def fooled(self) -> torch.Tensor:
+        """bool ``[B]``: which images the attack fooled — classified correctly, then
+        changed by it (its success rate is ``fooled.sum() / clean_correct.sum()``)."""
+        return torch.tensor([r.success and r.clean_correct for r in self.results],
+                            dtype=torch.bool)
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        """bool ``[B]``: which images the model classified correctly before the attack."""
+        return torch.tensor([r.clean_correct for r in self.results], dtype=torch.bool)
 
     def rows(self) -> list[dict]:
         """Returns: each result's :meth:`AttackResult.to_row`, in batch order."""

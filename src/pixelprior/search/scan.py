@@ -36,7 +36,15 @@ from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, Wei
 from ..scoring import Scorer, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
-from .checks import check_inputs, check_int, evaluation_mode
+from .checks import (
+    check_channels,
+    check_classes,
+    check_inputs,
+    check_int,
+    check_model,
+    check_order,
+    evaluation_mode,
+)
 
 TIE_BREAKS = ("random", "raster")
 # the orders a ranked scan can follow: no map (random, raster), the oracle, or a map
@@ -264,9 +272,9 @@ class RankedScanAttack(Attack):
     @keyword_options(positional=("levels", "tie_break", "max_positions", "targeted", "seed",
                                  "max_batch", "batch_invariant", "engine", "optimize",
                                  "precision"))
-    def __init__(self, model: nn.Module, prior: Prior | None = None, *, levels: int = 3,
-                 tie_break: str = "random", max_positions: int | None = None,
-                 **shared: Any) -> None:
+    def __init__(self, model: nn.Module, prior: Prior | str | None = None, *,
+                 levels: int = 3, tie_break: str = "random",
+                 max_positions: int | None = None, **shared: Any) -> None:
         super().__init__(model, prior, **shared)
         check_int("levels", levels, 2)
         if tie_break not in TIE_BREAKS:
@@ -334,7 +342,7 @@ class SusceptibilityScan:
                  max_batch: int | None = None, batch_invariant: bool = False,
                  optimize: bool = True) -> None:
         check_int("levels", levels, 2)
-        self.model = model
+        self.model = check_model(model, "SusceptibilityScan")
         self.levels = levels
         self.engine = engine
         self.max_batch = max_batch
@@ -365,6 +373,9 @@ class SusceptibilityScan:
                 shape.
         """
         labels, _ = check_inputs(images, labels, None, targeted=False)
+        check_channels(self.model, images)
+        if order is not None:
+            check_order(order, images.shape)
         if self._weights.changed():  # a weight changed in place since the scorer was made
             if isinstance(self.engine, Scorer):
                 raise ValueError("the model's weights changed since this scan was made, and "
@@ -387,6 +398,8 @@ class SusceptibilityScan:
         if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
+        with torch.inference_mode():  # labels of the model's classes (one image's pass)
+            check_classes(scorer.image_logits(images[:1]), labels, None)
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         result = scan_positions(

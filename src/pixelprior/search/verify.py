@@ -108,7 +108,14 @@ from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBoun
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from ..scoring.cone.zonotope import TF32
-from .checks import check_classes, check_inputs, check_int
+from .checks import (
+    check_channels,
+    check_classes,
+    check_inputs,
+    check_int,
+    check_model,
+    evaluation_mode,
+)
 from .local import LocalSearch, confirm_witness, cube_corners
 
 __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", "Verification",
@@ -637,6 +644,7 @@ class Verifier:
                  deterministic: bool = False, order: str = "corners",
                  screen: bool | None = None, prove_float32: bool = True,
                  search: bool = True) -> None:
+        check_model(model, "Verifier")
         if order not in ("corners", "raster"):
             raise ValueError(f"order must be 'corners' or 'raster', got {order!r}")
         self.order = order
@@ -659,7 +667,8 @@ class Verifier:
         self.search = search
         self.local = LocalSearch(model) if search else None
         self._weights = WeightsWatch(model)
-        self._make_copies()
+        with evaluation_mode(model):  # as every call runs it (a model in train mode too)
+            self._make_copies()
 
     def _make_copies(self) -> None:
         """The bound engines (each holds a float64 copy of the model), made anew when
@@ -730,6 +739,12 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
+        check_channels(self.model, images)
+        with evaluation_mode(self.model):
+            return self._verify(images, labels, orders, stop_at_first)
+
+    def _verify(self, images: torch.Tensor, labels: torch.Tensor,
+                orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:
         self._follow_weights()
         check_classes(self._clean_scores(images[:1]), labels, None)
         if orders is not None:
@@ -788,8 +803,9 @@ class Verifier:
         Returns:
             long ``[B, H · W]``.
         """
-        self._follow_weights()
-        return margin_order(self._corner_scan(images, labels).min_margin)
+        with evaluation_mode(self.model):
+            self._follow_weights()
+            return margin_order(self._corner_scan(images, labels).min_margin)
 
     def _corner_scan(self, images: torch.Tensor, labels: torch.Tensor):
         """The 8 corner colors at every position of each image (a ``ScanResult``)."""
@@ -843,6 +859,10 @@ class Verifier:
         Returns:
             The symbol count, or ``None`` past ``limit``.
         """
+        with evaluation_mode(self.model):
+            return self._probe(image, label, limit)
+
+    def _probe(self, image: torch.Tensor, label: int, limit: int | None) -> int | None:
         self._follow_weights()
         channels, height, width = image.shape[1:]
         cache = self.bounds.prepare(image)
@@ -873,6 +893,9 @@ class Verifier:
 
         Returns:
             The tolerance (a margin, in logits).
+
+        Raises:
+            ValueError: a derived tolerance that is not finite (give ``tolerance``).
         """
         if self.tolerance is not None:
             return self.tolerance
