@@ -243,3 +243,8 @@ def test_a_small_folder_is_attacked_whole_when_images_is_not_given(small_folder,
     asked = invoke("run", "--data", photos, "--images", 100, "--config", config,
                    "--out", tmp_path / "asked")
     clean_error(asked, 2, "lower --images")
+    assert len(rows) >= 2  # (5 of the 6 qualify): a run of one image given on purpose
+    one = ("run", "--data", photos, "--seeds", "0,", "--config", config, "--out",
+           tmp_path / "one")
+    assert invoke(*one, "--images", 1).exit_code == 0
+    clean_error(invoke(*one), 2, "another config")  # not resumed as "all that qualified"

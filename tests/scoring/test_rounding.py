@@ -149,7 +149,8 @@ def test_tf32_products_summed_in_float32_give_a_finite_error_at_any_fan_in():
 
     for n in (1, 9, 2_304, 100_000):
         tf32 = gamma(n, TF32)
-        assert gamma(n, FLOAT32) < tf32 < 2.1 * 2.0**-10 + gamma(n, FLOAT32) * 1.01
+        assert gamma(n, 2.0**-23) < tf32 < 2.1 * 2.0**-10 + gamma(n, 2.0**-23) * 1.01
+    assert gamma(3_000, 2.0**-11) == float("inf")  # float16's unit, the same value: plain
     assert rounding_unit("cpu") == FLOAT32
     if torch.backends.cudnn.allow_tf32:  # PyTorch's default
         assert rounding_unit("cuda") == TF32

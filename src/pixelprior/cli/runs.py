@@ -12,8 +12,11 @@ from ..experiment import (
     ExperimentConfig,
     ExperimentRunner,
     SelectionError,
+    build_model,
     describe_inputs,
+    load_dataset,
     read_config_file,
+    select_images,
 )
 from ..experiment.modes import MAP_FIELDS, READ_WHEN, SEARCH_FIELDS, unread_settings
 from ..experiment.records import read_record
@@ -161,11 +164,23 @@ def _resumed_count(config: ExperimentConfig) -> ExperimentConfig:
     if recorded is None or not recorded.images < config.images:
         return config
     fewer = dataclasses.replace(config, images=recorded.images)
-    if fewer.digest() != recorded.digest():
-        return config
+    if fewer.digest() != recorded.digest() or _qualifying(fewer) != recorded.images:
+        return config  # another run (--images N given), or other images qualify now
     console.print(f"note: resuming the run of {recorded.images} image(s) in {config.out} "
                   f"(all that qualified; --images is {config.images} by default)")
     return fewer
+
+
+def _qualifying(config: ExperimentConfig) -> int | None:
+    """How many images qualify for ``config``'s selection, where that is at most
+    ``config.images`` (``None``: more do)."""
+    device = config.resolved_device()
+    try:
+        select_images(dataclasses.replace(config, images=config.images + 1),
+                      build_model(config, device), load_dataset(config), device)
+    except SelectionError as exc:
+        return exc.qualifying
+    return None
 
 
 def _recorded_run(out: Path) -> ExperimentConfig | None:

@@ -226,7 +226,9 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
 
 def _reason(exc: OSError) -> str:
     """A download's failure in words (``URLError`` hides it in ``.reason``)."""
-    reason = getattr(exc, "reason", None)
+    code, reason = getattr(exc, "code", None), getattr(exc, "reason", None)
+    if isinstance(code, int):  # an HTTPError: its status too
+        return f"HTTP {code} {reason or ''}".rstrip()
     return str(reason) if reason is not None else f"{type(exc).__name__}: {exc}"
 
 

@@ -227,9 +227,11 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     ``+code:`` and the SHA-256 of the ``.py`` file (its code is the model too: a
     changed activation keeps the weights), together with the files of the model's layer
     classes in the factory's folder or below, then those in other folders, then the
-    other files that code imports names from (a helper function in ``utils.py``). Code
-    an installed package holds (its version's), and code reached only at run time
-    (``importlib``, a file read by the factory), are not covered.
+    other files that code imports functions, classes or whole modules from (a helper
+    function in ``utils.py``). Code an installed package holds (its version's), a
+    package's submodules reached as its attributes (``import pkg.sub``), constants
+    imported by name, and code reached only at run time (``importlib``, a file read by
+    the factory) are not covered.
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file

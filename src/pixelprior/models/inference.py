@@ -63,7 +63,9 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
     try:
         with torch.enable_grad(), evaluation_mode(model):
             scores = model(probe)
-            reached = isinstance(scores, torch.Tensor) and scores.requires_grad and (
+            if not isinstance(scores, torch.Tensor):  # a tuple, say: named where scored
+                return None
+            reached = scores.requires_grad and (
                 torch.autograd.grad(scores.float().sum(), probe, allow_unused=True)[0]
                 is not None)
     except GradientsUnavailableError as exc:
@@ -73,9 +75,10 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
 
 def weights_version(model: nn.Module) -> tuple:
     """What changes when a model's weights do: each parameter's and buffer's identity,
-    storage and in-place version counter (an optimiser step, ``load_state_dict``, an
-    ``add_`` under ``no_grad`` all count it up). Copies made of a model (a BatchNorm-folded
-    scorer, a bound engine's float64 copy) are stale once it differs.
+    storage, in-place version counter (an optimiser step, ``load_state_dict``, an
+    ``add_`` under ``no_grad`` all count it up) and sum (a write through ``.data``, which
+    no counter sees). Copies made of a model (a BatchNorm-folded scorer, a bound
+    engine's float64 copy) are stale once it differs.
 
     Args:
         model: the model (anything else has no weights: ``()``).
@@ -91,7 +94,9 @@ def weights_version(model: nn.Module) -> tuple:
             version = tensor._version
         except RuntimeError:  # an inference tensor keeps no counter: its storage only
             version = -1
-        out.append((id(tensor), tensor.data_ptr(), version))
+        with torch.no_grad():
+            total = float(tensor.detach().double().sum()) if tensor.numel() else 0.0
+        out.append((id(tensor), tensor.data_ptr(), version, total))
     return tuple(out)
 
 

@@ -320,25 +320,22 @@ class Attack(ABC):
                 image's true class.
         """
         self._follow_weights()
-        with evaluation_mode(self.model):
-            return self._run(images, labels, targets, keys)
+        try:
+            with evaluation_mode(self.model):
+                return self._run(images, labels, targets, keys)
+        finally:  # writes the model makes itself (an observer's buffers) are no change
+            self._weights.renew()
 
     def _follow_weights(self) -> None:
         """Copies made of the model (the scorer's BatchNorm-folded copy, ``FastAttack``'s
         bound engines) follow its weights: changed in place since they were made (a
         training step between two calls), they are made again, so every call attacks
-        the model as it is.
-
-        Raises:
-            ValueError: the weights changed and the scorer was given (``engine=``), so
-                it cannot be made again here.
-        """
+        the model as it is (a scorer given as ``engine=`` is made again by its engine's
+        name)."""
         if not self._weights.changed():
             return
         if isinstance(self.engine, Scorer):
-            raise ValueError("the model's weights changed since this attack was made, and "
-                             "its scorer (engine=) holds the old ones: make a new scorer, "
-                             "or give the engine by name")
+            self.engine = self.engine.name if self.engine.name in ENGINES else "auto"
         self._scorer = None
         self._forget_copies()
         self._weights.renew()

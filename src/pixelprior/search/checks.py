@@ -43,17 +43,18 @@ def check_model(model: object, what: str) -> nn.Module:
 
 
 def check_channels(model: nn.Module, images: torch.Tensor) -> None:
-    """Warn where the images' channels are not what the model's first convolution takes
-    (1-channel images into a 3-channel model run where a normalisation inside spreads one
-    channel to three: an attack of other inputs than the model is meant for). A warning,
-    not an error: a model may make its channels itself.
+    """Warn where 1-channel images meet a model whose first convolution takes more (they
+    run where a normalisation inside spreads one channel to three: an attack of other
+    inputs than the model is meant for). Only that case: it is the one that runs at all,
+    and the first convolution registered is a hint (a traced depthwise one reads as 1
+    channel). A warning, not an error: a model may make its channels itself.
 
     Args:
         model: the model.
         images: float ``[B, C, H, W]``.
     """
     takes = first_conv_channels(model)
-    if takes is not None and images.ndim == 4 and images.shape[1] != takes:
+    if takes is not None and takes > 1 and images.ndim == 4 and images.shape[1] == 1:
         warnings.warn(f"the images have {images.shape[1]} channel(s), and the model's first "
                       f"convolution takes {takes}: give images of {takes} channels "
                       "(pixelprior.models.to_model_channels converts RGB to gray) unless the "

@@ -33,7 +33,7 @@ from torch import nn
 from ..maps import METHODS
 from ..models import WeightsWatch
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import Scorer, make_scorer
+from ..scoring import ENGINES, Scorer, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
 from .checks import (
@@ -376,15 +376,15 @@ class SusceptibilityScan:
         check_channels(self.model, images)
         if order is not None:
             check_order(order, images.shape)
-        if self._weights.changed():  # a weight changed in place since the scorer was made
-            if isinstance(self.engine, Scorer):
-                raise ValueError("the model's weights changed since this scan was made, and "
-                                 "its scorer (engine=) holds the old ones: make a new "
-                                 "scorer, or give the engine by name")
+        if self._weights.changed():  # a weight changed in place since the scorer was made:
+            if isinstance(self.engine, Scorer):  # made again (a given one by its name)
+                self.engine = self.engine.name if self.engine.name in ENGINES else "auto"
             self._scorer = None
+        try:
+            with evaluation_mode(self.model):
+                return self._scan(images, labels, order, stop_at_first)
+        finally:  # writes the model makes itself (an observer's buffers) are no change
             self._weights.renew()
-        with evaluation_mode(self.model):
-            return self._scan(images, labels, order, stop_at_first)
 
     def _scan(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None,
               stop_at_first: bool) -> ScanResult:

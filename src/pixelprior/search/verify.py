@@ -102,7 +102,7 @@ import torch
 from torch import nn
 
 from ..models import WeightsWatch, model_failure
-from ..scoring import Scorer, make_scorer
+from ..scoring import ENGINES, Scorer, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
@@ -553,13 +553,45 @@ def rounding_unit(device: torch.device | str) -> float:
         device: where the model runs.
 
     Returns:
-        ``2^-24``, or TF32's ``2^-11`` where convolutions (CUDA, cuDNN's default) or
-        matrix products (``torch.set_float32_matmul_precision``) run in TF32.
+        ``2^-24``, or :data:`~pixelprior.scoring.cone.zonotope.TF32` where convolutions
+        (CUDA, cuDNN's default) or matrix products (``torch.set_float32_matmul_precision
+        ("high")``, or torch's per-backend ``fp32_precision = "tf32"``) run in TF32.
+
+    Raises:
+        ValueError: float32 products set to run in bfloat16 (``"medium"``, or a backend's
+            ``fp32_precision = "bf16"``), which the float32 error count does not cover,
+            or settings torch cannot read.
     """
-    if (torch.device(device).type == "cuda" and torch.backends.cudnn.allow_tf32) or (
-            torch.get_float32_matmul_precision() != "highest"):
-        return TF32  # products of TF32 inputs summed in float32 (see gamma)
-    return UNIT_ROUNDOFF
+    cuda = torch.device(device).type == "cuda"
+    try:
+        matmul = torch.get_float32_matmul_precision()
+        tf32 = (cuda and torch.backends.cudnn.allow_tf32) or matmul == "high"
+    except RuntimeError as exc:  # torch's older and newer precision settings mixed
+        raise ValueError(f"torch's float32 precision settings cannot be read ({exc}): "
+                         "set them one way (the older or the newer API)") from None
+    backends = _fp32_precisions(cuda)
+    if matmul == "medium" or "bf16" in backends.values():
+        raise ValueError("float32 products are set to run in bfloat16 (float32 matmul "
+                         f"precision {matmul!r}, {backends}), which the verifier's float32 "
+                         "error count does not cover: set them to 'highest' / 'ieee' (or "
+                         "'high' / 'tf32') to verify")
+    return TF32 if tf32 or "tf32" in backends.values() else UNIT_ROUNDOFF
+
+
+def _fp32_precisions(cuda: bool) -> dict[str, str]:
+    """torch's per-backend ``fp32_precision`` settings (torch 2.9 and later) of the
+    device's convolutions and matrix products, where set (``"none"``: the default)."""
+    backends = torch.backends
+    where = ({"cudnn.conv": getattr(backends.cudnn, "conv", None),
+              "cuda.matmul": getattr(backends.cuda, "matmul", None)} if cuda else
+             {"mkldnn": backends.mkldnn, "mkldnn.conv": getattr(backends.mkldnn, "conv", None),
+              "mkldnn.matmul": getattr(backends.mkldnn, "matmul", None)})
+    found = {}
+    for name, holder in where.items():
+        value = getattr(holder, "fp32_precision", None)
+        if isinstance(value, str) and value not in ("none", "ieee"):
+            found[name] = value
+    return found
 
 
 def margin_order(min_margin: torch.Tensor) -> torch.Tensor:
@@ -695,17 +727,13 @@ class Verifier:
     def _follow_weights(self) -> None:
         """Verify the model as it is: where a weight changed in place since the bound
         engines copied it (a training step between two calls), make them again (the
-        scores' check against the traced copy would refuse the stale ones).
-
-        Raises:
-            ValueError: the weights changed and the scorer was given (``engine=``).
-        """
+        scores' check against the traced copy would refuse the stale ones), and the
+        scorer too (a given one by its engine's name)."""
         if not self._weights.changed():
             return
         if isinstance(self.engine_name, Scorer):
-            raise ValueError("the model's weights changed since this verifier was made, and "
-                             "its scorer (engine=) holds the old ones: make a new scorer, "
-                             "or give the engine by name")
+            name = self.engine_name.name
+            self.engine_name = name if name in ENGINES else "auto"
         self._scorer = None
         self._make_copies()
         self._weights.renew()
@@ -740,8 +768,11 @@ class Verifier:
         if images.shape[0] == 0:
             return []
         check_channels(self.model, images)
-        with evaluation_mode(self.model):
-            return self._verify(images, labels, orders, stop_at_first)
+        try:
+            with evaluation_mode(self.model):
+                return self._verify(images, labels, orders, stop_at_first)
+        finally:  # writes the model makes itself (an observer's buffers) are no change
+            self._weights.renew()
 
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
                 orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:

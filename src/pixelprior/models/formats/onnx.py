@@ -105,11 +105,13 @@ def onnx_twin(path: Path) -> tuple[nn.Module | None, str | None]:
         onnx2torch = _import_onnx2torch()
     except Exception as exc:  # not installed, or an import that fails (a broken install)
         return None, f"onnx2torch is not available: {short_reason(exc)}"
-    graph = onnx.load(str(path))
     try:
+        graph = onnx.load(str(path))
         return _convert(onnx2torch, graph), None
-    except Exception as exc:  # an operator onnx2torch does not convert
+    except Exception as exc:  # an operator onnx2torch does not convert (or onnx's load)
         failure = exc
+    if "graph" not in locals():  # onnx cannot read what ONNX Runtime could
+        return None, f"onnx cannot load it: {short_reason(failure)}"
     opset = _opset(graph)
     if not (isinstance(failure, NotImplementedError) and opset > OLDER_OPSET):
         return None, _conversion_failure(failure)

@@ -68,8 +68,15 @@ def per_box(values: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(flat, nan=math.inf).amax(1)
 
 
-TF32 = 2.0**-11  # the unit that stands for TF32 evaluation (see gamma)
+class TF32Unit(float):
+    """The unit that stands for TF32 evaluation in :func:`gamma`: a float of TF32's
+    ``2^-11`` (what rows record), told apart by its type, not its value (float16's unit
+    roundoff is ``2^-11`` too, and means plain roundings)."""
+
+
+TF32 = TF32Unit(2.0**-11)
 TF32_INPUT = 2.0**-10  # a TF32 input's relative error: 10 mantissa bits, truncated or not
+TF32_SUM = 2.0**-23  # float32 sums on tensor cores may truncate (Fasi et al. 2021)
 FLOAT32 = 2.0**-24
 
 
@@ -77,15 +84,16 @@ def gamma(n: float, unit: float) -> float:
     """``γ_n = n u / (1 - n u)``: the relative error of ``n`` roundings of unit ``u``
     (infinite where ``n u >= 1``).
 
-    ``unit = TF32`` stands for float32 work whose products run in TF32 (CUDA's default
-    for convolutions): each product's two inputs are cut to TF32's 10 mantissa bits
-    (relative error below ``2^-10`` each, rounded or truncated), and the products are
-    summed in float32. So ``(1 + 2^-10)² (1 + γ_n(2^-24)) − 1``: finite for any fan-in
-    a network has (a plain ``γ_n(2^-11)`` is infinite past 2,047 terms), and an upper
-    bound too for the operations that run in plain float32.
+    ``unit = TF32`` (:class:`TF32Unit`) stands for float32 work whose products run in
+    TF32 (CUDA's default for convolutions): each product's two inputs are cut to TF32's
+    10 mantissa bits (relative error below ``2^-10`` each, rounded or truncated), and the
+    products are summed in float32, perhaps truncating (``2^-23``). So
+    ``(1 + 2^-10)² (1 + γ_n(2^-23)) − 1``: finite for any fan-in a network has (a plain
+    ``γ_n(2^-11)`` is infinite past 2,047 terms), and an upper bound too for the
+    operations that run in plain float32.
     """
-    if unit == TF32:
-        return (1 + TF32_INPUT) ** 2 * (1 + gamma(n, FLOAT32)) - 1
+    if isinstance(unit, TF32Unit):
+        return (1 + TF32_INPUT) ** 2 * (1 + gamma(n, TF32_SUM)) - 1
     product = n * unit
     return math.inf if product >= 1 else product / (1 - product)
 
