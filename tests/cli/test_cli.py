@@ -116,6 +116,21 @@ def test_explain_writes_map_and_set(cat_png, tmp_path):
     smap = np.load(tmp_path / "e" / "cat-smoothgrad.npy")
     assert smap.shape == (32, 32) and 0 <= smap.min() and smap.max() <= 1
     assert (tmp_path / "e" / "cat-smoothgrad-susceptible.png").is_file()
+    record = json.loads((tmp_path / "e" / "cat-smoothgrad.json").read_text())
+    assert record["image_path"] == str(cat_png.resolve()) and record["tau"] == 0.5
+
+
+def test_explain_refuses_to_replace_another_images_map(cat_png, tmp_path):
+    other = tmp_path / "other" / "cat.png"
+    other.parent.mkdir()
+    other.write_bytes(cat_png.read_bytes())
+    out = tmp_path / "e"
+    assert invoke("explain", cat_png, "--method", "gradient", "--out", out).exit_code == 0
+    again = invoke("explain", cat_png, "--method", "gradient", "--tau", 0.3, "--out", out)
+    assert again.exit_code == 0, again.output  # the same image: replaced, τ recorded
+    assert json.loads((out / "cat-gradient.json").read_text())["tau"] == 0.3
+    clean_error(invoke("explain", other, "--method", "gradient", "--out", out), 2,
+                "holds the gradient map of another image named cat")
 
 
 @pytest.fixture

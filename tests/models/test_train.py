@@ -123,7 +123,9 @@ def test_without_a_test_set_training_goes_on_and_says_so(tiny_data, tmp_path, mo
     card = train_cifar10(tiny_config(tmp_path), log=quiet(messages))
     assert any("no exact test set for evaluation (no test_batch here)" in m for m in messages)
     assert card["evaluation_data"] is None
-    assert card["test_accuracy"] != card["test_accuracy"]  # NaN
+    assert card["test_accuracy"] is None  # null in the JSON card (NaN is no JSON)
+    json.loads((tmp_path / "out" / "squeezenet1_1-cifar10.json").read_text(),
+               parse_constant=lambda name: pytest.fail(f"{name} in the card"))
 
 
 def epoch_records(messages):
@@ -187,6 +189,42 @@ def test_a_checkpoint_of_another_config_is_refused(tiny_data, tmp_path):
     with pytest.raises(ValueError, match=r"was written with other settings \(epochs\)"):
         train_cifar10(tiny_config(tmp_path, epochs=2), log=quiet())
     assert (tmp_path / "out" / "checkpoint.pt").read_bytes() == checkpoint
+
+
+def test_the_same_folder_spelled_otherwise_resumes(tiny_data, tmp_path, monkeypatch):
+    train_cifar10(tiny_config(tmp_path, epochs=1), log=quiet())
+    monkeypatch.chdir(tmp_path)
+    messages: list[str] = []
+    train_cifar10(tiny_config(tmp_path, epochs=1, out_dir="out"), log=quiet(messages))
+    assert not epoch_records(messages)  # resumed: finished, nothing trained again
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04 truncated"])
+def test_a_damaged_checkpoint_is_one_line_not_an_internal_error(tiny_data, tmp_path,
+                                                                 content):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(ValueError, match="not a readable checkpoint of this command"):
+        train_cifar10(tiny_config(tmp_path), log=quiet())
+
+
+def test_a_limit_past_the_training_set_is_refused_and_the_card_counts_the_images(
+        tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="limit 17 is more than the 16 training images"):
+        train_cifar10(tiny_config(tmp_path, limit=17), log=quiet())
+    assert not (tmp_path / "out").exists()
+    card = train_cifar10(tiny_config(tmp_path, limit=4), log=quiet())
+    assert "4 images, a random subset of seed 0" in card["training_data"]
+
+
+def test_an_archive_given_that_is_not_there_is_never_replaced_by_another(tmp_path):
+    from pixelprior.data import DataNotFoundError
+    from pixelprior.data.cifar10 import find_jpeg_archive
+
+    with pytest.raises(DataNotFoundError, match="is not a file"):
+        find_jpeg_archive(tmp_path / "missing.tar.xz")
+    with pytest.raises(DataNotFoundError, match="is not a file"):
+        find_jpeg_archive(tmp_path)  # a folder
 
 
 def test_a_failed_weights_write_leaves_the_earlier_files_whole(tiny_data, tmp_path,

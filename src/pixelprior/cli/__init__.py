@@ -28,7 +28,7 @@ if _is_the_command_line():
 
     _install()
 
-from . import attack, run, runs, scans, setup, verify  # noqa: E402, F401  (registers the commands)
+from . import attack, explain, run, runs, scans, setup, verify  # noqa: E402, F401  (registers the commands)
 from ._app import app  # noqa: E402
 
 __all__ = ["app"]

@@ -50,12 +50,14 @@ def train_cifar10_cmd(
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                              out_dir=str(out), data=str(data) if data else None, limit=limit,
                              threads=threads)
-        card = train_cifar10(config, log=console.print,
-                             command="pixelprior " + " ".join(sys.argv[1:]))
+        card = train_cifar10(config, log=lambda line: console.print(line, soft_wrap=True),
+                             command="pixelprior " + " ".join(sys.argv[1:]))  # (a JSON
+        # record per line, never wrapped)
     except TrainConfigError as exc:
         fail(str(exc))
-    console.print(f"weights: {out / 'squeezenet1_1-cifar10.pt'}  test accuracy: "
-                  f"{card['test_accuracy']:.4f}")
+    accuracy = card["test_accuracy"]
+    console.print(f"weights: {out / 'squeezenet1_1-cifar10.pt'}  test accuracy: " + (
+        f"{accuracy:.4f}" if accuracy is not None else "not measured (no exact test set)"))
 
 
 @eval_app.command("cifar10")

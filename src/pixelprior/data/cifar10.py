@@ -216,9 +216,16 @@ def find_jpeg_archive(path: str | Path | None = None) -> Path:
         The first archive found.
 
     Raises:
-        DataNotFoundError: none of the places holds it.
+        DataNotFoundError: ``path`` given and no file (never another archive in its
+            place), or none of the places holds it.
     """
-    candidates = [Path(path).expanduser()] if path is not None else []
+    if path is not None:
+        given = Path(path).expanduser()
+        if not given.is_file():
+            raise DataNotFoundError(f"{given} is not a file: give the {CIFAR10_JPEG_ARCHIVE} "
+                                    "archive itself")
+        return given
+    candidates = []
     env = data_dir_from_env()
     if env is not None:
         candidates.append(env / CIFAR10_JPEG_ARCHIVE)

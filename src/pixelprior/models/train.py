@@ -44,7 +44,8 @@ class TrainConfig:
         threads: torch's CPU threads (0: torch's default).
         out_dir: the checkpoint, the weights and the model card go here.
         data: the JPEG archive (``None``: ``$PIXELPRIOR_DATA`` or the cache).
-        limit: train on the first ``limit`` images only (smoke tests).
+        limit: train on ``limit`` images only, a random subset drawn with ``seed`` (smoke
+            tests).
     """
 
     epochs: int = 30
@@ -58,7 +59,7 @@ class TrainConfig:
     threads: int = 0  # 0: torch's default
     out_dir: str = "checkpoints/cifar10"
     data: str | None = None  # JPEG archive path; default: $PIXELPRIOR_DATA / cache
-    limit: int | None = None  # train on the first `limit` images (smoke tests)
+    limit: int | None = None  # train on `limit` images, a seeded random subset (smoke tests)
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
@@ -150,6 +151,9 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 def _load_training_set(config: TrainConfig) -> ImageSet:
     train = load_cifar10_jpeg("train", config.data)
+    if config.limit is not None and config.limit > len(train):
+        raise TrainConfigError(f"limit {config.limit} is more than the {len(train)} training "
+                               "images: lower it, or leave it out to train on all")
     if config.limit is not None:
         train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(
             config.seed))[: config.limit])
@@ -174,9 +178,9 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
-    train = _load_training_set(config)
+    train = _load_training_set(config)  # before the folder is made: a missing archive
+    out.mkdir(parents=True, exist_ok=True)  # leaves nothing behind
     try:
         test = load_cifar10_test(download=False)
     except Exception as exc:  # evaluation is optional during training
@@ -195,11 +199,11 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     history: list[dict] = []
     start_epoch = 0
     if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(config):
-            recorded, now = state["config"], asdict(config)
-            changed = sorted(k for k in set(recorded) | set(now)
-                             if recorded.get(k) != now.get(k))
+        state = _read_checkpoint(checkpoint_path)
+        recorded, now = state["config"], asdict(config)
+        changed = sorted(k for k in set(recorded) | set(now)  # not out_dir: its place
+                         if k != "out_dir" and recorded.get(k) != now.get(k))
+        if changed:
             raise TrainConfigError(f"{checkpoint_path} was written with other settings "
                                    f"({', '.join(changed)}); use another --out or delete it")
         model.load_state_dict(state["model"])
@@ -230,7 +234,7 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
             optimizer.step()
             seen += len(idx)
             loss_sum += float(loss.detach()) * len(idx)
-        accuracy = evaluate(model, test) if test is not None else float("nan")
+        accuracy = evaluate(model, test) if test is not None else None  # (JSON: null)
         record = {"epoch": epoch + 1, "loss": loss_sum / seen, "test_accuracy": accuracy,
                   "seconds": time.time() - began}
         history.append(record)
@@ -239,11 +243,27 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
                       "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                       "torch_rng": torch.get_rng_state(), "history": history,
                       "epoch": epoch + 1}, checkpoint_path)
-    return write_weights(model, config, history, test, out, command)
+    return write_weights(model, config, history, test, out, command, len(train))
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint this command wrote (tensors, numbers and the settings: no code is
+    unpickled), or one line saying it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged, truncated, or not ours
+        raise TrainConfigError(f"{path} is not a readable checkpoint of this command "
+                               f"({type(exc).__name__}): delete it to start again, or use "
+                               "another --out") from None
+    if not isinstance(state, dict) or not {"config", "model", "epoch"} <= set(state):
+        raise TrainConfigError(f"{path} is not a checkpoint of this command: delete it to "
+                               "start again, or use another --out")
+    return state
 
 
 def write_weights(model: torch.nn.Module, config: TrainConfig, history: list[dict],
-                  test: ImageSet | None, out: Path, command: str | None = None) -> dict:
+                  test: ImageSet | None, out: Path, command: str | None = None,
+                  train_images: int | None = None) -> dict:
     """Write ``squeezenet1_1-cifar10.pt`` (state_dict only) and its JSON model card.
 
     Args:
@@ -253,6 +273,7 @@ def write_weights(model: torch.nn.Module, config: TrainConfig, history: list[dic
         test: the test images it was evaluated on, if any.
         out: the folder written to.
         command: the command line recorded (default: ``sys.argv``).
+        train_images: how many training images it saw (default: ``config.limit``).
 
     Returns:
         The model card.
@@ -261,12 +282,15 @@ def write_weights(model: torch.nn.Module, config: TrainConfig, history: list[dic
     weights = out / "squeezenet1_1-cifar10.pt"
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     _atomic_save(state, weights)
+    images = train_images if train_images is not None else config.limit
     card = {
         "model": "squeezenet1_1-cifar10",
         "architecture": "SqueezeNet 1.1 for 32x32 (3x3/1 stem, 2x2 pools, BatchNorm after "
                         "every conv, no ReLU on logits); normalisation inside, input in [0, 1]",
-        "training_data": "CIFAR-10 train split, JPEG-compressed copy (cifar10-jpeg.tar.xz, "
-                         "50000 images); test images never used for training",
+        "training_data": "CIFAR-10 train split, JPEG-compressed copy (cifar10-jpeg.tar.xz"
+                         + (f", {images} images" if images is not None else "")
+                         + (f", a random subset of seed {config.seed}" if config.limit
+                            else "") + "); test images never used for training",
         "evaluation_data": (f"exact CIFAR-10 test images 0..{len(test) - 1} ({len(test)} images)"
                             if test is not None else None),
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
