@@ -142,8 +142,11 @@ class ModelOptions:
         self.check()
         spec = self.model or DEFAULT_MODEL
         if as_registered(spec, self.classes, self.mean, self.std, self.input_size):
-            return OpenedModel(load_model(spec, self.weights, device=device),
-                               model_spec(spec).input_size, 3, spec)
+            notes: list[str] = []  # (a checkpoint's weights entry, ...): said as notes
+            net = load_model(spec, self.weights, device=device, notes=notes)
+            for note in notes:
+                console.print(f"note: {note}")
+            return OpenedModel(net, model_spec(spec).input_size, 3, spec)
         loaded = load_model_spec(spec, weights=self.weights, classes=self.classes,
                                  mean=parse_floats(self.mean, "--mean"),
                                  std=parse_floats(self.std, "--std"),
