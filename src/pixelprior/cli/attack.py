@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from ..experiment import (
 from ..priors import MODE_ALIASES, PRIORS
 from ._app import app, console
 from .errors import fail, finishing
-from .inputs import label_of, load_image, predict_label, write_image
+from .inputs import check_same_image, label_of, load_image, predict_label, write_image
 from .options import (
     DEVICE_HELP,
     ENGINE_HELP,
@@ -108,7 +107,7 @@ def attack(
         tau=tau, engine=engine, device=device, model=model_options.model,
         weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
     check_out(out)
-    _check_not_another_image(out, image_file)
+    check_same_image(out / f"{image_file.stem}-result.json", image_file, "the result")
     opened = model_options.open(device)
     net = opened.net
     if oracle is not None:
@@ -215,25 +214,6 @@ def _in_the_file(read, fitted, result, net, device: str, names) -> dict:
                     ": it does not fool the model (resizing mixes the box with its "
                     f"neighbours); the {fitted.model[0]}×{fitted.model[1]} adversarial does")
     return {"pixels": pixels, "boxes": boxes, "label": label, "verdict": verdict}
-
-
-def _check_not_another_image(out: Path, image_file: Path) -> None:
-    """Refuse an output folder holding the result of another image of the same file
-    name (its files would be replaced); the same image's earlier result is replaced."""
-    earlier = out / f"{image_file.stem}-result.json"
-    if not earlier.is_file():
-        return
-    try:
-        row = json.loads(earlier.read_text())
-        # the absolute path where recorded (results from before it: the path as given,
-        # resolved from here, so another working folder may refuse the same image)
-        recorded = row.get("image_path") or row.get("image")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        recorded = None
-    if not isinstance(recorded, str) or Path(recorded).resolve() != image_file.resolve():
-        fail(f"{out} holds the result of another image named {image_file.stem} "
-             f"({recorded or 'unreadable'}), which this one would replace; choose another "
-             "--out")
 
 
 def _write_full(full: dict, read, result, names, true: int, goal, stem: Path) -> None:

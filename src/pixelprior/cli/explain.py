@@ -3,7 +3,6 @@ the map as ``.npy``, raw PNGs and a JSON of what they are of."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,8 @@ from .._io import write_json_atomic
 from ..maps import METHODS, make_sensitivity
 from ..priors import check_tau
 from ._app import app, console
-from .errors import fail, finishing
-from .inputs import label_of, load_image, predict_label, write_image
+from .errors import finishing
+from .inputs import check_same_image, label_of, load_image, predict_label, write_image
 from .options import ModelOptions, check_out, model_options
 
 
@@ -50,7 +49,7 @@ def explain(
     model_options.check()
     check_out(out)
     record = out / f"{image_file.stem}-{method}.json"
-    _check_not_another_image(record, image_file)
+    check_same_image(record, image_file, f"the {method} map")
     opened = model_options.open()
     net = opened.net
     sensitivity = make_sensitivity(method, net)
@@ -85,19 +84,3 @@ def explain(
                   f"{susceptible.numel()} pixels (τ = {tau}); written to {out}: "
                   f"{image_file.stem}-{method}-figure.png (image, map with colour bar, S), "
                   f"{image_file.stem}-{method}.npy, raw PNGs and {record.name} (what they are of)")
-
-
-def _check_not_another_image(record: Path, image_file: Path) -> None:
-    """Refuse an output folder holding the map of another image of the same file name
-    and method (its files would be replaced); the same image's is replaced (its class
-    and τ recorded anew)."""
-    if not record.is_file():
-        return
-    try:
-        recorded = json.loads(record.read_text()).get("image_path")
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        recorded = None
-    if not isinstance(recorded, str) or Path(recorded).resolve() != image_file.resolve():
-        fail(f"{record.parent} holds the {record.stem.rsplit('-', 1)[-1]} map of another "
-             f"image named {image_file.stem} ({recorded or 'unreadable'}), which this one "
-             "would replace; choose another --out")

@@ -4,6 +4,7 @@ labels by index or name, PNGs written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -258,3 +259,30 @@ def predict_label(net: torch.nn.Module, image: torch.Tensor, device: str) -> int
 
     with torch.inference_mode():
         return int(net(image.to(device)).argmax())
+
+
+def check_same_image(record: Path, image_file: Path, what: str) -> None:
+    """Refuse an output folder whose ``record`` (a JSON of an earlier output) names
+    another image than ``image_file``: its files would be replaced. The same image's
+    earlier output is replaced.
+
+    Args:
+        record: the earlier output's JSON (``image_path``, else ``image``: the path as
+            given, resolved from here).
+        image_file: the image now.
+        what: the earlier output in words (``"the result"``, ``"the gradient map"``).
+
+    Raises:
+        UsageProblem: another image's, or an unreadable record.
+    """
+    if not record.is_file():
+        return
+    try:
+        row = json.loads(record.read_text())
+        recorded = row.get("image_path") or row.get("image")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        recorded = None
+    if not isinstance(recorded, str) or Path(recorded).resolve() != image_file.resolve():
+        fail(f"{record.parent} holds {what} of another image named {image_file.stem} "
+             f"({recorded or 'unreadable'}), which this one would replace; choose another "
+             "--out")
