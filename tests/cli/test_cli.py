@@ -21,6 +21,21 @@ def test_eval_on_bundled_sample():
     assert "top-1" in result.output and "100 exact" in result.output
 
 
+def test_eval_names_the_weights_and_refuses_options_it_would_not_read(tmp_path):
+    from pixelprior.models import bundled_weights_path, model_spec
+
+    weights = bundled_weights_path(model_spec("squeezenet1_1-cifar10"))
+    named = invoke("eval", "cifar10", "--source", "sample", "--weights", weights)
+    assert named.exit_code == 0, named.output
+    assert f"with weights {weights}" in " ".join(named.output.split())
+    clean_error(invoke("eval", "cifar10", "--source", "sample", "--data", tmp_path), 2,
+                "is not read with --source sample")
+    np.savez(tmp_path / "set.npz", images=load_cifar10_sample().images[:2].numpy(),
+             labels=np.array([3, 8]))
+    clean_error(invoke("eval", "data", tmp_path / "set.npz", "--source", "sample"), 2,
+                "drop --source")
+
+
 def test_attack_writes_image_and_json(cat_png, tmp_path):
     out = tmp_path / "out"
     result = invoke("attack", cat_png, "--constrained", "--popsize", "20", "--maxiter", "3",

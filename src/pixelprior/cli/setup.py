@@ -80,11 +80,15 @@ def eval_cifar10_cmd(
     """
     if source not in ("full", "sample"):
         fail(f"--source must be full or sample, got {source!r}")
+    if source == "sample" and data is not None:
+        fail(f"--data {data} is not read with --source sample (the bundled images): drop "
+             "one of them")
     opened = model_options.open()
     dataset = fitted_cifar10(opened, source, data)
     accuracy = evaluate(opened.net, dataset)
-    console.print(f"{model_options.model}: top-1 {accuracy:.4f} on {len(dataset)} exact "
-                  f"CIFAR-10 test images ({dataset.source})")
+    weights = f" with weights {model_options.weights}" if model_options.weights else ""
+    console.print(f"{model_options.model}{weights}: top-1 {accuracy:.4f} on {len(dataset)} "
+                  f"exact CIFAR-10 test images ({dataset.source})")
 
 
 @eval_app.command("data")
@@ -108,6 +112,8 @@ def eval_data_cmd(
         ConfigError: the model's classes and the data's do not fit.
     """
     dataset, path = dataset_for(data)
+    if dataset != "cifar10" and source != "full":
+        fail(f"--source chooses CIFAR-10's images; {data} is {dataset} data: drop --source")
     config = ExperimentConfig.build(overrides=dict(
         **model_options.config_values(), dataset=dataset, data=path, source=source,
         device="cpu"))
