@@ -28,7 +28,7 @@ from .cone import FxIncrementalForward, fx_incremental_forward
 from .full import FullPassScorer
 from .incremental import IncrementalScorer
 from .onnx_runtime import OnnxRuntimeModel, OnnxRuntimeScorer, export_onnx
-from .registry import ENGINES, SCORERS, check_scorer, make_scorer
+from .registry import ENGINES, SCORERS, check_scorer, engine_of, make_scorer
 
 __all__ = [
     "CPU_CHUNK_ROWS", "CUDA_FIXED_MAX_ROWS", "CUDA_FREE_SHARE", "CUDA_MAX_ROWS",
@@ -36,5 +36,5 @@ __all__ = [
     "FxIncrementalForward", "IncrementalForward", "IncrementalScorer", "ModelOutputError",
     "OnnxRuntimeModel", "OnnxRuntimeScorer", "Scorer", "ScorerMismatchError", "apply_pixels",
     "check_logits", "check_scorer", "decode_pixels", "export_onnx", "fx_incremental_forward",
-    "incremental_forward", "make_scorer", "perturb_rows", "rows_for_memory",
+    "engine_of", "incremental_forward", "make_scorer", "perturb_rows", "rows_for_memory",
 ]

@@ -91,6 +91,22 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     return None
 
 
+def engine_of(engine: str | Scorer) -> str:
+    """The engine to make a scorer again by: a name as it is, a scorer's own engine name
+    (``auto`` for a scorer of no registered engine). What an attack, scan or verifier
+    holding a scorer of a model's old weights makes its next one with.
+
+    Args:
+        engine: an engine name or a scorer.
+
+    Returns:
+        A name of :data:`ENGINES`.
+    """
+    if not isinstance(engine, Scorer):
+        return engine
+    return engine.name if engine.name in ENGINES else "auto"
+
+
 def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
                 pixels: int = 1, optimize: bool = True, precision: str = "fp32",
                 cuda_graphs: bool = False) -> Scorer:

@@ -35,7 +35,15 @@ from torch import nn
 from .._streams import image_key, stream
 from ..models import WeightsWatch
 from ..priors import PositionDistribution, Prior, UniformPrior, make_prior
-from ..scoring import ENGINES, PRECISIONS, Scorer, apply_pixels, check_logits, make_scorer
+from ..scoring import (
+    ENGINES,
+    PRECISIONS,
+    Scorer,
+    apply_pixels,
+    check_logits,
+    engine_of,
+    make_scorer,
+)
 from ._options import Renamed, keyword_options
 from .checks import (
     check_channels,
@@ -334,8 +342,7 @@ class Attack(ABC):
         name)."""
         if not self._weights.changed():
             return
-        if isinstance(self.engine, Scorer):
-            self.engine = self.engine.name if self.engine.name in ENGINES else "auto"
+        self.engine = engine_of(self.engine)
         self._scorer = None
         self._forget_copies()
         self._weights.renew()

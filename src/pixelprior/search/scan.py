@@ -33,7 +33,7 @@ from torch import nn
 from ..maps import METHODS
 from ..models import WeightsWatch
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import ENGINES, Scorer, make_scorer
+from ..scoring import Scorer, engine_of, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
 from .checks import (
@@ -377,8 +377,7 @@ class SusceptibilityScan:
         if order is not None:
             check_order(order, images.shape)
         if self._weights.changed():  # a weight changed in place since the scorer was made:
-            if isinstance(self.engine, Scorer):  # made again (a given one by its name)
-                self.engine = self.engine.name if self.engine.name in ENGINES else "auto"
+            self.engine = engine_of(self.engine)  # made again (a given one by its name)
             self._scorer = None
         try:
             with evaluation_mode(self.model):

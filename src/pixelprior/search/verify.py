@@ -102,7 +102,7 @@ import torch
 from torch import nn
 
 from ..models import WeightsWatch, model_failure
-from ..scoring import ENGINES, Scorer, make_scorer
+from ..scoring import Scorer, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
@@ -731,9 +731,7 @@ class Verifier:
         scorer too (a given one by its engine's name)."""
         if not self._weights.changed():
             return
-        if isinstance(self.engine_name, Scorer):
-            name = self.engine_name.name
-            self.engine_name = name if name in ENGINES else "auto"
+        self.engine_name = engine_of(self.engine_name)
         self._scorer = None
         self._make_copies()
         self._weights.renew()
