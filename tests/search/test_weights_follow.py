@@ -147,3 +147,16 @@ def test_a_write_through_data_is_a_change_and_the_models_own_writes_are_not():
         labels = counting(images).argmax(1)
     attack.run(images, labels)
     attack.run(images, labels)  # its own writes: not refused as changed weights
+
+
+def test_the_scorer_asked_for_between_calls_is_of_the_changed_model():
+    model, images, labels = net_and_images()
+    attack = OnePixelAttack(model, popsize=20, maxiter=3, seed=0)
+    attack.run(images, labels)
+    before = attack.scorer(images)
+    step(model)
+    after = attack.scorer(images)
+    assert after is not before
+    with torch.no_grad():
+        expected = model(images)
+    assert torch.allclose(after.image_logits(images), expected, atol=1e-4)

@@ -162,6 +162,7 @@ class Attack(ABC):
         self.engine = engine
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self._weights = WeightsWatch(model)  # copies of the model follow its weights
+        self._in_call = False  # inside run(): the weights were checked at its start
         self.queries = 0  # model queries the attack spent, over all calls (not a budget)
         self.query_seconds = 0.0  # wall time spent scoring them
         self.chunk_rows: int | None = None  # rows per scoring call, last used
@@ -173,6 +174,9 @@ class Attack(ABC):
         Args:
             images: float32 ``[B, C, H, W]`` in [0, 1]; the first 8 are the check's.
 
+        Called between two attacks (not from inside one), it first follows the model's
+        weights as a call does: a scorer of weights changed since is made again.
+
         Returns:
             The scorer every query of this attack goes through.
 
@@ -180,6 +184,8 @@ class Attack(ABC):
             ValueError: the engine scores fewer pixels per candidate than the attack
                 changes.
         """
+        if not self._in_call:  # inside a call, checked once at its start
+            self._follow_weights()
         if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, self.pixel_count,
                                        self.optimize, self.precision, self.cuda_graphs)
@@ -328,10 +334,12 @@ class Attack(ABC):
                 image's true class.
         """
         self._follow_weights()
+        self._in_call = True
         try:
             with evaluation_mode(self.model):
                 return self._run(images, labels, targets, keys)
         finally:  # writes the model makes itself (an observer's buffers) are no change
+            self._in_call = False
             self._weights.renew()
 
     def _follow_weights(self) -> None:
