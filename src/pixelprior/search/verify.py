@@ -133,6 +133,10 @@ __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", 
 # (folders did not record it); 2: d554b39, a corner color the model confirms is a
 # witness before any box is bounded (more positions decided; the corner pass counted in
 # the budget, and under a time budget a30a4b5 and 1fb3930 changed when it stops).
+# Not raised for TF32's count (e48982e, 773f034: a sum of n TF32
+# products as (1 + 2^-10)^2 (1 + gamma_n(2^-23)) - 1): before it, every derived tolerance
+# on CUDA crashed (a CPU sum beside CUDA gradients), so no folder holds rows of the old
+# count to be mixed with; CPU verdicts are unchanged.
 REVISION = 2
 MIN_SIDE = 2.0**-16  # boxes are not split below this side (~1/65,536 of the color range)
 DEFAULT_BATCH = {"cpu": 64, "cuda": 1024}  # the most boxes per bound call
