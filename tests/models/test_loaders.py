@@ -202,7 +202,7 @@ def test_registered_name_loads_as_load_model_does():
 
 
 def test_registered_model_refuses_mean_std_and_another_size():
-    with pytest.raises(ModelLoadError, match="normalises inside"):
+    with pytest.raises(ModelSettingError, match="normalises inside"):
         load_model_spec("squeezenet1_1-cifar10", mean=CIFAR10_MEAN, std=CIFAR10_STD)
     with pytest.raises(ModelLoadError, match="takes 32×32"):
         load_model_spec("squeezenet1_1-cifar10", input_size=64)
@@ -644,7 +644,7 @@ def test_class_names_from_a_list_a_file_or_json(tmp_path):
                     tmp_path / "index.json", "a,b,c,d,e"):
         loaded = load_model_spec(path, classes=classes)
         assert loaded.class_names == tuple(names) == loaded.model.class_names
-    with pytest.raises(ModelLoadError, match="3 class names given for a model with 5"):
+    with pytest.raises(ModelSettingError, match="3 class names given for a model with 5"):
         load_model_spec(path, classes=["a", "b", "c"])
 
 

@@ -130,7 +130,10 @@ def load_model_spec(spec: str | Path, *, weights: str | Path | None = None,
         The model (eval mode) and what is known about it.
 
     Raises:
-        ModelSettingError: mean/std that cannot be right (checked before loading).
+        ModelSettingError: settings that contradict each other or the model: mean/std
+            that cannot be right (checked before loading), mean/std for a model that
+            normalises inside, ``weights`` for a model file that holds its own, a class
+            names file of another count than the model's classes.
         ModelLoadError: the spec does not load, or the model cannot be queried: unusable
             output, different scores for the same images, float64 parameters, a batch
             of 1 only.
@@ -142,8 +145,8 @@ def load_model_spec(spec: str | Path, *, weights: str | Path | None = None,
         raise ModelSettingError(problem)
     built = _build(name, weights, allow_pickle, device)
     if mean is not None and built.normalises:
-        raise ModelLoadError(f"{name} normalises inside (its own mean/std); do not pass "
-                             "mean/std")
+        raise ModelSettingError(f"{name} normalises inside (its own mean/std); do not "
+                                "pass mean/std")
     trained = modules_in_train_mode(built.model)
     probe = probe_model(built.model.eval(), built, height_width(input_size), device, name,
                         trained)
@@ -245,8 +248,8 @@ def _class_names(classes, declared: tuple[str, ...] | None, count: int,
     if classes is not None:
         names = parse_classes(classes)
         if len(names) != count:
-            raise ModelLoadError(f"{len(names)} class names given for a model with "
-                                 f"{count} classes")
+            raise ModelSettingError(f"{len(names)} class names given for a model with "
+                                    f"{count} classes")
         return names
     if declared is not None and len(declared) == count:
         return tuple(str(n) for n in declared)
@@ -271,8 +274,8 @@ def _build(spec: str, weights, allow_pickle: bool, device: torch.device) -> Buil
     if path.is_dir():
         raise ModelLoadError(f"model {spec!r} is a folder, not a model file")
     if weights is not None:
-        raise ModelLoadError(f"weights apply to registered models and module:callable "
-                             f"specs; {path.name} holds its own")
+        raise ModelSettingError(f"weights apply to registered models and module:callable "
+                                f"specs; {path.name} holds its own")
     return load_file(path, allow_pickle, device)
 
 
