@@ -284,6 +284,7 @@ def test_evaluate_an_empty_set_is_zero():
     ({"lr": -1.0}, "lr must be a finite number > 0"),
     ({"limit": 0}, "limit must be >= 1"),
     ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
+    ({"epochs": 2, "warmup_epochs": 2.0}, r"warmup_epochs \(2.0\) must be fewer than epochs"),
 ])
 def test_settings_that_cannot_train_are_refused_before_anything_is_written(settings, message,
                                                                            tmp_path):
@@ -292,3 +293,14 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(setti
     with pytest.raises(TrainConfigError, match=message):
         TrainConfig(out_dir=str(tmp_path / "t"), **settings)
     assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize(("epochs", "warmup"), [(1, 0.2), (5, 1.0), (10, 2.0), (30, 2.0)])
+def test_the_default_warm_up_leaves_a_short_run_room_to_decay(epochs, warmup):
+    from pixelprior.models.train import TrainConfig, learning_rate
+
+    config = TrainConfig(epochs=epochs)
+    assert config.warmup_epochs == warmup
+    steps = 100 * epochs
+    last = learning_rate(steps - 1, steps, int(config.warmup_epochs * 100), config.lr)
+    assert last < 0.01 * config.lr

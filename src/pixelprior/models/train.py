@@ -36,7 +36,8 @@ class TrainConfig:
         epochs: passes over the training set.
         batch_size: images per SGD step.
         lr: the peak learning rate of the one-cycle schedule.
-        warmup_epochs: epochs of linear warm-up.
+        warmup_epochs: epochs of linear warm-up, fewer than ``epochs`` (``None``: 2, or a
+            fifth of the epochs in runs of fewer than 10, so that a short run decays too).
         momentum: Nesterov momentum.
         weight_decay: on weights of 2 or more dimensions (not biases, not BatchNorm).
         label_smoothing: of the cross-entropy.
@@ -51,7 +52,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 256
     lr: float = 0.2
-    warmup_epochs: float = 2.0
+    warmup_epochs: float | None = None  # None: min(2, epochs / 5)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
@@ -62,6 +63,8 @@ class TrainConfig:
     limit: int | None = None  # train on `limit` images, a seeded random subset (smoke tests)
 
     def __post_init__(self) -> None:
+        if self.warmup_epochs is None:  # 2.0 as before in runs of 10 epochs or more
+            self.warmup_epochs = min(2.0, self.epochs / 5)
         problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
                     for name, low in (("epochs", 1), ("batch_size", 1), ("threads", 0))
                     if not getattr(self, name) >= low]
@@ -70,6 +73,9 @@ class TrainConfig:
         problems += [f"{name} must be a finite number >= 0, got {getattr(self, name)}"
                      for name in ("warmup_epochs", "momentum", "weight_decay",
                                   "label_smoothing") if not 0 <= getattr(self, name) < math.inf]
+        if self.epochs >= 1 and self.warmup_epochs >= self.epochs:
+            problems.append(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs "
+                            f"({self.epochs}): the learning rate would never decay")
         if self.limit is not None and self.limit < 1:
             problems.append(f"limit must be >= 1 (images), got {self.limit}")
         if problems:
