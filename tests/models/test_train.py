@@ -89,7 +89,8 @@ def test_one_epoch_writes_weights_card_and_checkpoint(tiny_data, tmp_path):
     card = train_cifar10(config, log=quiet(), command="pixelprior train cifar10 --tiny")
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == sorted([
-        "checkpoint.pt", WEIGHTS, "squeezenet1_1-cifar10.json"])  # nothing temporary left
+        ".lock", "checkpoint.pt", WEIGHTS, "squeezenet1_1-cifar10.json"])  # nothing temporary
+    # left (the lock file stays, unlocked, as in run folders)
     assert json.loads((out / "squeezenet1_1-cifar10.json").read_text()) == card
     assert card["epochs"] == 1 and card["config"]["limit"] == 4
     assert [h["epoch"] for h in card["history"]] == [1]
@@ -304,3 +305,15 @@ def test_the_default_warm_up_leaves_a_short_run_room_to_decay(epochs, warmup):
     steps = 100 * epochs
     last = learning_rate(steps - 1, steps, int(config.warmup_epochs * 100), config.lr)
     assert last < 0.01 * config.lr
+
+
+def test_a_second_run_on_the_folder_in_use_stops_naming_the_first(tiny_data, tmp_path):
+    from pixelprior._io import RunLock, RunLockedError
+
+    config = tiny_config(tmp_path)
+    with RunLock(config.out_dir, command="pixelprior train cifar10 (the first)"):
+        with pytest.raises(RunLockedError, match="the first"):
+            train_cifar10(config, log=quiet())
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+    train_cifar10(config, log=quiet())  # free again: it trains
+    assert (tmp_path / "out" / "checkpoint.pt").exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .._io import atomic_write, write_text_atomic
+from .._io import RunLock, atomic_write, write_text_atomic
 from ..data import ImageSet, load_cifar10_jpeg, load_cifar10_test, sha256sum, to_float
 from .inference import predict
 from .squeezenet import SqueezeNetCifar
@@ -180,13 +180,20 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     Raises:
         TrainConfigError: the checkpoint was written with another config.
         DataError: the training images cannot be found.
+        RunLockedError: another run is training into ``config.out_dir``.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
     checkpoint_path = out / "checkpoint.pt"
     train = _load_training_set(config)  # before the folder is made: a missing archive
-    out.mkdir(parents=True, exist_ok=True)  # leaves nothing behind
+    with RunLock(out):  # makes the folder; a second run on it stops, naming this one
+        return _train(config, train, out, checkpoint_path, log, command)
+
+
+def _train(config: TrainConfig, train: ImageSet, out: Path, checkpoint_path: Path, log,
+           command: str | None) -> dict:
+    """:func:`train_cifar10`'s epochs, in a folder it holds the lock of."""
     try:
         test = load_cifar10_test(download=False)
     except Exception as exc:  # evaluation is optional during training
