@@ -229,6 +229,37 @@ def test_functions_a_factory_imports_from_another_file_are_its_code(tmp_path, mo
         sys.modules.pop(name, None)
 
 
+@pytest.mark.parametrize("changed", ["fpsizes.py", "fppkg/blocks.py"])
+def test_constants_and_submodules_a_factory_imports_are_its_code(tmp_path, monkeypatch,
+                                                                 changed):
+    """A width imported by name (``from fpsizes import WIDTH``) and a package's submodule
+    reached as its attribute (``import fppkg.blocks``): neither is a function or class
+    the factory holds, and a change in either is another model."""
+    from pixelprior.models.fingerprint import IMPORTS
+    (tmp_path / "fpsizes.py").write_text("WIDTH = 4\n")
+    (tmp_path / "fppkg").mkdir()
+    (tmp_path / "fppkg" / "__init__.py").write_text("")
+    (tmp_path / "fppkg" / "blocks.py").write_text(
+        "import torch\n\ndef act(x):\n    return torch.relu(x)\n")
+    (tmp_path / "fpconst.py").write_text(
+        "import torch\nfrom torch import nn\nimport fppkg.blocks\n"
+        "from fpsizes import WIDTH\n\n"
+        "class Act(nn.Module):\n    def forward(self, x):\n"
+        "        return fppkg.blocks.act(x)\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, WIDTH, 3), Act(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(WIDTH, 3))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec, modules = f"{tmp_path / 'fpconst.py'}:make", ("fpsizes", "fppkg", "fppkg.blocks")
+    before = fresh_fingerprint(spec, *modules)
+    assert IMPORTS in before and fresh_fingerprint(spec, *modules) == before
+    edited = tmp_path / changed
+    edited.write_text(edited.read_text().replace("relu", "tanh").replace("# ", "") + "# v2\n")
+    assert fresh_fingerprint(spec, *modules) != before
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
 def test_pixelprior_s_own_wrappers_are_not_a_factorys_code(tmp_path):
     """``--mean``/``--std`` wrap the factory's net in pixelprior's ``Normalize``: its file
     (in an editable checkout, outside any installed package) is pixelprior's version,

@@ -3,7 +3,9 @@ another (to notice a model replaced between the start of a run and its resume)."
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import inspect
 import sys
 import types
@@ -118,19 +120,48 @@ def _imported_files(counted: set[Path]) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     while queue:
         importer = queue.pop()
-        for value in list(vars(importer).values()):
+        named = _import_statements(importer)  # followed whatever they are (constants too)
+        held = [value for value in list(vars(importer).values())
+                if not _submodule(value, importer)]
+        for value in [*named, *held]:
             module = value if inspect.ismodule(value) else (
                 sys.modules.get(getattr(value, "__module__", "") or "")
                 if inspect.isclass(value) or inspect.isfunction(value) else None)
             path = _module_file(module)
             if (path is None or path in seen or path.suffix != ".py"
-                    or _submodule(value, importer)
                     or _installed(path, installed) or path.is_relative_to(OWN_PACKAGE)):
                 continue
             seen.add(path)
             found.append((module.__name__, path))  # type: ignore[union-attr]
             queue.append(module)
     return sorted(found)
+
+
+def _import_statements(importer: types.ModuleType) -> list[types.ModuleType]:
+    """The modules ``importer``'s own import statements name, as imported: ``import
+    a.b`` names ``a`` and ``a.b``; ``from a import c`` names ``a``, and ``a.c`` when that is
+    a module (relative forms resolved in its package). Read from its source, so a constant
+    imported by name (``from sizes import WIDTH``) and a package's submodule reached as
+    its attribute (``import pkg.sub``) count as what they are: code the model runs."""
+    path = _module_file(importer)
+    try:
+        tree = ast.parse(path.read_bytes()) if path is not None else None
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                names += [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""),
+                                                   importer.__package__ or "")
+            except (ImportError, ValueError):  # a relative import outside a package
+                continue
+            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+    return [sys.modules[name] for name in dict.fromkeys(names) if name in sys.modules]
 
 
 def _submodule(value: object, importer: types.ModuleType) -> bool:
@@ -228,10 +259,10 @@ def model_fingerprint(loaded_or_module: LoadedModel | nn.Module, spec: str | Non
     changed activation keeps the weights), together with the files of the model's layer
     classes in the factory's folder or below, then those in other folders, then the
     other files that code imports functions, classes or whole modules from (a helper
-    function in ``utils.py``). Code an installed package holds (its version's), a
-    package's submodules reached as its attributes (``import pkg.sub``), constants
-    imported by name, and code reached only at run time (``importlib``, a file read by
-    the factory) are not covered.
+    function in ``utils.py``, a constant from ``sizes.py``, ``import pkg.sub``: the
+    modules its import statements name, read from its source). Code an installed package
+    holds (its version's) and code reached only at run time (``importlib``, a file read
+    by the factory) are not covered.
 
     Args:
         loaded_or_module: a :class:`~pixelprior.models.LoadedModel` (its own spec, file
