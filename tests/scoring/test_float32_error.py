@@ -92,8 +92,10 @@ def test_the_float32_model_stays_within_the_proved_error(net):
     assert excess <= 0
     assert seen > 0  # float32 rounds here: the check can fail
     # not vacuous: float32's differences are ~1e-7 of the margins; the bound ~1e-4 (the
-    # Strides net's, six random layers of intervals over a whole color cube, ~3e-2)
-    assert largest < (0.1 if net is Strides else 1e-3)
+    # Strides net's, six random layers of intervals over a whole color cube, ~3e-2; a
+    # softplus switching to x at a low threshold: its jump, 0.009, where a range holds it)
+    jumps = any(isinstance(m, nn.Softplus) and m.threshold < 20 for m in net().modules())
+    assert largest < (0.1 if net is Strides else 1e-2 if jumps else 1e-3)
 
 
 @pytest.mark.parametrize("net", [Residual, Plain, Strides], ids=["residual", "plain",

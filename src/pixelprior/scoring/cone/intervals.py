@@ -752,7 +752,13 @@ class Activation(IntervalRule):
         passed = rule.lipschitz * value.error
         own = REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * value.reach()
                                        + out.magnitude() + passed)
-        return 2 * own + rule.jump
+        if not rule.jump:
+            return 2 * own
+        # a jump (softplus's switch to x) only where the values, exact or computed, may
+        # lie on both sides of it: within their error (and a few units) of the range
+        near = widen(value.lower, value.upper,
+                     (value.error + 4 * unit * value.magnitude()) * (1 + 1e-6))
+        return 2 * own + rule.jump_within(near.lower, near.upper)
 
     def pull(self, step, out, coefficient):
         # f(x + δ) - f(x) = s δ (plus its jump, in the rounding), s between the least and

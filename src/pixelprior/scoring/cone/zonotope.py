@@ -269,6 +269,11 @@ class Relaxation(BoundRule):
         ``[lower, upper]``."""
         raise NotImplementedError
 
+    def jump_within(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor | float:
+        """The largest jump of ``f`` on ``[lower, upper]`` per neuron: :attr:`jump`
+        wherever it may lie, unless a rule knows where its jumps are."""
+        return self.jump
+
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         """The relaxed image of zonotopes ``[N, R, *shape]`` (new symbols appended)."""
         return self.apply_rounded(values, 0.0, 0.0)[0]
@@ -350,7 +355,10 @@ def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
     steep = lipschitz + slope.abs()
     rests = REST_ROUNDINGS * unit * (rule.at_zero + steep * size + offset.abs() + radius)
     applied = 2 * unit * (slope.abs() * size + offset.abs())
-    jumped = rule.jump if rule.jump else 0.0
+    jumped = 0.0
+    if rule.jump:  # a jump the exact values may cross: within the range's reach
+        reach = (edge + incoming) * (1 + 1e-6)
+        jumped = rule.jump_within(lower - reach, upper + reach)
     return lipschitz * incoming + steep * edge + rests + applied + jumped
 
 

@@ -20,7 +20,15 @@ from ..table import (
     register_interval,
     register_operation,
 )
-from ..zonotope import EXACT_COPY, IDENTITY, Affine, Lipschitz, PiecewiseLinear, SShaped
+from ..zonotope import (
+    EXACT_COPY,
+    IDENTITY,
+    Affine,
+    Lipschitz,
+    PiecewiseLinear,
+    SShaped,
+    _chord,
+)
 
 
 def _pointwise(params: object) -> WindowRule:
@@ -161,9 +169,63 @@ def softplus_jump(beta: float, threshold: float) -> float:
     return math.log1p(math.exp(-threshold)) / abs(beta) * (1 + 1e-6)
 
 
-register_bound("softplus")(lambda p: Lipschitz(
-    _softplus(p["beta"], p["threshold"]), 1.0,
-    jump=softplus_jump(p["beta"], p["threshold"])))
+class Softplus(Lipschitz):
+    """PyTorch's softplus with ``β > 0``: ``s(x) = log(1 + e^{β x}) / β`` up to the switch
+    ``p = threshold / β`` (convex there), ``x`` past it (linear; a jump down of
+    :func:`softplus_jump` at ``p``). With the chord slope ``λ``, the rest ``g = f - λ x``
+    is largest at the ends of ``[l, u]`` or on either side of ``p`` (convex, then linear),
+    and smallest there or where ``s' = σ(β x) = λ`` on the convex piece: at that point
+    ``x₀`` as computed, bounded below by the tangent ``g(x) ≥ g(x₀) - |σ(β x₀) - λ| · d``
+    (``d``: the farthest end of the piece from ``x₀``), so a rounded ``x₀`` costs a
+    second-order sliver, never soundness. Tight at any threshold, where the grid of
+    :class:`Lipschitz` (kept for ``β < 0``) added slack and the whole jump everywhere.
+
+    Args:
+        beta: ``β > 0``.
+        threshold: the switch's ``β x``.
+    """
+
+    def __init__(self, beta: float, threshold: float) -> None:
+        super().__init__(_softplus(beta, threshold), 1.0,
+                         jump=softplus_jump(beta, threshold))
+        self.beta, self.switch = beta, threshold / beta
+
+    def smooth(self, t: torch.Tensor) -> torch.Tensor:
+        """``s``, the convex piece continued past the switch (stable at any ``t``)."""
+        return torch.logaddexp(self.beta * t, torch.zeros_like(t)) / self.beta
+
+    def jump_within(self, lower, upper):
+        return torch.where((lower <= self.switch) & (self.switch <= upper),
+                           torch.full_like(lower, self.jump), torch.zeros_like(lower))
+
+    def coefficients(self, lower, upper):
+        slope, _ = _chord(self.f, lower, upper)
+        rest_low, rest_high = self.f(lower) - slope * lower, self.f(upper) - slope * upper
+        low, high = torch.minimum(rest_low, rest_high), torch.maximum(rest_low, rest_high)
+        switch = torch.full_like(lower, self.switch)
+        inside = (lower < switch) & (switch < upper)  # both sides' limits at the switch
+        for side in (self.smooth(switch) - slope * switch, (1 - slope) * switch):
+            low = torch.where(inside, torch.minimum(low, side), low)
+            high = torch.where(inside, torch.maximum(high, side), high)
+        end = torch.minimum(upper, switch)  # the convex piece is [lower, end]
+        root = torch.logit(slope.clamp(1e-300, 1.0)) / self.beta
+        interior = (slope > 0) & (slope < 1) & (lower < root) & (root < end)
+        at = torch.where(interior, root, lower)
+        gap = (torch.sigmoid(self.beta * at) - slope).abs() * torch.maximum(at - lower,
+                                                                             end - at)
+        bottom = self.smooth(at) - slope * at - gap
+        low = torch.where(interior, torch.minimum(low, bottom), low)
+        return slope, (low + high) / 2, (high - low) / 2
+
+
+def _softplus_rule(p: dict) -> Lipschitz:
+    beta, threshold = float(p["beta"]), float(p["threshold"])
+    if beta > 0:
+        return Softplus(beta, threshold)
+    return Lipschitz(_softplus(beta, threshold), 1.0, jump=softplus_jump(beta, threshold))
+
+
+register_bound("softplus")(_softplus_rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
