@@ -381,3 +381,28 @@ def test_the_verifier_takes_a_model_in_train_mode_and_restores_it(tiny_net):
         labels = tiny_net(images).argmax(1)
     verdict = Verifier(tiny_net, budget=None, max_boxes=50).verify(images, labels)
     assert len(verdict) == 1 and tiny_net.training
+
+
+def test_a_model_that_makes_its_own_channels_is_not_warned(tiny_net):
+    """CoordConv-like: the gray image beside two coordinate maps into a 3-channel first
+    convolution, as meant (a spread of gray to three copies is warned above)."""
+    import warnings
+
+    gray = dark()[:, :1]
+
+    class Coordinates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = tiny_net
+
+        def forward(self, x):
+            rows = torch.linspace(0, 1, x.shape[-2]).view(1, 1, -1, 1).expand_as(x)
+            cols = torch.linspace(0, 1, x.shape[-1]).view(1, 1, 1, -1).expand_as(x)
+            return self.net(torch.cat([x, rows, cols], 1))
+
+    model = Coordinates()
+    with torch.no_grad():
+        labels = model(gray).argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        OnePixelAttack(model, popsize=8, maxiter=1).run(gray, labels)

@@ -43,22 +43,50 @@ def check_model(model: object, what: str) -> nn.Module:
 
 
 def check_channels(model: nn.Module, images: torch.Tensor) -> None:
-    """Warn where 1-channel images meet a model whose first convolution takes more (they
-    run where a normalisation inside spreads one channel to three: an attack of other
-    inputs than the model is meant for). Only that case: it is the one that runs at all,
-    and the first convolution registered is a hint (a traced depthwise one reads as 1
-    channel). A warning, not an error: a model may make its channels itself.
+    """Warn where 1-channel images meet a model whose first convolution takes more and
+    gets copies of the one channel (a normalisation inside spreading gray to three
+    channels by broadcasting): an attack of other inputs than the model is meant for.
+    Only that case: it is the one that runs at all. A model that makes its channels
+    itself (coordinates beside the gray, say) is not warned; where the first convolution
+    cannot be watched (TorchScript), the warning is given on its count alone. A warning,
+    not an error.
 
     Args:
         model: the model.
         images: float ``[B, C, H, W]``.
     """
     takes = first_conv_channels(model)
-    if takes is not None and takes > 1 and images.ndim == 4 and images.shape[1] == 1:
-        warnings.warn(f"the images have {images.shape[1]} channel(s), and the model's first "
-                      f"convolution takes {takes}: give images of {takes} channels "
-                      "(pixelprior.models.to_model_channels converts RGB to gray) unless the "
-                      "model makes its channels itself", RuntimeWarning, stacklevel=3)
+    if takes is None or takes <= 1 or images.ndim != 4 or images.shape[1] != 1:
+        return
+    if _first_conv_gets_other_channels(model, images[:1]):
+        return
+    warnings.warn(f"the images have {images.shape[1]} channel(s), and the model's first "
+                  f"convolution takes {takes}: give images of {takes} channels "
+                  "(pixelprior.models.to_model_channels converts RGB to gray) unless the "
+                  "model makes its channels itself", RuntimeWarning, stacklevel=3)
+
+
+def _first_conv_gets_other_channels(model: nn.Module, image: torch.Tensor) -> bool:
+    """Whether the first ``nn.Conv2d`` the model runs on ``image`` receives channels that
+    are not all affine copies of one (``False`` where none runs or it cannot be watched)."""
+    seen: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad(), evaluation_mode(model):
+            model(image)
+    except Exception:  # noqa: BLE001 - a model failing here fails in the attack, said there
+        return False
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not seen or seen[0].ndim != 4 or seen[0].shape[1] <= 1:
+        return False
+    channels = seen[0][0].flatten(1).double()  # [C, H·W]
+    base = torch.stack([channels[0], torch.ones_like(channels[0])], 1)  # fit a · c₀ + b
+    fit = torch.linalg.lstsq(base, channels.T).solution
+    residual = (base @ fit - channels.T).abs().max()
+    return bool(residual > 1e-5 * (1 + channels.abs().max()))
 
 
 def check_order(order: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
