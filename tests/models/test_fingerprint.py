@@ -4,6 +4,7 @@ another; a model file is fingerprinted by its bytes, any other model by its tens
 from __future__ import annotations
 
 import hashlib
+import importlib
 import sys
 import textwrap
 from pathlib import Path
@@ -258,6 +259,26 @@ def test_constants_and_submodules_a_factory_imports_are_its_code(tmp_path, monke
     assert fresh_fingerprint(spec, *modules) != before
     for name in modules:
         sys.modules.pop(name, None)
+
+
+def test_imports_the_factory_does_not_make_leave_the_fingerprint_alone(tmp_path, monkeypatch):
+    """An import under ``if TYPE_CHECKING:`` or inside a function not called names no
+    code of the model: whether the process imported that module otherwise (a notebook
+    that trained the net) does not change the fingerprint."""
+    (tmp_path / "fptrainer.py").write_text("STEPS = 3\n")
+    (tmp_path / "fptyped.py").write_text(
+        "from typing import TYPE_CHECKING\nimport torch\nfrom torch import nn\n"
+        "if TYPE_CHECKING:\n    from fptrainer import STEPS\n\n"
+        "def later():\n    import fptrainer\n    return fptrainer.STEPS\n\n"
+        "def make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(4, 3))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = f"{tmp_path / 'fptyped.py'}:make"
+    alone = fresh_fingerprint(spec, "fptyped", "fptrainer")
+    importlib.import_module("fptrainer")
+    assert fresh_fingerprint(spec, "fptyped") == alone
+    sys.modules.pop("fptrainer", None)
 
 
 def test_pixelprior_s_own_wrappers_are_not_a_factorys_code(tmp_path):

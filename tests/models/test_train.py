@@ -298,13 +298,33 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_written(setti
 
 @pytest.mark.parametrize(("epochs", "warmup"), [(1, 0.2), (5, 1.0), (10, 2.0), (30, 2.0)])
 def test_the_default_warm_up_leaves_a_short_run_room_to_decay(epochs, warmup):
-    from pixelprior.models.train import TrainConfig, learning_rate
+    from pixelprior.models.train import TrainConfig, default_warmup, learning_rate
 
     config = TrainConfig(epochs=epochs)
-    assert config.warmup_epochs == warmup
+    assert config.warmup_epochs is None and default_warmup(epochs) == warmup
     steps = 100 * epochs
-    last = learning_rate(steps - 1, steps, int(config.warmup_epochs * 100), config.lr)
+    last = learning_rate(steps - 1, steps, int(warmup * 100), config.lr)
     assert last < 0.01 * config.lr
+
+
+def test_a_run_begun_with_the_old_default_warm_up_resumes_with_it(tiny_data, tmp_path):
+    """A checkpoint of before the short-run default recorded 2.0 for a 3-epoch run: the
+    same command (no warm-up set) resumes it as it began; a warm-up set otherwise is
+    refused; a new run records the one it used."""
+    from pixelprior.models.train import TrainConfigError
+
+    train_cifar10(tiny_config(tmp_path), log=quiet())  # one epoch of a run begun before:
+    path = tmp_path / "out" / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    state["config"].update(epochs=3, warmup_epochs=2.0)  # as the 3-epoch run recorded it
+    torch.save(state, path)
+    card = train_cifar10(tiny_config(tmp_path, epochs=3, warmup_epochs=None), log=quiet())
+    assert card["config"]["warmup_epochs"] == 2.0 and card["epochs"] == 3
+    with pytest.raises(TrainConfigError, match="warmup_epochs"):
+        train_cifar10(tiny_config(tmp_path, epochs=3, warmup_epochs=0.5), log=quiet())
+    fresh = train_cifar10(tiny_config(tmp_path / "new", epochs=2, warmup_epochs=None),
+                          log=quiet())
+    assert fresh["config"]["warmup_epochs"] == 0.4
 
 
 def test_a_second_run_on_the_folder_in_use_stops_naming_the_first(tiny_data, tmp_path):

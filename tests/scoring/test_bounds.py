@@ -312,6 +312,9 @@ def test_the_softplus_rule_encloses_its_jump_at_the_threshold(beta, threshold):
     shifts = torch.linspace(0.01, 0.99, 13, dtype=torch.float64)
     lower = (kink - widths[:, None] * shifts).flatten()
     upper = lower + widths.repeat_interleave(len(shifts))
+    # ranges that begin or end exactly at the switch (its limit from the right counts)
+    lower = torch.cat([lower, torch.full_like(widths, kink), kink - widths])
+    upper = torch.cat([upper, kink + widths, torch.full_like(widths, kink)])
     slope, offset, radius = rule.coefficients(lower, upper)
     steps = torch.linspace(0, 1, 20_001, dtype=torch.float64)
     x = lower[:, None] + (upper - lower)[:, None] * steps

@@ -160,3 +160,17 @@ def test_the_scorer_asked_for_between_calls_is_of_the_changed_model():
     with torch.no_grad():
         expected = model(images)
     assert torch.allclose(after.image_logits(images), expected, atol=1e-4)
+
+
+def test_the_scorer_remade_between_calls_leaves_a_train_mode_model_as_it_was():
+    """Remade outside a call, the scorer's checks run the model in eval mode as a call
+    does: a model left in train mode keeps its BatchNorm statistics."""
+    model, images, labels = net_and_images()
+    attack = OnePixelAttack(model, popsize=20, maxiter=3, seed=0)
+    attack.run(images, labels)
+    step(model)
+    model.train()
+    before = (model.bn.running_mean.clone(), int(model.bn.num_batches_tracked))
+    attack.scorer(images)
+    assert torch.equal(model.bn.running_mean, before[0])
+    assert int(model.bn.num_batches_tracked) == before[1] and model.training

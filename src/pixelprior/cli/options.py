@@ -135,6 +135,8 @@ class ModelOptions:
 
         Raises:
             UsageProblem: a bad option (see :meth:`check`).
+            ModelSettingError: options that contradict the model (mean/std for one that
+                normalises inside, weights for a file holding its own).
             WeightsError: the model or its weights do not load.
         """
         from ..models import as_registered, load_model, load_model_spec, model_spec

@@ -138,30 +138,57 @@ def _imported_files(counted: set[Path]) -> list[tuple[str, Path]]:
 
 
 def _import_statements(importer: types.ModuleType) -> list[types.ModuleType]:
-    """The modules ``importer``'s own import statements name, as imported: ``import
-    a.b`` names ``a`` and ``a.b``; ``from a import c`` names ``a``, and ``a.c`` when that is
-    a module (relative forms resolved in its package). Read from its source, so a constant
-    imported by name (``from sizes import WIDTH``) and a package's submodule reached as
-    its attribute (``import pkg.sub``) count as what they are: code the model runs."""
+    """The modules ``importer``'s own import statements name, as imported, where the name
+    each binds in its namespace is what it imports now (so a statement inside a function,
+    an ``if TYPE_CHECKING:`` block or a branch not taken names nothing, whatever else the
+    process imported): ``import a.b`` names ``a`` and ``a.b``; ``from a import c`` names
+    ``a``, or the module ``a.c`` where ``c`` is that module (relative forms resolved in its
+    package). Read from its source, so a constant imported by name (``from sizes import
+    WIDTH``) and a submodule reached as an attribute (``import pkg.sub``) count as what
+    they are: code the model runs."""
     path = _module_file(importer)
     try:
         tree = ast.parse(path.read_bytes()) if path is not None else None
     except (OSError, SyntaxError, ValueError):
         return []
-    names: list[str] = []
+    bound, names = vars(importer), []
     for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                parts = alias.name.split(".")
-                names += [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            names += [name for alias in node.names for name in _imported(alias, bound)]
         elif isinstance(node, ast.ImportFrom):
             try:
                 base = importlib.util.resolve_name("." * node.level + (node.module or ""),
                                                    importer.__package__ or "")
             except (ImportError, ValueError):  # a relative import outside a package
                 continue
-            names += [base, *(f"{base}.{alias.name}" for alias in node.names)]
-    return [sys.modules[name] for name in dict.fromkeys(names) if name in sys.modules]
+            names += [name for alias in node.names for name in _taken(base, alias, bound)]
+    return [sys.modules[name] for name in dict.fromkeys(names)]
+
+
+def _imported(alias: ast.alias, bound: dict) -> list[str]:
+    """``import a.b.c [as x]``: the modules it names, if the name it binds is its own."""
+    parts = alias.name.split(".")
+    held = bound.get(alias.asname or parts[0], _MISSING)
+    if held is not sys.modules.get(alias.name if alias.asname else parts[0]):
+        return []
+    chain = [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return [name for name in chain if name in sys.modules]
+
+
+def _taken(base: str, alias: ast.alias, bound: dict) -> list[str]:
+    """``from base import c [as x]``: ``base.c`` where it is the module bound, else ``base``
+    where its ``c`` is the value bound; nothing where neither (a star names nothing)."""
+    held = bound.get(alias.asname or alias.name, _MISSING)
+    if held is _MISSING:
+        return []
+    submodule = f"{base}.{alias.name}"
+    if sys.modules.get(submodule) is held:
+        return [submodule]
+    source = sys.modules.get(base)
+    return [base] if source is not None and getattr(source, alias.name, _MISSING) is held else []
+
+
+_MISSING = object()
 
 
 def _submodule(value: object, importer: types.ModuleType) -> bool:

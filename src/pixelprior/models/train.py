@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,8 +36,9 @@ class TrainConfig:
         epochs: passes over the training set.
         batch_size: images per SGD step.
         lr: the peak learning rate of the one-cycle schedule.
-        warmup_epochs: epochs of linear warm-up, fewer than ``epochs`` (``None``: 2, or a
-            fifth of the epochs in runs of fewer than 10, so that a short run decays too).
+        warmup_epochs: epochs of linear warm-up, fewer than ``epochs`` (``None``: a
+            resumed run's own, else 2, or a fifth of the epochs in runs of fewer than 10,
+            so that a short run decays too: :func:`default_warmup`).
         momentum: Nesterov momentum.
         weight_decay: on weights of 2 or more dimensions (not biases, not BatchNorm).
         label_smoothing: of the cross-entropy.
@@ -52,7 +53,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 256
     lr: float = 0.2
-    warmup_epochs: float | None = None  # None: min(2, epochs / 5)
+    warmup_epochs: float | None = None  # None: a resumed run's, else default_warmup
     momentum: float = 0.9
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
@@ -63,8 +64,6 @@ class TrainConfig:
     limit: int | None = None  # train on `limit` images, a seeded random subset (smoke tests)
 
     def __post_init__(self) -> None:
-        if self.warmup_epochs is None:  # 2.0 as before in runs of 10 epochs or more
-            self.warmup_epochs = min(2.0, self.epochs / 5)
         problems = [f"{name} must be >= {low}, got {getattr(self, name)}"
                     for name, low in (("epochs", 1), ("batch_size", 1), ("threads", 0))
                     if not getattr(self, name) >= low]
@@ -72,8 +71,11 @@ class TrainConfig:
                      for name in ("lr",) if not 0 < getattr(self, name) < math.inf]
         problems += [f"{name} must be a finite number >= 0, got {getattr(self, name)}"
                      for name in ("warmup_epochs", "momentum", "weight_decay",
-                                  "label_smoothing") if not 0 <= getattr(self, name) < math.inf]
-        if self.epochs >= 1 and self.warmup_epochs >= self.epochs:
+                                  "label_smoothing")
+                     if getattr(self, name) is not None
+                     and not 0 <= getattr(self, name) < math.inf]
+        if (self.warmup_epochs is not None and self.epochs >= 1
+                and self.warmup_epochs >= self.epochs):
             problems.append(f"warmup_epochs ({self.warmup_epochs}) must be fewer than epochs "
                             f"({self.epochs}): the learning rate would never decay")
         if self.limit is not None and self.limit < 1:
@@ -109,6 +111,19 @@ def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     crops = crops.permute(0, 3, 1, 2)
     flip = torch.rand(n, generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], crops.flip(3), crops)
+
+
+def default_warmup(epochs: int) -> float:
+    """The warm-up of a new run that sets none: 2 epochs, or a fifth of a run of fewer
+    than 10 (a 1- or 2-epoch run of 2 warm-up epochs never decayed).
+
+    Args:
+        epochs: the run's epochs.
+
+    Returns:
+        Epochs of warm-up.
+    """
+    return min(2.0, epochs / 5)
 
 
 def learning_rate(step: int, total: int, warmup: int, peak: float) -> float:
@@ -187,7 +202,7 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     out = Path(config.out_dir)
     checkpoint_path = out / "checkpoint.pt"
     train = _load_training_set(config)  # before the folder is made: a missing archive
-    with RunLock(out):  # makes the folder; a second run on it stops, naming this one
+    with RunLock(out, command):  # makes the folder; a second run stops, naming this one
         return _train(config, train, out, checkpoint_path, log, command)
 
 
@@ -211,8 +226,12 @@ def _train(config: TrainConfig, train: ImageSet, out: Path, checkpoint_path: Pat
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     start_epoch = 0
-    if checkpoint_path.is_file():
-        state = _read_checkpoint(checkpoint_path)
+    state = _read_checkpoint(checkpoint_path) if checkpoint_path.is_file() else None
+    if config.warmup_epochs is None:  # a resumed run's own (2.0 before default_warmup)
+        recorded_warmup = (state or {}).get("config", {}).get("warmup_epochs")
+        config = replace(config, warmup_epochs=recorded_warmup if recorded_warmup is not None
+                         else default_warmup(config.epochs))
+    if state is not None:
         recorded, now = state["config"], asdict(config)
         changed = sorted(k for k in set(recorded) | set(now)  # not out_dir: its place
                          if k != "out_dir" and recorded.get(k) != now.get(k))

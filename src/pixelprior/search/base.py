@@ -186,9 +186,11 @@ class Attack(ABC):
         """
         if not self._in_call:  # inside a call, checked once at its start
             self._follow_weights()
-        if self._scorer is None:
-            self._scorer = make_scorer(self.model, images[:8], self.engine, self.pixel_count,
-                                       self.optimize, self.precision, self.cuda_graphs)
+        if self._scorer is None:  # (eval mode: called between calls, the model may not be)
+            with evaluation_mode(self.model):
+                self._scorer = make_scorer(self.model, images[:8], self.engine,
+                                           self.pixel_count, self.optimize, self.precision,
+                                           self.cuda_graphs)
         most = self._scorer.max_pixels
         if most is not None and self.pixel_count > most:
             raise ValueError(f"engine {self._scorer.name!r} scores candidates of at most "

@@ -373,13 +373,13 @@ class SusceptibilityScan:
                 shape.
         """
         labels, _ = check_inputs(images, labels, None, targeted=False)
-        check_channels(self.model, images)
         if order is not None:
             check_order(order, images.shape)
         if self._weights.changed():  # a weight changed in place since the scorer was made:
             self.engine = engine_of(self.engine)  # made again (a given one by its name)
             self._scorer = None
         try:
+            check_channels(self.model, images)  # its forward's buffer writes: no change
             with evaluation_mode(self.model):
                 return self._scan(images, labels, order, stop_at_first)
         finally:  # writes the model makes itself (an observer's buffers) are no change

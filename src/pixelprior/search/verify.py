@@ -769,7 +769,6 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
-        check_channels(self.model, images)
         try:
             with evaluation_mode(self.model):
                 return self._verify(images, labels, orders, stop_at_first)
@@ -779,6 +778,7 @@ class Verifier:
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
                 orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:
         self._follow_weights()
+        check_channels(self.model, images)  # its forward's buffer writes: no change
         check_classes(self._clean_scores(images[:1]), labels, None)
         if orders is not None:
             _check_orders(orders, images.shape)

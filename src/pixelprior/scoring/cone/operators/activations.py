@@ -165,8 +165,9 @@ register_bound("elu")(lambda p: Lipschitz(lambda t: F.elu(t, p["alpha"]),
 
 def softplus_jump(beta: float, threshold: float) -> float:
     """How far ``F.softplus`` jumps where it switches to ``x`` (``β x > threshold``):
-    ``log1p(exp(-threshold)) / |β|``, rounded up."""
-    return math.log1p(math.exp(-threshold)) / abs(beta) * (1 + 1e-6)
+    ``log1p(exp(-threshold)) / |β|``, rounded up (stable at any threshold)."""
+    jump = max(-threshold, 0.0) + math.log1p(math.exp(-abs(threshold)))
+    return jump / abs(beta) * (1 + 1e-6)
 
 
 class Softplus(Lipschitz):
@@ -203,7 +204,7 @@ class Softplus(Lipschitz):
         rest_low, rest_high = self.f(lower) - slope * lower, self.f(upper) - slope * upper
         low, high = torch.minimum(rest_low, rest_high), torch.maximum(rest_low, rest_high)
         switch = torch.full_like(lower, self.switch)
-        inside = (lower < switch) & (switch < upper)  # both sides' limits at the switch
+        inside = (lower <= switch) & (switch <= upper)  # both sides' limits at the switch
         for side in (self.smooth(switch) - slope * switch, (1 - slope) * switch):
             low = torch.where(inside, torch.minimum(low, side), low)
             high = torch.where(inside, torch.maximum(high, side), high)
