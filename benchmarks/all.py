@@ -32,12 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=20, help="images for the peers")
     parser.add_argument("--maxiter", type=int, default=100, help="generations for the peers")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--peers-skip", nargs="*", default=[],
+                        help="passed to peers.py --skip (e.g. torchattacks art)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     if not args.skip_peers:
+        skip = ["--skip", *args.peers_skip] if args.peers_skip else []
         section(f"peers: python benchmarks/peers.py --images {args.images} "
-                f"--maxiter {args.maxiter}")
-        peers.main(["--images", str(args.images), "--maxiter", str(args.maxiter)])
+                f"--maxiter {args.maxiter} {' '.join(skip)}".rstrip())
+        peers.main(["--images", str(args.images), "--maxiter", str(args.maxiter), *skip])
     section("attack vs bare model, scaling: python benchmarks/throughput.py --images 10 "
             "--maxiter 10 --scaling 1 10 100")
     throughput.main(["--images", "10", "--maxiter", "10", "--scaling", "1", "10", "100"])

@@ -55,7 +55,7 @@ def agreement(model, images, labels, rows_per_image: int = 400, seed: int = 0,
 def attack_agreement(model, images, labels, maxiter: int = 100) -> dict:
     """Whole attacks in fp32 and bf16: success and the generation of success."""
     runs = {p: OnePixelAttack(model, popsize=400, maxiter=maxiter, seed=0,
-                              precision=p)(images, labels).results for p in ("fp32", "bf16")}
+                              precision=p).run(images, labels).results for p in ("fp32", "bf16")}
     pairs = list(zip(runs["fp32"], runs["bf16"], strict=True))
     return {"attacks": len(pairs),
             "success_differs": sum(a.success != b.success for a, b in pairs),

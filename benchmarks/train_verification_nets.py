@@ -56,6 +56,7 @@ def train(name: str, epochs: int, seed: int, batch: int = 256, peak: float = 0.1
     images, labels = train_set.images, train_set.labels
     steps_per_epoch = math.ceil(len(labels) / batch)
     total = epochs * steps_per_epoch
+    warmup = min(steps_per_epoch, total // 5)  # one epoch, or a fifth of a shorter run
     optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=0.9, nesterov=True,
                                 weight_decay=5e-4)
     generator = torch.Generator().manual_seed(seed)
@@ -68,7 +69,7 @@ def train(name: str, epochs: int, seed: int, batch: int = 256, peak: float = 0.1
             x = augment(to_float(images[index]), generator).contiguous(
                 memory_format=torch.channels_last)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total, steps_per_epoch, peak)
+                group["lr"] = learning_rate(step, total, warmup, peak)
             loss = F.cross_entropy(model(x), labels[index], label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

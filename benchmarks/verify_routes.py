@@ -119,6 +119,9 @@ def slopes_row(boxes: Boxes, lo, hi, steps: int) -> str:
         halves, split_s = timed(lambda: boxes.margins(lo2, hi2).worst.min().item())
     slopes: list[torch.Tensor] = []
     began = time.perf_counter()
+    # the engine's interval rules, cached per node by the calls above, hold tensors made
+    # in inference mode: the slopes' calls run with autograd, so they make their own
+    boxes.engine._interval_rules.clear()
     with optimisable_slopes(slopes):
         bound = boxes.margins(lo, hi)
         optimiser = torch.optim.Adam(slopes, lr=0.05)
@@ -130,6 +133,7 @@ def slopes_row(boxes: Boxes, lo, hi, steps: int) -> str:
             optimiser.step()
             bound = boxes.margins(lo, hi)
             best = max(best, bound.worst.item())
+    boxes.engine._interval_rules.clear()  # (made with autograd: not for later calls)
     optimised_s = time.perf_counter() - began
     return (f"| {deepz:.3f} ({one:.2f} s) | {best:.3f} ({optimised_s:.1f} s) | "
             f"{halves:.3f} ({split_s:.2f} s) | {optimised_s / split_s:.0f}× |")
