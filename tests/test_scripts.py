@@ -98,12 +98,14 @@ def test_every_benchmark_has_a_smoke_run_or_a_reason():
 def test_the_benchmark_runs(name, tmp_path, shared_data):
     """Each benchmark's smallest run ends without an error (not a timing: its figures
     are not checked), from another folder so that it writes nothing into the checkout."""
+    import os
     import subprocess
     import sys
 
     command = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
                *SMOKE_RUNS[name].split()]
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+    env = {**os.environ, "PIXELPRIOR_DATA": str(shared_data.resolve())}  # (CI's is relative)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
