@@ -261,3 +261,33 @@ def test_a_row_never_says_a_stage_fooled_the_model_where_the_model_is_not_fooled
     assert result.success and (result.pixels[0].x, result.pixels[0].y) == (2, 1)  # the tie
     if result.steps["decided_by"] in ("corners", "refine"):
         assert result.success
+
+
+class ManyClassesLowConfidence(nn.Module):
+    """100 classes, all near 0.01: class 0 ahead by a logit gap of 0.05 (probabilities
+    ~4.5e-4 apart), which no one-pixel change can close (the pixel moves the logits by
+    at most 0.04 / 576)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(1, 100)
+        with torch.no_grad():
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            self.head.weight[0, 0], self.head.bias[0] = 0.04, 0.05
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean((1, 2, 3), keepdim=True).flatten(1))
+
+
+def test_many_classes_of_small_probabilities_are_no_near_ties():
+    """Every corner is within 1e-3 in probability, but 0.05 apart in logits: a
+    certificate, and with the verifier a proof (every position was once a near tie,
+    the image left as "budget", the verifier never run)."""
+    images = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(1, dtype=torch.long)  # 576 positions: past MAX_RECHECKED
+    model = ManyClassesLowConfidence()
+    out = FastAttack(model, verify="off").run(images, labels)
+    assert out.results[0].steps["decided_by"] == "certificate"
+    verified = FastAttack(model, verify="on", verify_seconds=60).run(images, labels)
+    assert verified.results[0].steps["decided_by"] == "verified"

@@ -85,6 +85,9 @@ class ScanResult:
         first: int64 ``[B]``, the flat position of the first success in order, or -1.
         positions_scanned: int64 ``[B]``, positions counted.
         queries: int64 ``[B]``, positions counted × colors.
+        min_log_margin: float ``[B, H, W]``, the lowest goal margin in log-probabilities
+            (logits: ``z_goal - z_best other``, untargeted), where probabilities of many
+            classes are all small; ``None`` where not recorded.
     """
 
     min_fitness: torch.Tensor
@@ -95,6 +98,7 @@ class ScanResult:
     first: torch.Tensor
     positions_scanned: torch.Tensor
     queries: torch.Tensor
+    min_log_margin: torch.Tensor | None = None
 
 
 def ranking_scores(distribution: PositionDistribution, rows) -> torch.Tensor:
@@ -172,6 +176,7 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
     shape = (batch, height * width)
     min_fitness = torch.full(shape, float("nan"))
     min_margin = torch.full(shape, float("nan"))
+    min_log_margin = torch.full(shape, float("nan"))
     vulnerable = torch.zeros(shape, dtype=torch.bool)
     best_colour = torch.full((*shape, channels), float("nan"))
     scanned = torch.zeros(shape, dtype=torch.bool)
@@ -190,12 +195,13 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                            palette.repeat(positions.numel(), 1)], 1)[:, None]
         probs = query(owner, genes).view(active.numel(), step, n_colours, -1)
         here = active.to(device)
-        fitness, margin, success = _goal(probs, labels[here],
-                                         None if targets is None else targets[here])
+        fitness, margin, success, log_margin = _goal(probs, labels[here],
+                                                     None if targets is None else targets[here])
         lowest = margin.argmin(2)  # [A, s]: the most adversarial colour at each position
         ids = active[:, None].expand(-1, step)
         min_fitness[ids, positions] = fitness.min(2).values.cpu()
         min_margin[ids, positions] = margin.gather(2, lowest[..., None]).squeeze(2).cpu()
+        min_log_margin[ids, positions] = log_margin.min(2).values.cpu()
         hit = success.any(2).cpu()
         vulnerable[ids, positions] = hit
         best_colour[ids, positions] = palette[lowest.reshape(-1)].view(
@@ -212,6 +218,7 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
         done += step
     min_fitness[~scanned] = float("nan")
     min_margin[~scanned] = float("nan")
+    min_log_margin[~scanned] = float("nan")
     best_colour[~scanned] = float("nan")
     positions_scanned = scanned.sum(1)
     return ScanResult(min_fitness.view(batch, height, width),
@@ -219,12 +226,12 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                       (vulnerable & scanned).view(batch, height, width),
                       best_colour.view(batch, height, width, channels),
                       scanned.view(batch, height, width), first, positions_scanned,
-                      positions_scanned * n_colours)
+                      positions_scanned * n_colours, min_log_margin.view(batch, height, width))
 
 
 def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None):
-    """Fitness (minimised), margin (< 0: goal reached by the argmax) and success of rows
-    ``probs [A, s, Q, K]``."""
+    """Fitness (minimised), margin (< 0: goal reached by the argmax), success and the
+    margin in log-probabilities of rows ``probs [A, s, Q, K]``."""
     others = probs.clone()
     goal = labels if targets is None else targets
     index = goal.view(-1, 1, 1, 1).expand(-1, *probs.shape[1:3], 1)
@@ -232,9 +239,10 @@ def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | Non
     others.scatter_(3, index, float("-inf"))
     runner_up = others.max(3).values
     predicted = probs.argmax(3)
+    logs = p_goal.log() - runner_up.log()  # the logits' gap (a probability of 0: ±inf)
     if targets is None:
-        return p_goal, p_goal - runner_up, predicted != goal[:, None, None]
-    return 1.0 - p_goal, runner_up - p_goal, predicted == goal[:, None, None]
+        return p_goal, p_goal - runner_up, predicted != goal[:, None, None], logs
+    return 1.0 - p_goal, runner_up - p_goal, predicted == goal[:, None, None], -logs
 
 
 class RankedScanAttack(Attack):
