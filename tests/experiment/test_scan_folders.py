@@ -195,3 +195,19 @@ def test_an_oracle_is_checked_against_the_model_that_uses_it(scanned, tmp_path):
     older.save(tmp_path / "unnamed.npz")
     assert "does not record the model" in check_scan_model(tmp_path / "unnamed.npz", spec,
                                                            "any")
+
+
+def test_a_ground_truth_of_changed_factory_code_says_so_with_fingerprints_that_differ():
+    """Only the code part of a factory's fingerprint differed: the line named two equal
+    12-digit prefixes (the weights' part) and "its weights or code"."""
+    from types import SimpleNamespace
+
+    from pixelprior.experiment import ConfigError
+    from pixelprior.experiment.scans import check_ground_truth_model
+
+    tensors = "a" * 64
+    was, now = f"{tensors}+code:{'1' * 64}", f"{tensors}+code:{'2' * 64}"
+    maps = SimpleNamespace(info={"model_fingerprint": was, "model": "nets.py:make"})
+    with pytest.raises(ConfigError, match=r"aaaaaaaaaaaa\+code:111111111111.*"
+                       r"aaaaaaaaaaaa\+code:222222222222: the code of nets.py"):
+        check_ground_truth_model(maps, "scan/", now)

@@ -30,7 +30,7 @@ from .._io import (
 )
 from .._streams import pixel_keys
 from ..data import MAPS_FILE, SusceptibilityMaps, scan_summary
-from ..models import model_fingerprint, same_model
+from ..models import code_changed, model_fingerprint, same_model
 from ..search import SusceptibilityScan
 from .cost import (  # noqa: F401  (their old import path)
     QUERY_RATES,
@@ -204,8 +204,8 @@ def check_scan_model(scan_path: str | Path, model: str, fingerprint: str) -> str
     made = "its model not recorded" if recorded is None else recorded
     raise ConfigError(
         f"the oracle {scan_path} is a scan of another model ({made}"
-        f"{'' if was is None else f', fingerprint {was[:12]}'}), not of {model} "
-        f"(fingerprint {fingerprint[:12]}); scan these images with this model: "
+        f"{'' if was is None else f', fingerprint {_short(was)}'}), not of {model} "
+        f"(fingerprint {_short(fingerprint)}); scan these images with this model: "
         f"`pixelprior susceptibility ... --model {model} --out DIR`")
 
 
@@ -227,11 +227,22 @@ def check_ground_truth_model(maps: SusceptibilityMaps, where: str | Path,
 
     was = _recorded_fingerprint(maps)
     if was is not None and not same_model(was, fingerprint):
+        model = str(maps.info.get("model"))
+        what = (f"the code of {model.rsplit(':', 1)[0]} (the model's factory) changed"
+                if code_changed(was, fingerprint) else "its weights or code changed")
         raise ConfigError(
-            f"{where} was made with model_fingerprint {was[:12]}, and the model loaded now "
-            f"from its record ({maps.info.get('model')}, weights "
-            f"{maps.info.get('weights') or 'its own'}) is {fingerprint[:12]}: its weights "
-            "or code changed since; restore them, or scan these images again")
+            f"{where} was made with model_fingerprint {_short(was)}, and the model loaded "
+            f"now from its record ({model}, weights {maps.info.get('weights') or 'its own'})"
+            f" is {_short(fingerprint)}: {what} since; restore it, or scan these images "
+            "again")
+
+
+def _short(fingerprint: str) -> str:
+    """A fingerprint in a message: the first 12 digits of each of its parts (the
+    weights', then a factory's code and files), so that two that differ show it."""
+    parts = fingerprint.split("+")
+    return "+".join([parts[0][:12], *(p.split(":", 1)[0] + ":" + p.split(":", 1)[-1][:12]
+                                      for p in parts[1:])])
 
 
 def _same_spec(recorded: str | None, model: str) -> bool:
