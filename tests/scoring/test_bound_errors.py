@@ -339,3 +339,21 @@ class StandardisedWeight(nn.Module):
 
 def test_a_weight_computed_in_forward_proves_nothing_either():
     assert_a_computed_constant_proves_nothing(StandardisedWeight)
+
+
+def test_an_onnx_graph_in_a_wrapper_is_refused_saying_what_to_give_instead(tmp_path):
+    """ONNX Runtime runs the graph: nothing to trace. The line said only that torch.fx
+    could not trace it."""
+    pytest.importorskip("onnxruntime")
+    from pixelprior.models import Normalize, OnnxModel
+    from pixelprior.scoring.cone.bounds import BoundEngine
+    from pixelprior.scoring.cone.zonotope import BoundUnsupportedError
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)).eval()
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, torch.rand(1, 3, 8, 8), str(path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "b"}})
+    wrapped = Normalize(OnnxModel(path), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2)).eval()
+    with pytest.raises(BoundUnsupportedError, match="an ONNX graph cannot be bounded.*"
+                       "file.py:factory"):
+        BoundEngine(wrapped)

@@ -166,7 +166,8 @@ _MODEL_OPTION_HELP = {
     "mean": "Per-channel mean (0.485,0.456,0.406): the model is wrapped to take images in "
             "[0, 1] (with --std) [the model normalises inside].",
     "std": "Per-channel standard deviation (with --mean).",
-    "input_size": "Side of the model's square input, for models that do not declare it.",
+    "input_size": "Side of the model's square input, for models that do not declare it "
+                  "(a non-square one: set input_size = (H, W) on the model).",
 }
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
-from ...models import copy_module
+from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
@@ -454,10 +454,16 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
 
 def untraceable_advice(model: nn.Module) -> str:
     """What to do about a model ``torch.fx`` cannot trace, where something can be done:
-    a TorchScript module never traces (its Python code is gone)."""
-    if isinstance(model, torch.jit.ScriptModule):
+    a TorchScript module never traces (its Python code is gone), nor an ONNX graph (ONNX
+    Runtime runs it), also inside a wrapper (``--mean``/``--std``'s)."""
+    parts = list(model.modules()) if isinstance(model, nn.Module) else [model]
+    if any(isinstance(part, torch.jit.ScriptModule) for part in parts):
         return ("; a TorchScript file cannot be bounded: give the model as its Python code, "
                 "--model file.py:factory --weights state_dict.pt")
+    if any(isinstance(part, OnnxModel) for part in parts):
+        return ("; an ONNX graph cannot be bounded (ONNX Runtime runs it, not a PyTorch "
+                "graph): give the model as its Python code, --model file.py:factory "
+                "--weights state_dict.pt")
     return ""
 
 
