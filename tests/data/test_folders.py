@@ -149,7 +149,7 @@ def test_a_symlinked_subfolder_and_file_are_followed(tmp_path, sample, write_png
     found, notes = load_folder(root)
     assert found.ids == ("cat/linked/x.png", "cat/linked/y.png", "cat/more.png", "cat/own.png")
     assert torch.equal(found.images, sample.images[[0, 1, 2, 3]])
-    assert notes == ["1 classes from the folder names (sorted): cat"]
+    assert notes == ["1 class from the folder names (sorted): cat"]
 
 
 def test_broken_links_are_named_in_one_note(tmp_path, sample, write_png):

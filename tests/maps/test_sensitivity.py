@@ -260,7 +260,21 @@ def test_a_signed_occlusion_map_ranks_a_pixel_that_raises_the_score_last(tiny_ne
         assert torch.equal(size[row].flatten().argmax(), drops[row].abs().flatten().argmax())
 
 
-def test_gradcam_without_a_features_block_says_what_to_do_on_both_interfaces():
+def test_gradcam_takes_a_wrapped_features_block_else_the_last_convolution(tiny_net):
+    """A model without ``.features`` (a plain CNN, or one wrapped by ``--mean/--std``)
+    stopped evaluate-maps' default methods; now the wrapped block's last module, else the
+    last convolution."""
+    from pixelprior.models import Normalize
+
+    wrapped = Normalize(tiny_net, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    assert GradCAM(wrapped).layer is tiny_net.features[-1]
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 5, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(5 * 4 * 4, 2))
+    assert GradCAM(plain).layer is plain[2]
+
+
+def test_gradcam_without_a_convolution_says_what_to_do_on_both_interfaces():
     flat = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
     with pytest.raises(ValueError, match="pass GradCAM.model, layer=.... in Python, or "
                                          "leave gradcam out"):

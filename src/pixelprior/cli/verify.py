@@ -227,6 +227,13 @@ def _blank(size: int | tuple[int, int], channels: int, device: str) -> torch.Ten
     return torch.full((1, channels, height, width), 0.5, device=device)
 
 
+def _share(volume: float | None) -> str:
+    """A verified share to 4 places, never shown as whole when it is not (0.9999995 reads
+    ``>0.9999``, not ``1.0000``)."""
+    shown = num(volume, 4)
+    return ">0.9999" if volume is not None and volume < 1 and shown == "1.0000" else shown
+
+
 def _check_bounds(net, image: torch.Tensor, model: str) -> None:
     """Refuse, before anything is written, a model with an operation without a bound
     rule (named)."""
@@ -281,7 +288,7 @@ def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str 
                    if row["witness_x"] is not None else "")
         image = file_name if file_name and row["image_index"] < 0 else str(row["image_index"])
         shown.add_row(image, row["decided_by"], witness,
-                      num(row["verified_volume"], 4), _float32(row), f"{row['boxes']:,}",
+                      _share(row["verified_volume"]), _float32(row), f"{row['boxes']:,}",
                       num(row["seconds"], 1))
     print_table(shown)
     summary = verification_summary(rows)
@@ -290,6 +297,7 @@ def _print_rows(rows: list[dict], out: Path | None, exact: bool, file_name: str 
                if summary["verified"] else "")
     console.print(f"{summary['verified']} of {summary['images']} images verified (no pixel "
                   f"of any color changes the label){float32}, {summary['fooled']} fooled, "
-                  f"{summary['unknown']} unknown (budget); "
+                  f"{summary['unknown']} unknown (the budget spent, or boxes of the "
+                  "smallest side left unproved); "
                   + (f"written to {out / ROWS_FILE}" + (" and positions/" if exact else "")
                      if out else "not kept (give --out DIR to keep the rows and resume)"))

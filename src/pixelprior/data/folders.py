@@ -221,6 +221,7 @@ def _folder_classes(root: Path, folders: list[Path], given: tuple[str, ...] | No
     if given is None:
         names = check_class_names(found, f"{root}: the class folders")
         return names, {name: i for i, name in enumerate(names)}, [
-            f"{len(names)} classes from the folder names (sorted): {shorten_list(names)}"]
+            f"{len(names)} {'class' if len(names) == 1 else 'classes'} from the folder "
+            f"names (sorted): {shorten_list(names)}"]
     places = [f"{root}: class folder {name!r}" for name in found]
     return given, dict(zip(found, class_indices(given, found, places), strict=True)), []

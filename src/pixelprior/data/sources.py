@@ -55,10 +55,19 @@ def load_image_source(spec: str | Path, size: Size | None = None,
     loader = {"folder": load_folder, "npz": load_npz, "csv": load_csv}[kind]
     images, notes = loader(spec, size, classes, channels)
     if classes is None and kind == "folder":
-        notes = [*notes, "labels number the folders in name order (0, 1, ...), not a "
-                 "model's classes: give classes= (e.g. a loaded model's class_names) to "
-                 "number them as the model does"]
+        notes = [*notes, _numbering_note(images.class_names)]
     return images, notes
+
+
+def _numbering_note(names: tuple[str, ...]) -> str:
+    """How the labels of class folders are numbered without class names given."""
+    if all(name.isdigit() for name in names):  # a model's classes by index, once fitted
+        return ("labels number the folders in name order (0, 1, ...); folders named by "
+                "integers are read as those class indices where the images meet a model "
+                "(the commands; experiment.fit_classes in the Python API)")
+    return ("labels number the folders in name order (0, 1, ...), not a model's classes: "
+            "give the class names (--classes, or classes= in the Python API, e.g. a loaded "
+            "model's class_names) to number them as the model does")
 
 
 def _kind_of(path: Path) -> str:

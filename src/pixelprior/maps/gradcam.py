@@ -18,12 +18,14 @@ class GradCAM(SensitivityMethod):
         model: the model, or ``None`` to bind later (the default layer is then found
             when the method is bound).
         layer: any module of ``model`` whose output is ``[B, K, h, w]``; default the last
-            module of ``model.features`` (SqueezeNet and most torchvision-style CNNs).
+            module of a ``features`` Sequential (SqueezeNet and most torchvision-style
+            CNNs; also inside a wrapper such as ``--mean``/``--std``'s), else the model's
+            last ``nn.Conv2d``.
         **options: the options of every method (see
             :class:`~pixelprior.maps.SensitivityMethod`).
 
     Raises:
-        ValueError: no ``layer`` given and the model has no ``.features`` Sequential.
+        ValueError: no ``layer`` given and the model has no convolution.
     """
 
     name = "gradcam"
@@ -36,17 +38,11 @@ class GradCAM(SensitivityMethod):
             self._bound()
 
     def _bound(self) -> None:
-        """The layer on the bound model: by default the last module of
-        ``model.features``; a given layer must be one of the model's modules."""
+        """The layer on the bound model: by default the last module of its ``features``
+        Sequential, else its last convolution; a given layer must be one of the model's
+        modules."""
         if self.layer is None:
-            features = getattr(self.model, "features", None)
-            if not isinstance(features, nn.Sequential):
-                raise ValueError("Grad-CAM needs a convolutional layer, and this model has "
-                                 "no .features Sequential to take its last one from: pass "
-                                 "GradCAM(model, layer=...) in Python, or leave gradcam "
-                                 "out (evaluate-maps --methods gradient occlusion random, "
-                                 "or another map)")
-            self.layer = features[-1]
+            self.layer = _default_layer(self.model)
         elif not any(module is self.layer for module in self.model.modules()):
             raise ValueError(f"the GradCAM layer ({type(self.layer).__name__}) is not a "
                              "module of the model; pass one of the model's own layers")
@@ -92,3 +88,19 @@ class GradCAM(SensitivityMethod):
         cam = self.layer_attribute(images, labels)
         return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
+
+
+def _default_layer(model: nn.Module) -> nn.Module:
+    """The last module of the first ``features`` Sequential (the model's own, or a
+    wrapped model's), else the last ``nn.Conv2d``; a model without either is refused."""
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "features" and isinstance(module, nn.Sequential) \
+                and len(module):
+            return module[-1]
+    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convolutions:
+        raise ValueError("Grad-CAM needs a convolutional layer, and this model has none: "
+                         "pass GradCAM(model, layer=...) in Python, or leave gradcam out "
+                         "(evaluate-maps --methods gradient occlusion random, or another "
+                         "map)")
+    return convolutions[-1]

@@ -190,8 +190,8 @@ def probe_model(model: nn.Module, built: BuiltModel, size: tuple[int, int] | Non
         probe = _search_size(model, channels, device, name)
     _check_repeatable(model, probe, name, trained)
     if probe.channels == 1:
-        probe.notes.append("the model takes 1-channel (grayscale) images: convert RGB "
-                           "images with to_model_channels")
+        probe.notes.append("the model takes 1-channel (grayscale) images: commands convert "
+                           "RGB images to gray (in the Python API: to_model_channels)")
     return probe
 
 
