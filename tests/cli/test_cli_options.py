@@ -133,3 +133,31 @@ def test_json_names_that_differ_only_by_spaces_are_one_usage_line(tmp_path):
     names.write_text(json.dumps(TEN[:9] + ["c0 "]))
     clean_error(invoke("eval", "cifar10", "--source", "sample", "--classes", names), 2,
                 "--classes")
+
+
+@pytest.mark.parametrize(("text", "size"), [("32", 32), ("40x24", (24, 40)), ("40×24", (24, 40)),
+                                            (" 32X32 ", 32), (None, None)])
+def test_the_input_size_is_a_side_or_width_by_height(text, size):
+    """A non-square model that declares no size could not be given one at the command
+    line (``--input-size`` took one integer); sizes are printed width × height."""
+    from pixelprior.cli.options import parse_input_size
+
+    assert parse_input_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["4x", "x4", "0", "3x4x5", "a", "-2", "2.5"])
+def test_an_input_size_that_is_no_side_is_one_line(text):
+    from pixelprior.cli.errors import UsageProblem
+    from pixelprior.cli.options import parse_input_size
+
+    with pytest.raises(UsageProblem, match="a side .32. or WIDTHxHEIGHT"):
+        parse_input_size(text)
+
+
+def test_a_non_square_input_size_reaches_the_run_config_as_height_width():
+    from pixelprior.experiment import ExperimentConfig, input_size
+
+    config = ExperimentConfig.from_dict({"input_size": (24, 40), "model": "net.pt"})
+    assert config.input_size == [24, 40] and input_size(config) == (24, 40)
+    assert "input_size must be a positive side or (height, width)" in " ".join(
+        ExperimentConfig.from_dict({"input_size": [0, 40]}).problems())

@@ -85,7 +85,8 @@ class ModelOptions:
         classes: class names: a file (one per line, or JSON) or ``a,b,c``.
         mean: per-channel mean, ``0.485,0.456,0.406`` (with ``std``).
         std: per-channel standard deviation (with ``mean``).
-        input_size: side of the model's square input, for models that do not declare it.
+        input_size: side of the model's square input, or ``(height, width)``, for models
+            that do not declare it (``--input-size 32`` or ``WIDTHxHEIGHT``).
         allow_pickle: load a pickled ``nn.Module`` (runs code from the file).
     """
 
@@ -94,7 +95,7 @@ class ModelOptions:
     classes: str | None = None
     mean: str | None = None
     std: str | None = None
-    input_size: int | None = None
+    input_size: int | tuple[int, int] | None = None
     allow_pickle: bool = False
 
     def check(self) -> None:
@@ -166,8 +167,8 @@ _MODEL_OPTION_HELP = {
     "mean": "Per-channel mean (0.485,0.456,0.406): the model is wrapped to take images in "
             "[0, 1] (with --std) [the model normalises inside].",
     "std": "Per-channel standard deviation (with --mean).",
-    "input_size": "Side of the model's square input, for models that do not declare it "
-                  "(a non-square one: set input_size = (H, W) on the model).",
+    "input_size": "The model's input, for models that do not declare it: a side (32), or "
+                  "WIDTHxHEIGHT (40x24, as sizes are printed).",
 }
 
 
@@ -180,7 +181,7 @@ def _model_parameters(default: str | None) -> list[inspect.Parameter]:
         "classes": (str | None, typer.Option(help=_MODEL_OPTION_HELP["classes"]), None),
         "mean": (str | None, typer.Option(help=_MODEL_OPTION_HELP["mean"]), None),
         "std": (str | None, typer.Option(help=_MODEL_OPTION_HELP["std"]), None),
-        "input_size": (int | None, typer.Option(help=_MODEL_OPTION_HELP["input_size"]), None),
+        "input_size": (str | None, typer.Option(help=_MODEL_OPTION_HELP["input_size"]), None),
     }
     parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                     default=value, annotation=Annotated[kind, option])
@@ -216,7 +217,9 @@ def model_options(default: str | None = DEFAULT_MODEL) -> Callable[[Callable], C
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> Any:
-            options = ModelOptions(**{name: kwargs.pop(name) for name in names})
+            given = {name: kwargs.pop(name) for name in names}
+            given["input_size"] = parse_input_size(given["input_size"])
+            options = ModelOptions(**given)
             return command(model_options=options, **kwargs)
 
         del wrapper.__wrapped__  # typer reads the signature below, not the command's
@@ -311,3 +314,28 @@ def check_weights(weights: Path | None) -> None:
              "saved with torch.save, e.g. a .pt or .pth file)")
     if not path.exists():
         fail(f"--weights {weights} does not exist; give the path of a weights file")
+
+
+def parse_input_size(text: str | int | None) -> int | tuple[int, int] | None:
+    """``--input-size``: a side (``32``) or ``WIDTHxHEIGHT`` (``40x24``, the order every
+    size is printed in), as a side or ``(height, width)``.
+
+    Args:
+        text: the option as given.
+
+    Returns:
+        The side, ``(height, width)`` (a square as its side), or ``None``.
+
+    Raises:
+        UsageProblem: not a positive side or two of them.
+    """
+    if text is None or isinstance(text, int):
+        return text
+    parts = text.strip().lower().replace("×", "x").split("x")
+    values = [int(part) for part in parts if part.strip().isdigit()]
+    if len(values) != len(parts) or len(values) not in (1, 2) or min(values) < 1:
+        fail(f"--input-size takes a side (32) or WIDTHxHEIGHT (40x24), got {text!r}")
+    if len(values) == 1 or values[0] == values[1]:
+        return values[0]
+    width, height = values
+    return height, width

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import DATASETS as DATASET_REGISTRY
+from ..data import as_height_width
 from ..maps import NORMALIZATIONS, REDUCTIONS, SCORES
 from ..models import MODELS as MODEL_NAMES
 from ..models import model_spec_problem
@@ -135,7 +136,8 @@ class ExperimentConfig:
     classes: str | None = None  # a names file, JSON list or "a,b,c"
     mean: list[float] | None = None  # with std: the model takes normalised images
     std: list[float] | None = None
-    input_size: int | None = None  # side of a square input the model does not declare
+    input_size: int | list[int] | None = None  # a side, or [height, width]: of an input
+    # the model does not declare
     allow_pickle: bool = False  # load a pickled nn.Module (runs code from the file)
     images: int = 100
     # first_correct | random_correct | first | random | vulnerable / robust (the images
@@ -291,8 +293,11 @@ class ExperimentConfig:
             p.append(f"the {self.dataset} dataset needs `data` (--data PATH)")
         if (self.mean is None) != (self.std is None):
             p.append("mean and std go together (the normalisation wrapped around the model)")
-        if self.input_size is not None and self.input_size < 1:
-            p.append(f"input_size must be >= 1, got {self.input_size}")
+        if self.input_size is not None:
+            try:
+                as_height_width(self.input_size, "input_size")
+            except ValueError as exc:
+                p.append(str(exc))
         if self.input_size is not None and self.model in MODEL_NAMES:
             p.append(f"input_size is for models that do not declare their input; "
                      f"{self.model} declares its own")

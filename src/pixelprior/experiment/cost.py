@@ -3,6 +3,7 @@ search spends, and the queries (and on the CPU the time) of the whole work."""
 
 from __future__ import annotations
 
+from ..data import as_height_width
 from ..data.nips17 import PUBLISHED_SIZE
 from ..models import model_spec
 from ..search.fast import MAX_RECHECKED
@@ -113,8 +114,9 @@ def _positions(config: ExperimentConfig, image_size: tuple[int, int] | None) -> 
         return int(image_size[0]) * int(image_size[1])
     if config.resize_inside:
         return PUBLISHED_SIZE * PUBLISHED_SIZE
-    if isinstance(config.input_size, int):
-        return config.input_size ** 2
+    if config.input_size is not None:
+        height, width = as_height_width(config.input_size)
+        return height * width
     try:
         side = model_spec(config.model).input_size
     except KeyError:

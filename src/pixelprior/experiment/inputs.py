@@ -80,8 +80,9 @@ def input_size(config: ExperimentConfig, loaded: Callable[[], LoadedModel] | Non
         return PUBLISHED_SIZE
     if config.model in MODELS:
         return model_spec(config.model).input_size
-    if config.input_size is not None:
-        return config.input_size
+    if config.input_size is not None:  # a side, or [height, width] as config.json holds it
+        size = config.input_size
+        return tuple(size) if isinstance(size, list) else size
     return (loaded or _on_cpu(config))().input_size
 
 
