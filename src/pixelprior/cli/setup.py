@@ -24,6 +24,10 @@ def train_cifar10_cmd(
     epochs: int = typer.Option(30, help="Training epochs."),
     batch_size: int = typer.Option(256, help="Batch size."),
     lr: float = typer.Option(0.2, help="Peak learning rate (one-cycle)."),
+    warmup_epochs: float | None = typer.Option(None, show_default="2, or a fifth of a run "
+                                               "of fewer than 10; a resumed run's own",
+                                               help="Epochs of linear warm-up, fewer than "
+                                               "--epochs."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Path = typer.Option(Path("checkpoints/cifar10"), help="Checkpoint/weights folder."),
     data: Path | None = typer.Option(None, help="cifar10-jpeg.tar.xz (default: "
@@ -37,6 +41,7 @@ def train_cifar10_cmd(
         epochs: training epochs.
         batch_size: images per step.
         lr: the one-cycle schedule's peak learning rate.
+        warmup_epochs: epochs of warm-up (``None``: the default, or a resumed run's).
         seed: the random seed.
         out: the checkpoint and weights folder.
         data: cifar10-jpeg.tar.xz.
@@ -47,7 +52,8 @@ def train_cifar10_cmd(
     on_interrupt(f"the checkpoints written so far in {out} are kept; run the same command to "
                  "resume")
     try:
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                             warmup_epochs=warmup_epochs, seed=seed,
                              out_dir=str(out), data=str(data) if data else None, limit=limit,
                              threads=threads)
         card = train_cifar10(config, log=lambda line: console.print(line, soft_wrap=True),
