@@ -145,7 +145,7 @@ def test_the_input_size_is_a_side_or_width_by_height(text, size):
     assert parse_input_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["4x", "x4", "0", "3x4x5", "a", "-2", "2.5"])
+@pytest.mark.parametrize("text", ["4x", "x4", "0", "3x4x5", "a", "-2", "2.5", "²", "٣"])
 def test_an_input_size_that_is_no_side_is_one_line(text):
     from pixelprior.cli.errors import UsageProblem
     from pixelprior.cli.options import parse_input_size

@@ -269,9 +269,22 @@ def test_gradcam_takes_a_wrapped_features_block_else_the_last_convolution(tiny_n
     wrapped = Normalize(tiny_net, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
     assert GradCAM(wrapped).layer is tiny_net.features[-1]
     plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
-                                torch.nn.Conv2d(4, 5, 3), torch.nn.Flatten(),
+                                torch.nn.Conv2d(4, 5, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(5 * 4 * 4, 2))
-    assert GradCAM(plain).layer is plain[2]
+    cam = GradCAM(plain)
+    cam(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))  # found on the first images:
+    assert cam.layer is plain[3]  # the last map of more than one position
+
+
+def test_gradcam_of_a_resnet_takes_its_last_block_not_a_skip_convolution():
+    """ResNet8's last registered convolution is its last block's 1x1 shortcut: a skip
+    branch, not the block's output (a review's finding)."""
+    from pixelprior import load_model
+
+    model = load_model("resnet8-cifar10")
+    cam = GradCAM(model)
+    cam(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))
+    assert cam.layer is model.layers
 
 
 def test_gradcam_without_a_convolution_says_what_to_do_on_both_interfaces():

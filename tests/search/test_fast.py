@@ -291,3 +291,31 @@ def test_many_classes_of_small_probabilities_are_no_near_ties():
     assert out.results[0].steps["decided_by"] == "certificate"
     verified = FastAttack(model, verify="on", verify_seconds=60).run(images, labels)
     assert verified.results[0].steps["decided_by"] == "verified"
+
+
+def quantised_logits_net(seed: int) -> nn.Module:
+    """100 classes whose logits the model computes through a cancellation (a bias of
+    2^18 taken off again by its BatchNorm: steps of 2^-6), which the scorer's folded copy
+    does not: the two part by ~0.02 in logits, within the scorer check's tolerance."""
+    generator = torch.Generator().manual_seed(seed)
+    conv, bn = nn.Conv2d(3, 100, 6), nn.BatchNorm2d(100)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(100, 3, 6, 6, generator=generator) * 0.05)
+        conv.bias.fill_(2.0 ** 18)
+        bn.running_mean.fill_(2.0 ** 18)
+        bn.running_var.fill_(1 - bn.eps)
+        bn.bias.copy_(100 + torch.randn(100, generator=generator) * 0.05)
+    return nn.Sequential(conv, bn, nn.Flatten()).eval()
+
+
+def test_no_corner_certificate_where_a_scorer_agreeing_less_hides_a_flip():
+    """(A review's case.) At one corner the copy's logit gap is 0.021 and the model's is
+    −0.016: the logits' near-tie rule, made for scorers that agree to ~1e-5, would not
+    re-score it and certified an image the model itself calls fooled there."""
+    model = quantised_logits_net(246)
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(246))
+    with torch.no_grad():
+        label = model(image).argmax(1)
+    result = FastAttack(model, verify="off", tie_break="raster").run(image, label).results[0]
+    assert result.success and not result.steps["corner_certified"]
+    assert result.steps["decided_by"] == "corners"

@@ -332,7 +332,7 @@ def parse_input_size(text: str | int | None) -> int | tuple[int, int] | None:
     if text is None or isinstance(text, int):
         return text
     parts = text.strip().lower().replace("×", "x").split("x")
-    values = [int(part) for part in parts if part.strip().isdigit()]
+    values = [int(part) for part in parts if part.strip().isascii() and part.strip().isdigit()]
     if len(values) != len(parts) or len(values) not in (1, 2) or min(values) < 1:
         fail(f"--input-size takes a side (32) or WIDTHxHEIGHT (40x24), got {text!r}")
     if len(values) == 1 or values[0] == values[1]:

@@ -240,9 +240,9 @@ def check_ground_truth_model(maps: SusceptibilityMaps, where: str | Path,
 def _short(fingerprint: str) -> str:
     """A fingerprint in a message: the first 12 digits of each of its parts (the
     weights', then a factory's code and files), so that two that differ show it."""
-    parts = fingerprint.split("+")
-    return "+".join([parts[0][:12], *(p.split(":", 1)[0] + ":" + p.split(":", 1)[-1][:12]
-                                      for p in parts[1:])])
+    first, *parts = fingerprint.split("+")
+    return "+".join([first[:12], *(f"{p.split(':', 1)[0]}:{p.split(':', 1)[1][:12]}"
+                                   if ":" in p else p[:12] for p in parts)])
 
 
 def _same_spec(recorded: str | None, model: str) -> bool:

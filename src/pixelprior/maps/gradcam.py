@@ -18,9 +18,10 @@ class GradCAM(SensitivityMethod):
         model: the model, or ``None`` to bind later (the default layer is then found
             when the method is bound).
         layer: any module of ``model`` whose output is ``[B, K, h, w]``; default the last
-            module of a ``features`` Sequential (SqueezeNet and most torchvision-style
-            CNNs; also inside a wrapper such as ``--mean``/``--std``'s), else the model's
-            last ``nn.Conv2d``.
+            module of its ``features`` Sequential (SqueezeNet and most torchvision-style
+            CNNs; also a wrapped model's, such as ``--mean``/``--std``'s wrapper), else
+            the last module to output a map of more than one position, found on the
+            first images (a ResNet's last block, not a convolution of its skip branch).
         **options: the options of every method (see
             :class:`~pixelprior.maps.SensitivityMethod`).
 
@@ -39,10 +40,13 @@ class GradCAM(SensitivityMethod):
 
     def _bound(self) -> None:
         """The layer on the bound model: by default the last module of its ``features``
-        Sequential, else its last convolution; a given layer must be one of the model's
-        modules."""
+        Sequential (else found on the first images); a given layer must be one of the
+        model's modules."""
         if self.layer is None:
-            self.layer = _default_layer(self.model)
+            self.layer = _features_layer(self.model)
+            if self.layer is None and not any(isinstance(m, nn.Conv2d)
+                                              for m in self.model.modules()):
+                raise ValueError(NO_LAYER)
         elif not any(module is self.layer for module in self.model.modules()):
             raise ValueError(f"the GradCAM layer ({type(self.layer).__name__}) is not a "
                              "module of the model; pass one of the model's own layers")
@@ -57,6 +61,8 @@ class GradCAM(SensitivityMethod):
         Returns:
             float ``[B, 1, h, w]``, non-negative.
         """
+        if self.layer is None:
+            self.layer = _last_spatial_module(self.model, images[:1].detach())
         captured: list[torch.Tensor] = []
         handle = self.layer.register_forward_hook(lambda m, i, o: captured.append(o))
         try:
@@ -89,18 +95,39 @@ class GradCAM(SensitivityMethod):
         return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+NO_LAYER = ("Grad-CAM needs a convolutional layer, and this model has none: pass "
+            "GradCAM(model, layer=...) in Python, or leave gradcam out (evaluate-maps "
+            "--methods gradient occlusion random, or another map)")
 
-def _default_layer(model: nn.Module) -> nn.Module:
-    """The last module of the first ``features`` Sequential (the model's own, or a
-    wrapped model's), else the last ``nn.Conv2d``; a model without either is refused."""
+
+def _features_layer(model: nn.Module) -> nn.Module | None:
+    """The last module of the model's ``features`` Sequential, or of a wrapped model's
+    (one level down), else ``None``."""
     for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] == "features" and isinstance(module, nn.Sequential) \
-                and len(module):
+        if (name == "features" or (name.count(".") == 1 and name.endswith(".features"))) \
+                and isinstance(module, nn.Sequential) and len(module):
             return module[-1]
-    convolutions = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    if not convolutions:
-        raise ValueError("Grad-CAM needs a convolutional layer, and this model has none: "
-                         "pass GradCAM(model, layer=...) in Python, or leave gradcam out "
-                         "(evaluate-maps --methods gradient occlusion random, or another "
-                         "map)")
-    return convolutions[-1]
+    return None
+
+
+def _last_spatial_module(model: nn.Module, image: torch.Tensor) -> nn.Module:
+    """The module whose forward ends last, on ``image``, with a map ``[B, K, h, w]`` of
+    more than one position: the output of the last convolutional stage (a container's,
+    where the stage is one), before a global pool."""
+    last: list[nn.Module] = []
+
+    def seen(module: nn.Module, _inputs, output) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == 4 and \
+                output.shape[-2] * output.shape[-1] > 1:
+            last.append(module)
+
+    hooks = [m.register_forward_hook(seen) for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model(image)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not last:
+        raise ValueError(NO_LAYER)
+    return last[-1]

@@ -161,6 +161,9 @@ class Scorer(ABC):
         self.precision = precision
         self._chunks: dict[tuple, int] = {}
         self.output_kind: str | None = None  # "logits" | "probabilities", decided once
+        # the largest gap between its scores and the model's full pass, where measured
+        # (check_scorer: one-pixel candidates and the clean image); None: not measured
+        self.agreement: float | None = None
 
     # -- logits or probabilities
     def set_output_kind(self, kind: str) -> None:

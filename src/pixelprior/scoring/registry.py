@@ -79,6 +79,7 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     if expected.ndim != 2 or not (torch.isfinite(expected).all()
                                   and torch.isfinite(clean).all()):
         return None  # a broken model: the attack's output check names the problem
+    gaps = []
     for reference, candidate in ((expected, got), (clean, got_clean)):
         if candidate.shape != reference.shape:
             return (f"scores of shape {tuple(candidate.shape)}, full pass "
@@ -88,6 +89,8 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
         tolerance = atol * max(1.0, float(reference.abs().max()))
         if not scores_agree(reference.float(), candidate.float(), tolerance):
             return "its scores differ from the full pass"
+        gaps.append(float((reference.float() - candidate.float()).abs().max()))
+    scorer.agreement = max(gaps) if gaps else None  # what a near tie is measured against
     return None
 
 
