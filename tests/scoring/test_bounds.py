@@ -300,6 +300,18 @@ def sampled_margins(model, image, y, x, lo, hi, label, count: int = 4096) -> tor
     return out[:, label:label + 1] - out
 
 
+def softplus_radius(rule, lower, upper, beta, threshold, points: int) -> torch.Tensor:
+    """The rule's radius on ``[lower, upper]``, checked to enclose PyTorch's softplus
+    minus the rule's slope at ``points`` colors of each range."""
+    slope, offset, radius = rule.coefficients(lower, upper)
+    steps = torch.linspace(0, 1, points, dtype=torch.float64)
+    x = lower[:, None] + (upper - lower)[:, None] * steps
+    rest = F.softplus(x, beta, threshold) - slope[:, None] * x
+    assert (rest >= (offset - radius)[:, None] - 1e-12).all()
+    assert (rest <= (offset + radius)[:, None] + 1e-12).all()
+    return radius
+
+
 @pytest.mark.parametrize("beta, threshold", [(1.0, 0.3), (2.0, 1.0), (0.5, -0.4)])
 def test_the_softplus_rule_encloses_its_jump_at_the_threshold(beta, threshold):
     """PyTorch's softplus switches to ``x`` where ``β x > threshold``, a jump down: the
@@ -315,12 +327,7 @@ def test_the_softplus_rule_encloses_its_jump_at_the_threshold(beta, threshold):
     # ranges that begin or end exactly at the switch (its limit from the right counts)
     lower = torch.cat([lower, torch.full_like(widths, kink), kink - widths])
     upper = torch.cat([upper, kink + widths, torch.full_like(widths, kink)])
-    slope, offset, radius = rule.coefficients(lower, upper)
-    steps = torch.linspace(0, 1, 20_001, dtype=torch.float64)
-    x = lower[:, None] + (upper - lower)[:, None] * steps
-    rest = F.softplus(x, beta, threshold) - slope[:, None] * x
-    assert (rest >= (offset - radius)[:, None] - 1e-12).all()
-    assert (rest <= (offset + radius)[:, None] + 1e-12).all()
+    softplus_radius(rule, lower, upper, beta, threshold, 20_001)
 
 
 @pytest.mark.parametrize("beta, threshold", [(1.0, 20.0), (1.0, 0.3), (2.0, 1.0),
@@ -342,12 +349,7 @@ def test_the_softplus_rule_is_sound_and_tighter_than_a_lipschitz_bound(beta, thr
     centers = (torch.rand(600, generator=generator, dtype=torch.float64) - 0.5) * 40
     widths = 10 ** (torch.rand(600, generator=generator, dtype=torch.float64) * 6 - 4)
     lower, upper = centers - widths / 2, centers + widths / 2
-    slope, offset, radius = rule.coefficients(lower, upper)
-    steps = torch.linspace(0, 1, 4_001, dtype=torch.float64)
-    x = lower[:, None] + (upper - lower)[:, None] * steps
-    rest = F.softplus(x, beta, threshold) - slope[:, None] * x
-    assert (rest >= (offset - radius)[:, None] - 1e-12).all()
-    assert (rest <= (offset + radius)[:, None] + 1e-12).all()
+    radius = softplus_radius(rule, lower, upper, beta, threshold, 4_001)
     wide_radius = generic.coefficients(lower, upper)[2]
     assert (radius <= wide_radius + 1e-12).all()
     narrow, wide = widths < 0.1, widths > 1  # the grid's slack is linear in the width,

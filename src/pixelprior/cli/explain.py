@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import typer
 
-from .._io import write_json_atomic
+from .._io import atomic_write, write_json_atomic
 from ..maps import METHODS, make_sensitivity
 from ..priors import check_tau
 from ._app import app, console
@@ -59,7 +59,6 @@ def explain(
             else predict_label(net, image, "cpu"))
     smap = sensitivity(image, torch.tensor([true]))[0]
     susceptible = smap > tau
-    from .._io import atomic_write
     from ..report.figures import explain_figure  # matplotlib only where a figure is drawn
 
     name = net.class_names[true]

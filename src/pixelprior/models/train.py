@@ -200,15 +200,15 @@ def train_cifar10(config: TrainConfig, log=print, command: str | None = None) ->
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
-    checkpoint_path = out / "checkpoint.pt"
     train = _load_training_set(config)  # before the folder is made: a missing archive
     with RunLock(out, command):  # makes the folder; a second run stops, naming this one
-        return _train(config, train, out, checkpoint_path, log, command)
+        return _train(config, train, out, log, command)
 
 
-def _train(config: TrainConfig, train: ImageSet, out: Path, checkpoint_path: Path, log,
-           command: str | None) -> dict:
+def _train(config: TrainConfig, train: ImageSet, out: Path, log, command: str | None
+           ) -> dict:
     """:func:`train_cifar10`'s epochs, in a folder it holds the lock of."""
+    checkpoint_path = out / "checkpoint.pt"
     try:
         test = load_cifar10_test(download=False)
     except Exception as exc:  # evaluation is optional during training

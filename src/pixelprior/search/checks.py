@@ -83,11 +83,11 @@ def _first_conv_gets_other_channels(model: nn.Module, image: torch.Tensor) -> bo
     if not seen or seen[0].ndim != 4 or seen[0].shape[1] <= 1:
         return False
     channels = seen[0][0].flatten(1).double().cpu()  # [C, H·W]
-    first = channels[0] - channels[0].mean()
-    if not first.any():  # a flat first channel: the others copy it where they are flat
-        return bool((channels - channels.mean(1, keepdim=True)).abs().max() > 1e-5)
-    # each channel's least-squares fit a · c₀ + b (a closed form: no solver to fail)
     centered = channels - channels.mean(1, keepdim=True)
+    first = centered[0]
+    if not first.any():  # a flat first channel: the others copy it where they are flat
+        return bool(centered.abs().max() > 1e-5)
+    # each channel's least-squares fit a · c₀ + b (a closed form: no solver to fail)
     slopes = centered @ first / first.dot(first)
     residual = (centered - slopes[:, None] * first).abs().max()
     return bool(residual > 1e-5 * (1 + channels.abs().max()))
