@@ -78,6 +78,7 @@ SMOKE_RUNS = {
     "refined_error": "--models convsmall-cifar10 --sides 0 0.25 --images 1",
     "screen_cost": "--models convsmall-cifar10 --images 1 --positions 4 --chunk 4 --repeats 1",
     "signed_error": "--boxes 20 --verified 4 --error-images 1",
+    "softplus_rule": "--ranges 100",
     "throughput": "--images 1 --maxiter 1 --scaling 1",
     "tolerance": "--models convsmall-cifar10 --images 1 --samples 16",
     "unstable_profile": "--model convsmall-cifar10 --sides 0.0625 --grid 3 --interval",
