@@ -231,6 +231,19 @@ def test_identical_pixels_in_two_classes_are_refused(tmp_path, sample, write_png
                                  "picture has one class: remove or relabel the copies")
 
 
+@pytest.mark.parametrize(("folders", "as_indices"), [(("0", "1"), True), (("²", "³"), False),
+                                                    (("-1", "0"), False)])
+def test_the_numbering_note_reads_indices_as_fit_classes_does(tmp_path, sample, write_png,
+                                                              folders,
+                                                              as_indices):
+    """Folders read as class indices only where experiment.fit_classes reads them so
+    (ASCII digits: data.collect.CLASS_INDEX); the note never says otherwise."""
+    for i, name in enumerate(folders):
+        write_png(tmp_path / name / "a.png", sample.images[i])
+    notes = load_image_source(tmp_path)[1]
+    assert any("read as those class indices" in note for note in notes) == as_indices
+
+
 # ----------------------------------------------------------------------------- dispatch
 def test_load_image_source_dispatches(folder, tmp_path, sample):
     np.savez(tmp_path / "s.npz", images=sample.images.numpy(), labels=sample.labels.numpy())

@@ -81,3 +81,18 @@ def test_class_folders_named_by_integers_are_those_classes_of_a_nameless_model()
     with pytest.raises(ConfigError, match="the data has label 10, but the model has "
                                           r"classes 0\.\.9"):
         fit_classes(data, tuple(str(i) for i in range(10)))
+
+
+def test_two_folders_naming_one_class_index_are_refused():
+    """"1" and "01" are both class 1: one class's images would carry two labels."""
+    data = image_set([0, 1, 2], ("0", "01", "1"))
+    with pytest.raises(ConfigError, match="the classes 01, 1 name one class index"):
+        fit_classes(data, tuple(str(i) for i in range(3)))
+
+
+@pytest.mark.parametrize("names", [("²", "³"), ("-1", "0")])
+def test_names_that_are_not_ascii_indices_number_the_classes_in_order(names):
+    """One rule with the loaders' note (data.collect.CLASS_INDEX): superscripts and signs
+    are names, numbered in order, never read as indices."""
+    fitted, notes = fit_classes(image_set([0, 1], names), ("0", "1"))
+    assert fitted.labels.tolist() == [0, 1] and notes == []

@@ -21,12 +21,15 @@ from .identity import image_fingerprints, same_picture_groups
 # the largest common label set, has 21,843 classes.
 MAX_NUMBERED_CLASSES = 100_000
 INTEGER = re.compile(r"[+-]?\d+")
+# a class folder or name that is a model's class index: ASCII digits only (one rule for
+# the loaders' note and experiment.fit_classes: "²" and "-1" are names, not indices)
+CLASS_INDEX = re.compile(r"[0-9]+")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 __all__ = [
-    "INTEGER", "MAX_NUMBERED_CLASSES", "NoteTally", "check_labels", "count_once", "few",
-    "labels_from_names", "labels_from_text", "make_image_set", "numbered_classes",
-    "with_channels",
+    "CLASS_INDEX", "INTEGER", "MAX_NUMBERED_CLASSES", "NoteTally", "check_labels",
+    "count_once", "few", "labels_from_names", "labels_from_text", "make_image_set",
+    "numbered_classes", "with_channels",
 ]
 
 

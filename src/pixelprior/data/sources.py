@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .base import CorruptDataError, DataSpecError, ImageSet
 from .classes import Classes
+from .collect import CLASS_INDEX
 from .csv_list import load_csv
 from .folders import load_folder
 from .npz import load_npz
@@ -61,7 +62,7 @@ def load_image_source(spec: str | Path, size: Size | None = None,
 
 def _numbering_note(names: tuple[str, ...]) -> str:
     """How the labels of class folders are numbered without class names given."""
-    if all(name.isdigit() for name in names):  # a model's classes by index, once fitted
+    if all(CLASS_INDEX.fullmatch(name) for name in names):  # a model's classes by index
         return ("labels number the folders in name order (0, 1, ...); folders named by "
                 "integers are read as those class indices where the images meet a model "
                 "(the commands; experiment.fit_classes in the Python API)")

@@ -4,18 +4,17 @@ where they were read another way than as given, or a refusal."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import replace
 
 import torch
 
 from ..data import ImageSet
+from ..data.collect import CLASS_INDEX
 from .config import ConfigError
 
 __all__ = ["fit_classes"]
 
-INTEGER = re.compile(r"\d+")
 ADVICE = "give the model's class names in order with --classes"
 
 
@@ -79,8 +78,13 @@ def _check_top(dataset: ImageSet, count: int) -> None:
 def _to_numbered(dataset: ImageSet, names: tuple[str, ...], wanted: tuple[str, ...]
                  ) -> tuple[ImageSet, list[str]]:
     """Data names against a model without names."""
-    if all(INTEGER.fullmatch(name) for name in names):  # folders 0, 1, 10, 2, ...
-        mapping = torch.tensor([int(name) for name in names])
+    if all(CLASS_INDEX.fullmatch(name) for name in names):  # folders 0, 1, 10, 2, ...
+        indices = [int(name) for name in names]
+        twice = [name for name in names if indices.count(int(name)) > 1]
+        if twice:  # "1" and "01": one class's images under two labels, unsaid
+            raise ConfigError(f"the classes {_shown(twice)} name one class index; {ADVICE}, "
+                              "or merge those folders")
+        mapping = torch.tensor(indices)
         relabelled = replace(dataset, labels=mapping[dataset.labels], class_names=wanted)
         _check_top(relabelled, len(wanted))
         notes = [] if names == _numbered(len(names)) else [
