@@ -145,7 +145,13 @@ class _Recorder(fx.Interpreter):
         if name in SMOOTH and x is not None:
             # relative to |y| + |x|: x·Φ(x) and exp(x) - 1 forms lose digits to cancellation
             extra = 0.0
-            if name == "softplus" and isinstance(params, dict):  # its jump at the threshold
+            # softplus's jump at its threshold, at every neuron: float32 may put a neuron
+            # within rounding of the threshold on the other side of it, and this estimate,
+            # made at the clean image, is the tolerance of every color of the cube, where
+            # any neuron may sit at its threshold (the bound engine and the interval
+            # screen count the jump only where a range holds the switch: those are bounds
+            # over known ranges; this is not)
+            if name == "softplus" and isinstance(params, dict):
                 extra = softplus_jump(float(params["beta"]), float(params["threshold"]))
             if name == "elu" and isinstance(params, dict):
                 extra = abs(float(params["alpha"])) * gamma(SMOOTH[name])
