@@ -3,6 +3,8 @@ grid, with an optional search off the corners."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -319,3 +321,44 @@ def test_no_corner_certificate_where_a_scorer_agreeing_less_hides_a_flip():
     result = FastAttack(model, verify="off", tie_break="raster").run(image, label).results[0]
     assert result.success and not result.steps["corner_certified"]
     assert result.steps["decided_by"] == "corners"
+
+
+class ManyClassesLowConfidenceProbabilities(ManyClassesLowConfidence):
+    """The same, returning its softmax: near ties are judged in the logarithms of the
+    probabilities (the logits' gap) where the scorer was measured to agree in them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).softmax(1)
+
+
+def test_many_classes_of_small_probabilities_returned_as_probabilities_are_no_near_ties():
+    images = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    labels = torch.zeros(1, dtype=torch.long)
+    attack = FastAttack(ManyClassesLowConfidenceProbabilities(), verify="off")
+    out = attack.run(images, labels)
+    scorer = attack.scorer(images)
+    assert scorer.output_kind == "probabilities" and scorer.log_agreement is not None
+    assert scorer.log_agreement <= 1e-4
+    assert out.results[0].steps["decided_by"] == "certificate"
+
+
+def test_the_log_gap_of_probabilities_never_agrees_where_one_side_is_zero_or_negative():
+    from pixelprior.scoring.registry import _log_gap
+
+    same = torch.tensor([[0.0, 0.25, 0.75]])
+    assert _log_gap(same, same.clone()) == 0.0  # both 0: equal
+    assert _log_gap(same, torch.tensor([[1e-30, 0.25, 0.75]])) == math.inf
+    assert math.isnan(_log_gap(same, torch.tensor([[-1e-9, 0.25, 0.75]])))
+
+
+def test_no_corner_certificate_where_a_probability_scorer_agreeing_less_hides_a_flip():
+    """The review's case with the softmax inside the model: its logarithms part from the
+    copy's as the logits did, so the probability rule alone decides the re-check."""
+    model = nn.Sequential(quantised_logits_net(246), nn.Softmax(1)).eval()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(246))
+    with torch.no_grad():
+        label = model(image).argmax(1)
+    attack = FastAttack(model, verify="off", tie_break="raster")
+    result = attack.run(image, label).results[0]
+    assert attack.scorer(image).log_agreement > 1e-4
+    assert result.success and not result.steps["corner_certified"]

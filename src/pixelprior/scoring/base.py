@@ -164,6 +164,9 @@ class Scorer(ABC):
         # the largest gap between its scores and the model's full pass, where measured
         # (check_scorer: one-pixel candidates and the clean image); None: not measured
         self.agreement: float | None = None
+        # for a model returning probabilities, the largest gap of their logarithms (the
+        # logits' gap, up to a constant per row), where measured; None otherwise
+        self.log_agreement: float | None = None
 
     # -- logits or probabilities
     def set_output_kind(self, kind: str) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
-from ..models import model_failure, scores_agree
+from ..models import model_failure, output_kind, scores_agree
 from ._squeezenet_cone import incremental_forward
 from .base import ModelOutputError, Scorer, ScorerMismatchError, perturb_rows
 from .cone import fx_incremental_forward
@@ -79,7 +79,7 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     if expected.ndim != 2 or not (torch.isfinite(expected).all()
                                   and torch.isfinite(clean).all()):
         return None  # a broken model: the attack's output check names the problem
-    gaps = []
+    gaps, log_gaps = [], []
     for reference, candidate in ((expected, got), (clean, got_clean)):
         if candidate.shape != reference.shape:
             return (f"scores of shape {tuple(candidate.shape)}, full pass "
@@ -90,8 +90,19 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
         if not scores_agree(reference.float(), candidate.float(), tolerance):
             return "its scores differ from the full pass"
         gaps.append(float((reference.float() - candidate.float()).abs().max()))
+        if output_kind(reference) == "probabilities":
+            log_gaps.append(_log_gap(reference.float(), candidate.float()))
     scorer.agreement = max(gaps) if gaps else None  # what a near tie is measured against
+    scorer.log_agreement = max(log_gaps) if len(log_gaps) == len(gaps) and gaps else None
     return None
+
+
+def _log_gap(reference: torch.Tensor, candidate: torch.Tensor) -> float:
+    """The largest gap of two probability tables' logarithms (a probability's logarithm is
+    its logit up to a shared constant): 0 where both are equal (both 0 too), infinite
+    where one is 0 and the other not, NaN (never agreed) where one is negative."""
+    gap = (reference.log() - candidate.log()).abs()
+    return float(torch.where(reference == candidate, 0.0, gap).max())
 
 
 def engine_of(engine: str | Scorer) -> str:

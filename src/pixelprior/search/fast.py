@@ -9,7 +9,8 @@ possible, and the certificate says nothing of it). The certificate is checked: e
 position whose scanned margin lies within :data:`CERTIFY_TOLERANCE` of a label change is
 scored again by the model itself (not the faster engine), so a near-tie cannot be
 certified by rounding (where the engine was measured to agree with the model within
-:data:`AGREED`, only those within :data:`LOG_TOLERANCE` in logits too; more than
+:data:`AGREED` in logits, or in the logarithms of the probabilities a model returns, only
+those within :data:`LOG_TOLERANCE` in logits too; more than
 :data:`MAX_RECHECKED` such positions: no certificate). An exhaustive corner scan
 costs ``8 · H · W`` queries (8,192 for CIFAR-10), a fifth of one failed DE run.
 
@@ -83,10 +84,11 @@ AUTO_MAX_SYMBOLS = 1024
 # margins (true-class probability minus the best other) this close to 0 are re-scored by
 # the model itself before a certificate is given; the engines agree to ~1e-5
 CERTIFY_TOLERANCE = 1e-3
-# ... and, where the model returns logits and its scorer was measured to agree with the
-# model's full pass within AGREED (check_scorer), only where the logits' gap is within
-# LOG_TOLERANCE too: with many classes of small probabilities (100 near 0.01 each) every
-# corner is within 1e-3 in probability, every position a near tie. A scorer agreeing
+# ... and, where the scorer was measured to agree with the model's full pass within
+# AGREED in logits (check_scorer; for a model returning probabilities: in their
+# logarithms), only where the logits' gap is within LOG_TOLERANCE too: with many classes
+# of small probabilities (100 near 0.01 each) every corner is within 1e-3 in
+# probability, every position a near tie. A scorer agreeing
 # less well (a BatchNorm whose folding removes a cancellation: gaps of 0.02 measured)
 # keeps the probability rule alone
 LOG_TOLERANCE = 1e-2
@@ -316,9 +318,11 @@ class FastAttack(Attack):
         ties = found.min_margin.flatten(1) < (CERTIFY_TOLERANCE if self.precision == "fp32"
                                               else BF16_TOLERANCE)
         scorer = self.scorer(images)
+        # the scorer's measured gap from the model in logits (for probabilities: in their
+        # logarithms, the logits up to a constant per row)
+        log_gap = scorer.agreement if scorer.output_kind == "logits" else scorer.log_agreement
         if (self.precision == "fp32" and found.min_log_margin is not None
-                and scorer.output_kind == "logits" and scorer.agreement is not None
-                and scorer.agreement <= AGREED):
+                and log_gap is not None and log_gap <= AGREED):
             ties &= found.min_log_margin.flatten(1) < LOG_TOLERANCE
         for row in candidates.nonzero().flatten().tolist():
             close = ties[row].nonzero().flatten()
