@@ -163,3 +163,25 @@ def test_tf32_products_summed_in_float32_give_a_finite_error_at_any_fan_in():
     assert torch.isfinite(rounding_error(wide, image, label, TF32)).all()
     assert (rounding_error(wide, image, label, TF32)
             > rounding_error(wide, image, label, FLOAT32)).all()
+
+
+class PickedLogit(nn.Module):
+    """A logit picked out of a feature map (a ``[B]`` value) beside a constant one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 4.0 * self.conv(x)[:, 0, 3, 3]
+        return torch.stack([torch.full_like(score, 1.6), score], 1)
+
+
+def test_values_of_one_number_per_image_are_counted_per_margin():
+    """A ``[B]`` value (one logit picked out) crashed the estimate (flatten(1) of a 1-D
+    tensor), and with it fast's near-tie band: it is summed per row as any other."""
+    torch.manual_seed(0)
+    model = PickedLogit().eval()
+    image = torch.rand(2, 3, 8, 8)
+    error = rounding_error(model, image, torch.tensor([0, 1]))
+    assert error.shape == (2,) and bool((error > 0).all()) and bool(error.isfinite().all())

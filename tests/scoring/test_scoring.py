@@ -143,3 +143,44 @@ def test_cuda_graphs_give_the_eager_scores(random_cifar):
     a = eager.probabilities(images, images, owner, genes, 64, fixed_shape=True)
     b = graphed.probabilities(images, images, owner, genes, 64, fixed_shape=True)
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def _cancelling_model() -> torch.nn.Module:
+    """A BatchNorm taking off a bias of 2^22: the model rounds to steps of 0.5, its folded
+    copy does not; both agree on a black image, and part at one-pixel candidates."""
+    from torch import nn
+
+    conv, bn = nn.Conv2d(3, 1, 1), nn.BatchNorm2d(1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = 0.3
+        conv.bias.fill_(2.0 ** 22)
+        bn.running_mean.fill_(2.0 ** 22)
+        bn.running_var.fill_(1 - bn.eps)
+
+    class Head(nn.Module):
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            total = 4.0 * h.flatten(1).sum(1)
+            return torch.stack([torch.full_like(total, 1.6), total], 1)
+
+    return nn.Sequential(conv, bn, Head()).eval()
+
+
+@pytest.mark.parametrize("engine", ["auto", "full"])
+def test_a_folded_copy_parting_from_the_model_at_candidates_gives_way_to_the_model(engine):
+    """It was a ScorerMismatchError on a valid model (an audit's case): the model's own
+    passes are the engine, and the note says why."""
+    model = _cancelling_model()
+    scorer = make_scorer(model, torch.zeros(1, 3, 8, 8), engine)
+    assert isinstance(scorer, FullPassScorer) and scorer.query_model is model
+    assert "the faster copy (BatchNorm folded) was checked" in scorer.note
+
+
+def test_a_model_scoring_one_image_twice_differently_is_named_as_such():
+    class Noisy(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1)[:, :2] + torch.randn(x.shape[0], 2)
+
+    with pytest.raises(ScorerMismatchError, match="scores the same image differently on "
+                                                  "two calls"):
+        make_scorer(Noisy(), torch.zeros(1, 3, 8, 8), "full")

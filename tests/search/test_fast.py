@@ -11,6 +11,7 @@ from torch import nn
 
 from pixelprior.priors import PositionDistribution, Prior
 from pixelprior.search import FastAttack, OnePixelAttack, RandomSearchAttack
+from pixelprior.search.scan import colour_grid
 
 
 class FixedMapPrior(Prior):
@@ -362,3 +363,92 @@ def test_no_corner_certificate_where_a_probability_scorer_agreeing_less_hides_a_
     result = attack.run(image, label).results[0]
     assert attack.scorer(image).log_agreement > 1e-4
     assert result.success and not result.steps["corner_certified"]
+
+
+CANCELLATION = 2.0 ** 22  # conv(x) + 2^22 rounds to steps of 0.5: its BatchNorm takes it off
+
+
+def cancelling_body(blue_weight: float = 0.26) -> nn.Sequential:
+    """A 1×1 convolution reading blue whose bias of 2^22 its BatchNorm takes off again: the
+    model rounds ``0.26 · blue`` to 0 or 0.5, the BatchNorm-folded copy the scan queries
+    does not (an audit's construction)."""
+    conv, bn = nn.Conv2d(3, 1, 1), nn.BatchNorm2d(1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 2] = blue_weight
+        conv.bias.fill_(CANCELLATION)
+        bn.running_mean.fill_(CANCELLATION)
+        bn.running_var.fill_(1.0 - bn.eps)
+    return nn.Sequential(conv, bn)
+
+
+class CancellationAtOnePosition(nn.Module):
+    """Class 1 reads the cancellation at (3, 3) only, none of the scorer check's nine
+    places, plus a decoy at (6, 6) that holds the scan's lowest margin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = cancelling_body()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 4.0 * self.body(x)[:, 0, 3, 3] + 1.5 * x[:, 0, 6, 6]
+        return torch.stack([torch.full_like(score, 1.6), score], 1)
+
+
+class CancellationEverywhereLogSoftmax(nn.Module):
+    """Log-probabilities of a 3-class head, one class at -1000 (the scorer check's scale:
+    a scorer about 1 logit off passes it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = cancelling_body()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = 4.0 * self.body(x).flatten(1).sum(1)
+        rest = torch.full_like(score, 1.6)
+        return torch.stack([rest, score, rest - 1001.6], 1).log_softmax(1)
+
+
+def _corner_flips(model: nn.Module, image: torch.Tensor, label: int) -> int:
+    """Corner colors at any position the model itself labels otherwise (every one)."""
+    corners = colour_grid(2, 3)
+    flips = 0
+    with torch.no_grad():
+        for y in range(image.shape[-2]):
+            for x in range(image.shape[-1]):
+                batch = image.repeat(8, 1, 1, 1)
+                batch[:, :, y, x] = corners
+                flips += int((model(batch).argmax(1) != label).sum())
+    return flips
+
+
+@pytest.mark.parametrize("model_class", [CancellationAtOnePosition,
+                                         CancellationEverywhereLogSoftmax])
+def test_no_corner_certificate_where_the_models_own_rounding_flips_a_corner(model_class):
+    """(An audit's cases.) The scan's folded copy keeps 0.26 · blue where the model rounds
+    it to 0.5: a corner flips the model's label at margins the copy puts far from a tie.
+    The positions within twice the model's rounding estimate are re-scored by the model
+    itself: the image is fooled, at a corner, never certified."""
+    model = model_class().eval()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    image[:, 2] = 0.0
+    image[0, 0, 6, 6] = 0.0
+    assert _corner_flips(model, image, 0) > 0
+    result = FastAttack(model, verify="off").run(image, torch.tensor([0])).results[0]
+    assert result.success and result.steps["decided_by"] == "corners"
+    assert not result.steps["corner_certified"]
+
+
+def test_a_pick_the_model_calls_fooled_ends_the_corner_certificate(monkeypatch):
+    """Without the rounding band the copy certifies the log-softmax model, and the final
+    verdict (the model itself, at the lowest-margin corner) says fooled: the row says the
+    corners decided it, with no certificate (it said both)."""
+    monkeypatch.setattr(FastAttack, "_rounding_ties",
+                        lambda self, images, goals, found, candidates, scorer:
+                        torch.zeros(found.min_margin.flatten(1).shape, dtype=torch.bool))
+    model = CancellationEverywhereLogSoftmax().eval()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    image[:, 2] = 0.0
+    result = FastAttack(model, verify="off").run(image, torch.tensor([0])).results[0]
+    assert result.success and all(v in (0.0, 1.0) for v in result.pixels[0].new)
+    assert result.steps["decided_by"] == "corners" and not result.steps["corner_certified"]

@@ -148,8 +148,7 @@ def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
     full = FullPassScorer(model, example, optimize, precision, cuda_graphs)
     full.note = None
     if engine == "full" or (engine == "auto" and pixels != 1):
-        _require_agreement(full, model, example)
-        return full
+        return _checked_full(full, model, example)
     network = incremental_forward(full.query_model)
     if network is not None:  # the SqueezeNet cone (tuned for those networks)
         scorer = IncrementalScorer(model, network, full, precision)
@@ -167,8 +166,7 @@ def make_scorer(model: nn.Module, example: torch.Tensor, engine: str = "auto",
         raise ValueError(f"engine='incremental' cannot be used: {problem}; use "
                          "engine='full' or 'auto'")
     full.note = f"incremental engine not used: {problem}; full forward passes"
-    _require_agreement(full, model, example)
-    return full
+    return _checked_full(full, model, example)
 
 
 def _fx_scorer(model: nn.Module, example: torch.Tensor, full: FullPassScorer,
@@ -193,5 +191,37 @@ def _require_agreement(scorer: Scorer, model: nn.Module, example: torch.Tensor) 
     problem = check_scorer(scorer, model, example[:1])
     if problem is not None:
         raise ScorerMismatchError(f"engine={scorer.name!r} cannot stand in for the model: "
-                                  f"{problem}")
+                                  f"{problem}{_nondeterminism(model, example[:1])}")
+
+
+def _checked_full(full: FullPassScorer, model: nn.Module, example: torch.Tensor
+                  ) -> FullPassScorer:
+    """Full passes checked against the model: through its faster copy (BatchNorm folded,
+    channels last) where that agrees on one-pixel candidates too, else through the model
+    itself, said in the scorer's note (the copy is checked on clean images only when it
+    is made: a model computing through a cancellation its folding removes agrees there
+    and parts from it at candidates)."""
+    problem = check_scorer(full, model, example[:1])
+    if problem is None or full.query_model is model:
+        _require_agreement(full, model, example)
+        return full
+    plain = FullPassScorer(model, example, False, full.precision, full.cuda_graphs)
+    _require_agreement(plain, model, example)
+    plain.note = (f"{full.note + '; ' if full.note else ''}the faster copy (BatchNorm "
+                  f"folded) was checked: {problem}; the model's own forward passes")
+    return plain
+
+
+def _nondeterminism(model: nn.Module, image: torch.Tensor) -> str:
+    """``"; ..."`` where the model scores one image twice differently (random operations
+    in its forward), else ``""``: the scorer is not what parts from it then."""
+    try:
+        with torch.inference_mode():
+            first, second = model(image), model(image)
+        same = isinstance(first, torch.Tensor) and torch.equal(first, second)
+    except Exception:  # noqa: BLE001  (the check itself named the failure already)
+        return ""
+    return "" if same else ("; the model scores the same image differently on two calls "
+                            "(random operations in its forward?): attacks need a "
+                            "deterministic model")
 

@@ -55,6 +55,7 @@ from torch import nn
 
 from ..priors import PositionDistribution, Prior, WeightedPrior
 from ..scoring import perturb_rows
+from ..scoring.cone.rounding import SAFETY, rounding_error, traced_copy
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
@@ -69,7 +70,14 @@ from .scan import (
     ranking_scores,
     scan_positions,
 )
-from .verify import REVISION, BoundUnsupportedError, Verification, Verifier, margin_order
+from .verify import (
+    REVISION,
+    BoundUnsupportedError,
+    Verification,
+    Verifier,
+    margin_order,
+    rounding_unit,
+)
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
@@ -250,12 +258,21 @@ class FastAttack(Attack):
         self._verify_decided = {}
 
     def _settle(self, results: list[AttackResult]) -> None:
-        """A stage that found a label change the model itself does not confirm (the
-        scan's faster copy parted from it at a near tie, by a rounding) decided nothing:
-        the row is neither fooled nor certified, said as ``budget``."""
+        """Rows made to agree with the model's own verdict (the scan's faster copy may part
+        from it by a rounding): a stage that found a label change the model does not
+        confirm decided nothing (``budget``); a corner color the model confirms fooling
+        it ends any corner certificate (the row's pick, or the verifier's witness), and
+        a row no later stage decided is then decided by the ``corners``."""
         for result in results:
-            if not result.success and result.steps.get("decided_by") in ("corners", "refine"):
+            decided = result.steps.get("decided_by")
+            if not result.success and decided in ("corners", "refine"):
                 result.steps["decided_by"] = "budget"
+            elif (result.success and result.steps.get("corner_certified")
+                  and result.pixels and all(value in (0.0, 1.0) for pixel in result.pixels
+                                            for value in pixel.new)):
+                result.steps["corner_certified"] = False
+                if decided not in ("corners", "refine"):
+                    result.steps["decided_by"] = "corners"
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
@@ -324,6 +341,8 @@ class FastAttack(Attack):
         if (self.precision == "fp32" and found.min_log_margin is not None
                 and log_gap is not None and log_gap <= AGREED):
             ties &= found.min_log_margin.flatten(1) < LOG_TOLERANCE
+        ties |= self._rounding_ties(images, targets if targets is not None else labels,
+                                    found, candidates, scorer)
         for row in candidates.nonzero().flatten().tolist():
             close = ties[row].nonzero().flatten()
             if close.numel() > MAX_RECHECKED:  # too many near ties to re-score: no
@@ -354,6 +373,37 @@ class FastAttack(Attack):
             else:
                 certified[row] = True
         return certified, flipped, extra
+
+    def _rounding_ties(self, images, goals, found: ScanResult, candidates: torch.Tensor,
+                       scorer) -> torch.Tensor:
+        """Positions ``[A, H·W]`` of the ``candidates`` whose scanned margin (in the
+        model's own units: logits, or probabilities) lies within what float32 rounding
+        can move it: twice the model's first-order rounding estimate at the clean image
+        (:func:`~pixelprior.scoring.cone.rounding.rounding_error` times ``SAFETY``, the
+        verifier's tolerance) plus twice the scorer's measured gap from the model. A
+        model computing through a cancellation (a bias of 2^22 its BatchNorm takes off
+        again) rounds to steps the scan's folded or incremental copy does not take, and
+        its estimate is that large: such positions are re-scored by the model itself. A
+        model the estimate cannot trace keeps the measured gap alone."""
+        ties = torch.zeros(found.min_margin.flatten(1).shape, dtype=torch.bool)
+        rows = candidates.nonzero().flatten()
+        margins = (found.min_log_margin if scorer.output_kind == "logits"
+                   else found.min_margin)
+        if not rows.numel() or margins is None:
+            return ties
+        band = torch.full((rows.numel(),), 2 * (scorer.agreement or 0.0), dtype=torch.float64)
+        try:
+            traced = traced_copy(self.model)
+        except Exception:  # noqa: BLE001  (any model: one torch.fx cannot trace has none)
+            traced = None
+        if traced is not None:
+            with self._model_bits(images):  # its bits as the verdicts' (thread count)
+                estimate = rounding_error(self.model, images[rows], goals[rows],
+                                          rounding_unit(images.device), traced).cpu()
+            band = band + SAFETY * estimate
+        band = band.nan_to_num(float("inf"))
+        ties[rows] = margins.flatten(1)[rows].double() < band[:, None]
+        return ties
 
     def _refine(self, images, labels, targets, found: ScanResult, todo: torch.Tensor,
                 generators: list[torch.Generator]):

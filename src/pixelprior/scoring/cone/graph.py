@@ -16,6 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
+from .operators.activations import cast_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
@@ -175,6 +176,24 @@ def _overwritten_elsewhere(node: fx.Node, modules: dict[str, nn.Module]) -> str 
     return None
 
 
+def _refuse_narrowing_casts(graph_module: fx.GraphModule) -> None:
+    """Casts to fewer bits than float32 (``.half()``, ``.to(torch.bfloat16)``) round the
+    model's values in a way the bounds, which hold in real arithmetic and cover float32's
+    own rounding, do not bound: refused. Casts to float32 or wider run in the bounds'
+    dtype (a wider float holds every value)."""
+    for node in graph_module.graph.nodes:
+        if node.op != "call_method":
+            continue
+        dtype = cast_dtype(node) if node.target in ("to", "type") else None
+        narrow = node.target in ("half", "bfloat16") or (
+            dtype is not None and dtype.is_floating_point and torch.finfo(dtype).bits < 32)
+        if narrow:
+            raise FxUnsupportedError(
+                f"{node.target} ({node.name}) casts to {dtype or 'torch.' + str(node.target)}"
+                ": its rounding to fewer bits than float32 is not bounded; remove the cast "
+                "to verify")
+
+
 def _without_inplace(graph_module: fx.GraphModule) -> None:
     """In-place activations write into values the cache keeps: make them out of place
     where that computes the same function (their input read by them alone); refuse
@@ -286,6 +305,8 @@ class TracedGraph:
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         _without_inplace(self.graph_module)
+        if float_as is not None:
+            _refuse_narrowing_casts(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
@@ -356,6 +377,9 @@ class TracedGraph:
         if node.op == "call_method":
             if node.target == "float" and self.float_as is not None:
                 return lambda this, *args, **kwargs: this.to(self.float_as, *args, **kwargs)
+            dtype = cast_dtype(node) if node.target in ("to", "type") else None
+            if self.float_as is not None and dtype is not None and dtype.is_floating_point:
+                return lambda this, *args, **kwargs: this.to(self.float_as)  # 32 bits or more
             if node.target == "view":  # the same values; the engines' layouts may not allow
                 # a view where the model's did (channels-last bounds, windows)
                 return lambda this, *args, **kwargs: this.reshape(*args, **kwargs)

@@ -48,7 +48,7 @@ from .operators.pooling import PoolParams
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
-__all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error"]
+__all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error", "traced_copy"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
@@ -160,7 +160,7 @@ class _Recorder(fx.Interpreter):
 
 
 # operations that round nothing: they return an input, a maximum or a copy exactly
-EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float",
+EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float", "cast",
                    "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape"})
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
@@ -180,8 +180,26 @@ def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
     return centred * torch.as_tensor(scale).abs().view(shape) + bias
 
 
+def traced_copy(model: nn.Module) -> fx.GraphModule:
+    """The copy of ``model`` :func:`rounding_error` records: float32, eval mode, traced by
+    ``torch.fx`` (frozen parameters made trainable, for their gradients).
+
+    Args:
+        model: the network.
+
+    Returns:
+        The traced copy (the model is left unchanged).
+
+    Raises:
+        Exception: whatever ``torch.fx`` raises for a model it cannot trace (control flow
+            on values, a TorchScript or ONNX Runtime model, ...).
+    """
+    return fx.symbolic_trace(copy_module(model).float().eval().requires_grad_(True))
+
+
 def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   unit: float = UNIT_ROUNDOFF) -> torch.Tensor:
+                   unit: float = UNIT_ROUNDOFF, traced: fx.GraphModule | None = None
+                   ) -> torch.Tensor:
     """First-order bounds of the float32 rounding error of each margin ``z_y - z_j``.
 
     The gradients and the rounding radii are computed in float32 (an estimate of a
@@ -194,14 +212,17 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         labels: long ``[B]``.
         unit: the unit roundoff of the model's evaluation (``2^-24`` for float32;
             ``2^-11`` for TF32 convolutions on CUDA).
+        traced: the model's :func:`traced_copy`, where made already.
 
     Returns:
         float64 ``[B]``: per image, the largest bound over its margins.
+
+    Raises:
+        Exception: what :func:`traced_copy` raises, where ``traced`` is not given.
     """
-    single = copy_module(model).float().eval().requires_grad_(True)  # frozen or not
-    traced = fx.symbolic_trace(single)
+    traced = traced_copy(model) if traced is None else traced
     with torch.no_grad():
-        classes = single(images[:1].float()).shape[1]
+        classes = traced(images[:1].float()).shape[1]
     bounds = []
     for i in range(images.shape[0]):
         recorder = _Recorder(traced, unit)
@@ -219,10 +240,19 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                                             allow_unused=True, retain_graph=True)
                 for g, (_, radius) in zip(grads, recorder.records, strict=True):
                     if g is not None:
-                        per_margin += (g.abs() * radius).flatten(1).sum(1).double()
+                        per_margin += _per_row(g.abs() * radius, len(others))
             per_margin += _constant_terms(margins, recorder.constants)
         bounds.append(per_margin.max())
     return torch.stack(bounds)
+
+
+def _per_row(terms: torch.Tensor, rows: int) -> torch.Tensor:
+    """Error terms of a value summed per margin row: over its elements where its first
+    axis holds the rows (a ``[B]`` value too, e.g. a logit picked out), else their whole
+    sum for every row (a value without the batch axis: an upper bound)."""
+    if terms.ndim >= 1 and terms.shape[0] == rows:
+        return terms.reshape(rows, -1).sum(1).double()
+    return terms.sum().double().expand(rows)
 
 
 def _constant_terms(margins: torch.Tensor, constants: list[tuple[torch.Tensor, torch.Tensor]]

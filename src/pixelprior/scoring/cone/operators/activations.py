@@ -8,7 +8,7 @@ import operator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..intervals import EXACT, Negate, activation
 from ..table import (
@@ -104,6 +104,30 @@ register_operation("prelu", window=_pointwise, modules=(nn.PReLU,),
                    help="PReLU module (its weight inside)")
 register_operation("prelu_function", window=_channel, functions=(F.prelu,),
                    help="F.prelu (a per-channel weight)")
+
+
+def cast_dtype(node: fx.Node) -> torch.dtype | None:
+    """The dtype a ``.to(...)`` / ``.type(...)`` call names (``None``: none named, e.g. a
+    device or another tensor's)."""
+    for value in (*node.args[1:], node.kwargs.get("dtype")):
+        if isinstance(value, torch.dtype):
+            return value
+    return None
+
+
+def _cast_params(call: NodeCall) -> bool | str:
+    """A cast to float32, the dtype the model runs in (the same values, exactly: run in
+    the bounds' dtype), or why it is not bounded (another dtype rounds, or computes
+    otherwise than the float32 error bounds assume)."""
+    dtype = cast_dtype(call.node)
+    if dtype != torch.float32:
+        return (f"Tensor.{call.node.target}() to {dtype or 'no dtype named'} (only casts "
+                "to float32 are bounded)")
+    return True
+
+
+register_operation("cast", window=_pointwise, methods=("to", "type"), params=_cast_params,
+                   help="a cast to float32 (the same values in a float32 model)")
 
 
 def _dropout_params(call: NodeCall) -> bool | str:
@@ -230,6 +254,7 @@ register_bound("softplus")(_softplus_rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
+register_bound("cast")(lambda p: IDENTITY)
 register_bound("dropout")(lambda p: IDENTITY)
 
 
@@ -245,4 +270,5 @@ for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid",
 register_interval("neg")(lambda p: Negate())
 register_interval("identity")(lambda p: EXACT)
 register_interval("float")(lambda p: EXACT)
+register_interval("cast")(lambda p: EXACT)
 register_interval("dropout")(lambda p: EXACT)
