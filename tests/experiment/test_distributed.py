@@ -98,7 +98,8 @@ class FakeRay(types.ModuleType):
     def submit(self, actor, name, args):
         ref = FakeRef(actor, args[0] if args else None, len(self.submitted))
         ref.method, ref.args = name, args
-        if name == "identity":  # asked of every worker before any work; answered at once
+        if name in ("identity", "inputs"):  # asked of every worker before any work;
+            # answered at once
             self.identities.append(ref)
             return ref
         self.submitted.append(ref)
@@ -142,11 +143,15 @@ class FakeWorker:
         self.config_dict, self.device = config_dict, device
 
     identity = staticmethod(distributed.worker_identity)
+    notes: list[str] = []  # what each group's attack says (the same note from each)
 
     def attack(self, group):
         rows = [{"seed": g[0], "mode": g[1], "image_index": g[3], "device": self.device,
                  "worker": id(self)} for g in group]
-        return rows, {"image_index": [g[3] for g in group]}
+        return rows, {"image_index": [g[3] for g in group]}, list(self.notes)
+
+    def inputs(self, positions):
+        return {"model": "m", "images": [f"i{p}" for p in positions], "labels": positions}
 
 
 @pytest.fixture
@@ -155,6 +160,7 @@ def fake_ray(monkeypatch):
         ray = FakeRay(resources, **kwargs)
         monkeypatch.setitem(sys.modules, "ray", ray)
         monkeypatch.setattr(distributed, "_Worker", FakeWorker)
+        monkeypatch.setattr(distributed, "_reachable", lambda address: None)  # no cluster
         return ray
     return install
 
@@ -571,3 +577,104 @@ def test_a_run_takes_its_signals_back_from_ray(fake_ray, monkeypatch, tiny_run):
                      log=lambda m: None).run(interrupts=recorder)
     assert recorder.calls[0] == "reinstall" and recorder.calls.count("reinstall") == 1
     assert "critical" in recorder.calls
+
+
+def test_without_an_address_the_run_starts_a_ray_of_its_own(fake_ray):
+    """ray.init() without an address joins any cluster `ray start` left on the machine
+    (an audit's case: its workers read other data); "local" starts the run's own."""
+    ray = fake_ray({"CPU": 4})
+    quiet(ExperimentConfig(device="cpu", workers=2), groups(2))
+    assert ray.init_kwargs["address"] == "local"
+
+
+@pytest.mark.parametrize("address", ["garbage", "host:", "host:99999", ":6379", "ray://x"])
+def test_an_address_that_is_none_is_refused_with_the_config(address):
+    with pytest.raises(ConfigError, match="is not a Ray cluster address: give HOST:PORT"):
+        ExperimentConfig(workers=2, ray_address=address).validate()
+
+
+def test_an_address_nothing_answers_at_is_refused_at_once():
+    """Ray waits for an unreachable cluster without end, printing only its warnings."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        distributed._reachable(f"127.0.0.1:{port}")
+
+
+class TaskError(Exception):
+    def __init__(self, cause):
+        super().__init__(f"ray::_Worker.attack() ... {cause!r} ... a long traceback")
+        self.cause = cause
+
+
+class ActorError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("error", "expected", "match"), [
+    (TaskError(ValueError("model returned NaN scores: make it finite")), ValueError,
+     "^model returned NaN scores: make it finite$"),
+    (ActorError("The actor died unexpectedly before finishing this task."),
+     distributed.WorkerLostError, "a Ray worker stopped before it finished its work "
+     r"\(The actor died unexpectedly.*run the same command again to resume")])
+def test_a_workers_failure_is_its_own_one_line_or_a_lost_worker(fake_ray, error, expected,
+                                                                  match):
+    """Ray wraps a worker's exception in its traceback text (cut in the error line), and a
+    killed worker was an internal error."""
+    ray = fake_ray({"CPU": 2})
+    ray.exceptions = types.SimpleNamespace(RayTaskError=TaskError, RayActorError=ActorError)
+    original = ray.get
+
+    def failing(ref):
+        if getattr(ref, "method", None) == "attack":
+            raise error
+        return original(ref)
+
+    ray.get = failing
+    with pytest.raises(expected, match=match):
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(2))
+
+
+def test_workers_that_loaded_other_inputs_are_refused_before_any_work(
+        fake_ray, monkeypatch, tiny_run, tmp_path):
+    """(An audit's case: workers read another PIXELPRIOR_DATA, a relative model path in
+    the cluster's folder, a model file changed while the run started; the rows were
+    written, and the report took them.) Nothing is written."""
+    from pixelprior.experiment import ExperimentRunner
+
+    fake_ray({"CPU": 4})
+    monkeypatch.setattr(distributed, "_Worker", RealWorker)
+    real = RealWorker.inputs
+
+    def other_images(self, positions):
+        return {**real(self, positions), "images": ["another"] * len(positions)}
+
+    monkeypatch.setattr(RealWorker, "inputs", other_images)
+    config = tiny_run(modes=["unconstrained"], images=2, batch_images=1, workers=2)
+    with pytest.raises(distributed.WorkerMismatchError,
+                       match="Ray worker 1 of 2 loaded other images than this process"):
+        ExperimentRunner(config, log=lambda m: None).run()
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_a_workers_notes_are_said_once_as_in_one_process(fake_ray, monkeypatch, tiny_run):
+    """A note of an attack (why fast did not verify) was lost on Ray workers."""
+    from pixelprior.experiment import ExperimentRunner
+    from pixelprior.experiment.worker import GroupWorker
+
+    fake_ray({"CPU": 4})
+    monkeypatch.setattr(distributed, "_Worker", RealWorker)
+    attack = GroupWorker.attack
+
+    def noting(self, group):
+        self.log("note: unconstrained: a note")
+        return attack(self, group)
+
+    monkeypatch.setattr(GroupWorker, "attack", noting)
+    said = []
+    config = tiny_run(modes=["unconstrained"], images=3, batch_images=1, workers=2)
+    ExperimentRunner(config, log=said.append).run()
+    assert said.count("note: unconstrained: a note") == 1

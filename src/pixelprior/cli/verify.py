@@ -13,6 +13,7 @@ import typer
 
 from .._io import Interrupted, Interrupts
 from ..data import dataset_for, to_float
+from ..experiment.config import address_problem
 from ..experiment.verification import (
     ROWS_FILE,
     check_verification_folder,
@@ -144,6 +145,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             import ray  # noqa: F401
         except ImportError:
             fail('--workers > 1 runs on Ray: pip install "pixelprior[ray]"')
+    if address_problem(ray_address) is not None:
+        fail(address_problem(ray_address))
     requested, device = device, pick_device(device)
     model_options.check()
     check_out(out)

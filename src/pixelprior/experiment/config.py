@@ -113,6 +113,41 @@ class ConfigMismatchError(RuntimeError):
     """The run directory holds results of a different configuration."""
 
 
+
+def address_problem(address: str | None) -> str | None:
+    """Why ``address`` is no Ray cluster address (``None`` when it is one): ``auto``,
+    ``HOST:PORT`` or ``ray://HOST:PORT``.
+
+    Args:
+        address: the ``--ray-address`` given (``None``: none).
+
+    Returns:
+        One line, or ``None``.
+    """
+    if address is None or address == "auto":
+        return None
+    _, port = address_parts(address)
+    if port is None:
+        return (f"ray_address {address!r} is not a Ray cluster address: give HOST:PORT "
+                "(e.g. 127.0.0.1:6379, what `ray start --head` prints), ray://HOST:PORT "
+                "or auto")
+    return None
+
+
+def address_parts(address: str) -> tuple[str, int | None]:
+    """A Ray cluster address ``HOST:PORT`` (or ``ray://HOST:PORT``) split.
+
+    Args:
+        address: the address.
+
+    Returns:
+        ``(host, port)``; the port ``None`` where there is none or it is no port number.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return host, None
+    return host, int(port)
+
 @dataclass
 class ExperimentConfig:
     """Everything that defines an experiment (readable from TOML/JSON).
@@ -419,6 +454,8 @@ class ExperimentConfig:
             p.append('workers > 1 run on Ray: pip install "pixelprior[ray]"')
         if self.ray_address and self.workers < 2:
             p.append("ray_address is used only with workers >= 2")
+        elif address_problem(self.ray_address) is not None:
+            p.append(address_problem(self.ray_address))
 
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> str:

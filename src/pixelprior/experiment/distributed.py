@@ -27,21 +27,46 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..search.verify import REVISION
-from .config import ConfigError, ExperimentConfig
+from .config import ConfigError, ExperimentConfig, address_parts
 from .environment import package_version
 from .worker import GroupWorker
 
 INSTALL_HINT = 'pip install "pixelprior[ray]"'
+# what a worker's inputs() returns, in words
+INPUT_NAMES = {"model": "another model", "images": "other images", "labels": "other labels"}
 IN_FLIGHT_PER_WORKER = 2
 # workers not ready after this long are said (the cluster's CPUs or GPUs may be held by
 # other jobs: Ray then waits for them without a word), and again every NOTE_EVERY_S
 PATIENCE_S = 20.0
 NOTE_EVERY_S = 120.0
+CONNECT_TIMEOUT_S = 5.0  # a cluster address must answer within this
 
 
 class WorkerMismatchError(ConfigError):
     """A Ray worker runs another pixelprior (or verifier revision) than the calling
-    process, or could not start (the cause chained)."""
+    process, loaded another model or other images, or could not start (the cause
+    chained)."""
+
+
+class WorkerLostError(RuntimeError):
+    """A Ray worker stopped before it finished its work (killed, out of memory, its node
+    lost); what was written before is kept."""
+
+
+def _reachable(address: str) -> None:
+    """Refuse a cluster address nothing answers at (Ray would wait for it without end,
+    printing only its own warnings): one TCP connection, a few seconds at most."""
+    import socket
+
+    host, port = address_parts(address)
+    if port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} ({exc.strerror or exc}): "
+                          "start one there (`ray start --head --port PORT`) or give its "
+                          "address as `ray start` printed it") from None
 
 
 def worker_identity() -> dict:
@@ -63,22 +88,27 @@ def _ray():
 
 
 def group_pool(config: ExperimentConfig, most: int, log: Callable[[str], None] = print,
-               interrupts: Any = None) -> ActorPool:
+               interrupts: Any = None, expected: dict | None = None,
+               positions: list[int] | None = None) -> ActorPool:
     """The Ray workers of a run (an :class:`ActorPool` of attack workers), to open
-    before the run writes anything.
+    before the run writes anything; each yields ``(rows, maps, notes)`` per group.
 
     Args:
         config: the run's config (``workers``, ``ray_address``, ``device``).
         most: the groups to attack (never more workers than that).
         log: told how many workers run on what.
         interrupts: the run's :class:`~pixelprior._io.Interrupts`, if any.
+        expected: this process's :meth:`~pixelprior.experiment.worker.GroupWorker.inputs`
+            of ``positions``: every worker must have loaded the same.
+        positions: the run's images (positions in the dataset).
 
     Returns:
         The pool, not yet opened.
     """
     config_dict = {**config.to_dict(), "workers": 1, "ray_address": None}
     return ActorPool(_Worker, (config_dict,), config.workers, config.device,
-                     config.ray_address, log, interrupts, most)
+                     config.ray_address, log, interrupts, most, expected,
+                     (list(positions or []),))
 
 
 def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
@@ -100,7 +130,8 @@ def ray_groups(config: ExperimentConfig, groups: list[list[tuple]],
             group is sent).
     """
     with group_pool(config, len(groups), log) as pool:
-        yield from pool.map("attack", [(g,) for g in groups])
+        for rows, maps, _ in pool.map("attack", [(g,) for g in groups]):
+            yield rows, maps
 
 
 class ActorPool:
@@ -128,12 +159,17 @@ class ActorPool:
             between waits (Ray swallows exceptions other than ``KeyboardInterrupt``
             raised inside its calls).
         most: the most jobs there will be (``None``: no limit).
+        expected: what every actor's ``inputs(*inputs_args)`` must return (its model's
+            and images' fingerprints), checked when the pool opens; ``None``: unchecked.
+        inputs_args: the arguments of ``inputs``.
     """
 
     def __init__(self, actor_class: type, args: tuple, workers: int, device: str,
                  address: str | None, log: Callable[[str], None], interrupts: Any = None,
-                 most: int | None = None) -> None:
+                 most: int | None = None, expected: dict | None = None,
+                 inputs_args: tuple = ()) -> None:
         self.actor_class, self.args = actor_class, args
+        self.expected, self.inputs_args = expected, inputs_args
         self.workers, self.device, self.address = workers, device, address
         self.log, self.interrupts, self.most = log, interrupts, most
         self.ray: Any = None
@@ -157,8 +193,12 @@ class ActorPool:
         ray = self.ray = _ray()
         self.started = not ray.is_initialized()
         if self.started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            if self.address is not None and self.address != "auto":
+                _reachable(self.address)
+            # no address: a local instance of this run's own ("local"), never a cluster
+            # another job started on this machine (ray.init() would join that one)
+            ray.init(address=self.address or "local", include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
         if self.interrupts is not None:
             self.interrupts.reinstall()
         resources = ray.cluster_resources()
@@ -178,6 +218,8 @@ class ActorPool:
         self.actors = [actor.remote(*self.args, "cuda" if use_gpu else "cpu")
                        for _ in range(count)]
         self._check_identities()
+        if self.expected is not None:
+            self._check_inputs()
         where = "cuda (one GPU each)" if use_gpu else "cpu (one CPU and one torch thread each)"
         self.log(f"ray: {count} worker(s) on {where}")
 
@@ -210,6 +252,24 @@ class ActorPool:
                     f"this process {here['pixelprior']} (revision {here['verifier']}): "
                     "install the same pixelprior (the same commit, from a checkout) on "
                     "every node of the cluster; rows of other code would not be this run's")
+
+    def _check_inputs(self) -> None:
+        """Refuse workers that loaded another model or other images than this process
+        (``expected``: what each actor's ``inputs()`` must return): a relative model path
+        read in a cluster's own folder, a model file changed since this process read it,
+        another ``PIXELPRIOR_DATA`` on a node. Their rows would not be of this run's
+        inputs, which the folder records."""
+        refs = [a.inputs.remote(*self.inputs_args) for a in self.actors]
+        for number, ref in enumerate(refs, 1):
+            there = self.ray.get(ref)
+            differ = [name for name in self.expected if there.get(name) != self.expected[name]]
+            if differ:
+                what = " and ".join(INPUT_NAMES.get(name, name) for name in differ)
+                raise WorkerMismatchError(
+                    f"Ray worker {number} of {len(refs)} loaded {what} than this process "
+                    "(their fingerprints differ): give the model by an absolute path, the "
+                    "same files and PIXELPRIOR_DATA on every node, and do not change the "
+                    "model's files while a run starts")
 
     def _waiting_note(self, started: int, count: int, seconds: float) -> str:
         """What a wait for workers to start is about: how many are ready, and what the
@@ -252,7 +312,11 @@ class ActorPool:
             worker = self.pending.pop(ready)
             if queue:
                 submit(worker)
-            yield self.ray.get(ready)
+            try:
+                result = self.ray.get(ready)
+            except Exception as exc:  # Ray's wrapping of what failed in the worker
+                raise _worker_failure(self.ray, exc) from exc
+            yield result
 
     def close(self) -> None:
         """Cancel the calls in flight, stop the actors and a local Ray instance (every
@@ -281,6 +345,22 @@ def _start_failure(exc: Exception, number: int, count: int, here: dict) -> Worke
             "the cluster")
     return WorkerMismatchError(f"Ray worker {number} of {count} could not start ({last}); "
                                "--debug shows Ray's report")
+
+
+def _worker_failure(ray, exc: Exception) -> Exception:
+    """What to raise for a call that failed on a worker: the worker's own exception
+    (the one line a run in one process shows; Ray's report is chained, for --debug),
+    or, for a worker that stopped, :class:`WorkerLostError`."""
+    errors = getattr(ray, "exceptions", None)
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, getattr(errors, "RayTaskError", ())) and isinstance(cause, Exception):
+        return cause
+    if isinstance(exc, getattr(errors, "RayActorError", ())):
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        return WorkerLostError(f"a Ray worker stopped before it finished its work ({last}); "
+                               "what was written before is kept: run the same command "
+                               "again to resume")
+    return exc
 
 
 def _wait(ray, pending: dict, interrupts: Any) -> Any:
@@ -317,9 +397,16 @@ class _Worker:
         if device == "cpu":
             torch.set_num_threads(1)
         self.worker = GroupWorker(ExperimentConfig.from_dict(config_dict), device)
+        self.notes: list[str] = []
+        self.worker.log = self.notes.append  # sent back with each group's rows
 
-    def attack(self, group: list[tuple]) -> tuple[list[dict], dict]:
-        return self.worker.attack(group)
+    def attack(self, group: list[tuple]) -> tuple[list[dict], dict, list[str]]:
+        rows, maps = self.worker.attack(group)
+        notes, self.notes[:] = list(self.notes), []
+        return rows, maps, notes
+
+    def inputs(self, positions: list[int]) -> dict:
+        return self.worker.inputs(positions)
 
     def identity(self) -> dict:
         return worker_identity()

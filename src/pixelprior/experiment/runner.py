@@ -182,18 +182,19 @@ class ExperimentRunner:
             source.check_gradients(int(selection["positions"][0]))
             source.check_engine(int(selection["positions"][0]))
         aside = replacing or (self.force and not (self.out / "config.json").exists())
-        self._open_pool(selection, aside, interrupts)
+        self._open_pool(selection, aside, interrupts, source)
         if aside:
             self.wrote = move_aside(self.out, self.log) or self.wrote
         self._write_records(selection, fingerprint)
         return (source if config.workers == 1 else None), selection
 
-    def _open_pool(self, selection: dict, aside: bool, interrupts: Interrupts | None
-                   ) -> None:
+    def _open_pool(self, selection: dict, aside: bool, interrupts: Interrupts | None,
+                   source: GroupWorker) -> None:
         """With ``workers`` > 1, start the Ray workers for what is left to attack (all
         of it where the old files are to be moved ``aside``): each says which code it
-        runs before anything is moved or written (a refusal leaves the folder as it
-        was); signals are taken back from Ray."""
+        runs, and that it loaded the model and images ``source`` holds, before anything
+        is moved or written (a refusal leaves the folder as it was); signals are taken
+        back from Ray."""
         if self.config.workers == 1:
             return
         rows = [] if aside else read_numbered_rows(self.out / RESULTS)
@@ -201,7 +202,9 @@ class ExperimentRunner:
         count = len(list(_groups(self._work(selection, done),
                                  self.config.images_per_group())))
         if count:
-            self.pool = group_pool(self.config, count, self.log, interrupts)
+            positions = [int(p) for p in selection["positions"]]
+            self.pool = group_pool(self.config, count, self.log, interrupts,
+                                   source.inputs(positions), positions)
             self.pool.__enter__()
 
     def _close_pool(self) -> None:
@@ -373,7 +376,13 @@ class ExperimentRunner:
             return
         if self.pool is None:  # (not opened: nothing was left to attack then)
             raise RuntimeError("Ray workers were not started before the run's work")
-        yield from self.pool.map("attack", [(group,) for group in groups])
+        said: set[str] = set()
+        for rows, maps, notes in self.pool.map("attack", [(group,) for group in groups]):
+            for note in notes:  # a worker's notes, once each (as one process says them)
+                if note not in said:
+                    said.add(note)
+                    self.log(note)
+            yield rows, maps
 
     def _note_unrecorded_verifier(self, rows: list[dict]) -> None:
         """Say how many rows the verifier decided before rows recorded its revision

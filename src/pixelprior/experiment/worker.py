@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from .._io import save_npz_atomic
-from ..data import to_float
+from ..data import image_fingerprints, to_float
 from ..maps import METHODS
-from ..models import gradient_problem
+from ..models import gradient_problem, model_fingerprint
 from ..search import SEARCHES
 from .config import ConfigError, ExperimentConfig
 from .environment import package_version
@@ -73,6 +73,21 @@ class GroupWorker:
         """
         images = to_float(self.dataset.images[[position]]).to(self.device)
         check_gradient_maps(self.config, self.model, images)
+
+    def inputs(self, positions: list[int]) -> dict:
+        """What this worker attacks, as fingerprints: the model's (as the run records it)
+        and the images' and labels at ``positions`` of its dataset. A Ray worker builds
+        them on its own node; the run compares them with its own before any work.
+
+        Args:
+            positions: images' positions in the dataset.
+
+        Returns:
+            ``{"model": fingerprint, "images": [fingerprint, ...], "labels": [...]}``.
+        """
+        return {"model": model_fingerprint(self.model, self.config.model),
+                "images": image_fingerprints(self.dataset.images[positions]),
+                "labels": self.dataset.labels[positions].tolist()}
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict[str, np.ndarray]]:
         """Attack one group.
