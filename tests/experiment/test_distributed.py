@@ -678,3 +678,10 @@ def test_a_workers_notes_are_said_once_as_in_one_process(fake_ray, monkeypatch, 
     config = tiny_run(modes=["unconstrained"], images=3, batch_images=1, workers=2)
     ExperimentRunner(config, log=said.append).run()
     assert said.count("note: unconstrained: a note") == 1
+
+
+def test_a_lost_worker_is_a_runtime_failure_of_one_line():
+    from pixelprior.cli.errors import error_line
+
+    code, line = error_line(distributed.WorkerLostError("a Ray worker stopped ..."))
+    assert code == 1 and "internal error" not in line

@@ -27,6 +27,7 @@ from .._io import (
 )
 from ..data import DataError, DataSpecError
 from ..experiment import ConfigError, ConfigMismatchError, SelectionError
+from ..experiment.distributed import WorkerLostError
 from ..models import WeightsError
 from ..scoring import ModelOutputError, ScorerMismatchError
 
@@ -45,7 +46,8 @@ class UsageProblem(ValueError):
 USAGE_ERRORS = (UsageProblem, ConfigError, ConfigMismatchError, SelectionError,
                 OutputLocationError, DataSpecError)
 RUNTIME_ERRORS = (DataError, WeightsError, RunLockedError, CorruptResultsError,
-                  ModelOutputError, ScorerMismatchError, OSError, ImportError)
+                  ModelOutputError, ScorerMismatchError, OSError, ImportError,
+                  WorkerLostError)
 
 
 def fail(message: str) -> NoReturn:
