@@ -443,9 +443,7 @@ def test_a_pick_the_model_calls_fooled_ends_the_corner_certificate(monkeypatch):
     """Without the rounding band the copy certifies the log-softmax model, and the final
     verdict (the model itself, at the lowest-margin corner) says fooled: the row says the
     corners decided it, with no certificate (it said both)."""
-    monkeypatch.setattr(FastAttack, "_rounding_ties",
-                        lambda self, images, goals, found, candidates, scorer:
-                        torch.zeros(found.min_margin.flatten(1).shape, dtype=torch.bool))
+    monkeypatch.setattr(FastAttack, "_rounding_band", lambda self, images, scorer: 0.0)
     model = CancellationEverywhereLogSoftmax().eval()
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     image[:, 2] = 0.0

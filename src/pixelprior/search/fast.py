@@ -48,6 +48,7 @@ so that a run resumed by another revision does not mix the rows of two algorithm
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -194,6 +195,7 @@ class FastAttack(Attack):
         self.note: str | None = None  # why verify="auto" did not verify (one line)
         self._verifier: Verifier | None = None
         self._verify_decided: dict[tuple, bool] = {}
+        self._bands: dict[tuple, float] = {}  # image size → the rounding band's estimate
 
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
@@ -256,6 +258,7 @@ class FastAttack(Attack):
         fits decided again."""
         self._verifier = None
         self._verify_decided = {}
+        self._bands = {}
 
     def _settle(self, results: list[AttackResult]) -> None:
         """Rows made to agree with the model's own verdict (the scan's faster copy may part
@@ -341,8 +344,7 @@ class FastAttack(Attack):
         if (self.precision == "fp32" and found.min_log_margin is not None
                 and log_gap is not None and log_gap <= AGREED):
             ties &= found.min_log_margin.flatten(1) < LOG_TOLERANCE
-        ties |= self._rounding_ties(images, targets if targets is not None else labels,
-                                    found, candidates, scorer)
+        ties |= self._rounding_ties(images, found, candidates, scorer)
         for row in candidates.nonzero().flatten().tolist():
             close = ties[row].nonzero().flatten()
             if close.numel() > MAX_RECHECKED:  # too many near ties to re-score: no
@@ -374,36 +376,48 @@ class FastAttack(Attack):
                 certified[row] = True
         return certified, flipped, extra
 
-    def _rounding_ties(self, images, goals, found: ScanResult, candidates: torch.Tensor,
+    def _rounding_ties(self, images, found: ScanResult, candidates: torch.Tensor,
                        scorer) -> torch.Tensor:
         """Positions ``[A, H·W]`` of the ``candidates`` whose scanned margin (in the
         model's own units: logits, or probabilities) lies within what float32 rounding
-        can move it: twice the model's first-order rounding estimate at the clean image
-        (:func:`~pixelprior.scoring.cone.rounding.rounding_error` times ``SAFETY``, the
-        verifier's tolerance) plus twice the scorer's measured gap from the model. A
-        model computing through a cancellation (a bias of 2^22 its BatchNorm takes off
-        again) rounds to steps the scan's folded or incremental copy does not take, and
-        its estimate is that large: such positions are re-scored by the model itself. A
-        model the estimate cannot trace keeps the measured gap alone."""
+        can move it (:meth:`_rounding_band`): re-scored by the model itself."""
         ties = torch.zeros(found.min_margin.flatten(1).shape, dtype=torch.bool)
         rows = candidates.nonzero().flatten()
         margins = (found.min_log_margin if scorer.output_kind == "logits"
                    else found.min_margin)
         if not rows.numel() or margins is None:
             return ties
-        band = torch.full((rows.numel(),), 2 * (scorer.agreement or 0.0), dtype=torch.float64)
-        try:
-            traced = traced_copy(self.model)
-        except Exception:  # noqa: BLE001  (any model: one torch.fx cannot trace has none)
-            traced = None
-        if traced is not None:
-            with self._model_bits(images):  # its bits as the verdicts' (thread count)
-                estimate = rounding_error(self.model, images[rows], goals[rows],
-                                          rounding_unit(images.device), traced).cpu()
-            band = band + SAFETY * estimate
-        band = band.nan_to_num(float("inf"))
-        ties[rows] = margins.flatten(1)[rows].double() < band[:, None]
+        ties[rows] = margins.flatten(1)[rows].double() < self._rounding_band(images, scorer)
         return ties
+
+    def _rounding_band(self, images: torch.Tensor, scorer) -> float:
+        """Twice the model's first-order float32 rounding estimate (the verifier's
+        tolerance, :func:`~pixelprior.scoring.cone.rounding.rounding_error` times
+        ``SAFETY``) plus twice the scorer's measured gap from the model. A model computing
+        through a cancellation (a bias of 2^22 its BatchNorm takes off again) rounds to
+        steps the scan's folded or incremental copy does not take, and its estimate is that
+        large. Estimated once per image size (and weights) at a fixed image of uniform
+        noise (seed 0), for the model's own class there: the model's structure, not one
+        image, makes it large, and the band so stays the same whichever images a batch
+        holds (noise, not a flat gray, where a distance to a color would be exactly 0 and
+        its gradient infinite); a model ``torch.fx`` cannot trace keeps the measured gap
+        alone, and an estimate that is not finite re-scores every position."""
+        key = (tuple(images.shape[1:]), images.device.type)
+        if key not in self._bands:
+            noise = torch.rand(images[:1].shape, generator=torch.Generator().manual_seed(0),
+                              dtype=images.dtype).to(images.device)
+            try:
+                traced = traced_copy(self.model)
+            except Exception:  # noqa: BLE001  (any model: one torch.fx cannot trace has none)
+                traced = None
+            estimate = 0.0
+            if traced is not None:
+                with torch.inference_mode(False), self._model_bits(images):
+                    label = traced(noise).argmax(1)
+                    estimate = float(rounding_error(self.model, noise, label,
+                                                    rounding_unit(images.device), traced)[0])
+            self._bands[key] = math.inf if math.isnan(estimate) else SAFETY * estimate
+        return self._bands[key] + 2 * (scorer.agreement or 0.0)
 
     def _refine(self, images, labels, targets, found: ScanResult, todo: torch.Tensor,
                 generators: list[torch.Generator]):
