@@ -37,7 +37,15 @@ def photo(tmp_path):
 SMALL = ["--source", "sample", "--images", "2"]
 USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} filled in
     "empty --modes": (["reproduce", "cifar10", *SMALL, "--modes", "", "--out", "{tmp}/run"],
-                      2, "--modes '' names no mode"),
+                      2, "--modes is given an empty value: give one, or leave the option "
+                         "out for its default"),
+    "empty --mode (was the default mode)": (["attack", "{cat}", "--mode", "", "--out",
+                                             "{tmp}/a"], 2, "--mode is given an empty value"),
+    "empty --data (was the default data)": (["reproduce", "cifar10", *SMALL, "--data=",
+                                             "--out", "{tmp}/run"], 2,
+                                            "--data is given an empty value"),
+    "empty image argument (was the folder .)": (["attack", "", "--out", "{tmp}/a"], 2,
+                                                "an argument is empty: give a value"),
     "--modes of commas": (["reproduce", "cifar10", *SMALL, "--modes", ",,", "--out",
                            "{tmp}/run"], 2, "names no mode; give one or more"),
     "--seeds 0": (["reproduce", "cifar10", *SMALL, "--seeds", "0", "--out", "{tmp}/run"], 2,

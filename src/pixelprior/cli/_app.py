@@ -12,7 +12,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from .._io import Interrupted, early_signals_raise, restore_early_signals
-from .errors import BEFORE_RUN, STATE, error_line
+from .errors import BEFORE_RUN, STATE, UsageProblem, error_line
 
 console = Console()
 err_console = Console(stderr=True, emoji=False)  # ':abc:' in a message stays text
@@ -39,6 +39,9 @@ class _Commands(TyperGroup):
         early_signals_raise(True)  # from here a signal is this command's to report
         STATE["interrupted"] = None
         try:
+            empty = _empty_value([*ctx._protected_args, *ctx.args])
+            if empty is not None:
+                raise UsageProblem(empty)
             return super().invoke(ctx)
         except Interrupted as exc:
             raise typer.Exit(report_error(exc)) from None
@@ -55,6 +58,22 @@ class _Commands(TyperGroup):
             raise typer.Exit(130) from None
         finally:
             restore_early_signals()
+
+
+def _empty_value(args: list[str]) -> str | None:
+    """Why the command line holds an empty value (``--data ''``, ``--mode=``), or
+    ``None``: an empty text was read as the option's default or as the folder ``.``
+    (an attack of the default mode, a run on the default data), unsaid."""
+    for i, arg in enumerate(args):
+        option = args[i - 1] if arg == "" and i and args[i - 1].startswith("-") else None
+        if arg.startswith("--") and arg.endswith("="):
+            option = arg[:-1]
+        if option is not None:
+            return (f"{option} is given an empty value: give one, or leave the option out "
+                    "for its default")
+        if arg == "":
+            return "an argument is empty: give a value"
+    return None
 
 
 def _version(value: bool) -> None:
