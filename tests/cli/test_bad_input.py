@@ -46,6 +46,27 @@ USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} fi
                                             "--data is given an empty value"),
     "empty image argument (was the folder .)": (["attack", "", "--out", "{tmp}/a"], 2,
                                                 "an argument is empty: give a value"),
+    "--corners with --levels (levels dropped)": (
+        ["susceptibility", "{cat}", "--corners", "--levels", "5", "--out", "{tmp}/s"], 2,
+        "--corners is the 2-level grid; --levels 5 asks for another"),
+    "--levels past 8 bits (a grid of 10^9 colours built first)": (
+        ["susceptibility", "{cat}", "--levels", "1000", "--out", "{tmp}/s"], 2,
+        "an 8-bit color channel has 256 levels"),
+    "--data with the bundled sample (unread)": (
+        ["verify", "cifar10", *SMALL, "--data", "{folder}"], 2,
+        "is the folder of CIFAR-10's test set, read for cifar10 --source full only"),
+    "--ray-address without --workers (unread)": (
+        ["verify", "{cat}", "--ray-address", "localhost:6379"], 2,
+        "--ray-address is used only with --workers 2 or more"),
+    "--source of another dataset (unread, hashed)": (
+        ["run", "--data", "{photos}", "--source", "sample", "--out", "{tmp}/run"], 2,
+        "chooses CIFAR-10's images; the folder dataset does not read it"),
+    "a negative stand-in seed (an internal error, a file left)": (
+        ["data", "standin", "--seed", "-1", "--out", "{tmp}/standin"], 2,
+        "--seed must be >= 0, got -1"),
+    "a CSV URL that is none (an internal error)": (
+        ["data", "nips17", "--csv-url", "bogus", "--out", "{tmp}/dev"], 2,
+        "--csv-url 'bogus' is no URL"),
     "--modes of commas": (["reproduce", "cifar10", *SMALL, "--modes", ",,", "--out",
                            "{tmp}/run"], 2, "names no mode; give one or more"),
     "--seeds 0": (["reproduce", "cifar10", *SMALL, "--seeds", "0", "--out", "{tmp}/run"], 2,
@@ -378,3 +399,17 @@ def test_an_exif_orientation_that_is_none_is_not_said_applied(tmp_path):
     exif[0x0112] = 9
     Image.new("RGB", (4, 3), (10, 20, 30)).save(tmp_path / "o9.jpg", exif=exif.tobytes())
     assert not any("EXIF" in note for note in read_image_file(tmp_path / "o9.jpg").notes)
+
+
+@pytest.mark.parametrize("failure", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 8000000000000 bytes"),
+    RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")])
+def test_a_request_too_large_for_the_machine_is_one_line_of_what_to_lower(failure):
+    """--popsize 10^12 or --input-size 99999999 was an internal error to report."""
+    from pixelprior.cli.errors import error_line
+
+    code, line = error_line(failure)
+    assert code == 1 and "internal error" not in line
+    assert "out of memory" in line and "ask for less at once" in line

@@ -76,7 +76,7 @@ def exit_code(exc: BaseException) -> int | None:
         return exc.exit_code
     if isinstance(exc, USAGE_ERRORS):
         return 2
-    if isinstance(exc, RUNTIME_ERRORS):
+    if isinstance(exc, RUNTIME_ERRORS) or _out_of_memory(exc):
         return 1
     if isinstance(exc, (ValueError, TypeError, KeyError)) and _from_pixelprior(exc):
         return 2
@@ -95,6 +95,10 @@ def error_line(exc: BaseException) -> tuple[int, str]:
     code = exit_code(exc)
     if isinstance(exc, Interrupted):
         return code, _interrupted_line(exc)
+    if _out_of_memory(exc):
+        return code, (f"[red]error:[/red] out of memory ({escape(message(exc)[:160])}): "
+                      "ask for less at once: fewer --images, a smaller --popsize, "
+                      "--input-size or --levels, or --batch-images 1")
     if code is None:
         return 1, (f"[red]error:[/red] internal error ({type(exc).__name__}: "
                    f"{escape(message(exc))}); rerun with --debug for the traceback and "
@@ -108,6 +112,14 @@ def _interrupted_line(exc: Interrupted) -> str:
         return escape(EARLY_MESSAGE.format(name=exc.args[0]))
     return (f"[yellow]interrupted[/yellow] ({escape(exc.args[0])}): "
             f"{escape(kept or 'nothing was written')}")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (the request too large for the
+    machine: a user's setting, not a bug)."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()))
 
 
 def _from_pixelprior(exc: BaseException) -> bool:

@@ -33,6 +33,7 @@ from .tables import num, print_table, table
 from .targets import is_image_file, recorded_classes, target_count, target_images
 from .verify import verify_into
 
+MAX_LEVELS = 256  # levels per color channel: an 8-bit channel has no more
 
 @app.command()
 @model_options()
@@ -132,6 +133,12 @@ def susceptibility(
     if fast and (corners or levels != 3):
         fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
              "set the grid of the exhaustive scan instead")
+    if corners and levels != 3:
+        fail(f"--corners is the 2-level grid; --levels {levels} asks for another: give "
+             "one of them")
+    if levels > MAX_LEVELS:
+        fail(f"--levels {levels}: an 8-bit color channel has {MAX_LEVELS} levels; give "
+             f"at most {MAX_LEVELS} (3: 27 colours)")
     levels = 2 if corners else levels
     colour_grid(levels)
     if images < 1 or batch_images < 1 or first_index < 0:
@@ -289,6 +296,9 @@ def evaluate_maps_cmd(
         fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "
              f"with `pixelprior susceptibility ... --out {directory}` (a scan of a color "
              "grid) or `... --exact` (the verifier's verdicts over every color)")
+    if data is not None and not data.is_dir():
+        fail(f"--data {data} is no folder (the one holding cifar-10-batches-py, read where "
+             "the scan is of CIFAR-10's full test set)")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "reduction": reduction, "n_samples": n_samples, "noise_level": noise_level}
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import urllib.parse
 from pathlib import Path
 
 import torch
@@ -136,6 +137,10 @@ def data_nips17(out: Path = typer.Option(..., help="Target folder (published lay
         out: the target folder (the published layout).
         csv_url: another URL of the CSV (not checked against the published hash).
     """
+    if csv_url is not None and urllib.parse.urlparse(csv_url).scheme not in (
+            "http", "https", "file"):
+        fail(f"--csv-url {csv_url!r} is no URL: give an http(s):// or file:// address of the "
+             "DEV set's CSV")
     check_out(out)
     on_interrupt(f"the files downloaded so far into {out} are kept; run the same command to "
                  "resume")
@@ -160,6 +165,8 @@ def data_standin(out: Path = typer.Option(..., help="Target folder."),
     """
     if count < 1:
         fail(f"--count must be >= 1 (images), got {count}")
+    if seed < 0:
+        fail(f"--seed must be >= 0, got {seed}")
     check_out(out)
     on_interrupt(f"the stand-in in {out} may be incomplete; run the same command again")
     torch.manual_seed(seed)

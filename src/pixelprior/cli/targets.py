@@ -82,7 +82,7 @@ def target_images(opened: OpenedModel, target: str, source: str, data: Path | No
         first_index: the first dataset index.
         classes: the model's class names (``--classes``), for a data spec.
         device: where the model runs.
-        no_resize: refuse an image file of another size than the model's input.
+        no_resize: refuse images of another size than the model's input.
 
     Returns:
         ``(images, labels, indices, shown, names)``: the images (uint8 or float
@@ -90,6 +90,10 @@ def target_images(opened: OpenedModel, target: str, source: str, data: Path | No
         to draw (``None``: ``images``) and the file's name (``None`` unless a file).
     """
     is_file = is_image_file(target)
+    if data is not None and (target != "cifar10" or source == "sample"):
+        what = "drop it" if target == "cifar10" else f"the images are {target} alone"
+        fail(f"--data {data} is the folder of CIFAR-10's test set, read for cifar10 "
+             f"--source full only: {what}")
     if target == "cifar10":
         batch, labels, indices, shown = _scan_images(opened, source, data, count,
                                                      first_index, device)
@@ -100,17 +104,24 @@ def target_images(opened: OpenedModel, target: str, source: str, data: Path | No
         labels = torch.tensor([predict_label(opened.net, batch, device)])
         return batch, labels, [-1], None, [Path(target).name]
     batch, labels, indices, shown = _spec_images(opened, target, count, first_index,
-                                                 classes, device)
+                                                 classes, device, no_resize)
     return batch, labels, indices, shown, None
 
 
 def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
-                 classes: str | None, device: str):
+                 classes: str | None, device: str, no_resize: bool = False):
     """The first ``count`` correctly classified images (from ``first_index``) of a data
-    spec (an image folder, an .npz, a CSV), in the model's channels."""
-    dataset, notes = load_image_source(spec, size=opened.input_size,
+    spec (an image folder, an .npz, a CSV), in the model's channels (``no_resize``: as
+    stored, refused where that is not the model's size)."""
+    dataset, notes = load_image_source(spec, size=None if no_resize else opened.input_size,
                                        classes=data_classes(opened.name, classes),
                                        channels=opened.channels)
+    wanted = opened.input_size
+    wanted = (wanted, wanted) if isinstance(wanted, int) else wanted
+    stored = tuple(dataset.images.shape[-2:])
+    if no_resize and wanted is not None and tuple(wanted) != stored:
+        fail(f"{spec}'s images are {stored[1]}×{stored[0]} and the model takes "
+             f"{wanted[1]}×{wanted[0]}: drop --no-resize to resize them (bilinear)")
     dataset, mapped = fit_classes(dataset, opened.net.class_names)
     for note in notes + mapped:
         console.print(f"note: {note}")

@@ -310,6 +310,9 @@ class ExperimentConfig:
             hint = (" ('auto' was removed: it could silently attack the bundled sample "
                     "instead of the test set)" if self.source == "auto" else "")
             p.append(f"source must be 'full' or 'sample', got {self.source!r}{hint}")
+        if self.dataset != "cifar10" and self.source != "full":
+            p.append(f"source {self.source!r} chooses CIFAR-10's images; the {self.dataset} "
+                     "dataset does not read it: drop it")
         if self.dataset == "nips17" and not self.data:
             p.append("the nips17 dataset needs `data` (a folder in the DEV layout)")
         if self.dataset == "cifar10" and self.source == "sample" and self.data:
