@@ -54,9 +54,10 @@ def imports_of(name: str) -> set[str]:
 
 
 def stage(name: str) -> str | None:
-    """The stage of a module (``None`` for the top-level API)."""
+    """The stage of a module (``None`` for the top-level API and ``python -m pixelprior``,
+    the command line's entry point)."""
     parts = name.split(".")
-    return None if len(parts) == 1 else parts[1]
+    return None if len(parts) == 1 or parts[1:] == ["__main__"] else parts[1]
 
 
 INTERNAL = [name for name in MODULES if stage(name) is not None]

@@ -653,3 +653,21 @@ def test_short_reasons():
     assert short_reason(long) == "RuntimeError: first sentence is here"
     assert len(short_reason("y" * 500)) == 120
 
+
+
+def test_an_onnx_file_without_onnxruntime_says_what_to_install(tmp_path, monkeypatch):
+    """The line named the missing module only; the other missing extras say their
+    install command."""
+    from pixelprior.models import ModelLoadError, formats
+
+    def missing(path, allow_pickle, device):
+        raise ModuleNotFoundError("No module named 'onnxruntime'")
+
+    monkeypatch.setattr(formats, "FILE_FORMATS", tuple(
+        formats.FileFormat(f.label, missing, f.suffixes) if f.label == "ONNX" else f
+        for f in formats.FILE_FORMATS))
+    path = tmp_path / "net.onnx"
+    path.write_bytes(b"not read")
+    with pytest.raises(ModelLoadError, match=r'ONNX: .*onnxruntime.* \(pip install '
+                                             r'"pixelprior\[onnx\]"\)'):
+        formats.load_file(path, False, torch.device("cpu"))

@@ -586,9 +586,7 @@ def read_config_file(path: str | Path) -> dict:
         if path.suffix == ".json":
             values = json.loads(text)
         else:
-            import tomllib
-
-            values = tomllib.loads(text)
+            values = _toml().loads(text)
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         kind = "JSON" if path.suffix == ".json" else "TOML"
         raise ConfigError(f"{path}: not valid {kind} ({exc})") from None
@@ -624,3 +622,13 @@ def _type_problem(name: str, value, expected) -> str | None:
     if fits(value, expected):
         return None
     return f"{name} must be {describe(expected)}, got {value!r} ({type(value).__name__})"
+
+
+def _toml():
+    """The TOML reader: the standard library's from Python 3.11, ``tomli`` (the same code,
+    a dependency there) on 3.10."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib

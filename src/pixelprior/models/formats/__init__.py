@@ -74,7 +74,8 @@ def load_file(path: Path, allow_pickle: bool, device: torch.device) -> BuiltMode
         except DefiniteLoadError:
             raise
         except ImportError as exc:
-            tried.append(f"{fmt.label}: {short_reason(exc)}")
+            hint = ' (pip install "pixelprior[onnx]")' if fmt.label == "ONNX" else ""
+            tried.append(f"{fmt.label}: {short_reason(exc)}{hint}")
         except Exception as exc:  # this format does not read the file: try the next
             reason = str(exc) if isinstance(exc, ModelLoadError) else short_reason(exc)
             tried.append(f"{fmt.label}: {reason}")

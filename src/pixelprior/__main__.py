@@ -1,0 +1,5 @@
+"""``python -m pixelprior``: the command line, as ``pixelprior``."""
+
+from .cli import app
+
+app()
