@@ -79,6 +79,7 @@ SMOKE_RUNS = {
     "screen_cost": "--models convsmall-cifar10 --images 1 --positions 4 --chunk 4 --repeats 1",
     "signed_error": "--boxes 20 --verified 4 --error-images 1",
     "softplus_rule": "--ranges 100",
+    "fast_band": "--images 2 --repeats 1 --models resnet8-cifar10",
     "throughput": "--images 1 --maxiter 1 --scaling 1",
     "tolerance": "--models convsmall-cifar10 --images 1 --samples 16",
     "unstable_profile": "--model convsmall-cifar10 --sides 0.0625 --grid 3 --interval",
