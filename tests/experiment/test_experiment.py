@@ -382,3 +382,20 @@ def test_images_attacked_together_follow_the_device_and_the_dataset():
     assert ExperimentConfig(device="cpu").images_per_group() == 10
     assert ExperimentConfig(device="cpu", dataset="nips17").images_per_group() == 4
     assert ExperimentConfig(device="cpu", batch_images=3).images_per_group() == 3
+
+
+def test_oracle_modes_on_images_the_scan_lacks_are_refused_before_anything_is_written(
+        tmp_path):
+    """(A CLI audit's case.) The run stopped at its first group with its records written,
+    and the corrected command in the same folder was then refused as another config."""
+    from pixelprior.experiment import load_dataset
+
+    dataset = load_dataset(small_config(tmp_path / "x"))
+    scan = tmp_path / "scan"
+    scan.mkdir()
+    _fake_scan(dataset, [0], [], scan)  # the first image only
+    config = small_config(tmp_path / "o", images=2, modes=["oracle"], oracle=str(scan))
+    with pytest.raises(ConfigError, match="is not in the susceptibility scan.*the oracle "
+                                          "modes attack images of this run"):
+        ExperimentRunner(config).run(progress=False)
+    assert not (tmp_path / "o").exists()

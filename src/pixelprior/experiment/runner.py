@@ -38,13 +38,14 @@ from .._io import (
 from .._streams import image_key
 from ..data import image_fingerprints, to_float
 from ..models import model_fingerprint
+from ..priors import OraclePrior
 from ..search.verify import REVISION
-from .config import ConfigMismatchError, ExperimentConfig
+from .config import ConfigError, ConfigMismatchError, ExperimentConfig
 from .cost import cost_lines, max_queries
 from .distributed import ActorPool, group_pool
 from .environment import write_environment
 from .inputs import check_one_index_per_image, select_images, selection_inputs
-from .modes import build_attack, parse_mode
+from .modes import build_attack, parse_mode, reads_oracle
 from .progress import ProgressReporter, as_reporter, reporting
 from .records import (
     config_changes,
@@ -181,12 +182,27 @@ class ExperimentRunner:
         if selection["positions"]:
             source.check_gradients(int(selection["positions"][0]))
             source.check_engine(int(selection["positions"][0]))
+            self._check_oracle_images(selection, source)
         aside = replacing or (self.force and not (self.out / "config.json").exists())
         self._open_pool(selection, aside, interrupts, source)
         if aside:
             self.wrote = move_aside(self.out, self.log) or self.wrote
         self._write_records(selection, fingerprint)
         return (source if config.workers == 1 else None), selection
+
+    def _check_oracle_images(self, selection: dict, source: GroupWorker) -> None:
+        """The images the oracle modes attack must be in the oracle scan: refused before
+        anything is written (the run stopped at its first group, its records written, and
+        the corrected command was then refused as another config)."""
+        if not (self.config.oracle and any(map(reads_oracle, self.config.modes))):
+            return
+        images = to_float(source.dataset.images[selection["positions"]])
+        try:
+            OraclePrior(self.config.oracle).scan.rows_of(images)
+        except KeyError as exc:
+            raise ConfigError(f"{exc.args[0]}: the oracle modes attack images of this run "
+                              f"that {self.config.oracle} does not hold; give the scan of "
+                              "these images as the oracle") from None
 
     def _open_pool(self, selection: dict, aside: bool, interrupts: Interrupts | None,
                    source: GroupWorker) -> None:
