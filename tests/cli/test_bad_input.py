@@ -67,6 +67,9 @@ USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} fi
     "a CSV URL that is none (an internal error)": (
         ["data", "nips17", "--csv-url", "bogus", "--out", "{tmp}/dev"], 2,
         "--csv-url 'bogus' is no URL"),
+    "an unknown scan engine (checked after the scan began, files left)": (
+        ["susceptibility", "{cat}", "--engine", "bogus", "--out", "{tmp}/s"], 2,
+        "--engine must be one of auto, incremental, full"),
     "--modes of commas": (["reproduce", "cifar10", *SMALL, "--modes", ",,", "--out",
                            "{tmp}/run"], 2, "names no mode; give one or more"),
     "--seeds 0": (["reproduce", "cifar10", *SMALL, "--seeds", "0", "--out", "{tmp}/run"], 2,

@@ -14,6 +14,7 @@ from ..experiment import run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
 from ..maps import REDUCTIONS
 from ..models import GradientsUnavailableError
+from ..scoring import ENGINES
 from ..search import colour_grid
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
@@ -133,6 +134,8 @@ def susceptibility(
     if fast and (corners or levels != 3):
         fail("--fast tries the 8 corners of the colour cube; --levels and --corners "
              "set the grid of the exhaustive scan instead")
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if corners and levels != 3:
         fail(f"--corners is the 2-level grid; --levels {levels} asks for another: give "
              "one of them")
