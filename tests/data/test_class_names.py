@@ -93,3 +93,13 @@ def test_batches_meta_names_are_checked(tmp_path):
     assert str(caught.value) == (
         f"{tmp_path / 'batches.meta'}: class names 'airplane' (class 0), 'Airplane' (class 9) "
         "differ only in case or spaces; give every class its own name")
+
+
+def test_a_folder_given_as_class_names_is_named_a_folder(tmp_path):
+    """It was said not to exist (a CLI audit)."""
+    from pixelprior.data import DataNotFoundError, parse_classes
+
+    folder = tmp_path / "names.txt"
+    folder.mkdir()
+    with pytest.raises(DataNotFoundError, match="names.txt is a folder"):
+        parse_classes(str(folder))

@@ -90,6 +90,9 @@ def _classes_from_text(spec: str | Path) -> tuple[str, ...]:
         return _read_names_file(path)
     if isinstance(spec, str) and "," in spec:
         return tuple(name.strip() for name in spec.split(","))
+    if path.is_dir():
+        raise DataNotFoundError(f"class names file {path} is a folder (give a file with one "
+                                "name per line, a JSON list, or names separated by commas)")
     raise DataNotFoundError(f"class names file {path} does not exist (give a file with one "
                             "name per line, a JSON list, or names separated by commas)")
 

@@ -184,7 +184,8 @@ def resolve_weights(spec: ModelSpec, weights: str | Path | None = None,
         except OSError as exc:
             raise WeightsError(
                 f"could not download {spec.url} ({exc}). Download it by hand and put it at "
-                f"{dest} (or set ${WEIGHTS_ENV} to its folder, or pass weights=PATH).") from exc
+                f"{dest} (or set ${WEIGHTS_ENV} to its folder, or give the file: --weights PATH, "
+                f"weights=PATH in the Python API).") from exc
     raise WeightsError(f"no weights for {spec.name}: looked at "
                        f"{', '.join(map(str, weight_candidates(spec)))}; get {spec.url}")
 
