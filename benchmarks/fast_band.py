@@ -3,8 +3,9 @@
 The corner certificate re-scores with the model itself every position whose scanned
 margin lies within a band: 10^-3 in probability (and, where the scorer agrees, 10^-2 in
 logits), and since the twenty-eighth session also twice the model's first-order float32
-rounding estimate plus twice the scorer's measured gap (``FastAttack._rounding_band``,
-estimated once per image size at a noise image). Printed, per model: the estimate, the
+rounding estimate (times ``BAND_SPREAD``) plus twice the scorer's measured gap
+(``FastAttack._rounding_band``, estimated once per image size at a noise image). Printed,
+per model: the band, the estimate at the noise image against the images' own, the
 positions re-scored and the certificates with and without the band on the same images,
 and the seconds of each (the faster of ``--repeats`` runs, alternating), with their ratio.
 
@@ -21,7 +22,9 @@ import torch
 
 from pixelprior.data import load_cifar10_sample, to_float
 from pixelprior.models import load_model
+from pixelprior.scoring.cone.rounding import rounding_error
 from pixelprior.search import FastAttack
+from pixelprior.search.fast import BAND_CLASSES, BAND_SPREAD
 
 
 def run(model, images, labels, band: bool) -> tuple[float, list]:
@@ -59,13 +62,20 @@ def main() -> None:
                 timings[band].append(seconds)
         attack = FastAttack(model, verify="off")
         estimate = attack._rounding_band(images[:1], attack.scorer(images[:1]))
+        noise = torch.rand(images[:1].shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            noise_label = model(noise).argmax(1)
+        at_noise = float(rounding_error(model, noise, noise_label, others=BAND_CLASSES)[0])
+        own = rounding_error(model, images, labels)  # every margin of each image
         queries = {band: sum(r.queries for r in results[band]) for band in results}
         certified = {band: sum(bool(r.steps["corner_certified"]) for r in results[band])
                      for band in results}
         fast_on, fast_off = min(timings[True]), min(timings[False])
         print(f"\n## {name}: {len(pick)} correctly classified sample images")
-        print(f"band (twice the rounding estimate + twice the scorer's gap): {estimate:.4g} "
-              "logits")
+        print(f"band (twice the rounding estimate x {BAND_SPREAD:g} + twice the scorer's "
+              f"gap): {estimate:.4g} logits; the estimate at the noise image {at_noise:.4g}, "
+              f"the images' own: median {float(own.median()):.4g}, largest "
+              f"{float(own.max()):.4g} ({float(own.max()) / at_noise:.2f}x the noise image's)")
         print("| re-check | queries | certified | seconds (best of "
               f"{args.repeats}) |\n|---|---|---|---|")
         print(f"| without the band | {queries[False]:,} | {certified[False]} | {fast_off:.2f} |")

@@ -605,9 +605,10 @@ def test_an_address_nothing_answers_at_is_refused_at_once():
 
 
 class TaskError(Exception):
-    def __init__(self, cause):
+    def __init__(self, cause, where="/site/pixelprior/search/base.py"):
         super().__init__(f"ray::_Worker.attack() ... {cause!r} ... a long traceback")
         self.cause = cause
+        self.traceback_str = f'Traceback:\n  File "{where}", line 1, in f\n{cause!r}'
 
 
 class ActorError(Exception):
@@ -617,6 +618,8 @@ class ActorError(Exception):
 @pytest.mark.parametrize(("error", "expected", "match"), [
     (TaskError(ValueError("model returned NaN scores: make it finite")), ValueError,
      "^model returned NaN scores: make it finite$"),
+    (TaskError(KeyError("conv1.weight"), "/site/torch/nn/modules/module.py"), RuntimeError,
+     r"^KeyError: 'conv1.weight' \(in a Ray worker\)$"),
     (ActorError("The actor died unexpectedly before finishing this task."),
      distributed.WorkerLostError, "a Ray worker stopped before it finished its work "
      r"\(The actor died unexpectedly.*run the same command again to resume")])
@@ -685,3 +688,23 @@ def test_a_lost_worker_is_a_runtime_failure_of_one_line():
 
     code, line = error_line(distributed.WorkerLostError("a Ray worker stopped ..."))
     assert code == 1 and "internal error" not in line
+
+
+def test_a_library_error_in_a_worker_stays_an_internal_error():
+    """A plain KeyError raised by a library inside a worker read as a user's error (exit
+    2) once re-raised in pixelprior's code; in one process it is one to report."""
+    from pixelprior.cli.errors import error_line
+
+    code, line = error_line(distributed._worker_failure(
+        types.SimpleNamespace(exceptions=types.SimpleNamespace(
+            RayTaskError=TaskError, RayActorError=ActorError)),
+        TaskError(KeyError("conv1.weight"), "/site/torch/nn/modules/module.py")))
+    assert code == 1 and "internal error" in line
+
+
+def test_with_ray_address_set_the_run_leaves_the_choice_to_ray(fake_ray, monkeypatch):
+    """`ray job submit` sets RAY_ADDRESS: "local" would start a Ray beside that cluster."""
+    ray = fake_ray({"CPU": 4})
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    quiet(ExperimentConfig(device="cpu", workers=2), groups(2))
+    assert ray.init_kwargs["address"] is None

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pixelprior.priors import PositionDistribution, Prior
@@ -434,9 +435,39 @@ def test_no_corner_certificate_where_the_models_own_rounding_flips_a_corner(mode
     image[:, 2] = 0.0
     image[0, 0, 6, 6] = 0.0
     assert _corner_flips(model, image, 0) > 0
-    result = FastAttack(model, verify="off").run(image, torch.tensor([0])).results[0]
+    attack = FastAttack(model, verify="off")
+    result = attack.run(image, torch.tensor([0])).results[0]
     assert result.success and result.steps["decided_by"] == "corners"
     assert not result.steps["corner_certified"]
+    assert attack._rounding_band(image, attack.scorer(image)) > 1.0  # steps of 0.5, × 4
+
+
+class HardLabels(nn.Module):
+    """One-hot scores of a linear head's argmax: no gradients anywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(self.head(x.flatten(1)).argmax(1), 2).float()
+
+
+def test_a_model_the_band_cannot_be_estimated_for_keeps_the_measured_gap_and_says_so():
+    """(A review's case.) A hard-label model (no gradients) with the uniform prior, run
+    under inference mode: the estimate failed and took the attack with it."""
+    from pixelprior.priors import UniformPrior
+
+    torch.manual_seed(0)
+    model = HardLabels().eval()
+    images = torch.rand(1, 3, 4, 4)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([50.0, 0.0]))  # class 0 everywhere
+    attack = FastAttack(model, UniformPrior(), verify="off")
+    with torch.inference_mode():
+        result = attack.run(images, torch.tensor([0])).results[0]
+    assert result.steps["decided_by"] == "certificate"
+    assert "the model's float32 rounding could not be estimated" in attack.note
 
 
 def test_a_pick_the_model_calls_fooled_ends_the_corner_certificate(monkeypatch):

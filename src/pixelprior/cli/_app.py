@@ -39,7 +39,9 @@ class _Commands(TyperGroup):
         early_signals_raise(True)  # from here a signal is this command's to report
         STATE["interrupted"] = None
         try:
-            empty = _empty_value([*ctx._protected_args, *ctx.args])
+            before = getattr(ctx, "_protected_args", None)  # click 8.2 on; 8.1: public
+            empty = _empty_value([*(before if before is not None
+                                    else getattr(ctx, "protected_args", [])), *ctx.args])
             if empty is not None:
                 raise UsageProblem(empty)
             return super().invoke(ctx)

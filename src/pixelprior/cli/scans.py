@@ -136,7 +136,7 @@ def susceptibility(
              "set the grid of the exhaustive scan instead")
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if corners and levels != 3:
+    if corners and levels not in (2, 3):
         fail(f"--corners is the 2-level grid; --levels {levels} asks for another: give "
              "one of them")
     if levels > MAX_LEVELS:

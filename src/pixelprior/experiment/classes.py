@@ -80,7 +80,8 @@ def _to_numbered(dataset: ImageSet, names: tuple[str, ...], wanted: tuple[str, .
     """Data names against a model without names."""
     if all(CLASS_INDEX.fullmatch(name) for name in names):  # folders 0, 1, 10, 2, ...
         indices = [int(name) for name in names]
-        twice = [name for name in names if indices.count(int(name)) > 1]
+        counts = Counter(indices)
+        twice = [name for name in names if counts[int(name)] > 1]
         if twice:  # "1" and "01": one class's images under two labels, unsaid
             raise ConfigError(f"the classes {_shown(twice)} name one class index; {ADVICE}, "
                               "or merge those folders")

@@ -22,6 +22,8 @@ process's (the rows record the workers' version, not the caller's).
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -196,9 +198,11 @@ class ActorPool:
             if self.address is not None and self.address != "auto":
                 _reachable(self.address)
             # no address: a local instance of this run's own ("local"), never a cluster
-            # another job started on this machine (ray.init() would join that one)
-            ray.init(address=self.address or "local", include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            # another job started on this machine (ray.init() would join that one); where
+            # RAY_ADDRESS is set (`ray job submit` sets it), Ray's own choice: that cluster
+            address = self.address or (None if os.environ.get("RAY_ADDRESS") else "local")
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
         if self.interrupts is not None:
             self.interrupts.reinstall()
         resources = ray.cluster_resources()
@@ -261,7 +265,14 @@ class ActorPool:
         inputs, which the folder records."""
         refs = [a.inputs.remote(*self.inputs_args) for a in self.actors]
         for number, ref in enumerate(refs, 1):
-            there = self.ray.get(ref)
+            try:
+                there = self.ray.get(ref)
+            except Exception as exc:  # e.g. a shorter dataset on its node: an IndexError
+                cause = getattr(exc, "cause", None) or exc
+                raise WorkerMismatchError(
+                    f"Ray worker {number} of {len(refs)} could not read this run's model "
+                    f"and images ({type(cause).__name__}: {str(cause)[:200]}): give the "
+                    "same files and PIXELPRIOR_DATA on every node") from exc
             differ = [name for name in self.expected if there.get(name) != self.expected[name]]
             if differ:
                 what = " and ".join(INPUT_NAMES.get(name, name) for name in differ)
@@ -354,6 +365,10 @@ def _worker_failure(ray, exc: Exception) -> Exception:
     errors = getattr(ray, "exceptions", None)
     cause = getattr(exc, "cause", None)
     if isinstance(exc, getattr(errors, "RayTaskError", ())) and isinstance(cause, Exception):
+        if type(cause) in (ValueError, TypeError, KeyError) and not _raised_by_pixelprior(exc):
+            # a library's plain error (a bug to report, as in one process), not a message
+            # of pixelprior's that re-raised here would be taken for
+            return RuntimeError(f"{type(cause).__name__}: {cause} (in a Ray worker)")
         return cause
     if isinstance(exc, getattr(errors, "RayActorError", ())):
         last = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -361,6 +376,14 @@ def _worker_failure(ray, exc: Exception) -> Exception:
                                "what was written before is kept: run the same command "
                                "again to resume")
     return exc
+
+
+def _raised_by_pixelprior(exc: Exception) -> bool:
+    """Whether the innermost frame of a worker's traceback (Ray's text of it) is
+    pixelprior's own code: what the command line reads a plain error's kind by."""
+    text = getattr(exc, "traceback_str", None) or str(exc)
+    files = re.findall(r'File "([^"]+)"', text)
+    return bool(files) and "/pixelprior/" in files[-1].replace("\\", "/")
 
 
 def _wait(ray, pending: dict, interrupts: Any) -> Any:

@@ -202,7 +202,9 @@ def _checked_full(full: FullPassScorer, model: nn.Module, example: torch.Tensor
     is made: a model computing through a cancellation its folding removes agrees there
     and parts from it at candidates)."""
     problem = check_scorer(full, model, example[:1])
-    if problem is None or full.query_model is model:
+    if problem is None:
+        return full
+    if full.query_model is model:
         _require_agreement(full, model, example)
         return full
     plain = FullPassScorer(model, example, False, full.precision, full.cuda_graphs)

@@ -10,7 +10,10 @@ position whose scanned margin lies within :data:`CERTIFY_TOLERANCE` of a label c
 scored again by the model itself (not the faster engine), so a near-tie cannot be
 certified by rounding (where the engine was measured to agree with the model within
 :data:`AGREED` in logits, or in the logarithms of the probabilities a model returns, only
-those within :data:`LOG_TOLERANCE` in logits too; more than
+those within :data:`LOG_TOLERANCE` in logits too; and, whatever the engine, every
+position within twice the model's own float32 rounding estimate of a label change, so
+that a model computing through a cancellation its faster copy does not make is re-scored
+where it rounds otherwise: :meth:`FastAttack._rounding_band`; more than
 :data:`MAX_RECHECKED` such positions: no certificate). An exhaustive corner scan
 costs ``8 · H · W`` queries (8,192 for CIFAR-10), a fifth of one failed DE run.
 
@@ -56,7 +59,7 @@ from torch import nn
 
 from ..priors import PositionDistribution, Prior, WeightedPrior
 from ..scoring import perturb_rows
-from ..scoring.cone.rounding import SAFETY, rounding_error, traced_copy
+from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error, traced_copy
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome, _spread
 from .checks import check_int
@@ -77,7 +80,6 @@ from .verify import (
     Verification,
     Verifier,
     margin_order,
-    rounding_unit,
 )
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
@@ -102,6 +104,13 @@ CERTIFY_TOLERANCE = 1e-3
 # keeps the probability rule alone
 LOG_TOLERANCE = 1e-2
 AGREED = 1e-4
+# ... and, on every scorer, positions within twice the model's float32 rounding estimate
+# (at a noise image: FastAttack._rounding_band) times BAND_SPREAD: images' own estimates
+# reach 1.8 times the noise image's on the CIFAR SqueezeNet (benchmarks/fast_band.py);
+# over the BAND_CLASSES highest other classes there (all 999 of an ImageNet model took
+# tens of GB)
+BAND_SPREAD = 2.0
+BAND_CLASSES = 9
 # bf16 moves probabilities by up to ~2e-2 (benchmarks/precision.py): a wider band
 BF16_TOLERANCE = 5e-2
 MAX_RECHECKED = 256  # near-tie positions re-scored per image; beyond: no certificate
@@ -195,7 +204,6 @@ class FastAttack(Attack):
         self.note: str | None = None  # why verify="auto" did not verify (one line)
         self._verifier: Verifier | None = None
         self._verify_decided: dict[tuple, bool] = {}
-        self._bands: dict[tuple, float] = {}  # image size → the rounding band's estimate
 
     # ----------------------------------------------------------------- the search
     def _search(self, images, labels, targets, distribution: PositionDistribution, rows,
@@ -258,7 +266,6 @@ class FastAttack(Attack):
         fits decided again."""
         self._verifier = None
         self._verify_decided = {}
-        self._bands = {}
 
     def _settle(self, results: list[AttackResult]) -> None:
         """Rows made to agree with the model's own verdict (the scan's faster copy may part
@@ -276,6 +283,7 @@ class FastAttack(Attack):
                 result.steps["corner_certified"] = False
                 if decided not in ("corners", "refine"):
                     result.steps["decided_by"] = "corners"
+                    result.steps["verified"] = False
 
     # ----------------------------------------------------------------- verification
     def _verify_images(self, images, labels, found: ScanResult, todo: torch.Tensor
@@ -329,7 +337,8 @@ class FastAttack(Attack):
     def _certify(self, images, labels, targets, found: ScanResult, candidates: torch.Tensor,
                  corners: torch.Tensor) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """Which complete, unfooled scans are certificates: positions within
-        :data:`CERTIFY_TOLERANCE` of a label change re-scored by the model itself.
+        :data:`CERTIFY_TOLERANCE` of a label change (see the module docstring: the logits'
+        rule, the rounding band) re-scored by the model itself.
         Returns (certified [A], {row: genes of a success found so}, queries [A])."""
         count = images.shape[0]
         certified = torch.zeros(count, dtype=torch.bool)
@@ -391,33 +400,42 @@ class FastAttack(Attack):
         return ties
 
     def _rounding_band(self, images: torch.Tensor, scorer) -> float:
-        """Twice the model's first-order float32 rounding estimate (the verifier's
-        tolerance, :func:`~pixelprior.scoring.cone.rounding.rounding_error` times
-        ``SAFETY``) plus twice the scorer's measured gap from the model. A model computing
-        through a cancellation (a bias of 2^22 its BatchNorm takes off again) rounds to
-        steps the scan's folded or incremental copy does not take, and its estimate is that
-        large. Estimated once per image size (and weights) at a fixed image of uniform
-        noise (seed 0), for the model's own class there: the model's structure, not one
+        """Twice the model's first-order float32 rounding estimate
+        (:func:`~pixelprior.scoring.cone.rounding.rounding_error` times ``SAFETY``, the
+        verifier's tolerance, times :data:`BAND_SPREAD`) plus twice the scorer's measured
+        gap from the model. A model computing through a cancellation (a bias of 2^22 its
+        BatchNorm takes off again) rounds to steps the scan's folded or incremental copy
+        does not take, and its estimate is that large.
+
+        Estimated once per scorer (one model's weights) and image size, at a fixed image
+        of uniform noise (seed 0), over the :data:`BAND_CLASSES` margins of the highest
+        other classes there, with float32's unit (on CUDA too: TF32's parting of the copy
+        from the model is what the measured gap holds): the model's structure, not one
         image, makes it large, and the band so stays the same whichever images a batch
-        holds (noise, not a flat gray, where a distance to a color would be exactly 0 and
-        its gradient infinite); a model ``torch.fx`` cannot trace keeps the measured gap
-        alone, and an estimate that is not finite re-scores every position."""
+        holds. A model the estimate cannot be made for (``torch.fx`` cannot trace it, it
+        has no gradients) keeps the measured gap alone, said in :attr:`note`; an estimate
+        that is not finite re-scores every position."""
         key = (tuple(images.shape[1:]), images.device.type)
-        if key not in self._bands:
-            noise = torch.rand(images[:1].shape, generator=torch.Generator().manual_seed(0),
-                              dtype=images.dtype).to(images.device)
+        bands = scorer.__dict__.setdefault("rounding_bands", {})
+        if key not in bands:
             try:
-                traced = traced_copy(self.model)
-            except Exception:  # noqa: BLE001  (any model: one torch.fx cannot trace has none)
-                traced = None
-            estimate = 0.0
-            if traced is not None:
                 with torch.inference_mode(False), self._model_bits(images):
+                    noise = torch.rand(images[:1].shape, dtype=images.dtype,
+                                       generator=torch.Generator().manual_seed(0))
+                    noise = noise.to(images.device)
+                    traced = traced_copy(self.model)
                     label = traced(noise).argmax(1)
-                    estimate = float(rounding_error(self.model, noise, label,
-                                                    rounding_unit(images.device), traced)[0])
-            self._bands[key] = math.inf if math.isnan(estimate) else SAFETY * estimate
-        return self._bands[key] + 2 * (scorer.agreement or 0.0)
+                    estimate = float(rounding_error(self.model, noise, label, UNIT_ROUNDOFF,
+                                                    traced, others=BAND_CLASSES)[0])
+            except Exception as exc:  # noqa: BLE001  (any model: one it fails on has none)
+                estimate = 0.0
+                self.note = self.note or (
+                    f"near ties re-checked by the scorer's measured gap alone: the model's "
+                    f"float32 rounding could not be estimated ({type(exc).__name__}: "
+                    f"{str(exc)[:120]})")
+            bands[key] = (math.inf if math.isnan(estimate)
+                          else SAFETY * BAND_SPREAD * estimate)
+        return bands[key] + 2 * (scorer.agreement or 0.0)
 
     def _refine(self, images, labels, targets, found: ScanResult, todo: torch.Tensor,
                 generators: list[torch.Generator]):

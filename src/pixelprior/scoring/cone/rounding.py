@@ -40,7 +40,7 @@ from torch import fx, nn
 
 from ...models import copy_module
 from .graph import OPERATIONS  # the table, with every operation registered
-from .operators.activations import softplus_jump
+from .operators.activations import cast_dtype, softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
 from .operators.normalization import BatchNormParams
@@ -115,6 +115,9 @@ class _Recorder(fx.Interpreter):
             return None
         operation = OPERATIONS.lookup(node, self.modules)
         name = operation.name if operation is not None else None
+        narrow = _narrowing(node)
+        if narrow is not None:  # a cast to fewer bits rounds at its own unit
+            return narrow * result.detach().abs()
         if name in EXACT:
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -169,6 +172,19 @@ SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "
 ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3}
 
 
+def _narrowing(node: fx.Node) -> float | None:
+    """The unit roundoff of a cast to a float of fewer bits than float32 (``.half()``,
+    ``.bfloat16()``, ``.to(torch.bfloat16)``), or ``None``."""
+    if node.op != "call_method":
+        return None
+    dtype = {"half": torch.float16, "bfloat16": torch.bfloat16}.get(node.target)
+    if node.target in ("to", "type"):
+        dtype = cast_dtype(node)
+    if dtype is None or not dtype.is_floating_point or torch.finfo(dtype).bits >= 32:
+        return None
+    return torch.finfo(dtype).eps / 2
+
+
 def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
     """``(|x| + |mean|) · |w| / sqrt(var + eps) + |b|`` per element (BatchNorm's terms,
     ``x`` given as ``|x|``)."""
@@ -198,8 +214,8 @@ def traced_copy(model: nn.Module) -> fx.GraphModule:
 
 
 def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   unit: float = UNIT_ROUNDOFF, traced: fx.GraphModule | None = None
-                   ) -> torch.Tensor:
+                   unit: float = UNIT_ROUNDOFF, traced: fx.GraphModule | None = None,
+                   others: int | None = None) -> torch.Tensor:
     """First-order bounds of the float32 rounding error of each margin ``z_y - z_j``.
 
     The gradients and the rounding radii are computed in float32 (an estimate of a
@@ -213,6 +229,8 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         unit: the unit roundoff of the model's evaluation (``2^-24`` for float32;
             ``2^-11`` for TF32 convolutions on CUDA).
         traced: the model's :func:`traced_copy`, where made already.
+        others: the margins against this many other classes only, those of the highest
+            scores at each image (``None``: every other class; one copy of the image each).
 
     Returns:
         float64 ``[B]``: per image, the largest bound over its margins.
@@ -227,20 +245,24 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     for i in range(images.shape[0]):
         recorder = _Recorder(traced, unit)
         label = int(labels[i])
-        others = [j for j in range(classes) if j != label]
-        batch = images[i:i + 1].detach().float().repeat(len(others), 1, 1, 1)
+        rivals = [j for j in range(classes) if j != label]
+        if others is not None and others < len(rivals):
+            with torch.no_grad():
+                scores = traced(images[i:i + 1].float())[0]
+            rivals = sorted(rivals, key=lambda j: -float(scores[j]))[:others]
+        batch = images[i:i + 1].detach().float().repeat(len(rivals), 1, 1, 1)
         with torch.enable_grad():
             scores = recorder.run(batch.requires_grad_(True))
-            rows = torch.arange(len(others))
-            margins = scores[rows, label] - scores[rows, torch.tensor(others)]
-            per_margin = torch.zeros(len(others), dtype=torch.float64,
+            rows = torch.arange(len(rivals))
+            margins = scores[rows, label] - scores[rows, torch.tensor(rivals)]
+            per_margin = torch.zeros(len(rivals), dtype=torch.float64,
                                      device=margins.device)
             if recorder.records:  # one row per margin: every row's gradient in one pass
                 grads = torch.autograd.grad(margins.sum(), [r for r, _ in recorder.records],
                                             allow_unused=True, retain_graph=True)
                 for g, (_, radius) in zip(grads, recorder.records, strict=True):
                     if g is not None:
-                        per_margin += _per_row(g.abs() * radius, len(others))
+                        per_margin += _per_row(g.abs() * radius, len(rivals))
             per_margin += _constant_terms(margins, recorder.constants)
         bounds.append(per_margin.max())
     return torch.stack(bounds)
