@@ -61,6 +61,15 @@ USAGE = {  # (arguments, exit code, phrase); {cat}, {tmp}, {folder}, {photos} fi
     "--source of another dataset (unread, hashed)": (
         ["run", "--data", "{photos}", "--source", "sample", "--out", "{tmp}/run"], 2,
         "chooses CIFAR-10's images; the folder dataset does not read it"),
+    "a negative training seed (accepted, where attacks refuse it)": (
+        ["train", "cifar10", "--seed", "-1", "--epochs", "1", "--out", "{tmp}/train"], 2,
+        "--seed must be >= 0, got -1"),
+    "an unknown model in explain (exit 1 there, 2 in attack and run)": (
+        ["explain", "{cat}", "--model", "nosuchmodel", "--out", "{tmp}/e"], 2,
+        "unknown model 'nosuchmodel'"),
+    "an unknown model in eval": (
+        ["eval", "cifar10", "--model", "nosuchmodel", "--source", "sample"], 2,
+        "unknown model 'nosuchmodel'"),
     "a negative stand-in seed (an internal error, a file left)": (
         ["data", "standin", "--seed", "-1", "--out", "{tmp}/standin"], 2,
         "--seed must be >= 0, got -1"),

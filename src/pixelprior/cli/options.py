@@ -19,6 +19,7 @@ from .._io import OutputLocationError, check_writable_dir
 from ..experiment import device_problem, parse_mode, resolve_device
 from ..experiment.modes import SEARCH_FIELDS
 from ..models import REGISTRY as MODELS
+from ..models import model_spec_problem
 from ..scoring import SCORERS
 from ._app import console
 from .errors import fail
@@ -105,6 +106,8 @@ class ModelOptions:
         Raises:
             UsageProblem: one of them is wrong (one line saying which and what to do).
         """
+        if self.model is not None and (problem := model_spec_problem(self.model)):
+            fail(problem)  # as run and attack refuse it: a usage error in every command
         check_weights(self.weights)
         check_classes(self.classes)
         parse_floats(self.mean, "--mean")

@@ -49,6 +49,8 @@ def train_cifar10_cmd(
         limit: train on this many images.
         threads: torch's CPU threads (0: its default).
     """
+    if seed < 0:
+        fail(f"--seed must be >= 0, got {seed}")
     check_out(out)
     on_interrupt(f"the checkpoints written so far in {out} are kept; run the same command to "
                  "resume")
