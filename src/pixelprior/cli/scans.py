@@ -36,6 +36,7 @@ from .verify import verify_into
 
 MAX_LEVELS = 256  # levels per color channel: an 8-bit channel has no more
 
+
 @app.command()
 @model_options()
 def susceptibility(

@@ -147,8 +147,8 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
             fail('--workers > 1 runs on Ray: pip install "pixelprior[ray]"')
     if ray_address is not None and workers < 2:
         fail("--ray-address is used only with --workers 2 or more")
-    if address_problem(ray_address) is not None:
-        fail(address_problem(ray_address))
+    if problem := address_problem(ray_address):
+        fail(problem)
     requested, device = device, pick_device(device)
     model_options.check()
     check_out(out)

@@ -148,6 +148,7 @@ def address_parts(address: str) -> tuple[str, int | None]:
         return host, None
     return host, int(port)
 
+
 @dataclass
 class ExperimentConfig:
     """Everything that defines an experiment (readable from TOML/JSON).
@@ -457,8 +458,8 @@ class ExperimentConfig:
             p.append('workers > 1 run on Ray: pip install "pixelprior[ray]"')
         if self.ray_address and self.workers < 2:
             p.append("ray_address is used only with workers >= 2")
-        elif address_problem(self.ray_address) is not None:
-            p.append(address_problem(self.ray_address))
+        elif problem := address_problem(self.ray_address):
+            p.append(problem)
 
     # ------------------------------------------------------------------ derived
     def resolved_device(self) -> str:

@@ -425,7 +425,8 @@ class _Worker:
 
     def attack(self, group: list[tuple]) -> tuple[list[dict], dict, list[str]]:
         rows, maps = self.worker.attack(group)
-        notes, self.notes[:] = list(self.notes), []
+        notes = self.notes.copy()
+        self.notes.clear()  # the list worker.log appends to
         return rows, maps, notes
 
     def inputs(self, positions: list[int]) -> dict:

@@ -167,6 +167,8 @@ class Scorer(ABC):
         # for a model returning probabilities, the largest gap of their logarithms (the
         # logits' gap, up to a constant per row), where measured; None otherwise
         self.log_agreement: float | None = None
+        # fast's rounding band per (image size, device), estimated once for these weights
+        self.rounding_bands: dict[tuple, float] = {}
 
     # -- logits or probabilities
     def set_output_kind(self, kind: str) -> None:

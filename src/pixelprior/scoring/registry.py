@@ -190,8 +190,14 @@ def _fx_scorer(model: nn.Module, example: torch.Tensor, full: FullPassScorer,
 def _require_agreement(scorer: Scorer, model: nn.Module, example: torch.Tensor) -> None:
     problem = check_scorer(scorer, model, example[:1])
     if problem is not None:
-        raise ScorerMismatchError(f"engine={scorer.name!r} cannot stand in for the model: "
-                                  f"{problem}{_nondeterminism(model, example[:1])}")
+        raise _mismatch(scorer, problem, model, example)
+
+
+def _mismatch(scorer: Scorer, problem: str, model: nn.Module, example: torch.Tensor
+              ) -> ScorerMismatchError:
+    """The refusal of a scorer whose check found ``problem``."""
+    return ScorerMismatchError(f"engine={scorer.name!r} cannot stand in for the model: "
+                               f"{problem}{_nondeterminism(model, example[:1])}")
 
 
 def _checked_full(full: FullPassScorer, model: nn.Module, example: torch.Tensor
@@ -205,8 +211,7 @@ def _checked_full(full: FullPassScorer, model: nn.Module, example: torch.Tensor
     if problem is None:
         return full
     if full.query_model is model:
-        _require_agreement(full, model, example)
-        return full
+        raise _mismatch(full, problem, model, example)
     plain = FullPassScorer(model, example, False, full.precision, full.cuda_graphs)
     _require_agreement(plain, model, example)
     plain.note = (f"{full.note + '; ' if full.note else ''}the faster copy (BatchNorm "

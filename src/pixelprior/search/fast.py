@@ -74,13 +74,7 @@ from .scan import (
     ranking_scores,
     scan_positions,
 )
-from .verify import (
-    REVISION,
-    BoundUnsupportedError,
-    Verification,
-    Verifier,
-    margin_order,
-)
+from .verify import REVISION, BoundUnsupportedError, Verification, Verifier, margin_order
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
@@ -416,7 +410,7 @@ class FastAttack(Attack):
         has no gradients) keeps the measured gap alone, said in :attr:`note`; an estimate
         that is not finite re-scores every position."""
         key = (tuple(images.shape[1:]), images.device.type)
-        bands = scorer.__dict__.setdefault("rounding_bands", {})
+        bands = scorer.rounding_bands
         if key not in bands:
             try:
                 with torch.inference_mode(False), self._model_bits(images):

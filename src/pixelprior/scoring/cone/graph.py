@@ -16,7 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
-from .operators.activations import cast_dtype
+from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
@@ -182,16 +182,11 @@ def _refuse_narrowing_casts(graph_module: fx.GraphModule) -> None:
     own rounding, do not bound: refused. Casts to float32 or wider run in the bounds'
     dtype (a wider float holds every value)."""
     for node in graph_module.graph.nodes:
-        if node.op != "call_method":
-            continue
-        dtype = cast_dtype(node) if node.target in ("to", "type") else None
-        narrow = node.target in ("half", "bfloat16") or (
-            dtype is not None and dtype.is_floating_point and torch.finfo(dtype).bits < 32)
-        if narrow:
+        dtype = narrowing_dtype(node)
+        if dtype is not None:
             raise FxUnsupportedError(
-                f"{node.target} ({node.name}) casts to {dtype or 'torch.' + str(node.target)}"
-                ": its rounding to fewer bits than float32 is not bounded; remove the cast "
-                "to verify")
+                f"{node.target} ({node.name}) casts to {dtype}: its rounding to fewer bits "
+                "than float32 is not bounded; remove the cast to verify")
 
 
 def _without_inplace(graph_module: fx.GraphModule) -> None:

@@ -40,7 +40,7 @@ from torch import fx, nn
 
 from ...models import copy_module
 from .graph import OPERATIONS  # the table, with every operation registered
-from .operators.activations import cast_dtype, softplus_jump
+from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
 from .operators.normalization import BatchNormParams
@@ -115,9 +115,9 @@ class _Recorder(fx.Interpreter):
             return None
         operation = OPERATIONS.lookup(node, self.modules)
         name = operation.name if operation is not None else None
-        narrow = _narrowing(node)
+        narrow = narrowing_dtype(node)
         if narrow is not None:  # a cast to fewer bits rounds at its own unit
-            return narrow * result.detach().abs()
+            return torch.finfo(narrow).eps / 2 * result.detach().abs()
         if name in EXACT:
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -170,19 +170,6 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "flo
 # elementwise operations (one by default)
 SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
 ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3}
-
-
-def _narrowing(node: fx.Node) -> float | None:
-    """The unit roundoff of a cast to a float of fewer bits than float32 (``.half()``,
-    ``.bfloat16()``, ``.to(torch.bfloat16)``), or ``None``."""
-    if node.op != "call_method":
-        return None
-    dtype = {"half": torch.float16, "bfloat16": torch.bfloat16}.get(node.target)
-    if node.target in ("to", "type"):
-        dtype = cast_dtype(node)
-    if dtype is None or not dtype.is_floating_point or torch.finfo(dtype).bits >= 32:
-        return None
-    return torch.finfo(dtype).eps / 2
 
 
 def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:

@@ -115,6 +115,19 @@ def cast_dtype(node: fx.Node) -> torch.dtype | None:
     return None
 
 
+def narrowing_dtype(node: fx.Node) -> torch.dtype | None:
+    """The float of fewer bits than float32 a cast node makes its value (``.half()``,
+    ``.bfloat16()``, ``.to(torch.bfloat16)``, ``.type(torch.float16)``), or ``None``."""
+    if node.op != "call_method":
+        return None
+    dtype = {"half": torch.float16, "bfloat16": torch.bfloat16}.get(node.target)
+    if node.target in ("to", "type"):
+        dtype = cast_dtype(node)
+    if dtype is None or not dtype.is_floating_point or torch.finfo(dtype).bits >= 32:
+        return None
+    return dtype
+
+
 def _cast_params(call: NodeCall) -> bool | str:
     """A cast to float32, the dtype the model runs in (the same values, exactly: run in
     the bounds' dtype), or why it is not bounded (another dtype rounds, or computes
