@@ -143,6 +143,40 @@ def test_usage_errors_are_one_line_and_leave_nothing(case, cat_png, tmp_path):
     assert after == before, "files were left behind"
 
 
+PARSER = {  # the parser's own complaints: click printed them on four lines
+    "an unknown option": (["attack", "{cat}", "--bogus"], "No such option: --bogus",
+                          "attack"),
+    "a missing argument": (["attack"], "Missing argument 'image_file'",
+                           "attack"),
+    "a number that is none": (["attack", "{cat}", "--tau", "abc"],
+                              "Invalid value for '--tau'", "attack"),
+    "an unknown command": (["bogus"], "No such command 'bogus'", ""),
+    "an unknown option of the app": (["--bogus"], "No such option: --bogus",
+                                     ""),
+    "a subcommand's option": (["train", "cifar10", "--epochs", "x"],
+                              "Invalid value for '--epochs'",
+                              "train cifar10"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARSER))
+def test_parser_errors_are_one_line_naming_the_help(case, cat_png):
+    args, phrase, command = PARSER[case]
+    result = invoke(*[a.format(cat=cat_png) for a in args])
+    line = clean_error(result, 2, phrase)  # the program is 'root' under the test runner
+    assert result.output.strip() == line and line.endswith(f"{command} --help'".lstrip())
+
+
+def test_debug_keeps_the_parsers_own_words(cat_png):
+    result = invoke("--debug", "attack", cat_png, "--bogus")
+    assert result.exit_code == 2 and "attack [OPTIONS]" in result.output.splitlines()[0]
+
+
+def test_a_bare_group_still_shows_its_help():
+    result = invoke("train")
+    assert "train [OPTIONS]" in result.output.splitlines()[0] and "error:" not in result.output
+
+
 # ------------------------------------------------------------------ weights
 def _weights(kind: str, path: Path) -> Path:
     from pixelprior.models import SqueezeNet, SqueezeNetCifar

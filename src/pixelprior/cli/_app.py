@@ -11,6 +11,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+try:  # typer 0.2x carries its own copy of click's parser; before, click itself
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - the typer of the day bundles it
+    from click.exceptions import UsageError
+
 from .._io import Interrupted, early_signals_raise, restore_early_signals
 from .errors import BEFORE_RUN, STATE, UsageProblem, error_line
 
@@ -32,8 +37,30 @@ def report_error(exc: BaseException) -> int:
     return code
 
 
+def _usage_line(exc: UsageError) -> int:
+    """Print the parser's complaint as one ``error:`` line naming the command's help (click
+    prints usage, a hint and the error on four lines), and return its exit code."""
+    where = exc.ctx.command_path if exc.ctx is not None else "pixelprior"
+    err_console.print(f"error: {exc.format_message().rstrip('.')}; see '{where} --help'",
+                      soft_wrap=True, highlight=False, markup=False)
+    return exc.exit_code
+
+
+def _shows_help(exc: UsageError) -> bool:
+    """Whether ``exc`` is click's way of showing the help of a group called bare."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
 class _Commands(TyperGroup):
     """Runs a command and turns its exceptions into one line and an exit code."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:  # the app's own options: `pixelprior --bogus`
+            if _shows_help(exc):
+                raise
+            raise typer.Exit(_usage_line(exc)) from None
 
     def invoke(self, ctx):
         early_signals_raise(True)  # from here a signal is this command's to report
@@ -47,6 +74,10 @@ class _Commands(TyperGroup):
             return super().invoke(ctx)
         except Interrupted as exc:
             raise typer.Exit(report_error(exc)) from None
+        except UsageError as exc:  # a command's options, parsed inside this call
+            if _shows_help(exc) or STATE["debug"]:
+                raise
+            raise typer.Exit(_usage_line(exc)) from None
         except Exception as exc:  # noqa: BLE001 - every error gets a line and a code
             if type(exc).__module__.split(".")[0] in ("click", "typer"):
                 raise  # usage errors of the parser itself, typer.Exit, Abort
