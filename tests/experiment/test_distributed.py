@@ -579,6 +579,27 @@ def test_a_run_takes_its_signals_back_from_ray(fake_ray, monkeypatch, tiny_run):
     assert "critical" in recorder.calls
 
 
+def test_a_sigterm_while_ray_starts_is_an_interrupt(fake_ray, monkeypatch):
+    """Ray's start installs a SIGTERM handler that calls sys.exit(15): a run stopped then
+    ended with exit 15 and not a word (an audit's case); it is now this run's interrupt
+    (143, with the line of what was kept), and the half-started Ray is shut down."""
+    import signal
+
+    from pixelprior._io import Interrupted
+
+    ray = fake_ray({"CPU": 4})
+
+    def stopped_while_starting(**kwargs):
+        ray.calls.append("init")
+        ray.initialized = True
+        raise SystemExit(signal.SIGTERM)
+
+    monkeypatch.setattr(ray, "init", stopped_while_starting)
+    with pytest.raises(Interrupted) as caught:
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(2))
+    assert caught.value.exit_code == 143 and ray.calls == ["init", "shutdown"]
+
+
 def test_without_an_address_the_run_starts_a_ray_of_its_own(fake_ray):
     """ray.init() without an address joins any cluster `ray start` left on the machine
     (an audit's case: its workers read other data); "local" starts the run's own."""

@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .._io import Interrupted
 from ..search.verify import REVISION
 from .config import ConfigError, ExperimentConfig, address_parts
 from .environment import package_version
@@ -201,8 +203,14 @@ class ActorPool:
             # another job started on this machine (ray.init() would join that one); where
             # RAY_ADDRESS is set (`ray job submit` sets it), Ray's own choice: that cluster
             address = self.address or (None if os.environ.get("RAY_ADDRESS") else "local")
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except SystemExit as exc:  # Ray's own SIGTERM handler while it starts is
+                # sys.exit(15): the run would end with exit 15 and no word of what was kept
+                if exc.code != signal.SIGTERM:
+                    raise
+                raise Interrupted(signal.SIGTERM) from None
         if self.interrupts is not None:
             self.interrupts.reinstall()
         resources = ray.cluster_resources()
