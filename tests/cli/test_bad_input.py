@@ -177,6 +177,24 @@ def test_a_bare_group_still_shows_its_help():
     assert "train [OPTIONS]" in result.output.splitlines()[0] and "error:" not in result.output
 
 
+@pytest.mark.parametrize("holds, phrase", [
+    ({}, "holds no maps.npz and no verification.jsonl; make a ground truth with "
+         "`pixelprior susceptibility IMAGES --out {folder}`"),
+    ({"config.json": "{}", "results.jsonl": ""}, "is a run folder"),
+    ({"notes.txt": "mine"}, "--out NEW_FOLDER"),
+])
+def test_evaluate_maps_without_a_ground_truth_names_a_command_that_can_make_one(
+        holds, phrase, tmp_path):
+    """`susceptibility --out` refuses a run folder or one holding other files: the
+    message named the folder being read as the place to make the scan."""
+    folder = tmp_path / "scored"
+    folder.mkdir()
+    for name, text in holds.items():
+        (folder / name).write_text(text)
+    line = clean_error(invoke("evaluate-maps", folder), 2, phrase.format(folder=folder))
+    assert holds == {} or f"--out {folder}`" not in line
+
+
 # ------------------------------------------------------------------ weights
 def _weights(kind: str, path: Path) -> Path:
     from pixelprior.models import SqueezeNet, SqueezeNetCifar

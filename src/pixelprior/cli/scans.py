@@ -297,9 +297,7 @@ def evaluate_maps_cmd(
              f"{'it' if len(unread) == 1 else 'them'}, or add a map to --methods")
     if not ((directory / "maps.npz").is_file()
             or (directory / "verification.jsonl").is_file()):
-        fail(f"{directory} holds no maps.npz and no verification.jsonl; make a ground truth "
-             f"with `pixelprior susceptibility ... --out {directory}` (a scan of a color "
-             "grid) or `... --exact` (the verifier's verdicts over every color)")
+        fail(_no_ground_truth(directory))
     if data is not None and not data.is_dir():
         fail(f"--data {data} is no folder (the one holding cifar-10-batches-py, read where "
              "the scan is of CIFAR-10's full test set)")
@@ -338,3 +336,17 @@ def evaluate_maps_cmd(
                                           if exact else ""))
     console.print(f"written to {out or directory}: map_metrics.csv, map_metrics.md, roc.png, "
                   "maps_compared.png, ranked_scans.png")
+
+
+def _no_ground_truth(directory: Path) -> str:
+    """Why ``directory`` cannot be scored against, with a command that can make a ground
+    truth there: a run folder or one holding other files is no place for a scan
+    (``susceptibility`` refuses it), so another folder is named."""
+    what = ("is a run folder (`pixelprior run`, `reproduce`), not a scan's: it holds"
+            if (directory / "config.json").is_file() else "holds")
+    place = (directory if not directory.is_dir() or not any(directory.iterdir())
+             else "NEW_FOLDER")
+    return (f"{directory} {what} no maps.npz and no verification.jsonl; make a ground "
+            f"truth with `pixelprior susceptibility IMAGES --out {place}` (a scan of a "
+            "color grid) or `... --exact` (the verifier's verdicts over every color), and "
+            "score the maps there")
