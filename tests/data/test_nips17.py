@@ -168,6 +168,22 @@ def test_an_unreachable_csv_or_no_image_at_all_is_an_error_that_leaves_no_folder
         server.shutdown()
 
 
+def test_a_fetched_csv_that_does_not_read_is_not_kept(tmp_path):
+    """Kept, a bad CSV from --csv-url was read by every later run, whatever URL it gave;
+    one already in the folder is named, with what to do."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    out = tmp_path / "dev"
+    with pytest.raises(CorruptDataError, match="is not kept"):
+        download_nips17(out, bad.as_uri(), csv_sha256=None, progress=False)
+    assert not out.exists()
+    out.mkdir()
+    (out / "dev_dataset.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(CorruptDataError, match="replace or delete"):
+        download_nips17(out, bad.as_uri(), csv_sha256=None, progress=False)
+    assert (out / "dev_dataset.csv").is_file()
+
+
 def test_standin_pipeline_attack_and_report(tmp_path):
     data = tmp_path / "dev"
     weights = tmp_path / "squeezenet1_1-standin.pth"

@@ -18,6 +18,7 @@ the published resolution, for a model that resizes inside itself
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import urllib.request
@@ -180,7 +181,8 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
     """
     out = Path(out)
     csv_path = out / "dev_dataset.csv"
-    if not csv_path.is_file():
+    fetched, created = not csv_path.is_file(), not out.exists()
+    if fetched:
         try:
             download_file(csv_url, csv_path, sha256=csv_sha256, timeout=timeout)
         except OSError as exc:  # URLError is an OSError; download_file leaves nothing
@@ -189,7 +191,7 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
                 f"({_reason(exc)}): check the connection, or put the published "
                 f"dev_dataset.csv in {out} (or give --csv-url file:///path/to/it) and run "
                 "again") from None
-    records = read_dev_csv(csv_path)
+    records = _read_csv_or_drop(csv_path, csv_url if fetched else None, created)
     images_dir = out / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     report = {"downloaded": 0, "existing": 0, "failed": {}}
@@ -222,6 +224,25 @@ def download_nips17(out: str | Path, csv_url: str = DEV_CSV_URL,
             f"{first}); they are listed in {out / 'failed.txt'}: check the connection and "
             "run the same command again")
     return report
+
+
+def _read_csv_or_drop(csv_path: Path, fetched_from: str | None,
+                      created: bool) -> list[DevRecord]:
+    """The CSV's records. One just fetched (``fetched_from``) that does not read is
+    removed, with its folder where this call ``created`` it: kept, it would be read
+    again by every later run, whatever ``--csv-url``."""
+    try:
+        return read_dev_csv(csv_path)
+    except CorruptDataError as exc:
+        if fetched_from is None:
+            raise CorruptDataError(f"{exc}; replace or delete {csv_path} and run "
+                                   "again") from None
+        csv_path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: someone else's files came
+                csv_path.parent.rmdir()
+        raise CorruptDataError(f"{exc} (the file from {fetched_from} is not kept): "
+                               "give the published DEV CSV") from None
 
 
 def _reason(exc: OSError) -> str:
