@@ -263,3 +263,29 @@ def test_batch_invariant_verdicts_do_not_depend_on_the_thread_count():
         assert torch.get_num_threads() == count  # the count given back
     torch.set_num_threads(threads)
     assert bits[0] == bits[1]
+
+
+class _TieModel(nn.Module):
+    """Logits ``[0, 1e-45, -5, ...]`` whatever the image: class 1 by its logits, while
+    their softmax rounds classes 0 and 1 to one probability."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.full((x.shape[0], 10), -5.0) + self.scale * x.mean()
+        logits[:, 0] = 0.0
+        logits[:, 1] = 1e-45
+        return logits
+
+
+def test_labels_are_the_models_argmax_not_the_rounded_softmaxs():
+    """The argmax of probabilities named class 0 (the first of two equal ones), so an
+    image the model labels 1 counted as fooled before any query."""
+    probs = torch.tensor([[0.0, 1e-45]]).softmax(1)
+    assert probs[0, 0] == probs[0, 1]  # the case is real in float32
+    result = OnePixelAttack(_TieModel(), popsize=8, maxiter=1, seed=0).run(
+        dark_images(1), torch.ones(1, dtype=torch.long)).results[0]
+    assert (result.original_label, result.adversarial_label, result.success) == (1, 1, False)
+    assert result.clean_correct and result.queries > 0

@@ -203,11 +203,11 @@ class Attack(ABC):
         return self.scorer(images).chunk_rows(state, images, self.batch_invariant)
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """Softmax of the model itself on whole images (clean or adversarial): the
-        verdicts every result reports (``original_label``, ``adversarial_label``,
-        ``success``). Not the scorer's faster copy (BatchNorm folded, channels last,
-        bf16, ONNX Runtime) the searches query: at a near tie the two may part by a
-        rounding, and a success must be one of the model as given.
+        """Softmax of the model itself on whole images (clean or adversarial): what every
+        result reports of them (``true_probability``). Not the scorer's faster copy
+        (BatchNorm folded, channels last, bf16, ONNX Runtime) the searches query: at a near
+        tie the two may part by a rounding, and a success must be one of the model as
+        given.
 
         Args:
             images: float32 ``[B, C, H, W]`` in [0, 1].
@@ -215,13 +215,21 @@ class Attack(ABC):
         Returns:
             float ``[B, K]``, each row summing to 1 (or the model's own probabilities).
         """
+        return self._verdicts(images)[1]
+
+    def _verdicts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's labels ``[B]`` of whole images and their probabilities ``[B, K]``.
+        The labels are the argmax of the scores as the model returns them: two logits a
+        bit apart may round to one probability (logits ``[0, 1e-45]`` do), whose argmax
+        is then the first class, not the model's, nor the one ``fast`` and the verifier
+        (which read logits) name."""
         scorer = self.scorer(images)  # its output kind: decided here, from the whole batch
         step = 1 if self.batch_invariant else self.max_batch or scorer.image_chunk_rows(images)
         with torch.inference_mode(), self._model_bits(images):
             scores = torch.cat([check_logits(self.model(images[i:i + step]),
                                              images[i:i + step].shape[0])
                                 for i in range(0, images.shape[0], step)])
-        return scorer.to_probabilities(scores)
+        return scores.argmax(1), scorer.to_probabilities(scores)
 
     def _model_bits(self, images: torch.Tensor):
         """Where the model itself scores whole images: at one thread for a batch-invariant
@@ -371,8 +379,8 @@ class Attack(ABC):
         if images.shape[0] == 0:
             return self._empty_output(images, began)
         device = images.device
-        clean = check_classes(self.probabilities(images), labels, targets)
-        original = clean.argmax(1)
+        original, clean = self._verdicts(images)
+        check_classes(clean, labels, targets)
         goal_reached = (original == targets) if targets is not None else (original != labels)
         if keys is not None and len(keys) != images.shape[0]:
             raise ValueError(f"keys must hold one key per image ({images.shape[0]}), got "
@@ -403,11 +411,11 @@ class Attack(ABC):
         if todo:
             genes = best[idx].view(len(todo), 1, self.pixel_count, 2 + images.shape[1])
             adversarial[idx] = apply_pixels(images[idx], genes)
-        final = self.probabilities(adversarial)
+        final_labels, final = self._verdicts(adversarial)
         seconds = time.perf_counter() - began
         results = self._results(images, adversarial, labels, targets, original, final,
-                                best, queries, steps, distribution, set(todo), prep_seconds,
-                                seconds)
+                                final_labels, best, queries, steps, distribution, set(todo),
+                                prep_seconds, seconds)
         self._settle(results)
         return AttackOutput(results, adversarial, distribution, seconds)
 
@@ -478,8 +486,8 @@ class Attack(ABC):
                                     seed=self.seed, keys=keys[i:i + 1])
             for i in range(images.shape[0])])
 
-    def _results(self, images, adversarial, labels, targets, original, final, best,
-                 queries, steps, distribution, attacked, prep_seconds, seconds
+    def _results(self, images, adversarial, labels, targets, original, final, final_labels,
+                 best, queries, steps, distribution, attacked, prep_seconds, seconds
                  ) -> list[AttackResult]:
         """Assemble per-image results. Time per image: the shared preparation (sensitivity,
         clean forward) split evenly, plus the search time split in proportion to queries."""
@@ -499,7 +507,7 @@ class Attack(ABC):
                         seen.add((x, y))
                         pixels.append(PixelChange(x, y, images[i, :, y, x].tolist(),
                                                   adversarial[i, :, y, x].tolist()))
-            adv_label = int(final[i].argmax())
+            adv_label = int(final_labels[i])
             target = int(targets[i]) if targets is not None else None
             success = adv_label == target if target is not None else adv_label != int(labels[i])
             results.append(AttackResult(
