@@ -30,6 +30,7 @@ def dry_run(root: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.checkout
 def test_ci_runs_the_readmes_two_quick_start_commands_verbatim():
     blocks = quick_start_blocks((ROOT / "README.md").read_text())
     assert len(blocks) == 2 and all("\n" not in block for block in blocks)

@@ -30,6 +30,7 @@ def pixelprior_imports(path: Path) -> list[tuple[str, str | None]]:
     return out
 
 
+@pytest.mark.checkout
 def test_the_scripts_are_found_and_import_pixelprior():
     names = {p.name for p in SCRIPTS}
     assert {"engines.py", "throughput.py", "inference_variants.py", "compare_modes.py"} <= names

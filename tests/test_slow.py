@@ -41,6 +41,7 @@ def test_fast_query_model_gives_the_same_attack_outcomes():
         r.adversarial_label for r in plain.results]
 
 
+@pytest.mark.checkout
 def test_committed_table1_rows_are_reproduced(shared_data, tmp_path):
     """The first 6 images of the committed Table 1 (seed 0, both modes) come out of the
     current code with the same outcome: success, labels, generations, queries and pixel

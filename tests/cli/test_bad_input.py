@@ -402,6 +402,7 @@ def test_a_small_scan_says_its_cost_without_a_warning(cat_png, tmp_path):
     assert "cost: 8,192 model queries" in said and "warning" not in said
 
 
+@pytest.mark.checkout
 def test_report_tables_fit_80_columns(tmp_path, monkeypatch):
     from pixelprior.cli._app import console
 
@@ -420,6 +421,7 @@ def test_report_tables_fit_80_columns(tmp_path, monkeypatch):
     assert any(line.split()[1:2] == ["scan:smoothgrad"] for line in lines if line.strip())
 
 
+@pytest.mark.checkout
 def test_a_narrow_terminal_keeps_every_column(tmp_path, monkeypatch):
     from pixelprior.cli._app import console
 

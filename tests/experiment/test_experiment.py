@@ -182,6 +182,7 @@ def test_the_engine_is_part_of_the_configuration(tmp_path):
     assert small_config(tmp_path, device="cpu").digest() == auto.digest()
 
 
+@pytest.mark.checkout
 def test_committed_runs_keep_their_hash():
     """Fields added later leave the hash of earlier runs alone while at their defaults,
     so those runs still resume; a prior whose meaning changed hashes anew."""

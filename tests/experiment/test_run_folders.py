@@ -207,6 +207,7 @@ def test_a_pixel_outside_the_image_says_where_and_the_size(run):
                 "outside the 32×32 image (x 0..31, y 0..31)")
 
 
+@pytest.mark.checkout
 def test_committed_runs_are_checked_against_their_model_without_a_record(tmp_path):
     """Folders of earlier versions record no image shape or classes: a registered model
     gives them, so their rows are checked by value too."""
@@ -451,6 +452,7 @@ def test_committed_results_report_identically(folder, tmp_path, request):
     assert (copy / "report.md").read_text() == committed
 
 
+@pytest.mark.checkout
 def test_a_committed_run_resumes_with_nothing_to_do(shared_data, tmp_path):
     copy = tmp_path / "cifar10"
     shutil.copytree(ROOT / "results" / "cifar10", copy)
