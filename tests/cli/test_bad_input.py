@@ -307,8 +307,8 @@ def test_a_gif_of_two_frames_is_said_to_use_its_first(tmp_path):
     frames[0].save(gif, save_all=True, append_images=frames[1:])
     result = invoke("explain", gif, "--out", tmp_path / "e")
     assert result.exit_code == 0, result.output
-    assert "two.gif holds 2 frames" in " ".join(result.output.split())
-    assert "only the first frame is used" in " ".join(result.output.split())
+    assert "two.gif: holds 2 frames" in " ".join(result.output.split())
+    assert "only the first is read" in " ".join(result.output.split())
 
 
 def test_a_failed_targeted_attack_says_the_target_was_not_reached(capsys):

@@ -187,3 +187,72 @@ def test_loaders_give_one_channel_with_one_note(folder, sample, tmp_path, in_fil
     assert torch.equal(cifar.images[:30], torch.from_numpy(np.stack([
         np.asarray(Image.fromarray(i.permute(1, 2, 0).numpy()).convert("L"))
         for i in sample.images]))[:, None])
+
+
+# ----------------------------------------------------------------------------- misreads
+@pytest.mark.parametrize("mode, stored, key", [
+    ("RGB", (10, 200, 30), (10, 200, 30)),
+    ("L", 119, 119),
+    ("I;16", 30711, 30711),
+])
+def test_a_transparent_color_key_is_composited_onto_white(mode, stored, key, tmp_path):
+    """A PNG tRNS chunk marks one color transparent in RGB, grayscale and 16-bit files;
+    only palette files were composited, the others read as stored (an audit's case: the
+    model then labelled another class than a viewer's image shows)."""
+    rng = np.random.default_rng(0)
+    if mode == "RGB":
+        values = rng.integers(0, 256, (6, 7, 3)).astype(np.uint8)
+        values[(values == stored).all(2)] = 0
+        values[1:3, 2:4] = stored
+    else:
+        top = 256 if mode == "L" else 65536
+        values = rng.integers(0, top, (6, 7)).astype(np.uint8 if mode == "L" else np.uint16)
+        values[values == stored] = 0
+        values[1:3, 2:4] = stored
+    image = Image.fromarray(values)
+    image.save(tmp_path / "keyed.png", transparency=key)
+    assert Image.open(tmp_path / "keyed.png").info["transparency"] == key
+    read = read_image_file(tmp_path / "keyed.png")
+    assert (read.pixels[1:3, 2:4] == 255).all()
+    untouched = np.ones((6, 7), dtype=bool)
+    untouched[1:3, 2:4] = False
+    assert (read.pixels[untouched] < 255).any()
+    assert "transparent color (a PNG tRNS key): 4 of 42 pixels, composited onto white" in (
+        read.notes)
+
+
+def test_frames_are_said_by_the_reader_for_files_of_a_set_too(tmp_path, sample):
+    frames = [Image.fromarray(sample.images[i].permute(1, 2, 0).numpy()) for i in (0, 1)]
+    frames[0].save(tmp_path / "two.png", save_all=True, append_images=frames[1:])
+    read = read_image_file(tmp_path / "two.png")
+    assert read.notes[0] == ("holds 2 frames (an animation or a multi-page file); only the "
+                             "first is read")
+    assert np.array_equal(read.pixels, sample.images[0].permute(1, 2, 0).numpy())
+
+
+def test_pillows_refusals_and_warnings_name_the_file(tmp_path, sample, monkeypatch):
+    """Pillow's ValueError (a text chunk too large to decompress) was an internal error
+    in a folder; its UserWarnings (corrupt EXIF) came out as raw Python warnings."""
+    from PIL import PngImagePlugin
+
+    path = tmp_path / "texty.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "a" * 5000, zip=True)
+    Image.fromarray(sample.images[0].permute(1, 2, 0).numpy()).save(path, pnginfo=info)
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_CHUNK", 1000)
+    with pytest.raises(DataError, match=f"cannot read image {path}: Decompressed data"):
+        read_image_file(path)
+    jpeg = tmp_path / "exif.jpg"
+    Image.fromarray(sample.images[0].permute(1, 2, 0).numpy()).save(
+        jpeg, exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff")
+    notes = read_image_file(jpeg).notes
+    assert any(note.startswith("Pillow: Corrupt EXIF data") for note in notes), notes
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="it is not a regular file"):
+        read_image_file(fifo)

@@ -175,10 +175,6 @@ def load_image(path: Path, size: int | tuple[int, int] | None, resize: bool,
         image = read_image_file(path, channels)
     except (DataError, ValueError) as exc:  # the file the user named: a usage error
         raise UsageProblem(str(exc)) from None
-    frames = _frames_in(path)
-    if frames > 1:
-        console.print(f"note: {path.name} holds {frames} frames (an animation or a "
-                      "multi-page file); only the first frame is used")
     for note in image.notes:
         console.print(f"note: {path.name}: {note}")
     side = f"{size}×{size}" if isinstance(size, int) else (
@@ -195,17 +191,6 @@ def load_image(path: Path, size: int | tuple[int, int] | None, resize: bool,
         console.print(f"note: {path.name} resized from {fitted.original[0]}×"
                       f"{fitted.original[1]} to the model's {side} (bilinear); {where}")
     return tensor, fitted, image
-
-
-def _frames_in(path: Path) -> int:
-    """Frames (or pages) of an image file; 1 when it has one or cannot say."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return int(getattr(image, "n_frames", 1) or 1)
-    except Exception:  # noqa: BLE001 - read_image_file already read it; no count is no note
-        return 1
 
 
 def load_cifar10_images(source: str, data: Path | None, channels: int) -> ImageSet:

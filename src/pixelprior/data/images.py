@@ -9,6 +9,7 @@ about 179 megapixels by default) are refused with one line naming the file and i
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -178,28 +179,77 @@ def read_image_file(path: str | Path, channels: int = 3) -> ImageFile:
     check_channels(channels, FILE_CHANNELS)
     path = Path(path)
     limit = max_image_pixels()
+    if path.exists() and not path.is_file():  # a FIFO or device: opening it waits forever
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise CorruptDataError(f"cannot read image {path}: it is {kind}")
     try:
-        with _pil_limit_lifted(), Image.open(path) as image:
-            _check_pixel_count(path, image.size, limit)
-            image.load()
-            read = _to_rgb(image, path)
+        with _pil_limit_lifted(), warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")  # each is a note of this file
+            with Image.open(path) as image:
+                _check_pixel_count(path, image.size, limit)
+                frames = int(getattr(image, "n_frames", 1) or 1)  # seeks back to the first
+                image.load()
+                read = _to_rgb(image, path)
     except FileNotFoundError:
         raise DataNotFoundError(f"image file {path} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # ValueError: Pillow's own refusals (a text chunk too large to decompress, ...)
         raise CorruptDataError(f"cannot read image {path}: {exc}") from None
+    if frames > 1:
+        read.notes.insert(0, f"holds {frames} frames (an animation or a multi-page file); "
+                             "only the first is read")
+    read.notes.extend(f"Pillow: {warning.message}" for warning in said
+                      if not issubclass(warning.category, DeprecationWarning))
     return read.to_channels(channels)
 
 
 def _to_rgb(image, path: Path) -> ImageFile:
     """An opened PIL image as 8-bit RGB and the conversions, in words."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    mode, notes = image.mode, []
+    notes: list[str] = []
     orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
     if orientation in range(2, 9):  # 1: as stored; others are not orientations
         image = ImageOps.exif_transpose(image)
         notes.append(f"EXIF orientation {orientation} applied (the image as a viewer shows "
                      "it)")
+    keyed = _colour_key_mask(image, path, notes)
+    read = _converted(image, path, notes)
+    if keyed is not None and keyed.any():
+        read.pixels[keyed] = 255
+        read.notes.append(f"transparent color (a PNG tRNS key): {int(keyed.sum())} of "
+                          f"{keyed.size} pixels, composited onto white")
+    return read
+
+
+def _colour_key_mask(image, path: Path, notes: list[str]) -> np.ndarray | None:
+    """The pixels of an RGB, grayscale or 16-bit image that its one transparent color (a
+    PNG tRNS chunk) marks, ``bool [H, W]``; ``None`` where it names none. (Pillow keeps
+    the key in ``info`` and reads those pixels as their stored color.)"""
+    key = image.info.get("transparency")
+    if image.mode in ("P", *ALPHA_MODES) or not isinstance(key, (int, tuple)):
+        return None  # a palette's transparency is expanded by Pillow itself
+    header = _png_header(path)
+    if image.mode == "RGB" and header is not None and header[0] == 16:
+        # the key is of 16 bits, the pixels Pillow reads of 8: no exact match is possible
+        notes.append(f"16-bit color PNG with a transparent color {key}: not applied (its "
+                     "pixels are read as stored); save it with an alpha channel instead")
+        return None
+    values = np.asarray(image)
+    if values.ndim == 3:
+        if not isinstance(key, tuple) or len(key) != values.shape[2]:
+            return None
+        return (values == np.asarray(key, dtype=values.dtype)).all(axis=2)
+    return values == key if isinstance(key, int) else None
+
+
+def _converted(image, path: Path, notes: list[str]) -> ImageFile:
+    """``image`` (oriented) as 8-bit RGB, each conversion added to ``notes``."""
+    from PIL import Image
+
+    mode = image.mode
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
         notes.append("palette image with transparency: expanded to RGBA")
@@ -240,15 +290,18 @@ def _to_rgb(image, path: Path) -> ImageFile:
         if image.mode not in ("RGBA",):
             notes.append(f"{image.mode} converted to RGB")
         image = image.convert("RGB")
-    if mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
-        notes.append("16-bit color PNG: each channel read as its high byte (v >> 8, "
+    header = _png_header(path)
+    if mode in ("RGB", "RGBA") and header is not None and header[0] == 16:
+        kind = "gray and alpha" if header[1] == 4 else "color"
+        notes.append(f"16-bit {kind} PNG: each channel read as its high byte (v >> 8, "
                      "Pillow's reading; within 1 of v / 257)")
     return ImageFile(np.asarray(image, dtype=np.uint8).copy(), mode, notes)
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """A PNG file's bit depth per channel (its IHDR header), else ``None``: Pillow reads
-    16-bit color PNGs as 8-bit RGB without a word."""
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """A PNG file's bit depth per channel and color type (its IHDR header: 0 gray, 2 RGB,
+    3 palette, 4 gray and alpha, 6 RGBA), else ``None``: Pillow reads 16-bit color PNGs
+    as 8-bit RGB without a word."""
     try:
         with open(path, "rb") as file:
             head = file.read(26)
@@ -256,7 +309,7 @@ def _png_bit_depth(path: Path) -> int | None:
         return None
     if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
-    return head[24]
+    return head[24], head[25]
 
 
 @dataclass(frozen=True)
