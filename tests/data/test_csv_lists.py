@@ -87,6 +87,16 @@ def test_a_first_row_that_may_be_an_image_is_not_taken_for_a_header(first_cat, t
         f"(paths are relative to {tmp_path})")
 
 
+def test_a_first_row_whose_label_is_a_columns_name_is_still_data(folder, tmp_path):
+    """``0.png,y`` with classes y and n: "y" names a label column, so the row was
+    dropped as a header, and the run attacked one image fewer (an audit's case)."""
+    files = sorted(folder.glob("*/*.png"))[:3]
+    (tmp_path / "yn.csv").write_text("".join(
+        f"images/{p.parent.name}/{p.name},{'yny'[i]}\n" for i, p in enumerate(files)))
+    listed, notes = load_csv(tmp_path / "yn.csv", classes=("y", "n"))
+    assert len(listed) == 3 and listed.labels.tolist() == [0, 1, 0] and notes == []
+
+
 def test_a_file_listed_twice_is_refused_naming_the_lines(folder, first_cat, tmp_path):
     (tmp_path / "three.csv").write_text(f"{first_cat},cat\n{first_cat},cat\n"
                                         f"./{first_cat},cat\n")

@@ -1,8 +1,9 @@
 """A CSV list of image files: ``path,label`` rows, paths relative to the CSV.
 
 A first row that is a header is skipped with a note: one that names its columns
-(``path,label``, ``file,class`` ...; they then pick the columns), or one whose label is
-not a label and whose path is no file (``img,cls``). A file listed twice (under any
+(``path,label``, ``file,class`` ...; they then pick the columns) and lists no file (so
+``0.png,y`` is data), or one whose label is not a label and whose path is no file
+(``img,cls``). A file listed twice (under any
 spelling, or through a link) is refused, naming the lines; identical pixels in two
 different files are one picture, counted once with a note.
 """
@@ -90,9 +91,11 @@ def _csv_rows(path: Path, given: tuple[str, ...] | None) -> tuple[list[Row], lis
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CorruptDataError(f"{path}: not a readable CSV file ({exc})") from None
     columns, notes = (0, 1), []
-    if table and (_names_columns(table[0][1]) or _not_data(path.parent, table, given)):
+    named = bool(table) and _names_columns(table[0][1]) and not _lists_a_file(
+        path.parent, table[0][1])
+    if table and (named or _not_data(path.parent, table, given)):
         line, header = table.pop(0)
-        if _names_columns(header):
+        if named:
             columns = _header_columns(path, header)
         notes.append(f"line {line} ({','.join(header)}) read as a header, not an image: "
                      f"skipped; paths from column {columns[0] + 1}, labels from column "
@@ -109,6 +112,12 @@ def _csv_rows(path: Path, given: tuple[str, ...] | None) -> tuple[list[Row], lis
 def _names_columns(row: list[str]) -> bool:
     lowered = [c.lower() for c in row]
     return any(c in PATH_COLUMNS for c in lowered) or any(c in LABEL_COLUMNS for c in lowered)
+
+
+def _lists_a_file(folder: Path, row: list[str]) -> bool:
+    """Whether a row names a file (a cell with a file suffix, or an existing file): then
+    it is data, even where its label is a column's name (``0.png,y`` of classes y, n)."""
+    return any(Path(c).suffix or (folder / c).expanduser().is_file() for c in row if c)
 
 
 def _not_data(folder: Path, table: list[tuple[int, list[str]]],
