@@ -99,6 +99,21 @@ def test_images_are_read_by_the_checked_reader_with_notes(tmp_path):
     assert "counted once" in said or "identical" in said
 
 
+def test_rows_without_their_png_are_said_and_respelled_files_named(tmp_path):
+    """Rows whose PNG was missing were left out without a word, also where the PNG was
+    there as ABC.png or abc.PNG (an audit's case: 4 of 8 rows gone, accuracy reported
+    on the 4 left)."""
+    records = make_standin(tmp_path, count=5, dead=2)
+    images = tmp_path / "images"
+    first = records[0].image_id
+    (images / f"{first}.png").rename(images / f"{first.upper()}.png")
+    notes: list[str] = []
+    found = load_nips17(tmp_path, size=32, notes=notes)
+    assert len(found) == 2
+    assert notes[0].startswith(f"3 of the 5 DEV rows have no PNG in {images}")
+    assert f"1 of them is there under another spelling ({first.upper()}.png)" in notes[0]
+
+
 def test_crop_follows_the_competition_script():
     image = np.zeros((100, 200, 3), np.uint8)
     image[:, 100:] = 255  # right half white

@@ -32,7 +32,7 @@ from torch import nn
 from .._io import atomic_write
 from .base import CorruptDataError, DataNotFoundError, ImageSet
 from .classes import imagenet_class_names
-from .collect import NoteTally, count_once
+from .collect import NoteTally, count_once, few
 from .download import download_file
 from .images import read_image_file
 
@@ -283,9 +283,11 @@ def load_nips17(directory: str | Path, size: int = 224,
     records = read_dev_csv(directory / "dev_dataset.csv")
     images_dir = directory / "images" if (directory / "images").is_dir() else directory
     pixels, labels, ids, rows, tally = [], [], [], [], NoteTally()
+    missing: list[str] = []
     for row, record in enumerate(records):
         path = images_dir / f"{record.image_id}.png"
         if not path.is_file():
+            missing.append(f"{record.image_id}.png")
             continue
         read = read_image_file(path)
         tally.add(read.notes, path.name)
@@ -307,8 +309,24 @@ def load_nips17(directory: str | Path, size: int = 224,
                  imagenet_class_names(), str(directory), torch.tensor(rows), ids=tuple(ids)),
         str(directory))
     if notes is not None:
-        notes += tally.notes() + twice
+        notes += _missing_note(missing, len(records), images_dir) + tally.notes() + twice
     return found
+
+
+def _missing_note(missing: list[str], count: int, images_dir: Path) -> list[str]:
+    """The note on the CSV's rows whose PNG is not there (left out), naming files that
+    are there under another spelling (``ABC.png``, ``abc.PNG``: not read)."""
+    if not missing:
+        return []
+    there = {p.name.lower(): p.name for p in images_dir.iterdir() if p.is_file()}
+    respelled = [there[name.lower()] for name in missing if name.lower() in there]
+    note = (f"{len(missing)} of the {count} DEV rows have no PNG in {images_dir} (dead URLs "
+            f"when downloaded; failed.txt lists them): left out, e.g. {few(missing)}")
+    if respelled:
+        verb = "is" if len(respelled) == 1 else "are"
+        note += (f"; {len(respelled)} of them {verb} there under another spelling "
+                 f"({few(respelled)}): name them <ImageId>.png to read them")
+    return [note]
 
 
 def make_standin(out: str | Path, count: int = 6, seed: int = 0, dead: int = 0,
