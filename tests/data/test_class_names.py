@@ -62,14 +62,14 @@ def test_an_empty_name_is_refused_wherever_it_comes_from(tmp_path):
 
 def test_names_that_differ_only_in_case_or_spaces_are_refused():
     assert refusal(["cat", "dog", "Cat"]) == (
-        "classes: class names 'cat' (class 0), 'Cat' (class 2) differ only in case or spaces; "
-        "give every class its own name")
+        "classes: class names 'cat' (class 0), 'Cat' (class 2) differ only in case, spaces "
+        "or Unicode form; give every class its own name")
     assert refusal("ice cream,icecream,tea") == (
         "ice cream,icecream,tea: class names 'ice cream' (class 0), 'icecream' (class 1) differ "
-        "only in case or spaces; give every class its own name")
+        "only in case, spaces or Unicode form; give every class its own name")
     assert refusal(["a", "A", "b", "B "]) == (
-        "classes: class names 'a' (class 0), 'A' (class 1) differ only in case or spaces "
-        "(1 more such name(s)); give every class its own name")
+        "classes: class names 'a' (class 0), 'A' (class 1) differ only in case, spaces or "
+        "Unicode form (1 more such name(s)); give every class its own name")
     assert parse_classes(["cat", "cats", "dog"]) == ("cat", "cats", "dog")
 
 
@@ -92,7 +92,7 @@ def test_batches_meta_names_are_checked(tmp_path):
         read_class_names(tmp_path)
     assert str(caught.value) == (
         f"{tmp_path / 'batches.meta'}: class names 'airplane' (class 0), 'Airplane' (class 9) "
-        "differ only in case or spaces; give every class its own name")
+        "differ only in case, spaces or Unicode form; give every class its own name")
 
 
 def test_a_folder_given_as_class_names_is_named_a_folder(tmp_path):

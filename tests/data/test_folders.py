@@ -62,7 +62,7 @@ def test_class_folders_that_differ_only_in_case_are_refused(tmp_path, sample, wr
         load_folder(tmp_path / "r")
     assert str(caught.value) == (
         f"{tmp_path / 'r'}: the class folders: class names 'Cat' (class 0), 'cat' (class 1) "
-        "differ only in case or spaces; give every class its own name")
+        "differ only in case, spaces or Unicode form; give every class its own name")
 
 
 def test_the_registered_imagenet_names_are_accepted_but_an_ambiguous_folder_is_not(

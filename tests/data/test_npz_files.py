@@ -164,7 +164,7 @@ def test_stored_class_names_are_checked(tmp_path):
              class_names=np.array(["Cat", "cat "]))
     assert refusal(tmp_path / "case.npz") == (
         f"{tmp_path / 'case.npz'}: class_names: class names 'Cat' (class 0), 'cat ' (class 1) "
-        "differ only in case or spaces; give every class its own name")
+        "differ only in case, spaces or Unicode form; give every class its own name")
 
 
 def test_identical_rows_count_once(tmp_path):

@@ -93,7 +93,7 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
 
     Raises:
         CorruptDataError: an unreadable file, an empty name, or names that appear twice
-            or differ only in case or spaces.
+            or differ only in case, spaces or Unicode form.
     """
     meta = Path(directory) / "batches.meta"
     if not meta.exists():

@@ -1,17 +1,19 @@
 """Class names: the bundled lists, a user's names (``--classes``) and their checks.
 
 A user's names are checked where they enter (:func:`parse_classes`): no empty name, no
-name given twice, and no two names that differ only in case or spaces (``cat`` and
-``Cat``, ``ice cream`` and ``icecream``): a label written as a name must find exactly one
-class. The bundled ImageNet list (torchvision's order) is the one exception: it names two
-different classes ``crane`` (the bird and the machine) and holds ``Cardigan`` (the dog)
-beside ``cardigan`` (the sweater); it is accepted as it is, and a label or class folder
-written as one of those names is refused as ambiguous (:func:`class_index`).
+name given twice, and no two names that differ only in case, spaces or Unicode form
+(``cat`` and ``Cat``, ``ice cream`` and ``icecream``, ``café`` composed and decomposed);
+labels and names are compared in Unicode's composed form (NFC): a label written as a name
+must find exactly one class. The bundled ImageNet list (torchvision's order) is the one
+exception: it names two different classes ``crane`` (the bird and the machine) and holds
+``Cardigan`` (the dog) beside ``cardigan`` (the sweater); it is accepted as it is, and a
+label or class folder written as one of those names is refused as ambiguous (:func:`class_index`).
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
@@ -71,7 +73,7 @@ def parse_classes(classes: Classes | None) -> tuple[str, ...] | None:
     Raises:
         DataNotFoundError: a path that does not exist.
         ClassNamesError: an unreadable file, no names, an empty name, a name given twice,
-            or names that differ only in case or spaces (the message names them).
+            or names that differ only in case, spaces or Unicode form (the message names them).
     """
     if classes is None:
         return None
@@ -168,11 +170,17 @@ def _clash_text(names: tuple[str, ...], group: list[int]) -> str:
         return (f"class name {names[group[0]]!r} appears more than once (classes "
                 f"{', '.join(map(str, group))})")
     shown = ", ".join(f"{names[i]!r} (class {i})" for i in group)
-    return f"class names {shown} differ only in case or spaces"
+    return f"class names {shown} differ only in case, spaces or Unicode form"
 
 
 def _name_key(name: str) -> str:
-    return "".join(name.split()).casefold()
+    return "".join(_nfc(name).split()).casefold()
+
+
+def _nfc(name: str) -> str:
+    """``name`` in Unicode's composed form: ``café`` typed (one code point for é) and
+    ``café`` as macOS writes file names (e and a combining accent) are one name."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _clashing_names(names: tuple[str, ...]) -> list[list[int]]:
@@ -197,7 +205,7 @@ def class_index(names: Sequence[str], name: str, where: str) -> int:
     Raises:
         ClassNamesError: ``name`` is not among the names, or names two classes.
     """
-    found = [i for i, known in enumerate(names) if known == name]
+    found = [i for i, known in enumerate(names) if _nfc(known) == _nfc(name)]
     if not found:
         raise ClassNamesError(f"{where} is not among the {len(names)} classes "
                               f"({shorten_list(names)})")
@@ -224,11 +232,11 @@ def class_indices(names: Sequence[str], values: Sequence[str], where: Sequence[s
         ClassNamesError: a value not among the names, or one naming two classes.
     """
     lookup: dict[str, int] = {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(map(_nfc, names)):
         lookup[name] = -1 if name in lookup else i
     out = []
     for value, place in zip(values, where, strict=True):
-        index = lookup.get(value)
+        index = lookup.get(_nfc(value))
         out.append(index if index is not None and index >= 0 else
                    class_index(names, value, place))  # raises, saying why
     return out

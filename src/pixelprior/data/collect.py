@@ -168,7 +168,7 @@ def labels_from_names(values: list[str], names: tuple[str, ...] | None,
 
     Raises:
         ClassNamesError: a label not among the names (or naming two classes), or labels
-            that differ only in case or spaces when the names come from them.
+            that differ only in case, spaces or Unicode form when the names come from them.
     """
     notes = []
     if names is None:
