@@ -95,6 +95,18 @@ def test_batches_meta_names_are_checked(tmp_path):
         "differ only in case, spaces or Unicode form; give every class its own name")
 
 
+def test_batches_meta_of_other_than_ten_names_or_str_keys(tmp_path):
+    """Nine names against labels 0..9 was an IndexError deep in a run (an internal
+    error); str keys were 'unreadable (b'label_names')'."""
+    with open(tmp_path / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in CIFAR10_CLASSES[:9]]}, f)
+    with pytest.raises(CorruptDataError, match="names 9 classes, and CIFAR-10's labels are"):
+        read_class_names(tmp_path)
+    with open(tmp_path / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(CIFAR10_CLASSES)}, f)
+    assert read_class_names(tmp_path) == CIFAR10_CLASSES
+
+
 def test_a_folder_given_as_class_names_is_named_a_folder(tmp_path):
     """It was said not to exist (a CLI audit)."""
     from pixelprior.data import DataNotFoundError, parse_classes

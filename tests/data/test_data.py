@@ -56,7 +56,9 @@ def test_truncated_batch_loads_all_rows(tmp_path):
                                      pickle.dumps({b"data": np.zeros((2, 3072), np.uint8),
                                                    b"labels": [0]}),
                                      pickle.dumps({b"data": np.zeros((1, 3072), np.uint8),
-                                                   b"labels": [12]})])
+                                                   b"labels": [12]}),
+                                     pickle.dumps({b"data": np.zeros((0, 3072), np.uint8),
+                                                   b"labels": []})])  # "top-1 on 0 images"
 def test_corrupt_batch_is_a_clear_error(tmp_path, content):
     path = tmp_path / "test_batch"
     path.write_bytes(content)

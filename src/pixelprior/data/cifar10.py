@@ -75,6 +75,8 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise CorruptDataError(f"{path}: data must be uint8 [K, 3072], got {data.dtype} "
                                f"{data.shape}")
+    if data.shape[0] == 0:
+        raise CorruptDataError(f"{path}: holds no images; put back the published batch")
     if labels.shape != (data.shape[0],):
         raise CorruptDataError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
@@ -100,10 +102,17 @@ def read_class_names(directory: Path) -> tuple[str, ...]:
         return CIFAR10_CLASSES
     try:
         with open(meta, "rb") as f:
-            names = pickle.load(f, encoding="bytes")[b"label_names"]
+            content = pickle.load(f, encoding="bytes")
+        names = content.get(b"label_names", content.get("label_names"))  # bytes or str keys
+        if names is None:
+            raise KeyError("no label_names entry")
         names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     except Exception as exc:
         raise CorruptDataError(f"{meta}: unreadable batches.meta ({exc})") from exc
+    if len(names) != len(CIFAR10_CLASSES):  # the batches' labels are checked to be 0..9
+        raise CorruptDataError(f"{meta}: names {len(names)} classes, and CIFAR-10's labels "
+                               f"are 0..{len(CIFAR10_CLASSES) - 1}; put back the published "
+                               "batches.meta (or remove it: the standard names are used)")
     return check_class_names(names, str(meta))
 
 
