@@ -110,6 +110,17 @@ def test_susceptibility_of_a_file_and_of_an_npz(gray, tmp_path):
     assert len(answers) == 3
 
 
+def test_maps_of_a_1_channel_models_scan_are_scored(gray, tmp_path):
+    """evaluate-maps reloaded the scanned image as RGB and refused every scan of a
+    1-channel model, blaming the data (an audit's case)."""
+    scanned = invoke("susceptibility", gray / "cat.png", "--model", gray / "gray.pt",
+                     "--levels", 2, "--out", tmp_path / "s")
+    assert scanned.exit_code == 0, scanned.output
+    scored = invoke("evaluate-maps", tmp_path / "s", "--methods", "gradient,random")
+    assert scored.exit_code == 0, scored.output
+    assert (tmp_path / "s" / "map_metrics.csv").is_file()
+
+
 def test_eval_cifar10_converts_the_test_images(gray):
     result = invoke("eval", "cifar10", "--source", "sample", "--model", gray / "gray.pt")
     assert result.exit_code == 0, result.output

@@ -31,9 +31,10 @@ from .._io import check_writable_dir, dumps, save_npz_atomic, write_text_atomic
 from .._streams import image_key, pixel_keys, stream
 from ..data import (
     MAPS_FILE,
+    DataNotFoundError,
     SusceptibilityMaps,
     fit_image,
-    load_cifar10,
+    load_dataset,
     load_image_source,
     read_image_file,
     to_float,
@@ -372,25 +373,38 @@ def scan_images(scan: SusceptibilityMaps, data: str | None = None, info: dict | 
 
     Raises:
         ValueError: the reloaded images differ from the scanned ones.
+        DataNotFoundError: the scan's image file is not where it was (a relative path
+            read from another folder).
     """
     info = info if info is not None else scan.info
+    keys = scan.image_keys.tolist()
+    for channels in (3, 1):  # a scan records no channels: RGB, else luminance (L)
+        images = _reloaded(scan, data, info, channels)
+        if pixel_keys(images) == keys:
+            return images, torch.from_numpy(scan.labels)
+    raise ValueError(f"the images of {scan.source} differ from those reloaded from "
+                     f"{info.get('target')}; evaluate on the machine and data it was made "
+                     "from")
+
+
+def _reloaded(scan: SusceptibilityMaps, data: str | None, info: dict, channels: int
+              ) -> torch.Tensor:
+    """The scan's images read again from its source, with ``channels`` channels."""
     if info.get("target") == "cifar10":
-        dataset = load_cifar10(info.get("source") or "full", data,
-                               download=info.get("source") == "full")
-        positions = [dataset.position_of(int(i)) for i in scan.image_indices]
-        images = to_float(dataset.images[positions])
+        dataset = load_dataset("cifar10", data, info.get("source") or "full",
+                               channels=channels)
     elif info.get("dataset") in ("folder", "npz", "csv"):
         dataset, _ = load_image_source(info["target"], size=_input_size(info),
-                                       classes=info.get("classes"))
-        positions = [dataset.position_of(int(i)) for i in scan.image_indices]
-        images = to_float(dataset.images[positions])
+                                       classes=info.get("classes"), channels=channels)
     else:
-        images, _ = fit_image(read_image_file(info["target"]), _input_size(info))
-    if pixel_keys(images) != scan.image_keys.tolist():
-        raise ValueError(f"the images of {scan.source} differ from those reloaded from "
-                         f"{info.get('target')}; evaluate on the machine and data it was "
-                         "made from")
-    return images, torch.from_numpy(scan.labels)
+        target = Path(info["target"])
+        if not target.is_absolute() and not target.exists():
+            raise DataNotFoundError(
+                f"image file {target} does not exist here: the scan records the path as "
+                f"it was given, relative to the folder it was made in; run from there")
+        return fit_image(read_image_file(target, channels), _input_size(info))[0]
+    positions = [dataset.position_of(int(i)) for i in scan.image_indices]
+    return to_float(dataset.images[positions])
 
 
 def _registered(info: dict) -> bool:
