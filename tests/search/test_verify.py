@@ -645,3 +645,69 @@ def test_a_corner_pass_past_the_budget_still_confirms_its_first_witness(monkeypa
     monkeypatch.setattr(verifier, "_corner_scan", slow)
     result = verifier.verify(image, torch.tensor([0]))[0]
     assert result.decided_by == "fooled" and result.witness[:2] == (3, 2)
+
+
+class _ScaledScores(nn.Module):
+    """Class 1 leads class 0 in real arithmetic at every color of pixel (0, 0) (by 0.2
+    at red 1/2, by 1.2 elsewhere), and the scores are scaled by ``scale``: by 2^-149 both
+    round to float32's least subnormal near red 1/2 and tie (argmax: class 0); by 1e38
+    both overflow to inf there (an audit's models: both were "verified")."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+        self.pick = nn.Conv2d(3, 2, 1)
+        self.head = nn.Linear(2 * 16, 2)
+        with torch.no_grad():
+            self.pick.weight.zero_()
+            self.pick.bias.zero_()
+            self.pick.weight[:, 0] = 1.0
+            self.pick.bias[1] = -0.5
+            self.head.weight.zero_()
+            if scale < 1:  # 2.2 - 2 relu(r) + 4 relu(r - 1/2) against 1
+                self.head.bias[:] = torch.tensor([1.0, 2.2])
+                self.head.weight[1, 0], self.head.weight[1, 16] = -2.0, 4.0
+            else:  # 4 relu(r) - 8 relu(r - 1/2) added to both: 2 and 3 apart by 1
+                self.head.bias[:] = torch.tensor([2.0, 3.0])
+                self.head.weight[:, 0], self.head.weight[:, 16] = 4.0, -8.0
+
+    def forward(self, x):
+        return self.head(torch.relu(self.pick(x)).flatten(1)) * self.scale
+
+
+def test_scores_in_the_subnormal_range_are_not_verified():
+    model = _ScaledScores(2.0**-149).eval()
+    image = torch.zeros(1, 3, 4, 4)
+    red = image.clone()
+    red[0, 0, 0, 0] = 0.5
+    assert model(image).argmax(1).item() == 1 and model(red).argmax(1).item() == 0
+    (result,) = Verifier(model, budget=None, max_boxes=2000).verify(image, torch.tensor([1]))
+    assert not result.verified
+    if result.fooled:  # the witness is real
+        x, y, color = result.witness
+        genes = torch.tensor([[[float(x), float(y), *color]]])
+        assert model(perturb_rows(image, torch.zeros(1, dtype=torch.long), genes)
+                     ).argmax().item() == 0
+
+
+def test_scores_that_may_overflow_are_refused():
+    model = _ScaledScores(1e38).eval()
+    image = torch.zeros(1, 3, 4, 4)
+    red = image.clone()
+    red[0, 0, 0, 0] = 0.5
+    assert torch.isinf(model(red)).all() and model(red).argmax(1).item() == 0
+    with pytest.raises(ValueError, match="within 2\\^28 of float32's largest"):
+        Verifier(model, budget=None, max_boxes=2000).verify(image, torch.tensor([1]))
+
+
+def test_the_screens_proof_counts_underflow_and_refuses_overflow():
+    from pixelprior.scoring.cone.intervals import UNDERFLOW, Interval
+    from pixelprior.scoring.cone.screen import IntervalScreen
+
+    model = _ScaledScores(1.0).eval()
+    screen = IntervalScreen(model)
+    node = next(n for n in screen.graph.nodes if n.op == "call_module")
+    error = torch.tensor([0.0, 1e-3, 0.0])
+    out = Interval(torch.tensor([0.0, -1.0, 2.0**127]), torch.tensor([1e-40, 1.0, 2.0**127]))
+    proved = screen.proved(node, error, 2.0**-24, out)
+    assert proved[0] == UNDERFLOW and proved[1] > 1e-3 and math.isinf(proved[2])

@@ -79,10 +79,12 @@ in real arithmetic within a proved bound of its float32 error of 0, so the float
 evaluation cannot change the label (proved, for sums in any order, with or without fused
 multiply-adds: direct and GEMM convolutions, not Winograd or FFT ones; so on the CPU
 only, not on CUDA, where cuDNN may choose those; IEEE arithmetic, no flush of subnormals
-to zero: near the boundary these assumptions carry the claim alone, without the
-estimate's spare factor); elsewhere no color brings the margin in real arithmetic within
-the tolerance (twice the first-order estimate, or the set one) of 0 (proved), and the
-float32 evaluation is covered up to the first-order estimate. On ConvSmall and the
+to zero, whose absolute error each value's bound carries as ``UNDERFLOW``; no value that
+may reach float32's largest, where its error is unbounded: near the boundary these
+assumptions carry the claim alone, without the estimate's spare factor); elsewhere no
+color brings the margin in real arithmetic within the tolerance (twice the first-order
+estimate, or the set one) of 0 (proved), and the float32 evaluation is covered up to the
+first-order estimate. On ConvSmall and the
 interval-trained ResNet8 every position is float32 proved; on the normally trained ResNet8
 and the SqueezeNet the proved bound is vacuous (tens of logits and more) and the estimate
 stands.
@@ -936,8 +938,10 @@ class Verifier:
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
         if not math.isfinite(error):  # a proof resting on it would prove nothing, unsaid
             raise ValueError(f"the float32 rounding error of the model's margins is "
-                             f"{error} on {image.device}: give tolerance= (a margin, in "
-                             "logits) to verify")
+                             f"{error} on {image.device} (a value of the model is not "
+                             "finite, or within 2^28 of float32's largest, where other "
+                             "colors may overflow to inf): give tolerance= (--tolerance; "
+                             "a margin, in logits) to verify")
         return SAFETY * error
 
     # ------------------------------------------------------------------ one image

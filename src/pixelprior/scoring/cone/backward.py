@@ -192,8 +192,8 @@ class BackwardErrorBound:
                 step = screen._step(node, env)
                 out = rule.apply(step)
                 if isinstance(out, Interval) and step.intervals:
-                    out.error = screen.proved(node, rule.error(step, out, unit))
-                    rounding = screen.proved(node, rule.rounding(step, out, unit))
+                    out.error = screen.proved(node, rule.error(step, out, unit), unit, out)
+                    rounding = screen.proved(node, rule.rounding(step, out, unit), unit, out)
                     records.append(_Record(node, rule, step, out, rounding))
                     owner[id(out)] = node
                     if self.refine and node in self._feeds_activation:
@@ -270,7 +270,8 @@ class BackwardErrorBound:
         radius = 2 * UNIT * center.abs()
         flat = Interval(value.lower.flatten(1), value.upper.flatten(1),
                         value.error.flatten(1))
-        scores = self.screen.proved(node, self.screen.rules[node].rounding_of(flat, unit))
+        scores = self.screen.proved(node, self.screen.rules[node].rounding_of(flat, unit),
+                                    unit)
         head = (scores[:, label:label + 1] + scores[:, wanted]).T.reshape(-1)
         return Coefficient(center, radius), head
 

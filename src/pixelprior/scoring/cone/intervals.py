@@ -74,6 +74,11 @@ __all__ = ["EXACT", "MAXIMUM", "RESHAPE", "SHAPE", "Activation", "BackwardUnsupp
            "Shape", "SignedAffine", "Sum", "UNIT", "constant_gap", "tiled", "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
+# What gradual underflow adds to each value's float32 error, absolutely: a rounding into
+# float32's subnormal range errs by up to 2^-150 whatever the value's size (the relative
+# rules' gamma_n cover none of it), and an output element takes fewer than 2^50 of them
+# (a model scaling its scores by 2^-149 ties classes the real margins separate)
+UNDERFLOW = 2.0**-100
 
 
 class IntervalUnsupportedError(ValueError):

@@ -40,6 +40,7 @@ from torch import fx, nn
 
 from ...models import copy_module
 from .graph import OPERATIONS  # the table, with every operation registered
+from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
@@ -52,6 +53,7 @@ __all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error", "traced_copy"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
+NEAR_OVERFLOW = 2.0**100  # a value this large at the image: other colors may overflow
 
 
 class _Recorder(fx.Interpreter):
@@ -68,6 +70,7 @@ class _Recorder(fx.Interpreter):
         self.constants: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.modules = dict(module.named_modules())
         self.kinds: dict[fx.Node, str] = {}  # "image" or "constant": what a value comes from
+        self.near_overflow = False  # a value not finite, or within 2^28 of float32's largest
         self.first = next(iter(module.graph.nodes))
 
     def run_node(self, node: fx.Node) -> Any:
@@ -84,7 +87,11 @@ class _Recorder(fx.Interpreter):
         if kind is None or not floating:
             return result
         self.kinds[node] = kind
+        if not bool((result.detach().abs() < NEAR_OVERFLOW).all()):
+            self.near_overflow = True
         radius = self._radius(node, result)
+        if radius is not None:  # gradual underflow's absolute error, in float64
+            radius = radius.double() + (UNDERFLOW if self.unit > 0 else 0.0)
         if radius is not None and result.requires_grad:
             result.retain_grad()
             (self.records if kind == "image" else self.constants).append(
@@ -251,7 +258,9 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     if g is not None:
                         per_margin += _per_row(g.abs() * radius, len(rivals))
             per_margin += _constant_terms(margins, recorder.constants)
-        bounds.append(per_margin.max())
+        # no first-order estimate holds where a value may overflow to inf
+        bounds.append(per_margin.max() if not recorder.near_overflow
+                      else torch.tensor(torch.inf, dtype=torch.float64))
     return torch.stack(bounds)
 
 

@@ -55,6 +55,7 @@ from .graph import (
 )
 from .intervals import (
     SHAPE,
+    UNDERFLOW,
     UNIT,
     Interval,
     IntervalStep,
@@ -76,6 +77,11 @@ from .runtime import FxCache, Query, Window
 __all__ = ["IntervalScreen", "IntervalUnsupportedError", "ScreenBounds"]
 
 GROWN = 1 + 2.0**-20  # each float32 error bound, computed in float64, is widened by this
+# A value whose real magnitude plus its error, or the sum of the magnitudes its rounding
+# rule was computed from (at most its error over float32's unit), may reach this may
+# overflow to inf in float32 (2^127, half the largest float32): its error is unbounded
+OVERFLOW = 2.0**127
+FLOAT32_UNIT = 2.0**-24  # the least unit a model's evaluation has (TF32's is larger)
 
 
 @dataclass(frozen=True)
@@ -372,16 +378,25 @@ class IntervalScreen:
         step = self._step(node, env, given, invoke)
         out = rule.apply(step)
         if self._unit is not None and isinstance(out, Interval) and step.intervals:
-            out.error = self.proved(node, rule.error(step, out, self._unit))
+            out.error = self.proved(node, rule.error(step, out, self._unit), self._unit,
+                                   out)
         return out
 
-    def proved(self, node: fx.Node, error: torch.Tensor) -> torch.Tensor:
-        """A float32 error bound of ``node`` as the rules computed it, widened for their
-        float64 arithmetic (NaN as ``inf``; ``inf`` where the weights are computed in the
-        model, unless the constants are the copy's own)."""
+    def proved(self, node: fx.Node, error: torch.Tensor, unit: float,
+               out: Interval | None = None) -> torch.Tensor:
+        """A float32 error bound of ``node`` as the rules computed it with unit roundoff
+        ``unit``, widened for their float64 arithmetic and, where the model rounds
+        (``unit > 0``), for gradual underflow (:data:`UNDERFLOW`); NaN as ``inf``;
+        ``inf`` where the weights are computed in the model, unless the constants are the
+        copy's own, and where the value ``out`` (its bounds) may overflow float32
+        (:data:`OVERFLOW`)."""
         if node in self.computed_weights and not self._exact_constants:
             return torch.full_like(error, torch.inf)
-        return _no_nan(error * GROWN)
+        bound = _no_nan(error * GROWN) + (UNDERFLOW if unit > 0 else 0.0)
+        if out is None:
+            return bound
+        reach = torch.maximum(out.lower.abs(), out.upper.abs()) + bound / FLOAT32_UNIT
+        return torch.where(reach < OVERFLOW, bound, torch.inf)
 
     def _step(self, node: fx.Node, env: dict[fx.Node, Any],
               given: dict[fx.Node, Interval] | None = None,
@@ -588,7 +603,7 @@ class IntervalScreen:
             return lower, None
         flat.error = value.error.flatten(1)
         scores = self.rules[self.head[0]].error_of(flat, self._unit)  # the linear's rule
-        return lower, _margin_errors(self.proved(self.head[0], scores), label)
+        return lower, _margin_errors(self.proved(self.head[0], scores, self._unit), label)
 
 
 @dataclass(frozen=True)
