@@ -289,3 +289,36 @@ def test_labels_are_the_models_argmax_not_the_rounded_softmaxs():
         dark_images(1), torch.ones(1, dtype=torch.long)).results[0]
     assert (result.original_label, result.adversarial_label, result.success) == (1, 1, False)
     assert result.clean_correct and result.queries > 0
+
+
+class _OneLogit(nn.Module):
+    """A binary model of one logit (class 1 iff pixel (0, 0) is bright red), or its
+    ``[B]``-shaped form."""
+
+    def __init__(self, flat: bool = False):
+        super().__init__()
+        self.flat = flat
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        logit = self.scale * x[:, 0, 0, 0] - 5.0
+        return logit if self.flat else logit[:, None]
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_a_model_of_one_score_is_refused_by_every_attack_and_the_verifier(flat):
+    """Its argmax is always 0: the API certified it on the corners (FastAttack), found
+    nothing (DE, scans) or crashed with an IndexError (the Verifier); the CLI refused
+    it at load."""
+    from pixelprior.search import FastAttack, SusceptibilityScan, Verifier
+
+    model, image = _OneLogit(flat).eval(), torch.zeros(1, 3, 4, 4)
+    label = torch.zeros(1, dtype=torch.long)
+    calls = [lambda: FastAttack(model, verify="off").run(image, label),
+             lambda: OnePixelAttack(model, popsize=8, maxiter=1, seed=0).run(image, label),
+             lambda: SusceptibilityScan(model, levels=2)(image, label),
+             lambda: Verifier(model, budget=None).verify(image, label)]
+    phrase = "must return \\[B, K\\] scores" if flat else "at least 2 classes"
+    for call in calls:
+        with pytest.raises(ModelOutputError, match=phrase):
+            call()

@@ -119,7 +119,8 @@ def check_scores(scores: object, batch: int, where: str) -> torch.Tensor:
     if scores.shape[1] < 2:
         raise ModelLoadError(f"{where}: the model returns {scores.shape[1]} score per image "
                              f"(shape {_shape(scores.shape)}); it needs at least 2 classes "
-                             "(wrap a one-logit binary model to return [0, z])")
+                             "(wrap a one-logit binary model to return [0, z], one of a "
+                             "probability p to return [1 - p, p])")
     if not torch.isfinite(scores).all():
         raise ModelLoadError(f"{where}: the model returns NaN or infinite scores on random "
                              "images")

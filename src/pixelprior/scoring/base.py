@@ -114,6 +114,10 @@ def check_logits(logits: torch.Tensor, rows: int) -> torch.Tensor:
     """``logits`` as float32 after checking that they are usable ``[rows, K]`` scores."""
     if logits.ndim != 2 or logits.shape[0] != rows:
         raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
+    if logits.shape[1] < 2:  # its argmax is always 0: no pixel could change it
+        raise ModelOutputError(f"model returns {logits.shape[1]} score per image; a label "
+                               "needs at least 2 classes (wrap a one-logit binary model to "
+                               "return [0, z], one of a probability p to return [1 - p, p])")
     if not torch.isfinite(logits).all():
         bad = int((~torch.isfinite(logits)).any(1).sum())
         raise ModelOutputError(f"model returned NaN or infinite scores for {bad} of the "

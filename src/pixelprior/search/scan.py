@@ -33,7 +33,7 @@ from torch import nn
 from ..maps import METHODS
 from ..models import WeightsWatch
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import Scorer, engine_of, make_scorer
+from ..scoring import Scorer, check_logits, engine_of, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
 from .checks import (
@@ -406,7 +406,7 @@ class SusceptibilityScan:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
         with torch.inference_mode():  # labels of the model's classes (one image's pass)
-            check_classes(scorer.image_logits(images[:1]), labels, None)
+            check_classes(check_logits(scorer.image_logits(images[:1]), 1), labels, None)
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         result = scan_positions(

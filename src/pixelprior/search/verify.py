@@ -104,7 +104,7 @@ import torch
 from torch import nn
 
 from ..models import WeightsWatch, model_failure
-from ..scoring import Scorer, engine_of, make_scorer
+from ..scoring import Scorer, check_logits, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
@@ -815,6 +815,7 @@ class Verifier:
         if not isinstance(scores, torch.Tensor):
             raise ValueError(f"the model returns a {type(scores).__name__}, not class "
                              "scores [B, K]: wrap it to return them")
+        check_logits(scores, image.shape[0])  # [B, K] of K >= 2 classes, finite
         return scores
 
     def _labelled_scores(self, image: torch.Tensor, label: int) -> torch.Tensor:
