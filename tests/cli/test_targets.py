@@ -142,3 +142,27 @@ def test_a_config_file_may_write_out_defaults_no_mode_reads(tmp_path):
     result = invoke("run", "--config", config, "--source", "sample", "--images", "1",
                     "--seeds", "0,", "--model", "convsmall-cifar10", "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
+
+
+def test_a_targeted_certificate_names_the_target_it_never_reaches(tmp_path):
+    """Bright red at (0, 0) turns a into c, never into b: `attack --target b --mode fast`
+    said "no corner ... changes a", which a corner does (an audit's case)."""
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.gain = torch.nn.Parameter(torch.tensor(20.0))\n"
+        "    def forward(self, x):\n"
+        "        red = x[:, 0, 0, 0]\n"
+        "        return torch.stack([torch.ones_like(red), torch.zeros_like(red),\n"
+        "                            self.gain * red - 10], 1)\n"
+        "def make():\n"
+        "    return Net().eval()\n")
+    Image.fromarray(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy()).save(tmp_path / "x.png")
+    result = invoke("attack", tmp_path / "x.png", "--model", f"{tmp_path / 'net.py'}:make",
+                    "--input-size", 8, "--classes", "a,b,c", "--target", "b", "--mode",
+                    "fast", "--out", tmp_path / "out")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "positions turns a into b" in said and "changes a" not in said

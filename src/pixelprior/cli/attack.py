@@ -276,9 +276,12 @@ def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
         outcome = f"{names[true]} stays {names[true]}"
         probability = f"true-class probability {result.true_probability:.3f}"
     decided = result.steps.get("decided_by")
+    # what no colour does: reach the target (another class may be reached), or change it
+    changes = (f"turns {names[true]} into {names[goal]}" if goal is not None
+               else f"changes {names[true]}")
     if decided == "verified":
         console.print(f"[cyan]verified[/cyan]: no colour at any of the "
-                      f"{result.positions_scanned} positions changes {names[true]} (a proof "
+                      f"{result.positions_scanned} positions {changes} (a proof "
                       f"over the whole colour cube of each pixel, {result.steps['boxes']:,} "
                       f"boxes; {result.queries} queries); written to {out}")
         return
@@ -290,8 +293,8 @@ def _print_attack(result, names, true, goal, fitted, out: Path) -> None:
         return
     if result.steps.get("corner_certified"):
         console.print(f"[cyan]certified[/cyan] on the corner grid: no corner of the colour "
-                      f"cube at any of the {result.positions_scanned} positions changes "
-                      f"{names[true]} ({result.queries} queries; lowest {probability} at "
+                      f"cube at any of the {result.positions_scanned} positions {changes} "
+                      f"({result.queries} queries; lowest {probability} at "
                       f"{where}); written to {out}")
         return
     console.print(f"[yellow]failed[/yellow]: {outcome} after {spent}, {result.queries} "
