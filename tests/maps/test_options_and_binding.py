@@ -111,3 +111,44 @@ def test_a_model_without_gradients_is_named_not_an_internal_error(method):
     sensitivity = METHODS.get(method)(_Decisions().eval())
     with pytest.raises(GradientsUnavailableError, match="carry no gradient of its input"):
         sensitivity(torch.rand(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))
+
+
+class _DetachedInput(torch.nn.Module):
+    """Weights that require grad, an input detached: scores with a graph, none to x."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(48, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.detach().flatten(1))
+
+
+class _InPlaceSum(torch.nn.Module):
+    """ReLU(inplace=True) then ``y += h``: inference runs, its backward pass cannot."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 1)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.head = torch.nn.Linear(48, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        y = self.relu(h)
+        y += h
+        return self.head(torch.sigmoid(y).flatten(1))
+
+
+@pytest.mark.parametrize("model, phrase", [
+    (_DetachedInput, "carry no gradient of its input"),
+    (_InPlaceSum, "an in-place operation overwrites a value its backward pass needs")])
+def test_gradients_autograd_refuses_are_named(model, phrase):
+    """Both reached users as internal errors (autograd's RuntimeError): 'not used in the
+    graph', 'modified by an inplace operation' (an audit's cases)."""
+    from pixelprior.models import GradientsUnavailableError, gradient_problem
+
+    net, images = model().eval(), torch.rand(2, 3, 4, 4)
+    with pytest.raises(GradientsUnavailableError, match=phrase):
+        METHODS.get("gradient")(net)(images, torch.zeros(2, dtype=torch.long))
+    assert phrase.split(":")[0][:20] in gradient_problem(net, images)

@@ -319,12 +319,29 @@ class SensitivityMethod(ABC):
             with torch.enable_grad():
                 scores = class_scores(self.model(chunk), labels[start:start + self.batch_size],
                                       self.score)
-                if not scores.requires_grad:
+                grad = _input_gradient(scores, chunk) if scores.requires_grad else None
+                if grad is None:  # detached from the input (x.detach(), no_grad, numpy)
                     raise GradientsUnavailableError(
                         f"{self.name}: the model's {NO_GRADIENT}: use the occlusion map, or "
                         "a mode that needs no map (unconstrained, random_search:uniform)",
                         NO_GRADIENT)
-                (grad,) = torch.autograd.grad(scores.sum(), chunk)
             out[start:start + self.batch_size] = grad
         return out
 
+
+
+def _input_gradient(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None:
+    """The gradient of the summed ``scores`` with respect to ``inputs``; ``None`` where
+    they do not depend on them. A backward pass autograd refuses (a value it needs was
+    overwritten in place: ``ReLU(inplace=True)`` then ``y += h``) is named in words."""
+    try:
+        return torch.autograd.grad(scores.sum(), inputs, allow_unused=True)[0]
+    except RuntimeError as exc:
+        if "inplace operation" not in str(exc):
+            raise
+        why = ("input gradient cannot be computed: an in-place operation overwrites a "
+               "value its backward pass needs")
+        raise GradientsUnavailableError(
+            f"the model's {why} (make it out of place, e.g. ReLU(inplace=False)); or use "
+            "the occlusion map, or a mode that needs no map (unconstrained, "
+            "random_search:uniform)", why) from None

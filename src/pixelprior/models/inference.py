@@ -70,6 +70,11 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
                 is not None)
     except GradientsUnavailableError as exc:
         return exc.why
+    except RuntimeError as exc:  # autograd's refusal: a value overwritten in place
+        if "inplace operation" not in str(exc):
+            raise
+        return ("its input gradient cannot be computed: an in-place operation overwrites "
+                "a value its backward pass needs (make it out of place)")
     return None if reached else f"its {NO_GRADIENT}"
 
 
