@@ -711,3 +711,36 @@ def test_the_screens_proof_counts_underflow_and_refuses_overflow():
     out = Interval(torch.tensor([0.0, -1.0, 2.0**127]), torch.tensor([1e-40, 1.0, 2.0**127]))
     proved = screen.proved(node, error, 2.0**-24, out)
     assert proved[0] == UNDERFLOW and proved[1] > 1e-3 and math.isinf(proved[2])
+
+
+class _TestTimeCopies(nn.Module):
+    """The mean of the scores of an image and a brightened copy, stacked on the batch
+    axis: one image a row only at its ends (an audit's model: a RuntimeError deep in the
+    bound engine)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                  nn.Linear(4 * 16, 3))
+
+    def forward(self, x):
+        both = torch.cat([x, 0.5 * x + 0.5], 0)
+        return self.body(both).view(2, -1, 3).mean(0)
+
+
+class _Centred(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(48, 3)
+
+    def forward(self, x):
+        return self.linear((x - x.mean()).flatten(1))
+
+
+@pytest.mark.parametrize("model, node", [(_TestTimeCopies, "cat"), (_Centred, "mean")])
+def test_values_across_the_batch_axis_are_refused_naming_the_operation(model, node):
+    net, image = model().eval(), torch.rand(1, 3, 4, 4)
+    label = net(image).argmax(1)
+    with pytest.raises(BoundUnsupportedError, match=f"{node}.*computes across the batch axis"):
+        Verifier(net, budget=None, max_boxes=100).verify(image, label)

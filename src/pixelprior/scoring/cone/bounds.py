@@ -330,13 +330,29 @@ class BoundEngine:
             for node, step, _ in plan.steps:
                 if node in self.graph.sizes:  # a size, or arithmetic of sizes: run as is
                     continue
-                problem = self._unsupported(step)
+                problem = self._unsupported(step)  # "": no rule, nothing more to say
+                if problem is None:
+                    problem = self._mixes_images(node, plan)
                 if problem is not None:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
                         f"{describe(node, self.graph.modules)}{problem}")
             self._checked.add(key)
         return plan
+
+    def _mixes_images(self, node: fx.Node, plan: Plan) -> str | None:
+        """Why a value computed from the image does not keep one row per image (a
+        concatenation along the batch axis, as test-time augmentation stacks copies; a
+        mean over the whole batch), or ``None``: the engine runs boxes as rows of that
+        axis. ``plan.shapes`` are of one image's clean pass."""
+        shape = plan.shapes.get(node)
+        if shape is None or node in self.graph.statics or node.op == "output":
+            return None
+        if len(shape) >= 1 and shape[0] == 1:
+            return None
+        return (f" (of one image it makes a value of shape {tuple(shape)}: it computes "
+                "across the batch axis, which the verifier bounds one image a row at; "
+                "keep each image on its own row, e.g. test-time copies on another axis)")
 
     @staticmethod
     def _unsupported(step: Any) -> str | None:
