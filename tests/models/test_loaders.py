@@ -671,3 +671,15 @@ def test_an_onnx_file_without_onnxruntime_says_what_to_install(tmp_path, monkeyp
     with pytest.raises(ModelLoadError, match=r'ONNX: .*onnxruntime.* \(pip install '
                                              r'"pixelprior\[onnx\]"\)'):
         formats.load_file(path, False, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("attribute", [(3, 20, 20), "20x20", (0, 20)])
+def test_an_input_size_attribute_that_is_no_size_is_said_to_be_ignored(tmp_path, attribute):
+    """timm's (C, H, W) was ignored without a word, and the image attacked at its own
+    size (an audit's case)."""
+    net = AnySizeNet().eval()
+    net.input_size = attribute
+    torch.save(net, tmp_path / "net.pt")
+    loaded = load_model_spec(tmp_path / "net.pt", allow_pickle=True)
+    assert any(f"input_size attribute {attribute!r} is no side" in note
+               for note in loaded.notes), loaded.notes

@@ -245,8 +245,8 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
     raise ModelLoadError(_why_not(model, tried, device, name)
                          or f"{name} declares no input size and runs at none of "
                             f"{', '.join(map(str, PROBE_SIZES))} px ({first_failure}); pass "
-                            "input_size (--input-size SIDE for a square input; a "
-                            "non-square one: input_size=(H, W) in the Python API, or an "
+                            "input_size (--input-size SIDE, or WIDTHxHEIGHT for a "
+                            "non-square one; input_size=(H, W) in the Python API, or an "
                             "input_size = (H, W) attribute set on the model)")
 
 

@@ -64,18 +64,26 @@ def height_width(size: Size | None) -> tuple[int, int] | None:
         raise ModelLoadError(str(exc)) from None
 
 
-def declared_size(model: nn.Module) -> tuple[int, int] | None:
+def declared_size(model: nn.Module, notes: list[str] | None = None
+                  ) -> tuple[int, int] | None:
     """The ``input_size`` attribute of ``model`` as ``(height, width)``, if it has a valid one.
 
     Args:
         model: any module.
+        notes: told when the attribute is there but no size (``(3, 20, 20)``, ``"20x20"``):
+            ignored, where it was ignored unsaid and the image attacked at its own size.
 
     Returns:
         ``(height, width)`` or ``None``.
     """
+    value = getattr(model, "input_size", None)
     try:
-        return height_width(getattr(model, "input_size", None))
+        return height_width(value)
     except ModelLoadError:
+        if notes is not None:
+            notes.append(f"the model's input_size attribute {value!r} is no side or "
+                         "(height, width): ignored (give --input-size, or input_size= in "
+                         "the API)")
         return None
 
 

@@ -91,7 +91,7 @@ def load_factory(spec: str, target: str, attr: str, weights: str | Path | None,
         notes.append("no weights given: the factory's own parameters (random unless it "
                      "loads weights itself)")
     source = f"{getattr(module, '__file__', target)}:{attr}"
-    return BuiltModel(model.to(device), "module", source, notes, declared_size(model),
+    return BuiltModel(model.to(device), "module", source, notes, declared_size(model, notes),
                       size_from="declared by the model", class_names=declared_names(model),
                       weights=weights_path)
 

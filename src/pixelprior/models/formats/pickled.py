@@ -41,10 +41,9 @@ def load_torch_file(path: Path, allow_pickle: bool, device: torch.device) -> Bui
     except pickle.UnpicklingError as exc:
         value = _refused_objects(path, exc, allow_pickle, device)
     if isinstance(value, nn.Module):
-        return BuiltModel(value.to(device), "pickle", str(path.resolve()),
-                          [f"pickled module {type(value).__name__} from {path.name} "
-                           "(allow_pickle)"],
-                          declared_size(value), size_from="declared by the model",
+        notes = [f"pickled module {type(value).__name__} from {path.name} (allow_pickle)"]
+        return BuiltModel(value.to(device), "pickle", str(path.resolve()), notes,
+                          declared_size(value, notes), size_from="declared by the model",
                           class_names=declared_names(value), file=path)
     state = unwrap_state_dict(value)
     if state:
