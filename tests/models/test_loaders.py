@@ -683,3 +683,21 @@ def test_an_input_size_attribute_that_is_no_size_is_said_to_be_ignored(tmp_path,
     loaded = load_model_spec(tmp_path / "net.pt", allow_pickle=True)
     assert any(f"input_size attribute {attribute!r} is no side" in note
                for note in loaded.notes), loaded.notes
+
+
+def test_a_factory_file_imports_its_sibling_modules(tmp_path):
+    """``import layers`` beside net.py failed with "No module named 'layers'": the
+    file's folder is on sys.path while it is imported and its factory called, as
+    ``python net.py`` has it, and not after."""
+    import sys
+
+    (tmp_path / "siblinglayers.py").write_text(
+        "import torch\n"
+        "def block():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3))\n")
+    (tmp_path / "net.py").write_text(
+        "import siblinglayers\n"
+        "def make():\n"
+        "    return siblinglayers.block().eval()\n")
+    loaded = load_model_spec(f"{tmp_path / 'net.py'}:make", input_size=4)
+    assert loaded.num_classes == 3 and str(tmp_path) not in sys.path

@@ -4,12 +4,14 @@ strictly."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import re
 import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -81,8 +83,9 @@ def load_factory(spec: str, target: str, attr: str, weights: str | Path | None,
         ModelLoadError: the import, the attribute or the call fails, or not an ``nn.Module``.
         WeightsError: the weights do not load or do not fit.
     """
-    module = _import_target(target)
-    model = _call(spec, module, target, attr)
+    with _beside(target):
+        module = _import_target(target)
+        model = _call(spec, module, target, attr)
     notes = [f"built by {spec}"]
     weights_path = Path(weights).expanduser() if weights is not None else None
     if weights_path is not None:
@@ -125,6 +128,23 @@ def _import_target(target: str) -> types.ModuleType:
                              "or on PYTHONPATH?)") from None
     except Exception as exc:  # the module's own code failed
         raise ModelLoadError(f"importing {target} failed: {short_reason(exc)}") from None
+
+
+@contextlib.contextmanager
+def _beside(target: str) -> Iterator[None]:
+    """A ``.py`` file's own folder first on ``sys.path`` while it is imported and its
+    factory called, as ``python file.py`` has it: ``import layers`` of a sibling
+    ``layers.py`` failed with "No module named 'layers'"."""
+    folder = str(Path(target).expanduser().resolve().parent) if target.endswith(".py") else None
+    if folder is None or folder in sys.path:
+        yield
+        return
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
 
 
 def _import_file(path: Path) -> types.ModuleType:
