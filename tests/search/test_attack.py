@@ -322,3 +322,34 @@ def test_a_model_of_one_score_is_refused_by_every_attack_and_the_verifier(flat):
     for call in calls:
         with pytest.raises(ModelOutputError, match=phrase):
             call()
+
+
+class _BatchStatistics(nn.Module):
+    """BatchNorm on the statistics of each batch: an image's scores depend on the others."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4, track_running_stats=False)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def test_a_model_whose_scores_depend_on_the_batch_is_refused():
+    """The API scored candidates many to a batch: FastAttack reported successes whose
+    adversarial image, scored alone, kept its label (an audit's case); the CLI refused
+    such a model at load."""
+    from pixelprior.search import FastAttack, SusceptibilityScan, Verifier
+
+    model, images = _BatchStatistics().eval(), dark_images(2, 6, seed=1)
+    labels = torch.cat([model(images[i:i + 1]).argmax(1) for i in range(2)])
+    calls = [lambda: FastAttack(model, verify="off").run(images, labels),
+             lambda: OnePixelAttack(model, popsize=8, maxiter=1, seed=0).run(images, labels),
+             lambda: SusceptibilityScan(model, levels=2)(images, labels),
+             lambda: Verifier(model, budget=None).verify(images[:1], labels[:1])]
+    for call in calls:
+        with pytest.raises(ValueError, match="change with the other images in its batch"):
+            call()

@@ -29,7 +29,7 @@ from .inference import (
     scores_agree,
     weights_version,
 )
-from .probing import output_kind
+from .probing import batch_dependence, output_kind
 from .registry import (
     MODELS,
     REGISTRY,
@@ -64,7 +64,8 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "LoadedModel", "MODELS", "ModelInputError",
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
-    "WeightsError", "WeightsWatch", "accuracy_on", "as_registered", "bundled_weights_path",
+    "WeightsError", "WeightsWatch", "accuracy_on", "as_registered", "batch_dependence",
+    "bundled_weights_path",
     "code_changed",
     "copy_module", "evaluation_mode",
     "fold_batchnorm", "gradient_problem", "imagenet_class_names", "inference_model", "load_model",

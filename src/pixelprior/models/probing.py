@@ -25,8 +25,8 @@ PROBABILITY_ATOL = 1e-4
 AGREEMENT = 1e-3  # scores that differ by more (relative to their scale) disagree
 _TRAIN_KINDS = re.compile(r"Dropout|Norm")  # modules whose train mode changes the output
 
-__all__ = ["PROBE_BATCH", "PROBE_SIZES", "Probe", "check_scores", "modules_in_train_mode",
-           "output_kind", "probe_model"]
+__all__ = ["PROBE_BATCH", "PROBE_SIZES", "Probe", "batch_dependence", "check_scores",
+           "modules_in_train_mode", "output_kind", "probe_model"]
 
 
 @dataclass
@@ -312,6 +312,36 @@ def _difference(a: torch.Tensor, b: torch.Tensor) -> float | None:
     if torch.allclose(a, b, atol=tolerance, rtol=AGREEMENT):
         return None
     return float((a - b).abs().max())
+
+
+def batch_dependence(model: nn.Module, images: torch.Tensor) -> str | None:
+    """Why an image's scores change with the other images in its batch, or ``None``
+    (the first image scored alone, and beside a second: the next image, or its
+    negative). The model is run as it is (put it in eval mode first).
+
+    Args:
+        model: the model.
+        images: float ``[B, C, H, W]`` in [0, 1].
+
+    Returns:
+        The cause in words (BatchNorm on batch statistics, a part left in train mode),
+        or ``None``; also ``None`` where the scores are not a tensor (named elsewhere).
+    """
+    first = images[:1]
+    other = images[1:2] if images.shape[0] > 1 else 1 - first
+    together, alone = _forward(model, torch.cat([first, other])), _forward(model, first)
+    if not isinstance(together, torch.Tensor) or not isinstance(alone, torch.Tensor) or (
+            together.shape[1:] != alone.shape[1:]) or not (
+            torch.isfinite(together).all() and torch.isfinite(alone).all()):
+        return None
+    gap = _difference(together[:1].float(), alone.float())
+    if gap is None:
+        return None
+    cause = _train_mode_cause(model, ()) or (
+        "BatchNorm using batch statistics (track_running_stats=False) or another layer "
+        "mixing the images of a batch: pixelprior scores many images per forward")
+    return (f"an image's scores change with the other images in its batch (by up to "
+            f"{gap:.3g}): {cause}")
 
 
 def _train_mode_cause(model: nn.Module, trained: Sequence[str]) -> str | None:

@@ -46,6 +46,7 @@ from ..scoring import (
 )
 from ._options import Renamed, keyword_options
 from .checks import (
+    check_batch_independent,
     check_channels,
     check_classes,
     check_inputs,
@@ -379,8 +380,11 @@ class Attack(ABC):
         if images.shape[0] == 0:
             return self._empty_output(images, began)
         device = images.device
+        fresh = self._scorer is None  # the first call, or the weights changed
         original, clean = self._verdicts(images)
         check_classes(clean, labels, targets)
+        if fresh:
+            check_batch_independent(self.model, images)
         goal_reached = (original == targets) if targets is not None else (original != labels)
         if keys is not None and len(keys) != images.shape[0]:
             raise ValueError(f"keys must hold one key per image ({images.shape[0]}), got "

@@ -14,11 +14,14 @@ from torch import nn
 
 from .._checks import check_int
 from ..data import check_images
-from ..models import evaluation_mode  # noqa: F401 - re-exported: search.evaluation_mode
+from ..models import (
+    batch_dependence,
+    evaluation_mode,  # noqa: F401 - re-exported: search.evaluation_mode
+)
 from ..models.channels import first_conv_channels
 
-__all__ = ["check_channels", "check_classes", "check_inputs", "check_int", "check_labels",
-           "check_model", "check_order", "evaluation_mode"]
+__all__ = ["check_batch_independent", "check_channels", "check_classes", "check_inputs",
+           "check_int", "check_labels", "check_model", "check_order", "evaluation_mode"]
 
 
 def check_model(model: object, what: str) -> nn.Module:
@@ -40,6 +43,24 @@ def check_model(model: object, what: str) -> nn.Module:
                         f"scores [B, K]), got {type(model).__name__}: wrap a function in an "
                         "nn.Module whose forward calls it")
     return model
+
+
+def check_batch_independent(model: nn.Module, images: torch.Tensor) -> None:
+    """Refuse a model whose scores of an image change with the other images in its batch
+    (BatchNorm on batch statistics): the attacks score candidates many to a batch, so
+    their verdicts would be of other inputs than the image (the command line refuses
+    such a model when it loads it).
+
+    Args:
+        model: the model, in eval mode.
+        images: float ``[B, C, H, W]`` in [0, 1] (the first two are used).
+
+    Raises:
+        ValueError: the scores depend on the batch.
+    """
+    problem = batch_dependence(model, images)
+    if problem is not None:
+        raise ValueError(f"the model is not one classifier of each image: {problem}")
 
 
 def check_channels(model: nn.Module, images: torch.Tensor) -> None:

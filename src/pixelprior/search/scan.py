@@ -37,6 +37,7 @@ from ..scoring import Scorer, check_logits, engine_of, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
 from .checks import (
+    check_batch_independent,
     check_channels,
     check_classes,
     check_inputs,
@@ -402,11 +403,14 @@ class SusceptibilityScan:
         if images.shape[0] == 0:  # an empty batch: an empty result, no model
             return scan_positions(None, images, labels, None, order.cpu(), colors,
                                   stop_at_first, 1)
-        if self._scorer is None:
+        fresh = self._scorer is None  # the first call, or the weights changed
+        if fresh:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
         with torch.inference_mode():  # labels of the model's classes (one image's pass)
             check_classes(check_logits(scorer.image_logits(images[:1]), 1), labels, None)
+            if fresh:
+                check_batch_independent(self.model, images)
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         result = scan_positions(

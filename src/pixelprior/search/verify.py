@@ -111,6 +111,7 @@ from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from ..scoring.cone.zonotope import TF32
 from .checks import (
+    check_batch_independent,
     check_channels,
     check_classes,
     check_inputs,
@@ -782,6 +783,8 @@ class Verifier:
         self._follow_weights()
         check_channels(self.model, images)  # its forward's buffer writes: no change
         check_classes(self._clean_scores(images[:1]), labels, None)
+        if self._scorer is None:  # the first call, or the weights changed
+            check_batch_independent(self.model, images)
         if orders is not None:
             _check_orders(orders, images.shape)
         self.bounds.plan(images[:1])
