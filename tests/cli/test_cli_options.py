@@ -161,3 +161,16 @@ def test_a_non_square_input_size_reaches_the_run_config_as_height_width():
     assert config.input_size == [24, 40] and input_size(config) == (24, 40)
     assert "input_size must be a positive side or (height, width)" in " ".join(
         ExperimentConfig.from_dict({"input_size": [0, 40]}).problems())
+
+
+def test_a_number_that_names_two_classes_is_refused():
+    """--classes 3,0,1,2 --target 1: index 1 (named '0') was taken without a word, while
+    '1' names class 2 (an audit's case)."""
+    from pixelprior.cli.errors import UsageProblem
+    from pixelprior.cli.inputs import label_of
+
+    names = ("3", "0", "1", "2")
+    with pytest.raises(UsageProblem, match="is both class 1 \\(by index\\) and the class "
+                                           "named '1' \\(class 2\\)"):
+        label_of("1", names, "target")
+    assert label_of("1", ("a", "b"), "target") == 1 and label_of("1", ("0", "1"), "t") == 1

@@ -138,6 +138,10 @@ def label_of(value: str | None, names: tuple[str, ...], what: str) -> int | None
         return None
     if value.isascii() and value.isdigit():
         index = int(value)
+        if value in names and names.index(value) != index:  # --classes 3,0,1,2 --target 1
+            fail(f"{what} {value!r} is both class {index} (by index) and the class named "
+                 f"{value!r} (class {names.index(value)}); name the classes so that a "
+                 "number names its own index")
     elif value in names:
         index = names.index(value)
     else:
