@@ -174,3 +174,31 @@ def test_a_number_that_names_two_classes_is_refused():
                                            "named '1' \\(class 2\\)"):
         label_of("1", names, "target")
     assert label_of("1", ("a", "b"), "target") == 1 and label_of("1", ("0", "1"), "t") == 1
+
+
+def test_attack_sets_the_fast_verifier_and_refuses_it_for_other_modes(tmp_path):
+    """`run` had --verify and --verify-boxes, `attack` none: a large image spent minutes
+    in the verifier with no way to skip it (an audit's case)."""
+    from PIL import Image
+
+    (tmp_path / "steady.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))\n"
+        "    with torch.no_grad():\n"
+        "        net[1].weight.fill_(0.001)\n"
+        "        net[1].bias.copy_(torch.tensor([1.0, 0.0]))\n"
+        "    return net.eval()\n")
+    Image.new("RGB", (4, 4)).save(tmp_path / "black.png")
+    spec = f"{tmp_path / 'steady.py'}:make"
+    decided = {}
+    for verify in ("off", "on"):
+        out = tmp_path / verify
+        result = invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
+                        "--mode", "fast", "--verify", verify, "--out", out)
+        assert result.exit_code == 0, result.output
+        decided[verify] = json.loads((out / "black-result.json").read_text())["decided_by"]
+    assert decided == {"off": "certificate", "on": "verified"}
+    clean_error(invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
+                       "--verify", "off", "--out", tmp_path / "de"), 2,
+                "--verify set(s) the fast mode's verifier; --mode unconstrained does not")

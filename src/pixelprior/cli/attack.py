@@ -57,6 +57,10 @@ def attack(
     maxiter: Maxiter = None,
     strategy: Strategy = None,
     pixels: int = typer.Option(1, help="Pixels changed."),
+    verify: str | None = typer.Option(None, help="fast: prove what the corners certify over "
+                                      "every color: auto (where it fits) | on | off [auto]."),
+    verify_boxes: int | None = typer.Option(None, help="fast: the verifier's most boxes "
+                                            "[20,000]."),
     seed: int = typer.Option(0, help="Seed of the attack."),
     engine: str = typer.Option("auto", help=ENGINE_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -80,6 +84,8 @@ def attack(
         maxiter: most DE generations (DE modes only).
         strategy: DE strategy (DE modes only).
         pixels: pixels changed.
+        verify: the fast mode's verifier (auto, on, off).
+        verify_boxes: the verifier's most boxes.
         seed: the attack's seed.
         engine: how candidates are scored.
         device: where the model runs.
@@ -99,13 +105,21 @@ def attack(
              "(or a mode that starts from S, e.g. random_search:constrained)")
     check_de_options({"--popsize": popsize, "--maxiter": maxiter, "--strategy": strategy},
                      [chosen])
+    unread = [flag for flag, value in (("--verify", verify), ("--verify-boxes", verify_boxes))
+              if value is not None]
+    if unread and kind != "fast":
+        fail(f"{', '.join(unread)} set(s) the fast mode's verifier; --mode {chosen} does not "
+             "run it: drop it, or give --mode fast")
+    fast = {k: v for k, v in (("fast_verify", verify), ("verify_boxes", verify_boxes))
+            if v is not None}
     device = pick_device(device)
     model_options.check()
     weights = model_options.weights
     config = ExperimentConfig.build(overrides=dict(
         modes=[chosen], popsize=popsize, maxiter=maxiter, strategy=strategy, pixels=pixels,
         tau=tau, engine=engine, device=device, model=model_options.model,
-        weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None))
+        weights=str(weights) if weights else None, oracle=str(oracle) if oracle else None,
+        **fast))
     check_out(out)
     check_same_image(out / f"{image_file.stem}-result.json", image_file, "the result")
     opened = model_options.open(device)
