@@ -749,3 +749,11 @@ def test_values_across_the_batch_axis_are_refused_naming_the_operation(model, er
     label = net(image).argmax(1)
     with pytest.raises(error, match=phrase):
         Verifier(net, budget=None, max_boxes=100).verify(image, label)
+
+
+def test_a_data_parallel_wrapper_is_named_with_what_to_give():
+    """It was torch.fx's "Proxy object cannot be iterated" (an audit's case)."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 3)).eval()
+    image = torch.rand(1, 3, 4, 4)
+    with pytest.raises(BoundUnsupportedError, match="wrapped in DataParallel.*give its .module"):
+        Verifier(nn.DataParallel(net).eval(), budget=None).verify(image, net(image).argmax(1))

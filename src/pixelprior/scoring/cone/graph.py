@@ -109,6 +109,10 @@ def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:
     """A traced copy of ``model``; with ``fold``, every BatchNorm that follows a
     convolution folded into it (``torch.fx``'s own pass; the plain trace where that pass
     fails)."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        raise FxUnsupportedError(f"the model is wrapped in {type(model).__name__}, which "
+                                 "torch.fx cannot trace: give its .module (the network "
+                                 "itself)")
     traced = _trace(copy_module(model))
     if not fold:
         return traced
