@@ -202,3 +202,12 @@ def test_attack_sets_the_fast_verifier_and_refuses_it_for_other_modes(tmp_path):
     clean_error(invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
                        "--verify", "off", "--out", tmp_path / "de"), 2,
                 "--verify set(s) the fast mode's verifier; --mode unconstrained does not")
+
+
+def test_class_names_that_do_not_fit_are_a_usage_error():
+    """`run --data photos/ --classes a,b,c` with a folder 0/ ended with exit 1, where the
+    README's table says 2 for names that do not fit (an audit's case)."""
+    from pixelprior.cli.errors import exit_code
+    from pixelprior.data import ClassNamesError
+
+    assert exit_code(ClassNamesError("class folder '0' is not among the 3 classes")) == 2

@@ -25,7 +25,7 @@ from .._io import (
     OutputLocationError,
     RunLockedError,
 )
-from ..data import DataError, DataSpecError
+from ..data import ClassNamesError, DataError, DataSpecError
 from ..experiment import ConfigError, ConfigMismatchError, SelectionError
 from ..experiment.distributed import WorkerLostError
 from ..models import WeightsError
@@ -43,8 +43,10 @@ class UsageProblem(ValueError):
     """A request the command cannot carry out as given (exit 2)."""
 
 
+# class names that do not fit the data or the model: what --classes (or the data's own
+# names) say against each other, as the README's table has it (2)
 USAGE_ERRORS = (UsageProblem, ConfigError, ConfigMismatchError, SelectionError,
-                OutputLocationError, DataSpecError)
+                OutputLocationError, DataSpecError, ClassNamesError)
 RUNTIME_ERRORS = (DataError, WeightsError, RunLockedError, CorruptResultsError,
                   ModelOutputError, ScorerMismatchError, OSError, ImportError,
                   WorkerLostError)
