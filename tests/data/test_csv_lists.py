@@ -95,6 +95,10 @@ def test_a_first_row_whose_label_is_a_columns_name_is_still_data(folder, tmp_pat
         f"images/{p.parent.name}/{p.name},{'yny'[i]}\n" for i, p in enumerate(files)))
     listed, notes = load_csv(tmp_path / "yn.csv", classes=("y", "n"))
     assert len(listed) == 3 and listed.labels.tolist() == [0, 1, 0] and notes == []
+    (tmp_path / "dotted.csv").write_text("path,label.id\n" + "".join(
+        f"images/{p.parent.name}/{p.name},{'yny'[i]}\n" for i, p in enumerate(files)))
+    listed, notes = load_csv(tmp_path / "dotted.csv", classes=("y", "n"))
+    assert len(listed) == 3 and notes[0].startswith("line 1 (path,label.id) read as a header")
 
 
 def test_a_file_listed_twice_is_refused_naming_the_lines(folder, first_cat, tmp_path):

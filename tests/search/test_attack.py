@@ -353,3 +353,23 @@ def test_a_model_whose_scores_depend_on_the_batch_is_refused():
     for call in calls:
         with pytest.raises(ValueError, match="change with the other images in its batch"):
             call()
+
+
+def test_the_batch_check_sees_equal_images_a_given_scorer_and_randomness():
+    """Two equal images hid batch statistics; a scorer given as engine= skipped the
+    check; a forward drawing random numbers was blamed on BatchNorm (a review's cases)."""
+    from pixelprior.models import batch_dependence
+    from pixelprior.scoring import make_scorer
+    from pixelprior.search import FastAttack
+
+    model, image = _BatchStatistics().eval(), dark_images(1, 6, seed=1)
+    twice = image.repeat(2, 1, 1, 1)
+    label = model(image).argmax(1).repeat(2)
+    with pytest.raises(ValueError, match="change with the other images in its batch"):
+        FastAttack(model, verify="off").run(twice, label)
+    with pytest.raises(ValueError, match="change with the other images in its batch"):
+        FastAttack(model, engine=make_scorer(model, image, "full", 1), verify="off").run(
+            twice, label)
+    noisy = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(108, 3)).train()
+    assert "two forwards of the same image give different scores" in batch_dependence(
+        noisy, image)

@@ -711,6 +711,12 @@ def test_the_screens_proof_counts_underflow_and_refuses_overflow():
     out = Interval(torch.tensor([0.0, -1.0, 2.0**127]), torch.tensor([1e-40, 1.0, 2.0**127]))
     proved = screen.proved(node, error, 2.0**-24, out)
     assert proved[0] == UNDERFLOW and proved[1] > 1e-3 and math.isinf(proved[2])
+    # without the value's bounds (the head, folded into the margins) its rounding's own
+    # magnitude says how large the sums were: 2^110 of error is of sums past 2^127
+    assert math.isinf(screen.proved(node, torch.tensor([2.0**110]), 2.0**-24)[0])
+    # the float64 engine's own errors: float64's range, no float32 overflow or underflow
+    assert screen.proved(node, torch.tensor([2.0**110]), 2.0**-53)[0] < math.inf
+    assert screen.proved(node, torch.tensor([0.0]), 2.0**-53)[0] == 0
 
 
 class _TestTimeCopies(nn.Module):
@@ -757,3 +763,24 @@ def test_a_data_parallel_wrapper_is_named_with_what_to_give():
     image = torch.rand(1, 3, 4, 4)
     with pytest.raises(BoundUnsupportedError, match="wrapped in DataParallel.*give its .module"):
         Verifier(nn.DataParallel(net).eval(), budget=None).verify(image, net(image).argmax(1))
+
+
+class _ChannelsOnTheBatchAxis(nn.Module):
+    """Each channel as an image of its own (folded into the batch axis and back): each
+    image's rows stay together, and the verifier bounds it (a review's case: refused)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.head = nn.Linear(3 * 2 * 16, 3)
+
+    def forward(self, x):
+        b = x.shape[0]
+        return self.head(torch.relu(self.conv(x.reshape(b * 3, 1, 4, 4))).reshape(b, -1))
+
+
+def test_channels_folded_into_the_batch_axis_and_back_are_bounded():
+    net, image = _ChannelsOnTheBatchAxis().eval(), torch.rand(1, 3, 4, 4)
+    (result,) = Verifier(net, budget=None, max_boxes=3000).verify(image, net(image).argmax(1))
+    assert result.decided_by in ("verified", "fooled")

@@ -58,7 +58,7 @@ class _Commands(TyperGroup):
         try:
             return super().parse_args(ctx, args)
         except UsageError as exc:  # the app's own options: `pixelprior --bogus`
-            if _shows_help(exc):
+            if _shows_help(exc) or "--debug" in args:  # parsed before --debug is read
                 raise
             raise typer.Exit(_usage_line(exc)) from None
 

@@ -20,6 +20,7 @@ from .base import CorruptDataError, DataNotFoundError, ImageSet
 from .classes import Classes, parse_classes
 from .collect import INTEGER, NoteTally, count_once, few, labels_from_text, make_image_set
 from .fitting import Fitter, check_channels
+from .folders import IMAGE_SUFFIXES
 from .images import FILE_CHANNELS, read_image_file
 from .sizes import Size
 
@@ -115,9 +116,11 @@ def _names_columns(row: list[str]) -> bool:
 
 
 def _lists_a_file(folder: Path, row: list[str]) -> bool:
-    """Whether a row names a file (a cell with a file suffix, or an existing file): then
-    it is data, even where its label is a column's name (``0.png,y`` of classes y, n)."""
-    return any(Path(c).suffix or (folder / c).expanduser().is_file() for c in row if c)
+    """Whether a row names an image file (a cell with an image suffix, or an existing
+    file): then it is data, even where its label is a column's name (``0.png,y`` of
+    classes y, n); ``path,label.id`` stays a header."""
+    return any(Path(c).suffix.lower() in IMAGE_SUFFIXES
+               or (folder / c).expanduser().is_file() for c in row if c)
 
 
 def _not_data(folder: Path, table: list[tuple[int, list[str]]],

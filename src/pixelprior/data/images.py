@@ -237,6 +237,9 @@ def _colour_key_mask(image, path: Path, notes: list[str]) -> np.ndarray | None:
         notes.append(f"16-bit color PNG with a transparent color {key}: not applied (its "
                      "pixels are read as stored); save it with an alpha channel instead")
         return None
+    if (image.mode == "L" and header is not None and header[0] < 8 and header[1] == 0
+            and isinstance(key, int)):  # 2- and 4-bit gray: Pillow scales the samples only
+        key = key * (255 // (2 ** header[0] - 1))
     values = np.asarray(image)
     if values.ndim == 3:
         if not isinstance(key, tuple) or len(key) != values.shape[2]:

@@ -329,7 +329,6 @@ class SensitivityMethod(ABC):
         return out
 
 
-
 def _input_gradient(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor | None:
     """The gradient of the summed ``scores`` with respect to ``inputs``; ``None`` where
     they do not depend on them. A backward pass autograd refuses (a value it needs was

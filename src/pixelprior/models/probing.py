@@ -23,6 +23,10 @@ PROBE_SEED = 0
 PROBE_BATCH = 2
 PROBABILITY_ATOL = 1e-4
 AGREEMENT = 1e-3  # scores that differ by more (relative to their scale) disagree
+RANDOM_CAUSE = ("it draws random numbers in forward (dropout with training=True, torch.rand, "
+                "noise): remove the randomness, pixelprior compares scores of the same images")
+BATCH_CAUSE = ("BatchNorm using batch statistics (track_running_stats=False) or another layer "
+               "mixing the images of a batch: pixelprior scores many images per forward")
 _TRAIN_KINDS = re.compile(r"Dropout|Norm")  # modules whose train mode changes the output
 
 __all__ = ["PROBE_BATCH", "PROBE_SIZES", "Probe", "batch_dependence", "check_scores",
@@ -315,33 +319,36 @@ def _difference(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 
 def batch_dependence(model: nn.Module, images: torch.Tensor) -> str | None:
-    """Why an image's scores change with the other images in its batch, or ``None``
-    (the first image scored alone, and beside a second: the next image, or its
-    negative). The model is run as it is (put it in eval mode first).
+    """Why an image's scores change with the other images in its batch, or ``None``: the
+    first image scored alone, again (a forward that draws random numbers is named as
+    one), and beside another (the same image shifted by half the range, so that two
+    equal images hide nothing). The model is run as it is (put it in eval mode first).
 
     Args:
         model: the model.
-        images: float ``[B, C, H, W]`` in [0, 1].
+        images: float ``[B, C, H, W]`` in [0, 1] (the first is used).
 
     Returns:
-        The cause in words (BatchNorm on batch statistics, a part left in train mode),
-        or ``None``; also ``None`` where the scores are not a tensor (named elsewhere).
+        The cause in words, or ``None``; also ``None`` where the scores are not a finite
+        tensor (named where they are scored).
+
+    Raises:
+        Exception: what the model's forward raises.
     """
     first = images[:1]
-    other = images[1:2] if images.shape[0] > 1 else 1 - first
-    together, alone = _forward(model, torch.cat([first, other])), _forward(model, first)
-    if not isinstance(together, torch.Tensor) or not isinstance(alone, torch.Tensor) or (
-            together.shape[1:] != alone.shape[1:]) or not (
-            torch.isfinite(together).all() and torch.isfinite(alone).all()):
+    alone, again = _forward(model, first), _forward(model, first)
+    together = _forward(model, torch.cat([first, torch.remainder(first + 0.5, 1.0)]))
+    outputs = (alone, again, together)
+    if not all(isinstance(o, torch.Tensor) and torch.isfinite(o).all() for o in outputs) or (
+            together.shape[1:] != alone.shape[1:]):
         return None
-    gap = _difference(together[:1].float(), alone.float())
-    if gap is None:
+    if (gap := _difference(alone.float(), again.float())) is not None:
+        return (f"two forwards of the same image give different scores (by up to "
+                f"{gap:.3g}): {_train_mode_cause(model, ()) or RANDOM_CAUSE}")
+    if (gap := _difference(together[:1].float(), alone.float())) is None:
         return None
-    cause = _train_mode_cause(model, ()) or (
-        "BatchNorm using batch statistics (track_running_stats=False) or another layer "
-        "mixing the images of a batch: pixelprior scores many images per forward")
     return (f"an image's scores change with the other images in its batch (by up to "
-            f"{gap:.3g}): {cause}")
+            f"{gap:.3g}): {_train_mode_cause(model, ()) or BATCH_CAUSE}")
 
 
 def _train_mode_cause(model: nn.Module, trained: Sequence[str]) -> str | None:
@@ -369,9 +376,7 @@ def _check_repeatable(model: nn.Module, probe: Probe, name: str,
                              "out of place (x = (x - mean) / std)")
     again = check_scores(_forward(model, probe.images), PROBE_BATCH, name)
     if (gap := _difference(probe.scores, again)) is not None:
-        cause = _train_mode_cause(model, trained) or (
-            "it draws random numbers in forward (dropout with training=True, torch.rand, "
-            "noise): remove the randomness, pixelprior compares scores of the same images")
+        cause = _train_mode_cause(model, trained) or RANDOM_CAUSE
         raise ModelLoadError(f"{name}: two forwards on the same images give different "
                              f"scores (by up to {gap:.3g}): {cause}")
     single = probe.images[:1]
@@ -381,8 +386,6 @@ def _check_repeatable(model: nn.Module, probe: Probe, name: str,
         raise ModelLoadError(f"{name}: the model runs on a batch of {PROBE_BATCH} but not on "
                              f"one image ({short_reason(exc)})") from None
     if (gap := _difference(probe.scores[:1], alone)) is not None:
-        cause = _train_mode_cause(model, trained) or (
-            "BatchNorm using batch statistics (track_running_stats=False) or another "
-            "layer mixing the images of a batch: pixelprior scores many images per forward")
+        cause = _train_mode_cause(model, trained) or BATCH_CAUSE
         raise ModelLoadError(f"{name}: an image's scores change with the other images in "
                              f"its batch (by up to {gap:.3g}): {cause}")

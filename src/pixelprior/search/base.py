@@ -162,6 +162,7 @@ class Attack(ABC):
         self.cuda_graphs = cuda_graphs
         self.engine = engine
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self._batch_checked = False  # scores of an image independent of its batch
         self._weights = WeightsWatch(model)  # copies of the model follow its weights
         self._in_call = False  # inside run(): the weights were checked at its start
         self.queries = 0  # model queries the attack spent, over all calls (not a budget)
@@ -363,6 +364,7 @@ class Attack(ABC):
             return
         self.engine = engine_of(self.engine)
         self._scorer = None
+        self._batch_checked = False
         self._forget_copies()
         self._weights.renew()
 
@@ -380,11 +382,11 @@ class Attack(ABC):
         if images.shape[0] == 0:
             return self._empty_output(images, began)
         device = images.device
-        fresh = self._scorer is None  # the first call, or the weights changed
         original, clean = self._verdicts(images)
         check_classes(clean, labels, targets)
-        if fresh:
+        if not self._batch_checked:  # the first call, or the weights changed
             check_batch_independent(self.model, images)
+            self._batch_checked = True
         goal_reached = (original == targets) if targets is not None else (original != labels)
         if keys is not None and len(keys) != images.shape[0]:
             raise ValueError(f"keys must hold one key per image ({images.shape[0]}), got "

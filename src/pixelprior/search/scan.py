@@ -359,6 +359,7 @@ class SusceptibilityScan:
         self.optimize = optimize
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
         self._weights = WeightsWatch(model)  # the scorer's copy follows the weights
+        self._batch_checked = False  # scores of an image independent of its batch
         self.queries = 0  # model queries spent, over all calls
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor,
@@ -409,8 +410,9 @@ class SusceptibilityScan:
         scorer = self._scorer
         with torch.inference_mode():  # labels of the model's classes (one image's pass)
             check_classes(check_logits(scorer.image_logits(images[:1]), 1), labels, None)
-            if fresh:
+            if fresh or not self._batch_checked:
                 check_batch_independent(self.model, images)
+                self._batch_checked = True
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         result = scan_positions(

@@ -701,6 +701,7 @@ class Verifier:
         self.engine_name = engine
         self.deterministic = deterministic
         self._scorer: Scorer | None = engine if isinstance(engine, Scorer) else None
+        self._batch_checked = False  # scores of an image independent of its batch
         self.screen_mode = screen  # as given (what a Ray worker's verifier is made with)
         self.prove_float32 = prove_float32
         self.search = search
@@ -740,6 +741,7 @@ class Verifier:
             return
         self.engine_name = engine_of(self.engine_name)
         self._scorer = None
+        self._batch_checked = False
         self._make_copies()
         self._weights.renew()
 
@@ -783,8 +785,9 @@ class Verifier:
         self._follow_weights()
         check_channels(self.model, images)  # its forward's buffer writes: no change
         check_classes(self._clean_scores(images[:1]), labels, None)
-        if self._scorer is None:  # the first call, or the weights changed
+        if not self._batch_checked:  # the first call, or the weights changed
             check_batch_independent(self.model, images)
+            self._batch_checked = True
         if orders is not None:
             _check_orders(orders, images.shape)
         self.bounds.plan(images[:1])

@@ -341,14 +341,23 @@ class BoundEngine:
         return plan
 
     def _mixes_images(self, node: fx.Node, plan: Plan) -> str | None:
-        """Why a value computed from the image does not keep one row per image (a
-        concatenation along the batch axis, as test-time augmentation stacks copies; a
-        mean over the whole batch), or ``None``: the engine runs boxes as rows of that
-        axis. ``plan.shapes`` are of one image's clean pass."""
+        """Why a value computed from the image mixes the images of a batch, or ``None``:
+        a concatenation or stack along the batch axis (as test-time augmentation stacks
+        copies), a reduction over it (a mean of the whole batch). The engine runs boxes
+        as rows of that axis; a reshape folding channels into it and back keeps each
+        image's rows together and is left to run. ``plan.shapes`` are of one image."""
         shape = plan.shapes.get(node)
-        if shape is None or node in self.graph.statics or node.op == "output":
+        if (shape is None or node in self.graph.statics or node.op == "output"
+                or (len(shape) >= 1 and shape[0] == 1)):
             return None
-        if len(shape) >= 1 and shape[0] == 1:
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if name in ("cat", "concat", "concatenate", "stack"):
+            axes = _axes(node, 0, plan)
+        elif name in _REDUCTIONS:
+            axes = _axes(node, None, plan)
+        else:
+            return None
+        if axes is not None and 0 not in axes:
             return None
         return (f" (of one image it makes a value of shape {tuple(shape)}: it computes "
                 "across the batch axis, which the verifier bounds one image a row at; "
@@ -1025,3 +1034,24 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
     # each fold rounds its rows' sums (relative u); the first size is an interval's end
     size = size * (1 + gamma(rows + 4 * count + 2, unit))
     return current, error + drift * (1 + 1e-6), size
+
+
+_REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "prod", "std", "var",
+                         "logsumexp", "norm", "median", "nansum", "nanmean"})
+
+
+def _axes(node: fx.Node, default: int | None, plan: Plan) -> set[int] | None:
+    """The axes a concatenation or reduction node works along, made nonnegative with its
+    first argument's rank (``None``: every axis, a reduction given none; or not known)."""
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else default)
+    if dim is None:
+        return None
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if not all(isinstance(d, int) for d in dims):
+        return None
+    first = node.args[0] if node.args else None
+    if isinstance(first, (tuple, list)):
+        first = first[0] if first else None
+    source = plan.shapes.get(first) if isinstance(first, fx.Node) else None
+    rank = len(source) if source is not None else None
+    return {d % rank if rank and d < 0 else d for d in dims}

@@ -71,7 +71,8 @@ from .zonotope import (
 __all__ = ["EXACT", "MAXIMUM", "RESHAPE", "SHAPE", "Activation", "BackwardUnsupportedError",
            "Coefficient", "Exact", "Interval", "IntervalRule", "IntervalStep",
            "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum", "Reshape", "Scale",
-           "Shape", "SignedAffine", "Sum", "UNIT", "constant_gap", "tiled", "widen"]
+           "Shape", "SignedAffine", "Sum", "UNDERFLOW", "UNIT", "constant_gap", "tiled",
+           "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
 # What gradual underflow adds to each value's float32 error, absolutely: a rounding into

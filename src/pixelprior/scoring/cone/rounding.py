@@ -49,7 +49,7 @@ from .operators.pooling import PoolParams
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
-__all__ = ["SAFETY", "UNIT_ROUNDOFF", "rounding_error", "traced_copy"]
+__all__ = ["NEAR_OVERFLOW", "SAFETY", "UNIT_ROUNDOFF", "rounding_error", "traced_copy"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
@@ -90,8 +90,8 @@ class _Recorder(fx.Interpreter):
         if not bool((result.detach().abs() < NEAR_OVERFLOW).all()):
             self.near_overflow = True
         radius = self._radius(node, result)
-        if radius is not None:  # gradual underflow's absolute error, in float64
-            radius = radius.double() + (UNDERFLOW if self.unit > 0 else 0.0)
+        if radius is not None and self.unit > 0:  # gradual underflow's absolute error
+            radius = radius + UNDERFLOW  # (a normal float32: a radius above 2^-76 keeps its bits)
         if radius is not None and result.requires_grad:
             result.retain_grad()
             (self.records if kind == "image" else self.constants).append(

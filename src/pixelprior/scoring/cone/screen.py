@@ -74,7 +74,8 @@ from .plan import (
 )
 from .runtime import FxCache, Query, Window
 
-__all__ = ["IntervalScreen", "IntervalUnsupportedError", "ScreenBounds"]
+__all__ = ["FLOAT32_UNIT", "OVERFLOW", "IntervalScreen", "IntervalUnsupportedError",
+           "ScreenBounds"]
 
 GROWN = 1 + 2.0**-20  # each float32 error bound, computed in float64, is widened by this
 # A value whose real magnitude plus its error, or the sum of the magnitudes its rounding
@@ -385,17 +386,24 @@ class IntervalScreen:
     def proved(self, node: fx.Node, error: torch.Tensor, unit: float,
                out: Interval | None = None) -> torch.Tensor:
         """A float32 error bound of ``node`` as the rules computed it with unit roundoff
-        ``unit``, widened for their float64 arithmetic and, where the model rounds
-        (``unit > 0``), for gradual underflow (:data:`UNDERFLOW`); NaN as ``inf``;
-        ``inf`` where the weights are computed in the model, unless the constants are the
-        copy's own, and where the value ``out`` (its bounds) may overflow float32
-        (:data:`OVERFLOW`)."""
+        ``unit``, widened for their float64 arithmetic and, for a float32 (or TF32)
+        evaluation, for gradual underflow (:data:`UNDERFLOW`); NaN as ``inf``; ``inf``
+        where the weights are computed in the model, unless the constants are the copy's
+        own, and, for a float32 evaluation, where the value may overflow
+        (:data:`OVERFLOW`): its bounds ``out`` plus what its rounding was computed from
+        (at most the error over float32's unit; that alone where ``out`` is not given, as
+        for the head folded into the margins)."""
         if node in self.computed_weights and not self._exact_constants:
             return torch.full_like(error, torch.inf)
-        bound = _no_nan(error * GROWN) + (UNDERFLOW if unit > 0 else 0.0)
-        if out is None:
+        # float32's or TF32's evaluation; float64's own underflow (2^-1075 a rounding) is
+        # below every tolerance's 2^-100, so the bound engine's errors keep their bits
+        single = unit >= FLOAT32_UNIT
+        bound = _no_nan(error * GROWN) + (UNDERFLOW if single else 0.0)
+        if not single:
             return bound
-        reach = torch.maximum(out.lower.abs(), out.upper.abs()) + bound / FLOAT32_UNIT
+        reach = bound / FLOAT32_UNIT
+        if out is not None:
+            reach = reach + torch.maximum(out.lower.abs(), out.upper.abs())
         return torch.where(reach < OVERFLOW, bound, torch.inf)
 
     def _step(self, node: fx.Node, env: dict[fx.Node, Any],
