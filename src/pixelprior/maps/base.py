@@ -40,7 +40,7 @@ from torch import nn
 from .._checks import check_int
 from ..data import check_images
 from ..models import GradientsUnavailableError, evaluation_mode, output_kind
-from ..models.inference import NO_GRADIENT
+from ..models.inference import IN_PLACE_GRADIENT, NO_GRADIENT
 
 REDUCTIONS = ("max_abs", "mean_abs", "sum", "signed")
 SCORES = ("logit", "probability", "log_probability")
@@ -338,9 +338,7 @@ def _input_gradient(scores: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor 
     except RuntimeError as exc:
         if "inplace operation" not in str(exc):
             raise
-        why = ("input gradient cannot be computed: an in-place operation overwrites a "
-               "value its backward pass needs")
         raise GradientsUnavailableError(
-            f"the model's {why} (make it out of place, e.g. ReLU(inplace=False)); or use "
-            "the occlusion map, or a mode that needs no map (unconstrained, "
-            "random_search:uniform)", why) from None
+            f"the model's {IN_PLACE_GRADIENT} (make it out of place, e.g. "
+            "ReLU(inplace=False)); or use the occlusion map, or a mode that needs no map "
+            "(unconstrained, random_search:uniform)", IN_PLACE_GRADIENT) from None

@@ -44,6 +44,8 @@ def evaluation_mode(model: nn.Module) -> Iterator[None]:
 
 NO_GRADIENT = ("scores carry no gradient of its input (it detaches them, or computes "
                "outside PyTorch autograd)")
+IN_PLACE_GRADIENT = ("input gradient cannot be computed: an in-place operation overwrites a "
+                     "value its backward pass needs")
 
 
 def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
@@ -73,8 +75,7 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
     except RuntimeError as exc:  # autograd's refusal: a value overwritten in place
         if "inplace operation" not in str(exc):
             raise
-        return ("its input gradient cannot be computed: an in-place operation overwrites "
-                "a value its backward pass needs (make it out of place)")
+        return f"its {IN_PLACE_GRADIENT} (make it out of place)"
     return None if reached else f"its {NO_GRADIENT}"
 
 

@@ -27,6 +27,8 @@ RANDOM_CAUSE = ("it draws random numbers in forward (dropout with training=True,
                 "noise): remove the randomness, pixelprior compares scores of the same images")
 BATCH_CAUSE = ("BatchNorm using batch statistics (track_running_stats=False) or another layer "
                "mixing the images of a batch: pixelprior scores many images per forward")
+TWO_CLASSES = ("wrap a one-logit binary model to return [0, z], one of a probability p to "
+               "return [1 - p, p]")
 _TRAIN_KINDS = re.compile(r"Dropout|Norm")  # modules whose train mode changes the output
 
 __all__ = ["PROBE_BATCH", "PROBE_SIZES", "Probe", "batch_dependence", "check_scores",
@@ -123,8 +125,7 @@ def check_scores(scores: object, batch: int, where: str) -> torch.Tensor:
     if scores.shape[1] < 2:
         raise ModelLoadError(f"{where}: the model returns {scores.shape[1]} score per image "
                              f"(shape {_shape(scores.shape)}); it needs at least 2 classes "
-                             "(wrap a one-logit binary model to return [0, z], one of a "
-                             "probability p to return [1 - p, p])")
+                             f"({TWO_CLASSES})")
     if not torch.isfinite(scores).all():
         raise ModelLoadError(f"{where}: the model returns NaN or infinite scores on random "
                              "images")

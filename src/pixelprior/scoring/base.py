@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from ..models import output_kind
+from ..models.probing import TWO_CLASSES
 
 PRECISIONS = ("fp32", "bf16")
 OUTPUT_KINDS = ("logits", "probabilities")
@@ -116,8 +117,7 @@ def check_logits(logits: torch.Tensor, rows: int) -> torch.Tensor:
         raise ModelOutputError(f"model must return [B, K] scores, got {tuple(logits.shape)}")
     if logits.shape[1] < 2:  # its argmax is always 0: no pixel could change it
         raise ModelOutputError(f"model returns {logits.shape[1]} score per image; a label "
-                               "needs at least 2 classes (wrap a one-logit binary model to "
-                               "return [0, z], one of a probability p to return [1 - p, p])")
+                               f"needs at least 2 classes ({TWO_CLASSES})")
     if not torch.isfinite(logits).all():
         bad = int((~torch.isfinite(logits)).any(1).sum())
         raise ModelOutputError(f"model returned NaN or infinite scores for {bad} of the "

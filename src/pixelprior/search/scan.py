@@ -388,6 +388,7 @@ class SusceptibilityScan:
         if self._weights.changed():  # a weight changed in place since the scorer was made:
             self.engine = engine_of(self.engine)  # made again (a given one by its name)
             self._scorer = None
+            self._batch_checked = False
         try:
             check_channels(self.model, images)  # its forward's buffer writes: no change
             with evaluation_mode(self.model):
@@ -404,13 +405,12 @@ class SusceptibilityScan:
         if images.shape[0] == 0:  # an empty batch: an empty result, no model
             return scan_positions(None, images, labels, None, order.cpu(), colors,
                                   stop_at_first, 1)
-        fresh = self._scorer is None  # the first call, or the weights changed
-        if fresh:
+        if self._scorer is None:
             self._scorer = make_scorer(self.model, images[:8], self.engine, 1, self.optimize)
         scorer = self._scorer
         with torch.inference_mode():  # labels of the model's classes (one image's pass)
             check_classes(check_logits(scorer.image_logits(images[:1]), 1), labels, None)
-            if fresh or not self._batch_checked:
+            if not self._batch_checked:  # the first call, or the weights changed
                 check_batch_independent(self.model, images)
                 self._batch_checked = True
         state = scorer.prepare(images, per_image=self.batch_invariant)

@@ -72,17 +72,16 @@ from .plan import (
     ShapeStep,
     SpatialStep,
 )
+from .rounding import UNIT_ROUNDOFF
 from .runtime import FxCache, Query, Window
 
-__all__ = ["FLOAT32_UNIT", "OVERFLOW", "IntervalScreen", "IntervalUnsupportedError",
-           "ScreenBounds"]
+__all__ = ["OVERFLOW", "IntervalScreen", "IntervalUnsupportedError", "ScreenBounds"]
 
 GROWN = 1 + 2.0**-20  # each float32 error bound, computed in float64, is widened by this
 # A value whose real magnitude plus its error, or the sum of the magnitudes its rounding
 # rule was computed from (at most its error over float32's unit), may reach this may
 # overflow to inf in float32 (2^127, half the largest float32): its error is unbounded
 OVERFLOW = 2.0**127
-FLOAT32_UNIT = 2.0**-24  # the least unit a model's evaluation has (TF32's is larger)
 
 
 @dataclass(frozen=True)
@@ -397,11 +396,11 @@ class IntervalScreen:
             return torch.full_like(error, torch.inf)
         # float32's or TF32's evaluation; float64's own underflow (2^-1075 a rounding) is
         # below every tolerance's 2^-100, so the bound engine's errors keep their bits
-        single = unit >= FLOAT32_UNIT
+        single = unit >= UNIT_ROUNDOFF  # float32's unit; TF32's is larger
         bound = _no_nan(error * GROWN) + (UNDERFLOW if single else 0.0)
         if not single:
             return bound
-        reach = bound / FLOAT32_UNIT
+        reach = bound / UNIT_ROUNDOFF
         if out is not None:
             reach = reach + torch.maximum(out.lower.abs(), out.upper.abs())
         return torch.where(reach < OVERFLOW, bound, torch.inf)
