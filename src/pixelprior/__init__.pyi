@@ -48,6 +48,7 @@ from .priors import make_prior as make_prior
 # scorers: how candidates are scored
 from .scoring import FullPassScorer as FullPassScorer
 from .scoring import IncrementalScorer as IncrementalScorer
+from .scoring import Scored as Scored
 from .scoring import Scorer as Scorer
 from .scoring import make_scorer as make_scorer
 

@@ -202,6 +202,9 @@ def test_attack_sets_the_fast_verifier_and_refuses_it_for_other_modes(tmp_path):
     clean_error(invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
                        "--verify", "off", "--out", tmp_path / "de"), 2,
                 "--verify set(s) the fast mode's verifier; --mode unconstrained does not")
+    clean_error(invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
+                       "--mode", "fast", "--verify", "bogus", "--out", tmp_path / "bogus"),
+                2, "fast_verify (--verify) must be one of ('off', 'auto', 'on'), got 'bogus'")
 
 
 def test_class_names_that_do_not_fit_are_a_usage_error():

@@ -11,7 +11,13 @@ from torch import nn
 
 from pixelprior.priors import SusceptibleSetPrior, TopKPrior, UniformPrior
 from pixelprior.scoring import ModelOutputError, apply_pixels
-from pixelprior.search import OnePixelAttack
+from pixelprior.search import (
+    FastAttack,
+    OnePixelAttack,
+    RandomSearchAttack,
+    RankedScanAttack,
+    SusceptibilityScan,
+)
 
 
 def test_finds_the_one_pixel_that_flips_the_class(bright_model):
@@ -289,6 +295,31 @@ def test_labels_are_the_models_argmax_not_the_rounded_softmaxs():
         dark_images(1), torch.ones(1, dtype=torch.long)).results[0]
     assert (result.original_label, result.adversarial_label, result.success) == (1, 1, False)
     assert result.clean_correct and result.queries > 0
+
+
+@pytest.mark.parametrize("search", ["de", "random", "scan", "fast"])
+def test_a_search_judges_success_by_the_models_argmax_not_the_rounded_softmaxs(search):
+    """Mid-search success read the softmax's argmax too: every candidate of the tie model
+    counted as a success, so DE and the random search stopped at their first query and
+    the scans marked every position vulnerable, while the model's label never moved."""
+    model, images, labels = _TieModel(), dark_images(1), torch.ones(1, dtype=torch.long)
+    attack = {"de": lambda: OnePixelAttack(model, popsize=8, maxiter=2, seed=0),
+              "random": lambda: RandomSearchAttack(model, budget=5, seed=0),
+              "scan": lambda: RankedScanAttack(model, levels=2, seed=0),
+              "fast": lambda: FastAttack(model, seed=0, verify=False)}[search]()
+    result = attack.run(images, labels).results[0]
+    assert not result.success and result.adversarial_label == 1
+    corners = 8 * 64  # 8 corner colours at each of the 64 positions
+    # the whole budget, nothing stopped early (fast checks its corners with the model)
+    spent = {"de": 8 * 3, "random": 5, "scan": corners, "fast": 2 * corners}[search]
+    assert result.queries == spent
+
+
+def test_the_exhaustive_scan_finds_no_position_where_only_the_softmax_ties():
+    result = SusceptibilityScan(_TieModel(), levels=2)(dark_images(1),
+                                                       torch.ones(1, dtype=torch.long))
+    assert result.scanned.all() and not result.vulnerable.any()
+    assert (result.first == -1).all()
 
 
 class _OneLogit(nn.Module):

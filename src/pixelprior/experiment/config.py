@@ -372,7 +372,8 @@ class ExperimentConfig:
         if self.fast_refine_queries < 8:
             p.append(f"fast_refine_queries must be >= 8, got {self.fast_refine_queries}")
         if self.fast_verify not in VERIFY_MODES:
-            p.append(f"fast_verify must be one of {VERIFY_MODES}, got {self.fast_verify!r}")
+            p.append(f"fast_verify (--verify) must be one of {VERIFY_MODES}, got "
+                     f"{self.fast_verify!r}")
         if self.verify_boxes < 1:
             p.append(f"verify_boxes must be >= 1, got {self.verify_boxes}")
         if self.verify_seconds is not None and not 0 < self.verify_seconds < float("inf"):

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -145,6 +145,13 @@ def rows_for_memory(row_bytes: float, free_bytes: int, fixed_shape: bool = False
     cap = CUDA_FIXED_MAX_ROWS if fixed_shape else CUDA_MAX_ROWS
     rows = max(CUDA_MIN_ROWS, min(cap, rows))
     return 1 << (rows.bit_length() - 1)
+
+
+class Scored(NamedTuple):
+    """Candidates as a scorer answers them (:meth:`Scorer.scored`)."""
+
+    probabilities: torch.Tensor  # [N, K]
+    labels: torch.Tensor  # int64 [N]: the argmax of the scores themselves
 
 
 class Scorer(ABC):
@@ -281,8 +288,32 @@ class Scorer(ABC):
                       ) -> torch.Tensor:
         """Probabilities of every row (:meth:`to_probabilities`), ``chunk`` rows per call.
         ``fixed_shape``: every call on exactly ``chunk`` rows (the last one padded), so a
-        row's bits do not depend on the other rows."""
-        out = []
+        row's bits do not depend on the other rows. :meth:`scored` also gives the labels.
+        """
+        return self.scored(state, images, owner, genes, chunk, fixed_shape).probabilities
+
+    def scored(self, state: Any, images: torch.Tensor, owner: torch.Tensor,
+               genes: torch.Tensor, chunk: int, fixed_shape: bool = False) -> Scored:
+        """Probabilities and labels of every row, ``chunk`` rows per call (see
+        :meth:`probabilities`). The labels are the argmax of the scores as the engine
+        computes them, not of their softmax: logits a bit apart may round to one
+        probability (``[0, 1e-30]`` do), whose argmax is then the first class.
+
+        Args:
+            state: what :meth:`prepare` returned for ``images``.
+            images: the clean images, float32 ``[B, C, H, W]``.
+            owner: int64 ``[N]``, the image of each row.
+            genes: ``[N, k, 2 + C]``, each row's pixels (``x, y, colour``).
+            chunk: rows per call.
+            fixed_shape: every call on exactly ``chunk`` rows (the last one padded).
+
+        Returns:
+            :class:`Scored`: probabilities ``[N, K]`` and labels int64 ``[N]``.
+
+        Raises:
+            ModelOutputError: scores that are not finite, or not ``[rows, K >= 2]``.
+        """
+        probabilities, labels = [], []
         for start in range(0, owner.shape[0], chunk):
             part_owner, part_genes = owner[start:start + chunk], genes[start:start + chunk]
             rows = part_owner.shape[0]
@@ -290,8 +321,10 @@ class Scorer(ABC):
                 part_owner, part_genes = _pad_rows(part_owner, part_genes, chunk)
             logits = (self.fixed_logits(state, part_owner, part_genes) if fixed_shape
                       else self.logits(state, part_owner, part_genes))
-            out.append(self.to_probabilities(check_logits(logits, part_owner.shape[0])[:rows]))
-        return torch.cat(out)
+            scores = check_logits(logits, part_owner.shape[0])[:rows]
+            probabilities.append(self.to_probabilities(scores))
+            labels.append(scores.argmax(1))
+        return Scored(torch.cat(probabilities), torch.cat(labels))
 
     def image_probabilities(self, images: torch.Tensor, chunk: int,
                             one_per_call: bool = False) -> torch.Tensor:

@@ -38,6 +38,7 @@ from ..priors import PositionDistribution, Prior, UniformPrior, make_prior
 from ..scoring import (
     ENGINES,
     PRECISIONS,
+    Scored,
     Scorer,
     apply_pixels,
     check_logits,
@@ -239,20 +240,22 @@ class Attack(ABC):
         return _one_thread(self.batch_invariant and images.device.type == "cpu")
 
     def _query(self, state, images: torch.Tensor, owner: torch.Tensor,
-               genes: torch.Tensor) -> torch.Tensor:
-        """Probabilities of candidate rows ``(owner[n], genes[n])``, timed."""
+               genes: torch.Tensor) -> Scored:
+        """Probabilities and labels of candidate rows ``(owner[n], genes[n])``, timed. A
+        search judges success by the labels (the argmax of the scores, as the final
+        verdicts do), never by the argmax of probabilities that may tie."""
         began = time.perf_counter()
         scorer = self.scorer(images)
         self.chunk_rows = self._chunk(state, images)
-        out = scorer.probabilities(state, images, owner, genes, self.chunk_rows,
-                                   self.batch_invariant)
+        out = scorer.scored(state, images, owner, genes, self.chunk_rows,
+                            self.batch_invariant)
         self.query_seconds += time.perf_counter() - began
         return out
 
-    def _candidate_probabilities(self, images: torch.Tensor
-                                 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """``probabilities(owner, genes [N, k, 2 + C]) -> [N, K]`` over ``images``, with
-        the clean images prepared once."""
+    def _candidate_scores(self, images: torch.Tensor
+                          ) -> Callable[[torch.Tensor, torch.Tensor], Scored]:
+        """``scored(owner, genes [N, k, 2 + C]) ->`` :class:`Scored` over ``images``,
+        with the clean images prepared once."""
         state = self.scorer(images).prepare(images, per_image=self.batch_invariant)
         return lambda owner, genes: self._query(state, images, owner, genes)
 
@@ -262,14 +265,14 @@ class Attack(ABC):
         the true class's probability (minimised) or one minus the target's (what
         differential evolution minimises, wherever a search runs one)."""
         channels = images.shape[1]
-        probabilities = self._candidate_probabilities(images)
+        candidate_scores = self._candidate_scores(images)
 
         def fitness(ids: torch.Tensor, candidates: torch.Tensor):
             count, popsize, _ = candidates.shape
             genes = candidates.reshape(count * popsize, self.pixel_count, 2 + channels)
-            probs = probabilities(ids.repeat_interleave(popsize), genes)
-            probs = probs.view(count, popsize, -1)
-            predicted = probs.argmax(2)
+            scored = candidate_scores(ids.repeat_interleave(popsize), genes)
+            probs = scored.probabilities.view(count, popsize, -1)
+            predicted = scored.labels.view(count, popsize)
             if targets is None:
                 score = probs.gather(2, labels[ids].view(-1, 1, 1).expand(-1, popsize, 1))
                 return score.squeeze(2), predicted != labels[ids, None]

@@ -110,10 +110,10 @@ class RandomSearchAttack(Attack):
             raise ValueError(f"pixel_count ({self.pixel_count}) must be fewer than the image's "
                              f"{height * width} positions: each step moves a pixel to a "
                              "position not yet changed")
-        probabilities = self._candidate_probabilities(images)
+        candidate_scores = self._candidate_scores(images)
         goal = labels if targets is None else targets
         state = _State.start(images, distribution, rows, generators, self.pixel_count)
-        margin, success = self._evaluate(probabilities, torch.arange(count), state.genes(),
+        margin, success = self._evaluate(candidate_scores, torch.arange(count), state.genes(),
                                          goal, targets is not None)
         queries = torch.ones(count, dtype=torch.long)
         iterations = torch.zeros(count, dtype=torch.long)
@@ -126,7 +126,7 @@ class RandomSearchAttack(Attack):
             moved = max(int(share * self.pixel_count), 1)
             proposal = state.propose(active, moved, distribution, rows, generators, images)
             new_margin, new_success = self._evaluate(
-                probabilities, active, proposal.genes(), goal[active], targets is not None)
+                candidate_scores, active, proposal.genes(), goal[active], targets is not None)
             queries[active] += 1
             iterations[active] = iteration
             better = (new_margin < margin[active]) | new_success
@@ -136,11 +136,13 @@ class RandomSearchAttack(Attack):
         best = state.genes().reshape(count, -1)
         return SearchOutcome(best, queries, {"iterations": iterations})
 
-    def _evaluate(self, probabilities, owner: torch.Tensor, genes: torch.Tensor,
+    def _evaluate(self, candidate_scores, owner: torch.Tensor, genes: torch.Tensor,
                   goal: torch.Tensor, targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Margin loss (lower is better) and success of one candidate per row."""
+        """Margin loss (lower is better) and success (by the scores' argmax) of one
+        candidate per row."""
         device = genes.device
-        probs = probabilities(owner.to(device), genes)
+        scored = candidate_scores(owner.to(device), genes)
+        probs = scored.probabilities
         logp = probs.clamp_min(1e-38).log()
         rows = torch.arange(len(owner), device=device)
         goal = goal.to(device)
@@ -148,7 +150,7 @@ class RandomSearchAttack(Attack):
         others = logp.clone()
         others[rows, goal] = float("-inf")
         runner_up = others.max(1).values
-        predicted = probs.argmax(1)
+        predicted = scored.labels
         if targeted:
             return (runner_up - own).cpu(), (predicted == goal).cpu()
         return (own - runner_up).cpu(), (predicted != goal).cpu()

@@ -33,7 +33,7 @@ from torch import nn
 from ..maps import METHODS
 from ..models import WeightsWatch
 from ..priors import OraclePrior, PositionDistribution, Prior, UniformPrior, WeightedPrior
-from ..scoring import Scorer, check_logits, engine_of, make_scorer
+from ..scoring import Scored, Scorer, check_logits, engine_of, make_scorer
 from ._options import Renamed, keyword_options
 from .base import Attack, SearchOutcome
 from .checks import (
@@ -154,7 +154,10 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
     """Scan images position by position in an order, every color of a grid at each.
 
     Args:
-        query: ``query(owner int64 [N], genes [N, 1, 2 + C]) -> probabilities [N, K]``.
+        query: ``query(owner int64 [N], genes [N, 1, 2 + C])`` ->
+            :class:`~pixelprior.scoring.Scored` (probabilities ``[N, K]`` and the labels,
+            the argmax of the scores, that decide success), or probabilities alone (then
+            their argmax decides, and a tie goes to the first class).
         images: float32 ``[B, C, H, W]`` in [0, 1].
         labels: int64 ``[B]``.
         targets: int64 ``[B]`` (targeted), else ``None``.
@@ -194,10 +197,12 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
         genes = torch.cat([(flat % width)[:, None].to(images.dtype),
                            (flat // width)[:, None].to(images.dtype),
                            palette.repeat(positions.numel(), 1)], 1)[:, None]
-        probs = query(owner, genes).view(active.numel(), step, n_colours, -1)
+        probs, predicted = _scored(query(owner, genes))
+        probs = probs.view(active.numel(), step, n_colours, -1)
         here = active.to(device)
-        fitness, margin, success, log_margin = _goal(probs, labels[here],
-                                                     None if targets is None else targets[here])
+        fitness, margin, success, log_margin = _goal(
+            probs, predicted.view(active.numel(), step, n_colours), labels[here],
+            None if targets is None else targets[here])
         lowest = margin.argmin(2)  # [A, s]: the most adversarial colour at each position
         ids = active[:, None].expand(-1, step)
         min_fitness[ids, positions] = fitness.min(2).values.cpu()
@@ -230,16 +235,24 @@ def scan_positions(query, images: torch.Tensor, labels: torch.Tensor,
                       positions_scanned * n_colours, min_log_margin.view(batch, height, width))
 
 
-def _goal(probs: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None):
-    """Fitness (minimised), margin (< 0: goal reached by the argmax), success and the
-    margin in log-probabilities of rows ``probs [A, s, Q, K]``."""
+def _scored(answer: Scored | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A query's probabilities and labels (a bare tensor of probabilities: its argmax)."""
+    if isinstance(answer, Scored):
+        return answer.probabilities, answer.labels
+    return answer, answer.argmax(1)
+
+
+def _goal(probs: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor,
+          targets: torch.Tensor | None):
+    """Fitness (minimised), margin (< 0: goal reached by the argmax), success (by the
+    labels ``predicted [A, s, Q]``) and the margin in log-probabilities of rows
+    ``probs [A, s, Q, K]``."""
     others = probs.clone()
     goal = labels if targets is None else targets
     index = goal.view(-1, 1, 1, 1).expand(-1, *probs.shape[1:3], 1)
     p_goal = probs.gather(3, index).squeeze(3)
     others.scatter_(3, index, float("-inf"))
     runner_up = others.max(3).values
-    predicted = probs.argmax(3)
     logs = p_goal.log() - runner_up.log()  # the logits' gap (a probability of 0: ±inf)
     if targets is None:
         return p_goal, p_goal - runner_up, predicted != goal[:, None, None], logs
@@ -416,8 +429,8 @@ class SusceptibilityScan:
         state = scorer.prepare(images, per_image=self.batch_invariant)
         chunk = self.max_batch or scorer.chunk_rows(state, images, self.batch_invariant)
         result = scan_positions(
-            lambda owner, genes: scorer.probabilities(state, images, owner, genes, chunk,
-                                                      self.batch_invariant),
+            lambda owner, genes: scorer.scored(state, images, owner, genes, chunk,
+                                               self.batch_invariant),
             images, labels, None, order.cpu(), colors, stop_at_first, 8 * chunk)
         self.queries += int(result.queries.sum())
         return result
