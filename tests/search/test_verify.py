@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from pixelprior.scoring import perturb_rows
-from pixelprior.search.verify import BoundUnsupportedError, Verifier
+from pixelprior.search import FastAttack
+from pixelprior.search.verify import BoundUnsupportedError, UnboundedRoundingError, Verifier
 
 TARGET = (0.3, 0.7, 0.45)
 
@@ -696,8 +697,27 @@ def test_scores_that_may_overflow_are_refused():
     red = image.clone()
     red[0, 0, 0, 0] = 0.5
     assert torch.isinf(model(red)).all() and model(red).argmax(1).item() == 0
-    with pytest.raises(ValueError, match="within 2\\^28 of float32's largest"):
+    with pytest.raises(UnboundedRoundingError, match="within 2\\^28 of float32's largest"):
         Verifier(model, budget=None, max_boxes=2000).verify(image, torch.tensor([1]))
+
+
+def test_a_set_tolerance_does_not_verify_scores_that_may_overflow():
+    """With ``tolerance=`` the float32 estimate was skipped, and the model above was
+    "verified" at every position its screen did not float32-prove (a review's case)."""
+    model, image = _ScaledScores(1e38).eval(), torch.zeros(1, 3, 4, 4)
+    with pytest.raises(UnboundedRoundingError, match="no tolerance covers that"):
+        Verifier(model, budget=None, max_boxes=2000, tolerance=1.0).verify(
+            image, torch.tensor([1]))
+
+
+def test_fast_skips_the_verifier_on_scores_that_may_overflow_unless_told_to_verify():
+    model, image = _ScaledScores(1e38).eval(), torch.zeros(1, 3, 4, 4)
+    attack = FastAttack(model, seed=0, verify="auto")
+    steps = attack.run(image, torch.tensor([1])).results[0].steps
+    assert steps["verified"] is False and steps["decided_by"] != "verified"
+    assert attack.note.startswith("verification skipped for an image (verify='auto')")
+    with pytest.raises(UnboundedRoundingError):
+        FastAttack(model, seed=0, verify="on").run(image, torch.tensor([1]))
 
 
 def test_the_screens_proof_counts_underflow_and_refuses_overflow():

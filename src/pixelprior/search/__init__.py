@@ -34,7 +34,7 @@ from .scan import (
     ranked_prior,
     scan_positions,
 )
-from .verify import PositionVerdicts, Verification, Verifier
+from .verify import PositionVerdicts, UnboundedRoundingError, Verification, Verifier
 
 __all__ = [
     "Attack", "AttackOutput", "AttackResult", "CERTIFY_TOLERANCE", "DifferentialEvolution",
@@ -42,7 +42,8 @@ __all__ = [
     "LocalSearchResult", "ORDERS",
     "OnePixelAttack", "PixelChange", "PositionVerdicts", "REFINES", "RandomSearchAttack",
     "RankedScanAttack", "SEARCHES", "STEP_KINDS", "STRATEGIES", "ScanResult",
-    "SearchOutcome", "SusceptibilityScan", "TIE_BREAKS", "Verification", "Verifier",
+    "SearchOutcome", "SusceptibilityScan", "TIE_BREAKS", "UnboundedRoundingError",
+    "Verification", "Verifier",
     "check_labels", "colour_grid", "evaluation_mode", "p_schedule", "rank_positions",
     "ranked_prior", "scan_positions",
 ]

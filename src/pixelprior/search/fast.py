@@ -74,7 +74,14 @@ from .scan import (
     ranking_scores,
     scan_positions,
 )
-from .verify import REVISION, BoundUnsupportedError, Verification, Verifier, margin_order
+from .verify import (
+    REVISION,
+    BoundUnsupportedError,
+    UnboundedRoundingError,
+    Verification,
+    Verifier,
+    margin_order,
+)
 
 __all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
 
@@ -290,8 +297,13 @@ class FastAttack(Attack):
         orders = margin_order(found.min_margin)  # the corner scan's, already made
         out = {}
         for row in rows:
-            (out[row],) = self._verifier.verify(images[row:row + 1], labels[row:row + 1],
-                                                orders=orders[row:row + 1])
+            try:
+                (out[row],) = self._verifier.verify(images[row:row + 1], labels[row:row + 1],
+                                                    orders=orders[row:row + 1])
+            except UnboundedRoundingError as exc:  # that image is not verified: said
+                if self.verify == "on":
+                    raise
+                self.note = f"verification skipped for an image (verify='auto'): {exc}"
         return out
 
     def _verify_applies(self, images, labels, rows: list[int]) -> bool:

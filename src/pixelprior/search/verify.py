@@ -121,8 +121,15 @@ from .checks import (
 )
 from .local import LocalSearch, confirm_witness, cube_corners
 
-__all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts", "Verification",
-           "Verifier", "margin_order", "rounding_unit"]
+__all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts",
+           "UnboundedRoundingError", "Verification", "Verifier", "margin_order",
+           "rounding_unit"]
+
+class UnboundedRoundingError(ValueError):
+    """The model's float32 error at an image is not bounded: a value of the model there is
+    not finite, or so near float32's largest that other colors may overflow to ``inf``.
+    No tolerance covers it, so the image cannot be verified."""
+
 
 # What this code's verdicts are, as the number a verification folder records (its
 # ``verifier`` setting; `verify` and `susceptibility --exact` folders) and each ``fast``
@@ -770,6 +777,8 @@ class Verifier:
                 labels of the wrong shape or outside the model's classes, an image not
                 classified as its label, or ``orders`` that are not rows of distinct
                 positions of the image.
+            UnboundedRoundingError: a model whose float32 error at an image is not
+                bounded (a value near float32's overflow): no tolerance covers it.
         """
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
@@ -927,7 +936,9 @@ class Verifier:
 
         The set ``tolerance``, or: twice the first-order float32 rounding bound of the
         model at ``image`` (TF32's unit where convolutions or matrix products use it). The
-        bounds' own float64 rounding is proved and taken off by the bound engine.
+        bounds' own float64 rounding is proved and taken off by the bound engine. The
+        bound is computed with a set tolerance too: where it is not finite no tolerance
+        covers the model's float32 error, and the image is refused.
 
         Args:
             image: the clean image ``[1, C, H, W]``.
@@ -937,19 +948,22 @@ class Verifier:
             The tolerance (a margin, in logits).
 
         Raises:
-            ValueError: a derived tolerance that is not finite (give ``tolerance``).
+            UnboundedRoundingError: the model's float32 error at ``image`` is not
+                bounded (a value not finite or near float32's overflow), whether the
+                tolerance is set or derived.
         """
-        if self.tolerance is not None:
-            return self.tolerance
         unit = rounding_unit(image.device)
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
-        if not math.isfinite(error):  # a proof resting on it would prove nothing, unsaid
-            raise ValueError(f"the float32 rounding error of the model's margins is "
-                             f"{error} on {image.device} (a value of the model is not "
-                             "finite, or within 2^28 of float32's largest, where other "
-                             "colors may overflow to inf): give tolerance= (--tolerance; "
-                             "a margin, in logits) to verify")
-        return SAFETY * error
+        if math.isfinite(error):
+            return SAFETY * error if self.tolerance is None else self.tolerance
+        # a proof resting on it would prove nothing; a set tolerance does not cover a
+        # float32 model whose values may overflow to inf (scores 1e38 apart then tie)
+        raise UnboundedRoundingError(
+            f"the float32 rounding error of the model's margins is {error} on "
+            f"{image.device}: a value of the model is not finite, or within 2^28 of "
+            "float32's largest, where other colors may overflow to inf and tie scores "
+            "that differ in real arithmetic; no tolerance covers that: scale the model's "
+            "values down to verify it")
 
     # ------------------------------------------------------------------ one image
     def _scorer_for(self, image: torch.Tensor) -> Scorer:
