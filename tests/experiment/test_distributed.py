@@ -608,6 +608,30 @@ def test_without_an_address_the_run_starts_a_ray_of_its_own(fake_ray):
     assert ray.init_kwargs["address"] == "local"
 
 
+def test_rays_token_notice_is_not_printed_when_the_run_starts_its_own(fake_ray, monkeypatch,
+                                                                     caplog):
+    """Ray said "Token authentication is enabled ..." at every start of the run's own
+    local instance; its warning that authentication is off still prints."""
+    import logging
+
+    from pixelprior.experiment import distributed
+
+    ray, said = fake_ray({"CPU": 4}), logging.getLogger(distributed._TOKEN_NOTICE_LOGGER)
+    start = ray.init
+
+    def init(**kwargs):
+        said.warning("Token authentication is enabled for this Ray cluster. Set ...")
+        said.warning("Token authentication is disabled for this Ray cluster. Anyone ...")
+        return start(**kwargs)
+
+    monkeypatch.setattr(ray, "init", init)
+    with caplog.at_level(logging.WARNING, logger=distributed._TOKEN_NOTICE_LOGGER):
+        quiet(ExperimentConfig(device="cpu", workers=2), groups(2))
+    assert [r.getMessage()[:36] for r in caplog.records] == [
+        "Token authentication is disabled for"]
+    assert not said.filters  # the filter is gone after the start
+
+
 @pytest.mark.parametrize("address", ["garbage", "host:", "host:99999", ":6379", "ray://x"])
 def test_an_address_that_is_none_is_refused_with_the_config(address):
     with pytest.raises(ConfigError, match="is not a Ray cluster address: give HOST:PORT"):

@@ -22,6 +22,7 @@ process's (the rows record the workers' version, not the caller's).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -204,8 +205,9 @@ class ActorPool:
             # RAY_ADDRESS is set (`ray job submit` sets it), Ray's own choice: that cluster
             address = self.address or (None if os.environ.get("RAY_ADDRESS") else "local")
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                with _quiet_token_notice(address == "local"):
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False)
             except SystemExit as exc:  # Ray's own SIGTERM handler while it starts is
                 # sys.exit(15): the run would end with exit 15 and no word of what was kept
                 if exc.code != signal.SIGTERM:
@@ -349,6 +351,34 @@ class ActorPool:
 # ``identity`` cannot be unpickled there, or a module is missing
 OTHER_CODE = ("identity", "Can't get attribute", "No module named", "ImportError",
               "AttributeError", "ModuleNotFoundError")
+
+
+# Ray (2.5x) says at every start of a local instance that token authentication is on by
+# default (a notice, not a warning of risk): the run's own instance, on this machine alone,
+# need not print it. A warning that it is off, or any other, still prints.
+_TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+_TOKEN_NOTICE = "Token authentication is enabled"
+
+
+@contextlib.contextmanager
+def _quiet_token_notice(local: bool) -> Iterator[None]:
+    """Drop Ray's notice that token authentication is enabled while a local instance of
+    the run's own starts (``local``); nothing else of Ray's logging changes."""
+    if not local:
+        yield
+        return
+    logger = logging.getLogger(_TOKEN_NOTICE_LOGGER)
+    notice = _DropNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
+class _DropNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_TOKEN_NOTICE)
 
 
 def _start_failure(exc: Exception, number: int, count: int, here: dict) -> WorkerMismatchError:
