@@ -322,6 +322,46 @@ def test_the_exhaustive_scan_finds_no_position_where_only_the_softmax_ties():
     assert (result.first == -1).all()
 
 
+class _RedByAHair(nn.Module):
+    """Class 0 unless pixel (0, 0) is more than half red; then class 1 by logits 1e-30
+    apart, which the softmax rounds to one probability at every colour."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        logits = torch.full((x.shape[0], 10), -5.0) + self.scale * x.mean()
+        logits[:, 0] = 0.0
+        logits[:, 1] = 1e-30 * (x[:, 0, 0, 0] - 0.5)
+        return logits
+
+
+@pytest.mark.parametrize("search", ["scan", "fast"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_a_scan_answers_with_a_colour_that_changes_the_label(search, targeted):
+    """With success read from the logits, a position was vulnerable while its colour was
+    the first of equal probability margins, black, which changes nothing: the scan and
+    fast reported failures (a review's case)."""
+    images, labels = dark_images(1), torch.zeros(1, dtype=torch.long)
+    options = {"seed": 0, "tie_break": "raster", "targeted": targeted}
+    attack = (RankedScanAttack(_RedByAHair(), levels=2, **options) if search == "scan"
+              else FastAttack(_RedByAHair(), verify="off", **options))
+    result = attack.run(images, labels, torch.ones(1, dtype=torch.long) if targeted else None
+                        ).results[0]
+    assert result.success and result.adversarial_label == 1
+    assert result.pixels[0].new == [1.0, 0.0, 0.0] and result.queries == 8
+
+
+def test_a_scans_margin_is_negative_exactly_where_the_label_changes():
+    result = SusceptibilityScan(_RedByAHair(), levels=2)(dark_images(1),
+                                                         torch.zeros(1, dtype=torch.long))
+    assert result.vulnerable.flatten().tolist() == [True] + [False] * 63
+    assert ((result.min_margin < 0) == result.vulnerable).all()
+    assert ((result.min_log_margin < 0) == result.vulnerable).all()
+    assert result.best_colour[0, 0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
 class _OneLogit(nn.Module):
     """A binary model of one logit (class 1 iff pixel (0, 0) is bright red), or its
     ``[B]``-shaped form."""

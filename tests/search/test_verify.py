@@ -710,6 +710,35 @@ def test_a_set_tolerance_does_not_verify_scores_that_may_overflow():
             image, torch.tensor([1]))
 
 
+class _TanhThenInplaceReLU(nn.Module):
+    """tanh keeps its output for its backward pass, and the in-place ReLU after it writes
+    into that output: autograd refuses the model's gradients, the bound engine runs the
+    ReLU out of place."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act, self.relu = nn.Tanh(), nn.ReLU(inplace=True)
+        self.head = nn.Linear(64, 3)
+        with torch.no_grad():
+            self.head.bias[0] += 20.0  # class 0 wherever the pixel goes
+
+    def forward(self, x):
+        return self.head(self.relu(self.act(self.conv(x))).flatten(1))
+
+
+@pytest.mark.parametrize("tolerance", [None, 1e-3])
+def test_an_in_place_activation_after_tanh_is_verified(tolerance):
+    """The float32 estimate took gradients of the model as written: a RuntimeError from
+    autograd ended the verifier (with a set tolerance too, once the overflow check ran
+    there: a review's case). It now runs the in-place ReLU out of place."""
+    model, image = _TanhThenInplaceReLU().eval(), torch.rand(1, 3, 4, 4)
+    (result,) = Verifier(model, budget=None, max_boxes=300, tolerance=tolerance).verify(
+        image, torch.tensor([0]))
+    assert result.verified
+
+
 def test_fast_skips_the_verifier_on_scores_that_may_overflow_unless_told_to_verify():
     model, image = _ScaledScores(1e38).eval(), torch.zeros(1, 3, 4, 4)
     attack = FastAttack(model, seed=0, verify="auto")

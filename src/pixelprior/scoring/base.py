@@ -148,10 +148,16 @@ def rows_for_memory(row_bytes: float, free_bytes: int, fixed_shape: bool = False
 
 
 class Scored(NamedTuple):
-    """Candidates as a scorer answers them (:meth:`Scorer.scored`)."""
+    """Candidates as a scorer answers them (:meth:`Scorer.scored`).
 
-    probabilities: torch.Tensor  # [N, K]
-    labels: torch.Tensor  # int64 [N]: the argmax of the scores themselves
+    Attributes:
+        probabilities: ``[N, K]``, what the searches' fitness reads.
+        labels: int64 ``[N]``, the argmax of the scores themselves (not of their softmax,
+            which may round two of them to one probability): what decides success.
+    """
+
+    probabilities: torch.Tensor
+    labels: torch.Tensor
 
 
 class Scorer(ABC):

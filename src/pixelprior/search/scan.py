@@ -255,8 +255,18 @@ def _goal(probs: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor,
     runner_up = others.max(3).values
     logs = p_goal.log() - runner_up.log()  # the logits' gap (a probability of 0: ±inf)
     if targets is None:
-        return p_goal, p_goal - runner_up, predicted != goal[:, None, None], logs
-    return 1.0 - p_goal, runner_up - p_goal, predicted == goal[:, None, None], -logs
+        success = predicted != goal[:, None, None]
+        return p_goal, _signed(p_goal - runner_up, success), success, _signed(logs, success)
+    success = predicted == goal[:, None, None]
+    return 1.0 - p_goal, _signed(runner_up - p_goal, success), success, _signed(-logs, success)
+
+
+def _signed(margin: torch.Tensor, success: torch.Tensor) -> torch.Tensor:
+    """``margin`` with a success's tie (two probabilities equal, the scores' argmax
+    deciding) made the least negative normal float, so that a margin is negative exactly
+    where the label changes and the lowest margin at a position is a success's."""
+    tie = success & (margin >= 0)
+    return torch.where(tie, torch.full_like(margin, -torch.finfo(margin.dtype).tiny), margin)
 
 
 class RankedScanAttack(Attack):

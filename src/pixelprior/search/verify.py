@@ -107,7 +107,7 @@ from ..models import WeightsWatch, model_failure
 from ..scoring import Scorer, check_logits, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
-from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, rounding_error
+from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, near_overflow, rounding_error
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from ..scoring.cone.zonotope import TF32
 from .checks import (
@@ -124,6 +124,13 @@ from .local import LocalSearch, confirm_witness, cube_corners
 __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts",
            "UnboundedRoundingError", "Verification", "Verifier", "margin_order",
            "rounding_unit"]
+
+_OVERFLOW_NOTE = (
+    "a value of the model at the image is not finite, or within 2^28 of float32's "
+    "largest: at other colors it may overflow to inf, where scores that differ in real "
+    "arithmetic tie, and no tolerance covers that; scale the model's values down to "
+    "verify it")
+
 
 class UnboundedRoundingError(ValueError):
     """The model's float32 error at an image is not bounded: a value of the model there is
@@ -936,9 +943,10 @@ class Verifier:
 
         The set ``tolerance``, or: twice the first-order float32 rounding bound of the
         model at ``image`` (TF32's unit where convolutions or matrix products use it). The
-        bounds' own float64 rounding is proved and taken off by the bound engine. The
-        bound is computed with a set tolerance too: where it is not finite no tolerance
-        covers the model's float32 error, and the image is refused.
+        bounds' own float64 rounding is proved and taken off by the bound engine. A model
+        with a value at ``image`` near float32's overflow (within 2^28 of its largest) or
+        not finite is refused with a set tolerance too (checked in one forward pass):
+        other colors may overflow to ``inf``, and no tolerance covers that.
 
         Args:
             image: the clean image ``[1, C, H, W]``.
@@ -952,18 +960,15 @@ class Verifier:
                 bounded (a value not finite or near float32's overflow), whether the
                 tolerance is set or derived.
         """
+        if self.tolerance is not None:  # it does not cover scores that overflow to inf
+            if near_overflow(self.model, image):  # (1e38 apart, they tie): checked alone,
+                raise UnboundedRoundingError(_OVERFLOW_NOTE)  # one forward pass
+            return self.tolerance
         unit = rounding_unit(image.device)
         error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
-        if math.isfinite(error):
-            return SAFETY * error if self.tolerance is None else self.tolerance
-        # a proof resting on it would prove nothing; a set tolerance does not cover a
-        # float32 model whose values may overflow to inf (scores 1e38 apart then tie)
-        raise UnboundedRoundingError(
-            f"the float32 rounding error of the model's margins is {error} on "
-            f"{image.device}: a value of the model is not finite, or within 2^28 of "
-            "float32's largest, where other colors may overflow to inf and tie scores "
-            "that differ in real arithmetic; no tolerance covers that: scale the model's "
-            "values down to verify it")
+        if not math.isfinite(error):  # a proof resting on it would prove nothing
+            raise UnboundedRoundingError(_OVERFLOW_NOTE)
+        return SAFETY * error
 
     # ------------------------------------------------------------------ one image
     def _scorer_for(self, image: torch.Tensor) -> Scorer:

@@ -20,7 +20,7 @@ from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
-           "describe", "training_module", "untraceable_advice"]
+           "describe", "training_module", "untraceable_advice", "without_inplace"]
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused
@@ -193,10 +193,19 @@ def _refuse_narrowing_casts(graph_module: fx.GraphModule) -> None:
                 "than float32 is not bounded; remove the cast to verify")
 
 
-def _without_inplace(graph_module: fx.GraphModule) -> None:
+def without_inplace(graph_module: fx.GraphModule) -> None:
     """In-place activations write into values the cache keeps: make them out of place
     where that computes the same function (their input read by them alone); refuse
-    the others and other in-place operations."""
+    the others and other in-place operations.
+
+    Args:
+        graph_module: a traced model, changed in place (its graph and its modules'
+            ``inplace`` flags; call ``recompile()`` before running its ``forward``).
+
+    Raises:
+        FxUnsupportedError: an in-place method or function, a write into ``out=``, or an
+            in-place activation whose input is used again.
+    """
     modules = dict(graph_module.named_modules())
     for node in graph_module.graph.nodes:
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
@@ -303,7 +312,7 @@ class TracedGraph:
         self.float_as = float_as
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
-        _without_inplace(self.graph_module)
+        without_inplace(self.graph_module)
         if float_as is not None:
             _refuse_narrowing_casts(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)

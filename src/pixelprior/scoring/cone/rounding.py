@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ...models import copy_module
-from .graph import OPERATIONS  # the table, with every operation registered
+from .graph import OPERATIONS, without_inplace  # the table, every operation registered
 from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams
@@ -49,7 +49,8 @@ from .operators.pooling import PoolParams
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
-__all__ = ["NEAR_OVERFLOW", "SAFETY", "UNIT_ROUNDOFF", "rounding_error", "traced_copy"]
+__all__ = ["NEAR_OVERFLOW", "SAFETY", "UNIT_ROUNDOFF", "near_overflow", "rounding_error",
+           "traced_copy"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
@@ -63,9 +64,10 @@ class _Recorder(fx.Interpreter):
     standardised in ``forward``: the float32 model rounds them, the bounds do not) in
     ``constants``."""
 
-    def __init__(self, module: fx.GraphModule, unit: float) -> None:
+    def __init__(self, module: fx.GraphModule, unit: float, radii: bool = True) -> None:
         super().__init__(module)
         self.unit = unit
+        self.radii = radii  # False: only the overflow check (near_overflow)
         self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.constants: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.modules = dict(module.named_modules())
@@ -89,6 +91,8 @@ class _Recorder(fx.Interpreter):
         self.kinds[node] = kind
         if not bool((result.detach().abs() < NEAR_OVERFLOW).all()):
             self.near_overflow = True
+        if not self.radii:
+            return result
         radius = self._radius(node, result)
         if radius is not None and self.unit > 0:  # gradual underflow's absolute error
             radius = radius + UNDERFLOW  # (a normal float32: a radius above 2^-76 keeps its bits)
@@ -202,9 +206,39 @@ def traced_copy(model: nn.Module) -> fx.GraphModule:
 
     Raises:
         Exception: whatever ``torch.fx`` raises for a model it cannot trace (control flow
-            on values, a TorchScript or ONNX Runtime model, ...).
+            on values, a TorchScript or ONNX Runtime model, ...); FxUnsupportedError: an
+            in-place operation that changes a value used again.
     """
-    return fx.symbolic_trace(copy_module(model).float().eval().requires_grad_(True))
+    traced = fx.symbolic_trace(copy_module(model).float().eval().requires_grad_(True))
+    # in-place activations made out of place, as the bound engine runs them: autograd
+    # refuses an in-place ReLU on a tanh's output, whose backward reads that output
+    without_inplace(traced)
+    traced.recompile()
+    return traced
+
+
+def near_overflow(model: nn.Module, images: torch.Tensor,
+                  traced: fx.GraphModule | None = None) -> bool:
+    """Whether a value of the float32 model at ``images`` is not finite or within 2^28 of
+    float32's largest (:data:`NEAR_OVERFLOW`), where other colors may overflow to
+    ``inf``: the check :func:`rounding_error` makes, in one forward pass without its
+    gradients.
+
+    Args:
+        model: the network, in eval mode.
+        images: float ``[B, C, H, W]`` in [0, 1].
+        traced: the model's :func:`traced_copy`, where made already.
+
+    Returns:
+        ``True`` where some value of some image is that large.
+
+    Raises:
+        Exception: what :func:`traced_copy` raises, where ``traced`` is not given.
+    """
+    recorder = _Recorder(traced_copy(model) if traced is None else traced, 0.0, radii=False)
+    with torch.no_grad():
+        recorder.run(images.detach().float())
+    return recorder.near_overflow
 
 
 def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
