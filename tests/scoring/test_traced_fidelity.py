@@ -398,6 +398,31 @@ def test_a_cast_to_fewer_bits_than_float32_is_refused(cast):
         Verifier(model, budget=5).verify(image, model(image).argmax(1))
 
 
+class _HalfWay(nn.Module):
+    """Two convolutions whose outputs go through float16 and bfloat16 and back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1)
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c1(x)).half().float()
+        h = torch.relu(self.c2(h).to(torch.bfloat16).to(torch.float32))
+        return self.fc(h.mean((2, 3)))
+
+
+def test_the_cone_engine_runs_casts_to_fewer_bits_as_the_model_does():
+    """The operation table's narrowing casts run on windows (the verifier refuses them,
+    above); before they were in the table the cone engine refused ``.half()``."""
+    from pixelprior.scoring import make_scorer
+
+    torch.manual_seed(0)
+    model, images = _HalfWay().eval(), torch.rand(2, 3, 64, 64)
+    scorer = make_scorer(model, images, "incremental", 1)
+    assert scorer.name == "incremental" and scorer.agreement < 1e-5
+
+
 @pytest.mark.parametrize("cast", [lambda x: x.to(torch.float32), lambda x: x.type(torch.float32),
                                   lambda x: x.to(dtype=torch.float32)])
 def test_a_cast_to_float32_is_bounded_in_float64(cast):

@@ -16,7 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
-from .operators.activations import cast_dtype, narrowing_dtype
+from .operators.activations import cast_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
@@ -180,19 +180,6 @@ def _overwritten_elsewhere(node: fx.Node, modules: dict[str, nn.Module]) -> str 
     return None
 
 
-def _refuse_narrowing_casts(graph_module: fx.GraphModule) -> None:
-    """Casts to fewer bits than float32 (``.half()``, ``.to(torch.bfloat16)``) round the
-    model's values in a way the bounds, which hold in real arithmetic and cover float32's
-    own rounding, do not bound: refused. Casts to float32 or wider run in the bounds'
-    dtype (a wider float holds every value)."""
-    for node in graph_module.graph.nodes:
-        dtype = narrowing_dtype(node)
-        if dtype is not None:
-            raise FxUnsupportedError(
-                f"{node.target} ({node.name}) casts to {dtype}: its rounding to fewer bits "
-                "than float32 is not bounded; remove the cast to verify")
-
-
 def without_inplace(graph_module: fx.GraphModule) -> None:
     """In-place activations write into values the cache keeps: make them out of place
     where that computes the same function (their input read by them alone); refuse
@@ -313,8 +300,6 @@ class TracedGraph:
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
-        if float_as is not None:
-            _refuse_narrowing_casts(self.graph_module)
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())
         placeholders = [n for n in self.nodes if n.op == "placeholder"]

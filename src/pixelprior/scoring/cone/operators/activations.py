@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -128,19 +129,45 @@ def narrowing_dtype(node: fx.Node) -> torch.dtype | None:
     return dtype
 
 
-def _cast_params(call: NodeCall) -> bool | str:
-    """A cast to float32, the dtype the model runs in (the same values, exactly: run in
-    the bounds' dtype), or why it is not bounded (another dtype rounds, or computes
-    otherwise than the float32 error bounds assume)."""
+def _cast_params(call: NodeCall) -> torch.dtype | str:
+    """The float dtype a ``.to(...)`` / ``.type(...)`` cast makes its value, or why it is
+    not run (another kind of dtype computes otherwise, none named may be another
+    tensor's)."""
     dtype = cast_dtype(call.node)
-    if dtype != torch.float32:
+    if dtype is None or not dtype.is_floating_point:
         return (f"Tensor.{call.node.target}() to {dtype or 'no dtype named'} (only casts "
                 "to float32 are bounded)")
-    return True
+    return dtype
+
+
+def _cast_bound(dtype: torch.dtype) -> Any:
+    """A cast to float32 is the identity in the bounds' dtype (a float32 model's values
+    as they are); one to fewer bits rounds (refused), one to more computes the rest
+    otherwise than the float32 error bounds assume (refused)."""
+    if dtype == torch.float32:
+        return IDENTITY
+    if torch.finfo(dtype).bits < 32:
+        return _narrowing_refused(dtype)
+    return f"Tensor.to() to {dtype} (only casts to float32 are bounded)"
+
+
+def _narrowing_params(call: NodeCall) -> torch.dtype:
+    """The dtype of ``.half()`` / ``.bfloat16()``."""
+    return narrowing_dtype(call.node)
+
+
+def _narrowing_refused(dtype: torch.dtype) -> str:
+    """Why the verifier does not bound a cast to fewer bits than float32."""
+    return (f"casts to {dtype}: its rounding to fewer bits than float32 is not bounded; "
+            "remove the cast to verify")
 
 
 register_operation("cast", window=_pointwise, methods=("to", "type"), params=_cast_params,
                    help="a cast to float32 (the same values in a float32 model)")
+register_operation("narrowing_cast", window=_pointwise, methods=("half", "bfloat16"),
+                   params=_narrowing_params,
+                   help="a cast to float16 or bfloat16: run by the cone engine, whose "
+                        "windows compute as the model does; refused by the verifier")
 
 
 def _dropout_params(call: NodeCall) -> bool | str:
@@ -267,7 +294,8 @@ register_bound("softplus")(_softplus_rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
-register_bound("cast")(lambda p: IDENTITY)
+register_bound("cast")(_cast_bound)
+register_bound("narrowing_cast")(_narrowing_refused)
 register_bound("dropout")(lambda p: IDENTITY)
 
 
@@ -283,5 +311,7 @@ for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid",
 register_interval("neg")(lambda p: Negate())
 register_interval("identity")(lambda p: EXACT)
 register_interval("float")(lambda p: EXACT)
-register_interval("cast")(lambda p: EXACT)
+register_interval("cast")(lambda dtype: EXACT if _cast_bound(dtype) is IDENTITY
+                          else _cast_bound(dtype))
+register_interval("narrowing_cast")(_narrowing_refused)
 register_interval("dropout")(lambda p: EXACT)
