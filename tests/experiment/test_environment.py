@@ -41,7 +41,32 @@ def test_a_tracked_package_names_its_commit_and_changes(checkout: Path):
     (checkout / "README").write_text("changed outside the package\n")
     assert source_revision(package) == f"g{short}"  # only the package's files count
     (package / "__init__.py").write_text("X = 2\n")
-    assert source_revision(package) == f"g{short}.dirty"
+    one = source_revision(package)
+    assert one.startswith(f"g{short}.dirty-") and len(one) == len(f"g{short}.dirty-") + 8
+    (package / "__init__.py").write_text("X = 3\n")  # another edit: another version
+    assert source_revision(package) not in (one, f"g{short}")
+    (package / "__init__.py").write_text("X = 2\n")
+    assert source_revision(package) == one
+
+
+def test_the_version_covers_every_stage_of_the_package():
+    """Only experiment/ was looked at: a changed search/verify.py gave a clean version
+    (an audit's case)."""
+    import importlib
+
+    environment = importlib.import_module("pixelprior.experiment.environment")
+    root = Path(environment.__file__).resolve().parent.parent
+    assert (root / "search").is_dir() and (root / "__init__.py").is_file()
+    seen = []
+    original = environment.source_revision
+    environment.package_version.cache_clear()
+    try:
+        environment.source_revision = lambda directory: seen.append(directory) or "g0"
+        environment.package_version()
+    finally:
+        environment.source_revision = original
+        environment.package_version.cache_clear()
+    assert seen == [root]
 
 
 def test_an_untracked_copy_inside_a_checkout_names_no_commit(checkout: Path, tmp_path: Path):

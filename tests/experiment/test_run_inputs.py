@@ -149,6 +149,53 @@ def test_a_changed_label_is_named_by_resume_and_report(script_run):
     assert listing(out) == before
 
 
+# ------------------------------------------------------------------ rows that outlive
+def test_each_row_names_its_model_and_image(script_run):
+    out = Path(script_run.out)
+    selection = json.loads((out / "selection.json").read_text())
+    prints = dict(zip(selection["indices"], selection["fingerprints"], strict=True))
+    for line in (out / "results.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        assert row["model_fingerprint"] == sha256sum(Path(script_run.model))
+        assert row["image_fingerprint"] == prints[row["image_index"]]
+
+
+def test_rows_kept_from_a_lost_config_with_another_model_are_refused(script_run, tiny_kit):
+    """config.json lost and the model file swapped: the resume checked nothing of the
+    model and attacked the rest with the new one, writing a fresh config.json over the
+    mix (an audit's case)."""
+    out = Path(script_run.out)
+    (out / "config.json").unlink()
+    tiny_kit.write_tiny_script(Path(script_run.model), seed=1)
+    before = listing(out)
+    clean_error(resume(script_run), 1, "a row made with another model", "--force")
+    assert listing(out) == before
+
+
+def test_rows_kept_from_a_lost_selection_on_other_data_are_refused(script_run):
+    """selection.json lost and the data replaced: the kept rows said true label 3 for an
+    image that is a 9 now (an audit's case)."""
+    out = Path(script_run.out)
+    with np.load(script_run.data) as npz:
+        arrays = {name: npz[name].copy() for name in npz.files}
+    arrays["images"][0] = 255 - arrays["images"][0]
+    np.savez(script_run.data, **arrays)
+    (out / "selection.json").unlink()
+    before = listing(out)
+    clean_error(resume(script_run), 1, "a row made on another image at index 0", "--force")
+    assert listing(out) == before
+
+
+def test_a_row_whose_label_is_not_the_selections_is_refused(script_run):
+    out = Path(script_run.out)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["true_label"] = (row["true_label"] + 1) % 3
+    (out / "results.jsonl").write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    clean_error(invoke("report", out), 1, f"a row whose true label {row['true_label']} is "
+                f"not the label")
+
+
 def test_a_lost_config_with_another_image_count_is_refused(script_run):
     """config.json gone, selection.json kept: a resume asking for other images used to
     run the old selection under the new config (found by an audit)."""
@@ -241,6 +288,15 @@ def test_a_fingerprint_of_another_form_is_still_compared(script_run):
     record = json.loads((out / "config.json").read_text())
     record["model_fingerprint"] = "file:0123"
     (out / "config.json").write_text(json.dumps(record))
+    # the rows name the model they were made with, which is not the one recorded now
+    clean_error(invoke("report", out), 1, "a row made with another model", "file:0123")
+    for line in (out / "results.jsonl").read_text().splitlines():  # rows of before
+        row = json.loads(line)
+        row.pop("model_fingerprint")
+        row.pop("image_fingerprint")
+        with (out / "old.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    (out / "old.jsonl").replace(out / "results.jsonl")
     clean_error(invoke("report", out), 1, f"the model file {script_run.model} changed")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -60,14 +61,18 @@ def package_version() -> str:
         found = version("pixelprior")
     except Exception:  # pragma: no cover - not installed as a distribution
         return "unknown"
-    revision = source_revision(Path(__file__).resolve().parent)
+    # the whole package's files (experiment/ alone missed a changed search/verify.py)
+    revision = source_revision(Path(__file__).resolve().parent.parent)
     return f"{found}+{revision}" if revision else found
 
 
 def source_revision(directory: Path) -> str | None:
-    """``g<short hash>`` (``.dirty`` added where its tracked files were changed) of the
-    git checkout that tracks the package in ``directory``; ``None`` where none does (an
-    installed copy, even in a virtual environment inside a checkout), or without git."""
+    """``g<short hash>`` of the git checkout that tracks the package in ``directory``
+    (every file below it), with ``.dirty-<8 hex digits>`` added where its tracked files
+    were changed: the digits hash the changes, so two different edits of one commit are
+    told apart (a resume by other code, a Ray worker running other code); ``None``
+    where no checkout tracks it (an installed copy, even in a virtual environment inside
+    a checkout), or without git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
@@ -76,9 +81,12 @@ def source_revision(directory: Path) -> str | None:
         git("ls-files", "--error-unmatch", "__init__.py")
         short = git("rev-parse", "--short=7", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
+        changes = git("diff", "HEAD", "--", ".") if dirty else ""
     except (OSError, subprocess.SubprocessError):
         return None
-    return f"g{short}" + (".dirty" if dirty else "")
+    if not dirty:
+        return f"g{short}"
+    return f"g{short}.dirty-{hashlib.sha256(changes.encode()).hexdigest()[:8]}"
 
 
 def write_environment(directory: Path | str, device: str,

@@ -35,6 +35,9 @@ RUNNER_FIELDS: dict[str, Any] = {
     "mode": str, "image_index": int, "config_hash": str, "group_seconds": float,
     "group_size": int, "finished": float, "device": str, "engine": str,
     "chunk_rows": int | None, "version": str,
+    # what the row was made of, as the runner checked them (rows since the thirtieth
+    # session): a row outliving its folder's records still names its model and image
+    "model_fingerprint": str, "image_fingerprint": str,
 }
 # the fields every reader uses; the others may be missing in rows of older versions
 REQUIRED = ("seed", "mode", "image_index", "success", "true_label", "adversarial_label",

@@ -26,11 +26,12 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .._io import CorruptResultsError, OutputLocationError, check_unique, foreign_entries
 from .._io import read_numbered_rows as _read_numbered_rows
 from ..data.nips17 import PUBLISHED_SIZE
-from ..models import MODELS, model_spec
+from ..models import MODELS, model_spec, same_model
 from .config import ExperimentConfig
 from .records import (  # noqa: F401  (their names here before the split)
     config_record,
@@ -98,6 +99,15 @@ def run_limits(config: ExperimentConfig, selection: dict) -> RowLimits:
     return RowLimits(side, side, 3, selection.get("num_classes") or len(spec.class_names()))
 
 
+def _by_index(selection: dict, key: str) -> dict[int, Any]:
+    """A selection's per-image list ``key`` by dataset index (empty where not recorded
+    or not one per image)."""
+    values, indices = selection.get(key), selection["indices"]
+    if not isinstance(values, list) or len(values) != len(indices):
+        return {}
+    return dict(zip(indices, values, strict=True))
+
+
 class RunRows:
     """Checks rows against the run that owns a folder (its hash, seeds, modes, images and
     limits).
@@ -109,14 +119,26 @@ class RunRows:
         verifier: the verifier revision a resume adds rows with: a row verified by
             another (its ``verifier``) is refused, so that one run never mixes two
             algorithms' verdicts. ``None`` (reading a finished run): not checked.
+        model_fingerprint: the run's model (now, or as ``config.json`` records it): a
+            row that names another (its ``model_fingerprint``) is refused. ``None``:
+            not checked.
+
+    A row that names its image (``image_fingerprint``) must name the one the selection
+    records at its index, and its ``true_label`` must be the selection's label there: a
+    row outliving a lost ``selection.json`` or ``config.json`` is checked by what it
+    says it was made of.
     """
 
     def __init__(self, run_hash: str, config: ExperimentConfig, selection: dict,
-                 verifier: int | None = None) -> None:
+                 verifier: int | None = None, model_fingerprint: str | None = None
+                 ) -> None:
         self.run_hash = run_hash
         self.verifier = verifier
+        self.model = model_fingerprint
         self.config = config
         self.images = set(selection["indices"])
+        self.prints = _by_index(selection, "fingerprints")
+        self.labels = _by_index(selection, "labels")
         self.dataset_size = selection.get("dataset_size")
         self.limits = run_limits(config, selection)
         self._fields = row_fields()
@@ -164,7 +186,25 @@ class RunRows:
         if row["image_index"] not in self.images:
             return (f"image {row['image_index']} is not one of this run's "
                     f"{len(self.images)} images (selection.json)"), True
-        return self._revision_problem(row)
+        return self._inputs_problem(row) or self._revision_problem(row)
+
+    def _inputs_problem(self, row: dict) -> tuple[str, bool] | None:
+        """A row made with another model or on another image than the run's, or whose
+        true label is not the image's."""
+        index, made_with = row["image_index"], row.get("model_fingerprint")
+        if self.model is not None and made_with is not None and not same_model(
+                made_with, self.model):
+            return (f"a row made with another model (fingerprint {made_with[:16]}…; the "
+                    f"run's is {self.model[:16]}…)"), True
+        image, want = row.get("image_fingerprint"), self.prints.get(index)
+        if image is not None and want is not None and image != want:
+            return (f"a row made on another image at index {index} (fingerprint "
+                    f"{image[:16]}…; the run's image there is {want[:16]}…)"), True
+        label = self.labels.get(index)
+        if label is not None and row["true_label"] != label:
+            return (f"a row whose true label {row['true_label']} is not the label "
+                    f"{label} of image {index} (selection.json)"), True
+        return None
 
     def _revision_problem(self, row: dict) -> tuple[str, bool] | None:
         """A row the verifier ran on, made by another revision than ``verifier``: rows
@@ -233,7 +273,8 @@ def read_run(directory: str | Path) -> tuple[list[dict], ExperimentConfig, dict]
                                   "reproduce` command to write it again")
     path = directory / RESULTS
     numbered = _read_numbered_rows(path)
-    RunRows(record["hash"], record["experiment"], selection).check(numbered, path)
+    RunRows(record["hash"], record["experiment"], selection,
+            model_fingerprint=record.get("model_fingerprint")).check(numbered, path)
     return [row for _, row in numbered], record["experiment"], selection
 
 

@@ -99,6 +99,7 @@ class ExperimentRunner:
         self.kept = 0
         self.total = 0
         self.wrote = False  # whether this run has written into the folder yet
+        self.fingerprint: str | None = None  # the model's, once loaded and checked
         self.pool: ActorPool | None = None  # Ray workers (workers > 1), opened by _prepare
         self.image_size: tuple[int, int] | None = None  # (height, width) attacked
 
@@ -160,7 +161,7 @@ class ExperimentRunner:
         source.log = self.log
         check_one_index_per_image(source.dataset)  # rows are keyed by the index
         self.image_size = tuple(source.dataset.images.shape[-2:])
-        fingerprint = model_fingerprint(source.model, config.model)
+        fingerprint = self.fingerprint = model_fingerprint(source.model, config.model)
         if config.oracle and config.uses_oracle():
             note = check_scan_model(config.oracle, config.model, fingerprint)
             if note is not None:
@@ -169,16 +170,16 @@ class ExperimentRunner:
         if not replacing and selection is not None:
             replacing = not self._selection_is_the_configs(selection)
         if not replacing and selection is not None:  # refuse foreign rows before any work
-            replacing = not (self._rows_are_the_runs(selection)
-                             and self._inputs_are_the_runs(old, selection, source, fingerprint))
+            replacing = not (self._inputs_are_the_runs(old, selection, source, fingerprint)
+                             and self._rows_are_the_runs(selection, fingerprint))
             checked = True
         if selection is None or replacing:
             selection = select_images(config, source.model, source.dataset, source.device)
         else:
             selection = self._completed(selection, source)
         if not replacing and not checked:  # rows kept from a lost selection.json
-            replacing = not (self._rows_are_the_runs(selection)
-                             and self._inputs_are_the_runs(old, None, source, fingerprint))
+            replacing = not (self._inputs_are_the_runs(old, None, source, fingerprint)
+                             and self._rows_are_the_runs(selection, fingerprint))
         if selection["positions"]:
             source.check_gradients(int(selection["positions"][0]))
             source.check_engine(int(selection["positions"][0]))
@@ -256,13 +257,14 @@ class ExperimentRunner:
                 "old results aside and start afresh")
         return False
 
-    def _rows_are_the_runs(self, selection: dict) -> bool:
-        """Whether the rows already in the folder are this run's; ``False`` (they are to
-        be moved aside) only with ``force``, else the refusal is raised."""
+    def _rows_are_the_runs(self, selection: dict, fingerprint: str) -> bool:
+        """Whether the rows already in the folder are this run's (its config, images and
+        model ``fingerprint``); ``False`` (they are to be moved aside) only with
+        ``force``, else the refusal is raised."""
         path = self.out / RESULTS
         try:
-            RunRows(self.config.digest(), self.config, selection, REVISION).check(
-                read_numbered_rows(path), path)
+            RunRows(self.config.digest(), self.config, selection, REVISION,
+                    model_fingerprint=fingerprint).check(read_numbered_rows(path), path)
         except CorruptResultsError as exc:
             if not self.force:
                 raise force_hint(exc) from None
@@ -338,7 +340,11 @@ class ExperimentRunner:
         groups = list(_groups(work, self.config.images_per_group()))
         with reporting(reporter, "attack", self.total, len(rows),
                        sum(r["success"] for r in rows)) as bar:
+            prints = dict(zip(selection["indices"], selection["fingerprints"], strict=True))
             for new, maps in self._execute(worker, groups):
+                for row in new:  # what it was made of, as checked before the work
+                    row.update(model_fingerprint=self.fingerprint,
+                               image_fingerprint=prints[row["image_index"]])
                 with guard():
                     save_maps(self.out, new[0]["seed"], new[0]["mode"], maps)
                     append_rows(results_path, new)
