@@ -264,7 +264,7 @@ def test_pipeline_figure_of_a_scan_order_map(tmp_path):
     fig = draw_pipeline(frame[frame["mode"] == "scan"], config(), dataset(),
                         saved_maps(indices=(100, 101), mode="scan"))
     assert [ax.get_title() for ax in fig.axes[:4]] == [
-        "image 100: airplane", "raster map", "start set (64 px)", "(0, 0) → bird"]  # its order
+        "image 100: airplane", "raster order", "start set (64 px)", "(0, 0) → bird"]
 
 
 # ------------------------------------------------------------------ scan figures
@@ -382,3 +382,35 @@ def test_the_same_figure_gives_the_same_pdf_and_png_bytes(tmp_path, monkeypatch)
     for suffix in ("pdf", "png"):
         assert (tmp_path / "a" / f"line.{suffix}").read_bytes() == \
             (tmp_path / "b" / f"line.{suffix}").read_bytes()
+
+
+# ------------------------------------------------------------------ labels (an audit)
+def test_the_figures_name_classes_as_the_run_did_with_classes_over_a_registered_model():
+    """--classes reversed over convsmall-cifar10's own names: the run mapped the labels by
+    them, the report named the classes by the registry's (a dog reported as a deer)."""
+    from pixelprior.report.figures import class_names_of
+
+    names = ("truck", "ship", "horse", "frog", "dog", "deer", "cat", "bird", "automobile",
+             "airplane")
+    assert class_names_of(config(model="convsmall-cifar10", classes=",".join(names))) == names
+    assert class_names_of(config(model="convsmall-cifar10"))[0] == "airplane"
+
+
+def test_the_pipeline_names_the_map_the_mode_read():
+    """fast orders positions by the gradient map: the panel said "smoothgrad map"."""
+    from pixelprior.report.figures import _map_title
+
+    assert _map_title("fast", config(sensitivity="smoothgrad")) == "gradient map"
+    assert _map_title("scan:smoothgrad", config(sensitivity="gradient")) == "smoothgrad map"
+    assert _map_title("constrained", config(sensitivity="smoothgrad")) == "smoothgrad map"
+    assert _map_title("oracle", config()) == "oracle map"
+    assert _map_title("scan:raster", config()) == "raster order"
+    assert _map_title("unconstrained", config()) == "no map"
+
+
+def test_query_ticks_are_not_rounded_to_whole_thousands():
+    """500 read "0k", and 1,500, 2,000 and 2,500 all "2k"."""
+    from pixelprior.report.figures import _thousands
+
+    assert [_thousands(v) for v in (0, 500, 1500, 2000, 2500, 40_000, 1_250_000)] == [
+        "0", "500", "1.5k", "2k", "2.5k", "40k", "1.25M"]

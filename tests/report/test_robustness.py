@@ -55,3 +55,19 @@ def test_images_misclassified_before_any_attack_lower_the_bound_over_all_images(
     assert "robust accuracy at most fast 60.0% of 5" in text
     frame.attrs.clear()
     assert "already misclassified" not in " ".join(robustness_lines(frame))
+
+
+def test_the_mean_verified_volume_leaves_out_images_the_verifier_fooled():
+    """A fooled image's volume is of the boxes proved before its witness: the column
+    "images verified or unknown" averaged them in (an audit's case)."""
+    from pixelprior.report.robustness import verification_table
+
+    rows = pd.DataFrame([
+        {"mode": "fast", "success": True, "decided_by": "refine", "corner_certified": False,
+         "verified_volume": 0.06, "float32_proved": None},
+        {"mode": "fast", "success": False, "decided_by": "verified",
+         "corner_certified": True, "verified_volume": 1.0, "float32_proved": True},
+        {"mode": "fast", "success": False, "decided_by": "unknown", "corner_certified": True,
+         "verified_volume": 0.5, "float32_proved": False}])
+    (table,) = verification_table(rows).to_dict("records")
+    assert table["verified_images"] == 2 and table["verified_volume"] == 0.75

@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data import ImageSet, to_float
+from ..data import ImageSet, parse_classes, to_float
 from ..experiment import ExperimentConfig, load_dataset, load_maps, parse_mode
+from ..experiment.modes import map_method, reads_oracle
 from ..models import model_spec
 from .drawing import _adversarial, _circle, _save, _show, plt
 from .image_figures import attack_figure, explain_figure  # noqa: F401  (their old path)
@@ -47,14 +48,18 @@ def class_names_of(config: ExperimentConfig) -> tuple[str, ...] | None:
         config: the run's config.
 
     Returns:
-        A registered model's names; for other models ``--classes`` when given as a list
-        (``a,b,c``); else ``None`` (indices are shown).
+        ``--classes`` where given (a list ``a,b,c`` or a file), as the run named the
+        model's classes (over a registered model's own names too); else a registered
+        model's names; else ``None`` (indices are shown).
     """
+    if config.classes:
+        try:
+            return parse_classes(config.classes)
+        except Exception:  # a names file gone since the run: indices, not other names
+            return None
     try:
         return model_spec(config.model).class_names()
     except Exception:  # a model spec: its own names, or indices
-        if config.classes and "," in config.classes:
-            return tuple(name.strip() for name in config.classes.split(","))
         return None
 
 
@@ -135,22 +140,29 @@ def _pipeline_row(axes, result: pd.Series, saved: dict, mode: str, config: Exper
                           f"{_name(names, result['true_label'])}")
     if "sensitivity" in saved:
         axes[1].imshow(saved["sensitivity"], cmap="inferno", vmin=0, vmax=1)
-    axes[1].set_title(f"{_map_name(mode, config)} map", fontsize=8)
+    axes[1].set_title(_map_title(mode, config), fontsize=8)
     axes[1].axis("off")
     if "start_set" in saved:
         axes[2].imshow(saved["start_set"], cmap="gray")
-    axes[2].set_title(f"start set ({int(result['support_size'])} px)", fontsize=8)
+        axes[2].set_title(f"start set ({int(result['support_size'])} px)", fontsize=8)
+    else:  # a scan's order (fast): positions ranked by the map, no set drawn from it
+        axes[2].set_title("no start set (positions in the map's order)", fontsize=8)
     axes[2].axis("off")
     _show(axes[3], adv, f"({x}, {y}) → {_name(names, result['adversarial_label'])}")
     _circle(axes[3], x, y, image.shape[-1])
 
 
-def _map_name(mode: str, config: ExperimentConfig) -> str:
-    """What drew the map of a mode: the oracle, a scan's order, or the configured method."""
+def _map_title(mode: str, config: ExperimentConfig) -> str:
+    """What drew the map panel of a mode: the oracle's map, the method's the mode reads
+    (``map_method`` of :mod:`pixelprior.experiment.modes`: fast's and a scan's order, a
+    prior's configured method), or a scan's order that is no map (``raster order``)."""
+    if reads_oracle(mode):
+        return "oracle map"
+    method = map_method(mode, config.sensitivity)
+    if method is not None:
+        return f"{method} map"
     kind, order = parse_mode(mode)
-    if mode == "oracle" or order == "oracle":
-        return "oracle"
-    return order if kind == "scan" else config.sensitivity
+    return f"{order} order" if kind == "scan" and order else "no map"
 
 
 def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
@@ -212,14 +224,23 @@ def success_vs_queries(directory: Path, frame: pd.DataFrame, config: ExperimentC
         q = np.where(group["success"], group["queries"], np.inf)
         ax.plot(grid, [(q <= g).mean() for g in grid], label=mode,
                 linestyle="-" if counts_generations(frame, mode) else "--")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
-        lambda value, _: f"{value / 1000:.0f}k"))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_thousands))
     ax.set_xlabel("model queries")
     ax.set_ylabel("share of images fooled")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, directory, "success_vs_queries")
+
+
+def _thousands(value: float, _position: object = None) -> str:
+    """A query count as ticks show it: ``0``, ``500``, ``1.5k``, ``40k``, ``1.2M``
+    (whole thousands rounded 500 to "0k" and 1,500 to "2k")."""
+    if abs(value) < 1000:
+        return f"{value:.0f}"
+    if abs(value) < 1e6:
+        return f"{value / 1000:.4g}k"
+    return f"{value / 1e6:.4g}M"
 
 
 def generations_hist(directory: Path, frame: pd.DataFrame, config: ExperimentConfig

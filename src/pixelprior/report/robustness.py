@@ -82,7 +82,11 @@ def verification_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows["outcome"] = _verified_outcome(rows)
     out = []
     for mode, group in rows.groupby("mode"):
-        volume = pd.to_numeric(group["verified_volume"], errors="coerce").dropna()
+        # the images left verified or unknown (a fooled one's volume is of the boxes
+        # proved before its witness: no share of a robust image's threat space)
+        open_or_proved = group["outcome"].isin(("verified", "unknown"))
+        volume = pd.to_numeric(group.loc[open_or_proved, "verified_volume"],
+                               errors="coerce").dropna()
         record = {"mode": mode, "attacks": len(group)}
         for outcome in ("fooled", "verified", "unknown", "corners only", "neither"):
             record[outcome] = float((group["outcome"] == outcome).mean())
