@@ -74,7 +74,12 @@ def test_attack_converts_the_image_and_writes_a_gray_adversarial(gray, tmp_path)
     row = json.loads((tmp_path / "a" / "cat-result.json").read_text())
     assert row["decided_by"] in ("corners", "certificate")
     assert len(row["pixels"][0]["new"]) == 1  # one channel changed: a gray level
-    written = Image.open(tmp_path / "a" / "cat-adversarial.png")
+    # certified: no adversarial image is written (an audit: a robust image's was)
+    assert not (tmp_path / "a" / "cat-adversarial.png").exists()
+    from pixelprior.cli.inputs import write_image
+
+    write_image(torch.rand(1, 32, 32), tmp_path / "gray.png")  # what a success writes
+    written = Image.open(tmp_path / "gray.png")
     assert written.mode == "L" and written.size == (32, 32)
 
 

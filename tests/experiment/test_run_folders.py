@@ -177,6 +177,13 @@ DAMAGED = {  # line appended -> phrase
                                             "(classes 0..9)"),
     "an adversarial label outside the classes": (lambda r: {**r, "adversarial_label": 10},
                                                  "adversarial_label 10 is not a class"),
+    # hand edits the report read as they were (an audit: 150% verified, a stage of none)
+    "a stage that is none": (lambda r: {**r, "decided_by": "bogus"},
+                             'decided_by "bogus" is none of corners, refine'),
+    "a verified share of 2": (lambda r: {**r, "verified_volume": 2.0},
+                              "verified_volume must lie in [0, 1] (a share)"),
+    "generations past maxiter": (lambda r: {**r, "generations": 500},
+                                 "generations 500 is past the run's maxiter (3)"),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,24 @@ def test_an_interrupted_run_verifies_only_what_is_left(tiny, out):
     rows = run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None)
     assert [row["image_index"] for row in read_rows(out / ROWS_FILE)] == [0, 1, 2, 3]
     assert len(rows) == 4
+
+
+@pytest.mark.parametrize("edit, phrase", [
+    ({"fooled": False, "decided_by": "fooled"}, "fooled is False where decided_by is 'fooled'"),
+    ({"decided_by": "maybe"}, "decided_by 'maybe' is none of verified, fooled, unknown"),
+    ({"verified_volume": 1.5}, "verified_volume must be a share in [0, 1], got 1.5")])
+def test_a_row_that_contradicts_itself_is_refused_by_its_line(tiny, out, edit, phrase):
+    """A hand-edited row saying "fooled" with fooled false was counted in no category
+    (an audit's case)."""
+    from pixelprior._io import CorruptResultsError
+
+    model, images, labels = tiny
+    run_verification(out, model, images[:2], labels[:2], [0, 1], budget=None)
+    lines = (out / ROWS_FILE).read_text().splitlines()
+    lines[1] = json.dumps({**json.loads(lines[1]), **edit})
+    (out / ROWS_FILE).write_text("\n".join(lines) + "\n")
+    with pytest.raises(CorruptResultsError, match=re.escape(f"{ROWS_FILE} line 2: {phrase}")):
+        run_verification(out, model, images, labels, [0, 1, 2, 3], budget=None)
 
 
 def test_rows_and_the_environment_name_the_code_and_another_version_is_said(tiny, out,

@@ -162,7 +162,8 @@ def attack(
         row["file_copy_name"] = names[full["label"]]
     with finishing(f"the outputs were written whole to {out}"):
         out.mkdir(parents=True, exist_ok=True)
-        write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
+        if result.success:  # an image that did not fool the model is no adversarial one
+            write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
         if full is not None:
             _write_full(full, read, result, names, true, goal, out / image_file.stem)
         write_json_atomic(out / f"{image_file.stem}-result.json", row)

@@ -27,6 +27,7 @@ from typing import Any
 
 from .._io import read_rows
 from ..search import SEARCHES, AttackResult
+from ..search.fast import DECISIONS
 
 RESULTS = "results.jsonl"
 ROW_KEY = ("seed", "mode", "image_index")
@@ -291,7 +292,7 @@ def _value_problem(row: dict, limits: RowLimits) -> str | None:
             return (f"{name} {value} is not a class of the model (classes 0.."
                     f"{limits.classes - 1})")
     problem = _pixels_problem(row["pixels"], limits) or _position_problem(
-        "x, y", row.get("x"), row.get("y"), limits)
+        "x, y", row.get("x"), row.get("y"), limits) or _verdict_problem(row)
     if problem:
         return problem
     if row["success"] and row.get("clean_correct", True) and not row["pixels"]:
@@ -315,6 +316,17 @@ def _consistency_problem(row: dict) -> str | None:
             (row["x"], row.get("y")) != (first.get("x"), first.get("y"))):
         return (f"x, y ({row['x']}, {row.get('y')}) are not its first pixel's "
                 f"({first.get('x')}, {first.get('y')})")
+    return None
+
+
+def _verdict_problem(row: dict) -> str | None:
+    """A fast row's stage and verified share outside what they may be."""
+    decided = row.get("decided_by")
+    if decided is not None and decided not in DECISIONS:
+        return f"decided_by {shown(decided)} is none of {', '.join(DECISIONS)}"
+    volume = row.get("verified_volume")
+    if volume is not None and not 0 <= volume <= 1 + TOLERANCE:
+        return f"verified_volume must lie in [0, 1] (a share), got {shown(volume)}"
     return None
 
 

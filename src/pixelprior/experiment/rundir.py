@@ -33,6 +33,7 @@ from .._io import read_numbered_rows as _read_numbered_rows
 from ..data.nips17 import PUBLISHED_SIZE
 from ..models import MODELS, model_spec, same_model
 from .config import ExperimentConfig
+from .modes import parse_mode
 from .records import (  # noqa: F401  (their names here before the split)
     config_record,
     images_problem,
@@ -183,6 +184,11 @@ class RunRows:
         if row["mode"] not in config.modes:
             return (f"mode {row['mode']!r} is not a mode of this run (modes "
                     f"{', '.join(config.modes)})"), True
+        generations = row.get("generations")
+        if (generations is not None and parse_mode(row["mode"])[0] == "de"
+                and generations > config.maxiter):
+            return (f"generations {generations} is past the run's maxiter "
+                    f"({config.maxiter})"), False
         if row["image_index"] not in self.images:
             return (f"image {row['image_index']} is not one of this run's "
                     f"{len(self.images)} images (selection.json)"), True

@@ -339,7 +339,7 @@ class ExperimentRunner:
         guard = interrupts.critical if interrupts is not None else nullcontext
         groups = list(_groups(work, self.config.images_per_group()))
         with reporting(reporter, "attack", self.total, len(rows),
-                       sum(r["success"] for r in rows)) as bar:
+                       _fooled(rows)) as bar:
             prints = dict(zip(selection["indices"], selection["fingerprints"], strict=True))
             for new, maps in self._execute(worker, groups):
                 for row in new:  # what it was made of, as checked before the work
@@ -350,7 +350,7 @@ class ExperimentRunner:
                     append_rows(results_path, new)
                     self.kept += len(new)
                 rows.extend(new)
-                bar.advance(len(new), sum(r["success"] for r in new))
+                bar.advance(len(new), _fooled(new))
                 if on_group is not None:
                     on_group(new)
         for line in fallback_notes(rows):
@@ -454,6 +454,13 @@ class ExperimentRunner:
         keys = [image_key(images[i], int(labels[i])) for i in range(len(part))]
         distribution = attack.start_distribution(images, labels, keys)
         save_maps(self.out, seed, mode, _maps_of(distribution, part))
+
+
+def _fooled(rows: list[dict]) -> int:
+    """The attacks that fooled the model (an image it misclassified already counts as
+    no success of the attack: the tables leave it out too)."""
+    return sum(bool(row["success"]) and row.get("clean_correct", True) is not False
+               for row in rows)
 
 
 def _groups(work: list[tuple], size: int) -> Iterable[list[tuple]]:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .._io import (
+    CorruptResultsError,
     Interrupts,
     RunLock,
     append_rows,
@@ -399,7 +400,7 @@ def exact_ground_truth(folder: str | Path) -> SusceptibilityMaps:
         raise ValueError(f"{folder} holds per-image verdicts only (made without --exact); "
                          "map evaluation needs every position's: run `pixelprior verify "
                          "... --exact` into another folder")
-    rows = read_rows(folder / ROWS_FILE)
+    rows = checked_rows(folder / ROWS_FILE)
     if not rows:
         raise ValueError(f"{folder} holds no answered image yet")
     statuses, witnesses = [], []
@@ -482,7 +483,47 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
                 "another output folder")
-    return read_rows(out / ROWS_FILE, repair=True, key=("image_key",))
+    return checked_rows(out / ROWS_FILE, repair=True)
+
+
+DECISIONS = ("verified", "fooled", "unknown")  # a Verification's decided_by
+
+
+def checked_rows(path: Path, repair: bool = False) -> list[dict]:
+    """A ``verification.jsonl``'s rows, each checked to agree with itself (a hand edit
+    or a damaged file is refused, not counted in no category or two).
+
+    Args:
+        path: the file.
+        repair: complete a last row cut short by an interrupt (a resume's read).
+
+    Returns:
+        The rows.
+
+    Raises:
+        CorruptResultsError: a row whose verdict contradicts itself, named by its line.
+    """
+    rows = read_rows(path, repair=repair, key=("image_key",))
+    for line, row in enumerate(rows, 1):
+        problem = _verdict_problem(row)
+        if problem is not None:
+            raise CorruptResultsError(f"{path} line {line}: {problem}; remove the line to "
+                                      "verify that image again")
+    return rows
+
+
+def _verdict_problem(row: dict) -> str | None:
+    decided = row.get("decided_by")
+    if decided not in DECISIONS:
+        return f"decided_by {decided!r} is none of {', '.join(DECISIONS)}"
+    for flag, meaning in (("fooled", "fooled"), ("verified", "verified")):
+        if row.get(flag) is not (decided == meaning):
+            return f"{flag} is {row.get(flag)!r} where decided_by is {decided!r}"
+    volume = row.get("verified_volume")
+    if volume is not None and (not isinstance(volume, (int, float)) or isinstance(
+            volume, bool) or not 0 <= volume <= 1 + 1e-9):
+        return f"verified_volume must be a share in [0, 1], got {volume!r}"
+    return None
 
 
 def _first_of_each(keys: list[str], labels: list[int], done: set[str],

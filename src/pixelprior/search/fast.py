@@ -83,7 +83,11 @@ from .verify import (
     margin_order,
 )
 
-__all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "REFINES", "VERIFY_MODES", "FastAttack"]
+__all__ = ["AUTO_MAX_SYMBOLS", "CERTIFY_TOLERANCE", "DECISIONS", "REFINES", "VERIFY_MODES",
+           "FastAttack"]
+
+# what a row's decided_by may say (the module docstring says what each means)
+DECISIONS = ("corners", "refine", "certificate", "verified", "unknown", "budget")
 
 REFINES = ("none", "de")
 VERIFY_MODES = ("off", "auto", "on")
