@@ -209,3 +209,16 @@ def test_an_unbounded_confidence_limit_is_inf_in_summary_json_not_null():
                                "nan": math.nan, "n": np.float64(math.inf)})
     assert named["ratio"] == [339.5, 145.0, "inf"] and named["low"] == "-inf"
     assert named["n"] == "inf" and math.isnan(named["nan"])  # NaN stays: dumps writes null
+
+
+def test_the_header_lists_only_the_settings_the_modes_read():
+    """A fast-only report listed DE's population and SmoothGrad's samples, which no mode
+    used (an audit's case)."""
+    from pixelprior.experiment import ExperimentConfig
+    from pixelprior.report.tables import _settings_read
+
+    config = ExperimentConfig(device="cpu")
+    assert _settings_read(config, ["fast"]) == ["gradient map"]
+    assert _settings_read(config, ["unconstrained", "constrained"]) == [
+        "DE rand1bin, population 400, at most 100 generations", "τ = 0.5",
+        "smoothgrad (n = 50, σ = 0.15)"]

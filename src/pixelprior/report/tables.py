@@ -40,7 +40,7 @@ from .._io import atomic_write, dumps, write_text_atomic
 from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.inputs import check_one_index_per_image
-from ..experiment.modes import mode_meaning
+from ..experiment.modes import map_method, mode_meaning, parse_mode, reads_tau
 from ..experiment.rows import fallback_notes
 from ..experiment.rundir import read_run
 from .accounting import accounting_lines, paper_accounting
@@ -220,10 +220,9 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
              *([f"**{partial}**", ""] if partial else []),
              f"{frame['image_index'].nunique()} images, seeds "
              f"{sorted(int(seed) for seed in frame['seed'].unique())}, modes "
-             f"{', '.join(sorted(frame['mode'].unique()))}; DE {config.strategy}, population "
-             f"{config.popsize}, at most {config.maxiter} generations; τ = {config.tau}, "
-             f"{config.sensitivity} (n = {config.n_samples}, σ = {config.noise_level}); "
-             f"computed on {', '.join(stats_.get('devices', ['cpu']))}.", "",
+             f"{', '.join(sorted(frame['mode'].unique()))}; "
+             + "".join(f"{part}; " for part in _settings_read(config, frame['mode'].unique()))
+             + f"computed on {', '.join(stats_.get('devices', ['cpu']))}.", "",
              "## Per seed and mode (Table 1 layout)", "",
              "| seed | mode | images | success | total s | mean s | mean gen (all) | "
              "mean gen (successes) | mean queries | mean start pixels"
@@ -263,6 +262,23 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
               "generations; time per image is attributed by queries within a batch; "
               "intervals of ratios resample images (all seeds of an image together)."]
     return "\n".join(lines) + "\n"
+
+
+def _settings_read(config: ExperimentConfig, modes) -> list[str]:
+    """The settings the run's modes read, as the report's header says them: DE's where a
+    mode runs it, τ where a prior draws a set from a map, each map method read (with
+    SmoothGrad's samples and noise); a fast-only run lists no DE or SmoothGrad settings
+    it never used."""
+    parts = []
+    if any(parse_mode(mode)[0] == "de" for mode in modes):
+        parts.append(f"DE {config.strategy}, population {config.popsize}, at most "
+                     f"{config.maxiter} generations")
+    if any(reads_tau(mode) for mode in modes):
+        parts.append(f"τ = {config.tau}")
+    for method in sorted({map_method(mode, config.sensitivity) for mode in modes} - {None}):
+        parts.append(f"{method} (n = {config.n_samples}, σ = {config.noise_level})"
+                     if method == "smoothgrad" else f"{method} map")
+    return parts
 
 
 def _any_scan(frame: pd.DataFrame) -> bool:
