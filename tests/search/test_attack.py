@@ -272,17 +272,19 @@ def test_batch_invariant_verdicts_do_not_depend_on_the_thread_count():
 
 
 class _TieModel(nn.Module):
-    """Logits ``[0, 1e-45, -5, ...]`` whatever the image: class 1 by its logits, while
-    their softmax rounds classes 0 and 1 to one probability."""
+    """Logits ``[0, second(x), -5, ...]``; by default ``second`` is 1e-45 whatever the
+    image: class 1 by its logits, while their softmax rounds classes 0 and 1 to one
+    probability."""
 
-    def __init__(self):
+    def __init__(self, second=lambda x: 1e-45):
         super().__init__()
         self.scale = nn.Parameter(torch.zeros(()))
+        self.second = second
 
     def forward(self, x):
         logits = torch.full((x.shape[0], 10), -5.0) + self.scale * x.mean()
         logits[:, 0] = 0.0
-        logits[:, 1] = 1e-45
+        logits[:, 1] = self.second(x)
         return logits
 
 
@@ -322,19 +324,10 @@ def test_the_exhaustive_scan_finds_no_position_where_only_the_softmax_ties():
     assert (result.first == -1).all()
 
 
-class _RedByAHair(nn.Module):
+def _RedByAHair() -> nn.Module:  # noqa: N802  (a model, named like one)
     """Class 0 unless pixel (0, 0) is more than half red; then class 1 by logits 1e-30
     apart, which the softmax rounds to one probability at every colour."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x):
-        logits = torch.full((x.shape[0], 10), -5.0) + self.scale * x.mean()
-        logits[:, 0] = 0.0
-        logits[:, 1] = 1e-30 * (x[:, 0, 0, 0] - 0.5)
-        return logits
+    return _TieModel(lambda x: 1e-30 * (x[:, 0, 0, 0] - 0.5))
 
 
 @pytest.mark.parametrize("search", ["scan", "fast"])
