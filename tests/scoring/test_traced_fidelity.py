@@ -423,6 +423,47 @@ def test_the_cone_engine_runs_casts_to_fewer_bits_as_the_model_does():
     assert scorer.name == "incremental" and scorer.agreement < 1e-5
 
 
+class _HalfWeight(nn.Module):
+    """A head whose weight is cast to float16 in forward (-1000.8 rounds to -1001), after
+    a tent of the red channel that is 0 at the corners and 0.02 at red 0.3: only colors
+    near red 0.3 at a pixel change the label, and only with the rounded weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([[-1000.8], [0.0]]))
+        self.b = nn.Parameter(torch.tensor([0.31281, 0.0]))
+        self.pick = nn.Conv2d(3, 1, 1, bias=False)
+        with torch.no_grad():
+            self.pick.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = self.pick(x)
+        tent = F.relu(red - 0.28) - 2 * F.relu(red - 0.3) + F.relu(red - 0.32)
+        return F.linear(tent.mean((2, 3)), self.w.to(torch.float16).float(), self.b)
+
+
+def test_a_weight_cast_to_fewer_bits_is_bounded_with_its_rounding():
+    """Its node computes from the weights alone (a constant), which no bound rule sees:
+    with the graph-level refusal gone, the float64 copy ran it as a cast to float64, a
+    model with -1000.8 where the model computes with -1001 (a review's case; only the
+    interval screen's refusal of the cast, leaving the clean errors unbounded, kept the
+    image from being verified). It now rounds as the model does."""
+    import copy
+
+    from pixelprior.scoring.cone.graph import TracedGraph
+
+    model, image = _HalfWeight().eval(), torch.zeros(1, 3, 8, 8)
+    fooled = image.clone()
+    fooled[0, 0, 3, 3] = 0.3
+    assert model(image).argmax() == 0 and model(fooled).argmax() == 1
+    wide = TracedGraph(copy.deepcopy(model).double(), fold=False, float_as=torch.float64)
+    with torch.no_grad():  # the bounds' copy: -1001, as the model
+        scores = wide.run(fooled.double())[0]
+    assert scores.dtype == torch.float64 and float(scores[0] - scores[1]) < 0
+    (result,) = Verifier(model, budget=None, max_boxes=200).verify(image, torch.tensor([0]))
+    assert not result.verified
+
+
 @pytest.mark.parametrize("cast", [lambda x: x.to(torch.float32), lambda x: x.type(torch.float32),
                                   lambda x: x.to(dtype=torch.float32)])
 def test_a_cast_to_float32_is_bounded_in_float64(cast):

@@ -16,7 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
-from .operators.activations import cast_dtype
+from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
@@ -370,6 +370,12 @@ class TracedGraph:
         if node.op == "call_method":
             if node.target == "float" and self.float_as is not None:
                 return lambda this, *args, **kwargs: this.to(self.float_as, *args, **kwargs)
+            narrow = narrowing_dtype(node) if self.float_as is not None else None
+            if narrow is not None:  # rounded as the model rounds it, then held in float_as
+                # (exactly: a float16 or bfloat16 value is a float32 and float64 one too);
+                # a weight cast so is a constant, and the bound rules refuse such a cast
+                # of a value that depends on the image
+                return lambda this, *args, **kwargs: this.to(narrow).to(self.float_as)
             dtype = cast_dtype(node) if node.target in ("to", "type") else None
             if self.float_as is not None and dtype is not None and dtype.is_floating_point:
                 return lambda this, *args, **kwargs: this.to(self.float_as)  # 32 bits or more
