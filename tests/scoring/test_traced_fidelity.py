@@ -464,6 +464,36 @@ def test_a_weight_cast_to_fewer_bits_is_bounded_with_its_rounding():
     assert not result.verified
 
 
+class _BfloatWeight(nn.Module):
+    """A review's model: a tent of the red channel (0.02 at red 0.3) times a weight cast to
+    bfloat16 in forward (-65,920 rounds to -66,048): red 0.3 at any pixel fools it, only
+    with the rounded weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pick, self.mix = nn.Conv2d(3, 2, 1), nn.Conv2d(2, 1, 1, bias=False)
+        with torch.no_grad():
+            self.pick.weight.copy_(torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]).view(2, 3, 1, 1))
+            self.pick.bias.copy_(torch.tensor([-0.28, -0.30]))
+            self.mix.weight.copy_(torch.tensor([1.0, -1.0]).view(1, 2, 1, 1))
+        self.w = nn.Parameter(torch.tensor([[-65920.0], [0.0]]))
+        self.b = nn.Parameter(torch.tensor([5.155, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tent = self.mix(torch.clamp(self.pick(x), 0, 0.02)).mean((2, 3))
+        return F.linear(tent, self.w.to(torch.bfloat16).float(), self.b)
+
+
+def test_a_model_fooled_only_through_its_rounded_weight_is_not_verified():
+    """At 08d81c2 it was verified over every position and color (a review's case)."""
+    model, image = _BfloatWeight().eval(), torch.zeros(1, 3, 16, 16)
+    fooled = image.clone()
+    fooled[0, 0, 5, 5] = 0.3
+    assert model(image).argmax() == 0 and model(fooled).argmax() == 1
+    (result,) = Verifier(model, budget=None, max_boxes=300).verify(image, torch.tensor([0]))
+    assert not result.verified
+
+
 @pytest.mark.parametrize("cast", [lambda x: x.to(torch.float32), lambda x: x.type(torch.float32),
                                   lambda x: x.to(dtype=torch.float32)])
 def test_a_cast_to_float32_is_bounded_in_float64(cast):
