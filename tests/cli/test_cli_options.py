@@ -199,6 +199,12 @@ def test_attack_sets_the_fast_verifier_and_refuses_it_for_other_modes(tmp_path):
         assert result.exit_code == 0, result.output
         decided[verify] = json.loads((out / "black-result.json").read_text())["decided_by"]
     assert decided == {"off": "certificate", "on": "verified"}
+    # an earlier attack's adversarial image of this picture is not left beside a failure
+    stale = tmp_path / "on" / "black-adversarial.png"
+    Image.new("RGB", (4, 4), "red").save(stale)
+    assert invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
+                  "--mode", "fast", "--out", tmp_path / "on").exit_code == 0
+    assert not stale.exists()
     clean_error(invoke("attack", tmp_path / "black.png", "--model", spec, "--input-size", 4,
                        "--verify", "off", "--out", tmp_path / "de"), 2,
                 "--verify set(s) the fast mode's verifier; --mode unconstrained does not")

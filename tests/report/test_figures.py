@@ -394,6 +394,9 @@ def test_the_figures_name_classes_as_the_run_did_with_classes_over_a_registered_
              "airplane")
     assert class_names_of(config(model="convsmall-cifar10", classes=",".join(names))) == names
     assert class_names_of(config(model="convsmall-cifar10"))[0] == "airplane"
+    # a names file by a relative path: where the run was made is not known (a review's
+    # case: another names.txt where the report ran named the classes otherwise)
+    assert class_names_of(config(model="convsmall-cifar10", classes="names.txt")) is None
 
 
 def test_the_pipeline_names_the_map_the_mode_read():

@@ -164,8 +164,11 @@ def attack(
         out.mkdir(parents=True, exist_ok=True)
         if result.success:  # an image that did not fool the model is no adversarial one
             write_image(output.adversarial[0], out / f"{image_file.stem}-adversarial.png")
-        if full is not None:
-            _write_full(full, read, result, names, true, goal, out / image_file.stem)
+            if full is not None:
+                _write_full(full, read, result, names, true, goal, out / image_file.stem)
+        else:  # nor is one an earlier attack of this image left here
+            for suffix in ("", "-full", "-marked"):
+                (out / f"{image_file.stem}-adversarial{suffix}.png").unlink(missing_ok=True)
         write_json_atomic(out / f"{image_file.stem}-result.json", row)
     _print_attack(result, names, true, goal, fitted, out)
     if getattr(runner, "note", None):
@@ -174,7 +177,7 @@ def attack(
         console.print(f"note: {image_file.stem}-adversarial.png does not fool the model: its "
                       "changed colour rounded to 8 bits gives "
                       f"{row['png_name']}; the colour in the JSON (a float) does")
-    if full is not None:
+    if full is not None and result.success:
         console.print(f"at the file's {fitted.original[0]}×{fitted.original[1]}: "
                       f"{image_file.stem}-adversarial-full.png (the changed box of file pixels "
                       f"in the adversarial colour) and {image_file.stem}-adversarial-marked.png "

@@ -81,7 +81,9 @@ def source_revision(directory: Path) -> str | None:
         git("ls-files", "--error-unmatch", "__init__.py")
         short = git("rev-parse", "--short=7", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
-        changes = git("diff", "HEAD", "--", ".") if dirty else ""
+        # the same edits, the same text on any machine (no user diff settings)
+        changes = git("diff", "--no-ext-diff", "--no-color", "--full-index", "--no-renames",
+                      "--src-prefix=a/", "--dst-prefix=b/", "HEAD", "--", ".") if dirty else ""
     except (OSError, subprocess.SubprocessError):
         return None
     if not dirty:

@@ -48,11 +48,16 @@ def class_names_of(config: ExperimentConfig) -> tuple[str, ...] | None:
         config: the run's config.
 
     Returns:
-        ``--classes`` where given (a list ``a,b,c`` or a file), as the run named the
-        model's classes (over a registered model's own names too); else a registered
-        model's names; else ``None`` (indices are shown).
+        ``--classes`` where given (a list ``a,b,c`` or a file by its absolute path), as
+        the run named the model's classes (over a registered model's own names too);
+        ``None`` for a file given by a relative path (where the run was made is not
+        recorded: indices are shown rather than another file's names); else a
+        registered model's names; else ``None``.
     """
     if config.classes:
+        if "," not in config.classes and not Path(config.classes).expanduser().is_absolute():
+            return None  # a names file relative to where the run was made, which the
+            # report does not know: read here it may be another file (indices, not names)
         try:
             return parse_classes(config.classes)
         except Exception:  # a names file gone since the run: indices, not other names
