@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -140,12 +139,12 @@ def _cast_params(call: NodeCall) -> torch.dtype | str:
     return dtype
 
 
-def _cast_bound(dtype: torch.dtype) -> Any:
-    """A cast to float32 is the identity in the bounds' dtype (a float32 model's values
-    as they are); one to fewer bits rounds (refused), one to more computes the rest
-    otherwise than the float32 error bounds assume (refused)."""
+def _cast_refused(dtype: torch.dtype) -> str | None:
+    """Why a cast is not bounded, or ``None`` for a cast to float32 (the identity in the
+    bounds' dtype: a float32 model's values as they are). One to fewer bits rounds, one
+    to more computes the rest otherwise than the float32 error bounds assume."""
     if dtype == torch.float32:
-        return IDENTITY
+        return None
     if torch.finfo(dtype).bits < 32:
         return _narrowing_refused(dtype)
     return f"Tensor.to() to {dtype} (only casts to float32 are bounded)"
@@ -294,7 +293,7 @@ register_bound("softplus")(_softplus_rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
-register_bound("cast")(_cast_bound)
+register_bound("cast")(lambda dtype: _cast_refused(dtype) or IDENTITY)
 register_bound("narrowing_cast")(_narrowing_refused)
 register_bound("dropout")(lambda p: IDENTITY)
 
@@ -311,7 +310,6 @@ for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid",
 register_interval("neg")(lambda p: Negate())
 register_interval("identity")(lambda p: EXACT)
 register_interval("float")(lambda p: EXACT)
-register_interval("cast")(lambda dtype: EXACT if _cast_bound(dtype) is IDENTITY
-                          else _cast_bound(dtype))
+register_interval("cast")(lambda dtype: _cast_refused(dtype) or EXACT)
 register_interval("narrowing_cast")(_narrowing_refused)
 register_interval("dropout")(lambda p: EXACT)
