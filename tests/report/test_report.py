@@ -222,3 +222,25 @@ def test_the_header_lists_only_the_settings_the_modes_read():
     assert _settings_read(config, ["unconstrained", "constrained"]) == [
         "DE rand1bin, population 400, at most 100 generations", "τ = 0.5",
         "smoothgrad (n = 50, σ = 0.15)"]
+
+
+def test_an_export_column_has_one_type_whatever_the_rows_hold(tmp_path):
+    """A nullable integer, a boolean with a missing value and a text field keep their
+    Parquet types when one run's rows have the value and another's do not (an audit
+    found ``target`` written as int64 in one run and double in the next)."""
+    import pyarrow.parquet as pq
+
+    from pixelprior.report.tables import exported
+
+    base = {"seed": 0, "mode": "fast", "image_index": 0, "pixels": [], "success": True,
+            "queries": 3, "float32_proved": True, "target": 2, "decided_by": "corners"}
+    missing = {**base, "float32_proved": None, "target": None, "decided_by": None}
+    schemas = []
+    for rows in ([base, base], [base, missing], [missing, missing]):
+        path = tmp_path / f"{len(schemas)}.parquet"
+        exported(pd.DataFrame(rows)).to_parquet(path, index=False)
+        schemas.append({f.name: str(f.type) for f in pq.read_schema(path)})
+    assert schemas[0] == schemas[1] == schemas[2]
+    assert (schemas[0]["target"], schemas[0]["float32_proved"],
+            schemas[0]["queries"]) == ("int64", "bool", "int64")
+    assert schemas[0]["decided_by"] in ("string", "large_string")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import math
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +42,7 @@ from ..data import ImageSet
 from ..experiment import RESULTS, ExperimentConfig, load_dataset
 from ..experiment.inputs import check_one_index_per_image
 from ..experiment.modes import map_method, mode_meaning, parse_mode, reads_tau
-from ..experiment.rows import fallback_notes
+from ..experiment.rows import fallback_notes, row_fields
 from ..experiment.rundir import read_run
 from .accounting import accounting_lines, paper_accounting
 from .checks import check_inputs, check_writable, in_progress
@@ -443,7 +444,26 @@ def exported(frame: pd.DataFrame) -> pd.DataFrame:
     cell and a Parquet string column both keep whole."""
     flat = frame.copy()
     flat["pixels"] = [dumps(pixels) for pixels in frame["pixels"]]
-    return flat
+    return flat.astype({name: dtype for name, dtype in _export_dtypes().items()
+                        if name in flat})
+
+
+def _export_dtypes() -> dict[str, str]:
+    """The pandas type of each known row field in the exports: nullable integers,
+    booleans and strings, so that a column has one Parquet type whatever the rows hold
+    (an integer field with a missing value was written as double, a boolean one with a
+    missing value as double or object). A field of several kinds (``int | float``) is a
+    number; unknown fields keep pandas' own type."""
+    kinds = {int: "Int64", float: "float64", bool: "boolean", str: "string"}
+    out = {}
+    for name, annotation in row_fields().items():
+        arms = {arm for arm in typing.get_args(annotation) or (annotation,)
+                if arm is not type(None)}
+        if len(arms) == 1 and next(iter(arms)) in kinds:
+            out[name] = kinds[next(iter(arms))]
+        elif arms and arms <= {int, float}:
+            out[name] = "float64"
+    return out
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
