@@ -348,3 +348,18 @@ def test_one_picture_given_twice_in_a_call_is_verified_once(tiny, out):
     with pytest.raises(VerificationMismatchError, match="same pixels under labels"):
         run_verification(out.with_name("other"), model, twice, other, [-1, -1], budget=None)
     assert not (out.with_name("other") / ROWS_FILE).exists()
+
+
+def test_the_summary_gives_the_reports_verified_volume_beside_the_mean_over_every_image():
+    from pixelprior.experiment.verification import verification_summary
+
+    def row(decided_by, volume):
+        return {"verified": decided_by == "verified", "fooled": decided_by == "fooled",
+                "decided_by": decided_by, "verified_volume": volume, "seconds": 1.0,
+                "positions_robust": 0, "positions_vulnerable": 0, "positions_unknown": 0}
+
+    rows = [row("verified", 1.0), row("unknown", 0.5), row("fooled", 0.0)]
+    summary = verification_summary(rows)
+    assert summary["mean_verified_volume"] == pytest.approx(0.5)
+    assert summary["mean_verified_volume_not_fooled"] == pytest.approx(0.75)
+    assert verification_summary([row("fooled", 0.2)])["mean_verified_volume_not_fooled"] is None
