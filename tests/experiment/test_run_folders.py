@@ -473,3 +473,33 @@ def test_a_committed_run_resumes_with_nothing_to_do(shared_data, tmp_path):
 
 def test_corrupt_results_error_is_the_base_of_foreign_rows():
     assert issubclass(ForeignRowError, CorruptResultsError)
+
+
+def test_a_names_file_read_again_from_another_folder_is_checked_and_the_report_uses_the_runs(
+        tmp_path, monkeypatch):
+    """--classes names.txt by a relative path: a resume from another folder read another
+    names.txt (the classes renamed, or labels mapped otherwise) without a word, and the
+    report could only show indices. The run now records the names it read."""
+    from pixelprior.experiment.records import read_record
+    from pixelprior.experiment.rundir import InputsChangedError
+    from pixelprior.report import write_report
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+             "ship", "truck"]
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    (first / "names.txt").write_text("\n".join(names) + "\n")
+    (second / "names.txt").write_text("\n".join([*names[:3], "kitten", *names[4:]]) + "\n")
+    config = tiny_config(tmp_path / "run", classes="names.txt", images=2)
+    monkeypatch.chdir(first)
+    ExperimentRunner(config).run(progress=False)
+    assert read_record(tmp_path / "run")["class_names"] == names
+    monkeypatch.chdir(second)
+    with pytest.raises(InputsChangedError,
+                       match="names.txt call class 3 'kitten' now, where the run read 'cat'"):
+        ExperimentRunner(config).run(progress=False)
+    from pixelprior.report.figures import class_names_of
+    assert class_names_of(config, tmp_path / "run") == tuple(names)
+    write_report(tmp_path / "run", figures=False, exports=False)
+    monkeypatch.chdir(first)  # the same file: resumed
+    ExperimentRunner(config).run(progress=False)

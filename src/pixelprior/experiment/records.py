@@ -1,13 +1,15 @@
 """The records of a run folder: ``config.json`` (the config, its hash, a hash per field,
-the model's fingerprint) and ``selection.json`` (the images: dataset indices, positions,
-a fingerprint per image, their shape and the model's number of classes), written by the
-runner and read back checked by every reader; and whether the model and the images are
-still those the records name (:func:`inputs_problem`)."""
+the model's fingerprint, the class names the run read) and ``selection.json`` (the
+images: dataset indices, positions, a fingerprint per image, their shape and the model's
+number of classes), written by the runner and read back checked by every reader; and
+whether the model, its class names and the images are still those the records name
+(:func:`inputs_problem`)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,11 @@ def read_record(directory: Path | str) -> dict | None:
                                   ) from None
     _check_own_hash(path, value)
     _without_earlier_fingerprints(value, "model_fingerprint", EARLIER_MODEL_FINGERPRINT)
+    names = value.get("class_names")
+    if names is not None and not (isinstance(names, list) and names
+                                  and all(isinstance(n, str) for n in names)):
+        raise CorruptResultsError(f"{path}: \"class_names\" must be a list of the model's "
+                                  f"class names, got {shown(names)}; restore the file")
     return value
 
 
@@ -125,21 +132,40 @@ def _changed_fields(config: ExperimentConfig, recorded: dict) -> list[str]:
     return sorted(name for name in set(now) | set(recorded) if now.get(name) != recorded.get(name))
 
 
-def config_record(config: ExperimentConfig, model_fingerprint: str | None) -> dict:
+def config_record(config: ExperimentConfig, model_fingerprint: str | None,
+                  class_names: Sequence[str] | None = None) -> dict:
     """What ``config.json`` records.
 
     Args:
         config: the run's config.
         model_fingerprint: the model's fingerprint (``None``: not known).
+        class_names: the names of the model's classes as the run read them (from
+            ``--classes``, the model or the data; ``None``: not known).
 
     Returns:
-        ``{"hash", "config", "field_hashes", "model_fingerprint"}``.
+        ``{"hash", "config", "field_hashes", "model_fingerprint", "class_names"}``.
     """
     record = {"hash": config.digest(), "config": config.to_dict(),
               "field_hashes": config.field_hashes()}
     if model_fingerprint is not None:
         record["model_fingerprint"] = model_fingerprint
+    if class_names is not None:
+        record["class_names"] = list(class_names)
     return record
+
+
+def recorded_class_names(record: dict | None) -> tuple[str, ...] | None:
+    """The class names a run's ``config.json`` records (runs since the thirty-first
+    session; a names file read again may be another file, by a relative path).
+
+    Args:
+        record: the folder's ``config.json`` as read (``None``: none).
+
+    Returns:
+        The names, or ``None`` where not recorded.
+    """
+    names = (record or {}).get("class_names")
+    return tuple(names) if names is not None else None
 
 
 def read_selection(directory: Path | str) -> dict | None:
@@ -269,10 +295,11 @@ def model_in_words(config: ExperimentConfig) -> str:
 
 def inputs_problem(config: ExperimentConfig, record: dict, selection: dict,
                    model_fingerprint: str | None, image_fingerprints: list[str] | None,
-                   labels: list[int] | None = None) -> str | None:
+                   labels: list[int] | None = None,
+                   class_names: Sequence[str] | None = None) -> str | None:
     """What changed since the run recorded its model and images (``None``: nothing, or
-    nothing recorded to compare with): :func:`model_problem`, then
-    :func:`images_problem`.
+    nothing recorded to compare with): :func:`model_problem`, then the class names,
+    then :func:`images_problem`.
 
     Args:
         config: the run's config.
@@ -282,12 +309,40 @@ def inputs_problem(config: ExperimentConfig, record: dict, selection: dict,
         image_fingerprints: the selected images' fingerprints now, in the selection's
             order (``None``: not checked).
         labels: their labels now, in the same order (``None``: not checked).
+        class_names: the model's class names as read now (``None``: not checked).
 
     Returns:
-        One phrase naming what changed (the model file, image N of the selection).
+        One phrase naming what changed (the model file, a class name, image N of the
+        selection).
     """
     return (model_problem(config, record, model_fingerprint)
+            or class_names_problem(config, record, class_names)
             or images_problem(config, selection, image_fingerprints, labels))
+
+
+def class_names_problem(config: ExperimentConfig, record: dict,
+                        class_names: Sequence[str] | None) -> str | None:
+    """Whether the class names read now are those the run recorded (a ``--classes``
+    file given by a relative path, read from another folder, may be another file).
+
+    Args:
+        config: the run's config.
+        record: its ``config.json``.
+        class_names: the names read now (``None``: not checked).
+
+    Returns:
+        One phrase naming the first class whose name changed, or ``None``.
+    """
+    was = recorded_class_names(record)
+    if class_names is None or was is None or tuple(class_names) == was:
+        return None
+    source = (f"the class names from --classes {config.classes}" if config.classes
+              else f"the class names of the model {config.model} and its data")
+    if len(was) != len(class_names):
+        return f"{source} are {len(class_names)} now, where the run read {len(was)}"
+    index = next(i for i, (a, b) in enumerate(zip(was, class_names, strict=True)) if a != b)
+    return (f"{source} call class {index} {class_names[index]!r} now, where the run read "
+            f"{was[index]!r}")
 
 
 def model_problem(config: ExperimentConfig, record: dict, fingerprint: str | None

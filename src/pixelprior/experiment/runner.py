@@ -19,7 +19,7 @@ caller gives (:mod:`~pixelprior.experiment.progress`); the runner draws nothing.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -188,7 +188,7 @@ class ExperimentRunner:
         self._open_pool(selection, aside, interrupts, source)
         if aside:
             self.wrote = move_aside(self.out, self.log) or self.wrote
-        self._write_records(selection, fingerprint)
+        self._write_records(selection, fingerprint, source.dataset.class_names)
         return (source if config.workers == 1 else None), selection
 
     def _check_oracle_images(self, selection: dict, source: GroupWorker) -> None:
@@ -285,7 +285,7 @@ class ExperimentRunner:
                 now = image_fingerprints(source.dataset.images[selection["positions"]])
                 labels = source.dataset.labels[selection["positions"]].tolist()
             problem = inputs_problem(self.config, old or {}, selection or {}, fingerprint,
-                                     now, labels)
+                                     now, labels, class_names=source.dataset.class_names)
         if problem is None:
             self._note_unrecorded(old, selection)
             return True
@@ -313,10 +313,12 @@ class ExperimentRunner:
                                   source.device)
         return {**inputs, **selection}
 
-    def _write_records(self, selection: dict, fingerprint: str) -> None:
+    def _write_records(self, selection: dict, fingerprint: str,
+                       class_names: Sequence[str]) -> None:
         """``config.json``, ``environment.json`` and ``selection.json`` of this run."""
         self.wrote = True
-        write_json_atomic(self.out / "config.json", config_record(self.config, fingerprint))
+        write_json_atomic(self.out / "config.json",
+                          config_record(self.config, fingerprint, class_names))
         write_environment(self.out, self.config.resolved_device(), self.log)
         write_json_atomic(self.out / "selection.json", selection)
 

@@ -20,6 +20,7 @@ texts and patches can still be read), or ``None`` when it draws nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.ticker
@@ -30,6 +31,7 @@ import torch
 from ..data import ImageSet, parse_classes, to_float
 from ..experiment import ExperimentConfig, load_dataset, load_maps, parse_mode
 from ..experiment.modes import map_method, reads_oracle
+from ..experiment.records import read_record, recorded_class_names
 from ..models import model_spec
 from .drawing import _adversarial, _circle, _save, _show, plt
 from .image_figures import attack_figure, explain_figure  # noqa: F401  (their old path)
@@ -41,19 +43,29 @@ from .scan_figures import (  # noqa: F401  (their old path)
 from .stats import counts_generations
 
 
-def class_names_of(config: ExperimentConfig) -> tuple[str, ...] | None:
+def class_names_of(config: ExperimentConfig, run: str | Path | None = None
+                   ) -> tuple[str, ...] | None:
     """The class names of the run's model.
 
     Args:
         config: the run's config.
+        run: the run folder, whose ``config.json`` records the names the run read (runs
+            since the thirty-first session); ``None``: not read.
 
     Returns:
-        ``--classes`` where given (a list ``a,b,c`` or a file by its absolute path), as
-        the run named the model's classes (over a registered model's own names too);
-        ``None`` for a file given by a relative path (where the run was made is not
-        recorded: indices are shown rather than another file's names); else a
-        registered model's names; else ``None``.
+        The names the run folder records; else ``--classes`` where given (a list
+        ``a,b,c`` or a file by its absolute path), as the run named the model's classes
+        (over a registered model's own names too); ``None`` for a file given by a
+        relative path (read here it may be another file: indices are shown rather than
+        another file's names); else a registered model's names; else ``None``.
     """
+    if run is not None:
+        try:
+            recorded = recorded_class_names(read_record(run))
+        except Exception:  # noqa: BLE001 - no readable record: the config's names
+            recorded = None
+        if recorded is not None:
+            return recorded
     if config.classes:
         if "," not in config.classes and not Path(config.classes).expanduser().is_absolute():
             return None  # a names file relative to where the run was made, which the
@@ -90,7 +102,8 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     Returns:
         ``None`` when drawn, else a note saying why it cannot be drawn.
     """
-    drawn = draw_pipeline(frame, config, dataset, maps, count)
+    drawn = draw_pipeline(frame, config, dataset, maps, count,
+                          class_names=class_names_of(config, directory))
     if isinstance(drawn, str):
         return drawn
     _save(drawn, directory, "pipeline")
@@ -98,7 +111,8 @@ def pipeline_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
 
 
 def draw_pipeline(frame: pd.DataFrame, config: ExperimentConfig, dataset: ImageSet,
-                  maps: dict, count: int = 4) -> plt.Figure | str:
+                  maps: dict, count: int = 4, class_names: Sequence[str] | None = None
+                  ) -> plt.Figure | str:
     """Fig. 1 of the paper for ``count`` successful attacks of a mode with saved maps:
     the image, its map, the start set and the adversarial image with the changed pixel
     circled and its coordinate in the title.
@@ -109,6 +123,8 @@ def draw_pipeline(frame: pd.DataFrame, config: ExperimentConfig, dataset: ImageS
         dataset: the run's images.
         maps: the saved maps by (seed, mode, image index).
         count: successful attacks shown.
+        class_names: the model's class names (``None``: :func:`class_names_of` the
+            config).
 
     Returns:
         The figure (not saved), or a note saying why it cannot be drawn.
@@ -126,18 +142,18 @@ def draw_pipeline(frame: pd.DataFrame, config: ExperimentConfig, dataset: ImageS
     wins = wins.drop_duplicates("image_index").head(count)
     if wins.empty:
         return f"No pipeline figure: mode {mode} fooled no image with a saved map."
+    names = class_names if class_names is not None else class_names_of(config)
     fig, axes = plt.subplots(len(wins), 4, figsize=(8, 2.1 * len(wins)), squeeze=False)
     for row, (_, result) in enumerate(wins.iterrows()):
         saved = maps[(int(result["seed"]), mode, int(result["image_index"]))]
-        _pipeline_row(axes[row], result, saved, mode, config, dataset)
+        _pipeline_row(axes[row], result, saved, mode, config, dataset, names)
     fig.suptitle(f"{mode}: image, map, start set, adversarial", fontsize=9)
     return fig
 
 
 def _pipeline_row(axes, result: pd.Series, saved: dict, mode: str, config: ExperimentConfig,
-                  dataset: ImageSet) -> None:
+                  dataset: ImageSet, names: Sequence[str] | None) -> None:
     """One attack of the pipeline figure: image, map, start set, adversarial."""
-    names = class_names_of(config)
     image = to_float(dataset.images[dataset.position_of(result["image_index"])])
     adv = _adversarial(image, result["pixels"])
     x, y = result["pixels"][0]["x"], result["pixels"][0]["y"]
@@ -179,7 +195,8 @@ def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     Args:
         directory: where to write it.
         frame: the run's rows.
-        config: the run's config (class names).
+        config: the run's config (class names, with the folder's record:
+            :func:`class_names_of`).
         dataset: the run's images.
         count: successful images shown (one per image, first seed).
 
@@ -190,7 +207,7 @@ def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConf
     wins = frame[frame["success"]].drop_duplicates("image_index").head(count)
     if wins.empty:
         return None
-    names = _class_names(config)
+    names = class_names_of(config, directory)
     cols = min(4, len(wins))
     rows = int(np.ceil(len(wins) / cols))
     fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * 2 * cols, 2.3 * rows), squeeze=False)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import collections
 import math
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +201,8 @@ def summary(frame: pd.DataFrame, config: ExperimentConfig,
 
 
 def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
-                    notes: list[str] | None = None, partial: str | None = None) -> str:
+                    notes: list[str] | None = None, partial: str | None = None,
+                    class_names: Sequence[str] | None = None) -> str:
     """The report as Markdown: Table 1 per seed, the means with CIs, paired comparisons,
     the paper's accounting.
 
@@ -211,6 +212,8 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
         stats_: :func:`summary` of the rows.
         notes: lines added at the end (what could not be drawn).
         partial: a line saying the report is partial (a run in progress), put first.
+        class_names: the model's class names (``None``: :func:`class_names_of` the
+            config; :func:`write_report` gives those the run folder records).
 
     Returns:
         The Markdown text.
@@ -250,7 +253,8 @@ def markdown_report(frame: pd.DataFrame, config: ExperimentConfig, stats_: dict,
     if stats_.get("paper_accounting"):
         lines += accounting_lines(stats_["paper_accounting"], stats_["paired"], config)
     if has_certificates(frame):
-        lines += robustness_lines(frame, class_names_of(config))
+        lines += robustness_lines(frame, class_names if class_names is not None
+                                  else class_names_of(config))
     if "fell_back" in frame:
         lines += [f"\n**{line.removeprefix('note: ')}**"
                   for line in fallback_notes(frame[["mode", "fell_back"]].to_dict("records"))]
@@ -379,7 +383,8 @@ def write_report(directory: str | Path, figures: bool = True, exports: bool = Tr
     for note in notes:
         say(note)
     write_text_atomic(directory / "report.md", markdown_report(
-        frame, config, stats_, notes, partial=running.line(directory) if running else None))
+        frame, config, stats_, notes, partial=running.line(directory) if running else None,
+        class_names=class_names_of(config, directory)))
     _write_tables(directory, frame, config, stats_, figures, everything if exports else None)
     return stats_
 
@@ -409,7 +414,8 @@ def _write_tables(directory: Path, frame: pd.DataFrame, config: ExperimentConfig
     write_text_atomic(directory / "summary.json",
                       dumps(_infinities_named(stats_), indent=2) + "\n")
     if has_certificates(frame):
-        _write_csv(robustness_table(frame, by_class=True, class_names=class_names_of(config)),
+        _write_csv(robustness_table(frame, by_class=True,
+                                    class_names=class_names_of(config, directory)),
                    directory / "robustness.csv")
         if has_verification(frame):
             _write_csv(verification_table(frame), directory / "verification.csv")
