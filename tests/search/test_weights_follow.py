@@ -174,3 +174,86 @@ def test_the_scorer_remade_between_calls_leaves_a_train_mode_model_as_it_was():
     attack.scorer(images)
     assert torch.equal(model.bn.running_mean, before[0])
     assert int(model.bn.num_batches_tracked) == before[1] and model.training
+
+
+class Clipped(nn.Module):
+    """A score through a Hardtanh whose limits the clean image never reaches: changing
+    them leaves the clean scores (the traced copy's check) as they were."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3 * 4 * 4, 1)
+        with torch.no_grad():
+            self.lin.weight.zero_()
+            self.lin.weight[0, 0] = 2.0  # h = 2 red(0, 0) - 1
+            self.lin.bias.fill_(-1.0)
+        self.clip = nn.Hardtanh(-2.0, 2.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x.flatten(1))
+        score = 0.5 + 3 * h - 3 * self.clip(h)
+        return torch.cat([score, 0 * score], 1)
+
+
+def test_the_watch_sees_a_changed_setting_a_replaced_submodule_and_a_held_tensor():
+    model = Clipped()
+    watch = WeightsWatch(model)
+    model.clip.max_val = 0.2
+    assert watch.changed()
+    watch.renew()
+    model.clip = nn.Hardtanh(-2.0, 2.0)  # the same settings, another module
+    assert watch.changed()
+    watch.renew()
+    model.scale = torch.ones(2)  # a tensor held as a plain attribute
+    watch.renew()
+    with torch.no_grad():
+        model.scale.add_(1.0)
+    assert watch.changed()
+    watch.renew()
+    model.forward = lambda x: Clipped.forward(model, x)  # a forward of the instance
+    assert watch.changed()
+    watch.renew()
+    model.threshold = float("nan")
+    watch.renew()
+    assert not watch.changed()  # a NaN setting equals itself
+    model.eval()
+    assert not watch.changed()  # the mode is not a setting: every call switches it
+
+
+@pytest.mark.parametrize("change", ["limits", "replaced"])
+def test_a_reused_verifier_proves_the_model_with_its_changed_settings(change):
+    """An audit: with the limits narrowed after the verifier was made, red 0 at (0, 0)
+    gives label 1, but the bounds of the old limits said verified."""
+    model = Clipped().eval()
+    image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    image[0, 0, 0, 0] = 0.5
+    verifier = Verifier(model, budget=None, max_boxes=2000)
+    assert verifier.verify(image, torch.tensor([0]))[0].verified
+    if change == "limits":
+        model.clip.min_val, model.clip.max_val = -0.2, 0.2
+    else:
+        model.clip = nn.Hardtanh(-0.2, 0.2)
+    (answer,) = verifier.verify(image, torch.tensor([0]))
+    assert answer.fooled and not answer.verified
+    x, y, color = answer.witness
+    changed = image.clone()
+    changed[0, :, y, x] = torch.tensor(color)
+    with torch.no_grad():
+        assert int(model(changed).argmax(1)) == 1
+
+
+def test_an_attack_leaves_the_models_weights_and_settings_as_they_were():
+    """No call changes what the watch sees (else every later call would make its copies
+    again): the in-place activations the engines run out of place, the evaluation mode."""
+    from pixelprior.models import load_model
+
+    model = load_model("squeezenet1_1-cifar10").train()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        labels = model.eval()(images).argmax(1)
+    model.train()
+    before = weights_version(model)
+    FastAttack(model, verify="off").run(images, labels)
+    SusceptibilityScan(model, levels=2)(images[:1], labels[:1])
+    Verifier(model, budget=1.0).verify(images[:1], labels[:1])
+    assert weights_version(model) == before and model.training

@@ -80,21 +80,25 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
 
 
 def weights_version(model: nn.Module) -> tuple:
-    """What changes when a model's weights do: each parameter's and buffer's identity,
-    storage, in-place version counter (an optimiser step, ``load_state_dict``, an
-    ``add_`` under ``no_grad`` all count it up) and sum (a write through ``.data``, which
-    no counter sees). Copies made of a model (a BatchNorm-folded scorer, a bound
-    engine's float64 copy) are stale once it differs.
+    """What changes when a model's weights or settings do: each parameter's and
+    buffer's identity, storage, in-place version counter (an optimiser step,
+    ``load_state_dict``, an ``add_`` under ``no_grad`` all count it up) and sum (a write
+    through ``.data``, which no counter sees); and each submodule's name, class,
+    identity and settings (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope,
+    a submodule replaced, a tensor held as a plain attribute). Copies made of a model
+    (a BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it
+    differs. Constants a ``forward`` reads from elsewhere (a global) are not seen.
 
     Args:
         model: the model (anything else has no weights: ``()``).
 
     Returns:
-        A tuple that compares equal while no weight changed.
+        A tuple that compares equal while no weight or setting changed.
     """
     if not isinstance(model, nn.Module):
         return ()
-    tensors = [*model.parameters(), *model.buffers()]
+    settings, held = _settings(model)
+    tensors = [*model.parameters(), *model.buffers(), *held]
     out = []
     for tensor in tensors:
         try:
@@ -102,7 +106,45 @@ def weights_version(model: nn.Module) -> tuple:
         except RuntimeError:  # an inference tensor keeps no counter: its storage only
             version = -1
         out.append((id(tensor), tensor.data_ptr(), version))
-    return (*out, *_sums([t for t in tensors if t.is_floating_point() and t.numel()]))
+    return (*settings, *out,
+            *_sums([t for t in tensors if t.is_floating_point() and t.numel()]))
+
+
+_PLAIN = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _settings(model: nn.Module) -> tuple[list, list[torch.Tensor]]:
+    """Each submodule's name, class, identity and public attributes (``vars``, not the
+    parameters, buffers and submodules PyTorch keeps in ``_``-named dicts, nor
+    ``training``, which every call's evaluation mode switches and restores): plain
+    values as they are, tensors held as attributes returned to be watched as weights,
+    anything else by its identity (a ``forward`` replaced on the instance, say)."""
+    settings, held = [], []
+    for name, module in model.named_modules(remove_duplicate=False):
+        try:
+            attributes = sorted(vars(module).items())
+        except TypeError:  # an object without __dict__: its class and identity only
+            attributes = []
+        values = []
+        for key, value in attributes:
+            if key.startswith("_") or key == "training":
+                continue
+            if isinstance(value, torch.Tensor):
+                held.append(value)
+                continue
+            values.append((key, _setting(value)))
+        settings.append((name, type(module), id(module), tuple(values)))
+    return settings, held
+
+
+def _setting(value: object) -> object:
+    """A plain value as it is, a tuple or list of plain values as a tuple, anything
+    else by its identity."""
+    if isinstance(value, _PLAIN):  # by its text: a NaN setting equals itself
+        return (type(value), repr(value))
+    if isinstance(value, (tuple, list)) and all(isinstance(v, _PLAIN) for v in value):
+        return (type(value), repr(value))
+    return ("id", id(value))
 
 
 def _sums(tensors: list[torch.Tensor]) -> list[float]:
