@@ -510,3 +510,54 @@ def test_a_cast_to_float32_is_bounded_in_float64(cast):
     bound = box_margins(BoundEngine(model), IMAGE[:, :, :6, :6].contiguous(), 2, 3, color,
                         color, label).lower[0]
     assert_exact(bound, exact, label)
+
+
+@pytest.mark.parametrize("uses", [
+    lambda h, x: h + (x.shape[0] > 2) * 100.0,  # an audit's: 0 for 1 or 2 rows
+    lambda h, x: h + (x.size(0) > 5) * 100.0,  # the same at 1 and 3 rows, read from them
+], ids=["more-than-2", "more-than-5"])
+def test_a_model_computing_with_its_batch_size_is_refused(uses):
+    """The bounds run many boxes (or symbols) as the rows of one call where the model
+    scores one image: a score read from the batch size is another function there (the
+    audit's model was verified where one color fooled it alone)."""
+    class Net(ConvHead):
+
+        def forward(self, x):
+            return uses(self.fc(torch.relu(self.conv(x)).flatten(1)), x)
+
+    model = randomised(Net(), 9)
+    label = label_of(model)
+    for make in (BoundEngine, IntervalScreen):
+        with pytest.raises((BoundUnsupportedError, IntervalUnsupportedError),
+                           match="computes with its batch size"):
+            engine = make(model)
+            if make is BoundEngine:
+                box_margins(engine, IMAGE, 2, 2, [0.0] * 3, [1.0] * 3, label)
+            else:
+                engine.margins(IMAGE, torch.tensor([14]), torch.zeros(1, 3, dtype=torch.float64),
+                               torch.ones(1, 3, dtype=torch.float64), label)
+
+
+@pytest.mark.parametrize(("uses", "exact_at_width_0"), [
+    (lambda h: h.view(h.shape[0], -1), True),
+    # a product with a size has no tight rule: sound, loose
+    (lambda h: h.view(h.shape[0], -1) * (h.shape[1] > 2), False),
+], ids=["view", "channels"])
+def test_sizes_used_to_reshape_or_as_other_dimensions_are_bounded(uses, exact_at_width_0):
+    """``x.view(n, -1)`` and ``x.shape[1]`` (the channels, the same at any batch size,
+    though read from a shape holding it) as a value: not refused. (A constant expanded
+    to the batch size, ``w.expand(n, -1)``, is a value of the batch size: refused.)"""
+    class Net(ConvHead):
+
+        def forward(self, x):
+            return self.fc(uses(torch.relu(self.conv(x))))
+
+    model = randomised(Net(), 9)
+    label = label_of(model)
+    color = [0.4, 0.7, 0.1]
+    exact = scores(randomised(Net(), 9), IMAGE, 2, 2, torch.tensor([color]))[0]
+    lower = box_margins(BoundEngine(model), IMAGE, 2, 2, color, color, label).lower[0]
+    others = [k for k in range(3) if k != label]
+    assert bool((lower[others] <= (exact[label] - exact)[others]).all())
+    if exact_at_width_0:
+        assert_exact(lower, exact, label)

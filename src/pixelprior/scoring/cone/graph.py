@@ -308,6 +308,7 @@ class TracedGraph:
         self.input = placeholders[0]
         self.statics = self._statics()
         self.sizes = self._sizes()
+        self._batch_size_checked = False  # batch_size_use, once (check_agreement)
         position = {n: i for i, n in enumerate(self.nodes)}
         self.last_use = {n: max(position[u] for u in n.users) for n in self.nodes if n.users}
 
@@ -362,6 +363,53 @@ class TracedGraph:
             if node not in values:
                 values[node] = self.call(node, values.__getitem__)
         raise FxUnsupportedError("the traced graph has no output")
+
+    def batch_size_use(self, image: torch.Tensor) -> tuple[fx.Node, fx.Node] | None:
+        """Where the graph computes with its batch size other than to reshape by it.
+
+        The engines run many boxes (or symbols) as the rows of one call, where the model
+        scores one image, so a value read from the batch size (``x.shape[0] > 2``,
+        ``x.numel()``) is another function there. The size nodes are run on one row and
+        on three: those whose values differ read the batch size, and so does every size
+        node computed from them (``n > 5`` is the same at 1 and 3), except an item of a
+        shape that is the same (``x.shape[1]``). Such a value may only be a reshape's
+        size (``x.view(n, -1)``, ``reshape``, ``expand``) or another size.
+
+        Args:
+            image: float ``[1, C, H, W]`` (a larger batch: its first image).
+
+        Returns:
+            ``(size node, its use)`` of the first such use, or ``None``.
+        """
+        if not self.sizes:
+            return None
+        one = image[:1]
+        rows = [self._size_values(one), self._size_values(one.expand(3, *one.shape[1:])
+                                                         .contiguous())]
+        batch: set[fx.Node] = set()
+        for node in self.nodes:
+            if node not in self.sizes:
+                continue
+            same = _same_value(rows[0][node], rows[1][node])
+            if not same or (node.target is not operator.getitem and any(
+                    n in batch for n in node.all_input_nodes)):
+                batch.add(node)
+        for node in self.nodes:
+            if node in batch:
+                use = next((u for u in node.users if u not in self.sizes
+                            and not _reshapes_by(u, node)), None)
+                if use is not None:
+                    return node, use
+        return None
+
+    def _size_values(self, images: torch.Tensor) -> dict[fx.Node, Any]:
+        """The size nodes' values on ``images`` (the whole graph run)."""
+        values: dict[fx.Node, Any] = {**self.statics, self.input: images}
+        with torch.inference_mode():
+            for node in self.nodes:
+                if node.op != "output" and node not in values:
+                    values[node] = self.call(node, values.__getitem__)
+        return {node: values[node] for node in self.sizes}
 
     def callable(self, node: fx.Node) -> Callable:
         """What ``node`` runs, as ``fn(*args, **kwargs)``."""
@@ -453,6 +501,7 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
         error: the model does not return scores ``[B, K]``, or a score differs by more
             than :data:`AGREEMENT` relative to the image's largest.
     """
+    _check_batch_size_use(traced, images, error)
     scores = model(images.to(_dtype_of(model, images.dtype)))
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise error(f"the model returns {_shape_of(scores)}, not class scores [B, K]: "
@@ -473,6 +522,46 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
                     "something torch.fx does not record (code outside forward), or it "
                     "changed since the verifier was made (new weights: make a new one), "
                     "so no bound of the graph is one of the model")
+
+
+_RESHAPES = {"view", "reshape", "expand"}
+
+
+def _reshapes_by(use: fx.Node, size: fx.Node) -> bool:
+    """Whether ``use`` reshapes (or expands) a tensor with ``size`` among its sizes, not
+    as the tensor reshaped."""
+    reshapes = ((use.op == "call_method" and use.target in _RESHAPES)
+                or (use.op == "call_function" and use.target is torch.reshape))
+    return reshapes and bool(use.args) and use.args[0] is not size
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Whether two values of a size node are the same (tensors by their items)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+                and a.shape == b.shape and bool(torch.equal(a, b)))
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that do not compare: not the same
+        return False
+
+
+def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
+                          error: type[Exception]) -> None:
+    """Refuse a graph that computes with its batch size (:meth:`TracedGraph.
+    batch_size_use`), once per traced copy."""
+    if traced._batch_size_checked:
+        return
+    found = traced.batch_size_use(images.to(_dtype_of(traced.graph_module, images.dtype)))
+    if found is not None:
+        size, use = found
+        raise error(f"the model computes with its batch size (the graph's {size.name}, "
+                    f"read from a shape, is used by {use.name}, not to reshape): the "
+                    "bounds score many boxes "
+                    "as the rows of one call, where the model scores one image, so no "
+                    "bound of the graph is one of the model; compute without x.shape[0] "
+                    "(reshaping by it is fine)")
+    traced._batch_size_checked = True
 
 
 def untraceable_advice(model: nn.Module) -> str:
