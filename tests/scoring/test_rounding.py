@@ -185,3 +185,56 @@ def test_values_of_one_number_per_image_are_counted_per_margin():
     image = torch.rand(2, 3, 8, 8)
     error = rounding_error(model, image, torch.tensor([0, 1]))
     assert error.shape == (2,) and bool((error > 0).all()) and bool(error.isfinite().all())
+
+
+class Cancelling(nn.Module):
+    """``(r + 10⁶) − 10⁶ − r + 0.01``: 0.01 in real arithmetic, ``r`` rounded to 1/16 in
+    float32; ``detach`` (or ``.data``) on the first part."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.big = nn.Linear(12, 1)
+        self.small = nn.Linear(12, 1)
+        with torch.no_grad():
+            self.big.weight.zero_()
+            self.big.weight[0, 0] = 1.0
+            self.big.bias.fill_(1e6)
+            self.small.weight.zero_()
+            self.small.weight[0, 0] = -1.0
+            self.small.bias.fill_(0.01)
+
+    def forward(self, x):
+        flat = x.flatten(1)
+        rounded = self.big(flat) - 1e6
+        rounded = {"detach": rounded.detach(), "data": rounded.data,
+                   "torch.detach": torch.detach(rounded), "none": rounded}[self.how]
+        score = rounded + self.small(flat)
+        return torch.cat([score, 0 * score], 1)
+
+
+@pytest.mark.parametrize("how", ["detach", "data", "torch.detach"])
+def test_a_detached_value_counts_its_rounding(how):
+    """An audit: the estimate weights each rounding by the margin's gradient, which a
+    detach zeroes, so the rounding before it was not counted (8e-7 where 0.06 flips the
+    label); detaching changes no value, so it is run as the value itself."""
+    image = torch.full((1, 3, 2, 2), 0.5)
+    labels = torch.tensor([0])
+    detached = float(rounding_error(Cancelling(how).eval(), image, labels)[0])
+    assert detached == float(rounding_error(Cancelling("none").eval(), image, labels)[0])
+    assert detached > 0.03  # the rounding of 10⁶ + r in float32: 1/32
+
+
+def test_detached_scores_are_estimated_not_a_runtime_error():
+    """An audit: scores detached at the end (``.detach() * 3``) raised autograd's
+    "element 0 of tensors does not require grad" from the tolerance."""
+    class Detached(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scores = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.scores(x.flatten(1)).detach() * 3
+
+    bound = rounding_error(Detached().eval(), torch.rand(1, 3, 2, 2), torch.tensor([0]))
+    assert 0 < float(bound[0]) < 1e-4
