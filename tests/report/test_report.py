@@ -244,3 +244,13 @@ def test_an_export_column_has_one_type_whatever_the_rows_hold(tmp_path):
     assert (schemas[0]["target"], schemas[0]["float32_proved"],
             schemas[0]["queries"]) == ("int64", "bool", "int64")
     assert schemas[0]["decided_by"] in ("string", "large_string")
+
+
+def test_a_value_an_export_type_cannot_hold_keeps_pandas_type():
+    """A review: a seed of 2**63 (the config takes any non-negative one) made the Int64
+    cast raise, and the report with it."""
+    from pixelprior.report.tables import exported
+
+    flat = exported(pd.DataFrame([{"seed": 2**63, "mode": "fast", "image_index": 0,
+                                   "pixels": [], "success": True}]))
+    assert int(flat["seed"][0]) == 2**63 and str(flat["image_index"].dtype) == "Int64"

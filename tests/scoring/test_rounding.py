@@ -238,3 +238,20 @@ def test_detached_scores_are_estimated_not_a_runtime_error():
 
     bound = rounding_error(Detached().eval(), torch.rand(1, 3, 2, 2), torch.tensor([0]))
     assert 0 < float(bound[0]) < 1e-4
+
+
+def test_scores_without_a_gradient_have_no_estimate_said_in_one_line():
+    """A hard-threshold head: no gradient to weight the roundings by. A review: it was
+    an infinite estimate, which made the fast attack re-score every position."""
+    from pixelprior.scoring.cone.rounding import NoGradientError
+
+    class Threshold(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scores = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return (self.scores(x.flatten(1)) > 0).float()
+
+    with pytest.raises(NoGradientError, match="give the verifier a tolerance"):
+        rounding_error(Threshold().eval(), torch.rand(1, 3, 2, 2), torch.tensor([0]))

@@ -515,7 +515,9 @@ def test_a_cast_to_float32_is_bounded_in_float64(cast):
 @pytest.mark.parametrize("uses", [
     lambda h, x: h + (x.shape[0] > 2) * 100.0,  # an audit's: 0 for 1 or 2 rows
     lambda h, x: h + (x.size(0) > 5) * 100.0,  # the same at 1 and 3 rows, read from them
-], ids=["more-than-2", "more-than-5"])
+    # a review: an item of a tensor made from it, the same at 1 and 3 rows
+    lambda h, x: h + (torch.ones(x.shape[0]).sum() > 3).reshape(1)[0] * 100.0,
+], ids=["more-than-2", "more-than-5", "item-of-a-tensor"])
 def test_a_model_computing_with_its_batch_size_is_refused(uses):
     """The bounds run many boxes (or symbols) as the rows of one call where the model
     scores one image: a score read from the batch size is another function there (the

@@ -257,3 +257,56 @@ def test_an_attack_leaves_the_models_weights_and_settings_as_they_were():
     SusceptibilityScan(model, levels=2)(images[:1], labels[:1])
     Verifier(model, budget=1.0).verify(images[:1], labels[:1])
     assert weights_version(model) == before and model.training
+
+
+def test_a_hook_or_a_private_setting_added_after_the_verifier_is_seen():
+    """A review: hooks and ``_``-named attributes were not watched, so a clamp hooked on
+    after the verifier was made was bounded without it."""
+    model = Clipped().eval()
+    image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    image[0, 0, 0, 0] = 0.5
+    verifier = Verifier(model, budget=None, max_boxes=2000)
+    assert verifier.verify(image, torch.tensor([0]))[0].verified
+    handle = model.clip.register_forward_hook(lambda module, args, out: out.clamp(-0.2, 0.2))
+    for _ in range(2):  # refused, and again: a refused change is not taken as followed
+        with pytest.raises(Exception, match="forward hook"):
+            verifier.verify(image, torch.tensor([0]))
+    handle.remove()
+    watch = WeightsWatch(model)
+    model.clip._limit = 0.2
+    assert watch.changed()
+
+
+def test_storage_less_tensors_held_as_attributes_are_watched_without_their_pointer():
+    model = Clipped()
+    model.sparse = torch.eye(3).to_sparse()
+    model.meta = torch.empty(2, device="meta")
+    OnePixelAttack(model.eval(), popsize=4, maxiter=1)  # made (a sparse tensor has no
+    watch = WeightsWatch(model)  # data pointer: it was an error)
+    model.sparse = torch.eye(3).to_sparse()
+    assert watch.changed()
+
+
+def test_what_the_models_own_forward_writes_is_no_change():
+    """A call counter written by every forward (a cached activation, an old weight_norm's
+    recomputed weight): copies made once, not at every call, though the caller runs
+    the model between calls."""
+    class Counting(Clipped):
+        def forward(self, x):
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().forward(x)
+
+    model = Counting().eval()
+    image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    verifier = Verifier(model, budget=None, max_boxes=2000)
+    made = []
+    original = verifier._make_copies
+    verifier._make_copies = lambda: (made.append(1), original())[1]
+    for _ in range(4):
+        with torch.no_grad():
+            model(image)  # the caller's own forward between calls
+        verifier.verify(image, model(image).argmax(1))
+    assert len(made) <= 1
+    model.clip.max_val = 0.2  # a setting: still seen
+    verifier.verify(image, model(image).argmax(1))
+    assert len(made) == 2

@@ -188,7 +188,11 @@ class ExperimentRunner:
         self._open_pool(selection, aside, interrupts, source)
         if aside:
             self.wrote = move_aside(self.out, self.log) or self.wrote
-        self._write_records(selection, fingerprint, source.dataset.class_names)
+        # a folder of an earlier version keeps no class names: its rows may have been
+        # made under other ones (said by _note_unrecorded), so none are recorded for it
+        names = (source.dataset.class_names
+                 if old is None or replacing or "class_names" in old else None)
+        self._write_records(selection, fingerprint, names)
         return (source if config.workers == 1 else None), selection
 
     def _check_oracle_images(self, selection: dict, source: GroupWorker) -> None:
@@ -303,6 +307,10 @@ class ExperimentRunner:
         if missing:
             self.log(f"note: {self.out} does not record {' or '.join(missing)} (made by an "
                      "earlier version): not checked; recorded from now on")
+        if "class_names" not in old:
+            self.log(f"note: {self.out} does not record the class names its rows were made "
+                     "under (made by an earlier version): not checked, and the report "
+                     "names classes as before")
 
     def _completed(self, selection: dict, source: GroupWorker) -> dict:
         """A selection of an earlier version with what this version records added."""
@@ -314,7 +322,7 @@ class ExperimentRunner:
         return {**inputs, **selection}
 
     def _write_records(self, selection: dict, fingerprint: str,
-                       class_names: Sequence[str]) -> None:
+                       class_names: Sequence[str] | None) -> None:
         """``config.json``, ``environment.json`` and ``selection.json`` of this run."""
         self.wrote = True
         write_json_atomic(self.out / "config.json",

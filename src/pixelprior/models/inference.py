@@ -83,11 +83,13 @@ def weights_version(model: nn.Module) -> tuple:
     """What changes when a model's weights or settings do: each parameter's and
     buffer's identity, storage, in-place version counter (an optimiser step,
     ``load_state_dict``, an ``add_`` under ``no_grad`` all count it up) and sum (a write
-    through ``.data``, which no counter sees); and each submodule's name, class,
-    identity and settings (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope,
-    a submodule replaced, a tensor held as a plain attribute). Copies made of a model
-    (a BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it
-    differs. Constants a ``forward`` reads from elsewhere (a global) are not seen.
+    through ``.data``, which no counter sees); each submodule's name, class and identity,
+    its attributes (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope, a
+    submodule replaced, a tensor held as a plain attribute, private ones too) and its
+    forward hooks, and the global forward hooks. Copies made of a model (a
+    BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it differs.
+    Constants a ``forward`` reads from elsewhere (a global, a class attribute) are not
+    seen.
 
     Args:
         model: the model (anything else has no weights: ``()``).
@@ -95,54 +97,88 @@ def weights_version(model: nn.Module) -> tuple:
     Returns:
         A tuple that compares equal while no weight or setting changed.
     """
+    return tuple(_keyed_version(model).items())
+
+
+def _keyed_version(model: nn.Module) -> dict[tuple, object]:
+    """:func:`weights_version` by what each part is of (``("tensor", name)``,
+    ``("setting", module, attribute)``, ...), so a watch can leave out the parts a
+    model's own forward writes."""
     if not isinstance(model, nn.Module):
-        return ()
+        return {}
+    out: dict[tuple, object] = {}
+    named = [(("tensor", name), t) for name, t in (*model.named_parameters(),
+                                                     *model.named_buffers())]
     settings, held = _settings(model)
-    tensors = [*model.parameters(), *model.buffers(), *held]
-    out = []
-    for tensor in tensors:
-        try:
-            version = tensor._version
-        except RuntimeError:  # an inference tensor keeps no counter: its storage only
-            version = -1
-        out.append((id(tensor), tensor.data_ptr(), version))
-    return (*settings, *out,
-            *_sums([t for t in tensors if t.is_floating_point() and t.numel()]))
+    out.update(settings)
+    named += held
+    for key, tensor in named:
+        out[key] = _tensor_state(tensor)
+    summed = [(key, t) for key, t in named if t.is_floating_point() and t.numel()
+              and t.layout == torch.strided and not t.is_meta]
+    for (key, _), total in zip(summed, _sums([t for _, t in summed]), strict=True):
+        out[("sum", *key)] = repr(total)  # by its text: a NaN equals itself
+    return out
+
+
+def _tensor_state(tensor: torch.Tensor) -> tuple:
+    """A tensor's identity, storage and in-place version counter (a tensor without
+    storage, sparse or meta: its identity and counter)."""
+    try:
+        version = tensor._version
+    except RuntimeError:  # an inference tensor keeps no counter: its storage only
+        version = -1
+    try:
+        storage = tensor.data_ptr()
+    except RuntimeError:  # sparse or meta: no data pointer
+        storage = None
+    return (id(tensor), storage, version)
 
 
 _PLAIN = (bool, int, float, complex, str, bytes, type(None))
+# what every module holds (its parameters, buffers, submodules, hooks, ...): read by
+# their own parts, not as attributes
+_MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
+_FORWARD_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
 
 
-def _settings(model: nn.Module) -> tuple[list, list[torch.Tensor]]:
-    """Each submodule's name, class, identity and public attributes (``vars``, not the
-    parameters, buffers and submodules PyTorch keeps in ``_``-named dicts, nor
-    ``training``, which every call's evaluation mode switches and restores): plain
-    values as they are, tensors held as attributes returned to be watched as weights,
-    anything else by its identity (a ``forward`` replaced on the instance, say)."""
-    settings, held = [], []
+def _settings(model: nn.Module) -> tuple[dict[tuple, object],
+                                          list[tuple[tuple, torch.Tensor]]]:
+    """Each submodule's class and identity, its attributes (``vars`` less what every
+    module holds, and ``training``, which every call's evaluation mode switches and
+    restores): plain values as they are, tensors returned to be watched as weights,
+    anything else by its identity (a ``forward`` replaced on the instance, say); its
+    forward hooks and the global ones, by their identities."""
+    settings: dict[tuple, object] = {}
+    held: list[tuple[tuple, torch.Tensor]] = []
+    for name in _GLOBAL_HOOKS:
+        hooks = getattr(torch.nn.modules.module, name, {})
+        settings[("global hooks", name)] = tuple((k, id(v)) for k, v in hooks.items())
     for name, module in model.named_modules(remove_duplicate=False):
+        settings[("module", name)] = (type(module), id(module))
+        for hooks in _FORWARD_HOOKS:
+            found = getattr(module, hooks, None) or {}
+            settings[("hooks", name, hooks)] = tuple((k, id(v)) for k, v in found.items())
         try:
-            attributes = sorted(vars(module).items())
+            attributes = vars(module).items()
         except TypeError:  # an object without __dict__: its class and identity only
-            attributes = []
-        values = []
+            continue
         for key, value in attributes:
-            if key.startswith("_") or key == "training":
+            if key in _MODULE_INTERNALS:
                 continue
             if isinstance(value, torch.Tensor):
-                held.append(value)
-                continue
-            values.append((key, _setting(value)))
-        settings.append((name, type(module), id(module), tuple(values)))
+                held.append((("held", name, key), value))
+            else:
+                settings[("setting", name, key)] = _setting(value)
     return settings, held
 
 
 def _setting(value: object) -> object:
-    """A plain value as it is, a tuple or list of plain values as a tuple, anything
-    else by its identity."""
-    if isinstance(value, _PLAIN):  # by its text: a NaN setting equals itself
-        return (type(value), repr(value))
-    if isinstance(value, (tuple, list)) and all(isinstance(v, _PLAIN) for v in value):
+    """A plain value by its text (a NaN setting equals itself), a tuple or list of plain
+    values too, anything else by its identity."""
+    if isinstance(value, _PLAIN) or (isinstance(value, (tuple, list))
+                                      and all(isinstance(v, _PLAIN) for v in value)):
         return (type(value), repr(value))
     return ("id", id(value))
 
@@ -161,8 +197,13 @@ def _sums(tensors: list[torch.Tensor]) -> list[float]:
 
 
 class WeightsWatch:
-    """Whether a model's weights changed since a point (:func:`weights_version`): what
-    an attack or verifier holding copies of the model asks before each call.
+    """Whether a model's weights or settings changed since a point
+    (:func:`weights_version`): what an attack or verifier holding copies of the model
+    asks before each call.
+
+    What the model's own forward writes (a call counter, a cached activation, an old
+    ``weight_norm``'s recomputed weight) is no change: the parts a call of the holder
+    changed, seen by :meth:`renew` with ``own_call=True``, are left out from then on.
 
     Args:
         model: the model watched.
@@ -170,15 +211,34 @@ class WeightsWatch:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.version = weights_version(model)
+        self.volatile: set[tuple] = set()  # parts the model's own forward writes
+        self._version = _keyed_version(model)
+
+    @property
+    def version(self) -> tuple:
+        """The :func:`weights_version` compared with."""
+        return tuple(self._version.items())
 
     def changed(self) -> bool:
-        """Returns: whether a weight changed since the watch was made or renewed."""
-        return weights_version(self.model) != self.version
+        """Returns: whether a weight or setting changed since the watch was made or
+        renewed (the parts the model's forward writes left out)."""
+        return bool(self._differing(_keyed_version(self.model)))
 
-    def renew(self) -> None:
-        """Take the weights as they are now as the point compared with."""
-        self.version = weights_version(self.model)
+    def renew(self, own_call: bool = False) -> None:
+        """Take the weights and settings as they are now as the point compared with.
+
+        Args:
+            own_call: the holder's own call ran since the last point, and nothing else
+                (what differs was written by the model's forward: left out from now on).
+        """
+        now = _keyed_version(self.model)
+        if own_call:
+            self.volatile |= self._differing(now)
+        self._version = now
+
+    def _differing(self, now: dict[tuple, object]) -> set[tuple]:
+        keys = (set(now) | set(self._version)) - self.volatile
+        return {key for key in keys if now.get(key) != self._version.get(key)}
 
 
 def copy_module(model: nn.Module) -> nn.Module:

@@ -450,8 +450,13 @@ def exported(frame: pd.DataFrame) -> pd.DataFrame:
     cell and a Parquet string column both keep whole."""
     flat = frame.copy()
     flat["pixels"] = [dumps(pixels) for pixels in frame["pixels"]]
-    return flat.astype({name: dtype for name, dtype in _export_dtypes().items()
-                        if name in flat})
+    for name, dtype in _export_dtypes().items():
+        if name in flat:
+            try:
+                flat[name] = flat[name].astype(dtype)
+            except (TypeError, ValueError, OverflowError):  # a value the type cannot
+                pass  # hold (a seed past 2**63): pandas' own type, the values whole
+    return flat
 
 
 def _export_dtypes() -> dict[str, str]:

@@ -355,7 +355,7 @@ class Attack(ABC):
                 return self._run(images, labels, targets, keys)
         finally:  # writes the model makes itself (an observer's buffers) are no change
             self._in_call = False
-            self._weights.renew()
+            self._weights.renew(own_call=True)
 
     def _follow_weights(self) -> None:
         """Copies made of the model (the scorer's BatchNorm-folded copy, ``FastAttack``'s

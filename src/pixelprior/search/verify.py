@@ -107,7 +107,13 @@ from ..models import WeightsWatch, model_failure
 from ..scoring import Scorer, check_logits, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
-from ..scoring.cone.rounding import SAFETY, UNIT_ROUNDOFF, near_overflow, rounding_error
+from ..scoring.cone.rounding import (
+    SAFETY,
+    UNIT_ROUNDOFF,
+    NoGradientError,
+    near_overflow,
+    rounding_error,
+)
 from ..scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from ..scoring.cone.zonotope import TF32
 from .checks import (
@@ -790,15 +796,18 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
+        followed = False
         try:
             with evaluation_mode(self.model):
+                self._follow_weights()
+                followed = True
                 return self._verify(images, labels, orders, stop_at_first)
-        finally:  # writes the model makes itself (an observer's buffers) are no change
-            self._weights.renew()
+        finally:  # writes the model makes itself (an observer's buffers) are no change;
+            if followed:  # a change whose copies could not be made is tried again
+                self._weights.renew(own_call=True)
 
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
                 orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:
-        self._follow_weights()
         check_channels(self.model, images)  # its forward's buffer writes: no change
         check_classes(self._clean_scores(images[:1]), labels, None)
         if not self._batch_checked:  # the first call, or the weights changed
@@ -958,14 +967,18 @@ class Verifier:
         Raises:
             UnboundedRoundingError: the model's float32 error at ``image`` is not
                 bounded (a value not finite or near float32's overflow), whether the
-                tolerance is set or derived.
+                tolerance is set or derived; or, derived, it has no estimate (scores
+                without a gradient).
         """
         if self.tolerance is not None:  # it does not cover scores that overflow to inf
             if near_overflow(self.model, image):  # (1e38 apart, they tie): checked alone,
                 raise UnboundedRoundingError(_OVERFLOW_NOTE)  # one forward pass
             return self.tolerance
         unit = rounding_unit(image.device)
-        error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
+        try:
+            error = float(rounding_error(self.model, image, torch.tensor([label]), unit)[0])
+        except NoGradientError as exc:
+            raise UnboundedRoundingError(str(exc)) from None
         if not math.isfinite(error):  # a proof resting on it would prove nothing
             raise UnboundedRoundingError(_OVERFLOW_NOTE)
         return SAFETY * error

@@ -372,7 +372,7 @@ class TracedGraph:
         ``x.numel()``) is another function there. The size nodes are run on one row and
         on three: those whose values differ read the batch size, and so does every size
         node computed from them (``n > 5`` is the same at 1 and 3), except an item of a
-        shape that is the same (``x.shape[1]``). Such a value may only be a reshape's
+        ``torch.Size`` that is the same (``x.shape[1]``). Such a value may only be a reshape's
         size (``x.view(n, -1)``, ``reshape``, ``expand``) or another size.
 
         Args:
@@ -390,9 +390,9 @@ class TracedGraph:
         for node in self.nodes:
             if node not in self.sizes:
                 continue
-            same = _same_value(rows[0][node], rows[1][node])
-            if not same or (node.target is not operator.getitem and any(
-                    n in batch for n in node.all_input_nodes)):
+            if not _same_value(rows[0][node], rows[1][node]) or (
+                    not _item_of_shape(node, rows[0]) and any(
+                        n in batch for n in node.all_input_nodes)):
                 batch.add(node)
         for node in self.nodes:
             if node in batch:
@@ -533,6 +533,15 @@ def _reshapes_by(use: fx.Node, size: fx.Node) -> bool:
     reshapes = ((use.op == "call_method" and use.target in _RESHAPES)
                 or (use.op == "call_function" and use.target is torch.reshape))
     return reshapes and bool(use.args) and use.args[0] is not size
+
+
+def _item_of_shape(node: fx.Node, values: dict[fx.Node, Any]) -> bool:
+    """Whether ``node`` picks an item of a shape (``x.shape[1]``; not an item of a
+    tensor made from the batch size, ``(torch.ones(n).sum() > 3).reshape(1)[0]``)."""
+    if node.target is not operator.getitem or not node.args:
+        return False
+    of = node.args[0]
+    return isinstance(of, fx.Node) and isinstance(values.get(of), torch.Size)
 
 
 def _same_value(a: Any, b: Any) -> bool:

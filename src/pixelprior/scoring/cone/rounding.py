@@ -50,7 +50,7 @@ from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
 __all__ = ["NEAR_OVERFLOW", "SAFETY", "UNIT_ROUNDOFF", "near_overflow", "rounding_error",
-           "traced_copy"]
+           "traced_copy", "NoGradientError"]
 
 UNIT_ROUNDOFF = 2.0**-24  # float32
 SAFETY = 2.0
@@ -194,6 +194,11 @@ def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
     return centred * torch.as_tensor(scale).abs().view(shape) + bias
 
 
+class NoGradientError(ValueError):
+    """The margins carry no gradient, which :func:`rounding_error` weights each rounding
+    by: no estimate can be made."""
+
+
 def traced_copy(model: nn.Module) -> fx.GraphModule:
     """The copy of ``model`` :func:`rounding_error` records: float32, eval mode, traced by
     ``torch.fx`` (frozen parameters made trainable, for their gradients).
@@ -282,6 +287,8 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     Raises:
         Exception: what :func:`traced_copy` raises, where ``traced`` is not given.
+        NoGradientError: the margins carry no gradient (the scores do not depend on the
+            image through anything differentiable).
     """
     traced = traced_copy(model) if traced is None else traced
     with torch.no_grad():
@@ -303,8 +310,10 @@ def rounding_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             per_margin = torch.zeros(len(rivals), dtype=torch.float64,
                                      device=margins.device)
             if not margins.requires_grad:  # no gradient to weight the roundings by
-                bounds.append(torch.tensor(torch.inf, dtype=torch.float64))
-                continue
+                raise NoGradientError(
+                    "the model's scores carry no gradient at the image (a hard threshold, "
+                    "say), so its float32 rounding has no first-order estimate; give the "
+                    "verifier a tolerance")
             if recorder.records:  # one row per margin: every row's gradient in one pass
                 grads = torch.autograd.grad(margins.sum(), [r for r, _ in recorder.records],
                                             allow_unused=True, retain_graph=True)
