@@ -503,3 +503,23 @@ def test_a_names_file_read_again_from_another_folder_is_checked_and_the_report_u
     write_report(tmp_path / "run", figures=False, exports=False)
     monkeypatch.chdir(first)  # the same file: resumed
     ExperimentRunner(config).run(progress=False)
+
+
+def test_a_folder_of_an_earlier_version_records_no_class_names_on_a_resume(
+        tmp_path, monkeypatch):
+    """A review: resumed from another folder, an earlier version's run recorded the
+    names read there, and the report named the old rows by them."""
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+             "ship", "truck"]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    config = tiny_config(tmp_path / "run", classes="names.txt")
+    monkeypatch.chdir(tmp_path)
+    ExperimentRunner(config).run(progress=False)
+    record_path = tmp_path / "run" / "config.json"
+    record = json.loads(record_path.read_text())
+    del record["class_names"]  # as an earlier version wrote it
+    record_path.write_text(json.dumps(record))
+    said = []
+    ExperimentRunner(config, log=said.append).run(progress=False)
+    assert "class_names" not in json.loads(record_path.read_text())
+    assert any("does not record the class names" in line for line in said)
