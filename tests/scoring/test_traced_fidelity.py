@@ -563,3 +563,37 @@ def test_sizes_used_to_reshape_or_as_other_dimensions_are_bounded(uses, exact_at
     assert bool((lower[others] <= (exact[label] - exact)[others]).all())
     if exact_at_width_0:
         assert_exact(lower, exact, label)
+
+
+@pytest.mark.parametrize("flatten", [
+    lambda h: h.view(h.size(0), -1), lambda h: torch.reshape(h, (h.shape[0], -1)),
+], ids=["view-size", "torch-reshape"])
+def test_flattening_by_sizes_after_a_max_pool_is_bounded(flatten):
+    """VGG's and LeNet's ``x.view(x.size(0), -1)`` after a max pool: the size of a value
+    the bounds hold whole (a zonotope, not a window) raised TypeError / AttributeError
+    (a review)."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 9, 3)
+
+        def forward(self, x):
+            return self.fc(flatten(self.pool(torch.relu(self.conv(x)))))
+
+    model = randomised(Net(), 9)
+    label = label_of(model)
+    engine = BoundEngine(model)
+    color = [0.4, 0.7, 0.1]
+    assert_exact(box_margins(engine, IMAGE, 2, 2, color, color, label).lower[0],
+                 scores(randomised(Net(), 9), IMAGE, 2, 2, torch.tensor([color]))[0], label)
+    lower = box_margins(engine, IMAGE, 2, 2, [0.0] * 3, [1.0] * 3, label).lower[0]
+    grid = torch.tensor([[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0)
+                         for b in (0.0, 0.5, 1.0)])
+    exact = scores(randomised(Net(), 9), IMAGE, 2, 2, grid)
+    least = (exact[:, label:label + 1] - exact).amin(0)
+    others = [k for k in range(3) if k != label]
+    assert bool((lower[others] <= least[others]).all())
+    answer = Verifier(model, budget=None, max_boxes=3000).verify(IMAGE, torch.tensor([label]))
+    assert answer[0].decided_by in ("verified", "fooled")

@@ -103,7 +103,10 @@ class ShapeStep(FullStep):
     def run(self, q: Query, env: dict) -> Any:
         def value(n: fx.Node):
             v = env[n]
-            if isinstance(v, Window):
+            if isinstance(v, Window) or (not isinstance(v, torch.Tensor)
+                                         and n in self.shapes):
+                # a window, or an engine's own form of a whole value (the bounds'
+                # zonotope of a max pool's output): its shape as the model's, per row
                 return torch.empty((q.owner.shape[0], *self.shapes[n][1:]), device="meta")
             return v
 
@@ -224,7 +227,11 @@ class Planner:
         resolved = self.graph.resolve(node)
         rule = resolved.rule if windows else None
         call = self.graph.callable(node)
-        if isinstance(rule, WindowRule) and rule.kind == "shape" and node.args[0] in windows:
+        of_shape = isinstance(resolved.rule, WindowRule) and resolved.rule.kind == "shape"
+        if of_shape and node.args and isinstance(node.args[0], fx.Node) and (
+                node.args[0] in windows or self.kinds[node.args[0]] == FULL):
+            # a window's, or a whole value's (which an engine may hold in its own form:
+            # the bounds' zonotope after a max pool): from the shape, nothing materialised
             self._full(node, ShapeStep(node, resolved, call, self.shapes), materialises=False)
             return
         if not windows or any(self.kinds[n] == FULL for n in inputs):
