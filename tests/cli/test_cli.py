@@ -490,3 +490,22 @@ def test_data_that_does_not_exist_is_a_usage_error_in_every_command(tmp_path):
     clean_error(invoke("run", "--data", tmp_path / "nosuch", "--model", "convsmall-cifar10",
                        "--out", tmp_path / "r"), 2, "not a dataset name")
     clean_error(invoke("attack", missing), 2, "does not exist")
+
+
+def test_run_takes_tau_and_the_verifiers_seconds_and_records_them(tmp_path):
+    """A new user: `run` had no --tau (reproduce has), nor --verify-seconds."""
+    out = tmp_path / "run"
+    result = invoke("run", "--source", "sample", "--images", 1, "--seeds", "0,",
+                    "--modes", "constrained,fast", "--popsize", 4, "--maxiter", 1,
+                    "--tau", 0.3, "--verify-seconds", 5, "--no-report", "--out", out)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["tau"] == 0.3 and config["verify_seconds"] == 5.0
+    assert "at most 5 s;" in " ".join(result.output.split())
+
+
+def test_the_version_is_the_one_rows_record():
+    from pixelprior.experiment import package_version
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"pixelprior {package_version()}"

@@ -146,6 +146,26 @@ def test_non_finite_scores_on_the_probe_are_refused(pickle_file, value):
     assert "NaN or infinite scores" in message
 
 
+class AllNaN(nn.Module):
+    """Takes batches of any size, returns NaN for every image (no input size declared)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, 10)
+
+    def forward(self, x):
+        return self.head(x.mean((2, 3))) * float("nan")
+
+
+def test_a_model_returning_nan_everywhere_is_said_so_not_as_a_batch_problem(pickle_file):
+    """A new user's report: with no input size given it was "runs on one image at a
+    time ... fails on a batch of 2"."""
+    for size in (None, 32):
+        message = error_of(load_model_spec, pickle_file(AllNaN()), allow_pickle=True,
+                           input_size=size)
+        assert "NaN or infinite scores" in message and "batch" not in message
+
+
 def test_non_finite_scores_on_real_images_stop_the_accuracy(pickle_file):
     loaded = load_model_spec(pickle_file(NonFiniteOnWhite()), allow_pickle=True)
     pixels = torch.full((4, 3, 32, 32), 100, dtype=torch.uint8)

@@ -110,10 +110,10 @@ def _empty_value(args: list[str]) -> str | None:
 
 
 def _version(value: bool) -> None:
-    if value:
-        from .._version import __version__
+    if value:  # as rows and environment.json name it (a checkout's commit, .dirty-...)
+        from ..experiment.environment import package_version
 
-        console.print(f"pixelprior {__version__}")
+        console.print(f"pixelprior {package_version()}")
         raise typer.Exit()
 
 

@@ -53,6 +53,8 @@ def run(
     popsize: Popsize = None,
     maxiter: Maxiter = None,
     strategy: Strategy = None,
+    tau: float | None = typer.Option(None, help="Threshold of S, in (0, 1): the modes that "
+                                     "start from S [0.5]."),
     selection: str | None = typer.Option(None, help="first_correct | random_correct | first "
                                          "| random | vulnerable | robust [first_correct]."),
     oracle: Path | None = typer.Option(None, help=ORACLE_HELP),
@@ -64,6 +66,10 @@ def run(
                                       "every color: auto (where it fits) | on | off [auto]."),
     verify_boxes: int | None = typer.Option(None, help="fast: the verifier's most boxes per "
                                             "image [20,000]."),
+    verify_seconds: float | None = typer.Option(None, help="fast: the verifier's most "
+                                                "seconds per image (a limit by time: "
+                                                "results then depend on the machine's "
+                                                "speed) [no limit]."),
     device: str | None = typer.Option(None, help=DEVICE_HELP + " [auto]."),
     engine: str | None = typer.Option(None, help=ENGINE_HELP),
     batch_images: int | None = typer.Option(None, help="Images attacked together."),
@@ -87,12 +93,14 @@ def run(
         popsize: DE population (refused when no mode runs DE).
         maxiter: most DE generations (likewise).
         strategy: DE strategy (likewise).
+        tau: the threshold of S (refused when no mode reads it).
         selection: which images.
         oracle: a susceptibility folder of these images.
         query_budget: random search's queries per image.
         fast_refine: the fast mode's refinement.
         verify: the fast mode's verifier (auto, on, off).
         verify_boxes: the verifier's most boxes per image.
+        verify_seconds: the verifier's most seconds per image.
         device: where the model runs.
         engine: how candidates are scored.
         batch_images: images attacked together.
@@ -112,10 +120,11 @@ def run(
     given = {**model_options.config_values(), "dataset": dataset if data else None,
              "data": data_path, "source": source, "images": images,
              "seeds": parse_seeds(seeds), "modes": parse_modes(modes), "popsize": popsize,
-             "maxiter": maxiter, "strategy": strategy, "selection": selection,
+             "maxiter": maxiter, "strategy": strategy, "tau": tau, "selection": selection,
              "oracle": str(oracle) if oracle else None, "query_budget": query_budget,
              "fast_refine": fast_refine, "fast_verify": verify,
-             "verify_boxes": verify_boxes, "device": device, "engine": engine,
+             "verify_boxes": verify_boxes, "verify_seconds": verify_seconds,
+             "device": device, "engine": engine,
              "batch_images": batch_images, "workers": workers, "ray_address": ray_address,
              "out": str(out) if out else None}
     overrides = {k: v for k, v in given.items() if v is not None}

@@ -15,6 +15,7 @@ from ..experiment import (
     build_model,
     describe_inputs,
     load_dataset,
+    modes_help,
     read_config_file,
     select_images,
 )
@@ -229,14 +230,14 @@ def _flag(field: str, overrides: dict) -> str:
 @reproduce_app.command("cifar10")
 def reproduce_cifar10(
     quick: bool = typer.Option(False, help="10 bundled images, 1 seed, modes fast, "
-                               "unconstrained and constrained (about a minute on 2 cores)."),
+                               "unconstrained and constrained (1-2 minutes on 2 cores; the cost "
+                               "line before it gives an upper bound)."),
     config_file: ConfigFile = None,
     images: int | None = typer.Option(None, help="Images to attack [100]."),
     seeds: str | None = typer.Option(None, help="Seeds: a count (5 → 0..4) or a list "
                                      "(0,2,4) [5]."),
-    modes: str | None = typer.Option(None, help="Comma-separated modes [unconstrained,"
-                                     "constrained]; also weighted, topk, random_set, oracle,"
-                                     " scan, scan:ORDER."),
+    modes: str | None = typer.Option(None, help="Comma-separated modes: " + modes_help()
+                                     + " [unconstrained,constrained]."),
     popsize: Popsize = None,
     maxiter: Maxiter = None,
     strategy: Strategy = None,

@@ -47,9 +47,9 @@ def susceptibility(
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    images: int | None = typer.Option(None, show_default="100", help="Correctly "
+    images: int | None = typer.Option(None, show_default=False, help="Correctly "
                                       "classified images to scan (of cifar10 or a data "
-                                      "spec)."),
+                                      "spec) [100]."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
     levels: int = typer.Option(3, help="Colours per channel (3: 27 colours)."),
     corners: bool = typer.Option(False, help="Only the 8 corners of the colour cube "
@@ -221,9 +221,9 @@ def evaluate_maps_cmd(
                                        "integrated_gradients gradcam occlusion random "
                                        "oracle."),
     tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
-    top_k: str | None = typer.Option(None, show_default="10,50,100 (those below an image's "
-                                     "positions)",
-                                     help="k for the lift of the top k positions."),
+    top_k: str | None = typer.Option(None, show_default=False,
+                                     help="k for the lift of the top k positions [10,50,100:"
+                                     " those below an image's positions]."),
     score: str = typer.Option("logit", help="Class score: logit | probability | "
                               "log_probability."),
     absolute: str = typer.Option("after", help="SmoothGrad: |.| after averaging (the "
@@ -344,8 +344,8 @@ def _no_ground_truth(directory: Path) -> str:
     (``susceptibility`` refuses it), so another folder is named."""
     what = ("is a run folder (`pixelprior run`, `reproduce`), not a scan's: it holds"
             if (directory / "config.json").is_file() else "holds")
-    place = (directory if not directory.is_dir() or not any(directory.iterdir())
-             else "NEW_FOLDER")
+    place = (directory if not directory.exists()
+             or (directory.is_dir() and not any(directory.iterdir())) else "NEW_FOLDER")
     return (f"{directory} {what} no maps.npz and no verification.jsonl; make a ground "
             f"truth with `pixelprior susceptibility IMAGES --out {place}` (a scan of a "
             "color grid) or `... --exact` (the verifier's verdicts over every color), and "

@@ -25,10 +25,10 @@ def train_cifar10_cmd(
     epochs: int = typer.Option(30, help="Training epochs."),
     batch_size: int = typer.Option(256, help="Batch size."),
     lr: float = typer.Option(0.2, help="Peak learning rate (one-cycle)."),
-    warmup_epochs: float | None = typer.Option(None, show_default="2, or a fifth of a run "
-                                               "of fewer than 10; a resumed run's own",
+    warmup_epochs: float | None = typer.Option(None, show_default=False,
                                                help="Epochs of linear warm-up, fewer than "
-                                               "--epochs."),
+                                               "--epochs [2, or a fifth of a run of fewer "
+                                               "than 10; a resumed run's own]."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Path = typer.Option(Path("checkpoints/cifar10"), help="Checkpoint/weights folder."),
     data: Path | None = typer.Option(None, help="cifar10-jpeg.tar.xz (default: "

@@ -51,8 +51,8 @@ def verify(
     source: str = typer.Option("full", help="cifar10 images: full (the exact test set) | "
                                "sample (the bundled first 100)."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
-    images: int | None = typer.Option(None, show_default="10", help="Correctly classified "
-                                      "images to verify (of cifar10 or a data spec)."),
+    images: int | None = typer.Option(None, show_default=False, help="Correctly classified "
+                                      "images to verify (of cifar10 or a data spec) [10]."),
     first_index: int = typer.Option(0, help="Start at this test-set index."),
     budget: float = typer.Option(60.0, help="Seconds per image, its corner pass included "
                                  "(the cube's corners at every position, 8 for RGB: a "

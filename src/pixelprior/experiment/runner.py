@@ -393,7 +393,10 @@ class ExperimentRunner:
         what = f"{len(work)} attacks ({len(counts)} mode(s))" + (
             f"; not counted: {', '.join(unbounded)} (no bound known)" if unbounded else "") + (
             f"; not counted: the queries of {', '.join(verified)}'s verifier where it runs "
-            f"(at most {self.config.verify_boxes:,} boxes an image)" if verified else "")
+            f"(at most {self.config.verify_boxes:,} boxes an image, "
+            + (f"at most {self.config.verify_seconds:g} s" if self.config.verify_seconds
+               else "no time limit: seconds to many minutes an image")
+            + "; run --verify off skips it, --verify-seconds caps it)" if verified else "")
         return cost_lines(parts, self.config.model, self.config.resolved_device(), what,
                           advice="lower --images, --seeds or the search's budget")
 

@@ -233,7 +233,14 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
         for side in PROBE_SIZES:
             images = _probe_images(count, (side, side), device)
             try:
-                scores = check_scores(_forward(model, images), PROBE_BATCH, name)
+                scores = _forward(model, images)
+            except Exception as exc:  # not this size (or channels)
+                first_failure = first_failure or f"{_shape(images.shape)}: {short_reason(exc)}"
+                continue
+            if _not_finite(scores):  # it runs at this size: its scores are the problem
+                check_scores(scores, PROBE_BATCH, name)  # (said as such, not as a size)
+            try:
+                scores = check_scores(scores, PROBE_BATCH, name)
                 if ran:  # a second size must give scores [batch, K] of the first's K
                     if scores.shape[1] != ran[0][2].shape[1]:
                         raise ModelLoadError(f"{scores.shape[1]} scores, not "
@@ -253,6 +260,13 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
                             "input_size (--input-size SIDE, or WIDTHxHEIGHT for a "
                             "non-square one; input_size=(H, W) in the Python API, or an "
                             "input_size = (H, W) attribute set on the model)")
+
+
+def _not_finite(scores: object) -> bool:
+    """Whether a model's output is a float tensor of scores ``[B, K]`` with a NaN or an
+    infinity (a model that runs, whose scores are broken)."""
+    return (isinstance(scores, torch.Tensor) and scores.is_floating_point()
+            and scores.dim() == 2 and not bool(torch.isfinite(scores).all()))
 
 
 def _searched(ran: list, channels: int, name: str) -> Probe:
