@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.sizes import format_size
 from .channels import first_conv_channels
-from .errors import ModelLoadError, short_reason
+from .errors import DefiniteLoadError, ModelLoadError, short_reason
 from .formats.base import BuiltModel
 
 PROBE_SIZES = (32, 224, 28, 64, 96, 128, 299, 256)  # tried when no size is declared
@@ -126,9 +126,9 @@ def check_scores(scores: object, batch: int, where: str) -> torch.Tensor:
         raise ModelLoadError(f"{where}: the model returns {scores.shape[1]} score per image "
                              f"(shape {_shape(scores.shape)}); it needs at least 2 classes "
                              f"({TWO_CLASSES})")
-    if not torch.isfinite(scores).all():
-        raise ModelLoadError(f"{where}: the model returns NaN or infinite scores on random "
-                             "images")
+    if not torch.isfinite(scores).all():  # it ran: definite, not a size or format to retry
+        raise DefiniteLoadError(f"{where}: the model returns NaN or infinite scores on "
+                                "random images")
     return scores.detach().float()
 
 
@@ -233,18 +233,13 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
         for side in PROBE_SIZES:
             images = _probe_images(count, (side, side), device)
             try:
-                scores = _forward(model, images)
-            except Exception as exc:  # not this size (or channels)
-                first_failure = first_failure or f"{_shape(images.shape)}: {short_reason(exc)}"
-                continue
-            if _not_finite(scores):  # it runs at this size: its scores are the problem
-                check_scores(scores, PROBE_BATCH, name)  # (said as such, not as a size)
-            try:
-                scores = check_scores(scores, PROBE_BATCH, name)
+                scores = check_scores(_forward(model, images), PROBE_BATCH, name)
                 if ran:  # a second size must give scores [batch, K] of the first's K
                     if scores.shape[1] != ran[0][2].shape[1]:
                         raise ModelLoadError(f"{scores.shape[1]} scores, not "
                                              f"{ran[0][2].shape[1]}")
+            except DefiniteLoadError:  # it runs at this size: its scores are the problem
+                raise
             except Exception as exc:  # not this size (or channels)
                 first_failure = first_failure or f"{_shape(images.shape)}: {short_reason(exc)}"
                 continue
@@ -260,13 +255,6 @@ def _search_size(model: nn.Module, channels: Sequence[int], device: torch.device
                             "input_size (--input-size SIDE, or WIDTHxHEIGHT for a "
                             "non-square one; input_size=(H, W) in the Python API, or an "
                             "input_size = (H, W) attribute set on the model)")
-
-
-def _not_finite(scores: object) -> bool:
-    """Whether a model's output is a float tensor of scores ``[B, K]`` with a NaN or an
-    infinity (a model that runs, whose scores are broken)."""
-    return (isinstance(scores, torch.Tensor) and scores.is_floating_point()
-            and scores.dim() == 2 and not bool(torch.isfinite(scores).all()))
 
 
 def _searched(ran: list, channels: int, name: str) -> Probe:
