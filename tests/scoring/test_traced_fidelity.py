@@ -229,19 +229,25 @@ def test_flattening_by_the_values_own_sizes_is_bounded(flatten):
             return self.fc(flatten(torch.relu(self.conv(x))))
 
     model = randomised(Net(), 9)
+    assert_bounded_at_pixel_2_2(model, lambda: randomised(Net(), 9))
+    IntervalScreen(model)  # the screen takes it too
+
+
+def assert_bounded_at_pixel_2_2(model: nn.Module, fresh) -> None:
+    """A box of width 0 at pixel (2, 2) is exact and the whole cube's bound lies below
+    the model's margins at 27 colors (``fresh()``: an unchanged copy scoring them)."""
     label = label_of(model)
     engine = BoundEngine(model)
     color = [0.4, 0.7, 0.1]
     assert_exact(box_margins(engine, IMAGE, 2, 2, color, color, label).lower[0],
-                 scores(randomised(Net(), 9), IMAGE, 2, 2, torch.tensor([color]))[0], label)
+                 scores(fresh(), IMAGE, 2, 2, torch.tensor([color]))[0], label)
     lower = box_margins(engine, IMAGE, 2, 2, [0.0] * 3, [1.0] * 3, label).lower[0]
     grid = torch.tensor([[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0)
                          for b in (0.0, 0.5, 1.0)])
-    exact = scores(randomised(Net(), 9), IMAGE, 2, 2, grid)
+    exact = scores(fresh(), IMAGE, 2, 2, grid)
     least = (exact[:, label:label + 1] - exact).amin(0)
     others = [k for k in range(3) if k != label]
     assert bool((lower[others] <= least[others]).all())
-    IntervalScreen(model)  # the screen takes it too
 
 
 class Accumulate(nn.Module):
@@ -583,17 +589,7 @@ def test_flattening_by_sizes_after_a_max_pool_is_bounded(flatten):
             return self.fc(flatten(self.pool(torch.relu(self.conv(x)))))
 
     model = randomised(Net(), 9)
-    label = label_of(model)
-    engine = BoundEngine(model)
-    color = [0.4, 0.7, 0.1]
-    assert_exact(box_margins(engine, IMAGE, 2, 2, color, color, label).lower[0],
-                 scores(randomised(Net(), 9), IMAGE, 2, 2, torch.tensor([color]))[0], label)
-    lower = box_margins(engine, IMAGE, 2, 2, [0.0] * 3, [1.0] * 3, label).lower[0]
-    grid = torch.tensor([[r, g, b] for r in (0.0, 0.5, 1.0) for g in (0.0, 0.5, 1.0)
-                         for b in (0.0, 0.5, 1.0)])
-    exact = scores(randomised(Net(), 9), IMAGE, 2, 2, grid)
-    least = (exact[:, label:label + 1] - exact).amin(0)
-    others = [k for k in range(3) if k != label]
-    assert bool((lower[others] <= least[others]).all())
-    answer = Verifier(model, budget=None, max_boxes=3000).verify(IMAGE, torch.tensor([label]))
+    assert_bounded_at_pixel_2_2(model, lambda: randomised(Net(), 9))
+    answer = Verifier(model, budget=None, max_boxes=3000).verify(
+        IMAGE, torch.tensor([label_of(model)]))
     assert answer[0].decided_by in ("verified", "fooled")
