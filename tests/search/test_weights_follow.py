@@ -310,3 +310,24 @@ def test_what_the_models_own_forward_writes_is_no_change():
     model.clip.max_val = 0.2  # a setting: still seen
     verifier.verify(image, model(image).argmax(1))
     assert len(made) == 2
+
+
+def test_a_parameter_the_forward_writes_is_still_watched():
+    """Only state (buffers, attributes) a forward writes is left out: a parameter it
+    touches stays compared (copies made anew each call, never a stale function)."""
+    class Touching(Clipped):
+        def forward(self, x):
+            with torch.no_grad():
+                self.lin.bias.add_(0.0)  # counts the parameter's version up
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().forward(x)
+
+    model = Touching().eval()
+    watch = WeightsWatch(model)
+    model(torch.rand(1, 3, 4, 4))
+    watch.renew(own_call=True)
+    assert any(key[0] == "setting" for key in watch.volatile)
+    assert not any("parameter" in key for key in watch.volatile)
+    with torch.no_grad():
+        model.lin.bias.fill_(5.0)
+    assert watch.changed()

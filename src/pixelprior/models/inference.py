@@ -107,8 +107,8 @@ def _keyed_version(model: nn.Module) -> dict[tuple, object]:
     if not isinstance(model, nn.Module):
         return {}
     out: dict[tuple, object] = {}
-    named = [(("tensor", name), t) for name, t in (*model.named_parameters(),
-                                                     *model.named_buffers())]
+    named = [*((("parameter", name), t) for name, t in model.named_parameters()),
+             *((("buffer", name), t) for name, t in model.named_buffers())]
     settings, held = _settings(model)
     out.update(settings)
     named += held
@@ -196,14 +196,21 @@ def _sums(tensors: list[torch.Tensor]) -> list[float]:
             return [float(total) for total in sums]
 
 
+# the parts of a model its forward may write and a watch then leaves out (state, not
+# the function: buffers, attributes, tensors held as attributes)
+_MAY_BE_WRITTEN = frozenset({"buffer", "setting", "held"})
+
+
 class WeightsWatch:
     """Whether a model's weights or settings changed since a point
     (:func:`weights_version`): what an attack or verifier holding copies of the model
     asks before each call.
 
     What the model's own forward writes (a call counter, a cached activation, an old
-    ``weight_norm``'s recomputed weight) is no change: the parts a call of the holder
-    changed, seen by :meth:`renew` with ``own_call=True``, are left out from then on.
+    ``weight_norm``'s recomputed weight) is no change: the buffers, attributes and
+    tensors held as attributes that a call of the holder changed, seen by :meth:`renew`
+    with ``own_call=True``, are left out from then on. Parameters, submodules and hooks
+    are always compared (a forward that writes them makes its copies anew each call).
 
     Args:
         model: the model watched.
@@ -233,7 +240,8 @@ class WeightsWatch:
         """
         now = _keyed_version(self.model)
         if own_call:
-            self.volatile |= self._differing(now)
+            self.volatile |= {key for key in self._differing(now)
+                              if (key[1] if key[0] == "sum" else key[0]) in _MAY_BE_WRITTEN}
         self._version = now
 
     def _differing(self, now: dict[tuple, object]) -> set[tuple]:
