@@ -287,47 +287,41 @@ def test_storage_less_tensors_held_as_attributes_are_watched_without_their_point
     assert watch.changed()
 
 
-def test_what_the_models_own_forward_writes_is_no_change():
-    """A call counter written by every forward (a cached activation, an old weight_norm's
-    recomputed weight): copies made once, not at every call, though the caller runs
-    the model between calls."""
-    class Counting(Clipped):
+def test_a_setting_the_forward_writes_and_the_user_changes_after_is_followed():
+    """A review: a watch that left out what a call's own forward had written (a call
+    counter; here a limit set on the first call) missed the user's later edit of it,
+    and the reused verifier said verified where a color fools the model."""
+    class Lazy(Clipped):
         def forward(self, x):
-            self.calls = getattr(self, "calls", 0) + 1
+            if not getattr(self, "ready", False):
+                self.clip.max_val, self.ready = 2.0, True
             return super().forward(x)
 
-    model = Counting().eval()
+    model = Lazy().eval()
     image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    image[0, 0, 0, 0] = 0.5
     verifier = Verifier(model, budget=None, max_boxes=2000)
-    made = []
-    original = verifier._make_copies
-    verifier._make_copies = lambda: (made.append(1), original())[1]
-    for _ in range(4):
-        with torch.no_grad():
-            model(image)  # the caller's own forward between calls
-        verifier.verify(image, model(image).argmax(1))
-    assert len(made) <= 1
-    model.clip.max_val = 0.2  # a setting: still seen
-    verifier.verify(image, model(image).argmax(1))
-    assert len(made) == 2
+    assert verifier.verify(image, torch.tensor([0]))[0].verified
+    verifier.verify(image, torch.tensor([0]))
+    model.clip.min_val, model.clip.max_val = -0.2, 0.2
+    (answer,) = verifier.verify(image, torch.tensor([0]))
+    assert answer.fooled and not answer.verified
 
 
-def test_a_parameter_the_forward_writes_is_still_watched():
-    """Only state (buffers, attributes) a forward writes is left out: a parameter it
-    touches stays compared (copies made anew each call, never a stale function)."""
-    class Touching(Clipped):
-        def forward(self, x):
-            with torch.no_grad():
-                self.lin.bias.add_(0.0)  # counts the parameter's version up
-            self.calls = getattr(self, "calls", 0) + 1
-            return super().forward(x)
+def test_settings_inside_a_dict_or_a_namespace_and_lazy_modules_are_watched():
+    """A review: a limit read from ``self.cfg["limit"]`` was watched by the dict's
+    identity alone, and an uninitialised ``LazyLinear`` made the watch raise."""
+    from types import SimpleNamespace
 
-    model = Touching().eval()
+    model = Clipped()
+    model.cfg, model.ns = {"limit": 0.2}, SimpleNamespace(limit=0.2)
     watch = WeightsWatch(model)
-    model(torch.rand(1, 3, 4, 4))
-    watch.renew(own_call=True)
-    assert any(key[0] == "setting" for key in watch.volatile)
-    assert not any("parameter" in key for key in watch.volatile)
-    with torch.no_grad():
-        model.lin.bias.fill_(5.0)
+    model.cfg["limit"] = 1.0
+    assert watch.changed()
+    watch.renew()
+    model.ns.limit = 1.0
+    assert watch.changed()
+    lazy = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+    watch = WeightsWatch(lazy)
+    lazy(torch.rand(1, 3, 4, 4))  # materialised: a change
     assert watch.changed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -114,8 +115,10 @@ def _keyed_version(model: nn.Module) -> dict[tuple, object]:
     named += held
     for key, tensor in named:
         out[key] = _tensor_state(tensor)
-    summed = [(key, t) for key, t in named if t.is_floating_point() and t.numel()
-              and t.layout == torch.strided and not t.is_meta]
+    summed = [(key, t) for key, t in named
+              if not isinstance(t, nn.parameter.UninitializedTensorMixin)
+              and t.is_floating_point() and t.numel() and t.layout == torch.strided
+              and not t.is_meta]
     for (key, _), total in zip(summed, _sums([t for _, t in summed]), strict=True):
         out[("sum", *key)] = repr(total)  # by its text: a NaN equals itself
     return out
@@ -130,8 +133,8 @@ def _tensor_state(tensor: torch.Tensor) -> tuple:
         version = -1
     try:
         storage = tensor.data_ptr()
-    except RuntimeError:  # sparse or meta: no data pointer
-        storage = None
+    except (RuntimeError, ValueError):  # sparse, meta, a lazy module's uninitialised
+        storage = None  # parameter: no data pointer
     return (id(tensor), storage, version)
 
 
@@ -174,12 +177,22 @@ def _settings(model: nn.Module) -> tuple[dict[tuple, object],
     return settings, held
 
 
-def _setting(value: object) -> object:
-    """A plain value by its text (a NaN setting equals itself), a tuple or list of plain
-    values too, anything else by its identity."""
-    if isinstance(value, _PLAIN) or (isinstance(value, (tuple, list))
-                                      and all(isinstance(v, _PLAIN) for v in value)):
+def _setting(value: object, depth: int = 3) -> object:
+    """A plain value by its text (a NaN setting equals itself); a dict, list, tuple or
+    plain object (a ``SimpleNamespace``, a dataclass) by its items, to a few levels (a
+    limit read from ``self.cfg["limit"]``); a tensor by its identity, storage and
+    counter; anything else (a function, a module) by its identity."""
+    if isinstance(value, _PLAIN):
         return (type(value), repr(value))
+    if isinstance(value, torch.Tensor):
+        return _tensor_state(value)
+    if depth and isinstance(value, dict):
+        return (dict, tuple((repr(k), _setting(v, depth - 1)) for k, v in value.items()))
+    if depth and isinstance(value, (list, tuple)):
+        return (type(value), tuple(_setting(v, depth - 1) for v in value))
+    if depth and not isinstance(value, (nn.Module, type)) and not callable(value) and (
+            type(value).__module__ in ("types",) or dataclasses.is_dataclass(value)):
+        return (type(value), _setting(vars(value), depth - 1))
     return ("id", id(value))
 
 
@@ -196,21 +209,13 @@ def _sums(tensors: list[torch.Tensor]) -> list[float]:
             return [float(total) for total in sums]
 
 
-# the parts of a model its forward may write and a watch then leaves out (state, not
-# the function: buffers, attributes, tensors held as attributes)
-_MAY_BE_WRITTEN = frozenset({"buffer", "setting", "held"})
-
-
 class WeightsWatch:
     """Whether a model's weights or settings changed since a point
     (:func:`weights_version`): what an attack or verifier holding copies of the model
-    asks before each call.
-
-    What the model's own forward writes (a call counter, a cached activation, an old
-    ``weight_norm``'s recomputed weight) is no change: the buffers, attributes and
-    tensors held as attributes that a call of the holder changed, seen by :meth:`renew`
-    with ``own_call=True``, are left out from then on. Parameters, submodules and hooks
-    are always compared (a forward that writes them makes its copies anew each call).
+    asks before each call. The point is when the copies were made (:meth:`renew`), so
+    a change the model's own forward makes (a call counter, a setting written on its
+    first call) is one too, and the copies are made anew: a write no check can tell
+    from a user's edit is never taken as harmless.
 
     Args:
         model: the model watched.
@@ -218,7 +223,6 @@ class WeightsWatch:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.volatile: set[tuple] = set()  # parts the model's own forward writes
         self._version = _keyed_version(model)
 
     @property
@@ -228,25 +232,13 @@ class WeightsWatch:
 
     def changed(self) -> bool:
         """Returns: whether a weight or setting changed since the watch was made or
-        renewed (the parts the model's forward writes left out)."""
-        return bool(self._differing(_keyed_version(self.model)))
+        renewed."""
+        return _keyed_version(self.model) != self._version
 
-    def renew(self, own_call: bool = False) -> None:
-        """Take the weights and settings as they are now as the point compared with.
-
-        Args:
-            own_call: the holder's own call ran since the last point, and nothing else
-                (what differs was written by the model's forward: left out from now on).
-        """
-        now = _keyed_version(self.model)
-        if own_call:
-            self.volatile |= {key for key in self._differing(now)
-                              if (key[1] if key[0] == "sum" else key[0]) in _MAY_BE_WRITTEN}
-        self._version = now
-
-    def _differing(self, now: dict[tuple, object]) -> set[tuple]:
-        keys = (set(now) | set(self._version)) - self.volatile
-        return {key for key in keys if now.get(key) != self._version.get(key)}
+    def renew(self) -> None:
+        """Take the weights and settings as they are now as the point compared with
+        (when the copies are made anew)."""
+        self._version = _keyed_version(self.model)
 
 
 def copy_module(model: nn.Module) -> nn.Module:

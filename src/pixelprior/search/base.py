@@ -353,9 +353,8 @@ class Attack(ABC):
         try:
             with evaluation_mode(self.model):
                 return self._run(images, labels, targets, keys)
-        finally:  # writes the model makes itself (an observer's buffers) are no change
+        finally:  # (what the model's forward writes is a change: copies made anew)
             self._in_call = False
-            self._weights.renew(own_call=True)
 
     def _follow_weights(self) -> None:
         """Copies made of the model (the scorer's BatchNorm-folded copy, ``FastAttack``'s

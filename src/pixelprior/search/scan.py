@@ -412,13 +412,10 @@ class SusceptibilityScan:
             self.engine = engine_of(self.engine)  # made again (a given one by its name)
             self._scorer = None
             self._batch_checked = False
-            self._weights.renew()  # followed: what differs at the end is the call's own
-        try:
-            check_channels(self.model, images)  # its forward's buffer writes: no change
-            with evaluation_mode(self.model):
-                return self._scan(images, labels, order, stop_at_first)
-        finally:  # writes the model makes itself (an observer's buffers) are no change
-            self._weights.renew(own_call=True)
+            self._weights.renew()  # the point the new scorer's copy is made at
+        check_channels(self.model, images)
+        with evaluation_mode(self.model):
+            return self._scan(images, labels, order, stop_at_first)
 
     def _scan(self, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor | None,
               stop_at_first: bool) -> ScanResult:

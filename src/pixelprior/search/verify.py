@@ -796,15 +796,9 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
-        followed = False
-        try:
-            with evaluation_mode(self.model):
-                self._follow_weights()
-                followed = True
-                return self._verify(images, labels, orders, stop_at_first)
-        finally:  # writes the model makes itself (an observer's buffers) are no change;
-            if followed:  # a change whose copies could not be made is tried again
-                self._weights.renew(own_call=True)
+        with evaluation_mode(self.model):  # (what the model's forward writes is a
+            self._follow_weights()  # change: the copies are made anew at the next call)
+            return self._verify(images, labels, orders, stop_at_first)
 
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
                 orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:
