@@ -325,3 +325,13 @@ def test_settings_inside_a_dict_or_a_namespace_and_lazy_modules_are_watched():
     watch = WeightsWatch(lazy)
     lazy(torch.rand(1, 3, 4, 4))  # materialised: a change
     assert watch.changed()
+
+
+def test_values_moved_through_data_are_a_change():
+    """A review: two rows of a weight swapped through ``.data`` kept its version counter
+    and its sum, and the reused verifier said verified where a fresh one was fooled."""
+    model = Clipped()
+    watch = WeightsWatch(model)
+    with torch.no_grad():
+        model.lin.weight.data[0, [0, 5]] = model.lin.weight.data[0, [5, 0]].clone()
+    assert watch.changed()

@@ -196,17 +196,25 @@ def _setting(value: object, depth: int = 3) -> object:
     return ("id", id(value))
 
 
-def _sums(tensors: list[torch.Tensor]) -> list[float]:
-    """Each tensor's float64 sum, read back in one transfer (a few ms for a SqueezeNet;
-    a sum per tensor read one by one took 40)."""
+def _sums(tensors: list[torch.Tensor]) -> list[tuple[float, float]]:
+    """Each tensor's float64 sum and its sum weighted by position (a ``.data`` write
+    that moves values, two rows swapped, keeps the first), read back in one transfer
+    (a few ms for a SqueezeNet; a sum per tensor read one by one took 40)."""
     if not tensors:
         return []
     with torch.no_grad():
-        sums = [t.sum(dtype=torch.float64) for t in tensors]
+        sums = [torch.stack([t.sum(dtype=torch.float64), _by_position(t)]) for t in tensors]
         try:
-            return torch.stack(sums).tolist()
+            return [tuple(pair) for pair in torch.stack(sums).tolist()]
         except RuntimeError:  # a model spread over several devices
-            return [float(total) for total in sums]
+            return [(float(a), float(b)) for a, b in sums]
+
+
+def _by_position(tensor: torch.Tensor) -> torch.Tensor:
+    """The float64 sum of each value times its flat position (mod 9973), plus one."""
+    flat = tensor.detach().reshape(-1).to(torch.float64)
+    weights = torch.arange(flat.numel(), device=flat.device, dtype=torch.float64)
+    return flat.dot(weights.remainder_(9973).add_(1))
 
 
 class WeightsWatch:
