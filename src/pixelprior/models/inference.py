@@ -98,15 +98,14 @@ def weights_version(model: nn.Module) -> tuple:
     Returns:
         A tuple that compares equal while no weight or setting changed.
     """
-    return tuple(_keyed_version(model).items())
-
-
-def _keyed_version(model: nn.Module) -> dict[tuple, object]:
-    """:func:`weights_version` by what each part is of (``("tensor", name)``,
-    ``("setting", module, attribute)``, ...), so a watch can leave out the parts a
-    model's own forward writes."""
     if not isinstance(model, nn.Module):
-        return {}
+        return ()
+    return tuple(_parts(model).items())
+
+
+def _parts(model: nn.Module) -> dict[tuple, object]:
+    """:func:`weights_version`'s parts, each keyed by what it is of (``("parameter",
+    name)``, ``("setting", module, attribute)``, ``("sum", "buffer", name)``, ...)."""
     out: dict[tuple, object] = {}
     named = [*((("parameter", name), t) for name, t in model.named_parameters()),
              *((("buffer", name), t) for name, t in model.named_buffers())]
@@ -231,22 +230,17 @@ class WeightsWatch:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self._version = _keyed_version(model)
-
-    @property
-    def version(self) -> tuple:
-        """The :func:`weights_version` compared with."""
-        return tuple(self._version.items())
+        self.version = weights_version(model)
 
     def changed(self) -> bool:
         """Returns: whether a weight or setting changed since the watch was made or
         renewed."""
-        return _keyed_version(self.model) != self._version
+        return weights_version(self.model) != self.version
 
     def renew(self) -> None:
         """Take the weights and settings as they are now as the point compared with
         (when the copies are made anew)."""
-        self._version = _keyed_version(self.model)
+        self.version = weights_version(self.model)
 
 
 def copy_module(model: nn.Module) -> nn.Module:

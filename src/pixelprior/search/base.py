@@ -353,7 +353,7 @@ class Attack(ABC):
         try:
             with evaluation_mode(self.model):
                 return self._run(images, labels, targets, keys)
-        finally:  # (what the model's forward writes is a change: copies made anew)
+        finally:
             self._in_call = False
 
     def _follow_weights(self) -> None:

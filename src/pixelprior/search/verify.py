@@ -796,13 +796,13 @@ class Verifier:
         labels, _ = check_inputs(images, labels, None, False)
         if images.shape[0] == 0:
             return []
-        with evaluation_mode(self.model):  # (what the model's forward writes is a
-            self._follow_weights()  # change: the copies are made anew at the next call)
+        with evaluation_mode(self.model):
+            self._follow_weights()  # (what the model's forward writes is a change too)
             return self._verify(images, labels, orders, stop_at_first)
 
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
                 orders: torch.Tensor | None, stop_at_first: bool) -> list[Verification]:
-        check_channels(self.model, images)  # its forward's buffer writes: no change
+        check_channels(self.model, images)
         check_classes(self._clean_scores(images[:1]), labels, None)
         if not self._batch_checked:  # the first call, or the weights changed
             check_batch_independent(self.model, images)

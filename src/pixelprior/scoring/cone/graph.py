@@ -356,13 +356,19 @@ class TracedGraph:
     def run(self, images: torch.Tensor) -> Any:
         """The traced graph's output on whole images, as the engines run each node
         (out of place, ``.float()`` as ``float_as``)."""
+        values = self._values(images)
+        output = next((n for n in self.nodes if n.op == "output"), None)
+        if output is None:
+            raise FxUnsupportedError("the traced graph has no output")
+        return fx.node.map_arg(output.args[0], values.__getitem__)
+
+    def _values(self, images: torch.Tensor) -> dict[fx.Node, Any]:
+        """Every node's value on ``images``, as the engines run each node."""
         values: dict[fx.Node, Any] = {**self.statics, self.input: images}
         for node in self.nodes:
-            if node.op == "output":
-                return fx.node.map_arg(node.args[0], values.__getitem__)
-            if node not in values:
+            if node.op != "output" and node not in values:
                 values[node] = self.call(node, values.__getitem__)
-        raise FxUnsupportedError("the traced graph has no output")
+        return values
 
     def batch_size_use(self, image: torch.Tensor) -> tuple[fx.Node, fx.Node] | None:
         """Where the graph computes with its batch size other than to reshape by it.
@@ -404,11 +410,8 @@ class TracedGraph:
 
     def _size_values(self, images: torch.Tensor) -> dict[fx.Node, Any]:
         """The size nodes' values on ``images`` (the whole graph run)."""
-        values: dict[fx.Node, Any] = {**self.statics, self.input: images}
         with torch.inference_mode():
-            for node in self.nodes:
-                if node.op != "output" and node not in values:
-                    values[node] = self.call(node, values.__getitem__)
+            values = self._values(images)
         return {node: values[node] for node in self.sizes}
 
     def callable(self, node: fx.Node) -> Callable:
