@@ -19,7 +19,6 @@ from .errors import (
 from .fingerprint import code_changed, model_fingerprint, same_model, state_dict_digest
 from .inference import (
     ChannelsLast,
-    WeightsWatch,
     copy_module,
     evaluation_mode,
     fold_batchnorm,
@@ -27,7 +26,6 @@ from .inference import (
     inference_model,
     predict,
     scores_agree,
-    weights_version,
 )
 from .probing import batch_dependence, output_kind
 from .registry import (
@@ -56,6 +54,7 @@ from .squeezenet import (
     SqueezeNet,
     SqueezeNetCifar,
 )
+from .watch import WeightsWatch, weights_version
 from .wrappers import ModelSettingError, Normalize, OnnxModel, ResizeInside, normalization_problem
 
 __all__ = [

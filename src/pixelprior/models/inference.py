@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,8 +15,8 @@ from .errors import GradientsUnavailableError
 from .squeezenet import Fire
 
 __all__ = ["NO_GRADIENT", "ChannelsLast", "copy_module", "evaluation_mode",
-           "WeightsWatch", "fold_batchnorm", "gradient_problem", "inference_model",
-           "predict", "scores_agree", "weights_version"]
+           "fold_batchnorm", "gradient_problem", "inference_model", "predict",
+           "scores_agree"]
 
 
 @contextmanager
@@ -78,169 +77,6 @@ def gradient_problem(model: nn.Module, images: torch.Tensor) -> str | None:
             raise
         return f"its {IN_PLACE_GRADIENT} (make it out of place)"
     return None if reached else f"its {NO_GRADIENT}"
-
-
-def weights_version(model: nn.Module) -> tuple:
-    """What changes when a model's weights or settings do: each parameter's and
-    buffer's identity, storage, in-place version counter (an optimiser step,
-    ``load_state_dict``, an ``add_`` under ``no_grad`` all count it up) and sum (a write
-    through ``.data``, which no counter sees); each submodule's name, class and identity,
-    its attributes (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope, a
-    submodule replaced, a tensor held as a plain attribute, private ones too) and its
-    forward hooks, and the global forward hooks. Copies made of a model (a
-    BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it differs.
-    Constants a ``forward`` reads from elsewhere (a global, a class attribute) are not
-    seen.
-
-    Args:
-        model: the model (anything else has no weights: ``()``).
-
-    Returns:
-        A tuple that compares equal while no weight or setting changed.
-    """
-    if not isinstance(model, nn.Module):
-        return ()
-    return tuple(_parts(model).items())
-
-
-def _parts(model: nn.Module) -> dict[tuple, object]:
-    """:func:`weights_version`'s parts, each keyed by what it is of (``("parameter",
-    name)``, ``("setting", module, attribute)``, ``("sum", "buffer", name)``, ...)."""
-    out: dict[tuple, object] = {}
-    named = [*((("parameter", name), t) for name, t in model.named_parameters()),
-             *((("buffer", name), t) for name, t in model.named_buffers())]
-    settings, held = _settings(model)
-    out.update(settings)
-    named += held
-    for key, tensor in named:
-        out[key] = _tensor_state(tensor)
-    summed = [(key, t) for key, t in named
-              if not isinstance(t, nn.parameter.UninitializedTensorMixin)
-              and t.is_floating_point() and t.numel() and t.layout == torch.strided
-              and not t.is_meta]
-    for (key, _), total in zip(summed, _sums([t for _, t in summed]), strict=True):
-        out[("sum", *key)] = repr(total)  # by its text: a NaN equals itself
-    return out
-
-
-def _tensor_state(tensor: torch.Tensor) -> tuple:
-    """A tensor's identity, storage and in-place version counter (a tensor without
-    storage, sparse or meta: its identity and counter)."""
-    try:
-        version = tensor._version
-    except RuntimeError:  # an inference tensor keeps no counter: its storage only
-        version = -1
-    try:
-        storage = tensor.data_ptr()
-    except (RuntimeError, ValueError):  # sparse, meta, a lazy module's uninitialised
-        storage = None  # parameter: no data pointer
-    return (id(tensor), storage, version)
-
-
-_PLAIN = (bool, int, float, complex, str, bytes, type(None))
-# what every module holds (its parameters, buffers, submodules, hooks, ...): read by
-# their own parts, not as attributes
-_MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
-_FORWARD_HOOKS = ("_forward_hooks", "_forward_pre_hooks")
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks")
-
-
-def _settings(model: nn.Module) -> tuple[dict[tuple, object],
-                                          list[tuple[tuple, torch.Tensor]]]:
-    """Each submodule's class and identity, its attributes (``vars`` less what every
-    module holds, and ``training``, which every call's evaluation mode switches and
-    restores): plain values as they are, tensors returned to be watched as weights,
-    anything else by its identity (a ``forward`` replaced on the instance, say); its
-    forward hooks and the global ones, by their identities."""
-    settings: dict[tuple, object] = {}
-    held: list[tuple[tuple, torch.Tensor]] = []
-    for name in _GLOBAL_HOOKS:
-        hooks = getattr(torch.nn.modules.module, name, {})
-        settings[("global hooks", name)] = tuple((k, id(v)) for k, v in hooks.items())
-    for name, module in model.named_modules(remove_duplicate=False):
-        settings[("module", name)] = (type(module), id(module))
-        for hooks in _FORWARD_HOOKS:
-            found = getattr(module, hooks, None) or {}
-            settings[("hooks", name, hooks)] = tuple((k, id(v)) for k, v in found.items())
-        try:
-            attributes = vars(module).items()
-        except TypeError:  # an object without __dict__: its class and identity only
-            continue
-        for key, value in attributes:
-            if key in _MODULE_INTERNALS:
-                continue
-            if isinstance(value, torch.Tensor):
-                held.append((("held", name, key), value))
-            else:
-                settings[("setting", name, key)] = _setting(value)
-    return settings, held
-
-
-def _setting(value: object, depth: int = 3) -> object:
-    """A plain value by its text (a NaN setting equals itself); a dict, list, tuple or
-    plain object (a ``SimpleNamespace``, a dataclass) by its items, to a few levels (a
-    limit read from ``self.cfg["limit"]``); a tensor by its identity, storage and
-    counter; anything else (a function, a module) by its identity."""
-    if isinstance(value, _PLAIN):
-        return (type(value), repr(value))
-    if isinstance(value, torch.Tensor):
-        return _tensor_state(value)
-    if depth and isinstance(value, dict):
-        return (dict, tuple((repr(k), _setting(v, depth - 1)) for k, v in value.items()))
-    if depth and isinstance(value, (list, tuple)):
-        return (type(value), tuple(_setting(v, depth - 1) for v in value))
-    if depth and not isinstance(value, (nn.Module, type)) and not callable(value) and (
-            type(value).__module__ in ("types",) or dataclasses.is_dataclass(value)):
-        return (type(value), _setting(vars(value), depth - 1))
-    return ("id", id(value))
-
-
-def _sums(tensors: list[torch.Tensor]) -> list[tuple[float, float]]:
-    """Each tensor's float64 sum and its sum weighted by position (a ``.data`` write
-    that moves values, two rows swapped, keeps the first), read back in one transfer
-    (a few ms for a SqueezeNet; a sum per tensor read one by one took 40)."""
-    if not tensors:
-        return []
-    with torch.no_grad():
-        sums = [torch.stack([t.sum(dtype=torch.float64), _by_position(t)]) for t in tensors]
-        try:
-            return [tuple(pair) for pair in torch.stack(sums).tolist()]
-        except RuntimeError:  # a model spread over several devices
-            return [(float(a), float(b)) for a, b in sums]
-
-
-def _by_position(tensor: torch.Tensor) -> torch.Tensor:
-    """The float64 sum of each value times its flat position (mod 9973), plus one."""
-    flat = tensor.detach().reshape(-1).to(torch.float64)
-    weights = torch.arange(flat.numel(), device=flat.device, dtype=torch.float64)
-    return flat.dot(weights.remainder_(9973).add_(1))
-
-
-class WeightsWatch:
-    """Whether a model's weights or settings changed since a point
-    (:func:`weights_version`): what an attack or verifier holding copies of the model
-    asks before each call. The point is when the copies were made (:meth:`renew`), so
-    a change the model's own forward makes (a call counter, a setting written on its
-    first call) is one too, and the copies are made anew: a write no check can tell
-    from a user's edit is never taken as harmless.
-
-    Args:
-        model: the model watched.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.version = weights_version(model)
-
-    def changed(self) -> bool:
-        """Returns: whether a weight or setting changed since the watch was made or
-        renewed."""
-        return weights_version(self.model) != self.version
-
-    def renew(self) -> None:
-        """Take the weights and settings as they are now as the point compared with
-        (when the copies are made anew)."""
-        self.version = weights_version(self.model)
 
 
 def copy_module(model: nn.Module) -> nn.Module:
