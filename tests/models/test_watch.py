@@ -127,3 +127,15 @@ def test_torchs_own_classes_are_not_followed(module):
 
     settings, held = _code_reads(module)
     assert not settings and not held
+
+
+clamp = ["an attribute's name, not a global the code loads"]
+
+
+def test_attribute_names_are_not_taken_for_globals():
+    """``h.clamp`` names ``clamp``; the module's global of that name is not read."""
+    from pixelprior.models.watch import _code_reads
+
+    settings, _ = _code_reads(GlobalLimited())
+    read = {key[-1] for key in settings if key[0] == "global"}
+    assert "LIMIT" in read and "_clip" in read and "clamp" not in read

@@ -4,6 +4,8 @@ its hooks, and the class attributes and globals its own code reads."""
 from __future__ import annotations
 
 import dataclasses
+import dis
+import functools
 import sys
 import types
 from collections.abc import Iterator
@@ -124,6 +126,8 @@ def _setting(value: object, depth: int = 3) -> object:
         return (type(value), repr(value))
     if isinstance(value, torch.Tensor):
         return _tensor_state(value)
+    if isinstance(value, (dict, list, tuple)) and len(value) > _MOST_ITEMS:
+        return ("id", id(value), len(value))  # a table, not a setting: a bound on the cost
     if depth and isinstance(value, dict):
         return (dict, tuple((repr(k), _setting(v, depth - 1)) for k, v in value.items()))
     if depth and isinstance(value, (list, tuple)):
@@ -139,6 +143,7 @@ def _setting(value: object, depth: int = 3) -> object:
 # model's
 _NOT_FOLLOWED = frozenset({"torch", "numpy", "builtins"}) | frozenset(sys.stdlib_module_names)
 _MOST_FUNCTIONS = 200  # a bound on the functions followed, for a call's cost
+_MOST_ITEMS = 1000  # a longer dict, list or tuple is watched by its identity and length
 
 
 def _code_reads(model: nn.Module) -> Parts:
@@ -215,16 +220,10 @@ def _functions_in(value: object) -> Iterator[types.FunctionType]:
 
 
 def _read_by(function: types.FunctionType) -> Iterator[tuple[str, object]]:
-    """The globals a function's code names (its nested functions' and comprehensions'
+    """The globals a function's code loads (its nested functions' and comprehensions'
     too) and the values its closure holds."""
-    names: set[str] = set()
-    codes = [function.__code__]
-    while codes:
-        code = codes.pop()
-        names.update(code.co_names)
-        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
     found = function.__globals__
-    for name in sorted(names):
+    for name in _global_names(function.__code__):
         if name in found:
             yield name, found[name]
     for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (),
@@ -234,6 +233,18 @@ def _read_by(function: types.FunctionType) -> Iterator[tuple[str, object]]:
         except ValueError:  # an empty cell
             continue
 
+
+@functools.lru_cache(maxsize=4096)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names a code object (and the code nested in it) loads as globals, not the
+    attribute names it also lists (``x.data`` beside a global ``data``); a code object
+    never changes, so each is read once."""
+    names = {i.argval for i in dis.get_instructions(code)
+             if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for nested in code.co_consts:
+        if isinstance(nested, types.CodeType):
+            names.update(_global_names(nested))
+    return tuple(sorted(names))
 
 
 def _sums(tensors: list[torch.Tensor]) -> list[tuple[float, float]]:
