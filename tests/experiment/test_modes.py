@@ -307,3 +307,31 @@ def test_settings_read_only_beside_another_value_are_named(given, values, unread
     ("random_search:constrained", "occlusion"), ("nonsense", None)])
 def test_map_method_names_the_map_a_mode_reads(mode, method):
     assert map_method(mode, "occlusion") == method
+
+
+def test_a_new_prior_without_a_map_runs_as_its_class_says():
+    """A contributor's audit: a prior registered with ``needs_sensitivity = False`` (one
+    class and one registry line, as priors/base.py says) was given the map settings, by
+    name checks for "uniform" and "oracle", and failed every run after it started."""
+    import torch
+
+    from pixelprior.priors.base import PositionDistribution
+
+    class Centre(UniformPrior):
+        name = "centre"
+
+        def __init__(self, sigma: float = 0.25) -> None:
+            super().__init__()
+            self.sigma = sigma
+
+        def distribution(self, model, images, labels, *, seed=0, keys=None
+                         ) -> PositionDistribution:
+            return super().distribution(model, images, labels, seed=seed, keys=keys)
+
+    PRIORS.register("centre", Centre, "positions near the centre", options=("sigma",))
+    try:
+        prior = de_prior(config(), "centre")
+        assert isinstance(prior, Centre) and map_method("centre", "smoothgrad") is None
+        assert prior.distribution(None, torch.rand(1, 3, 4, 4), torch.tensor([0])) is not None
+    finally:
+        del PRIORS._entries["centre"]

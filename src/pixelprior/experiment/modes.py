@@ -91,14 +91,12 @@ def de_prior(config, mode: str) -> Prior:
     """The prior of a differential-evolution mode (``unconstrained``, ``constrained`` or
     a prior name), with the configuration's map settings."""
     key = MODE_ALIASES.get(mode, mode)
-    if key == "uniform":
-        return make_prior("uniform")
-    if key == "oracle":
-        return make_prior("oracle", scan=config.oracle)
-    kwargs: dict = {"sensitivity": config.sensitivity,
-                    **method_options(config.sensitivity, config.sensitivity_kwargs())}
-    if "tau" in PRIORS.entry(key).options:
-        kwargs["tau"] = config.tau
+    own = PRIORS.entry(key).options
+    kwargs: dict = {name: value for name, value in (("tau", config.tau),
+                                                    ("scan", config.oracle)) if name in own}
+    if PRIORS.get(key).needs_sensitivity:  # by the prior's class, not by its name
+        kwargs.update(sensitivity=config.sensitivity,
+                      **method_options(config.sensitivity, config.sensitivity_kwargs()))
     return make_prior(key, **kwargs)
 
 
@@ -236,7 +234,7 @@ def map_method(mode: str, sensitivity: str) -> str | None:
         return None
     if SEARCHES.get(search).argument == "prior":
         key = MODE_ALIASES.get(argument, argument)
-        return sensitivity if key in PRIORS and key not in ("uniform", "oracle") else None
+        return sensitivity if key in PRIORS and PRIORS.get(key).needs_sensitivity else None
     return argument if argument in METHODS else None
 
 

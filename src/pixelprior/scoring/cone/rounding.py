@@ -180,7 +180,27 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "flo
 # tanh) of a few units in the last place each, counted generously; of the other
 # elementwise operations (one by default)
 SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
-ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3}
+ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "div": 1,
+             "leaky_relu": 1}
+# operations counted by a rule of their own in RoundingRecorder._radius (a sum of
+# products, a normalisation, a mean) or refused by the verifier (a narrowing cast)
+COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
+                           "adaptive_avg_pool2d", "mean", "narrowing_cast"})
+
+
+def rounding_counted(name: str) -> bool:
+    """Whether the estimate counts the operation ``name``'s float32 rounding by a rule
+    of its own (every operation with a bound rule must be: one that is not is counted
+    as one rounding of its result, too few for a library call such as ``exp``).
+
+    Args:
+        name: an operation of the table.
+
+    Returns:
+        Whether one of :data:`EXACT`, :data:`SMOOTH`, :data:`ROUNDINGS` or the rules
+        apart names it.
+    """
+    return name in EXACT or name in SMOOTH or name in ROUNDINGS or name in COUNTED_APART
 
 
 def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
