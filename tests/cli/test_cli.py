@@ -212,7 +212,7 @@ CASES = {
                             "--top-k takes positive integers"),
     "SmoothGrad options without it": (["evaluate-maps", "{tmp}", "--methods", "gradient",
                                        "--noise-level", "0.3"], 2,
-                                      "--noise-level set(s) SmoothGrad, which is not among"),
+                                      "--noise-level is an option of smoothgrad, none"),
     "map options without a map": (["evaluate-maps", "{tmp}", "--methods", "oracle,random",
                                    "--reduction", "signed"], 2,
                                   "--reduction set(s) the attribution maps, and only"),
@@ -509,3 +509,12 @@ def test_the_version_is_the_one_rows_record():
 
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"pixelprior {package_version()}"
+
+
+def test_evaluate_maps_scores_every_registered_map_by_default():
+    """A contributor's audit: the default list was written out and left out
+    input_x_gradient (and any map added since)."""
+    from pixelprior.cli.scans import ALL_MAPS
+    from pixelprior.maps import METHODS
+
+    assert set(ALL_MAPS.split(",")) == {*METHODS, "random", "oracle"}

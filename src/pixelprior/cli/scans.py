@@ -12,7 +12,7 @@ from .._io import Interrupted, Interrupts
 from ..data import dataset_for, to_float
 from ..experiment import run_scan
 from ..experiment.scans import check_scan_folder, cost_lines
-from ..maps import REDUCTIONS
+from ..maps import METHODS, REDUCTIONS
 from ..models import GradientsUnavailableError
 from ..scoring import ENGINES
 from ..search import colour_grid
@@ -208,7 +208,8 @@ def susceptibility(
                                  if extra else ""))
 
 
-ALL_MAPS = "smoothgrad,gradient,integrated_gradients,gradcam,occlusion,random,oracle"
+# every registered map, uniform noise (the chance line) and the scan's own map
+ALL_MAPS = ",".join((*METHODS, "random", "oracle"))
 
 
 @app.command("evaluate-maps")
@@ -216,10 +217,9 @@ def evaluate_maps_cmd(
     directory: Path = typer.Argument(..., help="A susceptibility folder: maps.npz (a scan) "
                                      "or verification.jsonl (exact verdicts, --exact)."),
     more_methods: list[str] | None = typer.Argument(None, hidden=True),
-    methods: str | None = typer.Option(None, show_default=ALL_MAPS, help="Maps to score, "
-                                       "space or comma separated: smoothgrad gradient "
-                                       "integrated_gradients gradcam occlusion random "
-                                       "oracle."),
+    methods: str | None = typer.Option(None, show_default="all of them", help="Maps to score, "
+                                       "space or comma separated: "
+                                       f"{ALL_MAPS.replace(',', ' ')}."),
     tau: float = typer.Option(0.5, help="Threshold of S for the precision."),
     top_k: str | None = typer.Option(None, show_default=False,
                                      help="k for the lift of the top k positions [10,50,100:"
@@ -269,8 +269,7 @@ def evaluate_maps_cmd(
     parts = [*given, *(more_methods or [])] or [ALL_MAPS]  # after the folder: in place
     chosen = [m for part in parts for m in part.split(",") if m]  # of the default
     if not chosen:
-        fail("--methods names no method; give one or more of smoothgrad, gradient, "
-             "integrated_gradients, gradcam, occlusion, random, oracle")
+        fail(f"--methods names no method; give one or more of {ALL_MAPS.replace(',', ', ')}")
     ks = None
     if top_k is not None:
         try:
@@ -279,13 +278,9 @@ def evaluate_maps_cmd(
             fail(f"--top-k takes comma-separated integers, got {top_k!r}")
         if min(ks) < 1:
             fail(f"--top-k takes positive integers (positions), got {top_k!r}")
-    smoothgrad_only = {"--absolute": (absolute, "after"), "--n-samples": (n_samples, 50),
-                       "--noise-level": (noise_level, 0.15)}
-    unread = [flag for flag, (value, default) in smoothgrad_only.items() if value != default]
-    if unread and "smoothgrad" not in chosen:
-        fail(f"{', '.join(unread)} set(s) SmoothGrad, which is not among the maps scored "
-             f"({', '.join(chosen)}); drop {'it' if len(unread) == 1 else 'them'}, or add "
-             "smoothgrad to --methods")
+    _check_options_read(chosen, {"absolute": (absolute, "after"),
+                                 "n_samples": (n_samples, 50),
+                                 "noise_level": (noise_level, 0.15)})
     if reduction not in REDUCTIONS:
         fail(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     map_settings = {"--score": (score, "logit"), "--normalization": (normalization, "minmax"),
@@ -350,3 +345,19 @@ def _no_ground_truth(directory: Path) -> str:
             f"truth with `pixelprior susceptibility IMAGES --out {place}` (a scan of a "
             "color grid) or `... --exact` (the verifier's verdicts over every color), and "
             "score the maps there")
+
+
+def _check_options_read(chosen: list[str], options: dict[str, tuple]) -> None:
+    """Refuse a map option set away from its default that no map scored reads (the
+    methods' registry says which read it).
+
+    Raises:
+        UsageProblem: such an option.
+    """
+    for name, (value, default) in options.items():
+        readers = [m for m in METHODS if name in METHODS.entry(m).options]
+        if value != default and not set(readers) & set(chosen):
+            flag = "--" + name.replace("_", "-")
+            fail(f"{flag} is an option of {', '.join(readers)}, none of them among the "
+                 f"maps scored ({', '.join(chosen)}); drop it, or add "
+                 f"{readers[0]} to --methods")
