@@ -248,3 +248,25 @@ def test_a_small_folder_is_attacked_whole_when_images_is_not_given(small_folder,
            tmp_path / "one")
     assert invoke(*one, "--images", 1).exit_code == 0
     clean_error(invoke(*one), 2, "another config")  # not resumed as "all that qualified"
+
+
+def test_a_model_that_gets_no_image_right_is_told_to_check_its_input_range(tmp_path):
+    """A model audit: a model taking [0, 255] was told "nothing to scan", no more."""
+    (tmp_path / "net.py").write_text(
+        "import torch\nfrom torch import nn\n\n\ndef make():\n"
+        "    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))\n"
+        "    with torch.no_grad():\n"
+        "        net[1].weight.zero_()\n"
+        "        net[1].bias.copy_((torch.arange(10) == 9).float())\n"
+        "    return net\n")
+    data = load_cifar10_sample()
+    keep = data.labels != 9  # every image is called class 9: none right
+    np.savez(tmp_path / "d.npz", images=data.images[keep][:12].numpy(),
+             labels=data.labels[keep][:12].numpy())
+    model = f"{tmp_path / 'net.py'}:make"
+    scanned = invoke("susceptibility", tmp_path / "d.npz", "--model", model, "--corners",
+                     "--images", 1, "--out", tmp_path / "s")
+    clean_error(scanned, 2, "needs --mean 0.5 --std 0.5")  # a usage problem
+    ran = invoke("run", "--model", model, "--data", tmp_path / "d.npz", "--modes", "fast",
+                 "--images", 1, "--out", tmp_path / "r")
+    assert "fewer images right than chance; check the input range" in ran.output

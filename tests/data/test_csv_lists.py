@@ -49,7 +49,7 @@ def test_csv_with_and_without_header(folder, sample, tmp_path):
     indexed, notes = load_csv(tmp_path / "indexed.csv", classes=CIFAR10_CLASSES)
     assert torch.equal(indexed.labels, found.labels) and notes == []
     numbered, notes = load_csv(tmp_path / "indexed.csv")
-    assert notes == ["no class names: classes numbered 0..9"]
+    assert notes == ["no class names in the data: its labels (0..9 seen) are read as class indices"]
     assert torch.equal(numbered.labels, found.labels)
     sorted_names, notes = load_csv(tmp_path / "named.csv")
     assert sorted_names.class_names == tuple(sorted({c for _, c in rows}))

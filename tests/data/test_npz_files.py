@@ -46,7 +46,7 @@ def test_npz_nhwc_and_nchw(tmp_path, sample):
     assert torch.equal(second.images, sample.images) and second.class_names == CIFAR10_CLASSES
     third, notes = load_npz(tmp_path / "nhwc.npz")
     assert third.class_names == tuple(str(i) for i in range(10))
-    assert notes == ["no class names: classes numbered 0..9"]
+    assert notes == ["no class names in the data: its labels (0..9 seen) are read as class indices"]
     resized, notes = load_npz(tmp_path / "nchw.npz", size=16)
     assert resized.images.shape == (COUNT, 3, 16, 16)
     assert f"{COUNT} images resized from 32×32 to 16×16 (bilinear)" in notes
@@ -191,7 +191,8 @@ def test_channels_one_gives_pil_luminance_with_a_note(tmp_path, sample):
                          for image in sample.images])
     assert np.array_equal(found.images[:, 0].numpy(), expected)
     assert notes == ['3-channel images converted to 8-bit luminance (PIL "L") for a 1-channel '
-                     "model", "no class names: classes numbered 0..9"]
+                     "model", "no class names in the data: its labels (0..9 seen) are read "
+                     "as class indices"]
     gray = found.images.numpy()
     np.savez(tmp_path / "gray.npz", images=gray, labels=found.labels.numpy())
     again, notes = load_npz(tmp_path / "gray.npz", channels=1)

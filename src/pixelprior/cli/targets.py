@@ -9,6 +9,7 @@ import torch
 
 from ..data import load_image_source
 from ..experiment import correctly_classified, data_classes, fit_classes
+from ..models.wrappers import RANGE_ADVICE
 from ._app import console
 from .errors import fail
 from .inputs import load_cifar10_images, load_image, predict_label
@@ -129,7 +130,7 @@ def _spec_images(opened: OpenedModel, spec: str, count: int, first_index: int,
     pick = correctly_classified(opened.net, subset, count, device)
     if len(pick) == 0:
         fail(f"the model classifies none of the images of {spec} from {first_index} on "
-             "correctly: nothing to scan")
+             f"correctly: nothing to scan; {RANGE_ADVICE}")
     if len(pick) < count:
         console.print(f"note: {len(pick)} correctly classified images in {spec} (asked for "
                       f"{count}); scanning those")

@@ -149,7 +149,8 @@ def numbered_classes(labels: np.ndarray, where: Sequence[str], source: str
             "class names (class_names in an .npz, or --classes) if the model has that many")
     names = tuple(str(i) for i in range(int(values[top]) + 1))
     check_labels(values, names, where, source)
-    return names, [f"no class names: classes numbered 0..{len(names) - 1}"]
+    return names, [f"no class names in the data: its labels (0..{len(names) - 1} seen) are "
+                   "read as class indices"]
 
 
 def labels_from_names(values: list[str], names: tuple[str, ...] | None,

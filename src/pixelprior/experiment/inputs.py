@@ -30,6 +30,7 @@ from ..models import (
     predict,
     predict_labels,
 )
+from ..models.wrappers import RANGE_ADVICE
 from .classes import fit_classes
 from .config import ConfigError, ExperimentConfig
 
@@ -191,6 +192,9 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
                  f" ({dataset.source})")
     if warning := one_class_warning(predicted, loaded.class_names):
         lines.append(f"warning: {warning}")
+    if len(dataset) >= 10 and accuracy < 1 / max(2, loaded.num_classes):
+        lines.append(f"warning: the model gets fewer images right than chance; "
+                     f"{RANGE_ADVICE}")
     return lines
 
 

@@ -100,6 +100,13 @@ def normalization_problem(mean: Sequence[float] | None, std: Sequence[float] | N
     return None
 
 
+# what to check when a model gets few of its images right: the range it takes
+RANGE_ADVICE = ("check the input range: pixelprior feeds images in [0, 1]; a model that "
+                "takes [-1, 1] needs --mean 0.5 --std 0.5, one that takes [0, 255] --mean 0 "
+                "--std 0.00392156862745098 (1/255), one trained on normalised images its "
+                "mean/std; and that its classes are the data's (--classes)")
+
+
 class Normalize(nn.Module):
     """Wrap a model that expects normalised inputs so it takes images in [0, 1].
 
