@@ -303,8 +303,8 @@ def test_a_product_of_two_varying_values_is_refused():
             return self.fc((h * h).mean((2, 3)))
 
     engine = BoundEngine(Square().eval())
-    cache = engine.prepare(torch.rand(1, 3, 8, 8))
     with pytest.raises(BoundUnsupportedError, match="product of two values"):
+        cache = engine.prepare(torch.rand(1, 3, 8, 8))  # refused by the plan, before any box
         engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
                        torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))
 
@@ -576,3 +576,22 @@ def test_an_output_in_an_arguments_memory_is_copied_before_the_subtraction():
     assert _generators_from(fresh, torch.zeros(2), ([argument], {})) is fresh  # nothing done
     assert _generators_from(fresh, torch.full((2,), 0.25), ([argument], {})) is fresh
     assert (fresh[:, 1:] == 0.75).all() and (fresh[:, 0] == 1).all()
+
+
+def test_a_gate_is_refused_at_the_plan_in_one_line_that_says_why():
+    """A model audit: an SE block's ``x * sigmoid(...)`` was found only while bounding,
+    and said as a bare ``mul: a product ...`` mid-run."""
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.conv(x)
+            gate = torch.sigmoid(h.mean((2, 3), keepdim=True))
+            return self.fc((h * gate).mean((2, 3)))
+
+    with pytest.raises(BoundUnsupportedError, match=r"is a product of two values that change "
+                       r"with the pixel \(not affine\), as a gate x \* sigmoid"):
+        BoundEngine(Gated().eval()).plan(torch.rand(1, 3, 8, 8))

@@ -337,6 +337,7 @@ class BoundEngine:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
                         f"{describe(node, self.graph.modules)}{problem}")
+                self._check_product(node, step)
             self._checked.add(key)
         return plan
 
@@ -362,6 +363,29 @@ class BoundEngine:
         return (f" (of one image it makes a value of shape {tuple(shape)}: it computes "
                 "across the batch axis, which the verifier bounds one image a row at; "
                 "keep each image on its own row, e.g. test-time copies on another axis)")
+
+    def _check_product(self, node: fx.Node, step: Any) -> None:
+        """Refuse, before any box, a product of two values computed from the image (a
+        gate ``x * sigmoid(...)``, attention) or a division by one: the bound rules are
+        affine in one factor (found while bounding, it was a bare line mid-run)."""
+        resolved = getattr(step, "resolved", None)
+        if resolved is None or resolved.operation is None or resolved.operation.bound is None:
+            return
+        rule = resolved.operation.bound(resolved.params)
+        if not isinstance(rule, Product):
+            return
+        varying = {n for n in self.graph.nodes if n not in self.graph.statics
+                   and n not in self.graph.sizes}
+        try:
+            rule.check(node, varying)
+        except BoundUnsupportedError as exc:
+            what = str(exc).partition(": ")[2] or str(exc)
+            name = describe(node, self.graph.modules)
+            name += f" ({node.name})" if node.name != name else ""
+            raise BoundUnsupportedError(
+                f"{name} is {what}, as a gate "
+                "x * sigmoid(...) (squeeze-and-excitation) or attention computes: the bound "
+                "rules take products and quotients with a constant only") from None
 
     @staticmethod
     def _unsupported(step: Any) -> str | None:
