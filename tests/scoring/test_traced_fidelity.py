@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from test_bounds import box_margins, randomised, scores
 from torch import nn
 
+from pixelprior.scoring import ModelOutputError
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from pixelprior.search import Verifier
@@ -187,7 +188,7 @@ def test_a_model_returning_a_tuple_is_refused_in_one_line():
 
     with pytest.raises(BoundUnsupportedError, match="returns a tuple, not class scores"):
         BoundEngine(Pair().eval()).prepare(IMAGE)
-    with pytest.raises(ValueError, match="returns a tuple, not class scores"):
+    with pytest.raises(ModelOutputError, match="returns a tuple, not class scores"):
         Verifier(Pair().eval(), budget=None).verify(IMAGE, torch.tensor([0]))
 
 

@@ -63,8 +63,9 @@ CUDA_MAX_ROWS = 16384
 CUDA_FIXED_MAX_ROWS = 4096
 
 
-class ModelOutputError(RuntimeError):
-    """The model returned something an attack cannot use (NaN, wrong shape)."""
+class ModelOutputError(RuntimeError, ValueError):
+    """The model returned something an attack or a verifier cannot use (NaN, a tuple, a
+    wrong shape); a ``ValueError`` too, which the verifier raised for these before."""
 
 
 class ScorerMismatchError(ValueError):

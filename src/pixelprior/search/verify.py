@@ -104,7 +104,7 @@ import torch
 from torch import nn
 
 from ..models import WeightsWatch, model_failure
-from ..scoring import Scorer, check_logits, engine_of, make_scorer
+from ..scoring import ModelOutputError, Scorer, check_logits, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
 from ..scoring.cone.rounding import (
@@ -838,8 +838,8 @@ class Verifier:
                 raise
             raise ValueError(model_failure(self.model, image, exc)) from None
         if not isinstance(scores, torch.Tensor):
-            raise ValueError(f"the model returns a {type(scores).__name__}, not class "
-                             "scores [B, K]: wrap it to return them")
+            raise ModelOutputError(f"the model returns a {type(scores).__name__}, not "
+                                   "class scores [B, K]: wrap it to return them")
         check_logits(scores, image.shape[0])  # [B, K] of K >= 2 classes, finite
         return scores
 
