@@ -55,7 +55,7 @@ from .graph import (
     check_agreement,
     describe,
     training_module,
-    untraceable_advice,
+    untraceable,
 )
 from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
@@ -294,10 +294,7 @@ class BoundEngine:
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise BoundUnsupportedError(f"torch.fx cannot trace the model "
-                                        f"({type(exc).__name__}: {first})"
-                                        + untraceable_advice(model)) from None
+            raise BoundUnsupportedError(untraceable(model, exc)) from None
         self.graph = self.engine.graph
         # the model as the engine copied it, traced in its own dtype: a model changed
         # since (new weights) no longer agrees with it, and is refused

@@ -20,7 +20,8 @@ from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
-           "describe", "training_module", "untraceable_advice", "without_inplace"]
+           "describe", "training_module", "untraceable", "untraceable_advice",
+           "without_inplace"]
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused
@@ -582,13 +583,23 @@ def untraceable_advice(model: nn.Module) -> str:
     Runtime runs it), also inside a wrapper (``--mean``/``--std``'s)."""
     parts = list(model.modules()) if isinstance(model, nn.Module) else [model]
     if any(isinstance(part, torch.jit.ScriptModule) for part in parts):
-        return ("; a TorchScript file cannot be bounded: give the model as its Python code, "
-                "--model file.py:factory --weights state_dict.pt")
+        return ("a TorchScript file cannot be bounded (the bounds trace Python code): give "
+                "the model as its Python code, --model file.py:factory --weights "
+                "state_dict.pt")
     if any(isinstance(part, OnnxModel) for part in parts):
-        return ("; an ONNX graph cannot be bounded (ONNX Runtime runs it, not a PyTorch "
+        return ("an ONNX graph cannot be bounded (ONNX Runtime runs it, not a PyTorch "
                 "graph): give the model as its Python code, --model file.py:factory "
                 "--weights state_dict.pt")
     return ""
+
+
+def untraceable(model: nn.Module, exc: BaseException) -> str:
+    """Why a model ``torch.fx`` failed to trace is not bounded: what to do first where
+    something can be done (:func:`untraceable_advice`), else the tracer's own line."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    cause = f"torch.fx cannot trace the model ({type(exc).__name__}: {first})"
+    advice = untraceable_advice(model)
+    return f"{advice} ({cause})" if advice else cause
 
 
 def _dtype_of(model: nn.Module, default: torch.dtype) -> torch.dtype:

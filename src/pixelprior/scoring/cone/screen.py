@@ -51,7 +51,7 @@ from .graph import (
     check_agreement,
     describe,
     training_module,
-    untraceable_advice,
+    untraceable,
 )
 from .intervals import (
     SHAPE,
@@ -137,10 +137,7 @@ class IntervalScreen:
         except FxUnsupportedError as exc:
             raise IntervalUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
-            first = (str(exc).strip().splitlines() or [""])[0]
-            raise IntervalUnsupportedError(f"torch.fx cannot trace the model "
-                                           f"({type(exc).__name__}: {first})"
-                                           + untraceable_advice(model)) from None
+            raise IntervalUnsupportedError(untraceable(model, exc)) from None
         self.graph = self.engine.graph
         self.model = model
         self._agreed: torch.Tensor | None = None  # the last image checked against the trace
