@@ -1,4 +1,5 @@
-"""The layout keeps its layers: every import (function-level ones included) points down
+"""The layout keeps its layers: every import (function-level ones and modules imported
+by name, ``importlib.import_module("pixelprior...")``, included) points down
 the stack of stages or sideways within a package, and no import closes a cycle.
 
     helpers (_streams, _io, _format, _registry) < data < models < maps < priors < scoring
@@ -47,10 +48,29 @@ def imports_of(name: str) -> set[str]:
                 stem = node.module or ""
             targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in MODULES else stem
                        for a in node.names]
+        elif _imports_by_name(node):  # importlib.import_module("pixelprior.cli.progress")
+            targets = [node.args[0].value]
         else:
             continue
         out.update(t for t in targets if t.split(".")[0] == "pixelprior")
-    return {t for t in out if t in MODULES}
+    return {t for t in out if t in MODULES and (name, t) not in DEPRECATED_PATHS}
+
+
+# an old path kept for one release, resolved at access with a DeprecationWarning (not
+# imported when the package is): pixelprior.experiment.Progress → cli.progress
+DEPRECATED_PATHS = {("pixelprior.experiment", "pixelprior.cli.progress")}
+
+
+def _imports_by_name(node: ast.AST) -> bool:
+    """Whether ``node`` imports a module named by a string (``import_module("...")``,
+    ``__import__("...")``), which ``import`` statements do not show."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return False
+    func = node.func
+    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    first = node.args[0]
+    return (called in ("import_module", "__import__") and isinstance(first, ast.Constant)
+            and isinstance(first.value, str))
 
 
 def stage(name: str) -> str | None:
