@@ -595,3 +595,20 @@ def test_a_gate_is_refused_at_the_plan_in_one_line_that_says_why():
     with pytest.raises(BoundUnsupportedError, match=r"is a product of two values that change "
                        r"with the pixel \(not affine\), as a gate x \* sigmoid"):
         BoundEngine(Gated().eval()).plan(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.parametrize("last", [lambda z: F.log_softmax(z, 1), lambda z: z.softmax(-1),
+                                  nn.Softmax(1)], ids=["log_softmax", "method", "module"])
+def test_a_final_softmax_is_refused_saying_to_drop_it(last):
+    """A model audit: the refusal named the softmax, not that the logits would do."""
+    class Ends(Plain):
+        def __init__(self):
+            super().__init__()
+            self.last = last
+
+        def forward(self, x):
+            return self.last(super().forward(x))
+
+    with pytest.raises(BoundUnsupportedError, match="last operation: give the model "
+                       "without it"):
+        BoundEngine(Ends().eval()).plan(torch.rand(1, 3, 8, 8))

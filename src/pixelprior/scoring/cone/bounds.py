@@ -333,7 +333,8 @@ class BoundEngine:
                 if problem is not None:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
-                        f"{describe(node, self.graph.modules)}{problem}")
+                        f"{describe(node, self.graph.modules)}{problem}"
+                        + _last_softmax_advice(node, self.graph.modules))
                 self._check_product(node, step)
             self._checked.add(key)
         return plan
@@ -909,6 +910,16 @@ def _nonnegative_call(step: Any, env: dict, v: dict[fx.Node, torch.Tensor]) -> t
 
     return step.call(*fx.node.map_arg(step.node.args, value),
                      **fx.node.map_arg(step.node.kwargs, value))
+
+
+def _last_softmax_advice(node: fx.Node, modules: dict[str, nn.Module]) -> str:
+    """What to do where the operation without a rule is a softmax the model ends with."""
+    name = describe(node, modules).split(" ")[0].lower().removeprefix("tensor.")
+    last = bool(node.users) and all(user.op == "output" for user in node.users)
+    if last and name.rstrip("()") in ("softmax", "log_softmax", "logsoftmax"):
+        return ("; it is the model's last operation: give the model without it (the "
+                "scores before it, whose largest is the same class)")
+    return ""
 
 
 def _factor(node: fx.Node, args: tuple, kwargs: dict, varying: dict, divides: bool) -> Any:
