@@ -3,11 +3,12 @@ settings, the same way for the runner, the command line and the API."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from pixelprior.experiment import ExperimentConfig
+from pixelprior.experiment import ConfigError, ExperimentConfig
 from pixelprior.experiment.modes import (
     ADAPTERS,
     DE_MODES,
@@ -15,6 +16,7 @@ from pixelprior.experiment.modes import (
     build_attack,
     de_prior,
     map_method,
+    mode_prior,
     modes_help,
     parse_mode,
 )
@@ -335,3 +337,36 @@ def test_a_new_prior_without_a_map_runs_as_its_class_says():
         assert prior.distribution(None, torch.rand(1, 3, 4, 4), torch.tensor([0])) is not None
     finally:
         del PRIORS._entries["centre"]
+
+
+def test_a_maps_and_a_priors_own_options_reach_a_run(tmp_path):
+    """A contributor's audit: ``steps`` (integrated gradients) or ``k`` (topk) could not
+    be set in a run; they are ``[map_options]`` and ``[prior_options]`` tables now."""
+    file = tmp_path / "c.toml"
+    file.write_text('modes = ["topk", "scan:integrated_gradients"]\n'
+                    "[map_options]\nsteps = 8\n[prior_options]\nk = 5\n")
+    built = ExperimentConfig.build(file)
+    assert built.map_options == {"steps": 8} and built.prior_options == {"k": 5}
+    assert de_prior(built, "topk").config()["k"] == 5
+    order = mode_prior(built, "scan", "integrated_gradients")
+    assert order.config()["sensitivity"]["steps"] == 8
+    plain = ExperimentConfig.build(overrides={"modes": built.modes})
+    assert built.digest() != plain.digest()  # a run of other settings: another folder
+    assert "map_options" not in plain.result_fields()  # earlier folders keep their hash
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"map_options": {"steps": 0}}, "map_options.steps = 0: integrated_gradients refuses"),
+    ({"map_options": {"layer": "features.3"}}, "GradCAM's layer is a submodule"),
+    ({"map_options": {"n_samples": 3}}, "set it as `n_samples`, its own setting"),
+    ({"map_options": {"stpes": 8}}, "no map takes 'stpes'; the map options are baseline"),
+    ({"map_options": {"steps": 8}, "modes": ["constrained"]},
+     "read by integrated_gradients, which no mode of this run uses"),
+    ({"prior_options": {"k": 5}, "modes": ["constrained"]}, "read by topk, which no mode"),
+    ({"prior_options": {"tau": 0.3}}, "set it as `tau`"),
+    ({"map_options": 3}, "map_options must be a table of names and values"),
+])
+def test_map_and_prior_options_a_run_cannot_use_are_refused(options, message):
+    overrides = {"modes": ["scan:integrated_gradients"], **options}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ExperimentConfig.build(overrides=overrides)

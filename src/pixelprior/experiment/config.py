@@ -37,7 +37,14 @@ from ..priors import check_tau
 from ..scoring import ENGINES, PRECISIONS
 from ..search import REFINES, SEARCHES, EvolutionConfig
 from ..search.fast import VERIFY_MODES
-from .modes import SENSITIVITIES, mode_meaning, modes_help, parse_mode, reads_oracle
+from .modes import (
+    SENSITIVITIES,
+    mode_meaning,
+    modes_help,
+    options_problems,
+    parse_mode,
+    reads_oracle,
+)
 from .rows import describe, fits
 
 SELECTIONS = ("first_correct", "random_correct", "first", "random", "vulnerable", "robust")
@@ -53,7 +60,8 @@ LATER_FIELDS = ("strategy", "recombination", "out_of_bounds", "stop_on", "replac
                 "levels", "scan_positions", "oracle", "score", "reduction", "absolute",
                 "normalization", "percentile", "precision", "max_batch", "query_budget",
                 "fast_refine", "fast_refine_queries", "classes", "mean", "std", "input_size",
-                "fast_verify", "verify_boxes", "verify_seconds")
+                "fast_verify", "verify_boxes", "verify_seconds", "map_options",
+                "prior_options")
 # priors whose behaviour changed after results were written: runs using them hash anew
 # (random_set: one fixed pattern for every image before, fresh per image and seed now;
 # topk: a constant map gave the tie-break's first k positions before, the whole image now;
@@ -217,6 +225,11 @@ class ExperimentConfig:
     absolute: str = "after"  # SmoothGrad: |.| after averaging (paper) or before
     normalization: str = "minmax"  # minmax | percentile
     percentile: float = 99.0
+    # a map method's own options beyond those above (integrated_gradients: steps,
+    # baseline; occlusion: baseline; smoothgrad: seed), each given to the methods taking it
+    map_options: dict = field(default_factory=dict)
+    # a prior's own options beyond tau and oracle (topk: k)
+    prior_options: dict = field(default_factory=dict)
     # how it runs (no effect on results, except engine and precision: float bits)
     engine: str = "auto"  # auto | incremental | full | onnxruntime
     precision: str = "fp32"  # fp32 | bf16
@@ -430,6 +443,8 @@ class ExperimentConfig:
                 p.append(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0 < self.percentile <= 100:
             p.append(f"percentile must lie in (0, 100], got {self.percentile}")
+        p.extend(options_problems(self.map_options, self.prior_options, self.modes,
+                                  self.sensitivity))
 
     def _check_running(self, p: list[str]) -> None:
         import importlib.util
@@ -560,7 +575,7 @@ class ExperimentConfig:
         return {"score": self.score, "reduction": self.reduction,
                 "normalization": self.normalization, "percentile": self.percentile,
                 "n_samples": self.n_samples, "noise_level": self.noise_level,
-                "absolute": self.absolute}
+                "absolute": self.absolute, **self.map_options}
 
 
 def _hash(value, digits: int) -> str:

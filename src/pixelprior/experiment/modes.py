@@ -94,6 +94,7 @@ def de_prior(config, mode: str) -> Prior:
     own = PRIORS.entry(key).options
     kwargs: dict = {name: value for name, value in (("tau", config.tau),
                                                     ("scan", config.oracle)) if name in own}
+    kwargs.update({k: v for k, v in getattr(config, "prior_options", {}).items() if k in own})
     if PRIORS.get(key).needs_sensitivity:  # by the prior's class, not by its name
         kwargs.update(sensitivity=config.sensitivity,
                       **method_options(config.sensitivity, config.sensitivity_kwargs()))
@@ -215,6 +216,66 @@ def map_fields_read(mode: str, sensitivity: str) -> set[str]:
         return set()
     fields = {"sensitivity"} if SEARCHES.get(parse_mode(mode)[0]).argument == "prior" else set()
     return fields | set(method_options(method, dict.fromkeys(MAP_FIELDS)))
+
+
+# options a map's or prior's own set only in the API: a submodule, not a config value
+API_ONLY_OPTIONS = {"layer": "GradCAM's layer is a submodule: set it in the API"}
+# options the config sets by fields of their own
+FIELD_OPTIONS = {"n_samples", "noise_level", "absolute", "tau", "scan"}
+
+
+def options_problems(map_options: dict, prior_options: dict, modes: list[str],
+                     sensitivity: str) -> list[str]:
+    """What is wrong with a run's ``map_options`` and ``prior_options``: a name no map
+    (prior) of the registry takes, one with a field of its own or set only in the API,
+    a value the method (prior) refuses, or one no mode of the run reads.
+
+    Args:
+        map_options: option name → value, for the map methods taking it.
+        prior_options: option name → value, for the priors taking it.
+        modes: the run's modes.
+        sensitivity: the run's map method.
+
+    Returns:
+        One phrase per problem.
+    """
+    problems: list[str] = []
+    read_maps = {m for m in (map_method(mode, sensitivity) for mode in modes
+                             if parse_mode(mode)[0] is not None) if m is not None}
+    read_priors = {MODE_ALIASES.get(a, a) for s, a in map(parse_mode, modes)
+                   if s is not None and SEARCHES.get(s).argument == "prior" and a in
+                   {*PRIORS, *MODE_ALIASES}}
+    for kind, options, registry, read in (("map", map_options, METHODS, read_maps),
+                                          ("prior", prior_options, PRIORS, read_priors)):
+        for name, value in options.items():
+            takers = [m for m in registry if name in registry.entry(m).options]
+            problem = _option_problem(kind, name, value, takers, registry, read)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _option_problem(kind: str, name: str, value: Any, takers: list[str], registry,
+                    read: set[str]) -> str | None:
+    """Why one of ``map_options`` / ``prior_options`` cannot be used, or ``None``."""
+    where = f"{kind}_options.{name}"
+    if name in FIELD_OPTIONS:
+        return f"{where}: set it as `{'oracle' if name == 'scan' else name}`, its own setting"
+    if name in API_ONLY_OPTIONS:
+        return f"{where}: {API_ONLY_OPTIONS[name]}"
+    if not takers:
+        every = sorted({o for m in registry for o in registry.entry(m).options}
+                       - FIELD_OPTIONS - set(API_ONLY_OPTIONS))
+        return f"{where}: no {kind} takes {name!r}; the {kind} options are {', '.join(every)}"
+    for taker in takers:
+        try:
+            registry.get(taker)(**{name: value})
+        except (TypeError, ValueError) as exc:
+            return f"{where} = {value!r}: {taker} refuses it ({exc})"
+    if not set(takers) & read:
+        return (f"{where} is read by {', '.join(takers)}, which no mode of this run uses; "
+                "drop it")
+    return None
 
 
 def map_method(mode: str, sensitivity: str) -> str | None:

@@ -109,7 +109,7 @@ def describe(expected: Any) -> str:
     if dataclasses.is_dataclass(expected):
         return "{" + ", ".join(f.name for f in dataclasses.fields(expected)) + "}"
     return {bool: "true or false", int: "an integer", float: "a finite number",
-            str: "a string"}.get(expected, str(expected))
+            str: "a string", dict: "a table of names and values"}.get(expected, str(expected))
 
 
 def type_problem(name: str, value: Any, expected: Any) -> str | None:
