@@ -408,6 +408,7 @@ def test_the_pipeline_names_the_map_the_mode_read():
     assert _map_title("constrained", config(sensitivity="smoothgrad")) == "smoothgrad map"
     assert _map_title("oracle", config()) == "oracle map"
     assert _map_title("scan:raster", config()) == "raster order"
+    assert _map_title("fast:random", config()) == "random order"  # any ordered search's
     assert _map_title("unconstrained", config()) == "no map"
 
 

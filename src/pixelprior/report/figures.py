@@ -33,6 +33,7 @@ from ..experiment import ExperimentConfig, load_dataset, load_maps, parse_mode
 from ..experiment.modes import map_method, reads_oracle
 from ..experiment.records import read_record, recorded_class_names
 from ..models import model_spec
+from ..search import SEARCHES
 from .drawing import _adversarial, _circle, _save, _show, plt
 from .image_figures import attack_figure, explain_figure  # noqa: F401  (their old path)
 from .scan_figures import (  # noqa: F401  (their old path)
@@ -183,7 +184,8 @@ def _map_title(mode: str, config: ExperimentConfig) -> str:
     if method is not None:
         return f"{method} map"
     kind, order = parse_mode(mode)
-    return f"{order} order" if kind == "scan" and order else "no map"
+    ordered = kind is not None and SEARCHES.get(kind).argument == "order"
+    return f"{order} order" if ordered and order else "no map"
 
 
 def examples_figure(directory: Path, frame: pd.DataFrame, config: ExperimentConfig,
