@@ -1,12 +1,11 @@
-"""The watch over what a model's code reads beside its weights: class attributes, the
-globals of its classes' functions (and of the functions they call in the same
-package), closures; a change to any of them makes a verifier's copies anew."""
+"""The watch over what a model's code reads beside its weights (class attributes,
+globals anywhere, closures, partials, namespaces), seen in its torch.fx trace; a change
+to any of them makes a verifier's copies anew."""
 
 from __future__ import annotations
 
 import sys
 
-import pytest
 import torch
 from torch import nn
 
@@ -86,56 +85,74 @@ def test_a_reused_verifier_follows_a_global_a_helper_function_reads(monkeypatch)
                         lambda: monkeypatch.setattr(sys.modules[__name__], "LIMIT", 0.2))
 
 
-def test_the_watch_sees_methods_globals_closures_and_global_weights(monkeypatch):
+def test_the_watch_sees_methods_globals_closures_and_constants_read_anywhere(
+        monkeypatch, tmp_path):
+    """A review: the code-reading watch missed a helper in a sibling module, an
+    ``argparse.Namespace``, a ``functools.partial``, a module's constant, two closures of
+    one factory (one key), a global numpy array; the trace sees what they compute."""
+    import argparse
+    import functools
+
+    import numpy as np
+
     model = ClassLimited()
     watch = WeightsWatch(model)
     monkeypatch.setattr(ClassLimited, "clipped", lambda self, h: h)  # a method replaced
     assert watch.changed()
-    watch.renew()
+    monkeypatch.undo()
+    (tmp_path / "sibling_helpers.py").write_text(
+        "LIMIT = 2.0\n\n\ndef act(h):\n    return h.clamp(-LIMIT, LIMIT)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sibling_helpers
 
-    class Shifted(ClassLimited):
+    def limited(read):
+        class Limited(ClassLimited):
+            def clipped(self, h):
+                return read(self, h)
+        return Limited()
+
+    settings = argparse.Namespace(limit=2.0)
+    clip = functools.partial(torch.clamp, min=-2.0, max=2.0)
+    table = np.array([2.0])
+    first, second = [2.0], [2.0]
+
+    def make_clip(limit):
+        return lambda h: h.clamp(-limit[0], limit[0])
+
+    clips = (make_clip(first), make_clip(second))
+    cases = [
+        (lambda self, h: sibling_helpers.act(h),
+         lambda: setattr(sibling_helpers, "LIMIT", 0.2)),
+        (lambda self, h: h.clamp(-settings.limit, settings.limit),
+         lambda: setattr(settings, "limit", 0.2)),
+        (lambda self, h: clip(h), lambda: clip.keywords.update(min=-0.2, max=0.2)),
+        (lambda self, h: h.clamp(-float(table[0]), float(table[0])),
+         lambda: table.__setitem__(0, 0.2)),
+        (lambda self, h: clips[0](h) + 0 * clips[1](h), lambda: first.__setitem__(0, 0.2)),
+        (lambda self, h: h + SHIFT, lambda: SHIFT.data.fill_(1.0)),  # a global tensor
+    ]
+    for read, change in cases:
+        watch = WeightsWatch(limited(read))
+        assert not watch.changed()  # the same trace again: no change
+        change()
+        assert watch.changed()
+
+
+def test_a_forward_that_writes_state_or_fails_to_trace_is_watched_without_error():
+    """Tracing runs forward on a copy: an attribute it writes is the copy's; a model
+    torch.fx cannot trace (a module held in a global) has no traced copies to follow."""
+    class Counting(ClassLimited):
         def forward(self, x):
-            return super().forward(x) + SHIFT + 0 * SHARED(SHIFT[None]).sum()
+            self.calls = getattr(self, "calls", 0) + 1
+            return super().forward(x)
 
-    model = Shifted()
+    model = Counting()
     watch = WeightsWatch(model)
-    with torch.no_grad():
-        SHIFT.data[0] = 1.0  # a global tensor written through .data
-    assert watch.changed()
-    watch.renew()
-    with torch.no_grad():
-        SHARED.weight.mul_(2.0)  # a module held globally: its weights
-    assert watch.changed()
-    watch.renew()
-    scale = [1.0]
+    assert not watch.changed() and not hasattr(model, "calls")
 
-    class Closed(ClassLimited):
+    class Global(ClassLimited):
         def forward(self, x):
-            return super().forward(x) * scale[0]
+            return super().forward(x) + 0 * SHARED(x[:, :1, 0, 0]).sum()
 
-    model = Closed()
-    watch = WeightsWatch(model)
-    scale[0] = 2.0  # a value its closure holds
-    assert watch.changed()
-
-
-@pytest.mark.parametrize("module", [nn.ReLU(), nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU())])
-def test_torchs_own_classes_are_not_followed(module):
-    """torch's classes' attributes are read as the instances' settings; their code and
-    globals are torch's, not the model's (and following them would cost every call)."""
-    from pixelprior.models.watch import _code_reads
-
-    settings, held = _code_reads(module)
-    assert not settings and not held
-
-
-clamp = ["an attribute's name, not a global the code loads"]
-
-
-def test_attribute_names_are_not_taken_for_globals():
-    """``h.clamp`` names ``clamp``; the module's global of that name is not read."""
-    from pixelprior.models.watch import _code_reads
-
-    settings, _ = _code_reads(GlobalLimited())
-    read = {key[-1] for key in settings if key[0] == "global"}
-    assert "LIMIT" in read and "_clip" in read and "clamp" not in read
+    watch = WeightsWatch(Global())
+    assert not watch.changed()

@@ -612,3 +612,7 @@ def test_a_final_softmax_is_refused_saying_to_drop_it(last):
     with pytest.raises(BoundUnsupportedError, match="last operation: give the model "
                        "without it"):
         BoundEngine(Ends().eval()).plan(torch.rand(1, 3, 8, 8))
+    last = nn.Softmax(0)  # over the batch: another function without it, no such advice
+    with pytest.raises(BoundUnsupportedError) as refused:
+        BoundEngine(Ends().eval()).plan(torch.rand(1, 3, 8, 8))
+    assert "last operation" not in str(refused.value)

@@ -192,9 +192,9 @@ def describe_inputs(config: ExperimentConfig, device: str = "cpu") -> list[str]:
                  f" ({dataset.source})")
     if warning := one_class_warning(predicted, loaded.class_names):
         lines.append(f"warning: {warning}")
-    if len(dataset) >= 10 and accuracy < 1 / max(2, loaded.num_classes):
-        lines.append(f"warning: the model gets fewer images right than chance; "
-                     f"{RANGE_ADVICE}")
+    if len(dataset) >= 20 and accuracy <= 0.5 / max(2, loaded.num_classes):
+        lines.append(f"warning: the model gets at most half as many images right as "
+                     f"chance would; {RANGE_ADVICE}")
     return lines
 
 

@@ -1,17 +1,13 @@
 """Whether a model changed since copies were made of it: its weights, its settings,
-its hooks, and the class attributes and globals its own code reads."""
+its hooks, and what its torch.fx trace bakes in (the constants its code reads)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import dis
-import functools
-import sys
-import types
-from collections.abc import Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 __all__ = ["WeightsWatch", "weights_version"]
 
@@ -26,12 +22,12 @@ def weights_version(model: nn.Module) -> tuple:
     through ``.data``, which no counter sees); each submodule's name, class and identity,
     its attributes (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope, a
     submodule replaced, a tensor held as a plain attribute, private ones too) and its
-    forward hooks, and the global forward hooks; the class attributes and the globals
-    the code of its own classes reads (:func:`_code_reads`: a limit ``Net.limit``, a
-    module-level ``SCALE``, a method replaced on the class, a helper function's globals).
-    Copies made of a model (a BatchNorm-folded scorer, a bound engine's float64 copy) are
-    stale once it differs. Not seen: what torch's own classes and other packages' code
-    read, an attribute of an imported module (``config.LIMIT``).
+    forward hooks, and the global forward hooks; its ``torch.fx`` trace (:func:`
+    _traced_code`: the constants its code reads from anywhere, a ``Net.limit``, a global
+    ``LIMIT``, ``config.LIMIT``, written out in the traced code). Copies made of a model
+    (a BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it
+    differs. (Copies that are not traces run the model's own code, so the constants it
+    reads are read anew.)
 
     Args:
         model: the model (anything else has no weights: ``()``).
@@ -50,12 +46,16 @@ def _parts(model: nn.Module) -> dict[tuple, object]:
     out: dict[tuple, object] = {}
     named = [*((("parameter", name), t) for name, t in model.named_parameters()),
              *((("buffer", name), t) for name, t in model.named_buffers())]
-    for part in (_settings(model), _code_reads(model)):
-        settings, held = part
-        out.update(settings)
-        named += held
+    settings, held = _settings(model)
+    out.update(settings)
+    named += held
     for key, tensor in named:
         out[key] = _tensor_state(tensor)
+    code, constants = _traced_code(model)
+    out.update(code)
+    for key, tensor in constants:  # made anew by each trace (``-LIMIT``): by value alone
+        out[key] = (tuple(tensor.shape), tensor.dtype)
+    named += constants
     summed = [(key, t) for key, t in named
               if not isinstance(t, nn.parameter.UninitializedTensorMixin)
               and t.is_floating_point() and t.numel() and t.layout == torch.strided
@@ -80,6 +80,7 @@ def _tensor_state(tensor: torch.Tensor) -> tuple:
 
 
 _PLAIN = (bool, int, float, complex, str, bytes, type(None))
+_MOST_ITEMS = 1000  # a longer dict, list or tuple is watched by its identity and length
 # what every module holds (its parameters, buffers, submodules, hooks, ...): read by
 # their own parts, not as attributes
 _MODULE_INTERNALS = frozenset(vars(nn.Module())) | {"training"}
@@ -138,113 +139,45 @@ def _setting(value: object, depth: int = 3) -> object:
     return ("id", id(value))
 
 
-# packages whose code is not followed: torch's own classes' attributes are settings of
-# every model (read through instances), the standard library's and numpy's are not the
-# model's
-_NOT_FOLLOWED = frozenset({"torch", "numpy", "builtins"}) | frozenset(sys.stdlib_module_names)
-_MOST_FUNCTIONS = 200  # a bound on the functions followed, for a call's cost
-_MOST_ITEMS = 1000  # a longer dict, list or tuple is watched by its identity and length
+def _traced_code(model: nn.Module) -> Parts:
+    """What a ``torch.fx`` trace of the model bakes in, as the copies traced of it (the
+    bound engine's, the interval screen's, the cone scorer's) hold it: the traced code,
+    in which every constant the model's code reads from anywhere (a global, a class
+    attribute, a constant of another module, a closure's or a ``partial``'s value, an
+    ``argparse.Namespace`` setting) is written out, and the tensors it holds as constants
+    (a global tensor, or one computed from it at tracing), watched by their values.
+    Traced in evaluation mode, as the copies are, on a copy whose tensors are the
+    model's own (a forward that writes an attribute writes it on the copy). A model
+    ``torch.fx`` cannot trace has no traced copies to go stale: its code is ``None``.
+
+    Returns:
+        The code, keyed ``("trace", "code")``, and the constants, keyed by name.
+    """
+    memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    try:
+        with torch.no_grad():
+            copied = copy.deepcopy(model, memo).eval()
+        tracer = fx.Tracer()
+        graph = tracer.trace(copied)
+    except Exception:  # noqa: BLE001 - tracing fails in many ways: nothing traced to follow
+        return {("trace", "code"): None}, []
+    own = {name for name, _ in copied.named_parameters()} | {
+        name for name, _ in copied.named_buffers()}
+    constants = []
+    for node in graph.nodes:
+        if node.op == "get_attr" and node.target not in own:
+            value = _fetched(tracer.root, node.target)
+            if isinstance(value, torch.Tensor):
+                constants.append((("trace", "constant", node.target), value))
+    return {("trace", "code"): graph.python_code("self").src}, constants
 
 
-def _code_reads(model: nn.Module) -> Parts:
-    """The class attributes and globals the model's own code reads: each attribute of
-    each submodule's class and of its bases (outside torch), functions by their
-    identity (a ``forward`` replaced on the class); the globals and closure values each
-    function's code names, following the functions it calls in the same packages. Plain
-    values by their text, tensors (and a global module's parameters) to be watched as
-    weights, anything else by its identity."""
-    settings: dict[tuple, object] = {}
-    held: list[tuple[tuple, torch.Tensor]] = []
-    classes = _own_classes(model)
-    packages = {_package(cls.__module__) for cls in classes}
-    functions: list[types.FunctionType] = []
-    for cls in classes:
-        for key, value in vars(cls).items():
-            if key.startswith("__") and key.endswith("__") and key != "__call__":
-                continue
-            where = ("class", cls.__module__, cls.__qualname__, key)
-            _watch(where, value, settings, held, functions)
-    seen: set[int] = set()
-    while functions and len(seen) < _MOST_FUNCTIONS:
-        function = functions.pop(0)
-        if id(function) in seen or _package(function.__module__ or "") not in packages:
-            continue
-        seen.add(id(function))
-        for name, value in _read_by(function):
-            where = ("global", function.__module__, function.__qualname__, name)
-            _watch(where, value, settings, held, functions)
-    return settings, held
-
-
-def _own_classes(model: nn.Module) -> list[type]:
-    """Each submodule's class and its bases, outside the packages not followed, once."""
-    classes: dict[type, None] = {}
-    for module in model.modules():
-        for cls in type(module).__mro__:
-            if _package(cls.__module__) not in _NOT_FOLLOWED:
-                classes.setdefault(cls)
-    return list(classes)
-
-
-def _package(module_name: str) -> str:
-    """A module's top-level package (``mynet`` of ``mynet.layers``)."""
-    return module_name.partition(".")[0]
-
-
-def _watch(where: tuple, value: object, settings: dict, held: list,
-           functions: list) -> None:
-    """Record one value a model's code reads, and queue the functions in it."""
-    for function in _functions_in(value):
-        functions.append(function)
-    if isinstance(value, torch.Tensor):
-        held.append((where, value))
-    elif isinstance(value, nn.Module):  # a module held globally, used in forward
-        settings[where] = ("id", id(value))
-        held.extend(((*where, name), t) for name, t in
-                    [*value.named_parameters(), *value.named_buffers()])
-    elif isinstance(value, types.ModuleType):
-        settings[where] = ("id", id(value))
-    else:
-        settings[where] = _setting(value)
-
-
-def _functions_in(value: object) -> Iterator[types.FunctionType]:
-    """The Python functions a class attribute or global is or wraps (a method, a static
-    or class method, a property's accessors)."""
-    if isinstance(value, (staticmethod, classmethod)):
-        value = value.__func__
-    if isinstance(value, property):
-        yield from (f for f in (value.fget, value.fset) if isinstance(f, types.FunctionType))
-    elif isinstance(value, types.FunctionType):
-        yield value
-
-
-def _read_by(function: types.FunctionType) -> Iterator[tuple[str, object]]:
-    """The globals a function's code loads (its nested functions' and comprehensions'
-    too) and the values its closure holds."""
-    found = function.__globals__
-    for name in _global_names(function.__code__):
-        if name in found:
-            yield name, found[name]
-    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (),
-                          strict=False):
-        try:
-            yield f"closure {name}", cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-
-
-@functools.lru_cache(maxsize=4096)
-def _global_names(code: types.CodeType) -> tuple[str, ...]:
-    """The names a code object (and the code nested in it) loads as globals, not the
-    attribute names it also lists (``x.data`` beside a global ``data``); a code object
-    never changes, so each is read once."""
-    names = {i.argval for i in dis.get_instructions(code)
-             if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
-    for nested in code.co_consts:
-        if isinstance(nested, types.CodeType):
-            names.update(_global_names(nested))
-    return tuple(sorted(names))
+def _fetched(root: nn.Module, target: str) -> object:
+    """The attribute a ``get_attr`` node names (``"a.b._tensor_constant0"``)."""
+    value: object = root
+    for part in target.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 def _sums(tensors: list[torch.Tensor]) -> list[tuple[float, float]]:
