@@ -47,10 +47,11 @@ class Ceiled(nn.Module):
         return self.fc(x.view(x.size(0), -1))
 
 
-NETS = [Residual, Plain, Scaled, Strides, Ceiled] + [lambda a=a: Smooth(a)
-                                                     for a in ACTIVATIONS]
+# the activations that are one elementwise function (not the identity, not two clamps)
+SINGLE = [a for a in ACTIVATIONS if type(a).__name__ not in ("Identity", "Clamp")]
+NETS = [Residual, Plain, Scaled, Strides, Ceiled] + [lambda a=a: Smooth(a) for a in SINGLE]
 NAMES = ["residual", "plain", "scaled", "strides", "ceiled"] + [type(a).__name__
-                                                                for a in ACTIVATIONS]
+                                                                for a in SINGLE]
 
 
 def boxes(size: int, seed: int, count: int = 6) -> tuple[torch.Tensor, ...]:
@@ -366,8 +367,7 @@ def test_max_pool_windows_are_the_models(kernel, stride, padding, dilation, ceil
     assert (pulled.radius <= 1e-12 * (1 + gradient.abs())).all()
 
 
-@pytest.mark.parametrize("activation", ACTIVATIONS, ids=[type(a).__name__
-                                                          for a in ACTIVATIONS])
+@pytest.mark.parametrize("activation", SINGLE, ids=[type(a).__name__ for a in SINGLE])
 def test_an_activations_slopes_hold_every_chord(activation):
     """Between any two points of ``[l - e, u + e]`` the chord slope of ``f`` lies in the
     rule's slopes (exact 0 where ``f`` is flat, the piece's slope on one piece)."""
