@@ -86,6 +86,7 @@ SMOKE_RUNS = {
     "unstable_profile": "--model convsmall-cifar10 --sides 0.0625 --grid 3 --interval",
     "verify": "--models convsmall-cifar10 --images 2 --budget 5",
     "verify_box_sizes": "--models convsmall-cifar10 --images 1 --positions 1",
+    "watch_cost": "--models convsmall-cifar10 --repeats 1",
 }
 
 
