@@ -146,30 +146,6 @@ def test_a_box_of_width_zero_gives_the_exact_scores(model):
     assert logits[:, 1:].abs().max() < 1e-9  # no uncertainty left
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 2 + len(ACTIVATIONS) - 1),
-       y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
-       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
-def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
-    model = randomised(([Residual(), Plain()] + [Smooth(a) for a in ACTIVATIONS])[index], seed)
-    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
-    lo = [min(c, 1 - width) for c in corner]
-    hi = [v + width for v in lo]
-    samples = torch.tensor(lo, dtype=torch.float64) + torch.rand(
-        400, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * width
-    corners = torch.tensor([[lo[0] if i & 1 else hi[0], lo[1] if i & 2 else hi[1],
-                             lo[2] if i & 4 else hi[2]] for i in range(8)],
-                           dtype=torch.float64)
-    values = scores(model, image, y, x, torch.cat([samples, corners]))
-    label = int(values[0].argmax())
-    bounds = box_margins(BoundEngine(model), image, y, x, lo, hi, label)
-    margins = values[:, label:label + 1] - values
-    slack = 1e-9 * (1 + values.abs().max())
-    others = [j for j in range(values.shape[1]) if j != label]
-    assert (bounds.lower[0, others] <= margins[:, others].min(0).values + slack).all()
-    assert (bounds.upper[0, others] >= margins[:, others].max(0).values - slack).all()
-
-
 def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[float],
                        width: float, samples: int = 400) -> None:
     """The engine's margins over the box ``[lo, lo + width]`` at ``(y, x)`` enclose the
@@ -188,6 +164,15 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
     others = [j for j in range(values.shape[1]) if j != label]
     assert (bounds.lower[0, others] <= margins[:, others].min(0).values + slack).all()
     assert (bounds.upper[0, others] >= margins[:, others].max(0).values - slack).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 2 + len(ACTIVATIONS) - 1),
+       y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
+    model = randomised(([Residual(), Plain()] + [Smooth(a) for a in ACTIVATIONS])[index], seed)
+    assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda a: type(a).__name__)
