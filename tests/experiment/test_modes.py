@@ -370,3 +370,14 @@ def test_map_and_prior_options_a_run_cannot_use_are_refused(options, message):
     overrides = {"modes": ["scan:integrated_gradients"], **options}
     with pytest.raises(ConfigError, match=re.escape(message)):
         ExperimentConfig.build(overrides=overrides)
+
+
+def test_map_options_are_checked_by_the_maps_the_run_makes():
+    """A review: ``steps = 8.5`` passed and failed mid-run; a baseline valid for
+    integrated gradients was refused by occlusion, which the run does not make."""
+    with pytest.raises(ConfigError, match="steps must be an integer >= 1, got 8.5"):
+        ExperimentConfig.build(overrides={"modes": ["scan:integrated_gradients"],
+                                          "map_options": {"steps": 8.5}})
+    built = ExperimentConfig.build(overrides={"modes": ["scan:integrated_gradients"],
+                                              "map_options": {"baseline": 0.5}})
+    assert built.map_options == {"baseline": 0.5}

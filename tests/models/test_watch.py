@@ -156,3 +156,52 @@ def test_a_forward_that_writes_state_or_fails_to_trace_is_watched_without_error(
 
     watch = WeightsWatch(Global())
     assert not watch.changed()
+
+
+W = torch.tensor([1.0, 0.0, 0.0])  # a global weight read as a constant of the trace
+
+
+def test_values_are_compared_exactly_whatever_their_type_and_size():
+    """A review: float64 sums missed an int64 buffer written through ``.data``, a change
+    beside a 10¹⁷ (rounded away) and changes of opposite signs (the sum and the
+    position-weighted sum both kept)."""
+    class Net(ClassLimited):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("k", torch.tensor([3, 1]))
+            self.register_buffer("big", torch.tensor([1.0, 1e17]))
+
+        def forward(self, x):
+            return super().forward(x) + 0 * (self.k.sum() + self.big[0]
+                                             + (W * x[:, :, 0, 0]).sum())
+
+    model = Net()
+    for change in (lambda: model.k.data.__setitem__(0, 0),
+                   lambda: model.big.data.__setitem__(0, 0.0),
+                   lambda: W.copy_(torch.tensor([0.0, 2.0, -1.0]))):
+        watch = WeightsWatch(model)
+        assert not watch.changed()
+        change()
+        assert watch.changed()
+
+
+def test_the_trace_is_quiet():
+    """The watch traces forward at every call: what it prints or warns is not said
+    again each time."""
+    import warnings
+
+    class Loud(ClassLimited):
+        def forward(self, x):
+            print("forward ran")
+            warnings.warn("a warning of forward", stacklevel=1)
+            return super().forward(x)
+
+    model = Loud()
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        WeightsWatch(model).changed()
+    assert out.getvalue() == "" and not said

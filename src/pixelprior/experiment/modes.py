@@ -267,14 +267,14 @@ def _option_problem(kind: str, name: str, value: Any, takers: list[str], registr
         every = sorted({o for m in registry for o in registry.entry(m).options}
                        - FIELD_OPTIONS - set(API_ONLY_OPTIONS))
         return f"{where}: no {kind} takes {name!r}; the {kind} options are {', '.join(every)}"
-    for taker in takers:
+    if not set(takers) & read:
+        return (f"{where} is read by {', '.join(takers)}, which no mode of this run uses; "
+                "drop it")
+    for taker in sorted(set(takers) & read):  # the maps (priors) the run makes
         try:
             registry.get(taker)(**{name: value})
         except (TypeError, ValueError) as exc:
             return f"{where} = {value!r}: {taker} refuses it ({exc})"
-    if not set(takers) & read:
-        return (f"{where} is read by {', '.join(takers)}, which no mode of this run uses; "
-                "drop it")
     return None
 
 

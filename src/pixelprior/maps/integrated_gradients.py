@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch import nn
@@ -30,8 +32,8 @@ class IntegratedGradients(SensitivityMethod):
     def __init__(self, model: nn.Module | None = None, steps: int = 50,
                  baseline: float | torch.Tensor = 0.0, **options) -> None:
         super().__init__(model, **options)
-        if steps < 1:
-            raise ValueError("steps must be >= 1")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
         self.steps = steps
         self.baseline = baseline
 

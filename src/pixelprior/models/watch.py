@@ -3,8 +3,12 @@ its hooks, and what its torch.fx trace bakes in (the constants its code reads)."
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import functools
+import io
+import warnings
 
 import torch
 from torch import fx, nn
@@ -18,8 +22,9 @@ Parts = tuple[dict[tuple, object], list[tuple[tuple, torch.Tensor]]]
 def weights_version(model: nn.Module) -> tuple:
     """What changes when a model's weights or settings do: each parameter's and
     buffer's identity, storage, in-place version counter (an optimiser step,
-    ``load_state_dict``, an ``add_`` under ``no_grad`` all count it up) and sum (a write
-    through ``.data``, which no counter sees); each submodule's name, class and identity,
+    ``load_state_dict``, an ``add_`` under ``no_grad`` all count it up) and values
+    (:func:`_fingerprints`, exact: a write through ``.data``, which no counter sees);
+    each submodule's name, class and identity,
     its attributes (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope, a
     submodule replaced, a tensor held as a plain attribute, private ones too) and its
     forward hooks, and the global forward hooks; its ``torch.fx`` trace (:func:`
@@ -42,7 +47,7 @@ def weights_version(model: nn.Module) -> tuple:
 
 def _parts(model: nn.Module) -> dict[tuple, object]:
     """:func:`weights_version`'s parts, each keyed by what it is of (``("parameter",
-    name)``, ``("setting", module, attribute)``, ``("sum", "buffer", name)``, ...)."""
+    name)``, ``("setting", module, attribute)``, ``("values", "buffer", name)``, ...)."""
     out: dict[tuple, object] = {}
     named = [*((("parameter", name), t) for name, t in model.named_parameters()),
              *((("buffer", name), t) for name, t in model.named_buffers())]
@@ -53,15 +58,14 @@ def _parts(model: nn.Module) -> dict[tuple, object]:
         out[key] = _tensor_state(tensor)
     code, constants = _traced_code(model)
     out.update(code)
-    for key, tensor in constants:  # made anew by each trace (``-LIMIT``): by value alone
+    for key, tensor in constants:  # made anew by each trace (``-LIMIT``): by values alone
         out[key] = (tuple(tensor.shape), tensor.dtype)
     named += constants
     summed = [(key, t) for key, t in named
               if not isinstance(t, nn.parameter.UninitializedTensorMixin)
-              and t.is_floating_point() and t.numel() and t.layout == torch.strided
-              and not t.is_meta]
-    for (key, _), total in zip(summed, _sums([t for _, t in summed]), strict=True):
-        out[("sum", *key)] = repr(total)  # by its text: a NaN equals itself
+              and t.numel() and t.layout == torch.strided and not t.is_meta]
+    for (key, _), total in zip(summed, _fingerprints([t for _, t in summed]), strict=True):
+        out[("values", *key)] = total
     return out
 
 
@@ -147,18 +151,21 @@ def _traced_code(model: nn.Module) -> Parts:
     ``argparse.Namespace`` setting) is written out, and the tensors it holds as constants
     (a global tensor, or one computed from it at tracing), watched by their values.
     Traced in evaluation mode, as the copies are, on a copy whose tensors are the
-    model's own (a forward that writes an attribute writes it on the copy). A model
+    model's own (a forward that writes an attribute writes it on the copy; what it
+    prints or warns is not shown again, but a global it changes is changed). A model
     ``torch.fx`` cannot trace has no traced copies to go stale: its code is ``None``.
 
     Returns:
         The code, keyed ``("trace", "code")``, and the constants, keyed by name.
     """
     memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    try:
-        with torch.no_grad():
+    try:  # quietly: what forward prints or warns was said when it ran
+        with (torch.no_grad(), warnings.catch_warnings(),
+              contextlib.redirect_stdout(io.StringIO())):
+            warnings.simplefilter("ignore")
             copied = copy.deepcopy(model, memo).eval()
-        tracer = fx.Tracer()
-        graph = tracer.trace(copied)
+            tracer = fx.Tracer()
+            graph = tracer.trace(copied)
     except Exception:  # noqa: BLE001 - tracing fails in many ways: nothing traced to follow
         return {("trace", "code"): None}, []
     own = {name for name, _ in copied.named_parameters()} | {
@@ -180,25 +187,46 @@ def _fetched(root: nn.Module, target: str) -> object:
     return value
 
 
-def _sums(tensors: list[torch.Tensor]) -> list[tuple[float, float]]:
-    """Each tensor's float64 sum and its sum weighted by position (a ``.data`` write
-    that moves values, two rows swapped, keeps the first), read back in one transfer
-    (a few ms for a SqueezeNet; a sum per tensor read one by one took 40)."""
+def _fingerprints(tensors: list[torch.Tensor]) -> list[int]:
+    """Each tensor's values as one exact number: every value's bits as an integer, times
+    a pseudo-random 64-bit weight of its position, summed with wraparound. Any change
+    of one value changes it (the weights are odd), of several all but by a 2⁻⁶⁴ chance;
+    integer and bool tensors too. (Float64 sums lost a change beside a 10¹⁷ and let
+    changes of opposite signs cancel.) Read back in one transfer (a few ms for a
+    SqueezeNet; one by one took 40)."""
     if not tensors:
         return []
     with torch.no_grad():
-        sums = [torch.stack([t.sum(dtype=torch.float64), _by_position(t)]) for t in tensors]
+        prints = [(_as_integers(t) * _weights(t.numel(), str(t.device))).sum()
+                  for t in tensors]
         try:
-            return [tuple(pair) for pair in torch.stack(sums).tolist()]
+            return torch.stack(prints).tolist()
         except RuntimeError:  # a model spread over several devices
-            return [(float(a), float(b)) for a, b in sums]
+            return [int(p) for p in prints]
 
 
-def _by_position(tensor: torch.Tensor) -> torch.Tensor:
-    """The float64 sum of each value times its flat position (mod 9973), plus one."""
-    flat = tensor.detach().reshape(-1).to(torch.float64)
-    weights = torch.arange(flat.numel(), device=flat.device, dtype=torch.float64)
-    return flat.dot(weights.remainder_(9973).add_(1))
+_BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
+
+
+def _as_integers(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor's values as int64, each a float's bits (a NaN's payload too)."""
+    flat = tensor.detach()
+    if flat.is_complex():
+        flat = torch.view_as_real(flat)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    elif flat.is_floating_point():
+        flat = flat.contiguous().view(_BITS[flat.element_size()])
+    return flat.reshape(-1).to(torch.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _weights(count: int, device: str) -> torch.Tensor:
+    """``count`` odd pseudo-random int64 weights (splitmix64 of the positions)."""
+    x = torch.arange(count, dtype=torch.int64, device=device) * -7046029254386353131
+    x = (x ^ (x >> 30)) * -4658895280553007687
+    x = (x ^ (x >> 27)) * -7723592293110705685
+    return (x ^ (x >> 31)) | 1
 
 
 class WeightsWatch:

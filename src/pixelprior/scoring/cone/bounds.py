@@ -914,15 +914,15 @@ def _nonnegative_call(step: Any, env: dict, v: dict[fx.Node, torch.Tensor]) -> t
 
 def _last_softmax_advice(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     """What to do where the operation without a rule is a softmax over the classes (the
-    scores' axis 1) the model ends with."""
+    scores' axis 1, or no axis named: the last of 2-D scores) the model ends with."""
     name = describe(node, modules).split(" ")[0].lower().removeprefix("tensor.")
     last = bool(node.users) and all(user.op == "output" for user in node.users)
     if node.op == "call_module":
         dim = getattr(modules[node.target], "dim", None)
     else:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    if last and dim in (1, -1) and name.rstrip("()") in ("softmax", "log_softmax",
-                                                         "logsoftmax"):
+    if last and dim in (1, -1, None) and name.rstrip("()") in ("softmax", "log_softmax",
+                                                               "logsoftmax"):
         return ("; it is the model's last operation: give the model without it (the "
                 "scores before it, whose largest is the same class)")
     return ""
