@@ -3,12 +3,8 @@ its hooks, and what its torch.fx trace bakes in (the constants its code reads)."
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import functools
-import io
-import warnings
 
 import torch
 from torch import fx, nn
@@ -151,21 +147,19 @@ def _traced_code(model: nn.Module) -> Parts:
     ``argparse.Namespace`` setting) is written out, and the tensors it holds as constants
     (a global tensor, or one computed from it at tracing), watched by their values.
     Traced in evaluation mode, as the copies are, on a copy whose tensors are the
-    model's own (a forward that writes an attribute writes it on the copy; what it
-    prints or warns is not shown again, but a global it changes is changed). A model
+    model's own (a forward that writes an attribute writes it on the copy; one that
+    prints prints at each call, one that changes a global changes it). A model
     ``torch.fx`` cannot trace has no traced copies to go stale: its code is ``None``.
 
     Returns:
         The code, keyed ``("trace", "code")``, and the constants, keyed by name.
     """
     memo = {id(t): t for t in [*model.parameters(), *model.buffers()]}
-    try:  # quietly: what forward prints or warns was said when it ran
-        with (torch.no_grad(), warnings.catch_warnings(),
-              contextlib.redirect_stdout(io.StringIO())):
-            warnings.simplefilter("ignore")
+    try:  # (a warning forward gives is shown once, as Python shows it from one place)
+        with torch.no_grad():
             copied = copy.deepcopy(model, memo).eval()
-            tracer = fx.Tracer()
-            graph = tracer.trace(copied)
+        tracer = fx.Tracer()
+        graph = tracer.trace(copied)
     except Exception:  # noqa: BLE001 - tracing fails in many ways: nothing traced to follow
         return {("trace", "code"): None}, []
     own = {name for name, _ in copied.named_parameters()} | {
@@ -189,44 +183,69 @@ def _fetched(root: nn.Module, target: str) -> object:
 
 def _fingerprints(tensors: list[torch.Tensor]) -> list[int]:
     """Each tensor's values as one exact number: every value's bits as an integer, times
-    a pseudo-random 64-bit weight of its position, summed with wraparound. Any change
-    of one value changes it (the weights are odd), of several all but by a 2⁻⁶⁴ chance;
-    integer and bool tensors too. (Float64 sums lost a change beside a 10¹⁷ and let
-    changes of opposite signs cancel.) Read back in one transfer (a few ms for a
-    SqueezeNet; one by one took 40)."""
+    a pseudo-random odd 64-bit weight of its position, mixed (a bijection of 64-bit
+    words) and summed with wraparound. A change of one value always changes it; of
+    several, all but by a 2⁻⁶⁴ chance (the mixing leaves no linear relation to cancel:
+    two float64 sign flips, each 2⁶³ in the bits, would cancel in a plain weighted
+    sum); integer, bool, complex and quantized tensors too. Read in chunks of
+    :data:`_CHUNK` values (a bounded memory whatever a layer's size), back in one
+    transfer. (Float64 sums lost a change beside a 10¹⁷ and let changes of opposite
+    signs cancel.)"""
     if not tensors:
         return []
     with torch.no_grad():
-        prints = [(_as_integers(t) * _weights(t.numel(), str(t.device))).sum()
-                  for t in tensors]
+        prints = [_fingerprint(t) for t in tensors]
         try:
             return torch.stack(prints).tolist()
         except RuntimeError:  # a model spread over several devices
             return [int(p) for p in prints]
 
 
+_CHUNK = 1 << 20
 _BITS = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.uint8}
 
 
-def _as_integers(tensor: torch.Tensor) -> torch.Tensor:
-    """A tensor's values as int64, each a float's bits (a NaN's payload too)."""
+def _fingerprint(tensor: torch.Tensor) -> torch.Tensor:
+    """One tensor's :func:`_fingerprints` number (an int64 tensor, not read back)."""
+    bits = _bits(tensor)
+    total = torch.zeros((), dtype=torch.int64, device=bits.device)
+    for start in range(0, bits.numel(), _CHUNK):
+        chunk = bits[start:start + _CHUNK].to(torch.int64)
+        total += _mix(chunk * _weights(start, chunk.numel(), bits.device)).sum()
+    return total
+
+
+def _bits(tensor: torch.Tensor) -> torch.Tensor:
+    """A tensor's values as a flat integer tensor of their bits (a NaN's payload too; a
+    quantized tensor's values as floats first)."""
     flat = tensor.detach()
+    if flat.is_quantized:
+        flat = flat.dequantize()
     if flat.is_complex():
         flat = torch.view_as_real(flat)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     elif flat.is_floating_point():
         flat = flat.contiguous().view(_BITS[flat.element_size()])
-    return flat.reshape(-1).to(torch.int64)
+    return flat.reshape(-1)
 
 
-@functools.lru_cache(maxsize=64)
-def _weights(count: int, device: str) -> torch.Tensor:
-    """``count`` odd pseudo-random int64 weights (splitmix64 of the positions)."""
-    x = torch.arange(count, dtype=torch.int64, device=device) * -7046029254386353131
-    x = (x ^ (x >> 30)) * -4658895280553007687
-    x = (x ^ (x >> 27)) * -7723592293110705685
-    return (x ^ (x >> 31)) | 1
+def _shifted(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """``x >> bits`` as a logical shift of 64-bit words (torch's ``>>`` is arithmetic)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser: a bijection of 64-bit words (xor-shifts, odd products)."""
+    x = (x ^ _shifted(x, 30)) * -4658895280553007687
+    x = (x ^ _shifted(x, 27)) * -7723592293110705685
+    return x ^ _shifted(x, 31)
+
+
+def _weights(start: int, count: int, device: torch.device) -> torch.Tensor:
+    """Odd pseudo-random int64 weights of the flat positions ``start..start+count``."""
+    positions = torch.arange(start, start + count, dtype=torch.int64, device=device)
+    return _mix(positions * -7046029254386353131) | 1
 
 
 class WeightsWatch:
