@@ -4,10 +4,11 @@ Every call of an attack, a scan or the verifier first asks
 :class:`~pixelprior.models.WeightsWatch` whether the model changed since its copies were
 made (:func:`~pixelprior.models.weights_version`: the weights, the submodules' settings
 and hooks, and the model's ``torch.fx`` trace). For each model this prints, best of
-``--repeats``: the whole watch, its trace part alone (``_traced_code``), and the
-cheapest guarded call, ``FastAttack(model, verify="off").run`` on one image (the 8
-corners at every position), measured side by side in one run; the last column is the
-watch's share of that call.
+``--repeats``: the whole watch, its trace part alone
+(:func:`~pixelprior.models.traced_code`), and the cheapest guarded call,
+``FastAttack(model, verify="off").run`` on one image (the 8 corners at every
+position), measured side by side in one run; the last column is the watch's share of
+that call.
 
     python benchmarks/watch_cost.py [--models squeezenet1_1-cifar10 resnet8-cifar10
         convsmall-cifar10] [--repeats 5]
@@ -22,8 +23,7 @@ from collections.abc import Callable
 from _setup import bench_inputs
 
 from pixelprior import FastAttack
-from pixelprior.models import weights_version
-from pixelprior.models.watch import _traced_code
+from pixelprior.models import traced_code, weights_version
 
 
 def best(call: Callable[[], object], repeats: int) -> float:
@@ -55,7 +55,7 @@ def main() -> None:
 def row(name: str, model, images, labels, repeats: int) -> None:
     """One model's line of the table."""
     watch = best(lambda: weights_version(model), repeats)
-    trace = best(lambda: _traced_code(model), repeats)
+    trace = best(lambda: traced_code(model), repeats)
     attack = FastAttack(model, verify="off")
     call = best(lambda: attack.run(images[:1], labels[:1]), repeats)
     print(f"| {name} | {watch * 1e3:.1f} | {trace * 1e3:.1f} | {call * 1e3:.0f} | "

@@ -54,7 +54,7 @@ from .squeezenet import (
     SqueezeNet,
     SqueezeNetCifar,
 )
-from .watch import WeightsWatch, weights_version
+from .watch import WeightsWatch, traced_code, weights_version
 from .wrappers import ModelSettingError, Normalize, OnnxModel, ResizeInside, normalization_problem
 
 __all__ = [
@@ -73,5 +73,5 @@ __all__ = [
     "normalization_problem", "one_class_warning", "output_kind", "predict", "predict_labels",
     "read_state_dict", "resolve_weights", "same_model", "scores_agree", "short_reason",
     "state_dict_digest", "to_model_channels", "unwrap_state_dict", "weight_candidates",
-    "weights_version",
+    "traced_code", "weights_version",
 ]

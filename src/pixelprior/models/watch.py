@@ -9,7 +9,7 @@ import dataclasses
 import torch
 from torch import fx, nn
 
-__all__ = ["WeightsWatch", "weights_version"]
+__all__ = ["WeightsWatch", "traced_code", "weights_version"]
 
 # settings by what they are of, and tensors to be watched as weights
 Parts = tuple[dict[tuple, object], list[tuple[tuple, torch.Tensor]]]
@@ -24,7 +24,7 @@ def weights_version(model: nn.Module) -> tuple:
     its attributes (:func:`_settings`: a Hardtanh's limits, a LeakyReLU's slope, a
     submodule replaced, a tensor held as a plain attribute, private ones too) and its
     forward hooks, and the global forward hooks; its ``torch.fx`` trace (:func:`
-    _traced_code`: the constants its code reads from anywhere, a ``Net.limit``, a global
+    traced_code`: the constants its code reads from anywhere, a ``Net.limit``, a global
     ``LIMIT``, ``config.LIMIT``, written out in the traced code). Copies made of a model
     (a BatchNorm-folded scorer, a bound engine's float64 copy) are stale once it
     differs. (Copies that are not traces run the model's own code, so the constants it
@@ -52,7 +52,7 @@ def _parts(model: nn.Module) -> dict[tuple, object]:
     named += held
     for key, tensor in named:
         out[key] = _tensor_state(tensor)
-    code, constants = _traced_code(model)
+    code, constants = traced_code(model)
     out.update(code)
     for key, tensor in constants:  # made anew by each trace (``-LIMIT``): by values alone
         out[key] = (tuple(tensor.shape), tensor.dtype)
@@ -139,7 +139,7 @@ def _setting(value: object, depth: int = 3) -> object:
     return ("id", id(value))
 
 
-def _traced_code(model: nn.Module) -> Parts:
+def traced_code(model: nn.Module) -> Parts:
     """What a ``torch.fx`` trace of the model bakes in, as the copies traced of it (the
     bound engine's, the interval screen's, the cone scorer's) hold it: the traced code,
     in which every constant the model's code reads from anywhere (a global, a class
@@ -150,6 +150,9 @@ def _traced_code(model: nn.Module) -> Parts:
     model's own (a forward that writes an attribute writes it on the copy; one that
     prints prints at each call, one that changes a global changes it). A model
     ``torch.fx`` cannot trace has no traced copies to go stale: its code is ``None``.
+
+    Args:
+        model: the model.
 
     Returns:
         The code, keyed ``("trace", "code")``, and the constants, keyed by name.
