@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 
 import torch
 from torch import fx, nn
@@ -191,9 +192,9 @@ def _fingerprints(tensors: list[torch.Tensor]) -> list[int]:
     several, all but by a 2⁻⁶⁴ chance (the mixing leaves no linear relation to cancel:
     two float64 sign flips, each 2⁶³ in the bits, would cancel in a plain weighted
     sum); integer, bool, complex and quantized tensors too. Read in chunks of
-    :data:`_CHUNK` values (a bounded memory whatever a layer's size), back in one
-    transfer. (Float64 sums lost a change beside a 10¹⁷ and let changes of opposite
-    signs cancel.)"""
+    :data:`_CHUNK` values (a bounded memory whatever a layer's size; the first chunk's
+    weights kept, 8 MB a device), back in one transfer. (Float64 sums lost a change
+    beside a 10¹⁷ and let changes of opposite signs cancel.)"""
     if not tensors:
         return []
     with torch.no_grad():
@@ -246,8 +247,18 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 
 def _weights(start: int, count: int, device: torch.device) -> torch.Tensor:
-    """Odd pseudo-random int64 weights of the flat positions ``start..start+count``."""
+    """Odd pseudo-random int64 weights of the flat positions ``start..start+count``
+    (those of the first chunk made once per device: 8 MB)."""
+    if start == 0:
+        return _first_weights(str(device))[:count]
     positions = torch.arange(start, start + count, dtype=torch.int64, device=device)
+    return _mix(positions * -7046029254386353131) | 1
+
+
+@functools.lru_cache(maxsize=4)
+def _first_weights(device: str) -> torch.Tensor:
+    """:func:`_weights` of the first :data:`_CHUNK` positions on ``device``."""
+    positions = torch.arange(_CHUNK, dtype=torch.int64, device=device)
     return _mix(positions * -7046029254386353131) | 1
 
 
