@@ -202,3 +202,20 @@ def without_unread_maps(values: dict) -> dict:
         values = {key: value for key, value in values.items()
                   if key not in SEARCH_FIELDS["de"]}
     return values
+
+
+def assert_fooled_after(model: nn.Module, image: torch.Tensor, change) -> None:
+    """A reused verifier follows a change of ``model``: verified as made (label 0),
+    fooled once ``change()`` ran, by a witness the model itself puts in class 1."""
+    from pixelprior import Verifier
+
+    verifier = Verifier(model.eval(), budget=None, max_boxes=2000)
+    assert verifier.verify(image, torch.tensor([0]))[0].verified
+    change()
+    (answer,) = verifier.verify(image, torch.tensor([0]))
+    assert answer.fooled and not answer.verified
+    x, y, color = answer.witness
+    changed = image.clone()
+    changed[0, :, y, x] = torch.tensor(color)
+    with torch.no_grad():
+        assert int(model(changed).argmax(1)) == 1

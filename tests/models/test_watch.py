@@ -7,9 +7,9 @@ from __future__ import annotations
 import sys
 
 import torch
+from helpers import assert_fooled_after
 from torch import nn
 
-from pixelprior import Verifier
 from pixelprior.models import WeightsWatch
 
 LIMIT = 2.0  # read by _clip, a helper forward calls: a global setting of the model
@@ -60,28 +60,13 @@ def clean_image() -> torch.Tensor:
     return image
 
 
-def assert_fooled_after(model: nn.Module, change) -> None:
-    """Verified as made; fooled (by a real witness) once ``change`` ran."""
-    image = clean_image()
-    verifier = Verifier(model.eval(), budget=None, max_boxes=2000)
-    assert verifier.verify(image, torch.tensor([0]))[0].verified
-    change()
-    (answer,) = verifier.verify(image, torch.tensor([0]))
-    assert answer.fooled and not answer.verified
-    x, y, color = answer.witness
-    changed = image.clone()
-    changed[0, :, y, x] = torch.tensor(color)
-    with torch.no_grad():
-        assert int(model(changed).argmax(1)) == 1
-
-
 def test_a_reused_verifier_follows_a_changed_class_attribute(monkeypatch):
-    assert_fooled_after(ClassLimited(),
+    assert_fooled_after(ClassLimited(), clean_image(),
                         lambda: monkeypatch.setattr(ClassLimited, "limit", 0.2))
 
 
 def test_a_reused_verifier_follows_a_global_a_helper_function_reads(monkeypatch):
-    assert_fooled_after(GlobalLimited(),
+    assert_fooled_after(GlobalLimited(), clean_image(),
                         lambda: monkeypatch.setattr(sys.modules[__name__], "LIMIT", 0.2))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import assert_fooled_after
 from torch import nn
 
 from pixelprior import FastAttack, OnePixelAttack, SusceptibilityScan, Verifier
@@ -227,19 +228,14 @@ def test_a_reused_verifier_proves_the_model_with_its_changed_settings(change):
     model = Clipped().eval()
     image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     image[0, 0, 0, 0] = 0.5
-    verifier = Verifier(model, budget=None, max_boxes=2000)
-    assert verifier.verify(image, torch.tensor([0]))[0].verified
-    if change == "limits":
-        model.clip.min_val, model.clip.max_val = -0.2, 0.2
-    else:
-        model.clip = nn.Hardtanh(-0.2, 0.2)
-    (answer,) = verifier.verify(image, torch.tensor([0]))
-    assert answer.fooled and not answer.verified
-    x, y, color = answer.witness
-    changed = image.clone()
-    changed[0, :, y, x] = torch.tensor(color)
-    with torch.no_grad():
-        assert int(model(changed).argmax(1)) == 1
+
+    def narrowed():
+        if change == "limits":
+            model.clip.min_val, model.clip.max_val = -0.2, 0.2
+        else:
+            model.clip = nn.Hardtanh(-0.2, 0.2)
+
+    assert_fooled_after(model, image, narrowed)
 
 
 def test_an_attack_leaves_the_models_weights_and_settings_as_they_were():

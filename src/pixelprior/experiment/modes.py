@@ -94,7 +94,7 @@ def de_prior(config, mode: str) -> Prior:
     own = PRIORS.entry(key).options
     kwargs: dict = {name: value for name, value in (("tau", config.tau),
                                                     ("scan", config.oracle)) if name in own}
-    kwargs.update({k: v for k, v in getattr(config, "prior_options", {}).items() if k in own})
+    kwargs.update({k: v for k, v in config.prior_options.items() if k in own})
     if PRIORS.get(key).needs_sensitivity:  # by the prior's class, not by its name
         kwargs.update(sensitivity=config.sensitivity,
                       **method_options(config.sensitivity, config.sensitivity_kwargs()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import operator
 
 import torch
 from torch import fx, nn
@@ -171,18 +172,10 @@ def traced_code(model: nn.Module) -> Parts:
     constants = []
     for node in graph.nodes:
         if node.op == "get_attr" and node.target not in own:
-            value = _fetched(tracer.root, node.target)
+            value = operator.attrgetter(node.target)(tracer.root)  # "a._tensor_constant0"
             if isinstance(value, torch.Tensor):
                 constants.append((("trace", "constant", node.target), value))
     return {("trace", "code"): graph.python_code("self").src}, constants
-
-
-def _fetched(root: nn.Module, target: str) -> object:
-    """The attribute a ``get_attr`` node names (``"a.b._tensor_constant0"``)."""
-    value: object = root
-    for part in target.split("."):
-        value = getattr(value, part, None)
-    return value
 
 
 def _fingerprints(tensors: list[torch.Tensor]) -> list[int]:
@@ -251,14 +244,18 @@ def _weights(start: int, count: int, device: torch.device) -> torch.Tensor:
     (those of the first chunk made once per device: 8 MB)."""
     if start == 0:
         return _first_weights(str(device))[:count]
-    positions = torch.arange(start, start + count, dtype=torch.int64, device=device)
-    return _mix(positions * -7046029254386353131) | 1
+    return _of_positions(torch.arange(start, start + count, dtype=torch.int64,
+                                      device=device))
 
 
 @functools.lru_cache(maxsize=4)
 def _first_weights(device: str) -> torch.Tensor:
     """:func:`_weights` of the first :data:`_CHUNK` positions on ``device``."""
-    positions = torch.arange(_CHUNK, dtype=torch.int64, device=device)
+    return _of_positions(torch.arange(_CHUNK, dtype=torch.int64, device=device))
+
+
+def _of_positions(positions: torch.Tensor) -> torch.Tensor:
+    """splitmix64 of the positions, made odd."""
     return _mix(positions * -7046029254386353131) | 1
 
 

@@ -324,6 +324,8 @@ class BoundEngine:
         plan = self.engine.plan(images.to(self.dtype))
         key = tuple(images.shape[1:])
         if key not in self._checked:
+            varying = {n for n in self.graph.nodes if n not in self.graph.statics
+                       and n not in self.graph.sizes}
             for node, step, _ in plan.steps:
                 if node in self.graph.sizes:  # a size, or arithmetic of sizes: run as is
                     continue
@@ -335,7 +337,7 @@ class BoundEngine:
                         f"the verifier has no bound rule for "
                         f"{describe(node, self.graph.modules)}{problem}"
                         + _last_softmax_advice(node, self.graph.modules))
-                self._check_product(node, step)
+                self._check_product(node, step, varying)
             self._checked.add(key)
         return plan
 
@@ -362,18 +364,17 @@ class BoundEngine:
                 "across the batch axis, which the verifier bounds one image a row at; "
                 "keep each image on its own row, e.g. test-time copies on another axis)")
 
-    def _check_product(self, node: fx.Node, step: Any) -> None:
+    def _check_product(self, node: fx.Node, step: Any, varying: set[fx.Node]) -> None:
         """Refuse, before any box, a product of two values computed from the image (a
         gate ``x * sigmoid(...)``, attention) or a division by one: the bound rules are
-        affine in one factor (found while bounding, it was a bare line mid-run)."""
+        affine in one factor (found while bounding, it was a bare line mid-run).
+        ``varying``: the nodes computed from the image."""
         resolved = getattr(step, "resolved", None)
         if resolved is None or resolved.operation is None or resolved.operation.bound is None:
             return
         rule = resolved.operation.bound(resolved.params)
         if not isinstance(rule, Product):
             return
-        varying = {n for n in self.graph.nodes if n not in self.graph.statics
-                   and n not in self.graph.sizes}
         try:
             rule.check(node, varying)
         except BoundUnsupportedError as exc:
