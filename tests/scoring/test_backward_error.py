@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised
+from test_bounds import ACTIVATIONS, Gated, Plain, Residual, Scaled, Smooth, randomised
 from test_float32_error import FLOAT32, margins_both_ways, sample_box
 from test_intervals import Strides
 from torch import fx, nn
@@ -49,8 +49,9 @@ class Ceiled(nn.Module):
 
 # the activations that are one elementwise function (not the identity, not two clamps)
 SINGLE = [a for a in ACTIVATIONS if type(a).__name__ not in ("Identity", "Clamp")]
-NETS = [Residual, Plain, Scaled, Strides, Ceiled] + [lambda a=a: Smooth(a) for a in SINGLE]
-NAMES = ["residual", "plain", "scaled", "strides", "ceiled"] + [type(a).__name__
+NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated] + [lambda a=a: Smooth(a)
+                                                             for a in SINGLE]
+NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated"] + [type(a).__name__
                                                                 for a in SINGLE]
 
 
@@ -388,17 +389,6 @@ def test_an_activations_slopes_hold_every_chord(activation):
     slack = 1e-9 * (1 + chord.abs())
     assert ((chord >= least - slack) | ~keep).all()
     assert ((chord <= most + slack) | ~keep).all()
-
-
-class Squared(nn.Module):
-    """A product of two varying values: the screen refuses it, so no backward bound."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(3 * 4 * 4, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc((x * x).flatten(1))
 
 
 def test_a_rule_without_a_backward_form_is_named():

@@ -14,14 +14,24 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from milp import exact_margins
-from test_bounds import ACTIVATIONS, Plain, Residual, Scaled, Smooth, randomised, scores
+from test_bounds import (
+    ACTIVATIONS,
+    Bilinear,
+    Gated,
+    Plain,
+    Residual,
+    Scaled,
+    Smooth,
+    randomised,
+    scores,
+)
 from torch import nn
 
 from pixelprior.scoring.cone import OPERATIONS
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
-NETS = [Residual, Plain, Scaled] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
+NETS = [Residual, Plain, Scaled, Gated, Bilinear] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
 def screened(model, image, y, x, lo, hi, label, cone=False) -> np.ndarray:
@@ -253,6 +263,73 @@ def test_every_operation_with_a_bound_rule_has_an_interval_rule():
         assert has_bound == (operation.interval is not None), name
 
 
+@pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
+@pytest.mark.parametrize("net", [Gated, Bilinear])
+def test_products_of_two_varying_values_are_screened_soundly_on_fixed_boxes(net, cone):
+    """The four products of the factors' ends: every box encloses the sampled margins
+    (the hypothesis test above spreads its examples over every network)."""
+    for seed in range(4):
+        model = randomised(net(), seed)
+        image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        for width, corner in ((1.0, [0.0] * 3), (0.3, [0.2, 0.5, 0.1]), (0.05, [0.6, 0.3, 0.8])):
+            lo, hi = box(corner, width)
+            y, x = seed % 8, (3 * seed) % 8
+            colors = torch.tensor(lo, dtype=torch.float64) + width * torch.rand(
+                300, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            corners = torch.cartesian_prod(*[torch.tensor([a, b], dtype=torch.float64)
+                                             for a, b in zip(lo, hi, strict=True)])
+            values = scores(model, image, y, x, torch.cat([colors, corners]))
+            label = int(values[0].argmax())
+            bounds = screened(model, image, y, x, lo, hi, label, cone)
+            margins = (values[:, label:label + 1] - values).min(0).values.numpy()
+            others = [j for j in range(values.shape[1]) if j != label]
+            assert (bounds[others] <= margins[others] + 1e-9 * (1 + abs(margins).max())).all()
+
+
+class Picked(nn.Module):
+    """A margin that is one product of two affine functions of the colors at pixel (2, 3)
+    (the class-0 score picks it, class 1 is 0): a bound must hold the product's least
+    value, a corner-to-corner ``l_x u_y`` where the factors change sign."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left, self.right = nn.Conv2d(3, 1, 1), nn.Conv2d(3, 1, 1)
+        self.fc = nn.Linear(16, 2)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.zero_()
+            self.fc.weight[0, 2 * 4 + 3] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((self.left(x) * self.right(x)).flatten(1))
+
+
+@pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
+def test_a_product_of_two_varying_values_holds_its_extremes(cone):
+    from test_bounds import box_margins
+
+    from pixelprior.scoring.cone.bounds import BoundEngine
+
+    image = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    for seed in range(8):
+        torch.manual_seed(seed)
+        model = Picked().eval()
+        colors = torch.rand(4000, 3, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(seed))
+        colors = torch.cat([colors, torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * 3)
+                            .double()])
+        h = scores(model, image, 2, 3, colors)[:, 0]
+        # label 0: the margin z_0 - z_1 is h, its bound at most h's least value; label 1:
+        # the margin is -h, its bound at most minus h's largest
+        for label, least in ((0, float(h.min())), (1, float(-h.max()))):
+            other = 1 - label
+            screen = screened(model, image, 2, 3, [0.0] * 3, [1.0] * 3, label, cone)
+            assert screen[other] <= least + 1e-9
+            zonotope = box_margins(BoundEngine(model), image, 2, 3, [0.0] * 3, [1.0] * 3,
+                                   label)
+            assert float(zonotope.lower[0, other]) <= least + 1e-9
+
+
 class Flip(nn.Module):
     def __init__(self):
         super().__init__()
@@ -263,7 +340,7 @@ class Flip(nn.Module):
         return self.fc(torch.maximum(self.conv(x), torch.zeros(1)).mean((2, 3)))
 
 
-class Square(nn.Module):
+class Divided(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
@@ -271,11 +348,11 @@ class Square(nn.Module):
 
     def forward(self, x):
         h = self.conv(x)
-        return self.fc((h * h).mean((2, 3)))
+        return self.fc((h / (torch.sigmoid(h) + 1)).mean((2, 3)))
 
 
 @pytest.mark.parametrize("model, message", [
-    (Flip().eval(), "no rule for maximum"), (Square().eval(), "product of two values"),
+    (Flip().eval(), "no rule for maximum"), (Divided().eval(), "division by a value"),
     (Plain().train(), "training mode")])
 def test_operations_without_an_interval_rule_are_named(model, message):
     with pytest.raises(IntervalUnsupportedError, match=message):

@@ -183,6 +183,61 @@ def test_a_verified_image_survives_a_dense_sample_of_colors(seed):
                        .argmax()) != label
 
 
+class SqueezeExcite(nn.Module):
+    """A squeeze-and-excitation block (a gate of the whole image times every pixel's
+    features), then a strided convolution and a global average."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.squeeze, self.excite = nn.Conv2d(4, 2, 1), nn.Conv2d(2, 4, 1)
+        self.down = nn.Conv2d(4, 4, 3, 2, 1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.hardswish(self.conv(x))
+        gate = torch.sigmoid(self.excite(torch.relu(self.squeeze(h.mean((2, 3),
+                                                                       keepdim=True)))))
+        return self.fc(torch.relu(self.down(gate * h)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("seed, margin", [(0, 0.001), (1, 0.003), (2, 0.01)])
+def test_a_gated_network_is_decided_and_every_verdict_holds(seed, margin):
+    """Products of two varying values (a squeeze-and-excitation gate): with the clean
+    margin set small, positions come out robust and vulnerable; no robust one is fooled
+    by a dense grid and random colors, every witness fools the model."""
+    torch.manual_seed(seed)
+    model = SqueezeExcite().eval()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        model.conv.weight.mul_(3)  # single pixels matter: 11, 5 and 36 positions robust
+        scores = model(image)[0]
+        label = int(scores.argmax())
+        model.fc.bias[label] -= float(scores[label] - scores.topk(2).values[1]) - margin
+    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
+        image, torch.tensor([label]), stop_at_first=False)
+    status = result.positions.status
+    assert "unknown" not in status and "robust" in status
+    assert seed == 2 or "vulnerable" in status
+    grid = torch.linspace(0, 1, 9)
+    colors = torch.cat([torch.cartesian_prod(grid, grid, grid),
+                        torch.rand(200, 3, generator=torch.Generator().manual_seed(seed))])
+    for p, verdict in enumerate(status):
+        if verdict == "robust":
+            genes = torch.cat([torch.tensor([[float(p % 6), float(p // 6)]]).expand(
+                len(colors), 2), colors], 1)[:, None]
+            with torch.no_grad():
+                predicted = model(perturb_rows(image, torch.zeros(len(colors),
+                                                                  dtype=torch.long), genes))
+            assert (predicted.argmax(1) == label).all(), p
+        elif verdict == "vulnerable":
+            genes = torch.tensor([[[float(p % 6), float(p // 6),
+                                    *result.positions.witness[p].tolist()]]])
+            with torch.no_grad():
+                assert int(model(perturb_rows(image, torch.zeros(1, dtype=torch.long),
+                                              genes)).argmax()) != label
+
+
 def test_bad_settings_and_inputs_are_refused():
     model = calm_net()
     with pytest.raises(ValueError, match="budget"):

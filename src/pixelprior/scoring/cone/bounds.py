@@ -75,6 +75,7 @@ from .zonotope import (
     gamma,
     interval,
     magnitude,
+    multiply,
     pad_rows,
     per_box,
     relaxation_error,
@@ -365,10 +366,9 @@ class BoundEngine:
                 "keep each image on its own row, e.g. test-time copies on another axis)")
 
     def _check_product(self, node: fx.Node, step: Any, varying: set[fx.Node]) -> None:
-        """Refuse, before any box, a product of two values computed from the image (a
-        gate ``x * sigmoid(...)``, attention) or a division by one: the bound rules are
-        affine in one factor (found while bounding, it was a bare line mid-run).
-        ``varying``: the nodes computed from the image."""
+        """Refuse, before any box, a division by a value computed from the image: the
+        bound rules divide by constants only (found while bounding, it was a bare line
+        mid-run). ``varying``: the nodes computed from the image."""
         resolved = getattr(step, "resolved", None)
         if resolved is None or resolved.operation is None or resolved.operation.bound is None:
             return
@@ -382,9 +382,8 @@ class BoundEngine:
             name = describe(node, self.graph.modules)
             name += f" ({node.name})" if node.name != name else ""
             raise BoundUnsupportedError(
-                f"{name} is {what}, as a gate "
-                "x * sigmoid(...) (squeeze-and-excitation) or attention computes: the bound "
-                "rules take products and quotients with a constant only") from None
+                f"{name} is {what} (a normalisation or attention computes one): the bound "
+                "rules divide by constants only") from None
 
     @staticmethod
     def _unsupported(step: Any) -> str | None:
@@ -636,6 +635,9 @@ class BoundEngine:
         rule = self._rule(step)
         if isinstance(rule, Product):
             rule.check(step.node, stacked)
+            factors = rule.varying_factors(step.node, stacked)
+            if len(factors) == 2:
+                return self._multiply(factors, call, stacked, carried)
         rows = max(v.shape[1] for v in stacked.values())
         grown = {n: pad_rows(v, rows) for n, v in stacked.items()}
 
@@ -667,6 +669,20 @@ class BoundEngine:
         error, size = _propagated(apply, rounding, carried, at_zero, rows, call.unit,
                                   out[0, 0].numel())
         return out, error, size
+
+    @staticmethod
+    def _multiply(factors: list[fx.Node], call: _Call, stacked: dict[fx.Node, torch.Tensor],
+                  carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]]
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A product of two varying factors (:func:`~.zonotope.multiply`), one new symbol
+        per neuron where the factors' generators meet."""
+        rows = max(stacked[n].shape[1] for n in factors)
+        x, y = (pad_rows(stacked[n], rows) for n in factors)
+        (ex, sx), (ey, sy) = carried[factors[0]], carried[factors[1]]
+        values, radius, error, size = multiply(x, y, (ex, ey), (sx, sy), call.unit)
+        shape = values[:, 0].shape
+        return (call.add(values, radius), error.expand(shape).contiguous(),
+                size.expand(shape).contiguous())
 
     def _magnitude_map(self, step: Any, env: dict, factor: Any, rounding: Rounding,
                        like: torch.Tensor) -> Any:

@@ -564,7 +564,9 @@ class Negate(IntervalRule):
 @dataclass(frozen=True)
 class Scale(IntervalRule):
     """A product (a quotient) with one varying factor (dividend) and a constant other: the
-    ends of each neuron's range map to the ends, in either order; one rounding each.
+    ends of each neuron's range map to the ends, in either order; one rounding each. A
+    product of two varying factors (a gate ``x * sigmoid(...)``, ``h * h``) takes the
+    least and the largest of the four products of their ends.
 
     Attributes:
         divides: the operation divides its first argument by the second.
@@ -573,25 +575,36 @@ class Scale(IntervalRule):
     divides: bool = False
 
     def check(self, node: Any, varying: Any) -> None:
-        """Refuse a product of two varying values, or a varying divisor (as the
-        zonotope engine's :class:`~.zonotope.Product` does)."""
+        """Refuse a varying divisor (as the zonotope engine's
+        :class:`~.zonotope.Product` does)."""
         try:
             Product(self.divides).check(node, varying)
         except BoundUnsupportedError as exc:
             raise IntervalUnsupportedError(str(exc)) from None
 
     def apply(self, step):
+        if len(step.intervals) == 2:
+            ends = torch.stack([step.run(lambda k, v, i=i: v.upper if i >> k & 1 else v.lower)
+                                for i in range(4)])
+            return Interval(*_outward(ends.amin(0), ends.amax(0), 4 * UNIT))
         first, second = step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper)
         lower, upper = torch.minimum(first, second), torch.maximum(first, second)
         return Interval(*_outward(lower, upper, 4 * UNIT))
 
     def error(self, step, out, unit):
+        if len(step.intervals) == 2:
+            # x̃ỹ - x y = ỹ (x̃ - x) + x (ỹ - y): |y| e_x + |x| e_y + e_x e_y
+            passed = (_pair(step, Interval.magnitude, _error)
+                      + _pair(step, _error, Interval.magnitude) + _pair(step, _error, _error))
+            return passed + self.rounding(step, out, unit)
         # |c| e (|e / c|), plus the factor's own gap δ (a number float32 rounds):
         # δ |x| for a product, |x| δ / (|c| (|c| - δ)) for a quotient; then the product's
         # rounding, two for a quotient (CUDA divides by a reciprocal)
         return step.run_each(lambda v: v.error).abs() + self.rounding(step, out, unit)
 
     def rounding(self, step, out, unit):
+        if len(step.intervals) == 2:  # the product's one rounding, of at most |x̃| |ỹ|
+            return 2 * unit * _pair(step, Interval.reach, Interval.reach)
         # the factor's gap moves the result by at most `moved`; then the product rounds
         passed = step.run_each(lambda v: v.error).abs()
         first = step.argument(0, "input")
@@ -610,9 +623,48 @@ class Scale(IntervalRule):
         return moved + 2 * unit * (out.magnitude() + passed + moved)
 
     def pull(self, step, out, coefficient):
+        if len(step.intervals) == 2:
+            return _product_pull(step, out, coefficient)
         if step.intervals[0].lower.shape[1:] != out.lower.shape[1:]:  # |Σ c r| != Σ |c| r
             raise BackwardUnsupportedError("a product broadcasting its varying factor")
         return _linear_pull(step, out, coefficient)
+
+
+def _error(value: Interval) -> torch.Tensor:
+    return value.error
+
+
+def _pair(step: IntervalStep, first: Callable[[Interval], torch.Tensor],
+          second: Callable[[Interval], torch.Tensor]) -> torch.Tensor:
+    """A product of two varying factors run on ``first`` of the first factor and
+    ``second`` of the other (nonnegative parts: their product, as the model broadcasts
+    them), widened by a relative ``2^-50`` for its rounding."""
+    return step.run(lambda k, v: (first, second)[k](v)) * (1 + 2.0**-50)
+
+
+def _product_pull(step: IntervalStep, out: Interval, coefficient: Coefficient
+                  ) -> list[Coefficient]:
+    """The pull of ``x y`` (two varying factors): ``x̃ ỹ - x y = ỹ δ_x + x δ_y``, so the
+    coefficient of ``δ_x`` is ``c ỹ`` with ``ỹ`` in ``[l_y - e_y, u_y + e_y]`` (the
+    float32 value) and that of ``δ_y`` is ``c x`` with ``x`` in ``[l_x, u_x]`` (the real
+    one): interval products, summed over the axes the factor was broadcast along (its
+    float64 sums widened by ``4 γ`` of their terms, as :func:`_linear_pull` does)."""
+    rows = coefficient.center.shape[0]
+    c, r = coefficient.center, coefficient.radius
+    x, y = step.intervals
+    pulled = []
+    for slope, factor in ((widen(y.lower, y.upper, y.error), x), (x, y)):
+        low, high = tiled(slope.lower, rows), tiled(slope.upper, rows)
+        ends = torch.stack([(c - r) * low, (c - r) * high, (c + r) * low, (c + r) * high])
+        least, most = ends.amin(0), ends.amax(0)
+        center = (least + most) / 2
+        radius = (most - least) / 2 + 4 * UNIT * (least.abs() + most.abs())
+        shape = (rows, *factor.lower.shape[1:])
+        g = 4 * gamma(max(1, center[0].numel() // max(1, math.prod(shape[1:]))) + 2, UNIT)
+        size = (center.abs() + radius).sum_to_size(shape)
+        pulled.append(Coefficient(center.sum_to_size(shape),
+                                  (radius.sum_to_size(shape) + g * size) * (1 + g)))
+    return pulled
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import torch
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
            "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "ONE_ROUNDING",
            "PiecewiseLinear", "Product", "Relaxation", "Reshape", "Rounding", "SShaped",
-           "add_symbols", "gamma", "interval", "magnitude", "pad_rows", "per_box",
+           "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows", "per_box",
            "relaxation_error"]
 
 
@@ -198,7 +198,9 @@ class MaxPool(BoundRule):
 
 @dataclass(frozen=True)
 class Product(BoundRule):
-    """A product or quotient: affine when one factor (or only the dividend) varies.
+    """A product or quotient: affine when one factor (or only the dividend) varies; a
+    product of two varying factors (a gate ``x * sigmoid(...)``, ``h * h``) is bounded by
+    :func:`multiply`.
 
     Attributes:
         divides: the operation divides its first argument by the second.
@@ -216,25 +218,84 @@ class Product(BoundRule):
             gain = float(magnitude.max()) if magnitude.numel() else 0.0
         return Rounding(gain * (1 + 2**-50), 1)
 
+    @staticmethod
+    def factors(node) -> list:
+        """The node's two factors (dividend and divisor), positional or keywords
+        (``input``, ``other``), as given."""
+        given = list(node.args[:2])
+        for keyword in ("input", "other")[len(given):]:
+            given.append(node.kwargs.get(keyword))
+        return given
+
+    def varying_factors(self, node, varying) -> list:
+        """The factors that vary with the pixel, one entry per occurrence (``h * h``:
+        two)."""
+        return [a for a in self.factors(node) if isinstance(a, Hashable) and a in varying]
+
     def check(self, node, varying) -> None:
-        """Refuse a product of two varying values (or a varying divisor).
+        """Refuse a varying divisor (a quotient is affine only in its dividend).
 
         Args:
             node: the ``torch.fx`` node.
             varying: the node's arguments that vary with the pixel.
 
         Raises:
-            BoundUnsupportedError: the operation is not affine in the varying values.
+            BoundUnsupportedError: the operation divides by a varying value.
         """
-        given = (*node.args, *node.kwargs.values())  # keywords too; ``h * h`` twice
-        args = [a for a in given if isinstance(a, Hashable) and a in varying]
-        if len(args) > 1:
-            raise BoundUnsupportedError(f"{node.name}: a product of two values that change "
-                                        "with the pixel (not affine)")
-        divisor = node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
+        divisor = self.factors(node)[1]
         if self.divides and isinstance(divisor, Hashable) and divisor in varying:
             raise BoundUnsupportedError(f"{node.name}: a division by a value that changes "
                                         "with the pixel")
+
+
+def multiply(x: torch.Tensor, y: torch.Tensor, errors: tuple[torch.Tensor, torch.Tensor],
+             sizes: tuple[torch.Tensor, torch.Tensor], unit: float
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The product of two zonotopes over the same symbols (DeepZ's multiplication, as
+    DeepT bounds attention's products).
+
+    With ``x = x0 + Σ a_i ε_i`` and ``y = y0 + Σ b_i ε_i``,
+    ``x y = x0 y0 + Σ (x0 b_i + y0 a_i) ε_i + q`` where ``q = Σ_i a_i b_i ε_i² +
+    Σ_{i≠j} a_i b_j ε_i ε_j`` lies in ``[D⁻ - c, D⁺ + c]``: ``D^±`` the sums of the
+    positive (negative) ``a_i b_i`` (``ε_i²`` is in [0, 1]) and ``c = A B - Σ |a_i b_i|``
+    (``A = Σ |a_i|``, ``B = Σ |b_i|``) the cross terms' largest size. ``q`` becomes the
+    center's shift and one new symbol per neuron. Exact where a factor is constant over
+    the box (its generators 0).
+
+    Float error: the exact values lie within ``e_x`` (``e_y``) of the computed factors,
+    whose sizes are at most ``s_x`` (``s_y``), so the exact product lies within ``s_x e_y
+    + s_y e_x + e_x e_y`` of ``x y``; computing the center, the generators and ``q``'s
+    ends rounds sums of at most ``2R`` products, each below ``γ_{2R+8}`` of a term of
+    ``(|x0| + A)(|y0| + B) <= s_x s_y`` (``8`` of them, generously). The result's size is
+    at most ``(|x0| + A)(|y0| + B)`` (``|mid| + radius <= A B``) plus that rounding.
+
+    Args:
+        x, y: float64 ``[N, R, ...]`` with the same rows, broadcasting against each other.
+        errors: ``(e_x, e_y)``, ``[N, ...]`` each.
+        sizes: ``(s_x, s_y)``, ``[N, ...]`` each.
+        unit: the arithmetic's unit roundoff.
+
+    Returns:
+        ``(values, radius, error, size)``: the product's zonotopes ``[N, R, ...]`` before
+        the new symbols, each neuron's new symbol radius and its error and size bounds.
+    """
+    x0, a = x[:, 0], x[:, 1:]
+    y0, b = y[:, 0], y[:, 1:]
+    generators = x0[:, None] * b + y0[:, None] * a
+    both = a * b
+    cross = (a.abs().sum(1) * b.abs().sum(1) - both.abs().sum(1)).clamp(min=0)
+    low = both.clamp(max=0).sum(1) - cross
+    high = both.clamp(min=0).sum(1) + cross
+    center = x0 * y0 + (low + high) / 2
+    values = torch.cat([center[:, None], generators], 1)
+    radius = (high - low) / 2
+    (ex, ey), (sx, sy) = errors, sizes
+    g = gamma(2 * x.shape[1] + 8, unit)
+    rounding = 8 * g * sx * sy
+    error = (sx * ey + sy * ex + ex * ey + rounding) * (1 + 1e-6)
+    size = (sx * sy + rounding) * (1 + 1e-6)
+    return (values, radius, torch.nan_to_num(error, nan=math.inf),
+            torch.nan_to_num(size, nan=math.inf))
 
 
 IDENTITY, RESHAPE, MAX_POOL = Identity(), Reshape(), MaxPool()
