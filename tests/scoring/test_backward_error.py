@@ -10,7 +10,16 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_bounds import ACTIVATIONS, Gated, Plain, Residual, Scaled, Smooth, randomised
+from test_bounds import (
+    ACTIVATIONS,
+    Gated,
+    Indexed,
+    Plain,
+    Residual,
+    Scaled,
+    Smooth,
+    randomised,
+)
 from test_float32_error import FLOAT32, margins_both_ways, sample_box
 from test_intervals import Strides
 from torch import fx, nn
@@ -49,10 +58,10 @@ class Ceiled(nn.Module):
 
 # the activations that are one elementwise function (not the identity, not two clamps)
 SINGLE = [a for a in ACTIVATIONS if type(a).__name__ not in ("Identity", "Clamp")]
-NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated] + [lambda a=a: Smooth(a)
-                                                             for a in SINGLE]
-NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated"] + [type(a).__name__
-                                                                for a in SINGLE]
+NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated, Indexed] + [
+    lambda a=a: Smooth(a) for a in SINGLE]
+NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated", "indexed"] + [
+    type(a).__name__ for a in SINGLE]
 
 
 def boxes(size: int, seed: int, count: int = 6) -> tuple[torch.Tensor, ...]:

@@ -13,7 +13,16 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bounds import ACTIVATIONS, Gated, Plain, Residual, Scaled, Smooth, randomised
+from test_bounds import (
+    ACTIVATIONS,
+    Gated,
+    Indexed,
+    Plain,
+    Residual,
+    Scaled,
+    Smooth,
+    randomised,
+)
 from torch import fx, nn
 
 from pixelprior.scoring import perturb_rows
@@ -68,9 +77,9 @@ def node_values(model: nn.Module, image: torch.Tensor, dtype: torch.dtype
     return values
 
 
-@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated]
+@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated, Indexed]
                          + [lambda a=a: Smooth(a) for a in ACTIVATIONS],
-                         ids=["residual", "plain", "scaled", "deep", "gated"]
+                         ids=["residual", "plain", "scaled", "deep", "gated", "indexed"]
                          + [type(a).__name__ for a in ACTIVATIONS])
 def test_the_clean_errors_bound_what_float32_makes_at_every_node(net):
     model = randomised(net(), 3)

@@ -108,6 +108,26 @@ class Bilinear(nn.Module):
         return self.fc((self.left(x) * self.right(x)).flatten(1))
 
 
+class Indexed(nn.Module):
+    """A squeeze-and-excitation gate laid out as such blocks do it: a flattened squeeze,
+    then ``g[:, :, None]``, ``unsqueeze(-1)``, ``squeeze``-d and ``expand_as``-ed back to
+    the map, times the map."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.squeeze, self.excite = nn.Linear(4, 2), nn.Linear(2, 4)
+        self.down = nn.Conv2d(4, 4, 3, 2, 1)
+        self.fc = nn.Linear(4 * 4 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        b, c, _, _ = h.size()
+        g = torch.sigmoid(self.excite(torch.relu(self.squeeze(h.mean((2, 3))))))
+        g = g[:, :, None].unsqueeze(-1)[..., None].squeeze(-1).expand_as(h)
+        return self.fc(torch.relu(self.down(h * g)).flatten(1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -166,7 +186,7 @@ def box_margins(engine, image, y, x, lo, hi, label):
 
 
 # ------------------------------------------------------------------ tests
-@pytest.mark.parametrize("model", [Residual(), Plain(), Gated()]
+@pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed()]
                          + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
@@ -253,7 +273,7 @@ def test_every_bound_rule_is_tested_for_soundness():
 def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     """The networks the sampled and exact tests of this file run (``Casts``: its bounds
     against its float64 twin without casts)."""
-    return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear()] + [
+    return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -317,7 +337,7 @@ def test_an_operation_without_a_bound_rule_is_named():
         engine.prepare(torch.rand(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("net", [Gated, Bilinear])
+@pytest.mark.parametrize("net", [Gated, Bilinear, Indexed])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`): every box encloses the model's margins."""
@@ -377,6 +397,35 @@ def test_a_product_of_two_zonotopes_holds_every_product_of_their_values(seed, ro
     assert ((product - center).abs() <= reach).all()
 
 
+@pytest.mark.parametrize("layout, message", [
+    (lambda g: g[0][None, :, None, None], "an index that may not keep the batch axis"),
+    (lambda g: g[torch.tensor([0, 0])][:, :, None, None], "an index that may not"),
+    (lambda g: g.unsqueeze(0)[0][..., None, None], "unsqueeze at the batch axis"),
+    (lambda g: g[..., None, None, None].squeeze()[..., None, None], "squeeze without a dim"),
+    (lambda g: g[:, :, None, None].unsqueeze(-3).squeeze(-3), "position counted from the"),
+], ids=["first-axis", "tensor", "unsqueeze-0", "squeeze-all", "unsqueeze-negative"])
+def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, message):
+    """The verifier runs boxes (and their symbols) as rows of the batch axis: an index or
+    a new axis that could reach into it would mix them, and is refused before any box,
+    saying how to write it; the interval screen refuses it too."""
+    from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+
+    class Laid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(2, 2)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc((h * torch.sigmoid(layout(h.mean((2, 3))))).mean((2, 3)))
+
+    model = Laid().eval()
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(model).plan(torch.rand(2, 3, 8, 8))
+    with pytest.raises(IntervalUnsupportedError, match=message):
+        IntervalScreen(model)
+
+
 def test_a_division_by_a_varying_value_is_refused_at_the_plan():
     """A quotient is affine in its dividend only: a varying divisor (a normalisation by
     a computed norm) is refused before any box, in one line that says so."""
@@ -418,8 +467,8 @@ class Scaled(nn.Module):
         return self.fc(self.pool(y).flatten(1))
 
 
-@pytest.mark.parametrize("model", [Residual(), Plain(), Scaled(), Gated(), Bilinear()]
-                         + [Smooth(a) for a in ACTIVATIONS],
+@pytest.mark.parametrize("model", [Residual(), Plain(), Scaled(), Gated(), Bilinear(),
+                                   Indexed()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_the_float_error_bound_covers_float32_arithmetic(model):

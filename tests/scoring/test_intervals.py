@@ -18,6 +18,7 @@ from test_bounds import (
     ACTIVATIONS,
     Bilinear,
     Gated,
+    Indexed,
     Plain,
     Residual,
     Scaled,
@@ -31,7 +32,8 @@ from pixelprior.scoring.cone import OPERATIONS
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
-NETS = [Residual, Plain, Scaled, Gated, Bilinear] + [lambda a=a: Smooth(a) for a in ACTIVATIONS]
+NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed] + [
+    lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
 def screened(model, image, y, x, lo, hi, label, cone=False) -> np.ndarray:

@@ -68,6 +68,7 @@ from .zonotope import (
     MaxPool,
     PiecewiseLinear,
     Product,
+    Rearrange,
     Relaxation,
     Reshape,
     Rounding,
@@ -789,12 +790,44 @@ class BoundEngine:
             error, size = (t.reshape(t.shape[0], *shape[1:]) for t in carried[first])
             return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error,
                          size)
+        if isinstance(rule, Rearrange):
+            return self._rearranged(step, rule, call, env, first, stacked[first],
+                                    carried[first])
         if isinstance(rule, (Affine, Product)):
             return ZFull(*self._affine(step, call, env, stacked, carried))
         if isinstance(rule, MaxPool):
             return ZFull(*self._full_max_pool(step, stacked[first], call, carried[first][0]))
         raise BoundUnsupportedError(f"no bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
+
+    def _rearranged(self, step: FullStep, rule: Rearrange, call: _Call, env: dict,
+                    first: fx.Node, values: torch.Tensor,
+                    carried: tuple[torch.Tensor, torch.Tensor]) -> ZFull:
+        """A copy that keeps the batch axis (:class:`~.zonotope.Rearrange`): the rows
+        ``N · R`` (and the error and size bounds' ``N``) as the batch of the node's own
+        call, or broadcast to the node's shape; refused where the result's first axis is
+        not the rows' (an index that reached into the batch axis)."""
+        shape = call.shapes[step.node]  # of one image
+        count, rows = values.shape[:2]
+
+        def run(tensor: torch.Tensor) -> torch.Tensor:
+            if rule.broadcast:
+                if tensor.dim() != len(shape):
+                    raise BoundUnsupportedError(
+                        f"{describe(step.node, self.graph.modules)} adds axes before the "
+                        "batch axis")
+                out = tensor.expand(tensor.shape[0], *shape[1:])
+            else:
+                out = self._call_with(step, env, {first: tensor})
+            if out.dim() != len(shape) or tuple(out.shape) != (tensor.shape[0], *shape[1:]):
+                raise BoundUnsupportedError(
+                    f"{describe(step.node, self.graph.modules)} does not keep the batch "
+                    "axis whole")
+            return out.contiguous()
+
+        out = run(values.flatten(0, 1))
+        error, size = (run(t) for t in carried)
+        return ZFull(out.view(count, rows, *out.shape[1:]), error, size)
 
     def _materialise(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
         """A window's zonotopes as whole maps ``[N, R, C, H, W]``."""

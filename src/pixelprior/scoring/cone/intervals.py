@@ -68,11 +68,11 @@ from .zonotope import (
     relaxation_error,
 )
 
-__all__ = ["EXACT", "MAXIMUM", "RESHAPE", "SHAPE", "Activation", "BackwardUnsupportedError",
-           "Coefficient", "Exact", "Interval", "IntervalRule", "IntervalStep",
-           "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum", "Reshape", "Scale",
-           "Shape", "SignedAffine", "Sum", "UNDERFLOW", "UNIT", "constant_gap", "tiled",
-           "widen"]
+__all__ = ["EXACT", "MAXIMUM", "REARRANGED", "RESHAPE", "SHAPE", "Activation",
+           "BackwardUnsupportedError", "Coefficient", "Exact", "Interval", "IntervalRule",
+           "IntervalStep", "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum",
+           "Rearranged", "Reshape", "Scale", "Shape", "SignedAffine", "Sum", "UNDERFLOW",
+           "UNIT", "constant_gap", "tiled", "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
 # What gradual underflow adds to each value's float32 error, absolutely: a rounding into
@@ -351,6 +351,21 @@ class Reshape(Exact):
         shape = (rows, *step.intervals[0].lower.shape[1:])
         return [Coefficient(coefficient.center.reshape(shape),
                             coefficient.radius.reshape(shape))]
+
+
+@dataclass(frozen=True)
+class Rearranged(Exact):
+    """A copy of elements that keeps each row of the batch axis its own (``unsqueeze``,
+    ``squeeze``, an index keeping the batch axis, ``expand``): exact, linear; refused
+    where it runs with another first axis than its input's (it would mix the rows)."""
+
+    def apply(self, step):
+        out = super().apply(step)
+        rows = step.intervals[0].lower.shape[0]
+        if out.lower.dim() == 0 or out.lower.shape[0] != rows:
+            raise IntervalUnsupportedError("an indexing or reshape that changes the batch "
+                                           "axis (the boxes' rows)")
+        return out
 
 
 class _PoolWindows:
@@ -860,7 +875,7 @@ class Activation(IntervalRule):
         return least, most
 
 
-EXACT, SHAPE, MAXIMUM, RESHAPE = Exact(), Shape(), Maximum(), Reshape()
+EXACT, SHAPE, MAXIMUM, RESHAPE, REARRANGED = Exact(), Shape(), Maximum(), Reshape(), Rearranged()
 
 
 def _level_gap(rule: Relaxation) -> float:

@@ -29,7 +29,8 @@ import torch
 
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
            "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "ONE_ROUNDING",
-           "PiecewiseLinear", "Product", "Relaxation", "Reshape", "Rounding", "SShaped",
+           "PiecewiseLinear", "Product", "Rearrange", "Relaxation", "Reshape", "Rounding",
+           "SShaped",
            "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows", "per_box",
            "relaxation_error"]
 
@@ -296,6 +297,21 @@ def multiply(x: torch.Tensor, y: torch.Tensor, errors: tuple[torch.Tensor, torch
     size = (sx * sy + rounding) * (1 + 1e-6)
     return (values, radius, torch.nan_to_num(error, nan=math.inf),
             torch.nan_to_num(size, nan=math.inf))
+
+
+@dataclass(frozen=True)
+class Rearrange(BoundRule):
+    """A copy of elements that keeps each image on its row of the batch axis (an
+    ``unsqueeze``, a ``squeeze``, an index such as ``g[:, :, None, None]``, an ``expand``):
+    the zonotope's rows run through the operation as rows of its batch, exact; its error
+    and size bounds alike.
+
+    Attributes:
+        broadcast: the output is the input broadcast to the node's shape (``expand``,
+            ``expand_as``, whose sizes name the batch's).
+    """
+
+    broadcast: bool = False
 
 
 IDENTITY, RESHAPE, MAX_POOL = Identity(), Reshape(), MaxPool()

@@ -1,14 +1,19 @@
-"""Shape queries (``size``, ``shape``, ``dim``) and reshapes (``flatten``, ``view``)."""
+"""Shape queries (``size``, ``shape``, ``dim``), reshapes (``flatten``, ``view``) and copies
+that keep the batch axis (``unsqueeze``, ``squeeze``, indexing, ``expand``)."""
 
 from __future__ import annotations
+
+import operator
 
 import torch
 from torch import nn
 
+from ..intervals import REARRANGED, SHAPE
 from ..intervals import RESHAPE as RESHAPE_INTERVAL
-from ..intervals import SHAPE
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
-from ..zonotope import RESHAPE
+from ..zonotope import RESHAPE, Rearrange
+
+REARRANGE, BROADCAST = Rearrange(), Rearrange(broadcast=True)
 
 SHAPE_ATTRIBUTES = ("shape", "ndim")
 
@@ -39,3 +44,73 @@ register_operation("reshape", window=_whole,
 register_bound("reshape")(lambda params: RESHAPE)  # the verifier: the zonotope reshaped
 register_interval("shape")(lambda params: SHAPE)  # the interval screen: a constant
 register_interval("reshape")(lambda params: RESHAPE_INTERVAL)
+
+
+# copies that keep each image on its row: a gate's ``g[:, :, None, None]``,
+# ``unsqueeze(-1)``, ``squeeze(1)``, ``expand_as(x)``. Each is refused where it might move
+# the batch axis, so that the verifier's rows (boxes × symbols) and the screen's (boxes)
+# stay each image's own; the bound engine checks the shape it gets too.
+
+
+def _unsqueeze_params(call: NodeCall) -> int | str:
+    dim = call.arg(1, "dim")
+    if isinstance(dim, int) and not isinstance(dim, bool) and (dim >= 1 or dim == -1):
+        return dim
+    return ("unsqueeze at the batch axis, or at a position counted from the end other than "
+            "-1 (give it from the front, e.g. dim=2)")
+
+
+def _squeeze_params(call: NodeCall) -> tuple[int, ...] | str:
+    dim = call.arg(1, "dim")
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    if dim is not None and all(isinstance(d, int) and not isinstance(d, bool) and d != 0
+                               for d in dims):
+        return tuple(dims)
+    return ("squeeze without a dim, or of the batch axis (it drops the batch axis of one "
+            "image; give the dims to squeeze, e.g. squeeze(-1))")
+
+
+def _keeps_batch(index: object) -> bool:
+    """Whether an index leaves the first axis whole: a tuple starting with ``:`` (then
+    numbers, slices and ``None``), ``...`` followed by ``None`` only, or ``:`` alone."""
+    full = slice(None, None, None)
+    if not isinstance(index, tuple):
+        return index == full
+    if not index:
+        return False
+    plain = all(i is None or i is Ellipsis or isinstance(i, slice)
+                or (isinstance(i, int) and not isinstance(i, bool)) for i in index)
+    if index[0] == full and plain and all(
+            not isinstance(i, slice) or all(isinstance(v, (int, type(None)))
+                                            for v in (i.start, i.stop, i.step))
+            for i in index):
+        return True
+    return index[0] is Ellipsis and all(i is None for i in index[1:])
+
+
+def _getitem_params(call: NodeCall) -> object:
+    index = call.arg(1, "idx")
+    if _keeps_batch(index):
+        return index
+    return ("an index that may not keep the batch axis whole (tensors, an index of the "
+            "first axis, sizes computed in the model); index as g[:, :, None, None]")
+
+
+def _expand_params(call: NodeCall) -> bool:
+    return True
+
+
+register_operation("unsqueeze", window=_whole, functions=(torch.unsqueeze,),
+                   methods=("unsqueeze",), params=_unsqueeze_params,
+                   help="a new axis after the batch axis")
+register_operation("squeeze", window=_whole, functions=(torch.squeeze,), methods=("squeeze",),
+                   params=_squeeze_params, help="axes of size 1 removed, not the batch axis")
+register_operation("getitem", window=_whole, functions=(operator.getitem,),
+                   params=_getitem_params, help="an index that keeps the batch axis whole")
+register_operation("expand", window=_whole, methods=("expand", "expand_as"),
+                   params=_expand_params, help="a value broadcast to a larger shape")
+for _name in ("unsqueeze", "squeeze", "getitem"):
+    register_bound(_name)(lambda params: REARRANGE)
+    register_interval(_name)(lambda params: REARRANGED)
+register_bound("expand")(lambda params: BROADCAST)
+register_interval("expand")(lambda params: REARRANGED)
