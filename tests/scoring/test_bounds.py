@@ -426,6 +426,47 @@ def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, mess
         IntervalScreen(model)
 
 
+class Keywords(nn.Module):
+    """Every argument by keyword: ``torch.mul(input=a, other=b)`` with both factors
+    varying, then with a number, and ``F.relu(input=...)`` (a review: ``IndexError``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(input=torch.mul(input=self.a(x), other=self.b(x)))
+        return self.fc(torch.mul(input=h, other=2.0).flatten(1))
+
+
+def test_operations_given_every_argument_by_keyword_are_bounded():
+    for seed in range(3):
+        model = randomised(Keywords(), seed)
+        for width, lo in ((1.0, [0.0, 0.0, 0.0]), (0.1, [0.2, 0.5, 0.1]), (0.0, [0.3] * 3)):
+            assert_bounds_hold(model, seed, 3, 4, lo, width)
+
+
+def test_a_value_broadcast_across_the_batch_axis_is_refused_at_the_plan():
+    """``z * z.mean(1)`` (``[B, K]`` times ``[B]``) is right for one image only: the batch
+    axis of the mean meets the classes' axis, and the bounds' rows (boxes) would mix (a
+    review found a screen bound above the sampled minimum so, for sums too)."""
+    class Mixed(nn.Module):
+        def __init__(self, op):
+            super().__init__()
+            self.op = op
+            self.conv, self.fc = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(128, 4)
+
+        def forward(self, x):
+            z = self.fc(torch.relu(self.conv(x)).flatten(1))
+            return self.op(z, z.mean(1))
+
+    for op in (torch.mul, torch.add):
+        with pytest.raises(BoundUnsupportedError, match=r"broadcasts mean, of shape \(1,\), "
+                           r"against a value of shape \(1, 4\)"):
+            BoundEngine(Mixed(op).eval()).plan(torch.rand(1, 3, 8, 8))
+
+
 def test_a_division_by_a_varying_value_is_refused_at_the_plan():
     """A quotient is affine in its dividend only: a varying divisor (a normalisation by
     a computed norm) is refused before any box, in one line that says so."""

@@ -61,6 +61,7 @@ from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
 from .runtime import FxCache, Query, Window
 from .screen import IntervalScreen, IntervalUnsupportedError
+from .table import ELEMENTWISE
 from .zonotope import (
     Affine,
     BoundUnsupportedError,
@@ -333,7 +334,8 @@ class BoundEngine:
                     continue
                 problem = self._unsupported(step)  # "": no rule, nothing more to say
                 if problem is None:
-                    problem = self._mixes_images(node, plan)
+                    problem = (self._mixes_images(node, plan)
+                               or _broadcast_across_batch(node, step, plan, varying))
                 if problem is not None:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
@@ -614,7 +616,7 @@ class BoundEngine:
             else:
                 stacked[n] = value.values
                 carried[n] = (value.error, value.size)
-        first = step.node.args[0]
+        first = _first_argument(step.node)
         if isinstance(rule, Relaxation):
             values, error, size = call.relax(rule, stacked[first], carried[first][0])
             return self._wrap(values, step.box, call, error, size)
@@ -779,7 +781,7 @@ class BoundEngine:
                 carried[n] = (value.error, value.size)
         if not stacked:  # no input varies: a constant (shapes, sizes)
             return step.run(call.query(1), env)
-        first = step.node.args[0] if step.node.args else None
+        first = _first_argument(step.node)
         if isinstance(rule, Relaxation):
             return ZFull(*call.relax(rule, stacked[first], carried[first][0]))
         if isinstance(rule, Identity):
@@ -934,6 +936,14 @@ class BoundEngine:
         incoming = incoming[:, 0, :, :, :out_h, :out_w].amax(2)
         return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call,
                     incoming)
+
+
+def _first_argument(node: fx.Node) -> Any:
+    """The node's first argument, positional or by keyword (``torch.mul(input=a,
+    other=b)``, ``F.relu(input=h)``); ``None`` where it has none."""
+    if node.args:
+        return node.args[0]
+    return node.kwargs.get("input", next(iter(node.kwargs.values()), None))
 
 
 def _sum_magnitude(node: fx.Node, v: dict[fx.Node, torch.Tensor], alpha: float
@@ -1122,6 +1132,27 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
     # each fold rounds its rows' sums (relative u); the first size is an interval's end
     size = size * (1 + gamma(rows + 4 * count + 2, unit))
     return current, error + drift * (1 + 1e-6), size
+
+
+def _broadcast_across_batch(node: fx.Node, step: Any, plan: Plan,
+                            varying: set[fx.Node]) -> str | None:
+    """Why an elementwise operation would mix the rows of the batch axis, or ``None``: a
+    value computed from the image with fewer axes than the result (``z * z.mean(1)``, a
+    ``[B, K]`` times a ``[B]``) broadcasts its batch axis against another axis, right
+    for one image only; the bounds run boxes as the rows of that axis."""
+    resolved = getattr(step, "resolved", None)
+    if resolved is None or resolved.rule != ELEMENTWISE:
+        return None
+    shape = plan.shapes.get(node)
+    if shape is None:
+        return None
+    for n in node.all_input_nodes:
+        given = plan.shapes.get(n)
+        if n in varying and given is not None and len(given) < len(shape):
+            return (f" (it broadcasts {n.name}, of shape {tuple(given)}, against a value of "
+                    f"shape {tuple(shape)}: for a batch its first axis would meet another "
+                    "axis; keep the axes, e.g. mean(1, keepdim=True))")
+    return None
 
 
 _REDUCTIONS = frozenset({"mean", "sum", "amax", "amin", "max", "min", "prod", "std", "var",
