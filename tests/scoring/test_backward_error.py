@@ -444,6 +444,28 @@ class Headless(nn.Module):
         return self.scores(torch.relu(self.conv(x))).mean((2, 3))
 
 
+class RankOneGate(nn.Module):
+    """A gate through a value of the batch axis alone (``[B]``: the mean of the
+    excitation), laid out by indexing: the backward pass flattened it as a map (a
+    review: ``IndexError``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.excite = nn.Linear(4, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        g = torch.sigmoid(self.excite(h.mean((2, 3)))).mean(1)[:, None, None, None]
+        return self.fc((h * g).mean((2, 3)))
+
+
+def test_a_gate_of_the_batch_axis_alone_is_bounded():
+    missed, seen, signed, forward = excess(RankOneGate(), 8, 4)
+    assert missed <= 0 and seen > 0 and torch.isfinite(signed).all()
+
+
 def test_scores_without_a_linear_head_are_bounded():
     missed, seen, signed, forward = excess(Headless(), 8, 4)
     assert missed <= 0 and seen > 0 and torch.isfinite(signed).all()

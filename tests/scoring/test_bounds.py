@@ -403,7 +403,11 @@ def test_a_product_of_two_zonotopes_holds_every_product_of_their_values(seed, ro
     (lambda g: g.unsqueeze(0)[0][..., None, None], "unsqueeze at the batch axis"),
     (lambda g: g[..., None, None, None].squeeze()[..., None, None], "squeeze without a dim"),
     (lambda g: g[:, :, None, None].unsqueeze(-3).squeeze(-3), "position counted from the"),
-], ids=["first-axis", "tensor", "unsqueeze-0", "squeeze-all", "unsqueeze-negative"])
+    (lambda g: g[..., 0][:, None, None, None], "an index that may not keep the batch"),
+    (lambda g: g.unsqueeze(1).squeeze(0).squeeze(1)[..., None, None], "or of the batch axis"),
+    (lambda g: g.squeeze(-2)[..., None, None], "it squeezes the batch axis of a value of"),
+], ids=["first-axis", "tensor", "unsqueeze-0", "squeeze-all", "unsqueeze-negative",
+        "ellipsis-index", "squeeze-0", "squeeze-negative"])
 def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, message):
     """The verifier runs boxes (and their symbols) as rows of the batch axis: an index or
     a new axis that could reach into it would mix them, and is refused before any box,
@@ -422,6 +426,12 @@ def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, mess
     model = Laid().eval()
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(model).plan(torch.rand(2, 3, 8, 8))
+    if "squeezes" in message:  # known from the shapes only: the screen's rows say it
+        boxes = torch.zeros(1, 3, dtype=torch.float64)
+        with pytest.raises(IntervalUnsupportedError, match="moves the batch axis"):
+            IntervalScreen(model).margins(torch.rand(1, 3, 8, 8), torch.tensor([0]), boxes,
+                                          boxes + 1, 0)
+        return
     with pytest.raises(IntervalUnsupportedError, match=message):
         IntervalScreen(model)
 
@@ -438,6 +448,28 @@ class Keywords(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(input=torch.mul(input=self.a(x), other=self.b(x)))
         return self.fc(torch.mul(input=h, other=2.0).flatten(1))
+
+
+class Shifted(nn.Module):
+    """A parameter laid out as a value computed from the image, ``shift.expand_as(h)``
+    (a review: ``KeyError`` in the bound engine)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)
+        self.shift = nn.Parameter(torch.randn(1, 2, 1, 1))
+        self.fc = nn.Linear(2 * 64, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(torch.relu(h + self.shift.expand_as(h)).flatten(1))
+
+
+def test_a_constant_expanded_as_a_varying_value_is_bounded():
+    for seed in range(3):
+        model = randomised(Shifted(), seed)
+        for width, lo in ((1.0, [0.0, 0.0, 0.0]), (0.1, [0.2, 0.5, 0.1]), (0.0, [0.3] * 3)):
+            assert_bounds_hold(model, seed, 3, 4, lo, width)
 
 
 def test_operations_given_every_argument_by_keyword_are_bounded():
@@ -461,10 +493,17 @@ def test_a_value_broadcast_across_the_batch_axis_is_refused_at_the_plan():
             z = self.fc(torch.relu(self.conv(x)).flatten(1))
             return self.op(z, z.mean(1))
 
-    for op in (torch.mul, torch.add):
+    from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+
+    image = torch.rand(1, 3, 8, 8)
+    for op in (torch.mul, torch.add, lambda z, m: z + m.expand_as(z)):
+        model = Mixed(op).eval()
         with pytest.raises(BoundUnsupportedError, match=r"broadcasts mean, of shape \(1,\), "
                            r"against a value of shape \(1, 4\)"):
-            BoundEngine(Mixed(op).eval()).plan(torch.rand(1, 3, 8, 8))
+            BoundEngine(model).plan(image)
+        boxes = torch.zeros(4, 3, dtype=torch.float64)  # as many boxes as classes: [P] and
+        with pytest.raises((IntervalUnsupportedError, RuntimeError)):  # [P, 4] broadcast
+            IntervalScreen(model).margins(image, torch.arange(4), boxes, boxes + 1, 0)
 
 
 def test_a_division_by_a_varying_value_is_refused_at_the_plan():

@@ -128,14 +128,18 @@ def test_bounds_only_tighten_on_sub_boxes(seed, index, corner, cone):
 
 
 @pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
-def test_many_positions_in_one_call_match_one_at_a_time(cone):
-    model = randomised(Residual(), 2)
+@pytest.mark.parametrize("net", [Residual, Gated, Indexed])
+def test_many_positions_in_one_call_match_one_at_a_time(cone, net):
+    """Boxes are the rows of one call: each box's bounds are its own (a rule that mixed
+    the rows, as a gate's copies could, would give another box's)."""
+    model = randomised(net(), 2)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
     screen = IntervalScreen(model, cone=cone)
     positions = torch.tensor([0, 9, 27, 63])
-    lo, hi = torch.zeros(4, 3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64)
+    lo = torch.rand(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) / 2
+    hi = lo + torch.tensor([[0.5], [0.0], [0.25], [0.1]], dtype=torch.float64)
     together = screen.margins(image, positions, lo, hi, 1)
-    alone = torch.cat([screen.margins(image, positions[i:i + 1], lo[:1], hi[:1], 1)
+    alone = torch.cat([screen.margins(image, positions[i:i + 1], lo[i:i + 1], hi[i:i + 1], 1)
                        for i in range(4)])
     torch.testing.assert_close(together, alone, rtol=1e-12, atol=1e-12)
 

@@ -210,12 +210,12 @@ class BackwardErrorBound:
         is on one side: each by its own backward bound (identity rows pulled back
         through the operations so far), kept where it is below the forward one."""
         lower, error = out.lower, out.error
-        doubtful = self._doubtful(node, out).flatten(1)
+        doubtful = _rows(self._doubtful(node, out))
         wanted = doubtful.any(0).nonzero().squeeze(1)
         if not len(wanted):
             return
         boxes, size = doubtful.shape
-        refined = error.flatten(1).clone()
+        refined = _rows(error).clone()
         for chunk in wanted.split(max(1, self.refine_rows // boxes)):
             rows = len(chunk) * boxes
             center = torch.zeros(rows, size, dtype=torch.float64, device=lower.device)
@@ -287,7 +287,7 @@ class BackwardErrorBound:
             if coefficient is None:
                 continue
             rows = coefficient.center.shape[0]
-            total += (coefficient.magnitude() * tiled(record.rounding, rows)).flatten(1).sum(1)
+            total += _rows(coefficient.magnitude() * tiled(record.rounding, rows)).sum(1)
             pulled = record.rule.pull(record.step, record.out, coefficient)
             for value, part in zip(record.step.intervals, pulled, strict=True):
                 source = owner[id(value)]
@@ -295,6 +295,12 @@ class BackwardErrorBound:
                     continue  # the image is exact
                 pending[source] = _added(pending.get(source), part)
         return total
+
+
+def _rows(value: torch.Tensor) -> torch.Tensor:
+    """A value's rows as ``[rows, elements]``, a value of the batch axis alone (``[B]``,
+    a gate's mean) included."""
+    return value.reshape(value.shape[0], -1)
 
 
 def _added(kept: Coefficient | None, part: Coefficient) -> Coefficient:

@@ -793,8 +793,7 @@ class BoundEngine:
             return ZFull(values.reshape(values.shape[0], values.shape[1], *shape[1:]), error,
                          size)
         if isinstance(rule, Rearrange):
-            return self._rearranged(step, rule, call, env, first, stacked[first],
-                                    carried[first])
+            return self._rearranged(step, rule, call, env, first, stacked, carried)
         if isinstance(rule, (Affine, Product)):
             return ZFull(*self._affine(step, call, env, stacked, carried))
         if isinstance(rule, MaxPool):
@@ -803,13 +802,20 @@ class BoundEngine:
                                     f"{describe(step.node, self.graph.modules)}")
 
     def _rearranged(self, step: FullStep, rule: Rearrange, call: _Call, env: dict,
-                    first: fx.Node, values: torch.Tensor,
-                    carried: tuple[torch.Tensor, torch.Tensor]) -> ZFull:
+                    first: Any, stacked: dict[fx.Node, torch.Tensor],
+                    carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]]
+                    ) -> ZFull | torch.Tensor:
         """A copy that keeps the batch axis (:class:`~.zonotope.Rearrange`): the rows
         ``N · R`` (and the error and size bounds' ``N``) as the batch of the node's own
         call, or broadcast to the node's shape; refused where the result's first axis is
         not the rows' (an index that reached into the batch axis)."""
         shape = call.shapes[step.node]  # of one image
+        if first not in stacked:  # bias.expand_as(h): a constant laid out as a varying
+            if not rule.broadcast:  # value's shape, the same in every row
+                raise BoundUnsupportedError(f"{describe(step.node, self.graph.modules)} of "
+                                            "a constant by a value computed from the image")
+            return torch.as_tensor(env[first]).expand(1, *shape[1:])
+        values = stacked[first]
         count, rows = values.shape[:2]
 
         def run(tensor: torch.Tensor) -> torch.Tensor:
@@ -828,7 +834,7 @@ class BoundEngine:
             return out.contiguous()
 
         out = run(values.flatten(0, 1))
-        error, size = (run(t) for t in carried)
+        error, size = (run(t) for t in carried[first])
         return ZFull(out.view(count, rows, *out.shape[1:]), error, size)
 
     def _materialise(self, node: fx.Node, value: ZWindow, call: _Call) -> torch.Tensor:
@@ -1136,17 +1142,30 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
 
 def _broadcast_across_batch(node: fx.Node, step: Any, plan: Plan,
                             varying: set[fx.Node]) -> str | None:
-    """Why an elementwise operation would mix the rows of the batch axis, or ``None``: a
-    value computed from the image with fewer axes than the result (``z * z.mean(1)``, a
-    ``[B, K]`` times a ``[B]``) broadcasts its batch axis against another axis, right
-    for one image only; the bounds run boxes as the rows of that axis."""
+    """Why an elementwise operation or an ``expand`` would mix the rows of the batch
+    axis, or ``None``: a value computed from the image with fewer axes than the result
+    (``z * z.mean(1)``, a ``[B, K]`` times a ``[B]``; ``m.expand_as(z)``) broadcasts its
+    batch axis against another axis, right for one image only; the bounds run boxes as
+    the rows of that axis."""
     resolved = getattr(step, "resolved", None)
-    if resolved is None or resolved.rule != ELEMENTWISE:
+    if resolved is None or resolved.operation is None:
+        return None
+    if resolved.operation.name == "squeeze" and isinstance(resolved.params, tuple):
+        source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
+        if source is not None and any(d % len(source) == 0 for d in resolved.params):
+            return (f" (it squeezes the batch axis of a value of shape {tuple(source)}; "
+                    "give the dims to squeeze from the front)")
+        return None
+    if resolved.rule == ELEMENTWISE:
+        given = node.all_input_nodes
+    elif resolved.operation.name == "expand":
+        given = [_first_argument(node)]
+    else:
         return None
     shape = plan.shapes.get(node)
     if shape is None:
         return None
-    for n in node.all_input_nodes:
+    for n in given:
         given = plan.shapes.get(n)
         if n in varying and given is not None and len(given) < len(shape):
             return (f" (it broadcasts {n.name}, of shape {tuple(given)}, against a value of "

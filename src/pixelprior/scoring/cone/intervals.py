@@ -68,7 +68,7 @@ from .zonotope import (
     relaxation_error,
 )
 
-__all__ = ["EXACT", "MAXIMUM", "REARRANGED", "RESHAPE", "SHAPE", "Activation",
+__all__ = ["BROADCAST", "EXACT", "MAXIMUM", "REARRANGED", "RESHAPE", "SHAPE", "Activation",
            "BackwardUnsupportedError", "Coefficient", "Exact", "Interval", "IntervalRule",
            "IntervalStep", "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum",
            "Rearranged", "Reshape", "Scale", "Shape", "SignedAffine", "Sum", "UNDERFLOW",
@@ -357,14 +357,22 @@ class Reshape(Exact):
 class Rearranged(Exact):
     """A copy of elements that keeps each row of the batch axis its own (``unsqueeze``,
     ``squeeze``, an index keeping the batch axis, ``expand``): exact, linear; refused
-    where it runs with another first axis than its input's (it would mix the rows)."""
+    where it runs with another first axis than its input's, or (``broadcast``: an
+    ``expand``) with more axes (it would mix the rows).
+
+    Attributes:
+        broadcast: the operation broadcasts its first argument (``expand``).
+    """
+
+    broadcast: bool = False
 
     def apply(self, step):
         out = super().apply(step)
-        rows = step.intervals[0].lower.shape[0]
-        if out.lower.dim() == 0 or out.lower.shape[0] != rows:
-            raise IntervalUnsupportedError("an indexing or reshape that changes the batch "
-                                           "axis (the boxes' rows)")
+        given = step.intervals[0].lower
+        if (out.lower.dim() == 0 or out.lower.shape[0] != given.shape[0]
+                or (self.broadcast and out.lower.dim() != given.dim())):
+            raise IntervalUnsupportedError("an indexing, a new axis or an expand that moves "
+                                           "the batch axis (the boxes' rows)")
         return out
 
 
@@ -499,6 +507,7 @@ class Sum(IntervalRule):
 
         lower = step.run(lambda k, v: v.upper if antitone(k) else v.lower)
         upper = step.run(lambda k, v: v.lower if antitone(k) else v.upper)
+        _check_rows(step, lower)
         if self.alpha == 1:
             return Interval(*_outward(lower, upper, 4 * UNIT))
         first, second = step.argument(0, "input"), step.argument(1, "other")
@@ -531,6 +540,16 @@ class Sum(IntervalRule):
 
     def pull(self, step, out, coefficient):
         return _linear_pull(step, out, coefficient)  # a factor ±alpha per argument
+
+
+def _check_rows(step: IntervalStep, out: torch.Tensor) -> None:
+    """Refuse an elementwise operation that broadcasts a varying argument of fewer axes
+    than its result (``z * z.mean(1)``, ``[P, K]`` times ``[P]``): its first axis, the
+    boxes' rows, would meet another axis of the result."""
+    if any(v.lower.dim() != out.dim() for v in step.intervals):
+        raise IntervalUnsupportedError("an elementwise operation that broadcasts a value "
+                                       "of fewer axes across the batch axis (the boxes' "
+                                       "rows); keep the axes, e.g. mean(1, keepdim=True)")
 
 
 def _magnitude(value: Any) -> torch.Tensor | float:
@@ -601,8 +620,10 @@ class Scale(IntervalRule):
         if len(step.intervals) == 2:
             ends = torch.stack([step.run(lambda k, v, i=i: v.upper if i >> k & 1 else v.lower)
                                 for i in range(4)])
+            _check_rows(step, ends[0])
             return Interval(*_outward(ends.amin(0), ends.amax(0), 4 * UNIT))
         first, second = step.run_each(lambda v: v.lower), step.run_each(lambda v: v.upper)
+        _check_rows(step, first)
         lower, upper = torch.minimum(first, second), torch.maximum(first, second)
         return Interval(*_outward(lower, upper, 4 * UNIT))
 
@@ -875,7 +896,8 @@ class Activation(IntervalRule):
         return least, most
 
 
-EXACT, SHAPE, MAXIMUM, RESHAPE, REARRANGED = Exact(), Shape(), Maximum(), Reshape(), Rearranged()
+EXACT, SHAPE, MAXIMUM, RESHAPE = Exact(), Shape(), Maximum(), Reshape()
+REARRANGED, BROADCAST = Rearranged(), Rearranged(broadcast=True)
 
 
 def _level_gap(rule: Relaxation) -> float:

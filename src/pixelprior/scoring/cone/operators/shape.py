@@ -8,6 +8,7 @@ import operator
 import torch
 from torch import nn
 
+from ..intervals import BROADCAST as BROADCAST_INTERVAL
 from ..intervals import REARRANGED, SHAPE
 from ..intervals import RESHAPE as RESHAPE_INTERVAL
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
@@ -100,17 +101,21 @@ def _expand_params(call: NodeCall) -> bool:
     return True
 
 
-register_operation("unsqueeze", window=_whole, functions=(torch.unsqueeze,),
+def _copy(params: object) -> str:
+    return "an indexing, a new axis or an expand (runs on whole maps)"
+
+
+register_operation("unsqueeze", window=_copy, functions=(torch.unsqueeze,),
                    methods=("unsqueeze",), params=_unsqueeze_params,
                    help="a new axis after the batch axis")
-register_operation("squeeze", window=_whole, functions=(torch.squeeze,), methods=("squeeze",),
+register_operation("squeeze", window=_copy, functions=(torch.squeeze,), methods=("squeeze",),
                    params=_squeeze_params, help="axes of size 1 removed, not the batch axis")
-register_operation("getitem", window=_whole, functions=(operator.getitem,),
+register_operation("getitem", window=_copy, functions=(operator.getitem,),
                    params=_getitem_params, help="an index that keeps the batch axis whole")
-register_operation("expand", window=_whole, methods=("expand", "expand_as"),
+register_operation("expand", window=_copy, methods=("expand", "expand_as"),
                    params=_expand_params, help="a value broadcast to a larger shape")
 for _name in ("unsqueeze", "squeeze", "getitem"):
     register_bound(_name)(lambda params: REARRANGE)
     register_interval(_name)(lambda params: REARRANGED)
 register_bound("expand")(lambda params: BROADCAST)
-register_interval("expand")(lambda params: REARRANGED)
+register_interval("expand")(lambda params: BROADCAST_INTERVAL)
