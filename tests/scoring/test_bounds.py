@@ -506,6 +506,35 @@ def test_a_value_broadcast_across_the_batch_axis_is_refused_at_the_plan():
             IntervalScreen(model).margins(image, torch.arange(4), boxes, boxes + 1, 0)
 
 
+@pytest.mark.parametrize("mix, planned", [
+    (lambda z: z * z.mean(1).reshape(1, -1), False),  # right for a batch of 1 (or 4) only
+    (lambda z: z - z.mean(0, keepdim=True), True),  # a mean over the batch, its axis kept
+], ids=["literal-batch", "batch-mean"])
+def test_values_mixing_the_batch_axis_are_refused_by_the_screen(mix, planned):
+    """A review: the screen took other boxes' values where a reshape names the batch size
+    or a mean over the batch keeps its axis (a bound 4.375 above the true margin); the
+    screen refuses any rule whose result has other rows than its argument, and the plan
+    a mean over the batch however it keeps its axes."""
+    from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(128, 4)
+
+        def forward(self, x):
+            return mix(self.fc(torch.relu(self.conv(x)).flatten(1)))
+
+    model, image = Mixed().eval(), torch.rand(1, 3, 8, 8)
+    boxes = torch.zeros(4, 3, dtype=torch.float64)  # as many boxes as classes
+    for cone in (False, True):
+        with pytest.raises(IntervalUnsupportedError, match="changes the batch axis"):
+            IntervalScreen(model, cone=cone).margins(image, torch.arange(4), boxes, boxes + 1, 0)
+    if planned:  # (the zonotope engine reshapes to one image's shape: right as it is)
+        with pytest.raises(BoundUnsupportedError, match="computes across the batch axis"):
+            BoundEngine(model).plan(image)
+
+
 def test_a_division_by_a_varying_value_is_refused_at_the_plan():
     """A quotient is affine in its dividend only: a varying divisor (a normalisation by
     a computed norm) is refused before any box, in one line that says so."""

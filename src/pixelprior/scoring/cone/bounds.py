@@ -352,13 +352,14 @@ class BoundEngine:
         as rows of that axis; a reshape folding channels into it and back keeps each
         image's rows together and is left to run. ``plan.shapes`` are of one image."""
         shape = plan.shapes.get(node)
-        if (shape is None or node in self.graph.statics or node.op == "output"
-                or (len(shape) >= 1 and shape[0] == 1)):
+        if shape is None or node in self.graph.statics or node.op == "output":
             return None
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
         if name in ("cat", "concat", "concatenate", "stack"):
+            if len(shape) >= 1 and shape[0] == 1:  # one value: a copy
+                return None
             axes = _axes(node, 0, plan)
-        elif name in _REDUCTIONS:
+        elif name in _REDUCTIONS:  # over the batch, kept or not (mean(0, keepdim=True))
             axes = _axes(node, None, plan)
         else:
             return None

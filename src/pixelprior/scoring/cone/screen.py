@@ -146,6 +146,7 @@ class IntervalScreen:
         self._patch_rules: dict[fx.Node, Any] = {}  # sliding windows' rules on patches
         self._clean: tuple[torch.Tensor, float | None, FxCache] | None = None  # the last
         self._unit: float | None = None  # the float32 unit of the call running (or None)
+        self._boxes = 0  # the rows the input of the run going on has (its boxes)
         self._exact_constants = False  # constants as the float64 copy holds them (no gap)
         self.rules: dict[fx.Node, Any] = {}
         self.params: dict[fx.Node, Any] = {}
@@ -347,6 +348,7 @@ class IntervalScreen:
         ``visit(node, value)`` sees every value as it is made."""
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         env[self.graph.input] = images
+        self._boxes = images.lower.shape[0]
         if visit is not None:
             visit(self.graph.input, images)
         stop = self.head[0] if self.head is not None else None
@@ -374,6 +376,15 @@ class IntervalScreen:
         rule = rule if rule is not None else self.rules[node]
         step = self._step(node, env, given, invoke)
         out = rule.apply(step)
+        boxes = self._boxes
+        if isinstance(out, Interval) and step.intervals and boxes and (
+                out.lower.dim() == 0 or out.lower.shape[0] % boxes
+                or out.lower.shape[0] < boxes):
+            # each box keeps a whole number of rows (channels folded into the batch axis
+            # and back are fine); fewer, or a share, mixes boxes
+            raise IntervalUnsupportedError(
+                f"{describe(node, self.graph.modules)} changes the batch axis (the boxes' "
+                "rows): a reshape to a literal batch size, a reduction over the batch")
         if self._unit is not None and isinstance(out, Interval) and step.intervals:
             out.error = self.proved(node, rule.error(step, out, self._unit), self._unit,
                                    out)
@@ -539,6 +550,7 @@ class IntervalScreen:
         """:meth:`_run` on the windows of each position's cone."""
         cache = self._clean_cache(image, plan)
         width, count = image.shape[-1], positions.shape[0]
+        self._boxes = count
         y, x = positions // width, positions % width
         owner = torch.zeros(count, dtype=torch.long, device=image.device)
         queries = tuple(Query(cache, owner + i, y, x, None)
