@@ -238,6 +238,29 @@ def test_a_gated_network_is_decided_and_every_verdict_holds(seed, margin):
                                               genes)).argmax()) != label
 
 
+class _OneImageOnly(nn.Module):
+    """Scores times their mean over the classes, broadcast as ``[B, K] * [B]``: right for a
+    batch of one image only (a review: the verifier raised the model's own error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.fc(x.flatten(1))
+        return z * z.mean(1)
+
+
+def test_a_model_that_runs_on_one_image_only_is_refused_in_one_line():
+    model, image = _OneImageOnly().eval(), torch.rand(1, 3, 4, 4)
+    label = model(image).argmax(1)
+    with pytest.raises(ValueError, match="runs on one image but fails on a batch of 2 .*"
+                       "as if the batch held one image"):
+        Verifier(model, budget=5).verify(image, label)
+    with pytest.raises(ValueError, match="runs on one image but fails on a batch of 9"):
+        FastAttack(model, verify="off").run(image, label)
+
+
 def test_bad_settings_and_inputs_are_refused():
     model = calm_net()
     with pytest.raises(ValueError, match="budget"):

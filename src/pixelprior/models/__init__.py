@@ -13,6 +13,7 @@ from .errors import (
     GradientsUnavailableError,
     ModelInputError,
     ModelLoadError,
+    batch_failure,
     model_failure,
     short_reason,
 )
@@ -64,7 +65,7 @@ __all__ = [
     "ModelLoadError", "ModelSettingError", "ModelSpec", "Normalize", "Normalized",
     "OnnxModel", "REGISTRY", "ResizeInside", "SqueezeNet", "SqueezeNetCifar", "WEIGHTS_ENV",
     "WeightsError", "WeightsWatch", "accuracy_on", "as_registered", "batch_dependence",
-    "bundled_weights_path",
+    "batch_failure", "bundled_weights_path",
     "code_changed",
     "copy_module", "evaluation_mode",
     "fold_batchnorm", "gradient_problem", "imagenet_class_names", "inference_model", "load_model",

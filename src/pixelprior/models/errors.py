@@ -14,7 +14,7 @@ REASON_CHARS = 120
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 __all__ = ["ANSI", "REASON_CHARS", "DefiniteLoadError", "GradientsUnavailableError",
-           "ModelInputError", "ModelLoadError", "model_failure", "short_reason"]
+           "ModelInputError", "ModelLoadError", "batch_failure", "model_failure", "short_reason"]
 
 
 class ModelLoadError(WeightsError):
@@ -67,6 +67,23 @@ def short_reason(error: BaseException | str, limit: int = REASON_CHARS) -> str:
     if len(line) > limit and ". " in line[20:]:
         line = line[:20 + line[20:].index(". ")]
     return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
+
+
+def batch_failure(count: int, error: BaseException) -> str:
+    """Why a model that runs on one image fails on a batch of ``count``, as one line.
+
+    Args:
+        count: the images of the batch it failed on.
+        error: what it raised.
+
+    Returns:
+        The message (no trailing period).
+    """
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return (f"the model runs on one image but fails on a batch of {count} ({reason}): it "
+            "computes as if the batch held one image (a reshape to a literal 1, a mean "
+            "over the batch axis, a value of the batch axis alone broadcast against "
+            "another axis); pixelprior scores many images per forward")
 
 
 def model_failure(model: nn.Module, images: torch.Tensor, error: BaseException) -> str:

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..data.sizes import format_size
 from .channels import first_conv_channels
-from .errors import DefiniteLoadError, ModelLoadError, short_reason
+from .errors import DefiniteLoadError, ModelLoadError, batch_failure, short_reason
 from .formats.base import BuiltModel
 
 PROBE_SIZES = (32, 224, 28, 64, 96, 128, 299, 256)  # tried when no size is declared
@@ -336,11 +336,14 @@ def batch_dependence(model: nn.Module, images: torch.Tensor) -> str | None:
         tensor (named where they are scored).
 
     Raises:
-        Exception: what the model's forward raises.
+        Exception: what the model's forward raises on one image (on two: a cause).
     """
     first = images[:1]
     alone, again = _forward(model, first), _forward(model, first)
-    together = _forward(model, torch.cat([first, torch.remainder(first + 0.5, 1.0)]))
+    try:
+        together = _forward(model, torch.cat([first, torch.remainder(first + 0.5, 1.0)]))
+    except Exception as exc:  # noqa: BLE001 - one image runs, two do not: say so
+        return batch_failure(2, exc)
     outputs = (alone, again, together)
     if not all(isinstance(o, torch.Tensor) and torch.isfinite(o).all() for o in outputs) or (
             together.shape[1:] != alone.shape[1:]):

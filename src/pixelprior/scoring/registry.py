@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .._registry import Registry
-from ..models import model_failure, output_kind, scores_agree
+from ..models import batch_failure, model_failure, output_kind, scores_agree
 from ._squeezenet_cone import incremental_forward
 from .base import ModelOutputError, Scorer, ScorerMismatchError, perturb_rows
 from .cone import fx_incremental_forward
@@ -60,12 +60,18 @@ def check_scorer(scorer: Scorer, model: nn.Module, image: torch.Tensor,
     owner = torch.zeros(len(spots), dtype=torch.long, device=image.device)
     try:
         with torch.inference_mode():
-            expected = model(perturb_rows(image, owner, genes))
             clean = model(image)
     except RuntimeError as exc:  # the model itself: no engine can stand in, say why
         if "out of memory" in str(exc):
             raise
         raise ValueError(model_failure(model, image, exc)) from None
+    try:
+        with torch.inference_mode():
+            expected = model(perturb_rows(image, owner, genes))
+    except RuntimeError as exc:  # one image runs, a batch of candidates does not
+        if "out of memory" in str(exc):
+            raise
+        raise ValueError(batch_failure(len(spots), exc)) from None
     for output in (expected, clean):
         if not isinstance(output, torch.Tensor):  # a tuple, a dict (a model's outputs)
             raise ModelOutputError(f"the model returns a {type(output).__name__}, not class "
