@@ -335,7 +335,7 @@ class BoundEngine:
                 problem = self._unsupported(step)  # "": no rule, nothing more to say
                 if problem is None:
                     problem = (self._mixes_images(node, plan)
-                               or _broadcast_across_batch(node, step, plan, varying))
+                               or _moves_batch_axis(node, step, plan, varying))
                 if problem is not None:
                     raise BoundUnsupportedError(
                         f"the verifier has no bound rule for "
@@ -1141,13 +1141,13 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
     return current, error + drift * (1 + 1e-6), size
 
 
-def _broadcast_across_batch(node: fx.Node, step: Any, plan: Plan,
-                            varying: set[fx.Node]) -> str | None:
-    """Why an elementwise operation or an ``expand`` would mix the rows of the batch
-    axis, or ``None``: a value computed from the image with fewer axes than the result
-    (``z * z.mean(1)``, a ``[B, K]`` times a ``[B]``; ``m.expand_as(z)``) broadcasts its
-    batch axis against another axis, right for one image only; the bounds run boxes as
-    the rows of that axis."""
+def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
+                      varying: set[fx.Node]) -> str | None:
+    """Why a squeeze, an elementwise operation or an ``expand`` would mix the rows of the
+    batch axis, or ``None``: a squeeze whose negative dim names that axis, or a value
+    computed from the image with fewer axes than the result (``z * z.mean(1)``, a ``[B,
+    K]`` times a ``[B]``; ``m.expand_as(z)``), whose batch axis broadcasts against another
+    axis, right for one image only; the bounds run boxes as the rows of that axis."""
     resolved = getattr(step, "resolved", None)
     if resolved is None or resolved.operation is None:
         return None
@@ -1167,9 +1167,9 @@ def _broadcast_across_batch(node: fx.Node, step: Any, plan: Plan,
     if shape is None:
         return None
     for n in given:
-        given = plan.shapes.get(n)
-        if n in varying and given is not None and len(given) < len(shape):
-            return (f" (it broadcasts {n.name}, of shape {tuple(given)}, against a value of "
+        source = plan.shapes.get(n)
+        if n in varying and source is not None and len(source) < len(shape):
+            return (f" (it broadcasts {n.name}, of shape {tuple(source)}, against a value of "
                     f"shape {tuple(shape)}: for a batch its first axis would meet another "
                     "axis; keep the axes, e.g. mean(1, keepdim=True))")
     return None

@@ -30,9 +30,8 @@ import torch
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
            "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "ONE_ROUNDING",
            "PiecewiseLinear", "Product", "Rearrange", "Relaxation", "Reshape", "Rounding",
-           "SShaped",
-           "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows", "per_box",
-           "relaxation_error"]
+           "SShaped", "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows",
+           "per_box", "relaxation_error"]
 
 
 class BoundUnsupportedError(ValueError):

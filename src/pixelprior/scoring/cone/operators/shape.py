@@ -97,10 +97,6 @@ def _getitem_params(call: NodeCall) -> object:
             "first axis, sizes computed in the model); index as g[:, :, None, None]")
 
 
-def _expand_params(call: NodeCall) -> bool:
-    return True
-
-
 def _copy(params: object) -> str:
     return "an indexing, a new axis or an expand (runs on whole maps)"
 
@@ -113,7 +109,7 @@ register_operation("squeeze", window=_copy, functions=(torch.squeeze,), methods=
 register_operation("getitem", window=_copy, functions=(operator.getitem,),
                    params=_getitem_params, help="an index that keeps the batch axis whole")
 register_operation("expand", window=_copy, methods=("expand", "expand_as"),
-                   params=_expand_params, help="a value broadcast to a larger shape")
+                   help="a value broadcast to a larger shape")
 for _name in ("unsqueeze", "squeeze", "getitem"):
     register_bound(_name)(lambda params: REARRANGE)
     register_interval(_name)(lambda params: REARRANGED)
