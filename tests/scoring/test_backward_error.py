@@ -14,6 +14,7 @@ from test_bounds import (
     ACTIVATIONS,
     Gated,
     Indexed,
+    Normalised,
     Plain,
     Residual,
     Scaled,
@@ -58,9 +59,10 @@ class Ceiled(nn.Module):
 
 # the activations that are one elementwise function (not the identity, not two clamps)
 SINGLE = [a for a in ACTIVATIONS if type(a).__name__ not in ("Identity", "Clamp")]
-NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated, Indexed] + [
+NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated, Indexed, Normalised] + [
     lambda a=a: Smooth(a) for a in SINGLE]
-NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated", "indexed"] + [
+NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated", "indexed",
+         "normalised"] + [
     type(a).__name__ for a in SINGLE]
 
 

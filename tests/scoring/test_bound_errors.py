@@ -7,6 +7,7 @@ on the bundled 26-layer SqueezeNet the error is small enough for boxes to be pro
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from test_bounds import (
     ACTIVATIONS,
     Gated,
     Indexed,
+    Normalised,
     Plain,
     Residual,
     Scaled,
@@ -28,7 +30,13 @@ from torch import fx, nn
 from pixelprior.scoring import perturb_rows
 from pixelprior.scoring.cone.bounds import BoundEngine
 from pixelprior.scoring.cone.screen import IntervalScreen
-from pixelprior.scoring.cone.zonotope import PiecewiseLinear
+from pixelprior.scoring.cone.zonotope import (
+    InverseSquareRoot,
+    PiecewiseLinear,
+    Reciprocal,
+    Square,
+    SquareRoot,
+)
 
 FLOAT32 = 2.0**-24
 
@@ -77,9 +85,10 @@ def node_values(model: nn.Module, image: torch.Tensor, dtype: torch.dtype
     return values
 
 
-@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated, Indexed]
+@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated, Indexed, Normalised]
                          + [lambda a=a: Smooth(a) for a in ACTIVATIONS],
-                         ids=["residual", "plain", "scaled", "deep", "gated", "indexed"]
+                         ids=["residual", "plain", "scaled", "deep", "gated", "indexed",
+                              "normalised"]
                          + [type(a).__name__ for a in ACTIVATIONS])
 def test_the_clean_errors_bound_what_float32_makes_at_every_node(net):
     model = randomised(net(), 3)
@@ -366,3 +375,59 @@ def test_an_onnx_graph_in_a_wrapper_is_refused_saying_what_to_give_instead(tmp_p
     with pytest.raises(BoundUnsupportedError, match="^an ONNX graph cannot be bounded.*"
                        "file.py:factory"):  # what to do first, the tracer's line after
         BoundEngine(wrapped)
+
+
+CURVED_DOMAINS = {  # rule, the least and the largest value of its ranges
+    "square": (Square(), -3.0, 3.0), "sqrt": (SquareRoot(), 0.0, 4.0),
+    "rsqrt": (InverseSquareRoot(), 1e-3, 4.0), "reciprocal": (Reciprocal(), -4.0, 4.0)}
+
+
+@pytest.mark.parametrize("name", list(CURVED_DOMAINS))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ends=st.lists(st.floats(0, 1), min_size=2, max_size=2), error=st.floats(0, 0.05),
+       seed=st.integers(0, 10_000))
+def test_a_curved_relaxation_holds_f_of_every_exact_value(name, ends, error, seed):
+    """``x²``, ``√x``, ``1 / √x`` and ``1 / x`` on any range in their domain (``1 / x`` on
+    either side of 0): ``f`` of every value within ``error`` of the range lies in the
+    relaxed zonotope's range widened by the returned error; where those values leave the
+    domain the error is ``inf``."""
+    rule, least, most = CURVED_DOMAINS[name]
+    lower, upper = sorted(least + (most - least) * e for e in ends)
+    center, radius = (lower + upper) / 2, (upper - lower) / 2
+    values = torch.tensor([[[center], [radius]]], dtype=torch.float64)
+    out, moved, _ = rule.apply_rounded(values, torch.full((1, 1), error, dtype=torch.float64),
+                                       2.0**-53)
+    generator = torch.Generator().manual_seed(seed)
+    exact = torch.cat([torch.tensor([lower - error, upper + error], dtype=torch.float64),
+                       lower - error + (upper - lower + 2 * error) * torch.rand(
+                           256, generator=generator, dtype=torch.float64)])
+    defined = {"sqrt": exact >= 0, "rsqrt": exact > 0, "reciprocal": exact != 0}.get(
+        name, torch.ones_like(exact, dtype=torch.bool))
+    if not bool(defined.all()) or (name == "reciprocal" and lower - error <= 0 <= upper + error):
+        assert moved[0, 0] == math.inf  # no bound where f is undefined or unbounded
+        return
+    # each exact value lies within `error` of a computed one, x_c = center + radius ε
+    # (the nearest in the range): f of it lies within `moved` of the relaxed zonotope at
+    # the same ε, whose new symbol (row 2) may take any value
+    computed = exact.clamp(lower, upper)
+    symbol = (computed - center) / radius if radius > 0 else torch.zeros_like(exact)
+    at = out[0, 0, 0] + out[0, 1, 0] * symbol
+    spread = out[0, 2:, 0].abs().sum() + moved[0, 0]
+    values_of_f = rule.f(exact)
+    assert (values_of_f >= at - spread).all(), (lower, upper, error)
+    assert (values_of_f <= at + spread).all(), (lower, upper, error)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ends=st.lists(st.floats(-3, 3), min_size=2, max_size=2))
+def test_a_square_is_never_bounded_below_zero(ends):
+    """The square's relaxation keeps its lower line at or above 0 over the range: a
+    variance (a mean of squares) is bounded below by 0, so the ``ε`` a normalisation adds
+    keeps its square root and the division by it defined (the least-area slope, the
+    chord's, does not: ``x²`` on [1, 5] bounded below by -3)."""
+    lower, upper = sorted(ends)
+    values = torch.tensor([[[(lower + upper) / 2], [(upper - lower) / 2]]],
+                          dtype=torch.float64)
+    out = Square().apply(values)
+    assert float(out[0, 0, 0] - out[0, 1:, 0].abs().sum()) >= -1e-12 * (1 + upper**2
+                                                                        + lower**2)

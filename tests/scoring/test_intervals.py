@@ -19,6 +19,7 @@ from test_bounds import (
     Bilinear,
     Gated,
     Indexed,
+    Normalised,
     Plain,
     Residual,
     Scaled,
@@ -32,7 +33,7 @@ from pixelprior.scoring.cone import OPERATIONS
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
-NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed] + [
+NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
@@ -134,7 +135,7 @@ def test_bounds_only_tighten_on_sub_boxes(seed, index, corner, cone):
 
 
 @pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
-@pytest.mark.parametrize("net", [Residual, Gated, Indexed])
+@pytest.mark.parametrize("net", [Residual, Gated, Indexed, Normalised])
 def test_many_positions_in_one_call_match_one_at_a_time(cone, net):
     """Boxes are the rows of one call: each box's bounds are its own (a rule that mixed
     the rows, as a gate's copies could, would give another box's)."""
@@ -340,19 +341,18 @@ class Flip(nn.Module):
         return self.fc(torch.maximum(self.conv(x), torch.zeros(1)).mean((2, 3)))
 
 
-class Divided(nn.Module):
+class Floored(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        h = self.conv(x)
-        return self.fc((h / (torch.sigmoid(h) + 1)).mean((2, 3)))
+        return self.fc(torch.div(self.conv(x), 0.3, rounding_mode="floor").mean((2, 3)))
 
 
 @pytest.mark.parametrize("model, message", [
-    (Flip().eval(), "no rule for maximum"), (Divided().eval(), "division by a value"),
+    (Flip().eval(), "no rule for maximum"), (Floored().eval(), "rounding_mode='floor'"),
     (Plain().train(), "training mode")])
 def test_operations_without_an_interval_rule_are_named(model, message):
     with pytest.raises(IntervalUnsupportedError, match=message):

@@ -59,6 +59,7 @@ from .intervals import (
     IntervalStep,
     Shape,
     tiled,
+    unbounded_as_infinite,
 )
 from .screen import GROWN, IntervalScreen, _no_nan, _source
 
@@ -190,7 +191,7 @@ class BackwardErrorBound:
                     return records, owner, (source, env[source])
                 rule = screen.rules[node]
                 step = screen._step(node, env)
-                out = rule.apply(step)
+                out = unbounded_as_infinite(rule.apply(step))
                 if isinstance(out, Interval) and step.intervals:
                     out.error = screen.proved(node, rule.error(step, out, unit), unit, out)
                     rounding = screen.proved(node, rule.rounding(step, out, unit), unit, out)

@@ -293,7 +293,8 @@ class BoundEngine:
         self.model = model  # run as written, its scores checked against a traced copy's
         copied = copy_module(model).to(dtype).eval()
         try:
-            self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype)
+            self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype,
+                                               reciprocals=True)
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
@@ -306,11 +307,13 @@ class BoundEngine:
         self._rules: dict[fx.Node, Any] = {}
         self._interval_rules: dict[fx.Node, Any] = {}  # per node (its |A|), or None
         # nodes that apply a tensor computed in forward from the parameters (not one of
-        # them): the copy rounds it, the network in real arithmetic does not, and nothing
-        # bounds the difference, so their error is unbounded and no proof goes through
+        # them, nor an exact copy of them such as w[:, None, None]): the copy rounds it,
+        # the network in real arithmetic does not, and nothing bounds the difference, so
+        # their error is unbounded and no proof goes through
+        held = self.graph.copied_constants(lambda n: True)
         self._rounded_constants = {
             node for node in self.graph.nodes
-            if any(n in self.graph.statics and n.op != "get_attr"
+            if any(n in self.graph.statics and n not in held
                    and isinstance(self.graph.statics[n], torch.Tensor)
                    for n in node.all_input_nodes)}
         try:  # the clean images' float error, by the interval rules (the same table)

@@ -28,6 +28,8 @@ class FxIncrementalForward:
         fold: fold BatchNorm into convolutions (see :class:`TracedGraph`).
         float_as: run ``.float()`` calls as casts to this dtype (see
             :class:`TracedGraph`).
+        reciprocals: divisions by values that change with the pixel as products with
+            reciprocals (see :class:`TracedGraph`; the verifier's engines).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -35,8 +37,8 @@ class FxIncrementalForward:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None) -> None:
-        self.graph = TracedGraph(model, fold, float_as)
+                 float_as: torch.dtype | None = None, reciprocals: bool = False) -> None:
+        self.graph = TracedGraph(model, fold, float_as, reciprocals)
         self._plans: dict[tuple, Plan] = {}
 
     @property

@@ -23,6 +23,10 @@ __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_
            "describe", "training_module", "untraceable", "untraceable_advice",
            "without_inplace"]
 
+# Operations that copy a constant tensor's values exactly (no rounding, no conversion)
+CONSTANT_COPIES = frozenset({"identity", "dropout", "getitem", "unsqueeze", "squeeze",
+                             "reshape", "expand", "neg", "cat"})
+
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused
 AGREEMENT = 1e-4
@@ -288,6 +292,10 @@ class TracedGraph:
             the model's own operations).
         float_as: run the model's ``.float()`` calls as casts to this dtype (the
             verifier's float64 copy stays float64 throughout; ``None``: as written).
+        reciprocals: run each division by a value that changes with the pixel as a
+            product with its reciprocal (``a / b`` as ``a * torch.reciprocal(b)``), the
+            form the bound rules relax (the verifier's copies; the same function in real
+            arithmetic).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -296,11 +304,18 @@ class TracedGraph:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None) -> None:
+                 float_as: torch.dtype | None = None, reciprocals: bool = False) -> None:
         self.float_as = float_as
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
+        self._index()
+        if reciprocals and self._divisions_as_products():
+            self._index()
+
+    def _index(self) -> None:
+        """What the engines read of the graph: its nodes, modules, input, constants and
+        sizes, and where each value is used last."""
         self.nodes = list(self.graph_module.graph.nodes)
         self.modules = dict(self.graph_module.named_modules())
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
@@ -312,6 +327,65 @@ class TracedGraph:
         self._batch_size_checked = False  # batch_size_use, once (check_agreement)
         position = {n: i for i, n in enumerate(self.nodes)}
         self.last_use = {n: max(position[u] for u in n.users) for n in self.nodes if n.users}
+
+    def copied_constants(self, leaf: Callable[[fx.Node], bool]) -> set[fx.Node]:
+        """The constant tensors that are exact copies of ``leaf`` attributes: the leaves
+        themselves and what :data:`CONSTANT_COPIES` make of them alone (``w[:, None,
+        None]``, ``w.view(1, -1, 1, 1)``): values the float32 model and the float64 copy
+        hold alike, where one computed in ``forward`` (``w / w.norm()``) rounds its own
+        way in each.
+
+        Args:
+            leaf: whether a ``get_attr`` node's value is held alike (a parameter or a
+                buffer of the model).
+        """
+        held: set[fx.Node] = set()
+        for node in self.nodes:
+            value = self.statics.get(node)
+            if not isinstance(value, torch.Tensor):
+                continue
+            if node.op == "get_attr":
+                if leaf(node):
+                    held.add(node)
+                continue
+            operation = self.resolve(node).operation if node.op.startswith("call") else None
+            tensors = [n for n in node.all_input_nodes
+                       if isinstance(self.statics.get(n), torch.Tensor)]
+            if (operation is not None and operation.name in CONSTANT_COPIES and tensors
+                    and all(n in held for n in tensors)):
+                held.add(node)
+        return held
+
+    def _divisions_as_products(self) -> bool:
+        """Rewrite each true division whose divisor changes with the pixel (not a
+        constant, not a size) as a product with the divisor's reciprocal.
+
+        Returns:
+            Whether any division was rewritten.
+        """
+        graph, rewritten = self.graph_module.graph, False
+        for node in list(graph.nodes):
+            resolved = self.resolve(node)
+            if resolved.operation is None or resolved.operation.name != "div":
+                continue
+            if not isinstance(resolved.params, dict) or resolved.params["rounding_mode"]:
+                continue
+            given = list(node.args[:2]) + [node.kwargs.get(k) for k in ("input", "other")
+                                           [len(node.args[:2]):]]
+            dividend, divisor = given
+            if (not isinstance(divisor, fx.Node) or divisor in self.statics
+                    or divisor in self.sizes):
+                continue
+            with graph.inserting_before(node):
+                inverse = graph.call_function(torch.reciprocal, (divisor,))
+                product = graph.call_function(operator.mul, (dividend, inverse))
+            node.replace_all_uses_with(product)
+            graph.erase_node(node)
+            rewritten = True
+        if rewritten:
+            graph.lint()
+            self.graph_module.recompile()
+        return rewritten
 
     def _statics(self) -> dict[fx.Node, Any]:
         """Values that do not depend on the image: parameters, constants, defaults."""

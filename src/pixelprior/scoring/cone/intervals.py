@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from .zonotope import (
     REST_ROUNDINGS,
     BoundUnsupportedError,
+    Curved,
     Lipschitz,
     PiecewiseLinear,
     Product,
@@ -102,6 +103,17 @@ class Interval:
         """The largest ``|x|`` the float32 evaluation can meet per neuron: the magnitude
         plus the error."""
         return self.magnitude() + self.error
+
+
+def unbounded_as_infinite(out: Any) -> Any:
+    """``out`` with the NaN ends of an interval as infinite (``-inf`` below, ``inf``
+    above): an unbounded range (a divisor's that holds 0) met by a zero weight or
+    subtracted from itself leaves NaN, which a later comparison would read as a bound.
+    Anything but an :class:`Interval` is returned as it is."""
+    if isinstance(out, Interval):
+        out.lower = torch.nan_to_num(out.lower, nan=-math.inf)
+        out.upper = torch.nan_to_num(out.upper, nan=math.inf)
+    return out
 
 
 def widen(lower: torch.Tensor, upper: torch.Tensor,
@@ -805,6 +817,10 @@ class Activation(IntervalRule):
         rule = self.rule
         if self.exact:  # nondecreasing and computed without rounding: ReLU, clamps
             return Interval(rule.f(lower), rule.f(upper))
+        if isinstance(rule, Curved):  # f monotone on a piece (x² but for its 0)
+            low, high = rule.extremes(lower, upper)
+            size = rule.largest(lower, upper) + torch.maximum(low.abs(), high.abs())
+            return widen(low, high, 2 * REST_ROUNDINGS * UNIT * size)
         if isinstance(rule, PiecewiseLinear | SShaped):
             low, high = rule.f(lower), rule.f(upper)
             if isinstance(rule, PiecewiseLinear):
@@ -829,7 +845,7 @@ class Activation(IntervalRule):
     def error(self, step, out, unit):
         value = step.intervals[0]
         rule = self.rule
-        passed = rule.lipschitz * value.error
+        passed = _passed(rule, value)
         if self.exact:  # monotone, no rounding; where f is constant over the values
             reachable = widen(value.lower, value.upper, value.error)  # reachable, only
             flat = rule.f(reachable.lower) == rule.f(reachable.upper)  # the gap of its
@@ -843,8 +859,9 @@ class Activation(IntervalRule):
             gap = 0.0 if step.exact_constants else _level_gap(rule)
             return torch.full_like(out.lower, gap)
         # f's own float32 evaluation: a few library calls (as the bounds count them)
-        passed = rule.lipschitz * value.error
-        own = REST_ROUNDINGS * unit * (rule.at_zero + rule.lipschitz * value.reach()
+        passed = _passed(rule, value)
+        reachable = widen(value.lower, value.upper, value.error)
+        own = REST_ROUNDINGS * unit * (rule.largest(reachable.lower, reachable.upper)
                                        + out.magnitude() + passed)
         if not rule.jump:
             return 2 * own
@@ -875,6 +892,10 @@ class Activation(IntervalRule):
         rule = self.rule
         reachable = widen(value.lower, value.upper, value.error)
         low, high = reachable.lower, reachable.upper
+        if isinstance(rule, Curved):  # f' monotone on a piece: its values at the ends
+            least, most = rule.slope_range(low, high)
+            slack = 2.0**-40 * torch.maximum(least.abs(), most.abs())
+            return least - slack, most + slack
         bound = rule.lipschitz * (1 + 2.0**-40)
         monotone = self.exact or isinstance(rule, SShaped)
         least = torch.full_like(low, 0.0 if monotone else -bound)
@@ -896,6 +917,17 @@ class Activation(IntervalRule):
         return least, most
 
 
+def _passed(rule: Relaxation, value: Interval) -> torch.Tensor:
+    """How far ``f`` moves the float32 error ``e`` of its input: ``L e``, with ``L`` a
+    bound of ``|f'|`` over every value the input may take (``[l - e, u + e]``); ``inf``
+    where ``f`` is unbounded there (also at ``e = 0``: the range itself is then no
+    bound)."""
+    reachable = widen(value.lower, value.upper, value.error)
+    steepest = torch.as_tensor(rule.steepest(reachable.lower, reachable.upper),
+                               dtype=value.error.dtype, device=value.error.device)
+    return torch.where(torch.isfinite(steepest), steepest * value.error, math.inf)
+
+
 EXACT, SHAPE, MAXIMUM, RESHAPE = Exact(), Shape(), Maximum(), Reshape()
 REARRANGED, BROADCAST = Rearranged(), Rearranged(broadcast=True)
 
@@ -914,6 +946,6 @@ def _level_gap(rule: Relaxation) -> float:
 def activation(rule: Relaxation | Any, exact: bool = False) -> Activation | Any:
     """The interval rule of a bound rule that relaxes (what activations register;
     ``exact``: see :class:`Activation`)."""
-    if isinstance(rule, Lipschitz | PiecewiseLinear | SShaped):
+    if isinstance(rule, Curved | Lipschitz | PiecewiseLinear | SShaped):
         return Activation(rule, exact)
     return rule

@@ -182,7 +182,7 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "flo
 # elementwise operations (one by default)
 SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
 ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "div": 1,
-             "leaky_relu": 1}
+             "leaky_relu": 1, "square": 1, "sqrt": 1, "reciprocal": 2, "rsqrt": 4, "pow": 4}
 # operations counted by a rule of their own in RoundingRecorder._radius (a sum of
 # products, a normalisation, a mean) or refused by the verifier (a narrowing cast)
 COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",

@@ -62,6 +62,7 @@ from .intervals import (
     IntervalUnsupportedError,
     SignedAffine,
     constant_gap,
+    unbounded_as_infinite,
 )
 from .plan import (
     MIN_SAVING,
@@ -130,7 +131,8 @@ class IntervalScreen:
         self._state = {name for name, _ in copied.named_parameters()} | {
             name for name, _ in copied.named_buffers()}
         try:
-            self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64)
+            self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64,
+                                               reciprocals=True)
             # the model as copied, traced in its own dtype: its scores are checked
             # against it per image (code torch.fx does not see, weights changed since)
             self._as_traced = TracedGraph(model, fold=False)
@@ -158,10 +160,12 @@ class IntervalScreen:
         # affine layers whose weights the model computes in forward (a functional conv of
         # a standardised weight): their rule holds the float64 copy's values, float32
         # computes others, so no float32 error is proved through them
+        # (the model's own parameters and buffers, and exact copies of them, are held
+        # alike: w[:, None, None])
+        self._held = self.graph.copied_constants(lambda n: n.target in self._state)
         self.computed_weights = {
             node for node, rule in self.rules.items() if isinstance(rule, SignedAffine)
-            and any(n in self.graph.statics and not (n.op == "get_attr"
-                                                     and n.target in self._state)
+            and any(n in self.graph.statics and n not in self._held
                     for n in node.all_input_nodes)}
 
     def _rule(self, node: fx.Node) -> Any:
@@ -375,7 +379,7 @@ class IntervalScreen:
         graph's call)."""
         rule = rule if rule is not None else self.rules[node]
         step = self._step(node, env, given, invoke)
-        out = rule.apply(step)
+        out = unbounded_as_infinite(rule.apply(step))
         boxes = self._boxes
         if isinstance(out, Interval) and step.intervals and boxes and (
                 out.lower.dim() == 0 or out.lower.shape[0] % boxes
@@ -479,7 +483,7 @@ class IntervalScreen:
         float64 copy's: 0 for one of the model's parameters or buffers (the same float32
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
-        if node.op == "get_attr" and (self._exact_constants or node.target in self._state):
+        if self._exact_constants or node in self._held:
             return torch.zeros_like(value)  # (exact constants: the copy's own, as it holds
         # them; one computed in forward from them rounds there, unlike the real network)
         return torch.full_like(value, torch.inf)

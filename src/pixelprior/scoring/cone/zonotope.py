@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
-           "BoundUnsupportedError", "Identity", "Lipschitz", "MaxPool", "ONE_ROUNDING",
-           "PiecewiseLinear", "Product", "Rearrange", "Relaxation", "Reshape", "Rounding",
-           "SShaped", "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows",
+           "BoundUnsupportedError", "Curved", "Identity", "InverseSquareRoot", "Lipschitz",
+           "MaxPool", "ONE_ROUNDING", "PiecewiseLinear", "Product", "Rearrange", "Reciprocal",
+           "Relaxation", "Reshape", "Rounding", "SShaped", "Square", "SquareRoot",
+           "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows",
            "per_box", "relaxation_error"]
 
 
@@ -350,6 +351,17 @@ class Relaxation(BoundRule):
         wherever it may lie, unless a rule knows where its jumps are."""
         return self.jump
 
+    def steepest(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor | float:
+        """An upper bound of ``|f'|`` on ``[lower, upper]`` per neuron (``inf`` where
+        ``f`` is undefined or unbounded there): :attr:`lipschitz` unless a rule knows
+        better (:class:`Curved`: ``1 / x`` is steep only near 0)."""
+        return self.lipschitz
+
+    def largest(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """An upper bound of ``|f|`` on ``[lower, upper]`` per neuron:
+        ``|f(0)| + L max(|l|, |u|)`` unless a rule knows better."""
+        return self.at_zero + self.lipschitz * torch.maximum(lower.abs(), upper.abs())
+
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         """The relaxed image of zonotopes ``[N, R, *shape]`` (new symbols appended)."""
         return self.apply_rounded(values, 0.0, 0.0)[0]
@@ -411,31 +423,42 @@ def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
 
     ``[lower, upper]`` was computed from the zonotope (``rows`` rows) and may miss its
     exact range by ``r = γ_{R+1} m`` (``m = max(|l|, |u|)``); the exact values lie within
-    ``incoming`` of the computed ones. With ``g = f - λ x`` (``|g'| <= L + |λ|``):
+    ``incoming`` of the computed ones, so within ``[l - s, u + s]``, ``s = r + incoming``.
+    With ``L`` a bound of ``|f'|`` there (:meth:`~Relaxation.steepest`) and
+    ``g = f - λ x`` (``|g'| <= L + |λ|``):
 
     * ``f`` moves an incoming error by at most ``L · incoming`` (plus a jump);
     * just outside ``[l, u]`` (by ``r``) ``g`` leaves ``[μ - β, μ + β]`` by at most
       ``(L + |λ|) r``;
     * ``λ, μ, β`` come from rests ``f(x) - λ x`` rounded :data:`REST_ROUNDINGS` times
-      relative to ``|f(0)| + (L + |λ|) m + |μ| + β``;
+      relative to ``max |f| + |λ| m + |μ| + β`` (:meth:`~Relaxation.largest`);
     * scaling the rows by ``λ`` and adding ``μ`` round ``u (|λ| m + |μ|)`` more.
+
+    Where ``f`` is undefined or unbounded on ``[l - s, u + s]`` (``1 / x`` of a range
+    that holds 0) the error is ``inf``, whatever the unit: the relaxation computed there
+    is a placeholder, and the box's bound is none.
 
     Returns:
         float64, shaped like ``lower``.
     """
-    if unit == 0:
-        return torch.zeros_like(lower)
-    lipschitz = rule.lipschitz
     size = torch.maximum(lower.abs(), upper.abs())
     edge = gamma(rows + 1, unit) * size
+    spread = (edge + incoming) * (1 + 1e-6)
+    reach_low, reach_high = lower - spread, upper + spread
+    lipschitz = rule.steepest(reach_low, reach_high)
+    if unit == 0:
+        unbounded = ~torch.isfinite(torch.as_tensor(lipschitz, dtype=lower.dtype)
+                                    ).expand_as(lower)
+        return torch.where(unbounded, math.inf, torch.zeros_like(lower))
     steep = lipschitz + slope.abs()
-    rests = REST_ROUNDINGS * unit * (rule.at_zero + steep * size + offset.abs() + radius)
+    largest = rule.largest(reach_low, reach_high)
+    rests = REST_ROUNDINGS * unit * (largest + slope.abs() * size + offset.abs() + radius)
     applied = 2 * unit * (slope.abs() * size + offset.abs())
     jumped = 0.0
     if rule.jump:  # a jump the exact values may cross: within the range's reach
-        reach = (edge + incoming) * (1 + 1e-6)
-        jumped = rule.jump_within(lower - reach, upper + reach)
-    return lipschitz * incoming + steep * edge + rests + applied + jumped
+        jumped = rule.jump_within(reach_low, reach_high)
+    error = lipschitz * incoming + steep * edge + rests + applied + jumped
+    return torch.nan_to_num(error, nan=math.inf, posinf=math.inf)  # 0 · inf: unbounded
 
 
 def _chord(f: Callable[[torch.Tensor], torch.Tensor], lower: torch.Tensor,
@@ -562,3 +585,210 @@ class Lipschitz(Relaxation):
         low = rest.min(-1).values - slack
         high = rest.max(-1).values + slack
         return slope, (low + high) / 2, (high - low) / 2
+
+
+class Curved(Relaxation):
+    """A function whose derivative is monotone on each piece of its domain (convex or
+    concave there): ``x²``, ``√x``, ``1 / √x``, ``1 / x`` on either side of 0. What the
+    normalisations a network computes from its own values are made of (LayerNorm's and
+    GroupNorm's variance, its square root, a division by it).
+
+    On ``[l, u]`` inside one piece, with the chord slope ``λ`` (or a rule's own
+    :meth:`slope`), the rest ``g = f - λ x`` is convex (concave) for any ``λ``: its largest
+    (least) value is at an end, and it is bounded on the other side by its tangent at
+    any point ``x₀`` of ``[l, u]``: ``g(x) >= g(x₀) - |f'(x₀) - λ| · max(x₀ - l, u - x₀)``
+    (the reverse for concave). ``x₀`` is where ``f' = λ`` (:meth:`touch`), clamped into the
+    range: a rounded ``x₀`` costs a second-order sliver, never soundness. Where a range
+    leaves the domain (a divisor's range holds 0, a square root's a negative value)
+    the coefficients are placeholders and :meth:`steepest` is ``inf``: the error bound
+    (:func:`relaxation_error`) is ``inf`` and the box is not proved.
+
+    Subclasses give ``f``, :meth:`derivative`, :meth:`touch`, :meth:`inside` and
+    :meth:`convex`.
+    """
+
+    lipschitz = math.inf  # no global bound: per range, :meth:`steepest`
+
+    def f(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, t: torch.Tensor) -> torch.Tensor:
+        """``f'``."""
+        raise NotImplementedError
+
+    def touch(self, slope: torch.Tensor) -> torch.Tensor:
+        """Where ``f' = slope`` (any value where there is no such point: it is clamped)."""
+        raise NotImplementedError
+
+    def inside(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """Per neuron, whether ``[lower, upper]`` lies in one piece of the domain."""
+        raise NotImplementedError
+
+    def convex(self, lower: torch.Tensor) -> torch.Tensor | bool:
+        """Per neuron, whether ``f`` is convex on the piece ``lower`` lies in."""
+        raise NotImplementedError
+
+    def slope(self, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+        """``λ``: the chord's (``f'`` on a range of width 0)."""
+        slope, width = _chord(self.f, lower, upper)
+        return torch.where(width > 0, slope, self.derivative(lower))
+
+    def _placed(self, lower: torch.Tensor, upper: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Whether each range is inside the domain, and the range there (``[1, 1]``, a
+        point of every piece's domain, where it is not: a placeholder)."""
+        inside = self.inside(lower, upper)
+        one = torch.ones_like(lower)
+        return inside, torch.where(inside, lower, one), torch.where(inside, upper, one)
+
+    def coefficients(self, lower, upper):
+        inside, low_end, high_end = self._placed(lower, upper)
+        slope = self.slope(low_end, high_end)
+        ends = (self.f(low_end) - slope * low_end, self.f(high_end) - slope * high_end)
+        low, high = torch.minimum(*ends), torch.maximum(*ends)
+        at = self.touch(slope)
+        at = torch.where(torch.isfinite(at), at, low_end)
+        at = torch.minimum(torch.maximum(at, low_end), high_end)
+        gap = ((self.derivative(at) - slope).abs()
+               * torch.maximum(at - low_end, high_end - at))
+        middle = self.f(at) - slope * at
+        convex = torch.as_tensor(self.convex(low_end), device=lower.device)
+        low = torch.where(convex, torch.minimum(low, middle - gap), low)
+        high = torch.where(convex, high, torch.maximum(high, middle + gap))
+        # a range where f' is unbounded (√x at 0) leaves non-finite coefficients: a
+        # placeholder too (its error is infinite: `steepest`)
+        kept = inside & torch.isfinite(slope) & torch.isfinite(low) & torch.isfinite(high)
+        zero = torch.zeros_like(lower)
+        return (torch.where(kept, slope, zero), torch.where(kept, (low + high) / 2, zero),
+                torch.where(kept, (high - low) / 2, zero))
+
+    def slope_range(self, lower: torch.Tensor, upper: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the largest ``f'`` on ``[lower, upper]`` (at its ends: ``f'`` is
+        monotone on a piece), ``(-inf, inf)`` outside the domain."""
+        inside, low_end, high_end = self._placed(lower, upper)
+        first, second = self.derivative(low_end), self.derivative(high_end)
+        inf = torch.full_like(lower, math.inf)
+        return (torch.where(inside, torch.minimum(first, second), -inf),
+                torch.where(inside, torch.maximum(first, second), inf))
+
+    def steepest(self, lower, upper):
+        least, most = self.slope_range(lower, upper)
+        return torch.maximum(least.abs(), most.abs()) * (1 + 2.0**-40)
+
+    def largest(self, lower, upper):
+        inside, low_end, high_end = self._placed(lower, upper)
+        most = torch.maximum(self.f(low_end).abs(), self.f(high_end).abs())
+        return torch.where(inside, most * (1 + 2.0**-40), math.inf)
+
+    def extremes(self, lower: torch.Tensor, upper: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the largest ``f`` on ``[lower, upper]`` as computed (``f`` is
+        monotone on a piece; :class:`Square` adds its 0), ``(-inf, inf)`` outside the
+        domain."""
+        inside, low_end, high_end = self._placed(lower, upper)
+        first, second = self.f(low_end), self.f(high_end)
+        inf = torch.full_like(lower, math.inf)
+        return (torch.where(inside, torch.minimum(first, second), -inf),
+                torch.where(inside, torch.maximum(first, second), inf))
+
+
+class Square(Curved):
+    """``x²`` (``x * x``, ``x ** 2``, ``torch.square``): convex everywhere. The slope is
+    kept where the relaxation's lower line stays nonnegative on ``[l, u]`` — the chord's
+    ``l + u`` up to ``4 l`` for ``l >= 0`` (``4 u`` for ``u <= 0``), 0 where the range holds 0
+    — so a variance (a mean of squares) is bounded below by 0, and the ``ε`` added to it
+    keeps a square root or a division by it defined (DeepZ's least-area choice, the
+    chord, would bound ``x²`` below 0 on wide ranges)."""
+
+    def f(self, t):
+        return t * t
+
+    def derivative(self, t):
+        return 2 * t
+
+    def touch(self, slope):
+        return slope / 2
+
+    def inside(self, lower, upper):
+        return torch.isfinite(lower) & torch.isfinite(upper)
+
+    def convex(self, lower):
+        return True
+
+    def slope(self, lower, upper):
+        chord = lower + upper
+        return torch.where(lower >= 0, torch.minimum(chord, 4 * lower),
+                           torch.where(upper <= 0, torch.maximum(chord, 4 * upper),
+                                       torch.zeros_like(chord)))
+
+    def extremes(self, lower, upper):
+        low, high = super().extremes(lower, upper)
+        holds_zero = (lower < 0) & (upper > 0)
+        return torch.where(holds_zero, torch.zeros_like(low), low), high
+
+
+class SquareRoot(Curved):
+    """``√x`` on ``x >= 0``: concave and nondecreasing (its slope unbounded at 0: a range
+    that reaches 0 is bounded, its error is not)."""
+
+    def f(self, t):
+        return torch.sqrt(t)
+
+    def derivative(self, t):
+        return 0.5 / torch.sqrt(t)
+
+    def touch(self, slope):
+        return 0.25 / (slope * slope)
+
+    def inside(self, lower, upper):
+        return (lower >= 0) & torch.isfinite(upper)
+
+    def convex(self, lower):
+        return False
+
+
+class InverseSquareRoot(Curved):
+    """``1 / √x`` (``torch.rsqrt``, ``x ** -0.5``) on ``x > 0``: convex and decreasing."""
+
+    def f(self, t):
+        return torch.rsqrt(t)
+
+    def derivative(self, t):
+        return -0.5 * torch.rsqrt(t) / t
+
+    def touch(self, slope):
+        return (-2 * slope) ** (-2.0 / 3.0)
+
+    def inside(self, lower, upper):
+        return (lower > 0) & torch.isfinite(upper)
+
+    def convex(self, lower):
+        return True
+
+
+class Reciprocal(Curved):
+    """``1 / x`` (``torch.reciprocal``, a division by a value that varies) on either side
+    of 0: convex and decreasing on ``x > 0``, concave and decreasing on ``x < 0``."""
+
+    def f(self, t):
+        return 1 / t
+
+    def derivative(self, t):
+        return -1 / (t * t)
+
+    def touch(self, slope):
+        return torch.rsqrt(-slope)  # the positive piece's; mirrored by `coefficients`
+
+    def inside(self, lower, upper):
+        return ((lower > 0) & torch.isfinite(upper)) | ((upper < 0) & torch.isfinite(lower))
+
+    def convex(self, lower):
+        return lower > 0
+
+    def coefficients(self, lower, upper):
+        # on x < 0, 1/x = -(1/(-x)): the positive piece's relaxation, mirrored
+        negative = upper < 0
+        low, high = torch.where(negative, -upper, lower), torch.where(negative, -lower, upper)
+        slope, offset, radius = super().coefficients(low, high)
+        return slope, torch.where(negative, -offset, offset), radius

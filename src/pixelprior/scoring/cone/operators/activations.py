@@ -24,8 +24,12 @@ from ..zonotope import (
     EXACT_COPY,
     IDENTITY,
     Affine,
+    InverseSquareRoot,
     Lipschitz,
     PiecewiseLinear,
+    Reciprocal,
+    Square,
+    SquareRoot,
     SShaped,
     _chord,
 )
@@ -55,6 +59,10 @@ ACTIVATIONS: dict[str, tuple[tuple, tuple, tuple]] = {
     "elu": ((nn.ELU,), (F.elu,), ()),
     "mish": ((nn.Mish,), (F.mish,), ()),
     "softplus": ((nn.Softplus,), (F.softplus,), ()),
+    "square": ((), (torch.square,), ("square",)),
+    "sqrt": ((), (torch.sqrt,), ("sqrt",)),
+    "rsqrt": ((), (torch.rsqrt,), ("rsqrt",)),
+    "reciprocal": ((), (torch.reciprocal,), ("reciprocal",)),
     "neg": ((), (operator.neg, torch.neg), ("neg",)),
     "identity": ((nn.Identity,), (), ("contiguous", "clone", "detach")),
     "float": ((), (), ("float",)),
@@ -290,6 +298,12 @@ def _softplus_rule(p: dict) -> Lipschitz:
 
 
 register_bound("softplus")(_softplus_rule)
+# what a normalisation computed from the image is made of (a variance, its square root, a
+# division by it): convex or concave on each piece of their domains
+CURVED = {"square": Square(), "sqrt": SquareRoot(), "rsqrt": InverseSquareRoot(),
+          "reciprocal": Reciprocal()}
+for _name, _rule in CURVED.items():
+    register_bound(_name)(lambda p, _rule=_rule: _rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
@@ -303,7 +317,7 @@ register_bound("dropout")(lambda p: IDENTITY)
 # round nothing (maxima and minima of a value and constants): [f(l), f(u)] as computed
 EXACT_ACTIVATIONS = ("relu", "relu6", "hardtanh", "clamp")
 for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid", "sigmoid",
-              "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus"):
+              "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus", *CURVED):
     register_interval(_name)(
         lambda params, _bound=OPERATIONS.get(_name).bound, _exact=_name in EXACT_ACTIVATIONS:
         activation(_bound(params), _exact))

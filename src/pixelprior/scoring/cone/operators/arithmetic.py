@@ -7,16 +7,28 @@ import operator
 
 import torch
 
-from ..intervals import EXACT, Scale, Sum
+from ..intervals import EXACT, Scale, Sum, activation
 from ..table import (
     ELEMENTWISE,
+    Computed,
     NodeCall,
     WindowRule,
     register_bound,
     register_interval,
     register_operation,
 )
-from ..zonotope import EXACT_COPY, ONE_ROUNDING, Affine, Product, Rounding
+from ..zonotope import (
+    EXACT_COPY,
+    IDENTITY,
+    ONE_ROUNDING,
+    Affine,
+    InverseSquareRoot,
+    Product,
+    Reciprocal,
+    Rounding,
+    Square,
+    SquareRoot,
+)
 
 
 def _elementwise(params: object) -> WindowRule:
@@ -50,6 +62,30 @@ _PARAMS = {"div": _div_params, "add": _alpha_params, "sub": _alpha_params}
 for _name, (_functions, _methods) in ELEMENTWISE_OPERATIONS.items():
     register_operation(_name, window=_elementwise, functions=_functions, methods=_methods,
                        params=_PARAMS.get(_name), help="elementwise arithmetic")
+
+
+def _pow_params(call: NodeCall) -> dict:
+    """A power's exponent, where it is a constant number (``None``: it changes with the
+    pixel, or is a tensor of several values); and whether the base is a constant."""
+    base, exponent = call.arg(0, "input"), call.arg(1, "exponent")
+    try:
+        value = call.static(exponent)
+    except Computed:
+        value = None
+    if isinstance(value, torch.Tensor):
+        value = float(value) if value.numel() == 1 else None
+    try:
+        call.static(base)
+        constant_base = True
+    except Computed:
+        constant_base = False
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return {"exponent": float(value) if number else None, "constant_base": constant_base}
+
+
+register_operation("pow", window=_elementwise, params=_pow_params,
+                   functions=(operator.pow, torch.pow), methods=("pow",),
+                   help="a power (elementwise)")
 
 
 def _cat_params(call: NodeCall) -> int:
@@ -90,6 +126,28 @@ def _div_bound(params: dict) -> Product | str:
 
 
 register_bound("div")(_div_bound)
+
+# the powers a normalisation computes (a variance's square, its square root, a division
+# by it), by their exponents
+POWERS = {2.0: Square(), 0.5: SquareRoot(), -0.5: InverseSquareRoot(), -1.0: Reciprocal()}
+
+
+def _pow_rule(params: dict):
+    """The relaxation of ``x ** c`` (``c`` in :data:`POWERS`; ``x ** 1`` is ``x``), or why
+    a power is not bounded."""
+    exponent = params["exponent"]
+    if params["constant_base"]:
+        return "a power whose exponent changes with the pixel (c ** x)"
+    if exponent == 1.0:
+        return IDENTITY
+    if exponent not in POWERS:
+        shown = "a tensor" if exponent is None else f"{exponent:g}"
+        return (f"x ** {shown} (the verifier bounds the exponents 2, 0.5, -0.5 and -1, "
+                "and 1)")
+    return POWERS[exponent]
+
+
+register_bound("pow")(_pow_rule)
 register_bound("cat")(lambda params: Affine(EXACT_COPY))
 
 
@@ -118,4 +176,12 @@ register_interval("add")(_sum_interval(False))
 register_interval("sub")(_sum_interval(True))
 register_interval("mul")(_scale_interval(False))
 register_interval("div")(_scale_interval(True))
+
+
+def _pow_interval(params: dict):
+    rule = _pow_rule(params)
+    return EXACT if rule is IDENTITY else activation(rule)
+
+
+register_interval("pow")(_pow_interval)
 register_interval("cat")(lambda params: EXACT)
