@@ -157,6 +157,29 @@ class Normalised(nn.Module):
         return self.fc((g + torch.reciprocal(2 + torch.tanh(g) ** 2)).flatten(1))
 
 
+class Normed(nn.Module):
+    """PyTorch's normalisations over the image's own statistics, which the verifier's
+    copies run as what they compute (a mean, ``torch.square``, ``rsqrt``, products):
+    ``nn.GroupNorm`` (two groups: a sum over each), ``nn.InstanceNorm2d`` (affine),
+    ``nn.LayerNorm`` over a whole map and ``F.group_norm`` with a weight and a bias."""
+
+    def __init__(self, classes: int = 3, size: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.group = nn.GroupNorm(2, 4)
+        self.conv2 = nn.Conv2d(4, 4, 3, 2, 1)
+        self.instance = nn.InstanceNorm2d(4, affine=True)
+        self.layer = nn.LayerNorm([4, size // 2, size // 2])
+        self.weight, self.bias = nn.Parameter(torch.ones(4)), nn.Parameter(torch.zeros(4))
+        self.fc = nn.Linear(4 * (size // 2) ** 2, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.group(self.conv1(x)))
+        g = self.conv2(h)
+        g = torch.relu(self.instance(g)) + self.layer(g)
+        return self.fc(F.group_norm(g, 2, self.weight, self.bias, 1e-3).flatten(1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -215,8 +238,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 
 
 # ------------------------------------------------------------------ tests
-@pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised()]
-                         + [Smooth(a) for a in ACTIVATIONS],
+@pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
+                                   Normed()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -255,11 +278,11 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 3 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 5 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
-    model = randomised(([Residual(), Plain(), Gated(), Normalised()]
+    model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -303,7 +326,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     """The networks the sampled and exact tests of this file run (``Casts``: its bounds
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
-            Normalised()] + [
+            Normalised(), Normed()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -367,10 +390,11 @@ def test_an_operation_without_a_bound_rule_is_named():
         engine.prepare(torch.rand(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised])
+@pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
-    of the colors (:class:`Bilinear`): every box encloses the model's margins."""
+    of the colors (:class:`Bilinear`), divisions by the image's own statistics
+    (:class:`Normalised`, :class:`Normed`): every box encloses the model's margins."""
     for seed in range(6):
         model = randomised(net(), seed)
         for width, lo in ((1.0, [0.0, 0.0, 0.0]), (0.3, [0.2, 0.5, 0.1]),

@@ -294,7 +294,7 @@ class BoundEngine:
         copied = copy_module(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype,
-                                               reciprocals=True)
+                                               decompose=True)
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways

@@ -28,8 +28,9 @@ class FxIncrementalForward:
         fold: fold BatchNorm into convolutions (see :class:`TracedGraph`).
         float_as: run ``.float()`` calls as casts to this dtype (see
             :class:`TracedGraph`).
-        reciprocals: divisions by values that change with the pixel as products with
-            reciprocals (see :class:`TracedGraph`; the verifier's engines).
+        decompose: divisions by values that change with the pixel and normalisations
+            as the operations the bound rules relax (see :class:`TracedGraph`; the
+            verifier's engines).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -37,8 +38,8 @@ class FxIncrementalForward:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None, reciprocals: bool = False) -> None:
-        self.graph = TracedGraph(model, fold, float_as, reciprocals)
+                 float_as: torch.dtype | None = None, decompose: bool = False) -> None:
+        self.graph = TracedGraph(model, fold, float_as, decompose)
         self._plans: dict[tuple, Plan] = {}
 
     @property

@@ -16,6 +16,7 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
+from .decompose import decompose as rewritten
 from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
@@ -292,10 +293,10 @@ class TracedGraph:
             the model's own operations).
         float_as: run the model's ``.float()`` calls as casts to this dtype (the
             verifier's float64 copy stays float64 throughout; ``None``: as written).
-        reciprocals: run each division by a value that changes with the pixel as a
-            product with its reciprocal (``a / b`` as ``a * torch.reciprocal(b)``), the
-            form the bound rules relax (the verifier's copies; the same function in real
-            arithmetic).
+        decompose: run divisions by values that change with the pixel and LayerNorm,
+            GroupNorm and InstanceNorm as the operations the bound rules relax (the
+            verifier's copies: the same function in real arithmetic; see
+            :mod:`.decompose`).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -304,13 +305,13 @@ class TracedGraph:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None, reciprocals: bool = False) -> None:
+                 float_as: torch.dtype | None = None, decompose: bool = False) -> None:
         self.float_as = float_as
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
         self._index()
-        if reciprocals and self._divisions_as_products():
+        if decompose and rewritten(self):
             self._index()
 
     def _index(self) -> None:
@@ -355,37 +356,6 @@ class TracedGraph:
                     and all(n in held for n in tensors)):
                 held.add(node)
         return held
-
-    def _divisions_as_products(self) -> bool:
-        """Rewrite each true division whose divisor changes with the pixel (not a
-        constant, not a size) as a product with the divisor's reciprocal.
-
-        Returns:
-            Whether any division was rewritten.
-        """
-        graph, rewritten = self.graph_module.graph, False
-        for node in list(graph.nodes):
-            resolved = self.resolve(node)
-            if resolved.operation is None or resolved.operation.name != "div":
-                continue
-            if not isinstance(resolved.params, dict) or resolved.params["rounding_mode"]:
-                continue
-            given = list(node.args[:2]) + [node.kwargs.get(k) for k in ("input", "other")
-                                           [len(node.args[:2]):]]
-            dividend, divisor = given
-            if (not isinstance(divisor, fx.Node) or divisor in self.statics
-                    or divisor in self.sizes):
-                continue
-            with graph.inserting_before(node):
-                inverse = graph.call_function(torch.reciprocal, (divisor,))
-                product = graph.call_function(operator.mul, (dividend, inverse))
-            node.replace_all_uses_with(product)
-            graph.erase_node(node)
-            rewritten = True
-        if rewritten:
-            graph.lint()
-            self.graph_module.recompile()
-        return rewritten
 
     def _statics(self) -> dict[fx.Node, Any]:
         """Values that do not depend on the image: parameters, constants, defaults."""

@@ -44,7 +44,7 @@ from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
-from .operators.normalization import BatchNormParams
+from .operators.normalization import BatchNormParams, NormParams
 from .operators.pooling import PoolParams
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
@@ -150,6 +150,13 @@ class _Recorder(fx.Interpreter):
         if name == "batch_norm" and isinstance(params, BatchNormParams) and x is not None:
             # y = (x - mean) / sqrt(var + eps) * w + b: at most 6 roundings per output
             return gamma(6) * _bn_terms(params, x)
+        if name in ("layer_norm", "group_norm") and isinstance(params, NormParams):
+            value = self.env.get(node.args[0]) if node.args else None
+            if isinstance(value, torch.Tensor):
+                # (x - μ) / sqrt(var + eps) · w + b from sums of n terms (any order, or
+                # Welford's moments): about γ_{2n+10} of (|x| + |μ|) |w| / σ + |b|
+                terms, count = _norm_terms(params, value.detach())
+                return gamma(2 * count + 10) * terms
         if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean") and x is not None:
             # a sum of n terms then a division: γ_{n+1} times the mean of |x|
             size = max(1, x.numel() // max(1, result.numel()))
@@ -186,7 +193,8 @@ ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "di
 # operations counted by a rule of their own in RoundingRecorder._radius (a sum of
 # products, a normalisation, a mean) or refused by the verifier (a narrowing cast)
 COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
-                           "adaptive_avg_pool2d", "mean", "narrowing_cast"})
+                           "adaptive_avg_pool2d", "mean", "narrowing_cast", "layer_norm",
+                           "group_norm"})
 
 
 def rounding_counted(name: str) -> bool:
@@ -202,6 +210,25 @@ def rounding_counted(name: str) -> bool:
         apart names it.
     """
     return name in EXACT or name in SMOOTH or name in ROUNDINGS or name in COUNTED_APART
+
+
+def _norm_terms(params: NormParams, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(|x| + |μ|) · |w| / σ + |b|`` per element of a LayerNorm or GroupNorm of ``x``
+    (``μ``, ``σ``: its group's mean and ``sqrt(var + eps)``), and the group's size."""
+    mean, scale, count = params.statistics(x)
+    terms = (x.double().abs() + mean.abs()) / scale
+
+    def shaped(parameter: torch.Tensor) -> torch.Tensor:
+        parameter = parameter.detach().double().abs()
+        if params.groups is not None:  # per channel of [N, C, ...]
+            return parameter.view(1, -1, *([1] * (x.dim() - 2)))
+        return parameter  # the normalised trailing axes' own shape
+
+    if params.weight is not None:
+        terms = terms * shaped(params.weight)
+    if params.bias is not None:
+        terms = terms + shaped(params.bias)
+    return terms.to(x.dtype), count
 
 
 def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ...models import copy_module
+from .decompose import DECOMPOSED
 from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import (
@@ -132,7 +133,7 @@ class IntervalScreen:
             name for name, _ in copied.named_buffers()}
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64,
-                                               reciprocals=True)
+                                               decompose=True)
             # the model as copied, traced in its own dtype: its scores are checked
             # against it per image (code torch.fx does not see, weights changed since)
             self._as_traced = TracedGraph(model, fold=False)
@@ -404,8 +405,9 @@ class IntervalScreen:
         (:data:`OVERFLOW`): its bounds ``out`` plus what its rounding was computed from
         (at most the error over float32's unit; that alone where ``out`` is not given, as
         for the head folded into the margins)."""
-        if node in self.computed_weights and not self._exact_constants:
-            return torch.full_like(error, torch.inf)
+        if (node in self.computed_weights or DECOMPOSED in node.meta) and (
+                not self._exact_constants):  # (a fused normalisation's float32 kernel
+            return torch.full_like(error, torch.inf)  # computes otherwise: no proof)
         # float32's or TF32's evaluation; float64's own underflow (2^-1075 a rounding) is
         # below every tolerance's 2^-100, so the bound engine's errors keep their bits
         single = unit >= UNIT_ROUNDOFF  # float32's unit; TF32's is larger

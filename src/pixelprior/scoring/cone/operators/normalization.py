@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -87,3 +88,77 @@ def _interval(params: BatchNormParams) -> SignedAffine:
 
 
 register_interval("batch_norm")(_interval)  # the interval screen
+
+
+# ------------------------------------------------------------------ normalisations computed
+# from the image: LayerNorm, GroupNorm, InstanceNorm. The cone engine runs them on whole
+# maps; the verifier's copies run them as the operations they are made of (a mean, a
+# square, rsqrt, products: :mod:`..decompose`), each with its own bound rule.
+@dataclass(frozen=True)
+class NormParams:
+    """A normalisation over the image's own statistics.
+
+    Attributes:
+        groups: GroupNorm's groups of channels (InstanceNorm: one per channel); ``None``
+            for a LayerNorm.
+        trailing: a LayerNorm's normalised axes, counted from the end (0 for GroupNorm).
+        weight, bias: the affine parameters (``None``: none).
+        eps: added to the variance.
+    """
+
+    groups: int | None
+    trailing: int
+    weight: torch.Tensor | None
+    bias: torch.Tensor | None
+    eps: float
+
+    def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Each element's group mean and ``sqrt(var + eps)``, broadcast to ``x``, and the
+        elements per group (float64)."""
+        x = x.double()
+        if self.groups is None:
+            dims = tuple(range(-self.trailing, 0))
+            flat = x
+        else:
+            flat = x.reshape(x.shape[0], self.groups, -1)
+            dims = (-1,)
+        mean = flat.mean(dims, keepdim=True)
+        var = (flat - mean).square().mean(dims, keepdim=True)
+        count = math.prod(flat.shape[d] for d in dims)
+        scale = torch.sqrt(var + self.eps)
+        return (mean.expand_as(flat).reshape(x.shape), scale.expand_as(flat).reshape(x.shape),
+                count)
+
+
+def _layer_norm_params(call: NodeCall) -> NormParams | str:
+    if call.module is not None:
+        m = call.module
+        return NormParams(None, len(m.normalized_shape), m.weight, m.bias, float(m.eps))
+    shape = call.arg(1, "normalized_shape")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return NormParams(None, len(shape), call.static_arg(2, "weight"),
+                      call.static_arg(3, "bias"), float(call.arg(4, "eps", 1e-5)))
+
+
+def _group_norm_params(call: NodeCall) -> NormParams | str:
+    if call.module is not None:
+        m = call.module
+        if isinstance(m, nn.InstanceNorm2d):
+            if m.track_running_stats and m.running_mean is not None and not m.training:
+                return "InstanceNorm2d on running statistics"
+            return NormParams(m.num_features, 0, m.weight, m.bias, float(m.eps))
+        return NormParams(m.num_groups, 0, m.weight, m.bias, float(m.eps))
+    return NormParams(int(call.arg(1, "num_groups")), 0, call.static_arg(2, "weight"),
+                      call.static_arg(3, "bias"), float(call.arg(4, "eps", 1e-5)))
+
+
+def _normalises_maps(params: NormParams | str) -> str:
+    return params if isinstance(params, str) else "it normalises over the whole map"
+
+
+register_operation("layer_norm", window=_normalises_maps, params=_layer_norm_params,
+                   modules=(nn.LayerNorm,), functions=(F.layer_norm,),
+                   help="LayerNorm (the verifier: as a mean, a variance, rsqrt, products)")
+register_operation("group_norm", window=_normalises_maps, params=_group_norm_params,
+                   modules=(nn.GroupNorm, nn.InstanceNorm2d), functions=(F.group_norm,),
+                   help="GroupNorm and InstanceNorm (the verifier: as LayerNorm is)")

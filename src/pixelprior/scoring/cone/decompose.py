@@ -1,0 +1,201 @@
+"""The verifier's copies of a model rewritten into the operations its bound rules relax
+(``torch.fx`` graph rewriting, on the traced copy only: the model runs as written).
+
+* A division by a value that changes with the pixel, ``a / b``, runs as
+  ``a * torch.reciprocal(b)`` (:class:`~.zonotope.Reciprocal`, then the product of two
+  varying values): the same function in real arithmetic.
+* LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, the mean of
+  the squared deviations (``torch.square``: bounded below by 0), ``torch.rsqrt`` of it
+  plus ``eps``, products, the affine parameters — the same function in real arithmetic.
+  GroupNorm's group sums are a linear map of the per-channel means with weights 1 (exact)
+  divided by the channels per group.
+
+The copies' bounds are of the real-arithmetic function, as every bound is; the model's
+float32 kernels for these normalisations (Welford's moments, fused) are not the
+decomposed graph's operations, so the float32 error through them is estimated, not
+proved (:mod:`.rounding`): the interval screen proves no float32 error through a node
+marked :data:`DECOMPOSED` (nor through a layer with computed weights).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx
+
+from .operators.normalization import NormParams
+
+# ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
+# ``Any`` here, so that no import closes a cycle)
+TracedGraph = Any
+
+__all__ = ["DECOMPOSED", "decompose"]
+
+# the key of ``node.meta`` naming the normalisation a node was decomposed from
+DECOMPOSED = "pixelprior_decomposed"
+
+
+def decompose(traced: TracedGraph) -> bool:
+    """Rewrite ``traced``'s graph in place: normalisations computed from the image into
+    their operations, then divisions by varying values into products with reciprocals.
+
+    Returns:
+        Whether anything was rewritten (the caller indexes the graph again).
+    """
+    changed = _normalisations(traced)
+    if changed:
+        traced.graph_module.recompile()
+        traced._index()  # noqa: SLF001 - the statics and sizes of the new nodes
+    divided = _divisions(traced)
+    if changed or divided:
+        traced.graph_module.graph.lint()
+        traced.graph_module.recompile()
+    return changed or divided
+
+
+def _first_argument(node: fx.Node) -> object:
+    return node.args[0] if node.args else node.kwargs.get("input")
+
+
+def _divisions(traced: TracedGraph) -> bool:
+    """Each true division whose divisor changes with the pixel (not a constant, not a
+    size) as a product with the divisor's reciprocal."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = traced.resolve(node)
+        if resolved.operation is None or resolved.operation.name != "div":
+            continue
+        if not isinstance(resolved.params, dict) or resolved.params["rounding_mode"]:
+            continue
+        given = list(node.args[:2]) + [node.kwargs.get(k)
+                                       for k in ("input", "other")[len(node.args[:2]):]]
+        dividend, divisor = given
+        if (not isinstance(divisor, fx.Node) or divisor in traced.statics
+                or divisor in traced.sizes):
+            continue
+        with graph.inserting_before(node):
+            inverse = graph.call_function(torch.reciprocal, (divisor,))
+            product = graph.call_function(operator.mul, (dividend, inverse))
+        node.replace_all_uses_with(product)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _normalisations(traced: TracedGraph) -> bool:
+    """Each LayerNorm, GroupNorm and InstanceNorm of a value that changes with the pixel
+    as its operations (one whose channels are unknown, a functional GroupNorm without a
+    weight, is left as it is: the plan names it)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = traced.resolve(node)
+        name = resolved.operation.name if resolved.operation is not None else None
+        if (name not in ("layer_norm", "group_norm") or node in traced.statics
+                or not isinstance(resolved.params, NormParams)):
+            continue
+        params, source = resolved.params, _first_argument(node)
+        channels = _channels(traced, node, params) if params.groups is not None else None
+        if params.groups is not None and (channels is None or channels % params.groups):
+            continue
+        before = set(graph.nodes)
+        weight, bias = _affine_nodes(graph, node)
+        with graph.inserting_before(node):
+            if params.groups is None:
+                out = _layer_norm(graph, source, params, weight, bias)
+            else:
+                out = _group_norm(traced, node, source, params, channels, weight, bias)
+        for made in set(graph.nodes) - before:
+            made.meta[DECOMPOSED] = name  # the model's float32 kernel computes otherwise
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _affine_nodes(graph: fx.Graph, node: fx.Node) -> tuple[object, object]:
+    """The normalisation's weight and bias as graph values (``None``: absent)."""
+    if node.op == "call_module":
+        module = graph.owning_module.get_submodule(node.target)
+        with graph.inserting_before(node):
+            return tuple(graph.get_attr(f"{node.target}.{name}")
+                         if getattr(module, name, None) is not None else None
+                         for name in ("weight", "bias"))
+    offset = 2  # F.layer_norm(input, normalized_shape, weight, bias, eps), F.group_norm too
+    return tuple(node.args[offset + i] if len(node.args) > offset + i
+                 else node.kwargs.get(name) for i, name in enumerate(("weight", "bias")))
+
+
+def _channels(traced: TracedGraph, node: fx.Node, params: NormParams) -> int | None:
+    if node.op == "call_module":
+        module = traced.graph_module.get_submodule(node.target)
+        return getattr(module, "num_channels", None) or getattr(module, "num_features", None)
+    return int(params.weight.numel()) if params.weight is not None else None
+
+
+def _normalised(graph: fx.Graph, centred: fx.Node, variance: fx.Node, eps: float,
+                widen: bool) -> fx.Node:
+    """``centred * rsqrt(variance + eps)`` (``widen``: the scale unsqueezed at the end)."""
+    scale = graph.call_function(torch.rsqrt, (graph.call_function(operator.add,
+                                                                  (variance, eps)),))
+    if widen:
+        scale = graph.call_method("unsqueeze", (scale, -1))
+    return graph.call_function(operator.mul, (centred, scale))
+
+
+def _affine(graph: fx.Graph, value: fx.Node, weight: object, bias: object,
+            widen: bool) -> fx.Node:
+    for parameter, combine in ((weight, operator.mul), (bias, operator.add)):
+        if parameter is not None:
+            if widen:
+                parameter = graph.call_method("unsqueeze", (parameter, -1))
+            value = graph.call_function(combine, (value, parameter))
+    return value
+
+
+def _layer_norm(graph: fx.Graph, source: object, params: NormParams, weight: object,
+                bias: object) -> fx.Node:
+    """``(x - μ) · rsqrt(mean((x - μ)²) + eps) · w + b`` over the trailing axes."""
+    dims = tuple(range(-params.trailing, 0))
+    mean = graph.call_method("mean", (source, dims), {"keepdim": True})
+    centred = graph.call_function(operator.sub, (source, mean))
+    variance = graph.call_method("mean", (graph.call_function(torch.square, (centred,)),
+                                          dims), {"keepdim": True})
+    out = _normalised(graph, centred, variance, params.eps, widen=False)
+    return _affine(graph, out, weight, bias, widen=False)
+
+
+def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: NormParams,
+                channels: int, weight: object, bias: object) -> fx.Node:
+    """GroupNorm on ``[N, C, ...]`` flattened to ``[N, C, L]``: per channel the mean over
+    ``L``, summed over its group by a linear map of ones and divided by the channels per
+    group (the group's mean: groups hold as many elements per channel), the same for the
+    squared deviations; reshaped back to the input's shape."""
+    graph = traced.graph_module.graph
+    per_group = channels // params.groups
+    group_sum = None
+    if per_group > 1:
+        group = torch.arange(channels) // per_group
+        ones = (group[:, None] == group[None, :]).to(traced.float_as or torch.float32)
+        name = f"_{node.name}_group_sum"
+        traced.graph_module.register_buffer(name, ones)
+        group_sum = graph.get_attr(name)
+
+    def group_mean(per_channel: fx.Node) -> fx.Node:
+        if group_sum is None:
+            return per_channel
+        summed = graph.call_function(F.linear, (per_channel, group_sum))
+        return graph.call_function(operator.truediv, (summed, float(per_group)))
+
+    flat = graph.call_method("flatten", (source, 2))
+    mean = group_mean(graph.call_method("mean", (flat, -1)))
+    centred = graph.call_function(operator.sub, (flat, graph.call_method("unsqueeze",
+                                                                         (mean, -1))))
+    variance = group_mean(graph.call_method("mean", (graph.call_function(
+        torch.square, (centred,)), -1)))
+    out = _affine(graph, _normalised(graph, centred, variance, params.eps, widen=True),
+                  weight, bias, widen=True)
+    shape = graph.call_function(getattr, (source, "shape"))
+    return graph.call_method("reshape", (out, shape))
