@@ -180,6 +180,30 @@ class Normed(nn.Module):
         return self.fc(F.group_norm(g, 2, self.weight, self.bias, 1e-3).flatten(1))
 
 
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt's block as its authors write it: a depthwise convolution, a permute to
+    channels last, ``nn.LayerNorm`` over the channels, two pointwise linear layers around
+    a GELU, a layer scale, a permute back and the residual; then the map flattened,
+    transposed to ``[N, positions, channels]`` and averaged over the positions."""
+
+    def __init__(self, classes: int = 3, dim: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1, self.pwconv2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.act = nn.GELU()
+        self.gamma = nn.Parameter(torch.full((dim,), 0.5))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(y))))
+        x = x + (self.gamma * y).permute(0, 3, 1, 2)
+        return self.head(x.flatten(2).transpose(1, 2).mean(1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -239,7 +263,7 @@ def box_margins(engine, image, y, x, lo, hi, label):
 
 # ------------------------------------------------------------------ tests
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
-                                   Normed()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Normed(), ConvNeXtBlock()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -278,12 +302,12 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 5 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 6 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
-    model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed()]
-                        + [Smooth(a) for a in ACTIVATIONS])[index], seed)
+    model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
+                         ConvNeXtBlock()] + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
 
@@ -326,7 +350,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     """The networks the sampled and exact tests of this file run (``Casts``: its bounds
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
-            Normalised(), Normed()] + [
+            Normalised(), Normed(), ConvNeXtBlock()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -390,11 +414,13 @@ def test_an_operation_without_a_bound_rule_is_named():
         engine.prepare(torch.rand(1, 3, 8, 8))
 
 
-@pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed])
+@pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
+                                 ConvNeXtBlock])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics
-    (:class:`Normalised`, :class:`Normed`): every box encloses the model's margins."""
+    (:class:`Normalised`, :class:`Normed`, :class:`ConvNeXtBlock`): every box encloses
+    the model's margins."""
     for seed in range(6):
         model = randomised(net(), seed)
         for width, lo in ((1.0, [0.0, 0.0, 0.0]), (0.3, [0.2, 0.5, 0.1]),
@@ -460,8 +486,12 @@ def test_a_product_of_two_zonotopes_holds_every_product_of_their_values(seed, ro
     (lambda g: g[..., 0][:, None, None, None], "an index that may not keep the batch"),
     (lambda g: g.unsqueeze(1).squeeze(0).squeeze(1)[..., None, None], "or of the batch axis"),
     (lambda g: g.squeeze(-2)[..., None, None], "it squeezes the batch axis of a value of"),
+    (lambda g: g.permute(1, 0)[:, :, None, None], "a permutation that may move the batch"),
+    (lambda g: g.transpose(0, 1)[:, :, None, None], "a transpose of the batch axis"),
+    (lambda g: g.transpose(-2, -1)[:, :, None, None], "it transposes the batch axis of a"),
 ], ids=["first-axis", "tensor", "unsqueeze-0", "squeeze-all", "unsqueeze-negative",
-        "ellipsis-index", "squeeze-0", "squeeze-negative"])
+        "ellipsis-index", "squeeze-0", "squeeze-negative", "permute", "transpose",
+        "transpose-negative"])
 def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, message):
     """The verifier runs boxes (and their symbols) as rows of the batch axis: an index or
     a new axis that could reach into it would mix them, and is refused before any box,
@@ -480,7 +510,8 @@ def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, mess
     model = Laid().eval()
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(model).plan(torch.rand(2, 3, 8, 8))
-    if "squeezes" in message:  # known from the shapes only: the screen's rows say it
+    if "squeezes" in message or "transposes" in message:  # from the shapes only: the
+        # screen's rows say it
         boxes = torch.zeros(1, 3, dtype=torch.float64)
         with pytest.raises(IntervalUnsupportedError, match="moves the batch axis"):
             IntervalScreen(model).margins(torch.rand(1, 3, 8, 8), torch.tensor([0]), boxes,

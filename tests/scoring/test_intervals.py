@@ -17,9 +17,11 @@ from milp import exact_margins
 from test_bounds import (
     ACTIVATIONS,
     Bilinear,
+    ConvNeXtBlock,
     Gated,
     Indexed,
     Normalised,
+    Normed,
     Plain,
     Residual,
     Scaled,
@@ -33,7 +35,8 @@ from pixelprior.scoring.cone import OPERATIONS
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
-NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised] + [
+NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
+        ConvNeXtBlock] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

@@ -373,9 +373,10 @@ class BoundEngine:
                 "keep each image on its own row, e.g. test-time copies on another axis)")
 
     def _check_product(self, node: fx.Node, step: Any, varying: set[fx.Node]) -> None:
-        """Refuse, before any box, a division by a value computed from the image: the
-        bound rules divide by constants only (found while bounding, it was a bare line
-        mid-run). ``varying``: the nodes computed from the image."""
+        """Refuse, before any box, a division by a value computed from the image that the
+        copy's rewrite left (:mod:`.decompose` runs each it finds as a product with the
+        reciprocal; the rules of a quotient divide by constants only). ``varying``: the
+        nodes computed from the image."""
         resolved = getattr(step, "resolved", None)
         if resolved is None or resolved.operation is None or resolved.operation.bound is None:
             return
@@ -389,8 +390,9 @@ class BoundEngine:
             name = describe(node, self.graph.modules)
             name += f" ({node.name})" if node.name != name else ""
             raise BoundUnsupportedError(
-                f"{name} is {what} (a normalisation or attention computes one): the bound "
-                "rules divide by constants only") from None
+                f"{name} is {what} that the verifier's copy did not rewrite as a product "
+                "with its reciprocal: the rules of a quotient divide by constants only"
+                ) from None
 
     @staticmethod
     def _unsupported(step: Any) -> str | None:
@@ -1154,11 +1156,13 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
     resolved = getattr(step, "resolved", None)
     if resolved is None or resolved.operation is None:
         return None
-    if resolved.operation.name == "squeeze" and isinstance(resolved.params, tuple):
+    if resolved.operation.name in ("squeeze", "transpose") and isinstance(resolved.params,
+                                                                        tuple):
         source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
         if source is not None and any(d % len(source) == 0 for d in resolved.params):
-            return (f" (it squeezes the batch axis of a value of shape {tuple(source)}; "
-                    "give the dims to squeeze from the front)")
+            verb = resolved.operation.name.rstrip("e") + "es"
+            return (f" (it {verb} the batch axis of a value of shape {tuple(source)}; "
+                    "give the dims from the front)")
         return None
     if resolved.rule == ELEMENTWISE:
         given = node.all_input_nodes

@@ -1,5 +1,6 @@
 """Shape queries (``size``, ``shape``, ``dim``), reshapes (``flatten``, ``view``) and copies
-that keep the batch axis (``unsqueeze``, ``squeeze``, indexing, ``expand``)."""
+that keep the batch axis (``unsqueeze``, ``squeeze``, indexing, ``expand``, ``permute``,
+``transpose``)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,28 @@ def _getitem_params(call: NodeCall) -> object:
             "first axis, sizes computed in the model); index as g[:, :, None, None]")
 
 
+def _permute_params(call: NodeCall) -> tuple[int, ...] | str:
+    """``x.permute(0, 2, 3, 1)``, ``torch.permute(x, (0, 2, 3, 1))``: the order, where it
+    keeps the batch axis first (a channels-last layout and back, as ConvNeXt's blocks
+    permute around a LayerNorm and pointwise linear layers)."""
+    given = call.node.args[1:] or (call.node.kwargs.get("dims"),)
+    dims = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
+    if dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims) and (
+            dims[0] == 0):
+        return tuple(dims)
+    return ("a permutation that may move the batch axis (keep it first, e.g. "
+            "permute(0, 2, 3, 1))")
+
+
+def _transpose_params(call: NodeCall) -> tuple[int, int] | str:
+    """``x.transpose(1, 2)``: the two axes, where neither is the batch axis (a negative
+    one is checked against the rank by the plan)."""
+    dims = (call.arg(1, "dim0"), call.arg(2, "dim1"))
+    if all(isinstance(d, int) and not isinstance(d, bool) and d != 0 for d in dims):
+        return dims  # type: ignore[return-value]
+    return "a transpose of the batch axis (swap two other axes, e.g. transpose(1, 2))"
+
+
 def _copy(params: object) -> str:
     return "an indexing, a new axis or an expand (runs on whole maps)"
 
@@ -110,7 +133,12 @@ register_operation("getitem", window=_copy, functions=(operator.getitem,),
                    params=_getitem_params, help="an index that keeps the batch axis whole")
 register_operation("expand", window=_copy, methods=("expand", "expand_as"),
                    help="a value broadcast to a larger shape")
-for _name in ("unsqueeze", "squeeze", "getitem"):
+register_operation("permute", window=_copy, functions=(torch.permute,), methods=("permute",),
+                   params=_permute_params, help="axes reordered, the batch axis first")
+register_operation("transpose", window=_copy, functions=(torch.transpose,),
+                   methods=("transpose",), params=_transpose_params,
+                   help="two axes other than the batch axis swapped")
+for _name in ("unsqueeze", "squeeze", "getitem", "permute", "transpose"):
     register_bound(_name)(lambda params: REARRANGE)
     register_interval(_name)(lambda params: REARRANGED)
 register_bound("expand")(lambda params: BROADCAST)
