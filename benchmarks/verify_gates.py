@@ -1,17 +1,21 @@
-"""What a squeeze-and-excitation gate costs the verifier.
+"""What a squeeze-and-excitation gate and a normalisation cost the verifier.
 
 A gate ``h * g(mean(h))`` is a product of two values that change with the pixel, and the
-gate reaches every position: past it the pixel's cone is the whole map, not a window.
-This measures that on the bundled ConvSmall: the network as it is, and the same network
+gate reaches every position: past it the pixel's cone is the whole map, not a window. A
+GroupNorm divides by the image's own statistics, a root of a variance: the verifier's
+copy runs it as a mean, a square, ``rsqrt`` and products, and past it the cone is the
+whole map too. This measures both on the bundled ConvSmall: the network as it is, a copy
 with a gate after its first layer (squeeze 16 → 4 channels, excite back, ``2 ·
-sigmoid``, the excitation's weights drawn small so the gate stays near 1 and the network
-classifies the images as before), verified side by side on the same images with the
-same budget, on the first test images the network verifies: the verdict, the share of
-the threat space proved, the boxes and the seconds, and the gated network's seconds per
-box over the plain one's.
+sigmoid``, the excitation's weights drawn small so the gate stays near 1), and a copy
+with ``nn.GroupNorm(1, 16)`` after its first convolution (``eps`` 10⁴ and weight
+``√eps``, so it divides by nearly 1; bias the candidates' mean of that layer, so it
+subtracts nearly nothing), each verified on the same images with the same budget, on
+the first test images the network verifies and every copy classifies alike: the
+verdict, the share of the threat space proved, the boxes and the seconds, and each
+copy's seconds per box over the plain one's.
 
     python benchmarks/verify_gates.py [--images 5] [--candidates 40] [--budget 60]
-        [--seed 0]
+        [--seed 0] [--copies gated normed]
 """
 
 from __future__ import annotations
@@ -51,6 +55,25 @@ class Gated(nn.Module):
         return self.plain.classifier(h)
 
 
+class Normed(nn.Module):
+    """ConvSmall with a GroupNorm of one group after its first convolution, near the
+    identity on the candidates (see the module docstring)."""
+
+    def __init__(self, plain: nn.Module, images: torch.Tensor, eps: float = 1e4) -> None:
+        super().__init__()
+        self.plain = plain
+        channels = plain.features[0].out_channels
+        self.norm = nn.GroupNorm(1, channels, eps=eps)
+        with torch.no_grad():
+            self.norm.weight.fill_(eps ** 0.5)
+            self.norm.bias.fill_(float(plain.features[0](images).mean()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = features[1](self.norm(features[0](x)))
+        return self.plain.classifier(features[3](features[2](h)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5,
@@ -59,17 +82,21 @@ def main() -> None:
                         help="correctly classified test images to look among")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per image")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--copies", nargs="+", choices=("gated", "normed"),
+                        default=["gated", "normed"], help="the copies to compare")
     args = parser.parse_args()
     plain, images, labels, indices = bench_inputs(args.candidates, "convsmall-cifar10")
-    gated = Gated(plain, args.seed).eval()
+    copies = {"gated": lambda: Gated(plain, args.seed), "normed": lambda: Normed(plain, images)}
+    networks = {"plain": plain} | {name: copies[name]().eval() for name in args.copies}
     with torch.no_grad():
-        agree = gated(images).argmax(1) == labels
-    print(f"convsmall-cifar10 and a gated copy, {args.budget:g} s per image: the first "
-          f"{args.images} test images the network verifies (and the gated copy classifies "
-          "alike), each verified by both\n")
+        agree = torch.stack([net(images).argmax(1) == labels
+                             for net in networks.values()]).all(0)
+    print(f"convsmall-cifar10 and its copies ({', '.join(args.copies)}), {args.budget:g} s "
+          f"per image: the first {args.images} test images the network verifies (and every "
+          "copy classifies alike), each verified by all\n")
     print("| test image | network | verdict | proved share | boxes | seconds | ms per box |")
     print("|---|---|---|---|---|---|---|")
-    per_box: dict[str, list[float]] = {"plain": [], "gated": []}
+    per_box: dict[str, list[float]] = {name: [] for name in networks}
     looked = found = 0
     for image, label, index, same in zip(images, labels, indices, agree, strict=True):
         if found == args.images:
@@ -81,7 +108,8 @@ def main() -> None:
         if first[0].decided_by != "verified":
             continue
         found += 1
-        pair = {"plain": first, "gated": verified(gated, image, label, args.budget)}
+        pair = {"plain": first} | {name: verified(net, image, label, args.budget)
+                                   for name, net in networks.items() if name != "plain"}
         for name, (result, seconds) in pair.items():
             box = f"{seconds / result.boxes * 1e3:.2f}" if result.boxes else "–"
             print(f"| {int(index)} | {name} | {result.decided_by} | "
@@ -93,11 +121,11 @@ def main() -> None:
     print(f"\n{found} images verified by the network among the first {looked} correctly "
           "classified")
     if per_box["plain"]:
-        plain_box = sum(per_box["plain"]) / len(per_box["plain"])
-        gated_box = sum(per_box["gated"]) / len(per_box["gated"])
-        print(f"seconds per box, mean over the {len(per_box['plain'])} images both bounded "
-              f"boxes of: plain {plain_box * 1e3:.2f} ms, gated {gated_box * 1e3:.2f} ms: "
-              f"{gated_box / plain_box:.1f}x")
+        mean = {name: sum(times) / len(times) for name, times in per_box.items()}
+        copies_line = ", ".join(f"{name} {mean[name] * 1e3:.2f} ms: "
+                                f"{mean[name] / mean['plain']:.1f}x" for name in args.copies)
+        print(f"seconds per box, mean over the {len(per_box['plain'])} images every network "
+              f"bounded boxes of: plain {mean['plain'] * 1e3:.2f} ms, {copies_line}")
 
 
 def verified(model: nn.Module, image: torch.Tensor, label: torch.Tensor, budget: float

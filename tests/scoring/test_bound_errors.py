@@ -431,3 +431,35 @@ def test_a_square_is_never_bounded_below_zero(ends):
     out = Square().apply(values)
     assert float(out[0, 0, 0] - out[0, 1:, 0].abs().sum()) >= -1e-12 * (1 + upper**2
                                                                         + lower**2)
+
+
+def test_a_curved_relaxation_claims_no_bound_where_its_products_overflow():
+    """Beyond ``LARGEST`` the chord's products may overflow float64: the error is
+    ``inf`` there, never a finite bound of placeholder coefficients (a review: ``x²`` at
+    1.2e154 was bounded by ±6.1e293)."""
+    for rule in (Square(), Reciprocal(), SquareRoot(), InverseSquareRoot()):
+        values = torch.tensor([[[1.2e154], [1e152]]], dtype=torch.float64)
+        _, moved, _ = rule.apply_rounded(values, torch.zeros(1, 1, dtype=torch.float64),
+                                         2.0**-53)
+        assert moved[0, 0] == math.inf, type(rule).__name__
+
+
+def test_a_constant_computed_in_forward_is_no_exact_constant_of_the_clean_errors():
+    """``(s * 0.1)[:, None, None]``, computed in forward from a parameter, rounds its
+    own way in float32 and in the float64 copy: the clean errors past it are ``inf``
+    even with exact constants (a review: 0, once copies of constants were held)."""
+    class Computed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.s = nn.Parameter(torch.ones(4))
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.conv(x) * (self.s * 0.1)[:, None, None]
+            return self.fc(torch.relu(self.conv2(torch.relu(h))).mean((2, 3)))
+
+    model = randomised(Computed(), 1)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    errors = IntervalScreen(model, cone=False).clean_errors(image, 2.0**-53)
+    assert torch.isinf(errors["mul_1"]).all()  # (mul: s * 0.1, a constant)

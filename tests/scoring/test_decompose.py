@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_bounds import Normalised, Normed, randomised
+from test_bounds import Normalised, Normed, box_margins, randomised, sampled_margins
 from torch import fx, nn
 
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
@@ -87,3 +87,30 @@ def test_a_functional_group_norm_of_unknown_channels_is_named():
 
     with pytest.raises(BoundUnsupportedError, match="group_norm"):
         BoundEngine(Unweighted().eval()).plan(torch.rand(1, 3, 6, 6))
+
+
+def test_a_value_times_itself_is_bounded_as_a_square():
+    """``h * h`` runs as ``torch.square(h)``, bounded below by 0: ``(h * h + 0.01) **
+    -0.5`` is bounded on a box, where DeepZ's product of two factors dipped below 0 and
+    left the power's range outside its domain (a review: ``-inf``); the bounds hold the
+    sampled margins."""
+    class Inverse(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 2, 3, padding=1), nn.Linear(2, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc(((h * h + 0.01) ** -0.5).mean((2, 3)))
+
+    model = randomised(Inverse(), 0)
+    graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
+    assert "square" in names_run(graph) and "mul" not in names_run(graph)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    label = int(model(image).argmax())
+    lo, hi = [0.3, 0.4, 0.5], [0.35, 0.45, 0.55]
+    bounds = box_margins(BoundEngine(model), image, 4, 4, lo, hi, label)
+    sampled = sampled_margins(model, image, 4, 4, lo, hi, label, count=400)
+    others = [k for k in range(3) if k != label]
+    assert torch.isfinite(bounds.lower[0, others]).all()
+    assert (bounds.lower[0, others] <= sampled[:, others].min(0).values + 1e-9).all()

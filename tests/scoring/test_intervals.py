@@ -437,3 +437,44 @@ def test_the_screen_keeps_to_the_box_budget():
         (result,) = Verifier(model, budget=None, max_boxes=budget).verify(image, label)
         assert result.boxes == budget and result.decided_by == "unknown"
         assert result.screened == budget
+
+
+class RootOfReciprocal(nn.Module):
+    """``1 / (red - 0.5)`` through a ReLU, then eight square roots: unbounded wherever the
+    pixel's red reaches 0.5, yet the roots bring any finite stand-in for ``inf`` down to
+    a small number (a review: ``nan_to_num`` made the infinite end 1.8e308, the screen
+    proved a margin of 37.9, and the verifier said "verified" of an image one pixel
+    fools)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 1, 1), nn.Linear(3, 1)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0] = 1.0
+            self.conv.bias.fill_(-0.5)
+            self.head.weight.zero_()
+            self.head.bias.fill_(100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.relu(torch.reciprocal(self.conv(x))) + 1
+        for _ in range(8):
+            g = torch.sqrt(torch.relu(g))
+        return torch.cat([self.head(x.mean((2, 3))), 50 * g.mean((2, 3))], 1)
+
+
+def test_an_unbounded_range_is_never_made_finite():
+    """A range that holds the pole of ``1 / x`` stays infinite through every later
+    operation: the screen's bound is ``-inf``, and the verifier does not say
+    "verified" of an image whose label one pixel of red 0.5 flips."""
+    model = RootOfReciprocal().eval()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.4 + 0.55
+    changed = image.clone()
+    changed[0, :, 3, 3] = torch.tensor([0.5, 0.2, 0.2])
+    with torch.no_grad():
+        assert int(model(image).argmax()) == 0 and int(model(changed).argmax()) == 1
+    cube = torch.zeros(1, 3, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
+    bounds = IntervalScreen(model).bounds(image, torch.tensor([27]), *cube, 0)
+    assert torch.isneginf(bounds.lower[0, 1])
+    (result,) = Verifier(model, budget=20.0, screen=True).verify(image, torch.tensor([0]))
+    assert result.decided_by != "verified"

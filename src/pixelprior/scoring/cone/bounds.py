@@ -521,6 +521,9 @@ class BoundEngine:
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
+        # NaN (an unbounded value met by a zero weight) is no bound: -inf, inf
+        low = torch.where(torch.isnan(low), -math.inf, low)
+        high = torch.where(torch.isnan(high), math.inf, high)
         rounding = self._margin_rounding(values, margin, call.error, labels)
         at_label = F.one_hot(labels, values.shape[2]).bool()
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
@@ -1052,7 +1055,8 @@ def _propagated(apply: Any, rounding: Rounding,
     zero = torch.as_tensor(at_zero).abs().double()
     if rounding.terms == 0:
         error, size = apply({n: torch.cat([errors[n], sizes[n]]) for n in errors}).split(count)
-        return torch.nan_to_num(error, nan=math.inf), torch.nan_to_num(size + zero, nan=math.inf)
+        return (torch.nan_to_num(error, nan=math.inf, posinf=math.inf),
+                torch.nan_to_num(size + zero, nan=math.inf, posinf=math.inf))
     terms = rounding.terms
     if terms is None:  # a global average: the input elements per output (4× for overlaps)
         elements = max(e[0].numel() for e in errors.values())
@@ -1065,7 +1069,8 @@ def _propagated(apply: Any, rounding: Rounding,
     error = (reached + g * 2 * rows * constant) * (1 + 1e-6)
     size = ((size + zero) * (1 + g) + g * 2 * (rows + 1) * constant) * (1 + 1e-6)
     # 0 · inf (a zero weight on an unbounded error) is no bound: NaN counts as infinite
-    return torch.nan_to_num(error, nan=math.inf), torch.nan_to_num(size, nan=math.inf)
+    return (torch.nan_to_num(error, nan=math.inf, posinf=math.inf),
+            torch.nan_to_num(size, nan=math.inf, posinf=math.inf))
 
 
 def _over_map(node: fx.Node, ndim: int) -> bool:

@@ -3,7 +3,8 @@
 
 * A division by a value that changes with the pixel, ``a / b``, runs as
   ``a * torch.reciprocal(b)`` (:class:`~.zonotope.Reciprocal`, then the product of two
-  varying values): the same function in real arithmetic.
+  varying values), and ``x * x`` as ``torch.square(x)`` (bounded below by 0): the same
+  function in real arithmetic.
 * LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, the mean of
   the squared deviations (``torch.square``: bounded below by 0), ``torch.rsqrt`` of it
   plus ``eps``, products, the affine parameters — the same function in real arithmetic.
@@ -40,7 +41,8 @@ DECOMPOSED = "pixelprior_decomposed"
 
 def decompose(traced: TracedGraph) -> bool:
     """Rewrite ``traced``'s graph in place: normalisations computed from the image into
-    their operations, then divisions by varying values into products with reciprocals.
+    their operations, then divisions by varying values into products with reciprocals
+    and products of a value with itself into squares.
 
     Returns:
         Whether anything was rewritten (the caller indexes the graph again).
@@ -50,6 +52,7 @@ def decompose(traced: TracedGraph) -> bool:
         traced.graph_module.recompile()
         traced._index()  # noqa: SLF001 - the statics and sizes of the new nodes
     divided = _divisions(traced)
+    divided = _squares(traced) or divided
     if changed or divided:
         traced.graph_module.graph.lint()
         traced.graph_module.recompile()
@@ -58,6 +61,27 @@ def decompose(traced: TracedGraph) -> bool:
 
 def _first_argument(node: fx.Node) -> object:
     return node.args[0] if node.args else node.kwargs.get("input")
+
+
+def _squares(traced: TracedGraph) -> bool:
+    """Each product of a varying value with itself, ``x * x``, as ``torch.square(x)``
+    (:class:`~.zonotope.Square` keeps a square's lower bound at or above 0, which the
+    product of two factors, DeepZ's, does not)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = traced.resolve(node)
+        if resolved.operation is None or resolved.operation.name != "mul" or node.kwargs:
+            continue
+        if (len(node.args) != 2 or node.args[0] is not node.args[1]
+                or not isinstance(node.args[0], fx.Node) or node.args[0] in traced.statics
+                or node.args[0] in traced.sizes):
+            continue
+        with graph.inserting_before(node):
+            square = graph.call_function(torch.square, (node.args[0],))
+        node.replace_all_uses_with(square)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
 
 
 def _divisions(traced: TracedGraph) -> bool:

@@ -110,9 +110,9 @@ def unbounded_as_infinite(out: Any) -> Any:
     above): an unbounded range (a divisor's that holds 0) met by a zero weight or
     subtracted from itself leaves NaN, which a later comparison would read as a bound.
     Anything but an :class:`Interval` is returned as it is."""
-    if isinstance(out, Interval):
-        out.lower = torch.nan_to_num(out.lower, nan=-math.inf)
-        out.upper = torch.nan_to_num(out.upper, nan=math.inf)
+    if isinstance(out, Interval):  # (not nan_to_num: it makes an infinite end finite)
+        out.lower = torch.where(torch.isnan(out.lower), -math.inf, out.lower)
+        out.upper = torch.where(torch.isnan(out.upper), math.inf, out.upper)
     return out
 
 

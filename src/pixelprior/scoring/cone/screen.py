@@ -284,6 +284,8 @@ class IntervalScreen:
             bounds, error = self._folded(value, label)
         else:
             bounds, error = _difference(value, label)
+        # an unbounded end met by a zero weight (the head's midpoint of -inf and inf)
+        bounds = torch.where(torch.isnan(bounds), -torch.inf, bounds)
         bounds[:, label] = torch.inf
         if error is not None:
             error[:, label] = 0.0
@@ -485,7 +487,7 @@ class IntervalScreen:
         float64 copy's: 0 for one of the model's parameters or buffers (the same float32
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
-        if self._exact_constants or node in self._held:
+        if node in self._held or (self._exact_constants and node.op == "get_attr"):
             return torch.zeros_like(value)  # (exact constants: the copy's own, as it holds
         # them; one computed in forward from them rounds there, unlike the real network)
         return torch.full_like(value, torch.inf)

@@ -66,7 +66,7 @@ def per_box(values: torch.Tensor) -> torch.Tensor:
     flat = values.flatten(1)
     if flat.shape[1] == 0:
         return flat.new_zeros(flat.shape[0])
-    return torch.nan_to_num(flat, nan=math.inf).amax(1)
+    return torch.nan_to_num(flat, nan=math.inf, posinf=math.inf).amax(1)
 
 
 class TF32Unit(float):
@@ -295,8 +295,8 @@ def multiply(x: torch.Tensor, y: torch.Tensor, errors: tuple[torch.Tensor, torch
     rounding = 8 * g * sx * sy
     error = (sx * ey + sy * ex + ex * ey + rounding) * (1 + 1e-6)
     size = (sx * sy + rounding) * (1 + 1e-6)
-    return (values, radius, torch.nan_to_num(error, nan=math.inf),
-            torch.nan_to_num(size, nan=math.inf))
+    return (values, radius, torch.nan_to_num(error, nan=math.inf, posinf=math.inf),
+            torch.nan_to_num(size, nan=math.inf, posinf=math.inf))
 
 
 @dataclass(frozen=True)
@@ -587,6 +587,10 @@ class Lipschitz(Relaxation):
         return slope, (low + high) / 2, (high - low) / 2
 
 
+# the largest |x| a curved relaxation is computed for (its squares stay finite)
+LARGEST = 2.0**500
+
+
 class Curved(Relaxation):
     """A function whose derivative is monotone on each piece of its domain (convex or
     concave there): ``x²``, ``√x``, ``1 / √x``, ``1 / x`` on either side of 0. What the
@@ -637,7 +641,8 @@ class Curved(Relaxation):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Whether each range is inside the domain, and the range there (``[1, 1]``, a
         point of every piece's domain, where it is not: a placeholder)."""
-        inside = self.inside(lower, upper)
+        # (beyond 2^500 the chord's products may overflow: no bound is claimed there)
+        inside = self.inside(lower, upper) & (torch.maximum(lower.abs(), upper.abs()) < LARGEST)
         one = torch.ones_like(lower)
         return inside, torch.where(inside, lower, one), torch.where(inside, upper, one)
 
