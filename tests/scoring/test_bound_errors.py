@@ -23,7 +23,9 @@ from test_bounds import (
     Residual,
     Scaled,
     Smooth,
+    box_margins,
     randomised,
+    sampled_margins,
 )
 from torch import fx, nn
 
@@ -309,6 +311,54 @@ def test_a_constant_computed_in_forward_proves_nothing():
     """The copy computes the factor as 0, the network in real arithmetic as 1: bounds
     that trusted the copy's value would prove boxes the real network does not hold."""
     assert_a_computed_constant_proves_nothing(ComputedConstant)
+
+
+class FoldedConstant(nn.Module):
+    """The same factor applied to a value that changes with the pixel: ``torch.fx``
+    runs the buffers' arithmetic as it traces and keeps ``1 - k / 2`` as a constant
+    attribute of the trace (a review: held as the model's own, it proved margins twice
+    the real ones)."""
+
+    def __init__(self, real: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+        self.register_buffer("a", torch.tensor(2.0**-60))
+        self.register_buffer("b", torch.tensor(1.0))
+        self.real = real
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.b if self.real else ((self.a + self.b) - self.b) * 2**60
+        return self.fc(torch.relu(self.conv(x)).flatten(1)) * (1 - 0.5 * k)[None, None]
+
+
+def test_a_constant_folded_by_the_trace_proves_nothing():
+    assert_a_computed_constant_proves_nothing(FoldedConstant)
+
+
+def test_a_literal_tensor_in_forward_is_the_models_own_constant():
+    """A tensor written in ``forward`` (``torch.tensor([...])``, as a normalisation
+    inside a model writes its mean) is a constant of the model, not one computed from
+    its parameters: bounded, and the bounds hold the sampled margins."""
+    class Literal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = (x - torch.tensor([0.49, 0.48, 0.45])[:, None, None]) * torch.tensor(4.0)
+            return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+    model = randomised(Literal(), 0)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    label = int(model(image).argmax())
+    engine = BoundEngine(model)
+    lo, hi = [0.2, 0.3, 0.4], [0.3, 0.4, 0.5]
+    bounds = box_margins(engine, image, 3, 3, lo, hi, label)
+    sampled = sampled_margins(model, image, 3, 3, lo, hi, label, count=300)
+    others = [k for k in range(3) if k != label]
+    assert torch.isfinite(bounds.lower[0, others]).all()
+    assert (bounds.lower[0, others] <= sampled[:, others].min(0).values + 1e-9).all()
 
 
 class KeywordDivisor(nn.Module):

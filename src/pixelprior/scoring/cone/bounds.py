@@ -47,12 +47,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ...models import copy_module
+from .decompose import DECOMPOSED
 from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import (
     FxUnsupportedError,
     TracedGraph,
     check_agreement,
+    computed_attributes,
     describe,
     training_module,
     untraceable,
@@ -307,10 +309,13 @@ class BoundEngine:
         self._rules: dict[fx.Node, Any] = {}
         self._interval_rules: dict[fx.Node, Any] = {}  # per node (its |A|), or None
         # nodes that apply a tensor computed in forward from the parameters (not one of
-        # them, nor an exact copy of them such as w[:, None, None]): the copy rounds it,
+        # them, a literal, or an exact copy of them such as w[:, None, None]; also what
+        # torch.fx folded into a constant as it traced): the copy rounds it,
         # the network in real arithmetic does not, and nothing bounds the difference, so
         # their error is unbounded and no proof goes through
-        held = self.graph.copied_constants(lambda n: True)
+        computed = computed_attributes(model, self.graph.graph_module)
+        held = self.graph.copied_constants(
+            lambda n: n.target not in computed or DECOMPOSED in n.meta)
         self._rounded_constants = {
             node for node in self.graph.nodes
             if any(n in self.graph.statics and n not in held

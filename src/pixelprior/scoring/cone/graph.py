@@ -21,8 +21,8 @@ from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
-           "describe", "training_module", "untraceable", "untraceable_advice",
-           "without_inplace"]
+           "computed_attributes", "describe", "training_module", "untraceable",
+           "untraceable_advice", "without_inplace"]
 
 # Operations that copy a constant tensor's values exactly (no rounding, no conversion)
 CONSTANT_COPIES = frozenset({"identity", "dropout", "getitem", "unsqueeze", "squeeze",
@@ -530,6 +530,53 @@ class TracedGraph:
 
 
 @torch.inference_mode()
+def computed_attributes(model: nn.Module, graph_module: fx.GraphModule) -> set[str]:
+    """The tensor attributes of ``graph_module`` (a trace of ``model``) that ``forward``
+    computed from the model's parameters and buffers: ``torch.fx`` runs arithmetic on
+    buffers as it traces and keeps the result as a ``_tensor_constant`` attribute, which
+    float32 and the float64 copy round their own ways, while a tensor written as a
+    literal in ``forward`` is the model's own constant. Found as the attributes, other
+    than the parameters and buffers, whose values change when every parameter and buffer
+    is redrawn at random (every one, where that trace fails).
+
+    Args:
+        model: the network.
+        graph_module: its trace.
+
+    Returns:
+        The attributes' names (``get_attr`` targets).
+    """
+    # (the model's own: the trace registers its constants as buffers of its own)
+    own = {name for name, _ in model.named_parameters()} | {
+        name for name, _ in model.named_buffers()}
+    others = {node.target for node in graph_module.graph.nodes
+              if node.op == "get_attr" and node.target not in own}
+    if not others:
+        return set()
+    redrawn = copy_module(model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in [*redrawn.parameters(), *redrawn.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) + 2)
+    try:
+        retraced = _trace(redrawn)
+    except Exception:  # noqa: BLE001 - a forward that fails on other values: assume all
+        return others
+    changed = set()
+    for target in others:
+        try:
+            first, second = _fetch(graph_module, target), _fetch(retraced, target)
+        except AttributeError:
+            changed.add(target)
+            continue
+        if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)
+                and first.shape == second.shape and torch.equal(
+                    first.to(second.dtype), second)):
+            changed.add(target)
+    return changed
+
+
 def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
                     error: type[Exception]) -> None:
     """Refuse a model whose own scores differ from those of ``traced`` (a copy traced
