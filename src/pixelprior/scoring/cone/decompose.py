@@ -5,11 +5,14 @@
   ``a * torch.reciprocal(b)`` (:class:`~.zonotope.Reciprocal`, then the product of two
   varying values), and ``x * x`` as ``torch.square(x)`` (bounded below by 0): the same
   function in real arithmetic.
-* LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, the mean of
-  the squared deviations (``torch.square``: bounded below by 0), ``torch.rsqrt`` of it
-  plus ``eps``, products, the affine parameters — the same function in real arithmetic.
-  GroupNorm's group sums are a linear map of the per-channel means with weights 1 (exact)
-  divided by the channels per group.
+* LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, a variance
+  (``torch.square``), ``torch.rsqrt`` of it plus ``eps``, products, the affine
+  parameters — the same function in real arithmetic. Over a whole map the variance is
+  ``mean(x²) - μ²`` and the output ``x · r - μ · r``, so that new symbols are taken
+  where ``x`` varies (the pixel's cone) and once per group; over a position's channels,
+  the mean of the squared deviations, bounded below by 0. GroupNorm's group sums are a
+  linear map of the per-channel means with weights 1 (exact) divided by the channels per
+  group.
 
 The copies' bounds are of the real-arithmetic function, as every bound is; the model's
 float32 kernels for these normalisations (Welford's moments, fused) are not the
@@ -159,14 +162,42 @@ def _channels(traced: TracedGraph, node: fx.Node, params: NormParams) -> int | N
     return int(params.weight.numel()) if params.weight is not None else None
 
 
-def _normalised(graph: fx.Graph, centred: fx.Node, variance: fx.Node, eps: float,
-                widen: bool) -> fx.Node:
-    """``centred * rsqrt(variance + eps)`` (``widen``: the scale unsqueezed at the end)."""
+def _scaled(graph: fx.Graph, source: object, mean: fx.Node, variance: fx.Node,
+            eps: float, widen: bool) -> fx.Node:
+    """``x · r - μ · r`` with ``r = rsqrt(variance + eps)`` (``widen``: ``r`` and ``μ · r``
+    unsqueezed at the end): ``(x - μ) · r`` in real arithmetic, written so that a product
+    of two varying values is taken only where ``x`` varies (the pixel's cone) and once
+    per group, not at every element the group's mean moves."""
     scale = graph.call_function(torch.rsqrt, (graph.call_function(operator.add,
                                                                   (variance, eps)),))
+    shift = graph.call_function(operator.mul, (mean, scale))
     if widen:
         scale = graph.call_method("unsqueeze", (scale, -1))
-    return graph.call_function(operator.mul, (centred, scale))
+        shift = graph.call_method("unsqueeze", (shift, -1))
+    return graph.call_function(operator.sub, (graph.call_function(operator.mul,
+                                                                  (source, scale)), shift))
+
+
+def _moments(graph: fx.Graph, source: object, average) -> tuple[fx.Node, fx.Node]:
+    """The mean ``μ`` and the variance of ``source`` over what ``average`` averages,
+    the variance as ``mean(x²) - μ²`` (in real arithmetic the mean of the squared
+    deviations): ``x²`` varies only where ``x`` does, where ``(x - μ)²`` varies wherever
+    ``μ`` does, one new symbol at every element of the map."""
+    mean = average(source)
+    squares = average(graph.call_function(torch.square, (source,)))
+    variance = graph.call_function(operator.sub, (squares, graph.call_function(
+        torch.square, (mean,))))
+    return mean, variance
+
+
+def _centred_moments(graph: fx.Graph, source: object, average
+                     ) -> tuple[fx.Node, fx.Node, fx.Node]:
+    """``x - μ`` and the mean of its squares: a variance bounded below by 0 (each
+    square's relaxation is), cheap where ``μ`` varies only where ``x`` does (a
+    LayerNorm over the channels of each position)."""
+    mean = average(source)
+    centred = graph.call_function(operator.sub, (source, mean))
+    return mean, centred, average(graph.call_function(torch.square, (centred,)))
 
 
 def _affine(graph: fx.Graph, value: fx.Node, weight: object, bias: object,
@@ -181,13 +212,23 @@ def _affine(graph: fx.Graph, value: fx.Node, weight: object, bias: object,
 
 def _layer_norm(graph: fx.Graph, source: object, params: NormParams, weight: object,
                 bias: object) -> fx.Node:
-    """``(x - μ) · rsqrt(mean((x - μ)²) + eps) · w + b`` over the trailing axes."""
+    """``(x - μ) · rsqrt(var + eps) · w + b`` over the trailing axes: over one axis (a
+    position's channels, channels last) as ``(x - μ) · rsqrt(mean((x - μ)²) + eps)``,
+    the variance bounded below by 0; over more (a whole map) as :func:`_scaled` of
+    :func:`_moments`."""
     dims = tuple(range(-params.trailing, 0))
-    mean = graph.call_method("mean", (source, dims), {"keepdim": True})
-    centred = graph.call_function(operator.sub, (source, mean))
-    variance = graph.call_method("mean", (graph.call_function(torch.square, (centred,)),
-                                          dims), {"keepdim": True})
-    out = _normalised(graph, centred, variance, params.eps, widen=False)
+
+    def average(value: fx.Node) -> fx.Node:
+        return graph.call_method("mean", (value, dims), {"keepdim": True})
+
+    if params.trailing == 1:
+        _, centred, variance = _centred_moments(graph, source, average)
+        scale = graph.call_function(torch.rsqrt, (graph.call_function(
+            operator.add, (variance, params.eps)),))
+        out = graph.call_function(operator.mul, (centred, scale))
+    else:
+        mean, variance = _moments(graph, source, average)
+        out = _scaled(graph, source, mean, variance, params.eps, widen=False)
     return _affine(graph, out, weight, bias, widen=False)
 
 
@@ -196,7 +237,7 @@ def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: Norm
     """GroupNorm on ``[N, C, ...]`` flattened to ``[N, C, L]``: per channel the mean over
     ``L``, summed over its group by a linear map of ones and divided by the channels per
     group (the group's mean: groups hold as many elements per channel), the same for the
-    squared deviations; reshaped back to the input's shape."""
+    squares (:func:`_moments`, :func:`_scaled`); reshaped back to the input's shape."""
     graph = traced.graph_module.graph
     per_group = channels // params.groups
     group_sum = None
@@ -207,19 +248,16 @@ def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: Norm
         traced.graph_module.register_buffer(name, ones)
         group_sum = graph.get_attr(name)
 
-    def group_mean(per_channel: fx.Node) -> fx.Node:
+    def average(value: fx.Node) -> fx.Node:  # [N, C, L] -> the group's mean, [N, C]
+        per_channel = graph.call_method("mean", (value, -1))
         if group_sum is None:
             return per_channel
         summed = graph.call_function(F.linear, (per_channel, group_sum))
         return graph.call_function(operator.truediv, (summed, float(per_group)))
 
     flat = graph.call_method("flatten", (source, 2))
-    mean = group_mean(graph.call_method("mean", (flat, -1)))
-    centred = graph.call_function(operator.sub, (flat, graph.call_method("unsqueeze",
-                                                                         (mean, -1))))
-    variance = group_mean(graph.call_method("mean", (graph.call_function(
-        torch.square, (centred,)), -1)))
-    out = _affine(graph, _normalised(graph, centred, variance, params.eps, widen=True),
+    mean, variance = _moments(graph, flat, average)
+    out = _affine(graph, _scaled(graph, flat, mean, variance, params.eps, widen=True),
                   weight, bias, widen=True)
     shape = graph.call_function(getattr, (source, "shape"))
     return graph.call_method("reshape", (out, shape))
