@@ -14,6 +14,7 @@ from torch import fx, nn
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
 from pixelprior.scoring.cone.decompose import DECOMPOSED
 from pixelprior.scoring.cone.graph import TracedGraph
+from pixelprior.scoring.cone.rounding import rounding_error
 from pixelprior.scoring.cone.screen import IntervalScreen
 
 
@@ -114,3 +115,46 @@ def test_a_value_times_itself_is_bounded_as_a_square():
     others = [k for k in range(3) if k != label]
     assert torch.isfinite(bounds.lower[0, others]).all()
     assert (bounds.lower[0, others] <= sampled[:, others].min(0).values + 1e-9).all()
+
+
+def test_a_group_norm_of_a_linear_layers_output_is_rewritten():
+    """``nn.GroupNorm`` on ``[N, C]`` (after a linear layer), as PyTorch allows: the
+    same function (a review: ``flatten(2)`` of a rank-2 value raised ``IndexError``)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 6), nn.GroupNorm(3, 6)).double().eval()
+    graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
+    images = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
+
+
+def test_an_instance_norm_estimates_the_channels_the_value_has():
+    """``nn.InstanceNorm2d(4)`` without an affine normalises each of the 6 channels it is
+    given (PyTorch warns): the first-order float32 estimate takes a group per channel
+    the value has (a review: it reshaped to 4 and raised)."""
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.InstanceNorm2d(4),
+                          nn.Flatten(), nn.Linear(6 * 35, 3)).eval()
+    image = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    label = model(image).argmax(1)
+    with pytest.warns(UserWarning):
+        bound = rounding_error(model, image, label)
+    assert torch.isfinite(bound).all() and (bound > 0).all()
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda h: F.layer_norm(h, h.shape[-1:]), "F.layer_norm with a normalized_shape"),
+    (lambda h: F.group_norm(h, h.shape[1] // 2, torch.ones(4)), "F.group_norm with num_groups"),
+], ids=["layer", "group"])
+def test_a_normalisation_of_sizes_computed_in_the_model_is_named(forward, message):
+    """Sizes read from the value (``h.shape[-1:]``) are no settings the rewrite can
+    read: the plan names the normalisation and says to give numbers (a review: the
+    trace raised ``TypeError``, and the verifier said torch.fx could not trace it)."""
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return forward(self.conv(x)).mean((2, 3))
+
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(Sized().eval()).plan(torch.rand(1, 3, 6, 6))

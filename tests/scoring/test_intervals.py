@@ -478,3 +478,28 @@ def test_an_unbounded_range_is_never_made_finite():
     assert torch.isneginf(bounds.lower[0, 1])
     (result,) = Verifier(model, budget=20.0, screen=True).verify(image, torch.tensor([0]))
     assert result.decided_by != "verified"
+
+
+class RowTransposed(nn.Module):
+    """``transpose(-4, 2)`` of a 4-D map: the batch axis swapped with the rows, a
+    convolution per image row, and back (a review: with as many boxes as rows the
+    screen's rows kept their count, mixed the boxes, and bounded margins above their
+    sampled minimum, 210.9 against 125.7)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.rowconv = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x)).transpose(-4, 2)
+        return self.fc(torch.relu(self.rowconv(h)).transpose(-4, 2).flatten(1))
+
+
+def test_a_transpose_of_the_batch_axis_by_a_negative_dim_is_refused_by_the_screen():
+    model = randomised(RowTransposed(), 0)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    positions = torch.arange(8) * 8 + 3  # as many boxes as the image has rows
+    lo = torch.full((8, 3), 0.2, dtype=torch.float64)
+    with pytest.raises(IntervalUnsupportedError, match="moves the batch axis"):
+        IntervalScreen(model, cone=False).margins(image, positions, lo, lo + 0.3, 0)

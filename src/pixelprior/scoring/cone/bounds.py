@@ -533,7 +533,9 @@ class BoundEngine:
         at_label = F.one_hot(labels, values.shape[2]).bool()
         inf = torch.tensor(float("inf"), dtype=low.dtype, device=low.device)
         channels = lower.shape[1]
-        return MarginBounds(torch.where(at_label, inf, low - rounding),
+        lowest = low - rounding
+        lowest = torch.where(torch.isnan(lowest), -inf, lowest)  # (inf - inf: no bound)
+        return MarginBounds(torch.where(at_label, inf, lowest),
                             torch.where(at_label, inf, high + rounding),
                             margin[:, 1:1 + channels].transpose(1, 2), values.shape[1] - 1,
                             call.row_elements, torch.where(at_label, 0.0, rounding),

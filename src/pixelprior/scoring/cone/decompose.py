@@ -255,7 +255,8 @@ def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: Norm
         summed = graph.call_function(F.linear, (per_channel, group_sum))
         return graph.call_function(operator.truediv, (summed, float(per_group)))
 
-    flat = graph.call_method("flatten", (source, 2))
+    # [N, C, ...] (any rank from 2: a GroupNorm after a linear layer too) as [N, C, L]
+    flat = graph.call_method("flatten", (graph.call_method("unsqueeze", (source, -1)), 2))
     mean, variance = _moments(graph, flat, average)
     out = _affine(graph, _scaled(graph, flat, mean, variance, params.eps, widen=True),
                   weight, bias, widen=True)

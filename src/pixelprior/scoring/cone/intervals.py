@@ -382,10 +382,25 @@ class Rearranged(Exact):
         out = super().apply(step)
         given = step.intervals[0].lower
         if (out.lower.dim() == 0 or out.lower.shape[0] != given.shape[0]
-                or (self.broadcast and out.lower.dim() != given.dim())):
-            raise IntervalUnsupportedError("an indexing, a new axis or an expand that moves "
-                                           "the batch axis (the boxes' rows)")
+                or (self.broadcast and out.lower.dim() != given.dim())
+                or not _rows_kept(step, given)):
+            raise IntervalUnsupportedError("an indexing, a new axis, an expand or a "
+                                           "transpose that moves the batch axis (the "
+                                           "boxes' rows)")
         return out
+
+
+def _rows_kept(step: IntervalStep, given: torch.Tensor) -> bool:
+    """Whether the copy puts each row's elements on that row alone: the operation run on
+    each row's index (``transpose(-4, 2)`` of a 4-D value keeps the rows' count where the
+    boxes are as many as the axis it swaps in, and mixes them; a review)."""
+    rows = given.shape[0]
+    if rows < 2:
+        return True
+    index = torch.arange(rows, dtype=given.dtype, device=given.device)
+    probe = index.view(-1, *([1] * (given.dim() - 1))).expand_as(given)
+    moved = step.run_each(lambda v: probe)
+    return bool((moved == index.view(-1, *([1] * (moved.dim() - 1)))).all())
 
 
 class _PoolWindows:

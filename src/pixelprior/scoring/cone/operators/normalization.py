@@ -111,6 +111,7 @@ class NormParams:
     weight: torch.Tensor | None
     bias: torch.Tensor | None
     eps: float
+    per_channel: bool = False  # InstanceNorm: a group per channel the value has
 
     def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Each element's group mean and ``sqrt(var + eps)``, broadcast to ``x``, and the
@@ -120,7 +121,8 @@ class NormParams:
             dims = tuple(range(-self.trailing, 0))
             flat = x
         else:
-            flat = x.reshape(x.shape[0], self.groups, -1)
+            groups = x.shape[1] if self.per_channel else self.groups
+            flat = x.reshape(x.shape[0], groups, -1)
             dims = (-1,)
         mean = flat.mean(dims, keepdim=True)
         var = (flat - mean).square().mean(dims, keepdim=True)
@@ -135,7 +137,10 @@ def _layer_norm_params(call: NodeCall) -> NormParams | str:
         m = call.module
         return NormParams(None, len(m.normalized_shape), m.weight, m.bias, float(m.eps))
     shape = call.arg(1, "normalized_shape")
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    shape = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(n, int) for n in shape):
+        return ("F.layer_norm with a normalized_shape computed in the model (give it as "
+                "numbers)")
     return NormParams(None, len(shape), call.static_arg(2, "weight"),
                       call.static_arg(3, "bias"), float(call.arg(4, "eps", 1e-5)))
 
@@ -146,10 +151,14 @@ def _group_norm_params(call: NodeCall) -> NormParams | str:
         if isinstance(m, nn.InstanceNorm2d):
             if m.track_running_stats and m.running_mean is not None and not m.training:
                 return "InstanceNorm2d on running statistics"
-            return NormParams(m.num_features, 0, m.weight, m.bias, float(m.eps))
+            return NormParams(m.num_features, 0, m.weight, m.bias, float(m.eps),
+                              per_channel=True)
         return NormParams(m.num_groups, 0, m.weight, m.bias, float(m.eps))
-    return NormParams(int(call.arg(1, "num_groups")), 0, call.static_arg(2, "weight"),
-                      call.static_arg(3, "bias"), float(call.arg(4, "eps", 1e-5)))
+    groups = call.arg(1, "num_groups")
+    if not isinstance(groups, int):
+        return "F.group_norm with num_groups computed in the model (give it as a number)"
+    return NormParams(groups, 0, call.static_arg(2, "weight"), call.static_arg(3, "bias"),
+                      float(call.arg(4, "eps", 1e-5)))
 
 
 def _normalises_maps(params: NormParams | str) -> str:
