@@ -313,19 +313,11 @@ def test_a_constant_computed_in_forward_proves_nothing():
     assert_a_computed_constant_proves_nothing(ComputedConstant)
 
 
-class FoldedConstant(nn.Module):
+class FoldedConstant(ComputedConstant):
     """The same factor applied to a value that changes with the pixel: ``torch.fx``
     runs the buffers' arithmetic as it traces and keeps ``1 - k / 2`` as a constant
     attribute of the trace (a review: held as the model's own, it proved margins twice
     the real ones)."""
-
-    def __init__(self, real: bool = False) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 8 * 8, 3)
-        self.register_buffer("a", torch.tensor(2.0**-60))
-        self.register_buffer("b", torch.tensor(1.0))
-        self.real = real
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.b if self.real else ((self.a + self.b) - self.b) * 2**60
