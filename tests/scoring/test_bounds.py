@@ -879,22 +879,27 @@ def test_float_casts_inside_the_model_keep_the_bounds_in_float64():
     assert (box.upper[0, others] >= sampled[:, others].max(0).values - 1e-9).all()
 
 
+class Applied(nn.Module):
+    """A convolution, ``forward(net, h)`` of its output (``net.two``: a buffer), a mean
+    and a linear head."""
+
+    def __init__(self, forward) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+        self.register_buffer("two", torch.tensor(2.0))
+        self.applied = forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.applied(self, self.conv(x)).mean((2, 3)))
+
+
 @pytest.mark.parametrize("forward, message", [
     (lambda net, h: torch.div(h, 0.3, rounding_mode="floor"), "rounding_mode='floor'"),
     (lambda net, h: h.div(0.3, rounding_mode="trunc"), "rounding_mode='trunc'"),
 ], ids=["floor", "trunc"])
 def test_operations_that_are_not_affine_are_refused_in_every_form(forward, message):
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.fc = nn.Linear(4, 2)
-            self.register_buffer("two", torch.tensor(2.0))
-
-        def forward(self, x):
-            return self.fc(forward(self, self.conv(x)).mean((2, 3)))
-
-    engine = BoundEngine(Net().eval())
+    engine = BoundEngine(Applied(forward).eval())
     with pytest.raises(BoundUnsupportedError, match=message.replace("(", r"\(")):
         cache = engine.prepare(torch.rand(1, 3, 8, 8))
         engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
@@ -904,18 +909,8 @@ def test_operations_that_are_not_affine_are_refused_in_every_form(forward, messa
 def test_a_division_by_a_varying_value_given_by_keyword_is_bounded():
     """``torch.div(c, other=h)`` runs as ``c * reciprocal(h)`` like ``c / h``: its
     bounds hold every sampled color."""
-    class Quotient(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1)
-            self.fc = nn.Linear(4, 2)
-            self.register_buffer("two", torch.tensor(2.0))
-
-        def forward(self, x):
-            h = self.conv(x)
-            return self.fc(torch.div(self.two, other=torch.relu(h) + 0.5).mean((2, 3)))
-
-    model = randomised(Quotient(), 1)
+    model = randomised(Applied(
+        lambda net, h: torch.div(net.two, other=torch.relu(h) + 0.5)), 1)
     image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     label = int(model(image).argmax(1))
     engine = BoundEngine(model)

@@ -1172,7 +1172,8 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
                                                                         tuple):
         source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
         if source is not None and any(d % len(source) == 0 for d in resolved.params):
-            verb = resolved.operation.name.rstrip("e") + "es"
+            verb = {"squeeze": "squeezes", "transpose": "transposes"}[
+                resolved.operation.name]
             return (f" (it {verb} the batch axis of a value of shape {tuple(source)}; "
                     "give the dims from the front)")
         return None

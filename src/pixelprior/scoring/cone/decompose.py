@@ -50,10 +50,10 @@ def decompose(traced: TracedGraph) -> bool:
     Returns:
         Whether anything was rewritten (the caller indexes the graph again).
     """
+    # (the graph is indexed once, after every rewrite: the nodes a normalisation is
+    # rewritten into are computed from the image, as the node they replace, so the
+    # constants and sizes read before hold for the divisions and squares after)
     changed = _normalisations(traced)
-    if changed:
-        traced.graph_module.recompile()
-        traced._index()  # noqa: SLF001 - the statics and sizes of the new nodes
     divided = _divisions(traced)
     divided = _squares(traced) or divided
     if changed or divided:

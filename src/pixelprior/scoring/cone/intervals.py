@@ -857,15 +857,23 @@ class Activation(IntervalRule):
         applied = 8 * UNIT * (slope.abs() * value.magnitude() + offset.abs() + radius)
         return widen(low, high, error + applied)
 
+    def _passed_on(self, step: IntervalStep) -> tuple[Interval, torch.Tensor]:
+        """The values the input may take (``[l - e, u + e]``) and how far ``f`` moves its
+        error (:func:`_passed`): once per step, for :meth:`error` and :meth:`rounding`."""
+        if "passed" not in step.memo:
+            value = step.intervals[0]
+            reachable = widen(value.lower, value.upper, value.error)
+            step.memo["passed"] = reachable, _passed(self.rule, value, reachable)
+        return step.memo["passed"]
+
     def error(self, step, out, unit):
-        value = step.intervals[0]
         rule = self.rule
-        passed = _passed(rule, value)
+        reachable, passed = self._passed_on(step)
         if self.exact:  # monotone, no rounding; where f is constant over the values
-            reachable = widen(value.lower, value.upper, value.error)  # reachable, only
-            flat = rule.f(reachable.lower) == rule.f(reachable.upper)  # the gap of its
-            passed = torch.where(flat, torch.zeros_like(passed), passed)  # levels (the
-            # rounding: a clamp at 0.7, float32 holds another value)
+            # reachable, only the gap of its levels (the rounding: a clamp at 0.7,
+            # float32 holds another value)
+            flat = rule.f(reachable.lower) == rule.f(reachable.upper)
+            passed = torch.where(flat, torch.zeros_like(passed), passed)
         return passed + self.rounding(step, out, unit)
 
     def rounding(self, step, out, unit):
@@ -874,8 +882,7 @@ class Activation(IntervalRule):
             gap = 0.0 if step.exact_constants else _level_gap(rule)
             return torch.full_like(out.lower, gap)
         # f's own float32 evaluation: a few library calls (as the bounds count them)
-        passed = _passed(rule, value)
-        reachable = widen(value.lower, value.upper, value.error)
+        reachable, passed = self._passed_on(step)
         own = REST_ROUNDINGS * unit * (rule.largest(reachable.lower, reachable.upper)
                                        + out.magnitude() + passed)
         if not rule.jump:
@@ -932,12 +939,11 @@ class Activation(IntervalRule):
         return least, most
 
 
-def _passed(rule: Relaxation, value: Interval) -> torch.Tensor:
+def _passed(rule: Relaxation, value: Interval, reachable: Interval) -> torch.Tensor:
     """How far ``f`` moves the float32 error ``e`` of its input: ``L e``, with ``L`` a
-    bound of ``|f'|`` over every value the input may take (``[l - e, u + e]``); ``inf``
-    where ``f`` is unbounded there (also at ``e = 0``: the range itself is then no
-    bound)."""
-    reachable = widen(value.lower, value.upper, value.error)
+    bound of ``|f'|`` over every value the input may take (``reachable``:
+    ``[l - e, u + e]``); ``inf`` where ``f`` is unbounded there (also at ``e = 0``: the
+    range itself is then no bound)."""
     steepest = torch.as_tensor(rule.steepest(reachable.lower, reachable.upper),
                                dtype=value.error.dtype, device=value.error.device)
     return torch.where(torch.isfinite(steepest), steepest * value.error, math.inf)
