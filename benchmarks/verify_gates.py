@@ -1,4 +1,4 @@
-"""What a squeeze-and-excitation gate and a normalisation cost the verifier.
+"""What a squeeze-and-excitation gate, a normalisation and attention cost the verifier.
 
 A gate ``h * g(mean(h))`` is a product of two values that change with the pixel, and the
 gate reaches every position: past it the pixel's cone is the whole map, not a window. A
@@ -9,13 +9,16 @@ with a gate after its first layer (squeeze 16 → 4 channels, excite back, ``2 �
 sigmoid``, the excitation's weights drawn small so the gate stays near 1), and a copy
 with ``nn.GroupNorm(1, 16)`` after its first convolution (``eps`` 10⁴ and weight
 ``√eps``, so it divides by nearly 1; bias the candidates' mean of that layer, so it
-subtracts nearly nothing), each verified on the same images with the same budget, on
-the first test images the network verifies and every copy classifies alike: the
-verdict, the share of the threat space proved, the boxes and the seconds, and each
-copy's seconds per box over the plain one's.
+subtracts nearly nothing), and a copy with attention pooling after its last layer (the
+map pooled 2 × 2 to 16 tokens, single-head self-attention over them — products of two
+varying values, a softmax — averaged and added to every position as a per-channel
+context, its output weights drawn small so it stays near the plain network), each
+verified on the same images with the same budget, on the first test images the network
+verifies and every copy classifies alike: the verdict, the share of the threat space
+proved, the boxes and the seconds, and each copy's seconds per box over the plain one's.
 
     python benchmarks/verify_gates.py [--images 5] [--candidates 40] [--budget 60]
-        [--seed 0] [--copies gated normed]
+        [--seed 0] [--copies gated normed attention]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import argparse
 import time
 
 import torch
+import torch.nn.functional as F
 from _setup import bench_inputs
 from torch import nn
 
@@ -74,6 +78,35 @@ class Normed(nn.Module):
         return self.plain.classifier(features[3](features[2](h)))
 
 
+class Attended(nn.Module):
+    """ConvSmall with attention pooling after its last ReLU (see the module docstring):
+    ``h + proj(mean(softmax(q kᵀ / √d) v))[:, :, None, None]`` over the 2 × 2-pooled
+    map's 16 tokens."""
+
+    def __init__(self, plain: nn.Module, seed: int, dim: int = 8) -> None:
+        super().__init__()
+        self.plain = plain
+        channels = plain.features[2].out_channels
+        generator = torch.Generator().manual_seed(seed)
+        self.q, self.k, self.v = (nn.Linear(channels, dim) for _ in range(3))
+        self.proj = nn.Linear(dim, channels)
+        with torch.no_grad():
+            for layer, scale in ((self.q, 0.3), (self.k, 0.3), (self.v, 0.3),
+                                 (self.proj, 0.05)):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator)
+                                   * scale / layer.in_features ** 0.5)
+                layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = features[3](features[2](features[1](features[0](x))))
+        tokens = F.avg_pool2d(h, 2).flatten(2).transpose(1, 2)
+        q, k, v = self.q(tokens), self.k(tokens), self.v(tokens)
+        weights = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1)
+        context = self.proj((weights @ v).mean(1))
+        return self.plain.classifier(h + context[:, :, None, None])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5,
@@ -82,11 +115,13 @@ def main() -> None:
                         help="correctly classified test images to look among")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per image")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--copies", nargs="+", choices=("gated", "normed"),
-                        default=["gated", "normed"], help="the copies to compare")
+    parser.add_argument("--copies", nargs="+", choices=("gated", "normed", "attention"),
+                        default=["gated", "normed", "attention"],
+                        help="the copies to compare")
     args = parser.parse_args()
     plain, images, labels, indices = bench_inputs(args.candidates, "convsmall-cifar10")
-    copies = {"gated": lambda: Gated(plain, args.seed), "normed": lambda: Normed(plain, images)}
+    copies = {"gated": lambda: Gated(plain, args.seed), "normed": lambda: Normed(plain, images),
+              "attention": lambda: Attended(plain, args.seed)}
     networks = {"plain": plain} | {name: copies[name]().eval() for name in args.copies}
     with torch.no_grad():
         agree = torch.stack([net(images).argmax(1) == labels

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_bounds import (
     ACTIVATIONS,
+    Exponentials,
     Gated,
     Indexed,
     Normalised,
@@ -59,10 +60,10 @@ class Ceiled(nn.Module):
 
 # the activations that are one elementwise function (not the identity, not two clamps)
 SINGLE = [a for a in ACTIVATIONS if type(a).__name__ not in ("Identity", "Clamp")]
-NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated, Indexed, Normalised] + [
-    lambda a=a: Smooth(a) for a in SINGLE]
+NETS = [Residual, Plain, Scaled, Strides, Ceiled, Gated, Indexed, Normalised,
+        Exponentials] + [lambda a=a: Smooth(a) for a in SINGLE]
 NAMES = ["residual", "plain", "scaled", "strides", "ceiled", "gated", "indexed",
-         "normalised"] + [
+         "normalised", "exponentials"] + [
     type(a).__name__ for a in SINGLE]
 
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bounds import (
     ACTIVATIONS,
+    Exponentials,
     Gated,
     Indexed,
     Normalised,
@@ -33,7 +34,9 @@ from pixelprior.scoring import perturb_rows
 from pixelprior.scoring.cone.bounds import BoundEngine
 from pixelprior.scoring.cone.screen import IntervalScreen
 from pixelprior.scoring.cone.zonotope import (
+    Exponential,
     InverseSquareRoot,
+    Logarithm,
     PiecewiseLinear,
     Reciprocal,
     Square,
@@ -87,10 +90,11 @@ def node_values(model: nn.Module, image: torch.Tensor, dtype: torch.dtype
     return values
 
 
-@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated, Indexed, Normalised]
+@pytest.mark.parametrize("net", [Residual, Plain, Scaled, Deep, Gated, Indexed, Normalised,
+                                 Exponentials]
                          + [lambda a=a: Smooth(a) for a in ACTIVATIONS],
                          ids=["residual", "plain", "scaled", "deep", "gated", "indexed",
-                              "normalised"]
+                              "normalised", "exponentials"]
                          + [type(a).__name__ for a in ACTIVATIONS])
 def test_the_clean_errors_bound_what_float32_makes_at_every_node(net):
     model = randomised(net(), 3)
@@ -421,7 +425,8 @@ def test_an_onnx_graph_in_a_wrapper_is_refused_saying_what_to_give_instead(tmp_p
 
 CURVED_DOMAINS = {  # rule, the least and the largest value of its ranges
     "square": (Square(), -3.0, 3.0), "sqrt": (SquareRoot(), 0.0, 4.0),
-    "rsqrt": (InverseSquareRoot(), 1e-3, 4.0), "reciprocal": (Reciprocal(), -4.0, 4.0)}
+    "rsqrt": (InverseSquareRoot(), 1e-3, 4.0), "reciprocal": (Reciprocal(), -4.0, 4.0),
+    "exp": (Exponential(), -8.0, 6.0), "log": (Logarithm(), 0.0, 8.0)}
 
 
 @pytest.mark.parametrize("name", list(CURVED_DOMAINS))
@@ -429,10 +434,10 @@ CURVED_DOMAINS = {  # rule, the least and the largest value of its ranges
 @given(ends=st.lists(st.floats(0, 1), min_size=2, max_size=2), error=st.floats(0, 0.05),
        seed=st.integers(0, 10_000))
 def test_a_curved_relaxation_holds_f_of_every_exact_value(name, ends, error, seed):
-    """``x²``, ``√x``, ``1 / √x`` and ``1 / x`` on any range in their domain (``1 / x`` on
-    either side of 0): ``f`` of every value within ``error`` of the range lies in the
-    relaxed zonotope's range widened by the returned error; where those values leave the
-    domain the error is ``inf``."""
+    """``x²``, ``√x``, ``1 / √x``, ``1 / x``, ``eˣ`` and ``log x`` on any range in their
+    domain (``1 / x`` on either side of 0): ``f`` of every value within ``error`` of the
+    range lies in the relaxed zonotope's range widened by the returned error; where those
+    values leave the domain the error is ``inf``."""
     rule, least, most = CURVED_DOMAINS[name]
     lower, upper = sorted(least + (most - least) * e for e in ends)
     center, radius = (lower + upper) / 2, (upper - lower) / 2
@@ -443,7 +448,8 @@ def test_a_curved_relaxation_holds_f_of_every_exact_value(name, ends, error, see
     exact = torch.cat([torch.tensor([lower - error, upper + error], dtype=torch.float64),
                        lower - error + (upper - lower + 2 * error) * torch.rand(
                            256, generator=generator, dtype=torch.float64)])
-    defined = {"sqrt": exact >= 0, "rsqrt": exact > 0, "reciprocal": exact != 0}.get(
+    defined = {"sqrt": exact >= 0, "rsqrt": exact > 0, "reciprocal": exact != 0,
+               "log": exact > 0}.get(
         name, torch.ones_like(exact, dtype=torch.bool))
     if not bool(defined.all()) or (name == "reciprocal" and lower - error <= 0 <= upper + error):
         assert moved[0, 0] == math.inf  # no bound where f is undefined or unbounded
@@ -475,11 +481,27 @@ def test_a_square_is_never_bounded_below_zero(ends):
                                                                         + lower**2)
 
 
+@settings(max_examples=60, deadline=None)
+@given(lower=st.floats(-30, 30), width=st.floats(0, 10))
+def test_an_exponential_is_bounded_away_from_zero(lower, width):
+    """The exponential's slope is kept where its lower line stays above 0 on the range:
+    a sum of exponentials (a softmax's divisor) is bounded away from 0, so its
+    reciprocal is defined (the chord's lower line dips below 0 on ranges wider than
+    about 2.5: ``eˣ`` on [0, 4] bounded below by -3.0). (On much wider ranges the bound,
+    ``e^l / 2``, is below float64's resolution of ``e^u``.)"""
+    upper = lower + width
+    values = torch.tensor([[[(lower + upper) / 2], [(upper - lower) / 2]]],
+                          dtype=torch.float64)
+    out = Exponential().apply(values)
+    assert float(out[0, 0, 0] - out[0, 1:, 0].abs().sum()) > 0
+
+
 def test_a_curved_relaxation_claims_no_bound_where_its_products_overflow():
     """Beyond ``LARGEST`` the chord's products may overflow float64: the error is
     ``inf`` there, never a finite bound of placeholder coefficients (a review: ``x²`` at
     1.2e154 was bounded by ±6.1e293)."""
-    for rule in (Square(), Reciprocal(), SquareRoot(), InverseSquareRoot()):
+    for rule in (Square(), Reciprocal(), SquareRoot(), InverseSquareRoot(), Exponential(),
+                 Logarithm()):
         values = torch.tensor([[[1.2e154], [1e152]]], dtype=torch.float64)
         _, moved, _ = rule.apply_rounded(values, torch.zeros(1, 1, dtype=torch.float64),
                                          2.0**-53)

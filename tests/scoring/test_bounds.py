@@ -204,6 +204,82 @@ class ConvNeXtBlock(nn.Module):
         return self.head(x.flatten(2).transpose(1, 2).mean(1))
 
 
+class Attention(nn.Module):
+    """A vision transformer's block as such code is written by hand: patches embedded by
+    a strided convolution, flattened to tokens, a position embedding, pre-norm
+    multi-head self-attention (``q @ k.transpose(-2, -1)``, ``softmax(-1)``, ``@ v``),
+    a GELU MLP, residuals, the tokens averaged."""
+
+    def __init__(self, classes: int = 3, dim: int = 8, heads: int = 2, size: int = 8) -> None:
+        super().__init__()
+        self.heads = heads
+        self.embed = nn.Conv2d(3, dim, 2, 2)
+        self.position = nn.Parameter(torch.zeros(1, (size // 2) ** 2, dim))
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2) + self.position
+        b, n, d = t.shape
+        h = self.norm1(t)
+        q, k, v = (f(h).reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for f in (self.q, self.k, self.v))
+        a = (q @ k.transpose(-2, -1)) * (d // self.heads) ** -0.5
+        o = (a.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
+        t = t + self.proj(o)
+        t = t + self.mlp(self.norm2(t))
+        return self.head(t.mean(1))
+
+
+class Pooled(nn.Module):
+    """``F.scaled_dot_product_attention`` over the tokens, then attention pooling by a
+    learned query (``query @ kᵀ``: a constant of three axes times a varying value,
+    ``torch.softmax``), a constant matrix applied from the right (``x @ W``) and a final
+    log-softmax."""
+
+    def __init__(self, classes: int = 3, dim: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 3, 2, 1)
+        self.qkv = nn.ModuleList(nn.Linear(dim, dim) for _ in range(3))
+        self.query = nn.Parameter(torch.randn(1, 2, dim))
+        self.weight = nn.Parameter(torch.randn(2 * dim, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = t + F.scaled_dot_product_attention(*(f(t) for f in self.qkv))
+        weights = torch.softmax(self.query @ t.transpose(1, 2), dim=-1)
+        return F.log_softmax((weights @ t).flatten(1) @ self.weight, dim=1)
+
+
+class Exponentials(nn.Module):
+    """``torch.exp``, ``torch.log`` and ``sum`` written out (a softplus by hand, summed
+    over the channels), ``torch.maximum`` and ``torch.minimum`` of varying values,
+    ``nn.PReLU`` and a per-channel ``F.prelu`` (their slopes of either sign, as
+    randomised), and products of matrices: a constant from the left (``W @ h``), a
+    varying value by another (``h @ hᵀ``) and a constant from the right. No softmax: the
+    float32 error is proved through each of these."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.PReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, 2, 1)
+        self.slopes = nn.Parameter(torch.full((4,), 0.2))
+        self.left, self.right = nn.Parameter(torch.eye(4)), nn.Parameter(torch.eye(4))
+        self.fc = nn.Linear(4 * 4 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.conv1(x))
+        g = torch.log(1 + torch.exp(h)).sum(1, keepdim=True)
+        h = torch.maximum(h, g) - torch.minimum(h, 0.5 * g)
+        h = F.prelu(self.conv2(h), self.slopes)
+        h = self.left @ h + h @ h.transpose(-2, -1) @ self.right
+        return self.fc(h.flatten(1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -263,7 +339,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 
 # ------------------------------------------------------------------ tests
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
-                                   Normed(), ConvNeXtBlock()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Normed(), ConvNeXtBlock(), Attention(), Pooled(),
+                                   Exponentials()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -302,12 +379,13 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 6 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 9 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
-                         ConvNeXtBlock()] + [Smooth(a) for a in ACTIVATIONS])[index], seed)
+                         ConvNeXtBlock(), Attention(), Pooled(), Exponentials()]
+                        + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
 
@@ -350,7 +428,8 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     """The networks the sampled and exact tests of this file run (``Casts``: its bounds
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
-            Normalised(), Normed(), ConvNeXtBlock()] + [
+            Normalised(), Normed(), ConvNeXtBlock(), Attention(), Pooled(),
+            Exponentials()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -415,7 +494,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
-                                 ConvNeXtBlock])
+                                 ConvNeXtBlock, Attention, Pooled, Exponentials])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics
@@ -477,12 +556,49 @@ def test_a_product_of_two_zonotopes_holds_every_product_of_their_values(seed, ro
     assert ((product - center).abs() <= reach).all()
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), rows=st.integers(1, 6),
+       errors=st.tuples(st.sampled_from([0.0, 1e-3, 0.3]), st.sampled_from([0.0, 1e-3, 0.3])))
+def test_a_product_of_matrices_of_zonotopes_holds_every_product_of_their_values(
+        seed, rows, errors):
+    """The semantics of ``multiply_matrices``: for any symbols ``ε`` and any exact values
+    within the factors' errors, ``x @ y`` lies in the result's zonotope (some value of
+    its new symbols) widened by the result's error, per output; and it is as tight as
+    :func:`multiply` of each pair summed (one new symbol per output, not per product)."""
+    from pixelprior.scoring.cone.zonotope import magnitude, multiply, multiply_matrices
+
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, rows, 2, 3, 4, generator=generator, dtype=torch.float64)
+    y = torch.randn(1, rows, 2, 4, 5, generator=generator, dtype=torch.float64)
+    y[:, 1:, :, 0] = 0  # a row of the second factor constant (no generators)
+    ex = torch.full((1, 2, 3, 4), errors[0], dtype=torch.float64)
+    ey = torch.full((1, 2, 4, 5), errors[1], dtype=torch.float64)
+    values, radius, error, _ = multiply_matrices(x, y, (ex, ey),
+                                                 (magnitude(x), magnitude(y)), 2.0**-53)
+    count = 1000
+    eps = torch.rand(count, rows - 1, 1, 1, 1, generator=generator, dtype=torch.float64)
+    eps = torch.where(torch.rand(count, rows - 1, 1, 1, 1, generator=generator) < 0.3,
+                      (2 * eps - 1).sign(), 2 * eps - 1)  # corners of the symbols' cube too
+    at = lambda z: z[0, 0] + (z[0, 1:] * eps).sum(1)  # noqa: E731
+    moved = lambda e: e * (torch.rand(count, *e.shape[1:], generator=generator,  # noqa: E731
+                                      dtype=torch.float64) * 2 - 1).sign()
+    product = (at(x) + moved(ex)) @ (at(y) + moved(ey))
+    reach = radius[0] + error[0] + 1e-12 * (1 + product.abs())
+    assert ((product - at(values)).abs() <= reach).all()
+    # the same as multiplying each pair and summing over k
+    pairs = multiply(x[..., :, :, None], y[..., None, :, :],
+                     (ex[..., None], ey[..., None, :, :]),
+                     (magnitude(x)[..., None], magnitude(y)[..., None, :, :]), 2.0**-53)
+    torch.testing.assert_close(values, pairs[0].sum(-2))
+    torch.testing.assert_close(radius, pairs[1].sum(-2))
+
+
 @pytest.mark.parametrize("layout, message", [
     (lambda g: g[0][None, :, None, None], "an index that may not keep the batch axis"),
     (lambda g: g[torch.tensor([0, 0])][:, :, None, None], "an index that may not"),
     (lambda g: g.unsqueeze(0)[0][..., None, None], "unsqueeze at the batch axis"),
     (lambda g: g[..., None, None, None].squeeze()[..., None, None], "squeeze without a dim"),
-    (lambda g: g[:, :, None, None].unsqueeze(-3).squeeze(-3), "position counted from the"),
+    (lambda g: g.unsqueeze(-3).sum(0)[:, :, None, None], "it puts a new axis at the batch"),
     (lambda g: g[..., 0][:, None, None, None], "an index that may not keep the batch"),
     (lambda g: g.unsqueeze(1).squeeze(0).squeeze(1)[..., None, None], "or of the batch axis"),
     (lambda g: g.squeeze(-2)[..., None, None], "it squeezes the batch axis of a value of"),
@@ -510,12 +626,12 @@ def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, mess
     model = Laid().eval()
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(model).plan(torch.rand(2, 3, 8, 8))
-    if "squeezes" in message or "transposes" in message:  # from the shapes only: the
-        # screen's rows say it
-        boxes = torch.zeros(1, 3, dtype=torch.float64)
+    if any(verb in message for verb in ("squeezes", "transposes", "new axis")):  # from
+        # the shapes only: the screen's rows say it (two boxes, two rows to mix)
+        boxes = torch.zeros(2, 3, dtype=torch.float64)
         with pytest.raises(IntervalUnsupportedError, match="moves the batch axis"):
-            IntervalScreen(model).margins(torch.rand(1, 3, 8, 8), torch.tensor([0]), boxes,
-                                          boxes + 1, 0)
+            IntervalScreen(model).margins(torch.rand(1, 3, 8, 8), torch.tensor([0, 1]),
+                                          boxes, boxes + 1, 0)
         return
     with pytest.raises(IntervalUnsupportedError, match=message):
         IntervalScreen(model)
@@ -965,20 +1081,34 @@ def test_an_output_in_an_arguments_memory_is_copied_before_the_subtraction():
 
 @pytest.mark.parametrize("last", [lambda z: F.log_softmax(z, 1), lambda z: z.softmax(-1),
                                   nn.Softmax(1)], ids=["log_softmax", "method", "module"])
-def test_a_final_softmax_is_refused_saying_to_drop_it(last):
-    """A model audit: the refusal named the softmax, not that the logits would do."""
+def test_a_final_softmax_is_bounded(last):
+    """A model that ends with a softmax (probabilities) or a log-softmax is bounded (it
+    was refused, with advice to drop it): a log-softmax's margins are the logits' own
+    (``log Σ exp`` is one shared term), as tight; a softmax's enclose the sampled ones.
+    A softmax over the batch axis is refused."""
     class Ends(Plain):
-        def __init__(self):
+        def __init__(self, last):
             super().__init__()
             self.last = last
 
         def forward(self, x):
             return self.last(super().forward(x))
 
-    with pytest.raises(BoundUnsupportedError, match="last operation: give the model "
-                       "without it"):
-        BoundEngine(Ends().eval()).plan(torch.rand(1, 3, 8, 8))
-    last = nn.Softmax(0)  # over the batch: another function without it, no such advice
-    with pytest.raises(BoundUnsupportedError) as refused:
-        BoundEngine(Ends().eval()).plan(torch.rand(1, 3, 8, 8))
-    assert "last operation" not in str(refused.value)
+    plain = randomised(Plain(), 3)
+    ends = Ends(last).eval()
+    ends.load_state_dict(plain.state_dict(), strict=False)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    lo, hi = [0.2, 0.3, 0.4], [0.3, 0.4, 0.5]
+    label = int(plain(image).argmax())
+    logits = box_margins(BoundEngine(plain), image, 2, 5, lo, hi, label)
+    bounds = box_margins(BoundEngine(ends), image, 2, 5, lo, hi, label)
+    assert_bounds_hold(ends, 3, 2, 5, lo, 0.1)
+    others = [j for j in range(3) if j != label]
+    if isinstance(last, nn.Module) or last(torch.zeros(1, 2)).sum() == 1:  # softmax
+        assert (bounds.lower[0, others] > -1).all()  # probabilities: above -1
+    else:
+        torch.testing.assert_close(bounds.lower[0, others], logits.lower[0, others],
+                                   atol=1e-6, rtol=1e-6)
+    ends.last = nn.Softmax(0).eval()  # over the batch: another function, refused
+    with pytest.raises(BoundUnsupportedError, match="batch axis"):
+        BoundEngine(ends).plan(torch.rand(1, 3, 8, 8))

@@ -1,14 +1,24 @@
-"""The verifier's copies run divisions by varying values and LayerNorm, GroupNorm and
-InstanceNorm as the operations they are made of: the same function as the model, no
-float32 error proved through a normalisation the model computes with its own kernel,
-and what cannot be rewritten is named."""
+"""The verifier's copies run divisions by varying values, LayerNorm, GroupNorm and
+InstanceNorm, softmax, attention, products of matrices and maxima as the operations
+they are made of: the same function as the model, no float32 error proved through a
+normalisation or a softmax the model computes with its own kernel, and what cannot be
+rewritten is named."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from test_bounds import Normalised, Normed, box_margins, randomised, sampled_margins
+from test_bounds import (
+    Attention,
+    Exponentials,
+    Normalised,
+    Normed,
+    Pooled,
+    box_margins,
+    randomised,
+    sampled_margins,
+)
 from torch import fx, nn
 
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
@@ -22,13 +32,15 @@ def names_run(graph: TracedGraph) -> set[str]:
     return {r.operation.name for r in map(graph.resolve, graph.nodes) if r.operation}
 
 
-@pytest.mark.parametrize("net", [Normed, Normalised])
+@pytest.mark.parametrize("net", [Normed, Normalised, Attention, Pooled, Exponentials])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
-    of 1 and 3; no normalisation and no division by a varying value is left."""
+    of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
+    no division by a varying value is left."""
     model = randomised(net(), 4).double()
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
-    assert not names_run(graph) & {"layer_norm", "group_norm"}
+    assert not names_run(graph) & {"layer_norm", "group_norm", "softmax", "log_softmax",
+                                   "attention", "matmul", "maximum", "minimum"}
     assert not any(r.operation is not None and r.operation.name == "div"
                    and isinstance(n.args[1], fx.Node) and n.args[1] not in graph.statics
                    for n, r in zip(graph.nodes, map(graph.resolve, graph.nodes),
@@ -158,3 +170,124 @@ def test_a_normalisation_of_sizes_computed_in_the_model_is_named(forward, messag
 
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(Sized().eval()).plan(torch.rand(1, 3, 6, 6))
+
+
+class Matrices(nn.Module):
+    """``a @ b`` in each form it is rewritten in: a varying value by a 2-D constant from
+    the right and from the left, by a constant of three axes, by another varying value;
+    ``torch.bmm`` and ``torch.matmul``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.right, self.left = nn.Parameter(torch.randn(5, 3)), nn.Parameter(torch.randn(2, 4))
+        self.heads = nn.Parameter(torch.randn(4, 5, 5))
+        self.fc = nn.Linear(226, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)  # [N, 4, 5, 5]
+        a = (h @ self.right).flatten(1)
+        b = (self.left @ h.flatten(2)).flatten(1)
+        c = torch.matmul(h, self.heads).flatten(1)
+        d = torch.bmm(h.flatten(2), h.flatten(2).transpose(1, 2)).flatten(1)
+        return self.fc(torch.cat([a, b, c, d], 1))
+
+
+@pytest.mark.parametrize("forward", [
+    lambda h: F.softmax(h, dim=1), lambda h: h.log_softmax(-1), nn.Softmax(2),
+    lambda h: torch.maximum(h, h.mean(1, keepdim=True)), lambda h: torch.minimum(h, 0.5 * h),
+    lambda h: F.scaled_dot_product_attention(h, h, h),
+    lambda h: F.scaled_dot_product_attention(h, h, h, scale=0.3)],
+    ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale"])
+def test_each_rewritten_operation_computes_its_own_values(forward):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.forward_ = nn.Conv2d(3, 4, 3, padding=1), forward
+
+        def forward(self, x):
+            return self.forward_(self.conv(x))
+
+    model = Net().double().eval()
+    graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
+    assert not names_run(graph) & {"softmax", "log_softmax", "attention", "maximum",
+                                   "minimum", "matmul"}
+    images = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
+
+
+def test_each_product_of_matrices_is_rewritten_to_its_own_values():
+    model = Matrices().double().eval()
+    graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
+    assert "matmul" not in names_run(graph) and "linear" in names_run(graph)
+    images = torch.rand(3, 3, 5, 5, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
+    model = randomised(Matrices(), 2)
+    image = torch.rand(1, 3, 5, 5, generator=torch.Generator().manual_seed(2))
+    lo, hi = [0.2, 0.4, 0.1], [0.25, 0.45, 0.15]
+    bounds = box_margins(BoundEngine(model), image, 1, 3, lo, hi, 0)
+    sampled = sampled_margins(model, image, 1, 3, lo, hi, 0)
+    assert (bounds.lower[0, 1:] <= sampled.min(0).values[1:] + 1e-9).all()
+    assert torch.isfinite(bounds.lower[0, 1:]).all()
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda h: h.flatten(1) @ h.flatten(1).transpose(0, 1), "transpose of the batch axis"),
+    (lambda h: torch.matmul(h.mean((2, 3)), h.mean((2, 3)).transpose(1, 0)),
+     "transpose of the batch axis"),
+    (lambda h: h.mean((2, 3)) @ h.flatten(2), "broadcasts"),
+    (lambda h: F.scaled_dot_product_attention(h, h, h, is_causal=True), "causal"),
+    (lambda h: F.softmax(h, 1, dtype=torch.float64), "another dtype")],
+    ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype"])
+def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
+    """A product of matrices of two varying values of two axes (one image's row times
+    the batch: across images), causal attention and a softmax in another dtype are
+    refused at the plan, naming what to change."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.forward_ = nn.Conv2d(3, 4, 3, padding=1), forward
+
+        def forward(self, x):
+            return self.forward_(self.conv(x)).flatten(1)[:, :2]
+
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(Net().eval()).plan(torch.rand(2, 3, 5, 5))
+
+
+def test_no_float32_error_is_proved_through_a_softmax():
+    """The model's softmax kernel subtracts the largest score and fuses: no float32
+    error is proved through the rewritten form (the estimate is the tolerance); a
+    product of matrices and a maximum are proved through (their kernels round no more
+    than the rewritten forms are proved to)."""
+    for net, proved in ((Pooled, False), (Exponentials, True)):
+        model = randomised(net(), 1)
+        image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+        label = int(model(image).argmax())
+        lo = image[0, :, 2, 2].double()[None]
+        bounds = IntervalScreen(model).bounds(image, torch.tensor([18]), lo, lo, label,
+                                              2.0**-24)
+        others = [k for k in range(3) if k != label]
+        assert bool(torch.isfinite(bounds.error[0, others]).all()) == proved, net
+        assert torch.isfinite(bounds.lower[0, others]).all()
+
+
+@pytest.mark.parametrize("net", [Attention, Pooled])
+def test_the_estimate_covers_float32_attention(net):
+    """The first-order estimate (the tolerance where no float32 error is proved) covers
+    the float32 model's deviation from float64 at the image, on random attention nets."""
+    for seed in range(4):
+        model = randomised(net(), seed)
+        images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        labels = model(images).argmax(1)
+        with torch.no_grad():
+            single = model.float()(images)
+            exact = net().double().eval()
+            exact.load_state_dict(model.state_dict())
+            exact = exact(images.double())
+        own = single.gather(1, labels[:, None]).double() - single.double()
+        real = exact.gather(1, labels[:, None]) - exact
+        estimate = rounding_error(model, images, labels)
+        assert ((own - real).abs().amax(1) <= estimate).all(), seed

@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 from milp import exact_margins
 from test_bounds import (
     ACTIVATIONS,
+    Attention,
     Bilinear,
     ConvNeXtBlock,
+    Exponentials,
     Gated,
     Indexed,
     Normalised,
     Normed,
     Plain,
+    Pooled,
     Residual,
     Scaled,
     Smooth,
@@ -36,7 +39,7 @@ from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedEr
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
-        ConvNeXtBlock] + [
+        ConvNeXtBlock, Attention, Pooled, Exponentials] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
@@ -341,7 +344,7 @@ class Flip(nn.Module):
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        return self.fc(torch.maximum(self.conv(x), torch.zeros(1)).mean((2, 3)))
+        return self.fc(self.conv(x).flip(-1).mean((2, 3)))
 
 
 class Floored(nn.Module):
@@ -355,7 +358,7 @@ class Floored(nn.Module):
 
 
 @pytest.mark.parametrize("model, message", [
-    (Flip().eval(), "no rule for maximum"), (Floored().eval(), "rounding_mode='floor'"),
+    (Flip().eval(), r"no rule for Tensor.flip\(\)"), (Floored().eval(), "rounding_mode='floor'"),
     (Plain().train(), "training mode")])
 def test_operations_without_an_interval_rule_are_named(model, message):
     with pytest.raises(IntervalUnsupportedError, match=message):

@@ -219,23 +219,69 @@ def test_a_gated_network_is_decided_and_every_verdict_holds(seed, margin):
     status = result.positions.status
     assert "unknown" not in status and "robust" in status
     assert seed == 2 or "vulnerable" in status
+    assert_verdicts_hold(model, image, label, result, seed)
+
+
+def assert_verdicts_hold(model: nn.Module, image: torch.Tensor, label: int, result,
+                         seed: int) -> None:
+    """No position proved robust is fooled by a dense grid of colors and random ones;
+    every witness fools the model."""
+    width = image.shape[-1]
     grid = torch.linspace(0, 1, 9)
     colors = torch.cat([torch.cartesian_prod(grid, grid, grid),
                         torch.rand(200, 3, generator=torch.Generator().manual_seed(seed))])
-    for p, verdict in enumerate(status):
+    for p, verdict in enumerate(result.positions.status):
         if verdict == "robust":
-            genes = torch.cat([torch.tensor([[float(p % 6), float(p // 6)]]).expand(
+            genes = torch.cat([torch.tensor([[float(p % width), float(p // width)]]).expand(
                 len(colors), 2), colors], 1)[:, None]
             with torch.no_grad():
                 predicted = model(perturb_rows(image, torch.zeros(len(colors),
                                                                   dtype=torch.long), genes))
             assert (predicted.argmax(1) == label).all(), p
         elif verdict == "vulnerable":
-            genes = torch.tensor([[[float(p % 6), float(p // 6),
+            genes = torch.tensor([[[float(p % width), float(p // width),
                                     *result.positions.witness[p].tolist()]]])
             with torch.no_grad():
                 assert int(model(perturb_rows(image, torch.zeros(1, dtype=torch.long),
                                               genes)).argmax()) != label
+
+
+class SelfAttention(nn.Module):
+    """Self-attention over the pixels' features (``F.scaled_dot_product_attention``: a
+    softmax, products of two varying values), a residual, the tokens averaged and a
+    final log-softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 4, 3, padding=1)
+        self.q, self.k, self.v = (nn.Linear(4, 4) for _ in range(3))
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = t + torch.nn.functional.scaled_dot_product_attention(self.q(t), self.k(t),
+                                                                 self.v(t))
+        return torch.log_softmax(self.fc(t.mean(1)), dim=1)
+
+
+@pytest.mark.parametrize("seed, margin", [(0, 0.02), (1, 0.01)])
+def test_an_attention_network_is_decided_and_every_verdict_holds(seed, margin):
+    """Self-attention (softmax, products of queries and keys, of weights and values) and
+    a final log-softmax: with the clean margin set small, every position is decided
+    over its whole color cube, robust or vulnerable, and each verdict holds."""
+    torch.manual_seed(seed)
+    model = SelfAttention().eval()
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        model.embed.weight.mul_(3)  # single pixels matter: 32 and 3 positions robust
+        scores = model(image)[0]
+        label = int(scores.argmax())
+        model.fc.bias[label] -= float(scores[label] - scores.topk(2).values[1]) - margin
+    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
+        image, torch.tensor([label]), stop_at_first=False)
+    status = result.positions.status
+    assert "unknown" not in status and "robust" in status and "vulnerable" in status
+    assert_verdicts_hold(model, image, label, result, seed)
 
 
 class _OneImageOnly(nn.Module):

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ...models import copy_module
-from .decompose import DECOMPOSED
+from .decompose import DECOMPOSED, MATRIX_PRODUCT
 from .engine import FxIncrementalForward
 from .geometry import Box
 from .graph import (
@@ -80,6 +80,7 @@ from .zonotope import (
     interval,
     magnitude,
     multiply,
+    multiply_matrices,
     pad_rows,
     per_box,
     relaxation_error,
@@ -122,6 +123,13 @@ class ZFull:
     values: torch.Tensor
     error: torch.Tensor
     size: torch.Tensor
+
+
+@dataclass
+class ZSummed(ZFull):
+    """The products node of a product of matrices of two varying values holding the
+    whole product, summed over ``K`` already (:meth:`BoundEngine._matrix_product`): its
+    sum passes it on."""
 
 
 @dataclass
@@ -578,6 +586,11 @@ class BoundEngine:
             return self._shape(step, call, env)
         if step.node in self.graph.sizes:  # x.shape[0]: the same for every color
             return step.run(call.query(1), env)
+        fused = step.node.meta.get(MATRIX_PRODUCT)
+        if fused is not None:  # a product of matrices written as products summed
+            value = self._matrix_product(call, env, fused)
+            if value is not None:
+                return value
         rule = self._rule(step)
         if isinstance(step, SpatialStep):
             value = self._spatial(step, rule, call, env)
@@ -588,6 +601,29 @@ class BoundEngine:
         if step.node in self._rounded_constants and isinstance(value, (ZWindow, ZFull)):
             value.error = torch.full_like(value.error, math.inf)
         return value
+
+    @staticmethod
+    def _matrix_product(call: _Call, env: dict, fused: Any) -> ZFull | None:
+        """``a @ b`` of two varying values, written ``(a.unsqueeze(-1) *
+        b.unsqueeze(-3)).sum(-2)`` by :mod:`.decompose`: computed whole at the products
+        node (:func:`~.zonotope.multiply_matrices`, a new symbol per output where the
+        products' own rule takes one per product), passed on by the sum. ``None`` where
+        a factor is constant (the products are affine: run, then summed, as written)."""
+        if isinstance(fused, fx.Node):  # the sum: the products node holds the result
+            done = env[fused]
+            return ZFull(done.values, done.error, done.size) if isinstance(
+                done, ZSummed) else None
+        if any(type(env[n]) is not ZFull for n in fused):
+            return None
+        (a, b) = (env[n] for n in fused)
+        rows = max(a.values.shape[1], b.values.shape[1])
+        x, y = pad_rows(a.values, rows).squeeze(-1), pad_rows(b.values, rows).squeeze(-3)
+        errors = (a.error.squeeze(-1), b.error.squeeze(-3))
+        sizes = (a.size.squeeze(-1), b.size.squeeze(-3))
+        values, radius, error, size = multiply_matrices(x, y, errors, sizes, call.unit)
+        shape = values[:, 0].shape
+        return ZSummed(call.add(values, radius), error.expand(shape).contiguous(),
+                       size.expand(shape).contiguous())
 
     def _input(self, step: InputStep, call: _Call, lower, upper) -> ZWindow | ZFull:
         count, channels = lower.shape
@@ -1168,12 +1204,13 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
     resolved = getattr(step, "resolved", None)
     if resolved is None or resolved.operation is None:
         return None
-    if resolved.operation.name in ("squeeze", "transpose") and isinstance(resolved.params,
-                                                                        tuple):
+    name = resolved.operation.name
+    if name in ("squeeze", "transpose", "unsqueeze") and isinstance(resolved.params, tuple):
         source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
-        if source is not None and any(d % len(source) == 0 for d in resolved.params):
-            verb = {"squeeze": "squeezes", "transpose": "transposes"}[
-                resolved.operation.name]
+        rank = None if source is None else len(source) + (name == "unsqueeze")
+        if rank is not None and any(d % rank == 0 for d in resolved.params):
+            verb = {"squeeze": "squeezes", "transpose": "transposes",
+                    "unsqueeze": "puts a new axis at"}[name]
             return (f" (it {verb} the batch axis of a value of shape {tuple(source)}; "
                     "give the dims from the front)")
         return None

@@ -5,6 +5,17 @@
   ``a * torch.reciprocal(b)`` (:class:`~.zonotope.Reciprocal`, then the product of two
   varying values), and ``x * x`` as ``torch.square(x)`` (bounded below by 0): the same
   function in real arithmetic.
+* A softmax along an axis runs as ``e · reciprocal(Σ e)`` with ``e = exp(x - mean(x))``
+  (a log-softmax as ``c - log Σ exp(c)``, ``c = x - mean(x)``): the same function in
+  real arithmetic (a softmax is unchanged by a shift along its axis; the mean keeps the
+  exponents near 0 and, being affine, lets a shift all the scores share cancel).
+  ``F.scaled_dot_product_attention`` runs as ``softmax(q kᵀ · scale) v``.
+* A product of matrices ``a @ b`` runs as a linear layer where one factor is a 2-D
+  constant (``F.linear(a, bᵀ)``; ``F.linear(bᵀ, a)ᵀ`` for a constant ``a``), else as
+  products summed, ``(a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)`` (each a product of
+  two varying values where both vary: attention's ``q kᵀ`` and ``a v``).
+* ``torch.maximum(a, b)`` runs as ``b + relu(a - b)``, ``torch.minimum(a, b)`` as
+  ``a - relu(a - b)``.
 * LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, a variance
   (``torch.square``), ``torch.rsqrt`` of it plus ``eps``, products, the affine
   parameters — the same function in real arithmetic. Over a whole map the variance is
@@ -15,10 +26,15 @@
   group.
 
 The copies' bounds are of the real-arithmetic function, as every bound is; the model's
-float32 kernels for these normalisations (Welford's moments, fused) are not the
-decomposed graph's operations, so the float32 error through them is estimated, not
-proved (:mod:`.rounding`): the interval screen proves no float32 error through a node
-marked :data:`DECOMPOSED` (nor through a layer with computed weights).
+float32 kernels for the normalisations (Welford's moments, fused), the softmax (the
+largest subtracted, fused) and attention are not the rewritten graph's operations, so
+the float32 error through them is estimated, not proved (:mod:`.rounding`): the
+interval screen proves no float32 error through a node marked :data:`DECOMPOSED` (nor
+through a layer with computed weights). A product of matrices is not marked: its
+kernel's error, ``γ_K Σ |a_k b_k|`` in any summation order (Higham §3.1), is within
+what the products and the sum are proved to round. Nor is a maximum: it rounds nothing,
+and the error the rewritten form is proved to pass on (``e_a + 2 e_b`` and its
+roundings) exceeds the ``max(e_a, e_b)`` the model's maximum passes on.
 """
 
 from __future__ import annotations
@@ -36,10 +52,15 @@ from .operators.normalization import NormParams
 # ``Any`` here, so that no import closes a cycle)
 TracedGraph = Any
 
-__all__ = ["DECOMPOSED", "decompose"]
+__all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose"]
 
 # the key of ``node.meta`` naming the normalisation a node was decomposed from
 DECOMPOSED = "pixelprior_decomposed"
+# the key of ``node.meta`` marking a product of matrices of two varying values written
+# as products summed: on the products node, the two factors (unsqueezed); the bound
+# engine computes the whole product there (:func:`~.zonotope.multiply_matrices`: a new
+# symbol per output, not per product) and the sum passes it on
+MATRIX_PRODUCT = "pixelprior_matrix_product"
 
 
 def decompose(traced: TracedGraph) -> bool:
@@ -54,6 +75,10 @@ def decompose(traced: TracedGraph) -> bool:
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
     changed = _normalisations(traced)
+    changed = _attention(traced) or changed
+    changed = _softmaxes(traced) or changed
+    changed = _matrix_products(traced) or changed
+    changed = _extremes(traced) or changed
     divided = _divisions(traced)
     divided = _squares(traced) or divided
     if changed or divided:
@@ -262,3 +287,173 @@ def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: Norm
                   weight, bias, widen=True)
     shape = graph.call_function(getattr, (source, "shape"))
     return graph.call_method("reshape", (out, shape))
+
+
+def _is_constant(traced: TracedGraph, value: object) -> bool:
+    """Whether ``value`` is a number, a constant or a size (not computed from the image)."""
+    return not isinstance(value, fx.Node) or value in traced.statics or value in traced.sizes
+
+
+def _operands(node: fx.Node, names: tuple[str, ...]) -> list:
+    """The node's first arguments, positional or by keyword ``names``."""
+    given = list(node.args[:len(names)])
+    return given + [node.kwargs.get(k) for k in names[len(given):]]
+
+
+def _replace(graph: fx.Graph, node: fx.Node, build, marked: str | None) -> None:
+    """Replace ``node`` by what ``build()`` writes before it (each new node marked
+    :data:`DECOMPOSED` with ``marked``, unless ``None``)."""
+    before = set(graph.nodes)
+    with graph.inserting_before(node):
+        out = build()
+    if marked is not None:
+        for made in set(graph.nodes) - before:
+            made.meta[DECOMPOSED] = marked
+    node.replace_all_uses_with(out)
+    graph.erase_node(node)
+
+
+def _named(traced: TracedGraph, node: fx.Node, names: tuple[str, ...]) -> object:
+    """The node's resolved settings, where it is one of the operations ``names`` of a
+    value that changes with the pixel (``None`` otherwise)."""
+    if node in traced.statics:
+        return None
+    resolved = traced.resolve(node)
+    if resolved.operation is None or resolved.operation.name not in names:
+        return None
+    return resolved
+
+
+def _softmax_form(graph: fx.Graph, source: object, dim: int, log: bool) -> fx.Node:
+    """``softmax(x, dim)`` as ``e · reciprocal(Σ e)``, ``e = exp(x - mean(x))``
+    (``log``: ``c - log Σ exp(c)``, ``c = x - mean(x)``)."""
+    centred = graph.call_function(operator.sub, (source, graph.call_method(
+        "mean", (source, dim), {"keepdim": True})))
+    terms = graph.call_function(torch.exp, (centred,))
+    total = graph.call_method("sum", (terms, dim), {"keepdim": True})
+    if log:
+        return graph.call_function(operator.sub, (centred, graph.call_function(
+            torch.log, (total,))))
+    return graph.call_function(operator.mul, (terms, graph.call_function(
+        torch.reciprocal, (total,))))
+
+
+def _softmaxes(traced: TracedGraph) -> bool:
+    """Each softmax and log-softmax along a named axis of a value that changes with the
+    pixel as :func:`_softmax_form`."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("softmax", "log_softmax"))
+        if resolved is None or not isinstance(resolved.params, dict):
+            continue
+        log = resolved.operation.name == "log_softmax"
+        source = _first_argument(node)
+        _replace(graph, node, lambda source=source, log=log, dim=resolved.params["dim"]:
+                 _softmax_form(graph, source, dim, log), resolved.operation.name)
+        rewritten = True
+    return rewritten
+
+
+def _product_kind(traced: TracedGraph, first: object, second: object) -> str | None:
+    """How :func:`_product_form` writes ``first @ second``: ``"right"`` (a linear layer of
+    the constant 2-D ``second``), ``"left"`` (of the constant 2-D ``first``),
+    ``"products"``, or ``None`` where both are constant (nothing to bound) or a constant
+    factor is a vector (left to be named)."""
+    constant = [_is_constant(traced, v) for v in (first, second)]
+    if all(constant):
+        return None
+
+    def rank(value: object) -> int:
+        held = traced.statics.get(value) if isinstance(value, fx.Node) else None
+        return held.dim() if isinstance(held, torch.Tensor) else 0
+
+    if constant[1] and rank(second) == 2:
+        return "right"
+    if constant[0] and rank(first) == 2:
+        return "left"
+    if any(constant[i] and rank(v) < 2 for i, v in enumerate((first, second))):
+        return None
+    return "products"
+
+
+def _product_form(traced: TracedGraph, first: object, second: object, kind: str) -> fx.Node:
+    """``first @ second`` written as :func:`_product_kind` says."""
+    graph = traced.graph_module.graph
+    if kind == "right":
+        weight = graph.call_method("transpose", (second, -2, -1))
+        return graph.call_function(F.linear, (first, weight))
+    if kind == "left":
+        turned = graph.call_method("transpose", (second, -2, -1))
+        return graph.call_method("transpose", (graph.call_function(
+            F.linear, (turned, first)), -2, -1))
+    factors = (graph.call_method("unsqueeze", (first, -1)),
+               graph.call_method("unsqueeze", (second, -3)))
+    products = graph.call_function(operator.mul, factors)
+    total = graph.call_method("sum", (products, -2))
+    products.meta[MATRIX_PRODUCT] = factors
+    total.meta[MATRIX_PRODUCT] = products
+    return total
+
+
+def _matrix_products(traced: TracedGraph) -> bool:
+    """Each ``a @ b`` (``torch.matmul``, ``torch.bmm``) of a value that changes with the
+    pixel as :func:`_product_form`."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if _named(traced, node, ("matmul",)) is None or len(node.args) + len(node.kwargs) != 2:
+            continue
+        first, second = _operands(node, ("input", "other"))
+        kind = _product_kind(traced, first, second)
+        if kind is None:
+            continue
+        _replace(graph, node, lambda a=first, b=second, kind=kind: _product_form(
+            traced, a, b, kind), None)
+        rewritten = True
+    return rewritten
+
+
+def _attention(traced: TracedGraph) -> bool:
+    """Each ``F.scaled_dot_product_attention(q, k, v)`` without a mask or dropout as
+    ``softmax(q kᵀ · scale) v`` (``scale``: given, or ``1 / √(q.size(-1))``)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("attention",))
+        if resolved is None or not isinstance(resolved.params, dict):
+            continue
+        query, key, value = _operands(node, ("query", "key", "value"))
+        scale = resolved.params["scale"]
+
+        def build(query=query, key=key, value=value, scale=scale) -> fx.Node:
+            if scale is None:
+                scale = graph.call_function(operator.pow, (graph.call_method(
+                    "size", (query, -1)), -0.5))
+            turned = graph.call_method("transpose", (key, -2, -1))
+            scores = _product_form(traced, query, turned, "products")
+            weights = _softmax_form(graph, graph.call_function(operator.mul,
+                                                               (scores, scale)), -1, False)
+            return _product_form(traced, weights, value, "products")
+
+        _replace(graph, node, build, "attention")
+        rewritten = True
+    return rewritten
+
+
+def _extremes(traced: TracedGraph) -> bool:
+    """Each ``torch.maximum(a, b)`` of values one of which changes with the pixel as
+    ``b + relu(a - b)``, ``torch.minimum(a, b)`` as ``a - relu(a - b)``."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("maximum", "minimum"))
+        if resolved is None or len(node.args) + len(node.kwargs) != 2:
+            continue
+        first, second = _operands(node, ("input", "other"))
+        largest = resolved.operation.name == "maximum"
+
+        def build(a=first, b=second, largest=largest) -> fx.Node:
+            gap = graph.call_function(torch.relu, (graph.call_function(operator.sub, (a, b)),))
+            return graph.call_function(operator.add if largest else operator.sub,
+                                       (b if largest else a, gap))
+
+        _replace(graph, node, build, None)
+        rewritten = True
+    return rewritten

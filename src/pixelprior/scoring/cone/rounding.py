@@ -157,7 +157,9 @@ class _Recorder(fx.Interpreter):
                 # Welford's moments): about γ_{2n+10} of (|x| + |μ|) |w| / σ + |b|
                 terms, count = _norm_terms(params, value.detach())
                 return gamma(2 * count + 10) * terms
-        if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean") and x is not None:
+        if name in ("softmax", "log_softmax", "matmul", "attention"):
+            return self._attention_radius(node, name, params, result, gamma)
+        if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean", "sum") and x is not None:
             # a sum of n terms then a division: γ_{n+1} times the mean of |x|
             size = max(1, x.numel() // max(1, result.numel()))
             if isinstance(params, PoolParams):
@@ -180,6 +182,56 @@ class _Recorder(fx.Interpreter):
         return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
 
+    def _argument(self, node: fx.Node, position: int, name: str) -> torch.Tensor | None:
+        """The node's argument at ``position`` (or keyword ``name``), detached."""
+        arg = node.args[position] if len(node.args) > position else node.kwargs.get(name)
+        value = self.env.get(arg) if isinstance(arg, fx.Node) else arg
+        return value.detach() if isinstance(value, torch.Tensor) else None
+
+    def _attention_radius(self, node: fx.Node, name: str, params: Any, result: torch.Tensor,
+                          gamma) -> torch.Tensor:
+        """A first-order estimate of the rounding of a softmax, a log-softmax, a product
+        of matrices or scaled dot-product attention (their kernels subtract the largest
+        score, fuse, or sum in any order).
+
+        * ``a @ b``: ``γ_{K+1} |a| |b|`` (``K`` terms a sum).
+        * ``softmax(x)``: ``eᵢ = exp(xᵢ - m)`` is off by ``|xᵢ| + |m|`` units of its
+          argument and a few of the library call, relatively; the sum of ``T`` terms
+          ``γ_T``, the division one more: ``γ_{T+8} y (1 + 2 (|x| + max |x|))``.
+        * ``log_softmax(x)``: the same relative errors, absolutely, beside ``|y|``'s own.
+        * attention ``P v`` with ``P = softmax(s · q kᵀ)``: ``P``'s relative error (its
+          scores' ``γ_{K+2} s |q| |k|ᵀ`` twice, and the softmax's) through ``|v|``, and
+          ``γ_{T+1} |P| |v|``.
+        """
+        magnitude = result.detach().abs()
+        if name == "matmul":
+            first, second = self._argument(node, 0, "input"), self._argument(node, 1, "other")
+            if first is None or second is None:
+                return gamma(8) * magnitude
+            return gamma(first.shape[-1] + 1) * (first.abs() @ second.abs())
+        if name in ("softmax", "log_softmax"):
+            x = self._argument(node, 0, "input")
+            if x is None or not isinstance(params, dict):
+                return gamma(8) * magnitude
+            dim = params["dim"]
+            spread = 1 + 2 * (x.abs() + x.abs().amax(dim, keepdim=True))
+            relative = gamma(x.shape[dim] + 8) * spread
+            return relative * magnitude if name == "softmax" else relative + gamma(4) * magnitude
+        query, key, value = (self._argument(node, i, k)
+                             for i, k in enumerate(("query", "key", "value")))
+        if query is None or key is None or value is None or not isinstance(params, dict):
+            return gamma(64) * magnitude
+        scale = params["scale"] or query.shape[-1] ** -0.5
+        scores = scale * (query @ key.transpose(-2, -1))
+        weights = scores.softmax(-1)
+        tokens = key.shape[-2]
+        relative = (2 * gamma(query.shape[-1] + 2) * scale
+                    * (query.abs() @ key.abs().transpose(-2, -1))
+                    + gamma(tokens + 8) * (1 + 4 * scores.abs().amax(-1, keepdim=True)))
+        return ((weights * relative) @ value.abs()
+                + gamma(tokens + 1) * (weights @ value.abs()))
+
+
 # operations that round nothing: they return an input, a maximum or a copy exactly
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float", "cast",
                    "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape",
@@ -189,12 +241,15 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "flo
 # elementwise operations (one by default)
 SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
 ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "div": 1,
-             "leaky_relu": 1, "square": 1, "sqrt": 1, "reciprocal": 2, "rsqrt": 4, "pow": 4}
+             "leaky_relu": 1, "square": 1, "sqrt": 1, "reciprocal": 2, "rsqrt": 4, "pow": 4,
+             "exp": 4, "log": 4, "prelu": 1, "prelu_function": 1}
 # operations counted by a rule of their own in RoundingRecorder._radius (a sum of
-# products, a normalisation, a mean) or refused by the verifier (a narrowing cast)
+# products, a normalisation, a mean or a sum, a softmax, attention) or refused by the
+# verifier (a narrowing cast)
 COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
-                           "adaptive_avg_pool2d", "mean", "narrowing_cast", "layer_norm",
-                           "group_norm"})
+                           "adaptive_avg_pool2d", "mean", "sum", "narrowing_cast",
+                           "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
+                           "attention"})
 
 
 def rounding_counted(name: str) -> bool:

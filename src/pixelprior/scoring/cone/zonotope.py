@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
-           "BoundUnsupportedError", "Curved", "Identity", "InverseSquareRoot", "Lipschitz",
-           "MaxPool", "ONE_ROUNDING", "PiecewiseLinear", "Product", "Rearrange", "Reciprocal",
-           "Relaxation", "Reshape", "Rounding", "SShaped", "Square", "SquareRoot",
-           "add_symbols", "gamma", "interval", "magnitude", "multiply", "pad_rows",
-           "per_box", "relaxation_error"]
+           "BoundUnsupportedError", "Curved", "Exponential", "Identity", "InverseSquareRoot",
+           "Lipschitz", "Logarithm", "MaxPool", "ONE_ROUNDING", "PiecewiseLinear", "Product",
+           "Rearrange", "Reciprocal", "Relaxation", "Reshape", "Rounding", "SShaped", "Square",
+           "SquareRoot", "add_symbols", "gamma", "interval", "magnitude", "multiply",
+           "multiply_matrices", "pad_rows", "per_box", "relaxation_error"]
 
 
 class BoundUnsupportedError(ValueError):
@@ -295,6 +295,58 @@ def multiply(x: torch.Tensor, y: torch.Tensor, errors: tuple[torch.Tensor, torch
     rounding = 8 * g * sx * sy
     error = (sx * ey + sy * ex + ex * ey + rounding) * (1 + 1e-6)
     size = (sx * sy + rounding) * (1 + 1e-6)
+    return (values, radius, torch.nan_to_num(error, nan=math.inf, posinf=math.inf),
+            torch.nan_to_num(size, nan=math.inf, posinf=math.inf))
+
+
+def multiply_matrices(x: torch.Tensor, y: torch.Tensor,
+                      errors: tuple[torch.Tensor, torch.Tensor],
+                      sizes: tuple[torch.Tensor, torch.Tensor], unit: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The product of matrices ``x @ y`` of two zonotopes over the same symbols: DeepZ's
+    product (:func:`multiply`) of each pair ``x[t, k] y[k, m]``, summed over ``k`` before
+    the new symbols are taken — one per output ``[t, m]``, not one per product, ``K``
+    times fewer — each sum computed as a product of matrices over the symbols.
+
+    With ``q_tm = Σ_k Σ_ij a_i[t,k] b_j[k,m] ε_i ε_j``: its terms ``i = j`` sum to
+    ``S = Σ_i (a_i @ b_i)``, of which at most ``S_abs = Σ_i (|a_i| @ |b_i|)`` in size, so
+    they lie in ``[(S - S_abs) / 2, (S + S_abs) / 2]`` (``ε_i²`` is in [0, 1]); the cross
+    terms are at most ``c = A @ B - S_abs`` in size (``A = Σ_i |a_i|``, ``B`` alike).
+
+    Float error: per output the ``K`` products' bounds of :func:`multiply` summed:
+    ``s_x @ e_y + e_x @ s_y + e_x @ e_y``; and the rounding: each of the eight quantities
+    computed (the center, a row's generator, ``S``, ``S_abs``, ``c``, the ends) sums at
+    most ``2 (K + R) + 8`` terms in any order (a product of matrices over ``K``, then a
+    sum over ``R`` rows, a few more), their sizes together below ``s_x @ s_y``: at most
+    ``8 γ_{2(K + R) + 8} (s_x @ s_y)``.
+
+    Args:
+        x: float64 ``[N, R, ..., T, K]``; ``y``: ``[N, R, ..., K, M]`` (the same rows;
+            their other axes broadcast as ``torch.matmul`` broadcasts them).
+        errors: ``(e_x, e_y)``, ``[N, ..., T, K]`` and ``[N, ..., K, M]``.
+        sizes: ``(s_x, s_y)``, alike.
+        unit: the arithmetic's unit roundoff.
+
+    Returns:
+        ``(values, radius, error, size)`` as :func:`multiply` returns them, ``[N, R, ...,
+        T, M]`` and ``[N, ..., T, M]``.
+    """
+    x0, a = x[:, 0], x[:, 1:]
+    y0, b = y[:, 0], y[:, 1:]
+    generators = x0[:, None] @ b + a @ y0[:, None]
+    diagonal = (a @ b).sum(1)
+    diagonal_size = (a.abs() @ b.abs()).sum(1)
+    cross = (a.abs().sum(1) @ b.abs().sum(1) - diagonal_size).clamp(min=0)
+    low = (diagonal - diagonal_size) / 2 - cross
+    high = (diagonal + diagonal_size) / 2 + cross
+    values = torch.cat([(x0 @ y0 + (low + high) / 2)[:, None], generators], 1)
+    radius = (high - low) / 2
+    (ex, ey), (sx, sy) = errors, sizes
+    g = gamma(2 * (x.shape[-1] + x.shape[1]) + 8, unit)
+    both = sx @ sy
+    rounding = 8 * g * both
+    error = (sx @ ey + ex @ sy + ex @ ey + rounding) * (1 + 1e-6)
+    size = (both + rounding) * (1 + 1e-6)
     return (values, radius, torch.nan_to_num(error, nan=math.inf, posinf=math.inf),
             torch.nan_to_num(size, nan=math.inf, posinf=math.inf))
 
@@ -593,9 +645,10 @@ LARGEST = 2.0**500
 
 class Curved(Relaxation):
     """A function whose derivative is monotone on each piece of its domain (convex or
-    concave there): ``x²``, ``√x``, ``1 / √x``, ``1 / x`` on either side of 0. What the
-    normalisations a network computes from its own values are made of (LayerNorm's and
-    GroupNorm's variance, its square root, a division by it).
+    concave there): ``x²``, ``√x``, ``1 / √x``, ``1 / x`` on either side of 0, ``eˣ``,
+    ``log x``. What the normalisations a network computes from its own values are made of
+    (LayerNorm's and GroupNorm's variance, its square root, a division by it), and a
+    softmax (exponentials, a division by their sum).
 
     On ``[l, u]`` inside one piece, with the chord slope ``λ`` (or a rule's own
     :meth:`slope`), the rest ``g = f - λ x`` is convex (concave) for any ``λ``: its largest
@@ -797,3 +850,57 @@ class Reciprocal(Curved):
         low, high = torch.where(negative, -upper, lower), torch.where(negative, -lower, upper)
         slope, offset, radius = super().coefficients(low, high)
         return slope, torch.where(negative, -offset, offset), radius
+
+
+# the largest exponent an exponential's relaxation is computed for: e^256 < 2^370, so that
+# its chord and rests (slopes up to e^256 times ranges within EXPONENT_FLOOR) stay finite
+EXPONENT_CEILING = 256.0
+EXPONENT_FLOOR = -(2.0**40)
+
+
+class Exponential(Curved):
+    """``eˣ`` (``torch.exp``; a softmax's terms): convex and increasing. The slope is the
+    chord's up to ``e^(l + 1/2)``: the lower line, tangent where ``eˣ = λ``, is then at
+    least ``λ / 2 > 0`` on ``[l, u]`` (``λ (l + 1 - log λ)`` at ``l``), so a sum of
+    exponentials is bounded away from 0 and the reciprocal a softmax divides by stays
+    defined (the chord's lower line dips below 0 on ranges wider than about 2.5).
+    Ranges reaching past ``e^256`` (or below ``-2^40``) are outside the domain the
+    relaxation is computed for: their error is ``inf`` and nothing is proved there."""
+
+    def f(self, t):
+        return torch.exp(t)
+
+    def slope(self, lower, upper):
+        return torch.minimum(super().slope(lower, upper), torch.exp(lower + 0.5))
+
+    def derivative(self, t):
+        return torch.exp(t)
+
+    def touch(self, slope):
+        return torch.log(slope)  # -inf or NaN where slope <= 0: clamped to the range
+
+    def inside(self, lower, upper):
+        return (lower >= EXPONENT_FLOOR) & (upper <= EXPONENT_CEILING)
+
+    def convex(self, lower):
+        return True
+
+
+class Logarithm(Curved):
+    """``log x`` (``torch.log``; a log-softmax's normaliser) on ``x > 0``: concave and
+    increasing (its slope unbounded at 0: a range that reaches 0 is outside the domain)."""
+
+    def f(self, t):
+        return torch.log(t)
+
+    def derivative(self, t):
+        return 1 / t
+
+    def touch(self, slope):
+        return 1 / slope
+
+    def inside(self, lower, upper):
+        return (lower > 0) & torch.isfinite(upper)
+
+    def convex(self, lower):
+        return False

@@ -1,7 +1,16 @@
 """The operations the cone engines know, one module per family; importing this package
 registers them in :data:`~pixelprior.scoring.cone.table.OPERATIONS`."""
 
-from . import activations, arithmetic, convolution, linear, normalization, pooling, shape
+from . import (
+    activations,
+    arithmetic,
+    attention,
+    convolution,
+    linear,
+    normalization,
+    pooling,
+    shape,
+)
 
-__all__ = ["activations", "arithmetic", "convolution", "linear", "normalization", "pooling",
-           "shape"]
+__all__ = ["activations", "arithmetic", "attention", "convolution", "linear", "normalization",
+           "pooling", "shape"]

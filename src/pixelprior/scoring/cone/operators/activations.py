@@ -24,8 +24,10 @@ from ..zonotope import (
     EXACT_COPY,
     IDENTITY,
     Affine,
+    Exponential,
     InverseSquareRoot,
     Lipschitz,
+    Logarithm,
     PiecewiseLinear,
     Reciprocal,
     Square,
@@ -63,6 +65,8 @@ ACTIVATIONS: dict[str, tuple[tuple, tuple, tuple]] = {
     "sqrt": ((), (torch.sqrt,), ("sqrt",)),
     "rsqrt": ((), (torch.rsqrt,), ("rsqrt",)),
     "reciprocal": ((), (torch.reciprocal,), ("reciprocal",)),
+    "exp": ((), (torch.exp,), ("exp",)),
+    "log": ((), (torch.log,), ("log",)),
     "neg": ((), (operator.neg, torch.neg), ("neg",)),
     "identity": ((nn.Identity,), (), ("contiguous", "clone", "detach")),
     "float": ((), (), ("float",)),
@@ -108,10 +112,17 @@ for _name, (_modules, _functions, _methods) in ACTIVATIONS.items():
                        methods=_methods, params=SETTINGS.get(_name),
                        help="elementwise activation")
 
-register_operation("prelu", window=_pointwise, modules=(nn.PReLU,),
+def _prelu_params(call: NodeCall) -> torch.Tensor:
+    """PReLU's slopes on the negative side: one, or one per channel (axis 1)."""
+    if call.module is not None:
+        return call.module.weight
+    return call.static_arg(1, "weight")
+
+
+register_operation("prelu", window=_pointwise, modules=(nn.PReLU,), params=_prelu_params,
                    help="PReLU module (its weight inside)")
 register_operation("prelu_function", window=_channel, functions=(F.prelu,),
-                   help="F.prelu (a per-channel weight)")
+                   params=_prelu_params, help="F.prelu (a per-channel weight)")
 
 
 def cast_dtype(node: fx.Node) -> torch.dtype | None:
@@ -298,10 +309,29 @@ def _softplus_rule(p: dict) -> Lipschitz:
 
 
 register_bound("softplus")(_softplus_rule)
+
+
+def _prelu_rule(weight: torch.Tensor) -> PiecewiseLinear:
+    """PReLU, ``x`` for ``x >= 0`` and ``a x`` below, ``a`` per channel (axis 1) or one:
+    piecewise linear with its kink at 0, steepest ``max(1, |a|)``; not monotone where
+    ``a < 0`` (the rules bound it by its values at the ends and the kink)."""
+    slopes = weight.detach().double().reshape(-1)
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        a = slopes.to(t.device)
+        if a.numel() > 1 and t.dim() >= 2:
+            a = a.view(-1, *([1] * (t.dim() - 2)))
+        return torch.where(t >= 0, t, a * t)
+
+    return PiecewiseLinear(f, (0.0,), max(1.0, float(slopes.abs().max())))
+
+
+register_bound("prelu")(_prelu_rule)
+register_bound("prelu_function")(_prelu_rule)
 # what a normalisation computed from the image is made of (a variance, its square root, a
 # division by it): convex or concave on each piece of their domains
 CURVED = {"square": Square(), "sqrt": SquareRoot(), "rsqrt": InverseSquareRoot(),
-          "reciprocal": Reciprocal()}
+          "reciprocal": Reciprocal(), "exp": Exponential(), "log": Logarithm()}
 for _name, _rule in CURVED.items():
     register_bound(_name)(lambda p, _rule=_rule: _rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
@@ -317,7 +347,8 @@ register_bound("dropout")(lambda p: IDENTITY)
 # round nothing (maxima and minima of a value and constants): [f(l), f(u)] as computed
 EXACT_ACTIVATIONS = ("relu", "relu6", "hardtanh", "clamp")
 for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid", "sigmoid",
-              "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus", *CURVED):
+              "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus", "prelu",
+              "prelu_function", *CURVED):
     register_interval(_name)(
         lambda params, _bound=OPERATIONS.get(_name).bound, _exact=_name in EXACT_ACTIVATIONS:
         activation(_bound(params), _exact))

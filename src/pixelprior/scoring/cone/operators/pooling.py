@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -99,6 +100,8 @@ register_operation("adaptive_avg_pool2d", window=_whole_map,
                    help="adaptive average pooling (the head: runs on whole maps)")
 register_operation("mean", window=_whole_map, functions=(torch.mean,), methods=("mean",),
                    help="a mean over axes (the head: runs on whole maps)")
+register_operation("sum", window=_whole_map, functions=(torch.sum,), methods=("sum",),
+                   help="a sum over axes (runs on whole maps)")
 
 # the verifier: averages are exact, maxima relaxed (zonotope.MaxPool)
 register_bound("max_pool2d")(lambda params: MAX_POOL)
@@ -116,6 +119,9 @@ register_bound("avg_pool2d")(_average_bound)
 # global averages: as many roundings as the input elements per output, known when run
 register_bound("adaptive_avg_pool2d")(lambda params: Affine(Rounding(1.0, None)))
 register_bound("mean")(lambda params: Affine(Rounding(1.0, None)))
+# a sum's |A| is the sum itself on magnitudes (its interval rule's, as a mean's); its
+# largest row sum, the terms per output, is not known before it runs: no constant gain
+register_bound("sum")(lambda params: Affine(Rounding(math.inf, None)))
 
 # the interval screen: maxima and averages are nondecreasing; averages round
 register_interval("max_pool2d")(lambda params: MAXIMUM)
@@ -123,3 +129,4 @@ register_interval("avg_pool2d")(lambda params: PositiveSum(
     params.kernel[0] * params.kernel[1] + 1))
 register_interval("adaptive_avg_pool2d")(lambda params: PositiveSum(None))
 register_interval("mean")(lambda params: PositiveSum(None))
+register_interval("sum")(lambda params: PositiveSum(None))

@@ -54,12 +54,13 @@ register_interval("reshape")(lambda params: RESHAPE_INTERVAL)
 # stay each image's own; the bound engine checks the shape it gets too.
 
 
-def _unsqueeze_params(call: NodeCall) -> int | str:
+def _unsqueeze_params(call: NodeCall) -> tuple[int] | str:
+    """The new axis's position, where it is not the batch axis's (a negative one is
+    checked against the rank by the plan)."""
     dim = call.arg(1, "dim")
-    if isinstance(dim, int) and not isinstance(dim, bool) and (dim >= 1 or dim == -1):
-        return dim
-    return ("unsqueeze at the batch axis, or at a position counted from the end other than "
-            "-1 (give it from the front, e.g. dim=2)")
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != 0:
+        return (dim,)
+    return "unsqueeze at the batch axis (give a new axis after it, e.g. dim=1)"
 
 
 def _squeeze_params(call: NodeCall) -> tuple[int, ...] | str:

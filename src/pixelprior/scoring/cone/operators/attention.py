@@ -1,0 +1,69 @@
+"""Attention's operations: softmax and log-softmax along an axis, products of matrices
+(``q @ k.transpose(-2, -1)``, ``a @ v``, ``torch.bmm``) and
+``F.scaled_dot_product_attention``. The incremental engine runs each on whole values;
+the verifier's copies rewrite each into operations with bound rules
+(:mod:`..decompose`): exponentials, a sum, a reciprocal and products; a matrix product
+as a linear layer where one factor is a constant, else as products summed."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..table import NodeCall, register_operation
+
+
+def _softmax_params(call: NodeCall) -> dict | str:
+    """The axis a softmax normalises along (the module's ``dim``, or the call's)."""
+    if call.module is not None:
+        dim = getattr(call.module, "dim", None)
+    else:
+        dim = call.arg(1, "dim")
+    if call.node.kwargs.get("dtype") is not None:
+        return "a softmax computed in another dtype (give it without dtype=)"
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        return "a softmax without its axis (give dim=, e.g. softmax(x, dim=-1))"
+    return {"dim": dim}
+
+
+def _along_axis(params: object) -> str:
+    return params if isinstance(params, str) else "it normalises along an axis (runs whole)"
+
+
+def _whole(params: object) -> str:
+    return "a product of matrices (runs on whole values)"
+
+
+def _attention_params(call: NodeCall) -> dict | str:
+    """``F.scaled_dot_product_attention``'s settings, where its mask is none, it drops
+    nothing and is not causal (the verifier's copy writes it out)."""
+    given = dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal",
+                      "scale"), call.node.args, strict=False))
+    given.update(call.node.kwargs)
+    if given.get("attn_mask") is not None or given.get("is_causal"):
+        return "attention with a mask or causal (the verifier writes out plain attention)"
+    if given.get("dropout_p", 0.0) not in (0, 0.0):
+        return "attention with dropout_p > 0 (give dropout_p=0.0 in eval mode)"
+    if given.get("enable_gqa"):
+        return "attention with enable_gqa=True"
+    scale = given.get("scale")
+    if scale is not None and not isinstance(scale, (int, float)):
+        return "attention whose scale is not a number"
+    return {"scale": scale}
+
+
+register_operation("softmax", window=_along_axis, params=_softmax_params,
+                   modules=(nn.Softmax,), functions=(F.softmax, torch.softmax),
+                   methods=("softmax",), help="a softmax along an axis")
+register_operation("log_softmax", window=_along_axis, params=_softmax_params,
+                   modules=(nn.LogSoftmax,), functions=(F.log_softmax, torch.log_softmax),
+                   methods=("log_softmax",), help="a log-softmax along an axis")
+register_operation("matmul", window=_whole,
+                   functions=(operator.matmul, torch.matmul, torch.bmm),
+                   methods=("matmul", "bmm"), help="a product of matrices (a @ b, bmm)")
+register_operation("attention", window=_along_axis, params=_attention_params,
+                   functions=(F.scaled_dot_product_attention,),
+                   help="scaled dot-product attention, without a mask or dropout")
