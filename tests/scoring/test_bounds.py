@@ -206,15 +206,17 @@ class ConvNeXtBlock(nn.Module):
 
 class Attention(nn.Module):
     """A vision transformer's block as such code is written by hand: patches embedded by
-    a strided convolution, flattened to tokens, a position embedding, pre-norm
-    multi-head self-attention (``q @ k.transpose(-2, -1)``, ``softmax(-1)``, ``@ v``),
-    a GELU MLP, residuals, the tokens averaged."""
+    a strided convolution, flattened to tokens, a class token expanded to the batch and
+    concatenated before them, a position embedding, pre-norm multi-head self-attention
+    (``q @ k.transpose(-2, -1)``, ``softmax(-1)``, ``@ v``), a GELU MLP, residuals, the
+    class token read out."""
 
     def __init__(self, classes: int = 3, dim: int = 8, heads: int = 2, size: int = 8) -> None:
         super().__init__()
         self.heads = heads
         self.embed = nn.Conv2d(3, dim, 2, 2)
-        self.position = nn.Parameter(torch.zeros(1, (size // 2) ** 2, dim))
+        self.token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.zeros(1, (size // 2) ** 2 + 1, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
         self.proj = nn.Linear(dim, dim)
@@ -222,7 +224,8 @@ class Attention(nn.Module):
         self.head = nn.Linear(dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.embed(x).flatten(2).transpose(1, 2) + self.position
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.token.expand(t.shape[0], -1, -1), t], dim=1) + self.position
         b, n, d = t.shape
         h = self.norm1(t)
         q, k, v = (f(h).reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
@@ -231,7 +234,7 @@ class Attention(nn.Module):
         o = (a.softmax(-1) @ v).transpose(1, 2).reshape(b, n, d)
         t = t + self.proj(o)
         t = t + self.mlp(self.norm2(t))
-        return self.head(t.mean(1))
+        return self.head(t[:, 0])
 
 
 class Pooled(nn.Module):
@@ -401,11 +404,15 @@ def test_each_activation_is_sound_on_fixed_boxes(activation):
 
 
 def operations_of(model: nn.Module) -> set[str]:
-    """The names of the table's operations ``model``'s traced graph runs."""
+    """The names of the table's operations ``model``'s traced graph runs, as traced and
+    as the verifier's copies rewrite it (a class token's concatenation: ``placed``)."""
     from pixelprior.scoring.cone.graph import TracedGraph
 
-    graph = TracedGraph(model.eval(), fold=False)
-    return {r.operation.name for r in map(graph.resolve, graph.nodes) if r.operation}
+    names = set()
+    for decompose in (False, True):
+        graph = TracedGraph(model.eval(), fold=False, decompose=decompose)
+        names |= {r.operation.name for r in map(graph.resolve, graph.nodes) if r.operation}
+    return names
 
 
 def test_every_bound_rule_is_tested_for_soundness():
@@ -1020,6 +1027,23 @@ def test_operations_that_are_not_affine_are_refused_in_every_form(forward, messa
         cache = engine.prepare(torch.rand(1, 3, 8, 8))
         engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
                        torch.zeros(1, 3), torch.ones(1, 3), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("forward", [
+    lambda net, h: h.sum(1, keepdim=True, dtype=torch.float16).float() * h,
+    lambda net, h: h + torch.sum(h, (2, 3), keepdim=True, dtype=torch.float16),
+    lambda net, h: h + h.mean(1, True, dtype=torch.float64).float(),
+    lambda net, h: torch.softmax(h, 1, torch.float16).float(),
+    lambda net, h: h.softmax(1, torch.float16).float(),
+    lambda net, h: h - 1e-3 * h.sum(dim=(), keepdim=True)],
+    ids=["sum-method", "sum-function", "mean", "softmax-function", "softmax-method",
+         "every-axis"])
+def test_a_reduction_in_another_dtype_or_over_every_axis_is_refused(forward):
+    """A review: ``sum(dtype=torch.float16)`` was bounded as a float64 sum, its float32
+    error counted as float32's (a position proved robust that a float32 color flips);
+    a positional dtype passed a softmax's check; ``sum(dim=())`` sums the batch axis."""
+    with pytest.raises(BoundUnsupportedError, match="another dtype|every axis"):
+        BoundEngine(Applied(forward).eval()).plan(torch.rand(1, 3, 8, 8))
 
 
 def test_a_division_by_a_varying_value_given_by_keyword_is_bounded():

@@ -291,3 +291,53 @@ def test_the_estimate_covers_float32_attention(net):
         real = exact.gather(1, labels[:, None]) - exact
         estimate = rounding_error(model, images, labels)
         assert ((own - real).abs().amax(1) <= estimate).all(), seed
+
+
+class Tokens(nn.Module):
+    """Class tokens concatenated before the patches' tokens: a constant expanded to the
+    batch size (``token.expand(n, -1, -1)``), as vision transformers write it; a second
+    token after them (``added``: the token expanded to every patch and added instead)."""
+
+    def __init__(self, added: bool = False) -> None:
+        super().__init__()
+        self.added = added
+        self.embed = nn.Conv2d(3, 4, 2, 2)
+        self.token = nn.Parameter(torch.randn(1, 1, 4))
+        self.last = nn.Parameter(torch.randn(1, 1, 4))
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        n = x.shape[0]
+        if self.added:
+            t = t + self.token.expand(n, t.shape[1], -1)
+        t = torch.cat([self.token.expand(n, -1, -1), t, self.last.expand(n, 1, 4)], dim=1)
+        return self.head(torch.relu(t).mean(1) + t[:, 0])
+
+
+def test_a_class_token_is_placed_not_expanded_to_the_batch():
+    """``torch.cat([token.expand(n, -1, -1), t], 1)`` reads the batch size for another
+    use than a reshape, which the bounds (many boxes as the rows of one call) refuse:
+    the verifier's copy places each part among zeros instead, the tokens unexpanded —
+    the same values, bounds that hold; another use of the batch size stays refused."""
+    model = randomised(Tokens(), 3)
+    graph = TracedGraph(model.double(), fold=False, float_as=torch.float64, decompose=True)
+    assert "placed" in names_run(graph) and "cat" not in names_run(graph)
+    images = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
+    model = randomised(Tokens(), 3)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    lo, hi = [0.1, 0.5, 0.2], [0.6, 0.9, 0.4]
+    label = int(model(image).argmax())
+    bounds = box_margins(BoundEngine(model), image, 5, 2, lo, hi, label)
+    screened = IntervalScreen(model).margins(image, torch.tensor([42]),
+                                             torch.tensor([lo], dtype=torch.float64),
+                                             torch.tensor([hi], dtype=torch.float64), label)
+    sampled = sampled_margins(model, image, 5, 2, lo, hi, label).min(0).values
+    others = [k for k in range(3) if k != label]
+    assert (bounds.lower[0, others] <= sampled[others] + 1e-9).all()
+    assert (screened[0, others] <= sampled[others] + 1e-9).all()
+    assert torch.isfinite(bounds.lower[0, others]).all()
+    with pytest.raises(BoundUnsupportedError, match="batch size"):
+        BoundEngine(randomised(Tokens(added=True), 3)).prepare(image)

@@ -437,7 +437,8 @@ class BoundEngine:
             BoundUnsupportedError: the model does not return scores ``[B, K]``, or a score
                 differs by more than :data:`~.graph.AGREEMENT` relative to the image's largest.
         """
-        check_agreement(self.model, self._as_traced, images, BoundUnsupportedError)
+        check_agreement(self.model, self._as_traced, images, BoundUnsupportedError,
+                        self.graph)
 
     def prepare(self, images: torch.Tensor) -> BoundCache:
         """The clean images' cache (in the engine's dtype), with the zero image the

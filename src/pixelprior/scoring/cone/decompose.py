@@ -16,6 +16,11 @@
   two varying values where both vary: attention's ``q kᵀ`` and ``a v``).
 * ``torch.maximum(a, b)`` runs as ``b + relu(a - b)``, ``torch.minimum(a, b)`` as
   ``a - relu(a - b)``.
+* A concatenation along an axis after the batch axis of varying values and constants
+  expanded to the batch size (a vision transformer's class token,
+  ``torch.cat([token.expand(n, -1, -1), x], 1)``) runs as the sum of each part placed
+  among zeros (:func:`~.operators.shape.placed`), the constants unexpanded: the batch
+  size is then read only to reshape (the bounds run many boxes as the rows of a call).
 * LayerNorm, GroupNorm and InstanceNorm run as what they compute — a mean, a variance
   (``torch.square``), ``torch.rsqrt`` of it plus ``eps``, products, the affine
   parameters — the same function in real arithmetic. Over a whole map the variance is
@@ -47,6 +52,7 @@ import torch.nn.functional as F
 from torch import fx
 
 from .operators.normalization import NormParams
+from .operators.shape import placed
 
 # ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
 # ``Any`` here, so that no import closes a cycle)
@@ -79,6 +85,7 @@ def decompose(traced: TracedGraph) -> bool:
     changed = _softmaxes(traced) or changed
     changed = _matrix_products(traced) or changed
     changed = _extremes(traced) or changed
+    changed = _class_tokens(traced) or changed
     divided = _divisions(traced)
     divided = _squares(traced) or divided
     if changed or divided:
@@ -457,3 +464,66 @@ def _extremes(traced: TracedGraph) -> bool:
         _replace(graph, node, build, None)
         rewritten = True
     return rewritten
+
+
+def _batch_expanded(traced: TracedGraph, value: object) -> torch.Tensor | None:
+    """The constant ``value`` expands to the batch size along its first axis alone
+    (``token.expand(n, -1, -1)``, ``n = x.shape[0]``), or ``None``."""
+    if not (isinstance(value, fx.Node) and value in traced.sizes and value.op == "call_method"
+            and value.target == "expand" and len(value.args) >= 2):
+        return None
+    source, sizes = value.args[0], value.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    held = traced.statics.get(source) if isinstance(source, fx.Node) else None
+    if not isinstance(held, torch.Tensor) or held.dim() != len(sizes) or held.shape[0] != 1:
+        return None
+    if not all(s == -1 or s == n for s, n in zip(sizes[1:], held.shape[1:], strict=True)):
+        return None
+    return held
+
+
+def _class_tokens(traced: TracedGraph) -> bool:
+    """Each ``torch.cat`` along an axis after the batch axis of varying values and
+    constants expanded to the batch size, as the sum of its parts :func:`placed` (the
+    constants unexpanded)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("cat",))
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        if resolved is None or not isinstance(parts, (tuple, list)):
+            continue
+        tokens = {i: _batch_expanded(traced, part) for i, part in enumerate(parts)}
+        held = next((t for t in tokens.values() if t is not None), None)
+        dim = resolved.params
+        if held is None or not isinstance(dim, int) or dim % held.dim() == 0:
+            continue
+        dim %= held.dim()
+
+        def build(parts=parts, tokens=tokens, dim=dim) -> fx.Node:
+            lengths = [tokens[i].shape[dim] if tokens[i] is not None
+                       else graph.call_method("size", (part, dim))
+                       for i, part in enumerate(parts)]
+            total = None
+            for i, part in enumerate(parts):
+                before = _summed(graph, lengths[:i])
+                after = _summed(graph, lengths[i + 1:])
+                source = part.args[0] if tokens[i] is not None else part
+                piece = graph.call_function(placed, (source, dim, before, after))
+                total = piece if total is None else graph.call_function(operator.add,
+                                                                        (total, piece))
+            return total
+
+        _replace(graph, node, build, None)
+        rewritten = True
+    return rewritten
+
+
+def _summed(graph: fx.Graph, lengths: list) -> object:
+    """The sum of numbers and size nodes (a number where all are numbers)."""
+    numbers = sum(n for n in lengths if isinstance(n, int))
+    total: object = numbers
+    for n in lengths:
+        if not isinstance(n, int):
+            total = graph.call_function(operator.add, (total, n))
+    return total

@@ -578,7 +578,7 @@ def computed_attributes(model: nn.Module, graph_module: fx.GraphModule) -> set[s
 
 
 def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
-                    error: type[Exception]) -> None:
+                    error: type[Exception], runs: TracedGraph | None = None) -> None:
     """Refuse a model whose own scores differ from those of ``traced`` (a copy traced
     when an engine was made, the function its bounds are of): code ``torch.fx`` does not
     record, or a model changed since (new weights), computes another. Both run in the
@@ -591,12 +591,15 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
         traced: its copy, traced in its own dtype (``TracedGraph(model, fold=False)``).
         images: float ``[B, C, H, W]``.
         error: the exception type to raise (the engine's own).
+        runs: the graph the engine runs (its copy rewritten by :mod:`.decompose`), whose
+            uses of the batch size are checked (default: ``traced``'s).
 
     Raises:
-        error: the model does not return scores ``[B, K]``, or a score differs by more
-            than :data:`AGREEMENT` relative to the image's largest.
+        error: the model does not return scores ``[B, K]``, a score differs by more
+            than :data:`AGREEMENT` relative to the image's largest, or the graph run
+            computes with its batch size.
     """
-    _check_batch_size_use(traced, images, error)
+    _check_batch_size_use(traced if runs is None else runs, images, error)
     scores = model(images.to(_dtype_of(model, images.dtype)))
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise error(f"the model returns {_shape_of(scores)}, not class scores [B, K]: "

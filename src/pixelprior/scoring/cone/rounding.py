@@ -235,7 +235,8 @@ class _Recorder(fx.Interpreter):
 # operations that round nothing: they return an input, a maximum or a copy exactly
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float", "cast",
                    "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape",
-                   "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose"})
+                   "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
+                   "placed"})
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
 # elementwise operations (one by default)

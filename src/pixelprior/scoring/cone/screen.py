@@ -266,7 +266,8 @@ class IntervalScreen:
         if (kept is not None and kept.shape == image.shape and kept.device == image.device
                 and kept.dtype == image.dtype and torch.equal(kept, image)):
             return
-        check_agreement(self.model, self._as_traced, image, IntervalUnsupportedError)
+        check_agreement(self.model, self._as_traced, image, IntervalUnsupportedError,
+                        self.engine.graph)
         self.agreed(image)
 
     def _bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,

@@ -22,7 +22,8 @@ def _softmax_params(call: NodeCall) -> dict | str:
         dim = getattr(call.module, "dim", None)
     else:
         dim = call.arg(1, "dim")
-    if call.node.kwargs.get("dtype") is not None:
+    if any(isinstance(value, torch.dtype)
+           for value in [*call.node.args[2:], *call.node.kwargs.values()]):
         return "a softmax computed in another dtype (give it without dtype=)"
     if not isinstance(dim, int) or isinstance(dim, bool):
         return "a softmax without its axis (give dim=, e.g. softmax(x, dim=-1))"

@@ -98,10 +98,24 @@ def _whole_map(params: object) -> str:
 register_operation("adaptive_avg_pool2d", window=_whole_map,
                    modules=(nn.AdaptiveAvgPool2d,), functions=(F.adaptive_avg_pool2d,),
                    help="adaptive average pooling (the head: runs on whole maps)")
+def _reduction_params(call: NodeCall) -> None | str:
+    """Nothing to read from a mean or a sum over axes; why one is not bounded: computed
+    in another dtype (``x.sum(1, dtype=torch.float16)``: the bounds and the float32
+    error would be of float32's), or over every axis by ``dim=()`` (the batch axis
+    too)."""
+    given = [*call.node.args[1:], *call.node.kwargs.values()]
+    if any(isinstance(value, torch.dtype) for value in given):
+        return "a reduction computed in another dtype (give it without dtype=)"
+    if call.arg(1, "dim") in ((), []):
+        return "a reduction over every axis, the batch axis too (name the axes)"
+    return None
+
+
 register_operation("mean", window=_whole_map, functions=(torch.mean,), methods=("mean",),
+                   params=_reduction_params,
                    help="a mean over axes (the head: runs on whole maps)")
 register_operation("sum", window=_whole_map, functions=(torch.sum,), methods=("sum",),
-                   help="a sum over axes (runs on whole maps)")
+                   params=_reduction_params, help="a sum over axes (runs on whole maps)")
 
 # the verifier: averages are exact, maxima relaxed (zonotope.MaxPool)
 register_bound("max_pool2d")(lambda params: MAX_POOL)

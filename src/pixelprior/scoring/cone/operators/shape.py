@@ -1,19 +1,21 @@
 """Shape queries (``size``, ``shape``, ``dim``), reshapes (``flatten``, ``view``) and copies
 that keep the batch axis (``unsqueeze``, ``squeeze``, indexing, ``expand``, ``permute``,
-``transpose``)."""
+``transpose``, and :func:`placed`, which the verifier's copies write a concatenation with
+a class token as)."""
 
 from __future__ import annotations
 
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..intervals import BROADCAST as BROADCAST_INTERVAL
-from ..intervals import REARRANGED, SHAPE
+from ..intervals import EXACT, REARRANGED, SHAPE
 from ..intervals import RESHAPE as RESHAPE_INTERVAL
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
-from ..zonotope import RESHAPE, Rearrange
+from ..zonotope import EXACT_COPY, RESHAPE, Affine, Rearrange
 
 REARRANGE, BROADCAST = Rearrange(), Rearrange(broadcast=True)
 
@@ -144,3 +146,26 @@ for _name in ("unsqueeze", "squeeze", "getitem", "permute", "transpose"):
     register_interval(_name)(lambda params: REARRANGED)
 register_bound("expand")(lambda params: BROADCAST)
 register_interval("expand")(lambda params: BROADCAST_INTERVAL)
+
+
+def placed(value: torch.Tensor, dim: int, before: int, after: int) -> torch.Tensor:
+    """``value`` with ``before`` zeros ahead of it and ``after`` behind it along ``dim``
+    (an axis after the batch axis): its place in a concatenation along ``dim``. The
+    verifier's copies write ``torch.cat([token.expand(n, -1, -1), x], 1)`` as
+    ``placed(token, 1, 0, t) + placed(x, 1, 1, 0)``, the constant part unexpanded
+    (:mod:`..decompose`)."""
+    pad = [0, 0] * (value.dim() - 1 - dim) + [before, after]
+    return F.pad(value, pad)
+
+
+def _placed_params(call: NodeCall) -> int | str:
+    dim = call.arg(1, "dim")
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim >= 1:
+        return dim
+    return "a placement along the batch axis"
+
+
+register_operation("placed", window=_copy, functions=(placed,), params=_placed_params,
+                   help="a value placed among zeros along an axis after the batch axis")
+register_bound("placed")(lambda params: Affine(EXACT_COPY))
+register_interval("placed")(lambda params: EXACT)
