@@ -237,6 +237,35 @@ class Attention(nn.Module):
         return self.head(t[:, 0])
 
 
+class Encoder(nn.Module):
+    """torchvision's ``VisionTransformer`` in small: patches by a strided convolution,
+    ``reshape`` and ``permute`` to tokens, a class token expanded and concatenated, a
+    position embedding, an encoder block (``nn.LayerNorm``, ``nn.MultiheadAttention``
+    batch first called as ``x, _ = attention(x, x, x, need_weights=False)``, a GELU MLP,
+    residuals), a final LayerNorm and the class token's head."""
+
+    def __init__(self, classes: int = 3, dim: int = 8, size: int = 8) -> None:
+        super().__init__()
+        self.patches = nn.Conv2d(3, dim, 2, 2)
+        self.token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.position = nn.Parameter(torch.zeros(1, (size // 2) ** 2 + 1, dim))
+        self.ln_1, self.ln_2, self.ln = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        x = self.patches(x)
+        x = x.reshape(n, x.shape[1], -1).permute(0, 2, 1)
+        x = torch.cat([self.token.expand(n, -1, -1), x], dim=1) + self.position
+        y = self.ln_1(x)
+        y, _ = self.attention(y, y, y, need_weights=False)
+        x = x + y
+        x = x + self.mlp(self.ln_2(x))
+        return self.head(self.ln(x)[:, 0])
+
+
 class Pooled(nn.Module):
     """``F.scaled_dot_product_attention`` over the tokens, then attention pooling by a
     learned query (``query @ kᵀ``: a constant of three axes times a varying value,
@@ -342,8 +371,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 
 # ------------------------------------------------------------------ tests
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
-                                   Normed(), ConvNeXtBlock(), Attention(), Pooled(),
-                                   Exponentials()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Normed(), ConvNeXtBlock(), Attention(), Encoder(),
+                                   Pooled(), Exponentials()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -382,12 +411,12 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 9 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 10 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
-                         ConvNeXtBlock(), Attention(), Pooled(), Exponentials()]
+                         ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -435,7 +464,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     """The networks the sampled and exact tests of this file run (``Casts``: its bounds
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
-            Normalised(), Normed(), ConvNeXtBlock(), Attention(), Pooled(),
+            Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
             Exponentials()] + [
         Smooth(a) for a in ACTIVATIONS]
 
@@ -501,7 +530,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
-                                 ConvNeXtBlock, Attention, Pooled, Exponentials])
+                                 ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

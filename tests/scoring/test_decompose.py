@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from test_bounds import (
     Attention,
+    Encoder,
     Exponentials,
     Normalised,
     Normed,
@@ -32,7 +33,8 @@ def names_run(graph: TracedGraph) -> set[str]:
     return {r.operation.name for r in map(graph.resolve, graph.nodes) if r.operation}
 
 
-@pytest.mark.parametrize("net", [Normed, Normalised, Attention, Pooled, Exponentials])
+@pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
+                                 Exponentials])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -40,7 +42,8 @@ def test_the_decomposed_copy_computes_the_models_function(net):
     model = randomised(net(), 4).double()
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
     assert not names_run(graph) & {"layer_norm", "group_norm", "softmax", "log_softmax",
-                                   "attention", "matmul", "maximum", "minimum"}
+                                   "attention", "matmul", "maximum", "minimum",
+                                   "multihead_attention"}
     assert not any(r.operation is not None and r.operation.name == "div"
                    and isinstance(n.args[1], fx.Node) and n.args[1] not in graph.statics
                    for n, r in zip(graph.nodes, map(graph.resolve, graph.nodes),
@@ -274,7 +277,7 @@ def test_no_float32_error_is_proved_through_a_softmax():
         assert torch.isfinite(bounds.lower[0, others]).all()
 
 
-@pytest.mark.parametrize("net", [Attention, Pooled])
+@pytest.mark.parametrize("net", [Attention, Encoder, Pooled])
 def test_the_estimate_covers_float32_attention(net):
     """The first-order estimate (the tolerance where no float32 error is proved) covers
     the float32 model's deviation from float64 at the image, on random attention nets."""
@@ -341,3 +344,60 @@ def test_a_class_token_is_placed_not_expanded_to_the_batch():
     assert torch.isfinite(bounds.lower[0, others]).all()
     with pytest.raises(BoundUnsupportedError, match="batch size"):
         BoundEngine(randomised(Tokens(added=True), 3)).prepare(image)
+
+
+class Multihead(nn.Module):
+    """``nn.MultiheadAttention`` over the pixels' colors, its first token's output the
+    scores: the only operation that rounds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(3, 1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.flatten(2).transpose(1, 2)
+        return self.attention(t, t, t)[0][:, 0]
+
+
+def test_the_estimate_counts_multihead_attention_at_its_output():
+    """``nn.MultiheadAttention`` returns ``(output, weights)``: its rounding is counted
+    at ``output[0]`` (the tuple is no tensor to count it at), so the estimate covers the
+    float32 model's deviation where the attention is all that rounds."""
+    for seed in range(4):
+        model = randomised(Multihead(), seed)
+        images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        labels = model(images).argmax(1)
+        with torch.no_grad():
+            single = model(images)
+            exact = Multihead().double().eval()
+            exact.load_state_dict(model.state_dict())
+            exact = exact(images.double())
+        own = single.gather(1, labels[:, None]).double() - single.double()
+        real = exact.gather(1, labels[:, None]) - exact
+        seen = (own - real).abs().amax(1)
+        assert (seen > 0).any()  # float32 rounds here: the check can fail
+        assert (seen <= rounding_error(model, images, labels)).all(), seed
+
+
+@pytest.mark.parametrize("attention, call, message", [
+    (nn.MultiheadAttention(4, 2), lambda a, t: a(t, t, t)[0], "batch_first=False"),
+    (nn.MultiheadAttention(4, 2, batch_first=True),
+     lambda a, t: a(t, t, t, attn_mask=torch.zeros(16, 16))[0], "a mask"),
+    (nn.MultiheadAttention(4, 2, batch_first=True, add_bias_kv=True),
+     lambda a, t: a(t, t, t)[0], "add_bias_kv"),
+    (nn.MultiheadAttention(4, 2, batch_first=True),
+     lambda a, t: a(t, t, t)[0] + a(t, t, t)[1].sum(-1, keepdim=True), "weights are used")],
+    ids=["sequence-first", "mask", "bias-kv", "weights"])
+def test_multihead_attention_it_cannot_write_out_is_named(attention, call, message):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patches, self.attention = nn.Conv2d(3, 4, 2, 2), attention
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x):
+            t = self.patches(x).flatten(2).transpose(1, 2)
+            return self.head(call(self.attention, t).mean(1))
+
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(Net().eval()).plan(torch.rand(1, 3, 8, 8))

@@ -19,6 +19,7 @@ from test_bounds import (
     Attention,
     Bilinear,
     ConvNeXtBlock,
+    Encoder,
     Exponentials,
     Gated,
     Indexed,
@@ -39,7 +40,7 @@ from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedEr
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
-        ConvNeXtBlock, Attention, Pooled, Exponentials] + [
+        ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

@@ -9,7 +9,8 @@
   (a log-softmax as ``c - log Σ exp(c)``, ``c = x - mean(x)``): the same function in
   real arithmetic (a softmax is unchanged by a shift along its axis; the mean keeps the
   exponents near 0 and, being affine, lets a shift all the scores share cancel).
-  ``F.scaled_dot_product_attention`` runs as ``softmax(q kᵀ · scale) v``.
+  ``F.scaled_dot_product_attention`` runs as ``softmax(q kᵀ · scale) v``, and
+  ``nn.MultiheadAttention`` (batch first) as its projections, heads and that.
 * A product of matrices ``a @ b`` runs as a linear layer where one factor is a 2-D
   constant (``F.linear(a, bᵀ)``; ``F.linear(bᵀ, a)ᵀ`` for a constant ``a``), else as
   products summed, ``(a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)`` (each a product of
@@ -81,6 +82,7 @@ def decompose(traced: TracedGraph) -> bool:
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
     changed = _normalisations(traced)
+    changed = _multihead(traced) or changed
     changed = _attention(traced) or changed
     changed = _softmaxes(traced) or changed
     changed = _matrix_products(traced) or changed
@@ -527,3 +529,73 @@ def _summed(graph: fx.Graph, lengths: list) -> object:
         if not isinstance(n, int):
             total = graph.call_function(operator.add, (total, n))
     return total
+
+
+def _multihead(traced: TracedGraph) -> bool:
+    """Each ``nn.MultiheadAttention`` (batch first, its weights unused) as what it
+    computes: the query, key and value projections (``F.linear`` of slices of
+    ``in_proj_weight``, or of ``q_proj_weight`` ...), ``H`` heads of ``softmax(q kᵀ /
+    √d) v``, merged and projected by ``out_proj``; the output replaces ``output[0]``."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("multihead_attention",))
+        if resolved is None or not isinstance(resolved.params, dict):
+            continue
+        module = traced.graph_module.get_submodule(node.target)
+        query, key, value = _operands(node, ("query", "key", "value"))
+        heads, embed = resolved.params["heads"], resolved.params["embed"]
+        before = set(graph.nodes)
+        with graph.inserting_before(node):
+            out = _multihead_form(traced, node.target, module, (query, key, value), heads,
+                                  embed)
+        for made in set(graph.nodes) - before:
+            made.meta[DECOMPOSED] = "multihead_attention"
+        for user in list(node.users):
+            if user.args[1] == 0:
+                user.replace_all_uses_with(out)
+            graph.erase_node(user)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _multihead_form(traced: TracedGraph, target: str, module: Any, inputs: tuple,
+                    heads: int, embed: int) -> fx.Node:
+    """``nn.MultiheadAttention``'s output, written out (see :func:`_multihead`)."""
+    graph = traced.graph_module.graph
+    def parameter(name: str, part: int | None = None) -> object:
+        if getattr(module, name, None) is None:
+            return None
+        got = graph.get_attr(f"{target}.{name}")
+        if part is None:
+            return got
+        return graph.call_function(operator.getitem,
+                                   (got, slice(part * embed, (part + 1) * embed)))
+
+    depth = embed // heads
+    split = []
+    for part, source in enumerate(inputs):
+        if module._qkv_same_embed_dim:
+            weight = parameter("in_proj_weight", part)
+        else:
+            weight = parameter(("q_proj_weight", "k_proj_weight", "v_proj_weight")[part])
+        projected = graph.call_function(F.linear, (source, weight,
+                                                   parameter("in_proj_bias", part)))
+        count = graph.call_method("size", (projected, 0))
+        length = graph.call_method("size", (projected, 1))
+        split.append(graph.call_method("transpose", (graph.call_method(
+            "reshape", (projected, count, length, heads, depth)), 1, 2)))
+    query, key, value = split
+    turned = graph.call_method("transpose", (key, -2, -1))
+    scores = graph.call_function(operator.mul, (_product_form(
+        traced, query, turned, "products"), depth ** -0.5))
+    weights = _softmax_form(graph, scores, -1, False)
+    merged = graph.call_method("transpose", (_product_form(
+        traced, weights, value, "products"), 1, 2))
+    count = graph.call_method("size", (merged, 0))
+    length = graph.call_method("size", (merged, 1))
+    flat = graph.call_method("reshape", (merged, count, length, embed))
+    return graph.call_function(F.linear, (flat, graph.get_attr(f"{target}.out_proj.weight"),
+                                          graph.get_attr(f"{target}.out_proj.bias")
+                                          if module.out_proj.bias is not None else None))
+

@@ -86,6 +86,8 @@ class _Recorder(fx.Interpreter):
             return result
         kinds = {self.kinds.get(n) for n in node.all_input_nodes}
         kind = "image" if "image" in kinds else "constant" if "constant" in kinds else None
+        if kind is not None and isinstance(result, tuple):  # (output, weights) of an
+            self.kinds[node] = kind  # nn.MultiheadAttention: its items are the image's
         if kind is None or not floating:
             return result
         self.kinds[node] = kind
@@ -129,6 +131,8 @@ class _Recorder(fx.Interpreter):
         narrow = narrowing_dtype(node)
         if narrow is not None:  # a cast to fewer bits rounds at its own unit
             return torch.finfo(narrow).eps / 2 * result.detach().abs()
+        if name == "getitem" and node.args and self._multihead_output(node):
+            return self._multihead_radius(node.args[0], result)
         if name in EXACT:
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -181,6 +185,64 @@ class _Recorder(fx.Interpreter):
             return gamma(SMOOTH[name]) * (magnitude + x) + extra
         return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
+
+    def _multihead_output(self, node: fx.Node) -> bool:
+        """Whether ``node`` is ``output[0]`` of an ``nn.MultiheadAttention`` (which
+        returns ``(output, weights)``: its rounding is counted there)."""
+        source = node.args[0]
+        return (isinstance(source, fx.Node) and source.op == "call_module"
+                and isinstance(self.modules.get(source.target), nn.MultiheadAttention)
+                and len(node.args) > 1 and node.args[1] == 0)
+
+    def _multihead_radius(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor:
+        """A first-order estimate of the rounding of ``nn.MultiheadAttention`` (batch
+        first) at its output: each projection's ``γ_{E+1} (|W| |x| + |b|)``, carried
+        through the heads' attention as :meth:`_attention_radius` carries its own
+        roundings (the projections' errors through the scores and the values), then
+        through ``out_proj``, beside its own rounding."""
+        module = self.modules[node.target]
+        gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
+        inputs = [self._argument(node, i, k) for i, k in enumerate(("query", "key", "value"))]
+        if any(x is None for x in inputs) or not module.batch_first:
+            return gamma(64) * result.detach().abs()
+        embed, heads = module.embed_dim, module.num_heads
+        depth = embed // heads
+        projected, radii = [], []
+        for part, x in enumerate(inputs):
+            weight = (module.in_proj_weight[part * embed:(part + 1) * embed]
+                      if module._qkv_same_embed_dim else
+                      (module.q_proj_weight, module.k_proj_weight, module.v_proj_weight)[part])
+            bias = (module.in_proj_bias[part * embed:(part + 1) * embed]
+                    if module.in_proj_bias is not None else None)
+            weight = weight.detach()
+            bias = bias.detach() if bias is not None else None
+            value = F.linear(x, weight, bias)
+            radius = gamma(embed + 1) * (F.linear(x.abs(), weight.abs())
+                                         + (bias.abs() if bias is not None else 0))
+
+            def heads_of(t: torch.Tensor) -> torch.Tensor:
+                return t.reshape(t.shape[0], t.shape[1], heads, depth).transpose(1, 2)
+
+            projected.append(heads_of(value))
+            radii.append(heads_of(radius))
+        (query, key, value), (rq, rk, rv) = projected, radii
+        scale = depth ** -0.5
+        scores = scale * (query @ key.transpose(-2, -1))
+        weights = scores.softmax(-1)
+        tokens = key.shape[-2]
+        relative = (scale * (2 * gamma(depth + 2) * (query.abs() @ key.abs().transpose(-2, -1))
+                             + 2 * (rq @ key.abs().transpose(-2, -1)
+                                    + query.abs() @ rk.transpose(-2, -1)))
+                    + gamma(tokens + 8) * (1 + 4 * scores.abs().amax(-1, keepdim=True)))
+        heads_radius = ((weights * relative) @ value.abs() + weights @ rv
+                        + gamma(tokens + 1) * (weights @ value.abs()))
+        merged = (weights @ value).transpose(1, 2).reshape(result.shape)
+        merged_radius = heads_radius.transpose(1, 2).reshape(result.shape)
+        out = module.out_proj
+        return (F.linear(merged_radius, out.weight.detach().abs())
+                + gamma(embed + 1) * (F.linear(merged.abs(), out.weight.detach().abs())
+                                      + (out.bias.detach().abs() if out.bias is not None
+                                         else 0)))
 
     def _argument(self, node: fx.Node, position: int, name: str) -> torch.Tensor | None:
         """The node's argument at ``position`` (or keyword ``name``), detached."""
@@ -250,7 +312,7 @@ ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "di
 COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
                            "adaptive_avg_pool2d", "mean", "sum", "narrowing_cast",
                            "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
-                           "attention"})
+                           "attention", "multihead_attention"})
 
 
 def rounding_counted(name: str) -> bool:

@@ -1,7 +1,8 @@
 """Attention's operations: softmax and log-softmax along an axis, products of matrices
-(``q @ k.transpose(-2, -1)``, ``a @ v``, ``torch.bmm``) and
-``F.scaled_dot_product_attention``. The incremental engine runs each on whole values;
-the verifier's copies rewrite each into operations with bound rules
+(``q @ k.transpose(-2, -1)``, ``a @ v``, ``torch.bmm``),
+``F.scaled_dot_product_attention`` and ``nn.MultiheadAttention``. The incremental
+engine runs each on whole values; the verifier's copies rewrite each into operations
+with bound rules
 (:mod:`..decompose`): exponentials, a sum, a reciprocal and products; a matrix product
 as a linear layer where one factor is a constant, else as products summed."""
 
@@ -68,3 +69,32 @@ register_operation("matmul", window=_whole,
 register_operation("attention", window=_along_axis, params=_attention_params,
                    functions=(F.scaled_dot_product_attention,),
                    help="scaled dot-product attention, without a mask or dropout")
+
+
+def _multihead_params(call: NodeCall) -> dict | str:
+    """``nn.MultiheadAttention``'s call, where the verifier's copy can write it out:
+    batch first, without masks, extra key/value biases or zero attention, its attention
+    weights unused (the module returns ``(output, weights)``)."""
+    module = call.module
+    given = dict(zip(("query", "key", "value", "key_padding_mask", "need_weights",
+                      "attn_mask", "average_attn_weights", "is_causal"), call.node.args,
+                     strict=False))
+    given.update(call.node.kwargs)
+    if not module.batch_first:
+        return ("multi-head attention with batch_first=False (its batch axis is the "
+                "second: make it with batch_first=True)")
+    if any(given.get(k) is not None for k in ("key_padding_mask", "attn_mask")) or (
+            given.get("is_causal")):
+        return "multi-head attention with a mask or causal"
+    if module.bias_k is not None or module.add_zero_attn:
+        return "multi-head attention with add_bias_kv or add_zero_attn"
+    for user in call.node.users:
+        index = user.args[1] if user.target is operator.getitem and len(user.args) > 1 else None
+        if index != 0 and not (index == 1 and not user.users):
+            return "multi-head attention whose attention weights are used"
+    return {"heads": module.num_heads, "embed": module.embed_dim}
+
+
+register_operation("multihead_attention", window=_along_axis, params=_multihead_params,
+                   modules=(nn.MultiheadAttention,),
+                   help="nn.MultiheadAttention, batch first, without masks")
