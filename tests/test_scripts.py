@@ -88,6 +88,7 @@ SMOKE_RUNS = {
     "verify_box_sizes": "--models convsmall-cifar10 --images 1 --positions 1",
     "watch_cost": "--models convsmall-cifar10 --repeats 1",
     "verify_gates": "--images 1 --candidates 3 --budget 5",
+    "matrix_products": "--boxes 2 --repeats 1",
 }
 
 

@@ -338,9 +338,18 @@ class BoundEngine:
         """The plan of images like ``images`` (every operation checked for a bound rule).
 
         Raises:
-            BoundUnsupportedError: an operation of the model has no bound rule.
+            BoundUnsupportedError: an operation of the model has no bound rule, or the
+                verifier's copy does not run on such images (an operation it wrote out
+                given a value of another layout, ``nn.MultiheadAttention`` of ``[B, E]``).
         """
-        plan = self.engine.plan(images.to(self.dtype))
+        try:
+            plan = self.engine.plan(images.to(self.dtype))
+        except RuntimeError as exc:  # (the model's own errors show when it runs first)
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise BoundUnsupportedError(
+                f"the verifier's copy of the model does not run on images of shape "
+                f"{list(images.shape[1:])} ({first}): an operation it writes out (attention, "
+                "a normalisation) was given values of another layout") from None
         key = tuple(images.shape[1:])
         if key not in self._checked:
             varying = {n for n in self.graph.nodes if n not in self.graph.statics

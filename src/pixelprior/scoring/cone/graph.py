@@ -26,7 +26,8 @@ __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_
 
 # Operations that copy a constant tensor's values exactly (no rounding, no conversion)
 CONSTANT_COPIES = frozenset({"identity", "dropout", "getitem", "unsqueeze", "squeeze",
-                             "reshape", "expand", "neg", "cat", "permute", "transpose"})
+                             "reshape", "expand", "neg", "cat", "permute", "transpose",
+                             "placed"})
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused
@@ -343,8 +344,8 @@ class TracedGraph:
         held: set[fx.Node] = set()
         for node in self.nodes:
             value = self.statics.get(node)
-            if not isinstance(value, torch.Tensor):
-                continue
+            if not isinstance(value, torch.Tensor) and node not in self.sizes:
+                continue  # (a size node: a class token placed by a size, a copy too)
             if node.op == "get_attr":
                 if leaf(node):
                     held.add(node)

@@ -74,6 +74,7 @@ class _Recorder(fx.Interpreter):
         self.kinds: dict[fx.Node, str] = {}  # "image" or "constant": what a value comes from
         self.near_overflow = False  # a value not finite, or within 2^28 of float32's largest
         self.first = next(iter(module.graph.nodes))
+        self.multihead: dict[fx.Node, torch.Tensor] = {}  # each nn.MultiheadAttention's
 
     def run_node(self, node: fx.Node) -> Any:
         result = super().run_node(node)
@@ -88,6 +89,8 @@ class _Recorder(fx.Interpreter):
         kind = "image" if "image" in kinds else "constant" if "constant" in kinds else None
         if kind is not None and isinstance(result, tuple):  # (output, weights) of an
             self.kinds[node] = kind  # nn.MultiheadAttention: its items are the image's
+            if self.radii and self._multihead_module(node):  # (its inputs are freed
+                self.multihead[node] = self._multihead_radius(node, result[0])  # by then)
         if kind is None or not floating:
             return result
         self.kinds[node] = kind
@@ -132,7 +135,7 @@ class _Recorder(fx.Interpreter):
         if narrow is not None:  # a cast to fewer bits rounds at its own unit
             return torch.finfo(narrow).eps / 2 * result.detach().abs()
         if name == "getitem" and node.args and self._multihead_output(node):
-            return self._multihead_radius(node.args[0], result)
+            return self.multihead[node.args[0]]
         if name in EXACT:
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
@@ -186,17 +189,22 @@ class _Recorder(fx.Interpreter):
         return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
 
+    def _multihead_module(self, node: fx.Node) -> bool:
+        return node.op == "call_module" and isinstance(self.modules.get(node.target),
+                                                       nn.MultiheadAttention)
+
     def _multihead_output(self, node: fx.Node) -> bool:
         """Whether ``node`` is ``output[0]`` of an ``nn.MultiheadAttention`` (which
-        returns ``(output, weights)``: its rounding is counted there)."""
+        returns ``(output, weights)``: its rounding, computed where the module ran, is
+        counted there)."""
         source = node.args[0]
-        return (isinstance(source, fx.Node) and source.op == "call_module"
-                and isinstance(self.modules.get(source.target), nn.MultiheadAttention)
-                and len(node.args) > 1 and node.args[1] == 0)
+        return (isinstance(source, fx.Node) and self._multihead_module(source)
+                and source in self.multihead and len(node.args) > 1 and node.args[1] == 0)
 
     def _multihead_radius(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor:
         """A first-order estimate of the rounding of ``nn.MultiheadAttention`` (batch
-        first) at its output: each projection's ``γ_{E+1} (|W| |x| + |b|)``, carried
+        first) at its output: each projection's ``γ_{n+1} (|W| |x| + |b|)`` (``n`` its
+        input's width: ``E``, or ``kdim``, ``vdim``), carried
         through the heads' attention as :meth:`_attention_radius` carries its own
         roundings (the projections' errors through the scores and the values), then
         through ``out_proj``, beside its own rounding."""
@@ -204,7 +212,8 @@ class _Recorder(fx.Interpreter):
         gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
         inputs = [self._argument(node, i, k) for i, k in enumerate(("query", "key", "value"))]
         if any(x is None for x in inputs) or not module.batch_first:
-            return gamma(64) * result.detach().abs()
+            raise ValueError(f"{node.name}: nn.MultiheadAttention whose inputs are not "
+                             "tensors or not batch first, which the estimate does not count")
         embed, heads = module.embed_dim, module.num_heads
         depth = embed // heads
         projected, radii = [], []
@@ -216,9 +225,9 @@ class _Recorder(fx.Interpreter):
                     if module.in_proj_bias is not None else None)
             weight = weight.detach()
             bias = bias.detach() if bias is not None else None
-            value = F.linear(x, weight, bias)
-            radius = gamma(embed + 1) * (F.linear(x.abs(), weight.abs())
-                                         + (bias.abs() if bias is not None else 0))
+            value = F.linear(x, weight, bias)  # (a key's or value's own width: kdim, vdim)
+            radius = gamma(weight.shape[1] + 1) * (F.linear(x.abs(), weight.abs())
+                                                   + (bias.abs() if bias is not None else 0))
 
             def heads_of(t: torch.Tensor) -> torch.Tensor:
                 return t.reshape(t.shape[0], t.shape[1], heads, depth).transpose(1, 2)
