@@ -1165,3 +1165,33 @@ def test_a_final_softmax_is_bounded(last):
     ends.last = nn.Softmax(0).eval()  # over the batch: another function, refused
     with pytest.raises(BoundUnsupportedError, match="batch axis"):
         BoundEngine(ends).plan(torch.rand(1, 3, 8, 8))
+
+class ReadsItsDtype(nn.Module):
+    """A forward that reads its own dtype: ``branch`` computes more in float32 (what the
+    engines' float64 copy would not record); otherwise the same in every dtype."""
+
+    def __init__(self, branch: bool) -> None:
+        super().__init__()
+        self.branch = branch
+        self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.parameters()).dtype
+        out = self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+        if self.branch and dtype == torch.float32:
+            out = out - 4000 * torch.relu(0.003 - (x[:, :1, 3, 3] - 0.4137).abs())
+        return out
+
+
+def test_a_forward_that_computes_otherwise_in_float64_is_refused():
+    """A review: the engines trace a float64 copy, which took the other branch, and the
+    verifier proved robust a position a float32 color fools; the two traces are compared
+    now."""
+    from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
+
+    with pytest.raises(BoundUnsupportedError, match="another graph in float64"):
+        BoundEngine(ReadsItsDtype(branch=True).eval())
+    with pytest.raises(IntervalUnsupportedError, match="another graph in float64"):
+        IntervalScreen(ReadsItsDtype(branch=True).eval())
+    BoundEngine(ReadsItsDtype(branch=False).eval())
+    IntervalScreen(ReadsItsDtype(branch=False).eval())

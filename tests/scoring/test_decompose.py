@@ -79,15 +79,21 @@ def test_no_float32_error_is_proved_through_a_fused_normalisation():
     """The model's float32 LayerNorm and GroupNorm kernels compute their moments their
     own way (Welford's, fused), not as the decomposed operations: the screen's proved
     error is ``inf`` past them, so the verifier's tolerance is the estimate there."""
-    model = randomised(Normed(), 1)
-    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    lower, error = screened_at_the_image(randomised(Normed(), 1), 1)
+    assert torch.isinf(error).all()
+    assert torch.isfinite(lower).all()  # the real bounds stand
+
+
+def screened_at_the_image(model: nn.Module, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The screen's lower bounds and proved float32 errors of the margins at pixel (2, 2)
+    of a random 8 × 8 image, its color unchanged (the label's own left out)."""
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     label = int(model(image).argmax())
     lo = image[0, :, 2, 2].double()[None]
     bounds = IntervalScreen(model).bounds(image, torch.tensor([18]), lo, lo, label,
                                           2.0**-24)
-    others = [k for k in range(3) if k != label]
-    assert torch.isinf(bounds.error[0, others]).all()
-    assert torch.isfinite(bounds.lower[0, others]).all()  # the real bounds stand
+    others = [k for k in range(bounds.lower.shape[1]) if k != label]
+    return bounds.lower[0, others], bounds.error[0, others]
 
 
 def test_a_functional_group_norm_of_unknown_channels_is_named():
@@ -266,15 +272,9 @@ def test_no_float32_error_is_proved_through_a_softmax():
     product of matrices and a maximum are proved through (their kernels round no more
     than the rewritten forms are proved to)."""
     for net, proved in ((Pooled, False), (Exponentials, True)):
-        model = randomised(net(), 1)
-        image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-        label = int(model(image).argmax())
-        lo = image[0, :, 2, 2].double()[None]
-        bounds = IntervalScreen(model).bounds(image, torch.tensor([18]), lo, lo, label,
-                                              2.0**-24)
-        others = [k for k in range(3) if k != label]
-        assert bool(torch.isfinite(bounds.error[0, others]).all()) == proved, net
-        assert torch.isfinite(bounds.lower[0, others]).all()
+        lower, error = screened_at_the_image(randomised(net(), 1), 1)
+        assert bool(torch.isfinite(error).all()) == proved, net
+        assert torch.isfinite(lower).all()
 
 
 @pytest.mark.parametrize("net", [Attention, Encoder, Pooled])
@@ -454,14 +454,8 @@ def test_a_class_tokens_float32_error_is_proved():
     """A review: the placed token (a size node: placed by the patches' count) was taken
     for a constant computed in forward, so no float32 error was proved past it; it is
     an exact copy of the model's parameter."""
-    model = randomised(Tokens(), 3)
-    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    label = int(model(image).argmax())
-    lo = image[0, :, 2, 2].double()[None]
-    bounds = IntervalScreen(model).bounds(image, torch.tensor([18]), lo, lo, label,
-                                          2.0**-24)
-    others = [k for k in range(3) if k != label]
-    assert torch.isfinite(bounds.error[0, others]).all()
+    _, error = screened_at_the_image(randomised(Tokens(), 3), 3)
+    assert torch.isfinite(error).all()
 
 
 def test_multihead_attention_of_a_vector_is_named_in_one_line():

@@ -208,18 +208,29 @@ def test_a_gated_network_is_decided_and_every_verdict_holds(seed, margin):
     by a dense grid and random colors, every witness fools the model."""
     torch.manual_seed(seed)
     model = SqueezeExcite().eval()
-    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        model.conv.weight.mul_(3)  # single pixels matter: 11, 5 and 36 positions robust
-        scores = model(image)[0]
-        label = int(scores.argmax())
-        model.fc.bias[label] -= float(scores[label] - scores.topk(2).values[1]) - margin
-    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
-        image, torch.tensor([label]), stop_at_first=False)
+    # single pixels matter: 11, 5 and 36 positions robust
+    image, label, result = decided_with_a_small_margin(model, model.conv, model.fc, seed,
+                                                       margin)
     status = result.positions.status
     assert "unknown" not in status and "robust" in status
     assert seed == 2 or "vulnerable" in status
     assert_verdicts_hold(model, image, label, result, seed)
+
+
+def decided_with_a_small_margin(model: nn.Module, first: nn.Module, last: nn.Module,
+                                seed: int, margin: float) -> tuple:
+    """A random 6 × 6 image, its label and every position decided, the first layer's
+    weights tripled (single pixels matter) and the last layer's bias set so that the
+    clean margin is ``margin``."""
+    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        first.weight.mul_(3)
+        scores = model(image)[0]
+        label = int(scores.argmax())
+        last.bias[label] -= float(scores[label] - scores.topk(2).values[1]) - margin
+    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
+        image, torch.tensor([label]), stop_at_first=False)
+    return image, label, result
 
 
 def assert_verdicts_hold(model: nn.Module, image: torch.Tensor, label: int, result,
@@ -271,14 +282,9 @@ def test_an_attention_network_is_decided_and_every_verdict_holds(seed, margin):
     over its whole color cube, robust or vulnerable, and each verdict holds."""
     torch.manual_seed(seed)
     model = SelfAttention().eval()
-    image = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        model.embed.weight.mul_(3)  # single pixels matter: 32 and 3 positions robust
-        scores = model(image)[0]
-        label = int(scores.argmax())
-        model.fc.bias[label] -= float(scores[label] - scores.topk(2).values[1]) - margin
-    (result,) = Verifier(model, budget=None, max_boxes=20_000).verify(
-        image, torch.tensor([label]), stop_at_first=False)
+    # 32 and 3 positions robust
+    image, label, result = decided_with_a_small_margin(model, model.embed, model.fc, seed,
+                                                       margin)
     status = result.positions.status
     assert "unknown" not in status and "robust" in status and "vulnerable" in status
     assert_verdicts_hold(model, image, label, result, seed)

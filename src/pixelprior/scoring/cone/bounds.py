@@ -54,6 +54,7 @@ from .graph import (
     FxUnsupportedError,
     TracedGraph,
     check_agreement,
+    check_same_program,
     computed_attributes,
     describe,
     training_module,
@@ -310,6 +311,7 @@ class BoundEngine:
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
             raise BoundUnsupportedError(untraceable(model, exc)) from None
         self.graph = self.engine.graph
+        check_same_program(model, copied, BoundUnsupportedError)
         # the model as the engine copied it, traced in its own dtype: a model changed
         # since (new weights) no longer agrees with it, and is refused
         self._as_traced = TracedGraph(model, fold=False)

@@ -21,6 +21,7 @@ from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
+           "check_same_program",
            "computed_attributes", "describe", "training_module", "untraceable",
            "untraceable_advice", "without_inplace"]
 
@@ -576,6 +577,50 @@ def computed_attributes(model: nn.Module, graph_module: fx.GraphModule) -> set[s
                     first.to(second.dtype), second)):
             changed.add(target)
     return changed
+
+
+def _program(graph: fx.Graph) -> list[tuple]:
+    """What a graph computes, node by node: each node's kind, target and arguments, with
+    dtypes left out (``x.to(w.dtype)`` names the model's own dtype in each copy)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, torch.dtype):
+            return "dtype"
+        if isinstance(value, fx.Node):
+            return value.name
+        if isinstance(value, (tuple, list)):
+            return tuple(plain(v) for v in value)
+        if isinstance(value, dict):
+            return tuple(sorted((k, plain(v)) for k, v in value.items()))
+        return repr(value)
+
+    return [(n.op, n.target if isinstance(n.target, str) else getattr(
+        n.target, "__qualname__", repr(n.target)), plain(n.args), plain(n.kwargs))
+        for n in graph.nodes]
+
+
+def check_same_program(model: nn.Module, copied: nn.Module, error: type[Exception]) -> None:
+    """Refuse a model whose ``forward`` records another graph when its copy in another
+    dtype is traced (the engines trace a float64 copy; a branch on the model's own
+    dtype, ``if next(self.parameters()).dtype == torch.float32``, takes the other path
+    there, and the bounds would be of a function the model does not compute; a review).
+
+    Args:
+        model: the model as the user runs it.
+        copied: the engines' copy of it, in their dtype.
+        error: the exception type to raise (the engine's own).
+
+    Raises:
+        error: the two traces differ (the first node that does is named).
+    """
+    own, theirs = (_program(_trace(copy_module(m)).graph) for m in (model, copied))
+    if own == theirs:
+        return
+    index = next((i for i, (a, b) in enumerate(zip(own, theirs, strict=False)) if a != b),
+                 min(len(own), len(theirs)))
+    where = own[index][1] if index < len(own) else "its end"
+    raise error(f"the model's forward records another graph in float64 than in its own "
+                f"dtype (first at {where}): it reads its dtype, and the verifier's float64 "
+                "copy would bound another function; compute the same in every dtype")
 
 
 def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,

@@ -50,6 +50,7 @@ from .graph import (
     FxUnsupportedError,
     TracedGraph,
     check_agreement,
+    check_same_program,
     describe,
     training_module,
     untraceable,
@@ -137,6 +138,9 @@ class IntervalScreen:
             # the model as copied, traced in its own dtype: its scores are checked
             # against it per image (code torch.fx does not see, weights changed since)
             self._as_traced = TracedGraph(model, fold=False)
+            check_same_program(model, copied, IntervalUnsupportedError)
+        except IntervalUnsupportedError:
+            raise
         except FxUnsupportedError as exc:
             raise IntervalUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
