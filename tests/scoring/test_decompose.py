@@ -26,7 +26,7 @@ from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
 from pixelprior.scoring.cone.decompose import DECOMPOSED
 from pixelprior.scoring.cone.graph import TracedGraph
 from pixelprior.scoring.cone.rounding import rounding_error
-from pixelprior.scoring.cone.screen import IntervalScreen
+from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
 
 
 def names_run(graph: TracedGraph) -> set[str]:
@@ -401,6 +401,8 @@ def test_multihead_attention_it_cannot_write_out_is_named(attention, call, messa
 
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(Net().eval()).plan(torch.rand(1, 3, 8, 8))
+    with pytest.raises(IntervalUnsupportedError, match=message):  # the screen says why too
+        IntervalScreen(Net().eval())
 
 
 class Wide(nn.Module):

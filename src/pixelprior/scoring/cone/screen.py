@@ -181,7 +181,8 @@ class IntervalScreen:
         name = describe(node, self.graph.modules)
         operation = resolved.operation
         if operation is None or operation.interval is None:
-            raise IntervalUnsupportedError(f"the interval screen has no rule for {name}")
+            why = f" ({resolved.params})" if isinstance(resolved.params, str) else ""
+            raise IntervalUnsupportedError(f"the interval screen has no rule for {name}{why}")
         if isinstance(resolved.params, str):
             raise IntervalUnsupportedError(f"the interval screen has no rule for {name} "
                                            f"({resolved.params})")
