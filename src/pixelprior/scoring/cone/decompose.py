@@ -113,10 +113,8 @@ def _squares(traced: TracedGraph) -> bool:
                 or not isinstance(node.args[0], fx.Node) or node.args[0] in traced.statics
                 or node.args[0] in traced.sizes):
             continue
-        with graph.inserting_before(node):
-            square = graph.call_function(torch.square, (node.args[0],))
-        node.replace_all_uses_with(square)
-        graph.erase_node(node)
+        _replace(graph, node, lambda x=node.args[0]: graph.call_function(torch.square, (x,)),
+                 None)
         rewritten = True
     return rewritten
 
@@ -131,17 +129,11 @@ def _divisions(traced: TracedGraph) -> bool:
             continue
         if not isinstance(resolved.params, dict) or resolved.params["rounding_mode"]:
             continue
-        given = list(node.args[:2]) + [node.kwargs.get(k)
-                                       for k in ("input", "other")[len(node.args[:2]):]]
-        dividend, divisor = given
-        if (not isinstance(divisor, fx.Node) or divisor in traced.statics
-                or divisor in traced.sizes):
+        dividend, divisor = _operands(node, ("input", "other"))
+        if _is_constant(traced, divisor):
             continue
-        with graph.inserting_before(node):
-            inverse = graph.call_function(torch.reciprocal, (divisor,))
-            product = graph.call_function(operator.mul, (dividend, inverse))
-        node.replace_all_uses_with(product)
-        graph.erase_node(node)
+        _replace(graph, node, lambda a=dividend, b=divisor: graph.call_function(
+            operator.mul, (a, graph.call_function(torch.reciprocal, (b,)))), None)
         rewritten = True
     return rewritten
 
@@ -161,17 +153,14 @@ def _normalisations(traced: TracedGraph) -> bool:
         channels = _channels(traced, node, params) if params.groups is not None else None
         if params.groups is not None and (channels is None or channels % params.groups):
             continue
-        before = set(graph.nodes)
-        weight, bias = _affine_nodes(graph, node)
-        with graph.inserting_before(node):
+        def build(node=node, source=source, params=params, channels=channels) -> fx.Node:
+            weight, bias = _affine_nodes(graph, node)
             if params.groups is None:
-                out = _layer_norm(graph, source, params, weight, bias)
-            else:
-                out = _group_norm(traced, node, source, params, channels, weight, bias)
-        for made in set(graph.nodes) - before:
-            made.meta[DECOMPOSED] = name  # the model's float32 kernel computes otherwise
-        node.replace_all_uses_with(out)
-        graph.erase_node(node)
+                return _layer_norm(graph, source, params, weight, bias)
+            return _group_norm(traced, node, source, params, channels, weight, bias)
+
+        # (marked: the model's float32 kernel computes otherwise)
+        _replace(graph, node, build, name)
         rewritten = True
     return rewritten
 

@@ -235,16 +235,8 @@ class _Recorder(fx.Interpreter):
             projected.append(heads_of(value))
             radii.append(heads_of(radius))
         (query, key, value), (rq, rk, rv) = projected, radii
-        scale = depth ** -0.5
-        scores = scale * (query @ key.transpose(-2, -1))
-        weights = scores.softmax(-1)
-        tokens = key.shape[-2]
-        relative = (scale * (2 * gamma(depth + 2) * (query.abs() @ key.abs().transpose(-2, -1))
-                             + 2 * (rq @ key.abs().transpose(-2, -1)
-                                    + query.abs() @ rk.transpose(-2, -1)))
-                    + gamma(tokens + 8) * (1 + 4 * scores.abs().amax(-1, keepdim=True)))
-        heads_radius = ((weights * relative) @ value.abs() + weights @ rv
-                        + gamma(tokens + 1) * (weights @ value.abs()))
+        weights, heads_radius = _attention_rounding(query, key, value, depth ** -0.5, gamma,
+                                                    (rq, rk, rv))
         merged = (weights @ value).transpose(1, 2).reshape(result.shape)
         merged_radius = heads_radius.transpose(1, 2).reshape(result.shape)
         out = module.out_proj
@@ -293,14 +285,32 @@ class _Recorder(fx.Interpreter):
         if query is None or key is None or value is None or not isinstance(params, dict):
             return gamma(64) * magnitude
         scale = params["scale"] or query.shape[-1] ** -0.5
-        scores = scale * (query @ key.transpose(-2, -1))
-        weights = scores.softmax(-1)
-        tokens = key.shape[-2]
-        relative = (2 * gamma(query.shape[-1] + 2) * scale
-                    * (query.abs() @ key.abs().transpose(-2, -1))
-                    + gamma(tokens + 8) * (1 + 4 * scores.abs().amax(-1, keepdim=True)))
-        return ((weights * relative) @ value.abs()
-                + gamma(tokens + 1) * (weights @ value.abs()))
+        return _attention_rounding(query, key, value, scale, gamma)[1]
+
+
+def _attention_rounding(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                        scale: float, gamma, radii: tuple | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(s · q kᵀ) v``'s weights ``P`` and a first-order estimate of its rounding:
+    ``P``'s relative error (its scores' ``γ_{K+2} s |q| |k|ᵀ`` twice, the softmax's
+    ``γ_{T+8} (1 + 4 max |scores|)``, and the errors ``radii`` of ``q, k, v`` already
+    made, through the scores) through ``|v|``, ``P`` times ``v``'s error, and the
+    product's own ``γ_{T+1} |P| |v|``."""
+    scores = scale * (query @ key.transpose(-2, -1))
+    weights = scores.softmax(-1)
+    tokens = key.shape[-2]
+    magnitudes = query.abs() @ key.abs().transpose(-2, -1)
+    moved = 2 * gamma(query.shape[-1] + 2) * magnitudes
+    if radii is not None:
+        rq, rk, _ = radii
+        moved = moved + 2 * (rq @ key.abs().transpose(-2, -1)
+                             + query.abs() @ rk.transpose(-2, -1))
+    relative = scale * moved + gamma(tokens + 8) * (1 + 4 * scores.abs().amax(-1,
+                                                                              keepdim=True))
+    rounding = (weights * relative) @ value.abs() + gamma(tokens + 1) * (weights @ value.abs())
+    if radii is not None:
+        rounding = rounding + weights @ radii[2]
+    return weights, rounding
 
 
 # operations that round nothing: they return an input, a maximum or a copy exactly
