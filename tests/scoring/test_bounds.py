@@ -312,6 +312,63 @@ class Exponentials(nn.Module):
         return self.fc(h.flatten(1))
 
 
+class TimmAttention(nn.Module):
+    """timm's vision transformer block: one ``qkv`` projection reshaped to ``[B, N, 3, H,
+    d]`` and permuted ``(2, 0, 3, 1, 4)`` — the batch axis second — then unbound; the
+    scaled queries by the keys, a softmax, by the values; a LayerScale, a residual, the
+    tokens averaged and normed. :class:`TimmFused` takes ``qkv[0]`` ... and calls
+    ``F.scaled_dot_product_attention`` (timm's ``fused_attn``)."""
+
+    fused = False
+
+    def __init__(self, classes: int = 3, dim: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.embed = nn.Conv2d(3, dim, 2, 2)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 0.5))
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        b, n, c = t.shape
+        qkv = self.qkv(t).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.fused:
+            q, k, v = qkv[0], qkv[1], qkv[-1]
+            o = F.scaled_dot_product_attention(q, k, v)
+        else:
+            q, k, v = qkv.unbind(0)
+            a = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
+            o = a.softmax(dim=-1) @ v
+        t = t + self.gamma * self.proj(o.transpose(1, 2).reshape(b, n, c))
+        return self.head(self.norm(t.mean(1)))
+
+
+class TimmFused(TimmAttention):
+    fused = True
+
+
+class Norms(nn.Module):
+    """Vector norms written out: ``F.normalize`` over the channels (its ``eps`` floor),
+    ``torch.norm`` and ``torch.linalg.vector_norm`` of order 2 over axes,
+    ``torch.linalg.norm`` over the channels, ``x.norm(p=1)``, and ``abs`` in its three
+    spellings."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, 2, 1)
+        self.fc = nn.Linear(4 * 4 * 4 + 4 * 4, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)
+        h = F.normalize(h, dim=1) * torch.norm(h, dim=1, keepdim=True) + abs(h) - h.abs()
+        h = self.conv2(h) + 0.5 * torch.abs(h[:, :, ::2, ::2])
+        spread = h.norm(p=1, dim=1).flatten(1) + torch.linalg.norm(h, dim=1).flatten(1)
+        whole = torch.linalg.vector_norm(h, dim=(2, 3)).sum(1, keepdim=True)
+        return self.fc(torch.cat([h.flatten(1), spread], 1)) + 0.1 * whole
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -372,7 +429,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 # ------------------------------------------------------------------ tests
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
-                                   Pooled(), Exponentials()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Pooled(), Exponentials(), TimmAttention(), TimmFused(),
+                                   Norms()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -411,12 +469,13 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 10 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 13 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
-                         ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials()]
+                         ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
+                         TimmAttention(), TimmFused(), Norms()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -465,7 +524,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
-            Exponentials()] + [
+            Exponentials(), TimmAttention(), TimmFused(), Norms()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -530,7 +589,8 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
-                                 ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials])
+                                 ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
+                                 TimmAttention, TimmFused, Norms])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

@@ -15,7 +15,10 @@ from test_bounds import (
     Exponentials,
     Normalised,
     Normed,
+    Norms,
     Pooled,
+    TimmAttention,
+    TimmFused,
     box_margins,
     randomised,
     sampled_margins,
@@ -34,7 +37,7 @@ def names_run(graph: TracedGraph) -> set[str]:
 
 
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
-                                 Exponentials])
+                                 Exponentials, TimmAttention, TimmFused, Norms])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -43,7 +46,9 @@ def test_the_decomposed_copy_computes_the_models_function(net):
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
     assert not names_run(graph) & {"layer_norm", "group_norm", "softmax", "log_softmax",
                                    "attention", "matmul", "maximum", "minimum",
-                                   "multihead_attention"}
+                                   "multihead_attention", "norm", "normalize"}
+    assert not any(r.operation is not None and r.operation.name == "permute"
+                   and isinstance(r.params, str) for r in map(graph.resolve, graph.nodes))
     assert not any(r.operation is not None and r.operation.name == "div"
                    and isinstance(n.args[1], fx.Node) and n.args[1] not in graph.statics
                    for n, r in zip(graph.nodes, map(graph.resolve, graph.nodes),
@@ -206,8 +211,18 @@ class Matrices(nn.Module):
     lambda h: F.softmax(h, dim=1), lambda h: h.log_softmax(-1), nn.Softmax(2),
     lambda h: torch.maximum(h, h.mean(1, keepdim=True)), lambda h: torch.minimum(h, 0.5 * h),
     lambda h: F.scaled_dot_product_attention(h, h, h),
-    lambda h: F.scaled_dot_product_attention(h, h, h, scale=0.3)],
-    ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale"])
+    lambda h: F.scaled_dot_product_attention(h, h, h, scale=0.3),
+    lambda h: F.normalize(h, dim=1), lambda h: F.normalize(h, p=1, dim=(2, 3), eps=0.5),
+    lambda h: torch.norm(h, dim=1, keepdim=True), lambda h: h.norm(p=1, dim=-1),
+    lambda h: torch.linalg.vector_norm(h, dim=(1, 2)),
+    lambda h: torch.linalg.norm(h, "fro", dim=(2, 3)), lambda h: abs(h) * h.abs(),
+    lambda h: (lambda t: t[0] + t[1])(h.reshape(h.shape[0], 2, 2, 25).permute(1, 0, 3, 2)
+                                      .unbind(0)),
+    lambda h: (lambda t: t[0] * t[-1])(h.permute(2, 0, 1, 3)),
+    lambda h: torch.unbind(h.permute(3, 0, 2, 1), dim=0)[1]],
+    ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
+         "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
+         "unbind", "items", "unbind-permuted"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -220,7 +235,10 @@ def test_each_rewritten_operation_computes_its_own_values(forward):
     model = Net().double().eval()
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
     assert not names_run(graph) & {"softmax", "log_softmax", "attention", "maximum",
-                                   "minimum", "matmul"}
+                                   "minimum", "matmul", "norm", "normalize"}
+    assert not any(graph.resolve(n).operation is not None
+                   and isinstance(graph.resolve(n).params, str)  # (a permutation's refusal)
+                   for n in graph.nodes if n not in graph.sizes)
     images = torch.rand(2, 3, 5, 5, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
@@ -248,8 +266,16 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
      "transpose of the batch axis"),
     (lambda h: h.mean((2, 3)) @ h.flatten(2), "broadcasts"),
     (lambda h: F.scaled_dot_product_attention(h, h, h, is_causal=True), "causal"),
-    (lambda h: F.softmax(h, 1, dtype=torch.float64), "another dtype")],
-    ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype"])
+    (lambda h: F.softmax(h, 1, dtype=torch.float64), "another dtype"),
+    (lambda h: torch.norm(h) * h, "every axis"), (lambda h: h.norm(p=3, dim=1), "order 3"),
+    (lambda h: torch.linalg.vector_norm(h, dim=0) * h, "the batch axis"),
+    (lambda h: torch.linalg.norm(h, 2, dim=(2, 3)), "matrix norm"),
+    (lambda h: torch.linalg.vector_norm(h, dim=1, dtype=torch.float64), "another dtype"),
+    (lambda h: (lambda t: t[0] + t.sum(0))(h.permute(1, 0, 2, 3)), "move the batch axis"),
+    (lambda h: h.permute(1, 2, 0, 3)[0], "move the batch axis")],
+    ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
+         "norm-order", "norm-batch", "matrix-norm", "norm-dtype", "permuted-used-whole",
+         "batch-third"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are
@@ -271,13 +297,13 @@ def test_no_float32_error_is_proved_through_a_softmax():
     error is proved through the rewritten form (the estimate is the tolerance); a
     product of matrices and a maximum are proved through (their kernels round no more
     than the rewritten forms are proved to)."""
-    for net, proved in ((Pooled, False), (Exponentials, True)):
+    for net, proved in ((Pooled, False), (Exponentials, True), (Norms, False)):
         lower, error = screened_at_the_image(randomised(net(), 1), 1)
         assert bool(torch.isfinite(error).all()) == proved, net
         assert torch.isfinite(lower).all()
 
 
-@pytest.mark.parametrize("net", [Attention, Encoder, Pooled])
+@pytest.mark.parametrize("net", [Attention, Encoder, Pooled, TimmAttention, TimmFused, Norms])
 def test_the_estimate_covers_float32_attention(net):
     """The first-order estimate (the tolerance where no float32 error is proved) covers
     the float32 model's deviation from float64 at the image, on random attention nets."""

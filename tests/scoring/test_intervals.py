@@ -25,11 +25,14 @@ from test_bounds import (
     Indexed,
     Normalised,
     Normed,
+    Norms,
     Plain,
     Pooled,
     Residual,
     Scaled,
     Smooth,
+    TimmAttention,
+    TimmFused,
     randomised,
     scores,
 )
@@ -40,7 +43,8 @@ from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedEr
 from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
-        ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials] + [
+        ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
+        Norms] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

@@ -290,6 +290,39 @@ def test_an_attention_network_is_decided_and_every_verdict_holds(seed, margin):
     assert_verdicts_hold(model, image, label, result, seed)
 
 
+class TimmSelfAttention(nn.Module):
+    """timm's attention layout: one ``qkv`` projection reshaped to ``[B, N, 3, H, d]``,
+    permuted ``(2, 0, 3, 1, 4)`` (the batch axis second) and unbound; the tokens
+    averaged, ``F.normalize``-d and scaled by a learned temperature (a cosine head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 4, 3, 2, 1)  # 9 tokens of 4 features, 2 heads
+        self.qkv, self.proj = nn.Linear(4, 12), nn.Linear(4, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        b, n, c = t.shape
+        q, k, v = self.qkv(t).reshape(b, n, 3, 2, 2).permute(2, 0, 3, 1, 4).unbind(0)
+        o = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        t = t + self.proj(o.transpose(1, 2).reshape(b, n, c))
+        return self.fc(4 * torch.nn.functional.normalize(t.mean(1), dim=-1))
+
+
+@pytest.mark.parametrize("seed, margin", [(0, 0.02)])
+def test_a_timm_attention_network_is_decided_and_every_verdict_holds(seed, margin):
+    """timm's layout (a permutation that moves the batch axis, then unbound) and a
+    normalised head: every position decided, robust or vulnerable, each verdict holds."""
+    torch.manual_seed(seed)
+    model = TimmSelfAttention().eval()
+    image, label, result = decided_with_a_small_margin(model, model.embed, model.fc, seed,
+                                                       margin)
+    status = result.positions.status
+    assert "unknown" not in status and "robust" in status and "vulnerable" in status
+    assert_verdicts_hold(model, image, label, result, seed)
+
+
 class _OneImageOnly(nn.Module):
     """Scores times their mean over the classes, broadcast as ``[B, K] * [B]``: right for a
     batch of one image only (a review: the verifier raised the model's own error)."""

@@ -15,6 +15,14 @@
   constant (``F.linear(a, bᵀ)``; ``F.linear(bᵀ, a)ᵀ`` for a constant ``a``), else as
   products summed, ``(a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)`` (each a product of
   two varying values where both vary: attention's ``q kᵀ`` and ``a v``).
+* A permutation that puts the batch axis second, each of whose uses takes one item of
+  the new first axis (timm's attention: ``qkv.reshape(B, N, 3, H, d).permute(2, 0, 3, 1,
+  4)``, then ``qkv.unbind(0)``), runs as each item taken first, ``qkv[:, :, i]``, then
+  permuted: the batch axis stays first (the bounds run boxes as its rows).
+* A vector norm of order 2 over axes (``torch.linalg.vector_norm``, ``torch.norm``,
+  ``x.norm``) runs as ``sqrt(Σ x²)`` (``torch.square``: bounded below by 0), of order 1
+  as ``Σ |x|``; ``F.normalize(x)`` as ``x · reciprocal(eps + relu(‖x‖ - eps))``, its
+  ``x / max(‖x‖, eps)``.
 * ``torch.maximum(a, b)`` runs as ``b + relu(a - b)``, ``torch.minimum(a, b)`` as
   ``a - relu(a - b)``.
 * A concatenation along an axis after the batch axis of varying values and constants
@@ -34,7 +42,8 @@
 The copies' bounds are of the real-arithmetic function, as every bound is; the model's
 float32 kernels for the normalisations (Welford's moments, fused), the softmax (the
 largest subtracted, fused) and attention are not the rewritten graph's operations, so
-the float32 error through them is estimated, not proved (:mod:`.rounding`): the
+the float32 error through them is estimated, not proved (:mod:`.rounding`; so is a
+norm's: its kernel may scale the terms): the
 interval screen proves no float32 error through a node marked :data:`DECOMPOSED` (nor
 through a layer with computed weights). A product of matrices is not marked: its
 kernel's error, ``γ_K Σ |a_k b_k|`` in any summation order (Higham §3.1), is within
@@ -45,6 +54,7 @@ roundings) exceeds the ``max(e_a, e_b)`` the model's maximum passes on.
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any
 
@@ -52,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from .operators.normalization import NormParams
+from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import placed
 
 # ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
@@ -81,7 +91,9 @@ def decompose(traced: TracedGraph) -> bool:
     # (the graph is indexed once, after every rewrite: the nodes a normalisation is
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
-    changed = _normalisations(traced)
+    changed = _batch_selections(traced)
+    changed = _normalisations(traced) or changed
+    changed = _norms(traced) or changed
     changed = _multihead(traced) or changed
     changed = _attention(traced) or changed
     changed = _softmaxes(traced) or changed
@@ -94,6 +106,66 @@ def decompose(traced: TracedGraph) -> bool:
         traced.graph_module.graph.lint()
         traced.graph_module.recompile()
     return changed or divided
+
+
+def _order(node: fx.Node) -> tuple[int, ...] | None:
+    """A permutation's order, each axis from the front (``None``: not numbers)."""
+    given = node.args[1:] or (node.kwargs.get("dims"),)
+    dims = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return None
+    order = tuple(d % len(dims) for d in dims)
+    return order if sorted(order) == list(range(len(dims))) else None
+
+
+def _selections(node: fx.Node) -> list[tuple[fx.Node, int]] | None:
+    """Where every use of ``node`` takes one item of its first axis — ``node[i]``, or an
+    item of ``node.unbind(0)`` — each ``(the node taking it, i)``; ``None`` otherwise."""
+    taken = []
+    for user in node.users:
+        if user.target is operator.getitem and user.args[0] is node and isinstance(
+                user.args[1], int) and not isinstance(user.args[1], bool):
+            taken.append((user, user.args[1]))
+            continue
+        unbinds = user.target in ("unbind", torch.unbind) and user.args[0] is node and (
+            (user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)) == 0)
+        if not unbinds or not all(item.target is operator.getitem and isinstance(
+                item.args[1], int) for item in user.users):
+            return None
+        taken += [(item, item.args[1]) for item in user.users]
+    return taken
+
+
+def _batch_selections(traced: TracedGraph) -> bool:
+    """Each permutation that puts the batch axis second, whose every use takes one item
+    of the new first axis (timm's attention: ``qkv.reshape(B, N, 3, H, d).permute(2, 0,
+    3, 1, 4)``, then ``qkv.unbind(0)`` or ``qkv[0]``), as each item taken before the
+    permutation (``qkv[:, :, i]``) and the other axes permuted: the batch axis stays first."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if node in traced.statics or node.op not in ("call_method", "call_function") or (
+                node.target not in ("permute", torch.permute)):
+            continue
+        order, taken = _order(node), _selections(node)
+        if order is None or order[0] == 0 or order[1] != 0 or not taken:
+            continue
+        source, axis = node.args[0], order[0]
+        rest = [d - (d > axis) for d in order[1:]]
+        for user, index in taken:
+            _replace(graph, user, functools.partial(_item_permuted, graph, source, axis,
+                                                    index, rest), None)
+        for leftover in [u for u in node.users if not u.users]:
+            graph.erase_node(leftover)  # (the unbinds, each item replaced)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _item_permuted(graph: fx.Graph, source: object, axis: int, index: int,
+                   rest: list[int]) -> fx.Node:
+    """``source``'s item ``index`` along ``axis``, its axes then in the order ``rest``."""
+    item = graph.call_function(operator.getitem, (source, (slice(None),) * axis + (index,)))
+    return item if rest == sorted(rest) else graph.call_method("permute", (item, *rest))
 
 
 def _first_argument(node: fx.Node) -> object:
@@ -161,6 +233,37 @@ def _normalisations(traced: TracedGraph) -> bool:
 
         # (marked: the model's float32 kernel computes otherwise)
         _replace(graph, node, build, name)
+        rewritten = True
+    return rewritten
+
+
+def _norms(traced: TracedGraph) -> bool:
+    """Each vector norm of order 2 (1) of a value that changes with the pixel as
+    ``sqrt(Σ x²)`` (``Σ |x|``) over its axes, and each ``F.normalize(x)`` as
+    ``x · reciprocal(eps + relu(‖x‖ - eps))`` (its ``max(‖x‖, eps)``)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("norm", "normalize"))
+        if resolved is None or not isinstance(resolved.params, VectorNormParams):
+            continue
+
+        def build(source=_first_argument(node), params=resolved.params) -> fx.Node:
+            terms = graph.call_function(torch.square if params.order == 2 else torch.abs,
+                                        (source,))
+            norm = graph.call_method("sum", (terms, params.dims),
+                                     {"keepdim": params.keepdim})
+            if params.order == 2:
+                norm = graph.call_function(torch.sqrt, (norm,))
+            if params.eps is None:
+                return norm
+            excess = graph.call_function(torch.relu, (graph.call_function(
+                operator.sub, (norm, params.eps)),))
+            floor = graph.call_function(operator.add, (excess, params.eps))
+            return graph.call_function(operator.mul, (source, graph.call_function(
+                torch.reciprocal, (floor,))))
+
+        # (marked: the model's float32 kernels compute otherwise, some scaling the terms)
+        _replace(graph, node, build, resolved.operation.name)
         rewritten = True
     return rewritten
 

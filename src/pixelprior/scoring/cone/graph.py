@@ -207,7 +207,8 @@ def without_inplace(graph_module: fx.GraphModule) -> None:
         if node.op in ("call_method", "call_function") and isinstance(name, str) and (
                 name.endswith("_") and not name.endswith("__")):
             raise FxUnsupportedError(f"in-place operation {name} ({node.name})")
-        if node.op in ("call_method", "call_function") and "out" in node.kwargs:
+        if node.op in ("call_method", "call_function") and (
+                node.kwargs.get("out") is not None):  # (``F.normalize`` traces out=None)
             raise FxUnsupportedError(f"{name} ({node.name}) writes into out=: an in-place "
                                      "write torch.fx does not see; drop out=")
         if _inplace(node, modules):

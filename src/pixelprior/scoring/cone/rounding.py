@@ -32,6 +32,7 @@ estimate (1.0-1.05 times it on ConvSmall).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -44,7 +45,7 @@ from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams
 from .operators.linear import LinearParams
-from .operators.normalization import BatchNormParams, NormParams
+from .operators.normalization import BatchNormParams, NormParams, VectorNormParams
 from .operators.pooling import PoolParams
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
@@ -164,6 +165,13 @@ class _Recorder(fx.Interpreter):
                 # Welford's moments): about γ_{2n+10} of (|x| + |μ|) |w| / σ + |b|
                 terms, count = _norm_terms(params, value.detach())
                 return gamma(2 * count + 10) * terms
+        if name in ("norm", "normalize") and isinstance(params, VectorNormParams) and (
+                x is not None):
+            # a sum of n squares (or magnitudes, all of one sign), a square root, a
+            # division: about γ_{n+3} of the result; counted twice, as a kernel may
+            # scale the terms to keep the squares in range
+            count = math.prod(x.shape[d] for d in params.dims)
+            return gamma(2 * count + 8) * magnitude
         if name in ("softmax", "log_softmax", "matmul", "attention"):
             return self._attention_radius(node, name, params, result, gamma)
         if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean", "sum") and x is not None:
@@ -314,9 +322,9 @@ def _attention_rounding(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 
 
 # operations that round nothing: they return an input, a maximum or a copy exactly
-EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "identity", "float", "cast",
-                   "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape", "reshape",
-                   "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
+EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity", "float",
+                   "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
+                   "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
                    "placed"})
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
@@ -331,7 +339,7 @@ ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "di
 COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
                            "adaptive_avg_pool2d", "mean", "sum", "narrowing_cast",
                            "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
-                           "attention", "multihead_attention"})
+                           "attention", "multihead_attention", "norm", "normalize"})
 
 
 def rounding_counted(name: str) -> bool:

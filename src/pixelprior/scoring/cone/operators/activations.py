@@ -68,6 +68,7 @@ ACTIVATIONS: dict[str, tuple[tuple, tuple, tuple]] = {
     "exp": ((), (torch.exp,), ("exp",)),
     "log": ((), (torch.log,), ("log",)),
     "neg": ((), (operator.neg, torch.neg), ("neg",)),
+    "abs": ((), (abs, operator.abs, torch.abs), ("abs",)),
     "identity": ((nn.Identity,), (), ("contiguous", "clone", "detach")),
     "float": ((), (), ("float",)),
 }
@@ -335,6 +336,7 @@ CURVED = {"square": Square(), "sqrt": SquareRoot(), "rsqrt": InverseSquareRoot()
 for _name, _rule in CURVED.items():
     register_bound(_name)(lambda p, _rule=_rule: _rule)
 register_bound("neg")(lambda p: Affine(EXACT_COPY))
+register_bound("abs")(lambda p: PiecewiseLinear(torch.abs, (0.0,)))
 register_bound("identity")(lambda p: IDENTITY)
 register_bound("float")(lambda p: IDENTITY)
 register_bound("cast")(lambda dtype: _cast_refused(dtype) or IDENTITY)
@@ -348,7 +350,7 @@ register_bound("dropout")(lambda p: IDENTITY)
 EXACT_ACTIVATIONS = ("relu", "relu6", "hardtanh", "clamp")
 for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid", "sigmoid",
               "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus", "prelu",
-              "prelu_function", *CURVED):
+              "prelu_function", "abs", *CURVED):
     register_interval(_name)(
         lambda params, _bound=OPERATIONS.get(_name).bound, _exact=_name in EXACT_ACTIVATIONS:
         activation(_bound(params), _exact))

@@ -1,4 +1,5 @@
-"""BatchNorm on running statistics: a per-channel affine map."""
+"""BatchNorm on running statistics: a per-channel affine map; LayerNorm, GroupNorm,
+InstanceNorm, vector norms and ``F.normalize`` (the verifier's copies write them out)."""
 
 from __future__ import annotations
 
@@ -171,3 +172,83 @@ register_operation("layer_norm", window=_normalises_maps, params=_layer_norm_par
 register_operation("group_norm", window=_normalises_maps, params=_group_norm_params,
                    modules=(nn.GroupNorm, nn.InstanceNorm2d), functions=(F.group_norm,),
                    help="GroupNorm and InstanceNorm (the verifier: as LayerNorm is)")
+
+
+@dataclass(frozen=True)
+class VectorNormParams:
+    """A vector norm over axes (``torch.linalg.vector_norm``, ``torch.norm``,
+    ``x.norm``), or ``F.normalize`` (the value divided by the norm, at least ``eps``).
+
+    Attributes:
+        order: 1 (a sum of absolute values) or 2 (Euclidean; Frobenius over two axes).
+        dims: the axes reduced (none of them the batch axis).
+        keepdim: whether the reduced axes are kept (``F.normalize``: always).
+        eps: ``F.normalize``'s floor on the divisor; ``None`` for a norm.
+    """
+
+    order: float
+    dims: tuple[int, ...]
+    keepdim: bool
+    eps: float | None = None
+
+
+def _norm_order(value: object) -> float | None:
+    """1 or 2 for the orders written out (``None``, ``"fro"``: 2), else ``None``."""
+    if value is None or value == "fro":
+        return 2.0
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (1, 2):
+        return float(value)
+    return None
+
+
+def _norm_call(call: NodeCall) -> tuple[object, object, object, object]:
+    """``(order, dim, keepdim, eps)`` as the call gives them, by its function."""
+    target = call.node.target
+    if target is F.normalize:
+        return call.arg(1, "p", 2.0), call.arg(2, "dim", 1), True, call.arg(3, "eps", 1e-12)
+    if target is torch.linalg.vector_norm:
+        return call.arg(1, "ord", 2), call.arg(2, "dim"), call.arg(3, "keepdim", False), None
+    if target is torch.linalg.norm:  # a number with two axes: a matrix norm (refused)
+        order, dim = call.arg(1, "ord"), call.arg(2, "dim")
+        if order not in (None, "fro") and not isinstance(dim, int):
+            order = "matrix"
+        return order, dim, call.arg(3, "keepdim", False), None
+    return call.arg(1, "p", "fro"), call.arg(2, "dim"), call.arg(3, "keepdim", False), None
+
+
+def _vector_norm_params(call: NodeCall) -> VectorNormParams | str:
+    """A norm's order and axes, where the verifier's copy writes it out: order 1 or 2
+    (``"fro"``), over named axes other than the batch axis, in the value's dtype."""
+    if any(isinstance(value, torch.dtype) for value in
+           [*call.node.args[1:], *call.node.kwargs.values()]):
+        return "a norm computed in another dtype (give it without dtype=)"
+    order, dim, keepdim, eps = _norm_call(call)
+    if order == "matrix":
+        return ("a matrix norm other than Frobenius (torch.linalg.norm with an order and "
+                "two axes)")
+    if _norm_order(order) is None:
+        return (f"a norm of order {order!r} (the verifier writes out orders 1 and 2, and "
+                "'fro')")
+    dims = ((dim,) if isinstance(dim, int)
+            else tuple(dim) if isinstance(dim, (tuple, list)) else None)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return "a norm over every axis, the batch axis too (name the axes, e.g. dim=1)"
+    if 0 in dims:
+        return "a norm over the batch axis (dim=0)"
+    if not isinstance(keepdim, bool) or (eps is not None and not isinstance(eps, (int, float))):
+        return "a norm whose keepdim or eps is computed in the model (give them as values)"
+    return VectorNormParams(_norm_order(order), dims, keepdim,
+                            None if eps is None else float(eps))
+
+
+def _runs_whole(params: VectorNormParams | str) -> str:
+    return params if isinstance(params, str) else "it reduces over axes (runs whole)"
+
+
+register_operation("norm", window=_runs_whole, params=_vector_norm_params,
+                   functions=(torch.norm, torch.linalg.vector_norm, torch.linalg.norm),
+                   methods=("norm",),
+                   help="a vector norm of order 1 or 2 over axes (the verifier: written out)")
+register_operation("normalize", window=_runs_whole, params=_vector_norm_params,
+                   functions=(F.normalize,),
+                   help="F.normalize, p = 1 or 2 (the verifier: a division by the norm)")
