@@ -369,6 +369,35 @@ class Norms(nn.Module):
         return self.fc(torch.cat([h.flatten(1), spread], 1)) + 0.1 * whole
 
 
+class Pieces(nn.Module):
+    """Items of ``chunk``, ``split`` (by a size and by sections) and ``unbind`` along
+    axes after the batch axis, ShuffleNet's channel shuffle (a view by the batch size, a
+    transpose), and ``torch.stack`` along the channels and the last axis."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = nn.Conv2d(4, 4, 1)
+        self.conv2 = nn.Conv2d(8, 4, 3, 2, 1)
+        self.fc = nn.Linear(112, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(x))
+        a, b = h.chunk(2, dim=1)
+        h = torch.cat([a, torch.relu(self.branch(b))], 1)
+        n, c, height, width = h.size()
+        h = torch.transpose(h.view(n, 2, c // 2, height, width), 1, 2).contiguous()
+        h = h.view(n, -1, height, width)
+        first, rest = torch.split(h, [3, 5], dim=1)
+        left, right = h.split(4, 1)
+        h = torch.cat([rest, first], 1) - 0.5 * torch.cat([right, left], 1)
+        h = self.conv2(h)
+        top, _, _, bottom = h.unbind(2)
+        rows = torch.stack([top, bottom], dim=1).flatten(1)
+        columns = torch.stack([h[:, 0], h[:, 1]], -1).flatten(1)
+        return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1)], 1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -430,7 +459,7 @@ def box_margins(engine, image, y, x, lo, hi, label):
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
                                    Pooled(), Exponentials(), TimmAttention(), TimmFused(),
-                                   Norms()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Norms(), Pieces()] + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -469,13 +498,13 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 13 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 14 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
                          ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
-                         TimmAttention(), TimmFused(), Norms()]
+                         TimmAttention(), TimmFused(), Norms(), Pieces()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -524,7 +553,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
-            Exponentials(), TimmAttention(), TimmFused(), Norms()] + [
+            Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -590,7 +619,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
                                  ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
-                                 TimmAttention, TimmFused, Norms])
+                                 TimmAttention, TimmFused, Norms, Pieces])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

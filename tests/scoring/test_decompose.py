@@ -16,6 +16,7 @@ from test_bounds import (
     Normalised,
     Normed,
     Norms,
+    Pieces,
     Pooled,
     TimmAttention,
     TimmFused,
@@ -37,7 +38,7 @@ def names_run(graph: TracedGraph) -> set[str]:
 
 
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
-                                 Exponentials, TimmAttention, TimmFused, Norms])
+                                 Exponentials, TimmAttention, TimmFused, Norms, Pieces])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -219,10 +220,15 @@ class Matrices(nn.Module):
     lambda h: (lambda t: t[0] + t[1])(h.reshape(h.shape[0], 2, 2, 25).permute(1, 0, 3, 2)
                                       .unbind(0)),
     lambda h: (lambda t: t[0] * t[-1])(h.permute(2, 0, 1, 3)),
-    lambda h: torch.unbind(h.permute(3, 0, 2, 1), dim=0)[1]],
+    lambda h: torch.unbind(h.permute(3, 0, 2, 1), dim=0)[1],
+    lambda h: (lambda t: t[1] - t[0])(h.chunk(2, dim=1)),
+    lambda h: (lambda t: t[0].sum(1) * t[1][:, 0])(torch.split(h, [1, 3], 1)),
+    lambda h: (lambda t: t[-1] * t[1])(h.unbind(-1)),
+    lambda h: torch.stack([h, 2 * h], -2), lambda h: torch.stack((h[:, 0], h[:, 1]), dim=1)],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
-         "unbind", "items", "unbind-permuted"])
+         "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",
+         "stack-1"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -236,6 +242,8 @@ def test_each_rewritten_operation_computes_its_own_values(forward):
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
     assert not names_run(graph) & {"softmax", "log_softmax", "attention", "maximum",
                                    "minimum", "matmul", "norm", "normalize"}
+    assert not any(n.target in ("chunk", "split", "unbind", torch.stack, torch.unbind)
+                   for n in graph.nodes)
     assert not any(graph.resolve(n).operation is not None
                    and isinstance(graph.resolve(n).params, str)  # (a permutation's refusal)
                    for n in graph.nodes if n not in graph.sizes)
@@ -272,10 +280,13 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: torch.linalg.norm(h, 2, dim=(2, 3)), "matrix norm"),
     (lambda h: torch.linalg.vector_norm(h, dim=1, dtype=torch.float64), "another dtype"),
     (lambda h: (lambda t: t[0] + t.sum(0))(h.permute(1, 0, 2, 3)), "move the batch axis"),
-    (lambda h: h.permute(1, 2, 0, 3)[0], "move the batch axis")],
+    (lambda h: h.permute(1, 2, 0, 3)[0], "move the batch axis"),
+    (lambda h: h.chunk(2, dim=-4)[0], "splits the batch axis"),
+    (lambda h: h.unbind(0)[0] * h, "unbind"),
+    (lambda h: torch.stack([h, h], 0), "stack")],
     ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype", "permuted-used-whole",
-         "batch-third"])
+         "batch-third", "chunk-batch", "unbind-batch", "stack-batch"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are

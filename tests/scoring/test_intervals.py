@@ -26,6 +26,7 @@ from test_bounds import (
     Normalised,
     Normed,
     Norms,
+    Pieces,
     Plain,
     Pooled,
     Residual,
@@ -44,7 +45,7 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
         ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
-        Norms] + [
+        Norms, Pieces] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

@@ -19,6 +19,10 @@
   the new first axis (timm's attention: ``qkv.reshape(B, N, 3, H, d).permute(2, 0, 3, 1,
   4)``, then ``qkv.unbind(0)``), runs as each item taken first, ``qkv[:, :, i]``, then
   permuted: the batch axis stays first (the bounds run boxes as its rows).
+* An item of ``chunk``, ``split`` or ``unbind`` along an axis after the batch axis (``a,
+  b = h.chunk(2, dim=1)``: ShuffleNet's halves) runs as that item alone
+  (:func:`~.operators.shape.piece`); ``torch.stack`` along such an axis as the
+  concatenation of its parts unsqueezed there.
 * A vector norm of order 2 over axes (``torch.linalg.vector_norm``, ``torch.norm``,
   ``x.norm``) runs as ``sqrt(Σ x²)`` (``torch.square``: bounded below by 0), of order 1
   as ``Σ |x|``; ``F.normalize(x)`` as ``x · reciprocal(eps + relu(‖x‖ - eps))``, its
@@ -63,7 +67,7 @@ import torch.nn.functional as F
 from torch import fx
 
 from .operators.normalization import NormParams, VectorNormParams
-from .operators.shape import placed
+from .operators.shape import piece, placed
 
 # ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
 # ``Any`` here, so that no import closes a cycle)
@@ -92,6 +96,8 @@ def decompose(traced: TracedGraph) -> bool:
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
     changed = _batch_selections(traced)
+    changed = _pieces(traced) or changed
+    changed = _stacks(traced) or changed
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
     changed = _multihead(traced) or changed
@@ -157,6 +163,71 @@ def _batch_selections(traced: TracedGraph) -> bool:
         for leftover in [u for u in node.users if not u.users]:
             graph.erase_node(leftover)  # (the unbinds, each item replaced)
         graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+# how each call that returns a tuple of pieces names its settings: (kind, the size's
+# position and keyword, or None for unbind)
+_SPLITTERS = {"chunk": ("chunk", (1, "chunks")), torch.chunk: ("chunk", (1, "chunks")),
+              "split": ("split", (1, "split_size")),
+              torch.split: ("split", (1, "split_size_or_sections")),
+              "unbind": ("unbind", None), torch.unbind: ("unbind", None)}
+
+
+def _pieces(traced: TracedGraph) -> bool:
+    """Each ``chunk``, ``split`` or ``unbind`` of a value that changes with the pixel along
+    a named axis other than the batch axis, whose every use takes one item (``a, b =
+    h.chunk(2, dim=1)``), as each item alone: :func:`~.operators.shape.piece`."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if (node in traced.statics or node in traced.sizes
+                or node.op not in ("call_method", "call_function")):
+            continue
+        try:
+            kind, size_at = _SPLITTERS[node.target]
+        except (KeyError, TypeError):
+            continue
+        position = 1 if size_at is None else 2
+        dim = node.args[position] if len(node.args) > position else node.kwargs.get("dim", 0)
+        size = None
+        if size_at is not None:
+            size = (node.args[1] if len(node.args) > 1
+                    else node.kwargs.get(size_at[1], node.kwargs.get("split_size")))
+        items = [u for u in node.users if u.target is operator.getitem
+                 and isinstance(u.args[1], int) and not isinstance(u.args[1], bool)]
+        if (not isinstance(dim, int) or isinstance(dim, bool) or dim == 0 or not items
+                or len(items) != len(node.users)
+                or not (size is None or isinstance(size, int) or (
+                    isinstance(size, (tuple, list)) and all(isinstance(n, int) for n in size)))):
+            continue
+        for item in items:
+            _replace(graph, item, functools.partial(
+                graph.call_function, piece, (node.args[0], kind, size, dim, item.args[1])),
+                None)
+        graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _stacks(traced: TracedGraph) -> bool:
+    """Each ``torch.stack`` along an axis other than the batch axis of values one of which
+    changes with the pixel as the concatenation of each unsqueezed there."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if node in traced.statics or node.op != "call_function" or node.target is not torch.stack:
+            continue
+        parts = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if (not isinstance(parts, (tuple, list)) or not isinstance(dim, int)
+                or isinstance(dim, bool) or dim == 0 or "out" in node.kwargs):
+            continue
+
+        def build(parts=parts, dim=dim) -> fx.Node:
+            return graph.call_function(torch.cat, ([graph.call_method(
+                "unsqueeze", (part, dim)) for part in parts], dim))
+
+        _replace(graph, node, build, None)
         rewritten = True
     return rewritten
 

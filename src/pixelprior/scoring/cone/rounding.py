@@ -325,7 +325,7 @@ def _attention_rounding(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity", "float",
                    "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
                    "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
-                   "placed"})
+                   "placed", "piece"})
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
 # elementwise operations (one by default)

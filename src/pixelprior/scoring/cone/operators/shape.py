@@ -1,11 +1,12 @@
 """Shape queries (``size``, ``shape``, ``dim``), reshapes (``flatten``, ``view``) and copies
 that keep the batch axis (``unsqueeze``, ``squeeze``, indexing, ``expand``, ``permute``,
-``transpose``, and :func:`placed`, which the verifier's copies write a concatenation with
-a class token as)."""
+``transpose``, and :func:`placed` and :func:`piece`, which the verifier's copies write a
+concatenation with a class token and an item of ``chunk``, ``split`` or ``unbind`` as)."""
 
 from __future__ import annotations
 
 import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -169,3 +170,30 @@ register_operation("placed", window=_copy, functions=(placed,), params=_placed_p
                    help="a value placed among zeros along an axis after the batch axis")
 register_bound("placed")(lambda params: Affine(EXACT_COPY))
 register_interval("placed")(lambda params: EXACT)
+
+
+def piece(value: torch.Tensor, kind: str, size: Any, dim: int, index: int) -> torch.Tensor:
+    """Item ``index`` of ``value.chunk(size, dim)`` (``kind`` ``"chunk"``),
+    ``value.split(size, dim)`` (``"split"``) or ``value.unbind(dim)`` (``"unbind"``,
+    ``size`` unused): one value, what the verifier's copies write such an item as
+    (``a, b = h.chunk(2, dim=1)``, ShuffleNet's halves; :mod:`..decompose`)."""
+    if kind == "chunk":
+        return value.chunk(size, dim)[index]
+    if kind == "split":
+        return value.split(size, dim)[index]
+    return value.unbind(dim)[index]
+
+
+def _piece_params(call: NodeCall) -> tuple[int] | str:
+    """The axis split, where it is not the batch axis (a negative one is checked against
+    the rank by the plan)."""
+    dim = call.arg(3, "dim")
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != 0:
+        return (dim,)
+    return "a split of the batch axis (split another axis, e.g. chunk(2, dim=1))"
+
+
+register_operation("piece", window=_copy, functions=(piece,), params=_piece_params,
+                   help="an item of chunk, split or unbind along an axis after the batch axis")
+register_bound("piece")(lambda params: REARRANGE)
+register_interval("piece")(lambda params: REARRANGED)
