@@ -137,6 +137,20 @@ def test_explain_writes_map_and_set(cat_png, tmp_path):
     assert record["image_path"] == str(cat_png.resolve()) and record["tau"] == 0.5
 
 
+def test_explain_takes_gradcams_layer_by_name(cat_png, tmp_path):
+    out = tmp_path / "e"
+    result = invoke("explain", cat_png, "--method", "gradcam", "--layer", "features.3",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    assert np.load(out / "cat-gradcam.npy").shape == (32, 32)
+    clean_error(invoke("explain", cat_png, "--method", "gradcam", "--layer", "features.99",
+                       "--out", tmp_path / "f"), 2,
+                "the GradCAM layer 'features.99' is no module of the model")
+    clean_error(invoke("explain", cat_png, "--layer", "features.3", "--out", tmp_path / "g"),
+                2, "--layer is GradCAM's layer and --method is smoothgrad")
+    assert not (tmp_path / "f").exists() and not (tmp_path / "g").exists()
+
+
 def test_explain_refuses_to_replace_another_images_map(cat_png, tmp_path):
     other = tmp_path / "other" / "cat.png"
     other.parent.mkdir()

@@ -357,7 +357,9 @@ def test_a_maps_and_a_priors_own_options_reach_a_run(tmp_path):
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"map_options": {"steps": 0}}, "map_options.steps = 0: integrated_gradients refuses"),
-    ({"map_options": {"layer": "features.3"}}, "GradCAM's layer is a submodule"),
+    ({"map_options": {"layer": 3}, "modes": ["scan:gradcam"]},
+     "gradcam refuses it (GradCAM's layer is one of the model's modules or its name"),
+    ({"map_options": {"layer": "features.3"}}, "read by gradcam, which no mode of this run"),
     ({"map_options": {"n_samples": 3}}, "set it as `n_samples`, its own setting"),
     ({"map_options": {"stpes": 8}}, "no map takes 'stpes'; the map options are baseline"),
     ({"map_options": {"steps": 8}, "modes": ["constrained"]},

@@ -65,6 +65,19 @@ def test_a_run_attacks_in_groups_of_its_batch(tiny_run):
         assert {r["group_size"] for r in group} == {len(group)}
 
 
+def test_a_gradcam_layer_the_model_has_no_module_of_is_refused_before_any_work(tiny_run,
+                                                                             tmp_path):
+    from pixelprior.experiment.config import ConfigError
+
+    with pytest.raises(ConfigError, match="map_options.layer: the GradCAM layer 'features' is "
+                                          "no module of the model .its convolutions and "
+                                          "stages include conv"):
+        quiet(tiny_run(modes=["scan:gradcam"], map_options={"layer": "features"})).run()
+    assert not (tmp_path / "run").exists()
+    rows = quiet(tiny_run(modes=["scan:gradcam"], map_options={"layer": "conv"})).run()
+    assert len(rows) == 5
+
+
 # ------------------------------------------------------------------ resume
 def test_resume_attacks_only_what_is_missing(tiny_run):
     config = tiny_run()

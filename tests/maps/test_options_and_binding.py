@@ -83,6 +83,29 @@ def test_gradcam_finds_its_layer_when_bound_and_refuses_a_foreign_layer(tiny_net
     torch.testing.assert_close(GradCAM().bind(tiny_net)(*batch), GradCAM(tiny_net)(*batch))
 
 
+def test_gradcam_takes_its_layer_by_name(tiny_net, batch):
+    """A module's name (what a config's ``[map_options]`` and the command line give), a
+    wrapped model's layer by its own name; a name no module (or several) has, and a
+    layer that is neither a module nor a name, refused naming what to give."""
+    named = GradCAM(layer="features.2").bind(tiny_net)
+    assert named.layer is tiny_net.features[2]
+    torch.testing.assert_close(named(*batch), GradCAM(tiny_net, layer=tiny_net.features[2])(
+        *batch))
+    wrapped = torch.nn.Sequential(tiny_net)
+    assert GradCAM(wrapped, layer="features.0").layer is tiny_net.features[0]
+    assert GradCAM(wrapped, layer="0.features.0").layer is tiny_net.features[0]
+    with pytest.raises(ValueError, match="the GradCAM layer 'features.9' is no module of the "
+                                         "model .its convolutions and stages include "
+                                         "features, features.0, features.2"):
+        GradCAM(tiny_net, layer="features.9")
+    twice = torch.nn.ModuleDict({"a": tiny_net, "b": type(tiny_net)()})
+    with pytest.raises(ValueError, match="several modules' names end with 'features.0'"):
+        GradCAM(twice, layer="features.0")
+    for bad in (3, ""):
+        with pytest.raises(ValueError, match="one of the model's modules or its name"):
+            GradCAM(layer=bad)
+
+
 def test_a_captum_method_is_bound_to_its_forward_module(tiny_net):
     captum = pytest.importorskip("captum.attr")
     from pixelprior.maps import CaptumSensitivity

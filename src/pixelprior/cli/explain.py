@@ -13,7 +13,7 @@ from .._io import atomic_write, write_json_atomic
 from ..maps import METHODS, make_sensitivity
 from ..priors import check_tau
 from ._app import app, console
-from .errors import finishing
+from .errors import fail, finishing
 from .inputs import check_same_image, label_of, load_image, predict_label, write_image
 from .options import ModelOptions, check_out, model_options
 
@@ -26,6 +26,9 @@ def explain(
     label: str | None = typer.Option(None, help="Class to explain (default: predicted)."),
     method: str = typer.Option("smoothgrad", help=METHODS.help_text()),
     tau: float = typer.Option(0.5, help="Threshold of S."),
+    layer: str | None = typer.Option(None, help="GradCAM's layer, by its module's name "
+                                     "(features.12) [the last of features, else the last "
+                                     "convolutional stage]."),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse an image whose size "
                                    "differs from the model's input."),
     out: Path = typer.Option(Path("explain-out"), help="Output folder."),
@@ -39,6 +42,7 @@ def explain(
         label: the class explained (default: the model's prediction).
         method: the sensitivity method.
         tau: the threshold of S.
+        layer: GradCAM's layer, by name.
         no_resize: refuse an image of another size than the model's input.
         out: the output folder.
 
@@ -46,13 +50,20 @@ def explain(
         UsageProblem: a bad option or image (one line, exit 2).
     """
     check_tau(tau)
+    if layer is not None and method != "gradcam":
+        fail(f"--layer is GradCAM's layer and --method is {method}; give --method gradcam, "
+             "or drop --layer")
     model_options.check()
     check_out(out)
     record = out / f"{image_file.stem}-{method}.json"
     check_same_image(record, image_file, f"the {method} map")
     opened = model_options.open()
     net = opened.net
-    sensitivity = make_sensitivity(method, net)
+    try:
+        sensitivity = make_sensitivity(method, net, **({} if layer is None
+                                                        else {"layer": layer}))
+    except ValueError as exc:  # a layer the model has no module of
+        fail(str(exc))
     image, fitted, _ = load_image(image_file, opened.input_size, not no_resize,
                                   channels=opened.channels)
     true = (label_of(label, net.class_names, "explained") if label is not None

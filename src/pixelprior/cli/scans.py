@@ -234,6 +234,9 @@ def evaluate_maps_cmd(
                                   "not its size)."),
     n_samples: int = typer.Option(50, help="SmoothGrad noisy copies (n)."),
     noise_level: float = typer.Option(0.15, help="SmoothGrad σ (fraction of the range)."),
+    gradcam_layer: str | None = typer.Option(None, help="GradCAM's layer, by its module's "
+                                             "name (features.12) [the last of features, "
+                                             "else the last convolutional stage]."),
     data: Path | None = typer.Option(None, help="Folder with cifar-10-batches-py."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     allow_pickle: AllowPickle = False,
@@ -255,6 +258,7 @@ def evaluate_maps_cmd(
         reduction: how a pixel's channels are reduced (max_abs, mean_abs, sum or signed).
         n_samples: SmoothGrad's noisy copies.
         noise_level: SmoothGrad's σ.
+        gradcam_layer: GradCAM's layer, by name.
         data: the folder holding cifar-10-batches-py.
         device: where the model runs.
         allow_pickle: the scan's model is a pickled module.
@@ -281,6 +285,9 @@ def evaluate_maps_cmd(
     _check_options_read(chosen, {"absolute": (absolute, "after"),
                                  "n_samples": (n_samples, 50),
                                  "noise_level": (noise_level, 0.15)})
+    if gradcam_layer is not None and "gradcam" not in chosen:
+        fail("--gradcam-layer sets GradCAM's layer, and gradcam is not among the maps "
+             "scored; add it to --methods, or drop --gradcam-layer")
     if reduction not in REDUCTIONS:
         fail(f"--reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}")
     map_settings = {"--score": (score, "logit"), "--normalization": (normalization, "minmax"),
@@ -298,6 +305,8 @@ def evaluate_maps_cmd(
              "the scan is of CIFAR-10's full test set)")
     settings = {"score": score, "absolute": absolute, "normalization": normalization,
                 "reduction": reduction, "n_samples": n_samples, "noise_level": noise_level}
+    if gradcam_layer is not None:  # (recorded where set: earlier results keep their settings)
+        settings["layer"] = gradcam_layer
     on_interrupt(f"the map evaluation is unfinished (the scan in {directory} is untouched); "
                  "run the same command again")
     try:

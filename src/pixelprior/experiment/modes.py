@@ -218,8 +218,6 @@ def map_fields_read(mode: str, sensitivity: str) -> set[str]:
     return fields | set(method_options(method, dict.fromkeys(MAP_FIELDS)))
 
 
-# options a map's or prior's own set only in the API: a submodule, not a config value
-API_ONLY_OPTIONS = {"layer": "GradCAM's layer is a submodule: set it in the API"}
 # options the config sets by fields of their own
 FIELD_OPTIONS = {"n_samples", "noise_level", "absolute", "tau", "scan"}
 
@@ -227,8 +225,8 @@ FIELD_OPTIONS = {"n_samples", "noise_level", "absolute", "tau", "scan"}
 def options_problems(map_options: dict, prior_options: dict, modes: list[str],
                      sensitivity: str) -> list[str]:
     """What is wrong with a run's ``map_options`` and ``prior_options``: a name no map
-    (prior) of the registry takes, one with a field of its own or set only in the API,
-    a value the method (prior) refuses, or one no mode of the run reads.
+    (prior) of the registry takes, one with a field of its own, a value the method
+    (prior) refuses, or one no mode of the run reads.
 
     Args:
         map_options: option name → value, for the map methods taking it.
@@ -261,11 +259,9 @@ def _option_problem(kind: str, name: str, value: Any, takers: list[str], registr
     where = f"{kind}_options.{name}"
     if name in FIELD_OPTIONS:
         return f"{where}: set it as `{'oracle' if name == 'scan' else name}`, its own setting"
-    if name in API_ONLY_OPTIONS:
-        return f"{where}: {API_ONLY_OPTIONS[name]}"
     if not takers:
         every = sorted({o for m in registry for o in registry.entry(m).options}
-                       - FIELD_OPTIONS - set(API_ONLY_OPTIONS))
+                       - FIELD_OPTIONS)
         return f"{where}: no {kind} takes {name!r}; the {kind} options are {', '.join(every)}"
     if not set(takers) & read:
         return (f"{where} is read by {', '.join(takers)}, which no mode of this run uses; "

@@ -129,8 +129,9 @@ class GroupWorker:
 def check_gradient_maps(config: ExperimentConfig, model: torch.nn.Module,
                         images: torch.Tensor) -> None:
     """Refuse modes that read a gradient map of a model without input gradients (an ONNX
-    graph onnx2torch cannot convert, a model that detaches its scores), before any work:
-    else the first such mode stops a run midway, after rows were written.
+    graph onnx2torch cannot convert, a model that detaches its scores), and a GradCAM
+    layer (``map_options.layer``) the model has no module of, before any work: else the
+    first such mode stops a run midway, after rows were written.
 
     Args:
         config: the run's config (its modes and its map method).
@@ -140,6 +141,13 @@ def check_gradient_maps(config: ExperimentConfig, model: torch.nn.Module,
     Raises:
         ConfigError: such modes, with why and what to run instead.
     """
+    layer = config.map_options.get("layer")
+    if layer is not None and any(map_method(mode, config.sensitivity) == "gradcam"
+                                 for mode in config.modes):
+        try:
+            METHODS.get("gradcam")(model, layer=layer)
+        except ValueError as exc:
+            raise ConfigError(f"map_options.layer: {exc}") from None
     needs = {mode: method for mode in config.modes
              if (method := map_method(mode, config.sensitivity)) is not None
              and METHODS.get(method).needs_gradients}

@@ -17,7 +17,9 @@ class GradCAM(SensitivityMethod):
     Args:
         model: the model, or ``None`` to bind later (the default layer is then found
             when the method is bound).
-        layer: any module of ``model`` whose output is ``[B, K, h, w]``; default the last
+        layer: any module of ``model`` whose output is ``[B, K, h, w]``, or its name
+            (``"features.12"``, as ``model.named_modules()`` gives it; a wrapped model's
+            layer by its own name too: one module whose name ends so); default the last
             module of its ``features`` Sequential (SqueezeNet and most torchvision-style
             CNNs; also a wrapped model's, such as ``--mean``/``--std``'s wrapper), else
             the last module to output a map of more than one position, found on the
@@ -26,15 +28,20 @@ class GradCAM(SensitivityMethod):
             :class:`~pixelprior.maps.SensitivityMethod`).
 
     Raises:
-        ValueError: no ``layer`` given and the model has no convolution.
+        ValueError: no ``layer`` given and the model has no convolution; a layer that is
+            not one of the model's modules, or a name none (or several) of them has.
     """
 
     name = "gradcam"
 
-    def __init__(self, model: nn.Module | None = None, layer: nn.Module | None = None,
-                 **options) -> None:
+    def __init__(self, model: nn.Module | None = None,
+                 layer: nn.Module | str | None = None, **options) -> None:
+        if not (layer is None or isinstance(layer, (nn.Module, str))) or layer == "":
+            raise ValueError("GradCAM's layer is one of the model's modules or its name "
+                             f"(such as 'features.12'), got {layer!r}")
         super().__init__(model, **options)
-        self.layer = layer
+        self.layer_name = layer if isinstance(layer, str) else None
+        self.layer = None if isinstance(layer, str) else layer
         if model is not None:
             self._bound()
 
@@ -42,7 +49,9 @@ class GradCAM(SensitivityMethod):
         """The layer on the bound model: by default the last module of its ``features``
         Sequential (else found on the first images); a given layer must be one of the
         model's modules."""
-        if self.layer is None:
+        if self.layer_name is not None:
+            self.layer = _named_layer(self.model, self.layer_name)
+        elif self.layer is None:
             self.layer = _features_layer(self.model)
             if self.layer is None and not any(isinstance(m, nn.Conv2d)
                                               for m in self.model.modules()):
@@ -98,6 +107,23 @@ class GradCAM(SensitivityMethod):
 NO_LAYER = ("Grad-CAM needs a convolutional layer, and this model has none: pass "
             "GradCAM(model, layer=...) in Python, or leave gradcam out (evaluate-maps "
             "--methods gradient occlusion random, or another map)")
+
+
+def _named_layer(model: nn.Module, name: str) -> nn.Module:
+    """The module of ``model`` named ``name``, or the one module whose name ends with
+    ``"." + name`` (a wrapped model's layer by its own name)."""
+    named = dict(model.named_modules())
+    if name in named:
+        return named[name]
+    ending = [module for full, module in named.items() if full.endswith("." + name)]
+    if len(ending) == 1:
+        return ending[0]
+    spatial = [full for full, module in named.items()
+               if isinstance(module, nn.Conv2d | nn.Sequential) and full]
+    hint = (f"several modules' names end with {name!r}; give the full name"
+            if ending else "its convolutions and stages include "
+            + ", ".join(spatial[-6:]) if spatial else "it has no convolution")
+    raise ValueError(f"the GradCAM layer {name!r} is no module of the model ({hint})")
 
 
 def _features_layer(model: nn.Module) -> nn.Module | None:
