@@ -348,6 +348,27 @@ class TimmFused(TimmAttention):
     fused = True
 
 
+class Transformer(nn.Module):
+    """``nn.TransformerEncoder`` as vision transformers built on PyTorch's own layers
+    write it: batch first, a post-norm ReLU layer and a pre-norm GELU layer, a final
+    LayerNorm; patches by a strided convolution, the tokens averaged."""
+
+    def __init__(self, classes: int = 3, dim: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 2, 2)
+        post = nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.1, batch_first=True)
+        pre = nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.1, activation="gelu",
+                                         batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(post, 1, norm=nn.LayerNorm(dim),
+                                             enable_nested_tensor=False)
+        self.encoder.layers.append(pre)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(t).mean(1))
+
+
 class Norms(nn.Module):
     """Vector norms written out: ``F.normalize`` over the channels (its ``eps`` floor),
     ``torch.norm`` and ``torch.linalg.vector_norm`` of order 2 over axes,
@@ -459,7 +480,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
                                    Pooled(), Exponentials(), TimmAttention(), TimmFused(),
-                                   Norms(), Pieces()] + [Smooth(a) for a in ACTIVATIONS],
+                                   Norms(), Pieces(), Transformer()]
+                         + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
 def test_a_box_of_width_zero_gives_the_exact_scores(model):
@@ -498,13 +520,13 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 14 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 15 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
                          ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
-                         TimmAttention(), TimmFused(), Norms(), Pieces()]
+                         TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -553,7 +575,7 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
-            Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces()] + [
+            Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -619,7 +641,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
                                  ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
-                                 TimmAttention, TimmFused, Norms, Pieces])
+                                 TimmAttention, TimmFused, Norms, Pieces, Transformer])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

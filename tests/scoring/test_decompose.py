@@ -20,6 +20,7 @@ from test_bounds import (
     Pooled,
     TimmAttention,
     TimmFused,
+    Transformer,
     box_margins,
     randomised,
     sampled_margins,
@@ -38,7 +39,8 @@ def names_run(graph: TracedGraph) -> set[str]:
 
 
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
-                                 Exponentials, TimmAttention, TimmFused, Norms, Pieces])
+                                 Exponentials, TimmAttention, TimmFused, Norms, Pieces,
+                                 Transformer])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -314,7 +316,8 @@ def test_no_float32_error_is_proved_through_a_softmax():
         assert torch.isfinite(lower).all()
 
 
-@pytest.mark.parametrize("net", [Attention, Encoder, Pooled, TimmAttention, TimmFused, Norms])
+@pytest.mark.parametrize("net", [Attention, Encoder, Pooled, TimmAttention, TimmFused, Norms,
+                                 Transformer])
 def test_the_estimate_covers_float32_attention(net):
     """The first-order estimate (the tolerance where no float32 error is proved) covers
     the float32 model's deviation from float64 at the image, on random attention nets."""
@@ -513,3 +516,56 @@ def test_multihead_attention_of_a_vector_is_named_in_one_line():
 
     with pytest.raises(BoundUnsupportedError, match="does not run on images of shape"):
         BoundEngine(Vector().eval()).plan(torch.rand(1, 3, 8, 8))
+
+
+class _Masked(nn.Module):
+    """A transformer encoder called with a key padding mask (kept whole: refused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 2, 2)
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(
+            8, 2, 16, batch_first=True), 1, enable_nested_tensor=False)
+        self.register_buffer("mask", torch.zeros(1, 16, dtype=torch.bool))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(t, src_key_padding_mask=self.mask).mean(1))
+
+
+class _OwnLayer(nn.TransformerEncoderLayer):
+    def _ff_block(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(torch.tanh(self.linear1(x)))
+
+
+def test_a_transformer_encoder_is_written_out_as_its_modules():
+    """``nn.TransformerEncoder`` and ``nn.TransformerEncoderLayer`` (leaves to torch.fx)
+    run as the modules their forward calls, in every trace the engines make: equal to
+    the model in float64; one with a mask, in training mode or with a forward of its
+    own stays whole and is named."""
+    from pixelprior.scoring.cone.rounding import traced_copy
+
+    model = randomised(Transformer(), 2).double()
+    for graph in (TracedGraph(model, fold=False, float_as=torch.float64),
+                  TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)):
+        assert not any(isinstance(graph.modules.get(n.target), (
+            nn.TransformerEncoder, nn.TransformerEncoderLayer)) for n in graph.nodes)
+        images = torch.rand(3, 3, 8, 8, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12,
+                                       atol=1e-12)
+    assert "multihead_attention" in names_run(TracedGraph(model, fold=False))
+    assert not any(n.op == "call_module" and n.target == "encoder"
+                   for n in traced_copy(model).graph.nodes)
+    with pytest.raises(BoundUnsupportedError, match="no bound rule for TransformerEncoder"):
+        BoundEngine(_Masked().eval()).plan(torch.rand(2, 3, 8, 8))
+    with pytest.raises(BoundUnsupportedError, match="training mode"):
+        BoundEngine(Transformer().train()).plan(torch.rand(2, 3, 8, 8))
+    own = Transformer().eval()
+    own.encoder.layers[1] = _OwnLayer(8, 2, 16, batch_first=True).eval()
+    with pytest.raises(BoundUnsupportedError, match="no bound rule for TransformerEncoder"):
+        BoundEngine(own).plan(torch.rand(2, 3, 8, 8))
+    alone = Transformer().eval()
+    alone.encoder = alone.encoder.layers[1]  # a layer called on its own
+    assert "multihead_attention" in names_run(TracedGraph(alone, fold=False))

@@ -34,6 +34,7 @@ from test_bounds import (
     Smooth,
     TimmAttention,
     TimmFused,
+    Transformer,
     randomised,
     scores,
 )
@@ -45,7 +46,7 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
         ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
-        Norms, Pieces] + [
+        Norms, Pieces, Transformer] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
@@ -120,8 +121,11 @@ def test_a_box_of_width_zero_gives_the_exact_margins(net, cone):
     exact = (values[label] - values[others]).numpy()
     assert (bounds[others] <= exact).all()  # the rounding slack: below, and barely
     jumps = isinstance(getattr(model, "act", None), nn.Softplus)  # its jump at the
-    np.testing.assert_allclose(bounds[others], exact,  # threshold (~2e-9) counts on
-                               atol=1e-6 if jumps else 1e-9, rtol=1e-9)  # both sides
+    # threshold (~2e-9) counts on both sides; two transformer layers and a final norm of
+    # large random weights pass the screen's float64 rounding bounds through three
+    # normalisations and two softmaxes (~2e-6)
+    slack = 1e-6 if jumps else 1e-5 if net is Transformer else 1e-9
+    np.testing.assert_allclose(bounds[others], exact, atol=slack, rtol=1e-9)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])

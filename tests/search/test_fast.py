@@ -80,11 +80,16 @@ class Never(nn.Module):
 
 
 def test_an_image_nothing_fools_is_certified_after_every_position_and_corner():
-    out = FastAttack(Never().eval(), engine="full").run(dark(), torch.zeros(2, dtype=torch.long))
+    out = FastAttack(Never().eval(), engine="full", verify="off").run(
+        dark(), torch.zeros(2, dtype=torch.long))
     for result in out.results:
         assert not result.success and result.steps["corner_certified"]
         assert result.steps["decided_by"] == "certificate"
         assert result.queries == 36 * 8 and result.steps["positions_scanned"] == 36
+    # the verifier (on where a box is cheap) proves it over every color
+    out = FastAttack(Never().eval(), engine="full").run(dark(), torch.zeros(2, dtype=torch.long))
+    assert all(r.steps["decided_by"] == "verified" and r.steps["corner_certified"]
+               for r in out.results)
 
 
 def test_a_scan_cut_short_certifies_nothing():

@@ -64,7 +64,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import fx
+from torch import fx, nn
 
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
@@ -73,7 +73,7 @@ from .operators.shape import piece, placed
 # ``Any`` here, so that no import closes a cycle)
 TracedGraph = Any
 
-__all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose"]
+__all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose", "expand_encoders"]
 
 # the key of ``node.meta`` naming the normalisation a node was decomposed from
 DECOMPOSED = "pixelprior_decomposed"
@@ -112,6 +112,89 @@ def decompose(traced: TracedGraph) -> bool:
         traced.graph_module.graph.lint()
         traced.graph_module.recompile()
     return changed or divided
+
+
+def expand_encoders(graph_module: fx.GraphModule) -> bool:
+    """Rewrite ``graph_module``'s graph in place: each ``nn.TransformerEncoder`` and
+    ``nn.TransformerEncoderLayer`` (``torch.fx`` keeps them whole, as it keeps every
+    module of ``torch.nn``) called without masks, in eval mode and with PyTorch's own
+    ``forward``, as the calls of its own modules its ``forward`` makes: for each layer
+    the self-attention (``nn.MultiheadAttention``), the residual additions, the
+    LayerNorms before (``norm_first``) or after, the feed-forward block, and the
+    encoder's final norm (dropout in eval mode is the identity). The same function; the
+    engines then bound, estimate and run each module as they would written out.
+
+    Args:
+        graph_module: a traced model (recompiled here where anything changed).
+
+    Returns:
+        Whether anything was rewritten.
+    """
+    graph, changed = graph_module.graph, False
+    for node in list(graph.nodes):
+        if node.op != "call_module" or any(
+                value not in (None, False) for value in [*node.args[1:],
+                                                          *node.kwargs.values()]):
+            continue
+        module = graph_module.get_submodule(node.target)
+        layers = _encoder_layers(module, node.target)
+        if layers is None or not node.args:
+            continue
+        with graph.inserting_before(node):
+            out = node.args[0]
+            for prefix, layer in layers:
+                out = _encoder_layer(graph, prefix, layer, out)
+            if isinstance(module, nn.TransformerEncoder) and module.norm is not None:
+                out = graph.call_module(f"{node.target}.norm", (out,))
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+        changed = True
+    if changed:
+        graph.lint()
+        graph_module.recompile()
+    return changed
+
+
+def _encoder_layers(module: nn.Module, target: str) -> list[tuple[str, nn.Module]] | None:
+    """The layers a module written out by :func:`expand_encoders` runs, each with its
+    name in the graph module, or ``None`` where it is not such a module."""
+    layers = ([(target, module)] if isinstance(module, nn.TransformerEncoderLayer)
+              else [(f"{target}.layers.{i}", m) for i, m in enumerate(module.layers)]
+              if isinstance(module, nn.TransformerEncoder)
+              and type(module).forward is nn.TransformerEncoder.forward else None)
+    if layers is None or module.training:
+        return None
+    plain = all(isinstance(m, nn.TransformerEncoderLayer) and not m.training
+                and all(getattr(type(m), name) is getattr(nn.TransformerEncoderLayer, name)
+                        for name in ("forward", "_sa_block", "_ff_block"))
+                for _, m in layers)
+    return layers if plain else None
+
+
+def _encoder_layer(graph: fx.Graph, prefix: str, layer: nn.Module, x: object) -> fx.Node:
+    """``nn.TransformerEncoderLayer.forward`` without masks, in eval mode, as calls."""
+    def attention(h: object) -> fx.Node:
+        out = graph.call_module(f"{prefix}.self_attn", (h, h, h), {"need_weights": False})
+        return graph.call_function(operator.getitem, (out, 0))
+
+    def feed_forward(h: object) -> fx.Node:
+        h = graph.call_module(f"{prefix}.linear1", (h,))
+        h = (graph.call_module(f"{prefix}.activation", (h,))
+             if isinstance(layer.activation, nn.Module)
+             else graph.call_function(layer.activation, (h,)))
+        return graph.call_module(f"{prefix}.linear2", (h,))
+
+    def norm(which: int, h: object) -> fx.Node:
+        return graph.call_module(f"{prefix}.norm{which}", (h,))
+
+    def add(a: object, b: object) -> fx.Node:
+        return graph.call_function(operator.add, (a, b))
+
+    if layer.norm_first:
+        x = add(x, attention(norm(1, x)))
+        return add(x, feed_forward(norm(2, x)))
+    x = norm(1, add(x, attention(x)))
+    return norm(2, add(x, feed_forward(x)))
 
 
 def _order(node: fx.Node) -> tuple[int, ...] | None:

@@ -17,6 +17,7 @@ from torch.fx.experimental.optimization import fuse
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
 from .decompose import decompose as rewritten
+from .decompose import expand_encoders
 from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
@@ -107,10 +108,13 @@ class _Tracer(fx.Tracer):
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
+    """``model`` traced, its transformer encoders written out (:func:`expand_encoders`)."""
     tracer = _Tracer()
     graph = tracer.trace(model)
     name = model.__class__.__name__ if isinstance(model, nn.Module) else model.__name__
-    return fx.GraphModule(tracer.root, graph, name)
+    traced = fx.GraphModule(tracer.root, graph, name)
+    expand_encoders(traced)
+    return traced
 
 
 def _traced(model: nn.Module, fold: bool = True) -> fx.GraphModule:

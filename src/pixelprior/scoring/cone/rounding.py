@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ...models import copy_module
+from .decompose import expand_encoders
 from .graph import OPERATIONS, without_inplace  # the table, every operation registered
 from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
@@ -408,6 +409,7 @@ def traced_copy(model: nn.Module) -> fx.GraphModule:
             in-place operation that changes a value used again.
     """
     traced = fx.symbolic_trace(copy_module(model).float().eval().requires_grad_(True))
+    expand_encoders(traced)  # (as the engines trace it: each module's rounding counted)
     # in-place activations made out of place, as the bound engine runs them: autograd
     # refuses an in-place ReLU on a tanh's output, whose backward reads that output
     without_inplace(traced)
