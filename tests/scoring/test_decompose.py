@@ -285,10 +285,11 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.permute(1, 2, 0, 3)[0], "move the batch axis"),
     (lambda h: h.chunk(2, dim=-4)[0], "splits the batch axis"),
     (lambda h: h.unbind(0)[0] * h, "unbind"),
+    (lambda h: h.permute(1, 0, 2, 3).unbind(0)[True], "move the batch axis"),
     (lambda h: torch.stack([h, h], 0), "stack")],
     ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype", "permuted-used-whole",
-         "batch-third", "chunk-batch", "unbind-batch", "stack-batch"])
+         "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are

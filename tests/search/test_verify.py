@@ -864,6 +864,32 @@ def test_scores_that_may_overflow_are_refused():
         Verifier(model, budget=None, max_boxes=2000).verify(image, torch.tensor([1]))
 
 
+class _LargeNormed(nn.Module):
+    """Features near 3·10¹⁸ normalised (``F.normalize``), or LayerNorm-ed: the kernels'
+    squares overflow float32 at about 1.8·10¹⁹ where the values themselves do not (a
+    review: ``F.normalize`` returned 0 at a color of the cube, a unit vector in real
+    arithmetic, and the position was "verified")."""
+
+    def __init__(self, layer_norm: bool = False) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 3, 1), nn.Linear(48, 2)
+        self.norm = nn.LayerNorm(48) if layer_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (1.0 + torch.relu(self.conv(x))).flatten(1) * 3e18
+        return self.fc(self.norm(h) if self.norm is not None
+                       else torch.nn.functional.normalize(h, dim=1))
+
+
+@pytest.mark.parametrize("layer_norm", [False, True], ids=["normalize", "layer_norm"])
+def test_norms_whose_squares_may_overflow_are_refused(layer_norm):
+    torch.manual_seed(0)
+    model, image = _LargeNormed(layer_norm).eval(), torch.rand(1, 3, 4, 4)
+    assert torch.isfinite(model(image)).all()
+    with pytest.raises(UnboundedRoundingError, match="a square or product a norm"):
+        Verifier(model, budget=None, max_boxes=2000).verify(image, model(image).argmax(1))
+
+
 def test_a_set_tolerance_does_not_verify_scores_that_may_overflow():
     """With ``tolerance=`` the float32 estimate was skipped, and the model above was
     "verified" at every position its screen did not float32-prove (a review's case)."""

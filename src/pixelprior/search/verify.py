@@ -132,7 +132,8 @@ __all__ = ["MIN_SIDE", "REVISION", "BoundUnsupportedError", "PositionVerdicts",
            "rounding_unit"]
 
 _OVERFLOW_NOTE = (
-    "a value of the model at the image is not finite, or within 2^28 of float32's "
+    "a value of the model at the image (or a square or product a norm, a normalisation "
+    "or attention sums inside its kernel) is not finite, or within 2^28 of float32's "
     "largest: at other colors it may overflow to inf, where scores that differ in real "
     "arithmetic tie, and no tolerance covers that; scale the model's values down to "
     "verify it")

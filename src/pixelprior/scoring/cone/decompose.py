@@ -219,7 +219,8 @@ def _selections(node: fx.Node) -> list[tuple[fx.Node, int]] | None:
         unbinds = user.target in ("unbind", torch.unbind) and user.args[0] is node and (
             (user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)) == 0)
         if not unbinds or not all(item.target is operator.getitem and isinstance(
-                item.args[1], int) for item in user.users):
+                item.args[1], int) and not isinstance(item.args[1], bool)
+                for item in user.users):
             return None
         taken += [(item, item.args[1]) for item in user.users]
     return taken

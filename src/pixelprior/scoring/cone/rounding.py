@@ -89,6 +89,8 @@ class _Recorder(fx.Interpreter):
             return result
         kinds = {self.kinds.get(n) for n in node.all_input_nodes}
         kind = "image" if "image" in kinds else "constant" if "constant" in kinds else None
+        if kind == "image" and self._intermediates_overflow(node):
+            self.near_overflow = True
         if kind is not None and isinstance(result, tuple):  # (output, weights) of an
             self.kinds[node] = kind  # nn.MultiheadAttention: its items are the image's
             if self.radii and self._multihead_module(node):  # (its inputs are freed
@@ -108,6 +110,37 @@ class _Recorder(fx.Interpreter):
             (self.records if kind == "image" else self.constants).append(
                 (result, radius.detach()))
         return result
+
+    def _intermediates_overflow(self, node: fx.Node) -> bool:
+        """Whether a kernel's own intermediate values may overflow where its result does
+        not (a review: ``F.normalize`` of values near 2e19 returned 0 in float32, a unit
+        vector in real arithmetic): the squares a norm, ``F.normalize``, LayerNorm or
+        GroupNorm sums (float32's kernels do not scale them), the products a product of
+        matrices, attention or ``nn.MultiheadAttention`` sums — each bounded from its
+        inputs' largest magnitudes, times the terms, against :data:`NEAR_OVERFLOW`."""
+        if not node.op.startswith("call"):
+            return False
+        operation = OPERATIONS.lookup(node, self.modules)
+        name = operation.name if operation is not None else None
+        first = self._input(node)
+        if name not in _SUMS_OF_PRODUCTS or first is None or first.numel() == 0:
+            return False
+        largest = float(first.amax())
+        terms = max(1, first[0].numel() if first.dim() else 1)
+        if name == "multihead_attention":  # the projected queries and keys, from |W| |x|
+            module = self.modules[node.target]
+            weight = (module.in_proj_weight if module.in_proj_weight is not None
+                      else module.q_proj_weight)
+            bias = module.in_proj_bias
+            largest = (float(weight.detach().abs().amax()) * largest * module.embed_dim
+                       + (float(bias.detach().abs().amax()) if bias is not None else 0.0))
+            other = largest
+        elif name in ("matmul", "attention"):
+            second = self._input(node, 1)
+            other = float(second.amax()) if second is not None and second.numel() else 0.0
+        else:
+            other = largest
+        return not largest * other * terms < NEAR_OVERFLOW  # (NaN or inf: True)
 
     def _input(self, node: fx.Node, i: int = 0) -> torch.Tensor | None:
         arg = node.args[i] if len(node.args) > i else None
@@ -327,6 +360,10 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity
                    "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
                    "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
                    "placed", "piece"})
+# operations whose kernels sum squares or products of their inputs before the result
+# (:meth:`_Recorder._intermediates_overflow`)
+_SUMS_OF_PRODUCTS = frozenset({"norm", "normalize", "layer_norm", "group_norm", "matmul",
+                               "attention", "multihead_attention"})
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
 # elementwise operations (one by default)
