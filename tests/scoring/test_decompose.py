@@ -226,11 +226,14 @@ class Matrices(nn.Module):
     lambda h: (lambda t: t[1] - t[0])(h.chunk(2, dim=1)),
     lambda h: (lambda t: t[0].sum(1) * t[1][:, 0])(torch.split(h, [1, 3], 1)),
     lambda h: (lambda t: t[-1] * t[1])(h.unbind(-1)),
-    lambda h: torch.stack([h, 2 * h], -2), lambda h: torch.stack((h[:, 0], h[:, 1]), dim=1)],
+    lambda h: torch.stack([h, 2 * h], -2), lambda h: torch.stack((h[:, 0], h[:, 1]), dim=1),
+    lambda h: torch.permute(input=h, dims=(1, 0, 2, 3))[1],
+    lambda h: torch.unbind(input=h.permute(2, 0, 1, 3), dim=0)[3],
+    lambda h: torch.linalg.vector_norm(x=h, dim=1) + torch.chunk(input=h, chunks=2, dim=1)[1]],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
          "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",
-         "stack-1"])
+         "stack-1", "permute-keywords", "unbind-keywords", "norm-keywords"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -286,10 +289,12 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.chunk(2, dim=-4)[0], "splits the batch axis"),
     (lambda h: h.unbind(0)[0] * h, "unbind"),
     (lambda h: h.permute(1, 0, 2, 3).unbind(0)[True], "move the batch axis"),
-    (lambda h: torch.stack([h, h], 0), "stack")],
+    (lambda h: torch.stack([h, h], 0), "stack"),
+    (lambda h: torch.norm(h, dim=h.dim() - 1), "dim is computed in the model")],
     ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype", "permuted-used-whole",
-         "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch"])
+         "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch",
+         "norm-computed-dim"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are
@@ -570,3 +575,26 @@ def test_a_transformer_encoder_is_written_out_as_its_modules():
     alone = Transformer().eval()
     alone.encoder = alone.encoder.layers[1]  # a layer called on its own
     assert "multihead_attention" in names_run(TracedGraph(alone, fold=False))
+
+
+def test_a_norm_given_its_input_by_keyword_is_estimated_as_given_by_position():
+    """The estimate read a keyword first argument as none and counted a norm as one
+    rounding of its result (a review: ``torch.linalg.vector_norm(x=h)``)."""
+    class Net(nn.Module):
+        def __init__(self, keyword: bool):
+            super().__init__()
+            self.keyword, self.conv, self.fc = keyword, nn.Conv2d(3, 4, 3), nn.Linear(9, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            n = (torch.linalg.vector_norm(x=h, dim=1) if self.keyword
+                 else torch.linalg.vector_norm(h, dim=1))
+            return self.fc(n.flatten(1))
+
+    images = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    estimates = []
+    for keyword in (False, True):
+        torch.manual_seed(0)
+        model = Net(keyword).eval()
+        estimates.append(rounding_error(model, images, model(images).argmax(1)))
+    torch.testing.assert_close(estimates[1], estimates[0], rtol=0, atol=0)

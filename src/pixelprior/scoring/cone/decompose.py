@@ -199,7 +199,7 @@ def _encoder_layer(graph: fx.Graph, prefix: str, layer: nn.Module, x: object) ->
 
 def _order(node: fx.Node) -> tuple[int, ...] | None:
     """A permutation's order, each axis from the front (``None``: not numbers)."""
-    given = node.args[1:] or (node.kwargs.get("dims"),)
+    given = node.args[1:] or (node.kwargs.get("dims"),)  # (x.permute(0, 2, 1): varargs)
     dims = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
     if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
         return None
@@ -216,8 +216,8 @@ def _selections(node: fx.Node) -> list[tuple[fx.Node, int]] | None:
                 user.args[1], int) and not isinstance(user.args[1], bool):
             taken.append((user, user.args[1]))
             continue
-        unbinds = user.target in ("unbind", torch.unbind) and user.args[0] is node and (
-            (user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)) == 0)
+        unbinds = (user.target in ("unbind", torch.unbind)
+                   and _first_argument(user) is node and _argument(user, 1, "dim", 0) == 0)
         if not unbinds or not all(item.target is operator.getitem and isinstance(
                 item.args[1], int) and not isinstance(item.args[1], bool)
                 for item in user.users):
@@ -239,7 +239,7 @@ def _batch_selections(traced: TracedGraph) -> bool:
         order, taken = _order(node), _selections(node)
         if order is None or order[0] == 0 or order[1] != 0 or not taken:
             continue
-        source, axis = node.args[0], order[0]
+        source, axis = _first_argument(node), order[0]
         rest = [d - (d > axis) for d in order[1:]]
         for user, index in taken:
             _replace(graph, user, functools.partial(_item_permuted, graph, source, axis,
@@ -272,12 +272,10 @@ def _pieces(traced: TracedGraph) -> bool:
             kind, size_at = _SPLITTERS[node.target]
         except (KeyError, TypeError):
             continue
-        position = 1 if size_at is None else 2
-        dim = node.args[position] if len(node.args) > position else node.kwargs.get("dim", 0)
+        dim = _argument(node, 1 if size_at is None else 2, "dim", 0)
         size = None
         if size_at is not None:
-            size = (node.args[1] if len(node.args) > 1
-                    else node.kwargs.get(size_at[1], node.kwargs.get("split_size")))
+            size = _argument(node, 1, size_at[1], node.kwargs.get("split_size"))
         items = [u for u in node.users if u.target is operator.getitem
                  and isinstance(u.args[1], int) and not isinstance(u.args[1], bool)]
         if (not isinstance(dim, int) or isinstance(dim, bool) or dim == 0 or not items
@@ -286,9 +284,8 @@ def _pieces(traced: TracedGraph) -> bool:
                     isinstance(size, (tuple, list)) and all(isinstance(n, int) for n in size)))):
             continue
         for item in items:
-            _replace(graph, item, functools.partial(
-                graph.call_function, piece, (node.args[0], kind, size, dim, item.args[1])),
-                None)
+            _replace(graph, item, functools.partial(graph.call_function, piece, (
+                _first_argument(node), kind, size, dim, item.args[1])), None)
         graph.erase_node(node)
         rewritten = True
     return rewritten
@@ -324,7 +321,19 @@ def _item_permuted(graph: fx.Graph, source: object, axis: int, index: int,
 
 
 def _first_argument(node: fx.Node) -> object:
-    return node.args[0] if node.args else node.kwargs.get("input")
+    """The node's first argument, positional or by its keyword (``input``; a
+    ``torch.linalg`` norm's ``x`` or ``A``)."""
+    if node.args:
+        return node.args[0]
+    return next((node.kwargs[k] for k in ("input", "x", "A") if k in node.kwargs), None)
+
+
+def _argument(node: fx.Node, position: int, name: str, default: object = None) -> object:
+    """The node's argument at ``position`` (its first argument counted, positional or
+    not) or by keyword ``name``."""
+    if node.args and len(node.args) > position:
+        return node.args[position]
+    return node.kwargs.get(name, default)
 
 
 def _squares(traced: TracedGraph) -> bool:

@@ -143,7 +143,11 @@ class _Recorder(fx.Interpreter):
         return not largest * other * terms < NEAR_OVERFLOW  # (NaN or inf: True)
 
     def _input(self, node: fx.Node, i: int = 0) -> torch.Tensor | None:
+        """``|argument i|`` (the first by its keyword too: ``input``, a ``torch.linalg``
+        norm's ``x`` or ``A``), or ``None``."""
         arg = node.args[i] if len(node.args) > i else None
+        if arg is None and i == 0 and not node.args:
+            arg = next((node.kwargs[k] for k in ("input", "x", "A") if k in node.kwargs), None)
         if isinstance(arg, fx.Node):
             value = self.env.get(arg)
             return value.detach().abs() if isinstance(value, torch.Tensor) else None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from ..intervals import SignedAffine
 from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
@@ -229,6 +229,9 @@ def _vector_norm_params(call: NodeCall) -> VectorNormParams | str:
     if _norm_order(order) is None:
         return (f"a norm of order {order!r} (the verifier writes out orders 1 and 2, and "
                 "'fro')")
+    if isinstance(dim, fx.Node) or (isinstance(dim, (tuple, list))
+                                    and any(isinstance(d, fx.Node) for d in dim)):
+        return "a norm whose dim is computed in the model (give it as numbers, e.g. dim=1)"
     dims = ((dim,) if isinstance(dim, int)
             else tuple(dim) if isinstance(dim, (tuple, list)) else None)
     if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
