@@ -275,21 +275,6 @@ class SelfAttention(nn.Module):
         return torch.log_softmax(self.fc(t.mean(1)), dim=1)
 
 
-@pytest.mark.parametrize("seed, margin", [(0, 0.02), (1, 0.01)])
-def test_an_attention_network_is_decided_and_every_verdict_holds(seed, margin):
-    """Self-attention (softmax, products of queries and keys, of weights and values) and
-    a final log-softmax: with the clean margin set small, every position is decided
-    over its whole color cube, robust or vulnerable, and each verdict holds."""
-    torch.manual_seed(seed)
-    model = SelfAttention().eval()
-    # 32 and 3 positions robust
-    image, label, result = decided_with_a_small_margin(model, model.embed, model.fc, seed,
-                                                       margin)
-    status = result.positions.status
-    assert "unknown" not in status and "robust" in status and "vulnerable" in status
-    assert_verdicts_hold(model, image, label, result, seed)
-
-
 class TimmSelfAttention(nn.Module):
     """timm's attention layout: one ``qkv`` projection reshaped to ``[B, N, 3, H, d]``,
     permuted ``(2, 0, 3, 1, 4)`` (the batch axis second) and unbound; the tokens
@@ -310,12 +295,17 @@ class TimmSelfAttention(nn.Module):
         return self.fc(4 * torch.nn.functional.normalize(t.mean(1), dim=-1))
 
 
-@pytest.mark.parametrize("seed, margin", [(0, 0.02)])
-def test_a_timm_attention_network_is_decided_and_every_verdict_holds(seed, margin):
-    """timm's layout (a permutation that moves the batch axis, then unbound) and a
-    normalised head: every position decided, robust or vulnerable, each verdict holds."""
+@pytest.mark.parametrize("net, seed, margin", [(SelfAttention, 0, 0.02),
+                                               (SelfAttention, 1, 0.01),
+                                               (TimmSelfAttention, 0, 0.02)],
+                         ids=["attention-0", "attention-1", "timm"])
+def test_an_attention_network_is_decided_and_every_verdict_holds(net, seed, margin):
+    """Self-attention (softmax, products of queries and keys, of weights and values) and
+    a final log-softmax, or timm's layout (a permutation that moves the batch axis, then
+    unbound) and a normalised head: with the clean margin set small, every position is
+    decided over its whole color cube, robust or vulnerable, and each verdict holds."""
     torch.manual_seed(seed)
-    model = TimmSelfAttention().eval()
+    model = net().eval()
     image, label, result = decided_with_a_small_margin(model, model.embed, model.fc, seed,
                                                        margin)
     status = result.positions.status
