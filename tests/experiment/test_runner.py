@@ -74,6 +74,10 @@ def test_a_gradcam_layer_the_model_has_no_module_of_is_refused_before_any_work(t
                                           "stages include conv"):
         quiet(tiny_run(modes=["scan:gradcam"], map_options={"layer": "features"})).run()
     assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="map_options.layer: the GradCAM layer 'head' "
+                                          "outputs .1, 3., not a map"):
+        quiet(tiny_run(modes=["scan:gradcam"], map_options={"layer": "head"})).run()
+    assert not (tmp_path / "run").exists()
     rows = quiet(tiny_run(modes=["scan:gradcam"], map_options={"layer": "conv"})).run()
     assert len(rows) == 5
 

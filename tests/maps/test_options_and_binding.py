@@ -104,6 +104,14 @@ def test_gradcam_takes_its_layer_by_name(tiny_net, batch):
     for bad in (3, ""):
         with pytest.raises(ValueError, match="one of the model's modules or its name"):
             GradCAM(layer=bad)
+    tiny_net.alias = tiny_net.features[2]  # a module held twice: by either name
+    assert GradCAM(tiny_net, layer="alias").layer is tiny_net.features[2]
+    # a layer that outputs no map, or that forward never calls: one line, not IndexError
+    with pytest.raises(ValueError, match="the GradCAM layer 'head' outputs .2, 5., not a map"):
+        GradCAM(tiny_net, layer="head")(*batch)
+    tiny_net.unused = torch.nn.Conv2d(3, 3, 1)
+    with pytest.raises(ValueError, match="'unused' is not run by the model's forward"):
+        GradCAM(tiny_net, layer="unused")(*batch)
 
 
 def test_a_captum_method_is_bound_to_its_forward_module(tiny_net):

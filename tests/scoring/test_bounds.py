@@ -393,14 +393,16 @@ class Norms(nn.Module):
 class Pieces(nn.Module):
     """Items of ``chunk``, ``split`` (by a size and by sections) and ``unbind`` along
     axes after the batch axis, ShuffleNet's channel shuffle (a view by the batch size, a
-    transpose), and ``torch.stack`` along the channels and the last axis."""
+    transpose), and ``torch.stack`` along the channels and the last axis, and of a
+    constant laid out as a varying value (``p.expand_as(h)``) beside it."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
         self.branch = nn.Conv2d(4, 4, 1)
         self.conv2 = nn.Conv2d(8, 4, 3, 2, 1)
-        self.fc = nn.Linear(112, classes)
+        self.offset = nn.Parameter(torch.randn(1, 4, 4, 4))
+        self.fc = nn.Linear(240, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv1(x))
@@ -416,7 +418,8 @@ class Pieces(nn.Module):
         top, _, _, bottom = h.unbind(2)
         rows = torch.stack([top, bottom], dim=1).flatten(1)
         columns = torch.stack([h[:, 0], h[:, 1]], -1).flatten(1)
-        return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1)], 1))
+        laid = torch.stack([self.offset.expand_as(h), h], 2).flatten(1)
+        return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1), laid], 1))
 
 
 def randomised(model: nn.Module, seed: int) -> nn.Module:

@@ -576,6 +576,13 @@ def test_a_transformer_encoder_is_written_out_as_its_modules():
     alone.encoder = alone.encoder.layers[1]  # a layer called on its own
     assert "multihead_attention" in names_run(TracedGraph(alone, fold=False))
 
+    class Keyword(Transformer):
+        def forward(self, x):
+            t = self.embed(x).flatten(2).transpose(1, 2)
+            return self.head(self.encoder(src=t, mask=None).mean(1))
+
+    assert "multihead_attention" in names_run(TracedGraph(Keyword().eval(), fold=False))
+
 
 def test_a_norm_given_its_input_by_keyword_is_estimated_as_given_by_position():
     """The estimate read a keyword first argument as none and counted a norm as one

@@ -313,6 +313,33 @@ def test_an_attention_network_is_decided_and_every_verdict_holds(net, seed, marg
     assert_verdicts_hold(model, image, label, result, seed)
 
 
+class _ConstantBeside(nn.Module):
+    """A constant laid out as a varying value (``p.expand_as(h)``), stacked beside it (a
+    review: a raw size mismatch in the bounds, and the screen refused it as moving the
+    batch axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.p = nn.Parameter(torch.randn(1, 4, 4, 4))
+        self.fc = nn.Linear(128, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(torch.stack([self.p.expand_as(h), h], 2).flatten(1))
+
+
+@pytest.mark.parametrize("screen", [None, False], ids=["screened", "bounds"])
+def test_a_constant_stacked_beside_a_varying_value_is_verified(screen):
+    torch.manual_seed(0)
+    model, image = _ConstantBeside().eval(), torch.rand(1, 3, 4, 4)
+    label = model(image).argmax(1)
+    (result,) = Verifier(model, budget=None, screen=screen).verify(image, label,
+                                                                  stop_at_first=False)
+    assert "unknown" not in result.positions.status
+    assert_verdicts_hold(model, image, int(label), result, 0)
+
+
 class _OneImageOnly(nn.Module):
     """Scores times their mean over the classes, broadcast as ``[B, K] * [B]``: right for a
     batch of one image only (a review: the verifier raised the model's own error)."""

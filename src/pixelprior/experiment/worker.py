@@ -144,8 +144,9 @@ def check_gradient_maps(config: ExperimentConfig, model: torch.nn.Module,
     layer = config.map_options.get("layer")
     if layer is not None and any(map_method(mode, config.sensitivity) == "gradcam"
                                  for mode in config.modes):
-        try:
-            METHODS.get("gradcam")(model, layer=layer)
+        try:  # (run on one image: the layer must output a map)
+            METHODS.get("gradcam")(model, layer=layer).layer_attribute(
+                images[:1], torch.zeros(1, dtype=torch.long, device=images.device))
         except ValueError as exc:
             raise ConfigError(f"map_options.layer: {exc}") from None
     needs = {mode: method for mode in config.modes

@@ -82,13 +82,27 @@ class GradCAM(SensitivityMethod):
                 with torch.enable_grad():
                     scores = class_scores(self.model(chunk),
                                           labels[start:start + self.batch_size], self.score)
-                    activations = captured[-1]
+                    activations = self._map_of(captured)
                     (grad,) = torch.autograd.grad(scores.sum(), activations)
                 weights = grad.mean(dim=(2, 3), keepdim=True)
                 maps.append(F.relu((weights * activations).sum(1, keepdim=True)).detach())
         finally:
             handle.remove()
         return torch.cat(maps)
+
+    def _map_of(self, captured: list) -> torch.Tensor:
+        """The layer's output on this call, where it is a map ``[B, K, h, w]`` (a review:
+        a linear layer named as the layer raised a raw IndexError)."""
+        named = repr(self.layer_name) if self.layer_name else type(self.layer).__name__
+        if not captured:
+            raise ValueError(f"the GradCAM layer {named} is not run by the model's forward "
+                             "(a module held but not called); give one its forward calls")
+        out = captured[-1]
+        if not isinstance(out, torch.Tensor) or out.dim() != 4:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the GradCAM layer {named} outputs {shape}, not a map [B, K, "
+                             "h, w]: give a convolutional layer or stage")
+        return out
 
     def attribute(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Grad-CAM upsampled to the images.
@@ -112,10 +126,11 @@ NO_LAYER = ("Grad-CAM needs a convolutional layer, and this model has none: pass
 def _named_layer(model: nn.Module, name: str) -> nn.Module:
     """The module of ``model`` named ``name``, or the one module whose name ends with
     ``"." + name`` (a wrapped model's layer by its own name)."""
-    named = dict(model.named_modules())
+    named = dict(model.named_modules(remove_duplicate=False))  # (an alias by its name)
     if name in named:
         return named[name]
-    ending = [module for full, module in named.items() if full.endswith("." + name)]
+    ending = list({id(module): module for full, module in named.items()
+                   if full.endswith("." + name)}.values())
     if len(ending) == 1:
         return ending[0]
     spatial = [full for full, module in named.items()

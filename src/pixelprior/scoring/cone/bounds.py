@@ -722,6 +722,8 @@ class BoundEngine:
 
         args = fx.node.map_arg(step.node.args, lambda n: argument(n, False))
         kwargs = fx.node.map_arg(step.node.kwargs, lambda n: argument(n, False))
+        if _concatenates(step) and args and isinstance(args[0], (list, tuple)):
+            args = (_constants_on_every_row(args[0], call.count * rows), *args[1:])
         out = step.call(*args, **kwargs)
         zero_args = fx.node.map_arg(step.node.args, lambda n: argument(n, True))
         zero_kwargs = fx.node.map_arg(step.node.kwargs, lambda n: argument(n, True))
@@ -1010,6 +1012,23 @@ class BoundEngine:
                     incoming)
 
 
+def _concatenates(step: Any) -> bool:
+    resolved = getattr(step, "resolved", None)
+    return (resolved is not None and resolved.operation is not None
+            and resolved.operation.name == "cat")
+
+
+def _constants_on_every_row(parts: list | tuple, rows: int) -> list:
+    """A concatenation's parts with each constant of one row (a constant laid out by a
+    varying value, ``p.expand_as(h)``: one row in the engines, the same for every box)
+    expanded to the varying parts' ``rows`` (a review: a raw size mismatch). The model
+    concatenates it with a batch of images, so it holds as many rows as they do: one
+    that holds one row alone runs on one image only, which the batch probe refuses."""
+    return [part.expand(rows, *part.shape[1:])
+            if isinstance(part, torch.Tensor) and part.dim() and part.shape[0] == 1 else part
+            for part in parts]
+
+
 def _stored_size(values: torch.Tensor, size: torch.Tensor, unit: float) -> torch.Tensor:
     """``size`` (a bound of each stored zonotope's ``|center| + Σ |generators|``, carried
     from the arguments') or, where smaller, that sum itself, computed from the stored
@@ -1057,8 +1076,11 @@ def _nonnegative_call(step: Any, env: dict, v: dict[fx.Node, torch.Tensor]) -> t
         found = env[n]
         return torch.zeros_like(found) if isinstance(found, torch.Tensor) else found
 
-    return step.call(*fx.node.map_arg(step.node.args, value),
-                     **fx.node.map_arg(step.node.kwargs, value))
+    args = fx.node.map_arg(step.node.args, value)
+    if _concatenates(step) and args and isinstance(args[0], (list, tuple)) and v:
+        args = (_constants_on_every_row(args[0], next(iter(v.values())).shape[0]),
+                *args[1:])
+    return step.call(*args, **fx.node.map_arg(step.node.kwargs, value))
 
 
 def _last_softmax_advice(node: fx.Node, modules: dict[str, nn.Module]) -> str:

@@ -132,16 +132,17 @@ def expand_encoders(graph_module: fx.GraphModule) -> bool:
     """
     graph, changed = graph_module.graph, False
     for node in list(graph.nodes):
-        if node.op != "call_module" or any(
-                value not in (None, False) for value in [*node.args[1:],
-                                                          *node.kwargs.values()]):
+        source = node.args[0] if node.args else node.kwargs.get("src")
+        if node.op != "call_module" or source is None or any(
+                value not in (None, False) for key, value in [
+                    *enumerate(node.args[1:]), *node.kwargs.items()] if key != "src"):
             continue
         module = graph_module.get_submodule(node.target)
         layers = _encoder_layers(module, node.target)
-        if layers is None or not node.args:
+        if layers is None:
             continue
         with graph.inserting_before(node):
-            out = node.args[0]
+            out = source
             for prefix, layer in layers:
                 out = _encoder_layer(graph, prefix, layer, out)
             if isinstance(module, nn.TransformerEncoder) and module.norm is not None:

@@ -380,6 +380,9 @@ class Rearranged(Exact):
 
     def apply(self, step):
         out = super().apply(step)
+        if self.broadcast and not isinstance(step.argument(0, "input"), Interval):
+            return out  # a constant laid out as a varying value (bias.expand_as(h)): the
+            # same in every row (a review: refused as moving the batch axis)
         given = step.intervals[0].lower
         if (out.lower.dim() == 0 or out.lower.shape[0] != given.shape[0]
                 or (self.broadcast and out.lower.dim() != given.dim())
