@@ -47,7 +47,7 @@ The copies' bounds are of the real-arithmetic function, as every bound is; the m
 float32 kernels for the normalisations (Welford's moments, fused), the softmax (the
 largest subtracted, fused) and attention are not the rewritten graph's operations, so
 the float32 error through them is estimated, not proved (:mod:`.rounding`; so is a
-norm's: its kernel may scale the terms): the
+norm's: its kernel sums in its own order): the
 interval screen proves no float32 error through a node marked :data:`DECOMPOSED` (nor
 through a layer with computed weights). A product of matrices is not marked: its
 kernel's error, ``γ_K Σ |a_k b_k|`` in any summation order (Higham §3.1), is within

@@ -206,8 +206,9 @@ class _Recorder(fx.Interpreter):
         if name in ("norm", "normalize") and isinstance(params, VectorNormParams) and (
                 x is not None):
             # a sum of n squares (or magnitudes, all of one sign), a square root, a
-            # division: about γ_{n+3} of the result; counted twice, as a kernel may
-            # scale the terms to keep the squares in range
+            # division: about γ_{n+3} of the result; counted twice, as the kernel
+            # sums in its own order (vectorised; it does not scale the squares: where they
+            # may overflow the model is refused, _intermediates_overflow)
             count = math.prod(x.shape[d] for d in params.dims)
             return gamma(2 * count + 8) * magnitude
         if name in ("softmax", "log_softmax", "matmul", "attention"):
