@@ -394,7 +394,8 @@ class Pieces(nn.Module):
     """Items of ``chunk``, ``split`` (by a size and by sections) and ``unbind`` along
     axes after the batch axis, ShuffleNet's channel shuffle (a view by the batch size, a
     transpose), and ``torch.stack`` along the channels and the last axis, and of a
-    constant laid out as a varying value (``p.expand_as(h)``) beside it."""
+    constant laid out as a varying value (``p.expand_as(h)``) beside it; nearest
+    upsampling by whole numbers (``nn.Upsample``, ``F.interpolate``)."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
@@ -402,7 +403,8 @@ class Pieces(nn.Module):
         self.branch = nn.Conv2d(4, 4, 1)
         self.conv2 = nn.Conv2d(8, 4, 3, 2, 1)
         self.offset = nn.Parameter(torch.randn(1, 4, 4, 4))
-        self.fc = nn.Linear(240, classes)
+        self.up = nn.Upsample(scale_factor=2)
+        self.fc = nn.Linear(288, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv1(x))
@@ -419,7 +421,9 @@ class Pieces(nn.Module):
         rows = torch.stack([top, bottom], dim=1).flatten(1)
         columns = torch.stack([h[:, 0], h[:, 1]], -1).flatten(1)
         laid = torch.stack([self.offset.expand_as(h), h], 2).flatten(1)
-        return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1), laid], 1))
+        wide = F.interpolate(h[:, :1], scale_factor=(1, 2)).flatten(1)
+        up = self.up(torch.relu(h[:, 1:2, :2, :2])).flatten(1)
+        return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1), laid, wide, up], 1))
 
 
 def randomised(model: nn.Module, seed: int) -> nn.Module:

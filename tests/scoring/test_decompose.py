@@ -229,11 +229,14 @@ class Matrices(nn.Module):
     lambda h: torch.stack([h, 2 * h], -2), lambda h: torch.stack((h[:, 0], h[:, 1]), dim=1),
     lambda h: torch.permute(input=h, dims=(1, 0, 2, 3))[1],
     lambda h: torch.unbind(input=h.permute(2, 0, 1, 3), dim=0)[3],
-    lambda h: torch.linalg.vector_norm(x=h, dim=1) + torch.chunk(input=h, chunks=2, dim=1)[1]],
+    lambda h: torch.linalg.vector_norm(x=h, dim=1) + torch.chunk(input=h, chunks=2, dim=1)[1],
+    lambda h: F.interpolate(h, scale_factor=3.0, mode="nearest-exact") + 1,
+    lambda h: F.interpolate(h, scale_factor=(2, 1)).repeat_interleave(2, -3)],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
          "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",
-         "stack-1", "permute-keywords", "unbind-keywords", "norm-keywords"])
+         "stack-1", "permute-keywords", "unbind-keywords", "norm-keywords", "interpolate",
+         "upsample"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -247,7 +250,9 @@ def test_each_rewritten_operation_computes_its_own_values(forward):
     graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
     assert not names_run(graph) & {"softmax", "log_softmax", "attention", "maximum",
                                    "minimum", "matmul", "norm", "normalize"}
-    assert not any(n.target in ("chunk", "split", "unbind", torch.stack, torch.unbind)
+    assert not any(n.target in ("chunk", "split", "unbind", torch.stack, torch.unbind,
+                                F.interpolate) or isinstance(graph.modules.get(n.target),
+                                                             nn.Upsample)
                    for n in graph.nodes)
     assert not any(graph.resolve(n).operation is not None
                    and isinstance(graph.resolve(n).params, str)  # (a permutation's refusal)
@@ -290,11 +295,15 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.unbind(0)[0] * h, "unbind"),
     (lambda h: h.permute(1, 0, 2, 3).unbind(0)[True], "move the batch axis"),
     (lambda h: torch.stack([h, h], 0), "stack"),
-    (lambda h: torch.norm(h, dim=h.dim() - 1), "dim is computed in the model")],
+    (lambda h: torch.norm(h, dim=h.dim() - 1), "dim is computed in the model"),
+    (lambda h: F.interpolate(h, scale_factor=2, mode="bilinear"), "other than nearest"),
+    (lambda h: F.interpolate(h, scale_factor=1.5), "not whole numbers"),
+    (lambda h: F.interpolate(h, size=(10, 10)), "other than nearest"),
+    (lambda h: h.repeat_interleave(2, dim=-4), "repeats the batch axis")],
     ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype", "permuted-used-whole",
          "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch",
-         "norm-computed-dim"])
+         "norm-computed-dim", "bilinear", "fractional", "sized", "repeat-batch"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are

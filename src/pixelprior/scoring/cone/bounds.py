@@ -1258,13 +1258,14 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
     if resolved is None or resolved.operation is None:
         return None
     name = resolved.operation.name
-    if name in ("squeeze", "transpose", "unsqueeze", "piece") and isinstance(resolved.params,
-                                                                        tuple):
+    if name in ("squeeze", "transpose", "unsqueeze", "piece", "repeat_interleave") and (
+            isinstance(resolved.params, tuple)):
         source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
         rank = None if source is None else len(source) + (name == "unsqueeze")
         if rank is not None and any(d % rank == 0 for d in resolved.params):
             verb = {"squeeze": "squeezes", "transpose": "transposes",
-                    "unsqueeze": "puts a new axis at", "piece": "splits"}[name]
+                    "unsqueeze": "puts a new axis at", "piece": "splits",
+                    "repeat_interleave": "repeats"}[name]
             return (f" (it {verb} the batch axis of a value of shape {tuple(source)}; "
                     "give the dims from the front)")
         return None

@@ -22,7 +22,8 @@
 * An item of ``chunk``, ``split`` or ``unbind`` along an axis after the batch axis (``a,
   b = h.chunk(2, dim=1)``: ShuffleNet's halves) runs as that item alone
   (:func:`~.operators.shape.piece`); ``torch.stack`` along such an axis as the
-  concatenation of its parts unsqueezed there.
+  concatenation of its parts unsqueezed there; nearest upsampling by whole numbers
+  (``nn.Upsample(scale_factor=2)``) as ``repeat_interleave`` along each spatial axis.
 * A vector norm of order 2 over axes (``torch.linalg.vector_norm``, ``torch.norm``,
   ``x.norm``) runs as ``sqrt(Σ x²)`` (``torch.square``: bounded below by 0), of order 1
   as ``Σ |x|``; ``F.normalize(x)`` as ``x · reciprocal(eps + relu(‖x‖ - eps))``, its
@@ -98,6 +99,7 @@ def decompose(traced: TracedGraph) -> bool:
     changed = _batch_selections(traced)
     changed = _pieces(traced) or changed
     changed = _stacks(traced) or changed
+    changed = _upsamplings(traced) or changed
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
     changed = _multihead(traced) or changed
@@ -288,6 +290,28 @@ def _pieces(traced: TracedGraph) -> bool:
             _replace(graph, item, functools.partial(graph.call_function, piece, (
                 _first_argument(node), kind, size, dim, item.args[1])), None)
         graph.erase_node(node)
+        rewritten = True
+    return rewritten
+
+
+def _upsamplings(traced: TracedGraph) -> bool:
+    """Each nearest upsampling of a map that changes with the pixel by whole numbers as
+    ``repeat_interleave`` along its height, then its width (a copy of each element)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("upsample_nearest",))
+        if resolved is None or not isinstance(resolved.params, tuple):
+            continue
+
+        def build(source=_first_argument(node), factors=resolved.params) -> fx.Node:
+            out = source
+            for axis, factor in zip((-2, -1), factors, strict=True):
+                if factor != 1:
+                    out = graph.call_method("repeat_interleave", (out, factor),
+                                            {"dim": axis})
+            return out
+
+        _replace(graph, node, build, None)
         rewritten = True
     return rewritten
 

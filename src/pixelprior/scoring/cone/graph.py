@@ -29,7 +29,7 @@ __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_
 # Operations that copy a constant tensor's values exactly (no rounding, no conversion)
 CONSTANT_COPIES = frozenset({"identity", "dropout", "getitem", "unsqueeze", "squeeze",
                              "reshape", "expand", "neg", "cat", "permute", "transpose",
-                             "placed", "piece"})
+                             "placed", "piece", "repeat_interleave"})
 
 # How far (relative to an image's largest score) the model's own scores may lie from its
 # traced graph's, both in the model's dtype (the same operations), before it is refused

@@ -197,3 +197,55 @@ register_operation("piece", window=_copy, functions=(piece,), params=_piece_para
                    help="an item of chunk, split or unbind along an axis after the batch axis")
 register_bound("piece")(lambda params: REARRANGE)
 register_interval("piece")(lambda params: REARRANGED)
+
+
+def _repeat_params(call: NodeCall) -> tuple[int] | str:
+    """``x.repeat_interleave(r, dim)``: the axis, where ``r`` is a number and the axis is
+    not the batch axis (a negative one is checked against the rank by the plan)."""
+    repeats, dim = call.arg(1, "repeats"), call.arg(2, "dim")
+    if call.arg(3, "output_size") is not None or not isinstance(repeats, int) or isinstance(
+            repeats, bool):
+        return "repeat_interleave by a tensor of repeats or an output_size (give a number)"
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != 0:
+        return (dim,)
+    return ("repeat_interleave of the batch axis or of every axis (give an axis after the "
+            "batch axis, e.g. dim=2)")
+
+
+register_operation("repeat_interleave", window=_copy, functions=(torch.repeat_interleave,),
+                   methods=("repeat_interleave",), params=_repeat_params,
+                   help="each element repeated along an axis after the batch axis")
+register_bound("repeat_interleave")(lambda params: REARRANGE)
+register_interval("repeat_interleave")(lambda params: REARRANGED)
+
+
+def _upsample_params(call: NodeCall) -> tuple[int, ...] | str:
+    """Nearest upsampling of a map by whole-number factors (``nn.Upsample(scale_factor=2)``,
+    ``F.interpolate(x, scale_factor=2)``): the factors, per spatial axis. The verifier's
+    copies write it as ``repeat_interleave`` along each axis (:mod:`..decompose`)."""
+    if call.module is not None:
+        m = call.module
+        mode, size, scale = m.mode, m.size, m.scale_factor
+        align, recompute = m.align_corners, m.recompute_scale_factor
+    else:
+        size, scale = call.arg(1, "size"), call.arg(2, "scale_factor")
+        mode, align = call.arg(3, "mode", "nearest"), call.arg(4, "align_corners")
+        recompute = call.arg(5, "recompute_scale_factor")
+    if mode not in ("nearest", "nearest-exact") or size is not None or align or recompute:
+        return ("upsampling other than nearest by a scale_factor (the verifier writes out "
+                "nearest upsampling by whole numbers; give mode='nearest', scale_factor=)")
+    factors = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
+    if len(factors) != 2 or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                    and float(f).is_integer() and f >= 1 for f in factors):
+        return "upsampling of a map by factors that are not whole numbers (give 2, not 1.5)"
+    return tuple(int(f) for f in factors)
+
+
+def _runs_whole(params: object) -> str:
+    return params if isinstance(params, str) else "it upsamples the whole map"
+
+
+register_operation("upsample_nearest", window=_runs_whole, params=_upsample_params,
+                   modules=(nn.Upsample, nn.UpsamplingNearest2d), functions=(F.interpolate,),
+                   help="nearest upsampling of a map by whole numbers (the verifier: "
+                   "repeat_interleave)")
