@@ -254,11 +254,11 @@ def _batch_selections(traced: TracedGraph) -> bool:
     return rewritten
 
 
-# how each call that returns a tuple of pieces names its settings: (kind, the size's
-# position and keyword, or None for unbind)
-_SPLITTERS = {"chunk": ("chunk", (1, "chunks")), torch.chunk: ("chunk", (1, "chunks")),
-              "split": ("split", (1, "split_size")),
-              torch.split: ("split", (1, "split_size_or_sections")),
+# each call that returns a tuple of pieces: (its kind, the keyword of its size, the
+# argument after the value; None for unbind, which takes none)
+_SPLITTERS = {"chunk": ("chunk", "chunks"), torch.chunk: ("chunk", "chunks"),
+              "split": ("split", "split_size"),
+              torch.split: ("split", "split_size_or_sections"),
               "unbind": ("unbind", None), torch.unbind: ("unbind", None)}
 
 
@@ -272,13 +272,13 @@ def _pieces(traced: TracedGraph) -> bool:
                 or node.op not in ("call_method", "call_function")):
             continue
         try:
-            kind, size_at = _SPLITTERS[node.target]
+            kind, size_keyword = _SPLITTERS[node.target]
         except (KeyError, TypeError):
             continue
-        dim = _argument(node, 1 if size_at is None else 2, "dim", 0)
+        dim = _argument(node, 1 if size_keyword is None else 2, "dim", 0)
         size = None
-        if size_at is not None:
-            size = _argument(node, 1, size_at[1], node.kwargs.get("split_size"))
+        if size_keyword is not None:
+            size = _argument(node, 1, size_keyword, node.kwargs.get("split_size"))
         items = [u for u in node.users if u.target is operator.getitem
                  and isinstance(u.args[1], int) and not isinstance(u.args[1], bool)]
         if (not isinstance(dim, int) or isinstance(dim, bool) or dim == 0 or not items
@@ -323,10 +323,9 @@ def _stacks(traced: TracedGraph) -> bool:
     for node in list(graph.nodes):
         if node in traced.statics or node.op != "call_function" or node.target is not torch.stack:
             continue
-        parts = node.args[0] if node.args else node.kwargs.get("tensors")
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        parts, dim = _argument(node, 0, "tensors"), _argument(node, 1, "dim", 0)
         if (not isinstance(parts, (tuple, list)) or not isinstance(dim, int)
-                or isinstance(dim, bool) or dim == 0 or "out" in node.kwargs):
+                or isinstance(dim, bool) or dim == 0):  # (out= is refused when traced)
             continue
 
         def build(parts=parts, dim=dim) -> fx.Node:
@@ -451,7 +450,7 @@ def _norms(traced: TracedGraph) -> bool:
             return graph.call_function(operator.mul, (source, graph.call_function(
                 torch.reciprocal, (floor,))))
 
-        # (marked: the model's float32 kernels compute otherwise, some scaling the terms)
+        # (marked: the model's float32 kernel sums its squares in its own order)
         _replace(graph, node, build, resolved.operation.name)
         rewritten = True
     return rewritten

@@ -121,9 +121,10 @@ class _Recorder(fx.Interpreter):
         if not node.op.startswith("call"):
             return False
         operation = OPERATIONS.lookup(node, self.modules)
-        name = operation.name if operation is not None else None
-        first = self._input(node)
-        if name not in _SUMS_OF_PRODUCTS or first is None or first.numel() == 0:
+        if operation is None or operation.name not in _SUMS_OF_PRODUCTS:
+            return False  # (before |x| is taken: most nodes sum no squares)
+        name, first = operation.name, self._input(node)
+        if first is None or first.numel() == 0:
             return False
         largest = float(first.amax())
         terms = max(1, first[0].numel() if first.dim() else 1)
