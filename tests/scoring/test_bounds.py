@@ -426,6 +426,79 @@ class Pieces(nn.Module):
         return self.fc(torch.cat([rows, columns[:, :16], h.flatten(1), laid, wide, up], 1))
 
 
+class Maxima(nn.Module):
+    """Maxima and minima over axes: global max pooling (``F.adaptive_max_pool2d(h,
+    1)``), adaptive max pooling to an uneven size (``nn.AdaptiveMaxPool2d((3, 5))`` of an
+    8×8 map: windows of 3 and 4 rows, 2 and 3 columns), ``amax`` over the channels kept,
+    ``x.max(dim)[0]``, ``torch.max(x, dim).values``, ``x.min(dim)[0]``, ``amin`` over
+    two axes and ``torch.max(a, b)`` of two tensors (broadcast)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, 2, 1)
+        self.pool = nn.AdaptiveMaxPool2d((3, 5))
+        self.fc = nn.Linear(104, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)
+        h = torch.max(h, torch.relu(h.amax(1, keepdim=True)) - 0.5)
+        g = self.conv2(h)
+        parts = [F.adaptive_max_pool2d(g, 1).flatten(1), self.pool(h).flatten(1),
+                 g.flatten(2).max(dim=-1)[0], torch.max(g, 2).values.flatten(1),
+                 g.min(3)[0].flatten(1), g.amin((1, 3))]
+        return self.fc(torch.cat(parts, 1))
+
+
+class Padded(nn.Module):
+    """Paddings: by zeros on uneven sides (``nn.ZeroPad2d``) before the first
+    convolution, by reflection (``nn.ReflectionPad2d``), by a constant other than 0
+    (``F.pad(value=-0.3)``, ``nn.ConstantPad2d``), by replication and wrapping around
+    (``F.pad(mode=...)``), and a crop (negative pads)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.zero, self.reflect = nn.ZeroPad2d((1, 2, 0, 1)), nn.ReflectionPad2d(1)
+        self.constant = nn.ConstantPad2d((0, 1, 1, 0), 0.7)
+        self.conv1 = nn.Conv2d(3, 4, 3)
+        self.conv2 = nn.Conv2d(4, 4, 3, 2)
+        self.fc = nn.Linear(4 * 5 * 6 + 4 * 6 * 6 + 4 * 4 * 5, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv1(self.zero(x)))  # [N, 4, 7, 9]
+        h = F.pad(h, (1, 1, 1, 1), value=-0.3)[:, :, :8, :10] + self.constant(h)
+        g = self.conv2(self.reflect(h))  # [N, 4, 4, 5]
+        wrapped = F.pad(g, (1, 0, 0, 1), mode="circular")
+        repeated = F.pad(g, (0, 1, 2, 0), "replicate")
+        return self.fc(torch.cat([wrapped.flatten(1), repeated.flatten(1),
+                                  F.pad(g, (0, 0, -1, 1)).flatten(1)], 1))
+
+
+class Einsums(nn.Module):
+    """``torch.einsum`` in the forms models write: attention's scores and mixing of two
+    varying values (``bhid,bhjd->bhij``, ``bhij,bhjd->bhid``), a 1×1 convolution by a
+    constant (``bchw,oc->bohw``), a sum over the map (``bchw->bc``), an outer product of
+    two varying vectors (``bi,bj->bij``), a contraction of several indices with a
+    constant (``bchw,dchw->bd``) and a product of a matrix and a vector (``bij,bj->bi``)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, 2, 1)
+        self.mix = nn.Parameter(torch.randn(4, 4))
+        self.head = nn.Parameter(torch.randn(classes, 4, 4, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.einsum("bchw,oc->bohw", self.conv(x), self.mix)  # [N, 4, 4, 4]
+        q = h.flatten(2).transpose(1, 2).reshape(h.shape[0], 16, 2, 2).transpose(1, 2)
+        scores = torch.einsum("bhid,bhjd->bhij", q, q) * 0.5
+        mixed = torch.einsum("bhij,bhjd->bhid", torch.relu(scores), q)  # [N, 2, 16, 2]
+        h = h + mixed.transpose(1, 2).reshape(h.shape)
+        pooled = torch.einsum("bchw->bc", torch.relu(h))
+        outer = torch.einsum("bi,bj->bij", pooled, torch.tanh(pooled))
+        return (torch.einsum("bchw,dchw->bd", h, self.head)
+                + torch.einsum("bij,bj->bi", outer, pooled)[:, :3] * 0.01)
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -487,7 +560,8 @@ def box_margins(engine, image, y, x, lo, hi, label):
 @pytest.mark.parametrize("model", [Residual(), Plain(), Gated(), Indexed(), Normalised(),
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
                                    Pooled(), Exponentials(), TimmAttention(), TimmFused(),
-                                   Norms(), Pieces(), Transformer()]
+                                   Norms(), Pieces(), Transformer(), Maxima(), Padded(),
+                                   Einsums()]
                          + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
@@ -527,13 +601,14 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 15 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 18 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
                          ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
-                         TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer()]
+                         TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
+                         Maxima(), Padded(), Einsums()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -582,8 +657,8 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     against its float64 twin without casts)."""
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
-            Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer()] + [
-        Smooth(a) for a in ACTIVATIONS]
+            Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
+            Maxima(), Padded(), Einsums()] + [Smooth(a) for a in ACTIVATIONS]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -648,7 +723,8 @@ def test_an_operation_without_a_bound_rule_is_named():
 
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
                                  ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
-                                 TimmAttention, TimmFused, Norms, Pieces, Transformer])
+                                 TimmAttention, TimmFused, Norms, Pieces, Transformer, Maxima,
+                                 Padded, Einsums])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

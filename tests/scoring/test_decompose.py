@@ -11,11 +11,14 @@ import torch
 import torch.nn.functional as F
 from test_bounds import (
     Attention,
+    Einsums,
     Encoder,
     Exponentials,
+    Maxima,
     Normalised,
     Normed,
     Norms,
+    Padded,
     Pieces,
     Pooled,
     TimmAttention,
@@ -40,7 +43,7 @@ def names_run(graph: TracedGraph) -> set[str]:
 
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
                                  Exponentials, TimmAttention, TimmFused, Norms, Pieces,
-                                 Transformer])
+                                 Transformer, Maxima, Padded, Einsums])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -51,7 +54,9 @@ def test_the_decomposed_copy_computes_the_models_function(net):
                                    "attention", "matmul", "maximum", "minimum",
                                    "multihead_attention", "norm", "normalize"}
     assert not any(r.operation is not None and r.operation.name == "permute"
-                   and isinstance(r.params, str) for r in map(graph.resolve, graph.nodes))
+                   and isinstance(r.params, str) for n, r in zip(
+                       graph.nodes, map(graph.resolve, graph.nodes), strict=True)
+                   if n not in graph.statics)
     assert not any(r.operation is not None and r.operation.name == "div"
                    and isinstance(n.args[1], fx.Node) and n.args[1] not in graph.statics
                    for n, r in zip(graph.nodes, map(graph.resolve, graph.nodes),
@@ -320,12 +325,64 @@ def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
         BoundEngine(Net().eval()).plan(torch.rand(2, 3, 5, 5))
 
 
+def test_maxima_over_axes_run_as_amax():
+    """Every maximum and minimum over axes of :class:`Maxima` runs as the one rule (six
+    of them: two adaptive poolings, ``amax`` of ``max(dim)`` twice, of ``min(dim)`` and
+    of ``amin``; the channels' ``amax`` feeds ``torch.max(a, b)``, a ``maximum``)."""
+    graph = TracedGraph(Maxima().double().eval(), fold=False, float_as=torch.float64,
+                        decompose=True)
+    runs = [r.operation.name for r in map(graph.resolve, graph.nodes) if r.operation]
+    assert runs.count("max_over") == 7
+    assert not any(n.target in (torch.max, torch.min, "max", "min", "amin", torch.amin)
+                   for n in graph.nodes)
+
+
+class _Extreme(nn.Module):
+    def __init__(self, forward) -> None:
+        super().__init__()
+        self.conv, self.run = nn.Conv2d(3, 4, 3, padding=1), forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(self.conv(x))
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda h: h.flatten(1).max(1)[1].float()[:, None], r"Tensor.max\(\)"),
+    (lambda h: h.amax((0, 2, 3))[None], "a maximum over the batch axis"),
+    (lambda h: h.amax((-4, 2, 3))[None], "it computes across the batch axis"),
+    (lambda h: h.amax(), "a maximum over every axis"),
+    (lambda h: F.adaptive_max_pool2d(h, 2, return_indices=True)[0].flatten(1),
+     "adaptive_max_pool2d_with_indices"),
+    (lambda h: h.max(), r"Tensor.max\(\)"),
+], ids=["indices", "batch", "batch-negative", "every-axis", "adaptive-indices", "whole"])
+def test_maxima_the_verifier_cannot_bound_are_named(forward, message):
+    """An argmax (indices used), a maximum reaching the batch axis (by 0, or by a
+    negative axis only the shape resolves), over every axis, and adaptive pooling with
+    its indices are refused in one line naming the operation."""
+    model = _Extreme(forward).eval()
+    image = torch.rand(1, 3, 6, 6)
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(model).plan(image)
+
+
+@pytest.mark.parametrize("forward, message", [
+    (lambda h: F.pad(h, (0, 0, 0, 0, 0, 0, 1, 0)).flatten(1), "it pads the batch axis"),
+    (lambda h: F.pad(h, (h.shape[3], 0)).flatten(1), "sizes computed in the model"),
+], ids=["batch", "computed"])
+def test_paddings_the_verifier_cannot_bound_are_named(forward, message):
+    """A padding of the batch axis (it adds images) and one by sizes the model computes
+    are refused in one line."""
+    with pytest.raises(BoundUnsupportedError, match=message):
+        BoundEngine(_Extreme(forward).eval()).plan(torch.rand(1, 3, 6, 6))
+
+
 def test_no_float32_error_is_proved_through_a_softmax():
     """The model's softmax kernel subtracts the largest score and fuses: no float32
     error is proved through the rewritten form (the estimate is the tolerance); a
     product of matrices and a maximum are proved through (their kernels round no more
     than the rewritten forms are proved to)."""
-    for net, proved in ((Pooled, False), (Exponentials, True), (Norms, False)):
+    for net, proved in ((Pooled, False), (Exponentials, True), (Norms, False),
+                        (Maxima, True), (Padded, True)):
         lower, error = screened_at_the_image(randomised(net(), 1), 1)
         assert bool(torch.isfinite(error).all()) == proved, net
         assert torch.isfinite(lower).all()
@@ -614,3 +671,72 @@ def test_a_norm_given_its_input_by_keyword_is_estimated_as_given_by_position():
         model = Net(keyword).eval()
         estimates.append(rounding_error(model, images, model(images).argmax(1)))
     torch.testing.assert_close(estimates[1], estimates[0], rtol=0, atol=0)
+
+
+_EINSUM_SIZES = dict(b=2, c=3, h=4, w=4, i=3, j=2, d=5, n=6, o=2, k=3)
+
+
+class _Einsum(nn.Module):
+    """``torch.einsum(equation, a[, b])`` of values cut from the input ``[N, 200]``; the
+    second a parameter where ``constant``."""
+
+    def __init__(self, equation: str, constant: bool) -> None:
+        super().__init__()
+        self.equation = equation
+        self.subscripts = equation.replace(" ", "").split("->")[0].split(",")
+        shapes = [[_EINSUM_SIZES[c] for c in sub] for sub in self.subscripts]
+        self.shapes = shapes
+        self.weight = (nn.Parameter(torch.randn(*shapes[1], dtype=torch.float64))
+                       if constant and len(shapes) == 2 else None)
+
+    def cut(self, x: torch.Tensor, shape: list[int], offset: int) -> torch.Tensor:
+        size = int(torch.tensor(shape[1:]).prod())
+        return x[:, offset:offset + size].reshape(x.shape[0], *shape[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        operands = [self.cut(x, self.shapes[0], 0)]
+        if len(self.shapes) == 2:
+            operands.append(self.weight if self.weight is not None
+                            else torch.tanh(self.cut(x, self.shapes[1], 100)))
+        return torch.einsum(self.equation, *operands)
+
+
+@pytest.mark.parametrize("equation, constant", [
+    ("bchw->bc", False), ("bchw->bhwc", False), ("b c h w -> b w", False),
+    ("bchw,bchw->bc", False), ("bchw,bchw->b", True), ("bchw,c->bhw", True),
+    ("bci,ij->bcj", True), ("bhid,bhjd->bhij", False), ("bhid,bhjd->bhij", True),
+    ("bhij,bhjd->bhid", False), ("bi,ij->bj", True), ("bij,bj->bi", False),
+    ("bn,bn->bn", False), ("bi,j->bij", True), ("bchw,oc->bohw", True), ("bhw,hw->b", True),
+    ("bi,bj->bij", False), ("bijk,jk->bi", True), ("bij,kij->bk", True),
+    ("bchw,dchw->bd", True), ("bcn,bdn->bcd", False), ("bcn,cd->bdn", True),
+    ("bij,bjk", False), ("bdn,bcn->bcd", False)])
+def test_each_einsum_is_rewritten_to_its_own_values(equation, constant):
+    """Sums over one operand's own indices, contractions of one and of several indices,
+    outer products, a constant second operand, transposed outputs and an implicit one:
+    the rewritten graph computes the einsum's values, with no einsum left."""
+    torch.manual_seed(0)
+    model = _Einsum(equation, constant).double().eval()
+    graph = TracedGraph(model, fold=False, float_as=torch.float64, decompose=True)
+    assert not any(n.target is torch.einsum for n in graph.nodes)
+    x = torch.randn(2, 200, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(x), model(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("equation", ["bii->bi", "...ij,...jk->...ik", "bi,bi,bi->bi",
+                                      "bi,bi"])
+def test_einsums_the_rewrite_does_not_take_are_named(equation):
+    """A diagonal, an ellipsis, three operands and an output with no index (a sum over
+    the batch axis too) stay an einsum, which the verifier names."""
+    operands = {"bii->bi": "bii", "...ij,...jk->...ik": "bij,bjk",
+                "bi,bi,bi->bi": "bi,bi,bi", "bi,bi": "bi,bi"}[equation].split(",")
+
+    def forward(h: torch.Tensor) -> torch.Tensor:
+        flat = h.flatten(1)[:, :9]
+        shaped = {"bii": flat.reshape(-1, 3, 3), "bij": flat.reshape(-1, 3, 3),
+                  "bjk": flat.reshape(-1, 3, 3), "bi": flat}
+        return torch.einsum(equation, *(shaped[o] for o in operands)).reshape(
+            h.shape[0], -1)
+
+    with pytest.raises(BoundUnsupportedError, match="no bound rule for einsum"):
+        BoundEngine(_Extreme(forward).eval()).plan(torch.rand(1, 3, 6, 6))

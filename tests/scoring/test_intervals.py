@@ -19,13 +19,16 @@ from test_bounds import (
     Attention,
     Bilinear,
     ConvNeXtBlock,
+    Einsums,
     Encoder,
     Exponentials,
     Gated,
     Indexed,
+    Maxima,
     Normalised,
     Normed,
     Norms,
+    Padded,
     Pieces,
     Plain,
     Pooled,
@@ -46,7 +49,7 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
         ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
-        Norms, Pieces, Transformer] + [
+        Norms, Pieces, Transformer, Maxima, Padded, Einsums] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

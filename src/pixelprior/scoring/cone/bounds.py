@@ -69,6 +69,7 @@ from .zonotope import (
     Affine,
     BoundUnsupportedError,
     Identity,
+    MaxOver,
     MaxPool,
     PiecewiseLinear,
     Product,
@@ -382,6 +383,10 @@ class BoundEngine:
         if shape is None or node in self.graph.statics or node.op == "output":
             return None
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        operation = self.graph.resolve(node).operation
+        if operation is not None and operation.name == "pad" and (not shape or shape[0] != 1):
+            return (f" (of one image it makes a value of shape {tuple(shape)}: it pads the "
+                    "batch axis; give pads for the axes after it)")
         if name in ("cat", "concat", "concatenate", "stack"):
             if len(shape) >= 1 and shape[0] == 1:  # one value: a copy
                 return None
@@ -866,6 +871,9 @@ class BoundEngine:
             return ZFull(*self._affine(step, call, env, stacked, carried))
         if isinstance(rule, MaxPool):
             return ZFull(*self._full_max_pool(step, stacked[first], call, carried[first][0]))
+        if isinstance(rule, MaxOver):
+            return ZFull(*_max_over(step.resolved.params, stacked[first], call,
+                                    carried[first][0]))
         raise BoundUnsupportedError(f"no bound rule {type(rule).__name__} for "
                                     f"{describe(step.node, self.graph.modules)}")
 
@@ -1010,6 +1018,27 @@ class BoundEngine:
         incoming = incoming[:, 0, :, :, :out_h, :out_w].amax(2)
         return _max(_candidates(padded, kernel, stride, dilation)[..., :out_h, :out_w], call,
                     incoming)
+
+
+def _max_over(params: Any, values: torch.Tensor, call: _Call, error: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zonotopes of each group's largest element (:class:`~.zonotope.MaxOver`): ``[N, R,
+    *shape]`` → ``[N, R', *out]``, with their float error and size bounds ``[N, *out]``.
+    The groups (``params.groups``) index one image's flat elements, ``-1`` none: a
+    column of ``-inf`` centres and zero generators, which no bound can reach (as the
+    padding of a max pooling)."""
+    count, rows = values.shape[:2]
+    index, out = params.groups(tuple(values.shape[2:]))
+    flat = values.flatten(2)
+    none = flat.new_zeros(count, rows, 1)
+    none[:, 0] = float("-inf")
+    index = torch.where(index < 0, flat.shape[2], index).to(values.device)
+    candidates = torch.cat([flat, none], 2)[:, :, index]  # [N, R, M, K]
+    incoming = torch.cat([error.flatten(1), error.new_zeros(count, 1)], 1)[:, index]
+    maxima, error, size = _max(candidates[..., None, None], call,
+                               incoming.amax(2)[..., None, None])
+    return (maxima.reshape(*maxima.shape[:2], *out), error.reshape(count, *out),
+            size.reshape(count, *out))
 
 
 def _concatenates(step: Any) -> bool:

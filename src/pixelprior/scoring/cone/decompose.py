@@ -29,7 +29,10 @@
   as ``Σ |x|``; ``F.normalize(x)`` as ``x · reciprocal(eps + relu(‖x‖ - eps))``, its
   ``x / max(‖x‖, eps)``.
 * ``torch.maximum(a, b)`` runs as ``b + relu(a - b)``, ``torch.minimum(a, b)`` as
-  ``a - relu(a - b)``.
+  ``a - relu(a - b)`` (``torch.max(a, b)`` of two tensors as ``torch.maximum``). A
+  maximum over axes whose values alone are used (``x.max(dim=-1)[0]``, ``torch.max(x,
+  2).values``) runs as ``amax``, a minimum over axes (``x.min(1)[0]``, ``amin``) as
+  ``-amax(-x)``: the same values.
 * A concatenation along an axis after the batch axis of varying values and constants
   expanded to the batch size (a vision transformer's class token,
   ``torch.cat([token.expand(n, -1, -1), x], 1)``) runs as the sum of each part placed
@@ -69,6 +72,7 @@ from torch import fx, nn
 
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
+from .table import OPERATIONS
 
 # ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
 # ``Any`` here, so that no import closes a cycle)
@@ -100,12 +104,15 @@ def decompose(traced: TracedGraph) -> bool:
     changed = _pieces(traced) or changed
     changed = _stacks(traced) or changed
     changed = _upsamplings(traced) or changed
+    changed = _constant_pads(traced) or changed
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
     changed = _multihead(traced) or changed
     changed = _attention(traced) or changed
     changed = _softmaxes(traced) or changed
     changed = _matrix_products(traced) or changed
+    changed = _einsums(traced) or changed
+    changed = _reduced_extremes(traced) or changed
     changed = _extremes(traced) or changed
     changed = _class_tokens(traced) or changed
     divided = _divisions(traced)
@@ -310,6 +317,36 @@ def _upsamplings(traced: TracedGraph) -> bool:
                     out = graph.call_method("repeat_interleave", (out, factor),
                                             {"dim": axis})
             return out
+
+        _replace(graph, node, build, None)
+        rewritten = True
+    return rewritten
+
+
+def _constant_pads(traced: TracedGraph) -> bool:
+    """Each padding of a varying value by a constant ``c`` other than 0 (``F.pad(x, p,
+    value=c)``, ``nn.ConstantPad2d(p, c)``) as ``F.pad(x - c, p) + c``: the same values,
+    its part at zero the constant's (:func:`~.operators.shape._pad_params`)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if node in traced.statics or node in traced.sizes:
+            continue
+        operation = OPERATIONS.lookup(node, traced.modules)
+        if operation is None or operation.name != "pad":
+            continue
+        if node.op == "call_module":
+            module = traced.modules[node.target]
+            pads, mode, value = module.padding, "constant", getattr(module, "value", None)
+        else:
+            pads, mode = _argument(node, 1, "pad"), _argument(node, 2, "mode", "constant")
+            value = _argument(node, 3, "value")
+        if mode != "constant" or not isinstance(value, (int, float)) or value == 0:
+            continue
+
+        def build(x=_first_argument(node), pads=pads, value=value) -> fx.Node:
+            shifted = graph.call_function(operator.sub, (x, value))
+            padded = graph.call_function(F.pad, (shifted, tuple(pads)))
+            return graph.call_function(operator.add, (padded, value))
 
         _replace(graph, node, build, None)
         rewritten = True
@@ -701,6 +738,105 @@ def _matrix_products(traced: TracedGraph) -> bool:
     return rewritten
 
 
+def _einsums(traced: TracedGraph) -> bool:
+    """Each ``torch.einsum`` of one or two values, one of which changes with the pixel,
+    as sums, permutations and a product of matrices (:func:`_product_form`): the indices
+    of one operand alone that the output drops summed, the rest ordered ``[shared kept,
+    first's own, contracted]`` and ``[shared kept, contracted, second's own]``, groups of
+    several indices flattened (one unsqueezed where none), multiplied, and the output's
+    axes restored and ordered. An equation with an ellipsis, an index repeated in one
+    operand (a diagonal) or more than two operands stays, and is refused."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        if (node.op != "call_function" or node.target is not torch.einsum
+                or node in traced.statics or node in traced.sizes):
+            continue
+        parsed = _einsum_parts(node)
+        if parsed is None:
+            continue
+        constant = [_is_constant(traced, v) for v in parsed[2]]
+        _replace(graph, node, lambda parsed=parsed, constant=constant: _einsum_form(
+            graph, *parsed, constant, traced), None)
+        rewritten = True
+    return rewritten
+
+
+def _einsum_parts(node: fx.Node) -> tuple[list[str], str, list] | None:
+    """An einsum's subscripts per operand, its output's and its operands, where the
+    rewrite takes it (see :func:`_einsums`)."""
+    equation, *operands = node.args
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or node.kwargs or not 1 <= len(operands) <= 2:
+        return None
+    equation = equation.replace(" ", "")
+    inputs, arrow, output = equation.partition("->")
+    subscripts = inputs.split(",")
+    letters = "".join(subscripts)
+    if not arrow:  # implicit: the indices that occur once, in alphabetical order
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if (len(subscripts) != len(operands) or "." in equation
+            or not all(c.isalpha() for c in letters + output)
+            or any(len(set(sub)) != len(sub) for sub in [*subscripts, output])
+            or not output or not set(output) <= set(letters)):
+        return None  # (no output index: a sum over the batch axis too)
+    return subscripts, output, operands
+
+
+def _einsum_form(graph: fx.Graph, subscripts: list[str], output: str, operands: list,
+                 constant: list[bool], traced: TracedGraph) -> fx.Node:
+    """The einsum written out (see :func:`_einsums`)."""
+    def summed(value: object, sub: str, keep: str) -> tuple[object, str]:
+        dropped = [i for i, c in enumerate(sub) if c not in keep]
+        if not dropped:
+            return value, sub
+        return (graph.call_method("sum", (value, tuple(dropped))),
+                "".join(c for c in sub if c in keep))
+
+    def ordered(value: object, sub: str, order: str) -> object:
+        if sub == order:
+            return value
+        return graph.call_method("permute", (value, *[sub.index(c) for c in order]))
+
+    if len(operands) == 1:
+        value, sub = summed(operands[0], subscripts[0], output)
+        return ordered(value, sub, output)
+    if output and output[0] not in subscripts[0] and output[0] in subscripts[1]:
+        subscripts, operands, constant = subscripts[::-1], operands[::-1], constant[::-1]
+    (a, sa), (b, sb) = (summed(v, s, output + t) for v, s, t in
+                        zip(operands, subscripts, subscripts[::-1], strict=True))
+    shared = [c for c in sa if c in sb and c in output]
+    contracted = [c for c in sa if c in sb and c not in output]
+    left, right = [c for c in sa if c not in sb], [c for c in sb if c not in sa]
+    first = ordered(a, sa, "".join(shared + left + contracted))
+    first = _grouped(graph, first, len(shared) + len(left), contracted)
+    if not left:
+        first = graph.call_method("unsqueeze", (first, len(shared)))
+    second = ordered(b, sb, "".join(shared + contracted + right))
+    second = _grouped(graph, _grouped(graph, second, len(shared) + len(contracted), right),
+                      len(shared), contracted)
+    kind = "right" if constant[1] and not shared else "products"
+    if kind == "products":  # the first's own axes but the last broadcast in the second
+        for _ in range(len(left) - 1):
+            second = graph.call_method("unsqueeze", (second, len(shared)))
+    product = _product_form(traced, first, second, kind)
+    if len(left) != 1 or len(right) != 1:
+        sizes = ([graph.call_method("size", (a, sa.index(c))) for c in shared + left]
+                 + [graph.call_method("size", (b, sb.index(c))) for c in right])
+        product = graph.call_method("reshape", (product, *sizes))
+    return ordered(product, "".join(shared + left + right), output)
+
+
+def _grouped(graph: fx.Graph, value: object, at: int, group: list[str]) -> object:
+    """``value`` with the axes of ``group`` from ``at`` on as one (flattened; a new axis
+    of size 1 where the group is empty)."""
+    if not group:
+        return graph.call_method("unsqueeze", (value, at))
+    if len(group) > 1:
+        return graph.call_method("flatten", (value, at, at + len(group) - 1))
+    return value
+
+
 def _attention(traced: TracedGraph) -> bool:
     """Each ``F.scaled_dot_product_attention(q, k, v)`` without a mask or dropout as
     ``softmax(q kᵀ · scale) v`` (``scale``: given, or ``1 / √(q.size(-1))``)."""
@@ -744,6 +880,60 @@ def _extremes(traced: TracedGraph) -> bool:
                                        (b if largest else a, gap))
 
         _replace(graph, node, build, None)
+        rewritten = True
+    return rewritten
+
+
+# the graph targets of maxima and minima that take axes or another tensor, and whether
+# each takes the least
+_EXTREMES = {torch.max: False, torch.min: True, "max": False, "min": True,
+             torch.amin: True, "amin": True}
+
+
+def _reduced_extremes(traced: TracedGraph) -> bool:
+    """Each maximum or minimum over axes as ``amax`` (:class:`~.operators.pooling.
+    MaxOverParams`): ``x.max(dim)`` and ``torch.max(x, dim)`` whose values alone are used
+    (``[0]``, ``.values``) as ``amax(x, dim, keepdim)``, the minima and ``amin`` as
+    ``-amax(-x)`` (exact); ``torch.max(a, b)`` of two tensors as ``torch.maximum(a, b)``
+    (``min``: ``minimum``). One whose indices are used stays, and is refused."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        least = _EXTREMES.get(node.target) if node.op in ("call_function", "call_method") \
+            else None
+        if least is None or node in traced.statics or node in traced.sizes:
+            continue
+        source = _first_argument(node)
+        other = _argument(node, 1, "other")
+        if isinstance(other, fx.Node) and node.target not in (torch.amin, "amin"):
+            _replace(graph, node, lambda a=source, b=other, least=least: graph.call_function(
+                torch.minimum if least else torch.maximum, (a, b)), None)
+            rewritten = True
+            continue
+        dim, keepdim = _argument(node, 1, "dim"), _argument(node, 2, "keepdim", False)
+        if dim is None or isinstance(dim, fx.Node):
+            continue
+        if node.target in (torch.amin, "amin"):
+            values = [node]
+        else:
+            values = [u for u in node.users if u.op == "call_function" and (
+                (u.target is operator.getitem and u.args[1] == 0)
+                or (u.target is getattr and u.args[1] == "values"))]
+            if not values or len(values) != len(node.users):
+                continue
+
+        def build(x=source, dim=dim, keepdim=keepdim, least=least) -> fx.Node:
+            if least:
+                x = graph.call_function(operator.neg, (x,))
+            out = graph.call_function(torch.amax, (x, dim, keepdim))
+            return graph.call_function(operator.neg, (out,)) if least else out
+
+        with graph.inserting_before(node):
+            out = build()
+        for value in values:
+            value.replace_all_uses_with(out)
+            if value is not node:
+                graph.erase_node(value)
+        graph.erase_node(node)
         rewritten = True
     return rewritten
 

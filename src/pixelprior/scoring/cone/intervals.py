@@ -69,11 +69,11 @@ from .zonotope import (
     relaxation_error,
 )
 
-__all__ = ["BROADCAST", "EXACT", "MAXIMUM", "REARRANGED", "RESHAPE", "SHAPE", "Activation",
-           "BackwardUnsupportedError", "Coefficient", "Exact", "Interval", "IntervalRule",
-           "IntervalStep", "IntervalUnsupportedError", "Maximum", "Negate", "PositiveSum",
-           "Rearranged", "Reshape", "Scale", "Shape", "SignedAffine", "Sum", "UNDERFLOW",
-           "UNIT", "constant_gap", "tiled", "widen"]
+__all__ = ["BROADCAST", "EXACT", "MAXIMUM", "MAXIMUM_OVER", "REARRANGED", "RESHAPE", "SHAPE",
+           "Activation", "BackwardUnsupportedError", "Coefficient", "Exact", "Interval",
+           "IntervalRule", "IntervalStep", "IntervalUnsupportedError", "Maximum", "MaximumOver",
+           "Negate", "PositiveSum", "Rearranged", "Reshape", "Scale", "Shape", "SignedAffine",
+           "Sum", "UNDERFLOW", "UNIT", "constant_gap", "tiled", "widen"]
 
 UNIT = 2.0**-53  # float64's unit roundoff (round to nearest)
 # What gradual underflow adds to each value's float32 error, absolutely: a rounding into
@@ -347,10 +347,33 @@ class Maximum(Exact):
         reaches the least the maximum can be) and the windows where only one can."""
         value = step.intervals[0]
         low, high = value.lower - value.error, value.upper + value.error
-        windows = _PoolWindows(step.params, low.shape)
+        windows = Maximum._windows(step.params, low.shape)
         floor = windows.pool(low)  # the least the window's maximum can be
         candidate = windows.unfold(high) >= windows.spread(floor)  # [N, C, k, L]
         return windows, candidate, candidate.sum(2, keepdim=True) == 1
+
+
+    @staticmethod
+    def _windows(params: Any, shape: torch.Size) -> _PoolWindows | _Groups:
+        """The groups an output element is the maximum of: a max pooling's windows, or
+        those of a maximum over axes (``params.groups``)."""
+        if hasattr(params, "groups"):
+            return _Groups(params, shape)
+        return _PoolWindows(params, shape)
+
+
+@dataclass(frozen=True)
+class MaximumOver(Maximum):
+    """A maximum over whole axes or an adaptive max pooling's windows, whose groups the
+    input's shape gives (``params.groups``): as :class:`Maximum`; the groups are checked
+    to keep each row of the batch axis its own before the range is taken."""
+
+    def apply(self, step):
+        try:
+            step.params.groups(tuple(step.intervals[0].lower.shape[1:]))
+        except ValueError as error:  # (a BoundUnsupportedError: the batch axis)
+            raise IntervalUnsupportedError(str(error)) from error
+        return super().apply(step)
 
 
 @dataclass(frozen=True)
@@ -453,6 +476,47 @@ class _PoolWindows:
                         **self.geometry)
         top, left = self.pads[2], self.pads[0]
         return summed[:, :, top:top + self.shape[2], left:left + self.shape[3]]
+
+
+class _Groups:
+    """A maximum's groups (``params.groups``: ``[M, K]`` flat positions in one row,
+    ``-1`` none) as :class:`_PoolWindows` gives its windows: one channel of ``M``
+    windows of ``K`` elements."""
+
+    def __init__(self, params: Any, shape: torch.Size) -> None:
+        self.params, self.shape = params, shape
+        index, _ = params.groups(tuple(shape[1:]))
+        self.elements = math.prod(shape[1:])
+        self.index = torch.where(index < 0, self.elements, index)
+        self.kernel_size = index.shape[1]
+
+    def rows(self, rows: int) -> _Groups:
+        """The same groups for ``rows`` rows."""
+        if rows == self.shape[0]:
+            return self
+        return _Groups(self.params, torch.Size((rows, *self.shape[1:])))
+
+    def unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, K, M]``: each group's elements (``-inf`` for none)."""
+        flat = F.pad(x.reshape(x.shape[0], -1), (0, 1), value=-math.inf)
+        return flat[:, self.index.to(x.device).T][:, None]
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 1, 1, M]``: each group's maximum."""
+        return self.unfold(x).amax(2, keepdim=True)
+
+    def spread(self, x: torch.Tensor) -> torch.Tensor:
+        """A value per group over its elements: ``[N, 1, K, M]``."""
+        n = x.shape[0]
+        return x.reshape(n, 1, 1, -1).expand(n, 1, self.kernel_size, -1)
+
+    def fold(self, columns: torch.Tensor) -> torch.Tensor:
+        """Each input element's sum over the groups it is in (the input's shape)."""
+        n = columns.shape[0]
+        summed = columns.new_zeros(n, self.elements + 1)
+        summed.index_add_(1, self.index.to(columns.device).T.reshape(-1),
+                          columns.reshape(n, -1))
+        return summed[:, :-1].reshape(n, *self.shape[1:])
 
 
 def _pooled(size: int, kernel: int, stride: int, padding: int, dilation: int,
@@ -953,6 +1017,7 @@ def _passed(rule: Relaxation, value: Interval, reachable: Interval) -> torch.Ten
 
 
 EXACT, SHAPE, MAXIMUM, RESHAPE = Exact(), Shape(), Maximum(), Reshape()
+MAXIMUM_OVER = MaximumOver()
 REARRANGED, BROADCAST = Rearranged(), Rearranged(broadcast=True)
 
 

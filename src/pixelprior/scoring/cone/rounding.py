@@ -365,7 +365,8 @@ def _attention_rounding(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity", "float",
                    "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
                    "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
-                   "placed", "piece", "repeat_interleave", "upsample_nearest"})
+                   "placed", "piece", "repeat_interleave", "upsample_nearest", "max_over",
+                   "pad"})
 # operations whose kernels sum squares or products of their inputs before the result
 # (:meth:`_Recorder._intermediates_overflow`)
 _SUMS_OF_PRODUCTS = frozenset({"norm", "normalize", "layer_norm", "group_norm", "matmul",

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EXACT_COPY", "IDENTITY", "MAX_POOL", "RESHAPE", "Affine", "BoundRule",
-           "BoundUnsupportedError", "Curved", "Exponential", "Identity", "InverseSquareRoot",
-           "Lipschitz", "Logarithm", "MaxPool", "ONE_ROUNDING", "PiecewiseLinear", "Product",
-           "Rearrange", "Reciprocal", "Relaxation", "Reshape", "Rounding", "SShaped", "Square",
-           "SquareRoot", "add_symbols", "gamma", "interval", "magnitude", "multiply",
-           "multiply_matrices", "pad_rows", "per_box", "relaxation_error"]
+__all__ = ["EXACT_COPY", "IDENTITY", "MAX_OVER", "MAX_POOL", "RESHAPE", "Affine",
+           "BoundRule", "BoundUnsupportedError", "Curved", "Exponential", "Identity",
+           "InverseSquareRoot", "Lipschitz", "Logarithm", "MaxOver", "MaxPool", "ONE_ROUNDING",
+           "PiecewiseLinear", "Product", "Rearrange", "Reciprocal", "Relaxation", "Reshape",
+           "Rounding", "SShaped", "Square", "SquareRoot", "add_symbols", "gamma", "interval",
+           "magnitude", "multiply", "multiply_matrices", "pad_rows", "per_box", "relaxation_error"]
 
 
 class BoundUnsupportedError(ValueError):
@@ -195,6 +195,13 @@ class Reshape(BoundRule):
 class MaxPool(BoundRule):
     """Max pooling: per output the candidates that can be the largest, combined with
     ``max(a, b) = a + relu(b - a)`` (exact where one candidate dominates)."""
+
+
+@dataclass(frozen=True)
+class MaxOver(BoundRule):
+    """A maximum over groups of elements the input's shape gives (``amax`` over axes,
+    adaptive max pooling; the params' ``groups``): each group's candidates combined as
+    :class:`MaxPool` combines a window's."""
 
 
 @dataclass(frozen=True)
@@ -366,7 +373,7 @@ class Rearrange(BoundRule):
     broadcast: bool = False
 
 
-IDENTITY, RESHAPE, MAX_POOL = Identity(), Reshape(), MaxPool()
+IDENTITY, RESHAPE, MAX_POOL, MAX_OVER = Identity(), Reshape(), MaxPool(), MaxOver()
 
 
 class Relaxation(BoundRule):

@@ -249,3 +249,45 @@ register_operation("upsample_nearest", window=_runs_whole, params=_upsample_para
                    modules=(nn.Upsample, nn.UpsamplingNearest2d), functions=(F.interpolate,),
                    help="nearest upsampling of a map by whole numbers (the verifier: "
                    "repeat_interleave)")
+
+
+# the padding modules' own bases (their forward is ``F.pad`` of their settings)
+_PAD_MODULES = tuple(getattr(nn.modules.padding, name) for name in (
+    "_ConstantPadNd", "_ReflectionPadNd", "_ReplicationPadNd", "_CircularPadNd")
+    if hasattr(nn.modules.padding, name))
+_PAD_MODES = {"_ConstantPadNd": "constant", "_ReflectionPadNd": "reflect",
+              "_ReplicationPadNd": "replicate", "_CircularPadNd": "circular"}
+
+
+def _pad_params(call: NodeCall) -> tuple[int, ...] | str:
+    """``F.pad(x, pads, mode, value)`` and the padding modules (``nn.ZeroPad2d``,
+    ``nn.ReflectionPad2d``, ...): the pads, where each is a number and a constant pad's
+    value is 0 (the verifier's copies write another value ``c`` as ``F.pad(x - c) + c``,
+    :mod:`..decompose`; whether the pads reach the batch axis is checked by the plan)."""
+    if call.module is not None:
+        pads = call.module.padding
+        mode = next(_PAD_MODES[cls.__name__] for cls in type(call.module).__mro__
+                    if cls.__name__ in _PAD_MODES)
+        value = getattr(call.module, "value", 0.0)
+    else:
+        pads, mode = call.arg(1, "pad"), call.arg(2, "mode", "constant")
+        value = call.arg(3, "value")
+    if not isinstance(pads, (tuple, list)) or not all(
+            isinstance(p, int) and not isinstance(p, bool) for p in pads):
+        return "a padding by sizes computed in the model (give numbers)"
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        return f"a padding in mode {mode!r}"
+    if mode == "constant" and value not in (None, 0, 0.0):
+        return f"a constant padding by {value!r} (the verifier writes it as a padding by 0)"
+    return tuple(pads)
+
+
+def _pads_whole(params: object) -> str:
+    return params if isinstance(params, str) else "it pads the whole map"
+
+
+register_operation("pad", window=_pads_whole, params=_pad_params, modules=_PAD_MODULES,
+                   functions=(F.pad,), help="padding by zeros, reflection, replication or "
+                   "wrapping around (F.pad, nn.ZeroPad2d, nn.ReflectionPad2d, ...): a copy")
+register_bound("pad")(lambda params: Affine(EXACT_COPY))
+register_interval("pad")(lambda params: EXACT)
