@@ -367,11 +367,12 @@ def test_maxima_the_verifier_cannot_bound_are_named(forward, message):
 
 @pytest.mark.parametrize("forward, message", [
     (lambda h: F.pad(h, (0, 0, 0, 0, 0, 0, 1, 0)).flatten(1), "it pads the batch axis"),
+    (lambda h: F.pad(h, (0, 0, 0, 0, 0, 0, 1, -1)).flatten(1), "it pads the batch axis"),
     (lambda h: F.pad(h, (h.shape[3], 0)).flatten(1), "sizes computed in the model"),
-], ids=["batch", "computed"])
+], ids=["batch", "batch-shifted", "computed"])
 def test_paddings_the_verifier_cannot_bound_are_named(forward, message):
-    """A padding of the batch axis (it adds images) and one by sizes the model computes
-    are refused in one line."""
+    """A padding of the batch axis (it adds images, or shifts them keeping one image's
+    count: a review) and one by sizes the model computes are refused in one line."""
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(_Extreme(forward).eval()).plan(torch.rand(1, 3, 6, 6))
 
@@ -740,3 +741,29 @@ def test_einsums_the_rewrite_does_not_take_are_named(equation):
 
     with pytest.raises(BoundUnsupportedError, match="no bound rule for einsum"):
         BoundEngine(_Extreme(forward).eval()).plan(torch.rand(1, 3, 6, 6))
+
+
+class _ConstantEinsum(nn.Module):
+    def __init__(self, equation: str, shape: tuple[int, ...], first: bool) -> None:
+        super().__init__()
+        self.conv, self.equation, self.first = nn.Conv2d(3, 4, 3, 2, 1), equation, first
+        self.weight = nn.Parameter(torch.randn(*shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        operands = (self.weight, h) if self.first else (h, self.weight)
+        return torch.einsum(self.equation, *operands).flatten(1)[:, :3]
+
+
+@pytest.mark.parametrize("equation, shape, first", [
+    ("bc,bchw->bhw", (1, 4), True), ("bchw,chw->bc", (4, 1, 4), False),
+    ("bchw,bchw->bc", (1, 4, 4, 4), True)], ids=["batch-of-one", "contracted", "shared"])
+def test_an_einsum_broadcasting_a_constant_is_named(equation, shape, first):
+    """A constant operand with an axis of size 1 that einsum broadcasts against the other
+    operand is left an einsum and named (a review: raw size mismatches, or a copy that
+    ran on one image only)."""
+    model = _ConstantEinsum(equation, shape, first).eval()
+    image = torch.rand(1, 3, 8, 8)
+    assert model(image).shape == (1, 3)
+    with pytest.raises(BoundUnsupportedError, match="no bound rule for einsum"):
+        BoundEngine(model).prepare(image)

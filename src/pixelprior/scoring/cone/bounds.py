@@ -383,8 +383,11 @@ class BoundEngine:
         if shape is None or node in self.graph.statics or node.op == "output":
             return None
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
-        operation = self.graph.resolve(node).operation
-        if operation is not None and operation.name == "pad" and (not shape or shape[0] != 1):
+        resolved = self.graph.resolve(node)
+        source = plan.shapes.get(_first_argument(node))
+        if resolved.operation is not None and resolved.operation.name == "pad" and (
+                not shape or shape[0] != 1 or source is None
+                or len(resolved.params) >= 2 * len(source)):
             return (f" (of one image it makes a value of shape {tuple(shape)}: it pads the "
                     "batch axis; give pads for the axes after it)")
         if name in ("cat", "concat", "concatenate", "stack"):

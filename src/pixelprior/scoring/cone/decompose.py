@@ -755,6 +755,8 @@ def _einsums(traced: TracedGraph) -> bool:
         if parsed is None:
             continue
         constant = [_is_constant(traced, v) for v in parsed[2]]
+        if _broadcasts(traced, *parsed):
+            continue
         _replace(graph, node, lambda parsed=parsed, constant=constant: _einsum_form(
             graph, *parsed, constant, traced), None)
         rewritten = True
@@ -781,6 +783,21 @@ def _einsum_parts(node: fx.Node) -> tuple[list[str], str, list] | None:
             or not output or not set(output) <= set(letters)):
         return None  # (no output index: a sum over the batch axis too)
     return subscripts, output, operands
+
+
+def _broadcasts(traced: TracedGraph, subscripts: list[str], output: str,
+                operands: list) -> bool:
+    """Whether a constant operand has an axis of size 1 whose index the other operand
+    has too (einsum broadcasts it; the rewrite's flattening and sizes would not: a
+    review's raw size mismatches)."""
+    for i, (sub, value) in enumerate(zip(subscripts, operands, strict=True)):
+        held = traced.statics.get(value) if isinstance(value, fx.Node) else None
+        others = "".join(subscripts[:i] + subscripts[i + 1:])
+        if isinstance(held, torch.Tensor) and any(
+                held.shape[j] == 1 and c in others for j, c in enumerate(sub)
+                if j < held.dim()):
+            return True
+    return False
 
 
 def _einsum_form(graph: fx.Graph, subscripts: list[str], output: str, operands: list,
