@@ -499,6 +499,35 @@ class Einsums(nn.Module):
                 + torch.einsum("bij,bj->bi", outer, pooled)[:, :3] * 0.01)
 
 
+class SequenceFirst(nn.Module):
+    """A vision transformer written sequence first, PyTorch's default layout for its
+    attention modules: the patches permuted to ``[N, B, E]`` (``permute(2, 0, 1)``), a
+    positional embedding ``[N, 1, E]`` added, ``nn.TransformerEncoder`` and a
+    pre-norm ``nn.TransformerEncoderLayer`` (``batch_first=False``), a batch-first step
+    between ``transpose(0, 1)``s, an ``nn.MultiheadAttention`` (``batch_first=False``),
+    read out by the mean over the tokens (``mean(0)``) and the first token (``x[0]``)."""
+
+    def __init__(self, classes: int = 3, dim: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 2, 2)
+        self.pos = nn.Parameter(torch.randn(16, 1, dim) * 0.1)
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0), 1, norm=nn.LayerNorm(dim),
+            enable_nested_tensor=False)
+        self.block = nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0, norm_first=True,
+                                                activation="gelu")
+        self.attention = nn.MultiheadAttention(dim, 2)
+        self.fc = nn.Linear(2 * dim, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.embed(x).flatten(2).permute(2, 0, 1) + self.pos
+        t = self.block(self.encoder(t))
+        b = t.transpose(0, 1)
+        s = (b + 0.5 * torch.relu(b)).transpose(0, 1)
+        s = s + self.attention(s, s, s, need_weights=False)[0]
+        return self.fc(torch.cat([s.mean(0), s[0]], 1))
+
+
 def randomised(model: nn.Module, seed: int) -> nn.Module:
     """Random weights (every layer matters) and BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
@@ -561,7 +590,7 @@ def box_margins(engine, image, y, x, lo, hi, label):
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
                                    Pooled(), Exponentials(), TimmAttention(), TimmFused(),
                                    Norms(), Pieces(), Transformer(), Maxima(), Padded(),
-                                   Einsums()]
+                                   Einsums(), SequenceFirst()]
                          + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
@@ -601,14 +630,14 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 18 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 19 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
                          ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
                          TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
-                         Maxima(), Padded(), Einsums()]
+                         Maxima(), Padded(), Einsums(), SequenceFirst()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -658,7 +687,8 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
             Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
-            Maxima(), Padded(), Einsums()] + [Smooth(a) for a in ACTIVATIONS]
+            Maxima(), Padded(), Einsums(), SequenceFirst()] + [
+        Smooth(a) for a in ACTIVATIONS]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -724,7 +754,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
                                  ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
                                  TimmAttention, TimmFused, Norms, Pieces, Transformer, Maxima,
-                                 Padded, Einsums])
+                                 Padded, Einsums, SequenceFirst])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

@@ -21,6 +21,7 @@ from test_bounds import (
     Padded,
     Pieces,
     Pooled,
+    SequenceFirst,
     TimmAttention,
     TimmFused,
     Transformer,
@@ -43,7 +44,8 @@ def names_run(graph: TracedGraph) -> set[str]:
 
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
                                  Exponentials, TimmAttention, TimmFused, Norms, Pieces,
-                                 Transformer, Maxima, Padded, Einsums])
+                                 Transformer, Maxima, Padded, Einsums,
+                                 SequenceFirst])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -390,7 +392,7 @@ def test_no_float32_error_is_proved_through_a_softmax():
 
 
 @pytest.mark.parametrize("net", [Attention, Encoder, Pooled, TimmAttention, TimmFused, Norms,
-                                 Transformer])
+                                 Transformer, SequenceFirst])
 def test_the_estimate_covers_float32_attention(net):
     """The first-order estimate (the tolerance where no float32 error is proved) covers
     the float32 model's deviation from float64 at the image, on random attention nets."""
@@ -767,3 +769,48 @@ def test_an_einsum_broadcasting_a_constant_is_named(equation, shape, first):
     assert model(image).shape == (1, 3)
     with pytest.raises(BoundUnsupportedError, match="no bound rule for einsum"):
         BoundEngine(model).prepare(image)
+
+
+class _Tokens(nn.Module):
+    """Tokens laid out sequence first, ``[N, B, E]``, then ``forward``."""
+
+    def __init__(self, forward) -> None:
+        super().__init__()
+        self.embed, self.run = nn.Conv2d(3, 4, 2, 2), forward
+        self.wide = nn.Parameter(torch.randn(9, 2, 4))
+        self.across = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(self, self.embed(x).flatten(2).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("forward", [
+    lambda m, t: (t * m.wide[:, :1]).sum(0) + t.transpose(0, 1).mean(1) * m.wide[0, 1],
+    lambda m, t: torch.relu(t[0] + t[-1]) - t.amax(0) + t.permute(1, 2, 0).sum(-1),
+    lambda m, t: F.layer_norm(t, (4,)).mean(dim=0, keepdim=True)[0],
+], ids=["constant-along-tokens", "items-and-reductions", "norm-over-features"])
+def test_sequence_first_tokens_are_laid_out_batch_first(forward):
+    """Tokens laid out ``[N, B, E]``: a constant broadcast along the tokens, items of
+    the first axis, reductions over it, a LayerNorm over the features and a permutation
+    back: the copy computes the model's values with the batch axis first throughout."""
+    model = randomised(_Tokens(forward), 0)
+    graph = TracedGraph(model.double(), fold=False, float_as=torch.float64, decompose=True)
+    images = torch.rand(3, 3, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph.run(images), model(images), rtol=1e-12, atol=1e-12)
+    BoundEngine(model.float()).plan(torch.rand(1, 3, 6, 6))
+
+
+@pytest.mark.parametrize("forward", [
+    lambda m, t: F.layer_norm(t, t.shape[1:]).mean(0),
+    lambda m, t: torch.cat([t[:1], t], 0).mean(0),
+    lambda m, t: t.reshape(-1, 4).mean(0)[None].expand(t.shape[1], 4),
+    lambda m, t: m.across(t.permute(0, 2, 1)).mean(0),
+], ids=["norm-over-the-batch-axis", "concatenated-tokens", "reshaped", "linear-across"])
+def test_a_batch_axis_the_rewrites_cannot_move_back_is_named(forward):
+    """Where the batch axis of sequence-first tokens cannot be moved back first — a
+    LayerNorm over it, a concatenation of tokens along the first axis, a reshape that
+    folds it, a linear layer over it (``[N, E, B]``: right for one image only) — the
+    permutation stays and the model is refused in one line."""
+    with pytest.raises(BoundUnsupportedError, match="batch axis"):
+        BoundEngine(_Tokens(forward).eval()).plan(torch.rand(1, 3, 6, 6))

@@ -34,6 +34,7 @@ from test_bounds import (
     Pooled,
     Residual,
     Scaled,
+    SequenceFirst,
     Smooth,
     TimmAttention,
     TimmFused,
@@ -49,7 +50,8 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
         ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
-        Norms, Pieces, Transformer, Maxima, Padded, Einsums] + [
+        Norms, Pieces, Transformer, Maxima, Padded, Einsums,
+        SequenceFirst] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 

@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .layouts import keep_batch_first
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
 from .table import OPERATIONS
@@ -108,6 +109,7 @@ def decompose(traced: TracedGraph) -> bool:
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
     changed = _multihead(traced) or changed
+    changed = keep_batch_first(traced) or changed
     changed = _attention(traced) or changed
     changed = _softmaxes(traced) or changed
     changed = _matrix_products(traced) or changed
@@ -1019,22 +1021,27 @@ def _summed(graph: fx.Graph, lengths: list) -> object:
 
 
 def _multihead(traced: TracedGraph) -> bool:
-    """Each ``nn.MultiheadAttention`` (batch first, its weights unused) as what it
-    computes: the query, key and value projections (``F.linear`` of slices of
-    ``in_proj_weight``, or of ``q_proj_weight`` ...), ``H`` heads of ``softmax(q kᵀ /
-    √d) v``, merged and projected by ``out_proj``; the output replaces ``output[0]``."""
+    """Each ``nn.MultiheadAttention`` (its weights unused) as what it computes: the
+    query, key and value projections (``F.linear`` of slices of ``in_proj_weight``, or
+    of ``q_proj_weight`` ...), ``H`` heads of ``softmax(q kᵀ / √d) v``, merged and
+    projected by ``out_proj``; the output replaces ``output[0]``. Sequence first
+    (``batch_first=False``), its inputs are swapped to batch first and its output back
+    (``permute(1, 0, 2)``), which :func:`~.layouts.keep_batch_first` then moves on."""
     graph, rewritten = traced.graph_module.graph, False
     for node in list(graph.nodes):
         resolved = _named(traced, node, ("multihead_attention",))
         if resolved is None or not isinstance(resolved.params, dict):
             continue
         module = traced.graph_module.get_submodule(node.target)
-        query, key, value = _operands(node, ("query", "key", "value"))
+        inputs = _operands(node, ("query", "key", "value"))
         heads, embed = resolved.params["heads"], resolved.params["embed"]
         before = set(graph.nodes)
         with graph.inserting_before(node):
-            out = _multihead_form(traced, node.target, module, (query, key, value), heads,
-                                  embed)
+            if not module.batch_first:  # [N, B, E]: written batch first between swaps
+                inputs = [graph.call_method("permute", (x, 1, 0, 2)) for x in inputs]
+            out = _multihead_form(traced, node.target, module, tuple(inputs), heads, embed)
+            if not module.batch_first:
+                out = graph.call_method("permute", (out, 1, 0, 2))
         for made in set(graph.nodes) - before:
             made.meta[DECOMPOSED] = "multihead_attention"
         for user in list(node.users):

@@ -259,9 +259,12 @@ class _Recorder(fx.Interpreter):
         module = self.modules[node.target]
         gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
         inputs = [self._argument(node, i, k) for i, k in enumerate(("query", "key", "value"))]
-        if any(x is None for x in inputs) or not module.batch_first:
+        if any(x is None or x.dim() != 3 for x in inputs):
             raise ValueError(f"{node.name}: nn.MultiheadAttention whose inputs are not "
-                             "tensors or not batch first, which the estimate does not count")
+                             "batches of tokens, which the estimate does not count")
+        if not module.batch_first:  # [N, B, E]: counted batch first, swapped back
+            inputs = [x.transpose(0, 1) for x in inputs]
+            result = result.transpose(0, 1)
         embed, heads = module.embed_dim, module.num_heads
         depth = embed // heads
         projected, radii = [], []
@@ -288,10 +291,11 @@ class _Recorder(fx.Interpreter):
         merged = (weights @ value).transpose(1, 2).reshape(result.shape)
         merged_radius = heads_radius.transpose(1, 2).reshape(result.shape)
         out = module.out_proj
-        return (F.linear(merged_radius, out.weight.detach().abs())
-                + gamma(embed + 1) * (F.linear(merged.abs(), out.weight.detach().abs())
-                                      + (out.bias.detach().abs() if out.bias is not None
-                                         else 0)))
+        radius = (F.linear(merged_radius, out.weight.detach().abs())
+                  + gamma(embed + 1) * (F.linear(merged.abs(), out.weight.detach().abs())
+                                        + (out.bias.detach().abs() if out.bias is not None
+                                           else 0)))
+        return radius if module.batch_first else radius.transpose(0, 1)
 
     def _argument(self, node: fx.Node, position: int, name: str) -> torch.Tensor | None:
         """The node's argument at ``position`` (or keyword ``name``), detached."""

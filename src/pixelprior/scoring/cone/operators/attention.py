@@ -72,17 +72,15 @@ register_operation("attention", window=_along_axis, params=_attention_params,
 
 
 def _multihead_params(call: NodeCall) -> dict | str:
-    """``nn.MultiheadAttention``'s call, where the verifier's copy can write it out:
-    batch first, without masks, extra key/value biases or zero attention, its attention
+    """``nn.MultiheadAttention``'s call, where the verifier's copy can write it out
+    (batch first, or sequence first where the values around it can be laid out batch
+    first: :mod:`..layouts`): without masks, extra key/value biases or zero attention, its attention
     weights unused (the module returns ``(output, weights)``)."""
     module = call.module
     given = dict(zip(("query", "key", "value", "key_padding_mask", "need_weights",
                       "attn_mask", "average_attn_weights", "is_causal"), call.node.args,
                      strict=False))
     given.update(call.node.kwargs)
-    if not module.batch_first:
-        return ("multi-head attention with batch_first=False (its batch axis is the "
-                "second: make it with batch_first=True)")
     if any(given.get(k) is not None for k in ("key_padding_mask", "attn_mask")) or (
             given.get("is_causal")):
         return "multi-head attention with a mask or causal"
@@ -97,4 +95,4 @@ def _multihead_params(call: NodeCall) -> dict | str:
 
 register_operation("multihead_attention", window=_along_axis, params=_multihead_params,
                    modules=(nn.MultiheadAttention,),
-                   help="nn.MultiheadAttention, batch first, without masks")
+                   help="nn.MultiheadAttention, without masks")

@@ -1,0 +1,430 @@
+"""The verifier's copies of a model with the batch axis kept first (``torch.fx`` graph
+rewriting, on the traced copy only; part of :mod:`.decompose`).
+
+The engines bound many boxes as the rows of the batch axis, so every value computed from
+the image must keep that axis first. A model written sequence first (PyTorch's default
+``batch_first=False`` for ``nn.MultiheadAttention`` and ``nn.TransformerEncoder``:
+tokens ``[N, B, E]``, made by ``x.flatten(2).permute(2, 0, 1)``) moves it. Here each
+permutation that moves the batch axis of a value computed from the image is pushed on
+through what does not care where that axis is — elementwise arithmetic and activations
+(constants moved alike), linear layers and LayerNorms over the last axes, an index or a
+reduction along another axis — until it meets the permutation that puts the axis back,
+with which it composes into one that keeps it first. Every rewrite is an identity of
+copies (a permutation of a constant is exact): the copy computes the model's values.
+
+Where a rank is needed and the graph does not say it (a reshape by computed sizes), or a
+permutation meets anything else, the permutation stays and the engines refuse it in one
+line, as before.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from .table import ELEMENTWISE, OPERATIONS, POINTWISE
+
+__all__ = ["keep_batch_first"]
+
+TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
+
+# nn modules that keep their input's rank, whatever it is
+_SAME_RANK_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.ReLU, nn.GELU,
+                      nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
+_REDUCTIONS = ("mean", "sum", "amax")
+
+
+def keep_batch_first(traced: TracedGraph) -> bool:
+    """Rewrite ``traced``'s graph in place so that permutations which move the batch axis
+    of values computed from the image meet the one that moves it back (see the module
+    docstring).
+
+    Returns:
+        Whether anything was rewritten.
+    """
+    graph = traced.graph_module.graph
+    rewritten = False
+    for _ in range(500):  # each round moves a permutation one operation on
+        view = _View(traced)
+        ranks = _ranks(view)
+        changed = False
+        for node in list(graph.nodes):
+            if not view.varying(node):
+                continue
+            perm = _permutation(node, ranks)
+            if perm is None:
+                continue
+            source = node.args[0]
+            inner = _permutation(source, ranks) if isinstance(source, fx.Node) else None
+            if inner is not None and view.varying(source):
+                _compose(graph, node, source, inner, perm, ranks)
+                changed = True
+                break
+            if perm[0] != 0 and _push(view, node, ranks):
+                changed = True
+                break
+        if not changed:
+            break
+        rewritten = True
+    if rewritten:
+        graph.eliminate_dead_code()
+    return rewritten
+
+
+class _View:
+    """What the rewrites read of the graph as it stands: which nodes are computed from
+    the image (the rewrites add nodes the traced graph's index does not hold) and the
+    values of the constant ones."""
+
+    def __init__(self, traced: TracedGraph) -> None:
+        self.traced, self.graph = traced, traced.graph_module.graph
+        self._varying: set[fx.Node] = set()
+        for node in self.graph.nodes:
+            if node is traced.input or (
+                    node.op.startswith("call") and not _is_size(node)
+                    and any(n in self._varying for n in node.all_input_nodes)):
+                self._varying.add(node)
+        self._values: dict[fx.Node, Any] = {}
+
+    def varying(self, node: object) -> bool:
+        return isinstance(node, fx.Node) and node in self._varying
+
+    def resolve(self, node: fx.Node) -> Any:
+        return self.traced.resolve(node)
+
+    def constant(self, node: fx.Node) -> Any:
+        """A constant node's value (``None`` where it is read from a size)."""
+        if node in self.traced.statics:
+            return self.traced.statics[node]
+        if node not in self._values:
+            self._values[node] = self._evaluate(node)
+        return self._values[node]
+
+    def _evaluate(self, node: fx.Node) -> Any:
+        if node.op == "get_attr":
+            value: Any = self.traced.graph_module
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            return value
+        if not node.op.startswith("call") or _is_size(node) or any(
+                self.constant(n) is None for n in node.all_input_nodes):
+            return None
+        with torch.inference_mode():
+            return self.traced.call(node, self.constant)
+
+
+def _is_size(node: fx.Node) -> bool:
+    """A size query (``x.size(0)``, ``x.shape``): constant for one image size."""
+    return (node.op == "call_method" and node.target in ("size", "dim")) or (
+        node.op == "call_function" and node.target is getattr
+        and len(node.args) > 1 and node.args[1] in ("shape", "ndim"))
+
+
+def _permutation(node: fx.Node, ranks: dict[fx.Node, int]) -> tuple[int, ...] | None:
+    """The full permutation a ``permute`` or ``transpose`` node applies (a transpose's
+    needs its rank), or ``None``."""
+    if node.op not in ("call_method", "call_function") or not node.args:
+        return None
+    if node.target in ("permute", torch.permute):
+        given = node.args[1:] or (node.kwargs.get("dims"),)
+        dims = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
+        if dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            rank = len(dims)
+            perm = tuple(d % rank for d in dims)
+            return perm if sorted(perm) == list(range(rank)) else None
+        return None
+    if node.target in ("transpose", torch.transpose) and len(node.args) == 3:
+        rank = ranks.get(node.args[0])
+        a, b = node.args[1:]
+        if rank is None or not all(isinstance(d, int) and -rank <= d < rank for d in (a, b)):
+            return None
+        perm = list(range(rank))
+        perm[a % rank], perm[b % rank] = perm[b % rank], perm[a % rank]
+        return tuple(perm)
+    return None
+
+
+def _compose(graph: fx.Graph, node: fx.Node, source: fx.Node, inner: tuple[int, ...],
+             perm: tuple[int, ...], ranks: dict[fx.Node, int]) -> None:
+    """``perm`` of ``inner`` of ``source.args[0]`` as one permutation (none where the
+    two undo each other)."""
+    composed = tuple(inner[p] for p in perm)
+    with graph.inserting_before(node):
+        out = _permuted(graph, source.args[0], composed, ranks)
+    node.replace_all_uses_with(out)
+    graph.erase_node(node)
+
+
+def _permuted(graph: fx.Graph, value: object, perm: tuple[int, ...],
+              ranks: dict[fx.Node, int]) -> object:
+    if perm == tuple(range(len(perm))):
+        return value
+    out = graph.call_method("permute", (value, *perm))
+    ranks[out] = len(perm)
+    return out
+
+
+def _batch_first(perm: tuple[int, ...]) -> tuple[int, ...]:
+    """The permutation ``perm`` with the batch axis put back first (the others in the
+    order ``perm`` gives them)."""
+    return (0, *(p for p in perm if p != 0))
+
+
+def _moved_to(position: int, rank: int) -> tuple[int, ...]:
+    """The permutation that moves axis 0 to ``position``, the others kept in order."""
+    return (*range(1, position + 1), 0, *range(position + 1, rank))
+
+
+def _push(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """Push ``node`` (a permutation moving the batch axis) past one of its users;
+    whether one was rewritten."""
+    for user in list(node.users):
+        for rewrite in (_past_elementwise, _past_last_axes, _past_index, _past_reduction):
+            if rewrite(view, user, ranks):
+                return True
+    return False
+
+
+def _moved(view: _View, value: object, ranks: dict[fx.Node, int]
+           ) -> tuple[int, tuple[int, ...]] | None:
+    """``(position, permutation)`` of a value computed from the image that a permutation
+    moving the batch axis made, or ``None``."""
+    if not view.varying(value):
+        return None
+    perm = _permutation(value, ranks)
+    if perm is None or perm[0] == 0:
+        return None
+    return perm.index(0), perm
+
+
+def _unmoved(graph: fx.Graph, value: fx.Node, perm: tuple[int, ...],
+             ranks: dict[fx.Node, int]) -> object:
+    """The batch-first value a permutation node's output is ``_moved_to`` of."""
+    return _permuted(graph, value.args[0], _batch_first(perm), ranks)
+
+
+def _past_elementwise(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """``f(P(a), P'(b), c)`` of elementwise ``f`` whose arguments computed from the image
+    all have the batch axis at one position ``k`` of one rank, as ``M_k(f(a', b', c'))``
+    (``a'``: ``P(a)`` with the batch axis first; ``c'``: a constant whose axis at ``k``
+    is 1, that axis moved first)."""
+    resolved = view.resolve(user) if user.op.startswith("call") else None
+    if resolved is None or resolved.operation is None or resolved.rule not in (
+            POINTWISE, ELEMENTWISE) or isinstance(resolved.params, str):
+        return False
+    varying = [n for n in user.all_input_nodes if view.varying(n)]
+    moved = [_moved(view, n, ranks) for n in varying]
+    if not moved or any(m is None for m in moved):
+        return False
+    positions = {m[0] for m in moved}
+    sizes = {len(m[1]) for m in moved}
+    if len(positions) != 1 or len(sizes) != 1:
+        return False
+    position, rank = positions.pop(), sizes.pop()
+    constants = [n for n in user.all_input_nodes if n not in varying]
+    if any(_constant_moved(view, n, position, rank) is False for n in constants):
+        return False
+    graph = view.graph
+    with graph.inserting_before(user):
+        mapping: dict[fx.Node, object] = {}
+        for n, m in zip(varying, moved, strict=True):
+            mapping[n] = _unmoved(graph, n, m[1], ranks)
+        for n in constants:
+            mapping[n] = _constant_moved(view, n, position, rank, graph)
+        args = fx.node.map_arg(user.args, lambda n: mapping.get(n, n))
+        kwargs = fx.node.map_arg(user.kwargs, lambda n: mapping.get(n, n))
+        inner = graph.create_node(user.op, user.target, args, kwargs)
+        ranks[inner] = rank
+        out = _permuted(graph, inner, _moved_to(position, rank), ranks)
+    user.replace_all_uses_with(out)
+    graph.erase_node(user)
+    return True
+
+
+def _constant_moved(view: _View, node: fx.Node, position: int, rank: int,
+                    graph: fx.Graph | None = None) -> object:
+    """A constant argument laid out for the batch-first form: itself where it does not
+    reach the batch axis's position ``position`` (of ``rank`` axes, aligned from the
+    right) or is a number; its axis there moved first where it does (broadcast alike:
+    one of more than one element mixes the images, which the engines refuse after);
+    ``False`` where it has more axes (or is read from a size). With ``graph``, the node
+    that lays it out."""
+    value = view.constant(node)
+    if not isinstance(value, torch.Tensor):
+        return False if value is None else node
+    at = value.dim() - (rank - position)
+    if value.dim() > rank:
+        return False
+    if at < 0:
+        return node
+    if graph is None:
+        return True
+    return graph.call_method("permute", (node, at, *(i for i in range(value.dim())
+                                                     if i != at)))
+
+
+def _past_last_axes(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """A linear layer or a LayerNorm over the last axes, of ``P(a)`` whose batch axis is
+    before them, as ``M_k(f(a'))``."""
+    first = user.args[0] if user.args else None
+    moved = _moved(view, first, ranks)
+    if moved is None or any(n is not first and view.varying(n)
+                            for n in user.all_input_nodes):
+        return False
+    position, perm = moved
+    covered = _last_axes(view, user)
+    if covered is None or position >= len(perm) - covered:
+        return False
+    graph = view.graph
+    with graph.inserting_before(user):
+        inner = graph.create_node(user.op, user.target,
+                                  (_unmoved(graph, first, perm, ranks), *user.args[1:]),
+                                  dict(user.kwargs))
+        ranks[inner] = len(perm)
+        out = _permuted(graph, inner, _moved_to(position, len(perm)), ranks)
+    user.replace_all_uses_with(out)
+    graph.erase_node(user)
+    return True
+
+
+def _last_axes(view: _View, node: fx.Node) -> int | None:
+    """How many last axes a linear layer (1) or a LayerNorm (its normalised shape's)
+    computes over, or ``None`` for anything else."""
+    traced = view.traced
+    operation = OPERATIONS.lookup(node, traced.modules)
+    name = operation.name if operation is not None else None
+    if name == "linear":
+        return 1
+    if name == "layer_norm":
+        if node.op == "call_module":
+            return len(traced.modules[node.target].normalized_shape)
+        shape = node.args[1] if len(node.args) > 1 else node.kwargs.get("normalized_shape")
+        if isinstance(shape, int):
+            return 1
+        if isinstance(shape, (tuple, list)):
+            return len(shape)
+    return None
+
+
+def _past_index(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """``P(a)[i]`` (a number: an item of the first axis, not the batch axis) as
+    ``M_{k-1}(a'[:, i])``."""
+    if user.op != "call_function" or user.target is not operator.getitem:
+        return False
+    source, index = user.args
+    if isinstance(index, tuple) and len(index) == 1:
+        index = index[0]
+    moved = _moved(view, source, ranks)
+    if moved is None or not isinstance(index, int) or isinstance(index, bool):
+        return False
+    position, perm = moved
+    graph = view.graph
+    with graph.inserting_before(user):
+        inner = graph.call_function(operator.getitem, (_unmoved(graph, source, perm, ranks),
+                                                       (slice(None), index)))
+        ranks[inner] = len(perm) - 1
+        out = _permuted(graph, inner, _moved_to(position - 1, len(perm) - 1), ranks)
+    user.replace_all_uses_with(out)
+    graph.erase_node(user)
+    return True
+
+
+def _past_reduction(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """A mean, sum or ``amax`` of ``P(a)`` over axes other than the batch axis, as the
+    same reduction of ``a'`` over those axes, the batch axis moved back after."""
+    if user.op not in ("call_method", "call_function") or (
+            getattr(user.target, "__name__", user.target) not in _REDUCTIONS):
+        return False
+    source = user.args[0] if user.args else None
+    moved = _moved(view, source, ranks)
+    dim = user.args[1] if len(user.args) > 1 else user.kwargs.get("dim")
+    keepdim = user.args[2] if len(user.args) > 2 else user.kwargs.get("keepdim", False)
+    dims = (dim,) if isinstance(dim, int) else dim
+    extra = set(user.kwargs) - {"dim", "keepdim"}
+    if (moved is None or not isinstance(dims, (tuple, list)) or not dims or extra
+            or not isinstance(keepdim, bool)
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)):
+        return False
+    position, perm = moved
+    rank = len(perm)
+    dims = sorted({d % rank for d in dims})
+    if position in dims:
+        return False
+    mapped = tuple(d + 1 if d < position else d for d in dims)
+    after = position if keepdim else position - sum(d < position for d in dims)
+    graph = view.graph
+    with graph.inserting_before(user):
+        inner = graph.create_node(user.op, user.target,
+                                  (_unmoved(graph, source, perm, ranks), mapped),
+                                  {"keepdim": keepdim})
+        out_rank = rank if keepdim else rank - len(dims)
+        ranks[inner] = out_rank
+        out = _permuted(graph, inner, _moved_to(after, out_rank), ranks)
+    user.replace_all_uses_with(out)
+    graph.erase_node(user)
+    return True
+
+
+def _ranks(view: _View) -> dict[fx.Node, int]:
+    """The number of axes of each value the graph says it of without running (the image
+    has 4; a constant its value's; left out where a reshape by computed sizes or an
+    operation this does not know leaves it open)."""
+    ranks: dict[fx.Node, int] = {}
+    for node in view.graph.nodes:
+        rank = _rank(view, node, ranks)
+        if rank is not None:
+            ranks[node] = rank
+    return ranks
+
+
+def _rank(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> int | None:
+    traced = view.traced
+    if not view.varying(node):
+        held = view.constant(node)
+        return held.dim() if isinstance(held, torch.Tensor) else None
+    if node is traced.input:
+        return 4
+    if not node.op.startswith("call") or not node.args:
+        return None
+    first = node.args[0]
+    known = ranks.get(first) if isinstance(first, fx.Node) else None
+    if node.op == "call_module":
+        module = traced.modules[node.target]
+        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)):
+            return 4
+        return known if isinstance(module, _SAME_RANK_MODULES) else None
+    name = getattr(node.target, "__name__", node.target)
+    if name in ("permute",):
+        perm = _permutation(node, ranks)
+        return len(perm) if perm is not None else None
+    if name in ("flatten",):
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        return start + 1 if isinstance(start, int) and start >= 0 and end == -1 else None
+    if name in ("conv2d", "max_pool2d", "avg_pool2d", "batch_norm"):
+        return 4
+    if name in ("transpose", "contiguous", "linear", "layer_norm", "softmax", "clone",
+                "float", "log_softmax"):
+        return known
+    if name in _REDUCTIONS:
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        dims = (dim,) if isinstance(dim, int) else dim
+        if known is None or not isinstance(dims, (tuple, list)) or not dims:
+            return None
+        return known if keepdim is True else known - len(set(d % known for d in dims))
+    resolved = view.resolve(node)
+    if resolved.rule in (POINTWISE, ELEMENTWISE):  # broadcasting: the largest rank
+        given = [ranks.get(a) if isinstance(a, fx.Node) else 0 for a in node.all_input_nodes]
+        return max(given) if given and None not in given else None
+    if name in ("view", "reshape") and len(node.args) > 1:
+        sizes = node.args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = sizes[0]
+        return len(sizes)
+    if name == "unsqueeze" and known is not None:
+        return known + 1
+    return None
