@@ -18,7 +18,12 @@ verifies and every copy classifies alike: the verdict, the share of the threat s
 proved, the boxes and the seconds, and each copy's seconds per box over the plain one's.
 
     python benchmarks/verify_gates.py [--images 5] [--candidates 40] [--budget 60]
-        [--seed 0] [--copies gated normed attention]
+        [--seed 0] [--copies gated normed attention multihead sequence-first max-pooled]
+
+Three more copies: ``nn.MultiheadAttention`` (two heads) in place of that attention,
+laid out batch first and, with the same weights, sequence first (``batch_first=False``,
+tokens ``[N, B, E]``: the verifier's copy moves the batch axis back first, so the two
+should cost alike), and a global max pooling's context (``h + proj(amax(h, (2, 3)))``).
 """
 
 from __future__ import annotations
@@ -107,6 +112,65 @@ class Attended(nn.Module):
         return self.plain.classifier(h + context[:, :, None, None])
 
 
+class MultiHead(nn.Module):
+    """ConvSmall with ``nn.MultiheadAttention`` (two heads) over the 2 × 2-pooled map's
+    16 tokens after its last ReLU, averaged and added to every position as
+    :class:`Attended` adds its context; laid out batch first (``[B, N, E]``) or sequence
+    first (``[N, B, E]``, PyTorch's default ``batch_first=False``), the same weights
+    either way."""
+
+    def __init__(self, plain: nn.Module, seed: int, batch_first: bool) -> None:
+        super().__init__()
+        self.plain, self.batch_first = plain, batch_first
+        channels = plain.features[2].out_channels
+        generator = torch.Generator().manual_seed(seed)
+        self.attention = nn.MultiheadAttention(channels, 2, batch_first=batch_first)
+        with torch.no_grad():
+            self.attention.in_proj_weight.copy_(torch.randn(
+                self.attention.in_proj_weight.shape, generator=generator) * 0.3
+                / channels ** 0.5)
+            self.attention.in_proj_bias.zero_()
+            self.attention.out_proj.weight.mul_(0.05)
+            self.attention.out_proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = features[3](features[2](features[1](features[0](x))))
+        tokens = F.avg_pool2d(h, 2).flatten(2)
+        if self.batch_first:
+            tokens = tokens.transpose(1, 2)
+            context = self.attention(tokens, tokens, tokens, need_weights=False)[0].mean(1)
+        else:
+            tokens = tokens.permute(2, 0, 1)
+            context = self.attention(tokens, tokens, tokens, need_weights=False)[0].mean(0)
+        return self.plain.classifier(h + context[:, :, None, None])
+
+
+class MaxContext(nn.Module):
+    """ConvSmall with a global max pooling's context after its last ReLU: ``h +
+    proj(amax(h, (2, 3)))``, a maximum over the 64 positions per channel, its weights
+    drawn small."""
+
+    def __init__(self, plain: nn.Module, seed: int) -> None:
+        super().__init__()
+        self.plain = plain
+        channels = plain.features[2].out_channels
+        generator = torch.Generator().manual_seed(seed)
+        self.proj = nn.Linear(channels, channels)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(self.proj.weight.shape, generator=generator)
+                                   * 0.05 / channels ** 0.5)
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = features[3](features[2](features[1](features[0](x))))
+        return self.plain.classifier(h + self.proj(h.amax((2, 3)))[:, :, None, None])
+
+
+COPIES = ("gated", "normed", "attention", "multihead", "sequence-first", "max-pooled")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5,
@@ -115,13 +179,15 @@ def main() -> None:
                         help="correctly classified test images to look among")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per image")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--copies", nargs="+", choices=("gated", "normed", "attention"),
-                        default=["gated", "normed", "attention"],
+    parser.add_argument("--copies", nargs="+", choices=COPIES, default=list(COPIES),
                         help="the copies to compare")
     args = parser.parse_args()
     plain, images, labels, indices = bench_inputs(args.candidates, "convsmall-cifar10")
     copies = {"gated": lambda: Gated(plain, args.seed), "normed": lambda: Normed(plain, images),
-              "attention": lambda: Attended(plain, args.seed)}
+              "attention": lambda: Attended(plain, args.seed),
+              "multihead": lambda: MultiHead(plain, args.seed, batch_first=True),
+              "sequence-first": lambda: MultiHead(plain, args.seed, batch_first=False),
+              "max-pooled": lambda: MaxContext(plain, args.seed)}
     networks = {"plain": plain} | {name: copies[name]().eval() for name in args.copies}
     with torch.no_grad():
         agree = torch.stack([net(images).argmax(1) == labels

@@ -502,27 +502,25 @@ class Einsums(nn.Module):
 class SequenceFirst(nn.Module):
     """A vision transformer written sequence first, PyTorch's default layout for its
     attention modules: the patches permuted to ``[N, B, E]`` (``permute(2, 0, 1)``), a
-    positional embedding ``[N, 1, E]`` added, ``nn.TransformerEncoder`` and a
-    pre-norm ``nn.TransformerEncoderLayer`` (``batch_first=False``), a batch-first step
-    between ``transpose(0, 1)``s, an ``nn.MultiheadAttention`` (``batch_first=False``),
-    read out by the mean over the tokens (``mean(0)``) and the first token (``x[0]``)."""
+    positional embedding ``[N, 1, E]`` added, an ``nn.TransformerEncoder`` of a pre-norm
+    GELU layer and a final norm (``batch_first=False``), a batch-first step between
+    ``transpose(0, 1)``s, an ``nn.MultiheadAttention`` (``batch_first=False``), read out
+    by the mean over the tokens (``mean(0)``) and the first token (``x[0]``)."""
 
     def __init__(self, classes: int = 3, dim: int = 8) -> None:
         super().__init__()
         self.embed = nn.Conv2d(3, dim, 2, 2)
         self.pos = nn.Parameter(torch.randn(16, 1, dim) * 0.1)
         self.encoder = nn.TransformerEncoder(
-            nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0), 1, norm=nn.LayerNorm(dim),
+            nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0, norm_first=True,
+                                       activation="gelu"), 1, norm=nn.LayerNorm(dim),
             enable_nested_tensor=False)
-        self.block = nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0, norm_first=True,
-                                                activation="gelu")
         self.attention = nn.MultiheadAttention(dim, 2)
         self.fc = nn.Linear(2 * dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = self.embed(x).flatten(2).permute(2, 0, 1) + self.pos
-        t = self.block(self.encoder(t))
-        b = t.transpose(0, 1)
+        b = self.encoder(t).transpose(0, 1)
         s = (b + 0.5 * torch.relu(b)).transpose(0, 1)
         s = s + self.attention(s, s, s, need_weights=False)[0]
         return self.fc(torch.cat([s.mean(0), s[0]], 1))

@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layouts import keep_batch_first
+from .layouts import DECOMPOSED, keep_batch_first
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
 from .table import OPERATIONS
@@ -81,8 +81,8 @@ TracedGraph = Any
 
 __all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose", "expand_encoders"]
 
-# the key of ``node.meta`` naming the normalisation a node was decomposed from
-DECOMPOSED = "pixelprior_decomposed"
+# the key of ``node.meta`` naming the normalisation a node was decomposed from:
+# :data:`.layouts.DECOMPOSED`, imported above
 # the key of ``node.meta`` marking a product of matrices of two varying values written
 # as products summed: on the products node, the two factors (unsqueezed); the bound
 # engine computes the whole product there (:func:`~.zonotope.multiply_matrices`: a new
@@ -1043,7 +1043,9 @@ def _multihead(traced: TracedGraph) -> bool:
             if not module.batch_first:
                 out = graph.call_method("permute", (out, 1, 0, 2))
         for made in set(graph.nodes) - before:
-            made.meta[DECOMPOSED] = "multihead_attention"
+            made.meta[DECOMPOSED] = ("multihead_attention" if module.batch_first else
+                                     "multihead_attention with batch_first=False (its "
+                                     "tokens [N, B, E], the batch axis second)")
         for user in list(node.users):
             if user.args[1] == 0:
                 user.replace_all_uses_with(out)

@@ -16,8 +16,8 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
+from .decompose import DECOMPOSED, expand_encoders
 from .decompose import decompose as rewritten
-from .decompose import expand_encoders
 from .operators.activations import cast_dtype, narrowing_dtype
 from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
@@ -62,12 +62,17 @@ class Resolved:
 
 
 def describe(node: fx.Node, modules: dict[str, nn.Module]) -> str:
-    """A node's operation in words: ``Upsample (up)``, ``Tensor.flip()``, ``cumsum``."""
+    """A node's operation in words: ``Upsample (up)``, ``Tensor.flip()``, ``cumsum``;
+    one the verifier's copy wrote says what it wrote it for (``Tensor.permute() of what
+    the verifier writes multihead_attention as``)."""
     if node.op == "call_module":
-        return f"{type(modules[node.target]).__name__} ({node.target})"
-    if node.op == "call_method":
-        return f"Tensor.{node.target}()"
-    return getattr(node.target, "__name__", str(node.target))
+        name = f"{type(modules[node.target]).__name__} ({node.target})"
+    elif node.op == "call_method":
+        name = f"Tensor.{node.target}()"
+    else:
+        name = getattr(node.target, "__name__", str(node.target))
+    written = node.meta.get(DECOMPOSED)
+    return f"{name} of what the verifier writes {written} as" if written else name
 
 
 def _fetch(root: nn.Module, target: str) -> Any:

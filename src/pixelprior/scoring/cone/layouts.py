@@ -27,7 +27,11 @@ from torch import fx, nn
 
 from .table import ELEMENTWISE, OPERATIONS, POINTWISE
 
-__all__ = ["keep_batch_first"]
+# the key of ``node.meta`` naming what the verifier's copy wrote a node for (a
+# normalisation, attention; :mod:`.decompose` re-exports it)
+DECOMPOSED = "pixelprior_decomposed"
+
+__all__ = ["DECOMPOSED", "keep_batch_first"]
 
 TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 
@@ -154,6 +158,7 @@ def _compose(graph: fx.Graph, node: fx.Node, source: fx.Node, inner: tuple[int, 
     composed = tuple(inner[p] for p in perm)
     with graph.inserting_before(node):
         out = _permuted(graph, source.args[0], composed, ranks)
+    _carry(out, [node, source])
     node.replace_all_uses_with(out)
     graph.erase_node(node)
 
@@ -165,6 +170,14 @@ def _permuted(graph: fx.Graph, value: object, perm: tuple[int, ...],
     out = graph.call_method("permute", (value, *perm))
     ranks[out] = len(perm)
     return out
+
+
+def _carry(out: object, moved: list) -> None:
+    """Mark the permutation ``out`` with what the verifier's copy wrote the one it moves
+    on for (so that a refusal names it, :func:`~.graph.describe`)."""
+    written = next((n.meta[DECOMPOSED] for n in moved if DECOMPOSED in n.meta), None)
+    if written and isinstance(out, fx.Node) and out.target == "permute":
+        out.meta[DECOMPOSED] = written
 
 
 def _batch_first(perm: tuple[int, ...]) -> tuple[int, ...]:
@@ -239,6 +252,7 @@ def _past_elementwise(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> 
         inner = graph.create_node(user.op, user.target, args, kwargs)
         ranks[inner] = rank
         out = _permuted(graph, inner, _moved_to(position, rank), ranks)
+    _carry(out, varying)
     user.replace_all_uses_with(out)
     graph.erase_node(user)
     return True
@@ -285,6 +299,7 @@ def _past_last_axes(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bo
                                   dict(user.kwargs))
         ranks[inner] = len(perm)
         out = _permuted(graph, inner, _moved_to(position, len(perm)), ranks)
+    _carry(out, [first])
     user.replace_all_uses_with(out)
     graph.erase_node(user)
     return True
@@ -327,6 +342,7 @@ def _past_index(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
                                                        (slice(None), index)))
         ranks[inner] = len(perm) - 1
         out = _permuted(graph, inner, _moved_to(position - 1, len(perm) - 1), ranks)
+    _carry(out, [source])
     user.replace_all_uses_with(out)
     graph.erase_node(user)
     return True
@@ -363,6 +379,7 @@ def _past_reduction(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bo
         out_rank = rank if keepdim else rank - len(dims)
         ranks[inner] = out_rank
         out = _permuted(graph, inner, _moved_to(after, out_rank), ranks)
+    _carry(out, [source])
     user.replace_all_uses_with(out)
     graph.erase_node(user)
     return True
