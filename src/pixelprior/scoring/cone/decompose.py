@@ -33,6 +33,14 @@
   maximum over axes whose values alone are used (``x.max(dim=-1)[0]``, ``torch.max(x,
   2).values``) runs as ``amax``, a minimum over axes (``x.min(1)[0]``, ``amin``) as
   ``-amax(-x)``: the same values.
+* A padding by a constant ``c`` other than 0 runs as ``F.pad(x - c) + c``;
+  ``torch.einsum`` of one or two operands as sums over the indices one operand alone
+  has, permutations, and a product of matrices (:func:`_product_form`), several
+  indices of a group flattened into one axis.
+* A model written sequence first (``nn.MultiheadAttention`` and
+  ``nn.TransformerEncoder`` with ``batch_first=False``: tokens ``[N, B, E]``) is laid
+  out batch first (:mod:`.layouts`); a sequence-first ``nn.MultiheadAttention`` runs
+  between two swaps of its first axes, which that moves on.
 * A concatenation along an axis after the batch axis of varying values and constants
   expanded to the batch size (a vision transformer's class token,
   ``torch.cat([token.expand(n, -1, -1), x], 1)``) runs as the sum of each part placed
