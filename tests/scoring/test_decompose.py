@@ -808,11 +808,17 @@ def test_sequence_first_tokens_are_laid_out_batch_first(forward):
     lambda m, t: torch.cat([t[:1], t], 0).mean(0),
     lambda m, t: t.reshape(-1, 4).mean(0)[None].expand(t.shape[1], 4),
     lambda m, t: m.across(t.permute(0, 2, 1)).mean(0),
-], ids=["norm-over-the-batch-axis", "concatenated-tokens", "reshaped", "linear-across"])
+    lambda m, t: torch.relu(t + m.wide[:, 0]).mean(0),
+    lambda m, t: torch.relu(t + m.wide[:1, :]).mean(0),
+], ids=["norm-over-the-batch-axis", "concatenated-tokens", "reshaped", "linear-across",
+        "constant-of-two-axes-along-the-batch", "constant-of-several-images"])
 def test_a_batch_axis_the_rewrites_cannot_move_back_is_named(forward):
     """Where the batch axis of sequence-first tokens cannot be moved back first — a
     LayerNorm over it, a concatenation of tokens along the first axis, a reshape that
-    folds it, a linear layer over it (``[N, E, B]``: right for one image only) — the
+    folds it, a linear layer over it (``[N, E, B]``: right for one image only), a
+    constant added with more than one element along it (``[N, E]`` against ``[N, B,
+    E]``: a review, whose copy added ``pos[n]`` to token ``n`` where the model adds
+    ``pos[j]`` to image ``j``'s tokens; ``[1, 2, E]``: a raw size mismatch) — the
     permutation stays and the model is refused in one line."""
     with pytest.raises(BoundUnsupportedError, match="batch axis"):
         BoundEngine(_Tokens(forward).eval()).plan(torch.rand(1, 3, 6, 6))

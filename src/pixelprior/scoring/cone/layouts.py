@@ -262,10 +262,11 @@ def _constant_moved(view: _View, node: fx.Node, position: int, rank: int,
                     graph: fx.Graph | None = None) -> object:
     """A constant argument laid out for the batch-first form: itself where it does not
     reach the batch axis's position ``position`` (of ``rank`` axes, aligned from the
-    right) or is a number; its axis there moved first where it does (broadcast alike:
-    one of more than one element mixes the images, which the engines refuse after);
-    ``False`` where it has more axes (or is read from a size). With ``graph``, the node
-    that lays it out."""
+    right) or is a number; its axis there, of size 1, moved first where it does;
+    ``False`` where it has more axes, more than one element there (it broadcasts along
+    the batch axis: the model mixes its images, and with fewer axes moved first it would
+    meet a token axis) or is read from a size. With ``graph``, the node that lays it
+    out."""
     value = view.constant(node)
     if not isinstance(value, torch.Tensor):
         return False if value is None else node
@@ -274,6 +275,8 @@ def _constant_moved(view: _View, node: fx.Node, position: int, rank: int,
         return False
     if at < 0:
         return node
+    if value.shape[at] != 1:  # (a review: with fewer axes, moved first it would meet a
+        return False          # token axis of the batch-first form, not the batch axis)
     if graph is None:
         return True
     return graph.call_method("permute", (node, at, *(i for i in range(value.dim())
