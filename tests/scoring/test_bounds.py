@@ -502,15 +502,18 @@ class Einsums(nn.Module):
 class SequenceFirst(nn.Module):
     """A vision transformer written sequence first, PyTorch's default layout for its
     attention modules: the patches permuted to ``[N, B, E]`` (``permute(2, 0, 1)``), a
-    positional embedding ``[N, 1, E]`` added, an ``nn.TransformerEncoder`` of a pre-norm
-    GELU layer and a final norm (``batch_first=False``), a batch-first step between
+    class token concatenated before them (``torch.cat([token.expand(-1, t.shape[1],
+    -1), t])``), a positional embedding ``[N, 1, E]`` added, an
+    ``nn.TransformerEncoder`` of a pre-norm GELU layer and a final norm
+    (``batch_first=False``), a batch-first step between
     ``transpose(0, 1)``s, an ``nn.MultiheadAttention`` (``batch_first=False``), read out
     by the mean over the tokens (``mean(0)``) and the first token (``x[0]``)."""
 
     def __init__(self, classes: int = 3, dim: int = 8) -> None:
         super().__init__()
         self.embed = nn.Conv2d(3, dim, 2, 2)
-        self.pos = nn.Parameter(torch.randn(16, 1, dim) * 0.1)
+        self.token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(17, 1, dim) * 0.1)
         self.encoder = nn.TransformerEncoder(
             nn.TransformerEncoderLayer(dim, 2, 16, dropout=0.0, norm_first=True,
                                        activation="gelu"), 1, norm=nn.LayerNorm(dim),
@@ -519,7 +522,8 @@ class SequenceFirst(nn.Module):
         self.fc = nn.Linear(2 * dim, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.embed(x).flatten(2).permute(2, 0, 1) + self.pos
+        t = self.embed(x).flatten(2).permute(2, 0, 1)
+        t = torch.cat([self.token.expand(-1, t.shape[1], -1), t]) + self.pos
         b = self.encoder(t).transpose(0, 1)
         s = (b + 0.5 * torch.relu(b)).transpose(0, 1)
         s = s + self.attention(s, s, s, need_weights=False)[0]

@@ -789,12 +789,17 @@ class _Tokens(nn.Module):
     lambda m, t: torch.relu(t[0] + t[-1]) - t.amax(0) + t.permute(1, 2, 0).sum(-1),
     lambda m, t: F.layer_norm(t, (4,)).mean(dim=0, keepdim=True)[0],
     lambda m, t: (lambda u: u[0] + u.sum(0))(t.permute(2, 1, 0)),
+    lambda m, t: t[1:, :].mean(0) + t[0, :, 1:].sum(-1, keepdim=True) + t[(2,)],
+    lambda m, t: t.mean(0).reshape(t.shape[1], 2, t.size(2) // 2).flatten(1),
+    lambda m, t: torch.cat([m.wide[:1, :1].expand(1, t.shape[1], -1), t, t[:2]]).amax(0),
 ], ids=["constant-along-tokens", "items-and-reductions", "norm-over-features",
-        "item-and-sum-of-a-moved-axis"])
+        "item-and-sum-of-a-moved-axis", "slices", "sizes", "token-concatenated"])
 def test_sequence_first_tokens_are_laid_out_batch_first(forward):
-    """Tokens laid out ``[N, B, E]``: a constant broadcast along the tokens, items of
-    the first axis, reductions over it, a LayerNorm over the features and a permutation
-    back: the copy computes the model's values with the batch axis first throughout."""
+    """Tokens laid out ``[N, B, E]``: a constant broadcast along the tokens, items and
+    slices of the first axis, reductions over it, a LayerNorm over the features, a
+    permutation back, sizes read from them (the batch size, to reshape) and a token
+    expanded to the batch size concatenated with them: the copy computes the model's
+    values with the batch axis first throughout."""
     model = randomised(_Tokens(forward), 0)
     graph = TracedGraph(model.double(), fold=False, float_as=torch.float64, decompose=True)
     images = torch.rand(3, 3, 6, 6, dtype=torch.float64)
@@ -805,20 +810,20 @@ def test_sequence_first_tokens_are_laid_out_batch_first(forward):
 
 @pytest.mark.parametrize("forward", [
     lambda m, t: F.layer_norm(t, t.shape[1:]).mean(0),
-    lambda m, t: torch.cat([t[:1], t], 0).mean(0),
+    lambda m, t: torch.cat([t, 2 * t], 1).mean(0),
     lambda m, t: t.reshape(-1, 4).mean(0)[None].expand(t.shape[1], 4),
     lambda m, t: m.across(t.permute(0, 2, 1)).mean(0),
     lambda m, t: torch.relu(t + m.wide[:, 0]).mean(0),
     lambda m, t: torch.relu(t + m.wide[:1, :]).mean(0),
-], ids=["norm-over-the-batch-axis", "concatenated-tokens", "reshaped", "linear-across",
+], ids=["norm-over-the-batch-axis", "concatenated-images", "reshaped", "linear-across",
         "constant-of-two-axes-along-the-batch", "constant-of-several-images"])
 def test_a_batch_axis_the_rewrites_cannot_move_back_is_named(forward):
     """Where the batch axis of sequence-first tokens cannot be moved back first — a
-    LayerNorm over it, a concatenation of tokens along the first axis, a reshape that
-    folds it, a linear layer over it (``[N, E, B]``: right for one image only), a
-    constant added with more than one element along it (``[N, E]`` against ``[N, B,
-    E]``: a review, whose copy added ``pos[n]`` to token ``n`` where the model adds
-    ``pos[j]`` to image ``j``'s tokens; ``[1, 2, E]``: a raw size mismatch) — the
-    permutation stays and the model is refused in one line."""
+    LayerNorm over it, a concatenation along it (more images), a reshape that folds it,
+    a linear layer over it (``[N, E, B]``: right for one image only), a constant added
+    with more than one element along it (``[N, E]`` against ``[N, B, E]``: a review,
+    whose copy added ``pos[n]`` to token ``n`` where the model adds ``pos[j]`` to image
+    ``j``'s tokens; ``[1, 2, E]``: a raw size mismatch) — the permutation stays and the
+    model is refused in one line."""
     with pytest.raises(BoundUnsupportedError, match="batch axis"):
         BoundEngine(_Tokens(forward).eval()).plan(torch.rand(1, 3, 6, 6))

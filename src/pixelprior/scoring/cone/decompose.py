@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layouts import DECOMPOSED, keep_batch_first
+from .layouts import DECOMPOSED, GraphView, keep_batch_first
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
 from .table import OPERATIONS
@@ -965,16 +965,18 @@ def _reduced_extremes(traced: TracedGraph) -> bool:
     return rewritten
 
 
-def _batch_expanded(traced: TracedGraph, value: object) -> torch.Tensor | None:
+def _batch_expanded(view: GraphView, value: object) -> torch.Tensor | None:
     """The constant ``value`` expands to the batch size along its first axis alone
-    (``token.expand(n, -1, -1)``, ``n = x.shape[0]``), or ``None``."""
-    if not (isinstance(value, fx.Node) and value in traced.sizes and value.op == "call_method"
-            and value.target == "expand" and len(value.args) >= 2):
+    (``token.expand(n, -1, -1)``, ``n = x.shape[0]``; one the layout rewrite laid out
+    batch first too, :mod:`.layouts`), or ``None``."""
+    if not (isinstance(value, fx.Node) and not view.varying(value)
+            and value.op == "call_method" and value.target == "expand"
+            and len(value.args) >= 2):
         return None
     source, sizes = value.args[0], value.args[1:]
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
-    held = traced.statics.get(source) if isinstance(source, fx.Node) else None
+    held = view.constant(source) if isinstance(source, fx.Node) else None
     if not isinstance(held, torch.Tensor) or held.dim() != len(sizes) or held.shape[0] != 1:
         return None
     if not all(s == -1 or s == n for s, n in zip(sizes[1:], held.shape[1:], strict=True)):
@@ -992,7 +994,8 @@ def _class_tokens(traced: TracedGraph) -> bool:
         parts = node.args[0] if node.args else node.kwargs.get("tensors")
         if resolved is None or not isinstance(parts, (tuple, list)):
             continue
-        tokens = {i: _batch_expanded(traced, part) for i, part in enumerate(parts)}
+        view = GraphView(traced)
+        tokens = {i: _batch_expanded(view, part) for i, part in enumerate(parts)}
         held = next((t for t in tokens.values() if t is not None), None)
         dim = resolved.params
         if held is None or not isinstance(dim, int) or dim % held.dim() == 0:

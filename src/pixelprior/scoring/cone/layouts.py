@@ -31,7 +31,7 @@ from .table import ELEMENTWISE, OPERATIONS, POINTWISE
 # normalisation, attention; :mod:`.decompose` re-exports it)
 DECOMPOSED = "pixelprior_decomposed"
 
-__all__ = ["DECOMPOSED", "keep_batch_first"]
+__all__ = ["DECOMPOSED", "GraphView", "keep_batch_first"]
 
 TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 
@@ -52,7 +52,7 @@ def keep_batch_first(traced: TracedGraph) -> bool:
     graph = traced.graph_module.graph
     rewritten = False
     for _ in range(500):  # each round moves a permutation one operation on
-        view = _View(traced)
+        view = GraphView(traced)
         ranks = _ranks(view)
         changed = False
         for node in list(graph.nodes):
@@ -78,10 +78,10 @@ def keep_batch_first(traced: TracedGraph) -> bool:
     return rewritten
 
 
-class _View:
+class GraphView:
     """What the rewrites read of the graph as it stands: which nodes are computed from
-    the image (the rewrites add nodes the traced graph's index does not hold) and the
-    values of the constant ones."""
+    the image (the rewrites add nodes the traced graph's index does not hold: it is made
+    again after them) and the values of the constant ones."""
 
     def __init__(self, traced: TracedGraph) -> None:
         self.traced, self.graph = traced, traced.graph_module.graph
@@ -191,17 +191,18 @@ def _moved_to(position: int, rank: int) -> tuple[int, ...]:
     return (*range(1, position + 1), 0, *range(position + 1, rank))
 
 
-def _push(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+def _push(view: GraphView, node: fx.Node, ranks: dict[fx.Node, int]) -> bool:
     """Push ``node`` (a permutation moving the batch axis) past one of its users;
     whether one was rewritten."""
     for user in list(node.users):
-        for rewrite in (_past_elementwise, _past_last_axes, _past_index, _past_reduction):
+        for rewrite in (_past_elementwise, _past_last_axes, _past_index, _past_reduction,
+                        _past_concatenation, _past_size):
             if rewrite(view, user, ranks):
                 return True
     return False
 
 
-def _moved(view: _View, value: object, ranks: dict[fx.Node, int]
+def _moved(view: GraphView, value: object, ranks: dict[fx.Node, int]
            ) -> tuple[int, tuple[int, ...]] | None:
     """``(position, permutation)`` of a value computed from the image that a permutation
     moving the batch axis made, or ``None``."""
@@ -219,7 +220,7 @@ def _unmoved(graph: fx.Graph, value: fx.Node, perm: tuple[int, ...],
     return _permuted(graph, value.args[0], _batch_first(perm), ranks)
 
 
-def _past_elementwise(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+def _past_elementwise(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
     """``f(P(a), P'(b), c)`` of elementwise ``f`` whose arguments computed from the image
     all have the batch axis at one position ``k`` of one rank, as ``M_k(f(a', b', c'))``
     (``a'``: ``P(a)`` with the batch axis first; ``c'``: a constant whose axis at ``k``
@@ -258,7 +259,7 @@ def _past_elementwise(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> 
     return True
 
 
-def _constant_moved(view: _View, node: fx.Node, position: int, rank: int,
+def _constant_moved(view: GraphView, node: fx.Node, position: int, rank: int,
                     graph: fx.Graph | None = None) -> object:
     """A constant argument laid out for the batch-first form: itself where it does not
     reach the batch axis's position ``position`` (of ``rank`` axes, aligned from the
@@ -283,7 +284,7 @@ def _constant_moved(view: _View, node: fx.Node, position: int, rank: int,
                                                      if i != at)))
 
 
-def _past_last_axes(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+def _past_last_axes(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
     """A linear layer or a LayerNorm over the last axes, of ``P(a)`` whose batch axis is
     before them, as ``M_k(f(a'))``."""
     first = user.args[0] if user.args else None
@@ -308,7 +309,7 @@ def _past_last_axes(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bo
     return True
 
 
-def _last_axes(view: _View, node: fx.Node) -> int | None:
+def _last_axes(view: GraphView, node: fx.Node) -> int | None:
     """How many last axes a linear layer (1) or a LayerNorm (its normalised shape's)
     computes over, or ``None`` for anything else."""
     traced = view.traced
@@ -327,31 +328,143 @@ def _last_axes(view: _View, node: fx.Node) -> int | None:
     return None
 
 
-def _past_index(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
-    """``P(a)[i]`` (a number: an item of the first axis, not the batch axis) as
-    ``M_{k-1}(a'[:, i])``."""
+def _past_index(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """``P(a)[index]`` of numbers and slices that take the batch axis whole (``x[0]``,
+    ``x[1:, :]``, ``x[0, :, 2]``) as ``M_{k'}(a'[:, index without it])`` (``k'``: the
+    batch axis's position less the numbers before it)."""
     if user.op != "call_function" or user.target is not operator.getitem:
         return False
     source, index = user.args
-    if isinstance(index, tuple) and len(index) == 1:
-        index = index[0]
+    index = index if isinstance(index, tuple) else (index,)
     moved = _moved(view, source, ranks)
-    if moved is None or not isinstance(index, int) or isinstance(index, bool):
+    if moved is None or not index or not all(
+            isinstance(i, slice) or (isinstance(i, int) and not isinstance(i, bool))
+            for i in index) or not all(isinstance(part, (int, type(None))) for i in index
+                                       if isinstance(i, slice)
+                                       for part in (i.start, i.stop, i.step)):
         return False
     position, perm = moved
+    if len(index) > position and index[position] != slice(None):
+        return False  # (an index of the batch axis itself)
+    numbers = sum(isinstance(i, int) for i in index[:position])
+    rank = len(perm) - sum(isinstance(i, int) for i in index)
     graph = view.graph
     with graph.inserting_before(user):
-        inner = graph.call_function(operator.getitem, (_unmoved(graph, source, perm, ranks),
-                                                       (slice(None), index)))
-        ranks[inner] = len(perm) - 1
-        out = _permuted(graph, inner, _moved_to(position - 1, len(perm) - 1), ranks)
+        inner = graph.call_function(operator.getitem, (
+            _unmoved(graph, source, perm, ranks),
+            (slice(None), *index[:position], *index[position + 1:])))
+        ranks[inner] = rank
+        out = _permuted(graph, inner, _moved_to(position - numbers, rank), ranks)
     _carry(out, [source])
     user.replace_all_uses_with(out)
     graph.erase_node(user)
     return True
 
 
-def _past_reduction(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+def _past_concatenation(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """``torch.cat`` along another axis of values whose batch axis a permutation moved to
+    one position ``k`` and of constants expanded to the batch size there (a class token
+    written sequence first, ``torch.cat([token.expand(-1, n, -1), x], 0)``), as
+    ``M_k(cat([a', token'.expand(n, -1, -1)], d'))``: :func:`~.decompose._class_tokens`
+    then places the token as it does one written batch first."""
+    if user.op != "call_function" or user.target not in (torch.cat, torch.concat):
+        return False
+    parts = user.args[0] if user.args else user.kwargs.get("tensors")
+    dim = user.args[1] if len(user.args) > 1 else user.kwargs.get("dim", 0)
+    if not isinstance(parts, (tuple, list)) or not isinstance(dim, int) or isinstance(
+            dim, bool) or set(user.kwargs) - {"tensors", "dim"}:
+        return False
+    moved = {part: _moved(view, part, ranks) for part in parts if view.varying(part)}
+    if not moved or None in moved.values():
+        return False
+    positions = {m[0] for m in moved.values()}
+    ranks_of = {len(m[1]) for m in moved.values()}
+    if len(positions) != 1 or len(ranks_of) != 1:
+        return False
+    position, rank = positions.pop(), ranks_of.pop()
+    if dim % rank == position or not all(
+            part in moved or _expanded_token(view, part, position, rank) for part in parts):
+        return False
+    order = (position, *(i for i in range(rank) if i != position))
+    graph = view.graph
+    with graph.inserting_before(user):
+        laid = []
+        for part in parts:
+            if part in moved:
+                laid.append(_unmoved(graph, part, moved[part][1], ranks))
+                continue
+            token, sizes = part.args[0], _sizes_of(part)
+            turned = graph.call_method("permute", (token, *order))
+            laid.append(graph.call_method("expand", (turned, *(sizes[i] for i in order))))
+        dim %= rank
+        inner = graph.call_function(torch.cat, (laid, dim + 1 if dim < position else dim))
+        ranks[inner] = rank
+        out = _permuted(graph, inner, _moved_to(position, rank), ranks)
+    _carry(out, list(moved))
+    user.replace_all_uses_with(out)
+    graph.erase_node(user)
+    return True
+
+
+def _past_size(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
+    """A size of ``P(a)`` (``t.size(1)``, ``t.shape[1]``: the batch size a sequence-first
+    model reads to expand its class token) as the size of ``a'``'s axis it is, so that
+    nothing but the permutation's own users keep it."""
+    source = user.args[0] if user.args else None
+    moved = _moved(view, source, ranks)
+    if moved is None:
+        return False
+    position, perm = moved
+
+    def axis(i: int) -> int:
+        i %= len(perm)
+        return 0 if i == position else i + 1 if i < position else i
+
+    graph = view.graph
+    if user.op == "call_method" and user.target == "size" and len(user.args) == 2 and (
+            isinstance(user.args[1], int)) and not user.kwargs:
+        items = [(user, user.args[1])]
+    elif (user.op == "call_function" and user.target is getattr and user.args[1] == "shape"
+          and user.users and all(u.op == "call_function" and u.target is operator.getitem
+                                 and isinstance(u.args[1], int) for u in user.users)):
+        items = [(u, u.args[1]) for u in user.users]
+    else:
+        return False
+    with graph.inserting_before(user):
+        unmoved = _unmoved(graph, source, perm, ranks)
+        for node, i in items:
+            node.replace_all_uses_with(graph.call_method("size", (unmoved, axis(i))))
+    for node, _ in items:
+        if node is not user:
+            graph.erase_node(node)
+    graph.erase_node(user)
+    return True
+
+
+def _sizes_of(node: fx.Node) -> tuple:
+    """An ``expand`` node's sizes, given one by one or as one tuple."""
+    sizes = node.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    return tuple(sizes)
+
+
+def _expanded_token(view: GraphView, node: object, position: int, rank: int) -> bool:
+    """Whether ``node`` is a constant of ``rank`` axes, of size 1 at ``position``,
+    expanded there by a size (``token.expand(-1, n, -1)``) and nowhere else."""
+    if not (isinstance(node, fx.Node) and node.op == "call_method"
+            and node.target == "expand" and not view.varying(node)):
+        return False
+    token = view.constant(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+    sizes = _sizes_of(node)
+    if not isinstance(token, torch.Tensor) or token.dim() != rank or len(sizes) != rank:
+        return False
+    return token.shape[position] == 1 and all(
+        size == -1 or (isinstance(size, int) and size == token.shape[i])
+        for i, size in enumerate(sizes) if i != position)
+
+
+def _past_reduction(view: GraphView, user: fx.Node, ranks: dict[fx.Node, int]) -> bool:
     """A mean, sum or ``amax`` of ``P(a)`` over axes other than the batch axis, as the
     same reduction of ``a'`` over those axes, the batch axis moved back after."""
     if user.op not in ("call_method", "call_function") or (
@@ -388,7 +501,7 @@ def _past_reduction(view: _View, user: fx.Node, ranks: dict[fx.Node, int]) -> bo
     return True
 
 
-def _ranks(view: _View) -> dict[fx.Node, int]:
+def _ranks(view: GraphView) -> dict[fx.Node, int]:
     """The number of axes of each value the graph says it of without running (the image
     has 4; a constant its value's; left out where a reshape by computed sizes or an
     operation this does not know leaves it open)."""
@@ -400,11 +513,12 @@ def _ranks(view: _View) -> dict[fx.Node, int]:
     return ranks
 
 
-def _rank(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> int | None:
+def _rank(view: GraphView, node: fx.Node, ranks: dict[fx.Node, int]) -> int | None:
     traced = view.traced
-    if not view.varying(node):
-        held = view.constant(node)
-        return held.dim() if isinstance(held, torch.Tensor) else None
+    if not view.varying(node):  # (one read from a size, as a token expanded by the
+        held = view.constant(node)  # batch size, has no value here: its form says)
+        if isinstance(held, torch.Tensor) or held is not None or _is_size(node):
+            return held.dim() if isinstance(held, torch.Tensor) else None
     if node is traced.input:
         return 4
     if not node.op.startswith("call") or not node.args:
@@ -427,7 +541,7 @@ def _rank(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> int | None:
     if name in ("conv2d", "max_pool2d", "avg_pool2d", "batch_norm"):
         return 4
     if name in ("transpose", "contiguous", "linear", "layer_norm", "softmax", "clone",
-                "float", "log_softmax"):
+                "float", "log_softmax", "placed"):
         return known
     if name in _REDUCTIONS:
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -447,4 +561,14 @@ def _rank(view: _View, node: fx.Node, ranks: dict[fx.Node, int]) -> int | None:
         return len(sizes)
     if name == "unsqueeze" and known is not None:
         return known + 1
+    if name in ("cat", "concat") and isinstance(first, (tuple, list)):
+        given = {ranks.get(p) for p in first if isinstance(p, fx.Node)}
+        return given.pop() if len(given) == 1 else None
+    if name == "expand":
+        return len(_sizes_of(node))
+    if name == "getitem" and known is not None:
+        index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+        if all(isinstance(i, (int, slice, type(None))) and not isinstance(i, bool)
+               for i in index):
+            return known - sum(isinstance(i, int) for i in index) + index.count(None)
     return None
