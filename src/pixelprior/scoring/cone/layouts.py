@@ -8,7 +8,8 @@ tokens ``[N, B, E]``, made by ``x.flatten(2).permute(2, 0, 1)``) moves it. Here 
 permutation that moves the batch axis of a value computed from the image is pushed on
 through what does not care where that axis is — elementwise arithmetic and activations
 (constants moved alike), linear layers and LayerNorms over the last axes, an index or a
-reduction along another axis — until it meets the permutation that puts the axis back,
+reduction along another axis, a concatenation with a class token expanded to the batch
+size, the sizes read from it — until it meets the permutation that puts the axis back,
 with which it composes into one that keeps it first. Every rewrite is an identity of
 copies (a permutation of a constant is exact): the copy computes the model's values.
 
