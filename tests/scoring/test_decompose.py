@@ -792,14 +792,17 @@ class _Tokens(nn.Module):
     lambda m, t: t[1:, :].mean(0) + t[0, :, 1:].sum(-1, keepdim=True) + t[(2,)],
     lambda m, t: t.mean(0).reshape(t.shape[1], 2, t.size(2) // 2).flatten(1),
     lambda m, t: torch.cat([m.wide[:1, :1].expand(1, t.shape[1], -1), t, t[:2]]).amax(0),
+    lambda m, t: t.sum(0) / t.shape[0] + t.sum(0) * (1.0 / t.size(0)),
 ], ids=["constant-along-tokens", "items-and-reductions", "norm-over-features",
-        "item-and-sum-of-a-moved-axis", "slices", "sizes", "token-concatenated"])
+        "item-and-sum-of-a-moved-axis", "slices", "sizes", "token-concatenated",
+        "divided-by-a-size"])
 def test_sequence_first_tokens_are_laid_out_batch_first(forward):
     """Tokens laid out ``[N, B, E]``: a constant broadcast along the tokens, items and
     slices of the first axis, reductions over it, a LayerNorm over the features, a
-    permutation back, sizes read from them (the batch size, to reshape) and a token
-    expanded to the batch size concatenated with them: the copy computes the model's
-    values with the batch axis first throughout."""
+    permutation back, sizes read from them (the batch size, to reshape; the tokens'
+    count, to divide by: a review's raw TypeError) and a token expanded to the batch
+    size concatenated with them: the copy computes the model's values with the batch
+    axis first throughout."""
     model = randomised(_Tokens(forward), 0)
     graph = TracedGraph(model.double(), fold=False, float_as=torch.float64, decompose=True)
     images = torch.rand(3, 3, 6, 6, dtype=torch.float64)
@@ -815,15 +818,31 @@ def test_sequence_first_tokens_are_laid_out_batch_first(forward):
     lambda m, t: m.across(t.permute(0, 2, 1)).mean(0),
     lambda m, t: torch.relu(t + m.wide[:, 0]).mean(0),
     lambda m, t: torch.relu(t + m.wide[:1, :]).mean(0),
+    lambda m, t: torch.cat([m.wide[:1, :1].expand(-1, 1, -1), t]).mean(0),
 ], ids=["norm-over-the-batch-axis", "concatenated-images", "reshaped", "linear-across",
-        "constant-of-two-axes-along-the-batch", "constant-of-several-images"])
+        "constant-of-two-axes-along-the-batch", "constant-of-several-images",
+        "token-expanded-by-a-number"])
 def test_a_batch_axis_the_rewrites_cannot_move_back_is_named(forward):
     """Where the batch axis of sequence-first tokens cannot be moved back first — a
     LayerNorm over it, a concatenation along it (more images), a reshape that folds it,
     a linear layer over it (``[N, E, B]``: right for one image only), a constant added
     with more than one element along it (``[N, E]`` against ``[N, B, E]``: a review,
     whose copy added ``pos[n]`` to token ``n`` where the model adds ``pos[j]`` to image
-    ``j``'s tokens; ``[1, 2, E]``: a raw size mismatch) — the permutation stays and the
-    model is refused in one line."""
+    ``j``'s tokens; ``[1, 2, E]``: a raw size mismatch), a class token expanded by a
+    number, not the batch size (a review: right for one batch size only) — the
+    permutation stays and the model is refused in one line."""
     with pytest.raises(BoundUnsupportedError, match="batch axis"):
         BoundEngine(_Tokens(forward).eval()).plan(torch.rand(1, 3, 6, 6))
+
+
+def test_a_token_expanded_by_another_size_is_not_taken_for_the_batchs():
+    """A class token expanded by the tokens' count, not the batch size: the model fails
+    on one image, and so does the verifier's copy (a review: it had placed the token in
+    every row and run), refused in one line."""
+    model = _Tokens(lambda m, t: torch.cat([m.wide[:1, :1].expand(-1, t.shape[0], -1),
+                                            t])[0]).eval()
+    image = torch.rand(1, 3, 6, 6)
+    with pytest.raises(RuntimeError):
+        model(image)
+    with pytest.raises(BoundUnsupportedError, match="does not run on images"):
+        BoundEngine(model).plan(image)

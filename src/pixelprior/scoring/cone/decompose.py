@@ -78,7 +78,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .layouts import DECOMPOSED, GraphView, keep_batch_first
+from .layouts import DECOMPOSED, GraphView, keep_batch_first, reads_sizes
 from .operators.normalization import NormParams, VectorNormParams
 from .operators.shape import piece, placed
 from .table import OPERATIONS
@@ -626,8 +626,11 @@ def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: Norm
 
 
 def _is_constant(traced: TracedGraph, value: object) -> bool:
-    """Whether ``value`` is a number, a constant or a size (not computed from the image)."""
-    return not isinstance(value, fx.Node) or value in traced.statics or value in traced.sizes
+    """Whether ``value`` is a number, a constant or a size (not computed from the image;
+    a size a rewrite read, ``t.size(1)``, included: a review's ``t.sum(0) / t.shape[0]``
+    had its divisor taken for a value that varies)."""
+    return (not isinstance(value, fx.Node) or value in traced.statics
+            or value in traced.sizes or reads_sizes(value))
 
 
 def _operands(node: fx.Node, names: tuple[str, ...]) -> list:
@@ -976,6 +979,8 @@ def _batch_expanded(view: GraphView, value: object) -> torch.Tensor | None:
     source, sizes = value.args[0], value.args[1:]
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = tuple(sizes[0])
+    if not view.batch_size(sizes[0]):  # (a review: expanded by another size, or a
+        return None                    # number, it is right for one batch size only)
     held = view.constant(source) if isinstance(source, fx.Node) else None
     if not isinstance(held, torch.Tensor) or held.dim() != len(sizes) or held.shape[0] != 1:
         return None

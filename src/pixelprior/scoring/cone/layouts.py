@@ -32,7 +32,7 @@ from .table import ELEMENTWISE, OPERATIONS, POINTWISE
 # normalisation, attention; :mod:`.decompose` re-exports it)
 DECOMPOSED = "pixelprior_decomposed"
 
-__all__ = ["DECOMPOSED", "GraphView", "keep_batch_first"]
+__all__ = ["DECOMPOSED", "GraphView", "keep_batch_first", "reads_sizes"]
 
 TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 
@@ -97,6 +97,27 @@ class GraphView:
     def varying(self, node: object) -> bool:
         return isinstance(node, fx.Node) and node in self._varying
 
+    def batch_size(self, value: object) -> bool:
+        """Whether ``value`` is the batch size read from a value computed from the
+        image (``x.shape[0]``, ``x.size(0)``; ``t.size(1)`` of sequence-first tokens
+        whose batch axis a permutation moved to 1)."""
+        if not isinstance(value, fx.Node):
+            return False
+        if value.op == "call_method" and value.target == "size" and len(value.args) == 2:
+            source, axis = value.args
+        elif (value.op == "call_function" and value.target is operator.getitem
+              and isinstance(value.args[0], fx.Node) and _is_size(value.args[0])
+              and value.args[0].op == "call_function"):
+            source, axis = value.args[0].args[0], value.args[1]
+        else:
+            return False
+        if not self.varying(source) or not isinstance(axis, int) or isinstance(axis, bool):
+            return False
+        perm = _permutation(source, _ranks(self)) if source.op.startswith("call") else None
+        if perm is not None:
+            return axis % len(perm) == perm.index(0)
+        return axis == 0
+
     def resolve(self, node: fx.Node) -> Any:
         return self.traced.resolve(node)
 
@@ -119,6 +140,21 @@ class GraphView:
             return None
         with torch.inference_mode():
             return self.traced.call(node, self.constant)
+
+
+def reads_sizes(node: fx.Node) -> bool:
+    """Whether ``node`` is a size query or arithmetic of size queries and numbers
+    (``t.shape[0]``, ``t.size(1) * 2``): constant for one image size, as the traced
+    graph's index counts sizes, for nodes the rewrites made after it."""
+    if _is_size(node):
+        return True
+    return (node.op == "call_function" and node.target in _SIZE_ARITHMETIC
+            and bool(node.all_input_nodes)
+            and all(reads_sizes(n) for n in node.all_input_nodes))
+
+
+_SIZE_ARITHMETIC = (operator.getitem, operator.add, operator.sub, operator.mul,
+                    operator.floordiv, operator.truediv, operator.mod, operator.neg)
 
 
 def _is_size(node: fx.Node) -> bool:
@@ -460,6 +496,8 @@ def _expanded_token(view: GraphView, node: object, position: int, rank: int) -> 
     sizes = _sizes_of(node)
     if not isinstance(token, torch.Tensor) or token.dim() != rank or len(sizes) != rank:
         return False
+    if not view.batch_size(sizes[position]):  # (a review: expanded by another size, or
+        return False                          # a number: right for one batch size only)
     return token.shape[position] == 1 and all(
         size == -1 or (isinstance(size, int) and size == token.shape[i])
         for i, size in enumerate(sizes) if i != position)
