@@ -846,3 +846,22 @@ def test_a_token_expanded_by_another_size_is_not_taken_for_the_batchs():
         model(image)
     with pytest.raises(BoundUnsupportedError, match="does not run on images"):
         BoundEngine(model).plan(image)
+
+
+def test_a_deep_sequence_first_encoder_is_laid_out_batch_first():
+    """Twenty sequence-first encoder layers (a permutation moved on one operation a
+    round: more rounds than a fixed guard of 500 allowed) leave no permutation that
+    moves the batch axis."""
+    class Deep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, 4, 2, 2)
+            self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(
+                4, 1, 8, dropout=0.0), 20, enable_nested_tensor=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.encoder(self.embed(x).flatten(2).permute(2, 0, 1)).mean(0)
+
+    graph = TracedGraph(Deep().eval(), fold=False, decompose=True)
+    assert not [n for n in graph.nodes if n not in graph.statics
+                and isinstance(graph.resolve(n).params, str)]
