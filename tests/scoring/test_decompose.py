@@ -778,7 +778,7 @@ class _Tokens(nn.Module):
         super().__init__()
         self.embed, self.run = nn.Conv2d(3, 4, 2, 2), forward
         self.wide = nn.Parameter(torch.randn(9, 2, 4))
-        self.across = nn.Linear(1, 1)
+        self.across, self.act = nn.Linear(1, 1), nn.Hardswish()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(self, self.embed(x).flatten(2).permute(2, 0, 1))
@@ -793,9 +793,10 @@ class _Tokens(nn.Module):
     lambda m, t: t.mean(0).reshape(t.shape[1], 2, t.size(2) // 2).flatten(1),
     lambda m, t: torch.cat([m.wide[:1, :1].expand(1, t.shape[1], -1), t, t[:2]]).amax(0),
     lambda m, t: t.sum(0) / t.shape[0] + t.sum(0) * (1.0 / t.size(0)),
+    lambda m, t: m.act(t.permute(1, 0, 2)).transpose(0, 1).amax(0),
 ], ids=["constant-along-tokens", "items-and-reductions", "norm-over-features",
         "item-and-sum-of-a-moved-axis", "slices", "sizes", "token-concatenated",
-        "divided-by-a-size"])
+        "divided-by-a-size", "activation-module-then-swapped"])
 def test_sequence_first_tokens_are_laid_out_batch_first(forward):
     """Tokens laid out ``[N, B, E]``: a constant broadcast along the tokens, items and
     slices of the first axis, reductions over it, a LayerNorm over the features, a

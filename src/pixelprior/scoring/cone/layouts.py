@@ -37,8 +37,8 @@ __all__ = ["DECOMPOSED", "GraphView", "keep_batch_first", "reads_sizes"]
 TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 
 # nn modules that keep their input's rank, whatever it is
-_SAME_RANK_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.ReLU, nn.GELU,
-                      nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softmax, nn.LogSoftmax)
+_SAME_RANK_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.Softmax,
+                      nn.LogSoftmax)
 _REDUCTIONS = ("mean", "sum", "amax")
 
 
@@ -572,7 +572,10 @@ def _rank(view: GraphView, node: fx.Node, ranks: dict[fx.Node, int]) -> int | No
         module = traced.modules[node.target]
         if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)):
             return 4
-        return known if isinstance(module, _SAME_RANK_MODULES) else None
+        if isinstance(module, _SAME_RANK_MODULES) or view.resolve(node).rule in (
+                POINTWISE, ELEMENTWISE):  # (any activation module)
+            return known
+        return None
     name = getattr(node.target, "__name__", node.target)
     if name in ("permute",):
         perm = _permutation(node, ranks)
