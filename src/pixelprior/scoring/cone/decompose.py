@@ -851,7 +851,8 @@ def _einsum_form(graph: fx.Graph, subscripts: list[str], output: str, operands: 
             second = graph.call_method("unsqueeze", (second, len(shared)))
     product = _product_form(traced, first, second, kind)
     if len(left) != 1 or len(right) != 1:
-        sizes = ([graph.call_method("size", (a, sa.index(c))) for c in shared + left]
+        sizes = ([graph.call_method("size", (product, i)) for i in range(len(shared))]
+                 + [graph.call_method("size", (a, sa.index(c))) for c in left]
                  + [graph.call_method("size", (b, sb.index(c))) for c in right])
         product = graph.call_method("reshape", (product, *sizes))
     return ordered(product, "".join(shared + left + right), output)
