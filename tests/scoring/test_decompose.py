@@ -354,8 +354,11 @@ class _Extreme(nn.Module):
     (lambda h: h.amax(), "a maximum over every axis"),
     (lambda h: F.adaptive_max_pool2d(h, 2, return_indices=True)[0].flatten(1),
      "adaptive_max_pool2d_with_indices"),
-    (lambda h: h.max(), r"Tensor.max\(\)"),
-], ids=["indices", "batch", "batch-negative", "every-axis", "adaptive-indices", "whole"])
+    (lambda h: h.max(), r"amax of what the verifier writes x.max\(\) as \(a maximum "
+     "over every axis"),
+    (lambda h: torch.min(h), r"x.min\(\) as \(a maximum over every axis"),
+], ids=["indices", "batch", "batch-negative", "every-axis", "adaptive-indices", "whole",
+         "whole-minimum"])
 def test_maxima_the_verifier_cannot_bound_are_named(forward, message):
     """An argmax (indices used), a maximum reaching the batch axis (by 0, or by a
     negative axis only the shape resolves), over every axis, and adaptive pooling with

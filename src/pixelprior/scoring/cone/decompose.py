@@ -941,6 +941,11 @@ def _reduced_extremes(traced: TracedGraph) -> bool:
             rewritten = True
             continue
         dim, keepdim = _argument(node, 1, "dim"), _argument(node, 2, "keepdim", False)
+        if dim is None and len(node.args) + len(node.kwargs) == 1:  # x.max(): over
+            _replace(graph, node, lambda x=source, least=least: _extreme_over(  # every
+                graph, x, (), False, least), "x.min()" if least else "x.max()")  # axis,
+            rewritten = True                                 # refused saying so
+            continue
         if dim is None or isinstance(dim, fx.Node):
             continue
         if node.target in (torch.amin, "amin"):
@@ -952,14 +957,8 @@ def _reduced_extremes(traced: TracedGraph) -> bool:
             if not values or len(values) != len(node.users):
                 continue
 
-        def build(x=source, dim=dim, keepdim=keepdim, least=least) -> fx.Node:
-            if least:
-                x = graph.call_function(operator.neg, (x,))
-            out = graph.call_function(torch.amax, (x, dim, keepdim))
-            return graph.call_function(operator.neg, (out,)) if least else out
-
         with graph.inserting_before(node):
-            out = build()
+            out = _extreme_over(graph, source, dim, keepdim, least)
         for value in values:
             value.replace_all_uses_with(out)
             if value is not node:
@@ -967,6 +966,16 @@ def _reduced_extremes(traced: TracedGraph) -> bool:
         graph.erase_node(node)
         rewritten = True
     return rewritten
+
+
+def _extreme_over(graph: fx.Graph, x: object, dim: object, keepdim: object,
+                  least: bool) -> fx.Node:
+    """``amax(x, dim, keepdim)``, or ``-amax(-x, ...)`` for the least (``dim=()``: over
+    every axis, which the rule refuses)."""
+    if least:
+        x = graph.call_function(operator.neg, (x,))
+    out = graph.call_function(torch.amax, (x, dim, keepdim))
+    return graph.call_function(operator.neg, (out,)) if least else out
 
 
 def _batch_expanded(view: GraphView, value: object) -> torch.Tensor | None:
