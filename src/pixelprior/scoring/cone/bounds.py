@@ -384,12 +384,12 @@ class BoundEngine:
             return None
         name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
         resolved = self.graph.resolve(node)
-        source = plan.shapes.get(_first_argument(node))
-        if resolved.operation is not None and resolved.operation.name == "pad" and (
-                not shape or shape[0] != 1 or source is None
-                or len(resolved.params) >= 2 * len(source)):
-            return (f" (of one image it makes a value of shape {tuple(shape)}: it pads the "
-                    "batch axis; give pads for the axes after it)")
+        if resolved.operation is not None and resolved.operation.name == "pad":
+            source = plan.shapes.get(_first_argument(node))  # (pads name the last axes)
+            if source is None or len(resolved.params) >= 2 * len(source):
+                return (f" (of one image it makes a value of shape {tuple(shape)}: it pads "
+                        "the batch axis; give pads for the axes after it)")
+            return None
         if name in ("cat", "concat", "concatenate", "stack"):
             if len(shape) >= 1 and shape[0] == 1:  # one value: a copy
                 return None

@@ -80,8 +80,8 @@ from torch import fx, nn
 
 from .layouts import DECOMPOSED, GraphView, keep_batch_first, reads_sizes
 from .operators.normalization import NormParams, VectorNormParams
-from .operators.shape import piece, placed
-from .table import OPERATIONS
+from .operators.shape import pad_settings, piece, placed
+from .table import OPERATIONS, NodeCall
 
 # ``traced`` below is a :class:`~.graph.TracedGraph` (which imports this module: typed
 # ``Any`` here, so that no import closes a cycle)
@@ -344,12 +344,9 @@ def _constant_pads(traced: TracedGraph) -> bool:
         operation = OPERATIONS.lookup(node, traced.modules)
         if operation is None or operation.name != "pad":
             continue
-        if node.op == "call_module":
-            module = traced.modules[node.target]
-            pads, mode, value = module.padding, "constant", getattr(module, "value", None)
-        else:
-            pads, mode = _argument(node, 1, "pad"), _argument(node, 2, "mode", "constant")
-            value = _argument(node, 3, "value")
+        pads, mode, value = pad_settings(NodeCall(node, traced.modules.get(node.target)
+                                                  if node.op == "call_module" else None,
+                                                  traced.statics))
         if mode != "constant" or not isinstance(value, (int, float)) or value == 0:
             continue
 
@@ -767,9 +764,9 @@ def _einsums(traced: TracedGraph) -> bool:
         parsed = _einsum_parts(node)
         if parsed is None:
             continue
-        constant = [_is_constant(traced, v) for v in parsed[2]]
         if _broadcasts(traced, *parsed):
             continue
+        constant = [_is_constant(traced, v) for v in parsed[2]]
         _replace(graph, node, lambda parsed=parsed, constant=constant: _einsum_form(
             graph, *parsed, constant, traced), None)
         rewritten = True
@@ -941,10 +938,11 @@ def _reduced_extremes(traced: TracedGraph) -> bool:
             rewritten = True
             continue
         dim, keepdim = _argument(node, 1, "dim"), _argument(node, 2, "keepdim", False)
-        if dim is None and len(node.args) + len(node.kwargs) == 1:  # x.max(): over
-            _replace(graph, node, lambda x=source, least=least: _extreme_over(  # every
-                graph, x, (), False, least), "x.min()" if least else "x.max()")  # axis,
-            rewritten = True                                 # refused saying so
+        if dim is None and len(node.args) + len(node.kwargs) == 1:
+            # x.max(): over every axis, written so that the rule refuses it saying so
+            _replace(graph, node, lambda x=source, least=least: _extreme_over(
+                graph, x, (), False, least), "x.min()" if least else "x.max()")
+            rewritten = True
             continue
         if dim is None or isinstance(dim, fx.Node):
             continue
@@ -1009,6 +1007,8 @@ def _class_tokens(traced: TracedGraph) -> bool:
         parts = node.args[0] if node.args else node.kwargs.get("tensors")
         if resolved is None or not isinstance(parts, (tuple, list)):
             continue
+        if not any(isinstance(p, fx.Node) and p.target == "expand" for p in parts):
+            continue  # (no token: no view of the graph to make)
         view = GraphView(traced)
         tokens = {i: _batch_expanded(view, part) for i, part in enumerate(parts)}
         held = next((t for t in tokens.values() if t is not None), None)

@@ -341,24 +341,20 @@ class Maximum(Exact):
         size = windows.fold((lower.abs() + upper.abs()) / 2)
         return [Coefficient(center, radius * (1 + g) + g * size)]
 
-    @staticmethod
-    def _candidates(step: IntervalStep) -> tuple[_PoolWindows, torch.Tensor, torch.Tensor]:
+    def _candidates(self, step: IntervalStep
+                    ) -> tuple[_PoolWindows | _Groups, torch.Tensor, torch.Tensor]:
         """The windows, which elements can be each window's maximum (their highest value
         reaches the least the maximum can be) and the windows where only one can."""
         value = step.intervals[0]
         low, high = value.lower - value.error, value.upper + value.error
-        windows = Maximum._windows(step.params, low.shape)
+        windows = self._windows(step.params, low.shape)
         floor = windows.pool(low)  # the least the window's maximum can be
         candidate = windows.unfold(high) >= windows.spread(floor)  # [N, C, k, L]
         return windows, candidate, candidate.sum(2, keepdim=True) == 1
 
-
     @staticmethod
     def _windows(params: Any, shape: torch.Size) -> _PoolWindows | _Groups:
-        """The groups an output element is the maximum of: a max pooling's windows, or
-        those of a maximum over axes (``params.groups``)."""
-        if hasattr(params, "groups"):
-            return _Groups(params, shape)
+        """The groups an output element is the maximum of: a max pooling's windows."""
         return _PoolWindows(params, shape)
 
 
@@ -374,6 +370,10 @@ class MaximumOver(Maximum):
         except ValueError as error:  # (a BoundUnsupportedError: the batch axis)
             raise IntervalUnsupportedError(str(error)) from error
         return super().apply(step)
+
+    @staticmethod
+    def _windows(params: Any, shape: torch.Size) -> _PoolWindows | _Groups:
+        return _Groups(params, shape)  # (``params.groups``)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 _SAME_RANK_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.Softmax,
                       nn.LogSoftmax)
 _REDUCTIONS = ("mean", "sum", "amax")
+_PERMUTES, _TRANSPOSES = ("permute", torch.permute), ("transpose", torch.transpose)
+_PERMUTATIONS = _PERMUTES + _TRANSPOSES
 
 
 def keep_batch_first(traced: TracedGraph) -> bool:
@@ -51,6 +53,8 @@ def keep_batch_first(traced: TracedGraph) -> bool:
         Whether anything was rewritten.
     """
     graph = traced.graph_module.graph
+    if not any(n.target in _PERMUTATIONS for n in graph.nodes):
+        return False  # (most models: no view of the graph to make)
     rewritten = False
     # each round moves a permutation one operation on (or composes two): a bound on the
     # rounds that grows with the graph (a 12-layer encoder written sequence first takes
@@ -58,7 +62,7 @@ def keep_batch_first(traced: TracedGraph) -> bool:
     # permutation later in the graph or removes one, so the rounds end
     for _ in range(10 * len(graph.nodes) + 100):
         view = GraphView(traced)
-        ranks = _ranks(view)
+        ranks = view.ranks
         changed = False
         for node in list(graph.nodes):
             if not view.varying(node):
@@ -97,6 +101,15 @@ class GraphView:
                     and any(n in self._varying for n in node.all_input_nodes)):
                 self._varying.add(node)
         self._values: dict[fx.Node, Any] = {}
+        self._ranks: dict[fx.Node, int] | None = None
+
+    @property
+    def ranks(self) -> dict[fx.Node, int]:
+        """Each value's number of axes, where the graph says it (:func:`_ranks`; the
+        rewrites add their new nodes' to it)."""
+        if self._ranks is None:
+            self._ranks = _ranks(self)
+        return self._ranks
 
     def varying(self, node: object) -> bool:
         return isinstance(node, fx.Node) and node in self._varying
@@ -117,7 +130,7 @@ class GraphView:
             return False
         if not self.varying(source) or not isinstance(axis, int) or isinstance(axis, bool):
             return False
-        perm = _permutation(source, _ranks(self)) if source.op.startswith("call") else None
+        perm = _permutation(source, self.ranks) if source.op.startswith("call") else None
         if perm is not None:
             return axis % len(perm) == perm.index(0)
         return axis == 0
@@ -173,7 +186,7 @@ def _permutation(node: fx.Node, ranks: dict[fx.Node, int]) -> tuple[int, ...] | 
     needs its rank), or ``None``."""
     if node.op not in ("call_method", "call_function") or not node.args:
         return None
-    if node.target in ("permute", torch.permute):
+    if node.target in _PERMUTES:
         given = node.args[1:] or (node.kwargs.get("dims"),)
         dims = given[0] if len(given) == 1 and isinstance(given[0], (tuple, list)) else given
         if dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
@@ -181,7 +194,7 @@ def _permutation(node: fx.Node, ranks: dict[fx.Node, int]) -> tuple[int, ...] | 
             perm = tuple(d % rank for d in dims)
             return perm if sorted(perm) == list(range(rank)) else None
         return None
-    if node.target in ("transpose", torch.transpose) and len(node.args) == 3:
+    if node.target in _TRANSPOSES and len(node.args) == 3:
         rank = ranks.get(node.args[0])
         a, b = node.args[1:]
         if rank is None or not all(isinstance(d, int) and -rank <= d < rank for d in (a, b)):

@@ -259,19 +259,22 @@ _PAD_MODES = {"_ConstantPadNd": "constant", "_ReflectionPadNd": "reflect",
               "_ReplicationPadNd": "replicate", "_CircularPadNd": "circular"}
 
 
-def _pad_params(call: NodeCall) -> tuple[int, ...] | str:
-    """``F.pad(x, pads, mode, value)`` and the padding modules (``nn.ZeroPad2d``,
-    ``nn.ReflectionPad2d``, ...): the pads, where each is a number and a constant pad's
-    value is 0 (the verifier's copies write another value ``c`` as ``F.pad(x - c) + c``,
-    :mod:`..decompose`; whether the pads reach the batch axis is checked by the plan)."""
+def pad_settings(call: NodeCall) -> tuple[Any, str, Any]:
+    """``(pads, mode, value)`` of ``F.pad(x, pads, mode, value)`` or of a padding module
+    (``nn.ZeroPad2d``, ``nn.ReflectionPad2d``, ...; ``value`` ``None`` for no constant)."""
     if call.module is not None:
-        pads = call.module.padding
         mode = next(_PAD_MODES[cls.__name__] for cls in type(call.module).__mro__
                     if cls.__name__ in _PAD_MODES)
-        value = getattr(call.module, "value", 0.0)
-    else:
-        pads, mode = call.arg(1, "pad"), call.arg(2, "mode", "constant")
-        value = call.arg(3, "value")
+        return call.module.padding, mode, getattr(call.module, "value", None)
+    return call.arg(1, "pad"), call.arg(2, "mode", "constant"), call.arg(3, "value")
+
+
+def _pad_params(call: NodeCall) -> tuple[int, ...] | str:
+    """A padding's pads (:func:`pad_settings`), where each is a number and a constant
+    pad's value is 0 (the verifier's copies write another value ``c`` as ``F.pad(x - c)
+    + c``, :mod:`..decompose`; whether the pads reach the batch axis is checked by the
+    plan)."""
+    pads, mode, value = pad_settings(call)
     if not isinstance(pads, (tuple, list)) or not all(
             isinstance(p, int) and not isinstance(p, bool) for p in pads):
         return "a padding by sizes computed in the model (give numbers)"
