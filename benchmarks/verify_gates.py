@@ -18,12 +18,14 @@ verifies and every copy classifies alike: the verdict, the share of the threat s
 proved, the boxes and the seconds, and each copy's seconds per box over the plain one's.
 
     python benchmarks/verify_gates.py [--images 5] [--candidates 40] [--budget 60]
-        [--seed 0] [--copies gated normed attention multihead sequence-first max-pooled]
+        [--seed 0] [--copies gated normed attention multihead sequence-first max-pooled
+                  resampled]
 
 Three more copies: ``nn.MultiheadAttention`` (two heads) in place of that attention,
 laid out batch first and, with the same weights, sequence first (``batch_first=False``,
 tokens ``[N, B, E]``: the verifier's copy moves the batch axis back first, so the two
-should cost alike), and a global max pooling's context (``h + proj(amax(h, (2, 3)))``).
+should cost alike), a global max pooling's context (``h + proj(amax(h, (2, 3)))``), and
+the first layer's map upsampled ×2 (bilinear) and average-pooled back (``resampled``).
 """
 
 from __future__ import annotations
@@ -168,7 +170,25 @@ class MaxContext(nn.Module):
         return self.plain.classifier(h + self.proj(h.amax((2, 3)))[:, :, None, None])
 
 
-COPIES = ("gated", "normed", "attention", "multihead", "sequence-first", "max-pooled")
+class Resampled(nn.Module):
+    """ConvSmall with its first layer's map upsampled ×2 (bilinear) and average-pooled
+    back after the first ReLU: a smoothing of it, as a decoder's upsampling and an
+    encoder's pooling meet; the verifier writes the upsampling as one weight matrix per
+    axis, and past it the cone is the whole map."""
+
+    def __init__(self, plain: nn.Module) -> None:
+        super().__init__()
+        self.plain = plain
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = features[1](features[0](self.plain.normalize(x)))
+        h = F.avg_pool2d(F.interpolate(h, scale_factor=2, mode="bilinear"), 2)
+        return self.plain.classifier(features[3](features[2](h)))
+
+
+COPIES = ("gated", "normed", "attention", "multihead", "sequence-first", "max-pooled",
+          "resampled")
 
 
 def main() -> None:
@@ -187,7 +207,8 @@ def main() -> None:
               "attention": lambda: Attended(plain, args.seed),
               "multihead": lambda: MultiHead(plain, args.seed, batch_first=True),
               "sequence-first": lambda: MultiHead(plain, args.seed, batch_first=False),
-              "max-pooled": lambda: MaxContext(plain, args.seed)}
+              "max-pooled": lambda: MaxContext(plain, args.seed),
+              "resampled": lambda: Resampled(plain)}
     networks = {"plain": plain} | {name: copies[name]().eval() for name in args.copies}
     with torch.no_grad():
         agree = torch.stack([net(images).argmax(1) == labels

@@ -21,16 +21,17 @@ from pixelprior.scoring.cone.plan import PointwiseStep, SpatialStep
 from pixelprior.scoring.cone.table import OperationTable
 
 
-class Erf(nn.Module):
-    """An activation the library does not know (torch.fx inlines it: a call of torch.erf)."""
+class Ndtr(nn.Module):
+    """An activation the library does not know (torch.fx inlines it: a call of
+    torch.special.ndtr, the normal distribution's CDF)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.erf(x)
+        return torch.special.ndtr(x)
 
 
 # the whole of what adding an operation takes: one registration
-register_operation("test_erf", window=lambda params: WindowRule("pointwise"),
-                   functions=(torch.erf,), help="the error function (a test)")
+register_operation("test_ndtr", window=lambda params: WindowRule("pointwise"),
+                   functions=(torch.special.ndtr,), help="the normal CDF (a test)")
 
 
 def cnn(activation: nn.Module) -> nn.Module:
@@ -42,17 +43,17 @@ def cnn(activation: nn.Module) -> nn.Module:
 
 class Unknown(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flip(-1).flip(-1)
+        return x.cumsum(-1).cumsum(-1)
 
 
 def test_a_registered_operation_runs_on_windows_and_equals_the_full_pass():
-    model = cnn(Erf())
+    model = cnn(Ndtr())
     engine = FxIncrementalForward(model)
     images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     plan = engine.plan(images)
-    assert plan.first_unsupported.startswith("AdaptiveAvgPool2d")  # the head, not erf
-    erf = next(step for node, step, _ in plan.steps if node.target is torch.erf)
-    assert isinstance(erf, PointwiseStep)
+    assert plan.first_unsupported.startswith("AdaptiveAvgPool2d")  # the head, not ndtr
+    ndtr = next(step for node, step, _ in plan.steps if node.target is torch.special.ndtr)
+    assert isinstance(ndtr, PointwiseStep)
     kinds = {type(step) for _, step, _ in plan.steps}
     assert PointwiseStep in kinds and SpatialStep in kinds
     owner, y, x = torch.tensor([0, 1, 1]), torch.tensor([0, 7, 15]), torch.tensor([3, 0, 15])
@@ -67,9 +68,9 @@ def test_a_registered_operation_runs_on_windows_and_equals_the_full_pass():
 def test_an_unregistered_operation_is_named_and_run_on_full_maps():
     engine = FxIncrementalForward(cnn(Unknown()))
     plan = engine.plan(torch.rand(1, 3, 16, 16))
-    assert plan.first_unsupported == "Tensor.flip() (not an operation it knows)"
-    flips = [step for node, step, _ in plan.steps if node.target == "flip"]
-    assert flips and all(type(step).__name__ == "FullStep" for step in flips)
+    assert plan.first_unsupported == "Tensor.cumsum() (not an operation it knows)"
+    sums = [step for node, step, _ in plan.steps if node.target == "cumsum"]
+    assert sums and all(type(step).__name__ == "FullStep" for step in sums)
 
 
 def test_lookup_by_module_function_and_method():
@@ -85,7 +86,7 @@ def test_lookup_by_module_function_and_method():
     }
     for name, node in nodes.items():
         assert OPERATIONS.lookup(node, modules).name == name
-    assert OPERATIONS.lookup(graph.call_method("flip", (x, -1)), modules) is None
+    assert OPERATIONS.lookup(graph.call_method("cumsum", (x, -1)), modules) is None
 
 
 def test_a_subclass_that_overrides_forward_is_not_its_parent():

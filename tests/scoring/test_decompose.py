@@ -21,6 +21,7 @@ from test_bounds import (
     Padded,
     Pieces,
     Pooled,
+    Resampled,
     SequenceFirst,
     TimmAttention,
     TimmFused,
@@ -45,7 +46,7 @@ def names_run(graph: TracedGraph) -> set[str]:
 @pytest.mark.parametrize("net", [Normed, Normalised, Attention, Encoder, Pooled,
                                  Exponentials, TimmAttention, TimmFused, Norms, Pieces,
                                  Transformer, Maxima, Padded, Einsums,
-                                 SequenceFirst])
+                                 SequenceFirst, Resampled])
 def test_the_decomposed_copy_computes_the_models_function(net):
     """In float64 the rewritten graph's scores are the model's to rounding, on batches
     of 1 and 3; no normalisation, softmax, attention, product of matrices, maximum and
@@ -238,12 +239,27 @@ class Matrices(nn.Module):
     lambda h: torch.unbind(input=h.permute(2, 0, 1, 3), dim=0)[3],
     lambda h: torch.linalg.vector_norm(x=h, dim=1) + torch.chunk(input=h, chunks=2, dim=1)[1],
     lambda h: F.interpolate(h, scale_factor=3.0, mode="nearest-exact") + 1,
-    lambda h: F.interpolate(h, scale_factor=(2, 1)).repeat_interleave(2, -3)],
+    lambda h: F.interpolate(h, scale_factor=(2, 1)).repeat_interleave(2, -3),
+    lambda h: F.interpolate(h, scale_factor=2, mode="bilinear"),
+    lambda h: F.interpolate(h, size=(7, 9), mode="bilinear", align_corners=True),
+    lambda h: F.interpolate(h, size=(8, 6), mode="bicubic"),
+    lambda h: F.interpolate(h, size=(7, 3)), lambda h: F.interpolate(h, scale_factor=1.5),
+    lambda h: F.interpolate(h, scale_factor=0.5, mode="bilinear"),
+    lambda h: F.interpolate(h, size=9, mode="bilinear", align_corners=True),
+    lambda h: F.interpolate(h.flatten(2), scale_factor=2.5, mode="linear"),
+    lambda h: F.interpolate(h.flatten(2), size=11),
+    lambda h: F.interpolate(h.unsqueeze(2), size=(2, 7, 6), mode="trilinear"),
+    lambda h: h.var((2, 3)) + torch.var(h, (2, 3), unbiased=False),
+    lambda h: h.std(1, keepdim=True) * h + torch.std(h, dim=(2, 3), keepdim=True),
+    lambda h: h.var(2, correction=0) + h.var(-1, True, True).squeeze(-1),
+    lambda h: torch.logsumexp(h, (2, 3)) + h.logsumexp(1, keepdim=True).mean((1, 2, 3))[:, None]],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
          "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",
          "stack-1", "permute-keywords", "unbind-keywords", "norm-keywords", "interpolate",
-         "upsample"])
+         "upsample", "bilinear", "bilinear-corners", "bicubic", "nearest-sized",
+         "nearest-fraction", "bilinear-down", "bilinear-size", "linear", "linear-sized",
+         "trilinear", "var", "std", "var-correction", "logsumexp"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -302,14 +318,25 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.permute(1, 0, 2, 3).unbind(0)[True], "move the batch axis"),
     (lambda h: torch.stack([h, h], 0), "stack"),
     (lambda h: torch.norm(h, dim=h.dim() - 1), "dim is computed in the model"),
-    (lambda h: F.interpolate(h, scale_factor=2, mode="bilinear"), "other than nearest"),
-    (lambda h: F.interpolate(h, scale_factor=1.5), "not whole numbers"),
-    (lambda h: F.interpolate(h, size=(10, 10)), "other than nearest"),
-    (lambda h: h.repeat_interleave(2, dim=-4), "repeats the batch axis")],
+    (lambda h: F.interpolate(h, scale_factor=2, mode="area"), "mode='area'"),
+    (lambda h: F.interpolate(h, scale_factor=0.5, mode="bilinear", antialias=True),
+     "antialias"),
+    (lambda h: F.interpolate(h, size=h.shape[-1] * 2), "computed in the model"),
+    (lambda h: h.repeat_interleave(2, dim=-4), "repeats the batch axis"),
+    (lambda h: h.var() * h, "every axis"), (lambda h: h.std(0) * h, "batch axis"),
+    (lambda h: h.var(-4) * h, "batch"),
+    (lambda h: torch.logsumexp(h, 0) * h, "batch axis"),
+    (lambda h: torch.roll(h, 1) * h, "roll without dims"),
+    (lambda h: h.flip(0), "flip of the batch axis"), (lambda h: h.flip(-4), "flips the batch"),
+    (lambda h: torch.roll(h, 2, -4), "rolls the batch"),
+    (lambda h: F.pixel_shuffle(h.flatten(2), 1), "shuffles the batch axis"),
+    (lambda h: F.celu(h, -0.5), "CELU with alpha")],
     ids=["across-images", "matmul-2d", "matrix-by-batch", "causal", "dtype", "norm-whole",
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype",
          "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch",
-         "norm-computed-dim", "bilinear", "fractional", "sized", "repeat-batch"])
+         "norm-computed-dim", "area", "antialias", "computed-size", "repeat-batch",
+         "var-whole", "std-batch", "var-negative", "logsumexp-batch", "roll-flat", "flip-batch",
+         "flip-negative", "roll-negative", "shuffle-3d", "celu-negative"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times
     the batch: across images), causal attention and a softmax in another dtype are
@@ -394,7 +421,7 @@ def test_no_float32_error_is_proved_through_a_softmax():
 
 
 @pytest.mark.parametrize("net", [Attention, Encoder, Pooled, TimmAttention, TimmFused, Norms,
-                                 Transformer, SequenceFirst])
+                                 Transformer, SequenceFirst, Resampled])
 def test_the_estimate_covers_float32_attention(net):
     """The first-order estimate (the tolerance where no float32 error is proved) covers
     the float32 model's deviation from float64 at the image, on random attention nets."""

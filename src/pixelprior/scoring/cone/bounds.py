@@ -57,6 +57,7 @@ from .graph import (
     check_same_program,
     computed_attributes,
     describe,
+    model_dtype,
     training_module,
     untraceable,
 )
@@ -306,7 +307,8 @@ class BoundEngine:
         copied = copy_module(model).to(dtype).eval()
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype,
-                                               decompose=True)
+                                               decompose=True,
+                                               source_dtype=model_dtype(model, torch.float32))
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
@@ -1278,6 +1280,13 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
     return current, error + drift * (1 + 1e-6), size
 
 
+# the copies along named axes, and what each does to an axis (a negative one may name
+# the batch axis: :func:`_moves_batch_axis`)
+_AXIS_VERBS = {"squeeze": "squeezes", "transpose": "transposes",
+               "unsqueeze": "puts a new axis at", "piece": "splits",
+               "repeat_interleave": "repeats", "flip": "flips", "roll": "rolls"}
+
+
 def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
                       varying: set[fx.Node]) -> str | None:
     """Why a squeeze, an elementwise operation or an ``expand`` would mix the rows of the
@@ -1289,14 +1298,17 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
     if resolved is None or resolved.operation is None:
         return None
     name = resolved.operation.name
-    if name in ("squeeze", "transpose", "unsqueeze", "piece", "repeat_interleave") and (
-            isinstance(resolved.params, tuple)):
+    if name == "pixel_shuffle":  # (channels, height, width): the last three axes
+        source = plan.shapes.get(_first_argument(node))
+        if source is not None and len(source) < 4:
+            return (f" (it shuffles the batch axis of a value of shape {tuple(source)} as "
+                    "channels; give it [N, C, H, W])")
+        return None
+    if name in _AXIS_VERBS and isinstance(resolved.params, tuple):
         source = plan.shapes.get(_first_argument(node))  # a negative dim may name axis 0
         rank = None if source is None else len(source) + (name == "unsqueeze")
         if rank is not None and any(d % rank == 0 for d in resolved.params):
-            verb = {"squeeze": "squeezes", "transpose": "transposes",
-                    "unsqueeze": "puts a new axis at", "piece": "splits",
-                    "repeat_interleave": "repeats"}[name]
+            verb = _AXIS_VERBS[name]
             return (f" (it {verb} the batch axis of a value of shape {tuple(source)}; "
                     "give the dims from the front)")
         return None

@@ -79,7 +79,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .layouts import DECOMPOSED, GraphView, keep_batch_first, reads_sizes
-from .operators.normalization import NormParams, VectorNormParams
+from .operators.normalization import MomentParams, NormParams, VectorNormParams, moment_factor
+from .operators.resampling import InterpolateSpec, resample, with_dtype
 from .operators.shape import pad_settings, piece, placed
 from .table import OPERATIONS, NodeCall
 
@@ -116,6 +117,8 @@ def decompose(traced: TracedGraph) -> bool:
     changed = _constant_pads(traced) or changed
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
+    changed = _moment_reductions(traced) or changed
+    changed = _logsumexps(traced) or changed
     changed = _multihead(traced) or changed
     changed = keep_batch_first(traced) or changed
     changed = _attention(traced) or changed
@@ -312,23 +315,42 @@ def _pieces(traced: TracedGraph) -> bool:
 
 
 def _upsamplings(traced: TracedGraph) -> bool:
-    """Each nearest upsampling of a map that changes with the pixel by whole numbers as
-    ``repeat_interleave`` along its height, then its width (a copy of each element)."""
+    """Each interpolation of a map that changes with the pixel: nearest upsampling of a
+    2-D map by whole numbers as ``repeat_interleave`` along its height, then its width (a
+    copy of each element); any other as :func:`~.operators.resampling.resample`, one
+    weight matrix per axis read off the kernel (a nearest one's indices in the model's
+    dtype, ``traced.source_dtype``)."""
     graph, rewritten = traced.graph_module.graph, False
+    ranks = None
     for node in list(graph.nodes):
-        resolved = _named(traced, node, ("upsample_nearest",))
-        if resolved is None or not isinstance(resolved.params, tuple):
+        resolved = _named(traced, node, ("interpolate",))
+        if resolved is None or not isinstance(resolved.params, InterpolateSpec):
             continue
+        spec, source = resolved.params, _first_argument(node)
+        factors = spec.whole_factors()
+        if factors is not None and ranks is None:
+            ranks = GraphView(traced).ranks
+        if factors is not None and ranks.get(source) == 4:
+            factors = factors * 2 if len(factors) == 1 else factors
 
-        def build(source=_first_argument(node), factors=resolved.params) -> fx.Node:
-            out = source
-            for axis, factor in zip((-2, -1), factors, strict=True):
-                if factor != 1:
-                    out = graph.call_method("repeat_interleave", (out, factor),
-                                            {"dim": axis})
-            return out
+            def build(source=source, factors=factors) -> fx.Node:
+                out = source
+                for axis, factor in zip((-2, -1), factors, strict=True):
+                    if factor != 1:
+                        out = graph.call_method("repeat_interleave", (out, factor),
+                                                {"dim": axis})
+                return out
 
-        _replace(graph, node, build, None)
+            _replace(graph, node, build, None)
+        else:
+            if spec.nearest and traced.source_dtype is not None:
+                # a nearest neighbour's index is the model's kernel's (float32 may round
+                # it the other way than float64); weights are the values' dtype's (a
+                # continuous function of them: float32's rounding is the estimate's)
+                spec = with_dtype(spec, traced.source_dtype)
+            # (marked, but for a copy: the model's kernel rounds its own products)
+            _replace(graph, node, lambda source=source, spec=spec: graph.call_function(
+                resample, (source, spec)), None if spec.nearest else "interpolate")
         rewritten = True
     return rewritten
 
@@ -496,6 +518,67 @@ def _norms(traced: TracedGraph) -> bool:
 
         # (marked: the model's float32 kernel sums its squares in its own order)
         _replace(graph, node, build, resolved.operation.name)
+        rewritten = True
+    return rewritten
+
+
+def _moment_reductions(traced: TracedGraph) -> bool:
+    """Each variance and standard deviation over axes of a value that changes with the
+    pixel as the mean of its squared deviations (over one axis: bounded below by 0) or,
+    over several (a whole map), the mean of its squares less its squared mean
+    (:func:`_moments`), times ``n / (n - correction)``; a standard deviation as its
+    square root."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("var", "std"))
+        if resolved is None or not isinstance(resolved.params, MomentParams):
+            continue
+
+        def build(source=_first_argument(node), params=resolved.params,
+                  root=resolved.operation.name == "std") -> fx.Node:
+            def average(value: object) -> fx.Node:
+                return graph.call_method("mean", (value, params.dims), {"keepdim": True})
+
+            if len(params.dims) == 1:
+                variance = _centred_moments(graph, source, average)[2]
+            else:
+                variance = _moments(graph, source, average)[1]
+            if params.correction:
+                sizes = tuple(graph.call_method("size", (source, d)) for d in params.dims)
+                factor = graph.call_function(moment_factor, (sizes, params.correction))
+                variance = graph.call_function(operator.mul, (variance, factor))
+            if not params.keepdim:
+                variance = graph.call_method("squeeze", (variance, params.dims))
+            return graph.call_function(torch.sqrt, (variance,)) if root else variance
+
+        # (marked: the model's kernel sums its own way, Welford's or in two passes)
+        _replace(graph, node, build, resolved.operation.name)
+        rewritten = True
+    return rewritten
+
+
+def _logsumexps(traced: TracedGraph) -> bool:
+    """Each ``logsumexp`` over axes of a value that changes with the pixel as ``log Σ
+    exp(x - μ) + μ`` with ``μ`` the mean over those axes: the same function in real
+    arithmetic (the mean keeps the exponents near 0, as a softmax's copy does)."""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        resolved = _named(traced, node, ("logsumexp",))
+        if resolved is None or not isinstance(resolved.params, dict):
+            continue
+
+        def build(source=_first_argument(node), dims=resolved.params["dims"],
+                  keepdim=resolved.params["keepdim"]) -> fx.Node:
+            mean = graph.call_method("mean", (source, dims), {"keepdim": True})
+            terms = graph.call_function(torch.exp, (graph.call_function(
+                operator.sub, (source, mean)),))
+            total = graph.call_method("sum", (terms, dims), {"keepdim": True})
+            out = graph.call_function(operator.add, (graph.call_function(
+                torch.log, (total,)), mean))
+            return out if keepdim else graph.call_method("squeeze", (out, dims))
+
+        # (marked: the model's kernel subtracts the largest, not the mean)
+        _replace(graph, node, build, "logsumexp")
         rewritten = True
     return rewritten
 

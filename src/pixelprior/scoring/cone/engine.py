@@ -31,6 +31,7 @@ class FxIncrementalForward:
         decompose: divisions by values that change with the pixel and normalisations
             as the operations the bound rules relax (see :class:`TracedGraph`; the
             verifier's engines).
+        source_dtype: the dtype of the model ``model`` copies (see :class:`TracedGraph`).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -38,8 +39,9 @@ class FxIncrementalForward:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None, decompose: bool = False) -> None:
-        self.graph = TracedGraph(model, fold, float_as, decompose)
+                 float_as: torch.dtype | None = None, decompose: bool = False,
+                 source_dtype: torch.dtype | None = None) -> None:
+        self.graph = TracedGraph(model, fold, float_as, decompose, source_dtype)
         self._plans: dict[tuple, Plan] = {}
 
     @property

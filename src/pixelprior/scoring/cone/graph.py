@@ -23,7 +23,7 @@ from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
            "check_same_program",
-           "computed_attributes", "describe", "training_module", "untraceable",
+           "computed_attributes", "describe", "model_dtype", "training_module", "untraceable",
            "untraceable_advice", "without_inplace"]
 
 # Operations that copy a constant tensor's values exactly (no rounding, no conversion)
@@ -309,6 +309,9 @@ class TracedGraph:
             GroupNorm and InstanceNorm as the operations the bound rules relax (the
             verifier's copies: the same function in real arithmetic; see
             :mod:`.decompose`).
+        source_dtype: the dtype of the model ``model`` is a copy of (the verifier's
+            float64 copies of a float32 model): an interpolation's weights are read off
+            that dtype's kernel (``None``: the values' own).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -317,8 +320,9 @@ class TracedGraph:
     """
 
     def __init__(self, model: nn.Module, fold: bool = True,
-                 float_as: torch.dtype | None = None, decompose: bool = False) -> None:
-        self.float_as = float_as
+                 float_as: torch.dtype | None = None, decompose: bool = False,
+                 source_dtype: torch.dtype | None = None) -> None:
+        self.float_as, self.source_dtype = float_as, source_dtype
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
@@ -656,13 +660,13 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
             computes with its batch size.
     """
     _check_batch_size_use(traced if runs is None else runs, images, error)
-    scores = model(images.to(_dtype_of(model, images.dtype)))
+    scores = model(images.to(model_dtype(model, images.dtype)))
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
         raise error(f"the model returns {_shape_of(scores)}, not class scores [B, K]: "
                     "wrap it to return them")
     # the copy in the dtype it was traced in (a model cast since, e.g. model.double(),
     # computes the same function: its scores agree within the copy's rounding)
-    copy = traced.run(images.to(_dtype_of(traced.graph_module, images.dtype)))
+    copy = traced.run(images.to(model_dtype(traced.graph_module, images.dtype)))
     if not isinstance(copy, torch.Tensor) or copy.shape != scores.shape:
         raise error(f"the model's traced graph returns {_shape_of(copy)} where the model "
                     f"returns scores {list(scores.shape)}")
@@ -715,7 +719,7 @@ def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
     batch_size_use`), once per traced copy."""
     if traced._batch_size_checked:
         return
-    found = traced.batch_size_use(images.to(_dtype_of(traced.graph_module, images.dtype)))
+    found = traced.batch_size_use(images.to(model_dtype(traced.graph_module, images.dtype)))
     if found is not None:
         size, use = found
         raise error(f"the model computes with its batch size (the graph's {size.name}, "
@@ -752,7 +756,7 @@ def untraceable(model: nn.Module, exc: BaseException) -> str:
     return f"{advice} ({cause})" if advice else cause
 
 
-def _dtype_of(model: nn.Module, default: torch.dtype) -> torch.dtype:
+def model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
     """The dtype of the model's first floating parameter (``default`` where none)."""
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), default)
 

@@ -845,7 +845,7 @@ class SignedAffine(IntervalRule):
         """
         reach = self.run_abs(radius)
         size = (self.size_bound or self.run_abs)(middle.abs() + radius)
-        reach += _slack(self.terms + 8, size + self.offset)
+        reach += _slack(self.terms + 8, size + self.offset_for(center))
         return Interval(center - reach, center + reach)
 
     def error(self, step, out, unit):
@@ -856,7 +856,7 @@ class SignedAffine(IntervalRule):
         ``|A| e + γ (|A| (|x| + e) + offset)``, in one pass as ``|A| (e + γ (|x| + e)) +
         γ offset``."""
         g = gamma(self.terms, unit)
-        return self.run_abs(value.error + g * value.reach()) + g * self.offset
+        return self.run_abs(value.error + g * value.reach()) + g * self.offset_for(value.lower)
 
     def rounding(self, step, out, unit):
         return self.rounding_of(step.intervals[0], unit)
@@ -865,7 +865,12 @@ class SignedAffine(IntervalRule):
         """The float32 rounding of ``A x + b`` for ``x`` in ``value`` (with its error):
         ``γ (|A| (|x| + e) + offset)``."""
         g = gamma(self.terms, unit)
-        return g * self.run_abs(value.reach()) + g * self.offset
+        return g * self.run_abs(value.reach()) + g * self.offset_for(value.lower)
+
+    def offset_for(self, like: torch.Tensor) -> torch.Tensor | float:
+        """:attr:`offset` as it broadcasts against the operation's values ``like`` (a
+        rule whose offset is per channel of values of any rank shapes it here)."""
+        return self.offset
 
     def pull(self, step, out, coefficient):
         return _linear_pull(step, out, coefficient, self.run_abs)

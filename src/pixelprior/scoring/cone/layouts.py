@@ -38,7 +38,7 @@ TracedGraph = Any  # a :class:`~.graph.TracedGraph` (which imports this module)
 
 # nn modules that keep their input's rank, whatever it is
 _SAME_RANK_MODULES = (nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.Softmax,
-                      nn.LogSoftmax)
+                      nn.LogSoftmax, nn.BatchNorm1d, nn.BatchNorm3d)
 _REDUCTIONS = ("mean", "sum", "amax")
 _PERMUTES, _TRANSPOSES = ("permute", torch.permute), ("transpose", torch.transpose)
 _PERMUTATIONS = _PERMUTES + _TRANSPOSES
@@ -583,7 +583,8 @@ def _rank(view: GraphView, node: fx.Node, ranks: dict[fx.Node, int]) -> int | No
     known = ranks.get(first) if isinstance(first, fx.Node) else None
     if node.op == "call_module":
         module = traced.modules[node.target]
-        if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.MaxPool2d,
+                               nn.AvgPool2d)):
             return 4
         if isinstance(module, _SAME_RANK_MODULES) or view.resolve(node).rule in (
                 POINTWISE, ELEMENTWISE):  # (any activation module)
@@ -597,9 +598,10 @@ def _rank(view: GraphView, node: fx.Node, ranks: dict[fx.Node, int]) -> int | No
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return start + 1 if isinstance(start, int) and start >= 0 and end == -1 else None
-    if name in ("conv2d", "max_pool2d", "avg_pool2d", "batch_norm"):
+    if name in ("conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d"):
         return 4
     if name in ("transpose", "contiguous", "linear", "layer_norm", "softmax", "clone",
+                "batch_norm",
                 "float", "log_softmax", "placed"):
         return known
     if name in _REDUCTIONS:

@@ -44,10 +44,17 @@ from .decompose import expand_encoders
 from .graph import OPERATIONS, without_inplace  # the table, every operation registered
 from .intervals import UNDERFLOW
 from .operators.activations import narrowing_dtype, softplus_jump
-from .operators.convolution import ConvParams
+from .operators.convolution import ConvParams, TransposedParams
 from .operators.linear import LinearParams
-from .operators.normalization import BatchNormParams, NormParams, VectorNormParams
+from .operators.normalization import (
+    BatchNormParams,
+    MomentParams,
+    NormParams,
+    VectorNormParams,
+    moment_factor,
+)
 from .operators.pooling import PoolParams
+from .operators.resampling import InterpolateSpec, interpolate_terms, resample
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
@@ -183,6 +190,8 @@ class _Recorder(fx.Interpreter):
         x = self._input(node)
         gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
         magnitude = result.detach().abs()
+        if name in ("interpolate", "resample") and isinstance(params, InterpolateSpec):
+            return _interpolate_radius(x, params, gamma)
         if name == "conv2d" and isinstance(params, ConvParams) and x is not None:
             weight = params.weight.detach().abs()
             out = F.conv2d(x, weight, None, params.stride, params.padding, params.dilation,
@@ -190,6 +199,12 @@ class _Recorder(fx.Interpreter):
             if params.bias is not None:
                 out = out + params.bias.detach().abs()[None, :, None, None]
             return gamma(weight[0].numel() + 1) * out
+        if name == "conv_transpose2d" and isinstance(params, TransposedParams) and (
+                x is not None):
+            out = params.run(x, params.weight.detach().abs())
+            if params.bias is not None:
+                out = out + params.bias.detach().abs()[None, :, None, None]
+            return gamma(params.terms) * out
         if name == "linear" and isinstance(params, LinearParams) and x is not None:
             weight = params.weight.detach().abs()
             out = x @ weight.T + (params.bias.detach().abs() if params.bias is not None else 0)
@@ -220,6 +235,14 @@ class _Recorder(fx.Interpreter):
             if isinstance(params, PoolParams):
                 size = max(size, params.kernel[0] * params.kernel[1])
             return gamma(size + 1) * self._on_magnitudes(node)
+        if name in ("var", "std") and isinstance(params, MomentParams) and x is not None:
+            return _moment_radius(self.env[node.args[0]], params, name == "std", result,
+                                  gamma)
+        if name == "logsumexp" and isinstance(params, dict) and x is not None:
+            # the largest subtracted, n exponentials summed, a log, the largest added back
+            count = math.prod(x.shape[d] for d in params["dims"])
+            largest = x.amax(params["dims"], keepdim=params["keepdim"])
+            return gamma(count + 8) * (magnitude + largest)
         if name in SMOOTH and x is not None:
             # relative to |y| + |x|: x·Φ(x) and exp(x) - 1 forms lose digits to cancellation
             extra = 0.0
@@ -231,8 +254,10 @@ class _Recorder(fx.Interpreter):
             # over known ranges; this is not)
             if name == "softplus" and isinstance(params, dict):
                 extra = softplus_jump(float(params["beta"]), float(params["threshold"]))
-            if name == "elu" and isinstance(params, dict):
+            if name in ("elu", "celu") and isinstance(params, dict):
                 extra = abs(float(params["alpha"])) * gamma(SMOOTH[name])
+            if name == "selu":  # its scale times α: the size of its negative side
+                extra = 1.7581 * gamma(SMOOTH[name])
             return gamma(SMOOTH[name]) * (magnitude + x) + extra
         return gamma(ROUNDINGS.get(name, 1)) * magnitude
 
@@ -369,8 +394,8 @@ def _attention_rounding(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity", "float",
                    "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
                    "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
-                   "placed", "piece", "repeat_interleave", "upsample_nearest", "max_over",
-                   "pad"})
+                   "placed", "piece", "repeat_interleave", "max_over",
+                   "pad", "flip", "roll", "pixel_shuffle"})
 # operations whose kernels sum squares or products of their inputs before the result
 # (:meth:`_Recorder._intermediates_overflow`)
 _SUMS_OF_PRODUCTS = frozenset({"norm", "normalize", "layer_norm", "group_norm", "matmul",
@@ -378,17 +403,19 @@ _SUMS_OF_PRODUCTS = frozenset({"norm", "normalize", "layer_norm", "group_norm", 
 # roundings per output of the smooth activations, a few library calls (exp, log1p, erf,
 # tanh) of a few units in the last place each, counted generously; of the other
 # elementwise operations (one by default)
-SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8}
+SMOOTH = {"sigmoid": 8, "tanh": 8, "silu": 8, "gelu": 8, "elu": 8, "mish": 16, "softplus": 8,
+          "selu": 8, "celu": 8, "softsign": 4, "logsigmoid": 8, "erf": 8, "tanhshrink": 8}
 ROUNDINGS = {"hardsigmoid": 2, "hardswish": 3, "add": 1, "sub": 1, "mul": 1, "div": 1,
              "leaky_relu": 1, "square": 1, "sqrt": 1, "reciprocal": 2, "rsqrt": 4, "pow": 4,
-             "exp": 4, "log": 4, "prelu": 1, "prelu_function": 1}
+             "exp": 4, "log": 4, "prelu": 1, "prelu_function": 1, "softshrink": 1}
 # operations counted by a rule of their own in RoundingRecorder._radius (a sum of
 # products, a normalisation, a mean or a sum, a softmax, attention) or refused by the
 # verifier (a narrowing cast)
-COUNTED_APART = frozenset({"conv2d", "linear", "batch_norm", "avg_pool2d",
+COUNTED_APART = frozenset({"conv2d", "conv_transpose2d", "linear", "batch_norm", "avg_pool2d",
                            "adaptive_avg_pool2d", "mean", "sum", "narrowing_cast",
                            "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
-                           "attention", "multihead_attention", "norm", "normalize"})
+                           "attention", "multihead_attention", "norm", "normalize", "var",
+                           "std", "logsumexp", "interpolate", "resample"})
 
 
 def rounding_counted(name: str) -> bool:
@@ -404,6 +431,39 @@ def rounding_counted(name: str) -> bool:
         apart names it.
     """
     return name in EXACT or name in SMOOTH or name in ROUNDINGS or name in COUNTED_APART
+
+
+def _interpolate_radius(x: torch.Tensor | None, spec: InterpolateSpec,
+                        gamma: Any) -> torch.Tensor | None:
+    """A first-order estimate of an interpolation's rounding: none for a nearest one (a
+    copy); else its taps' nested sums of products, ``γ_terms |A| |x|`` (``x`` given as
+    ``|x|``, ``A`` the weights of the model's kernel)."""
+    if spec.nearest or x is None:
+        return None
+    magnitudes = resample(x.double(), spec, absolute=True)
+    return gamma(interpolate_terms(spec, x.dim())) * magnitudes
+
+
+def _moment_radius(value: torch.Tensor, params: MomentParams, root: bool,
+                   result: torch.Tensor, gamma: Any) -> torch.Tensor:
+    """A first-order estimate of the rounding of a variance (``root``: a standard
+    deviation) of ``value`` over ``params.dims``: the kernel's ``n`` squared deviations
+    summed (in its own order, or Welford's updates) and divided, about ``γ_{2n+8}`` of
+    the mean of ``(|x| + |μ|)²`` times ``n / (n - c)``; through the square root at most
+    the square root of that, or that over the root's twice (whichever is smaller)."""
+    value = value.detach().double()
+    dims = params.dims
+    sizes = tuple(value.shape[d] for d in dims)
+    mean = value.mean(dims, keepdim=True)
+    terms = (value.abs() + mean.abs()).square().mean(dims, keepdim=params.keepdim)
+    variance = gamma(2 * math.prod(sizes) + 8) * terms * moment_factor(
+        sizes, params.correction)
+    if not root:
+        return variance
+    deviation = result.detach().double().abs()
+    through = torch.where(deviation > 0, variance / (2 * deviation).clamp_min(2.0**-1000),
+                          variance.sqrt())
+    return torch.minimum(variance.sqrt(), through) + gamma(4) * deviation
 
 
 def _norm_terms(params: NormParams, x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -430,7 +490,7 @@ def _bn_terms(params: BatchNormParams, x: torch.Tensor) -> torch.Tensor:
     ``x`` given as ``|x|``)."""
     scale = (params.weight.detach() if params.weight is not None else 1) / torch.sqrt(
         params.var.detach() + params.eps)
-    shape = (1, -1, 1, 1)
+    shape = (1, -1, *([1] * (x.dim() - 2)))  # per channel, axis 1 of any rank
     centred = x + params.mean.detach().abs().view(shape)
     bias = params.bias.detach().abs().view(shape) if params.bias is not None else 0
     return centred * torch.as_tensor(scale).abs().view(shape) + bias

@@ -52,6 +52,7 @@ from .graph import (
     check_agreement,
     check_same_program,
     describe,
+    model_dtype,
     training_module,
     untraceable,
 )
@@ -134,7 +135,8 @@ class IntervalScreen:
             name for name, _ in copied.named_buffers()}
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64,
-                                               decompose=True)
+                                               decompose=True,
+                                               source_dtype=model_dtype(model, torch.float32))
             # the model as copied, traced in its own dtype: its scores are checked
             # against it per image (code torch.fx does not see, weights changed since)
             self._as_traced = TracedGraph(model, fold=False)

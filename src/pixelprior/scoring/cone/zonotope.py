@@ -594,17 +594,20 @@ class PiecewiseLinear(Relaxation):
 
 
 class SShaped(Relaxation):
-    """Sigmoid and tanh: ``f'`` is largest at 0 and falls on both sides, so with
+    """Sigmoid, tanh, softsign and erf: ``f'`` is largest at 0 and falls on both sides, so with
     ``λ = min(f'(l), f'(u))`` the rest ``f(x) - λ x`` is nondecreasing on ``[l, u]``:
     bounded by its values at the ends (DeepZ's rule).
 
     Args:
         f: the function; ``derivative``: its derivative.
+        lipschitz: an upper bound of ``f'`` (its value at 0): 1 for tanh and softsign
+            (sigmoid's 1/4 is within it), ``2 / √π`` for erf.
     """
 
     def __init__(self, f: Callable[[torch.Tensor], torch.Tensor],
-                 derivative: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.f, self.derivative = f, derivative
+                 derivative: Callable[[torch.Tensor], torch.Tensor],
+                 lipschitz: float = 1.0) -> None:
+        self.f, self.derivative, self.lipschitz = f, derivative, lipschitz
 
     def coefficients(self, lower, upper):
         slope = torch.minimum(self.derivative(lower), self.derivative(upper))

@@ -9,8 +9,9 @@ from . import (
     linear,
     normalization,
     pooling,
+    resampling,
     shape,
 )
 
 __all__ = ["activations", "arithmetic", "attention", "convolution", "linear", "normalization",
-           "pooling", "shape"]
+           "pooling", "resampling", "shape"]

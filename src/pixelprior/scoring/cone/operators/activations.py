@@ -61,6 +61,13 @@ ACTIVATIONS: dict[str, tuple[tuple, tuple, tuple]] = {
     "elu": ((nn.ELU,), (F.elu,), ()),
     "mish": ((nn.Mish,), (F.mish,), ()),
     "softplus": ((nn.Softplus,), (F.softplus,), ()),
+    "selu": ((nn.SELU,), (F.selu, torch.selu), ()),
+    "celu": ((nn.CELU,), (F.celu, torch.celu), ()),
+    "softsign": ((nn.Softsign,), (F.softsign,), ()),
+    "logsigmoid": ((nn.LogSigmoid,), (F.logsigmoid,), ()),
+    "erf": ((), (torch.erf, torch.special.erf), ("erf",)),
+    "tanhshrink": ((nn.Tanhshrink,), (F.tanhshrink,), ()),
+    "softshrink": ((nn.Softshrink,), (F.softshrink,), ()),
     "square": ((), (torch.square,), ("square",)),
     "sqrt": ((), (torch.sqrt,), ("sqrt",)),
     "rsqrt": ((), (torch.rsqrt,), ("rsqrt",)),
@@ -91,6 +98,8 @@ SETTINGS = {
                         "high": float(getattr(c.module, "max_val", 6.0))},
     "clamp": lambda c: _clamp_settings(c),
     "elu": lambda c: {"alpha": _setting(c, "alpha", 1, 1.0)},
+    "celu": lambda c: {"alpha": _setting(c, "alpha", 1, 1.0)},
+    "softshrink": lambda c: {"lambd": _setting(c, "lambd", 1, 0.5)},
     "softplus": lambda c: {"beta": _setting(c, "beta", 1, 1.0),
                            "threshold": _setting(c, "threshold", 2, 20.0)},
     "gelu": lambda c: {"approximate": _setting(c, "approximate", 1, "none")},
@@ -226,7 +235,8 @@ def _sigmoid_derivative(t: torch.Tensor) -> torch.Tensor:
 
 
 # sup |f'| of each smooth activation (checked numerically in the tests)
-LIPSCHITZ = {"silu": 1.1, "gelu": 1.13, "mish": 1.09, "hardswish": 1.5}
+LIPSCHITZ = {"silu": 1.1, "gelu": 1.13, "mish": 1.09, "hardswish": 1.5,
+             "selu": 1.7581, "logsigmoid": 1.0, "tanhshrink": 1.0}
 
 register_bound("relu")(lambda p: PiecewiseLinear(torch.relu, (0.0,)))
 register_bound("leaky_relu")(lambda p: PiecewiseLinear(
@@ -244,6 +254,33 @@ register_bound("mish")(lambda p: Lipschitz(F.mish, LIPSCHITZ["mish"]))
 register_bound("hardswish")(lambda p: Lipschitz(F.hardswish, LIPSCHITZ["hardswish"]))
 register_bound("elu")(lambda p: Lipschitz(lambda t: F.elu(t, p["alpha"]),
                                           max(1.0, abs(p["alpha"]))))
+register_bound("selu")(lambda p: Lipschitz(F.selu, LIPSCHITZ["selu"]))
+register_bound("logsigmoid")(lambda p: Lipschitz(F.logsigmoid, LIPSCHITZ["logsigmoid"]))
+register_bound("tanhshrink")(lambda p: Lipschitz(F.tanhshrink, LIPSCHITZ["tanhshrink"]))
+register_bound("softsign")(lambda p: SShaped(F.softsign, lambda t: (1 + t.abs()) ** -2))
+# erf' = 2/√π e^{-x²}: largest at 0, 1.1284 (above the default bound of 1)
+ERF_SLOPE = 2 / math.sqrt(math.pi) * (1 + 2**-40)
+register_bound("erf")(lambda p: SShaped(
+    torch.erf, lambda t: 2 / math.sqrt(math.pi) * torch.exp(-t * t), ERF_SLOPE))
+
+
+def _celu_rule(p: dict) -> Lipschitz | str:
+    """CELU, ``max(0, x) + min(0, α (e^{x/α} - 1))``: slope at most 1 for ``α > 0``
+    (``e^{x/α}`` below 0); for ``α < 0`` it is unbounded below 0 (refused)."""
+    alpha = float(p["alpha"])
+    if alpha <= 0:
+        return f"CELU with alpha={alpha} (its slope is unbounded; give alpha > 0)"
+    return Lipschitz(lambda t: F.celu(t, alpha), 1.0)
+
+
+def _softshrink_rule(p: dict) -> PiecewiseLinear:
+    """Softshrink, ``x ∓ λ`` beyond ``±λ`` and 0 between: kinks at ``±λ``."""
+    lambd = float(p["lambd"])
+    return PiecewiseLinear(lambda t: F.softshrink(t, lambd), (-lambd, lambd))
+
+
+register_bound("celu")(_celu_rule)
+register_bound("softshrink")(_softshrink_rule)
 
 
 def softplus_jump(beta: float, threshold: float) -> float:
@@ -350,7 +387,8 @@ register_bound("dropout")(lambda p: IDENTITY)
 EXACT_ACTIVATIONS = ("relu", "relu6", "hardtanh", "clamp")
 for _name in ("relu", "leaky_relu", "hardtanh", "relu6", "clamp", "hardsigmoid", "sigmoid",
               "tanh", "silu", "gelu", "mish", "hardswish", "elu", "softplus", "prelu",
-              "prelu_function", "abs", *CURVED):
+              "prelu_function", "abs", "selu", "celu", "softsign", "logsigmoid", "erf",
+              "tanhshrink", "softshrink", *CURVED):
     register_interval(_name)(
         lambda params, _bound=OPERATIONS.get(_name).bound, _exact=_name in EXACT_ACTIVATIONS:
         activation(_bound(params), _exact))

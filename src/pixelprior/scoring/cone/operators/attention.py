@@ -96,3 +96,20 @@ def _multihead_params(call: NodeCall) -> dict | str:
 register_operation("multihead_attention", window=_along_axis, params=_multihead_params,
                    modules=(nn.MultiheadAttention,),
                    help="nn.MultiheadAttention, without masks")
+
+
+def _logsumexp_params(call: NodeCall) -> dict | str:
+    """``torch.logsumexp(x, dim, keepdim)``: the axes, where they are named and none is
+    the batch axis (a negative one is checked against the rank by the plan)."""
+    dims = call.arg(1, "dim")
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims) or (
+            0 in dims):
+        return ("a logsumexp over every axis or the batch axis (name the axes after it, "
+                "e.g. torch.logsumexp(x, dim=1))")
+    return {"dims": dims, "keepdim": bool(call.arg(2, "keepdim", False))}
+
+
+register_operation("logsumexp", window=_along_axis, params=_logsumexp_params,
+                   functions=(torch.logsumexp,), methods=("logsumexp",),
+                   help="log Σ exp over axes after the batch axis")

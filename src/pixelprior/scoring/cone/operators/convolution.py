@@ -1,4 +1,5 @@
-"""2-D convolutions of any stride, padding, dilation and groups."""
+"""2-D convolutions of any stride, padding, dilation and groups, and transposed ones
+(the verifier: on whole maps)."""
 
 from __future__ import annotations
 
@@ -122,3 +123,86 @@ def _interval(params: ConvParams) -> SignedAffine:
 
 
 register_interval("conv2d")(_interval)  # the interval screen
+
+
+# ------------------------------------------------------------------ transposed convolutions
+@dataclass(frozen=True)
+class TransposedParams:
+    """A transposed convolution's weight ``[I, O/groups, kh, kw]``, bias ``[O]`` and
+    geometry (``F.conv_transpose2d``'s)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    groups: int
+    dilation: tuple[int, int]
+
+    @property
+    def terms(self) -> int:
+        """Products each output may sum (``I/groups · kh · kw``), and the bias."""
+        inputs = self.weight.shape[0] // self.groups
+        return inputs * self.weight.shape[2] * self.weight.shape[3] + 1
+
+    def run(self, x: torch.Tensor, weight: torch.Tensor,
+            bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The transposed convolution of ``x`` by ``weight`` (``|W|`` for the bounds)."""
+        return F.conv_transpose2d(x, weight.to(x.device, x.dtype), bias, self.stride,
+                                  self.padding, self.output_padding, self.groups,
+                                  self.dilation)
+
+
+def _transposed_params(call: NodeCall) -> TransposedParams | str:
+    if call.module is not None:
+        m = call.module
+        if call.arg(1, "output_size") is not None:
+            return ("ConvTranspose2d called with output_size (give output_padding to the "
+                    "module instead)")
+        if m.padding_mode != "zeros":
+            return f"padding_mode={m.padding_mode!r}"
+        return TransposedParams(m.weight, m.bias, pair(m.stride), pair(m.padding),
+                                pair(m.output_padding), m.groups, pair(m.dilation))
+    return TransposedParams(call.static_arg(1, "weight"), call.static_arg(2, "bias"),
+                            pair(call.arg(3, "stride", 1)), pair(call.arg(4, "padding", 0)),
+                            pair(call.arg(5, "output_padding", 0)), call.arg(6, "groups", 1),
+                            pair(call.arg(7, "dilation", 1)))
+
+
+def _transposed_window(params: TransposedParams | str) -> str:
+    return params if isinstance(params, str) else "a transposed convolution (runs on whole maps)"
+
+
+register_operation("conv_transpose2d", window=_transposed_window, params=_transposed_params,
+                   modules=(nn.ConvTranspose2d,),
+                   functions=(F.conv_transpose2d, torch.conv_transpose2d),
+                   help="2-D transposed convolution")
+
+
+def _transposed_per_output(params: TransposedParams) -> torch.Tensor:
+    """Per output channel, the absolute sum of every weight that can reach it (``[O]``:
+    each output sums some of them)."""
+    magnitude = params.weight.detach().double().abs()
+    inputs = magnitude.shape[0] // params.groups
+    return torch.cat([magnitude[g * inputs:(g + 1) * inputs].sum((0, 2, 3))
+                      for g in range(params.groups)])
+
+
+def _transposed_bound(params: TransposedParams) -> Affine:
+    """Exact in real arithmetic; each output sums at most ``I/groups · kh · kw`` products
+    and the bias, gain the largest absolute sum of the weights reaching an output
+    channel."""
+    terms = params.terms
+    gain = float(_transposed_per_output(params).max()) * (1 + terms * 2**-52)
+    return Affine(Rounding(gain, terms))
+
+
+def _transposed_interval(params: TransposedParams) -> SignedAffine:
+    """``W m + b ± |W| r`` of the transposed convolution."""
+    magnitude = params.weight.detach().double().abs()
+    bias = params.bias.detach().double().abs()[:, None, None] if params.bias is not None else 0.0
+    return SignedAffine(lambda x: params.run(x, magnitude), bias, params.terms)
+
+
+register_bound("conv_transpose2d")(_transposed_bound)
+register_interval("conv_transpose2d")(_transposed_interval)

@@ -44,7 +44,7 @@ def _params(call: NodeCall) -> BatchNormParams | str:
     if call.module is not None:
         m = call.module
         if m.training or m.running_mean is None:
-            return "BatchNorm2d on batch statistics"
+            return f"{type(m).__name__} on batch statistics"
         return BatchNormParams(m.running_mean, m.running_var, m.weight, m.bias, m.eps)
     if call.arg(5, "training", False):
         return "batch_norm in training mode"
@@ -59,8 +59,15 @@ def _window(params: BatchNormParams | str) -> WindowRule | str:
     return WindowRule("pointwise", channel=True)
 
 
-register_operation("batch_norm", window=_window, params=_params, modules=(nn.BatchNorm2d,),
+register_operation("batch_norm", window=_window, params=_params,
+                   modules=(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
                    functions=(F.batch_norm,), help="BatchNorm on running statistics")
+
+
+def per_channel(values: torch.Tensor, rank: int) -> torch.Tensor:
+    """Per-channel values ``[C]`` shaped to broadcast against a value of ``rank`` axes
+    whose channels are axis 1 (``[N, C]`` of BatchNorm1d after a flatten, ``[N, C, H, W]``)."""
+    return values.view(-1, *([1] * (rank - 2)))
 
 
 def _bound(params: BatchNormParams) -> Affine:
@@ -81,11 +88,26 @@ def _interval(params: BatchNormParams) -> SignedAffine:
     b`` rounds at most 6 times per output (and ``scale`` a few), relative to
     ``|scale| (|x| + |mean|) + |b|``."""
     scale, _ = params.scale_shift()
-    scale = scale.detach().double().abs()[:, None, None]
-    offset = params.mean.detach().double().abs()[:, None, None] * scale
+    scale = scale.detach().double().abs()
+    offset = params.mean.detach().double().abs() * scale
     if params.bias is not None:
-        offset = offset + params.bias.detach().double().abs()[:, None, None]
-    return SignedAffine(lambda x: x * scale.to(x.device), offset, 12)
+        offset = offset + params.bias.detach().double().abs()
+    return _channel_scale(scale, offset)
+
+
+@dataclass(frozen=True)
+class _ChannelScale(SignedAffine):
+    """BatchNorm's interval rule: ``x ↦ |scale| x`` and the offset per channel (axis 1),
+    shaped for the value's rank when it runs (BatchNorm1d's ``[N, C]`` or ``[N, C, L]``,
+    BatchNorm2d's ``[N, C, H, W]``)."""
+
+    def offset_for(self, like: torch.Tensor) -> torch.Tensor:
+        return per_channel(self.offset.to(like.device), like.dim())
+
+
+def _channel_scale(scale: torch.Tensor, offset: torch.Tensor) -> _ChannelScale:
+    """:class:`_ChannelScale` of ``|scale|`` and ``offset`` ``[C]``."""
+    return _ChannelScale(lambda x: x * per_channel(scale.to(x.device), x.dim()), offset, 12)
 
 
 register_interval("batch_norm")(_interval)  # the interval screen
@@ -255,3 +277,59 @@ register_operation("norm", window=_runs_whole, params=_vector_norm_params,
 register_operation("normalize", window=_runs_whole, params=_vector_norm_params,
                    functions=(F.normalize,),
                    help="F.normalize, p = 1 or 2 (the verifier: a division by the norm)")
+
+
+# ------------------------------------------------------------------ moments over axes:
+# ``x.var(dims)``, ``x.std(dims)`` (the verifier's copies write them as means and squares,
+# and a square root: :mod:`..decompose`)
+@dataclass(frozen=True)
+class MomentParams:
+    """A variance or standard deviation over ``dims`` (axes after the batch axis), its
+    divisor ``n - correction`` (``n`` the elements each output reduces), ``keepdim``."""
+
+    dims: tuple[int, ...]
+    correction: float
+    keepdim: bool
+
+
+def _moment_params(call: NodeCall) -> MomentParams | str:
+    """``x.var(dim, unbiased, keepdim)``, ``torch.std(x, dim, correction=, keepdim=)``:
+    the settings, where the axes are named and none is the batch axis (a negative one is
+    checked against the rank by the plan)."""
+    positional = list(call.node.args[1:])
+    if positional and isinstance(positional[0], bool):  # x.var(unbiased): every axis
+        return "a variance over every axis, the batch axis too (name the axes)"
+    given = dict(zip(("dim", "unbiased", "keepdim"), positional, strict=False))
+    given.update(call.node.kwargs)
+    dims = given.get("dim")
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims) or (
+            0 in dims):
+        return ("a variance or standard deviation over every axis or the batch axis "
+                "(name the axes after it, e.g. x.std((2, 3)))")
+    correction = given.get("correction")
+    if correction is None:
+        correction = 1.0 if given.get("unbiased", True) else 0.0
+    if not isinstance(correction, (int, float)) or isinstance(correction, bool):
+        return "a variance whose correction is not a number"
+    return MomentParams(dims, float(correction), bool(given.get("keepdim", False)))
+
+
+def _moments_whole(params: object) -> str:
+    return params if isinstance(params, str) else "a moment over axes (runs on whole values)"
+
+
+register_operation("var", window=_moments_whole, params=_moment_params,
+                   functions=(torch.var,), methods=("var",),
+                   help="a variance over axes after the batch axis")
+register_operation("std", window=_moments_whole, params=_moment_params,
+                   functions=(torch.std,), methods=("std",),
+                   help="a standard deviation over axes after the batch axis")
+
+
+def moment_factor(sizes: tuple[int, ...], correction: float) -> float:
+    """``n / (n - correction)``, ``n`` the product of ``sizes`` (of the axes reduced):
+    what a variance with that correction is of the mean of the squared deviations
+    (``inf`` where ``n <= correction``: the model's own variance is not a number there)."""
+    count = math.prod(sizes)
+    return count / (count - correction) if count > correction else math.inf

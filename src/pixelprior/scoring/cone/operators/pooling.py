@@ -70,8 +70,6 @@ def _average_params(call: NodeCall) -> PoolParams | str:
         padding, ceil = call.arg(3, "padding", 0), call.arg(4, "ceil_mode", False)
         include, divisor = call.arg(5, "count_include_pad", True), call.arg(6, "divisor_override")
     kernel, padding = pair(kernel), pair(padding)
-    if any(padding) and not include:
-        return "average pooling with count_include_pad=False"
     return PoolParams(kernel, pair(stride) if stride else kernel, padding, (1, 1), bool(ceil),
                       bool(include), divisor)
 
@@ -79,6 +77,9 @@ def _average_params(call: NodeCall) -> PoolParams | str:
 def _average_window(params: PoolParams | str) -> WindowRule | str:
     if isinstance(params, str):
         return params
+    if any(params.padding) and not params.count_include_pad:
+        # a window's border is not the map's: its count of padded elements is the map's
+        return "average pooling with count_include_pad=False (runs on whole maps)"
     # ceil_mode is refused by the planner where it changes the output size (floor_only)
     return WindowRule("spatial", slide=Slide(params.kernel, params.stride, params.padding,
                                              (1, 1), 0.0, params.run_average, floor_only=True))

@@ -145,6 +145,48 @@ register_operation("transpose", window=_copy, functions=(torch.transpose,),
 for _name in ("unsqueeze", "squeeze", "getitem", "permute", "transpose"):
     register_bound(_name)(lambda params: REARRANGE)
     register_interval(_name)(lambda params: REARRANGED)
+
+
+def _axes_given(value: object) -> tuple | None:
+    """``value`` as a tuple of axes (one int, or a tuple or list of ints), else ``None``."""
+    dims = value if isinstance(value, (tuple, list)) else (value,)
+    if dims and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return tuple(dims)
+    return None
+
+
+def _flip_params(call: NodeCall) -> tuple[int, ...] | str:
+    """``x.flip(3)``, ``x.flip(2, 3)``, ``torch.flip(x, (3,))``: the axes, where none is
+    the batch axis (a negative one is checked against the rank by the plan)."""
+    given = call.node.args[1:] or (call.node.kwargs.get("dims"),)
+    dims = _axes_given(given[0] if len(given) == 1 else given)
+    if dims is not None and 0 not in dims:
+        return dims
+    return "a flip of the batch axis (flip axes after it, e.g. flip(3))"
+
+
+def _roll_params(call: NodeCall) -> tuple[int, ...] | str:
+    """``torch.roll(x, shifts, dims)``: the axes, where they are given and none is the
+    batch axis (without ``dims`` a roll flattens every axis, the batch axis too)."""
+    dims = _axes_given(call.arg(2, "dims"))
+    if dims is not None and 0 not in dims:
+        return dims
+    return ("a roll without dims, or of the batch axis (roll axes after it, e.g. "
+            "torch.roll(x, (3, 3), (2, 3)))")
+
+
+register_operation("flip", window=_copy, functions=(torch.flip,), methods=("flip",),
+                   params=_flip_params, help="axes after the batch axis reversed")
+register_operation("roll", window=_copy, functions=(torch.roll,), methods=("roll",),
+                   params=_roll_params,
+                   help="elements shifted around axes after the batch axis (Swin's windows)")
+register_operation("pixel_shuffle", window=_copy,
+                   modules=(nn.PixelShuffle, nn.PixelUnshuffle),
+                   functions=(F.pixel_shuffle, F.pixel_unshuffle),
+                   help="channels moved into space and back (each image's own)")
+for _name in ("flip", "roll", "pixel_shuffle"):
+    register_bound(_name)(lambda params: REARRANGE)
+    register_interval(_name)(lambda params: REARRANGED)
 register_bound("expand")(lambda params: BROADCAST)
 register_interval("expand")(lambda params: BROADCAST_INTERVAL)
 
@@ -217,38 +259,6 @@ register_operation("repeat_interleave", window=_copy, functions=(torch.repeat_in
                    help="each element repeated along an axis after the batch axis")
 register_bound("repeat_interleave")(lambda params: REARRANGE)
 register_interval("repeat_interleave")(lambda params: REARRANGED)
-
-
-def _upsample_params(call: NodeCall) -> tuple[int, ...] | str:
-    """Nearest upsampling of a map by whole-number factors (``nn.Upsample(scale_factor=2)``,
-    ``F.interpolate(x, scale_factor=2)``): the factors, per spatial axis. The verifier's
-    copies write it as ``repeat_interleave`` along each axis (:mod:`..decompose`)."""
-    if call.module is not None:
-        m = call.module
-        mode, size, scale = m.mode, m.size, m.scale_factor
-        align, recompute = m.align_corners, m.recompute_scale_factor
-    else:
-        size, scale = call.arg(1, "size"), call.arg(2, "scale_factor")
-        mode, align = call.arg(3, "mode", "nearest"), call.arg(4, "align_corners")
-        recompute = call.arg(5, "recompute_scale_factor")
-    if mode not in ("nearest", "nearest-exact") or size is not None or align or recompute:
-        return ("upsampling other than nearest by a scale_factor (the verifier writes out "
-                "nearest upsampling by whole numbers; give mode='nearest', scale_factor=)")
-    factors = tuple(scale) if isinstance(scale, (tuple, list)) else (scale, scale)
-    if len(factors) != 2 or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
-                                    and float(f).is_integer() and f >= 1 for f in factors):
-        return "upsampling of a map by factors that are not whole numbers (give 2, not 1.5)"
-    return tuple(int(f) for f in factors)
-
-
-def _runs_whole(params: object) -> str:
-    return params if isinstance(params, str) else "it upsamples the whole map"
-
-
-register_operation("upsample_nearest", window=_runs_whole, params=_upsample_params,
-                   modules=(nn.Upsample, nn.UpsamplingNearest2d), functions=(F.interpolate,),
-                   help="nearest upsampling of a map by whole numbers (the verifier: "
-                   "repeat_interleave)")
 
 
 # the padding modules' own bases (their forward is ``F.pad`` of their settings)

@@ -1,0 +1,297 @@
+"""Interpolation (``F.interpolate``, ``nn.Upsample``, ``nn.UpsamplingNearest2d``,
+``nn.UpsamplingBilinear2d``): nearest, linear, bilinear, trilinear and bicubic, by a
+``scale_factor`` or to a ``size``.
+
+Every such interpolation is linear in its input and acts on each spatial axis apart:
+``y = A_H x A_Wᵀ`` for a 2-D map, one matrix per axis. The verifier's copies write it as
+:func:`resample`, which reads each axis's matrix off the kernel itself — the
+interpolation of one-hot inputs, on the values' device — and checks the product of the
+matrices against the kernel on a random map before it is used. A nearest neighbour's
+matrix is read in the model's dtype: its indices are the ones the model copies (float64
+may round an index the other way, a different function); a linear or cubic one's in the
+values' dtype (float64: the weights are continuous in the coordinates, and what float32
+rounds of them is the float32 estimate's, as of the products and sums). Nearest
+whole-number upsampling stays ``repeat_interleave`` (:mod:`..decompose`).
+
+Not supported (one line each): ``mode="area"`` and ``antialias=True`` (their windows
+grow with the scale, which the rounding counts do not know before the shapes), and an
+input of other than 3, 4 or 5 axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..intervals import REARRANGED, SignedAffine
+from ..table import NodeCall, register_bound, register_interval, register_operation
+from ..zonotope import Affine, BoundUnsupportedError, Rearrange, Rounding
+
+__all__ = ["InterpolateSpec", "resample"]
+
+# the most inputs one output of an axis reads, and their largest absolute row sum, per
+# mode (bicubic's Keys kernel with a = -0.75: 1.375 at t = 1/2); checked when the
+# matrices are read, so that the rounding counts below hold
+_TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "trilinear": 2,
+         "bicubic": 4}
+_GAIN = {"nearest": 1.0, "nearest-exact": 1.0, "linear": 1.0, "bilinear": 1.0,
+         "trilinear": 1.0, "bicubic": 1.5}
+_AXES = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
+_NEAREST = ("nearest", "nearest-exact")
+
+
+@dataclass(frozen=True)
+class InterpolateSpec:
+    """An interpolation's settings as ``F.interpolate`` takes them.
+
+    Attributes:
+        size: the output's spatial size (``None``: from ``scale``).
+        scale: the scale factor per spatial axis (``None``: ``size`` given).
+        mode: ``F.interpolate``'s mode.
+        align_corners: as given (``None`` for the nearest modes).
+        recompute: ``recompute_scale_factor``.
+        dtype: the dtype whose kernel the matrices are read from (a nearest one's: the
+            model's; ``None``: the values' own).
+    """
+
+    size: tuple[int, ...] | None
+    scale: tuple[float, ...] | None
+    mode: str
+    align_corners: bool | None
+    recompute: bool | None
+    dtype: torch.dtype | None = None
+
+    @property
+    def nearest(self) -> bool:
+        """Whether each output is one input (a copy)."""
+        return self.mode in _NEAREST
+
+    def axes(self, rank: int) -> int:
+        """The spatial axes of a value of ``rank`` axes."""
+        return rank - 2
+
+    def terms(self, axes: int) -> int:
+        """Roundings per output of ``axes`` nested sums of the mode's taps (and two more)."""
+        return axes * _TAPS[self.mode] + 2
+
+    def gain(self, axes: int) -> float:
+        """``‖|A|‖_∞`` of the whole map, an upper bound (the product of the axes')."""
+        return _GAIN[self.mode] ** axes * (1 + 2**-20)
+
+    def whole_factors(self) -> tuple[int, ...] | None:
+        """The factors of a nearest upsampling by whole numbers given as ``scale_factor``
+        (what the verifier's copies write as ``repeat_interleave``), else ``None``."""
+        if self.mode != "nearest" or self.size is not None or self.recompute or not all(
+                float(f).is_integer() and f >= 1 for f in self.scale or (0.5,)):
+            return None
+        return tuple(int(f) for f in self.scale)
+
+    def call(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+        """``F.interpolate`` of ``x`` with these settings; along spatial ``axis`` alone
+        (size 1 and scale 1 on the others, which copy) where one is given."""
+        axes = self.axes(x.dim())
+        size, scale = _per_axis(self.size, axes), _per_axis(self.scale, axes)
+        if axis is not None:
+            if size is not None:
+                size = tuple(s if k == axis else 1 for k, s in enumerate(size))
+            if scale is not None:
+                scale = tuple(s if k == axis else 1.0 for k, s in enumerate(scale))
+        return F.interpolate(x, size=size, scale_factor=scale, mode=self.mode,
+                             align_corners=self.align_corners,
+                             recompute_scale_factor=self.recompute)
+
+
+def _per_axis(value: tuple | None, axes: int) -> tuple | None:
+    """A size or scale given once (``size=224``) repeated for each of ``axes``."""
+    if value is None or len(value) != 1:
+        return value
+    return value * axes
+
+
+def _as_tuple(value: object) -> tuple | None:
+    if value is None:
+        return None
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _interpolate_params(call: NodeCall) -> InterpolateSpec | str:
+    """The interpolation's :class:`InterpolateSpec`, or why the verifier does not write
+    it out."""
+    if call.module is not None:
+        m = call.module
+        size, scale, mode = m.size, m.scale_factor, m.mode
+        align, recompute = m.align_corners, m.recompute_scale_factor
+        antialias = False
+    else:
+        size, scale = call.arg(1, "size"), call.arg(2, "scale_factor")
+        mode, align = call.arg(3, "mode", "nearest"), call.arg(4, "align_corners")
+        recompute, antialias = call.arg(5, "recompute_scale_factor"), call.arg(6, "antialias",
+                                                                                False)
+    if mode not in _TAPS:
+        return (f"interpolation with mode={mode!r} (the verifier writes out nearest, "
+                "nearest-exact, linear, bilinear, trilinear and bicubic)")
+    if antialias:
+        return "interpolation with antialias=True (give antialias=False)"
+    size, scale = _as_tuple(size), _as_tuple(scale)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in size or ()) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale or ()):
+        return "interpolation to a size or by a scale computed in the model (give numbers)"
+    if (size is None) == (scale is None):
+        return "interpolation with both or neither of size and scale_factor"
+    return InterpolateSpec(size, tuple(float(f) for f in scale) if scale else None, mode,
+                           align, recompute)
+
+
+def _runs_whole(params: object) -> str:
+    return params if isinstance(params, str) else "it interpolates the whole map"
+
+
+register_operation("interpolate", window=_runs_whole, params=_interpolate_params,
+                   modules=(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d),
+                   functions=(F.interpolate,),
+                   help="interpolation of a map: nearest, (bi/tri)linear, bicubic (the "
+                   "verifier: repeat_interleave, or resample)")
+
+
+# ------------------------------------------------------------------ the verifier's form
+# per (settings, input's spatial size, device): the axes' matrices [out, in], float64
+_MATRICES: dict[tuple, tuple[torch.Tensor, ...]] = {}
+_CACHED = 64
+
+
+def _axis_matrix(spec: InterpolateSpec, sizes: tuple[int, ...], axis: int, dtype: torch.dtype,
+                 device: torch.device) -> torch.Tensor:
+    """The matrix ``[out, in]`` of spatial ``axis``: the kernel run on one-hot inputs
+    along it (a batch of them, every other spatial axis of size 1)."""
+    n = sizes[axis]
+    shape = [n, 1] + [n if k == axis else 1 for k in range(len(sizes))]
+    one_hot = torch.eye(n, dtype=dtype, device=device).view(shape)
+    with torch.no_grad():
+        out = spec.call(one_hot, axis)
+    return out.reshape(n, -1).T.double()
+
+
+def _checked(spec: InterpolateSpec, sizes: tuple[int, ...], matrices: tuple[torch.Tensor, ...],
+             dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse matrices that break the rounding counts (more taps or a larger row sum than
+    the mode's) or whose product is not the kernel (checked on a random map)."""
+    for matrix in matrices:
+        taps = int((matrix != 0).sum(1).max()) if matrix.numel() else 0
+        gain = float(matrix.abs().sum(1).max()) if matrix.numel() else 0.0
+        if taps > _TAPS[spec.mode] or gain > _GAIN[spec.mode] * (1 + 2**-20):
+            raise BoundUnsupportedError(
+                f"interpolation with mode={spec.mode!r} whose weights read {taps} inputs "
+                f"(largest row sum {gain:.4g}) per output along an axis, more than the "
+                "verifier counts")
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.rand((1, 2, *sizes), generator=generator, dtype=torch.float64)
+    probe = probe.to(dtype).to(device)
+    with torch.no_grad():
+        expected = spec.call(probe).double()
+    got = _apply(probe.double(), matrices, False)
+    scale = float(probe.abs().max()) * spec.gain(len(sizes))
+    if got.shape != expected.shape or float((got - expected).abs().max()) > 1e-5 * scale:
+        raise BoundUnsupportedError(
+            f"interpolation with mode={spec.mode!r} that the verifier cannot write as one "
+            "weight matrix per axis (its product differs from the kernel's output)")
+
+
+def axis_matrices(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.device,
+                  fallback: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """The matrices ``[out, in]`` (float64, exact copies of the kernel's weights) of each
+    spatial axis of an input of spatial ``sizes`` (cached; checked by :func:`_checked`).
+
+    Args:
+        spec: the interpolation.
+        sizes: the input's spatial sizes.
+        device: where the values are (the kernel read is that device's).
+        fallback: the dtype whose kernel is read where ``spec.dtype`` is ``None``.
+    """
+    dtype = spec.dtype or fallback
+    key = (spec, sizes, str(device), dtype)
+    if key not in _MATRICES:
+        matrices = tuple(_axis_matrix(spec, sizes, k, dtype, device) for k in range(len(sizes)))
+        _checked(spec, sizes, matrices, dtype, device)
+        if len(_MATRICES) >= _CACHED:
+            _MATRICES.pop(next(iter(_MATRICES)))
+        _MATRICES[key] = matrices
+    return _MATRICES[key]
+
+
+def _apply(x: torch.Tensor, matrices: tuple[torch.Tensor, ...], nearest: bool) -> torch.Tensor:
+    """Each spatial axis of ``x`` mapped by its matrix (by its rows' one index where
+    ``nearest``: a copy, exact)."""
+    for k, matrix in enumerate(matrices):
+        axis = 2 + k
+        if nearest:
+            x = x.index_select(axis, matrix.argmax(1).to(x.device))
+        else:
+            moved = torch.movedim(x, axis, -1)
+            x = torch.movedim(moved @ matrix.T.to(dtype=x.dtype, device=x.device), -1, axis)
+    return x
+
+
+def resample(x: torch.Tensor, spec: InterpolateSpec, absolute: bool = False) -> torch.Tensor:
+    """``F.interpolate(x, ...)`` of ``spec`` as the verifier's copies write it: each axis
+    by the weights the model's kernel uses (:func:`axis_matrices`), in ``x``'s dtype.
+
+    Args:
+        x: ``[N, C, *spatial]`` (1 to 3 spatial axes).
+        spec: the interpolation (its ``dtype``: the model's).
+        absolute: map by the weights' absolute values (``|A| x``: the bounds' magnitudes).
+    """
+    if not 3 <= x.dim() <= 5 or (spec.mode in _AXES and x.dim() - 2 != _AXES[spec.mode]):
+        raise BoundUnsupportedError(f"interpolation with mode={spec.mode!r} of a value of "
+                                    f"shape {tuple(x.shape)}")
+    matrices = axis_matrices(spec, tuple(x.shape[2:]), x.device, x.dtype)
+    if absolute and not spec.nearest:
+        matrices = tuple(m.abs() for m in matrices)
+    return _apply(x, matrices, spec.nearest)
+
+
+def _resample_params(call: NodeCall) -> InterpolateSpec:
+    return call.arg(1, "spec")
+
+
+def _no_window(params: object) -> str:
+    return "it interpolates the whole map"
+
+
+register_operation("resample", window=_no_window, functions=(resample,),
+                   params=_resample_params,
+                   help="an interpolation as the verifier's copies write it (one weight "
+                   "matrix per spatial axis, read off the model's kernel)")
+
+
+def _bound(spec: InterpolateSpec) -> Affine | Rearrange:
+    """A copy for the nearest modes; else linear with the mode's taps and gain (for the
+    largest rank, 3 spatial axes: the counts only grow with the axes)."""
+    if spec.nearest:
+        return Rearrange()
+    return Affine(Rounding(spec.gain(3), spec.terms(3)))
+
+
+def _interval(spec: InterpolateSpec) -> SignedAffine | object:
+    """Exact for the nearest modes; else ``A m ± |A| r`` with the mode's roundings."""
+    if spec.nearest:
+        return REARRANGED
+    return SignedAffine(lambda x: resample(x, spec, absolute=True), 0.0, spec.terms(3))
+
+
+register_bound("resample")(_bound)
+register_interval("resample")(_interval)
+
+
+def with_dtype(spec: InterpolateSpec, dtype: torch.dtype) -> InterpolateSpec:
+    """``spec`` reading the weights of the ``dtype`` kernel (the model's)."""
+    return replace(spec, dtype=dtype)
+
+
+def interpolate_terms(spec: InterpolateSpec, rank: int) -> int:
+    """Roundings per output of the model's kernel for a value of ``rank`` axes (the first-
+    order estimate's count)."""
+    return spec.terms(max(1, rank - 2)) + math.ceil(math.log2(max(2, _TAPS[spec.mode])))
