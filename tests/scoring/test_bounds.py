@@ -804,6 +804,30 @@ def test_the_lipschitz_constants_bound_the_derivatives():
         assert derivative.abs().max() <= LIPSCHITZ[name], name
 
 
+def test_scores_past_a_relaxations_domain_are_nan_not_a_placeholder():
+    """``logsumexp`` of scores spread far more than 256 about their mean: the copy's
+    exponential leaves its domain, so the scores' zonotopes are placeholders. A review
+    found finite centers off by ~3,800 at a box of width 0; they are NaN, and the
+    margins' bounds infinite (nothing proved, nothing wrong)."""
+    class Spread(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(64, 3)
+
+        def forward(self, x):
+            return self.fc(torch.logsumexp(800 * torch.tanh(self.conv(x)), 1).flatten(1))
+
+    model = randomised(Spread(), 1)
+    engine = BoundEngine(model)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    cache = engine.prepare(image)
+    color = torch.tensor([[0.2, 0.5, 0.7]], dtype=torch.float64)
+    where = (torch.tensor([0]), torch.tensor([3]), torch.tensor([4]))
+    assert torch.isnan(engine.logits(cache, *where, color, color)[:, 0]).all()
+    bounds = engine.margins(cache, *where, color - 0.05, color + 0.05, torch.tensor([0]))
+    assert (bounds.lower[0, 1:] == -torch.inf).all()
+
+
 def test_an_operation_without_a_bound_rule_is_named():
     class Cumulative(nn.Module):
         def __init__(self):

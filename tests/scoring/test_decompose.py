@@ -325,6 +325,9 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.repeat_interleave(2, dim=-4), "repeats the batch axis"),
     (lambda h: h.var() * h, "every axis"), (lambda h: h.std(0) * h, "batch axis"),
     (lambda h: h.var(-4) * h, "batch"),
+    (lambda h: h.flatten(1).var(-2)[:, None, None, None] * h, "variance.*over the batch axis"),
+    (lambda h: torch.logsumexp(h.flatten(1), -2)[:, None, None, None] * h,
+     "logsumexp over the batch axis"),
     (lambda h: torch.logsumexp(h, 0) * h, "batch axis"),
     (lambda h: torch.roll(h, 1) * h, "roll without dims"),
     (lambda h: h.flip(0), "flip of the batch axis"), (lambda h: h.flip(-4), "flips the batch"),
@@ -335,7 +338,8 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
          "norm-order", "norm-batch", "matrix-norm", "norm-dtype",
          "batch-third", "chunk-batch", "unbind-batch", "unbind-bool", "stack-batch",
          "norm-computed-dim", "area", "antialias", "computed-size", "repeat-batch",
-         "var-whole", "std-batch", "var-negative", "logsumexp-batch", "roll-flat", "flip-batch",
+         "var-whole", "std-batch", "var-negative", "var-negative-2d", "logsumexp-negative-2d",
+         "logsumexp-batch", "roll-flat", "flip-batch",
          "flip-negative", "roll-negative", "shuffle-3d", "celu-negative"])
 def test_what_would_mix_images_or_is_not_plain_is_named(forward, message):
     """A product of matrices of two varying values of two axes (one image's row times

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bounds import (
@@ -30,6 +31,7 @@ from test_intervals import Strides, boxes_everywhere
 from torch import nn
 
 from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone.rounding import rounding_error
 from pixelprior.scoring.cone.screen import IntervalScreen
 from pixelprior.search import verify
 from pixelprior.search.verify import PROVED_LIMIT, Verifier, _ImageRun
@@ -532,6 +534,40 @@ def test_constants_float32_holds_otherwise_count(form):
         difference = (single - exact)[:, 1].abs()
         assert difference.max() > 1e-7  # the gap shows (the check can fail)
         assert (difference <= error).all()
+
+
+class Shrunk(nn.Module):
+    """Softshrink at 0.3 (float32's threshold is fl32(0.3)) of values just past it,
+    magnified."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(12, 2)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.weight[1] = 1000.0
+            self.fc.bias.copy_(torch.tensor([1e-6, 0.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.softshrink(x, 0.3).flatten(1))
+
+
+@pytest.mark.parametrize("model", [Cancels("number"), Cancels("clamp"), Shrunk()],
+                         ids=["number", "clamp", "softshrink"])
+def test_the_estimate_counts_numbers_float32_cannot_hold(model):
+    """Where no float32 error is proved the first-order estimate is the tolerance: it
+    counts what a number written in the model's code moves the result by (``x - 0.1``, a
+    clamp's limit, softshrink's threshold), which is all the error there is here (a
+    review: 8e-13 estimated against 1.4e-4)."""
+    model = model.eval()
+    value = 0.3000001 if isinstance(model, Shrunk) else float(torch.tensor(0.1))
+    image = torch.full((1, 3, 2, 2), value)
+    single, exact = margins_both_ways(copy.deepcopy(model), image, 0,
+                                      image[0, :, 0, 0][None].double(), 0)
+    estimate = rounding_error(model, image, torch.tensor([0]))[0]
+    difference = (single - exact)[0, 1].abs()
+    assert difference > 1e-6  # the gap shows (the check can fail)
+    assert difference <= estimate
 
 
 def test_a_constant_computed_inside_the_model_proves_no_float32_bound():

@@ -517,12 +517,18 @@ class BoundEngine:
             max_symbols: stop past this many symbols (a cost limit).
 
         Returns:
-            ``[N, R, K]`` in the engine's dtype (row 0 the center, then the generators).
+            ``[N, R, K]`` in the engine's dtype (row 0 the center, then the generators);
+            NaN where a score's float error is unbounded (a relaxation left its
+            domain, as an exponential past ``e^256`` does: its zonotope there is a
+            placeholder, not the score; a review found finite, wrong centers).
 
         Raises:
             TooManySymbols: past ``max_symbols``.
         """
-        return self._logits(cache, owner, y, x, lower, upper, max_symbols)[0]
+        values, call = self._logits(cache, owner, y, x, lower, upper, max_symbols)
+        error = torch.as_tensor(call.error, device=values.device)
+        unbounded = ~torch.isfinite(error.expand(values.shape[0], values.shape[-1]))
+        return torch.where(unbounded[:, None], torch.nan, values)
 
     @torch.inference_mode()
     def _logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,

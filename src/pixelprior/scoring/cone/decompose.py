@@ -22,12 +22,18 @@
 * An item of ``chunk``, ``split`` or ``unbind`` along an axis after the batch axis (``a,
   b = h.chunk(2, dim=1)``: ShuffleNet's halves) runs as that item alone
   (:func:`~.operators.shape.piece`); ``torch.stack`` along such an axis as the
-  concatenation of its parts unsqueezed there; nearest upsampling by whole numbers
-  (``nn.Upsample(scale_factor=2)``) as ``repeat_interleave`` along each spatial axis.
+  concatenation of its parts unsqueezed there; nearest upsampling of a 2-D map by whole
+  numbers (``nn.Upsample(scale_factor=2)``) as ``repeat_interleave`` along each spatial
+  axis, any other interpolation as :func:`~.operators.resampling.resample` (one weight
+  matrix per axis, read off the kernel; a nearest one's in the model's dtype).
 * A vector norm of order 2 over axes (``torch.linalg.vector_norm``, ``torch.norm``,
   ``x.norm``) runs as ``sqrt(Σ x²)`` (``torch.square``: bounded below by 0), of order 1
   as ``Σ |x|``; ``F.normalize(x)`` as ``x · reciprocal(eps + relu(‖x‖ - eps))``, its
   ``x / max(‖x‖, eps)``.
+* A variance or standard deviation over axes (``x.var(dims)``, ``torch.std``) runs as
+  the mean of the squared deviations over one axis, of the squares less the squared
+  mean over several, times ``n / (n - correction)`` (a square root of it for ``std``);
+  ``torch.logsumexp`` as ``log Σ exp(x - μ) + μ`` with ``μ`` the mean.
 * ``torch.maximum(a, b)`` runs as ``b + relu(a - b)``, ``torch.minimum(a, b)`` as
   ``a - relu(a - b)`` (``torch.max(a, b)`` of two tensors as ``torch.maximum``). A
   maximum over axes whose values alone are used (``x.max(dim=-1)[0]``, ``torch.max(x,
@@ -57,7 +63,9 @@
 
 The copies' bounds are of the real-arithmetic function, as every bound is; the model's
 float32 kernels for the normalisations (Welford's moments, fused), the softmax (the
-largest subtracted, fused) and attention are not the rewritten graph's operations, so
+largest subtracted, fused), attention, a variance, a logsumexp and an interpolation
+other than a nearest one (weights of their own) are not the rewritten graph's
+operations, so
 the float32 error through them is estimated, not proved (:mod:`.rounding`; so is a
 norm's: its kernel sums in its own order): the
 interval screen proves no float32 error through a node marked :data:`DECOMPOSED` (nor
@@ -529,10 +537,14 @@ def _moment_reductions(traced: TracedGraph) -> bool:
     (:func:`_moments`), times ``n / (n - correction)``; a standard deviation as its
     square root."""
     graph, rewritten = traced.graph_module.graph, False
+    ranks = None
     for node in list(graph.nodes):
         resolved = _named(traced, node, ("var", "std"))
         if resolved is None or not isinstance(resolved.params, MomentParams):
             continue
+        ranks = ranks or GraphView(traced).ranks
+        if _names_batch_axis(ranks, node, resolved.params.dims):
+            continue  # (left as it is: its bound rule names it)
 
         def build(source=_first_argument(node), params=resolved.params,
                   root=resolved.operation.name == "std") -> fx.Node:
@@ -557,15 +569,26 @@ def _moment_reductions(traced: TracedGraph) -> bool:
     return rewritten
 
 
+def _names_batch_axis(ranks: dict, node: fx.Node, dims: tuple[int, ...]) -> bool:
+    """Whether a negative one of ``dims`` names the batch axis of the node's input, where
+    its rank is known (``x.var(-2)`` of a ``[B, F]`` value)."""
+    rank = ranks.get(_first_argument(node))
+    return rank is not None and any(d % rank == 0 for d in dims)
+
+
 def _logsumexps(traced: TracedGraph) -> bool:
     """Each ``logsumexp`` over axes of a value that changes with the pixel as ``log Σ
     exp(x - μ) + μ`` with ``μ`` the mean over those axes: the same function in real
     arithmetic (the mean keeps the exponents near 0, as a softmax's copy does)."""
     graph, rewritten = traced.graph_module.graph, False
+    ranks = None
     for node in list(graph.nodes):
         resolved = _named(traced, node, ("logsumexp",))
         if resolved is None or not isinstance(resolved.params, dict):
             continue
+        ranks = ranks or GraphView(traced).ranks
+        if _names_batch_axis(ranks, node, resolved.params["dims"]):
+            continue  # (left as it is: its bound rule names it)
 
         def build(source=_first_argument(node), dims=resolved.params["dims"],
                   keepdim=resolved.params["keepdim"]) -> fx.Node:

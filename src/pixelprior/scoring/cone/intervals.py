@@ -410,9 +410,9 @@ class Rearranged(Exact):
         if (out.lower.dim() == 0 or out.lower.shape[0] != given.shape[0]
                 or (self.broadcast and out.lower.dim() != given.dim())
                 or not _rows_kept(step, given)):
-            raise IntervalUnsupportedError("an indexing, a new axis, an expand or a "
-                                           "transpose that moves the batch axis (the "
-                                           "boxes' rows)")
+            raise IntervalUnsupportedError("an indexing, a new axis, an expand, a "
+                                           "transpose, a flip or a roll that moves the "
+                                           "batch axis (the boxes' rows)")
         return out
 
 

@@ -42,7 +42,7 @@ from torch import fx, nn
 from ...models import copy_module
 from .decompose import expand_encoders
 from .graph import OPERATIONS, without_inplace  # the table, every operation registered
-from .intervals import UNDERFLOW
+from .intervals import UNDERFLOW, constant_gap
 from .operators.activations import narrowing_dtype, softplus_jump
 from .operators.convolution import ConvParams, TransposedParams
 from .operators.linear import LinearParams
@@ -110,6 +110,9 @@ class _Recorder(fx.Interpreter):
         if not self.radii:
             return result
         radius = self._radius(node, result)
+        gap = self._number_gaps(node, result) if self.unit > 0 else None
+        if gap is not None:  # a number float32 cannot hold (x - 0.1, a clamp at 0.7)
+            radius = gap if radius is None else radius + gap
         if radius is not None and self.unit > 0:  # gradual underflow's absolute error
             radius = radius + UNDERFLOW  # (a normal float32: a radius above 2^-76 keeps its bits)
         if radius is not None and result.requires_grad:
@@ -117,6 +120,30 @@ class _Recorder(fx.Interpreter):
             (self.records if kind == "image" else self.constants).append(
                 (result, radius.detach()))
         return result
+
+    def _number_gaps(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor | None:
+        """What numbers written in the model's code that float32 cannot hold move the
+        node's result, per element (``None``: none): the float32 model computes with
+        ``fl32(c)``, the bounds with ``c``. An added or subtracted number, a clamp's or
+        hardtanh's limit, softshrink's threshold move it by ``|c - fl32(c)|`` (a review:
+        ``(x - 0.1) * 1000`` and a clamp at 0.7 were off by 1.4e-4 where the estimate
+        said 8e-13); a factor or divisor by its relative gap times ``|y|``."""
+        if not node.op.startswith("call"):
+            return None
+        operation = OPERATIONS.lookup(node, self.modules)
+        name = operation.name if operation is not None else None
+        if name not in _SHIFTS and name not in _FACTORS:
+            return None
+        module = self.modules.get(node.target) if node.op == "call_module" else None
+        if name in _SHIFTS:
+            params = operation.params(NodeCall(node, module, self.env))
+            numbers = _SHIFTS[name](node, params)
+            gap = sum(constant_gap(value) for value in numbers)
+            return None if not gap else torch.full_like(result.detach(), gap,
+                                                        dtype=torch.float64)
+        relative = sum(constant_gap(value) / abs(float(value))
+                       for value in _numbers(node.args) if value)
+        return None if not relative else relative * result.detach().double().abs()
 
     def _intermediates_overflow(self, node: fx.Node) -> bool:
         """Whether a kernel's own intermediate values may overflow where its result does
@@ -416,6 +443,29 @@ COUNTED_APART = frozenset({"conv2d", "conv_transpose2d", "linear", "batch_norm",
                            "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
                            "attention", "multihead_attention", "norm", "normalize", "var",
                            "std", "logsumexp", "interpolate", "resample"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _numbers(values: Any) -> list:
+    return [v for v in values if _is_number(v)]
+
+
+# operations a number moves by its own gap (its settings, or its arguments: x - 0.1,
+# 0.1 + x, torch.sub(x, 0.1)), and those it scales (x * 0.3, x / 0.3)
+_SHIFTS = {
+    "add": lambda node, params: _numbers(node.args),
+    "sub": lambda node, params: _numbers(node.args),
+    "clamp": lambda node, params: _numbers((params or {}).values()) if isinstance(
+        params, dict) else [],
+    "hardtanh": lambda node, params: _numbers(params.values()) if isinstance(
+        params, dict) else [],
+    "softshrink": lambda node, params: _numbers(params.values()) if isinstance(
+        params, dict) else [],
+}
+_FACTORS = frozenset({"mul", "div"})
 
 
 def rounding_counted(name: str) -> bool:

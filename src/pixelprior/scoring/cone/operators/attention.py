@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..table import NodeCall, register_operation
+from ..table import NodeCall, register_bound, register_interval, register_operation
 
 
 def _softmax_params(call: NodeCall) -> dict | str:
@@ -113,3 +113,10 @@ def _logsumexp_params(call: NodeCall) -> dict | str:
 register_operation("logsumexp", window=_along_axis, params=_logsumexp_params,
                    functions=(torch.logsumexp,), methods=("logsumexp",),
                    help="log Σ exp over axes after the batch axis")
+# the verifier's copies write it out (:mod:`..decompose`); one left as it is names the
+# batch axis by a negative dim
+_BATCH_LOGSUMEXP = "a logsumexp over the batch axis (name the axes after it, from the front)"
+register_bound("logsumexp")(lambda params: params if isinstance(params, str)
+                            else _BATCH_LOGSUMEXP)
+register_interval("logsumexp")(lambda params: params if isinstance(params, str)
+                               else _BATCH_LOGSUMEXP)

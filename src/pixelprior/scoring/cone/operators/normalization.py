@@ -325,6 +325,14 @@ register_operation("var", window=_moments_whole, params=_moment_params,
 register_operation("std", window=_moments_whole, params=_moment_params,
                    functions=(torch.std,), methods=("std",),
                    help="a standard deviation over axes after the batch axis")
+# the verifier's copies write them out (:mod:`..decompose`); one left as it is names the
+# batch axis by a negative dim
+BATCH_MOMENT = ("a variance, standard deviation or logsumexp over the batch axis (name "
+                "the axes after it, from the front)")
+for _name in ("var", "std"):
+    register_bound(_name)(lambda params: params if isinstance(params, str) else BATCH_MOMENT)
+    register_interval(_name)(lambda params: params if isinstance(params, str)
+                             else BATCH_MOMENT)
 
 
 def moment_factor(sizes: tuple[int, ...], correction: float) -> float:
