@@ -10,23 +10,25 @@ from pathlib import Path
 import pytest
 from helpers import clean_error, invoke
 
-FLIPPED = '''
+CUMULATIVE = '''
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-class Flipped(nn.Module):
+class Cumulative(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.fc = nn.Linear(4, 10)
 
     def forward(self, x):
-        return self.fc(self.conv(x).flip(-1).mean((2, 3)))
+        h = F.interpolate(self.conv(x), scale_factor=2, mode="bilinear")
+        return self.fc(h.cumsum(-1).cumsum(-2).mean((2, 3)))
 
 
-def flipped():
-    return Flipped().eval()
+def cumulative():
+    return Cumulative().eval()
 '''
 
 # huge values that cancel: margins of 1-9 against a float64 rounding of ~10^4
@@ -246,13 +248,32 @@ def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):
 
 
 def test_a_model_without_bound_rules_is_refused_before_writing(tmp_path):
-    (tmp_path / "nets.py").write_text(FLIPPED)
+    (tmp_path / "nets.py").write_text(CUMULATIVE)
     out = tmp_path / "v"
     result = invoke("verify", "cifar10", "--source", "sample", "--model",
-                    f"{tmp_path / 'nets.py'}:flipped", "--input-size", 32, "--images", 1,
+                    f"{tmp_path / 'nets.py'}:cumulative", "--input-size", 32, "--images", 1,
                     "--out", out)
-    clean_error(result, 2, "no bound rule for Tensor.flip()")
+    clean_error(result, 2, "no bound rule for Tensor.cumsum()")
     assert not out.exists()
+
+
+def test_check_lists_every_operation_and_every_refusal(tmp_path):
+    """``--check`` lists the model's operations as the verifier runs them, each refusal
+    on a line (both cumsums, where a run names only the first), and ends in one line with
+    exit 2; on a model it bounds, exit 0 and what it estimates; nothing is written."""
+    (tmp_path / "nets.py").write_text(CUMULATIVE)
+    result = invoke("verify", "cifar10", "--source", "sample", "--model",
+                    f"{tmp_path / 'nets.py'}:cumulative", "--input-size", 32, "--check")
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert output.count("refused: the verifier has no bound rule for Tensor.cumsum()") == 2
+    assert "resample (writing interpolate)" in output and "estimated" in output
+    assert "cannot bound 2 of the model's" in output and "Traceback" not in output
+    bounded = invoke("verify", "cifar10", "--source", "sample", "--model",
+                     "convsmall-cifar10", "--check", "--out", tmp_path / "v")
+    assert bounded.exit_code == 0, bounded.output
+    assert "the verifier bounds all 10 operations" in " ".join(bounded.output.split())
+    assert not (tmp_path / "v").exists()
 
 
 def test_bad_options_are_one_line(tmp_path):

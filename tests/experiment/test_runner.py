@@ -269,8 +269,15 @@ def test_rows_that_do_not_record_the_revision_are_refused_by_a_later_one(tiny_ru
         for v in later if v is not None)
 
 
-def test_rows_verified_before_the_revision_was_recorded_resume_with_a_note(tiny_run,
-                                                                           tmp_path):
+def test_rows_verified_before_the_revision_was_recorded_resume_with_a_note(
+        tiny_run, tmp_path, monkeypatch):
+    """Rows that do not record the revision (revision 2 or before) are resumed with a
+    note by revision 2, the last that made them, and refused by a later one in one
+    line, nothing written (revision 3 counts more in the float32 estimate)."""
+    from pixelprior.experiment import ForeignRowError
+    from pixelprior.experiment.rundir import LAST_UNRECORDED
+    from pixelprior.search import fast
+
     config = tiny_run(modes=["fast"], fast_verify="on")
     quiet(config).run()
     path = tmp_path / "run" / "results.jsonl"
@@ -278,10 +285,17 @@ def test_rows_verified_before_the_revision_was_recorded_resume_with_a_note(tiny_
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))  # one to do
     count = sum(row["verified_volume"] is not None for row in read_rows(path))
     assert count > 0
+    written = path.read_bytes()
+    if REVISION > LAST_UNRECORDED:
+        with pytest.raises(ForeignRowError, match=f"revision {LAST_UNRECORDED} or earlier"):
+            quiet(config).run()
+        assert path.read_bytes() == written
+    for module in (runner_module, fast):  # as revision 2 ran
+        monkeypatch.setattr(module, "REVISION", LAST_UNRECORDED)
     said: list[str] = []
     rows = ExperimentRunner(config, log=said.append).run()
     assert len(rows) == 5
     assert [line for line in said if "before rows recorded its revision" in line] == [
         f"note: {count} row(s) in {tmp_path / 'run'} were decided by the verifier before "
         "rows recorded its revision (each row's version names its commit); new rows are "
-        f"verified by revision {REVISION}"]
+        f"verified by revision {LAST_UNRECORDED}"]

@@ -4,6 +4,8 @@ sampled value; a box of width 0 gives the exact scores; unsupported operations a
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -112,7 +114,8 @@ class Bilinear(nn.Module):
 class Indexed(nn.Module):
     """A squeeze-and-excitation gate laid out as such blocks do it: a flattened squeeze,
     then ``g[:, :, None]``, ``unsqueeze(-1)``, ``squeeze``-d and ``expand_as``-ed back to
-    the map, times the map."""
+    the map, times the map; before it, items after an ellipsis (``h[..., :1]``, ``h[...,
+    2, None]``)."""
 
     def __init__(self, classes: int = 3) -> None:
         super().__init__()
@@ -123,6 +126,7 @@ class Indexed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.conv(x))
+        h = h + h[..., :1] * h[..., 2, None]  # (indices after an ellipsis)
         b, c, _, _ = h.size()
         g = torch.sigmoid(self.excite(torch.relu(self.squeeze(h.mean((2, 3))))))
         g = g[:, :, None].unsqueeze(-1)[..., None].squeeze(-1).expand_as(h)
@@ -804,6 +808,49 @@ def test_the_lipschitz_constants_bound_the_derivatives():
         assert derivative.abs().max() <= LIPSCHITZ[name], name
 
 
+def test_operations_lists_every_refusal_where_the_plan_names_the_first():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x)).cumsum(-1)
+            h = F.layer_norm(h, (8,)).flip(2)[..., 0]
+            return self.fc(h.cumsum(-1).mean(2))
+
+    engine = BoundEngine(Mixed().eval())
+    listed = engine.operations(torch.rand(1, 3, 8, 8))
+    refused = [o.refused for o in listed if o.refused is not None]
+    assert len(refused) == 2 and all("Tensor.cumsum()" in r for r in refused)
+    with pytest.raises(BoundUnsupportedError) as raised:
+        engine.plan(torch.rand(1, 3, 8, 8))
+    assert str(raised.value) == refused[0]
+    kinds = {o.operation: o.float32 for o in listed if o.refused is None}
+    assert kinds["conv2d"] == "proved" and kinds["relu"] == kinds["flip"] == "exact"
+    assert kinds["rsqrt"] == "estimated"  # (the layer norm written out)
+    assert all(o.screened for o in listed if o.refused is None)
+
+
+@pytest.mark.parametrize("forward, advice", [
+    (lambda net, h: F.avg_pool2d(h, h.size()[3]).flatten(1), "F.avg_pool2d(out, out.size()[3])"),
+    (lambda net, h: nn.AdaptiveAvgPool2d(1)(h).flatten(1), "a module is made inside forward")],
+    ids=["pool-size-read", "module-in-forward"])
+def test_code_the_tracer_cannot_follow_is_named_with_what_to_write(forward, advice):
+    """A model zoo's review: the tracer's own words ("'Node' object is not iterable",
+    "module is not installed as a submodule") said nothing of the model's code."""
+    class Zoo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(forward(self, torch.relu(self.conv(x))))
+
+    with pytest.raises(BoundUnsupportedError, match=re.escape(advice)):
+        BoundEngine(Zoo().eval())
+
+
 def test_scores_past_a_relaxations_domain_are_nan_not_a_placeholder():
     """``logsumexp`` of scores spread far more than 256 about their mean: the copy's
     exponential leaves its domain, so the scores' zonotopes are placeholders. A review
@@ -951,7 +998,7 @@ def test_a_product_of_matrices_of_zonotopes_holds_every_product_of_their_values(
     (lambda g: g.unsqueeze(0)[0][..., None, None], "unsqueeze at the batch axis"),
     (lambda g: g[..., None, None, None].squeeze()[..., None, None], "squeeze without a dim"),
     (lambda g: g.unsqueeze(-3).sum(0)[:, :, None, None], "it puts a new axis at the batch"),
-    (lambda g: g[..., 0][:, None, None, None], "an index that may not keep the batch"),
+    (lambda g: g.mean(1)[..., :1][:, None, None, None], "after the ellipsis it indexes"),
     (lambda g: g.unsqueeze(1).squeeze(0).squeeze(1)[..., None, None], "or of the batch axis"),
     (lambda g: g.squeeze(-2)[..., None, None], "it squeezes the batch axis of a value of"),
     (lambda g: g.permute(1, 0)[:, :, None, None], "a permutation that may move the batch"),
@@ -978,7 +1025,8 @@ def test_a_copy_that_may_move_the_batch_axis_is_refused_at_the_plan(layout, mess
     model = Laid().eval()
     with pytest.raises(BoundUnsupportedError, match=message):
         BoundEngine(model).plan(torch.rand(2, 3, 8, 8))
-    if any(verb in message for verb in ("squeezes", "transposes", "new axis")):  # from
+    if any(verb in message for verb in ("squeezes", "transposes", "new axis",
+                                        "after the ellipsis")):  # from
         # the shapes only: the screen's rows say it (two boxes, two rows to mix)
         boxes = torch.zeros(2, 3, dtype=torch.float64)
         with pytest.raises(IntervalUnsupportedError, match="moves the batch axis"):

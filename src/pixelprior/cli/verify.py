@@ -21,7 +21,7 @@ from ..experiment.verification import (
     verification_summary,
     verified_in_float32,
 )
-from ..scoring.cone.bounds import BoundEngine
+from ..scoring.cone.bounds import BoundEngine, OperationSupport
 from ..scoring.cone.zonotope import BoundUnsupportedError
 from ._app import app, console
 from .errors import BEFORE_RUN, fail, on_interrupt
@@ -85,6 +85,11 @@ def verify(
                                 'pip install "pixelprior[ray]".'),
     ray_address: str | None = typer.Option(None, help="A Ray cluster to join [a local "
                                            "one]."),
+    check: bool = typer.Option(False, "--check", help="List every operation of the model "
+                               "and what the verifier makes of it (bounded, or refused "
+                               "and why; the interval screen; float32 error proved or "
+                               "estimated), then stop: nothing is verified or written "
+                               "(exit 2 where an operation is refused)."),
 ) -> None:
     """Sound verification over every color of every pixel: 'verified' is a proof that no
     one-pixel change alters the label; 'fooled' comes with a pixel the model confirms;
@@ -110,12 +115,19 @@ def verify(
         no_resize: refuse an image file of another size than the model's input.
         workers: Ray workers.
         ray_address: the Ray cluster to join.
+        check: list the model's operations and stop.
 
     Raises:
         UsageProblem: a bad option or a model the verifier cannot bound (one line, exit 2,
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    if check:
+        if out is not None:
+            console.print(f"note: --check writes nothing: {out} is not used")
+        check_operations(target, source, data, first_index, model_options, device,
+                         no_resize)
+        return
     images = target_count(target, images, first_index, source, data, default=10)
     arguments = (source, data, images, first_index, budget, max_boxes, tolerance, exact,
                  deterministic, model_options, device, no_resize, workers, ray_address)
@@ -205,6 +217,64 @@ def verify_into(target: str, out: Path, source: str, data: Path | None, images: 
     if others:
         console.print(f"({out} also holds the answers of {others} other image(s) from "
                       f"earlier runs; its summary.json counts all {len(rows)})")
+
+
+def check_operations(target: str, source: str, data: Path | None, first_index: int,
+                     model_options: ModelOptions, device: str, no_resize: bool) -> None:
+    """``verify --check``: the model's operations as the verifier's copy runs them, on
+    the first image of ``target`` (or a blank of the model's declared input size), one
+    row per kind; each refusal on a line of its own."""
+    device = pick_device(device)
+    model_options.check()
+    opened = model_options.open(device)
+    if opened.input_size is not None:
+        image = _blank(opened.input_size, opened.channels, device)
+    else:
+        batch = target_images(opened, target, source, data, 1, first_index,
+                              model_options.classes, device, no_resize)[0]
+        image = (to_float(batch) if batch.dtype == torch.uint8 else batch)[:1].to(device)
+    model = model_options.model or DEFAULT_MODEL
+    try:
+        operations = BoundEngine(opened.net).operations(image)
+    except BoundUnsupportedError as exc:
+        fail(f"{model}: the verifier cannot bound this model: {exc}")
+    _print_operations(operations, model, tuple(image.shape[1:]))
+
+
+def _operation_kind(support: OperationSupport) -> str:
+    """A row's name: the table's operation, with what a rewrite wrote it from."""
+    name = support.operation or support.node
+    written = support.node.partition(" of what the verifier writes ")[2]
+    return f"{name} (writing {written.removesuffix(' as')})" if written else name
+
+
+def _print_operations(operations: list[OperationSupport], model: str,
+                      shape: tuple[int, ...]) -> None:
+    """The check's table, its refusals and its one-line verdict (exit 2 on a refusal)."""
+    counts: dict[tuple, int] = {}
+    for support in operations:
+        if support.refused is None:
+            key = (_operation_kind(support), support.screened, support.float32)
+            counts[key] = counts.get(key, 0) + 1
+    shown = table(f"{model}: the operations the verifier bounds, on images of shape "
+                  f"{list(shape)}", ["operation", "nodes", "interval screen", "float32 error"])
+    for (kind, screened, float32), count in counts.items():
+        shown.add_row(kind, str(count), "yes" if screened else "no", float32 or "")
+    print_table(shown)
+    refused = [support for support in operations if support.refused is not None]
+    for support in refused:
+        console.print(f"refused: {support.refused}")
+    estimated = sum(support.float32 == "estimated" for support in operations)
+    screen = ("the interval screen runs" if all(s.screened for s in operations)
+              else "no interval screen (an operation without an interval rule)")
+    if refused:
+        fail(f"{model}: the verifier cannot bound {len(refused)} of the model's "
+             f"{len(operations)} operations (listed above)")
+    console.print(f"{model}: the verifier bounds all {len(operations)} operations; {screen}; "
+                  + (f"{estimated} compute their float32 error otherwise than the bounds' "
+                     "copy (estimated, not proved, through them)" if estimated
+                     else "the float32 error is proved through each where intervals are "
+                     "tight"))
 
 
 def _open_net(options: ModelOptions) -> torch.nn.Module:

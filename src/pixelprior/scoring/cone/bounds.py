@@ -62,7 +62,9 @@ from .graph import (
     untraceable,
 )
 from .intervals import Exact, Negate, PositiveSum, Scale, SignedAffine, Sum
+from .operators.shape import indexed_after_ellipsis
 from .plan import FullStep, InputStep, OutputStep, Plan, PointwiseStep, ShapeStep, SpatialStep
+from .rounding import rounds_nothing
 from .runtime import FxCache, Query, Window
 from .screen import IntervalScreen, IntervalUnsupportedError
 from .table import ELEMENTWISE
@@ -90,7 +92,33 @@ from .zonotope import (
 )
 
 __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
-           "TooManySymbols"]
+           "OperationSupport", "TooManySymbols"]
+
+
+@dataclass(frozen=True)
+class OperationSupport:
+    """One operation of a model as the verifier's copy runs it (:meth:`BoundEngine.operations`).
+
+    Attributes:
+        node: the operation as the refusals name it (``"Conv2d (features.0)"``, ``"F.pad"``;
+            ``"... of what the verifier writes X as"`` for the operations a rewrite made).
+        operation: the operation table's name (``"conv2d"``; ``None``: not one it knows).
+        refused: why the bounds cannot run it (the line :meth:`BoundEngine.plan` raises),
+            ``None`` where they can.
+        screened: it has an interval rule (the interval screen, and the float32 proof,
+            run through it).
+        float32: ``"proved"`` (the interval rules prove the float32 error through it
+            where intervals are tight), ``"estimated"`` (its kernel computes otherwise
+            than the copy: a normalisation, a softmax, attention, a constant computed in
+            ``forward``), ``"exact"`` (a copy or a size: nothing to round) or ``None``
+            (refused).
+    """
+
+    node: str
+    operation: str | None
+    refused: str | None
+    screened: bool
+    float32: str | None
 
 
 class TooManySymbols(RuntimeError):
@@ -347,33 +375,77 @@ class BoundEngine:
                 verifier's copy does not run on such images (an operation it wrote out
                 given a value of another layout, ``nn.MultiheadAttention`` of ``[B, E]``).
         """
+        plan = self._planned(images)
+        key = tuple(images.shape[1:])
+        if key not in self._checked:
+            for _, _, refused in self._refusals(plan):
+                if refused is not None:
+                    raise BoundUnsupportedError(refused)
+            self._checked.add(key)
+        return plan
+
+    def _planned(self, images: torch.Tensor) -> Plan:
+        """The engine's plan of images of this shape (a run of the copy that fails on
+        them refused in one line)."""
         try:
-            plan = self.engine.plan(images.to(self.dtype))
+            return self.engine.plan(images.to(self.dtype))
         except RuntimeError as exc:  # (the model's own errors show when it runs first)
             first = (str(exc).strip().splitlines() or [""])[0]
             raise BoundUnsupportedError(
                 f"the verifier's copy of the model does not run on images of shape "
                 f"{list(images.shape[1:])} ({first}): an operation it writes out (attention, "
                 "a normalisation) was given values of another layout") from None
-        key = tuple(images.shape[1:])
-        if key not in self._checked:
-            varying = {n for n in self.graph.nodes if n not in self.graph.statics
-                       and n not in self.graph.sizes}
-            for node, step, _ in plan.steps:
-                if node in self.graph.sizes:  # a size, or arithmetic of sizes: run as is
-                    continue
-                problem = self._unsupported(step)  # "": no rule, nothing more to say
-                if problem is None:
-                    problem = (self._mixes_images(node, plan)
-                               or _moves_batch_axis(node, step, plan, varying))
-                if problem is not None:
-                    raise BoundUnsupportedError(
-                        f"the verifier has no bound rule for "
-                        f"{describe(node, self.graph.modules)}{problem}"
-                        + _last_softmax_advice(node, self.graph.modules))
-                self._check_product(node, step, varying)
-            self._checked.add(key)
-        return plan
+
+    def _refusals(self, plan: Plan):
+        """Each step of ``plan`` that computes from the image, with why the bounds cannot
+        run it (the line :meth:`plan` raises) or ``None``: ``(node, step, refused)``."""
+        varying = {n for n in self.graph.nodes if n not in self.graph.statics
+                   and n not in self.graph.sizes}
+        for node, step, _ in plan.steps:
+            if node in self.graph.sizes:  # a size, or arithmetic of sizes: run as is
+                continue
+            problem = self._unsupported(step)  # "": no rule, nothing more to say
+            if problem is None:
+                problem = (self._mixes_images(node, plan)
+                           or _moves_batch_axis(node, step, plan, varying))
+            if problem is not None:
+                yield node, step, (f"the verifier has no bound rule for "
+                                   f"{describe(node, self.graph.modules)}{problem}"
+                                   + _last_softmax_advice(node, self.graph.modules))
+            else:
+                yield node, step, self._product_problem(node, step, varying)
+
+    def operations(self, images: torch.Tensor) -> list[OperationSupport]:
+        """Every operation of the model the verifier's copy runs on images of this shape,
+        with what the bounds, the interval screen and the float32 proof make of it — all
+        the refusals at once, where :meth:`plan` names the first.
+
+        Args:
+            images: float ``[B, C, H, W]`` (only the shape counts).
+
+        Raises:
+            BoundUnsupportedError: the copy does not run on such images.
+        """
+        listed = []
+        for node, step, refused in self._refusals(self._planned(images)):
+            if isinstance(step, (InputStep, OutputStep)):
+                continue
+            resolved = self.graph.resolve(node)
+            operation = resolved.operation
+            interval = operation.interval if operation is not None else None
+            screened = interval is not None and not isinstance(resolved.params, str) and (
+                not isinstance(interval(resolved.params), str))
+            if refused is not None:
+                float32 = None
+            elif not screened or DECOMPOSED in node.meta or node in self._rounded_constants:
+                float32 = "estimated"
+            else:
+                float32 = "exact" if isinstance(step, ShapeStep) or (
+                    operation is not None and rounds_nothing(operation.name)) else "proved"
+            listed.append(OperationSupport(describe(node, self.graph.modules),
+                                           operation.name if operation else None,
+                                           refused, screened, float32))
+        return listed
 
     def _mixes_images(self, node: fx.Node, plan: Plan) -> str | None:
         """Why a value computed from the image mixes the images of a batch, or ``None``:
@@ -406,27 +478,28 @@ class BoundEngine:
                 "across the batch axis, which the verifier bounds one image a row at; "
                 "keep each image on its own row, e.g. test-time copies on another axis)")
 
-    def _check_product(self, node: fx.Node, step: Any, varying: set[fx.Node]) -> None:
-        """Refuse, before any box, a division by a value computed from the image that the
-        copy's rewrite left (:mod:`.decompose` runs each it finds as a product with the
-        reciprocal; the rules of a quotient divide by constants only). ``varying``: the
-        nodes computed from the image."""
+    def _product_problem(self, node: fx.Node, step: Any, varying: set[fx.Node]
+                         ) -> str | None:
+        """Why a division by a value computed from the image that the copy's rewrite left
+        cannot be bounded (:mod:`.decompose` runs each it finds as a product with the
+        reciprocal; the rules of a quotient divide by constants only), else ``None``.
+        ``varying``: the nodes computed from the image."""
         resolved = getattr(step, "resolved", None)
         if resolved is None or resolved.operation is None or resolved.operation.bound is None:
-            return
+            return None
         rule = resolved.operation.bound(resolved.params)
         if not isinstance(rule, Product):
-            return
+            return None
         try:
             rule.check(node, varying)
         except BoundUnsupportedError as exc:
             what = str(exc).partition(": ")[2] or str(exc)
             name = describe(node, self.graph.modules)
             name += f" ({node.name})" if node.name != name else ""
-            raise BoundUnsupportedError(
-                f"{name} is {what} that the verifier's copy did not rewrite as a product "
-                "with its reciprocal: the rules of a quotient divide by constants only"
-                ) from None
+            return (f"{name} is {what} that the verifier's copy did not rewrite as a "
+                    "product with its reciprocal: the rules of a quotient divide by "
+                    "constants only")
+        return None
 
     @staticmethod
     def _unsupported(step: Any) -> str | None:
@@ -1304,6 +1377,13 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
     if resolved is None or resolved.operation is None:
         return None
     name = resolved.operation.name
+    if name == "getitem" and indexed_after_ellipsis(resolved.params):
+        source = plan.shapes.get(_first_argument(node))  # x[..., :8] of a [B] value
+        if source is not None and indexed_after_ellipsis(resolved.params) >= len(source):
+            return (f" (after the ellipsis it indexes every axis of a value of shape "
+                    f"{tuple(source)}, the batch axis too; index from the front, e.g. "
+                    "x[:, ..., :8])")
+        return None
     if name == "pixel_shuffle":  # (channels, height, width): the last three axes
         source = plan.shapes.get(_first_argument(node))
         if source is not None and len(source) < 4:

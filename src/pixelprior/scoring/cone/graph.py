@@ -747,12 +747,31 @@ def untraceable_advice(model: nn.Module) -> str:
     return ""
 
 
+# what the tracer's own errors mean in a model's code, and what to write instead: each
+# (words of its message, advice); a model zoo's review met both (akamaster's CIFAR ResNet
+# ends with F.avg_pool2d(out, out.size()[3]); U-Nets make modules inside forward)
+_TRACER_ADVICE = (
+    (("module is not installed as a submodule",),
+     "a module is made inside forward (such as nn.AdaptiveAvgPool2d(1)(x)): make it once "
+     "in __init__ (self.pool = nn.AdaptiveAvgPool2d(1)) or call its function "
+     "(F.adaptive_avg_pool2d(x, 1))"),
+    (("'Node' object is not iterable", "Proxy object cannot be iterated",
+      "symbolically traced variables cannot be used as inputs to control flow"),
+     "a value's size or a value itself is used where the code needs a number (a pooling "
+     "size read from the map, F.avg_pool2d(out, out.size()[3]); a loop over a shape; an "
+     "if on a value): write the number, or a form that needs none "
+     "(F.adaptive_avg_pool2d(out, 1)); the verifier traces the code once, for any input"),
+)
+
+
 def untraceable(model: nn.Module, exc: BaseException) -> str:
     """Why a model ``torch.fx`` failed to trace is not bounded: what to do first where
-    something can be done (:func:`untraceable_advice`), else the tracer's own line."""
+    something can be done (:func:`untraceable_advice`, or what the tracer's error means
+    in a model's code), else the tracer's own line."""
     first = (str(exc).strip().splitlines() or [""])[0]
     cause = f"torch.fx cannot trace the model ({type(exc).__name__}: {first})"
-    advice = untraceable_advice(model)
+    advice = untraceable_advice(model) or next(
+        (words for clues, words in _TRACER_ADVICE if any(c in str(exc) for c in clues)), "")
     return f"{advice} ({cause})" if advice else cause
 
 

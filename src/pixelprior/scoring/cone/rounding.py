@@ -468,6 +468,12 @@ _SHIFTS = {
 _FACTORS = frozenset({"mul", "div"})
 
 
+def rounds_nothing(name: str) -> bool:
+    """Whether the operation ``name`` returns an input, a maximum or a copy exactly (no
+    float32 rounding of its own: :data:`EXACT`)."""
+    return name in EXACT
+
+
 def rounding_counted(name: str) -> bool:
     """Whether the estimate counts the operation ``name``'s float32 rounding by a rule
     of its own (every operation with a bound rule must be: one that is not is counted

@@ -78,20 +78,31 @@ def _squeeze_params(call: NodeCall) -> tuple[int, ...] | str:
 
 def _keeps_batch(index: object) -> bool:
     """Whether an index leaves the first axis whole: a tuple starting with ``:`` (then
-    numbers, slices and ``None``), ``...`` followed by ``None`` only, or ``:`` alone."""
+    numbers, slices and ``None``), ``...`` followed by ``None`` only, or ``:`` alone; or
+    may, where it indexes the last axes after ``...`` (``x[..., :8]``, ``x[..., 0]``:
+    whole where the value has more axes than it indexes, checked against the rank by the
+    plan: :func:`indexed_after_ellipsis`)."""
     full = slice(None, None, None)
     if not isinstance(index, tuple):
         return index == full
     if not index:
         return False
     plain = all(i is None or i is Ellipsis or isinstance(i, slice)
-                or (isinstance(i, int) and not isinstance(i, bool)) for i in index)
-    if index[0] == full and plain and all(
-            not isinstance(i, slice) or all(isinstance(v, (int, type(None)))
-                                            for v in (i.start, i.stop, i.step))
-            for i in index):
+                or (isinstance(i, int) and not isinstance(i, bool)) for i in index) and all(
+        not isinstance(i, slice) or all(isinstance(v, (int, type(None)))
+                                        for v in (i.start, i.stop, i.step))
+        for i in index)
+    if index[0] == full and plain:
         return True
-    return index[0] is Ellipsis and all(i is None for i in index[1:])
+    return index[0] is Ellipsis and plain and Ellipsis not in index[1:]
+
+
+def indexed_after_ellipsis(index: object) -> int:
+    """The axes an index starting with ``...`` takes (``x[..., :8]``: 1; ``x[..., None]``:
+    0); 0 for any other index."""
+    if not isinstance(index, tuple) or not index or index[0] is not Ellipsis:
+        return 0
+    return sum(i is not None for i in index[1:])
 
 
 def _getitem_params(call: NodeCall) -> object:
