@@ -29,6 +29,9 @@ class Cumulative(nn.Module):
 
 def cumulative():
     return Cumulative().eval()
+
+
+two = cumulative  # (a factory whose name is an emoji code)
 '''
 
 # huge values that cancel: margins of 1-9 against a float64 rounding of ~10^4
@@ -263,9 +266,11 @@ def test_check_lists_every_operation_and_every_refusal(tmp_path):
     exit 2; on a model it bounds, exit 0 and what it estimates; nothing is written."""
     (tmp_path / "nets.py").write_text(CUMULATIVE)
     result = invoke("verify", "cifar10", "--source", "sample", "--model",
-                    f"{tmp_path / 'nets.py'}:cumulative", "--input-size", 32, "--check")
+                    f"{tmp_path / 'nets.py'}:two", "--input-size", 32, "--check")
     assert result.exit_code == 2, result.output
     output = " ".join(result.output.split())
+    assert "the operations the verifier bounds" in output
+    assert "\u20e3" not in output  # ':two:' in the title stays text, not the emoji 2️⃣
     assert output.count("refused: the verifier has no bound rule for Tensor.cumsum()") == 2
     assert "resample (writing interpolate)" in output and "estimated" in output
     assert "cannot bound 2 of the model's" in output and "Traceback" not in output
@@ -274,6 +279,9 @@ def test_check_lists_every_operation_and_every_refusal(tmp_path):
     assert bounded.exit_code == 0, bounded.output
     assert "the verifier bounds all 10 operations" in " ".join(bounded.output.split())
     assert not (tmp_path / "v").exists()
+    clean_error(invoke("verify", "cifar10", "--source", "sample", "--model",
+                       "convsmall-cifar10", "--check", "--max-boxes", -5), 2,
+                "--max-boxes must be >= 1")  # (options are checked as a run checks them)
 
 
 def test_bad_options_are_one_line(tmp_path):

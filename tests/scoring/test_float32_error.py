@@ -552,15 +552,35 @@ class Shrunk(nn.Module):
         return self.fc(F.softshrink(x, 0.3).flatten(1))
 
 
-@pytest.mark.parametrize("model", [Cancels("number"), Cancels("clamp"), Shrunk()],
-                         ids=["number", "clamp", "softshrink"])
+class Subtracted(Shrunk):
+    """``torch.sub(x, other=0.1)`` or ``torch.sub(x, 0.1, alpha=3)``, magnified (a
+    review: a number by keyword and a factor ``alpha`` were not counted)."""
+
+    def __init__(self, alpha: float | None) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = (torch.sub(x, other=0.1) if self.alpha is None
+                   else torch.sub(x, 0.1, alpha=self.alpha))
+        return self.fc(shifted.flatten(1))
+
+
+@pytest.mark.parametrize("model", [Cancels("number"), Cancels("clamp"), Shrunk(),
+                                   Subtracted(None), Subtracted(3.0)],
+                         ids=["number", "clamp", "softshrink", "keyword", "alpha"])
 def test_the_estimate_counts_numbers_float32_cannot_hold(model):
     """Where no float32 error is proved the first-order estimate is the tolerance: it
     counts what a number written in the model's code moves the result by (``x - 0.1``, a
     clamp's limit, softshrink's threshold), which is all the error there is here (a
     review: 8e-13 estimated against 1.4e-4)."""
     model = model.eval()
-    value = 0.3000001 if isinstance(model, Shrunk) else float(torch.tensor(0.1))
+    if isinstance(model, Subtracted):  # where x - α·0.1 is float32's 0
+        value = float(torch.tensor(0.1 * (model.alpha or 1)))
+    elif isinstance(model, Shrunk):  # just past softshrink's threshold
+        value = 0.3000001
+    else:
+        value = float(torch.tensor(0.1))
     image = torch.full((1, 3, 2, 2), value)
     single, exact = margins_both_ways(copy.deepcopy(model), image, 0,
                                       image[0, :, 0, 0][None].double(), 0)

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - the typer of the day bundles it
 from .._io import Interrupted, early_signals_raise, restore_early_signals
 from .errors import BEFORE_RUN, STATE, UsageProblem, error_line
 
-console = Console()
+console = Console(emoji=False)  # a path or model spec with ":two:" stays text
 err_console = Console(stderr=True, emoji=False)  # ':abc:' in a message stays text
 
 

@@ -27,8 +27,11 @@ def table(title: str, columns: list[str], fold: int = 0) -> Table:
     """
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
-    out = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
+    # (the title as plain text: a model spec or a folder in it is not markup or emoji,
+    # nets.py:two showed as nets.py and an emoji)
+    out = Table(title=Text(title), box=box.SIMPLE_HEAD, pad_edge=False, padding=0,
                 title_justify="left")
     for n, column in enumerate(columns):
         out.add_column(column, justify="left" if n == fold else "right",

@@ -122,13 +122,14 @@ def verify(
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    images = target_count(target, images, first_index, source, data, default=10)
     if check:
+        _check_options(images, first_index, budget, max_boxes, tolerance, source)
         if out is not None:
-            console.print(f"note: --check writes nothing: {out} is not used")
+            console.print(f"note: --check writes nothing: {out} is not used", markup=False)
         check_operations(target, source, data, first_index, model_options, device,
                          no_resize)
         return
-    images = target_count(target, images, first_index, source, data, default=10)
     arguments = (source, data, images, first_index, budget, max_boxes, tolerance, exact,
                  deterministic, model_options, device, no_resize, workers, ray_address)
     if exact and out is None:
@@ -263,7 +264,7 @@ def _print_operations(operations: list[OperationSupport], model: str,
     print_table(shown)
     refused = [support for support in operations if support.refused is not None]
     for support in refused:
-        console.print(f"refused: {support.refused}")
+        console.print(f"refused: {support.refused}", markup=False)
     estimated = sum(support.float32 == "estimated" for support in operations)
     screen = ("the interval screen runs" if all(s.screened for s in operations)
               else "no interval screen (an operation without an interval rule)")
@@ -274,7 +275,7 @@ def _print_operations(operations: list[OperationSupport], model: str,
                   + (f"{estimated} compute their float32 error otherwise than the bounds' "
                      "copy (estimated, not proved, through them)" if estimated
                      else "the float32 error is proved through each where intervals are "
-                     "tight"))
+                     "tight"), markup=False)
 
 
 def _open_net(options: ModelOptions) -> torch.nn.Module:

@@ -132,9 +132,11 @@ class _Recorder(fx.Interpreter):
             return None
         operation = OPERATIONS.lookup(node, self.modules)
         name = operation.name if operation is not None else None
-        if name not in _SHIFTS and name not in _FACTORS:
+        if name not in _SHIFTS and name not in _FACTORS and name not in ("add", "sub"):
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
+        if name in ("add", "sub"):
+            return self._sum_gaps(node, result)
         if name in _SHIFTS:
             params = operation.params(NodeCall(node, module, self.env))
             numbers = _SHIFTS[name](node, params)
@@ -142,8 +144,33 @@ class _Recorder(fx.Interpreter):
             return None if not gap else torch.full_like(result.detach(), gap,
                                                         dtype=torch.float64)
         relative = sum(constant_gap(value) / abs(float(value))
-                       for value in _numbers(node.args) if value)
+                       for value in _numbers([*node.args, *node.kwargs.values()]) if value)
         return None if not relative else relative * result.detach().double().abs()
+
+    def _sum_gaps(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`_number_gaps` of ``a + α b`` / ``a - α b`` (``torch.add(x, other=0.1,
+        alpha=3)`` too): each number's gap (``b``'s times ``|α|``), and an ``α``
+        float32 cannot hold times ``|b|`` with the product's own rounding (a review:
+        ``other=`` and ``alpha=`` were not read)."""
+        first = node.args[0] if node.args else node.kwargs.get("input")
+        other = node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
+        alpha = node.kwargs.get("alpha", 1)
+        if not _is_number(alpha):
+            return None
+        gap: Any = sum(constant_gap(value) * (abs(alpha) if value is other else 1.0)
+                       for value in (first, other) if _is_number(value))
+        if alpha != 1:
+            size = (abs(float(other)) if _is_number(other) else
+                    self.env[other].detach().double().abs()
+                    if isinstance(other, fx.Node) and isinstance(self.env.get(other),
+                                                                  torch.Tensor) else None)
+            if size is None:
+                return None
+            gap = gap + (constant_gap(alpha) + self.unit * abs(alpha)) * size
+        if isinstance(gap, torch.Tensor):
+            return gap.expand_as(result).double()
+        return None if not gap else torch.full_like(result.detach(), gap,
+                                                    dtype=torch.float64)
 
     def _intermediates_overflow(self, node: fx.Node) -> bool:
         """Whether a kernel's own intermediate values may overflow where its result does
@@ -453,11 +480,9 @@ def _numbers(values: Any) -> list:
     return [v for v in values if _is_number(v)]
 
 
-# operations a number moves by its own gap (its settings, or its arguments: x - 0.1,
-# 0.1 + x, torch.sub(x, 0.1)), and those it scales (x * 0.3, x / 0.3)
+# operations a number moves by its own gap, read from their settings (sums, ``x - 0.1``,
+# by RoundingRecorder._sum_gaps), and those it scales (x * 0.3, x / 0.3)
 _SHIFTS = {
-    "add": lambda node, params: _numbers(node.args),
-    "sub": lambda node, params: _numbers(node.args),
     "clamp": lambda node, params: _numbers((params or {}).values()) if isinstance(
         params, dict) else [],
     "hardtanh": lambda node, params: _numbers(params.values()) if isinstance(
