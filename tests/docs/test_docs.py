@@ -177,3 +177,14 @@ def test_the_dev_extra_installs_what_the_docs_tests_need():
     assert extras["docs"], "pyproject.toml has no docs extra"
     missing = set(extras["docs"]) - set(extras["dev"])
     assert not missing, f"the dev extra (what CI installs) lacks {sorted(missing)}"
+
+
+def test_the_operations_page_is_the_tables_own():
+    """``docs/guide/operations.md`` is what ``python docs/operations.py`` writes from the
+    operation table: an operation registered (or changed) without rewriting the page
+    fails here."""
+    import runpy
+
+    page = runpy.run_path(str(DOCS / "operations.py"))["page"]()
+    assert (DOCS / "guide" / "operations.md").read_text(encoding="utf-8") == page, (
+        "docs/guide/operations.md is stale: run python docs/operations.py")

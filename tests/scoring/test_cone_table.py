@@ -144,3 +144,13 @@ def test_functional_settings_equal_the_module_settings():
     from_function = operation.params(NodeCall(node_function, None,
                                               {weight: conv.weight, bias: conv.bias}))
     assert from_module == from_function
+
+
+def test_every_operation_is_bounded_written_out_or_a_size():
+    """An operation with no bound rule of its own is one the verifier's copies write out
+    (its ``written_out`` flag, which the operations page shows) or a size; a written-out
+    one has no interval rule of its own that would bound it (at most a refusal)."""
+    for name in OPERATIONS.names():
+        operation = OPERATIONS.get(name)
+        if operation.bound is None and operation.window.__module__.startswith("pixelprior."):
+            assert operation.written_out or name == "shape", name  # (not this file's own)

@@ -104,6 +104,9 @@ class Operation:
         bound: settings → the verifier's bound rule (``None``: none registered).
         help: one line, for documentation.
         interval: settings → the interval screen's rule (``None``: none registered).
+        written_out: the verifier's copies write it as other operations (``decompose``: a
+            softmax as exponentials, a sum and a reciprocal), so it needs no bound rule
+            of its own (one it has refuses the forms left as they are).
     """
 
     name: str
@@ -112,6 +115,7 @@ class Operation:
     bound: Callable[[Any], Any] | None = None
     help: str = ""
     interval: Callable[[Any], Any] | None = None
+    written_out: bool = False
 
 
 def _no_params(call: NodeCall) -> None:
@@ -130,7 +134,8 @@ class OperationTable:
     def register(self, name: str, *, window: Callable[[Any], WindowRule | str],
                  modules: Iterable[type] = (), functions: Iterable[Any] = (),
                  methods: Iterable[str] = (),
-                 params: Callable[[NodeCall], Any] | None = None, help: str = "") -> Operation:
+                 params: Callable[[NodeCall], Any] | None = None, help: str = "",
+                 written_out: bool = False) -> Operation:
         """Add an operation and the targets it covers.
 
         Args:
@@ -141,6 +146,7 @@ class OperationTable:
             methods: tensor method names (``"relu"``).
             params: reads the settings from a node (default: none).
             help: one line of help.
+            written_out: the verifier's copies write it as other operations.
 
         Returns:
             The registered operation.
@@ -150,7 +156,8 @@ class OperationTable:
         """
         if name in self._operations:
             raise ValueError(f"operation {name!r} is registered twice")
-        operation = Operation(name, params or _no_params, window, None, help)
+        operation = Operation(name, params or _no_params, window, None, help,
+                              written_out=written_out)
         self._operations[name] = operation
         for kind, targets in ((self._modules, modules), (self._functions, functions),
                               (self._methods, methods)):
@@ -206,6 +213,14 @@ class OperationTable:
     def names(self) -> tuple[str, ...]:
         """Every operation's name, in registration order."""
         return tuple(self._operations)
+
+    def targets(self, name: str) -> tuple[list[type], list[Any], list[str]]:
+        """The module classes, functions and tensor methods that name the operation
+        ``name`` (in registration order)."""
+        self.get(name)
+        return ([t for t, n in self._modules.items() if n == name],
+                [t for t, n in self._functions.items() if n == name],
+                [t for t, n in self._methods.items() if n == name])
 
     def lookup(self, node: fx.Node, modules: dict[str, nn.Module]) -> Operation | None:
         """The operation a node runs (``None``: not one the table knows)."""

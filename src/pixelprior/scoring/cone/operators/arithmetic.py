@@ -61,6 +61,7 @@ def _alpha_params(call: NodeCall) -> dict:
 _PARAMS = {"div": _div_params, "add": _alpha_params, "sub": _alpha_params}
 for _name, (_functions, _methods) in ELEMENTWISE_OPERATIONS.items():
     register_operation(_name, window=_elementwise, functions=_functions, methods=_methods,
+                       written_out=_name in ("maximum", "minimum"),
                        params=_PARAMS.get(_name), help="elementwise arithmetic")
 
 

@@ -57,16 +57,16 @@ def _attention_params(call: NodeCall) -> dict | str:
     return {"scale": scale}
 
 
-register_operation("softmax", window=_along_axis, params=_softmax_params,
+register_operation("softmax", written_out=True, window=_along_axis, params=_softmax_params,
                    modules=(nn.Softmax,), functions=(F.softmax, torch.softmax),
                    methods=("softmax",), help="a softmax along an axis")
-register_operation("log_softmax", window=_along_axis, params=_softmax_params,
+register_operation("log_softmax", written_out=True, window=_along_axis, params=_softmax_params,
                    modules=(nn.LogSoftmax,), functions=(F.log_softmax, torch.log_softmax),
                    methods=("log_softmax",), help="a log-softmax along an axis")
-register_operation("matmul", window=_whole,
+register_operation("matmul", written_out=True, window=_whole,
                    functions=(operator.matmul, torch.matmul, torch.bmm),
                    methods=("matmul", "bmm"), help="a product of matrices (a @ b, bmm)")
-register_operation("attention", window=_along_axis, params=_attention_params,
+register_operation("attention", written_out=True, window=_along_axis, params=_attention_params,
                    functions=(F.scaled_dot_product_attention,),
                    help="scaled dot-product attention, without a mask or dropout")
 
@@ -94,6 +94,7 @@ def _multihead_params(call: NodeCall) -> dict | str:
 
 
 register_operation("multihead_attention", window=_along_axis, params=_multihead_params,
+                   written_out=True,
                    modules=(nn.MultiheadAttention,),
                    help="nn.MultiheadAttention, without masks")
 
@@ -110,7 +111,7 @@ def _logsumexp_params(call: NodeCall) -> dict | str:
     return {"dims": dims, "keepdim": bool(call.arg(2, "keepdim", False))}
 
 
-register_operation("logsumexp", window=_along_axis, params=_logsumexp_params,
+register_operation("logsumexp", written_out=True, window=_along_axis, params=_logsumexp_params,
                    functions=(torch.logsumexp,), methods=("logsumexp",),
                    help="log Σ exp over axes after the batch axis")
 # the verifier's copies write it out (:mod:`..decompose`); one left as it is names the

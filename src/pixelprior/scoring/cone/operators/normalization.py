@@ -189,9 +189,11 @@ def _normalises_maps(params: NormParams | str) -> str:
 
 
 register_operation("layer_norm", window=_normalises_maps, params=_layer_norm_params,
+                   written_out=True,
                    modules=(nn.LayerNorm,), functions=(F.layer_norm,),
                    help="LayerNorm (the verifier: as a mean, a variance, rsqrt, products)")
 register_operation("group_norm", window=_normalises_maps, params=_group_norm_params,
+                   written_out=True,
                    modules=(nn.GroupNorm, nn.InstanceNorm2d), functions=(F.group_norm,),
                    help="GroupNorm and InstanceNorm (the verifier: as LayerNorm is)")
 
@@ -270,11 +272,11 @@ def _runs_whole(params: VectorNormParams | str) -> str:
     return params if isinstance(params, str) else "it reduces over axes (runs whole)"
 
 
-register_operation("norm", window=_runs_whole, params=_vector_norm_params,
+register_operation("norm", written_out=True, window=_runs_whole, params=_vector_norm_params,
                    functions=(torch.norm, torch.linalg.vector_norm, torch.linalg.norm),
                    methods=("norm",),
                    help="a vector norm of order 1 or 2 over axes (the verifier: written out)")
-register_operation("normalize", window=_runs_whole, params=_vector_norm_params,
+register_operation("normalize", written_out=True, window=_runs_whole, params=_vector_norm_params,
                    functions=(F.normalize,),
                    help="F.normalize, p = 1 or 2 (the verifier: a division by the norm)")
 
@@ -319,10 +321,10 @@ def _moments_whole(params: object) -> str:
     return params if isinstance(params, str) else "a moment over axes (runs on whole values)"
 
 
-register_operation("var", window=_moments_whole, params=_moment_params,
+register_operation("var", written_out=True, window=_moments_whole, params=_moment_params,
                    functions=(torch.var,), methods=("var",),
                    help="a variance over axes after the batch axis")
-register_operation("std", window=_moments_whole, params=_moment_params,
+register_operation("std", written_out=True, window=_moments_whole, params=_moment_params,
                    functions=(torch.std,), methods=("std",),
                    help="a standard deviation over axes after the batch axis")
 # the verifier's copies write them out (:mod:`..decompose`); one left as it is names the

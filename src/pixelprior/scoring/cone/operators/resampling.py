@@ -150,7 +150,7 @@ def _runs_whole(params: object) -> str:
     return params if isinstance(params, str) else "it interpolates the whole map"
 
 
-register_operation("interpolate", window=_runs_whole, params=_interpolate_params,
+register_operation("interpolate", written_out=True, window=_runs_whole, params=_interpolate_params,
                    modules=(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d),
                    functions=(F.interpolate,),
                    help="interpolation of a map: nearest, (bi/tri)linear, bicubic (the "
