@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from milp import exact_margins
@@ -94,6 +95,37 @@ def assert_screen_holds(model: nn.Module, seed: int, y: int, x: int, corner: lis
     others = [j for j in range(values.shape[1]) if j != label]
     assert (bounds[others] <= margins[others] + 1e-9 * (1 + abs(margins).max())).all()
     assert bounds[label] == np.inf
+
+
+def test_a_transposed_convolutions_magnitudes_bound_its_values():
+    """The interval rule's ``|A| x`` of a transposed convolution (groups, stride, output
+    padding) bounds ``|A x|``, and the bound rule's gain bounds its largest row sum: on
+    the random networks the screen's bounds are too loose for a rule that took ``W`` for
+    ``|W|`` to show (it passed them)."""
+    from pixelprior.scoring.cone.operators.convolution import TransposedParams
+
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    params = TransposedParams(layer.weight, layer.bias, (2, 2), (1, 1), (1, 1), 2, (1, 1))
+    x = torch.randn(5, 4, 6, 6, dtype=torch.float64)
+    values = F.conv_transpose2d(x, layer.weight.double(), None, 2, 1, 1, 2)
+    rule = OPERATIONS.get("conv_transpose2d").interval(params)
+    assert (rule.run_abs(x.abs()) >= values.abs() - 1e-12).all()
+    ones = rule.run_abs(torch.ones(1, 4, 6, 6, dtype=torch.float64))
+    assert float(ones.max()) <= OPERATIONS.get("conv_transpose2d").bound(params).rounding.gain
+
+
+@pytest.mark.parametrize("net", [Maxima, Padded, Einsums, SequenceFirst, Resampled])
+@pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
+def test_the_newer_nets_screens_hold_on_fixed_boxes(net, cone):
+    """The networks of the newer operations on the same boxes every time (the sampled
+    test above spreads its examples over every network, and may miss one)."""
+    for seed in range(3):
+        model = randomised(net(), seed)
+        for width, corner in ((1.0, [0.0, 0.0, 0.0]), (0.3, [0.2, 0.5, 0.1]),
+                              (0.05, [0.6, 0.3, 0.8])):
+            assert_screen_holds(model, seed, seed % 8, (3 * seed + 1) % 8, corner, width,
+                                cone)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
