@@ -115,6 +115,30 @@ def test_a_transposed_convolutions_magnitudes_bound_its_values():
     assert float(ones.max()) <= OPERATIONS.get("conv_transpose2d").bound(params).rounding.gain
 
 
+@pytest.mark.parametrize("shape", [(5, 6), (5, 6, 7), (5, 6, 3, 4, 2)],
+                         ids=["features", "sequence", "volume"])
+def test_a_batch_norm_of_any_rank_scales_its_magnitudes_per_channel(shape):
+    """BatchNorm1d on ``[N, C]`` and ``[N, C, L]`` and BatchNorm3d: the interval rule's
+    ``|scale| x`` and its offset are per channel of axis 1 whatever the rank (they were
+    shaped for ``[N, C, H, W]`` alone)."""
+    from pixelprior.scoring.cone.operators.normalization import BatchNormParams
+
+    torch.manual_seed(0)
+    channels = shape[1]
+    params = BatchNormParams(torch.randn(channels), torch.rand(channels) + 0.5,
+                             torch.randn(channels), torch.randn(channels), 1e-5)
+    rule = OPERATIONS.get("batch_norm").interval(params)
+    x = torch.randn(shape, dtype=torch.float64)
+    scale = params.scale_shift()[0].double()
+    view = (-1, *[1] * (len(shape) - 2))
+    values = x * scale.view(view)
+    torch.testing.assert_close(rule.run_abs(x.abs()), values.abs())
+    offset = rule.offset_for(x)
+    assert offset.shape == (channels, *[1] * (len(shape) - 2))
+    expected = (params.mean.double().abs() * scale.abs() + params.bias.double().abs())
+    torch.testing.assert_close(offset, expected.view(view))
+
+
 @pytest.mark.parametrize("net", [Maxima, Padded, Einsums, SequenceFirst, Resampled])
 @pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
 def test_the_newer_nets_screens_hold_on_fixed_boxes(net, cone):
