@@ -1039,3 +1039,14 @@ def test_channels_folded_into_the_batch_axis_and_back_are_bounded():
     net, image = _ChannelsOnTheBatchAxis().eval(), torch.rand(1, 3, 4, 4)
     (result,) = Verifier(net, budget=None, max_boxes=3000).verify(image, net(image).argmax(1))
     assert result.decided_by in ("verified", "fooled")
+
+
+def test_the_verifier_lists_a_models_operations():
+    """``Verifier.operations``: what ``verify --check`` prints, from the API (a model it
+    bounds: no refusal, each operation's float32 column)."""
+    from pixelprior.models import load_model
+
+    listed = Verifier(load_model("convsmall-cifar10")).operations(torch.rand(1, 3, 32, 32))
+    assert listed and all(o.refused is None for o in listed)
+    assert {o.operation for o in listed} >= {"conv2d", "relu", "linear"}
+    assert {o.float32 for o in listed} <= {"proved", "exact"}

@@ -106,7 +106,13 @@ from torch import nn
 from ..models import WeightsWatch, model_failure
 from ..scoring import ModelOutputError, Scorer, check_logits, engine_of, make_scorer
 from ..scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
-from ..scoring.cone.bounds import BoundEngine, BoundUnsupportedError, MarginBounds, TooManySymbols
+from ..scoring.cone.bounds import (
+    BoundEngine,
+    BoundUnsupportedError,
+    MarginBounds,
+    OperationSupport,
+    TooManySymbols,
+)
 from ..scoring.cone.rounding import (
     SAFETY,
     UNIT_ROUNDOFF,
@@ -770,6 +776,21 @@ class Verifier:
         self._weights.renew()
 
     # ------------------------------------------------------------------ public API
+    def operations(self, images: torch.Tensor) -> list[OperationSupport]:
+        """Every operation of the model as the verifier's copy runs it on images of this
+        shape: bounded, or refused and why; the interval screen; the float32 error
+        proved, estimated or nothing to round (``pixelprior verify --check``; see
+        :meth:`~pixelprior.scoring.cone.bounds.BoundEngine.operations`).
+
+        Args:
+            images: float ``[B, C, H, W]`` (only the shape counts).
+
+        Raises:
+            BoundUnsupportedError: the verifier's copy does not run on such images.
+        """
+        with evaluation_mode(self.model):
+            return self.bounds.operations(images)
+
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
                orders: torch.Tensor | None = None, stop_at_first: bool = True
                ) -> list[Verification]:
