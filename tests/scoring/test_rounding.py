@@ -266,3 +266,23 @@ def test_every_bounded_operation_has_its_rounding_counted():
             assert rounding_counted(name), (
                 f"{name}: add its float32 roundings per output to a table of "
                 "pixelprior/scoring/cone/rounding.py (EXACT, SMOOTH or ROUNDINGS)")
+
+
+def test_a_comparisons_mask_is_no_magnitude():
+    """``torch.where(h > 0, h, 0.1 * h)``: the estimate took ``|x|`` of the comparison's
+    boolean mask and raised (a review; the verifier refuses ``gt``, so only the estimate's
+    own callers met it)."""
+    class Where(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.conv(x)
+            return self.fc(torch.where(h > 0, h, 0.1 * h).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model = Where().eval()
+    images = torch.rand(2, 3, 8, 8)
+    estimate = rounding_error(model, images, model(images).argmax(1))
+    assert torch.isfinite(estimate).all() and (estimate > 0).all()

@@ -212,7 +212,8 @@ class _Recorder(fx.Interpreter):
             arg = next((node.kwargs[k] for k in ("input", "x", "A") if k in node.kwargs), None)
         if isinstance(arg, fx.Node):
             value = self.env.get(arg)
-            return value.detach().abs() if isinstance(value, torch.Tensor) else None
+            return (value.detach().abs() if isinstance(value, torch.Tensor)
+                    and value.is_floating_point() else None)  # (a mask of a comparison: none)
         if isinstance(arg, (int, float)):
             return torch.tensor(abs(float(arg)), dtype=torch.float64)
         return None
