@@ -833,12 +833,15 @@ def test_operations_lists_every_refusal_where_the_plan_names_the_first():
 
 
 @pytest.mark.parametrize("forward, advice", [
-    (lambda net, h: F.avg_pool2d(h, h.size()[3]).flatten(1), "F.avg_pool2d(out, out.size()[3])"),
+    (lambda net, h: F.avg_pool2d(h, h.size()[3]).flatten(1),
+     "avg_pool2d (its settings are computed in the model (a size read from a value, as "
+     "F.avg_pool2d(out, out.size()[3])"),
     (lambda net, h: nn.AdaptiveAvgPool2d(1)(h).flatten(1), "a module is made inside forward")],
     ids=["pool-size-read", "module-in-forward"])
 def test_code_the_tracer_cannot_follow_is_named_with_what_to_write(forward, advice):
-    """A model zoo's review: the tracer's own words ("'Node' object is not iterable",
-    "module is not installed as a submodule") said nothing of the model's code."""
+    """A model zoo's review: "'Node' object is not iterable" (a pooling size read from the
+    map, which the settings' reader failed on: it was called untraceable) and "module is
+    not installed as a submodule" said nothing of the model's code."""
     class Zoo(nn.Module):
         def __init__(self):
             super().__init__()
@@ -848,7 +851,7 @@ def test_code_the_tracer_cannot_follow_is_named_with_what_to_write(forward, advi
             return self.fc(forward(self, torch.relu(self.conv(x))))
 
     with pytest.raises(BoundUnsupportedError, match=re.escape(advice)):
-        BoundEngine(Zoo().eval())
+        BoundEngine(Zoo().eval()).plan(torch.rand(1, 3, 8, 8))
 
 
 def test_scores_past_a_relaxations_domain_are_nan_not_a_placeholder():

@@ -515,6 +515,8 @@ class TracedGraph:
         except Computed:
             return Resolved(operation, "a weight computed from the image",
                             "a weight computed from the image")
+        except TypeError:  # a setting given as a value of the graph where a number is read
+            return Resolved(operation, _COMPUTED_SETTINGS, _COMPUTED_SETTINGS)
         rule = params if isinstance(params, str) else operation.window(params)
         return Resolved(operation, params, rule)
 
@@ -729,6 +731,14 @@ def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
                     "bound of the graph is one of the model; compute without x.shape[0] "
                     "(reshaping by it is fine)")
     traced._batch_size_checked = True
+
+
+# why an operation whose settings (a kernel size, a stride) the model computes is not run
+# on windows or bounded: a model zoo's review met akamaster's CIFAR ResNet, which ends with
+# F.avg_pool2d(out, out.size()[3]) (it was called untraceable: the settings' reader failed)
+_COMPUTED_SETTINGS = ("its settings are computed in the model (a size read from a value, "
+                      "as F.avg_pool2d(out, out.size()[3]); give numbers, or "
+                      "F.adaptive_avg_pool2d(out, 1))")
 
 
 def untraceable_advice(model: nn.Module) -> str:
