@@ -785,6 +785,10 @@ class Verifier:
         Args:
             images: float ``[B, C, H, W]`` (only the shape counts).
 
+        Returns:
+            One :class:`~pixelprior.scoring.cone.bounds.OperationSupport` per operation
+            that computes from the image, in the graph's order.
+
         Raises:
             BoundUnsupportedError: the verifier's copy does not run on such images.
         """

@@ -423,6 +423,10 @@ class BoundEngine:
         Args:
             images: float ``[B, C, H, W]`` (only the shape counts).
 
+        Returns:
+            One :class:`OperationSupport` per operation that computes from the image, in
+            the graph's order.
+
         Raises:
             BoundUnsupportedError: the copy does not run on such images.
         """
