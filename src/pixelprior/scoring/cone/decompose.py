@@ -78,6 +78,7 @@ roundings) exceeds the ``max(e_a, e_b)`` the model's maximum passes on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 from typing import Any
@@ -88,7 +89,7 @@ from torch import fx, nn
 
 from .layouts import DECOMPOSED, GraphView, keep_batch_first, reads_sizes
 from .operators.normalization import MomentParams, NormParams, VectorNormParams, moment_factor
-from .operators.resampling import InterpolateSpec, resample, with_dtype
+from .operators.resampling import InterpolateSpec, resample
 from .operators.shape import pad_settings, piece, placed
 from .table import OPERATIONS, NodeCall
 
@@ -355,7 +356,7 @@ def _upsamplings(traced: TracedGraph) -> bool:
                 # a nearest neighbour's index is the model's kernel's (float32 may round
                 # it the other way than float64); weights are the values' dtype's (a
                 # continuous function of them: float32's rounding is the estimate's)
-                spec = with_dtype(spec, traced.source_dtype)
+                spec = dataclasses.replace(spec, dtype=traced.source_dtype)
             # (marked, but for a copy: the model's kernel rounds its own products)
             _replace(graph, node, lambda source=source, spec=spec: graph.call_function(
                 resample, (source, spec)), None if spec.nearest else "interpolate")

@@ -132,20 +132,18 @@ class _Recorder(fx.Interpreter):
             return None
         operation = OPERATIONS.lookup(node, self.modules)
         name = operation.name if operation is not None else None
-        if name not in _SHIFTS and name not in _FACTORS and name not in ("add", "sub"):
-            return None
-        module = self.modules.get(node.target) if node.op == "call_module" else None
         if name in ("add", "sub"):
             return self._sum_gaps(node, result)
-        if name in _SHIFTS:
+        if name in _LIMITS:
+            module = self.modules.get(node.target) if node.op == "call_module" else None
             params = operation.params(NodeCall(node, module, self.env))
-            numbers = _SHIFTS[name](node, params)
-            gap = sum(constant_gap(value) for value in numbers)
-            return None if not gap else torch.full_like(result.detach(), gap,
-                                                        dtype=torch.float64)
-        relative = sum(constant_gap(value) / abs(float(value))
-                       for value in _numbers([*node.args, *node.kwargs.values()]) if value)
-        return None if not relative else relative * result.detach().double().abs()
+            numbers = _numbers(params.values()) if isinstance(params, dict) else []
+            return _filled(result, sum(constant_gap(value) for value in numbers))
+        if name in _FACTORS:
+            relative = sum(constant_gap(value) / abs(float(value))
+                           for value in _numbers([*node.args, *node.kwargs.values()]) if value)
+            return None if not relative else relative * result.detach().double().abs()
+        return None
 
     def _sum_gaps(self, node: fx.Node, result: torch.Tensor) -> torch.Tensor | None:
         """:meth:`_number_gaps` of ``a + α b`` / ``a - α b`` (``torch.add(x, other=0.1,
@@ -169,8 +167,7 @@ class _Recorder(fx.Interpreter):
             gap = gap + (constant_gap(alpha) + self.unit * abs(alpha)) * size
         if isinstance(gap, torch.Tensor):
             return gap.expand_as(result).double()
-        return None if not gap else torch.full_like(result.detach(), gap,
-                                                    dtype=torch.float64)
+        return _filled(result, gap)
 
     def _intermediates_overflow(self, node: fx.Node) -> bool:
         """Whether a kernel's own intermediate values may overflow where its result does
@@ -481,17 +478,15 @@ def _numbers(values: Any) -> list:
     return [v for v in values if _is_number(v)]
 
 
-# operations a number moves by its own gap, read from their settings (sums, ``x - 0.1``,
+# operations a number moves by its own gap, read from their settings (a sum's, ``x - 0.1``,
 # by RoundingRecorder._sum_gaps), and those it scales (x * 0.3, x / 0.3)
-_SHIFTS = {
-    "clamp": lambda node, params: _numbers((params or {}).values()) if isinstance(
-        params, dict) else [],
-    "hardtanh": lambda node, params: _numbers(params.values()) if isinstance(
-        params, dict) else [],
-    "softshrink": lambda node, params: _numbers(params.values()) if isinstance(
-        params, dict) else [],
-}
+_LIMITS = frozenset({"clamp", "hardtanh", "softshrink"})
 _FACTORS = frozenset({"mul", "div"})
+
+
+def _filled(result: torch.Tensor, gap: float) -> torch.Tensor | None:
+    """``gap`` at every element of ``result`` (``None`` where it is 0)."""
+    return None if not gap else torch.full_like(result.detach(), gap, dtype=torch.float64)
 
 
 def rounds_nothing(name: str) -> bool:

@@ -21,7 +21,7 @@ input of other than 3, 4 or 5 axes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -150,9 +150,9 @@ def _runs_whole(params: object) -> str:
     return params if isinstance(params, str) else "it interpolates the whole map"
 
 
-register_operation("interpolate", written_out=True, window=_runs_whole, params=_interpolate_params,
+register_operation("interpolate", written_out=True, window=_runs_whole,
+                   params=_interpolate_params, functions=(F.interpolate,),
                    modules=(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d),
-                   functions=(F.interpolate,),
                    help="interpolation of a map: nearest, (bi/tri)linear, bicubic (the "
                    "verifier: repeat_interleave, or resample)")
 
@@ -257,11 +257,7 @@ def _resample_params(call: NodeCall) -> InterpolateSpec:
     return call.arg(1, "spec")
 
 
-def _no_window(params: object) -> str:
-    return "it interpolates the whole map"
-
-
-register_operation("resample", window=_no_window, functions=(resample,),
+register_operation("resample", window=_runs_whole, functions=(resample,),
                    params=_resample_params,
                    help="an interpolation as the verifier's copies write it (one weight "
                    "matrix per spatial axis, read off the model's kernel)")
@@ -284,11 +280,6 @@ def _interval(spec: InterpolateSpec) -> SignedAffine | object:
 
 register_bound("resample")(_bound)
 register_interval("resample")(_interval)
-
-
-def with_dtype(spec: InterpolateSpec, dtype: torch.dtype) -> InterpolateSpec:
-    """``spec`` reading the weights of the ``dtype`` kernel (the model's)."""
-    return replace(spec, dtype=dtype)
 
 
 def interpolate_terms(spec: InterpolateSpec, rank: int) -> int:
