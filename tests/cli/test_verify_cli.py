@@ -275,9 +275,10 @@ def test_check_lists_every_operation_and_every_refusal(tmp_path):
     assert "resample (writing interpolate)" in output and "estimated" in output
     assert "cannot bound 2 of the model's" in output and "Traceback" not in output
     bounded = invoke("verify", "cifar10", "--source", "sample", "--model",
-                     "convsmall-cifar10", "--check", "--out", tmp_path / "v")
+                     "convsmall-cifar10", "--check", "--out", tmp_path / "v", "--exact")
     assert bounded.exit_code == 0, bounded.output
     assert "the verifier bounds all 10 operations" in " ".join(bounded.output.split())
+    assert "verifies nothing: --out, --exact not used" in " ".join(bounded.output.split())
     assert not (tmp_path / "v").exists()
     clean_error(invoke("verify", "cifar10", "--source", "sample", "--model",
                        "convsmall-cifar10", "--check", "--max-boxes", -5), 2,

@@ -122,11 +122,21 @@ def verify(
             nothing written).
     """
     on_interrupt(BEFORE_RUN)
+    asked = images  # (--check reads one image)
     images = target_count(target, images, first_index, source, data, default=10)
     if check:
         _check_options(images, first_index, budget, max_boxes, tolerance, source)
-        if out is not None:
-            console.print(f"note: --check writes nothing: {out} is not used", markup=False)
+        unused = [flag for flag, given in (
+            ("--out", out is not None), ("--images", asked is not None),
+            ("--budget", budget != 60.0),
+            ("--max-boxes", max_boxes is not None), ("--tolerance", tolerance is not None),
+            ("--exact", exact), ("--deterministic", deterministic),
+            ("--no-screen", not screen), ("--no-search", not search),
+            ("--workers", workers != 1), ("--ray-address", ray_address is not None))
+            if given]
+        if unused:  # (nothing is verified: said, not silently dropped)
+            console.print(f"note: --check lists the model's operations and verifies "
+                          f"nothing: {', '.join(unused)} not used", markup=False)
         check_operations(target, source, data, first_index, model_options, device,
                          no_resize)
         return
