@@ -834,8 +834,9 @@ def test_operations_lists_every_refusal_where_the_plan_names_the_first():
 
 @pytest.mark.parametrize("forward, advice", [
     (lambda net, h: F.avg_pool2d(h, h.size()[3]).flatten(1),
-     "avg_pool2d (its settings are computed in the model (a size read from a value, as "
-     "F.avg_pool2d(out, out.size()[3])"),
+     "avg_pool2d (its settings are computed in the model from a value's size, as "
+     "F.avg_pool2d(out, out.size()[3]): make the engine for one image shape, "
+     "BoundEngine(model, shape=(C, H, W))"),
     (lambda net, h: nn.AdaptiveAvgPool2d(1)(h).flatten(1), "a module is made inside forward")],
     ids=["pool-size-read", "module-in-forward"])
 def test_code_the_tracer_cannot_follow_is_named_with_what_to_write(forward, advice):

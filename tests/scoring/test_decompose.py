@@ -178,13 +178,16 @@ def test_an_instance_norm_estimates_the_channels_the_value_has():
 
 
 @pytest.mark.parametrize("forward, message", [
-    (lambda h: F.layer_norm(h, h.shape[-1:]), "F.layer_norm with a normalized_shape"),
-    (lambda h: F.group_norm(h, h.shape[1] // 2, torch.ones(4)), "F.group_norm with num_groups"),
+    (lambda h: F.layer_norm(h, h.shape[-1:]), "layer_norm .its settings are computed"),
+    (lambda h: F.group_norm(h, h.shape[1] // 2, torch.ones(4)),
+     "group_norm .its settings are computed"),
 ], ids=["layer", "group"])
 def test_a_normalisation_of_sizes_computed_in_the_model_is_named(forward, message):
     """Sizes read from the value (``h.shape[-1:]``) are no settings the rewrite can
-    read: the plan names the normalisation and says to give numbers (a review: the
-    trace raised ``TypeError``, and the verifier said torch.fx could not trace it)."""
+    read without the images' shape: an engine made without it names the normalisation
+    and says to give the shape (a review: the trace raised ``TypeError``, and the
+    verifier said torch.fx could not trace it; made for a shape, such settings are
+    bounded: ``test_computed_settings.py``)."""
     class Sized(nn.Module):
         def __init__(self):
             super().__init__()
@@ -317,11 +320,11 @@ def test_each_product_of_matrices_is_rewritten_to_its_own_values():
     (lambda h: h.unbind(0)[0] * h, "unbind"),
     (lambda h: h.permute(1, 0, 2, 3).unbind(0)[True], "move the batch axis"),
     (lambda h: torch.stack([h, h], 0), "stack"),
-    (lambda h: torch.norm(h, dim=h.dim() - 1), "dim is computed in the model"),
+    (lambda h: torch.norm(h, dim=h.dim() - 1), "computed in the model from a value.s size"),
     (lambda h: F.interpolate(h, scale_factor=2, mode="area"), "mode='area'"),
     (lambda h: F.interpolate(h, scale_factor=0.5, mode="bilinear", antialias=True),
      "antialias"),
-    (lambda h: F.interpolate(h, size=h.shape[-1] * 2), "computed in the model"),
+    (lambda h: F.interpolate(h, size=h.shape[-1] * 2), "computed in the model from a value.s size"),
     (lambda h: h.repeat_interleave(2, dim=-4), "repeats the batch axis"),
     (lambda h: h.var() * h, "every axis"), (lambda h: h.std(0) * h, "batch axis"),
     (lambda h: h.var(-4) * h, "batch"),
@@ -403,7 +406,7 @@ def test_maxima_the_verifier_cannot_bound_are_named(forward, message):
 @pytest.mark.parametrize("forward, message", [
     (lambda h: F.pad(h, (0, 0, 0, 0, 0, 0, 1, 0)).flatten(1), "it pads the batch axis"),
     (lambda h: F.pad(h, (0, 0, 0, 0, 0, 0, 1, -1)).flatten(1), "it pads the batch axis"),
-    (lambda h: F.pad(h, (h.shape[3], 0)).flatten(1), "sizes computed in the model"),
+    (lambda h: F.pad(h, (h.shape[3], 0)).flatten(1), "computed in the model from a value.s size"),
 ], ids=["batch", "batch-shifted", "computed"])
 def test_paddings_the_verifier_cannot_bound_are_named(forward, message):
     """A padding of the batch axis (it adds images, or shifts them keeping one image's

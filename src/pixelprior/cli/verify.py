@@ -246,7 +246,7 @@ def check_operations(target: str, source: str, data: Path | None, first_index: i
         image = (to_float(batch) if batch.dtype == torch.uint8 else batch)[:1].to(device)
     model = model_options.model or DEFAULT_MODEL
     try:
-        operations = BoundEngine(opened.net).operations(image)
+        operations = BoundEngine(opened.net, shape=tuple(image.shape[1:])).operations(image)
     except BoundUnsupportedError as exc:
         fail(f"{model}: the verifier cannot bound this model: {exc}")
     _print_operations(operations, model, tuple(image.shape[1:]))
@@ -324,7 +324,7 @@ def _check_bounds(net, image: torch.Tensor, model: str) -> None:
     """Refuse, before anything is written, a model with an operation without a bound
     rule (named)."""
     try:
-        BoundEngine(net).plan(image)
+        BoundEngine(net, shape=tuple(image.shape[1:])).plan(image)
     except BoundUnsupportedError as exc:
         fail(f"{model}: the verifier cannot bound this model: {exc}")
 
@@ -333,7 +333,7 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
     """Say so, before the work, when the bounds' proved float64 rounding exceeds the
     model's margins at a single color (the first image's center, its own color): then no
     box can be proved, and every answer is fooled or unknown."""
-    engine = BoundEngine(net)
+    engine = BoundEngine(net, shape=tuple(image.shape[1:]))
     height, width = image.shape[-2:]
     with torch.inference_mode():
         label = net(image).argmax(1)

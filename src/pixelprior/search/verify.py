@@ -737,21 +737,24 @@ class Verifier:
         self.search = search
         self.local = LocalSearch(model) if search else None
         self._weights = WeightsWatch(model)
+        self._shape: tuple[int, ...] | None = None  # the images' shape the copies read
         with evaluation_mode(model):  # as every call runs it (a model in train mode too)
             self._make_copies()
 
     def _make_copies(self) -> None:
         """The bound engines (each holds a float64 copy of the model), made anew when
-        the model's weights change (:meth:`_follow_weights`)."""
+        the model's weights change (:meth:`_follow_weights`) or, where the model
+        computes a setting from a value's size, for each new image shape
+        (:meth:`_follow_shape`)."""
         screen = self.screen_mode
-        self.bounds = BoundEngine(self.model)
+        self.bounds = BoundEngine(self.model, shape=self._shape)
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
         self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
         self.signed_skipped: str | None = None  # why it is not used, when it is not
         if screen is not False:
             try:
-                self.screen = IntervalScreen(self.model)
+                self.screen = IntervalScreen(self.model, shape=self._shape)
             except IntervalUnsupportedError as exc:
                 if screen:
                     raise BoundUnsupportedError(str(exc)) from None
@@ -761,6 +764,17 @@ class Verifier:
                 self.signed = BackwardErrorBound(self.screen)
             except BackwardUnsupportedError as exc:
                 self.signed_skipped = str(exc)  # the interval proof alone
+
+    def _follow_shape(self, images: torch.Tensor) -> None:
+        """Where the model computes a setting from a value's size (``F.avg_pool2d(out,
+        out.size()[3])``), make the bound engines for the images' shape: the copies
+        read that setting as the number it is on such images, the function the model
+        computes on them."""
+        shape = tuple(images.shape[1:])
+        graph = self.bounds.graph
+        if (graph.unsettled or graph.shape is not None) and shape != self._shape:
+            self._shape = shape
+            self._make_copies()
 
     def _follow_weights(self) -> None:
         """Verify the model as it is: where a weight changed in place since the bound
@@ -793,6 +807,7 @@ class Verifier:
             BoundUnsupportedError: the verifier's copy does not run on such images.
         """
         with evaluation_mode(self.model):
+            self._follow_shape(images)
             return self.bounds.operations(images)
 
     def verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -827,6 +842,7 @@ class Verifier:
             return []
         with evaluation_mode(self.model):
             self._follow_weights()  # (what the model's forward writes is a change too)
+            self._follow_shape(images)
             return self._verify(images, labels, orders, stop_at_first)
 
     def _verify(self, images: torch.Tensor, labels: torch.Tensor,
@@ -954,6 +970,7 @@ class Verifier:
 
     def _probe(self, image: torch.Tensor, label: int, limit: int | None) -> int | None:
         self._follow_weights()
+        self._follow_shape(image)
         channels, height, width = image.shape[1:]
         cache = self.bounds.prepare(image)
         device = image.device

@@ -55,6 +55,7 @@ from .graph import (
     TracedGraph,
     check_agreement,
     check_same_program,
+    check_shape,
     computed_attributes,
     describe,
     model_dtype,
@@ -317,13 +318,21 @@ class BoundEngine:
             covers; float32 exists to measure rounding (``benchmarks/bound_rounding.py``:
             the float32 bounds' distance from the float64 ones, scaled by the ratio of
             the units, estimates float64's error) — its bounds prove nothing.
+        shape: the images' ``(C, H, W)``: a setting the model computes from a value's
+            size (``F.avg_pool2d(out, out.size()[3])``) is read on such images, and the
+            engine then bounds images of this shape only (:attr:`shape`; ``None``: such
+            a setting is refused; :class:`~pixelprior.Verifier` gives it).
+
+    Attributes:
+        shape: the one image shape the engine bounds, ``None`` where any.
 
     Raises:
         BoundUnsupportedError: ``torch.fx`` cannot trace the model, or an operation has
             no bound rule (named, when the plan of an image size is built).
     """
 
-    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.float64,
+                 shape: tuple[int, ...] | None = None) -> None:
         training = training_module(model)
         if training is not None:
             raise BoundUnsupportedError(f"{training} is in training mode; call model.eval()")
@@ -336,12 +345,14 @@ class BoundEngine:
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=dtype,
                                                decompose=True,
-                                               source_dtype=model_dtype(model, torch.float32))
+                                               source_dtype=model_dtype(model, torch.float32),
+                                               shape=shape)
         except FxUnsupportedError as exc:
             raise BoundUnsupportedError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
             raise BoundUnsupportedError(untraceable(model, exc)) from None
         self.graph = self.engine.graph
+        self.shape = self.graph.shape
         check_same_program(model, copied, BoundUnsupportedError)
         # the model as the engine copied it, traced in its own dtype: a model changed
         # since (new weights) no longer agrees with it, and is refused
@@ -363,7 +374,8 @@ class BoundEngine:
                    and isinstance(self.graph.statics[n], torch.Tensor)
                    for n in node.all_input_nodes)}
         try:  # the clean images' float error, by the interval rules (the same table)
-            self._screen: IntervalScreen | None = IntervalScreen(model, cone=False)
+            self._screen: IntervalScreen | None = IntervalScreen(model, cone=False,
+                                                                 shape=self.shape)
         except IntervalUnsupportedError:
             self._screen = None  # no bound of it: the errors are unbounded
 
@@ -387,6 +399,7 @@ class BoundEngine:
     def _planned(self, images: torch.Tensor) -> Plan:
         """The engine's plan of images of this shape (a run of the copy that fails on
         them refused in one line)."""
+        check_shape(self.shape, images, BoundUnsupportedError)
         try:
             return self.engine.plan(images.to(self.dtype))
         except RuntimeError as exc:  # (the model's own errors show when it runs first)

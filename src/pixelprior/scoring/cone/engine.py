@@ -32,6 +32,8 @@ class FxIncrementalForward:
             as the operations the bound rules relax (see :class:`TracedGraph`; the
             verifier's engines).
         source_dtype: the dtype of the model ``model`` copies (see :class:`TracedGraph`).
+        shape: the images' ``(C, H, W)``, where settings the model computes from sizes
+            are read on them (see :class:`TracedGraph`; the verifier's engines).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -40,8 +42,9 @@ class FxIncrementalForward:
 
     def __init__(self, model: nn.Module, fold: bool = True,
                  float_as: torch.dtype | None = None, decompose: bool = False,
-                 source_dtype: torch.dtype | None = None) -> None:
-        self.graph = TracedGraph(model, fold, float_as, decompose, source_dtype)
+                 source_dtype: torch.dtype | None = None,
+                 shape: tuple[int, ...] | None = None) -> None:
+        self.graph = TracedGraph(model, fold, float_as, decompose, source_dtype, shape)
         self._plans: dict[tuple, Plan] = {}
 
     @property

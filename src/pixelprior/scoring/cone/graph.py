@@ -19,12 +19,20 @@ from . import operators  # noqa: F401  (registers the operations)
 from .decompose import DECOMPOSED, expand_encoders
 from .decompose import decompose as rewritten
 from .operators.activations import cast_dtype, narrowing_dtype
-from .table import OPERATIONS, Computed, NodeCall, Operation, WindowRule
+from .table import (
+    COMPUTED_SETTINGS,
+    OPERATIONS,
+    Computed,
+    NodeCall,
+    Operation,
+    WindowRule,
+    is_number,
+)
 
 __all__ = ["AGREEMENT", "FxUnsupportedError", "Resolved", "TracedGraph", "check_agreement",
-           "check_same_program",
-           "computed_attributes", "describe", "model_dtype", "training_module", "untraceable",
-           "untraceable_advice", "without_inplace"]
+           "check_same_program", "check_shape", "computed_attributes", "describe",
+           "model_dtype", "training_module", "untraceable", "untraceable_advice",
+           "without_inplace"]
 
 # Operations that copy a constant tensor's values exactly (no rounding, no conversion)
 CONSTANT_COPIES = frozenset({"identity", "dropout", "getitem", "unsqueeze", "squeeze",
@@ -312,6 +320,17 @@ class TracedGraph:
         source_dtype: the dtype of the model ``model`` is a copy of (the verifier's
             float64 copies of a float32 model): an interpolation's weights are read off
             that dtype's kernel (``None``: the values' own).
+        shape: the images' ``(C, H, W)``, where known: an operation whose settings the
+            model computes from a value's size (``F.avg_pool2d(out, out.size()[3])``)
+            gets the numbers they are on such images (:meth:`settled`), before the
+            rewrites; ``None``: such an operation keeps its computed settings (no rule
+            reads them, and :attr:`unsettled` says so).
+
+    Attributes:
+        shape: the images' shape the graph was settled for, ``None`` where nothing was
+            (no operation's settings are computed, or no shape was given).
+        unsettled: operations whose settings are computed from sizes remain (no shape
+            was given, or they read the batch size).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -321,14 +340,64 @@ class TracedGraph:
 
     def __init__(self, model: nn.Module, fold: bool = True,
                  float_as: torch.dtype | None = None, decompose: bool = False,
-                 source_dtype: torch.dtype | None = None) -> None:
+                 source_dtype: torch.dtype | None = None,
+                 shape: tuple[int, ...] | None = None) -> None:
         self.float_as, self.source_dtype = float_as, source_dtype
         _check_hooks(model)
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
         self._index()
+        self.shape = tuple(shape) if shape is not None and self.settled(tuple(shape)) else None
+        self.unsettled = bool(self._computed_settings())
         if decompose and rewritten(self):
             self._index()
+
+    def _computed_settings(self) -> list[fx.Node]:
+        """The operations whose settings are computed in the model (a size read from a
+        value), which no rule reads."""
+        return [node for node in self.nodes if node.op.startswith("call")
+                and node not in self.sizes and node not in self.statics
+                and self.resolve(node).params is COMPUTED_SETTINGS]
+
+    def settled(self, shape: tuple[int, ...]) -> bool:
+        """Give each operation whose settings the model computes from sizes
+        (``F.avg_pool2d(out, out.size()[3])``, ``F.interpolate(x, size=y.shape[2:])``)
+        the numbers those sizes are on images of ``shape``, in the graph: the function
+        on such images, where the bound rules read numbers. A size that reads the batch
+        size is left as it is (the boxes are the rows of one call).
+
+        Args:
+            shape: the images' ``(C, H, W)``.
+
+        Returns:
+            Whether any setting was written as a number (the graph then holds for images
+            of this shape only).
+        """
+        computed = self._computed_settings()
+        if not computed:
+            return False
+        parameter = next(iter(self.graph_module.parameters()), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        one = torch.zeros((1, *shape), dtype=model_dtype(self.graph_module, torch.float32),
+                          device=device)
+        try:
+            values = self._size_values(one)
+            batch = self._reads_batch(values, self._size_values(
+                one.expand(3, *shape).contiguous()))
+        except Exception:  # noqa: BLE001 - a graph that fails on such images: refused
+            return False  # later, by its plan (the model's own error shows when it runs)
+        fixed = {node: values[node] for node in self.sizes
+                 if node not in batch and is_number(values[node])}
+        settled = False
+        for node in computed:
+            if any(n in fixed for n in node.all_input_nodes):
+                node.args = fx.node.map_arg(node.args, lambda n: fixed.get(n, n))
+                node.kwargs = fx.node.map_arg(node.kwargs, lambda n: fixed.get(n, n))
+                settled = True
+        if settled:
+            self.graph_module.recompile()
+            self._index()
+        return settled
 
     def _index(self) -> None:
         """What the engines read of the graph: its nodes, modules, input, constants and
@@ -451,16 +520,8 @@ class TracedGraph:
         if not self.sizes:
             return None
         one = image[:1]
-        rows = [self._size_values(one), self._size_values(one.expand(3, *one.shape[1:])
-                                                         .contiguous())]
-        batch: set[fx.Node] = set()
-        for node in self.nodes:
-            if node not in self.sizes:
-                continue
-            if not _same_value(rows[0][node], rows[1][node]) or (
-                    not _item_of_shape(node, rows[0]) and any(
-                        n in batch for n in node.all_input_nodes)):
-                batch.add(node)
+        batch = self._reads_batch(self._size_values(one), self._size_values(
+            one.expand(3, *one.shape[1:]).contiguous()))
         for node in self.nodes:
             if node in batch:
                 use = next((u for u in node.users if u not in self.sizes
@@ -468,6 +529,20 @@ class TracedGraph:
                 if use is not None:
                     return node, use
         return None
+
+    def _reads_batch(self, one: dict[fx.Node, Any], three: dict[fx.Node, Any]
+                     ) -> set[fx.Node]:
+        """The size nodes that read the batch size, from their values on one row and
+        on three (see :meth:`batch_size_use`)."""
+        batch: set[fx.Node] = set()
+        for node in self.nodes:
+            if node not in self.sizes:
+                continue
+            if not _same_value(one[node], three[node]) or (
+                    not _item_of_shape(node, one) and any(
+                        n in batch for n in node.all_input_nodes)):
+                batch.add(node)
+        return batch
 
     def _size_values(self, images: torch.Tensor) -> dict[fx.Node, Any]:
         """The size nodes' values on ``images`` (the whole graph run)."""
@@ -516,7 +591,7 @@ class TracedGraph:
             return Resolved(operation, "a weight computed from the image",
                             "a weight computed from the image")
         except TypeError:  # a setting given as a value of the graph where a number is read
-            return Resolved(operation, _COMPUTED_SETTINGS, _COMPUTED_SETTINGS)
+            return Resolved(operation, COMPUTED_SETTINGS, COMPUTED_SETTINGS)
         rule = params if isinstance(params, str) else operation.window(params)
         return Resolved(operation, params, rule)
 
@@ -658,9 +733,10 @@ def check_agreement(model: nn.Module, traced: TracedGraph, images: torch.Tensor,
 
     Raises:
         error: the model does not return scores ``[B, K]``, a score differs by more
-            than :data:`AGREEMENT` relative to the image's largest, or the graph run
-            computes with its batch size.
+            than :data:`AGREEMENT` relative to the image's largest, the graph run
+            computes with its batch size, or it was settled for images of another shape.
     """
+    check_shape((traced if runs is None else runs).shape, images, error)
     _check_batch_size_use(traced if runs is None else runs, images, error)
     scores = model(images.to(model_dtype(model, images.dtype)))
     if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
@@ -715,6 +791,21 @@ def _same_value(a: Any, b: Any) -> bool:
         return False
 
 
+def check_shape(shape: tuple[int, ...] | None, images: torch.Tensor,
+                error: type[Exception]) -> None:
+    """Refuse images of another shape than the one an engine's copy was settled for
+    (:class:`TracedGraph`'s ``shape``; ``None``: any shape).
+
+    Raises:
+        error: ``images`` are not ``[B, *shape]``.
+    """
+    if shape is not None and tuple(images.shape[1:]) != shape:
+        raise error(f"this copy of the model reads its settings computed from sizes "
+                    f"(F.avg_pool2d(out, out.size()[3])) on images of shape {list(shape)}, "
+                    f"not {list(images.shape[1:])}: make one for these images "
+                    "(pixelprior.Verifier does so itself)")
+
+
 def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
                           error: type[Exception]) -> None:
     """Refuse a graph that computes with its batch size (:meth:`TracedGraph.
@@ -732,13 +823,6 @@ def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
                     "(reshaping by it is fine)")
     traced._batch_size_checked = True
 
-
-# why an operation whose settings (a kernel size, a stride) the model computes is not run
-# on windows or bounded: a model zoo's review met akamaster's CIFAR ResNet, which ends with
-# F.avg_pool2d(out, out.size()[3]) (it was called untraceable: the settings' reader failed)
-_COMPUTED_SETTINGS = ("its settings are computed in the model (a size read from a value, "
-                      "as F.avg_pool2d(out, out.size()[3]); give numbers, or "
-                      "F.adaptive_avg_pool2d(out, 1))")
 
 
 def untraceable_advice(model: nn.Module) -> str:

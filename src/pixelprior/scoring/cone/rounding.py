@@ -238,7 +238,8 @@ class _Recorder(fx.Interpreter):
         if name in EXACT:
             return None
         module = self.modules.get(node.target) if node.op == "call_module" else None
-        params = operation.params(NodeCall(node, module, self.env)) if operation else None
+        params = (operation.params(NodeCall(node, module, self.env, numbers=self.env))
+                  if operation else None)
         x = self._input(node)
         gamma = lambda n: _zonotope_gamma(n, self.unit)  # noqa: E731
         magnitude = result.detach().abs()

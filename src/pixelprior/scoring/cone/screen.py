@@ -51,6 +51,7 @@ from .graph import (
     TracedGraph,
     check_agreement,
     check_same_program,
+    check_shape,
     describe,
     model_dtype,
     training_module,
@@ -117,13 +118,19 @@ class IntervalScreen:
             multiply-accumulates undone, ``True`` wherever the cone engine's plan has
             windows, ``False`` never (whole images). Either way only where every
             sliding-window layer's rule has a form for patches (else whole images).
+        shape: the images' ``(C, H, W)``, where a setting the model computes from a
+            value's size is read on them (see :class:`~.bounds.BoundEngine`).
+
+    Attributes:
+        shape: the one image shape the screen bounds, ``None`` where any.
 
     Raises:
         IntervalUnsupportedError: ``torch.fx`` cannot trace the model, or an operation
             that depends on the image has no interval rule (named).
     """
 
-    def __init__(self, model: nn.Module, cone: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, cone: bool | None = None,
+                 shape: tuple[int, ...] | None = None) -> None:
         training = training_module(model)
         if training is not None:
             raise IntervalUnsupportedError(f"{training} is in training mode; call "
@@ -136,7 +143,8 @@ class IntervalScreen:
         try:
             self.engine = FxIncrementalForward(copied, fold=False, float_as=torch.float64,
                                                decompose=True,
-                                               source_dtype=model_dtype(model, torch.float32))
+                                               source_dtype=model_dtype(model, torch.float32),
+                                               shape=shape)
             # the model as copied, traced in its own dtype: its scores are checked
             # against it per image (code torch.fx does not see, weights changed since)
             self._as_traced = TracedGraph(model, fold=False)
@@ -148,6 +156,7 @@ class IntervalScreen:
         except Exception as exc:  # noqa: BLE001 - tracing fails in many ways
             raise IntervalUnsupportedError(untraceable(model, exc)) from None
         self.graph = self.engine.graph
+        self.shape = self.graph.shape
         self.model = model
         self._agreed: torch.Tensor | None = None  # the last image checked against the trace
         self.cone = cone
@@ -279,6 +288,7 @@ class IntervalScreen:
 
     def _bounds(self, image: torch.Tensor, positions: torch.Tensor, lo: torch.Tensor,
                 hi: torch.Tensor, label: int) -> ScreenBounds:
+        check_shape(self.shape, image, IntervalUnsupportedError)
         device = image.device
         lo = lo.to(device=device, dtype=torch.float64)
         hi = hi.to(device=device, dtype=torch.float64)
@@ -318,6 +328,7 @@ class IntervalScreen:
         """
         if not 0 <= unit < 2.0**-8:
             raise ValueError(f"unit must be a unit roundoff in [0, 2^-8), got {unit!r}")
+        check_shape(self.shape, images, IntervalUnsupportedError)
         images = images.to(torch.float64)
         errors: dict[str, torch.Tensor] = {}
 

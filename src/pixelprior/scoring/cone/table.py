@@ -28,8 +28,9 @@ from torch import fx, nn
 
 from .geometry import Slide
 
-__all__ = ["ELEMENTWISE", "OPERATIONS", "POINTWISE", "Computed", "NodeCall", "Operation",
-           "OperationTable", "WindowRule", "register_bound", "register_interval",
+__all__ = ["COMPUTED_SETTINGS", "ELEMENTWISE", "OPERATIONS", "POINTWISE", "Computed",
+           "NodeCall", "Operation",
+           "OperationTable", "WindowRule", "is_number", "register_bound", "register_interval",
            "register_operation"]
 
 
@@ -63,17 +64,30 @@ class NodeCall:
     Attributes:
         node: the ``torch.fx`` node.
         module: the called module (``call_module`` nodes), else ``None``.
+
+    Args:
+        numbers: values of nodes the arguments are read through where they are numbers
+            (a size the model computes, ``out.size()[3]``, on the images being run:
+            the float32 estimate's interpreter); ``None``: arguments as written.
     """
 
     def __init__(self, node: fx.Node, module: nn.Module | None,
-                 statics: dict[fx.Node, Any]) -> None:
+                 statics: dict[fx.Node, Any],
+                 numbers: dict[fx.Node, Any] | None = None) -> None:
         self.node, self.module, self._statics = node, module, statics
+        self._numbers = numbers
 
     def arg(self, position: int, name: str, default: Any = None) -> Any:
         """The call's argument at ``position`` or keyword ``name`` (``default`` if absent)."""
         if len(self.node.args) > position:
-            return self.node.args[position]
-        return self.node.kwargs.get(name, default)
+            value = self.node.args[position]
+        else:
+            value = self.node.kwargs.get(name, default)
+        numbers = self._numbers
+        if numbers is None:
+            return value
+        return fx.node.map_arg(value, lambda n: numbers[n] if n in numbers and is_number(
+            numbers[n]) else n)
 
     def static(self, value: Any) -> Any:
         """``value`` resolved to a constant (a parameter, buffer or literal).
@@ -90,6 +104,26 @@ class NodeCall:
     def static_arg(self, position: int, name: str, default: Any = None) -> Any:
         """:meth:`arg` resolved with :meth:`static`."""
         return self.static(self.arg(position, name, default))
+
+
+# why an operation whose settings (a kernel size, a stride, an interpolation's size) the
+# model computes from a value's size is not run on windows or bounded as it is traced: a
+# params reader returns it (or raises TypeError on a node where it reads a number). The
+# verifier's copies made for one image shape hold those settings as numbers instead
+# (:meth:`.graph.TracedGraph.settled`); a model zoo's review met akamaster's CIFAR
+# ResNet, which ends with F.avg_pool2d(out, out.size()[3])
+COMPUTED_SETTINGS = ("its settings are computed in the model from a value's size, as "
+                     "F.avg_pool2d(out, out.size()[3]): make the engine for one image "
+                     "shape, BoundEngine(model, shape=(C, H, W)) (pixelprior.Verifier "
+                     "does so itself), or give numbers")
+
+
+def is_number(value: Any) -> bool:
+    """Whether a value is a number or a tuple of them (``torch.Size``): what a setting
+    is written as."""
+    if isinstance(value, (tuple, list)):
+        return all(is_number(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..intervals import SignedAffine
-from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
+from ..table import (
+    COMPUTED_SETTINGS,
+    NodeCall,
+    WindowRule,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 from ..zonotope import Affine, Rounding
 
 
@@ -162,8 +169,7 @@ def _layer_norm_params(call: NodeCall) -> NormParams | str:
     shape = call.arg(1, "normalized_shape")
     shape = (shape,) if isinstance(shape, int) else shape
     if not isinstance(shape, (tuple, list)) or not all(isinstance(n, int) for n in shape):
-        return ("F.layer_norm with a normalized_shape computed in the model (give it as "
-                "numbers)")
+        return COMPUTED_SETTINGS
     return NormParams(None, len(shape), call.static_arg(2, "weight"),
                       call.static_arg(3, "bias"), float(call.arg(4, "eps", 1e-5)))
 
@@ -179,7 +185,7 @@ def _group_norm_params(call: NodeCall) -> NormParams | str:
         return NormParams(m.num_groups, 0, m.weight, m.bias, float(m.eps))
     groups = call.arg(1, "num_groups")
     if not isinstance(groups, int):
-        return "F.group_norm with num_groups computed in the model (give it as a number)"
+        return COMPUTED_SETTINGS
     return NormParams(groups, 0, call.static_arg(2, "weight"), call.static_arg(3, "bias"),
                       float(call.arg(4, "eps", 1e-5)))
 
@@ -255,7 +261,7 @@ def _vector_norm_params(call: NodeCall) -> VectorNormParams | str:
                 "'fro')")
     if isinstance(dim, fx.Node) or (isinstance(dim, (tuple, list))
                                     and any(isinstance(d, fx.Node) for d in dim)):
-        return "a norm whose dim is computed in the model (give it as numbers, e.g. dim=1)"
+        return COMPUTED_SETTINGS
     dims = ((dim,) if isinstance(dim, int)
             else tuple(dim) if isinstance(dim, (tuple, list)) else None)
     if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):

@@ -28,7 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..intervals import REARRANGED, SignedAffine
-from ..table import NodeCall, register_bound, register_interval, register_operation
+from ..table import (
+    COMPUTED_SETTINGS,
+    NodeCall,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 from ..zonotope import Affine, BoundUnsupportedError, Rearrange, Rounding
 
 __all__ = ["InterpolateSpec", "resample"]
@@ -139,7 +145,7 @@ def _interpolate_params(call: NodeCall) -> InterpolateSpec | str:
     size, scale = _as_tuple(size), _as_tuple(scale)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in size or ()) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale or ()):
-        return "interpolation to a size or by a scale computed in the model (give numbers)"
+        return COMPUTED_SETTINGS
     if (size is None) == (scale is None):
         return "interpolation with both or neither of size and scale_factor"
     return InterpolateSpec(size, tuple(float(f) for f in scale) if scale else None, mode,

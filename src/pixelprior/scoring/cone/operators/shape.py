@@ -15,7 +15,14 @@ from torch import nn
 from ..intervals import BROADCAST as BROADCAST_INTERVAL
 from ..intervals import EXACT, REARRANGED, SHAPE
 from ..intervals import RESHAPE as RESHAPE_INTERVAL
-from ..table import NodeCall, WindowRule, register_bound, register_interval, register_operation
+from ..table import (
+    COMPUTED_SETTINGS,
+    NodeCall,
+    WindowRule,
+    register_bound,
+    register_interval,
+    register_operation,
+)
 from ..zonotope import EXACT_COPY, RESHAPE, Affine, Rearrange
 
 REARRANGE, BROADCAST = Rearrange(), Rearrange(broadcast=True)
@@ -298,7 +305,7 @@ def _pad_params(call: NodeCall) -> tuple[int, ...] | str:
     pads, mode, value = pad_settings(call)
     if not isinstance(pads, (tuple, list)) or not all(
             isinstance(p, int) and not isinstance(p, bool) for p in pads):
-        return "a padding by sizes computed in the model (give numbers)"
+        return COMPUTED_SETTINGS
     if mode not in ("constant", "reflect", "replicate", "circular"):
         return f"a padding in mode {mode!r}"
     if mode == "constant" and value not in (None, 0, 0.0):
