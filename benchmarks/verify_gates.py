@@ -19,13 +19,14 @@ proved, the boxes and the seconds, and each copy's seconds per box over the plai
 
     python benchmarks/verify_gates.py [--images 5] [--candidates 40] [--budget 60]
         [--seed 0] [--copies gated normed attention multihead sequence-first max-pooled
-                  resampled]
+                  resampled response-normed]
 
 Three more copies: ``nn.MultiheadAttention`` (two heads) in place of that attention,
 laid out batch first and, with the same weights, sequence first (``batch_first=False``,
 tokens ``[N, B, E]``: the verifier's copy moves the batch axis back first, so the two
 should cost alike), a global max pooling's context (``h + proj(amax(h, (2, 3)))``), and
-the first layer's map upsampled ×2 (bilinear) and average-pooled back (``resampled``).
+the first layer's map upsampled ×2 (bilinear) and average-pooled back (``resampled``),
+and a LocalResponseNorm after the first layer (``response-normed``).
 """
 
 from __future__ import annotations
@@ -187,8 +188,25 @@ class Resampled(nn.Module):
         return self.plain.classifier(features[3](features[2](h)))
 
 
+class ResponseNormed(nn.Module):
+    """ConvSmall with a LocalResponseNorm after its first ReLU, of Caffe's settings (size
+    5, α 10⁻⁴, β 0.75, k 1: it divides by nearly 1): the verifier's copy writes it as a
+    square, a 1×1 convolution over the channels' windows, a power and a product of two
+    values that change with the pixel; the cone keeps its windows."""
+
+    def __init__(self, plain: nn.Module) -> None:
+        super().__init__()
+        self.plain = plain
+        self.norm = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.plain.features
+        h = self.norm(features[1](features[0](self.plain.normalize(x))))
+        return self.plain.classifier(features[3](features[2](h)))
+
+
 COPIES = ("gated", "normed", "attention", "multihead", "sequence-first", "max-pooled",
-          "resampled")
+          "resampled", "response-normed")
 
 
 def main() -> None:
@@ -208,7 +226,8 @@ def main() -> None:
               "multihead": lambda: MultiHead(plain, args.seed, batch_first=True),
               "sequence-first": lambda: MultiHead(plain, args.seed, batch_first=False),
               "max-pooled": lambda: MaxContext(plain, args.seed),
-              "resampled": lambda: Resampled(plain)}
+              "resampled": lambda: Resampled(plain),
+              "response-normed": lambda: ResponseNormed(plain)}
     networks = {"plain": plain} | {name: copies[name]().eval() for name in args.copies}
     with torch.no_grad():
         agree = torch.stack([net(images).argmax(1) == labels

@@ -38,6 +38,7 @@ from pixelprior.scoring.cone.zonotope import (
     InverseSquareRoot,
     Logarithm,
     PiecewiseLinear,
+    Power,
     Reciprocal,
     Square,
     SquareRoot,
@@ -426,7 +427,15 @@ def test_an_onnx_graph_in_a_wrapper_is_refused_saying_what_to_give_instead(tmp_p
 CURVED_DOMAINS = {  # rule, the least and the largest value of its ranges
     "square": (Square(), -3.0, 3.0), "sqrt": (SquareRoot(), 0.0, 4.0),
     "rsqrt": (InverseSquareRoot(), 1e-3, 4.0), "reciprocal": (Reciprocal(), -4.0, 4.0),
-    "exp": (Exponential(), -8.0, 6.0), "log": (Logarithm(), 0.0, 8.0)}
+    "exp": (Exponential(), -8.0, 6.0), "log": (Logarithm(), 0.0, 8.0),
+    "pow-0.75": (Power(-0.75), 1e-3, 4.0), "pow0.3": (Power(0.3), 0.0, 4.0),
+    "pow1.5": (Power(1.5), 0.0, 4.0), "pow3": (Power(3), -2.0, 2.0),
+    "pow4": (Power(4), -2.0, 2.0), "pow-2": (Power(-2), 1e-2, 3.0)}
+# where each power is defined (the others: everywhere in their ranges)
+_DEFINED = {"sqrt": lambda t: t >= 0, "rsqrt": lambda t: t > 0,
+            "reciprocal": lambda t: t != 0, "log": lambda t: t > 0,
+            "pow-0.75": lambda t: t > 0, "pow0.3": lambda t: t >= 0,
+            "pow1.5": lambda t: t >= 0, "pow-2": lambda t: t > 0}
 
 
 @pytest.mark.parametrize("name", list(CURVED_DOMAINS))
@@ -448,10 +457,9 @@ def test_a_curved_relaxation_holds_f_of_every_exact_value(name, ends, error, see
     exact = torch.cat([torch.tensor([lower - error, upper + error], dtype=torch.float64),
                        lower - error + (upper - lower + 2 * error) * torch.rand(
                            256, generator=generator, dtype=torch.float64)])
-    defined = {"sqrt": exact >= 0, "rsqrt": exact > 0, "reciprocal": exact != 0,
-               "log": exact > 0}.get(
-        name, torch.ones_like(exact, dtype=torch.bool))
-    if not bool(defined.all()) or (name == "reciprocal" and lower - error <= 0 <= upper + error):
+    defined = _DEFINED.get(name, lambda t: torch.ones_like(t, dtype=torch.bool))(exact)
+    if not bool(defined.all()) or (name in ("reciprocal", "pow3")
+                                   and lower - error <= 0 <= upper + error):
         assert moved[0, 0] == math.inf  # no bound where f is undefined or unbounded
         return
     # each exact value lies within `error` of a computed one, x_c = center + radius ε
@@ -501,7 +509,7 @@ def test_a_curved_relaxation_claims_no_bound_where_its_products_overflow():
     ``inf`` there, never a finite bound of placeholder coefficients (a review: ``x²`` at
     1.2e154 was bounded by ±6.1e293)."""
     for rule in (Square(), Reciprocal(), SquareRoot(), InverseSquareRoot(), Exponential(),
-                 Logarithm()):
+                 Logarithm(), Power(3), Power(-0.75), Power(1.5), Power(4)):
         values = torch.tensor([[[1.2e154], [1e152]]], dtype=torch.float64)
         _, moved, _ = rule.apply_rounded(values, torch.zeros(1, 1, dtype=torch.float64),
                                          2.0**-53)

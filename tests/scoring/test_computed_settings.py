@@ -17,6 +17,7 @@ from torch import nn
 
 from pixelprior import Verifier
 from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone.backward import BackwardErrorBound, BackwardUnsupportedError
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
 from pixelprior.scoring.cone.graph import TracedGraph
 from pixelprior.scoring.cone.screen import IntervalScreen, IntervalUnsupportedError
@@ -217,17 +218,33 @@ class _Computed(nn.Module):
     lambda net, h: F.group_norm(h, h.shape[1] // 2, net.scale),
     lambda net, h: F.adaptive_avg_pool2d(h, h.shape[-1] // 2),
     lambda net, h: F.max_pool2d(h, (h.shape[2] // 2, h.size(3) // 4), stride=h.shape[-1] // 4),
+    lambda net, h: F.avg_pool2d(h, (h.size(2), h.size(3))),
+    lambda net, h: F.max_pool2d(h, (h.size(2) // 4, h.size(3) // 4)),
+    lambda net, h: F.adaptive_max_pool2d(h, (h.shape[2] // 3, h.shape[3] // 2)),
+    lambda net, h: h[:, :, :h.shape[-2] // 2],
+    lambda net, h: torch.softmax(h, h.dim() - 1),
+    lambda net, h: h.sum(h.dim() - 2, keepdim=True) * h,
+    lambda net, h: h.clamp(max=h.shape[-1] / 16),
+    lambda net, h: h ** (h.shape[1] // 2 + 1),
+    lambda net, h: h.sum((-2, -1)) / (h.shape[-1] * h.shape[-2]),
+    lambda net, h: h * torch.arange(h.shape[-1]) / 8,
 ], ids=["norm-dim", "interpolate-size", "interpolate-scale", "pad", "layer-norm",
-        "group-norm", "adaptive-pool", "max-pool"])
+        "group-norm", "adaptive-pool", "max-pool", "pool-size-tuple", "max-pool-tuple",
+        "adaptive-max-pool", "crop", "softmax-axis", "sum-axis", "clamp-limit",
+        "power", "mean-by-sizes", "arange"])
 def test_settings_read_from_sizes_are_bounded_in_every_form(form):
-    """Each such setting is read as its number on the images' shape: no refusal, and a
-    box of width zero gives the model's scores."""
+    """Each such setting is read as its number on the images' shape: no refusal, the
+    interval screen runs, and a box of width zero gives the model's scores (a review:
+    a pooling size of ``(h.size(2), h.size(3))`` raised TypeError; an axis, a crop, a
+    limit or an exponent read from sizes were refused with other reasons; the screen
+    took ``h.sum(...) / (H * W)`` for a division by a value that varies)."""
     torch.manual_seed(0)
     model = _Computed(form)
     model(_image(8))  # (the lazy head's size)
     model.eval()
-    verifier = Verifier(model, budget=5)
+    verifier = Verifier(model, budget=5, screen=True)
     assert [op.refused for op in verifier.operations(_image(8)) if op.refused] == []
+    assert verifier.screen is not None
     engine = verifier.bounds
     image = _image(8, 4)
     color = torch.tensor([[0.2, 0.9, 0.4]], dtype=torch.float64)
@@ -235,3 +252,24 @@ def test_settings_read_from_sizes_are_bounded_in_every_form(form):
                            torch.tensor([5]), color, color)
     torch.testing.assert_close(logits[:, 0], _scores(model, image, 3, 5, color),
                                atol=1e-9, rtol=1e-9)
+
+
+def test_the_backward_float32_bound_refuses_images_of_another_shape():
+    """A review: the screen refused them, the backward bound made with it returned the
+    errors of the copy settled for 8×8 at a 6×6 image."""
+    screen = IntervalScreen(_model(), shape=(3, 8, 8))
+    signed = BackwardErrorBound(screen)
+    with pytest.raises(BackwardUnsupportedError, match=r"not \[3, 6, 6\]"):
+        signed.errors(_image(6), torch.tensor([0]), torch.zeros(1, 3), torch.ones(1, 3), 0,
+                      2.0**-24)
+
+
+def test_images_the_model_cannot_run_are_named_by_its_own_error():
+    """A review: ``probe`` raised the model's raw error, and ``operations`` blamed an
+    operation the verifier writes out; both now say what ``verify`` says."""
+    verifier = Verifier(_model(), budget=5)
+    tiny = _image(1)
+    for call in (lambda: verifier.operations(tiny), lambda: verifier.probe(tiny, 0),
+                 lambda: verifier.verify(tiny, torch.tensor([0]))):
+        with pytest.raises(ValueError, match=r"^the model fails on images of shape"):
+            call()

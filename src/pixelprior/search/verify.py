@@ -750,6 +750,9 @@ class Verifier:
         self.bounds = BoundEngine(self.model, shape=self._shape)
         self.screen: IntervalScreen | None = None
         self.screen_skipped: str | None = None if screen is not False else "screen=False"
+        if screen is not False and self._shape is None and self.bounds.graph.unsettled:
+            # made for the images' shape at the first call (_follow_shape), with the rest
+            screen, self.screen_skipped = False, "made for the images' shape at the first call"
         self.signed: BackwardErrorBound | None = None  # the band's second, tighter proof
         self.signed_skipped: str | None = None  # why it is not used, when it is not
         if screen is not False:
@@ -773,8 +776,12 @@ class Verifier:
         shape = tuple(images.shape[1:])
         graph = self.bounds.graph
         if (graph.unsettled or graph.shape is not None) and shape != self._shape:
-            self._shape = shape
-            self._make_copies()
+            previous, self._shape = self._shape, shape
+            try:
+                self._make_copies()
+            except Exception:
+                self._shape = previous  # (made again at the next call, or refused again)
+                raise
 
     def _follow_weights(self) -> None:
         """Verify the model as it is: where a weight changed in place since the bound
@@ -805,8 +812,10 @@ class Verifier:
 
         Raises:
             BoundUnsupportedError: the verifier's copy does not run on such images.
+            ValueError: the model itself does not (its error, in one line).
         """
         with evaluation_mode(self.model):
+            self._clean_scores(images[:1])  # (images the model does not take: its line)
             self._follow_shape(images)
             return self.bounds.operations(images)
 
@@ -970,6 +979,7 @@ class Verifier:
 
     def _probe(self, image: torch.Tensor, label: int, limit: int | None) -> int | None:
         self._follow_weights()
+        self._clean_scores(image)  # (images the model does not take: one line, as verify's)
         self._follow_shape(image)
         channels, height, width = image.shape[1:]
         cache = self.bounds.prepare(image)

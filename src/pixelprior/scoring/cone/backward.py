@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from .graph import describe
+from .graph import check_shape, describe
 from .intervals import (
     UNIT,
     Activation,
@@ -142,9 +142,14 @@ class BackwardErrorBound:
 
         Returns:
             float64 ``[P, K]`` (0 at the label).
+
+        Raises:
+            BackwardUnsupportedError: an image of another shape than the one the screen
+                was made for (:attr:`~.screen.IntervalScreen.shape`).
         """
         if not 0 <= unit < 2.0**-8:
             raise ValueError(f"unit must be a unit roundoff in [0, 2^-8), got {unit!r}")
+        check_shape(self.screen.shape, image, BackwardUnsupportedError)
         lo = lo.to(device=image.device, dtype=torch.float64)
         hi = hi.to(device=image.device, dtype=torch.float64)
         records, owner, last = self._forward(image, positions.to(image.device), lo, hi,

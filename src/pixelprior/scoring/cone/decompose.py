@@ -88,7 +88,13 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .layouts import DECOMPOSED, GraphView, keep_batch_first, reads_sizes
-from .operators.normalization import MomentParams, NormParams, VectorNormParams, moment_factor
+from .operators.normalization import (
+    LocalResponseParams,
+    MomentParams,
+    NormParams,
+    VectorNormParams,
+    moment_factor,
+)
 from .operators.resampling import InterpolateSpec, resample
 from .operators.shape import pad_settings, piece, placed
 from .table import OPERATIONS, NodeCall
@@ -119,7 +125,8 @@ def decompose(traced: TracedGraph) -> bool:
     # (the graph is indexed once, after every rewrite: the nodes a normalisation is
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
-    changed = _batch_selections(traced)
+    changed = _local_response_norms(traced)  # first: it reads the graph's shapes
+    changed = _batch_selections(traced) or changed
     changed = _pieces(traced) or changed
     changed = _stacks(traced) or changed
     changed = _upsamplings(traced) or changed
@@ -695,6 +702,47 @@ def _layer_norm(graph: fx.Graph, source: object, params: NormParams, weight: obj
         mean, variance = _moments(graph, source, average)
         out = _scaled(graph, source, mean, variance, params.eps, widen=False)
     return _affine(graph, out, weight, bias, widen=False)
+
+
+def _local_response_norms(traced: TracedGraph) -> bool:
+    """Each LocalResponseNorm of a 4-D value that changes with the pixel, where the
+    images' shape is known (``traced.requested``), as ``x · (k + α · (W ⋆ x²) / n)^-β``:
+    ``W`` a 1×1 convolution of ones over each channel's window (``n // 2`` before it,
+    ``(n - 1) // 2`` after: ``F.local_response_norm``'s zero-padded average), the
+    division by ``n`` and the product by ``α`` apart (``α / n`` would round), the power
+    by its own rule. Read before any other rewrite, on the graph as traced (its shapes
+    from one run on zeros of the images' shape)."""
+    nodes = [n for n in traced.nodes if n.op.startswith("call") and n not in traced.statics
+             and isinstance(traced.resolve(n).params, LocalResponseParams)]
+    if not nodes or traced.requested is None:
+        return False
+    shapes = traced.input_shapes(traced.requested, nodes)
+    graph, rewritten = traced.graph_module.graph, False
+    for node in nodes:
+        shape = shapes.get(node)
+        if shape is None or len(shape) != 4:
+            continue  # (refused by its rule: a value of other than 4 axes)
+        params, source = traced.resolve(node).params, _first_argument(node)
+        channels, before, after = shape[1], params.size // 2, (params.size - 1) // 2
+        index = torch.arange(channels)
+        window = ((index[None, :] >= index[:, None] - before)
+                  & (index[None, :] <= index[:, None] + after))
+        name = f"_{node.name}_channel_window"
+        traced.graph_module.register_buffer(name, window.to(
+            traced.float_as or torch.float32)[:, :, None, None])
+
+        def build(node=node, source=source, params=params, name=name) -> fx.Node:
+            square = graph.call_function(torch.square, (source,))
+            summed = graph.call_function(F.conv2d, (square, graph.get_attr(name)))
+            mean = graph.call_function(operator.truediv, (summed, float(params.size)))
+            base = graph.call_function(operator.add, (
+                graph.call_function(operator.mul, (mean, params.alpha)), params.k))
+            power = graph.call_function(torch.pow, (base, -params.beta))
+            return graph.call_function(operator.mul, (source, power))
+
+        _replace(graph, node, build, "local_response_norm")
+        rewritten = True
+    return rewritten
 
 
 def _group_norm(traced: TracedGraph, node: fx.Node, source: object, params: NormParams,

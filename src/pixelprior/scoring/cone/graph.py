@@ -3,6 +3,7 @@ constants, what each node runs, and which registered operation that is."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from collections.abc import Callable, Iterator
@@ -327,10 +328,13 @@ class TracedGraph:
             reads them, and :attr:`unsettled` says so).
 
     Attributes:
-        shape: the images' shape the graph was settled for, ``None`` where nothing was
-            (no operation's settings are computed, or no shape was given).
+        requested: the images' shape given (``None``: none).
+        shape: the images' shape the graph holds for alone: settled for it, or a
+            LocalResponseNorm written out for its channels; ``None`` where nothing was
+            (no operation needs it, or no shape was given).
         unsettled: operations whose settings are computed from sizes remain (no shape
-            was given, or they read the batch size).
+            was given, or they read the batch size), or a LocalResponseNorm the
+            verifier's copy could not write out without the shape.
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -347,24 +351,35 @@ class TracedGraph:
         self.graph_module = _traced(_weight_hooks_applied(model), fold)
         without_inplace(self.graph_module)
         self._index()
-        self.shape = tuple(shape) if shape is not None and self.settled(tuple(shape)) else None
-        self.unsettled = bool(self._computed_settings())
+        self.requested = tuple(shape) if shape is not None else None
+        fixed = self.requested is not None and self.settled(self.requested)
         if decompose and rewritten(self):
             self._index()
+        shaped = any(node.meta.get(DECOMPOSED) == "local_response_norm" for node in self.nodes)
+        self.shape = self.requested if fixed or shaped else None
+        self.unsettled = bool(self._reading_sizes()) or (decompose and any(
+            self.resolve(node).operation is OPERATIONS.get("local_response_norm")
+            for node in self.nodes if node.op.startswith("call")))
 
-    def _computed_settings(self) -> list[fx.Node]:
-        """The operations whose settings are computed in the model (a size read from a
-        value), which no rule reads."""
+    def _reading_sizes(self) -> list[fx.Node]:
+        """The operations that read a value's size other than as a reshape's
+        (``F.avg_pool2d(out, out.size()[3])``: settings computed in the model; a
+        softmax or a sum along ``h.dim() - 1``; a crop ``h[:, :, :h.shape[2] // 2]``;
+        ``h ** (h.shape[1] // 2)``, ``h * h.shape[-1]``): given the numbers those sizes
+        are, the rules read them as settings. (``x.view(x.size(0), -1)`` stays as it
+        is: the engines run reshapes by sizes.)"""
         return [node for node in self.nodes if node.op.startswith("call")
                 and node not in self.sizes and node not in self.statics
-                and self.resolve(node).params is COMPUTED_SETTINGS]
+                and any(n in self.sizes and not _reshapes_by(node, n)
+                        for n in node.all_input_nodes)]
 
     def settled(self, shape: tuple[int, ...]) -> bool:
-        """Give each operation whose settings the model computes from sizes
-        (``F.avg_pool2d(out, out.size()[3])``, ``F.interpolate(x, size=y.shape[2:])``)
-        the numbers those sizes are on images of ``shape``, in the graph: the function
-        on such images, where the bound rules read numbers. A size that reads the batch
-        size is left as it is (the boxes are the rows of one call).
+        """Give each operation that reads sizes other than as a reshape's (settings the
+        model computes from them, ``F.avg_pool2d(out, out.size()[3])``,
+        ``F.interpolate(x, size=y.shape[2:])``; an axis ``h.dim() - 1``; a crop; a
+        factor) the numbers those sizes are on images of ``shape``, in the graph: the
+        function on such images, where the bound rules read numbers. A size that reads
+        the batch size is left as it is (the boxes are the rows of one call).
 
         Args:
             shape: the images' ``(C, H, W)``.
@@ -373,13 +388,10 @@ class TracedGraph:
             Whether any setting was written as a number (the graph then holds for images
             of this shape only).
         """
-        computed = self._computed_settings()
+        computed = self._reading_sizes()
         if not computed:
             return False
-        parameter = next(iter(self.graph_module.parameters()), None)
-        device = parameter.device if parameter is not None else torch.device("cpu")
-        one = torch.zeros((1, *shape), dtype=model_dtype(self.graph_module, torch.float32),
-                          device=device)
+        one = self._zeros(shape)
         try:
             values = self._size_values(one)
             batch = self._reads_batch(values, self._size_values(
@@ -530,6 +542,32 @@ class TracedGraph:
                     return node, use
         return None
 
+    def _zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """One image of zeros of ``shape``, in the graph's dtype and on its device."""
+        tensors = (*self.graph_module.parameters(), *self.graph_module.buffers())
+        device = tensors[0].device if tensors else torch.device("cpu")
+        return torch.zeros((1, *shape), dtype=model_dtype(self.graph_module, torch.float32),
+                           device=device)
+
+    def input_shapes(self, shape: tuple[int, ...], nodes: list[fx.Node]
+                     ) -> dict[fx.Node, tuple[int, ...]]:
+        """The shape of each node's first argument on one image of ``shape`` (a run on
+        zeros; nodes whose argument is not a tensor, or a graph that fails on such
+        images, are left out)."""
+        one = self._zeros(shape)
+        try:
+            with torch.inference_mode():
+                values = self._values(one)
+        except Exception:  # noqa: BLE001 - refused later, by the plan of such images
+            return {}
+        shapes = {}
+        for node in nodes:
+            first = node.args[0] if node.args else None
+            value = values.get(first) if isinstance(first, fx.Node) else None
+            if isinstance(value, torch.Tensor):
+                shapes[node] = tuple(value.shape)
+        return shapes
+
     def _reads_batch(self, one: dict[fx.Node, Any], three: dict[fx.Node, Any]
                      ) -> set[fx.Node]:
         """The size nodes that read the batch size, from their values on one row and
@@ -591,6 +629,9 @@ class TracedGraph:
             return Resolved(operation, "a weight computed from the image",
                             "a weight computed from the image")
         except TypeError:  # a setting given as a value of the graph where a number is read
+            return Resolved(operation, COMPUTED_SETTINGS, COMPUTED_SETTINGS)
+        if not isinstance(params, str) and _holds_nodes(params):  # (a pooling size of
+            # (h.size(2), h.size(3)): no reader raised, and a rule would multiply nodes)
             return Resolved(operation, COMPUTED_SETTINGS, COMPUTED_SETTINGS)
         rule = params if isinstance(params, str) else operation.window(params)
         return Resolved(operation, params, rule)
@@ -789,6 +830,20 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # noqa: BLE001 - values that do not compare: not the same
         return False
+
+
+def _holds_nodes(params: Any) -> bool:
+    """Whether settings read from a call hold a node of the graph where numbers belong
+    (in a dataclass's fields, a tuple, a list or a dict's values)."""
+    if isinstance(params, fx.Node):
+        return True
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return any(_holds_nodes(getattr(params, f.name)) for f in dataclasses.fields(params))
+    if isinstance(params, (tuple, list)):
+        return any(_holds_nodes(v) for v in params)
+    if isinstance(params, dict):
+        return any(_holds_nodes(v) for v in params.values())
+    return False
 
 
 def check_shape(shape: tuple[int, ...] | None, images: torch.Tensor,

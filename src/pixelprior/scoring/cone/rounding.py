@@ -48,6 +48,7 @@ from .operators.convolution import ConvParams, TransposedParams
 from .operators.linear import LinearParams
 from .operators.normalization import (
     BatchNormParams,
+    LocalResponseParams,
     MomentParams,
     NormParams,
     VectorNormParams,
@@ -280,6 +281,12 @@ class _Recorder(fx.Interpreter):
             # may overflow the model is refused, _intermediates_overflow)
             count = math.prod(x.shape[d] for d in params.dims)
             return gamma(2 * count + 8) * magnitude
+        if name == "local_response_norm" and isinstance(params, LocalResponseParams):
+            # x / (k + α/n Σ x²)^β: the base's n squares, their sum, /n, ·α and +k (all of
+            # one sign, α, k >= 0) are off by γ_{n+3} of it relatively; the power passes
+            # |β| times that on and rounds a few units; the division one more
+            count = math.ceil(abs(params.beta) * (params.size + 4)) + 6
+            return gamma(count) * magnitude
         if name in ("softmax", "log_softmax", "matmul", "attention"):
             return self._attention_radius(node, name, params, result, gamma)
         if name in ("avg_pool2d", "adaptive_avg_pool2d", "mean", "sum") and x is not None:
@@ -468,7 +475,8 @@ COUNTED_APART = frozenset({"conv2d", "conv_transpose2d", "linear", "batch_norm",
                            "adaptive_avg_pool2d", "mean", "sum", "narrowing_cast",
                            "layer_norm", "group_norm", "softmax", "log_softmax", "matmul",
                            "attention", "multihead_attention", "norm", "normalize", "var",
-                           "std", "logsumexp", "interpolate", "resample"})
+                           "std", "logsumexp", "interpolate", "resample",
+                           "local_response_norm"})
 
 
 def _is_number(value: object) -> bool:

@@ -203,7 +203,8 @@ class IntervalScreen:
                                            f"({rule})")
         check = getattr(rule, "check", None)
         if check is not None:  # a rule that depends on which arguments vary
-            varying = {n for n in self.graph.nodes if n not in self.graph.statics}
+            varying = {n for n in self.graph.nodes if n not in self.graph.statics
+                       and n not in self.graph.sizes}  # (a size: a constant, x / x.shape[1])
             check(node, varying)
         self.params[node] = resolved.params
         return rule
@@ -506,10 +507,16 @@ class IntervalScreen:
         float64 copy's: 0 for one of the model's parameters or buffers (the same float32
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
-        if node in self._held or (self._exact_constants and node.op == "get_attr"):
-            return torch.zeros_like(value)  # (exact constants: the copy's own, as it holds
-        # them; one computed in forward from them rounds there, unlike the real network)
-        return torch.full_like(value, torch.inf)
+        dtype = value.dtype if value.is_floating_point() else torch.float64
+        if node in self._held or node in self.graph.sizes or (
+                self._exact_constants and node.op == "get_attr"):
+            # (exact constants: the copy's own, as it holds them; one made from sizes
+            # alone, torch.arange(h.shape[-1]), is the same integers in both)
+            return torch.zeros(value.shape, dtype=dtype, device=value.device)
+        # one computed in forward from them rounds there, unlike the real network (an
+        # integer one too: (w * 10).long() may truncate another way; a review met a
+        # RuntimeError filling an integer tensor with inf)
+        return torch.full(value.shape, torch.inf, dtype=dtype, device=value.device)
 
     # ------------------------------------------------------------------ the cone
     def _plan(self, image: torch.Tensor) -> Plan | None:

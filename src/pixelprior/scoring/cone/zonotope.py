@@ -30,9 +30,10 @@ import torch
 __all__ = ["EXACT_COPY", "IDENTITY", "MAX_OVER", "MAX_POOL", "RESHAPE", "Affine",
            "BoundRule", "BoundUnsupportedError", "Curved", "Exponential", "Identity",
            "InverseSquareRoot", "Lipschitz", "Logarithm", "MaxOver", "MaxPool", "ONE_ROUNDING",
-           "PiecewiseLinear", "Product", "Rearrange", "Reciprocal", "Relaxation", "Reshape",
-           "Rounding", "SShaped", "Square", "SquareRoot", "add_symbols", "gamma", "interval",
-           "magnitude", "multiply", "multiply_matrices", "pad_rows", "per_box", "relaxation_error"]
+           "PiecewiseLinear", "Power", "Product", "Rearrange", "Reciprocal", "Relaxation",
+           "Reshape", "Rounding", "SShaped", "Square", "SquareRoot", "add_symbols", "gamma",
+           "interval", "magnitude", "multiply", "multiply_matrices", "pad_rows", "per_box",
+           "relaxation_error"]
 
 
 class BoundUnsupportedError(ValueError):
@@ -914,3 +915,68 @@ class Logarithm(Curved):
 
     def convex(self, lower):
         return False
+
+
+class Power(Curved):
+    """``x ** c`` for a constant ``c`` (the exponents 2, 0.5, -0.5 and -1 have rules of
+    their own): on ``x >= 0`` for ``c > 0`` (``x > 0`` for ``c < 0``), convex for ``c > 1``
+    or ``c < 0`` and concave between; an even whole ``c`` on the whole line (convex, its
+    least value 0 at 0: as :class:`Square`); an odd whole ``c > 1`` on either side of 0
+    (convex above, concave below: the positive piece's relaxation mirrored, ``(-x)^c =
+    -x^c``; a range that holds 0 is outside the domain, as for :class:`Reciprocal`).
+    LocalResponseNorm's ``(k + α/n Σ x²)^-β`` and a model's own ``x ** 1.5``, ``x ** 3``.
+
+    Args:
+        exponent: ``c``, finite and not 0 or 1.
+    """
+
+    def __init__(self, exponent: float) -> None:
+        if not math.isfinite(exponent) or exponent in (0.0, 1.0):
+            raise ValueError(f"a power's exponent must be finite and not 0 or 1, got "
+                             f"{exponent!r}")
+        self.exponent = float(exponent)
+        whole = self.exponent.is_integer() and self.exponent > 1
+        self.even = whole and int(self.exponent) % 2 == 0
+        self.odd = whole and not self.even
+
+    def __repr__(self) -> str:
+        return f"Power({self.exponent:g})"
+
+    def f(self, t):
+        return torch.pow(t, self.exponent)
+
+    def derivative(self, t):
+        return self.exponent * torch.pow(t, self.exponent - 1)
+
+    def touch(self, slope):
+        ratio = slope / self.exponent
+        if self.even:  # f' = c t^(c-1) is odd and increasing: one root of each sign
+            return torch.sign(ratio) * ratio.abs() ** (1 / (self.exponent - 1))
+        return ratio ** (1 / (self.exponent - 1))  # NaN off the piece: clamped
+
+    def inside(self, lower, upper):
+        finite = torch.isfinite(lower) & torch.isfinite(upper)
+        if self.even:
+            return finite
+        if self.odd:
+            return finite & ((lower >= 0) | (upper <= 0))
+        return finite & ((lower >= 0) if self.exponent > 0 else (lower > 0))
+
+    def convex(self, lower):
+        return self.even or self.odd or self.exponent > 1 or self.exponent < 0
+
+    def coefficients(self, lower, upper):
+        if not self.odd:
+            return super().coefficients(lower, upper)
+        # on x <= 0, x^c = -((-x)^c): the positive piece's relaxation, mirrored
+        negative = upper <= 0
+        low, high = torch.where(negative, -upper, lower), torch.where(negative, -lower, upper)
+        slope, offset, radius = super().coefficients(low, high)
+        return slope, torch.where(negative, -offset, offset), radius
+
+    def extremes(self, lower, upper):
+        low, high = super().extremes(lower, upper)
+        if not self.even:
+            return low, high
+        holds_zero = (lower < 0) & (upper > 0)
+        return torch.where(holds_zero, torch.zeros_like(low), low), high

@@ -3,6 +3,7 @@ concatenation."""
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -23,6 +24,7 @@ from ..zonotope import (
     ONE_ROUNDING,
     Affine,
     InverseSquareRoot,
+    Power,
     Product,
     Reciprocal,
     Rounding,
@@ -134,18 +136,17 @@ POWERS = {2.0: Square(), 0.5: SquareRoot(), -0.5: InverseSquareRoot(), -1.0: Rec
 
 
 def _pow_rule(params: dict):
-    """The relaxation of ``x ** c`` (``c`` in :data:`POWERS`; ``x ** 1`` is ``x``), or why
-    a power is not bounded."""
+    """The relaxation of ``x ** c`` (``c`` in :data:`POWERS`, else :class:`Power`; ``x **
+    1`` is ``x``), or why a power is not bounded."""
     exponent = params["exponent"]
     if params["constant_base"]:
         return "a power whose exponent changes with the pixel (c ** x)"
     if exponent == 1.0:
         return IDENTITY
-    if exponent not in POWERS:
+    if exponent is None or exponent == 0.0 or not math.isfinite(exponent):
         shown = "a tensor" if exponent is None else f"{exponent:g}"
-        return (f"x ** {shown} (the verifier bounds the exponents 2, 0.5, -0.5 and -1, "
-                "and 1)")
-    return POWERS[exponent]
+        return f"x ** {shown} (the verifier bounds a power by one finite number other than 0)"
+    return POWERS.get(exponent) or Power(exponent)
 
 
 register_bound("pow")(_pow_rule)

@@ -205,6 +205,61 @@ register_operation("group_norm", window=_normalises_maps, params=_group_norm_par
 
 
 @dataclass(frozen=True)
+class LocalResponseParams:
+    """``nn.LocalResponseNorm``'s settings: ``y = x / (k + α/n Σ x²)^β``, the sum over
+    the ``n`` channels about each one (zeros beyond the ends).
+
+    Attributes:
+        size: ``n``.
+        alpha, beta, k: ``α``, ``β``, ``k``.
+    """
+
+    size: int
+    alpha: float
+    beta: float
+    k: float
+
+
+# an LRN the verifier's copy did not write out: it writes it for one image shape (its
+# channel window is a 1×1 convolution of the channels' count)
+LRN_NEEDS_SHAPE = ("the verifier writes LocalResponseNorm out for values [N, C, H, W] and "
+                   "one image shape (its channels' window is a convolution of their "
+                   "count): give it such values, and make the engine for the shape, "
+                   "BoundEngine(model, shape=(C, H, W)) (pixelprior.Verifier does so itself)")
+
+
+def _local_response_params(call: NodeCall) -> LocalResponseParams | str:
+    if call.module is not None:
+        m = call.module
+        size, alpha, beta, k = m.size, m.alpha, m.beta, m.k
+    else:
+        size, alpha = call.arg(1, "size"), call.arg(2, "alpha", 1e-4)
+        beta, k = call.arg(3, "beta", 0.75), call.arg(4, "k", 1.0)
+    numbers = (alpha, beta, k)
+    if not isinstance(size, int) or isinstance(size, bool) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        return COMPUTED_SETTINGS
+    if size < 1 or not all(math.isfinite(v) for v in numbers) or alpha < 0 or k < 0:
+        return (f"a LocalResponseNorm of size {size}, alpha {alpha:g}, beta {beta:g} and k "
+                f"{k:g} (the verifier takes size >= 1 and alpha, k >= 0)")
+    return LocalResponseParams(size, float(alpha), float(beta), float(k))
+
+
+def _mixes_channels(params: object) -> str:
+    return params if isinstance(params, str) else "it mixes channels (runs whole)"
+
+
+register_operation("local_response_norm", window=_mixes_channels,
+                   params=_local_response_params, written_out=True,
+                   modules=(nn.LocalResponseNorm,), functions=(F.local_response_norm,),
+                   help="LocalResponseNorm (the verifier: a square, a 1×1 convolution over "
+                   "the channels, a power, a product)")
+# (only where the copy did not write it out, made without the images' shape)
+register_bound("local_response_norm")(lambda params: LRN_NEEDS_SHAPE)
+register_interval("local_response_norm")(lambda params: LRN_NEEDS_SHAPE)
+
+
+@dataclass(frozen=True)
 class VectorNormParams:
     """A vector norm over axes (``torch.linalg.vector_norm``, ``torch.norm``,
     ``x.norm``), or ``F.normalize`` (the value divided by the norm, at least ``eps``).
