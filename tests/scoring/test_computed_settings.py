@@ -222,6 +222,7 @@ class _Computed(nn.Module):
     lambda net, h: F.max_pool2d(h, (h.size(2) // 4, h.size(3) // 4)),
     lambda net, h: F.adaptive_max_pool2d(h, (h.shape[2] // 3, h.shape[3] // 2)),
     lambda net, h: h[:, :, :h.shape[-2] // 2],
+    lambda net, h: torch.narrow(h, 3, 1, h.shape[3] // 2),
     lambda net, h: torch.softmax(h, h.dim() - 1),
     lambda net, h: h.sum(h.dim() - 2, keepdim=True) * h,
     lambda net, h: h.clamp(max=h.shape[-1] / 16),
@@ -230,7 +231,7 @@ class _Computed(nn.Module):
     lambda net, h: h * torch.arange(h.shape[-1]) / 8,
 ], ids=["norm-dim", "interpolate-size", "interpolate-scale", "pad", "layer-norm",
         "group-norm", "adaptive-pool", "max-pool", "pool-size-tuple", "max-pool-tuple",
-        "adaptive-max-pool", "crop", "softmax-axis", "sum-axis", "clamp-limit",
+        "adaptive-max-pool", "crop", "narrow", "softmax-axis", "sum-axis", "clamp-limit",
         "power", "mean-by-sizes", "arange"])
 def test_settings_read_from_sizes_are_bounded_in_every_form(form):
     """Each such setting is read as its number on the images' shape: no refusal, the

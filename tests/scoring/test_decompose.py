@@ -255,14 +255,16 @@ class Matrices(nn.Module):
     lambda h: h.var((2, 3)) + torch.var(h, (2, 3), unbiased=False),
     lambda h: h.std(1, keepdim=True) * h + torch.std(h, dim=(2, 3), keepdim=True),
     lambda h: h.var(2, correction=0) + h.var(-1, True, True).squeeze(-1),
-    lambda h: torch.logsumexp(h, (2, 3)) + h.logsumexp(1, keepdim=True).mean((1, 2, 3))[:, None]],
+    lambda h: torch.logsumexp(h, (2, 3)) + h.logsumexp(1, keepdim=True).mean((1, 2, 3))[:, None],
+    lambda h: (torch.narrow(h, 3, 1, 3).narrow(-2, 2, 3)
+               + h.narrow(-2, 2, 3).narrow(1, 0, 4)[..., :3])],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
          "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",
          "stack-1", "permute-keywords", "unbind-keywords", "norm-keywords", "interpolate",
          "upsample", "bilinear", "bilinear-corners", "bicubic", "nearest-sized",
          "nearest-fraction", "bilinear-down", "bilinear-size", "linear", "linear-sized",
-         "trilinear", "var", "std", "var-correction", "logsumexp"])
+         "trilinear", "var", "std", "var-correction", "logsumexp", "narrow"])
 def test_each_rewritten_operation_computes_its_own_values(forward):
     class Net(nn.Module):
         def __init__(self):
@@ -277,7 +279,8 @@ def test_each_rewritten_operation_computes_its_own_values(forward):
     assert not names_run(graph) & {"softmax", "log_softmax", "attention", "maximum",
                                    "minimum", "matmul", "norm", "normalize"}
     assert not any(n.target in ("chunk", "split", "unbind", torch.stack, torch.unbind,
-                                F.interpolate) or isinstance(graph.modules.get(n.target),
+                                F.interpolate, "narrow", torch.narrow)
+                   or isinstance(graph.modules.get(n.target),
                                                              nn.Upsample)
                    for n in graph.nodes)
     assert not any(graph.resolve(n).operation is not None

@@ -127,6 +127,7 @@ def decompose(traced: TracedGraph) -> bool:
     # constants and sizes read before hold for the divisions and squares after)
     changed = _local_response_norms(traced)  # first: it reads the graph's shapes
     changed = _batch_selections(traced) or changed
+    changed = _narrows(traced) or changed
     changed = _pieces(traced) or changed
     changed = _stacks(traced) or changed
     changed = _upsamplings(traced) or changed
@@ -296,6 +297,32 @@ _SPLITTERS = {"chunk": ("chunk", "chunks"), torch.chunk: ("chunk", "chunks"),
               "split": ("split", "split_size"),
               torch.split: ("split", "split_size_or_sections"),
               "unbind": ("unbind", None), torch.unbind: ("unbind", None)}
+
+
+def _narrows(traced: TracedGraph) -> bool:
+    """Each ``torch.narrow(x, dim, start, length)`` (``x.narrow(...)``) of a value that
+    changes with the pixel, by numbers (a start from the front), as the index it is,
+    ``x[:, ..., start:start + length]`` (``x[..., start:start + length, :]`` for an axis
+    counted from the end): a copy the index rules bound, refused there on the batch
+    axis. (A start counted from the end is left: its slice needs the axis's size.)"""
+    graph, rewritten = traced.graph_module.graph, False
+    for node in list(graph.nodes):
+        narrows = ((node.op == "call_function" and node.target is torch.narrow)
+                   or (node.op == "call_method" and node.target == "narrow"))
+        if not narrows or node in traced.statics or node in traced.sizes:
+            continue
+        dim, start, length = (_argument(node, 1, "dim"), _argument(node, 2, "start"),
+                              _argument(node, 3, "length"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dim, start, length)
+                   ) or start < 0 or length < 0:
+            continue
+        window = slice(start, start + length)
+        index = ((slice(None),) * dim + (window,) if dim >= 0
+                 else (Ellipsis, window) + (slice(None),) * (-dim - 1))
+        _replace(graph, node, functools.partial(
+            graph.call_function, operator.getitem, (_first_argument(node), index)), None)
+        rewritten = True
+    return rewritten
 
 
 def _pieces(traced: TracedGraph) -> bool:
