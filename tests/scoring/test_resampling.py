@@ -97,3 +97,100 @@ def test_more_taps_than_the_rounding_counts_are_refused(monkeypatch):
     with pytest.raises(BoundUnsupportedError, match="read 2 inputs"):
         resample(torch.rand(1, 2, 4, 4, dtype=torch.float64),
                  spec_of("bilinear", scale=(1.5, 1.5), align=False))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mode=st.sampled_from(["area", "bilinear-aa", "bicubic-aa"]),
+       height=st.integers(1, 12), width=st.integers(1, 12), sized=st.booleans(),
+       out=st.tuples(st.integers(1, 14), st.integers(1, 14)),
+       scale=st.tuples(st.floats(0.2, 2.5), st.floats(0.2, 2.5)), align=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_windows_that_grow_with_the_scale_are_the_kernel_once_settled(
+        mode, height, width, sized, out, scale, align, seed):
+    """``mode="area"`` and ``antialias=True`` (bilinear, bicubic), down and up: without an
+    input size their counts are unknown and the rules refuse them; settled for the
+    input's size (:func:`settled_spec`), the matrices' product is ``F.interpolate`` in
+    float64, their taps and row sums within the counts, and ``|A| x`` bounds ``|A x|``.
+    (PyTorch's antialiased kernel weighs a one-wide axis otherwise than a column of a
+    wider map: the matrices are read with the other axes at their own sizes; on a map
+    one input wide, the check against the kernel may refuse it.)"""
+    kind = mode.removesuffix("-aa")
+    align = align if kind != "area" else None
+    spec = InterpolateSpec(out if sized else None, None if sized else scale, kind, align, None,
+                           antialias=mode.endswith("-aa"))
+    assert not spec.settled and isinstance(resampling._bound(spec), str)
+    x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(seed),
+                    dtype=torch.float64)
+    try:
+        expected = spec.call(x)
+    except RuntimeError:
+        return  # a size the kernel refuses
+    settled = resampling.settled_spec(spec, (height, width), x.device, torch.float64)
+    assert settled.settled and not isinstance(resampling._bound(settled), str)
+    try:
+        got = resample(x, settled)
+    except BoundUnsupportedError:  # the antialiased kernel on a map one input wide or
+        assert spec.antialias and 1 in (height, width)  # high weighs it otherwise than
+        return  # any matrix per axis: refused in one line by the check against it
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert (resample(x.abs(), settled, absolute=True) >= got.abs() - 1e-12).all()
+
+
+class Downsampled(nn.Module):
+    """A map reduced by area averaging and by antialiased bilinear and bicubic
+    interpolation (a model that resizes its input to the size it was made for)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * (16 + 9 + 25), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x))
+        parts = [F.interpolate(h, scale_factor=0.5, mode="area"),
+                 F.interpolate(h, size=3, mode="bilinear", antialias=True),
+                 F.interpolate(h, size=(5, 5), mode="bicubic", antialias=True)]
+        return self.fc(torch.cat([p.flatten(1) for p in parts], 1))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 1000), y=st.integers(0, 7), x=st.integers(0, 7),
+       width=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+       corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
+def test_area_and_antialiased_interpolations_are_bounded_soundly(seed, y, x, width, corner):
+    """Made for the images' shape, the bound engine and the interval screen hold every
+    sampled color of a box (and its corners), and a box of width 0 is the model's
+    scores; made without it, the plan says what to do."""
+    from pixelprior.scoring.cone.screen import IntervalScreen
+
+    torch.manual_seed(seed % 3)
+    model = Downsampled().eval()
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    lo = torch.tensor([[min(c, 1 - width) for c in corner]], dtype=torch.float64)
+    hi = lo + width
+    grid = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * 3)
+    colors = torch.cat([lo + torch.rand(200, 3, generator=torch.Generator().manual_seed(seed),
+                                        dtype=torch.float64) * width, lo + grid * width])
+    patched = image.double().repeat(len(colors), 1, 1, 1)
+    patched[:, :, y, x] = colors
+    with torch.no_grad():
+        values = Downsampled().eval().double().requires_grad_(False)
+        values.load_state_dict(model.state_dict())
+        values = values(patched)
+    label = int(values[0].argmax())
+    margins = values[:, label:label + 1] - values
+    others = [j for j in range(3) if j != label]
+    slack = 1e-9 * (1 + float(values.abs().max()))
+    engine = BoundEngine(model, shape=(3, 8, 8))
+    bounds = engine.margins(engine.prepare(image), torch.tensor([0]), torch.tensor([y]),
+                            torch.tensor([x]), lo, hi, torch.tensor([label]))
+    assert (bounds.lower[0, others] <= margins[:, others].min(0).values + slack).all()
+    assert (bounds.upper[0, others] >= margins[:, others].max(0).values - slack).all()
+    if width == 0.0:
+        assert (bounds.upper[0, others] - bounds.lower[0, others]).max() < 1e-9
+    lower = IntervalScreen(model, shape=(3, 8, 8)).margins(
+        image, torch.tensor([y * 8 + x]), lo, hi, label)
+    assert (lower[0, others] <= margins[:, others].min(0).values + slack).all()
+    with pytest.raises(BoundUnsupportedError, match="mode='area' or antialias=True is "
+                       "written out for one image shape"):
+        BoundEngine(model).plan(image)

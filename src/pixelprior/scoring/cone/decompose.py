@@ -95,7 +95,7 @@ from .operators.normalization import (
     VectorNormParams,
     moment_factor,
 )
-from .operators.resampling import InterpolateSpec, resample
+from .operators.resampling import InterpolateSpec, resample, settled_spec
 from .operators.shape import pad_settings, piece, placed
 from .table import OPERATIONS, NodeCall
 
@@ -103,7 +103,7 @@ from .table import OPERATIONS, NodeCall
 # ``Any`` here, so that no import closes a cycle)
 TracedGraph = Any
 
-__all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose", "expand_encoders"]
+__all__ = ["DECOMPOSED", "MATRIX_PRODUCT", "decompose", "expand_encoders", "needs_shape"]
 
 # the key of ``node.meta`` naming the normalisation a node was decomposed from:
 # :data:`.layouts.DECOMPOSED`, imported above
@@ -125,12 +125,13 @@ def decompose(traced: TracedGraph) -> bool:
     # (the graph is indexed once, after every rewrite: the nodes a normalisation is
     # rewritten into are computed from the image, as the node they replace, so the
     # constants and sizes read before hold for the divisions and squares after)
-    changed = _local_response_norms(traced)  # first: it reads the graph's shapes
+    shapes = _input_shapes(traced)  # first: the graph as traced
+    changed = _local_response_norms(traced, shapes)
     changed = _batch_selections(traced) or changed
     changed = _narrows(traced) or changed
     changed = _pieces(traced) or changed
     changed = _stacks(traced) or changed
-    changed = _upsamplings(traced) or changed
+    changed = _upsamplings(traced, shapes) or changed
     changed = _constant_pads(traced) or changed
     changed = _normalisations(traced) or changed
     changed = _norms(traced) or changed
@@ -357,12 +358,14 @@ def _pieces(traced: TracedGraph) -> bool:
     return rewritten
 
 
-def _upsamplings(traced: TracedGraph) -> bool:
+def _upsamplings(traced: TracedGraph, shapes: dict[fx.Node, tuple[int, ...]]) -> bool:
     """Each interpolation of a map that changes with the pixel: nearest upsampling of a
     2-D map by whole numbers as ``repeat_interleave`` along its height, then its width (a
     copy of each element); any other as :func:`~.operators.resampling.resample`, one
     weight matrix per axis read off the kernel (a nearest one's indices in the model's
-    dtype, ``traced.source_dtype``)."""
+    dtype, ``traced.source_dtype``). One whose windows grow with the scale (``area``,
+    ``antialias``) only with its input's shape (``shapes``, :func:`_input_shapes`): its
+    counts read off that size's matrices (:func:`~.operators.resampling.settled_spec`)."""
     graph, rewritten = traced.graph_module.graph, False
     ranks = None
     for node in list(graph.nodes):
@@ -370,6 +373,12 @@ def _upsamplings(traced: TracedGraph) -> bool:
         if resolved is None or not isinstance(resolved.params, InterpolateSpec):
             continue
         spec, source = resolved.params, _first_argument(node)
+        if spec.needs_shape:
+            shape = shapes.get(node)
+            if shape is None or not 3 <= len(shape) <= 5:
+                continue  # (refused by its rule: made without the images' shape)
+            spec = settled_spec(spec, shape[2:], torch.device("cpu"),
+                                traced.float_as or torch.float32)
         factors = spec.whole_factors()
         if factors is not None and ranks is None:
             ranks = GraphView(traced).ranks
@@ -731,19 +740,38 @@ def _layer_norm(graph: fx.Graph, source: object, params: NormParams, weight: obj
     return _affine(graph, out, weight, bias, widen=False)
 
 
-def _local_response_norms(traced: TracedGraph) -> bool:
+def _input_shapes(traced: TracedGraph) -> dict[fx.Node, tuple[int, ...]]:
+    """The input shapes of the operations whose rewrites read them (LocalResponseNorm's
+    channels, an interpolation's windows that grow with the scale), on one image of the
+    shape the copy is made for (none without it): read before any rewrite, on the graph
+    as traced."""
+    if traced.requested is None:
+        return {}
+    nodes = [n for n in traced.nodes if n.op.startswith("call") and n not in traced.statics
+             and _needs_shape(traced.resolve(n).params)]
+    return traced.input_shapes(traced.requested, nodes) if nodes else {}
+
+
+def needs_shape(traced: TracedGraph, node: fx.Node) -> bool:
+    """Whether the verifier's copy writes ``node`` out for one image shape alone."""
+    return node.op.startswith("call") and _needs_shape(traced.resolve(node).params)
+
+
+def _needs_shape(params: object) -> bool:
+    return isinstance(params, LocalResponseParams) or (
+        isinstance(params, InterpolateSpec) and not params.settled)
+
+
+def _local_response_norms(traced: TracedGraph, shapes: dict[fx.Node, tuple[int, ...]]
+                          ) -> bool:
     """Each LocalResponseNorm of a 4-D value that changes with the pixel, where the
     images' shape is known (``traced.requested``), as ``x · (k + α · (W ⋆ x²) / n)^-β``:
     ``W`` a 1×1 convolution of ones over each channel's window (``n // 2`` before it,
     ``(n - 1) // 2`` after: ``F.local_response_norm``'s zero-padded average), the
     division by ``n`` and the product by ``α`` apart (``α / n`` would round), the power
-    by its own rule. Read before any other rewrite, on the graph as traced (its shapes
-    from one run on zeros of the images' shape)."""
+    by its own rule. ``shapes``: :func:`_input_shapes`."""
     nodes = [n for n in traced.nodes if n.op.startswith("call") and n not in traced.statics
              and isinstance(traced.resolve(n).params, LocalResponseParams)]
-    if not nodes or traced.requested is None:
-        return False
-    shapes = traced.input_shapes(traced.requested, nodes)
     graph, rewritten = traced.graph_module.graph, False
     for node in nodes:
         shape = shapes.get(node)

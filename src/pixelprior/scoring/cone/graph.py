@@ -17,9 +17,10 @@ from torch.fx.experimental.optimization import fuse
 
 from ...models import OnnxModel, copy_module
 from . import operators  # noqa: F401  (registers the operations)
-from .decompose import DECOMPOSED, expand_encoders
+from .decompose import DECOMPOSED, expand_encoders, needs_shape
 from .decompose import decompose as rewritten
 from .operators.activations import cast_dtype, narrowing_dtype
+from .operators.resampling import resample
 from .table import (
     COMPUTED_SETTINGS,
     OPERATIONS,
@@ -355,11 +356,16 @@ class TracedGraph:
         fixed = self.requested is not None and self.settled(self.requested)
         if decompose and rewritten(self):
             self._index()
-        shaped = any(node.meta.get(DECOMPOSED) == "local_response_norm" for node in self.nodes)
-        self.shape = self.requested if fixed or shaped else None
+        self.shape = self.requested if fixed or self._written_for_shape() else None
         self.unsettled = bool(self._reading_sizes()) or (decompose and any(
-            self.resolve(node).operation is OPERATIONS.get("local_response_norm")
-            for node in self.nodes if node.op.startswith("call")))
+            needs_shape(self, node) for node in self.nodes))
+
+    def _written_for_shape(self) -> bool:
+        """Whether a rewrite read the images' shape (a LocalResponseNorm's channels, an
+        interpolation's windows that grow with the scale)."""
+        return any(node.meta.get(DECOMPOSED) == "local_response_norm" or (
+            node.target is resample and len(node.args) > 1
+            and getattr(node.args[1], "needs_shape", False)) for node in self.nodes)
 
     def _reading_sizes(self) -> list[fx.Node]:
         """The operations that read a value's size other than as a reshape's

@@ -55,7 +55,7 @@ from .operators.normalization import (
     moment_factor,
 )
 from .operators.pooling import PoolParams
-from .operators.resampling import InterpolateSpec, interpolate_terms, resample
+from .operators.resampling import InterpolateSpec, interpolate_terms, resample, settled_spec
 from .table import NodeCall
 from .zonotope import gamma as _zonotope_gamma
 
@@ -526,6 +526,7 @@ def _interpolate_radius(x: torch.Tensor | None, spec: InterpolateSpec,
     ``|x|``, ``A`` the weights of the model's kernel)."""
     if spec.nearest or x is None:
         return None
+    spec = settled_spec(spec, tuple(x.shape[2:]), x.device, torch.float32)  # (area, antialias)
     magnitudes = resample(x.double(), spec, absolute=True)
     return gamma(interpolate_terms(spec, x.dim())) * magnitudes
 

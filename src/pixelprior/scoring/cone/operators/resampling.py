@@ -13,13 +13,17 @@ values' dtype (float64: the weights are continuous in the coordinates, and what 
 rounds of them is the float32 estimate's, as of the products and sums). Nearest
 whole-number upsampling stays ``repeat_interleave`` (:mod:`..decompose`).
 
-Not supported (one line each): ``mode="area"`` and ``antialias=True`` (their windows
-grow with the scale, which the rounding counts do not know before the shapes), and an
-input of other than 3, 4 or 5 axes.
+``mode="area"`` (adaptive average pooling) and ``antialias=True`` (bilinear, bicubic)
+are linear and separable too, but their windows grow with the scale: the rounding
+counts read the most taps and the largest row sum off the matrices of the input's size
+(:func:`settled_spec`), so the verifier's copies write them out for one image shape
+(``TracedGraph(..., shape=...)``; made without it, they are refused in one line). Not
+supported (one line each): an input of other than 3, 4 or 5 axes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,13 +41,13 @@ from ..table import (
 )
 from ..zonotope import Affine, BoundUnsupportedError, Rearrange, Rounding
 
-__all__ = ["InterpolateSpec", "resample"]
+__all__ = ["INTERPOLATION_NEEDS_SHAPE", "InterpolateSpec", "resample", "settled_spec"]
 
 # the most inputs one output of an axis reads, and their largest absolute row sum, per
 # mode (bicubic's Keys kernel with a = -0.75: 1.375 at t = 1/2); checked when the
 # matrices are read, so that the rounding counts below hold
 _TAPS = {"nearest": 1, "nearest-exact": 1, "linear": 2, "bilinear": 2, "trilinear": 2,
-         "bicubic": 4}
+         "bicubic": 4, "area": None}  # (area: read off the matrices of one input size)
 _GAIN = {"nearest": 1.0, "nearest-exact": 1.0, "linear": 1.0, "bilinear": 1.0,
          "trilinear": 1.0, "bicubic": 1.5}
 _AXES = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
@@ -62,6 +66,10 @@ class InterpolateSpec:
         recompute: ``recompute_scale_factor``.
         dtype: the dtype whose kernel the matrices are read from (a nearest one's: the
             model's; ``None``: the values' own).
+        antialias: ``antialias=True`` (bilinear, bicubic).
+        taps, largest: the most inputs one output of an axis reads and the largest
+            absolute row sum, read off the matrices of one input size (``area`` and
+            ``antialias``: :func:`settled_spec`); ``None``: the mode's own.
     """
 
     size: tuple[int, ...] | None
@@ -70,6 +78,30 @@ class InterpolateSpec:
     align_corners: bool | None
     recompute: bool | None
     dtype: torch.dtype | None = None
+    antialias: bool = False
+    taps: int | None = None
+    largest: float | None = None
+
+    @property
+    def needs_shape(self) -> bool:
+        """Whether its windows grow with the scale (``area``, ``antialias``): its counts
+        are read off one input size's matrices."""
+        return self.mode == "area" or self.antialias
+
+    @property
+    def settled(self) -> bool:
+        """Whether its counts are known (the mode's, or read off the matrices)."""
+        return not self.needs_shape or self.taps is not None
+
+    @property
+    def most_taps(self) -> int:
+        """The most inputs one output of an axis reads."""
+        return self.taps if self.taps is not None else _TAPS[self.mode] or 0
+
+    @property
+    def most_gain(self) -> float:
+        """The largest absolute row sum of an axis's matrix."""
+        return self.largest if self.largest is not None else _GAIN.get(self.mode, 1.0)
 
     @property
     def nearest(self) -> bool:
@@ -82,11 +114,11 @@ class InterpolateSpec:
 
     def terms(self, axes: int) -> int:
         """Roundings per output of ``axes`` nested sums of the mode's taps (and two more)."""
-        return axes * _TAPS[self.mode] + 2
+        return axes * self.most_taps + 2
 
     def gain(self, axes: int) -> float:
         """``‖|A|‖_∞`` of the whole map, an upper bound (the product of the axes')."""
-        return _GAIN[self.mode] ** axes * (1 + 2**-20)
+        return self.most_gain ** axes * (1 + 2**-20)
 
     def whole_factors(self) -> tuple[int, ...] | None:
         """The factors of a nearest upsampling by whole numbers given as ``scale_factor``
@@ -98,17 +130,17 @@ class InterpolateSpec:
 
     def call(self, x: torch.Tensor, axis: int | None = None) -> torch.Tensor:
         """``F.interpolate`` of ``x`` with these settings; along spatial ``axis`` alone
-        (size 1 and scale 1 on the others, which copy) where one is given."""
+        (their own size and scale 1 on the others, which copy) where one is given."""
         axes = self.axes(x.dim())
         size, scale = _per_axis(self.size, axes), _per_axis(self.scale, axes)
         if axis is not None:
             if size is not None:
-                size = tuple(s if k == axis else 1 for k, s in enumerate(size))
+                size = tuple(s if k == axis else x.shape[2 + k] for k, s in enumerate(size))
             if scale is not None:
                 scale = tuple(s if k == axis else 1.0 for k, s in enumerate(scale))
         return F.interpolate(x, size=size, scale_factor=scale, mode=self.mode,
                              align_corners=self.align_corners,
-                             recompute_scale_factor=self.recompute)
+                             recompute_scale_factor=self.recompute, antialias=self.antialias)
 
 
 def _per_axis(value: tuple | None, axes: int) -> tuple | None:
@@ -139,9 +171,9 @@ def _interpolate_params(call: NodeCall) -> InterpolateSpec | str:
                                                                                 False)
     if mode not in _TAPS:
         return (f"interpolation with mode={mode!r} (the verifier writes out nearest, "
-                "nearest-exact, linear, bilinear, trilinear and bicubic)")
-    if antialias:
-        return "interpolation with antialias=True (give antialias=False)"
+                "nearest-exact, linear, bilinear, trilinear, bicubic and area)")
+    if antialias and mode not in ("bilinear", "bicubic"):
+        return f"interpolation with antialias=True and mode={mode!r} (PyTorch has neither)"
     size, scale = _as_tuple(size), _as_tuple(scale)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in size or ()) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale or ()):
@@ -149,7 +181,7 @@ def _interpolate_params(call: NodeCall) -> InterpolateSpec | str:
     if (size is None) == (scale is None):
         return "interpolation with both or neither of size and scale_factor"
     return InterpolateSpec(size, tuple(float(f) for f in scale) if scale else None, mode,
-                           align, recompute)
+                           align, recompute, antialias=bool(antialias))
 
 
 def _runs_whole(params: object) -> str:
@@ -172,12 +204,19 @@ _CACHED = 64
 def _axis_matrix(spec: InterpolateSpec, sizes: tuple[int, ...], axis: int, dtype: torch.dtype,
                  device: torch.device) -> torch.Tensor:
     """The matrix ``[out, in]`` of spatial ``axis``: the kernel run on one-hot inputs
-    along it (a batch of them, every other spatial axis of size 1)."""
+    along it (a batch of them, every other spatial axis of size 1; of its own size for an
+    antialiased one, constant along it: PyTorch's antialiased kernel weighs an axis of
+    one input otherwise than a column of a wider map, and the first column is read)."""
     n = sizes[axis]
     shape = [n, 1] + [n if k == axis else 1 for k in range(len(sizes))]
     one_hot = torch.eye(n, dtype=dtype, device=device).view(shape)
+    if spec.antialias:
+        one_hot = one_hot.expand(n, 1, *[n if k == axis else s for k, s in enumerate(sizes)])
     with torch.no_grad():
-        out = spec.call(one_hot, axis)
+        out = spec.call(one_hot.contiguous(), axis)
+    if spec.antialias:  # (the other axes copied: their first index)
+        out = out[(slice(None), slice(None), *[slice(None) if k == axis else 0
+                                               for k in range(len(sizes))])]
     return out.reshape(n, -1).T.double()
 
 
@@ -188,7 +227,7 @@ def _checked(spec: InterpolateSpec, sizes: tuple[int, ...], matrices: tuple[torc
     for matrix in matrices:
         taps = int((matrix != 0).sum(1).max()) if matrix.numel() else 0
         gain = float(matrix.abs().sum(1).max()) if matrix.numel() else 0.0
-        if taps > _TAPS[spec.mode] or gain > _GAIN[spec.mode] * (1 + 2**-20):
+        if not spec.settled or taps > spec.most_taps or gain > spec.most_gain * (1 + 2**-20):
             raise BoundUnsupportedError(
                 f"interpolation with mode={spec.mode!r} whose weights read {taps} inputs "
                 f"(largest row sum {gain:.4g}) per output along an axis, more than the "
@@ -200,10 +239,33 @@ def _checked(spec: InterpolateSpec, sizes: tuple[int, ...], matrices: tuple[torc
         expected = spec.call(probe).double()
     got = _apply(probe.double(), matrices, False)
     scale = float(probe.abs().max()) * spec.gain(len(sizes))
-    if got.shape != expected.shape or float((got - expected).abs().max()) > 1e-5 * scale:
+    apart = float((got - expected).abs().max()) if got.shape == expected.shape and (
+        got.numel()) else 0.0  # (an output of no rows: nothing to compare)
+    if got.shape != expected.shape or apart > 1e-5 * scale:
         raise BoundUnsupportedError(
             f"interpolation with mode={spec.mode!r} that the verifier cannot write as one "
             "weight matrix per axis (its product differs from the kernel's output)")
+
+
+def settled_spec(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.device,
+                 fallback: torch.dtype) -> InterpolateSpec:
+    """``spec`` with the counts of an input of spatial ``sizes`` where its windows grow
+    with the scale (``area``, ``antialias``): the most taps and the largest absolute row
+    sum of its matrices (the kernel's, on one-hot inputs); ``spec`` itself otherwise.
+
+    Args:
+        spec: the interpolation.
+        sizes: the input's spatial sizes.
+        device: where the kernel is read.
+        fallback: the dtype whose kernel is read where ``spec.dtype`` is ``None``.
+    """
+    if not spec.needs_shape:
+        return spec
+    dtype = spec.dtype or fallback
+    matrices = [_axis_matrix(spec, sizes, k, dtype, device) for k in range(len(sizes))]
+    taps = max((int((m != 0).sum(1).max()) for m in matrices if m.numel()), default=1)
+    largest = max((float(m.abs().sum(1).max()) for m in matrices if m.numel()), default=1.0)
+    return dataclasses.replace(spec, taps=taps, largest=largest)
 
 
 def axis_matrices(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.device,
@@ -269,9 +331,11 @@ register_operation("resample", window=_runs_whole, functions=(resample,),
                    "matrix per spatial axis, read off the model's kernel)")
 
 
-def _bound(spec: InterpolateSpec) -> Affine | Rearrange:
+def _bound(spec: InterpolateSpec) -> Affine | Rearrange | str:
     """A copy for the nearest modes; else linear with the mode's taps and gain (for the
     largest rank, 3 spatial axes: the counts only grow with the axes)."""
+    if not spec.settled:
+        return INTERPOLATION_NEEDS_SHAPE
     if spec.nearest:
         return Rearrange()
     return Affine(Rounding(spec.gain(3), spec.terms(3)))
@@ -279,6 +343,8 @@ def _bound(spec: InterpolateSpec) -> Affine | Rearrange:
 
 def _interval(spec: InterpolateSpec) -> SignedAffine | object:
     """Exact for the nearest modes; else ``A m ± |A| r`` with the mode's roundings."""
+    if not spec.settled:
+        return INTERPOLATION_NEEDS_SHAPE
     if spec.nearest:
         return REARRANGED
     return SignedAffine(lambda x: resample(x, spec, absolute=True), 0.0, spec.terms(3))
@@ -287,8 +353,17 @@ def _interval(spec: InterpolateSpec) -> SignedAffine | object:
 register_bound("resample")(_bound)
 register_interval("resample")(_interval)
 
+# an interpolation the verifier's copy did not write out: one whose windows grow with the
+# scale, in a copy made without the images' shape
+INTERPOLATION_NEEDS_SHAPE = (
+    "interpolation with mode='area' or antialias=True is written out for one image shape "
+    "(its windows grow with the scale): make the engine for it, BoundEngine(model, "
+    "shape=(C, H, W)) (pixelprior.Verifier does so itself)")
+register_bound("interpolate")(lambda spec: INTERPOLATION_NEEDS_SHAPE)
+register_interval("interpolate")(lambda spec: INTERPOLATION_NEEDS_SHAPE)
+
 
 def interpolate_terms(spec: InterpolateSpec, rank: int) -> int:
     """Roundings per output of the model's kernel for a value of ``rank`` axes (the first-
     order estimate's count)."""
-    return spec.terms(max(1, rank - 2)) + math.ceil(math.log2(max(2, _TAPS[spec.mode])))
+    return spec.terms(max(1, rank - 2)) + math.ceil(math.log2(max(2, spec.most_taps)))
