@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,7 @@ from test_bounds import (
 from torch import fx, nn
 
 from pixelprior.scoring import perturb_rows
+from pixelprior.scoring.cone import intervals
 from pixelprior.scoring.cone.bounds import BoundEngine
 from pixelprior.scoring.cone.screen import IntervalScreen
 from pixelprior.scoring.cone.zonotope import (
@@ -581,3 +583,37 @@ def test_stacked_transformer_layers_keep_a_small_error_at_a_point():
     bounds = box_margins(BoundEngine(model), image, 3, 4, color, color, 0)
     assert (bounds.lower[0, 1:] <= exact[1:]).all()
     torch.testing.assert_close(bounds.lower[0, 1:], exact[1:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("rule, lower, upper, error", [
+    (Power(-3), 3.18e82, 2.64e84, 2.6e72),  # its slope underflows to 0
+    (Power(1.5), 2.8e-220, 2.9e-220, 0.0),  # its values underflow to 0
+    (Power(31), 4.3e-12, 4.4e-12, 0.0), (Power(10), 1.7e-153, 1.8e-153, 1e-160),
+    (Square(), 1e-170, 2e-170, 0.0), (Exponential(), -760.0, -750.0, 1e-3)])
+def test_values_and_slopes_that_underflow_are_still_bounded(rule, lower, upper, error):
+    """A review (mpmath at 200 bits): ``x ** 1.5`` at 2.8e-220 was bounded by exactly
+    ``[0, 0]``, and ``x ** -3`` near 1e83 moved an incoming error by a slope that
+    underflowed to 0; the zonotope and the interval rule now hold ``f`` of every exact
+    value, a few of float64's least subnormals wide."""
+    import mpmath
+
+    mpmath.mp.prec = 200
+    center, radius = (lower + upper) / 2, (upper - lower) / 2
+    values = torch.tensor([[[center], [radius]]], dtype=torch.float64)
+    out, moved, _ = rule.apply_rounded(values, torch.full((1, 1), error, dtype=torch.float64),
+                                       2.0**-53)
+    spread = sum(abs(mpmath.mpf(float(v))) for v in out[0, 2:, 0]) + mpmath.mpf(float(moved))
+    interval = intervals.Activation(rule).apply(type("Step", (), {"intervals": [
+        intervals.Interval(torch.tensor([lower], dtype=torch.float64),
+                           torch.tensor([upper], dtype=torch.float64))], "memo": {}})())
+    exponent = getattr(rule, "exponent", 2.0)
+    f = mpmath.exp if isinstance(rule, Exponential) else (lambda t: t ** mpmath.mpf(exponent))
+    for t in np.linspace(0, 1, 33):
+        x = mpmath.mpf(lower - error) + (mpmath.mpf(upper + error) - mpmath.mpf(lower - error)
+                                          ) * mpmath.mpf(float(t))
+        nearest = min(max(float(x), lower), upper)
+        symbol = (nearest - center) / radius if radius > 0 else 0.0
+        at = mpmath.mpf(float(out[0, 0, 0])) + mpmath.mpf(float(out[0, 1, 0])) * symbol
+        assert at - spread <= f(x) <= at + spread, (float(x), float(f(x)))
+        if lower <= float(x) <= upper:
+            assert float(interval.lower[0]) <= f(x) <= float(interval.upper[0])

@@ -257,7 +257,8 @@ class Matrices(nn.Module):
     lambda h: h.var(2, correction=0) + h.var(-1, True, True).squeeze(-1),
     lambda h: torch.logsumexp(h, (2, 3)) + h.logsumexp(1, keepdim=True).mean((1, 2, 3))[:, None],
     lambda h: (torch.narrow(h, 3, 1, 3).narrow(-2, 2, 3)
-               + h.narrow(-2, 2, 3).narrow(1, 0, 4)[..., :3])],
+               + h.narrow(-2, 2, 3).narrow(1, 0, 4)[..., :3]
+               + h.narrow(-1, -4, 3).narrow(2, -3, 3) + h.narrow(3, -3, 3)[:, :, -3:])],
     ids=["softmax", "log_softmax", "module", "maximum", "minimum", "attention", "scale",
          "normalize", "normalize-1", "norm", "norm-1", "vector_norm", "linalg_norm", "abs",
          "unbind", "items", "unbind-permuted", "chunk", "split", "unbind-last", "stack",

@@ -64,9 +64,9 @@ def _scores(model: nn.Module, image: torch.Tensor, y: int, x: int,
 
 @pytest.mark.parametrize("settings", [
     {}, {"channels": 2, "size": 5}, {"size": 1}, {"size": 2, "beta": 1.0, "k": 0.5},
-    {"channels": 7, "size": 6, "alpha": 2.0, "beta": 0.25}, {"beta": -0.5}],
+    {"channels": 7, "size": 6, "alpha": 2.0, "beta": 0.25}, {"beta": -0.5}, {"beta": 0.0}],
     ids=["caffe", "window-past-channels", "size-1", "even-size", "odd-channels",
-         "negative-beta"])
+         "negative-beta", "beta-0"])
 def test_the_written_form_computes_the_model(settings):
     model = _model(**settings)
     copied = copy.deepcopy(model).double()

@@ -302,10 +302,10 @@ _SPLITTERS = {"chunk": ("chunk", "chunks"), torch.chunk: ("chunk", "chunks"),
 
 def _narrows(traced: TracedGraph) -> bool:
     """Each ``torch.narrow(x, dim, start, length)`` (``x.narrow(...)``) of a value that
-    changes with the pixel, by numbers (a start from the front), as the index it is,
-    ``x[:, ..., start:start + length]`` (``x[..., start:start + length, :]`` for an axis
-    counted from the end): a copy the index rules bound, refused there on the batch
-    axis. (A start counted from the end is left: its slice needs the axis's size.)"""
+    changes with the pixel, by numbers, as the index it is, ``x[:, ..., start:start +
+    length]`` (``x[..., start:start + length, :]`` for an axis counted from the end; a
+    start counted from the end too, ``-3:`` where it reaches the end): a copy the index
+    rules bound, refused there on the batch axis."""
     graph, rewritten = traced.graph_module.graph, False
     for node in list(graph.nodes):
         narrows = ((node.op == "call_function" and node.target is torch.narrow)
@@ -315,9 +315,10 @@ def _narrows(traced: TracedGraph) -> bool:
         dim, start, length = (_argument(node, 1, "dim"), _argument(node, 2, "start"),
                               _argument(node, 3, "length"))
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dim, start, length)
-                   ) or start < 0 or length < 0:
+                   ) or length < 0:
             continue
-        window = slice(start, start + length)
+        end = start + length  # (from the end, narrow's start + length <= 0: 0 is the end)
+        window = slice(start, None if start < 0 and end == 0 else end)
         index = ((slice(None),) * dim + (window,) if dim >= 0
                  else (Ellipsis, window) + (slice(None),) * (-dim - 1))
         _replace(graph, node, functools.partial(
@@ -778,6 +779,10 @@ def _local_response_norms(traced: TracedGraph, shapes: dict[fx.Node, tuple[int, 
         if shape is None or len(shape) != 4:
             continue  # (refused by its rule: a value of other than 4 axes)
         params, source = traced.resolve(node).params, _first_argument(node)
+        if params.beta == 0:  # x / (...)^0: the value itself (a review: x ** -0 refused)
+            _replace(graph, node, lambda source=source: source, None)
+            rewritten = True
+            continue
         channels, before, after = shape[1], params.size // 2, (params.size - 1) // 2
         index = torch.arange(channels)
         window = ((index[None, :] >= index[:, None] - before)

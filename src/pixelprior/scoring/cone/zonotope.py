@@ -473,6 +473,9 @@ class Relaxation(BoundRule):
 # units in the last place (exp, erf, tanh, log1p), a product, a difference, a half-sum,
 # counted generously
 REST_ROUNDINGS = 32
+# a few of float64's least subnormal (2^-1074): what a value or a slope that underflows
+# may lie above the 0 computed, each rounding in the subnormal range off by half of one
+SUBNORMAL = 2.0**-1070
 
 
 def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
@@ -512,7 +515,10 @@ def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
         return torch.where(unbounded, math.inf, torch.zeros_like(lower))
     steep = lipschitz + slope.abs()
     largest = rule.largest(reach_low, reach_high)
-    rests = REST_ROUNDINGS * unit * (largest + slope.abs() * size + offset.abs() + radius)
+    # (each rounding off by a unit of its value, or by half float64's least subnormal
+    # where it underflows: the absolute term, as for x ** 1.5 at 1e-220 computed as 0)
+    rests = REST_ROUNDINGS * (unit * (largest + slope.abs() * size + offset.abs() + radius)
+                              + SUBNORMAL)
     applied = 2 * unit * (slope.abs() * size + offset.abs())
     jumped = 0.0
     if rule.jump:  # a jump the exact values may cross: within the range's reach
@@ -743,12 +749,14 @@ class Curved(Relaxation):
 
     def steepest(self, lower, upper):
         least, most = self.slope_range(lower, upper)
-        return torch.maximum(least.abs(), most.abs()) * (1 + 2.0**-40)
+        # (+ a few of float64's least subnormals: a slope that underflows to 0, x ** -3 at
+        # 1e83, is below them, and the error it moves is not 0 — a review)
+        return torch.maximum(least.abs(), most.abs()) * (1 + 2.0**-40) + SUBNORMAL
 
     def largest(self, lower, upper):
         inside, low_end, high_end = self._placed(lower, upper)
         most = torch.maximum(self.f(low_end).abs(), self.f(high_end).abs())
-        return torch.where(inside, most * (1 + 2.0**-40), math.inf)
+        return torch.where(inside, most * (1 + 2.0**-40) + SUBNORMAL, math.inf)
 
     def extremes(self, lower: torch.Tensor, upper: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -758,8 +766,17 @@ class Curved(Relaxation):
         inside, low_end, high_end = self._placed(lower, upper)
         first, second = self.f(low_end), self.f(high_end)
         inf = torch.full_like(lower, math.inf)
-        return (torch.where(inside, torch.minimum(first, second), -inf),
-                torch.where(inside, torch.maximum(first, second), inf))
+        # a value that underflows lies within SUBNORMAL of the one computed, and at or
+        # above 0 where f is nonnegative (a square's 0 stays 0: its root is defined)
+        least = torch.minimum(first, second) - SUBNORMAL
+        least = torch.where(torch.as_tensor(self.nonnegative(low_end), device=lower.device),
+                            least.clamp(min=0.0), least)
+        return (torch.where(inside, least, -inf),
+                torch.where(inside, torch.maximum(first, second) + SUBNORMAL, inf))
+
+    def nonnegative(self, lower: torch.Tensor) -> torch.Tensor | bool:
+        """Per neuron, whether ``f`` is nonnegative on the piece ``lower`` lies in."""
+        return False
 
 
 class Square(Curved):
@@ -796,6 +813,9 @@ class Square(Curved):
         holds_zero = (lower < 0) & (upper > 0)
         return torch.where(holds_zero, torch.zeros_like(low), low), high
 
+    def nonnegative(self, lower):
+        return True
+
 
 class SquareRoot(Curved):
     """``√x`` on ``x >= 0``: concave and nondecreasing (its slope unbounded at 0: a range
@@ -816,6 +836,9 @@ class SquareRoot(Curved):
     def convex(self, lower):
         return False
 
+    def nonnegative(self, lower):
+        return True
+
 
 class InverseSquareRoot(Curved):
     """``1 / √x`` (``torch.rsqrt``, ``x ** -0.5``) on ``x > 0``: convex and decreasing."""
@@ -833,6 +856,9 @@ class InverseSquareRoot(Curved):
         return (lower > 0) & torch.isfinite(upper)
 
     def convex(self, lower):
+        return True
+
+    def nonnegative(self, lower):
         return True
 
 
@@ -861,6 +887,9 @@ class Reciprocal(Curved):
         low, high = torch.where(negative, -upper, lower), torch.where(negative, -lower, upper)
         slope, offset, radius = super().coefficients(low, high)
         return slope, torch.where(negative, -offset, offset), radius
+
+    def nonnegative(self, lower):
+        return lower > 0
 
 
 # the largest exponent an exponential's relaxation is computed for: e^256 < 2^370, so that
@@ -894,6 +923,9 @@ class Exponential(Curved):
         return (lower >= EXPONENT_FLOOR) & (upper <= EXPONENT_CEILING)
 
     def convex(self, lower):
+        return True
+
+    def nonnegative(self, lower):
         return True
 
 
@@ -980,3 +1012,6 @@ class Power(Curved):
             return low, high
         holds_zero = (lower < 0) & (upper > 0)
         return torch.where(holds_zero, torch.zeros_like(low), low), high
+
+    def nonnegative(self, lower):
+        return (lower >= 0) if self.odd else True

@@ -144,7 +144,7 @@ def _pow_rule(params: dict):
     if exponent == 1.0:
         return IDENTITY
     if exponent is None or exponent == 0.0 or not math.isfinite(exponent):
-        shown = "a tensor" if exponent is None else f"{exponent:g}"
+        shown = "a tensor" if exponent is None else f"{exponent + 0.0:g}"  # (-0 as 0)
         return f"x ** {shown} (the verifier bounds a power by one finite number other than 0)"
     return POWERS.get(exponent) or Power(exponent)
 
