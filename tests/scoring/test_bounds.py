@@ -536,6 +536,26 @@ class Powered(nn.Module):
         return self.fc(torch.cat(parts, 1).flatten(1))
 
 
+class Unfolded(nn.Module):
+    """Copies into windows: ``nn.Unfold`` (im2col, padded, strided) and ``F.unfold``
+    (dilated) before linear maps of the patches, and ``x.unfold(dim, size, step)`` along
+    the height and the width (a local-attention layer's or an involution's patches)."""
+
+    def __init__(self, classes: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.patches = nn.Unfold(3, padding=1, stride=2)  # [N, 36, 16]
+        self.mix = nn.Linear(36, 5)
+        self.fc = nn.Linear(16 * 5 + 16 * 4 + 4 * 3 * 2, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.conv(x))  # [N, 4, 8, 8]
+        mixed = self.mix(self.patches(h).transpose(1, 2)).flatten(1)
+        dilated = F.unfold(h, 2, dilation=3, stride=4).flatten(1)  # [N, 16, 4]
+        windows = h.unfold(2, 4, 2).unfold(3, 3, 3)[..., 1, 2].flatten(1)  # [N, 4, 3, 2]
+        return self.fc(torch.cat([mixed, dilated, windows], 1))
+
+
 class Erf(nn.Module):
     """``torch.erf`` (of which BERT-style code writes GELU out)."""
 
@@ -663,7 +683,7 @@ def box_margins(engine, image, y, x, lo, hi, label):
                                    Normed(), ConvNeXtBlock(), Attention(), Encoder(),
                                    Pooled(), Exponentials(), TimmAttention(), TimmFused(),
                                    Norms(), Pieces(), Transformer(), Maxima(), Padded(),
-                                   Einsums(), SequenceFirst(), Resampled(), Powered()]
+                                   Einsums(), SequenceFirst(), Resampled(), Powered(), Unfolded()]
                          + [Smooth(a) for a in ACTIVATIONS],
                          ids=lambda m: type(m).__name__ if not isinstance(m, Smooth)
                          else type(m.act).__name__)
@@ -703,14 +723,15 @@ def assert_bounds_hold(model: nn.Module, seed: int, y: int, x: int, lo: list[flo
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), index=st.integers(0, 21 + len(ACTIVATIONS) - 1),
+@given(seed=st.integers(0, 10_000), index=st.integers(0, 22 + len(ACTIVATIONS) - 1),
        y=st.integers(0, 7), x=st.integers(0, 7), width=st.floats(0.0, 1.0),
        corner=st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3))
 def test_bounds_hold_every_sampled_color(seed, index, y, x, width, corner):
     model = randomised(([Residual(), Plain(), Gated(), Normalised(), Normed(),
                          ConvNeXtBlock(), Attention(), Encoder(), Pooled(), Exponentials(),
                          TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
-                         Maxima(), Padded(), Einsums(), SequenceFirst(), Resampled(), Powered()]
+                         Maxima(), Padded(), Einsums(), SequenceFirst(), Resampled(), Powered(),
+                         Unfolded()]
                         + [Smooth(a) for a in ACTIVATIONS])[index], seed)
     assert_bounds_hold(model, seed, y, x, [min(c, 1 - width) for c in corner], width)
 
@@ -761,7 +782,8 @@ def SOUNDNESS_NETS() -> list[nn.Module]:  # noqa: N802 - a constant, made fresh
     return [Residual(), Plain(), Scaled(), Casts(), Gated(), Bilinear(), Indexed(),
             Normalised(), Normed(), ConvNeXtBlock(), Attention(), Encoder(), Pooled(),
             Exponentials(), TimmAttention(), TimmFused(), Norms(), Pieces(), Transformer(),
-            Maxima(), Padded(), Einsums(), SequenceFirst(), Resampled(), Powered()] + [
+            Maxima(), Padded(), Einsums(), SequenceFirst(), Resampled(), Powered(),
+            Unfolded()] + [
         Smooth(a) for a in ACTIVATIONS]
 
 
@@ -915,7 +937,7 @@ def test_an_operation_without_a_bound_rule_is_named():
 @pytest.mark.parametrize("net", [Gated, Bilinear, Indexed, Normalised, Normed,
                                  ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials,
                                  TimmAttention, TimmFused, Norms, Pieces, Transformer, Maxima,
-                                 Padded, Einsums, SequenceFirst, Resampled, Powered])
+                                 Padded, Einsums, SequenceFirst, Resampled, Powered, Unfolded])
 def test_products_of_two_varying_values_are_sound_on_fixed_boxes(net):
     """A gate, a product of two branches and a square (:class:`Gated`), a bilinear form
     of the colors (:class:`Bilinear`), divisions by the image's own statistics

@@ -386,6 +386,10 @@ class _Extreme(nn.Module):
 
 
 @pytest.mark.parametrize("forward, message", [
+    (lambda h: h.unfold(0, 1, 1).flatten(1), "an unfold of the batch axis"),
+    (lambda h: h.unfold(-4, 1, 1).flatten(1), "it unfolds the batch axis"),
+    (lambda h: F.unfold(h.mean(1), 2).flatten(1), r"it unfolds the batch axis of a value of "
+     r"shape \(1, 6, 6\)"),
     (lambda h: h.flatten(1).max(1)[1].float()[:, None], r"Tensor.max\(\)"),
     (lambda h: h.amax((0, 2, 3))[None], "a maximum over the batch axis"),
     (lambda h: h.amax((-4, 2, 3))[None], "it computes across the batch axis"),
@@ -395,7 +399,8 @@ class _Extreme(nn.Module):
     (lambda h: h.max(), r"amax of what the verifier writes x.max\(\) as \(a maximum "
      "over every axis"),
     (lambda h: torch.min(h), r"x.min\(\) as \(a maximum over every axis"),
-], ids=["indices", "batch", "batch-negative", "every-axis", "adaptive-indices", "whole",
+], ids=["unfold-batch", "unfold-batch-negative", "im2col-of-3-axes",
+        "indices", "batch", "batch-negative", "every-axis", "adaptive-indices", "whole",
          "whole-minimum"])
 def test_maxima_the_verifier_cannot_bound_are_named(forward, message):
     """An argmax (indices used), a maximum reaching the batch axis (by 0, or by a

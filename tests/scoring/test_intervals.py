@@ -42,6 +42,7 @@ from test_bounds import (
     TimmAttention,
     TimmFused,
     Transformer,
+    Unfolded,
     randomised,
     scores,
 )
@@ -54,7 +55,7 @@ from pixelprior.search.verify import BoundUnsupportedError, Verifier
 NETS = [Residual, Plain, Scaled, Gated, Bilinear, Indexed, Normalised, Normed,
         ConvNeXtBlock, Attention, Encoder, Pooled, Exponentials, TimmAttention, TimmFused,
         Norms, Pieces, Transformer, Maxima, Padded, Einsums,
-        SequenceFirst, Resampled, Powered] + [
+        SequenceFirst, Resampled, Powered, Unfolded] + [
     lambda a=a: Smooth(a) for a in ACTIVATIONS]
 
 
@@ -140,7 +141,8 @@ def test_a_batch_norm_of_any_rank_scales_its_magnitudes_per_channel(shape):
     torch.testing.assert_close(offset, expected.view(view))
 
 
-@pytest.mark.parametrize("net", [Maxima, Padded, Einsums, SequenceFirst, Resampled, Powered])
+@pytest.mark.parametrize("net", [Maxima, Padded, Einsums, SequenceFirst, Resampled, Powered,
+                                 Unfolded])
 @pytest.mark.parametrize("cone", [False, True], ids=["whole", "cone"])
 def test_the_newer_nets_screens_hold_on_fixed_boxes(net, cone):
     """The networks of the newer operations on the same boxes every time (the sampled

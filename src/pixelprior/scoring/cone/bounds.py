@@ -1380,7 +1380,8 @@ def _max(candidates: torch.Tensor, call: _Call, error: torch.Tensor
 # the batch axis: :func:`_moves_batch_axis`)
 _AXIS_VERBS = {"squeeze": "squeezes", "transpose": "transposes",
                "unsqueeze": "puts a new axis at", "piece": "splits",
-               "repeat_interleave": "repeats", "flip": "flips", "roll": "rolls"}
+               "repeat_interleave": "repeats", "flip": "flips", "roll": "rolls",
+               "unfold_axis": "unfolds"}
 
 
 def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
@@ -1401,10 +1402,11 @@ def _moves_batch_axis(node: fx.Node, step: Any, plan: Plan,
                     f"{tuple(source)}, the batch axis too; index from the front, e.g. "
                     "x[:, ..., :8])")
         return None
-    if name == "pixel_shuffle":  # (channels, height, width): the last three axes
+    if name in ("pixel_shuffle", "unfold"):  # (channels, height, width): the last three
         source = plan.shapes.get(_first_argument(node))
         if source is not None and len(source) < 4:
-            return (f" (it shuffles the batch axis of a value of shape {tuple(source)} as "
+            verb = "shuffles" if name == "pixel_shuffle" else "unfolds"
+            return (f" (it {verb} the batch axis of a value of shape {tuple(source)} as "
                     "channels; give it [N, C, H, W])")
         return None
     if name in _AXIS_VERBS and isinstance(resolved.params, tuple):

@@ -418,15 +418,18 @@ class Rearranged(Exact):
 
 def _rows_kept(step: IntervalStep, given: torch.Tensor) -> bool:
     """Whether the copy puts each row's elements on that row alone: the operation run on
-    each row's index (``transpose(-4, 2)`` of a 4-D value keeps the rows' count where the
-    boxes are as many as the axis it swaps in, and mixes them; a review)."""
+    each row's number (its index + 1; ``transpose(-4, 2)`` of a 4-D value keeps the
+    rows' count where the boxes are as many as the axis it swaps in, and mixes them; a
+    review), each output its row's number or 0 (the zeros a padded ``nn.Unfold`` puts
+    in: no row's)."""
     rows = given.shape[0]
     if rows < 2:
         return True
-    index = torch.arange(rows, dtype=given.dtype, device=given.device)
-    probe = index.view(-1, *([1] * (given.dim() - 1))).expand_as(given)
+    number = torch.arange(1, rows + 1, dtype=given.dtype, device=given.device)
+    probe = number.view(-1, *([1] * (given.dim() - 1))).expand_as(given)
     moved = step.run_each(lambda v: probe)
-    return bool((moved == index.view(-1, *([1] * (moved.dim() - 1)))).all())
+    own = number.view(-1, *([1] * (moved.dim() - 1)))
+    return bool(((moved == own) | (moved == 0)).all())
 
 
 class _PoolWindows:

@@ -455,7 +455,7 @@ EXACT = frozenset({"relu", "relu6", "hardtanh", "clamp", "neg", "abs", "identity
                    "cast", "dropout", "maximum", "minimum", "cat", "max_pool2d", "shape",
                    "reshape", "unsqueeze", "squeeze", "getitem", "expand", "permute", "transpose",
                    "placed", "piece", "repeat_interleave", "max_over",
-                   "pad", "flip", "roll", "pixel_shuffle"})
+                   "pad", "flip", "roll", "pixel_shuffle", "unfold", "unfold_axis"})
 # operations whose kernels sum squares or products of their inputs before the result
 # (:meth:`_Recorder._intermediates_overflow`)
 _SUMS_OF_PRODUCTS = frozenset({"norm", "normalize", "layer_norm", "group_norm", "matmul",

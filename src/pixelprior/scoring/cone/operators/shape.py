@@ -202,7 +202,25 @@ register_operation("pixel_shuffle", window=_copy,
                    modules=(nn.PixelShuffle, nn.PixelUnshuffle),
                    functions=(F.pixel_shuffle, F.pixel_unshuffle),
                    help="channels moved into space and back (each image's own)")
-for _name in ("flip", "roll", "pixel_shuffle"):
+
+
+def _unfold_axis_params(call: NodeCall) -> tuple[int] | str:
+    """``x.unfold(dim, size, step)`` (each window of ``size`` along ``dim`` on a new last
+    axis): the axis, where it is not the batch axis (a negative one is checked against
+    the rank by the plan)."""
+    dim = call.arg(1, "dimension")  # (x, dimension, size, step)
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != 0:
+        return (dim,)
+    return "an unfold of the batch axis (unfold an axis after it, e.g. x.unfold(2, 3, 1))"
+
+
+register_operation("unfold", window=_copy, modules=(nn.Unfold,), functions=(F.unfold,),
+                   help="sliding patches as columns (im2col, nn.Unfold): a copy, of "
+                   "[N, C, H, W] values")
+register_operation("unfold_axis", window=_copy, methods=("unfold",),
+                   params=_unfold_axis_params,
+                   help="windows along an axis on a new last axis (x.unfold(dim, size, step))")
+for _name in ("flip", "roll", "pixel_shuffle", "unfold", "unfold_axis"):
     register_bound(_name)(lambda params: REARRANGE)
     register_interval(_name)(lambda params: REARRANGED)
 register_bound("expand")(lambda params: BROADCAST)
