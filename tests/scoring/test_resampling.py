@@ -112,8 +112,9 @@ def test_windows_that_grow_with_the_scale_are_the_kernel_once_settled(
     input's size (:func:`settled_spec`), the matrices' product is ``F.interpolate`` in
     float64, their taps and row sums within the counts, and ``|A| x`` bounds ``|A x|``.
     (PyTorch's antialiased kernel weighs a one-wide axis otherwise than a column of a
-    wider map: the matrices are read with the other axes at their own sizes; on a map
-    one input wide, the check against the kernel may refuse it.)"""
+    wider map: the matrices are read with the other axes at their own sizes; where an
+    axis of the input or the output is one wide, the check against the kernel may refuse
+    it.)"""
     kind = mode.removesuffix("-aa")
     align = align if kind != "area" else None
     spec = InterpolateSpec(out if sized else None, None if sized else scale, kind, align, None,
@@ -129,9 +130,9 @@ def test_windows_that_grow_with_the_scale_are_the_kernel_once_settled(
     assert settled.settled and not isinstance(resampling._bound(settled), str)
     try:
         got = resample(x, settled)
-    except BoundUnsupportedError:  # the antialiased kernel on a map one input wide or
-        assert spec.antialias and 1 in (height, width)  # high weighs it otherwise than
-        return  # any matrix per axis: refused in one line by the check against it
+    except BoundUnsupportedError:  # the antialiased kernel on a map one wide or high (in
+        assert spec.antialias and 1 in (height, width, *expected.shape[2:])  # or out)
+        return  # weighs it otherwise than any matrix per axis: refused by the check
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     assert (resample(x.abs(), settled, absolute=True) >= got.abs() - 1e-12).all()
 
