@@ -63,9 +63,10 @@ def _image(size: int, seed: int = 1) -> torch.Tensor:
     return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def _scores(model: nn.Module, image: torch.Tensor, y: int, x: int,
-            colors: torch.Tensor) -> torch.Tensor:
-    """The model's float64 scores of ``image`` with pixel (y, x) set to each color."""
+def scores_of(model: nn.Module, image: torch.Tensor, y: int, x: int,
+              colors: torch.Tensor) -> torch.Tensor:
+    """The model's float64 scores of ``image`` with pixel (y, x) set to each color (a
+    float64 copy of it: the model is left as it is)."""
     genes = torch.cat([torch.tensor([[float(x), float(y)]]).expand(len(colors), 2),
                        colors.double()], 1)[:, None]
     owner = torch.zeros(len(colors), dtype=torch.long)
@@ -93,7 +94,7 @@ def test_an_engine_without_the_shape_says_how_to_give_it():
 
 
 @pytest.mark.parametrize("size", [8, 6])
-def test_a_box_of_width_zero_gives_the_exact_scores(size):
+def test_a_box_of_width_zero_gives_the_exactscores_of(size):
     model = _model()
     engine = BoundEngine(model, shape=(3, size, size))
     image = _image(size)
@@ -101,7 +102,7 @@ def test_a_box_of_width_zero_gives_the_exact_scores(size):
     owner, y, x = torch.tensor([0, 0]), torch.tensor([0, size - 1]), torch.tensor([2, 1])
     color = torch.rand(2, 3, generator=torch.Generator().manual_seed(3)).double()
     logits = engine.logits(cache, owner, y, x, color, color)
-    expected = torch.cat([_scores(model, image, int(y[i]), int(x[i]), color[i:i + 1])
+    expected = torch.cat([scores_of(model, image, int(y[i]), int(x[i]), color[i:i + 1])
                           for i in range(2)])
     torch.testing.assert_close(logits[:, 0], expected, atol=1e-9, rtol=1e-9)
 
@@ -119,11 +120,11 @@ def test_bounds_and_intervals_hold_every_sampled_color(seed, y, x, width, corner
                         torch.stack([torch.where(torch.tensor([i >> d & 1 for d in range(3)],
                                                               dtype=torch.bool), hi[0], lo[0])
                                      for i in range(8)])])
-    values = _scores(model, image, y, x, colors)
+    values = scores_of(model, image, y, x, colors)
     label = int(values[0].argmax())
     margins = values[:, label:label + 1] - values
     slack = 1e-9 * (1 + float(values.abs().max()))
-    engine, screen = _engines(seed % 3)
+    engine, screen = engines_of(_model, seed % 3)
     bounds = engine.margins(engine.prepare(image), torch.tensor([0]), torch.tensor([y]),
                             torch.tensor([x]), lo, hi, torch.tensor([label]))
     others = [j for j in range(values.shape[1]) if j != label]
@@ -132,16 +133,17 @@ def test_bounds_and_intervals_hold_every_sampled_color(seed, y, x, width, corner
     assert (lower[0, others] <= margins[:, others].min(0).values + slack).all()
 
 
-_ENGINES: dict[int, tuple[BoundEngine, IntervalScreen]] = {}
+_ENGINES: dict[tuple, tuple[BoundEngine, IntervalScreen]] = {}
 
 
-def _engines(seed: int) -> tuple[BoundEngine, IntervalScreen]:
-    """The bound engine and the interval screen of ``_model(seed)`` on 8×8 images."""
-    if seed not in _ENGINES:
-        model = _model(seed)
-        _ENGINES[seed] = (BoundEngine(model, shape=(3, 8, 8)),
-                          IntervalScreen(model, shape=(3, 8, 8)))
-    return _ENGINES[seed]
+def engines_of(make, seed: int) -> tuple[BoundEngine, IntervalScreen]:
+    """The bound engine and the interval screen of ``make(seed)`` on 8×8 images, made
+    once per model (the sampled tests draw a few)."""
+    if (make, seed) not in _ENGINES:
+        model = make(seed)
+        _ENGINES[make, seed] = (BoundEngine(model, shape=(3, 8, 8)),
+                                IntervalScreen(model, shape=(3, 8, 8)))
+    return _ENGINES[make, seed]
 
 
 def test_images_of_another_shape_are_refused_in_one_line():
@@ -166,12 +168,12 @@ def test_the_verifier_makes_its_copies_for_each_shape():
         assert result.decided_by in ("verified", "fooled")
         if result.fooled:  # a witness the model itself confirms
             x, y, color = result.witness
-            fooled = _scores(model, image, y, x, torch.tensor([color]))
+            fooled = scores_of(model, image, y, x, torch.tensor([color]))
             assert int(fooled.argmax()) != label
         else:  # no color of a grid at any position changes the label
             grid = torch.cartesian_prod(*[torch.linspace(0, 1, 3)] * 3)
             assert all(int(c) == label for y in range(size) for x in range(size)
-                       for c in _scores(model, image, y, x, grid).argmax(1))
+                       for c in scores_of(model, image, y, x, grid).argmax(1))
 
 
 def test_a_model_without_computed_settings_keeps_one_copy_for_every_shape():
@@ -251,7 +253,7 @@ def test_settings_read_from_sizes_are_bounded_in_every_form(form):
     color = torch.tensor([[0.2, 0.9, 0.4]], dtype=torch.float64)
     logits = engine.logits(engine.prepare(image), torch.tensor([0]), torch.tensor([3]),
                            torch.tensor([5]), color, color)
-    torch.testing.assert_close(logits[:, 0], _scores(model, image, 3, 5, color),
+    torch.testing.assert_close(logits[:, 0], scores_of(model, image, 3, 5, color),
                                atol=1e-9, rtol=1e-9)
 
 

@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_computed_settings import engines_of, scores_of
 from torch import nn
 
 from pixelprior import Verifier
-from pixelprior.scoring import perturb_rows
 from pixelprior.scoring.cone.bounds import BoundEngine, BoundUnsupportedError
 from pixelprior.scoring.cone.graph import TracedGraph
 from pixelprior.scoring.cone.rounding import rounding_error
-from pixelprior.scoring.cone.screen import IntervalScreen
 
 
 class Normalised(nn.Module):
@@ -52,16 +51,6 @@ def _image(seed: int = 1, size: int = 8) -> torch.Tensor:
     return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def _scores(model: nn.Module, image: torch.Tensor, y: int, x: int,
-            colors: torch.Tensor) -> torch.Tensor:
-    """The model's float64 scores of ``image`` with pixel (y, x) set to each color."""
-    genes = torch.cat([torch.tensor([[float(x), float(y)]]).expand(len(colors), 2),
-                       colors.double()], 1)[:, None]
-    owner = torch.zeros(len(colors), dtype=torch.long)
-    with torch.no_grad():
-        return copy.deepcopy(model).double()(perturb_rows(image.double(), owner, genes))
-
-
 @pytest.mark.parametrize("settings", [
     {}, {"channels": 2, "size": 5}, {"size": 1}, {"size": 2, "beta": 1.0, "k": 0.5},
     {"channels": 7, "size": 6, "alpha": 2.0, "beta": 0.25}, {"beta": -0.5}, {"beta": 0.0}],
@@ -87,27 +76,16 @@ def test_without_the_shape_it_is_refused_with_what_to_do():
         BoundEngine(_model()).plan(_image())
 
 
-def test_a_box_of_width_zero_gives_the_exact_scores():
+def test_a_box_of_width_zero_gives_the_exactscores_of():
     model = _model()
     engine = BoundEngine(model, shape=(3, 8, 8))
     image = _image()
     color = torch.tensor([[0.1, 0.8, 0.45], [0.9, 0.0, 1.0]], dtype=torch.float64)
     logits = engine.logits(engine.prepare(image), torch.tensor([0, 0]), torch.tensor([2, 7]),
                            torch.tensor([5, 0]), color, color)
-    expected = torch.cat([_scores(model, image, 2, 5, color[:1]),
-                          _scores(model, image, 7, 0, color[1:])])
+    expected = torch.cat([scores_of(model, image, 2, 5, color[:1]),
+                          scores_of(model, image, 7, 0, color[1:])])
     torch.testing.assert_close(logits[:, 0], expected, atol=1e-9, rtol=1e-9)
-
-
-_ENGINES: dict[int, tuple[BoundEngine, IntervalScreen]] = {}
-
-
-def _engines(seed: int) -> tuple[BoundEngine, IntervalScreen]:
-    if seed not in _ENGINES:
-        model = _model(seed)
-        _ENGINES[seed] = (BoundEngine(model, shape=(3, 8, 8)),
-                          IntervalScreen(model, shape=(3, 8, 8)))
-    return _ENGINES[seed]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -121,12 +99,12 @@ def test_bounds_and_intervals_hold_every_sampled_color(seed, y, x, width, corner
     grid = torch.cartesian_prod(*[torch.tensor([0.0, 1.0], dtype=torch.float64)] * 3)
     colors = torch.cat([lo + torch.rand(300, 3, generator=torch.Generator().manual_seed(seed),
                                         dtype=torch.float64) * width, lo + grid * width])
-    values = _scores(model, image, y, x, colors)
+    values = scores_of(model, image, y, x, colors)
     label = int(values[0].argmax())
     margins = values[:, label:label + 1] - values
     others = [j for j in range(values.shape[1]) if j != label]
     slack = 1e-9 * (1 + float(values.abs().max()))
-    engine, screen = _engines(seed % 3)
+    engine, screen = engines_of(_model, seed % 3)
     bounds = engine.margins(engine.prepare(image), torch.tensor([0]), torch.tensor([y]),
                             torch.tensor([x]), lo, hi, torch.tensor([label]))
     assert (bounds.lower[0, others] <= margins[:, others].min(0).values + slack).all()
@@ -157,11 +135,11 @@ def test_the_verifier_decides_such_a_network():
     assert result.decided_by in ("verified", "fooled"), result
     if result.fooled:
         x, y, color = result.witness
-        assert int(_scores(model, image, y, x, torch.tensor([color])).argmax()) != label
+        assert int(scores_of(model, image, y, x, torch.tensor([color])).argmax()) != label
     else:
         grid = torch.cartesian_prod(*[torch.linspace(0, 1, 3)] * 3)
         assert all(int(c) == label for y in range(8) for x in range(8)
-                   for c in _scores(model, image, y, x, grid).argmax(1))
+                   for c in scores_of(model, image, y, x, grid).argmax(1))
 
 
 def test_the_float32_estimate_covers_the_models_own_error():
