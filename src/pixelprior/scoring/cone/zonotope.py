@@ -716,9 +716,11 @@ class Curved(Relaxation):
         one = torch.ones_like(lower)
         return inside, torch.where(inside, lower, one), torch.where(inside, upper, one)
 
-    def coefficients(self, lower, upper):
-        inside, low_end, high_end = self._placed(lower, upper)
-        slope = self.slope(low_end, high_end)
+    def rests(self, low_end: torch.Tensor, high_end: torch.Tensor, slope: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the largest ``f(x) - slope · x`` on ``[low_end, high_end]``
+        (inside one piece): at the ends on the side ``f`` bends away from, by the tangent
+        at the touching point on the other (see the class docstring)."""
         ends = (self.f(low_end) - slope * low_end, self.f(high_end) - slope * high_end)
         low, high = torch.minimum(*ends), torch.maximum(*ends)
         at = self.touch(slope)
@@ -727,9 +729,15 @@ class Curved(Relaxation):
         gap = ((self.derivative(at) - slope).abs()
                * torch.maximum(at - low_end, high_end - at))
         middle = self.f(at) - slope * at
-        convex = torch.as_tensor(self.convex(low_end), device=lower.device)
+        convex = torch.as_tensor(self.convex(low_end), device=low_end.device)
         low = torch.where(convex, torch.minimum(low, middle - gap), low)
         high = torch.where(convex, high, torch.maximum(high, middle + gap))
+        return low, high
+
+    def coefficients(self, lower, upper):
+        inside, low_end, high_end = self._placed(lower, upper)
+        slope = self.slope(low_end, high_end)
+        low, high = self.rests(low_end, high_end, slope)
         # a range where f' is unbounded (√x at 0) leaves non-finite coefficients: a
         # placeholder too (its error is infinite: `steepest`)
         kept = inside & torch.isfinite(slope) & torch.isfinite(low) & torch.isfinite(high)
@@ -953,9 +961,11 @@ class Power(Curved):
     """``x ** c`` for a constant ``c`` (the exponents 2, 0.5, -0.5 and -1 have rules of
     their own): on ``x >= 0`` for ``c > 0`` (``x > 0`` for ``c < 0``), convex for ``c > 1``
     or ``c < 0`` and concave between; an even whole ``c`` on the whole line (convex, its
-    least value 0 at 0: as :class:`Square`); an odd whole ``c > 1`` on either side of 0
-    (convex above, concave below: the positive piece's relaxation mirrored, ``(-x)^c =
-    -x^c``; a range that holds 0 is outside the domain, as for :class:`Reciprocal`).
+    least value 0 at 0: as :class:`Square`); an odd whole ``c > 1`` on the whole line too
+    (convex above 0, concave below: on one side the positive piece's relaxation mirrored,
+    ``(-x)^c = -x^c``; on a range that holds 0 the chord's slope ``λ`` and the rests
+    ``f - λ x`` of each side, the positive piece's on ``[0, u]`` and, mirrored, on
+    ``[0, -l]``: a hand-written GELU's ``x ** 3``).
     LocalResponseNorm's ``(k + α/n Σ x²)^-β`` and a model's own ``x ** 1.5``, ``x ** 3``.
 
     Args:
@@ -988,10 +998,8 @@ class Power(Curved):
 
     def inside(self, lower, upper):
         finite = torch.isfinite(lower) & torch.isfinite(upper)
-        if self.even:
+        if self.even or self.odd:
             return finite
-        if self.odd:
-            return finite & ((lower >= 0) | (upper <= 0))
         return finite & ((lower >= 0) if self.exponent > 0 else (lower > 0))
 
     def convex(self, lower):
@@ -1004,7 +1012,36 @@ class Power(Curved):
         negative = upper <= 0
         low, high = torch.where(negative, -upper, lower), torch.where(negative, -lower, upper)
         slope, offset, radius = super().coefficients(low, high)
-        return slope, torch.where(negative, -offset, offset), radius
+        offset = torch.where(negative, -offset, offset)
+        across = (lower < 0) & (upper > 0)
+        if not bool(across.any()):
+            return slope, offset, radius
+        return tuple(torch.where(across, a, b) for a, b in zip(
+            self._across_zero(lower, upper, across), (slope, offset, radius), strict=True))
+
+    def _across_zero(self, lower, upper, across):
+        """An odd power's relaxation on ranges that hold 0: the chord's slope, and the
+        rests of each side (``[0, u]``, and ``[0, -l]`` mirrored) joined."""
+        left = torch.where(across, lower, -torch.ones_like(lower))
+        right = torch.where(across, upper, torch.ones_like(upper))
+        slope = (self.f(right) - self.f(left)) / (right - left)
+        zero = torch.zeros_like(left)
+        above = self.rests(zero, right, slope)
+        below = self.rests(zero, -left, slope)  # (f - λ x on [l, 0] is its negation)
+        low = torch.minimum(above[0], -below[1])
+        high = torch.maximum(above[1], -below[0])
+        kept = (across & torch.isfinite(slope) & torch.isfinite(low) & torch.isfinite(high)
+                & (torch.maximum(left.abs(), right.abs()) < LARGEST))
+        return (torch.where(kept, slope, zero), torch.where(kept, (low + high) / 2, zero),
+                torch.where(kept, (high - low) / 2, zero))
+
+    def slope_range(self, lower, upper):
+        least, most = super().slope_range(lower, upper)
+        if not self.odd:
+            return least, most
+        # f' = c x^(c-1) >= 0 is least at 0, inside a range that holds it
+        across = (lower < 0) & (upper > 0)
+        return torch.where(across, torch.zeros_like(least), least), most
 
     def extremes(self, lower, upper):
         low, high = super().extremes(lower, upper)
