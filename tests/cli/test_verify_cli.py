@@ -234,16 +234,43 @@ def test_without_out_the_answer_is_printed_and_nothing_kept(tmp_path, monkeypatc
     clean_error(exact, 2, "give --out DIR")  # its positions would be thrown away
 
 
+# values of a few units through 17 orthogonal linear layers: the proved float64 rounding
+# grows by the absolute weights' row sums per layer (~10^5 at the margins)
+DEEP = '''
+import torch
+from torch import nn
+
+
+def deep():
+    torch.manual_seed(0)
+    layers = [nn.Flatten(), nn.Linear(3 * 32 * 32, 256)]
+    for _ in range(15):
+        layer = nn.Linear(256, 256)
+        nn.init.orthogonal_(layer.weight)
+        nn.init.zeros_(layer.bias)
+        layers.append(layer)
+    return nn.Sequential(*layers, nn.Linear(256, 10)).eval()
+'''
+
+
 def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):
     """A model of huge values that cancel: its bounds' proved float64 rounding (~10^4)
-    exceeds its margins, and the command says so before the work; the bundled
-    26-layer SqueezeNet's (~10^-2, per neuron) does not."""
+    exceeds its margins, and the command says so before the work; so does a stack of 17
+    orthogonal linear layers, whose values are a few units (a review: a 20-layer ResNet
+    was said to have values too large for float64); the bundled 26-layer SqueezeNet's
+    (~10^-2, per neuron) does not."""
     (tmp_path / "nets.py").write_text(LOUD)
     loud = invoke("verify", "cifar10", "--source", "sample", "--model",
                   f"{tmp_path / 'nets.py'}:loud", "--input-size", 32, "--images", 1,
                   "--budget", 1, "--max-boxes", 1, "--out", tmp_path / "loud")
     # (said before the work; the image is then refused: the model does not classify it)
     assert "no box can be proved" in " ".join(loud.output.split())
+    (tmp_path / "deep.py").write_text(DEEP)  # values of a few units, 17 linear layers
+    stacked = invoke("verify", "cifar10", "--source", "sample", "--model",
+                     f"{tmp_path / 'deep.py'}:deep", "--input-size", 32, "--images", 1,
+                     "--budget", 1, "--max-boxes", 1)
+    said = " ".join(stacked.output.split())
+    assert "no box can be proved" in said and "a deep network whose |weights| multiply" in said
     deep = invoke("verify", "cifar10", "--source", "sample", "--images", 1, "--budget", 1,
                   "--max-boxes", 1, "--out", tmp_path / "deep")
     assert deep.exit_code == 0, deep.output

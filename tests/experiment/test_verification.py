@@ -151,6 +151,19 @@ def test_other_settings_are_refused_on_resume(tiny, out):
         run_verification(out, other, images[:1], labels[:1], [0], budget=None)
 
 
+def test_a_factory_whose_code_changed_is_named_so_on_resume(tiny, out, monkeypatch):
+    """A review: the same weights from an edited model file were refused with two
+    130-character fingerprints and "give the same settings"; it now says the code
+    changed."""
+    model, images, labels = tiny
+    monkeypatch.setattr(verification, "model_fingerprint", lambda *a: "ab12+code:0001")
+    run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+    monkeypatch.setattr(verification, "model_fingerprint", lambda *a: "ab12+code:0002")
+    with pytest.raises(VerificationMismatchError, match=r"the code of the model's \.py file "
+                       r"changed since \(the same weights\); restore it"):
+        run_verification(out, model, images[:1], labels[:1], [0], budget=None)
+
+
 def test_the_verifier_revision_is_recorded_and_another_is_refused(tiny, out, monkeypatch):
     model, images, labels = tiny
     run_verification(out, model, images[:1], labels[:1], [0], budget=None)

@@ -351,7 +351,10 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
         console.print(f"note: {model}: the bounds' proved float64 rounding error (at least "
                       f"{rounding:.3g} in a margin) exceeds every margin even at a single "
                       "color, so no box can be proved; each image will be fooled or "
-                      "unknown (its values are too large beside its margins for float64)")
+                      "unknown (the proof scales each rounding by the size of the values "
+                      "and carries it through the absolute values of the weights after "
+                      "it: huge values that cancel, or a deep network whose |weights| "
+                      "multiply)")
 
 
 def _float32(row: dict) -> str:

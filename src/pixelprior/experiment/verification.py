@@ -37,7 +37,7 @@ from .._io import (
 )
 from .._streams import pixel_keys
 from ..data import SusceptibilityMaps
-from ..models import model_fingerprint, same_model
+from ..models import code_changed, model_fingerprint, same_model
 from ..search import Verification, Verifier
 from ..search.verify import REVISION, rounding_unit
 from .environment import package_version, write_environment
@@ -486,6 +486,13 @@ def _earlier_rows(out: Path, settings: dict, unit_known: bool = True,
                 settings.get(name), str) and same_model(earlier[name], settings[name]):
             continue  # the same model (recorded before a factory's code was, maybe)
         if not same_setting(name, earlier, settings):
+            if name == "model_fingerprint" and isinstance(earlier.get(name), str) and (
+                    isinstance(settings.get(name), str)
+                    and code_changed(earlier[name], settings[name])):
+                raise VerificationMismatchError(
+                    f"{out} holds verdicts of the model as its factory's code was then: "
+                    "the code of the model's .py file changed since (the same weights); "
+                    "restore it to resume, or choose another output folder")
             raise VerificationMismatchError(
                 f"{out} holds verdicts made with {name} = {earlier.get(name)!r}, not "
                 f"{settings.get(name)!r}; give the same settings to resume, or choose "
