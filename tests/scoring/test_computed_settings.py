@@ -7,6 +7,7 @@ and :class:`~pixelprior.Verifier` makes its copies anew for each shape."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -276,3 +277,20 @@ def test_images_the_model_cannot_run_are_named_by_its_own_error():
                  lambda: verifier.verify(tiny, torch.tensor([0]))):
         with pytest.raises(ValueError, match=r"^the model fails on images of shape"):
             call()
+
+
+def test_a_constant_made_from_sizes_is_not_taken_as_the_models_own():
+    """``torch.arange(n).float() * 0.1`` is computed in float64 in the verifier's copy
+    (its ``.float()`` runs as the copy's dtype) and in float32 in the model: the float32
+    proof counts its error as unbounded, and an integer one made so no longer raises (a
+    review: a RuntimeError filling an integer tensor with inf)."""
+    def form(net, h):
+        return h * (torch.arange(h.shape[-1]).float() * 0.1) + h * torch.arange(h.shape[-1])
+
+    torch.manual_seed(0)
+    model = _Computed(form)
+    model(_image(8))
+    model.eval()
+    screen = IntervalScreen(model, shape=(3, 8, 8))
+    errors = screen.clean_errors(_image(8).double(), 2.0**-24)
+    assert math.isinf(float(errors["mul_1"].max())), errors  # (h times the float one)

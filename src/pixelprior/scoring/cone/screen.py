@@ -508,13 +508,12 @@ class IntervalScreen:
         values), unbounded for one computed from them (inside the model, or by the trace
         here in float64: float32 rounds it its own way, so no proof goes through it)."""
         dtype = value.dtype if value.is_floating_point() else torch.float64
-        if node in self._held or node in self.graph.sizes or (
-                self._exact_constants and node.op == "get_attr"):
-            # (exact constants: the copy's own, as it holds them; one made from sizes
-            # alone, torch.arange(h.shape[-1]), is the same integers in both)
+        if node in self._held or (self._exact_constants and node.op == "get_attr"):
+            # (exact constants: the copy's own, as it holds them)
             return torch.zeros(value.shape, dtype=dtype, device=value.device)
         # one computed in forward from them rounds there, unlike the real network (an
-        # integer one too: (w * 10).long() may truncate another way; a review met a
+        # integer one too: (w * 10).long() may truncate another way; one made from sizes
+        # too: torch.arange(n).float() * 0.1 is float64's in the copy; a review met a
         # RuntimeError filling an integer tensor with inf)
         return torch.full(value.shape, torch.inf, dtype=dtype, device=value.device)
 
