@@ -770,14 +770,14 @@ def _local_response_norms(traced: TracedGraph, shapes: dict[fx.Node, tuple[int, 
     ``W`` a 1×1 convolution of ones over each channel's window (``n // 2`` before it,
     ``(n - 1) // 2`` after: ``F.local_response_norm``'s zero-padded average), the
     division by ``n`` and the product by ``α`` apart (``α / n`` would round), the power
-    by its own rule. ``shapes``: :func:`_input_shapes`."""
-    nodes = [n for n in traced.nodes if n.op.startswith("call") and n not in traced.statics
-             and isinstance(traced.resolve(n).params, LocalResponseParams)]
+    by its own rule. ``shapes``: :func:`_input_shapes` (where it holds none, the rule
+    refuses the node: a copy made without the images' shape, a value of other than 4
+    axes)."""
     graph, rewritten = traced.graph_module.graph, False
-    for node in nodes:
-        shape = shapes.get(node)
-        if shape is None or len(shape) != 4:
-            continue  # (refused by its rule: a value of other than 4 axes)
+    for node, shape in shapes.items():
+        if len(shape) != 4 or not isinstance(traced.resolve(node).params,
+                                             LocalResponseParams):
+            continue
         params, source = traced.resolve(node).params, _first_argument(node)
         if params.beta == 0:  # x / (...)^0: the value itself (a review: x ** -0 refused)
             _replace(graph, node, lambda source=source: source, None)

@@ -331,11 +331,11 @@ class TracedGraph:
     Attributes:
         requested: the images' shape given (``None``: none).
         shape: the images' shape the graph holds for alone: settled for it, or a
-            LocalResponseNorm written out for its channels; ``None`` where nothing was
-            (no operation needs it, or no shape was given).
-        unsettled: operations whose settings are computed from sizes remain (no shape
-            was given, or they read the batch size), or a LocalResponseNorm the
-            verifier's copy could not write out without the shape.
+            LocalResponseNorm or an area or antialiased interpolation written out for it;
+            ``None`` where nothing was (no operation needs it, or no shape was given).
+        unsettled: operations that read sizes remain (no shape was given, or they read
+            the batch size), or one the verifier's copy could not write out without the
+            shape (a LocalResponseNorm, an area or antialiased interpolation).
 
     Raises:
         torch.fx.proxy.TraceError (or another tracing error): ``torch.fx`` cannot trace it.
@@ -861,10 +861,11 @@ def check_shape(shape: tuple[int, ...] | None, images: torch.Tensor,
         error: ``images`` are not ``[B, *shape]``.
     """
     if shape is not None and tuple(images.shape[1:]) != shape:
-        raise error(f"this copy of the model reads its settings computed from sizes "
-                    f"(F.avg_pool2d(out, out.size()[3])) on images of shape {list(shape)}, "
-                    f"not {list(images.shape[1:])}: make one for these images "
-                    "(pixelprior.Verifier does so itself)")
+        raise error(f"this copy of the model was made for images of shape {list(shape)}, "
+                    f"not {list(images.shape[1:])} (it reads their sizes: a setting "
+                    "computed from them, as F.avg_pool2d(out, out.size()[3]), a "
+                    "LocalResponseNorm's channels or an interpolation's windows): make "
+                    "one for these images (pixelprior.Verifier does so itself)")
 
 
 def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
@@ -883,7 +884,6 @@ def _check_batch_size_use(traced: TracedGraph, images: torch.Tensor,
                     "bound of the graph is one of the model; compute without x.shape[0] "
                     "(reshaping by it is fine)")
     traced._batch_size_checked = True
-
 
 
 def untraceable_advice(model: nn.Module) -> str:

@@ -682,6 +682,7 @@ class Curved(Relaxation):
     """
 
     lipschitz = math.inf  # no global bound: per range, :meth:`steepest`
+    even = False  # f(-x) = f(x) >= f(0) = 0 (x², x⁴): a range that holds 0 has 0 for least
 
     def f(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -769,8 +770,8 @@ class Curved(Relaxation):
     def extremes(self, lower: torch.Tensor, upper: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The least and the largest ``f`` on ``[lower, upper]`` as computed (``f`` is
-        monotone on a piece; :class:`Square` adds its 0), ``(-inf, inf)`` outside the
-        domain."""
+        monotone on a piece; an :attr:`even` one's least is its 0 where the range holds
+        0), ``(-inf, inf)`` outside the domain."""
         inside, low_end, high_end = self._placed(lower, upper)
         first, second = self.f(low_end), self.f(high_end)
         inf = torch.full_like(lower, math.inf)
@@ -779,8 +780,10 @@ class Curved(Relaxation):
         least = torch.minimum(first, second) - SUBNORMAL
         least = torch.where(torch.as_tensor(self.nonnegative(low_end), device=lower.device),
                             least.clamp(min=0.0), least)
-        return (torch.where(inside, least, -inf),
-                torch.where(inside, torch.maximum(first, second) + SUBNORMAL, inf))
+        least = torch.where(inside, least, -inf)
+        if self.even:  # (x², x⁴: decreasing, then increasing)
+            least = torch.where((lower < 0) & (upper > 0), torch.zeros_like(least), least)
+        return least, torch.where(inside, torch.maximum(first, second) + SUBNORMAL, inf)
 
     def nonnegative(self, lower: torch.Tensor) -> torch.Tensor | bool:
         """Per neuron, whether ``f`` is nonnegative on the piece ``lower`` lies in."""
@@ -788,12 +791,14 @@ class Curved(Relaxation):
 
 
 class Square(Curved):
-    """``x²`` (``x * x``, ``x ** 2``, ``torch.square``): convex everywhere. The slope is
-    kept where the relaxation's lower line stays nonnegative on ``[l, u]`` — the chord's
+    """``x²`` (``x * x``, ``x ** 2``, ``torch.square``): convex and even. The slope is kept
+    where the relaxation's lower line stays nonnegative on ``[l, u]`` — the chord's
     ``l + u`` up to ``4 l`` for ``l >= 0`` (``4 u`` for ``u <= 0``), 0 where the range holds 0
     — so a variance (a mean of squares) is bounded below by 0, and the ``ε`` added to it
     keeps a square root or a division by it defined (DeepZ's least-area choice, the
     chord, would bound ``x²`` below 0 on wide ranges)."""
+
+    even = True
 
     def f(self, t):
         return t * t
@@ -815,11 +820,6 @@ class Square(Curved):
         return torch.where(lower >= 0, torch.minimum(chord, 4 * lower),
                            torch.where(upper <= 0, torch.maximum(chord, 4 * upper),
                                        torch.zeros_like(chord)))
-
-    def extremes(self, lower, upper):
-        low, high = super().extremes(lower, upper)
-        holds_zero = (lower < 0) & (upper > 0)
-        return torch.where(holds_zero, torch.zeros_like(low), low), high
 
     def nonnegative(self, lower):
         return True
@@ -1042,13 +1042,6 @@ class Power(Curved):
         # f' = c x^(c-1) >= 0 is least at 0, inside a range that holds it
         across = (lower < 0) & (upper > 0)
         return torch.where(across, torch.zeros_like(least), least), most
-
-    def extremes(self, lower, upper):
-        low, high = super().extremes(lower, upper)
-        if not self.even:
-            return low, high
-        holds_zero = (lower < 0) & (upper > 0)
-        return torch.where(holds_zero, torch.zeros_like(low), low), high
 
     def nonnegative(self, lower):
         return (lower >= 0) if self.odd else True

@@ -24,6 +24,7 @@ supported (one line each): an input of other than 3, 4 or 5 axes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -261,11 +262,19 @@ def settled_spec(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.de
     """
     if not spec.needs_shape:
         return spec
-    dtype = spec.dtype or fallback
+    taps, largest = _counts(spec, tuple(sizes), torch.device(device), spec.dtype or fallback)
+    return dataclasses.replace(spec, taps=taps, largest=largest)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _counts(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.device,
+            dtype: torch.dtype) -> tuple[int, float]:
+    """The most taps and the largest absolute row sum of the matrices of an input of
+    spatial ``sizes`` (cached: the float32 estimate asks again at every image)."""
     matrices = [_axis_matrix(spec, sizes, k, dtype, device) for k in range(len(sizes))]
     taps = max((int((m != 0).sum(1).max()) for m in matrices if m.numel()), default=1)
     largest = max((float(m.abs().sum(1).max()) for m in matrices if m.numel()), default=1.0)
-    return dataclasses.replace(spec, taps=taps, largest=largest)
+    return taps, largest
 
 
 def axis_matrices(spec: InterpolateSpec, sizes: tuple[int, ...], device: torch.device,
