@@ -422,6 +422,16 @@ class Relaxation(BoundRule):
         ``|f(0)| + L max(|l|, |u|)`` unless a rule knows better."""
         return self.at_zero + self.lipschitz * torch.maximum(lower.abs(), upper.abs())
 
+    def slopes(self, lower: torch.Tensor, upper: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The least and the largest slope ``(f(a) - f(b)) / (a - b)`` of ``f`` between
+        two points of ``[lower, upper]`` per neuron, off its jumps (what an error
+        ``a - b`` is moved by): ``±`` :meth:`steepest` unless a rule knows better (a
+        ReLU on one side of 0: exactly 1 or 0). Rounded outward."""
+        steep = torch.as_tensor(self.steepest(lower, upper), dtype=lower.dtype,
+                                device=lower.device).expand_as(lower)
+        return -steep, steep
+
     def apply(self, values: torch.Tensor) -> torch.Tensor:
         """The relaxed image of zonotopes ``[N, R, *shape]`` (new symbols appended)."""
         return self.apply_rounded(values, 0.0, 0.0)[0]
@@ -432,7 +442,8 @@ class Relaxation(BoundRule):
         none by default."""
         return torch.zeros_like(lower, dtype=torch.bool)
 
-    def apply_rounded(self, values: torch.Tensor, error: torch.Tensor | float, unit: float
+    def apply_rounded(self, values: torch.Tensor, error: torch.Tensor | float, unit: float,
+                      parts: dict | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`apply`, with a bound of the float error carried through, per neuron.
 
@@ -441,6 +452,10 @@ class Relaxation(BoundRule):
             error: ``[N, *shape]`` (or a number): how far each neuron's exact values may
                 lie from the computed zonotope.
             unit: the unit roundoff of the arithmetic.
+            parts: filled, where given, with the error's two parts for the signed bound
+                (:mod:`.signed`): ``"own"`` (:func:`relaxation_own_error`) and
+                ``"slopes"`` (:meth:`slopes` over the reach of the exact values), both 0
+                where ``f`` is constant over it.
 
         Returns:
             The relaxed zonotopes, their error bound ``[N, *shape]``
@@ -462,9 +477,20 @@ class Relaxation(BoundRule):
             reach = (gamma(rows + 1, unit) * torch.maximum(lower.abs(), upper.abs())
                      + error) * (1 + 1e-6)
             inf = torch.tensor(math.inf, dtype=lower.dtype, device=lower.device)
-            flat = self.constant_over(torch.nextafter(lower - reach, -inf),
-                                      torch.nextafter(upper + reach, inf))
+            reach_low = torch.nextafter(lower - reach, -inf)
+            reach_high = torch.nextafter(upper + reach, inf)
+            flat = self.constant_over(reach_low, reach_high)
             moved = torch.where(flat, torch.zeros_like(moved), moved)
+            if parts is not None:
+                zero = torch.zeros_like(moved)
+                own = relaxation_own_error(self, lower, upper, slope, offset, radius, error,
+                                           rows, unit)
+                least, most = self.slopes(reach_low, reach_high)
+                parts["own"] = torch.where(flat, zero, own)
+                parts["slopes"] = (torch.where(flat, zero, least),
+                                   torch.where(flat, zero, most))
+                parts["range"] = (lower, upper, gamma(rows + 1, unit) * torch.maximum(
+                    lower.abs(), upper.abs()))
         size = slope.abs() * torch.maximum(lower.abs(), upper.abs()) + offset.abs() + radius
         return add_symbols(out, radius), moved, size * (1 + 8 * unit)
 
@@ -480,9 +506,11 @@ SUBNORMAL = 2.0**-1070
 
 def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
                      slope: torch.Tensor, offset: torch.Tensor, radius: torch.Tensor,
-                     incoming: torch.Tensor | float, rows: int, unit: float) -> torch.Tensor:
+                     incoming: torch.Tensor | float, rows: int, unit: float,
+                     own: bool = False) -> torch.Tensor:
     """Per neuron, how far ``f`` of the exact values may lie outside the relaxed zonotope
-    computed in floating point.
+    computed in floating point (``own``: without the incoming error's ``L · incoming``,
+    :func:`relaxation_own_error`).
 
     ``[lower, upper]`` was computed from the zonotope (``rows`` rows) and may miss its
     exact range by ``r = γ_{R+1} m`` (``m = max(|l|, |u|)``); the exact values lie within
@@ -523,8 +551,23 @@ def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
     jumped = 0.0
     if rule.jump:  # a jump the exact values may cross: within the range's reach
         jumped = rule.jump_within(reach_low, reach_high)
-    error = lipschitz * incoming + steep * edge + rests + applied + jumped
+    if own:
+        error = steep * edge + rests + applied + jumped
+    else:
+        error = lipschitz * incoming + steep * edge + rests + applied + jumped
     return torch.nan_to_num(error, nan=math.inf, posinf=math.inf)  # 0 · inf: unbounded
+
+
+def relaxation_own_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
+                         slope: torch.Tensor, offset: torch.Tensor, radius: torch.Tensor,
+                         incoming: torch.Tensor | float, rows: int, unit: float
+                         ) -> torch.Tensor:
+    """:func:`relaxation_error` less the incoming error's part ``L · incoming``: what the
+    relaxation adds of its own (its roundings, a jump), with the range's reach still
+    widened by ``incoming``. The signed bound (:mod:`.signed`) carries the incoming error
+    by the slopes :meth:`Relaxation.slopes` gives instead of by ``L``."""
+    return relaxation_error(rule, lower, upper, slope, offset, radius, incoming, rows, unit,
+                            own=True)
 
 
 def _chord(f: Callable[[torch.Tensor], torch.Tensor], lower: torch.Tensor,
@@ -578,6 +621,31 @@ class PiecewiseLinear(Relaxation):
             right = torch.where(point >= upper, torch.minimum(right, point), right)
         return left, right, inside
 
+    def slopes(self, lower, upper):
+        # each piece's slope from two of its points (a unit past the outer kinks), taken
+        # where the piece meets [lower, upper]; rounded outward by the roundings of f at
+        # those points and of the quotient
+        kinks = [torch.as_tensor(p, dtype=lower.dtype, device=lower.device).expand_as(lower)
+                 for p in self.breakpoints]
+        if not kinks:
+            return super().slopes(lower, upper)
+        kinks = list(torch.stack(kinks).sort(0).values)
+        inf = torch.full_like(lower, math.inf)
+        pieces = [(-inf, kinks[0], kinks[0] - 1, kinks[0])]  # (start, stop, a, b)
+        pieces += [(a, b, a, b) for a, b in zip(kinks, kinks[1:], strict=False)]
+        pieces += [(kinks[-1], inf, kinks[-1], kinks[-1] + 1)]
+        least, most = inf, -inf
+        for start, stop, a, b in pieces:
+            meets = (lower <= stop) & (upper >= start) & (b > a)
+            fa, fb = self.f(a), self.f(b)
+            width = torch.where(b > a, b - a, torch.ones_like(a))
+            slope = (fb - fa) / width
+            pad = 2.0**-48 * ((fa.abs() + fb.abs()) / width + slope.abs()) + SUBNORMAL
+            least = torch.where(meets, torch.minimum(least, slope - pad), least)
+            most = torch.where(meets, torch.maximum(most, slope + pad), most)
+        # (a range inside one kink's point alone meets no piece of positive width)
+        return torch.where(least > most, -inf, least), torch.where(least > most, inf, most)
+
     def coefficients(self, lower, upper):
         slope, width = _chord(self.f, lower, upper)
         rest_low = self.f(lower) - slope * lower
@@ -615,6 +683,15 @@ class SShaped(Relaxation):
                  derivative: Callable[[torch.Tensor], torch.Tensor],
                  lipschitz: float = 1.0) -> None:
         self.f, self.derivative, self.lipschitz = f, derivative, lipschitz
+
+    def slopes(self, lower, upper):
+        # f' > 0 is largest at 0 and falls on both sides (widened for its roundings)
+        first, second = self.derivative(lower), self.derivative(upper)
+        peak = self.derivative(torch.zeros_like(lower))
+        most = torch.where((lower <= 0) & (upper >= 0), peak, torch.maximum(first, second))
+        least = torch.minimum(first, second)
+        return (least * (1 - 2.0**-40) - SUBNORMAL).clamp(min=0.0), (
+            most * (1 + 2.0**-40) + SUBNORMAL)
 
     def coefficients(self, lower, upper):
         slope = torch.minimum(self.derivative(lower), self.derivative(upper))
@@ -755,6 +832,12 @@ class Curved(Relaxation):
         inf = torch.full_like(lower, math.inf)
         return (torch.where(inside, torch.minimum(first, second), -inf),
                 torch.where(inside, torch.maximum(first, second), inf))
+
+    def slopes(self, lower, upper):
+        least, most = self.slope_range(lower, upper)  # (a difference quotient lies
+        # between f' at two points of the range: the mean value theorem), widened
+        return (least - least.abs() * 2.0**-40 - SUBNORMAL,
+                most + most.abs() * 2.0**-40 + SUBNORMAL)
 
     def steepest(self, lower, upper):
         least, most = self.slope_range(lower, upper)
