@@ -234,8 +234,10 @@ def test_without_out_the_answer_is_printed_and_nothing_kept(tmp_path, monkeypatc
     clean_error(exact, 2, "give --out DIR")  # its positions would be thrown away
 
 
-# values of a few units through 17 orthogonal linear layers: the proved float64 rounding
-# grows by the absolute weights' row sums per layer (~10^5 at the margins)
+# values of a few units through 32 orthogonal linear layers with ReLUs between: the
+# proved float64 rounding grows by the absolute weights' row sums per layer (~10^24 at
+# the margins; with signs ~10^19: past the values, every ReLU after is in doubt). (17
+# such layers without ReLUs were ~10^5 forward, 6·10^-7 with signs: proved.)
 DEEP = '''
 import torch
 from torch import nn
@@ -244,28 +246,29 @@ from torch import nn
 def deep():
     torch.manual_seed(0)
     layers = [nn.Flatten(), nn.Linear(3 * 32 * 32, 256)]
-    for _ in range(15):
+    for _ in range(30):
         layer = nn.Linear(256, 256)
-        nn.init.orthogonal_(layer.weight)
+        nn.init.orthogonal_(layer.weight, gain=2 ** 0.5)
         nn.init.zeros_(layer.bias)
-        layers.append(layer)
+        layers += [nn.ReLU(), layer]
     return nn.Sequential(*layers, nn.Linear(256, 10)).eval()
 '''
 
 
 def test_a_model_whose_float_error_defeats_every_proof_is_said_so(tmp_path):
     """A model of huge values that cancel: its bounds' proved float64 rounding (~10^4)
-    exceeds its margins, and the command says so before the work; so does a stack of 17
-    orthogonal linear layers, whose values are a few units (a review: a 20-layer ResNet
-    was said to have values too large for float64); the bundled 26-layer SqueezeNet's
-    (~10^-2, per neuron) does not."""
+    exceeds its margins, and the command says so before the work; so does a stack of 32
+    linear layers (orthogonal, ReLUs between), whose values are a few units (a review: a
+    20-layer ResNet was said to have values too large for float64; with signs the bound
+    is still ~10^19 there); the bundled 26-layer SqueezeNet's (~10^-2 per neuron, 10^-5
+    with signs) does not."""
     (tmp_path / "nets.py").write_text(LOUD)
     loud = invoke("verify", "cifar10", "--source", "sample", "--model",
                   f"{tmp_path / 'nets.py'}:loud", "--input-size", 32, "--images", 1,
                   "--budget", 1, "--max-boxes", 1, "--out", tmp_path / "loud")
     # (said before the work; the image is then refused: the model does not classify it)
     assert "no box can be proved" in " ".join(loud.output.split())
-    (tmp_path / "deep.py").write_text(DEEP)  # values of a few units, 17 linear layers
+    (tmp_path / "deep.py").write_text(DEEP)  # values of a few units, 32 linear layers
     stacked = invoke("verify", "cifar10", "--source", "sample", "--model",
                      f"{tmp_path / 'deep.py'}:deep", "--input-size", 32, "--images", 1,
                      "--budget", 1, "--max-boxes", 1)

@@ -571,6 +571,22 @@ def test_a_level_that_never_proves_is_skipped_and_the_verdict_is_unchanged(monke
     assert len(calls) < len(every)
 
 
+def test_no_call_begins_that_one_box_would_carry_past_the_budget():
+    """A box that takes seconds (a deep network's) is not begun where the time left
+    before the budget's end (less the local search's share) is shorter than the last
+    call's pace: the search gets its share, and the image ends on time."""
+    import time
+    from types import SimpleNamespace
+
+    verifier = Verifier(calm_net(), budget=10.0)
+    narrow = SimpleNamespace(symbols=30, row_elements=288)
+    began = time.perf_counter() - 6.0  # 6 s spent, 5 s a box
+    assert verifier._next_batch(1, 5.0, narrow, 64, began, cpu=True) == 0
+    assert verifier._next_batch(1, 5.0, narrow, 64, began, cpu=True, reserve=0.1) == 0
+    assert verifier._next_batch(1, 3.0, narrow, 64, began, cpu=True) == 1
+    assert verifier._next_batch(1, 3.5, narrow, 64, began, cpu=True, reserve=0.1) == 0
+
+
 def test_cpu_calls_are_sized_by_their_largest_tensors():
     """On the CPU a call's boxes keep its largest float64 tensors near CPU_CALL_BYTES
     (memory traffic bounds float64 convolutions there); elsewhere only the rows bound

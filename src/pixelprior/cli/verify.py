@@ -353,7 +353,8 @@ def _note_float_error(net, image: torch.Tensor, model: str) -> None:
                       "color, so no box can be proved; each image will be fooled or "
                       "unknown (the proof scales each rounding by the size of the values "
                       "and carries it through the absolute values of the weights after "
-                      "it: huge values that cancel, or a deep network whose |weights| "
+                      "it, with signs only where those errors stay below the values: "
+                      "huge values that cancel, or a deep network whose |weights| "
                       "multiply)")
 
 

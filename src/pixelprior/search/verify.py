@@ -1099,6 +1099,8 @@ class Verifier:
                                      bounds, most, run.began, run.cpu, reserve)
             if self._settle(run, lo, hi, position, level, bounds, stop_at_first):
                 return True
+            if not batch:  # not one more box before the budget (less the search's share)
+                break  # ends: the search's turn, or the image's end
         return False
 
     def _search_open(self, run: _ImageRun, stop_at_first: bool) -> bool:
@@ -1424,7 +1426,9 @@ class Verifier:
         """Boxes for the next bound call: about :data:`CALL_SECONDS` of work, within the
         rows bound (on the CPU :data:`CPU_CALL_BYTES`, from the last call's symbols and
         widest value) and the budget left, less its ``reserve`` share (at least 1, at
-        most ``most``)."""
+        most ``most``; 0 where the time left would not bound one box at the last call's
+        pace: a call of seconds a box, begun just before the reserve, took the local
+        search's share, and one begun just before the end ran past the budget)."""
         per_box = max(seconds / done, 1e-6)
         rows = 1 + bounds.symbols
         most = min(most, ROWS_PER_CALL // rows)
@@ -1435,6 +1439,8 @@ class Verifier:
         batch = min(most, int(CALL_SECONDS / per_box))
         if self.budget is not None:
             left = self.budget * (1 - reserve) - (time.perf_counter() - began)
+            if left < per_box:
+                return 0
             batch = min(batch, int(left / per_box))
         return max(1, batch)
 

@@ -901,8 +901,10 @@ class BoundEngine:
             factor, rounding = None, rule.rounding
         constants = _constants_of(step, env, grown) if taped else env
         apply = self._magnitude_map(step, constants, factor, rounding, out[:, 0])
+        stored = ({n: _stored_size(v, carried[n][1], call.unit) for n, v in grown.items()}
+                  if taped else None)
         error, size, *own = _propagated(apply, rounding, carried, at_zero, rows, call.unit,
-                                        out[0, 0].numel(), own=taped)
+                                        out[0, 0].numel(), own=taped, stored=stored)
         if taped:
             self._tape_linear(step, call, list(grown), constants, apply, own[0], error,
                               carried)
@@ -1408,10 +1410,13 @@ def _generators_from(out: torch.Tensor, at_zero: torch.Tensor, arguments: Any
 def _propagated(apply: Any, rounding: Rounding,
                 carried: dict[fx.Node, tuple[torch.Tensor, torch.Tensor]],
                 at_zero: torch.Tensor | float, rows: int, unit: float, out_elements: int,
-                own: bool = False) -> tuple[torch.Tensor, ...]:
+                own: bool = False, stored: dict[fx.Node, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, ...]:
     """The error and size bounds of an affine operation's result, per neuron (with
     ``own``, a third: what the operation rounds itself, ``γ (|A| (s + e) + 2R (|A 0| +
-    offset))``, for the signed bound of :mod:`.signed`).
+    offset))``, for the signed bound of :mod:`.signed`; ``stored``: where given, the
+    arguments' stored magnitudes (:func:`_stored_size`) in place of their carried sizes
+    there, which grow by ``|A|`` as the errors do).
 
     ``apply`` is ``v ↦ |A| v`` (:meth:`BoundEngine._magnitude_map`); each varying argument
     comes with its ``(error, size)``, one row per box. Each of the ``R`` rows rounds at
@@ -1446,7 +1451,8 @@ def _propagated(apply: Any, rounding: Rounding,
              torch.nan_to_num(size, nan=math.inf, posinf=math.inf))
     if not own:
         return found
-    spread = apply({n: sizes[n] + errors[n] for n in errors})
+    spread = apply({n: (sizes[n] if stored is None else stored[n].double()) + errors[n]
+                    for n in errors})
     rounded = (g * spread + g * 2 * rows * constant) * (1 + 1e-6)
     return (*found, torch.nan_to_num(rounded, nan=math.inf, posinf=math.inf))
 
