@@ -304,3 +304,72 @@ def test_a_stack_of_linear_layers_is_proved_with_signs_at_a_point(relu, monkeypa
     assert float(bounds.rounding[others].max()) < 1e-4
     assert bool((bounds.lower[others] > 0).all())
     assert (bounds.lower[others] <= margins[others]).all()
+
+
+@pytest.mark.parametrize("name, lower, upper", [
+    ("sigmoid", 20.0, 20.5), ("sigmoid", 40.0, 41.0), ("sigmoid", 50.216, 50.22),
+    ("sigmoid", -45.0, -44.0), ("tanh", 20.0, 21.0), ("tanh", 10.0, 10.5),
+    ("tanh", -19.5, -19.0)])
+def test_the_slopes_of_an_s_shaped_tail_hold_its_exact_quotients(name, lower, upper):
+    """Far in the tails ``σ(1 - σ)`` and ``1 - tanh²`` cancel (past 37 and 19 they are
+    0 in float64): the slopes still hold the exact difference quotients (50 digits; a
+    review found 4·10^-18 above a largest slope of 8·10^-323)."""
+    import mpmath
+
+    from pixelprior.scoring.cone.table import OPERATIONS
+
+    mpmath.mp.dps = 50
+    exact = {"sigmoid": lambda t: 1 / (1 + mpmath.exp(-t)), "tanh": mpmath.tanh}[name]
+    rule = OPERATIONS.get(name).bound(None)
+    least, most = (float(v) for v in rule.slopes(torch.tensor([lower], dtype=torch.float64),
+                                                  torch.tensor([upper], dtype=torch.float64)))
+    for a, b in ((lower, upper), (lower, lower + 1e-9), (upper - 1e-9, upper)):
+        quotient = (exact(mpmath.mpf(a)) - exact(mpmath.mpf(b))) / (mpmath.mpf(a) - b)
+        assert least <= quotient <= most
+
+
+def test_a_per_channel_prelu_keeps_a_float32_engine_in_float32():
+    """PReLU's slopes (float64 in its rule) no longer turn a float32 engine's values into
+    float64 (the next convolution refused them: a review); its bounds enclose the exact
+    margins."""
+
+    class Leaky(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1)
+                                       for i in range(6))
+            self.prelu = nn.PReLU(4)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for conv in self.convs:
+                x = self.prelu(conv(x))
+            return self.head(x.mean((2, 3)))
+
+    bounds, margins, others, _ = width_zero_bounds(he(Leaky(), 0), 0)
+    assert (bounds.lower.double()[others] <= margins[others]).all()
+    assert (bounds.upper.double()[others] >= margins[others]).all()
+
+
+def test_the_fallbacks_listed_are_the_last_calls(monkeypatch):
+    """``signed_fallbacks`` lists the last ``margins`` call's: empty after a call that
+    computed no signed bound."""
+    model = he(Stack(), 7)
+    original = Tape.add
+
+    def failing(self, step):
+        if isinstance(step, LinearStep) and step.node.name == "convs_4":
+            def refuse(xs):
+                raise RuntimeError("no transpose")
+            step.run = refuse
+        return original(self, step)
+
+    monkeypatch.setattr(Tape, "add", failing)
+    _, _, _, engine = width_zero_bounds(model, 7)
+    assert engine.signed_fallbacks
+    monkeypatch.setattr(bounds_module, "SIGNED_FROM", math.inf)
+    image = torch.rand(1, 3, 8, 8)
+    color = torch.full((1, 3), 0.5)
+    engine.margins(engine.prepare(image), torch.tensor([0]), torch.tensor([3]),
+                   torch.tensor([3]), color, color, torch.tensor([0]))
+    assert engine.signed_fallbacks == []

@@ -705,6 +705,7 @@ class BoundEngine:
         signed bound's (:mod:`.signed`) where smaller, taken where the forward one is not
         negligible and the computed lower bound ``low`` is above 0 (below, no rounding
         bound proves the margin)."""
+        self.signed_fallbacks = []
         error = call.error.reshape(call.error.shape[0], -1)
         both = error.gather(1, labels.view(-1, 1)) + error
         at_label = F.one_hot(labels, both.shape[1]).bool()

@@ -502,6 +502,9 @@ REST_ROUNDINGS = 32
 # a few of float64's least subnormal (2^-1074): what a value or a slope that underflows
 # may lie above the 0 computed, each rounding in the subnormal range off by half of one
 SUBNORMAL = 2.0**-1070
+# eight units of 1 in float64: how far a derivative computed as 1 minus a value near 1
+# (σ(1 - σ), 1 - tanh²) may be from its own, absolutely
+DERIVATIVE_CANCELS = 2.0**-50
 
 
 def relaxation_error(rule: Relaxation, lower: torch.Tensor, upper: torch.Tensor,
@@ -685,13 +688,16 @@ class SShaped(Relaxation):
         self.f, self.derivative, self.lipschitz = f, derivative, lipschitz
 
     def slopes(self, lower, upper):
-        # f' > 0 is largest at 0 and falls on both sides (widened for its roundings)
+        # f' > 0 is largest at 0 and falls on both sides, widened for its roundings: a
+        # relative few units, and an absolute DERIVATIVE_CANCELS (σ(1 - σ) and 1 - tanh²
+        # cancel: near 0 they are off by units of 1, not of themselves; past x ≈ 37 and
+        # 19 they are 0 — a review)
         first, second = self.derivative(lower), self.derivative(upper)
         peak = self.derivative(torch.zeros_like(lower))
         most = torch.where((lower <= 0) & (upper >= 0), peak, torch.maximum(first, second))
         least = torch.minimum(first, second)
-        return (least * (1 - 2.0**-40) - SUBNORMAL).clamp(min=0.0), (
-            most * (1 + 2.0**-40) + SUBNORMAL)
+        return (least * (1 - 2.0**-40) - DERIVATIVE_CANCELS).clamp(min=0.0), (
+            most * (1 + 2.0**-40) + DERIVATIVE_CANCELS)
 
     def coefficients(self, lower, upper):
         slope = torch.minimum(self.derivative(lower), self.derivative(upper))

@@ -356,7 +356,7 @@ def _prelu_rule(weight: torch.Tensor) -> PiecewiseLinear:
     slopes = weight.detach().double().reshape(-1)
 
     def f(t: torch.Tensor) -> torch.Tensor:
-        a = slopes.to(t.device)
+        a = slopes.to(device=t.device, dtype=t.dtype)  # (a float32 engine stays float32)
         if a.numel() > 1 and t.dim() >= 2:
             a = a.view(-1, *([1] * (t.dim() - 2)))
         return torch.where(t >= 0, t, a * t)
