@@ -9,14 +9,17 @@ the forward one is not negligible. This measures, in one run, with and without i
 (``BoundEngine(..., signed=False)``; the product has no switch for it):
 
 1. the error at the margins and the seconds of one box, at the center of a test image,
-   over boxes of half-width 0, 0.01 and 0.03 around its color: akamaster's ResNet-20 and
-   ResNet-32 (their code here, random weights: He-initialised, BatchNorm's statistics
-   measured on test images 20 onwards) and the bundled models;
-2. what it decides: each model verified on its first test images with the same budget,
-   with and without (verified volume, positions proved, boxes, seconds).
+   over boxes of half-width 0, 0.01 and 0.03 around its color: akamaster's ResNet-20
+   (its code here, random weights: He-initialised, BatchNorm's statistics measured on
+   test images 20 onwards), a stack of 16 linear layers with ReLUs (random orthogonal
+   weights) and the bundled models;
+2. what it decides: each model verified on a few test images (``PART_TWO``) with the
+   same budget, with and without (verdict, verified volume, positions proved, boxes,
+   seconds).
 
     python benchmarks/signed_rounding.py [--images 2] [--budget 30] [--indices 3 5]
-        [--models resnet20 resnet32 convsmall-cifar10 resnet8-cifar10 squeezenet1_1-cifar10]
+        [--errors-only]
+        [--models mlp16 resnet20 convsmall-cifar10 resnet8-cifar10 squeezenet1_1-cifar10]
 """
 
 from __future__ import annotations
@@ -89,10 +92,26 @@ class AkamasterResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
+def relu_stack(layers: int) -> nn.Module:
+    """``layers`` orthogonal linear layers of width 256 (gain √2, ReLUs between) on the
+    flattened image: values of a few units, the absolute weights' row sums ~13."""
+    torch.manual_seed(0)
+    made: list[nn.Module] = [nn.Flatten(), nn.Linear(3 * 32 * 32, 256)]
+    for _ in range(layers):
+        layer = nn.Linear(256, 256)
+        nn.init.orthogonal_(layer.weight, gain=2**0.5)
+        nn.init.zeros_(layer.bias)
+        made += [nn.ReLU(), layer]
+    return nn.Sequential(*made, nn.Linear(256, 10)).eval()
+
+
 def model_named(name: str, images: torch.Tensor) -> nn.Module:
-    """A bundled model, or ``resnet20`` / ``resnet32``: random weights (seed 0) with
-    BatchNorm's statistics measured on ``images`` (as training would leave them: each
-    layer's values normalised, not growing with depth as with the identity)."""
+    """A bundled model; ``mlpN``: :func:`relu_stack` of ``N`` layers; ``resnetN``:
+    akamaster's ResNet with random weights (seed 0) and BatchNorm's statistics measured
+    on ``images`` (as training would leave them: each layer's values normalised, not
+    growing with depth as with the identity)."""
+    if name.startswith("mlp") and name[3:].isdigit():
+        return relu_stack(int(name[3:]))
     if not (name.startswith("resnet") and name[6:].isdigit()):
         return load_model(name).eval()
     torch.manual_seed(0)
@@ -156,15 +175,23 @@ def verified_both_ways(name: str, model: nn.Module, images: torch.Tensor,
         print(f"| {name} | {test_index} | {row[0]} | {row[1]} |", flush=True)
 
 
+# part 2's test images: ConvSmall's it verifies, the SqueezeNet's corner-certified ones
+# (Table 1's robust images), each judged against the model's own label (the random
+# networks' labels are theirs)
+PART_TWO = {"convsmall-cifar10": [4, 5], "squeezenet1_1-cifar10": [3, 5], "mlp16": [0, 1],
+            "resnet20": [0], "resnet8-cifar10": [0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--budget", type=float, default=30.0)
+    parser.add_argument("--errors-only", action="store_true", help="part 1 alone")
     parser.add_argument("--indices", type=int, nargs="+", default=None,
-                        help="the test images of part 2 (default: each model's first "
-                             "--images correctly classified ones)")
+                        help="the test images of part 2 (default: each model's in "
+                             "PART_TWO, else its first --images correctly classified)")
     parser.add_argument("--models", nargs="+",
-                        default=["resnet20", "resnet32", "convsmall-cifar10",
+                        default=["mlp16", "resnet20", "convsmall-cifar10",
                                  "resnet8-cifar10", "squeezenet1_1-cifar10"])
     args = parser.parse_args()
     bench_inputs(1, "convsmall-cifar10")  # (the machine line)
@@ -177,6 +204,8 @@ def main() -> None:
     image = to_float(data.images[[0]])
     for name, model in models.items():
         errors_at_a_pixel(name, model, image)
+    if args.errors_only:
+        return
     print(f"\n## Verified with a budget of {args.budget:g} s per image (decided_by, "
           "verified volume (positions proved), boxes, seconds)\n")
     print("| model | test index | forward alone | with the signed bound |\n|---|---|---|---|")
@@ -185,8 +214,9 @@ def main() -> None:
             predicted = model(to_float(data.images[:20])).argmax(1)
         pick = torch.nonzero(predicted == torch.as_tensor(data.labels[:20])).flatten()
         pick = pick[:args.images] if len(pick) else torch.arange(args.images)
-        if args.indices is not None:
-            pick = torch.tensor(args.indices)
+        chosen = args.indices if args.indices is not None else PART_TWO.get(name)
+        if chosen is not None:
+            pick = torch.tensor(chosen)
             with torch.no_grad():
                 predicted = torch.zeros(int(pick.max()) + 1, dtype=torch.long)
                 predicted[pick] = model(to_float(data.images[pick])).argmax(1)

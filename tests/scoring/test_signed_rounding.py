@@ -155,22 +155,30 @@ def test_a_step_the_pull_cannot_pass_enters_with_its_forward_error(monkeypatch):
     assert (cut.rounding[others] >= bounds.rounding[others]).all()
 
 
-def test_a_slope_interval_passes_every_coefficient_it_may_give():
-    """``c · s`` for ``s`` in [0, 1] (a ReLU in doubt) and in [1, 1] (one on): the
-    coefficient passed on encloses ``c · 0`` and ``c · 1``."""
+def test_a_slope_interval_splits_every_coefficient_it_may_give():
+    """``c · s`` for ``c`` in ``ĉ ± r`` and ``s`` in [0, 1] (a ReLU in doubt) or [1, 1]
+    (one on): ``ĉ m + (c - ĉ) s`` lies in the coefficient passed on, and the rest,
+    ``ĉ (s - m)``, within the spread that multiplies the input's error."""
     node = object()
-    step = SlopeStep(node, node, torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-                     torch.tensor([[1.0, 1.0]], dtype=torch.float64),
-                     torch.zeros(1, 2, dtype=torch.float64),
+    least = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    most = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    step = SlopeStep(node, node, least, most, torch.zeros(1, 2, dtype=torch.float64),
                      torch.zeros(1, 2, dtype=torch.float64))
-    c = _Coefficient(torch.tensor([[-3.0, 2.0]], dtype=torch.float64),
-                     torch.tensor([[0.5, 0.25]], dtype=torch.float64))
-    out = signed._through_slopes(c, step, torch.zeros(1, dtype=torch.long))
-    low, high = out.center - out.radius, out.center + out.radius
-    for value in (-3.5 * 0, -3.5, -2.5, 0.0):  # c·s over c in [-3.5, -2.5], s in [0, 1]
-        assert low[0, 0] <= value <= high[0, 0]
-    assert low[0, 1] <= 1.75 and high[0, 1] >= 2.25  # s = 1: the coefficient itself
-    assert float(out.radius[0, 1]) < 0.26
+    center = torch.tensor([[-3.0, 2.0]], dtype=torch.float64)
+    radius = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    passed, spread = signed._through_slopes(_Coefficient(center, radius), step,
+                                            torch.zeros(1, dtype=torch.long))
+    middle = (least + most) / 2
+    for c_share in (-1.0, 0.0, 1.0):
+        for s_share in (0.0, 0.5, 1.0):
+            c = center + c_share * radius
+            slope = least + s_share * (most - least)
+            kept = center * middle + (c - center) * slope
+            assert (kept >= passed.center - passed.radius).all()
+            assert (kept <= passed.center + passed.radius).all()
+            assert ((center * (slope - middle)).abs() <= spread).all()
+    assert float(spread[0, 1]) < 1e-12  # a sure slope spreads nothing
+    assert float(passed.radius[0, 1]) < 0.26
 
 
 def test_a_linear_step_pulls_the_transpose_and_the_absolute_transpose():
@@ -241,8 +249,9 @@ class Node:
 
 def test_a_hand_made_tape_sums_each_part_once():
     """``x → W1 → ReLU (one neuron in doubt, one on) → W2 → logits``, ``x`` an entry:
-    the bound is ``Σ max|λ| · bound`` over the head's own rounding, the ReLU's, the first
-    layer's and the entry's error, with ``λ`` pulled by hand (to the float64 sums)."""
+    the bound is ``Σ max|λ| · bound`` over the head's own rounding, the ReLU's, its
+    doubtful slope's share of its input's error, the first layer's rounding and the
+    entry's error, with ``λ`` pulled by hand (to the float64 sums)."""
     x, hidden, relu, logits = Node("x"), Node("w1"), Node("relu"), Node("w2")
     d = torch.float64
     w1 = torch.tensor([[1.0, -2.0, 0.5], [0.25, 1.0, -1.0]], dtype=d)
@@ -251,28 +260,24 @@ def test_a_hand_made_tape_sums_each_part_once():
     own1, own2 = torch.tensor([[1e-4, 3e-4]], dtype=d), torch.tensor([[5e-5, 7e-5]], dtype=d)
     relu_own = torch.tensor([[2e-6, 1e-6]], dtype=d)
     least, most = torch.tensor([[0.0, 1.0]], dtype=d), torch.tensor([[1.0, 1.0]], dtype=d)
+    incoming = torch.tensor([[3e-3, 5e-3]], dtype=d)  # (below |W1| entry + own1)
     tape = Tape()
     tape.add(LinearStep(hidden, [x], [torch.zeros(1, 3, dtype=d)], lambda xs: xs[0] @ w1.T,
                         lambda v: v[x] @ w1.abs().T, own1, torch.full((1, 2), 1.0, dtype=d),
                         {x: entry}))
-    tape.add(SlopeStep(relu, hidden, least, most, relu_own, torch.full((1, 2), 1.0, dtype=d)))
+    tape.add(SlopeStep(relu, hidden, least, most, relu_own, torch.full((1, 2), 1.0, dtype=d),
+                       incoming=incoming))
     tape.add(LinearStep(logits, [relu], [torch.zeros(1, 2, dtype=d)], lambda xs: xs[0] @ w2.T,
                         lambda v: v[relu] @ w2.abs().T, own2,
                         torch.full((1, 2), 1.0, dtype=d)))
-    monkey = pytest.MonkeyPatch()
-    monkey.setattr(signed, "REFINE_CUTS", ())
-    try:
-        found = tape.margin_errors(logits, torch.tensor([0]), 2)
-    finally:
-        monkey.undo()
+    found = tape.margin_errors(logits, torch.tensor([0]), 2)
     c = torch.tensor([1.0, -1.0], dtype=d)
     at_relu = w2.T @ c  # the coefficient of the ReLU's output
     middle, half = (least + most)[0] / 2, (most - least)[0] / 2
-    at_hidden = (at_relu * middle, at_relu.abs() * half)
-    at_x = (w1.T @ at_hidden[0], w1.abs().T @ at_hidden[1])
+    at_hidden = at_relu * middle  # passed on; |at_relu| half multiplies the input's error
     expected = (c.abs() @ own2[0] + at_relu.abs() @ relu_own[0]
-                + (at_hidden[0].abs() + at_hidden[1]) @ own1[0]
-                + (at_x[0].abs() + at_x[1]) @ entry[0])
+                + (at_relu.abs() * half) @ incoming[0] + at_hidden.abs() @ own1[0]
+                + (w1.T @ at_hidden).abs() @ entry[0])
     assert found[0, 0] == 0
     assert float(expected) <= float(found[0, 1]) <= float(expected) * (1 + 2.0**-19)
 

@@ -25,8 +25,22 @@ the radius, widened for the float64 sums of both. Where the taped steps begin (t
 windows before them, a step not taped) the values' errors enter as they are: the forward
 bound's, each multiplied by its ``max |λ|`` (*entries*). An operation the pull cannot take
 (a maximum, a product of two varying values) is *cut*: its output's forward error enters
-there the same way, and nothing is pulled past it. Every part is a bound, so the sum is
-one; the engine takes the smaller of it and the forward one per margin.
+there the same way, and nothing is pulled past it.
+
+A slope not sure (``s`` in ``[m - h, m + h]``: a ReLU whose input may lie on either side
+of 0) splits ``c s d`` as ``ĉ m d + ĉ (s - m) d + (c - ĉ) s d``: the first and the last
+are pulled on, the middle one is either pulled on too (a radius ``|ĉ| h``, which grows by
+``|W|`` per layer upstream as the forward bound does) or bounded where it stands, ``|ĉ|
+h`` times the input's error bound (which :meth:`Tape.refine` tightens). Both are bounds;
+each margin takes the smaller of the two pulls. Every part is a bound, so the sum is one;
+the engine takes the smaller of it and the forward one per margin.
+
+:meth:`Tape.refine` carries the errors forward again with the steps' own roundings at the
+magnitudes they stored (the forward pass used its carried size bounds, which grow by
+``|A|`` too), then bounds each neuron whose slope is not sure by a pull of its own, so
+that its slope may become sure (its value on one side of the kink by more than its error)
+or its error small; in passes each deeper than the last (:data:`REFINE_CUTS`), until the
+margins' bounds are small enough for the caller.
 
 Taped: the steps on whole maps (:class:`~.bounds.ZFull`), where the windows have grown
 to the map and the forward bound grows fastest. Costs two linear backward passes per
@@ -199,11 +213,14 @@ class Tape:
         start = _Coefficient(center, torch.zeros_like(center))
         done = torch.zeros_like(box, dtype=torch.bool)
         total = None
-        for cut in (None, *REFINE_CUTS):
-            if cut is not None:
-                self.refine(torch.unique(box[~done]), cut)
-            before, total = total, torch.nan_to_num(self._pulled(logits, start, box) * GROWN,
-                                                    nan=math.inf, posinf=math.inf)
+        for stage, cut in enumerate((None, *REFINE_CUTS)):
+            # (the first pass carries the errors again without pulls: the forward pass's
+            # grew by its carried sizes too, the steps' own roundings here do not)
+            self.refine(torch.unique(box[~done]), cut, pulls=stage > 0)
+            found = torch.minimum(*(self._pulled(logits, start, box, inject=inject)
+                                    for inject in (False, True)))
+            before, total = total, torch.nan_to_num(found * GROWN, nan=math.inf,
+                                                    posinf=math.inf)
             done = (torch.zeros_like(total, dtype=torch.bool) if enough is None
                     else total <= enough[box, other])
             if bool(done.all()) or (before is not None and not bool(
@@ -213,18 +230,20 @@ class Tape:
         result[box, other] = total
         return result
 
-    def refine(self, boxes: torch.Tensor | None = None, cut: float = 2.0**-24) -> None:
+    def refine(self, boxes: torch.Tensor | None = None, cut: float | None = 2.0**-24,
+               pulls: bool = True) -> None:
         """Tighten every taped value's error and every relaxation's slopes, in the order
         of the steps: each value's error carried forward again from its inputs' (``|A|
         e + own`` of a linear step, ``max |s| · e + own`` of a relaxation) where smaller
         than the forward pass's, and each relaxation's slopes taken again over the reach
-        of that error. Where a neuron's slope is still in doubt (a ReLU's input on one
-        side of 0, within its error of it), its error is bounded by a pull of its own
-        (an identity row pulled back through the steps before it, stopping at taped
-        values whose error is at most ``cut``), for at most :data:`REFINE_MOST` neurons
-        per call (the first met), of ``boxes`` only (default: all). Each error stays a
-        bound of its value's, so each slope stays one: the forward pass's errors grow
-        by ``|A|`` from the last refined layer, not from the first."""
+        of that error. Where a neuron's slope is not sure (a ReLU's input on one side of
+        0 within its error of it, or on both over the box), its error is bounded by a
+        pull of its own (an identity row pulled back through the steps before it,
+        stopping at taped values whose error is at most ``cut``), for at most
+        :data:`REFINE_MOST` neurons per call (the first met), of ``boxes`` only (default:
+        all); ``pulls=False``: none, the errors carried again alone. Each error stays a
+        bound of its value's, so each slope stays one: the forward pass's errors grow by
+        ``|A|`` from the last refined layer, not from the first."""
         budget = REFINE_MOST
         made = {step.node: step for step in self.steps}
 
@@ -249,8 +268,9 @@ class Tape:
             if incoming is None:
                 continue
             if step.rule is not None:
-                if budget > 0 and step.input in self.taped:
+                if pulls and budget > 0 and step.input in self.taped:
                     incoming, budget = self._refined(step, incoming, boxes, cut, budget)
+                step.incoming = _least(step.incoming, incoming)
                 least, most = step.slopes_within(incoming)
                 step.least = torch.maximum(least, step.least)
                 step.most = torch.minimum(most, step.most)
@@ -264,10 +284,12 @@ class Tape:
         """``incoming`` (the error of ``step``'s input) with each neuron whose slope it
         leaves in doubt bounded by its own pull (see :meth:`refine`), and the budget
         left."""
-        tight = step.slopes_within(torch.zeros_like(incoming))
-        now = step.slopes_within(incoming)
-        doubtful = ((tight[0] != now[0]) | (tight[1] != now[1])).reshape(
-            incoming.shape[0], -1)
+        least, most = step.slopes_within(incoming)
+        # (every neuron whose slope is not sure: in doubt by the error alone, or over the
+        # box; the pulls bound its error, which multiplies the half-width of its slopes.
+        # A slope sure but for its own rounding, 1 ± 10^-14, is not worth a pull)
+        doubtful = ((most - least) > 2.0**-30 * torch.maximum(least.abs(), most.abs())
+                    ).reshape(incoming.shape[0], -1)
         if boxes is not None:
             chosen = torch.zeros(doubtful.shape[0], dtype=torch.bool, device=doubtful.device)
             chosen[boxes] = True
@@ -282,8 +304,8 @@ class Tape:
                                  device=flat.device)
             center[torch.arange(len(chunk), device=center.device), neuron] = 1.0
             center = center.view(len(chunk), *incoming.shape[1:])
-            total = self._pulled(step.input, _Coefficient(center, torch.zeros_like(center)),
-                                 box, cut)
+            start = _Coefficient(center, torch.zeros_like(center))
+            total = self._pulled(step.input, start, box, cut)
             total = torch.nan_to_num(total * GROWN, nan=math.inf, posinf=math.inf)
             flat[box, neuron] = torch.minimum(flat[box, neuron], total)
         refined = flat.view_as(incoming)
@@ -293,10 +315,12 @@ class Tape:
         return refined, budget - len(doubtful)
 
     def _pulled(self, last: fx.Node, start: _Coefficient, box: torch.Tensor,
-                cut_below: float | None = None) -> torch.Tensor:
+                cut_below: float | None = None, inject: bool = True) -> torch.Tensor:
         """``Σ max |λ| · bound`` per coefficient row (row ``i`` of box ``box[i]``), pulled
         back from ``start`` on ``last``'s value; a taped value whose forward error is at
-        most ``cut_below`` enters with it, not pulled through."""
+        most ``cut_below`` enters with it, not pulled through. ``inject``: a slope's doubt
+        bounded where it stands, times its input's error (else pulled on as radius: the
+        module docstring)."""
         pending: dict[fx.Node, _Coefficient] = {last: start}
         rows = start.center.shape[0]
         total = torch.zeros(rows, dtype=torch.float64, device=start.center.device)
@@ -322,7 +346,16 @@ class Tape:
                 continue
             if isinstance(step, SlopeStep):
                 total = total + weigh(coefficient, step.own)
-                hand(step.input, _through_slopes(coefficient, step, box), step.entry)
+                passed, spread = _through_slopes(coefficient, step, box)
+                if not inject:  # the doubt pulled on as radius instead
+                    passed = _Coefficient(passed.center, (passed.radius + spread)
+                                          * (1 + 4 * UNIT))
+                elif step.incoming is not None:  # (0 where the slope is sure: no 0 · inf)
+                    doubt = spread * _of_rows(step.incoming, box)
+                    total = total + torch.where(spread > 0, doubt, 0.0).reshape(rows, -1).sum(1)
+                elif bool((spread > 0).any()):
+                    total = total + math.inf
+                hand(step.input, passed, step.entry)
                 continue
             try:
                 parts = _through_linear(coefficient, step)
@@ -350,19 +383,25 @@ def _of_rows(value: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
 
 
 def _through_slopes(coefficient: _Coefficient, step: SlopeStep, box: torch.Tensor
-                    ) -> _Coefficient:
-    """``c · s`` for every ``s`` in ``[least, most]``: the center times the slopes'
-    middle, the radius their half-width times ``|c|`` plus the coefficient's radius
-    times the largest ``|s|``, widened for the products' roundings."""
+                    ) -> tuple[_Coefficient, torch.Tensor]:
+    """``c · s d`` for every ``c`` of the coefficient (center ``ĉ``, radius ``r``) and
+    ``s`` in ``[least, most]``, split as ``ĉ m d + ĉ (s - m) d + (c - ĉ) s d`` (``m``
+    the slopes' middle, ``h`` their half-width): the coefficient passed on, ``ĉ m ± r
+    max |s|`` (widened for the products' roundings), and ``|ĉ| h``, what multiplies the
+    input's error bound as a rounding of this step's own (not pulled further: the radius
+    it would add grows by ``|W|`` per layer as the forward bound does, from the forward
+    errors, while the input's error here may be a refined one)."""
     least, most = _of_rows(step.least, box), _of_rows(step.most, box)
     middle = (least + most) / 2
     half = (most - least) / 2 * (1 + 4 * UNIT) + middle.abs() * 2 * UNIT
     center = coefficient.center * middle
-    radius = (coefficient.center.abs() * half
-              + coefficient.radius * torch.maximum(least.abs(), most.abs())
+    radius = (coefficient.radius * torch.maximum(least.abs(), most.abs())
               + 2 * UNIT * center.abs()) * (1 + 4 * UNIT)
     radius = torch.nan_to_num(radius, nan=math.inf, posinf=math.inf)
-    return _Coefficient(torch.nan_to_num(center, nan=0.0, posinf=0.0, neginf=0.0), radius)
+    spread = torch.nan_to_num(coefficient.center.abs() * half * (1 + 4 * UNIT), nan=math.inf,
+                              posinf=math.inf)
+    return (_Coefficient(torch.nan_to_num(center, nan=0.0, posinf=0.0, neginf=0.0), radius),
+            spread)
 
 
 def _through_linear(coefficient: _Coefficient, step: LinearStep) -> list[_Coefficient]:
