@@ -587,6 +587,36 @@ def test_no_call_begins_that_one_box_would_carry_past_the_budget():
     assert verifier._next_batch(1, 3.5, narrow, 64, began, cpu=True, reserve=0.1) == 0
 
 
+def test_a_bound_call_past_the_images_deadline_stops_and_bounds_nothing(monkeypatch):
+    """A call still running at the budget's end (less the search's share) stops between
+    two operations (``OutOfTime``); its boxes go back unbounded, counted nowhere, and
+    the image ends unknown on time with the local search run."""
+    import time
+
+    from pixelprior.scoring.cone.bounds import OutOfTime
+
+    model = calm_net()
+    image, label = grey_image(), torch.tensor([0])
+    engine = Verifier(model, budget=None).bounds
+    cache = engine.prepare(image)
+    color = torch.full((1, 3), 0.5)
+    with pytest.raises(OutOfTime):
+        engine.margins(cache, torch.tensor([0]), torch.tensor([1]), torch.tensor([1]),
+                       color, color, label, deadline=time.perf_counter() - 1)
+    verifier = Verifier(model, budget=2.0, order="raster", screen=False)
+    seen: list[float | None] = []
+
+    def too_slow(run, lo, hi, position, deadline=None):
+        seen.append(deadline)
+        raise OutOfTime("past the deadline")
+
+    monkeypatch.setattr(verifier, "_bound", too_slow)
+    result = verifier.verify(image, label)[0]
+    assert seen and all(d is not None for d in seen)
+    assert result.decided_by == "unknown" and result.boxes == 0
+    assert result.verified_volume == 0.0 and result.seconds < 3.0
+
+
 def test_cpu_calls_are_sized_by_their_largest_tensors():
     """On the CPU a call's boxes keep its largest float64 tensors near CPU_CALL_BYTES
     (memory traffic bounds float64 convolutions there); elsewhere only the rows bound

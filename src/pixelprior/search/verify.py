@@ -111,6 +111,7 @@ from ..scoring.cone.bounds import (
     BoundUnsupportedError,
     MarginBounds,
     OperationSupport,
+    OutOfTime,
     TooManySymbols,
 )
 from ..scoring.cone.rounding import (
@@ -1088,7 +1089,11 @@ class Verifier:
             if not position.size:
                 continue
             try:
-                bounds = self._bound(run, lo, hi, position)
+                bounds = self._bound(run, lo, hi, position, None if self.budget is None
+                                     else run.began + self.budget * (1 - reserve))
+            except OutOfTime:  # (a deep network's whole cube: seconds a box) not bounded:
+                run.frontier.push(lo, hi, position, parent, front=True)  # back, and the
+                break  # search's turn, or the image's end
             except TooManySymbols:  # past the memory bound of one call: smaller calls,
                 run.unbounded += position.size  # (counted against max_boxes: no endless
                 batch = self._too_many_symbols(run.frontier, lo, hi, position, parent,
@@ -1218,9 +1223,10 @@ class Verifier:
                                                parent[~skip], level[~skip])
         return lo, hi, position, parent, level
 
-    def _bound(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray, position: np.ndarray
-               ) -> MarginBounds:
-        """The bound engine's margin bounds of boxes ``[M, C]`` at their positions."""
+    def _bound(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
+               deadline: float | None = None) -> MarginBounds:
+        """The bound engine's margin bounds of boxes ``[M, C]`` at their positions
+        (stopped past ``deadline``: :class:`~pixelprior.scoring.cone.bounds.OutOfTime`)."""
         device = run.image.device
         return self.bounds.margins(
             run.cache, torch.zeros(len(position), dtype=torch.long, device=device),
@@ -1229,7 +1235,8 @@ class Verifier:
             torch.as_tensor(lo, device=device), torch.as_tensor(hi, device=device),
             torch.full((len(position),), run.label, dtype=torch.long, device=device),
             max_symbols=min(MAX_BOX_SYMBOLS,
-                            max(ROWS_PER_CALL // len(position) - 1, run.channels)))
+                            max(ROWS_PER_CALL // len(position) - 1, run.channels)),
+            deadline=deadline)
 
     def _settle(self, run: _ImageRun, lo: np.ndarray, hi: np.ndarray, position: np.ndarray,
                 level: np.ndarray, bounds: MarginBounds, stop_at_first: bool) -> bool:

@@ -48,6 +48,7 @@ in doubt and the signed bound is only a few times smaller: no box is proved ther
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,7 @@ from .zonotope import (
 )
 
 __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
-           "OperationSupport", "TooManySymbols"]
+           "OperationSupport", "OutOfTime", "TooManySymbols"]
 
 
 # the forward bound of a margin's float error past which the signed one is computed too
@@ -138,6 +139,11 @@ class OperationSupport:
 
 class TooManySymbols(RuntimeError):
     """A call went past the symbols it was allowed (its cost measure), and stopped."""
+
+
+class OutOfTime(RuntimeError):
+    """A call went past its deadline (between two operations), and stopped: nothing of
+    it is bounded."""
 
 
 @dataclass
@@ -651,12 +657,15 @@ class BoundEngine:
     @torch.inference_mode()
     def _logits(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
-                max_symbols: int | None) -> tuple[torch.Tensor, _Call]:
+                max_symbols: int | None, deadline: float | None = None
+                ) -> tuple[torch.Tensor, _Call]:
         lower, upper = lower.to(self.dtype), upper.to(self.dtype)
         call = _Call(cache, owner, y, x, lower.shape[1], self.unit, max_symbols, self.signed)
         env: dict[fx.Node, Any] = dict(self.graph.statics)
         result = None
         for node, step, done in cache.cache.plan.steps:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise OutOfTime(f"past the deadline at {node.name}")
             env[node] = result = self._run(step, call, env, lower, upper)
             for n in done:
                 del env[n]
@@ -669,16 +678,23 @@ class BoundEngine:
 
     def margins(self, cache: BoundCache, owner: torch.Tensor, y: torch.Tensor,
                 x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
-                labels: torch.Tensor, max_symbols: int | None = None) -> MarginBounds:
+                labels: torch.Tensor, max_symbols: int | None = None,
+                deadline: float | None = None) -> MarginBounds:
         """Bounds of ``z_label - z_j`` over each box (see :meth:`logits`).
 
         Args:
             labels: long ``[N]``: each box's class whose margins are bounded.
+            deadline: a ``time.perf_counter()`` past which the call stops between two
+                operations (``None``: none).
 
         Returns:
             The margins' lower and upper bounds and their color coefficients.
+
+        Raises:
+            TooManySymbols: past ``max_symbols``.
+            OutOfTime: past ``deadline``.
         """
-        values, call = self._logits(cache, owner, y, x, lower, upper, max_symbols)
+        values, call = self._logits(cache, owner, y, x, lower, upper, max_symbols, deadline)
         own = values.gather(2, labels.view(-1, 1, 1).expand(-1, values.shape[1], 1))
         margin = own - values  # [N, R, K]
         low, high = interval(margin)
