@@ -378,3 +378,69 @@ def test_the_fallbacks_listed_are_the_last_calls(monkeypatch):
     engine.margins(engine.prepare(image), torch.tensor([0]), torch.tensor([3]),
                    torch.tensor([3]), color, color, torch.tensor([0]))
     assert engine.signed_fallbacks == []
+
+
+def test_an_identity_passes_the_pulls_that_bound_doubt_in_place():
+    """``nn.Identity`` and eval-mode dropout between layers (slopes exactly 1) keep the
+    input's error for the pulls that bound a slope's doubt where it stands: the bound
+    is what it is without them (a review: such a pull through them was infinite, and
+    the refinement did nothing upstream of them)."""
+
+    class Passing(nn.Module):
+        def __init__(self, keep: bool) -> None:
+            super().__init__()
+            self.stack = orthogonal_stack(24, True)
+            self.keep = keep
+            self.identity, self.dropout = nn.Identity(), nn.Dropout(0.5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            layers = list(self.stack)
+            x = layers[1](layers[0](x))
+            for i, layer in enumerate(layers[2:-1]):
+                x = layer(x)
+                if self.keep and i % 6 == 5:
+                    x = self.dropout(self.identity(x))
+            return layers[-1](x)
+
+    plain, margins, others, _ = width_zero_bounds(Passing(False).eval(), 2, torch.float64)
+    monkey = pytest.MonkeyPatch()
+    calls: list[bool] = []
+    original = Tape._pulled
+
+    def counted(self, last, start, box, cut_below=None, inject=True):
+        found = original(self, last, start, box, cut_below, inject)
+        calls.append(bool(torch.isfinite(found).all()))
+        return found
+
+    monkey.setattr(Tape, "_pulled", counted)
+    try:
+        kept, *_ = width_zero_bounds(Passing(True).eval(), 2, torch.float64)
+    finally:
+        monkey.undo()
+    assert calls and all(calls)
+    assert (kept.lower[others] <= margins[others]).all()
+    assert float(kept.rounding[others].max()) <= 2 * float(plain.rounding[others].max())
+
+
+@pytest.mark.parametrize("name, lower, upper, exact", [
+    ("sigmoid", 17.0, 18.0, lambda m, t: 1 / (1 + m.exp(-t))),
+    ("sigmoid", 8.0, 8.001, lambda m, t: 1 / (1 + m.exp(-t))),
+    ("tanh", 5.0, 5.001, lambda m, t: m.tanh(t)),
+    ("hardsigmoid", -1.0, 1.0, lambda m, t: t / 6 + m.mpf(1) / 2)])
+def test_slopes_of_float32_ranges_are_taken_in_float64(name, lower, upper, exact):
+    """Ranges given in float32 get the float64 slopes (the pads are float64's: in float32
+    they vanished, and sigmoid's slopes on [17, 18] were [0, 9e-16] about quotients of
+    1.5·10^-8 to 4·10^-8 — a review)."""
+    import mpmath
+
+    from pixelprior.scoring.cone.table import OPERATIONS
+
+    mpmath.mp.dps = 50
+    rule = OPERATIONS.get(name).bound(None)
+    least, most = (float(v) for v in rule.slopes(torch.tensor([lower]),
+                                                  torch.tensor([upper])))
+    low, high = mpmath.mpf(float(torch.tensor(lower))), mpmath.mpf(float(torch.tensor(upper)))
+    for a, b in ((low, high), (low, low + mpmath.mpf("1e-12")),
+                 (high - mpmath.mpf("1e-12"), high)):
+        quotient = (exact(mpmath, a) - exact(mpmath, b)) / (a - b)
+        assert least <= quotient <= most

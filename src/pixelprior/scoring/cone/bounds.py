@@ -1080,7 +1080,7 @@ class BoundEngine:
         if isinstance(rule, Identity):
             one = torch.ones_like(carried[first][0])
             call.tape.add(SlopeStep(step.node, first, one, one, torch.zeros_like(one),
-                                    carried[first][0], entry))
+                                    carried[first][0], entry, incoming=carried[first][0]))
             return ZFull(stacked[first], *carried[first])
         if isinstance(rule, Reshape):
             shape = call.shapes[step.node]

@@ -267,10 +267,11 @@ class Tape:
             incoming = error_of(step.input, step.entry)
             if incoming is None:
                 continue
+            if step.rule is not None and pulls and budget > 0 and step.input in self.taped:
+                incoming, budget = self._refined(step, incoming, boxes, cut, budget)
+            step.incoming = incoming if step.incoming is None else _least(step.incoming,
+                                                                          incoming)
             if step.rule is not None:
-                if pulls and budget > 0 and step.input in self.taped:
-                    incoming, budget = self._refined(step, incoming, boxes, cut, budget)
-                step.incoming = _least(step.incoming, incoming)
                 least, most = step.slopes_within(incoming)
                 step.least = torch.maximum(least, step.least)
                 step.most = torch.minimum(most, step.most)
@@ -353,8 +354,9 @@ class Tape:
                 elif step.incoming is not None:  # (0 where the slope is sure: no 0 · inf)
                     doubt = spread * _of_rows(step.incoming, box)
                     total = total + torch.where(spread > 0, doubt, 0.0).reshape(rows, -1).sum(1)
-                elif bool((spread > 0).any()):
-                    total = total + math.inf
+                else:  # (no bound of the input's error at hand: the doubt pulled on)
+                    passed = _Coefficient(passed.center, (passed.radius + spread)
+                                          * (1 + 4 * UNIT))
                 hand(step.input, passed, step.entry)
                 continue
             try:

@@ -427,7 +427,9 @@ class Relaxation(BoundRule):
         """The least and the largest slope ``(f(a) - f(b)) / (a - b)`` of ``f`` between
         two points of ``[lower, upper]`` per neuron, off its jumps (what an error
         ``a - b`` is moved by): ``±`` :meth:`steepest` unless a rule knows better (a
-        ReLU on one side of 0: exactly 1 or 0). Rounded outward."""
+        ReLU on one side of 0: exactly 1 or 0). Rounded outward, computed in float64
+        whatever the ranges' dtype (the pads are float64's)."""
+        lower, upper = lower.double(), upper.double()
         steep = torch.as_tensor(self.steepest(lower, upper), dtype=lower.dtype,
                                 device=lower.device).expand_as(lower)
         return -steep, steep
@@ -627,7 +629,8 @@ class PiecewiseLinear(Relaxation):
     def slopes(self, lower, upper):
         # each piece's slope from two of its points (a unit past the outer kinks), taken
         # where the piece meets [lower, upper]; rounded outward by the roundings of f at
-        # those points and of the quotient
+        # those points and of the quotient (in float64: the pads are float64's)
+        lower, upper = lower.double(), upper.double()
         kinks = [torch.as_tensor(p, dtype=lower.dtype, device=lower.device).expand_as(lower)
                  for p in self.breakpoints]
         if not kinks:
@@ -691,7 +694,8 @@ class SShaped(Relaxation):
         # f' > 0 is largest at 0 and falls on both sides, widened for its roundings: a
         # relative few units, and an absolute DERIVATIVE_CANCELS (σ(1 - σ) and 1 - tanh²
         # cancel: near 0 they are off by units of 1, not of themselves; past x ≈ 37 and
-        # 19 they are 0 — a review)
+        # 19 they are 0 — a review); in float64, whatever the ranges' dtype
+        lower, upper = lower.double(), upper.double()
         first, second = self.derivative(lower), self.derivative(upper)
         peak = self.derivative(torch.zeros_like(lower))
         most = torch.where((lower <= 0) & (upper >= 0), peak, torch.maximum(first, second))
@@ -840,6 +844,7 @@ class Curved(Relaxation):
                 torch.where(inside, torch.maximum(first, second), inf))
 
     def slopes(self, lower, upper):
+        lower, upper = lower.double(), upper.double()  # (the pads are float64's)
         least, most = self.slope_range(lower, upper)  # (a difference quotient lies
         # between f' at two points of the range: the mean value theorem), widened
         return (least - least.abs() * 2.0**-40 - SUBNORMAL,
