@@ -110,6 +110,9 @@ __all__ = ["BoundCache", "BoundEngine", "BoundUnsupportedError", "MarginBounds",
 # the forward bound of a margin's float error past which the signed one is computed too
 # (below it the forward bound is already far under any tolerance)
 SIGNED_FROM = 2.0**-30
+# ... and past this share of the margin's computed bound (below, it leaves the margin as
+# good as the signed one would: the signed one is asked to stay under the same share)
+SIGNED_SHARE = 1 / 8
 
 @dataclass(frozen=True)
 class OperationSupport:
@@ -728,12 +731,12 @@ class BoundEngine:
         # (a box with a margin whose computed bound is at most 0 is not proved whatever
         # the rounding: none of its margins is worth the pulls)
         provable = ((low > 0) | at_label).all(1, keepdim=True)
-        wanted = (both > SIGNED_FROM) & provable & ~at_label
+        wanted = (both > SIGNED_FROM) & (both > low * SIGNED_SHARE) & provable & ~at_label
         if call.logits is None or not call.tape.active or not bool(wanted.any()):
             return both
-        # (enough: an eighth of the computed bound, the rest left for the tolerance)
+        # (enough: that share of the computed bound, the rest left for the tolerance)
         signed = call.tape.margin_errors(call.logits, labels, both.shape[1], wanted,
-                                         low / 8)
+                                         low * SIGNED_SHARE)
         self.signed_fallbacks = call.tape.fallbacks
         return both if signed is None else torch.minimum(both, signed)
 
