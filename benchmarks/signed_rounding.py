@@ -13,8 +13,8 @@ the forward one is not negligible. This measures, in one run, with and without i
    refined all the way: the engine computes it only where the forward one takes more
    than ``SIGNED_SHARE`` of a margin that could be proved, and stops refining below it):
    akamaster's ResNet-20 (its code here, random weights: He-initialised, BatchNorm's
-   statistics measured on test images 20 onwards), a stack of 16 linear layers with ReLUs (random orthogonal
-   weights) and the bundled models;
+   statistics measured on test images 20 onwards), a stack of 16 linear layers with
+   ReLUs (random orthogonal weights) and the bundled models;
 2. what it decides: each model verified on a few test images (``PART_TWO``) with the
    same budget, with and without (verdict, verified volume, positions proved, boxes,
    seconds).
