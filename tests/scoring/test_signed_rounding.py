@@ -137,21 +137,26 @@ def test_without_refinement_the_bound_holds_and_is_looser(monkeypatch):
     assert float(plain.rounding[others].max()) > float(bounds.rounding[others].max())
 
 
-def test_a_step_the_pull_cannot_pass_enters_with_its_forward_error(monkeypatch):
-    """Where autograd cannot transpose a step, its output's forward error enters as it
-    is: the bound stays one (never below the pulled one), and the reason is kept."""
-    model = he(Stack(), 7)
-    bounds, margins, others, _ = width_zero_bounds(model, 7)
+def refuse_a_pull(monkeypatch, name: str) -> None:
+    """Make the taped linear step of node ``name`` one autograd cannot transpose."""
     original = Tape.add
 
     def failing(self, step):
-        if isinstance(step, LinearStep) and step.node.name == "convs_4":
+        if isinstance(step, LinearStep) and step.node.name == name:
             def refuse(xs):
                 raise RuntimeError("no transpose")
             step.run = refuse
         return original(self, step)
 
     monkeypatch.setattr(Tape, "add", failing)
+
+
+def test_a_step_the_pull_cannot_pass_enters_with_its_forward_error(monkeypatch):
+    """Where autograd cannot transpose a step, its output's forward error enters as it
+    is: the bound stays one (never below the pulled one), and the reason is kept."""
+    model = he(Stack(), 7)
+    bounds, margins, others, _ = width_zero_bounds(model, 7)
+    refuse_a_pull(monkeypatch, "convs_4")
     cut, _, _, engine = width_zero_bounds(model, 7)
     assert any("no transpose" in line for line in engine.signed_fallbacks)
     assert (cut.lower.double()[others] <= margins[others]).all()
@@ -363,16 +368,7 @@ def test_the_fallbacks_listed_are_the_last_calls(monkeypatch):
     """``signed_fallbacks`` lists the last ``margins`` call's: empty after a call that
     computed no signed bound."""
     model = he(Stack(), 7)
-    original = Tape.add
-
-    def failing(self, step):
-        if isinstance(step, LinearStep) and step.node.name == "convs_4":
-            def refuse(xs):
-                raise RuntimeError("no transpose")
-            step.run = refuse
-        return original(self, step)
-
-    monkeypatch.setattr(Tape, "add", failing)
+    refuse_a_pull(monkeypatch, "convs_4")
     _, _, _, engine = width_zero_bounds(model, 7)
     assert engine.signed_fallbacks
     monkeypatch.setattr(bounds_module, "SIGNED_FROM", math.inf)
