@@ -89,6 +89,7 @@ SMOKE_RUNS = {
     "watch_cost": "--models convsmall-cifar10 --repeats 1",
     "verify_gates": "--images 1 --candidates 3 --budget 5",
     "matrix_products": "--boxes 2 --repeats 1",
+    "signed_rounding": "--models convsmall-cifar10 --budget 2 --indices 4",
 }
 
 
