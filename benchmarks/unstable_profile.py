@@ -54,12 +54,13 @@ _run = bounds.BoundEngine._run
 def recording(records: list[dict], current: dict):
     """``_Call.relax`` and the step runner, wrapped to record each relaxed argument (and,
     where ``current["oracle"]`` holds the sampled ranges, to relax on them instead)."""
-    def relax(self, rule: Any, values: torch.Tensor, error: torch.Tensor) -> Any:
+    def relax(self, rule: Any, values: torch.Tensor, error: torch.Tensor,
+              parts: dict | None = None) -> Any:
         low, high = (t[0] for t in interval(values.double()))  # one box
         records.append({"node": current["node"], "unstable": int(((low < 0) & (high > 0)).sum()),
                         "width": float((high - low).sum()), "symbols": values.shape[1] - 1})
         if current.get("oracle") is None:
-            return _relax(self, rule, values, error)
+            return _relax(self, rule, values, error, parts)
         sampled_low, sampled_high = laid(self, current, len(records) - 1, low.shape)
         return cut_relaxation(self, values, torch.maximum(low, sampled_low),
                               torch.minimum(high, sampled_high), error)
