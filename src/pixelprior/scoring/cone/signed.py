@@ -268,7 +268,8 @@ class Tape:
             if incoming is None:
                 continue
             if step.rule is not None and pulls and budget > 0 and step.input in self.taped:
-                incoming, budget = self._refined(step, incoming, boxes, cut, budget)
+                incoming, budget = self._refined(step, incoming, boxes, cut, budget,
+                                                 made.get(step.input))
             step.incoming = incoming if step.incoming is None else _least(step.incoming,
                                                                           incoming)
             if step.rule is not None:
@@ -280,11 +281,12 @@ class Tape:
             step.error = _least(step.error, carried)
 
     def _refined(self, step: SlopeStep, incoming: torch.Tensor,
-                 boxes: torch.Tensor | None, cut: float, budget: int
+                 boxes: torch.Tensor | None, cut: float, budget: int,
+                 producer: LinearStep | SlopeStep | Cut | None = None
                  ) -> tuple[torch.Tensor, int]:
         """``incoming`` (the error of ``step``'s input) with each neuron whose slope it
         leaves in doubt bounded by its own pull (see :meth:`refine`), and the budget
-        left."""
+        left; the refined error written to ``producer`` too (the input's step, if taped)."""
         least, most = step.slopes_within(incoming)
         # (every neuron whose slope is not sure: in doubt by the error alone, or over the
         # box; the pulls bound its error, which multiplies the half-width of its slopes.
@@ -310,7 +312,6 @@ class Tape:
             total = torch.nan_to_num(total * GROWN, nan=math.inf, posinf=math.inf)
             flat[box, neuron] = torch.minimum(flat[box, neuron], total)
         refined = flat.view_as(incoming)
-        producer = next((s for s in self.steps if s.node is step.input), None)
         if producer is not None:  # (the input's own error, for the steps that read it too)
             producer.error = _least(producer.error, refined)
         return refined, budget - len(doubtful)
